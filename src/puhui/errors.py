@@ -1,0 +1,16 @@
+"""Errors a user can act on. The CLI turns them into a message and exit code 2."""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Bad input (a file, a column, a rule file): the message says what to fix.
+
+    ``str(err)`` is the whole user-facing message; it never contains personal data.
+    """
+
+    exit_code = 2
+
+
+class RuleFileError(InputError):
+    """A rule, product or list file under ``actuarial/`` that cannot be used."""
