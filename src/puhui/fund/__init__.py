@@ -1,0 +1,1 @@
+"""Anonymised basic-medical-insurance fund data: schema, Parquet I/O, validation, privacy."""

@@ -1,0 +1,127 @@
+"""The privacy guard: refuse fund data that is not anonymised.
+
+Anonymised data here means: no names, resident ID numbers (居民身份证号), phone numbers
+or addresses, in any column. No seed document defines an anonymisation standard, so this
+is the project's own (docs/privacy.md). The guard reports the file, the column, what
+was found and how many values, and never echoes a value.
+
+Checks
+------
+- column names that say name / ID number / phone / address (English and Chinese);
+- values holding an 18-character resident ID number whose check digit (GB 11643-1999,
+  ISO 7064 MOD 11-2) and birth date are valid;
+- values holding a mainland mobile number (11 digits, 1[3-9]...), alone or inside text;
+- values that look like a Chinese street address (…省/市/区/县 … 路/街/弄/号/村).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+_NAME_COLUMNS = {"name", "xm", "姓名", "psn_name", "patient_name", "full_name",
+                 "insured_name", "holder_name", "insured", "policyholder_name"}
+_COLUMN_HINTS = (
+    ("an ID number", re.compile(r"cert_?no|id_?card|idno|sfzh|身份证|证件号")),
+    ("a phone number", re.compile(r"phone|mobile|(^|_)tel($|_)|手机|电话")),
+    ("an address", re.compile(r"addr|address|地址|住址")),
+)
+# A run of 11+ digits (optionally ending X) is the cheap first test for IDs and phones.
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{11}(?:[0-9]{6}[0-9Xx])?(?![0-9A-Za-z])")
+_ID = re.compile(r"(?<![0-9])([0-9]{17}[0-9Xx])(?![0-9])")
+_PHONE = re.compile(r"(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9]{9}(?![0-9])")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_ADDRESS = re.compile(r"[\u4e00-\u9fff]{1,8}(?:省|市|区|县)[\u4e00-\u9fff0-9]{1,20}"
+                      r"(?:路|街|弄|号|村|室|巷)")
+
+
+def id_check_digit(first17: str) -> str:
+    """Check character of a resident ID number (GB 11643-1999, ISO 7064 MOD 11-2).
+
+    ``check = "10X98765432"[sum(d_i * w_i) mod 11]`` with weights 7 9 10 5 8 4 2 1 6 3 7 9 10 5 8 4 2.
+
+    >>> id_check_digit("11010519491231002")
+    'X'
+    """
+    total = sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS))
+    return _ID_CHECK[total % 11]
+
+
+def is_resident_id(text: str) -> bool:
+    """True for an 18-character resident ID with a valid check digit and birth date."""
+    if len(text) != 18 or not text[:17].isdigit():
+        return False
+    y, m, d = int(text[6:10]), int(text[10:12]), int(text[12:14])
+    if not (1900 <= y <= 2100 and 1 <= m <= 12 and 1 <= d <= 31):
+        return False
+    return id_check_digit(text[:17]) == text[17].upper()
+
+
+@dataclass(frozen=True)
+class PrivacyFinding:
+    column: str
+    what: str
+    count: int
+
+
+def _text_values(s: pd.Series) -> list[str]:
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        vals = s.cat.categories
+    else:
+        vals = pd.unique(s.dropna())
+    return [v if isinstance(v, str) else str(v) for v in vals]
+
+
+def scan_column_names(columns) -> list[PrivacyFinding]:
+    found = []
+    for col in columns:
+        low = str(col).lower()
+        if low in _NAME_COLUMNS:
+            found.append(PrivacyFinding(str(col), "a person's name (by its column name)", 0))
+            continue
+        for what, pat in _COLUMN_HINTS:
+            if pat.search(low):
+                found.append(PrivacyFinding(str(col), f"{what} (by its column name)", 0))
+                break
+    return found
+
+
+def scan_values(name: str, s: pd.Series) -> list[PrivacyFinding]:
+    """Scan one column's distinct values. Integer columns are scanned as digits."""
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_float_dtype(s) \
+            or pd.api.types.is_datetime64_any_dtype(s):
+        return []
+    if pd.api.types.is_integer_dtype(s):
+        v = pd.unique(s.dropna())
+        vals = [str(int(x)) for x in v if x >= 10**10]
+    else:
+        vals = _text_values(s)
+    n_id = n_phone = n_addr = 0
+    for v in vals:
+        if _DIGIT_RUN.search(v):
+            if any(is_resident_id(m.group(1)) for m in _ID.finditer(v)):
+                n_id += 1
+            elif _PHONE.search(v):
+                n_phone += 1
+        if _CJK.search(v) and _ADDRESS.search(v):
+            n_addr += 1
+    out = []
+    if n_id:
+        out.append(PrivacyFinding(name, "resident ID numbers (18 characters, valid check digit)", n_id))
+    if n_phone:
+        out.append(PrivacyFinding(name, "mobile phone numbers", n_phone))
+    if n_addr:
+        out.append(PrivacyFinding(name, "street addresses", n_addr))
+    return out
+
+
+def scan_frame(df: pd.DataFrame) -> list[PrivacyFinding]:
+    found = scan_column_names(df.columns)
+    for col in df.columns:
+        found += scan_values(str(col), df[col])
+    return found

@@ -1,0 +1,306 @@
+"""``puhui validate``: every rule of the fund-data contract, checked and explained.
+
+Each broken rule becomes one :class:`Problem`: the file, the column, the rule, how many
+rows break it, a few example ids (pseudonymous keys only, never a value from a
+privacy finding) and what to do. The checks follow :mod:`puhui.fund.schema`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from puhui.errors import InputError
+from puhui.fund import privacy
+from puhui.fund.files import read_raw, to_engine_types
+from puhui.fund.schema import (FUND_PAYMENTS, PERSONS, POLICIES, SETTLEMENT_LINES,
+                               SETTLEMENT_MONEY, SETTLEMENTS, TABLES, Column, Table)
+
+MAX_EXAMPLES = 3
+
+
+@dataclass
+class Problem:
+    file: str
+    column: str
+    rule: str
+    count: int
+    fix: str
+    examples: list[str] = field(default_factory=list)
+    kind: str = "error"  # "error" or "privacy"
+
+    def message(self) -> str:
+        head = "privacy" if self.kind == "privacy" else "rule"
+        rows = f"{self.count} row{'s' if self.count != 1 else ''}" if self.count else "the column"
+        ex = f" (e.g. {', '.join(self.examples)})" if self.examples else ""
+        return (f"{self.file}: column {self.column}: {head} '{self.rule}' broken by "
+                f"{rows}{ex}. Fix: {self.fix}")
+
+
+@dataclass
+class Report:
+    directory: Path
+    problems: list[Problem] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, table: Table, column: str, rule: str, mask, keys: pd.Series | None,
+            fix: str) -> None:
+        """Record a problem for the rows where ``mask`` is true (nothing if none)."""
+        mask = np.asarray(mask, dtype=bool)
+        n = int(mask.sum())
+        if n == 0:
+            return
+        ex = [] if keys is None else [str(k) for k in keys[mask].head(MAX_EXAMPLES)]
+        self.problems.append(Problem(table.file, column, rule, n, fix, ex))
+
+
+def _key(table: Table, df: pd.DataFrame) -> pd.Series:
+    k = table.key[0]
+    s = df[k].astype(str) if k in df.columns else pd.Series(df.index.astype(str))
+    if len(table.key) > 1 and all(c in df.columns for c in table.key):
+        s = s + "#" + df[table.key[1]].astype(str)
+    return s.reset_index(drop=True)
+
+
+# --- per-column type checks -------------------------------------------------------------
+
+def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys) -> bool:
+    """Type, null, code and range checks for one column. True when the column is usable."""
+    nulls = s.isna().to_numpy()
+    if nulls.any() and not col.nullable:
+        rep.add(table, col.name, "not null", nulls, keys,
+                "fill the missing values or drop those rows; this column may not be empty")
+    present = ~nulls
+    kind = col.kind
+    if kind == "money":
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            rep.add(table, col.name, "money is a number of yuan", present, keys,
+                    "write amounts as numbers (yuan with two decimals), not text")
+            return False
+        x = s.to_numpy(dtype="float64")
+        cents = x * 100
+        bad = present & (np.abs(cents - np.rint(cents)) > 1e-6)
+        rep.add(table, col.name, "at most two decimals (whole fen)", bad, keys,
+                "round amounts to the fen (0.01 yuan)")
+        if col.min_value is not None:
+            rep.add(table, col.name, f"money >= {col.min_value}", present & (x < col.min_value),
+                    keys, "amounts here cannot be negative")
+    elif kind == "int":
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            rep.add(table, col.name, "whole number", present, keys, "write whole numbers")
+            return False
+        x = s.to_numpy(dtype="float64")
+        rep.add(table, col.name, "whole number", present & (x != np.floor(x)), keys,
+                "write whole numbers")
+        lo, hi = col.min_value, col.max_value
+        if lo is not None:
+            rep.add(table, col.name, f"value >= {lo}", present & (x < lo), keys,
+                    f"values must be at least {lo}")
+        if hi is not None:
+            rep.add(table, col.name, f"value <= {hi}", present & (x > hi), keys,
+                    f"values must be at most {hi}")
+    elif kind == "bool":
+        if not pd.api.types.is_bool_dtype(s):
+            vals = s.dropna()
+            if not vals.map(lambda v: isinstance(v, (bool, np.bool_))).all():
+                rep.add(table, col.name, "true/false", present, keys,
+                        "write a boolean column (true/false)")
+                return False
+    elif kind == "date":
+        if not pd.api.types.is_datetime64_any_dtype(s):
+            try:
+                pd.to_datetime(s)
+            except (TypeError, ValueError):
+                rep.add(table, col.name, "date", present, keys,
+                        "write a Parquet date or timestamp at midnight")
+                return False
+    elif kind in ("string", "code"):
+        if pd.api.types.is_numeric_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
+            rep.add(table, col.name, "text", present, keys,
+                    "write ids and codes as text (for example \"310\", not 310)")
+            return False
+        if kind == "code":
+            txt = s.astype(object).where(s.isna(), s.astype(str))
+            bad = present & ~txt.isin(col.codes).to_numpy()
+            rep.add(table, col.name, f"code in {{{', '.join(col.codes)}}}", bad, keys,
+                    "use the national code; see docs/data-schema.md for the list")
+    return True
+
+
+def _check_table_types(rep: Report, table: Table, raw: pd.DataFrame) -> bool:
+    keys = _key(table, raw)
+    usable = True
+    for col in table.columns:
+        if col.name not in raw.columns:
+            if col.required:
+                rep.problems.append(Problem(table.file, col.name, "column present", 0,
+                                            f"add the column '{col.name}' ({col.kind}: "
+                                            f"{col.meaning})"))
+                usable = False
+            continue
+        usable &= _check_column(rep, table, col, raw[col.name], keys)
+    return usable
+
+
+def _dupes(rep: Report, table: Table, df: pd.DataFrame, cols: list[str]) -> None:
+    dup = df.duplicated(cols, keep="first").to_numpy()
+    rep.add(table, "+".join(cols), "unique", dup, _key(table, df),
+            f"each {'/'.join(cols)} must appear once; remove or renumber the repeats")
+
+
+# --- cross-row and cross-file rules --------------------------------------------------------
+
+def _rules_persons(rep: Report, p: pd.DataFrame) -> None:
+    t, k = PERSONS, _key(PERSONS, p)
+    _dupes(rep, t, p, ["psn_no"])
+    rep.add(t, "retired", "residents are never retired",
+            (p["insutype"] == "390") & p["retired"], k,
+            "set retired=false for residents (insutype 390)")
+    dd = p["death_date"]
+    rep.add(t, "death_date", "death not before birth year",
+            dd.notna() & (dd.dt.year < p["birth_year"]), k, "check death_date and birth_year")
+
+
+def _rules_policies(rep: Report, pol: pd.DataFrame, persons: pd.DataFrame | None) -> None:
+    t, k = POLICIES, _key(POLICIES, pol)
+    _dupes(rep, t, pol, ["policy_no"])
+    rep.add(t, "end_date", "start_date <= end_date", pol["start_date"] > pol["end_date"], k,
+            "the cover period must end on or after its start")
+    if persons is not None:
+        rep.add(t, "psn_no", "person in persons.parquet",
+                ~pol["psn_no"].isin(persons["psn_no"]), k,
+                "every insured person needs a row in persons.parquet")
+    s = pol.sort_values(["psn_no", "product_id", "start_date"], kind="stable")
+    same = (s["psn_no"].to_numpy()[1:] == s["psn_no"].to_numpy()[:-1]) & \
+           (s["product_id"].to_numpy()[1:] == s["product_id"].to_numpy()[:-1])
+    overlap = same & (s["start_date"].to_numpy()[1:] <= s["end_date"].to_numpy()[:-1])
+    mask = np.zeros(len(s), bool)
+    mask[1:] = overlap
+    rep.add(t, "start_date", "no overlapping policies of one person and product",
+            mask, s["policy_no"].reset_index(drop=True),
+            "a person holds one policy of a product at a time; fix the dates or merge them")
+
+
+def _rules_settlements(rep: Report, st: pd.DataFrame, persons: pd.DataFrame | None) -> None:
+    t, k = SETTLEMENTS, _key(SETTLEMENTS, st)
+    _dupes(rep, t, st, ["setl_id"])
+    if persons is not None:
+        rep.add(t, "psn_no", "person in persons.parquet",
+                ~st["psn_no"].isin(persons["psn_no"]), k,
+                "every patient needs a row in persons.parquet")
+        death = st["psn_no"].map(persons.drop_duplicates("psn_no").set_index("psn_no")["death_date"])
+        rep.add(t, "setl_time", "no settlement after the person's death",
+                death.notna() & (st["setl_time"] > death), k,
+                "check setl_time against persons.death_date")
+    money = {c: st[c].to_numpy() for c in SETTLEMENT_MONEY}
+    funds = sum(money[c] for c in FUND_PAYMENTS)
+    rep.add(t, "medfee_sumamt",
+            "medfee_sumamt = hifp_pay + hifob_pay + hifmi_pay + maf_pay + psn_part_amt",
+            money["medfee_sumamt"] != funds + money["psn_part_amt"], k,
+            "the fund payments and the person's share must add up to the total, to the fen")
+    is_rev = st["refund_of"].notna().to_numpy()
+    for c in SETTLEMENT_MONEY:
+        rep.add(t, c, "amount >= 0 (except on reversals)", ~is_rev & (money[c] < 0), k,
+                "negative amounts belong only on reversal rows (refund_of set)")
+    inlist = money["psn_part_amt"] - money["fulamt_ownpay_amt"] - money["overlmt_selfpay"]
+    rep.add(t, "psn_part_amt",
+            "in-list self-pay = psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay >= 0",
+            ~is_rev & (inlist < 0), k,
+            "the person's share must include the out-of-list amounts")
+    # reversals
+    rev = st[is_rev]
+    if len(rev):
+        rk = _key(t, rev)
+        orig = st[~is_rev].drop_duplicates("setl_id").set_index("setl_id")
+        known = rev["refund_of"].isin(orig.index).to_numpy()
+        rep.add(t, "refund_of", "reverses an existing settlement", ~known, rk,
+                "refund_of must name the setl_id of a settlement in this file "
+                "(not another reversal)")
+        rep.add(t, "refund_of", "a settlement is reversed at most once",
+                rev["refund_of"].duplicated(keep="first").to_numpy(), rk,
+                "remove the repeated reversal")
+        ok = rev[known]
+        if len(ok):
+            o = orig.loc[ok["refund_of"]]
+            ok_k = _key(t, ok)
+            rep.add(t, "psn_no", "a reversal belongs to the same person",
+                    ok["psn_no"].to_numpy() != o["psn_no"].to_numpy(), ok_k,
+                    "the reversal's psn_no must match the original's")
+            neg = np.zeros(len(ok), bool)
+            for c in SETTLEMENT_MONEY:
+                neg |= ok[c].to_numpy() != -o[c].to_numpy()
+            rep.add(t, "refund_of", "a reversal carries the negated amounts", neg, ok_k,
+                    "write the original's amounts with the opposite sign")
+            rep.add(t, "setl_time", "a reversal is not before the original",
+                    ok["setl_time"].to_numpy() < o["setl_time"].to_numpy(), ok_k,
+                    "date the reversal on or after the original settlement")
+
+
+def _rules_lines(rep: Report, ln: pd.DataFrame, st: pd.DataFrame | None) -> None:
+    t, k = SETTLEMENT_LINES, _key(SETTLEMENT_LINES, ln)
+    _dupes(rep, t, ln, ["setl_id", "line_no"])
+    if st is None:
+        return
+    rep.add(t, "setl_id", "settlement in settlements.parquet",
+            ~ln["setl_id"].isin(st["setl_id"]), k, "each line must belong to a settlement")
+    sums = ln.groupby("setl_id", sort=False)[["amount", "preselfpay_amt"]].sum()
+    s = st.drop_duplicates("setl_id").set_index("setl_id").reindex(sums.index)
+    have = s["medfee_sumamt"].notna()
+    bad_total = have & (sums["amount"] != s["medfee_sumamt"])
+    bad_pre = have & (sums["preselfpay_amt"] != s["preselfpay_amt"])
+    ids = pd.Series(sums.index.astype(str))
+    rep.add(t, "amount", "lines sum to the settlement's medfee_sumamt",
+            bad_total.to_numpy(), ids, "the lines of a settlement must add up to its total")
+    rep.add(t, "preselfpay_amt", "lines sum to the settlement's preselfpay_amt",
+            bad_pre.to_numpy(), ids, "class-B up-front shares must add up to the settlement's")
+
+
+def validate_dir(directory: str | Path) -> Report:
+    """Check a fund-data folder against every rule of the contract."""
+    directory = Path(directory)
+    rep = Report(directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a folder. Give the folder that holds "
+                         f"persons.parquet, policies.parquet and settlements.parquet.")
+    typed: dict[str, pd.DataFrame | None] = {}
+    for table in TABLES:
+        try:
+            raw = read_raw(directory, table)
+        except InputError as exc:
+            rep.problems.append(Problem(table.file, "-", "readable file", 0, str(exc)))
+            typed[table.name] = None
+            continue
+        if raw is None:
+            typed[table.name] = None
+            continue
+        rep.rows[table.name] = len(raw)
+        for f in privacy.scan_frame(raw):
+            rep.problems.append(Problem(
+                table.file, f.column, f"anonymised data: no {f.what}", f.count,
+                "remove the column or replace it with pseudonymous codes; "
+                "values are not shown", kind="privacy"))
+        usable = _check_table_types(rep, table, raw)
+        typed[table.name] = to_engine_types(table, raw) if usable else None
+    persons, pol, st, ln = (typed[t.name] for t in TABLES)
+    if persons is not None:
+        _rules_persons(rep, persons)
+    if pol is not None:
+        _rules_policies(rep, pol, persons)
+    if st is not None:
+        _rules_settlements(rep, st, persons)
+    if ln is not None:
+        _rules_lines(rep, ln, st)
+    # Privacy first: it is the most important thing to fix. When any column holds
+    # personal data, no example id is shown anywhere: the ids themselves may be it.
+    if any(p.kind == "privacy" for p in rep.problems):
+        for p in rep.problems:
+            p.examples = []
+    rep.problems.sort(key=lambda p: p.kind != "privacy")
+    return rep
