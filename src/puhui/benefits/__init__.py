@@ -1,0 +1,1 @@
+"""Commercial benefits on top of the basic tier (the product language grows here)."""

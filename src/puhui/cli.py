@@ -1,0 +1,132 @@
+"""The ``puhui`` command line. Heavy modules are imported inside each command, so
+``puhui --help`` starts fast. Bad input ends with a message and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from puhui import __version__
+from puhui.errors import InputError
+
+
+def _progress(enabled: bool):
+    """A step printer for long work: on a terminal only, quiet in CI and pipes."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    return lambda step: click.echo(f"  ... {step}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="puhui")
+def cli():
+    """puhui: pricing and claims for inclusive commercial health insurance (惠民保)."""
+
+
+@cli.command()
+@click.option("--persons", type=click.IntRange(1), required=True, help="number of people")
+@click.option("--years", type=click.IntRange(1, 10), required=True, help="policy years")
+@click.option("--seed", type=int, required=True, help="random seed (same seed, same bytes)")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+              help="folder to write the four Parquet files into")
+@click.option("--start-year", type=click.IntRange(2021, 2030), default=None,
+              help="first policy year (default: the parameter file's)")
+@click.option("--dirty", is_flag=True, help="plant a few bad rows (for testing validation)")
+def synth(persons, years, seed, out, start_year, dirty):
+    """Write a synthetic city of fund data (persons, policies, settlements, lines)."""
+    from puhui.fund.files import write_fund
+    from puhui.synth.city import synth_city
+
+    data = synth_city(persons, years, seed, start_year=start_year, dirty=dirty,
+                      progress=_progress(True))
+    paths = write_fund(data, out)
+    click.echo(f"wrote {len(data.persons):,} persons, {len(data.policies):,} policies, "
+               f"{len(data.settlements):,} settlements, {len(data.lines):,} lines to {out}")
+    for p in paths:
+        click.echo(f"  {p}")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path())
+def validate(directory):
+    """Check a fund-data folder against every rule of the data contract."""
+    from puhui.fund.validate import validate_dir
+
+    rep = validate_dir(directory)
+    if rep.ok:
+        rows = ", ".join(f"{n:,} {t}" for t, n in rep.rows.items())
+        click.echo(f"{directory}: valid ({rows})")
+        return
+    for p in rep.problems:
+        click.echo(p.message(), err=True)
+    n = len(rep.problems)
+    raise InputError(f"{directory}: {n} rule{'s' if n != 1 else ''} broken; fix the data "
+                     f"and run 'puhui validate' again")
+
+
+@cli.command()
+def schema():
+    """Print the fund-data schema as Markdown (docs/data-schema.md)."""
+    from puhui.fund.schema import schema_markdown
+
+    click.echo(schema_markdown())
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def summary(directory):
+    """Summarise a fund-data folder and compare it with the published Huhuibao shape."""
+    from puhui.synth.calibration import calibration_table, describe_fund
+    from puhui.fund.files import read_fund
+
+    data = read_fund(directory)
+    click.echo(describe_fund(data))
+    click.echo("")
+    click.echo(calibration_table(data))
+
+
+@cli.command()
+@click.option("--data", "data_dir", type=click.Path(), default="data-samples/city",
+              show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="demo-output", show_default=True)
+def demo(data_dir, out):
+    """The quick-start job on the shipped sample: validate it and summarise it."""
+    from pathlib import Path
+
+    from puhui.fund.files import read_fund
+    from puhui.fund.validate import validate_dir
+    from puhui.synth.calibration import calibration_table, describe_fund
+
+    rep = validate_dir(data_dir)
+    if not rep.ok:
+        for p in rep.problems:
+            click.echo(p.message(), err=True)
+        raise InputError(f"{data_dir}: the sample data is not valid")
+    click.echo(f"[1/2] validated {data_dir}: " +
+               ", ".join(f"{n:,} {t}" for t, n in rep.rows.items()))
+    data = read_fund(data_dir)
+    text = describe_fund(data) + "\n\n" + calibration_table(data)
+    click.echo("[2/2] summary of the fund data\n")
+    click.echo(text)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "summary.txt").write_text(text + "\n", encoding="utf-8")
+    click.echo(f"\nresults: {Path(out) / 'summary.txt'}")
+
+
+def main(argv=None):
+    """Console entry point: user errors become a message and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="puhui", standalone_mode=False)
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(0)
