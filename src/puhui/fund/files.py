@@ -54,8 +54,13 @@ def read_raw(directory: str | Path, table: Table, columns: list[str] | None = No
 
 
 def _as_text(s: pd.Series) -> pd.Series:
+    """Text column as Python strings (nulls kept); cheap when it is text already."""
     if isinstance(s.dtype, pd.CategoricalDtype):
+        if pd.api.types.infer_dtype(s.cat.categories, skipna=True) == "string":
+            return s.astype(object)
         s = s.astype(object)
+    if pd.api.types.infer_dtype(s, skipna=True) == "string":
+        return s
     return s.where(s.isna(), s.astype(str))
 
 
@@ -66,24 +71,30 @@ def _as_date(s: pd.Series) -> pd.Series:
 def to_engine_types(table: Table, raw: pd.DataFrame) -> pd.DataFrame:
     """Convert a valid raw table to engine types: money to int64 fen, dates to
     ``datetime64[ns]``, codes and ids to ``str``, booleans to ``bool``."""
-    df = raw.copy()
-    for col in table.columns:
-        if col.name not in df.columns:
-            if col.kind == "bool" and not col.required:
-                df[col.name] = False
+    cols = {}
+    for name in raw.columns:
+        s = raw[name]
+        try:
+            col = table.column(name)
+        except KeyError:
+            cols[name] = s
             continue
-        s = df[col.name]
         if col.kind == "money":
-            df[col.name] = yuan_to_fen(s.to_numpy(dtype="float64"))
+            cols[name] = yuan_to_fen(s.to_numpy(dtype="float64"))
         elif col.kind in ("string", "code"):
-            df[col.name] = _as_text(s)
+            cols[name] = _as_text(s)
         elif col.kind == "date":
-            df[col.name] = _as_date(s)
+            cols[name] = _as_date(s)
         elif col.kind == "bool":
-            df[col.name] = s.fillna(False).astype(bool)
+            cols[name] = s.fillna(False).astype(bool)
         elif col.kind == "int":
-            df[col.name] = s.astype("int64")
-    return df
+            cols[name] = s.astype("int64")
+        else:
+            cols[name] = s
+    for col in table.columns:
+        if col.name not in cols and col.kind == "bool" and not col.required:
+            cols[col.name] = False
+    return pd.DataFrame(cols, index=raw.index)
 
 
 def read_table(directory: str | Path, table: Table, columns: list[str] | None = None

@@ -70,10 +70,9 @@ class PrivacyFinding:
 
 
 def _text_values(s: pd.Series) -> list[str]:
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        vals = s.cat.categories
-    else:
-        vals = pd.unique(s.dropna())
+    vals = s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else s.dropna().unique()
+    if pd.api.types.infer_dtype(vals, skipna=True) == "string":
+        return list(vals)
     return [v if isinstance(v, str) else str(v) for v in vals]
 
 
@@ -91,8 +90,23 @@ def scan_column_names(columns) -> list[PrivacyFinding]:
     return found
 
 
+def _hits(pattern: re.Pattern, text: str, starts: list[int], check=None) -> set[int]:
+    """Indices of the values (joined into ``text`` at ``starts``) that ``pattern`` finds."""
+    from bisect import bisect_right
+
+    found = set()
+    for m in pattern.finditer(text):
+        if check is None or check(m):
+            found.add(bisect_right(starts, m.start()) - 1)
+    return found
+
+
 def scan_values(name: str, s: pd.Series) -> list[PrivacyFinding]:
-    """Scan one column's distinct values. Integer columns are scanned as digits."""
+    """Scan one column's distinct values. Integer columns are scanned as digits.
+
+    The values are joined with newlines and each pattern runs once over the whole
+    text (fast in C); a match is mapped back to its value to count values, not matches.
+    """
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_float_dtype(s) \
             or pd.api.types.is_datetime64_any_dtype(s):
         return []
@@ -101,22 +115,27 @@ def scan_values(name: str, s: pd.Series) -> list[PrivacyFinding]:
         vals = [str(int(x)) for x in v if x >= 10**10]
     else:
         vals = _text_values(s)
-    n_id = n_phone = n_addr = 0
+    if not vals:
+        return []
+    vals = [v.replace("\n", " ") for v in vals]
+    starts, pos = [], 0
     for v in vals:
-        if _DIGIT_RUN.search(v):
-            if any(is_resident_id(m.group(1)) for m in _ID.finditer(v)):
-                n_id += 1
-            elif _PHONE.search(v):
-                n_phone += 1
-        if _CJK.search(v) and _ADDRESS.search(v):
-            n_addr += 1
+        starts.append(pos)
+        pos += len(v) + 1
+    text = "\n".join(vals)
+    ids: set[int] = set()
+    phones: set[int] = set()
+    if _DIGIT_RUN.search(text):
+        ids = _hits(_ID, text, starts, lambda m: is_resident_id(m.group(1)))
+        phones = _hits(_PHONE, text, starts) - ids
+    addrs = _hits(_ADDRESS, text, starts) if _CJK.search(text) else set()
     out = []
-    if n_id:
-        out.append(PrivacyFinding(name, "resident ID numbers (18 characters, valid check digit)", n_id))
-    if n_phone:
-        out.append(PrivacyFinding(name, "mobile phone numbers", n_phone))
-    if n_addr:
-        out.append(PrivacyFinding(name, "street addresses", n_addr))
+    if ids:
+        out.append(PrivacyFinding(name, "resident ID numbers (18 characters, valid check digit)", len(ids)))
+    if phones:
+        out.append(PrivacyFinding(name, "mobile phone numbers", len(phones)))
+    if addrs:
+        out.append(PrivacyFinding(name, "street addresses", len(addrs)))
     return out
 
 

@@ -74,9 +74,11 @@ def _key(table: Table, df: pd.DataFrame) -> pd.Series:
 def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys) -> bool:
     """Type, null, code and range checks for one column. True when the column is usable."""
     nulls = s.isna().to_numpy()
+    usable = True
     if nulls.any() and not col.nullable:
         rep.add(table, col.name, "not null", nulls, keys,
                 "fill the missing values or drop those rows; this column may not be empty")
+        usable = False  # cross-file rules need the column whole
     present = ~nulls
     kind = col.kind
     if kind == "money":
@@ -131,7 +133,7 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys) ->
             bad = present & ~txt.isin(col.codes).to_numpy()
             rep.add(table, col.name, f"code in {{{', '.join(col.codes)}}}", bad, keys,
                     "use the national code; see docs/data-schema.md for the list")
-    return True
+    return usable
 
 
 def _check_table_types(rep: Report, table: Table, raw: pd.DataFrame) -> bool:
@@ -149,7 +151,10 @@ def _check_table_types(rep: Report, table: Table, raw: pd.DataFrame) -> bool:
     return usable
 
 
-def _dupes(rep: Report, table: Table, df: pd.DataFrame, cols: list[str]) -> None:
+def _dupes(rep: Report, table: Table, df: pd.DataFrame, cols: list[str],
+           index: pd.Index | None = None) -> None:
+    if index is not None and index.is_unique:
+        return
     dup = df.duplicated(cols, keep="first").to_numpy()
     rep.add(table, "+".join(cols), "unique", dup, _key(table, df),
             f"each {'/'.join(cols)} must appear once; remove or renumber the repeats")
@@ -188,16 +193,32 @@ def _rules_policies(rep: Report, pol: pd.DataFrame, persons: pd.DataFrame | None
             "a person holds one policy of a product at a time; fix the dates or merge them")
 
 
-def _rules_settlements(rep: Report, st: pd.DataFrame, persons: pd.DataFrame | None) -> None:
+def _lookup(keys: pd.Series | pd.Index, values: pd.Series) -> np.ndarray:
+    """Row position of each value in ``keys`` (its first occurrence), -1 where absent.
+
+    Pass a ``pd.Index`` built once to reuse its hash table: settlement ids are millions
+    of strings.
+    """
+    idx = keys if isinstance(keys, pd.Index) else pd.Index(keys)
+    keys = pd.Series(idx)
+    if idx.is_unique:
+        return idx.get_indexer(values)
+    first = ~keys.duplicated(keep="first").to_numpy()
+    pos = pd.Index(keys[first]).get_indexer(values)
+    return np.where(pos >= 0, np.flatnonzero(first)[np.maximum(pos, 0)], -1)
+
+
+def _rules_settlements(rep: Report, st: pd.DataFrame, persons: pd.DataFrame | None,
+                       ids: pd.Index) -> None:
     t, k = SETTLEMENTS, _key(SETTLEMENTS, st)
-    _dupes(rep, t, st, ["setl_id"])
+    _dupes(rep, t, st, ["setl_id"], ids)
     if persons is not None:
-        rep.add(t, "psn_no", "person in persons.parquet",
-                ~st["psn_no"].isin(persons["psn_no"]), k,
+        who = _lookup(persons["psn_no"], st["psn_no"])
+        rep.add(t, "psn_no", "person in persons.parquet", who < 0, k,
                 "every patient needs a row in persons.parquet")
-        death = st["psn_no"].map(persons.drop_duplicates("psn_no").set_index("psn_no")["death_date"])
-        rep.add(t, "setl_time", "no settlement after the person's death",
-                death.notna() & (st["setl_time"] > death), k,
+        death = persons["death_date"].to_numpy()[np.maximum(who, 0)]
+        after = (who >= 0) & ~pd.isna(death) & (st["setl_time"].to_numpy() > death)
+        rep.add(t, "setl_time", "no settlement after the person's death", after, k,
                 "check setl_time against persons.death_date")
     money = {c: st[c].to_numpy() for c in SETTLEMENT_MONEY}
     funds = sum(money[c] for c in FUND_PAYMENTS)
@@ -214,52 +235,57 @@ def _rules_settlements(rep: Report, st: pd.DataFrame, persons: pd.DataFrame | No
             "in-list self-pay = psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay >= 0",
             ~is_rev & (inlist < 0), k,
             "the person's share must include the out-of-list amounts")
-    # reversals
+    if not is_rev.any():
+        return
     rev = st[is_rev]
-    if len(rev):
-        rk = _key(t, rev)
-        orig = st[~is_rev].drop_duplicates("setl_id").set_index("setl_id")
-        known = rev["refund_of"].isin(orig.index).to_numpy()
-        rep.add(t, "refund_of", "reverses an existing settlement", ~known, rk,
-                "refund_of must name the setl_id of a settlement in this file "
-                "(not another reversal)")
-        rep.add(t, "refund_of", "a settlement is reversed at most once",
-                rev["refund_of"].duplicated(keep="first").to_numpy(), rk,
-                "remove the repeated reversal")
-        ok = rev[known]
-        if len(ok):
-            o = orig.loc[ok["refund_of"]]
-            ok_k = _key(t, ok)
-            rep.add(t, "psn_no", "a reversal belongs to the same person",
-                    ok["psn_no"].to_numpy() != o["psn_no"].to_numpy(), ok_k,
-                    "the reversal's psn_no must match the original's")
-            neg = np.zeros(len(ok), bool)
-            for c in SETTLEMENT_MONEY:
-                neg |= ok[c].to_numpy() != -o[c].to_numpy()
-            rep.add(t, "refund_of", "a reversal carries the negated amounts", neg, ok_k,
-                    "write the original's amounts with the opposite sign")
-            rep.add(t, "setl_time", "a reversal is not before the original",
-                    ok["setl_time"].to_numpy() < o["setl_time"].to_numpy(), ok_k,
-                    "date the reversal on or after the original settlement")
+    rk = _key(t, rev)
+    pos = _lookup(ids, rev["refund_of"])
+    known = pos >= 0
+    known[known] = ~is_rev[pos[known]]
+    rep.add(t, "refund_of", "reverses an existing settlement", ~known, rk,
+            "refund_of must name the setl_id of a settlement in this file "
+            "(not another reversal)")
+    rep.add(t, "refund_of", "a settlement is reversed at most once",
+            rev["refund_of"].duplicated(keep="first").to_numpy(), rk,
+            "remove the repeated reversal")
+    if not known.any():
+        return
+    ok = rev[known]
+    o = st.iloc[pos[known]]
+    ok_k = _key(t, ok)
+    rep.add(t, "psn_no", "a reversal belongs to the same person",
+            ok["psn_no"].to_numpy() != o["psn_no"].to_numpy(), ok_k,
+            "the reversal's psn_no must match the original's")
+    neg = np.zeros(len(ok), bool)
+    for c in SETTLEMENT_MONEY:
+        neg |= ok[c].to_numpy() != -o[c].to_numpy()
+    rep.add(t, "refund_of", "a reversal carries the negated amounts", neg, ok_k,
+            "write the original's amounts with the opposite sign")
+    rep.add(t, "setl_time", "a reversal is not before the original",
+            ok["setl_time"].to_numpy() < o["setl_time"].to_numpy(), ok_k,
+            "date the reversal on or after the original settlement")
 
 
-def _rules_lines(rep: Report, ln: pd.DataFrame, st: pd.DataFrame | None) -> None:
+def _rules_lines(rep: Report, ln: pd.DataFrame, st: pd.DataFrame | None,
+                 ids: pd.Index | None) -> None:
     t, k = SETTLEMENT_LINES, _key(SETTLEMENT_LINES, ln)
     _dupes(rep, t, ln, ["setl_id", "line_no"])
     if st is None:
         return
-    rep.add(t, "setl_id", "settlement in settlements.parquet",
-            ~ln["setl_id"].isin(st["setl_id"]), k, "each line must belong to a settlement")
-    sums = ln.groupby("setl_id", sort=False)[["amount", "preselfpay_amt"]].sum()
-    s = st.drop_duplicates("setl_id").set_index("setl_id").reindex(sums.index)
-    have = s["medfee_sumamt"].notna()
-    bad_total = have & (sums["amount"] != s["medfee_sumamt"])
-    bad_pre = have & (sums["preselfpay_amt"] != s["preselfpay_amt"])
-    ids = pd.Series(sums.index.astype(str))
+    pos = _lookup(ids, ln["setl_id"])
+    rep.add(t, "setl_id", "settlement in settlements.parquet", pos < 0, k,
+            "each line must belong to a settlement")
+    have = pos >= 0
+    sums = pd.DataFrame({"pos": pos[have], "amount": ln["amount"].to_numpy()[have],
+                         "pre": ln["preselfpay_amt"].to_numpy()[have]}).groupby("pos").sum()
+    spos = sums.index.to_numpy()
+    ids = st["setl_id"].iloc[spos].reset_index(drop=True)
     rep.add(t, "amount", "lines sum to the settlement's medfee_sumamt",
-            bad_total.to_numpy(), ids, "the lines of a settlement must add up to its total")
+            sums["amount"].to_numpy() != st["medfee_sumamt"].to_numpy()[spos], ids,
+            "the lines of a settlement must add up to its total")
     rep.add(t, "preselfpay_amt", "lines sum to the settlement's preselfpay_amt",
-            bad_pre.to_numpy(), ids, "class-B up-front shares must add up to the settlement's")
+            sums["pre"].to_numpy() != st["preselfpay_amt"].to_numpy()[spos], ids,
+            "class-B up-front shares must add up to the settlement's")
 
 
 def validate_dir(directory: str | Path) -> Report:
@@ -293,10 +319,11 @@ def validate_dir(directory: str | Path) -> Report:
         _rules_persons(rep, persons)
     if pol is not None:
         _rules_policies(rep, pol, persons)
+    ids = pd.Index(st["setl_id"]) if st is not None else None  # hashed once, reused
     if st is not None:
-        _rules_settlements(rep, st, persons)
+        _rules_settlements(rep, st, persons, ids)
     if ln is not None:
-        _rules_lines(rep, ln, st)
+        _rules_lines(rep, ln, st, ids)
     # Privacy first: it is the most important thing to fix. When any column holds
     # personal data, no example id is shown anywhere: the ids themselves may be it.
     if any(p.kind == "privacy" for p in rep.problems):

@@ -127,7 +127,7 @@ def describe_fund(data: FundData) -> str:
         enrolled = pol.groupby(pol["start_date"].dt.year).agg(
             n=("policy_no", "size"), pre=("preexisting", "mean"), consent=("consent", "mean"))
         for y, r in enrolled.iterrows():
-            rows.append(f"  policies {y}: {r['n']:,} ({r['n'] / len(p):.1%} of people), "
+            rows.append(f"  policies {y}: {int(r['n']):,} ({r['n'] / len(p):.1%} of people), "
                         f"pre-existing {r['pre']:.1%}, consent {r['consent']:.1%}")
     rows.append(f"  {'med_type':<10}{'settlements':>13}{'total yuan':>18}{'mean yuan':>12}")
     for mt, r in by_type.iterrows():

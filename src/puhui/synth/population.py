@@ -33,8 +33,8 @@ def make_people(n: int, start_year: int, P: dict, rng: np.random.Generator) -> p
     return pd.DataFrame({
         "person": np.arange(n, dtype="int64"),
         "birth_year": (start_year - age).astype("int64"),
-        "gender": gender,
-        "insutype": np.where(employee, "310", "390"),
+        "gender": pd.Categorical(gender, categories=["1", "2"]),
+        "insutype": pd.Categorical(np.where(employee, "310", "390"), categories=["310", "390"]),
         "retired": retired,
         "low_income": low_income,
         "frailty": frailty,
@@ -63,7 +63,7 @@ def simulate_years(people: pd.DataFrame, start_year: int, years: int, P: dict,
     n = len(people)
     alive = np.ones(n, dtype=bool)
     death = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
-    male = people["gender"].to_numpy() == "1"
+    male = np.asarray(people["gender"]) == "1"
     rows = []
     for k in range(years):
         year = start_year + k
@@ -81,7 +81,7 @@ def simulate_years(people: pd.DataFrame, start_year: int, years: int, P: dict,
         # death: CL table q(x), cancer excess normalised by the age's expected prevalence
         ex = health["cancer_excess"]
         prev = logistic_curve(health["cancer"], age)
-        q = qx(people["gender"].to_numpy(), age, health["mortality_multiplier"])
+        q = qx(np.asarray(people["gender"]), age, health["mortality_multiplier"])
         q = np.minimum(q * (1 + ex * has_cancer) / (1 + ex * prev), 1.0)
         dies = alive & (rng.random(n) < q)
         y0 = np.datetime64(f"{year}-01-01")

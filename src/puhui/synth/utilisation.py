@@ -12,6 +12,17 @@ from puhui.synth.params import by_band, weighted_codes
 LEVELS = np.array([1, 2, 3])
 
 
+def diagnosis_categories(dx: dict) -> list[str]:
+    """Every ICD-10 code the generator can write (fixed categories keep frames small)."""
+    codes = set(dx["outpatient_codes"]) | set(dx["inpatient_codes"]) | set(dx["chronic_codes"])
+    codes |= set(dx["cancer_sites_male"]) | set(dx["cancer_sites_female"])
+    return sorted(codes)
+
+
+def _cat(values, categories) -> pd.Categorical:
+    return pd.Categorical(values, categories=categories)
+
+
 def _dirichlet_shares(mean: dict, conc: float, n: int, rng) -> np.ndarray:
     """n x 4 class shares (a, b, self, overlimit) around ``mean``."""
     alpha = np.array([mean["a"], mean["b"], mean["self"], mean["overlimit"]]) * conc
@@ -61,6 +72,8 @@ def make_bills(py: pd.DataFrame, people: pd.DataFrame, P: dict, lists: dict,
     cancer = py["cancer"].to_numpy()
     cancer_code = people["cancer_code"].to_numpy()[person]
     expo = _exposure(py)
+    dcats = diagnosis_categories(dx)
+    mcats = ["11", "14", "21"]
     parts: list[pd.DataFrame] = []
     special_parts: list[pd.DataFrame] = []
 
@@ -68,8 +81,9 @@ def make_bills(py: pd.DataFrame, people: pd.DataFrame, P: dict, lists: dict,
         n = len(rows)
         amt = _split_fen(costs, shares)
         df = pd.DataFrame({
-            "py_row": rows, "med_type": med_type,
-            "hosp_lv": levels, "dise_code": dise, "day": _days(py, rows, rng),
+            "py_row": rows.astype("int32"), "med_type": _cat(np.full(n, med_type), mcats),
+            "hosp_lv": np.asarray(levels, dtype="int8"), "dise_code": _cat(dise, dcats),
+            "day": _days(py, rows, rng).astype("int16"),
             "amt_a": amt[:, 0], "amt_b": amt[:, 1], "amt_self": amt[:, 2],
             "amt_overlimit": amt[:, 3], "amt_c": np.zeros(n, "int64"),
             "has_lines": np.full(n, has_lines),
@@ -156,8 +170,10 @@ def make_bills(py: pd.DataFrame, people: pd.DataFrame, P: dict, lists: dict,
     drug = drugs.iloc[pick[k]]
     price = drug["price_yuan"].to_numpy() / 12 * rng.uniform(0.9, 1.1, size=len(rows))
     amount = np.rint(price * 100).astype("int64")
-    df = pd.DataFrame({"py_row": rows, "med_type": "14", "hosp_lv": 3,
-                       "dise_code": cancer_code[rows], "day": day,
+    df = pd.DataFrame({"py_row": rows.astype("int32"),
+                       "med_type": _cat(np.full(len(rows), "14"), mcats),
+                       "hosp_lv": np.full(len(rows), 3, dtype="int8"),
+                       "dise_code": _cat(cancer_code[rows], dcats), "day": day.astype("int16"),
                        "amt_a": 0, "amt_b": 0, "amt_self": amount, "amt_overlimit": 0,
                        "amt_c": 0, "has_lines": True})
     parts.append(df)
@@ -189,8 +205,8 @@ def make_bills(py: pd.DataFrame, people: pd.DataFrame, P: dict, lists: dict,
 
     offsets = np.cumsum([0] + [len(p) for p in parts])
     bills = pd.concat(parts, ignore_index=True)
-    bills["person"] = person[bills["py_row"].to_numpy()]
-    bills["year"] = year[bills["py_row"].to_numpy()]
+    bills["person"] = person[bills["py_row"].to_numpy()].astype("int32")
+    bills["year"] = year[bills["py_row"].to_numpy()].astype("int16")
     special = pd.concat(special_parts, ignore_index=True)
     special["bill"] = offsets[special["part"].to_numpy()] + special["pos"].to_numpy()
     special = special.drop(columns=["part", "pos"])

@@ -98,27 +98,73 @@ def processing_order(person: np.ndarray, when: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(person)), when, person))
 
 
+def _column(bills: pd.DataFrame, name: str) -> np.ndarray:
+    s = bills[name]
+    if name == "hosp_lv":
+        return s.to_numpy(dtype="int64")
+    if name in ("med_type", "insutype", "gender"):
+        return np.asarray(s.astype(str)) if not isinstance(s.dtype, pd.CategoricalDtype) \
+            else np.asarray(s.astype(object))
+    return s.to_numpy()
+
+
+#: Rows per block in :func:`settle`; blocks are cut between persons, so the result does
+#: not depend on it, only the working memory does.
+BLOCK_ROWS = 1_000_000
+
+
+def person_blocks(person_sorted: np.ndarray, block_rows: int = BLOCK_ROWS) -> list[slice]:
+    """Slices of rows (sorted by person) of about ``block_rows``, never splitting a person.
+
+    >>> person_blocks(np.array([1, 1, 2, 2, 2, 3]), block_rows=2)
+    [slice(0, 2, None), slice(2, 5, None), slice(5, 6, None)]
+    """
+    n = len(person_sorted)
+    if n == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, person_sorted[1:] != person_sorted[:-1]])
+    out, lo = [], 0
+    while lo < n:
+        target = lo + block_rows
+        if target >= n:
+            hi = n
+        else:
+            k = np.searchsorted(starts, target, side="left")
+            hi = int(starts[k]) if k < len(starts) else n
+            if hi <= lo:
+                hi = int(starts[k + 1]) if k + 1 < len(starts) else n
+        out.append(slice(lo, hi))
+        lo = hi
+    return out
+
+
 def settle(bills: pd.DataFrame, schemes: list[BasicScheme]) -> pd.DataFrame:
     """Settle bills with the basic tier. Returns the settlement money fields (fen).
 
     ``bills`` has ``person`` (int code), ``setl_time`` (datetime64), the amounts of
     :data:`BILL_AMOUNTS` (int64 fen, >= 0) and the attributes of
     :data:`BILL_ATTRIBUTES`. Rows of one person are processed in time order (ties in
-    input order); the result has the input's index and order.
+    input order); the result has the input's index and order. Only the columns named
+    here are read, so a wide frame costs no copy.
     """
     n = len(bills)
-    order = processing_order(bills["person"].to_numpy(), bills["setl_time"].to_numpy())
-    b = bills.iloc[order]
-    amt = {k: b[k].to_numpy(dtype="int64") for k in BILL_AMOUNTS}
-    out = {k: np.zeros(n, "int64") for k in
-           ("preselfpay_amt", "act_pay_dedc", *FUND_PAYMENTS)}
-    years = b["setl_time"].dt.year.to_numpy()
-    ins = b["insutype"].astype(str).to_numpy()
-    for (insutype, year) in sorted(set(zip(ins, years))):
+    person = bills["person"].to_numpy()
+    when = bills["setl_time"].to_numpy()
+    order = processing_order(person, when)
+    inv = np.empty(n, dtype="int64")
+    inv[order] = np.arange(n)
+    amt = {k: bills[k].to_numpy(dtype="int64") for k in BILL_AMOUNTS}
+    attrs = {k: _column(bills, k) for k in BILL_ATTRIBUTES if k in bills.columns}
+    out = {k: np.zeros(n, "int64") for k in ("preselfpay_amt", "act_pay_dedc", *FUND_PAYMENTS)}
+    years = pd.DatetimeIndex(when).year.to_numpy()
+    ins = attrs["insutype"]
+    for insutype, year in sorted(set(zip(ins.tolist(), years.tolist()))):
         scheme = scheme_for(schemes, insutype, int(year))
-        sel = np.flatnonzero((ins == insutype) & (years == year))
-        _settle_one_scheme(scheme, b.iloc[sel], {k: v[sel] for k, v in amt.items()},
-                           out, sel)
+        rows_all = order[(ins[order] == insutype) & (years[order] == year)]  # processing order
+        for block in person_blocks(person[rows_all]):
+            rows = rows_all[block]
+            _settle_one_scheme(scheme, person[rows], {k: v[rows] for k, v in amt.items()},
+                               {k: v[rows] for k, v in attrs.items()}, out, rows)
     total = sum(amt[k] for k in BILL_AMOUNTS)
     pre = out["preselfpay_amt"]
     res = pd.DataFrame({
@@ -129,21 +175,15 @@ def settle(bills: pd.DataFrame, schemes: list[BasicScheme]) -> pd.DataFrame:
         "inscp_scp_amt": amt["amt_a"] + amt["amt_b"] - pre,
         "act_pay_dedc": out["act_pay_dedc"],
         **{k: out[k] for k in FUND_PAYMENTS},
-    })
+    }, index=bills.index)
     res["psn_part_amt"] = total - sum(out[k] for k in FUND_PAYMENTS)
-    inv = np.empty(n, dtype="int64")
-    inv[order] = np.arange(n)
-    res = res.iloc[inv].reset_index(drop=True)
-    res.index = bills.index
     return res
 
 
-def _settle_one_scheme(scheme: BasicScheme, b: pd.DataFrame, amt: dict, out: dict,
-                       sel: np.ndarray) -> None:
-    n = len(b)
-    attrs = {k: b[k].to_numpy() for k in BILL_ATTRIBUTES if k in b.columns}
-    attrs["hosp_lv"] = attrs["hosp_lv"].astype("int64")
-    attrs["med_type"] = attrs["med_type"].astype(str)
+def _settle_one_scheme(scheme: BasicScheme, person: np.ndarray, amt: dict, attrs: dict,
+                       out: dict, rows: np.ndarray) -> None:
+    """Settle one scheme's rows (given in processing order) into ``out`` at ``rows``."""
+    n = len(person)
     share = scheme.preselfpay_share.evaluate(attrs, n)
     pre = apply_ratio(amt["amt_b"], share)
     q = {
@@ -153,10 +193,10 @@ def _settle_one_scheme(scheme: BasicScheme, b: pd.DataFrame, amt: dict, out: dic
         "out_of_list": amt["amt_c"] + amt["amt_self"] + amt["amt_overlimit"],
     }
     # Accumulator period: the person's calendar year (all rows here share one year).
-    period = b["person"].to_numpy().astype("int64")
-    res = run_waterfall(list(scheme.layers), q, attrs, period)
-    out["preselfpay_amt"][sel] = pre
+    period = person.astype("int64")
+    res = run_waterfall(list(scheme.layers), q, attrs, period, keep={"paid", "deductible"})
+    out["preselfpay_amt"][rows] = pre
     for la in scheme.layers:
-        out[la.pays_into][sel] += res[la.id].paid
+        out[la.pays_into][rows] += res[la.id].paid
         if la.reports_deductible:
-            out["act_pay_dedc"][sel] += res[la.id].deductible
+            out["act_pay_dedc"][rows] += res[la.id].deductible

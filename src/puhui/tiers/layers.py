@@ -81,7 +81,8 @@ def group_first(values: np.ndarray, group: np.ndarray) -> np.ndarray:
 
 @dataclass
 class LayerOutcome:
-    """Per-item results of one layer (all int64 fen except ``ratio_bp``)."""
+    """Per-item results of one layer (all int64 fen except ``ratio_bp``). A field is
+    ``None`` when the caller of :func:`puhui.tiers.waterfall.run_waterfall` did not keep it."""
 
     base: np.ndarray
     deductible: np.ndarray

@@ -49,6 +49,22 @@ class Condition:
     def attributes(self) -> set[str]:
         return {a for a, _, _ in self.tests}
 
+    def holds(self, attrs: Mapping[str, Any]) -> bool:
+        """The condition for one item (scalar attributes)."""
+        for attr, op, value in self.tests:
+            v = attrs[attr]
+            if op == "==":
+                ok = v == value
+            elif op == "in":
+                ok = v in value
+            elif op == ">=":
+                ok = v >= value
+            else:
+                ok = v <= value
+            if not ok:
+                return False
+        return True
+
     def mask(self, attrs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         m = np.ones(n, dtype=bool)
         for attr, op, value in self.tests:
@@ -107,6 +123,13 @@ class Choice:
     @property
     def constant(self) -> int | None:
         return self.options[0][1] if len(self.options) == 1 else None
+
+    def value_for(self, attrs: Mapping[str, Any]) -> int:
+        """The value for one item (scalar attributes)."""
+        for cond, value in self.options:
+            if cond is None or cond.holds(attrs):
+                return value
+        raise AssertionError("a Choice always ends with a default")
 
     def evaluate(self, attrs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         if len(self.options) == 1:

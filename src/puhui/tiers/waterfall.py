@@ -186,8 +186,8 @@ def _empty_outcome(n: int) -> LayerOutcome:
 
 def run_waterfall(layers: list[LayerSpec], quantities: Mapping[str, np.ndarray],
                   attrs: Mapping[str, np.ndarray], period: np.ndarray,
-                  priors: Mapping[str, np.ndarray] | None = None
-                  ) -> dict[str, LayerOutcome]:
+                  priors: Mapping[str, np.ndarray] | None = None,
+                  keep: set[str] | None = None) -> dict[str, LayerOutcome]:
     """Run every layer over rows already in processing order.
 
     Parameters
@@ -197,6 +197,10 @@ def run_waterfall(layers: list[LayerSpec], quantities: Mapping[str, np.ndarray],
     period : int64 code of the row's accumulator period (a person's year)
     priors : per accumulator name, the amount already used in the row's period
         before these rows (deductible used, or payments against a limit)
+
+    keep : the outcome fields to return (default all); fields no caller and no later
+        layer needs are dropped as soon as possible (``None`` in the outcome), which
+        keeps memory flat on tens of millions of rows.
 
     Returns one :class:`LayerOutcome` per layer id, with full-length arrays (zero where
     the layer does not apply).
@@ -218,7 +222,13 @@ def run_waterfall(layers: list[LayerSpec], quantities: Mapping[str, np.ndarray],
         order = np.lexsort((pos, rows))
         rows, pos = rows[order], pos[order]
         m = len(rows)
-        sub_attrs = {k: np.asarray(v)[rows] for k, v in attrs.items()}
+        used = set()
+        for li in group:
+            la = layers[li]
+            for ch in (la.ratio, la.deductible, la.limit):
+                if ch is not None:
+                    used |= ch.attributes
+        sub_attrs = {k: np.asarray(attrs[k])[rows] for k in used}
         base = np.zeros(m, "int64")
         ratio = np.zeros(m, "int64")
         ded_amt = np.zeros(m, "int64")
@@ -285,4 +295,16 @@ def run_waterfall(layers: list[LayerSpec], quantities: Mapping[str, np.ndarray],
                 getattr(out, fld)[r] = arr[sel]
             out.overflow[r] = (after - covered)[sel]
             results[layers[li].id] = out
+        if keep is not None:
+            _drop_unneeded(results, layers, keep)
     return results
+
+
+def _drop_unneeded(results: dict[str, LayerOutcome], layers: list[LayerSpec],
+                   keep: set[str]) -> None:
+    """Release result arrays that neither the caller nor any layer's base needs."""
+    referenced = {name for la in layers for _, name in la.base if "." in name}
+    for lid, out in results.items():
+        for fld in LAYER_FIELDS + ("ratio_bp",):
+            if fld not in keep and f"{lid}.{fld}" not in referenced:
+                setattr(out, fld, None)

@@ -1,0 +1,215 @@
+"""Every validation rule, each triggered by a crafted bad file, with its message."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastparquet import write
+
+from puhui.errors import InputError
+from puhui.fund.files import read_raw
+from puhui.fund.schema import PERSONS, POLICIES, SETTLEMENT_LINES, SETTLEMENTS
+from puhui.fund.validate import validate_dir
+
+
+def load(d, table):
+    return read_raw(d, table)
+
+
+def save(df, d, table):
+    write(str(d / table.file), df.reset_index(drop=True), write_index=False)
+
+
+def messages(d):
+    return [p.message() for p in validate_dir(d).problems]
+
+
+def only(d):
+    msgs = messages(d)
+    assert len(msgs) == 1, msgs
+    return msgs[0]
+
+
+def test_shipped_generator_output_is_valid(small_city_dir):
+    rep = validate_dir(small_city_dir)
+    assert rep.ok, [p.message() for p in rep.problems]
+    assert set(rep.rows) == {"persons", "policies", "settlements", "settlement_lines"}
+
+
+def first_plain(st):
+    """Index of the first settlement that is neither a reversal nor reversed."""
+    reversed_ids = set(st["refund_of"].dropna())
+    ok = st["refund_of"].isna() & ~st["setl_id"].isin(reversed_ids)
+    return st.index[ok][0]
+
+
+def test_identity_broken(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    i = first_plain(st)
+    st.loc[i, "medfee_sumamt"] += 0.01
+    save(st, city_copy, SETTLEMENTS)
+    msgs = messages(city_copy)
+    sid = st.loc[i, "setl_id"]
+    assert (f"settlements.parquet: column medfee_sumamt: rule 'medfee_sumamt = hifp_pay + "
+            f"hifob_pay + hifmi_pay + maf_pay + psn_part_amt' broken by 1 row (e.g. {sid}). "
+            f"Fix: the fund payments and the person's share must add up to the total, to the fen"
+            ) in msgs
+    # the lines no longer add up either: reported against the lines file
+    assert any(m.startswith("settlement_lines.parquet: column amount") for m in msgs) or \
+        sid not in set(load(city_copy, SETTLEMENT_LINES)["setl_id"])
+
+
+def test_missing_column(city_copy):
+    p = load(city_copy, PERSONS).drop(columns=["gender"])
+    save(p, city_copy, PERSONS)
+    assert only(city_copy) == (
+        "persons.parquet: column gender: rule 'column present' broken by the column. "
+        "Fix: add the column 'gender' (code: national code: 1 male, 2 female)")
+
+
+def test_unknown_code(city_copy):
+    p = load(city_copy, PERSONS)
+    p["gender"] = p["gender"].astype(str)
+    p.loc[[0, 1], "gender"] = "M"
+    save(p, city_copy, PERSONS)
+    assert only(city_copy) == (
+        "persons.parquet: column gender: rule 'code in {1, 2}' broken by 2 rows "
+        "(e.g. P00000001, P00000002). Fix: use the national code; see docs/data-schema.md "
+        "for the list")
+
+
+def test_null_not_allowed(city_copy):
+    p = load(city_copy, POLICIES)
+    p["premium"] = p["premium"].astype("float64")
+    p.loc[0, "premium"] = np.nan
+    save(p, city_copy, POLICIES)
+    m = only(city_copy)
+    assert m.startswith("policies.parquet: column premium: rule 'not null' broken by 1 row")
+
+
+def test_more_than_two_decimals(city_copy):
+    p = load(city_copy, POLICIES)
+    p.loc[0, "premium"] = 129.005
+    save(p, city_copy, POLICIES)
+    assert "rule 'at most two decimals (whole fen)' broken by 1 row" in only(city_copy)
+
+
+def test_text_where_money_expected(city_copy):
+    p = load(city_copy, POLICIES)
+    p["premium"] = p["premium"].astype(str)
+    save(p, city_copy, POLICIES)
+    assert "rule 'money is a number of yuan'" in only(city_copy)
+
+
+def test_dates_in_order(city_copy):
+    p = load(city_copy, POLICIES)
+    p.loc[0, "end_date"] = p.loc[0, "start_date"] - pd.Timedelta(days=1)
+    save(p, city_copy, POLICIES)
+    assert "rule 'start_date <= end_date' broken by 1 row" in only(city_copy)
+
+
+def test_overlapping_policies(city_copy):
+    p = load(city_copy, POLICIES)
+    dup = p.iloc[[0]].copy()
+    dup["policy_no"] = "HHB99-OVERLAP"
+    save(pd.concat([p, dup]), city_copy, POLICIES)
+    assert "rule 'no overlapping policies of one person and product' broken by 1 row" \
+        in only(city_copy)
+
+
+def test_duplicate_ids(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    i = first_plain(st)
+    save(pd.concat([st, st.loc[[i]]]), city_copy, SETTLEMENTS)
+    msgs = messages(city_copy)
+    assert any(m.startswith("settlements.parquet: column setl_id: rule 'unique' broken by 1 row")
+               for m in msgs)
+
+
+def test_unknown_person(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    st["psn_no"] = st["psn_no"].astype(str)
+    i = first_plain(st)
+    st.loc[i, "psn_no"] = "P99999999"
+    save(st, city_copy, SETTLEMENTS)
+    assert any("column psn_no: rule 'person in persons.parquet' broken by 1 row" in m
+               for m in messages(city_copy))
+
+
+def test_negative_amount_outside_reversal(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    i = first_plain(st)
+    st.loc[i, "overlmt_selfpay"] = -1.0
+    st.loc[i, "psn_part_amt"] -= 1.0 + st.loc[i, "overlmt_selfpay"] * 0  # keep in-list >= 0
+    st.loc[i, "medfee_sumamt"] -= 1.0
+    save(st, city_copy, SETTLEMENTS)
+    msgs = messages(city_copy)
+    assert any("column overlmt_selfpay: rule 'amount >= 0 (except on reversals)' broken by 1 row"
+               in m for m in msgs), msgs
+
+
+def test_reversal_of_unknown_settlement(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    i = first_plain(st)
+    rev = st.loc[[i]].copy()
+    rev["setl_id"] = "R000000001"
+    rev["refund_of"] = "S999999999"
+    for c in ("medfee_sumamt", "hifp_pay", "psn_part_amt"):
+        rev[c] = -rev[c]
+    save(pd.concat([st, rev]), city_copy, SETTLEMENTS)
+    assert any("column refund_of: rule 'reverses an existing settlement' broken by 1 row "
+               "(e.g. R000000001)" in m for m in messages(city_copy))
+
+
+def test_reversal_must_negate_the_original(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    i = first_plain(st)
+    rev = st.loc[[i]].copy()
+    rev["setl_id"] = "R000000002"
+    rev["refund_of"] = st.loc[i, "setl_id"]
+    save(pd.concat([st, rev]), city_copy, SETTLEMENTS)   # amounts not negated
+    assert any("rule 'a reversal carries the negated amounts' broken by 1 row" in m
+               for m in messages(city_copy))
+
+
+def test_settlement_after_death(city_copy):
+    p = load(city_copy, PERSONS)
+    st = load(city_copy, SETTLEMENTS)
+    who = st.loc[first_plain(st), "psn_no"]
+    p.loc[p["psn_no"] == who, "death_date"] = pd.Timestamp("2023-06-30")
+    save(p, city_copy, PERSONS)
+    assert any("rule 'no settlement after the person's death'" in m for m in messages(city_copy))
+
+
+def test_residents_are_never_retired(city_copy):
+    p = load(city_copy, PERSONS)
+    i = p.index[p["insutype"].astype(str) == "390"][0]
+    p.loc[i, "retired"] = True
+    save(p, city_copy, PERSONS)
+    assert "rule 'residents are never retired' broken by 1 row" in only(city_copy)
+
+
+def test_lines_must_add_up(city_copy):
+    ln = load(city_copy, SETTLEMENT_LINES)
+    ln.loc[0, "amount"] += 1
+    save(ln, city_copy, SETTLEMENT_LINES)
+    assert f"rule 'lines sum to the settlement's medfee_sumamt' broken by 1 row (e.g. " \
+           f"{ln.loc[0, 'setl_id']})" in only(city_copy)
+
+
+def test_truncated_parquet(city_copy):
+    path = city_copy / SETTLEMENTS.file
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    m = messages(city_copy)
+    assert any(x.startswith("settlements.parquet: column -: rule 'readable file'") and
+               "not a readable Parquet file" in x for x in m)
+
+
+def test_missing_file(city_copy):
+    (city_copy / POLICIES.file).unlink()
+    assert any("policies.parquet: file missing" in m for m in messages(city_copy))
+
+
+def test_not_a_folder(tmp_path):
+    with pytest.raises(InputError, match="not a folder"):
+        validate_dir(tmp_path / "nope")
