@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from puhui.errors import InputError
@@ -70,31 +71,43 @@ def _as_date(s: pd.Series) -> pd.Series:
 
 def to_engine_types(table: Table, raw: pd.DataFrame) -> pd.DataFrame:
     """Convert a valid raw table to engine types: money to int64 fen, dates to
-    ``datetime64[ns]``, codes and ids to ``str``, booleans to ``bool``."""
-    cols = {}
-    for name in raw.columns:
+    ``datetime64[ns]``, codes and ids to ``str``, booleans to ``bool``.
+
+    The money columns are written into one preallocated block that the frame adopts
+    without a copy (millions of settlements: a consolidation copy would double them).
+    """
+    money = [c.name for c in table.columns if c.kind == "money" and c.name in raw.columns]
+    block = np.empty((len(money), len(raw)), dtype="int64")
+    for i, name in enumerate(money):
+        block[i] = yuan_to_fen(raw[name].to_numpy(dtype="float64"))
+    df = pd.DataFrame(block.T, columns=money, index=raw.index, copy=False)
+    for pos, name in enumerate(raw.columns):
+        if name in money:
+            continue
         s = raw[name]
         try:
             col = table.column(name)
         except KeyError:
-            cols[name] = s
-            continue
-        if col.kind == "money":
-            cols[name] = yuan_to_fen(s.to_numpy(dtype="float64"))
+            col = None
+        if col is None:
+            values = s
         elif col.kind in ("string", "code"):
-            cols[name] = _as_text(s)
+            values = _as_text(s)
         elif col.kind == "date":
-            cols[name] = _as_date(s)
+            values = _as_date(s)
         elif col.kind == "bool":
-            cols[name] = s.fillna(False).astype(bool)
+            values = s.fillna(False).astype(bool)
         elif col.kind == "int":
-            cols[name] = s.astype("int64")
+            values = s.astype("int64")
         else:
-            cols[name] = s
+            values = s
+        df.insert(min(pos, len(df.columns)), name, values)
     for col in table.columns:
-        if col.name not in cols and col.kind == "bool" and not col.required:
-            cols[col.name] = False
-    return pd.DataFrame(cols, index=raw.index)
+        if col.name not in df.columns and col.kind == "bool" and not col.required:
+            df[col.name] = False
+    # Inserting each column at its position in the file keeps the file's order (the
+    # money columns after it are still at the end), so no reordering copy is needed.
+    return df
 
 
 def read_table(directory: str | Path, table: Table, columns: list[str] | None = None
@@ -125,16 +138,53 @@ def to_file_types(table: Table, df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+#: Rows per Parquet row group when writing. A larger table is converted and written one
+#: row group at a time, so writing costs memory for one group, not for the table.
+ROW_GROUP = 1_000_000
+#: Categoricals with more categories than this are written as plain text in multi-group
+#: files: fastparquet writes a categorical's whole dictionary in every row group.
+MAX_CATEGORIES_PER_GROUP = 65_536
+
+
+def _chunk_for_append(frame: pd.DataFrame) -> pd.DataFrame:
+    """Make a row group safe to append: fastparquet reads categoricals correctly only if
+    every row group carries the same categories (tested in tests/test_fund_files.py),
+    so large-dictionary categoricals become plain text."""
+    out = {}
+    for name in frame.columns:
+        s = frame[name]
+        if isinstance(s.dtype, pd.CategoricalDtype) and \
+                len(s.cat.categories) > MAX_CATEGORIES_PER_GROUP:
+            s = s.astype(object)
+        out[name] = s
+    return pd.DataFrame(out)
+
+
 def write_table(df: pd.DataFrame, directory: str | Path, table: Table,
                 file_types: bool = True) -> Path:
-    """Write a table with fastparquet. The same frame gives the same bytes."""
+    """Write a table with fastparquet. The same frame gives the same bytes.
+
+    Tables longer than :data:`ROW_GROUP` rows are written one row group at a time.
+    """
     from fastparquet import write
 
     path = table_path(directory, table)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame = to_file_types(table, df) if file_types else df
-    write(str(path), frame.reset_index(drop=True), compression=COMPRESSION,
-          write_index=False, stats=False)
+    n = len(df)
+    starts = range(0, n, ROW_GROUP) if n > ROW_GROUP else [0]
+    for k, start in enumerate(starts):
+        part = df.iloc[start:start + ROW_GROUP] if n > ROW_GROUP else df
+        frame = to_file_types(table, part) if file_types else part
+        if n > ROW_GROUP:
+            frame = _chunk_for_append(frame)
+        # Text columns are declared UTF-8: inferred from an all-null first row group,
+        # fastparquet would pick another type and refuse the groups that follow.
+        # Categoricals must be named too, or their categories are encoded as bytes.
+        text = {c: "utf8" for c in frame.columns if frame[c].dtype == object or (
+            isinstance(frame[c].dtype, pd.CategoricalDtype)
+            and frame[c].cat.categories.dtype == object)}
+        write(str(path), frame.reset_index(drop=True), compression=COMPRESSION,
+              write_index=False, stats=False, append=k > 0, object_encoding=text or "infer")
     return path
 
 

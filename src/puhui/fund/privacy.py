@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -70,9 +71,11 @@ class PrivacyFinding:
 
 
 def _text_values(s: pd.Series) -> list[str]:
-    vals = s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else s.dropna().unique()
+    """The column's values as text: a categorical's categories, else every non-null value
+    (no de-duplication: a hash of millions of ids costs more than scanning them)."""
+    vals = s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else s.dropna()
     if pd.api.types.infer_dtype(vals, skipna=True) == "string":
-        return list(vals)
+        return vals.tolist()
     return [v if isinstance(v, str) else str(v) for v in vals]
 
 
@@ -90,22 +93,35 @@ def scan_column_names(columns) -> list[PrivacyFinding]:
     return found
 
 
-def _hits(pattern: re.Pattern, text: str, starts: list[int], check=None) -> set[int]:
-    """Indices of the values (joined into ``text`` at ``starts``) that ``pattern`` finds."""
-    from bisect import bisect_right
+class _Joined:
+    """Values joined into one text, so each pattern runs once over it (in C)."""
 
-    found = set()
-    for m in pattern.finditer(text):
-        if check is None or check(m):
-            found.add(bisect_right(starts, m.start()) - 1)
-    return found
+    def __init__(self, vals: list[str]):
+        self.vals = vals
+        self.text = "\x00".join(vals)
+        self._ends = None
+
+    def values_hit(self, pattern: re.Pattern, check=None) -> set[str]:
+        """The distinct values in which ``pattern`` matches (and ``check`` holds)."""
+        found = set()
+        for m in pattern.finditer(self.text):
+            if check is None or check(m):
+                found.add(self.vals[self._index(m.start())])
+        return found
+
+    def _index(self, pos: int) -> int:
+        if self._ends is None:   # built only when something matched
+            lengths = np.fromiter((len(v) + 1 for v in self.vals), dtype="int64",
+                                  count=len(self.vals))
+            self._ends = np.cumsum(lengths)
+        return int(np.searchsorted(self._ends, pos, side="right"))
 
 
 def scan_values(name: str, s: pd.Series) -> list[PrivacyFinding]:
-    """Scan one column's distinct values. Integer columns are scanned as digits.
+    """Scan one column. Integer columns are scanned as digits. Counts distinct values.
 
-    The values are joined with newlines and each pattern runs once over the whole
-    text (fast in C); a match is mapped back to its value to count values, not matches.
+    The values are joined (NUL-separated, which no pattern matches) and each pattern
+    runs once over the whole text; a match is mapped back to its value by position.
     """
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_float_dtype(s) \
             or pd.api.types.is_datetime64_any_dtype(s):
@@ -117,18 +133,14 @@ def scan_values(name: str, s: pd.Series) -> list[PrivacyFinding]:
         vals = _text_values(s)
     if not vals:
         return []
-    vals = [v.replace("\n", " ") for v in vals]
-    starts, pos = [], 0
-    for v in vals:
-        starts.append(pos)
-        pos += len(v) + 1
-    text = "\n".join(vals)
-    ids: set[int] = set()
-    phones: set[int] = set()
-    if _DIGIT_RUN.search(text):
-        ids = _hits(_ID, text, starts, lambda m: is_resident_id(m.group(1)))
-        phones = _hits(_PHONE, text, starts) - ids
-    addrs = _hits(_ADDRESS, text, starts) if _CJK.search(text) else set()
+    j = _Joined(vals)
+    ids: set[str] = set()
+    phones: set[str] = set()
+    if _DIGIT_RUN.search(j.text):
+        ids = j.values_hit(_ID, lambda m: is_resident_id(m.group(1)))
+        phones = j.values_hit(_PHONE) - ids
+    has_cjk = not j.text.isascii() and _CJK.search(j.text)   # isascii is one C pass
+    addrs = j.values_hit(_ADDRESS) if has_cjk else set()
     out = []
     if ids:
         out.append(PrivacyFinding(name, "resident ID numbers (18 characters, valid check digit)", len(ids)))

@@ -61,11 +61,15 @@ class Report:
         self.problems.append(Problem(table.file, column, rule, n, fix, ex))
 
 
+def _text(s: pd.Series) -> pd.Series:
+    return s if pd.api.types.infer_dtype(s, skipna=True) == "string" else s.astype(str)
+
+
 def _key(table: Table, df: pd.DataFrame) -> pd.Series:
     k = table.key[0]
-    s = df[k].astype(str) if k in df.columns else pd.Series(df.index.astype(str))
+    s = _text(df[k]) if k in df.columns else pd.Series(df.index.astype(str))
     if len(table.key) > 1 and all(c in df.columns for c in table.key):
-        s = s + "#" + df[table.key[1]].astype(str)
+        s = s + "#" + _text(df[table.key[1]])
     return s.reset_index(drop=True)
 
 
@@ -151,20 +155,49 @@ def _check_table_types(rep: Report, table: Table, raw: pd.DataFrame) -> bool:
     return usable
 
 
+class KeyIndex:
+    """A key column hashed once, together with every column that refers to it.
+
+    ``pd.factorize`` over the keys and the referring values in one pass gives: which key
+    rows repeat an earlier key (:attr:`duplicated`) and, for each referring value, the
+    row of its key (:meth:`positions`, -1 where there is none). Settlement ids are
+    millions of strings, so one hash pass instead of one per rule matters.
+    """
+
+    def __init__(self, keys: pd.Series, *refs: pd.Series):
+        parts = [np.asarray(keys.to_numpy(dtype=object))] + \
+            [np.asarray(r.to_numpy(dtype=object)) for r in refs]
+        codes, uniques = pd.factorize(np.concatenate(parts) if len(parts) > 1 else parts[0])
+        n = len(keys)
+        kc = codes[:n]
+        first = np.full(len(uniques), -1, dtype="int64")
+        ok = np.flatnonzero(kc >= 0)[::-1]          # reversed: the earliest row wins
+        first[kc[ok]] = ok
+        self.first = first
+        self.duplicated = np.zeros(n, dtype=bool)
+        self.duplicated[kc >= 0] = first[kc[kc >= 0]] != np.flatnonzero(kc >= 0)
+        bounds = np.cumsum([n] + [len(r) for r in refs])
+        self._refs = [codes[bounds[i]:bounds[i + 1]] for i in range(len(refs))]
+
+    def positions(self, i: int) -> np.ndarray:
+        """Row of the key for each value of the ``i``-th referring column, -1 if none."""
+        c = self._refs[i]
+        return np.where(c >= 0, self.first[np.maximum(c, 0)], -1)
+
+
 def _dupes(rep: Report, table: Table, df: pd.DataFrame, cols: list[str],
-           index: pd.Index | None = None) -> None:
-    if index is not None and index.is_unique:
-        return
-    dup = df.duplicated(cols, keep="first").to_numpy()
+           dup: np.ndarray | None = None) -> None:
+    if dup is None:
+        dup = df.duplicated(cols, keep="first").to_numpy()
     rep.add(table, "+".join(cols), "unique", dup, _key(table, df),
             f"each {'/'.join(cols)} must appear once; remove or renumber the repeats")
 
 
 # --- cross-row and cross-file rules --------------------------------------------------------
 
-def _rules_persons(rep: Report, p: pd.DataFrame) -> None:
+def _rules_persons(rep: Report, p: pd.DataFrame, psn: KeyIndex) -> None:
     t, k = PERSONS, _key(PERSONS, p)
-    _dupes(rep, t, p, ["psn_no"])
+    _dupes(rep, t, p, ["psn_no"], psn.duplicated)
     rep.add(t, "retired", "residents are never retired",
             (p["insutype"] == "390") & p["retired"], k,
             "set retired=false for residents (insutype 390)")
@@ -173,14 +206,13 @@ def _rules_persons(rep: Report, p: pd.DataFrame) -> None:
             dd.notna() & (dd.dt.year < p["birth_year"]), k, "check death_date and birth_year")
 
 
-def _rules_policies(rep: Report, pol: pd.DataFrame, persons: pd.DataFrame | None) -> None:
+def _rules_policies(rep: Report, pol: pd.DataFrame, who: np.ndarray | None) -> None:
     t, k = POLICIES, _key(POLICIES, pol)
     _dupes(rep, t, pol, ["policy_no"])
     rep.add(t, "end_date", "start_date <= end_date", pol["start_date"] > pol["end_date"], k,
             "the cover period must end on or after its start")
-    if persons is not None:
-        rep.add(t, "psn_no", "person in persons.parquet",
-                ~pol["psn_no"].isin(persons["psn_no"]), k,
+    if who is not None:
+        rep.add(t, "psn_no", "person in persons.parquet", who < 0, k,
                 "every insured person needs a row in persons.parquet")
     s = pol.sort_values(["psn_no", "product_id", "start_date"], kind="stable")
     same = (s["psn_no"].to_numpy()[1:] == s["psn_no"].to_numpy()[:-1]) & \
@@ -193,27 +225,13 @@ def _rules_policies(rep: Report, pol: pd.DataFrame, persons: pd.DataFrame | None
             "a person holds one policy of a product at a time; fix the dates or merge them")
 
 
-def _lookup(keys: pd.Series | pd.Index, values: pd.Series) -> np.ndarray:
-    """Row position of each value in ``keys`` (its first occurrence), -1 where absent.
-
-    Pass a ``pd.Index`` built once to reuse its hash table: settlement ids are millions
-    of strings.
-    """
-    idx = keys if isinstance(keys, pd.Index) else pd.Index(keys)
-    keys = pd.Series(idx)
-    if idx.is_unique:
-        return idx.get_indexer(values)
-    first = ~keys.duplicated(keep="first").to_numpy()
-    pos = pd.Index(keys[first]).get_indexer(values)
-    return np.where(pos >= 0, np.flatnonzero(first)[np.maximum(pos, 0)], -1)
-
-
 def _rules_settlements(rep: Report, st: pd.DataFrame, persons: pd.DataFrame | None,
-                       ids: pd.Index) -> None:
+                       who: np.ndarray | None, ids: KeyIndex) -> None:
+    """``who``: row in persons of each settlement's person; ``ids``: setl_id hashed with
+    the reversals' refund_of as its first referring column."""
     t, k = SETTLEMENTS, _key(SETTLEMENTS, st)
-    _dupes(rep, t, st, ["setl_id"], ids)
-    if persons is not None:
-        who = _lookup(persons["psn_no"], st["psn_no"])
+    _dupes(rep, t, st, ["setl_id"], ids.duplicated)
+    if who is not None:
         rep.add(t, "psn_no", "person in persons.parquet", who < 0, k,
                 "every patient needs a row in persons.parquet")
         death = persons["death_date"].to_numpy()[np.maximum(who, 0)]
@@ -239,7 +257,7 @@ def _rules_settlements(rep: Report, st: pd.DataFrame, persons: pd.DataFrame | No
         return
     rev = st[is_rev]
     rk = _key(t, rev)
-    pos = _lookup(ids, rev["refund_of"])
+    pos = ids.positions(0)
     known = pos >= 0
     known[known] = ~is_rev[pos[known]]
     rep.add(t, "refund_of", "reverses an existing settlement", ~known, rk,
@@ -267,12 +285,12 @@ def _rules_settlements(rep: Report, st: pd.DataFrame, persons: pd.DataFrame | No
 
 
 def _rules_lines(rep: Report, ln: pd.DataFrame, st: pd.DataFrame | None,
-                 ids: pd.Index | None) -> None:
+                 pos: np.ndarray | None) -> None:
+    """``pos``: row in settlements of each line's setl_id (-1 if none)."""
     t, k = SETTLEMENT_LINES, _key(SETTLEMENT_LINES, ln)
     _dupes(rep, t, ln, ["setl_id", "line_no"])
-    if st is None:
+    if st is None or pos is None:
         return
-    pos = _lookup(ids, ln["setl_id"])
     rep.add(t, "setl_id", "settlement in settlements.parquet", pos < 0, k,
             "each line must belong to a settlement")
     have = pos >= 0
@@ -315,15 +333,29 @@ def validate_dir(directory: str | Path) -> Report:
         usable = _check_table_types(rep, table, raw)
         typed[table.name] = to_engine_types(table, raw) if usable else None
     persons, pol, st, ln = (typed[t.name] for t in TABLES)
+    who_pol = who_st = None
     if persons is not None:
-        _rules_persons(rep, persons)
+        refs = [x["psn_no"] for x in (pol, st) if x is not None]
+        psn = KeyIndex(persons["psn_no"], *refs)
+        _rules_persons(rep, persons, psn)
+        i = 0
+        if pol is not None:
+            who_pol, i = psn.positions(0), 1
+        if st is not None:
+            who_st = psn.positions(i)
     if pol is not None:
-        _rules_policies(rep, pol, persons)
-    ids = pd.Index(st["setl_id"]) if st is not None else None  # hashed once, reused
+        _rules_policies(rep, pol, who_pol)
+    line_pos = None
     if st is not None:
-        _rules_settlements(rep, st, persons, ids)
+        refs = [st.loc[st["refund_of"].notna(), "refund_of"]]
+        if ln is not None:
+            refs.append(ln["setl_id"])
+        ids = KeyIndex(st["setl_id"], *refs)
+        _rules_settlements(rep, st, persons, who_st, ids)
+        if ln is not None:
+            line_pos = ids.positions(1)
     if ln is not None:
-        _rules_lines(rep, ln, st, ids)
+        _rules_lines(rep, ln, st, line_pos)
     # Privacy first: it is the most important thing to fix. When any column holds
     # personal data, no example id is shown anywhere: the ids themselves may be it.
     if any(p.kind == "privacy" for p in rep.problems):

@@ -77,7 +77,7 @@ def synth_city(persons: int, years: int, seed: int, start_year: int | None = Non
 
 def _add_attributes(bills: pd.DataFrame, people: pd.DataFrame) -> None:
     """The settlement date and the person's attributes that the basic tier reads."""
-    bills["setl_time"] = pd.to_datetime(_bill_dates(bills))
+    bills["setl_time"] = pd.to_datetime(_bill_dates(bills)).astype("datetime64[ns]")
     who = bills["person"].to_numpy()
     for col in ("gender", "insutype"):
         c = people[col].array
@@ -118,7 +118,7 @@ def _add_reversals(bills: pd.DataFrame, py: pd.DataFrame, P: dict, rng) -> pd.Da
     for c in ("amt_a", "amt_b"):
         cor[c] = np.floor(cor[c].to_numpy() * R["correction"]).astype("int64")
     out = pd.concat([bills.assign(orig=-1), rev, cor], ignore_index=True)
-    out["setl_time"] = pd.to_datetime(_bill_dates(out))
+    out["setl_time"] = pd.to_datetime(_bill_dates(out)).astype("datetime64[ns]")
     return out
 
 
@@ -220,7 +220,7 @@ def _assemble(people, blocks: list[dict], pol, dise_categories) -> FundData:
     person, setl_time, kind = take("person"), take("setl_time"), take("kind")
     # settlement ids in time order (reversals and corrections after their day's bills)
     order = np.lexsort((np.arange(n), kind, person, setl_time))
-    ids_sorted = np.array([f"S{i + 1:09d}" for i in range(n)], dtype=object)
+    ids_sorted = np.fromiter((f"S{i + 1:09d}" for i in range(n)), dtype=object, count=n)
     setl_id = np.empty(n, dtype=object)
     setl_id[order] = ids_sorted
     refund_of = np.full(n, None, dtype=object)
@@ -232,7 +232,14 @@ def _assemble(people, blocks: list[dict], pol, dise_categories) -> FundData:
     def cat(field):
         return pd.Categorical.from_codes(take(field)[order], categories=cats[field])
 
-    cols = {
+    # The money columns go into one preallocated block that the frame adopts as it is
+    # (a frame built from separate int64 columns would copy them all into one block).
+    money = np.empty((len(SETTLEMENT_MONEY), n), dtype="int64")
+    for i, c in enumerate(SETTLEMENT_MONEY):
+        money[i] = take(c)[order]
+    st = pd.DataFrame(money.T, columns=list(SETTLEMENT_MONEY), copy=False)
+    del money
+    front = {
         "setl_id": ids_sorted,
         "psn_no": pd.Categorical.from_codes(person[order], categories=psn_no),
         "setl_time": setl_time[order],
@@ -242,13 +249,12 @@ def _assemble(people, blocks: list[dict], pol, dise_categories) -> FundData:
         "dise_code": cat("dise_code"),
     }
     del person, setl_time
-    for c in SETTLEMENT_MONEY:
-        cols[c] = take(c)[order]
-    cols["refund_of"] = refund_of[order]
-    cols["fixmedins_code"] = pd.Categorical.from_codes(take("fixmedins_code")[order],
-                                                       categories=INSTITUTIONS)
-    st = pd.DataFrame(cols)
-    del cols
+    for pos, (name, values) in enumerate(front.items()):
+        st.insert(pos, name, values)
+    del front
+    st["refund_of"] = refund_of[order]
+    st["fixmedins_code"] = pd.Categorical.from_codes(take("fixmedins_code")[order],
+                                                     categories=INSTITUTIONS)
     lines = pd.concat([b["lines"].assign(bill=b["lines"]["bill"] + offsets[k])
                        for k, b in enumerate(blocks)], ignore_index=True)
     lines["setl_id"] = setl_id[lines["bill"].to_numpy()]

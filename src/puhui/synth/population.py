@@ -96,5 +96,5 @@ def simulate_years(people: pd.DataFrame, start_year: int, years: int, P: dict,
             "dies": dies[idx], "cancer": has_cancer[idx],
         }))
         alive &= ~dies
-    people["death_date"] = pd.to_datetime(death)
+    people["death_date"] = pd.to_datetime(death).astype("datetime64[ns]")
     return pd.concat(rows, ignore_index=True)
