@@ -23,7 +23,7 @@ from puhui.fund.schema import SETTLEMENT_MONEY
 from puhui.synth.enrolment import make_policies
 from puhui.synth.params import load_params
 from puhui.synth.population import make_people, simulate_years
-from puhui.synth.utilisation import _bill_dates, diagnosis_categories, make_bills
+from puhui.synth.utilisation import bill_dates, diagnosis_categories, make_bills
 from puhui.tiers.basic import load_schemes, processing_order, settle
 
 #: People per block; part of the generator's definition (the draws depend on it).
@@ -77,7 +77,7 @@ def synth_city(persons: int, years: int, seed: int, start_year: int | None = Non
 
 def _add_attributes(bills: pd.DataFrame, people: pd.DataFrame) -> None:
     """The settlement date and the person's attributes that the basic tier reads."""
-    bills["setl_time"] = pd.to_datetime(_bill_dates(bills)).astype("datetime64[ns]")
+    bills["setl_time"] = pd.to_datetime(bill_dates(bills)).astype("datetime64[ns]")
     who = bills["person"].to_numpy()
     for col in ("gender", "insutype"):
         c = people[col].array
@@ -118,7 +118,7 @@ def _add_reversals(bills: pd.DataFrame, py: pd.DataFrame, P: dict, rng) -> pd.Da
     for c in ("amt_a", "amt_b"):
         cor[c] = np.floor(cor[c].to_numpy() * R["correction"]).astype("int64")
     out = pd.concat([bills.assign(orig=-1), rev, cor], ignore_index=True)
-    out["setl_time"] = pd.to_datetime(_bill_dates(out)).astype("datetime64[ns]")
+    out["setl_time"] = pd.to_datetime(bill_dates(out)).astype("datetime64[ns]")
     return out
 
 

@@ -211,7 +211,7 @@ def make_bills(py: pd.DataFrame, people: pd.DataFrame, P: dict, lists: dict,
     special["bill"] = offsets[special["part"].to_numpy()] + special["pos"].to_numpy()
     special = special.drop(columns=["part", "pos"])
     # special items are class C once the class-C list is in force on the bill's date
-    dates = _bill_dates(bills)
+    dates = bill_dates(bills)
     on_c = np.zeros(len(special), bool)
     c_items = class_c.items.set_index("hilist_code")
     in_c = special["hilist_code"].isin(c_items.index).to_numpy()
@@ -229,6 +229,6 @@ def make_bills(py: pd.DataFrame, people: pd.DataFrame, P: dict, lists: dict,
     return bills, special
 
 
-def _bill_dates(bills: pd.DataFrame) -> np.ndarray:
+def bill_dates(bills: pd.DataFrame) -> np.ndarray:
     y0 = (bills["year"].to_numpy() - 1970).astype("datetime64[Y]").astype("datetime64[D]")
     return y0 + bills["day"].to_numpy().astype("timedelta64[D]")
