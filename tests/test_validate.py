@@ -213,3 +213,120 @@ def test_missing_file(city_copy):
 def test_not_a_folder(tmp_path):
     with pytest.raises(InputError, match="not a folder"):
         validate_dir(tmp_path / "nope")
+
+
+def _reversal_pair(st):
+    """An existing reversal row index and the index of the settlement it reverses."""
+    r = st.index[st["refund_of"].notna()][0]
+    o = st.index[st["setl_id"] == st.loc[r, "refund_of"]][0]
+    return r, o
+
+
+def test_death_before_birth_year(city_copy):
+    p = load(city_copy, PERSONS)
+    p.loc[0, "death_date"] = pd.Timestamp(f"{int(p.loc[0, 'birth_year']) - 1}-06-30")
+    save(p, city_copy, PERSONS)
+    assert any("rule 'death not before birth year' broken by 1 row (e.g. P00000001)" in m
+               for m in messages(city_copy))
+
+
+def test_reversal_of_another_person(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    st["psn_no"] = st["psn_no"].astype(str)
+    r, o = _reversal_pair(st)
+    other = st.loc[st["psn_no"] != st.loc[o, "psn_no"], "psn_no"].iloc[0]
+    st.loc[r, "psn_no"] = other
+    save(st, city_copy, SETTLEMENTS)
+    assert any(f"rule 'a reversal belongs to the same person' broken by 1 row (e.g. "
+               f"{st.loc[r, 'setl_id']})" in m for m in messages(city_copy))
+
+
+def test_reversal_dated_before_the_original(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    r, o = _reversal_pair(st)
+    st.loc[r, "setl_time"] = st.loc[o, "setl_time"] - pd.Timedelta(days=1)
+    save(st, city_copy, SETTLEMENTS)
+    assert any("rule 'a reversal is not before the original' broken by 1 row" in m
+               for m in messages(city_copy))
+
+
+def test_settlement_reversed_twice(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    r, _ = _reversal_pair(st)
+    again = st.loc[[r]].copy()
+    again["setl_id"] = "R000000009"
+    save(pd.concat([st, again]), city_copy, SETTLEMENTS)
+    assert any("rule 'a settlement is reversed at most once' broken by 1 row (e.g. R000000009)"
+               in m for m in messages(city_copy))
+
+
+def test_lines_preselfpay_must_add_up(city_copy):
+    ln = load(city_copy, SETTLEMENT_LINES)
+    i = ln.index[ln["list_class"].astype(str) == "B"][0]
+    ln.loc[i, "preselfpay_amt"] += 1
+    save(ln, city_copy, SETTLEMENT_LINES)
+    assert "rule 'lines sum to the settlement's preselfpay_amt' broken by 1 row" in only(city_copy)
+
+
+def test_line_of_unknown_settlement(city_copy):
+    ln = load(city_copy, SETTLEMENT_LINES)
+    extra = ln.iloc[[0]].copy()
+    extra["setl_id"] = "S999999999"
+    save(pd.concat([ln, extra]), city_copy, SETTLEMENT_LINES)
+    assert ("settlement_lines.parquet: column setl_id: rule 'settlement in settlements.parquet'"
+            " broken by 1 row (e.g. S999999999#1)") in only(city_copy)
+
+
+def test_duplicate_line(city_copy):
+    ln = load(city_copy, SETTLEMENT_LINES)
+    save(pd.concat([ln, ln.iloc[[0]]]), city_copy, SETTLEMENT_LINES)
+    msgs = messages(city_copy)
+    assert any("column setl_id+line_no: rule 'unique' broken by 1 row" in m for m in msgs)
+
+
+def test_policy_of_unknown_person(city_copy):
+    p = load(city_copy, POLICIES)
+    p["psn_no"] = p["psn_no"].astype(str)
+    p.loc[0, "psn_no"] = "P99999999"
+    save(p, city_copy, POLICIES)
+    assert ("policies.parquet: column psn_no: rule 'person in persons.parquet' broken by "
+            f"1 row (e.g. {p.loc[0, 'policy_no']})") in only(city_copy)
+
+
+def test_value_out_of_range(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    st.loc[first_plain(st), "hosp_lv"] = 4
+    save(st, city_copy, SETTLEMENTS)
+    assert "column hosp_lv: rule 'value <= 3' broken by 1 row" in only(city_copy)
+
+
+def test_code_written_as_number(city_copy):
+    p = load(city_copy, PERSONS)
+    p["insutype"] = p["insutype"].astype(str).astype(int)
+    save(p, city_copy, PERSONS)
+    assert only(city_copy).startswith("persons.parquet: column insutype: rule 'text' broken by")
+
+
+def test_bool_written_as_text(city_copy):
+    p = load(city_copy, POLICIES)
+    p["consent"] = p["consent"].map({True: "yes", False: "no"})
+    save(p, city_copy, POLICIES)
+    assert "column consent: rule 'true/false'" in only(city_copy)
+
+
+def test_whole_number_expected(city_copy):
+    p = load(city_copy, PERSONS)
+    p["birth_year"] = p["birth_year"].astype(float)
+    p.loc[0, "birth_year"] += 0.5
+    save(p, city_copy, PERSONS)
+    assert "column birth_year: rule 'whole number' broken by 1 row" in only(city_copy)
+
+
+def test_in_list_self_pay_negative(city_copy):
+    st = load(city_copy, SETTLEMENTS)
+    i = first_plain(st)
+    # more out-of-list than the person's whole share: in-list self-pay < 0
+    st.loc[i, "fulamt_ownpay_amt"] = st.loc[i, "psn_part_amt"] + 1
+    save(st, city_copy, SETTLEMENTS)
+    assert any("rule 'in-list self-pay = psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay >= 0'"
+               in m for m in messages(city_copy))
