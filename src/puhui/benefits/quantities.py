@@ -1,47 +1,143 @@
-"""Quantities of a settlement that commercial benefits pay on (int64 fen).
+"""What a product's benefits pay on, per settlement (int64 fen).
 
-``in_list_self_pay``    psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay (目录内自付)
-``out_of_list_self_pay`` fulamt_ownpay_amt + overlmt_selfpay (目录外自费)
-``special_drug``        lines whose code is on the special-drug list (not CAR-T)
-``cart``                lines of CAR-T products on the special-drug list
-``class_c``             lines of class C (the commercial innovative drug list)
-``proton``              lines of proton / heavy-ion treatment
+Settlement quantities (from the settlement's fields)::
+
+    in_list_self_pay     = psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay   (目录内自付)
+    out_of_list_self_pay = fulamt_ownpay_amt + overlmt_selfpay                  (目录外自费)
+    self_pay             = psn_part_amt
+
+Line quantities (``lines:<list>:<select>``): the sum of the settlement's lines whose
+``hilist_code`` is an item of the named list chosen by ``select`` and in force on the
+settlement date. With ``exclude_basic_paid`` (the default), lines that basic insurance
+paid (class A or B) are left out and counted apart, so the reason can say so.
+
+One :class:`LineMatcher` per product serves both the vectorised and the per-settlement
+faces of the calculator.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-QUANTITIES = ("in_list_self_pay", "out_of_list_self_pay", "special_drug", "cart",
-              "class_c", "proton")
+from puhui.drug_lists import DrugList, load_lists
+from puhui.errors import RuleFileError
+from puhui.products.model import LineSpec, Product
+
+BASIC_PAID_CLASSES = ("A", "B")
 
 
-def settlement_quantities(st: pd.DataFrame, lines: pd.DataFrame | None,
-                          special: pd.DataFrame, treatments: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per settlement (in ``st``'s order), the amounts each kind of benefit pays on."""
-    q = {
-        "in_list_self_pay": (st["psn_part_amt"] - st["fulamt_ownpay_amt"]
-                             - st["overlmt_selfpay"]).to_numpy(dtype="int64"),
-        "out_of_list_self_pay": (st["fulamt_ownpay_amt"] + st["overlmt_selfpay"]
-                                 ).to_numpy(dtype="int64"),
-    }
-    n = len(st)
-    for k in ("special_drug", "cart", "class_c", "proton"):
-        q[k] = np.zeros(n, "int64")
-    if lines is None or not len(lines):
-        return q
-    cart_codes = set(special.loc[special["is_cart"].astype(bool), "hilist_code"])
-    drug_codes = set(special["hilist_code"]) - cart_codes
-    kinds = {
-        "special_drug": lines["hilist_code"].isin(drug_codes),
-        "cart": lines["hilist_code"].isin(cart_codes),
-        "class_c": lines["list_class"] == "C",
-        "proton": lines["hilist_code"].isin(set(treatments["hilist_code"])),
-    }
-    pos = pd.Series(np.arange(n), index=st["setl_id"].to_numpy())
-    for k, mask in kinds.items():
-        sums = lines.loc[mask.to_numpy()].groupby("setl_id")["amount"].sum()
-        idx = pos.reindex(sums.index).dropna().astype("int64")
-        q[k][idx.to_numpy()] = sums.loc[idx.index].to_numpy()
-    return q
+def settlement_quantities(st: pd.DataFrame) -> dict[str, np.ndarray]:
+    psn = st["psn_part_amt"].to_numpy(dtype="int64")
+    out_list = (st["fulamt_ownpay_amt"] + st["overlmt_selfpay"]).to_numpy(dtype="int64")
+    return {"in_list_self_pay": psn - out_list, "out_of_list_self_pay": out_list,
+            "self_pay": psn}
+
+
+def settlement_quantities_one(s: dict) -> dict[str, int]:
+    out_list = int(s["fulamt_ownpay_amt"]) + int(s["overlmt_selfpay"])
+    psn = int(s["psn_part_amt"])
+    return {"in_list_self_pay": psn - out_list, "out_of_list_self_pay": out_list,
+            "self_pay": psn}
+
+
+def _select(items: pd.DataFrame, select: str) -> pd.DataFrame:
+    cart = items["is_cart"].astype(bool) if "is_cart" in items else False
+    overseas = items["overseas"].astype(bool) if "overseas" in items else False
+    if select == "drugs":
+        return items[~(cart | overseas)] if isinstance(cart, pd.Series) or \
+            isinstance(overseas, pd.Series) else items
+    if select == "cart":
+        return items[cart] if isinstance(cart, pd.Series) else items.iloc[0:0]
+    if select == "overseas":
+        return items[overseas] if isinstance(overseas, pd.Series) else items.iloc[0:0]
+    return items
+
+
+@dataclass
+class _ListItems:
+    spec: LineSpec
+    codes: dict[str, tuple[np.datetime64, np.datetime64]]   # code -> in force from, to
+
+
+class LineMatcher:
+    """The items each line benefit of a product counts, with their validity."""
+
+    def __init__(self, product: Product, lists: dict[str, DrugList] | None = None):
+        lists = lists if lists is not None else load_lists()
+        self.specs: dict[str, _ListItems] = {}
+        self.exclude_basic_paid = {b.quantity: b.exclude_basic_paid
+                                   for b in product.benefits if b.lines}
+        for b in product.benefits:
+            if not b.lines or b.quantity in self.specs:
+                continue
+            if b.lines.list not in lists:
+                raise RuleFileError(f"{product.path}: benefit '{b.id}' pays on list "
+                                    f"'{b.lines.list}', which actuarial/drugs/lists.toml "
+                                    f"does not have ({', '.join(sorted(lists))})")
+            dl = lists[b.lines.list]
+            items = _select(dl.items, b.lines.select)
+            lo = np.datetime64(dl.valid_from, "D")
+            hi = np.datetime64(dl.valid_to, "D")
+            codes = {}
+            for _, it in items.iterrows():
+                f = max(lo, np.datetime64(it["valid_from"], "D")) if "valid_from" in it else lo
+                t = min(hi, np.datetime64(it["valid_to"], "D")) if "valid_to" in it else hi
+                codes[str(it["hilist_code"])] = (f, t)
+            self.specs[b.quantity] = _ListItems(b.lines, codes)
+
+    @property
+    def quantities(self) -> list[str]:
+        return list(self.specs)
+
+    def line_quantities(self, st: pd.DataFrame, lines: pd.DataFrame | None
+                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per settlement of ``st``: (eligible amount, amount excluded as basic-paid) by
+        line quantity."""
+        n = len(st)
+        elig = {q: np.zeros(n, "int64") for q in self.specs}
+        excl = {q: np.zeros(n, "int64") for q in self.specs}
+        if lines is None or not len(lines) or not self.specs:
+            return elig, excl
+        pos_of = pd.Index(st["setl_id"].astype(str))
+        ln = lines[lines["setl_id"].isin(pos_of)]
+        if not len(ln):
+            return elig, excl
+        pos = pos_of.get_indexer(ln["setl_id"].astype(str))
+        day = st["setl_time"].to_numpy().astype("datetime64[D]")[pos]
+        code = ln["hilist_code"].astype(str).to_numpy()
+        amount = ln["amount"].to_numpy(dtype="int64")
+        basic = np.isin(ln["list_class"].astype(str).to_numpy(), BASIC_PAID_CLASSES)
+        for q, li in self.specs.items():
+            table = pd.DataFrame(li.codes, index=["from", "to"]).T if li.codes else \
+                pd.DataFrame(columns=["from", "to"])
+            idx = pd.Index(table.index).get_indexer(code)
+            on = idx >= 0
+            if on.any():
+                f = table["from"].to_numpy().astype("datetime64[D]")[np.maximum(idx, 0)]
+                t = table["to"].to_numpy().astype("datetime64[D]")[np.maximum(idx, 0)]
+                on &= (day >= f) & (day <= t)
+            ex = on & basic if self.exclude_basic_paid[q] else np.zeros_like(on)
+            np.add.at(elig[q], pos[on & ~ex], amount[on & ~ex])
+            np.add.at(excl[q], pos[ex], amount[ex])
+        return elig, excl
+
+    def line_quantities_one(self, setl_time, lines: list[dict]
+                            ) -> tuple[dict[str, int], dict[str, int]]:
+        """The same for one settlement (``lines`` as dicts)."""
+        day = np.datetime64(pd.Timestamp(setl_time).date(), "D")
+        elig = dict.fromkeys(self.specs, 0)
+        excl = dict.fromkeys(self.specs, 0)
+        for ln in lines:
+            code = str(ln["hilist_code"])
+            for q, li in self.specs.items():
+                rng = li.codes.get(code)
+                if rng is None or not (rng[0] <= day <= rng[1]):
+                    continue
+                if self.exclude_basic_paid[q] and str(ln["list_class"]) in BASIC_PAID_CLASSES:
+                    excl[q] += int(ln["amount"])
+                else:
+                    elig[q] += int(ln["amount"])
+        return elig, excl

@@ -1,0 +1,186 @@
+"""The benefit calculator, vectorised: a product's benefits over whole tables.
+
+Given a product, the settlements (engine types, money in fen), the policies to apply
+and the settlement lines, :func:`adjudicate` returns, per settlement and benefit, the
+eligible amount, the deductible applied, the ratio, the payout and a stable reason
+code (:mod:`puhui.benefits.reasons`). It runs the product's layers with
+:func:`puhui.tiers.waterfall.run_waterfall`, the engine of the basic tier, and agrees to
+the fen with the per-settlement face (:mod:`puhui.benefits.reference`).
+
+Each settlement row is an effective settlement: reversals and the settlements they
+reverse are the caller's to remove (claims re-adjudicates; pricing drops both).
+Running accumulators are per policy: a policy is one person's policy year. Settlements
+are processed per person in time order (ties by ``setl_id``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from puhui.benefits.quantities import LineMatcher, settlement_quantities
+from puhui.benefits.reasons import CODES, NUMBER, decision_reasons, status_of
+from puhui.products.model import Product
+from puhui.tiers.waterfall import run_waterfall
+
+DAY = np.timedelta64(1, "D")
+
+
+@dataclass
+class Decisions:
+    """Per settlement (rows of :attr:`settlements`, in processing order) and benefit."""
+
+    settlements: pd.DataFrame        # setl_id, psn_no, setl_time, policy_no (None if none)
+    benefits: list[str]
+    eligible: dict[str, np.ndarray]
+    deductible: dict[str, np.ndarray]
+    ratio_bp: dict[str, np.ndarray]
+    payout: dict[str, np.ndarray]
+    reason: dict[str, np.ndarray]    # reason numbers (int8)
+
+    def total_payout(self) -> np.ndarray:
+        return sum(self.payout[b] for b in self.benefits)
+
+    def long(self) -> pd.DataFrame:
+        """One row per settlement and benefit (the explanation-of-benefit shape)."""
+        n = len(self.settlements)
+        parts = []
+        for b in self.benefits:
+            r = self.reason[b]
+            parts.append(pd.DataFrame({
+                "setl_id": self.settlements["setl_id"].to_numpy(),
+                "psn_no": self.settlements["psn_no"].to_numpy(),
+                "policy_no": self.settlements["policy_no"].to_numpy(),
+                "benefit": np.full(n, b, dtype=object),
+                "eligible_amt": self.eligible[b], "deductible_amt": self.deductible[b],
+                "ratio_bp": self.ratio_bp[b], "payout_amt": self.payout[b],
+                "status": status_of(r), "reason": CODES[r - 1]}))
+        return pd.concat(parts, ignore_index=True)
+
+    def by_policy(self) -> pd.DataFrame:
+        """Eligible amounts and payouts summed per policy and benefit."""
+        pol = self.settlements["policy_no"]
+        has = pol.notna().to_numpy()
+        cols = {}
+        for b in self.benefits:
+            cols[f"eligible_{b}"] = self.eligible[b][has]
+            cols[f"payout_{b}"] = self.payout[b][has]
+        return pd.DataFrame(cols).groupby(pol[has].to_numpy()).sum()
+
+
+def match_policies(st: pd.DataFrame, policies: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """For each settlement: the row of the policy covering its date (-1 if none), and
+    whether the person has any of these policies at all."""
+    codes, _ = pd.factorize(np.concatenate([policies["psn_no"].astype(str).to_numpy(),
+                                            st["psn_no"].astype(str).to_numpy()]))
+    pc, sc = codes[:len(policies)].astype("int64"), codes[len(policies):].astype("int64")
+    start = policies["start_date"].to_numpy().astype("datetime64[D]").astype("int64")
+    end = policies["end_date"].to_numpy().astype("datetime64[D]").astype("int64")
+    day = st["setl_time"].to_numpy().astype("datetime64[D]").astype("int64")
+    shift = 1 << 22                       # days since 1970 fit in 22 bits until 13,000 AD
+    key_p = pc * shift + start
+    order = np.argsort(key_p, kind="stable")
+    sk = key_p[order]
+    j = np.searchsorted(sk, sc * shift + day, side="right") - 1
+    cand = order[np.maximum(j, 0)]
+    ok = (j >= 0) & (pc[cand] == sc) & (day <= end[cand])
+    row = np.where(ok, cand, -1)
+    has_any = np.isin(sc, pc)
+    return row, has_any
+
+
+def renewals(policies: pd.DataFrame) -> np.ndarray:
+    """True for a policy that continues one of the same person ending the day before."""
+    psn = policies["psn_no"].astype(str).to_numpy()
+    start = policies["start_date"].to_numpy().astype("datetime64[D]")
+    end = policies["end_date"].to_numpy().astype("datetime64[D]")
+    ends = pd.MultiIndex.from_arrays([psn, (end + DAY).astype("int64")])
+    starts = pd.MultiIndex.from_arrays([psn, start.astype("int64")])
+    return starts.isin(ends)
+
+
+def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFrame,
+               lines: pd.DataFrame | None = None, *, matcher: LineMatcher | None = None,
+               priors: pd.DataFrame | None = None) -> Decisions:
+    """Apply a product's benefits to settlements under the given policies.
+
+    Parameters
+    ----------
+    settlements : effective settlements (no reversals), engine types
+    policies : the policies to apply (``claim_free_years`` optional, default 0)
+    lines : settlement lines (for line benefits)
+    priors : accumulators already used, columns ``policy_no``, ``accumulator``, ``used``
+        (fen), for example from the ledger
+    """
+    matcher = matcher or LineMatcher(product)
+    order = np.lexsort((settlements["setl_id"].astype(str).to_numpy(),
+                        settlements["setl_time"].to_numpy(),
+                        settlements["psn_no"].astype(str).to_numpy()))
+    st = settlements.iloc[order].reset_index(drop=True)
+    n = len(st)
+    pol = policies.reset_index(drop=True)
+    prow, has_any = match_policies(st, pol)
+    matched = prow >= 0
+    block = np.where(matched, 0, np.where(has_any, NUMBER["OUTSIDE_POLICY"],
+                                          NUMBER["NO_POLICY"])).astype("int8")
+    safe = np.maximum(prow, 0)
+    insutype = st["insutype"].astype(str).to_numpy()
+    block[matched & ~np.isin(insutype, list(product.insutypes))] = NUMBER["NOT_ELIGIBLE"]
+    if product.waiting_period_days > 0:
+        new = ~renewals(pol)
+        start = pol["start_date"].to_numpy().astype("datetime64[D]")[safe]
+        day = st["setl_time"].to_numpy().astype("datetime64[D]")
+        waiting = matched & new[safe] & (day < start + product.waiting_period_days * DAY)
+        block[(block == 0) & waiting] = NUMBER["WAITING_PERIOD"]
+
+    q = settlement_quantities(st)
+    elig_lines, excl_lines = matcher.line_quantities(st, lines)
+    q.update(elig_lines)
+    go = block == 0
+    for k in q:
+        q[k] = np.where(go, q[k], 0)
+    attrs = {
+        "preexisting": np.where(matched, pol["preexisting"].to_numpy(dtype=bool)[safe], False),
+        "claim_free_years": np.where(
+            matched, pol["claim_free_years"].to_numpy(dtype="int64")[safe]
+            if "claim_free_years" in pol else 0, 0),
+        "med_type": st["med_type"].astype(str).to_numpy(),
+        "hosp_lv": st["hosp_lv"].to_numpy(dtype="int64"),
+    }
+    period = np.where(matched, prow, -1).astype("int64")
+    prior_arrays = _priors(priors, pol, prow) if priors is not None else None
+    res = run_waterfall(product.layers, q, attrs, period, prior_arrays)
+
+    out = Decisions(
+        settlements=pd.DataFrame({
+            "setl_id": st["setl_id"].to_numpy(), "psn_no": st["psn_no"].to_numpy(),
+            "setl_time": st["setl_time"].to_numpy(),
+            "policy_no": np.where(matched, pol["policy_no"].to_numpy()[safe], None)}),
+        benefits=[b.id for b in product.benefits], eligible={}, deductible={},
+        ratio_bp={}, payout={}, reason={})
+    for b in product.benefits:
+        r = res[b.id]
+        applies = b.layer.applies.mask(attrs, n) if b.layer.applies else np.ones(n, bool)
+        excluded = np.where(go, excl_lines.get(b.quantity, np.zeros(n, "int64")), 0)
+        out.eligible[b.id] = r.base
+        out.deductible[b.id] = r.deductible
+        out.ratio_bp[b.id] = np.where(applies & go, r.ratio_bp if r.ratio_bp is not None
+                                      else 0, 0)
+        out.payout[b.id] = r.paid
+        out.reason[b.id] = decision_reasons(block, applies, r.base, excluded, r.deductible,
+                                            r.uncapped, r.paid)
+    return out
+
+
+def _priors(priors: pd.DataFrame, pol: pd.DataFrame, prow: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    pos = pd.Index(pol["policy_no"].astype(str))
+    for acc, grp in priors.groupby("accumulator"):
+        per_policy = np.zeros(len(pol), "int64")
+        idx = pos.get_indexer(grp["policy_no"].astype(str))
+        ok = idx >= 0
+        per_policy[idx[ok]] = grp["used"].to_numpy(dtype="int64")[ok]
+        out[acc] = np.where(prow >= 0, per_policy[np.maximum(prow, 0)], 0)
+    return out

@@ -1,0 +1,56 @@
+"""Stable reason codes of benefit decisions (one per settlement and benefit).
+
+The codes are part of the outside contract (explanations of benefit, reports): add new
+ones, never rename or renumber. Precedence is top to bottom: the first that applies is
+the reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: code -> (number, status, meaning). Status: "paid", "zero" or "denied".
+REASONS: dict[str, tuple[int, str, str]] = {
+    "NO_POLICY": (1, "denied", "the person has no policy of the product"),
+    "OUTSIDE_POLICY": (2, "denied", "the settlement date is outside the policy period"),
+    "NOT_ELIGIBLE": (3, "denied", "the person's scheme is not eligible for the product"),
+    "WAITING_PERIOD": (4, "denied", "within the waiting period of a new policy"),
+    "EXCLUDED_BASIC_PAID": (5, "denied", "the listed items were paid by basic insurance"),
+    "NOT_COVERED": (6, "zero", "nothing in the settlement is of the kind this benefit pays"),
+    "DEDUCTIBLE": (7, "zero", "all of the eligible amount went to the deductible"),
+    "LIMIT_REACHED": (8, "zero", "the benefit's annual limit was already used up"),
+    "PAID_TO_LIMIT": (9, "paid", "paid in part: the annual limit was reached"),
+    "PAID": (10, "paid", "paid"),
+    "ZERO_RATIO": (11, "zero", "the payout ratio is zero"),
+}
+CODES = np.array(list(REASONS))           # index = number - 1
+NUMBER = {k: v[0] for k, v in REASONS.items()}
+
+
+def decision_reasons(block: np.ndarray, applies: np.ndarray, eligible: np.ndarray,
+                     excluded: np.ndarray, deductible: np.ndarray, uncapped: np.ndarray,
+                     paid: np.ndarray) -> np.ndarray:
+    """Reason numbers (see :data:`REASONS`) for arrays of decisions.
+
+    ``block`` holds a denial number decided before the benefit (no policy, waiting
+    period, ...) or 0.
+    """
+    after = eligible - deductible
+    conds = [
+        block > 0,
+        ~applies | ((eligible == 0) & (excluded == 0)),
+        (eligible == 0) & (excluded > 0),
+        after == 0,
+        (paid == 0) & (uncapped > 0),
+        (paid > 0) & (paid < uncapped),
+        paid > 0,
+    ]
+    choices = [block, NUMBER["NOT_COVERED"], NUMBER["EXCLUDED_BASIC_PAID"],
+               NUMBER["DEDUCTIBLE"], NUMBER["LIMIT_REACHED"], NUMBER["PAID_TO_LIMIT"],
+               NUMBER["PAID"]]
+    return np.select(conds, choices, default=NUMBER["ZERO_RATIO"]).astype("int8")
+
+
+def status_of(number: np.ndarray) -> np.ndarray:
+    statuses = np.array([v[1] for v in REASONS.values()])
+    return statuses[np.asarray(number) - 1]
