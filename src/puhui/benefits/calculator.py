@@ -73,6 +73,8 @@ class Decisions:
 def match_policies(st: pd.DataFrame, policies: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """For each settlement: the row of the policy covering its date (-1 if none), and
     whether the person has any of these policies at all."""
+    if len(policies) == 0:
+        return np.full(len(st), -1, dtype="int64"), np.zeros(len(st), dtype=bool)
     codes, _ = pd.factorize(np.concatenate([policies["psn_no"].astype(str).to_numpy(),
                                             st["psn_no"].astype(str).to_numpy()]))
     pc, sc = codes[:len(policies)].astype("int64"), codes[len(policies):].astype("int64")
@@ -142,10 +144,8 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
     for k in q:
         q[k] = np.where(go, q[k], 0)
     attrs = {
-        "preexisting": np.where(matched, pol["preexisting"].to_numpy(dtype=bool)[safe], False),
-        "claim_free_years": np.where(
-            matched, pol["claim_free_years"].to_numpy(dtype="int64")[safe]
-            if "claim_free_years" in pol else 0, 0),
+        "preexisting": _from_policy(pol, "preexisting", prow, False, bool),
+        "claim_free_years": _from_policy(pol, "claim_free_years", prow, 0, "int64"),
         "med_type": st["med_type"].astype(str).to_numpy(),
         "hosp_lv": st["hosp_lv"].to_numpy(dtype="int64"),
     }
@@ -157,7 +157,7 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
         settlements=pd.DataFrame({
             "setl_id": st["setl_id"].to_numpy(), "psn_no": st["psn_no"].to_numpy(),
             "setl_time": st["setl_time"].to_numpy(),
-            "policy_no": np.where(matched, pol["policy_no"].to_numpy()[safe], None)}),
+            "policy_no": _from_policy(pol, "policy_no", prow, None, object)}),
         benefits=[b.id for b in product.benefits], eligible={}, deductible={},
         ratio_bp={}, payout={}, reason={})
     for b in product.benefits:
@@ -171,6 +171,16 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
         out.payout[b.id] = r.paid
         out.reason[b.id] = decision_reasons(block, applies, r.base, excluded, r.deductible,
                                             r.uncapped, r.paid)
+    return out
+
+
+def _from_policy(pol: pd.DataFrame, col: str, prow: np.ndarray, default, dtype) -> np.ndarray:
+    """A policy column for each settlement (``default`` where no policy matched or the
+    column is absent)."""
+    out = np.full(len(prow), default, dtype=dtype)
+    if col in pol.columns and len(pol):
+        ok = prow >= 0
+        out[ok] = pol[col].to_numpy(dtype=dtype)[prow[ok]]
     return out
 
 

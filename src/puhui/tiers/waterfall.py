@@ -145,12 +145,21 @@ def check_layers(layers: list[LayerSpec], where: str) -> None:
     if dup:
         raise RuleFileError(f"{where}: layer ids must be unique: {', '.join(sorted(dup))}")
     kinds: dict[str, str] = {}
+    amounts: dict[str, tuple[str, Choice]] = {}
     for la in layers:
-        for acc, kind in ((la.deductible_accumulator, "deductible"),
-                          (la.limit_accumulator, "limit")):
-            if acc and kinds.setdefault(acc, kind) != kind:
+        for acc, kind, amount in ((la.deductible_accumulator, "deductible", la.deductible),
+                                  (la.limit_accumulator, "limit", la.limit)):
+            if not acc:
+                continue
+            if kinds.setdefault(acc, kind) != kind:
                 raise RuleFileError(f"{where}: accumulator '{acc}' is used both as a "
                                     f"deductible and as a limit")
+            # one running amount has one size: layers sharing it must state the same
+            first = amounts.setdefault(acc, (la.id, amount))
+            if first[1] != amount:
+                raise RuleFileError(f"{where}: layers '{first[0]}' and '{la.id}' share the "
+                                    f"{kind} '{acc}' but state different amounts; a shared "
+                                    f"{kind} has one amount (state it the same in both)")
     group_of = {}
     for gi, g in enumerate(joint_groups(layers)):
         for i in g:
