@@ -5,8 +5,9 @@ Targets (data-samples/README.md states the tolerances): claimants' age mix 0-30 
 insured people claiming in a year (2021: 216,800 claims for 7.39 million insured); about
 100 yuan paid per insured person per year under 2021-style terms (2021: 750 million
 yuan for 7.39 million insured). The published 3 % counts claims (216,800 to 2022-07-20),
-not people, so both are measured: claims are settlements with a payout. The terms are the layers of
-``actuarial/assumptions/huhuibao-2021-style-terms.toml``, run by the one layer engine.
+not people, so both are measured: claims are settlements with a payout. The terms are
+those of ``actuarial/products/huhuibao-2021.toml``, applied to every policy of the data
+by the benefit calculator that claims and pricing use.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from puhui.basis import actuarial_dir, read_toml
-from puhui.benefits.quantities import QUANTITIES, settlement_quantities
-from puhui.drug_lists import load_lists
+from puhui.benefits.calculator import adjudicate
 from puhui.fund.files import FundData
-from puhui.tiers.basic import processing_order
-from puhui.tiers.waterfall import check_layers, parse_layer, run_waterfall
+from puhui.products.model import load_product, product_path
 
-TERMS_FILE = "huhuibao-2021-style-terms.toml"
+#: The product whose terms the calibration applies ("2021-style terms").
+CALIBRATION_PRODUCT = "huhuibao-2021"
 
 
 @dataclass(frozen=True)
@@ -44,32 +43,21 @@ TARGETS = (
 
 
 def payouts_2021_style(data: FundData) -> pd.DataFrame:
-    """Payout per policy (person-year) under the 2021-style terms. Reversed settlements
-    and their reversals are left out (net effect nil)."""
-    terms = read_toml(actuarial_dir() / "assumptions" / TERMS_FILE)
-    layers = [parse_layer(la, f"{TERMS_FILE}: layers[{i}]", set(QUANTITIES))
-              for i, la in enumerate(terms["layers"])]
-    check_layers(layers, TERMS_FILE)
+    """Payout per policy (person-year) with the Huhuibao 2021 product applied to every
+    policy of the data, as if it had been in force. Reversed settlements and their
+    reversals are left out (net effect nil)."""
+    product = load_product(product_path(CALIBRATION_PRODUCT))
     st = data.settlements
     reversed_ids = set(st["refund_of"].dropna())
     st = st[st["refund_of"].isna() & ~st["setl_id"].isin(reversed_ids)]
-    pol = data.policies
-    st = st.assign(year=st["setl_time"].dt.year)
-    pol = pol.assign(year=pol["start_date"].dt.year)
-    st = st.merge(pol[["psn_no", "year", "policy_no", "preexisting"]], on=["psn_no", "year"])
-    order = processing_order(st["psn_no"].astype(str).factorize()[0], st["setl_time"].to_numpy())
-    st = st.iloc[order].reset_index(drop=True)
-    lists = load_lists()
-    q = settlement_quantities(st, data.lines, lists["special-drugs-hhb-style"].items,
-                              lists["treatments"].items)
-    attrs = {"med_type": st["med_type"].astype(str).to_numpy(),
-             "preexisting": st["preexisting"].to_numpy()}
-    period = st["policy_no"].factorize()[0]
-    res = run_waterfall(layers, q, attrs, period)
-    paid = sum(r.paid for r in res.values())
-    per_policy = pd.DataFrame({"paid": paid, "claims": paid > 0}).groupby(
-        st["policy_no"].to_numpy()).sum()
-    out = pol[["policy_no", "psn_no", "year"]].copy()
+    dec = adjudicate(product, st, data.policies, data.lines)
+    pay = dec.total_payout()
+    pol_no = dec.settlements["policy_no"]
+    has = pol_no.notna().to_numpy()
+    per_policy = pd.DataFrame({"paid": pay[has], "claims": pay[has] > 0}).groupby(
+        pol_no[has].to_numpy()).sum()
+    out = data.policies[["policy_no", "psn_no"]].copy()
+    out["year"] = data.policies["start_date"].dt.year
     per_policy = per_policy.reindex(out["policy_no"]).fillna(0).astype("int64")
     out["paid"] = per_policy["paid"].to_numpy()
     out["claims"] = per_policy["claims"].to_numpy()
