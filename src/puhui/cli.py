@@ -65,6 +65,52 @@ def validate(directory):
                      f"and run 'puhui validate' again")
 
 
+@cli.group()
+def product():
+    """Product files: show, compare and check them."""
+
+
+def _load_product(name):
+    from puhui.benefits.quantities import LineMatcher
+    from puhui.products.model import load_product, product_path
+
+    path = product_path(name)
+    if not path.exists():
+        raise InputError(f"{path}: no such product file (give a path, or an id from "
+                         f"actuarial/products/)")
+    p = load_product(path)
+    LineMatcher(p)            # the lists it names must exist
+    return p
+
+
+@product.command("show")
+@click.argument("file")
+def product_show(file):
+    """Print a product's terms as a readable table."""
+    from puhui.products.show import show_text
+
+    click.echo(show_text(_load_product(file)))
+
+
+@product.command("diff")
+@click.argument("a")
+@click.argument("b")
+def product_diff(a, b):
+    """Show which terms changed between two product files (for example two years)."""
+    from puhui.products.show import diff_text
+
+    click.echo(diff_text(_load_product(a), _load_product(b)))
+
+
+@product.command("check")
+@click.argument("files", nargs=-1, required=True)
+def product_check(files):
+    """Check product files; exit 2 with the file and key of the first error."""
+    for f in files:
+        p = _load_product(f)
+        click.echo(f"{p.path}: ok ({p.id}, {len(p.benefits)} benefits)")
+
+
 @cli.command()
 def schema():
     """Print the fund-data schema as Markdown (docs/data-schema.md)."""

@@ -10,7 +10,8 @@ the fen with the per-settlement face (:mod:`puhui.benefits.reference`).
 Each settlement row is an effective settlement: reversals and the settlements they
 reverse are the caller's to remove (claims re-adjudicates; pricing drops both).
 Running accumulators are per policy: a policy is one person's policy year. Settlements
-are processed per person in time order (ties by ``setl_id``).
+are processed per person in time order, ties in input order; results come back in
+input order.
 """
 
 from __future__ import annotations
@@ -70,14 +71,22 @@ class Decisions:
         return pd.DataFrame(cols).groupby(pol[has].to_numpy()).sum()
 
 
-def match_policies(st: pd.DataFrame, policies: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """For each settlement: the row of the policy covering its date (-1 if none), and
-    whether the person has any of these policies at all."""
+def person_codes(policies: pd.DataFrame, st: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Integer person codes for policies and settlements (one hash of both columns)."""
+    both = np.concatenate([policies["psn_no"].to_numpy(dtype=object),
+                           st["psn_no"].to_numpy(dtype=object)])
+    codes, _ = pd.factorize(both)
+    return codes[:len(policies)].astype("int64"), codes[len(policies):].astype("int64")
+
+
+def match_policies(st: pd.DataFrame, policies: pd.DataFrame,
+                   codes: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """For each settlement: the row of the policy covering its date (-1 if none; the
+    latest-starting one if several), and whether the person has any of these policies."""
     if len(policies) == 0:
         return np.full(len(st), -1, dtype="int64"), np.zeros(len(st), dtype=bool)
-    codes, _ = pd.factorize(np.concatenate([policies["psn_no"].astype(str).to_numpy(),
-                                            st["psn_no"].astype(str).to_numpy()]))
-    pc, sc = codes[:len(policies)].astype("int64"), codes[len(policies):].astype("int64")
+    pc, sc = codes if codes is not None else person_codes(policies, st)
     start = policies["start_date"].to_numpy().astype("datetime64[D]").astype("int64")
     end = policies["end_date"].to_numpy().astype("datetime64[D]").astype("int64")
     day = st["setl_time"].to_numpy().astype("datetime64[D]").astype("int64")
@@ -117,13 +126,14 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
         (fen), for example from the ledger
     """
     matcher = matcher or LineMatcher(product)
-    order = np.lexsort((settlements["setl_id"].astype(str).to_numpy(),
-                        settlements["setl_time"].to_numpy(),
-                        settlements["psn_no"].astype(str).to_numpy()))
-    st = settlements.iloc[order].reset_index(drop=True)
-    n = len(st)
     pol = policies.reset_index(drop=True)
-    prow, has_any = match_policies(st, pol)
+    pc, sc = person_codes(pol, settlements)
+    n = len(settlements)
+    order = np.lexsort((np.arange(n), settlements["setl_time"].to_numpy(), sc))
+    inv = np.empty(n, dtype="int64")
+    inv[order] = np.arange(n)
+    st = settlements.iloc[order].reset_index(drop=True)
+    prow, has_any = match_policies(st, pol, (pc, sc[order]))
     matched = prow >= 0
     block = np.where(matched, 0, np.where(has_any, NUMBER["OUTSIDE_POLICY"],
                                           NUMBER["NO_POLICY"])).astype("int8")
@@ -141,37 +151,60 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
     elig_lines, excl_lines = matcher.line_quantities(st, lines)
     q.update(elig_lines)
     go = block == 0
-    for k in q:
-        q[k] = np.where(go, q[k], 0)
     attrs = {
         "preexisting": _from_policy(pol, "preexisting", prow, False, bool),
         "claim_free_years": _from_policy(pol, "claim_free_years", prow, 0, "int64"),
-        "med_type": st["med_type"].astype(str).to_numpy(),
+        "med_type": np.asarray(st["med_type"].astype(str).to_numpy(), dtype=object),
         "hosp_lv": st["hosp_lv"].to_numpy(dtype="int64"),
     }
-    period = np.where(matched, prow, -1).astype("int64")
-    prior_arrays = _priors(priors, pol, prow) if priors is not None else None
-    res = run_waterfall(product.layers, q, attrs, period, prior_arrays)
+    # Only settlements a policy covers enter the layers; periods (policies) are numbered
+    # in processing order, so each accumulator's items are already contiguous.
+    everyone = bool(go.all())
+    rows = np.arange(n) if everyone else np.flatnonzero(go)
+    sel = (lambda v: v) if everyone else (lambda v: v[rows])  # no copies when all are in
+    period = pd.factorize(sel(prow))[0].astype("int64")
+    prior_arrays = _priors(priors, pol, sel(prow)) if priors is not None else None
+    sub = run_waterfall(product.layers, {k: sel(v) for k, v in q.items()},
+                        {k: sel(v) for k, v in attrs.items()}, period, prior_arrays,
+                        keep={"base", "deductible", "ratio_bp", "uncapped", "paid"})
+    res = sub if everyone else {lid: _spread(o, rows, n) for lid, o in sub.items()}
 
+    # results back in input order
     out = Decisions(
         settlements=pd.DataFrame({
-            "setl_id": st["setl_id"].to_numpy(), "psn_no": st["psn_no"].to_numpy(),
-            "setl_time": st["setl_time"].to_numpy(),
-            "policy_no": _from_policy(pol, "policy_no", prow, None, object)}),
+            "setl_id": settlements["setl_id"].to_numpy(),
+            "psn_no": settlements["psn_no"].to_numpy(),
+            "setl_time": settlements["setl_time"].to_numpy(),
+            "policy_no": _from_policy(pol, "policy_no", prow, None, object)[inv]}),
         benefits=[b.id for b in product.benefits], eligible={}, deductible={},
         ratio_bp={}, payout={}, reason={})
     for b in product.benefits:
         r = res[b.id]
         applies = b.layer.applies.mask(attrs, n) if b.layer.applies else np.ones(n, bool)
         excluded = np.where(go, excl_lines.get(b.quantity, np.zeros(n, "int64")), 0)
-        out.eligible[b.id] = r.base
-        out.deductible[b.id] = r.deductible
-        out.ratio_bp[b.id] = np.where(applies & go, r.ratio_bp if r.ratio_bp is not None
-                                      else 0, 0)
-        out.payout[b.id] = r.paid
+        out.eligible[b.id] = r.base[inv]
+        out.deductible[b.id] = r.deductible[inv]
+        out.ratio_bp[b.id] = np.where(applies & go, r.ratio_bp, 0)[inv]
+        out.payout[b.id] = r.paid[inv]
         out.reason[b.id] = decision_reasons(block, applies, r.base, excluded, r.deductible,
-                                            r.uncapped, r.paid)
+                                            r.uncapped, r.paid)[inv]
     return out
+
+
+def _spread(o, rows: np.ndarray, n: int):
+    """A layer outcome on ``rows`` as full-length arrays (zero elsewhere)."""
+    from puhui.tiers.layers import LayerOutcome
+
+    def full(a):
+        if a is None:
+            return None
+        out = np.zeros(n, dtype=a.dtype)
+        out[rows] = a
+        return out
+
+    return LayerOutcome(base=full(o.base), deductible=full(o.deductible),
+                        ratio_bp=full(o.ratio_bp), uncapped=full(o.uncapped),
+                        paid=full(o.paid), covered=full(o.covered), overflow=full(o.overflow))
 
 
 def _from_policy(pol: pd.DataFrame, col: str, prow: np.ndarray, default, dtype) -> np.ndarray:

@@ -101,11 +101,19 @@ class LineMatcher:
         excl = {q: np.zeros(n, "int64") for q in self.specs}
         if lines is None or not len(lines) or not self.specs:
             return elig, excl
-        pos_of = pd.Index(st["setl_id"].astype(str))
-        ln = lines[lines["setl_id"].isin(pos_of)]
-        if not len(ln):
+        # Hash the lines' settlement ids (few) and probe with the settlements (many).
+        line_ids = lines["setl_id"].to_numpy(dtype=object)
+        uniq = pd.Index(pd.unique(line_ids))
+        hit = uniq.get_indexer(st["setl_id"].to_numpy(dtype=object))
+        rows = np.flatnonzero(hit >= 0)
+        if not len(rows):
             return elig, excl
-        pos = pos_of.get_indexer(ln["setl_id"].astype(str))
+        row_of = np.full(len(uniq), -1, dtype="int64")
+        row_of[hit[rows]] = rows
+        pos_all = row_of[uniq.get_indexer(line_ids)]
+        keep = pos_all >= 0
+        ln = lines[keep]
+        pos = pos_all[keep]
         day = st["setl_time"].to_numpy().astype("datetime64[D]")[pos]
         code = ln["hilist_code"].astype(str).to_numpy()
         amount = ln["amount"].to_numpy(dtype="int64")

@@ -74,11 +74,13 @@ def adjudicate_sequence(product: Product, settlements: pd.DataFrame, policies: p
                         lines: pd.DataFrame | None = None, *,
                         matcher: LineMatcher | None = None) -> Decisions:
     """Run :func:`adjudicate_one` over tables, settlement by settlement, in the same
-    processing order as the vectorised calculator; returns the same :class:`Decisions`."""
+    processing order as the vectorised calculator (per person by time, ties in input
+    order); returns the same :class:`Decisions`, rows in input order."""
     matcher = matcher or LineMatcher(product)
-    st = settlements.assign(_k=settlements["setl_id"].astype(str)).sort_values(
-        ["psn_no", "setl_time", "_k"], key=lambda s: s.astype(str) if s.name == "psn_no" else s,
-        kind="stable").reset_index(drop=True)
+    # processing order: per person, by time, ties in input order; results in input order
+    records = settlements.reset_index(drop=True).to_dict("records")
+    order = sorted(range(len(records)),
+                   key=lambda i: (str(records[i]["psn_no"]), pd.Timestamp(records[i]["setl_time"]), i))
     pols: dict[str, list[dict]] = {}
     for p in policies.to_dict("records"):
         pols.setdefault(str(p["psn_no"]), []).append(p)
@@ -92,8 +94,12 @@ def adjudicate_sequence(product: Product, settlements: pd.DataFrame, policies: p
     benefits = [b.id for b in product.benefits]
     cols = {k: {b: [] for b in benefits} for k in ("eligible", "deductible", "ratio_bp",
                                                   "payout", "reason")}
-    policy_no = []
-    for s in st.to_dict("records"):
+    policy_no: list = [None] * len(records)
+    for b in benefits:
+        for k in cols:
+            cols[k][b] = [0] * len(records)
+    for i in order:
+        s = records[i]
         mine = pols.get(str(s["psn_no"]), [])
         day = _day(s["setl_time"])
         cover = [p for p in mine if _day(p["start_date"]) <= day <= _day(p["end_date"])]
@@ -103,16 +109,16 @@ def adjudicate_sequence(product: Product, settlements: pd.DataFrame, policies: p
         state = states.setdefault(str(p["policy_no"]), {}) if p is not None else {}
         res = adjudicate_one(product, s, by_setl.get(str(s["setl_id"]), []), p, state,
                              matcher=matcher, renewal=renewal, has_any_policy=bool(mine))
-        policy_no.append(p["policy_no"] if p is not None else None)
+        policy_no[i] = p["policy_no"] if p is not None else None
         for b in benefits:
             for k in cols:
-                cols[k][b].append(res[b][k])
+                cols[k][b][i] = res[b][k]
     arr = {k: {b: np.array(v[b], dtype="int64" if k != "reason" else "int8")
                for b in benefits} for k, v in cols.items()}
     return Decisions(
-        settlements=pd.DataFrame({"setl_id": st["setl_id"].to_numpy(),
-                                  "psn_no": st["psn_no"].to_numpy(),
-                                  "setl_time": st["setl_time"].to_numpy(),
+        settlements=pd.DataFrame({"setl_id": settlements["setl_id"].to_numpy(),
+                                  "psn_no": settlements["psn_no"].to_numpy(),
+                                  "setl_time": settlements["setl_time"].to_numpy(),
                                   "policy_no": np.array(policy_no, dtype=object)}),
         benefits=benefits, eligible=arr["eligible"], deductible=arr["deductible"],
         ratio_bp=arr["ratio_bp"], payout=arr["payout"], reason=arr["reason"])

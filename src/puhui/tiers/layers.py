@@ -34,6 +34,15 @@ import numpy as np
 from puhui.money import BP_PER_UNIT, apply_ratio
 
 
+def _group_order(group: np.ndarray) -> np.ndarray | None:
+    """A stable order that makes ``group`` contiguous; None when it already is sorted
+    (the usual case: items in processing order with periods numbered in that order)."""
+    g = np.asarray(group)
+    if len(g) < 2 or bool((g[1:] >= g[:-1]).all()):
+        return None
+    return np.argsort(g, kind="stable")
+
+
 def grouped_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     """Running sum of ``values`` within each ``group``, in the items' order.
 
@@ -44,15 +53,19 @@ def grouped_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     n = len(values)
     if n == 0:
         return values.copy()
-    order = np.argsort(group, kind="stable")
-    v = values[order]
-    g = np.asarray(group)[order]
+    order = _group_order(group)
+    if order is None:
+        v, g = values, np.asarray(group)
+    else:
+        v, g = values[order], np.asarray(group)[order]
     cs = np.cumsum(v)
     starts = np.empty(n, bool)
     starts[0] = True
     np.not_equal(g[1:], g[:-1], out=starts[1:])
     start_idx = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
     before = (cs - v)[start_idx]
+    if order is None:
+        return cs - before
     out = np.empty(n, dtype="int64")
     out[order] = cs - before
     return out
@@ -68,12 +81,14 @@ def group_first(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     n = len(values)
     if n == 0:
         return values.copy()
-    order = np.argsort(group, kind="stable")
-    g = np.asarray(group)[order]
+    order = _group_order(group)
+    g = np.asarray(group) if order is None else np.asarray(group)[order]
     starts = np.empty(n, bool)
     starts[0] = True
     np.not_equal(g[1:], g[:-1], out=starts[1:])
     start_idx = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    if order is None:
+        return values[start_idx]
     out = np.empty_like(values)
     out[order] = values[order][start_idx]
     return out

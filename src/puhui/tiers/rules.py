@@ -69,6 +69,15 @@ class Condition:
         m = np.ones(n, dtype=bool)
         for attr, op, value in self.tests:
             col = np.asarray(attrs[attr])
+            if col.dtype == object and op in ("==", "in"):
+                # text codes: test each distinct value once, then spread by code
+                import pandas as pd
+
+                codes, uniques = pd.factorize(col)
+                vals = list(value) if op == "in" else [value]
+                hit = np.isin(np.asarray(uniques, dtype=object), vals)
+                m &= (codes >= 0) & hit[np.maximum(codes, 0)]
+                continue
             if op == "==":
                 m &= col == value
             elif op == "in":

@@ -228,8 +228,9 @@ def run_waterfall(layers: list[LayerSpec], quantities: Mapping[str, np.ndarray],
             pos_parts.append(np.full(len(r), pos, dtype="int64"))
         rows = np.concatenate(row_parts)
         pos = np.concatenate(pos_parts)
-        order = np.lexsort((pos, rows))
-        rows, pos = rows[order], pos[order]
+        if len(group) > 1:        # one layer: its rows are already in processing order
+            order = np.lexsort((pos, rows))
+            rows, pos = rows[order], pos[order]
         m = len(rows)
         used = set()
         for li in group:
