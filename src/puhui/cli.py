@@ -149,15 +149,45 @@ def demo(data_dir, out):
         for p in rep.problems:
             click.echo(p.message(), err=True)
         raise InputError(f"{data_dir}: the sample data is not valid")
-    click.echo(f"[1/2] validated {data_dir}: " +
+    click.echo(f"[1/3] validated {data_dir}: " +
                ", ".join(f"{n:,} {t}" for t, n in rep.rows.items()))
     data = read_fund(data_dir)
     text = describe_fund(data) + "\n\n" + calibration_table(data)
-    click.echo("[2/2] summary of the fund data\n")
+    click.echo("[2/3] summary of the fund data\n")
     click.echo(text)
+    benefits = _demo_benefits(data, "huhuibao-2025")
+    click.echo("\n[3/3] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
+               "sample's 2025 policies\n")
+    click.echo(benefits)
     Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "summary.txt").write_text(text + "\n", encoding="utf-8")
+    (Path(out) / "summary.txt").write_text(text + "\n\n" + benefits + "\n", encoding="utf-8")
     click.echo(f"\nresults: {Path(out) / 'summary.txt'}")
+
+
+def _demo_benefits(data, product_id: str) -> str:
+    """Payouts by benefit and reason of a product on the data's policies of that product."""
+    import pandas as pd
+
+    from puhui.benefits.calculator import adjudicate
+    from puhui.products.model import load_product, product_path
+
+    product = load_product(product_path(product_id))
+    pol = data.policies[data.policies["product_id"] == product_id]
+    st = data.settlements
+    reversed_ids = set(st["refund_of"].dropna())
+    st = st[st["refund_of"].isna() & ~st["setl_id"].isin(reversed_ids)]
+    st = st[st["psn_no"].isin(pol["psn_no"])
+            & st["setl_time"].between(pd.Timestamp(product.start), pd.Timestamp(product.end))]
+    long = adjudicate(product, st, pol, data.lines).long()
+    t = long.groupby(["benefit", "reason"], sort=False).agg(
+        decisions=("payout_amt", "size"), payout=("payout_amt", "sum"))
+    rows = [f"  {'benefit':<16}{'reason':<22}{'decisions':>10}{'payout yuan':>16}"]
+    for (b, r), x in t.iterrows():
+        rows.append(f"  {b:<16}{r:<22}{int(x['decisions']):>10,}{x['payout'] / 100:>16,.2f}")
+    total = long["payout_amt"].sum() / 100
+    rows.append(f"  {len(pol):,} policies, {len(st):,} settlements of policyholders; paid "
+                f"{total:,.2f} yuan ({total / max(len(pol), 1):,.2f} per policy)")
+    return "\n".join(rows)
 
 
 def main(argv=None):
