@@ -31,6 +31,9 @@ class Problem:
     fix: str
     examples: list[str] = field(default_factory=list)
     kind: str = "error"  # "error" or "privacy"
+    #: positions of the breaking rows in the file (row rules only; None for file rules),
+    #: so a claims batch can quarantine exactly them
+    rows: np.ndarray | None = None
 
     def message(self) -> str:
         head = "privacy" if self.kind == "privacy" else "rule"
@@ -51,14 +54,16 @@ class Report:
         return not self.problems
 
     def add(self, table: Table, column: str, rule: str, mask, keys: pd.Series | None,
-            fix: str) -> None:
-        """Record a problem for the rows where ``mask`` is true (nothing if none)."""
+            fix: str, positions: np.ndarray | None = None) -> None:
+        """Record a problem for the rows where ``mask`` is true (nothing if none).
+        ``positions`` maps the mask to file rows when it covers a subset of them."""
         mask = np.asarray(mask, dtype=bool)
         n = int(mask.sum())
         if n == 0:
             return
         ex = [] if keys is None else [str(k) for k in keys[mask].head(MAX_EXAMPLES)]
-        self.problems.append(Problem(table.file, column, rule, n, fix, ex))
+        rows = np.flatnonzero(mask) if positions is None else np.asarray(positions)[mask]
+        self.problems.append(Problem(table.file, column, rule, n, fix, ex, rows=rows))
 
 
 def _text(s: pd.Series) -> pd.Series:
@@ -222,7 +227,8 @@ def _rules_policies(rep: Report, pol: pd.DataFrame, who: np.ndarray | None) -> N
     mask[1:] = overlap
     rep.add(t, "start_date", "no overlapping policies of one person and product",
             mask, s["policy_no"].reset_index(drop=True),
-            "a person holds one policy of a product at a time; fix the dates or merge them")
+            "a person holds one policy of a product at a time; fix the dates or merge them",
+            s.index.to_numpy())
 
 
 def _rules_settlements(rep: Report, st: pd.DataFrame, persons: pd.DataFrame | None,
@@ -256,32 +262,34 @@ def _rules_settlements(rep: Report, st: pd.DataFrame, persons: pd.DataFrame | No
     if not is_rev.any():
         return
     rev = st[is_rev]
+    rev_rows = np.flatnonzero(is_rev)
     rk = _key(t, rev)
     pos = ids.positions(0)
     known = pos >= 0
     known[known] = ~is_rev[pos[known]]
     rep.add(t, "refund_of", "reverses an existing settlement", ~known, rk,
             "refund_of must name the setl_id of a settlement in this file "
-            "(not another reversal)")
+            "(not another reversal)", rev_rows)
     rep.add(t, "refund_of", "a settlement is reversed at most once",
             rev["refund_of"].duplicated(keep="first").to_numpy(), rk,
-            "remove the repeated reversal")
+            "remove the repeated reversal", rev_rows)
     if not known.any():
         return
     ok = rev[known]
+    ok_rows = rev_rows[known]
     o = st.iloc[pos[known]]
     ok_k = _key(t, ok)
     rep.add(t, "psn_no", "a reversal belongs to the same person",
             ok["psn_no"].to_numpy() != o["psn_no"].to_numpy(), ok_k,
-            "the reversal's psn_no must match the original's")
+            "the reversal's psn_no must match the original's", ok_rows)
     neg = np.zeros(len(ok), bool)
     for c in SETTLEMENT_MONEY:
         neg |= ok[c].to_numpy() != -o[c].to_numpy()
     rep.add(t, "refund_of", "a reversal carries the negated amounts", neg, ok_k,
-            "write the original's amounts with the opposite sign")
+            "write the original's amounts with the opposite sign", ok_rows)
     rep.add(t, "setl_time", "a reversal is not before the original",
             ok["setl_time"].to_numpy() < o["setl_time"].to_numpy(), ok_k,
-            "date the reversal on or after the original settlement")
+            "date the reversal on or after the original settlement", ok_rows)
 
 
 def _rules_lines(rep: Report, ln: pd.DataFrame, st: pd.DataFrame | None,
