@@ -111,6 +111,134 @@ def product_check(files):
         click.echo(f"{p.path}: ok ({p.id}, {len(p.benefits)} benefits)")
 
 
+@cli.group()
+def claims():
+    """Payout batches and direct payouts, recorded in the ledger."""
+
+
+@claims.command("run")
+@click.option("--product", "product_file", required=True, help="product file (path or id)")
+@click.option("--data", "data_dir", type=click.Path(), required=True, help="fund-data folder")
+@click.option("--ledger", "url", default="sqlite:///ledger.db", show_default=True)
+@click.option("--batch", "batch_id", required=True, help="batch id (re-run it to resume)")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--mode", type=click.Choice(["claimed", "proactive"]), default="claimed",
+              show_default=True)
+def claims_run(product_file, data_dir, url, batch_id, out, mode):
+    """Adjudicate the data's settlements against its policies and record the payouts."""
+    import json
+    from pathlib import Path
+
+    from puhui.claims.batch import run_batch
+
+    product = _load_product(product_file)
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if not sys.stderr.isatty():
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label="blocks of people", file=sys.stderr)
+        bar.update(1)
+
+    res = run_batch(product, product.path, data_dir, url, batch_id, mode, progress=progress)
+    if bar is not None:
+        bar.render_finish()
+    outp = Path(out)
+    outp.mkdir(parents=True, exist_ok=True)
+    res.eob.to_parquet(outp / "eob.parquet", engine="fastparquet", index=False)
+    (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
+                                       encoding="utf-8")
+    s = res.summary
+    click.echo(f"batch {batch_id} ({mode}): {s['settlements_in']:,} settlements, "
+               f"paid {s['paid_this_batch_yuan']:,.2f} yuan in this batch; "
+               f"{', '.join(f'{k} {v:,}' for k, v in s['settlements_by_status'].items())}")
+    click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'}")
+
+
+@claims.command("direct")
+@click.option("--product", "product_file", required=True)
+@click.option("--ledger", "url", default="sqlite:///ledger.db", show_default=True)
+@click.option("--settlement", "settlement_file", type=click.Path(exists=True, dir_okay=False),
+              required=True, help="one settlement as JSON (with 'lines' where there are any)")
+def claims_direct(product_file, url, settlement_file):
+    """Adjudicate one settlement at once against the ledger and record it."""
+    import json
+
+    from puhui.claims.direct import direct_payout
+
+    try:
+        with open(settlement_file, encoding="utf-8") as fh:
+            settlement = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{settlement_file}: not valid JSON ({exc})") from None
+    result = direct_payout(_load_product(product_file), url, settlement)
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+@cli.group("ledger")
+def ledger_group():
+    """The payout ledger: load policies, status, export payments."""
+
+
+@ledger_group.command("load")
+@click.option("--data", "data_dir", type=click.Path(), required=True)
+@click.option("--ledger", "url", default="sqlite:///ledger.db", show_default=True)
+def ledger_load(data_dir, url):
+    """Load the policies of a fund-data folder into the ledger."""
+    from puhui.claims import ledger
+    from puhui.fund.files import read_table
+    from puhui.fund.schema import POLICIES
+    from puhui.fund.validate import validate_dir
+
+    bad = [p for p in validate_dir(data_dir).problems if p.file == POLICIES.file
+           or p.kind == "privacy"]
+    if bad:
+        raise InputError("\n".join(p.message() for p in bad))
+    pol = read_table(data_dir, POLICIES)
+    con = ledger.connect(url)
+    with ledger.unit_of_work(con):
+        n = ledger.upsert_policies(con, pol)
+        ledger.audit(con, "ledger load", data=str(data_dir), policies=n)
+    click.echo(f"loaded {n:,} policies into {url}")
+
+
+@ledger_group.command("status")
+@click.option("--ledger", "url", default="sqlite:///ledger.db", show_default=True)
+def ledger_status(url):
+    """Batches, entries and net paid in the ledger."""
+    from puhui.claims import ledger
+
+    con = ledger.connect(url)
+    n_pol = con.execute("SELECT COUNT(*) FROM policies").fetchone()[0]
+    click.echo(f"{url}: {n_pol:,} policies")
+    for b, mode, status, n, amt in con.execute(
+            "SELECT b.batch_id, b.mode, b.status, COUNT(p.entry_id), COALESCE(SUM(p.payout_fen), 0)"
+            " FROM batches b LEFT JOIN payments p ON p.batch_id = b.batch_id"
+            " GROUP BY b.batch_id ORDER BY b.started_at"):
+        click.echo(f"  batch {b} ({mode}, {status}): {n:,} entries, net {amt / 100:,.2f} yuan")
+    total = con.execute("SELECT COALESCE(SUM(payout_fen), 0) FROM payments").fetchone()[0]
+    click.echo(f"  net paid: {total / 100:,.2f} yuan")
+
+
+@ledger_group.command("export")
+@click.option("--ledger", "url", default="sqlite:///ledger.db", show_default=True)
+@click.option("--out", "out_file", required=True, help="FILE.parquet or FILE.csv")
+def ledger_export(url, out_file):
+    """Write every payment entry (signed) as a payment file."""
+    from puhui.claims import ledger
+
+    df = ledger.export_payments(ledger.connect(url))
+    if out_file.endswith(".parquet"):
+        df.to_parquet(out_file, engine="fastparquet", index=False)
+    elif out_file.endswith(".csv"):
+        df.to_csv(out_file, index=False)
+    else:
+        raise InputError(f"{out_file}: the payment file ends .parquet or .csv")
+    click.echo(f"wrote {len(df):,} entries to {out_file}")
+
+
 @cli.command()
 def schema():
     """Print the fund-data schema as Markdown (docs/data-schema.md)."""

@@ -31,9 +31,14 @@ class Problem:
     fix: str
     examples: list[str] = field(default_factory=list)
     kind: str = "error"  # "error" or "privacy"
-    #: positions of the breaking rows in the file (row rules only; None for file rules),
-    #: so a claims batch can quarantine exactly them
+    #: positions of the breaking rows (row rules only; None for file rules), so a claims
+    #: batch can quarantine exactly them; they are rows of ``rows_in`` (default: ``file``)
     rows: np.ndarray | None = None
+    rows_in: str | None = None
+
+    @property
+    def rows_file(self) -> str:
+        return self.rows_in or self.file
 
     def message(self) -> str:
         head = "privacy" if self.kind == "privacy" else "rule"
@@ -306,12 +311,17 @@ def _rules_lines(rep: Report, ln: pd.DataFrame, st: pd.DataFrame | None,
                          "pre": ln["preselfpay_amt"].to_numpy()[have]}).groupby("pos").sum()
     spos = sums.index.to_numpy()
     ids = st["setl_id"].iloc[spos].reset_index(drop=True)
+    # these rules are about a settlement and its lines together: their rows are the
+    # settlements' (a claims batch quarantines the settlement)
+    n0 = len(rep.problems)
     rep.add(t, "amount", "lines sum to the settlement's medfee_sumamt",
             sums["amount"].to_numpy() != st["medfee_sumamt"].to_numpy()[spos], ids,
-            "the lines of a settlement must add up to its total")
+            "the lines of a settlement must add up to its total", spos)
     rep.add(t, "preselfpay_amt", "lines sum to the settlement's preselfpay_amt",
             sums["pre"].to_numpy() != st["preselfpay_amt"].to_numpy()[spos], ids,
-            "class-B up-front shares must add up to the settlement's")
+            "class-B up-front shares must add up to the settlement's", spos)
+    for p in rep.problems[n0:]:
+        p.rows_in = SETTLEMENTS.file
 
 
 def validate_dir(directory: str | Path) -> Report:

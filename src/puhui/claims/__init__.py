@@ -1,0 +1,1 @@
+"""Claims: the payout ledger, payout batches (claimed and proactive) and direct payouts."""

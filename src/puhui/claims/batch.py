@@ -1,0 +1,317 @@
+"""``puhui claims run``: a payout batch over fund data, recorded in the ledger.
+
+The rule of every batch: for each settlement and benefit, the *target* payout is what
+the product pays when all of the person's effective settlements of the policy year are
+adjudicated in time order; the batch records ``target - already paid`` as a signed
+entry. Everything follows from it:
+
+- a new settlement is paid; one already paid gets no entry (replays pay nothing twice);
+- a reversed settlement's target is 0, so its payout is reversed (the entry carries the
+  reversal's ``setl_id``), and later settlements that used the same deductible or limit
+  are re-adjudicated and get the signed difference;
+- the work is done in blocks of people, each block one transaction: a batch killed at any
+  point and re-run (same batch id) ends with the ledger of an uninterrupted run.
+
+Bad rows of the settlements file are quarantined with a reason code (from the
+validation rules) and the batch goes on; problems in other files stop it (exit 2)
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from puhui.benefits.calculator import adjudicate
+from puhui.benefits.quantities import LineMatcher
+from puhui.claims import ledger
+from puhui.errors import InputError
+from puhui.fund.files import read_fund
+from puhui.fund.schema import SETTLEMENTS
+from puhui.fund.validate import validate_dir
+from puhui.products.model import Product
+
+BLOCK_PERSONS = 20_000
+#: Quarantine reason codes by validation rule (stable; see docs/claims.md).
+QUARANTINE = {
+    "medfee_sumamt = hifp_pay": "Q_IDENTITY",
+    "amount >= 0": "Q_NEGATIVE_AMOUNT",
+    "in-list self-pay": "Q_INLIST_NEGATIVE",
+    "person in persons.parquet": "Q_UNKNOWN_PERSON",
+    "unique": "Q_DUPLICATE_ID",
+    "reverses an existing settlement": "Q_UNKNOWN_REVERSAL",
+    "reversed at most once": "Q_REPEATED_REVERSAL",
+    "a reversal": "Q_BAD_REVERSAL",
+    "no settlement after the person's death": "Q_AFTER_DEATH",
+    "lines sum to": "Q_LINES_MISMATCH",
+}
+
+
+def file_hash(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def product_hash(product: Product) -> str:
+    return hashlib.sha256(json.dumps(product.raw, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _quarantine(data_dir: Path) -> dict[int, str]:
+    """Validate; return settlement rows to quarantine (row -> reason). Raise for
+    anything that stops the batch."""
+    rep = validate_dir(data_dir)
+    stop = [p for p in rep.problems
+            if p.kind == "privacy" or p.rows_file != SETTLEMENTS.file or p.rows is None]
+    if stop:
+        msgs = "\n".join(p.message() for p in stop)
+        raise InputError(f"{data_dir}: the batch cannot run; nothing was written:\n{msgs}")
+    out: dict[int, str] = {}
+    for p in rep.problems:  # all remaining problems are settlement rows
+        code = next((c for k, c in QUARANTINE.items() if k in p.rule), "Q_INVALID")
+        for r in p.rows:
+            out.setdefault(int(r), code)
+    return out
+
+
+@dataclass
+class BatchResult:
+    eob: pd.DataFrame
+    summary: dict
+
+
+def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: str,
+              batch_id: str, mode: str = "claimed", block_persons: int = BLOCK_PERSONS,
+              progress: Callable[[int, int], None] | None = None) -> BatchResult:
+    if mode not in ("claimed", "proactive"):
+        raise InputError(f"mode {mode!r}: claimed or proactive")
+    data_dir = Path(data_dir)
+    quarantined = _quarantine(data_dir)
+    data = read_fund(data_dir)
+    files = [p for p in data_dir.glob("*.parquet")]
+    dhash, phash = file_hash(files), product_hash(product)
+
+    st = data.settlements.reset_index(drop=True)
+    q_mask = np.zeros(len(st), bool)
+    q_mask[list(quarantined)] = True
+    # a reversal of a quarantined settlement cannot be applied either
+    q_ids = set(st.loc[q_mask, "setl_id"])
+    bad_rev = st["refund_of"].isin(q_ids).to_numpy() & ~q_mask
+    for r in np.flatnonzero(bad_rev):
+        quarantined[int(r)] = "Q_BAD_REVERSAL"
+    q_mask |= bad_rev
+    ok = st[~q_mask]
+    is_rev = ok["refund_of"].notna()
+    rev_of = dict(zip(ok.loc[is_rev, "refund_of"], ok.loc[is_rev, "setl_id"]))
+    effective = ok[~is_rev & ~ok["setl_id"].isin(rev_of)]
+    pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
+
+    con = ledger.connect(url)
+    with ledger.unit_of_work(con):
+        row = con.execute("SELECT product_hash, data_hash, mode FROM batches WHERE batch_id = ?",
+                          (batch_id,)).fetchone()
+        if row is not None and tuple(row) != (phash, dhash, mode):
+            raise InputError(f"batch {batch_id!r} already ran with other inputs (product, "
+                             f"data or mode differ); give a new batch id")
+        if row is None:
+            con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, NULL, 'running')",
+                        (batch_id, mode, product.id, phash, dhash, ledger.now()))
+        ledger.upsert_policies(con, pol)
+        ledger.audit(con, f"claims run --mode {mode}", batch_id, phash, dhash,
+                     product_file=str(product_file), data=str(data_dir),
+                     resumed=row is not None, settlements=len(st),
+                     quarantined=len(quarantined))
+
+    matcher = LineMatcher(product)
+    consent = dict(zip(pol["psn_no"].astype(str), pol["consent"].astype(bool)))
+    people = np.array(sorted(set(effective["psn_no"].astype(str)) | set(
+        ok.loc[is_rev, "psn_no"].astype(str))), dtype=object)
+    blocks = [people[i:i + block_persons] for i in range(0, len(people), block_persons)]
+    eob_parts = []
+    for k, block in enumerate(blocks):
+        eob_parts.append(_run_block(con, product, matcher, batch_id, mode, block, effective,
+                                    ok[is_rev], rev_of, pol, data.lines, consent))
+        if progress:
+            progress(k + 1, len(blocks))
+    eob = pd.concat(eob_parts, ignore_index=True) if eob_parts else _empty_eob()
+    if quarantined:
+        eob = pd.concat([eob, _quarantine_rows(st, quarantined, product)], ignore_index=True)
+    # every input settlement, reversed originals included, appears; then the batch's
+    # own entries per settlement and benefit, as the ledger holds them
+    with ledger.unit_of_work(con):
+        con.execute("UPDATE batches SET finished_at = ?, status = 'done' WHERE batch_id = ?",
+                    (ledger.now(), batch_id))
+        ledger.audit(con, "claims run finished", batch_id, phash, dhash,
+                     entries=int(con.execute("SELECT COUNT(*) FROM payments WHERE batch_id = ?",
+                                             (batch_id,)).fetchone()[0]))
+    con.close()
+    return BatchResult(eob=eob, summary=summarise(eob, batch_id, mode, product, len(st)))
+
+
+def _empty_eob() -> pd.DataFrame:
+    return pd.DataFrame(columns=["setl_id", "psn_no", "policy_no", "benefit", "eligible_amt",
+                                 "deductible_amt", "ratio", "payout_amt", "target_amt",
+                                 "status", "reason", "entry"])
+
+
+def _accumulators(product: Product, dec, pol_no: np.ndarray) -> list[tuple[str, str, int]]:
+    rows = []
+    has = pd.notna(pol_no)
+    if not has.any():
+        return rows
+    for b in product.benefits:
+        la = b.layer
+        for acc, arr in ((la.deductible_accumulator, dec.deductible[b.id]),
+                         (la.limit_accumulator, dec.payout[b.id])):
+            if not acc:
+                continue
+            s = pd.Series(arr[has]).groupby(pol_no[has]).sum()
+            rows += [(p, acc, int(v)) for p, v in s.items()]
+    merged: dict[tuple[str, str], int] = {}
+    for p, acc, v in rows:
+        merged[(p, acc)] = merged.get((p, acc), 0) + v
+    return [(p, a, v) for (p, a), v in merged.items()]
+
+
+def _run_block(con, product, matcher, batch_id, mode, block, effective, reversals, rev_of,
+               pol, lines, consent) -> pd.DataFrame:
+    in_block = effective["psn_no"].astype(str).isin(block).to_numpy()
+    st_b = effective[in_block]
+    pol_b = pol[pol["psn_no"].astype(str).isin(block)]
+    dec = adjudicate(product, st_b, pol_b, lines, matcher=matcher)
+    long = dec.long()
+    if mode == "proactive":
+        has = long["psn_no"].astype(str).map(consent)
+        no_consent = ~has.where(has.notna(), False).astype(bool).to_numpy()
+        denied = no_consent & (long["status"] != "denied").to_numpy()
+        long.loc[denied, ["status", "reason"]] = ["denied", "NO_CONSENT"]
+    target = dict(zip(zip(long["setl_id"], long["benefit"]),
+                      np.where(long["reason"] == "NO_CONSENT", -1, long["payout_amt"])))
+    rev_b = reversals[reversals["psn_no"].astype(str).isin(block)]
+    psn_of = dict(zip(long["setl_id"], long["psn_no"]))
+    psn_of.update(zip(rev_b["refund_of"], rev_b["psn_no"]))
+    pol_of = dict(zip(long["setl_id"], long["policy_no"]))
+    benefits = [b.id for b in product.benefits]
+    for orig in rev_b["refund_of"]:
+        for b in benefits:
+            target[(orig, b)] = 0
+    paid = ledger.net_paid(con, [str(x) for x in block])
+    entries = []
+    stamp = ledger.now()
+    for key in set(target) | set(paid):
+        t, cur = target.get(key, 0), paid.get(key, 0)
+        if t < 0:                       # proactive scan, no consent: leave as it is
+            continue
+        diff = t - cur
+        if diff == 0:
+            continue
+        setl, ben = key
+        reversed_ = setl in rev_of
+        kind = "reverse" if reversed_ else ("pay" if cur == 0 else "adjust")
+        entries.append((rev_of.get(setl, setl), setl, ben, str(psn_of.get(setl, "")),
+                        pol_of.get(setl), int(diff), kind, batch_id, stamp))
+    acc = _accumulators(product, dec, dec.settlements["policy_no"].to_numpy())
+    dec_rows = [(r.setl_id, r.benefit, str(r.psn_no), r.policy_no, int(r.eligible_amt),
+                 int(r.deductible_amt), int(r.ratio_bp), int(r.payout_amt), r.reason, batch_id)
+                for r in long.itertuples(index=False)]
+    with ledger.unit_of_work(con):
+        con.executemany(
+            "INSERT OR IGNORE INTO payments (setl_id, applies_to, benefit, psn_no, policy_no, "
+            "payout_fen, kind, batch_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
+        con.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        dec_rows)
+        pols = list({p for p, _, _ in acc})
+        con.executemany("DELETE FROM accumulators WHERE policy_no = ?", [(p,) for p in pols])
+        con.executemany("INSERT INTO accumulators VALUES (?, ?, ?)", acc)
+    # this batch's entries, as recorded (also those of an earlier, interrupted run)
+    mine = pd.read_sql_query(
+        "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments WHERE batch_id = ?"
+        f" AND psn_no IN ({','.join('?' * len(block))})", con, params=[batch_id, *block])
+    return _eob_rows(long, mine, rev_b, benefits)
+
+
+def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
+              benefits: list[str]) -> pd.DataFrame:
+    own_rows = mine[mine["setl_id"] == mine["applies_to"]].groupby(["setl_id", "benefit"])
+    own = own_rows["payout_fen"].sum()
+    own_kind = own_rows["kind"].last()
+    key = pd.MultiIndex.from_arrays([long["setl_id"], long["benefit"]])
+    entry = own.reindex(key, fill_value=0).to_numpy(dtype="int64")
+    kinds = own_kind.reindex(key, fill_value="").to_numpy(dtype=object)
+    status = long["status"].to_numpy(dtype=object).copy()
+    reason = long["reason"].to_numpy(dtype=object).copy()
+    target = long["payout_amt"].to_numpy()
+    already = (entry == 0) & (target > 0) & (status != "denied")
+    status[(entry != 0) & (status != "denied")] = "paid"
+    status[already] = "zero"
+    reason[already] = "ALREADY_PAID"
+    eob = pd.DataFrame({
+        "setl_id": long["setl_id"], "psn_no": long["psn_no"], "policy_no": long["policy_no"],
+        "benefit": long["benefit"], "eligible_amt": long["eligible_amt"] / 100,
+        "deductible_amt": long["deductible_amt"] / 100, "ratio": long["ratio_bp"] / 10000,
+        "payout_amt": entry / 100, "target_amt": target / 100, "status": status,
+        "reason": reason, "entry": kinds,
+    })
+    rows = [eob]
+    if len(rev_b):
+        # a reversal's rows carry the negative entries undoing its original's payouts;
+        # the reversed original appears as reversed with no amount
+        rev_entries = mine[mine["kind"] == "reverse"].set_index(["applies_to", "benefit"])["payout_fen"]
+        for r in rev_b.itertuples(index=False):
+            for b in benefits:
+                amt = int(rev_entries.get((r.refund_of, b), 0))
+                for sid, a, why in ((r.setl_id, amt, "REVERSAL"), (r.refund_of, 0, "REVERSED")):
+                    rows.append(pd.DataFrame([{
+                        "setl_id": sid, "psn_no": r.psn_no, "policy_no": None, "benefit": b,
+                        "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0,
+                        "payout_amt": a / 100, "target_amt": 0.0, "status": "reversed",
+                        "reason": why, "entry": "reverse" if a else ""}]))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product) -> pd.DataFrame:
+    if not quarantined:
+        return _empty_eob()
+    rows = []
+    for r, why in sorted(quarantined.items()):
+        s = st.iloc[r]
+        for b in product.benefits:
+            rows.append({"setl_id": s["setl_id"], "psn_no": s["psn_no"], "policy_no": None,
+                         "benefit": b.id, "eligible_amt": 0.0, "deductible_amt": 0.0,
+                         "ratio": 0.0, "payout_amt": 0.0, "target_amt": 0.0,
+                         "status": "quarantined", "reason": why, "entry": ""})
+    return pd.DataFrame(rows)
+
+
+def summarise(eob: pd.DataFrame, batch_id: str, mode: str, product: Product,
+              n_input: int) -> dict:
+    """Counts and totals; input settlements reconcile with the EOB's statuses."""
+    by = eob.groupby(["benefit", "status"]).agg(
+        rows=("setl_id", "size"), eligible=("eligible_amt", "sum"),
+        payout=("payout_amt", "sum"), target=("target_amt", "sum"))
+    settlements = eob.drop_duplicates("setl_id")
+    worst = eob.groupby("setl_id")["status"].agg(
+        lambda s: next((x for x in ("quarantined", "reversed", "paid", "denied", "zero")
+                        if (s == x).any()), "zero"))
+    return {
+        "batch": batch_id, "mode": mode, "product": product.id,
+        "settlements_in": int(n_input),
+        "settlements_in_eob": int(len(settlements)),
+        "settlements_by_status": {k: int(v) for k, v in worst.value_counts().items()},
+        "reconciles": int(len(settlements)) == int(n_input),
+        "paid_this_batch_yuan": round(float(eob["payout_amt"].sum()), 2),
+        "by_benefit_and_status": [
+            {"benefit": b, "status": s, "rows": int(r["rows"]),
+             "eligible_yuan": round(float(r["eligible"]), 2),
+             "paid_yuan": round(float(r["payout"]), 2),
+             "target_yuan": round(float(r["target"]), 2)}
+            for (b, s), r in by.iterrows()],
+    }

@@ -1,0 +1,177 @@
+"""The payout ledger: an embedded SQLite database (WAL, foreign keys).
+
+What it holds
+-------------
+``policies``      the policies loaded from fund data
+``batches``       one row per batch run (mode, product and data hashes, status)
+``payments``      signed payment entries: every payout, reversal and adjustment. The net
+                  paid for a settlement's benefit is the sum of its entries
+                  (``applies_to`` = the settlement the money is for; a reversal's entry
+                  has the reversal's ``setl_id`` and applies to the original)
+``decisions``     the current decision (target payout, reason) per settlement and benefit
+``accumulators``  running deductible and limit use per policy and accumulator
+``audit``         append-only log: who ran what, with which product and data hashes, when
+
+Unique keys make replays harmless: a batch writes at most one entry per
+(batch, settlement, benefit). Callers use the functions here, never SQL, so a
+PostgreSQL URL can be added behind the same functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+from puhui.errors import InputError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS policies (
+    policy_no TEXT PRIMARY KEY, psn_no TEXT NOT NULL, product_id TEXT NOT NULL,
+    start_date TEXT NOT NULL, end_date TEXT NOT NULL, premium_fen INTEGER NOT NULL,
+    preexisting INTEGER NOT NULL, consent INTEGER NOT NULL,
+    claim_free_years INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS policies_psn ON policies (psn_no);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY, mode TEXT NOT NULL, product_id TEXT NOT NULL,
+    product_hash TEXT NOT NULL, data_hash TEXT NOT NULL, started_at TEXT NOT NULL,
+    finished_at TEXT, status TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS payments (
+    entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    setl_id TEXT NOT NULL, applies_to TEXT NOT NULL, benefit TEXT NOT NULL,
+    psn_no TEXT NOT NULL, policy_no TEXT, payout_fen INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('pay', 'adjust', 'reverse')),
+    batch_id TEXT NOT NULL REFERENCES batches (batch_id), recorded_at TEXT NOT NULL,
+    UNIQUE (batch_id, applies_to, benefit));
+CREATE INDEX IF NOT EXISTS payments_psn ON payments (psn_no);
+CREATE INDEX IF NOT EXISTS payments_applies ON payments (applies_to, benefit);
+CREATE TABLE IF NOT EXISTS decisions (
+    setl_id TEXT NOT NULL, benefit TEXT NOT NULL, psn_no TEXT NOT NULL, policy_no TEXT,
+    eligible_fen INTEGER NOT NULL, deductible_fen INTEGER NOT NULL,
+    ratio_bp INTEGER NOT NULL, payout_fen INTEGER NOT NULL, reason TEXT NOT NULL,
+    batch_id TEXT NOT NULL, PRIMARY KEY (setl_id, benefit));
+CREATE INDEX IF NOT EXISTS decisions_psn ON decisions (psn_no);
+CREATE TABLE IF NOT EXISTS accumulators (
+    policy_no TEXT NOT NULL REFERENCES policies (policy_no), accumulator TEXT NOT NULL,
+    used_fen INTEGER NOT NULL, PRIMARY KEY (policy_no, accumulator));
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, who TEXT NOT NULL,
+    command TEXT NOT NULL, batch_id TEXT, product_hash TEXT, data_hash TEXT, detail TEXT);
+"""
+SCHEMA_VERSION = "1"
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///path/to/ledger.db`` (or a plain path) to a file path."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    if "://" in url:
+        raise InputError(f"ledger URL {url!r}: only sqlite:///PATH (or a file path) is "
+                         f"supported so far")
+    return Path(url)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def connect(url: str) -> sqlite3.Connection:
+    """Open (creating if needed) a ledger. Autocommit off; use :func:`unit_of_work`."""
+    path = sqlite_path(url)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA foreign_keys=ON")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("PRAGMA busy_timeout=60000")
+        con.executescript(SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{path}: not a usable ledger database ({exc})") from None
+    with unit_of_work(con):
+        con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+    return con
+
+
+@contextmanager
+def unit_of_work(con: sqlite3.Connection):
+    """One transaction; ``BEGIN IMMEDIATE`` takes the write lock at once, so concurrent
+    writers queue instead of losing an update."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    else:
+        con.execute("COMMIT")
+
+
+def audit(con: sqlite3.Connection, command: str, batch_id: str | None = None,
+          product_hash: str | None = None, data_hash: str | None = None,
+          **detail) -> None:
+    """Append to the audit log (call inside a unit of work)."""
+    try:
+        who = getpass.getuser()
+    except Exception:  # no user name in some containers
+        who = "unknown"
+    con.execute("INSERT INTO audit (at, who, command, batch_id, product_hash, data_hash, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (now(), who, command, batch_id, product_hash, data_hash,
+                 json.dumps(detail, sort_keys=True, default=str)))
+
+
+def upsert_policies(con: sqlite3.Connection, policies) -> int:
+    """Load policies (engine types). Existing policy numbers are updated."""
+    rows = [(str(r.policy_no), str(r.psn_no), str(r.product_id), str(r.start_date.date()),
+             str(r.end_date.date()), int(r.premium), int(bool(r.preexisting)),
+             int(bool(r.consent)), int(getattr(r, "claim_free_years", 0) or 0))
+            for r in policies.itertuples(index=False)]
+    con.executemany(
+        "INSERT INTO policies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (policy_no) DO "
+        "UPDATE SET psn_no=excluded.psn_no, product_id=excluded.product_id, "
+        "start_date=excluded.start_date, end_date=excluded.end_date, "
+        "premium_fen=excluded.premium_fen, preexisting=excluded.preexisting, "
+        "consent=excluded.consent, claim_free_years=excluded.claim_free_years", rows)
+    return len(rows)
+
+
+def policies_of(con: sqlite3.Connection, psn_no: str, product_id: str) -> list[dict]:
+    cur = con.execute("SELECT policy_no, psn_no, product_id, start_date, end_date, premium_fen,"
+                      " preexisting, consent, claim_free_years FROM policies"
+                      " WHERE psn_no = ? AND product_id = ?", (psn_no, product_id))
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def accumulators_of(con: sqlite3.Connection, policy_no: str) -> dict[str, int]:
+    return dict(con.execute("SELECT accumulator, used_fen FROM accumulators WHERE policy_no = ?",
+                            (policy_no,)).fetchall())
+
+
+def net_paid(con: sqlite3.Connection, psn_nos: list[str]) -> dict[tuple[str, str], int]:
+    """Net paid per (settlement, benefit) for these people."""
+    out: dict[tuple[str, str], int] = {}
+    for i in range(0, len(psn_nos), 900):
+        chunk = psn_nos[i:i + 900]
+        q = ("SELECT applies_to, benefit, SUM(payout_fen) FROM payments WHERE psn_no IN "
+             f"({','.join('?' * len(chunk))}) GROUP BY applies_to, benefit")
+        for setl, ben, amt in con.execute(q, chunk):
+            out[(setl, ben)] = amt
+    return out
+
+
+def export_payments(con: sqlite3.Connection):
+    import pandas as pd
+
+    df = pd.read_sql_query(
+        "SELECT setl_id, applies_to, psn_no, policy_no, benefit, payout_fen, kind, "
+        "batch_id AS batch, recorded_at FROM payments ORDER BY entry_id", con)
+    df["payout_amt"] = df.pop("payout_fen") / 100
+    return df[["setl_id", "applies_to", "psn_no", "policy_no", "benefit", "payout_amt",
+               "kind", "batch", "recorded_at"]]

@@ -1,0 +1,278 @@
+"""Claims batches and direct payouts on the ledger: idempotency, reversals, quarantine,
+crash safety (SIGKILL) and concurrent direct payouts."""
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastparquet import write
+
+from puhui.claims import ledger
+from puhui.claims.batch import run_batch
+from puhui.claims.direct import direct_payout
+from puhui.errors import InputError
+from puhui.fund.files import read_raw, write_fund
+from puhui.fund.schema import POLICIES, SETTLEMENTS
+from puhui.products.model import load_product, product_path
+from puhui.synth.city import synth_city
+
+PRODUCT = load_product(product_path("huhuibao-2025"))
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    d = tmp_path_factory.mktemp("claims_city")
+    write_fund(synth_city(1500, 1, seed=21, start_year=2025), d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_city(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_city")
+    write_fund(synth_city(400, 1, seed=22, start_year=2025), d)
+    return d
+
+
+def entries(url):
+    """The ledger's payments without timestamps and entry numbers, sorted."""
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    rows = con.execute("SELECT batch_id, setl_id, applies_to, benefit, psn_no, policy_no, "
+                       "payout_fen, kind FROM payments ORDER BY batch_id, applies_to, benefit").fetchall()
+    acc = con.execute("SELECT * FROM accumulators ORDER BY policy_no, accumulator").fetchall()
+    con.close()
+    return rows, acc
+
+
+def net_by_person(url):
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    out = dict(con.execute("SELECT psn_no, SUM(payout_fen) FROM payments GROUP BY psn_no"))
+    con.close()
+    return out
+
+
+def test_batch_pays_once_and_replays_pay_nothing(city, tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    a = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
+    first = entries(url)
+    paid = a.summary["paid_this_batch_yuan"]
+    assert paid > 0 and a.summary["reconciles"]
+    # the same batch id again: nothing new, the same EOB
+    again = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
+    assert entries(url) == first
+    pd.testing.assert_frame_equal(a.eob, again.eob)
+    # a new batch over the same data: pays nothing
+    b = run_batch(PRODUCT, PRODUCT.path, city, url, "b2")
+    assert b.summary["paid_this_batch_yuan"] == 0
+    assert entries(url)[0] == first[0]
+    # then the proactive scan: pays nothing more either
+    c = run_batch(PRODUCT, PRODUCT.path, city, url, "p1", mode="proactive")
+    assert c.summary["paid_this_batch_yuan"] == 0
+
+
+def test_every_settlement_in_eob_and_amounts_match_the_calculator(city, tmp_path):
+    from puhui.benefits.calculator import adjudicate
+    from puhui.fund.files import read_fund
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    res = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
+    d = read_fund(city)
+    assert set(res.eob["setl_id"]) == set(d.settlements["setl_id"])
+    st = d.settlements
+    rev = set(st["refund_of"].dropna())
+    eff = st[st["refund_of"].isna() & ~st["setl_id"].isin(rev)]
+    pol = d.policies[d.policies["product_id"] == PRODUCT.id]
+    expected = adjudicate(PRODUCT, eff, pol, d.lines).total_payout().sum()
+    assert round(res.eob["payout_amt"].sum() * 100) == expected
+    assert sum(net_by_person(url).values()) == expected
+
+
+def test_proactive_pays_only_with_consent(city, tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    res = run_batch(PRODUCT, PRODUCT.path, city, url, "p1", mode="proactive")
+    eob = res.eob
+    no = eob[eob["reason"] == "NO_CONSENT"]
+    assert len(no) > 0 and (no["payout_amt"] == 0).all()
+    # a later claimed batch pays those the scan could not
+    later = run_batch(PRODUCT, PRODUCT.path, city, url, "c1")
+    paid_later = later.eob[later.eob["payout_amt"] != 0]
+    pol = read_raw(city, POLICIES)
+    consent = dict(zip(pol["psn_no"].astype(str), pol["consent"]))
+    assert not paid_later["psn_no"].astype(str).map(consent).fillna(True).any()
+
+
+def test_reversal_in_a_later_batch_undoes_and_readjusts(tmp_path):
+    # Person P1, policy 2025: stays 8,000 (all deductible) and 9,000 (pays 3,500); then
+    # the first stay is reversed: its payout (0) is undone and the second is re-adjudicated
+    # against the whole deductible: 9,000 - 9,000 = 0, an adjustment of -3,500.
+    d = synth_city(50, 1, seed=2, start_year=2025)
+    p = d.persons.iloc[[0]].copy()
+    p["psn_no"], p["death_date"] = "P1", pd.NaT
+    pol = pd.DataFrame([dict(policy_no="N1", psn_no="P1", product_id=PRODUCT.id,
+                             start_date=pd.Timestamp("2025-01-01"),
+                             end_date=pd.Timestamp("2025-12-31"), premium=12900,
+                             preexisting=False, consent=True)])
+
+    def stay(sid, day, inlist, refund_of=None, sign=1):
+        f = int(inlist * 100) * sign
+        return dict(setl_id=sid, psn_no="P1", setl_time=pd.Timestamp(day), med_type="21",
+                    hosp_lv=3, insutype=str(p["insutype"].iloc[0]), dise_code="J18",
+                    medfee_sumamt=f, fulamt_ownpay_amt=0, overlmt_selfpay=0, preselfpay_amt=0,
+                    inscp_scp_amt=f, act_pay_dedc=0, hifp_pay=0, hifob_pay=0, hifmi_pay=0,
+                    maf_pay=0, psn_part_amt=f, refund_of=refund_of)
+
+    from puhui.fund.files import FundData
+    base = [stay("S1", "2025-03-01", 8000), stay("S2", "2025-05-01", 9000)]
+    d1, d2 = tmp_path / "v1", tmp_path / "v2"
+    p["insutype"] = p["insutype"].astype(str)
+    p["gender"] = p["gender"].astype(str)
+    write_fund(FundData(p, pol, pd.DataFrame(base), None), d1)
+    write_fund(FundData(p, pol, pd.DataFrame(base + [stay("R1", "2025-06-01", 8000, "S1", -1)]),
+                        None), d2)
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    a = run_batch(PRODUCT, PRODUCT.path, d1, url, "b1")
+    assert a.eob[(a.eob["setl_id"] == "S2") & (a.eob["benefit"] == "hospital")]["payout_amt"].tolist() == [3500.0]
+    b = run_batch(PRODUCT, PRODUCT.path, d2, url, "b2")
+    e = b.eob[b.eob["benefit"] == "hospital"].set_index("setl_id")
+    assert e.loc["S2", "payout_amt"] == -3500.0 and e.loc["S2", "entry"] == "adjust"
+    assert e.loc["R1", "status"] == "reversed" and e.loc["S1", "status"] == "reversed"
+    assert net_by_person(url) == {"P1": 0}
+
+
+def test_bad_rows_are_quarantined_and_the_batch_goes_on(city, tmp_path):
+    import shutil
+    d = tmp_path / "c"
+    shutil.copytree(city, d)
+    st = read_raw(d, SETTLEMENTS)
+    i = st.index[st["refund_of"].isna() & (st["med_type"].astype(str) == "21")][0]
+    st.loc[i, "medfee_sumamt"] += 0.01            # identity broken
+    write(str(d / SETTLEMENTS.file), st, write_index=False)
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    res = run_batch(PRODUCT, PRODUCT.path, d, url, "b1")
+    q = res.eob[res.eob["setl_id"] == st.loc[i, "setl_id"]]
+    assert (q["status"] == "quarantined").all() and (q["reason"] == "Q_IDENTITY").all()
+    assert res.summary["reconciles"]
+
+
+def test_bad_file_stops_before_the_ledger_changes(city, tmp_path):
+    import shutil
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
+    before = entries(url)
+    d = tmp_path / "c"
+    shutil.copytree(city, d)
+    pol = read_raw(d, POLICIES)
+    write(str(d / POLICIES.file), pd.concat([pol, pol.iloc[[0]]]), write_index=False)
+    with pytest.raises(InputError, match="nothing was written"):
+        run_batch(PRODUCT, PRODUCT.path, d, url, "b2")
+    (d / SETTLEMENTS.file).write_bytes((city / SETTLEMENTS.file).read_bytes()[:500])
+    r = subprocess.run([sys.executable, "-m", "puhui", "claims", "run", "--product",
+                        "huhuibao-2025", "--data", str(d), "--ledger", url, "--batch", "b3",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert entries(url) == before
+
+
+KILL_SCRIPT = """
+import sys
+from puhui.claims.batch import run_batch
+from puhui.products.model import load_product, product_path
+p = load_product(product_path("huhuibao-2025"))
+run_batch(p, p.path, sys.argv[1], sys.argv[2], "crash", block_persons=int(sys.argv[3]))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_rerun_gives_the_same_ledger(tiny_city, tmp_path):
+    city = tiny_city
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(PRODUCT, PRODUCT.path, city, ref, "crash", block_persons=10)
+    want = entries(ref)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(city), f"sqlite:///{tmp_path / 't.db'}",
+                    "10"], check=True, capture_output=True)
+    span = time.perf_counter() - t0
+    rng = random.Random(7)
+    interrupted = 0
+    for k in range(20):
+        url = f"sqlite:///{tmp_path / f'k{k}.db'}"
+        # kill once at a random moment of a run, then again in the resumed run
+        for attempt in range(2):
+            proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(city), url, "10"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.05, span))
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                interrupted += 1
+            proc.wait()
+        subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(city), url, "10"], check=True,
+                       capture_output=True)
+        assert entries(url) == want, f"kill point {k}"
+    assert interrupted >= 20, f"only {interrupted} runs were killed mid-way"
+
+
+DIRECT_SCRIPT = """
+import json, sys
+from puhui.claims.direct import direct_payout
+from puhui.products.model import load_product, product_path
+p = load_product(product_path("huhuibao-2025"))
+for s in json.loads(sys.argv[2]):
+    direct_payout(p, sys.argv[1], s)
+"""
+
+
+def _policy_ledger(tmp_path, name):
+    url = f"sqlite:///{tmp_path / name}"
+    con = ledger.connect(url)
+    pol = pd.DataFrame([dict(policy_no="N1", psn_no="P1", product_id=PRODUCT.id,
+                             start_date=pd.Timestamp("2025-01-01"),
+                             end_date=pd.Timestamp("2025-12-31"), premium=12900,
+                             preexisting=False, consent=True)])
+    with ledger.unit_of_work(con):
+        ledger.upsert_policies(con, pol)
+    con.close()
+    return url
+
+
+def _direct(sid, day, inlist):
+    return dict(setl_id=sid, psn_no="P1", setl_time=day, med_type="21", hosp_lv=3,
+                insutype="310", medfee_sumamt=inlist * 3, fulamt_ownpay_amt=0,
+                overlmt_selfpay=0, psn_part_amt=inlist)
+
+
+
+def test_direct_payouts_deductible_and_replay(tmp_path):
+    url = _policy_ledger(tmp_path, "d.db")
+    # 8,000 -> deductible; 9,000 -> (9,000 - 4,000) x 70 % = 3,500
+    a = direct_payout(PRODUCT, url, _direct("S1", "2025-03-01", 8000))
+    b = direct_payout(PRODUCT, url, _direct("S2", "2025-04-01", 9000))
+    assert a["total_payout"] == 0 and b["total_payout"] == 3500.0
+    hosp = {x["benefit"]: x for x in b["benefits"]}["hospital"]
+    assert hosp["deductible_amt"] == 4000.0 and hosp["reason"] == "PAID"
+    again = direct_payout(PRODUCT, url, _direct("S2", "2025-04-01", 9000))
+    assert again["already_decided"] and net_by_person(url) == {"P1": 350000}
+    with pytest.raises(InputError, match="missing field"):
+        direct_payout(PRODUCT, url, {"setl_id": "S9"})
+
+
+def test_concurrent_direct_payouts_lose_no_update(tmp_path):
+    # Two processes, 20 settlements each of 3,000 yuan for the same person at once. In any
+    # order the deductible (12,000) is met once and the rest pays 70 %:
+    # (40 x 3,000 - 12,000) x 70 % = 75,600 yuan in total.
+    url = _policy_ledger(tmp_path, "c.db")
+    a = [_direct(f"A{i:02d}", "2025-03-01", 3000) for i in range(20)]
+    b = [_direct(f"B{i:02d}", "2025-03-01", 3000) for i in range(20)]
+    procs = [subprocess.Popen([sys.executable, "-c", DIRECT_SCRIPT, url, json.dumps(x)])
+             for x in (a, b)]
+    assert all(p.wait() == 0 for p in procs)
+    assert net_by_person(url) == {"P1": 7560000}
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    acc = dict(con.execute("SELECT accumulator, used_fen FROM accumulators"))
+    assert acc["deductible:hospital"] == 1200000 and acc["limit:hospital"] == 7560000
