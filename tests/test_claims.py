@@ -276,3 +276,45 @@ def test_concurrent_direct_payouts_lose_no_update(tmp_path):
     con = sqlite3.connect(ledger.sqlite_path(url))
     acc = dict(con.execute("SELECT accumulator, used_fen FROM accumulators"))
     assert acc["deductible:hospital"] == 1200000 and acc["limit:hospital"] == 7560000
+
+
+def test_flags_hold_settlements_and_keep_earlier_payments(city, tmp_path):
+    import shutil
+    from puhui.fund.schema import SETTLEMENT_LINES
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    first = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
+    paid_rows = first.eob[(first.eob["payout_amt"] > 0) & (first.eob["benefit"] == "special_drugs")]
+    assert len(paid_rows), "the test city should have a paid special drug"
+    target = paid_rows["setl_id"].iloc[0]
+    d = tmp_path / "c"
+    shutil.copytree(city, d)
+    st = read_raw(d, SETTLEMENTS)
+    # (1) the same settlement again under another id; (2) the paid special drug's
+    # settlement now carries a diagnosis its drug is not indicated for
+    i = st.index[st["refund_of"].isna() & (st["med_type"].astype(str) == "11")][0]
+    dup = st.loc[[i]].copy()
+    dup["setl_id"] = "S999999990"
+    st["dise_code"] = st["dise_code"].astype(str)
+    st.loc[st["setl_id"] == target, "dise_code"] = "J06"
+    write(str(d / SETTLEMENTS.file), pd.concat([st, dup], ignore_index=True), write_index=False)
+    res = run_batch(PRODUCT, PRODUCT.path, d, url, "b2")
+    by = res.eob.drop_duplicates("setl_id").set_index("setl_id")
+    assert by.loc["S999999990", "reason"] == "F_DUPLICATE_SETTLEMENT"
+    assert by.loc[target, "reason"] == "F_DRUG_NO_DIAGNOSIS"
+    assert by.loc[target, "status"] == "quarantined"
+    # held, not clawed back: the earlier payment stands
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    net = con.execute("SELECT SUM(payout_fen) FROM payments WHERE applies_to = ?", (target,)).fetchone()[0]
+    con.close()
+    assert net == round(paid_rows["payout_amt"].iloc[0] * 100)
+
+
+def test_split_admission_flag():
+    from puhui.claims.flags import flag_settlements
+
+    st = pd.DataFrame({"setl_id": ["A", "B", "C"], "psn_no": ["P1"] * 3,
+                       "setl_time": pd.to_datetime(["2025-03-01", "2025-03-03", "2025-05-01"]),
+                       "med_type": ["21"] * 3, "fixmedins_code": ["H1"] * 3,
+                       "medfee_sumamt": [100, 200, 300], "dise_code": ["J18"] * 3})
+    assert flag_settlements(st, None, None).to_dict() == {1: "F_SPLIT_ADMISSION"}

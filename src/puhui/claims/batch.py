@@ -31,6 +31,7 @@ import pandas as pd
 from puhui.benefits.calculator import adjudicate
 from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
+from puhui.claims.flags import flag_settlements
 from puhui.errors import InputError
 from puhui.fund.files import read_fund
 from puhui.fund.schema import SETTLEMENTS
@@ -112,6 +113,16 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     is_rev = ok["refund_of"].notna()
     rev_of = dict(zip(ok.loc[is_rev, "refund_of"], ok.loc[is_rev, "setl_id"]))
     effective = ok[~is_rev & ~ok["setl_id"].isin(rev_of)]
+    # fraud and quality flags: held for review, left out like quarantined rows
+    from puhui.drug_lists import load_lists
+    items = pd.concat([dl.items for dl in load_lists().values() if "dise_codes" in dl.items],
+                      ignore_index=True)
+    held = flag_settlements(effective, data.lines, items)
+    for r, code in held.items():
+        quarantined[int(r)] = code
+    effective = effective.drop(index=held.index)
+    # settlements held or quarantined now keep whatever an earlier batch paid them
+    frozen = set(st.loc[list(quarantined), "setl_id"].astype(str))
     pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
 
     con = ledger.connect(url)
@@ -138,7 +149,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     eob_parts = []
     for k, block in enumerate(blocks):
         eob_parts.append(_run_block(con, product, matcher, batch_id, mode, block, effective,
-                                    ok[is_rev], rev_of, pol, data.lines, consent))
+                                    ok[is_rev], rev_of, pol, data.lines, consent, frozen))
         if progress:
             progress(k + 1, len(blocks))
     eob = pd.concat(eob_parts, ignore_index=True) if eob_parts else _empty_eob()
@@ -181,8 +192,15 @@ def _accumulators(product: Product, dec, pol_no: np.ndarray) -> list[tuple[str, 
     return [(p, a, v) for (p, a), v in merged.items()]
 
 
+def _block_table(con, block) -> None:
+    """The block's people as a temporary table to join against (no parameter limits)."""
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS blk (psn_no TEXT PRIMARY KEY)")
+    con.execute("DELETE FROM blk")
+    con.executemany("INSERT INTO blk VALUES (?)", [(str(x),) for x in block])
+
+
 def _run_block(con, product, matcher, batch_id, mode, block, effective, reversals, rev_of,
-               pol, lines, consent) -> pd.DataFrame:
+               pol, lines, consent, frozen=frozenset()) -> pd.DataFrame:
     in_block = effective["psn_no"].astype(str).isin(block).to_numpy()
     st_b = effective[in_block]
     pol_b = pol[pol["psn_no"].astype(str).isin(block)]
@@ -193,35 +211,49 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
         no_consent = ~has.where(has.notna(), False).astype(bool).to_numpy()
         denied = no_consent & (long["status"] != "denied").to_numpy()
         long.loc[denied, ["status", "reason"]] = ["denied", "NO_CONSENT"]
-    target = dict(zip(zip(long["setl_id"], long["benefit"]),
-                      np.where(long["reason"] == "NO_CONSENT", -1, long["payout_amt"])))
     rev_b = reversals[reversals["psn_no"].astype(str).isin(block)]
-    psn_of = dict(zip(long["setl_id"], long["psn_no"]))
-    psn_of.update(zip(rev_b["refund_of"], rev_b["psn_no"]))
-    pol_of = dict(zip(long["setl_id"], long["policy_no"]))
     benefits = [b.id for b in product.benefits]
-    for orig in rev_b["refund_of"]:
-        for b in benefits:
-            target[(orig, b)] = 0
-    paid = ledger.net_paid(con, [str(x) for x in block])
-    entries = []
+    # target per (settlement, benefit): the calculator's payout; 0 for reversed originals
+    target = pd.DataFrame({"applies_to": long["setl_id"].astype(str), "benefit": long["benefit"],
+                           "psn_no": long["psn_no"].astype(str), "policy_no": long["policy_no"],
+                           "target": long["payout_amt"].astype("int64"),
+                           "leave": (long["reason"] == "NO_CONSENT").to_numpy()})
+    if len(rev_b):
+        gone = pd.DataFrame({
+            "applies_to": np.repeat(rev_b["refund_of"].astype(str).to_numpy(), len(benefits)),
+            "benefit": np.tile(benefits, len(rev_b)),
+            "psn_no": np.repeat(rev_b["psn_no"].astype(str).to_numpy(), len(benefits)),
+            "policy_no": None, "target": 0, "leave": False})
+        target = pd.concat([target, gone], ignore_index=True)
+    _block_table(con, block)
+    paid = pd.read_sql_query(
+        "SELECT p.applies_to, p.benefit, SUM(p.payout_fen) AS paid, MAX(p.psn_no) AS paid_psn,"
+        " MAX(p.policy_no) AS paid_policy FROM payments p JOIN blk USING (psn_no)"
+        " GROUP BY p.applies_to, p.benefit", con)
+    m = target.merge(paid, on=["applies_to", "benefit"], how="outer")
+    m["paid"] = pd.to_numeric(m["paid"]).fillna(0).astype("int64")
+    m["target"] = pd.to_numeric(m["target"]).fillna(0).astype("int64")
+    m["leave"] = m["leave"].where(m["leave"].notna(), False).astype(bool) | \
+        m["applies_to"].isin(frozen).to_numpy()
+    m["psn_no"] = m["psn_no"].where(m["psn_no"].notna(), m["paid_psn"])
+    m["policy_no"] = m["policy_no"].where(m["policy_no"].notna(), m["paid_policy"])
+    m["diff"] = m["target"] - m["paid"]
+    todo = m[(m["diff"] != 0) & ~m["leave"]]
+    reversed_ = todo["applies_to"].isin(rev_of).to_numpy()
+    kind = np.where(reversed_, "reverse", np.where(todo["paid"].to_numpy() == 0, "pay", "adjust"))
+    setl = np.where(reversed_, todo["applies_to"].map(rev_of), todo["applies_to"])
     stamp = ledger.now()
-    for key in set(target) | set(paid):
-        t, cur = target.get(key, 0), paid.get(key, 0)
-        if t < 0:                       # proactive scan, no consent: leave as it is
-            continue
-        diff = t - cur
-        if diff == 0:
-            continue
-        setl, ben = key
-        reversed_ = setl in rev_of
-        kind = "reverse" if reversed_ else ("pay" if cur == 0 else "adjust")
-        entries.append((rev_of.get(setl, setl), setl, ben, str(psn_of.get(setl, "")),
-                        pol_of.get(setl), int(diff), kind, batch_id, stamp))
+    entries = list(zip(setl, todo["applies_to"], todo["benefit"], todo["psn_no"],
+                       todo["policy_no"].where(todo["policy_no"].notna(), None),
+                       todo["diff"].astype(int).tolist(), kind, [batch_id] * len(todo),
+                       [stamp] * len(todo)))
     acc = _accumulators(product, dec, dec.settlements["policy_no"].to_numpy())
-    dec_rows = [(r.setl_id, r.benefit, str(r.psn_no), r.policy_no, int(r.eligible_amt),
-                 int(r.deductible_amt), int(r.ratio_bp), int(r.payout_amt), r.reason, batch_id)
-                for r in long.itertuples(index=False)]
+    dec_rows = list(zip(long["setl_id"], long["benefit"], long["psn_no"].astype(str),
+                        long["policy_no"], long["eligible_amt"].astype(int).tolist(),
+                        long["deductible_amt"].astype(int).tolist(),
+                        long["ratio_bp"].astype(int).tolist(),
+                        long["payout_amt"].astype(int).tolist(), long["reason"],
+                        [batch_id] * len(long)))
     with ledger.unit_of_work(con):
         con.executemany(
             "INSERT OR IGNORE INTO payments (setl_id, applies_to, benefit, psn_no, policy_no, "
@@ -233,8 +265,8 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
         con.executemany("INSERT INTO accumulators VALUES (?, ?, ?)", acc)
     # this batch's entries, as recorded (also those of an earlier, interrupted run)
     mine = pd.read_sql_query(
-        "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments WHERE batch_id = ?"
-        f" AND psn_no IN ({','.join('?' * len(block))})", con, params=[batch_id, *block])
+        "SELECT p.setl_id, p.applies_to, p.benefit, p.payout_fen, p.kind FROM payments p"
+        " JOIN blk USING (psn_no) WHERE p.batch_id = ?", con, params=[batch_id])
     return _eob_rows(long, mine, rev_b, benefits)
 
 
@@ -260,21 +292,26 @@ def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
         "payout_amt": entry / 100, "target_amt": target / 100, "status": status,
         "reason": reason, "entry": kinds,
     })
-    rows = [eob]
-    if len(rev_b):
-        # a reversal's rows carry the negative entries undoing its original's payouts;
-        # the reversed original appears as reversed with no amount
-        rev_entries = mine[mine["kind"] == "reverse"].set_index(["applies_to", "benefit"])["payout_fen"]
-        for r in rev_b.itertuples(index=False):
-            for b in benefits:
-                amt = int(rev_entries.get((r.refund_of, b), 0))
-                for sid, a, why in ((r.setl_id, amt, "REVERSAL"), (r.refund_of, 0, "REVERSED")):
-                    rows.append(pd.DataFrame([{
-                        "setl_id": sid, "psn_no": r.psn_no, "policy_no": None, "benefit": b,
-                        "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0,
-                        "payout_amt": a / 100, "target_amt": 0.0, "status": "reversed",
-                        "reason": why, "entry": "reverse" if a else ""}]))
-    return pd.concat(rows, ignore_index=True)
+    if not len(rev_b):
+        return eob
+    # a reversal's rows carry the negative entries undoing its original's payouts; the
+    # reversed original appears as reversed with no amount
+    k = len(benefits)
+    rev_entries = mine[mine["kind"] == "reverse"].groupby(["applies_to", "benefit"])["payout_fen"].sum()
+    orig = np.repeat(rev_b["refund_of"].astype(str).to_numpy(), k)
+    ben = np.tile(np.asarray(benefits, dtype=object), len(rev_b))
+    amt = rev_entries.reindex(pd.MultiIndex.from_arrays([orig, ben]), fill_value=0).to_numpy()
+    psn = np.repeat(rev_b["psn_no"].to_numpy(), k)
+
+    def rows(setl, amount, why):
+        return pd.DataFrame({
+            "setl_id": setl, "psn_no": psn, "policy_no": None, "benefit": ben,
+            "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0,
+            "payout_amt": amount / 100, "target_amt": 0.0, "status": "reversed",
+            "reason": why, "entry": np.where(amount != 0, "reverse", "")})
+
+    return pd.concat([eob, rows(np.repeat(rev_b["setl_id"].to_numpy(), k), amt, "REVERSAL"),
+                      rows(orig, np.zeros(len(orig), "int64"), "REVERSED")], ignore_index=True)
 
 
 def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product) -> pd.DataFrame:
@@ -282,7 +319,7 @@ def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product) -> 
         return _empty_eob()
     rows = []
     for r, why in sorted(quarantined.items()):
-        s = st.iloc[r]
+        s = st.loc[r]
         for b in product.benefits:
             rows.append({"setl_id": s["setl_id"], "psn_no": s["psn_no"], "policy_no": None,
                          "benefit": b.id, "eligible_amt": 0.0, "deductible_amt": 0.0,
