@@ -147,14 +147,18 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode):
         bar.render_finish()
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
-    res.eob.to_parquet(outp / "eob.parquet", engine="fastparquet", index=False)
+    res.eob.to_parquet(outp / "eob.parquet", engine="fastparquet", index=False,
+                       compression="ZSTD")
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
                                        encoding="utf-8")
+    from puhui.claims.report import render
+
+    (outp / "report.html").write_text(render(res.eob, res.summary), encoding="utf-8")
     s = res.summary
     click.echo(f"batch {batch_id} ({mode}): {s['settlements_in']:,} settlements, "
                f"paid {s['paid_this_batch_yuan']:,.2f} yuan in this batch; "
                f"{', '.join(f'{k} {v:,}' for k, v in s['settlements_by_status'].items())}")
-    click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'}")
+    click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'}\n  {outp / 'report.html'}")
 
 
 @claims.command("direct")
@@ -284,12 +288,20 @@ def demo(data_dir, out):
     click.echo("[2/3] summary of the fund data\n")
     click.echo(text)
     benefits = _demo_benefits(data, "huhuibao-2025")
-    click.echo("\n[3/3] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
+    click.echo("\n[3/4] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
                "sample's 2025 policies\n")
     click.echo(benefits)
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "summary.txt").write_text(text + "\n\n" + benefits + "\n", encoding="utf-8")
-    click.echo(f"\nresults: {Path(out) / 'summary.txt'}")
+    click.echo("\n[4/4] claims: a proactive scan, then a claimed batch, into the ledger")
+    url = f"sqlite:///{Path(out) / 'ledger.db'}"
+    for mode, batch in (("proactive", "demo-proactive"), ("claimed", "demo-claimed")):
+        ctx = click.get_current_context()
+        ctx.invoke(claims_run, product_file="huhuibao-2025", data_dir=data_dir, url=url,
+                   batch_id=batch, out=str(Path(out) / batch), mode=mode)
+    click.echo(f"\nresults: {Path(out) / 'summary.txt'}; ledger {url}; batch reports "
+               f"{Path(out) / 'demo-proactive' / 'report.html'}, "
+               f"{Path(out) / 'demo-claimed' / 'report.html'}")
 
 
 def _demo_benefits(data, product_id: str) -> str:

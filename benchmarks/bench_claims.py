@@ -1,0 +1,43 @@
+"""Benchmark: `puhui claims run` end to end on a city of 1,000,000 people and one year
+(about 7.7 million settlements), into a fresh SQLite ledger.
+
+Target (issue "Claims"): under 90 seconds and under 4 GB peak on 2 cores. The run is
+timed in its own process; peak = that process's maximum resident set.
+
+    python benchmarks/bench_claims.py [--data DIR] [--persons 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from bench_synth import machine, timed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=None, help="an existing city (else one is generated)")
+    ap.add_argument("--persons", type=int, default=1_000_000)
+    ap.add_argument("--product", default="huhuibao-2024")
+    a = ap.parse_args()
+    print(machine())
+    exe = [sys.executable, "-m", "puhui"]
+    work = Path(tempfile.mkdtemp(prefix="puhui-claims-"))
+    data = a.data
+    if data is None:
+        data = str(work / "city")
+        dt, peak, _ = timed(exe + ["synth", "--persons", str(a.persons), "--years", "1",
+                                   "--seed", "1", "--out", data])
+        print(f"generated the city in {dt:.1f} s")
+    dt, peak, text = timed(exe + ["claims", "run", "--product", a.product, "--data", data,
+                                  "--ledger", f"sqlite:///{work / 'ledger.db'}", "--batch",
+                                  "bench", "--out", str(work / "out")])
+    print(text.splitlines()[0])
+    print(f"claims run: {dt:.1f} s, peak {peak:.2f} GiB (target < 90 s, < 4 GB)")
+
+
+if __name__ == "__main__":
+    main()
