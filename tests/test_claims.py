@@ -318,3 +318,49 @@ def test_split_admission_flag():
                        "med_type": ["21"] * 3, "fixmedins_code": ["H1"] * 3,
                        "medfee_sumamt": [100, 200, 300], "dise_code": ["J18"] * 3})
     assert flag_settlements(st, None, None).to_dict() == {1: "F_SPLIT_ADMISSION"}
+
+
+def test_proactive_then_claimed_pays_each_due_amount_once(city, tmp_path):
+    one = f"sqlite:///{tmp_path / 'one.db'}"
+    two = f"sqlite:///{tmp_path / 'two.db'}"
+    run_batch(PRODUCT, PRODUCT.path, city, one, "c1")
+    run_batch(PRODUCT, PRODUCT.path, city, two, "p1", mode="proactive")
+    run_batch(PRODUCT, PRODUCT.path, city, two, "c1")
+    assert net_by_person(one) == {k: v for k, v in net_by_person(two).items()}
+
+
+def test_cli_claims_run_direct_and_export(city, tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    puhui = lambda *a: subprocess.run([sys.executable, "-m", "puhui", *a],  # noqa: E731
+                                      capture_output=True, text=True)
+    r = puhui("claims", "run", "--product", "huhuibao-2025", "--data", str(city), "--ledger", url,
+              "--batch", "b1", "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    eob = pd.read_parquet(tmp_path / "o" / "eob.parquet", engine="fastparquet")
+    for col in ("setl_id", "psn_no", "policy_no", "benefit", "eligible_amt", "deductible_amt",
+                "ratio", "payout_amt", "status", "reason"):
+        assert col in eob.columns
+    assert set(eob["status"]) <= {"paid", "zero", "denied", "quarantined", "reversed"}
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["reconciles"] and (tmp_path / "o" / "report.html").stat().st_size > 1000
+    r = puhui("ledger", "export", "--ledger", url, "--out", str(tmp_path / "pay.csv"))
+    assert r.returncode == 0
+    pay = pd.read_csv(tmp_path / "pay.csv")
+    assert list(pay.columns[:6]) == ["setl_id", "applies_to", "psn_no", "policy_no", "benefit",
+                                     "payout_amt"]
+    assert round(pay["payout_amt"].sum(), 2) == round(eob["payout_amt"].sum(), 2)
+    pol = read_raw(city, POLICIES).iloc[0]
+    s = dict(setl_id="D1", psn_no=str(pol["psn_no"]), setl_time="2025-06-01", med_type="21",
+             hosp_lv=3, insutype="310", medfee_sumamt=90000, fulamt_ownpay_amt=0,
+             overlmt_selfpay=0, psn_part_amt=30000)
+    (tmp_path / "s.json").write_text(json.dumps(s))
+    r = puhui("claims", "direct", "--product", "huhuibao-2025", "--ledger", url,
+              "--settlement", str(tmp_path / "s.json"))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["setl_id"] == "D1" and {"benefit", "eligible_amt", "deductible_amt", "ratio",
+                                       "payout_amt", "reason"} <= set(out["benefits"][0])
+    (tmp_path / "bad.json").write_text("{not json")
+    r = puhui("claims", "direct", "--product", "huhuibao-2025", "--ledger", url,
+              "--settlement", str(tmp_path / "bad.json"))
+    assert r.returncode == 2 and "not valid JSON" in r.stderr

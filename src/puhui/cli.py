@@ -142,18 +142,37 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode):
             bar = click.progressbar(length=total, label="blocks of people", file=sys.stderr)
         bar.update(1)
 
-    res = run_batch(product, product.path, data_dir, url, batch_id, mode, progress=progress)
-    if bar is not None:
-        bar.render_finish()
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
-    res.eob.to_parquet(outp / "eob.parquet", engine="fastparquet", index=False,
-                       compression="ZSTD")
+    eob_path = outp / "eob.parquet"
+    if eob_path.exists():
+        eob_path.unlink()
+    from puhui.claims.report import not_paid_reasons, render
+    from puhui.claims.report import report_rows as rows_for_report
+
+    report_rows, counts = [], []
+
+    def sink(part):
+        from fastparquet import write
+
+        text = {c: "utf8" for c in part.columns if part[c].dtype == object}
+        write(str(eob_path), part.reset_index(drop=True), compression="ZSTD",
+              write_index=False, stats=False, append=eob_path.exists(), object_encoding=text)
+        # the report needs only these rows and the reason counts, not the whole EOB
+        report_rows.append(rows_for_report(part))
+        counts.append(not_paid_reasons(part))
+
+    res = run_batch(product, product.path, data_dir, url, batch_id, mode, progress=progress,
+                    eob_sink=sink)
+    if bar is not None:
+        bar.render_finish()
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
                                        encoding="utf-8")
-    from puhui.claims.report import render
+    import pandas as pd
 
-    (outp / "report.html").write_text(render(res.eob, res.summary), encoding="utf-8")
+    lean = pd.concat(report_rows, ignore_index=True) if report_rows else res.eob
+    reasons = pd.concat(counts).groupby(level=0).sum() if counts else None
+    (outp / "report.html").write_text(render(lean, res.summary, reasons), encoding="utf-8")
     s = res.summary
     click.echo(f"batch {batch_id} ({mode}): {s['settlements_in']:,} settlements, "
                f"paid {s['paid_this_batch_yuan']:,.2f} yuan in this batch; "

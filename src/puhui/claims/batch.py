@@ -91,7 +91,11 @@ class BatchResult:
 
 def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: str,
               batch_id: str, mode: str = "claimed", block_persons: int = BLOCK_PERSONS,
-              progress: Callable[[int, int], None] | None = None) -> BatchResult:
+              progress: Callable[[int, int], None] | None = None,
+              eob_sink: Callable[[pd.DataFrame], None] | None = None) -> BatchResult:
+    """Run a batch. With ``eob_sink`` each block's EOB rows go to it as they are made
+    (the CLI appends them to eob.parquet) and the result's ``eob`` is empty; without,
+    the EOB is returned whole (tests, small data)."""
     if mode not in ("claimed", "proactive"):
         raise InputError(f"mode {mode!r}: claimed or proactive")
     data_dir = Path(data_dir)
@@ -147,14 +151,25 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         ok.loc[is_rev, "psn_no"].astype(str))), dtype=object)
     blocks = [people[i:i + block_persons] for i in range(0, len(people), block_persons)]
     eob_parts = []
+    tally = _Tally()
+
+    def emit(part: pd.DataFrame) -> None:
+        if not len(part):
+            return
+        tally.add(part)
+        if eob_sink is not None:
+            eob_sink(part)
+        else:
+            eob_parts.append(part)
+
     for k, block in enumerate(blocks):
-        eob_parts.append(_run_block(con, product, matcher, batch_id, mode, block, effective,
-                                    ok[is_rev], rev_of, pol, data.lines, consent, frozen))
+        emit(_run_block(con, product, matcher, batch_id, mode, block, effective,
+                        ok[is_rev], rev_of, pol, data.lines, consent, frozen))
         if progress:
             progress(k + 1, len(blocks))
-    eob = pd.concat(eob_parts, ignore_index=True) if eob_parts else _empty_eob()
     if quarantined:
-        eob = pd.concat([eob, _quarantine_rows(st, quarantined, product)], ignore_index=True)
+        emit(_quarantine_rows(st, quarantined, product))
+    eob = pd.concat(eob_parts, ignore_index=True) if eob_parts else _empty_eob()
     # every input settlement, reversed originals included, appears; then the batch's
     # own entries per settlement and benefit, as the ledger holds them
     with ledger.unit_of_work(con):
@@ -164,7 +179,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
                      entries=int(con.execute("SELECT COUNT(*) FROM payments WHERE batch_id = ?",
                                              (batch_id,)).fetchone()[0]))
     con.close()
-    return BatchResult(eob=eob, summary=summarise(eob, batch_id, mode, product, len(st)))
+    return BatchResult(eob=eob, summary=tally.summary(batch_id, mode, product, len(st)))
 
 
 def _empty_eob() -> pd.DataFrame:
@@ -248,12 +263,15 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
                        todo["diff"].astype(int).tolist(), kind, [batch_id] * len(todo),
                        [stamp] * len(todo)))
     acc = _accumulators(product, dec, dec.settlements["policy_no"].to_numpy())
-    dec_rows = list(zip(long["setl_id"], long["benefit"], long["psn_no"].astype(str),
-                        long["policy_no"], long["eligible_amt"].astype(int).tolist(),
-                        long["deductible_amt"].astype(int).tolist(),
-                        long["ratio_bp"].astype(int).tolist(),
-                        long["payout_amt"].astype(int).tolist(), long["reason"],
-                        [batch_id] * len(long)))
+    # the ledger keeps the decisions with something to say (not "no policy", "outside
+    # the policy" or "not covered", which the EOB lists)
+    keep = long[~long["reason"].isin(["NO_POLICY", "OUTSIDE_POLICY", "NOT_COVERED"])]
+    dec_rows = list(zip(keep["setl_id"], keep["benefit"], keep["psn_no"].astype(str),
+                        keep["policy_no"], keep["eligible_amt"].astype(int).tolist(),
+                        keep["deductible_amt"].astype(int).tolist(),
+                        keep["ratio_bp"].astype(int).tolist(),
+                        keep["payout_amt"].astype(int).tolist(), keep["reason"],
+                        [batch_id] * len(keep)))
     with ledger.unit_of_work(con):
         con.executemany(
             "INSERT OR IGNORE INTO payments (setl_id, applies_to, benefit, psn_no, policy_no, "
@@ -328,27 +346,44 @@ def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product) -> 
     return pd.DataFrame(rows)
 
 
-def summarise(eob: pd.DataFrame, batch_id: str, mode: str, product: Product,
-              n_input: int) -> dict:
-    """Counts and totals; input settlements reconcile with the EOB's statuses."""
-    by = eob.groupby(["benefit", "status"]).agg(
-        rows=("setl_id", "size"), eligible=("eligible_amt", "sum"),
-        payout=("payout_amt", "sum"), target=("target_amt", "sum"))
-    settlements = eob.drop_duplicates("setl_id")
-    worst = eob.groupby("setl_id")["status"].agg(
-        lambda s: next((x for x in ("quarantined", "reversed", "paid", "denied", "zero")
-                        if (s == x).any()), "zero"))
-    return {
-        "batch": batch_id, "mode": mode, "product": product.id,
-        "settlements_in": int(n_input),
-        "settlements_in_eob": int(len(settlements)),
-        "settlements_by_status": {k: int(v) for k, v in worst.value_counts().items()},
-        "reconciles": int(len(settlements)) == int(n_input),
-        "paid_this_batch_yuan": round(float(eob["payout_amt"].sum()), 2),
-        "by_benefit_and_status": [
-            {"benefit": b, "status": s, "rows": int(r["rows"]),
-             "eligible_yuan": round(float(r["eligible"]), 2),
-             "paid_yuan": round(float(r["payout"]), 2),
-             "target_yuan": round(float(r["target"]), 2)}
-            for (b, s), r in by.iterrows()],
-    }
+class _Tally:
+    """Counts and totals built block by block (the EOB need not be in memory)."""
+
+    STATUS_ORDER = ("quarantined", "reversed", "paid", "denied", "zero")
+
+    def __init__(self):
+        self.by: pd.DataFrame | None = None
+        self.status: dict[str, str] = {}
+        self.paid = 0.0
+
+    def add(self, eob: pd.DataFrame) -> None:
+        g = eob.groupby(["benefit", "status"]).agg(
+            rows=("setl_id", "size"), eligible=("eligible_amt", "sum"),
+            payout=("payout_amt", "sum"), target=("target_amt", "sum"))
+        self.by = g if self.by is None else self.by.add(g, fill_value=0)
+        rank = eob["status"].map({k: i for i, k in enumerate(self.STATUS_ORDER)})
+        worst = rank.groupby(eob["setl_id"]).min()
+        for sid, r in worst.items():
+            cur = self.status.get(sid)
+            st = self.STATUS_ORDER[int(r)]
+            if cur is None or self.STATUS_ORDER.index(st) < self.STATUS_ORDER.index(cur):
+                self.status[sid] = st
+        self.paid += float(eob["payout_amt"].sum())
+
+    def summary(self, batch_id: str, mode: str, product: Product, n_input: int) -> dict:
+        counts = pd.Series(list(self.status.values())).value_counts() if self.status else {}
+        by = self.by if self.by is not None else pd.DataFrame()
+        return {
+            "batch": batch_id, "mode": mode, "product": product.id,
+            "settlements_in": int(n_input),
+            "settlements_in_eob": len(self.status),
+            "settlements_by_status": {k: int(v) for k, v in dict(counts).items()},
+            "reconciles": len(self.status) == int(n_input),
+            "paid_this_batch_yuan": round(self.paid, 2),
+            "by_benefit_and_status": [
+                {"benefit": b, "status": st, "rows": int(r["rows"]),
+                 "eligible_yuan": round(float(r["eligible"]), 2),
+                 "paid_yuan": round(float(r["payout"]), 2),
+                 "target_yuan": round(float(r["target"]), 2)}
+                for (b, st), r in by.iterrows()],
+        }

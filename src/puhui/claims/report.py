@@ -108,12 +108,26 @@ def coverage(eob: pd.DataFrame) -> dict[str, int]:
             "no_consent": int((due["reason"] == "NO_CONSENT").sum())}
 
 
-def render(eob: pd.DataFrame, summary: dict) -> str:
+def not_paid_reasons(eob: pd.DataFrame) -> pd.Series:
+    """Counts of reasons among decisions not paid (zero or denied)."""
+    return eob.loc[eob["status"].isin(["zero", "denied"]), "reason"].value_counts()
+
+
+def report_rows(eob: pd.DataFrame) -> pd.DataFrame:
+    """The EOB rows the report draws from: due, paid or held (a small part of a batch)."""
+    keep = (eob["target_amt"] > 0) | (eob["payout_amt"] != 0) | (eob["status"] == "quarantined")
+    return eob.loc[keep, ["setl_id", "benefit", "payout_amt", "target_amt", "status", "reason"]]
+
+
+def render(eob: pd.DataFrame, summary: dict, reasons_not_paid: pd.Series | None = None) -> str:
+    """The page. ``eob`` may be the whole EOB or its :func:`report_rows`; then give the
+    counts of reasons not paid over the whole batch."""
     from jinja2 import Environment
 
     meanings = {k: v[2] for k, v in REASONS.items()} | BATCH_REASONS
-    not_paid = eob[eob["status"].isin(["zero", "denied"])]
-    top = not_paid["reason"].value_counts().head(10)
+    if reasons_not_paid is None:
+        reasons_not_paid = not_paid_reasons(eob)
+    top = reasons_not_paid.sort_values(ascending=False).head(10)
     reasons = [(k, int(v), meanings.get(k, "")) for k, v in top.items()]
     held = eob[eob["status"] == "quarantined"].drop_duplicates("setl_id")["reason"].value_counts()
     flags = [(k, int(v), FLAGS.get(k, "quarantined by a validation rule")) for k, v in held.items()]
