@@ -33,7 +33,7 @@ from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
 from puhui.claims.flags import flag_settlements
 from puhui.errors import InputError
-from puhui.fund.files import read_fund
+from puhui.fund.files import FundData
 from puhui.fund.schema import SETTLEMENTS
 from puhui.fund.validate import validate_dir
 from puhui.products.model import Product
@@ -66,10 +66,10 @@ def product_hash(product: Product) -> str:
     return hashlib.sha256(json.dumps(product.raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _quarantine(data_dir: Path) -> dict[int, str]:
-    """Validate; return settlement rows to quarantine (row -> reason). Raise for
-    anything that stops the batch."""
-    rep = validate_dir(data_dir)
+def _quarantine(data_dir: Path) -> tuple[dict[int, str], FundData]:
+    """Validate; return settlement rows to quarantine (row -> reason) and the data.
+    Raise for anything that stops the batch."""
+    rep = validate_dir(data_dir, keep=True)
     stop = [p for p in rep.problems
             if p.kind == "privacy" or p.rows_file != SETTLEMENTS.file or p.rows is None]
     if stop:
@@ -80,7 +80,8 @@ def _quarantine(data_dir: Path) -> dict[int, str]:
         code = next((c for k, c in QUARANTINE.items() if k in p.rule), "Q_INVALID")
         for r in p.rows:
             out.setdefault(int(r), code)
-    return out
+    t = rep.typed
+    return out, FundData(t["persons"], t["policies"], t["settlements"], t["settlement_lines"])
 
 
 @dataclass
@@ -99,8 +100,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     if mode not in ("claimed", "proactive"):
         raise InputError(f"mode {mode!r}: claimed or proactive")
     data_dir = Path(data_dir)
-    quarantined = _quarantine(data_dir)
-    data = read_fund(data_dir)
+    quarantined, data = _quarantine(data_dir)
     files = [p for p in data_dir.glob("*.parquet")]
     dhash, phash = file_hash(files), product_hash(product)
 
@@ -113,10 +113,11 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     for r in np.flatnonzero(bad_rev):
         quarantined[int(r)] = "Q_BAD_REVERSAL"
     q_mask |= bad_rev
-    ok = st[~q_mask]
+    is_rev_all = st["refund_of"].notna().to_numpy()
+    ok = st[~q_mask] if q_mask.any() else st
     is_rev = ok["refund_of"].notna()
     rev_of = dict(zip(ok.loc[is_rev, "refund_of"], ok.loc[is_rev, "setl_id"]))
-    effective = ok[~is_rev & ~ok["setl_id"].isin(rev_of)]
+    effective = st[~q_mask & ~is_rev_all & ~st["setl_id"].isin(rev_of).to_numpy()]
     # fraud and quality flags: held for review, left out like quarantined rows
     from puhui.drug_lists import load_lists
     items = pd.concat([dl.items for dl in load_lists().values() if "dise_codes" in dl.items],
@@ -150,6 +151,11 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     people = np.array(sorted(set(effective["psn_no"].astype(str)) | set(
         ok.loc[is_rev, "psn_no"].astype(str))), dtype=object)
     blocks = [people[i:i + block_persons] for i in range(0, len(people), block_persons)]
+    # each row's block, once (not a scan of every row per block)
+    block_of = pd.Series(np.arange(len(people)) // block_persons, index=people)
+    eff_parts = _Partition(effective, block_of, len(blocks))
+    rev_parts = _Partition(ok[is_rev], block_of, len(blocks))
+    pol_parts = _Partition(pol, block_of, len(blocks))
     eob_parts = []
     tally = _Tally()
 
@@ -162,9 +168,10 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         else:
             eob_parts.append(part)
 
+    lines = data.lines
     for k, block in enumerate(blocks):
-        emit(_run_block(con, product, matcher, batch_id, mode, block, effective,
-                        ok[is_rev], rev_of, pol, data.lines, consent, frozen))
+        emit(_run_block(con, product, matcher, batch_id, mode, block, eff_parts[k],
+                        rev_parts[k], rev_of, pol_parts[k], lines, consent, frozen))
         if progress:
             progress(k + 1, len(blocks))
     if quarantined:
@@ -207,26 +214,35 @@ def _accumulators(product: Product, dec, pol_no: np.ndarray) -> list[tuple[str, 
     return [(p, a, v) for (p, a), v in merged.items()]
 
 
-def _block_table(con, block) -> None:
-    """The block's people as a temporary table to join against (no parameter limits)."""
-    con.execute("CREATE TEMP TABLE IF NOT EXISTS blk (psn_no TEXT PRIMARY KEY)")
-    con.execute("DELETE FROM blk")
-    con.executemany("INSERT INTO blk VALUES (?)", [(str(x),) for x in block])
+class _Partition:
+    """Rows of a frame by the block of their person; a block's rows are taken only when
+    asked for, so the blocks never hold a second copy of the data."""
+
+    def __init__(self, df: pd.DataFrame, block_of: pd.Series, n: int):
+        b = block_of.reindex(df["psn_no"].astype(str).to_numpy()).to_numpy()
+        b = np.where(np.isnan(b), -1, b).astype("int64") if b.dtype.kind == "f" else b
+        self.df = df
+        self.order = np.argsort(b, kind="stable")
+        self.bounds = np.searchsorted(b[self.order], np.arange(n + 1))
+
+    def __getitem__(self, k: int) -> pd.DataFrame:
+        return self.df.iloc[self.order[self.bounds[k]:self.bounds[k + 1]]]
 
 
 def _run_block(con, product, matcher, batch_id, mode, block, effective, reversals, rev_of,
                pol, lines, consent, frozen=frozenset()) -> pd.DataFrame:
-    in_block = effective["psn_no"].astype(str).isin(block).to_numpy()
-    st_b = effective[in_block]
-    pol_b = pol[pol["psn_no"].astype(str).isin(block)]
+    pol_b = pol                          # already this block's rows
+    insured = effective["psn_no"].astype(str).isin(set(pol_b["psn_no"].astype(str))).to_numpy()
+    st_b = effective[insured]
     dec = adjudicate(product, st_b, pol_b, lines, matcher=matcher)
     long = dec.long()
+    uninsured = _no_policy_rows(effective[~insured], product)
     if mode == "proactive":
         has = long["psn_no"].astype(str).map(consent)
         no_consent = ~has.where(has.notna(), False).astype(bool).to_numpy()
         denied = no_consent & (long["status"] != "denied").to_numpy()
         long.loc[denied, ["status", "reason"]] = ["denied", "NO_CONSENT"]
-    rev_b = reversals[reversals["psn_no"].astype(str).isin(block)]
+    rev_b = reversals
     benefits = [b.id for b in product.benefits]
     # target per (settlement, benefit): the calculator's payout; 0 for reversed originals
     target = pd.DataFrame({"applies_to": long["setl_id"].astype(str), "benefit": long["benefit"],
@@ -240,11 +256,19 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
             "psn_no": np.repeat(rev_b["psn_no"].astype(str).to_numpy(), len(benefits)),
             "policy_no": None, "target": 0, "leave": False})
         target = pd.concat([target, gone], ignore_index=True)
-    _block_table(con, block)
+    lo, hi = str(block[0]), str(block[-1])      # blocks are sorted ranges of people
     paid = pd.read_sql_query(
-        "SELECT p.applies_to, p.benefit, SUM(p.payout_fen) AS paid, MAX(p.psn_no) AS paid_psn,"
-        " MAX(p.policy_no) AS paid_policy FROM payments p JOIN blk USING (psn_no)"
-        " GROUP BY p.applies_to, p.benefit", con)
+        "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS paid_psn,"
+        " MAX(policy_no) AS paid_policy FROM payments WHERE psn_no BETWEEN ? AND ?"
+        " GROUP BY applies_to, benefit", con, params=[lo, hi])
+    # only rows with something due, or paid before, can need an entry
+    if len(paid):
+        was_paid = pd.MultiIndex.from_frame(paid[["applies_to", "benefit"]])
+        cand = (target["target"] != 0).to_numpy() | pd.MultiIndex.from_frame(
+            target[["applies_to", "benefit"]]).isin(was_paid)
+    else:
+        cand = (target["target"] != 0).to_numpy()
+    target = target[cand]
     m = target.merge(paid, on=["applies_to", "benefit"], how="outer")
     m["paid"] = pd.to_numeric(m["paid"]).fillna(0).astype("int64")
     m["target"] = pd.to_numeric(m["target"]).fillna(0).astype("int64")
@@ -283,9 +307,22 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
         con.executemany("INSERT INTO accumulators VALUES (?, ?, ?)", acc)
     # this batch's entries, as recorded (also those of an earlier, interrupted run)
     mine = pd.read_sql_query(
-        "SELECT p.setl_id, p.applies_to, p.benefit, p.payout_fen, p.kind FROM payments p"
-        " JOIN blk USING (psn_no) WHERE p.batch_id = ?", con, params=[batch_id])
-    return _eob_rows(long, mine, rev_b, benefits)
+        "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments"
+        " WHERE batch_id = ? AND psn_no BETWEEN ? AND ?", con, params=[batch_id, lo, hi])
+    out = _eob_rows(long, mine, rev_b, benefits)
+    return pd.concat([out, uninsured], ignore_index=True) if len(uninsured) else out
+
+
+def _no_policy_rows(st: pd.DataFrame, product) -> pd.DataFrame:
+    """EOB rows of people with no policy of the product: denied, nothing computed."""
+    k = len(product.benefits)
+    n = len(st)
+    return pd.DataFrame({
+        "setl_id": np.repeat(st["setl_id"].to_numpy(), k),
+        "psn_no": np.repeat(st["psn_no"].astype(str).to_numpy(), k),
+        "policy_no": None, "benefit": np.tile([b.id for b in product.benefits], n),
+        "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0, "payout_amt": 0.0,
+        "target_amt": 0.0, "status": "denied", "reason": "NO_POLICY", "entry": ""})
 
 
 def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
@@ -353,7 +390,7 @@ class _Tally:
 
     def __init__(self):
         self.by: pd.DataFrame | None = None
-        self.status: dict[str, str] = {}
+        self.status: dict[str, int] = {}
         self.paid = 0.0
 
     def add(self, eob: pd.DataFrame) -> None:
@@ -361,24 +398,24 @@ class _Tally:
             rows=("setl_id", "size"), eligible=("eligible_amt", "sum"),
             payout=("payout_amt", "sum"), target=("target_amt", "sum"))
         self.by = g if self.by is None else self.by.add(g, fill_value=0)
+        # each settlement is in exactly one emitted part (blocks partition people;
+        # quarantined rows come once at the end), so per-part counts add up
         rank = eob["status"].map({k: i for i, k in enumerate(self.STATUS_ORDER)})
-        worst = rank.groupby(eob["setl_id"]).min()
-        for sid, r in worst.items():
-            cur = self.status.get(sid)
-            st = self.STATUS_ORDER[int(r)]
-            if cur is None or self.STATUS_ORDER.index(st) < self.STATUS_ORDER.index(cur):
-                self.status[sid] = st
+        worst = rank.groupby(eob["setl_id"].to_numpy(), sort=False).min()
+        for r, c in worst.value_counts().items():
+            key = self.STATUS_ORDER[int(r)]
+            self.status[key] = self.status.get(key, 0) + int(c)
         self.paid += float(eob["payout_amt"].sum())
 
     def summary(self, batch_id: str, mode: str, product: Product, n_input: int) -> dict:
-        counts = pd.Series(list(self.status.values())).value_counts() if self.status else {}
         by = self.by if self.by is not None else pd.DataFrame()
+        n = sum(self.status.values())
         return {
             "batch": batch_id, "mode": mode, "product": product.id,
             "settlements_in": int(n_input),
-            "settlements_in_eob": len(self.status),
-            "settlements_by_status": {k: int(v) for k, v in dict(counts).items()},
-            "reconciles": len(self.status) == int(n_input),
+            "settlements_in_eob": int(n),
+            "settlements_by_status": dict(sorted(self.status.items(), key=lambda kv: -kv[1])),
+            "reconciles": int(n) == int(n_input),
             "paid_this_batch_yuan": round(self.paid, 2),
             "by_benefit_and_status": [
                 {"benefit": b, "status": st, "rows": int(r["rows"]),

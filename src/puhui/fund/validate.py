@@ -53,6 +53,9 @@ class Report:
     directory: Path
     problems: list[Problem] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
+    #: the tables in engine types, when asked for (``validate_dir(..., keep=True)``), so
+    #: a caller that goes on to use the data does not read it twice
+    typed: dict[str, pd.DataFrame | None] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -324,8 +327,9 @@ def _rules_lines(rep: Report, ln: pd.DataFrame, st: pd.DataFrame | None,
         p.rows_in = SETTLEMENTS.file
 
 
-def validate_dir(directory: str | Path) -> Report:
-    """Check a fund-data folder against every rule of the contract."""
+def validate_dir(directory: str | Path, keep: bool = False) -> Report:
+    """Check a fund-data folder against every rule of the contract. With ``keep`` the
+    report also holds the tables in engine types (``report.typed``)."""
     directory = Path(directory)
     rep = Report(directory)
     if not directory.is_dir():
@@ -380,4 +384,6 @@ def validate_dir(directory: str | Path) -> Report:
         for p in rep.problems:
             p.examples = []
     rep.problems.sort(key=lambda p: p.kind != "privacy")
+    if keep:
+        rep.typed = typed
     return rep
