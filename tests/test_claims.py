@@ -364,3 +364,25 @@ def test_cli_claims_run_direct_and_export(city, tmp_path):
     r = puhui("claims", "direct", "--product", "huhuibao-2025", "--ledger", url,
               "--settlement", str(tmp_path / "bad.json"))
     assert r.returncode == 2 and "not valid JSON" in r.stderr
+
+
+def test_eob_file_of_many_row_groups_reads_back_exactly(city, tmp_path):
+    # The CLI appends each block's EOB as a row group; fastparquet decodes categoricals
+    # correctly only if every row group has the same categories (they are fixed).
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    r = subprocess.run([sys.executable, "-m", "puhui", "claims", "run", "--product",
+                        "huhuibao-2025", "--data", str(city), "--ledger", url, "--batch", "b1",
+                        "--out", str(tmp_path / "o"), "--block-persons", "100"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from fastparquet import ParquetFile
+    pf = ParquetFile(str(tmp_path / "o" / "eob.parquet"))
+    assert len(pf.row_groups) > 3
+    got = pf.to_pandas()
+    want = run_batch(PRODUCT, PRODUCT.path, city, f"sqlite:///{tmp_path / 'm.db'}", "b1",
+                     block_persons=100).eob
+    key = ["setl_id", "benefit"]
+    g = got.astype({c: str for c in ("benefit", "status", "reason", "entry")}).sort_values(key)
+    w = want.astype({c: str for c in ("benefit", "status", "reason", "entry")}).sort_values(key)
+    for col in ("setl_id", "benefit", "status", "reason", "entry", "payout_amt", "target_amt"):
+        assert (g[col].to_numpy() == w[col].to_numpy()).all(), col

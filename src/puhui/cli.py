@@ -124,7 +124,9 @@ def claims():
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 @click.option("--mode", type=click.Choice(["claimed", "proactive"]), default="claimed",
               show_default=True)
-def claims_run(product_file, data_dir, url, batch_id, out, mode):
+@click.option("--block-persons", type=click.IntRange(1), default=None, hidden=True,
+              help="people per unit of work (tuning and tests)")
+def claims_run(product_file, data_dir, url, batch_id, out, mode, block_persons=None):
     """Adjudicate the data's settlements against its policies and record the payouts."""
     import json
     from pathlib import Path
@@ -142,6 +144,8 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode):
             bar = click.progressbar(length=total, label="blocks of people", file=sys.stderr)
         bar.update(1)
 
+    import pandas as pd
+
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
     eob_path = outp / "eob.parquet"
@@ -152,24 +156,31 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode):
 
     report_rows, counts = [], []
 
+    from puhui.claims.batch import eob_categories
+
+    cats = eob_categories(product)
+
     def sink(part):
         from fastparquet import write
 
-        text = {c: "utf8" for c in part.columns if part[c].dtype == object}
-        write(str(eob_path), part.reset_index(drop=True), compression="ZSTD",
-              write_index=False, stats=False, append=eob_path.exists(), object_encoding=text)
+        frame = part.reset_index(drop=True)
+        for col, categories in cats.items():     # the same categories in every row group
+            frame[col] = pd.Categorical(frame[col], categories=categories)
+        text = {c: "utf8" for c in frame.columns
+                if frame[c].dtype == object or c in cats}
+        write(str(eob_path), frame, compression="ZSTD", write_index=False, stats=False,
+              append=eob_path.exists(), object_encoding=text)
         # the report needs only these rows and the reason counts, not the whole EOB
         report_rows.append(rows_for_report(part))
         counts.append(not_paid_reasons(part))
 
+    extra = {"block_persons": block_persons} if block_persons else {}
     res = run_batch(product, product.path, data_dir, url, batch_id, mode, progress=progress,
-                    eob_sink=sink)
+                    eob_sink=sink, **extra)
     if bar is not None:
         bar.render_finish()
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
                                        encoding="utf-8")
-    import pandas as pd
-
     lean = pd.concat(report_rows, ignore_index=True) if report_rows else res.eob
     reasons = pd.concat(counts).groupby(level=0).sum() if counts else None
     (outp / "report.html").write_text(render(lean, res.summary, reasons), encoding="utf-8")

@@ -383,6 +383,23 @@ def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product) -> 
     return pd.DataFrame(rows)
 
 
+STATUSES = ("paid", "zero", "denied", "quarantined", "reversed")
+ENTRY_KINDS = ("", "pay", "adjust", "reverse")
+
+
+def eob_categories(product: Product) -> dict[str, list[str]]:
+    """Fixed categories of the EOB's code columns. Fixed, because fastparquet reads
+    appended row groups correctly only when their categories are the same."""
+    from puhui.benefits.reasons import REASONS
+    from puhui.claims.flags import FLAGS
+    from puhui.claims.report import BATCH_REASONS
+
+    reasons = [*REASONS, *BATCH_REASONS, *sorted(set(QUARANTINE.values())), "Q_INVALID",
+               *FLAGS]
+    return {"benefit": [b.id for b in product.benefits], "status": list(STATUSES),
+            "reason": list(dict.fromkeys(reasons)), "entry": list(ENTRY_KINDS)}
+
+
 class _Tally:
     """Counts and totals built block by block (the EOB need not be in memory)."""
 
