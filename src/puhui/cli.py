@@ -165,7 +165,9 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, block_persons=N
 
         frame = part.reset_index(drop=True)
         for col, categories in cats.items():     # the same categories in every row group
-            frame[col] = pd.Categorical(frame[col], categories=categories)
+            dt = frame[col].dtype
+            if not (isinstance(dt, pd.CategoricalDtype) and list(dt.categories) == categories):
+                frame[col] = pd.Categorical(frame[col], categories=categories)
         text = {c: "utf8" for c in frame.columns
                 if frame[c].dtype == object or c in cats}
         write(str(eob_path), frame, compression="ZSTD", write_index=False, stats=False,

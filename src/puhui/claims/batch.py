@@ -170,8 +170,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
 
     lines = data.lines
     for k, block in enumerate(blocks):
-        emit(_run_block(con, product, matcher, batch_id, mode, block, eff_parts[k],
-                        rev_parts[k], rev_of, pol_parts[k], lines, consent, frozen))
+        for part in _run_block(con, product, matcher, batch_id, mode, block, eff_parts[k],
+                               rev_parts[k], rev_of, pol_parts[k], lines, consent, frozen):
+            emit(part)
         if progress:
             progress(k + 1, len(blocks))
     if quarantined:
@@ -309,20 +310,31 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
     mine = pd.read_sql_query(
         "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments"
         " WHERE batch_id = ? AND psn_no BETWEEN ? AND ?", con, params=[batch_id, lo, hi])
-    out = _eob_rows(long, mine, rev_b, benefits)
-    return pd.concat([out, uninsured], ignore_index=True) if len(uninsured) else out
+    return [_eob_rows(long, mine, rev_b, benefits), uninsured]
 
 
 def _no_policy_rows(st: pd.DataFrame, product) -> pd.DataFrame:
-    """EOB rows of people with no policy of the product: denied, nothing computed."""
+    """EOB rows of people with no policy of the product: denied, nothing computed. Built
+    with the EOB's categoricals directly (most rows of a batch are these)."""
     k = len(product.benefits)
     n = len(st)
-    return pd.DataFrame({
+    cats = eob_categories(product)
+
+    def cat(col, value_codes):
+        return pd.Categorical.from_codes(value_codes, categories=cats[col])
+
+    out = pd.DataFrame({
         "setl_id": np.repeat(st["setl_id"].to_numpy(), k),
         "psn_no": np.repeat(st["psn_no"].astype(str).to_numpy(), k),
-        "policy_no": None, "benefit": np.tile([b.id for b in product.benefits], n),
+        "policy_no": None,
+        "benefit": cat("benefit", np.tile(np.arange(k), n)),
         "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0, "payout_amt": 0.0,
-        "target_amt": 0.0, "status": "denied", "reason": "NO_POLICY", "entry": ""})
+        "target_amt": 0.0,
+        "status": cat("status", np.full(n * k, cats["status"].index("denied"))),
+        "reason": cat("reason", np.full(n * k, cats["reason"].index("NO_POLICY"))),
+        "entry": cat("entry", np.zeros(n * k, dtype="int64"))})
+    out.attrs["uniform"] = ("denied", n)      # one status for n settlements (the tally)
+    return out
 
 
 def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
@@ -411,13 +423,18 @@ class _Tally:
         self.paid = 0.0
 
     def add(self, eob: pd.DataFrame) -> None:
-        g = eob.groupby(["benefit", "status"]).agg(
+        g = eob.groupby(["benefit", "status"], observed=True).agg(
             rows=("setl_id", "size"), eligible=("eligible_amt", "sum"),
             payout=("payout_amt", "sum"), target=("target_amt", "sum"))
         self.by = g if self.by is None else self.by.add(g, fill_value=0)
         # each settlement is in exactly one emitted part (blocks partition people;
         # quarantined rows come once at the end), so per-part counts add up
-        rank = eob["status"].map({k: i for i, k in enumerate(self.STATUS_ORDER)})
+        if "uniform" in eob.attrs:
+            key, n = eob.attrs["uniform"]
+            self.status[key] = self.status.get(key, 0) + n
+            self.paid += float(eob["payout_amt"].sum())
+            return
+        rank = eob["status"].astype(str).map({k: i for i, k in enumerate(self.STATUS_ORDER)})
         worst = rank.groupby(eob["setl_id"].to_numpy(), sort=False).min()
         for r, c in worst.value_counts().items():
             key = self.STATUS_ORDER[int(r)]

@@ -110,7 +110,10 @@ def coverage(eob: pd.DataFrame) -> dict[str, int]:
 
 def not_paid_reasons(eob: pd.DataFrame) -> pd.Series:
     """Counts of reasons among decisions not paid (zero or denied)."""
-    return eob.loc[eob["status"].isin(["zero", "denied"]), "reason"].value_counts()
+    vc = eob.loc[eob["status"].isin(["zero", "denied"]), "reason"].value_counts()
+    vc = vc[vc > 0]
+    vc.index = vc.index.astype(str)
+    return vc
 
 
 def report_rows(eob: pd.DataFrame) -> pd.DataFrame:
