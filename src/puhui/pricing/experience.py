@@ -1,0 +1,123 @@
+"""Experience: a product's benefits applied to the fund data as if it had been in force.
+
+For every person and calendar year of the data, the product's own benefit calculator
+(:mod:`puhui.benefits.calculator`, the code claims pays with) is run over the year's
+effective settlements under a notional policy covering the year, for everyone, enrolled
+or not, so that models can be fitted on the whole population and weighted to the people
+who actually enrol. One row per person-year::
+
+    exposure      = days alive in the year / days in the year      (part years for deaths)
+    enrolled      = the person held a policy (of any product in the data) that year
+    preexisting   = the enrolled policy's flag; for others, a main diagnosis starting with
+                    one of the product's pre-existing ICD-10 prefixes in the look-back
+                    years before the year (only as far back as the data reaches)
+    stays_prior   = inpatient stays in the previous calendar year (hospital-use history)
+    eligible_<b>, payout_<b>, claims_<b>  per benefit b (fen; claims = settlements paid)
+
+Reversed settlements and their reversals are left out (net effect nil).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from puhui.benefits.calculator import adjudicate
+from puhui.benefits.quantities import LineMatcher
+from puhui.fund.files import FundData
+from puhui.fund.schema import INPATIENT_MED_TYPES
+from puhui.products.model import Product
+
+
+def effective_settlements(st: pd.DataFrame) -> pd.DataFrame:
+    """Settlements that stand: not reversals, not reversed."""
+    reversed_ids = set(st["refund_of"].dropna())
+    return st[st["refund_of"].isna() & ~st["setl_id"].isin(reversed_ids)]
+
+
+def person_years(persons: pd.DataFrame, years: list[int]) -> pd.DataFrame:
+    """One row per person alive at the start of each year, with the exposure.
+
+    Person a dies on 2024-07-01: 183 of the leap year's 366 days.
+
+    >>> p = pd.DataFrame({"psn_no": ["a", "b"], "birth_year": [1950, 1990],
+    ...                   "death_date": pd.to_datetime(["2024-07-01", None])})
+    >>> person_years(p, [2024, 2025])[["psn_no", "year", "exposure"]].round(4).values.tolist()
+    [['a', 2024, 0.5], ['b', 2024, 1.0], ['b', 2025, 1.0]]
+    """
+    rows = []
+    death = persons["death_date"]
+    for y in years:
+        start, end = pd.Timestamp(f"{y}-01-01"), pd.Timestamp(f"{y}-12-31")
+        days = (end - start).days + 1
+        alive = death.isna() | (death >= start)
+        p = persons[alive.to_numpy()]
+        d = p["death_date"]
+        last = d.where(d.notna() & (d <= end), end)
+        rows.append(pd.DataFrame({
+            "psn_no": p["psn_no"].astype(str).to_numpy(), "year": y,
+            "exposure": (((last - start).dt.days + 1) / days).to_numpy()}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def preexisting_from_history(st: pd.DataFrame, year: int, codes: tuple[str, ...],
+                             lookback_years: int) -> set[str]:
+    """People with a main diagnosis on the product's pre-existing list in the look-back
+    years before ``year`` (within the data)."""
+    if not codes or lookback_years <= 0:
+        return set()
+    lo = pd.Timestamp(f"{year - lookback_years}-01-01")
+    hi = pd.Timestamp(f"{year}-01-01")
+    s = st[(st["setl_time"] >= lo) & (st["setl_time"] < hi)]
+    dx = s["dise_code"].astype(str)
+    hit = np.zeros(len(s), bool)
+    for c in codes:
+        hit |= dx.str.startswith(c).to_numpy()
+    return set(s.loc[hit, "psn_no"].astype(str))
+
+
+def experience(product: Product, data: FundData) -> pd.DataFrame:
+    """The experience table (see the module docstring)."""
+    st = effective_settlements(data.settlements)
+    years = sorted(int(y) for y in st["setl_time"].dt.year.unique())
+    py = person_years(data.persons, years)
+    per = data.persons.assign(psn_no=data.persons["psn_no"].astype(str)).set_index("psn_no")
+    py["age"] = py["year"] - per["birth_year"].reindex(py["psn_no"]).to_numpy()
+    for col in ("gender", "insutype", "retired"):
+        py[col] = per[col].reindex(py["psn_no"]).to_numpy()
+    # enrolment and the policy's pre-existing flag, by person and year
+    pol = data.policies.assign(psn_no=data.policies["psn_no"].astype(str),
+                               year=data.policies["start_date"].dt.year)
+    pol_pre = pol.groupby(["psn_no", "year"])["preexisting"].max()
+    key = pd.MultiIndex.from_arrays([py["psn_no"], py["year"]])
+    py["enrolled"] = key.isin(pol_pre.index)
+    history = {y: preexisting_from_history(st, y, product.preexisting_codes,
+                                           product.preexisting_lookback_years) for y in years}
+    derived = np.array([p in history[y] for p, y in zip(py["psn_no"], py["year"])], dtype=bool)
+    py["preexisting"] = np.where(py["enrolled"],
+                                 pol_pre.reindex(key, fill_value=False).to_numpy(dtype=bool),
+                                 derived)
+    stays = st[st["med_type"].astype(str).isin(INPATIENT_MED_TYPES)]
+    per_year = stays.groupby([stays["psn_no"].astype(str), stays["setl_time"].dt.year]).size()
+    py["stays_prior"] = per_year.reindex(pd.MultiIndex.from_arrays(
+        [py["psn_no"], py["year"] - 1]), fill_value=0).to_numpy()
+    # notional policies: every person-year covered by the product's terms
+    notional = pd.DataFrame({
+        "policy_no": [f"X{y}-{p}" for p, y in zip(py["psn_no"], py["year"])],
+        "psn_no": py["psn_no"], "product_id": product.id,
+        "start_date": pd.to_datetime(py["year"].astype(str) + "-01-01"),
+        "end_date": pd.to_datetime(py["year"].astype(str) + "-12-31"),
+        "preexisting": py["preexisting"], "premium": 0, "consent": True})
+    dec = adjudicate(product, st, notional, data.lines, matcher=LineMatcher(product))
+    pol_no = dec.settlements["policy_no"]
+    has = pol_no.notna().to_numpy()
+    cols = {}
+    for b in dec.benefits:
+        cols[f"eligible_{b}"] = dec.eligible[b][has]
+        cols[f"payout_{b}"] = dec.payout[b][has]
+        cols[f"claims_{b}"] = (dec.payout[b][has] > 0).astype("int64")
+    agg = pd.DataFrame(cols).groupby(pol_no[has].to_numpy()).sum()
+    agg = agg.reindex(notional["policy_no"], fill_value=0)
+    for c in agg.columns:
+        py[c] = agg[c].to_numpy()
+    return py
