@@ -12,7 +12,8 @@ who actually enrol. One row per person-year::
                     one of the product's pre-existing ICD-10 prefixes in the look-back
                     years before the year (only as far back as the data reaches)
     stays_prior   = inpatient stays in the previous calendar year (hospital-use history)
-    eligible_<b>, payout_<b>, claims_<b>  per benefit b (fen; claims = settlements paid)
+    eligible_<b>, payout_<b>, claims_<b>, events_<b>  per benefit b (fen; claims =
+                  settlements paid, events = settlements with an eligible amount)
 
 Reversed settlements and their reversals are left out (net effect nil).
 """
@@ -76,8 +77,10 @@ def preexisting_from_history(st: pd.DataFrame, year: int, codes: tuple[str, ...]
     return set(s.loc[hit, "psn_no"].astype(str))
 
 
-def experience(product: Product, data: FundData) -> pd.DataFrame:
-    """The experience table (see the module docstring)."""
+def experience(product: Product, data: FundData, events: bool = False):
+    """The experience table (see the module docstring). With ``events=True`` also the
+    event table: one row per settlement and benefit with an eligible amount (psn_no,
+    year, benefit, eligible fen), for severity models."""
     st = effective_settlements(data.settlements)
     years = sorted(int(y) for y in st["setl_time"].dt.year.unique())
     py = person_years(data.persons, years)
@@ -116,8 +119,19 @@ def experience(product: Product, data: FundData) -> pd.DataFrame:
         cols[f"eligible_{b}"] = dec.eligible[b][has]
         cols[f"payout_{b}"] = dec.payout[b][has]
         cols[f"claims_{b}"] = (dec.payout[b][has] > 0).astype("int64")
+        cols[f"events_{b}"] = (dec.eligible[b][has] > 0).astype("int64")
     agg = pd.DataFrame(cols).groupby(pol_no[has].to_numpy()).sum()
     agg = agg.reindex(notional["policy_no"], fill_value=0)
     for c in agg.columns:
         py[c] = agg[c].to_numpy()
-    return py
+    if not events:
+        return py
+    parts = []
+    for b in dec.benefits:
+        e = dec.eligible[b]
+        on = has & (e > 0)
+        parts.append(pd.DataFrame({
+            "psn_no": dec.settlements["psn_no"].astype(str).to_numpy()[on],
+            "year": dec.settlements["setl_time"].dt.year.to_numpy()[on],
+            "benefit": b, "eligible": e[on]}))
+    return py, pd.concat(parts, ignore_index=True)
