@@ -72,3 +72,11 @@ def test_schema_markdown_is_the_committed_doc():
     r = puhui("schema")
     with open(os.path.join(root, "docs", "data-schema.md"), encoding="utf-8") as fh:
         assert fh.read().strip() == r.stdout.strip(), "regenerate: puhui schema > docs/data-schema.md"
+
+
+def test_direct_payout_path_imports_no_heavy_library():
+    code = ("import sys, puhui.claims.direct, puhui.cli\n"
+            "print(sorted(m for m in ('fastparquet', 'statsmodels', 'sklearn', 'scipy', "
+            "'matplotlib') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -61,13 +61,16 @@ class Decisions:
         return pd.concat(parts, ignore_index=True)
 
     def by_policy(self) -> pd.DataFrame:
-        """Eligible amounts and payouts summed per policy and benefit."""
+        """Per policy and benefit b: ``eligible_b`` and ``payout_b`` (fen), ``claims_b``
+        (settlements paid) and ``events_b`` (settlements with an eligible amount)."""
         pol = self.settlements["policy_no"]
         has = pol.notna().to_numpy()
         cols = {}
         for b in self.benefits:
             cols[f"eligible_{b}"] = self.eligible[b][has]
             cols[f"payout_{b}"] = self.payout[b][has]
+            cols[f"claims_{b}"] = (self.payout[b][has] > 0).astype("int64")
+            cols[f"events_{b}"] = (self.eligible[b][has] > 0).astype("int64")
         return pd.DataFrame(cols).groupby(pol[has].to_numpy()).sum()
 
 

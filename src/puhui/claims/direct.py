@@ -6,8 +6,8 @@ against the policy and running accumulators the ledger holds, and recorded, all 
 on the ledger's write lock, so neither loses the other's deductible or limit use.
 A settlement already decided is answered from the ledger and not paid again.
 
-Only the standard library, NumPy and pandas' Timestamp are touched on this path (no
-Parquet, no statsmodels), so a direct payout starts fast.
+This path imports NumPy and pandas (about 0.2 s) and never fastparquet, statsmodels,
+scikit-learn, SciPy or matplotlib (tested), so a direct payout starts fast.
 """
 
 from __future__ import annotations

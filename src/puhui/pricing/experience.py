@@ -112,20 +112,12 @@ def experience(product: Product, data: FundData, events: bool = False):
         "end_date": pd.to_datetime(py["year"].astype(str) + "-12-31"),
         "preexisting": py["preexisting"], "premium": 0, "consent": True})
     dec = adjudicate(product, st, notional, data.lines, matcher=LineMatcher(product))
-    pol_no = dec.settlements["policy_no"]
-    has = pol_no.notna().to_numpy()
-    cols = {}
-    for b in dec.benefits:
-        cols[f"eligible_{b}"] = dec.eligible[b][has]
-        cols[f"payout_{b}"] = dec.payout[b][has]
-        cols[f"claims_{b}"] = (dec.payout[b][has] > 0).astype("int64")
-        cols[f"events_{b}"] = (dec.eligible[b][has] > 0).astype("int64")
-    agg = pd.DataFrame(cols).groupby(pol_no[has].to_numpy()).sum()
-    agg = agg.reindex(notional["policy_no"], fill_value=0)
+    agg = dec.by_policy().reindex(notional["policy_no"], fill_value=0)
     for c in agg.columns:
         py[c] = agg[c].to_numpy()
     if not events:
         return py
+    has = dec.settlements["policy_no"].notna().to_numpy()
     parts = []
     for b in dec.benefits:
         e = dec.eligible[b]
