@@ -386,3 +386,14 @@ def test_eob_file_of_many_row_groups_reads_back_exactly(city, tmp_path):
     w = want.astype({c: str for c in ("benefit", "status", "reason", "entry")}).sort_values(key)
     for col in ("setl_id", "benefit", "status", "reason", "entry", "payout_amt", "target_amt"):
         assert (g[col].to_numpy() == w[col].to_numpy()).all(), col
+
+
+def test_claims_run_on_a_dirty_city_quarantines_and_goes_on(tmp_path):
+    d = tmp_path / "dirty"
+    write_fund(synth_city(800, 1, seed=5, start_year=2025, dirty=True), d)
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    res = run_batch(PRODUCT, PRODUCT.path, d, url, "b1")
+    q = res.eob[res.eob["status"] == "quarantined"].drop_duplicates(["setl_id", "reason"])
+    codes = set(q["reason"].astype(str))
+    assert {"Q_IDENTITY", "Q_DUPLICATE_ID", "Q_UNKNOWN_PERSON", "Q_NEGATIVE_AMOUNT"} <= codes
+    assert res.summary["reconciles"]
