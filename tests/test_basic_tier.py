@@ -2,7 +2,6 @@
 actuarial/basic/, 2024). Each expected value's arithmetic is in the comments; amounts
 in yuan there, fen in the assertions."""
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings

@@ -6,7 +6,6 @@ after 3; 70 %, 50 % pre-existing; limit 1,000,000. Special drugs: no deductible,
 calculator and the per-settlement reference, which must agree to the fen. Amounts in
 yuan in the comments, fen in the assertions."""
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 from fastparquet import write
@@ -280,7 +279,6 @@ def test_concurrent_direct_payouts_lose_no_update(tmp_path):
 
 def test_flags_hold_settlements_and_keep_earlier_payments(city, tmp_path):
     import shutil
-    from puhui.fund.schema import SETTLEMENT_LINES
 
     url = f"sqlite:///{tmp_path / 'l.db'}"
     first = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")

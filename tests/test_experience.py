@@ -1,6 +1,5 @@
 """The experience table: the product applied as if in force, with exposure."""
 
-import numpy as np
 import pandas as pd
 
 from puhui.benefits.calculator import adjudicate

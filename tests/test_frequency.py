@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from puhui.pricing.frequency import PoissonFrequency, age_band, rating_cells
+from puhui.pricing.frequency import PoissonFrequency, age_band
 
 FACTORS = ("age_band", "gender", "preexisting")
 

@@ -1,6 +1,5 @@
 """Fund-data I/O: round trip in fen, and multi-row-group files."""
 
-import numpy as np
 import pandas as pd
 
 import puhui.fund.files as files

@@ -10,7 +10,7 @@ from puhui.basis import actuarial_dir
 from puhui.benefits.quantities import LineMatcher
 from puhui.errors import RuleFileError
 from puhui.products.model import load_product
-from puhui.products.show import describe, diff_text
+from puhui.products.show import diff_text
 
 PRODUCTS = sorted((actuarial_dir() / "products").glob("*.toml"))
 

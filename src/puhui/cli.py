@@ -246,15 +246,10 @@ def ledger_status(url):
     """Batches, entries and net paid in the ledger."""
     from puhui.claims import ledger
 
-    con = ledger.connect(url)
-    n_pol = con.execute("SELECT COUNT(*) FROM policies").fetchone()[0]
+    n_pol, batches, total = ledger.status(ledger.connect(url))
     click.echo(f"{url}: {n_pol:,} policies")
-    for b, mode, status, n, amt in con.execute(
-            "SELECT b.batch_id, b.mode, b.status, COUNT(p.entry_id), COALESCE(SUM(p.payout_fen), 0)"
-            " FROM batches b LEFT JOIN payments p ON p.batch_id = b.batch_id"
-            " GROUP BY b.batch_id ORDER BY b.started_at"):
+    for b, mode, status, n, amt in batches:
         click.echo(f"  batch {b} ({mode}, {status}): {n:,} entries, net {amt / 100:,.2f} yuan")
-    total = con.execute("SELECT COALESCE(SUM(payout_fen), 0) FROM payments").fetchone()[0]
     click.echo(f"  net paid: {total / 100:,.2f} yuan")
 
 

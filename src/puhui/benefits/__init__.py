@@ -1,1 +1,2 @@
-"""Commercial benefits on top of the basic tier (the product language grows here)."""
+"""The benefit calculator: what a product pays per settlement and benefit (vectorised and
+per-settlement faces), its quantities and its reason codes. Products: :mod:`puhui.products`."""

@@ -44,16 +44,12 @@ def settlement_quantities_one(s: dict) -> dict[str, int]:
 
 
 def _select(items: pd.DataFrame, select: str) -> pd.DataFrame:
-    cart = items["is_cart"].astype(bool) if "is_cart" in items else False
-    overseas = items["overseas"].astype(bool) if "overseas" in items else False
-    if select == "drugs":
-        return items[~(cart | overseas)] if isinstance(cart, pd.Series) or \
-            isinstance(overseas, pd.Series) else items
-    if select == "cart":
-        return items[cart] if isinstance(cart, pd.Series) else items.iloc[0:0]
-    if select == "overseas":
-        return items[overseas] if isinstance(overseas, pd.Series) else items.iloc[0:0]
-    return items
+    """The list items a line benefit counts (see ``LINE_SELECT``)."""
+    no = pd.Series(False, index=items.index)
+    cart = items["is_cart"].astype(bool) if "is_cart" in items else no
+    overseas = items["overseas"].astype(bool) if "overseas" in items else no
+    mask = {"drugs": ~(cart | overseas), "cart": cart, "overseas": overseas, "all": ~no}[select]
+    return items[mask]
 
 
 @dataclass

@@ -132,18 +132,11 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
 
     con = ledger.connect(url)
     with ledger.unit_of_work(con):
-        row = con.execute("SELECT product_hash, data_hash, mode FROM batches WHERE batch_id = ?",
-                          (batch_id,)).fetchone()
-        if row is not None and tuple(row) != (phash, dhash, mode):
-            raise InputError(f"batch {batch_id!r} already ran with other inputs (product, "
-                             f"data or mode differ); give a new batch id")
-        if row is None:
-            con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, NULL, 'running')",
-                        (batch_id, mode, product.id, phash, dhash, ledger.now()))
+        resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
         ledger.upsert_policies(con, pol)
         ledger.audit(con, f"claims run --mode {mode}", batch_id, phash, dhash,
                      product_file=str(product_file), data=str(data_dir),
-                     resumed=row is not None, settlements=len(st),
+                     resumed=resumed, settlements=len(st),
                      quarantined=len(quarantined))
 
     matcher = LineMatcher(product)
@@ -181,11 +174,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # every input settlement, reversed originals included, appears; then the batch's
     # own entries per settlement and benefit, as the ledger holds them
     with ledger.unit_of_work(con):
-        con.execute("UPDATE batches SET finished_at = ?, status = 'done' WHERE batch_id = ?",
-                    (ledger.now(), batch_id))
-        ledger.audit(con, "claims run finished", batch_id, phash, dhash,
-                     entries=int(con.execute("SELECT COUNT(*) FROM payments WHERE batch_id = ?",
-                                             (batch_id,)).fetchone()[0]))
+        entries = ledger.finish_batch(con, batch_id)
+        ledger.audit(con, "claims run finished", batch_id, phash, dhash, entries=entries)
     con.close()
     return BatchResult(eob=eob, summary=tally.summary(batch_id, mode, product, len(st)))
 
@@ -258,10 +248,7 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
             "policy_no": None, "target": 0, "leave": False})
         target = pd.concat([target, gone], ignore_index=True)
     lo, hi = str(block[0]), str(block[-1])      # blocks are sorted ranges of people
-    paid = pd.read_sql_query(
-        "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS paid_psn,"
-        " MAX(policy_no) AS paid_policy FROM payments WHERE psn_no BETWEEN ? AND ?"
-        " GROUP BY applies_to, benefit", con, params=[lo, hi])
+    paid = ledger.paid_between(con, lo, hi)
     # only rows with something due, or paid before, can need an entry
     if len(paid):
         was_paid = pd.MultiIndex.from_frame(paid[["applies_to", "benefit"]])
@@ -298,18 +285,11 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
                         keep["payout_amt"].astype(int).tolist(), keep["reason"],
                         [batch_id] * len(keep)))
     with ledger.unit_of_work(con):
-        con.executemany(
-            "INSERT OR IGNORE INTO payments (setl_id, applies_to, benefit, psn_no, policy_no, "
-            "payout_fen, kind, batch_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
-        con.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        dec_rows)
-        pols = list({p for p, _, _ in acc})
-        con.executemany("DELETE FROM accumulators WHERE policy_no = ?", [(p,) for p in pols])
-        con.executemany("INSERT INTO accumulators VALUES (?, ?, ?)", acc)
+        ledger.record_entries(con, entries)
+        ledger.record_decisions(con, dec_rows)
+        ledger.replace_accumulators(con, acc)
     # this batch's entries, as recorded (also those of an earlier, interrupted run)
-    mine = pd.read_sql_query(
-        "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments"
-        " WHERE batch_id = ? AND psn_no BETWEEN ? AND ?", con, params=[batch_id, lo, hi])
+    mine = ledger.batch_entries_between(con, batch_id, lo, hi)
     return [_eob_rows(long, mine, rev_b, benefits), uninsured]
 
 

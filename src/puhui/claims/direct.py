@@ -79,13 +79,10 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     con = ledger.connect(url)
     try:
         with ledger.unit_of_work(con):
-            done = con.execute("SELECT benefit, eligible_fen, deductible_fen, ratio_bp, "
-                               "payout_fen, reason FROM decisions WHERE setl_id = ?",
-                               (s["setl_id"],)).fetchall()
+            done = ledger.decisions_of(con, s["setl_id"])
             if done:
                 return _answer(s["setl_id"], done) | {"already_decided": True}
-            con.execute("INSERT OR IGNORE INTO batches VALUES (?, 'direct', ?, '', '', ?, NULL,"
-                        " 'open')", (DIRECT_BATCH, product.id, ledger.now()))
+            ledger.ensure_open_batch(con, DIRECT_BATCH, "direct", product.id)
             mine = ledger.policies_of(con, s["psn_no"], product.id)
             day = s["setl_time"]
             cover = [p for p in mine if dt.date.fromisoformat(p["start_date"]) <= day
@@ -97,26 +94,22 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
             state = ledger.accumulators_of(con, pol["policy_no"]) if pol else {}
             res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
                                  renewal=renewal, has_any_policy=bool(mine))
-            rows = []
+            rows, decided, entries = [], [], []
             stamp = ledger.now()
+            pol_no = pol["policy_no"] if pol else None
             for b in product.benefits:
                 r = res[b.id]
                 why = str(CODES[r["reason"] - 1])
                 rows.append((b.id, r["eligible"], r["deductible"], r["ratio_bp"], r["payout"], why))
-                con.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (s["setl_id"], b.id, s["psn_no"], pol["policy_no"] if pol else None,
-                             r["eligible"], r["deductible"], r["ratio_bp"], r["payout"], why,
-                             DIRECT_BATCH))
+                decided.append((s["setl_id"], b.id, s["psn_no"], pol_no, r["eligible"],
+                                r["deductible"], r["ratio_bp"], r["payout"], why, DIRECT_BATCH))
                 if r["payout"]:
-                    con.execute("INSERT INTO payments (setl_id, applies_to, benefit, psn_no, "
-                                "policy_no, payout_fen, kind, batch_id, recorded_at) VALUES "
-                                "(?, ?, ?, ?, ?, ?, 'pay', ?, ?)",
-                                (s["setl_id"], s["setl_id"], b.id, s["psn_no"], pol["policy_no"],
-                                 r["payout"], DIRECT_BATCH, stamp))
+                    entries.append((s["setl_id"], s["setl_id"], b.id, s["psn_no"], pol_no,
+                                    r["payout"], "pay", DIRECT_BATCH, stamp))
+            ledger.record_decisions(con, decided)
+            ledger.record_entries(con, entries)
             if pol is not None:
-                con.executemany("INSERT INTO accumulators VALUES (?, ?, ?) ON CONFLICT "
-                                "(policy_no, accumulator) DO UPDATE SET used_fen = excluded.used_fen",
-                                [(pol["policy_no"], k, v) for k, v in state.items()])
+                ledger.update_accumulators(con, pol_no, state)
             ledger.audit(con, "claims direct", DIRECT_BATCH, setl_id=s["setl_id"],
                          payout=sum(r[4] for r in rows))
             return _answer(s["setl_id"], rows)

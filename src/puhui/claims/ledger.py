@@ -154,16 +154,101 @@ def accumulators_of(con: sqlite3.Connection, policy_no: str) -> dict[str, int]:
                             (policy_no,)).fetchall())
 
 
-def net_paid(con: sqlite3.Connection, psn_nos: list[str]) -> dict[tuple[str, str], int]:
-    """Net paid per (settlement, benefit) for these people."""
-    out: dict[tuple[str, str], int] = {}
-    for i in range(0, len(psn_nos), 900):
-        chunk = psn_nos[i:i + 900]
-        q = ("SELECT applies_to, benefit, SUM(payout_fen) FROM payments WHERE psn_no IN "
-             f"({','.join('?' * len(chunk))}) GROUP BY applies_to, benefit")
-        for setl, ben, amt in con.execute(q, chunk):
-            out[(setl, ben)] = amt
-    return out
+def start_batch(con: sqlite3.Connection, batch_id: str, mode: str, product_id: str,
+                product_hash: str, data_hash: str) -> bool:
+    """Record a batch as running; True when it ran before with the same inputs (a
+    resumed run). A batch id reused with other inputs is refused."""
+    row = con.execute("SELECT product_hash, data_hash, mode FROM batches WHERE batch_id = ?",
+                      (batch_id,)).fetchone()
+    if row is not None and tuple(row) != (product_hash, data_hash, mode):
+        raise InputError(f"batch {batch_id!r} already ran with other inputs (product, "
+                         f"data or mode differ); give a new batch id")
+    if row is None:
+        con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, NULL, 'running')",
+                    (batch_id, mode, product_id, product_hash, data_hash, now()))
+    return row is not None
+
+
+def ensure_open_batch(con: sqlite3.Connection, batch_id: str, mode: str, product_id: str) -> None:
+    """A standing batch (direct payouts record into one)."""
+    con.execute("INSERT OR IGNORE INTO batches VALUES (?, ?, ?, '', '', ?, NULL, 'open')",
+                (batch_id, mode, product_id, now()))
+
+
+def finish_batch(con: sqlite3.Connection, batch_id: str) -> int:
+    """Mark a batch done; returns how many entries it holds."""
+    con.execute("UPDATE batches SET finished_at = ?, status = 'done' WHERE batch_id = ?",
+                (now(), batch_id))
+    return int(con.execute("SELECT COUNT(*) FROM payments WHERE batch_id = ?",
+                           (batch_id,)).fetchone()[0])
+
+
+def paid_between(con: sqlite3.Connection, lo: str, hi: str):
+    """Net paid per (settlement, benefit) for the people with ``lo <= psn_no <= hi``:
+    columns applies_to, benefit, paid, paid_psn, paid_policy."""
+    import pandas as pd
+
+    return pd.read_sql_query(
+        "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS paid_psn,"
+        " MAX(policy_no) AS paid_policy FROM payments WHERE psn_no BETWEEN ? AND ?"
+        " GROUP BY applies_to, benefit", con, params=[lo, hi])
+
+
+def batch_entries_between(con: sqlite3.Connection, batch_id: str, lo: str, hi: str):
+    """A batch's entries for the people with ``lo <= psn_no <= hi``."""
+    import pandas as pd
+
+    return pd.read_sql_query(
+        "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments"
+        " WHERE batch_id = ? AND psn_no BETWEEN ? AND ?", con, params=[batch_id, lo, hi])
+
+
+def record_entries(con: sqlite3.Connection, entries: list[tuple]) -> None:
+    """Payment entries (setl_id, applies_to, benefit, psn_no, policy_no, payout_fen,
+    kind, batch_id, recorded_at); one per batch, settlement and benefit (a replay adds
+    nothing)."""
+    con.executemany(
+        "INSERT OR IGNORE INTO payments (setl_id, applies_to, benefit, psn_no, policy_no, "
+        "payout_fen, kind, batch_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
+
+
+def record_decisions(con: sqlite3.Connection, rows: list[tuple]) -> None:
+    """The current decisions (setl_id, benefit, psn_no, policy_no, eligible, deductible,
+    ratio_bp, payout, reason, batch_id), replacing earlier ones."""
+    con.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows)
+
+
+def decisions_of(con: sqlite3.Connection, setl_id: str) -> list[tuple]:
+    """(benefit, eligible, deductible, ratio_bp, payout, reason) of a decided settlement."""
+    return con.execute("SELECT benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, "
+                       "reason FROM decisions WHERE setl_id = ?", (setl_id,)).fetchall()
+
+
+def replace_accumulators(con: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
+    """Set the accumulators of the policies named in ``rows`` (policy, name, used) to
+    exactly these."""
+    pols = list({p for p, _, _ in rows})
+    con.executemany("DELETE FROM accumulators WHERE policy_no = ?", [(p,) for p in pols])
+    con.executemany("INSERT INTO accumulators VALUES (?, ?, ?)", rows)
+
+
+def update_accumulators(con: sqlite3.Connection, policy_no: str, state: dict[str, int]) -> None:
+    """Set one policy's accumulators named in ``state``."""
+    con.executemany("INSERT INTO accumulators VALUES (?, ?, ?) ON CONFLICT "
+                    "(policy_no, accumulator) DO UPDATE SET used_fen = excluded.used_fen",
+                    [(policy_no, k, v) for k, v in state.items()])
+
+
+def status(con: sqlite3.Connection) -> tuple[int, list[tuple], int]:
+    """(policies, [(batch, mode, status, entries, net fen)], net paid fen)."""
+    n_pol = con.execute("SELECT COUNT(*) FROM policies").fetchone()[0]
+    batches = con.execute(
+        "SELECT b.batch_id, b.mode, b.status, COUNT(p.entry_id), COALESCE(SUM(p.payout_fen), 0)"
+        " FROM batches b LEFT JOIN payments p ON p.batch_id = b.batch_id"
+        " GROUP BY b.batch_id ORDER BY b.started_at").fetchall()
+    total = con.execute("SELECT COALESCE(SUM(payout_fen), 0) FROM payments").fetchone()[0]
+    return n_pol, batches, total
 
 
 def export_payments(con: sqlite3.Connection):

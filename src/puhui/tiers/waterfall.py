@@ -21,10 +21,9 @@ from typing import Mapping
 import numpy as np
 
 from puhui.errors import RuleFileError
-from puhui.money import NO_LIMIT, ratio_to_bp, yuan_text_to_fen
-from puhui.tiers.layers import LayerOutcome, deductible_applied, limited_payment, covered_base
+from puhui.money import NO_LIMIT, apply_ratio, ratio_to_bp, yuan_text_to_fen
+from puhui.tiers.layers import LayerOutcome, covered_base, deductible_applied, limited_payment
 from puhui.tiers.rules import Choice, Condition, parse_choice, parse_condition
-from puhui.money import apply_ratio
 
 #: Attributes that may change from one settlement to the next within a period; an
 #: annual deductible or limit may not depend on them (it must be one amount a year).
