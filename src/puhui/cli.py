@@ -271,6 +271,55 @@ def ledger_export(url, out_file):
 
 
 @cli.command()
+@click.option("--product", "product_file", required=True, help="product file (path or id)")
+@click.option("--data", "data_dir", type=click.Path(), required=True, help="fund-data folder")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="seed of the interval's simulation (same seed, same figures)")
+@click.option("--assumptions", "assumptions_file", type=click.Path(), default=None,
+              help="assumptions file (default actuarial/assumptions/pricing.toml)")
+@click.option("--policies", type=click.IntRange(1), default=None,
+              help="policies to price the interval for (default: expected enrolment)")
+def price(product_file, data_dir, out, seed, assumptions_file, policies):
+    """Price a product on fund data: OUT/pricing.json, report.html, manifest.json."""
+    from pathlib import Path
+
+    from puhui.pricing.run import run_price
+
+    product = _load_product(product_file)
+    f = run_price(product.path, data_dir, out, seed=seed, assumptions_file=assumptions_file,
+                  policies=policies, progress=_progress(True))
+    gross = f["gross_premium"]
+    gross_text = (f"{gross:,.2f} yuan" if isinstance(gross, (int, float))
+                  else "by cell (see pricing.json)")
+    click.echo(f"{f['product_id']}: pure premium {f['pure_premium']['total']:,.2f} yuan, "
+               f"gross premium {gross_text}; expected loss ratio "
+               f"{f['expected_loss_ratio']:.1%} at the {f['loss_ratio_basis']} "
+               f"(90% interval {f['loss_ratio_interval']['lower']:.1%} to "
+               f"{f['loss_ratio_interval']['upper']:.1%})")
+    for n in f["notes"]:
+        click.echo(f"  note: {n}")
+    click.echo(f"  {Path(out) / 'pricing.json'}\n  {Path(out) / 'report.html'}\n"
+               f"  {Path(out) / 'manifest.json'}")
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path())
+def reproduce(manifest):
+    """Re-run the pricing a manifest.json describes; exit 0 only if every figure agrees."""
+    from puhui.pricing.run import reproduce as run_reproduce
+
+    same, diffs = run_reproduce(manifest, progress=_progress(True))
+    if same:
+        click.echo(f"{manifest}: reproduced; every figure of pricing.json is identical")
+        return
+    click.echo(f"{manifest}: NOT reproduced", err=True)
+    for d in diffs[:50]:
+        click.echo(f"  {d}", err=True)
+    sys.exit(1)
+
+
+@cli.command()
 def schema():
     """Print the fund-data schema as Markdown (docs/data-schema.md)."""
     from puhui.fund.schema import schema_markdown
@@ -296,7 +345,7 @@ def summary(directory):
               show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="demo-output", show_default=True)
 def demo(data_dir, out):
-    """The quick-start job on the shipped sample: validate it and summarise it."""
+    """The quick-start job on the shipped sample: validate, summarise, claims, pricing."""
     from pathlib import Path
 
     from puhui.fund.files import read_fund
@@ -308,27 +357,31 @@ def demo(data_dir, out):
         for p in rep.problems:
             click.echo(p.message(), err=True)
         raise InputError(f"{data_dir}: the sample data is not valid")
-    click.echo(f"[1/3] validated {data_dir}: " +
+    click.echo(f"[1/5] validated {data_dir}: " +
                ", ".join(f"{n:,} {t}" for t, n in rep.rows.items()))
     data = read_fund(data_dir)
     text = describe_fund(data) + "\n\n" + calibration_table(data)
-    click.echo("[2/3] summary of the fund data\n")
+    click.echo("[2/5] summary of the fund data\n")
     click.echo(text)
     benefits = _demo_benefits(data, "huhuibao-2025")
-    click.echo("\n[3/4] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
+    click.echo("\n[3/5] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
                "sample's 2025 policies\n")
     click.echo(benefits)
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "summary.txt").write_text(text + "\n\n" + benefits + "\n", encoding="utf-8")
-    click.echo("\n[4/4] claims: a proactive scan, then a claimed batch, into the ledger")
+    click.echo("\n[4/5] claims: a proactive scan, then a claimed batch, into the ledger")
     url = f"sqlite:///{Path(out) / 'ledger.db'}"
     for mode, batch in (("proactive", "demo-proactive"), ("claimed", "demo-claimed")):
         ctx = click.get_current_context()
         ctx.invoke(claims_run, product_file="huhuibao-2025", data_dir=data_dir, url=url,
                    batch_id=batch, out=str(Path(out) / batch), mode=mode)
+    click.echo("\n[5/5] pricing: Huhuibao 2025 priced on the sample")
+    ctx.invoke(price, product_file="huhuibao-2025", data_dir=data_dir,
+               out=str(Path(out) / "pricing"), seed=0, assumptions_file=None, policies=None)
     click.echo(f"\nresults: {Path(out) / 'summary.txt'}; ledger {url}; batch reports "
                f"{Path(out) / 'demo-proactive' / 'report.html'}, "
-               f"{Path(out) / 'demo-claimed' / 'report.html'}")
+               f"{Path(out) / 'demo-claimed' / 'report.html'}; pricing report "
+               f"{Path(out) / 'pricing' / 'report.html'}")
 
 
 def _demo_benefits(data, product_id: str) -> str:

@@ -7,13 +7,11 @@ due payouts it found without a claim.
 
 from __future__ import annotations
 
-import base64
-import io
-
 import pandas as pd
 
 from puhui.benefits.reasons import REASONS
 from puhui.claims.flags import FLAGS
+from puhui.html_figures import new_figure, png_base64
 
 BATCH_REASONS = {
     "ALREADY_PAID": "paid by an earlier batch; nothing more is due",
@@ -64,38 +62,25 @@ Paid in this batch: <b>{{ '{:,.2f}'.format(s.paid_this_batch_yuan) }} yuan</b>.<
 """
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def _plots(eob: pd.DataFrame) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     out = {}
     paid = eob[eob["payout_amt"] != 0].groupby("benefit")["payout_amt"].sum()
     if len(paid):
-        fig, ax = plt.subplots(figsize=(7, 2.6))
+        fig, ax = new_figure(7, 2.6)
         ax.barh(paid.index, paid.to_numpy())
         ax.set_xlabel("paid in this batch (yuan)")
-        out["by_benefit"] = _png(fig)
+        out["by_benefit"] = png_base64(fig)
     due = eob.loc[eob["target_amt"] > 0, "target_amt"].to_numpy()
     if len(due):
-        fig, ax = plt.subplots(figsize=(7, 2.8))
+        fig, ax = new_figure(7, 2.8)
         bins = np.logspace(np.log10(max(due.min(), 1)), np.log10(due.max() + 1), 30)
         ax.hist(due, bins=bins)
         ax.set_xscale("log")
         ax.set_xlabel("payout due (yuan)")
         ax.set_ylabel("decisions")
-        out["distribution"] = _png(fig)
+        out["distribution"] = png_base64(fig)
     return out
 
 

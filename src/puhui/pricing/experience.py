@@ -79,8 +79,8 @@ def preexisting_from_history(st: pd.DataFrame, year: int, codes: tuple[str, ...]
 
 def experience(product: Product, data: FundData, events: bool = False):
     """The experience table (see the module docstring). With ``events=True`` also the
-    event table: one row per settlement and benefit with an eligible amount (psn_no,
-    year, benefit, eligible fen), for severity models."""
+    event table: one row per settlement and benefit with an eligible amount (setl_id,
+    psn_no, year, benefit, eligible fen, inpatient), for severity models."""
     st = effective_settlements(data.settlements)
     years = sorted(int(y) for y in st["setl_time"].dt.year.unique())
     py = person_years(data.persons, years)
@@ -118,12 +118,15 @@ def experience(product: Product, data: FundData, events: bool = False):
     if not events:
         return py
     has = dec.settlements["policy_no"].notna().to_numpy()
+    inpatient_ids = st.loc[st["med_type"].astype(str).isin(INPATIENT_MED_TYPES), "setl_id"]
+    inpatient = dec.settlements["setl_id"].isin(inpatient_ids).to_numpy()
     parts = []
     for b in dec.benefits:
         e = dec.eligible[b]
         on = has & (e > 0)
         parts.append(pd.DataFrame({
+            "setl_id": dec.settlements["setl_id"].astype(str).to_numpy()[on],
             "psn_no": dec.settlements["psn_no"].astype(str).to_numpy()[on],
             "year": dec.settlements["setl_time"].dt.year.to_numpy()[on],
-            "benefit": b, "eligible": e[on]}))
+            "benefit": b, "eligible": e[on], "inpatient": inpatient[on]}))
     return py, pd.concat(parts, ignore_index=True)

@@ -11,6 +11,8 @@ scikit-learn's PoissonRegressor, an independent implementation).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -44,6 +46,10 @@ def rating_frame(exp: pd.DataFrame) -> pd.DataFrame:
 
 def rating_cells(frame: pd.DataFrame, factors, count: str) -> pd.DataFrame:
     """Sufficient statistics by rating cell: exposure, claim count, person-years."""
+    if not factors:
+        cells = pd.DataFrame({"exposure": [frame["exposure"].sum()],
+                              "count": [frame[count].sum()], "person_years": [len(frame)]})
+        return cells[cells["exposure"] > 0]
     g = frame.groupby(list(factors), observed=True)
     cells = g.agg(exposure=("exposure", "sum"), count=(count, "sum"),
                   person_years=("exposure", "size")).reset_index()
@@ -68,7 +74,7 @@ class PoissonFrequency:
         self.factors = tuple(factors)
 
     def formula(self) -> str:
-        return "count ~ " + " + ".join(f"C({f})" for f in self.factors)
+        return "count ~ " + (" + ".join(f"C({f})" for f in self.factors) or "1")
 
     def fit(self, frame: pd.DataFrame, count: str) -> "PoissonFrequency":
         cells = rating_cells(frame, self.factors, count)
@@ -80,7 +86,11 @@ class PoissonFrequency:
 
         model = smf.glm(self.formula(), data=cells, family=sm.families.Poisson(),
                         offset=np.log(cells["exposure"].to_numpy()))
-        res = model.fit()
+        with warnings.catch_warnings():
+            # an intercept-only fit on one cell has no residual degrees of freedom, which
+            # statsmodels' inner least-squares step warns about; the fit is exact
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = model.fit()
         self.result_ = res
         self.params_ = res.params
         self.bse_ = res.bse

@@ -10,6 +10,8 @@ dispersion is estimated from the event-level deviance when the events are at han
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -48,13 +50,15 @@ class GammaSeverity:
                         var_weights=cells["events"].to_numpy())
         # coefficients do not depend on the scale; a one-cell fit (no factors) has no
         # residual degrees of freedom, which statsmodels' inner step warns about
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             res = model.fit(scale=1.0)
         # the event-level dispersion (Pearson): sum ((y - mu) / mu)^2 / (n - p)
         mu = res.predict(events)
         resid = (events[amount].to_numpy() - mu.to_numpy()) / mu.to_numpy()
         self.dispersion_ = float((resid ** 2).sum() / (len(events) - len(res.params)))
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             res_scaled = model.fit(scale=self.dispersion_)
         self.result_ = res_scaled
         self.params_ = res_scaled.params

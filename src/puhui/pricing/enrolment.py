@@ -1,0 +1,144 @@
+"""Who enrols: take-up and renewal, and the death-spiral projection.
+
+From the person-years of the experience table (who held a policy each year), two
+logistic GLMs on rating cells (binomial counts by cell are sufficient statistics, so the
+cell fit is the person-level fit):
+
+    renewal:  P(enrolled in t | enrolled in t-1)         among people alive in both
+    entry:    P(enrolled in t | not enrolled in t-1)     (the first data year counts as
+                                                           entry for everyone)
+
+The year after the data, cell c is expected to hold::
+
+    E_c = enrolled_c renew_c + (people_c - enrolled_c) entry_c
+
+and the price is for that mix, not for the population. The **death-spiral projection**
+runs this forward with a price response: a premium P moves each cell's odds of joining
+or renewing by ``beta_c log(P / P_ref)``, with ``beta`` more negative for healthy cells
+(no pre-existing condition, no stay last year) than for others (an assumption, given in
+the assumptions file with scenarios). Each year's price is set from the previous year's
+mix (as an actuary prices on last year's experience), the mix responds to that price,
+and the loss ratio shows the result. The population is held fixed (no ageing, deaths
+or migration in the projection): the spiral shows the selection effect alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+ENROLMENT_FACTORS = ("age_band", "gender", "insutype", "preexisting", "prior_stay")
+
+
+def with_previous_enrolment(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``prev_enrolled`` (bool, or NaN in a person's first data year)."""
+    key = pd.MultiIndex.from_arrays([frame["psn_no"], frame["year"]])
+    enrolled = pd.Series(frame["enrolled"].to_numpy(), index=key)
+    prev_key = pd.MultiIndex.from_arrays([frame["psn_no"], frame["year"] - 1])
+    prev = enrolled.reindex(prev_key).to_numpy()
+    return frame.assign(prev_enrolled=prev)
+
+
+class LogisticCells:
+    """A binomial GLM (logit link) fitted on cell counts: ``successes`` of ``trials``.
+
+    Attributes: params_, bse_, result_, cells_ (with ``fitted`` probabilities).
+    """
+
+    def __init__(self, factors=ENROLMENT_FACTORS):
+        self.factors = tuple(factors)
+
+    def fit(self, frame: pd.DataFrame, outcome: str) -> "LogisticCells":
+        import statsmodels.api as sm
+        import statsmodels.formula.api as smf
+
+        g = frame.groupby(list(self.factors), observed=True)[outcome]
+        cells = g.agg(successes="sum", trials="size").reset_index()
+        cells["failures"] = cells["trials"] - cells["successes"]
+        rhs = " + ".join(f"C({f})" for f in self.factors) or "1"
+        model = smf.glm(f"successes + failures ~ {rhs}", data=cells,
+                        family=sm.families.Binomial())
+        self.result_ = model.fit()
+        self.params_, self.bse_ = self.result_.params, self.result_.bse
+        self.cells_ = cells.assign(fitted=self.result_.fittedvalues.to_numpy())
+        return self
+
+    def predict(self, cells: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.result_.predict(cells))
+
+
+class EnrolmentModel:
+    """Renewal and entry probabilities by cell (see the module docstring).
+
+    Attributes (after ``fit``): renewal_, entry_ (:class:`LogisticCells`; ``renewal_``
+    is None with a single data year), last_year_, and the summary rates.
+    """
+
+    def __init__(self, factors=ENROLMENT_FACTORS):
+        self.factors = tuple(factors)
+
+    def fit(self, frame: pd.DataFrame) -> "EnrolmentModel":
+        f = with_previous_enrolment(frame)
+        self.last_year_ = int(f["year"].max())
+        prev = f["prev_enrolled"]
+        renew = f[prev.notna() & (prev == True)]            # noqa: E712 (object column)
+        entry = f[prev.isna() | (prev == False)]            # noqa: E712
+        self.renewal_ = (LogisticCells(self.factors).fit(renew, "enrolled")
+                         if len(renew) and renew["enrolled"].nunique() > 1 else None)
+        self.entry_ = LogisticCells(self.factors).fit(entry, "enrolled")
+        self.renewal_rate_ = float(renew["enrolled"].mean()) if len(renew) else float("nan")
+        self.entry_rate_ = float(entry["enrolled"].mean())
+        return self
+
+    def transition(self, cells: pd.DataFrame, enrolled: np.ndarray, people: np.ndarray,
+                   shift: np.ndarray | None = None) -> np.ndarray:
+        """Expected enrolled per cell next year, from this year's ``enrolled`` of
+        ``people``; ``shift`` adds to each cell's log-odds (the price response)."""
+        s = np.zeros(len(cells)) if shift is None else shift
+        entry = _shift(self.entry_.predict(cells), s)
+        if self.renewal_ is None:
+            return people * entry
+        renew = _shift(self.renewal_.predict(cells), s)
+        return enrolled * renew + (people - enrolled) * entry
+
+
+def _shift(p: np.ndarray, s: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return 1 / (1 + np.exp(-(np.log(p / (1 - p)) + s)))
+
+
+def healthy(cells: pd.DataFrame) -> np.ndarray:
+    """No pre-existing condition and no stay last year."""
+    return ((cells["preexisting"].astype(int) == 0)
+            & (cells["prior_stay"].astype(int) == 0)).to_numpy()
+
+
+def spiral(model: EnrolmentModel, cells: pd.DataFrame, people: np.ndarray,
+           enrolled: np.ndarray, cost: np.ndarray, p_ref: float, target_lr: float,
+           trend: float, beta_healthy: float, beta_other: float, years: int = 5,
+           fixed_price: float | None = None) -> pd.DataFrame:
+    """Five-year projection (see the module docstring). ``cost``: expected benefit per
+    policy per cell in the first projected year (trended to it); ``trend``: yearly
+    claims inflation; ``p_ref``: the price the data's enrolment happened at. With
+    ``fixed_price`` the price is held (no repricing) to show the loss ratio drift."""
+    well = healthy(cells)
+    beta = np.where(well, beta_healthy, beta_other)
+    pre = cells["preexisting"].astype(int).to_numpy() == 1
+    rows = []
+    # year 1 is priced on the mix the status quo leads to
+    mix = model.transition(cells, enrolled, people)
+    price = fixed_price or float(np.dot(mix, cost) / mix.sum() / target_lr)
+    state = enrolled
+    for t in range(1, years + 1):
+        shift = beta * np.log(price / p_ref)
+        state = model.transition(cells, state, people, shift)
+        c_t = cost * (1 + trend) ** (t - 1)
+        per_policy = float(np.dot(state, c_t) / state.sum())
+        rows.append({"year": t, "premium": price, "enrolled": float(state.sum()),
+                     "take_up": float(state.sum() / people.sum()),
+                     "share_preexisting": float(state[pre].sum() / state.sum()),
+                     "share_healthy": float(state[well].sum() / state.sum()),
+                     "cost_per_policy": per_policy, "loss_ratio": per_policy / price})
+        if fixed_price is None:
+            price = per_policy * (1 + trend) / target_lr
+    return pd.DataFrame(rows)

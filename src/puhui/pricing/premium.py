@@ -1,0 +1,466 @@
+"""The premium: fund data and a product file in, the figures of ``pricing.json`` out.
+
+The build-up (each step a function or model named for it; docs/pricing.md):
+
+1. experience: the product's own calculator on every person-year (as if in force);
+2. per pricing group (:func:`~puhui.pricing.benefit_cost.pricing_groups`): frequency
+   and severity fitted on all person-years, then E[B] and E[B^2] of the annual benefit
+   per rating cell with the severity trended to the policy year::
+
+       trend factor = (1 + medical_inflation) ^ (policy mid-point - experience mid-point)
+
+3. the enrolled mix: expected policies per cell next year (renewal and entry models of
+   :mod:`puhui.pricing.enrolment`) among the people the product accepts;
+4. pure premium = sum_c w_c E[B_c] / sum_c w_c, by benefit and in total;
+5. gross premium = pure premium / target loss ratio, target = 1 - expenses - profit
+   (by premium cell for a rated product);
+6. expected loss ratio at the filed premium (the product file's) and its interval by
+   simulation: parameter draws of every frequency and severity GLM (normal with their
+   covariance) moving the pure premium through its elasticities, then the year's total
+   claims over the policies as a gamma variable with the portfolio's mean and variance;
+7. the death-spiral projection under the assumption file's scenarios.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from puhui.basis import actuarial_dir, read_toml
+from puhui.errors import InputError
+from puhui.fund.files import FundData
+from puhui.pricing.benefit_cost import (RATING_FACTORS, BenefitCostModel, GroupTerms, age_group,
+                                        pricing_groups)
+from puhui.pricing.enrolment import EnrolmentModel, spiral
+from puhui.pricing.experience import experience
+from puhui.pricing.frequency import rating_frame
+from puhui.products.model import Product
+
+CELL_FACTORS = RATING_FACTORS + ("age_group",)
+DEFAULT_ASSUMPTIONS = "assumptions/pricing.toml"
+
+
+def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
+    p = Path(path) if path else actuarial_dir() / DEFAULT_ASSUMPTIONS
+    if not p.is_file():
+        raise InputError(f"{p}: assumptions file not found; give an existing file to "
+                         f"--assumptions or leave it out for {DEFAULT_ASSUMPTIONS}")
+    a = read_toml(p)
+    for section, key in (("loads", "expense_ratio"), ("loads", "profit_margin"),
+                         ("trend", "medical_inflation"), ("enrolment", "beta_healthy"),
+                         ("enrolment", "beta_other"), ("interval", "simulations")):
+        if key not in a.get(section, {}):
+            raise InputError(f"{p}: [{section}] {key} is missing; see "
+                             f"actuarial/{DEFAULT_ASSUMPTIONS} for every key")
+    return a, p
+
+
+def target_loss_ratio(expense_ratio: float, profit_margin: float) -> float:
+    """Target loss ratio = 1 - expense ratio - profit margin.
+
+    >>> round(target_loss_ratio(0.12, 0.03), 4)
+    0.85
+    """
+    return 1.0 - expense_ratio - profit_margin
+
+
+def year_fraction(d: dt.date) -> float:
+    """A date as a fractional calendar year: 2025-07-02 -> about 2025.5."""
+    start = dt.date(d.year, 1, 1)
+    days = (dt.date(d.year + 1, 1, 1) - start).days
+    return d.year + (d - start).days / days
+
+
+def trend_years(policy_start: dt.date, policy_end: dt.date, years: np.ndarray,
+                exposure: np.ndarray) -> float:
+    """Policy mid-point minus the exposure-weighted mid-point of the experience years.
+
+    >>> round(trend_years(dt.date(2025, 1, 1), dt.date(2025, 12, 31),
+    ...                   np.array([2023, 2024]), np.array([1.0, 1.0])), 3)
+    1.5
+    """
+    mid_policy = (year_fraction(policy_start) + year_fraction(policy_end) + 1 / 365) / 2
+    mid_exp = float(np.average(years + 0.5, weights=exposure))
+    return mid_policy - mid_exp
+
+
+def trend_factor(inflation: float, years: float) -> float:
+    """(1 + inflation) ^ years."""
+    return (1.0 + inflation) ** years
+
+
+def eligible_rows(product: Product, frame: pd.DataFrame) -> np.ndarray:
+    """Person-years the product accepts: scheme, and age within entry or renewal ages."""
+    ok = frame["insutype"].astype(str).isin(product.insutypes).to_numpy()
+    age = frame["age"].to_numpy()
+    if product.min_entry_age is not None:
+        ok &= age >= product.min_entry_age
+    top = product.max_renewal_age or product.max_entry_age
+    if top is not None:
+        ok &= age <= top
+    return ok
+
+
+@dataclass
+class Pricing:
+    """The result of :func:`price`: ``figures`` (pricing.json) and what the report shows."""
+
+    figures: dict
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    models: dict[str, BenefitCostModel] = field(default_factory=dict)
+    enrolment: EnrolmentModel | None = None
+    lr_draws: np.ndarray | None = None
+
+
+def _group_events(ev: pd.DataFrame, terms: GroupTerms) -> pd.DataFrame:
+    e = ev[ev["benefit"].isin(terms.benefits)]
+    if len(terms.benefits) > 1:
+        e = e.groupby("setl_id", sort=False).agg(psn_no=("psn_no", "first"),
+                                                  year=("year", "first"),
+                                                  eligible=("eligible", "sum")).reset_index()
+    return e.assign(amount=e["eligible"].to_numpy() / 100.0)
+
+
+def design_matrix(params: pd.Series, cells: pd.DataFrame) -> np.ndarray:
+    """The treatment-coded design matrix of ``cells`` for a fit of ``y ~ C(a) + C(b)``,
+    built from the coefficient names (``Intercept``, ``C(a)[T.level]``), so it does not
+    depend on the formula engine's internals.
+
+    >>> p = pd.Series([0.1, 0.2], index=["Intercept", "C(sex)[T.2]"])
+    >>> design_matrix(p, pd.DataFrame({"sex": ["1", "2"]})).tolist()
+    [[1.0, 0.0], [1.0, 1.0]]
+    """
+    cols = []
+    for name in params.index:
+        if name == "Intercept":
+            cols.append(np.ones(len(cells)))
+            continue
+        if not (name.startswith("C(") and "[T." in name and name.endswith("]")):
+            raise ValueError(f"cannot build the design column for {name!r}")
+        factor = name[2:name.index(")")]
+        level = name[name.index("[T.") + 3:-1]
+        cols.append((cells[factor].astype(str).to_numpy() == level).astype(float))
+    return np.column_stack(cols)
+
+
+def _mean_draws(result, cells: pd.DataFrame, w: np.ndarray, rng, n: int) -> np.ndarray:
+    """Ratio of the mix-weighted mean under n coefficient draws to the fitted one."""
+    X = design_matrix(result.params, cells)
+    b = result.params.to_numpy()
+    cov = np.asarray(result.cov_params())
+    draws = rng.multivariate_normal(b, cov, size=n, method="cholesky")
+    base = float(np.dot(w, np.exp(X @ b)))
+    return (np.exp(draws @ X.T) @ w) / base
+
+
+def _parameter_draws(model: BenefitCostModel, cells: pd.DataFrame, terms: GroupTerms,
+                     w: np.ndarray, cost: float, sev_trend: float, rng, sims: int) -> np.ndarray:
+    """Draws of cost_draw / cost from the GLMs' parameter uncertainty, to first order in
+    logs: the cost's elasticities to frequency and severity (finite differences of the
+    compound calculation) times the log-change of the mix-weighted frequency and
+    severity under normal draws of each kind's coefficients (kinds weighted by their
+    share of expected eligible amounts)."""
+    eps = 1.05
+    c_f = float(np.dot(w, model.moments(cells, terms, eps, sev_trend)[0]) / w.sum())
+    c_s = float(np.dot(w, model.moments(cells, terms, 1.0, sev_trend * eps)[0]) / w.sum())
+    e_f, e_s = np.log(c_f / cost) / np.log(eps), np.log(c_s / cost) / np.log(eps)
+    shares, log_f, log_s = [], [], []
+    for k, (lam, mu) in zip(model.kinds_, model.rates(cells)):
+        shares.append(float(np.dot(w, lam * mu)))
+        log_f.append(np.log(_mean_draws(k.frequency.result_, cells, w, rng, sims)))
+        log_s.append(np.log(_mean_draws(k.severity.result_, cells, w * lam, rng, sims)))
+    sh = np.array(shares) / sum(shares)
+    d_f = sum(s * x for s, x in zip(sh, log_f))
+    d_s = sum(s * x for s, x in zip(sh, log_s))
+    return np.exp(e_f * d_f + e_s * d_s)
+
+
+def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
+          policies: int | None = None, progress=None) -> Pricing:
+    """Price ``product`` on ``data`` (see the module docstring)."""
+    say = progress or (lambda step: None)
+    loads, trend_a = assumptions["loads"], assumptions["trend"]
+    target = target_loss_ratio(loads["expense_ratio"], loads["profit_margin"])
+    sev_a = assumptions.get("severity", {})
+    notes: list[str] = []
+
+    say("experience: the product's calculator on every person-year")
+    exp, ev = experience(product, data, events=True)
+    if len(exp) == 0:
+        raise InputError("the fund data has no person-years to price on")
+    frame = rating_frame(exp)
+    frame["age_group"] = age_group(exp["age"])
+    t_years = trend_years(product.start, product.end, frame["year"].to_numpy(),
+                          frame["exposure"].to_numpy())
+    sev_trend = trend_factor(trend_a["medical_inflation"], t_years)
+
+    # pricing cells and the enrolled mix of the year after the data
+    elig = eligible_rows(product, frame)
+    if not elig.any():
+        raise InputError(f"no person in the data is eligible for {product.id} "
+                         f"(schemes {', '.join(product.insutypes)}, ages "
+                         f"{product.min_entry_age}-{product.max_renewal_age or product.max_entry_age})")
+    last = int(frame["year"].max())
+    cur = frame[elig & (frame["year"] == last).to_numpy()]
+    cells = (cur.groupby(list(CELL_FACTORS), observed=True)
+             .agg(people=("exposure", "size"), enrolled=("enrolled", "sum")).reset_index())
+    cells = cells[cells["people"] > 0].reset_index(drop=True)
+    people = cells["people"].to_numpy(dtype=float)
+    enrolled = cells["enrolled"].to_numpy(dtype=float)
+    enrol_model = None
+    if frame["enrolled"].any() and not frame["enrolled"].all():
+        say("enrolment: renewal and entry models")
+        enrol_model = EnrolmentModel().fit(frame[elig])
+        w = enrol_model.transition(cells, enrolled, people)
+    else:
+        w = people.copy()
+        notes.append("no enrolment variation in the data: priced for the whole eligible "
+                     "population, not an enrolled mix")
+    n_policies = int(policies) if policies else int(round(w.sum()))
+
+    # per pricing group: models and the annual benefit per cell
+    elig_by_benefit = ev.groupby("benefit")["eligible"].sum().to_dict()
+    groups = pricing_groups(product, {k: float(v) for k, v in elig_by_benefit.items()})
+    rng = np.random.default_rng(seed)
+    sims = int(assumptions["interval"]["simulations"])
+    pure = {}
+    cell_cost = np.zeros(len(cells))
+    cell_var = np.zeros(len(cells))
+    draws_total = np.zeros(sims)
+    models: dict[str, BenefitCostModel] = {}
+    group_rows = []
+    for terms in groups:
+        say(f"benefit {terms.id}: frequency, severity, annual benefit per cell")
+        e = _group_events(ev, terms)
+        e = e.merge(frame[["psn_no", "year", *CELL_FACTORS]], on=["psn_no", "year"], how="left")
+        model = BenefitCostModel(threshold_quantile=sev_a.get("threshold_quantile", 0.95),
+                                 min_exceedances=sev_a.get("min_exceedances", 50))
+        model.fit(frame, e)
+        models[terms.id] = model
+        m1, m2 = model.moments(cells, terms, severity_factor=sev_trend)
+        cost = float(np.dot(w, m1) / w.sum())
+        cell_cost += m1
+        cell_var += m2 - m1 ** 2
+        if not model.kinds_:
+            notes.append(f"{terms.id}: no events in the data, so no experience to price on "
+                         f"(pure premium 0); supply an external assumption before using this price")
+        elif cost > 0:
+            draws_total += cost * _parameter_draws(model, cells, terms, w, cost, sev_trend,
+                                                   rng, sims)
+        total_elig = sum(elig_by_benefit.get(b, 0) for b in terms.benefits)
+        for b in terms.benefits:
+            share = (elig_by_benefit.get(b, 0) / total_elig) if total_elig else 1 / len(terms.benefits)
+            pure[b] = cost * share
+        for k in model.kinds_ or [None]:
+            group_rows.append({
+                "group": terms.id, "benefits": ", ".join(terms.benefits),
+                "deductible": terms.deductible, "ratio": terms.ratio,
+                "preexisting_ratio": terms.preexisting_ratio, "limit": terms.limit,
+                "kind": k.name if k else "-", "events": k.events if k else 0,
+                "factors": (", ".join(k.factors) or "(none)") if k else "-",
+                "alpha": k.alpha if k else None, "tail": k.shape.tail_ if k else "-",
+                "xi": k.shape.xi_ if k else None, "pure_premium": cost, "note": terms.note})
+        if terms.note:
+            notes.append(f"{terms.id}: {terms.note}")
+    pure_total = float(sum(pure.values()))
+    for b in product.benefits:
+        pure.setdefault(b.id, 0.0)
+
+    # premiums: gross by premium cell, the filed premium and the loss ratio
+    say("premium, loss ratio and its interval")
+    gross_flat = pure_total / target
+    filed = _filed_premium(product, cells, w)
+    basis = filed if filed else gross_flat
+    elr = pure_total / basis if basis else float("nan")
+    var_policy = float(np.dot(w, cell_var) / w.sum())
+    # process: the year's total claims as a gamma with the portfolio's mean and variance
+    mean_tot = draws_total * n_policies
+    var_tot = max(var_policy * n_policies, 1e-9)
+    shape = np.where(mean_tot > 0, mean_tot ** 2 / var_tot, 1.0)
+    totals = np.where(mean_tot > 0, rng.gamma(shape, var_tot / np.maximum(mean_tot, 1e-12)), 0.0)
+    lr = totals / (n_policies * basis) if basis else np.full(sims, np.nan)
+    level = float(assumptions["interval"].get("level", 0.90))
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+
+    figures = {
+        "product_id": product.id,
+        "product_name": product.name,
+        "seed": seed,
+        "data": {"person_years": int(len(frame)), "years": sorted(int(y) for y in frame["year"].unique()),
+                 "exposure": _r(frame["exposure"].sum(), 2),
+                 "enrolled_person_years": int(frame["enrolled"].sum()),
+                 "eligible_people_last_year": int(people.sum())},
+        "policies": n_policies,
+        "basis": {"expense_ratio": loads["expense_ratio"], "profit_margin": loads["profit_margin"],
+                  "target_loss_ratio": _r(target, 4),
+                  "medical_inflation": trend_a["medical_inflation"],
+                  "trend_years": _r(t_years, 4), "severity_trend_factor": _r(sev_trend, 6)},
+        "pure_premium": {**{b: _r(v, 2) for b, v in pure.items()}, "total": _r(pure_total, 2)},
+        "pure_premium_interval": {"level": level,
+                                  "lower": _r(np.quantile(draws_total, lo_q), 2),
+                                  "upper": _r(np.quantile(draws_total, hi_q), 2)},
+        "gross_premium": _r(gross_flat, 2) if not product.rated else
+        _gross_cells(product, cur, cells, w, cell_cost, target),
+        "filed_premium": _r(filed, 2) if filed else None,
+        "expected_loss_ratio": _r(elr, 4),
+        "loss_ratio_basis": "filed premium" if filed else "gross premium",
+        "loss_ratio_interval": {"level": level, "lower": _r(np.quantile(lr, lo_q), 4),
+                                "upper": _r(np.quantile(lr, hi_q), 4)},
+        "prob_loss_ratio_above_100": _r(float((lr > 1.0).mean()), 4),
+        "notes": notes,
+    }
+    # the as-if experience of the people who enrolled (actual, not modelled)
+    enr = frame[frame["enrolled"].to_numpy(dtype=bool)]
+    if len(enr):
+        paid = sum(enr[f"payout_{b.id}"].sum() for b in product.benefits) / 100.0
+        figures["experience"] = {
+            "as_if_paid_per_enrolled_policy_year": _r(paid / enr["exposure"].sum(), 2),
+            "note": "the product's calculator on the enrolled people's settlements of the "
+                    "data years, before trend (not the model)"}
+    say("actual versus expected")
+    tables = {"groups": pd.DataFrame(group_rows),
+              "coefficients": _coefficients(models)}
+    tables.update(_actual_vs_expected(product, frame[elig], groups, models))
+    figures["actual_to_expected"] = _r(tables.pop("ae_total"), 4)
+    figures["gini"] = _r(tables["gini"], 4)
+    tables.update({
+              "cells": cells.assign(expected_policies=w, expected_cost=cell_cost)})
+    if enrol_model is not None:
+        en = assumptions["enrolment"]
+        p_ref = _reference_premium(data, product, basis)
+        runs = []
+        for name, mult in en.get("scenarios", {"central": 1.0}).items():
+            s = spiral(enrol_model, cells, people, enrolled, cell_cost, p_ref, target,
+                       trend_a["medical_inflation"], en["beta_healthy"] * mult,
+                       en["beta_other"] * mult, years=int(en.get("years", 5)))
+            runs.append(s.assign(scenario=name))
+        if filed:
+            s = spiral(enrol_model, cells, people, enrolled, cell_cost, p_ref, target,
+                       trend_a["medical_inflation"], en["beta_healthy"], en["beta_other"],
+                       years=int(en.get("years", 5)), fixed_price=filed)
+            runs.append(s.assign(scenario="filed price held"))
+        sp = pd.concat(runs, ignore_index=True)
+        tables["spiral"] = sp
+        figures["spiral"] = [{k: (_r(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                             for row in sp.to_dict("records")]
+    return Pricing(figures, tables, models, enrol_model, lr)
+
+
+AE_FACTORS = ("age_band", "gender", "insutype", "retired", "preexisting", "prior_stay")
+
+
+def _actual_vs_expected(product: Product, frame: pd.DataFrame, groups, models) -> dict:
+    """Actual as-if payouts of the experience against the models' expected annual
+    benefit (untrended) for the same person-years: overall, one-way by factor, and by
+    decile of expected cost (calibration and lift)."""
+    combos = frame.groupby(list(CELL_FACTORS), observed=True).size().reset_index()[list(CELL_FACTORS)]
+    expected = np.zeros(len(combos))
+    for terms in groups:
+        expected += models[terms.id].moments(combos, terms)[0]
+    idx = frame.merge(combos.reset_index(), on=list(CELL_FACTORS), how="left")["index"].to_numpy()
+    exp_row = expected[idx] * frame["exposure"].to_numpy()
+    act_row = sum(frame[f"payout_{b.id}"].to_numpy() for b in product.benefits) / 100.0
+    f = pd.DataFrame({"actual": act_row, "expected": exp_row})
+    one_way = []
+    for fac in AE_FACTORS:
+        g = f.groupby(frame[fac].astype(str).to_numpy())
+        t = g.agg(actual=("actual", "sum"), expected=("expected", "sum"), people=("actual", "size"))
+        for level, row in t.iterrows():
+            one_way.append({"factor": fac, "level": level, "people": int(row["people"]),
+                            "actual": row["actual"], "expected": row["expected"]})
+    # deciles of expected cost per person-year (ties broken by position: stable)
+    order = np.argsort(exp_row / np.maximum(frame["exposure"].to_numpy(), 1e-9), kind="stable")
+    dec = np.empty(len(order), dtype=int)
+    dec[order] = np.arange(len(order)) * 10 // max(len(order), 1)
+    d = f.groupby(dec).agg(actual=("actual", "sum"), expected=("expected", "sum"),
+                           people=("actual", "size")).reset_index(names="decile")
+    d["decile"] += 1
+    return {"ae_one_way": pd.DataFrame(one_way), "ae_deciles": d,
+            "ae_total": float(f["actual"].sum() / f["expected"].sum()) if f["expected"].sum() else np.nan,
+            "gini": gini(f["actual"].to_numpy(), exp_row)}
+
+
+def gini(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Gini of the model's ordering: twice the area between the Lorenz curve of actual
+    amounts (people sorted by predicted cost, most expensive first) and the diagonal.
+
+    >>> round(gini(np.array([0.0, 0.0, 1.0]), np.array([0.1, 0.2, 0.9])), 4)
+    0.6667
+    """
+    order = np.argsort(-predicted, kind="stable")
+    a = actual[order]
+    if a.sum() == 0:
+        return float("nan")
+    cum = np.cumsum(a) / a.sum()
+    n = len(a)
+    return float(2 * (cum.sum() / n - (n + 1) / (2 * n)))
+
+
+def _coefficients(models: dict[str, BenefitCostModel]) -> pd.DataFrame:
+    rows = []
+    for gid, m in models.items():
+        for k in m.kinds_:
+            for part, res in (("frequency", k.frequency.result_), ("severity", k.severity.result_)):
+                for name in res.params.index:
+                    rows.append({"group": gid, "kind": k.name, "model": part, "term": name,
+                                 "coef": float(res.params[name]), "se": float(res.bse[name]),
+                                 "relativity": float(np.exp(res.params[name]))})
+    return pd.DataFrame(rows)
+
+
+def _r(x, digits: int):
+    """Round for pricing.json (so a re-run compares equal across machines)."""
+    x = float(x)
+    return round(x, digits) if np.isfinite(x) else None
+
+
+def _filed_premium(product: Product, cells: pd.DataFrame, w: np.ndarray) -> float | None:
+    """The product file's premium, per policy over the mix (None when it states none)."""
+    if product.premium_flat_fen is not None:
+        return product.premium_flat_fen / 100.0
+    return None
+
+
+def _premium_cell_of(product: Product, age: np.ndarray, pre: np.ndarray) -> np.ndarray:
+    out = np.full(len(age), -1)
+    for i, c in enumerate(product.premium_cells):
+        hit = (out < 0) & (age >= c.min_age) & (age <= c.max_age)
+        if c.preexisting is not None:
+            hit &= pre == int(c.preexisting)
+        out[hit] = i
+    return out
+
+
+def _gross_cells(product: Product, cur: pd.DataFrame, cells: pd.DataFrame, w: np.ndarray,
+                 cell_cost: np.ndarray, target: float) -> list[dict]:
+    """Gross premium by the product's premium cells: each eligible person of the last
+    data year carries the expected policies per person of their pricing cell."""
+    key = cur.merge(cells.reset_index()[[*CELL_FACTORS, "index"]], on=list(CELL_FACTORS),
+                    how="left")["index"].to_numpy()
+    per_person = (w / cells["people"].to_numpy())[key]
+    cost = cell_cost[key]
+    pc = _premium_cell_of(product, cur["age"].to_numpy(), cur["preexisting"].to_numpy())
+    out = []
+    for i, c in enumerate(product.premium_cells):
+        on = pc == i
+        wt = per_person[on].sum()
+        gross = float(np.dot(per_person[on], cost[on]) / wt / target) if wt > 0 else None
+        out.append({"min_age": c.min_age, "max_age": c.max_age, "preexisting": c.preexisting,
+                    "filed_premium": c.amount_fen / 100.0,
+                    "gross_premium": _r(gross, 2) if gross is not None else None})
+    return out
+
+
+def _reference_premium(data: FundData, product: Product, fallback: float) -> float:
+    """The premium the data's enrolment happened at: the mean premium of the last data
+    year's policies (yuan), else ``fallback``."""
+    pol = data.policies
+    if len(pol) == 0:
+        return fallback
+    last = pol["start_date"].dt.year.max()
+    v = float(pol.loc[pol["start_date"].dt.year == last, "premium"].mean()) / 100.0
+    return v if v > 0 else fallback

@@ -1,0 +1,195 @@
+"""The pricing report: one self-contained HTML page an actuary hands to a regulator.
+
+Data summary, the premium build-up, the interval, actual versus expected (one-way and
+by decile: calibration and lift), the model tables with standard errors, the
+death-spiral projection, the assumptions with their sources, and notes. No row of any
+table describes fewer than ``min_cell_people`` people (10 by default): such rows are
+merged into a "(fewer than 10 people)" row or left out, and the page says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from puhui.html_figures import new_figure, png_base64
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Pricing {{ f.product_id }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1050px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 3px 7px; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; } th { background: #f3f3f3; }
+img { max-width: 100%; } pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 85%; }
+.warn { color: #a00; }
+</style></head><body>
+<h1>Pricing of {{ f.product_name }} ({{ f.product_id }})</h1>
+<p>puhui {{ m.package_version }}, seed {{ f.seed }}. Inputs and their hashes are in
+<code>manifest.json</code>; <code>puhui reproduce manifest.json</code> re-runs this pricing
+and checks every figure.</p>
+{% if f.notes %}<h2>Notes</h2><ul>{% for n in f.notes %}<li class="warn">{{ n }}</li>{% endfor %}</ul>{% endif %}
+
+<h2>Data</h2>
+<table>
+<tr><th>person-years</th><td class="n">{{ '{:,}'.format(f.data.person_years) }}</td></tr>
+<tr><th>years</th><td>{{ f.data.years|join(', ') }}</td></tr>
+<tr><th>exposure (years)</th><td class="n">{{ '{:,.1f}'.format(f.data.exposure) }}</td></tr>
+<tr><th>person-years enrolled in a product</th><td class="n">{{ '{:,}'.format(f.data.enrolled_person_years) }}</td></tr>
+<tr><th>people eligible, last data year</th><td class="n">{{ '{:,}'.format(f.data.eligible_people_last_year) }}</td></tr>
+<tr><th>policies priced for (expected enrolment next year)</th><td class="n">{{ '{:,}'.format(f.policies) }}</td></tr>
+</table>
+
+<h2>Premium build-up (yuan per policy)</h2>
+<table><tr><th>benefit</th><th>pure premium</th></tr>
+{% for b, v in f.pure_premium.items() if b != 'total' %}<tr><td>{{ b }}</td><td class="n">{{ '{:,.2f}'.format(v) }}</td></tr>{% endfor %}
+<tr><th>total pure premium</th><th class="n">{{ '{:,.2f}'.format(f.pure_premium.total) }}</th></tr>
+<tr><td>of which: severity trend factor {{ f.basis.severity_trend_factor }} ({{ f.basis.medical_inflation * 100 }} % a year over {{ f.basis.trend_years }} years)</td><td></td></tr>
+<tr><td>target loss ratio = 1 - expenses {{ f.basis.expense_ratio }} - profit {{ f.basis.profit_margin }}</td><td class="n">{{ f.basis.target_loss_ratio }}</td></tr>
+{% if f.gross_premium is number %}<tr><th>gross premium = pure / target loss ratio</th><th class="n">{{ '{:,.2f}'.format(f.gross_premium) }}</th></tr>{% endif %}
+{% if f.filed_premium %}<tr><td>filed premium (the product file's)</td><td class="n">{{ '{:,.2f}'.format(f.filed_premium) }}</td></tr>{% endif %}
+</table>
+{% if f.gross_premium is not number %}<table><tr><th>ages</th><th>pre-existing</th><th>filed</th><th>gross premium</th></tr>
+{% for c in f.gross_premium %}<tr><td>{{ c.min_age }}-{{ c.max_age }}</td><td>{{ c.preexisting }}</td><td class="n">{{ c.filed_premium }}</td><td class="n">{{ c.gross_premium }}</td></tr>{% endfor %}</table>{% endif %}
+<p>Expected loss ratio at the {{ f.loss_ratio_basis }}: <b>{{ '{:.1%}'.format(f.expected_loss_ratio) }}</b>;
+{{ '{:.0%}'.format(f.loss_ratio_interval.level) }} interval {{ '{:.1%}'.format(f.loss_ratio_interval.lower) }} to
+{{ '{:.1%}'.format(f.loss_ratio_interval.upper) }}; probability of a loss ratio above 100 %:
+<b>{{ '{:.1%}'.format(f.prob_loss_ratio_above_100) }}</b>. Pure premium interval (parameter uncertainty only):
+{{ f.pure_premium_interval.lower }} to {{ f.pure_premium_interval.upper }}.
+The interval combines normal draws of every GLM's coefficients (moving the pure premium through its
+elasticities to frequency and severity) with the year's total claims over {{ '{:,}'.format(f.policies) }}
+policies as a gamma variable with the portfolio's mean and variance.</p>
+{% if plots.lr %}<img alt="loss ratio distribution" src="data:image/png;base64,{{ plots.lr }}">{% endif %}
+{% if f.experience %}<p>As-if experience of the enrolled (the product's calculator on their settlements,
+data years, no trend): {{ f.experience.as_if_paid_per_enrolled_policy_year }} yuan per policy-year.
+Actual / expected over all person-years: {{ f.actual_to_expected }}; Gini of the model's ordering: {{ '%.3f'|format(gini) }}.</p>{% endif %}
+
+<h2>Pricing groups and their models</h2>
+<p>Each benefit (or benefits sharing a deductible or limit) is priced on its annual sum: inpatient and
+outpatient claims each have a Poisson frequency GLM (log exposure offset, fitted on rating cells) with a
+negative-binomial dispersion, a gamma severity GLM, and a severity shape that is empirical up to the 95th
+percentile and generalised Pareto above it; the annual sum's distribution per cell comes by FFT and the
+benefit's deductible, ratio and limit apply to it.</p>
+{{ groups }}
+<h3>Coefficients (relativities, standard errors)</h3>
+{{ coefficients }}
+
+<h2>Actual versus expected</h2>
+<p>Expected: the models' annual benefit (no trend) for each person-year of the data; actual: the
+product's calculator on the same person-years.</p>
+{% for name, img in plots.one_way %}<img alt="A/E by {{ name }}" src="data:image/png;base64,{{ img }}">{% endfor %}
+{{ one_way }}
+<h3>Calibration and lift by decile of expected cost</h3>
+{% if plots.deciles %}<img alt="calibration by decile" src="data:image/png;base64,{{ plots.deciles }}">{% endif %}
+{{ deciles }}
+
+{% if spiral %}<h2>Death-spiral projection</h2>
+<p>Each year's price is set on the previous year's mix; renewal and entry respond to the price
+(log-odds shift beta log(P / P_ref), beta by health, scenarios from the assumptions file);
+the population is held fixed. "filed price held" keeps the product's premium.</p>
+{% if plots.spiral %}<img alt="spiral" src="data:image/png;base64,{{ plots.spiral }}">{% endif %}
+{{ spiral }}{% endif %}
+
+<h2>Assumptions (with sources)</h2>
+<pre>{{ assumptions_text }}</pre>
+<p>Small cells: no row above describes fewer than {{ min_people }} people{% if suppressed %}
+({{ suppressed }} row(s) merged or left out){% endif %}.</p>
+</body></html>
+"""
+
+
+def suppress_small(df: pd.DataFrame, people: str, min_people: int, sums=()) -> tuple[pd.DataFrame, int]:
+    """Rows describing fewer than ``min_people`` people are merged into one row (when
+    together they reach the threshold, summing ``sums``) or dropped; returns the table
+    and how many rows were touched.
+
+    >>> t = pd.DataFrame({"level": ["a", "b", "c"], "people": [50, 4, 3], "x": [1.0, 2.0, 3.0]})
+    >>> out, n = suppress_small(t, "people", 10, sums=("x",))
+    >>> out["people"].tolist(), n
+    ([50], 2)
+    """
+    small = df[people] < min_people
+    if not small.any():
+        return df, 0
+    keep = df[~small]
+    merged = df[small]
+    if merged[people].sum() >= min_people:
+        row = {c: "" for c in df.columns}
+        row.update({people: int(merged[people].sum()),
+                    **{c: merged[c].sum() for c in sums}})
+        first = df.columns[0]
+        row[first] = f"(fewer than {min_people} people each)"
+        keep = pd.concat([keep, pd.DataFrame([row])], ignore_index=True)
+    return keep, int(small.sum())
+
+
+def _html(df: pd.DataFrame, floats: str = "{:,.2f}") -> str:
+    return df.to_html(index=False, float_format=lambda x: floats.format(x), na_rep="",
+                      border=0, classes="t")
+
+
+def _plots(tables: dict, figures: dict, lr_draws: np.ndarray | None) -> dict:
+    out: dict = {"one_way": []}
+    ow = tables["ae_one_way"]
+    for fac, t in ow.groupby("factor", sort=False):
+        fig, ax = new_figure(7, 2.4)
+        x = np.arange(len(t))
+        ax.bar(x - 0.2, t["actual"] / t["people"], width=0.4, label="actual")
+        ax.bar(x + 0.2, t["expected"] / t["people"], width=0.4, label="expected")
+        ax.set_xticks(x, t["level"].astype(str))
+        ax.set_ylabel("yuan per person-year")
+        ax.set_title(f"actual vs expected by {fac}")
+        ax.legend()
+        out["one_way"].append((fac, png_base64(fig)))
+    d = tables["ae_deciles"]
+    fig, ax = new_figure(7, 2.6)
+    ax.plot(d["decile"], d["expected"] / d["people"], marker="o", label="expected")
+    ax.plot(d["decile"], d["actual"] / d["people"], marker="s", label="actual")
+    ax.set_xlabel("decile of expected cost")
+    ax.set_ylabel("yuan per person-year")
+    ax.legend()
+    out["deciles"] = png_base64(fig)
+    if "spiral" in tables:
+        fig, ax = new_figure(7, 2.8)
+        for name, s in tables["spiral"].groupby("scenario", sort=False):
+            ax.plot(s["year"], s["loss_ratio"], marker="o", label=name)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_xlabel("projection year")
+        ax.set_ylabel("loss ratio")
+        ax.legend()
+        out["spiral"] = png_base64(fig)
+    if lr_draws is not None and np.isfinite(lr_draws).all():
+        fig, ax = new_figure(7, 2.4)
+        ax.hist(lr_draws, bins=60)
+        ax.axvline(1.0, color="red", lw=0.8)
+        ax.set_xlabel("loss ratio (simulated)")
+        out["lr"] = png_base64(fig)
+    return out
+
+
+def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
+           lr_draws: np.ndarray | None = None, min_people: int = 10) -> str:
+    from jinja2 import Environment
+    from markupsafe import Markup
+
+    touched = 0
+    one_way, n = suppress_small(tables["ae_one_way"], "people", min_people, ("actual", "expected"))
+    touched += n
+    one_way = one_way.assign(ae=one_way["actual"] / one_way["expected"])
+    deciles, n = suppress_small(tables["ae_deciles"], "people", min_people, ("actual", "expected"))
+    touched += n
+    tables = {**tables, "ae_one_way": one_way, "ae_deciles": deciles}
+    groups = tables["groups"].drop(columns=["note"], errors="ignore").copy()
+    for col in ("deductible", "limit"):
+        groups[col] = groups[col].map(lambda v: f"{v:,.0f}" if np.isfinite(v) else "none")
+    # an event count is a count of people's claims: under the threshold it is not shown
+    groups["events"] = groups["events"].map(
+        lambda n: f"{n:,}" if n >= min_people or n == 0 else f"<{min_people}")
+    plots = _plots(tables, figures, lr_draws)
+    spiral = tables.get("spiral")
+    return Environment(autoescape=True).from_string(TEMPLATE).render(
+        f=figures, m=manifest, plots=plots, gini=tables.get("gini", float("nan")),
+        groups=Markup(_html(groups, "{:,.4g}")),
+        coefficients=Markup(_html(tables["coefficients"], "{:.4f}")),
+        one_way=Markup(_html(one_way)), deciles=Markup(_html(deciles)),
+        spiral=Markup(_html(spiral, "{:,.4f}")) if spiral is not None else None,
+        assumptions_text=assumptions_text, min_people=min_people, suppressed=touched)

@@ -1,0 +1,139 @@
+"""``puhui price`` and ``puhui reproduce``: the pricing run with its files.
+
+``OUT/pricing.json`` (the figures), ``OUT/report.html`` (the report) and
+``OUT/manifest.json``: the hash of every input (each fund-data file, every file of the
+actuarial basis, the assumptions file), the package version, the seed and the options.
+:func:`reproduce` checks the inputs against the manifest, re-runs the pricing and
+compares every figure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import tempfile
+from pathlib import Path
+
+from puhui import __version__
+from puhui.basis import actuarial_dir
+from puhui.errors import InputError
+
+MANIFEST_VERSION = 1
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def input_hashes(data_dir: Path, product_file: Path, assumptions_file: Path) -> dict:
+    """Hashes of every input: the data folder's Parquet files, the product file, the
+    assumptions file and every file of the actuarial basis (lists, tables, rules the
+    product may reach through ``extends``)."""
+    basis = actuarial_dir()
+    return {
+        "data": {p.name: sha256(p) for p in sorted(Path(data_dir).glob("*.parquet"))},
+        "product_file": sha256(product_file),
+        "assumptions_file": sha256(assumptions_file),
+        "actuarial": {str(p.relative_to(basis)): sha256(p)
+                      for p in sorted(basis.rglob("*")) if p.is_file()},
+    }
+
+
+def _versions() -> dict:
+    import numpy
+    import pandas
+    import scipy
+    import statsmodels
+
+    return {"puhui": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "pandas": pandas.__version__, "scipy": scipy.__version__,
+            "statsmodels": statsmodels.__version__}
+
+
+def load_valid_fund(data_dir: Path):
+    """The fund data, validated: pricing refuses data that breaks a contract rule."""
+    from puhui.fund.files import FundData
+    from puhui.fund.validate import validate_dir
+
+    rep = validate_dir(data_dir, keep=True)
+    if not rep.ok:
+        msgs = "\n".join(p.message() for p in rep.problems)
+        raise InputError(f"{data_dir}: the data breaks the contract; fix it before pricing "
+                         f"(`puhui validate {data_dir}` lists the same):\n{msgs}")
+    t = rep.typed
+    return FundData(t["persons"], t["policies"], t["settlements"], t["settlement_lines"])
+
+
+def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0,
+              assumptions_file: str | Path | None = None, policies: int | None = None,
+              progress=None) -> dict:
+    """Price and write the three files; returns the figures."""
+    from puhui.pricing.premium import load_assumptions, price
+    from puhui.pricing.report import render
+    from puhui.products.model import load_product
+
+    product_file, data_dir, out = Path(product_file), Path(data_dir), Path(out)
+    product = load_product(product_file)
+    assumptions, a_path = load_assumptions(assumptions_file)
+    say = progress or (lambda step: None)
+    say("reading and validating the fund data")
+    data = load_valid_fund(data_dir)
+    result = price(product, data, assumptions, seed=seed, policies=policies, progress=progress)
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "command": "price",
+        "package_version": __version__,
+        "versions": _versions(),
+        "seed": seed,
+        "options": {"product": str(product_file.resolve()), "data": str(data_dir.resolve()),
+                    "assumptions": str(a_path.resolve()), "policies": policies},
+        "inputs": input_hashes(data_dir, product_file, a_path),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result.figures, indent=2, ensure_ascii=False, sort_keys=False)
+    (out / "pricing.json").write_text(text + "\n", encoding="utf-8")
+    manifest["outputs"] = {"pricing.json": hashlib.sha256(text.encode()).hexdigest()}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    say("writing the report")
+    html = render(result.figures, result.tables, manifest, a_path.read_text(encoding="utf-8"),
+                  result.lr_draws, int(assumptions.get("report", {}).get("min_cell_people", 10)))
+    (out / "report.html").write_text(html, encoding="utf-8")
+    return result.figures
+
+
+def _differences(a, b, path="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a or k not in b:
+                out.append(f"{path}{k}: only in {'the original' if k in a else 'the re-run'}")
+            else:
+                out += _differences(a[k], b[k], f"{path}{k}.")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}{i}.")]
+    return [] if a == b else [f"{path.rstrip('.')}: {a!r} then {b!r}"]
+
+
+def reproduce(manifest_file: str | Path, progress=None) -> tuple[bool, list[str]]:
+    """Re-run the pricing a manifest describes; (identical, differences)."""
+    manifest_file = Path(manifest_file)
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        opts = manifest["options"]
+        original = json.loads((manifest_file.parent / "pricing.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{manifest_file}: not a pricing manifest with its pricing.json "
+                         f"beside it ({e})") from None
+    now = input_hashes(Path(opts["data"]), Path(opts["product"]), Path(opts["assumptions"]))
+    changed = _differences(manifest["inputs"], now)
+    if changed:
+        return False, ["inputs differ from the manifest's:"] + changed
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = run_price(opts["product"], opts["data"], tmp, seed=manifest["seed"],
+                            assumptions_file=opts["assumptions"], policies=opts["policies"],
+                            progress=progress)
+    figures = json.loads(json.dumps(figures, ensure_ascii=False))
+    diffs = _differences(original, figures)
+    return not diffs, diffs
