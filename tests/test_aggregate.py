@@ -11,10 +11,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from puhui.pricing.aggregate import (annual_benefit_moments, annual_benefit_moments_of,
-                                     compound_fft, discretise,
-                                     expected_benefit, limited_expected_value,
-                                     panjer_negbin, panjer_poisson)
+from puhui.pricing.aggregate import (
+    annual_benefit_moments,
+    annual_benefit_moments_of,
+    compound_fft,
+    discretise,
+    expected_benefit,
+    limited_expected_value,
+    panjer_negbin,
+    panjer_poisson,
+)
 
 THETA = 8000.0          # mean claim (yuan)
 H = 100.0               # grid span (yuan)

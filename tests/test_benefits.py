@@ -21,7 +21,7 @@ def settlement(sid, day, inlist=0.0, outlist=0.0, psn="P1", med_type="21", hosp_
                insutype="310"):
     """A settlement whose person still owes ``inlist`` (in-list) and ``outlist``
     (out-of-list) yuan after basic insurance."""
-    f = lambda y: int(round(y * 100))  # noqa: E731
+    f = lambda y: int(round(y * 100))
     return dict(setl_id=sid, psn_no=psn, setl_time=pd.Timestamp(day), med_type=med_type,
                 hosp_lv=hosp_lv, insutype=insutype, medfee_sumamt=f(inlist + outlist) * 3,
                 fulamt_ownpay_amt=f(outlist), overlmt_selfpay=0,

@@ -96,7 +96,7 @@ def test_faces_agree_and_payouts_respect_the_terms(pid, people, rows, drop):
         assert (ded <= elig).all()
         ded_max = max(v for _, v in b.layer.deductible.options) if b.layer.deductible else 0
         lim = b.layer.limit.options[-1][1] if b.layer.limit else None
-        for p in set(pol_no[pol_no != None]):  # noqa: E711
+        for p in set(pol_no[pol_no != None]):
             mine = pol_no == p
             assert ded[mine].sum() <= ded_max
             if lim is not None:
@@ -106,7 +106,7 @@ def test_faces_agree_and_payouts_respect_the_terms(pid, people, rows, drop):
         members = [b for b in product.benefits if b.layer.limit_accumulator == acc]
         lim = members[0].layer.limit.options[-1][1]
         total = sum(v.payout[b.id] for b in members)
-        for p in set(pol_no[pol_no != None]):  # noqa: E711
+        for p in set(pol_no[pol_no != None]):
             assert total[pol_no == p].sum() <= lim
 
     # A reversal: settlement k leaves the data. Re-adjudicating without it changes

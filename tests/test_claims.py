@@ -329,7 +329,7 @@ def test_proactive_then_claimed_pays_each_due_amount_once(city, tmp_path):
 
 def test_cli_claims_run_direct_and_export(city, tmp_path):
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    puhui = lambda *a: subprocess.run([sys.executable, "-m", "puhui", *a],  # noqa: E731
+    puhui = lambda *a: subprocess.run([sys.executable, "-m", "puhui", *a],
                                       capture_output=True, text=True)
     r = puhui("claims", "run", "--product", "huhuibao-2025", "--data", str(city), "--ledger", url,
               "--batch", "b1", "--out", str(tmp_path / "o"))

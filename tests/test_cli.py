@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 
-
 def puhui(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "puhui", *args], capture_output=True,
                           text=True, cwd=cwd)

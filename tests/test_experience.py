@@ -4,7 +4,11 @@ import pandas as pd
 
 from puhui.benefits.calculator import adjudicate
 from puhui.fund.files import read_fund
-from puhui.pricing.experience import effective_settlements, experience, preexisting_from_history
+from puhui.pricing.experience import (
+    effective_settlements,
+    experience,
+    preexisting_from_history,
+)
 from puhui.products.model import load_product, product_path
 
 PRODUCT = load_product(product_path("huhuibao-2025"))

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from puhui.errors import RuleFileError
 from puhui.tiers.layers import grouped_cumsum, run_layer
 from puhui.tiers.reference import settle_one
 from puhui.tiers.waterfall import check_layers, parse_layer, run_waterfall
-from puhui.errors import RuleFileError
 
 
 def test_grouped_cumsum_interleaved_groups():

@@ -105,7 +105,7 @@ def test_diff_lists_the_changed_terms():
 
 
 def test_cli_product_commands(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "puhui", "product", *a],  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "puhui", "product", *a],
                                     capture_output=True, text=True)
     r = run("show", "huhuibao-2025")
     assert r.returncode == 0 and "benefit hospital / limit" in r.stdout

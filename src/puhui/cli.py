@@ -292,11 +292,14 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
     gross = f["gross_premium"]
     gross_text = (f"{gross:,.2f} yuan" if isinstance(gross, (int, float))
                   else "by cell (see pricing.json)")
+    def pct(v):
+        return "n/a" if v is None else f"{v:.1%}"
+
+    iv = f["loss_ratio_interval"]
     click.echo(f"{f['product_id']}: pure premium {f['pure_premium']['total']:,.2f} yuan, "
                f"gross premium {gross_text}; expected loss ratio "
-               f"{f['expected_loss_ratio']:.1%} at the {f['loss_ratio_basis']} "
-               f"(90% interval {f['loss_ratio_interval']['lower']:.1%} to "
-               f"{f['loss_ratio_interval']['upper']:.1%})")
+               f"{pct(f['expected_loss_ratio'])} at the {f['loss_ratio_basis']} "
+               f"({iv['level']:.0%} interval {pct(iv['lower'])} to {pct(iv['upper'])})")
     for n in f["notes"]:
         click.echo(f"  note: {n}")
     click.echo(f"  {Path(out) / 'pricing.json'}\n  {Path(out) / 'report.html'}\n"
@@ -331,8 +334,8 @@ def schema():
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def summary(directory):
     """Summarise a fund-data folder and compare it with the published Huhuibao shape."""
-    from puhui.synth.calibration import calibration_table, describe_fund
     from puhui.fund.files import read_fund
+    from puhui.synth.calibration import calibration_table, describe_fund
 
     data = read_fund(directory)
     click.echo(describe_fund(data))

@@ -16,8 +16,17 @@ import pandas as pd
 from puhui.errors import InputError
 from puhui.fund import privacy
 from puhui.fund.files import read_raw, to_engine_types
-from puhui.fund.schema import (FUND_PAYMENTS, PERSONS, POLICIES, SETTLEMENT_LINES,
-                               SETTLEMENT_MONEY, SETTLEMENTS, TABLES, Column, Table)
+from puhui.fund.schema import (
+    FUND_PAYMENTS,
+    PERSONS,
+    POLICIES,
+    SETTLEMENT_LINES,
+    SETTLEMENT_MONEY,
+    SETTLEMENTS,
+    TABLES,
+    Column,
+    Table,
+)
 
 MAX_EXAMPLES = 3
 

@@ -16,7 +16,8 @@ and E[B], E[B^2] per cell come from the discretised compound distribution
 floats: pricing estimates, it does not pay.
 
 Rating factors are chosen by the data: a factor enters only when each of its levels has
-at least ``min_level_events`` events (for age, the coarse ``age_group`` is tried when the
+at least ``min_level_events`` events (30 by default: a level with fewer has too little
+credibility to carry its own relativity) (for age, the coarse ``age_group`` is tried when the
 bands are too thin), so sparse benefits (proton, CAR-T) get an intercept-only model
 rather than a fit that runs to minus infinity on an empty level.
 """
@@ -130,7 +131,7 @@ def pricing_groups(product: Product, weights: dict[str, float] | None = None) ->
 
 
 def choose_factors(frame: pd.DataFrame, count: str, candidates=RATING_FACTORS,
-                   min_level_events: int = 5) -> tuple[str, ...]:
+                   min_level_events: int = 30) -> tuple[str, ...]:
     """The candidate factors each of whose levels has ``min_level_events`` events;
     ``age_group`` stands in for ``age_band`` when the bands are too thin."""
     chosen = []
@@ -154,6 +155,21 @@ def predict_by_cell(predict, frame: pd.DataFrame, factors) -> np.ndarray:
     return predict(combos)[g.ngroup().to_numpy()]
 
 
+def pearson_dispersion(frame: pd.DataFrame, count: str, rate: np.ndarray, n_params: int) -> float:
+    """The quasi-Poisson dispersion of the counts on person-years (at least 1)::
+
+        phi = sum (n_i - mu_i)^2 / mu_i / (rows - parameters),   mu_i = exposure_i rate_i
+
+    The Poisson GLM's covariance assumes phi = 1; over-dispersed counts (a person with
+    one stay is likely to have another) make its standard errors too small by sqrt(phi).
+    """
+    n = frame[count].to_numpy(dtype=float)
+    mu = frame["exposure"].to_numpy(dtype=float) * rate
+    on = mu > 0
+    dof = max(int(on.sum()) - n_params, 1)
+    return max(1.0, float((((n - mu) ** 2)[on] / mu[on]).sum()) / dof)
+
+
 def negbin_alpha(frame: pd.DataFrame, count: str, rate: np.ndarray) -> float:
     """Moment estimate of the NB2 dispersion given fitted rates per unit exposure::
 
@@ -169,6 +185,74 @@ def negbin_alpha(frame: pd.DataFrame, count: str, rate: np.ndarray) -> float:
     return max(0.0, float(((n - mu) ** 2 - n).sum()) / denom)
 
 
+def design_matrix(params: pd.Series, cells: pd.DataFrame) -> np.ndarray:
+    """The treatment-coded design matrix of ``cells`` for a fit of ``y ~ C(a) + C(b)``,
+    built from the coefficient names (``Intercept``, ``C(a)[T.level]``), so it does not
+    depend on the formula engine's internals.
+
+    >>> p = pd.Series([0.1, 0.2], index=["Intercept", "C(sex)[T.2]"])
+    >>> design_matrix(p, pd.DataFrame({"sex": ["1", "2"]})).tolist()
+    [[1.0, 0.0], [1.0, 1.0]]
+    """
+    cols = []
+    for name in params.index:
+        if name == "Intercept":
+            cols.append(np.ones(len(cells)))
+            continue
+        if not (name.startswith("C(") and "[T." in name and name.endswith("]")):
+            raise ValueError(f"cannot build the design column for {name!r}")
+        factor = name[2:name.index(")")]
+        level = name[name.index("[T.") + 3:-1]
+        cols.append((cells[factor].astype(str).to_numpy() == level).astype(float))
+    return np.column_stack(cols)
+
+
+def mean_draws(result, cells: pd.DataFrame, w: np.ndarray, rng, n: int,
+               cov_scale: float = 1.0) -> np.ndarray:
+    """Ratio of the mix-weighted mean under n coefficient draws (normal, the fit's
+    covariance times ``cov_scale``) to the fitted one."""
+    X = design_matrix(result.params, cells)
+    b = result.params.to_numpy()
+    cov = np.asarray(result.cov_params()) * cov_scale
+    if not np.isfinite(cov).all():
+        return np.ones(n)     # a degenerate fit (thin data): no draws rather than nonsense
+    # eigh tolerates the near-singular covariance of a thin fit (cholesky refuses it)
+    draws = rng.multivariate_normal(b, cov, size=n, method="eigh")
+    base = float(np.dot(w, np.exp(X @ b)))
+    return (np.exp(draws @ X.T) @ w) / base
+
+
+def parameter_draws(model: "BenefitCostModel", cells: pd.DataFrame, terms: GroupTerms,
+                    w: np.ndarray, rng, sims: int, sev_trend: float = 1.0) -> np.ndarray:
+    """Draws of cost_draw / cost from the GLMs' parameter uncertainty, to first order in
+    logs::
+
+        log(cost_draw / cost) = sum_k e_fk dlog lambda_k + e_sk dlog mu_k
+
+    where e_fk, e_sk are the cost's elasticities to kind k's frequency and severity
+    (finite differences of the compound calculation, one kind at a time: a deductible
+    makes the cost far more sensitive to stays than to outpatient visits) and
+    dlog lambda_k, dlog mu_k the log-change of kind k's mix-weighted frequency and
+    severity under normal draws of its coefficients (the frequency covariance scaled by
+    the quasi-Poisson dispersion)."""
+    eps = 1.05
+
+    def cost_with(factors):
+        return float(np.dot(w, model.moments(cells, terms, 1.0, sev_trend, factors)[0]) / w.sum())
+
+    cost = cost_with(None)
+    if cost <= 0:
+        return np.ones(sims)
+    total = np.zeros(sims)
+    for k, (lam, _mu) in zip(model.kinds_, model.rates(cells)):
+        e_f = np.log(cost_with({k.name: (eps, 1.0)}) / cost) / np.log(eps)
+        e_s = np.log(cost_with({k.name: (1.0, eps)}) / cost) / np.log(eps)
+        d_f = np.log(mean_draws(k.frequency.result_, cells, w, rng, sims, k.dispersion))
+        d_s = np.log(mean_draws(k.severity.result_, cells, w * lam, rng, sims))
+        total += e_f * d_f + e_s * d_s
+    return np.exp(total)
+
+
 @dataclass
 class ClaimKind:
     """Frequency and severity of one kind of claim (inpatient stays, or outpatient
@@ -181,6 +265,7 @@ class ClaimKind:
     severity: GammaSeverity
     shape: SplicedSeverity
     events: int
+    dispersion: float = 1.0      # quasi-Poisson phi of the counts (scales the covariance)
 
 
 class BenefitCostModel:
@@ -206,7 +291,7 @@ class BenefitCostModel:
     """
 
     def __init__(self, factors=None, threshold_quantile: float = 0.95,
-                 min_exceedances: int = 50, min_level_events: int = 5, grid: int = 2 ** 15):
+                 min_exceedances: int = 50, min_level_events: int = 30, grid: int = 2 ** 15):
         self.factors = factors
         self.threshold_quantile = threshold_quantile
         self.min_level_events = min_level_events
@@ -228,12 +313,14 @@ class BenefitCostModel:
             factors = (tuple(self.factors) if self.factors is not None
                        else choose_factors(f, "_count", min_level_events=self.min_level_events))
             freq = PoissonFrequency(factors).fit(f, "_count")
-            alpha = negbin_alpha(f, "_count", predict_by_cell(freq.predict, f, factors))
+            rate = predict_by_cell(freq.predict, f, factors)
+            alpha = negbin_alpha(f, "_count", rate)
+            phi = pearson_dispersion(f, "_count", rate, len(freq.params_))
             sev = GammaSeverity(factors).fit(ev, amount)
             z = ev[amount].to_numpy(dtype=float) / predict_by_cell(sev.predict, ev, factors)
             shape = SplicedSeverity(self.threshold_quantile, self.min_exceedances).fit(z)
             name = {True: "inpatient", False: "outpatient"}.get(value, str(value))
-            self.kinds_.append(ClaimKind(name, factors, freq, alpha, sev, shape, len(ev)))
+            self.kinds_.append(ClaimKind(name, factors, freq, alpha, sev, shape, len(ev), phi))
         return self
 
     def rates(self, cells: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -241,19 +328,32 @@ class BenefitCostModel:
         return [(k.frequency.predict(cells), k.severity.predict(cells)) for k in self.kinds_]
 
     def moments(self, cells: pd.DataFrame, terms: GroupTerms, frequency_factor: float = 1.0,
-                severity_factor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                severity_factor: float = 1.0, kind_factors: dict | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
         """E[B] and E[B^2] per cell (yuan, one full policy year), with the frequency and
-        severity optionally scaled (trend, what-if, sensitivities)."""
+        severity optionally scaled (trend, what-if, sensitivities), for all kinds or,
+        through ``kind_factors`` ({kind: (frequency factor, severity factor)}), one."""
+        kind_factors = kind_factors or {}
         m1, m2 = np.zeros(len(cells)), np.zeros(len(cells))
         if not self.kinds_:
             return m1, m2
         rates = self.rates(cells)
         pre = cells["preexisting"].astype(int).to_numpy() == 1
         for i in range(len(cells)):
-            comps = [(k.shape.limited_mean, mu[i] * severity_factor, lam[i] * frequency_factor,
+            comps = [(k.shape.limited_mean,
+                      mu[i] * severity_factor * kind_factors.get(k.name, (1.0, 1.0))[1],
+                      lam[i] * frequency_factor * kind_factors.get(k.name, (1.0, 1.0))[0],
                       1.0 / k.alpha if k.alpha > 0 else None)
                      for k, (lam, mu) in zip(self.kinds_, rates)]
             r = terms.preexisting_ratio if pre[i] else terms.ratio
             m1[i], m2[i] = annual_benefit_moments_of(comps, terms.deductible, r, terms.limit,
                                                      n=self.grid)
         return m1, m2
+
+    def cost_draws(self, cells: pd.DataFrame, terms: GroupTerms, w: np.ndarray, rng, sims: int,
+                   severity_factor: float = 1.0) -> np.ndarray:
+        """Draws of (mix-weighted cost under parameter uncertainty) / (fitted cost)
+        (:func:`parameter_draws`)."""
+        if not self.kinds_:
+            return np.ones(sims)
+        return parameter_draws(self, cells, terms, w, rng, sims, severity_factor)

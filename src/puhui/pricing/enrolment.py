@@ -24,6 +24,8 @@ or migration in the projection): the spiral shows the selection effect alone.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -52,13 +54,17 @@ class LogisticCells:
         import statsmodels.api as sm
         import statsmodels.formula.api as smf
 
-        g = frame.groupby(list(self.factors), observed=True)[outcome]
-        cells = g.agg(successes="sum", trials="size").reset_index()
-        cells["failures"] = cells["trials"] - cells["successes"]
+        f = frame[list(self.factors)].assign(_y=frame[outcome].astype(int).to_numpy())
+        cells = (f.groupby(list(self.factors), observed=True)
+                 .agg(successes=("_y", "sum"), trials=("_y", "size")).reset_index())
+        cells["share"] = cells["successes"] / cells["trials"]
         rhs = " + ".join(f"C({f})" for f in self.factors) or "1"
-        model = smf.glm(f"successes + failures ~ {rhs}", data=cells,
-                        family=sm.families.Binomial())
-        self.result_ = model.fit()
+        # proportions weighted by their trials: the binomial likelihood of the counts
+        model = smf.glm(f"share ~ {rhs}", data=cells, family=sm.families.Binomial(),
+                        var_weights=cells["trials"].to_numpy(dtype=float))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # saturated: no residual dof
+            self.result_ = model.fit(scale=1.0)
         self.params_, self.bse_ = self.result_.params, self.result_.bse
         self.cells_ = cells.assign(fitted=self.result_.fittedvalues.to_numpy())
         return self
@@ -81,8 +87,8 @@ class EnrolmentModel:
         f = with_previous_enrolment(frame)
         self.last_year_ = int(f["year"].max())
         prev = f["prev_enrolled"]
-        renew = f[prev.notna() & (prev == True)]            # noqa: E712 (object column)
-        entry = f[prev.isna() | (prev == False)]            # noqa: E712
+        renew = f[prev.notna() & (prev == True)]
+        entry = f[prev.isna() | (prev == False)]
         self.renewal_ = (LogisticCells(self.factors).fit(renew, "enrolled")
                          if len(renew) and renew["enrolled"].nunique() > 1 else None)
         self.entry_ = LogisticCells(self.factors).fit(entry, "enrolled")

@@ -33,8 +33,13 @@ import pandas as pd
 from puhui.basis import actuarial_dir, read_toml
 from puhui.errors import InputError
 from puhui.fund.files import FundData
-from puhui.pricing.benefit_cost import (RATING_FACTORS, BenefitCostModel, GroupTerms, age_group,
-                                        pricing_groups)
+from puhui.pricing.benefit_cost import (
+    RATING_FACTORS,
+    BenefitCostModel,
+    GroupTerms,
+    age_group,
+    pricing_groups,
+)
 from puhui.pricing.enrolment import EnrolmentModel, spiral
 from puhui.pricing.experience import experience
 from puhui.pricing.frequency import rating_frame
@@ -125,60 +130,6 @@ def _group_events(ev: pd.DataFrame, terms: GroupTerms) -> pd.DataFrame:
     return e.assign(amount=e["eligible"].to_numpy() / 100.0)
 
 
-def design_matrix(params: pd.Series, cells: pd.DataFrame) -> np.ndarray:
-    """The treatment-coded design matrix of ``cells`` for a fit of ``y ~ C(a) + C(b)``,
-    built from the coefficient names (``Intercept``, ``C(a)[T.level]``), so it does not
-    depend on the formula engine's internals.
-
-    >>> p = pd.Series([0.1, 0.2], index=["Intercept", "C(sex)[T.2]"])
-    >>> design_matrix(p, pd.DataFrame({"sex": ["1", "2"]})).tolist()
-    [[1.0, 0.0], [1.0, 1.0]]
-    """
-    cols = []
-    for name in params.index:
-        if name == "Intercept":
-            cols.append(np.ones(len(cells)))
-            continue
-        if not (name.startswith("C(") and "[T." in name and name.endswith("]")):
-            raise ValueError(f"cannot build the design column for {name!r}")
-        factor = name[2:name.index(")")]
-        level = name[name.index("[T.") + 3:-1]
-        cols.append((cells[factor].astype(str).to_numpy() == level).astype(float))
-    return np.column_stack(cols)
-
-
-def _mean_draws(result, cells: pd.DataFrame, w: np.ndarray, rng, n: int) -> np.ndarray:
-    """Ratio of the mix-weighted mean under n coefficient draws to the fitted one."""
-    X = design_matrix(result.params, cells)
-    b = result.params.to_numpy()
-    cov = np.asarray(result.cov_params())
-    draws = rng.multivariate_normal(b, cov, size=n, method="cholesky")
-    base = float(np.dot(w, np.exp(X @ b)))
-    return (np.exp(draws @ X.T) @ w) / base
-
-
-def _parameter_draws(model: BenefitCostModel, cells: pd.DataFrame, terms: GroupTerms,
-                     w: np.ndarray, cost: float, sev_trend: float, rng, sims: int) -> np.ndarray:
-    """Draws of cost_draw / cost from the GLMs' parameter uncertainty, to first order in
-    logs: the cost's elasticities to frequency and severity (finite differences of the
-    compound calculation) times the log-change of the mix-weighted frequency and
-    severity under normal draws of each kind's coefficients (kinds weighted by their
-    share of expected eligible amounts)."""
-    eps = 1.05
-    c_f = float(np.dot(w, model.moments(cells, terms, eps, sev_trend)[0]) / w.sum())
-    c_s = float(np.dot(w, model.moments(cells, terms, 1.0, sev_trend * eps)[0]) / w.sum())
-    e_f, e_s = np.log(c_f / cost) / np.log(eps), np.log(c_s / cost) / np.log(eps)
-    shares, log_f, log_s = [], [], []
-    for k, (lam, mu) in zip(model.kinds_, model.rates(cells)):
-        shares.append(float(np.dot(w, lam * mu)))
-        log_f.append(np.log(_mean_draws(k.frequency.result_, cells, w, rng, sims)))
-        log_s.append(np.log(_mean_draws(k.severity.result_, cells, w * lam, rng, sims)))
-    sh = np.array(shares) / sum(shares)
-    d_f = sum(s * x for s, x in zip(sh, log_f))
-    d_s = sum(s * x for s, x in zip(sh, log_s))
-    return np.exp(e_f * d_f + e_s * d_s)
-
-
 def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
           policies: int | None = None, progress=None) -> Pricing:
     """Price ``product`` on ``data`` (see the module docstring)."""
@@ -249,8 +200,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
             notes.append(f"{terms.id}: no events in the data, so no experience to price on "
                          f"(pure premium 0); supply an external assumption before using this price")
         elif cost > 0:
-            draws_total += cost * _parameter_draws(model, cells, terms, w, cost, sev_trend,
-                                                   rng, sims)
+            draws_total += cost * model.cost_draws(cells, terms, w, rng, sims, sev_trend)
         total_elig = sum(elig_by_benefit.get(b, 0) for b in terms.benefits)
         for b in terms.benefits:
             share = (elig_by_benefit.get(b, 0) / total_elig) if total_elig else 1 / len(terms.benefits)
@@ -283,6 +233,9 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     shape = np.where(mean_tot > 0, mean_tot ** 2 / var_tot, 1.0)
     totals = np.where(mean_tot > 0, rng.gamma(shape, var_tot / np.maximum(mean_tot, 1e-12)), 0.0)
     lr = totals / (n_policies * basis) if basis else np.full(sims, np.nan)
+    if not np.isfinite(draws_total).all():
+        notes.append("the parameter uncertainty is unbounded (a model fitted on too few "
+                     "events): the interval has no upper end; get more data or fewer factors")
     level = float(assumptions["interval"].get("level", 0.90))
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
 

@@ -50,10 +50,10 @@ and checks every figure.</p>
 </table>
 {% if f.gross_premium is not number %}<table><tr><th>ages</th><th>pre-existing</th><th>filed</th><th>gross premium</th></tr>
 {% for c in f.gross_premium %}<tr><td>{{ c.min_age }}-{{ c.max_age }}</td><td>{{ c.preexisting }}</td><td class="n">{{ c.filed_premium }}</td><td class="n">{{ c.gross_premium }}</td></tr>{% endfor %}</table>{% endif %}
-<p>Expected loss ratio at the {{ f.loss_ratio_basis }}: <b>{{ '{:.1%}'.format(f.expected_loss_ratio) }}</b>;
-{{ '{:.0%}'.format(f.loss_ratio_interval.level) }} interval {{ '{:.1%}'.format(f.loss_ratio_interval.lower) }} to
-{{ '{:.1%}'.format(f.loss_ratio_interval.upper) }}; probability of a loss ratio above 100 %:
-<b>{{ '{:.1%}'.format(f.prob_loss_ratio_above_100) }}</b>. Pure premium interval (parameter uncertainty only):
+<p>Expected loss ratio at the {{ f.loss_ratio_basis }}: <b>{{ f.expected_loss_ratio|pct }}</b>;
+{{ f.loss_ratio_interval.level|pct0 }} interval {{ f.loss_ratio_interval.lower|pct }} to
+{{ f.loss_ratio_interval.upper|pct }}; probability of a loss ratio above 100 %:
+<b>{{ f.prob_loss_ratio_above_100|pct }}</b>. Pure premium interval (parameter uncertainty only):
 {{ f.pure_premium_interval.lower }} to {{ f.pure_premium_interval.upper }}.
 The interval combines normal draws of every GLM's coefficients (moving the pure premium through its
 elasticities to frequency and severity) with the year's total claims over {{ '{:,}'.format(f.policies) }}
@@ -186,7 +186,10 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
         lambda n: f"{n:,}" if n >= min_people or n == 0 else f"<{min_people}")
     plots = _plots(tables, figures, lr_draws)
     spiral = tables.get("spiral")
-    return Environment(autoescape=True).from_string(TEMPLATE).render(
+    env = Environment(autoescape=True)
+    env.filters["pct"] = lambda v: "n/a" if v is None else f"{v:.1%}"
+    env.filters["pct0"] = lambda v: "n/a" if v is None else f"{v:.0%}"
+    return env.from_string(TEMPLATE).render(
         f=figures, m=manifest, plots=plots, gini=tables.get("gini", float("nan")),
         groups=Markup(_html(groups, "{:,.4g}")),
         coefficients=Markup(_html(tables["coefficients"], "{:.4f}")),

@@ -22,7 +22,12 @@ import numpy as np
 
 from puhui.errors import RuleFileError
 from puhui.money import NO_LIMIT, apply_ratio, ratio_to_bp, yuan_text_to_fen
-from puhui.tiers.layers import LayerOutcome, covered_base, deductible_applied, limited_payment
+from puhui.tiers.layers import (
+    LayerOutcome,
+    covered_base,
+    deductible_applied,
+    limited_payment,
+)
 from puhui.tiers.rules import Choice, Condition, parse_choice, parse_condition
 
 #: Attributes that may change from one settlement to the next within a period; an

@@ -1,0 +1,96 @@
+"""`puhui price` and `puhui reproduce` as the contract fixes them."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+PUHUI = [sys.executable, "-m", "puhui"]
+
+
+def run(*args, **kw):
+    return subprocess.run([*PUHUI, *args], capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def priced(small_city_dir, tmp_path_factory):
+    data = tmp_path_factory.mktemp("pdata") / "city"
+    shutil.copytree(small_city_dir, data)
+    out = tmp_path_factory.mktemp("priced")
+    r = run("price", "--product", "huhuibao-2024", "--data", str(data), "--out", str(out),
+            "--seed", "7")
+    assert r.returncode == 0, r.stderr
+    return data, out, r
+
+
+def test_price_writes_the_contract_files(priced):
+    _, out, r = priced
+    f = json.loads((out / "pricing.json").read_text())
+    for key in ("product_id", "gross_premium", "pure_premium", "expected_loss_ratio",
+                "loss_ratio_interval"):
+        assert key in f
+    assert f["product_id"] == "huhuibao-2024"
+    assert f["pure_premium"]["total"] == pytest.approx(
+        sum(v for k, v in f["pure_premium"].items() if k != "total"), abs=0.02)
+    assert f["gross_premium"] == pytest.approx(f["pure_premium"]["total"] / 0.85, abs=0.02)
+    lo, hi = f["loss_ratio_interval"]["lower"], f["loss_ratio_interval"]["upper"]
+    assert lo <= hi and f["loss_ratio_interval"]["level"] == 0.9
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["seed"] == 7 and m["package_version"]
+    assert set(m["inputs"]["data"]) >= {"persons.parquet", "settlements.parquet"}
+    assert "products/huhuibao-2024.toml" in m["inputs"]["actuarial"]
+    html = (out / "report.html").read_text()
+    assert "Premium build-up" in html and "Traceback" not in r.stderr
+    assert "gross premium" in r.stdout
+
+
+def test_report_shows_no_group_of_fewer_than_ten_people(priced):
+    _, out, _ = priced
+    html = (out / "report.html").read_text()
+    # the one-way and decile tables carry a people column; none shows 1-9 people
+    for table in re.findall(r"<table class=\"dataframe t\">.*?</table>", html, re.S):
+        head = re.findall(r"<th>(.*?)</th>", table)
+        if "people" not in head:
+            continue
+        col = head.index("people")
+        for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]:
+            cells = re.findall(r"<td>(.*?)</td>", row, re.S)
+            assert int(cells[col].replace(",", "")) >= 10
+
+
+def test_reproduce_agrees_and_detects_changes(priced, tmp_path):
+    data, out, _ = priced
+    r = run("reproduce", str(out / "manifest.json"))
+    assert r.returncode == 0, r.stderr
+    # a changed figure: not reproduced
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    f = json.loads((copy / "pricing.json").read_text())
+    f["pure_premium"]["total"] += 0.01
+    (copy / "pricing.json").write_text(json.dumps(f))
+    r = run("reproduce", str(copy / "manifest.json"))
+    assert r.returncode == 1 and "pure_premium.total" in r.stderr
+    # changed data: the inputs differ from the manifest's
+    (data / "persons.parquet").write_bytes((data / "persons.parquet").read_bytes() + b"\0")
+    r = run("reproduce", str(out / "manifest.json"))
+    assert r.returncode == 1 and "inputs differ" in r.stderr
+
+
+def test_bad_input_exits_2(city_copy, tmp_path):
+    import pandas as pd
+
+    p = city_copy / "settlements.parquet"
+    st = pd.read_parquet(p, engine="fastparquet")
+    st = st.drop(columns=["hifp_pay"])
+    st.to_parquet(p, engine="fastparquet")
+    r = run("price", "--product", "huhuibao-2024", "--data", str(city_copy), "--out",
+            str(tmp_path / "o"))
+    assert r.returncode == 2 and "hifp_pay" in r.stderr and "Traceback" not in r.stderr
+    r = run("price", "--product", "huhuibao-2024", "--data", str(city_copy), "--out",
+            str(tmp_path / "o"), "--assumptions", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "assumptions" in r.stderr
+    r = run("reproduce", str(tmp_path / "nothing.json"))
+    assert r.returncode == 2 and "manifest" in r.stderr
