@@ -306,6 +306,34 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
                f"  {Path(out) / 'manifest.json'}")
 
 
+@cli.command("what-if")
+@click.argument("priced", type=click.Path(file_okay=False))
+@click.option("--benefit", required=True, help="the benefit whose terms change")
+@click.option("--deductible", type=click.FloatRange(0), default=None, help="yuan a year")
+@click.option("--ratio", type=click.FloatRange(0, 1), default=None)
+@click.option("--preexisting-ratio", type=click.FloatRange(0, 1), default=None)
+@click.option("--limit", type=click.FloatRange(0), default=None, help="yuan a year")
+@click.option("--drop-drug", "drop_drugs", multiple=True,
+              help="take a drug (list code) off a line benefit's list; repeat for more")
+def what_if(priced, benefit, deductible, ratio, preexisting_ratio, limit, drop_drugs):
+    """Re-price a change of terms or drug list from a `puhui price` run, without refitting."""
+    from puhui.pricing.whatif import PricingState, reprice
+
+    state = PricingState.load(priced)
+    t = reprice(state, benefit, deductible, ratio, preexisting_ratio, limit, tuple(drop_drugs))
+    changes = [f"{k} {v:g}" for k, v in (("deductible", deductible), ("ratio", ratio),
+                                          ("pre-existing ratio", preexisting_ratio),
+                                          ("limit", limit)) if v is not None]
+    if drop_drugs:
+        changes.append("off the list: " + ", ".join(drop_drugs))
+    click.echo(f"{state.product_id}: {benefit} with {'; '.join(changes) or 'no change'} "
+               f"(yuan per policy)")
+    click.echo(f"  {'benefit':<16}{'pure before':>14}{'pure after':>14}{'gross before':>14}{'gross after':>14}")
+    for _, r in t.iterrows():
+        click.echo(f"  {r['benefit']:<16}{r['pure_before']:>14,.2f}{r['pure_after']:>14,.2f}"
+                   f"{r['gross_before']:>14,.2f}{r['gross_after']:>14,.2f}")
+
+
 @cli.command()
 @click.argument("manifest", type=click.Path())
 def reproduce(manifest):

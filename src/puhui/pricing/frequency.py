@@ -91,11 +91,11 @@ class PoissonFrequency:
             # statsmodels' inner least-squares step warns about; the fit is exact
             warnings.simplefilter("ignore", RuntimeWarning)
             res = model.fit()
+            self.null_deviance_ = float(res.null_deviance)   # fits the null model (lazily)
         self.result_ = res
         self.params_ = res.params
         self.bse_ = res.bse
         self.deviance_ = float(res.deviance)
-        self.null_deviance_ = float(res.null_deviance)
         self.cells_ = cells.assign(expected=res.fittedvalues.to_numpy())
         return self
 

@@ -119,6 +119,7 @@ class Pricing:
     models: dict[str, BenefitCostModel] = field(default_factory=dict)
     enrolment: EnrolmentModel | None = None
     lr_draws: np.ndarray | None = None
+    state: object | None = None          # a whatif.PricingState
 
 
 def _group_events(ev: pd.DataFrame, terms: GroupTerms) -> pd.DataFrame:
@@ -300,7 +301,29 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         tables["spiral"] = sp
         figures["spiral"] = [{k: (_r(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
                              for row in sp.to_dict("records")]
-    return Pricing(figures, tables, models, enrol_model, lr)
+    from puhui.pricing.whatif import PricingState, class_c_budget_impact, drug_shares
+
+    elig_share = {}
+    for terms in groups:
+        tot = sum(elig_by_benefit.get(b, 0) for b in terms.benefits)
+        for b in terms.benefits:
+            elig_share[b] = elig_by_benefit.get(b, 0) / tot if tot else 1 / len(terms.benefits)
+    state = PricingState(product.id, groups, models, cells, w, sev_trend, target, n_policies,
+                         elig_share, drug_shares(product, data))
+    bi = assumptions.get("budget_impact", {})
+    if bi.get("class_c_list"):
+        say("budget impact of the class-C list")
+        impact = class_c_budget_impact(product, data, frame[elig], cells, w, CELL_FACTORS,
+                                       n_policies, float(bi.get("class_c_uptake", 0.2)),
+                                       list_id=bi["class_c_list"])
+        if "drugs" in impact:
+            tables["budget_impact"] = impact.pop("drugs")
+            impact["pure_premium_per_insured"] = _r(impact["pure_premium_per_insured"], 2)
+            impact["gross_premium_per_insured"] = _r(
+                impact["pure_premium_per_insured"] / target, 2)
+            impact["total"] = _r(impact["total"], 2)
+        figures["budget_impact_class_c"] = impact
+    return Pricing(figures, tables, models, enrol_model, lr, state)
 
 
 AE_FACTORS = ("age_band", "gender", "insutype", "retired", "preexisting", "prior_stay")

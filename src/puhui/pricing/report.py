@@ -82,6 +82,15 @@ product's calculator on the same person-years.</p>
 {% if plots.deciles %}<img alt="calibration by decile" src="data:image/png;base64,{{ plots.deciles }}">{% endif %}
 {{ deciles }}
 
+{% if f.budget_impact_class_c and f.budget_impact_class_c.drugs is not defined and budget %}<h2>Budget impact: the class-C list added to the special-drug benefit</h2>
+<p>No experience exists for these drugs, so users = policyholders expected next year with a main
+diagnosis among a drug's indications x uptake {{ f.budget_impact_class_c.uptake }} (shared among drugs
+with the same indications, an assumption) x the benefit one year at the listed price pays.
+Pure premium per insured <b>{{ f.budget_impact_class_c.pure_premium_per_insured }}</b> yuan
+(gross {{ f.budget_impact_class_c.gross_premium_per_insured }}), total
+{{ '{:,.0f}'.format(f.budget_impact_class_c.total) }} yuan over {{ '{:,}'.format(f.budget_impact_class_c.policies) }} policies.</p>
+{{ budget }}{% endif %}
+
 {% if spiral %}<h2>Death-spiral projection</h2>
 <p>Each year's price is set on the previous year's mix; renewal and entry respond to the price
 (log-odds shift beta log(P / P_ref), beta by health, scenarios from the assumptions file);
@@ -195,4 +204,5 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
         coefficients=Markup(_html(tables["coefficients"], "{:.4f}")),
         one_way=Markup(_html(one_way)), deciles=Markup(_html(deciles)),
         spiral=Markup(_html(spiral, "{:,.4f}")) if spiral is not None else None,
+        budget=Markup(_html(tables["budget_impact"], "{:,.2f}")) if "budget_impact" in tables else None,
         assumptions_text=assumptions_text, min_people=min_people, suppressed=touched)

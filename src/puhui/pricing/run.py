@@ -95,6 +95,8 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     (out / "pricing.json").write_text(text + "\n", encoding="utf-8")
     manifest["outputs"] = {"pricing.json": hashlib.sha256(text.encode()).hexdigest()}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    if result.state is not None:
+        result.state.save(out)
     say("writing the report")
     html = render(result.figures, result.tables, manifest, a_path.read_text(encoding="utf-8"),
                   result.lr_draws, int(assumptions.get("report", {}).get("min_cell_people", 10)))

@@ -1,0 +1,212 @@
+"""What-if re-pricing without refitting, and the budget impact of class-C drugs.
+
+``puhui price`` keeps what it fitted in ``OUT/models.pkl`` (:class:`PricingState`); a
+what-if changes a benefit's deductible, ratio, pre-existing ratio or limit, or takes
+drugs off a line benefit's list, and recomputes the annual benefit per cell from the
+same frequency and severity models and the same enrolled mix:
+
+- terms: the compound distribution per cell is recomputed with the new terms (exact
+  within the models);
+- a drug taken off the list: the benefit's claims lose that drug's share, to first
+  order: frequency x (1 - share of events), severity x (1 - share of amounts) /
+  (1 - share of events), with the shares from the experience's list lines.
+
+The budget impact of adding class-C drugs (:func:`class_c_budget_impact`) has no
+experience to fit (the class-C list starts in 2026), so it is built from the data's
+diagnoses: for each drug, policyholders expected next year with a main diagnosis among
+the drug's indications, times an uptake rate (an assumption), times the benefit one
+year of the drug's price pays (ratio, pre-existing ratio, limit of the special-drug
+benefit).
+
+``models.pkl`` is a Python pickle: load only files your own runs wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from puhui.errors import InputError
+from puhui.pricing.benefit_cost import BenefitCostModel, GroupTerms
+
+STATE_FILE = "models.pkl"
+
+
+@dataclass
+class PricingState:
+    """What a what-if needs from a pricing run."""
+
+    product_id: str
+    groups: list[GroupTerms]
+    models: dict[str, BenefitCostModel]
+    cells: pd.DataFrame
+    weights: np.ndarray
+    severity_trend: float
+    target_loss_ratio: float
+    policies: int
+    eligible_shares: dict[str, float]               # benefit -> share of its group's eligible
+    drug_shares: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def save(self, out: Path) -> Path:
+        p = Path(out) / STATE_FILE
+        with open(p, "wb") as fh:
+            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        return p
+
+    @staticmethod
+    def load(out: Path) -> "PricingState":
+        p = Path(out) / STATE_FILE
+        if not p.is_file():
+            raise InputError(f"{p}: not found; run `puhui price ... --out {out}` first")
+        with open(p, "rb") as fh:
+            return pickle.load(fh)
+
+
+def drug_shares(product, data, matcher=None) -> dict[str, pd.DataFrame]:
+    """For each line benefit: per listed drug, its share of the benefit's events
+    (settlements with a line of it) and of its amounts, from the effective settlements'
+    lines."""
+    from puhui.benefits.quantities import LineMatcher
+    from puhui.pricing.experience import effective_settlements
+
+    matcher = matcher or LineMatcher(product)
+    ids = set(effective_settlements(data.settlements)["setl_id"].astype(str))
+    lines = data.lines[data.lines["setl_id"].astype(str).isin(ids)]
+    out = {}
+    for b in product.benefits:
+        if not b.lines or b.quantity not in matcher.specs:
+            continue
+        codes = set(matcher.specs[b.quantity].codes)
+        ln = lines[lines["hilist_code"].astype(str).isin(codes)]
+        if ln.empty:
+            continue
+        by = ln.groupby(ln["hilist_code"].astype(str)).agg(
+            events=("setl_id", "nunique"), amount=("amount", "sum"))
+        n_events = ln["setl_id"].nunique()
+        out[b.id] = pd.DataFrame({"code": by.index,
+                                  "event_share": by["events"].to_numpy() / n_events,
+                                  "amount_share": by["amount"].to_numpy() / by["amount"].sum()})
+    return out
+
+
+def _group_of(state: PricingState, benefit: str) -> GroupTerms:
+    for g in state.groups:
+        if benefit in g.benefits:
+            return g
+    raise InputError(f"benefit {benefit!r} is not in {state.product_id} "
+                     f"({', '.join(b for g in state.groups for b in g.benefits)})")
+
+
+def pure_premiums(state: PricingState, groups: list[GroupTerms] | None = None,
+                  factors: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
+    """Pure premium per benefit (yuan per policy) under ``groups`` (default the priced
+    terms) and optional (frequency, severity) factors per group."""
+    w = state.weights
+    out = {}
+    for g in groups or state.groups:
+        f, s = (factors or {}).get(g.id, (1.0, 1.0))
+        m1, _ = state.models[g.id].moments(state.cells, g, f, state.severity_trend * s)
+        cost = float(np.dot(w, m1) / w.sum())
+        for b in g.benefits:
+            out[b] = cost * state.eligible_shares.get(b, 1.0 / len(g.benefits))
+    return out
+
+
+def reprice(state: PricingState, benefit: str, deductible: float | None = None,
+            ratio: float | None = None, preexisting_ratio: float | None = None,
+            limit: float | None = None, drop_drugs: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Pure and gross premium per benefit, as priced and with the change."""
+    g = _group_of(state, benefit)
+    changes = {k: v for k, v in (("deductible", deductible), ("ratio", ratio),
+                                 ("preexisting_ratio", preexisting_ratio), ("limit", limit))
+               if v is not None}
+    new_g = dataclasses.replace(g, **changes)
+    groups = [new_g if x.id == g.id else x for x in state.groups]
+    factors = {}
+    if drop_drugs:
+        shares = state.drug_shares.get(benefit)
+        if shares is None:
+            raise InputError(f"benefit {benefit!r} pays no list lines seen in the data; "
+                             f"--drop-drug applies to a line benefit such as special_drugs")
+        unknown = set(drop_drugs) - set(shares["code"])
+        if unknown:
+            raise InputError(f"drug(s) {', '.join(sorted(unknown))} have no lines under "
+                             f"{benefit!r} in the data; known: {', '.join(shares['code'])}")
+        gone = shares[shares["code"].isin(drop_drugs)]
+        s_ev, s_amt = float(gone["event_share"].sum()), float(gone["amount_share"].sum())
+        f = max(1.0 - s_ev, 0.0)
+        factors[g.id] = (f, (1.0 - s_amt) / f if f > 0 else 0.0)
+    before = pure_premiums(state)
+    after = pure_premiums(state, groups, factors)
+    rows = [{"benefit": b, "pure_before": before[b], "pure_after": after[b]} for b in before]
+    t = pd.DataFrame(rows)
+    total = {"benefit": "total", "pure_before": t["pure_before"].sum(),
+             "pure_after": t["pure_after"].sum()}
+    t = pd.concat([t, pd.DataFrame([total])], ignore_index=True)
+    t["gross_before"] = t["pure_before"] / state.target_loss_ratio
+    t["gross_after"] = t["pure_after"] / state.target_loss_ratio
+    return t
+
+
+def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFrame,
+                          weights: np.ndarray, cell_factors, policies: int, uptake: float,
+                          list_id: str = "class-c-2025", benefit: str = "special_drugs",
+                          min_people: int = 10) -> dict:
+    """Budget impact of adding a class-C list to the special-drug benefit: per drug,
+    expected users = sum over diagnosed people of (expected policies per person of their
+    cell) x uptake / (drugs listed for the same indications); benefit per user = min(ratio x price, limit); per insured = sum of
+    users x benefit / policies; total = per insured x policies (yuan)."""
+    from puhui.drug_lists import load_lists
+    from puhui.pricing.experience import effective_settlements
+
+    lists = load_lists()
+    if list_id not in lists:
+        raise InputError(f"list {list_id!r} is not in actuarial/drugs/lists.toml")
+    items = lists[list_id].items
+    try:
+        b = product.benefit(benefit)
+    except KeyError:
+        return {"note": f"{product.id} has no {benefit!r} benefit; no budget impact computed"}
+    ratio = float(b.raw["ratio"])
+    pre_ratio = float(b.raw.get("preexisting_ratio", ratio))
+    lim = b.raw.get("limit", np.inf)
+    limit = float(lim["amount"] if isinstance(lim, dict) else lim)
+    last = int(frame["year"].max())
+    st = effective_settlements(data.settlements)
+    st = st[st["setl_time"].dt.year == last]
+    cur = frame[frame["year"] == last]
+    key = cur.merge(cells.reset_index()[[*cell_factors, "index"]], on=list(cell_factors),
+                    how="left")["index"].to_numpy()
+    ok = ~pd.isna(key)
+    per_person = pd.Series(np.where(ok, (weights / cells["people"].to_numpy())[
+        np.where(ok, key, 0).astype(int)], 0.0), index=cur["psn_no"].to_numpy())
+    pre = pd.Series(cur["preexisting"].to_numpy(dtype=bool), index=cur["psn_no"].to_numpy())
+    dx = st["dise_code"].astype(str)
+    who = st["psn_no"].astype(str).to_numpy()
+    rows = []
+    # drugs with the same indications compete for the same patients: they share the uptake
+    competitors = items["dise_codes"].astype(str).map(items["dise_codes"].astype(str).value_counts())
+    for (_, it), n_comp in zip(items.iterrows(), competitors):
+        codes = [c.strip() for c in str(it.get("dise_codes", "")).split(";") if c.strip()]
+        hit = dx.str.startswith(tuple(codes)).to_numpy() if codes else np.zeros(len(st), bool)
+        people = pd.Index(np.unique(who[hit])).intersection(per_person.index)
+        expected_holders = float(per_person.reindex(people).sum())
+        users = expected_holders * uptake / n_comp
+        price = float(it["price_yuan"])
+        r = np.where(pre.reindex(people).to_numpy(dtype=bool), pre_ratio, ratio)
+        per_user = float(np.mean(np.minimum(r * price, limit))) if len(people) else 0.0
+        rows.append({"code": str(it["hilist_code"]), "name": str(it.get("name_zh", "")),
+                     "diagnosed_people": len(people) if len(people) >= min_people or
+                     len(people) == 0 else f"<{min_people}",
+                     "expected_users": users, "price": price,
+                     "benefit_per_user": per_user, "cost": users * per_user})
+    t = pd.DataFrame(rows)
+    per_insured = float(t["cost"].sum() / policies) if policies else 0.0
+    return {"list": list_id, "benefit": benefit, "uptake": uptake, "policies": policies,
+            "pure_premium_per_insured": per_insured, "total": per_insured * policies,
+            "drugs": t}

@@ -1,0 +1,72 @@
+"""What-if re-pricing from a pricing run's fitted state, and the class-C budget impact."""
+
+import numpy as np
+import pytest
+
+from puhui.errors import InputError
+from puhui.fund.files import read_fund
+from puhui.pricing.premium import load_assumptions, price
+from puhui.pricing.whatif import PricingState, reprice
+from puhui.products.model import load_product, product_path
+
+
+@pytest.fixture(scope="module")
+def priced():
+    data = read_fund("data-samples/city")
+    assumptions, _ = load_assumptions()
+    return price(load_product(product_path("huhuibao-2025")), data, assumptions, seed=3)
+
+
+def test_no_change_reprices_to_the_priced_figures(priced):
+    t = reprice(priced.state, "hospital").set_index("benefit")
+    assert np.allclose(t["pure_before"], t["pure_after"])
+    for b, v in priced.figures["pure_premium"].items():
+        assert t.loc[b, "pure_before"] == pytest.approx(v, abs=0.006)
+
+
+def test_terms_move_the_premium_the_right_way(priced):
+    base = reprice(priced.state, "hospital").set_index("benefit")["pure_after"]
+    higher_ded = reprice(priced.state, "hospital", deductible=20000).set_index("benefit")["pure_after"]
+    lower_ratio = reprice(priced.state, "hospital", ratio=0.5).set_index("benefit")["pure_after"]
+    assert higher_ded["hospital"] < base["hospital"]
+    assert lower_ratio["hospital"] < base["hospital"]
+    # other benefits do not move
+    assert higher_ded["special_drugs"] == pytest.approx(base["special_drugs"])
+    # the ratio scales the benefit below the limit: 0.5 / 0.7 of it, nearly (the limit
+    # and the pre-existing ratio, unchanged at 0.5, keep it from being exact)
+    assert lower_ratio["hospital"] < base["hospital"] * 0.5 / 0.7 * 1.3
+
+
+def test_dropping_every_drug_leaves_nothing(priced, tmp_path):
+    codes = tuple(priced.state.drug_shares["special_drugs"]["code"])
+    t = reprice(priced.state, "special_drugs", drop_drugs=codes).set_index("benefit")
+    assert t.loc["special_drugs", "pure_after"] == pytest.approx(0.0, abs=1e-9)
+    one = reprice(priced.state, "special_drugs", drop_drugs=codes[:1]).set_index("benefit")
+    assert 0 < one.loc["special_drugs", "pure_after"] < one.loc["special_drugs", "pure_before"]
+    # the state survives a round trip through its file
+    priced.state.save(tmp_path)
+    again = reprice(PricingState.load(tmp_path), "special_drugs", drop_drugs=codes[:1])
+    assert again.equals(reprice(priced.state, "special_drugs", drop_drugs=codes[:1]))
+
+
+def test_bad_what_if_is_an_input_error(priced, tmp_path):
+    with pytest.raises(InputError, match="not in"):
+        reprice(priced.state, "dental")
+    with pytest.raises(InputError, match="no lines"):
+        reprice(priced.state, "special_drugs", drop_drugs=("NOPE",))
+    with pytest.raises(InputError, match="price"):
+        PricingState.load(tmp_path)
+
+
+def test_budget_impact_of_class_c(priced):
+    bi = priced.figures["budget_impact_class_c"]
+    t = priced.tables["budget_impact"]
+    assert bi["pure_premium_per_insured"] == pytest.approx(t["cost"].sum() / bi["policies"], abs=0.01)
+    # drugs with the same indications share the uptake: the two Alzheimer drugs (G30;F00)
+    ad = t[t["code"].isin(["C2025-18", "C2025-19"])]
+    assert ad["expected_users"].iloc[0] == pytest.approx(ad["expected_users"].iloc[1])
+    # benefit per user never exceeds the special-drug limit or 70 % of the price
+    assert (t["benefit_per_user"] <= np.minimum(0.7 * t["price"], 1_000_000) + 1e-6).all()
+    # counts of diagnosed people under 10 are not shown
+    shown = [v for v in t["diagnosed_people"] if isinstance(v, int)]
+    assert all(v == 0 or v >= 10 for v in shown)
