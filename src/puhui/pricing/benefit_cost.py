@@ -306,6 +306,7 @@ class BenefitCostModel:
         self.events_ = int(len(events))
         self.exposure_ = float(frame["exposure"].sum())
         self.kinds_: list[ClaimKind] = []
+        self.counts_: dict[str, np.ndarray] = {}     # events per row of frame, by kind
         key = pd.MultiIndex.from_arrays([frame["psn_no"], frame["year"]])
         for value, ev in events.groupby(kind, sort=True):
             counts = ev.groupby(["psn_no", "year"]).size()
@@ -320,6 +321,7 @@ class BenefitCostModel:
             z = ev[amount].to_numpy(dtype=float) / predict_by_cell(sev.predict, ev, factors)
             shape = SplicedSeverity(self.threshold_quantile, self.min_exceedances).fit(z)
             name = {True: "inpatient", False: "outpatient"}.get(value, str(value))
+            self.counts_[name] = f["_count"].to_numpy()
             self.kinds_.append(ClaimKind(name, factors, freq, alpha, sev, shape, len(ev), phi))
         return self
 

@@ -43,6 +43,7 @@ from puhui.pricing.benefit_cost import (
 from puhui.pricing.enrolment import EnrolmentModel, spiral
 from puhui.pricing.experience import experience
 from puhui.pricing.frequency import rating_frame
+from puhui.pricing.validation import cross_validate_frequency, gini_index
 from puhui.products.model import Product
 
 CELL_FACTORS = RATING_FACTORS + ("age_group",)
@@ -280,6 +281,20 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
               "coefficients": _coefficients(models)}
     tables.update(_actual_vs_expected(product, frame[elig], groups, models))
     figures["actual_to_expected"] = _r(tables.pop("ae_total"), 4)
+    val_a = assumptions.get("validation", {})
+    checks, fig_checks = [], {}
+    for gid, model in models.items():
+        for k in model.kinds_:
+            if k.events < int(val_a.get("min_events", 1000)):
+                continue
+            say(f"cross-validation of {gid} ({k.name}) frequency, GLM and GBM")
+            cv = cross_validate_frequency(frame.assign(_n=model.counts_[k.name]), "_n",
+                                          k.factors, folds=int(val_a.get("folds", 5)), seed=seed,
+                                          max_rows=int(val_a.get("max_rows", 400_000)))
+            checks.append((f"{gid} ({k.name})", cv))
+            fig_checks[f"{gid}:{k.name}"] = {m: _r(v, 6) for m, v in cv["mean"].items()}
+    tables["validation"] = checks
+    figures["validation"] = fig_checks
     figures["gini"] = _r(tables["gini"], 4)
     tables.update({
               "cells": cells.assign(expected_policies=w, expected_cost=cell_cost)})
@@ -357,23 +372,8 @@ def _actual_vs_expected(product: Product, frame: pd.DataFrame, groups, models) -
     d["decile"] += 1
     return {"ae_one_way": pd.DataFrame(one_way), "ae_deciles": d,
             "ae_total": float(f["actual"].sum() / f["expected"].sum()) if f["expected"].sum() else np.nan,
-            "gini": gini(f["actual"].to_numpy(), exp_row)}
-
-
-def gini(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """Gini of the model's ordering: twice the area between the Lorenz curve of actual
-    amounts (people sorted by predicted cost, most expensive first) and the diagonal.
-
-    >>> round(gini(np.array([0.0, 0.0, 1.0]), np.array([0.1, 0.2, 0.9])), 4)
-    0.6667
-    """
-    order = np.argsort(-predicted, kind="stable")
-    a = actual[order]
-    if a.sum() == 0:
-        return float("nan")
-    cum = np.cumsum(a) / a.sum()
-    n = len(a)
-    return float(2 * (cum.sum() / n - (n + 1) / (2 * n)))
+            "gini": gini_index(f["actual"].to_numpy(), exp_row / np.maximum(
+                frame["exposure"].to_numpy(), 1e-9), frame["exposure"].to_numpy())}
 
 
 def _coefficients(models: dict[str, BenefitCostModel]) -> pd.DataFrame:

@@ -91,6 +91,13 @@ Pure premium per insured <b>{{ f.budget_impact_class_c.pure_premium_per_insured 
 {{ '{:,.0f}'.format(f.budget_impact_class_c.total) }} yuan over {{ '{:,}'.format(f.budget_impact_class_c.policies) }} policies.</p>
 {{ budget }}{% endif %}
 
+{% if validation %}<h2>Out-of-sample checks and the gradient-boosted challenger</h2>
+<p>5-fold cross-validation by person (scikit-learn): mean Poisson deviance of a constant rate, the
+Poisson GLM and a gradient-boosted model (HistGradientBoostingRegressor, Poisson loss) on the same
+factors; Gini of each ordering; calibration of the GLM by decile of predicted rate on the test folds.</p>
+{% for name, cv_table, calib, lorenz in validation %}<h3>{{ name }}</h3>{{ cv_table }}
+{% if lorenz %}<img alt="Lorenz curves" src="data:image/png;base64,{{ lorenz }}">{% endif %}{{ calib }}{% endfor %}{% endif %}
+
 {% if spiral %}<h2>Death-spiral projection</h2>
 <p>Each year's price is set on the previous year's mix; renewal and entry respond to the price
 (log-odds shift beta log(P / P_ref), beta by health, scenarios from the assumptions file);
@@ -194,6 +201,19 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
     groups["events"] = groups["events"].map(
         lambda n: f"{n:,}" if n >= min_people or n == 0 else f"<{min_people}")
     plots = _plots(tables, figures, lr_draws)
+    validation = []
+    for name, cv in tables.get("validation", []):
+        calib, n = suppress_small(cv["calibration"], "people", min_people, ("actual", "expected"))
+        touched += n
+        fig, ax = new_figure(4.5, 3.2)
+        ax.plot(*cv["lorenz_glm"], label=f"GLM (Gini {cv['mean']['gini_glm']:.3f})")
+        ax.plot(*cv["lorenz_gbm"], label=f"GBM (Gini {cv['mean']['gini_gbm']:.3f})")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        ax.set_xlabel("share of exposure (lowest predicted first)")
+        ax.set_ylabel("share of claims")
+        ax.legend()
+        validation.append((name, Markup(_html(cv["folds"], "{:.5f}")),
+                           Markup(_html(calib, "{:,.2f}")), png_base64(fig)))
     spiral = tables.get("spiral")
     env = Environment(autoescape=True)
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{v:.1%}"
@@ -204,5 +224,6 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
         coefficients=Markup(_html(tables["coefficients"], "{:.4f}")),
         one_way=Markup(_html(one_way)), deciles=Markup(_html(deciles)),
         spiral=Markup(_html(spiral, "{:,.4f}")) if spiral is not None else None,
+        validation=validation,
         budget=Markup(_html(tables["budget_impact"], "{:,.2f}")) if "budget_impact" in tables else None,
         assumptions_text=assumptions_text, min_people=min_people, suppressed=touched)
