@@ -70,3 +70,15 @@ def test_budget_impact_of_class_c(priced):
     # counts of diagnosed people under 10 are not shown
     shown = [v for v in t["diagnosed_people"] if isinstance(v, int)]
     assert all(v == 0 or v >= 10 for v in shown)
+
+
+def test_credibility_moves_the_model_premium_by_its_stated_adjustment(priced):
+    f = priced.figures
+    cred = f["credibility"]
+    assert cred["by"] == ["age_band", "preexisting"]
+    assert 0 < cred["k"] < float("inf")
+    assert f["pure_premium"]["total"] == pytest.approx(
+        f["pure_premium_model"]["total"] * cred["adjustment_to_pure_premium"], rel=1e-3)
+    t = priced.tables["credibility"]
+    assert ((t["Z"] >= 0) & (t["Z"] < 1)).all()
+    assert t["person_years"].sum() > 0

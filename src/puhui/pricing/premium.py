@@ -11,7 +11,10 @@ The build-up (each step a function or model named for it; docs/pricing.md):
 
 3. the enrolled mix: expected policies per cell next year (renewal and entry models of
    :mod:`puhui.pricing.enrolment`) among the people the product accepts;
-4. pure premium = sum_c w_c E[B_c] / sum_c w_c, by benefit and in total;
+4. model pure premium = sum_c w_c E[B_c] / sum_c w_c, by benefit and in total;
+   then credibility (:mod:`puhui.pricing.credibility`): each cell's E[B_c] times a
+   Bühlmann-Straub factor from its own actual-to-expected over the data years, so a
+   thin cell stays at the model and a large one moves toward its experience;
 5. gross premium = pure premium / target loss ratio, target = 1 - expenses - profit
    (by premium cell for a rated product);
 6. expected loss ratio at the filed premium (the product file's) and its interval by
@@ -40,6 +43,7 @@ from puhui.pricing.benefit_cost import (
     age_group,
     pricing_groups,
 )
+from puhui.pricing.credibility import credibility_factors
 from puhui.pricing.enrolment import EnrolmentModel, spiral
 from puhui.pricing.experience import experience
 from puhui.pricing.frequency import rating_frame
@@ -185,6 +189,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     cell_var = np.zeros(len(cells))
     draws_total = np.zeros(sims)
     models: dict[str, BenefitCostModel] = {}
+    group_m1: dict[str, np.ndarray] = {}
+    elig_share: dict[str, float] = {}
     group_rows = []
     for terms in groups:
         say(f"benefit {terms.id}: frequency, severity, annual benefit per cell")
@@ -203,10 +209,11 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                          f"(pure premium 0); supply an external assumption before using this price")
         elif cost > 0:
             draws_total += cost * model.cost_draws(cells, terms, w, rng, sims, sev_trend)
+        group_m1[terms.id] = m1
         total_elig = sum(elig_by_benefit.get(b, 0) for b in terms.benefits)
         for b in terms.benefits:
-            share = (elig_by_benefit.get(b, 0) / total_elig) if total_elig else 1 / len(terms.benefits)
-            pure[b] = cost * share
+            elig_share[b] = (elig_by_benefit.get(b, 0) / total_elig) if total_elig else 1 / len(terms.benefits)
+            pure[b] = cost * elig_share[b]
         for k in model.kinds_ or [None]:
             group_rows.append({
                 "group": terms.id, "benefits": ", ".join(terms.benefits),
@@ -218,9 +225,38 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                 "xi": k.shape.xi_ if k else None, "pure_premium": cost, "note": terms.note})
         if terms.note:
             notes.append(f"{terms.id}: {terms.note}")
-    pure_total = float(sum(pure.values()))
     for b in product.benefits:
         pure.setdefault(b.id, 0.0)
+    pure_model = dict(pure)
+
+    # actual versus expected, and credibility of each cell's own experience
+    say("actual versus expected, credibility")
+    tables = {"groups": pd.DataFrame(group_rows), "coefficients": _coefficients(models)}
+    tables.update(_actual_vs_expected(product, frame[elig], groups, models))
+    ae_rows = tables.pop("ae_rows")
+    cred_a = assumptions.get("credibility", {})
+    cell_factor = np.ones(len(cells))
+    cred_fig = None
+    if cred_a.get("by") and len(ae_rows):
+        by = tuple(cred_a["by"])
+        cred, cp = credibility_factors(frame[elig], frame.loc[elig, "year"], ae_rows["actual"],
+                                       ae_rows["expected"], by)
+        cell_factor = cells[list(by)].merge(cred[[*by, "factor"]], on=list(by), how="left")[
+            "factor"].fillna(1.0).to_numpy()
+        base = float(np.dot(w, cell_cost))
+        adj = float(np.dot(w, cell_cost * cell_factor)) / base if base > 0 else 1.0
+        cell_cost = cell_cost * cell_factor
+        cell_var = cell_var * cell_factor ** 2
+        draws_total = draws_total * adj
+        for terms in groups:
+            cost = float(np.dot(w, group_m1[terms.id] * cell_factor) / w.sum())
+            for b in terms.benefits:
+                pure[b] = cost * elig_share[b]
+        tables["credibility"] = cred
+        cred_fig = {"by": list(by), "within": _r(cp["within"], 6), "between": _r(cp["between"], 6),
+                    "k": _r(cp["k"], 2), "collective_actual_to_expected": _r(cp["collective"], 4),
+                    "adjustment_to_pure_premium": _r(adj, 4)}
+    pure_total = float(sum(pure.values()))
 
     # premiums: gross by premium cell, the filed premium and the loss ratio
     say("premium, loss ratio and its interval")
@@ -255,6 +291,9 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                   "medical_inflation": trend_a["medical_inflation"],
                   "trend_years": _r(t_years, 4), "severity_trend_factor": _r(sev_trend, 6)},
         "pure_premium": {**{b: _r(v, 2) for b, v in pure.items()}, "total": _r(pure_total, 2)},
+        "pure_premium_model": {**{b: _r(v, 2) for b, v in pure_model.items()},
+                               "total": _r(sum(pure_model.values()), 2)},
+        "credibility": cred_fig,
         "pure_premium_interval": {"level": level,
                                   "lower": _r(np.quantile(draws_total, lo_q), 2),
                                   "upper": _r(np.quantile(draws_total, hi_q), 2)},
@@ -276,10 +315,6 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
             "as_if_paid_per_enrolled_policy_year": _r(paid / enr["exposure"].sum(), 2),
             "note": "the product's calculator on the enrolled people's settlements of the "
                     "data years, before trend (not the model)"}
-    say("actual versus expected")
-    tables = {"groups": pd.DataFrame(group_rows),
-              "coefficients": _coefficients(models)}
-    tables.update(_actual_vs_expected(product, frame[elig], groups, models))
     figures["actual_to_expected"] = _r(tables.pop("ae_total"), 4)
     val_a = assumptions.get("validation", {})
     checks, fig_checks = [], {}
@@ -318,13 +353,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                              for row in sp.to_dict("records")]
     from puhui.pricing.whatif import PricingState, class_c_budget_impact, drug_shares
 
-    elig_share = {}
-    for terms in groups:
-        tot = sum(elig_by_benefit.get(b, 0) for b in terms.benefits)
-        for b in terms.benefits:
-            elig_share[b] = elig_by_benefit.get(b, 0) / tot if tot else 1 / len(terms.benefits)
     state = PricingState(product.id, groups, models, cells, w, sev_trend, target, n_policies,
-                         elig_share, drug_shares(product, data))
+                         elig_share, drug_shares(product, data), cell_factor)
     bi = assumptions.get("budget_impact", {})
     if bi.get("class_c_list"):
         say("budget impact of the class-C list")
@@ -370,7 +400,7 @@ def _actual_vs_expected(product: Product, frame: pd.DataFrame, groups, models) -
     d = f.groupby(dec).agg(actual=("actual", "sum"), expected=("expected", "sum"),
                            people=("actual", "size")).reset_index(names="decile")
     d["decile"] += 1
-    return {"ae_one_way": pd.DataFrame(one_way), "ae_deciles": d,
+    return {"ae_one_way": pd.DataFrame(one_way), "ae_deciles": d, "ae_rows": f,
             "ae_total": float(f["actual"].sum() / f["expected"].sum()) if f["expected"].sum() else np.nan,
             "gini": gini_index(f["actual"].to_numpy(), exp_row / np.maximum(
                 frame["exposure"].to_numpy(), 1e-9), frame["exposure"].to_numpy())}

@@ -73,6 +73,16 @@ benefit's deductible, ratio and limit apply to it.</p>
 <h3>Coefficients (relativities, standard errors)</h3>
 {{ coefficients }}
 
+{% if credibility %}<h2>Credibility of the cells' own experience (Bühlmann-Straub)</h2>
+<p>Per cell of {{ f.credibility.by|join(' x ') }} and data year, actual / expected (the as-if payouts
+over the models' expected); Bühlmann-Straub with the expected payouts as weights: within-cell
+variance {{ f.credibility.within }}, between-cell variance {{ f.credibility.between }}, k =
+{{ f.credibility.k }} yuan of expected payouts (a cell with that much gets Z = 0.5). Each cell's
+modelled cost is multiplied by its estimate / the collective A/E {{ f.credibility.collective_actual_to_expected }},
+so the overall level stays the models' and thin cells stay at the model. Effect on the pure premium
+of the enrolled mix: x {{ f.credibility.adjustment_to_pure_premium }} (model alone:
+{{ '{:,.2f}'.format(f.pure_premium_model.total) }} yuan).</p>
+{{ credibility }}{% if credibility_hidden %}<p>{{ credibility_hidden }} cells of fewer than {{ min_people }} people are not shown (they are in the calculation).</p>{% endif %}{% endif %}
 <h2>Actual versus expected</h2>
 <p>Expected: the models' annual benefit (no trend) for each person-year of the data; actual: the
 product's calculator on the same person-years.</p>
@@ -215,6 +225,11 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
         validation.append((name, Markup(_html(cv["folds"], "{:.5f}")),
                            Markup(_html(calib, "{:,.2f}")), png_base64(fig)))
     spiral = tables.get("spiral")
+    cred, cred_hidden = tables.get("credibility"), 0
+    if cred is not None:
+        shown = cred["person_years"] >= min_people
+        cred_hidden = int((~shown).sum())
+        cred = cred[shown].drop(columns=["periods"], errors="ignore")
     env = Environment(autoescape=True)
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{v:.1%}"
     env.filters["pct0"] = lambda v: "n/a" if v is None else f"{v:.0%}"
@@ -225,5 +240,7 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
         one_way=Markup(_html(one_way)), deciles=Markup(_html(deciles)),
         spiral=Markup(_html(spiral, "{:,.4f}")) if spiral is not None else None,
         validation=validation,
+        credibility=Markup(_html(cred, "{:,.4f}")) if cred is not None else None,
+        credibility_hidden=cred_hidden,
         budget=Markup(_html(tables["budget_impact"], "{:,.2f}")) if "budget_impact" in tables else None,
         assumptions_text=assumptions_text, min_people=min_people, suppressed=touched)

@@ -51,6 +51,7 @@ class PricingState:
     policies: int
     eligible_shares: dict[str, float]               # benefit -> share of its group's eligible
     drug_shares: dict[str, pd.DataFrame] = field(default_factory=dict)
+    cell_factors: np.ndarray | None = None          # credibility factor per cell
 
     def save(self, out: Path) -> Path:
         p = Path(out) / STATE_FILE
@@ -111,6 +112,8 @@ def pure_premiums(state: PricingState, groups: list[GroupTerms] | None = None,
     for g in groups or state.groups:
         f, s = (factors or {}).get(g.id, (1.0, 1.0))
         m1, _ = state.models[g.id].moments(state.cells, g, f, state.severity_trend * s)
+        if state.cell_factors is not None:
+            m1 = m1 * state.cell_factors
         cost = float(np.dot(w, m1) / w.sum())
         for b in g.benefits:
             out[b] = cost * state.eligible_shares.get(b, 1.0 / len(g.benefits))
