@@ -37,15 +37,16 @@ from puhui.products.model import Product
 
 #: Rating factors in order of preference (all categorical).
 RATING_FACTORS = ("age_band", "gender", "insutype", "retired", "preexisting", "prior_stay")
-#: Coarse age groups (lower bounds) used when age bands are too thin.
-AGE_GROUPS = (0, 41, 61, 76)
+#: Coarse age groups (lower bounds) used when age bands are too thin; each is a union
+#: of whole age bands (puhui.pricing.frequency.AGE_BANDS), so the two nest.
+AGE_GROUPS = (0, 41, 61, 81)
 
 
 def age_group(age) -> pd.Categorical:
-    """0-40, 41-60, 61-75, 76+.
+    """0-40, 41-60, 61-80, 81+.
 
-    >>> list(age_group([3, 41, 75, 99]))
-    ['0-40', '41-60', '61-75', '76+']
+    >>> list(age_group([3, 41, 80, 99]))
+    ['0-40', '41-60', '61-80', '81+']
     """
     edges = list(AGE_GROUPS) + [200]
     labels = [f"{lo}-{hi - 1}" for lo, hi in zip(edges[:-2], edges[1:-1])] + [f"{AGE_GROUPS[-1]}+"]
