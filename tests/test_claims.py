@@ -395,3 +395,87 @@ def test_claims_run_on_a_dirty_city_quarantines_and_goes_on(tmp_path):
     codes = set(q["reason"].astype(str))
     assert {"Q_IDENTITY", "Q_DUPLICATE_ID", "Q_UNKNOWN_PERSON", "Q_NEGATIVE_AMOUNT"} <= codes
     assert res.summary["reconciles"]
+
+
+def test_claims_file_pays_only_claimed_settlements_then_the_rest_when_claimed(city, tmp_path):
+    """A claimed batch with a claims file pays the claimed settlements what one batch
+    without a file pays them; the others are denied NOT_CLAIMED; a later batch with the
+    rest of the claims pays exactly what is left, so both ledgers end the same."""
+    full = f"sqlite:///{tmp_path / 'full.db'}"
+    split = f"sqlite:///{tmp_path / 'split.db'}"
+    base = run_batch(PRODUCT, PRODUCT.path, city, full, "c1")
+    due = base.eob[base.eob["payout_amt"] > 0]
+    ids = sorted(set(due["setl_id"].astype(str)))
+    assert len(ids) >= 4
+    first = set(ids[::2])
+    a = run_batch(PRODUCT, PRODUCT.path, city, split, "c1", claims=first | {"NO-SUCH-SETTLEMENT"})
+    paid_a = a.eob[a.eob["payout_amt"] != 0]
+    assert set(paid_a["setl_id"].astype(str)) <= first
+    # each claimed settlement is paid what the batch without a claims file paid it
+    want = due[due["setl_id"].astype(str).isin(first)].groupby(["setl_id", "benefit"],
+                                                               observed=True)["payout_amt"].sum()
+    got = paid_a.groupby(["setl_id", "benefit"], observed=True)["payout_amt"].sum()
+    pd.testing.assert_series_equal(got.sort_index(), want.sort_index(), check_names=False)
+    unclaimed = a.eob[a.eob["reason"] == "NOT_CLAIMED"]
+    assert set(unclaimed["setl_id"].astype(str)) == set(ids) - first
+    assert (unclaimed["status"] == "denied").all() and (unclaimed["payout_amt"] == 0).all()
+    assert a.summary["reconciles"]
+    assert a.summary["claims_file"] == {"claims": len(first) + 1, "matched": len(first),
+                                        "unknown_settlements": 1}
+    # the rest claimed later: pays exactly the remainder, nothing twice
+    b = run_batch(PRODUCT, PRODUCT.path, city, split, "c2", claims=set(ids))
+    assert set(b.eob.loc[b.eob["payout_amt"] != 0, "setl_id"].astype(str)) == set(ids) - first
+    assert net_by_person(split) == net_by_person(full)
+    # a batch whose claims file omits what was paid before takes nothing back
+    c = run_batch(PRODUCT, PRODUCT.path, city, split, "c3", claims=set())
+    assert c.summary["paid_this_batch_yuan"] == 0
+    assert net_by_person(split) == net_by_person(full)
+
+
+def test_bad_claims_file_is_exit_2(city, tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    puhui = lambda *a: subprocess.run([sys.executable, "-m", "puhui", "claims", "run",
+                                       "--product", "huhuibao-2025", "--data", str(city),
+                                       "--ledger", url, "--batch", "b1",
+                                       "--out", str(tmp_path / "o"), *a],
+                                      capture_output=True, text=True)
+    (tmp_path / "noid.csv").write_text("claim_no,amount\n1,20\n")
+    r = puhui("--claims", str(tmp_path / "noid.csv"))
+    assert r.returncode == 2 and "setl_id" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "trunc.parquet").write_bytes(b"PAR1\x00\x01")
+    r = puhui("--claims", str(tmp_path / "trunc.parquet"))
+    assert r.returncode == 2 and "cannot read the claims file" in r.stderr
+    r = puhui("--claims", str(tmp_path / "missing.csv"))
+    assert r.returncode == 2 and "not found" in r.stderr
+    assert not (tmp_path / "l.db").exists() or ledger_is_empty(url)
+    (tmp_path / "ok.csv").write_text("setl_id\nnone-of-these\n")
+    r = puhui("--claims", str(tmp_path / "ok.csv"), "--mode", "proactive")
+    assert r.returncode == 2 and "--mode claimed" in r.stderr
+    r = puhui("--claims", str(tmp_path / "ok.csv"))
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["paid_this_batch_yuan"] == 0 and s["claims_file"]["unknown_settlements"] == 1
+
+
+def ledger_is_empty(url):
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    try:
+        return con.execute("SELECT COUNT(*) FROM payments").fetchone()[0] == 0
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        con.close()
+
+
+def test_cli_second_batch_over_paid_data_with_reversals_writes_its_eob(city, tmp_path):
+    """Regression: a batch with no entries of its own (everything paid before) over data
+    with reversals once wrote the reversal rows' amounts as text and failed."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    assert read_raw(city, SETTLEMENTS)["refund_of"].notna().any()
+    for batch in ("b1", "b2"):
+        r = subprocess.run([sys.executable, "-m", "puhui", "claims", "run", "--product",
+                            "huhuibao-2025", "--data", str(city), "--ledger", url, "--batch",
+                            batch, "--out", str(tmp_path / batch)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    eob = pd.read_parquet(tmp_path / "b2" / "eob.parquet", engine="fastparquet")
+    assert eob["payout_amt"].dtype.kind == "f" and eob["payout_amt"].sum() == 0

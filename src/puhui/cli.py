@@ -124,16 +124,23 @@ def claims():
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 @click.option("--mode", type=click.Choice(["claimed", "proactive"]), default="claimed",
               show_default=True)
+@click.option("--claims", "claims_file", type=click.Path(dir_okay=False), default=None,
+              help="mode claimed: Parquet or CSV with a setl_id column, the settlements "
+                   "a claim was filed for (default: every settlement counts as claimed)")
 @click.option("--block-persons", type=click.IntRange(1), default=None, hidden=True,
               help="people per unit of work (tuning and tests)")
-def claims_run(product_file, data_dir, url, batch_id, out, mode, block_persons=None):
+def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=None,
+               block_persons=None):
     """Adjudicate the data's settlements against its policies and record the payouts."""
     import json
     from pathlib import Path
 
-    from puhui.claims.batch import run_batch
+    from puhui.claims.batch import read_claims, run_batch
 
     product = _load_product(product_file)
+    if claims_file is not None and mode != "claimed":
+        raise click.UsageError("--claims goes with --mode claimed")
+    claims = read_claims(claims_file) if claims_file is not None else None
     bar = None
 
     def progress(done, total):
@@ -178,7 +185,7 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, block_persons=N
 
     extra = {"block_persons": block_persons} if block_persons else {}
     res = run_batch(product, product.path, data_dir, url, batch_id, mode, progress=progress,
-                    eob_sink=sink, **extra)
+                    eob_sink=sink, claims=claims, **extra)
     if bar is not None:
         bar.render_finish()
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),

@@ -93,12 +93,23 @@ class BatchResult:
 def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: str,
               batch_id: str, mode: str = "claimed", block_persons: int = BLOCK_PERSONS,
               progress: Callable[[int, int], None] | None = None,
-              eob_sink: Callable[[pd.DataFrame], None] | None = None) -> BatchResult:
+              eob_sink: Callable[[pd.DataFrame], None] | None = None,
+              claims: set[str] | None = None) -> BatchResult:
     """Run a batch. With ``eob_sink`` each block's EOB rows go to it as they are made
     (the CLI appends them to eob.parquet) and the result's ``eob`` is empty; without,
-    the EOB is returned whole (tests, small data)."""
+    the EOB is returned whole (tests, small data).
+
+    ``claims`` (mode claimed only): the settlement ids for which a claim was filed (see
+    :func:`read_claims`). A settlement with a payout due and no claim is listed as
+    denied, NOT_CLAIMED: nothing is paid and nothing an earlier batch paid is taken
+    back; a later batch with its claim pays it. The deductible and limits still run over
+    every settlement of the person in time order (the expenses happened), so a claim
+    filed later is paid what it would have been paid at once. Without ``claims`` every
+    settlement counts as claimed."""
     if mode not in ("claimed", "proactive"):
         raise InputError(f"mode {mode!r}: claimed or proactive")
+    if claims is not None and mode != "claimed":
+        raise InputError("a claims file goes with --mode claimed; a proactive scan needs none")
     data_dir = Path(data_dir)
     quarantined, data = _quarantine(data_dir)
     files = [p for p in data_dir.glob("*.parquet")]
@@ -164,7 +175,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     lines = data.lines
     for k, block in enumerate(blocks):
         for part in _run_block(con, product, matcher, batch_id, mode, block, eff_parts[k],
-                               rev_parts[k], rev_of, pol_parts[k], lines, consent, frozen):
+                               rev_parts[k], rev_of, pol_parts[k], lines, consent, frozen,
+                               claims):
             emit(part)
         if progress:
             progress(k + 1, len(blocks))
@@ -177,7 +189,40 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         entries = ledger.finish_batch(con, batch_id)
         ledger.audit(con, "claims run finished", batch_id, phash, dhash, entries=entries)
     con.close()
-    return BatchResult(eob=eob, summary=tally.summary(batch_id, mode, product, len(st)))
+    summary = tally.summary(batch_id, mode, product, len(st))
+    if claims is not None:
+        known = st["setl_id"].astype(str).isin(claims)
+        summary["claims_file"] = {"claims": len(claims), "matched": int(known.sum()),
+                                  "unknown_settlements": len(claims) - int(known.sum())}
+    return BatchResult(eob=eob, summary=summary)
+
+
+def read_claims(path: str | Path) -> set[str]:
+    """The settlement ids of a claims file (Parquet or CSV with a ``setl_id`` column;
+    other columns are ignored). Exit 2 (InputError) when it cannot be read, has no
+    ``setl_id`` column or has empty ids."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: claims file not found")
+    try:
+        if p.suffix.lower() == ".csv":
+            df = pd.read_csv(p, dtype={"setl_id": str})
+        else:
+            from fastparquet import ParquetFile
+
+            df = ParquetFile(str(p)).to_pandas()
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise InputError(f"{p}: cannot read the claims file ({type(e).__name__}: {e}). "
+                         f"Give a Parquet or CSV file with a setl_id column.") from None
+    if "setl_id" not in df.columns:
+        raise InputError(f"{p}: column setl_id missing (columns: {', '.join(map(str, df.columns))}). "
+                         f"A claims file lists one settlement id per claim.")
+    ids = df["setl_id"]
+    empty = int(ids.isna().sum() + (ids.astype(str).str.strip() == "").sum())
+    if empty:
+        raise InputError(f"{p}: column setl_id: {empty} rows without a settlement id; "
+                         f"fix or remove them")
+    return set(ids.astype(str))
 
 
 def _empty_eob() -> pd.DataFrame:
@@ -221,7 +266,7 @@ class _Partition:
 
 
 def _run_block(con, product, matcher, batch_id, mode, block, effective, reversals, rev_of,
-               pol, lines, consent, frozen=frozenset()) -> pd.DataFrame:
+               pol, lines, consent, frozen=frozenset(), claims=None) -> pd.DataFrame:
     pol_b = pol                          # already this block's rows
     insured = effective["psn_no"].astype(str).isin(set(pol_b["psn_no"].astype(str))).to_numpy()
     st_b = effective[insured]
@@ -233,13 +278,17 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
         no_consent = ~has.where(has.notna(), False).astype(bool).to_numpy()
         denied = no_consent & (long["status"] != "denied").to_numpy()
         long.loc[denied, ["status", "reason"]] = ["denied", "NO_CONSENT"]
+    elif claims is not None:
+        unclaimed = ((long["payout_amt"] > 0).to_numpy()
+                     & ~long["setl_id"].astype(str).isin(claims).to_numpy())
+        long.loc[unclaimed, ["status", "reason"]] = ["denied", "NOT_CLAIMED"]
     rev_b = reversals
     benefits = [b.id for b in product.benefits]
     # target per (settlement, benefit): the calculator's payout; 0 for reversed originals
     target = pd.DataFrame({"applies_to": long["setl_id"].astype(str), "benefit": long["benefit"],
                            "psn_no": long["psn_no"].astype(str), "policy_no": long["policy_no"],
                            "target": long["payout_amt"].astype("int64"),
-                           "leave": (long["reason"] == "NO_CONSENT").to_numpy()})
+                           "leave": long["reason"].isin(["NO_CONSENT", "NOT_CLAIMED"]).to_numpy()})
     if len(rev_b):
         gone = pd.DataFrame({
             "applies_to": np.repeat(rev_b["refund_of"].astype(str).to_numpy(), len(benefits)),
@@ -347,7 +396,9 @@ def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
     rev_entries = mine[mine["kind"] == "reverse"].groupby(["applies_to", "benefit"])["payout_fen"].sum()
     orig = np.repeat(rev_b["refund_of"].astype(str).to_numpy(), k)
     ben = np.tile(np.asarray(benefits, dtype=object), len(rev_b))
-    amt = rev_entries.reindex(pd.MultiIndex.from_arrays([orig, ben]), fill_value=0).to_numpy()
+    # int64 even when this batch has no entries (an empty frame's sums are object)
+    amt = rev_entries.reindex(pd.MultiIndex.from_arrays([orig, ben]), fill_value=0).to_numpy(
+        dtype="int64")
     psn = np.repeat(rev_b["psn_no"].to_numpy(), k)
 
     def rows(setl, amount, why):

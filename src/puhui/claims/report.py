@@ -16,6 +16,7 @@ from puhui.html_figures import new_figure, png_base64
 BATCH_REASONS = {
     "ALREADY_PAID": "paid by an earlier batch; nothing more is due",
     "NO_CONSENT": "proactive scan: the policyholder has not authorised data use",
+    "NOT_CLAIMED": "claimed batch with a claims file: a payout is due but no claim was filed",
     "REVERSAL": "the reversal of a settlement; carries the undoing entry",
     "REVERSED": "a settlement that was reversed",
 }
