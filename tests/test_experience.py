@@ -53,3 +53,22 @@ def test_hospital_use_history_and_unenrolled_people(small_city_dir):
     assert (got.loc[alive].to_numpy() == want.loc[alive].to_numpy()).all()
     assert got.drop(alive).eq(0).all()
     assert (~e["enrolled"]).any() and (e.loc[~e["enrolled"], "payout_hospital"] >= 0).all()
+
+
+def test_skipping_settlements_no_benefit_can_pay_changes_nothing(small_city_dir, monkeypatch):
+    """The experience with the calculator on every settlement equals the one that skips
+    those `may_pay` rules out (and most are skipped)."""
+    import numpy as np
+
+    import puhui.pricing.experience as ex
+
+    d = read_fund(small_city_dir)
+    fast, fast_ev = experience(PRODUCT, d, events=True)
+    st = effective_settlements(d.settlements)
+    assert ex.may_pay(PRODUCT, st, d.lines).mean() < 0.5
+    monkeypatch.setattr(ex, "may_pay", lambda product, st, lines: np.ones(len(st), dtype=bool))
+    full, full_ev = experience(PRODUCT, d, events=True)
+    pd.testing.assert_frame_equal(fast, full)
+    key = ["setl_id", "benefit"]
+    pd.testing.assert_frame_equal(fast_ev.sort_values(key).reset_index(drop=True),
+                                  full_ev.sort_values(key).reset_index(drop=True))

@@ -15,7 +15,11 @@ who actually enrol. One row per person-year::
     eligible_<b>, payout_<b>, claims_<b>, events_<b>  per benefit b (fen; claims =
                   settlements paid, events = settlements with an eligible amount)
 
-Reversed settlements and their reversals are left out (net effect nil).
+Reversed settlements and their reversals are left out (net effect nil). Settlements on
+which no benefit of the product can have an eligible amount (:func:`may_pay`: a general
+outpatient visit for a product that covers stays and listed drugs) skip the calculator;
+they would add nothing to any accumulator, count or amount, and they are most of the
+data.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.benefits.calculator import adjudicate
-from puhui.benefits.quantities import LineMatcher
+from puhui.benefits.quantities import LineMatcher, settlement_quantities
 from puhui.fund.files import FundData
 from puhui.fund.schema import INPATIENT_MED_TYPES
 from puhui.products.model import Product
@@ -70,11 +74,42 @@ def preexisting_from_history(st: pd.DataFrame, year: int, codes: tuple[str, ...]
     lo = pd.Timestamp(f"{year - lookback_years}-01-01")
     hi = pd.Timestamp(f"{year}-01-01")
     s = st[(st["setl_time"] >= lo) & (st["setl_time"] < hi)]
-    dx = s["dise_code"].astype(str)
-    hit = np.zeros(len(s), bool)
-    for c in codes:
-        hit |= dx.str.startswith(c).to_numpy()
+    # test the prefixes once per distinct diagnosis, not once per settlement
+    dx_codes, uniques = pd.factorize(s["dise_code"].astype(str))
+    on_list = np.array([u.startswith(tuple(codes)) for u in uniques], dtype=bool)
+    hit = on_list[dx_codes] if len(uniques) else np.zeros(len(s), bool)
     return set(s.loc[hit, "psn_no"].astype(str))
+
+
+def may_pay(product: Product, st: pd.DataFrame, lines: pd.DataFrame | None) -> np.ndarray:
+    """True for settlements on which some benefit of ``product`` can have an eligible
+    amount: its filter (med_type, hospital level) holds and its base is positive (a
+    settlement quantity above 0, or for a line benefit, the settlement has lines). A
+    filter on anything else (age, pre-existing, claim-free years) is not tested here, so
+    the answer errs on the side of keeping a settlement.
+
+    >>> from puhui.products.model import load_product, product_path
+    >>> p = load_product(product_path("huhuibao-2025"))
+    >>> st = pd.DataFrame({"setl_id": ["s1", "s2", "s3"], "med_type": ["11", "21", "11"],
+    ...                    "hosp_lv": [3, 3, 1], "psn_part_amt": [5000, 90000, 0],
+    ...                    "fulamt_ownpay_amt": [0, 10000, 0], "overlmt_selfpay": [0, 0, 0]})
+    >>> may_pay(p, st, pd.DataFrame({"setl_id": ["s3"]})).tolist()   # s1: an outpatient visit
+    [False, True, True]
+    """
+    n = len(st)
+    keep = np.zeros(n, dtype=bool)
+    q = settlement_quantities(st)
+    attrs = {"med_type": np.asarray(st["med_type"].astype(str).to_numpy(), dtype=object),
+             "hosp_lv": st["hosp_lv"].to_numpy(dtype="int64")}
+    with_lines = (st["setl_id"].isin(lines["setl_id"]).to_numpy()
+                  if lines is not None and len(lines) else np.zeros(n, dtype=bool))
+    for b in product.benefits:
+        cond = b.layer.applies
+        applies = (cond.mask(attrs, n) if cond is not None and cond.attributes <= attrs.keys()
+                   else np.ones(n, dtype=bool))
+        base = with_lines if b.lines else q[b.pays_on] > 0
+        keep |= applies & base
+    return keep
 
 
 def experience(product: Product, data: FundData, events: bool = False):
@@ -111,6 +146,7 @@ def experience(product: Product, data: FundData, events: bool = False):
         "start_date": pd.to_datetime(py["year"].astype(str) + "-01-01"),
         "end_date": pd.to_datetime(py["year"].astype(str) + "-12-31"),
         "preexisting": py["preexisting"], "premium": 0, "consent": True})
+    st = st[may_pay(product, st, data.lines)]
     dec = adjudicate(product, st, notional, data.lines, matcher=LineMatcher(product))
     agg = dec.by_policy().reindex(notional["policy_no"], fill_value=0)
     for c in agg.columns:

@@ -180,7 +180,8 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     lim = b.raw.get("limit", np.inf)
     limit = float(lim["amount"] if isinstance(lim, dict) else lim)
     last = int(frame["year"].max())
-    st = effective_settlements(data.settlements)
+    st = effective_settlements(data.settlements[["setl_id", "psn_no", "setl_time", "dise_code",
+                                                 "refund_of"]])
     st = st[st["setl_time"].dt.year == last]
     cur = frame[frame["year"] == last]
     key = cur.merge(cells.reset_index()[[*cell_factors, "index"]], on=list(cell_factors),
@@ -189,14 +190,16 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     per_person = pd.Series(np.where(ok, (weights / cells["people"].to_numpy())[
         np.where(ok, key, 0).astype(int)], 0.0), index=cur["psn_no"].to_numpy())
     pre = pd.Series(cur["preexisting"].to_numpy(dtype=bool), index=cur["psn_no"].to_numpy())
-    dx = st["dise_code"].astype(str)
+    # prefixes are tested once per distinct diagnosis, then spread to the settlements
+    dx_code, dx_uniques = pd.factorize(st["dise_code"].astype(str))
     who = st["psn_no"].astype(str).to_numpy()
     rows = []
     # drugs with the same indications compete for the same patients: they share the uptake
     competitors = items["dise_codes"].astype(str).map(items["dise_codes"].astype(str).value_counts())
     for (_, it), n_comp in zip(items.iterrows(), competitors):
         codes = [c.strip() for c in str(it.get("dise_codes", "")).split(";") if c.strip()]
-        hit = dx.str.startswith(tuple(codes)).to_numpy() if codes else np.zeros(len(st), bool)
+        on = np.array([u.startswith(tuple(codes)) for u in dx_uniques], dtype=bool)
+        hit = on[dx_code] if codes and len(on) else np.zeros(len(st), bool)
         people = pd.Index(np.unique(who[hit])).intersection(per_person.index)
         expected_holders = float(per_person.reindex(people).sum())
         users = expected_holders * uptake / n_comp
