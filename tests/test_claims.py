@@ -479,3 +479,65 @@ def test_cli_second_batch_over_paid_data_with_reversals_writes_its_eob(city, tmp
         assert r.returncode == 0, r.stderr
     eob = pd.read_parquet(tmp_path / "b2" / "eob.parquet", engine="fastparquet")
     assert eob["payout_amt"].dtype.kind == "f" and eob["payout_amt"].sum() == 0
+
+
+def test_claim_free_years_come_from_the_ledger_and_lower_the_deductible(tmp_path):
+    """Three yearly batches (Huhuibao 2023, 2024, 2025) in one ledger over the same
+    three-year data: no batch touches another product's payouts; each 2025 policy's
+    claim-free years are the renewals in a row before it with nothing paid, counted here
+    by hand from the earlier batches' EOBs; the 2025 batch pays what the calculator pays
+    with those counts (11,000 deductible after 2 claim-free years), which is more than
+    it would pay without them."""
+    from puhui.benefits.calculator import adjudicate
+    from puhui.fund.files import read_fund
+
+    d = tmp_path / "city3"
+    write_fund(synth_city(3000, 3, seed=5, start_year=2023), d)
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    net = {}
+    for y in (2023, 2024):
+        prod = load_product(product_path(f"huhuibao-{y}"))
+        r = run_batch(prod, prod.path, d, url, f"b{y}")
+        assert r.summary["claim_free_years"]["source"] == "ledger"
+        e = r.eob.dropna(subset=["policy_no"])
+        for k, v in e.groupby(e["policy_no"].astype(str))["payout_amt"].sum().items():
+            net[k] = net.get(k, 0) + v
+    data = read_fund(d)
+    pol = data.policies
+    by_psn_year = {(str(p), int(s.year)): str(n) for p, s, n in
+                   zip(pol["psn_no"], pol["start_date"], pol["policy_no"])}
+
+    def by_hand(psn):
+        years = 0
+        for y in (2024, 2023):
+            prev = by_psn_year.get((psn, y))
+            if prev is None or net.get(prev, 0) > 0:
+                break
+            years += 1
+        return years
+
+    # regression: the 2024 batch once clawed back the 2023 policies' payouts (their
+    # settlements are outside the 2024 policies); each product's payouts stay its own
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    in_ledger = dict(con.execute("SELECT policy_no, SUM(payout_fen) FROM payments "
+                                 "GROUP BY policy_no").fetchall())
+    con.close()
+    assert {k: round(v * 100) for k, v in net.items() if v} == {k: v for k, v in in_ledger.items() if v}
+    assert any(k.startswith("HHB23") for k in in_ledger)
+    p25 = pol[pol["product_id"] == "huhuibao-2025"].copy()
+    p25["claim_free_years"] = [by_hand(str(p)) for p in p25["psn_no"]]
+    assert (p25["claim_free_years"] == 2).sum() > 0
+    res = run_batch(PRODUCT, PRODUCT.path, d, url, "b2025")
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    stored = dict(con.execute("SELECT policy_no, claim_free_years FROM policies WHERE "
+                              "product_id = 'huhuibao-2025'").fetchall())
+    con.close()
+    assert {str(k): int(v) for k, v in zip(p25["policy_no"], p25["claim_free_years"])} == stored
+    st = data.settlements
+    rev = set(st["refund_of"].dropna())
+    eff = st[st["refund_of"].isna() & ~st["setl_id"].isin(rev)]
+    eff = eff[eff["setl_time"].dt.year == 2025]
+    want = adjudicate(PRODUCT, eff, p25, data.lines).total_payout().sum()
+    without = adjudicate(PRODUCT, eff, p25.assign(claim_free_years=0), data.lines).total_payout().sum()
+    assert round(res.eob["payout_amt"].sum() * 100) == want
+    assert want > without

@@ -239,8 +239,11 @@ def ledger_load(data_dir, url):
            or p.kind == "privacy"]
     if bad:
         raise InputError("\n".join(p.message() for p in bad))
+    from puhui.claims.batch import with_claim_free_years
+
     pol = read_table(data_dir, POLICIES)
     con = ledger.connect(url)
+    pol, _ = with_claim_free_years(con, pol, pol)
     with ledger.unit_of_work(con):
         n = ledger.upsert_policies(con, pol)
         ledger.audit(con, "ledger load", data=str(data_dir), policies=n)

@@ -142,6 +142,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
 
     con = ledger.connect(url)
+    pol, cfy_source = with_claim_free_years(con, data.policies, pol, exclude_batch=batch_id)
     with ledger.unit_of_work(con):
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
         ledger.upsert_policies(con, pol)
@@ -190,11 +191,31 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         ledger.audit(con, "claims run finished", batch_id, phash, dhash, entries=entries)
     con.close()
     summary = tally.summary(batch_id, mode, product, len(st))
+    cfy = pol["claim_free_years"].value_counts().sort_index()
+    summary["claim_free_years"] = {"source": cfy_source,
+                                   "policies_by_years": {str(k): int(v) for k, v in cfy.items()}}
     if claims is not None:
         known = st["setl_id"].astype(str).isin(claims)
         summary["claims_file"] = {"claims": len(claims), "matched": int(known.sum()),
                                   "unknown_settlements": len(claims) - int(known.sum())}
     return BatchResult(eob=eob, summary=summary)
+
+
+def with_claim_free_years(con, all_policies: pd.DataFrame, pol: pd.DataFrame,
+                          exclude_batch: str | None = None) -> tuple[pd.DataFrame, str]:
+    """``pol`` with its ``claim_free_years``: the policies file's own column when it has
+    one ("data"), else derived from every policy of the data and what the ledger paid
+    ("ledger"; :mod:`puhui.benefits.claim_free`)."""
+    from puhui.benefits.claim_free import claim_free_years
+
+    if "claim_free_years" in pol.columns and pol["claim_free_years"].notna().all():
+        return pol, "data"
+    paid, known = ledger.claim_free_history(con, exclude_batch)
+    years = pd.Series(claim_free_years(all_policies, paid, known),
+                      index=all_policies["policy_no"].astype(str).to_numpy())
+    years = years[~years.index.duplicated()]
+    return pol.assign(claim_free_years=years.reindex(pol["policy_no"].astype(str)).fillna(0)
+                      .astype("int64").to_numpy()), "ledger"
 
 
 def read_claims(path: str | Path) -> set[str]:
@@ -297,7 +318,7 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
             "policy_no": None, "target": 0, "leave": False})
         target = pd.concat([target, gone], ignore_index=True)
     lo, hi = str(block[0]), str(block[-1])      # blocks are sorted ranges of people
-    paid = ledger.paid_between(con, lo, hi)
+    paid = ledger.paid_between(con, lo, hi, product.id)
     # only rows with something due, or paid before, can need an entry
     if len(paid):
         was_paid = pd.MultiIndex.from_frame(paid[["applies_to", "benefit"]])

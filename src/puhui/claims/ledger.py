@@ -183,15 +183,35 @@ def finish_batch(con: sqlite3.Connection, batch_id: str) -> int:
                            (batch_id,)).fetchone()[0])
 
 
-def paid_between(con: sqlite3.Connection, lo: str, hi: str):
-    """Net paid per (settlement, benefit) for the people with ``lo <= psn_no <= hi``:
-    columns applies_to, benefit, paid, paid_psn, paid_policy."""
+def claim_free_history(con: sqlite3.Connection, exclude_batch: str | None = None
+                       ) -> tuple[dict[str, int], set[str]]:
+    """What claim-free years are derived from (:mod:`puhui.benefits.claim_free`): net paid
+    per policy, and the policies whose outcome is known (their product has a finished
+    batch). ``exclude_batch``'s own entries are left out, so a batch that is killed and
+    re-run derives the same counts as one that ran through."""
+    paid = dict(con.execute(
+        "SELECT policy_no, SUM(payout_fen) FROM payments WHERE policy_no IS NOT NULL"
+        " AND batch_id IS NOT ? GROUP BY policy_no", (exclude_batch,)).fetchall())
+    known = {r[0] for r in con.execute(
+        "SELECT policy_no FROM policies WHERE product_id IN"
+        " (SELECT product_id FROM batches WHERE status = 'done' AND batch_id IS NOT ?)",
+        (exclude_batch,))}
+    return paid, known
+
+
+def paid_between(con: sqlite3.Connection, lo: str, hi: str, product_id: str):
+    """Net paid per (settlement, benefit) under ``product_id``'s policies for the people
+    with ``lo <= psn_no <= hi``: columns applies_to, benefit, paid, paid_psn,
+    paid_policy. Only the product's own payments: a batch of one product never adjusts
+    what another product's policies paid (a 2024 batch over data that still holds 2023
+    settlements leaves the 2023 payouts alone)."""
     import pandas as pd
 
     return pd.read_sql_query(
         "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS paid_psn,"
         " MAX(policy_no) AS paid_policy FROM payments WHERE psn_no BETWEEN ? AND ?"
-        " GROUP BY applies_to, benefit", con, params=[lo, hi])
+        " AND policy_no IN (SELECT policy_no FROM policies WHERE product_id = ?)"
+        " GROUP BY applies_to, benefit", con, params=[lo, hi, product_id])
 
 
 def batch_entries_between(con: sqlite3.Connection, batch_id: str, lo: str, hi: str):
