@@ -15,7 +15,7 @@ import pytest
 
 from puhui.pricing.benefit_cost import (BenefitCostModel, choose_factors, design_matrix,
                                         negbin_alpha, pearson_dispersion, predict_by_cell,
-                                        pricing_groups)
+                                        pricing_groups, step_moments)
 from puhui.pricing.frequency import PoissonFrequency
 from puhui.pricing.known_truth import estimate, simulate, true_pure_premium
 from puhui.products.model import load_product, product_path
@@ -88,6 +88,7 @@ def test_pricing_groups_join_shared_deductibles():
                                          ("cart",), ("overseas_drugs",)]
     h = hhb[0]
     assert (h.deductible, h.ratio, h.preexisting_ratio, h.limit) == (12000.0, 0.7, 0.5, 1_000_000.0)
+    assert h.claim_free_steps == ((2, 11000.0), (3, 10000.0))
     elderly = pricing_groups(load_product(product_path("elderly-medical-60-80")),
                              {"hospital_in_list": 3.0, "hospital_out_of_list": 1.0})
     joint = [g for g in elderly if len(g.benefits) > 1][0]
@@ -104,3 +105,26 @@ def test_no_events_costs_nothing():
     terms = pricing_groups(load_product(product_path("huhuibao-2025")))[0]
     m1, m2 = m.moments(frame.head(3), terms)
     assert m.kinds_ == [] and m1.tolist() == [0, 0, 0] and m2.tolist() == [0, 0, 0]
+
+
+def test_claim_free_steps_mix_the_moments_of_each_deductible():
+    """No shares: the first-year moments; all of a cell at a step: that deductible's
+    moments; a split: the mixture, by hand."""
+    import dataclasses
+
+    frame, events = simulate(20_000, seed=4)
+    m = BenefitCostModel(factors=("age_band",)).fit(frame, events)
+    terms = dataclasses.replace(pricing_groups(load_product(product_path("huhuibao-2025")))[0],
+                                deductible=12_000.0, limit=200_000.0)
+    cells = frame.groupby(["age_band", "gender", "preexisting"], observed=True).size(
+        ).reset_index()[["age_band", "gender", "preexisting"]].head(3)
+    d1 = m.moments(cells, dataclasses.replace(terms, deductible=11_000.0))
+    d2 = m.moments(cells, dataclasses.replace(terms, deductible=10_000.0))
+    d0 = m.moments(cells, terms)
+    for got, want in zip(step_moments(m, cells, terms, np.zeros((3, 2))), d0):
+        np.testing.assert_allclose(got, want)
+    shares = np.array([[1.0, 0.0], [0.0, 1.0], [0.25, 0.5]])
+    got1, got2 = step_moments(m, cells, terms, shares)
+    assert got1[0] == pytest.approx(d1[0][0]) and got2[1] == pytest.approx(d2[1][1])
+    assert got1[2] == pytest.approx(0.25 * d0[0][2] + 0.25 * d1[0][2] + 0.5 * d2[0][2])
+    assert d2[0][2] > d1[0][2] > d0[0][2]          # a lower deductible costs more

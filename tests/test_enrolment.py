@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from puhui.pricing.enrolment import EnrolmentModel, LogisticCells, spiral, with_previous_enrolment
+from puhui.pricing.enrolment import (EnrolmentModel, LogisticCells, claim_free_shares, spiral,
+                                     with_previous_enrolment)
 
 
 def _people(n=20_000, seed=0):
@@ -66,3 +67,16 @@ def test_spiral_drives_the_healthy_out_when_the_price_rises():
     held = spiral(m, cells, people, enrolled, cost, 100.0, 0.85, 0.0, -2.0, -0.2, years=1,
                   fixed_price=100.0)
     assert held["loss_ratio"].iloc[0] == pytest.approx(held["cost_per_policy"].iloc[0] / 100.0)
+
+
+def test_claim_free_shares_by_hand():
+    """Cell x: 4 enrolled, next claim-free years 0, 2, 2, 3; 3 expected renewals of 6
+    expected policies -> step 2 (years 2) share 3 x 2/4 / 6 = 0.25, step 3 (3+) 3 x 1/4
+    / 6 = 0.125. Cell y: nobody enrolled -> 0."""
+    last = pd.DataFrame({"c": ["x", "x", "x", "x", "y"],
+                         "enrolled": [True, True, True, True, False]})
+    cells = pd.DataFrame({"c": ["x", "y"]})
+    got = claim_free_shares(last, np.array([0, 2, 2, 3, 5]), cells, ["c"],
+                            ((2, 11000.0), (3, 10000.0)), np.array([3.0, 0.0]),
+                            np.array([6.0, 2.0]))
+    np.testing.assert_allclose(got, [[0.25, 0.125], [0.0, 0.0]])

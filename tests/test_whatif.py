@@ -82,3 +82,21 @@ def test_credibility_moves_the_model_premium_by_its_stated_adjustment(priced):
     t = priced.tables["credibility"]
     assert ((t["Z"] >= 0) & (t["Z"] < 1)).all()
     assert t["person_years"].sum() > 0
+
+
+def test_claim_free_steps_are_priced(priced):
+    c = priced.figures["claim_free_steps"]["hospital"]
+    at_11k = c["steps"][0]
+    assert at_11k["deductible"] == 11000 and 0 < at_11k["share_of_policies"] < 1
+    # the sample has two data years, so nobody reaches three claim-free years next year
+    assert c["steps"][1]["share_of_policies"] == 0
+    assert c["model_pure_premium_with_steps"] > c["model_pure_premium_first_year_deductible"]
+    # a what-if deductible keeps the reductions: 20,000 -> steps at 19,000 and 18,000
+    t = reprice(priced.state, "hospital", deductible=20000).set_index("benefit")
+    plain = dict(priced.state.step_shares)
+    priced.state.step_shares.clear()
+    try:
+        t0 = reprice(priced.state, "hospital", deductible=20000).set_index("benefit")
+    finally:
+        priced.state.step_shares.update(plain)
+    assert t.loc["hospital", "pure_after"] > t0.loc["hospital", "pure_after"]

@@ -64,6 +64,8 @@ class GroupTerms:
     preexisting_ratio: float
     limit: float
     note: str = ""
+    #: lower deductibles after claim-free years: ((years, deductible), ...), ascending years
+    claim_free_steps: tuple[tuple[int, float], ...] = ()
 
 
 def _amount(raw, key) -> tuple[float, str | None]:
@@ -75,11 +77,18 @@ def _amount(raw, key) -> tuple[float, str | None]:
     return float(v), None
 
 
+def _steps(raw) -> tuple[tuple[int, float], ...]:
+    v = raw.get("deductible")
+    if not isinstance(v, dict):
+        return ()
+    return tuple(sorted((int(s["years"]), float(s["amount"])) for s in v.get("claim_free", [])))
+
+
 def pricing_groups(product: Product, weights: dict[str, float] | None = None) -> list[GroupTerms]:
     """Benefits joined by a shared deductible or limit form one group.
 
-    A single benefit's terms are its own (the first-year deductible: claim-free
-    reductions are not priced, which errs on the side of cost). A group of several
+    A single benefit's terms are its own, with its claim-free deductible steps (priced
+    by :func:`step_moments` with the enrolled mix's claim-free years). A group of several
     benefits is priced on their joint sum with the shared deductible, the
     eligible-weighted ratio (``weights``: eligible amounts by benefit) and the shared
     limit, or the sum of the members' limits when they are separate; this is an
@@ -114,7 +123,7 @@ def pricing_groups(product: Product, weights: dict[str, float] | None = None) ->
             b = members[0]
             r = float(b.raw["ratio"])
             out.append(GroupTerms(b.id, ids, ded, r, float(b.raw.get("preexisting_ratio", r)),
-                                  _amount(b.raw, "limit")[0]))
+                                  _amount(b.raw, "limit")[0], claim_free_steps=_steps(b.raw)))
             continue
         w = np.array([max((weights or {}).get(b.id, 0.0), 0.0) for b in members])
         w = w / w.sum() if w.sum() > 0 else np.full(len(members), 1 / len(members))
@@ -125,9 +134,11 @@ def pricing_groups(product: Product, weights: dict[str, float] | None = None) ->
         for b in members:
             amt, shared = _amount(b.raw, "limit")
             limits[shared or b.id] = amt
+        first = max(members, key=lambda b: _amount(b.raw, "deductible")[0])
         out.append(GroupTerms("+".join(ids), ids, ded, r, pre, float(sum(limits.values())),
                               note="priced jointly (shared deductible or limit): eligible-"
-                                   "weighted ratio, limits added where separate"))
+                                   "weighted ratio, limits added where separate",
+                              claim_free_steps=_steps(first.raw)))
     return out
 
 
@@ -360,3 +371,35 @@ class BenefitCostModel:
         if not self.kinds_:
             return np.ones(sims)
         return parameter_draws(self, cells, terms, w, rng, sims, severity_factor)
+
+
+def step_moments(model: "BenefitCostModel", cells: pd.DataFrame, terms: GroupTerms,
+                 shares: np.ndarray | None, base: tuple[np.ndarray, np.ndarray] | None = None,
+                 **kw) -> tuple[np.ndarray, np.ndarray]:
+    """E[B], E[B^2] per cell when a share of each cell's policies has a lower
+    deductible after claim-free years: with a_kc the share of cell c's policies at
+    step k (deductible d_k) and d_0 the first-year deductible,
+
+        E[B_c]   = (1 - sum_k a_kc) E[B_c | d_0]   + sum_k a_kc E[B_c | d_k]
+        E[B_c^2] = (1 - sum_k a_kc) E[B_c^2 | d_0] + sum_k a_kc E[B_c^2 | d_k]
+
+    (a mixture over policies). ``shares``: cells x steps, or None for no steps;
+    ``base``: the moments at d_0 when already computed.
+    """
+    import dataclasses
+
+    m1, m2 = base if base is not None else model.moments(cells, terms, **kw)
+    if shares is None or not terms.claim_free_steps or not np.any(shares > 0):
+        return m1, m2
+    rest = 1.0 - shares.sum(axis=1)
+    o1, o2 = m1 * rest, m2 * rest
+    for k, (_, ded) in enumerate(terms.claim_free_steps):
+        a = shares[:, k]
+        on = a > 0
+        if not on.any():
+            continue
+        s1, s2 = model.moments(cells[on].reset_index(drop=True),
+                               dataclasses.replace(terms, deductible=ded), **kw)
+        o1[on] += a[on] * s1
+        o2[on] += a[on] * s2
+    return o1, o2

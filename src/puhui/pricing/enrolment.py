@@ -108,6 +108,82 @@ class EnrolmentModel:
         return enrolled * renew + (people - enrolled) * entry
 
 
+    def renewals(self, cells: pd.DataFrame, enrolled: np.ndarray) -> np.ndarray:
+        """Expected renewing policies per cell next year (``enrolled`` x renew_c; all of
+        them when the data has no renewal year)."""
+        if self.renewal_ is None:
+            return np.zeros(len(cells))
+        return enrolled * self.renewal_.predict(cells)
+
+
+def next_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
+                          paid: np.ndarray) -> np.ndarray:
+    """Claim-free years each person-year's policyholder would have at renewal next
+    year: (years before this year's policy, :func:`puhui.benefits.claim_free.claim_free_years`)
+    + 1 when this year paid nothing, else 0; 0 for people not enrolled.
+
+    ``paid``: the product's as-if payout per row of ``frame`` (fen): the priced product's
+    calculator stands in for what the policies of the data years actually paid, and
+    policies before the data years are unknown (a chain stops there).
+
+    >>> fr = pd.DataFrame({"psn_no": ["a", "a", "b", "b"], "year": [2024, 2025] * 2,
+    ...                    "enrolled": [True, True, True, True]})
+    >>> pol = pd.DataFrame({"policy_no": ["a4", "a5", "b4", "b5"], "psn_no": ["a", "a", "b", "b"],
+    ...     "start_date": pd.to_datetime(["2024-01-01", "2025-01-01"] * 2),
+    ...     "end_date": pd.to_datetime(["2024-12-31", "2025-12-31"] * 2)})
+    >>> next_claim_free_years(fr, pol, np.array([0, 0, 500, 0])).tolist()
+    [1, 2, 0, 1]
+    """
+    from puhui.benefits.claim_free import claim_free_years
+
+    years = set(int(y) for y in frame["year"].unique())
+    pol = policies[policies["start_date"].dt.year.isin(years)].reset_index(drop=True)
+    key = pd.MultiIndex.from_arrays([frame["psn_no"].astype(str).to_numpy(),
+                                     frame["year"].to_numpy(dtype="int64")])
+    pkey = pd.MultiIndex.from_arrays([pol["psn_no"].astype(str).to_numpy(),
+                                      pol["start_date"].dt.year.to_numpy(dtype="int64")])
+    paid_row = pd.Series(np.asarray(paid), index=key)
+    paid_row = paid_row[~paid_row.index.duplicated()]
+    pol_paid = pd.Series(paid_row.reindex(pkey, fill_value=0).to_numpy(),
+                         index=pol["policy_no"].astype(str).to_numpy())
+    cfy = pd.Series(claim_free_years(pol, pol_paid), index=pkey)
+    cfy = cfy[~cfy.index.duplicated()]
+    before = cfy.reindex(key, fill_value=0).to_numpy()
+    enrolled = frame["enrolled"].to_numpy(dtype=bool)
+    return np.where(enrolled & (np.asarray(paid) <= 0), before + 1, 0)
+
+
+def claim_free_shares(frame_last: pd.DataFrame, next_years: np.ndarray, cells: pd.DataFrame,
+                      by: list[str], steps: tuple[tuple[int, float], ...],
+                      renewals: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Share of each cell's expected policies next year at each claim-free step::
+
+        a_kc = renewals_c x (share of cell c's enrolled with next years in step k) / expected_c
+
+    step k holds years_k <= years < years_(k+1). Entrants are at the first-year
+    deductible. Returns cells x steps."""
+    out = np.zeros((len(cells), len(steps)))
+    if not steps:
+        return out
+    enr = frame_last["enrolled"].to_numpy(dtype=bool)
+    f = frame_last.loc[enr, by].copy()
+    ny = np.asarray(next_years)[enr]
+    bounds = [y for y, _ in steps] + [10**9]
+    for k in range(len(steps)):
+        f[f"s{k}"] = ((ny >= bounds[k]) & (ny < bounds[k + 1])).astype(float)
+    f["n"] = 1.0
+    g = f.groupby(by, observed=True)[[*(f"s{k}" for k in range(len(steps))), "n"]].sum()
+    g = cells[by].merge(g.reset_index(), on=by, how="left")
+    cols = [*(f"s{k}" for k in range(len(steps))), "n"]
+    g[cols] = g[cols].fillna(0.0)
+    n = g["n"].to_numpy()
+    for k in range(len(steps)):
+        share = np.divide(g[f"s{k}"].to_numpy(), n, out=np.zeros(len(n)), where=n > 0)
+        out[:, k] = np.divide(renewals * share, expected, out=np.zeros(len(n)),
+                              where=expected > 0)
+    return np.clip(out, 0.0, 1.0)
+
+
 def _shift(p: np.ndarray, s: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-12, 1 - 1e-12)
     return 1 / (1 + np.exp(-(np.log(p / (1 - p)) + s)))

@@ -42,9 +42,15 @@ from puhui.pricing.benefit_cost import (
     GroupTerms,
     age_group,
     pricing_groups,
+    step_moments,
 )
 from puhui.pricing.credibility import credibility_factors
-from puhui.pricing.enrolment import EnrolmentModel, spiral
+from puhui.pricing.enrolment import (
+    EnrolmentModel,
+    claim_free_shares,
+    next_claim_free_years,
+    spiral,
+)
 from puhui.pricing.experience import experience
 from puhui.pricing.frequency import rating_frame
 from puhui.pricing.validation import cross_validate_frequency, gini_index
@@ -178,6 +184,11 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         notes.append("no enrolment variation in the data: priced for the whole eligible "
                      "population, not an enrolled mix")
     n_policies = int(policies) if policies else int(round(w.sum()))
+    # claim-free years at renewal, for deductibles that step down after claim-free years
+    paid_row = sum(frame[f"payout_{b.id}"].to_numpy() for b in product.benefits)
+    next_cfy = next_claim_free_years(frame, data.policies, paid_row)
+    last_rows = (elig & (frame["year"] == last).to_numpy())
+    renewing = enrol_model.renewals(cells, enrolled) if enrol_model is not None else enrolled
 
     # per pricing group: models and the annual benefit per cell
     elig_by_benefit = ev.groupby("benefit")["eligible"].sum().to_dict()
@@ -190,6 +201,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     draws_total = np.zeros(sims)
     models: dict[str, BenefitCostModel] = {}
     group_m1: dict[str, np.ndarray] = {}
+    step_shares: dict[str, np.ndarray] = {}
+    cf_fig: dict[str, dict] = {}
     elig_share: dict[str, float] = {}
     group_rows = []
     for terms in groups:
@@ -201,6 +214,21 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         model.fit(frame, e)
         models[terms.id] = model
         m1, m2 = model.moments(cells, terms, severity_factor=sev_trend)
+        if terms.claim_free_steps:
+            shares = claim_free_shares(cur, next_cfy[last_rows], cells, list(CELL_FACTORS),
+                                       terms.claim_free_steps, renewing, w)
+            step_shares[terms.id] = shares
+            without = float(np.dot(w, m1) / w.sum())
+            m1, m2 = step_moments(model, cells, terms, shares, base=(m1, m2),
+                                  severity_factor=sev_trend)
+            cf_fig[terms.id] = {
+                "steps": [{"claim_free_years": y, "deductible": d,
+                           "share_of_policies": _r(np.dot(w, shares[:, k]) / w.sum(), 4)}
+                          for k, (y, d) in enumerate(terms.claim_free_steps)],
+                "model_pure_premium_first_year_deductible": _r(without, 2),
+                "model_pure_premium_with_steps": _r(np.dot(w, m1) / w.sum(), 2),
+                "note": "claim-free years at renewal from the data's policies and the "
+                        "product's as-if payouts; entrants at the first-year deductible"}
         cost = float(np.dot(w, m1) / w.sum())
         cell_cost += m1
         cell_var += m2 - m1 ** 2
@@ -294,6 +322,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         "pure_premium_model": {**{b: _r(v, 2) for b, v in pure_model.items()},
                                "total": _r(sum(pure_model.values()), 2)},
         "credibility": cred_fig,
+        "claim_free_steps": cf_fig or None,
         "pure_premium_interval": {"level": level,
                                   "lower": _r(np.quantile(draws_total, lo_q), 2),
                                   "upper": _r(np.quantile(draws_total, hi_q), 2)},
@@ -354,7 +383,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     from puhui.pricing.whatif import PricingState, class_c_budget_impact, drug_shares
 
     state = PricingState(product.id, groups, models, cells, w, sev_trend, target, n_policies,
-                         elig_share, drug_shares(product, data), cell_factor)
+                         elig_share, drug_shares(product, data), cell_factor, step_shares)
     bi = assumptions.get("budget_impact", {})
     if bi.get("class_c_list"):
         say("budget impact of the class-C list")

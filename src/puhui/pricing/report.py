@@ -58,6 +58,11 @@ and checks every figure.</p>
 The interval combines normal draws of every GLM's coefficients (moving the pure premium through its
 elasticities to frequency and severity) with the year's total claims over {{ '{:,}'.format(f.policies) }}
 policies as a gamma variable with the portfolio's mean and variance.</p>
+{% if f.claim_free_steps %}{% for gid, c in f.claim_free_steps.items() %}<p>Claim-free deductible steps of {{ gid }}:
+{% for st in c.steps %}{{ st.share_of_policies|pct }} of next year's policies at {{ '{:,.0f}'.format(st.deductible) }}
+(after {{ st.claim_free_years }} claim-free years){% if not loop.last %}; {% endif %}{% endfor %}.
+Model pure premium {{ '{:,.2f}'.format(c.model_pure_premium_first_year_deductible) }} at the first-year deductible,
+{{ '{:,.2f}'.format(c.model_pure_premium_with_steps) }} with the steps ({{ c.note }}).</p>{% endfor %}{% endif %}
 {% if plots.lr %}<img alt="loss ratio distribution" src="data:image/png;base64,{{ plots.lr }}">{% endif %}
 {% if f.experience %}<p>As-if experience of the enrolled (the product's calculator on their settlements,
 data years, no trend): {{ f.experience.as_if_paid_per_enrolled_policy_year }} yuan per policy-year.

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.errors import InputError
-from puhui.pricing.benefit_cost import BenefitCostModel, GroupTerms
+from puhui.pricing.benefit_cost import BenefitCostModel, GroupTerms, step_moments
 
 STATE_FILE = "models.pkl"
 
@@ -52,6 +52,7 @@ class PricingState:
     eligible_shares: dict[str, float]               # benefit -> share of its group's eligible
     drug_shares: dict[str, pd.DataFrame] = field(default_factory=dict)
     cell_factors: np.ndarray | None = None          # credibility factor per cell
+    step_shares: dict[str, np.ndarray] = field(default_factory=dict)  # claim-free steps
 
     def save(self, out: Path) -> Path:
         p = Path(out) / STATE_FILE
@@ -111,7 +112,8 @@ def pure_premiums(state: PricingState, groups: list[GroupTerms] | None = None,
     out = {}
     for g in groups or state.groups:
         f, s = (factors or {}).get(g.id, (1.0, 1.0))
-        m1, _ = state.models[g.id].moments(state.cells, g, f, state.severity_trend * s)
+        m1, _ = step_moments(state.models[g.id], state.cells, g, state.step_shares.get(g.id),
+                             frequency_factor=f, severity_factor=state.severity_trend * s)
         if state.cell_factors is not None:
             m1 = m1 * state.cell_factors
         cost = float(np.dot(w, m1) / w.sum())
@@ -123,11 +125,16 @@ def pure_premiums(state: PricingState, groups: list[GroupTerms] | None = None,
 def reprice(state: PricingState, benefit: str, deductible: float | None = None,
             ratio: float | None = None, preexisting_ratio: float | None = None,
             limit: float | None = None, drop_drugs: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Pure and gross premium per benefit, as priced and with the change."""
+    """Pure and gross premium per benefit, as priced and with the change. A new
+    deductible keeps the product's claim-free reductions (12,000 with steps 11,000 and
+    10,000, moved to 20,000, has steps 19,000 and 18,000)."""
     g = _group_of(state, benefit)
     changes = {k: v for k, v in (("deductible", deductible), ("ratio", ratio),
                                  ("preexisting_ratio", preexisting_ratio), ("limit", limit))
                if v is not None}
+    if deductible is not None and g.claim_free_steps:
+        changes["claim_free_steps"] = tuple((y, max(float(deductible) - (g.deductible - d), 0.0))
+                                            for y, d in g.claim_free_steps)
     new_g = dataclasses.replace(g, **changes)
     groups = [new_g if x.id == g.id else x for x in state.groups]
     factors = {}
