@@ -410,11 +410,14 @@ def demo(data_dir, out):
     click.echo(benefits)
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "summary.txt").write_text(text + "\n\n" + benefits + "\n", encoding="utf-8")
-    click.echo("\n[4/5] claims: a proactive scan, then a claimed batch, into the ledger")
+    click.echo("\n[4/5] claims: the 2024 year (its payouts are the claim-free history of "
+               "2025's renewals), then for 2025 a proactive scan and a claimed batch")
     url = f"sqlite:///{Path(out) / 'ledger.db'}"
-    for mode, batch in (("proactive", "demo-proactive"), ("claimed", "demo-claimed")):
+    for product_id, mode, batch in (("huhuibao-2024", "claimed", "demo-2024"),
+                                    ("huhuibao-2025", "proactive", "demo-proactive"),
+                                    ("huhuibao-2025", "claimed", "demo-claimed")):
         ctx = click.get_current_context()
-        ctx.invoke(claims_run, product_file="huhuibao-2025", data_dir=data_dir, url=url,
+        ctx.invoke(claims_run, product_file=product_id, data_dir=data_dir, url=url,
                    batch_id=batch, out=str(Path(out) / batch), mode=mode)
     click.echo("\n[5/5] pricing: Huhuibao 2025 priced on the sample")
     ctx.invoke(price, product_file="huhuibao-2025", data_dir=data_dir,
