@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_synth import machine, timed
+from bench_synth import city, machine, timed
 
 
 def main() -> None:
@@ -26,12 +26,7 @@ def main() -> None:
     print(machine())
     exe = [sys.executable, "-m", "puhui"]
     work = Path(tempfile.mkdtemp(prefix="puhui-claims-"))
-    data = a.data
-    if data is None:
-        data = str(work / "city")
-        dt, peak, _ = timed(exe + ["synth", "--persons", str(a.persons), "--years", "1",
-                                   "--seed", "1", "--out", data])
-        print(f"generated the city in {dt:.1f} s")
+    data = city(a.data, a.persons, 1, work)
     dt, peak, text = timed(exe + ["claims", "run", "--product", a.product, "--data", data,
                                   "--ledger", f"sqlite:///{work / 'ledger.db'}", "--batch",
                                   "bench", "--out", str(work / "out")])

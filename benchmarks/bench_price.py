@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_synth import machine, timed
+from bench_synth import city, machine, timed
 
 
 def main() -> None:
@@ -29,12 +29,7 @@ def main() -> None:
     print(machine())
     exe = [sys.executable, "-m", "puhui"]
     work = Path(tempfile.mkdtemp(prefix="puhui-price-"))
-    data = a.data
-    if data is None:
-        data = str(work / "city")
-        dt, peak, _ = timed(exe + ["synth", "--persons", str(a.persons), "--years", str(a.years),
-                                   "--seed", "1", "--out", data])
-        print(f"generated {a.persons:,} people x {a.years} years in {dt:.1f} s (peak {peak:.2f} GiB)")
+    data = city(a.data, a.persons, a.years, work)
     dt, peak, text = timed(exe + ["price", "--product", a.product, "--data", data,
                                   "--out", str(work / "out")])
     import json

@@ -47,6 +47,17 @@ def timed(args: list[str]) -> tuple[float, float, str]:
         return dt, usage.ru_maxrss / 2**20, out.read().strip()
 
 
+def city(data: str | None, persons: int, years: int, work) -> str:
+    """``data``, or a city of ``persons`` x ``years`` generated into ``work`` (timed)."""
+    if data is not None:
+        return data
+    out = str(work / "city")
+    dt, peak, _ = timed([sys.executable, "-m", "puhui", "synth", "--persons", str(persons),
+                         "--years", str(years), "--seed", "1", "--out", out])
+    print(f"generated {persons:,} people x {years} years in {dt:.1f} s (peak {peak:.2f} GiB)")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--persons", type=int, default=1_000_000)

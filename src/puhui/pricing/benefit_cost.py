@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.pricing.aggregate import annual_benefit_moments_of
-from puhui.pricing.frequency import PoissonFrequency
+from puhui.pricing.frequency import PoissonFrequency, banded
 from puhui.pricing.severity import GammaSeverity
 from puhui.pricing.tail import SplicedSeverity
 from puhui.products.model import Product
@@ -48,9 +48,7 @@ def age_group(age) -> pd.Categorical:
     >>> list(age_group([3, 41, 80, 99]))
     ['0-40', '41-60', '61-80', '81+']
     """
-    edges = list(AGE_GROUPS) + [200]
-    labels = [f"{lo}-{hi - 1}" for lo, hi in zip(edges[:-2], edges[1:-1])] + [f"{AGE_GROUPS[-1]}+"]
-    return pd.cut(np.asarray(age), bins=edges, right=False, labels=labels)
+    return banded(age, AGE_GROUPS)
 
 
 @dataclass(frozen=True)

@@ -21,15 +21,24 @@ AGE_BANDS = (0, 18, 31, 41, 51, 61, 71, 81)
 DEFAULT_FACTORS = ("age_band", "gender", "insutype", "preexisting")
 
 
+def banded(age, lower_bounds: tuple[int, ...]) -> pd.Categorical:
+    """Ages as labelled bands from their lower bounds: "lo-hi" and "last+".
+
+    >>> list(banded([5, 30, 31, 90], (0, 31, 81)))
+    ['0-30', '0-30', '31-80', '81+']
+    """
+    edges = list(lower_bounds) + [200]
+    labels = [f"{lo}-{hi - 1}" for lo, hi in zip(edges[:-2], edges[1:-1])] + [f"{lower_bounds[-1]}+"]
+    return pd.cut(np.asarray(age), bins=edges, right=False, labels=labels)
+
+
 def age_band(age) -> pd.Categorical:
     """Label of the age band: 0-17, 18-30, ..., 81+.
 
     >>> list(age_band([5, 30, 31, 90]))
     ['0-17', '18-30', '31-40', '81+']
     """
-    edges = list(AGE_BANDS) + [200]
-    labels = [f"{lo}-{hi - 1}" for lo, hi in zip(edges[:-2], edges[1:-1])] + [f"{AGE_BANDS[-1]}+"]
-    return pd.cut(np.asarray(age), bins=edges, right=False, labels=labels)
+    return banded(age, AGE_BANDS)
 
 
 def rating_frame(exp: pd.DataFrame) -> pd.DataFrame:
