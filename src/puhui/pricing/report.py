@@ -57,7 +57,9 @@ and checks every figure.</p>
 {{ f.pure_premium_interval.lower }} to {{ f.pure_premium_interval.upper }}.
 The interval combines normal draws of every GLM's coefficients (moving the pure premium through its
 elasticities to frequency and severity) with the year's total claims over {{ '{:,}'.format(f.policies) }}
-policies as a gamma variable with the portfolio's mean and variance.</p>
+policies as a gamma variable with the portfolio's mean and variance. It leaves out the uncertainty
+of the dispersion, the tail shape and the enrolment model, and model error: read it as a lower
+bound on the real uncertainty.</p>
 {% if f.claim_free_steps %}{% for gid, c in f.claim_free_steps.items() %}<p>Claim-free deductible steps of {{ gid }}:
 {% for st in c.steps %}{{ st.share_of_policies|pct }} of next year's policies at {{ '{:,.0f}'.format(st.deductible) }}
 (after {{ st.claim_free_years }} claim-free years){% if not loop.last %}; {% endif %}{% endfor %}.
