@@ -65,33 +65,62 @@ def _as_text(s: pd.Series) -> pd.Series:
     return s.where(s.isna(), s.astype(str))
 
 
+def _as_codes(s: pd.Series) -> pd.Series:
+    """A low-cardinality text column as a categorical of strings (one byte a row rather
+    than a Python string): nulls kept, the categories those that occur, sorted."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = s.cat.categories
+        if pd.api.types.infer_dtype(cats, skipna=True) == "string":
+            return s.cat.remove_unused_categories().cat.reorder_categories(
+                sorted(s.cat.remove_unused_categories().cat.categories))
+        s = s.astype(object)
+    return pd.Series(pd.Categorical(_as_text(s)), index=s.index, name=s.name)
+
+
 def _as_date(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s).dt.normalize().astype("datetime64[ns]")
 
 
 def to_engine_types(table: Table, raw: pd.DataFrame) -> pd.DataFrame:
     """Convert a valid raw table to engine types: money to int64 fen, dates to
-    ``datetime64[ns]``, codes and ids to ``str``, booleans to ``bool``.
+    ``datetime64[ns]``, ids and text to ``str``, national codes (kind ``code``) and
+    repeated text to categoricals of ``str``, booleans to ``bool``."""
+    b = EngineFrame(table, list(raw.columns), len(raw), raw.index)
+    for name in raw.columns:
+        b.add(name, raw[name])
+    return b.frame()
+
+
+class EngineFrame:
+    """An engine-typed table built one column at a time (so a file can be read, checked
+    and converted column by column, holding one raw column at a time).
 
     The money columns are written into one preallocated block that the frame adopts
     without a copy (millions of settlements: a consolidation copy would double them).
+    Each other column goes in at its position in the file, so the file's order is kept
+    (the money columns after it are still at the end) with no reordering copy.
     """
-    money = [c.name for c in table.columns if c.kind == "money" and c.name in raw.columns]
-    block = np.empty((len(money), len(raw)), dtype="int64")
-    for i, name in enumerate(money):
-        block[i] = yuan_to_fen(raw[name].to_numpy(dtype="float64"))
-    df = pd.DataFrame(block.T, columns=money, index=raw.index, copy=False)
-    for pos, name in enumerate(raw.columns):
-        if name in money:
-            continue
-        s = raw[name]
+
+    def __init__(self, table: Table, names: list[str], n: int, index=None):
+        self.table, self.names = table, list(names)
+        self.money = [c.name for c in table.columns if c.kind == "money" and c.name in names]
+        self.block = np.empty((len(self.money), n), dtype="int64")
+        self.index = index if index is not None else pd.RangeIndex(n)
+        self.others: dict[str, pd.Series] = {}
+
+    def add(self, name: str, s: pd.Series) -> None:
+        if name in self.money:
+            self.block[self.money.index(name)] = yuan_to_fen(s.to_numpy(dtype="float64"))
+            return
         try:
-            col = table.column(name)
+            col = self.table.column(name)
         except KeyError:
             col = None
         if col is None:
             values = s
-        elif col.kind in ("string", "code"):
+        elif col.kind == "code" or col.repeated:
+            values = _as_codes(s)
+        elif col.kind == "string":
             values = _as_text(s)
         elif col.kind == "date":
             values = _as_date(s)
@@ -101,13 +130,53 @@ def to_engine_types(table: Table, raw: pd.DataFrame) -> pd.DataFrame:
             values = s.astype("int64")
         else:
             values = s
-        df.insert(min(pos, len(df.columns)), name, values)
-    for col in table.columns:
-        if col.name not in df.columns and col.kind == "bool" and not col.required:
-            df[col.name] = False
-    # Inserting each column at its position in the file keeps the file's order (the
-    # money columns after it are still at the end), so no reordering copy is needed.
-    return df
+        self.others[name] = values
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.block.T, columns=self.money, index=self.index, copy=False)
+        for pos, name in enumerate(self.names):
+            if name in self.others:
+                v = self.others.pop(name)
+                if isinstance(v, pd.Series):
+                    v = v.set_axis(self.index) if len(v) == len(self.index) else v
+                df.insert(min(pos, len(df.columns)), name, v)
+        for col in self.table.columns:
+            if col.name not in df.columns and col.kind == "bool" and not col.required:
+                df[col.name] = False
+        return df
+
+
+def open_columns(directory: str | Path, table: Table):
+    """A file read one column at a time: (column names, rows, reader of one column),
+    or ``None`` when an optional file is absent. Raises :class:`InputError` like
+    :func:`read_raw` for a missing or unreadable file (also when a column cannot be read).
+    """
+    from fastparquet import ParquetFile
+
+    path = table_path(directory, table)
+    if not path.exists():
+        return read_raw(directory, table)          # None, or the missing-file error
+    try:
+        pf = ParquetFile(str(path))
+        names, n = list(pf.columns), int(pf.count())
+    except Exception as exc:  # fastparquet raises many types for broken files
+        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: "
+                         f"{str(exc)[:200]}). Re-export it, or check it was copied whole."
+                         ) from None
+
+    def get(name: str) -> pd.Series:
+        try:
+            # reset the frame's index, not the column's: Series.reset_index on a
+            # categorical fastparquet built turns every value into NaN (fastparquet
+            # 2024.x with pandas 2.x)
+            s = pf.to_pandas(columns=[name]).reset_index(drop=True)[name]
+        except Exception as exc:  # noqa: BLE001 - a broken column is a broken file
+            raise InputError(f"{path}: column {name} is not readable ({type(exc).__name__}: "
+                             f"{str(exc)[:200]}). Re-export the file, or check it was "
+                             f"copied whole.") from None
+        return s
+
+    return names, n, get
 
 
 def read_table(directory: str | Path, table: Table, columns: list[str] | None = None

@@ -50,6 +50,9 @@ class Column:
     min_value: int | None = None
     max_value: int | None = None
     required: bool = True
+    #: text with few distinct values over many rows (diagnoses, institutions, list
+    #: items): held in memory as a categorical, like the national codes
+    repeated: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ SETTLEMENTS = Table(
         Column("med_type", "code", "medical type (national code)", codes=MED_TYPES),
         Column("hosp_lv", "int", "hospital level 1-3", min_value=1, max_value=3),
         Column("insutype", "code", "310 employee, 390 resident", codes=INSUTYPES),
-        Column("dise_code", "string", "ICD-10 code of the main diagnosis"),
+        Column("dise_code", "string", "ICD-10 code of the main diagnosis", repeated=True),
         Column("medfee_sumamt", "money", "total medical cost"),
         Column("fulamt_ownpay_amt", "money", "fully self-paid (on no list)"),
         Column("overlmt_selfpay", "money", "self-paid above a price cap"),
@@ -141,7 +144,7 @@ SETTLEMENTS = Table(
         Column("psn_part_amt", "money", "the person's total share"),
         Column("refund_of", "string", "setl_id this row reverses", nullable=True),
         Column("fixmedins_code", "string", "medical institution code (extra column)",
-               required=False),
+               required=False, repeated=True),
     ),
     rules=(
         "setl_id unique", "psn_no in persons",
@@ -163,7 +166,7 @@ SETTLEMENT_LINES = Table(
     columns=(
         Column("setl_id", "string", "the settlement (in settlements)"),
         Column("line_no", "int", "line number within the settlement", min_value=1),
-        Column("hilist_code", "string", "national list code of the item"),
+        Column("hilist_code", "string", "national list code of the item", repeated=True),
         Column("list_class", "code", "A, B, C (commercial innovative list) or self",
                codes=LIST_CLASSES),
         Column("amount", "money", "line amount"),

@@ -15,7 +15,7 @@ import pandas as pd
 
 from puhui.errors import InputError
 from puhui.fund import privacy
-from puhui.fund.files import read_raw, to_engine_types
+from puhui.fund.files import EngineFrame, open_columns
 from puhui.fund.schema import (
     FUND_PAYMENTS,
     PERSONS,
@@ -175,6 +175,55 @@ def _check_table_types(rep: Report, table: Table, raw: pd.DataFrame) -> bool:
             continue
         usable &= _check_column(rep, table, col, raw[col.name], keys)
     return usable
+
+
+def _privacy_problems(rep: Report, table: Table, findings) -> None:
+    for f in findings:
+        rep.problems.append(Problem(
+            table.file, f.column, f"anonymised data: no {f.what}", f.count,
+            "remove the column or replace it with pseudonymous codes; "
+            "values are not shown", kind="privacy"))
+
+
+def _read_checked(rep: Report, directory: Path, table: Table) -> pd.DataFrame | None:
+    """One file read, scanned for personal data, type-checked and converted to engine
+    types one column at a time (so only one raw column is held at once); ``None`` when
+    the file is absent or a column is not usable. Problems are reported in the order of
+    the schema's columns, as :func:`_check_table_types` would."""
+    opened = open_columns(directory, table)
+    if opened is None:
+        return None
+    names, n, get = opened
+    rep.rows[table.name] = n
+    _privacy_problems(rep, table, privacy.scan_column_names(names))
+    key_cols = [k for k in table.key if k in names]
+    keys = _key(table, pd.DataFrame({k: get(k) for k in key_cols}, index=pd.RangeIndex(n)))
+    first = len(rep.problems)
+    usable = True
+    for col in table.columns:
+        if col.name not in names and col.required:
+            rep.problems.append(Problem(table.file, col.name, "column present", 0,
+                                        f"add the column '{col.name}' ({col.kind}: "
+                                        f"{col.meaning})"))
+            usable = False
+    out = EngineFrame(table, names, n)
+    for name in names:
+        s = get(name)
+        _privacy_problems(rep, table, privacy.scan_values(str(name), s))
+        try:
+            col = table.column(name)
+        except KeyError:
+            col = None
+        if col is not None:
+            usable &= _check_column(rep, table, col, s, keys)
+        if usable:
+            out.add(name, s)
+        del s
+    order = {c.name: i for i, c in enumerate(table.columns)}
+    mine = rep.problems[first:]
+    mine.sort(key=lambda p: (p.kind == "privacy", order.get(p.column, len(order))))
+    rep.problems[first:] = mine
+    return out.frame() if usable else None
 
 
 class KeyIndex:
@@ -347,22 +396,10 @@ def validate_dir(directory: str | Path, keep: bool = False) -> Report:
     typed: dict[str, pd.DataFrame | None] = {}
     for table in TABLES:
         try:
-            raw = read_raw(directory, table)
+            typed[table.name] = _read_checked(rep, directory, table)
         except InputError as exc:
             rep.problems.append(Problem(table.file, "-", "readable file", 0, str(exc)))
             typed[table.name] = None
-            continue
-        if raw is None:
-            typed[table.name] = None
-            continue
-        rep.rows[table.name] = len(raw)
-        for f in privacy.scan_frame(raw):
-            rep.problems.append(Problem(
-                table.file, f.column, f"anonymised data: no {f.what}", f.count,
-                "remove the column or replace it with pseudonymous codes; "
-                "values are not shown", kind="privacy"))
-        usable = _check_table_types(rep, table, raw)
-        typed[table.name] = to_engine_types(table, raw) if usable else None
     persons, pol, st, ln = (typed[t.name] for t in TABLES)
     who_pol = who_st = None
     if persons is not None:
