@@ -32,6 +32,7 @@ from puhui.benefits.calculator import adjudicate
 from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
 from puhui.claims.flags import flag_settlements
+from puhui.digests import sha256_files
 from puhui.errors import InputError
 from puhui.fund.files import FundData
 from puhui.fund.schema import SETTLEMENTS
@@ -52,14 +53,6 @@ QUARANTINE = {
     "no settlement after the person's death": "Q_AFTER_DEATH",
     "lines sum to": "Q_LINES_MISMATCH",
 }
-
-
-def file_hash(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def product_hash(product: Product) -> str:
@@ -113,9 +106,11 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     data_dir = Path(data_dir)
     quarantined, data = _quarantine(data_dir)
     files = [p for p in data_dir.glob("*.parquet")]
-    dhash, phash = file_hash(files), product_hash(product)
+    dhash, phash = sha256_files(files), product_hash(product)
 
-    st = data.settlements.reset_index(drop=True)
+    st = data.settlements
+    if not st.index.equals(pd.RangeIndex(len(st))):
+        st = st.reset_index(drop=True)
     q_mask = np.zeros(len(st), bool)
     q_mask[list(quarantined)] = True
     # a reversal of a quarantined settlement cannot be applied either
@@ -125,18 +120,21 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         quarantined[int(r)] = "Q_BAD_REVERSAL"
     q_mask |= bad_rev
     is_rev_all = st["refund_of"].notna().to_numpy()
-    ok = st[~q_mask] if q_mask.any() else st
-    is_rev = ok["refund_of"].notna()
-    rev_of = dict(zip(ok.loc[is_rev, "refund_of"], ok.loc[is_rev, "setl_id"]))
-    effective = st[~q_mask & ~is_rev_all & ~st["setl_id"].isin(rev_of).to_numpy()]
-    # fraud and quality flags: held for review, left out like quarantined rows
+    revs = st[is_rev_all & ~q_mask]                  # the reversals that can be applied
+    rev_of = dict(zip(revs["refund_of"], revs["setl_id"]))
+    eff = ~q_mask & ~is_rev_all & ~st["setl_id"].isin(rev_of).to_numpy()
+    # fraud and quality flags: held for review, left out like quarantined rows (the
+    # flags read a few columns of the effective rows; the table itself is not copied)
     from puhui.drug_lists import load_lists
     items = pd.concat([dl.items for dl in load_lists().values() if "dise_codes" in dl.items],
                       ignore_index=True)
-    held = flag_settlements(effective, data.lines, items)
+    cols = [c for c in ("setl_id", "psn_no", "setl_time", "med_type", "fixmedins_code",
+                        "medfee_sumamt", "dise_code") if c in st.columns]
+    held = flag_settlements(st[cols][eff], data.lines, items)
     for r, code in held.items():
         quarantined[int(r)] = code
-    effective = effective.drop(index=held.index)
+    eff[held.index.to_numpy(dtype="int64")] = False
+    effective_rows = np.flatnonzero(eff)
     # settlements held or quarantined now keep whatever an earlier batch paid them
     frozen = set(st.loc[list(quarantined), "setl_id"].astype(str))
     pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
@@ -153,13 +151,13 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
 
     matcher = LineMatcher(product)
     consent = dict(zip(pol["psn_no"].astype(str), pol["consent"].astype(bool)))
-    people = np.array(sorted(set(effective["psn_no"].astype(str)) | set(
-        ok.loc[is_rev, "psn_no"].astype(str))), dtype=object)
+    people = np.array(sorted(set(st["psn_no"].iloc[effective_rows].astype(str)) | set(
+        revs["psn_no"].astype(str))), dtype=object)
     blocks = [people[i:i + block_persons] for i in range(0, len(people), block_persons)]
     # each row's block, once (not a scan of every row per block)
     block_of = pd.Series(np.arange(len(people)) // block_persons, index=people)
-    eff_parts = _Partition(effective, block_of, len(blocks))
-    rev_parts = _Partition(ok[is_rev], block_of, len(blocks))
+    eff_parts = _Partition(st, block_of, len(blocks), rows=effective_rows)
+    rev_parts = _Partition(revs, block_of, len(blocks))
     pol_parts = _Partition(pol, block_of, len(blocks))
     eob_parts = []
     tally = _Tally()
@@ -275,12 +273,16 @@ class _Partition:
     """Rows of a frame by the block of their person; a block's rows are taken only when
     asked for, so the blocks never hold a second copy of the data."""
 
-    def __init__(self, df: pd.DataFrame, block_of: pd.Series, n: int):
-        b = block_of.reindex(df["psn_no"].astype(str).to_numpy()).to_numpy()
+    def __init__(self, df: pd.DataFrame, block_of: pd.Series, n: int,
+                 rows: np.ndarray | None = None):
+        """``rows``: positions of the rows of ``df`` to partition (default all)."""
+        rows = np.arange(len(df)) if rows is None else np.asarray(rows, dtype="int64")
+        b = block_of.reindex(df["psn_no"].to_numpy()[rows].astype(str)).to_numpy()
         b = np.where(np.isnan(b), -1, b).astype("int64") if b.dtype.kind == "f" else b
         self.df = df
-        self.order = np.argsort(b, kind="stable")
-        self.bounds = np.searchsorted(b[self.order], np.arange(n + 1))
+        o = np.argsort(b, kind="stable")
+        self.order = rows[o]
+        self.bounds = np.searchsorted(b[o], np.arange(n + 1))
 
     def __getitem__(self, k: int) -> pd.DataFrame:
         return self.df.iloc[self.order[self.bounds[k]:self.bounds[k + 1]]]

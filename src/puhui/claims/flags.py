@@ -37,19 +37,22 @@ def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
     """Flag code per settlement (index of ``st``), for the flagged ones only.
     ``st``: effective settlements; ``drug_items``: list items with ``dise_codes``."""
     flags = pd.Series(dtype=object)
-    inst = st["fixmedins_code"].astype(str) if "fixmedins_code" in st else pd.Series("", index=st.index)
-    day = st["setl_time"].dt.normalize()
-    key = pd.DataFrame({"p": st["psn_no"].astype(str), "d": day, "m": st["med_type"].astype(str),
-                        "i": inst, "t": st["medfee_sumamt"]}, index=st.index)
-    dup = key.duplicated(keep="first")
+    # every key as integer codes (a few bytes a row, no string copies of millions of rows)
+    psn = _codes(st["psn_no"])
+    inst = _codes(st["fixmedins_code"]) if "fixmedins_code" in st else np.zeros(len(st), "int64")
+    day = st["setl_time"].to_numpy().astype("datetime64[D]").astype("int64")
+    key = pd.DataFrame({"p": psn, "d": day, "m": _codes(st["med_type"]), "i": inst,
+                        "t": st["medfee_sumamt"].to_numpy()})
+    dup = key.duplicated(keep="first").to_numpy()
+    del key
     flags = pd.concat([flags, pd.Series("F_DUPLICATE_SETTLEMENT", index=st.index[dup])])
 
-    stays = st[st["med_type"].astype(str).isin(INPATIENT_MED_TYPES)]
-    if len(stays):
-        s = pd.DataFrame({"p": stays["psn_no"].astype(str), "i": inst.loc[stays.index],
-                          "d": day.loc[stays.index]}).sort_values(["p", "i", "d"], kind="stable")
+    on = st["med_type"].astype(str).isin(INPATIENT_MED_TYPES).to_numpy()
+    if on.any():
+        s = pd.DataFrame({"p": psn[on], "i": inst[on], "d": day[on]}, index=st.index[on]
+                         ).sort_values(["p", "i", "d"], kind="stable")
         same = (s["p"] == s["p"].shift()) & (s["i"] == s["i"].shift())
-        gap = (s["d"] - s["d"].shift()).dt.days
+        gap = s["d"] - s["d"].shift()
         split = same & (gap <= SPLIT_GAP_DAYS)
         flags = pd.concat([flags, pd.Series("F_SPLIT_ADMISSION", index=s.index[split.to_numpy()])])
 
@@ -66,10 +69,17 @@ def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
                            drug_items["dise_codes"].astype(str).str.split(";")))
             d = ln[ln["hilist_code"].astype(str).isin(ind)]
             if len(d):
-                dx = st.set_index(st["setl_id"].astype(str))["dise_code"].astype(str)
-                diag = dx.reindex(d["setl_id"].astype(str)).to_numpy()
+                row = pd.Series(np.arange(len(st)), index=pos.index)   # position, not label
+                diag = st["dise_code"].iloc[row.reindex(d["setl_id"].astype(str)).to_numpy()
+                                            ].astype(str).to_numpy()
                 ok = np.array([any(str(g).startswith(p) for p in ind[c])
                                for g, c in zip(diag, d["hilist_code"].astype(str))], dtype=bool)
                 ids = pos.reindex(d.loc[~ok, "setl_id"].astype(str)).to_numpy()
                 flags = pd.concat([flags, pd.Series("F_DRUG_NO_DIAGNOSIS", index=ids)])
     return flags[~flags.index.duplicated(keep="first")]
+
+
+def _codes(s: pd.Series) -> np.ndarray:
+    """Equal values, equal codes (nulls one code of their own)."""
+    return pd.factorize(s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s,
+                        use_na_sentinel=True)[0]

@@ -23,7 +23,9 @@ MANIFEST_VERSION = 1
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    from puhui.digests import sha256_file
+
+    return sha256_file(path)
 
 
 def input_hashes(data_dir: Path, product_file: Path, assumptions_file: Path) -> dict:
