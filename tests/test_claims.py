@@ -318,6 +318,23 @@ def test_split_admission_flag():
     assert flag_settlements(st, None, None).to_dict() == {1: "F_SPLIT_ADMISSION"}
 
 
+def test_trace_code_and_diagnosis_flags_by_hand():
+    """Settlement labels are not positions here (index 10, 11, 12): a trace code billed
+    in A and again in C holds C; drug D1 (indications C34) on a J18 settlement holds B."""
+    from puhui.claims.flags import flag_settlements
+
+    st = pd.DataFrame({"setl_id": ["A", "B", "C"], "psn_no": ["P1", "P2", "P3"],
+                       "setl_time": pd.to_datetime(["2025-03-01", "2025-03-02", "2025-03-09"]),
+                       "med_type": ["11"] * 3, "fixmedins_code": ["H1"] * 3,
+                       "medfee_sumamt": [100, 200, 300], "dise_code": ["C34.1", "J18", "C34"]},
+                      index=[10, 11, 12])
+    lines = pd.DataFrame({"setl_id": ["A", "B", "C", "X"], "hilist_code": ["D1", "D1", "D1", "D1"],
+                          "trace_code": ["T1", "T2", "T1", "T2"]})
+    items = pd.DataFrame({"hilist_code": ["D1"], "dise_codes": ["C34;C33"]})
+    assert flag_settlements(st, lines, items).sort_index().to_dict() == {
+        11: "F_DRUG_NO_DIAGNOSIS", 12: "F_DUPLICATE_TRACE"}
+
+
 def test_proactive_then_claimed_pays_each_due_amount_once(city, tmp_path):
     one = f"sqlite:///{tmp_path / 'one.db'}"
     two = f"sqlite:///{tmp_path / 'two.db'}"

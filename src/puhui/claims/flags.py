@@ -47,7 +47,9 @@ def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
     del key
     flags = pd.concat([flags, pd.Series("F_DUPLICATE_SETTLEMENT", index=st.index[dup])])
 
-    on = st["med_type"].astype(str).isin(INPATIENT_MED_TYPES).to_numpy()
+    mt = st["med_type"]
+    on = (mt if isinstance(mt.dtype, pd.CategoricalDtype) else mt.astype(str)).isin(
+        INPATIENT_MED_TYPES).to_numpy()
     if on.any():
         s = pd.DataFrame({"p": psn[on], "i": inst[on], "d": day[on]}, index=st.index[on]
                          ).sort_values(["p", "i", "d"], kind="stable")
@@ -57,29 +59,40 @@ def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
         flags = pd.concat([flags, pd.Series("F_SPLIT_ADMISSION", index=s.index[split.to_numpy()])])
 
     if lines is not None and len(lines):
-        pos = pd.Series(st.index, index=st["setl_id"].astype(str))
-        ln = lines[lines["setl_id"].astype(str).isin(pos.index)]
+        # each line's settlement row: the lines' (few) settlement ids hashed once, the
+        # settlements looked up in them (no hash table of millions of ids)
+        ids = pd.Index(pd.unique(lines["setl_id"].to_numpy()))
+        hit = ids.get_indexer(st["setl_id"].to_numpy())
+        row_of = np.full(len(ids), -1, dtype="int64")
+        row_of[hit[hit >= 0]] = np.flatnonzero(hit >= 0)
+        at = row_of[ids.get_indexer(lines["setl_id"].to_numpy())]
+        ln = lines[at >= 0]
+        at = at[at >= 0]
         if "trace_code" in ln and ln["trace_code"].notna().any():
-            t = ln[ln["trace_code"].notna()]
-            again = t.duplicated("trace_code", keep="first")
-            ids = pos.reindex(t.loc[again, "setl_id"].astype(str)).to_numpy()
-            flags = pd.concat([flags, pd.Series("F_DUPLICATE_TRACE", index=ids)])
+            has = ln["trace_code"].notna().to_numpy()
+            again = ln[has].duplicated("trace_code", keep="first").to_numpy()
+            flags = pd.concat([flags, pd.Series("F_DUPLICATE_TRACE",
+                                                index=st.index[at[has][again]])])
         if drug_items is not None and "dise_codes" in drug_items:
             ind = dict(zip(drug_items["hilist_code"].astype(str),
                            drug_items["dise_codes"].astype(str).str.split(";")))
-            d = ln[ln["hilist_code"].astype(str).isin(ind)]
-            if len(d):
-                row = pd.Series(np.arange(len(st)), index=pos.index)   # position, not label
-                diag = st["dise_code"].iloc[row.reindex(d["setl_id"].astype(str)).to_numpy()
-                                            ].astype(str).to_numpy()
-                ok = np.array([any(str(g).startswith(p) for p in ind[c])
-                               for g, c in zip(diag, d["hilist_code"].astype(str))], dtype=bool)
-                ids = pos.reindex(d.loc[~ok, "setl_id"].astype(str)).to_numpy()
-                flags = pd.concat([flags, pd.Series("F_DRUG_NO_DIAGNOSIS", index=ids)])
+            code = ln["hilist_code"].astype(str).to_numpy()
+            listed = np.isin(code, list(ind))
+            if listed.any():
+                rows = at[listed]
+                diag = st["dise_code"].iloc[rows].astype(str).to_numpy()
+                ok = np.zeros(len(rows), dtype=bool)
+                for c in np.unique(code[listed]):          # one vectorised test per drug
+                    on = code[listed] == c
+                    ok[on] = pd.Series(diag[on]).str.startswith(tuple(ind[c])).to_numpy()
+                flags = pd.concat([flags, pd.Series("F_DRUG_NO_DIAGNOSIS",
+                                                    index=st.index[rows[~ok]])])
     return flags[~flags.index.duplicated(keep="first")]
 
 
 def _codes(s: pd.Series) -> np.ndarray:
-    """Equal values, equal codes (nulls one code of their own)."""
-    return pd.factorize(s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s,
-                        use_na_sentinel=True)[0]
+    """Equal values, equal codes (nulls one code of their own): a categorical's own
+    codes, else ``pd.factorize``."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.cat.codes.to_numpy().astype("int64")
+    return pd.factorize(s, use_na_sentinel=True)[0]
