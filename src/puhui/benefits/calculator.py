@@ -105,14 +105,22 @@ def match_policies(st: pd.DataFrame, policies: pd.DataFrame,
     return row, has_any
 
 
-def renewals(policies: pd.DataFrame) -> np.ndarray:
-    """True for a policy that continues one of the same person ending the day before."""
+def renewed_policy(policies: pd.DataFrame) -> np.ndarray:
+    """For each policy, the position of the policy it renews (the same person's, any
+    product, ending the day before it starts), or -1."""
     psn = policies["psn_no"].astype(str).to_numpy()
     start = policies["start_date"].to_numpy().astype("datetime64[D]")
     end = policies["end_date"].to_numpy().astype("datetime64[D]")
-    ends = pd.MultiIndex.from_arrays([psn, (end + DAY).astype("int64")])
-    starts = pd.MultiIndex.from_arrays([psn, start.astype("int64")])
-    return starts.isin(ends)
+    ends = pd.Series(np.arange(len(policies)), index=pd.MultiIndex.from_arrays(
+        [psn, (end + DAY).astype("int64")]))
+    ends = ends[~ends.index.duplicated(keep="first")]
+    prev = ends.reindex(pd.MultiIndex.from_arrays([psn, start.astype("int64")])).to_numpy()
+    return np.where(np.isnan(prev), -1, prev).astype("int64")
+
+
+def renewals(policies: pd.DataFrame) -> np.ndarray:
+    """True for a policy that continues one of the same person ending the day before."""
+    return renewed_policy(policies) >= 0
 
 
 def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFrame,

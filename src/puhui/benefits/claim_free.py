@@ -49,21 +49,16 @@ def claim_free_years(policies: pd.DataFrame, paid_fen: Mapping[str, int] | pd.Se
     n = len(policies)
     if n == 0:
         return np.zeros(0, dtype="int64")
+    from puhui.benefits.calculator import renewed_policy
+
     pol_no = policies["policy_no"].astype(str).to_numpy()
-    psn = policies["psn_no"].astype(str).to_numpy()
-    start = policies["start_date"].to_numpy().astype("datetime64[D]")
-    end = policies["end_date"].to_numpy().astype("datetime64[D]")
     paid = pd.Series(paid_fen, dtype="int64") if len(paid_fen) else pd.Series(dtype="int64")
     had_payout = paid.reindex(pol_no, fill_value=0).to_numpy() > 0
     is_known = np.ones(n, dtype=bool) if known is None else pd.Index(pol_no).isin(list(known))
     free = ~had_payout & is_known
-    # the policy each one renews: same person, ending the day before it starts
-    ends = pd.Series(np.arange(n), index=pd.MultiIndex.from_arrays(
-        [psn, end.astype("int64") + 1]))
-    ends = ends[~ends.index.duplicated(keep="first")]
-    prev = ends.reindex(pd.MultiIndex.from_arrays([psn, start.astype("int64")])).to_numpy()
-    has_prev = ~np.isnan(prev)
-    prev = np.where(has_prev, prev, 0).astype("int64")
+    prev = renewed_policy(policies)
+    has_prev = prev >= 0
+    prev = np.maximum(prev, 0)
     link = has_prev & free[prev]
     years = np.zeros(n, dtype="int64")
     # a chain of k renewals settles after k passes; stop when nothing changes

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.fund.schema import INPATIENT_MED_TYPES
+from puhui.icd import matches_prefixes
 
 SPLIT_GAP_DAYS = 3
 FLAGS = {
@@ -84,7 +85,7 @@ def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
                 ok = np.zeros(len(rows), dtype=bool)
                 for c in np.unique(code[listed]):          # one vectorised test per drug
                     on = code[listed] == c
-                    ok[on] = pd.Series(diag[on]).str.startswith(tuple(ind[c])).to_numpy()
+                    ok[on] = matches_prefixes(diag[on], ind[c])
                 flags = pd.concat([flags, pd.Series("F_DRUG_NO_DIAGNOSIS",
                                                     index=st.index[rows[~ok]])])
     return flags[~flags.index.duplicated(keep="first")]

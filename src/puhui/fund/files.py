@@ -1,8 +1,10 @@
 """Reading and writing the fund-data Parquet files (fastparquet).
 
 Files hold yuan with two decimals (as the national platform writes them); once read,
-money columns are integer fen. :func:`read_raw` keeps a file as it is (for validation);
-:func:`read_table` also converts to the engine types and assumes valid data.
+money columns are integer fen. :func:`read_raw` keeps a file as it is;
+:func:`open_columns` reads it one column at a time (validation checks and converts each
+with :class:`EngineFrame`); :func:`read_table` converts to the engine types and assumes
+valid data.
 """
 
 from __future__ import annotations
@@ -69,10 +71,9 @@ def _as_codes(s: pd.Series) -> pd.Series:
     """A low-cardinality text column as a categorical of strings (one byte a row rather
     than a Python string): nulls kept, the categories those that occur, sorted."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        cats = s.cat.categories
-        if pd.api.types.infer_dtype(cats, skipna=True) == "string":
-            return s.cat.remove_unused_categories().cat.reorder_categories(
-                sorted(s.cat.remove_unused_categories().cat.categories))
+        if pd.api.types.infer_dtype(s.cat.categories, skipna=True) == "string":
+            s = s.cat.remove_unused_categories()
+            return s.cat.reorder_categories(sorted(s.cat.categories))
         s = s.astype(object)
     return pd.Series(pd.Categorical(_as_text(s)), index=s.index, name=s.name)
 

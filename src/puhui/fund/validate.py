@@ -162,21 +162,6 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys) ->
     return usable
 
 
-def _check_table_types(rep: Report, table: Table, raw: pd.DataFrame) -> bool:
-    keys = _key(table, raw)
-    usable = True
-    for col in table.columns:
-        if col.name not in raw.columns:
-            if col.required:
-                rep.problems.append(Problem(table.file, col.name, "column present", 0,
-                                            f"add the column '{col.name}' ({col.kind}: "
-                                            f"{col.meaning})"))
-                usable = False
-            continue
-        usable &= _check_column(rep, table, col, raw[col.name], keys)
-    return usable
-
-
 def _privacy_problems(rep: Report, table: Table, findings) -> None:
     for f in findings:
         rep.problems.append(Problem(
@@ -189,7 +174,7 @@ def _read_checked(rep: Report, directory: Path, table: Table) -> pd.DataFrame | 
     """One file read, scanned for personal data, type-checked and converted to engine
     types one column at a time (so only one raw column is held at once); ``None`` when
     the file is absent or a column is not usable. Problems are reported in the order of
-    the schema's columns, as :func:`_check_table_types` would."""
+    the schema's columns."""
     opened = open_columns(directory, table)
     if opened is None:
         return None

@@ -31,6 +31,7 @@ from puhui.benefits.calculator import adjudicate
 from puhui.benefits.quantities import LineMatcher, settlement_quantities
 from puhui.fund.files import FundData
 from puhui.fund.schema import INPATIENT_MED_TYPES
+from puhui.icd import matches_prefixes
 from puhui.products.model import Product
 
 
@@ -74,10 +75,7 @@ def preexisting_from_history(st: pd.DataFrame, year: int, codes: tuple[str, ...]
     lo = pd.Timestamp(f"{year - lookback_years}-01-01")
     hi = pd.Timestamp(f"{year}-01-01")
     s = st[(st["setl_time"] >= lo) & (st["setl_time"] < hi)]
-    # test the prefixes once per distinct diagnosis, not once per settlement
-    dx_codes, uniques = pd.factorize(s["dise_code"].astype(str))
-    on_list = np.array([u.startswith(tuple(codes)) for u in uniques], dtype=bool)
-    hit = on_list[dx_codes] if len(uniques) else np.zeros(len(s), bool)
+    hit = matches_prefixes(s["dise_code"], codes)
     return set(s.loc[hit, "psn_no"].astype(str))
 
 

@@ -197,16 +197,18 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     per_person = pd.Series(np.where(ok, (weights / cells["people"].to_numpy())[
         np.where(ok, key, 0).astype(int)], 0.0), index=cur["psn_no"].to_numpy())
     pre = pd.Series(cur["preexisting"].to_numpy(dtype=bool), index=cur["psn_no"].to_numpy())
-    # prefixes are tested once per distinct diagnosis, then spread to the settlements
-    dx_code, dx_uniques = pd.factorize(st["dise_code"].astype(str))
+    from puhui.icd import matches_prefixes
+
+    # each distinct diagnosis is tested once per drug, then spread to the settlements
+    dx, dx_uniques = pd.factorize(st["dise_code"].astype(object), use_na_sentinel=True)
     who = st["psn_no"].astype(str).to_numpy()
     rows = []
     # drugs with the same indications compete for the same patients: they share the uptake
     competitors = items["dise_codes"].astype(str).map(items["dise_codes"].astype(str).value_counts())
     for (_, it), n_comp in zip(items.iterrows(), competitors):
         codes = [c.strip() for c in str(it.get("dise_codes", "")).split(";") if c.strip()]
-        on = np.array([u.startswith(tuple(codes)) for u in dx_uniques], dtype=bool)
-        hit = on[dx_code] if codes and len(on) else np.zeros(len(st), bool)
+        on = matches_prefixes(dx_uniques, codes)
+        hit = (dx >= 0) & on[np.maximum(dx, 0)] if len(on) else np.zeros(len(dx), bool)
         people = pd.Index(np.unique(who[hit])).intersection(per_person.index)
         expected_holders = float(per_person.reindex(people).sum())
         users = expected_holders * uptake / n_comp
