@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
 def machine() -> str:
@@ -32,19 +33,65 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
+def _pss_gib(pids: list[int]) -> float:
+    """Proportional set size of the processes, summed (shared pages counted once)."""
+    total = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            pass
+    return total / 2**20
+
+
 def timed(args: list[str]) -> tuple[float, float, str]:
-    """Run a command in a child; return (seconds, that child's peak GiB, its output)."""
+    """Run a command in a child; return (seconds, peak GiB, its output).
+
+    The peak is the larger of the child's own maximum resident set and the largest sum,
+    sampled every 0.2 s, of the proportional set sizes of the child and every process it
+    started (a batch may fork a second worker: its pages shared with the parent count
+    once, its own pages count)."""
+    import threading
+
     t = time.perf_counter()
     with tempfile.TemporaryFile(mode="w+") as out, tempfile.TemporaryFile(mode="w+") as err:
         proc = subprocess.Popen(args, stdout=out, stderr=err, text=True)
+        tree_peak = [0.0]
+        done = threading.Event()
+
+        def sample():
+            while not done.wait(0.2):
+                tree_peak[0] = max(tree_peak[0], _pss_gib(_tree(proc.pid)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        if Path("/proc/self/smaps_rollup").exists():
+            sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        done.set()
         proc.returncode = os.waitstatus_to_exitcode(status)
         dt = time.perf_counter() - t
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0:
             sys.exit(f"failed: {' '.join(args)}\n{err.read()}")
-        return dt, usage.ru_maxrss / 2**20, out.read().strip()
+        return dt, max(usage.ru_maxrss / 2**20, tree_peak[0]), out.read().strip()
 
 
 def city(data: str | None, persons: int, years: int, work) -> str:

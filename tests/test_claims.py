@@ -181,10 +181,18 @@ def test_bad_file_stops_before_the_ledger_changes(city, tmp_path):
 
 KILL_SCRIPT = """
 import sys
+from pathlib import Path
 from puhui.claims.batch import run_batch
+from puhui.claims.eob_file import EobWriter
 from puhui.products.model import load_product, product_path
 p = load_product(product_path("huhuibao-2025"))
-run_batch(p, p.path, sys.argv[1], sys.argv[2], "crash", block_persons=int(sys.argv[3]))
+workers = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+sink = None
+if workers > 1:
+    Path(sys.argv[5]).mkdir(exist_ok=True)
+    sink = EobWriter(Path(sys.argv[5]) / "eob.parquet", p)
+run_batch(p, p.path, sys.argv[1], sys.argv[2], "crash", block_persons=int(sys.argv[3]),
+          eob_sink=sink, workers=workers)
 """
 
 
@@ -202,16 +210,20 @@ def test_sigkill_at_random_points_then_rerun_gives_the_same_ledger(tiny_city, tm
     interrupted = 0
     for k in range(20):
         url = f"sqlite:///{tmp_path / f'k{k}.db'}"
+        # every other kill point runs the blocks in two processes; only the parent is
+        # killed, so its second worker may still be finishing a block while the
+        # resumed run starts
+        args = [str(city), url, "10"] + (["2", str(tmp_path / f"o{k}")] if k % 2 else [])
         # kill once at a random moment of a run, then again in the resumed run
         for attempt in range(2):
-            proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(city), url, "10"],
+            proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, *args],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(rng.uniform(0.05, span))
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 interrupted += 1
             proc.wait()
-        subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(city), url, "10"], check=True,
+        subprocess.run([sys.executable, "-c", KILL_SCRIPT, *args], check=True,
                        capture_output=True)
         assert entries(url) == want, f"kill point {k}"
     assert interrupted >= 20, f"only {interrupted} runs were killed mid-way"
@@ -381,21 +393,31 @@ def test_cli_claims_run_direct_and_export(city, tmp_path):
     assert r.returncode == 2 and "not valid JSON" in r.stderr
 
 
-def test_eob_file_of_many_row_groups_reads_back_exactly(city, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_eob_file_of_many_row_groups_reads_back_exactly(city, tmp_path, workers):
     # The CLI appends each block's EOB as a row group; fastparquet decodes categoricals
-    # correctly only if every row group has the same categories (they are fixed).
+    # correctly only if every row group has the same categories (they are fixed). With
+    # two workers the second process's row groups are spliced into the file; the ledger
+    # and the summary must be those of one process doing every block in order.
     url = f"sqlite:///{tmp_path / 'l.db'}"
     r = subprocess.run([sys.executable, "-m", "puhui", "claims", "run", "--product",
                         "huhuibao-2025", "--data", str(city), "--ledger", url, "--batch", "b1",
-                        "--out", str(tmp_path / "o"), "--block-persons", "100"],
+                        "--out", str(tmp_path / "o"), "--block-persons", "100",
+                        "--workers", str(workers)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     from fastparquet import ParquetFile
     pf = ParquetFile(str(tmp_path / "o" / "eob.parquet"))
     assert len(pf.row_groups) > 3
+    assert not list((tmp_path / "o").glob("*.part*")), "the second worker's files are left"
     got = pf.to_pandas()
-    want = run_batch(PRODUCT, PRODUCT.path, city, f"sqlite:///{tmp_path / 'm.db'}", "b1",
-                     block_persons=100).eob
+    one = f"sqlite:///{tmp_path / 'm.db'}"
+    res = run_batch(PRODUCT, PRODUCT.path, city, one, "b1", block_persons=100)
+    want = res.eob
+    assert entries(url) == entries(one)
+    assert json.loads((tmp_path / "o" / "summary.json").read_text()) == \
+        json.loads(json.dumps(res.summary))
+    assert len(got) == len(want)
     key = ["setl_id", "benefit"]
     g = got.astype({c: str for c in ("benefit", "status", "reason", "entry")}).sort_values(key)
     w = want.astype({c: str for c in ("benefit", "status", "reason", "entry")}).sort_values(key)

@@ -129,15 +129,21 @@ def claims():
                    "a claim was filed for (default: every settlement counts as claimed)")
 @click.option("--block-persons", type=click.IntRange(1), default=None, hidden=True,
               help="people per unit of work (tuning and tests)")
+@click.option("--workers", type=click.IntRange(1, 2), default=None,
+              help="processes adjudicating blocks of people (default: 2 where the machine "
+                   "has 2 cores or more, else 1)")
 def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=None,
-               block_persons=None):
+               block_persons=None, workers=None):
     """Adjudicate the data's settlements against its policies and record the payouts."""
     import json
+    import os
     from pathlib import Path
 
     from puhui.claims.batch import read_claims, run_batch
 
     product = _load_product(product_file)
+    if workers is None:
+        workers = 2 if (os.cpu_count() or 1) >= 2 else 1
     if claims_file is not None and mode != "claimed":
         raise click.UsageError("--claims goes with --mode claimed")
     claims = read_claims(claims_file) if claims_file is not None else None
@@ -149,49 +155,24 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
             return
         if bar is None:
             bar = click.progressbar(length=total, label="blocks of people", file=sys.stderr)
-        bar.update(1)
+        bar.update(done - bar.pos)
 
-    import pandas as pd
 
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
-    eob_path = outp / "eob.parquet"
-    if eob_path.exists():
-        eob_path.unlink()
-    from puhui.claims.report import not_paid_reasons, render
-    from puhui.claims.report import report_rows as rows_for_report
+    from puhui.claims.eob_file import EobWriter
+    from puhui.claims.report import render
 
-    report_rows, counts = [], []
-
-    from puhui.claims.batch import eob_categories
-
-    cats = eob_categories(product)
-
-    def sink(part):
-        from fastparquet import write
-
-        frame = part.reset_index(drop=True)
-        for col, categories in cats.items():     # the same categories in every row group
-            dt = frame[col].dtype
-            if not (isinstance(dt, pd.CategoricalDtype) and list(dt.categories) == categories):
-                frame[col] = pd.Categorical(frame[col], categories=categories)
-        text = {c: "utf8" for c in frame.columns
-                if frame[c].dtype == object or c in cats}
-        write(str(eob_path), frame, compression="ZSTD", write_index=False, stats=False,
-              append=eob_path.exists(), object_encoding=text)
-        # the report needs only these rows and the reason counts, not the whole EOB
-        report_rows.append(rows_for_report(part))
-        counts.append(not_paid_reasons(part))
-
+    eob = EobWriter(outp / "eob.parquet", product)
     extra = {"block_persons": block_persons} if block_persons else {}
     res = run_batch(product, product.path, data_dir, url, batch_id, mode, progress=progress,
-                    eob_sink=sink, claims=claims, **extra)
+                    eob_sink=eob, claims=claims, workers=workers, **extra)
     if bar is not None:
         bar.render_finish()
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
                                        encoding="utf-8")
-    lean = pd.concat(report_rows, ignore_index=True) if report_rows else res.eob
-    reasons = pd.concat(counts).groupby(level=0).sum() if counts else None
+    lean, reasons = eob.report_inputs()
+    lean = res.eob if lean is None else lean
     (outp / "report.html").write_text(render(lean, res.summary, reasons), encoding="utf-8")
     s = res.summary
     click.echo(f"batch {batch_id} ({mode}): {s['settlements_in']:,} settlements, "

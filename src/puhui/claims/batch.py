@@ -19,6 +19,7 @@ before anything is written.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from dataclasses import dataclass
@@ -40,6 +41,12 @@ from puhui.fund.validate import validate_dir
 from puhui.products.model import Product
 
 BLOCK_PERSONS = 20_000
+#: Settlement columns a batch reads once validation and the flags are done: the
+#: calculator's (benefits.calculator, benefits.quantities) and the EOB's.
+BATCH_COLUMNS = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype",
+                 "psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay", "refund_of")
+#: ... and those the fraud and quality flags read besides.
+FLAG_COLUMNS = ("fixmedins_code", "medfee_sumamt", "dise_code")
 #: Quarantine reason codes by validation rule (stable; see docs/claims.md).
 QUARANTINE = {
     "medfee_sumamt = hifp_pay": "Q_IDENTITY",
@@ -59,9 +66,9 @@ def product_hash(product: Product) -> str:
     return hashlib.sha256(json.dumps(product.raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _quarantine(data_dir: Path) -> tuple[dict[int, str], FundData]:
-    """Validate; return settlement rows to quarantine (row -> reason) and the data.
-    Raise for anything that stops the batch."""
+def _quarantine(data_dir: Path) -> tuple[dict[int, str], FundData, np.ndarray]:
+    """Validate; return settlement rows to quarantine (row -> reason), the data and each
+    settlement's row in persons (-1 for none). Raise for anything that stops the batch."""
     rep = validate_dir(data_dir, keep=True)
     stop = [p for p in rep.problems
             if p.kind == "privacy" or p.rows_file != SETTLEMENTS.file or p.rows is None]
@@ -74,7 +81,8 @@ def _quarantine(data_dir: Path) -> tuple[dict[int, str], FundData]:
         for r in p.rows:
             out.setdefault(int(r), code)
     t = rep.typed
-    return out, FundData(t["persons"], t["policies"], t["settlements"], t["settlement_lines"])
+    return out, FundData(t["persons"], t["policies"], t["settlements"], t["settlement_lines"]), \
+        rep.settlement_person_rows
 
 
 @dataclass
@@ -87,7 +95,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
               batch_id: str, mode: str = "claimed", block_persons: int = BLOCK_PERSONS,
               progress: Callable[[int, int], None] | None = None,
               eob_sink: Callable[[pd.DataFrame], None] | None = None,
-              claims: set[str] | None = None) -> BatchResult:
+              claims: set[str] | None = None, workers: int = 1) -> BatchResult:
     """Run a batch. With ``eob_sink`` each block's EOB rows go to it as they are made
     (the CLI appends them to eob.parquet) and the result's ``eob`` is empty; without,
     the EOB is returned whole (tests, small data).
@@ -98,19 +106,31 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     back; a later batch with its claim pays it. The deductible and limits still run over
     every settlement of the person in time order (the expenses happened), so a claim
     filed later is paid what it would have been paid at once. Without ``claims`` every
-    settlement counts as claimed."""
+    settlement counts as claimed.
+
+    ``workers=2`` with an :class:`~puhui.claims.eob_file.EobWriter` as ``eob_sink`` runs
+    the blocks in two processes (the second forked once the data is ready, each taking
+    the next block not yet taken, each with its own ledger connection and EOB file; the
+    second file's row groups are then appended to the first). Every block is still one
+    unit of work, so the ledger ends as with one process; only the order of the EOB's
+    rows differs."""
     if mode not in ("claimed", "proactive"):
         raise InputError(f"mode {mode!r}: claimed or proactive")
     if claims is not None and mode != "claimed":
         raise InputError("a claims file goes with --mode claimed; a proactive scan needs none")
     data_dir = Path(data_dir)
-    quarantined, data = _quarantine(data_dir)
+    quarantined, data, who = _quarantine(data_dir)
     files = [p for p in data_dir.glob("*.parquet")]
     dhash, phash = sha256_files(files), product_hash(product)
 
+    # Only the columns the flags, the calculator and the EOB read are held from here on
+    # (the rows keep their positions: quarantine and flags name rows)
     st = data.settlements
     if not st.index.equals(pd.RangeIndex(len(st))):
         st = st.reset_index(drop=True)
+    st = st.drop(columns=[c for c in st.columns if c not in (*BATCH_COLUMNS, *FLAG_COLUMNS)])
+    data.settlements = st
+    gc.collect()
     q_mask = np.zeros(len(st), bool)
     q_mask[list(quarantined)] = True
     # a reversal of a quarantined settlement cannot be applied either
@@ -130,13 +150,20 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
                       ignore_index=True)
     cols = [c for c in ("setl_id", "psn_no", "setl_time", "med_type", "fixmedins_code",
                         "medfee_sumamt", "dise_code") if c in st.columns]
-    held = flag_settlements(st[cols][eff], data.lines, items)
+    held = flag_settlements(st.loc[eff, cols], data.lines, items)
     for r, code in held.items():
         quarantined[int(r)] = code
     eff[held.index.to_numpy(dtype="int64")] = False
     effective_rows = np.flatnonzero(eff)
     # settlements held or quarantined now keep whatever an earlier batch paid them
     frozen = set(st.loc[list(quarantined), "setl_id"].astype(str))
+    q_eob = _quarantine_rows(st, quarantined, product)
+    # each psn_no becomes a code into the persons' ids (validation found every person's
+    # row): millions of strings fewer to hold, and fewer pages for a second worker to
+    # copy as it reads them (an unknown person's rows are quarantined, above)
+    st["psn_no"] = pd.Categorical.from_codes(who, categories=pd.Index(
+        data.persons["psn_no"].astype(str)))
+    gc.collect()
     pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
 
     con = ledger.connect(url)
@@ -151,14 +178,20 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
 
     matcher = LineMatcher(product)
     consent = dict(zip(pol["psn_no"].astype(str), pol["consent"].astype(bool)))
-    people = np.array(sorted(set(st["psn_no"].iloc[effective_rows].astype(str)) | set(
-        revs["psn_no"].astype(str))), dtype=object)
+    # blocks: the people with settlements to adjudicate, in psn_no order, block_persons
+    # at a time (the ledger is read by psn_no range); each row's block found once through
+    # its person's row in persons (from validation), not by hashing its psn_no again
+    rev_rows = np.flatnonzero(is_rev_all & ~q_mask)
+    people, person_block = _people_blocks(data.persons["psn_no"],
+                                          who[np.concatenate([effective_rows, rev_rows])],
+                                          block_persons)
     blocks = [people[i:i + block_persons] for i in range(0, len(people), block_persons)]
-    # each row's block, once (not a scan of every row per block)
+    row_block = np.where(who >= 0, person_block[np.maximum(who, 0)], -1)
+    eff_parts = _Partition(st, row_block, len(blocks), rows=effective_rows)
+    rev_parts = _Partition(st, row_block, len(blocks), rows=rev_rows)
     block_of = pd.Series(np.arange(len(people)) // block_persons, index=people)
-    eff_parts = _Partition(st, block_of, len(blocks), rows=effective_rows)
-    rev_parts = _Partition(revs, block_of, len(blocks))
-    pol_parts = _Partition(pol, block_of, len(blocks))
+    pol_parts = _Partition(pol, block_of.reindex(pol["psn_no"].astype(str).to_numpy()),
+                           len(blocks))
     eob_parts = []
     tally = _Tally()
 
@@ -172,15 +205,21 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
             eob_parts.append(part)
 
     lines = data.lines
-    for k, block in enumerate(blocks):
-        for part in _run_block(con, product, matcher, batch_id, mode, block, eff_parts[k],
-                               rev_parts[k], rev_of, pol_parts[k], lines, consent, frozen,
-                               claims):
-            emit(part)
-        if progress:
-            progress(k + 1, len(blocks))
+
+    def block_parts(con_, k):
+        return _run_block(con_, product, matcher, batch_id, mode, blocks[k], eff_parts[k],
+                          rev_parts[k], rev_of, pol_parts[k], lines, consent, frozen, claims)
+
+    if workers > 1 and hasattr(eob_sink, "fork") and len(blocks) > 1:
+        _run_blocks_in_two(con, url, block_parts, len(blocks), eob_sink, tally, progress)
+    else:
+        for k in range(len(blocks)):
+            for part in block_parts(con, k):
+                emit(part)
+            if progress:
+                progress(k + 1, len(blocks))
     if quarantined:
-        emit(_quarantine_rows(st, quarantined, product))
+        emit(q_eob)
     eob = pd.concat(eob_parts, ignore_index=True) if eob_parts else _empty_eob()
     # every input settlement, reversed originals included, appears; then the batch's
     # own entries per settlement and benefit, as the ledger holds them
@@ -269,15 +308,104 @@ def _accumulators(product: Product, dec, pol_no: np.ndarray) -> list[tuple[str, 
     return [(p, a, v) for (p, a), v in merged.items()]
 
 
+def _run_blocks_in_two(con, url: str, block_parts, n: int, sink, tally: _Tally,
+                       progress) -> None:
+    """Blocks ``0..n-1`` in this process and a forked second one, each taking the next
+    block from a shared counter. The second process writes its EOB parts to its own file
+    and leaves its tally and report inputs in a pickle; both are merged here. A second
+    process whose parent is gone stops before its next block (the re-run does the rest)."""
+    import multiprocessing as mp
+    import os
+    import pickle
+    import tempfile
+
+    ctx = mp.get_context("fork")
+    counter = ctx.Value("q", 0)
+
+    def take() -> int:
+        with counter.get_lock():
+            k = counter.value
+            counter.value = k + 1
+        return k
+
+    fd, part = tempfile.mkstemp(prefix=sink.path.name + ".", suffix=".part", dir=sink.path.parent)
+    os.close(fd)
+    os.unlink(part)
+    result = part + ".pickle"
+    parent = os.getpid()
+
+    def second() -> None:
+        con2 = ledger.connect(url)
+        own, own_tally = sink.fork(part), _Tally()
+        while os.getppid() == parent and (k := take()) < n:
+            for p in block_parts(con2, k):
+                if len(p):
+                    own_tally.add(p)
+                    own(p)
+        con2.close()
+        if os.getppid() != parent:
+            os._exit(3)
+        with open(result, "wb") as fh:
+            pickle.dump((own_tally, own.report_parts, own.reason_parts), fh)
+
+    child = ctx.Process(target=second, name="puhui-claims-block-worker")
+    child.start()
+    try:
+        while (k := take()) < n:
+            for p in block_parts(con, k):
+                if len(p):
+                    tally.add(p)
+                    sink(p)
+            if progress:
+                progress(min(counter.value, n), n)
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"the second block worker failed (exit code {child.exitcode}); "
+                               "every finished block is in the ledger: run the batch again "
+                               "with the same id to finish it")
+        with open(result, "rb") as fh:
+            other, report_parts, reason_parts = pickle.load(fh)
+        tally.merge(other)
+        sink.absorb(Path(part), report_parts, reason_parts)
+    finally:
+        if child.is_alive():
+            child.terminate()
+            child.join()
+        for f in (part, result):
+            if os.path.exists(f):
+                os.unlink(f)
+    if progress:
+        progress(n, n)
+
+
+def _people_blocks(psn_no: pd.Series, person_rows: np.ndarray,
+                   block_persons: int) -> tuple[np.ndarray, np.ndarray]:
+    """The people of ``person_rows`` (rows of persons, repeats allowed) sorted by
+    psn_no, and for every person row the block of its person (-1 for people not in
+    ``person_rows``).
+
+    >>> people, block = _people_blocks(pd.Series(["c", "a", "d", "b"]), np.array([0, 2, 1, 0]), 2)
+    >>> people.tolist(), block.tolist()
+    (['a', 'c', 'd'], [0, 0, 1, -1])
+    """
+    ids = psn_no.to_numpy(dtype=object)
+    used = np.unique(person_rows[person_rows >= 0])
+    order = used[np.argsort(ids[used].astype(str), kind="stable")]
+    block = np.full(len(ids), -1, dtype="int64")
+    block[order] = np.arange(len(order)) // block_persons
+    return ids[order].astype(str), block
+
+
 class _Partition:
     """Rows of a frame by the block of their person; a block's rows are taken only when
     asked for, so the blocks never hold a second copy of the data."""
 
-    def __init__(self, df: pd.DataFrame, block_of: pd.Series, n: int,
+    def __init__(self, df: pd.DataFrame, block: pd.Series | np.ndarray, n: int,
                  rows: np.ndarray | None = None):
-        """``rows``: positions of the rows of ``df`` to partition (default all)."""
+        """``block``: the block of each row of ``df`` (-1 or NaN for none); ``rows``:
+        positions of the rows of ``df`` to partition (default all)."""
         rows = np.arange(len(df)) if rows is None else np.asarray(rows, dtype="int64")
-        b = block_of.reindex(df["psn_no"].to_numpy()[rows].astype(str)).to_numpy()
+        b = np.asarray(block)[rows]
         b = np.where(np.isnan(b), -1, b).astype("int64") if b.dtype.kind == "f" else b
         self.df = df
         o = np.argsort(b, kind="stable")
@@ -474,26 +602,38 @@ class _Tally:
     def __init__(self):
         self.by: pd.DataFrame | None = None
         self.status: dict[str, int] = {}
-        self.paid = 0.0
+        self.paid = 0                                  # fen
 
     def add(self, eob: pd.DataFrame) -> None:
-        g = eob.groupby(["benefit", "status"], observed=True).agg(
-            rows=("setl_id", "size"), eligible=("eligible_amt", "sum"),
-            payout=("payout_amt", "sum"), target=("target_amt", "sum"))
+        # in fen, so that parts add up exactly in any order
+        fen = {c: (eob[f"{c}_amt"].to_numpy() * 100).round().astype("int64")
+               for c in ("eligible", "payout", "target")}
+        g = pd.DataFrame({"benefit": eob["benefit"], "status": eob["status"], **fen}).groupby(
+            ["benefit", "status"], observed=True).agg(
+            rows=("eligible", "size"), eligible=("eligible", "sum"),
+            payout=("payout", "sum"), target=("target", "sum"))
         self.by = g if self.by is None else self.by.add(g, fill_value=0)
         # each settlement is in exactly one emitted part (blocks partition people;
         # quarantined rows come once at the end), so per-part counts add up
         if "uniform" in eob.attrs:
             key, n = eob.attrs["uniform"]
             self.status[key] = self.status.get(key, 0) + n
-            self.paid += float(eob["payout_amt"].sum())
+            self.paid += int(fen["payout"].sum())
             return
         rank = eob["status"].astype(str).map({k: i for i, k in enumerate(self.STATUS_ORDER)})
         worst = rank.groupby(eob["setl_id"].to_numpy(), sort=False).min()
         for r, c in worst.value_counts().items():
             key = self.STATUS_ORDER[int(r)]
             self.status[key] = self.status.get(key, 0) + int(c)
-        self.paid += float(eob["payout_amt"].sum())
+        self.paid += int(fen["payout"].sum())
+
+    def merge(self, other: _Tally) -> None:
+        """Add another tally (of other blocks) to this one."""
+        if other.by is not None:
+            self.by = other.by if self.by is None else self.by.add(other.by, fill_value=0)
+        for k, v in other.status.items():
+            self.status[k] = self.status.get(k, 0) + v
+        self.paid += other.paid
 
     def summary(self, batch_id: str, mode: str, product: Product, n_input: int) -> dict:
         by = self.by if self.by is not None else pd.DataFrame()
@@ -504,11 +644,11 @@ class _Tally:
             "settlements_in_eob": int(n),
             "settlements_by_status": dict(sorted(self.status.items(), key=lambda kv: -kv[1])),
             "reconciles": int(n) == int(n_input),
-            "paid_this_batch_yuan": round(self.paid, 2),
+            "paid_this_batch_yuan": self.paid / 100,
             "by_benefit_and_status": [
                 {"benefit": b, "status": st, "rows": int(r["rows"]),
-                 "eligible_yuan": round(float(r["eligible"]), 2),
-                 "paid_yuan": round(float(r["payout"]), 2),
-                 "target_yuan": round(float(r["target"]), 2)}
+                 "eligible_yuan": int(r["eligible"]) / 100,
+                 "paid_yuan": int(r["payout"]) / 100,
+                 "target_yuan": int(r["target"]) / 100}
                 for (b, st), r in by.iterrows()],
         }

@@ -67,7 +67,7 @@ def _plots(eob: pd.DataFrame) -> dict[str, str]:
     import numpy as np
 
     out = {}
-    paid = eob[eob["payout_amt"] != 0].groupby("benefit")["payout_amt"].sum()
+    paid = eob[eob["payout_amt"] != 0].groupby("benefit", observed=True)["payout_amt"].sum()
     if len(paid):
         fig, ax = new_figure(7, 2.6)
         ax.barh(paid.index, paid.to_numpy())

@@ -65,6 +65,9 @@ class Report:
     #: the tables in engine types, when asked for (``validate_dir(..., keep=True)``), so
     #: a caller that goes on to use the data does not read it twice
     typed: dict[str, pd.DataFrame | None] = field(default_factory=dict)
+    #: with ``keep``: for each settlement, the row of its person in persons.parquet (-1
+    #: for none), found by the check that the person exists and kept for callers
+    settlement_person_rows: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -182,7 +185,10 @@ def _read_checked(rep: Report, directory: Path, table: Table) -> pd.DataFrame | 
     rep.rows[table.name] = n
     _privacy_problems(rep, table, privacy.scan_column_names(names))
     key_cols = [k for k in table.key if k in names]
-    keys = _key(table, pd.DataFrame({k: get(k) for k in key_cols}, index=pd.RangeIndex(n)))
+    # the key columns are read once: kept here for the problems' examples, then checked
+    # and converted in their turn below (a second read would hold their text twice)
+    raw_keys = {k: get(k) for k in key_cols}
+    keys = _key(table, pd.DataFrame(raw_keys, index=pd.RangeIndex(n)))
     first = len(rep.problems)
     usable = True
     for col in table.columns:
@@ -193,7 +199,7 @@ def _read_checked(rep: Report, directory: Path, table: Table) -> pd.DataFrame | 
             usable = False
     out = EngineFrame(table, names, n)
     for name in names:
-        s = get(name)
+        s = raw_keys.pop(name) if name in raw_keys else get(name)
         _privacy_problems(rep, table, privacy.scan_values(str(name), s))
         try:
             col = table.column(name)
@@ -417,4 +423,5 @@ def validate_dir(directory: str | Path, keep: bool = False) -> Report:
     rep.problems.sort(key=lambda p: p.kind != "privacy")
     if keep:
         rep.typed = typed
+        rep.settlement_person_rows = who_st
     return rep
