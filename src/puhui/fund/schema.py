@@ -125,7 +125,7 @@ SETTLEMENTS = Table(
     meaning="one row per basic-insurance settlement",
     columns=(
         Column("setl_id", "string", "settlement id, unique"),
-        Column("psn_no", "string", "the patient (in persons)"),
+        Column("psn_no", "string", "the patient (in persons)", repeated=True),
         Column("setl_time", "date", "settlement date"),
         Column("med_type", "code", "medical type (national code)", codes=MED_TYPES),
         Column("hosp_lv", "int", "hospital level 1-3", min_value=1, max_value=3),

@@ -227,8 +227,12 @@ class KeyIndex:
     """
 
     def __init__(self, keys: pd.Series, *refs: pd.Series):
+        # a categorical referring column (settlements' psn_no) takes part by its
+        # categories; its rows' codes are mapped through them afterwards
+        cat = [isinstance(r.dtype, pd.CategoricalDtype) for r in refs]
         parts = [np.asarray(keys.to_numpy(dtype=object))] + \
-            [np.asarray(r.to_numpy(dtype=object)) for r in refs]
+            [np.asarray((r.cat.categories if c else r).to_numpy(dtype=object))
+             for r, c in zip(refs, cat)]
         codes, uniques = pd.factorize(np.concatenate(parts) if len(parts) > 1 else parts[0])
         n = len(keys)
         kc = codes[:n]
@@ -238,8 +242,14 @@ class KeyIndex:
         self.first = first
         self.duplicated = np.zeros(n, dtype=bool)
         self.duplicated[kc >= 0] = first[kc[kc >= 0]] != np.flatnonzero(kc >= 0)
-        bounds = np.cumsum([n] + [len(r) for r in refs])
-        self._refs = [codes[bounds[i]:bounds[i + 1]] for i in range(len(refs))]
+        bounds = np.cumsum([n] + [len(p) for p in parts[1:]])
+        self._refs = []
+        for i, r in enumerate(refs):
+            c = codes[bounds[i]:bounds[i + 1]]
+            if cat[i]:           # category codes -> row codes (-1, a null, stays -1)
+                rc = r.cat.codes.to_numpy()
+                c = np.where(rc >= 0, c[np.maximum(rc, 0)] if len(c) else -1, -1)
+            self._refs.append(c)
 
     def positions(self, i: int) -> np.ndarray:
         """Row of the key for each value of the ``i``-th referring column, -1 if none."""
