@@ -330,6 +330,23 @@ def test_split_admission_flag():
     assert flag_settlements(st, None, None).to_dict() == {1: "F_SPLIT_ADMISSION"}
 
 
+def test_duplicate_settlement_flag_by_hand():
+    # B repeats A exactly (held); C differs from A only in the total, D only in the
+    # institution, E only in the day, F is P2's: none of them is a duplicate. G repeats
+    # D (held). Only rows sharing person and day are compared on every field.
+    from puhui.claims.flags import flag_settlements
+
+    st = pd.DataFrame({
+        "setl_id": list("ABCDEFG"), "psn_no": ["P1"] * 5 + ["P2", "P1"],
+        "setl_time": pd.to_datetime(["2025-03-01"] * 4 + ["2025-03-02", "2025-03-01",
+                                                          "2025-03-01"]),
+        "med_type": ["11"] * 7, "fixmedins_code": ["H1", "H1", "H1", "H2", "H1", "H1", "H2"],
+        "medfee_sumamt": [100, 100, 101, 100, 100, 100, 100], "dise_code": ["J06"] * 7},
+        index=range(10, 17))
+    assert flag_settlements(st, None, None).to_dict() == {11: "F_DUPLICATE_SETTLEMENT",
+                                                          16: "F_DUPLICATE_SETTLEMENT"}
+
+
 def test_trace_code_and_diagnosis_flags_by_hand():
     """Settlement labels are not positions here (index 10, 11, 12): a trace code billed
     in A and again in C holds C; drug D1 (indications C34) on a J18 settlement holds B."""

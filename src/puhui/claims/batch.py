@@ -163,6 +163,14 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # copy as it reads them (an unknown person's rows are quarantined, above)
     st["psn_no"] = pd.Categorical.from_codes(who, categories=pd.Index(
         data.persons["psn_no"].astype(str)))
+    # settlement ids as fixed-width text where they are short: a block's ids become
+    # Python strings of its own when it is taken, so the millions of shared string
+    # objects (whose reference counts every reader writes, making the kernel copy their
+    # pages in a forked worker) are not held at all
+    setl_text = _fixed_width(st["setl_id"])
+    if setl_text is not None:
+        st = st.drop(columns=["setl_id"])
+    data.settlements = st
     gc.collect()
     pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
 
@@ -187,8 +195,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
                                           block_persons)
     blocks = [people[i:i + block_persons] for i in range(0, len(people), block_persons)]
     row_block = np.where(who >= 0, person_block[np.maximum(who, 0)], -1)
-    eff_parts = _Partition(st, row_block, len(blocks), rows=effective_rows)
-    rev_parts = _Partition(st, row_block, len(blocks), rows=rev_rows)
+    text = {"setl_id": setl_text} if setl_text is not None else {}
+    eff_parts = _Partition(st, row_block, len(blocks), rows=effective_rows, text=text)
+    rev_parts = _Partition(st, row_block, len(blocks), rows=rev_rows, text=text)
     block_of = pd.Series(np.arange(len(people)) // block_persons, index=people)
     pol_parts = _Partition(pol, block_of.reindex(pol["psn_no"].astype(str).to_numpy()),
                            len(blocks))
@@ -232,7 +241,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     summary["claim_free_years"] = {"source": cfy_source,
                                    "policies_by_years": {str(k): int(v) for k, v in cfy.items()}}
     if claims is not None:
-        known = st["setl_id"].astype(str).isin(claims)
+        ids = st["setl_id"] if setl_text is None else pd.Series(setl_text.astype(object))
+        known = ids.astype(str).isin(claims)
         summary["claims_file"] = {"claims": len(claims), "matched": int(known.sum()),
                                   "unknown_settlements": len(claims) - int(known.sum())}
     return BatchResult(eob=eob, summary=summary)
@@ -389,11 +399,30 @@ def _people_blocks(psn_no: pd.Series, person_rows: np.ndarray,
     (['a', 'c', 'd'], [0, 0, 1, -1])
     """
     ids = psn_no.to_numpy(dtype=object)
-    used = np.unique(person_rows[person_rows >= 0])
-    order = used[np.argsort(ids[used].astype(str), kind="stable")]
+    seen = np.zeros(len(ids), dtype=bool)
+    seen[person_rows[person_rows >= 0]] = True
+    used = np.flatnonzero(seen)
+    mine = pd.Index(ids[used].astype(str))
+    # persons files are often sorted already: one pass to check spares the sort
+    order = used if mine.is_monotonic_increasing else used[np.argsort(mine.to_numpy(
+        dtype=str), kind="stable")]
     block = np.full(len(ids), -1, dtype="int64")
     block[order] = np.arange(len(order)) // block_persons
     return ids[order].astype(str), block
+
+
+def _fixed_width(s: pd.Series, max_chars: int = 16) -> np.ndarray | None:
+    """``s`` (text, no nulls) as a fixed-width unicode array, or ``None`` where that would
+    not be smaller than Python strings (values longer than ``max_chars``).
+
+    >>> _fixed_width(pd.Series(["S1", "S22"])).tolist(), _fixed_width(pd.Series(["x" * 20]))
+    (['S1', 'S22'], None)
+    """
+    values = s.to_numpy(dtype=object)
+    if not len(values) or s.isna().any():
+        return None
+    width = max(map(len, values))
+    return values.astype(f"<U{width}") if width <= max_chars else None
 
 
 class _Partition:
@@ -401,9 +430,12 @@ class _Partition:
     asked for, so the blocks never hold a second copy of the data."""
 
     def __init__(self, df: pd.DataFrame, block: pd.Series | np.ndarray, n: int,
-                 rows: np.ndarray | None = None):
+                 rows: np.ndarray | None = None, text: dict[str, np.ndarray] | None = None):
         """``block``: the block of each row of ``df`` (-1 or NaN for none); ``rows``:
-        positions of the rows of ``df`` to partition (default all)."""
+        positions of the rows of ``df`` to partition (default all); ``text``: columns
+        held apart as fixed-width arrays (row-aligned with ``df``), added to each block
+        as Python strings."""
+        self.text = text or {}
         rows = np.arange(len(df)) if rows is None else np.asarray(rows, dtype="int64")
         b = np.asarray(block)[rows]
         b = np.where(np.isnan(b), -1, b).astype("int64") if b.dtype.kind == "f" else b
@@ -413,7 +445,17 @@ class _Partition:
         self.bounds = np.searchsorted(b[o], np.arange(n + 1))
 
     def __getitem__(self, k: int) -> pd.DataFrame:
-        return self.df.iloc[self.order[self.bounds[k]:self.bounds[k + 1]]]
+        idx = self.order[self.bounds[k]:self.bounds[k + 1]]
+        df = self.df.iloc[idx]
+        if self.text:
+            df = df.assign(**{c: a[idx].astype(object) for c, a in self.text.items()})
+        if "psn_no" in df.columns and isinstance(df["psn_no"].dtype, pd.CategoricalDtype):
+            # the block's ids as text, taken from the categories (the code downstream
+            # compares and writes text; a categorical's astype(str) is slow)
+            c = df["psn_no"].array
+            text = c.categories.to_numpy(dtype=object)[np.maximum(c.codes, 0)]
+            df = df.assign(psn_no=np.where(c.codes >= 0, text, None))
+        return df
 
 
 def _run_block(con, product, matcher, batch_id, mode, block, effective, reversals, rev_of,
@@ -522,9 +564,19 @@ def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
     own_rows = mine[mine["setl_id"] == mine["applies_to"]].groupby(["setl_id", "benefit"])
     own = own_rows["payout_fen"].sum()
     own_kind = own_rows["kind"].last()
-    key = pd.MultiIndex.from_arrays([long["setl_id"], long["benefit"]])
-    entry = own.reindex(key, fill_value=0).to_numpy(dtype="int64")
-    kinds = own_kind.reindex(key, fill_value="").to_numpy(dtype=object)
+    # this batch's entries, looked up only for the settlements that have one (``long``
+    # holds the same settlements once per benefit, so one benefit's ids are enough)
+    k = len(benefits)
+    n = len(long) // k if k else 0
+    entry = np.zeros(len(long), dtype="int64")
+    kinds = np.full(len(long), "", dtype=object)
+    if len(own) and n:
+        hit = np.tile(long["setl_id"].iloc[:n].isin(
+            own.index.get_level_values(0)).to_numpy(), k)
+        key = pd.MultiIndex.from_arrays([long["setl_id"].to_numpy()[hit],
+                                         long["benefit"].to_numpy()[hit]])
+        entry[hit] = own.reindex(key, fill_value=0).to_numpy(dtype="int64")
+        kinds[hit] = own_kind.reindex(key, fill_value="").to_numpy(dtype=object)
     status = long["status"].to_numpy(dtype=object).copy()
     reason = long["reason"].to_numpy(dtype=object).copy()
     target = long["payout_amt"].to_numpy()
@@ -532,6 +584,11 @@ def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
     status[(entry != 0) & (status != "denied")] = "paid"
     status[already] = "zero"
     reason[already] = "ALREADY_PAID"
+    # settlements by their most telling status, for the summary: ``long`` holds the
+    # same settlements once per benefit, benefit after benefit
+    rank = pd.Series(status).map({s: i for i, s in enumerate(_Tally.STATUS_ORDER)}).to_numpy()
+    worst = rank.reshape(k, -1).min(axis=0) if len(rank) else rank
+    counts = {_Tally.STATUS_ORDER[i]: int(c) for i, c in zip(*np.unique(worst, return_counts=True))}
     eob = pd.DataFrame({
         "setl_id": long["setl_id"], "psn_no": long["psn_no"], "policy_no": long["policy_no"],
         "benefit": long["benefit"], "eligible_amt": long["eligible_amt"] / 100,
@@ -540,6 +597,7 @@ def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
         "reason": reason, "entry": kinds,
     })
     if not len(rev_b):
+        eob.attrs["status_counts"] = counts
         return eob
     # a reversal's rows carry the negative entries undoing its original's payouts; the
     # reversed original appears as reversed with no amount
@@ -559,8 +617,12 @@ def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
             "payout_amt": amount / 100, "target_amt": 0.0, "status": "reversed",
             "reason": why, "entry": np.where(amount != 0, "reverse", "")})
 
-    return pd.concat([eob, rows(np.repeat(rev_b["setl_id"].to_numpy(), k), amt, "REVERSAL"),
-                      rows(orig, np.zeros(len(orig), "int64"), "REVERSED")], ignore_index=True)
+    out = pd.concat([eob, rows(np.repeat(rev_b["setl_id"].to_numpy(), k), amt, "REVERSAL"),
+                     rows(orig, np.zeros(len(orig), "int64"), "REVERSED")], ignore_index=True)
+    # each reversal and each reversed original: one settlement, reversed
+    counts["reversed"] = counts.get("reversed", 0) + 2 * len(rev_b)
+    out.attrs["status_counts"] = counts
+    return out
 
 
 def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product) -> pd.DataFrame:
@@ -615,9 +677,11 @@ class _Tally:
         self.by = g if self.by is None else self.by.add(g, fill_value=0)
         # each settlement is in exactly one emitted part (blocks partition people;
         # quarantined rows come once at the end), so per-part counts add up
-        if "uniform" in eob.attrs:
-            key, n = eob.attrs["uniform"]
-            self.status[key] = self.status.get(key, 0) + n
+        if "uniform" in eob.attrs or "status_counts" in eob.attrs:
+            counts = (dict([eob.attrs["uniform"]]) if "uniform" in eob.attrs
+                      else eob.attrs["status_counts"])
+            for key, n in counts.items():
+                self.status[key] = self.status.get(key, 0) + n
             self.paid += int(fen["payout"].sum())
             return
         rank = eob["status"].astype(str).map({k: i for i, k in enumerate(self.STATUS_ORDER)})

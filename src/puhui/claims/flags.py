@@ -42,10 +42,19 @@ def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
     psn = _codes(st["psn_no"])
     inst = _codes(st["fixmedins_code"]) if "fixmedins_code" in st else np.zeros(len(st), "int64")
     day = st["setl_time"].to_numpy().astype("datetime64[D]").astype("int64")
-    key = pd.DataFrame({"p": psn, "d": day, "m": _codes(st["med_type"]), "i": inst,
-                        "t": st["medfee_sumamt"].to_numpy()})
-    dup = key.duplicated(keep="first").to_numpy()
-    del key
+    # a duplicate shares person and day with another settlement: only those few rows
+    # (one integer key hashed) are compared on every field
+    dup = np.zeros(len(st), dtype=bool)
+    if len(st):
+        span = int(day.max() - day.min()) + 1
+        person_day = (psn.astype("int64") + 1) * span + (day - day.min())
+        cand = np.flatnonzero(pd.Series(person_day).duplicated(keep=False).to_numpy())
+        del person_day
+        key = pd.DataFrame({"p": psn[cand], "d": day[cand],
+                            "m": _codes(st["med_type"])[cand], "i": inst[cand],
+                            "t": st["medfee_sumamt"].to_numpy()[cand]})
+        dup[cand] = key.duplicated(keep="first").to_numpy()
+        del key
     flags = pd.concat([flags, pd.Series("F_DUPLICATE_SETTLEMENT", index=st.index[dup])])
 
     mt = st["med_type"]

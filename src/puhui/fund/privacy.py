@@ -136,7 +136,9 @@ def scan_values(name: str, s: pd.Series) -> list[PrivacyFinding]:
     j = _Joined(vals)
     ids: set[str] = set()
     phones: set[str] = set()
-    if _DIGIT_RUN.search(j.text):
+    # an ID number or a phone number needs 11 characters or more: a column of shorter
+    # values (settlement ids, codes) skips the digit-run search over its whole text
+    if max(map(len, vals)) >= 11 and _DIGIT_RUN.search(j.text):
         ids = j.values_hit(_ID, lambda m: is_resident_id(m.group(1)))
         phones = j.values_hit(_PHONE) - ids
     has_cjk = not j.text.isascii() and _CJK.search(j.text)   # isascii is one C pass
