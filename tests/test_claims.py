@@ -432,9 +432,18 @@ def test_eob_file_of_many_row_groups_reads_back_exactly(city, tmp_path, workers)
     res = run_batch(PRODUCT, PRODUCT.path, city, one, "b1", block_persons=100)
     want = res.eob
     assert entries(url) == entries(one)
-    assert json.loads((tmp_path / "o" / "summary.json").read_text()) == \
-        json.loads(json.dumps(res.summary))
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(res.summary))
     assert len(got) == len(want)
+    # the summary's totals are those of the EOB file, by benefit and status, to the fen
+    by = got.astype({"benefit": str, "status": str}).groupby(["benefit", "status"]).agg(
+        rows=("setl_id", "size"), paid=("payout_amt", "sum"), eligible=("eligible_amt", "sum"))
+    listed = {(r["benefit"], r["status"]): r for r in summary["by_benefit_and_status"]}
+    assert set(listed) == set(by.index)
+    for key, r in by.iterrows():
+        assert listed[key]["rows"] == r["rows"], key
+        assert round(listed[key]["paid_yuan"] * 100) == round(r["paid"] * 100), key
+        assert round(listed[key]["eligible_yuan"] * 100) == round(r["eligible"] * 100), key
     key = ["setl_id", "benefit"]
     g = got.astype({c: str for c in ("benefit", "status", "reason", "entry")}).sort_values(key)
     w = want.astype({c: str for c in ("benefit", "status", "reason", "entry")}).sort_values(key)

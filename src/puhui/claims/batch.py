@@ -667,12 +667,20 @@ class _Tally:
         self.paid = 0                                  # fen
 
     def add(self, eob: pd.DataFrame) -> None:
+        # A part of people without a policy (``uniform``: one status, every amount 0,
+        # each settlement's benefits in turn) counts as its first settlement's rows
+        # weighted by the number of settlements: no pass over its millions of rows.
+        src, weight = eob, 1
+        if "uniform" in eob.attrs and eob.attrs["uniform"][1] > 0:
+            weight = eob.attrs["uniform"][1]
+            src = eob.iloc[:len(eob) // weight]
         # in fen, so that parts add up exactly in any order
-        fen = {c: (eob[f"{c}_amt"].to_numpy() * 100).round().astype("int64")
+        fen = {c: (src[f"{c}_amt"].to_numpy() * 100).round().astype("int64") * weight
                for c in ("eligible", "payout", "target")}
-        g = pd.DataFrame({"benefit": eob["benefit"], "status": eob["status"], **fen}).groupby(
+        g = pd.DataFrame({"benefit": src["benefit"], "status": src["status"],
+                          "rows": np.full(len(src), weight, dtype="int64"), **fen}).groupby(
             ["benefit", "status"], observed=True).agg(
-            rows=("eligible", "size"), eligible=("eligible", "sum"),
+            rows=("rows", "sum"), eligible=("eligible", "sum"),
             payout=("payout", "sum"), target=("target", "sum"))
         self.by = g if self.by is None else self.by.add(g, fill_value=0)
         # each settlement is in exactly one emitted part (blocks partition people;
