@@ -23,7 +23,10 @@ REASONS: dict[str, tuple[int, str, str]] = {
     "PAID": (10, "paid", "paid"),
     "ZERO_RATIO": (11, "zero", "the payout ratio is zero"),
 }
-CODES = np.array(list(REASONS))           # index = number - 1
+# index = number - 1. Object arrays of the codes' own strings: indexing them hands out
+# references to a dozen strings (hashes cached), not millions of fresh ones.
+CODES = np.array(list(REASONS), dtype=object)
+STATUSES = np.array([v[1] for v in REASONS.values()], dtype=object)
 NUMBER = {k: v[0] for k, v in REASONS.items()}
 
 
@@ -52,5 +55,4 @@ def decision_reasons(block: np.ndarray, applies: np.ndarray, eligible: np.ndarra
 
 
 def status_of(number: np.ndarray) -> np.ndarray:
-    statuses = np.array([v[1] for v in REASONS.values()])
-    return statuses[np.asarray(number) - 1]
+    return STATUSES[np.asarray(number) - 1]

@@ -201,6 +201,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     block_of = pd.Series(np.arange(len(people)) // block_persons, index=people)
     pol_parts = _Partition(pol, block_of.reindex(pol["psn_no"].astype(str).to_numpy()),
                            len(blocks))
+    # the row-length working arrays are done with: freed before the blocks (and before
+    # a second worker is forked), hundreds of MB at 10 million settlements
+    del who, row_block, effective_rows, eff, q_mask, is_rev_all, bad_rev, rev_rows, person_block
     eob_parts = []
     tally = _Tally()
 

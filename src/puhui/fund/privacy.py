@@ -70,12 +70,12 @@ class PrivacyFinding:
     count: int
 
 
-def _text_values(s: pd.Series) -> list[str]:
+def _text_values(s: pd.Series):
     """The column's values as text: a categorical's categories, else every non-null value
     (no de-duplication: a hash of millions of ids costs more than scanning them)."""
     vals = s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else s.dropna()
     if pd.api.types.infer_dtype(vals, skipna=True) == "string":
-        return vals.tolist()
+        return vals.to_numpy(dtype=object)
     return [v if isinstance(v, str) else str(v) for v in vals]
 
 
@@ -131,14 +131,18 @@ def scan_values(name: str, s: pd.Series) -> list[PrivacyFinding]:
         vals = [str(int(x)) for x in v if x >= 10**10]
     else:
         vals = _text_values(s)
-    if not vals:
+    if not len(vals):
         return []
-    j = _Joined(vals)
+    # an ID number or a phone number needs 11 characters or more and an address Chinese
+    # characters: a column of short ASCII values (settlement ids, codes) is clean
+    # without joining its text
+    longest = max(map(len, vals))
+    if longest < 11 and all(map(str.isascii, vals)):
+        return []
+    j = _Joined(list(vals))
     ids: set[str] = set()
     phones: set[str] = set()
-    # an ID number or a phone number needs 11 characters or more: a column of shorter
-    # values (settlement ids, codes) skips the digit-run search over its whole text
-    if max(map(len, vals)) >= 11 and _DIGIT_RUN.search(j.text):
+    if longest >= 11 and _DIGIT_RUN.search(j.text):
         ids = j.values_hit(_ID, lambda m: is_resident_id(m.group(1)))
         phones = j.values_hit(_PHONE) - ids
     has_cjk = not j.text.isascii() and _CJK.search(j.text)   # isascii is one C pass
