@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastparquet import write
@@ -606,3 +607,37 @@ def test_claim_free_years_come_from_the_ledger_and_lower_the_deductible(tmp_path
     without = adjudicate(PRODUCT, eff, p25.assign(claim_free_years=0), data.lines).total_payout().sum()
     assert round(res.eob["payout_amt"].sum() * 100) == want
     assert want > without
+
+
+def test_append_row_groups_keeps_every_row_group_and_category(tmp_path):
+    # Both files with several row groups, ZSTD, a fixed categorical and a nullable text
+    # column (as the EOB writer writes them): the spliced file reads back as the two
+    # tables one after the other.
+    from fastparquet import ParquetFile, write
+
+    from puhui.claims.eob_file import append_row_groups
+
+    cats = ["paid", "zero", "denied"]
+
+    def table(lo, hi):
+        return pd.DataFrame({"setl_id": [f"S{i}" for i in range(lo, hi)],
+                             "policy_no": [None if i % 3 else f"N{i}" for i in range(lo, hi)],
+                             "status": pd.Categorical.from_codes(np.arange(lo, hi) % 3, cats),
+                             "payout_amt": np.arange(lo, hi) / 100})
+
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    for path, parts in ((a, [(0, 5), (5, 9)]), (b, [(9, 12), (12, 20), (20, 21)])):
+        for lo, hi in parts:
+            write(str(path), table(lo, hi), compression="ZSTD", write_index=False,
+                  append=path.exists(), object_encoding={"setl_id": "utf8", "policy_no": "utf8",
+                                                         "status": "utf8"},
+                  has_nulls=["policy_no"])
+    append_row_groups(a, b)
+    pf = ParquetFile(str(a))
+    assert len(pf.row_groups) == 5
+    got = pf.to_pandas()
+    want = table(0, 21)
+    assert got["setl_id"].tolist() == want["setl_id"].tolist()
+    assert got["policy_no"].tolist() == want["policy_no"].tolist()
+    assert got["status"].astype(str).tolist() == want["status"].astype(str).tolist()
+    assert np.allclose(got["payout_amt"].to_numpy(), want["payout_amt"].to_numpy())
