@@ -641,3 +641,40 @@ def test_append_row_groups_keeps_every_row_group_and_category(tmp_path):
     assert got["policy_no"].tolist() == want["policy_no"].tolist()
     assert got["status"].astype(str).tolist() == want["status"].astype(str).tolist()
     assert np.allclose(got["payout_amt"].to_numpy(), want["payout_amt"].to_numpy())
+
+
+def test_a_failed_second_worker_fails_the_batch_and_a_rerun_finishes_it(tiny_city, tmp_path,
+                                                                        monkeypatch):
+    """The forked worker dies on its first block: the batch says so (JobFailed, exit 1
+    from the CLI), keeps every block the parent finished, and a re-run with the same id
+    ends with the ledger of an uninterrupted one-process run."""
+    import os
+
+    import puhui.claims.batch as batch
+    from puhui.claims.eob_file import EobWriter
+    from puhui.errors import JobFailed
+
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(PRODUCT, PRODUCT.path, tiny_city, ref, "b1", block_persons=10)
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    parent, real = os.getpid(), batch._run_block
+
+    def dies_in_the_worker(*a, **k):
+        if os.getpid() != parent:
+            raise RuntimeError("worker lost")
+        return real(*a, **k)
+
+    monkeypatch.setattr(batch, "_run_block", dies_in_the_worker)
+    (tmp_path / "o").mkdir()
+    with pytest.raises(JobFailed, match="run the batch again"):
+        run_batch(PRODUCT, PRODUCT.path, tiny_city, url, "b1", block_persons=10,
+                  eob_sink=EobWriter(tmp_path / "o" / "eob.parquet", PRODUCT), workers=2)
+    assert not list((tmp_path / "o").glob("*.part*"))
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    status = con.execute("SELECT status FROM batches WHERE batch_id = 'b1'").fetchone()[0]
+    con.close()
+    assert status == "running"                   # not marked finished
+    monkeypatch.setattr(batch, "_run_block", real)
+    run_batch(PRODUCT, PRODUCT.path, tiny_city, url, "b1", block_persons=10,
+              eob_sink=EobWriter(tmp_path / "o" / "eob.parquet", PRODUCT), workers=2)
+    assert entries(url) == entries(ref)

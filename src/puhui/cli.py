@@ -8,7 +8,7 @@ import sys
 import click
 
 from puhui import __version__
-from puhui.errors import InputError
+from puhui.errors import InputError, JobFailed
 
 
 def _progress(enabled: bool):
@@ -439,7 +439,7 @@ def main(argv=None):
     """Console entry point: user errors become a message and exit code 2."""
     try:
         cli.main(args=argv, prog_name="puhui", standalone_mode=False)
-    except InputError as exc:
+    except (InputError, JobFailed) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

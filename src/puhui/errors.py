@@ -14,3 +14,10 @@ class InputError(Exception):
 
 class RuleFileError(InputError):
     """A rule, product or list file under ``actuarial/`` that cannot be used."""
+
+
+class JobFailed(Exception):
+    """The job could not finish (not the user's input): the message says what was done
+    and what to do (usually: run it again). The CLI prints it and exits with code 1."""
+
+    exit_code = 1

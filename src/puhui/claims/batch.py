@@ -34,7 +34,7 @@ from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
 from puhui.claims.flags import flag_settlements
 from puhui.digests import sha256_files
-from puhui.errors import InputError
+from puhui.errors import InputError, JobFailed
 from puhui.fund.files import FundData
 from puhui.fund.schema import SETTLEMENTS
 from puhui.fund.validate import validate_dir
@@ -373,9 +373,9 @@ def _run_blocks_in_two(con, url: str, block_parts, n: int, sink, tally: _Tally,
                 progress(min(counter.value, n), n)
         child.join()
         if child.exitcode != 0:
-            raise RuntimeError(f"the second block worker failed (exit code {child.exitcode}); "
-                               "every finished block is in the ledger: run the batch again "
-                               "with the same id to finish it")
+            raise JobFailed(f"the second block worker failed (exit code {child.exitcode}); "
+                            "every finished block is in the ledger: run the batch again "
+                            "with the same id to finish it")
         with open(result, "rb") as fh:
             other, report_parts, reason_parts = pickle.load(fh)
         tally.merge(other)
