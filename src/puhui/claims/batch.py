@@ -347,14 +347,17 @@ def _run_blocks_in_two(con, url: str, block_parts, n: int, sink, tally: _Tally,
     result = part + ".pickle"
     parent = os.getpid()
 
+    def run(con_, k: int, tally_: _Tally, sink_) -> None:
+        for p in block_parts(con_, k):
+            if len(p):
+                tally_.add(p)
+                sink_(p)
+
     def second() -> None:
         con2 = ledger.connect(url)
         own, own_tally = sink.fork(part), _Tally()
         while os.getppid() == parent and (k := take()) < n:
-            for p in block_parts(con2, k):
-                if len(p):
-                    own_tally.add(p)
-                    own(p)
+            run(con2, k, own_tally, own)
         con2.close()
         if os.getppid() != parent:
             os._exit(3)
@@ -365,10 +368,7 @@ def _run_blocks_in_two(con, url: str, block_parts, n: int, sink, tally: _Tally,
     child.start()
     try:
         while (k := take()) < n:
-            for p in block_parts(con, k):
-                if len(p):
-                    tally.add(p)
-                    sink(p)
+            run(con, k, tally, sink)
             if progress:
                 progress(min(counter.value, n), n)
         child.join()
@@ -456,8 +456,8 @@ class _Partition:
             # the block's ids as text, taken from the categories (the code downstream
             # compares and writes text; a categorical's astype(str) is slow)
             c = df["psn_no"].array
-            text = c.categories.to_numpy(dtype=object)[np.maximum(c.codes, 0)]
-            df = df.assign(psn_no=np.where(c.codes >= 0, text, None))
+            ids = c.categories.to_numpy(dtype=object)[np.maximum(c.codes, 0)]
+            df = df.assign(psn_no=np.where(c.codes >= 0, ids, None))
         return df
 
 
@@ -639,7 +639,9 @@ def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product) -> 
                          "benefit": b.id, "eligible_amt": 0.0, "deductible_amt": 0.0,
                          "ratio": 0.0, "payout_amt": 0.0, "target_amt": 0.0,
                          "status": "quarantined", "reason": why, "entry": ""})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["uniform"] = ("quarantined", len(quarantined))   # (the tally)
+    return out
 
 
 STATUSES = ("paid", "zero", "denied", "quarantined", "reversed")
@@ -670,8 +672,8 @@ class _Tally:
         self.paid = 0                                  # fen
 
     def add(self, eob: pd.DataFrame) -> None:
-        # A part of people without a policy (``uniform``: one status, every amount 0,
-        # each settlement's benefits in turn) counts as its first settlement's rows
+        # A part of people without a policy or of quarantined settlements (``uniform``:
+        # one status, every amount 0, each settlement's benefits in turn) counts as its first settlement's rows
         # weighted by the number of settlements: no pass over its millions of rows.
         src, weight = eob, 1
         if "uniform" in eob.attrs and eob.attrs["uniform"][1] > 0:
@@ -687,19 +689,16 @@ class _Tally:
             payout=("payout", "sum"), target=("target", "sum"))
         self.by = g if self.by is None else self.by.add(g, fill_value=0)
         # each settlement is in exactly one emitted part (blocks partition people;
-        # quarantined rows come once at the end), so per-part counts add up
-        if "uniform" in eob.attrs or "status_counts" in eob.attrs:
-            counts = (dict([eob.attrs["uniform"]]) if "uniform" in eob.attrs
-                      else eob.attrs["status_counts"])
-            for key, n in counts.items():
-                self.status[key] = self.status.get(key, 0) + n
-            self.paid += int(fen["payout"].sum())
-            return
-        rank = eob["status"].astype(str).map({k: i for i, k in enumerate(self.STATUS_ORDER)})
-        worst = rank.groupby(eob["setl_id"].to_numpy(), sort=False).min()
-        for r, c in worst.value_counts().items():
-            key = self.STATUS_ORDER[int(r)]
-            self.status[key] = self.status.get(key, 0) + int(c)
+        # quarantined rows come once at the end), so per-part counts add up; every part
+        # says how many settlements it holds by status (its maker knows its shape)
+        if "uniform" in eob.attrs:
+            counts = dict([eob.attrs["uniform"]])
+        elif "status_counts" in eob.attrs:
+            counts = eob.attrs["status_counts"]
+        else:
+            raise ValueError("an EOB part without its settlements' status counts")
+        for key, n in counts.items():
+            self.status[key] = self.status.get(key, 0) + n
         self.paid += int(fen["payout"].sum())
 
     def merge(self, other: _Tally) -> None:
