@@ -330,3 +330,41 @@ def test_in_list_self_pay_negative(city_copy):
     save(st, city_copy, SETTLEMENTS)
     assert any("rule 'in-list self-pay = psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay >= 0'"
                in m for m in messages(city_copy))
+
+
+def _problem_set(rep):
+    return sorted((p.file, p.column, p.rule, p.kind, p.count, tuple(p.examples),
+                   tuple(sorted(p.rows.tolist())) if p.rows is not None else None)
+                  for p in rep.problems)
+
+
+def test_chunked_validation_gives_the_same_report(tmp_path):
+    """settlements.parquet read in chunks of row groups (as pricing reads a large file)
+    gives the report of the whole file: each rule's count, rows and first examples, with
+    breaks in several chunks, a reversal and the original it names in different chunks,
+    and a privacy finding repeated across chunks counted once (distinct values)."""
+    from puhui.fund.files import write_fund
+    from puhui.synth.city import synth_city
+
+    d = tmp_path / "dirty"
+    write_fund(synth_city(1500, 2, seed=4, dirty=True), d)
+    st = load(d, SETTLEMENTS)
+    n = len(st)
+    rev = np.flatnonzero(st["refund_of"].notna().to_numpy())
+    assert len(rev) >= 3
+    st.loc[rev[0], "hifp_pay"] = st.loc[rev[0], "hifp_pay"] + 1.0     # not negated (and identity)
+    st.loc[rev[1], "setl_time"] = pd.Timestamp("2000-01-01")           # before its original
+    st["fixmedins_code"] = st["fixmedins_code"].astype(str)
+    st.loc[[5, n - 5], "fixmedins_code"] = "call 13912345678"          # one phone, two chunks
+    write(str(d / SETTLEMENTS.file), st, write_index=False, row_group_offsets=1000)
+    whole = validate_dir(d)
+    assert {p.rule for p in whole.problems} >= {
+        "unique", "person in persons.parquet", "a reversal carries the negated amounts",
+        "a reversal is not before the original", "reverses an existing settlement",
+        "anonymised data: no mobile phone numbers"}
+    for rows, workers in ((1000, 1), (2500, 2), (7000, 1)):
+        chunked = validate_dir(d, chunk_rows=rows, workers=workers)
+        assert _problem_set(chunked) == _problem_set(whole), rows
+        assert [p.message() for p in chunked.problems] == [p.message() for p in whole.problems]
+    phone = [p for p in whole.problems if "phone" in p.rule]
+    assert len(phone) == 1 and phone[0].count == 1

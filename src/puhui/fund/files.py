@@ -99,10 +99,13 @@ class EngineFrame:
     The money columns are written into one preallocated block that the frame adopts
     without a copy (millions of settlements: a consolidation copy would double them).
     Each other column goes in at its position in the file, so the file's order is kept
-    (the money columns after it are still at the end) with no reordering copy.
+    (the money columns after it are still at the end) with no reordering copy. With
+    ``codes=False`` repeated text (``Column.repeated``, such as psn_no) stays text:
+    cheaper to make when the caller replaces it anyway.
     """
 
-    def __init__(self, table: Table, names: list[str], n: int, index=None):
+    def __init__(self, table: Table, names: list[str], n: int, index=None, codes: bool = True):
+        self.codes = codes
         self.table, self.names = table, list(names)
         self.money = [c.name for c in table.columns if c.kind == "money" and c.name in names]
         self.block = np.empty((len(self.money), n), dtype="int64")
@@ -119,7 +122,7 @@ class EngineFrame:
             col = None
         if col is None:
             values = s
-        elif col.kind == "code" or col.repeated:
+        elif col.kind == "code" or (col.repeated and self.codes):
             values = _as_codes(s)
         elif col.kind == "string":
             values = _as_text(s)
@@ -147,37 +150,72 @@ class EngineFrame:
         return df
 
 
-def open_columns(directory: str | Path, table: Table):
-    """A file read one column at a time: (column names, rows, reader of one column),
-    or ``None`` when an optional file is absent. Raises :class:`InputError` like
-    :func:`read_raw` for a missing or unreadable file (also when a column cannot be read).
-    """
-    from fastparquet import ParquetFile
+class ColumnReader:
+    """A Parquet file read one column at a time, whole or by chunks of row groups (so
+    validation holds one raw column of one chunk at a time)."""
 
-    path = table_path(directory, table)
-    if not path.exists():
-        return read_raw(directory, table)          # None, or the missing-file error
-    try:
-        pf = ParquetFile(str(path))
-        names, n = list(pf.columns), int(pf.count())
-    except Exception as exc:  # fastparquet raises many types for broken files
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: "
-                         f"{str(exc)[:200]}). Re-export it, or check it was copied whole."
-                         ) from None
+    def __init__(self, path: Path):
+        from fastparquet import ParquetFile
 
-    def get(name: str) -> pd.Series:
+        self.path = path
+        try:
+            self._pf = ParquetFile(str(path))
+            self.names, self.n = list(self._pf.columns), int(self._pf.count())
+            self._sizes = [int(rg.num_rows) for rg in self._pf.row_groups]
+        except Exception as exc:  # fastparquet raises many types for broken files
+            raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: "
+                             f"{str(exc)[:200]}). Re-export it, or check it was copied whole."
+                             ) from None
+
+    def get(self, name: str, groups: slice | None = None) -> pd.Series:
+        """One column, of the row groups ``groups`` (default: all), index from 0."""
+        pf = self._pf if groups is None else self._pf[groups]
         try:
             # reset the frame's index, not the column's: Series.reset_index on a
             # categorical fastparquet built turns every value into NaN (fastparquet
             # 2024.x with pandas 2.x)
-            s = pf.to_pandas(columns=[name]).reset_index(drop=True)[name]
+            return pf.to_pandas(columns=[name]).reset_index(drop=True)[name]
         except Exception as exc:  # noqa: BLE001 - a broken column is a broken file
-            raise InputError(f"{path}: column {name} is not readable ({type(exc).__name__}: "
-                             f"{str(exc)[:200]}). Re-export the file, or check it was "
-                             f"copied whole.") from None
-        return s
+            raise InputError(f"{self.path}: column {name} is not readable "
+                             f"({type(exc).__name__}: {str(exc)[:200]}). Re-export the file, "
+                             f"or check it was copied whole.") from None
 
-    return names, n, get
+    def take(self, name: str, rows) -> np.ndarray:
+        """Values of one column at the given rows, reading only their row groups."""
+        rows = np.asarray(rows, dtype="int64")
+        bounds = np.cumsum([0] + self._sizes)
+        group = np.searchsorted(bounds, rows, side="right") - 1
+        out = np.empty(len(rows), dtype=object)
+        for g in np.unique(group):
+            on = group == g
+            values = self.get(name, slice(int(g), int(g) + 1)).to_numpy(dtype=object)
+            out[on] = values[rows[on] - bounds[g]]
+        return out
+
+    def chunks(self, rows: int | None = None) -> list[tuple[int, int, slice | None]]:
+        """(first row, rows, row groups) of consecutive chunks of whole row groups of at
+        most ``rows`` rows each (a larger row group is a chunk of its own); one chunk
+        for the whole file when ``rows`` is None or covers it."""
+        if rows is None or rows >= self.n or len(self._sizes) <= 1:
+            return [(0, self.n, None)]
+        out, start, first, size = [], 0, 0, 0
+        for g, m in enumerate(self._sizes):
+            if size and size + m > rows:
+                out.append((start, size, slice(first, g)))
+                start, first, size = start + size, g, 0
+            size += m
+        out.append((start, size, slice(first, len(self._sizes))))
+        return out
+
+
+def open_columns(directory: str | Path, table: Table) -> ColumnReader | None:
+    """A file to read one column at a time (:class:`ColumnReader`), or ``None`` when an
+    optional file is absent. Raises :class:`InputError` like :func:`read_raw` for a
+    missing or unreadable file (also, later, when a column cannot be read)."""
+    path = table_path(directory, table)
+    if not path.exists():
+        return read_raw(directory, table)          # None, or the missing-file error
+    return ColumnReader(path)
 
 
 def read_table(directory: str | Path, table: Table, columns: list[str] | None = None
@@ -231,10 +269,12 @@ def _chunk_for_append(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_table(df: pd.DataFrame, directory: str | Path, table: Table,
-                file_types: bool = True) -> Path:
+                file_types: bool = True, append: bool = False) -> Path:
     """Write a table with fastparquet. The same frame gives the same bytes.
 
-    Tables longer than :data:`ROW_GROUP` rows are written one row group at a time.
+    Tables longer than :data:`ROW_GROUP` rows are written one row group at a time. With
+    ``append`` the rows go after those of the existing file (whose columns must be the
+    same; a multi-group file's categoricals are plain text, see :func:`_chunk_for_append`).
     """
     from fastparquet import write
 
@@ -245,7 +285,7 @@ def write_table(df: pd.DataFrame, directory: str | Path, table: Table,
     for k, start in enumerate(starts):
         part = df.iloc[start:start + ROW_GROUP] if n > ROW_GROUP else df
         frame = to_file_types(table, part) if file_types else part
-        if n > ROW_GROUP:
+        if n > ROW_GROUP or append:
             frame = _chunk_for_append(frame)
         # Text columns are declared UTF-8: inferred from an all-null first row group,
         # fastparquet would pick another type and refuse the groups that follow.
@@ -254,7 +294,8 @@ def write_table(df: pd.DataFrame, directory: str | Path, table: Table,
             isinstance(frame[c].dtype, pd.CategoricalDtype)
             and frame[c].cat.categories.dtype == object)}
         write(str(path), frame.reset_index(drop=True), compression=COMPRESSION,
-              write_index=False, stats=False, append=k > 0, object_encoding=text or "infer")
+              write_index=False, stats=False, append=append or k > 0,
+              object_encoding=text or "infer")
     return path
 
 
@@ -266,6 +307,9 @@ class FundData:
     policies: pd.DataFrame
     settlements: pd.DataFrame
     lines: pd.DataFrame | None
+    #: the calendar years of the settlements, when ``settlements`` holds only some of
+    #: them (pricing keeps only those it can use)
+    settlement_years: tuple[int, ...] | None = None
 
 
 def read_fund(directory: str | Path) -> FundData:

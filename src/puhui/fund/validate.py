@@ -15,7 +15,7 @@ import pandas as pd
 
 from puhui.errors import InputError
 from puhui.fund import privacy
-from puhui.fund.files import EngineFrame, open_columns
+from puhui.fund.files import ColumnReader, EngineFrame, open_columns
 from puhui.fund.schema import (
     FUND_PAYMENTS,
     PERSONS,
@@ -44,6 +44,11 @@ class Problem:
     #: batch can quarantine exactly them; they are rows of ``rows_in`` (default: ``file``)
     rows: np.ndarray | None = None
     rows_in: str | None = None
+    #: a privacy finding's distinct values (never shown), to merge chunks' findings
+    hits: frozenset | None = field(default=None, repr=False)
+    #: order of the check that found it, within one chunk's checks (chunks' problems
+    #: merged are put in this order, so a chunked report reads like a whole one)
+    seq: int = field(default=0, repr=False)
 
     @property
     def rows_file(self) -> str:
@@ -68,22 +73,55 @@ class Report:
     #: with ``keep``: for each settlement, the row of its person in persons.parquet (-1
     #: for none), found by the check that the person exists and kept for callers
     settlement_person_rows: np.ndarray | None = None
+    #: for each line of settlement_lines.parquet, the row of its settlement (-1 for none),
+    #: found by the check that it exists
+    line_settlement_rows: np.ndarray | None = None
+    #: rows of the settlements that a reversal in the file undoes
+    reversed_settlement_rows: np.ndarray | None = None
+    #: what ``validate_dir``'s settlements_sink returned for each chunk, in order
+    settlement_values: list = field(default_factory=list)
+    _checks: int = field(default=0, repr=False)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    def merge(self, problems: list[Problem], offset: int = 0) -> None:
+        """Add the problems of one chunk of a file (rows from ``offset``): a rule broken
+        in several chunks is one problem (counts added, rows joined, the first
+        examples; a privacy finding counts distinct values over the chunks)."""
+        at = {(p.file, p.column, p.rule, p.kind, p.rows_in): p for p in self.problems}
+        for p in problems:
+            if p.rows is not None and offset:
+                p.rows = p.rows + offset
+            old = at.get((p.file, p.column, p.rule, p.kind, p.rows_in))
+            if old is None:
+                self.problems.append(p)
+                at[(p.file, p.column, p.rule, p.kind, p.rows_in)] = p
+                continue
+            if old.hits is not None and p.hits is not None:
+                old.hits = old.hits | p.hits
+                old.count = len(old.hits)
+            else:
+                old.count += p.count
+            old.examples = (old.examples + p.examples)[:MAX_EXAMPLES]
+            old.seq = min(old.seq, p.seq)
+            if old.rows is not None and p.rows is not None:
+                old.rows = np.concatenate([old.rows, p.rows])
+
     def add(self, table: Table, column: str, rule: str, mask, keys: pd.Series | None,
             fix: str, positions: np.ndarray | None = None) -> None:
         """Record a problem for the rows where ``mask`` is true (nothing if none).
         ``positions`` maps the mask to file rows when it covers a subset of them."""
+        self._checks += 1
         mask = np.asarray(mask, dtype=bool)
         n = int(mask.sum())
         if n == 0:
             return
         ex = [] if keys is None else [str(k) for k in keys[mask].head(MAX_EXAMPLES)]
         rows = np.flatnonzero(mask) if positions is None else np.asarray(positions)[mask]
-        self.problems.append(Problem(table.file, column, rule, n, fix, ex, rows=rows))
+        self.problems.append(Problem(table.file, column, rule, n, fix, ex, rows=rows,
+                                     seq=self._checks))
 
 
 def _text(s: pd.Series) -> pd.Series:
@@ -100,14 +138,16 @@ def _key(table: Table, df: pd.DataFrame) -> pd.Series:
 
 # --- per-column type checks -------------------------------------------------------------
 
-def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys) -> bool:
-    """Type, null, code and range checks for one column. True when the column is usable."""
-    nulls = s.isna().to_numpy()
+def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
+                  nulls: np.ndarray | None = None) -> bool:
+    """Type, null, code and range checks for one column (``nulls``: its null mask, if
+    known). True when the column is usable."""
+    nulls = s.isna().to_numpy() if nulls is None else nulls
     usable = True
-    if nulls.any() and not col.nullable:
+    if not col.nullable:
         rep.add(table, col.name, "not null", nulls, keys,
                 "fill the missing values or drop those rows; this column may not be empty")
-        usable = False  # cross-file rules need the column whole
+        usable = not nulls.any()  # cross-file rules need the column whole
     present = ~nulls
     kind = col.kind
     if kind == "money":
@@ -170,91 +210,181 @@ def _privacy_problems(rep: Report, table: Table, findings) -> None:
         rep.problems.append(Problem(
             table.file, f.column, f"anonymised data: no {f.what}", f.count,
             "remove the column or replace it with pseudonymous codes; "
-            "values are not shown", kind="privacy"))
+            "values are not shown", kind="privacy", hits=f.values or None))
 
 
-def _read_checked(rep: Report, directory: Path, table: Table) -> pd.DataFrame | None:
-    """One file read, scanned for personal data, type-checked and converted to engine
-    types one column at a time (so only one raw column is held at once); ``None`` when
-    the file is absent or a column is not usable. Problems are reported in the order of
-    the schema's columns."""
-    opened = open_columns(directory, table)
-    if opened is None:
-        return None
-    names, n, get = opened
-    rep.rows[table.name] = n
-    _privacy_problems(rep, table, privacy.scan_column_names(names))
-    key_cols = [k for k in table.key if k in names]
+def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n: int,
+                 groups: slice | None, codes: bool = True
+                 ) -> tuple[pd.DataFrame | None, pd.Series]:
+    """Rows ``start`` .. ``start + n`` of a file (its row groups ``groups``): scanned for
+    personal data, type-checked and converted to engine types one column at a time (so
+    only one raw column is held at once). Returns the chunk in engine types (``None``
+    when a column is not usable) and its keys (for the problems' examples); problems are
+    merged into ``rep`` with file rows. ``codes``: repeated text as categoricals (see
+    :class:`EngineFrame`)."""
+    part = Report(rep.directory)
+    names = reader.names
+    if start == 0:
+        _privacy_problems(part, table, privacy.scan_column_names(names))
     # the key columns are read once: kept here for the problems' examples, then checked
     # and converted in their turn below (a second read would hold their text twice)
-    raw_keys = {k: get(k) for k in key_cols}
+    raw_keys = {k: reader.get(k, groups) for k in table.key if k in names}
     keys = _key(table, pd.DataFrame(raw_keys, index=pd.RangeIndex(n)))
-    first = len(rep.problems)
     usable = True
     for col in table.columns:
         if col.name not in names and col.required:
-            rep.problems.append(Problem(table.file, col.name, "column present", 0,
-                                        f"add the column '{col.name}' ({col.kind}: "
-                                        f"{col.meaning})"))
+            if start == 0:
+                part.problems.append(Problem(table.file, col.name, "column present", 0,
+                                             f"add the column '{col.name}' ({col.kind}: "
+                                             f"{col.meaning})"))
             usable = False
-    out = EngineFrame(table, names, n)
+    out = EngineFrame(table, names, n, codes=codes)
     for name in names:
-        s = raw_keys.pop(name) if name in raw_keys else get(name)
-        _privacy_problems(rep, table, privacy.scan_values(str(name), s))
+        s = raw_keys.pop(name) if name in raw_keys else reader.get(name, groups)
+        nulls = s.isna().to_numpy()
+        _privacy_problems(part, table, privacy.scan_values(str(name), s, nulls))
         try:
             col = table.column(name)
         except KeyError:
             col = None
         if col is not None:
-            usable &= _check_column(rep, table, col, s, keys)
+            usable &= _check_column(part, table, col, s, keys, nulls)
         if usable:
             out.add(name, s)
         del s
+    rep.merge(part.problems, start)
+    return (out.frame() if usable else None), keys
+
+
+def _sort_file_problems(rep: Report, first: int, table: Table) -> None:
+    """One file's column problems in the order of the schema's columns, privacy last
+    (the report puts every privacy problem first at the end)."""
     order = {c.name: i for i, c in enumerate(table.columns)}
     mine = rep.problems[first:]
-    mine.sort(key=lambda p: (p.kind == "privacy", order.get(p.column, len(order))))
+    mine.sort(key=lambda p: (p.kind == "privacy", order.get(p.column, len(order)), p.seq))
     rep.problems[first:] = mine
-    return out.frame() if usable else None
 
 
-class KeyIndex:
-    """A key column hashed once, together with every column that refers to it.
+def _read_whole(rep: Report, directory: Path, table: Table) -> pd.DataFrame | None:
+    """A file read, checked and converted whole (``None`` when absent or not usable)."""
+    reader = open_columns(directory, table)
+    if reader is None:
+        return None
+    rep.rows[table.name] = reader.n
+    first = len(rep.problems)
+    typed, _ = _check_chunk(rep, table, reader, 0, reader.n, None)
+    _sort_file_problems(rep, first, table)
+    return typed
 
-    ``pd.factorize`` over the keys and the referring values in one pass gives: which key
-    rows repeat an earlier key (:attr:`duplicated`) and, for each referring value, the
-    row of its key (:meth:`positions`, -1 where there is none). Settlement ids are
-    millions of strings, so one hash pass instead of one per rule matters.
+
+class PersonKeys:
+    """persons.parquet's psn_no: which rows repeat an earlier one, and for references to
+    it (policies' and settlements' psn_no) the row of the person each names (the
+    earliest row with that key, -1 for none). References are looked up by their 64-bit
+    hash in the sorted hashes of the keys, then compared as text (exact; several times
+    faster than a hash table of millions of Python strings)."""
+
+    def __init__(self, keys: pd.Series):
+        codes, uniques = pd.factorize(keys.to_numpy(dtype=object))
+        first = np.full(len(uniques), -1, dtype="int64")
+        rows = np.flatnonzero(codes >= 0)
+        first[codes[rows[::-1]]] = rows[::-1]            # reversed: the earliest row wins
+        self.duplicated = np.zeros(len(keys), dtype=bool)
+        self.duplicated[rows] = first[codes[rows]] != rows
+        text = np.asarray(uniques, dtype=object)
+        h = fingerprint(text)
+        order = np.argsort(h)
+        self._h, self._text, self._first = h[order], text[order], first[order]
+        # two keys with one hash (a chance of about 1e-6 in five million): a hash table
+        self._index = pd.Index(text[order]) if (self._h[1:] == self._h[:-1]).any() else None
+
+    def _rows_of(self, values: np.ndarray) -> np.ndarray:
+        if not len(self._h):
+            return np.full(len(values), -1, dtype="int64")
+        if self._index is not None:
+            c = self._index.get_indexer(values)
+            return np.where(c >= 0, self._first[np.maximum(c, 0)], -1)
+        i = np.minimum(np.searchsorted(self._h, fingerprint(values)), len(self._h) - 1)
+        return np.where(self._text[i] == values, self._first[i], -1)
+
+    def rows(self, refs: pd.Series) -> np.ndarray:
+        """Row in persons of each value of ``refs`` (-1 for none or null). A categorical
+        is looked up by its categories, then spread by its codes."""
+        if isinstance(refs.dtype, pd.CategoricalDtype):
+            cat_rows = self._rows_of(refs.cat.categories.to_numpy(dtype=object))
+            rc = refs.cat.codes.to_numpy()
+            if not len(cat_rows):
+                return np.full(len(refs), -1, dtype="int64")
+            return np.where(rc >= 0, cat_rows[np.maximum(rc, 0)], -1)
+        return self._rows_of(refs.to_numpy(dtype=object))
+
+
+#: The SipHash key of settlement-id hashes (16 bytes).
+_HASH_KEY = "puhui:setl_id:01"
+
+
+def fingerprint(values) -> np.ndarray:
+    """A 64-bit SipHash of each text value (``uint64``)."""
+    return pd.util.hash_array(np.asarray(values, dtype=object), encoding="utf8",
+                              hash_key=_HASH_KEY, categorize=False)
+
+
+def sorted_hashes(values, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The hashes of ``values`` sorted, and the row of each (``start`` + position): one
+    sorted run of :class:`HashedKeys`, made where the chunk is read."""
+    h = fingerprint(values)
+    order = np.argsort(h)
+    return h[order], (order + start).astype("int64")
+
+
+class HashedKeys:
+    """Settlement ids held as 64-bit hashes (:func:`fingerprint`) in sorted order, so
+    that a file of a hundred million settlements can be checked chunk by chunk with 16
+    bytes a settlement (hash and row) instead of the ids. Exact: ids with equal hashes
+    are compared as text, through ``text_at(rows)`` (the ids of those rows).
+
+    Built from sorted runs (:func:`sorted_hashes` of each chunk, joined): a stable sort
+    of runs is a merge, several times faster than sorting the hashes afresh.
+
+    :attr:`duplicated`: rows whose id repeats an earlier row's. :meth:`positions`: the
+    row of each looked-up id (the earliest row with it), -1 where there is none.
     """
 
-    def __init__(self, keys: pd.Series, *refs: pd.Series):
-        # a categorical referring column (settlements' psn_no) takes part by its
-        # categories; its rows' codes are mapped through them afterwards
-        cat = [isinstance(r.dtype, pd.CategoricalDtype) for r in refs]
-        parts = [np.asarray(keys.to_numpy(dtype=object))] + \
-            [np.asarray((r.cat.categories if c else r).to_numpy(dtype=object))
-             for r, c in zip(refs, cat)]
-        codes, uniques = pd.factorize(np.concatenate(parts) if len(parts) > 1 else parts[0])
-        n = len(keys)
-        kc = codes[:n]
-        first = np.full(len(uniques), -1, dtype="int64")
-        ok = np.flatnonzero(kc >= 0)[::-1]          # reversed: the earliest row wins
-        first[kc[ok]] = ok
-        self.first = first
+    def __init__(self, runs: np.ndarray, rows: np.ndarray, text_at):
+        n = len(runs)
+        order = np.argsort(runs, kind="stable")
+        self._s1 = runs[order]
+        self._order = rows[order]
+        del order
+        same = self._s1[1:] == self._s1[:-1]
         self.duplicated = np.zeros(n, dtype=bool)
-        self.duplicated[kc >= 0] = first[kc[kc >= 0]] != np.flatnonzero(kc >= 0)
-        bounds = np.cumsum([n] + [len(p) for p in parts[1:]])
-        self._refs = []
-        for i, r in enumerate(refs):
-            c = codes[bounds[i]:bounds[i + 1]]
-            if cat[i]:           # category codes -> row codes (-1, a null, stays -1)
-                rc = r.cat.codes.to_numpy()
-                c = np.where(rc >= 0, c[np.maximum(rc, 0)] if len(c) else -1, -1)
-            self._refs.append(c)
+        if same.any():                    # repeats (and, very rarely, two ids' hashes)
+            run = np.zeros(n, dtype=bool)
+            run[1:] |= same
+            run[:-1] |= same
+            dup_rows = np.sort(self._order[run])
+            self.duplicated[dup_rows] = pd.Series(text_at(dup_rows)).duplicated().to_numpy()
 
-    def positions(self, i: int) -> np.ndarray:
-        """Row of the key for each value of the ``i``-th referring column, -1 if none."""
-        c = self._refs[i]
-        return np.where(c >= 0, self.first[np.maximum(c, 0)], -1)
+    def positions(self, q1: np.ndarray, q_text: np.ndarray, text_at) -> np.ndarray:
+        """Rows of the ids ``q_text`` (hashes ``q1``); ``text_at(rows)`` gives the ids of
+        rows whose hash matches one of ``q1``."""
+        out = np.full(len(q1), -1, dtype="int64")
+        n = len(self._s1)
+        if n == 0 or len(q1) == 0:
+            return out
+        q_text = np.asarray(q_text, dtype=object)
+        lo = np.searchsorted(self._s1, q1, side="left")
+        hi = np.searchsorted(self._s1, q1, side="right")
+        one = np.flatnonzero(hi - lo == 1)
+        cand = self._order[lo[one]]
+        same = np.asarray(text_at(cand), dtype=object) == q_text[one]
+        out[one[same]] = cand[same]
+        for j in np.flatnonzero(hi - lo > 1):            # a repeated id: the earliest row
+            rows = np.sort(self._order[lo[j]:hi[j]])
+            match = rows[np.asarray(text_at(rows), dtype=object) == q_text[j]]
+            if len(match):
+                out[j] = match[0]
+        return out
 
 
 def _dupes(rep: Report, table: Table, df: pd.DataFrame, cols: list[str],
@@ -267,7 +397,7 @@ def _dupes(rep: Report, table: Table, df: pd.DataFrame, cols: list[str],
 
 # --- cross-row and cross-file rules --------------------------------------------------------
 
-def _rules_persons(rep: Report, p: pd.DataFrame, psn: KeyIndex) -> None:
+def _rules_persons(rep: Report, p: pd.DataFrame, psn: PersonKeys) -> None:
     t, k = PERSONS, _key(PERSONS, p)
     _dupes(rep, t, p, ["psn_no"], psn.duplicated)
     rep.add(t, "retired", "residents are never retired",
@@ -298,140 +428,370 @@ def _rules_policies(rep: Report, pol: pd.DataFrame, who: np.ndarray | None) -> N
             s.index.to_numpy())
 
 
-def _rules_settlements(rep: Report, st: pd.DataFrame, persons: pd.DataFrame | None,
-                       who: np.ndarray | None, ids: KeyIndex) -> None:
-    """``who``: row in persons of each settlement's person; ``ids``: setl_id hashed with
-    the reversals' refund_of as its first referring column."""
-    t, k = SETTLEMENTS, _key(SETTLEMENTS, st)
-    _dupes(rep, t, st, ["setl_id"], ids.duplicated)
+def _row_rules_settlements(rep: Report, st: pd.DataFrame, keys: pd.Series,
+                           persons: pd.DataFrame | None, who: np.ndarray | None,
+                           is_rev: np.ndarray) -> None:
+    """The rules about each settlement on its own (one chunk of the file); ``is_rev``:
+    the reversals."""
+    t = SETTLEMENTS
     if who is not None:
-        rep.add(t, "psn_no", "person in persons.parquet", who < 0, k,
+        rep.add(t, "psn_no", "person in persons.parquet", who < 0, keys,
                 "every patient needs a row in persons.parquet")
         death = persons["death_date"].to_numpy()[np.maximum(who, 0)]
         after = (who >= 0) & ~pd.isna(death) & (st["setl_time"].to_numpy() > death)
-        rep.add(t, "setl_time", "no settlement after the person's death", after, k,
+        rep.add(t, "setl_time", "no settlement after the person's death", after, keys,
                 "check setl_time against persons.death_date")
     money = {c: st[c].to_numpy() for c in SETTLEMENT_MONEY}
     funds = sum(money[c] for c in FUND_PAYMENTS)
     rep.add(t, "medfee_sumamt",
             "medfee_sumamt = hifp_pay + hifob_pay + hifmi_pay + maf_pay + psn_part_amt",
-            money["medfee_sumamt"] != funds + money["psn_part_amt"], k,
+            money["medfee_sumamt"] != funds + money["psn_part_amt"], keys,
             "the fund payments and the person's share must add up to the total, to the fen")
-    is_rev = st["refund_of"].notna().to_numpy()
     for c in SETTLEMENT_MONEY:
-        rep.add(t, c, "amount >= 0 (except on reversals)", ~is_rev & (money[c] < 0), k,
+        rep.add(t, c, "amount >= 0 (except on reversals)", ~is_rev & (money[c] < 0), keys,
                 "negative amounts belong only on reversal rows (refund_of set)")
     inlist = money["psn_part_amt"] - money["fulamt_ownpay_amt"] - money["overlmt_selfpay"]
     rep.add(t, "psn_part_amt",
             "in-list self-pay = psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay >= 0",
-            ~is_rev & (inlist < 0), k,
+            ~is_rev & (inlist < 0), keys,
             "the person's share must include the out-of-list amounts")
-    if not is_rev.any():
+
+
+def _rows_of(st: pd.DataFrame, mask: np.ndarray, start: int, is_rev: np.ndarray) -> dict:
+    """What the cross-row rules need of some settlements of a chunk."""
+    rows = np.flatnonzero(mask)
+    return {"pos": rows + start,
+            "setl_id": st["setl_id"].to_numpy(dtype=object)[rows],
+            "psn_no": st["psn_no"].to_numpy(dtype=object)[rows],
+            "setl_time": st["setl_time"].to_numpy()[rows],
+            "is_rev": is_rev[rows],
+            **{c: st[c].to_numpy()[rows] for c in SETTLEMENT_MONEY}}
+
+
+def _joined(parts: list[dict]) -> dict:
+    if not parts:
+        return {"pos": np.zeros(0, dtype="int64"), "setl_id": np.zeros(0, dtype=object)}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _text_at(rows_of: dict):
+    """``text_at`` for :class:`HashedKeys` from rows kept in the pass (sorted by row)."""
+    pos, ids = rows_of["pos"], rows_of["setl_id"]
+
+    def text_at(rows):
+        if not len(pos):
+            return np.full(len(rows), None, dtype=object)
+        i = np.minimum(np.searchsorted(pos, rows), len(pos) - 1)
+        return np.where(pos[i] == rows, ids[i], None)
+    return text_at
+
+
+def _member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """``values`` in ``of``, by a hash table (np.isin sorts both: 4x slower here)."""
+    return pd.Series(values, copy=False).isin(of).to_numpy()
+
+
+def _reversal_targets(reader: ColumnReader, chunks) -> np.ndarray:
+    """Hashes of every refund_of in the file (read before the settlements, so the pass
+    over them keeps what the rules need of exactly the rows reversals may name)."""
+    if "refund_of" not in reader.names:
+        return np.zeros(0, dtype="uint64")
+    parts = []
+    for _, _, groups in chunks:
+        r = reader.get("refund_of", groups).dropna()
+        if len(r):
+            parts.append(fingerprint(r.astype(str).to_numpy(dtype=object)))
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype="uint64")
+
+
+@dataclass
+class _Chunk:
+    """One chunk of settlements.parquet checked: its problems (file rows) and what the
+    rules across rows need of it (``None`` when a column broke a type rule)."""
+
+    start: int
+    problems: list[Problem]
+    rules: list[Problem] | None = None
+    h1: np.ndarray | None = None          # the chunk's id hashes, sorted
+    h1_rows: np.ndarray | None = None     # and their rows
+    who: np.ndarray | None = None
+    revs: dict | None = None
+    originals: dict | None = None
+    lined: dict | None = None
+    value: object = None
+    typed: pd.DataFrame | None = None
+
+
+@dataclass
+class _PassContext:
+    """What checking a chunk needs (a module global, so forked workers have it)."""
+
+    reader: ColumnReader
+    chunks: list
+    persons: pd.DataFrame | None
+    psn: PersonKeys | None
+    targets: np.ndarray
+    line_h1: np.ndarray | None
+    sink: object
+    want_who: bool
+    want_typed: bool
+
+
+_CONTEXT: _PassContext | None = None
+
+
+def _check_settlement_chunk(i: int) -> _Chunk:
+    c = _CONTEXT
+    start, m, groups = c.chunks[i]
+    part = Report(Path("."))
+    st, keys = _check_chunk(part, SETTLEMENTS, c.reader, start, m, groups,
+                            codes=c.sink is None)
+    out = _Chunk(start, part.problems)
+    if st is None:
+        return out
+    w = c.psn.rows(st["psn_no"]) if c.psn is not None else None
+    rev = st["refund_of"].notna().to_numpy()
+    rules, local = Report(Path(".")), Report(Path("."))
+    _row_rules_settlements(local, st, keys, c.persons, w, rev)
+    rules.merge(local.problems, start)
+    out.rules = rules.problems
+    out.h1, out.h1_rows = sorted_hashes(st["setl_id"], start)
+    if rev.any():
+        out.revs = _rows_of(st, rev, start, rev)
+        out.revs["refund_of"] = st["refund_of"].to_numpy(dtype=object)[rev]
+    in_file_order = np.empty(m, dtype="uint64")
+    in_file_order[out.h1_rows - start] = out.h1
+    if len(c.targets):
+        out.originals = _rows_of(st, _member(in_file_order, c.targets), start, rev)
+    has_lines = _member(in_file_order, c.line_h1) if c.line_h1 is not None \
+        else np.zeros(m, bool)
+    if c.line_h1 is not None:
+        on = np.flatnonzero(has_lines)
+        out.lined = {"pos": on + start, "setl_id": st["setl_id"].to_numpy(dtype=object)[on],
+                     **{k: st[k].to_numpy()[on] for k in ("medfee_sumamt", "preselfpay_amt")}}
+    if c.want_who:
+        out.who = w
+    if c.sink is not None:
+        out.value = c.sink(start, st, w, has_lines)
+    elif c.want_typed:
+        out.typed = st
+    return out
+
+
+@dataclass
+class _SettlementPass:
+    """The settlements file checked chunk by chunk, with what the cross-row rules need."""
+
+    typed: pd.DataFrame | None = None
+    who: np.ndarray | None = None
+    keys: HashedKeys | None = None
+    line_rows: dict | None = None       # settlements that have lines: pos, id and amounts
+    line_positions: np.ndarray | None = None    # each line's settlement row (-1 none)
+    reversed_rows: np.ndarray | None = None     # rows that a reversal names
+    values: list = field(default_factory=list)  # the sink's, in chunk order
+
+
+def _chunk_results(n_chunks: int, workers: int):
+    """Each chunk checked, in order: in this process, or by ``workers`` forked ones."""
+    if workers <= 1 or n_chunks <= 1:
+        for i in range(n_chunks):
+            yield _check_settlement_chunk(i)
         return
-    rev = st[is_rev]
-    rev_rows = np.flatnonzero(is_rev)
-    rk = _key(t, rev)
-    pos = ids.positions(0)
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_check_settlement_chunk, range(n_chunks))
+
+
+def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
+                 psn: PersonKeys | None, lines: pd.DataFrame | None,
+                 chunk_rows: int | None, keep: bool, sink, workers: int) -> _SettlementPass:
+    global _CONTEXT
+    t = SETTLEMENTS
+    reader = open_columns(directory, t)
+    rep.rows[t.name] = reader.n
+    n = reader.n
+    chunks = reader.chunks(chunk_rows)
+    first = len(rep.problems)
+    want_who = keep and sink is None and psn is not None
+    _CONTEXT = _PassContext(
+        reader, chunks, persons, psn, _reversal_targets(reader, chunks),
+        np.unique(fingerprint(lines["setl_id"])) if lines is not None else None,
+        sink, want_who, keep and sink is None)
+    h1 = np.empty(n, dtype="uint64")
+    h1_rows = np.empty(n, dtype="int32" if n < 2**31 else "int64")
+    who = np.full(n, -1, dtype="int64") if want_who else None
+    rules = Report(rep.directory)
+    revs, originals, lined = [], [], []
+    out = _SettlementPass()
+    usable = True
+    try:
+        for c in _chunk_results(len(chunks), workers):
+            rep.merge(c.problems)
+            if c.rules is None or not usable:
+                usable = False
+                continue
+            seg = slice(c.start, c.start + len(c.h1))
+            h1[seg], h1_rows[seg] = c.h1, c.h1_rows
+            if who is not None:
+                who[seg] = c.who
+            rules.merge(c.rules)
+            for into, part in ((revs, c.revs), (originals, c.originals), (lined, c.lined)):
+                if part is not None:
+                    into.append(part)
+            out.values.append(c.value)
+            out.typed = c.typed
+    finally:
+        _CONTEXT = None
+    _sort_file_problems(rep, first, t)
+    if not usable:
+        out.typed, out.values = None, []
+        return out
+
+    def ids_of(rows):            # the ids are not held: read again (only for repeats)
+        return reader.take("setl_id", rows).astype(str)
+
+    keys = HashedKeys(h1, h1_rows, ids_of)
+    del h1, h1_rows
+    dup = np.flatnonzero(keys.duplicated)
+    if len(dup):
+        rep.problems.append(Problem(
+            t.file, "setl_id", "unique", len(dup),
+            "each setl_id must appear once; remove or renumber the repeats",
+            [str(x) for x in ids_of(dup[:MAX_EXAMPLES])], rows=dup))
+    rep.merge(sorted(rules.problems, key=lambda p: p.seq))
+    out.reversed_rows = _rules_reversals(rep, _joined(revs), _joined(originals), keys)
+    out.who, out.keys, out.line_rows = who, keys, _joined(lined)
+    return out
+
+
+def _rules_reversals(rep: Report, rev: dict, orig: dict, ids: HashedKeys) -> np.ndarray:
+    """``rev``: the reversal rows; ``orig``: every row whose id a reversal may name, in
+    file order. Returns the rows of the settlements reversed."""
+    t = SETTLEMENTS
+    if not len(rev["pos"]):
+        return np.zeros(0, dtype="int64")
+    rk = pd.Series(rev["setl_id"])
+    pos = ids.positions(fingerprint(rev["refund_of"]), rev["refund_of"], _text_at(orig))
     known = pos >= 0
-    known[known] = ~is_rev[pos[known]]
+    o_all = np.searchsorted(orig["pos"], pos[known])      # every original was kept
+    known[known] = ~orig["is_rev"][o_all]
     rep.add(t, "refund_of", "reverses an existing settlement", ~known, rk,
             "refund_of must name the setl_id of a settlement in this file "
-            "(not another reversal)", rev_rows)
+            "(not another reversal)", rev["pos"])
     rep.add(t, "refund_of", "a settlement is reversed at most once",
-            rev["refund_of"].duplicated(keep="first").to_numpy(), rk,
-            "remove the repeated reversal", rev_rows)
+            pd.Series(rev["refund_of"]).duplicated().to_numpy(), rk,
+            "remove the repeated reversal", rev["pos"])
     if not known.any():
-        return
-    ok = rev[known]
-    ok_rows = rev_rows[known]
-    o = st.iloc[pos[known]]
-    ok_k = _key(t, ok)
+        return np.zeros(0, dtype="int64")
+    o = np.searchsorted(orig["pos"], pos[known])
+    ok_k = rk[known].reset_index(drop=True)
+    ok_rows = rev["pos"][known]
     rep.add(t, "psn_no", "a reversal belongs to the same person",
-            ok["psn_no"].to_numpy() != o["psn_no"].to_numpy(), ok_k,
+            rev["psn_no"][known] != orig["psn_no"][o], ok_k,
             "the reversal's psn_no must match the original's", ok_rows)
-    neg = np.zeros(len(ok), bool)
+    neg = np.zeros(int(known.sum()), bool)
     for c in SETTLEMENT_MONEY:
-        neg |= ok[c].to_numpy() != -o[c].to_numpy()
+        neg |= rev[c][known] != -orig[c][o]
     rep.add(t, "refund_of", "a reversal carries the negated amounts", neg, ok_k,
             "write the original's amounts with the opposite sign", ok_rows)
     rep.add(t, "setl_time", "a reversal is not before the original",
-            ok["setl_time"].to_numpy() < o["setl_time"].to_numpy(), ok_k,
+            rev["setl_time"][known] < orig["setl_time"][o], ok_k,
             "date the reversal on or after the original settlement", ok_rows)
+    return np.unique(pos[known])
 
 
-def _rules_lines(rep: Report, ln: pd.DataFrame, st: pd.DataFrame | None,
-                 pos: np.ndarray | None) -> None:
-    """``pos``: row in settlements of each line's setl_id (-1 if none)."""
+def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None) -> None:
     t, k = SETTLEMENT_LINES, _key(SETTLEMENT_LINES, ln)
     _dupes(rep, t, ln, ["setl_id", "line_no"])
-    if st is None or pos is None:
+    if sp is None or sp.keys is None:
         return
+    pos = sp.keys.positions(fingerprint(ln["setl_id"]), ln["setl_id"].to_numpy(dtype=object),
+                            _text_at(sp.line_rows))
     rep.add(t, "setl_id", "settlement in settlements.parquet", pos < 0, k,
             "each line must belong to a settlement")
     have = pos >= 0
     sums = pd.DataFrame({"pos": pos[have], "amount": ln["amount"].to_numpy()[have],
                          "pre": ln["preselfpay_amt"].to_numpy()[have]}).groupby("pos").sum()
     spos = sums.index.to_numpy()
-    ids = st["setl_id"].iloc[spos].reset_index(drop=True)
+    s = sp.line_rows
+    i = np.searchsorted(s["pos"], spos)                 # every settlement with lines was kept
+    ids = pd.Series(s["setl_id"][i])
     # these rules are about a settlement and its lines together: their rows are the
     # settlements' (a claims batch quarantines the settlement)
     n0 = len(rep.problems)
     rep.add(t, "amount", "lines sum to the settlement's medfee_sumamt",
-            sums["amount"].to_numpy() != st["medfee_sumamt"].to_numpy()[spos], ids,
+            sums["amount"].to_numpy() != s["medfee_sumamt"][i], ids,
             "the lines of a settlement must add up to its total", spos)
     rep.add(t, "preselfpay_amt", "lines sum to the settlement's preselfpay_amt",
-            sums["pre"].to_numpy() != st["preselfpay_amt"].to_numpy()[spos], ids,
+            sums["pre"].to_numpy() != s["preselfpay_amt"][i], ids,
             "class-B up-front shares must add up to the settlement's", spos)
     for p in rep.problems[n0:]:
         p.rows_in = SETTLEMENTS.file
+    sp.line_positions = pos
 
 
-def validate_dir(directory: str | Path, keep: bool = False) -> Report:
-    """Check a fund-data folder against every rule of the contract. With ``keep`` the
-    report also holds the tables in engine types (``report.typed``)."""
+def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | None = None,
+                 settlements_sink=None, workers: int = 1) -> Report:
+    """Check a fund-data folder against every rule of the contract.
+
+    ``keep``: the report also holds the tables in engine types (``report.typed``) and
+    each settlement's row in persons (``report.settlement_person_rows``).
+    ``chunk_rows``: read settlements.parquet in chunks of whole row groups of about this
+    many rows, holding one chunk at a time (the report is the same). With
+    ``settlements_sink``, each chunk goes to ``settlements_sink(first_row, chunk,
+    person_rows, has_lines)`` as it is checked, in the process that checked it, and
+    what it returns is kept in ``report.settlement_values`` in chunk order (repeated text
+    such as psn_no stays text; none when a chunk breaks a type rule); otherwise
+    ``keep`` needs the settlements whole (``chunk_rows`` None). ``has_lines`` marks
+    the chunk's settlements that may have lines (all that have, and with a chance of
+    2**-64 each, one that has not). ``workers``: chunks are checked by this many
+    forked processes (the report is the same).
+    """
     directory = Path(directory)
     rep = Report(directory)
     if not directory.is_dir():
         raise InputError(f"{directory}: not a folder. Give the folder that holds "
                          f"persons.parquet, policies.parquet and settlements.parquet.")
-    typed: dict[str, pd.DataFrame | None] = {}
-    for table in TABLES:
+    if keep and chunk_rows is not None and settlements_sink is None:
+        raise ValueError("keep=True holds the settlements whole: give no chunk_rows, "
+                         "or a settlements_sink")
+
+    def read(table, how):
         try:
-            typed[table.name] = _read_checked(rep, directory, table)
+            return how()
         except InputError as exc:
             rep.problems.append(Problem(table.file, "-", "readable file", 0, str(exc)))
-            typed[table.name] = None
-    persons, pol, st, ln = (typed[t.name] for t in TABLES)
-    who_pol = who_st = None
+            return None
+
+    persons = read(PERSONS, lambda: _read_whole(rep, directory, PERSONS))
+    pol = read(POLICIES, lambda: _read_whole(rep, directory, POLICIES))
+    # lines before settlements: the pass over the settlements then keeps the amounts of
+    # exactly the settlements that have lines
+    ln = read(SETTLEMENT_LINES, lambda: _read_whole(rep, directory, SETTLEMENT_LINES))
+    psn = PersonKeys(persons["psn_no"]) if persons is not None else None
+    sp = read(SETTLEMENTS, lambda: _settlements(rep, directory, persons, psn, ln, chunk_rows,
+                                                keep, settlements_sink, workers))
     if persons is not None:
-        refs = [x["psn_no"] for x in (pol, st) if x is not None]
-        psn = KeyIndex(persons["psn_no"], *refs)
         _rules_persons(rep, persons, psn)
-        i = 0
-        if pol is not None:
-            who_pol, i = psn.positions(0), 1
-        if st is not None:
-            who_st = psn.positions(i)
     if pol is not None:
-        _rules_policies(rep, pol, who_pol)
-    line_pos = None
-    if st is not None:
-        refs = [st.loc[st["refund_of"].notna(), "refund_of"]]
-        if ln is not None:
-            refs.append(ln["setl_id"])
-        ids = KeyIndex(st["setl_id"], *refs)
-        _rules_settlements(rep, st, persons, who_st, ids)
-        if ln is not None:
-            line_pos = ids.positions(1)
+        _rules_policies(rep, pol, psn.rows(pol["psn_no"]) if psn is not None else None)
     if ln is not None:
-        _rules_lines(rep, ln, st, line_pos)
-    # Privacy first: it is the most important thing to fix. When any column holds
-    # personal data, no example id is shown anywhere: the ids themselves may be it.
+        _rules_lines(rep, ln, sp)
+    # problems by file in the contract's order; privacy first: it is the most important
+    # thing to fix. When any column holds personal data, no example id is shown
+    # anywhere: the ids themselves may be it.
+    files = {t.file: i for i, t in enumerate(TABLES)}
+    rep.problems.sort(key=lambda p: (p.kind != "privacy", files.get(p.file, len(files))))
     if any(p.kind == "privacy" for p in rep.problems):
         for p in rep.problems:
             p.examples = []
-    rep.problems.sort(key=lambda p: p.kind != "privacy")
     if keep:
-        rep.typed = typed
-        rep.settlement_person_rows = who_st
+        rep.typed = {PERSONS.name: persons, POLICIES.name: pol,
+                     SETTLEMENTS.name: sp.typed if sp is not None else None,
+                     SETTLEMENT_LINES.name: ln}
+        rep.settlement_person_rows = sp.who if sp is not None else None
+    rep.line_settlement_rows = sp.line_positions if sp is not None else None
+    rep.reversed_settlement_rows = sp.reversed_rows if sp is not None else None
+    rep.settlement_values = sp.values if sp is not None else []
     return rep
