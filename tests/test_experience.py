@@ -65,7 +65,7 @@ def test_skipping_settlements_no_benefit_can_pay_changes_nothing(small_city_dir,
     d = read_fund(small_city_dir)
     fast, fast_ev = experience(PRODUCT, d, events=True)
     st = effective_settlements(d.settlements)
-    assert ex.may_pay(PRODUCT, st, d.lines).mean() < 0.5
+    assert ex.may_pay(PRODUCT, st, ex.has_lines(st, d.lines)).mean() < 0.5
     monkeypatch.setattr(ex, "may_pay", lambda product, st, lines: np.ones(len(st), dtype=bool))
     full, full_ev = experience(PRODUCT, d, events=True)
     pd.testing.assert_frame_equal(fast, full)

@@ -21,6 +21,9 @@ def matches_prefixes(codes, prefixes) -> np.ndarray:
     s = pd.Series(codes)
     if not prefixes or len(s) == 0:
         return np.zeros(len(s), dtype=bool)
-    idx, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
+    if isinstance(s.dtype, pd.CategoricalDtype):     # each category tested once
+        idx, uniques = s.cat.codes.to_numpy(), s.cat.categories
+    else:
+        idx, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
     on = np.array([str(u).startswith(prefixes) for u in uniques], dtype=bool)
     return (idx >= 0) & on[np.maximum(idx, 0)]

@@ -36,7 +36,10 @@ from puhui.products.model import Product
 
 
 def effective_settlements(st: pd.DataFrame) -> pd.DataFrame:
-    """Settlements that stand: not reversals, not reversed."""
+    """Settlements that stand: not reversals, not reversed (all of them when there is
+    no refund_of column: :mod:`puhui.pricing.fund_data` has left those out already)."""
+    if "refund_of" not in st.columns:
+        return st
     reversed_ids = set(st["refund_of"].dropna())
     return st[st["refund_of"].isna() & ~st["setl_id"].isin(reversed_ids)]
 
@@ -79,28 +82,43 @@ def preexisting_from_history(st: pd.DataFrame, year: int, codes: tuple[str, ...]
     return set(s.loc[hit, "psn_no"].astype(str))
 
 
-def may_pay(product: Product, st: pd.DataFrame, lines: pd.DataFrame | None) -> np.ndarray:
+def has_lines(st: pd.DataFrame, lines: pd.DataFrame | None) -> np.ndarray:
+    """True for the settlements that have lines."""
+    if lines is None or not len(lines):
+        return np.zeros(len(st), dtype=bool)
+    return st["setl_id"].isin(lines["setl_id"]).to_numpy()
+
+
+def text_array(s: pd.Series) -> np.ndarray:
+    """A column as an object array of ``str`` (nulls as "nan", as ``astype(str)``
+    writes them); a categorical's rows refer to its categories' strings, none made."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = np.asarray(s.cat.categories.astype(str), dtype=object)
+        codes = s.cat.codes.to_numpy()
+        return np.where(codes >= 0, cats[np.maximum(codes, 0)] if len(cats) else "nan", "nan")
+    return np.asarray(s.astype(str).to_numpy(), dtype=object)
+
+
+def may_pay(product: Product, st: pd.DataFrame, with_lines: np.ndarray) -> np.ndarray:
     """True for settlements on which some benefit of ``product`` can have an eligible
     amount: its filter (med_type, hospital level) holds and its base is positive (a
-    settlement quantity above 0, or for a line benefit, the settlement has lines). A
-    filter on anything else (age, pre-existing, claim-free years) is not tested here, so
-    the answer errs on the side of keeping a settlement.
+    settlement quantity above 0, or for a line benefit, the settlement has lines:
+    ``with_lines``). A filter on anything else (age, pre-existing, claim-free years) is
+    not tested here, so the answer errs on the side of keeping a settlement.
 
     >>> from puhui.products.model import load_product, product_path
     >>> p = load_product(product_path("huhuibao-2025"))
     >>> st = pd.DataFrame({"setl_id": ["s1", "s2", "s3"], "med_type": ["11", "21", "11"],
     ...                    "hosp_lv": [3, 3, 1], "psn_part_amt": [5000, 90000, 0],
     ...                    "fulamt_ownpay_amt": [0, 10000, 0], "overlmt_selfpay": [0, 0, 0]})
-    >>> may_pay(p, st, pd.DataFrame({"setl_id": ["s3"]})).tolist()   # s1: an outpatient visit
+    >>> may_pay(p, st, np.array([False, False, True])).tolist()   # s1: an outpatient visit
     [False, True, True]
     """
     n = len(st)
     keep = np.zeros(n, dtype=bool)
     q = settlement_quantities(st)
-    attrs = {"med_type": np.asarray(st["med_type"].astype(str).to_numpy(), dtype=object),
+    attrs = {"med_type": text_array(st["med_type"]),
              "hosp_lv": st["hosp_lv"].to_numpy(dtype="int64")}
-    with_lines = (st["setl_id"].isin(lines["setl_id"]).to_numpy()
-                  if lines is not None and len(lines) else np.zeros(n, dtype=bool))
     for b in product.benefits:
         cond = b.layer.applies
         applies = (cond.mask(attrs, n) if cond is not None and cond.attributes <= attrs.keys()
@@ -110,12 +128,22 @@ def may_pay(product: Product, st: pd.DataFrame, lines: pd.DataFrame | None) -> n
     return keep
 
 
-def experience(product: Product, data: FundData, events: bool = False):
+def settlement_years(data: FundData) -> list[int]:
+    """The calendar years of the data's effective settlements."""
+    if data.settlement_years is not None:
+        return list(data.settlement_years)
+    st = effective_settlements(data.settlements)
+    return sorted(int(y) for y in st["setl_time"].dt.year.unique())
+
+
+def experience(product: Product, data: FundData, events: bool = False,
+               years: list[int] | None = None):
     """The experience table (see the module docstring). With ``events=True`` also the
     event table: one row per settlement and benefit with an eligible amount (setl_id,
-    psn_no, year, benefit, eligible fen, inpatient), for severity models."""
+    psn_no, year, benefit, eligible fen, inpatient), for severity models. ``years``:
+    the data's years (default :func:`settlement_years`)."""
     st = effective_settlements(data.settlements)
-    years = sorted(int(y) for y in st["setl_time"].dt.year.unique())
+    years = settlement_years(data) if years is None else years
     py = person_years(data.persons, years)
     per = data.persons.assign(psn_no=data.persons["psn_no"].astype(str)).set_index("psn_no")
     py["age"] = py["year"] - per["birth_year"].reindex(py["psn_no"]).to_numpy()
@@ -144,7 +172,7 @@ def experience(product: Product, data: FundData, events: bool = False):
         "start_date": pd.to_datetime(py["year"].astype(str) + "-01-01"),
         "end_date": pd.to_datetime(py["year"].astype(str) + "-12-31"),
         "preexisting": py["preexisting"], "premium": 0, "consent": True})
-    st = st[may_pay(product, st, data.lines)]
+    st = st[may_pay(product, st, has_lines(st, data.lines))]
     dec = adjudicate(product, st, notional, data.lines, matcher=LineMatcher(product))
     agg = dec.by_policy().reindex(notional["policy_no"], fill_value=0)
     for c in agg.columns:
@@ -159,8 +187,81 @@ def experience(product: Product, data: FundData, events: bool = False):
         e = dec.eligible[b]
         on = has & (e > 0)
         parts.append(pd.DataFrame({
-            "setl_id": dec.settlements["setl_id"].astype(str).to_numpy()[on],
+            "setl_id": dec.settlements["setl_id"].to_numpy()[on],
             "psn_no": dec.settlements["psn_no"].astype(str).to_numpy()[on],
             "year": dec.settlements["setl_time"].dt.year.to_numpy()[on],
             "benefit": b, "eligible": e[on], "inpatient": inpatient[on]}))
     return py, pd.concat(parts, ignore_index=True)
+
+
+#: People per block of :func:`experience_in_blocks`.
+BLOCK_PERSONS = 250_000
+
+#: What the blocks need (a module global, so forked workers share it).
+_BLOCKS: dict | None = None
+
+
+def _block(b: int):
+    c = _BLOCKS
+    lo, hi = b * c["size"], (b + 1) * c["size"]
+    data = c["data"]
+    ln = data.lines
+    part = FundData(
+        data.persons.iloc[lo:hi], data.policies[(c["pol_who"] >= lo) & (c["pol_who"] < hi)],
+        data.settlements.iloc[c["st_order"][c["st_bounds"][b]:c["st_bounds"][b + 1]]],
+        ln[(c["ln_who"] >= lo) & (c["ln_who"] < hi)] if ln is not None and len(ln) else ln)
+    return experience(c["product"], part, events=True, years=c["years"])
+
+
+def experience_in_blocks(product: Product, data: FundData, block_persons: int | None = None,
+                         workers: int | None = None):
+    """:func:`experience` with its events, one block of ``block_persons`` people
+    (default :data:`BLOCK_PERSONS`; in persons.parquet's order) at a time, in
+    ``workers`` forked processes (default: two on two cores or more), so the
+    calculator's working arrays are a block's: the same tables in the same order (every
+    quantity is per person; tested against one block)."""
+    import os
+
+    from puhui.fund.validate import PersonKeys
+
+    global _BLOCKS
+    block_persons = block_persons or BLOCK_PERSONS
+    workers = workers or min(2, os.cpu_count() or 1)
+    years = settlement_years(data)
+    persons = data.persons
+    n = len(persons)
+    if n <= block_persons:
+        return experience(product, data, events=True, years=years)
+    st, ln = data.settlements, data.lines
+    keys = PersonKeys(persons["psn_no"])
+    st_who = keys.rows(st["psn_no"])
+    st_order = np.argsort(st_who, kind="stable")     # file order within each person
+    n_blocks = -(-n // block_persons)
+    setl_row = pd.Index(st["setl_id"])
+    ln_who = None
+    if ln is not None and len(ln):
+        r = setl_row.get_indexer(ln["setl_id"])
+        ln_who = np.where(r >= 0, st_who[np.maximum(r, 0)], -1)
+    _BLOCKS = {"data": data, "product": product, "years": years, "size": block_persons,
+               "pol_who": keys.rows(data.policies["psn_no"]), "st_order": st_order,
+               "st_bounds": np.searchsorted(st_who[st_order],
+                                            np.arange(n_blocks + 1) * block_persons),
+               "ln_who": ln_who}
+    try:
+        if workers > 1 and n_blocks > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_block, range(n_blocks), chunksize=1)
+        else:
+            parts = [_block(b) for b in range(n_blocks)]
+    finally:
+        _BLOCKS = None
+    py = pd.concat([p[0] for p in parts], ignore_index=True)
+    py = py.iloc[np.argsort(py["year"].to_numpy(), kind="stable")].reset_index(drop=True)
+    ev = pd.concat([p[1] for p in parts], ignore_index=True)
+    del parts
+    rank = {b.id: i for i, b in enumerate(product.benefits)}
+    order = np.lexsort((setl_row.get_indexer(ev["setl_id"]),
+                        ev["benefit"].map(rank).to_numpy()))
+    return py, ev.iloc[order].reset_index(drop=True)

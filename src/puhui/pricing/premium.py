@@ -51,7 +51,7 @@ from puhui.pricing.enrolment import (
     next_claim_free_years,
     spiral,
 )
-from puhui.pricing.experience import experience
+from puhui.pricing.experience import experience_in_blocks
 from puhui.pricing.frequency import rating_frame
 from puhui.pricing.validation import cross_validate_frequency, gini_index
 from puhui.products.model import Product
@@ -152,7 +152,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     notes: list[str] = []
 
     say("experience: the product's calculator on every person-year")
-    exp, ev = experience(product, data, events=True)
+    exp, ev = experience_in_blocks(product, data)
     if len(exp) == 0:
         raise InputError("the fund data has no person-years to price on")
     frame = rating_frame(exp)

@@ -53,24 +53,11 @@ def _versions() -> dict:
             "statsmodels": statsmodels.__version__}
 
 
-def load_valid_fund(data_dir: Path):
-    """The fund data, validated: pricing refuses data that breaks a contract rule."""
-    from puhui.fund.files import FundData
-    from puhui.fund.validate import validate_dir
-
-    rep = validate_dir(data_dir, keep=True)
-    if not rep.ok:
-        msgs = "\n".join(p.message() for p in rep.problems)
-        raise InputError(f"{data_dir}: the data breaks the contract; fix it before pricing "
-                         f"(`puhui validate {data_dir}` lists the same):\n{msgs}")
-    t = rep.typed
-    return FundData(t["persons"], t["policies"], t["settlements"], t["settlement_lines"])
-
-
 def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0,
               assumptions_file: str | Path | None = None, policies: int | None = None,
               progress=None) -> dict:
     """Price and write the three files; returns the figures."""
+    from puhui.pricing.fund_data import load_for_pricing
     from puhui.pricing.premium import load_assumptions, price
     from puhui.pricing.report import render
     from puhui.products.model import load_product
@@ -80,7 +67,7 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     assumptions, a_path = load_assumptions(assumptions_file)
     say = progress or (lambda step: None)
     say("reading and validating the fund data")
-    data = load_valid_fund(data_dir)
+    data = load_for_pricing(data_dir, product, assumptions)
     result = price(product, data, assumptions, seed=seed, policies=policies, progress=progress)
     manifest = {
         "manifest_version": MANIFEST_VERSION,

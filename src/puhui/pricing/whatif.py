@@ -77,8 +77,8 @@ def drug_shares(product, data, matcher=None) -> dict[str, pd.DataFrame]:
     from puhui.pricing.experience import effective_settlements
 
     matcher = matcher or LineMatcher(product)
-    ids = set(effective_settlements(data.settlements)["setl_id"].astype(str))
-    lines = data.lines[data.lines["setl_id"].astype(str).isin(ids)]
+    ids = effective_settlements(data.settlements)["setl_id"]
+    lines = data.lines[data.lines["setl_id"].isin(ids)]
     out = {}
     for b in product.benefits:
         if not b.lines or b.quantity not in matcher.specs:
@@ -187,8 +187,9 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     lim = b.raw.get("limit", np.inf)
     limit = float(lim["amount"] if isinstance(lim, dict) else lim)
     last = int(frame["year"].max())
-    st = effective_settlements(data.settlements[["setl_id", "psn_no", "setl_time", "dise_code",
-                                                 "refund_of"]])
+    st = data.settlements
+    st = effective_settlements(st[[c for c in ("setl_id", "psn_no", "setl_time", "dise_code",
+                                               "refund_of") if c in st.columns]])
     st = st[st["setl_time"].dt.year == last]
     cur = frame[frame["year"] == last]
     key = cur.merge(cells.reset_index()[[*cell_factors, "index"]], on=list(cell_factors),
