@@ -35,9 +35,9 @@ from puhui.claims import ledger
 from puhui.claims.flags import flag_settlements
 from puhui.digests import sha256_files
 from puhui.errors import InputError, JobFailed
-from puhui.fund.files import FundData
+from puhui.fund.files import FundData, join_chunks
 from puhui.fund.schema import SETTLEMENTS
-from puhui.fund.validate import validate_dir
+from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
 from puhui.products.model import Product
 
 BLOCK_PERSONS = 20_000
@@ -66,10 +66,19 @@ def product_hash(product: Product) -> str:
     return hashlib.sha256(json.dumps(product.raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _batch_columns(start: int, st: pd.DataFrame, who: np.ndarray | None,
+                   has_lines: np.ndarray):
+    """What the batch keeps of a chunk of settlements, once validation has checked it:
+    the columns it reads, and each settlement's row in persons."""
+    return st[[c for c in st.columns if c in (*BATCH_COLUMNS, *FLAG_COLUMNS)]], who
+
+
 def _quarantine(data_dir: Path) -> tuple[dict[int, str], FundData, np.ndarray]:
-    """Validate; return settlement rows to quarantine (row -> reason), the data and each
-    settlement's row in persons (-1 for none). Raise for anything that stops the batch."""
-    rep = validate_dir(data_dir, keep=True)
+    """Validate (settlements by chunks, in two processes on two cores); return settlement
+    rows to quarantine (row -> reason), the data and each settlement's row in persons
+    (-1 for none). Raise for anything that stops the batch."""
+    rep = validate_dir(data_dir, keep=True, chunk_rows=CHUNK_ROWS,
+                       settlements_sink=_batch_columns, workers=default_workers())
     stop = [p for p in rep.problems
             if p.kind == "privacy" or p.rows_file != SETTLEMENTS.file or p.rows is None]
     if stop:
@@ -81,8 +90,15 @@ def _quarantine(data_dir: Path) -> tuple[dict[int, str], FundData, np.ndarray]:
         for r in p.rows:
             out.setdefault(int(r), code)
     t = rep.typed
-    return out, FundData(t["persons"], t["policies"], t["settlements"], t["settlement_lines"]), \
-        rep.settlement_person_rows
+    if not rep.settlement_values or any(v[1] is None for v in rep.settlement_values):
+        msgs = "\n".join(p.message() for p in rep.problems)
+        raise InputError(f"{data_dir}: the settlements or persons cannot be read into the "
+                         f"batch; nothing was written:\n{msgs}")
+    chunks = [v[0] for v in rep.settlement_values]
+    who = np.concatenate([v[1] for v in rep.settlement_values])
+    rep.settlement_values = []
+    st = join_chunks(chunks)
+    return out, FundData(t["persons"], t["policies"], st, t["settlement_lines"]), who
 
 
 @dataclass

@@ -208,6 +208,64 @@ class ColumnReader:
         return out
 
 
+def _union_sorted(indexes: list[pd.Index]) -> pd.Index:
+    """The sorted union of some indexes (a merge when they are sorted already)."""
+    out = indexes[0] if indexes[0].is_monotonic_increasing else indexes[0].sort_values()
+    for ix in indexes[1:]:
+        out = out.union(ix)
+    return out
+
+
+def join_chunks(chunks: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames with the same columns (chunks of one table in engine types) joined into one,
+    each chunk released as soon as it is copied, so the join holds the result and one
+    chunk rather than two copies of the table. Categoricals take the union of the
+    chunks' categories, sorted (as a whole-file read makes them); int64 columns share
+    one block that the frame adopts without a copy.
+
+    >>> a = pd.DataFrame({"k": pd.Categorical(["b"]), "x": [1]})
+    >>> b = pd.DataFrame({"k": pd.Categorical(["a", "b"]), "x": [2, 3]})
+    >>> j = join_chunks([a, b])
+    >>> j["k"].tolist(), list(j["k"].cat.categories), j["x"].tolist()
+    (['b', 'a', 'b'], ['a', 'b'], [1, 2, 3])
+    """
+    if not chunks:
+        raise ValueError("no chunks to join")
+    first = chunks[0]
+    names = list(first.columns)
+    n = sum(len(c) for c in chunks)
+    ints = [c for c in names if first[c].dtype == np.int64]
+    block = np.empty((len(ints), n), dtype="int64")
+    cats = {c: _union_sorted([ch[c].cat.categories for ch in chunks])
+            for c in names if isinstance(first[c].dtype, pd.CategoricalDtype)}
+    other = {c: np.empty(n, dtype=np.int64 if c in cats else first[c].dtype)
+             for c in names if c not in ints}
+    at = 0
+    while chunks:
+        ch = chunks.pop(0)
+        seg = slice(at, at + len(ch))
+        for i, c in enumerate(ints):
+            block[i, seg] = ch[c].to_numpy()
+        for c, out in other.items():
+            if c in cats:
+                recode = cats[c].get_indexer(ch[c].cat.categories)
+                codes = ch[c].cat.codes.to_numpy()
+                out[seg] = np.where(codes >= 0, recode[np.maximum(codes, 0)]
+                                    if len(recode) else -1, -1)
+            else:
+                out[seg] = ch[c].to_numpy()
+        at += len(ch)
+        del ch
+    df = pd.DataFrame(block.T, columns=ints, copy=False)
+    for pos, c in enumerate(names):
+        if c in other:
+            v = other.pop(c)
+            if c in cats:
+                v = pd.Categorical.from_codes(v, categories=cats[c])
+            df.insert(pos, c, v)     # names before pos are all in place: the file's order
+    return df
+
+
 def open_columns(directory: str | Path, table: Table) -> ColumnReader | None:
     """A file to read one column at a time (:class:`ColumnReader`), or ``None`` when an
     optional file is absent. Raises :class:`InputError` like :func:`read_raw` for a

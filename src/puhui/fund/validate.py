@@ -29,6 +29,15 @@ from puhui.fund.schema import (
 )
 
 MAX_EXAMPLES = 3
+#: Rows per chunk of settlements.parquet when the caller does not hold it whole.
+CHUNK_ROWS = 1_000_000
+
+
+def default_workers() -> int:
+    """Processes for chunked checks: two on a machine with two cores or more."""
+    import os
+
+    return min(2, os.cpu_count() or 1)
 
 
 @dataclass
@@ -323,10 +332,16 @@ class PersonKeys:
 _HASH_KEY = "puhui:setl_id:01"
 
 
-def fingerprint(values) -> np.ndarray:
-    """A 64-bit SipHash of each text value (``uint64``)."""
-    return pd.util.hash_array(np.asarray(values, dtype=object), encoding="utf8",
-                              hash_key=_HASH_KEY, categorize=False)
+def fingerprint(values, step: int = 1_000_000) -> np.ndarray:
+    """A 64-bit SipHash of each text value (``uint64``), ``step`` values at a time
+    (hashing makes a bytes copy of every string it is given: millions at once are a
+    transient of hundreds of MB)."""
+    v = np.asarray(values, dtype=object)
+    out = np.empty(len(v), dtype="uint64")
+    for i in range(0, len(v), step):
+        out[i:i + step] = pd.util.hash_array(v[i:i + step], encoding="utf8",
+                                             hash_key=_HASH_KEY, categorize=False)
+    return out
 
 
 def sorted_hashes(values, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -535,6 +550,7 @@ class _PassContext:
     sink: object
     want_who: bool
     want_typed: bool
+    codes: bool
 
 
 _CONTEXT: _PassContext | None = None
@@ -544,8 +560,7 @@ def _check_settlement_chunk(i: int) -> _Chunk:
     c = _CONTEXT
     start, m, groups = c.chunks[i]
     part = Report(Path("."))
-    st, keys = _check_chunk(part, SETTLEMENTS, c.reader, start, m, groups,
-                            codes=c.sink is None)
+    st, keys = _check_chunk(part, SETTLEMENTS, c.reader, start, m, groups, codes=c.codes)
     out = _Chunk(start, part.problems)
     if st is None:
         return out
@@ -605,7 +620,8 @@ def _chunk_results(n_chunks: int, workers: int):
 
 def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
                  psn: PersonKeys | None, lines: pd.DataFrame | None,
-                 chunk_rows: int | None, keep: bool, sink, workers: int) -> _SettlementPass:
+                 chunk_rows: int | None, keep: bool, sink, workers: int,
+                 codes: bool) -> _SettlementPass:
     global _CONTEXT
     t = SETTLEMENTS
     reader = open_columns(directory, t)
@@ -617,7 +633,7 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
     _CONTEXT = _PassContext(
         reader, chunks, persons, psn, _reversal_targets(reader, chunks),
         np.unique(fingerprint(lines["setl_id"])) if lines is not None else None,
-        sink, want_who, keep and sink is None)
+        sink, want_who, keep and sink is None, codes)
     h1 = np.empty(n, dtype="uint64")
     h1_rows = np.empty(n, dtype="int32" if n < 2**31 else "int64")
     who = np.full(n, -1, dtype="int64") if want_who else None
@@ -732,7 +748,7 @@ def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None) -> N
 
 
 def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | None = None,
-                 settlements_sink=None, workers: int = 1) -> Report:
+                 settlements_sink=None, workers: int = 1, codes: bool = True) -> Report:
     """Check a fund-data folder against every rule of the contract.
 
     ``keep``: the report also holds the tables in engine types (``report.typed``) and
@@ -741,12 +757,13 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
     many rows, holding one chunk at a time (the report is the same). With
     ``settlements_sink``, each chunk goes to ``settlements_sink(first_row, chunk,
     person_rows, has_lines)`` as it is checked, in the process that checked it, and
-    what it returns is kept in ``report.settlement_values`` in chunk order (repeated text
-    such as psn_no stays text; none when a chunk breaks a type rule); otherwise
+    what it returns is kept in ``report.settlement_values`` in chunk order (none when a
+    chunk breaks a type rule); otherwise
     ``keep`` needs the settlements whole (``chunk_rows`` None). ``has_lines`` marks
     the chunk's settlements that may have lines (all that have, and with a chance of
     2**-64 each, one that has not). ``workers``: chunks are checked by this many
-    forked processes (the report is the same).
+    forked processes (the report is the same). ``codes=False``: repeated text such as
+    settlements' psn_no stays text (cheaper when the caller does not keep it).
     """
     directory = Path(directory)
     rep = Report(directory)
@@ -771,7 +788,7 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
     ln = read(SETTLEMENT_LINES, lambda: _read_whole(rep, directory, SETTLEMENT_LINES))
     psn = PersonKeys(persons["psn_no"]) if persons is not None else None
     sp = read(SETTLEMENTS, lambda: _settlements(rep, directory, persons, psn, ln, chunk_rows,
-                                                keep, settlements_sink, workers))
+                                                keep, settlements_sink, workers, codes))
     if persons is not None:
         _rules_persons(rep, persons, psn)
     if pol is not None:

@@ -220,13 +220,11 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     ``workers`` forked processes (default: two on two cores or more), so the
     calculator's working arrays are a block's: the same tables in the same order (every
     quantity is per person; tested against one block)."""
-    import os
-
-    from puhui.fund.validate import PersonKeys
+    from puhui.fund.validate import PersonKeys, default_workers
 
     global _BLOCKS
     block_persons = block_persons or BLOCK_PERSONS
-    workers = workers or min(2, os.cpu_count() or 1)
+    workers = workers or default_workers()
     years = settlement_years(data)
     persons = data.persons
     n = len(persons)

@@ -2,9 +2,10 @@
 settlements pricing can use.
 
 Ten million person-years are some 77 million settlements: held whole, tens of GB.
-Pricing reads settlements.parquet in chunks of row groups (:data:`CHUNK_ROWS`),
-validation checks each chunk and the rules across rows on compact fingerprints
-(:func:`puhui.fund.validate.validate_dir`), and of each chunk it keeps a settlement
+Pricing reads settlements.parquet in chunks of row groups
+(:data:`puhui.fund.validate.CHUNK_ROWS`), validation checks each chunk and the rules
+across rows on compact hashes (:func:`puhui.fund.validate.validate_dir`), and of each
+chunk it keeps a settlement
 only when something in the pricing can depend on it:
 
 - some benefit of the product may have an eligible amount on it
@@ -34,8 +35,6 @@ from puhui.fund.schema import INPATIENT_MED_TYPES
 from puhui.icd import matches_prefixes
 from puhui.products.model import Product
 
-#: Settlements validated and filtered per chunk of about this many rows.
-CHUNK_ROWS = 2_000_000
 #: The settlement columns pricing reads (the benefit calculator's and the experience's).
 KEPT = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype", "dise_code",
         "psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay")
@@ -88,14 +87,16 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def load_for_pricing(data_dir: str | Path, product: Product, assumptions: dict,
-                     chunk_rows: int | None = CHUNK_ROWS, workers: int | None = None
+                     chunk_rows: int | None = None, workers: int | None = None
                      ) -> FundData:
     """The validated fund data with the settlements pricing keeps; chunks checked by
     ``workers`` processes (default: two on a machine with two cores or more). Raises
-    :class:`InputError` listing every broken rule (as ``puhui validate`` does)."""
-    import os
+    :class:`InputError` listing every broken rule (as ``puhui validate`` does).
+    ``chunk_rows`` default: :data:`puhui.fund.validate.CHUNK_ROWS`."""
+    from puhui.fund.validate import CHUNK_ROWS, default_workers
 
-    workers = workers or min(2, os.cpu_count() or 1)
+    chunk_rows = chunk_rows or CHUNK_ROWS
+    workers = workers or default_workers()
     from puhui.fund.validate import validate_dir
 
     prefixes = diagnosis_prefixes(product, assumptions)
@@ -111,7 +112,7 @@ def load_for_pricing(data_dir: str | Path, product: Product, assumptions: dict,
         return k, years
 
     rep = validate_dir(data_dir, keep=True, chunk_rows=chunk_rows, settlements_sink=sink,
-                       workers=workers)
+                       workers=workers, codes=False)
     if not rep.ok:
         msgs = "\n".join(p.message() for p in rep.problems)
         raise InputError(f"{data_dir}: the data breaks the contract; fix it before pricing "
