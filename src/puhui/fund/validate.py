@@ -137,12 +137,29 @@ def _text(s: pd.Series) -> pd.Series:
     return s if pd.api.types.infer_dtype(s, skipna=True) == "string" else s.astype(str)
 
 
-def _key(table: Table, df: pd.DataFrame) -> pd.Series:
+def _key_series(table: Table, df: pd.DataFrame) -> pd.Series:
     k = table.key[0]
     s = _text(df[k]) if k in df.columns else pd.Series(df.index.astype(str))
     if len(table.key) > 1 and all(c in df.columns for c in table.key):
         s = s + "#" + _text(df[table.key[1]])
     return s.reset_index(drop=True)
+
+
+class _Keys:
+    """A table's keys for the problems' examples (the key column, joined with "#" to the
+    second where the key has two), made only for the few rows an example needs: joining
+    millions of keys that no problem shows costs seconds."""
+
+    def __init__(self, table: Table, df: pd.DataFrame):
+        self.table, self.df = table, df
+
+    def __getitem__(self, mask) -> pd.Series:
+        rows = np.flatnonzero(np.asarray(mask, dtype=bool))[:MAX_EXAMPLES]
+        return _key_series(self.table, self.df.iloc[rows])
+
+
+def _key(table: Table, df: pd.DataFrame) -> _Keys:
+    return _Keys(table, df)
 
 
 # --- per-column type checks -------------------------------------------------------------

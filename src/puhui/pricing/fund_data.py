@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.errors import InputError
-from puhui.fund.files import FundData
+from puhui.fund.files import FundData, join_chunks
 from puhui.fund.schema import INPATIENT_MED_TYPES
 from puhui.icd import matches_prefixes
 from puhui.products.model import Product
@@ -69,23 +69,6 @@ def kept_rows(product: Product, st: pd.DataFrame, has_lines: np.ndarray,
     return keep & ~is_rev
 
 
-def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Chunks' frames joined; categoricals over the union of their categories (sorted,
-    only those that occur, as a whole-file read makes them)."""
-    if not parts:
-        raise InputError("settlements.parquet has no rows to price on")
-    out = {}
-    for c in parts[0].columns:
-        cols = [p[c] for p in parts]
-        if isinstance(cols[0].dtype, pd.CategoricalDtype):
-            u = pd.api.types.union_categoricals(cols, sort_categories=True,
-                                                ignore_order=True).remove_unused_categories()
-            out[c] = u
-        else:
-            out[c] = np.concatenate([x.to_numpy() for x in cols])
-    return pd.DataFrame(out)
-
-
 def load_for_pricing(data_dir: str | Path, product: Product, assumptions: dict,
                      chunk_rows: int | None = None, workers: int | None = None
                      ) -> FundData:
@@ -122,8 +105,13 @@ def load_for_pricing(data_dir: str | Path, product: Product, assumptions: dict,
     rep.settlement_values = []
     persons, policies, lines = (rep.typed[t] for t in ("persons", "policies",
                                                        "settlement_lines"))
-    st = _concat(parts)
+    if not parts:
+        raise InputError(f"{data_dir}: settlements.parquet has no rows to price on")
+    st = join_chunks(parts)
     del parts
+    for c in st.columns:      # the categories that occur in the kept rows
+        if isinstance(st[c].dtype, pd.CategoricalDtype):
+            st[c] = st[c].cat.remove_unused_categories()
     reversed_rows = rep.reversed_settlement_rows
     year[reversed_rows] = 0
     st = st[~np.isin(st["setl_id"].to_numpy(), reversed_rows)].reset_index(drop=True)
