@@ -91,14 +91,12 @@ def _quarantine(data_dir: Path) -> tuple[dict[int, str], FundData, np.ndarray]:
             out.setdefault(int(r), code)
     t = rep.typed
     if not rep.settlement_values or any(v[1] is None for v in rep.settlement_values):
-        msgs = "\n".join(p.message() for p in rep.problems)
         raise InputError(f"{data_dir}: the settlements or persons cannot be read into the "
-                         f"batch; nothing was written:\n{msgs}")
-    chunks = [v[0] for v in rep.settlement_values]
-    who = np.concatenate([v[1] for v in rep.settlement_values])
-    rep.settlement_values = []
-    st = join_chunks(chunks)
-    return out, FundData(t["persons"], t["policies"], st, t["settlement_lines"]), who
+                         f"batch; nothing was written:\n{rep.messages()}")
+    chunks, who = rep.take_settlement_values()
+    st = join_chunks(list(chunks))
+    return out, FundData(t["persons"], t["policies"], st, t["settlement_lines"]), \
+        np.concatenate(who)
 
 
 @dataclass

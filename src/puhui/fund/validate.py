@@ -76,12 +76,10 @@ class Report:
     directory: Path
     problems: list[Problem] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
-    #: the tables in engine types, when asked for (``validate_dir(..., keep=True)``), so
-    #: a caller that goes on to use the data does not read it twice
+    #: persons, policies and lines in engine types, when asked for (``validate_dir(...,
+    #: keep=True)``), so a caller that goes on to use the data does not read it twice;
+    #: the settlements reach a caller chunk by chunk through ``settlements_sink``
     typed: dict[str, pd.DataFrame | None] = field(default_factory=dict)
-    #: with ``keep``: for each settlement, the row of its person in persons.parquet (-1
-    #: for none), found by the check that the person exists and kept for callers
-    settlement_person_rows: np.ndarray | None = None
     #: for each line of settlement_lines.parquet, the row of its settlement (-1 for none),
     #: found by the check that it exists
     line_settlement_rows: np.ndarray | None = None
@@ -94,6 +92,16 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def messages(self) -> str:
+        """Every problem's message, one a line."""
+        return "\n".join(p.message() for p in self.problems)
+
+    def take_settlement_values(self) -> list[tuple]:
+        """The sink's values by position: ``[(first of each chunk's), (second...), ...]``
+        (the sink returns tuples), released from the report."""
+        values, self.settlement_values = self.settlement_values, []
+        return list(zip(*values)) if values else []
 
     def merge(self, problems: list[Problem], offset: int = 0) -> None:
         """Add the problems of one chunk of a file (rows from ``offset``): a rule broken
@@ -546,12 +554,10 @@ class _Chunk:
     rules: list[Problem] | None = None
     h1: np.ndarray | None = None          # the chunk's id hashes, sorted
     h1_rows: np.ndarray | None = None     # and their rows
-    who: np.ndarray | None = None
     revs: dict | None = None
     originals: dict | None = None
     lined: dict | None = None
     value: object = None
-    typed: pd.DataFrame | None = None
 
 
 @dataclass
@@ -565,8 +571,6 @@ class _PassContext:
     targets: np.ndarray
     line_h1: np.ndarray | None
     sink: object
-    want_who: bool
-    want_typed: bool
     codes: bool
 
 
@@ -601,12 +605,8 @@ def _check_settlement_chunk(i: int) -> _Chunk:
         on = np.flatnonzero(has_lines)
         out.lined = {"pos": on + start, "setl_id": st["setl_id"].to_numpy(dtype=object)[on],
                      **{k: st[k].to_numpy()[on] for k in ("medfee_sumamt", "preselfpay_amt")}}
-    if c.want_who:
-        out.who = w
     if c.sink is not None:
         out.value = c.sink(start, st, w, has_lines)
-    elif c.want_typed:
-        out.typed = st
     return out
 
 
@@ -614,8 +614,6 @@ def _check_settlement_chunk(i: int) -> _Chunk:
 class _SettlementPass:
     """The settlements file checked chunk by chunk, with what the cross-row rules need."""
 
-    typed: pd.DataFrame | None = None
-    who: np.ndarray | None = None
     keys: HashedKeys | None = None
     line_rows: dict | None = None       # settlements that have lines: pos, id and amounts
     line_positions: np.ndarray | None = None    # each line's settlement row (-1 none)
@@ -637,8 +635,8 @@ def _chunk_results(n_chunks: int, workers: int):
 
 def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
                  psn: PersonKeys | None, lines: pd.DataFrame | None,
-                 chunk_rows: int | None, keep: bool, sink, workers: int,
-                 codes: bool) -> _SettlementPass:
+                 chunk_rows: int | None, sink, workers: int, codes: bool
+                 ) -> _SettlementPass:
     global _CONTEXT
     t = SETTLEMENTS
     reader = open_columns(directory, t)
@@ -646,14 +644,12 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
     n = reader.n
     chunks = reader.chunks(chunk_rows)
     first = len(rep.problems)
-    want_who = keep and sink is None and psn is not None
     _CONTEXT = _PassContext(
         reader, chunks, persons, psn, _reversal_targets(reader, chunks),
         np.unique(fingerprint(lines["setl_id"])) if lines is not None else None,
-        sink, want_who, keep and sink is None, codes)
+        sink, codes)
     h1 = np.empty(n, dtype="uint64")
     h1_rows = np.empty(n, dtype="int32" if n < 2**31 else "int64")
-    who = np.full(n, -1, dtype="int64") if want_who else None
     rules = Report(rep.directory)
     revs, originals, lined = [], [], []
     out = _SettlementPass()
@@ -666,19 +662,16 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
                 continue
             seg = slice(c.start, c.start + len(c.h1))
             h1[seg], h1_rows[seg] = c.h1, c.h1_rows
-            if who is not None:
-                who[seg] = c.who
             rules.merge(c.rules)
             for into, part in ((revs, c.revs), (originals, c.originals), (lined, c.lined)):
                 if part is not None:
                     into.append(part)
             out.values.append(c.value)
-            out.typed = c.typed
     finally:
         _CONTEXT = None
     _sort_file_problems(rep, first, t)
     if not usable:
-        out.typed, out.values = None, []
+        out.values = []
         return out
 
     def ids_of(rows):            # the ids are not held: read again (only for repeats)
@@ -694,7 +687,7 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
             [str(x) for x in ids_of(dup[:MAX_EXAMPLES])], rows=dup))
     rep.merge(sorted(rules.problems, key=lambda p: p.seq))
     out.reversed_rows = _rules_reversals(rep, _joined(revs), _joined(originals), keys)
-    out.who, out.keys, out.line_rows = who, keys, _joined(lined)
+    out.keys, out.line_rows = keys, _joined(lined)
     return out
 
 
@@ -768,28 +761,24 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
                  settlements_sink=None, workers: int = 1, codes: bool = True) -> Report:
     """Check a fund-data folder against every rule of the contract.
 
-    ``keep``: the report also holds the tables in engine types (``report.typed``) and
-    each settlement's row in persons (``report.settlement_person_rows``).
+    ``keep``: the report also holds persons, policies and lines in engine types
+    (``report.typed``). The settlements reach a caller through ``settlements_sink``:
+    each chunk goes to ``settlements_sink(first_row, chunk, person_rows, has_lines)`` as
+    it is checked, in the process that checked it, and what it returns is kept in
+    ``report.settlement_values`` in chunk order (none when a chunk breaks a type rule).
+    ``has_lines`` marks the chunk's settlements that may have lines (all that have, and
+    with a chance of 2**-64 each, one that has not).
     ``chunk_rows``: read settlements.parquet in chunks of whole row groups of about this
-    many rows, holding one chunk at a time (the report is the same). With
-    ``settlements_sink``, each chunk goes to ``settlements_sink(first_row, chunk,
-    person_rows, has_lines)`` as it is checked, in the process that checked it, and
-    what it returns is kept in ``report.settlement_values`` in chunk order (none when a
-    chunk breaks a type rule); otherwise
-    ``keep`` needs the settlements whole (``chunk_rows`` None). ``has_lines`` marks
-    the chunk's settlements that may have lines (all that have, and with a chance of
-    2**-64 each, one that has not). ``workers``: chunks are checked by this many
-    forked processes (the report is the same). ``codes=False``: repeated text such as
-    settlements' psn_no stays text (cheaper when the caller does not keep it).
+    many rows (default: the whole file), holding one chunk at a time; ``workers``: the
+    chunks are checked by this many forked processes. The report is the same either way.
+    ``codes=False``: repeated text such as settlements' psn_no stays text (cheaper when
+    the caller does not keep it).
     """
     directory = Path(directory)
     rep = Report(directory)
     if not directory.is_dir():
         raise InputError(f"{directory}: not a folder. Give the folder that holds "
                          f"persons.parquet, policies.parquet and settlements.parquet.")
-    if keep and chunk_rows is not None and settlements_sink is None:
-        raise ValueError("keep=True holds the settlements whole: give no chunk_rows, "
-                         "or a settlements_sink")
 
     def read(table, how):
         try:
@@ -805,7 +794,7 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
     ln = read(SETTLEMENT_LINES, lambda: _read_whole(rep, directory, SETTLEMENT_LINES))
     psn = PersonKeys(persons["psn_no"]) if persons is not None else None
     sp = read(SETTLEMENTS, lambda: _settlements(rep, directory, persons, psn, ln, chunk_rows,
-                                                keep, settlements_sink, workers, codes))
+                                                settlements_sink, workers, codes))
     if persons is not None:
         _rules_persons(rep, persons, psn)
     if pol is not None:
@@ -821,10 +810,7 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
         for p in rep.problems:
             p.examples = []
     if keep:
-        rep.typed = {PERSONS.name: persons, POLICIES.name: pol,
-                     SETTLEMENTS.name: sp.typed if sp is not None else None,
-                     SETTLEMENT_LINES.name: ln}
-        rep.settlement_person_rows = sp.who if sp is not None else None
+        rep.typed = {PERSONS.name: persons, POLICIES.name: pol, SETTLEMENT_LINES.name: ln}
     rep.line_settlement_rows = sp.line_positions if sp is not None else None
     rep.reversed_settlement_rows = sp.reversed_rows if sp is not None else None
     rep.settlement_values = sp.values if sp is not None else []

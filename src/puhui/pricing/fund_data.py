@@ -97,17 +97,13 @@ def load_for_pricing(data_dir: str | Path, product: Product, assumptions: dict,
     rep = validate_dir(data_dir, keep=True, chunk_rows=chunk_rows, settlements_sink=sink,
                        workers=workers, codes=False)
     if not rep.ok:
-        msgs = "\n".join(p.message() for p in rep.problems)
         raise InputError(f"{data_dir}: the data breaks the contract; fix it before pricing "
-                         f"(`puhui validate {data_dir}` lists the same):\n{msgs}")
-    parts = [v[0] for v in rep.settlement_values]
-    year = np.concatenate([v[1] for v in rep.settlement_values])
-    rep.settlement_values = []
+                         f"(`puhui validate {data_dir}` lists the same):\n{rep.messages()}")
     persons, policies, lines = (rep.typed[t] for t in ("persons", "policies",
                                                        "settlement_lines"))
-    if not parts:
-        raise InputError(f"{data_dir}: settlements.parquet has no rows to price on")
-    st = join_chunks(parts)
+    parts, years = rep.take_settlement_values()
+    year = np.concatenate(years)
+    st = join_chunks(list(parts))
     del parts
     for c in st.columns:      # the categories that occur in the kept rows
         if isinstance(st[c].dtype, pd.CategoricalDtype):
