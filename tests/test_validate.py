@@ -368,3 +368,22 @@ def test_chunked_validation_gives_the_same_report(tmp_path):
         assert [p.message() for p in chunked.problems] == [p.message() for p in whole.problems]
     phone = [p for p in whole.problems if "phone" in p.rule]
     assert len(phone) == 1 and phone[0].count == 1
+
+
+def test_ids_with_equal_hashes_are_told_apart_by_their_text(monkeypatch):
+    """Settlement ids and persons' ids are looked up by 64-bit hashes, and ids whose
+    hashes are equal are compared as text: with every hash forced equal, repeats and
+    look-ups come out as with distinct hashes."""
+    import puhui.fund.validate as v
+
+    ids = np.array(["a", "b", "a", "c"], dtype=object)
+    keys = v.HashedKeys(np.zeros(4, "uint64"), np.arange(4), lambda rows: ids[rows])
+    assert keys.duplicated.tolist() == [False, False, True, False]
+    pos = keys.positions(np.zeros(3, "uint64"), np.array(["c", "a", "z"], dtype=object),
+                         lambda rows: ids[rows])
+    assert pos.tolist() == [3, 0, -1]
+    monkeypatch.setattr(v, "fingerprint", lambda values, step=0: np.zeros(len(values), "uint64"))
+    people = v.PersonKeys(pd.Series(["p1", "p2", "p1"]))
+    assert people.duplicated.tolist() == [False, False, True]
+    assert people.rows(pd.Series(["p2", "p9", "p1"])).tolist() == [1, -1, 0]
+    assert people.rows(pd.Series(pd.Categorical(["p1", "p9"]))).tolist() == [0, -1]

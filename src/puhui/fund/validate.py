@@ -369,10 +369,9 @@ def fingerprint(values, step: int = 1_000_000) -> np.ndarray:
     return out
 
 
-def sorted_hashes(values, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The hashes of ``values`` sorted, and the row of each (``start`` + position): one
-    sorted run of :class:`HashedKeys`, made where the chunk is read."""
-    h = fingerprint(values)
+def sorted_run(h: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes sorted, and the row of each (``start`` + position): one sorted run of
+    :class:`HashedKeys`, made where the chunk is read."""
     order = np.argsort(h)
     return h[order], (order + start).astype("int64")
 
@@ -427,19 +426,28 @@ class HashedKeys:
         return out
 
 
-def _dupes(rep: Report, table: Table, df: pd.DataFrame, cols: list[str],
-           dup: np.ndarray | None = None) -> None:
-    if dup is None:
-        dup = df.duplicated(cols, keep="first").to_numpy()
-    rep.add(table, "+".join(cols), "unique", dup, _key(table, df),
+def _dupes(rep: Report, table: Table, cols: list[str], dup: np.ndarray, keys) -> None:
+    """Rows repeating an earlier row's ``cols`` (``dup``); ``keys`` give the examples."""
+    rep.add(table, "+".join(cols), "unique", dup, keys,
             f"each {'/'.join(cols)} must appear once; remove or renumber the repeats")
+
+
+class _KeysFromFile:
+    """Example keys read from the file for the rows asked for (the ids are not held)."""
+
+    def __init__(self, reader: ColumnReader, column: str):
+        self.reader, self.column = reader, column
+
+    def __getitem__(self, mask) -> pd.Series:
+        rows = np.flatnonzero(np.asarray(mask, dtype=bool))[:MAX_EXAMPLES]
+        return pd.Series(self.reader.take(self.column, rows)).astype(str)
 
 
 # --- cross-row and cross-file rules --------------------------------------------------------
 
 def _rules_persons(rep: Report, p: pd.DataFrame, psn: PersonKeys) -> None:
     t, k = PERSONS, _key(PERSONS, p)
-    _dupes(rep, t, p, ["psn_no"], psn.duplicated)
+    _dupes(rep, t, ["psn_no"], psn.duplicated, k)
     rep.add(t, "retired", "residents are never retired",
             (p["insutype"] == "390") & p["retired"], k,
             "set retired=false for residents (insutype 390)")
@@ -450,7 +458,7 @@ def _rules_persons(rep: Report, p: pd.DataFrame, psn: PersonKeys) -> None:
 
 def _rules_policies(rep: Report, pol: pd.DataFrame, who: np.ndarray | None) -> None:
     t, k = POLICIES, _key(POLICIES, pol)
-    _dupes(rep, t, pol, ["policy_no"])
+    _dupes(rep, t, ["policy_no"], pol.duplicated(["policy_no"]).to_numpy(), k)
     rep.add(t, "end_date", "start_date <= end_date", pol["start_date"] > pol["end_date"], k,
             "the cover period must end on or after its start")
     if who is not None:
@@ -591,16 +599,14 @@ def _check_settlement_chunk(i: int) -> _Chunk:
     _row_rules_settlements(local, st, keys, c.persons, w, rev)
     rules.merge(local.problems, start)
     out.rules = rules.problems
-    out.h1, out.h1_rows = sorted_hashes(st["setl_id"], start)
+    h = fingerprint(st["setl_id"])
+    out.h1, out.h1_rows = sorted_run(h, start)
     if rev.any():
         out.revs = _rows_of(st, rev, start, rev)
         out.revs["refund_of"] = st["refund_of"].to_numpy(dtype=object)[rev]
-    in_file_order = np.empty(m, dtype="uint64")
-    in_file_order[out.h1_rows - start] = out.h1
     if len(c.targets):
-        out.originals = _rows_of(st, _member(in_file_order, c.targets), start, rev)
-    has_lines = _member(in_file_order, c.line_h1) if c.line_h1 is not None \
-        else np.zeros(m, bool)
+        out.originals = _rows_of(st, _member(h, c.targets), start, rev)
+    has_lines = _member(h, c.line_h1) if c.line_h1 is not None else np.zeros(m, bool)
     if c.line_h1 is not None:
         on = np.flatnonzero(has_lines)
         out.lined = {"pos": on + start, "setl_id": st["setl_id"].to_numpy(dtype=object)[on],
@@ -616,7 +622,6 @@ class _SettlementPass:
 
     keys: HashedKeys | None = None
     line_rows: dict | None = None       # settlements that have lines: pos, id and amounts
-    line_positions: np.ndarray | None = None    # each line's settlement row (-1 none)
     reversed_rows: np.ndarray | None = None     # rows that a reversal names
     values: list = field(default_factory=list)  # the sink's, in chunk order
 
@@ -674,17 +679,9 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
         out.values = []
         return out
 
-    def ids_of(rows):            # the ids are not held: read again (only for repeats)
-        return reader.take("setl_id", rows).astype(str)
-
-    keys = HashedKeys(h1, h1_rows, ids_of)
+    keys = HashedKeys(h1, h1_rows, lambda rows: reader.take("setl_id", rows).astype(str))
     del h1, h1_rows
-    dup = np.flatnonzero(keys.duplicated)
-    if len(dup):
-        rep.problems.append(Problem(
-            t.file, "setl_id", "unique", len(dup),
-            "each setl_id must appear once; remove or renumber the repeats",
-            [str(x) for x in ids_of(dup[:MAX_EXAMPLES])], rows=dup))
+    _dupes(rep, t, ["setl_id"], keys.duplicated, _KeysFromFile(reader, "setl_id"))
     rep.merge(sorted(rules.problems, key=lambda p: p.seq))
     out.reversed_rows = _rules_reversals(rep, _joined(revs), _joined(originals), keys)
     out.keys, out.line_rows = keys, _joined(lined)
@@ -727,11 +724,14 @@ def _rules_reversals(rep: Report, rev: dict, orig: dict, ids: HashedKeys) -> np.
     return np.unique(pos[known])
 
 
-def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None) -> None:
+def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None
+                 ) -> np.ndarray | None:
+    """Returns each line's settlement row (-1 for none), when the settlements are
+    usable."""
     t, k = SETTLEMENT_LINES, _key(SETTLEMENT_LINES, ln)
-    _dupes(rep, t, ln, ["setl_id", "line_no"])
+    _dupes(rep, t, ["setl_id", "line_no"], ln.duplicated(["setl_id", "line_no"]).to_numpy(), k)
     if sp is None or sp.keys is None:
-        return
+        return None
     pos = sp.keys.positions(fingerprint(ln["setl_id"]), ln["setl_id"].to_numpy(dtype=object),
                             _text_at(sp.line_rows))
     rep.add(t, "setl_id", "settlement in settlements.parquet", pos < 0, k,
@@ -754,7 +754,7 @@ def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None) -> N
             "class-B up-front shares must add up to the settlement's", spos)
     for p in rep.problems[n0:]:
         p.rows_in = SETTLEMENTS.file
-    sp.line_positions = pos
+    return pos
 
 
 def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | None = None,
@@ -799,8 +799,7 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
         _rules_persons(rep, persons, psn)
     if pol is not None:
         _rules_policies(rep, pol, psn.rows(pol["psn_no"]) if psn is not None else None)
-    if ln is not None:
-        _rules_lines(rep, ln, sp)
+    line_rows = _rules_lines(rep, ln, sp) if ln is not None else None
     # problems by file in the contract's order; privacy first: it is the most important
     # thing to fix. When any column holds personal data, no example id is shown
     # anywhere: the ids themselves may be it.
@@ -811,7 +810,7 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
             p.examples = []
     if keep:
         rep.typed = {PERSONS.name: persons, POLICIES.name: pol, SETTLEMENT_LINES.name: ln}
-    rep.line_settlement_rows = sp.line_positions if sp is not None else None
+    rep.line_settlement_rows = line_rows
     rep.reversed_settlement_rows = sp.reversed_rows if sp is not None else None
     rep.settlement_values = sp.values if sp is not None else []
     return rep
