@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from puhui.pricing.benefit_cost import (BenefitCostModel, choose_factors, design_matrix,
-                                        negbin_alpha, pearson_dispersion, predict_by_cell,
+                                        negbin_alpha, pearson_dispersion,
                                         pricing_groups, step_moments)
-from puhui.pricing.frequency import PoissonFrequency
+from puhui.pricing.frequency import PoissonFrequency, predict_by_cell
 from puhui.pricing.known_truth import estimate, simulate, true_pure_premium
 from puhui.products.model import load_product, product_path
 
@@ -50,18 +50,20 @@ def test_dispersion_estimates_on_gamma_poisson_counts():
     counts = rng.poisson(mu * rng.gamma(1 / alpha, alpha, n))
     frame = pd.DataFrame({"exposure": 1.0, "n": counts})
     rate = np.full(n, counts.mean())
-    assert negbin_alpha(frame, "n", rate) == pytest.approx(alpha, rel=0.05)
-    assert pearson_dispersion(frame, "n", rate, 1) == pytest.approx(1 + alpha * mu, rel=0.05)
-    poisson = pd.DataFrame({"exposure": 1.0, "n": rng.poisson(mu, n)})
-    assert negbin_alpha(poisson, "n", np.full(n, mu)) < 0.01
+    e = frame["exposure"].to_numpy()
+    assert negbin_alpha(frame["n"], e, rate) == pytest.approx(alpha, rel=0.05)
+    assert pearson_dispersion(frame["n"], e, rate, 1) == pytest.approx(1 + alpha * mu,
+                                                                       rel=0.05)
+    assert negbin_alpha(rng.poisson(mu, n), e, np.full(n, mu)) < 0.01
 
 
 def test_predict_by_cell_and_design_matrix_match_statsmodels():
     frame, _ = simulate(5_000, seed=1)
     frame["n"] = np.random.default_rng(1).poisson(0.3, len(frame))
     fit = PoissonFrequency(("age_band", "preexisting")).fit(frame, "n")
-    direct = fit.predict(frame)
+    direct = fit.result_.predict(frame, offset=np.zeros(len(frame))).to_numpy()  # by row
     assert np.allclose(predict_by_cell(fit.predict, frame, ("age_band", "preexisting")), direct)
+    assert np.allclose(fit.predict(frame), direct)
     X = design_matrix(fit.params_, fit.cells_)
     assert np.allclose(X, fit.result_.model.exog)
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.pricing.aggregate import annual_benefit_moments_of
+from puhui.pricing.experience import person_year_rows
 from puhui.pricing.frequency import PoissonFrequency, banded
 from puhui.pricing.severity import GammaSeverity
 from puhui.pricing.tail import SplicedSeverity
@@ -155,17 +156,8 @@ def choose_factors(frame: pd.DataFrame, count: str, candidates=RATING_FACTORS,
     return tuple(chosen)
 
 
-def predict_by_cell(predict, frame: pd.DataFrame, factors) -> np.ndarray:
-    """``predict`` evaluated once per distinct combination of ``factors`` and spread
-    back to the rows of ``frame`` (a model formula over ten million rows is slow)."""
-    if not factors:
-        return np.repeat(predict(frame.iloc[:1]), len(frame))
-    g = frame.groupby(list(factors), observed=True, sort=False)
-    combos = g.size().reset_index()[list(factors)]
-    return predict(combos)[g.ngroup().to_numpy()]
-
-
-def pearson_dispersion(frame: pd.DataFrame, count: str, rate: np.ndarray, n_params: int) -> float:
+def pearson_dispersion(counts: np.ndarray, exposure: np.ndarray, rate: np.ndarray,
+                       n_params: int) -> float:
     """The quasi-Poisson dispersion of the counts on person-years (at least 1)::
 
         phi = sum (n_i - mu_i)^2 / mu_i / (rows - parameters),   mu_i = exposure_i rate_i
@@ -173,26 +165,56 @@ def pearson_dispersion(frame: pd.DataFrame, count: str, rate: np.ndarray, n_para
     The Poisson GLM's covariance assumes phi = 1; over-dispersed counts (a person with
     one stay is likely to have another) make its standard errors too small by sqrt(phi).
     """
-    n = frame[count].to_numpy(dtype=float)
-    mu = frame["exposure"].to_numpy(dtype=float) * rate
+    n = np.asarray(counts, dtype=float)
+    mu = np.asarray(exposure, dtype=float) * rate
     on = mu > 0
     dof = max(int(on.sum()) - n_params, 1)
     return max(1.0, float((((n - mu) ** 2)[on] / mu[on]).sum()) / dof)
 
 
-def negbin_alpha(frame: pd.DataFrame, count: str, rate: np.ndarray) -> float:
+def negbin_alpha(counts: np.ndarray, exposure: np.ndarray, rate: np.ndarray) -> float:
     """Moment estimate of the NB2 dispersion given fitted rates per unit exposure::
 
         mu_i = exposure_i rate_i,   alpha = sum[(n_i - mu_i)^2 - n_i] / sum mu_i^2
 
     (0 when the counts are not over-dispersed: a Poisson count).
     """
-    n = frame[count].to_numpy(dtype=float)
-    mu = frame["exposure"].to_numpy(dtype=float) * rate
+    n = np.asarray(counts, dtype=float)
+    mu = np.asarray(exposure, dtype=float) * rate
     denom = float(np.dot(mu, mu))
     if denom <= 0:
         return 0.0
     return max(0.0, float(((n - mu) ** 2 - n).sum()) / denom)
+
+
+def cells_of(frame: pd.DataFrame, factors) -> tuple[pd.DataFrame, np.ndarray]:
+    """The distinct combinations of ``factors`` in ``frame`` with their ``exposure`` and
+    ``person_years``, and each row's combination (its position in that table)."""
+    if not factors:
+        return (pd.DataFrame({"exposure": [float(frame["exposure"].sum())],
+                              "person_years": [len(frame)]}),
+                np.zeros(len(frame), dtype="int64"))
+    g = frame.groupby(list(factors), observed=True, sort=True)
+    cell = g.ngroup().to_numpy()
+    cells = g.size().reset_index(name="person_years")
+    cells["exposure"] = np.bincount(cell, weights=frame["exposure"].to_numpy(dtype=float),
+                                    minlength=len(cells))
+    return cells, cell
+
+
+def merged_cells(cells: pd.DataFrame, factors, count: str) -> pd.DataFrame:
+    """Cells of :func:`cells_of` merged to the combinations of fewer ``factors``:
+    exposure, ``count`` and person-years added (the Poisson GLM's sufficient statistics,
+    as :func:`puhui.pricing.frequency.rating_cells` gives them from the rows)."""
+    if not factors:
+        out = pd.DataFrame({"exposure": [cells["exposure"].sum()],
+                            "count": [cells[count].sum()],
+                            "person_years": [cells["person_years"].sum()]})
+    else:
+        out = (cells.groupby(list(factors), observed=True)
+               .agg(exposure=("exposure", "sum"), count=(count, "sum"),
+                    person_years=("person_years", "sum")).reset_index())
+    return out[out["exposure"] > 0]
 
 
 def design_matrix(params: pd.Series, cells: pd.DataFrame) -> np.ndarray:
@@ -310,29 +332,44 @@ class BenefitCostModel:
 
     def fit(self, frame: pd.DataFrame, events: pd.DataFrame, amount: str = "amount",
             kind: str = "inpatient") -> "BenefitCostModel":
-        """``frame``: one row per person-year (``psn_no``, ``year``, the factors,
-        ``exposure``); ``events``: one row per event (``psn_no``, ``year``, the factors,
-        its amount in yuan, > 0, and a ``kind`` column whose values split the claims)."""
+        """``frame``: one row per person-year (``psn_no`` or ``person``, ``year``, the
+        factors, ``exposure``); ``events``: one row per event (its person-year as
+        ``row``, the position in ``frame``, or as ``psn_no``/``person`` and ``year``;
+        its amount in yuan, > 0; and a ``kind`` column whose values split the claims).
+        Every fit is on sums over the frame's cells of the candidate factors (exact for
+        the Poisson and gamma GLMs); an event's factors are its person-year's."""
         self.events_ = int(len(events))
         self.exposure_ = float(frame["exposure"].sum())
         self.kinds_: list[ClaimKind] = []
         self.counts_: dict[str, np.ndarray] = {}     # events per row of frame, by kind
-        key = pd.MultiIndex.from_arrays([frame["psn_no"], frame["year"]])
-        for value, ev in events.groupby(kind, sort=True):
-            counts = ev.groupby(["psn_no", "year"]).size()
-            f = frame.assign(_count=counts.reindex(key, fill_value=0).to_numpy())
+        # each event's person-year; the person-years' combinations of the candidate
+        # factors (sums over them are the sufficient statistics of every fit below)
+        rows = (events["row"].to_numpy() if "row" in events.columns
+                else person_year_rows(frame, events))
+        if (rows < 0).any():
+            raise ValueError(f"{int((rows < 0).sum())} events have no person-year in the frame")
+        candidates = (tuple(self.factors) if self.factors is not None else
+                      tuple(f for f in (*RATING_FACTORS, "age_group") if f in frame.columns))
+        cells, cell = cells_of(frame, candidates)
+        exposure = frame["exposure"].to_numpy(dtype=float)
+        for value, at in sorted(events.groupby(kind, sort=True).indices.items()):
+            ev_rows = rows[at]
+            n = np.bincount(ev_rows, minlength=len(frame))
+            c = cells.assign(_count=np.bincount(cell, weights=n, minlength=len(cells)))
             factors = (tuple(self.factors) if self.factors is not None
-                       else choose_factors(f, "_count", min_level_events=self.min_level_events))
-            freq = PoissonFrequency(factors).fit(f, "_count")
-            rate = predict_by_cell(freq.predict, f, factors)
-            alpha = negbin_alpha(f, "_count", rate)
-            phi = pearson_dispersion(f, "_count", rate, len(freq.params_))
+                       else choose_factors(c, "_count", min_level_events=self.min_level_events))
+            freq = PoissonFrequency(factors).fit_cells(merged_cells(c, factors, "_count"))
+            rate = freq.predict(cells)[cell]
+            alpha = negbin_alpha(n, exposure, rate)
+            phi = pearson_dispersion(n, exposure, rate, len(freq.params_))
+            ev = frame[list(factors)].take(ev_rows).reset_index(drop=True)
+            ev[amount] = events[amount].to_numpy()[at]
             sev = GammaSeverity(factors).fit(ev, amount)
-            z = ev[amount].to_numpy(dtype=float) / predict_by_cell(sev.predict, ev, factors)
+            z = ev[amount].to_numpy(dtype=float) / sev.predict(cells)[cell[ev_rows]]
             shape = SplicedSeverity(self.threshold_quantile, self.min_exceedances).fit(z)
             name = {True: "inpatient", False: "outpatient"}.get(value, str(value))
-            self.counts_[name] = f["_count"].to_numpy()
-            self.kinds_.append(ClaimKind(name, factors, freq, alpha, sev, shape, len(ev), phi))
+            self.counts_[name] = n
+            self.kinds_.append(ClaimKind(name, factors, freq, alpha, sev, shape, len(at), phi))
         return self
 
     def rates(self, cells: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -33,11 +33,15 @@ ENROLMENT_FACTORS = ("age_band", "gender", "insutype", "preexisting", "prior_sta
 
 
 def with_previous_enrolment(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``prev_enrolled`` (bool, or NaN in a person's first data year)."""
-    key = pd.MultiIndex.from_arrays([frame["psn_no"], frame["year"]])
-    enrolled = pd.Series(frame["enrolled"].to_numpy(), index=key)
-    prev_key = pd.MultiIndex.from_arrays([frame["psn_no"], frame["year"] - 1])
-    prev = enrolled.reindex(prev_key).to_numpy()
+    """Adds ``prev_enrolled`` (1.0 or 0.0, or NaN in a person's first data year), the
+    person found by ``person`` when the frame has it, else by ``psn_no``."""
+    from puhui.pricing.experience import person_year_rows
+
+    who = [c for c in ("person", "psn_no") if c in frame.columns][:1]
+    before = frame[[*who, "year"]].assign(year=frame["year"] - 1)
+    rows = person_year_rows(frame, before)
+    enrolled = frame["enrolled"].to_numpy(dtype=float)
+    prev = np.where(rows >= 0, enrolled[np.maximum(rows, 0)], np.nan)
     return frame.assign(prev_enrolled=prev)
 
 
@@ -84,11 +88,13 @@ class EnrolmentModel:
         self.factors = tuple(factors)
 
     def fit(self, frame: pd.DataFrame) -> "EnrolmentModel":
-        f = with_previous_enrolment(frame)
+        keep = [c for c in (*self.factors, "person", "psn_no", "year", "enrolled")
+                if c in frame.columns]
+        f = with_previous_enrolment(frame[keep])
         self.last_year_ = int(f["year"].max())
         prev = f["prev_enrolled"]
-        renew = f[prev.notna() & (prev == True)]
-        entry = f[prev.isna() | (prev == False)]
+        renew = f[(prev == 1).to_numpy()]
+        entry = f[(prev.isna() | (prev == 0)).to_numpy()]
         self.renewal_ = (LogisticCells(self.factors).fit(renew, "enrolled")
                          if len(renew) and renew["enrolled"].nunique() > 1 else None)
         self.entry_ = LogisticCells(self.factors).fit(entry, "enrolled")
@@ -138,19 +144,22 @@ def next_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
 
     years = set(int(y) for y in frame["year"].unique())
     pol = policies[policies["start_date"].dt.year.isin(years)].reset_index(drop=True)
-    key = pd.MultiIndex.from_arrays([frame["psn_no"].astype(str).to_numpy(),
-                                     frame["year"].to_numpy(dtype="int64")])
+    enrolled = np.flatnonzero(frame["enrolled"].to_numpy(dtype=bool))   # others: 0
+    paid = np.asarray(paid)[enrolled]
+    key = pd.MultiIndex.from_arrays([frame["psn_no"].iloc[enrolled].astype(str).to_numpy(),
+                                     frame["year"].to_numpy(dtype="int64")[enrolled]])
     pkey = pd.MultiIndex.from_arrays([pol["psn_no"].astype(str).to_numpy(),
                                       pol["start_date"].dt.year.to_numpy(dtype="int64")])
-    paid_row = pd.Series(np.asarray(paid), index=key)
+    paid_row = pd.Series(paid, index=key)
     paid_row = paid_row[~paid_row.index.duplicated()]
     pol_paid = pd.Series(paid_row.reindex(pkey, fill_value=0).to_numpy(),
                          index=pol["policy_no"].astype(str).to_numpy())
     cfy = pd.Series(claim_free_years(pol, pol_paid), index=pkey)
     cfy = cfy[~cfy.index.duplicated()]
     before = cfy.reindex(key, fill_value=0).to_numpy()
-    enrolled = frame["enrolled"].to_numpy(dtype=bool)
-    return np.where(enrolled & (np.asarray(paid) <= 0), before + 1, 0)
+    out = np.zeros(len(frame), dtype="int64")
+    out[enrolled] = np.where(paid <= 0, before + 1, 0)
+    return out
 
 
 def claim_free_shares(frame_last: pd.DataFrame, next_years: np.ndarray, cells: pd.DataFrame,

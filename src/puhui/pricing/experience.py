@@ -45,7 +45,9 @@ def effective_settlements(st: pd.DataFrame) -> pd.DataFrame:
 
 
 def person_years(persons: pd.DataFrame, years: list[int]) -> pd.DataFrame:
-    """One row per person alive at the start of each year, with the exposure.
+    """One row per person alive at the start of each year, with the exposure; ``person``
+    is the person's row in ``persons`` and ``psn_no`` a categorical over their ids (rows
+    in year, then person order).
 
     Person a dies on 2024-07-01: 183 of the leap year's 366 days.
 
@@ -56,6 +58,7 @@ def person_years(persons: pd.DataFrame, years: list[int]) -> pd.DataFrame:
     """
     rows = []
     death = persons["death_date"]
+    ids = pd.CategoricalDtype(pd.Index(persons["psn_no"].astype(str)))
     for y in years:
         start, end = pd.Timestamp(f"{y}-01-01"), pd.Timestamp(f"{y}-12-31")
         days = (end - start).days + 1
@@ -64,8 +67,9 @@ def person_years(persons: pd.DataFrame, years: list[int]) -> pd.DataFrame:
         d = p["death_date"]
         last = d.where(d.notna() & (d <= end), end)
         rows.append(pd.DataFrame({
-            "psn_no": p["psn_no"].astype(str).to_numpy(), "year": y,
-            "exposure": (((last - start).dt.days + 1) / days).to_numpy()}))
+            "psn_no": pd.Categorical.from_codes(np.flatnonzero(alive), dtype=ids),
+            "person": np.flatnonzero(alive),
+            "year": y, "exposure": (((last - start).dt.days + 1) / days).to_numpy()}))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -144,54 +148,101 @@ def experience(product: Product, data: FundData, events: bool = False,
     the data's years (default :func:`settlement_years`)."""
     st = effective_settlements(data.settlements)
     years = settlement_years(data) if years is None else years
-    py = person_years(data.persons, years)
-    per = data.persons.assign(psn_no=data.persons["psn_no"].astype(str)).set_index("psn_no")
-    py["age"] = py["year"] - per["birth_year"].reindex(py["psn_no"]).to_numpy()
+    persons = data.persons
+    py = person_years(persons, years)
+    who = py["person"].to_numpy()
+    py_key = year_person_key(py["year"].to_numpy(), who)      # ascending: year, person
+    py["age"] = py["year"].to_numpy() - persons["birth_year"].to_numpy()[who]
     for col in ("gender", "insutype", "retired"):
-        py[col] = per[col].reindex(py["psn_no"]).to_numpy()
+        py[col] = persons[col].to_numpy()[who]
     # enrolment and the policy's pre-existing flag, by person and year
-    pol = data.policies.assign(psn_no=data.policies["psn_no"].astype(str),
-                               year=data.policies["start_date"].dt.year)
-    pol_pre = pol.groupby(["psn_no", "year"])["preexisting"].max()
-    key = pd.MultiIndex.from_arrays([py["psn_no"], py["year"]])
-    py["enrolled"] = key.isin(pol_pre.index)
+    index = py["psn_no"].cat.categories                      # the persons' ids
+    pol = data.policies
+    pol_pre = (pd.Series(pol["preexisting"].to_numpy())
+               .groupby(year_person_key(pol["start_date"].dt.year.to_numpy(),
+                                        person_rows(index, pol["psn_no"]))).max())
+    py["enrolled"] = np.isin(py_key, pol_pre.index.to_numpy())
     history = {y: preexisting_from_history(st, y, product.preexisting_codes,
                                            product.preexisting_lookback_years) for y in years}
-    derived = np.array([p in history[y] for p, y in zip(py["psn_no"], py["year"])], dtype=bool)
+    derived = np.zeros(len(py), dtype=bool)
+    year_of = py["year"].to_numpy()
+    for y, hit in history.items():
+        if hit:
+            derived |= (year_of == y) & py["psn_no"].isin(hit).to_numpy()
     py["preexisting"] = np.where(py["enrolled"],
-                                 pol_pre.reindex(key, fill_value=False).to_numpy(dtype=bool),
+                                 pol_pre.reindex(py_key, fill_value=False).to_numpy(dtype=bool),
                                  derived)
     stays = st[st["med_type"].astype(str).isin(INPATIENT_MED_TYPES)]
-    per_year = stays.groupby([stays["psn_no"].astype(str), stays["setl_time"].dt.year]).size()
-    py["stays_prior"] = per_year.reindex(pd.MultiIndex.from_arrays(
-        [py["psn_no"], py["year"] - 1]), fill_value=0).to_numpy()
-    # notional policies: every person-year covered by the product's terms
-    notional = pd.DataFrame({
-        "policy_no": [f"X{y}-{p}" for p, y in zip(py["psn_no"], py["year"])],
-        "psn_no": py["psn_no"], "product_id": product.id,
-        "start_date": pd.to_datetime(py["year"].astype(str) + "-01-01"),
-        "end_date": pd.to_datetime(py["year"].astype(str) + "-12-31"),
-        "preexisting": py["preexisting"], "premium": 0, "consent": True})
+    per_year = pd.Series(year_person_key(stays["setl_time"].dt.year.to_numpy(),
+                                         person_rows(index, stays["psn_no"]))).value_counts()
+    py["stays_prior"] = per_year.reindex(year_person_key(year_of - 1, who),
+                                         fill_value=0).to_numpy()
+    # notional policies: the product's terms over every person-year of the people with a
+    # settlement it may pay (each of their years, so renewals stay renewals); policy_no
+    # is the person-year's row
     st = st[may_pay(product, st, has_lines(st, data.lines))]
+    st_who = person_rows(index, st["psn_no"])
+    covered = np.flatnonzero(np.isin(who, np.unique(st_who)))
+    notional = pd.DataFrame({
+        "policy_no": covered, "psn_no": index.to_numpy()[who[covered]],
+        "product_id": product.id,
+        "start_date": pd.to_datetime(pd.Series(year_of[covered]).astype(str) + "-01-01"),
+        "end_date": pd.to_datetime(pd.Series(year_of[covered]).astype(str) + "-12-31"),
+        "preexisting": py["preexisting"].to_numpy()[covered], "premium": 0, "consent": True})
     dec = adjudicate(product, st, notional, data.lines, matcher=LineMatcher(product))
-    agg = dec.by_policy().reindex(notional["policy_no"], fill_value=0)
+    agg = dec.by_policy()
+    at = agg.index.to_numpy(dtype="int64")
     for c in agg.columns:
-        py[c] = agg[c].to_numpy()
+        col = np.zeros(len(py), dtype="int64")
+        col[at] = agg[c].to_numpy()
+        py[c] = col
     if not events:
         return py
     has = dec.settlements["policy_no"].notna().to_numpy()
-    inpatient_ids = st.loc[st["med_type"].astype(str).isin(INPATIENT_MED_TYPES), "setl_id"]
-    inpatient = dec.settlements["setl_id"].isin(inpatient_ids).to_numpy()
+    inpatient = st["med_type"].astype(str).isin(INPATIENT_MED_TYPES).to_numpy()
     parts = []
     for b in dec.benefits:
         e = dec.eligible[b]
         on = has & (e > 0)
         parts.append(pd.DataFrame({
             "setl_id": dec.settlements["setl_id"].to_numpy()[on],
-            "psn_no": dec.settlements["psn_no"].astype(str).to_numpy()[on],
+            "psn_no": pd.Categorical.from_codes(st_who[on], dtype=py["psn_no"].dtype),
+            "person": st_who[on],
             "year": dec.settlements["setl_time"].dt.year.to_numpy()[on],
             "benefit": b, "eligible": e[on], "inpatient": inpatient[on]}))
     return py, pd.concat(parts, ignore_index=True)
+
+
+def year_person_key(year, person) -> np.ndarray:
+    """One int64 per (year, person row): ``year << 32 | person``; ascending in year, then
+    person, like the person-year table's rows."""
+    return (np.asarray(year, dtype="int64") << 32) | np.asarray(person, dtype="int64")
+
+
+def person_rows(index: pd.Index, psn_no: pd.Series) -> np.ndarray:
+    """Each ``psn_no``'s position in ``index`` (persons' ids as text; -1 if absent). A
+    categorical is looked up once per category."""
+    if isinstance(psn_no.dtype, pd.CategoricalDtype):
+        at = index.get_indexer(psn_no.cat.categories.astype(str))
+        codes = psn_no.cat.codes.to_numpy()
+        return np.where(codes >= 0, at[np.maximum(codes, 0)] if len(at) else -1, -1)
+    return index.get_indexer(psn_no.astype(str))
+
+
+def person_year_rows(frame: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
+    """The row of ``frame`` (a person-year table) holding each row's person and year of
+    ``other`` (-1 where none), by the integer ``person`` column when both have it (a
+    binary search when ``frame`` is in year, person order), else by ``psn_no``."""
+    if "person" in frame.columns and "person" in other.columns:
+        fk = year_person_key(frame["year"].to_numpy(), frame["person"].to_numpy())
+        ok = year_person_key(other["year"].to_numpy(), other["person"].to_numpy())
+        if len(fk) and bool(np.all(fk[1:] > fk[:-1])):
+            at = np.minimum(np.searchsorted(fk, ok), len(fk) - 1)
+            return np.where(fk[at] == ok, at, -1)
+        return pd.Index(fk).get_indexer(ok)
+    key = pd.MultiIndex.from_arrays([frame["psn_no"].astype(str), frame["year"]])
+    return key.get_indexer(pd.MultiIndex.from_arrays([other["psn_no"].astype(str),
+                                                      other["year"]]))
 
 
 #: People per block of :func:`experience_in_blocks`.
@@ -206,11 +257,19 @@ def _block(b: int):
     lo, hi = b * c["size"], (b + 1) * c["size"]
     data = c["data"]
     ln = data.lines
+    persons = data.persons.iloc[lo:hi]
+    rows = c["st_order"][c["st_bounds"][b]:c["st_bounds"][b + 1]]
+    st = data.settlements.iloc[rows]
+    # psn_no as a categorical over the block's people (not all of them)
+    st = st.assign(psn_no=pd.Categorical.from_codes(c["st_who"][rows] - lo,
+                                                    categories=persons["psn_no"].to_numpy()))
     part = FundData(
-        data.persons.iloc[lo:hi], data.policies[(c["pol_who"] >= lo) & (c["pol_who"] < hi)],
-        data.settlements.iloc[c["st_order"][c["st_bounds"][b]:c["st_bounds"][b + 1]]],
+        persons, data.policies[(c["pol_who"] >= lo) & (c["pol_who"] < hi)], st,
         ln[(c["ln_who"] >= lo) & (c["ln_who"] < hi)] if ln is not None and len(ln) else ln)
-    return experience(c["product"], part, events=True, years=c["years"])
+    py, ev = experience(c["product"], part, events=True, years=c["years"])
+    py["person"] += lo
+    ev["person"] += lo
+    return py, ev
 
 
 def experience_in_blocks(product: Product, data: FundData, block_persons: int | None = None,
@@ -242,6 +301,7 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
         ln_who = np.where(r >= 0, st_who[np.maximum(r, 0)], -1)
     _BLOCKS = {"data": data, "product": product, "years": years, "size": block_persons,
                "pol_who": keys.rows(data.policies["psn_no"]), "st_order": st_order,
+               "st_who": st_who,
                "st_bounds": np.searchsorted(st_who[st_order],
                                             np.arange(n_blocks + 1) * block_persons),
                "ln_who": ln_who}
@@ -255,11 +315,29 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
             parts = [_block(b) for b in range(n_blocks)]
     finally:
         _BLOCKS = None
-    py = pd.concat([p[0] for p in parts], ignore_index=True)
-    py = py.iloc[np.argsort(py["year"].to_numpy(), kind="stable")].reset_index(drop=True)
-    ev = pd.concat([p[1] for p in parts], ignore_index=True)
+    ids = pd.CategoricalDtype(pd.Index(persons["psn_no"].astype(str)))
+    pys, evs = [p[0] for p in parts], [p[1] for p in parts]
     del parts
+    py = _joined(pys, np.argsort(_column(pys, "year"), kind="stable"), ids)
     rank = {b.id: i for i, b in enumerate(product.benefits)}
-    order = np.lexsort((setl_row.get_indexer(ev["setl_id"]),
-                        ev["benefit"].map(rank).to_numpy()))
-    return py, ev.iloc[order].reset_index(drop=True)
+    order = np.lexsort((setl_row.get_indexer(_column(evs, "setl_id")),
+                        pd.Series(_column(evs, "benefit")).map(rank).to_numpy()))
+    return py, _joined(evs, order, ids)
+
+
+def _column(frames: list[pd.DataFrame], name: str) -> np.ndarray:
+    return np.concatenate([f[name].to_numpy() for f in frames])
+
+
+def _joined(frames: list[pd.DataFrame], order: np.ndarray, ids) -> pd.DataFrame:
+    """The blocks' tables as one, rows in ``order``, one column at a time (a concat and
+    a reordering would each copy the whole table); ``psn_no`` made again from ``person``
+    as a categorical over everyone's ids (``ids``)."""
+    cols = {}
+    for name in frames[0].columns:
+        if name == "psn_no":
+            cols[name] = None                    # its place; made from person below
+            continue
+        cols[name] = _column(frames, name)[order]
+    cols["psn_no"] = pd.Categorical.from_codes(cols["person"], dtype=ids)
+    return pd.DataFrame(cols, copy=False)         # the arrays adopted, not consolidated

@@ -43,7 +43,7 @@ def age_band(age) -> pd.Categorical:
 
 def rating_frame(exp: pd.DataFrame) -> pd.DataFrame:
     """The experience table with the rating factors an actuary would use."""
-    out = exp.copy()
+    out = exp.copy(deep=False)        # new columns only: the table is not copied
     out["age_band"] = age_band(exp["age"])
     out["gender"] = exp["gender"].astype(str)
     out["insutype"] = exp["insutype"].astype(str)
@@ -63,6 +63,18 @@ def rating_cells(frame: pd.DataFrame, factors, count: str) -> pd.DataFrame:
     cells = g.agg(exposure=("exposure", "sum"), count=(count, "sum"),
                   person_years=("exposure", "size")).reset_index()
     return cells[cells["exposure"] > 0]
+
+
+def predict_by_cell(predict, frame: pd.DataFrame, factors) -> np.ndarray:
+    """``predict`` evaluated once per distinct combination of ``factors`` and spread
+    back to the rows of ``frame`` (a model formula over ten million rows is slow)."""
+    if len(frame) == 0:
+        return np.zeros(0)
+    if not factors:
+        return np.repeat(predict(frame.iloc[:1]), len(frame))
+    g = frame.groupby(list(factors), observed=True, sort=False)
+    combos = g.size().reset_index()[list(factors)]
+    return predict(combos)[g.ngroup().to_numpy()]
 
 
 class PoissonFrequency:
@@ -110,7 +122,9 @@ class PoissonFrequency:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Expected claims per unit of exposure for each row (or cell) of ``frame``."""
-        return self.result_.predict(frame, offset=np.zeros(len(frame))).to_numpy()
+        return predict_by_cell(
+            lambda f: self.result_.predict(f, offset=np.zeros(len(f))).to_numpy(),
+            frame, self.factors)
 
 
 class NegBinFrequency:

@@ -51,7 +51,7 @@ from puhui.pricing.enrolment import (
     next_claim_free_years,
     spiral,
 )
-from puhui.pricing.experience import experience_in_blocks
+from puhui.pricing.experience import experience_in_blocks, person_year_rows
 from puhui.pricing.frequency import rating_frame
 from puhui.pricing.validation import cross_validate_frequency, gini_index
 from puhui.products.model import Product
@@ -136,8 +136,8 @@ class Pricing:
 def _group_events(ev: pd.DataFrame, terms: GroupTerms) -> pd.DataFrame:
     e = ev[ev["benefit"].isin(terms.benefits)]
     if len(terms.benefits) > 1:
-        e = e.groupby("setl_id", sort=False).agg(psn_no=("psn_no", "first"),
-                                                  year=("year", "first"),
+        e = e.groupby("setl_id", sort=False).agg(row=("row", "first"),
+                                                  inpatient=("inpatient", "first"),
                                                   eligible=("eligible", "sum")).reset_index()
     return e.assign(amount=e["eligible"].to_numpy() / 100.0)
 
@@ -157,6 +157,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         raise InputError("the fund data has no person-years to price on")
     frame = rating_frame(exp)
     frame["age_group"] = age_group(exp["age"])
+    del exp
+    ev["row"] = person_year_rows(frame, ev)          # each event's person-year
     t_years = trend_years(product.start, product.end, frame["year"].to_numpy(),
                           frame["exposure"].to_numpy())
     sev_trend = trend_factor(trend_a["medical_inflation"], t_years)
@@ -167,6 +169,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         raise InputError(f"no person in the data is eligible for {product.id} "
                          f"(schemes {', '.join(product.insutypes)}, ages "
                          f"{product.min_entry_age}-{product.max_renewal_age or product.max_entry_age})")
+    framed = frame if elig.all() else frame[elig]      # the eligible person-years
     last = int(frame["year"].max())
     cur = frame[elig & (frame["year"] == last).to_numpy()]
     cells = (cur.groupby(list(CELL_FACTORS), observed=True)
@@ -177,7 +180,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     enrol_model = None
     if frame["enrolled"].any() and not frame["enrolled"].all():
         say("enrolment: renewal and entry models")
-        enrol_model = EnrolmentModel().fit(frame[elig])
+        enrol_model = EnrolmentModel().fit(framed)
         w = enrol_model.transition(cells, enrolled, people)
     else:
         w = people.copy()
@@ -208,7 +211,6 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     for terms in groups:
         say(f"benefit {terms.id}: frequency, severity, annual benefit per cell")
         e = _group_events(ev, terms)
-        e = e.merge(frame[["psn_no", "year", *CELL_FACTORS]], on=["psn_no", "year"], how="left")
         model = BenefitCostModel(threshold_quantile=sev_a.get("threshold_quantile", 0.95),
                                  min_exceedances=sev_a.get("min_exceedances", 50))
         model.fit(frame, e)
@@ -260,14 +262,14 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     # actual versus expected, and credibility of each cell's own experience
     say("actual versus expected, credibility")
     tables = {"groups": pd.DataFrame(group_rows), "coefficients": _coefficients(models)}
-    tables.update(_actual_vs_expected(product, frame[elig], groups, models))
+    tables.update(_actual_vs_expected(product, framed, groups, models))
     ae_rows = tables.pop("ae_rows")
     cred_a = assumptions.get("credibility", {})
     cell_factor = np.ones(len(cells))
     cred_fig = None
     if cred_a.get("by") and len(ae_rows):
         by = tuple(cred_a["by"])
-        cred, cp = credibility_factors(frame[elig], frame.loc[elig, "year"], ae_rows["actual"],
+        cred, cp = credibility_factors(framed, framed["year"], ae_rows["actual"],
                                        ae_rows["expected"], by)
         cell_factor = cells[list(by)].merge(cred[[*by, "factor"]], on=list(by), how="left")[
             "factor"].fillna(1.0).to_numpy()
@@ -352,7 +354,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
             if k.events < int(val_a.get("min_events", 1000)):
                 continue
             say(f"cross-validation of {gid} ({k.name}) frequency, GLM and GBM")
-            cv = cross_validate_frequency(frame.assign(_n=model.counts_[k.name]), "_n",
+            slim = frame[["psn_no", "exposure", *k.factors]]
+            cv = cross_validate_frequency(slim.assign(_n=model.counts_[k.name]), "_n",
                                           k.factors, folds=int(val_a.get("folds", 5)), seed=seed,
                                           max_rows=int(val_a.get("max_rows", 400_000)))
             checks.append((f"{gid} ({k.name})", cv))
@@ -387,7 +390,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     bi = assumptions.get("budget_impact", {})
     if bi.get("class_c_list"):
         say("budget impact of the class-C list")
-        impact = class_c_budget_impact(product, data, frame[elig], cells, w, CELL_FACTORS,
+        impact = class_c_budget_impact(product, data, framed, cells, w, CELL_FACTORS,
                                        n_policies, float(bi.get("class_c_uptake", 0.2)),
                                        list_id=bi["class_c_list"])
         if "drugs" in impact:
@@ -407,18 +410,21 @@ def _actual_vs_expected(product: Product, frame: pd.DataFrame, groups, models) -
     """Actual as-if payouts of the experience against the models' expected annual
     benefit (untrended) for the same person-years: overall, one-way by factor, and by
     decile of expected cost (calibration and lift)."""
-    combos = frame.groupby(list(CELL_FACTORS), observed=True).size().reset_index()[list(CELL_FACTORS)]
+    g = frame.groupby(list(CELL_FACTORS), observed=True, sort=True)
+    combos = g.size().reset_index()[list(CELL_FACTORS)]
     expected = np.zeros(len(combos))
     for terms in groups:
         expected += models[terms.id].moments(combos, terms)[0]
-    idx = frame.merge(combos.reset_index(), on=list(CELL_FACTORS), how="left")["index"].to_numpy()
-    exp_row = expected[idx] * frame["exposure"].to_numpy()
+    exp_row = expected[g.ngroup().to_numpy()] * frame["exposure"].to_numpy()
     act_row = sum(frame[f"payout_{b.id}"].to_numpy() for b in product.benefits) / 100.0
     f = pd.DataFrame({"actual": act_row, "expected": exp_row})
     one_way = []
     for fac in AE_FACTORS:
-        g = f.groupby(frame[fac].astype(str).to_numpy())
-        t = g.agg(actual=("actual", "sum"), expected=("expected", "sum"), people=("actual", "size"))
+        codes, levels = pd.factorize(frame[fac])         # levels shown as text, in text order
+        t = f.groupby(codes).agg(actual=("actual", "sum"), expected=("expected", "sum"),
+                                 people=("actual", "size"))
+        t.index = np.asarray(levels.astype(str))[t.index.to_numpy()]
+        t = t.sort_index()
         for level, row in t.iterrows():
             one_way.append({"factor": fac, "level": level, "people": int(row["people"]),
                             "actual": row["actual"], "expected": row["expected"]})

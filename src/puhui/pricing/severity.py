@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from puhui.pricing.frequency import DEFAULT_FACTORS
+from puhui.pricing.frequency import DEFAULT_FACTORS, predict_by_cell
 
 
 class GammaSeverity:
@@ -54,8 +54,8 @@ class GammaSeverity:
             warnings.simplefilter("ignore", RuntimeWarning)
             res = model.fit(scale=1.0)
         # the event-level dispersion (Pearson): sum ((y - mu) / mu)^2 / (n - p)
-        mu = res.predict(events)
-        resid = (events[amount].to_numpy() - mu.to_numpy()) / mu.to_numpy()
+        mu = predict_by_cell(lambda f: res.predict(f).to_numpy(), events, self.factors)
+        resid = (events[amount].to_numpy() - mu) / mu
         self.dispersion_ = float((resid ** 2).sum() / (len(events) - len(res.params)))
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -68,4 +68,5 @@ class GammaSeverity:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Expected amount per event for each row of ``frame``."""
-        return self.result_.predict(frame).to_numpy()
+        return predict_by_cell(lambda f: self.result_.predict(f).to_numpy(), frame,
+                               self.factors)

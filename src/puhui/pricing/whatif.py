@@ -172,7 +172,7 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     cell) x uptake / (drugs listed for the same indications); benefit per user = min(ratio x price, limit); per insured = sum of
     users x benefit / policies; total = per insured x policies (yuan)."""
     from puhui.drug_lists import load_lists
-    from puhui.pricing.experience import effective_settlements
+    from puhui.pricing.experience import effective_settlements, person_rows
 
     lists = load_lists()
     if list_id not in lists:
@@ -195,14 +195,24 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     key = cur.merge(cells.reset_index()[[*cell_factors, "index"]], on=list(cell_factors),
                     how="left")["index"].to_numpy()
     ok = ~pd.isna(key)
-    per_person = pd.Series(np.where(ok, (weights / cells["people"].to_numpy())[
-        np.where(ok, key, 0).astype(int)], 0.0), index=cur["psn_no"].to_numpy())
-    pre = pd.Series(cur["preexisting"].to_numpy(dtype=bool), index=cur["psn_no"].to_numpy())
+    # per person (by the position of the id in the person-years' psn_no categories):
+    # expected policies of their cell per person, pre-existing flag, priced this year
+    ids = frame["psn_no"]
+    index = (ids.cat.categories if isinstance(ids.dtype, pd.CategoricalDtype)
+             else pd.Index(pd.unique(ids.astype(str))))
+    cur_who = person_rows(index, cur["psn_no"])
+    per_person = np.zeros(len(index))
+    per_person[cur_who] = np.where(ok, (weights / cells["people"].to_numpy())[
+        np.where(ok, key, 0).astype(int)], 0.0)
+    pre = np.zeros(len(index), dtype=bool)
+    pre[cur_who] = cur["preexisting"].to_numpy(dtype=bool)
+    priced = np.zeros(len(index), dtype=bool)
+    priced[cur_who] = True
     from puhui.icd import matches_prefixes
 
     # each distinct diagnosis is tested once per drug, then spread to the settlements
     dx, dx_uniques = pd.factorize(st["dise_code"].astype(object), use_na_sentinel=True)
-    who = st["psn_no"].astype(str).to_numpy()
+    who = person_rows(index, st["psn_no"])
     rows = []
     # drugs with the same indications compete for the same patients: they share the uptake
     competitors = items["dise_codes"].astype(str).map(items["dise_codes"].astype(str).value_counts())
@@ -210,11 +220,12 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
         codes = [c.strip() for c in str(it.get("dise_codes", "")).split(";") if c.strip()]
         on = matches_prefixes(dx_uniques, codes)
         hit = (dx >= 0) & on[np.maximum(dx, 0)] if len(on) else np.zeros(len(dx), bool)
-        people = pd.Index(np.unique(who[hit])).intersection(per_person.index)
-        expected_holders = float(per_person.reindex(people).sum())
+        people = np.unique(who[hit & (who >= 0)])
+        people = people[priced[people]]
+        expected_holders = float(per_person[people].sum())
         users = expected_holders * uptake / n_comp
         price = float(it["price_yuan"])
-        r = np.where(pre.reindex(people).to_numpy(dtype=bool), pre_ratio, ratio)
+        r = np.where(pre[people], pre_ratio, ratio)
         per_user = float(np.mean(np.minimum(r * price, limit))) if len(people) else 0.0
         rows.append({"code": str(it["hilist_code"]), "name": str(it.get("name_zh", "")),
                      "diagnosed_people": len(people) if len(people) >= min_people or
