@@ -108,13 +108,14 @@ def match_policies(st: pd.DataFrame, policies: pd.DataFrame,
 def renewed_policy(policies: pd.DataFrame) -> np.ndarray:
     """For each policy, the position of the policy it renews (the same person's, any
     product, ending the day before it starts), or -1."""
-    psn = policies["psn_no"].astype(str).to_numpy()
-    start = policies["start_date"].to_numpy().astype("datetime64[D]")
-    end = policies["end_date"].to_numpy().astype("datetime64[D]")
-    ends = pd.Series(np.arange(len(policies)), index=pd.MultiIndex.from_arrays(
-        [psn, (end + DAY).astype("int64")]))
+    # (person, day) as one integer: person code x 2^21 + days since 1970 shifted by
+    # 2^20 (dates within 2,800 years of 1970)
+    person = pd.factorize(policies["psn_no"].astype(str).to_numpy())[0].astype("int64")
+    start = policies["start_date"].to_numpy().astype("datetime64[D]").astype("int64")
+    end = policies["end_date"].to_numpy().astype("datetime64[D]").astype("int64")
+    ends = pd.Series(np.arange(len(policies)), index=(person << 21) + end + 1 + (1 << 20))
     ends = ends[~ends.index.duplicated(keep="first")]
-    prev = ends.reindex(pd.MultiIndex.from_arrays([psn, start.astype("int64")])).to_numpy()
+    prev = ends.reindex((person << 21) + start + (1 << 20)).to_numpy()
     return np.where(np.isnan(prev), -1, prev).astype("int64")
 
 

@@ -343,14 +343,17 @@ class PersonKeys:
 
     def rows(self, refs: pd.Series) -> np.ndarray:
         """Row in persons of each value of ``refs`` (-1 for none or null). A categorical
-        is looked up by its categories, then spread by its codes."""
+        is looked up by its categories, other text once per distinct value."""
         if isinstance(refs.dtype, pd.CategoricalDtype):
             cat_rows = self._rows_of(refs.cat.categories.to_numpy(dtype=object))
             rc = refs.cat.codes.to_numpy()
             if not len(cat_rows):
                 return np.full(len(refs), -1, dtype="int64")
             return np.where(rc >= 0, cat_rows[np.maximum(rc, 0)], -1)
-        return self._rows_of(refs.to_numpy(dtype=object))
+        # each distinct value looked up once (a person has many settlements)
+        codes, uniques = pd.factorize(refs.to_numpy(dtype=object))
+        found = self._rows_of(np.asarray(uniques, dtype=object))
+        return np.where(codes >= 0, found[np.maximum(codes, 0)] if len(found) else -1, -1)
 
 
 #: The SipHash key of settlement-id hashes (16 bytes).

@@ -331,13 +331,15 @@ class BenefitCostModel:
         self.grid = grid
 
     def fit(self, frame: pd.DataFrame, events: pd.DataFrame, amount: str = "amount",
-            kind: str = "inpatient") -> "BenefitCostModel":
+            kind: str = "inpatient", cells: tuple | None = None) -> "BenefitCostModel":
         """``frame``: one row per person-year (``psn_no`` or ``person``, ``year``, the
         factors, ``exposure``); ``events``: one row per event (its person-year as
         ``row``, the position in ``frame``, or as ``psn_no``/``person`` and ``year``;
         its amount in yuan, > 0; and a ``kind`` column whose values split the claims).
         Every fit is on sums over the frame's cells of the candidate factors (exact for
-        the Poisson and gamma GLMs); an event's factors are its person-year's."""
+        the Poisson and gamma GLMs); an event's factors are its person-year's. ``cells``:
+        ``cells_of(frame, self.candidates(frame))`` when the caller has it (several
+        models on one frame)."""
         self.events_ = int(len(events))
         self.exposure_ = float(frame["exposure"].sum())
         self.kinds_: list[ClaimKind] = []
@@ -348,9 +350,7 @@ class BenefitCostModel:
                 else person_year_rows(frame, events))
         if (rows < 0).any():
             raise ValueError(f"{int((rows < 0).sum())} events have no person-year in the frame")
-        candidates = (tuple(self.factors) if self.factors is not None else
-                      tuple(f for f in (*RATING_FACTORS, "age_group") if f in frame.columns))
-        cells, cell = cells_of(frame, candidates)
+        cells, cell = cells if cells is not None else cells_of(frame, self.candidates(frame))
         exposure = frame["exposure"].to_numpy(dtype=float)
         for value, at in sorted(events.groupby(kind, sort=True).indices.items()):
             ev_rows = rows[at]
@@ -371,6 +371,13 @@ class BenefitCostModel:
             self.counts_[name] = n
             self.kinds_.append(ClaimKind(name, factors, freq, alpha, sev, shape, len(at), phi))
         return self
+
+    def candidates(self, frame: pd.DataFrame) -> tuple[str, ...]:
+        """The factors the fit may use: the given ones, or the rating factors (and the
+        coarse age group) that ``frame`` has."""
+        if self.factors is not None:
+            return tuple(self.factors)
+        return tuple(f for f in (*RATING_FACTORS, "age_group") if f in frame.columns)
 
     def rates(self, cells: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per kind: expected events per year and mean amount per event, per cell."""

@@ -290,8 +290,15 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     if n <= block_persons:
         return experience(product, data, events=True, years=years)
     st, ln = data.settlements, data.lines
-    keys = PersonKeys(persons["psn_no"])
-    st_who = keys.rows(st["psn_no"])
+    ps = st["psn_no"]
+    if (isinstance(ps.dtype, pd.CategoricalDtype) and len(ps.cat.categories) == n
+            and bool((ps.cat.categories.to_numpy() == persons["psn_no"].to_numpy()).all())):
+        st_who = ps.cat.codes.to_numpy().astype("int64")     # codes are persons' rows
+        pol_who = person_rows(ps.cat.categories, data.policies["psn_no"])
+    else:
+        keys = PersonKeys(persons["psn_no"])
+        st_who = keys.rows(ps)
+        pol_who = keys.rows(data.policies["psn_no"])
     st_order = np.argsort(st_who, kind="stable")     # file order within each person
     n_blocks = -(-n // block_persons)
     setl_row = pd.Index(st["setl_id"])
@@ -300,7 +307,7 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
         r = setl_row.get_indexer(ln["setl_id"])
         ln_who = np.where(r >= 0, st_who[np.maximum(r, 0)], -1)
     _BLOCKS = {"data": data, "product": product, "years": years, "size": block_persons,
-               "pol_who": keys.rows(data.policies["psn_no"]), "st_order": st_order,
+               "pol_who": pol_who, "st_order": st_order,
                "st_who": st_who,
                "st_bounds": np.searchsorted(st_who[st_order],
                                             np.arange(n_blocks + 1) * block_persons),

@@ -41,16 +41,20 @@ def age_band(age) -> pd.Categorical:
     return banded(age, AGE_BANDS)
 
 
-def rating_frame(exp: pd.DataFrame) -> pd.DataFrame:
-    """The experience table with the rating factors an actuary would use."""
-    out = exp.copy(deep=False)        # new columns only: the table is not copied
-    out["age_band"] = age_band(exp["age"])
-    out["gender"] = exp["gender"].astype(str)
-    out["insutype"] = exp["insutype"].astype(str)
-    out["retired"] = exp["retired"].astype(bool).astype(int)
-    out["preexisting"] = exp["preexisting"].astype(bool).astype(int)
-    out["prior_stay"] = (exp["stays_prior"] > 0).astype(int)
-    return out
+def rating_frame(exp: pd.DataFrame, columns=None) -> pd.DataFrame:
+    """The experience table (its ``columns``, default all) with the rating factors an
+    actuary would use, as one new consolidated table (ten million rows: a table whose
+    columns sit in separate blocks is copied again by every row selection)."""
+    cols = {c: exp[c].to_numpy() if not isinstance(exp[c].dtype, pd.CategoricalDtype)
+            else exp[c].array for c in (exp.columns if columns is None else columns)}
+    cols.update({
+        "age_band": age_band(exp["age"]),
+        "gender": exp["gender"].astype(str).to_numpy(),
+        "insutype": exp["insutype"].astype(str).to_numpy(),
+        "retired": exp["retired"].astype(bool).astype(int).to_numpy(),
+        "preexisting": exp["preexisting"].astype(bool).astype(int).to_numpy(),
+        "prior_stay": (exp["stays_prior"] > 0).astype(int).to_numpy()})
+    return pd.DataFrame(cols)
 
 
 def rating_cells(frame: pd.DataFrame, factors, count: str) -> pd.DataFrame:

@@ -41,6 +41,7 @@ from puhui.pricing.benefit_cost import (
     BenefitCostModel,
     GroupTerms,
     age_group,
+    cells_of,
     pricing_groups,
     step_moments,
 )
@@ -155,7 +156,9 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     exp, ev = experience_in_blocks(product, data)
     if len(exp) == 0:
         raise InputError("the fund data has no person-years to price on")
-    frame = rating_frame(exp)
+    # the models read the payouts; eligible amounts and counts come from the events
+    frame = rating_frame(exp, [c for c in exp.columns
+                               if not c.startswith(("eligible_", "claims_", "events_"))])
     frame["age_group"] = age_group(exp["age"])
     del exp
     ev["row"] = person_year_rows(frame, ev)          # each event's person-year
@@ -208,12 +211,14 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     cf_fig: dict[str, dict] = {}
     elig_share: dict[str, float] = {}
     group_rows = []
+    # the person-years' cells of the candidate factors, made once for every model
+    frame_cells = cells_of(frame, BenefitCostModel().candidates(frame))
     for terms in groups:
         say(f"benefit {terms.id}: frequency, severity, annual benefit per cell")
         e = _group_events(ev, terms)
         model = BenefitCostModel(threshold_quantile=sev_a.get("threshold_quantile", 0.95),
                                  min_exceedances=sev_a.get("min_exceedances", 50))
-        model.fit(frame, e)
+        model.fit(frame, e, cells=frame_cells)
         models[terms.id] = model
         m1, m2 = model.moments(cells, terms, severity_factor=sev_trend)
         if terms.claim_free_steps:

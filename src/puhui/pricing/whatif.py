@@ -192,9 +192,9 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
                                                "refund_of") if c in st.columns]])
     st = st[st["setl_time"].dt.year == last]
     cur = frame[frame["year"] == last]
-    key = cur.merge(cells.reset_index()[[*cell_factors, "index"]], on=list(cell_factors),
-                    how="left")["index"].to_numpy()
-    ok = ~pd.isna(key)
+    f = list(cell_factors)
+    key = pd.MultiIndex.from_frame(cells[f]).get_indexer(pd.MultiIndex.from_frame(cur[f]))
+    ok = key >= 0
     # per person (by the position of the id in the person-years' psn_no categories):
     # expected policies of their cell per person, pre-existing flag, priced this year
     ids = frame["psn_no"]
