@@ -4,8 +4,11 @@ For every person and calendar year of the data, the product's own benefit calcul
 (:mod:`puhui.benefits.calculator`, the code claims pays with) is run over the year's
 effective settlements under a notional policy covering the year, for everyone, enrolled
 or not, so that models can be fitted on the whole population and weighted to the people
-who actually enrol. One row per person-year::
+who actually enrol. One row per person-year, in year then person order::
 
+    psn_no        = the person's id, a categorical over persons.parquet's ids
+    person        = the person's row in persons.parquet (the key every join uses:
+                    integers, not ten million strings)
     exposure      = days alive in the year / days in the year      (part years for deaths)
     enrolled      = the person held a policy (of any product in the data) that year
     preexisting   = the enrolled policy's flag; for others, a main diagnosis starting with
@@ -144,7 +147,7 @@ def experience(product: Product, data: FundData, events: bool = False,
                years: list[int] | None = None):
     """The experience table (see the module docstring). With ``events=True`` also the
     event table: one row per settlement and benefit with an eligible amount (setl_id,
-    psn_no, year, benefit, eligible fen, inpatient), for severity models. ``years``:
+    psn_no, person, year, benefit, eligible fen, inpatient), for severity models. ``years``:
     the data's years (default :func:`settlement_years`)."""
     st = effective_settlements(data.settlements)
     years = settlement_years(data) if years is None else years
@@ -267,18 +270,20 @@ def _block(b: int):
         persons, data.policies[(c["pol_who"] >= lo) & (c["pol_who"] < hi)], st,
         ln[(c["ln_who"] >= lo) & (c["ln_who"] < hi)] if ln is not None and len(ln) else ln)
     py, ev = experience(c["product"], part, events=True, years=c["years"])
+    py = _without(py, c["drop"])
     py["person"] += lo
     ev["person"] += lo
     return py, ev
 
 
 def experience_in_blocks(product: Product, data: FundData, block_persons: int | None = None,
-                         workers: int | None = None):
+                         workers: int | None = None, drop: tuple[str, ...] = ()):
     """:func:`experience` with its events, one block of ``block_persons`` people
     (default :data:`BLOCK_PERSONS`; in persons.parquet's order) at a time, in
     ``workers`` forked processes (default: two on two cores or more), so the
     calculator's working arrays are a block's: the same tables in the same order (every
-    quantity is per person; tested against one block)."""
+    quantity is per person; tested against one block). ``drop``: prefixes of person-year
+    columns the caller does not need (ten million rows of each are not sent back)."""
     from puhui.fund.validate import PersonKeys, default_workers
 
     global _BLOCKS
@@ -288,7 +293,8 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     persons = data.persons
     n = len(persons)
     if n <= block_persons:
-        return experience(product, data, events=True, years=years)
+        py, ev = experience(product, data, events=True, years=years)
+        return _without(py, drop), ev
     st, ln = data.settlements, data.lines
     ps = st["psn_no"]
     if (isinstance(ps.dtype, pd.CategoricalDtype) and len(ps.cat.categories) == n
@@ -311,7 +317,7 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
                "st_who": st_who,
                "st_bounds": np.searchsorted(st_who[st_order],
                                             np.arange(n_blocks + 1) * block_persons),
-               "ln_who": ln_who}
+               "ln_who": ln_who, "drop": tuple(drop)}
     try:
         if workers > 1 and n_blocks > 1:
             import multiprocessing
@@ -330,6 +336,10 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     order = np.lexsort((setl_row.get_indexer(_column(evs, "setl_id")),
                         pd.Series(_column(evs, "benefit")).map(rank).to_numpy()))
     return py, _joined(evs, order, ids)
+
+
+def _without(py: pd.DataFrame, prefixes: tuple[str, ...]) -> pd.DataFrame:
+    return py[[c for c in py.columns if not c.startswith(prefixes)]] if prefixes else py
 
 
 def _column(frames: list[pd.DataFrame], name: str) -> np.ndarray:

@@ -41,12 +41,12 @@ def age_band(age) -> pd.Categorical:
     return banded(age, AGE_BANDS)
 
 
-def rating_frame(exp: pd.DataFrame, columns=None) -> pd.DataFrame:
-    """The experience table (its ``columns``, default all) with the rating factors an
-    actuary would use, as one new consolidated table (ten million rows: a table whose
-    columns sit in separate blocks is copied again by every row selection)."""
+def rating_frame(exp: pd.DataFrame) -> pd.DataFrame:
+    """The experience table with the rating factors an actuary would use, as one new
+    consolidated table (ten million rows: a table whose columns sit in separate blocks
+    is copied again by every row selection)."""
     cols = {c: exp[c].to_numpy() if not isinstance(exp[c].dtype, pd.CategoricalDtype)
-            else exp[c].array for c in (exp.columns if columns is None else columns)}
+            else exp[c].array for c in exp.columns}
     cols.update({
         "age_band": age_band(exp["age"]),
         "gender": exp["gender"].astype(str).to_numpy(),

@@ -153,12 +153,11 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     notes: list[str] = []
 
     say("experience: the product's calculator on every person-year")
-    exp, ev = experience_in_blocks(product, data)
+    # the models read the payouts; eligible amounts and counts come from the events
+    exp, ev = experience_in_blocks(product, data, drop=("eligible_", "claims_", "events_"))
     if len(exp) == 0:
         raise InputError("the fund data has no person-years to price on")
-    # the models read the payouts; eligible amounts and counts come from the events
-    frame = rating_frame(exp, [c for c in exp.columns
-                               if not c.startswith(("eligible_", "claims_", "events_"))])
+    frame = rating_frame(exp)
     frame["age_group"] = age_group(exp["age"])
     del exp
     ev["row"] = person_year_rows(frame, ev)          # each event's person-year
