@@ -141,18 +141,16 @@ def next_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
     [1, 2, 0, 1]
     """
     from puhui.benefits.claim_free import claim_free_years
-    from puhui.pricing.experience import person_rows, year_person_key
+    from puhui.pricing.experience import person_ids, person_rows, year_person_key
 
     years = set(int(y) for y in frame["year"].unique())
     pol = policies[policies["start_date"].dt.year.isin(years)].reset_index(drop=True)
     enrolled = np.flatnonzero(frame["enrolled"].to_numpy(dtype=bool))   # others: 0
     paid = np.asarray(paid)[enrolled]
     # people as integers: positions in the frame's ids (its categories when categorical)
-    ids = frame["psn_no"]
-    index = (ids.cat.categories if isinstance(ids.dtype, pd.CategoricalDtype)
-             else pd.Index(pd.unique(ids.astype(str))))
+    index = person_ids(frame)
     key = year_person_key(frame["year"].to_numpy()[enrolled],
-                          person_rows(index, ids.iloc[enrolled]))
+                          person_rows(index, frame["psn_no"].iloc[enrolled]))
     pkey = year_person_key(pol["start_date"].dt.year.to_numpy(),
                            person_rows(index, pol["psn_no"]))
     paid_row = pd.Series(paid, index=key)

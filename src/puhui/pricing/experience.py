@@ -222,6 +222,16 @@ def year_person_key(year, person) -> np.ndarray:
     return (np.asarray(year, dtype="int64") << 32) | np.asarray(person, dtype="int64")
 
 
+def person_ids(frame: pd.DataFrame) -> pd.Index:
+    """The persons' ids of a person-year table: its ``psn_no`` categories (persons.parquet's
+    ids, in its order) or, for a table of plain ids, its distinct ids; positions in this
+    index are the integer people :func:`person_rows` gives."""
+    ids = frame["psn_no"]
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        return ids.cat.categories
+    return pd.Index(pd.unique(ids.astype(str)))
+
+
 def person_rows(index: pd.Index, psn_no: pd.Series) -> np.ndarray:
     """Each ``psn_no``'s position in ``index`` (persons' ids as text; -1 if absent). A
     categorical is looked up once per category."""

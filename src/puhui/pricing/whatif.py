@@ -172,7 +172,7 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     cell) x uptake / (drugs listed for the same indications); benefit per user = min(ratio x price, limit); per insured = sum of
     users x benefit / policies; total = per insured x policies (yuan)."""
     from puhui.drug_lists import load_lists
-    from puhui.pricing.experience import effective_settlements, person_rows
+    from puhui.pricing.experience import effective_settlements, person_ids, person_rows
 
     lists = load_lists()
     if list_id not in lists:
@@ -197,9 +197,7 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     ok = key >= 0
     # per person (by the position of the id in the person-years' psn_no categories):
     # expected policies of their cell per person, pre-existing flag, priced this year
-    ids = frame["psn_no"]
-    index = (ids.cat.categories if isinstance(ids.dtype, pd.CategoricalDtype)
-             else pd.Index(pd.unique(ids.astype(str))))
+    index = person_ids(frame)
     cur_who = person_rows(index, cur["psn_no"])
     per_person = np.zeros(len(index))
     per_person[cur_who] = np.where(ok, (weights / cells["people"].to_numpy())[
