@@ -343,7 +343,10 @@ class BenefitCostModel:
         self.events_ = int(len(events))
         self.exposure_ = float(frame["exposure"].sum())
         self.kinds_: list[ClaimKind] = []
-        self.counts_: dict[str, np.ndarray] = {}     # events per row of frame, by kind
+        # events per row of frame, by kind, held sparse (rows with events, their counts):
+        # a model is saved with the pricing state, and most person-years have none
+        self.counts_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.rows_ = len(frame)
         # each event's person-year; the person-years' combinations of the candidate
         # factors (sums over them are the sufficient statistics of every fit below)
         rows = (events["row"].to_numpy() if "row" in events.columns
@@ -368,9 +371,17 @@ class BenefitCostModel:
             z = ev[amount].to_numpy(dtype=float) / sev.predict(cells)[cell[ev_rows]]
             shape = SplicedSeverity(self.threshold_quantile, self.min_exceedances).fit(z)
             name = {True: "inpatient", False: "outpatient"}.get(value, str(value))
-            self.counts_[name] = n
+            nz = np.flatnonzero(n)
+            self.counts_[name] = (nz, n[nz])
             self.kinds_.append(ClaimKind(name, factors, freq, alpha, sev, shape, len(at), phi))
         return self
+
+    def counts(self, kind: str) -> np.ndarray:
+        """Events of ``kind`` per row of the frame the model was fitted on."""
+        rows, n = self.counts_[kind]
+        out = np.zeros(self.rows_, dtype=n.dtype)
+        out[rows] = n
+        return out
 
     def candidates(self, frame: pd.DataFrame) -> tuple[str, ...]:
         """The factors the fit may use: the given ones, or the rating factors (and the

@@ -35,6 +35,7 @@ from puhui.benefits.quantities import LineMatcher, settlement_quantities
 from puhui.fund.files import FundData
 from puhui.fund.schema import INPATIENT_MED_TYPES
 from puhui.icd import matches_prefixes
+from puhui.process_memory import release_free_memory
 from puhui.products.model import Product
 
 
@@ -280,10 +281,17 @@ def _block(b: int):
         persons, data.policies[(c["pol_who"] >= lo) & (c["pol_who"] < hi)], st,
         ln[(c["ln_who"] >= lo) & (c["ln_who"] < hi)] if ln is not None and len(ln) else ln)
     py, ev = experience(c["product"], part, events=True, years=c["years"])
-    py = _without(py, c["drop"])
     py["person"] += lo
     ev["person"] += lo
-    return py, ev
+    return _arrays(_without(py, c["drop"])), _arrays(ev)
+
+
+def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A block's table sent back as one array per column, so the parent can free each
+    column of every block as soon as it is joined; without psn_no, made again from
+    ``person`` over everyone's ids (a block's ids would be strings unpickled in the
+    parent)."""
+    return {c: frame[c].to_numpy() for c in frame.columns if c != "psn_no"}
 
 
 def experience_in_blocks(product: Product, data: FundData, block_persons: int | None = None,
@@ -341,30 +349,34 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     ids = pd.CategoricalDtype(pd.Index(persons["psn_no"].astype(str)))
     pys, evs = [p[0] for p in parts], [p[1] for p in parts]
     del parts
-    py = _joined(pys, np.argsort(_column(pys, "year"), kind="stable"), ids)
+    py = _joined(pys, np.argsort(_column(pys, "year"), kind="stable"), ids,
+                 before="person")
     rank = {b.id: i for i, b in enumerate(product.benefits)}
     order = np.lexsort((setl_row.get_indexer(_column(evs, "setl_id")),
                         pd.Series(_column(evs, "benefit")).map(rank).to_numpy()))
-    return py, _joined(evs, order, ids)
+    ev = _joined(evs, order, ids, before="person")
+    release_free_memory()
+    return py, ev
 
 
 def _without(py: pd.DataFrame, prefixes: tuple[str, ...]) -> pd.DataFrame:
     return py[[c for c in py.columns if not c.startswith(prefixes)]] if prefixes else py
 
 
-def _column(frames: list[pd.DataFrame], name: str) -> np.ndarray:
-    return np.concatenate([f[name].to_numpy() for f in frames])
+def _column(blocks: list[dict], name: str) -> np.ndarray:
+    return np.concatenate([b[name] for b in blocks])
 
 
-def _joined(frames: list[pd.DataFrame], order: np.ndarray, ids) -> pd.DataFrame:
-    """The blocks' tables as one, rows in ``order``, one column at a time (a concat and
-    a reordering would each copy the whole table); ``psn_no`` made again from ``person``
-    as a categorical over everyone's ids (``ids``)."""
+def _joined(blocks: list[dict], order: np.ndarray, ids, before: str) -> pd.DataFrame:
+    """The blocks' tables (:func:`_arrays`) as one, rows in ``order``, one column at a
+    time, each block's column freed once joined (a concat and a reordering would each
+    copy the whole table, and the blocks would stay until the end); ``psn_no`` made from
+    ``person`` as a categorical over everyone's ids (``ids``) and placed before column
+    ``before`` (where :func:`experience` has it). Empties ``blocks``' dicts."""
     cols = {}
-    for name in frames[0].columns:
-        if name == "psn_no":
-            cols[name] = None                    # its place; made from person below
-            continue
-        cols[name] = _column(frames, name)[order]
+    for name in list(blocks[0]):
+        if name == before:
+            cols["psn_no"] = None                # its place; made from person below
+        cols[name] = np.concatenate([b.pop(name) for b in blocks])[order]
     cols["psn_no"] = pd.Categorical.from_codes(cols["person"], dtype=ids)
     return pd.DataFrame(cols, copy=False)         # the arrays adopted, not consolidated

@@ -33,6 +33,7 @@ from puhui.errors import InputError
 from puhui.fund.files import FundData, join_chunks
 from puhui.fund.schema import INPATIENT_MED_TYPES
 from puhui.icd import matches_prefixes
+from puhui.process_memory import release_free_memory
 from puhui.products.model import Product
 
 #: The settlement columns pricing reads (the benefit calculator's and the experience's).
@@ -90,6 +91,10 @@ def load_for_pricing(data_dir: str | Path, product: Product, assumptions: dict,
         years = np.where(is_rev, 0, st["setl_time"].dt.year.to_numpy()).astype("int16")
         rows = np.flatnonzero(kept_rows(product, st, has_lines, prefixes, is_rev))
         k = st[[c for c in KEPT if c in st.columns]].iloc[rows].reset_index(drop=True)
+        if "dise_code" in k.columns and not isinstance(k["dise_code"].dtype,
+                                                       pd.CategoricalDtype):
+            # a few thousand codes repeated over millions of rows: one string each
+            k["dise_code"] = pd.Categorical(k["dise_code"])
         k["setl_id"] = start + rows
         k["psn_no"] = who[rows] if who is not None else -1
         return k, years
@@ -103,18 +108,38 @@ def load_for_pricing(data_dir: str | Path, product: Product, assumptions: dict,
                                                        "settlement_lines"))
     parts, years = rep.take_settlement_values()
     year = np.concatenate(years)
-    st = join_chunks(list(parts))
-    del parts
+    reversed_rows = rep.reversed_settlement_rows
+    year[reversed_rows] = 0
+    parts = list(parts)            # the only reference: join_chunks frees each as it goes
+    if len(reversed_rows):         # the reversed settlements out, a chunk at a time
+        for i, k in enumerate(parts):
+            gone = np.isin(k["setl_id"].to_numpy(), reversed_rows)
+            if gone.any():
+                parts[i] = k[~gone].reset_index(drop=True)
+    st = join_chunks(parts)
     for c in st.columns:      # the categories that occur in the kept rows
         if isinstance(st[c].dtype, pd.CategoricalDtype):
             st[c] = st[c].cat.remove_unused_categories()
-    reversed_rows = rep.reversed_settlement_rows
-    year[reversed_rows] = 0
-    st = st[~np.isin(st["setl_id"].to_numpy(), reversed_rows)].reset_index(drop=True)
     st["psn_no"] = pd.Categorical.from_codes(st["psn_no"].to_numpy(),
                                              categories=persons["psn_no"].to_numpy())
+    policies = _compact_policies(policies, st["psn_no"].cat.categories)
     if lines is not None:
         lines = lines.assign(setl_id=rep.line_settlement_rows)
         lines = lines[lines["setl_id"].isin(st["setl_id"])].reset_index(drop=True)
-    return FundData(persons, policies, st, lines,
+    data = FundData(persons, policies, st, lines,
                     settlement_years=tuple(int(y) for y in np.unique(year) if y > 0))
+    del rep, st, persons, policies, lines
+    release_free_memory()        # the validation's hashes and the chunks, given back
+    return data
+
+
+def _compact_policies(policies: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
+    """``psn_no`` as a categorical over the persons' ``ids`` and ``product_id`` as a
+    categorical: millions of policies hold a handful of products and one string per
+    person, not one string per row."""
+    from puhui.pricing.experience import person_rows
+
+    who = person_rows(ids, policies["psn_no"])
+    return policies.assign(
+        psn_no=pd.Categorical.from_codes(who, categories=ids),
+        product_id=pd.Categorical(policies["product_id"]))

@@ -55,6 +55,7 @@ from puhui.pricing.enrolment import (
 from puhui.pricing.experience import experience_in_blocks, person_year_rows
 from puhui.pricing.frequency import rating_frame
 from puhui.pricing.validation import cross_validate_frequency, gini_index
+from puhui.process_memory import release_free_memory
 from puhui.products.model import Product
 
 CELL_FACTORS = RATING_FACTORS + ("age_group",)
@@ -143,9 +144,17 @@ def _group_events(ev: pd.DataFrame, terms: GroupTerms) -> pd.DataFrame:
     return e.assign(amount=e["eligible"].to_numpy() / 100.0)
 
 
+#: The settlement columns pricing reads after the experience (the drug shares and the
+#: budget impact).
+AFTER_EXPERIENCE = ("setl_id", "psn_no", "setl_time", "dise_code", "refund_of")
+
+
 def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
-          policies: int | None = None, progress=None) -> Pricing:
-    """Price ``product`` on ``data`` (see the module docstring)."""
+          policies: int | None = None, progress=None, release_data: bool = False) -> Pricing:
+    """Price ``product`` on ``data`` (see the module docstring). ``release_data``: once
+    the experience is made, ``data.settlements`` keeps only the columns pricing still
+    reads (:data:`AFTER_EXPERIENCE`), so their memory is free for the models (``data`` is
+    changed: for a caller that does not use it again, as ``puhui price``)."""
     say = progress or (lambda step: None)
     loads, trend_a = assumptions["loads"], assumptions["trend"]
     target = target_loss_ratio(loads["expense_ratio"], loads["profit_margin"])
@@ -155,6 +164,11 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     say("experience: the product's calculator on every person-year")
     # the models read the payouts; eligible amounts and counts come from the events
     exp, ev = experience_in_blocks(product, data, drop=("eligible_", "claims_", "events_"))
+    if release_data:
+        st = data.settlements
+        data.settlements = st[[c for c in AFTER_EXPERIENCE if c in st.columns]]
+        del st
+        release_free_memory()
     if len(exp) == 0:
         raise InputError("the fund data has no person-years to price on")
     frame = rating_frame(exp)
@@ -173,7 +187,10 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                          f"{product.min_entry_age}-{product.max_renewal_age or product.max_entry_age})")
     framed = frame if elig.all() else frame[elig]      # the eligible person-years
     last = int(frame["year"].max())
-    cur = frame[elig & (frame["year"] == last).to_numpy()]
+    # the eligible people of the last year: their cells, enrolment, age (a copy of the
+    # columns read, not of the table)
+    cur = frame.loc[elig & (frame["year"] == last).to_numpy(),
+                    [*CELL_FACTORS, "enrolled", "age", "exposure"]]
     cells = (cur.groupby(list(CELL_FACTORS), observed=True)
              .agg(people=("exposure", "size"), enrolled=("enrolled", "sum")).reset_index())
     cells = cells[cells["people"] > 0].reset_index(drop=True)
@@ -343,11 +360,13 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         "notes": notes,
     }
     # the as-if experience of the people who enrolled (actual, not modelled)
-    enr = frame[frame["enrolled"].to_numpy(dtype=bool)]
-    if len(enr):
-        paid = sum(enr[f"payout_{b.id}"].sum() for b in product.benefits) / 100.0
+    enr = frame["enrolled"].to_numpy(dtype=bool)
+    if enr.any():
+        paid = sum(frame[f"payout_{b.id}"].to_numpy()[enr].sum()
+                   for b in product.benefits) / 100.0
         figures["experience"] = {
-            "as_if_paid_per_enrolled_policy_year": _r(paid / enr["exposure"].sum(), 2),
+            "as_if_paid_per_enrolled_policy_year": _r(
+                paid / pd.Series(frame["exposure"].to_numpy()[enr]).sum(), 2),
             "note": "the product's calculator on the enrolled people's settlements of the "
                     "data years, before trend (not the model)"}
     figures["actual_to_expected"] = _r(tables.pop("ae_total"), 4)
@@ -358,9 +377,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
             if k.events < int(val_a.get("min_events", 1000)):
                 continue
             say(f"cross-validation of {gid} ({k.name}) frequency, GLM and GBM")
-            slim = frame[["psn_no", "exposure", *k.factors]]
-            cv = cross_validate_frequency(slim.assign(_n=model.counts_[k.name]), "_n",
-                                          k.factors, folds=int(val_a.get("folds", 5)), seed=seed,
+            cv = cross_validate_frequency(frame, model.counts(k.name), k.factors,
+                                          folds=int(val_a.get("folds", 5)), seed=seed,
                                           max_rows=int(val_a.get("max_rows", 400_000)))
             checks.append((f"{gid} ({k.name})", cv))
             fig_checks[f"{gid}:{k.name}"] = {m: _r(v, 6) for m, v in cv["mean"].items()}

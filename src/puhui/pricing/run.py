@@ -68,7 +68,9 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     say = progress or (lambda step: None)
     say("reading and validating the fund data")
     data = load_for_pricing(data_dir, product, assumptions)
-    result = price(product, data, assumptions, seed=seed, policies=policies, progress=progress)
+    result = price(product, data, assumptions, seed=seed, policies=policies, progress=progress,
+                   release_data=True)
+    del data
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "command": "price",

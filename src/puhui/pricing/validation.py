@@ -47,15 +47,24 @@ def cross_validate_frequency(frame: pd.DataFrame, count: str, factors, folds: in
     """Per fold and on average: mean Poisson deviance of a null model (the training
     mean rate), the Poisson GLM and the GBM challenger; Gini of the GLM and the GBM;
     and, pooled over the test folds, calibration of the GLM by decile of predicted rate.
+    ``frame``: one row per person-year (``psn_no``, ``exposure``, the factors);
+    ``count``: its column of claim counts, or the counts per row (an array). Only the
+    rows checked are copied (the subset is drawn before anything else).
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.metrics import mean_poisson_deviance
     from sklearn.model_selection import GroupKFold
 
     rng = np.random.default_rng(seed)
-    f = frame[frame["exposure"] > 0]
-    if len(f) > max_rows:
-        f = f.iloc[np.sort(rng.choice(len(f), max_rows, replace=False))]
+    at = np.flatnonzero(frame["exposure"].to_numpy() > 0)
+    if len(at) > max_rows:
+        at = at[np.sort(rng.choice(len(at), max_rows, replace=False))]
+    if isinstance(count, str):
+        f = frame.take(at)[["psn_no", "exposure", *factors, count]]
+    else:
+        f = frame.take(at)[["psn_no", "exposure", *factors]]
+        f["_count"] = np.asarray(count)[at]
+        count = "_count"
     f = f.reset_index(drop=True)
     y = f[count].to_numpy(dtype=float) / f["exposure"].to_numpy()
     e = f["exposure"].to_numpy(dtype=float)

@@ -191,8 +191,9 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     st = effective_settlements(st[[c for c in ("setl_id", "psn_no", "setl_time", "dise_code",
                                                "refund_of") if c in st.columns]])
     st = st[st["setl_time"].dt.year == last]
-    cur = frame[frame["year"] == last]
     f = list(cell_factors)
+    cur = frame.loc[(frame["year"] == last).to_numpy(),
+                    list(dict.fromkeys([*f, "psn_no", "preexisting"]))]
     key = pd.MultiIndex.from_frame(cells[f]).get_indexer(pd.MultiIndex.from_frame(cur[f]))
     ok = key >= 0
     # per person (by the position of the id in the person-years' psn_no categories):
@@ -209,7 +210,10 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     from puhui.icd import matches_prefixes
 
     # each distinct diagnosis is tested once per drug, then spread to the settlements
-    dx, dx_uniques = pd.factorize(st["dise_code"].astype(object), use_na_sentinel=True)
+    if isinstance(st["dise_code"].dtype, pd.CategoricalDtype):
+        dx, dx_uniques = st["dise_code"].cat.codes.to_numpy(), st["dise_code"].cat.categories
+    else:
+        dx, dx_uniques = pd.factorize(st["dise_code"].astype(object), use_na_sentinel=True)
     who = person_rows(index, st["psn_no"])
     rows = []
     # drugs with the same indications compete for the same patients: they share the uptake
