@@ -365,10 +365,11 @@ class BenefitCostModel:
             rate = freq.predict(cells)[cell]
             alpha = negbin_alpha(n, exposure, rate)
             phi = pearson_dispersion(n, exposure, rate, len(freq.params_))
-            ev = frame[list(factors)].take(ev_rows).reset_index(drop=True)
-            ev[amount] = events[amount].to_numpy()[at]
-            sev = GammaSeverity(factors).fit(ev, amount)
-            z = ev[amount].to_numpy(dtype=float) / sev.predict(cells)[cell[ev_rows]]
+            # severity from each event's cell (no table of events and factors)
+            ev_cell = cell[ev_rows]
+            amounts = events[amount].to_numpy(dtype=float)[at]
+            sev = GammaSeverity(factors).fit_cells(cells, ev_cell, amounts)
+            z = amounts / sev.predict(cells)[ev_cell]
             shape = SplicedSeverity(self.threshold_quantile, self.min_exceedances).fit(z)
             name = {True: "inpatient", False: "outpatient"}.get(value, str(value))
             nz = np.flatnonzero(n)

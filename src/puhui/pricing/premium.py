@@ -136,12 +136,20 @@ class Pricing:
 
 
 def _group_events(ev: pd.DataFrame, terms: GroupTerms) -> pd.DataFrame:
-    e = ev[ev["benefit"].isin(terms.benefits)]
-    if len(terms.benefits) > 1:
+    """A pricing group's events as the models read them (its person-year ``row``,
+    ``inpatient``, ``amount`` in yuan): one per settlement when the group's benefits
+    share a deductible. Only those columns are copied (ten million events)."""
+    on = ev["benefit"].isin(terms.benefits).to_numpy()
+    shared = len(terms.benefits) > 1
+    e = pd.DataFrame({c: ev[c].to_numpy()[on] for c in ("setl_id", "row", "inpatient",
+                                                         "eligible") if shared or c != "setl_id"},
+                     copy=False)
+    if shared:
         e = e.groupby("setl_id", sort=False).agg(row=("row", "first"),
                                                   inpatient=("inpatient", "first"),
                                                   eligible=("eligible", "sum")).reset_index()
-    return e.assign(amount=e["eligible"].to_numpy() / 100.0)
+    return pd.DataFrame({"row": e["row"].to_numpy(), "inpatient": e["inpatient"].to_numpy(),
+                         "amount": e["eligible"].to_numpy() / 100.0}, copy=False)
 
 
 #: The settlement columns pricing reads after the experience (the drug shares and the

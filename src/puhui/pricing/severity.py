@@ -35,9 +35,6 @@ class GammaSeverity:
 
     def fit(self, events: pd.DataFrame, amount: str = "eligible") -> "GammaSeverity":
         """``events``: one row per event with the factors and the amount (> 0)."""
-        import statsmodels.api as sm
-        import statsmodels.formula.api as smf
-
         if (events[amount] <= 0).any():
             raise ValueError("severity amounts must be positive")
         if self.factors:
@@ -45,6 +42,42 @@ class GammaSeverity:
             cells = g.agg(mean="mean", events="size").reset_index()
         else:
             cells = pd.DataFrame({"mean": [events[amount].mean()], "events": [len(events)]})
+        return self._fit(cells, events[amount].to_numpy(), lambda res: predict_by_cell(
+            lambda f: res.predict(f).to_numpy(), events, self.factors))
+
+    def fit_cells(self, cells: pd.DataFrame, event_cell: np.ndarray,
+                  amounts: np.ndarray) -> "GammaSeverity":
+        """The same fit from each event's row in ``cells`` (a table of distinct
+        combinations of the factors and possibly more, such as
+        :func:`puhui.pricing.benefit_cost.cells_of` gives) and its amount (> 0): no
+        table of events and factors is made (ten million events). The cells' means are
+        pandas' group means over the events in their order, as :meth:`fit` takes them."""
+        amounts = np.asarray(amounts, dtype=float)
+        if (amounts <= 0).any():
+            raise ValueError("severity amounts must be positive")
+        if self.factors:
+            g = cells.groupby(list(self.factors), observed=True, sort=True)
+            code = g.ngroup().to_numpy()[event_cell]      # each event's combination
+            combos = g.size().reset_index()[list(self.factors)]
+            a = pd.Series(amounts).groupby(code).agg(["mean", "size"])
+            at = a.index.to_numpy()
+            fit_cells = combos.take(at).reset_index(drop=True).assign(
+                mean=a["mean"].to_numpy(), events=a["size"].to_numpy())
+            mu_of = lambda res: res.predict(fit_cells).to_numpy()[  # noqa: E731
+                np.searchsorted(at, code)]
+        else:
+            fit_cells = pd.DataFrame({"mean": [pd.Series(amounts).mean()],
+                                      "events": [len(amounts)]})
+            mu_of = lambda res: np.repeat(res.predict(fit_cells).to_numpy(),  # noqa: E731
+                                          len(amounts))
+        return self._fit(fit_cells, amounts, mu_of)
+
+    def _fit(self, cells: pd.DataFrame, amounts: np.ndarray, mu_of) -> "GammaSeverity":
+        """The GLM on ``cells`` (factors, ``mean``, ``events``); ``mu_of(result)``: the
+        fitted mean of each of the events (``amounts``) for the dispersion."""
+        import statsmodels.api as sm
+        import statsmodels.formula.api as smf
+
         model = smf.glm(self.formula(), data=cells,
                         family=sm.families.Gamma(sm.families.links.Log()),
                         var_weights=cells["events"].to_numpy())
@@ -54,9 +87,9 @@ class GammaSeverity:
             warnings.simplefilter("ignore", RuntimeWarning)
             res = model.fit(scale=1.0)
         # the event-level dispersion (Pearson): sum ((y - mu) / mu)^2 / (n - p)
-        mu = predict_by_cell(lambda f: res.predict(f).to_numpy(), events, self.factors)
-        resid = (events[amount].to_numpy() - mu) / mu
-        self.dispersion_ = float((resid ** 2).sum() / (len(events) - len(res.params)))
+        mu = mu_of(res)
+        resid = (amounts - mu) / mu
+        self.dispersion_ = float((resid ** 2).sum() / (len(amounts) - len(res.params)))
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             res_scaled = model.fit(scale=self.dispersion_)
