@@ -12,7 +12,7 @@ import puhui.pricing.experience as ex
 from puhui.fund.files import read_fund, read_raw
 from puhui.fund.schema import SETTLEMENTS
 from puhui.pricing.fund_data import load_for_pricing
-from puhui.pricing.premium import load_assumptions, price
+from puhui.pricing.premium import AFTER_EXPERIENCE, load_assumptions, price
 from puhui.products.model import load_product, product_path
 
 PRODUCT = load_product(product_path("huhuibao-2025"))
@@ -50,7 +50,9 @@ def test_pricing_the_kept_settlements_gives_the_figures_of_the_whole(chunked_cit
     assert "refund_of" not in kept.settlements.columns
     a = price(PRODUCT, whole, assumptions, seed=3).figures
     monkeypatch.setattr(ex, "BLOCK_PERSONS", 150)        # four blocks of people
-    b = price(PRODUCT, kept, assumptions, seed=3).figures
+    # as `puhui price` runs it: the settlements' columns let go after the experience
+    b = price(PRODUCT, kept, assumptions, seed=3, release_data=True).figures
+    assert set(kept.settlements.columns) <= set(AFTER_EXPERIENCE)
     assert json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True,
                                                                      default=str)
     assert a["pure_premium"]["total"] > 0

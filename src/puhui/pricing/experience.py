@@ -61,13 +61,12 @@ def person_years(persons: pd.DataFrame, years: list[int]) -> pd.DataFrame:
     [['a', 2024, 0.5], ['b', 2024, 1.0], ['b', 2025, 1.0]]
     """
     rows = []
-    death = persons["death_date"]
     ids = pd.CategoricalDtype(pd.Index(persons["psn_no"].astype(str)))
     for y in years:
         start, end = pd.Timestamp(f"{y}-01-01"), pd.Timestamp(f"{y}-12-31")
         days = (end - start).days + 1
-        alive = death.isna() | (death >= start)
-        p = persons[alive.to_numpy()]
+        alive = alive_at_start(persons, y)
+        p = persons[alive]
         d = p["death_date"]
         last = d.where(d.notna() & (d <= end), end)
         rows.append(pd.DataFrame({
@@ -75,6 +74,13 @@ def person_years(persons: pd.DataFrame, years: list[int]) -> pd.DataFrame:
             "person": np.flatnonzero(alive),
             "year": y, "exposure": (((last - start).dt.days + 1) / days).to_numpy()}))
     return pd.concat(rows, ignore_index=True)
+
+
+def alive_at_start(persons: pd.DataFrame, year: int) -> np.ndarray:
+    """True for the persons alive on 1 January of ``year`` (no death date, or one on or
+    after that day): the people with a row in the person-year table that year."""
+    death = persons["death_date"]
+    return (death.isna() | (death >= pd.Timestamp(f"{year}-01-01"))).to_numpy()
 
 
 def preexisting_from_history(st: pd.DataFrame, year: int, codes: tuple[str, ...],
@@ -336,21 +342,34 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
                "st_bounds": np.searchsorted(st_who[st_order],
                                             np.arange(n_blocks + 1) * block_persons),
                "ln_who": ln_who, "drop": tuple(drop)}
+    # each block's person-years go straight to their place in the table (year, then
+    # person: a block's rows of a year follow the earlier blocks' rows of that year), so
+    # the parent holds the table and one block, not every block and then the table
+    per_year = [int(alive_at_start(persons, y).sum()) for y in years]
+    cursor = np.cumsum([0, *per_year])[:-1].astype("int64")
+    end = cursor + np.asarray(per_year, dtype="int64")
+    total = int(sum(per_year))
+    cols: dict[str, np.ndarray] = {}
+    evs = []
     try:
-        if workers > 1 and n_blocks > 1:
-            import multiprocessing
-
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                parts = pool.map(_block, range(n_blocks), chunksize=1)
-        else:
-            parts = [_block(b) for b in range(n_blocks)]
+        for py_b, ev_b in _block_results(n_blocks, workers):
+            year_b = py_b["year"]
+            at = [np.flatnonzero(year_b == y) for y in years]
+            for name in list(py_b):
+                v = py_b.pop(name)
+                if name not in cols:
+                    cols[name] = np.empty(total, dtype=v.dtype)
+                for i, rows in enumerate(at):
+                    cols[name][cursor[i]:cursor[i] + len(rows)] = v[rows]
+            cursor += [len(rows) for rows in at]
+            evs.append(ev_b)
     finally:
         _BLOCKS = None
+    if not np.array_equal(cursor, end):
+        raise RuntimeError("experience blocks: person-years do not match the persons alive "
+                           "at the start of each year")
     ids = pd.CategoricalDtype(pd.Index(persons["psn_no"].astype(str)))
-    pys, evs = [p[0] for p in parts], [p[1] for p in parts]
-    del parts
-    py = _joined(pys, np.argsort(_column(pys, "year"), kind="stable"), ids,
-                 before="person")
+    py = _with_ids(cols, ids, before="person")
     rank = {b.id: i for i, b in enumerate(product.benefits)}
     order = np.lexsort((setl_row.get_indexer(_column(evs, "setl_id")),
                         pd.Series(_column(evs, "benefit")).map(rank).to_numpy()))
@@ -363,8 +382,33 @@ def _without(py: pd.DataFrame, prefixes: tuple[str, ...]) -> pd.DataFrame:
     return py[[c for c in py.columns if not c.startswith(prefixes)]] if prefixes else py
 
 
+def _block_results(n_blocks: int, workers: int):
+    """Each block's (person-years, events), in block order: in this process, or from
+    ``workers`` forked ones as they finish."""
+    if workers <= 1 or n_blocks <= 1:
+        for b in range(n_blocks):
+            yield _block(b)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_block, range(n_blocks), chunksize=1)
+
+
 def _column(blocks: list[dict], name: str) -> np.ndarray:
     return np.concatenate([b[name] for b in blocks])
+
+
+def _with_ids(cols: dict[str, np.ndarray], ids, before: str) -> pd.DataFrame:
+    """A table of ``cols`` adopting the arrays (not consolidated), with ``psn_no`` made
+    from ``person`` as a categorical over everyone's ids (``ids``) and placed before
+    column ``before`` (where :func:`experience` has it)."""
+    out = {}
+    for name, v in cols.items():
+        if name == before:
+            out["psn_no"] = pd.Categorical.from_codes(cols["person"], dtype=ids)
+        out[name] = v
+    return pd.DataFrame(out, copy=False)
 
 
 def _joined(blocks: list[dict], order: np.ndarray, ids, before: str) -> pd.DataFrame:
@@ -373,10 +417,6 @@ def _joined(blocks: list[dict], order: np.ndarray, ids, before: str) -> pd.DataF
     copy the whole table, and the blocks would stay until the end); ``psn_no`` made from
     ``person`` as a categorical over everyone's ids (``ids``) and placed before column
     ``before`` (where :func:`experience` has it). Empties ``blocks``' dicts."""
-    cols = {}
-    for name in list(blocks[0]):
-        if name == before:
-            cols["psn_no"] = None                # its place; made from person below
-        cols[name] = np.concatenate([b.pop(name) for b in blocks])[order]
-    cols["psn_no"] = pd.Categorical.from_codes(cols["person"], dtype=ids)
-    return pd.DataFrame(cols, copy=False)         # the arrays adopted, not consolidated
+    cols = {name: np.concatenate([b.pop(name) for b in blocks])[order]
+            for name in list(blocks[0])}
+    return _with_ids(cols, ids, before)
