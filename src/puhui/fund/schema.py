@@ -107,7 +107,7 @@ POLICIES = Table(
     columns=(
         Column("policy_no", "string", "policy number, unique"),
         Column("psn_no", "string", "the insured person (in persons)"),
-        Column("product_id", "string", "matches `id` in the product file"),
+        Column("product_id", "string", "matches `id` in the product file", repeated=True),
         Column("start_date", "date", "first day of cover"),
         Column("end_date", "date", "last day of cover (inclusive)"),
         Column("premium", "money", "premium paid, yuan", min_value=0),

@@ -249,24 +249,35 @@ def person_rows(index: pd.Index, psn_no: pd.Series) -> np.ndarray:
     return index.get_indexer(psn_no.astype(str))
 
 
+def positions(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each of ``values``' position in ``keys`` (unique; -1 where absent): a binary
+    search when ``keys`` are ascending integers (no hash table of ten million entries), else a
+    pandas Index lookup.
+
+    >>> positions(np.array([3, 5, 9]), np.array([9, 4, 3])).tolist()
+    [2, -1, 0]
+    """
+    keys, values = np.asarray(keys), np.asarray(values)
+    if keys.dtype.kind in "iu" and len(keys) and bool(np.all(keys[1:] > keys[:-1])):
+        at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+        return np.where(keys[at] == values, at, -1)
+    return pd.Index(keys).get_indexer(values)
+
+
 def person_year_rows(frame: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
     """The row of ``frame`` (a person-year table) holding each row's person and year of
     ``other`` (-1 where none), by the integer ``person`` column when both have it (a
     binary search when ``frame`` is in year, person order), else by ``psn_no``."""
     if "person" in frame.columns and "person" in other.columns:
-        fk = year_person_key(frame["year"].to_numpy(), frame["person"].to_numpy())
-        ok = year_person_key(other["year"].to_numpy(), other["person"].to_numpy())
-        if len(fk) and bool(np.all(fk[1:] > fk[:-1])):
-            at = np.minimum(np.searchsorted(fk, ok), len(fk) - 1)
-            return np.where(fk[at] == ok, at, -1)
-        return pd.Index(fk).get_indexer(ok)
+        return positions(year_person_key(frame["year"].to_numpy(), frame["person"].to_numpy()),
+                         year_person_key(other["year"].to_numpy(), other["person"].to_numpy()))
     key = pd.MultiIndex.from_arrays([frame["psn_no"].astype(str), frame["year"]])
     return key.get_indexer(pd.MultiIndex.from_arrays([other["psn_no"].astype(str),
                                                       other["year"]]))
 
 
 #: People per block of :func:`experience_in_blocks`.
-BLOCK_PERSONS = 250_000
+BLOCK_PERSONS = 125_000
 
 #: What the blocks need (a module global, so forked workers share it).
 _BLOCKS: dict | None = None
@@ -331,10 +342,10 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
         pol_who = keys.rows(data.policies["psn_no"])
     st_order = np.argsort(st_who, kind="stable")     # file order within each person
     n_blocks = -(-n // block_persons)
-    setl_row = pd.Index(st["setl_id"])
+    setl_ids = st["setl_id"].to_numpy()
     ln_who = None
     if ln is not None and len(ln):
-        r = setl_row.get_indexer(ln["setl_id"])
+        r = positions(setl_ids, ln["setl_id"].to_numpy())
         ln_who = np.where(r >= 0, st_who[np.maximum(r, 0)], -1)
     _BLOCKS = {"data": data, "product": product, "years": years, "size": block_persons,
                "pol_who": pol_who, "st_order": st_order,
@@ -371,7 +382,7 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     ids = pd.CategoricalDtype(pd.Index(persons["psn_no"].astype(str)))
     py = _with_ids(cols, ids, before="person")
     rank = {b.id: i for i, b in enumerate(product.benefits)}
-    order = np.lexsort((setl_row.get_indexer(_column(evs, "setl_id")),
+    order = np.lexsort((positions(setl_ids, _column(evs, "setl_id")),
                         pd.Series(_column(evs, "benefit")).map(rank).to_numpy()))
     ev = _joined(evs, order, ids, before="person")
     release_free_memory()
