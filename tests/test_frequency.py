@@ -83,3 +83,35 @@ def test_negative_binomial_dispersion():
     po = PoissonFrequency(FACTORS).fit(rows, "claims")
     common = po.params_.index
     assert np.allclose(nb.params_[common].to_numpy(), po.params_.to_numpy(), atol=0.05)
+
+
+def test_rating_frame_moves_the_columns_and_keeps_their_values():
+    """rating_frame(consume=True) empties the experience table as it copies it, and
+    gives the table the straightforward construction gives (integer columns in one
+    block)."""
+    from puhui.pricing.frequency import age_band, rating_frame
+
+    rng = np.random.default_rng(2)
+    n = 500
+    exp = pd.DataFrame({
+        "psn_no": pd.Categorical(rng.choice(["a", "b", "c"], n)),
+        "person": rng.integers(0, 3, n), "year": rng.integers(2024, 2026, n),
+        "exposure": rng.random(n), "age": rng.integers(0, 100, n),
+        "gender": rng.choice(["1", "2"], n).astype(object),
+        "insutype": rng.choice(["310", "390"], n).astype(object),
+        "retired": rng.random(n) < 0.3, "enrolled": rng.random(n) < 0.4,
+        "preexisting": rng.random(n) < 0.1, "stays_prior": rng.integers(0, 3, n),
+        "payout_hospital": rng.integers(0, 10_000, n)})
+    expected = pd.DataFrame({**{c: exp[c].array if c == "psn_no" else exp[c].to_numpy()
+                                for c in exp.columns},
+                             "gender": exp["gender"].astype(str).to_numpy(),
+                             "insutype": exp["insutype"].astype(str).to_numpy(),
+                             "retired": exp["retired"].astype(int).to_numpy(),
+                             "preexisting": exp["preexisting"].astype(int).to_numpy(),
+                             "age_band": age_band(exp["age"]),
+                             "prior_stay": (exp["stays_prior"] > 0).astype(int).to_numpy()})
+    pd.testing.assert_frame_equal(rating_frame(exp), expected)
+    moved = rating_frame(exp, consume=True)
+    pd.testing.assert_frame_equal(moved, expected)
+    assert exp.shape[1] == 0
+    assert moved._mgr.nblocks < len(moved.columns) - 5     # the integers share a block

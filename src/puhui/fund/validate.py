@@ -392,12 +392,18 @@ class HashedKeys:
     row of each looked-up id (the earliest row with it), -1 where there is none.
     """
 
-    def __init__(self, runs: np.ndarray, rows: np.ndarray, text_at):
+    def __init__(self, runs: np.ndarray | list, rows: np.ndarray | list, text_at):
+        # runs and rows may come as one-element lists, which are emptied: the caller
+        # then holds no reference, and each array is freed as soon as it is sorted
+        # (a hundred million hashes are 800 MB)
+        runs = runs.pop() if isinstance(runs, list) else runs
         n = len(runs)
         order = np.argsort(runs, kind="stable")
         self._s1 = runs[order]
+        del runs
+        rows = rows.pop() if isinstance(rows, list) else rows
         self._order = rows[order]
-        del order
+        del order, rows
         same = self._s1[1:] == self._s1[:-1]
         self.duplicated = np.zeros(n, dtype=bool)
         if same.any():                    # repeats (and, very rarely, two ids' hashes)
@@ -682,8 +688,8 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
         out.values = []
         return out
 
+    h1, h1_rows = [h1], [h1_rows]          # handed over: HashedKeys frees each when sorted
     keys = HashedKeys(h1, h1_rows, lambda rows: reader.take("setl_id", rows).astype(str))
-    del h1, h1_rows
     _dupes(rep, t, ["setl_id"], keys.duplicated, _KeysFromFile(reader, "setl_id"))
     rep.merge(sorted(rules.problems, key=lambda p: p.seq))
     out.reversed_rows = _rules_reversals(rep, _joined(revs), _joined(originals), keys)

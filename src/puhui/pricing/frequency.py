@@ -41,20 +41,38 @@ def age_band(age) -> pd.Categorical:
     return banded(age, AGE_BANDS)
 
 
-def rating_frame(exp: pd.DataFrame) -> pd.DataFrame:
+def rating_frame(exp: pd.DataFrame, consume: bool = False) -> pd.DataFrame:
     """The experience table with the rating factors an actuary would use, as one new
-    consolidated table (ten million rows: a table whose columns sit in separate blocks
-    is copied again by every row selection)."""
-    cols = {c: exp[c].to_numpy() if not isinstance(exp[c].dtype, pd.CategoricalDtype)
-            else exp[c].array for c in exp.columns}
-    cols.update({
+    table whose integer columns share one block (ten million rows: a table whose
+    columns sit in separate blocks is copied again by every row selection).
+    ``consume``: each of ``exp``'s columns is dropped from it once copied (``exp`` ends
+    empty), so the two tables are never held whole at the same time."""
+    derived = {
         "age_band": age_band(exp["age"]),
         "gender": exp["gender"].astype(str).to_numpy(),
         "insutype": exp["insutype"].astype(str).to_numpy(),
         "retired": exp["retired"].astype(bool).astype(int).to_numpy(),
         "preexisting": exp["preexisting"].astype(bool).astype(int).to_numpy(),
-        "prior_stay": (exp["stays_prior"] > 0).astype(int).to_numpy()})
-    return pd.DataFrame(cols)
+        "prior_stay": (exp["stays_prior"] > 0).astype(int).to_numpy()}
+    names = list(dict.fromkeys([*exp.columns, *derived]))     # exp's order, then new
+
+    def take(c):
+        v = derived.pop(c) if c in derived else (
+            exp[c].array if isinstance(exp[c].dtype, pd.CategoricalDtype) else exp[c].to_numpy())
+        if consume and c in exp.columns:
+            del exp[c]
+        return v
+
+    ints = [c for c in names
+            if (derived[c].dtype if c in derived else exp[c].dtype) == np.int64]
+    block = np.empty((len(ints), len(exp)), dtype="int64")
+    for i, c in enumerate(ints):
+        block[i] = take(c)
+    frame = pd.DataFrame(block.T, columns=ints, copy=False)   # the block adopted
+    for pos, c in enumerate(names):
+        if c not in ints:
+            frame.insert(pos, c, take(c))      # names before pos are all in place
+    return frame
 
 
 def rating_cells(frame: pd.DataFrame, factors, count: str) -> pd.DataFrame:

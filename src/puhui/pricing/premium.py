@@ -179,9 +179,9 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         release_free_memory()
     if len(exp) == 0:
         raise InputError("the fund data has no person-years to price on")
-    frame = rating_frame(exp)
-    frame["age_group"] = age_group(exp["age"])
+    frame = rating_frame(exp, consume=True)
     del exp
+    frame["age_group"] = age_group(frame["age"])
     ev["row"] = person_year_rows(frame, ev)          # each event's person-year
     t_years = trend_years(product.start, product.end, frame["year"].to_numpy(),
                           frame["exposure"].to_numpy())
