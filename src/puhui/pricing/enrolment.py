@@ -35,14 +35,20 @@ ENROLMENT_FACTORS = ("age_band", "gender", "insutype", "preexisting", "prior_sta
 def with_previous_enrolment(frame: pd.DataFrame) -> pd.DataFrame:
     """Adds ``prev_enrolled`` (1.0 or 0.0, or NaN in a person's first data year), the
     person found by ``person`` when the frame has it, else by ``psn_no``."""
+    return frame.assign(prev_enrolled=previous_enrolment(frame))
+
+
+def previous_enrolment(frame: pd.DataFrame) -> np.ndarray:
+    """Per row of ``frame``: 1.0 when the person was enrolled the year before, 0.0 when
+    not, NaN in the person's first data year (see :func:`with_previous_enrolment`)."""
     from puhui.pricing.experience import person_year_rows
 
     who = [c for c in ("person", "psn_no") if c in frame.columns][:1]
-    before = frame[[*who, "year"]].assign(year=frame["year"] - 1)
+    before = pd.DataFrame({who[0]: frame[who[0]].to_numpy(),
+                           "year": frame["year"].to_numpy() - 1}, copy=False)
     rows = person_year_rows(frame, before)
     enrolled = frame["enrolled"].to_numpy(dtype=float)
-    prev = np.where(rows >= 0, enrolled[np.maximum(rows, 0)], np.nan)
-    return frame.assign(prev_enrolled=prev)
+    return np.where(rows >= 0, enrolled[np.maximum(rows, 0)], np.nan)
 
 
 class LogisticCells:
@@ -55,12 +61,18 @@ class LogisticCells:
         self.factors = tuple(factors)
 
     def fit(self, frame: pd.DataFrame, outcome: str) -> "LogisticCells":
+        f = frame[list(self.factors)].assign(_y=frame[outcome].astype(int).to_numpy())
+        return self.fit_cells(f.groupby(list(self.factors), observed=True)
+                              .agg(successes=("_y", "sum"), trials=("_y", "size"))
+                              .reset_index())
+
+    def fit_cells(self, cells: pd.DataFrame) -> "LogisticCells":
+        """The same fit from the cells' ``successes`` and ``trials`` (the factors'
+        combinations, in their sorted order as a groupby gives them)."""
         import statsmodels.api as sm
         import statsmodels.formula.api as smf
 
-        f = frame[list(self.factors)].assign(_y=frame[outcome].astype(int).to_numpy())
-        cells = (f.groupby(list(self.factors), observed=True)
-                 .agg(successes=("_y", "sum"), trials=("_y", "size")).reset_index())
+        cells = cells.reset_index(drop=True)
         cells["share"] = cells["successes"] / cells["trials"]
         rhs = " + ".join(f"C({f})" for f in self.factors) or "1"
         # proportions weighted by their trials: the binomial likelihood of the counts
@@ -88,18 +100,22 @@ class EnrolmentModel:
         self.factors = tuple(factors)
 
     def fit(self, frame: pd.DataFrame) -> "EnrolmentModel":
-        keep = [c for c in (*self.factors, "person", "psn_no", "year", "enrolled")
-                if c in frame.columns]
-        f = with_previous_enrolment(frame[keep])
-        self.last_year_ = int(f["year"].max())
-        prev = f["prev_enrolled"]
-        renew = f[(prev == 1).to_numpy()]
-        entry = f[(prev.isna() | (prev == 0)).to_numpy()]
-        self.renewal_ = (LogisticCells(self.factors).fit(renew, "enrolled")
-                         if len(renew) and renew["enrolled"].nunique() > 1 else None)
-        self.entry_ = LogisticCells(self.factors).fit(entry, "enrolled")
-        self.renewal_rate_ = float(renew["enrolled"].mean()) if len(renew) else float("nan")
-        self.entry_rate_ = float(entry["enrolled"].mean())
+        # renewals (enrolled the year before) and entries (not, or first data year),
+        # counted by cell in one pass over the frame (no copies of ten million rows)
+        self.last_year_ = int(frame["year"].max())
+        renewing = previous_enrolment(frame) == 1
+        y = pd.Series(frame["enrolled"].to_numpy().astype(int), copy=False)
+        keys = [pd.Series(frame[f].array, name=f, copy=False) for f in self.factors]
+        by = (y.groupby([*keys, pd.Series(renewing, name="_renewing")], observed=True)
+              .agg(successes="sum", trials="size").reset_index())
+        renew = by[by["_renewing"]].drop(columns="_renewing")
+        entry = by[~by["_renewing"]].drop(columns="_renewing")
+        n_renew, s_renew = int(renew["trials"].sum()), int(renew["successes"].sum())
+        self.renewal_ = (LogisticCells(self.factors).fit_cells(renew)
+                         if n_renew and 0 < s_renew < n_renew else None)
+        self.entry_ = LogisticCells(self.factors).fit_cells(entry)
+        self.renewal_rate_ = s_renew / n_renew if n_renew else float("nan")
+        self.entry_rate_ = float(entry["successes"].sum()) / float(entry["trials"].sum())
         return self
 
     def transition(self, cells: pd.DataFrame, enrolled: np.ndarray, people: np.ndarray,
