@@ -277,7 +277,7 @@ def person_year_rows(frame: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
 
 
 #: People per block of :func:`experience_in_blocks`.
-BLOCK_PERSONS = 125_000
+BLOCK_PERSONS = 62_500
 
 #: What the blocks need (a module global, so forked workers share it).
 _BLOCKS: dict | None = None
