@@ -109,6 +109,25 @@ def test_no_events_costs_nothing():
     assert m.kinds_ == [] and m1.tolist() == [0, 0, 0] and m2.tolist() == [0, 0, 0]
 
 
+def test_a_saved_model_prices_the_same_without_the_per_row_counts():
+    """The per-person-year counts (for cross-validation in the fitting run) are left
+    out of a pickled model; what it prices is unchanged."""
+    import pickle
+
+    frame, events = simulate(5_000, seed=3)
+    m = BenefitCostModel(factors=("age_band",)).fit(frame, events)
+    kind = m.kinds_[0].name
+    assert m.counts(kind).sum() == (events["inpatient"] == (kind == "inpatient")).sum()
+    back = pickle.loads(pickle.dumps(m))
+    assert not hasattr(back, "counts_") and hasattr(m, "counts_")
+    with pytest.raises(ValueError, match="not saved"):
+        back.counts(kind)
+    terms = pricing_groups(load_product(product_path("huhuibao-2025")))[0]
+    cells = frame.head(5)
+    for a, b in zip(m.moments(cells, terms), back.moments(cells, terms)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_claim_free_steps_mix_the_moments_of_each_deductible():
     """No shares: the first-year moments; all of a cell at a step: that deductible's
     moments; a split: the mixture, by hand."""

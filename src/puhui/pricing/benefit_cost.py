@@ -377,8 +377,20 @@ class BenefitCostModel:
             self.kinds_.append(ClaimKind(name, factors, freq, alpha, sev, shape, len(at), phi))
         return self
 
+    def __getstate__(self) -> dict:
+        # the per-person-year counts are the fitted frame's (for cross-validation in the
+        # same run), not part of the model: a saved model leaves them out (at ten
+        # million person-years they were most of models.pkl's 600 MB)
+        state = self.__dict__.copy()
+        state.pop("counts_", None)
+        return state
+
     def counts(self, kind: str) -> np.ndarray:
-        """Events of ``kind`` per row of the frame the model was fitted on."""
+        """Events of ``kind`` per row of the frame the model was fitted on (in the
+        process that fitted it: a saved model does not keep them)."""
+        if not hasattr(self, "counts_"):
+            raise ValueError("this model was loaded from a file: its per-row counts are "
+                             "not saved; refit it on the frame to cross-validate")
         rows, n = self.counts_[kind]
         out = np.zeros(self.rows_, dtype=n.dtype)
         out[rows] = n
