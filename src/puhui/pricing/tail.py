@@ -97,6 +97,19 @@ class SplicedSeverity:
         self.mean_ = float(self.limited_mean(np.inf))
         return self
 
+    def __getstate__(self) -> dict:
+        # the running sums are the body's cumsum: recomputed on load, bit for bit, so
+        # models.pkl carries every body amount once (at ten million person-years the
+        # body is 11.5 million amounts, 92 MB)
+        state = dict(self.__dict__)
+        state.pop("_body_cum", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_body" in state:
+            self._body_cum = np.concatenate([[0.0], np.cumsum(self._body)])
+
     def limited_mean(self, x):
         """E[min(Z, x)]: the empirical body's part plus the GPD's part above u::
 
