@@ -100,3 +100,38 @@ def test_claim_free_steps_are_priced(priced):
     finally:
         priced.state.step_shares.update(plain)
     assert t.loc["hospital", "pure_after"] > t0.loc["hospital", "pure_after"]
+
+
+def test_budget_impact_with_the_callers_cells_equals_matching_them():
+    """``price`` passes each last-year row's cell (``cur_cell``); without it the cells are
+    matched by their factors. Both give the same table. By hand: people a and c (cell
+    x, 2 people, 3 expected policies: 1.5 each) have a settlement with E75.2 (drug
+    C2025-01's indication) in 2025, b's is reversed; expected holders 3.0."""
+    import pandas as pd
+
+    from puhui.fund.files import FundData
+    from puhui.pricing.whatif import class_c_budget_impact
+
+    ids = pd.CategoricalDtype(["a", "b", "c", "d"])
+    frame = pd.DataFrame({"psn_no": pd.Categorical(["a", "b", "a", "b", "c", "d"], dtype=ids),
+                          "year": [2024, 2024, 2025, 2025, 2025, 2025],
+                          "band": ["x", "y", "x", "y", "x", "y"],
+                          "preexisting": [0, 0, 0, 1, 0, 0]})
+    cells = pd.DataFrame({"band": ["x", "y"], "people": [2, 2]})
+    st = pd.DataFrame({"setl_id": ["s1", "s2", "s3", "r2", "s0"],
+                       "psn_no": pd.Categorical(["a", "b", "c", "b", "d"]),
+                       "setl_time": pd.to_datetime(["2025-03-01", "2025-04-01", "2025-05-01",
+                                                    "2025-04-02", "2024-05-01"]),
+                       "dise_code": pd.Categorical(["E75.2", "E75.2", "E75.2", "E75.2", "E75.2"]),
+                       "refund_of": [None, None, None, "s2", None]})
+    data = FundData(persons=pd.DataFrame(), policies=pd.DataFrame(), settlements=st,
+                    lines=pd.DataFrame())
+    product = load_product(product_path("huhuibao-2025"))
+    args = (product, data, frame, cells, np.array([3.0, 1.0]), ("band",), 1000, 0.2)
+    matched = class_c_budget_impact(*args)
+    given = class_c_budget_impact(*args, cur_cell=np.array([0, 1, 0, 1]))
+    pd.testing.assert_frame_equal(matched["drugs"], given["drugs"])
+    row = given["drugs"].set_index("code").loc["C2025-01"]
+    assert row["expected_users"] == pytest.approx(3.0 * 0.2)      # one drug for E75.2
+    with pytest.raises(ValueError, match="cur_cell"):
+        class_c_budget_impact(*args, cur_cell=np.array([0, 1]))

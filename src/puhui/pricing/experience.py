@@ -44,8 +44,16 @@ def effective_settlements(st: pd.DataFrame) -> pd.DataFrame:
     no refund_of column: :mod:`puhui.pricing.fund_data` has left those out already)."""
     if "refund_of" not in st.columns:
         return st
+    return st[effective_mask(st)]
+
+
+def effective_mask(st: pd.DataFrame) -> np.ndarray:
+    """True for the settlements :func:`effective_settlements` keeps (no copy of the
+    table: a caller combines it with its own conditions and takes only its columns)."""
+    if "refund_of" not in st.columns:
+        return np.ones(len(st), dtype=bool)
     reversed_ids = set(st["refund_of"].dropna())
-    return st[st["refund_of"].isna() & ~st["setl_id"].isin(reversed_ids)]
+    return (st["refund_of"].isna() & ~st["setl_id"].isin(reversed_ids)).to_numpy()
 
 
 def person_years(persons: pd.DataFrame, years: list[int]) -> pd.DataFrame:

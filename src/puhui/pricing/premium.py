@@ -199,9 +199,10 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     # columns read, not of the table)
     cur = frame.loc[elig & (frame["year"] == last).to_numpy(),
                     [*CELL_FACTORS, "enrolled", "age", "exposure"]]
-    cells = (cur.groupby(list(CELL_FACTORS), observed=True)
-             .agg(people=("exposure", "size"), enrolled=("enrolled", "sum")).reset_index())
-    cells = cells[cells["people"] > 0].reset_index(drop=True)
+    by_cell = cur.groupby(list(CELL_FACTORS), observed=True)
+    cells = by_cell.agg(people=("exposure", "size"), enrolled=("enrolled", "sum")).reset_index()
+    cur_cell = by_cell.ngroup().to_numpy()         # each of cur's rows: its row in cells
+    del by_cell
     people = cells["people"].to_numpy(dtype=float)
     enrolled = cells["enrolled"].to_numpy(dtype=float)
     enrol_model = None
@@ -360,7 +361,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                                   "lower": _r(np.quantile(draws_total, lo_q), 2),
                                   "upper": _r(np.quantile(draws_total, hi_q), 2)},
         "gross_premium": _r(gross_flat, 2) if not product.rated else
-        _gross_cells(product, cur, cells, w, cell_cost, target),
+        _gross_cells(product, cur, cells, w, cell_cost, target, cur_cell),
         "filed_premium": _r(filed, 2) if filed else None,
         "expected_loss_ratio": _r(elr, 4),
         "loss_ratio_basis": "filed premium" if filed else "gross premium",
@@ -424,7 +425,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         say("budget impact of the class-C list")
         impact = class_c_budget_impact(product, data, framed, cells, w, CELL_FACTORS,
                                        n_policies, float(bi.get("class_c_uptake", 0.2)),
-                                       list_id=bi["class_c_list"])
+                                       list_id=bi["class_c_list"], cur_cell=cur_cell)
         if "drugs" in impact:
             tables["budget_impact"] = impact.pop("drugs")
             impact["pure_premium_per_insured"] = _r(impact["pure_premium_per_insured"], 2)
@@ -513,11 +514,10 @@ def _premium_cell_of(product: Product, age: np.ndarray, pre: np.ndarray) -> np.n
 
 
 def _gross_cells(product: Product, cur: pd.DataFrame, cells: pd.DataFrame, w: np.ndarray,
-                 cell_cost: np.ndarray, target: float) -> list[dict]:
+                 cell_cost: np.ndarray, target: float, key: np.ndarray) -> list[dict]:
     """Gross premium by the product's premium cells: each eligible person of the last
-    data year carries the expected policies per person of their pricing cell."""
-    key = cur.merge(cells.reset_index()[[*CELL_FACTORS, "index"]], on=list(CELL_FACTORS),
-                    how="left")["index"].to_numpy()
+    data year (``cur``; ``key``: each one's row in ``cells``) carries the expected
+    policies per person of their pricing cell."""
     per_person = (w / cells["people"].to_numpy())[key]
     cost = cell_cost[key]
     pc = _premium_cell_of(product, cur["age"].to_numpy(), cur["preexisting"].to_numpy())

@@ -166,13 +166,16 @@ def reprice(state: PricingState, benefit: str, deductible: float | None = None,
 def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFrame,
                           weights: np.ndarray, cell_factors, policies: int, uptake: float,
                           list_id: str = "class-c-2025", benefit: str = "special_drugs",
-                          min_people: int = 10) -> dict:
+                          min_people: int = 10, cur_cell: np.ndarray | None = None) -> dict:
     """Budget impact of adding a class-C list to the special-drug benefit: per drug,
     expected users = sum over diagnosed people of (expected policies per person of their
     cell) x uptake / (drugs listed for the same indications); benefit per user = min(ratio x price, limit); per insured = sum of
-    users x benefit / policies; total = per insured x policies (yuan)."""
+    users x benefit / policies; total = per insured x policies (yuan).
+
+    ``cur_cell``: the row of ``cells`` of each of ``frame``'s last-year rows, in order,
+    when the caller has it (-1: none); else found by matching ``cell_factors``."""
     from puhui.drug_lists import load_lists
-    from puhui.pricing.experience import effective_settlements, person_ids, person_rows
+    from puhui.pricing.experience import effective_mask, person_ids, person_rows
 
     lists = load_lists()
     if list_id not in lists:
@@ -187,34 +190,41 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     lim = b.raw.get("limit", np.inf)
     limit = float(lim["amount"] if isinstance(lim, dict) else lim)
     last = int(frame["year"].max())
+    # the last year's settlements that stand: their person and diagnosis only (ten
+    # million person-years have some 15 million settlements; none is copied whole)
     st = data.settlements
-    st = effective_settlements(st[[c for c in ("setl_id", "psn_no", "setl_time", "dise_code",
-                                               "refund_of") if c in st.columns]])
-    st = st[st["setl_time"].dt.year == last]
+    on_st = effective_mask(st) & (st["setl_time"].dt.year == last).to_numpy()
     f = list(cell_factors)
-    cur = frame.loc[(frame["year"] == last).to_numpy(),
-                    list(dict.fromkeys([*f, "psn_no", "preexisting"]))]
-    key = pd.MultiIndex.from_frame(cells[f]).get_indexer(pd.MultiIndex.from_frame(cur[f]))
+    last_rows = (frame["year"] == last).to_numpy()
+    if cur_cell is None:
+        cur = frame.loc[last_rows, f]
+        key = pd.MultiIndex.from_frame(cells[f]).get_indexer(pd.MultiIndex.from_frame(cur))
+        del cur
+    else:
+        key = np.asarray(cur_cell)
+        if len(key) != int(last_rows.sum()):
+            raise ValueError("cur_cell must have one entry per last-year row of frame")
     ok = key >= 0
     # per person (by the position of the id in the person-years' psn_no categories):
     # expected policies of their cell per person, pre-existing flag, priced this year
     index = person_ids(frame)
-    cur_who = person_rows(index, cur["psn_no"])
+    cur_who = person_rows(index, frame["psn_no"][last_rows])
     per_person = np.zeros(len(index))
     per_person[cur_who] = np.where(ok, (weights / cells["people"].to_numpy())[
         np.where(ok, key, 0).astype(int)], 0.0)
     pre = np.zeros(len(index), dtype=bool)
-    pre[cur_who] = cur["preexisting"].to_numpy(dtype=bool)
+    pre[cur_who] = frame["preexisting"].to_numpy()[last_rows].astype(bool)
     priced = np.zeros(len(index), dtype=bool)
     priced[cur_who] = True
     from puhui.icd import matches_prefixes
 
     # each distinct diagnosis is tested once per drug, then spread to the settlements
-    if isinstance(st["dise_code"].dtype, pd.CategoricalDtype):
-        dx, dx_uniques = st["dise_code"].cat.codes.to_numpy(), st["dise_code"].cat.categories
+    dise = st["dise_code"]
+    if isinstance(dise.dtype, pd.CategoricalDtype):
+        dx, dx_uniques = dise.cat.codes.to_numpy()[on_st], dise.cat.categories
     else:
-        dx, dx_uniques = pd.factorize(st["dise_code"].astype(object), use_na_sentinel=True)
-    who = person_rows(index, st["psn_no"])
+        dx, dx_uniques = pd.factorize(dise[on_st].astype(object), use_na_sentinel=True)
+    who = person_rows(index, st["psn_no"][on_st])
     rows = []
     # drugs with the same indications compete for the same patients: they share the uptake
     competitors = items["dise_codes"].astype(str).map(items["dise_codes"].astype(str).value_counts())
