@@ -13,9 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from puhui.pricing.benefit_cost import (BenefitCostModel, choose_factors, design_matrix,
-                                        negbin_alpha, pearson_dispersion,
-                                        pricing_groups, step_moments)
+from puhui.pricing.benefit_cost import (
+    BenefitCostModel,
+    choose_factors,
+    design_matrix,
+    negbin_alpha,
+    pearson_dispersion,
+    pricing_groups,
+    step_moments,
+)
 from puhui.pricing.frequency import PoissonFrequency, predict_by_cell
 from puhui.pricing.known_truth import estimate, simulate, true_pure_premium
 from puhui.products.model import load_product, product_path

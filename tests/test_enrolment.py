@@ -9,8 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from puhui.pricing.enrolment import (EnrolmentModel, LogisticCells, claim_free_shares, spiral,
-                                     with_previous_enrolment)
+from puhui.pricing.enrolment import (
+    EnrolmentModel,
+    LogisticCells,
+    claim_free_shares,
+    spiral,
+    with_previous_enrolment,
+)
 
 
 def _people(n=20_000, seed=0):
