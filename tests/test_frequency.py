@@ -89,7 +89,7 @@ def test_rating_frame_moves_the_columns_and_keeps_their_values():
     """rating_frame(consume=True) empties the experience table as it copies it, and
     gives the table the straightforward construction gives (integer columns in one
     block)."""
-    from puhui.pricing.frequency import age_band, rating_frame
+    from puhui.pricing.frequency import NARROW, age_band, rating_frame
 
     rng = np.random.default_rng(2)
     n = 500
@@ -110,8 +110,17 @@ def test_rating_frame_moves_the_columns_and_keeps_their_values():
                              "preexisting": exp["preexisting"].astype(int).to_numpy(),
                              "age_band": age_band(exp["age"]),
                              "prior_stay": (exp["stays_prior"] > 0).astype(int).to_numpy()})
-    pd.testing.assert_frame_equal(rating_frame(exp), expected)
+    expected = expected.astype(NARROW)           # small integers narrow, same values
+    assert (expected[list(NARROW)].to_numpy() == pd.DataFrame(
+        {c: exp[c].astype(int) for c in ("person", "year", "age", "stays_prior")}).assign(
+        retired=expected["retired"], preexisting=expected["preexisting"],
+        prior_stay=expected["prior_stay"]).to_numpy()).all()
+    # columns come by block (width), so compared by name
+    pd.testing.assert_frame_equal(rating_frame(exp), expected, check_like=True)
     moved = rating_frame(exp, consume=True)
-    pd.testing.assert_frame_equal(moved, expected)
+    pd.testing.assert_frame_equal(moved, expected, check_like=True)
     assert exp.shape[1] == 0
-    assert moved._mgr.nblocks < len(moved.columns) - 5     # the integers share a block
+    # the integers of each width (int64, int32, int16, int8) share a block; the six
+    # other columns (text, float, bool, categoricals) are one each
+    assert moved._mgr.nblocks == 4 + 6
+    assert moved["person"].dtype == np.int32 and moved["retired"].dtype == np.int8
