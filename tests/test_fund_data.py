@@ -4,6 +4,7 @@ in blocks of people; the figures equal those of the whole data."""
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastparquet import write
@@ -36,8 +37,11 @@ def test_experience_in_blocks_equals_one_block(small_city_dir):
     for workers in (1, 2):
         blocks, blocks_ev = ex.experience_in_blocks(PRODUCT, d, block_persons=97,
                                                      workers=workers)
-        pd.testing.assert_frame_equal(one, blocks)
-        pd.testing.assert_frame_equal(one_ev, blocks_ev)
+        # the same tables, with people, years and ages held narrow
+        pd.testing.assert_frame_equal(ex._narrow(one), blocks)
+        pd.testing.assert_frame_equal(ex._narrow(one_ev), blocks_ev)
+        assert blocks["person"].dtype == np.int32 and blocks_ev["year"].dtype == np.int16
+        assert (blocks["age"].to_numpy() == one["age"].to_numpy()).all()
 
 
 def test_pricing_the_kept_settlements_gives_the_figures_of_the_whole(chunked_city,

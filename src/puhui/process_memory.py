@@ -32,10 +32,12 @@ def _libc():
     return _LIBC
 
 
-def release_free_memory() -> bool:
-    """Collect garbage and return the allocator's free pages to the system; True when
-    the allocator could be asked (glibc), False otherwise."""
-    gc.collect()
+def release_free_memory(collect: bool = True) -> bool:
+    """Collect garbage (unless ``collect`` is False) and return the allocator's free
+    pages to the system; True when the allocator could be asked (glibc), False
+    otherwise."""
+    if collect:
+        gc.collect()
     lib = _libc()
     if not lib:
         return False
