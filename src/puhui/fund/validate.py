@@ -27,6 +27,7 @@ from puhui.fund.schema import (
     Column,
     Table,
 )
+from puhui.sorted_search import search_sorted
 
 MAX_EXAMPLES = 3
 #: Rows per chunk of settlements.parquet when the caller does not hold it whole.
@@ -338,7 +339,7 @@ class PersonKeys:
         if self._index is not None:
             c = self._index.get_indexer(values)
             return np.where(c >= 0, self._first[np.maximum(c, 0)], -1)
-        i = np.minimum(np.searchsorted(self._h, fingerprint(values)), len(self._h) - 1)
+        i = np.minimum(search_sorted(self._h, fingerprint(values)), len(self._h) - 1)
         return np.where(self._text[i] == values, self._first[i], -1)
 
     def rows(self, refs: pd.Series) -> np.ndarray:
@@ -421,8 +422,10 @@ class HashedKeys:
         if n == 0 or len(q1) == 0:
             return out
         q_text = np.asarray(q_text, dtype=object)
-        lo = np.searchsorted(self._s1, q1, side="left")
-        hi = np.searchsorted(self._s1, q1, side="right")
+        order = np.argsort(q1, kind="stable")   # searched in order: see puhui.sorted_search
+        lo, hi = np.empty(len(q1), dtype=np.intp), np.empty(len(q1), dtype=np.intp)
+        lo[order] = np.searchsorted(self._s1, q1[order], side="left")
+        hi[order] = np.searchsorted(self._s1, q1[order], side="right")
         one = np.flatnonzero(hi - lo == 1)
         cand = self._order[lo[one]]
         same = np.asarray(text_at(cand), dtype=object) == q_text[one]
@@ -644,7 +647,18 @@ def _chunk_results(n_chunks: int, workers: int):
     import multiprocessing
 
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(_check_settlement_chunk, range(n_chunks))
+        yield from pool.imap(_check_chunk_in_worker, range(n_chunks))
+
+
+def _check_chunk_in_worker(i: int) -> _Chunk:
+    """:func:`_check_settlement_chunk` in a forked worker, which then hands the chunk's
+    freed working memory back to the system (glibc would keep each worker at its
+    largest chunk's high-water mark for the rest of the pass)."""
+    from puhui.process_memory import release_free_memory
+
+    out = _check_settlement_chunk(i)
+    release_free_memory(collect=False)      # no gc pass over the parent's inherited objects
+    return out
 
 
 def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,

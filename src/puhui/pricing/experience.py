@@ -37,6 +37,7 @@ from puhui.fund.schema import INPATIENT_MED_TYPES
 from puhui.icd import matches_prefixes
 from puhui.process_memory import release_free_memory
 from puhui.products.model import Product
+from puhui.sorted_search import search_sorted
 
 
 def effective_settlements(st: pd.DataFrame) -> pd.DataFrame:
@@ -267,7 +268,7 @@ def positions(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     """
     keys, values = np.asarray(keys), np.asarray(values)
     if keys.dtype.kind in "iu" and len(keys) and bool(np.all(keys[1:] > keys[:-1])):
-        at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+        at = np.minimum(search_sorted(keys, values), len(keys) - 1)
         return np.where(keys[at] == values, at, -1)
     return pd.Index(keys).get_indexer(values)
 

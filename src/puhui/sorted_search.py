@@ -1,0 +1,33 @@
+"""Binary search of many values in a large sorted array.
+
+``np.searchsorted`` looks each value up independently; when the values come in random
+order, each search walks a different path through millions of keys and most of its
+steps miss the CPU cache. Sorting the values first makes consecutive searches share
+their path: at five million keys and 700,000 values the search is about six times
+faster, sort included (benchmarked in session 8: 0.53 s -> 0.09 s). The result is the
+same array ``np.searchsorted`` gives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Below this many values the sort costs more than it saves.
+SORT_FROM = 4096
+
+
+def search_sorted(keys: np.ndarray, values: np.ndarray, side: str = "left") -> np.ndarray:
+    """``np.searchsorted(keys, values, side)``, the values looked up in sorted order.
+
+    >>> search_sorted(np.array([1, 3, 5, 7]), np.array([6, 0, 3, 9])).tolist()
+    [3, 0, 1, 4]
+    >>> search_sorted(np.array([1, 3, 3, 7]), np.array([3, 3]), side="right").tolist()
+    [3, 3]
+    """
+    values = np.asarray(values)
+    if len(values) < SORT_FROM:
+        return np.searchsorted(keys, values, side=side)
+    order = np.argsort(values, kind="stable")
+    out = np.empty(len(values), dtype=np.intp)
+    out[order] = np.searchsorted(keys, values[order], side=side)
+    return out
