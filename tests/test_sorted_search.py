@@ -18,3 +18,11 @@ def test_equals_numpy_searchsorted(side, dtype):
     assert np.array_equal(got, np.searchsorted(keys, values, side=side))
     assert np.array_equal(search_sorted(keys, values[:10], side=side),
                           np.searchsorted(keys, values[:10], side=side))
+
+
+def test_values_nearly_in_order_give_the_same_answer():
+    rng = np.random.default_rng(9)
+    keys = np.sort(rng.integers(0, 10**6, 50_000))
+    values = np.sort(rng.integers(0, 10**6, 5 * SORT_FROM))
+    values[::500] = rng.integers(0, 10**6, len(values[::500]))     # a few out of order
+    assert np.array_equal(search_sorted(keys, values), np.searchsorted(keys, values))

@@ -4,8 +4,9 @@
 order, each search walks a different path through millions of keys and most of its
 steps miss the CPU cache. Sorting the values first makes consecutive searches share
 their path: at five million keys and 700,000 values the search is about six times
-faster, sort included (benchmarked in session 8: 0.53 s -> 0.09 s). The result is the
-same array ``np.searchsorted`` gives.
+faster, sort included (benchmarked in session 8: 0.53 s -> 0.09 s); values already
+nearly in order are searched as they are. The result is the same array
+``np.searchsorted`` gives.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ import numpy as np
 
 #: Below this many values the sort costs more than it saves.
 SORT_FROM = 4096
+
+
+def _mostly_ascending(values: np.ndarray) -> bool:
+    """Values that are already nearly in order gain nothing from the sort (at 13.5
+    million events in person-year order: 1.57 s searched as they are, 1.79 s sorted
+    first)."""
+    return int(np.count_nonzero(values[1:] < values[:-1])) < len(values) // 16
 
 
 def search_sorted(keys: np.ndarray, values: np.ndarray, side: str = "left") -> np.ndarray:
@@ -25,7 +33,7 @@ def search_sorted(keys: np.ndarray, values: np.ndarray, side: str = "left") -> n
     [3, 3]
     """
     values = np.asarray(values)
-    if len(values) < SORT_FROM:
+    if len(values) < SORT_FROM or _mostly_ascending(values):
         return np.searchsorted(keys, values, side=side)
     order = np.argsort(values, kind="stable")
     out = np.empty(len(values), dtype=np.intp)

@@ -74,17 +74,24 @@ def drug_shares(product, data, matcher=None) -> dict[str, pd.DataFrame]:
     (settlements with a line of it) and of its amounts, from the effective settlements'
     lines."""
     from puhui.benefits.quantities import LineMatcher
-    from puhui.pricing.experience import effective_settlements
+    from puhui.pricing.experience import effective_mask
 
     matcher = matcher or LineMatcher(product)
-    ids = effective_settlements(data.settlements)["setl_id"]
-    lines = data.lines[data.lines["setl_id"].isin(ids)]
+    st, lines = data.settlements, data.lines
+    if "refund_of" in st.columns:        # (pricing's kept data has no reversals left)
+        lines = lines[lines["setl_id"].isin(st["setl_id"][effective_mask(st)])]
+    hc = lines["hilist_code"]
     out = {}
     for b in product.benefits:
         if not b.lines or b.quantity not in matcher.specs:
             continue
         codes = set(matcher.specs[b.quantity].codes)
-        ln = lines[lines["hilist_code"].astype(str).isin(codes)]
+        if isinstance(hc.dtype, pd.CategoricalDtype):     # each distinct code tested once
+            on = np.asarray(hc.cat.categories.astype(str).isin(codes))
+            at = hc.cat.codes.to_numpy()
+            ln = lines[(at >= 0) & on[np.maximum(at, 0)]] if len(on) else lines.iloc[:0]
+        else:
+            ln = lines[hc.astype(str).isin(codes)]
         if ln.empty:
             continue
         by = ln.groupby(ln["hilist_code"].astype(str)).agg(
