@@ -78,3 +78,21 @@ def test_direct_payout_path_imports_no_heavy_library():
             "'matplotlib') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_mortality_prints_and_writes_the_a_to_e(tmp_path):
+    import json
+
+    out = tmp_path / "mortality.json"
+    r = puhui("mortality", "data-samples/city", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "Gompertz CL1" in r.stdout and "85-90" in r.stdout
+    t = json.loads(out.read_text())
+    assert t["years"] == [2024, 2025]
+    assert all(row["person_years"] >= 10 for row in t["actual_to_expected"])
+    assert sum(row["deaths"] for row in t["actual_to_expected"]) > 0
+
+
+def test_mortality_of_bad_data_exit_2(tmp_path):
+    r = puhui("mortality", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr

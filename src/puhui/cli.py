@@ -343,6 +343,50 @@ def reproduce(manifest):
 
 
 @cli.command()
+@click.argument("directory", type=click.Path())
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="also write the tables as JSON to this file")
+def mortality(directory, out_file):
+    """Deaths in a fund-data folder against the CL 2010-2013 tables: A/E by sex and age
+    band with 95 % intervals, and a Gompertz force fitted to the experience."""
+    import json
+
+    from puhui.fund.files import read_table
+    from puhui.fund.schema import PERSONS, SETTLEMENTS
+    from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
+    from puhui.survival.mortality import actual_to_expected, fit_gompertz, observed_years
+
+    rep = validate_dir(directory, chunk_rows=CHUNK_ROWS, workers=default_workers())
+    if not rep.ok:
+        raise InputError(f"{directory}: the data breaks the contract; fix it first "
+                         f"(`puhui validate {directory}` lists the same):\n{rep.messages()}")
+    persons = read_table(directory, PERSONS, ["psn_no", "gender", "birth_year", "death_date"])
+    times = read_table(directory, SETTLEMENTS, ["setl_time"])["setl_time"]
+    if len(times) == 0:
+        raise InputError(f"{directory}: no settlements, so no data years to observe")
+    years = range(int(times.min().year), int(times.max().year) + 1)
+    obs = observed_years(persons, years)
+    ae, gz = actual_to_expected(obs), fit_gompertz(obs)
+    click.echo(f"{directory}: {len(persons):,} people observed over {years[0]}-{years[-1]} "
+               f"({len(obs):,} person-years, {int(obs['died'].sum()):,} deaths)")
+    click.echo(f"  {'sex':<4}{'table':<6}{'ages':<8}{'person-years':>14}{'deaths':>9}"
+               f"{'expected':>10}{'A/E':>7}{'95% interval':>17}")
+    for r in ae.itertuples():
+        click.echo(f"  {r.gender:<4}{r.table:<6}{r.band:<8}{r.person_years:>14,}{r.deaths:>9,}"
+                   f"{r.expected:>10.1f}{r.a_to_e:>7.3f}   {r.lower:.3f}-{r.upper:.3f}")
+    for r in gz.itertuples():
+        click.echo(f"  Gompertz {r.table} ages {r.min_age}-{r.max_age}: mu(x) = exp({r.a:.3f} "
+                   f"+ {r.b:.4f} x)  (se {r.se_a:.3f}, {r.se_b:.4f})")
+    if out_file:
+        with open(out_file, "w", encoding="utf-8") as fh:
+            json.dump({"years": [years[0], years[-1]],
+                       "actual_to_expected": ae.round(6).to_dict("records"),
+                       "gompertz": gz.round(6).to_dict("records")}, fh, indent=1,
+                      default=lambda v: v.item() if hasattr(v, "item") else str(v))
+        click.echo(f"  {out_file}")
+
+
+@cli.command()
 def schema():
     """Print the fund-data schema as Markdown (docs/data-schema.md)."""
     from puhui.fund.schema import schema_markdown
