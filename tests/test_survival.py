@@ -9,8 +9,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from puhui.survival.mortality import (actual_to_expected, expected_deaths, fit_gompertz,
-                                      observed_years, poisson_interval)
+from puhui.survival.mortality import (
+    actual_to_expected,
+    expected_deaths,
+    fit_gompertz,
+    observed_years,
+    poisson_interval,
+)
 from puhui.synth.params import load_params
 from puhui.synth.population import make_people, simulate_years
 

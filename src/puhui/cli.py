@@ -354,7 +354,11 @@ def mortality(directory, out_file):
     from puhui.fund.files import read_table
     from puhui.fund.schema import PERSONS, SETTLEMENTS
     from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
-    from puhui.survival.mortality import actual_to_expected, fit_gompertz, observed_years
+    from puhui.survival.mortality import (
+        actual_to_expected,
+        fit_gompertz,
+        observed_years,
+    )
 
     rep = validate_dir(directory, chunk_rows=CHUNK_ROWS, workers=default_workers())
     if not rep.ok:
