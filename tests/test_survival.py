@@ -116,3 +116,18 @@ def test_kaplan_meier_on_the_city_follows_the_table():
     for x in (70, 80):
         q = 1 - conditional_survival(km, x, [x + 1])[0]
         assert q == pytest.approx(cl_table().loc[x, "CL1"], rel=0.15), x
+
+
+def test_kaplan_meier_from_an_age_leaves_out_the_sparse_young_ages():
+    """A lone early death (entry 39, death at 40) would zero the product-limit curve;
+    from 60 the fit is the four-life example's (S(64) = 2/9), and a life entering at 58
+    counts from 60."""
+    from puhui.survival.lifetime import kaplan_meier
+
+    lt = pd.DataFrame({"entry": [39, 60, 61, 61.5, 62.5], "exit": [40, 62, 63, 65, 64],
+                       "died": [True, True, True, False, True]})
+    km = kaplan_meier(lt, from_age=60)
+    assert km.survival_function_at_times([64]).to_numpy() == pytest.approx([2 / 9])
+    lt.loc[1, "entry"] = 58
+    assert kaplan_meier(lt, from_age=60).survival_function_at_times([64]).to_numpy() == \
+        pytest.approx([2 / 9])

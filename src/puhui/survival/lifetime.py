@@ -45,12 +45,21 @@ def lifetimes(persons: pd.DataFrame, first_year: int, last_year: int) -> pd.Data
         "exit": ((last - birth).dt.days / YEAR_DAYS).to_numpy(), "died": died})
 
 
-def kaplan_meier(lt: pd.DataFrame, label: str = "all"):
-    """lifelines' KaplanMeierFitter on age, with left truncation at ``entry``."""
+def kaplan_meier(lt: pd.DataFrame, label: str = "all", from_age: float | None = None):
+    """lifelines' KaplanMeierFitter on age, with left truncation at ``entry``.
+
+    ``from_age``: the curve starts there (each life observed from the later of its entry
+    and that age; lives ending before it left out). With late entry the risk set at
+    the youngest ages can be a handful of people, and one death there drives the
+    product-limit estimate to zero for every later age (lifelines refuses such a fit):
+    start where the risk set is large."""
     from lifelines import KaplanMeierFitter
 
-    return KaplanMeierFitter(label=label).fit(lt["exit"], event_observed=lt["died"],
-                                              entry=lt["entry"])
+    entry, exit, died = (lt[c].to_numpy() for c in ("entry", "exit", "died"))
+    if from_age is not None:
+        keep = exit > from_age
+        entry, exit, died = np.maximum(entry[keep], from_age), exit[keep], died[keep]
+    return KaplanMeierFitter(label=label).fit(exit, event_observed=died, entry=entry)
 
 
 def conditional_survival(km, from_age: float, ages) -> np.ndarray:

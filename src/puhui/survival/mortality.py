@@ -142,31 +142,37 @@ def actual_to_expected(observed: pd.DataFrame, bands=MORTALITY_BANDS, level: flo
 
 
 def fit_gompertz(observed: pd.DataFrame, min_age: int = 40, max_age: int = 100) -> pd.DataFrame:
-    """Gompertz force of mortality mu(x) = exp(a + b x) by sex, fitted as a Poisson GLM
-    of deaths on the mid-year age x + 1/2 with offset log(central exposure), on the ages
-    ``min_age``..``max_age`` (statsmodels; maximum likelihood of the piecewise-constant
-    force within each year of age). Returns per sex: a, b, their standard errors, the
-    deaths and the exposure fitted.
-    """
-    import statsmodels.api as sm
-
+    """Gompertz force of mortality mu(x) = exp(a + b x) by sex (:func:`gompertz_glm`) on
+    the person-years of :func:`observed_years`, ages ``min_age``..``max_age``. Returns
+    per sex: a, b, their standard errors, the deaths and the exposure fitted."""
     rows = []
     for g, f in observed.groupby(observed["gender"].astype(str), sort=True):
         f = f[(f["age"] >= min_age) & (f["age"] <= max_age)]
         cells = (f.groupby("age").agg(deaths=("died", "sum"), exposure=("exposure", "sum"))
                  .reset_index())
-        cells = cells[cells["exposure"] > 0]
-        if cells["deaths"].sum() < 2 or len(cells) < 2:
-            continue
-        X = sm.add_constant(cells["age"].to_numpy(dtype=float) + 0.5)
-        res = sm.GLM(cells["deaths"].to_numpy(dtype=float), X, family=sm.families.Poisson(),
-                     offset=np.log(cells["exposure"].to_numpy())).fit()
-        rows.append({"gender": g, "table": CL_BY_GENDER.get(g), "a": float(res.params[0]),
-                     "b": float(res.params[1]), "se_a": float(res.bse[0]),
-                     "se_b": float(res.bse[1]), "deaths": int(cells["deaths"].sum()),
-                     "exposure": float(cells["exposure"].sum()),
-                     "min_age": min_age, "max_age": max_age})
+        fit = gompertz_glm(cells)
+        if fit is not None:
+            rows.append({"gender": g, "table": CL_BY_GENDER.get(g), **fit,
+                         "min_age": min_age, "max_age": max_age})
     return pd.DataFrame(rows)
+
+
+def gompertz_glm(cells: pd.DataFrame) -> dict | None:
+    """mu(x) = exp(a + b x) fitted as a Poisson GLM (statsmodels) of ``deaths`` by single
+    ``age`` on the mid-year age x + 1/2, with offset log(``exposure``, years lived): the
+    maximum likelihood of a force constant within each year of age. None when there are
+    too few deaths or ages to fit."""
+    import statsmodels.api as sm
+
+    cells = cells[cells["exposure"] > 0]
+    if cells["deaths"].sum() < 2 or len(cells) < 2:
+        return None
+    X = sm.add_constant(cells["age"].to_numpy(dtype=float) + 0.5)
+    res = sm.GLM(cells["deaths"].to_numpy(dtype=float), X, family=sm.families.Poisson(),
+                 offset=np.log(cells["exposure"].to_numpy(dtype=float))).fit()
+    return {"a": float(res.params[0]), "b": float(res.params[1]), "se_a": float(res.bse[0]),
+            "se_b": float(res.bse[1]), "deaths": int(cells["deaths"].sum()),
+            "exposure": float(cells["exposure"].sum())}
 
 
 def gompertz_qx(a: float, b: float, age) -> np.ndarray:
@@ -178,3 +184,38 @@ def gompertz_qx(a: float, b: float, age) -> np.ndarray:
     """
     x = np.asarray(age, dtype=float) + 0.5
     return 1 - np.exp(-np.exp(a + b * x))
+
+
+def single_age_exposure(entry, exit, died) -> pd.DataFrame:
+    """Deaths and central exposure (years lived) by single year of age from lifetimes
+    observed from exact age ``entry`` to ``exit`` (a death at ``exit`` when ``died``):
+    each interval is cut at whole ages. The table :func:`fit_gompertz` reads.
+
+    One life from 60.5 to 62.25, dying: 0.5 years at 60, 1 at 61, 0.25 at 62 and the
+    death at 62.
+
+    >>> single_age_exposure([60.5], [62.25], [True]).values.tolist()
+    [[60.0, 0.0, 0.5], [61.0, 0.0, 1.0], [62.0, 1.0, 0.25]]
+    """
+    entry, exit = np.asarray(entry, dtype=float), np.asarray(exit, dtype=float)
+    died = np.asarray(died, dtype=bool)
+    ok = exit > entry
+    entry, exit, died = entry[ok], exit[ok], died[ok]
+    first = np.floor(entry).astype("int64")
+    ages, years = [], []
+    span = int(np.ceil(exit - first).max()) if len(entry) else 0
+    for k in range(span):
+        lo = np.maximum(entry, first + k)
+        hi = np.minimum(exit, first + k + 1)
+        on = hi > lo
+        ages.append(first[on] + k)
+        years.append(hi[on] - lo[on])
+    expo = pd.Series(np.concatenate(years) if years else [], dtype=float).groupby(
+        np.concatenate(ages) if ages else np.zeros(0, "int64")).sum()
+    # a death at an exact whole age belongs to the age just ended
+    death_age = np.ceil(exit[died]).astype("int64") - 1
+    deaths = pd.Series(1.0, index=death_age).groupby(level=0).sum()
+    t = pd.DataFrame({"exposure": expo}).join(deaths.rename("deaths"), how="outer").fillna(0.0)
+    t = t.rename_axis("age").reset_index()
+    t["age"] = t["age"].astype(float)
+    return t[["age", "deaths", "exposure"]]
