@@ -352,7 +352,7 @@ def mortality(directory, out_file):
     import json
 
     from puhui.fund.files import read_table
-    from puhui.fund.schema import PERSONS, SETTLEMENTS
+    from puhui.fund.schema import SETTLEMENTS
     from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
     from puhui.survival.mortality import (
         actual_to_expected,
@@ -360,11 +360,11 @@ def mortality(directory, out_file):
         observed_years,
     )
 
-    rep = validate_dir(directory, chunk_rows=CHUNK_ROWS, workers=default_workers())
+    rep = validate_dir(directory, keep=True, chunk_rows=CHUNK_ROWS, workers=default_workers())
     if not rep.ok:
         raise InputError(f"{directory}: the data breaks the contract; fix it first "
                          f"(`puhui validate {directory}` lists the same):\n{rep.messages()}")
-    persons = read_table(directory, PERSONS, ["psn_no", "gender", "birth_year", "death_date"])
+    persons = rep.typed["persons"]
     times = read_table(directory, SETTLEMENTS, ["setl_time"])["setl_time"]
     if len(times) == 0:
         raise InputError(f"{directory}: no settlements, so no data years to observe")

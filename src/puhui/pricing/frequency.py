@@ -16,6 +16,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from puhui.pricing.experience import NARROW_COLUMNS
+
 #: Age bands of the rating factor ``age_band`` (lower bounds).
 AGE_BANDS = (0, 18, 31, 41, 51, 61, 71, 81)
 DEFAULT_FACTORS = ("age_band", "gender", "insutype", "preexisting")
@@ -42,10 +44,9 @@ def age_band(age) -> pd.Categorical:
 
 
 #: Columns of the rating frame held narrower than int64 (ten million rows: 41 bytes a
-#: row less). Money (payouts, fen) stays int64. Values fit with room: people are rows
-#: of persons.parquet (< 2^31), ages and years < 2^15, flags 0/1.
-NARROW = {"person": "int32", "year": "int16", "age": "int16", "stays_prior": "int32",
-          "retired": "int8", "preexisting": "int8", "prior_stay": "int8"}
+#: row less): the experience's (:data:`puhui.pricing.experience.NARROW_COLUMNS`) and
+#: the 0/1 flags. Money (payouts, fen) stays int64.
+NARROW = {**NARROW_COLUMNS, "retired": "int8", "preexisting": "int8", "prior_stay": "int8"}
 
 
 def rating_frame(exp: pd.DataFrame, consume: bool = False) -> pd.DataFrame:
