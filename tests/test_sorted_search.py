@@ -4,7 +4,7 @@ to take the sorted path, with repeated keys and values, on both sides."""
 import numpy as np
 import pytest
 
-from puhui.sorted_search import SORT_FROM, search_sorted
+from puhui.sorted_search import SORT_FROM, equal_range, search_sorted
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -26,3 +26,12 @@ def test_values_nearly_in_order_give_the_same_answer():
     values = np.sort(rng.integers(0, 10**6, 5 * SORT_FROM))
     values[::500] = rng.integers(0, 10**6, len(values[::500]))     # a few out of order
     assert np.array_equal(search_sorted(keys, values), np.searchsorted(keys, values))
+
+
+def test_equal_range_is_both_searches():
+    rng = np.random.default_rng(10)
+    keys = np.sort(rng.integers(0, 5_000, 20_000))
+    values = rng.integers(0, 5_000, 2 * SORT_FROM)
+    lo, hi = equal_range(keys, values)
+    assert np.array_equal(lo, np.searchsorted(keys, values, side="left"))
+    assert np.array_equal(hi, np.searchsorted(keys, values, side="right"))

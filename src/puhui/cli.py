@@ -351,8 +351,8 @@ def mortality(directory, out_file):
     band with 95 % intervals, and a Gompertz force fitted to the experience."""
     import json
 
-    from puhui.fund.files import read_table
-    from puhui.fund.schema import SETTLEMENTS
+    import pandas as pd
+
     from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
     from puhui.survival.mortality import (
         actual_to_expected,
@@ -360,15 +360,19 @@ def mortality(directory, out_file):
         observed_years,
     )
 
-    rep = validate_dir(directory, keep=True, chunk_rows=CHUNK_ROWS, workers=default_workers())
+    def span(start, st, who, has_lines):      # each chunk's first and last settlement
+        return st["setl_time"].min(), st["setl_time"].max()
+
+    rep = validate_dir(directory, keep=True, chunk_rows=CHUNK_ROWS, workers=default_workers(),
+                       settlements_sink=span, codes=False)
     if not rep.ok:
         raise InputError(f"{directory}: the data breaks the contract; fix it first "
                          f"(`puhui validate {directory}` lists the same):\n{rep.messages()}")
     persons = rep.typed["persons"]
-    times = read_table(directory, SETTLEMENTS, ["setl_time"])["setl_time"]
-    if len(times) == 0:
+    firsts, lasts = (pd.Series(v).dropna() for v in (rep.take_settlement_values() or [[], []]))
+    if len(firsts) == 0:
         raise InputError(f"{directory}: no settlements, so no data years to observe")
-    years = range(int(times.min().year), int(times.max().year) + 1)
+    years = range(int(firsts.min().year), int(lasts.max().year) + 1)
     obs = observed_years(persons, years)
     ae, gz = actual_to_expected(obs), fit_gompertz(obs)
     click.echo(f"{directory}: {len(persons):,} people observed over {years[0]}-{years[-1]} "

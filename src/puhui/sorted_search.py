@@ -32,10 +32,29 @@ def search_sorted(keys: np.ndarray, values: np.ndarray, side: str = "left") -> n
     >>> search_sorted(np.array([1, 3, 3, 7]), np.array([3, 3]), side="right").tolist()
     [3, 3]
     """
+    return _searched(keys, values, (side,))[0]
+
+
+def equal_range(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both ends of each value's run of equal keys (``np.searchsorted`` left and
+    right), the values sorted once for the two searches.
+
+    >>> [a.tolist() for a in equal_range(np.array([1, 3, 3, 7]), np.array([3, 4]))]
+    [[1, 3], [3, 3]]
+    """
+    lo, hi = _searched(keys, values, ("left", "right"))
+    return lo, hi
+
+
+def _searched(keys: np.ndarray, values: np.ndarray, sides) -> list[np.ndarray]:
     values = np.asarray(values)
     if len(values) < SORT_FROM or _mostly_ascending(values):
-        return np.searchsorted(keys, values, side=side)
+        return [np.searchsorted(keys, values, side=s) for s in sides]
     order = np.argsort(values, kind="stable")
-    out = np.empty(len(values), dtype=np.intp)
-    out[order] = np.searchsorted(keys, values[order], side=side)
+    ordered = values[order]
+    out = []
+    for s in sides:
+        at = np.empty(len(values), dtype=np.intp)
+        at[order] = np.searchsorted(keys, ordered, side=s)
+        out.append(at)
     return out

@@ -27,7 +27,7 @@ from puhui.fund.schema import (
     Column,
     Table,
 )
-from puhui.sorted_search import search_sorted
+from puhui.sorted_search import equal_range, search_sorted
 
 MAX_EXAMPLES = 3
 #: Rows per chunk of settlements.parquet when the caller does not hold it whole.
@@ -422,10 +422,7 @@ class HashedKeys:
         if n == 0 or len(q1) == 0:
             return out
         q_text = np.asarray(q_text, dtype=object)
-        order = np.argsort(q1, kind="stable")   # searched in order: see puhui.sorted_search
-        lo, hi = np.empty(len(q1), dtype=np.intp), np.empty(len(q1), dtype=np.intp)
-        lo[order] = np.searchsorted(self._s1, q1[order], side="left")
-        hi[order] = np.searchsorted(self._s1, q1[order], side="right")
+        lo, hi = equal_range(self._s1, q1)
         one = np.flatnonzero(hi - lo == 1)
         cand = self._order[lo[one]]
         same = np.asarray(text_at(cand), dtype=object) == q_text[one]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from puhui.survival.mortality import alive_on
+
 #: Days in an average year (exact ages from dates).
 YEAR_DAYS = 365.25
 
@@ -32,7 +34,7 @@ def lifetimes(persons: pd.DataFrame, first_year: int, last_year: int) -> pd.Data
     """
     death = pd.to_datetime(persons["death_date"])
     start, end = pd.Timestamp(f"{first_year}-01-01"), pd.Timestamp(f"{last_year}-12-31")
-    alive = (death.isna() | (death >= start)).to_numpy()
+    alive = alive_on(death, start)
     who = np.flatnonzero(alive)
     birth = pd.to_datetime(pd.DataFrame({"year": persons["birth_year"].to_numpy()[who],
                                          "month": 7, "day": 1}))

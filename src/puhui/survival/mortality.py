@@ -36,10 +36,38 @@ MORTALITY_BANDS = ((0, 39), (40, 49), (50, 59), (60, 64), (65, 69), (70, 74), (7
                    (80, 84), (85, 90), (91, 120))
 
 
+def alive_on(death_date: pd.Series, day) -> np.ndarray:
+    """True for the people alive on ``day`` (no death date, or one on or after it: the
+    day of death is a day lived)."""
+    death = pd.to_datetime(death_date)
+    return (death.isna() | (death >= pd.Timestamp(day))).to_numpy()
+
+
+def year_at_risk(death_date: pd.Series, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For ``year``: the people alive on 1 January (a mask), and for each of them
+    whether they die in the year and the share of it they live (days to the end of the
+    day of death, or all of them, over the days of the year). The one rule of exposure
+    for pricing's person-years and for the mortality experience.
+
+    >>> alive, died, share = year_at_risk(pd.Series(pd.to_datetime(
+    ...     ["2023-12-31", "2024-07-01", None])), 2024)
+    >>> alive.tolist(), died.tolist(), share.round(4).tolist()
+    ([False, True, True], [True, False], [0.5, 1.0])
+    """
+    start, end = pd.Timestamp(f"{year}-01-01"), pd.Timestamp(f"{year}-12-31")
+    days = (end - start).days + 1
+    alive = alive_on(death_date, start)
+    d = pd.to_datetime(death_date)[alive]
+    died = (d.notna() & (d <= end)).to_numpy()
+    last = d.where(died, end)
+    return alive, died, (((last - start).dt.days + 1) / days).to_numpy()
+
+
 def observed_years(persons: pd.DataFrame, years) -> pd.DataFrame:
     """One row per person alive on 1 January of each year: ``person`` (row in
     ``persons``), ``year``, ``gender``, ``age`` (year - birth year), ``died`` (in the
-    year) and ``exposure`` (share of the year lived: central exposure).
+    year) and ``exposure`` (share of the year lived: central exposure;
+    :func:`year_at_risk`).
 
     Person a dies on 2024-07-01: 183 of the leap year's 366 days, and is not observed
     in 2025.
@@ -50,21 +78,14 @@ def observed_years(persons: pd.DataFrame, years) -> pd.DataFrame:
     ...                                 ].round(3).values.tolist()
     [[0, 2024, 74, True, 0.5], [1, 2024, 34, False, 1.0], [1, 2025, 35, False, 1.0]]
     """
-    death = pd.to_datetime(persons["death_date"])
     birth = persons["birth_year"].to_numpy(dtype="int64")
     gender = persons["gender"].astype(str).to_numpy()
     parts = []
     for y in sorted(int(v) for v in years):
-        start, end = pd.Timestamp(f"{y}-01-01"), pd.Timestamp(f"{y}-12-31")
-        days = (end - start).days + 1
-        alive = (death.isna() | (death >= start)).to_numpy()
+        alive, died, share = year_at_risk(persons["death_date"], y)
         who = np.flatnonzero(alive)
-        d = death.iloc[who]
-        died = (d.notna() & (d <= end)).to_numpy()
-        last = d.where(died, end)
-        parts.append(pd.DataFrame({
-            "person": who, "year": y, "gender": gender[who], "age": y - birth[who],
-            "died": died, "exposure": (((last - start).dt.days + 1) / days).to_numpy()}))
+        parts.append(pd.DataFrame({"person": who, "year": y, "gender": gender[who],
+                                   "age": y - birth[who], "died": died, "exposure": share}))
     if not parts:
         return pd.DataFrame(columns=["person", "year", "gender", "age", "died", "exposure"])
     return pd.concat(parts, ignore_index=True)
