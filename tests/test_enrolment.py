@@ -102,3 +102,22 @@ def test_claim_free_shares_by_hand():
                             ((2, 11000.0), (3, 10000.0)), np.array([3.0, 0.0]),
                             np.array([6.0, 2.0]))
     np.testing.assert_allclose(got, [[0.25, 0.125], [0.0, 0.0]])
+
+
+def test_levels_no_cell_has_leave_the_fit_regular_and_predict_as_the_reference():
+    # a product for ages 60-100: the younger bands of the categorical are empty, and the
+    # renewals have no 51-60 cell (people of 60 renewed from 59, not taken)
+    import warnings
+
+    from puhui.pricing.frequency import age_band
+
+    cells = pd.DataFrame({"age_band": age_band([65, 75, 85, 65, 75, 85]),
+                          "gender": ["1", "1", "1", "2", "2", "2"],
+                          "successes": [30, 40, 50, 35, 45, 60], "trials": [100] * 6})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = LogisticCells(("age_band", "gender")).fit_cells(cells)
+    assert list(m.levels_["age_band"]) == ["61-70", "71-80", "81+"]
+    p = m.predict(pd.DataFrame({"age_band": age_band([60, 65]), "gender": ["1", "1"]}))
+    assert p[0] == pytest.approx(p[1])           # 51-60 unseen: as the reference, 61-70
+    assert m.predict(cells) == pytest.approx(m.cells_["fitted"].to_numpy())

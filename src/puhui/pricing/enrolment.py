@@ -73,6 +73,13 @@ class LogisticCells:
         import statsmodels.formula.api as smf
 
         cells = cells.reset_index(drop=True)
+        # only the levels the cells have (a product for ages 60-100 has no younger age
+        # bands; an empty reference level would make the design singular)
+        self.levels_ = {}
+        for f in self.factors:
+            if isinstance(cells[f].dtype, pd.CategoricalDtype):
+                cells[f] = cells[f].cat.remove_unused_categories()
+                self.levels_[f] = cells[f].cat.categories
         cells["share"] = cells["successes"] / cells["trials"]
         rhs = " + ".join(f"C({f})" for f in self.factors) or "1"
         # proportions weighted by their trials: the binomial likelihood of the counts
@@ -86,6 +93,13 @@ class LogisticCells:
         return self
 
     def predict(self, cells: pd.DataFrame) -> np.ndarray:
+        """The fitted probability of each cell; a level the fit had no cell of (people
+        aged 60 renew from 59, which a product for 60-100 does not take) is predicted
+        as the reference level (the first the fit had)."""
+        levels = getattr(self, "levels_", {})
+        if levels:
+            cells = cells.assign(**{f: pd.Categorical(np.asarray(cells[f]), categories=lv)
+                                    .fillna(lv[0]) for f, lv in levels.items()})
         return np.asarray(self.result_.predict(cells))
 
 
