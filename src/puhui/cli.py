@@ -292,6 +292,11 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
                f"gross premium {gross_text}; expected loss ratio "
                f"{pct(f['expected_loss_ratio'])} at the {f['loss_ratio_basis']} "
                f"({iv['level']:.0%} interval {pct(iv['lower'])} to {pct(iv['upper'])})")
+    if "lifetime" in f:
+        click.echo("  lifetime, level gross premium by entry age (without lapse): " + ", ".join(
+            f"{e['entry_age']}: {e['level_gross_premium']:,.2f} "
+            f"({e['level_gross_premium_without_lapse']:,.2f})"
+            for e in f["lifetime"]["entry_ages"]))
     for n in f["notes"]:
         click.echo(f"  note: {n}")
     click.echo(f"  {Path(out) / 'pricing.json'}\n  {Path(out) / 'report.html'}\n"
@@ -453,13 +458,18 @@ def demo(data_dir, out):
         ctx = click.get_current_context()
         ctx.invoke(claims_run, product_file=product_id, data_dir=data_dir, url=url,
                    batch_id=batch, out=str(Path(out) / batch), mode=mode)
-    click.echo("\n[5/5] pricing: Huhuibao 2025 priced on the sample")
+    click.echo("\n[5/5] pricing: Huhuibao 2025, then the elderly cover (entry 60-80, "
+               "renewable to 100) over its lifetime, priced on the sample")
     ctx.invoke(price, product_file="huhuibao-2025", data_dir=data_dir,
                out=str(Path(out) / "pricing"), seed=0, assumptions_file=None, policies=None)
+    ctx.invoke(price, product_file="elderly-medical-60-80", data_dir=data_dir,
+               out=str(Path(out) / "pricing-elderly"), seed=0, assumptions_file=None,
+               policies=None)
     click.echo(f"\nresults: {Path(out) / 'summary.txt'}; ledger {url}; batch reports "
                f"{Path(out) / 'demo-proactive' / 'report.html'}, "
-               f"{Path(out) / 'demo-claimed' / 'report.html'}; pricing report "
-               f"{Path(out) / 'pricing' / 'report.html'}")
+               f"{Path(out) / 'demo-claimed' / 'report.html'}; pricing reports "
+               f"{Path(out) / 'pricing' / 'report.html'}, "
+               f"{Path(out) / 'pricing-elderly' / 'report.html'}")
 
 
 def _demo_benefits(data, product_id: str) -> str:

@@ -54,6 +54,13 @@ from puhui.pricing.enrolment import (
 )
 from puhui.pricing.experience import experience_in_blocks, person_year_rows
 from puhui.pricing.frequency import rating_frame
+from puhui.pricing.lifetime import (
+    age_gradient,
+    benefit_growth,
+    is_lifetime,
+    lifetime_basis,
+    lifetime_price,
+)
 from puhui.pricing.validation import cross_validate_frequency, gini_index
 from puhui.process_memory import release_free_memory
 from puhui.products.model import Product
@@ -74,6 +81,7 @@ def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
         if key not in a.get(section, {}):
             raise InputError(f"{p}: [{section}] {key} is missing; see "
                              f"actuarial/{DEFAULT_ASSUMPTIONS} for every key")
+    lifetime_basis(a, p)
     return a, p
 
 
@@ -319,6 +327,14 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                     "k": _r(cp["k"], 2), "collective_actual_to_expected": _r(cp["collective"], 4),
                     "adjustment_to_pure_premium": _r(adj, 4)}
     pure_total = float(sum(pure.values()))
+    lifetime_fig = None
+    if is_lifetime(product):
+        say("lifetime: claims by attained age, decrements, level and step premiums")
+        lifetime_fig, lt_tables = _lifetime(product, data, assumptions, framed, ae_rows, cur,
+                                            cur_cell, cells, w, cell_cost, cell_factor,
+                                            groups, models,
+                                            sev_trend, enrol_model, target)
+        tables.update(lt_tables)
 
     # premiums: gross by premium cell, the filed premium and the loss ratio
     say("premium, loss ratio and its interval")
@@ -370,6 +386,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         "prob_loss_ratio_above_100": _r(float((lr > 1.0).mean()), 4),
         "notes": notes,
     }
+    if lifetime_fig is not None:
+        figures["lifetime"] = lifetime_fig
     # the as-if experience of the people who enrolled (actual, not modelled)
     enr = frame["enrolled"].to_numpy(dtype=bool)
     if enr.any():
@@ -434,6 +452,39 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
             impact["total"] = _r(impact["total"], 2)
         figures["budget_impact_class_c"] = impact
     return Pricing(figures, tables, models, enrol_model, lr, state)
+
+
+def _lifetime(product: Product, data: FundData, assumptions: dict, framed: pd.DataFrame,
+              ae_rows: pd.DataFrame, cur: pd.DataFrame, cur_cell: np.ndarray,
+              cells: pd.DataFrame, w: np.ndarray, cell_cost: np.ndarray,
+              cell_factor: np.ndarray, groups, models, sev_trend: float, enrol_model,
+              target: float) -> tuple[dict, dict]:
+    """The lifetime price (:mod:`puhui.pricing.lifetime`) from this run's models: the
+    eligible people of the last year with their cell's cost and the enrolled mix, the
+    within-band age slope from the as-if payouts, the renewal model's lapse and the
+    benefit growth G(t) (the mix's E[B], claim-free steps aside, with the severity grown
+    t years of inflation, over today's)."""
+    basis = lifetime_basis(assumptions)
+    per_person = (w / cells["people"].to_numpy())[cur_cell]
+    people = pd.DataFrame({"age": cur["age"].to_numpy(), "gender": cur["gender"].astype(str).to_numpy(),
+                           "weight": per_person, "cost": cell_cost[cur_cell]})
+    gradient = age_gradient(framed["age"].to_numpy(), framed["gender"].astype(str).to_numpy(),
+                            ae_rows["actual"].to_numpy(), ae_rows["expected"].to_numpy())
+    lapse = None
+    if enrol_model is not None and enrol_model.renewal_ is not None:
+        lapse = (1.0 - enrol_model.renewal_.predict(cells))[cur_cell]
+    inflation = float(assumptions["trend"]["medical_inflation"])
+
+    def expected_at(t: int) -> float:
+        factor = sev_trend * (1 + inflation) ** t
+        return sum(float(np.dot(w * cell_factor, models[terms.id].moments(
+            cells, terms, severity_factor=factor)[0])) for terms in groups)
+
+    growth = benefit_growth(expected_at, int(product.max_renewal_age)
+                            - int(product.min_entry_age or 0))
+    years = sorted(int(y) for y in framed["year"].unique())
+    return lifetime_price(product, people, gradient, lapse, growth, basis, target,
+                          persons=data.persons, years=years)
 
 
 AE_FACTORS = ("age_band", "gender", "insutype", "retired", "preexisting", "prior_stay")

@@ -122,6 +122,29 @@ the population is held fixed. "filed price held" keeps the product's premium.</p
 {% if plots.spiral %}<img alt="spiral" src="data:image/png;base64,{{ plots.spiral }}">{% endif %}
 {{ spiral }}{% endif %}
 
+{% if f.lifetime %}{% set L = f.lifetime %}<h2>Lifetime price (renewable to age {{ L.basis.ages[1] }})</h2>
+<p>Expected claims by single attained age: the models' mean per age band (enrolled mix,
+trended to the policy year, after credibility) with the data's slope within the band,
+beta = {{ '%.4f' % L.basis.age_gradient.beta }}{% if L.basis.age_gradient.se %} (se {{ '%.4f' % L.basis.age_gradient.se }}){% endif %}
+a year of age. Death: {{ L.basis.mortality.source }}{% if L.basis.mortality.multiplier != 1 %} x {{ L.basis.mortality.multiplier }}{% endif %}.
+Lapse: {{ L.basis.lapse }}. Interest {{ L.basis.interest | pct }}, claims paid at
+{{ L.basis.claim_timing }} of the year. Benefit growth with medical inflation (deductible leverage
+included): {% for k, v in L.basis.benefit_growth.items() %}{{ k }} x{{ v }}{% if not loop.last %}, {% endif %}{% endfor %}.
+{{ L.basis.note }}.</p>
+{% if plots.lifetime_claims %}<img alt="claims by age" src="data:image/png;base64,{{ plots.lifetime_claims }}">{% endif %}
+<h3>Level premium by entry age (yuan a year, for life)</h3>
+{{ lifetime_entries }}
+<h3>Step-rated schedule (today's money, re-rated each year with the trend) against the one-year price</h3>
+{{ lifetime_steps }}
+<h3>Projection for entrants at {{ lifetime_age }}</h3>
+{% if plots.lifetime_projection %}<img alt="projection" src="data:image/png;base64,{{ plots.lifetime_projection }}">{% endif %}
+{{ lifetime_projection }}
+{% if plots.lifetime_age_fit %}<h3>Diagnostics: the age curve against the as-if payouts</h3>
+<p>As-if payouts per person-year by five-year age against the band means (flat within each
+band) and the fitted slope; ages with fewer than {{ min_people }} people are left out.</p>
+<img alt="age fit" src="data:image/png;base64,{{ plots.lifetime_age_fit }}">{% endif %}
+{% endif %}
+
 <h2>Assumptions (with sources)</h2>
 <pre>{{ assumptions_text }}</pre>
 <p>Small cells: no row above describes fewer than {{ min_people }} people{% if suppressed %}
@@ -160,7 +183,8 @@ def _html(df: pd.DataFrame, floats: str = "{:,.2f}") -> str:
                       border=0, classes="t")
 
 
-def _plots(tables: dict, figures: dict, lr_draws: np.ndarray | None) -> dict:
+def _plots(tables: dict, figures: dict, lr_draws: np.ndarray | None,
+           min_people: int = 10) -> dict:
     out: dict = {"one_way": []}
     ow = tables["ae_one_way"]
     for fac, t in ow.groupby("factor", sort=False):
@@ -190,6 +214,8 @@ def _plots(tables: dict, figures: dict, lr_draws: np.ndarray | None) -> dict:
         ax.set_ylabel("loss ratio")
         ax.legend()
         out["spiral"] = png_base64(fig)
+    if "lifetime_claims" in tables:
+        out.update(_lifetime_plots(tables, figures, min_people))
     if lr_draws is not None and np.isfinite(lr_draws).all():
         fig, ax = new_figure(7, 2.4)
         ax.hist(lr_draws, bins=60)
@@ -197,6 +223,76 @@ def _plots(tables: dict, figures: dict, lr_draws: np.ndarray | None) -> dict:
         ax.set_xlabel("loss ratio (simulated)")
         out["lr"] = png_base64(fig)
     return out
+
+
+def _lifetime_plots(tables: dict, figures: dict, min_people: int = 10) -> dict:
+    out = {}
+    c = tables["lifetime_claims"]
+    fig, ax = new_figure(7, 2.6)
+    ax.plot(c["age"], c["men"], label="men")
+    ax.plot(c["age"], c["women"], label="women")
+    ax.set_xlabel("attained age")
+    ax.set_ylabel("yuan a year (today)")
+    ax.set_title("expected claims by attained age")
+    ax.legend()
+    out["lifetime_claims"] = png_base64(fig)
+    young = figures["lifetime"]["step_rated_entry_age"]
+    p = tables["lifetime_projection"][young]
+    fig, ax = new_figure(7, 3.0)
+    ax.plot(p["age"], p["natural_premium"], label="claims of the year (natural premium)")
+    ax.plot(p["age"], p["level_premium"], label="level premium")
+    ax.plot(p["age"], p["reserve"], label="reserve per policy in force")
+    ax.set_xlabel("attained age")
+    ax.set_ylabel("yuan")
+    ax2 = ax.twinx()
+    ax2.plot(p["age"], p["in_force"], color="grey", ls="--", label="in force")
+    ax2.set_ylabel("in force per policy written")
+    ax.legend(loc="upper left")
+    out["lifetime_projection"] = png_base64(fig)
+    t = tables.get("lifetime_age_fit")
+    if t is not None:
+        g = t.assign(five=(t["age"] // 5) * 5).groupby("five").sum(numeric_only=True)
+        g = g[g["people"] >= min_people]
+        if len(g):
+            fig, ax = new_figure(7, 2.6)
+            ax.plot(g.index, g["actual"] / g["people"], marker="s", label="actual (as-if)")
+            ax.plot(g.index, g["band"] / g["people"], marker="o", label="band means")
+            ax.plot(g.index, g["fitted"] / g["people"], marker="^", label="with the slope")
+            ax.set_xlabel("age (five-year groups, data years)")
+            ax.set_ylabel("yuan per person-year")
+            ax.legend()
+            out["lifetime_age_fit"] = png_base64(fig)
+    return out
+
+
+def _lifetime_tables(figures: dict, tables: dict) -> dict:
+    """The report's lifetime tables (yuan, 2 decimals)."""
+    from markupsafe import Markup
+
+    L = figures["lifetime"]
+    entries = pd.DataFrame([{
+        "entry age": e["entry_age"], "share of men": e["share_men"],
+        "PV of claims": e["pv_claims"], "premium annuity": e["premium_annuity"],
+        "level pure": e["level_pure_premium"], "level gross": e["level_gross_premium"],
+        "level gross without lapse": e["level_gross_premium_without_lapse"],
+        "first-year claims": e["first_year_natural_premium"],
+        "peak reserve": e["peak_reserve"], "at age": e["peak_reserve_age"],
+        **{f"mortality -{m['mortality_reduction']:.0%}": f"{m['change']:+.1%} "
+           f"({m['change_without_lapse']:+.1%} without lapse)" for m in e["mortality_improvement"]}}
+        for e in L["entry_ages"]])
+    one_year = {(g["min_age"], g["max_age"]): g["gross_premium"]
+                for g in (figures["gross_premium"] if isinstance(figures["gross_premium"], list)
+                          else [])}
+    steps = pd.DataFrame([{"ages": f"{s['min_age']}-{s['max_age']}", "pure": s["pure_premium"],
+                           "gross": s["gross_premium"],
+                           "one-year gross (this run)": one_year.get((s["min_age"], s["max_age"]))}
+                          for s in L["step_rated"]])
+    young = L["step_rated_entry_age"]
+    p = tables["lifetime_projection"][young]
+    p = p[(p["year"] % 5 == 0) | (p["age"] == p["age"].max())]
+    return {"lifetime_entries": Markup(_html(entries, "{:,.2f}")),
+            "lifetime_steps": Markup(_html(steps, "{:,.2f}")),
+            "lifetime_projection": Markup(_html(p, "{:,.4f}")), "lifetime_age": young}
 
 
 def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
@@ -217,7 +313,7 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
     # an event count is a count of people's claims: under the threshold it is not shown
     groups["events"] = groups["events"].map(
         lambda n: f"{n:,}" if n >= min_people or n == 0 else f"<{min_people}")
-    plots = _plots(tables, figures, lr_draws)
+    plots = _plots(tables, figures, lr_draws, min_people)
     validation = []
     for name, cv in tables.get("validation", []):
         calib, n = suppress_small(cv["calibration"], "people", min_people, ("actual", "expected"))
@@ -250,4 +346,5 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
         credibility=Markup(_html(cred, "{:,.4f}")) if cred is not None else None,
         credibility_hidden=cred_hidden,
         budget=Markup(_html(tables["budget_impact"], "{:,.2f}")) if "budget_impact" in tables else None,
-        assumptions_text=assumptions_text, min_people=min_people, suppressed=touched)
+        assumptions_text=assumptions_text, min_people=min_people, suppressed=touched,
+        **(_lifetime_tables(figures, tables) if "lifetime" in figures else {}))

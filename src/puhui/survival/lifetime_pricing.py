@@ -20,8 +20,7 @@ Quantities, with v = 1 / (1 + i):
 
 A toy case worked by hand is in tests/test_lifetime_pricing.py.
 
-Not wired in yet: ``puhui price`` for the elderly product (its report's projection
-from the frequency-severity models' expected claims by attained age).
+``puhui price`` uses them for a renewable cover through :mod:`puhui.pricing.lifetime`.
 """
 
 from __future__ import annotations
