@@ -1,7 +1,8 @@
-"""Outcome-based drug agreements: hand-worked refunds in each region, and the expected
-refund from an exponential survival curve against numerical integration of the refund
-rule over the exponential density (scipy.integrate.quad, independent of the closed
-form the code uses)."""
+"""Outcome-based drug agreements: hand-worked refunds in each region of each scheme of
+seed 000 (overall survival, delayed progression, clinical-effect date), and the
+expected refund from an exponential survival curve against numerical integration of
+the refund rule over the exponential density (scipy.integrate.quad, independent of the
+closed form and the trapezoid rule the code uses) and against the closed forms."""
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,8 @@ import pytest
 from scipy import integrate
 
 from puhui.survival.agreements import (
+    AFTER_MEDIAN,
+    BEFORE_EFFECT,
     FULL,
     MONTH_DAYS,
     NONE,
@@ -18,6 +21,7 @@ from puhui.survival.agreements import (
     expected_refund_share,
     exponential_survival,
     quarterly_refunds,
+    refund_lines,
     refunds_due,
 )
 
@@ -43,21 +47,49 @@ def test_refund_in_each_region_by_hand():
     late = refunds_due(A, pts, as_of=_at(24))
     assert late["outcome"].tolist() == [FULL, PARTIAL, NONE, NONE, NONE]
     assert late["quarter"].tolist() == ["2024Q3", "2025Q2", "", "", ""]
-    q = quarterly_refunds(A, pts, as_of=_at(24))
+    # the same through the drug costs the product paid (two settlements each)
+    costs = pd.DataFrame({"psn_no": np.repeat(["a", "b", "c", "d", "e"], 2),
+                          "date": [pd.Timestamp("2024-01-01"), _at(1)] * 5,
+                          "cost_fen": [6_000_000, 4_000_000] * 5})
+    deaths = pd.Series(pts["death_date"].to_numpy(), index=list("abcde"))
+    lines = refund_lines(A, costs, deaths, as_of=_at(24))
+    assert lines[["psn_no", "outcome", "quarter", "refund_fen"]].values.tolist() == [
+        ["a", FULL, "2024Q3", 10_000_000], ["b", PARTIAL, "2025Q2", 5_000_000],
+        ["c", NONE, "", 0], ["d", NONE, "", 0], ["e", NONE, "", 0]]
+    q = quarterly_refunds(A, costs, deaths, as_of=_at(24))
     assert q[["quarter", "patients", "refund_fen"]].values.tolist() == [
         ["2024Q3", 1, 10_000_000], ["2025Q2", 1, 5_000_000]]
 
 
-def test_progression_free_variant_and_rounding():
-    """PFS: progression at 8 months, death at 30 -> full refund (the earlier event);
-    a partial share of 33.33 % of 1 fen-odd cost rounds half up in whole fen."""
-    a = Agreement("X", 12, 18, 3333, endpoint="pfs")
-    pts = pd.DataFrame({"start": pd.Timestamp("2024-01-01"), "cost_fen": [1_000_001, 1_000_001],
-                        "death_date": [_at(30), _at(14)],
-                        "progression_date": [_at(8), None]})
-    r = refunds_due(a, pts, as_of=_at(40))
-    assert r["outcome"].tolist() == [FULL, PARTIAL]
-    assert r["refund_fen"].tolist() == [1_000_001, (1_000_001 * 3333 + 5000) // 10_000]
+def test_progression_variant_refunds_the_cost_after_the_median_in_its_quarters():
+    """Seed 000's delayed-progression scheme, PFS median 6 months: the payer pays to
+    the median, the manufacturer the drug used after it. Patient a: 10,000.00 at 0, 3,
+    6.5 and 8 months -> the last two refunded (20,000.00, in 2024Q3); b: costs at 0 and 2
+    months only and seen at 4 months -> pending; c: 1 fen-odd at 0 and 1 month, dead ->
+    no refund."""
+    a = Agreement("X", None, 6, endpoint="pfs")
+    costs = pd.DataFrame({
+        "psn_no": ["a"] * 4 + ["b", "b", "c", "c"],
+        "date": [_at(0), _at(3), _at(6.5), _at(8), _at(0) + pd.Timedelta(days=150),
+                 _at(2) + pd.Timedelta(days=150), _at(0), _at(1)],
+        "cost_fen": [1_000_000] * 6 + [101, 101]})
+    deaths = pd.Series([_at(1.5)], index=["c"])
+    r = refund_lines(a, costs, deaths, as_of=_at(9))
+    assert r[["psn_no", "outcome", "quarter", "refund_fen"]].values.tolist() == [
+        ["a", AFTER_MEDIAN, "2024Q3", 2_000_000], ["b", PENDING, "", 0], ["c", NONE, "", 0]]
+    # costs not yet known at the date are not counted
+    assert refund_lines(a, costs, deaths, as_of=_at(7))["refund_fen"].sum() == 1_000_000
+
+
+def test_effect_date_variant_and_rounding():
+    """Clinical-effect scheme: 33.33 % of the cost before the assessment date (4
+    months), whatever happens; 1,000,001 fen before it rounds half up per quarter."""
+    a = Agreement("X", None, 4, 3333, endpoint="effect")
+    costs = pd.DataFrame({"psn_no": "a", "date": [_at(0), _at(0.5), _at(5)],
+                          "cost_fen": [1_000_001, 0, 7_000_000]})
+    r = refund_lines(a, costs, pd.Series(dtype="datetime64[ns]"), as_of=_at(12))
+    assert r[["outcome", "quarter", "refund_fen"]].values.tolist() == [
+        [BEFORE_EFFECT, "2024Q1", (1_000_001 * 3333 + 5000) // 10_000]]
 
 
 def test_after_the_observation_horizon_nothing_is_refunded():
@@ -76,8 +108,29 @@ def test_expected_refund_of_an_exponential_curve_is_its_integral(median):
     assert expected_refund_share(A, exponential_survival(median)) == pytest.approx(want, rel=1e-9)
 
 
+@pytest.mark.parametrize("median", [3.0, 9.0, 40.0])
+def test_expected_refund_of_the_cost_timed_schemes_against_closed_forms(median):
+    # time on the drug exponential: int_a^b S = (median / ln 2)(S(a) - S(b)), so
+    # pfs: (S(m) - S(H)) / (1 - S(H)); effect: r (1 - S(m)) / (1 - S(H))
+    S = exponential_survival(median)
+    h = 60.0
+    pfs = Agreement("X", None, 6, endpoint="pfs")
+    eff = Agreement("X", None, 4, 2500, endpoint="effect")
+    assert expected_refund_share(pfs, S) == pytest.approx(
+        (S(6) - S(h)) / (1 - S(h)), rel=1e-5)
+    assert expected_refund_share(eff, S) == pytest.approx(
+        0.25 * (1 - S(4)) / (1 - S(h)), rel=1e-5)
+    # and the share of spending after 6 months by quadrature of the spending rate S(t)
+    after = integrate.quad(S, 6, h)[0] / integrate.quad(S, 0, h)[0]
+    assert expected_refund_share(pfs, S) == pytest.approx(after, rel=1e-5)
+
+
 def test_bad_terms_are_refused():
     with pytest.raises(ValueError, match="median"):
         Agreement("X", 20, 10, 5000)
     with pytest.raises(ValueError, match="basis points"):
         Agreement("X", 10, 20, 12_000)
+    with pytest.raises(ValueError, match="endpoint"):
+        Agreement("X", None, 20, endpoint="dfs")
+    with pytest.raises(ValueError, match="comparator"):
+        Agreement("X", None, 20, endpoint="os")
