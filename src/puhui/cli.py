@@ -182,6 +182,51 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
     click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'}\n  {outp / 'report.html'}")
 
 
+@claims.command("recoveries")
+@click.option("--product", "product_file", required=True, help="product file (path or id)")
+@click.option("--data", "data_dir", type=click.Path(), required=True,
+              help="the fund-data folder the batches ran on (death dates, settlement dates "
+                   "and lines)")
+@click.option("--ledger", "url", default="sqlite:///ledger.db", show_default=True)
+@click.option("--as-of", "as_of", required=True, help="the date the outcomes are known to "
+              "(YYYY-MM-DD)")
+@click.option("--batch", "batch_id", required=True, help="batch id of this booking")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+def claims_recoveries(product_file, data_dir, url, as_of, batch_id, out):
+    """Refunds due to the product under its drugs' outcome-based agreements, booked in
+    the ledger as recoveries (target minus booked: a re-run books nothing)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from puhui.claims.recoveries import run_recoveries
+
+    try:
+        day = pd.Timestamp(as_of)
+    except ValueError:
+        raise InputError(f"--as-of {as_of!r}: not a date; give YYYY-MM-DD") from None
+    product = _load_product(product_file)
+    res = run_recoveries(product, data_dir, url, batch_id, day)
+    outp = Path(out)
+    outp.mkdir(parents=True, exist_ok=True)
+    fen = ["cost_fen", "refund_fen", "booked_fen", "delta_fen"]
+    lines = res.lines.assign(cost_amt=res.lines["cost_fen"] / 100,
+                             refund_amt=res.lines["refund_fen"] / 100,
+                             booked_before_amt=res.lines["booked_fen"] / 100,
+                             booked_now_amt=res.lines["delta_fen"] / 100)
+    lines.drop(columns=fen).to_csv(outp / "recoveries.csv", index=False)
+    (outp / "recoveries.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
+                                          encoding="utf-8")
+    s = res.summary
+    click.echo(f"recoveries {batch_id} as of {s['as_of']}: due {s['due_yuan']:,.2f} yuan, "
+               f"booked now {s['booked_now_yuan']:,.2f}")
+    for a in s["agreements"]:
+        click.echo(f"  {a['agreement']} ({a['endpoint']}): {a['patients']} patient(s), due "
+                   f"{a['due_yuan']:,.2f}, booked now {a['booked_now_yuan']:,.2f}")
+    click.echo(f"  {outp / 'recoveries.csv'}\n  {outp / 'recoveries.json'}")
+
+
 @claims.command("direct")
 @click.option("--product", "product_file", required=True)
 @click.option("--ledger", "url", default="sqlite:///ledger.db", show_default=True)

@@ -2,6 +2,15 @@
 
 ``lists.toml`` indexes the lists (id, file, kind, validity, source). A list is a CSV
 with at least ``hilist_code``; items may carry ``valid_from`` / ``valid_to`` of their own.
+A list may ``extends`` another listed before it: its items are the parent's, and its
+own file adds columns to them by ``hilist_code`` (for example the agreements of some
+drugs).
+
+Outcome-based agreements (:mod:`puhui.survival.agreements`) are columns of a list:
+``agreement`` (``os``, ``pfs`` or ``effect``; empty for none),
+``agreement_comparator_median_months`` (``os``), ``agreement_drug_median_months``,
+``agreement_share`` (a ratio 0-1: ``os`` between the medians, ``effect`` before the
+date), ``agreement_max_years`` (5 when empty); :func:`agreements_of` reads them.
 """
 
 from __future__ import annotations
@@ -52,6 +61,71 @@ def load_lists(directory: str | Path | None = None) -> dict[str, DrugList]:
         items = pd.read_csv(directory / meta["file"], dtype={"hilist_code": str})
         if "hilist_code" not in items or items["hilist_code"].duplicated().any():
             raise RuleFileError(f"{directory / meta['file']}: needs a unique hilist_code column")
+        if "extends" in meta:
+            parent = out.get(meta["extends"])
+            if parent is None:
+                raise RuleFileError(f"{where}: extends '{meta['extends']}', which is not "
+                                    f"listed before it")
+            unknown = sorted(set(items["hilist_code"]) - set(parent.items["hilist_code"]))
+            if unknown:
+                raise RuleFileError(f"{directory / meta['file']}: hilist_code "
+                                    f"{', '.join(unknown[:5])} not in '{parent.id}'")
+            both = (set(items.columns) & set(parent.items.columns)) - {"hilist_code"}
+            if both:
+                raise RuleFileError(f"{directory / meta['file']}: columns {sorted(both)} are "
+                                    f"already in '{parent.id}'; an extension adds columns")
+            items = parent.items.merge(items, on="hilist_code", how="left")
         out[meta["id"]] = DrugList(meta["id"], meta["kind"], meta.get("name", meta["id"]),
                                    meta["valid_from"], meta["valid_to"], meta["source"], items)
+    return out
+
+
+AGREEMENT_COLUMNS = ("agreement", "agreement_comparator_median_months",
+                     "agreement_drug_median_months", "agreement_share", "agreement_max_years")
+
+
+def agreements_of(dl: DrugList, directory: str | Path | None = None) -> dict:
+    """The outcome-based agreements of a list's drugs: {hilist_code:
+    :class:`puhui.survival.agreements.Agreement`}; a bad row is a RuleFileError naming
+    the list, the drug and the column."""
+    from puhui.money import ratio_to_bp
+    from puhui.survival.agreements import ENDPOINTS, Agreement
+
+    it = dl.items
+    if "agreement" not in it.columns:
+        return {}
+    where = f"drug list '{dl.id}' (actuarial/drugs/)"
+    out = {}
+    for _, row in it[it["agreement"].notna() & (it["agreement"].astype(str).str.strip() != "")
+                     ].iterrows():
+        code = str(row["hilist_code"])
+        kind = str(row["agreement"]).strip()
+        if kind not in ENDPOINTS:
+            raise RuleFileError(f"{where}: drug {code}: agreement = {kind!r}; give one of "
+                                f"{', '.join(ENDPOINTS)} or leave it empty")
+
+        def num(col, default=None):
+            v = row.get(col)
+            if v is None or pd.isna(v):
+                if default is None:
+                    raise RuleFileError(f"{where}: drug {code}: {col} is empty; an "
+                                        f"agreement '{kind}' needs it")
+                return default
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                raise RuleFileError(f"{where}: drug {code}: {col} = {v!r} is not a "
+                                    f"number") from None
+
+        comparator = num("agreement_comparator_median_months") if kind == "os" else None
+        share = num("agreement_share") if kind in ("os", "effect") else 0.0
+        if not 0 <= share <= 1:
+            raise RuleFileError(f"{where}: drug {code}: agreement_share = {share} is not a "
+                                f"ratio from 0 to 1")
+        try:
+            out[code] = Agreement(code, comparator, num("agreement_drug_median_months"),
+                                  ratio_to_bp(share), endpoint=kind,
+                                  max_years=num("agreement_max_years", 5.0))
+        except ValueError as e:
+            raise RuleFileError(f"{where}: {e}") from None
     return out

@@ -10,6 +10,8 @@ What it holds
                   has the reversal's ``setl_id`` and applies to the original)
 ``decisions``     the current decision (target payout, reason) per settlement and benefit
 ``accumulators``  running deductible and limit use per policy and accumulator
+``recoveries``    signed entries of refunds due to the product under drug agreements
+                  (per batch, agreement, patient and quarter; the amount due is the sum)
 ``audit``         append-only log: who ran what, with which product and data hashes, when
 
 Unique keys make replays harmless: a batch writes at most one entry per
@@ -58,6 +60,13 @@ CREATE INDEX IF NOT EXISTS decisions_psn ON decisions (psn_no);
 CREATE TABLE IF NOT EXISTS accumulators (
     policy_no TEXT NOT NULL REFERENCES policies (policy_no), accumulator TEXT NOT NULL,
     used_fen INTEGER NOT NULL, PRIMARY KEY (policy_no, accumulator));
+CREATE TABLE IF NOT EXISTS recoveries (
+    entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id TEXT NOT NULL REFERENCES batches (batch_id), agreement TEXT NOT NULL,
+    psn_no TEXT NOT NULL, quarter TEXT NOT NULL, outcome TEXT NOT NULL,
+    refund_fen INTEGER NOT NULL, recorded_at TEXT NOT NULL,
+    UNIQUE (batch_id, agreement, psn_no, quarter));
+CREATE INDEX IF NOT EXISTS recoveries_key ON recoveries (agreement, psn_no, quarter);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, who TEXT NOT NULL,
     command TEXT NOT NULL, batch_id TEXT, product_hash TEXT, data_hash TEXT, detail TEXT);
@@ -222,6 +231,37 @@ def paid_between(con: sqlite3.Connection, lo: str, hi: str, product_id: str):
         " MAX(policy_no) AS paid_policy FROM payments WHERE psn_no BETWEEN ? AND ?"
         " AND policy_no IN (SELECT policy_no FROM policies WHERE product_id = ?)"
         " GROUP BY applies_to, benefit", con, params=[lo, hi, product_id])
+
+
+def paid_for_benefits(con: sqlite3.Connection, product_id: str, benefits: list[str]):
+    """Net paid per (settlement, benefit) of ``benefits`` under ``product_id``'s
+    policies: applies_to, benefit, paid, paid_psn."""
+    import pandas as pd
+
+    marks = ", ".join("?" * len(benefits))
+    return pd.read_sql_query(
+        "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS paid_psn"
+        f" FROM payments WHERE benefit IN ({marks}) AND policy_no IN"
+        " (SELECT policy_no FROM policies WHERE product_id = ?)"
+        " GROUP BY applies_to, benefit", con, params=[*benefits, product_id])
+
+
+def booked_recoveries(con: sqlite3.Connection, agreements: list[str]):
+    """What is booked per (agreement, psn_no, quarter): booked_fen."""
+    import pandas as pd
+
+    marks = ", ".join("?" * len(agreements))
+    return pd.read_sql_query(
+        "SELECT agreement, psn_no, quarter, SUM(refund_fen) AS booked_fen FROM recoveries"
+        f" WHERE agreement IN ({marks}) GROUP BY agreement, psn_no, quarter", con,
+        params=list(agreements))
+
+
+def record_recoveries(con: sqlite3.Connection, rows: list[tuple]) -> None:
+    """Recovery entries (batch_id, agreement, psn_no, quarter, outcome, refund_fen,
+    recorded_at); one per batch, agreement, patient and quarter (a replay adds nothing)."""
+    con.executemany("INSERT OR IGNORE INTO recoveries (batch_id, agreement, psn_no, quarter,"
+                    " outcome, refund_fen, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def batch_entries_between(con: sqlite3.Connection, batch_id: str, lo: str, hi: str):

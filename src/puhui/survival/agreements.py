@@ -178,7 +178,12 @@ def refund_lines(a: Agreement, costs: pd.DataFrame, death_date: pd.Series, as_of
     c = costs[pd.to_datetime(costs["date"]) <= as_of]
     cols = ["psn_no", "start", "cost_fen", "outcome", "quarter", "refund_fen"]
     if not len(c):
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame({"psn_no": pd.Series(dtype=object),
+                             "start": pd.Series(dtype="datetime64[ns]"),
+                             "cost_fen": pd.Series(dtype="int64"),
+                             "outcome": pd.Series(dtype=object),
+                             "quarter": pd.Series(dtype=object),
+                             "refund_fen": pd.Series(dtype="int64")})
     c = c.assign(date=pd.to_datetime(c["date"]), psn_no=c["psn_no"].astype(str))
     per = (c.groupby("psn_no", sort=True).agg(start=("date", "min"), cost_fen=("cost_fen", "sum"))
            .reset_index())
