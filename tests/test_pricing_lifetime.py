@@ -166,3 +166,17 @@ def test_bad_lifetime_assumption_exits_2_before_reading_data(tmp_path):
                         "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
                         "--assumptions", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "[lifetime] mortality" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_elderly_special_drug_premium_is_net_of_expected_agreement_refunds(elderly):
+    f, out = elderly
+    ag = f["drug_agreements"]
+    b = ag["benefits"]["special_drugs"]
+    share = sum(d["share_of_benefit_amounts"] * d["expected_refund_share"] for d in ag["drugs"])
+    assert b["refund_share"] == pytest.approx(share, abs=2e-4)
+    assert b["pure_premium_after"] == pytest.approx(b["pure_premium_before"] * (1 - share),
+                                                    abs=0.05)
+    assert f["pure_premium"]["special_drugs"] == b["pure_premium_after"]
+    assert {d["endpoint"] for d in ag["drugs"]} == {"os", "pfs", "effect"}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Outcome-based drug agreements" in html

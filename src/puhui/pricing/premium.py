@@ -46,6 +46,7 @@ from puhui.pricing.benefit_cost import (
     step_moments,
 )
 from puhui.pricing.credibility import credibility_factors
+from puhui.pricing.drug_agreements import expected_refunds
 from puhui.pricing.enrolment import (
     EnrolmentModel,
     claim_free_shares,
@@ -82,6 +83,10 @@ def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
             raise InputError(f"{p}: [{section}] {key} is missing; see "
                              f"actuarial/{DEFAULT_ASSUMPTIONS} for every key")
     lifetime_basis(a, p)
+    curve = a.get("agreements", {}).get("curve", "fitted")
+    if curve not in ("fitted", "published"):
+        raise InputError(f"{p}: [agreements] curve = {curve!r}; give \"fitted\" or "
+                         f"\"published\"")
     return a, p
 
 
@@ -240,6 +245,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     draws_total = np.zeros(sims)
     models: dict[str, BenefitCostModel] = {}
     group_m1: dict[str, np.ndarray] = {}
+    group_draws: dict[str, np.ndarray] = {}
     step_shares: dict[str, np.ndarray] = {}
     cf_fig: dict[str, dict] = {}
     elig_share: dict[str, float] = {}
@@ -276,7 +282,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
             notes.append(f"{terms.id}: no events in the data, so no experience to price on "
                          f"(pure premium 0); supply an external assumption before using this price")
         elif cost > 0:
-            draws_total += cost * model.cost_draws(cells, terms, w, rng, sims, sev_trend)
+            group_draws[terms.id] = cost * model.cost_draws(cells, terms, w, rng, sims, sev_trend)
+            draws_total += group_draws[terms.id]
         group_m1[terms.id] = m1
         total_elig = sum(elig_by_benefit.get(b, 0) for b in terms.benefits)
         for b in terms.benefits:
@@ -307,6 +314,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     cred_a = assumptions.get("credibility", {})
     cell_factor = np.ones(len(cells))
     cred_fig = None
+    cred_adj = 1.0
     if cred_a.get("by") and len(ae_rows):
         by = tuple(cred_a["by"])
         cred, cp = credibility_factors(framed, framed["year"], ae_rows["actual"],
@@ -318,6 +326,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         cell_cost = cell_cost * cell_factor
         cell_var = cell_var * cell_factor ** 2
         draws_total = draws_total * adj
+        cred_adj = adj
         for terms in groups:
             cost = float(np.dot(w, group_m1[terms.id] * cell_factor) / w.sum())
             for b in terms.benefits:
@@ -326,6 +335,32 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         cred_fig = {"by": list(by), "within": _r(cp["within"], 6), "between": _r(cp["between"], 6),
                     "k": _r(cp["k"], 2), "collective_actual_to_expected": _r(cp["collective"], 4),
                     "adjustment_to_pure_premium": _r(adj, 4)}
+    from puhui.pricing.whatif import PricingState, class_c_budget_impact, drug_shares
+
+    shares = drug_shares(product, data)
+    agreements_fig = None
+    frac, agreement_rows = expected_refunds(product, data, shares, assumptions)
+    if frac:
+        say("drug agreements: expected refunds")
+        before = dict(pure)
+        for terms in groups:
+            f_g = sum(frac.get(b, 0.0) * elig_share[b] for b in terms.benefits)
+            if f_g == 0.0:
+                continue
+            cell_cost = cell_cost - f_g * group_m1[terms.id] * cell_factor
+            if terms.id in group_draws:
+                draws_total = draws_total - f_g * group_draws[terms.id] * cred_adj
+            for b in terms.benefits:
+                pure[b] = pure[b] * (1.0 - frac.get(b, 0.0))
+        agreements_fig = {
+            "benefits": {b: {"pure_premium_before": _r(before[b], 2),
+                             "expected_refund": _r(before[b] - pure[b], 2),
+                             "pure_premium_after": _r(pure[b], 2),
+                             "refund_share": _r(f, 4)} for b, f in frac.items()},
+            "drugs": agreement_rows,
+            "note": "refund share of a benefit = sum over agreement drugs of the drug's "
+                    "share of the benefit's eligible line amounts x its expected refund "
+                    "share; the variance per cell is left as without refunds"}
     pure_total = float(sum(pure.values()))
     lifetime_fig = None
     if is_lifetime(product):
@@ -386,6 +421,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         "prob_loss_ratio_above_100": _r(float((lr > 1.0).mean()), 4),
         "notes": notes,
     }
+    if agreements_fig is not None:
+        figures["drug_agreements"] = agreements_fig
     if lifetime_fig is not None:
         figures["lifetime"] = lifetime_fig
     # the as-if experience of the people who enrolled (actual, not modelled)
@@ -434,10 +471,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         tables["spiral"] = sp
         figures["spiral"] = [{k: (_r(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
                              for row in sp.to_dict("records")]
-    from puhui.pricing.whatif import PricingState, class_c_budget_impact, drug_shares
-
     state = PricingState(product.id, groups, models, cells, w, sev_trend, target, n_policies,
-                         elig_share, drug_shares(product, data), cell_factor, step_shares)
+                         elig_share, shares, cell_factor, step_shares)
     bi = assumptions.get("budget_impact", {})
     if bi.get("class_c_list"):
         say("budget impact of the class-C list")

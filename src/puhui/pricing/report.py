@@ -122,6 +122,14 @@ the population is held fixed. "filed price held" keeps the product's premium.</p
 {% if plots.spiral %}<img alt="spiral" src="data:image/png;base64,{{ plots.spiral }}">{% endif %}
 {{ spiral }}{% endif %}
 
+{% if f.drug_agreements %}<h2>Outcome-based drug agreements: expected refunds</h2>
+<p>Each agreement drug takes off its benefit's pure premium its share of the benefit's
+eligible line amounts x the expected refund as a share of the drug cost, from a survival
+curve (Kaplan-Meier of the data's treated patients where there are enough deaths, else an
+exponential curve with the published median). {{ f.drug_agreements.note }}.</p>
+{{ agreement_benefits }}
+{{ agreement_drugs }}{% endif %}
+
 {% if f.lifetime %}{% set L = f.lifetime %}<h2>Lifetime price (renewable to age {{ L.basis.ages[1] }})</h2>
 <p>Expected claims by single attained age: the models' mean per age band (enrolled mix,
 trended to the policy year, after credibility) with the data's slope within the band,
@@ -265,6 +273,22 @@ def _lifetime_plots(tables: dict, figures: dict, min_people: int = 10) -> dict:
     return out
 
 
+def _agreement_tables(figures: dict) -> dict:
+    from markupsafe import Markup
+
+    ag = figures["drug_agreements"]
+    benefits = pd.DataFrame([{"benefit": b, **v} for b, v in ag["benefits"].items()])
+    benefits["refund_share"] = benefits["refund_share"].map(lambda v: f"{v:.2%}")
+    drugs = pd.DataFrame(ag["drugs"])
+    for col in ("expected_refund_share", "share_of_benefit_amounts"):
+        drugs[col] = drugs[col].map(lambda v: f"{v:.2%}")
+    # a drug taken by fewer people than a report may show: its patient count is hidden
+    return {"agreement_benefits": Markup(_html(benefits, "{:,.2f}")),
+            "agreement_drugs": Markup(_html(drugs.assign(treated_patients=drugs[
+                "treated_patients"].map(lambda n: n if n >= 10 or n == 0 else "<10")),
+                "{:,.4g}"))}
+
+
 def _lifetime_tables(figures: dict, tables: dict) -> dict:
     """The report's lifetime tables (yuan, 2 decimals)."""
     from markupsafe import Markup
@@ -347,4 +371,5 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
         credibility_hidden=cred_hidden,
         budget=Markup(_html(tables["budget_impact"], "{:,.2f}")) if "budget_impact" in tables else None,
         assumptions_text=assumptions_text, min_people=min_people, suppressed=touched,
-        **(_lifetime_tables(figures, tables) if "lifetime" in figures else {}))
+        **(_lifetime_tables(figures, tables) if "lifetime" in figures else {}),
+        **(_agreement_tables(figures) if "drug_agreements" in figures else {}))

@@ -1,0 +1,124 @@
+"""The expected refunds of outcome-based drug agreements in the price.
+
+For a line benefit whose list carries agreements (:func:`puhui.drug_lists.agreements_of`),
+each agreement drug d takes off the benefit's pure premium::
+
+    refund_b = pure_b x sum_d share_d x E[refund share_d]
+
+share_d is the drug's share of the benefit's eligible line amounts in the data
+(:func:`puhui.pricing.whatif.drug_shares`), E[refund share_d] the agreement's expected
+refund as a share of the drug cost (:func:`puhui.survival.agreements.expected_refund_share`)
+from a survival curve S:
+
+- ``"fitted"`` (overall survival only): Kaplan-Meier (lifelines) of the fund data's
+  patients on the drug, months from their first settlement with it to death, censored
+  at the data's end, when it has at least ``min_deaths`` deaths and follows patients
+  past the drug's median; otherwise
+- ``"published"``: an exponential curve with the agreement's median (the drug's median
+  overall or progression-free survival, or ``agreement_curve_median_months``: the
+  median time on the drug for the clinical-effect scheme).
+
+The benefit's cost per rating cell, its parameter draws and so the gross premiums and
+the loss-ratio interval move with it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from puhui.survival.agreements import (
+    MONTH_DAYS,
+    expected_refund_share,
+    exponential_survival,
+)
+
+
+def treated_patients(data, drug: str) -> pd.DataFrame:
+    """Per patient with a settlement line of ``drug``: months from the first such
+    settlement to death (``died``) or to the data's last settlement date."""
+    lines = data.lines
+    if lines is None or not len(lines):
+        return pd.DataFrame(columns=["psn_no", "months", "died"])
+    sids = lines.loc[lines["hilist_code"].astype(str) == drug, "setl_id"]
+    st = data.settlements
+    on = st[st["setl_id"].isin(sids)]
+    if not len(on):
+        return pd.DataFrame(columns=["psn_no", "months", "died"])
+    end = pd.Timestamp(st["setl_time"].max())
+    first = on.groupby(on["psn_no"].astype(str), observed=True)["setl_time"].min()
+    persons = data.persons.set_index(data.persons["psn_no"].astype(str))["death_date"]
+    death = pd.to_datetime(persons.reindex(first.index))
+    died = death.notna() & (death <= end)
+    stop = death.where(died, end)
+    months = (stop - first).dt.days.to_numpy(dtype=float) / MONTH_DAYS
+    return pd.DataFrame({"psn_no": first.index, "months": np.maximum(months, 0.0),
+                         "died": died.to_numpy()})
+
+
+def survival_curve(a, treated: pd.DataFrame, method: str, min_deaths: int,
+                   curve_median: float | None = None):
+    """(S, what it is, median used or None) for agreement ``a`` (module docstring)."""
+    deaths = int(treated["died"].sum()) if len(treated) else 0
+    follow = float(treated["months"].max()) if len(treated) else 0.0
+    if (method == "fitted" and a.endpoint == "os" and deaths >= min_deaths
+            and follow >= a.drug_median_months):
+        from lifelines import KaplanMeierFitter
+
+        km = KaplanMeierFitter().fit(treated["months"], event_observed=treated["died"])
+
+        def s(t):
+            return np.asarray(km.survival_function_at_times(np.atleast_1d(t)).to_numpy(),
+                              dtype=float).reshape(np.shape(t))
+        return s, f"Kaplan-Meier of {len(treated)} treated patients ({deaths} deaths)", None
+    median = a.drug_median_months if curve_median is None else curve_median
+    why = "published median"
+    if method == "fitted":
+        # (no count under the fit's threshold is named: reports show no small groups)
+        why += (f" (the data's treated patients have fewer than {min_deaths} deaths or "
+                f"are not followed to the drug's median)" if a.endpoint == "os"
+                else " (the data has no progression or time-on-drug outcome to fit)")
+    return exponential_survival(median), f"exponential, {why}", median
+
+
+def expected_refunds(product, data, shares: dict[str, pd.DataFrame], assumptions: dict
+                     ) -> tuple[dict[str, float], list[dict]]:
+    """Per line benefit, the share of its cost refunded, sum_d share_d E_d; and a row
+    per agreement drug for pricing.json and the report."""
+    from puhui.drug_lists import agreements_of, load_lists
+
+    cfg = assumptions.get("agreements", {})
+    method = cfg.get("curve", "fitted")
+    min_deaths = int(cfg.get("min_deaths", 20))
+    lists = load_lists()
+    frac: dict[str, float] = {}
+    rows: list[dict] = []
+    for b in product.benefits:
+        if not b.lines or b.lines.list not in lists:
+            continue
+        dl = lists[b.lines.list]
+        ags = agreements_of(dl)
+        if not ags:
+            continue
+        items = dl.items.set_index(dl.items["hilist_code"].astype(str))
+        share = shares.get(b.id)
+        amount_share = (dict(zip(share["code"], share["amount_share"]))
+                        if share is not None else {})
+        total = 0.0
+        for code, a in sorted(ags.items()):
+            cm = items.get("agreement_curve_median_months", pd.Series(dtype=float)).get(code)
+            cm = float(cm) if cm is not None and pd.notna(cm) else None
+            treated = treated_patients(data, code)
+            s, source, median = survival_curve(a, treated, method, min_deaths, cm)
+            e = float(expected_refund_share(a, s))
+            w = float(amount_share.get(code, 0.0))
+            total += w * e
+            rows.append({"benefit": b.id, "drug": code, "endpoint": a.endpoint,
+                         "comparator_median_months": a.comparator_median_months,
+                         "drug_median_months": a.drug_median_months,
+                         "share_bp": a.partial_share_bp, "curve": source,
+                         "curve_median_months": median, "treated_patients": int(len(treated)),
+                         "expected_refund_share": round(e, 4),
+                         "share_of_benefit_amounts": round(w, 4)})
+        frac[b.id] = total
+    return frac, rows
