@@ -42,22 +42,11 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "external" / "survival" 
 
 
 def lifelines_gompertz(entry, exit, died):
-    """Gompertz by lifelines' generic parametric fitter (autograd likelihood)."""
-    import autograd.numpy as anp
-    from lifelines.fitters import ParametricUnivariateFitter
+    """Gompertz by lifelines' generic parametric fitter (puhui.survival.mortality.gompertz_mle)."""
+    from puhui.survival.mortality import gompertz_mle
 
-    class GompertzFitter(ParametricUnivariateFitter):
-        _fitted_parameter_names = ["a_", "b_"]
-        _bounds = [(None, None), (1e-6, None)]
-
-        def _cumulative_hazard(self, params, times):
-            a, b = params
-            return anp.exp(a) / b * (anp.exp(b * times) - 1)
-
-    f = GompertzFitter().fit(exit, event_observed=died, entry=entry,
-                             initial_point=np.array([-10.0, 0.1]))
-    se = f.summary["se(coef)"]
-    return f.params_["a_"], f.params_["b_"], se["a_"], se["b_"]
+    g = gompertz_mle(entry, exit, died)
+    return g["a"], g["b"], g["se_a"], g["se_b"]
 
 
 def read_flchain(path: str | None):

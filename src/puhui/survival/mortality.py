@@ -196,6 +196,31 @@ def gompertz_glm(cells: pd.DataFrame) -> dict | None:
             "exposure": float(cells["exposure"].sum())}
 
 
+def gompertz_mle(entry, exit, died) -> dict:
+    """mu(x) = exp(a + b x) by lifelines' maximum likelihood in continuous time (a
+    ``ParametricUnivariateFitter`` with the Gompertz cumulative hazard
+    exp(a) / b (e^(b x) - 1), entries as left truncation): an implementation of the
+    same law independent of :func:`gompertz_glm`, which holds the force constant
+    within each year of age. Returns a, b and their standard errors."""
+    import autograd.numpy as anp
+    from lifelines.fitters import ParametricUnivariateFitter
+
+    class GompertzFitter(ParametricUnivariateFitter):
+        _fitted_parameter_names = ["a_", "b_"]
+        _bounds = [(None, None), (1e-6, None)]
+
+        def _cumulative_hazard(self, params, times):
+            a, b = params
+            return anp.exp(a) / b * (anp.exp(b * times) - 1)
+
+    f = GompertzFitter().fit(np.asarray(exit, dtype=float), event_observed=np.asarray(died),
+                             entry=np.asarray(entry, dtype=float),
+                             initial_point=np.array([-10.0, 0.1]))
+    se = f.summary["se(coef)"]
+    return {"a": float(f.params_["a_"]), "b": float(f.params_["b_"]),
+            "se_a": float(se["a_"]), "se_b": float(se["b_"])}
+
+
 def gompertz_qx(a: float, b: float, age) -> np.ndarray:
     """One-year death probability from a Gompertz force: q(x) = 1 - exp(-mu(x + 1/2)),
     mu(x) = exp(a + b x) (the force held at its mid-year value).
