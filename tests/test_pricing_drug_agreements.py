@@ -55,3 +55,16 @@ def test_too_few_deaths_or_too_short_a_follow_up_uses_the_published_median():
     # a cost-timed scheme prices on its curve median when the file gives one
     pfs = Agreement("X", None, 6.0, endpoint="effect", partial_share_bp=3000)
     assert survival_curve(pfs, t, "fitted", 20, curve_median=9.0)[2] == 9.0
+
+
+@pytest.mark.parametrize("mean,sd,cap", [(100.0, 50.0, 150.0), (100.0, 120.0, 50.0),
+                                         (80.0, 10.0, 200.0)])
+def test_expected_excess_over_a_cap_is_the_gamma_integral(mean, sd, cap):
+    from scipy import integrate
+    from scipy.stats import gamma
+
+    from puhui.drug_caps import expected_excess
+
+    a, th = (mean / sd) ** 2, sd ** 2 / mean
+    want = integrate.quad(lambda s: (s - cap) * gamma.pdf(s, a, scale=th), cap, np.inf)[0]
+    assert expected_excess(mean, sd ** 2, cap) == pytest.approx(want, rel=1e-6, abs=1e-9)

@@ -173,6 +173,9 @@ def test_the_elderly_special_drug_premium_is_net_of_expected_agreement_refunds(e
     ag = f["drug_agreements"]
     b = ag["benefits"]["special_drugs"]
     share = sum(d["share_of_benefit_amounts"] * d["expected_refund_share"] for d in ag["drugs"])
+    caps = ag["price_volume_caps"]
+    assert [c["drug"] for c in caps] == ["SD-05"] and caps[0]["clawback_per_policy"] > 0
+    share += sum(c["clawback_per_policy"] for c in caps) / b["pure_premium_before"]
     assert b["refund_share"] == pytest.approx(share, abs=2e-4)
     assert b["pure_premium_after"] == pytest.approx(b["pure_premium_before"] * (1 - share),
                                                     abs=0.05)

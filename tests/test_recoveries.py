@@ -188,3 +188,35 @@ def test_a_product_without_agreements_has_none():
     with pytest.raises(InputError, match="agreement"):
         run_recoveries(load_product(product_path("huhuibao-2025")), SAMPLE, "sqlite:///:memory:",
                        "x", "2025-12-31")
+
+
+def test_a_price_volume_cap_claws_back_the_products_part_above_it(paid, tmp_path, monkeypatch):
+    """The sample's 2025 spending on SD-05 is about 100,000 yuan; with the cap lowered to
+    one patient (75,000.00) the product recovers paid x (spending - cap) / spending."""
+    import puhui.drug_lists as dl
+    from puhui.drug_caps import clawback_fen
+
+    real = dl.load_lists
+
+    def one_patient(directory=None):
+        lists = real(directory)
+        it = lists["special-drugs-elderly"].items
+        it.loc[it["hilist_code"] == "SD-05", "cap_patients"] = 1
+        return lists
+
+    monkeypatch.setattr(dl, "load_lists", one_patient)
+    product = paid[0]
+    url = _ledger(paid, tmp_path)
+    early = run_recoveries(product, SAMPLE, url, "mid", "2025-06-30")
+    assert early.summary["caps"][0]["status"] != "due" and \
+        not any(x[1].endswith(":cap") for x in _recoveries(url))
+    r = run_recoveries(product, SAMPLE, url, "ye", "2025-12-31")
+    cap = r.summary["caps"][0]
+    assert cap["cap_yuan"] == 75_000.0 and cap["spending_yuan"] > 75_000.0
+    want = clawback_fen(round(cap["paid_yuan"] * 100), round(cap["spending_yuan"] * 100),
+                        7_500_000)
+    assert want > 0 and round(cap["clawback_yuan"] * 100) == want
+    rows = [x for x in _recoveries(url) if x[1].endswith(":cap")]
+    assert rows == [("ye", "special-drugs-elderly:SD-05:cap", "", "2025Q4", "CAP_CLAWBACK", want)]
+    run_recoveries(product, SAMPLE, url, "ye2", "2026-03-31")       # booked once
+    assert [x for x in _recoveries(url) if x[1].endswith(":cap")] == rows

@@ -224,6 +224,9 @@ def claims_recoveries(product_file, data_dir, url, as_of, batch_id, out):
     for a in s["agreements"]:
         click.echo(f"  {a['agreement']} ({a['endpoint']}): {a['patients']} patient(s), due "
                    f"{a['due_yuan']:,.2f}, booked now {a['booked_now_yuan']:,.2f}")
+    for c in s["caps"]:
+        click.echo(f"  {c['cap']}: spending {c['spending_yuan']:,.2f} against a cap of "
+                   f"{c['cap_yuan']:,.2f}, clawback {c['clawback_yuan']:,.2f} ({c['status']})")
     click.echo(f"  {outp / 'recoveries.csv'}\n  {outp / 'recoveries.json'}")
 
 

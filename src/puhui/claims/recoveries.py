@@ -17,6 +17,13 @@ For each drug of a product's line benefits whose list carries an agreement
    recoveries add up to what is due now; a re-run with the same data books nothing,
    a later date or a reversed payout books the difference (both signs).
 
+Price-volume caps (:mod:`puhui.drug_caps`) on the same lists: once the as-of date is
+past the product's policy year, the drug's spending in the year (its eligible line
+amount on the settlements the product paid) against its cap gives the clawback
+(:func:`puhui.drug_caps.clawback_fen` of what the product paid for it), booked the same
+way as one line (agreement ``list:drug:cap``, no patient, the year's last quarter,
+outcome ``CAP_CLAWBACK``).
+
 Every patient with a cost ends in ``recoveries.csv`` with an outcome code; the summary
 reconciles by agreement and quarter.
 """
@@ -55,10 +62,26 @@ def agreements_of_product(product: Product) -> dict[str, tuple[str, object]]:
     return out
 
 
+def caps_of_product(product: Product) -> dict[str, tuple[str, object]]:
+    """{cap id: (benefit id, Cap)} for the price-volume caps on the product's line
+    benefits' lists; the id is ``list:drug:cap``."""
+    from puhui.drug_caps import caps_of
+    from puhui.drug_lists import load_lists
+
+    lists = load_lists()
+    out = {}
+    for b in product.benefits:
+        if b.lines and b.lines.list in lists:
+            for code, c in caps_of(lists[b.lines.list]).items():
+                out[f"{b.lines.list}:{code}:cap"] = (b.id, c)
+    return out
+
+
 def drug_costs(product: Product, paid: pd.DataFrame, settlements: pd.DataFrame,
                lines: pd.DataFrame, benefit: str, drug: str) -> pd.DataFrame:
     """What the product paid for ``drug`` under ``benefit``, per settlement: psn_no,
-    date, cost_fen (module docstring, step 1). ``paid``: net paid per settlement
+    date, cost_fen (module docstring, step 1) and drug_fen (the drug's eligible line
+    amount there: the spending a price-volume cap counts). ``paid``: net paid per settlement
     (applies_to, benefit, paid, paid_psn) from the ledger; ``settlements``: setl_id,
     setl_time (the settlements paid); ``lines``: the data's settlement lines."""
     from puhui.benefits.quantities import LineMatcher
@@ -69,7 +92,8 @@ def drug_costs(product: Product, paid: pd.DataFrame, settlements: pd.DataFrame,
     p = p[p["applies_to"].isin(with_drug)]
     if not len(p):
         return pd.DataFrame({"psn_no": pd.Series(dtype=str), "date": pd.Series(dtype="datetime64[ns]"),
-                             "cost_fen": pd.Series(dtype="int64")})
+                             "cost_fen": pd.Series(dtype="int64"),
+                             "drug_fen": pd.Series(dtype="int64")})
     known = p["applies_to"].isin(settlements["setl_id"])
     if not known.all():
         raise InputError(f"the ledger paid {int((~known).sum()):,} settlement(s) for {drug} "
@@ -89,7 +113,8 @@ def drug_costs(product: Product, paid: pd.DataFrame, settlements: pd.DataFrame,
     return pd.DataFrame({"psn_no": p.set_index("applies_to").loc[st["setl_id"], "paid_psn"]
                          .astype(str).to_numpy(),
                          "date": pd.to_datetime(st["setl_time"]).to_numpy(),
-                         "cost_fen": cost.astype("int64")})
+                         "cost_fen": cost.astype("int64"),
+                         "drug_fen": np.asarray(drug_elig, dtype="int64")})
 
 
 def _read(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -128,23 +153,26 @@ def run_recoveries(product: Product, data_dir: str | Path, url: str, batch_id: s
 
     as_of = pd.Timestamp(as_of)
     agreements = agreements_of_product(product)
-    if not agreements:
+    caps = caps_of_product(product)
+    if not agreements and not caps:
         raise InputError(f"{product.id}: none of its line benefits' drug lists carries an "
-                         f"agreement (columns 'agreement...' in actuarial/drugs/); nothing "
-                         f"to recover")
+                         f"agreement or a price-volume cap (columns 'agreement...', "
+                         f"'cap_...' in actuarial/drugs/); nothing to recover")
     data_dir = Path(data_dir)
     persons, st, lines = _read(data_dir)
     deaths = persons.set_index(persons["psn_no"].astype(str))["death_date"].dropna()
     con = ledger.connect(url)
     try:
-        paid = ledger.paid_for_benefits(con, product.id,
-                                        sorted({b for b, _ in agreements.values()}))
+        paid = ledger.paid_for_benefits(con, product.id, sorted(
+            {b for b, _ in agreements.values()} | {b for b, _ in caps.values()}))
         rows = []
         for aid, (benefit, a) in agreements.items():
             costs = drug_costs(product, paid, st, lines, benefit, a.drug)
             r = refund_lines(a, costs, deaths, as_of)
             if len(r):
                 rows.append(r.assign(agreement=aid, drug=a.drug, endpoint=a.endpoint))
+        cap_rows = _cap_clawbacks(product, caps, paid, st, lines, as_of)
+        rows += [r for r in cap_rows if len(r)]
         due = (pd.concat(rows, ignore_index=True) if rows else
                pd.DataFrame({c: pd.Series(dtype="int64" if c == "refund_fen" else object)
                              for c in ("agreement", "psn_no", "quarter", "outcome", "start",
@@ -154,7 +182,7 @@ def run_recoveries(product: Product, data_dir: str | Path, url: str, batch_id: s
         with ledger.unit_of_work(con):
             ledger.start_batch(con, batch_id, f"recoveries {as_of.date()}", product.id,
                                phash, dhash)
-            booked = ledger.booked_recoveries(con, list(agreements))
+            booked = ledger.booked_recoveries(con, [*agreements, *caps])
             key = ["agreement", "psn_no", "quarter"]
             m = due.merge(booked, on=key, how="outer")
             for col in ("refund_fen", "booked_fen"):
@@ -173,7 +201,37 @@ def run_recoveries(product: Product, data_dir: str | Path, url: str, batch_id: s
     finally:
         con.close()
     m = m.sort_values(["agreement", "psn_no", "quarter"], kind="stable").reset_index(drop=True)
-    return RecoveryRun(m, _summary(m, agreements, as_of, batch_id))
+    summary = _summary(m, agreements, as_of, batch_id)
+    summary["caps"] = [r.attrs["cap"] for r in cap_rows]
+    return RecoveryRun(m, summary)
+
+
+def _cap_clawbacks(product: Product, caps: dict, paid: pd.DataFrame, st: pd.DataFrame,
+                   lines: pd.DataFrame, as_of: pd.Timestamp) -> list[pd.DataFrame]:
+    """One booking line per cap once the policy year has ended (module docstring);
+    each frame's ``attrs["cap"]`` describes it for the summary."""
+    from puhui.drug_caps import clawback_fen
+
+    start, end = pd.Timestamp(product.start), pd.Timestamp(product.end)
+    out = []
+    for cid, (benefit, cap) in caps.items():
+        c = drug_costs(product, paid, st, lines, benefit, cap.drug)
+        c = c[(c["date"] >= start) & (c["date"] <= end)]
+        spending, paid_fen = int(c["drug_fen"].sum()), int(c["cost_fen"].sum())
+        ended = as_of >= end
+        back = clawback_fen(paid_fen, spending, cap.cap_fen) if ended else 0
+        quarter = str(end.to_period("Q"))
+        df = (pd.DataFrame({"agreement": [cid], "psn_no": [""], "quarter": [quarter],
+                            "outcome": ["CAP_CLAWBACK"], "start": [start],
+                            "cost_fen": [paid_fen], "refund_fen": [back], "drug": [cap.drug],
+                            "endpoint": ["cap"]}) if back > 0 else pd.DataFrame())
+        df.attrs["cap"] = {"cap": cid, "benefit": benefit, "policy_year": [str(start.date()),
+                                                                        str(end.date())],
+                           "cap_yuan": cap.cap_fen / 100, "spending_yuan": spending / 100,
+                           "paid_yuan": paid_fen / 100, "clawback_yuan": back / 100,
+                           "status": "due" if ended else "the policy year has not ended"}
+        out.append(df)
+    return out
 
 
 def _summary(m: pd.DataFrame, agreements: dict, as_of, batch_id: str) -> dict:

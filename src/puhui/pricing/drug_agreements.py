@@ -122,3 +122,68 @@ def expected_refunds(product, data, shares: dict[str, pd.DataFrame], assumptions
                          "share_of_benefit_amounts": round(w, 4)})
         frac[b.id] = total
     return frac, rows
+
+
+def drug_patient_years(data, drug: str) -> np.ndarray:
+    """The drug's spending per patient and data year (yuan), from the settlement
+    lines (reversed settlements are not in pricing's data)."""
+    lines = data.lines
+    if lines is None or not len(lines):
+        return np.zeros(0)
+    ln = lines[lines["hilist_code"].astype(str) == drug]
+    st = data.settlements
+    on = st[st["setl_id"].isin(ln["setl_id"])]
+    if not len(on):
+        return np.zeros(0)
+    m = ln.merge(on[["setl_id", "psn_no", "setl_time"]], on="setl_id")
+    y = pd.to_datetime(m["setl_time"]).dt.year
+    return (m.groupby([m["psn_no"].astype(str), y])["amount"].sum().to_numpy(dtype=float)
+            / 100.0)
+
+
+def expected_clawbacks(product, data, shares: dict[str, pd.DataFrame], pure: dict[str, float],
+                       exposure: float, policies: int, severity_factor: float
+                       ) -> tuple[dict[str, float], list[dict]]:
+    """Per line benefit, the share of its pure premium a price-volume cap claws back;
+    and a row per capped drug. The year's spending on drug d under the product is
+    compound Poisson: patients ~ Poisson(n lambda) with lambda the data's patient-years
+    per person-year of exposure, each spending X (the data's per patient-year spending,
+    trended); its mean n lambda E[X] and variance n lambda E[X^2] give a gamma, whose
+    mean excess over the cap (:func:`puhui.drug_caps.expected_excess`) times the
+    product's part of the spending (its expected payout for d over the expected
+    spending) is the clawback; per policy, over n."""
+    from puhui.drug_caps import caps_of, expected_excess
+    from puhui.drug_lists import load_lists
+
+    lists = load_lists()
+    frac: dict[str, float] = {}
+    rows: list[dict] = []
+    for b in product.benefits:
+        if not b.lines or b.lines.list not in lists:
+            continue
+        caps = caps_of(lists[b.lines.list])
+        if not caps or pure.get(b.id, 0.0) <= 0:
+            continue
+        share = shares.get(b.id)
+        amount_share = (dict(zip(share["code"], share["amount_share"]))
+                        if share is not None else {})
+        back = 0.0
+        for code, cap in sorted(caps.items()):
+            x = drug_patient_years(data, code) * severity_factor
+            lam = len(x) / exposure if exposure > 0 else 0.0
+            mean = policies * lam * float(x.mean()) if len(x) else 0.0
+            var = policies * lam * float((x ** 2).mean()) if len(x) else 0.0
+            excess = expected_excess(mean, var, cap.cap_fen / 100.0)
+            payout = pure[b.id] * float(amount_share.get(code, 0.0)) * policies
+            part = min(1.0, payout / mean) if mean > 0 else 0.0
+            per_policy = excess * part / policies if policies else 0.0
+            back += per_policy
+            rows.append({"benefit": b.id, "drug": code, "cap_yuan": cap.cap_fen / 100.0,
+                         "expected_patients": round(policies * lam, 4),
+                         "expected_spending_yuan": round(mean, 2),
+                         "sd_spending_yuan": round(float(np.sqrt(var)), 2),
+                         "expected_excess_yuan": round(excess, 2),
+                         "product_part_of_spending": round(part, 4),
+                         "clawback_per_policy": round(per_policy, 4)})
+        frac[b.id] = back / pure[b.id]
+    return frac, rows

@@ -46,7 +46,7 @@ from puhui.pricing.benefit_cost import (
     step_moments,
 )
 from puhui.pricing.credibility import credibility_factors
-from puhui.pricing.drug_agreements import expected_refunds
+from puhui.pricing.drug_agreements import expected_clawbacks, expected_refunds
 from puhui.pricing.enrolment import (
     EnrolmentModel,
     claim_free_shares,
@@ -340,6 +340,11 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     shares = drug_shares(product, data)
     agreements_fig = None
     frac, agreement_rows = expected_refunds(product, data, shares, assumptions)
+    cap_frac, cap_rows = expected_clawbacks(product, data, shares, pure,
+                                            float(framed["exposure"].sum()), n_policies,
+                                            sev_trend)
+    for b, f_cap in cap_frac.items():
+        frac[b] = frac.get(b, 0.0) + f_cap
     if frac:
         say("drug agreements: expected refunds")
         before = dict(pure)
@@ -358,9 +363,11 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                              "pure_premium_after": _r(pure[b], 2),
                              "refund_share": _r(f, 4)} for b, f in frac.items()},
             "drugs": agreement_rows,
+            "price_volume_caps": cap_rows,
             "note": "refund share of a benefit = sum over agreement drugs of the drug's "
                     "share of the benefit's eligible line amounts x its expected refund "
-                    "share; the variance per cell is left as without refunds"}
+                    "share, plus the expected clawback of price-volume caps over the pure "
+                    "premium; the variance per cell is left as without refunds"}
     pure_total = float(sum(pure.values()))
     lifetime_fig = None
     if is_lifetime(product):

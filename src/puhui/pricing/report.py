@@ -128,7 +128,12 @@ eligible line amounts x the expected refund as a share of the drug cost, from a 
 curve (Kaplan-Meier of the data's treated patients where there are enough deaths, else an
 exponential curve with the published median). {{ f.drug_agreements.note }}.</p>
 {{ agreement_benefits }}
-{{ agreement_drugs }}{% endif %}
+{{ agreement_drugs }}
+{% if agreement_caps %}<h3>Price-volume caps</h3>
+<p>The year's spending on a capped drug under the product is compound Poisson (patients x
+spending per patient-year from the data, trended), taken as a gamma; its mean excess over
+the cap times the product's part of the spending is the expected clawback.</p>
+{{ agreement_caps }}{% endif %}{% endif %}
 
 {% if f.lifetime %}{% set L = f.lifetime %}<h2>Lifetime price (renewable to age {{ L.basis.ages[1] }})</h2>
 <p>Expected claims by single attained age: the models' mean per age band (enrolled mix,
@@ -283,7 +288,9 @@ def _agreement_tables(figures: dict) -> dict:
     for col in ("expected_refund_share", "share_of_benefit_amounts"):
         drugs[col] = drugs[col].map(lambda v: f"{v:.2%}")
     # a drug taken by fewer people than a report may show: its patient count is hidden
-    return {"agreement_benefits": Markup(_html(benefits, "{:,.2f}")),
+    caps = pd.DataFrame(ag.get("price_volume_caps") or [])
+    return {"agreement_caps": Markup(_html(caps, "{:,.2f}")) if len(caps) else None,
+            "agreement_benefits": Markup(_html(benefits, "{:,.2f}")),
             "agreement_drugs": Markup(_html(drugs.assign(treated_patients=drugs[
                 "treated_patients"].map(lambda n: n if n >= 10 or n == 0 else "<10")),
                 "{:,.4g}"))}
