@@ -183,3 +183,13 @@ def test_the_elderly_special_drug_premium_is_net_of_expected_agreement_refunds(e
     assert {d["endpoint"] for d in ag["drugs"]} == {"os", "pfs", "effect"}
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Outcome-based drug agreements" in html
+
+
+def test_what_if_starts_from_the_premium_net_of_agreement_refunds(elderly):
+    from puhui.pricing.whatif import PricingState, reprice
+
+    f, out = elderly
+    t = reprice(PricingState.load(out), "hospital_in_list", deductible=6000).set_index("benefit")
+    for b in ("special_drugs", "hospital_in_list", "total"):
+        assert t.loc[b, "pure_before"] == pytest.approx(f["pure_premium"][b], abs=0.02)
+    assert t.loc["special_drugs", "pure_after"] == pytest.approx(t.loc["special_drugs", "pure_before"])

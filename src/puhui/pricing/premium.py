@@ -479,7 +479,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         figures["spiral"] = [{k: (_r(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
                              for row in sp.to_dict("records")]
     state = PricingState(product.id, groups, models, cells, w, sev_trend, target, n_policies,
-                         elig_share, shares, cell_factor, step_shares)
+                         elig_share, shares, cell_factor, step_shares, refund_shares=frac)
     bi = assumptions.get("budget_impact", {})
     if bi.get("class_c_list"):
         say("budget impact of the class-C list")

@@ -53,6 +53,9 @@ class PricingState:
     drug_shares: dict[str, pd.DataFrame] = field(default_factory=dict)
     cell_factors: np.ndarray | None = None          # credibility factor per cell
     step_shares: dict[str, np.ndarray] = field(default_factory=dict)  # claim-free steps
+    # benefit -> share of its pure premium refunded under drug agreements and caps,
+    # held fixed by a what-if (puhui.pricing.drug_agreements)
+    refund_shares: dict[str, float] = field(default_factory=dict)
 
     def save(self, out: Path) -> Path:
         p = Path(out) / STATE_FILE
@@ -124,8 +127,10 @@ def pure_premiums(state: PricingState, groups: list[GroupTerms] | None = None,
         if state.cell_factors is not None:
             m1 = m1 * state.cell_factors
         cost = float(np.dot(w, m1) / w.sum())
+        refunds = getattr(state, "refund_shares", {})      # (absent in older states)
         for b in g.benefits:
-            out[b] = cost * state.eligible_shares.get(b, 1.0 / len(g.benefits))
+            out[b] = (cost * state.eligible_shares.get(b, 1.0 / len(g.benefits))
+                      * (1.0 - refunds.get(b, 0.0)))
     return out
 
 
