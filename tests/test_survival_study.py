@@ -96,6 +96,7 @@ def test_puhui_survival_writes_its_report_and_refuses_bad_data(small_city_dir, c
     assert r.returncode == 0, r.stderr
     f = json.loads((tmp_path / "s" / "survival.json").read_text(encoding="utf-8"))
     assert {"mortality", "persistency", "first_admission"} <= set(f)
+    assert "cumulative_hazard_from_60" in f["mortality"]
     html = (tmp_path / "s" / "report.html").read_text(encoding="utf-8")
     for part in ("Mortality against CL", "Persistency", "first hospital admission",
                  "proportional hazards", "calibration"):
@@ -104,3 +105,15 @@ def test_puhui_survival_writes_its_report_and_refuses_bad_data(small_city_dir, c
     r = subprocess.run([sys.executable, "-m", "puhui", "survival", str(city_copy), "--out",
                         str(tmp_path / "bad")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_nelson_aalen_with_late_entry_by_hand():
+    """Lives (entry, exit, died): (60, 61, yes), (60, 63, no), (61.5, 62, yes),
+    (60, 65, no). At 61 three are at risk (one dies): 1/3; at 62 three again (the
+    late entrant has come in): + 1/3."""
+    from puhui.survival.lifetime import nelson_aalen
+
+    lt = pd.DataFrame({"entry": [60, 60, 61.5, 60], "exit": [61, 63, 62, 65],
+                       "died": [True, False, True, False]})
+    h = nelson_aalen(lt).cumulative_hazard_at_times([61, 62, 64]).to_numpy()
+    assert h == pytest.approx([1 / 3, 2 / 3, 2 / 3])

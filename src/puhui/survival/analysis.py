@@ -3,7 +3,8 @@
 - **mortality**: deaths against CL1/CL2 (A/E by sex and age band, exact intervals);
   a Gompertz force by sex two ways (puhui's Poisson GLM by single age and lifelines'
   continuous-time MLE) with its calibration (the fitted force's expected deaths by
-  band against the actual, and Kaplan-Meier from 60 against the Gompertz curve); a
+  band against the actual, Kaplan-Meier from 60 against the Gompertz curve and the
+  Nelson-Aalen cumulative hazard against the Gompertz one); a
   Cox model on the age scale with entry (sex, employee, low income) and the
   proportional-hazards check (the sex hazard ratio by age window);
 - **persistency** (:mod:`puhui.survival.persistency`): annual lapse rates by age band,
@@ -31,6 +32,7 @@ from puhui.survival.lifetime import (
     hazard_ratios_by_age,
     kaplan_meier,
     lifetimes,
+    nelson_aalen,
 )
 from puhui.survival.mortality import (
     actual_to_expected,
@@ -109,16 +111,23 @@ def mortality_study(persons: pd.DataFrame, years, max_people: int | None, seed: 
         km = kaplan_meier(o, g, from_age=60)
         ages = np.arange(60, 101)
         s_km = km.survival_function_at_times(ages).to_numpy()
+        h_na = nelson_aalen(o, from_age=60).cumulative_hazard_at_times(ages).to_numpy()
         r = gz[gz["gender"] == g]
         if len(r):
             a, b = float(r["a"].iloc[0]), float(r["b"].iloc[0])
-            s_gz = np.exp(-np.exp(a) / b * (np.exp(b * ages) - np.exp(b * 60)))
-            curves[g] = pd.DataFrame({"age": ages, "kaplan_meier": s_km, "gompertz": s_gz})
+            h_gz = np.exp(a) / b * (np.exp(b * ages) - np.exp(b * 60))
+            curves[g] = pd.DataFrame({"age": ages, "kaplan_meier": s_km, "gompertz": np.exp(-h_gz),
+                                      "nelson_aalen": h_na, "gompertz_cumulative_hazard": h_gz})
     sub = old.iloc[_subset(len(old), max_people, seed)]
     cov = [c for c in ("male", "employee", "low_income") if sub[c].nunique() > 1]
     cox = fit_cox(sub, cov, from_age=60) if int(sub["died"].sum()) >= 10 and cov else None
     ph = hazard_ratios_by_age(sub, "male", AGE_WINDOWS) if "male" in cov else pd.DataFrame()
+    hazards = pd.DataFrame([
+        {"gender": g, "age": int(x), "nelson_aalen": float(c.loc[c["age"] == x, "nelson_aalen"].iloc[0]),
+         "gompertz": float(c.loc[c["age"] == x, "gompertz_cumulative_hazard"].iloc[0])}
+        for g, c in curves.items() for x in (70, 80, 90)])
     return {"observed": obs, "ae": ae, "gompertz": gz, "gompertz_mle": pd.DataFrame(mle),
+            "cumulative_hazard": hazards,
             "calibration": gompertz_calibration(obs, gz, ((60, 69), (70, 79), (80, 89), (90, 100))),
             "cox": _cox_table(cox) if cox is not None else pd.DataFrame(), "ph": ph,
             "curves": curves, "people_cox": len(sub)}
@@ -190,6 +199,7 @@ def study(data, years, max_people: int | None = 200_000, seed: int = 0) -> Survi
                       "gompertz_glm": records(m["gompertz"]),
                       "gompertz_lifelines": records(m["gompertz_mle"]),
                       "gompertz_calibration": records(m["calibration"]),
+                      "cumulative_hazard_from_60": records(m["cumulative_hazard"]),
                       "cox_people": m["people_cox"], "cox": records(m["cox"]),
                       "sex_hazard_ratio_by_age": records(m["ph"])},
         "persistency": ({"note": p["note"]} if "note" in p else {
@@ -207,6 +217,7 @@ def study(data, years, max_people: int | None = 200_000, seed: int = 0) -> Survi
     }
     tables = {"ae": m["ae"], "gompertz": m["gompertz"], "gompertz_mle": m["gompertz_mle"],
               "gompertz_calibration": m["calibration"], "mortality_cox": m["cox"],
+              "cumulative_hazard": m["cumulative_hazard"],
               "mortality_ph": m["ph"], "lapse_rates": p.get("rates"),
               "lapse_cox": p.get("cox"), "persistency_curve": p.get("curve"),
               "admission_cox": a.get("cox"), "admission_ph": a.get("ph"),

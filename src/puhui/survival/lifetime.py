@@ -66,6 +66,18 @@ def kaplan_meier(lt: pd.DataFrame, label: str = "all", from_age: float | None = 
     return KaplanMeierFitter(label=label).fit(exit, event_observed=died, entry=entry)
 
 
+def nelson_aalen(lt: pd.DataFrame, label: str = "all", from_age: float | None = None):
+    """lifelines' NelsonAalenFitter on age with left truncation at ``entry``: the
+    cumulative hazard, from ``from_age`` when given (as :func:`kaplan_meier`)."""
+    from lifelines import NelsonAalenFitter
+
+    entry, exit, died = (lt[c].to_numpy() for c in ("entry", "exit", "died"))
+    if from_age is not None:
+        keep = exit > from_age
+        entry, exit, died = np.maximum(entry[keep], from_age), exit[keep], died[keep]
+    return NelsonAalenFitter(label=label).fit(exit, event_observed=died, entry=entry)
+
+
 def conditional_survival(km, from_age: float, ages) -> np.ndarray:
     """S(x) / S(from_age) from a fitted Kaplan-Meier curve: the chance of reaching each
     age in ``ages`` for someone alive at ``from_age``."""

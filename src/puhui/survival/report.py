@@ -34,6 +34,8 @@ implementation of the same law).</p>
 <p>Actual deaths against the fitted force's expected by band (a ratio near 1 in every band:
 the law's shape fits), and Kaplan-Meier from 60 (late entry) against the Gompertz curve.</p>
 {{ gompertz_calibration }}
+<p>Cumulative hazard from 60: Nelson-Aalen (late entry) against the Gompertz fit.</p>
+{{ cumulative_hazard }}
 {% if plots.km %}<img alt="KM vs Gompertz" src="data:image/png;base64,{{ plots.km }}">{% endif %}
 <h3>Cox model on the age scale, from 60 ({{ '{:,}'.format(f.mortality.cox_people) }} people)</h3>
 {{ mortality_cox }}
@@ -145,6 +147,7 @@ def render(st, min_people: int = 10) -> str:
         gompertz=Markup(_html(t["gompertz"])), gompertz_mle=Markup(_html(t["gompertz_mle"])),
         gompertz_calibration=Markup(_html(small(t["gompertz_calibration"], "person_years"))),
         mortality_cox=Markup(_html(t["mortality_cox"])),
+        cumulative_hazard=Markup(_html(t["cumulative_hazard"])),
         mortality_ph=Markup(_html(t["mortality_ph"])),
         lapse_rates=Markup(_html(small(t.get("lapse_rates"), "at_risk"))),
         lapse_cox=Markup(_html(t.get("lapse_cox"))),
