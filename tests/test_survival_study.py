@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from puhui.survival import admission as adm
 from puhui.survival import persistency as pst
