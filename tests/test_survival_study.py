@@ -118,3 +118,18 @@ def test_nelson_aalen_with_late_entry_by_hand():
                        "died": [True, False, True, False]})
     h = nelson_aalen(lt).cumulative_hazard_at_times([61, 62, 64]).to_numpy()
     assert h == pytest.approx([1 / 3, 2 / 3, 2 / 3])
+
+
+def test_the_window_check_counts_time_from_the_window_start_as_an_entry_would():
+    # the same fit with lifelines' entry time (everyone entering at the window's start)
+    from lifelines import CoxPHFitter
+
+    per, st = _admissions(n=4000, seed=8)
+    fa = adm.first_admissions(per, st, [2024, 2025])
+    got = adm.hazard_ratio_by_window(fa, "age_81", [(0.5, 1.5)])
+    w = fa[fa["time"] > 0.5]
+    d = pd.concat([pd.DataFrame({"entry": 0.5, "exit": np.minimum(w["time"], 1.5),
+                                 "event": w["admitted"] & (w["time"] <= 1.5)}),
+                   w[["age_61_70", "age_71_80", "age_81", "male"]]], axis=1)
+    ref = CoxPHFitter().fit(d, duration_col="exit", event_col="event", entry_col="entry")
+    assert got["hazard_ratio"].iloc[0] == pytest.approx(ref.hazard_ratios_["age_81"], rel=1e-6)
