@@ -98,6 +98,7 @@ def test_puhui_survival_writes_its_report_and_refuses_bad_data(small_city_dir, c
     f = json.loads((tmp_path / "s" / "survival.json").read_text(encoding="utf-8"))
     assert {"mortality", "persistency", "first_admission"} <= set(f)
     assert "cumulative_hazard_from_60" in f["mortality"]
+    assert "calibration" in f["first_admission"] and "calibration" in f["persistency"]
     html = (tmp_path / "s" / "report.html").read_text(encoding="utf-8")
     for part in ("Mortality against CL", "Persistency", "first hospital admission",
                  "proportional hazards", "calibration"):

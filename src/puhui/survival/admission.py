@@ -78,47 +78,15 @@ def fit_admission_cox(fa: pd.DataFrame, covariates=ADMISSION_COVARIATES):
 
 def hazard_ratio_by_window(fa: pd.DataFrame, covariate: str, windows,
                            covariates=ADMISSION_COVARIATES) -> pd.DataFrame:
-    """The proportional-hazards check: the Cox model refitted on follow-up within each
-    window (those still followed at its start, censored at its end), the covariate's
-    hazard ratio. Everyone in a window enters at its start, so time is counted from
-    there (the same partial likelihood as with an entry time, without lifelines' much
-    slower left-truncated path)."""
-    from lifelines import CoxPHFitter
+    """The proportional-hazards check of the admission model
+    (:func:`puhui.survival.diagnostics.hazard_ratio_by_window`)."""
+    from puhui.survival.diagnostics import hazard_ratio_by_window as by_window
 
-    rows = []
-    for lo, hi in windows:
-        w = fa[fa["time"] > lo]
-        d = pd.DataFrame({"exit": np.minimum(w["time"], hi) - lo,
-                          "event": w["admitted"] & (w["time"] <= hi)})
-        cols = [c for c in covariates if w[c].nunique() > 1]
-        d = pd.concat([d, w[cols]], axis=1)
-        if int(d["event"].sum()) < 10:
-            continue
-        s = CoxPHFitter().fit(d, duration_col="exit", event_col="event").summary.loc[covariate]
-        rows.append({"from_year": lo, "to_year": hi, "events": int(d["event"].sum()),
-                     "hazard_ratio": float(s["exp(coef)"]),
-                     "lower_95": float(s["exp(coef) lower 95%"]),
-                     "upper_95": float(s["exp(coef) upper 95%"])})
-    return pd.DataFrame(rows)
+    return by_window(fa, "time", "admitted", covariate, windows, covariates)
 
 
 def calibration(cox, fa: pd.DataFrame, horizon: float = 1.0, groups: int = 10) -> pd.DataFrame:
-    """By group of predicted risk of admission within ``horizon`` years: people, the
-    mean predicted risk and the Kaplan-Meier observed risk (lifelines)."""
-    from lifelines import KaplanMeierFitter
+    """The admission model's calibration (:func:`puhui.survival.diagnostics.calibration`)."""
+    from puhui.survival.diagnostics import calibration as by_decile
 
-    surv = cox.predict_survival_function(fa, times=[horizon]).to_numpy().ravel()
-    risk = 1.0 - surv
-    order = np.argsort(risk, kind="stable")
-    g = np.empty(len(order), dtype=int)
-    g[order] = np.arange(len(order)) * groups // max(len(order), 1)
-    rows = []
-    for k in range(groups):
-        on = g == k
-        if not on.any():
-            continue
-        km = KaplanMeierFitter().fit(fa["time"][on], event_observed=fa["admitted"][on])
-        rows.append({"group": k + 1, "people": int(on.sum()),
-                     "predicted": float(risk[on].mean()),
-                     "observed": float(1 - km.survival_function_at_times(horizon).iloc[0])})
-    return pd.DataFrame(rows)
+    return by_decile(cox, fa, "time", "admitted", horizon, groups)

@@ -9,7 +9,8 @@
   proportional-hazards check (the sex hazard ratio by age window);
 - **persistency** (:mod:`puhui.survival.persistency`): annual lapse rates by age band,
   pre-existing condition and funding (employee), the persistency curve and a Cox
-  model of lapse;
+  model of lapse with its diagnostics (:mod:`puhui.survival.diagnostics`: the
+  pre-existing hazard ratio by year enrolled, calibration of the one-year lapse);
 - **first admission** (:mod:`puhui.survival.admission`): Kaplan-Meier by age band,
   a Cox model, the proportional-hazards check by window of follow-up and the
   calibration by decile of predicted risk.
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.survival import admission as adm
+from puhui.survival import diagnostics as diag
 from puhui.survival import persistency as pst
 from puhui.survival.lifetime import (
     fit_cox,
@@ -43,6 +45,8 @@ from puhui.survival.mortality import (
 
 #: Age windows of the mortality proportional-hazards check.
 AGE_WINDOWS = ((60, 75), (75, 90), (90, 110))
+#: Windows of years enrolled of the lapse proportional-hazards check (whole years).
+LAPSE_WINDOWS = ((0.0, 1.5), (1.5, 2.5), (2.5, 50.0))
 #: Windows of follow-up (years) of the admission proportional-hazards check.
 TIME_WINDOWS = ((0.0, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 5.0))
 
@@ -147,9 +151,15 @@ def persistency_study(policies: pd.DataFrame, persons: pd.DataFrame,
     kmt = km.survival_function_.reset_index()
     kmt.columns = ["years", "still_enrolled"]
     cox = pst.fit_lapse_cox(sp) if int(sp["lapsed"].sum()) >= 10 else None
-    return {"policy_years": len(py), "outcomes": py["outcome"].value_counts().to_dict(),
-            "rates": rates, "curve": kmt, "spells": len(sp),
-            "cox": _cox_table(cox) if cox is not None else pd.DataFrame()}
+    out = {"policy_years": len(py), "outcomes": py["outcome"].value_counts().to_dict(),
+           "rates": rates, "curve": kmt, "spells": len(sp),
+           "cox": _cox_table(cox) if cox is not None else pd.DataFrame()}
+    if cox is not None:
+        d = pst.lapse_frame(sp)
+        out["ph"] = diag.hazard_ratio_by_window(d, "years", "lapsed", "preexisting",
+                                                LAPSE_WINDOWS, pst.LAPSE_COVARIATES)
+        out["calibration"] = diag.calibration(cox, d, "years", "lapsed", horizon=1.0)
+    return out
 
 
 def admission_study(persons: pd.DataFrame, settlements: pd.DataFrame, years,
@@ -207,6 +217,8 @@ def study(data, years, max_people: int | None = 200_000, seed: int = 0) -> Survi
             "outcomes": {k: int(v) for k, v in p["outcomes"].items()},
             "lapse_rates": records(p["rates"]), "spells": p["spells"],
             "curve": records(p["curve"]), "cox": records(p["cox"]),
+            "preexisting_hazard_ratio_by_window": records(p.get("ph")),
+            "calibration": records(p.get("calibration")),
             "funding": "employee (insutype 310) stands for 'may pay from a personal "
                        "medical account': the data has no payer field"}),
         "first_admission": {"people": a["people"], "admitted": a["admitted"],
@@ -220,6 +232,7 @@ def study(data, years, max_people: int | None = 200_000, seed: int = 0) -> Survi
               "cumulative_hazard": m["cumulative_hazard"],
               "mortality_ph": m["ph"], "lapse_rates": p.get("rates"),
               "lapse_cox": p.get("cox"), "persistency_curve": p.get("curve"),
+              "lapse_ph": p.get("ph"), "lapse_calibration": p.get("calibration"),
               "admission_cox": a.get("cox"), "admission_ph": a.get("ph"),
               "admission_calibration": a.get("calibration")}
     curves = {"mortality": m["curves"], "admission": a["curves"]}

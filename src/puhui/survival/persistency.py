@@ -121,12 +121,20 @@ def persistency_curve(sp: pd.DataFrame, label: str = "all"):
     return KaplanMeierFitter(label=label).fit(sp["years"], event_observed=sp["lapsed"])
 
 
-def fit_lapse_cox(sp: pd.DataFrame, covariates=("employee", "preexisting", "old")):
-    """lifelines' CoxPHFitter of years enrolled to lapse (Efron ties on whole years).
-    ``old``: aged 61 or more at the spell's start."""
+#: Covariates of the lapse model; ``old``: aged 61 or more at the spell's start.
+LAPSE_COVARIATES = ("employee", "preexisting", "old")
+
+
+def lapse_frame(sp: pd.DataFrame) -> pd.DataFrame:
+    """The spells with the lapse model's covariates."""
+    return sp.assign(old=(sp["age"] >= 61).astype(int))
+
+
+def fit_lapse_cox(sp: pd.DataFrame, covariates=LAPSE_COVARIATES):
+    """lifelines' CoxPHFitter of years enrolled to lapse (Efron ties on whole years)."""
     from lifelines import CoxPHFitter
 
-    d = sp.assign(old=(sp["age"] >= 61).astype(int))
+    d = lapse_frame(sp)
     cols = [c for c in covariates if d[c].nunique() > 1]
     return CoxPHFitter().fit(d[["years", "lapsed", *cols]], duration_col="years",
                              event_col="lapsed")
