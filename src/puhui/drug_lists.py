@@ -80,6 +80,15 @@ def load_lists(directory: str | Path | None = None) -> dict[str, DrugList]:
     return out
 
 
+def line_benefit_lists(product, lists: dict[str, DrugList] | None = None) -> list[tuple]:
+    """(benefit, its DrugList) for each of a product's benefits that pays on list lines
+    (a list the basis lacks is left to :class:`puhui.benefits.quantities.LineMatcher`
+    to report)."""
+    lists = lists if lists is not None else load_lists()
+    return [(b, lists[b.lines.list]) for b in product.benefits
+            if b.lines and b.lines.list in lists]
+
+
 AGREEMENT_COLUMNS = ("agreement", "agreement_comparator_median_months",
                      "agreement_drug_median_months", "agreement_share", "agreement_max_years")
 

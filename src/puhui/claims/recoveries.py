@@ -50,31 +50,20 @@ class RecoveryRun:
 def agreements_of_product(product: Product) -> dict[str, tuple[str, object]]:
     """{agreement id: (benefit id, Agreement)} for the agreements on the lists the
     product's line benefits pay on; the id is ``list:drug``."""
-    from puhui.drug_lists import agreements_of, load_lists
+    from puhui.drug_lists import agreements_of, line_benefit_lists
 
-    lists = load_lists()
-    out = {}
-    for b in product.benefits:
-        if not b.lines or b.lines.list not in lists:
-            continue
-        for code, a in agreements_of(lists[b.lines.list]).items():
-            out[f"{b.lines.list}:{code}"] = (b.id, a)
-    return out
+    return {f"{dl.id}:{code}": (b.id, a) for b, dl in line_benefit_lists(product)
+            for code, a in agreements_of(dl).items()}
 
 
 def caps_of_product(product: Product) -> dict[str, tuple[str, object]]:
     """{cap id: (benefit id, Cap)} for the price-volume caps on the product's line
     benefits' lists; the id is ``list:drug:cap``."""
     from puhui.drug_caps import caps_of
-    from puhui.drug_lists import load_lists
+    from puhui.drug_lists import line_benefit_lists
 
-    lists = load_lists()
-    out = {}
-    for b in product.benefits:
-        if b.lines and b.lines.list in lists:
-            for code, c in caps_of(lists[b.lines.list]).items():
-                out[f"{b.lines.list}:{code}:cap"] = (b.id, c)
-    return out
+    return {f"{dl.id}:{code}:cap": (b.id, c) for b, dl in line_benefit_lists(product)
+            for code, c in caps_of(dl).items()}
 
 
 def drug_costs(product: Product, paid: pd.DataFrame, settlements: pd.DataFrame,

@@ -85,18 +85,14 @@ def expected_refunds(product, data, shares: dict[str, pd.DataFrame], assumptions
                      ) -> tuple[dict[str, float], list[dict]]:
     """Per line benefit, the share of its cost refunded, sum_d share_d E_d; and a row
     per agreement drug for pricing.json and the report."""
-    from puhui.drug_lists import agreements_of, load_lists
+    from puhui.drug_lists import agreements_of, line_benefit_lists
 
     cfg = assumptions.get("agreements", {})
     method = cfg.get("curve", "fitted")
     min_deaths = int(cfg.get("min_deaths", 20))
-    lists = load_lists()
     frac: dict[str, float] = {}
     rows: list[dict] = []
-    for b in product.benefits:
-        if not b.lines or b.lines.list not in lists:
-            continue
-        dl = lists[b.lines.list]
+    for b, dl in line_benefit_lists(product):
         ags = agreements_of(dl)
         if not ags:
             continue
@@ -153,15 +149,12 @@ def expected_clawbacks(product, data, shares: dict[str, pd.DataFrame], pure: dic
     product's part of the spending (its expected payout for d over the expected
     spending) is the clawback; per policy, over n."""
     from puhui.drug_caps import caps_of, expected_excess
-    from puhui.drug_lists import load_lists
+    from puhui.drug_lists import line_benefit_lists
 
-    lists = load_lists()
     frac: dict[str, float] = {}
     rows: list[dict] = []
-    for b in product.benefits:
-        if not b.lines or b.lines.list not in lists:
-            continue
-        caps = caps_of(lists[b.lines.list])
+    for b, dl in line_benefit_lists(product):
+        caps = caps_of(dl)
         if not caps or pure.get(b.id, 0.0) <= 0:
             continue
         share = shares.get(b.id)

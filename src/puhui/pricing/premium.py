@@ -374,8 +374,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         say("lifetime: claims by attained age, decrements, level and step premiums")
         lifetime_fig, lt_tables = _lifetime(product, data, assumptions, framed, ae_rows, cur,
                                             cur_cell, cells, w, cell_cost, cell_factor,
-                                            groups, models,
-                                            sev_trend, enrol_model, target)
+                                            groups, models, sev_trend, enrol_model, target)
         tables.update(lt_tables)
 
     # premiums: gross by premium cell, the filed premium and the loss ratio
