@@ -461,6 +461,19 @@ def test_claims_run_on_a_dirty_city_quarantines_and_goes_on(tmp_path):
     codes = set(q["reason"].astype(str))
     assert {"Q_IDENTITY", "Q_DUPLICATE_ID", "Q_UNKNOWN_PERSON", "Q_NEGATIVE_AMOUNT"} <= codes
     assert res.summary["reconciles"]
+    # the report's flags table lists the codes that held something, each with its rule
+    import re
+
+    from puhui.claims.report import render
+
+    html = render(res.eob, res.summary)
+    table = html[html.index("<h2>Flags and quarantine</h2>"):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr><td>(\w+)</td><td>(.*?)</td><td class=\"n\">([\d,]+)</td></tr>", table)
+    assert {c for c, _, _ in rows} >= {"Q_IDENTITY", "Q_DUPLICATE_ID"}
+    assert all(int(n.replace(",", "")) > 0 for _, _, n in rows)
+    assert all(c.startswith(("Q_", "F_")) for c, _, _ in rows)
+    assert "breaks the rule" in dict((c, m) for c, m, _ in rows)["Q_IDENTITY"]
 
 
 def test_claims_file_pays_only_claimed_settlements_then_the_rest_when_claimed(city, tmp_path):

@@ -118,8 +118,13 @@ def render(eob: pd.DataFrame, summary: dict, reasons_not_paid: pd.Series | None 
         reasons_not_paid = not_paid_reasons(eob)
     top = reasons_not_paid.sort_values(ascending=False).head(10)
     reasons = [(k, int(v), meanings.get(k, "")) for k, v in top.items()]
+    from puhui.claims.batch import QUARANTINE
+
     held = eob[eob["status"] == "quarantined"].drop_duplicates("setl_id")["reason"].value_counts()
-    flags = [(k, int(v), FLAGS.get(k, "quarantined by a validation rule")) for k, v in held.items()]
+    held = held[held > 0]        # (a categorical's value_counts lists every code, most at 0)
+    rules = {code: f"quarantined: breaks the rule '{rule}'" for rule, code in QUARANTINE.items()}
+    flags = [(k, int(v), FLAGS.get(k) or rules.get(k, "quarantined by a validation rule"))
+             for k, v in held.items()]
     cov = coverage(eob) if summary.get("mode") == "proactive" else None
     return Environment(autoescape=True).from_string(TEMPLATE).render(
         s=summary, plots=_plots(eob), reasons=reasons, flags=flags, coverage=cov)
