@@ -66,12 +66,20 @@ def test_dispersion_estimates_on_gamma_poisson_counts():
 def test_predict_by_cell_and_design_matrix_match_statsmodels():
     frame, _ = simulate(5_000, seed=1)
     frame["n"] = np.random.default_rng(1).poisson(0.3, len(frame))
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
     fit = PoissonFrequency(("age_band", "preexisting")).fit(frame, "n")
-    direct = fit.result_.predict(frame, offset=np.zeros(len(frame))).to_numpy()  # by row
+    # statsmodels' own formula fit on the same cells, predicting row by row
+    ref = smf.glm(fit.formula(), data=fit.cells_, family=sm.families.Poisson(),
+                  offset=np.log(fit.cells_["exposure"].to_numpy())).fit()
+    direct = ref.predict(frame, offset=np.zeros(len(frame))).to_numpy()
     assert np.allclose(predict_by_cell(fit.predict, frame, ("age_band", "preexisting")), direct)
     assert np.allclose(fit.predict(frame), direct)
+    assert np.allclose(fit.result_.predict(frame, offset=np.zeros(len(frame))), direct)
     X = design_matrix(fit.params_, fit.cells_)
-    assert np.allclose(X, fit.result_.model.exog)
+    assert np.allclose(X, ref.model.exog)
+    assert np.allclose(fit.result_.cov_params(), ref.cov_params())
 
 
 def test_choose_factors_drops_thin_levels_and_coarsens_age():

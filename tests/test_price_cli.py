@@ -94,3 +94,16 @@ def test_bad_input_exits_2(city_copy, tmp_path):
     assert r.returncode == 2 and "assumptions" in r.stderr
     r = run("reproduce", str(tmp_path / "nothing.json"))
     assert r.returncode == 2 and "manifest" in r.stderr
+
+
+def test_the_saved_models_load_in_a_plain_script(priced):
+    """models.pkl holds no formula objects: statsmodels' formula results rebuild their
+    design matrices on unpickling and failed at a script's top level (patsy could not
+    find the caller's frame)."""
+    _, out, _ = priced
+    r = subprocess.run([sys.executable, "-c",
+                        "import pickle, sys\n"
+                        f"s = pickle.load(open({str(out / 'models.pkl')!r}, 'rb'))\n"
+                        "print(s.product_id)"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "huhuibao-2024"

@@ -32,6 +32,7 @@ import pandas as pd
 from puhui.pricing.aggregate import annual_benefit_moments_of
 from puhui.pricing.experience import person_year_rows
 from puhui.pricing.frequency import PoissonFrequency, banded
+from puhui.pricing.loglinear import design_matrix
 from puhui.pricing.severity import GammaSeverity
 from puhui.pricing.tail import SplicedSeverity
 from puhui.products.model import Product
@@ -215,28 +216,6 @@ def merged_cells(cells: pd.DataFrame, factors, count: str) -> pd.DataFrame:
                .agg(exposure=("exposure", "sum"), count=(count, "sum"),
                     person_years=("person_years", "sum")).reset_index())
     return out[out["exposure"] > 0]
-
-
-def design_matrix(params: pd.Series, cells: pd.DataFrame) -> np.ndarray:
-    """The treatment-coded design matrix of ``cells`` for a fit of ``y ~ C(a) + C(b)``,
-    built from the coefficient names (``Intercept``, ``C(a)[T.level]``), so it does not
-    depend on the formula engine's internals.
-
-    >>> p = pd.Series([0.1, 0.2], index=["Intercept", "C(sex)[T.2]"])
-    >>> design_matrix(p, pd.DataFrame({"sex": ["1", "2"]})).tolist()
-    [[1.0, 0.0], [1.0, 1.0]]
-    """
-    cols = []
-    for name in params.index:
-        if name == "Intercept":
-            cols.append(np.ones(len(cells)))
-            continue
-        if not (name.startswith("C(") and "[T." in name and name.endswith("]")):
-            raise ValueError(f"cannot build the design column for {name!r}")
-        factor = name[2:name.index(")")]
-        level = name[name.index("[T.") + 3:-1]
-        cols.append((cells[factor].astype(str).to_numpy() == level).astype(float))
-    return np.column_stack(cols)
 
 
 def mean_draws(result, cells: pd.DataFrame, w: np.ndarray, rng, n: int,

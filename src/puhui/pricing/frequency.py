@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.pricing.experience import NARROW_COLUMNS
+from puhui.pricing.loglinear import LogLinearFit
 
 #: Age bands of the rating factor ``age_band`` (lower bounds).
 AGE_BANDS = (0, 18, 31, 41, 51, 61, 71, 81)
@@ -154,7 +155,7 @@ class PoissonFrequency:
             warnings.simplefilter("ignore", RuntimeWarning)
             res = model.fit()
             self.null_deviance_ = float(res.null_deviance)   # fits the null model (lazily)
-        self.result_ = res
+        self.result_ = LogLinearFit.of(res)        # no formula objects (models.pkl)
         self.params_ = res.params
         self.bse_ = res.bse
         self.deviance_ = float(res.deviance)

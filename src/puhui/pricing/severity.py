@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.pricing.frequency import DEFAULT_FACTORS, predict_by_cell
+from puhui.pricing.loglinear import LogLinearFit
 
 
 class GammaSeverity:
@@ -93,7 +94,7 @@ class GammaSeverity:
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             res_scaled = model.fit(scale=self.dispersion_)
-        self.result_ = res_scaled
+        self.result_ = LogLinearFit.of(res_scaled)  # no formula objects (models.pkl)
         self.params_ = res_scaled.params
         self.bse_ = res_scaled.bse
         self.cells_ = cells.assign(expected=res_scaled.fittedvalues.to_numpy())
