@@ -34,19 +34,29 @@ from puhui.survival.agreements import (
 )
 
 
+def drug_lines(data, drug: str) -> pd.DataFrame:
+    """The settlement lines of ``drug`` with their settlement's ``psn_no`` (as text) and
+    ``setl_time``: setl_id, amount (when the lines have it), psn_no, setl_time
+    (reversed settlements are not in pricing's data)."""
+    lines = data.lines
+    if lines is None or not len(lines):
+        return pd.DataFrame(columns=["setl_id", "amount", "psn_no", "setl_time"])
+    keep = [c for c in ("setl_id", "amount") if c in lines.columns]
+    ln = lines.loc[lines["hilist_code"].astype(str) == drug, keep]
+    st = data.settlements
+    on = st.loc[st["setl_id"].isin(ln["setl_id"]), ["setl_id", "psn_no", "setl_time"]]
+    m = ln.merge(on, on="setl_id")
+    return m.assign(psn_no=m["psn_no"].astype(str), setl_time=pd.to_datetime(m["setl_time"]))
+
+
 def treated_patients(data, drug: str) -> pd.DataFrame:
     """Per patient with a settlement line of ``drug``: months from the first such
     settlement to death (``died``) or to the data's last settlement date."""
-    lines = data.lines
-    if lines is None or not len(lines):
+    m = drug_lines(data, drug)
+    if not len(m):
         return pd.DataFrame(columns=["psn_no", "months", "died"])
-    sids = lines.loc[lines["hilist_code"].astype(str) == drug, "setl_id"]
-    st = data.settlements
-    on = st[st["setl_id"].isin(sids)]
-    if not len(on):
-        return pd.DataFrame(columns=["psn_no", "months", "died"])
-    end = pd.Timestamp(st["setl_time"].max())
-    first = on.groupby(on["psn_no"].astype(str), observed=True)["setl_time"].min()
+    end = pd.Timestamp(data.settlements["setl_time"].max())
+    first = m.groupby("psn_no")["setl_time"].min()
     persons = data.persons.set_index(data.persons["psn_no"].astype(str))["death_date"]
     death = pd.to_datetime(persons.reindex(first.index))
     died = death.notna() & (death <= end)
@@ -122,19 +132,12 @@ def expected_refunds(product, data, shares: dict[str, pd.DataFrame], assumptions
 
 def drug_patient_years(data, drug: str) -> np.ndarray:
     """The drug's spending per patient and data year (yuan), from the settlement
-    lines (reversed settlements are not in pricing's data)."""
-    lines = data.lines
-    if lines is None or not len(lines):
+    lines."""
+    m = drug_lines(data, drug)
+    if not len(m):
         return np.zeros(0)
-    ln = lines[lines["hilist_code"].astype(str) == drug]
-    st = data.settlements
-    on = st[st["setl_id"].isin(ln["setl_id"])]
-    if not len(on):
-        return np.zeros(0)
-    m = ln.merge(on[["setl_id", "psn_no", "setl_time"]], on="setl_id")
-    y = pd.to_datetime(m["setl_time"]).dt.year
-    return (m.groupby([m["psn_no"].astype(str), y])["amount"].sum().to_numpy(dtype=float)
-            / 100.0)
+    return (m.groupby(["psn_no", m["setl_time"].dt.year])["amount"].sum()
+            .to_numpy(dtype=float) / 100.0)
 
 
 def expected_clawbacks(product, data, shares: dict[str, pd.DataFrame], pure: dict[str, float],

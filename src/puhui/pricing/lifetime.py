@@ -126,32 +126,17 @@ def claims_by_age(ages, people: pd.DataFrame, beta: float) -> pd.DataFrame:
     (250.0, 250.0)
     """
     ages = np.asarray(ages)
-    band_x = band_of(ages)
-    p = people.assign(band=band_of(people["age"]), gender=people["gender"].astype(str),
-                      h=people["weight"] * np.exp(beta * (people["age"] - ages.min())),
-                      wc=people["weight"] * people["cost"])
-    out = {"age": ages}
-    for s in ("1", "2"):
-        col = np.full(len(ages), np.nan)
-        for b in np.unique(band_x):
-            q = p[(p["band"] == b) & (p["gender"] == s)]
-            if q["weight"].sum() <= 0:
-                q = p[p["band"] == b]
-            if q["weight"].sum() <= 0:
-                raise InputError(f"no eligible person of the data is aged {b}: the lifetime "
-                                 f"price needs the models' cost in every age band to "
-                                 f"{ages.max()}")
-            on = band_x == b
-            m = q["wc"].sum() / q["weight"].sum()
-            hbar = q["h"].sum() / q["weight"].sum()
-            col[on] = m * np.exp(beta * (ages[on] - ages.min())) / hbar
-        out[s] = col
-    return pd.DataFrame(out)
+    m = band_means(ages, people, people["cost"].to_numpy(dtype=float))
+    hbar = band_means(ages, people, np.exp(beta * (people["age"].to_numpy() - ages.min())))
+    h = np.exp(beta * (ages - ages.min()))
+    return pd.DataFrame({"age": ages, **{s: m[s].to_numpy() * h / hbar[s].to_numpy()
+                                         for s in ("1", "2")}})
 
 
 def band_means(ages, people: pd.DataFrame, value: np.ndarray) -> pd.DataFrame:
     """The weighted mean of ``value`` (one per person of ``people``) by age band and
-    sex, at each age of ``ages`` (a band without people of one sex: both sexes')."""
+    sex, at each age of ``ages`` (a band without people of one sex: both sexes'; a
+    band without people is an InputError: the lifetime price needs every band)."""
     ages = np.asarray(ages)
     band_x = band_of(ages)
     band_p = band_of(people["age"])
@@ -164,7 +149,11 @@ def band_means(ages, people: pd.DataFrame, value: np.ndarray) -> pd.DataFrame:
             on = (band_p == b) & (g == s)
             if w[on].sum() <= 0:
                 on = band_p == b
-            col[band_x == b] = np.dot(w[on], value[on]) / w[on].sum() if w[on].sum() > 0 else 0.0
+            if w[on].sum() <= 0:
+                raise InputError(f"no eligible person of the data is aged {b}: the lifetime "
+                                 f"price needs the models' cost in every age band to "
+                                 f"{int(np.max(ages))}")
+            col[band_x == b] = np.dot(w[on], value[on]) / w[on].sum()
         out[s] = col
     return pd.DataFrame(out)
 
