@@ -256,7 +256,8 @@ def _policy_ledger(tmp_path, name):
 def _direct(sid, day, inlist):
     return dict(setl_id=sid, psn_no="P1", setl_time=day, med_type="21", hosp_lv=3,
                 insutype="310", medfee_sumamt=inlist * 3, fulamt_ownpay_amt=0,
-                overlmt_selfpay=0, psn_part_amt=inlist)
+                overlmt_selfpay=0, psn_part_amt=inlist, hifp_pay=inlist * 2, hifob_pay=0,
+                hifmi_pay=0, maf_pay=0)
 
 
 
@@ -397,7 +398,8 @@ def test_cli_claims_run_direct_and_export(city, tmp_path):
     pol = read_raw(city, POLICIES).iloc[0]
     s = dict(setl_id="D1", psn_no=str(pol["psn_no"]), setl_time="2025-06-01", med_type="21",
              hosp_lv=3, insutype="310", medfee_sumamt=90000, fulamt_ownpay_amt=0,
-             overlmt_selfpay=0, psn_part_amt=30000)
+             overlmt_selfpay=0, psn_part_amt=30000, hifp_pay=60000, hifob_pay=0,
+             hifmi_pay=0, maf_pay=0)
     (tmp_path / "s.json").write_text(json.dumps(s))
     r = puhui("claims", "direct", "--product", "huhuibao-2025", "--ledger", url,
               "--settlement", str(tmp_path / "s.json"))

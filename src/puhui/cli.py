@@ -133,14 +133,20 @@ def claims():
 @click.option("--workers", type=click.IntRange(1, 2), default=None,
               help="processes adjudicating blocks of people (default: 2 where the machine "
                    "has 2 cores or more, else 1)")
+@click.option("--period", default=None, metavar="FROM:TO",
+              help="the period the data covers (default: its first to last settlement "
+                   "date); a payment for a settlement outside it is never taken back")
+@click.option("--complete", is_flag=True, default=False,
+              help="the data holds every settlement of its period: take back what a "
+                   "settlement it lacks was paid (without it, such a batch is refused)")
 def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=None,
-               block_persons=None, workers=None):
+               block_persons=None, workers=None, period=None, complete=False):
     """Adjudicate the data's settlements against its policies and record the payouts."""
     import json
     import os
     from pathlib import Path
 
-    from puhui.claims.batch import read_claims, run_batch
+    from puhui.claims.batch import parse_period, read_claims, run_batch
 
     product = _load_product(product_file)
     if workers is None:
@@ -167,7 +173,9 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
     eob = EobWriter(outp / "eob.parquet", product)
     extra = {"block_persons": block_persons} if block_persons else {}
     res = run_batch(product, product.path, data_dir, url, batch_id, mode, progress=progress,
-                    eob_sink=eob, claims=claims, workers=workers, **extra)
+                    eob_sink=eob, claims=claims, workers=workers,
+                    period=parse_period(period) if period else None, complete=complete,
+                    **extra)
     if bar is not None:
         bar.render_finish()
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),

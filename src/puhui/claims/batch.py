@@ -99,6 +99,157 @@ def _quarantine(data_dir: Path) -> tuple[dict[int, str], FundData, np.ndarray]:
         np.concatenate(who)
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The period a batch's data covers (ISO dates), and whether the user stated it."""
+
+    dates: tuple[str, str]
+    stated: bool
+
+
+def batch_scope(setl_time: pd.Series, period: tuple[str, str] | None,
+                data_dir: Path) -> Scope:
+    """``period`` where the user states it (every settlement must fall inside), else the
+    data's first to last settlement date."""
+    days = setl_time.dropna()
+    if period is None:
+        if not len(days):
+            raise InputError(f"{data_dir}/settlements.parquet: no dated settlement; "
+                             f"nothing for a batch to adjudicate")
+        return Scope((str(days.min().date()), str(days.max().date())), False)
+    first, last = period
+    outside = int(((days < pd.Timestamp(first)) | (days >= pd.Timestamp(last)
+                                                   + pd.Timedelta(days=1))).sum())
+    if outside:
+        raise InputError(f"{data_dir}/settlements.parquet: {outside:,} settlements fall "
+                         f"outside --period {first}:{last}; state the period the data "
+                         f"covers, or leave --period out to take it from the data")
+    return Scope((first, last), True)
+
+
+def parse_period(text: str) -> tuple[str, str]:
+    """``FROM:TO`` (ISO dates, inclusive) as two ISO dates, or InputError.
+
+    >>> parse_period("2025-01-01:2025-03-31")
+    ('2025-01-01', '2025-03-31')
+    """
+    import datetime as dt
+
+    parts = str(text).split(":")
+    try:
+        first, last = (dt.date.fromisoformat(p.strip()) for p in parts)
+    except ValueError:
+        raise InputError(f"--period {text!r}: give FROM:TO as two dates, for example "
+                         f"2025-01-01:2025-03-31") from None
+    if last < first:
+        raise InputError(f"--period {text!r}: the period ends before it starts")
+    return str(first), str(last)
+
+
+def _refuse_no_policy(product: Product, policies: pd.DataFrame, data_dir: Path) -> None:
+    """A product none of the data's policies are for would deny every settlement: that
+    is a wrong product or wrong data, said as such (exit 2)."""
+    if (policies["product_id"].astype(str) == product.id).any():
+        return
+    have = policies.groupby(policies["product_id"].astype(str))["start_date"].agg(["min", "max"])
+    listed = "; ".join(f"{pid} ({r['min'].year}-{r['max'].year})" for pid, r in
+                       have.head(10).iterrows()) or "none"
+    raise InputError(f"{data_dir}/policies.parquet: no policy is for product {product.id} "
+                     f"(policy period {product.start} to {product.end}); the data's policies "
+                     f"are for: {listed}. Give the product these policies are for, or the "
+                     f"data of this product's year")
+
+
+def _id_keys(ids: pd.Series) -> np.ndarray:
+    """Every settlement id as a sorted 64-bit hash (membership tests without holding
+    millions of strings; a collision, about one in 10^19 per pair, would only leave a
+    payment where it is)."""
+    return np.unique(pd.util.hash_array(ids.astype(str).to_numpy(dtype=object)))
+
+
+def _in_keys(keys: np.ndarray | None, ids) -> np.ndarray:
+    """Whether each id is one of ``keys`` (:func:`_id_keys`)."""
+    values = np.asarray(pd.Series(ids).astype(str).to_numpy(dtype=object))
+    if keys is None or not len(keys) or not len(values):
+        return np.zeros(len(values), bool)
+    h = pd.util.hash_array(values)
+    pos = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
+    return keys[pos] == h
+
+
+def _list_lines(lines: pd.DataFrame | None, matcher: LineMatcher) -> pd.DataFrame | None:
+    """The lines on one of the product's lists: the only ones a line benefit counts (and
+    the ones the ledger keeps with a settlement)."""
+    if lines is None or not len(lines):
+        return lines
+    codes = set()
+    for li in matcher.specs.values():
+        codes |= set(li.codes)
+    return lines[lines["hilist_code"].astype(str).isin(codes).to_numpy()].reset_index(drop=True)
+
+
+def _missing_from_data(con, product: Product, scope: Scope, keys: np.ndarray,
+                       complete: bool, data_dir: Path) -> pd.DataFrame:
+    """Settlements the ledger decided under the product, dated inside the batch's scope,
+    that the data does not hold. Without ``complete`` there must be none (exit 2, nothing
+    written); with it they are returned, to be taken back."""
+    cands = ledger.decided_in_period(con, product.id, *scope.dates)
+    missing = cands[~_in_keys(keys, cands["setl_id"])].reset_index(drop=True)
+    if not len(missing) or complete:
+        return missing
+    paid = ledger.paid_for_settlements(con, missing["setl_id"].tolist(), product.id)
+    raise InputError(
+        f"{data_dir}: {len(missing):,} settlements decided before under {product.id}, dated "
+        f"{missing['setl_date'].min()} to {missing['setl_date'].max()} ({int(paid['paid'].sum()) / 100:,.2f} "
+        f"yuan paid on them), are not in the data, which covers {scope.dates[0]} to "
+        f"{scope.dates[1]}. Nothing was written. If the data is a partial extract, state the "
+        f"period it covers with --period FROM:TO (a settlement outside the batch's period is "
+        f"never taken back); if the data is complete for that period, run again with "
+        f"--complete to take back what they were paid")
+
+
+def _take_back(con, ctx: _BlockContext, missing: pd.DataFrame) -> pd.DataFrame:
+    """Take back what the settlements the data (stated complete) does not hold were
+    paid, in one unit of work, and their EOB rows (with those a killed run of this batch
+    took back already)."""
+    benefits = [b.id for b in ctx.product.benefits]
+    if len(missing):
+        ids = missing["setl_id"].astype(str).tolist()
+        with ledger.unit_of_work(con):
+            paid = ledger.paid_for_settlements(con, ids, ctx.product.id)
+            paid = paid[paid["paid"] != 0]
+            stamp = ledger.now()
+            ledger.record_entries(con, [
+                (a, a, b, psn, pol, -int(p), "adjust", ctx.batch_id, stamp)
+                for a, b, p, psn, pol in paid[["applies_to", "benefit", "paid", "psn_no",
+                                               "policy_no"]].itertuples(index=False)])
+            ledger.record_decisions(con, [
+                (a, b, psn, None, 0, 0, 0, 0, "NOT_IN_DATA", ctx.batch_id)
+                for a, psn in zip(ids, missing["psn_no"].astype(str)) for b in benefits])
+            ledger.forget_settlements(con, ids)
+            ledger.audit(con, "claims run: not in data, taken back", ctx.batch_id,
+                         settlements=len(ids), fen=-int(paid["paid"].sum()))
+    done = ledger.decided_not_in_data(con, ctx.batch_id)
+    if not done:
+        out = _empty_eob()
+        out.attrs["status_counts"] = {}
+        return out
+    ids = [d[0] for d in done]
+    mine = ledger.batch_entries_for(con, ctx.batch_id, ids)
+    amt = mine.groupby(["applies_to", "benefit"])["payout_fen"].sum().reindex(
+        pd.MultiIndex.from_arrays([np.repeat(ids, len(benefits)),
+                                   np.tile(benefits, len(ids))]), fill_value=0).to_numpy(
+        dtype="int64")
+    out = pd.DataFrame({
+        "setl_id": np.repeat(ids, len(benefits)),
+        "psn_no": np.repeat([d[1] for d in done], len(benefits)), "policy_no": None,
+        "benefit": np.tile(benefits, len(ids)), "eligible_amt": 0.0, "deductible_amt": 0.0,
+        "ratio": 0.0, "payout_amt": amt / 100, "target_amt": 0.0, "status": "reversed",
+        "reason": "NOT_IN_DATA", "entry": np.where(amt != 0, "adjust", "")})
+    out.attrs["status_counts"] = {"reversed": len(ids)}
+    return out
+
+
 @dataclass
 class BatchResult:
     eob: pd.DataFrame
@@ -109,7 +260,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
               batch_id: str, mode: str = "claimed", block_persons: int = BLOCK_PERSONS,
               progress: Callable[[int, int], None] | None = None,
               eob_sink: Callable[[pd.DataFrame], None] | None = None,
-              claims: set[str] | None = None, workers: int = 1) -> BatchResult:
+              claims: set[str] | None = None, workers: int = 1,
+              period: tuple[str, str] | None = None, complete: bool = False) -> BatchResult:
     """Run a batch. With ``eob_sink`` each block's EOB rows go to it as they are made
     (the CLI appends them to eob.parquet) and the result's ``eob`` is empty; without,
     the EOB is returned whole (tests, small data).
@@ -127,7 +279,22 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     the next block not yet taken, each with its own ledger connection and EOB file; the
     second file's row groups are then appended to the first). Every block is still one
     unit of work, so the ledger ends as with one process; only the order of the EOB's
-    rows differs."""
+    rows differs.
+
+    The batch's **scope** is the period its data covers: ``period`` (first, last ISO
+    dates) where the user states it, else the data's first to last settlement date. A
+    settlement the ledger decided before and the data does not hold is *carried*: it is
+    adjudicated from what the ledger stored of it (so deductibles and limits run over
+    it in time order) and keeps what it was paid. One dated inside the scope is
+    missing from data that should hold it: the batch refuses (nothing written) unless
+    ``complete`` says the data is complete for its period, and then takes back what it
+    was paid (entries in the EOB, reason NOT_IN_DATA).
+
+    Concurrency: each block's "paid so far" and stored settlements are read, and its
+    targets computed, then checked unchanged inside the transaction that writes
+    (:func:`puhui.claims.ledger.block_stamp`); if another process wrote for those
+    people meanwhile the block is computed again under the write lock. Any number of
+    batches and direct payouts may run at once on one ledger."""
     if mode not in ("claimed", "proactive"):
         raise InputError(f"mode {mode!r}: claimed or proactive")
     if claims is not None and mode != "claimed":
@@ -136,6 +303,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     quarantined, data, who = _quarantine(data_dir)
     files = [p for p in data_dir.glob("*.parquet")]
     dhash, phash = sha256_files(files), product_hash(product)
+    _refuse_no_policy(product, data.policies, data_dir)
+    scope = batch_scope(data.settlements["setl_time"], period, data_dir)
+    data_keys = _id_keys(data.settlements["setl_id"])
 
     # Only the columns the flags, the calculator and the EOB read are held from here on
     # (the rows keep their positions: quarantine and flags name rows)
@@ -189,6 +359,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
 
     con = ledger.connect(url)
+    taking_back = _missing_from_data(con, product, scope, data_keys, complete, data_dir)
     pol, cfy_source = with_claim_free_years(con, data.policies, pol, exclude_batch=batch_id)
     with ledger.unit_of_work(con):
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
@@ -196,7 +367,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         ledger.audit(con, f"claims run --mode {mode}", batch_id, phash, dhash,
                      product_file=str(product_file), data=str(data_dir),
                      resumed=resumed, settlements=len(st),
-                     quarantined=len(quarantined))
+                     quarantined=len(quarantined), scope=list(scope.dates),
+                     scope_stated=scope.stated, complete=complete,
+                     not_in_data=len(taking_back))
 
     matcher = LineMatcher(product)
     consent = dict(zip(pol["psn_no"].astype(str), pol["consent"].astype(bool)))
@@ -230,11 +403,14 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         else:
             eob_parts.append(part)
 
-    lines = data.lines
+    ctx = _BlockContext(product=product, matcher=matcher, batch_id=batch_id, mode=mode,
+                        rev_of=rev_of, lines=_list_lines(data.lines, matcher),
+                        consent=consent, frozen=frozen, claims=claims,
+                        taking_back=set(taking_back["setl_id"]), data_keys=data_keys)
+    data.lines = None
 
     def block_parts(con_, k):
-        return _run_block(con_, product, matcher, batch_id, mode, blocks[k], eff_parts[k],
-                          rev_parts[k], rev_of, pol_parts[k], lines, consent, frozen, claims)
+        return _run_block(con_, ctx, blocks[k], eff_parts[k], rev_parts[k], pol_parts[k])
 
     if workers > 1 and hasattr(eob_sink, "fork") and len(blocks) > 1:
         _run_blocks_in_two(con, url, block_parts, len(blocks), eob_sink, tally, progress)
@@ -246,14 +422,27 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
                 progress(k + 1, len(blocks))
     if quarantined:
         emit(q_eob)
+    taken = _take_back(con, ctx, taking_back)
+    emit(taken)
     eob = pd.concat(eob_parts, ignore_index=True) if eob_parts else _empty_eob()
     # every input settlement, reversed originals included, appears; then the batch's
     # own entries per settlement and benefit, as the ledger holds them
     with ledger.unit_of_work(con):
         entries = ledger.finish_batch(con, batch_id)
+        booked = ledger.batch_total(con, batch_id)
         ledger.audit(con, "claims run finished", batch_id, phash, dhash, entries=entries)
     con.close()
     summary = tally.summary(batch_id, mode, product, len(st))
+    n_taken = int(taken["setl_id"].nunique()) if len(taken) else 0
+    summary["scope"] = {"first": scope.dates[0], "last": scope.dates[1],
+                        "stated": scope.stated, "complete": complete}
+    summary["not_in_data"] = {"settlements": n_taken,
+                              "taken_back_yuan": round(float(taken["payout_amt"].sum()), 2)
+                              if len(taken) else 0.0}
+    summary["carried_from_ledger"] = tally.carried
+    summary["reconciles"] = summary["settlements_in_eob"] == len(st) + n_taken
+    summary["ledger_entries_yuan"] = booked / 100
+    summary["eob_matches_ledger"] = booked == tally.paid
     cfy = pol["claim_free_years"].value_counts().sort_index()
     summary["claim_free_years"] = {"source": cfy_source,
                                    "policies_by_years": {str(k): int(v) for k, v in cfy.items()}}
@@ -475,25 +664,142 @@ class _Partition:
         return df
 
 
-def _run_block(con, product, matcher, batch_id, mode, block, effective, reversals, rev_of,
-               pol, lines, consent, frozen=frozenset(), claims=None) -> pd.DataFrame:
-    pol_b = pol                          # already this block's rows
-    insured = effective["psn_no"].astype(str).isin(set(pol_b["psn_no"].astype(str))).to_numpy()
+@dataclass
+class _BlockContext:
+    """What every block of a batch shares."""
+
+    product: Product
+    matcher: LineMatcher
+    batch_id: str
+    mode: str
+    rev_of: dict                   # reversed original -> its reversal's setl_id
+    lines: pd.DataFrame | None     # the data's lines on one of the product's lists
+    consent: dict
+    frozen: set                    # held or quarantined: keep what they were paid
+    claims: set | None
+    taking_back: set               # not in data stated complete: taken back at the end
+    data_keys: np.ndarray | None = None   # every setl_id of the data, hashed and sorted
+
+
+@dataclass
+class _BlockPlan:
+    """What a block will write, computed from one reading of the ledger."""
+
+    long: pd.DataFrame             # decisions of the block's data settlements
+    uninsured: pd.DataFrame        # EOB rows of people with no policy (and nothing paid)
+    entries: list
+    decisions: list
+    accumulators: list
+    store: list                    # settlements to keep in the ledger, and their lines
+    store_lines: list
+    forget: list
+    direct_adjusted: set           # (setl_id, benefit) whose direct payout is adjusted
+    carried: int
+
+
+def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol) -> list:
+    """One block of people, one unit of work. The plan is computed from the ledger as
+    it stands, then written in a transaction that first checks nobody wrote for these
+    people meanwhile (:func:`ledger.block_stamp`); if somebody did, it is computed again
+    under the write lock, so "paid so far" is always read where the write happens."""
+    lo, hi = str(block[0]), str(block[-1])      # blocks are sorted ranges of people
+    stamp = ledger.block_stamp(con, lo, hi)
+    plan = _plan_block(con, ctx, lo, hi, effective, reversals, pol)
+    with ledger.unit_of_work(con):
+        if ledger.block_stamp(con, lo, hi) != stamp:
+            plan = _plan_block(con, ctx, lo, hi, effective, reversals, pol)
+        ledger.record_entries(con, plan.entries)
+        ledger.record_decisions(con, plan.decisions)
+        ledger.replace_accumulators(con, plan.accumulators)
+        ledger.forget_settlements(con, plan.forget)
+        ledger.store_settlements(con, plan.store, plan.store_lines, ctx.batch_id)
+    # this batch's entries, as recorded (also those of an earlier, interrupted run)
+    mine = ledger.batch_entries_between(con, ctx.batch_id, lo, hi)
+    eob = _eob_rows(plan.long, mine, reversals, [b.id for b in ctx.product.benefits],
+                    plan.direct_adjusted)
+    eob.attrs["carried"] = plan.carried
+    return [eob, plan.uninsured]
+
+
+def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFrame,
+                rev_b: pd.DataFrame, pol_b: pd.DataFrame) -> _BlockPlan:
+    product = ctx.product
+    paid = ledger.paid_between(con, lo, hi, product.id)
+    # people with a policy, or with payments to keep right (a policy since removed)
+    people = set(pol_b["psn_no"].astype(str)) | set(paid["paid_psn"].astype(str))
+    insured = effective["psn_no"].astype(str).isin(people).to_numpy()
     st_b = effective[insured]
-    dec = adjudicate(product, st_b, pol_b, lines, matcher=matcher)
+    stored, carried, carried_lines = _carried(con, ctx, lo, hi, pol_b)
+    calc, lines = st_b, ctx.lines
+    if len(carried):
+        cols = list(ledger.STORED)
+        calc = pd.concat([st_b[cols].astype({"psn_no": str}), carried[cols]], ignore_index=True)
+        lines = carried_lines if lines is None else pd.concat(
+            [lines, carried_lines], ignore_index=True)
+    dec = adjudicate(product, calc, pol_b, lines, matcher=ctx.matcher)
     long = dec.long()
-    uninsured = _no_policy_rows(effective[~insured], product)
-    if mode == "proactive":
-        has = long["psn_no"].astype(str).map(consent)
+    if len(carried):     # carried settlements count in the accumulators, not in the EOB
+        long = long[~long["setl_id"].isin(set(carried["setl_id"]))].reset_index(drop=True)
+    _mark_not_payable(long, ctx)
+    entries, direct_adjusted = _entries(long, paid, rev_b, ctx)
+    acc = _accumulators(product, dec, dec.settlements["policy_no"].to_numpy())
+    # the ledger keeps the decisions with something to say (not "no policy", "outside
+    # the policy" or "not covered", which the EOB lists)
+    keep = long[~long["reason"].isin(["NO_POLICY", "OUTSIDE_POLICY", "NOT_COVERED"])]
+    dec_rows = list(zip(keep["setl_id"], keep["benefit"], keep["psn_no"].astype(str),
+                        keep["policy_no"], keep["eligible_amt"].astype(int).tolist(),
+                        keep["deductible_amt"].astype(int).tolist(),
+                        keep["ratio_bp"].astype(int).tolist(),
+                        keep["payout_amt"].astype(int).tolist(), keep["reason"],
+                        [ctx.batch_id] * len(keep)))
+    elig = np.zeros(len(st_b), bool)
+    for b in product.benefits:
+        elig |= dec.eligible[b.id][:len(st_b)] > 0
+    store, store_lines, forget = _to_store(st_b, elig, stored, rev_b, ctx.lines)
+    return _BlockPlan(long=long, uninsured=_no_policy_rows(effective[~insured], product),
+                      entries=entries, decisions=dec_rows, accumulators=acc, store=store,
+                      store_lines=store_lines, forget=forget,
+                      direct_adjusted=direct_adjusted, carried=len(carried))
+
+
+def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
+    """The settlements the ledger stored for these people within their policies' dates
+    (all of them), and those of them the data does not hold (carried: adjudicated from
+    the ledger, keeping what they were paid) with their lines."""
+    if not len(pol_b):
+        empty = pd.DataFrame(columns=list(ledger.STORED))
+        return empty, empty, pd.DataFrame(columns=["setl_id", "hilist_code", "list_class",
+                                                   "amount"])
+    first = str(pol_b["start_date"].min().date())
+    last = str(pol_b["end_date"].max().date())
+    stored, lines = ledger.stored_settlements(con, lo, hi, first, last)
+    away = ~_in_keys(ctx.data_keys, stored["setl_id"]) & \
+        ~stored["setl_id"].isin(ctx.taking_back).to_numpy()
+    carried = stored[away].reset_index(drop=True)
+    return stored, carried, lines[lines["setl_id"].isin(set(carried["setl_id"]))]
+
+
+def _mark_not_payable(long: pd.DataFrame, ctx: _BlockContext) -> None:
+    """Proactive scans pay only with consent; a claimed batch with a claims file pays
+    only what was claimed (in place)."""
+    if ctx.mode == "proactive":
+        has = long["psn_no"].astype(str).map(ctx.consent)
         no_consent = ~has.where(has.notna(), False).astype(bool).to_numpy()
         denied = no_consent & (long["status"] != "denied").to_numpy()
         long.loc[denied, ["status", "reason"]] = ["denied", "NO_CONSENT"]
-    elif claims is not None:
+    elif ctx.claims is not None:
         unclaimed = ((long["payout_amt"] > 0).to_numpy()
-                     & ~long["setl_id"].astype(str).isin(claims).to_numpy())
+                     & ~long["setl_id"].astype(str).isin(ctx.claims).to_numpy())
         long.loc[unclaimed, ["status", "reason"]] = ["denied", "NOT_CLAIMED"]
-    rev_b = reversals
-    benefits = [b.id for b in product.benefits]
+
+
+def _entries(long: pd.DataFrame, paid: pd.DataFrame, rev_b: pd.DataFrame,
+             ctx: _BlockContext) -> tuple[list, set]:
+    """Target minus paid per settlement and benefit, as ledger entries; and the
+    (settlement, benefit) pairs whose direct payout an entry adjusts. Only settlements
+    the data holds get an entry: what the ledger paid for any other is left as it is
+    (carried, or taken back at the end when the data is stated complete)."""
+    benefits = [b.id for b in ctx.product.benefits]
     # target per (settlement, benefit): the calculator's payout; 0 for reversed originals
     target = pd.DataFrame({"applies_to": long["setl_id"].astype(str), "benefit": long["benefit"],
                            "psn_no": long["psn_no"].astype(str), "policy_no": long["policy_no"],
@@ -506,8 +812,6 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
             "psn_no": np.repeat(rev_b["psn_no"].astype(str).to_numpy(), len(benefits)),
             "policy_no": None, "target": 0, "leave": False})
         target = pd.concat([target, gone], ignore_index=True)
-    lo, hi = str(block[0]), str(block[-1])      # blocks are sorted ranges of people
-    paid = ledger.paid_between(con, lo, hi, product.id)
     # only rows with something due, or paid before, can need an entry
     if len(paid):
         was_paid = pd.MultiIndex.from_frame(paid[["applies_to", "benefit"]])
@@ -519,37 +823,58 @@ def _run_block(con, product, matcher, batch_id, mode, block, effective, reversal
     m = target.merge(paid, on=["applies_to", "benefit"], how="outer")
     m["paid"] = pd.to_numeric(m["paid"]).fillna(0).astype("int64")
     m["target"] = pd.to_numeric(m["target"]).fillna(0).astype("int64")
-    m["leave"] = m["leave"].where(m["leave"].notna(), False).astype(bool) | \
-        m["applies_to"].isin(frozen).to_numpy()
+    outside = ~_in_keys(ctx.data_keys, m["applies_to"])
+    m["leave"] = m["leave"].where(m["leave"].notna(), False).astype(bool) | outside | \
+        m["applies_to"].isin(ctx.frozen).to_numpy() | \
+        m["applies_to"].isin(ctx.taking_back).to_numpy()
     m["psn_no"] = m["psn_no"].where(m["psn_no"].notna(), m["paid_psn"])
     m["policy_no"] = m["policy_no"].where(m["policy_no"].notna(), m["paid_policy"])
     m["diff"] = m["target"] - m["paid"]
     todo = m[(m["diff"] != 0) & ~m["leave"]]
-    reversed_ = todo["applies_to"].isin(rev_of).to_numpy()
+    reversed_ = todo["applies_to"].isin(ctx.rev_of).to_numpy()
     kind = np.where(reversed_, "reverse", np.where(todo["paid"].to_numpy() == 0, "pay", "adjust"))
-    setl = np.where(reversed_, todo["applies_to"].map(rev_of), todo["applies_to"])
+    setl = np.where(reversed_, todo["applies_to"].map(ctx.rev_of), todo["applies_to"])
     stamp = ledger.now()
     entries = list(zip(setl, todo["applies_to"], todo["benefit"], todo["psn_no"],
                        todo["policy_no"].where(todo["policy_no"].notna(), None),
-                       todo["diff"].astype(int).tolist(), kind, [batch_id] * len(todo),
+                       todo["diff"].astype(int).tolist(), kind, [ctx.batch_id] * len(todo),
                        [stamp] * len(todo)))
-    acc = _accumulators(product, dec, dec.settlements["policy_no"].to_numpy())
-    # the ledger keeps the decisions with something to say (not "no policy", "outside
-    # the policy" or "not covered", which the EOB lists)
-    keep = long[~long["reason"].isin(["NO_POLICY", "OUTSIDE_POLICY", "NOT_COVERED"])]
-    dec_rows = list(zip(keep["setl_id"], keep["benefit"], keep["psn_no"].astype(str),
-                        keep["policy_no"], keep["eligible_amt"].astype(int).tolist(),
-                        keep["deductible_amt"].astype(int).tolist(),
-                        keep["ratio_bp"].astype(int).tolist(),
-                        keep["payout_amt"].astype(int).tolist(), keep["reason"],
-                        [batch_id] * len(keep)))
-    with ledger.unit_of_work(con):
-        ledger.record_entries(con, entries)
-        ledger.record_decisions(con, dec_rows)
-        ledger.replace_accumulators(con, acc)
-    # this batch's entries, as recorded (also those of an earlier, interrupted run)
-    mine = ledger.batch_entries_between(con, batch_id, lo, hi)
-    return [_eob_rows(long, mine, rev_b, benefits), uninsured]
+    by_direct = pd.to_numeric(todo["by_direct"]).fillna(0).to_numpy() > 0
+    adj = todo[by_direct & (kind == "adjust")]
+    return entries, set(zip(adj["applies_to"], adj["benefit"]))
+
+
+def _to_store(st_b: pd.DataFrame, eligible: np.ndarray, stored: pd.DataFrame,
+              rev_b: pd.DataFrame, lines: pd.DataFrame | None) -> tuple[list, list, list]:
+    """The block's settlements to keep in the ledger (those with something eligible
+    that the ledger does not hold as they are now, with their list lines) and those to
+    forget (reversed, or nothing eligible any more)."""
+    cols = list(ledger.STORED)
+    mine = st_b.loc[eligible, cols]
+    rows = pd.DataFrame({
+        "setl_id": mine["setl_id"].astype(str).to_numpy(),
+        "psn_no": mine["psn_no"].astype(str).to_numpy(),
+        "setl_time": mine["setl_time"].dt.strftime("%Y-%m-%d").to_numpy(),
+        "med_type": mine["med_type"].astype(str).to_numpy(),
+        "hosp_lv": mine["hosp_lv"].to_numpy(dtype="int64"),
+        "insutype": mine["insutype"].astype(str).to_numpy(),
+        **{c: mine[c].to_numpy(dtype="int64") for c in cols[6:]}})
+    if len(stored):
+        old = stored[cols].assign(setl_time=stored["setl_time"].dt.strftime("%Y-%m-%d"),
+                                  med_type=stored["med_type"].astype(str),
+                                  insutype=stored["insutype"].astype(str))
+        same = rows.merge(old, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+        rows = rows[~same]
+    gone = set(rev_b["refund_of"].astype(str)) if len(rev_b) else set()
+    gone |= set(st_b.loc[~eligible, "setl_id"].astype(str))
+    forget = sorted(gone & set(stored["setl_id"].astype(str))) if len(stored) else []
+    store_lines: list = []
+    if lines is not None and len(lines) and len(rows):
+        ln = lines[lines["setl_id"].astype(str).isin(set(rows["setl_id"]))]
+        store_lines = list(zip(ln["setl_id"].astype(str), ln["hilist_code"].astype(str),
+                               ln["list_class"].astype(str),
+                               ln["amount"].to_numpy(dtype="int64").tolist()))
+    return list(rows.itertuples(index=False, name=None)), store_lines, forget
 
 
 def _no_policy_rows(st: pd.DataFrame, product) -> pd.DataFrame:
@@ -577,7 +902,7 @@ def _no_policy_rows(st: pd.DataFrame, product) -> pd.DataFrame:
 
 
 def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
-              benefits: list[str]) -> pd.DataFrame:
+              benefits: list[str], direct_adjusted: set = frozenset()) -> pd.DataFrame:
     own_rows = mine[mine["setl_id"] == mine["applies_to"]].groupby(["setl_id", "benefit"])
     own = own_rows["payout_fen"].sum()
     own_kind = own_rows["kind"].last()
@@ -601,6 +926,9 @@ def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
     status[(entry != 0) & (status != "denied")] = "paid"
     status[already] = "zero"
     reason[already] = "ALREADY_PAID"
+    if direct_adjusted:
+        pairs = pd.MultiIndex.from_arrays([long["setl_id"].astype(str), long["benefit"]])
+        reason[pairs.isin(list(direct_adjusted)) & (entry != 0)] = "DIRECT_ADJUSTED"
     # settlements by their most telling status, for the summary: ``long`` holds the
     # same settlements once per benefit, benefit after benefit
     rank = pd.Series(status).map({s: i for i, s in enumerate(_Tally.STATUS_ORDER)}).to_numpy()
@@ -684,6 +1012,7 @@ class _Tally:
         self.by: pd.DataFrame | None = None
         self.status: dict[str, int] = {}
         self.paid = 0                                  # fen
+        self.carried = 0       # settlements the data lacks, adjudicated from the ledger
 
     def add(self, eob: pd.DataFrame) -> None:
         # A part of people without a policy or of quarantined settlements (``uniform``:
@@ -714,6 +1043,7 @@ class _Tally:
         for key, n in counts.items():
             self.status[key] = self.status.get(key, 0) + n
         self.paid += int(fen["payout"].sum())
+        self.carried += int(eob.attrs.get("carried", 0))
 
     def merge(self, other: _Tally) -> None:
         """Add another tally (of other blocks) to this one."""
@@ -722,6 +1052,7 @@ class _Tally:
         for k, v in other.status.items():
             self.status[k] = self.status.get(k, 0) + v
         self.paid += other.paid
+        self.carried += other.carried
 
     def summary(self, batch_id: str, mode: str, product: Product, n_input: int) -> dict:
         by = self.by if self.by is not None else pd.DataFrame()

@@ -13,6 +13,7 @@ scikit-learn, SciPy or matplotlib (tested), so a direct payout starts fast.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from puhui.benefits.quantities import LineMatcher
@@ -22,46 +23,118 @@ from puhui.claims import ledger
 from puhui.errors import InputError
 from puhui.products.model import Product
 
-DIRECT_BATCH = "direct"
-REQUIRED = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype",
-            "medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "psn_part_amt")
+DIRECT_BATCH = ledger.DIRECT_BATCH
+FUND = ("hifp_pay", "hifob_pay", "hifmi_pay", "maf_pay")
+AMOUNTS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "psn_part_amt", *FUND)
+REQUIRED = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype", *AMOUNTS)
+#: The largest amount a settlement or line may carry (yuan): as the fund data's bound.
+MAX_YUAN = 100_000_000
 _MATCHERS: dict[str, LineMatcher] = {}
 
 
 def _fen(v, what: str) -> int:
+    """A JSON amount in yuan (a number, or a decimal string) as fen."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise InputError(f"settlement: {what} is not an amount in yuan: {v!r}")
     try:
-        f = round(float(v) * 100)
-    except (TypeError, ValueError):
+        f = float(v)
+    except ValueError:
         raise InputError(f"settlement: {what} is not an amount in yuan: {v!r}") from None
-    if abs(float(v) * 100 - f) > 1e-6:
+    if not math.isfinite(f) or abs(f) > MAX_YUAN:
+        raise InputError(f"settlement: {what} = {v!r} is outside 0 to {MAX_YUAN:,} yuan")
+    fen = round(f * 100)
+    if abs(f * 100 - fen) > 1e-6:
         raise InputError(f"settlement: {what} has more than two decimals")
-    return f
+    return fen
 
 
-def _settlement(raw: dict[str, Any]) -> tuple[dict, list[dict]]:
-    missing = [k for k in REQUIRED if k not in raw]
+def _text(raw: dict, key: str) -> str:
+    v = raw[key]
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or not str(v).strip():
+        raise InputError(f"settlement: {key} must be a non-empty text or integer code, "
+                         f"not {type(v).__name__}")
+    return str(v).strip()
+
+
+def _day(raw: dict) -> dt.date:
+    try:
+        day = dt.date.fromisoformat(str(raw["setl_time"])[:10])
+    except ValueError:
+        raise InputError(f"settlement: setl_time is not a date (YYYY-MM-DD): "
+                         f"{raw['setl_time']!r}") from None
+    if not MIN_DAY <= day <= MAX_DAY:
+        raise InputError(f"settlement: setl_time {day} is outside {MIN_DAY} to {MAX_DAY}")
+    return day
+
+
+MIN_DAY, MAX_DAY = dt.date(1950, 1, 1), dt.date(2100, 12, 31)
+
+
+def _settlement(raw: Any) -> tuple[dict, list[dict]]:
+    """The settlement of a request, checked: fields present and typed, amounts finite,
+    non-negative, two decimals and within bounds, the contract's identities to the fen
+    (medfee_sumamt = the funds' payments + psn_part_amt; psn_part_amt >= the out-of-list
+    amounts), lines that add up to no more than the bill."""
+    if not isinstance(raw, dict):
+        raise InputError(f"settlement: a JSON object with the settlement fields is needed, "
+                         f"not {type(raw).__name__ if raw is not None else 'null'}")
+    missing = [k for k in REQUIRED if k not in raw or raw[k] is None]
     if missing:
         raise InputError(f"settlement: missing field(s) {', '.join(missing)}")
     s = dict(raw)
-    for k in ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "psn_part_amt"):
+    for k in ("setl_id", "psn_no", "med_type", "insutype"):
+        s[k] = _text(raw, k)
+    for k in AMOUNTS:
         s[k] = _fen(raw[k], k)
         if s[k] < 0:
-            raise InputError(f"settlement: {k} is negative; reversals go through claims run")
+            raise InputError(f"settlement: {k} is negative; a reversal goes through "
+                             f"claims run with the reversing settlement")
+    if s["medfee_sumamt"] != sum(s[k] for k in FUND) + s["psn_part_amt"]:
+        raise InputError("settlement: medfee_sumamt is not hifp_pay + hifob_pay + hifmi_pay "
+                         "+ maf_pay + psn_part_amt to the fen; send the settlement as the "
+                         "platform settled it")
     if s["psn_part_amt"] < s["fulamt_ownpay_amt"] + s["overlmt_selfpay"]:
-        raise InputError("settlement: psn_part_amt is less than the out-of-list amounts")
-    try:
-        s["setl_time"] = dt.date.fromisoformat(str(raw["setl_time"])[:10])
-    except ValueError:
-        raise InputError(f"settlement: setl_time is not a date: {raw['setl_time']!r}") from None
-    s["psn_no"], s["setl_id"] = str(raw["psn_no"]), str(raw["setl_id"])
-    lines = []
-    for i, ln in enumerate(raw.get("lines", []) or []):
-        if "hilist_code" not in ln or "amount" not in ln:
-            raise InputError(f"settlement: lines[{i}] needs hilist_code and amount")
-        lines.append({"hilist_code": str(ln["hilist_code"]),
-                      "list_class": str(ln.get("list_class", "self")),
-                      "amount": _fen(ln["amount"], f"lines[{i}].amount")})
+        raise InputError("settlement: psn_part_amt is less than fulamt_ownpay_amt + "
+                         "overlmt_selfpay (the in-list self-pay would be negative)")
+    if isinstance(raw["hosp_lv"], bool) or str(raw["hosp_lv"]).strip() not in ("1", "2", "3"):
+        raise InputError(f"settlement: hosp_lv must be 1, 2 or 3, not {raw['hosp_lv']!r}")
+    s["hosp_lv"] = int(str(raw["hosp_lv"]).strip())
+    s["setl_time"] = _day(raw)
+    lines = _lines(raw.get("lines", []))
+    if sum(ln["amount"] for ln in lines) > s["medfee_sumamt"]:
+        raise InputError("settlement: the lines add up to more than medfee_sumamt")
     return s, lines
+
+
+def _lines(raw_lines: Any) -> list[dict]:
+    if raw_lines is None:
+        return []
+    if not isinstance(raw_lines, list):
+        raise InputError("settlement: lines must be a list of objects")
+    lines = []
+    for i, ln in enumerate(raw_lines):
+        if not isinstance(ln, dict) or "hilist_code" not in ln or "amount" not in ln:
+            raise InputError(f"settlement: lines[{i}] needs hilist_code and amount")
+        amount = _fen(ln["amount"], f"lines[{i}].amount")
+        if amount < 0:
+            raise InputError(f"settlement: lines[{i}].amount is negative")
+        lines.append({"hilist_code": str(ln["hilist_code"]),
+                      "list_class": str(ln.get("list_class", "self")), "amount": amount})
+    return lines
+
+
+def _stored_form(s: dict, lines: list[dict], matcher: LineMatcher) -> tuple[dict, list[dict]]:
+    """The settlement as the ledger keeps it (:data:`ledger.STORED`, the lines on one of
+    the product's lists), to compare with what it holds."""
+    row = {k: s[k] for k in ledger.STORED}
+    row["setl_time"] = str(s["setl_time"])
+    codes = set()
+    for li in matcher.specs.values():
+        codes |= set(li.codes)
+    kept = sorted(({"hilist_code": ln["hilist_code"], "list_class": ln["list_class"],
+                    "amount": ln["amount"]} for ln in lines if ln["hilist_code"] in codes),
+                  key=lambda d: (d["hilist_code"], d["list_class"], d["amount"]))
+    return row, kept
 
 
 def _answer(setl_id: str, rows: list[tuple]) -> dict:
@@ -73,45 +146,109 @@ def _answer(setl_id: str, rows: list[tuple]) -> dict:
 
 
 def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
-    """Adjudicate and record one settlement; return its explanation of benefit."""
+    """Adjudicate and record one settlement; return its explanation of benefit.
+
+    A settlement already decided is answered from the ledger when it is the same
+    settlement; sent again with other amounts, dates or lines under the same setl_id it
+    is refused (a correction is a reversal and a new settlement). The settlement's
+    inputs are kept in the ledger, so a batch whose data does not hold it yet still
+    counts it (and keeps its payout) until data covering its date says otherwise."""
     s, lines = _settlement(raw)
+    guard_settlement(s, lines)
     matcher = _MATCHERS.get(product.id) or _MATCHERS.setdefault(product.id, LineMatcher(product))
-    con = ledger.connect(url)
+    con = ledger.connect(url, must_exist=True)
     try:
         with ledger.unit_of_work(con):
-            done = ledger.decisions_of(con, s["setl_id"])
-            if done:
-                return _answer(s["setl_id"], done) | {"already_decided": True}
-            ledger.ensure_open_batch(con, DIRECT_BATCH, "direct", product.id)
-            mine = ledger.policies_of(con, s["psn_no"], product.id)
-            day = s["setl_time"]
-            cover = [p for p in mine if dt.date.fromisoformat(p["start_date"]) <= day
-                     <= dt.date.fromisoformat(p["end_date"])]
-            pol = max(cover, key=lambda p: p["start_date"]) if cover else None
-            renewal = pol is not None and any(
-                dt.date.fromisoformat(p["end_date"]) + dt.timedelta(days=1)
-                == dt.date.fromisoformat(pol["start_date"]) for p in mine)
+            if not ledger.has_policies(con, product.id):
+                raise InputError(f"ledger {ledger.sqlite_path(url)}: no policy of product "
+                                 f"{product.id}; load the policies with 'puhui ledger load "
+                                 f"--data DIR --ledger {url}' (or check the product)")
+            pol, renewal, mine = _policy_of(con, product, s)
             state = ledger.accumulators_of(con, pol["policy_no"]) if pol else {}
             res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
                                  renewal=renewal, has_any_policy=bool(mine))
-            rows, decided, entries = [], [], []
-            stamp = ledger.now()
-            pol_no = pol["policy_no"] if pol else None
-            for b in product.benefits:
-                r = res[b.id]
-                why = str(CODES[r["reason"] - 1])
-                rows.append((b.id, r["eligible"], r["deductible"], r["ratio_bp"], r["payout"], why))
-                decided.append((s["setl_id"], b.id, s["psn_no"], pol_no, r["eligible"],
-                                r["deductible"], r["ratio_bp"], r["payout"], why, DIRECT_BATCH))
-                if r["payout"]:
-                    entries.append((s["setl_id"], s["setl_id"], b.id, s["psn_no"], pol_no,
-                                    r["payout"], "pay", DIRECT_BATCH, stamp))
-            ledger.record_decisions(con, decided)
-            ledger.record_entries(con, entries)
-            if pol is not None:
-                ledger.update_accumulators(con, pol_no, state)
-            ledger.audit(con, "claims direct", DIRECT_BATCH, setl_id=s["setl_id"],
-                         payout=sum(r[4] for r in rows))
-            return _answer(s["setl_id"], rows)
+            done = ledger.decisions_of(con, s["setl_id"])
+            if done:
+                _same_settlement(con, s, lines, matcher, done, res)
+                return _answer(s["setl_id"], done) | {"already_decided": True}
+            return _record(con, product, s, lines, matcher, pol, state, res)
     finally:
         con.close()
+
+
+def _policy_of(con, product: Product, s: dict) -> tuple[dict | None, bool, list]:
+    """The person's policy covering the settlement's date (the latest-starting if
+    several), whether it renews another, and all the person's policies of the product."""
+    mine = ledger.policies_of(con, s["psn_no"], product.id)
+    day = s["setl_time"]
+    cover = [p for p in mine if dt.date.fromisoformat(p["start_date"]) <= day
+             <= dt.date.fromisoformat(p["end_date"])]
+    pol = max(cover, key=lambda p: p["start_date"]) if cover else None
+    renewal = pol is not None and any(
+        dt.date.fromisoformat(p["end_date"]) + dt.timedelta(days=1)
+        == dt.date.fromisoformat(pol["start_date"]) for p in mine)
+    return pol, renewal, mine
+
+
+def _same_settlement(con, s: dict, lines: list[dict], matcher: LineMatcher,
+                     done: list[tuple], res: dict) -> None:
+    """Refuse a settlement id already decided for other inputs: compared field by field
+    with what the ledger kept of it, or (a batch keeps only settlements with something
+    eligible) by the eligible amounts it decided."""
+    held = ledger.stored_settlement(con, s["setl_id"])
+    if held is not None:
+        same = held == _stored_form(s, lines, matcher)
+    else:
+        decided = {b: e for b, e, *_ in done}
+        same = all(decided.get(b, 0) == r["eligible"] for b, r in res.items())
+    if not same:
+        raise InputError(f"settlement {s['setl_id']}: already decided with other amounts, "
+                         f"dates or lines; a corrected settlement is sent as a reversal "
+                         f"(claims run) and a new settlement id")
+
+
+def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatcher,
+            pol: dict | None, state: dict, res: dict) -> dict:
+    ledger.ensure_open_batch(con, DIRECT_BATCH, "direct", product.id)
+    rows, decided, entries = [], [], []
+    stamp = ledger.now()
+    pol_no = pol["policy_no"] if pol else None
+    for b in product.benefits:
+        r = res[b.id]
+        why = str(CODES[r["reason"] - 1])
+        rows.append((b.id, r["eligible"], r["deductible"], r["ratio_bp"], r["payout"], why))
+        decided.append((s["setl_id"], b.id, s["psn_no"], pol_no, r["eligible"],
+                        r["deductible"], r["ratio_bp"], r["payout"], why, DIRECT_BATCH))
+        if r["payout"]:
+            entries.append((s["setl_id"], s["setl_id"], b.id, s["psn_no"], pol_no,
+                            r["payout"], "pay", DIRECT_BATCH, stamp))
+    ledger.record_decisions(con, decided)
+    ledger.record_entries(con, entries)
+    row, kept = _stored_form(s, lines, matcher)
+    ledger.store_settlements(con, [tuple(row.values())],
+                             [(s["setl_id"], ln["hilist_code"], ln["list_class"], ln["amount"])
+                              for ln in kept], DIRECT_BATCH)
+    if pol is not None:
+        ledger.update_accumulators(con, pol_no, state)
+    ledger.audit(con, "claims direct", DIRECT_BATCH, setl_id=s["setl_id"],
+                 payout=sum(r[4] for r in rows))
+    return _answer(s["setl_id"], rows)
+
+
+def guard_settlement(s: dict, lines: list[dict]) -> None:
+    """Nothing identifying may reach the ledger: psn_no and setl_id must be pseudonymous
+    tokens, and no text field may hold an ID number, a phone number or an address."""
+    import pandas as pd
+
+    from puhui.fund.privacy import scan_values
+
+    fields = {k: v for k, v in s.items() if isinstance(v, str)}
+    fields.update({f"lines[{i}].{k}": v for i, ln in enumerate(lines)
+                   for k, v in ln.items() if isinstance(v, str)})
+    hits = [(k, f.what) for k, v in fields.items()
+            for f in scan_values(k, pd.Series([v], dtype=object))]
+    if hits:
+        where = ", ".join(f"{k} ({rule})" for k, rule in hits)
+        raise InputError(f"settlement: {where} looks like personal data, which a direct "
+                         f"payout must not carry (the value is not shown); send the "
+                         f"pseudonymous ids of the anonymised data")

@@ -10,6 +10,11 @@ What it holds
                   has the reversal's ``setl_id`` and applies to the original)
 ``decisions``     the current decision (target payout, reason) per settlement and benefit
 ``accumulators``  running deductible and limit use per policy and accumulator
+``settlements``   the inputs of every settlement the ledger decided with something
+                  eligible (the calculator's fields, dated), and ``settlement_lines``
+                  the lines of those settlements on one of the product's lists: a batch
+                  whose data does not hold a settlement the ledger knows adjudicates it
+                  from here (a partial extract, a direct payout not yet in the data)
 ``recoveries``    signed entries of refunds due to the product under drug agreements
                   (per batch, agreement, patient and quarter; the amount due is the sum)
 ``audit``         append-only log: who ran what, with which product and data hashes, when
@@ -60,6 +65,18 @@ CREATE INDEX IF NOT EXISTS decisions_psn ON decisions (psn_no);
 CREATE TABLE IF NOT EXISTS accumulators (
     policy_no TEXT NOT NULL REFERENCES policies (policy_no), accumulator TEXT NOT NULL,
     used_fen INTEGER NOT NULL, PRIMARY KEY (policy_no, accumulator));
+CREATE TABLE IF NOT EXISTS settlements (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, setl_id TEXT NOT NULL UNIQUE,
+    psn_no TEXT NOT NULL, setl_date TEXT NOT NULL, med_type TEXT NOT NULL,
+    hosp_lv INTEGER NOT NULL, insutype TEXT NOT NULL, psn_part_fen INTEGER NOT NULL,
+    fulamt_ownpay_fen INTEGER NOT NULL, overlmt_selfpay_fen INTEGER NOT NULL,
+    source TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS settlements_psn ON settlements (psn_no);
+CREATE INDEX IF NOT EXISTS settlements_date ON settlements (setl_date);
+CREATE TABLE IF NOT EXISTS settlement_lines (
+    setl_id TEXT NOT NULL, hilist_code TEXT NOT NULL, list_class TEXT NOT NULL,
+    amount_fen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS settlement_lines_setl ON settlement_lines (setl_id);
 CREATE TABLE IF NOT EXISTS recoveries (
     entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
     batch_id TEXT NOT NULL REFERENCES batches (batch_id), agreement TEXT NOT NULL,
@@ -71,7 +88,10 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, who TEXT NOT NULL,
     command TEXT NOT NULL, batch_id TEXT, product_hash TEXT, data_hash TEXT, detail TEXT);
 """
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+#: Columns of a stored settlement, in the calculator's names and units (fen).
+STORED = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype",
+          "psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay")
 
 
 def sqlite_path(url: str) -> Path:
@@ -88,23 +108,46 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def connect(url: str) -> sqlite3.Connection:
-    """Open (creating if needed) a ledger. Autocommit off; use :func:`unit_of_work`."""
+def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
+    """Open a ledger, creating it unless ``must_exist`` (commands that only read, or
+    that pay against policies already loaded, refuse a ledger that is not there: a
+    mistyped path must not read as an empty ledger). Autocommit off; use
+    :func:`unit_of_work`."""
     path = sqlite_path(url)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise InputError(f"ledger {path}: is a folder; give the ledger's file "
+                         f"(sqlite:///PATH/ledger.db)")
+    if must_exist and not path.is_file():
+        raise InputError(f"ledger {path}: no such ledger. Check the path, or create the "
+                         f"ledger with 'puhui ledger load' or a 'puhui claims run'")
     try:
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(str(path), timeout=60, isolation_level=None)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA foreign_keys=ON")
         con.execute("PRAGMA synchronous=FULL")
         con.execute("PRAGMA busy_timeout=60000")
+        version = _schema_version(con)
+        if version is not None and int(version) > int(SCHEMA_VERSION):
+            con.close()
+            raise InputError(f"ledger {path}: schema version {version} is newer than this "
+                             f"puhui understands ({SCHEMA_VERSION}); upgrade puhui")
         con.executescript(SCHEMA)
-    except sqlite3.DatabaseError as exc:
-        raise InputError(f"{path}: not a usable ledger database ({exc})") from None
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise InputError(f"ledger {path}: not a usable ledger database ({exc})") from None
     with unit_of_work(con):
-        con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO "
+                    "UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
     return con
+
+
+def _schema_version(con: sqlite3.Connection) -> str | None:
+    has = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+    if not has:
+        return None
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return row[0] if row else None
 
 
 @contextmanager
@@ -168,6 +211,11 @@ def policies_of(con: sqlite3.Connection, psn_no: str, product_id: str) -> list[d
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
+def has_policies(con: sqlite3.Connection, product_id: str) -> bool:
+    return con.execute("SELECT 1 FROM policies WHERE product_id = ? LIMIT 1",
+                       (product_id,)).fetchone() is not None
+
+
 def accumulators_of(con: sqlite3.Connection, policy_no: str) -> dict[str, int]:
     return dict(con.execute("SELECT accumulator, used_fen FROM accumulators WHERE policy_no = ?",
                             (policy_no,)).fetchall())
@@ -221,16 +269,17 @@ def claim_free_history(con: sqlite3.Connection, exclude_batch: str | None = None
 def paid_between(con: sqlite3.Connection, lo: str, hi: str, product_id: str):
     """Net paid per (settlement, benefit) under ``product_id``'s policies for the people
     with ``lo <= psn_no <= hi``: columns applies_to, benefit, paid, paid_psn,
-    paid_policy. Only the product's own payments: a batch of one product never adjusts
+    paid_policy, by_direct (1 when a direct payout paid some of it). Only the product's own payments: a batch of one product never adjusts
     what another product's policies paid (a 2024 batch over data that still holds 2023
     settlements leaves the 2023 payouts alone)."""
     import pandas as pd
 
     return pd.read_sql_query(
         "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS paid_psn,"
-        " MAX(policy_no) AS paid_policy FROM payments WHERE psn_no BETWEEN ? AND ?"
+        " MAX(policy_no) AS paid_policy, MAX(batch_id = ?) AS by_direct"
+        " FROM payments WHERE psn_no BETWEEN ? AND ?"
         " AND policy_no IN (SELECT policy_no FROM policies WHERE product_id = ?)"
-        " GROUP BY applies_to, benefit", con, params=[lo, hi, product_id])
+        " GROUP BY applies_to, benefit", con, params=[DIRECT_BATCH, lo, hi, product_id])
 
 
 def paid_for_benefits(con: sqlite3.Connection, product_id: str, benefits: list[str]):
@@ -308,6 +357,140 @@ def update_accumulators(con: sqlite3.Connection, policy_no: str, state: dict[str
     con.executemany("INSERT INTO accumulators VALUES (?, ?, ?) ON CONFLICT "
                     "(policy_no, accumulator) DO UPDATE SET used_fen = excluded.used_fen",
                     [(policy_no, k, v) for k, v in state.items()])
+
+
+DIRECT_BATCH = "direct"      # the standing batch that direct payouts record into
+
+
+def block_stamp(con: sqlite3.Connection, lo: str, hi: str) -> tuple[int, int]:
+    """What the ledger knows of the people ``lo <= psn_no <= hi`` has changed when this
+    changes: the last payment entry and the last stored settlement of those people
+    (both only ever grow: entries are appended, a settlement stored again gets a new
+    ``seq``)."""
+    pay = con.execute("SELECT COALESCE(MAX(entry_id), 0) FROM payments"
+                      " WHERE psn_no BETWEEN ? AND ?", (lo, hi)).fetchone()[0]
+    st = con.execute("SELECT COALESCE(MAX(seq), 0) FROM settlements"
+                     " WHERE psn_no BETWEEN ? AND ?", (lo, hi)).fetchone()[0]
+    return int(pay), int(st)
+
+
+def store_settlements(con: sqlite3.Connection, rows: list[tuple], lines: list[tuple],
+                      source: str) -> None:
+    """Keep the inputs of decided settlements: ``rows`` as :data:`STORED` (date as
+    ``YYYY-MM-DD``, amounts in fen), ``lines`` as (setl_id, hilist_code, list_class,
+    amount_fen) - the lines on one of the product's lists. A settlement stored again
+    replaces what was stored (the newest data is the settlement)."""
+    ids = [(r[0],) for r in rows]
+    con.executemany("DELETE FROM settlement_lines WHERE setl_id = ?", ids)
+    con.executemany("INSERT OR REPLACE INTO settlements (setl_id, psn_no, setl_date, med_type,"
+                    " hosp_lv, insutype, psn_part_fen, fulamt_ownpay_fen, overlmt_selfpay_fen,"
+                    " source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*r, source) for r in rows])
+    con.executemany("INSERT INTO settlement_lines VALUES (?, ?, ?, ?)", lines)
+
+
+def forget_settlements(con: sqlite3.Connection, ids: list[str]) -> None:
+    """Drop stored settlements (taken back: the data, complete for their dates, does
+    not hold them)."""
+    con.executemany("DELETE FROM settlement_lines WHERE setl_id = ?", [(i,) for i in ids])
+    con.executemany("DELETE FROM settlements WHERE setl_id = ?", [(i,) for i in ids])
+
+
+def stored_settlements(con: sqlite3.Connection, lo: str, hi: str, first: str, last: str):
+    """The stored settlements of the people ``lo <= psn_no <= hi`` dated ``first`` to
+    ``last`` (ISO dates), in engine types, and their lines."""
+    import pandas as pd
+
+    st = pd.read_sql_query(
+        "SELECT setl_id, psn_no, setl_date AS setl_time, med_type, hosp_lv, insutype,"
+        " psn_part_fen AS psn_part_amt, fulamt_ownpay_fen AS fulamt_ownpay_amt,"
+        " overlmt_selfpay_fen AS overlmt_selfpay, source FROM settlements"
+        " WHERE psn_no BETWEEN ? AND ? AND setl_date BETWEEN ? AND ?",
+        con, params=[lo, hi, first, last])
+    st["setl_time"] = pd.to_datetime(st["setl_time"], format="%Y-%m-%d")
+    for c in ("hosp_lv", "psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay"):
+        st[c] = st[c].astype("int64")
+    lines = pd.read_sql_query(
+        "SELECT l.setl_id, l.hilist_code, l.list_class, l.amount_fen AS amount"
+        " FROM settlement_lines l JOIN settlements s ON s.setl_id = l.setl_id"
+        " WHERE s.psn_no BETWEEN ? AND ? AND s.setl_date BETWEEN ? AND ?",
+        con, params=[lo, hi, first, last])
+    lines["amount"] = lines["amount"].astype("int64")
+    return st, lines
+
+
+def stored_settlement(con: sqlite3.Connection, setl_id: str) -> tuple[dict, list[dict]] | None:
+    """One stored settlement (fields in :data:`STORED`, date as text) and its lines."""
+    cur = con.execute("SELECT setl_id, psn_no, setl_date, med_type, hosp_lv, insutype,"
+                      " psn_part_fen, fulamt_ownpay_fen, overlmt_selfpay_fen FROM settlements"
+                      " WHERE setl_id = ?", (setl_id,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    lines = [dict(zip(("hilist_code", "list_class", "amount"), r)) for r in con.execute(
+        "SELECT hilist_code, list_class, amount_fen FROM settlement_lines WHERE setl_id = ?"
+        " ORDER BY hilist_code, list_class, amount_fen", (setl_id,))]
+    return dict(zip(STORED, row)), lines
+
+
+def decided_in_period(con: sqlite3.Connection, product_id: str, first: str, last: str):
+    """The stored settlements dated ``first`` to ``last`` (ISO dates) that were decided
+    under one of ``product_id``'s policies: setl_id, psn_no, setl_date."""
+    import pandas as pd
+
+    return pd.read_sql_query(
+        "SELECT s.setl_id, s.psn_no, s.setl_date FROM settlements s"
+        " WHERE s.setl_date BETWEEN ? AND ? AND EXISTS (SELECT 1 FROM decisions d JOIN"
+        " policies q ON q.policy_no = d.policy_no WHERE d.setl_id = s.setl_id AND"
+        " q.product_id = ?)", con, params=[first, last, product_id])
+
+
+@contextmanager
+def _wanted(con: sqlite3.Connection, ids: list[str]):
+    """The settlement ids ``ids`` in a temporary table ``wanted`` (no limit on how many)."""
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (setl_id TEXT PRIMARY KEY)")
+    con.execute("DELETE FROM wanted")
+    con.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(i,) for i in ids])
+    try:
+        yield
+    finally:
+        con.execute("DELETE FROM wanted")
+
+
+def paid_for_settlements(con: sqlite3.Connection, ids: list[str], product_id: str):
+    """Net paid per (settlement, benefit) of the settlements ``ids`` under
+    ``product_id``'s policies: applies_to, benefit, paid, psn_no, policy_no."""
+    import pandas as pd
+
+    with _wanted(con, ids):
+        return pd.read_sql_query(
+            "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS psn_no,"
+            " MAX(policy_no) AS policy_no FROM payments WHERE applies_to IN (SELECT setl_id"
+            " FROM wanted) AND policy_no IN (SELECT policy_no FROM policies WHERE"
+            " product_id = ?) GROUP BY applies_to, benefit", con, params=[product_id])
+
+
+def decided_not_in_data(con: sqlite3.Connection, batch_id: str) -> list[tuple[str, str]]:
+    """(setl_id, psn_no) of the settlements ``batch_id`` took back as not in its data."""
+    return con.execute("SELECT DISTINCT setl_id, psn_no FROM decisions WHERE batch_id = ?"
+                       " AND reason = 'NOT_IN_DATA'", (batch_id,)).fetchall()
+
+
+def batch_entries_for(con: sqlite3.Connection, batch_id: str, ids: list[str]):
+    """A batch's entries for the settlements ``ids`` (applies_to)."""
+    import pandas as pd
+
+    with _wanted(con, ids):
+        return pd.read_sql_query(
+            "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments"
+            " WHERE batch_id = ? AND applies_to IN (SELECT setl_id FROM wanted)",
+            con, params=[batch_id])
+
+
+def batch_total(con: sqlite3.Connection, batch_id: str) -> int:
+    """The sum of a batch's entries (fen)."""
+    return int(con.execute("SELECT COALESCE(SUM(payout_fen), 0) FROM payments WHERE"
+                           " batch_id = ?", (batch_id,)).fetchone()[0])
 
 
 def status(con: sqlite3.Connection) -> tuple[int, list[tuple], int]:

@@ -19,6 +19,10 @@ BATCH_REASONS = {
     "NOT_CLAIMED": "claimed batch with a claims file: a payout is due but no claim was filed",
     "REVERSAL": "the reversal of a settlement; carries the undoing entry",
     "REVERSED": "a settlement that was reversed",
+    "DIRECT_ADJUSTED": "paid at settlement time (direct); the batch's data changes what is due "
+                       "and the entry books the difference",
+    "NOT_IN_DATA": "decided before but missing from data stated complete for its date "
+                   "(--complete): what it was paid is taken back",
 }
 
 TEMPLATE = """<!doctype html>
