@@ -326,6 +326,15 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     is_rev_all = st["refund_of"].notna().to_numpy()
     revs = st[is_rev_all & ~q_mask]                  # the reversals that can be applied
     rev_of = dict(zip(revs["refund_of"], revs["setl_id"]))
+    # originals an earlier batch reversed, whose reversal this data does not hold (an
+    # extract of a period before it): they stay reversed and keep what they were paid
+    con = ledger.connect(url)
+    known = ledger.known_reversals(con)
+    reversed_before: dict[int, str] = {}
+    if known:
+        old_rev = st["setl_id"].astype(str).isin(set(known) - set(rev_of)).to_numpy() & ~q_mask
+        reversed_before = {int(r): "REVERSED" for r in np.flatnonzero(old_rev)}
+        q_mask |= old_rev
     eff = ~q_mask & ~is_rev_all & ~st["setl_id"].isin(rev_of).to_numpy()
     # fraud and quality flags: held for review, left out like quarantined rows (the
     # flags read a few columns of the effective rows; the table itself is not copied)
@@ -340,8 +349,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     eff[held.index.to_numpy(dtype="int64")] = False
     effective_rows = np.flatnonzero(eff)
     # settlements held or quarantined now keep whatever an earlier batch paid them
-    frozen = set(st.loc[list(quarantined), "setl_id"].astype(str))
+    frozen = set(st.loc[list(quarantined) + list(reversed_before), "setl_id"].astype(str))
     q_eob = _quarantine_rows(st, quarantined, product)
+    r_eob = _quarantine_rows(st, reversed_before, product, status="reversed")
     # each psn_no becomes a code into the persons' ids (validation found every person's
     # row): millions of strings fewer to hold, and fewer pages for a second worker to
     # copy as it reads them (an unknown person's rows are quarantined, above)
@@ -358,7 +368,6 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     gc.collect()
     pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
 
-    con = ledger.connect(url)
     taking_back = _missing_from_data(con, product, scope, data_keys, complete, data_dir)
     pol, cfy_source = with_claim_free_years(con, data.policies, pol, exclude_batch=batch_id)
     with ledger.unit_of_work(con):
@@ -422,6 +431,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
                 progress(k + 1, len(blocks))
     if quarantined:
         emit(q_eob)
+    if reversed_before:
+        emit(r_eob)
     taken = _take_back(con, ctx, taking_back)
     emit(taken)
     eob = pd.concat(eob_parts, ignore_index=True) if eob_parts else _empty_eob()
@@ -713,6 +724,10 @@ def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol) -> lis
         ledger.replace_accumulators(con, plan.accumulators)
         ledger.forget_settlements(con, plan.forget)
         ledger.store_settlements(con, plan.store, plan.store_lines, ctx.batch_id)
+        if len(reversals):
+            ledger.record_reversals(con, list(zip(
+                reversals["setl_id"].astype(str), reversals["refund_of"].astype(str),
+                reversals["psn_no"].astype(str))), ctx.batch_id)
     # this batch's entries, as recorded (also those of an earlier, interrupted run)
     mine = ledger.batch_entries_between(con, ctx.batch_id, lo, hi)
     eob = _eob_rows(plan.long, mine, reversals, [b.id for b in ctx.product.benefits],
@@ -734,8 +749,9 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     if len(carried):
         cols = list(ledger.STORED)
         calc = pd.concat([st_b[cols].astype({"psn_no": str}), carried[cols]], ignore_index=True)
-        lines = carried_lines if lines is None else pd.concat(
-            [lines, carried_lines], ignore_index=True)
+        if len(carried_lines):
+            lines = carried_lines if lines is None or not len(lines) else pd.concat(
+                [lines, carried_lines], ignore_index=True)
     dec = adjudicate(product, calc, pol_b, lines, matcher=ctx.matcher)
     long = dec.long()
     if len(carried):     # carried settlements count in the accumulators, not in the EOB
@@ -970,7 +986,8 @@ def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
     return out
 
 
-def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product) -> pd.DataFrame:
+def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product,
+                     status: str = "quarantined") -> pd.DataFrame:
     if not quarantined:
         return _empty_eob()
     rows = []
@@ -980,9 +997,9 @@ def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product) -> 
             rows.append({"setl_id": s["setl_id"], "psn_no": s["psn_no"], "policy_no": None,
                          "benefit": b.id, "eligible_amt": 0.0, "deductible_amt": 0.0,
                          "ratio": 0.0, "payout_amt": 0.0, "target_amt": 0.0,
-                         "status": "quarantined", "reason": why, "entry": ""})
+                         "status": status, "reason": why, "entry": ""})
     out = pd.DataFrame(rows)
-    out.attrs["uniform"] = ("quarantined", len(quarantined))   # (the tally)
+    out.attrs["uniform"] = (status, len(quarantined))   # (the tally)
     return out
 
 

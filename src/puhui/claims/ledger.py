@@ -15,6 +15,8 @@ What it holds
                   the lines of those settlements on one of the product's lists: a batch
                   whose data does not hold a settlement the ledger knows adjudicates it
                   from here (a partial extract, a direct payout not yet in the data)
+``reversals``     the reversals batches applied (a later extract holding an original
+                  without its reversal keeps it reversed)
 ``recoveries``    signed entries of refunds due to the product under drug agreements
                   (per batch, agreement, patient and quarter; the amount due is the sum)
 ``audit``         append-only log: who ran what, with which product and data hashes, when
@@ -77,6 +79,9 @@ CREATE TABLE IF NOT EXISTS settlement_lines (
     setl_id TEXT NOT NULL, hilist_code TEXT NOT NULL, list_class TEXT NOT NULL,
     amount_fen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS settlement_lines_setl ON settlement_lines (setl_id);
+CREATE TABLE IF NOT EXISTS reversals (
+    setl_id TEXT PRIMARY KEY, refund_of TEXT NOT NULL UNIQUE, psn_no TEXT NOT NULL,
+    batch_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS recoveries (
     entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
     batch_id TEXT NOT NULL REFERENCES batches (batch_id), agreement TEXT NOT NULL,
@@ -387,6 +392,19 @@ def store_settlements(con: sqlite3.Connection, rows: list[tuple], lines: list[tu
                     " source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(*r, source) for r in rows])
     con.executemany("INSERT INTO settlement_lines VALUES (?, ?, ?, ?)", lines)
+
+
+def record_reversals(con: sqlite3.Connection, rows: list[tuple[str, str, str]],
+                     batch_id: str) -> None:
+    """Reversals a batch applied (setl_id, refund_of, psn_no): a later batch whose data
+    holds the original but not the reversal keeps the original reversed."""
+    con.executemany("INSERT OR IGNORE INTO reversals VALUES (?, ?, ?, ?)",
+                    [(*r, batch_id) for r in rows])
+
+
+def known_reversals(con: sqlite3.Connection) -> dict[str, str]:
+    """Original setl_id -> the setl_id of the reversal the ledger applied."""
+    return dict(con.execute("SELECT refund_of, setl_id FROM reversals").fetchall())
 
 
 def forget_settlements(con: sqlite3.Connection, ids: list[str]) -> None:
