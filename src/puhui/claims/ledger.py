@@ -367,6 +367,11 @@ def update_accumulators(con: sqlite3.Connection, policy_no: str, state: dict[str
 DIRECT_BATCH = "direct"      # the standing batch that direct payouts record into
 
 
+def last_entry(con: sqlite3.Connection) -> int:
+    """The newest payment entry's number (entries are only appended)."""
+    return int(con.execute("SELECT COALESCE(MAX(entry_id), 0) FROM payments").fetchone()[0])
+
+
 def block_stamp(con: sqlite3.Connection, lo: str, hi: str) -> tuple[int, int]:
     """What the ledger knows of the people ``lo <= psn_no <= hi`` has changed when this
     changes: the last payment entry and the last stored settlement of those people

@@ -138,7 +138,6 @@ def run_recoveries(product: Product, data_dir: str | Path, url: str, batch_id: s
     (one unit of work); see the module docstring."""
     from puhui.claims.batch import product_hash
     from puhui.digests import sha256_files
-    from puhui.survival.agreements import refund_lines
 
     as_of = pd.Timestamp(as_of)
     agreements = agreements_of_product(product)
@@ -150,25 +149,23 @@ def run_recoveries(product: Product, data_dir: str | Path, url: str, batch_id: s
     data_dir = Path(data_dir)
     persons, st, lines = _read(data_dir)
     deaths = persons.set_index(persons["psn_no"].astype(str))["death_date"].dropna()
-    con = ledger.connect(url)
+    con = ledger.connect(url, must_exist=True)
+    benefits = sorted({b for b, _ in agreements.values()} | {b for b, _ in caps.values()})
+
+    def due_now():
+        paid = ledger.paid_for_benefits(con, product.id, benefits)
+        return _due(product, agreements, caps, paid, (st, lines, deaths), as_of)
+
     try:
-        paid = ledger.paid_for_benefits(con, product.id, sorted(
-            {b for b, _ in agreements.values()} | {b for b, _ in caps.values()}))
-        rows = []
-        for aid, (benefit, a) in agreements.items():
-            costs = drug_costs(product, paid, st, lines, benefit, a.drug)
-            r = refund_lines(a, costs, deaths, as_of)
-            if len(r):
-                rows.append(r.assign(agreement=aid, drug=a.drug, endpoint=a.endpoint))
-        cap_rows = _cap_clawbacks(product, caps, paid, st, lines, as_of)
-        rows += [r for r in cap_rows if len(r)]
-        due = (pd.concat(rows, ignore_index=True) if rows else
-               pd.DataFrame({c: pd.Series(dtype="int64" if c == "refund_fen" else object)
-                             for c in ("agreement", "psn_no", "quarter", "outcome", "start",
-                                       "cost_fen", "refund_fen", "drug", "endpoint")}))
+        # computed from the ledger as it stands, then checked unchanged inside the
+        # transaction that books (a batch paying meanwhile makes it computed again there)
+        stamp = ledger.last_entry(con)
+        due, cap_rows = due_now()
         files = sorted(data_dir.glob("*.parquet"))
         dhash, phash = sha256_files(files), product_hash(product)
         with ledger.unit_of_work(con):
+            if ledger.last_entry(con) != stamp:
+                due, cap_rows = due_now()
             ledger.start_batch(con, batch_id, f"recoveries {as_of.date()}", product.id,
                                phash, dhash)
             booked = ledger.booked_recoveries(con, [*agreements, *caps])
@@ -193,6 +190,28 @@ def run_recoveries(product: Product, data_dir: str | Path, url: str, batch_id: s
     summary = _summary(m, agreements, as_of, batch_id)
     summary["caps"] = [r.attrs["cap"] for r in cap_rows]
     return RecoveryRun(m, summary)
+
+
+def _due(product: Product, agreements: dict, caps: dict, paid: pd.DataFrame, data: tuple,
+         as_of: pd.Timestamp) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The refunds due per agreement (and cap), patient and quarter from what the ledger
+    paid; and the cap rows with their attributes."""
+    from puhui.survival.agreements import refund_lines
+
+    st, lines, deaths = data
+    rows = []
+    for aid, (benefit, a) in agreements.items():
+        costs = drug_costs(product, paid, st, lines, benefit, a.drug)
+        r = refund_lines(a, costs, deaths, as_of)
+        if len(r):
+            rows.append(r.assign(agreement=aid, drug=a.drug, endpoint=a.endpoint))
+    cap_rows = _cap_clawbacks(product, caps, paid, st, lines, as_of)
+    rows += [r for r in cap_rows if len(r)]
+    due = (pd.concat(rows, ignore_index=True) if rows else
+           pd.DataFrame({c: pd.Series(dtype="int64" if c == "refund_fen" else object)
+                         for c in ("agreement", "psn_no", "quarter", "outcome", "start",
+                                   "cost_fen", "refund_fen", "drug", "endpoint")}))
+    return due, cap_rows
 
 
 def _cap_clawbacks(product: Product, caps: dict, paid: pd.DataFrame, st: pd.DataFrame,
