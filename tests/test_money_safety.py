@@ -402,3 +402,27 @@ def test_a_write_between_a_blocks_plan_and_its_write_is_seen(city, reference, tm
     direct_payout(PRODUCT, ref, _direct("DZ1", psn, "2025-12-20", 60000, kind))
     assert net_by_person(url) == net_by_person(ref)
     assert accumulators(url) == accumulators(ref)
+
+
+def test_a_version_1_ledger_is_upgraded_with_its_reversals(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    ledger.connect(url).close()
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    con.executescript("DROP TABLE reversals; UPDATE meta SET value = '1';"
+                      "INSERT INTO batches VALUES ('b', 'claimed', 'p', '', '', 'now', NULL, 'done');"
+                      "INSERT INTO payments (setl_id, applies_to, benefit, psn_no, policy_no,"
+                      " payout_fen, kind, batch_id, recorded_at) VALUES"
+                      " ('R1', 'S1', 'hospital', 'P1', 'N1', -500, 'reverse', 'b', 'now'),"
+                      " ('R1', 'S1', 'drugs', 'P1', 'N1', -100, 'reverse', 'b', 'now');")
+    con.commit()
+    con.close()
+    con = ledger.connect(url)
+    assert ledger.known_reversals(con) == {"S1": "R1"}
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    con.close()
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    con.execute("UPDATE meta SET value = '9'")
+    con.commit()
+    con.close()
+    with pytest.raises(InputError, match="newer than this puhui"):
+        ledger.connect(url)

@@ -142,6 +142,10 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
     except (sqlite3.DatabaseError, OSError) as exc:
         raise InputError(f"ledger {path}: not a usable ledger database ({exc})") from None
     with unit_of_work(con):
+        if version == "1":     # the reversals a version-1 ledger applied, from its entries
+            con.execute("INSERT OR IGNORE INTO reversals SELECT setl_id, MAX(applies_to),"
+                        " MAX(psn_no), MAX(batch_id) FROM payments WHERE kind = 'reverse'"
+                        " GROUP BY setl_id")
         con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO "
                     "UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
     return con
