@@ -164,7 +164,11 @@ def _id_keys(ids: pd.Series) -> np.ndarray:
     """Every settlement id as a sorted 64-bit hash (membership tests without holding
     millions of strings; a collision, about one in 10^19 per pair, would only leave a
     payment where it is)."""
-    return np.unique(pd.util.hash_array(ids.astype(str).to_numpy(dtype=object)))
+    values = ids.to_numpy(dtype=object)
+    step = 1_000_000          # hash_array copies every string it is given: a million at a time
+    parts = [pd.util.hash_array(pd.Series(values[i:i + step]).astype(str).to_numpy(dtype=object))
+             for i in range(0, len(values), step)]
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, "uint64")
 
 
 def _in_keys(keys: np.ndarray | None, ids) -> np.ndarray:
