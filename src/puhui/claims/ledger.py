@@ -88,9 +88,14 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def connect(url: str) -> sqlite3.Connection:
-    """Open (creating if needed) a ledger. Autocommit off; use :func:`unit_of_work`."""
+def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
+    """Open (creating if needed) a ledger. Autocommit off; use :func:`unit_of_work`.
+    ``must_exist``: refuse a ledger file that is not there (for read-only commands)."""
     path = sqlite_path(url)
+    if must_exist and not path.is_file():
+        what = "a folder" if path.is_dir() else "no such file"
+        raise InputError(f"{path}: no ledger there ({what}); give the --ledger the "
+                         f"batches were run into")
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
