@@ -18,6 +18,75 @@ def _progress(enabled: bool):
     return lambda step: click.echo(f"  ... {step}", err=True)
 
 
+class _Finite(click.FloatRange):
+    """A float range that refuses NaN and infinity (click's own range lets NaN through:
+    every comparison with it is false)."""
+
+    name = "finite number"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
+#: the largest amount in yuan an option takes: puhui.money.NO_LIMIT (10**15 fen), "no
+#: limit" inside the engines
+_MAX_YUAN = 1e13
+
+
+def _out_dir(path) -> None:
+    """Make the output folder ``path`` (and its parents) before any long work, and check
+    a file can be made in it: a path that is a file, under a file, or not writable is
+    refused with exit 2, naming it."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    p = Path(path)
+    if str(path).strip() == "":
+        raise InputError("--out is empty; give a folder to write into")
+    if p.exists() and not p.is_dir():
+        raise InputError(f"--out {path}: a file is there, not a folder; give a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".puhui-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise InputError(f"--out {path}: cannot write there ({why}); give a folder you may "
+                         f"write to") from None
+
+
+def _out_file(path, option: str = "--out") -> None:
+    """Check the output file ``path`` can be written before the work starts (its folder
+    made if missing); a folder or an unwritable place is refused with exit 2."""
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    if str(path).strip() == "":
+        raise InputError(f"{option} is empty; give a file to write")
+    if p.is_dir():
+        raise InputError(f"{option} {path}: a folder is there; give a file name")
+    try:
+        if p.parent != Path(""):
+            p.parent.mkdir(parents=True, exist_ok=True)
+        existed = p.exists()
+        with open(p, "ab"):
+            pass
+        if not existed:
+            os.unlink(p)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise InputError(f"{option} {path}: cannot write there ({why}); give a file in a "
+                         f"folder you may write to") from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="puhui")
 def cli():
@@ -38,6 +107,7 @@ def synth(persons, years, seed, out, start_year, dirty):
     from puhui.fund.files import write_fund
     from puhui.synth.city import synth_city
 
+    _out_dir(out)
     data = synth_city(persons, years, seed, start_year=start_year, dirty=dirty,
                       progress=_progress(True))
     paths = write_fund(data, out)
@@ -149,6 +219,7 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
     from puhui.claims.batch import parse_period, read_claims, run_batch
 
     product = _load_product(product_file)
+    _out_dir(out)
     if workers is None:
         workers = 2 if (os.cpu_count() or 1) >= 2 else 1
     if claims_file is not None and mode != "claimed":
@@ -211,10 +282,13 @@ def claims_recoveries(product_file, data_dir, url, as_of, batch_id, out):
     from puhui.claims.recoveries import run_recoveries
 
     try:
-        day = pd.Timestamp(as_of)
+        day = pd.Timestamp(as_of).as_unit("ns")     # the dates the fund data can hold
     except ValueError:
         raise InputError(f"--as-of {as_of!r}: not a date; give YYYY-MM-DD") from None
+    if pd.isna(day):                        # "", "NaT" parse as no date at all
+        raise InputError(f"--as-of {as_of!r}: not a date; give YYYY-MM-DD")
     product = _load_product(product_file)
+    _out_dir(out)
     res = run_recoveries(product, data_dir, url, batch_id, day)
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
@@ -249,11 +323,22 @@ def claims_direct(product_file, url, settlement_file):
 
     from puhui.claims.direct import direct_payout
 
+    def no_constant(name):                  # NaN, Infinity: not numbers a bill has
+        raise InputError(f"{settlement_file}: {name} is not an amount; give numbers")
+
     try:
         with open(settlement_file, encoding="utf-8") as fh:
-            settlement = json.load(fh)
+            settlement = json.load(fh, parse_constant=no_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"{settlement_file}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{settlement_file}: not UTF-8 text (byte {exc.start}); save it as "
+                         f"UTF-8") from None
+    except RecursionError:
+        raise InputError(f"{settlement_file}: JSON nested too deeply") from None
+    if not isinstance(settlement, dict):
+        raise InputError(f"{settlement_file}: one settlement is a JSON object "
+                         f"({{\"setl_id\": ..., ...}}), not {type(settlement).__name__}")
     result = direct_payout(_load_product(product_file), url, settlement)
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
@@ -294,7 +379,7 @@ def ledger_status(url):
     """Batches, entries and net paid in the ledger."""
     from puhui.claims import ledger
 
-    n_pol, batches, total = ledger.status(ledger.connect(url))
+    n_pol, batches, total = ledger.status(ledger.connect(url, must_exist=True))
     click.echo(f"{url}: {n_pol:,} policies")
     for b, mode, status, n, amt in batches:
         click.echo(f"  batch {b} ({mode}, {status}): {n:,} entries, net {amt / 100:,.2f} yuan")
@@ -308,7 +393,11 @@ def ledger_export(url, out_file):
     """Write every payment entry (signed) as a payment file."""
     from puhui.claims import ledger
 
-    df = ledger.export_payments(ledger.connect(url))
+    if not out_file.endswith((".parquet", ".csv")):
+        raise InputError(f"{out_file}: the payment file ends .parquet or .csv")
+    con = ledger.connect(url, must_exist=True)
+    _out_file(out_file)
+    df = ledger.export_payments(con)
     if out_file.endswith(".parquet"):
         df.to_parquet(out_file, engine="fastparquet", index=False)
     elif out_file.endswith(".csv"):
@@ -335,6 +424,7 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
     from puhui.pricing.run import run_price
 
     product = _load_product(product_file)
+    _out_dir(out)
     f = run_price(product.path, data_dir, out, seed=seed, assumptions_file=assumptions_file,
                   policies=policies, progress=_progress(True))
     gross = f["gross_premium"]
@@ -362,16 +452,19 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
 @cli.command("what-if")
 @click.argument("priced", type=click.Path(file_okay=False))
 @click.option("--benefit", required=True, help="the benefit whose terms change")
-@click.option("--deductible", type=click.FloatRange(0), default=None, help="yuan a year")
-@click.option("--ratio", type=click.FloatRange(0, 1), default=None)
-@click.option("--preexisting-ratio", type=click.FloatRange(0, 1), default=None)
-@click.option("--limit", type=click.FloatRange(0), default=None, help="yuan a year")
+@click.option("--deductible", type=_Finite(0, _MAX_YUAN), default=None, help="yuan a year")
+@click.option("--ratio", type=_Finite(0, 1), default=None)
+@click.option("--preexisting-ratio", type=_Finite(0, 1), default=None)
+@click.option("--limit", type=_Finite(0, _MAX_YUAN), default=None, help="yuan a year")
 @click.option("--drop-drug", "drop_drugs", multiple=True,
               help="take a drug (list code) off a line benefit's list; repeat for more")
 def what_if(priced, benefit, deductible, ratio, preexisting_ratio, limit, drop_drugs):
     """Re-price a change of terms or drug list from a `puhui price` run, without refitting."""
     from puhui.pricing.whatif import PricingState, reprice
 
+    if all(v is None for v in (deductible, ratio, preexisting_ratio, limit)) and not drop_drugs:
+        raise click.UsageError("give a change: --deductible, --ratio, --preexisting-ratio, "
+                               "--limit or --drop-drug")
     state = PricingState.load(priced)
     t = reprice(state, benefit, deductible, ratio, preexisting_ratio, limit, tuple(drop_drugs))
     changes = [f"{k} {v:g}" for k, v in (("deductible", deductible), ("ratio", ratio),
@@ -424,6 +517,8 @@ def mortality(directory, out_file):
     def span(start, st, who, has_lines):      # each chunk's first and last settlement
         return st["setl_time"].min(), st["setl_time"].max()
 
+    if out_file is not None:
+        _out_file(out_file)
     rep = validate_dir(directory, keep=True, chunk_rows=CHUNK_ROWS, workers=default_workers(),
                        settlements_sink=span, codes=False)
     if not rep.ok:
@@ -446,7 +541,7 @@ def mortality(directory, out_file):
     for r in gz.itertuples():
         click.echo(f"  Gompertz {r.table} ages {r.min_age}-{r.max_age}: mu(x) = exp({r.a:.3f} "
                    f"+ {r.b:.4f} x)  (se {r.se_a:.3f}, {r.se_b:.4f})")
-    if out_file:
+    if out_file is not None:
         with open(out_file, "w", encoding="utf-8") as fh:
             json.dump({"years": [years[0], years[-1]],
                        "actual_to_expected": ae.round(6).to_dict("records"),
@@ -479,6 +574,7 @@ def survival(directory, out, max_people, seed):
     def columns(start, st, who, has_lines):      # the settlements' columns the study reads
         return (st[[c for c in keep_cols if c in st.columns]],)
 
+    _out_dir(out)
     rep = validate_dir(directory, keep=True, chunk_rows=CHUNK_ROWS, workers=default_workers(),
                        settlements_sink=columns, codes=False)
     if not rep.ok:
@@ -541,6 +637,7 @@ def demo(data_dir, out):
     from puhui.fund.validate import validate_dir
     from puhui.synth.calibration import calibration_table, describe_fund
 
+    _out_dir(out)
     rep = validate_dir(data_dir)
     if not rep.ok:
         for p in rep.problems:
@@ -607,19 +704,92 @@ def _demo_benefits(data, product_id: str) -> str:
     return "\n".join(rows)
 
 
-def main(argv=None):
-    """Console entry point: user errors become a message and exit code 2."""
+#: errno values that mean the machine, not the user's input, stopped the job
+_JOB_ERRNOS = {"ENOSPC", "EDQUOT", "EIO", "ENOMEM", "EMFILE", "ENFILE", "EFBIG"}
+
+
+def _os_error_message(exc: OSError) -> tuple[str, int]:
+    """An OSError as a message naming the path, and its exit code: 1 when the machine
+    stopped the job (disk full, I/O error), 2 when the path given cannot be used."""
+    import errno as errno_mod
+
+    name = errno_mod.errorcode.get(exc.errno or 0, "")
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    what = exc.strerror or str(exc) or type(exc).__name__
+    head = f"{where}: {what}" if where else what
+    if name in ("ENOSPC", "EDQUOT", "EFBIG"):
+        return (f"{head} (the disk is full); the job stopped part-way: free space or give "
+                f"an --out on another disk, then run the same command again", 1)
+    if name in _JOB_ERRNOS:
+        return f"{head}; the job stopped part-way: run the same command again", 1
+    return f"{head}; give a path that exists and that you may read (or write, for --out)", 2
+
+
+def run(argv=None) -> int:
+    """Run the command line and return its exit code; every failure becomes a message on
+    stderr: 2 for bad usage or input, 1 for a job that failed, 130 when interrupted. No
+    traceback unless ``PUHUI_DEBUG=1`` (for a report). ``main`` and the tests call this."""
+    import os
+
+    debug = os.environ.get("PUHUI_DEBUG", "") not in ("", "0")
     try:
-        cli.main(args=argv, prog_name="puhui", standalone_mode=False)
-    except (InputError, JobFailed) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    sys.exit(0)
+        try:
+            rv = cli.main(args=argv, prog_name="puhui", standalone_mode=False)
+            return rv if isinstance(rv, int) else 0     # --help, --version: click's Exit
+        except click.exceptions.Exit as exc:
+            return exc.exit_code
+        except SystemExit as exc:             # a command's own exit code
+            code = exc.code
+            if code is None or isinstance(code, int):
+                return code or 0
+            click.echo(f"error: {code}", err=True)
+            return 1
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+        except click.exceptions.Abort:        # click's form of KeyboardInterrupt
+            click.echo("interrupted", err=True)
+            return 130
+        except (InputError, JobFailed) as exc:
+            click.echo(f"error: {exc}", err=True)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            return 130
+        except BrokenPipeError:               # `puhui schema | head`: the reader left
+            return 1
+        except MemoryError:
+            if debug:
+                raise
+            click.echo("error: out of memory; the job stopped part-way: run it on a machine "
+                       "with more memory (or on less data)", err=True)
+            return 1
+        except OSError as exc:
+            if debug:
+                raise
+            text, code = _os_error_message(exc)
+            click.echo(f"error: {text}", err=True)
+            return code
+        except UnicodeError as exc:
+            if debug:
+                raise
+            click.echo(f"error: a file or argument is not valid UTF-8 text ({exc}); give "
+                       f"UTF-8 input", err=True)
+            return 2
+        except Exception as exc:             # noqa: BLE001 - the last resort
+            if debug:
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc}; please report it with "
+                       f"the command line (PUHUI_DEBUG=1 prints the traceback)", err=True)
+            return 1
+    except KeyboardInterrupt:                 # while printing a message
+        return 130
+    return 0
+
+
+def main(argv=None):
+    """Console entry point: a message and an exit code for every failure, never a
+    traceback (see :func:`run`)."""
+    sys.exit(run(argv))

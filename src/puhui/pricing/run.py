@@ -21,6 +21,34 @@ from puhui.errors import InputError
 
 MANIFEST_VERSION = 1
 
+#: The farthest the product's policy year may lie from the data's years: trend is
+#: extrapolated over the gap, and beyond this the price says more about the trend
+#: assumption than about the data (the shipped comparisons span at most 3 years).
+MAX_TREND_YEARS = 10
+
+
+def check_period(product, data) -> None:
+    """Refuse a product whose policy year lies more than :data:`MAX_TREND_YEARS` from
+    the data's years (a mistyped product period, or the wrong data), naming both. A
+    product that matches no policy of the data is priced (pricing reads every insured
+    person, enrolled or not: a new product, or next year's, is the normal case)."""
+    years = sorted(data.settlement_years or ())
+    if not years:
+        raise InputError("the fund data has no effective settlement, so no data year to "
+                         "price on")
+    mid = (product.start.year + product.end.year) / 2
+    gap = max(years[0] - mid, mid - years[-1], 0)
+    if gap <= MAX_TREND_YEARS:
+        return
+    pol = data.policies
+    by_product = pol["start_date"].dt.year.groupby(pol["product_id"].astype(str), observed=True)
+    held = ", ".join(f"{pid} ({int(y.min())}-{int(y.max())})" for pid, y in by_product)
+    raise InputError(
+        f"{product.id}: its policy year {product.start} to {product.end} is {gap:g} years "
+        f"from the data's years {years[0]}-{years[-1]} (policies in the data: {held or 'none'}); "
+        f"pricing trends at most {MAX_TREND_YEARS} years: check the product's start and "
+        f"end, or give data of nearer years")
+
 
 def sha256(path: Path) -> str:
     from puhui.digests import sha256_file
@@ -68,6 +96,7 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     say = progress or (lambda step: None)
     say("reading and validating the fund data")
     data = load_for_pricing(data_dir, product, assumptions)
+    check_period(product, data)
     result = price(product, data, assumptions, seed=seed, policies=policies, progress=progress,
                    release_data=True)
     del data
@@ -116,9 +145,25 @@ def reproduce(manifest_file: str | Path, progress=None) -> tuple[bool, list[str]
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
         opts = manifest["options"]
         original = json.loads((manifest_file.parent / "pricing.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError) as e:
+        if not isinstance(manifest, dict) or not isinstance(opts, dict):
+            raise ValueError("not a JSON object with 'options'")
+        for k in ("data", "product", "assumptions"):
+            if not isinstance(opts.get(k), str):
+                raise KeyError(f"options.{k}")
+        if not isinstance(manifest.get("inputs"), dict):
+            raise KeyError("inputs")
+        if not isinstance(manifest["seed"], int) or not (
+                opts["policies"] is None or isinstance(opts["policies"], int)):
+            raise ValueError("seed or options.policies is not a whole number")
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{manifest_file}: not a pricing manifest with its pricing.json "
-                         f"beside it ({e})") from None
+                         f"beside it ({type(e).__name__}: {e})") from None
+    gone = [f"{k} {opts[k]}" for k in ("data", "product", "assumptions")
+            if not Path(opts[k]).exists()]
+    if gone:
+        raise InputError(f"{manifest_file}: the inputs it names are not there "
+                         f"({'; '.join(gone)}); restore them, or price again with "
+                         f"`puhui price`")
     now = input_hashes(Path(opts["data"]), Path(opts["product"]), Path(opts["assumptions"]))
     changed = _differences(manifest["inputs"], now)
     if changed:

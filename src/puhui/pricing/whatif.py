@@ -68,8 +68,16 @@ class PricingState:
         p = Path(out) / STATE_FILE
         if not p.is_file():
             raise InputError(f"{p}: not found; run `puhui price ... --out {out}` first")
-        with open(p, "rb") as fh:
-            return pickle.load(fh)
+        try:
+            with open(p, "rb") as fh:
+                state = pickle.load(fh)
+        except Exception as exc:      # noqa: BLE001 - truncated, corrupt, another version
+            raise InputError(f"{p}: not a readable pricing state ({type(exc).__name__}); "
+                             f"run `puhui price ... --out {out}` again") from None
+        if not isinstance(state, PricingState):
+            raise InputError(f"{p}: not a pricing state; run `puhui price ... --out {out}` "
+                             f"again")
+        return state
 
 
 def drug_shares(product, data, matcher=None) -> dict[str, pd.DataFrame]:
