@@ -127,6 +127,18 @@ def batch_scope(setl_time: pd.Series, period: tuple[str, str] | None,
     return Scope((first, last), True)
 
 
+def check_batch_id(batch_id: str) -> None:
+    """A batch id is 1 to 100 printable characters without spaces, and not the standing
+    batch of direct payouts."""
+    if not isinstance(batch_id, str) or not 0 < len(batch_id) <= 100 or \
+            any(not ch.isprintable() or ch.isspace() for ch in batch_id):
+        raise InputError("--batch: give 1 to 100 printable characters without spaces "
+                         "(for example 2025-06-claimed)")
+    if batch_id == ledger.DIRECT_BATCH:
+        raise InputError(f"--batch {batch_id!r} is the ledger's standing batch of direct "
+                         f"payouts; give another id")
+
+
 def parse_period(text: str) -> tuple[str, str]:
     """``FROM:TO`` (ISO dates, inclusive) as two ISO dates, or InputError.
 
@@ -299,6 +311,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     (:func:`puhui.claims.ledger.block_stamp`); if another process wrote for those
     people meanwhile the block is computed again under the write lock. Any number of
     batches and direct payouts may run at once on one ledger."""
+    check_batch_id(batch_id)
     if mode not in ("claimed", "proactive"):
         raise InputError(f"mode {mode!r}: claimed or proactive")
     if claims is not None and mode != "claimed":

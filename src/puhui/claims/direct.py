@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from typing import Any
 
 from puhui.benefits.quantities import LineMatcher
@@ -57,8 +58,11 @@ def _text(raw: dict, key: str) -> str:
 
 
 def _day(raw: dict) -> dt.date:
+    text = raw["setl_time"]
     try:
-        day = dt.date.fromisoformat(str(raw["setl_time"])[:10])
+        if not isinstance(text, str) or not _DATE.match(text):
+            raise ValueError
+        day = dt.date.fromisoformat(text[:10])
     except ValueError:
         raise InputError(f"settlement: setl_time is not a date (YYYY-MM-DD): "
                          f"{raw['setl_time']!r}") from None
@@ -68,6 +72,33 @@ def _day(raw: dict) -> dt.date:
 
 
 MIN_DAY, MAX_DAY = dt.date(1950, 1, 1), dt.date(2100, 12, 31)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
+
+
+def _known_fields(raw: dict) -> None:
+    """Every key is a settlement field of the data contract (or ``lines``): a misspelt
+    optional field (``line`` for ``lines``) would otherwise be dropped in silence."""
+    import difflib
+
+    from puhui.fund.schema import SETTLEMENTS
+
+    known = {c.name for c in SETTLEMENTS.columns} | {"lines", "fund_pay_sumamt", "acct_pay",
+                                                     "psn_cash_pay"}
+    unknown = sorted(str(k) for k in raw if k not in known)
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        raise InputError(f"settlement: unknown field(s) {', '.join(unknown)}"
+                         + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                         + "; a settlement carries the data contract's settlement fields")
+
+
+def _codes(s: dict) -> None:
+    from puhui.fund.schema import INSUTYPES, MED_TYPES
+
+    for key, allowed in (("med_type", MED_TYPES), ("insutype", INSUTYPES)):
+        if s[key] not in allowed:
+            raise InputError(f"settlement: {key} {s[key]!r} is not a national code "
+                             f"({', '.join(allowed)})")
 
 
 def _settlement(raw: Any) -> tuple[dict, list[dict]]:
@@ -81,9 +112,14 @@ def _settlement(raw: Any) -> tuple[dict, list[dict]]:
     missing = [k for k in REQUIRED if k not in raw or raw[k] is None]
     if missing:
         raise InputError(f"settlement: missing field(s) {', '.join(missing)}")
+    _known_fields(raw)
     s = dict(raw)
     for k in ("setl_id", "psn_no", "med_type", "insutype"):
         s[k] = _text(raw, k)
+    _codes(s)
+    if raw.get("refund_of") not in (None, ""):
+        raise InputError("settlement: refund_of is set: a reversal goes through claims run "
+                         "with the reversing settlement in the data")
     for k in AMOUNTS:
         s[k] = _fen(raw[k], k)
         if s[k] < 0:
@@ -107,6 +143,8 @@ def _settlement(raw: Any) -> tuple[dict, list[dict]]:
 
 
 def _lines(raw_lines: Any) -> list[dict]:
+    from puhui.fund.schema import LIST_CLASSES
+
     if raw_lines is None:
         return []
     if not isinstance(raw_lines, list):
@@ -118,8 +156,13 @@ def _lines(raw_lines: Any) -> list[dict]:
         amount = _fen(ln["amount"], f"lines[{i}].amount")
         if amount < 0:
             raise InputError(f"settlement: lines[{i}].amount is negative")
-        lines.append({"hilist_code": str(ln["hilist_code"]),
-                      "list_class": str(ln.get("list_class", "self")), "amount": amount})
+        code, cls = ln["hilist_code"], ln.get("list_class", "self")
+        if not isinstance(code, str) or not code.strip():
+            raise InputError(f"settlement: lines[{i}].hilist_code must be a non-empty text")
+        if cls not in LIST_CLASSES:
+            raise InputError(f"settlement: lines[{i}].list_class {cls!r} is not one of "
+                             f"{', '.join(LIST_CLASSES)}")
+        lines.append({"hilist_code": code.strip(), "list_class": cls, "amount": amount})
     return lines
 
 

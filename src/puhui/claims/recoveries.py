@@ -139,7 +139,13 @@ def run_recoveries(product: Product, data_dir: str | Path, url: str, batch_id: s
     from puhui.claims.batch import product_hash
     from puhui.digests import sha256_files
 
+    from puhui.claims.batch import check_batch_id
+
+    check_batch_id(batch_id)
     as_of = pd.Timestamp(as_of)
+    if as_of.date() < product.start:
+        raise InputError(f"--as-of {as_of.date()}: before the product's policy year "
+                         f"({product.start} to {product.end}); nothing can be due yet")
     agreements = agreements_of_product(product)
     caps = caps_of_product(product)
     if not agreements and not caps:
