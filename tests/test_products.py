@@ -64,7 +64,7 @@ def test_huhuibao_lineage_states_only_changes():
     (("limit = 100000", "limit = 100000\nlimt = 1"),
      "benefits[0] (id \"h\"): unknown key 'limt'; did you mean 'limit'?"),
     (("[premium]\nflat = 100", ""), "missing 'premium'"),
-    (("end = 2025-12-31", "end = 2024-12-31"), "policy_period: end 2024-12-31 is before start"),
+    (("end = 2025-12-31", "end = 2024-12-31"), "policy_period: 'end' 2024-12-31 is before 'start'"),
     (("pays_on = \"in_list_self_pay\"", "pays_on = \"in_list_self_pay\"\nfilters = { colour = 1 }"),
      "benefits[0] (id \"h\").filters: unknown key 'colour' (a filter takes hosp_lv, med_type)"),
 ])

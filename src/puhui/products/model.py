@@ -78,19 +78,19 @@ def _premium_rule(p: dict, c, table: str) -> None:
 
 def _age_band_rule(cell: dict, c, table: str) -> None:
     if cell.get("min_age", 0) > cell.get("max_age", 200):
-        c.fail(table, f"min_age {cell['min_age']} is above max_age {cell['max_age']}")
+        c.fail(table, f"'min_age' {cell['min_age']} is above 'max_age' {cell['max_age']}")
 
 
 def _eligibility_rule(e: dict, c, table: str) -> None:
     ages = [(k, e[k]) for k in ("min_entry_age", "max_entry_age", "max_renewal_age") if k in e]
     for (ka, a), (kb, b) in zip(ages, ages[1:]):
         if a > b:
-            c.fail(table, f"{ka} {a} is above {kb} {b}")
+            c.fail(table, f"'{ka}' {a} is above '{kb}' {b}")
 
 
 def _period_rule(p: dict, c, table: str) -> None:
     if p["end"] < p["start"]:
-        c.fail(table, f"end {p['end']} is before start {p['start']}")
+        c.fail(table, f"'end' {p['end']} is before 'start' {p['start']}")
 
 
 _AGE = Whole(0, 120, "years of age")
@@ -294,6 +294,19 @@ def load_product(path: str | Path) -> Product:
         preexisting_codes=tuple(pre.get("icd10", ())),
         preexisting_lookback_years=pre.get("lookback_years", 0),
         benefits=benefits, raw=raw)
+
+
+def is_rule_file(name: str) -> bool:
+    """Whether ``name`` is a basic-insurance rule file (``[[layers]]``, no benefits) rather
+    than a product file, so that ``puhui product check`` checks either kind."""
+    from puhui.basis import read_toml
+
+    path = product_path(name)
+    try:
+        raw = read_toml(path)
+    except RuleFileError:
+        return False             # the product loader reports what is wrong with it
+    return "layers" in raw and "benefits" not in raw
 
 
 def product_path(name: str) -> Path:

@@ -46,7 +46,7 @@ QUANTITIES = {"total", "in_scope", "class_a", "class_b", "preselfpay", "out_of_l
 
 def _valid_dates(raw: dict, c, table: str) -> None:
     if raw["valid_to"] < raw["valid_from"]:
-        c.fail(table, f"valid_to {raw['valid_to']} is before valid_from {raw['valid_from']}")
+        c.fail(table, f"'valid_to' {raw['valid_to']} is before 'valid_from' {raw['valid_from']}")
 
 
 #: A basic-tier layer: a layer that pays into one of the settlement's fund fields.
