@@ -394,3 +394,17 @@ def test_a_real_process_prints_no_traceback(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
     assert f"{path}: {H}.deductible: 'claim_free[0]' = 1: should be a claim-free step" in r.stderr
+
+
+def test_the_example_in_docs_product_files_is_a_valid_product(tmp_path, capsys):
+    import re
+
+    doc = (actuarial_dir().parent / "docs" / "product-files.md").read_text(encoding="utf-8")
+    example = re.search(r"```toml\n(.*?)```", doc, re.S).group(1)
+    parent = actuarial_dir() / "products" / "huhuibao-2024.toml"
+    path = tmp_path / "huhuibao-2025.toml"
+    path.write_text(edited(example, 'extends = "huhuibao-2024.toml"', f'extends = "{parent}"'),
+                    encoding="utf-8")
+    code, out = check(capsys, path)
+    assert code == 0, out
+    assert load_product(path).raw["waiting_period_days"] == 0
