@@ -89,7 +89,7 @@ def merge_chain(chain: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
-def read_toml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML basis file, following ``extends`` (see the module docstring)."""
     return merge_chain(read_chain(path))
 
