@@ -270,3 +270,11 @@ def test_claims_direct_counts_a_renewal_from_another_product(tmp_path):
         insutype="310", medfee_sumamt=60000, fulamt_ownpay_amt=0, overlmt_selfpay=0,
         psn_part_amt=20000))
     assert {b["benefit"]: b["reason"] for b in out["benefits"]}[HOSP] == "PAID"
+
+
+def test_no_policies_at_all_is_no_policy_not_a_crash():
+    # found by the property test once the 90 days were read: the waiting-period step
+    # indexed an empty policy table
+    empty = pd.DataFrame([policy("N1", "P9", "2025-01-01", "2025-12-31")]).iloc[:0]
+    d = both([stay("S1", day("2025-01-01", 10), "P1")], empty)
+    assert reasons(d) == ["NO_POLICY"]
