@@ -155,3 +155,33 @@ def test_every_settlement_satisfies_the_identity(rows):
     inlist = r["psn_part_amt"] - r["fulamt_ownpay_amt"] - r["overlmt_selfpay"]
     assert (inlist >= 0).all()
     assert (funds <= r["inscp_scp_amt"]).all()
+
+
+def test_rule_files_are_strict_and_name_the_file_that_is_wrong(tmp_path):
+    # A misspelt key in a year's file that extends 2024 is reported in that file, with the
+    # table and a "did you mean"; a ratio of 1.2 in a condition's option likewise.
+    from puhui.basis import actuarial_dir
+    from puhui.errors import RuleFileError
+    from puhui.tiers.basic import load_scheme
+
+    base = (actuarial_dir() / "basic" / "shanghai-employee-2024.toml").read_text(encoding="utf-8")
+    (tmp_path / "base.toml").write_text(base, encoding="utf-8")
+    child = tmp_path / "y2025.toml"
+    child.write_text('extends = "base.toml"\nid = "y2025"\nvalid_from = 2025-01-01\n'
+                     'valid_to = 2025-12-31\n\n[[layers]]\nid = "supplementary"\nratoi = 0.9\n',
+                     encoding="utf-8")
+    with pytest.raises(RuleFileError) as err:
+        load_scheme(child)
+    assert str(err.value).startswith(f"{child}: layers[0] (id \"supplementary\"): unknown key "
+                                     f"'ratoi'; did you mean 'ratio'?")
+    child.write_text(child.read_text(encoding="utf-8").replace("ratoi = 0.9", "ratio = 0.9"),
+                     encoding="utf-8")
+    s = load_scheme(child)                 # the corrected child loads, its change applied
+    assert s.id == "y2025" and [la.ratio.constant for la in s.layers
+                                if la.id == "supplementary"] == [9000]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base.replace("{ when = { retired = true }, value = 0.92 },",
+                                "{ when = { retired = true }, value = 1.2 },"), encoding="utf-8")
+    with pytest.raises(RuleFileError, match=r"layers\[1\] \(id \"pooled_inpatient\"\)\.ratio\[0\]: "
+                                            r"'value' = 1\.2: a ratio is from 0 to 1"):
+        load_scheme(bad)

@@ -55,15 +55,18 @@ def test_huhuibao_lineage_states_only_changes():
 
 @pytest.mark.parametrize("edit,message", [
     (("pays_on = \"in_list_self_pay\"", "pays_on = \"everything\""),
-     "benefits[0] (h).pays_on: expected one of in_list_self_pay, out_of_list_self_pay"),
-    (("ratio = 0.7", "ratio = 1.7"), "benefits[0] (h).ratio: ratio 1.7 is outside 0..1"),
+     "benefits[0] (id \"h\"): 'pays_on' = the text 'everything': should be one of "
+     "in_list_self_pay, out_of_list_self_pay"),
+    (("ratio = 0.7", "ratio = 1.7"), "benefits[0] (id \"h\"): 'ratio' = 1.7: a ratio is from 0 to 1"),
     (("deductible = 10000", "deductible = -5"), "an amount cannot be negative"),
     (("deductible = 10000", "deductible = 10000.001"), "is not a whole number of fen"),
-    (("limit = 100000", "limit = 100000\ncolour = 1"), "benefits[0]: unknown key(s) colour"),
+    (("limit = 100000", "limit = 100000\ncolour = 1"), "benefits[0] (id \"h\"): unknown key 'colour'"),
+    (("limit = 100000", "limit = 100000\nlimt = 1"),
+     "benefits[0] (id \"h\"): unknown key 'limt'; did you mean 'limit'?"),
     (("[premium]\nflat = 100", ""), "missing 'premium'"),
-    (("end = 2025-12-31", "end = 2024-12-31"), "policy_period: end 2024-12-31 is before start"),
+    (("end = 2025-12-31", "end = 2024-12-31"), "policy_period: 'end' 2024-12-31 is before 'start'"),
     (("pays_on = \"in_list_self_pay\"", "pays_on = \"in_list_self_pay\"\nfilters = { colour = 1 }"),
-     "filters: unknown filter(s) colour"),
+     "benefits[0] (id \"h\").filters: unknown key 'colour' (a filter takes hosp_lv, med_type)"),
 ])
 def test_validator_names_file_and_key(tmp_path, edit, message):
     path = write(tmp_path, GOOD.replace(*edit))
@@ -109,11 +112,15 @@ def test_cli_product_commands(tmp_path):
                                     capture_output=True, text=True)
     r = run("show", "huhuibao-2025")
     assert r.returncode == 0 and "benefit hospital / limit" in r.stdout
+    r = run("show", "elderly-medical-60-80")         # its waiting period is read, not ignored
+    assert r.returncode == 0
+    assert [ln.split(None, 2)[2] for ln in r.stdout.splitlines()
+            if ln.strip().startswith("waiting period")] == ["90 days for new policies"]
     r = run("diff", "huhuibao-2021", "huhuibao-2022")
     assert r.returncode == 0 and "benefit cart: added" in r.stdout
     bad = write(tmp_path, GOOD.replace("ratio = 0.7", "ratio = 2"))
     r = run("check", str(bad))
-    assert r.returncode == 2 and "ratio 2 is outside 0..1" in r.stderr
+    assert r.returncode == 2 and "'ratio' = 2: a ratio is from 0 to 1" in r.stderr
     assert "Traceback" not in r.stderr
     r = run("show", "no-such-product")
     assert r.returncode == 2 and "no such product file" in r.stderr

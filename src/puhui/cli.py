@@ -176,8 +176,17 @@ def product_diff(a, b):
 @product.command("check")
 @click.argument("files", nargs=-1, required=True)
 def product_check(files):
-    """Check product files; exit 2 with the file and key of the first error."""
+    """Check product files (or basic-insurance rule files); exit 2 with the file, table
+    and key of the first error."""
+    from puhui.products.model import is_rule_file
+    from puhui.tiers.basic import load_scheme
+
     for f in files:
+        if is_rule_file(f):
+            s = load_scheme(f)
+            click.echo(f"{s.path}: ok ({s.id}, basic-insurance rule file, "
+                       f"{len(s.layers)} layers)")
+            continue
         p = _load_product(f)
         click.echo(f"{p.path}: ok ({p.id}, {len(p.benefits)} benefits)")
 

@@ -21,8 +21,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from puhui.basis import actuarial_dir, read_toml
+from puhui.basis import Date, Table, Tables, Text, actuarial_dir, read_checked
 from puhui.errors import RuleFileError
+
+
+def _list_dates(meta: dict, c, table: str) -> None:
+    if meta["valid_to"] < meta["valid_from"]:
+        c.fail(table, f"'valid_to' {meta['valid_to']} is before 'valid_from' {meta['valid_from']}")
+
+
+#: ``lists.toml``: the index of the lists, each ``[[lists]]`` entry with these keys.
+LISTS_FILE = Table({"lists": Tables(Table({
+    "id": Text(), "file": Text(), "kind": Text(), "name": Text(), "source": Text(),
+    "status": Text(), "extends": Text(), "valid_from": Date(), "valid_to": Date(),
+}, required=("id", "file", "kind", "valid_from", "valid_to", "source"), what="a list entry",
+    rule=_list_dates), by_id=True, min_len=1)}, required=("lists",), what="the list index")
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,7 @@ class DrugList:
 
 def load_lists(directory: str | Path | None = None) -> dict[str, DrugList]:
     directory = Path(directory) if directory else actuarial_dir() / "drugs"
-    index = read_toml(directory / "lists.toml")
+    index = read_checked(directory / "lists.toml", LISTS_FILE)
     out = {}
     for i, meta in enumerate(index.get("lists", [])):
         where = f"{directory / 'lists.toml'}: lists[{i}]"

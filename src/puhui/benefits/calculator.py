@@ -152,7 +152,7 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
     safe = np.maximum(prow, 0)
     insutype = st["insutype"].astype(str).to_numpy()
     block[matched & ~np.isin(insutype, list(product.insutypes))] = NUMBER["NOT_ELIGIBLE"]
-    if product.waiting_period_days > 0:
+    if product.waiting_period_days > 0 and len(pol):    # no policies: nothing matched
         new = ~renewals(pol)
         start = pol["start_date"].to_numpy().astype("datetime64[D]")[safe]
         day = st["setl_time"].to_numpy().astype("datetime64[D]")

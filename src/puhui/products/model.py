@@ -20,11 +20,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from puhui.basis import actuarial_dir, read_toml
+from puhui.basis import (
+    Condition as ConditionKind,
+    Date,
+    Either,
+    Flag,
+    ListOf,
+    OneOrList,
+    Ratio,
+    Table,
+    Tables,
+    Text,
+    Whole,
+    Yuan,
+    actuarial_dir,
+    read_checked,
+)
 from puhui.errors import RuleFileError
-from puhui.money import ratio_to_bp, yuan_text_to_fen
-from puhui.tiers.rules import Condition, parse_condition
-from puhui.tiers.waterfall import LayerSpec, check_layers, parse_layer
+from puhui.money import yuan_text_to_fen
+from puhui.tiers.rules import ATTRIBUTE_KINDS, Condition, parse_condition
+from puhui.tiers.waterfall import NAME, LayerSpec, check_layers, parse_layer
 
 #: Settlement quantities a benefit may pay on (besides list lines).
 SETTLEMENT_QUANTITIES = {
@@ -40,10 +55,90 @@ LINE_SELECT = {
     "all": "every item on the list",
 }
 FILTER_KEYS = {"med_type", "hosp_lv"}
-_PRODUCT_KEYS = {"id", "name", "status", "sources", "notes", "policy_period", "premium",
-                 "eligibility", "waiting_period_days", "preexisting", "benefits", "lineage"}
-_BENEFIT_KEYS = {"id", "name", "pays_on", "lines", "filters", "deductible", "ratio",
-                 "preexisting_ratio", "limit", "exclude_basic_paid", "status", "note", "source"}
+#: The longest waiting period a product file may state (two years).
+MAX_WAITING_DAYS = 730
+
+
+# --- the schema of a product file: every table's keys and what each must be ----------
+
+def _benefit_rule(b: dict, c, table: str) -> None:
+    if b["pays_on"] == "lines" and "lines" not in b:
+        c.fail(table, "missing 'lines': pays_on = \"lines\" needs "
+                      "lines = { list = \"...\", select = \"drugs\" }")
+    if b["pays_on"] != "lines" and "lines" in b:
+        c.fail(table, f"'lines' is only for pays_on = \"lines\" (this benefit pays on "
+                      f"{b['pays_on']!r})")
+
+
+def _premium_rule(p: dict, c, table: str) -> None:
+    if ("flat" in p) == ("cells" in p):
+        c.fail(table, "give either 'flat' (one premium) or 'cells' (premiums by age), "
+                      "exactly one of them")
+
+
+def _age_band_rule(cell: dict, c, table: str) -> None:
+    if cell.get("min_age", 0) > cell.get("max_age", 200):
+        c.fail(table, f"'min_age' {cell['min_age']} is above 'max_age' {cell['max_age']}")
+
+
+def _eligibility_rule(e: dict, c, table: str) -> None:
+    ages = [(k, e[k]) for k in ("min_entry_age", "max_entry_age", "max_renewal_age") if k in e]
+    for (ka, a), (kb, b) in zip(ages, ages[1:]):
+        if a > b:
+            c.fail(table, f"'{ka}' {a} is above '{kb}' {b}")
+
+
+def _period_rule(p: dict, c, table: str) -> None:
+    if p["end"] < p["start"]:
+        c.fail(table, f"'end' {p['end']} is before 'start' {p['start']}")
+
+
+_AGE = Whole(0, 120, "years of age")
+DEDUCTIBLE = Either(Yuan(), Table({
+    "amount": Yuan(), "shared": NAME,
+    "claim_free": ListOf(Table({"years": Whole(1, 50, "claim-free years"), "amount": Yuan()},
+                               required=("years", "amount"), what="a claim-free step"),
+                         max_len=50),
+}, required=("amount",), what="a deductible table"))
+LIMIT = Either(Yuan(), Table({"amount": Yuan(), "shared": NAME}, required=("amount",),
+                             what="a limit table"))
+BENEFIT = Table({
+    "id": NAME, "name": Text(), "status": Text(), "note": Text(), "source": Text(),
+    "pays_on": Text((*SETTLEMENT_QUANTITIES, "lines")),
+    "lines": Table({"list": Text(), "select": Text(tuple(LINE_SELECT))}, required=("list",),
+                   what="a lines table"),
+    "filters": ConditionKind({k: ATTRIBUTE_KINDS[k] for k in sorted(FILTER_KEYS)}, {},
+                             what="a filter"),
+    "deductible": DEDUCTIBLE,
+    "ratio": Ratio(), "preexisting_ratio": Ratio(),
+    "limit": LIMIT,
+    "exclude_basic_paid": Flag(),
+}, required=("id", "pays_on", "ratio"), what="a benefit", rule=_benefit_rule)
+#: A product file (``docs/product-files.md``): every key it may have, table by table.
+PRODUCT_FILE = Table({
+    "id": NAME, "name": Text(), "status": Text(),
+    "sources": OneOrList(Text()), "notes": OneOrList(Text()),
+    "policy_period": Table({"start": Date(), "end": Date()}, required=("start", "end"),
+                           what="the policy period", rule=_period_rule),
+    "premium": Either(Yuan(), Table({
+        "flat": Yuan(),
+        "cells": ListOf(Table({"min_age": _AGE, "max_age": _AGE, "preexisting": Flag(),
+                               "amount": Yuan()}, required=("amount",),
+                              what="a premium cell", rule=_age_band_rule), min_len=1),
+    }, what="the premium table", rule=_premium_rule)),
+    "eligibility": Table({
+        "insutypes": ListOf(Text(("310", "390")), min_len=1), "region": Text(),
+        "min_entry_age": _AGE, "max_entry_age": _AGE, "max_renewal_age": _AGE,
+    }, what="the eligibility table", rule=_eligibility_rule),
+    "waiting_period_days": Whole(0, MAX_WAITING_DAYS, "days"),
+    "preexisting": Table({
+        "icd10": ListOf(Text(pattern=r"[A-Z][0-9]{0,2}(\.[0-9A-Z]{1,4})?",
+                             what="an ICD-10 code or prefix such as \"C\" or \"N18\""),
+                        min_len=1),
+        "lookback_years": Whole(0, 20, "years"),
+    }, what="the pre-existing table"),
+    "benefits": Tables(BENEFIT, by_id=True, min_len=1),
+}, required=("id", "policy_period", "premium", "benefits"), what="a product file")
 
 
 @dataclass(frozen=True)
@@ -118,64 +213,18 @@ class Product:
         raise KeyError(bid)
 
 
-def _need(raw: dict, key: str, where: str, kind=None):
-    if key not in raw:
-        raise RuleFileError(f"{where}: missing '{key}'")
-    v = raw[key]
-    if kind is not None and not isinstance(v, kind):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise RuleFileError(f"{where}: '{key}' should be {names}, not {type(v).__name__}")
-    return v
-
-
-def _money(v, where) -> int:
-    try:
-        fen = yuan_text_to_fen(v)
-    except (ValueError, ArithmeticError) as exc:
-        raise RuleFileError(f"{where}: {exc}") from None
-    if fen < 0:
-        raise RuleFileError(f"{where}: an amount cannot be negative")
-    return fen
-
-
-def _ratio(v, where) -> float:
-    try:
-        ratio_to_bp(v)
-    except (ValueError, ArithmeticError) as exc:
-        raise RuleFileError(f"{where}: {exc}") from None
-    return v
-
-
 def _compile_benefit(raw: dict, where: str) -> Benefit:
-    unknown = set(raw) - _BENEFIT_KEYS
-    if unknown:
-        raise RuleFileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; a benefit "
-                            f"takes {', '.join(sorted(_BENEFIT_KEYS))}")
-    bid = _need(raw, "id", where, str)
-    where = f"{where} ({bid})"
-    pays_on = _need(raw, "pays_on", where, str)
+    """One benefit (already checked against :data:`BENEFIT`) as one layer."""
+    bid = raw["id"]
+    pays_on = raw["pays_on"]
     lines = None
     if pays_on == "lines":
-        lr = _need(raw, "lines", where, dict)
-        lst = _need(lr, "list", f"{where}.lines", str)
-        sel = lr.get("select", "drugs")
-        if sel not in LINE_SELECT:
-            raise RuleFileError(f"{where}.lines.select: one of {', '.join(LINE_SELECT)}, "
-                                f"not {sel!r}")
-        lines = LineSpec(lst, sel)
-    elif pays_on not in SETTLEMENT_QUANTITIES:
-        raise RuleFileError(f"{where}.pays_on: expected one of "
-                            f"{', '.join([*SETTLEMENT_QUANTITIES, 'lines'])}, not {pays_on!r}")
+        lines = LineSpec(raw["lines"]["list"], raw["lines"].get("select", "drugs"))
     filters = None
     if "filters" in raw:
-        bad = set(raw["filters"]) - FILTER_KEYS
-        if bad:
-            raise RuleFileError(f"{where}.filters: unknown filter(s) {', '.join(sorted(bad))}; "
-                                f"known: {', '.join(sorted(FILTER_KEYS))}")
-        filters = parse_condition(raw["filters"], f"{where}.filters")
-    ratio = _ratio(_need(raw, "ratio", where), f"{where}.ratio")
+        filters = parse_condition(raw["filters"], f"{where} ({bid}).filters")
+    ratio = raw["ratio"]
     pre = raw.get("preexisting_ratio", ratio)
-    _ratio(pre, f"{where}.preexisting_ratio")
     layer: dict[str, Any] = {
         "id": bid,
         "base": f"lines:{lines.list}:{lines.select}" if lines else pays_on,
@@ -188,24 +237,18 @@ def _compile_benefit(raw: dict, where: str) -> Benefit:
         d = raw["deductible"]
         if not isinstance(d, dict):
             d = {"amount": d}
-        amount = _need(d, "amount", f"{where}.deductible")
-        _money(amount, f"{where}.deductible.amount")
-        options = []
-        for i, cf in enumerate(sorted(d.get("claim_free", []), key=lambda c: -c.get("years", 0))):
-            w = f"{where}.deductible.claim_free[{i}]"
-            yrs = _need(cf, "years", w, int)
-            _money(_need(cf, "amount", w), w + ".amount")
-            options.append({"when": {"min_claim_free_years": yrs}, "value": cf["amount"]})
+        steps = sorted(d.get("claim_free", []), key=lambda cf: -cf["years"])
+        options = [{"when": {"min_claim_free_years": cf["years"]}, "value": cf["amount"]}
+                   for cf in steps]
         layer["deductible"] = {
             "per": "year",
             "accumulator": "deductible:" + d.get("shared", bid),
-            "amount": options + [{"value": amount}] if options else amount,
+            "amount": options + [{"value": d["amount"]}] if options else d["amount"],
         }
     if "limit" in raw:
         lim = raw["limit"]
         if not isinstance(lim, dict):
             lim = {"amount": lim}
-        _money(_need(lim, "amount", f"{where}.limit"), f"{where}.limit.amount")
         layer["limit"] = {"accumulator": "limit:" + lim.get("shared", bid),
                           "amount": lim["amount"]}
     quantity = layer["base"]
@@ -215,61 +258,55 @@ def _compile_benefit(raw: dict, where: str) -> Benefit:
                    exclude_basic_paid=bool(raw.get("exclude_basic_paid", True)), raw=raw)
 
 
-def _premium(raw: dict, where: str) -> tuple[int | None, tuple[PremiumCell, ...]]:
-    prem = _need(raw, "premium", where)
+def _premium(prem) -> tuple[int | None, tuple[PremiumCell, ...]]:
+    """The premium (already checked): a flat amount in fen, or cells by age."""
     if not isinstance(prem, dict):
-        return _money(prem, f"{where}.premium"), ()
+        return yuan_text_to_fen(prem), ()
     if "flat" in prem:
-        return _money(prem["flat"], f"{where}.premium.flat"), ()
-    cells = []
-    for i, c in enumerate(_need(prem, "cells", f"{where}.premium", list)):
-        w = f"{where}.premium.cells[{i}]"
-        cells.append(PremiumCell(int(c.get("min_age", 0)), int(c.get("max_age", 200)),
-                                 c.get("preexisting"), _money(_need(c, "amount", w), w)))
-    if not cells:
-        raise RuleFileError(f"{where}.premium.cells: give at least one cell")
-    return None, tuple(cells)
+        return yuan_text_to_fen(prem["flat"]), ()
+    return None, tuple(PremiumCell(c.get("min_age", 0), c.get("max_age", 200),
+                                   c.get("preexisting"), yuan_text_to_fen(c["amount"]))
+                       for c in prem["cells"])
 
 
 def load_product(path: str | Path) -> Product:
-    """Read, check and compile a product file. Raises :class:`RuleFileError` naming
-    the file and key for anything wrong."""
+    """Read, check and compile a product file. Every table of the file (and of the files
+    it extends) is checked against :data:`PRODUCT_FILE`: an unknown key or a value of the
+    wrong kind raises :class:`RuleFileError` naming the file, the table and the key."""
     path = Path(path)
-    raw = read_toml(path)
+    raw = read_checked(path, PRODUCT_FILE)
     where = str(path)
-    unknown = set(raw) - _PRODUCT_KEYS
-    if unknown:
-        raise RuleFileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; a product "
-                            f"takes {', '.join(sorted(_PRODUCT_KEYS))}")
-    pid = _need(raw, "id", where, str)
-    period = _need(raw, "policy_period", where, dict)
-    start = _need(period, "start", f"{where}.policy_period", dt.date)
-    end = _need(period, "end", f"{where}.policy_period", dt.date)
-    if end < start:
-        raise RuleFileError(f"{where}.policy_period: end {end} is before start {start}")
-    flat, cells = _premium(raw, where)
+    pid = raw["id"]
+    start, end = raw["policy_period"]["start"], raw["policy_period"]["end"]
+    flat, cells = _premium(raw["premium"])
     elig = raw.get("eligibility", {})
-    insutypes = tuple(str(x) for x in elig.get("insutypes", ["310", "390"]))
-    bad = set(insutypes) - {"310", "390"}
-    if bad:
-        raise RuleFileError(f"{where}.eligibility.insutypes: unknown scheme(s) {sorted(bad)}; "
-                            f"310 employees, 390 residents")
+    insutypes = tuple(elig.get("insutypes", ["310", "390"]))
     pre = raw.get("preexisting", {})
-    benefits_raw = _need(raw, "benefits", where, list)
-    if not benefits_raw:
-        raise RuleFileError(f"{where}.benefits: a product needs at least one benefit")
     benefits = tuple(_compile_benefit(b, f"{where}: benefits[{i}]")
-                     for i, b in enumerate(benefits_raw))
+                     for i, b in enumerate(raw["benefits"]))
     check_layers([b.layer for b in benefits], where)
     return Product(
         id=pid, name=raw.get("name", pid), path=path, start=start, end=end,
         premium_flat_fen=flat, premium_cells=cells, insutypes=insutypes,
         region=str(elig.get("region", "")), min_entry_age=elig.get("min_entry_age"),
         max_entry_age=elig.get("max_entry_age"), max_renewal_age=elig.get("max_renewal_age"),
-        waiting_period_days=int(raw.get("waiting_period_days", 0)),
+        waiting_period_days=raw.get("waiting_period_days", 0),
         preexisting_codes=tuple(pre.get("icd10", ())),
-        preexisting_lookback_years=int(pre.get("lookback_years", 0)),
+        preexisting_lookback_years=pre.get("lookback_years", 0),
         benefits=benefits, raw=raw)
+
+
+def is_rule_file(name: str) -> bool:
+    """Whether ``name`` is a basic-insurance rule file (``[[layers]]``, no benefits) rather
+    than a product file, so that ``puhui product check`` checks either kind."""
+    from puhui.basis import read_toml
+
+    path = product_path(name)
+    try:
+        raw = read_toml(path)
+    except RuleFileError:
+        return False             # the product loader reports what is wrong with it
+    return "layers" in raw and "benefits" not in raw
 
 
 def product_path(name: str) -> Path:

@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from puhui.basis import actuarial_dir, read_toml
+from puhui.basis import Date, OneOrList, Options, Ratio, Table, Tables, Text, \
+    actuarial_dir, read_checked
 from puhui.errors import RuleFileError
 from puhui.fund.schema import FUND_PAYMENTS
 from puhui.money import apply_ratio, ratio_to_bp
-from puhui.tiers.rules import Choice, parse_choice
-from puhui.tiers.waterfall import LayerSpec, check_layers, parse_layer, run_waterfall
+from puhui.tiers.rules import WHEN, Choice, parse_choice
+from puhui.tiers.waterfall import LAYER, LayerSpec, check_layers, parse_layer, run_waterfall
 
 #: The bill's amounts by list class, int64 fen (the input of :func:`settle`).
 BILL_AMOUNTS = ("amt_a", "amt_b", "amt_c", "amt_self", "amt_overlimit")
@@ -39,6 +40,29 @@ BILL_AMOUNTS = ("amt_a", "amt_b", "amt_c", "amt_self", "amt_overlimit")
 BILL_ATTRIBUTES = ("age", "gender", "insutype", "retired", "low_income", "hosp_lv", "med_type")
 #: Quantities a basic-tier layer's base may use.
 QUANTITIES = {"total", "in_scope", "class_a", "class_b", "preselfpay", "out_of_list"}
+
+
+
+
+def _valid_dates(raw: dict, c, table: str) -> None:
+    if raw["valid_to"] < raw["valid_from"]:
+        c.fail(table, f"'valid_to' {raw['valid_to']} is before 'valid_from' {raw['valid_from']}")
+
+
+#: A basic-tier layer: a layer that pays into one of the settlement's fund fields.
+SCHEME_LAYER = Table({**LAYER.fields, "pays_into": Text(tuple(FUND_PAYMENTS))},
+                     required=(*LAYER.required, "pays_into"), what="a basic-tier layer")
+#: A basic-insurance rule file (``actuarial/basic/``): its keys and what each must be.
+SCHEME_FILE = Table({
+    "id": Text(), "name": Text(), "status": Text(), "region": Text(),
+    "sources": OneOrList(Text()), "notes": OneOrList(Text()),
+    "insutype": Text(("310", "390")),
+    "valid_from": Date(), "valid_to": Date(),
+    "class_b": Table({"preselfpay_share": Options(Ratio(), WHEN)},
+                     what="the class-B table"),
+    "layers": Tables(SCHEME_LAYER, by_id=True, min_len=1),
+}, required=("id", "insutype", "valid_from", "valid_to", "class_b", "layers"),
+    what="a basic-insurance rule file", rule=_valid_dates)
 
 
 @dataclass(frozen=True)
@@ -58,13 +82,8 @@ class BasicScheme:
 
 def load_scheme(path: str | Path) -> BasicScheme:
     path = Path(path)
-    raw = read_toml(path)
+    raw = read_checked(path, SCHEME_FILE)     # every key known, every value of its kind
     where = str(path)
-    for key in ("id", "insutype", "valid_from", "valid_to", "class_b", "layers"):
-        if key not in raw:
-            raise RuleFileError(f"{where}: missing '{key}'")
-    if not isinstance(raw["valid_from"], dt.date) or not isinstance(raw["valid_to"], dt.date):
-        raise RuleFileError(f"{where}: valid_from and valid_to are TOML dates (2025-01-01)")
     share = parse_choice(raw["class_b"].get("preselfpay_share", 0), ratio_to_bp,
                          f"{where}: class_b.preselfpay_share")
     layers = [parse_layer(la, f"{where}: layers[{i}]", QUANTITIES)

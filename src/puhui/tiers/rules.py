@@ -16,12 +16,16 @@ Evaluation is vectorised: ``choice.evaluate(attrs)`` gives one value per item.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from puhui.basis import Code, Flag, Whole, check_value
+from puhui.basis import Condition as ConditionKind
 from puhui.errors import RuleFileError
+from puhui.fund.schema import MED_TYPES
 
 #: Attributes a condition may test, and what they mean.
 ATTRIBUTES = {
@@ -37,6 +41,22 @@ ATTRIBUTES = {
 }
 _RANGE_KEYS = {"min_age": ("age", ">="), "max_age": ("age", "<="),
                "min_claim_free_years": ("claim_free_years", ">=")}
+#: What a condition's value must be, by attribute (a list of them means "one of").
+ATTRIBUTE_KINDS = {
+    "age": Whole(0, 120, "years of age"),
+    "gender": Code(("1", "2"), "a gender code ('1' male, '2' female)"),
+    "insutype": Code(("310", "390"), "a scheme code ('310' employees, '390' residents)"),
+    "retired": Flag(),
+    "low_income": Flag(),
+    "hosp_lv": Whole(1, 3, what_of="a hospital level"),
+    "med_type": Code(MED_TYPES, "a national medical-type code"),
+    "preexisting": Flag(),
+    "claim_free_years": Whole(0, 50, "years"),
+}
+RANGE_KINDS = {"min_age": Whole(0, 120, "years of age"), "max_age": Whole(0, 120, "years of age"),
+               "min_claim_free_years": Whole(0, 50, "years")}
+#: A ``when`` table, as the strict check of rule and product files sees it.
+WHEN = ConditionKind(ATTRIBUTE_KINDS, RANGE_KINDS, what="a 'when' condition")
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,7 @@ _COERCE = {"hosp_lv": int, "med_type": str, "insutype": str, "gender": str,
 def parse_condition(raw: Mapping, where: str) -> Condition:
     if not isinstance(raw, Mapping):
         raise RuleFileError(f"{where}: 'when' must be a table such as {{ retired = true }}")
+    check_value(WHEN, dict(raw), where)
     tests = []
     for key, value in raw.items():
         if key in _RANGE_KEYS:
@@ -167,7 +188,11 @@ def parse_choice(raw, convert: Callable[[Any], int], where: str) -> Choice:
             raise RuleFileError(f"{w}: each option is {{ when = {{...}}, value = ... }}")
         extra = set(opt) - {"when", "value", "note"}
         if extra:
-            raise RuleFileError(f"{w}: unknown key(s) {', '.join(sorted(extra))}")
+            key = sorted(extra)[0]
+            near = difflib.get_close_matches(key, ["when", "value", "note"], n=1)
+            raise RuleFileError(f"{w}: unknown key '{key}'"
+                                + (f"; did you mean '{near[0]}'?" if near else "")
+                                + " (an option takes note, value, when)")
         cond = parse_condition(opt["when"], w + ".when") if "when" in opt else None
         if cond is None and i != len(raw) - 1:
             raise RuleFileError(f"{w}: only the last option may omit 'when' (the default)")

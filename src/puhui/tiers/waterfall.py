@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from puhui.basis import Flag, OneOrList, Options, Ratio, Table, Text, Yuan, check_value
 from puhui.errors import RuleFileError
 from puhui.money import NO_LIMIT, apply_ratio, ratio_to_bp, yuan_text_to_fen
 from puhui.tiers.layers import (
@@ -28,7 +29,7 @@ from puhui.tiers.layers import (
     deductible_applied,
     limited_payment,
 )
-from puhui.tiers.rules import Choice, Condition, parse_choice, parse_condition
+from puhui.tiers.rules import WHEN, Choice, Condition, parse_choice, parse_condition
 
 #: Attributes that may change from one settlement to the next within a period; an
 #: annual deductible or limit may not depend on them (it must be one amount a year).
@@ -59,19 +60,30 @@ class LayerSpec:
         return {name.split(".", 1)[0] for _, name in self.base if "." in name}
 
 
-_LAYER_KEYS = {"id", "pays_into", "base", "applies", "deductible", "ratio", "limit",
-               "reports_deductible", "note", "status", "source", "name"}
+#: A layer's (or accumulator's) name: letters, digits, ``_`` and ``-`` (a base term
+#: ``x.paid`` refers to layer ``x``; a leading ``-`` is a sign).
+NAME = Text(pattern=r"[A-Za-z0-9_][A-Za-z0-9_:-]*",
+            what="a name of letters, digits, _ and - (no dots, no spaces)")
+#: One ``[[layers]]`` table of a rule file: its keys and what each must be.
+LAYER = Table({
+    "id": NAME,
+    "name": Text(), "note": Text(), "status": Text(), "source": Text(),
+    "pays_into": Text(),
+    "base": OneOrList(Text(what="a quantity or a layer result such as 'x.paid'")),
+    "applies": WHEN,
+    "deductible": Table({"per": Text(("year", "stay")), "accumulator": NAME,
+                         "amount": Options(Yuan(), WHEN)},
+                        required=("amount",), what="a deductible"),
+    "ratio": Options(Ratio(), WHEN),
+    "limit": Table({"accumulator": NAME, "amount": Options(Yuan(), WHEN)},
+                   required=("amount",), what="a limit"),
+    "reports_deductible": Flag(),
+}, required=("id", "base", "ratio"), what="a layer")
 
 
 def parse_layer(raw: Mapping, where: str, quantities: set[str]) -> LayerSpec:
     """Parse one ``[[layers]]`` table. ``quantities`` are the bill quantities a base may use."""
-    unknown = set(raw) - _LAYER_KEYS
-    if unknown:
-        raise RuleFileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                            f"a layer takes {', '.join(sorted(_LAYER_KEYS))}")
-    for key in ("id", "base", "ratio"):
-        if key not in raw:
-            raise RuleFileError(f"{where}: missing '{key}'")
+    check_value(LAYER, dict(raw), where)
     lid = raw["id"]
     where = f"{where} ({lid})"
     terms = raw["base"] if isinstance(raw["base"], list) else [raw["base"]]
