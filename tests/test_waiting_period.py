@@ -194,7 +194,7 @@ def test_claims_direct_after_ledger_load(folder, tmp_path):
     for sid, psn, when, reason, fen in CASES:
         s = dict(setl_id=sid, psn_no=psn, setl_time=when, med_type="21", hosp_lv=3,
                  insutype="310", medfee_sumamt=60000, fulamt_ownpay_amt=0, overlmt_selfpay=0,
-                 psn_part_amt=20000)
+                 psn_part_amt=20000, hifp_pay=40000, hifob_pay=0, hifmi_pay=0, maf_pay=0)
         f = tmp_path / f"{sid}.json"
         f.write_text(json.dumps(s), encoding="utf-8")
         r = puhui("claims", "direct", "--product", ELDERLY.id, "--ledger", url,
@@ -208,11 +208,8 @@ def test_claims_direct_after_ledger_load(folder, tmp_path):
 
 
 # The batch and direct payouts give the calculator only the policies of the product being
-# paid, so a renewal from last year's product id (huhuibao-2024 -> huhuibao-2025, the way
-# this project names yearly products) is taken for a new policy there, while the calculator
-# itself counts any product. Reported to the claims owner (src/puhui/claims/ is not ours).
-@pytest.mark.xfail(strict=True, reason="claims run/direct see only the product's own "
-                                       "policies when deciding what is a renewal")
+# paid; a renewal from last year's product id (huhuibao-2024 -> huhuibao-2025, the way
+# this project names yearly products) must still count as a renewal there.
 def test_claims_run_counts_a_renewal_from_another_product(tmp_path):
     d = tmp_path / "data"
     pol = pd.DataFrame([policy("O1", "W1", "2024-01-01", "2024-12-31", "huhuibao-2024"),
@@ -252,8 +249,6 @@ def test_experience_applies_the_waiting_period_to_a_new_notional_policy(tmp_path
     assert pay.sum() == 2 * PAID
 
 
-@pytest.mark.xfail(strict=True, reason="claims direct reads only the product's own policies "
-                                       "from the ledger when deciding what is a renewal")
 def test_claims_direct_counts_a_renewal_from_another_product(tmp_path):
     from puhui.claims import ledger
     from puhui.claims.direct import direct_payout
@@ -268,7 +263,7 @@ def test_claims_direct_counts_a_renewal_from_another_product(tmp_path):
     out = direct_payout(ELDERLY, url, dict(
         setl_id="D1", psn_no="W1", setl_time="2025-01-20", med_type="21", hosp_lv=3,
         insutype="310", medfee_sumamt=60000, fulamt_ownpay_amt=0, overlmt_selfpay=0,
-        psn_part_amt=20000))
+        psn_part_amt=20000, hifp_pay=40000, hifob_pay=0, hifmi_pay=0, maf_pay=0))
     assert {b["benefit"]: b["reason"] for b in out["benefits"]}[HOSP] == "PAID"
 
 

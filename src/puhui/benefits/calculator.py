@@ -153,7 +153,10 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
     insutype = st["insutype"].astype(str).to_numpy()
     block[matched & ~np.isin(insutype, list(product.insutypes))] = NUMBER["NOT_ELIGIBLE"]
     if product.waiting_period_days > 0 and len(pol):    # no policies: nothing matched
-        new = ~renewals(pol)
+        # a ``renewal`` column where the caller knows policies this table lacks (the
+        # person's policy of last year's product id); else renewals within the table
+        new = ~(pol["renewal"].to_numpy(dtype=bool) if "renewal" in pol.columns
+                else renewals(pol))
         start = pol["start_date"].to_numpy().astype("datetime64[D]")[safe]
         day = st["setl_time"].to_numpy().astype("datetime64[D]")
         waiting = matched & new[safe] & (day < start + product.waiting_period_days * DAY)

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from puhui.benefits.calculator import adjudicate
+from puhui.benefits.calculator import adjudicate, renewals
 from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
 from puhui.claims.flags import flag_settlements
@@ -383,7 +383,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         st = st.drop(columns=["setl_id"])
     data.settlements = st
     gc.collect()
-    pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
+    # a renewal continues any product's policy (last year's product id included)
+    mine = (data.policies["product_id"] == product.id).to_numpy()
+    pol = data.policies[mine].assign(renewal=renewals(data.policies)[mine]).reset_index(drop=True)
 
     taking_back = _missing_from_data(con, product, scope, data_keys, complete, data_dir)
     pol, cfy_source = with_claim_free_years(con, data.policies, pol, exclude_batch=batch_id)

@@ -221,15 +221,18 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
 
 def _policy_of(con, product: Product, s: dict) -> tuple[dict | None, bool, list]:
     """The person's policy covering the settlement's date (the latest-starting if
-    several), whether it renews another, and all the person's policies of the product."""
+    several), whether it renews another policy (of any product), and all the person's
+    policies of the product."""
     mine = ledger.policies_of(con, s["psn_no"], product.id)
     day = s["setl_time"]
     cover = [p for p in mine if dt.date.fromisoformat(p["start_date"]) <= day
              <= dt.date.fromisoformat(p["end_date"])]
     pol = max(cover, key=lambda p: p["start_date"]) if cover else None
+    # a renewal continues any product's policy (last year's product id included)
     renewal = pol is not None and any(
         dt.date.fromisoformat(p["end_date"]) + dt.timedelta(days=1)
-        == dt.date.fromisoformat(pol["start_date"]) for p in mine)
+        == dt.date.fromisoformat(pol["start_date"])
+        for p in ledger.policies_of(con, s["psn_no"], None))
     return pol, renewal, mine
 
 

@@ -212,10 +212,12 @@ def upsert_policies(con: sqlite3.Connection, policies) -> int:
     return len(rows)
 
 
-def policies_of(con: sqlite3.Connection, psn_no: str, product_id: str) -> list[dict]:
+def policies_of(con: sqlite3.Connection, psn_no: str, product_id: str | None) -> list[dict]:
+    """A person's policies of ``product_id`` (of every product where None)."""
     cur = con.execute("SELECT policy_no, psn_no, product_id, start_date, end_date, premium_fen,"
                       " preexisting, consent, claim_free_years FROM policies"
-                      " WHERE psn_no = ? AND product_id = ?", (psn_no, product_id))
+                      " WHERE psn_no = ? AND product_id = COALESCE(?, product_id)",
+                      (psn_no, product_id))
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
