@@ -9,6 +9,7 @@ valid data.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,9 @@ def date_days(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     else:
         days = np.full(len(s), NO_DAY, dtype="int64")
         values = s.to_numpy(dtype=object)
-        parsed = pd.to_datetime(s, errors="coerce")     # NaT where pandas cannot hold it
+        with warnings.catch_warnings():    # "could not infer format": parsed one by one
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(s, errors="coerce")  # NaT where pandas cannot hold it
         ok = parsed.notna().to_numpy()
         days[ok] = parsed[ok].to_numpy().astype("datetime64[D]").astype("int64")
         for i in np.flatnonzero(~ok & ~nulls):          # out of the ns range, or no date

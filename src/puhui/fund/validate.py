@@ -200,7 +200,8 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
             return False
         x = s.to_numpy(dtype="float64")
         cents = x * 100
-        bad = present & (np.abs(cents - np.rint(cents)) > 1e-6)
+        with np.errstate(invalid="ignore"):            # inf: refused by the range below
+            bad = present & (np.abs(cents - np.rint(cents)) > 1e-6)
         rep.add(table, col.name, "at most two decimals (whole fen)", bad, keys,
                 "round amounts to the fen (0.01 yuan)")
         lo, hi = col.bounds()
@@ -917,7 +918,7 @@ def _fen_of(value) -> tuple[int | None, str | None]:
 
 
 def _yuan_text(fen: int) -> str:
-    return f"{fen / 100:,.2f}" if abs(fen) < 10**17 else f"{fen // 100:.3e}"
+    return f"{fen / 100:,.2f}" if abs(fen) < 10**17 else f"{Decimal(fen) / 100:.3E}"
 
 
 def check_settlement_record(record: dict) -> list[str]:
