@@ -276,7 +276,7 @@ def _person_with(first_bill_fen):
                              preexisting=False, consent=True, product_id=HHB.id)])
     rows = [(first_bill_fen, 0)] + [(5_000_000, 1_000_000)] * 9
     st = pd.DataFrame([dict(setl_id=f"S{k}", psn_no="P1",
-                            setl_time=start + pd.Timedelta(days=10 + k), med_type="21",
+                            setl_time=start + pd.Timedelta(days=10 + 7 * k), med_type="21",
                             hosp_lv=3, insutype="310", medfee_sumamt=a + b,
                             fulamt_ownpay_amt=b, overlmt_selfpay=0, psn_part_amt=a + b,
                             refund_of=None) for k, (a, b) in enumerate(rows)])
@@ -314,39 +314,44 @@ def test_layer_engine_refuses_to_wrap_around():
 
 # --- a claims batch quarantines what validate refuses ------------------------------------------
 
-def _fund(first_bill_yuan, tmp_path):
+def _fund(first_bill_yuan, tmp_path, first_day=None):
+    """A fund-data folder of one insured person and the ten bills of
+    :func:`_person_with`, the first of ``first_bill_yuan`` (on ``first_day`` if given)."""
     persons = pd.DataFrame(dict(psn_no=["P1"], birth_year=[1980], gender=["1"],
                                 insutype=["310"], retired=[False],
                                 death_date=pd.Series([pd.NaT], dtype="datetime64[ns]")))
     st, pol = _person_with(0)
-    st = st.drop(columns=[]).copy()
     for c in SETTLEMENT_MONEY:
         if c not in st:
             st[c] = 0
     st["dise_code"] = "C34"
-    big = round(first_bill_yuan * 100)
-    st.loc[0, ["medfee_sumamt", "psn_part_amt"]] = big
+    st.loc[0, ["medfee_sumamt", "psn_part_amt"]] = round(first_bill_yuan * 100)
     st = st[[c.name for c in SETTLEMENTS.columns if c.required]]
-    st["setl_time"] = st["setl_time"].astype("datetime64[ns]")
     d = tmp_path / "fund"
     write_fund(FundData(persons, pol, st, None), d)
+    if first_day is not None:
+        raw = read_raw(d, SETTLEMENTS)
+        raw["setl_time"] = raw["setl_time"].astype("datetime64[us]")
+        raw.loc[0, "setl_time"] = np.datetime64(first_day, "us")
+        save(raw, d, SETTLEMENTS)
     return d, st
 
 
-def test_batch_quarantines_an_out_of_range_settlement_and_pays_the_rest(tmp_path):
+@pytest.mark.parametrize("amount, day", [(2e13, None), (1000.0, "9999-12-31")])
+def test_batch_quarantines_an_out_of_range_settlement_and_pays_the_rest(tmp_path, amount, day):
     from puhui.claims.batch import run_batch
 
-    d, st = _fund(2e13, tmp_path)
+    d, st = _fund(amount, tmp_path, day)
     assert not validate_dir(d).ok
     res = run_batch(HHB, product_path(HHB.id), d, f"sqlite:///{tmp_path / 'l.db'}", "b1")
     eob = res.eob
-    first = eob[eob["setl_id"] == "S0"]
-    assert set(first["status"]) == {"quarantined"}
-    # the other nine are adjudicated as if the bad one were not there: each is paid
-    # (50,000 yuan in-list after the 20,000-yuan deductible on the first of them ...),
-    # and together never more than the limit
-    rest = eob[(eob["setl_id"] != "S0") & (eob["status"] != "quarantined")]
-    assert 0 < rest["payout_amt"].sum() * 100 <= HOSPITAL_LIMIT
+    assert set(eob.loc[eob["setl_id"] == "S0", "status"]) == {"quarantined"}
+    # the other nine are paid as if the refused one were not there
+    nine, pol = _person_with(0)
+    want = adjudicate(HHB, nine.iloc[1:], pol).total_payout()
+    got = eob[eob["setl_id"] != "S0"].groupby("setl_id")["payout_amt"].sum()
+    assert (got * 100).round().astype(int).tolist() == want.tolist()
+    assert want.sum() > 0
 
 
 def test_batch_and_direct_pay_the_top_of_range_bill_the_same(tmp_path):

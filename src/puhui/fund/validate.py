@@ -270,6 +270,8 @@ def money_range_rule(col: Column) -> str:
     """The rule name of a money column's range (for example ``amount within
     -100,000,000..100,000,000 yuan``): a claims batch quarantines by it."""
     lo, hi = col.bounds()
+    if lo is None or hi is None:
+        return f"amount >= {lo:,} yuan" if hi is None else f"amount <= {hi:,} yuan"
     return f"amount within {lo:,}..{hi:,} yuan"
 
 
