@@ -13,6 +13,12 @@ paid (class A or B) are left out and counted apart, so the reason can say so.
 
 One :class:`LineMatcher` per product serves both the vectorised and the per-settlement
 faces of the calculator.
+
+Both faces refuse (:class:`~puhui.errors.InputError`) a settlement whose amounts lie
+outside the accepted range of the fund data (within +/-
+:data:`~puhui.fund.schema.MAX_SETTLEMENT_YUAN` yuan): validation refuses or quarantines
+such rows first, and this keeps the faces equal even when a caller skips it (the
+vectorised int64 engine could not pay them correctly; the per-settlement face could).
 """
 
 from __future__ import annotations
@@ -23,20 +29,42 @@ import numpy as np
 import pandas as pd
 
 from puhui.drug_lists import DrugList, load_lists
-from puhui.errors import RuleFileError
+from puhui.errors import InputError, RuleFileError
+from puhui.fund.schema import MAX_SETTLEMENT_FEN, MAX_SETTLEMENT_YUAN
 from puhui.products.model import LineSpec, Product
 
 BASIC_PAID_CLASSES = ("A", "B")
 
 
+#: The settlement amounts (fen) the quantities are made of.
+QUANTITY_INPUTS = ("psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay")
+
+
+def _out_of_range(column: str, n: int, examples: list[str]) -> InputError:
+    return InputError(
+        f"settlements: column {column}: {n} settlement(s) outside the accepted range of "
+        f"-{MAX_SETTLEMENT_YUAN:,} to {MAX_SETTLEMENT_YUAN:,} yuan (e.g. "
+        f"{', '.join(examples)}); they cannot be adjudicated. Run 'puhui validate', which "
+        f"lists them, and correct them (docs/data-schema.md, Bounds)")
+
+
 def settlement_quantities(st: pd.DataFrame) -> dict[str, np.ndarray]:
-    psn = st["psn_part_amt"].to_numpy(dtype="int64")
-    out_list = (st["fulamt_ownpay_amt"] + st["overlmt_selfpay"]).to_numpy(dtype="int64")
+    amounts = {c: st[c].to_numpy(dtype="int64") for c in QUANTITY_INPUTS}
+    for c, v in amounts.items():
+        if len(v) and (int(v.max()) > MAX_SETTLEMENT_FEN or int(v.min()) < -MAX_SETTLEMENT_FEN):
+            bad = np.flatnonzero(np.abs(v.astype("float64")) > MAX_SETTLEMENT_FEN)
+            ids = st["setl_id"].to_numpy(dtype=object)[bad[:3]] if "setl_id" in st else bad[:3]
+            raise _out_of_range(c, len(bad), [str(i) for i in ids])
+    psn = amounts["psn_part_amt"]
+    out_list = amounts["fulamt_ownpay_amt"] + amounts["overlmt_selfpay"]
     return {"in_list_self_pay": psn - out_list, "out_of_list_self_pay": out_list,
             "self_pay": psn}
 
 
 def settlement_quantities_one(s: dict) -> dict[str, int]:
+    for c in QUANTITY_INPUTS:
+        if not -MAX_SETTLEMENT_FEN <= int(s[c]) <= MAX_SETTLEMENT_FEN:
+            raise _out_of_range(c, 1, [str(s.get("setl_id", "?"))])
     out_list = int(s["fulamt_ownpay_amt"]) + int(s["overlmt_selfpay"])
     psn = int(s["psn_part_amt"])
     return {"in_list_self_pay": psn - out_list, "out_of_list_self_pay": out_list,

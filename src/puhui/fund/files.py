@@ -9,6 +9,7 @@ valid data.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from puhui.money import fen_to_yuan, yuan_to_fen
 
 #: zstd keeps the shipped sample small; fastparquet writes it through cramjam.
 COMPRESSION = "ZSTD"
+#: Money read from a file is held within +/- this many yuan (10^15; 10^17 fen fits
+#: int64). Anything near it is far outside the accepted range and refused by validation
+#: (:data:`puhui.fund.schema.MAX_SETTLEMENT_YUAN`); the clip keeps the conversion defined.
+MAX_YUAN_READ = 1e15
 
 
 def table_path(directory: str | Path, table: Table) -> Path:
@@ -78,8 +83,65 @@ def _as_codes(s: pd.Series) -> pd.Series:
     return pd.Series(pd.Categorical(_as_text(s)), index=s.index, name=s.name)
 
 
+#: Days since 1970-01-01 standing for a null date in :func:`date_days`.
+NO_DAY = np.iinfo("int64").min
+#: The days ``datetime64[ns]`` can hold (1677-09-22 .. 2262-04-11): the engines' dates.
+_NS_DAYS = (int(pd.Timestamp.min.ceil("D").value // 86_400_000_000_000),
+            int(pd.Timestamp.max.floor("D").value // 86_400_000_000_000))
+
+
+def date_days(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A date column as whole days since 1970-01-01 (``int64``, :data:`NO_DAY` for a
+    null), whatever unit the file stores (a Parquet timestamp in ns, us or ms, a
+    date, ISO text), and the mask of the non-null values that are not dates.
+
+    Any year is read, 9999 or 3000 too (``datetime64[ns]`` cannot hold them: converting
+    such a column raises), so validation can report a date out of range as a problem.
+
+    >>> s = pd.Series(np.array(["2024-03-01T10:00", "9999-12-31", "NaT"], "datetime64[us]"))
+    >>> days, bad = date_days(s)
+    >>> days[:2].tolist(), bool(days[2] == NO_DAY), bad.tolist()
+    ([19783, 2932896], True, [False, False, False])
+    >>> date_days(pd.Series(["2024-03-01", "3000-01-01", "soon", None]))[1].tolist()
+    [False, False, True, False]
+    """
+    nulls = s.isna().to_numpy()
+    bad = np.zeros(len(s), dtype=bool)
+    if pd.api.types.is_datetime64_any_dtype(s):
+        if getattr(s.dt, "tz", None) is not None:
+            s = s.dt.tz_localize(None)        # the wall-clock day where it was written
+        # to days by flooring (a unit change in NumPy floors): any year, no overflow
+        days = s.to_numpy().astype("datetime64[D]").astype("int64")
+    else:
+        days = np.full(len(s), NO_DAY, dtype="int64")
+        values = s.to_numpy(dtype=object)
+        with warnings.catch_warnings():    # "could not infer format": parsed one by one
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(s, errors="coerce")  # NaT where pandas cannot hold it
+        ok = parsed.notna().to_numpy()
+        days[ok] = parsed[ok].to_numpy().astype("datetime64[D]").astype("int64")
+        for i in np.flatnonzero(~ok & ~nulls):          # out of the ns range, or no date
+            try:
+                v = values[i]
+                v = v.strip().replace(" ", "T", 1) if isinstance(v, str) else v
+                days[i] = np.datetime64(v).astype("datetime64[D]").astype("int64")
+            except (TypeError, ValueError, OverflowError):
+                bad[i] = True
+    days[nulls | bad] = NO_DAY
+    return days, bad
+
+
 def _as_date(s: pd.Series) -> pd.Series:
-    return pd.to_datetime(s).dt.normalize().astype("datetime64[ns]")
+    """Dates as ``datetime64[ns]`` at midnight. A date ``datetime64[ns]`` cannot hold
+    (before 1677 or after 2262, such as 9999-12-31) becomes NaT rather than raising:
+    validation reports it (:data:`puhui.fund.schema.LAST_DATE`), and the row is refused
+    or quarantined."""
+    if s.dtype == "datetime64[ns]":                    # the usual case: no copy to days
+        return s.dt.normalize()
+    days, _ = date_days(s)
+    out = np.where((days >= _NS_DAYS[0]) & (days <= _NS_DAYS[1]), days, NO_DAY)
+    return pd.Series(out.astype("datetime64[D]").astype("datetime64[ns]"), index=s.index,
+                     name=s.name)
 
 
 def to_engine_types(table: Table, raw: pd.DataFrame) -> pd.DataFrame:
@@ -114,7 +176,12 @@ class EngineFrame:
 
     def add(self, name: str, s: pd.Series) -> None:
         if name in self.money:
-            self.block[self.money.index(name)] = yuan_to_fen(s.to_numpy(dtype="float64"))
+            x = s.to_numpy(dtype="float64")
+            if len(x) and not (-MAX_YUAN_READ <= x.min() and x.max() <= MAX_YUAN_READ):
+                # beyond int64 fen (or infinite): validation refuses these rows; they are
+                # held at the edge rather than cast to an undefined integer
+                x = np.clip(x, -MAX_YUAN_READ, MAX_YUAN_READ)
+            self.block[self.money.index(name)] = yuan_to_fen(x)
             return
         try:
             col = self.table.column(name)

@@ -7,7 +7,9 @@ privacy finding) and what to do. The checks follow :mod:`puhui.fund.schema`.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +17,17 @@ import pandas as pd
 
 from puhui.errors import InputError
 from puhui.fund import privacy
-from puhui.fund.files import ColumnReader, EngineFrame, open_columns
+from puhui.fund.files import ColumnReader, EngineFrame, date_days, open_columns
 from puhui.fund.schema import (
+    CURRENT_YEAR,
     FUND_PAYMENTS,
+    MAX_SETTLEMENT_FEN,
+    MAX_SETTLEMENT_YUAN,
     PERSONS,
     POLICIES,
     SETTLEMENT_LINES,
     SETTLEMENT_MONEY,
+    SETTLEMENT_PARTS,
     SETTLEMENTS,
     TABLES,
     Column,
@@ -30,6 +36,8 @@ from puhui.fund.schema import (
 from puhui.sorted_search import equal_range, search_sorted
 
 MAX_EXAMPLES = 3
+#: The rule that no part of a settlement's bill exceeds its total.
+PART_RULE = "part of the bill <= medfee_sumamt (except on reversals)"
 #: Rows per chunk of settlements.parquet when the caller does not hold it whole.
 CHUNK_ROWS = 1_000_000
 
@@ -192,12 +200,19 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
             return False
         x = s.to_numpy(dtype="float64")
         cents = x * 100
-        bad = present & (np.abs(cents - np.rint(cents)) > 1e-6)
+        with np.errstate(invalid="ignore"):            # inf: refused by the range below
+            bad = present & (np.abs(cents - np.rint(cents)) > 1e-6)
         rep.add(table, col.name, "at most two decimals (whole fen)", bad, keys,
                 "round amounts to the fen (0.01 yuan)")
-        if col.min_value is not None:
-            rep.add(table, col.name, f"money >= {col.min_value}", present & (x < col.min_value),
-                    keys, "amounts here cannot be negative")
+        lo, hi = col.bounds()
+        if lo is not None or hi is not None:
+            out = ~np.isfinite(x)
+            if lo is not None:
+                out |= x < lo
+            if hi is not None:
+                out |= x > hi
+            rep.add(table, col.name, money_range_rule(col), present & out, keys,
+                    money_range_fix(col))
     elif kind == "int":
         if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
             rep.add(table, col.name, "whole number", present, keys, "write whole numbers")
@@ -205,13 +220,14 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
         x = s.to_numpy(dtype="float64")
         rep.add(table, col.name, "whole number", present & (x != np.floor(x)), keys,
                 "write whole numbers")
-        lo, hi = col.min_value, col.max_value
+        lo, hi = col.bounds()
         if lo is not None:
             rep.add(table, col.name, f"value >= {lo}", present & (x < lo), keys,
                     f"values must be at least {lo}")
         if hi is not None:
+            then = " (the current year)" if col.max_value == CURRENT_YEAR else ""
             rep.add(table, col.name, f"value <= {hi}", present & (x > hi), keys,
-                    f"values must be at most {hi}")
+                    f"values must be at most {hi}{then}")
     elif kind == "bool":
         if not pd.api.types.is_bool_dtype(s):
             vals = s.dropna()
@@ -220,13 +236,18 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
                         "write a boolean column (true/false)")
                 return False
     elif kind == "date":
-        if not pd.api.types.is_datetime64_any_dtype(s):
-            try:
-                pd.to_datetime(s)
-            except (TypeError, ValueError):
-                rep.add(table, col.name, "date", present, keys,
-                        "write a Parquet date or timestamp at midnight")
-                return False
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            bad, days = present, None
+        else:
+            days, bad = date_days(s)
+        if bad.any():
+            rep.add(table, col.name, "date", bad, keys,
+                    "write a Parquet date or timestamp at midnight")
+            return False
+        lo, hi = col.bounds()
+        if lo is not None and hi is not None:
+            out = present & ((days < _day_number(lo)) | (days > _day_number(hi)))
+            rep.add(table, col.name, date_range_rule(col), out, keys, date_range_fix(col))
     elif kind in ("string", "code"):
         if pd.api.types.is_numeric_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
             rep.add(table, col.name, "text", present, keys,
@@ -238,6 +259,44 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
             rep.add(table, col.name, f"code in {{{', '.join(col.codes)}}}", bad, keys,
                     "use the national code; see docs/data-schema.md for the list")
     return usable
+
+
+def _day_number(d: dt.date) -> int:
+    """Days since 1970-01-01."""
+    return (d - dt.date(1970, 1, 1)).days
+
+
+def money_range_rule(col: Column) -> str:
+    """The rule name of a money column's range (for example ``amount within
+    -100,000,000..100,000,000 yuan``): a claims batch quarantines by it."""
+    lo, hi = col.bounds()
+    if lo is None or hi is None:
+        return f"amount >= {lo:,} yuan" if hi is None else f"amount <= {hi:,} yuan"
+    return f"amount within {lo:,}..{hi:,} yuan"
+
+
+def money_range_fix(col: Column) -> str:
+    lo, hi = col.bounds()
+    if col.name == "premium":
+        return f"a premium is 0 to {hi:,} yuan; check the unit (yuan, not fen) and the value"
+    return (f"an amount of more than {hi:,} yuan in one settlement is not plausible "
+            f"(negative amounts only on reversals, down to {lo:,}); check the unit (yuan, "
+            f"not fen) and the value, or correct the settlement at its source")
+
+
+def date_range_rule(col: Column) -> str:
+    """The rule name of a date column's range (``date within 1950-01-01..2100-12-31``)."""
+    lo, hi = col.bounds()
+    return f"date within {lo}..{hi}"
+
+
+def date_range_fix(col: Column) -> str:
+    lo, hi = col.bounds()
+    if col.name == "end_date":
+        return (f"give the policy's real last day of cover (a Huiminbao policy runs one "
+                f"policy year); an open end date such as 9999-12-31 is not accepted, and "
+                f"dates must lie from {lo} to {hi}")
+    return f"dates must lie from {lo} to {hi}; check the value and its unit"
 
 
 def _privacy_problems(rep: Report, table: Table, findings) -> None:
@@ -512,6 +571,11 @@ def _row_rules_settlements(rep: Report, st: pd.DataFrame, keys: pd.Series,
             "in-list self-pay = psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay >= 0",
             ~is_rev & (inlist < 0), keys,
             "the person's share must include the out-of-list amounts")
+    total = money["medfee_sumamt"]
+    for c in SETTLEMENT_PARTS:
+        rep.add(t, c, PART_RULE, ~is_rev & (money[c] > total), keys,
+                f"{c} is a part of the bill and cannot exceed its total medfee_sumamt; "
+                f"check both amounts")
 
 
 def _rows_of(st: pd.DataFrame, mask: np.ndarray, start: int, is_rev: np.ndarray) -> dict:
@@ -834,3 +898,150 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
     rep.reversed_settlement_rows = sp.reversed_rows if sp is not None else None
     rep.settlement_values = sp.values if sp is not None else []
     return rep
+
+
+# --- one settlement on its own (claims direct) -------------------------------------------
+
+def _fen_of(value) -> tuple[int | None, str | None]:
+    """An amount in yuan (number or numeric text) as exact fen, or a reason it is not."""
+    if isinstance(value, bool) or value is None:
+        return None, f"is not an amount in yuan: {value!r}"
+    try:
+        d = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None, f"is not an amount in yuan: {str(value)[:40]!r}"
+    if not d.is_finite():
+        return None, f"is not a finite amount: {value!r}"
+    cents = d * 100
+    fen = int(cents.to_integral_value())
+    if abs(cents - fen) > Decimal("1e-6"):         # the tolerance of the file check
+        return None, "has more than two decimals (round it to the fen)"
+    return fen, None
+
+
+def _yuan_text(fen: int) -> str:
+    return f"{fen / 100:,.2f}" if abs(fen) < 10**17 else f"{Decimal(fen) / 100:.3E}"
+
+
+def check_settlement_record(record: dict) -> list[str]:
+    """The problems of one settlement given as a record (``claims direct``): the bounds
+    and identities that ``puhui validate`` applies to settlements.parquet, from the same
+    definitions (:mod:`puhui.fund.schema`). An empty list when it may be adjudicated.
+
+    Amounts are **yuan** as the caller sends them (numbers, or numeric text), not fen:
+    each must be finite, in whole fen, and from 0 to
+    :data:`~puhui.fund.schema.MAX_SETTLEMENT_YUAN` (a direct payout is never a reversal,
+    so nothing is negative). Checked, when the fields are present:
+
+    - ``medfee_sumamt = hifp_pay + hifob_pay + hifmi_pay + maf_pay + psn_part_amt`` to the
+      fen, when all four fund payments are given;
+    - ``psn_part_amt >= fulamt_ownpay_amt + overlmt_selfpay`` (in-list self-pay >= 0);
+    - no part of the bill exceeds ``medfee_sumamt`` (the person's share included);
+    - ``setl_time`` a date (ISO text or a date) from
+      :data:`~puhui.fund.schema.FIRST_DATE` to :data:`~puhui.fund.schema.LAST_DATE`;
+    - ``med_type``, ``insutype`` national codes and ``hosp_lv`` 1-3, as in the file;
+    - ``lines``: each ``amount`` as the settlement amounts; together at most the total.
+
+    Missing required fields are the caller's to report; a missing field is skipped here.
+
+    >>> ok = dict(setl_time="2025-03-01", med_type="21", hosp_lv=3, insutype="310",
+    ...           medfee_sumamt=900, fulamt_ownpay_amt=100, overlmt_selfpay=0,
+    ...           psn_part_amt=300)
+    >>> check_settlement_record(ok)
+    []
+    >>> for p in check_settlement_record(ok | {"medfee_sumamt": 2e13, "setl_time": "9999-12-31"}):
+    ...     print(p)
+    setl_time: rule 'date within 1950-01-01..2100-12-31' broken (9999-12-31). Fix: dates must lie from 1950-01-01 to 2100-12-31; check the value and its unit
+    medfee_sumamt: rule 'amount within 0..100,000,000 yuan' broken (20,000,000,000,000.00 yuan). Fix: a direct settlement's amounts are 0 to 100,000,000 yuan (reversals go through claims run); check the unit (yuan, not fen) and the value
+    >>> check_settlement_record(ok | {"medfee_sumamt": 200})
+    ["psn_part_amt: rule 'part of the bill <= medfee_sumamt' broken (300.00 > 200.00 yuan). Fix: psn_part_amt is a part of the bill and cannot exceed its total medfee_sumamt; check both amounts"]
+    """
+    t = SETTLEMENTS
+    out: list[str] = []
+    if "setl_time" in record:
+        v = record["setl_time"]
+        col = t.column("setl_time")
+        lo, hi = col.bounds()
+        try:
+            day = v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v).strip()[:10])
+            day = day.date() if isinstance(day, dt.datetime) else day
+        except (TypeError, ValueError):
+            out.append(f"setl_time: rule 'date' broken ({str(v)[:40]!r} is not a date). "
+                       f"Fix: write the settlement date as YYYY-MM-DD")
+        else:
+            if not lo <= day <= hi:
+                out.append(f"setl_time: rule '{date_range_rule(col)}' broken ({day}). "
+                           f"Fix: {date_range_fix(col)}")
+    for name in ("med_type", "insutype"):
+        col = t.column(name)
+        if name in record and str(record[name]) not in col.codes:
+            out.append(f"{name}: rule 'code in {{{', '.join(col.codes)}}}' broken "
+                       f"({str(record[name])[:20]!r}). Fix: use the national code; see "
+                       f"docs/data-schema.md for the list")
+    if "hosp_lv" in record:
+        lo, hi = t.column("hosp_lv").bounds()
+        v = record["hosp_lv"]
+        try:
+            level = None if isinstance(v, bool) else float(v)
+        except (TypeError, ValueError):
+            level = None
+        if level is None or not level.is_integer() or not lo <= level <= hi:
+            out.append(f"hosp_lv: rule 'whole number {lo}..{hi}' broken "
+                       f"({str(v)[:20]!r}). Fix: give the hospital level 1, 2 or 3")
+    hi_fen = MAX_SETTLEMENT_FEN
+    rule = f"amount within 0..{MAX_SETTLEMENT_YUAN:,} yuan"
+    fix = (f"a direct settlement's amounts are 0 to {MAX_SETTLEMENT_YUAN:,} yuan "
+           f"(reversals go through claims run); check the unit (yuan, not fen) and the value")
+    fen: dict[str, int] = {}
+    for name in SETTLEMENT_MONEY:
+        if name not in record:
+            continue
+        f, why = _fen_of(record[name])
+        if why is not None:
+            out.append(f"{name}: {why}")
+        elif not 0 <= f <= hi_fen:
+            out.append(f"{name}: rule '{rule}' broken ({_yuan_text(f)} yuan). Fix: {fix}")
+        else:
+            fen[name] = f
+    line_sum, lines_ok = 0, True
+    for i, ln in enumerate(record.get("lines") or []):
+        if not isinstance(ln, dict) or "amount" not in ln:
+            continue                     # the caller reports a line without an amount
+        f, why = _fen_of(ln["amount"])
+        if why is not None:
+            out.append(f"lines[{i}].amount: {why}")
+            lines_ok = False
+        elif not 0 <= f <= hi_fen:
+            out.append(f"lines[{i}].amount: rule '{rule}' broken ({_yuan_text(f)} yuan). "
+                       f"Fix: {fix}")
+            lines_ok = False
+        else:
+            line_sum += f
+    total = fen.get("medfee_sumamt")
+    if total is None:
+        return out
+    if all(c in fen for c in (*FUND_PAYMENTS, "psn_part_amt")):
+        parts = sum(fen[c] for c in FUND_PAYMENTS) + fen["psn_part_amt"]
+        if parts != total:
+            out.append(f"medfee_sumamt: rule 'medfee_sumamt = hifp_pay + hifob_pay + "
+                       f"hifmi_pay + maf_pay + psn_part_amt' broken ({_yuan_text(total)} != "
+                       f"{_yuan_text(parts)} yuan). Fix: the fund payments and the person's "
+                       f"share must add up to the total, to the fen")
+    if all(c in fen for c in ("psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay")):
+        out_list = fen["fulamt_ownpay_amt"] + fen["overlmt_selfpay"]
+        if fen["psn_part_amt"] < out_list:
+            out.append(f"psn_part_amt: rule 'in-list self-pay = psn_part_amt - "
+                       f"fulamt_ownpay_amt - overlmt_selfpay >= 0' broken "
+                       f"({_yuan_text(fen['psn_part_amt'])} < {_yuan_text(out_list)} yuan). "
+                       f"Fix: the person's share must include the out-of-list amounts")
+    for c in SETTLEMENT_PARTS:
+        if c in fen and fen[c] > total:
+            out.append(f"{c}: rule 'part of the bill <= medfee_sumamt' broken "
+                       f"({_yuan_text(fen[c])} > {_yuan_text(total)} yuan). Fix: {c} is a "
+                       f"part of the bill and cannot exceed its total medfee_sumamt; check "
+                       f"both amounts")
+    if lines_ok and line_sum > total:
+        out.append(f"lines: rule 'lines sum to at most medfee_sumamt' broken "
+                   f"({_yuan_text(line_sum)} > {_yuan_text(total)} yuan). Fix: the lines "
+                   f"are parts of the bill; check their amounts and the total")
+    return out

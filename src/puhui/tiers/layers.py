@@ -23,6 +23,16 @@ what a layer above the limit (such as Shanghai's supplementary fund) pays on.
 A per-stay deductible has no group: ``deductible_i = min(base_i, D_i)``.
 *D* and *L* must be constant within a group (they are chosen from per-period
 attributes); the engine takes each group's first value.
+
+Overflow. Amounts are int64 fen, and NumPy's int64 arithmetic wraps around silently, so
+the two places where it could are checked and refused with an :class:`OverflowError`
+rather than paid wrong: a running sum within a group (:func:`grouped_cumsum`; it is
+exact whenever every group's sum of magnitudes fits, since the wrap of one cumulative
+sum over all groups cancels in the difference) and an amount times a ratio in basis
+points (``after * ratio_bp`` in the payment, ``paid * 10000`` in :func:`covered_base`;
+checked on ``after``). Inside the accepted range of the fund data (a settlement's
+amounts within 10^10 fen, :data:`puhui.fund.schema.MAX_SETTLEMENT_FEN`) neither can
+happen: 10^10 x 10^4 = 10^14, and a group's sum needs 9 x 10^8 settlements at the bound.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from puhui.money import BP_PER_UNIT, apply_ratio
 
@@ -43,16 +54,76 @@ def _group_order(group: np.ndarray) -> np.ndarray | None:
     return np.argsort(g, kind="stable")
 
 
+#: Largest magnitude of an amount that may be multiplied by a ratio in basis points
+#: (``a * 10000 + 5000`` stays within int64): about 9.2 x 10^14 fen.
+MAX_RATIO_OPERAND = (np.iinfo("int64").max - BP_PER_UNIT) // BP_PER_UNIT
+#: Largest sum of magnitudes allowed in one group's running sum (half the int64 range,
+#: so adding the prior use of an accumulator cannot overflow either).
+MAX_RUNNING_SUM = 2**62
+
+
+def _span(values: np.ndarray) -> int:
+    """The largest magnitude in ``values`` (a Python int: no overflow)."""
+    return max(abs(int(values.max())), abs(int(values.min()))) if len(values) else 0
+
+
+def check_running_sums(values: np.ndarray, group: np.ndarray) -> None:
+    """Raise :class:`OverflowError` when a group's running sum of ``values`` might not
+    fit int64 (its sum of magnitudes reaches :data:`MAX_RUNNING_SUM`).
+
+    >>> check_running_sums(np.array([2**61, 2**61, 5]), np.array([0, 1, 0]))
+    >>> check_running_sums(np.array([2**61, 2**61]), np.array([0, 0]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    OverflowError: running sums of amounts beyond int64 fen in 1 accumulator group(s) ...
+    """
+    if _span(values) * len(values) < MAX_RUNNING_SUM:         # the usual case: one pass
+        return
+    mag = np.abs(values.astype("float64"))                   # float: no wrap while checking
+    sums = pd.Series(mag).groupby(np.asarray(group)).sum()
+    bad = int((sums >= MAX_RUNNING_SUM).sum())
+    if bad:
+        raise OverflowError(
+            f"running sums of amounts beyond int64 fen in {bad} accumulator group(s) "
+            f"(a sum of {sums.max():.3g} fen); amounts this large are outside the accepted "
+            f"range of the fund data (docs/data-schema.md, Bounds): validate the data")
+
+
+def check_ratio_operands(amount: np.ndarray) -> None:
+    """Raise :class:`OverflowError` when an amount is too large to multiply by a ratio in
+    basis points within int64 (:data:`MAX_RATIO_OPERAND`).
+
+    >>> check_ratio_operands(np.array([10**10, -10**10]))
+    >>> check_ratio_operands(np.array([2 * 10**15]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    OverflowError: an amount of 2e+15 fen times a ratio in basis points overflows int64; ...
+    """
+    m = _span(np.asarray(amount))
+    if m > MAX_RATIO_OPERAND:
+        raise OverflowError(
+            f"an amount of {m:.3g} fen times a ratio in basis points overflows int64; "
+            f"amounts this large are outside the accepted range of the fund data "
+            f"(docs/data-schema.md, Bounds): validate the data")
+
+
 def grouped_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Running sum of ``values`` within each ``group``, in the items' order.
+    """Running sum of ``values`` within each ``group``, in the items' order. Exact, or
+    an :class:`OverflowError` (see :func:`check_running_sums`).
 
     >>> grouped_cumsum(np.array([1, 2, 3, 4]), np.array([7, 8, 7, 8])).tolist()
     [1, 2, 4, 6]
+
+    One cumulative sum over all groups may wrap around int64; each group's own sums
+    are still exact (the wrap cancels in the difference):
+
+    >>> big = 2**61
+    >>> grouped_cumsum(np.array([big, big, big, big, 3]), np.array([0, 1, 2, 3, 3])).tolist()[-1]
+    2305843009213693955
     """
     values = np.asarray(values, dtype="int64")
     n = len(values)
     if n == 0:
         return values.copy()
+    check_running_sums(values, group)
     order = _group_order(group)
     if order is None:
         v, g = values, np.asarray(group)
@@ -154,6 +225,9 @@ def covered_base(after, uncapped, paid, ratio_bp) -> np.ndarray:
     ``min(after, ceil(paid * 10000 / ratio_bp))``.
     """
     after = np.asarray(after, dtype="int64")
+    # the payment was ``after * ratio`` (apply_ratio); this checks that product, and
+    # ``paid * 10000`` below (|paid| <= |after|), could not wrap around
+    check_ratio_operands(after)
     r = np.asarray(ratio_bp, dtype="int64")
     cut = paid != uncapped
     safe_r = np.where(r > 0, r, 1)
@@ -194,6 +268,7 @@ def run_layer(base, ratio_bp, *, ded_amount=0, ded_group=None, ded_prior=None,
     ded_amount = np.broadcast_to(np.asarray(ded_amount, dtype="int64"), (n,))
     ded = deductible_applied(base, ded_amount, ded_group, ded_prior)
     after = base - ded
+    check_ratio_operands(after)
     uncapped = apply_ratio(after, ratio_bp)
     if limit_group is not None:
         limit_amount = np.broadcast_to(np.asarray(limit_amount, dtype="int64"), (n,))
