@@ -59,6 +59,9 @@ QUARANTINE = {
     "a reversal": "Q_BAD_REVERSAL",
     "no settlement after the person's death": "Q_AFTER_DEATH",
     "lines sum to": "Q_LINES_MISMATCH",
+    "amount within": "Q_OUT_OF_RANGE",
+    "date within": "Q_DATE_OUT_OF_RANGE",
+    "part of the bill": "Q_PART_ABOVE_TOTAL",
 }
 
 

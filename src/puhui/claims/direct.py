@@ -22,14 +22,14 @@ from puhui.benefits.reasons import CODES
 from puhui.benefits.reference import adjudicate_one
 from puhui.claims import ledger
 from puhui.errors import InputError
+from puhui.fund.schema import FIRST_DATE, LAST_DATE, MAX_SETTLEMENT_YUAN
+from puhui.fund.validate import check_settlement_record
 from puhui.products.model import Product
 
 DIRECT_BATCH = ledger.DIRECT_BATCH
 FUND = ("hifp_pay", "hifob_pay", "hifmi_pay", "maf_pay")
 AMOUNTS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "psn_part_amt", *FUND)
 REQUIRED = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype", *AMOUNTS)
-#: The largest amount a settlement or line may carry (yuan): as the fund data's bound.
-MAX_YUAN = 100_000_000
 _MATCHERS: dict[str, LineMatcher] = {}
 
 
@@ -41,8 +41,9 @@ def _fen(v, what: str) -> int:
         f = float(v)
     except ValueError:
         raise InputError(f"settlement: {what} is not an amount in yuan: {v!r}") from None
-    if not math.isfinite(f) or abs(f) > MAX_YUAN:
-        raise InputError(f"settlement: {what} = {v!r} is outside 0 to {MAX_YUAN:,} yuan")
+    if not math.isfinite(f) or abs(f) > MAX_SETTLEMENT_YUAN:
+        raise InputError(f"settlement: {what} = {v!r} is outside 0 to "
+                         f"{MAX_SETTLEMENT_YUAN:,} yuan")
     fen = round(f * 100)
     if abs(f * 100 - fen) > 1e-6:
         raise InputError(f"settlement: {what} has more than two decimals")
@@ -66,12 +67,11 @@ def _day(raw: dict) -> dt.date:
     except ValueError:
         raise InputError(f"settlement: setl_time is not a date (YYYY-MM-DD): "
                          f"{raw['setl_time']!r}") from None
-    if not MIN_DAY <= day <= MAX_DAY:
-        raise InputError(f"settlement: setl_time {day} is outside {MIN_DAY} to {MAX_DAY}")
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise InputError(f"settlement: setl_time {day} is outside {FIRST_DATE} to {LAST_DATE}")
     return day
 
 
-MIN_DAY, MAX_DAY = dt.date(1950, 1, 1), dt.date(2100, 12, 31)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
 
 
@@ -139,6 +139,9 @@ def _settlement(raw: Any) -> tuple[dict, list[dict]]:
     lines = _lines(raw.get("lines", []))
     if sum(ln["amount"] for ln in lines) > s["medfee_sumamt"]:
         raise InputError("settlement: the lines add up to more than medfee_sumamt")
+    problems = check_settlement_record(raw)     # the bounds and identities validate applies
+    if problems:
+        raise InputError("settlement: " + "\n  ".join(problems))
     return s, lines
 
 
