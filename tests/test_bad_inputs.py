@@ -440,29 +440,17 @@ for cmd in ("synth", "price", "claims-run", "survival", "recoveries"):
 
 
 # --- known failures today in code other parts of the project own (issue 17's other points)
-FUND_BOUNDS = {
-    "persons-no-rows": "an empty persons file: IndexError in the reader",
-    "persons-death-9999-12-31": "death 9999-12-31: OutOfBoundsDatetime in the reader",
-    "persons-death-year-3000": "death in year 3000: OutOfBoundsDatetime in the reader",
-    "policies-start-9999-12-31": "policy start 9999-12-31 accepted",
-    "policies-end-year-3000": "policy end in year 3000: OutOfBoundsDatetime",
-    "policies-start-1900": "policy start 1900 accepted",
-    "policies-premium-inf": "premium inf accepted",
-    "settlements-setl_time-1900": "setl_time 1900 accepted (pricing then fails)",
-    "settlements-setl_time-9999-12-31": "setl_time 9999-12-31 accepted",
-    "settlements-setl_time-year-3000": "setl_time year 3000: OutOfBoundsDatetime",
-}
+FUND_BOUNDS: dict[str, str] = {}    # none left (bounds in fund.schema, validate, files)
 # validate refuses these; claims run quarantines the rows and goes on (exit 0): tested in
 # test_claims_run_quarantines_what_validate_refuses, not as bad inputs of claims run
 CLAIMS_QUARANTINE = {
     "settlements-amount-negative", "settlements-amount-3-decimals", "settlements-amount-2e13",
     "settlements-amount-inf", "settlements-identity-broken", "settlements-hosp_lv-float",
     "settlements-setl_id-duplicated", "settlements-psn_no-unknown",
-    "settlements-refund_of-unknown", "lines-amount-negative",
+    "settlements-refund_of-unknown", "lines-amount-negative", "settlements-setl_time-1900",
+    "settlements-setl_time-9999-12-31", "settlements-setl_time-year-3000",
 }
-PRODUCT_STRICT = {"limit-1e30": "limit = 1e30 accepted (overflow in price and claims run)",
-                  "ratio-string": "ratio = \"0.7\" accepted",
-                  "period-year-9999": "a policy year 9999 accepted"}
+PRODUCT_STRICT: dict[str, str] = {}    # none left (strict product files)
 CASES[:] = [c for c in CASES if not (c.id.endswith("-claims-run") and any(
     c.id == f"data-{v}-claims-run" for v in CLAIMS_QUARANTINE))]
 for c in CASES:

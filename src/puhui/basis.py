@@ -222,12 +222,20 @@ class Code(Kind):
             c.bad(table, key, v, f"should be {self.what}: one of {', '.join(self.codes)}")
 
 
+#: Earliest and latest date accepted anywhere (fund data, product and rule files): a
+#: policy year 9999 or 1900 is a typing error, not a product.
+FIRST_DATE = dt.date(1950, 1, 1)
+LAST_DATE = dt.date(2100, 12, 31)
+
+
 class Date(Kind):
-    what = "a TOML date such as 2025-01-01"
+    what = f"a TOML date from {FIRST_DATE} to {LAST_DATE} such as 2025-01-01"
 
     def check(self, v, c, table, key, partial):
         if not isinstance(v, dt.date) or isinstance(v, dt.datetime):
             c.bad(table, key, v, f"should be {self.what} (no quotes, no time)")
+        elif not FIRST_DATE <= v <= LAST_DATE:
+            c.bad(table, key, v, f"should be {self.what}")
 
 
 class Flag(Kind):

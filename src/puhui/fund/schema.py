@@ -19,6 +19,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from puhui.basis import FIRST_DATE as BASIS_FIRST_DATE
+from puhui.basis import LAST_DATE as BASIS_LAST_DATE
+
 #: National medical-type codes accepted in ``med_type`` (national platform code list):
 #: 11 general outpatient, 12 registration, 13 emergency, 14 chronic/special-disease
 #: outpatient, 16 day surgery outpatient, 19 other outpatient, 21 general inpatient,
@@ -61,8 +64,7 @@ MAX_SETTLEMENT_FEN = MAX_SETTLEMENT_YUAN * 100
 MAX_PREMIUM_YUAN = 1_000_000
 #: Earliest and latest date accepted in any date column. An "open" end date such as
 #: 9999-12-31 is refused (a Huiminbao policy runs one year: give its real last day).
-FIRST_DATE = dt.date(1950, 1, 1)
-LAST_DATE = dt.date(2100, 12, 31)
+FIRST_DATE, LAST_DATE = BASIS_FIRST_DATE, BASIS_LAST_DATE     # one definition (puhui.basis)
 #: Earliest birth year; the latest is the current year (:data:`CURRENT_YEAR`).
 FIRST_BIRTH_YEAR = 1900
 #: ``max_value`` of a year column that may not lie in the future: the year of the day the

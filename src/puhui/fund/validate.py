@@ -872,6 +872,11 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
             return None
 
     persons = read(PERSONS, lambda: _read_whole(rep, directory, PERSONS))
+    if persons is not None and not len(persons):
+        rep.problems.append(Problem(PERSONS.file, "-", "has rows", 0,
+                                    f"{directory / PERSONS.file} holds no person: the data "
+                                    f"needs one row per person of its settlements and policies"))
+        persons = None
     pol = read(POLICIES, lambda: _read_whole(rep, directory, POLICIES))
     # lines before settlements: the pass over the settlements then keeps the amounts of
     # exactly the settlements that have lines
