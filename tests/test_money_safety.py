@@ -426,3 +426,94 @@ def test_a_version_1_ledger_is_upgraded_with_its_reversals(tmp_path):
     con.close()
     with pytest.raises(InputError, match="newer than this puhui"):
         ledger.connect(url)
+
+
+def _reversal_of(st: pd.DataFrame, sid: str) -> pd.DataFrame:
+    """The reversal of settlement ``sid`` (negated amounts, the next day)."""
+    from puhui.fund.schema import SETTLEMENTS as T
+
+    row = st[st["setl_id"] == sid].copy()
+    money = [c.name for c in T.columns if c.kind == "money" and c.name in row.columns]
+    row[money] = -row[money]
+    return row.assign(setl_id="R-" + sid, refund_of=sid,
+                      setl_time=row["setl_time"] + pd.Timedelta(days=1))
+
+
+def test_a_reversal_applied_by_another_batch_meanwhile_is_not_undone(city, tmp_path,
+                                                                      monkeypatch):
+    """Batch A replays data without a reversal; while A holds its plan, batch R applies
+    the reversal of a paid settlement. A's write must not pay it again (found by the
+    hostile review: the reversal's originals were read once, at A's start)."""
+    import puhui.claims.batch as batch
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    first = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
+    paid = first.eob[(first.eob["payout_amt"] > 0) & (first.eob["benefit"] == "hospital")]
+    lines = read_raw(city, SETTLEMENT_LINES)
+    sid = next(s for s in paid["setl_id"] if s not in set(lines["setl_id"]))
+    st = read_raw(city, SETTLEMENTS)
+    with_rev = _copy_fund(city, tmp_path / "rev",
+                          pd.concat([st, _reversal_of(st, sid)], ignore_index=True))
+    assert not validate_dir(with_rev).problems
+    real, calls = batch._plan_block, {"n": 0}
+
+    def plan_then_reverse(con, ctx, lo, hi, *a):
+        plan = real(con, ctx, lo, hi, *a)
+        calls["n"] += 1
+        if ctx.batch_id == "A" and calls["n"] == 1:
+            run_batch(PRODUCT, PRODUCT.path, with_rev, url, "R")
+        return plan
+
+    monkeypatch.setattr(batch, "_plan_block", plan_then_reverse)
+    res = run_batch(PRODUCT, PRODUCT.path, city, url, "A", block_persons=10_000)
+    monkeypatch.setattr(batch, "_plan_block", real)
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(PRODUCT, PRODUCT.path, with_rev, ref, "one")
+    assert net_by_person(url) == net_by_person(ref)
+    mine = res.eob[res.eob["setl_id"] == sid]
+    assert set(mine["status"]) == {"reversed"} and (mine["payout_amt"] == 0).all()
+    assert res.summary["reconciles"] and res.summary["eob_matches_ledger"]
+    # a later extract holding the original without its reversal keeps it reversed
+    again = run_batch(PRODUCT, PRODUCT.path, city, url, "later")
+    assert again.summary["paid_this_batch_yuan"] == 0.0
+    assert net_by_person(url) == net_by_person(ref)
+
+
+TIGHT = """
+extends = "{base}"
+id = "huhuibao-2025"
+[[benefits]]
+id = "hospital"
+deductible = {{ amount = 300, claim_free = [{{ years = 2, amount = 200 }}, {{ years = 3, amount = 100 }}] }}
+limit = 4000
+"""
+
+
+def test_a_held_settlement_keeps_its_payout_and_its_limit_use(city, tmp_path):
+    """A paid settlement quarantined by a later batch keeps what it was paid; its limit
+    use must stay counted, or the person's other settlements are paid over the annual
+    limit (found by the hostile review)."""
+    f = tmp_path / "tight.toml"
+    f.write_text(TIGHT.format(base=PRODUCT.path), encoding="utf-8")
+    tight = load_product(f)
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    first = run_batch(tight, f, city, url, "b1")
+    hosp = first.eob[(first.eob["benefit"] == "hospital") & (first.eob["payout_amt"] > 0)]
+    per = hosp.groupby("psn_no")["payout_amt"].agg(["sum", "count"])
+    at_limit = per[(per["sum"].round(2) == 4000) & (per["count"] >= 2)].index
+    assert len(at_limit), "the tight product has people at its limit"
+    psn = at_limit[0]
+    sid = hosp[hosp["psn_no"] == psn].sort_values("setl_id")["setl_id"].iloc[0]
+    st = read_raw(city, SETTLEMENTS)
+    st.loc[st["setl_id"] == sid, "medfee_sumamt"] += 1.0       # breaks the identity
+    broken = _copy_fund(city, tmp_path / "broken", st)
+    res = run_batch(tight, f, broken, url, "b2")
+    q = res.eob[res.eob["setl_id"] == sid]
+    assert set(q["status"]) == {"quarantined"} and set(q["reason"]) == {"Q_IDENTITY"}
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    over = con.execute("SELECT policy_no, SUM(payout_fen) FROM payments WHERE benefit ="
+                       " 'hospital' GROUP BY policy_no HAVING SUM(payout_fen) > 400000"
+                       ).fetchall()
+    con.close()
+    assert over == []
+    assert res.summary["paid_this_batch_yuan"] == 0.0

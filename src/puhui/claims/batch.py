@@ -175,23 +175,32 @@ def _refuse_no_policy(product: Product, policies: pd.DataFrame, data_dir: Path) 
                      f"data of this product's year")
 
 
-def _id_keys(ids: pd.Series) -> np.ndarray:
-    """Every settlement id as a sorted 64-bit hash (membership tests without holding
-    millions of strings; a collision, about one in 10^19 per pair, would only leave a
-    payment where it is)."""
-    values = ids.to_numpy(dtype=object)
+def _pair_hash(ids, psns) -> np.ndarray:
+    """One 64-bit hash per (settlement id, person): a settlement is "in the data" for a
+    person only when the data holds it under that person (an id the data gives to
+    somebody else is not this person's settlement)."""
+    a = pd.util.hash_array(pd.Series(ids).astype(str).to_numpy(dtype=object))
+    b = pd.util.hash_array(pd.Series(psns).astype(str).to_numpy(dtype=object))
+    return a ^ (b * np.uint64(0x9E3779B97F4A7C15))
+
+
+def _id_keys(ids: pd.Series, psns: pd.Series) -> np.ndarray:
+    """Every (settlement id, person) of the data as a sorted 64-bit hash (membership
+    tests without holding millions of strings; a collision, about one in 10^19 per pair,
+    would only leave a payment where it is)."""
+    values, people = ids.to_numpy(dtype=object), psns.to_numpy(dtype=object)
     step = 1_000_000          # hash_array copies every string it is given: a million at a time
-    parts = [pd.util.hash_array(pd.Series(values[i:i + step]).astype(str).to_numpy(dtype=object))
+    parts = [_pair_hash(values[i:i + step], people[i:i + step])
              for i in range(0, len(values), step)]
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, "uint64")
 
 
-def _in_keys(keys: np.ndarray | None, ids) -> np.ndarray:
-    """Whether each id is one of ``keys`` (:func:`_id_keys`)."""
-    values = np.asarray(pd.Series(ids).astype(str).to_numpy(dtype=object))
-    if keys is None or not len(keys) or not len(values):
-        return np.zeros(len(values), bool)
-    h = pd.util.hash_array(values)
+def _in_keys(keys: np.ndarray | None, ids, psns) -> np.ndarray:
+    """Whether each (id, person) is one of ``keys`` (:func:`_id_keys`)."""
+    n = len(ids)
+    if keys is None or not len(keys) or not n:
+        return np.zeros(n, bool)
+    h = _pair_hash(ids, psns)
     pos = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
     return keys[pos] == h
 
@@ -213,7 +222,7 @@ def _missing_from_data(con, product: Product, scope: Scope, keys: np.ndarray,
     that the data does not hold. Without ``complete`` there must be none (exit 2, nothing
     written); with it they are returned, to be taken back."""
     cands = ledger.decided_in_period(con, product.id, *scope.dates)
-    missing = cands[~_in_keys(keys, cands["setl_id"])].reset_index(drop=True)
+    missing = cands[~_in_keys(keys, cands["setl_id"], cands["psn_no"])].reset_index(drop=True)
     if not len(missing) or complete:
         return missing
     paid = ledger.paid_for_settlements(con, missing["setl_id"].tolist(), product.id)
@@ -325,7 +334,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     dhash, phash = sha256_files(files), product_hash(product)
     _refuse_no_policy(product, data.policies, data_dir)
     scope = batch_scope(data.settlements["setl_time"], period, data_dir)
-    data_keys = _id_keys(data.settlements["setl_id"])
+    data_keys = _id_keys(data.settlements["setl_id"], data.settlements["psn_no"])
 
     # Only the columns the flags, the calculator and the EOB read are held from here on
     # (the rows keep their positions: quarantine and flags name rows)
@@ -762,6 +771,13 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
                 rev_b: pd.DataFrame, pol_b: pd.DataFrame) -> _BlockPlan:
     product = ctx.product
     paid = ledger.paid_between(con, lo, hi, product.id)
+    # reversals another batch applied since this one started: those originals stay
+    # reversed (their payout is taken back already), whatever this data says
+    late = set(ledger.reversals_between(con, lo, hi)) - set(ctx.rev_of) - ctx.frozen
+    gone_since = effective["setl_id"].astype(str).isin(late).to_numpy() if late else \
+        np.zeros(len(effective), bool)
+    late_rows = effective[gone_since]
+    effective = effective[~gone_since]
     # people with a policy, or with payments to keep right (a policy since removed)
     people = set(pol_b["psn_no"].astype(str)) | set(paid["paid_psn"].astype(str))
     insured = effective["psn_no"].astype(str).isin(people).to_numpy()
@@ -779,7 +795,7 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     if len(carried):     # carried settlements count in the accumulators, not in the EOB
         long = long[~long["setl_id"].isin(set(carried["setl_id"]))].reset_index(drop=True)
     _mark_not_payable(long, ctx)
-    entries, direct_adjusted = _entries(long, paid, rev_b, ctx)
+    entries, direct_adjusted = _entries(long, paid, rev_b, ctx, set(late_rows["setl_id"]))
     acc = _accumulators(product, dec, dec.settlements["policy_no"].to_numpy())
     # the ledger keeps the decisions with something to say (not "no policy", "outside
     # the policy" or "not covered", which the EOB lists)
@@ -794,7 +810,12 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     for b in product.benefits:
         elig |= dec.eligible[b.id][:len(st_b)] > 0
     store, store_lines, forget = _to_store(st_b, elig, stored, rev_b, ctx.lines)
-    return _BlockPlan(long=long, uninsured=_no_policy_rows(effective[~insured], product),
+    uninsured = _no_policy_rows(effective[~insured], product)
+    if len(late_rows):
+        uninsured = pd.concat([uninsured, _reversed_rows(late_rows, product)], ignore_index=True)
+        uninsured.attrs = {"status_counts": {"denied": int((~insured).sum()),
+                                             "reversed": len(late_rows)}}
+    return _BlockPlan(long=long, uninsured=uninsured,
                       entries=entries, decisions=dec_rows, accumulators=acc, store=store,
                       store_lines=store_lines, forget=forget,
                       direct_adjusted=direct_adjusted, carried=len(carried))
@@ -811,7 +832,10 @@ def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
     first = str(pol_b["start_date"].min().date())
     last = str(pol_b["end_date"].max().date())
     stored, lines = ledger.stored_settlements(con, lo, hi, first, last)
-    away = ~_in_keys(ctx.data_keys, stored["setl_id"]) & \
+    # not in the data (for this person), or held in it (a held settlement keeps its
+    # payout, so its deductible and limit use stay counted): adjudicated from the ledger
+    away = (~_in_keys(ctx.data_keys, stored["setl_id"], stored["psn_no"])
+            | stored["setl_id"].isin(ctx.frozen).to_numpy()) & \
         ~stored["setl_id"].isin(ctx.taking_back).to_numpy()
     carried = stored[away].reset_index(drop=True)
     return stored, carried, lines[lines["setl_id"].isin(set(carried["setl_id"]))]
@@ -832,7 +856,7 @@ def _mark_not_payable(long: pd.DataFrame, ctx: _BlockContext) -> None:
 
 
 def _entries(long: pd.DataFrame, paid: pd.DataFrame, rev_b: pd.DataFrame,
-             ctx: _BlockContext) -> tuple[list, set]:
+             ctx: _BlockContext, keep_as_paid: set = frozenset()) -> tuple[list, set]:
     """Target minus paid per settlement and benefit, as ledger entries; and the
     (settlement, benefit) pairs whose direct payout an entry adjusts. Only settlements
     the data holds get an entry: what the ledger paid for any other is left as it is
@@ -861,10 +885,12 @@ def _entries(long: pd.DataFrame, paid: pd.DataFrame, rev_b: pd.DataFrame,
     m = target.merge(paid, on=["applies_to", "benefit"], how="outer")
     m["paid"] = pd.to_numeric(m["paid"]).fillna(0).astype("int64")
     m["target"] = pd.to_numeric(m["target"]).fillna(0).astype("int64")
-    outside = ~_in_keys(ctx.data_keys, m["applies_to"])
+    outside = ~_in_keys(ctx.data_keys, m["applies_to"], m["psn_no"].where(
+        m["psn_no"].notna(), m["paid_psn"]))
     m["leave"] = m["leave"].where(m["leave"].notna(), False).astype(bool) | outside | \
         m["applies_to"].isin(ctx.frozen).to_numpy() | \
-        m["applies_to"].isin(ctx.taking_back).to_numpy()
+        m["applies_to"].isin(ctx.taking_back).to_numpy() | \
+        m["applies_to"].isin(keep_as_paid).to_numpy()
     m["psn_no"] = m["psn_no"].where(m["psn_no"].notna(), m["paid_psn"])
     m["policy_no"] = m["policy_no"].where(m["policy_no"].notna(), m["paid_policy"])
     m["diff"] = m["target"] - m["paid"]
@@ -913,6 +939,18 @@ def _to_store(st_b: pd.DataFrame, eligible: np.ndarray, stored: pd.DataFrame,
                                ln["list_class"].astype(str),
                                ln["amount"].to_numpy(dtype="int64").tolist()))
     return list(rows.itertuples(index=False, name=None)), store_lines, forget
+
+
+def _reversed_rows(st: pd.DataFrame, product) -> pd.DataFrame:
+    """EOB rows of originals that an earlier or concurrent batch reversed: status
+    reversed, reason REVERSED, no entry."""
+    k = len(product.benefits)
+    return pd.DataFrame({
+        "setl_id": np.repeat(st["setl_id"].astype(str).to_numpy(), k),
+        "psn_no": np.repeat(st["psn_no"].astype(str).to_numpy(), k), "policy_no": None,
+        "benefit": np.tile([b.id for b in product.benefits], len(st)),
+        "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0, "payout_amt": 0.0,
+        "target_amt": 0.0, "status": "reversed", "reason": "REVERSED", "entry": ""})
 
 
 def _no_policy_rows(st: pd.DataFrame, product) -> pd.DataFrame:

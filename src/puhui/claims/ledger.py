@@ -82,6 +82,7 @@ CREATE INDEX IF NOT EXISTS settlement_lines_setl ON settlement_lines (setl_id);
 CREATE TABLE IF NOT EXISTS reversals (
     setl_id TEXT PRIMARY KEY, refund_of TEXT NOT NULL UNIQUE, psn_no TEXT NOT NULL,
     batch_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS reversals_psn ON reversals (psn_no);
 CREATE TABLE IF NOT EXISTS recoveries (
     entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
     batch_id TEXT NOT NULL REFERENCES batches (batch_id), agreement TEXT NOT NULL,
@@ -378,16 +379,20 @@ def last_entry(con: sqlite3.Connection) -> int:
     return int(con.execute("SELECT COALESCE(MAX(entry_id), 0) FROM payments").fetchone()[0])
 
 
-def block_stamp(con: sqlite3.Connection, lo: str, hi: str) -> tuple[int, int]:
+def block_stamp(con: sqlite3.Connection, lo: str, hi: str) -> tuple[int, int, int]:
     """What the ledger knows of the people ``lo <= psn_no <= hi`` has changed when this
-    changes: the last payment entry and the last stored settlement of those people
-    (both only ever grow: entries are appended, a settlement stored again gets a new
-    ``seq``)."""
+    changes: the last payment entry, the last stored settlement and the number of
+    reversals applied for those people. Entries and reversals are only ever added; a
+    settlement stored again gets a new ``seq``, and one forgotten (reversed or taken
+    back) goes with a payment entry or a reversal of the same people, except one that
+    had nothing eligible any more - which changes no payout."""
     pay = con.execute("SELECT COALESCE(MAX(entry_id), 0) FROM payments"
                       " WHERE psn_no BETWEEN ? AND ?", (lo, hi)).fetchone()[0]
     st = con.execute("SELECT COALESCE(MAX(seq), 0) FROM settlements"
                      " WHERE psn_no BETWEEN ? AND ?", (lo, hi)).fetchone()[0]
-    return int(pay), int(st)
+    rev = con.execute("SELECT COUNT(*) FROM reversals WHERE psn_no BETWEEN ? AND ?",
+                      (lo, hi)).fetchone()[0]
+    return int(pay), int(st), int(rev)
 
 
 def store_settlements(con: sqlite3.Connection, rows: list[tuple], lines: list[tuple],
@@ -411,6 +416,12 @@ def record_reversals(con: sqlite3.Connection, rows: list[tuple[str, str, str]],
     holds the original but not the reversal keeps the original reversed."""
     con.executemany("INSERT OR IGNORE INTO reversals VALUES (?, ?, ?, ?)",
                     [(*r, batch_id) for r in rows])
+
+
+def reversals_between(con: sqlite3.Connection, lo: str, hi: str) -> dict[str, str]:
+    """Original -> reversal of the reversals applied for the people ``lo..hi``."""
+    return dict(con.execute("SELECT refund_of, setl_id FROM reversals WHERE psn_no"
+                            " BETWEEN ? AND ?", (lo, hi)).fetchall())
 
 
 def known_reversals(con: sqlite3.Connection) -> dict[str, str]:
