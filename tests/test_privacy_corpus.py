@@ -163,6 +163,27 @@ CORPUS = [
     Plant("English road + No.", S, "note7", "Caoxi Rd. No. 100"),
     Plant("English room", L, "note4", "Room 302, Building 5"),
     Plant("English pinyin street", P, "note5", "Nanjing Xi Lu 1266"),
+    # more written forms
+    Plant("mobile with underscores", S, "note8", "138_1234_5678", secret="1234_5678"),
+    Plant("mobile with spaced hyphens", P, "note6", "138 - 1234 - 5678", secret="1234 - 5678"),
+    Plant("mobile with no-break spaces", POL, "note6", "138\u00a01234\u00a05678",
+          secret="1234\u00a05678"),
+    Plant("mobile in a categorical column", S, "med_type", "13812345678", "replace"),
+    Plant("mobile in dise_code", S, "dise_code", "15912345678", "replace"),
+    Plant("mobile in hilist_code", L, "hilist_code", "C-13812345678", "replace",
+          secret="13812345678"),
+    Plant("ID after ID:", L, "note5", f"ID:{ID_9}", secret=ID_9),
+    Plant("ID in gender", P, "gender", ID_5, "replace"),
+    Plant("ID as float in an amount column", S, "medfee_sumamt", float(ID_X[:17] + "0"),
+          "replace", secret=ID_X[:14]),
+    Plant("name after 患者 without separator", S, "note9", "患者张三，男", secret="张三"),
+    Plant("name, gender and age", P, "note7", "赵四，女，65岁", secret="赵四"),
+    Plant("column identity_card", POL, "identity_card", "T1"),
+    Plant("column shoujihaoma", L, "shoujihaoma", "T2"),
+    Plant("column insured_name", S, "insured_name", "T3"),
+    Plant("address with 区 only", L, "note6", "徐汇区漕溪北路100号", secret="漕溪北路"),
+    Plant("address in Chinese numerals", POL, "note7", "人民路一百二十号"),
+    Plant("English apartment", S, "note10", "Apt 5B, 100 Main St", secret="Main St"),
 ]
 
 INNOCENT = [
@@ -202,6 +223,11 @@ INNOCENT = [
     ("list of small numbers", S, "note", "10 20 30 40 50 60"),
     ("saint", S, "note", "St. Mary Hospital"),
     ("dosage", L, "note", "take 2 tablets per day"),
+    ("clinical note after 患者", S, "note", "患者高血压，规律服药"),
+    ("outpatient building", S, "note", "门诊3号楼"),
+    ("masked mobile", P, "note", "138****5678"),
+    ("masked ID", P, "note", "110105********002X"),
+    ("anonymised name", S, "note", "姓名：某某"),
 ]
 
 

@@ -146,9 +146,11 @@ _PHONE_WORDS = {"phone", "phones", "mobile", "tel", "telephone", "cellphone", "c
 _ADDRESS_WORDS = {"addr", "address", "addresses", "dz", "dizhi", "zz", "zhuzhi", "jtdz",
                   "jtzz", "hjdz", "xzz", "lxdz", "xzdz", "jzdz", "zzdz", "txdz",
                   "street", "residence", "domicile", "homeaddr", "huji"}
+#: (what, exact words, parts that say it anywhere in the joined name, Chinese parts)
 _COLUMN_RULES = (
-    ("an ID number", _ID_WORDS, ("sfz", "sfzh", "sfzhm", "zjhm", "idcard", "certno",
-                                 "shenfenzheng"), ("身份证", "证件号", "护照")),
+    ("an ID number", _ID_WORDS, ("sfz", "zjhm", "idcard", "certno", "shenfenzheng",
+                                 "identitycard", "identityno", "identitynum"),
+     ("身份证", "证件号", "护照")),
     ("a phone number", _PHONE_WORDS, ("phone", "mobile", "shouji", "dianhua", "sjhm", "lxdh"),
      ("手机", "电话", "联系方式")),
     ("an address", _ADDRESS_WORDS, ("address", "addr", "dizhi", "zhuzhi"),
@@ -169,8 +171,8 @@ def column_rule(col) -> str | None:
     tokens = [t for t in _TOKEN_SPLIT.split(_CAMEL.sub("_", raw).lower()) if t]
     joined = "".join(tokens)
     words = set(tokens) | {joined}
-    for what, exact, ends, chinese in _COLUMN_RULES:
-        if words & exact or joined.endswith(ends) or any(c in low for c in chinese):
+    for what, exact, parts, chinese in _COLUMN_RULES:
+        if words & exact or any(p in joined for p in parts) or any(c in low for c in chinese):
             return what
     if joined in ("sj", "sjh", "sjhm"):
         return "a phone number"
@@ -179,8 +181,8 @@ def column_rule(col) -> str | None:
         return "a person's name"
     if words & _NAME_WORDS - {"name", "names", "patient", "insured", "contact"}:
         return "a person's name"
-    if (len(joined) <= 6 and joined.endswith("xm")) or joined.endswith(("lxr", "lianxiren",
-                                                                         "xingming")):
+    if (len(joined) <= 6 and joined.endswith("xm")) or joined.endswith("lxr") \
+            or "lianxiren" in joined or "xingming" in joined:
         return "a person's name"
     if tokens in (["patient"], ["insured"]) or "contact" in tokens:
         return "a person's name"
@@ -204,8 +206,8 @@ def scan_column_names(columns) -> list[PrivacyFinding]:
 #: a digit run, possibly split by one or two separators, possibly ending in X (an ID's
 #: check character); the groups are joined and tested on group boundaries only, so a
 #: long numeric token holds no ID or phone number by accident
-_SEP = r"[ \t\-./()\u2010-\u2015]"
-_CANDIDATE = re.compile(rf"(?<![0-9])[0-9]+(?:{_SEP}{{1,2}}[0-9]+)*(?:{_SEP}?[Xx])?")
+_SEP = r"[ \t\-./(),_\u2010-\u2015]"
+_CANDIDATE = re.compile(rf"(?<![0-9])[0-9]+(?:{_SEP}{{1,3}}[0-9]+)*(?:{_SEP}?[Xx])?")
 _GROUP = re.compile(r"[0-9]+|[Xx]")
 #: a mobile number in scientific notation (a spreadsheet's 1.3812345678E+10)
 _SCI_MOBILE = re.compile(r"(?<![0-9.])1\.[3-9][0-9]{9}[eE]\+?10(?![0-9])")
@@ -218,8 +220,9 @@ _N = r"[0-9]"
 _ADDRESS_ZH = re.compile("|".join((
     # 省/市/区/县 ... 路/街/弄/号/村/室/巷
     rf"{_C}{{1,8}}(?:省|市|区|县)[\u4e00-\u9fff0-9]{{1,20}}(?:路|街|弄|号|村|室|巷)",
-    # 漕溪北路100号, 南京东路88弄, 幸福里3号
-    rf"{_C}{{1,12}}(?:路|街|大道|弄|巷|胡同|里)\s*{_N}{{1,5}}\s*(?:号|弄|巷)",
+    # 漕溪北路100号, 南京东路88弄, 幸福里3号, 人民路一百二十号
+    rf"{_C}{{1,12}}(?:路|街|大道|弄|巷|胡同|里)\s*(?:{_N}{{1,5}}|[一二三四五六七八九十百零〇]{{1,6}})"
+    r"\s*(?:号|弄|巷)",
     # 幸福小区5栋, 张家村3组15号, 阳光花园2号楼
     rf"{_C}{{1,12}}(?:小区|花园|公寓|新村|家园|苑|村|镇|乡|屯|大厦|社区)\s*{_N}{{1,4}}\s*"
     r"(?:号楼|号|栋|幢|座|单元|室|组|弄|排)",
@@ -250,6 +253,9 @@ _SURNAMES = (
 _COMPOUND = "欧阳|司马|上官|诸葛|东方|皇甫|尉迟|公孙|慕容|长孙|令狐|宇文|司徒|夏侯|端木|轩辕"
 _SURNAME = rf"(?:{_COMPOUND}|[{_SURNAMES}])"
 _NOT_A_NAME = r"(?!不详|未知|匿名|保密|本人|无|空|某)"
+#: clinical and billing words after 患者/病人 that start with a surname's character
+_CLINICAL = ("高血压|高血糖|高血脂|高热|高烧|高龄|黄疸|白内障|白血病|石|费用|付费|自付|"
+             "方便|和|于|向|从|为|以|因|由|应|常|明显|时|曾|经|史|安|全|能|可|要|都")
 _NAME_ZH = re.compile("|".join((
     # strong markers: 姓名：张三, 联系人 李四, 姓名王五
     rf"(?:姓名|名字|联系人|户名)(?:[:：=]\s*|\s+){_NOT_A_NAME}{_C}{{2,4}}",
@@ -257,6 +263,12 @@ _NAME_ZH = re.compile("|".join((
     # weak markers need a separator and a surname: 患者：王小明
     rf"(?:患者|病人|参保人|投保人|被保险人|被保人|家属|申请人|受益人|监护人)(?:[:：=]\s*|\s+)"
     rf"{_SURNAME}{_C}{{1,2}}(?!{_C})",
+    # 患者张三，... (no separator: the name must end at punctuation, a space or the end,
+    # and not be a clinical word that starts with a surname's character)
+    rf"(?:患者|病人|参保人|投保人|被保险人|被保人|联系人)(?!{_CLINICAL}){_SURNAME}{_C}{{1,2}}"
+    r"(?=[，,。；;、:：（(\s]|$|\x00)",
+    # 张三，男，65岁
+    rf"{_SURNAME}{_C}{{1,2}}[，,、\s]*[男女][，,、\s]*[0-9]{{1,3}}\s*岁",
     # 张先生, 王女士, 李小姐
     rf"{_SURNAME}{_C}{{0,2}}(?:先生|女士|小姐)",
 )))
@@ -266,7 +278,7 @@ _NAME_EN = re.compile(
     r"|\b(?:Mr|Mrs|Ms|Miss|Madam)\.?\s+[A-Z][A-Za-z'\-]+")
 
 #: bytes.translate table: digits and separators -> "0", everything else -> "."
-_RUN_TABLE = bytes(48 if (48 <= i <= 57 or chr(i) in " \t-./()") else 46 for i in range(256))
+_RUN_TABLE = bytes(48 if (48 <= i <= 57 or chr(i) in " \t-./(),_") else 46 for i in range(256))
 
 
 def _has_digit_run(text: str, length: int) -> bool:
