@@ -207,7 +207,15 @@ def scan_column_names(columns) -> list[PrivacyFinding]:
 #: check character); the groups are joined and tested on group boundaries only, so a
 #: long numeric token holds no ID or phone number by accident
 _SEP = r"[ \t\-./(),_\u2010-\u2015]"
-_CANDIDATE = re.compile(rf"(?<![0-9])[0-9]+(?:{_SEP}{{1,3}}[0-9]+)*(?:{_SEP}?[Xx])?")
+_REGION = r"(?:1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5]|71|8[1-3]|9[1-9])"
+_MMDD = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+#: a digit run in one piece is a candidate only when shaped like an ID (region, date) or
+#: a mobile number, decided in C: a column of numeric tokens costs no Python per value
+_CANDIDATE = re.compile(
+    rf"(?<![0-9])(?:[0-9]+(?:{_SEP}{{1,3}}[0-9]+)+(?:{_SEP}?[Xx])?"
+    rf"|(?:{_REGION}[0-9]{{4}}(?:19|20)[0-9]{{2}}{_MMDD}[0-9]{{3}}(?:[0-9]|{_SEP}?[Xx])"
+    rf"|{_REGION}[0-9]{{6}}{_MMDD}[0-9]{{3}}"
+    rf"|(?:0086|86)?1[3-9][0-9]{{9}})(?![0-9]))")
 _GROUP = re.compile(r"[0-9]+|[Xx]")
 #: a mobile number in scientific notation (a spreadsheet's 1.3812345678E+10)
 _SCI_MOBILE = re.compile(r"(?<![0-9.])1\.[3-9][0-9]{9}[eE]\+?10(?![0-9])")
