@@ -184,6 +184,8 @@ CORPUS = [
     Plant("address with 区 only", L, "note6", "徐汇区漕溪北路100号", secret="漕溪北路"),
     Plant("address in Chinese numerals", POL, "note7", "人民路一百二十号"),
     Plant("English apartment", S, "note10", "Apt 5B, 100 Main St", secret="Main St"),
+    Plant("e-mail address", P, "note8", "zhangsan1985@163.com", secret="zhangsan1985"),
+    Plant("e-mail column", POL, "email", "U1"),
 ]
 
 INNOCENT = [
@@ -228,6 +230,7 @@ INNOCENT = [
     ("masked mobile", P, "note", "138****5678"),
     ("masked ID", P, "note", "110105********002X"),
     ("anonymised name", S, "note", "姓名：某某"),
+    ("at sign in a code", L, "note", "A-0004@B"),
 ]
 
 

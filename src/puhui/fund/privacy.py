@@ -22,6 +22,7 @@ Checks
 
 - integer and float columns read as digit strings (a phone column with blanks is
   float64: 13812345678.0), and an 18-digit ID number stored as a float (digits lost);
+- e-mail addresses;
 - street addresses in Chinese (with or without 省/市/区/县: 路/街/弄 + 号, 小区/村 +
   栋/号/室, 5栋302室...) and in English (``100 Caoxi North Road``, ``Room 302``);
 - Chinese names next to a name marker (``姓名：张三``, ``患者: 王小明``, ``李先生``) and
@@ -107,7 +108,8 @@ MOBILE = "mobile phone numbers"
 LANDLINE = "landline phone numbers"
 ADDRESS = "street addresses"
 NAME = "personal names (next to a name marker)"
-_RULE_ORDER = (ID18, ID18_BAD_CHECK, ID18_FLOAT, ID15, MOBILE, LANDLINE, ADDRESS, NAME)
+EMAIL = "e-mail addresses"
+_RULE_ORDER = (ID18, ID18_BAD_CHECK, ID18_FLOAT, ID15, MOBILE, LANDLINE, ADDRESS, NAME, EMAIL)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ _COLUMN_RULES = (
      ("手机", "电话", "联系方式")),
     ("an address", _ADDRESS_WORDS, ("address", "addr", "dizhi", "zhuzhi"),
      ("地址", "住址", "户籍", "居住地")),
+    ("an e-mail address", {"email", "mail", "youxiang", "dzyx"}, ("email",), ("邮箱", "邮件")),
 )
 _TOKEN_SPLIT = re.compile(r"[^0-9a-z]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -284,6 +287,8 @@ _NAME_EN = re.compile(
     r"(?i:\b(?:name|patient|contact|insured|policyholder|holder)\s*[:：=]\s*)"
     r"[A-Z][A-Za-z'\-]+(?:\s+[A-Z][A-Za-z'\-]+){0,2}"
     r"|\b(?:Mr|Mrs|Ms|Miss|Madam)\.?\s+[A-Z][A-Za-z'\-]+")
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 
 #: bytes.translate table: digits and separators -> "0", everything else -> "."
 _RUN_TABLE = bytes(48 if (48 <= i <= 57 or chr(i) in " \t-./(),_") else 46 for i in range(256))
@@ -434,6 +439,9 @@ def scan_texts(vals: list[str]) -> dict[str, set[str]]:
         for rule, pat in ((ADDRESS, _ADDRESS_ZH), (NAME, _NAME_ZH)):
             for m in pat.finditer(text):
                 add(rule, j._index(m.start()))
+    if "@" in text:
+        for m in _EMAIL.finditer(text):
+            add(EMAIL, j._index(m.start()))
     # English addresses and names need a space, ':' or '=' (ids and codes have none)
     if " " in text or ":" in text or "=" in text:
         for rule, pat in ((ADDRESS, _ADDRESS_EN), (NAME, _NAME_EN)):
