@@ -162,3 +162,47 @@ def test_bytes_are_decoded_not_dropped():
     gbk = pd.Series(["姓名：张三".encode("gb18030"), None, b"abc"], dtype=object)
     assert [f.what for f in scan_values("memo", gbk)] == ["personal names (next to a name "
                                                           "marker)"]
+
+
+def test_refuse_identifying_names_source_and_column_not_value():
+    from puhui.errors import InputError
+    from puhui.fund.privacy import refuse_identifying
+
+    refuse_identifying(pd.DataFrame({"setl_id": ["S000000001"]}), "claims.csv")
+    try:
+        refuse_identifying(pd.DataFrame({"setl_id": ["S1", PHONE], "tel": ["a", "b"]}),
+                           "claims.csv")
+    except InputError as exc:
+        msg = str(exc)
+    else:
+        raise AssertionError("not refused")
+    assert "claims.csv: column setl_id: privacy 'anonymised data: no mobile phone numbers' " \
+           "broken by 1 values" in msg and "claims.csv: column tel" in msg
+    assert PHONE not in msg
+
+
+def test_claims_run_refuses_an_id_with_a_suffix_as_psn_no(city_copy, tmp_path, capsys):
+    """The review's case: an ID number with a suffix used as psn_no reached eob.parquet and
+    the ledger. Now the batch stops before anything is written, and says nothing of it."""
+    import pytest
+
+    from puhui.cli import main
+    from puhui.fund.schema import POLICIES
+
+    psn = ID_NO + "A"
+    for table in (PERSONS, POLICIES, SETTLEMENTS):
+        df = read_raw(city_copy, table)
+        first = df["psn_no"].astype(str).iloc[0]
+        df["psn_no"] = df["psn_no"].astype(str).where(df["psn_no"].astype(str) != first, psn)
+        write(str(city_copy / table.file), df, write_index=False)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with pytest.raises(SystemExit) as exc:
+        main(["claims", "run", "--product", "huhuibao-2025", "--data", str(city_copy),
+              "--ledger", url, "--batch", "b1", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr()
+    assert exc.value.code == 2
+    assert "persons.parquet: column psn_no: privacy" in out.err
+    assert ID_NO not in out.out + out.err and ID_NO[:14] not in out.out + out.err
+    assert not (tmp_path / "out" / "eob.parquet").exists()
+    db = tmp_path / "ledger.db"
+    assert not db.exists() or ID_NO.encode() not in db.read_bytes()

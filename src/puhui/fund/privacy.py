@@ -583,3 +583,19 @@ def identifying_fields(record, prefix: str = "") -> list[tuple[str, str]]:
             if rule:
                 out.append((path, rule))
     return out
+
+
+def refuse_identifying(df: pd.DataFrame, source: str) -> None:
+    """Raise :class:`~puhui.errors.InputError` when a table a command reads (a claims
+    file, a list of settlements) holds personal data: one line per column and rule, with
+    the count of distinct values and never a value. ``source``: the file, for the message.
+    """
+    found = scan_frame(df)
+    if found:
+        from puhui.errors import InputError
+
+        lines = [f"{source}: column {f.column}: privacy 'anonymised data: no {f.what}' broken"
+                 f" by {f.count or 'the column'}{' values' if f.count else ''}. Fix: remove "
+                 f"the column or replace it with pseudonymous codes; values are not shown"
+                 for f in found]
+        raise InputError("\n".join(lines))
