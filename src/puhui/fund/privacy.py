@@ -215,13 +215,13 @@ _MMDD = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
 #: a digit run in one piece is a candidate only when shaped like an ID (region, date) or
 #: a mobile number, decided in C: a column of numeric tokens costs no Python per value
 _CANDIDATE = re.compile(
-    rf"(?<![0-9])(?:[0-9]+(?:{_SEP}{{1,3}}[0-9]+)+(?:{_SEP}?[Xx])?"
+    rf"(?<![0-9])(?:[0-9]++(?:{_SEP}{{1,3}}[0-9]++)+(?:{_SEP}?[Xx])?"
     rf"|(?:{_REGION}[0-9]{{4}}(?:19|20)[0-9]{{2}}{_MMDD}[0-9]{{3}}(?:[0-9]|{_SEP}?[Xx])"
     rf"|{_REGION}[0-9]{{6}}{_MMDD}[0-9]{{3}}"
     rf"|(?:0086|86)?1[3-9][0-9]{{9}})(?![0-9]))")
 _GROUP = re.compile(r"[0-9]+|[Xx]")
 #: a mobile number in scientific notation (a spreadsheet's 1.3812345678E+10)
-_SCI_MOBILE = re.compile(r"(?<![0-9.])1\.[3-9][0-9]{9}[eE]\+?10(?![0-9])")
+_SCI_MOBILE = re.compile(r"1\.[3-9][0-9]{9}[eE]\+?10(?![0-9])")   # literal start: fast
 #: a phone word right before digits ("tel13812345678"): the digits are still a phone number
 _PHONE_PREFIX = re.compile(r"(?:tel|phone|mobile|cell|call|sj|dh)\W*$", re.IGNORECASE)
 
@@ -433,7 +433,8 @@ def scan_texts(vals: list[str]) -> dict[str, set[str]]:
             if rule:
                 add(rule, j._index(s))
         for m in _SCI_MOBILE.finditer(text):   # "1.3812345678" is a run of 12
-            add(MOBILE, j._index(m.start()))
+            if m.start() == 0 or text[m.start() - 1] not in "0123456789.":
+                add(MOBILE, j._index(m.start()))
     has_cjk = not text.isascii() and _CJK.search(text) is not None
     if has_cjk:
         for rule, pat in ((ADDRESS, _ADDRESS_ZH), (NAME, _NAME_ZH)):
