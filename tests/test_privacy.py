@@ -139,10 +139,12 @@ def test_full_width_and_suffixes():
 
 def test_column_names_pinyin_and_english():
     for c in ("hzxm", "patient", "lxr", "zjhm", "sfz", "shouji", "sj", "dz", "dizhi", "zz",
-              "PatientName", "contact", "idcard", "identity_card", "lianxidianhua", "家庭住址"):
+              "PatientName", "contact", "idcard", "identity_card", "lianxidianhua", "家庭住址",
+              "psn_xm", "tbrxm", "nickname", "email"):
         assert column_rule(c) is not None, c
     for c in ("psn_no", "setl_id", "dise_name", "hosp_name", "xmbm", "jssj", "psn_cert_type",
-              "patient_id", "fixmedins_code", "hilist_code", "refund_of", "consent"):
+              "patient_id", "fixmedins_code", "hilist_code", "refund_of", "consent",
+              "zlxm", "age_cell"):
         assert column_rule(c) is None, c
 
 

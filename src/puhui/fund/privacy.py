@@ -129,7 +129,11 @@ _NAME_WORDS = {"name", "names", "xm", "xingming", "mingzi", "fullname", "firstna
                "lastname", "surname", "givenname", "familyname", "patient", "patientname",
                "hzxm", "brxm", "lxr", "lianxiren", "contact", "contactperson", "contactname",
                "emergencycontact", "psnname", "insuredname", "holdername", "insured",
-               "policyholdername", "applicantname", "beneficiaryname", "realname"}
+               "policyholdername", "applicantname", "beneficiaryname", "realname",
+               "nickname", "username",
+               # 姓名 (xm) of the patient, insured, applicant, contact, person...
+               "hzxm", "brxm", "tbrxm", "bbrxm", "bbxrxm", "cbrxm", "khxm", "sqrxm", "syrxm",
+               "jhrxm", "lxrxm", "psnxm", "ryxm", "xmpy"}
 #: words that make ``..._name`` the name of a thing, not of a person
 _THING_WORDS = {"dise", "disease", "diag", "diagnosis", "drug", "med", "medicine", "hilist",
                 "list", "item", "product", "prod", "hosp", "hospital", "fixmedins", "medins",
@@ -142,8 +146,9 @@ _THING_WORDS = {"dise", "disease", "diag", "diagnosis", "drug", "med", "medicine
 _ID_WORDS = {"sfz", "sfzh", "sfzhm", "sfzhao", "zjhm", "zjh", "idcard", "idcardno",
              "idno", "idnumber", "certno", "certnum", "shenfenzheng", "shenfenzhenghao",
              "nationalid", "passport", "passportno", "ssn", "cardid"}
-_PHONE_WORDS = {"phone", "phones", "mobile", "tel", "telephone", "cellphone", "cell", "fax",
+_PHONE_WORDS = {"phone", "phones", "mobile", "tel", "telephone", "cellphone", "fax",
                 "shouji", "shoujihao", "sjh", "sjhm", "dianhua", "lxdh", "lxfs", "phoneno",
+                "cellno",
                 "mobileno", "telno", "lianxidianhua", "lianxifangshi"}
 _ADDRESS_WORDS = {"addr", "address", "addresses", "dz", "dizhi", "zz", "zhuzhi", "jtdz",
                   "jtzz", "hjdz", "xzz", "lxdz", "xzdz", "jzdz", "zzdz", "txdz",
@@ -184,8 +189,7 @@ def column_rule(col) -> str | None:
         return "a person's name"
     if words & _NAME_WORDS - {"name", "names", "patient", "insured", "contact"}:
         return "a person's name"
-    if (len(joined) <= 6 and joined.endswith("xm")) or joined.endswith("lxr") \
-            or "lianxiren" in joined or "xingming" in joined:
+    if joined.endswith("lxr") or "lianxiren" in joined or "xingming" in joined:
         return "a person's name"
     if tokens in (["patient"], ["insured"]) or "contact" in tokens:
         return "a person's name"
