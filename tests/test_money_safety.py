@@ -517,3 +517,94 @@ def test_a_held_settlement_keeps_its_payout_and_its_limit_use(city, tmp_path):
     con.close()
     assert over == []
     assert res.summary["paid_this_batch_yuan"] == 0.0
+
+
+def test_a_database_that_is_not_a_ledger_is_refused_and_left_alone(tmp_path):
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(InputError, match="not a puhui ledger"):
+        ledger.connect(f"sqlite:///{empty}", must_exist=True)
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE foo (x)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    for must in (True, False):
+        with pytest.raises(InputError, match="another database"):
+            ledger.connect(f"sqlite:///{other}", must_exist=must)
+    assert other.read_bytes() == before
+
+
+@pytest.mark.parametrize("text", ["2025-06-01:9999-12-31", "0001-01-01:2025-01-01",
+                                  "2025-06-01", "", "2025-07-01:2025-06-01"])
+def test_a_bad_period_is_refused(text):
+    from puhui.claims.batch import parse_period
+
+    with pytest.raises(InputError, match="--period"):
+        parse_period(text)
+
+
+def test_a_resent_direct_settlement_with_any_change_is_a_conflict(city, tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
+    psn, kind = _one_insured(city)
+    s = _direct("DF1", psn, "2025-12-02", 30000, kind) | {
+        "lines": [{"hilist_code": "X-1", "list_class": "self", "amount": 100}]}
+    direct_payout(PRODUCT, url, s)
+    assert direct_payout(PRODUCT, url, s)["already_decided"]
+    for change in ({"medfee_sumamt": s["medfee_sumamt"] + 100, "hifp_pay": s["hifp_pay"] + 100},
+                   {"lines": [{"hilist_code": "X-1", "list_class": "self", "amount": 200}]},
+                   {"lines": []}):
+        with pytest.raises(InputError, match="already decided with other amounts"):
+            direct_payout(PRODUCT, url, s | change)
+
+
+def test_a_direct_settlement_reversed_since_is_not_answered_as_paid(city, tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
+    psn, kind = _one_insured(city)
+    s = _direct("DR1", psn, "2025-11-02", 60000, kind)
+    before = net_by_person(url).get(psn, 0)
+    assert direct_payout(PRODUCT, url, s)["total_payout"] > 0
+    st = read_raw(city, SETTLEMENTS)
+    row = st[st["refund_of"].isna()].iloc[[0]].assign(
+        setl_id="DR1", psn_no=psn, setl_time=pd.Timestamp("2025-11-02"), med_type="21",
+        hosp_lv=3, insutype=kind, medfee_sumamt=180000.0, fulamt_ownpay_amt=0.0,
+        overlmt_selfpay=0.0, preselfpay_amt=0.0, inscp_scp_amt=180000.0, act_pay_dedc=0.0,
+        hifp_pay=120000.0, hifob_pay=0.0, hifmi_pay=0.0, maf_pay=0.0, psn_part_amt=60000.0,
+        acct_pay=0.0, psn_cash_pay=60000.0)
+    both = pd.concat([st, row], ignore_index=True)
+    data = _copy_fund(city, tmp_path / "rev", pd.concat([both, _reversal_of(both, "DR1")],
+                                                        ignore_index=True))
+    run_batch(PRODUCT, PRODUCT.path, data, url, "b2")
+    assert net_by_person(url).get(psn, 0) == before       # the reversal took it back
+    with pytest.raises(InputError, match="reversed since it was decided"):
+        direct_payout(PRODUCT, url, s)
+
+
+def test_a_ledger_without_the_inputs_of_what_it_paid_refuses_an_extract(city, tmp_path):
+    """A schema-1 ledger kept no settlement inputs: an extract cannot run the deductibles
+    and limits of what it lacks, so it is refused until a batch on the whole year has
+    stored them (found by the hostile review: the extract took money back and rewrote
+    accumulators)."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    run_batch(PRODUCT, PRODUCT.path, city, url, "year")
+    con = sqlite3.connect(ledger.sqlite_path(url))
+    con.executescript("DELETE FROM settlement_lines; DELETE FROM settlements;")
+    con.commit()
+    con.close()
+    before, acc = net_by_person(url), accumulators(url)
+    st = read_raw(city, SETTLEMENTS)
+    jun = st[(st["setl_time"] >= pd.Timestamp("2025-06-01"))
+             & (st["setl_time"] < pd.Timestamp("2025-07-01"))]
+    jun = jun[~jun["refund_of"].notna() | jun["refund_of"].isin(set(jun["setl_id"]))]
+    extract = _copy_fund(city, tmp_path / "jun", jun.reset_index(drop=True))
+    with pytest.raises(InputError, match="did not keep"):
+        run_batch(PRODUCT, PRODUCT.path, extract, url, "jun")
+    assert net_by_person(url) == before and accumulators(url) == acc
+    assert run_batch(PRODUCT, PRODUCT.path, city, url, "again").summary[
+        "paid_this_batch_yuan"] == 0.0
+    res = run_batch(PRODUCT, PRODUCT.path, extract, url, "jun")
+    assert res.summary["paid_this_batch_yuan"] == 0.0
+    assert net_by_person(url) == before and accumulators(url) == acc

@@ -254,7 +254,8 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
     extra = {"block_persons": block_persons} if block_persons else {}
     res = run_batch(product, product.path, data_dir, url, batch_id, mode, progress=progress,
                     eob_sink=eob, claims=claims, workers=workers,
-                    period=parse_period(period) if period else None, complete=complete,
+                    period=parse_period(period) if period is not None else None,
+                    complete=complete,
                     **extra)
     if bar is not None:
         bar.render_finish()

@@ -158,6 +158,10 @@ def parse_period(text: str) -> tuple[str, str]:
                          f"2025-01-01:2025-03-31") from None
     if last < first:
         raise InputError(f"--period {text!r}: the period ends before it starts")
+    from puhui.fund.schema import FIRST_DATE, LAST_DATE
+
+    if first < FIRST_DATE or last > LAST_DATE:
+        raise InputError(f"--period {text!r}: dates lie from {FIRST_DATE} to {LAST_DATE}")
     return str(first), str(last)
 
 
@@ -234,6 +238,21 @@ def _missing_from_data(con, product: Product, scope: Scope, keys: np.ndarray,
         f"period it covers with --period FROM:TO (a settlement outside the batch's period is "
         f"never taken back); if the data is complete for that period, run again with "
         f"--complete to take back what they were paid")
+
+
+def _refuse_unknown_history(con, product: Product, keys: np.ndarray, data_dir: Path) -> None:
+    """A ledger written before schema 2 did not keep the inputs of what it decided: a
+    batch whose data lacks some of those settlements cannot run their deductibles and
+    limits, so it is refused until one batch on data holding them has stored them."""
+    old = ledger.unstored_decided(con, product.id)
+    lacking = old[~_in_keys(keys, old["setl_id"], old["psn_no"])]
+    if len(lacking):
+        raise InputError(
+            f"{data_dir}: the ledger holds {len(lacking):,} settlements decided under "
+            f"{product.id} by an earlier puhui (ledger schema 1) whose amounts it did not "
+            f"keep, and this data does not hold them. Nothing was written. Run one batch "
+            f"on data that holds the product's whole policy year first (it keeps them); "
+            f"extracts work after that")
 
 
 def _take_back(con, ctx: _BlockContext, missing: pd.DataFrame) -> pd.DataFrame:
@@ -399,6 +418,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     mine = (data.policies["product_id"] == product.id).to_numpy()
     pol = data.policies[mine].assign(renewal=renewals(data.policies)[mine]).reset_index(drop=True)
 
+    _refuse_unknown_history(con, product, data_keys, data_dir)
     taking_back = _missing_from_data(con, product, scope, data_keys, complete, data_dir)
     pol, cfy_source = with_claim_free_years(con, data.policies, pol, exclude_batch=batch_id)
     with ledger.unit_of_work(con):
@@ -806,6 +826,10 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
                         keep["ratio_bp"].astype(int).tolist(),
                         keep["payout_amt"].astype(int).tolist(), keep["reason"],
                         [ctx.batch_id] * len(keep)))
+    # a reversed original's decision says so (a direct payout sent again is refused)
+    dec_rows += [(o, b.id, p, None, 0, 0, 0, 0, "REVERSED", ctx.batch_id)
+                 for o, p in zip(rev_b["refund_of"].astype(str), rev_b["psn_no"].astype(str))
+                 for b in product.benefits]
     elig = np.zeros(len(st_b), bool)
     for b in product.benefits:
         elig |= dec.eligible[b.id][:len(st_b)] > 0

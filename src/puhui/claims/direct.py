@@ -35,8 +35,9 @@ _MATCHERS: dict[str, LineMatcher] = {}
 
 def _fen(v, what: str) -> int:
     """A JSON amount in yuan (a number, or a decimal string) as fen."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-        raise InputError(f"settlement: {what} is not an amount in yuan: {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)) or \
+            (isinstance(v, str) and not _DECIMAL.match(v)):
+        raise InputError(f"settlement: {what} is not an amount in yuan: {str(v)[:40]!r}")
     try:
         f = float(v)
     except ValueError:
@@ -55,7 +56,13 @@ def _text(raw: dict, key: str) -> str:
     if isinstance(v, bool) or not isinstance(v, (str, int)) or not str(v).strip():
         raise InputError(f"settlement: {key} must be a non-empty text or integer code, "
                          f"not {type(v).__name__}")
+    if len(str(v).strip()) > MAX_ID_CHARS:
+        raise InputError(f"settlement: {key} is longer than {MAX_ID_CHARS} characters")
     return str(v).strip()
+
+
+MAX_ID_CHARS = 64
+_DECIMAL = re.compile(r"^\s*\d+(\.\d{1,2})?\s*$")
 
 
 def _day(raw: dict) -> dt.date:
@@ -63,7 +70,7 @@ def _day(raw: dict) -> dt.date:
     try:
         if not isinstance(text, str) or not _DATE.match(text):
             raise ValueError
-        day = dt.date.fromisoformat(text[:10])
+        day = dt.datetime.fromisoformat(text).date()
     except ValueError:
         raise InputError(f"settlement: setl_time is not a date (YYYY-MM-DD): "
                          f"{raw['setl_time']!r}") from None
@@ -169,6 +176,17 @@ def _lines(raw_lines: Any) -> list[dict]:
     return lines
 
 
+def _digest(s: dict, lines: list[dict]) -> str:
+    """SHA-256 of a settlement as decided: every required field (amounts in fen, the date)
+    and every line, in a canonical order."""
+    import hashlib
+    import json
+
+    body = {k: (str(s[k]) if k == "setl_time" else s[k]) for k in REQUIRED}
+    body["lines"] = sorted((ln["hilist_code"], ln["list_class"], ln["amount"]) for ln in lines)
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def _stored_form(s: dict, lines: list[dict], matcher: LineMatcher) -> tuple[dict, list[dict]]:
     """The settlement as the ledger keeps it (:data:`ledger.STORED`, the lines on one of
     the product's lists), to compare with what it holds."""
@@ -200,7 +218,7 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     inputs are kept in the ledger, so a batch whose data does not hold it yet still
     counts it (and keeps its payout) until data covering its date says otherwise."""
     s, lines = _settlement(raw)
-    guard_settlement(s, lines)
+    guard_settlement(raw)
     matcher = _MATCHERS.get(product.id) or _MATCHERS.setdefault(product.id, LineMatcher(product))
     con = ledger.connect(url, must_exist=True)
     try:
@@ -244,9 +262,14 @@ def _same_settlement(con, s: dict, lines: list[dict], matcher: LineMatcher,
     """Refuse a settlement id already decided for other inputs: compared field by field
     with what the ledger kept of it, or (a batch keeps only settlements with something
     eligible) by the eligible amounts it decided."""
+    if any(why == "REVERSED" for *_, why in done):
+        raise InputError(f"settlement {s['setl_id']}: reversed since it was decided; a new "
+                         f"settlement is sent under a new setl_id")
     held = ledger.stored_settlement(con, s["setl_id"])
-    if held is not None:
-        same = held == _stored_form(s, lines, matcher)
+    if held is not None and held[2] is not None:         # a direct payout's whole request
+        same = held[2] == _digest(s, lines)
+    elif held is not None:                                # a batch's: the fields it keeps
+        same = held[:2] == _stored_form(s, lines, matcher)
     else:
         decided = {b: e for b, e, *_ in done}
         same = all(decided.get(b, 0) == r["eligible"] for b, r in res.items())
@@ -276,7 +299,7 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
     row, kept = _stored_form(s, lines, matcher)
     ledger.store_settlements(con, [tuple(row.values())],
                              [(s["setl_id"], ln["hilist_code"], ln["list_class"], ln["amount"])
-                              for ln in kept], DIRECT_BATCH)
+                              for ln in kept], DIRECT_BATCH, _digest(s, lines))
     if pol is not None:
         ledger.update_accumulators(con, pol_no, state)
     ledger.audit(con, "claims direct", DIRECT_BATCH, setl_id=s["setl_id"],
@@ -284,18 +307,13 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
     return _answer(s["setl_id"], rows)
 
 
-def guard_settlement(s: dict, lines: list[dict]) -> None:
+def guard_settlement(raw: dict) -> None:
     """Nothing identifying may reach the ledger: psn_no and setl_id must be pseudonymous
-    tokens, and no text field may hold an ID number, a phone number or an address."""
-    import pandas as pd
+    tokens, and no field may hold an ID number, a phone number, a name or an address
+    (:func:`puhui.fund.privacy.identifying_fields`; the value is never shown)."""
+    from puhui.fund.privacy import identifying_fields
 
-    from puhui.fund.privacy import scan_values
-
-    fields = {k: v for k, v in s.items() if isinstance(v, str)}
-    fields.update({f"lines[{i}].{k}": v for i, ln in enumerate(lines)
-                   for k, v in ln.items() if isinstance(v, str)})
-    hits = [(k, f.what) for k, v in fields.items()
-            for f in scan_values(k, pd.Series([v], dtype=object))]
+    hits = identifying_fields(raw)
     if hits:
         where = ", ".join(f"{k} ({rule})" for k, rule in hits)
         raise InputError(f"settlement: {where} looks like personal data, which a direct "

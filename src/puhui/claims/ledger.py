@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS settlements (
     psn_no TEXT NOT NULL, setl_date TEXT NOT NULL, med_type TEXT NOT NULL,
     hosp_lv INTEGER NOT NULL, insutype TEXT NOT NULL, psn_part_fen INTEGER NOT NULL,
     fulamt_ownpay_fen INTEGER NOT NULL, overlmt_selfpay_fen INTEGER NOT NULL,
-    source TEXT NOT NULL);
+    source TEXT NOT NULL, digest TEXT);
 CREATE INDEX IF NOT EXISTS settlements_psn ON settlements (psn_no);
 CREATE INDEX IF NOT EXISTS settlements_date ON settlements (setl_date);
 CREATE TABLE IF NOT EXISTS settlement_lines (
@@ -130,12 +130,20 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+        con.execute("PRAGMA busy_timeout=60000")
+        # before anything is written: a database that is not a ledger is left as it is
+        version = _schema_version(con)
+        foreign = version is None and con.execute(
+            "SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+        if foreign or (must_exist and version is None):
+            con.close()
+            raise InputError(f"ledger {path}: not a puhui ledger ("
+                             f"{'another database' if foreign else 'an empty file'}); give "
+                             f"the ledger the batches were run into")
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA foreign_keys=ON")
         con.execute("PRAGMA synchronous=FULL")
-        con.execute("PRAGMA busy_timeout=60000")
-        version = _schema_version(con)
-        if version is not None and int(version) > int(SCHEMA_VERSION):
+        if version and int(version) > int(SCHEMA_VERSION):
             con.close()
             raise InputError(f"ledger {path}: schema version {version} is newer than this "
                              f"puhui understands ({SCHEMA_VERSION}); upgrade puhui")
@@ -157,7 +165,7 @@ def _schema_version(con: sqlite3.Connection) -> str | None:
     if not has:
         return None
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return row[0] if row else None
+    return row[0] if row else ""          # a ledger another process is creating
 
 
 @contextmanager
@@ -396,17 +404,19 @@ def block_stamp(con: sqlite3.Connection, lo: str, hi: str) -> tuple[int, int, in
 
 
 def store_settlements(con: sqlite3.Connection, rows: list[tuple], lines: list[tuple],
-                      source: str) -> None:
+                      source: str, digest: str | None = None) -> None:
     """Keep the inputs of decided settlements: ``rows`` as :data:`STORED` (date as
     ``YYYY-MM-DD``, amounts in fen), ``lines`` as (setl_id, hilist_code, list_class,
     amount_fen) - the lines on one of the product's lists. A settlement stored again
-    replaces what was stored (the newest data is the settlement)."""
+    replaces what was stored (the newest data is the settlement). ``digest``: of the
+    whole request a direct payout was decided on (every field and line), so a resent
+    settlement with any change is told apart."""
     ids = [(r[0],) for r in rows]
     con.executemany("DELETE FROM settlement_lines WHERE setl_id = ?", ids)
     con.executemany("INSERT OR REPLACE INTO settlements (setl_id, psn_no, setl_date, med_type,"
                     " hosp_lv, insutype, psn_part_fen, fulamt_ownpay_fen, overlmt_selfpay_fen,"
-                    " source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*r, source) for r in rows])
+                    " source, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*r, source, digest) for r in rows])
     con.executemany("INSERT INTO settlement_lines VALUES (?, ?, ?, ?)", lines)
 
 
@@ -459,18 +469,35 @@ def stored_settlements(con: sqlite3.Connection, lo: str, hi: str, first: str, la
     return st, lines
 
 
-def stored_settlement(con: sqlite3.Connection, setl_id: str) -> tuple[dict, list[dict]] | None:
-    """One stored settlement (fields in :data:`STORED`, date as text) and its lines."""
+def stored_settlement(con: sqlite3.Connection, setl_id: str
+                      ) -> tuple[dict, list[dict], str | None] | None:
+    """One stored settlement (fields in :data:`STORED`, date as text), its lines and the
+    digest of the direct request it came from (None from a batch)."""
     cur = con.execute("SELECT setl_id, psn_no, setl_date, med_type, hosp_lv, insutype,"
-                      " psn_part_fen, fulamt_ownpay_fen, overlmt_selfpay_fen FROM settlements"
-                      " WHERE setl_id = ?", (setl_id,))
+                      " psn_part_fen, fulamt_ownpay_fen, overlmt_selfpay_fen, digest"
+                      " FROM settlements WHERE setl_id = ?", (setl_id,))
     row = cur.fetchone()
     if row is None:
         return None
+    digest, row = row[-1], row[:-1]
     lines = [dict(zip(("hilist_code", "list_class", "amount"), r)) for r in con.execute(
         "SELECT hilist_code, list_class, amount_fen FROM settlement_lines WHERE setl_id = ?"
         " ORDER BY hilist_code, list_class, amount_fen", (setl_id,))]
-    return dict(zip(STORED, row)), lines
+    return dict(zip(STORED, row)), lines, digest
+
+
+def unstored_decided(con: sqlite3.Connection, product_id: str):
+    """Settlements decided under ``product_id``'s policies with something eligible whose
+    inputs the ledger did not keep (decided by puhui before ledger schema 2) and that no
+    reversal undid: setl_id, psn_no."""
+    import pandas as pd
+
+    return pd.read_sql_query(
+        "SELECT DISTINCT d.setl_id, d.psn_no FROM decisions d JOIN policies p ON"
+        " p.policy_no = d.policy_no WHERE p.product_id = ? AND d.eligible_fen > 0"
+        " AND d.reason != 'REVERSED' AND NOT EXISTS (SELECT 1 FROM settlements s WHERE"
+        " s.setl_id = d.setl_id) AND NOT EXISTS (SELECT 1 FROM reversals r WHERE"
+        " r.refund_of = d.setl_id)", con, params=[product_id])
 
 
 def decided_in_period(con: sqlite3.Connection, product_id: str, first: str, last: str):

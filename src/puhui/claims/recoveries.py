@@ -156,6 +156,10 @@ def run_recoveries(product: Product, data_dir: str | Path, url: str, batch_id: s
     persons, st, lines = _read(data_dir)
     deaths = persons.set_index(persons["psn_no"].astype(str))["death_date"].dropna()
     con = ledger.connect(url, must_exist=True)
+    if not ledger.has_policies(con, product.id):
+        con.close()
+        raise InputError(f"ledger {url}: no policy of product {product.id}; nothing it paid "
+                         f"can be recovered. Check the product, or run its batches first")
     benefits = sorted({b for b, _ in agreements.values()} | {b for b, _ in caps.values()})
 
     def due_now():
