@@ -227,26 +227,34 @@ def test_claims_run_counts_a_renewal_from_another_product(tmp_path):
 
 # -- (e) pricing's experience ---------------------------------------------------------------
 
-def test_experience_applies_the_waiting_period_to_a_new_notional_policy(tmp_path):
+def test_experience_applies_the_waiting_period_to_the_entrants_the_data_shows(tmp_path):
     """Pricing applies the product as if in force: one notional calendar-year policy per
-    person and data year, the first data year a new policy, later ones renewals. A stay on
-    day 89 of the first year pays nothing as-if; day 90 pays; day 89 a year later (a
-    renewal) pays."""
+    person and data year. The waiting period takes off the claims of a new policy only
+    where the data shows an entrant (enrolled this year, not the year before, that year
+    in the data): V1 and V2 enter in 2025, V1's stay on day 89 pays nothing as-if and
+    V2's on day 90 pays. In the data's first year the history is unknown (V3, day 89 of
+    2024, pays), and a renewal (V4, enrolled both years, day 89 of 2025) pays."""
     from puhui.pricing.experience import experience
 
-    st = pd.DataFrame([_full(stay("F89", "2024-03-30 10:00", "V1")),     # 2024: leap year
-                       _full(stay("F90", "2024-03-31 10:00", "V2")),
-                       _full(stay("R89", "2025-03-31 10:00", "V3"))])
-    assert day("2024-01-01", 89).date().isoformat() == "2024-03-30"
-    no_policies = pd.DataFrame(POLICIES).drop(columns="claim_free_years").iloc[:0]
-    write_fund(FundData(_persons(["V1", "V2", "V3"]), no_policies, st, None), tmp_path)
+    st = pd.DataFrame([_full(stay("N89", "2025-03-31 10:00", "V1")),     # 2025: day 89
+                       _full(stay("N90", "2025-04-01 10:00", "V2")),
+                       _full(stay("F89", "2024-03-30 10:00", "V3")),     # 2024: leap year
+                       _full(stay("R89", "2025-03-31 10:00", "V4"))])
+    assert day("2025-01-01", 89).date().isoformat() == "2025-03-31"
+    pol = pd.DataFrame([policy("E1", "V1", "2025-01-01", "2025-12-31"),
+                        policy("E2", "V2", "2025-01-01", "2025-12-31"),
+                        policy("E3", "V4", "2024-01-01", "2024-12-31"),
+                        policy("E4", "V4", "2025-01-01", "2025-12-31")]
+                       ).drop(columns="claim_free_years")
+    write_fund(FundData(_persons(["V1", "V2", "V3", "V4"]), pol, st, None), tmp_path)
     e = experience(ELDERLY, read_fund(tmp_path)).set_index(["psn_no", "year"])
     pay = e[f"payout_{HOSP}"]
-    assert pay.loc[("V1", 2024)] == 0                 # inside the waiting period: as-if 0
-    assert e.loc[("V1", 2024), f"eligible_{HOSP}"] == 0
-    assert pay.loc[("V2", 2024)] == PAID              # day 90
-    assert pay.loc[("V3", 2025)] == PAID              # a renewal of the 2024 notional policy
-    assert pay.sum() == 2 * PAID
+    assert pay.loc[("V1", 2025)] == 0                 # an entrant inside the waiting period
+    assert e.loc[("V1", 2025), f"eligible_{HOSP}"] == 0
+    assert pay.loc[("V2", 2025)] == PAID              # day 90
+    assert pay.loc[("V3", 2024)] == PAID              # first data year: history unknown
+    assert pay.loc[("V4", 2025)] == PAID              # a renewal
+    assert pay.sum() == 3 * PAID
 
 
 def test_claims_direct_counts_a_renewal_from_another_product(tmp_path):

@@ -153,6 +153,18 @@ def settlement_years(data: FundData) -> list[int]:
     return sorted(int(y) for y in st["setl_time"].dt.year.unique())
 
 
+def _new_entrants(py: pd.DataFrame, year_of: np.ndarray, who: np.ndarray,
+                  py_key: np.ndarray) -> np.ndarray:
+    """Person-years whose notional policy is a new policy (the waiting period applies):
+    enrolled that year and not the year before, the year before being in the data. In
+    the data's first year the history is unknown and the notional policy counts as a
+    renewal, as does every year of the people never enrolled: the waiting period takes
+    off only the claims of entrants the data shows (prudent where entrants are unknown)."""
+    enrolled = py["enrolled"].to_numpy(dtype=bool)
+    before = np.isin(year_person_key(year_of - 1, who), py_key[enrolled])
+    return enrolled & (year_of > year_of.min()) & ~before
+
+
 def experience(product: Product, data: FundData, events: bool = False,
                years: list[int] | None = None):
     """The experience table (see the module docstring). With ``events=True`` also the
@@ -201,7 +213,8 @@ def experience(product: Product, data: FundData, events: bool = False,
         "product_id": product.id,
         "start_date": pd.to_datetime(pd.Series(year_of[covered]).astype(str) + "-01-01"),
         "end_date": pd.to_datetime(pd.Series(year_of[covered]).astype(str) + "-12-31"),
-        "preexisting": py["preexisting"].to_numpy()[covered], "premium": 0, "consent": True})
+        "preexisting": py["preexisting"].to_numpy()[covered], "premium": 0, "consent": True,
+        "renewal": ~_new_entrants(py, year_of, who, py_key)[covered]})
     dec = adjudicate(product, st, notional, data.lines, matcher=LineMatcher(product))
     agg = dec.by_policy()
     at = agg.index.to_numpy(dtype="int64")
