@@ -490,6 +490,19 @@ def base(tmp_path_factory):
                                       str(root / "b0"), "--workers", "1"])
     assert code == 0, err
     assert run is not None
+    # one policy of the product recoveries are tried with (a ledger holding none of its
+    # policies is refused before anything else)
+    import pandas as pd
+
+    from puhui.claims import ledger as ledger_mod
+
+    con = ledger_mod.connect(ledger)
+    with ledger_mod.unit_of_work(con):
+        ledger_mod.upsert_policies(con, pd.DataFrame([dict(
+            policy_no="EL1", psn_no="P00000001", product_id="elderly-medical-60-80",
+            start_date=pd.Timestamp("2025-01-01"), end_date=pd.Timestamp("2025-12-31"),
+            premium=80000, preexisting=False, consent=True)]))
+    con.close()
     products = root / "products"
     shutil.copytree(PRODUCTS, products)
     (root / "text.txt").write_text("just some text\n")
