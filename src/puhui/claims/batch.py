@@ -221,12 +221,14 @@ def _list_lines(lines: pd.DataFrame | None, matcher: LineMatcher) -> pd.DataFram
 
 
 def _missing_from_data(con, product: Product, scope: Scope, keys: np.ndarray,
-                       complete: bool, data_dir: Path) -> pd.DataFrame:
+                       complete: bool, data_dir: Path,
+                       reversed_here: set = frozenset()) -> pd.DataFrame:
     """Settlements the ledger decided under the product, dated inside the batch's scope,
     that the data does not hold. Without ``complete`` there must be none (exit 2, nothing
     written); with it they are returned, to be taken back."""
     cands = ledger.decided_in_period(con, product.id, *scope.dates)
-    missing = cands[~_in_keys(keys, cands["setl_id"], cands["psn_no"])].reset_index(drop=True)
+    missing = cands[~_in_keys(keys, cands["setl_id"], cands["psn_no"])
+                    & ~cands["setl_id"].isin(reversed_here).to_numpy()].reset_index(drop=True)
     if not len(missing) or complete:
         return missing
     paid = ledger.paid_for_settlements(con, missing["setl_id"].tolist(), product.id)
@@ -238,6 +240,30 @@ def _missing_from_data(con, product: Product, scope: Scope, keys: np.ndarray,
         f"period it covers with --period FROM:TO (a settlement outside the batch's period is "
         f"never taken back); if the data is complete for that period, run again with "
         f"--complete to take back what they were paid")
+
+
+def _reversals_of_ledger_originals(con, st: pd.DataFrame, quarantined: dict[int, str]
+                                   ) -> list[int]:
+    """Rows quarantined as reversing no settlement of the data whose original the ledger
+    kept: the same person, not reversed already, dated no later, amounts negated (the
+    fields the ledger keeps). Such a reversal can be applied."""
+    rows = [r for r, code in quarantined.items() if code == "Q_UNKNOWN_REVERSAL"]
+    if not rows:
+        return []
+    done = ledger.known_reversals(con)
+    out = []
+    for r in rows:
+        rev = st.iloc[r]
+        held = ledger.stored_settlement(con, str(rev["refund_of"]))
+        if held is None or str(rev["refund_of"]) in done:
+            continue
+        orig = held[0]
+        ok = (orig["psn_no"] == str(rev["psn_no"])
+              and str(rev["setl_time"].date()) >= orig["setl_time"]
+              and all(int(rev[c]) == -int(orig[c]) for c in ledger.STORED[6:]))
+        if ok:
+            out.append(r)
+    return out
 
 
 def _refuse_unknown_history(con, product: Product, keys: np.ndarray, data_dir: Path) -> None:
@@ -371,12 +397,19 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     for r in np.flatnonzero(bad_rev):
         quarantined[int(r)] = "Q_BAD_REVERSAL"
     q_mask |= bad_rev
+    # a reversal of an original only the ledger holds (last month's settlement reversed
+    # in this month's extract) is applied, not quarantined
+    con = ledger.connect(url)
+    from_ledger = _reversals_of_ledger_originals(con, st, quarantined)
+    for r in from_ledger:
+        del quarantined[r]
+    q_mask[from_ledger] = False
     is_rev_all = st["refund_of"].notna().to_numpy()
     revs = st[is_rev_all & ~q_mask]                  # the reversals that can be applied
     rev_of = dict(zip(revs["refund_of"], revs["setl_id"]))
+    ledger_originals = set(st.loc[from_ledger, "refund_of"].astype(str))
     # originals an earlier batch reversed, whose reversal this data does not hold (an
     # extract of a period before it): they stay reversed and keep what they were paid
-    con = ledger.connect(url)
     known = ledger.known_reversals(con)
     reversed_before: dict[int, str] = {}
     if known:
@@ -419,7 +452,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     pol = data.policies[mine].assign(renewal=renewals(data.policies)[mine]).reset_index(drop=True)
 
     _refuse_unknown_history(con, product, data_keys, data_dir)
-    taking_back = _missing_from_data(con, product, scope, data_keys, complete, data_dir)
+    taking_back = _missing_from_data(con, product, scope, data_keys, complete, data_dir,
+                                     ledger_originals)
     pol, cfy_source = with_claim_free_years(con, data.policies, pol, exclude_batch=batch_id)
     with ledger.unit_of_work(con):
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
@@ -502,7 +536,10 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
                               "taken_back_yuan": round(float(taken["payout_amt"].sum()), 2)
                               if len(taken) else 0.0}
     summary["carried_from_ledger"] = tally.carried
-    summary["reconciles"] = summary["settlements_in_eob"] == len(st) + n_taken
+    # the EOB also lists the originals of the data's reversals that only the ledger held
+    summary["reversed_from_ledger"] = len(ledger_originals)
+    summary["reconciles"] = summary["settlements_in_eob"] == \
+        len(st) + n_taken + len(ledger_originals)
     summary["ledger_entries_yuan"] = booked / 100
     summary["eob_matches_ledger"] = booked == tally.paid
     cfy = pol["claim_free_years"].value_counts().sort_index()
@@ -860,7 +897,8 @@ def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
     # payout, so its deductible and limit use stay counted): adjudicated from the ledger
     away = (~_in_keys(ctx.data_keys, stored["setl_id"], stored["psn_no"])
             | stored["setl_id"].isin(ctx.frozen).to_numpy()) & \
-        ~stored["setl_id"].isin(ctx.taking_back).to_numpy()
+        ~stored["setl_id"].isin(ctx.taking_back).to_numpy() & \
+        ~stored["setl_id"].isin(ctx.rev_of).to_numpy()        # reversed in this data
     carried = stored[away].reset_index(drop=True)
     return stored, carried, lines[lines["setl_id"].isin(set(carried["setl_id"]))]
 
@@ -910,7 +948,7 @@ def _entries(long: pd.DataFrame, paid: pd.DataFrame, rev_b: pd.DataFrame,
     m["paid"] = pd.to_numeric(m["paid"]).fillna(0).astype("int64")
     m["target"] = pd.to_numeric(m["target"]).fillna(0).astype("int64")
     outside = ~_in_keys(ctx.data_keys, m["applies_to"], m["psn_no"].where(
-        m["psn_no"].notna(), m["paid_psn"]))
+        m["psn_no"].notna(), m["paid_psn"])) & ~m["applies_to"].isin(ctx.rev_of).to_numpy()
     m["leave"] = m["leave"].where(m["leave"].notna(), False).astype(bool) | outside | \
         m["applies_to"].isin(ctx.frozen).to_numpy() | \
         m["applies_to"].isin(ctx.taking_back).to_numpy() | \
