@@ -42,10 +42,29 @@ def actuarial_dir() -> Path:
                         "(it ships with the puhui source tree)")
 
 
+MAX_DEPTH = 16      # tables and arrays within each other: a basis file needs five
+
+
+def _depth(value: Any) -> int:
+    """How deep tables and arrays nest (iteratively: a hostile file cannot recurse us)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        deepest = max(deepest, d)
+        if d > MAX_DEPTH:
+            break
+        kids = v.values() if isinstance(v, dict) else v if isinstance(v, list) else ()
+        todo.extend((k, d + 1) for k in kids if isinstance(k, (dict, list)))
+    return deepest
+
+
 def _read_one(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data = tomllib.load(fh)
+    except RecursionError:
+        raise RuleFileError(f"{path}: tables or arrays nested too deeply (at most "
+                            f"{MAX_DEPTH})") from None
     except FileNotFoundError:
         raise RuleFileError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -54,6 +73,9 @@ def _read_one(path: Path) -> dict[str, Any]:
         raise RuleFileError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise RuleFileError(f"{path}: not valid TOML ({exc})") from None
+    if _depth(data) > MAX_DEPTH:
+        raise RuleFileError(f"{path}: tables or arrays nested too deeply (at most {MAX_DEPTH})")
+    return data
 
 
 def read_chain(path: str | Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -82,10 +104,13 @@ def read_chain(path: str | Path) -> list[tuple[Path, dict[str, Any]]]:
 def merge_chain(chain: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     """Merge a chain from :func:`read_chain`: the root first, each file over it."""
     out = chain[-1][1]
-    for _, data in reversed(chain[:-1]):
+    for path, data in reversed(chain[:-1]):
         base = dict(out)
         base.pop("id", None)
-        out = merge_basis(base, data)
+        try:
+            out = merge_basis(base, data)
+        except RuleFileError as exc:
+            raise RuleFileError(f"{path}: {exc}") from None
     return out
 
 
@@ -115,7 +140,12 @@ def merge_basis(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
             merged = {e["id"]: dict(e) for e in old}
             for e in value:
                 if e.get("remove"):
-                    merged.pop(e["id"], None)
+                    if e["id"] not in merged:     # a misspelt id would remove nothing
+                        raise RuleFileError(
+                            f"{key}: remove = true for id {e['id']!r}, which the file it "
+                            f"extends does not have (ids there: "
+                            f"{', '.join(map(str, merged)) or 'none'})")
+                    merged.pop(e["id"])
                 elif e["id"] in merged:
                     merged[e["id"]] = merge_basis(merged[e["id"]], e)
                 else:

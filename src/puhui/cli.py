@@ -94,9 +94,11 @@ def cli():
 
 
 @cli.command()
-@click.option("--persons", type=click.IntRange(1), required=True, help="number of people")
+@click.option("--persons", type=click.IntRange(1, 100_000_000), required=True,
+              help="number of people")
 @click.option("--years", type=click.IntRange(1, 10), required=True, help="policy years")
-@click.option("--seed", type=int, required=True, help="random seed (same seed, same bytes)")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), required=True,
+              help="random seed (same seed, same bytes)")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="folder to write the four Parquet files into")
 @click.option("--start-year", type=click.IntRange(2021, 2030), default=None,
@@ -421,7 +423,7 @@ def ledger_export(url, out_file):
 @click.option("--product", "product_file", required=True, help="product file (path or id)")
 @click.option("--data", "data_dir", type=click.Path(), required=True, help="fund-data folder")
 @click.option("--out", type=click.Path(file_okay=False), required=True)
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="seed of the interval's simulation (same seed, same figures)")
 @click.option("--assumptions", "assumptions_file", type=click.Path(), default=None,
               help="assumptions file (default actuarial/assumptions/pricing.toml)")
@@ -566,7 +568,7 @@ def mortality(directory, out_file):
               help="folder for survival.json and report.html")
 @click.option("--max-people", type=click.IntRange(100), default=200_000, show_default=True,
               help="people the Cox models and curves run on at most (a random subset)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 def survival(directory, out, max_people, seed):
     """Survival models of a fund-data folder with their diagnostics: mortality against
     CL1/CL2 (A/E, Gompertz two ways, Cox on the age scale), persistency (time to lapse)

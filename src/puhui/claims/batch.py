@@ -137,6 +137,11 @@ def check_batch_id(batch_id: str) -> None:
             any(not ch.isprintable() or ch.isspace() for ch in batch_id):
         raise InputError("--batch: give 1 to 100 printable characters without spaces "
                          "(for example 2025-06-claimed)")
+    from puhui.fund.privacy import check_token
+
+    if check_token(batch_id, "batch"):
+        raise InputError("--batch: the id looks like personal data (not shown); give a "
+                         "batch name such as 2025-06-claimed")
     if batch_id == ledger.DIRECT_BATCH:
         raise InputError(f"--batch {batch_id!r} is the ledger's standing batch of direct "
                          f"payouts; give another id")
@@ -240,6 +245,20 @@ def _missing_from_data(con, product: Product, scope: Scope, keys: np.ndarray,
         f"period it covers with --period FROM:TO (a settlement outside the batch's period is "
         f"never taken back); if the data is complete for that period, run again with "
         f"--complete to take back what they were paid")
+
+
+def _renews(pol: pd.DataFrame, data_policies: pd.DataFrame, ledger_policies: pd.DataFrame
+            ) -> np.ndarray:
+    """For each of ``pol``: whether it continues a policy of any product ending the day
+    before it starts, among the data's policies and the ledger's (a yearly extract holds
+    only this year's policies; last year's are in the ledger)."""
+    cols = ["policy_no", "psn_no", "start_date", "end_date"]
+    every = pd.concat([pol[cols].assign(mine=True), data_policies[cols].assign(mine=False),
+                       ledger_policies[cols].assign(mine=False)], ignore_index=True)
+    every = every.astype({"policy_no": str, "psn_no": str}).drop_duplicates(
+        "policy_no", keep="first").reset_index(drop=True)
+    ren = renewals(every)
+    return ren[every["mine"].to_numpy()][:len(pol)]
 
 
 def _reversals_of_ledger_originals(con, st: pd.DataFrame, quarantined: dict[int, str]
@@ -378,6 +397,10 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     files = [p for p in data_dir.glob("*.parquet")]
     dhash, phash = sha256_files(files), product_hash(product)
     _refuse_no_policy(product, data.policies, data_dir)
+    if claims is not None and not data.settlements["setl_id"].astype(str).isin(claims).any():
+        raise InputError(f"the claims file names {len(claims):,} settlements and none of them "
+                         f"is in {data_dir}/settlements.parquet; nothing was written. Give the "
+                         f"claims file of this data")
     scope = batch_scope(data.settlements["setl_time"], period, data_dir)
     data_keys = _id_keys(data.settlements["setl_id"], data.settlements["psn_no"])
 
@@ -447,14 +470,13 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         st = st.drop(columns=["setl_id"])
     data.settlements = st
     gc.collect()
-    # a renewal continues any product's policy (last year's product id included)
-    mine = (data.policies["product_id"] == product.id).to_numpy()
-    pol = data.policies[mine].assign(renewal=renewals(data.policies)[mine]).reset_index(drop=True)
+    pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
 
     _refuse_unknown_history(con, product, data_keys, data_dir)
     taking_back = _missing_from_data(con, product, scope, data_keys, complete, data_dir,
                                      ledger_originals)
     pol, cfy_source = with_claim_free_years(con, data.policies, pol, exclude_batch=batch_id)
+    pol = pol.assign(renewal=_renews(pol, data.policies, ledger.policy_periods(con)))
     with ledger.unit_of_work(con):
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
         ledger.upsert_policies(con, pol)
@@ -590,6 +612,9 @@ def read_claims(path: str | Path) -> set[str]:
     if "setl_id" not in df.columns:
         raise InputError(f"{p}: column setl_id missing (columns: {', '.join(map(str, df.columns))}). "
                          f"A claims file lists one settlement id per claim.")
+    from puhui.fund.privacy import refuse_identifying
+
+    refuse_identifying(df, str(p))
     ids = df["setl_id"]
     empty = int(ids.isna().sum() + (ids.astype(str).str.strip() == "").sum())
     if empty:

@@ -40,7 +40,7 @@ def _fen(v, what: str) -> int:
         raise InputError(f"settlement: {what} is not an amount in yuan: {str(v)[:40]!r}")
     try:
         f = float(v)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InputError(f"settlement: {what} is not an amount in yuan: {v!r}") from None
     if not math.isfinite(f) or abs(f) > MAX_SETTLEMENT_YUAN:
         raise InputError(f"settlement: {what} = {v!r} is outside 0 to "
@@ -58,7 +58,11 @@ def _text(raw: dict, key: str) -> str:
                          f"not {type(v).__name__}")
     if len(str(v).strip()) > MAX_ID_CHARS:
         raise InputError(f"settlement: {key} is longer than {MAX_ID_CHARS} characters")
-    return str(v).strip()
+    text = str(v).strip()
+    if key in ("setl_id", "psn_no") and (not text.isascii() or any(c.isspace() for c in text)):
+        raise InputError(f"settlement: {key} must be a pseudonymous token (ASCII letters, "
+                         f"digits and signs, no spaces); the value is not shown")
+    return text
 
 
 MAX_ID_CHARS = 64
@@ -91,7 +95,9 @@ def _known_fields(raw: dict) -> None:
 
     known = {c.name for c in SETTLEMENTS.columns} | {"lines", "fund_pay_sumamt", "acct_pay",
                                                      "psn_cash_pay"}
-    unknown = sorted(str(k) for k in raw if k not in known)
+    from puhui.fund.privacy import shown_name
+
+    unknown = sorted(shown_name(k) for k in raw if k not in known)
     if unknown:
         hint = difflib.get_close_matches(unknown[0], sorted(known), n=1)
         raise InputError(f"settlement: unknown field(s) {', '.join(unknown)}"
@@ -217,8 +223,8 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     is refused (a correction is a reversal and a new settlement). The settlement's
     inputs are kept in the ledger, so a batch whose data does not hold it yet still
     counts it (and keeps its payout) until data covering its date says otherwise."""
+    guard_settlement(raw)                 # first: no message may echo personal data
     s, lines = _settlement(raw)
-    guard_settlement(raw)
     matcher = _MATCHERS.get(product.id) or _MATCHERS.setdefault(product.id, LineMatcher(product))
     con = ledger.connect(url, must_exist=True)
     try:

@@ -102,12 +102,14 @@ STORED = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype",
 
 def sqlite_path(url: str) -> Path:
     """``sqlite:///path/to/ledger.db`` (or a plain path) to a file path."""
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):])
-    if "://" in url:
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+    if "://" in path:
         raise InputError(f"ledger URL {url!r}: only sqlite:///PATH (or a file path) is "
                          f"supported so far")
-    return Path(url)
+    if not path.strip() or path.strip() == ":memory:" or "?" in path:
+        raise InputError(f"ledger URL {url!r}: give the path of a ledger file (an in-memory "
+                         f"ledger would forget what it paid; URL options are not taken)")
+    return Path(path)
 
 
 def now() -> str:
@@ -219,6 +221,18 @@ def upsert_policies(con: sqlite3.Connection, policies) -> int:
         "premium_fen=excluded.premium_fen, preexisting=excluded.preexisting, "
         "consent=excluded.consent, claim_free_years=excluded.claim_free_years", rows)
     return len(rows)
+
+
+def policy_periods(con: sqlite3.Connection):
+    """Every policy the ledger holds: policy_no, psn_no, product_id, start_date,
+    end_date (dates as timestamps), for working out renewals across products."""
+    import pandas as pd
+
+    df = pd.read_sql_query("SELECT policy_no, psn_no, product_id, start_date, end_date"
+                           " FROM policies", con)
+    for c in ("start_date", "end_date"):
+        df[c] = pd.to_datetime(df[c], format="%Y-%m-%d")
+    return df
 
 
 def policies_of(con: sqlite3.Connection, psn_no: str, product_id: str | None) -> list[dict]:

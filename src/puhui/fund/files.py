@@ -54,9 +54,7 @@ def read_raw(directory: str | Path, table: Table, columns: list[str] | None = No
             columns = [c for c in columns if c in pf.columns]
         df = pf.to_pandas(columns=columns)
     except Exception as exc:  # fastparquet raises many types for broken files
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: "
-                         f"{str(exc)[:200]}). Re-export it, or check it was copied whole."
-                         ) from None
+        raise InputError(_unreadable(path, None, exc)) from None
     df = df.reset_index(drop=True)
     return df
 
@@ -88,6 +86,21 @@ NO_DAY = np.iinfo("int64").min
 #: The days ``datetime64[ns]`` can hold (1677-09-22 .. 2262-04-11): the engines' dates.
 _NS_DAYS = (int(pd.Timestamp.min.ceil("D").value // 86_400_000_000_000),
             int(pd.Timestamp.max.floor("D").value // 86_400_000_000_000))
+
+
+def _unreadable(path, column: str | None, exc: Exception) -> str:
+    """Why a file or a column cannot be read, and what to do. A timestamp outside what
+    the reader holds (before 1677 or after 2262, such as an open end 9999-12-31 stored
+    in seconds, milliseconds or microseconds) is a date out of range, not a broken file."""
+    where = f"{path}: column {column}" if column else f"{path}"
+    if type(exc).__name__ in ("OutOfBoundsDatetime", "OverflowError") or \
+            "Out of bounds" in str(exc):
+        return (f"{where}: a date the reader cannot hold (before 1677 or after 2262, such "
+                f"as 9999-12-31 for an open end). Dates must lie from 1950-01-01 to "
+                f"2100-12-31: give the real dates (a policy's real last day of cover)")
+    what = f"{where} is not readable" if column else f"{where}: not a readable Parquet file"
+    return (f"{what} ({type(exc).__name__}: {str(exc)[:200]}). Re-export the file, or "
+            f"check it was copied whole.")
 
 
 def date_days(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -243,9 +256,7 @@ class ColumnReader:
             # 2024.x with pandas 2.x)
             return pf.to_pandas(columns=[name]).reset_index(drop=True)[name]
         except Exception as exc:  # noqa: BLE001 - a broken column is a broken file
-            raise InputError(f"{self.path}: column {name} is not readable "
-                             f"({type(exc).__name__}: {str(exc)[:200]}). Re-export the file, "
-                             f"or check it was copied whole.") from None
+            raise InputError(_unreadable(self.path, name, exc)) from None
 
     def take(self, name: str, rows) -> np.ndarray:
         """Values of one column at the given rows, reading only their row groups."""

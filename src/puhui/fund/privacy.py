@@ -133,7 +133,10 @@ _NAME_WORDS = {"name", "names", "xm", "xingming", "mingzi", "fullname", "firstna
                "nickname", "username",
                # 姓名 (xm) of the patient, insured, applicant, contact, person...
                "hzxm", "brxm", "tbrxm", "bbrxm", "bbxrxm", "cbrxm", "khxm", "sqrxm", "syrxm",
-               "jhrxm", "lxrxm", "psnxm", "ryxm", "xmpy"}
+               "jhrxm", "lxrxm", "psnxm", "ryxm", "xmpy",
+               # 名称 (mc) of the insured or applicant; the people a policy names
+               "bbxrmc", "bbrmc", "tbrmc", "cbrmc", "policyholder", "customer",
+               "customername", "beneficiary", "applicant"}
 #: words that make ``..._name`` the name of a thing, not of a person
 _THING_WORDS = {"dise", "disease", "diag", "diagnosis", "drug", "med", "medicine", "hilist",
                 "list", "item", "product", "prod", "hosp", "hospital", "fixmedins", "medins",
@@ -184,7 +187,8 @@ def column_rule(col) -> str | None:
             return what
     if joined in ("sj", "sjh", "sjhm"):
         return "a phone number"
-    if ("姓名" in low or "名字" in low or "联系人" in low or low in ("患者", "病人")
+    if ("姓名" in low or "名字" in low or "联系人" in low or "被保险人" in low or "投保人" in low
+            or "受益人" in low or low in ("患者", "病人")
             or low.endswith(("患者", "病人"))):
         return "a person's name"
     if words & _NAME_WORDS - {"name", "names", "patient", "insured", "contact"}:
@@ -198,13 +202,37 @@ def column_rule(col) -> str | None:
     return None
 
 
+def shown_name(col) -> str:
+    """A column or field name as it may be shown: itself, unless its text looks like
+    personal data or holds a digit run (then masked; the name is never echoed).
+
+    >>> shown_name("psn_no"), shown_name("手机13812345678")
+    ('psn_no', 'a column whose name is not shown')
+    """
+    text = str(col)
+    if check_value(text) is not None or re.search(r"[0-9]{6}", text) or \
+            _CJK.search(text) and column_rule(text) is not None:
+        return "a column whose name is not shown"
+    return text
+
+
 def scan_column_names(columns) -> list[PrivacyFinding]:
+    """Columns whose name says they hold personal data, or whose name itself is
+    personal data (an ID number or a phone number as a header)."""
     found = []
     for col in columns:
         what = column_rule(col)
         if what is not None:
-            found.append(PrivacyFinding(str(col), f"{what} (by its column name)", 0))
+            found.append(PrivacyFinding(shown_name(col), f"{what} (by its column name)", 0))
+        elif (rule := check_value(str(col))) is not None:
+            found.append(PrivacyFinding(shown_name(col), f"{rule} (in its column name)", 0))
     return found
+
+
+#: columns that hold pseudonymous ids: text other than ASCII there is a name or a word,
+#: never a pseudonym
+ID_COLUMNS = ("psn_no", "setl_id", "policy_no", "refund_of")
+NOT_A_TOKEN = "ids that are not pseudonymous tokens (text other than ASCII letters and digits, such as a name)"
 
 
 # ---------------------------------------------------------------------------------------
@@ -508,8 +536,15 @@ def scan_values(name: str, s: pd.Series, nulls: np.ndarray | None = None
             - found.get(ID18, set()) - found.get(ID18_BAD_CHECK, set())
         if lost:
             found[ID18_FLOAT] = lost
-    return [PrivacyFinding(name, rule, len(found[rule]), frozenset(found[rule]))
-            for rule in _RULE_ORDER if found.get(rule)]
+    out = [PrivacyFinding(shown_name(name), rule, len(found[rule]), frozenset(found[rule]))
+           for rule in _RULE_ORDER if found.get(rule)]
+    if name in ID_COLUMNS:
+        joined = "\x00".join(vals)           # two passes in C; Python only when one hits
+        odd = {v for v in vals if not v.isascii() or any(c.isspace() for c in v)} \
+            if not joined.isascii() or re.search(r"\s", joined) else set()
+        if odd:
+            out.append(PrivacyFinding(name, NOT_A_TOKEN, len(odd), frozenset(odd)))
+    return out
 
 
 def scan_frame(df: pd.DataFrame) -> list[PrivacyFinding]:
@@ -578,6 +613,11 @@ def identifying_fields(record, prefix: str = "") -> list[tuple[str, str]]:
         rule = check_value(record)
         return [(prefix, rule)] if rule else []
     for path, key, v in items:
+        if key is not None and shown_name(key) != str(key):
+            path = f"{prefix}.(a field whose name is not shown)" if prefix else \
+                "(a field whose name is not shown)"
+            out.append((path, "personal data in a field name"))
+            continue
         if key is not None and column_rule(key) is not None:
             out.append((path, f"{column_rule(key)} (by its field name)"))
             continue
