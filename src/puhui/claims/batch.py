@@ -184,24 +184,36 @@ def _refuse_no_policy(product: Product, policies: pd.DataFrame, data_dir: Path) 
                      f"data of this product's year")
 
 
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _text_hash(values) -> np.ndarray:
+    """64-bit hashes of text values (a categorical: its categories hashed once)."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        c = values.array
+        cats = pd.util.hash_array(c.categories.astype(str).to_numpy(dtype=object))
+        return cats[np.maximum(c.codes, 0)]
+    arr = np.asarray(values, dtype=object)
+    if len(arr) and not all(type(v) is str for v in arr[:1000]):
+        arr = pd.Series(arr).astype(str).to_numpy(dtype=object)
+    return pd.util.hash_array(arr)
+
+
 def _pair_hash(ids, psns) -> np.ndarray:
     """One 64-bit hash per (settlement id, person): a settlement is "in the data" for a
     person only when the data holds it under that person (an id the data gives to
     somebody else is not this person's settlement)."""
-    a = pd.util.hash_array(pd.Series(ids).astype(str).to_numpy(dtype=object))
-    b = pd.util.hash_array(pd.Series(psns).astype(str).to_numpy(dtype=object))
-    return a ^ (b * np.uint64(0x9E3779B97F4A7C15))
+    return _text_hash(ids) ^ (_text_hash(psns) * _MIX)
 
 
 def _id_keys(ids: pd.Series, psns: pd.Series) -> np.ndarray:
     """Every (settlement id, person) of the data as a sorted 64-bit hash (membership
     tests without holding millions of strings; a collision, about one in 10^19 per pair,
     would only leave a payment where it is)."""
-    values, people = ids.to_numpy(dtype=object), psns.to_numpy(dtype=object)
     step = 1_000_000          # hash_array copies every string it is given: a million at a time
-    parts = [_pair_hash(values[i:i + step], people[i:i + step])
-             for i in range(0, len(values), step)]
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, "uint64")
+    parts = [_pair_hash(ids.iloc[i:i + step], psns.iloc[i:i + step])
+             for i in range(0, len(ids), step)]
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, "uint64")
 
 
 def _in_keys(keys: np.ndarray | None, ids, psns) -> np.ndarray:
@@ -209,7 +221,7 @@ def _in_keys(keys: np.ndarray | None, ids, psns) -> np.ndarray:
     n = len(ids)
     if keys is None or not len(keys) or not n:
         return np.zeros(n, bool)
-    h = _pair_hash(ids, psns)
+    h = _pair_hash(pd.Series(ids).astype(str), pd.Series(psns).astype(str))
     pos = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
     return keys[pos] == h
 
@@ -817,6 +829,7 @@ class _BlockPlan:
     store: list                    # settlements to keep in the ledger, and their lines
     store_lines: list
     forget: list
+    replaced: list                 # stored settlements stored again (their lines go)
     direct_adjusted: set           # (setl_id, benefit) whose direct payout is adjusted
     carried: int
 
@@ -836,7 +849,8 @@ def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol) -> lis
         ledger.record_decisions(con, plan.decisions)
         ledger.replace_accumulators(con, plan.accumulators)
         ledger.forget_settlements(con, plan.forget)
-        ledger.store_settlements(con, plan.store, plan.store_lines, ctx.batch_id)
+        ledger.store_settlements(con, plan.store, plan.store_lines, ctx.batch_id,
+                                 replaced=plan.replaced)
         if len(reversals):
             ledger.record_reversals(con, list(zip(
                 reversals["setl_id"].astype(str), reversals["refund_of"].astype(str),
@@ -892,10 +906,12 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     dec_rows += [(o, b.id, p, None, 0, 0, 0, 0, "REVERSED", ctx.batch_id)
                  for o, p in zip(rev_b["refund_of"].astype(str), rev_b["psn_no"].astype(str))
                  for b in product.benefits]
-    elig = np.zeros(len(st_b), bool)
+    elig = np.zeros(len(st_b), bool)      # something a benefit pays a share of
     for b in product.benefits:
-        elig |= dec.eligible[b.id][:len(st_b)] > 0
+        elig |= (dec.eligible[b.id][:len(st_b)] > 0) & (dec.ratio_bp[b.id][:len(st_b)] > 0)
     store, store_lines, forget = _to_store(st_b, elig, stored, rev_b, ctx.lines)
+    held_before = set(stored["setl_id"].astype(str)) if len(stored) else set()
+    replaced = [r[0] for r in store if r[0] in held_before]
     uninsured = _no_policy_rows(effective[~insured], product)
     if len(late_rows):
         uninsured = pd.concat([uninsured, _reversed_rows(late_rows, product)], ignore_index=True)
@@ -903,7 +919,7 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
                                              "reversed": len(late_rows)}}
     return _BlockPlan(long=long, uninsured=uninsured,
                       entries=entries, decisions=dec_rows, accumulators=acc, store=store,
-                      store_lines=store_lines, forget=forget,
+                      store_lines=store_lines, forget=forget, replaced=replaced,
                       direct_adjusted=direct_adjusted, carried=len(carried))
 
 
@@ -1005,7 +1021,8 @@ def _to_store(st_b: pd.DataFrame, eligible: np.ndarray, stored: pd.DataFrame,
     rows = pd.DataFrame({
         "setl_id": mine["setl_id"].astype(str).to_numpy(),
         "psn_no": mine["psn_no"].astype(str).to_numpy(),
-        "setl_time": mine["setl_time"].dt.strftime("%Y-%m-%d").to_numpy(),
+        "setl_time": np.datetime_as_string(mine["setl_time"].to_numpy().astype(
+            "datetime64[D]")).astype(object),
         "med_type": mine["med_type"].astype(str).to_numpy(),
         "hosp_lv": mine["hosp_lv"].to_numpy(dtype="int64"),
         "insutype": mine["insutype"].astype(str).to_numpy(),

@@ -418,14 +418,17 @@ def block_stamp(con: sqlite3.Connection, lo: str, hi: str) -> tuple[int, int, in
 
 
 def store_settlements(con: sqlite3.Connection, rows: list[tuple], lines: list[tuple],
-                      source: str, digest: str | None = None) -> None:
+                      source: str, digest: str | None = None,
+                      replaced: list[str] | None = None) -> None:
     """Keep the inputs of decided settlements: ``rows`` as :data:`STORED` (date as
     ``YYYY-MM-DD``, amounts in fen), ``lines`` as (setl_id, hilist_code, list_class,
     amount_fen) - the lines on one of the product's lists. A settlement stored again
     replaces what was stored (the newest data is the settlement). ``digest``: of the
     whole request a direct payout was decided on (every field and line), so a resent
     settlement with any change is told apart."""
-    ids = [(r[0],) for r in rows]
+    # the lines of the settlements stored before (``replaced``, when the caller knows
+    # them; else any of ``rows``) go: the new ones replace them
+    ids = [(i,) for i in replaced] if replaced is not None else [(r[0],) for r in rows]
     con.executemany("DELETE FROM settlement_lines WHERE setl_id = ?", ids)
     con.executemany("INSERT OR REPLACE INTO settlements (setl_id, psn_no, setl_date, med_type,"
                     " hosp_lv, insutype, psn_part_fen, fulamt_ownpay_fen, overlmt_selfpay_fen,"
