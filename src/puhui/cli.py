@@ -631,7 +631,15 @@ def summary(directory):
     from puhui.fund.files import read_fund
     from puhui.synth.calibration import calibration_table, describe_fund
 
+    from pathlib import Path
+
+    from puhui.fund.privacy import refuse_identifying
+
     data = read_fund(directory)
+    for name, df in (("persons", data.persons), ("policies", data.policies),
+                     ("settlements", data.settlements), ("settlement_lines", data.lines)):
+        if df is not None:      # the summary prints from the data: anonymised data only
+            refuse_identifying(df, str(Path(directory) / f"{name}.parquet"))
     click.echo(describe_fund(data))
     click.echo("")
     click.echo(calibration_table(data))

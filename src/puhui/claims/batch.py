@@ -211,15 +211,40 @@ def _id_keys(ids: pd.Series, psns: pd.Series) -> np.ndarray:
     tests without holding millions of strings; a collision, about one in 10^19 per pair,
     would only leave a payment where it is)."""
     step = 1_000_000          # hash_array copies every string it is given: a million at a time
-    parts = [_pair_hash(ids.iloc[i:i + step], psns.iloc[i:i + step])
-             for i in range(0, len(ids), step)]
+
+    def part(x, i):
+        return x.iloc[i:i + step] if isinstance(x, pd.Series) else x[i:i + step].astype(object)
+
+    parts = [_pair_hash(part(ids, i), part(psns, i)) for i in range(0, len(ids), step)]
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, "uint64")
 
 
-def _in_keys(keys: np.ndarray | None, ids, psns) -> np.ndarray:
+class _LazyKeys:
+    """The data's keys (:func:`_id_keys`), made when first asked for: a batch into a
+    ledger that holds nothing of this data's people never needs them (seconds at ten
+    million settlements). ``rebind`` points at the columns where they are held now."""
+
+    def __init__(self, ids, psns):
+        self.ids, self.psns, self.keys = ids, psns, None
+
+    def rebind(self, ids, psns) -> None:
+        if self.keys is None:
+            self.ids, self.psns = ids, psns
+
+    def get(self) -> np.ndarray:
+        if self.keys is None:
+            self.keys = _id_keys(self.ids, self.psns)
+            self.ids = self.psns = None
+        return self.keys
+
+
+def _in_keys(keys: "_LazyKeys | np.ndarray | None", ids, psns) -> np.ndarray:
     """Whether each (id, person) is one of ``keys`` (:func:`_id_keys`)."""
     n = len(ids)
-    if keys is None or not len(keys) or not n:
+    if keys is None or not n:
+        return np.zeros(n, bool)
+    keys = keys.get() if isinstance(keys, _LazyKeys) else keys
+    if not len(keys):
         return np.zeros(n, bool)
     h = _pair_hash(pd.Series(ids).astype(str), pd.Series(psns).astype(str))
     pos = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
@@ -237,7 +262,7 @@ def _list_lines(lines: pd.DataFrame | None, matcher: LineMatcher) -> pd.DataFram
     return lines[lines["hilist_code"].astype(str).isin(codes).to_numpy()].reset_index(drop=True)
 
 
-def _missing_from_data(con, product: Product, scope: Scope, keys: np.ndarray,
+def _missing_from_data(con, product: Product, scope: Scope, keys: _LazyKeys,
                        complete: bool, data_dir: Path,
                        reversed_here: set = frozenset()) -> pd.DataFrame:
     """Settlements the ledger decided under the product, dated inside the batch's scope,
@@ -297,7 +322,7 @@ def _reversals_of_ledger_originals(con, st: pd.DataFrame, quarantined: dict[int,
     return out
 
 
-def _refuse_unknown_history(con, product: Product, keys: np.ndarray, data_dir: Path) -> None:
+def _refuse_unknown_history(con, product: Product, keys: _LazyKeys, data_dir: Path) -> None:
     """A ledger written before schema 2 did not keep the inputs of what it decided: a
     batch whose data lacks some of those settlements cannot run their deductibles and
     limits, so it is refused until one batch on data holding them has stored them."""
@@ -414,7 +439,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
                          f"is in {data_dir}/settlements.parquet; nothing was written. Give the "
                          f"claims file of this data")
     scope = batch_scope(data.settlements["setl_time"], period, data_dir)
-    data_keys = _id_keys(data.settlements["setl_id"], data.settlements["psn_no"])
+    data_keys = _LazyKeys(data.settlements["setl_id"], data.settlements["psn_no"])
 
     # Only the columns the flags, the calculator and the EOB read are held from here on
     # (the rows keep their positions: quarantine and flags name rows)
@@ -478,6 +503,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # objects (whose reference counts every reader writes, making the kernel copy their
     # pages in a forked worker) are not held at all
     setl_text = _fixed_width(st["setl_id"])
+    data_keys.rebind(st["setl_id"] if setl_text is None else setl_text, st["psn_no"])
     if setl_text is not None:
         st = st.drop(columns=["setl_id"])
     data.settlements = st
@@ -814,7 +840,7 @@ class _BlockContext:
     frozen: set                    # held or quarantined: keep what they were paid
     claims: set | None
     taking_back: set               # not in data stated complete: taken back at the end
-    data_keys: np.ndarray | None = None   # every setl_id of the data, hashed and sorted
+    data_keys: _LazyKeys | None = None   # every (setl_id, person) of the data, hashed
 
 
 @dataclass
@@ -988,8 +1014,14 @@ def _entries(long: pd.DataFrame, paid: pd.DataFrame, rev_b: pd.DataFrame,
     m = target.merge(paid, on=["applies_to", "benefit"], how="outer")
     m["paid"] = pd.to_numeric(m["paid"]).fillna(0).astype("int64")
     m["target"] = pd.to_numeric(m["target"]).fillna(0).astype("int64")
-    outside = ~_in_keys(ctx.data_keys, m["applies_to"], m["psn_no"].where(
-        m["psn_no"].notna(), m["paid_psn"])) & ~m["applies_to"].isin(ctx.rev_of).to_numpy()
+    # a row the data holds under this person gets its entry; only rows paid before can
+    # be of a settlement the data does not hold (for this person)
+    outside = np.zeros(len(m), bool)
+    was = (m["paid"] != 0).to_numpy()
+    if was.any():
+        mw = m[was]
+        outside[was] = ~_in_keys(ctx.data_keys, mw["applies_to"], mw["psn_no"].where(
+            mw["psn_no"].notna(), mw["paid_psn"])) & ~mw["applies_to"].isin(ctx.rev_of).to_numpy()
     m["leave"] = m["leave"].where(m["leave"].notna(), False).astype(bool) | outside | \
         m["applies_to"].isin(ctx.frozen).to_numpy() | \
         m["applies_to"].isin(ctx.taking_back).to_numpy() | \

@@ -125,6 +125,11 @@ def _read(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             raise InputError(f"{Path(data_dir) / table.file}: missing; recoveries need "
                              f"the persons (death dates) and the settlements (dates)")
         got.append(df)
+    from puhui.fund.privacy import refuse_identifying
+
+    for table, df in zip((PERSONS, SETTLEMENTS, SETTLEMENT_LINES), got):
+        if df is not None:          # nothing identifying reaches the ledger or the output
+            refuse_identifying(df, str(Path(data_dir) / table.file))
     persons, st, lines = got
     if lines is None:
         lines = pd.DataFrame(columns=["setl_id", "line_no", "hilist_code", "list_class",
