@@ -54,6 +54,9 @@ def main() -> None:
             s["lines"] = [{"hilist_code": "SD-01", "list_class": "self", "amount": 15000}]
             s["fulamt_ownpay_amt"] = 15000
             s["psn_part_amt"] = inlist + 15000
+        # the contract's fund fields, adding up to the total (claims direct checks it)
+        s |= {"hifp_pay": round(inlist * 2, 2), "hifob_pay": 0, "hifmi_pay": 0, "maf_pay": 0}
+        s["medfee_sumamt"] = round(s["psn_part_amt"] + s["hifp_pay"], 2)
         t = time.perf_counter()
         total += direct_payout(product, url, s)["total_payout"]
         lat.append((time.perf_counter() - t) * 1000)
