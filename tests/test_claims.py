@@ -532,10 +532,11 @@ def test_bad_claims_file_is_exit_2(city, tmp_path):
     (tmp_path / "ok.csv").write_text("setl_id\nnone-of-these\n")
     r = puhui("--claims", str(tmp_path / "ok.csv"), "--mode", "proactive")
     assert r.returncode == 2 and "--mode claimed" in r.stderr
+    # a claims file naming no settlement of the data is somebody else's: refused (it
+    # was a silent "paid 0.00" before the hostile review of issue 17)
     r = puhui("--claims", str(tmp_path / "ok.csv"))
-    assert r.returncode == 0, r.stderr
-    s = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert s["paid_this_batch_yuan"] == 0 and s["claims_file"]["unknown_settlements"] == 1
+    assert r.returncode == 2 and "none of them" in r.stderr, r.stderr
+    assert not (tmp_path / "o" / "summary.json").exists()
 
 
 def ledger_is_empty(url):

@@ -181,3 +181,13 @@ def test_synth_options_out_of_range_are_exit_2(tmp_path, args):
     base.update(dict(zip(args[::2], args[1::2])))
     r = puhui("synth", *[x for kv in base.items() for x in kv])
     assert r.returncode == 2 and "internal error" not in r.stderr
+
+
+@pytest.mark.parametrize("body", ['{"setl_id": "S1", "psn_no": "P1", "psn_no": "P2"}',
+                                  '{"setl_id": "S1", "hosp_lv": ' + "9" * 5000 + '}'])
+def test_direct_refuses_duplicate_keys_and_endless_numbers(policy_ledger, tmp_path, body):
+    f = tmp_path / "s.json"
+    f.write_text(body)
+    r = puhui("claims", "direct", "--product", ELDERLY.id, "--ledger", policy_ledger,
+              "--settlement", f)
+    assert r.returncode == 2 and "internal error" not in r.stderr, r.stderr

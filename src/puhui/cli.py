@@ -338,11 +338,24 @@ def claims_direct(product_file, url, settlement_file):
     def no_constant(name):                  # NaN, Infinity: not numbers a bill has
         raise InputError(f"{settlement_file}: {name} is not an amount; give numbers")
 
+    def one_each(pairs):                    # a key given twice: which one is meant?
+        keys = [k for k, _ in pairs]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            from puhui.fund.privacy import shown_name
+
+            raise InputError(f"{settlement_file}: field(s) given twice: "
+                             f"{', '.join(shown_name(k) for k in twice)}; give each once")
+        return dict(pairs)
+
     try:
         with open(settlement_file, encoding="utf-8") as fh:
-            settlement = json.load(fh, parse_constant=no_constant)
+            settlement = json.load(fh, parse_constant=no_constant, object_pairs_hook=one_each)
     except json.JSONDecodeError as exc:
         raise InputError(f"{settlement_file}: not valid JSON ({exc})") from None
+    except ValueError as exc:               # an integer of thousands of digits
+        raise InputError(f"{settlement_file}: a number too long to be an amount or a code "
+                         f"({str(exc)[:80]})") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{settlement_file}: not UTF-8 text (byte {exc.start}); save it as "
                          f"UTF-8") from None

@@ -434,7 +434,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     files = [p for p in data_dir.glob("*.parquet")]
     dhash, phash = sha256_files(files), product_hash(product)
     _refuse_no_policy(product, data.policies, data_dir)
-    if claims is not None and not data.settlements["setl_id"].astype(str).isin(claims).any():
+    if claims and not data.settlements["setl_id"].astype(str).isin(claims).any():
         raise InputError(f"the claims file names {len(claims):,} settlements and none of them "
                          f"is in {data_dir}/settlements.parquet; nothing was written. Give the "
                          f"claims file of this data")
