@@ -116,6 +116,15 @@ class LineMatcher:
     def quantities(self) -> list[str]:
         return list(self.specs)
 
+    @property
+    def codes(self) -> set[str]:
+        """Every item code one of the product's line benefits counts: the only lines a
+        line benefit reads (and the ones the ledger keeps with a settlement)."""
+        out: set[str] = set()
+        for li in self.specs.values():
+            out |= set(li.codes)
+        return out
+
     def line_quantities(self, st: pd.DataFrame, lines: pd.DataFrame | None
                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Per settlement of ``st``: (eligible amount, amount excluded as basic-paid) by

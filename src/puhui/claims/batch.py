@@ -256,10 +256,8 @@ def _list_lines(lines: pd.DataFrame | None, matcher: LineMatcher) -> pd.DataFram
     the ones the ledger keeps with a settlement)."""
     if lines is None or not len(lines):
         return lines
-    codes = set()
-    for li in matcher.specs.values():
-        codes |= set(li.codes)
-    return lines[lines["hilist_code"].astype(str).isin(codes).to_numpy()].reset_index(drop=True)
+    return lines[lines["hilist_code"].astype(str).isin(matcher.codes).to_numpy()
+                 ].reset_index(drop=True)
 
 
 def _missing_from_data(con, product: Product, scope: Scope, keys: _LazyKeys,

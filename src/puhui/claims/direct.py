@@ -198,9 +198,7 @@ def _stored_form(s: dict, lines: list[dict], matcher: LineMatcher) -> tuple[dict
     the product's lists), to compare with what it holds."""
     row = {k: s[k] for k in ledger.STORED}
     row["setl_time"] = str(s["setl_time"])
-    codes = set()
-    for li in matcher.specs.values():
-        codes |= set(li.codes)
+    codes = matcher.codes
     kept = sorted(({"hilist_code": ln["hilist_code"], "list_class": ln["list_class"],
                     "amount": ln["amount"]} for ln in lines if ln["hilist_code"] in codes),
                   key=lambda d: (d["hilist_code"], d["list_class"], d["amount"]))
