@@ -1075,16 +1075,25 @@ def _to_store(st_b: pd.DataFrame, eligible: np.ndarray, stored: pd.DataFrame,
     return list(rows.itertuples(index=False, name=None)), store_lines, forget
 
 
+def _settlement_rows(st: pd.DataFrame, reasons, product, status: str) -> pd.DataFrame:
+    """EOB rows of settlements nothing is computed for (held, quarantined, reversed
+    earlier): one per settlement and benefit, settlement by settlement, no amount and
+    no entry. ``reasons``: one code, or one per row of ``st``."""
+    k = len(product.benefits)
+    return pd.DataFrame({
+        "setl_id": np.repeat(st["setl_id"].to_numpy(dtype=object), k),
+        "psn_no": np.repeat(st["psn_no"].to_numpy(dtype=object), k), "policy_no": None,
+        "benefit": np.tile([b.id for b in product.benefits], len(st)),
+        "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0, "payout_amt": 0.0,
+        "target_amt": 0.0, "status": status,
+        "reason": np.repeat(np.asarray(reasons, dtype=object), k) if np.ndim(reasons)
+        else reasons, "entry": ""})
+
+
 def _reversed_rows(st: pd.DataFrame, product) -> pd.DataFrame:
     """EOB rows of originals that an earlier or concurrent batch reversed: status
     reversed, reason REVERSED, no entry."""
-    k = len(product.benefits)
-    return pd.DataFrame({
-        "setl_id": np.repeat(st["setl_id"].astype(str).to_numpy(), k),
-        "psn_no": np.repeat(st["psn_no"].astype(str).to_numpy(), k), "policy_no": None,
-        "benefit": np.tile([b.id for b in product.benefits], len(st)),
-        "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0, "payout_amt": 0.0,
-        "target_amt": 0.0, "status": "reversed", "reason": "REVERSED", "entry": ""})
+    return _settlement_rows(st, "REVERSED", product, "reversed")
 
 
 def _no_policy_rows(st: pd.DataFrame, product) -> pd.DataFrame:
@@ -1184,15 +1193,8 @@ def _quarantine_rows(st: pd.DataFrame, quarantined: dict[int, str], product,
                      status: str = "quarantined") -> pd.DataFrame:
     if not quarantined:
         return _empty_eob()
-    rows = []
-    for r, why in sorted(quarantined.items()):
-        s = st.loc[r]
-        for b in product.benefits:
-            rows.append({"setl_id": s["setl_id"], "psn_no": s["psn_no"], "policy_no": None,
-                         "benefit": b.id, "eligible_amt": 0.0, "deductible_amt": 0.0,
-                         "ratio": 0.0, "payout_amt": 0.0, "target_amt": 0.0,
-                         "status": status, "reason": why, "entry": ""})
-    out = pd.DataFrame(rows)
+    rows = sorted(quarantined)
+    out = _settlement_rows(st.loc[rows], [quarantined[r] for r in rows], product, status)
     out.attrs["uniform"] = (status, len(quarantined))   # (the tally)
     return out
 
