@@ -105,15 +105,6 @@ def _known_fields(raw: dict) -> None:
                          + "; a settlement carries the data contract's settlement fields")
 
 
-def _codes(s: dict) -> None:
-    from puhui.fund.schema import INSUTYPES, MED_TYPES
-
-    for key, allowed in (("med_type", MED_TYPES), ("insutype", INSUTYPES)):
-        if s[key] not in allowed:
-            raise InputError(f"settlement: {key} {s[key]!r} is not a national code "
-                             f"({', '.join(allowed)})")
-
-
 def _settlement(raw: Any) -> tuple[dict, list[dict]]:
     """The settlement of a request, checked: fields present and typed, amounts finite,
     non-negative, two decimals and within bounds, the contract's identities to the fen
@@ -129,7 +120,6 @@ def _settlement(raw: Any) -> tuple[dict, list[dict]]:
     s = dict(raw)
     for k in ("setl_id", "psn_no", "med_type", "insutype"):
         s[k] = _text(raw, k)
-    _codes(s)
     if raw.get("refund_of") not in (None, ""):
         raise InputError("settlement: refund_of is set: a reversal goes through claims run "
                          "with the reversing settlement in the data")
