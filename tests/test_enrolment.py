@@ -59,19 +59,24 @@ def test_previous_enrolment_and_renewal_rates():
 
 def test_enrolment_model_counts_equal_fits_on_the_renewal_and_entry_rows():
     """EnrolmentModel counts renewals and entries by cell in one pass; the same as
-    LogisticCells on the explicit row subsets (the way it was first written)."""
+    LogisticCells on the explicit row subsets: the years after the first (the first
+    data year is look-back only), split by the previous year's enrolment."""
     people = _people()
     factors = ("age_band", "preexisting")
     m = EnrolmentModel(factors).fit(people)
     f = with_previous_enrolment(people)
-    renew = f[f["prev_enrolled"] == 1]
-    entry = f[f["prev_enrolled"].isna() | (f["prev_enrolled"] == 0)]
+    later = f[f["year"] > 2024]
+    renew = later[later["prev_enrolled"] == 1]
+    entry = later[later["prev_enrolled"].isna() | (later["prev_enrolled"] == 0)]
     for got, rows in ((m.renewal_, renew), (m.entry_, entry)):
         ref = LogisticCells(factors).fit(rows, "enrolled")
         pd.testing.assert_frame_equal(got.cells_, ref.cells_)
         assert np.array_equal(got.params_.to_numpy(), ref.params_.to_numpy())
     assert m.renewal_rate_ == float(renew["enrolled"].mean())
     assert m.entry_rate_ == float(entry["enrolled"].mean())
+    assert m.fit_years_ == [2025] and m.launch_year_ == 2024
+    first = f[f["year"] == 2024]
+    assert m.launch_rate_ == float(first["enrolled"].mean())
 
 
 def test_spiral_drives_the_healthy_out_when_the_price_rises():

@@ -474,6 +474,42 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
                f"  {Path(out) / 'manifest.json'}")
 
 
+@cli.command()
+@click.option("--product", "product_files", required=True, multiple=True,
+              help="product file (path or id); repeat it to give each year its own product "
+                   "(a year without one is priced under the first, its period moved)")
+@click.option("--data", "data_dir", type=click.Path(), required=True, help="fund-data folder")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="seed of the interval's simulation")
+@click.option("--assumptions", "assumptions_file", type=click.Path(), default=None,
+              help="assumptions file (default actuarial/assumptions/pricing.toml)")
+def backtest(product_files, data_dir, out, seed, assumptions_file):
+    """Price each data year from the years before it and set the price against what
+    that year's enrollees cost: OUT/backtest.json and OUT/report.html."""
+    from pathlib import Path
+
+    from puhui.pricing.backtest import run_backtest
+
+    files = [_load_product(p).path for p in product_files]
+    _out_dir(out)
+    r = run_backtest(files, data_dir, out, seed=seed, assumptions_file=assumptions_file,
+                     progress=_progress(True))
+    for y in r["years"]:
+        ae = y["ae"]["total"]
+        click.echo(f"{y['year']} (priced from {', '.join(map(str, y['data_years']))}): pure "
+                   f"premium {y['priced_pure_premium']['total']:,.2f} yuan, realised "
+                   f"{_yuan_or_na(y['realised_cost']['total'])} per policy, A/E "
+                   f"{'n/a' if ae is None else f'{ae:.3f}'}; policies predicted "
+                   f"{y['policies_predicted']:,}, actual {y['policies_actual']:,}; interval "
+                   f"{'covers' if y['interval']['covers'] else 'misses'}")
+    click.echo(f"  {Path(out) / 'backtest.json'}\n  {Path(out) / 'report.html'}")
+
+
+def _yuan_or_na(v) -> str:
+    return "n/a" if v is None else f"{v:,.2f} yuan"
+
+
 @cli.command("what-if")
 @click.argument("priced", type=click.Path(file_okay=False))
 @click.option("--benefit", required=True, help="the benefit whose terms change")

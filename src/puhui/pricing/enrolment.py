@@ -1,25 +1,39 @@
-"""Who enrols: take-up and renewal, and the death-spiral projection.
+"""Who enrols: launch take-up, renewal and later entry, the equilibrium premium, and the
+death-spiral projection.
 
-From the person-years of the experience table (who held a policy each year), two
-logistic GLMs on rating cells (binomial counts by cell are sufficient statistics, so the
-cell fit is the person-level fit):
+From the person-years of the experience table (who held a policy each year), logistic
+GLMs on rating cells (binomial counts by cell are sufficient statistics, so the cell
+fit is the person-level fit)::
 
-    renewal:  P(enrolled in t | enrolled in t-1)         among people alive in both
-    entry:    P(enrolled in t | not enrolled in t-1)     (the first data year counts as
-                                                           entry for everyone)
+    renewal:  P(enrolled in t | enrolled in t-1)        among people alive in both
+    entry:    P(enrolled in t | not enrolled in t-1)    later entry
+    launch:   P(enrolled in t0)                         take-up in the first year of
+                                                         policies (everyone may join)
+
+**The first data year is look-back only** for renewal and entry: in it nobody's
+previous year is known (so everybody would count as an entrant, pooling the launch's
+take-up with real later entry), no one has a prior stay and, for people without a
+policy, no pre-existing history. Renewal and entry are fitted on the years after it,
+and on the years with the product's full look-back where the data has any. Health
+status in these fits is ``preexisting_seen``, the product's own definition (ICD-10
+list, look-back) applied to everyone alike, never the enrolled's policy flag against
+the others' history. Launch take-up is fitted on the first policy year and reported;
+it is the mix only when the data has a single year.
 
 The year after the data, cell c is expected to hold::
 
     E_c = enrolled_c renew_c + (people_c - enrolled_c) entry_c
 
-and the price is for that mix, not for the population. The **death-spiral projection**
-runs this forward with a price response: a premium P moves each cell's odds of joining
-or renewing by ``beta_c log(P / P_ref)``, with ``beta`` more negative for healthy cells
-(no pre-existing condition, no stay last year) than for others (an assumption, given in
-the assumptions file with scenarios). Each year's price is set from the previous year's
-mix (as an actuary prices on last year's experience), the mix responds to that price,
-and the loss ratio shows the result. The population is held fixed (no ageing, deaths
-or migration in the projection): the spiral shows the selection effect alone.
+and the price is for that mix, not for the population. A premium P moves each cell's
+odds of joining or renewing by ``beta_c log(P / P_ref)``, with ``beta`` more negative
+for healthy cells (no pre-existing condition, no stay last year) than for others (an
+assumption, given in the assumptions file with scenarios). The **equilibrium premium**
+is the fixed point P* = cost(mix(P*)) / target (:func:`equilibrium_premium`): the price
+that breaks even on the people it attracts. The **death-spiral projection** runs the
+mix forward: each year's price is set from the previous year's mix (as an actuary
+prices on last year's experience), the mix responds to that price, and the loss ratio
+shows the result. The population is held fixed (no ageing, deaths or migration in the
+projection): the spiral shows the selection effect alone.
 """
 
 from __future__ import annotations
@@ -29,7 +43,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-ENROLMENT_FACTORS = ("age_band", "gender", "insutype", "preexisting", "prior_stay")
+ENROLMENT_FACTORS = ("age_band", "gender", "insutype", "preexisting_seen", "prior_stay")
+#: Launch take-up: the first data year has no history (no prior stays, no look-back).
+LAUNCH_FACTORS = ("age_band", "gender", "insutype")
 
 
 def with_previous_enrolment(frame: pd.DataFrame) -> pd.DataFrame:
@@ -104,45 +120,79 @@ class LogisticCells:
 
 
 class EnrolmentModel:
-    """Renewal and entry probabilities by cell (see the module docstring).
+    """Launch take-up, renewal and later entry by cell (see the module docstring).
 
-    Attributes (after ``fit``): renewal_, entry_ (:class:`LogisticCells`; ``renewal_``
-    is None with a single data year), last_year_, and the summary rates.
+    Attributes (after ``fit``): renewal_, entry_ (:class:`LogisticCells`, or None when
+    the data has no year after its first), launch_ (the first policy year's take-up,
+    or None when the first data year has no policy), last_year_, fit_years_ (the years
+    renewal and entry are fitted on), lookback_years_ (of history those years have,
+    at most the product's), launch_year_, and the rates renewal_rate_, entry_rate_,
+    launch_rate_.
     """
 
-    def __init__(self, factors=ENROLMENT_FACTORS):
+    def __init__(self, factors=ENROLMENT_FACTORS, lookback_years: int = 1):
         self.factors = tuple(factors)
+        self.lookback_years = lookback_years
 
     def fit(self, frame: pd.DataFrame) -> "EnrolmentModel":
-        # renewals (enrolled the year before) and entries (not, or first data year),
-        # counted by cell in one pass over the frame (no copies of ten million rows)
-        self.last_year_ = int(frame["year"].max())
+        years = np.sort(np.unique(frame["year"].to_numpy()))
+        first = int(years[0])
+        self.last_year_ = int(years[-1])
+        year = frame["year"].to_numpy()
+        enrolled = frame["enrolled"].to_numpy()
+        later = years[years > first]
+        full = later[later - first >= max(self.lookback_years, 1)]
+        self.fit_years_ = [int(y) for y in (full if len(full) else later)]
+        self.lookback_years_ = (min(int(min(self.fit_years_)) - first, self.lookback_years)
+                                if self.fit_years_ else 0)
+        policy_years = np.unique(year[enrolled.astype(bool)])
+        self.launch_year_ = int(policy_years[0]) if len(policy_years) else None
+        self.launch_ = None
+        self.launch_rate_ = float("nan")
+        if self.launch_year_ is not None and (
+                self.launch_year_ == first or not enrolled[year == self.launch_year_ - 1].any()):
+            on = year == self.launch_year_
+            counts = _cell_counts(frame, on, LAUNCH_FACTORS, None)
+            self.launch_ = _fit_or_none(counts, LAUNCH_FACTORS)
+            self.launch_rate_ = _rate(counts)
+        self.renewal_ = self.entry_ = None
+        self.renewal_rate_ = self.entry_rate_ = float("nan")
+        if not self.fit_years_:
+            return self
+        on = np.isin(year, self.fit_years_)
         renewing = previous_enrolment(frame) == 1
-        y = pd.Series(frame["enrolled"].to_numpy().astype(int), copy=False)
-        keys = [pd.Series(frame[f].array, name=f, copy=False) for f in self.factors]
-        by = (y.groupby([*keys, pd.Series(renewing, name="_renewing")], observed=True)
-              .agg(successes="sum", trials="size").reset_index())
+        by = _cell_counts(frame, on, self.factors, renewing)
         renew = by[by["_renewing"]].drop(columns="_renewing")
         entry = by[~by["_renewing"]].drop(columns="_renewing")
-        n_renew, s_renew = int(renew["trials"].sum()), int(renew["successes"].sum())
-        self.renewal_ = (LogisticCells(self.factors).fit_cells(renew)
-                         if n_renew and 0 < s_renew < n_renew else None)
-        self.entry_ = LogisticCells(self.factors).fit_cells(entry)
-        self.renewal_rate_ = s_renew / n_renew if n_renew else float("nan")
-        self.entry_rate_ = float(entry["successes"].sum()) / float(entry["trials"].sum())
+        self.renewal_ = _fit_or_none(renew, self.factors)
+        self.entry_ = _fit_or_none(entry, self.factors)
+        self.renewal_rate_, self.entry_rate_ = _rate(renew), _rate(entry)
         return self
 
-    def transition(self, cells: pd.DataFrame, enrolled: np.ndarray, people: np.ndarray,
-                   shift: np.ndarray | None = None) -> np.ndarray:
-        """Expected enrolled per cell next year, from this year's ``enrolled`` of
-        ``people``; ``shift`` adds to each cell's log-odds (the price response)."""
-        s = np.zeros(len(cells)) if shift is None else shift
-        entry = _shift(self.entry_.predict(cells), s)
-        if self.renewal_ is None:
-            return people * entry
-        renew = _shift(self.renewal_.predict(cells), s)
-        return enrolled * renew + (people - enrolled) * entry
+    @property
+    def can_project(self) -> bool:
+        """A mix for next year can be made: renewal and entry, or the launch take-up."""
+        return self.entry_ is not None or self.launch_ is not None
 
+    def probabilities(self, cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """(entry, renewal) probability per cell at the status quo: entry is the launch
+        take-up with a single data year; renewal None when there is no renewal model."""
+        if self.entry_ is None:           # a single data year: its take-up is the mix
+            return self.launch_.predict(cells), None
+        renew = self.renewal_.predict(cells) if self.renewal_ is not None else None
+        return self.entry_.predict(cells), renew
+
+    def transition(self, cells: pd.DataFrame, enrolled: np.ndarray, people: np.ndarray,
+                   shift: np.ndarray | None = None, probs=None) -> np.ndarray:
+        """Expected enrolled per cell next year, from this year's ``enrolled`` of
+        ``people``; ``shift`` adds to each cell's log-odds (the price response);
+        ``probs``: :meth:`probabilities` of ``cells`` when the caller has them (a
+        projection asks for many shifts of the same cells)."""
+        s = np.zeros(len(cells)) if shift is None else shift
+        entry, renew = self.probabilities(cells) if probs is None else probs
+        if renew is None:          # no renewal model: everyone joins at the entry rate
+            return people * _shift(entry, s)
+        return enrolled * _shift(renew, s) + (people - enrolled) * _shift(entry, s)
 
     def renewals(self, cells: pd.DataFrame, enrolled: np.ndarray) -> np.ndarray:
         """Expected renewing policies per cell next year (``enrolled`` x renew_c; all of
@@ -150,6 +200,85 @@ class EnrolmentModel:
         if self.renewal_ is None:
             return np.zeros(len(cells))
         return enrolled * self.renewal_.predict(cells)
+
+
+def _cell_counts(frame: pd.DataFrame, on: np.ndarray, factors, renewing) -> pd.DataFrame:
+    """Enrolled (``successes``) of person-years (``trials``) by cell of ``factors``,
+    over the rows ``on``; split by ``_renewing`` when it is given (one pass over the
+    frame's columns: no copies of ten million rows)."""
+    idx = np.flatnonzero(on)
+    y = pd.Series(frame["enrolled"].to_numpy()[idx].astype(int), copy=False)
+    keys = [pd.Series(frame[f].array.take(idx), name=f, copy=False)
+            if isinstance(frame[f].dtype, pd.CategoricalDtype)
+            else pd.Series(frame[f].to_numpy()[idx], name=f, copy=False) for f in factors]
+    if renewing is not None:
+        keys.append(pd.Series(np.asarray(renewing)[idx], name="_renewing"))
+    return (y.groupby(keys, observed=True).agg(successes="sum", trials="size").reset_index())
+
+
+def _rate(counts: pd.DataFrame) -> float:
+    n = float(counts["trials"].sum())
+    return float(counts["successes"].sum()) / n if n else float("nan")
+
+
+class ConstantRate:
+    """A rate the same in every cell: what the data give when all or none of the
+    trials enrolled (a logit's odds would be infinite)."""
+
+    def __init__(self, rate: float):
+        self.rate = float(rate)
+
+    def predict(self, cells: pd.DataFrame) -> np.ndarray:
+        return np.full(len(cells), self.rate)
+
+
+def _fit_or_none(counts: pd.DataFrame, factors):
+    """The cells' logit; a :class:`ConstantRate` when all or none enrolled; None when
+    there are no trials."""
+    n, s = int(counts["trials"].sum()), int(counts["successes"].sum())
+    if not n:
+        return None
+    return LogisticCells(factors).fit_cells(counts) if 0 < s < n else ConstantRate(s / n)
+
+
+def equilibrium_premium(cost_of_mix, p_ref: float, target_lr: float,
+                        lo: float | None = None, hi: float | None = None) -> float | None:
+    """The premium that breaks even on the people it attracts: the lowest P with::
+
+        P = cost_of_mix(P) / target_lr
+
+    where ``cost_of_mix(P)`` is the expected benefit per policy of the mix the price P
+    draws. Searched on a log grid from p_ref/100 to 100 p_ref (or ``lo``..``hi``) for
+    the first change of sign of cost/target - P, then solved by Brent's method. None
+    when there is no such price in the range (the spiral ends with nobody insured).
+
+    Two cells, one healthy (cost 50, 100 people, take-up 1/(1+(P/100)^2)), one sick
+    (cost 500, 10 people, always in), target 1. At P = 200 the healthy in are
+    100 / 5 = 20, and the mix costs (20 x 50 + 10 x 500) / 30 = 200 = P; below it the
+    mix costs more than the price (at P = 100: 7,500 / 60 = 125).
+
+    >>> def mix_cost(p):
+    ...     h = 100 / (1 + (p / 100) ** 2)
+    ...     return (h * 50 + 10 * 500) / (h + 10)
+    >>> round(equilibrium_premium(mix_cost, 100.0, 1.0), 4)
+    200.0
+    """
+    from scipy.optimize import brentq
+
+    lo = lo or p_ref / 100
+    hi = hi or p_ref * 100
+    grid = np.geomspace(lo, hi, 200)
+
+    def gap(p):
+        return cost_of_mix(p) / target_lr - p
+
+    values = [gap(p) for p in grid]
+    for a, b, ga, gb in zip(grid[:-1], grid[1:], values[:-1], values[1:]):
+        if ga == 0:
+            return float(a)
+        if ga > 0 > gb:
+            return float(brentq(gap, a, b, xtol=1e-6))
+    return None
 
 
 def next_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
@@ -240,22 +369,25 @@ def healthy(cells: pd.DataFrame) -> np.ndarray:
 def spiral(model: EnrolmentModel, cells: pd.DataFrame, people: np.ndarray,
            enrolled: np.ndarray, cost: np.ndarray, p_ref: float, target_lr: float,
            trend: float, beta_healthy: float, beta_other: float, years: int = 5,
-           fixed_price: float | None = None) -> pd.DataFrame:
+           fixed_price: float | None = None, start_price: float | None = None) -> pd.DataFrame:
     """Five-year projection (see the module docstring). ``cost``: expected benefit per
     policy per cell in the first projected year (trended to it); ``trend``: yearly
     claims inflation; ``p_ref``: the price the data's enrolment happened at. With
-    ``fixed_price`` the price is held (no repricing) to show the loss ratio drift."""
+    ``fixed_price`` the price is held (no repricing) to show the loss ratio drift; with
+    ``start_price`` the first year is sold at it (the equilibrium premium, say) instead
+    of the break-even premium of the status-quo mix."""
     well = healthy(cells)
     beta = np.where(well, beta_healthy, beta_other)
     pre = cells["preexisting"].astype(int).to_numpy() == 1
     rows = []
     # year 1 is priced on the mix the status quo leads to
-    mix = model.transition(cells, enrolled, people)
-    price = fixed_price or float(np.dot(mix, cost) / mix.sum() / target_lr)
+    probs = model.probabilities(cells)
+    mix = model.transition(cells, enrolled, people, probs=probs)
+    price = fixed_price or start_price or float(np.dot(mix, cost) / mix.sum() / target_lr)
     state = enrolled
     for t in range(1, years + 1):
         shift = beta * np.log(price / p_ref)
-        state = model.transition(cells, state, people, shift)
+        state = model.transition(cells, state, people, shift, probs=probs)
         c_t = cost * (1 + trend) ** (t - 1)
         per_policy = float(np.dot(state, c_t) / state.sum())
         rows.append({"year": t, "premium": price, "enrolled": float(state.sum()),

@@ -14,6 +14,9 @@ who actually enrol. One row per person-year, in year then person order::
     preexisting   = the enrolled policy's flag; for others, a main diagnosis starting with
                     one of the product's pre-existing ICD-10 prefixes in the look-back
                     years before the year (only as far back as the data reaches)
+    preexisting_seen = that diagnosis rule for everyone, enrolled or not (the product's
+                    own definition as the data shows it: what the enrolment models
+                    read, so the enrolled and the others are judged alike)
     stays_prior   = inpatient stays in the previous calendar year (hospital-use history)
     eligible_<b>, payout_<b>, claims_<b>, events_<b>  per benefit b (fen; claims =
                   settlements paid, events = settlements with an eligible amount)
@@ -197,6 +200,7 @@ def experience(product: Product, data: FundData, events: bool = False,
     py["preexisting"] = np.where(py["enrolled"],
                                  pol_pre.reindex(py_key, fill_value=False).to_numpy(dtype=bool),
                                  derived)
+    py["preexisting_seen"] = derived
     stays = st[st["med_type"].astype(str).isin(INPATIENT_MED_TYPES)]
     per_year = pd.Series(year_person_key(stays["setl_time"].dt.year.to_numpy(),
                                          person_rows(index, stays["psn_no"]))).value_counts()

@@ -47,7 +47,8 @@ def age_band(age) -> pd.Categorical:
 #: Columns of the rating frame held narrower than int64 (ten million rows: 41 bytes a
 #: row less): the experience's (:data:`puhui.pricing.experience.NARROW_COLUMNS`) and
 #: the 0/1 flags. Money (payouts, fen) stays int64.
-NARROW = {**NARROW_COLUMNS, "retired": "int8", "preexisting": "int8", "prior_stay": "int8"}
+NARROW = {**NARROW_COLUMNS, "retired": "int8", "preexisting": "int8", "prior_stay": "int8",
+          "preexisting_seen": "int8"}
 
 
 def rating_frame(exp: pd.DataFrame, consume: bool = False) -> pd.DataFrame:
@@ -65,6 +66,8 @@ def rating_frame(exp: pd.DataFrame, consume: bool = False) -> pd.DataFrame:
         "retired": exp["retired"].astype(bool).to_numpy(),
         "preexisting": exp["preexisting"].astype(bool).to_numpy(),
         "prior_stay": (exp["stays_prior"] > 0).to_numpy()}
+    if "preexisting_seen" in exp.columns:
+        derived["preexisting_seen"] = exp["preexisting_seen"].astype(bool).to_numpy()
     names = list(dict.fromkeys([*exp.columns, *derived]))     # exp's order, then new
 
     def take(c):

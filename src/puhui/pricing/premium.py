@@ -50,6 +50,8 @@ from puhui.pricing.drug_agreements import expected_clawbacks, expected_refunds
 from puhui.pricing.enrolment import (
     EnrolmentModel,
     claim_free_shares,
+    equilibrium_premium,
+    healthy,
     next_claim_free_years,
     spiral,
 )
@@ -67,6 +69,9 @@ from puhui.process_memory import release_free_memory
 from puhui.products.model import Product
 
 CELL_FACTORS = RATING_FACTORS + ("age_group",)
+#: The cells of next year's mix: the rating cells split by what the enrolment models
+#: read (the product's pre-existing rule as the data shows it, for everyone).
+MIX_FACTORS = CELL_FACTORS + ("preexisting_seen",)
 DEFAULT_ASSUMPTIONS = "assumptions/pricing.toml"
 
 
@@ -117,6 +122,35 @@ def trend_years(policy_start: dt.date, policy_end: dt.date, years: np.ndarray,
     mid_policy = (year_fraction(policy_start) + year_fraction(policy_end) + 1 / 365) / 2
     mid_exp = float(np.average(years + 0.5, weights=exposure))
     return mid_policy - mid_exp
+
+
+def priced_period(product: Product, last_data_year: int) -> tuple[dt.date, dt.date, str | None]:
+    """The policy period the price is for: the product's own when it starts after the
+    data's last year; otherwise the year after the data (the enrolled mix is projected
+    to it) under the product's terms, with a note saying so.
+
+    >>> from puhui.products.model import load_product, product_path
+    >>> p = load_product(product_path("huhuibao-2025"))
+    >>> priced_period(p, 2024)[:2]
+    (datetime.date(2025, 1, 1), datetime.date(2025, 12, 31))
+    >>> priced_period(p, 2025)[:2]
+    (datetime.date(2026, 1, 1), datetime.date(2026, 12, 31))
+    """
+    if product.start.year > last_data_year:
+        return product.start, product.end, None
+    shift = last_data_year + 1 - product.start.year
+    start, end = _years_later(product.start, shift), _years_later(product.end, shift)
+    return start, end, (f"{product.id}'s policy period {product.start} to {product.end} lies "
+                        f"within the data (last year {last_data_year}): priced for the year "
+                        f"after the data, {start} to {end}, under its terms (the enrolled "
+                        f"mix is projected to that year, and the trend runs to its mid-point)")
+
+
+def _years_later(d: dt.date, n: int) -> dt.date:
+    try:
+        return d.replace(year=d.year + n)
+    except ValueError:                       # 29 February into a common year
+        return d.replace(year=d.year + n, day=28)
 
 
 def trend_factor(inflation: float, years: float) -> float:
@@ -196,7 +230,11 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     del exp
     frame["age_group"] = age_group(frame["age"])
     ev["row"] = person_year_rows(frame, ev)          # each event's person-year
-    t_years = trend_years(product.start, product.end, frame["year"].to_numpy(),
+    last = int(frame["year"].max())
+    p_start, p_end, period_note = priced_period(product, last)
+    if period_note:
+        notes.append(period_note)
+    t_years = trend_years(p_start, p_end, frame["year"].to_numpy(),
                           frame["exposure"].to_numpy())
     sev_trend = trend_factor(trend_a["medical_inflation"], t_years)
 
@@ -207,32 +245,27 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                          f"(schemes {', '.join(product.insutypes)}, ages "
                          f"{product.min_entry_age}-{product.max_renewal_age or product.max_entry_age})")
     framed = frame if elig.all() else frame[elig]      # the eligible person-years
-    last = int(frame["year"].max())
     # the eligible people of the last year: their cells, enrolment, age (a copy of the
     # columns read, not of the table)
     cur = frame.loc[elig & (frame["year"] == last).to_numpy(),
-                    [*CELL_FACTORS, "enrolled", "age", "exposure"]]
-    by_cell = cur.groupby(list(CELL_FACTORS), observed=True)
+                    [*MIX_FACTORS, "enrolled", "age", "exposure"]]
+    by_cell = cur.groupby(list(MIX_FACTORS), observed=True)
     cells = by_cell.agg(people=("exposure", "size"), enrolled=("enrolled", "sum")).reset_index()
     cur_cell = by_cell.ngroup().to_numpy()         # each of cur's rows: its row in cells
     del by_cell
     people = cells["people"].to_numpy(dtype=float)
     enrolled = cells["enrolled"].to_numpy(dtype=float)
-    enrol_model = None
-    if frame["enrolled"].any() and not frame["enrolled"].all():
-        say("enrolment: renewal and entry models")
-        enrol_model = EnrolmentModel().fit(framed)
-        w = enrol_model.transition(cells, enrolled, people)
-    else:
-        w = people.copy()
-        notes.append("no enrolment variation in the data: priced for the whole eligible "
-                     "population, not an enrolled mix")
+    say("enrolment: launch take-up, renewal and later entry")
+    enrol_model, w, enrol_fig = _enrolled_mix(product, data, framed, cells, people, enrolled)
+    notes += enrol_fig.get("notes", [])
     n_policies = int(policies) if policies else int(round(w.sum()))
     # claim-free years at renewal, for deductibles that step down after claim-free years
     paid_row = sum(frame[f"payout_{b.id}"].to_numpy() for b in product.benefits)
     next_cfy = next_claim_free_years(frame, data.policies, paid_row)
     last_rows = (elig & (frame["year"] == last).to_numpy())
-    renewing = enrol_model.renewals(cells, enrolled) if enrol_model is not None else enrolled
+    renewing = (enrol_model.renewals(cells, enrolled) if enrol_model is not None
+                and enrol_model.entry_ is not None else
+                enrolled if enrol_model is None else np.zeros(len(cells)))
 
     # per pricing group: models and the annual benefit per cell
     elig_by_benefit = ev.groupby("benefit")["eligible"].sum().to_dict()
@@ -261,7 +294,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         models[terms.id] = model
         m1, m2 = model.moments(cells, terms, severity_factor=sev_trend)
         if terms.claim_free_steps:
-            shares = claim_free_shares(cur, next_cfy[last_rows], cells, list(CELL_FACTORS),
+            shares = claim_free_shares(cur, next_cfy[last_rows], cells, list(MIX_FACTORS),
                                        terms.claim_free_steps, renewing, w)
             step_shares[terms.id] = shares
             without = float(np.dot(w, m1) / w.sum())
@@ -408,7 +441,9 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         "basis": {"expense_ratio": loads["expense_ratio"], "profit_margin": loads["profit_margin"],
                   "target_loss_ratio": _r(target, 4),
                   "medical_inflation": trend_a["medical_inflation"],
+                  "priced_period": {"start": p_start.isoformat(), "end": p_end.isoformat()},
                   "trend_years": _r(t_years, 4), "severity_trend_factor": _r(sev_trend, 6)},
+        "enrolment": {k: v for k, v in enrol_fig.items() if k != "notes"},
         "pure_premium": {**{b: _r(v, 2) for b, v in pure.items()}, "total": _r(pure_total, 2)},
         "pure_premium_model": {**{b: _r(v, 2) for b, v in pure_model.items()},
                                "total": _r(sum(pure_model.values()), 2)},
@@ -459,19 +494,27 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     figures["gini"] = _r(tables["gini"], 4)
     tables.update({
               "cells": cells.assign(expected_policies=w, expected_cost=cell_cost)})
-    if enrol_model is not None:
+    if enrol_model is not None and enrol_model.can_project and not enrol_fig.get("insured_only"):
         en = assumptions["enrolment"]
         p_ref = _reference_premium(data, product, basis)
+        eq = _equilibrium(enrol_model, cells, people, enrolled, cell_cost, p_ref, target, en,
+                          draws_total / pure_total if pure_total > 0 else None, (lo_q, hi_q))
+        figures["equilibrium"] = eq
         runs = []
+        spiral_args = (enrol_model, cells, people, enrolled, cell_cost, p_ref, target,
+                       trend_a["medical_inflation"])
+        years = int(en.get("years", 5))
         for name, mult in en.get("scenarios", {"central": 1.0}).items():
-            s = spiral(enrol_model, cells, people, enrolled, cell_cost, p_ref, target,
-                       trend_a["medical_inflation"], en["beta_healthy"] * mult,
-                       en["beta_other"] * mult, years=int(en.get("years", 5)))
+            s = spiral(*spiral_args, en["beta_healthy"] * mult, en["beta_other"] * mult,
+                       years=years)
             runs.append(s.assign(scenario=name))
+        if eq["premium"] is not None:
+            s = spiral(*spiral_args, en["beta_healthy"], en["beta_other"], years=years,
+                       start_price=eq["premium"])
+            runs.append(s.assign(scenario="central from equilibrium"))
         if filed:
-            s = spiral(enrol_model, cells, people, enrolled, cell_cost, p_ref, target,
-                       trend_a["medical_inflation"], en["beta_healthy"], en["beta_other"],
-                       years=int(en.get("years", 5)), fixed_price=filed)
+            s = spiral(*spiral_args, en["beta_healthy"], en["beta_other"], years=years,
+                       fixed_price=filed)
             runs.append(s.assign(scenario="filed price held"))
         sp = pd.concat(runs, ignore_index=True)
         tables["spiral"] = sp
@@ -482,7 +525,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     bi = assumptions.get("budget_impact", {})
     if bi.get("class_c_list"):
         say("budget impact of the class-C list")
-        impact = class_c_budget_impact(product, data, framed, cells, w, CELL_FACTORS,
+        impact = class_c_budget_impact(product, data, framed, cells, w, MIX_FACTORS,
                                        n_policies, float(bi.get("class_c_uptake", 0.2)),
                                        list_id=bi["class_c_list"], cur_cell=cur_cell)
         if "drugs" in impact:
@@ -493,6 +536,96 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
             impact["total"] = _r(impact["total"], 2)
         figures["budget_impact_class_c"] = impact
     return Pricing(figures, tables, models, enrol_model, lr, state)
+
+
+def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells: pd.DataFrame,
+                  people: np.ndarray, enrolled: np.ndarray):
+    """Next year's expected policies per cell (:mod:`puhui.pricing.enrolment`): the
+    enrolment model, the weights ``w`` and the figures of ``pricing.json``'s
+    ``enrolment`` (with ``notes``). Insured-only data (every person of persons.parquet
+    held a policy: an insurer's own book) has no one who chose not to join, so entry
+    cannot be measured: the mix is the book as it is, last year's policies."""
+    fig: dict = {"notes": []}
+    enr = framed["enrolled"].to_numpy(dtype=bool)
+    insured_only = bool(len(data.policies)) and (
+        data.persons["psn_no"].astype(str).isin(set(data.policies["psn_no"].astype(str))).all())
+    if not enr.any():
+        fig.update(mode="whole eligible population")
+        fig["notes"].append("no one in the data held a policy: priced for the whole eligible "
+                            "population (as a launch where everyone joins), not an enrolled mix")
+        return None, people.copy(), fig
+    model = EnrolmentModel(lookback_years=product.preexisting_lookback_years).fit(framed)
+    fig.update(_enrolment_figures(model, product))
+    if insured_only or enr.all():
+        fig.update(mode="insured book as it is", insured_only=True)
+        fig["notes"].append("insured-only data (every person in the data held a policy): no "
+                            "one who chose not to join is seen, so entry cannot be measured; "
+                            "priced for the insured book as it is (last year's policies)")
+        return model, enrolled.copy(), fig
+    if not model.can_project:
+        fig.update(mode="whole eligible population")
+        fig["notes"].append("enrolment could not be modelled (no rate to fit): priced for "
+                            "the whole eligible population")
+        return None, people.copy(), fig
+    if model.entry_ is None:
+        fig.update(mode="launch take-up")
+        fig["notes"].append(f"a single data year ({model.launch_year_}): the mix is that "
+                            f"year's take-up; renewal and later entry need a second year")
+    else:
+        fig.update(mode="renewal and later entry")
+        if model.lookback_years_ < product.preexisting_lookback_years:
+            fig["notes"].append(
+                f"enrolment fitted on {', '.join(map(str, model.fit_years_))} with "
+                f"{model.lookback_years_} year(s) of look-back before it, short of the "
+                f"product's {product.preexisting_lookback_years}: pre-existing status of "
+                f"the people without a policy is known only that far")
+    return model, model.transition(cells, enrolled, people), fig
+
+
+def _equilibrium(model, cells: pd.DataFrame, people: np.ndarray, enrolled: np.ndarray,
+                 cell_cost: np.ndarray, p_ref: float, target: float, en: dict,
+                 draw_factors: np.ndarray | None, quantiles: tuple[float, float]) -> dict:
+    """The equilibrium gross premium (:func:`~puhui.pricing.enrolment.equilibrium_premium`)
+    under the central price response, with its uncertainty: the same fixed point with
+    the cost scaled to the interval's ends of the parameter draws, and under each
+    scenario's response."""
+    probs = model.probabilities(cells)
+
+    def solve(bh: float, bo: float, scale: float = 1.0):
+        beta = np.where(healthy(cells), bh, bo)
+
+        def mix(p):
+            return model.transition(cells, enrolled, people, beta * np.log(p / p_ref),
+                                    probs=probs)
+
+        def cost_of_mix(p):
+            m = mix(p)
+            return scale * float(np.dot(m, cell_cost) / m.sum()) if m.sum() > 0 else np.inf
+
+        p = equilibrium_premium(cost_of_mix, p_ref, target)
+        return (p, float(mix(p).sum())) if p is not None else (None, 0.0)
+
+    bh, bo = en["beta_healthy"], en["beta_other"]
+    p, n = solve(bh, bo)
+    out = {"premium": _r_opt(p), "policies": _r(n, 0), "reference_premium": _r(p_ref, 2)}
+    if draw_factors is not None and len(draw_factors) and np.isfinite(draw_factors).all():
+        ends = [solve(bh, bo, float(np.quantile(draw_factors, q)))[0] for q in quantiles]
+        out["interval"] = {"lower": _r_opt(ends[0]), "upper": _r_opt(ends[1])}
+    out["by_scenario"] = {name: _r_opt(solve(bh * m, bo * m)[0])
+                          for name, m in en.get("scenarios", {"central": 1.0}).items()}
+    out["note"] = ("the gross premium that breaks even on the people it draws: P = cost of "
+                   "the mix at P / target loss ratio, the mix moved from the status quo by "
+                   "beta log(P / reference premium); none when no price in 1/100..100x the "
+                   "reference does (the spiral ends with nobody insured)")
+    return out
+
+
+def _enrolment_figures(model, product: Product) -> dict:
+    return {"fit_years": model.fit_years_, "lookback_years": model.lookback_years_,
+            "product_lookback_years": product.preexisting_lookback_years,
+            "launch_year": model.launch_year_, "launch_take_up": _r(model.launch_rate_, 4),
+            "renewal_rate": _r(model.renewal_rate_, 4), "entry_rate": _r(model.entry_rate_, 4),
+            "insured_only": False}
 
 
 def _lifetime(product: Product, data: FundData, assumptions: dict, framed: pd.DataFrame,
@@ -586,6 +719,11 @@ def _r(x, digits: int):
     """Round for pricing.json (so a re-run compares equal across machines)."""
     x = float(x)
     return round(x, digits) if np.isfinite(x) else None
+
+
+def _r_opt(x, digits: int = 2):
+    """:func:`_r`, with None kept (a figure that does not exist)."""
+    return None if x is None else _r(x, digits)
 
 
 def _filed_premium(product: Product, cells: pd.DataFrame, w: np.ndarray) -> float | None:

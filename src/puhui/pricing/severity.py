@@ -87,10 +87,13 @@ class GammaSeverity:
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             res = model.fit(scale=1.0)
-        # the event-level dispersion (Pearson): sum ((y - mu) / mu)^2 / (n - p)
+        # the event-level dispersion (Pearson): sum ((y - mu) / mu)^2 / (n - p); with no
+        # residual degrees of freedom (as many events as parameters: proton on two
+        # events) it cannot be estimated and is taken as 1, the exponential's
         mu = mu_of(res)
         resid = (amounts - mu) / mu
-        self.dispersion_ = float((resid ** 2).sum() / (len(amounts) - len(res.params)))
+        dof = len(amounts) - len(res.params)
+        self.dispersion_ = float((resid ** 2).sum() / dof) if dof > 0 else 1.0
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             res_scaled = model.fit(scale=self.dispersion_)

@@ -1,0 +1,253 @@
+"""``puhui backtest``: each data year priced from the years before it, set against what
+that year's enrollees cost.
+
+For every data year t that has earlier years (docs/pricing.md, "Backtest"):
+
+1. the data before t: settlements dated before t (with their lines), policies that
+   start before t, every person (death dates after t only shorten no exposure before t);
+2. the product of year t: the given product file whose policy period starts in t, else
+   the first one given with its period moved to t (same terms; the backtest says so);
+3. the price of year t from that data alone (:func:`puhui.pricing.premium.price`, the
+   same build-up as ``puhui price``: its mix is projected to t, its trend runs to t);
+4. the realised cost: the product's calculator on the data up to t (so renewals,
+   waiting periods and claim-free years see the years before), summed over the people
+   of year t who held a policy and whom the product accepts::
+
+       realised cost per policy (benefit b) = sum of as-if payouts_b / policies in t
+       A/E                                   = realised / priced pure premium
+
+   and the interval's coverage: whether the realised total lies inside the priced
+   pure premium's interval.
+
+The data's reversals are left out before the split (a settlement reversed in year t
+is missing from the data before t too): a small look-ahead, stated in the output.
+This check does not share the model's structure: the realised cost is the calculator
+on settlements the price never saw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from puhui.errors import InputError
+from puhui.fund.files import FundData
+from puhui.products.model import Product
+
+NOTE_REVERSALS = ("reversed settlements are left out of every year before the split, so a "
+                  "settlement reversed in year t is also missing from the data before t (a "
+                  "small look-ahead; reversals are few)")
+
+
+def data_before(data: FundData, year: int) -> FundData:
+    """The fund data as it stood before ``year``: settlements dated before it with
+    their lines, policies starting before it, every person."""
+    st = data.settlements
+    keep = (st["setl_time"].dt.year < year).to_numpy()
+    st = st[keep].reset_index(drop=True)
+    lines = data.lines
+    if lines is not None:
+        lines = lines[lines["setl_id"].isin(st["setl_id"])].reset_index(drop=True)
+    pol = data.policies
+    pol = pol[(pol["start_date"].dt.year < year).to_numpy()].reset_index(drop=True)
+    years = tuple(y for y in (data.settlement_years or ()) if y < year)
+    return FundData(data.persons, pol, st, lines, settlement_years=years)
+
+
+def data_through(data: FundData, year: int) -> FundData:
+    """The fund data up to and including ``year`` (the realised cost's input)."""
+    return data_before(data, year + 1)
+
+
+def product_for_year(products: list[Product], year: int) -> tuple[Product, bool]:
+    """The product whose policy period starts in ``year``, else the first one with its
+    period moved to ``year`` (same terms); (product, moved)."""
+    for p in products:
+        if p.start.year == year:
+            return p, False
+    p = products[0]
+    shift = year - p.start.year
+    return dataclasses.replace(p, start=_move(p.start, shift), end=_move(p.end, shift)), True
+
+
+def _move(d: dt.date, years: int) -> dt.date:
+    try:
+        return d.replace(year=d.year + years)
+    except ValueError:                     # 29 February into a common year
+        return d.replace(year=d.year + years, day=28)
+
+
+def realised_cost(product: Product, data: FundData, year: int) -> dict:
+    """What ``year``'s enrollees cost under ``product``: the as-if payouts (yuan) of the
+    people enrolled that year whom the product accepts, per policy and per
+    policy-year of exposure, by benefit and in total, and the number of policies."""
+    from puhui.pricing.experience import experience_in_blocks
+    from puhui.pricing.premium import eligible_rows
+
+    frame, _ = experience_in_blocks(product, data_through(data, year),
+                                    drop=("eligible_", "claims_", "events_"))
+    on = ((frame["year"].to_numpy() == year) & frame["enrolled"].to_numpy(dtype=bool)
+          & eligible_rows(product, frame))
+    n = int(on.sum())
+    exposure = float(frame["exposure"].to_numpy()[on].sum())
+    paid_fen = {b.id: int(frame[f"payout_{b.id}"].to_numpy()[on].sum()) for b in product.benefits}
+    paid = {b: v / 100.0 for b, v in paid_fen.items()}
+    total = sum(paid_fen.values()) / 100.0
+    return {"policies": n, "exposure": exposure, "paid": paid, "paid_total": total,
+            "per_policy": {**{b: v / n if n else None for b, v in paid.items()},
+                           "total": total / n if n else None},
+            "per_policy_year": total / exposure if exposure else None}
+
+
+def backtest_year(products: list[Product], data: FundData, year: int, assumptions: dict,
+                  seed: int = 0, progress=None) -> dict:
+    """One year of the backtest (see the module docstring) as ``backtest.json`` holds it."""
+    from puhui.pricing.premium import price
+
+    product, moved = product_for_year(products, year)
+    say = progress or (lambda step: None)
+    say(f"{year}: pricing from the years before")
+    before = data_before(data, year)
+    priced = price(product, before, assumptions, seed=seed).figures
+    say(f"{year}: the realised cost of its enrollees")
+    real = realised_cost(product, data, year)
+    pure = priced["pure_premium"]
+    r = real["per_policy"]
+    interval = priced["pure_premium_interval"]
+    out = {
+        "year": year, "product_id": product.id,
+        "terms": (f"{product.id}'s terms with the policy period moved to {year}" if moved
+                  else f"{product.id} ({product.start} to {product.end})"),
+        "data_years": priced["data"]["years"],
+        "priced_pure_premium": pure,
+        "realised_cost": {k: _r(v) for k, v in r.items()},
+        "realised_cost_per_policy_year": _r(real["per_policy_year"]),
+        "realised_paid_total": _r(real["paid_total"]),
+        "ae": {k: _ratio(r.get(k), pure.get(k)) for k in pure},
+        "policies_predicted": priced["policies"], "policies_actual": real["policies"],
+        "policies_ae": _ratio(real["policies"], priced["policies"]),
+        "interval": {**interval, "covers": (r["total"] is not None
+                                            and interval["lower"] is not None
+                                            and interval["upper"] is not None
+                                            and interval["lower"] <= r["total"] <= interval["upper"])},
+        "gross_premium": priced["gross_premium"],
+        "equilibrium_premium": (priced.get("equilibrium") or {}).get("premium"),
+        "enrolment": priced.get("enrolment"),
+        "notes": priced["notes"],
+    }
+    return out
+
+
+def backtest(products: list[Product], data: FundData, assumptions: dict, seed: int = 0,
+             progress=None) -> dict:
+    """Every data year that has earlier years, in order (``backtest.json``)."""
+    years = sorted(data.settlement_years or sorted(
+        int(y) for y in data.settlements["setl_time"].dt.year.unique()))
+    if len(years) < 2:
+        raise InputError(f"the fund data has {len(years)} year(s) of settlements "
+                         f"({', '.join(map(str, years)) or 'none'}); a backtest prices a year "
+                         f"from the years before it, so it needs at least two")
+    rows = [backtest_year(products, data, y, assumptions, seed, progress) for y in years[1:]]
+    return {"products": [p.id for p in products], "seed": seed, "data_years": years,
+            "years": rows, "summary": _summary(rows), "notes": [NOTE_REVERSALS]}
+
+
+def _summary(rows: list[dict]) -> dict:
+    ae = [r["ae"]["total"] for r in rows if r["ae"]["total"] is not None]
+    pol = [r["policies_ae"] for r in rows if r["policies_ae"] is not None]
+    return {"years": len(rows),
+            "ae_total": ae,
+            "within_10_percent": sum(abs(a - 1) <= 0.10 for a in ae),
+            "policies_within_15_percent": sum(abs(a - 1) <= 0.15 for a in pol),
+            "interval_covers": sum(bool(r["interval"]["covers"]) for r in rows)}
+
+
+def _r(x, digits: int = 2):
+    return None if x is None or not np.isfinite(x) else round(float(x), digits)
+
+
+def _ratio(a, b) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return round(float(a) / float(b), 4)
+
+
+def run_backtest(product_files: list[str | Path], data_dir: str | Path, out: str | Path,
+                 seed: int = 0, assumptions_file: str | Path | None = None,
+                 progress=None) -> dict:
+    """``puhui backtest``: read and validate, backtest, write ``backtest.json`` and
+    ``report.html``; returns the figures."""
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions
+    from puhui.products.model import load_product
+
+    products = [load_product(Path(p)) for p in product_files]
+    if not products:
+        raise InputError("give at least one --product")
+    assumptions, _ = load_assumptions(assumptions_file)
+    say = progress or (lambda step: None)
+    say("reading and validating the fund data")
+    data = load_for_pricing(Path(data_dir), products[0], assumptions)
+    result = backtest(products, data, assumptions, seed, progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "backtest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
+                                       encoding="utf-8")
+    (out / "report.html").write_text(render(result), encoding="utf-8")
+    return result
+
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Backtest {{ r.products|join(', ') }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1050px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 3px 7px; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; } th { background: #f3f3f3; }
+.warn { color: #a00; }
+</style></head><body>
+<h1>Backtest of {{ r.products|join(', ') }}</h1>
+<p>Each data year that has earlier years is priced from those years alone (the same
+build-up as <code>puhui price</code>) and set against what that year's enrollees cost
+under the product (the product's calculator on settlements the price never saw). Data
+years {{ r.data_years|join(', ') }}; seed {{ r.seed }}.</p>
+{{ table }}
+{% for y in r.years %}<h2>{{ y.year }}: {{ y.terms }}</h2>
+<p>Priced from {{ y.data_years|join(', ') }}. Policies predicted {{ '{:,}'.format(y.policies_predicted) }},
+actual {{ '{:,}'.format(y.policies_actual) }}. Interval ({{ '{:.0%}'.format(y.interval.level) }}) of the
+pure premium: {{ y.interval.lower }} to {{ y.interval.upper }} yuan;
+{{ 'covers' if y.interval.covers else 'does not cover' }} the realised cost.
+{% if y.equilibrium_premium %}Equilibrium gross premium {{ y.equilibrium_premium }} yuan.{% endif %}</p>
+{{ benefit_tables[loop.index0] }}
+{% if y.notes %}<ul>{% for n in y.notes %}<li class="warn">{{ n }}</li>{% endfor %}</ul>{% endif %}
+{% endfor %}
+<h2>Notes</h2><ul>{% for n in r.notes %}<li>{{ n }}</li>{% endfor %}</ul>
+</body></html>
+"""
+
+
+def render(result: dict) -> str:
+    """The backtest as a self-contained HTML page."""
+    from jinja2 import Environment
+    from markupsafe import Markup
+
+    summary = pd.DataFrame([{
+        "year": y["year"], "priced pure premium": y["priced_pure_premium"]["total"],
+        "realised cost per policy": y["realised_cost"]["total"], "A/E": y["ae"]["total"],
+        "policies predicted": y["policies_predicted"], "policies actual": y["policies_actual"],
+        "policies A/E": y["policies_ae"], "interval covers": y["interval"]["covers"]}
+        for y in result["years"]])
+    per_benefit = []
+    for y in result["years"]:
+        t = pd.DataFrame([{"benefit": b, "priced": y["priced_pure_premium"].get(b),
+                           "realised": y["realised_cost"].get(b), "A/E": y["ae"].get(b)}
+                          for b in y["priced_pure_premium"]])
+        per_benefit.append(Markup(t.to_html(index=False, na_rep="", border=0,
+                                            float_format=lambda v: f"{v:,.2f}")))
+    html = summary.to_html(index=False, na_rep="", border=0, float_format=lambda v: f"{v:,.4g}")
+    return Environment(autoescape=True).from_string(TEMPLATE).render(
+        r=result, table=Markup(html), benefit_tables=per_benefit)

@@ -1,0 +1,191 @@
+"""Pricing out of sample (issue 18): enrolment as it happens, the equilibrium premium,
+the priced period, and the backtest.
+
+Reference values: hand-worked (the two-cell equilibrium, the trend period), an
+independent code path (the backtest's realised cost against the claims batch, which
+pays the data's real policies through the ledger), and the data's own counts.
+"""
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from puhui.fund.files import POLICIES, read_raw, write_fund
+from puhui.pricing.enrolment import ConstantRate, EnrolmentModel
+from puhui.pricing.premium import _equilibrium, priced_period, trend_years
+from puhui.products.model import load_product, product_path
+
+PUHUI = [sys.executable, "-m", "puhui"]
+
+
+def run(*args):
+    return subprocess.run([*PUHUI, *args], capture_output=True, text=True)
+
+
+def _three_years(n=30_000, seed=1):
+    """Launch take-up 40 %, renewal 70 %, later entry 5 %, over 2024-2026."""
+    rng = np.random.default_rng(seed)
+    base = pd.DataFrame({"psn_no": np.arange(n).astype(str), "age_band": "31-40",
+                         "gender": "1", "insutype": "310", "preexisting_seen": 0,
+                         "prior_stay": 0})
+    e = rng.random(n) < 0.40
+    years = [base.assign(year=2024, enrolled=e)]
+    for y in (2025, 2026):
+        e = np.where(e, rng.random(n) < 0.70, rng.random(n) < 0.05)
+        years.append(base.assign(year=y, enrolled=e))
+    return pd.concat(years, ignore_index=True)
+
+
+def test_launch_take_up_is_not_pooled_with_later_entry():
+    m = EnrolmentModel(lookback_years=1).fit(_three_years())
+    assert m.launch_year_ == 2024 and m.launch_rate_ == pytest.approx(0.40, abs=0.01)
+    assert m.entry_rate_ == pytest.approx(0.05, abs=0.005)       # not 2024's 40 % pooled in
+    assert m.renewal_rate_ == pytest.approx(0.70, abs=0.01)
+    assert m.fit_years_ == [2025, 2026] and m.lookback_years_ == 1
+
+
+def test_fits_use_only_years_with_the_full_look_back_when_the_data_has_them():
+    f = _three_years()
+    assert EnrolmentModel(lookback_years=2).fit(f).fit_years_ == [2026]
+    short = EnrolmentModel(lookback_years=3).fit(f)            # none has 3: all but the first
+    assert short.fit_years_ == [2025, 2026] and short.lookback_years_ == 1
+
+
+def test_first_data_year_is_look_back_for_enrolled_and_others_alike():
+    """In the sample's first year nobody has history; in 2025 the product's rule finds
+    pre-existing conditions among the people without a policy too, by the same rule as
+    among the enrolled (the policy flag plays no part in ``preexisting_seen``)."""
+    from puhui.pricing.experience import experience
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions
+
+    p = load_product(product_path("huhuibao-2025"))
+    data = load_for_pricing("data-samples/city", p, load_assumptions()[0])
+    py = experience(p, data)
+    first, second = py[py["year"] == 2024], py[py["year"] == 2025]
+    assert not first["preexisting_seen"].any()
+    seen = second.groupby("enrolled")["preexisting_seen"].mean()
+    assert seen[False] > 0.01 and seen[True] > 0.01
+    # the enrolled's flag differs from the rule (it is the insurer's): not what is read
+    enr = second[second["enrolled"]]
+    assert (enr["preexisting"] != enr["preexisting_seen"]).any()
+
+
+def test_equilibrium_premium_two_cells_by_hand():
+    """Healthy: 100 people, cost 50, odds of joining moved by -2 log(P/100) from 1:1
+    (take-up 1 / (1 + (P/100)^2)); sick: 10 people, cost 800, price-insensitive, half
+    join. At P = 200: 100 / 5 = 20 healthy and 5 sick, (20 x 50 + 5 x 800) / 25 = 200
+    = P, target 1. Below 200 the mix costs more than the price (P = 100: 50 healthy,
+    (2,500 + 4,000) / 55 = 118.2)."""
+    m = EnrolmentModel()
+    m.entry_, m.renewal_, m.launch_ = ConstantRate(0.5), ConstantRate(0.5), None
+    cells = pd.DataFrame({"preexisting": [0, 1], "prior_stay": [0, 0]})
+    eq = _equilibrium(m, cells, np.array([100.0, 10.0]), np.array([0.0, 0.0]),
+                      np.array([50.0, 800.0]), p_ref=100.0, target=1.0,
+                      en={"beta_healthy": -2.0, "beta_other": 0.0}, draw_factors=None,
+                      quantiles=(0.05, 0.95))
+    assert eq["premium"] == pytest.approx(200.0, abs=0.01)
+    assert eq["policies"] == 25
+
+
+def test_priced_period_is_the_year_the_mix_is_projected_to():
+    p = load_product(product_path("huhuibao-2025"))
+    start, end, note = priced_period(p, 2025)       # the product's year is in the data
+    assert (start, end) == (dt.date(2026, 1, 1), dt.date(2026, 12, 31)) and "2026" in note
+    assert priced_period(p, 2024)[:2] == (p.start, p.end) and priced_period(p, 2024)[2] is None
+    # equal exposure in 2024 and 2025 (mid-point 2025.0) to mid-2026: 1.5 years
+    assert trend_years(start, end, np.array([2024, 2025]), np.array([1.0, 1.0])) == \
+        pytest.approx(1.5, abs=0.002)
+
+
+@pytest.fixture(scope="module")
+def backtested(small_city_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bt")
+    r = run("backtest", "--product", "huhuibao-2025", "--data", str(small_city_dir),
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_backtest_writes_the_contract_fields(backtested):
+    out, r = backtested
+    b = json.loads((out / "backtest.json").read_text())
+    (y,) = b["years"]
+    assert y["year"] == 2025 and y["data_years"] == [2024]
+    for k in ("priced_pure_premium", "realised_cost", "ae"):
+        assert "total" in y[k]
+    assert isinstance(y["policies_predicted"], int) and isinstance(y["policies_actual"], int)
+    assert y["ae"]["total"] == pytest.approx(y["realised_cost"]["total"]
+                                             / y["priced_pure_premium"]["total"], abs=1e-3)
+    assert "<table" in (out / "report.html").read_text() and "Traceback" not in r.stderr
+
+
+def test_backtest_realised_cost_equals_what_the_claims_batch_pays(backtested, small_city_dir,
+                                                                   tmp_path):
+    """The realised cost is the calculator on the enrolled's settlements; the claims
+    batch pays the same policies through the ledger (another code path)."""
+    out, _ = backtested
+    b = json.loads((out / "backtest.json").read_text())
+    r = run("claims", "run", "--product", "huhuibao-2025", "--data", str(small_city_dir),
+            "--ledger", f"sqlite:///{tmp_path / 'l.db'}", "--batch", "b1",
+            "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert b["years"][0]["realised_paid_total"] == pytest.approx(s["ledger_entries_yuan"],
+                                                                 abs=0.005)
+    pol = read_raw(small_city_dir, POLICIES)
+    assert b["years"][0]["policies_actual"] == int((pol["start_date"].dt.year == 2025).sum())
+
+
+def test_backtest_refuses_one_data_year(small_city_dir, tmp_path):
+    d = _subset(small_city_dir, tmp_path, years=[2025])
+    r = run("backtest", "--product", "huhuibao-2025", "--data", str(d), "--out",
+            str(tmp_path / "o"))
+    assert r.returncode == 2 and "at least two" in r.stderr and "Traceback" not in r.stderr
+
+
+def _subset(small_city_dir, tmp_path, keep_people=None, years=None):
+    from puhui.fund.files import read_fund
+
+    d = read_fund(small_city_dir)
+    if years:
+        d.settlements = d.settlements[d.settlements["setl_time"].dt.year.isin(years)]
+        d.policies = d.policies[d.policies["start_date"].dt.year.isin(years)]
+    if keep_people is not None:
+        d.persons = d.persons[d.persons["psn_no"].isin(keep_people)]
+        for t in ("settlements", "policies"):
+            setattr(d, t, getattr(d, t)[getattr(d, t)["psn_no"].isin(keep_people)])
+    d.lines = d.lines[d.lines["setl_id"].isin(d.settlements["setl_id"])]
+    out = tmp_path / "data"
+    write_fund(d, out)
+    return out
+
+
+def _price(data, tmp_path):
+    out = tmp_path / "priced"
+    r = run("price", "--product", "huhuibao-2025", "--data", str(data), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return json.loads((out / "pricing.json").read_text())
+
+
+def test_price_on_a_single_year_uses_its_take_up(small_city_dir, tmp_path):
+    f = _price(_subset(small_city_dir, tmp_path, years=[2025]), tmp_path)
+    assert f["enrolment"]["mode"] == "launch take-up" and f["data"]["years"] == [2025]
+    assert any("single data year" in n for n in f["notes"])
+
+
+def test_price_on_insured_only_data_prices_the_book_as_it_is(small_city_dir, tmp_path):
+    from puhui.fund.files import read_fund
+
+    pol = read_fund(small_city_dir).policies
+    insured = set(pol["psn_no"].astype(str))
+    f = _price(_subset(small_city_dir, tmp_path, keep_people=insured), tmp_path)
+    assert f["enrolment"]["mode"] == "insured book as it is"
+    assert f["enrolment"]["insured_only"] is True
+    assert f["policies"] == int((pol["start_date"].dt.year == 2025).sum())
+    assert "spiral" not in f and "equilibrium" not in f
