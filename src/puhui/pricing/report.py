@@ -37,7 +37,25 @@ and checks every figure.</p>
 <tr><th>person-years enrolled in a product</th><td class="n">{{ '{:,}'.format(f.data.enrolled_person_years) }}</td></tr>
 <tr><th>people eligible, last data year</th><td class="n">{{ '{:,}'.format(f.data.eligible_people_last_year) }}</td></tr>
 <tr><th>policies priced for (expected enrolment next year)</th><td class="n">{{ '{:,}'.format(f.policies) }}</td></tr>
+<tr><th>priced period</th><td>{{ f.basis.priced_period.start }} to {{ f.basis.priced_period.end }}</td></tr>
 </table>
+
+{% if f.enrolment %}<h2>Who enrols</h2>
+{% set e = f.enrolment %}<p>The mix priced: <b>{{ e.mode }}</b>.
+{% if e.launch_year %}Launch take-up ({{ e.launch_year }}, the first policy year): {{ e.launch_take_up|pct }}.{% endif %}
+{% if e.fit_years %}Renewal {{ e.renewal_rate|pct }} and later entry {{ e.entry_rate|pct }}, fitted on
+{{ e.fit_years|join(', ') }} with {{ e.lookback_years }} year(s) of look-back (the product's definition:
+{{ e.product_lookback_years }}); the first data year is look-back only, and health status is the
+product's pre-existing rule applied alike to the enrolled and the others.{% endif %}</p>{% endif %}
+{% if f.equilibrium %}<p>Equilibrium gross premium (the price that breaks even on the people it draws):
+{% if f.equilibrium.premium %}<b>{{ '{:,.2f}'.format(f.equilibrium.premium) }}</b> yuan with about
+{{ '{:,.0f}'.format(f.equilibrium.policies) }} policies{% if f.equilibrium.interval %} (parameter
+uncertainty {{ f.equilibrium.interval.lower }} to {{ f.equilibrium.interval.upper }}){% endif %};
+by price-response scenario: {% for k, v in f.equilibrium.by_scenario.items() %}{{ k }} {{ v if v else 'none' }}{% if not loop.last %}, {% endif %}{% endfor %}.
+{% else %}none: no price from 1/100 to 100 times the reference premium breaks even (the spiral ends
+with nobody insured).{% endif %}{% if f.gross_premium is number %} Beside it, the break-even gross
+premium at the projected mix, {{ '{:,.2f}'.format(f.gross_premium) }} yuan, assumes the mix does not
+answer the price.{% endif %}</p>{% endif %}
 
 <h2>Premium build-up (yuan per policy)</h2>
 <table><tr><th>benefit</th><th>pure premium</th></tr>
@@ -118,7 +136,8 @@ factors; Gini of each ordering; calibration of the GLM by decile of predicted ra
 {% if spiral %}<h2>Death-spiral projection</h2>
 <p>Each year's price is set on the previous year's mix; renewal and entry respond to the price
 (log-odds shift beta log(P / P_ref), beta by health, scenarios from the assumptions file);
-the population is held fixed. "filed price held" keeps the product's premium.</p>
+the population is held fixed. "filed price held" keeps the product's premium; "central from
+equilibrium" sells the first year at the equilibrium premium.</p>
 {% if plots.spiral %}<img alt="spiral" src="data:image/png;base64,{{ plots.spiral }}">{% endif %}
 {{ spiral }}{% endif %}
 
