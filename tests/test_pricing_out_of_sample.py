@@ -189,3 +189,30 @@ def test_price_on_insured_only_data_prices_the_book_as_it_is(small_city_dir, tmp
     assert f["enrolment"]["insured_only"] is True
     assert f["policies"] == int((pol["start_date"].dt.year == 2025).sum())
     assert "spiral" not in f and "equilibrium" not in f
+
+
+def test_claim_free_history_is_judged_by_what_policies_paid_under_their_own_terms(
+        small_city_dir, tmp_path):
+    """The 2024 policies ran under huhuibao-2024 (deductible 15,000): what they paid is
+    what the claims batch pays them under that product, not 2025's as-if payouts."""
+    from puhui.pricing.enrolment import paid_under_own_terms
+    from puhui.pricing.experience import experience
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions
+
+    p = load_product(product_path("huhuibao-2025"))
+    data = load_for_pricing(small_city_dir, p, load_assumptions()[0])
+    exp = experience(p, data)
+    own, notes = paid_under_own_terms(p, data, exp)
+    as_if = sum(exp[f"payout_{b.id}"].to_numpy() for b in p.benefits)
+    y24 = (exp["year"] == 2024).to_numpy()
+    r = run("claims", "run", "--product", "huhuibao-2024", "--data", str(small_city_dir),
+            "--ledger", f"sqlite:///{tmp_path / 'l.db'}", "--batch", "b24",
+            "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    enr24 = y24 & exp["enrolled"].to_numpy()
+    assert own[enr24].sum() / 100 == pytest.approx(s["ledger_entries_yuan"], abs=0.005)
+    assert own[enr24].sum() < as_if[enr24].sum()            # deductible 15,000 > 12,000
+    assert np.array_equal(own[y24 & ~enr24], as_if[y24 & ~enr24])   # no policy: as-if
+    assert np.array_equal(own[~y24], as_if[~y24]) and notes == []

@@ -281,15 +281,70 @@ def equilibrium_premium(cost_of_mix, p_ref: float, target_lr: float,
     return None
 
 
+def paid_under_own_terms(product, data, exp: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Per person-year of the experience table ``exp`` (fen): what the person's policy
+    of that year paid under its **own** product's terms, where the data's policy is of
+    another product whose file is in ``actuarial/products/`` (the 2024 policies of a
+    2025 pricing ran under 2024's 15,000 deductible, not 2025's 12,000); elsewhere the
+    priced product's as-if payout. This is what claim-free years are judged on: a
+    policy that paid nothing under its own terms was claim-free, whatever next year's
+    terms would have paid. Returns the payouts and notes (products not found)."""
+    from puhui.basis import actuarial_dir
+    from puhui.benefits.calculator import adjudicate
+    from puhui.benefits.quantities import LineMatcher
+    from puhui.pricing.experience import effective_mask, person_rows, year_person_key
+    from puhui.products.model import load_product
+
+    paid = sum(exp[f"payout_{b.id}"].to_numpy() for b in product.benefits)
+    pol = data.policies
+    pol = pol[pol["start_date"].dt.year.isin(set(int(y) for y in exp["year"].unique()))]
+    ids = pol["product_id"].astype(str)
+    index = exp["psn_no"].cat.categories if isinstance(exp["psn_no"].dtype, pd.CategoricalDtype) \
+        else pd.Index(data.persons["psn_no"].astype(str))
+    row_key = pd.Series(np.arange(len(exp)), index=year_person_key(
+        exp["year"].to_numpy(), person_rows(index, exp["psn_no"])))
+    row_key = row_key[~row_key.index.duplicated()]
+    notes, st = [], None
+    for pid in sorted(set(ids) - {product.id}):
+        path = actuarial_dir() / "products" / f"{pid}.toml"
+        if not (_plain_id(pid) and path.is_file()):
+            notes.append(f"policies of {pid}: no product file of that id in the actuarial "
+                         f"basis, so their claim-free years are judged under "
+                         f"{product.id}'s terms")
+            continue
+        other = load_product(path)
+        mine = pol[(ids == pid).to_numpy()].reset_index(drop=True)
+        if st is None:
+            st = data.settlements[effective_mask(data.settlements)]
+        on = st["psn_no"].isin(mine["psn_no"].astype(str).unique()).to_numpy()
+        dec = adjudicate(other, st[on], mine, data.lines, matcher=LineMatcher(other))
+        agg = dec.by_policy()
+        total = agg[[c for c in agg.columns if c.startswith("payout_")]].sum(axis=1)
+        per_policy = total.reindex(mine["policy_no"].to_numpy(), fill_value=0).to_numpy()
+        key = year_person_key(mine["start_date"].dt.year.to_numpy(),
+                              person_rows(index, mine["psn_no"]))
+        rows = row_key.reindex(key).to_numpy()
+        ok = ~np.isnan(rows)
+        paid[rows[ok].astype("int64")] = per_policy[ok]
+    return paid, notes
+
+
+def _plain_id(pid: str) -> bool:
+    """A product id that names a file in actuarial/products/ and nothing else."""
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", pid)) and ".." not in pid
+
+
 def next_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
                           paid: np.ndarray) -> np.ndarray:
     """Claim-free years each person-year's policyholder would have at renewal next
     year: (years before this year's policy, :func:`puhui.benefits.claim_free.claim_free_years`)
     + 1 when this year paid nothing, else 0; 0 for people not enrolled.
 
-    ``paid``: the product's as-if payout per row of ``frame`` (fen): the priced product's
-    calculator stands in for what the policies of the data years actually paid, and
-    policies before the data years are unknown (a chain stops there).
+    ``paid``: what each row's policy paid (fen), under its own product's terms where
+    known (:func:`paid_under_own_terms`); policies before the data years are unknown (a
+    chain stops there).
 
     >>> fr = pd.DataFrame({"psn_no": ["a", "a", "b", "b"], "year": [2024, 2025] * 2,
     ...                    "enrolled": [True, True, True, True]})

@@ -53,6 +53,7 @@ from puhui.pricing.enrolment import (
     equilibrium_premium,
     healthy,
     next_claim_free_years,
+    paid_under_own_terms,
     spiral,
 )
 from puhui.pricing.experience import experience_in_blocks, person_year_rows
@@ -219,6 +220,10 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     say("experience: the product's calculator on every person-year")
     # the models read the payouts; eligible amounts and counts come from the events
     exp, ev = experience_in_blocks(product, data, drop=("eligible_", "claims_", "events_"))
+    # what each policy of the data years paid under its own product (claim-free years),
+    # while the settlements still have every column
+    own_paid, own_notes = paid_under_own_terms(product, data, exp)
+    notes += own_notes
     if release_data:
         st = data.settlements
         data.settlements = st[[c for c in AFTER_EXPERIENCE if c in st.columns]]
@@ -260,8 +265,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     notes += enrol_fig.get("notes", [])
     n_policies = int(policies) if policies else int(round(w.sum()))
     # claim-free years at renewal, for deductibles that step down after claim-free years
-    paid_row = sum(frame[f"payout_{b.id}"].to_numpy() for b in product.benefits)
-    next_cfy = next_claim_free_years(frame, data.policies, paid_row)
+    next_cfy = next_claim_free_years(frame, data.policies, own_paid)
+    del own_paid
     last_rows = (elig & (frame["year"] == last).to_numpy())
     renewing = (enrol_model.renewals(cells, enrolled) if enrol_model is not None
                 and enrol_model.entry_ is not None else
@@ -306,8 +311,9 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                           for k, (y, d) in enumerate(terms.claim_free_steps)],
                 "model_pure_premium_first_year_deductible": _r(without, 2),
                 "model_pure_premium_with_steps": _r(np.dot(w, m1) / w.sum(), 2),
-                "note": "claim-free years at renewal from the data's policies and the "
-                        "product's as-if payouts; entrants at the first-year deductible"}
+                "note": "claim-free years at renewal from the data's policies and what each "
+                        "paid under its own product's terms (the priced product's where that "
+                        "file is not in the basis); entrants at the first-year deductible"}
         cost = float(np.dot(w, m1) / w.sum())
         cell_cost += m1
         cell_var += m2 - m1 ** 2
