@@ -216,3 +216,11 @@ def test_claim_free_history_is_judged_by_what_policies_paid_under_their_own_term
     assert own[enr24].sum() < as_if[enr24].sum()            # deductible 15,000 > 12,000
     assert np.array_equal(own[y24 & ~enr24], as_if[y24 & ~enr24])   # no policy: as-if
     assert np.array_equal(own[~y24], as_if[~y24]) and notes == []
+
+
+def test_a_launch_after_the_first_data_year_is_not_fitted_as_later_entry():
+    f = _three_years()
+    f.loc[f["year"] == 2024, "enrolled"] = False        # the product starts in 2025
+    m = EnrolmentModel(lookback_years=1).fit(f)
+    assert m.launch_year_ == 2025 and m.fit_years_ == [2026]
+    assert m.entry_rate_ < 0.10                          # 2025's take-up is the launch's

@@ -140,13 +140,15 @@ class EnrolmentModel:
         self.last_year_ = int(years[-1])
         year = frame["year"].to_numpy()
         enrolled = frame["enrolled"].to_numpy()
-        later = years[years > first]
+        policy_years = np.unique(year[enrolled.astype(bool)])
+        self.launch_year_ = int(policy_years[0]) if len(policy_years) else None
+        # renewal and entry: years after the first data year and after the launch (a
+        # launch year's take-up is not later entry)
+        later = years[years > max(first, self.launch_year_ or first)]
         full = later[later - first >= max(self.lookback_years, 1)]
         self.fit_years_ = [int(y) for y in (full if len(full) else later)]
         self.lookback_years_ = (min(int(min(self.fit_years_)) - first, self.lookback_years)
                                 if self.fit_years_ else 0)
-        policy_years = np.unique(year[enrolled.astype(bool)])
-        self.launch_year_ = int(policy_years[0]) if len(policy_years) else None
         self.launch_ = None
         self.launch_rate_ = float("nan")
         if self.launch_year_ is not None and (
