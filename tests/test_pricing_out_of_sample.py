@@ -224,3 +224,33 @@ def test_a_launch_after_the_first_data_year_is_not_fitted_as_later_entry():
     m = EnrolmentModel(lookback_years=1).fit(f)
     assert m.launch_year_ == 2025 and m.fit_years_ == [2026]
     assert m.entry_rate_ < 0.10                          # 2025's take-up is the launch's
+
+
+def test_rated_cells_by_hand():
+    """Two premium cells. 60-69 (filed 100 yuan) holds 10 healthy people of cost 50 whose
+    odds answer the price by -2 log(P / 100): at the filed price half join (5 policies,
+    loss ratio 50 / 100); the equilibrium is P = 50 (the cell's cost does not move with
+    the mix), where the odds are 1 x 2^2 = 4: 8 of 10 join. 70-100 (filed 200) holds 10
+    people with a condition, cost 300, price-insensitive: 5 policies, loss ratio 1.5,
+    equilibrium 300."""
+    import dataclasses
+
+    from puhui.pricing.premium import _rated_cells
+    from puhui.products.model import PremiumCell
+
+    p = dataclasses.replace(load_product(product_path("elderly-medical-60-80")),
+                            premium_cells=(PremiumCell(60, 69, None, 10_000),
+                                           PremiumCell(70, 100, None, 20_000)))
+    m = EnrolmentModel()
+    m.entry_, m.renewal_, m.launch_ = ConstantRate(0.5), ConstantRate(0.5), None
+    cells = pd.DataFrame({"preexisting": [0, 1], "prior_stay": [0, 0]})
+    cur = pd.DataFrame({"age": [65] * 10 + [75] * 10, "preexisting": [0] * 10 + [1] * 10,
+                        "enrolled": False})
+    got = _rated_cells(p, m, cur, np.array([0] * 10 + [1] * 10), cells,
+                       np.array([50.0, 300.0]), p_ref=100.0, target=1.0,
+                       en={"beta_healthy": -2.0, "beta_other": 0.0})
+    assert [(r["people"], r["policies_at_filed"], r["loss_ratio_at_filed"]) for r in got] == \
+        [(10, 5.0, 0.5), (10, 5.0, 1.5)]
+    assert got[0]["equilibrium_premium"] == pytest.approx(50.0, abs=0.01)
+    assert got[0]["policies_at_equilibrium"] == 8
+    assert got[1]["equilibrium_premium"] == pytest.approx(300.0, abs=0.01)

@@ -506,6 +506,9 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         eq = _equilibrium(enrol_model, cells, people, enrolled, cell_cost, p_ref, target, en,
                           draws_total / pure_total if pure_total > 0 else None, (lo_q, hi_q))
         figures["equilibrium"] = eq
+        if product.rated:
+            figures["rated_cells"] = _rated_cells(product, enrol_model, cur, cur_cell, cells,
+                                                  cell_cost, p_ref, target, en)
         runs = []
         spiral_args = (enrol_model, cells, people, enrolled, cell_cost, p_ref, target,
                        trend_a["medical_inflation"])
@@ -623,6 +626,43 @@ def _equilibrium(model, cells: pd.DataFrame, people: np.ndarray, enrolled: np.nd
                    "the mix at P / target loss ratio, the mix moved from the status quo by "
                    "beta log(P / reference premium); none when no price in 1/100..100x the "
                    "reference does (the spiral ends with nobody insured)")
+    return out
+
+
+def _rated_cells(product: Product, model, cur: pd.DataFrame, cur_cell: np.ndarray,
+                 cells: pd.DataFrame, cell_cost: np.ndarray, p_ref: float, target: float,
+                 en: dict) -> list[dict]:
+    """Per premium cell of a rated product (age band x health status as the product file
+    states them): the people it holds (the eligible of the last data year), and, with
+    each cell's enrolment answering its own premium (the price response of the spiral),
+    the policies and loss ratio at the filed premium and the cell's equilibrium premium.
+    A premium cell holds pricing cells of different health and prior stays, so the
+    anti-selection inside it is priced: the healthy leave a dear cell first."""
+    pc = _premium_cell_of(product, cur["age"].to_numpy(), cur["preexisting"].to_numpy())
+    beta_all = np.where(healthy(cells), en["beta_healthy"], en["beta_other"])
+    out = []
+    for i, c in enumerate(product.premium_cells):
+        on = pc == i
+        k, people = np.unique(cur_cell[on], return_counts=True)
+        row = {"min_age": c.min_age, "max_age": c.max_age, "preexisting": c.preexisting,
+               "filed_premium": c.amount_fen / 100.0, "people": int(on.sum())}
+        if not len(k):
+            out.append({**row, "policies_at_filed": 0, "loss_ratio_at_filed": None,
+                        "equilibrium_premium": None, "policies_at_equilibrium": 0})
+            continue
+        enrolled = np.bincount(cur_cell[on], weights=cur["enrolled"].to_numpy(dtype=float)[on],
+                               minlength=len(cells))[k]
+        sub, cost, beta = cells.iloc[k].reset_index(drop=True), cell_cost[k], beta_all[k]
+        filed = c.amount_fen / 100.0
+        mix = model.transition(sub, enrolled, people.astype(float),
+                               beta * np.log(filed / p_ref)) if filed > 0 else np.zeros(len(k))
+        eq = _equilibrium(model, sub, people.astype(float), enrolled, cost, p_ref, target,
+                          {**en, "scenarios": {}}, None, (0.05, 0.95))
+        out.append({**row, "policies_at_filed": _r(mix.sum(), 1),
+                    "loss_ratio_at_filed": _r(np.dot(mix, cost) / mix.sum() / filed, 4)
+                    if mix.sum() > 0 and filed > 0 else None,
+                    "equilibrium_premium": eq["premium"],
+                    "policies_at_equilibrium": eq["policies"]})
     return out
 
 

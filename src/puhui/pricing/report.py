@@ -68,6 +68,11 @@ answer the price.{% endif %}</p>{% endif %}
 </table>
 {% if f.gross_premium is not number %}<table><tr><th>ages</th><th>pre-existing</th><th>filed</th><th>gross premium</th></tr>
 {% for c in f.gross_premium %}<tr><td>{{ c.min_age }}-{{ c.max_age }}</td><td>{{ c.preexisting }}</td><td class="n">{{ c.filed_premium }}</td><td class="n">{{ c.gross_premium }}</td></tr>{% endfor %}</table>{% endif %}
+{% if f.rated_cells %}<p>Each premium cell's enrolment answering its own premium (the spiral's price response;
+the healthy inside a cell leave a dear cell first): policies and loss ratio at the filed premium, and the
+cell's equilibrium premium.</p>
+<table><tr><th>ages</th><th>pre-existing</th><th>people</th><th>filed</th><th>policies at filed</th><th>loss ratio at filed</th><th>equilibrium premium</th><th>policies at equilibrium</th></tr>
+{% for c in f.rated_cells %}<tr><td>{{ c.min_age }}-{{ c.max_age }}</td><td>{{ 'any' if c.preexisting is none else ('yes' if c.preexisting else 'no') }}</td><td class="n">{{ '{:,}'.format(c.people) }}</td><td class="n">{{ '{:,.2f}'.format(c.filed_premium) }}</td><td class="n">{{ c.policies_at_filed }}</td><td class="n">{{ c.loss_ratio_at_filed|pct }}</td><td class="n">{{ '{:,.2f}'.format(c.equilibrium_premium) if c.equilibrium_premium else 'none' }}</td><td class="n">{{ c.policies_at_equilibrium }}</td></tr>{% endfor %}</table>{% endif %}
 <p>Expected loss ratio at the {{ f.loss_ratio_basis }}: <b>{{ f.expected_loss_ratio|pct }}</b>;
 {{ f.loss_ratio_interval.level|pct0 }} interval {{ f.loss_ratio_interval.lower|pct }} to
 {{ f.loss_ratio_interval.upper|pct }}; probability of a loss ratio above 100 %:
