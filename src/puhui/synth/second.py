@@ -321,19 +321,19 @@ def enrol(st: State, people: dict, enrolled_last: np.ndarray, stays_last: np.nda
     return st.alive & (rng.random(len(age)) < _logistic(x))
 
 
-def preexisting(st: State, sites: list[str], P: dict, prefixes: tuple[str, ...],
-                lookback: int) -> np.ndarray:
-    """The product's definition: a listed diagnosis (ICD-10 prefix) in the look-back
-    years before the policy's start. Chronic conditions persist (treated every year);
-    a cancer counts if diagnosed in [year - lookback, year)."""
+def preexisting(st: State, sites: list[str], P: dict, prefixes: tuple[str, ...]) -> np.ndarray:
+    """The product's definition (``[preexisting]``: a listed ICD-10 prefix diagnosed in the
+    look-back years before the policy's start), on the true state: a listed chronic
+    condition (they persist and are treated every year), or a cancer on a listed site
+    diagnosed before the year (active patients are treated, survivors have follow-up
+    visits every year, so the diagnosis is always within the look-back)."""
     def listed(code: str) -> bool:
         return code.startswith(prefixes)
     on = np.array([listed(c["code"]) for c in P["conditions"]], bool)
     out = st.conds[:, on].any(axis=1) if on.any() else np.zeros(len(st.x), bool)
     site_listed = np.array([listed(s) for s in sites], bool)
-    recent = (st.cancer_onset > 0) & (st.cancer_onset < st.year) \
-        & (st.cancer_onset >= st.year - lookback)
-    return out | (recent & site_listed[st.site])
+    known = (st.cancer_onset > 0) & (st.cancer_onset < st.year)
+    return out | (known & site_listed[st.site])
 
 
 # ---------------------------------------------------------------------------- bills
@@ -652,7 +652,6 @@ def generate(persons: int, years: int, seed: int, start_year: int | None = None,
     class_ab = load_lists()["class-ab-sample"].items
     product = load_product(actuarial_dir() / "products" / P["preexisting_product"])
     prefixes = tuple(product.preexisting_codes)
-    lookback = int(product.preexisting_lookback_years)
 
     say("people")
     people, st, stays_before = burn_in(persons, start_year, P, sites,
@@ -679,7 +678,7 @@ def generate(persons: int, years: int, seed: int, start_year: int | None = None,
         # enrolment on the state at 1 January
         say(f"{year}: enrolment")
         now = enrol(st, people, enrolled, stats.stays, stats.cost, k == 0, P, rng_enrol)
-        pre = preexisting(st, sites, P, prefixes, lookback)
+        pre = preexisting(st, sites, P, prefixes)
         sel = np.flatnonzero(now)
         policies.append(pd.DataFrame({"person": sel, "year": year, "preexisting": pre[sel]}))
         enrolled = now
