@@ -508,7 +508,8 @@ def _special(py, P, L: Lists, sites, year, cs, infl, rng):
     active = np.flatnonzero(cs == 1)
     y0 = np.datetime64(f"{year}-01-01", "D")
     # courses: continue last year's (from January) or start one (from a random month)
-    cont = active[(py["on_drug"][active] >= 0) & (rng.random(len(active)) < C["drug_course_continue"])]
+    cont = active[(py["on_drug"][active] >= 0)
+                  & (rng.random(len(active)) < C["drug_course_continue"])]
     cand = np.setdiff1d(active, cont)
     has_match = L.drug_match[py["site"][cand]].any(axis=1)
     start = cand[has_match & (rng.random(len(cand)) < C["drug_course_start"])]
@@ -851,7 +852,8 @@ def calibration(data: FundData) -> pd.DataFrame:
             r["entry"] = len(held[y] - prev) / max(len(others), 1)
         ins = st["psn_no"].astype(str).isin(held[y]).to_numpy() & on
         r["stays_per_1000_policies"] = 1000 * int((ins & stay).sum()) / max(len(held[y]), 1)
-        r["cost_per_policy"] = float(st.loc[ins, "medfee_sumamt"].sum() / 100 / max(len(held[y]), 1))
+        r["cost_per_policy"] = float(st.loc[ins, "medfee_sumamt"].sum() / 100
+                                     / max(len(held[y]), 1))
         r["cost_per_person"] = float(st.loc[on, "medfee_sumamt"].sum() / 100 / max(alive, 1))
         rows.append(r)
     return pd.DataFrame(rows)
