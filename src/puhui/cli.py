@@ -104,12 +104,27 @@ def cli():
 @click.option("--start-year", type=click.IntRange(2021, 2030), default=None,
               help="first policy year (default: the parameter file's)")
 @click.option("--dirty", is_flag=True, help="plant a few bad rows (for testing validation)")
-def synth(persons, years, seed, out, start_year, dirty):
+@click.option("--generator", type=click.Choice(["city", "second"]), default="city",
+              show_default=True,
+              help="city: the standard generator; second: an independent one for truth "
+                   "checks (persistent frailty, conditions, selected enrolment; "
+                   "actuarial/assumptions/synth-second.toml)")
+def synth(persons, years, seed, out, start_year, dirty, generator):
     """Write a synthetic city of fund data (persons, policies, settlements, lines)."""
     from puhui.fund.files import write_fund
     from puhui.synth.city import synth_city
 
+    if generator == "second" and dirty:
+        raise InputError("--dirty works with --generator city only; drop one of them")
     _out_dir(out)
+    if generator == "second":
+        from puhui.synth.second import write_second_city
+
+        n = write_second_city(persons, years, seed, out, start_year=start_year,
+                              progress=_progress(True))
+        click.echo(f"wrote {n['persons']:,} persons, {n['policies']:,} policies, "
+                   f"{n['settlements']:,} settlements, {n['lines']:,} lines to {out}")
+        return
     data = synth_city(persons, years, seed, start_year=start_year, dirty=dirty,
                       progress=_progress(True))
     paths = write_fund(data, out)
