@@ -56,8 +56,8 @@ from puhui.pricing.enrolment import (
 from puhui.pricing.experience import experience_in_blocks, person_year_rows
 from puhui.pricing.frequency import rating_frame
 from puhui.pricing.lifetime import (
-    age_gradient,
     benefit_growth,
+    experience_by_age,
     is_lifetime,
     lifetime_basis,
     lifetime_price,
@@ -372,9 +372,9 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     lifetime_fig = None
     if is_lifetime(product):
         say("lifetime: claims by attained age, decrements, level and step premiums")
-        lifetime_fig, lt_tables = _lifetime(product, data, assumptions, framed, ae_rows, cur,
+        lifetime_fig, lt_tables = _lifetime(product, data, assumptions, frame, framed, cur,
                                             cur_cell, cells, w, cell_cost, cell_factor,
-                                            groups, models, sev_trend, enrol_model, target)
+                                            groups, models, sev_trend, target)
         tables.update(lt_tables)
 
     # premiums: gross by premium cell, the filed premium and the loss ratio
@@ -495,25 +495,26 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     return Pricing(figures, tables, models, enrol_model, lr, state)
 
 
-def _lifetime(product: Product, data: FundData, assumptions: dict, framed: pd.DataFrame,
-              ae_rows: pd.DataFrame, cur: pd.DataFrame, cur_cell: np.ndarray,
+def _lifetime(product: Product, data: FundData, assumptions: dict, frame: pd.DataFrame,
+              framed: pd.DataFrame, cur: pd.DataFrame, cur_cell: np.ndarray,
               cells: pd.DataFrame, w: np.ndarray, cell_cost: np.ndarray,
-              cell_factor: np.ndarray, groups, models, sev_trend: float, enrol_model,
+              cell_factor: np.ndarray, groups, models, sev_trend: float,
               target: float) -> tuple[dict, dict]:
     """The lifetime price (:mod:`puhui.pricing.lifetime`) from this run's models: the
     eligible people of the last year with their cell's cost and the enrolled mix, the
-    within-band age slope from the as-if payouts, the renewal model's lapse and the
-    benefit growth G(t) (the mix's E[B], claim-free steps aside, with the severity grown
-    t years of inflation, over today's)."""
+    as-if payouts by single age of the product's schemes (all ages: the younger ones
+    are the age curve's prior), the data's policies (lapse by duration) and the
+    benefit growth G(t) for the re-rating path (the mix's E[B], claim-free steps aside,
+    with the severity grown t years of inflation, over today's)."""
     basis = lifetime_basis(assumptions)
     per_person = (w / cells["people"].to_numpy())[cur_cell]
     people = pd.DataFrame({"age": cur["age"].to_numpy(), "gender": cur["gender"].astype(str).to_numpy(),
                            "weight": per_person, "cost": cell_cost[cur_cell]})
-    gradient = age_gradient(framed["age"].to_numpy(), framed["gender"].astype(str).to_numpy(),
-                            ae_rows["actual"].to_numpy(), ae_rows["expected"].to_numpy())
-    lapse = None
-    if enrol_model is not None and enrol_model.renewal_ is not None:
-        lapse = (1.0 - enrol_model.renewal_.predict(cells))[cur_cell]
+    scheme = frame["insutype"].astype(str).isin(product.insutypes).to_numpy()
+    paid = sum(frame[f"payout_{b.id}"].to_numpy()[scheme] for b in product.benefits) / 100.0
+    experience = experience_by_age(frame["age"].to_numpy()[scheme], paid,
+                                   frame["exposure"].to_numpy()[scheme], 0,
+                                   int(product.max_renewal_age))
     inflation = float(assumptions["trend"]["medical_inflation"])
 
     def expected_at(t: int) -> float:
@@ -524,8 +525,8 @@ def _lifetime(product: Product, data: FundData, assumptions: dict, framed: pd.Da
     growth = benefit_growth(expected_at, int(product.max_renewal_age)
                             - int(product.min_entry_age or 0))
     years = sorted(int(y) for y in framed["year"].unique())
-    return lifetime_price(product, people, gradient, lapse, growth, basis, target,
-                          persons=data.persons, years=years)
+    return lifetime_price(product, people, experience, growth, basis, target,
+                          persons=data.persons, years=years, policies=data.policies)
 
 
 AE_FACTORS = ("age_band", "gender", "insutype", "retired", "preexisting", "prior_stay")
