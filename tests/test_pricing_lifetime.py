@@ -173,7 +173,8 @@ def test_lapse_by_duration_from_the_data_where_credible():
 def test_lifetime_basis_checks_the_assumptions():
     assert lt.lifetime_basis({})["mortality"] == "table"
     for bad in ({"mortality": "cl3"}, {"lapse": 1.5}, {"lapse": "none"},
-                {"improvement_scenarios": [1.2]}):
+                {"improvement_scenarios": [1.2]}, {"review_years": 0}, {"lapse_ultimate": 1.0},
+                {"prior_ages": [59, 40]}):
         with pytest.raises(InputError, match=r"\[lifetime\]"):
             lt.lifetime_basis({"lifetime": bad})
 
@@ -207,21 +208,43 @@ def test_price_gives_the_elderly_product_a_lifetime_price(elderly):
     L = f["lifetime"]
     assert [e["entry_age"] for e in L["entry_ages"]] == [60, 65, 70, 75, 80]
     assert len(L["claims_by_age"]) == 41 and L["claims_by_age"][-1]["age"] == 100
+    # the graduated curve: monotone on the sample and without steps at band boundaries
+    for sex in ("men", "women"):
+        c = np.array([r[sex] for r in L["claims_by_age"]])
+        assert L["basis"]["age_curve"]["monotone"] and (np.diff(c) >= 0).all()
+        assert (c[1:] / c[:-1]).max() < 1.10
+    gross_by_entry = [e["level_gross_premium"] for e in L["entry_ages"]]
+    assert gross_by_entry == sorted(gross_by_entry)        # no pre-funded trend: rises with age
+    filed = {r["entry_age"]: r for r in L["loss_ratio_at_filed_schedule"]["by_entry_age"]}
     for e in L["entry_ages"]:
-        # P = PVC / a, the reserve before the first premium is nil, gross = pure / 0.85
+        # the headline: P = PVC / a with death only, the reserve before the first premium
+        # is nil, gross = pure / 0.85; the lapse-supported figure beside it
         assert e["level_pure_premium"] == pytest.approx(e["pv_claims"] / e["premium_annuity"],
                                                         rel=1e-4)
         assert e["reserve_by_year"][0] == pytest.approx(0.0, abs=0.01)
         assert len(e["reserve_by_year"]) == 101 - e["entry_age"]
         assert e["level_gross_premium"] == pytest.approx(e["level_pure_premium"] / 0.85, abs=0.01)
-        # lower mortality keeps more people to the ages that cost most
+        assert e["level_gross_premium_with_lapse"] != e["level_gross_premium"]
+        # the loss ratio at the product file's schedule, not the target
+        r = filed[e["entry_age"]]
+        assert e["loss_ratio_at_filed_schedule"] == pytest.approx(
+            r["pv_claims"] / r["pv_filed_premiums"], abs=1e-4)
+        assert abs(e["loss_ratio_at_filed_schedule"] - 0.85) > 0.01
+        # the re-rating path starts at the level premium and rises with the trend
+        path = [p["premium"] for p in e["review_path"]]
+        assert path[0] == e["level_pure_premium"] and np.all(np.diff(path) > 0)
+        assert [p["year"] for p in e["review_path"]][:3] == [0, 3, 6]
         for m in e["mortality_improvement"]:
-            assert m["change_without_lapse"] > 0
+            assert m["change"] > 0                 # more people live to the dear ages
+    lr = L["loss_ratio_at_filed_schedule"]
+    assert lr["entrants_mix"] > 1.0 and lr["first_year_eligible_mix"] > 1.0   # under-priced
     assert [s["min_age"] for s in L["step_rated"]] == [60, 65, 70, 75, 80, 85, 90]
-    assert L["basis"]["benefit_growth"]["year 0"] == 1.0
-    assert L["basis"]["benefit_growth"]["year 40"] > 1.05 ** 40 * 0.9
+    assert L["basis"]["trend"]["benefit_growth"]["year 0"] == 1.0
+    assert L["basis"]["trend"]["benefit_growth"]["year 40"] > 1.05 ** 40 * 0.9
+    assert L["basis"]["lapse_by_duration"][0]["duration"] == 1
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Lifetime price" in html and "Projection for entrants at 60" in html
+    assert "premium schedule" in html and "Re-rating path" in html
     # pricing.json is the figures returned
     assert json.loads((out / "pricing.json").read_text(encoding="utf-8"))["lifetime"] == \
         json.loads(json.dumps(L))

@@ -431,7 +431,7 @@ def review_path(proj: pd.DataFrame, growth, every: int, rate: float,
     for t in range(every, n, every):
         pvfc = float(np.sum(lp.discount_factors(rate, n - t, claim_timing) * l[t:] * c[t:]))
         ann = float(np.sum(lp.discount_factors(rate, n - t) * l[t:]))
-        p = p + (g[t] - g_prev) * pvfc / ann
+        p = float(p + (g[t] - g_prev) * pvfc / ann)
         g_prev = g[t]
         at[t:] = t
         path.append({"year": t, "age": int(ages[t]), "growth": round(float(g[t]), 4),
