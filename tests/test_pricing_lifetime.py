@@ -295,3 +295,38 @@ def test_what_if_starts_from_the_premium_net_of_agreement_refunds(elderly):
     for b in ("special_drugs", "hospital_in_list", "total"):
         assert t.loc[b, "pure_before"] == pytest.approx(f["pure_premium"][b], abs=0.02)
     assert t.loc["special_drugs", "pure_after"] == pytest.approx(t.loc["special_drugs", "pure_before"])
+
+
+def test_a_toy_lifetime_price_without_renewals_or_younger_ages():
+    # a cover of entry 60-62 renewable to 65, data at 60-65 only (no prior ages) and no
+    # policies (no renewals): the curve has no prior, lapse is the stated ultimate rate,
+    # and the loss ratio over the entrants' mix adds their PVs
+    from types import SimpleNamespace
+
+    cell = lambda lo, hi, fen: SimpleNamespace(min_age=lo, max_age=hi, preexisting=None,
+                                               amount_fen=fen)
+    prod = SimpleNamespace(id="toy", min_entry_age=60, max_entry_age=62, max_renewal_age=65,
+                           premium_flat_fen=None,
+                           premium_cells=(cell(60, 62, 50_000), cell(63, 65, 90_000)))
+    ages = np.arange(60, 66)
+    people = pd.DataFrame({"age": np.repeat(ages, 2), "gender": ["1", "2"] * 6,
+                           "weight": 1.0, "cost": np.repeat(400.0 + 50 * (ages - 60), 2)})
+    experience = pd.DataFrame({"age": ages, "paid": 1000.0 * (400 + 50 * (ages - 60)),
+                               "exposure": 1000.0})
+    basis = {**lt.DEFAULTS, "entry_ages": [60, 62]}
+    fig, tab = lt.lifetime_price(prod, people, experience, 1.05 ** np.arange(6), basis, 0.85)
+    assert fig["basis"]["age_curve"]["prior"].startswith("none")
+    assert "0.05 a year" in fig["basis"]["lapse"] and fig["basis"]["lapse_by_duration"] == []
+    c = pd.DataFrame(fig["claims_by_age"])
+    assert (np.diff(c["men"]) > 0).all()
+    assert c["men"].mean() == pytest.approx(people["cost"].mean(), rel=1e-3)
+    lr = fig["loss_ratio_at_filed_schedule"]
+    rows = pd.DataFrame(lr["by_entry_age"])
+    assert rows["entry_age"].tolist() == [60, 61, 62]
+    assert lr["entrants_mix"] == pytest.approx(
+        rows["pv_claims"].sum() / rows["pv_filed_premiums"].sum(), abs=1e-4)
+    e60 = fig["entry_ages"][0]
+    proj = tab["lifetime_projection"][60]
+    assert (proj["lapse"] == 0).all() and e60["level_pure_premium"] == pytest.approx(
+        proj["level_premium"].iloc[0], abs=0.005)
+    assert e60["level_pure_premium_with_lapse"] < e60["level_pure_premium"]
