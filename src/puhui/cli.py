@@ -486,10 +486,15 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
                        if eq["premium"] is not None else "none (the spiral ends with nobody "
                                                          "insured)"))
     if "lifetime" in f:
-        click.echo("  lifetime, level gross premium by entry age (without lapse): " + ", ".join(
-            f"{e['entry_age']}: {e['level_gross_premium']:,.2f} "
-            f"({e['level_gross_premium_without_lapse']:,.2f})"
-            for e in f["lifetime"]["entry_ages"]))
+        click.echo("  lifetime, level gross premium by entry age, no lapse (with lapse): "
+                   + ", ".join(f"{e['entry_age']}: {e['level_gross_premium']:,.2f} "
+                               f"({e['level_gross_premium_with_lapse']:,.2f})"
+                               for e in f["lifetime"]["entry_ages"]))
+        lr = f["lifetime"].get("loss_ratio_at_filed_schedule")
+        if lr:
+            click.echo(f"  lifetime, loss ratio at the filed schedule: {pct(lr['entrants_mix'])} "
+                       f"over the entrants' mix, {pct(lr['first_year_eligible_mix'])} in the "
+                       f"first year")
     for n in f["notes"]:
         click.echo(f"  note: {n}")
     click.echo(f"  {Path(out) / 'pricing.json'}\n  {Path(out) / 'report.html'}\n"

@@ -59,8 +59,8 @@ from puhui.pricing.enrolment import (
 from puhui.pricing.experience import experience_in_blocks, person_year_rows
 from puhui.pricing.frequency import rating_frame
 from puhui.pricing.lifetime import (
-    age_gradient,
     benefit_growth,
+    experience_by_age,
     is_lifetime,
     lifetime_basis,
     lifetime_price,
@@ -411,15 +411,15 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     lifetime_fig = None
     if is_lifetime(product):
         say("lifetime: claims by attained age, decrements, level and step premiums")
-        lifetime_fig, lt_tables = _lifetime(product, data, assumptions, framed, ae_rows, cur,
+        lifetime_fig, lt_tables = _lifetime(product, data, assumptions, frame, framed, cur,
                                             cur_cell, cells, w, cell_cost, cell_factor,
-                                            groups, models, sev_trend, enrol_model, target)
+                                            groups, models, sev_trend, target)
         tables.update(lt_tables)
 
     # premiums: gross by premium cell, the filed premium and the loss ratio
     say("premium, loss ratio and its interval")
     gross_flat = pure_total / target
-    filed = _filed_premium(product, cells, w)
+    filed = _filed_premium(product, cells, w, cur, cur_cell)
     basis = filed if filed else gross_flat
     elr = pure_total / basis if basis else float("nan")
     var_policy = float(np.dot(w, cell_var) / w.sum())
@@ -674,25 +674,26 @@ def _enrolment_figures(model, product: Product) -> dict:
             "insured_only": False}
 
 
-def _lifetime(product: Product, data: FundData, assumptions: dict, framed: pd.DataFrame,
-              ae_rows: pd.DataFrame, cur: pd.DataFrame, cur_cell: np.ndarray,
+def _lifetime(product: Product, data: FundData, assumptions: dict, frame: pd.DataFrame,
+              framed: pd.DataFrame, cur: pd.DataFrame, cur_cell: np.ndarray,
               cells: pd.DataFrame, w: np.ndarray, cell_cost: np.ndarray,
-              cell_factor: np.ndarray, groups, models, sev_trend: float, enrol_model,
+              cell_factor: np.ndarray, groups, models, sev_trend: float,
               target: float) -> tuple[dict, dict]:
     """The lifetime price (:mod:`puhui.pricing.lifetime`) from this run's models: the
     eligible people of the last year with their cell's cost and the enrolled mix, the
-    within-band age slope from the as-if payouts, the renewal model's lapse and the
-    benefit growth G(t) (the mix's E[B], claim-free steps aside, with the severity grown
-    t years of inflation, over today's)."""
+    as-if payouts by single age of the product's schemes (all ages: the younger ones
+    are the age curve's prior), the data's policies (lapse by duration) and the
+    benefit growth G(t) for the re-rating path (the mix's E[B], claim-free steps aside,
+    with the severity grown t years of inflation, over today's)."""
     basis = lifetime_basis(assumptions)
     per_person = (w / cells["people"].to_numpy())[cur_cell]
     people = pd.DataFrame({"age": cur["age"].to_numpy(), "gender": cur["gender"].astype(str).to_numpy(),
                            "weight": per_person, "cost": cell_cost[cur_cell]})
-    gradient = age_gradient(framed["age"].to_numpy(), framed["gender"].astype(str).to_numpy(),
-                            ae_rows["actual"].to_numpy(), ae_rows["expected"].to_numpy())
-    lapse = None
-    if enrol_model is not None and enrol_model.renewal_ is not None:
-        lapse = (1.0 - enrol_model.renewal_.predict(cells))[cur_cell]
+    scheme = frame["insutype"].astype(str).isin(product.insutypes).to_numpy()
+    paid = sum(frame[f"payout_{b.id}"].to_numpy()[scheme] for b in product.benefits) / 100.0
+    experience = experience_by_age(frame["age"].to_numpy()[scheme], paid,
+                                   frame["exposure"].to_numpy()[scheme], 0,
+                                   int(product.max_renewal_age))
     inflation = float(assumptions["trend"]["medical_inflation"])
 
     def expected_at(t: int) -> float:
@@ -703,8 +704,8 @@ def _lifetime(product: Product, data: FundData, assumptions: dict, framed: pd.Da
     growth = benefit_growth(expected_at, int(product.max_renewal_age)
                             - int(product.min_entry_age or 0))
     years = sorted(int(y) for y in framed["year"].unique())
-    return lifetime_price(product, people, gradient, lapse, growth, basis, target,
-                          persons=data.persons, years=years)
+    return lifetime_price(product, people, experience, growth, basis, target,
+                          persons=data.persons, years=years, policies=data.policies)
 
 
 AE_FACTORS = ("age_band", "gender", "insutype", "retired", "preexisting", "prior_stay")
@@ -772,11 +773,23 @@ def _r_opt(x, digits: int = 2):
     return None if x is None else _r(x, digits)
 
 
-def _filed_premium(product: Product, cells: pd.DataFrame, w: np.ndarray) -> float | None:
-    """The product file's premium, per policy over the mix (None when it states none)."""
+def _filed_premium(product: Product, cells: pd.DataFrame, w: np.ndarray, cur: pd.DataFrame,
+                   cur_cell: np.ndarray) -> float | None:
+    """The product file's premium per policy over the mix (None when it states none):
+    the flat premium, or for a rated product its cells' premiums weighted by the
+    expected policies of the people each cell holds (the eligible of the last data
+    year, each carrying their pricing cell's expected policies per person), so the
+    loss ratio is at the filed schedule, never the target by construction."""
     if product.premium_flat_fen is not None:
         return product.premium_flat_fen / 100.0
-    return None
+    if not product.premium_cells:
+        return None
+    per_person = (w / cells["people"].to_numpy())[cur_cell]
+    pc = _premium_cell_of(product, cur["age"].to_numpy(), cur["preexisting"].to_numpy())
+    amount = np.array([c.amount_fen / 100.0 for c in product.premium_cells])
+    on = pc >= 0
+    weight = per_person[on].sum()
+    return float(np.dot(per_person[on], amount[pc[on]]) / weight) if weight > 0 else None
 
 
 def _premium_cell_of(product: Product, age: np.ndarray, pre: np.ndarray) -> np.ndarray:

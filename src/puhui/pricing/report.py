@@ -159,26 +159,50 @@ spending per patient-year from the data, trended), taken as a gamma; its mean ex
 the cap times the product's part of the spending is the expected clawback.</p>
 {{ agreement_caps }}{% endif %}{% endif %}
 
-{% if f.lifetime %}{% set L = f.lifetime %}<h2>Lifetime price (renewable to age {{ L.basis.ages[1] }})</h2>
-<p>Expected claims by single attained age: the models' mean per age band (enrolled mix,
-trended to the policy year, after credibility) with the data's slope within the band,
-beta = {{ '%.4f' % L.basis.age_gradient.beta }}{% if L.basis.age_gradient.se %} (se {{ '%.4f' % L.basis.age_gradient.se }}){% endif %}
-a year of age. Death: {{ L.basis.mortality.source }}{% if L.basis.mortality.multiplier != 1 %} x {{ L.basis.mortality.multiplier }}{% endif %}.
+{% if f.lifetime %}{% set L = f.lifetime %}{% set A = L.basis.age_curve %}<h2>Lifetime price (renewable to age {{ L.basis.ages[1] }})</h2>
+<p>The headline level premium is on a prudent basis: <b>no lapse</b> (death only; a
+lapse-supported premium counts on those who leave forfeiting their reserve) and <b>no
+future trend</b> (today's money: premium reviews every {{ L.basis.trend.review_years }}
+years carry the medical trend, the re-rating path below). Expected claims by single
+attained age: a graduated curve of the as-if payouts per person-year at ages
+{{ A.ages[0] }}-{{ A.ages[1] }} ({{ '{:,.0f}'.format(A.person_years) }} person-years;
+Whittaker-Henderson on the log scale, smoothing by cross-validation: {{ A.edf }} degrees of
+freedom{% if A.prior is mapping %}; prior: the log-linear fit on ages {{ A.prior.ages[0] }}-{{ A.prior.ages[1] }}
+(slope {{ '%.4f' % A.prior.b }} a year of age) worth {{ A.prior.person_years_each_age }}
+person-years at each age{% else %}; prior: {{ A.prior }}{% endif %};
+{% if A.monotone %}rising with age{% else %}not monotone: the data reject a rising curve{% endif %}),
+at the models' level for each sex (enrolled mix, trended to the policy year, after
+credibility). Death: {{ L.basis.mortality.source }}{% if L.basis.mortality.multiplier != 1 %} x {{ L.basis.mortality.multiplier }}{% endif %}.
 Lapse: {{ L.basis.lapse }}. Interest {{ L.basis.interest | pct }}, claims paid at
 {{ L.basis.claim_timing }} of the year. Benefit growth with medical inflation (deductible leverage
-included): {% for k, v in L.basis.benefit_growth.items() %}{{ k }} x{{ v }}{% if not loop.last %}, {% endif %}{% endfor %}.
+included), for the reviews: {% for k, v in L.basis.trend.benefit_growth.items() %}{{ k }} x{{ v }}{% if not loop.last %}, {% endif %}{% endfor %}.
 {{ L.basis.note }}.</p>
 {% if plots.lifetime_claims %}<img alt="claims by age" src="data:image/png;base64,{{ plots.lifetime_claims }}">{% endif %}
-<h3>Level premium by entry age (yuan a year, for life)</h3>
+<h3>The curve against the models' age bands (enrolled mix, yuan a year)</h3>
+{{ lifetime_bands }}
+<h3>Level premium by entry age (yuan a year, for life, today's money)</h3>
 {{ lifetime_entries }}
+{% if L.loss_ratio_at_filed_schedule %}{% set F = L.loss_ratio_at_filed_schedule %}<h3>Loss ratio at the product file's premium schedule</h3>
+<p>Over the entrants' mix (entry ages weighted by the enrolled mix, present values over the
+cover without lapse): <b>{{ F.entrants_mix | pct }}</b>; in the first year, over the
+eligible mix: <b>{{ F.first_year_eligible_mix | pct }}</b>. {{ F.note }}.</p>
+{{ lifetime_filed }}{% endif %}
+<h3>Re-rating path: the gross premium after each review (yuan a year)</h3>
+<p>At each review the premium rises by the benefit growth since the last review times the
+future claims over the future premiums; inside a review period claims outgrow the premium
+(the review lag, shown per entry age above as a share of the trended claims).</p>
+{{ lifetime_reviews }}
+<h3>Lapse sensitivity: lapse by policy duration in the data</h3>
+{{ lifetime_lapse }}
 <h3>Step-rated schedule (today's money, re-rated each year with the trend) against the one-year price</h3>
 {{ lifetime_steps }}
-<h3>Projection for entrants at {{ lifetime_age }}</h3>
+<h3>Projection for entrants at {{ lifetime_age }} (no lapse)</h3>
 {% if plots.lifetime_projection %}<img alt="projection" src="data:image/png;base64,{{ plots.lifetime_projection }}">{% endif %}
 {{ lifetime_projection }}
 {% if plots.lifetime_age_fit %}<h3>Diagnostics: the age curve against the as-if payouts</h3>
-<p>As-if payouts per person-year by five-year age against the band means (flat within each
-band) and the fitted slope; ages with fewer than {{ min_people }} people are left out.</p>
+<p>As-if payouts per person-year by five-year age (data years) against the graduated curve
+(before its level factor) and the prior; ages with fewer than {{ min_people }} people are
+left out.</p>
 <img alt="age fit" src="data:image/png;base64,{{ plots.lifetime_age_fit }}">{% endif %}
 {% endif %}
 
@@ -288,13 +312,16 @@ def _lifetime_plots(tables: dict, figures: dict, min_people: int = 10) -> dict:
     out["lifetime_projection"] = png_base64(fig)
     t = tables.get("lifetime_age_fit")
     if t is not None:
-        g = t.assign(five=(t["age"] // 5) * 5).groupby("five").sum(numeric_only=True)
-        g = g[g["people"] >= min_people]
+        g = t.assign(five=(t["age"] // 5) * 5)
+        g = g.assign(sm=g["smooth"] * g["exposure"], gr=g["graduated"] * g["exposure"],
+                     pr=g["prior"] * g["exposure"]).groupby("five").sum(numeric_only=True)
+        g = g[g["exposure"] >= min_people]
         if len(g):
             fig, ax = new_figure(7, 2.6)
-            ax.plot(g.index, g["actual"] / g["people"], marker="s", label="actual (as-if)")
-            ax.plot(g.index, g["band"] / g["people"], marker="o", label="band means")
-            ax.plot(g.index, g["fitted"] / g["people"], marker="^", label="with the slope")
+            ax.plot(g.index, g["actual"] / g["exposure"], marker="s", label="actual (as-if)")
+            ax.plot(g.index, g["gr"] / g["exposure"], marker="o", label="graduated")
+            if g["pr"].notna().all() and (g["pr"] > 0).any():
+                ax.plot(g.index, g["pr"] / g["exposure"], ls="--", label="prior (younger ages)")
             ax.set_xlabel("age (five-year groups, data years)")
             ax.set_ylabel("yuan per person-year")
             ax.legend()
@@ -320,20 +347,24 @@ def _agreement_tables(figures: dict) -> dict:
                 "{:,.4g}"))}
 
 
-def _lifetime_tables(figures: dict, tables: dict) -> dict:
-    """The report's lifetime tables (yuan, 2 decimals)."""
+def _lifetime_tables(figures: dict, tables: dict, min_people: int = 10) -> dict:
+    """The report's lifetime tables (yuan, 2 decimals; a duration of lapse with fewer
+    than ``min_people`` people at risk is left out)."""
     from markupsafe import Markup
 
     L = figures["lifetime"]
     entries = pd.DataFrame([{
         "entry age": e["entry_age"], "share of men": e["share_men"],
         "PV of claims": e["pv_claims"], "premium annuity": e["premium_annuity"],
-        "level pure": e["level_pure_premium"], "level gross": e["level_gross_premium"],
-        "level gross without lapse": e["level_gross_premium_without_lapse"],
+        "level pure": e["level_pure_premium"], "level gross (headline)": e["level_gross_premium"],
+        "level gross with lapse (sensitivity)": e["level_gross_premium_with_lapse"],
+        "loss ratio at the filed schedule": (f"{e['loss_ratio_at_filed_schedule']:.1%}"
+                                             if e["loss_ratio_at_filed_schedule"] else "n/a"),
         "first-year claims": e["first_year_natural_premium"],
         "peak reserve": e["peak_reserve"], "at age": e["peak_reserve_age"],
+        "review lag": f"{e['review_lag_share_of_claims']:.1%}",
         **{f"mortality -{m['mortality_reduction']:.0%}": f"{m['change']:+.1%} "
-           f"({m['change_without_lapse']:+.1%} without lapse)" for m in e["mortality_improvement"]}}
+           f"({m['change_with_lapse']:+.1%} with lapse)" for m in e["mortality_improvement"]}}
         for e in L["entry_ages"]])
     one_year = {(g["min_age"], g["max_age"]): g["gross_premium"]
                 for g in (figures["gross_premium"] if isinstance(figures["gross_premium"], list)
@@ -342,11 +373,33 @@ def _lifetime_tables(figures: dict, tables: dict) -> dict:
                            "gross": s["gross_premium"],
                            "one-year gross (this run)": one_year.get((s["min_age"], s["max_age"]))}
                           for s in L["step_rated"]])
+    target = figures["basis"]["target_loss_ratio"]
+    reviews = pd.DataFrame([{"year": r["year"], "entry age": e["entry_age"],
+                             "gross": r["premium"] / target}
+                            for e in L["entry_ages"] for r in e["review_path"]])
+    reviews = reviews.pivot(index="year", columns="entry age", values="gross")
+    reviews.columns = [f"entry {c}" for c in reviews.columns]
+    reviews = reviews.reset_index()
+    bands = pd.DataFrame(L["band_check"])
+    lapse = pd.DataFrame(L["basis"]["lapse_by_duration"])
+    if len(lapse):
+        lapse = lapse[lapse["at_risk"] >= min_people]
+    F = L.get("loss_ratio_at_filed_schedule")
+    filed = None
+    if F:
+        filed = pd.DataFrame(F["by_entry_age"])
+        filed = filed[filed["entry_age"] % 5 == 0].assign(
+            loss_ratio=lambda d: d["loss_ratio"].map(lambda v: f"{v:.1%}"))
     young = L["step_rated_entry_age"]
     p = tables["lifetime_projection"][young]
     p = p[(p["year"] % 5 == 0) | (p["age"] == p["age"].max())]
     return {"lifetime_entries": Markup(_html(entries, "{:,.2f}")),
             "lifetime_steps": Markup(_html(steps, "{:,.2f}")),
+            "lifetime_reviews": Markup(_html(reviews, "{:,.2f}")),
+            "lifetime_bands": Markup(_html(bands, "{:,.4g}")),
+            "lifetime_lapse": Markup(_html(lapse, "{:,.4f}")) if len(lapse) else
+            Markup("<p>No renewal in the data: the stated rate throughout.</p>"),
+            "lifetime_filed": Markup(_html(filed, "{:,.2f}")) if filed is not None else "",
             "lifetime_projection": Markup(_html(p, "{:,.4f}")), "lifetime_age": young}
 
 
@@ -402,5 +455,5 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
         credibility_hidden=cred_hidden,
         budget=Markup(_html(tables["budget_impact"], "{:,.2f}")) if "budget_impact" in tables else None,
         assumptions_text=assumptions_text, min_people=min_people, suppressed=touched,
-        **(_lifetime_tables(figures, tables) if "lifetime" in figures else {}),
+        **(_lifetime_tables(figures, tables, min_people) if "lifetime" in figures else {}),
         **(_agreement_tables(figures) if "drug_agreements" in figures else {}))

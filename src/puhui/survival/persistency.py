@@ -11,8 +11,9 @@ product of the file). Each enrolled year but the last ends in one of:
 The annual lapse rate of a group is lapsed / (renewed + lapsed), with a Wilson 95 %
 interval. This is the discrete-time hazard of lapse, and 1 - it is what the pricing
 renewal model (:class:`puhui.pricing.enrolment.EnrolmentModel`, a logistic GLM on
-cells of people alive in both years) fits by cell; the lifetime price's lapse comes
-from there. Spells of consecutive enrolment from a person's first enrolled data year
+cells of people alive in both years) fits by cell; the lifetime price's lapse
+sensitivity takes it by policy duration from :func:`policy_years`
+(:func:`puhui.pricing.lifetime.lapse_by_duration`). Spells of consecutive enrolment from a person's first enrolled data year
 give the persistency curve (Kaplan-Meier on years enrolled: lifelines) and a Cox
 model of lapse on age band, pre-existing condition and funding.
 
