@@ -127,13 +127,13 @@ def payout_per_case(cost: float, deductible: float, ratio, limit: float):
 
         P = min(max(cost - deductible, 0) x ratio, limit)
 
-    >>> payout_per_case(1_200_000, 0, 0.7, 500_000)
+    >>> float(payout_per_case(1_200_000, 0, 0.7, 500_000))
     500000.0
-    >>> payout_per_case(278_000, 0, 0.7, 300_000)
+    >>> float(payout_per_case(278_000, 0, 0.7, 300_000))
     194600.0
     """
     return np.minimum(np.maximum(cost - deductible, 0.0) * np.asarray(ratio, dtype=float),
-                      limit) * 1.0
+                      limit)
 
 
 def expected_cost(incidence_per_100000, uptake: float, payout):
