@@ -135,3 +135,14 @@ def test_budget_impact_with_the_callers_cells_equals_matching_them():
     assert row["expected_users"] == pytest.approx(3.0 * 0.2)      # one drug for E75.2
     with pytest.raises(ValueError, match="cur_cell"):
         class_c_budget_impact(*args, cur_cell=np.array([0, 1]))
+
+
+def test_a_what_if_reprices_an_external_assumption_under_its_new_terms(priced):
+    # CAR-T has no event in the sample: priced on its external assumption alone (Z = 0),
+    # whose payout per case min(1.2m x 0.7, limit) falls with the limit
+    assert priced.figures["external_assumptions"]["benefits"]["cart"]["Z"] == 0
+    t = reprice(priced.state, "cart", limit=250_000).set_index("benefit")
+    # every cell pays the limit at 250,000 (0.3 x 1.2m = 360,000 > 250,000 too); at
+    # 500,000 the non-pre-existing cells pay 500,000 and the pre-existing 360,000
+    assert 0.5 * t.loc["cart", "pure_before"] < t.loc["cart", "pure_after"] < t.loc["cart", "pure_before"]
+    assert t.loc["hospital", "pure_after"] == pytest.approx(t.loc["hospital", "pure_before"])

@@ -57,6 +57,7 @@ from puhui.pricing.enrolment import (
     spiral,
 )
 from puhui.pricing.experience import experience_in_blocks, person_year_rows
+from puhui.pricing.external import price_external
 from puhui.pricing.frequency import rating_frame
 from puhui.pricing.lifetime import (
     benefit_growth,
@@ -339,6 +340,11 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                 "xi": k.shape.xi_ if k else None, "pure_premium": cost, "note": terms.note})
         if terms.note:
             notes.append(f"{terms.id}: {terms.note}")
+    # benefits with little or no data: external assumptions blended by credibility
+    ext = price_external(product, assumptions, groups, models, cells, w, sev_trend, step_shares,
+                         group_m1, group_draws, pure, notes, sims)
+    cell_cost, cell_var, draws_total = (cell_cost + ext.d_cost, cell_var + ext.d_var,
+                                        draws_total + ext.d_draws)
     for b in product.benefits:
         pure.setdefault(b.id, 0.0)
     pure_model = dict(pure)
@@ -374,9 +380,11 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         cred_fig = {"by": list(by), "within": _r(cp["within"], 6), "between": _r(cp["between"], 6),
                     "k": _r(cp["k"], 2), "collective_actual_to_expected": _r(cp["collective"], 4),
                     "adjustment_to_pure_premium": _r(adj, 4)}
-    from puhui.pricing.whatif import PricingState, class_c_budget_impact, drug_shares
+    from puhui.pricing.whatif import (PricingState, class_c_budget_impact, drug_shares,
+                                      no_lines_note)
 
     shares = drug_shares(product, data)
+    notes += [n for n in (no_lines_note(product, data),) if n]
     agreements_fig = None
     frac, agreement_rows = expected_refunds(product, data, shares, assumptions)
     cap_frac, cap_rows = expected_clawbacks(product, data, shares, pure,
@@ -468,6 +476,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         "prob_loss_ratio_above_100": _r(float((lr > 1.0).mean()), 4),
         "notes": notes,
     }
+    if ext.figure is not None:
+        figures["external_assumptions"] = ext.figure
     if agreements_fig is not None:
         figures["drug_agreements"] = agreements_fig
     if lifetime_fig is not None:
@@ -530,7 +540,8 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         figures["spiral"] = [{k: (_r(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
                              for row in sp.to_dict("records")]
     state = PricingState(product.id, groups, models, cells, w, sev_trend, target, n_policies,
-                         elig_share, shares, cell_factor, step_shares, refund_shares=frac)
+                         elig_share, shares, cell_factor, step_shares, refund_shares=frac,
+                         external=ext.state)
     bi = assumptions.get("budget_impact", {})
     if bi.get("class_c_list"):
         say("budget impact of the class-C list")

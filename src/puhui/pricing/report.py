@@ -59,11 +59,12 @@ answer the price.{% endif %}</p>{% endif %}
 
 <h2>Premium build-up (yuan per policy)</h2>
 <table><tr><th>benefit</th><th>pure premium</th></tr>
-{% for b, v in f.pure_premium.items() if b != 'total' %}<tr><td>{{ b }}</td><td class="n">{{ '{:,.2f}'.format(v) }}</td></tr>{% endfor %}
-<tr><th>total pure premium</th><th class="n">{{ '{:,.2f}'.format(f.pure_premium.total) }}</th></tr>
+{% set ext = f.external_assumptions.benefits if f.external_assumptions else {} %}{% set A = ' [A]' if ext else '' %}
+{% for b, v in f.pure_premium.items() if b != 'total' %}<tr><td>{{ b }}{% if b in ext %} [A]{% endif %}</td><td class="n">{{ '{:,.2f}'.format(v) }}</td></tr>{% endfor %}
+<tr><th>total pure premium{{ A }}</th><th class="n">{{ '{:,.2f}'.format(f.pure_premium.total) }}</th></tr>
 <tr><td>of which: severity trend factor {{ f.basis.severity_trend_factor }} ({{ f.basis.medical_inflation * 100 }} % a year over {{ f.basis.trend_years }} years)</td><td></td></tr>
 <tr><td>target loss ratio = 1 - expenses {{ f.basis.expense_ratio }} - profit {{ f.basis.profit_margin }}</td><td class="n">{{ f.basis.target_loss_ratio }}</td></tr>
-{% if f.gross_premium is number %}<tr><th>gross premium = pure / target loss ratio</th><th class="n">{{ '{:,.2f}'.format(f.gross_premium) }}</th></tr>{% endif %}
+{% if f.gross_premium is number %}<tr><th>gross premium = pure / target loss ratio{{ A }}</th><th class="n">{{ '{:,.2f}'.format(f.gross_premium) }}</th></tr>{% endif %}
 {% if f.filed_premium %}<tr><td>filed premium (the product file's)</td><td class="n">{{ '{:,.2f}'.format(f.filed_premium) }}</td></tr>{% endif %}
 </table>
 {% if f.gross_premium is not number %}<table><tr><th>ages</th><th>pre-existing</th><th>filed</th><th>gross premium</th></tr>
@@ -73,7 +74,9 @@ the healthy inside a cell leave a dear cell first): policies and loss ratio at t
 cell's equilibrium premium.</p>
 <table><tr><th>ages</th><th>pre-existing</th><th>people</th><th>filed</th><th>policies at filed</th><th>loss ratio at filed</th><th>equilibrium premium</th><th>policies at equilibrium</th></tr>
 {% for c in f.rated_cells %}<tr><td>{{ c.min_age }}-{{ c.max_age }}</td><td>{{ 'any' if c.preexisting is none else ('yes' if c.preexisting else 'no') }}</td>{% if c.people < min_people %}<td colspan="6">fewer than {{ min_people }} people: not shown</td></tr>{% else %}<td class="n">{{ '{:,}'.format(c.people) }}</td><td class="n">{{ '{:,.2f}'.format(c.filed_premium) }}</td><td class="n">{{ c.policies_at_filed }}</td><td class="n">{{ c.loss_ratio_at_filed|pct }}</td><td class="n">{{ '{:,.2f}'.format(c.equilibrium_premium) if c.equilibrium_premium else 'none' }}</td><td class="n">{{ c.policies_at_equilibrium }}</td></tr>{% endif %}{% endfor %}</table>{% endif %}
-<p>Expected loss ratio at the {{ f.loss_ratio_basis }}: <b>{{ f.expected_loss_ratio|pct }}</b>;
+{% if ext %}<p class="warn">[A]: rests partly on an external assumption (below, "Benefits priced on
+external assumptions"): the benefits marked, and every total, premium and loss ratio that includes them.</p>{% endif %}
+<p>Expected loss ratio{{ A }} at the {{ f.loss_ratio_basis }}: <b>{{ f.expected_loss_ratio|pct }}</b>;
 {{ f.loss_ratio_interval.level|pct0 }} interval {{ f.loss_ratio_interval.lower|pct }} to
 {{ f.loss_ratio_interval.upper|pct }}; probability of a loss ratio above 100 %:
 <b>{{ f.prob_loss_ratio_above_100|pct }}</b>. Pure premium interval (parameter uncertainty only):
@@ -92,6 +95,22 @@ Model pure premium {{ '{:,.2f}'.format(c.model_pure_premium_first_year_deductibl
 {% if f.experience %}<p>As-if experience of the enrolled (the product's calculator on their settlements,
 data years, no trend): {{ f.experience.as_if_paid_per_enrolled_policy_year }} yuan per policy-year.
 Actual / expected over all person-years: {{ f.actual_to_expected }}; Gini of the model's ordering: {{ '%.3f'|format(gini) }}.</p>{% endif %}
+
+{% if ext %}<h2>Benefits priced on external assumptions [A]</h2>
+<p>A benefit with little or no data is priced on figures from outside the data
+(<code>actuarial/assumptions/{{ f.external_assumptions.file }}</code>), blended with its data by
+limited-fluctuation credibility: per cell, external E[B] = incidence per 100,000 of the cell's age band /
+100,000 x uptake x min(max(cost per case - deductible, 0) x ratio, limit); blended = Z x data + (1 - Z) x
+external with Z = min(1, sqrt(events / n_full)). The pure premiums below are over the enrolled mix,
+before the cells' credibility factors and drug refunds. The interval above carries no uncertainty of
+the assumptions themselves.</p>
+<table><tr><th>benefit</th><th>events in the data</th><th>Z</th><th>data</th><th>external</th><th>blended</th><th>cost per case</th><th>payout per case</th><th>uptake</th><th>sources</th></tr>
+{% for b, e in ext.items() %}<tr><td>{{ b }}</td><td class="n">{{ e.events if e.events == 0 or e.events >= min_people else '<' ~ min_people }}</td><td class="n">{{ e.Z }}</td>
+<td class="n">{{ '{:,.2f}'.format(e.data_pure_premium) }}</td><td class="n">{{ '{:,.2f}'.format(e.external_pure_premium) }}</td><td class="n">{{ '{:,.2f}'.format(e.blended_pure_premium) }}</td>
+<td class="n">{{ '{:,.0f}'.format(e.cost_per_case) }}</td><td class="n">{{ '{:,.0f}'.format(e.payout_per_case) }}</td><td class="n">{{ e.uptake }}</td>
+<td><ul>{% for k, src in e.sources.items() %}<li>{{ k }}: {{ src }}</li>{% endfor %}</ul></td></tr>{% endfor %}</table>
+<table><tr><th>benefit</th>{% for band in (ext.values()|first).incidence_per_100000 %}<th>{{ band }}</th>{% endfor %}</tr>
+{% for b, e in ext.items() %}<tr><td>{{ b }}: incidence per 100,000</td>{% for v in e.incidence_per_100000.values() %}<td class="n">{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 
 <h2>Pricing groups and their models</h2>
 <p>Each benefit (or benefits sharing a deductible or limit) is priced on its annual sum: inpatient and
@@ -122,10 +141,12 @@ product's calculator on the same person-years.</p>
 {% if plots.deciles %}<img alt="calibration by decile" src="data:image/png;base64,{{ plots.deciles }}">{% endif %}
 {{ deciles }}
 
-{% if f.budget_impact_class_c and f.budget_impact_class_c.drugs is not defined and budget %}<h2>Budget impact: the class-C list added to the special-drug benefit</h2>
+{% if f.budget_impact_class_c and f.budget_impact_class_c.drugs is not defined and budget %}<h2>Budget impact: the class-C list added to the product [A]</h2>
 <p>No experience exists for these drugs, so users = policyholders expected next year with a main
 diagnosis among a drug's indications x uptake {{ f.budget_impact_class_c.uptake }} (shared among drugs
-with the same indications, an assumption) x the benefit one year at the listed price pays.
+with the same indications, an assumption [A]) x the benefit one year at the listed price pays under the
+benefit that would pay it (column paid_under: a CAR-T under the CAR-T benefit, with its limit; the
+others under the special-drug benefit).
 Pure premium per insured <b>{{ f.budget_impact_class_c.pure_premium_per_insured }}</b> yuan
 (gross {{ f.budget_impact_class_c.gross_premium_per_insured }}), total
 {{ '{:,.0f}'.format(f.budget_impact_class_c.total) }} yuan over {{ '{:,}'.format(f.budget_impact_class_c.policies) }} policies.</p>

@@ -31,7 +31,13 @@ def check_period(product, data) -> None:
     """Refuse a product whose policy year lies more than :data:`MAX_TREND_YEARS` from
     the data's years (a mistyped product period, or the wrong data), naming both. A
     product that matches no policy of the data is priced (pricing reads every insured
-    person, enrolled or not: a new product, or next year's, is the normal case)."""
+    person, enrolled or not: a new product, or next year's, is the normal case), unless
+    its period's shape does not fit the data's policies
+    (:func:`puhui.pricing.period.check_period_shape`: a period that is not one year, or
+    a year starting on a day no policy starts on)."""
+    from puhui.pricing.period import check_period_shape
+
+    check_period_shape(product, data.policies)
     years = sorted(data.settlement_years or ())
     if not years:
         raise InputError("the fund data has no effective settlement, so no data year to "

@@ -15,8 +15,9 @@ The budget impact of adding class-C drugs (:func:`class_c_budget_impact`) has no
 experience to fit (the class-C list starts in 2026), so it is built from the data's
 diagnoses: for each drug, policyholders expected next year with a main diagnosis among
 the drug's indications, times an uptake rate (an assumption), times the benefit one
-year of the drug's price pays (ratio, pre-existing ratio, limit of the special-drug
-benefit).
+year of the drug's price pays under the benefit that would pay it (a CAR-T under the
+product's CAR-T benefit, with its limit; the other drugs under the special-drug
+benefit: deductible, ratio, pre-existing ratio, limit).
 
 ``models.pkl`` is a Python pickle: load only files your own runs wrote.
 """
@@ -33,6 +34,7 @@ import pandas as pd
 
 from puhui.errors import InputError
 from puhui.pricing.benefit_cost import BenefitCostModel, GroupTerms, step_moments
+from puhui.pricing.external import blend, external_moments
 
 STATE_FILE = "models.pkl"
 
@@ -56,6 +58,9 @@ class PricingState:
     # benefit -> share of its pure premium refunded under drug agreements and caps,
     # held fixed by a what-if (puhui.pricing.drug_agreements)
     refund_shares: dict[str, float] = field(default_factory=dict)
+    # group id -> (Z, ExternalAssumption): its E[B] per cell is Z x the models' + (1 - Z)
+    # x the assumption's under the terms priced (puhui.pricing.external)
+    external: dict = field(default_factory=dict)
 
     def save(self, out: Path) -> Path:
         p = Path(out) / STATE_FILE
@@ -87,8 +92,10 @@ def drug_shares(product, data, matcher=None) -> dict[str, pd.DataFrame]:
     from puhui.benefits.quantities import LineMatcher
     from puhui.pricing.experience import effective_mask
 
-    matcher = matcher or LineMatcher(product)
     st, lines = data.settlements, data.lines
+    if lines is None:            # settlement_lines.parquet is optional (CONTRACT.md)
+        return {}
+    matcher = matcher or LineMatcher(product)
     if "refund_of" in st.columns:        # (pricing's kept data has no reversals left)
         lines = lines[lines["setl_id"].isin(st["setl_id"][effective_mask(st)])]
     hc = lines["hilist_code"]
@@ -114,6 +121,20 @@ def drug_shares(product, data, matcher=None) -> dict[str, pd.DataFrame]:
     return out
 
 
+def no_lines_note(product, data) -> str | None:
+    """The note for ``pricing.json`` when the data has no settlement lines (the contract
+    makes ``settlement_lines.parquet`` optional) and the product has benefits that pay on
+    lines: those benefits have no lines to price on, so their experience is nil."""
+    if data.lines is not None:
+        return None
+    on_lines = [b.id for b in product.benefits if b.lines]
+    if not on_lines:
+        return None
+    return (f"{', '.join(on_lines)}: line benefits have no lines to price on (the data has "
+            f"no settlement_lines.parquet), so the data's experience of them is nil; "
+            f"their price rests on an external assumption where one is given, else 0")
+
+
 def _group_of(state: PricingState, benefit: str) -> GroupTerms:
     for g in state.groups:
         if benefit in g.benefits:
@@ -132,6 +153,10 @@ def pure_premiums(state: PricingState, groups: list[GroupTerms] | None = None,
         f, s = (factors or {}).get(g.id, (1.0, 1.0))
         m1, _ = step_moments(state.models[g.id], state.cells, g, state.step_shares.get(g.id),
                              frequency_factor=f, severity_factor=state.severity_trend * s)
+        ext = getattr(state, "external", {}).get(g.id)      # (absent in older states)
+        if ext is not None:
+            z, assumption = ext
+            m1 = blend(z, m1, external_moments(assumption, state.cells, g)[0])
         if state.cell_factors is not None:
             m1 = m1 * state.cell_factors
         cost = float(np.dot(w, m1) / w.sum())
@@ -183,32 +208,59 @@ def reprice(state: PricingState, benefit: str, deductible: float | None = None,
     return t
 
 
+def paying_benefit(product, is_cart: bool, default: str = "special_drugs"):
+    """The benefit of ``product`` that would pay a class-C drug: a CAR-T under the
+    product's CAR-T benefit (one paying the lines a list selects as ``cart``, else one
+    with id ``cart``), every other drug, and a CAR-T when the product has no CAR-T
+    benefit, under ``default`` (the special-drug benefit); None when it has neither."""
+    ids = {b.id: b for b in product.benefits}
+    if is_cart:
+        for b in product.benefits:
+            if b.lines is not None and b.lines.select == "cart":
+                return b
+        if "cart" in ids:
+            return ids["cart"]
+    return ids.get(default)
+
+
+def benefit_terms(benefit) -> tuple[float, float, float, float]:
+    """(deductible, ratio, pre-existing ratio, limit) of a benefit in yuan, as priced
+    (the first-year deductible; no limit: infinity)."""
+    from puhui.pricing.benefit_cost import _amount
+
+    ratio = float(benefit.raw["ratio"])
+    return (_amount(benefit.raw, "deductible")[0], ratio,
+            float(benefit.raw.get("preexisting_ratio", ratio)), _amount(benefit.raw, "limit")[0])
+
+
 def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFrame,
                           weights: np.ndarray, cell_factors, policies: int, uptake: float,
                           list_id: str = "class-c-2025", benefit: str = "special_drugs",
                           min_people: int = 10, cur_cell: np.ndarray | None = None) -> dict:
-    """Budget impact of adding a class-C list to the special-drug benefit: per drug,
-    expected users = sum over diagnosed people of (expected policies per person of their
-    cell) x uptake / (drugs listed for the same indications); benefit per user = min(ratio x price, limit); per insured = sum of
-    users x benefit / policies; total = per insured x policies (yuan).
+    """Budget impact of adding a class-C list to the product, each drug paid under the
+    benefit that would pay it (:func:`paying_benefit`: a CAR-T under the CAR-T benefit,
+    the others under ``benefit``, the special-drug one): per drug, expected users = sum
+    over diagnosed people of (expected policies per person of their cell) x uptake /
+    (drugs listed for the same indications); benefit per user = min(max(price -
+    deductible, 0) x ratio, limit) with that benefit's terms (the pre-existing ratio for
+    pre-existing people); per insured = sum of users x benefit / policies; total = per
+    insured x policies (yuan).
 
     ``cur_cell``: the row of ``cells`` of each of ``frame``'s last-year rows, in order,
     when the caller has it (-1: none); else found by matching ``cell_factors``."""
     from puhui.drug_lists import load_lists
     from puhui.pricing.experience import effective_mask, person_ids, person_rows
+    from puhui.pricing.external import payout_per_case
 
     lists = load_lists()
     if list_id not in lists:
         raise InputError(f"list {list_id!r} is not in actuarial/drugs/lists.toml")
     items = lists[list_id].items
-    try:
-        b = product.benefit(benefit)
-    except KeyError:
+    is_cart = (items["is_cart"].astype(str).str.strip().str.lower().isin(["true", "1"])
+               if "is_cart" in items.columns else pd.Series(False, index=items.index))
+    payers = [paying_benefit(product, bool(c), benefit) for c in is_cart]
+    if all(p is None for p in payers):
         return {"note": f"{product.id} has no {benefit!r} benefit; no budget impact computed"}
-    ratio = float(b.raw["ratio"])
-    pre_ratio = float(b.raw.get("preexisting_ratio", ratio))
-    lim = b.raw.get("limit", np.inf)
-    limit = float(lim["amount"] if isinstance(lim, dict) else lim)
     last = int(frame["year"].max())
     # the last year's settlements that stand: their person and diagnosis only (ten
     # million person-years have some 15 million settlements; none is copied whole)
@@ -248,7 +300,7 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
     rows = []
     # drugs with the same indications compete for the same patients: they share the uptake
     competitors = items["dise_codes"].astype(str).map(items["dise_codes"].astype(str).value_counts())
-    for (_, it), n_comp in zip(items.iterrows(), competitors):
+    for (_, it), n_comp, payer in zip(items.iterrows(), competitors, payers):
         codes = [c.strip() for c in str(it.get("dise_codes", "")).split(";") if c.strip()]
         on = matches_prefixes(dx_uniques, codes)
         hit = (dx >= 0) & on[np.maximum(dx, 0)] if len(on) else np.zeros(len(dx), bool)
@@ -257,15 +309,22 @@ def class_c_budget_impact(product, data, frame: pd.DataFrame, cells: pd.DataFram
         expected_holders = float(per_person[people].sum())
         users = expected_holders * uptake / n_comp
         price = float(it["price_yuan"])
-        r = np.where(pre[people], pre_ratio, ratio)
-        per_user = float(np.mean(np.minimum(r * price, limit))) if len(people) else 0.0
+        if payer is None:            # neither benefit in the product: not paid
+            per_user = 0.0
+        else:
+            ded, ratio, pre_ratio, limit = benefit_terms(payer)
+            r = np.where(pre[people], pre_ratio, ratio)
+            per_user = float(np.mean(payout_per_case(price, ded, r, limit))) if len(people) else 0.0
         rows.append({"code": str(it["hilist_code"]), "name": str(it.get("name_zh", "")),
+                     "paid_under": payer.id if payer is not None else "-",
                      "diagnosed_people": len(people) if len(people) >= min_people or
                      len(people) == 0 else f"<{min_people}",
                      "expected_users": users, "price": price,
                      "benefit_per_user": per_user, "cost": users * per_user})
     t = pd.DataFrame(rows)
     per_insured = float(t["cost"].sum() / policies) if policies else 0.0
-    return {"list": list_id, "benefit": benefit, "uptake": uptake, "policies": policies,
+    return {"list": list_id, "benefit": benefit,
+            "benefits": sorted({p.id for p in payers if p is not None}),
+            "uptake": uptake, "policies": policies,
             "pure_premium_per_insured": per_insured, "total": per_insured * policies,
             "drugs": t}
