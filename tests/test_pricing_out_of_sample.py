@@ -254,3 +254,27 @@ def test_rated_cells_by_hand():
     assert got[0]["equilibrium_premium"] == pytest.approx(50.0, abs=0.01)
     assert got[0]["policies_at_equilibrium"] == 8
     assert got[1]["equilibrium_premium"] == pytest.approx(300.0, abs=0.01)
+
+
+def test_the_build_up_steps_read_and_set_what_their_docstrings_say(small_city_dir):
+    """price() is the steps of BUILD_UP in order; each docstring's "Reads ...; sets ..."
+    is kept true: what a step reads was set before it, what it says it sets is there
+    after it, and the steps give the figures price() gives."""
+    import re
+
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import BUILD_UP, BuildUp, load_assumptions, price
+
+    p = load_product(product_path("huhuibao-2025"))
+    a = load_assumptions()[0]
+    s = BuildUp(p, load_for_pricing(small_city_dir, p, a), a, seed=3)
+    for step in BUILD_UP:
+        m = re.search(r"Reads (.*?); sets (.*?)\.\"*$", " ".join(step.__doc__.split()))
+        reads = [x.strip() for x in m.group(1).split(",")]
+        sets = [] if m.group(2) == "nothing" else [x.strip() for x in m.group(2).split(",")]
+        missing = [x for x in reads if not hasattr(s, x)]
+        assert not missing, f"{step.__name__} reads {missing} before any step sets them"
+        step(s)
+        assert all(hasattr(s, x) for x in sets), step.__name__
+    whole = price(p, load_for_pricing(small_city_dir, p, a), a, seed=3)
+    assert json.dumps(s.figures, sort_keys=True) == json.dumps(whole.figures, sort_keys=True)

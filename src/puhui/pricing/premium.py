@@ -212,12 +212,39 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     the experience is made, ``data.settlements`` keeps only the columns pricing still
     reads (:data:`AFTER_EXPERIENCE`), so their memory is free for the models (``data`` is
     changed: for a caller that does not use it again, as ``puhui price``)."""
-    say = progress or (lambda step: None)
-    loads, trend_a = assumptions["loads"], assumptions["trend"]
-    target = target_loss_ratio(loads["expense_ratio"], loads["profit_margin"])
-    sev_a = assumptions.get("severity", {})
-    notes: list[str] = []
+    s = BuildUp(product, data, assumptions, seed, policies, progress, release_data)
+    for step in BUILD_UP:
+        step(s)
+    return Pricing(s.figures, s.tables, s.models, s.enrol_model, s.lr, s.state)
 
+
+class BuildUp:
+    """One pricing's state as the steps of :data:`BUILD_UP` fill it in, in order: each
+    step is a function of this object whose docstring names what it reads and what it
+    sets, so a reviewer can follow the price step by step (and run the steps one at a
+    time: ``s = BuildUp(...); _step_experience(s); ...``)."""
+
+    def __init__(self, product: Product, data: FundData, assumptions: dict, seed: int = 0,
+                 policies: int | None = None, progress=None, release_data: bool = False):
+        self.product, self.data, self.assumptions = product, data, assumptions
+        self.seed, self.policies, self.release_data = seed, policies, release_data
+        self.say = progress or (lambda step: None)
+        self.loads, self.trend_a = assumptions["loads"], assumptions["trend"]
+        self.target = target_loss_ratio(self.loads["expense_ratio"],
+                                        self.loads["profit_margin"])
+        self.sev_a = assumptions.get("severity", {})
+        self.notes: list[str] = []
+
+
+def _step_experience(s: BuildUp) -> None:
+    """The product's calculator on every person-year as if in force
+    (:mod:`puhui.pricing.experience`), the events, and what each past policy paid
+    under its own terms; the rating frame.
+
+    Reads data, notes, product, release_data, say; sets ev, own_paid, notes,
+    frame."""
+    (data, notes, product, release_data, say) = (
+        s.data, s.notes, s.product, s.release_data, s.say)
     say("experience: the product's calculator on every person-year")
     # the models read the payouts; eligible amounts and counts come from the events
     exp, ev = experience_in_blocks(product, data, drop=("eligible_", "claims_", "events_"))
@@ -236,6 +263,16 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     del exp
     frame["age_group"] = age_group(frame["age"])
     ev["row"] = person_year_rows(frame, ev)          # each event's person-year
+    s.ev, s.own_paid, s.notes, s.frame = ev, own_paid, notes, frame
+
+
+def _step_priced_period(s: BuildUp) -> None:
+    """The priced period and the severity trend to its mid-point
+    (:func:`priced_period`, :func:`trend_years`).
+
+    Reads frame, notes, product, trend_a; sets last, p_start, p_end, t_years,
+    sev_trend."""
+    frame, notes, product, trend_a = s.frame, s.notes, s.product, s.trend_a
     last = int(frame["year"].max())
     p_start, p_end, period_note = priced_period(product, last)
     if period_note:
@@ -243,7 +280,20 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     t_years = trend_years(p_start, p_end, frame["year"].to_numpy(),
                           frame["exposure"].to_numpy())
     sev_trend = trend_factor(trend_a["medical_inflation"], t_years)
+    (s.last, s.p_start, s.p_end, s.t_years, s.sev_trend) = (
+        last, p_start, p_end, t_years, sev_trend)
 
+
+def _step_enrolled_mix(s: BuildUp) -> None:
+    """The eligible people of the last data year in the mix's cells, next year's
+    expected policies per cell (:func:`_enrolled_mix`) and the claim-free years they
+    renew with.
+
+    Reads data, frame, last, notes, own_paid, policies, product, say; sets framed,
+    cur, cells, cur_cell, people, enrolled, enrol_model, w, enrol_fig, notes,
+    n_policies, next_cfy, last_rows, renewing."""
+    (data, frame, last, notes, own_paid, policies, product, say) = (
+        s.data, s.frame, s.last, s.notes, s.own_paid, s.policies, s.product, s.say)
     # pricing cells and the enrolled mix of the year after the data
     elig = eligible_rows(product, frame)
     if not elig.any():
@@ -268,11 +318,32 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     # claim-free years at renewal, for deductibles that step down after claim-free years
     next_cfy = next_claim_free_years(frame, data.policies, own_paid)
     del own_paid
+    s.own_paid = None                  # read: free it
     last_rows = (elig & (frame["year"] == last).to_numpy())
     renewing = (enrol_model.renewals(cells, enrolled) if enrol_model is not None
                 and enrol_model.entry_ is not None else
                 enrolled if enrol_model is None else np.zeros(len(cells)))
+    (s.framed, s.cur, s.cells, s.cur_cell, s.people, s.enrolled, s.enrol_model, s.w,
+     s.enrol_fig, s.notes, s.n_policies, s.next_cfy, s.last_rows, s.renewing) = (
+        framed, cur, cells, cur_cell, people, enrolled, enrol_model, w, enrol_fig,
+        notes, n_policies, next_cfy, last_rows, renewing)
 
+
+def _step_benefit_costs(s: BuildUp) -> None:
+    """Per pricing group: frequency and severity models, E[B] and E[B^2] of the
+    annual benefit per cell (trended; claim-free steps), the parameter draws;
+    benefits with little or no data blended with their external assumptions
+    (:func:`~puhui.pricing.external.price_external`); the model pure premium by
+    benefit.
+
+    Reads assumptions, cells, cur, ev, frame, last_rows, next_cfy, notes, product,
+    renewing, say, seed, sev_a, sev_trend, w; sets groups, rng, sims, pure,
+    cell_cost, cell_var, draws_total, models, group_m1, group_draws, step_shares,
+    cf_fig, elig_share, group_rows, frame_cells, ext, pure_model."""
+    (assumptions, cells, cur, ev, frame, last_rows, next_cfy, notes, product, renewing,
+     say, seed, sev_a, sev_trend, w) = (
+        s.assumptions, s.cells, s.cur, s.ev, s.frame, s.last_rows, s.next_cfy, s.notes,
+        s.product, s.renewing, s.say, s.seed, s.sev_a, s.sev_trend, s.w)
     # per pricing group: models and the annual benefit per cell
     elig_by_benefit = ev.groupby("benefit")["eligible"].sum().to_dict()
     groups = pricing_groups(product, {k: float(v) for k, v in elig_by_benefit.items()})
@@ -349,6 +420,28 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         pure.setdefault(b.id, 0.0)
     pure_model = dict(pure)
 
+    (s.groups, s.rng, s.sims, s.pure, s.cell_cost, s.cell_var, s.draws_total, s.models,
+     s.group_m1, s.group_draws, s.step_shares, s.cf_fig, s.elig_share, s.group_rows,
+     s.frame_cells, s.ext, s.pure_model) = (
+        groups, rng, sims, pure, cell_cost, cell_var, draws_total, models, group_m1,
+        group_draws, step_shares, cf_fig, elig_share, group_rows, frame_cells, ext,
+        pure_model)
+
+
+def _step_credibility(s: BuildUp) -> None:
+    """Actual against expected, and each cell's Buhlmann-Straub credibility factor
+    applied to its cost, the draws and the pure premium.
+
+    Reads assumptions, cell_cost, cell_var, cells, draws_total, elig_share, frame,
+    frame_cells, framed, group_m1, group_rows, groups, models, product, pure, say,
+    w; sets tables, cell_factor, cred_fig, cred_adj, cell_cost, cell_var,
+    draws_total."""
+    (assumptions, cell_cost, cell_var, cells, draws_total, elig_share, frame,
+     frame_cells, framed, group_m1, group_rows, groups, models, product, pure, say,
+     w) = (
+        s.assumptions, s.cell_cost, s.cell_var, s.cells, s.draws_total, s.elig_share,
+        s.frame, s.frame_cells, s.framed, s.group_m1, s.group_rows, s.groups, s.models,
+        s.product, s.pure, s.say, s.w)
     # actual versus expected, and credibility of each cell's own experience
     say("actual versus expected, credibility")
     tables = {"groups": pd.DataFrame(group_rows), "coefficients": _coefficients(models)}
@@ -380,6 +473,25 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         cred_fig = {"by": list(by), "within": _r(cp["within"], 6), "between": _r(cp["between"], 6),
                     "k": _r(cp["k"], 2), "collective_actual_to_expected": _r(cp["collective"], 4),
                     "adjustment_to_pure_premium": _r(adj, 4)}
+    (s.tables, s.cell_factor, s.cred_fig, s.cred_adj, s.cell_cost, s.cell_var,
+     s.draws_total) = (
+        tables, cell_factor, cred_fig, cred_adj, cell_cost, cell_var, draws_total)
+
+
+def _step_agreements(s: BuildUp) -> None:
+    """Expected refunds of outcome-based drug agreements and clawbacks of price-
+    volume caps, taken off the benefits they pay back.
+
+    Reads assumptions, cell_cost, cell_factor, cred_adj, data, draws_total,
+    elig_share, framed, group_draws, group_m1, groups, n_policies, notes, product,
+    pure, say, sev_trend; sets shares, notes, agreements_fig, frac, cell_cost,
+    draws_total."""
+    (assumptions, cell_cost, cell_factor, cred_adj, data, draws_total, elig_share,
+     framed, group_draws, group_m1, groups, n_policies, notes, product, pure, say,
+     sev_trend) = (
+        s.assumptions, s.cell_cost, s.cell_factor, s.cred_adj, s.data, s.draws_total,
+        s.elig_share, s.framed, s.group_draws, s.group_m1, s.groups, s.n_policies,
+        s.notes, s.product, s.pure, s.say, s.sev_trend)
     from puhui.pricing.whatif import (PricingState, class_c_budget_impact, drug_shares,
                                       no_lines_note)
 
@@ -415,6 +527,22 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                     "share of the benefit's eligible line amounts x its expected refund "
                     "share, plus the expected clawback of price-volume caps over the pure "
                     "premium; the variance per cell is left as without refunds"}
+    (s.shares, s.notes, s.agreements_fig, s.frac, s.cell_cost, s.draws_total) = (
+        shares, notes, agreements_fig, frac, cell_cost, draws_total)
+
+
+def _step_lifetime(s: BuildUp) -> None:
+    """The total pure premium; for a cover renewable past its entry ages, the
+    lifetime price (:func:`_lifetime`).
+
+    Reads assumptions, cell_cost, cell_factor, cells, cur, cur_cell, data, frame,
+    framed, groups, models, product, pure, say, sev_trend, tables, target, w; sets
+    pure_total, lifetime_fig."""
+    (assumptions, cell_cost, cell_factor, cells, cur, cur_cell, data, frame, framed,
+     groups, models, product, pure, say, sev_trend, tables, target, w) = (
+        s.assumptions, s.cell_cost, s.cell_factor, s.cells, s.cur, s.cur_cell, s.data,
+        s.frame, s.framed, s.groups, s.models, s.product, s.pure, s.say, s.sev_trend,
+        s.tables, s.target, s.w)
     pure_total = float(sum(pure.values()))
     lifetime_fig = None
     if is_lifetime(product):
@@ -424,6 +552,21 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                                             groups, models, sev_trend, target)
         tables.update(lt_tables)
 
+    s.pure_total, s.lifetime_fig = pure_total, lifetime_fig
+
+
+def _step_loss_ratio(s: BuildUp) -> None:
+    """Gross premium, the filed premium over the mix, the expected loss ratio and
+    its interval by simulation.
+
+    Reads assumptions, cell_var, cells, cur, cur_cell, draws_total, n_policies,
+    notes, product, pure_total, rng, say, sims, target, w; sets gross_flat, filed,
+    basis, elr, lr, level, lo_q, hi_q."""
+    (assumptions, cell_var, cells, cur, cur_cell, draws_total, n_policies, notes,
+     product, pure_total, rng, say, sims, target, w) = (
+        s.assumptions, s.cell_var, s.cells, s.cur, s.cur_cell, s.draws_total,
+        s.n_policies, s.notes, s.product, s.pure_total, s.rng, s.say, s.sims, s.target,
+        s.w)
     # premiums: gross by premium cell, the filed premium and the loss ratio
     say("premium, loss ratio and its interval")
     gross_flat = pure_total / target
@@ -443,6 +586,28 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     level = float(assumptions["interval"].get("level", 0.90))
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
 
+    (s.gross_flat, s.filed, s.basis, s.elr, s.lr, s.level, s.lo_q, s.hi_q) = (
+        gross_flat, filed, basis, elr, lr, level, lo_q, hi_q)
+
+
+def _step_figures(s: BuildUp) -> None:
+    """The figures of ``pricing.json`` so far, and the as-if experience of the
+    enrolled.
+
+    Reads agreements_fig, cell_cost, cells, cf_fig, cred_fig, cur, cur_cell,
+    draws_total, elr, enrol_fig, ext, filed, frame, gross_flat, hi_q, level,
+    lifetime_fig, lo_q, loads, lr, n_policies, notes, p_end, p_start, people,
+    product, pure, pure_model, pure_total, seed, sev_trend, t_years, tables, target,
+    trend_a, w; sets figures."""
+    (agreements_fig, cell_cost, cells, cf_fig, cred_fig, cur, cur_cell, draws_total, elr,
+     enrol_fig, ext, filed, frame, gross_flat, hi_q, level, lifetime_fig, lo_q,
+     loads, lr, n_policies, notes, p_end, p_start, people, product, pure,
+     pure_model, pure_total, seed, sev_trend, t_years, tables, target, trend_a, w) = (
+        s.agreements_fig, s.cell_cost, s.cells, s.cf_fig, s.cred_fig, s.cur, s.cur_cell,
+        s.draws_total, s.elr, s.enrol_fig, s.ext, s.filed, s.frame, s.gross_flat,
+        s.hi_q, s.level, s.lifetime_fig, s.lo_q, s.loads, s.lr, s.n_policies, s.notes,
+        s.p_end, s.p_start, s.people, s.product, s.pure, s.pure_model, s.pure_total,
+        s.seed, s.sev_trend, s.t_years, s.tables, s.target, s.trend_a, s.w)
     figures = {
         "product_id": product.id,
         "product_name": product.name,
@@ -493,6 +658,18 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
             "note": "the product's calculator on the enrolled people's settlements of the "
                     "data years, before trend (not the model)"}
     figures["actual_to_expected"] = _r(tables.pop("ae_total"), 4)
+    s.figures = figures
+
+
+def _step_validation(s: BuildUp) -> None:
+    """Cross-validation of every frequency model with enough events (GLM against a
+    gradient-boosted challenger), the Gini, the cells table.
+
+    Reads assumptions, cell_cost, cells, figures, frame, models, say, seed, tables,
+    w; sets nothing."""
+    (assumptions, cell_cost, cells, figures, frame, models, say, seed, tables, w) = (
+        s.assumptions, s.cell_cost, s.cells, s.figures, s.frame, s.models, s.say,
+        s.seed, s.tables, s.w)
     val_a = assumptions.get("validation", {})
     checks, fig_checks = [], {}
     for gid, model in models.items():
@@ -510,6 +687,21 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     figures["gini"] = _r(tables["gini"], 4)
     tables.update({
               "cells": cells.assign(expected_policies=w, expected_cost=cell_cost)})
+
+
+def _step_price_response(s: BuildUp) -> None:
+    """The equilibrium premium, a rated product's cells answering their own
+    premiums, and the spiral scenarios.
+
+    Reads assumptions, basis, cell_cost, cells, cur, cur_cell, data, draws_total,
+    enrol_fig, enrol_model, enrolled, figures, filed, hi_q, lo_q, people, product,
+    pure_total, tables, target, trend_a; sets nothing."""
+    (assumptions, basis, cell_cost, cells, cur, cur_cell, data, draws_total, enrol_fig,
+     enrol_model, enrolled, figures, filed, hi_q, lo_q, people, product, pure_total,
+     tables, target, trend_a) = (
+        s.assumptions, s.basis, s.cell_cost, s.cells, s.cur, s.cur_cell, s.data,
+        s.draws_total, s.enrol_fig, s.enrol_model, s.enrolled, s.figures, s.filed,
+        s.hi_q, s.lo_q, s.people, s.product, s.pure_total, s.tables, s.target, s.trend_a)
     if enrol_model is not None and enrol_model.can_project and not enrol_fig.get("insured_only"):
         en = assumptions["enrolment"]
         p_ref = _reference_premium(data, product, basis)
@@ -539,6 +731,22 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
         tables["spiral"] = sp
         figures["spiral"] = [{k: (_r(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
                              for row in sp.to_dict("records")]
+
+
+def _step_budget_impact(s: BuildUp) -> None:
+    """The fitted state for ``what-if`` and the class-C list's budget impact.
+
+    Reads assumptions, cell_factor, cells, cur_cell, data, elig_share, ext, figures,
+    frac, framed, groups, models, n_policies, product, say, sev_trend, shares,
+    step_shares, tables, target, w; sets state."""
+    from puhui.pricing.whatif import PricingState, class_c_budget_impact
+
+    (assumptions, cell_factor, cells, cur_cell, data, elig_share, ext, figures, frac,
+     framed, groups, models, n_policies, product, say, sev_trend, shares,
+     step_shares, tables, target, w) = (
+        s.assumptions, s.cell_factor, s.cells, s.cur_cell, s.data, s.elig_share, s.ext,
+        s.figures, s.frac, s.framed, s.groups, s.models, s.n_policies, s.product, s.say,
+        s.sev_trend, s.shares, s.step_shares, s.tables, s.target, s.w)
     state = PricingState(product.id, groups, models, cells, w, sev_trend, target, n_policies,
                          elig_share, shares, cell_factor, step_shares, refund_shares=frac,
                          external=ext.state)
@@ -555,7 +763,15 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
                 impact["pure_premium_per_insured"] / target, 2)
             impact["total"] = _r(impact["total"], 2)
         figures["budget_impact_class_c"] = impact
-    return Pricing(figures, tables, models, enrol_model, lr, state)
+    s.state = state
+
+
+#: The build-up of :func:`price`, in order (docs/pricing.md, "The build-up").
+BUILD_UP = (_step_experience, _step_priced_period, _step_enrolled_mix, _step_benefit_costs,
+            _step_credibility, _step_agreements, _step_lifetime, _step_loss_ratio,
+            _step_figures, _step_validation, _step_price_response, _step_budget_impact)
+
+
 
 
 def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells: pd.DataFrame,
