@@ -57,7 +57,7 @@ def main() -> None:
         iv = y["interval"]
         print(f"  policies predicted {y['policies_predicted']:,}, actual "
               f"{y['policies_actual']:,} (A/E {y['policies_ae']}); interval "
-              f"{iv['lower']}-{iv['upper']} {'covers' if iv['covers'] else 'misses'}; "
+              f"{iv['lower']}-{iv['upper']} { {True: 'covers', False: 'misses', None: 'n/a'}[iv['covers']] }; "
               f"equilibrium {y['equilibrium_premium']}")
     s = b["summary"]
     print(f"\nA/E total by year {s['ae_total']}; within 10 %: {s['within_10_percent']} of "

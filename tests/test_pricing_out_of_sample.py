@@ -278,3 +278,40 @@ def test_the_build_up_steps_read_and_set_what_their_docstrings_say(small_city_di
         assert all(hasattr(s, x) for x in sets), step.__name__
     whole = price(p, load_for_pricing(small_city_dir, p, a), a, seed=3)
     assert json.dumps(s.figures, sort_keys=True) == json.dumps(whole.figures, sort_keys=True)
+
+
+def test_long_run_enrolment_is_the_stationary_state_by_hand():
+    """Entry 0.1, renewal 0.6: the share enrolled settles where inflow = outflow,
+    0.9 x ... : pi = 0.1 / (1 - 0.6 + 0.1) = 0.2; from 0 enrolled the chain gets there."""
+    m = EnrolmentModel()
+    m.entry_, m.renewal_, m.launch_ = ConstantRate(0.1), ConstantRate(0.6), None
+    cells = pd.DataFrame({"x": [0]})
+    assert m.stationary(cells, np.array([1000.0]))[0] == pytest.approx(200.0)
+    state = np.array([0.0])
+    for _ in range(60):
+        state = m.transition(cells, state, np.array([1000.0]))
+    assert state[0] == pytest.approx(200.0, rel=1e-6)
+
+
+def test_an_equilibrium_with_nobody_insured_is_none():
+    m = EnrolmentModel()
+    m.entry_, m.renewal_, m.launch_ = ConstantRate(0.5), ConstantRate(0.5), None
+    cells = pd.DataFrame({"preexisting": [0], "prior_stay": [0]})
+    eq = _equilibrium(m, cells, np.array([1.5]), np.array([0.0]), np.array([50.0]), 100.0, 1.0,
+                      {"beta_healthy": -2.0, "beta_other": 0.0}, None, (0.05, 0.95))
+    assert eq["premium"] is None and eq["long_run"]["premium"] is None   # 0.6 of a policy
+
+
+@pytest.mark.parametrize("beta", [0.5, -80, "x", True])
+def test_a_price_response_of_the_wrong_sign_or_size_is_refused(tmp_path, beta):
+    from puhui.basis import actuarial_dir
+    from puhui.errors import InputError
+    from puhui.pricing.premium import load_assumptions
+
+    text = (actuarial_dir() / "assumptions" / "pricing.toml").read_text(encoding="utf-8")
+    bad = tmp_path / "a.toml"
+    value = f'"{beta}"' if isinstance(beta, str) else str(beta).lower()
+    bad.write_text(text.replace("beta_healthy = -2.0", f"beta_healthy = {value}"),
+                   encoding="utf-8")
+    with pytest.raises(InputError, match="beta_healthy"):
+        load_assumptions(bad)

@@ -480,11 +480,13 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
                f"({iv['level']:.0%} interval {pct(iv['lower'])} to {pct(iv['upper'])})")
     eq = f.get("equilibrium")
     if eq:
+        def fixed_point(q):
+            return (f"{q['premium']:,.2f} yuan ({q['policies']:,.0f} policies)"
+                    if q["premium"] is not None else "none (nobody insured)")
+
         click.echo(f"  enrolment: {f['enrolment']['mode']}, {f['policies']:,} policies; "
-                   f"equilibrium gross premium " + (
-                       f"{eq['premium']:,.2f} yuan ({eq['policies']:,.0f} policies)"
-                       if eq["premium"] is not None else "none (the spiral ends with nobody "
-                                                         "insured)"))
+                   f"equilibrium gross premium, first year {fixed_point(eq)}, long run "
+                   f"{fixed_point(eq['long_run'])}")
     if "lifetime" in f:
         click.echo("  lifetime, level gross premium by entry age, no lapse (with lapse): "
                    + ", ".join(f"{e['entry_age']}: {e['level_gross_premium']:,.2f} "
@@ -528,8 +530,9 @@ def backtest(product_files, data_dir, out, seed, assumptions_file):
                    f"premium {y['priced_pure_premium']['total']:,.2f} yuan, realised "
                    f"{_yuan_or_na(y['realised_cost']['total'])} per policy, A/E "
                    f"{'n/a' if ae is None else f'{ae:.3f}'}; policies predicted "
-                   f"{y['policies_predicted']:,}, actual {y['policies_actual']:,}; interval "
-                   f"{'covers' if y['interval']['covers'] else 'misses'}")
+                   f"{y['policies_predicted']:,}, actual {y['policies_actual']:,}; prediction "
+                   f"interval " + {True: "covers", False: "misses", None: "n/a"}[
+                       y['interval']['covers']])
     click.echo(f"  {Path(out) / 'backtest.json'}\n  {Path(out) / 'report.html'}")
 
 

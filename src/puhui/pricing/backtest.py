@@ -16,8 +16,10 @@ For every data year t that has earlier years (docs/pricing.md, "Backtest"):
        realised cost per policy (benefit b) = sum of as-if payouts_b / policies in t
        A/E                                   = realised / priced pure premium
 
-   and the interval's coverage: whether the realised total lies inside the priced
-   pure premium's interval.
+   and the coverage of a prediction interval for the realised cost per policy: the
+   priced pure premium's parameter uncertainty (its interval read as a normal's) and
+   the process variance of the year's claims over the *actual* policies
+   (``process_sd_per_policy``^2 / policies), as a gamma with that mean and variance.
 
 The data's reversals are left out before the split (a settlement reversed in year t
 is missing from the data before t too): a small look-ahead, stated in the output.
@@ -75,6 +77,11 @@ def product_for_year(products: list[Product], year: int) -> tuple[Product, bool]
     return dataclasses.replace(p, start=_move(p.start, shift), end=_move(p.end, shift)), True
 
 
+def product_for_year_index(products: list[Product], year: int) -> Product:
+    """The product :func:`product_for_year` starts from for ``year`` (as given)."""
+    return next((p for p in products if p.start.year == year), products[0])
+
+
 def _move(d: dt.date, years: int) -> dt.date:
     try:
         return d.replace(year=d.year + years)
@@ -104,6 +111,40 @@ def realised_cost(product: Product, data: FundData, year: int) -> dict:
             "per_policy_year": total / exposure if exposure else None}
 
 
+def prediction_interval(mean: float, parameter: dict, process_sd: float | None,
+                        policies: int) -> dict:
+    """An interval for a year's realised cost per policy over ``policies`` policies::
+
+        var = (parameter interval's width / (2 z))^2 + process_sd^2 / policies
+
+    as a gamma with mean ``mean`` and that variance, at the parameter interval's level
+    (``covers`` None until set by the caller; None bounds when there is nothing to
+    predict: no policies, no variance).
+
+    Parameter sd 20 / (2 x 1.645) = 6.08, process 300^2 / 900 = 100: var 136.96, sd
+    11.70; a normal would give 80.8 to 119.2, the gamma leans right:
+
+    >>> iv = prediction_interval(100.0, {"level": 0.9, "lower": 90.0, "upper": 110.0}, 300.0, 900)
+    >>> round(iv["lower"], 1), round(iv["upper"], 1)
+    (81.6, 120.0)
+    """
+    from scipy.stats import gamma, norm
+
+    level = float(parameter.get("level", 0.9))
+    out = {"level": level, "lower": None, "upper": None, "covers": None}
+    lo, hi = parameter.get("lower"), parameter.get("upper")
+    if not policies or mean is None or mean <= 0 or lo is None or hi is None:
+        return out
+    z = norm.ppf(0.5 + level / 2)
+    var = ((hi - lo) / (2 * z)) ** 2 + (process_sd or 0.0) ** 2 / policies
+    if var <= 0:
+        return out
+    shape, scale = mean ** 2 / var, var / mean
+    out["lower"] = round(float(gamma.ppf((1 - level) / 2, shape, scale=scale)), 2)
+    out["upper"] = round(float(gamma.ppf(0.5 + level / 2, shape, scale=scale)), 2)
+    return out
+
+
 def backtest_year(products: list[Product], data: FundData, year: int, assumptions: dict,
                   seed: int = 0, progress=None) -> dict:
     """One year of the backtest (see the module docstring) as ``backtest.json`` holds it."""
@@ -118,7 +159,10 @@ def backtest_year(products: list[Product], data: FundData, year: int, assumption
     real = realised_cost(product, data, year)
     pure = priced["pure_premium"]
     r = real["per_policy"]
-    interval = priced["pure_premium_interval"]
+    interval = prediction_interval(pure["total"], priced["pure_premium_interval"],
+                                   priced.get("process_sd_per_policy"), real["policies"])
+    if r["total"] is not None and interval["lower"] is not None:
+        interval["covers"] = interval["lower"] <= r["total"] <= interval["upper"]
     out = {
         "year": year, "product_id": product.id,
         "terms": (f"{product.id}'s terms with the policy period moved to {year}" if moved
@@ -131,10 +175,8 @@ def backtest_year(products: list[Product], data: FundData, year: int, assumption
         "ae": {k: _ratio(r.get(k), pure.get(k)) for k in pure},
         "policies_predicted": priced["policies"], "policies_actual": real["policies"],
         "policies_ae": _ratio(real["policies"], priced["policies"]),
-        "interval": {**interval, "covers": (r["total"] is not None
-                                            and interval["lower"] is not None
-                                            and interval["upper"] is not None
-                                            and interval["lower"] <= r["total"] <= interval["upper"])},
+        "interval": interval,
+        "parameter_interval": priced["pure_premium_interval"],
         "gross_premium": priced["gross_premium"],
         "equilibrium_premium": (priced.get("equilibrium") or {}).get("premium"),
         "enrolment": priced.get("enrolment"),
@@ -152,9 +194,20 @@ def backtest(products: list[Product], data: FundData, assumptions: dict, seed: i
         raise InputError(f"the fund data has {len(years)} year(s) of settlements "
                          f"({', '.join(map(str, years)) or 'none'}); a backtest prices a year "
                          f"from the years before it, so it needs at least two")
+    from puhui.pricing.period import check_period_shape
+
+    for p in products:
+        check_period_shape(p, data.policies)
     rows = [backtest_year(products, data, y, assumptions, seed, progress) for y in years[1:]]
+    notes = [NOTE_REVERSALS]
+    chosen = {id(product_for_year_index(products, y)) for y in years[1:]}
+    for p in products:
+        if id(p) not in chosen:
+            notes.append(f"{p.id} (policy year {p.start.year}) is used for no backtest year "
+                         f"({', '.join(map(str, years[1:]))}): another product given covers "
+                         f"each of them")
     return {"products": [p.id for p in products], "seed": seed, "data_years": years,
-            "years": rows, "summary": _summary(rows), "notes": [NOTE_REVERSALS]}
+            "years": rows, "summary": _summary(rows), "notes": notes}
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -164,7 +217,8 @@ def _summary(rows: list[dict]) -> dict:
             "ae_total": ae,
             "within_10_percent": sum(abs(a - 1) <= 0.10 for a in ae),
             "policies_within_15_percent": sum(abs(a - 1) <= 0.15 for a in pol),
-            "interval_covers": sum(bool(r["interval"]["covers"]) for r in rows)}
+            "interval_covers": sum(r["interval"]["covers"] is True for r in rows),
+            "interval_judged": sum(r["interval"]["covers"] is not None for r in rows)}
 
 
 def _r(x, digits: int = 2):
@@ -194,6 +248,13 @@ def run_backtest(product_files: list[str | Path], data_dir: str | Path, out: str
     say("reading and validating the fund data")
     data = load_for_pricing(Path(data_dir), products[0], assumptions)
     result = backtest(products, data, assumptions, seed, progress)
+    from puhui.pricing.run import input_hashes
+
+    _, a_path = load_assumptions(assumptions_file)
+    result["inputs"] = {"data": str(Path(data_dir).resolve()),
+                        "products": [str(Path(p).resolve()) for p in product_files],
+                        "assumptions": str(a_path.resolve()),
+                        "hashes": input_hashes(Path(data_dir), Path(product_files[0]), a_path)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "backtest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
@@ -218,9 +279,11 @@ years {{ r.data_years|join(', ') }}; seed {{ r.seed }}.</p>
 {{ table }}
 {% for y in r.years %}<h2>{{ y.year }}: {{ y.terms }}</h2>
 <p>Priced from {{ y.data_years|join(', ') }}. Policies predicted {{ '{:,}'.format(y.policies_predicted) }},
-actual {{ '{:,}'.format(y.policies_actual) }}. Interval ({{ '{:.0%}'.format(y.interval.level) }}) of the
-pure premium: {{ y.interval.lower }} to {{ y.interval.upper }} yuan;
-{{ 'covers' if y.interval.covers else 'does not cover' }} the realised cost.
+actual {{ '{:,}'.format(y.policies_actual) }}. Prediction interval ({{ '{:.0%}'.format(y.interval.level) }}) of the
+realised cost per policy (the price's parameter uncertainty and the claims' process variance over the
+actual policies): {% if y.interval.covers is none %}none (nothing to predict){% else %}{{ y.interval.lower }} to
+{{ y.interval.upper }} yuan; {{ 'covers' if y.interval.covers else 'does not cover' }} the realised cost{% endif %}.
+Parameter interval alone: {{ y.parameter_interval.lower }} to {{ y.parameter_interval.upper }}.
 {% if y.equilibrium_premium %}Equilibrium gross premium {{ y.equilibrium_premium }} yuan.{% endif %}</p>
 {{ benefit_tables[loop.index0] }}
 {% if y.notes %}<ul>{% for n in y.notes %}<li class="warn">{{ n }}</li>{% endfor %}</ul>{% endif %}

@@ -196,6 +196,22 @@ class EnrolmentModel:
             return people * _shift(entry, s)
         return enrolled * _shift(renew, s) + (people - enrolled) * _shift(entry, s)
 
+    def stationary(self, cells: pd.DataFrame, people: np.ndarray,
+                   shift: np.ndarray | None = None, probs=None) -> np.ndarray:
+        """Expected enrolled per cell in the long run at a price held for good: the
+        stationary state of renewal and entry (a two-state chain per cell)::
+
+            pi_c = entry_c / (1 - renew_c + entry_c),   E_c = people_c pi_c
+
+        With no renewal model, the entry (or take-up) rate itself."""
+        s = np.zeros(len(cells)) if shift is None else shift
+        entry, renew = self.probabilities(cells) if probs is None else probs
+        e = _shift(entry, s)
+        if renew is None:
+            return people * e
+        r = _shift(renew, s)
+        return people * e / (1.0 - r + e)
+
     def renewals(self, cells: pd.DataFrame, enrolled: np.ndarray) -> np.ndarray:
         """Expected renewing policies per cell next year (``enrolled`` x renew_c; all of
         them when the data has no renewal year)."""

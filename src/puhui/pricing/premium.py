@@ -89,6 +89,12 @@ def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
         if key not in a.get(section, {}):
             raise InputError(f"{p}: [{section}] {key} is missing; see "
                              f"actuarial/{DEFAULT_ASSUMPTIONS} for every key")
+    for key in ("beta_healthy", "beta_other"):
+        v = a["enrolment"][key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not -50 <= v <= 0:
+            raise InputError(f"{p}: [enrolment] {key} = {v!r}; give a number from -50 to 0 "
+                             f"(the change in log-odds of joining per unit of log premium: a "
+                             f"dearer price cannot draw more people)")
     lifetime_basis(a, p)
     curve = a.get("agreements", {}).get("curve", "fitted")
     if curve not in ("fitted", "published"):
@@ -138,6 +144,12 @@ def priced_period(product: Product, last_data_year: int) -> tuple[dt.date, dt.da
     >>> priced_period(p, 2025)[:2]
     (datetime.date(2026, 1, 1), datetime.date(2026, 12, 31))
     """
+    if product.start.year > last_data_year + 1:
+        return product.start, product.end, (
+            f"{product.id}'s policy period starts {product.start.year - last_data_year} years "
+            f"after the data's last year ({last_data_year}): the enrolled mix is projected one "
+            f"year ahead ({last_data_year + 1}) and the trend to the period's mid-point; "
+            f"enrolment change over the years between is not modelled")
     if product.start.year > last_data_year:
         return product.start, product.end, None
     shift = last_data_year + 1 - product.start.year
@@ -560,7 +572,7 @@ def _step_loss_ratio(s: BuildUp) -> None:
     its interval by simulation.
 
     Reads assumptions, cell_var, cells, cur, cur_cell, draws_total, n_policies,
-    notes, product, pure_total, rng, say, sims, target, w; sets gross_flat, filed,
+    notes, product, pure_total, rng, say, sims, target, w; sets var_policy, gross_flat, filed,
     basis, elr, lr, level, lo_q, hi_q."""
     (assumptions, cell_var, cells, cur, cur_cell, draws_total, n_policies, notes,
      product, pure_total, rng, say, sims, target, w) = (
@@ -574,6 +586,7 @@ def _step_loss_ratio(s: BuildUp) -> None:
     basis = filed if filed else gross_flat
     elr = pure_total / basis if basis else float("nan")
     var_policy = float(np.dot(w, cell_var) / w.sum())
+    s.var_policy = var_policy               # the annual benefit's variance per policy
     # process: the year's total claims as a gamma with the portfolio's mean and variance
     mean_tot = draws_total * n_policies
     var_tot = max(var_policy * n_policies, 1e-9)
@@ -598,7 +611,7 @@ def _step_figures(s: BuildUp) -> None:
     draws_total, elr, enrol_fig, ext, filed, frame, gross_flat, hi_q, level,
     lifetime_fig, lo_q, loads, lr, n_policies, notes, p_end, p_start, people,
     product, pure, pure_model, pure_total, seed, sev_trend, t_years, tables, target,
-    trend_a, w; sets figures."""
+    trend_a, var_policy, w; sets figures."""
     (agreements_fig, cell_cost, cells, cf_fig, cred_fig, cur, cur_cell, draws_total, elr,
      enrol_fig, ext, filed, frame, gross_flat, hi_q, level, lifetime_fig, lo_q,
      loads, lr, n_policies, notes, p_end, p_start, people, product, pure,
@@ -639,6 +652,7 @@ def _step_figures(s: BuildUp) -> None:
         "loss_ratio_interval": {"level": level, "lower": _r(np.quantile(lr, lo_q), 4),
                                 "upper": _r(np.quantile(lr, hi_q), 4)},
         "prob_loss_ratio_above_100": _r(float((lr > 1.0).mean()), 4),
+        "process_sd_per_policy": _r(np.sqrt(s.var_policy), 2),
         "notes": notes,
     }
     if ext.figure is not None:
@@ -792,6 +806,13 @@ def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells:
         return None, people.copy(), fig
     model = EnrolmentModel(lookback_years=product.preexisting_lookback_years).fit(framed)
     fig.update(_enrolment_figures(model, product))
+    held = sorted(set(data.policies["product_id"].astype(str)))
+    if held and not any(_line(h) == _line(product.id) for h in held):
+        fig["borrowed_from"] = held
+        fig["notes"].append(
+            f"the data's policies are of {', '.join(held)}, not of {product.id}'s line: its "
+            f"enrolment, price response and reference premium are borrowed from those "
+            f"policyholders, so the mix, the equilibrium and the spiral are extrapolations")
     if insured_only or enr.all():
         fig.update(mode="insured book as it is", insured_only=True)
         fig["notes"].append("insured-only data (every person in the data held a policy): no "
@@ -818,41 +839,59 @@ def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells:
     return model, model.transition(cells, enrolled, people), fig
 
 
+#: Fewer expected policies than this at a fixed point: no market, not an equilibrium.
+MIN_EQUILIBRIUM_POLICIES = 1.0
+
+
 def _equilibrium(model, cells: pd.DataFrame, people: np.ndarray, enrolled: np.ndarray,
                  cell_cost: np.ndarray, p_ref: float, target: float, en: dict,
                  draw_factors: np.ndarray | None, quantiles: tuple[float, float]) -> dict:
     """The equilibrium gross premium (:func:`~puhui.pricing.enrolment.equilibrium_premium`)
-    under the central price response, with its uncertainty: the same fixed point with
-    the cost scaled to the interval's ends of the parameter draws, and under each
-    scenario's response."""
+    under the central price response, twice: **first-year** (the mix next year, moved
+    from this year's book by the price) and **long-run** (the stationary mix of renewal
+    and entry at a price held for good, :meth:`EnrolmentModel.stationary`, which the
+    spiral tends to); with their uncertainty: the same fixed points with the cost scaled
+    to the interval's ends of the parameter draws, and under each scenario's response.
+    A fixed point with fewer than :data:`MIN_EQUILIBRIUM_POLICIES` expected policies is
+    no market: None."""
     probs = model.probabilities(cells)
 
-    def solve(bh: float, bo: float, scale: float = 1.0):
+    def solve(bh: float, bo: float, scale: float = 1.0, long_run: bool = False):
         beta = np.where(healthy(cells), bh, bo)
 
         def mix(p):
-            return model.transition(cells, enrolled, people, beta * np.log(p / p_ref),
-                                    probs=probs)
+            shift = beta * np.log(p / p_ref)
+            if long_run:
+                return model.stationary(cells, people, shift, probs=probs)
+            return model.transition(cells, enrolled, people, shift, probs=probs)
 
         def cost_of_mix(p):
             m = mix(p)
             return scale * float(np.dot(m, cell_cost) / m.sum()) if m.sum() > 0 else np.inf
 
         p = equilibrium_premium(cost_of_mix, p_ref, target)
-        return (p, float(mix(p).sum())) if p is not None else (None, 0.0)
+        n = float(mix(p).sum()) if p is not None else 0.0
+        return (p, n) if n >= MIN_EQUILIBRIUM_POLICIES else (None, 0.0)
+
+    def figures(long_run: bool) -> dict:
+        p, n = solve(bh, bo, long_run=long_run)
+        out = {"premium": _r_opt(p), "policies": _r(n, 0)}
+        if draw_factors is not None and len(draw_factors) and np.isfinite(draw_factors).all():
+            ends = [solve(bh, bo, float(np.quantile(draw_factors, q)), long_run)[0]
+                    for q in quantiles]
+            out["interval"] = {"lower": _r_opt(ends[0]), "upper": _r_opt(ends[1])}
+        out["by_scenario"] = {name: _r_opt(solve(bh * m, bo * m, long_run=long_run)[0])
+                              for name, m in en.get("scenarios", {"central": 1.0}).items()}
+        return out
 
     bh, bo = en["beta_healthy"], en["beta_other"]
-    p, n = solve(bh, bo)
-    out = {"premium": _r_opt(p), "policies": _r(n, 0), "reference_premium": _r(p_ref, 2)}
-    if draw_factors is not None and len(draw_factors) and np.isfinite(draw_factors).all():
-        ends = [solve(bh, bo, float(np.quantile(draw_factors, q)))[0] for q in quantiles]
-        out["interval"] = {"lower": _r_opt(ends[0]), "upper": _r_opt(ends[1])}
-    out["by_scenario"] = {name: _r_opt(solve(bh * m, bo * m)[0])
-                          for name, m in en.get("scenarios", {"central": 1.0}).items()}
+    out = {**figures(False), "reference_premium": _r(p_ref, 2), "long_run": figures(True)}
     out["note"] = ("the gross premium that breaks even on the people it draws: P = cost of "
-                   "the mix at P / target loss ratio, the mix moved from the status quo by "
-                   "beta log(P / reference premium); none when no price in 1/100..100x the "
-                   "reference does (the spiral ends with nobody insured)")
+                   "the mix at P / target loss ratio, the mix moved by beta log(P / reference "
+                   "premium); first-year: next year's mix from this year's book; long_run: "
+                   "the stationary mix of renewal and entry at P held for good; none when no "
+                   "price in 1/100..100x the reference does with at least one policy (the "
+                   "spiral ends with nobody insured)")
     return out
 
 
@@ -891,6 +930,17 @@ def _rated_cells(product: Product, model, cur: pd.DataFrame, cur_cell: np.ndarra
                     "equilibrium_premium": eq["premium"],
                     "policies_at_equilibrium": eq["policies"]})
     return out
+
+
+def _line(product_id: str) -> str:
+    """A product's line: its id without a trailing year (huhuibao-2025 -> huhuibao).
+
+    >>> _line("huhuibao-2025"), _line("elderly-medical-60-80")
+    ('huhuibao', 'elderly-medical-60-80')
+    """
+    import re
+
+    return re.sub(r"-(19|20)\d\d$", "", product_id)
 
 
 def _enrolment_figures(model, product: Product) -> dict:

@@ -47,13 +47,15 @@ and checks every figure.</p>
 {{ e.fit_years|join(', ') }} with {{ e.lookback_years }} year(s) of look-back (the product's definition:
 {{ e.product_lookback_years }}); the first data year is look-back only, and health status is the
 product's pre-existing rule applied alike to the enrolled and the others.{% endif %}</p>{% endif %}
-{% if f.equilibrium %}<p>Equilibrium gross premium (the price that breaks even on the people it draws):
-{% if f.equilibrium.premium %}<b>{{ '{:,.2f}'.format(f.equilibrium.premium) }}</b> yuan with about
-{{ '{:,.0f}'.format(f.equilibrium.policies) }} policies{% if f.equilibrium.interval %} (parameter
-uncertainty {{ f.equilibrium.interval.lower }} to {{ f.equilibrium.interval.upper }}){% endif %};
-by price-response scenario: {% for k, v in f.equilibrium.by_scenario.items() %}{{ k }} {{ v if v else 'none' }}{% if not loop.last %}, {% endif %}{% endfor %}.
-{% else %}none: no price from 1/100 to 100 times the reference premium breaks even (the spiral ends
-with nobody insured).{% endif %}{% if f.gross_premium is number %} Beside it, the break-even gross
+{% if f.equilibrium %}{% set q = f.equilibrium %}<p>Equilibrium gross premium (the price that breaks even on the people it draws).
+First year (next year's mix, from this year's book): {% if q.premium %}<b>{{ '{:,.2f}'.format(q.premium) }}</b> yuan with about
+{{ '{:,.0f}'.format(q.policies) }} policies{% if q.interval %} (parameter uncertainty {{ q.interval.lower }} to
+{{ q.interval.upper }}){% endif %}; by price-response scenario: {% for k, v in q.by_scenario.items() %}{{ k }} {{ v if v else 'none' }}{% if not loop.last %}, {% endif %}{% endfor %}{% else %}none{% endif %}.
+Long run (the stationary mix of renewal and entry at a price held for good, where the spiral tends):
+{% if q.long_run.premium %}<b>{{ '{:,.2f}'.format(q.long_run.premium) }}</b> yuan with about {{ '{:,.0f}'.format(q.long_run.policies) }}
+policies{% if q.long_run.interval %} ({{ q.long_run.interval.lower }} to {{ q.long_run.interval.upper }}){% endif %}{% else %}none: no price
+from 1/100 to 100 times the reference premium breaks even with a policy left (the spiral ends with nobody insured){% endif %}.
+{% if f.gross_premium is number %} Beside them, the break-even gross
 premium at the projected mix, {{ '{:,.2f}'.format(f.gross_premium) }} yuan, assumes the mix does not
 answer the price.{% endif %}</p>{% endif %}
 
