@@ -297,9 +297,14 @@ def test_an_equilibrium_with_nobody_insured_is_none():
     m = EnrolmentModel()
     m.entry_, m.renewal_, m.launch_ = ConstantRate(0.5), ConstantRate(0.5), None
     cells = pd.DataFrame({"preexisting": [0], "prior_stay": [0]})
-    eq = _equilibrium(m, cells, np.array([1.5]), np.array([0.0]), np.array([50.0]), 100.0, 1.0,
+    # one person, cost 50: the fixed point is P = 50, where the odds are 1 x 2^2 = 4, so
+    # 0.8 of a policy (first year, and long run: 0.8 / (1 - 0.8 + 0.8)): no market
+    eq = _equilibrium(m, cells, np.array([1.0]), np.array([0.0]), np.array([50.0]), 100.0, 1.0,
                       {"beta_healthy": -2.0, "beta_other": 0.0}, None, (0.05, 0.95))
-    assert eq["premium"] is None and eq["long_run"]["premium"] is None   # 0.6 of a policy
+    assert eq["premium"] is None and eq["long_run"]["premium"] is None
+    more = _equilibrium(m, cells, np.array([10.0]), np.array([0.0]), np.array([50.0]), 100.0,
+                        1.0, {"beta_healthy": -2.0, "beta_other": 0.0}, None, (0.05, 0.95))
+    assert more["premium"] == pytest.approx(50.0, abs=0.01) and more["policies"] == 8
 
 
 @pytest.mark.parametrize("beta", [0.5, -80, "x", True])

@@ -447,14 +447,24 @@ def ledger_export(url, out_file):
     click.echo(f"wrote {len(df):,} entries to {out_file}")
 
 
+def _pricing_inputs(f):
+    """The options ``price`` and ``backtest`` share: data, out, seed, assumptions."""
+    for opt in reversed((
+            click.option("--data", "data_dir", type=click.Path(), required=True,
+                         help="fund-data folder"),
+            click.option("--out", type=click.Path(file_okay=False), required=True),
+            click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0,
+                         show_default=True,
+                         help="seed of the interval's simulation (same seed, same figures)"),
+            click.option("--assumptions", "assumptions_file", type=click.Path(), default=None,
+                         help="assumptions file (default actuarial/assumptions/pricing.toml)"))):
+        f = opt(f)
+    return f
+
+
 @cli.command()
 @click.option("--product", "product_file", required=True, help="product file (path or id)")
-@click.option("--data", "data_dir", type=click.Path(), required=True, help="fund-data folder")
-@click.option("--out", type=click.Path(file_okay=False), required=True)
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
-              help="seed of the interval's simulation (same seed, same figures)")
-@click.option("--assumptions", "assumptions_file", type=click.Path(), default=None,
-              help="assumptions file (default actuarial/assumptions/pricing.toml)")
+@_pricing_inputs
 @click.option("--policies", type=click.IntRange(1), default=None,
               help="policies to price the interval for (default: expected enrolment)")
 def price(product_file, data_dir, out, seed, assumptions_file, policies):
@@ -507,12 +517,7 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
 @click.option("--product", "product_files", required=True, multiple=True,
               help="product file (path or id); repeat it to give each year its own product "
                    "(a year without one is priced under the first, its period moved)")
-@click.option("--data", "data_dir", type=click.Path(), required=True, help="fund-data folder")
-@click.option("--out", type=click.Path(file_okay=False), required=True)
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
-              help="seed of the interval's simulation")
-@click.option("--assumptions", "assumptions_file", type=click.Path(), default=None,
-              help="assumptions file (default actuarial/assumptions/pricing.toml)")
+@_pricing_inputs
 def backtest(product_files, data_dir, out, seed, assumptions_file):
     """Price each data year from the years before it and set the price against what
     that year's enrollees cost: OUT/backtest.json and OUT/report.html."""
