@@ -101,6 +101,7 @@ def test_rating_frame_moves_the_columns_and_keeps_their_values():
         "insutype": rng.choice(["310", "390"], n).astype(object),
         "retired": rng.random(n) < 0.3, "enrolled": rng.random(n) < 0.4,
         "preexisting": rng.random(n) < 0.1, "stays_prior": rng.integers(0, 3, n),
+        "preexisting_seen": rng.random(n) < 0.1,
         "payout_hospital": rng.integers(0, 10_000, n)})
     expected = pd.DataFrame({**{c: exp[c].array if c == "psn_no" else exp[c].to_numpy()
                                 for c in exp.columns},
@@ -108,13 +109,15 @@ def test_rating_frame_moves_the_columns_and_keeps_their_values():
                              "insutype": exp["insutype"].astype(str).to_numpy(),
                              "retired": exp["retired"].astype(int).to_numpy(),
                              "preexisting": exp["preexisting"].astype(int).to_numpy(),
+                             "preexisting_seen": exp["preexisting_seen"].astype(int).to_numpy(),
                              "age_band": age_band(exp["age"]),
                              "prior_stay": (exp["stays_prior"] > 0).astype(int).to_numpy()})
     expected = expected.astype(NARROW)           # small integers narrow, same values
     assert (expected[list(NARROW)].to_numpy() == pd.DataFrame(
         {c: exp[c].astype(int) for c in ("person", "year", "age", "stays_prior")}).assign(
         retired=expected["retired"], preexisting=expected["preexisting"],
-        prior_stay=expected["prior_stay"]).to_numpy()).all()
+        prior_stay=expected["prior_stay"],
+        preexisting_seen=expected["preexisting_seen"]).to_numpy()).all()
     # columns come by block (width), so compared by name
     pd.testing.assert_frame_equal(rating_frame(exp), expected, check_like=True)
     moved = rating_frame(exp, consume=True)
