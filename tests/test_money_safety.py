@@ -641,3 +641,28 @@ def test_a_monthly_extract_reverses_last_months_settlement(city, tmp_path):
         "paid_this_batch_yuan"] == 0.0
     assert run_batch(PRODUCT, PRODUCT.path, whole, url, "all").summary[
         "paid_this_batch_yuan"] == 0.0
+
+
+def test_a_ledger_another_process_is_creating_is_opened_once_its_lock_is_free(tmp_path,
+                                                                              monkeypatch):
+    """SQLite answers "database is locked" at once (no busy handler) when two connections
+    setting up a new file both need its write lock: connect tries again, not exit 2 (two
+    batches started together on a new ledger once failed so)."""
+    from puhui.claims import ledger
+
+    real, calls = ledger._open, []
+
+    def locked_twice(path, must_exist):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ledger._Locked()
+        return real(path, must_exist)
+
+    monkeypatch.setattr(ledger, "_open", locked_twice)
+    con = ledger.connect(f"sqlite:///{tmp_path / 'new.db'}")
+    assert len(calls) == 3 and ledger._schema_version(con) == ledger.SCHEMA_VERSION
+    monkeypatch.setattr(ledger, "OPEN_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(ledger, "_open", lambda path, must_exist: (_ for _ in ()).throw(
+        ledger._Locked()))
+    with pytest.raises(InputError, match="locked"):
+        ledger.connect(f"sqlite:///{tmp_path / 'other.db'}")

@@ -128,6 +128,49 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
     if must_exist and not path.is_file():
         raise InputError(f"ledger {path}: no such ledger. Check the path, or create the "
                          f"ledger with 'puhui ledger load' or a 'puhui claims run'")
+    con, version = _open_retrying(path, must_exist)
+    with unit_of_work(con):
+        if version == "1":     # the reversals a version-1 ledger applied, from its entries
+            con.execute("INSERT OR IGNORE INTO reversals SELECT setl_id, MAX(applies_to),"
+                        " MAX(psn_no), MAX(batch_id) FROM payments WHERE kind = 'reverse'"
+                        " GROUP BY setl_id")
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO "
+                    "UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
+    return con
+
+
+class _Locked(Exception):
+    """Another process holds the new ledger's lock while it creates it."""
+
+
+#: How long :func:`connect` keeps trying a ledger another process is creating (SQLite
+#: answers "database is locked" at once, without its busy handler, when two connections
+#: both holding a read lock need a write lock to set up the file).
+OPEN_RETRY_SECONDS = 60.0
+
+
+def _open_retrying(path: Path, must_exist: bool):
+    """:func:`_open`, again after a short random pause while another process holds the
+    lock of a ledger it is creating (two batches started together on a new ledger)."""
+    import random
+    import time
+
+    deadline = time.monotonic() + OPEN_RETRY_SECONDS
+    while True:
+        try:
+            return _open(path, must_exist)
+        except _Locked:
+            if time.monotonic() > deadline:
+                raise InputError(f"ledger {path}: not a usable ledger database (database "
+                                 f"is locked for over {OPEN_RETRY_SECONDS:.0f} s by another "
+                                 f"process)") from None
+            time.sleep(random.uniform(0.02, 0.2))
+
+
+def _open(path: Path, must_exist: bool):
+    """Open ``path`` as a ledger (checked before anything is written), set its pragmas
+    and make sure its tables exist; (connection, schema version found)."""
+    con = None
     try:
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,16 +197,17 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
             raise InputError(f"ledger {path}: schema version {version} is newer than this "
                              f"puhui understands ({SCHEMA_VERSION}); upgrade puhui")
         con.executescript(SCHEMA)
-    except (sqlite3.DatabaseError, OSError) as exc:
+    except sqlite3.OperationalError as exc:
+        if con is not None:
+            con.close()
+        if "locked" in str(exc):
+            raise _Locked() from None
         raise InputError(f"ledger {path}: not a usable ledger database ({exc})") from None
-    with unit_of_work(con):
-        if version == "1":     # the reversals a version-1 ledger applied, from its entries
-            con.execute("INSERT OR IGNORE INTO reversals SELECT setl_id, MAX(applies_to),"
-                        " MAX(psn_no), MAX(batch_id) FROM payments WHERE kind = 'reverse'"
-                        " GROUP BY setl_id")
-        con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO "
-                    "UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
-    return con
+    except (sqlite3.DatabaseError, OSError) as exc:
+        if con is not None:
+            con.close()
+        raise InputError(f"ledger {path}: not a usable ledger database ({exc})") from None
+    return con, version
 
 
 def _schema_version(con: sqlite3.Connection) -> str | None:
