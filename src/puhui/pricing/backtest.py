@@ -30,11 +30,9 @@ on settlements the price never saw.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from puhui.errors import InputError
@@ -69,24 +67,19 @@ def data_through(data: FundData, year: int) -> FundData:
 def product_for_year(products: list[Product], year: int) -> tuple[Product, bool]:
     """The product whose policy period starts in ``year``, else the first one with its
     period moved to ``year`` (same terms); (product, moved)."""
-    for p in products:
-        if p.start.year == year:
-            return p, False
-    p = products[0]
+    from puhui.pricing.premium import years_later
+
+    p = product_for_year_index(products, year)
+    if p.start.year == year:
+        return p, False
     shift = year - p.start.year
-    return dataclasses.replace(p, start=_move(p.start, shift), end=_move(p.end, shift)), True
+    return dataclasses.replace(p, start=years_later(p.start, shift),
+                               end=years_later(p.end, shift)), True
 
 
 def product_for_year_index(products: list[Product], year: int) -> Product:
     """The product :func:`product_for_year` starts from for ``year`` (as given)."""
     return next((p for p in products if p.start.year == year), products[0])
-
-
-def _move(d: dt.date, years: int) -> dt.date:
-    try:
-        return d.replace(year=d.year + years)
-    except ValueError:                     # 29 February into a common year
-        return d.replace(year=d.year + years, day=28)
 
 
 def realised_cost(product: Product, data: FundData, year: int) -> dict:
@@ -148,7 +141,7 @@ def prediction_interval(mean: float, parameter: dict, process_sd: float | None,
 def backtest_year(products: list[Product], data: FundData, year: int, assumptions: dict,
                   seed: int = 0, progress=None) -> dict:
     """One year of the backtest (see the module docstring) as ``backtest.json`` holds it."""
-    from puhui.pricing.premium import price
+    from puhui.pricing.premium import _r_opt as _r, price
 
     product, moved = product_for_year(products, year)
     say = progress or (lambda step: None)
@@ -221,10 +214,6 @@ def _summary(rows: list[dict]) -> dict:
             "interval_judged": sum(r["interval"]["covers"] is not None for r in rows)}
 
 
-def _r(x, digits: int = 2):
-    return None if x is None or not np.isfinite(x) else round(float(x), digits)
-
-
 def _ratio(a, b) -> float | None:
     if a is None or b is None or not b:
         return None
@@ -243,14 +232,13 @@ def run_backtest(product_files: list[str | Path], data_dir: str | Path, out: str
     products = [load_product(Path(p)) for p in product_files]
     if not products:
         raise InputError("give at least one --product")
-    assumptions, _ = load_assumptions(assumptions_file)
+    assumptions, a_path = load_assumptions(assumptions_file)
     say = progress or (lambda step: None)
     say("reading and validating the fund data")
     data = load_for_pricing(Path(data_dir), products[0], assumptions)
     result = backtest(products, data, assumptions, seed, progress)
     from puhui.pricing.run import input_hashes
 
-    _, a_path = load_assumptions(assumptions_file)
     result["inputs"] = {"data": str(Path(data_dir).resolve()),
                         "products": [str(Path(p).resolve()) for p in product_files],
                         "assumptions": str(a_path.resolve()),

@@ -153,14 +153,15 @@ def priced_period(product: Product, last_data_year: int) -> tuple[dt.date, dt.da
     if product.start.year > last_data_year:
         return product.start, product.end, None
     shift = last_data_year + 1 - product.start.year
-    start, end = _years_later(product.start, shift), _years_later(product.end, shift)
+    start, end = years_later(product.start, shift), years_later(product.end, shift)
     return start, end, (f"{product.id}'s policy period {product.start} to {product.end} lies "
                         f"within the data (last year {last_data_year}): priced for the year "
                         f"after the data, {start} to {end}, under its terms (the enrolled "
                         f"mix is projected to that year, and the trend runs to its mid-point)")
 
 
-def _years_later(d: dt.date, n: int) -> dt.date:
+def years_later(d: dt.date, n: int) -> dt.date:
+    """``d`` moved ``n`` calendar years (29 February to the 28th in a common year)."""
     try:
         return d.replace(year=d.year + n)
     except ValueError:                       # 29 February into a common year
@@ -332,9 +333,8 @@ def _step_enrolled_mix(s: BuildUp) -> None:
     del own_paid
     s.own_paid = None                  # read: free it
     last_rows = (elig & (frame["year"] == last).to_numpy())
-    renewing = (enrol_model.renewals(cells, enrolled) if enrol_model is not None
-                and enrol_model.entry_ is not None else
-                enrolled if enrol_model is None else np.zeros(len(cells)))
+    # (none renew when the model has no renewal year: renewals() gives zeros)
+    renewing = enrol_model.renewals(cells, enrolled) if enrol_model is not None else enrolled
     (s.framed, s.cur, s.cells, s.cur_cell, s.people, s.enrolled, s.enrol_model, s.w,
      s.enrol_fig, s.notes, s.n_policies, s.next_cfy, s.last_rows, s.renewing) = (
         framed, cur, cells, cur_cell, people, enrolled, enrol_model, w, enrol_fig,
