@@ -310,7 +310,8 @@ class BenefitCostModel:
         self.grid = grid
 
     def fit(self, frame: pd.DataFrame, events: pd.DataFrame, amount: str = "amount",
-            kind: str = "inpatient", cells: tuple | None = None) -> "BenefitCostModel":
+            kind: str = "inpatient", cells: tuple | None = None,
+            use: np.ndarray | None = None) -> "BenefitCostModel":
         """``frame``: one row per person-year (``psn_no`` or ``person``, ``year``, the
         factors, ``exposure``); ``events``: one row per event (its person-year as
         ``row``, the position in ``frame``, or as ``psn_no``/``person`` and ``year``;
@@ -318,22 +319,35 @@ class BenefitCostModel:
         Every fit is on sums over the frame's cells of the candidate factors (exact for
         the Poisson and gamma GLMs); an event's factors are its person-year's. ``cells``:
         ``cells_of(frame, self.candidates(frame))`` when the caller has it (several
-        models on one frame)."""
+        models on one frame). ``use``: the rows of ``frame`` fitted on (True), the others
+        left out with their events as if absent (default: every row); the fit is the one
+        on ``frame[use]``, without copying the frame."""
+        rows = (events["row"].to_numpy() if "row" in events.columns
+                else person_year_rows(frame, events))
+        if (rows < 0).any():
+            raise ValueError(f"{int((rows < 0).sum())} events have no person-year in the frame")
+        exposure = frame["exposure"].to_numpy(dtype=float)
+        if use is not None:
+            use = np.asarray(use, dtype=bool)
+            keep = use[rows]
+            events, rows = events[keep], rows[keep]
+            exposure = np.where(use, exposure, 0.0)
         self.events_ = int(len(events))
-        self.exposure_ = float(frame["exposure"].sum())
+        self.exposure_ = float(exposure.sum())
         self.kinds_: list[ClaimKind] = []
         # events per row of frame, by kind, held sparse (rows with events, their counts):
         # a model is saved with the pricing state, and most person-years have none
         self.counts_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.rows_ = len(frame)
+        self.level_ = 1.0             # :mod:`puhui.pricing.balance` sets it
         # each event's person-year; the person-years' combinations of the candidate
         # factors (sums over them are the sufficient statistics of every fit below)
-        rows = (events["row"].to_numpy() if "row" in events.columns
-                else person_year_rows(frame, events))
-        if (rows < 0).any():
-            raise ValueError(f"{int((rows < 0).sum())} events have no person-year in the frame")
         cells, cell = cells if cells is not None else cells_of(frame, self.candidates(frame))
-        exposure = frame["exposure"].to_numpy(dtype=float)
+        if use is not None:          # the cells' sufficient statistics of the used rows
+            cells = cells.assign(
+                exposure=np.bincount(cell, weights=exposure, minlength=len(cells)),
+                person_years=np.bincount(cell, weights=use, minlength=len(cells)).astype("int64"))
+        on = slice(None) if use is None else use
         for value, at in sorted(events.groupby(kind, sort=True).indices.items()):
             ev_rows = rows[at]
             n = np.bincount(ev_rows, minlength=len(frame))
@@ -342,8 +356,8 @@ class BenefitCostModel:
                        else choose_factors(c, "_count", min_level_events=self.min_level_events))
             freq = PoissonFrequency(factors).fit_cells(merged_cells(c, factors, "_count"))
             rate = freq.predict(cells)[cell]
-            alpha = negbin_alpha(n, exposure, rate)
-            phi = pearson_dispersion(n, exposure, rate, len(freq.params_))
+            alpha = negbin_alpha(n[on], exposure[on], rate[on])
+            phi = pearson_dispersion(n[on], exposure[on], rate[on], len(freq.params_))
             # severity from each event's cell (no table of events and factors)
             ev_cell = cell[ev_rows]
             amounts = events[amount].to_numpy(dtype=float)[at]
@@ -391,7 +405,8 @@ class BenefitCostModel:
                 ) -> tuple[np.ndarray, np.ndarray]:
         """E[B] and E[B^2] per cell (yuan, one full policy year), with the frequency and
         severity optionally scaled (trend, what-if, sensitivities), for all kinds or,
-        through ``kind_factors`` ({kind: (frequency factor, severity factor)}), one."""
+        through ``kind_factors`` ({kind: (frequency factor, severity factor)}), one;
+        times the balance factor ``level_`` (:mod:`puhui.pricing.balance`)."""
         kind_factors = kind_factors or {}
         m1, m2 = np.zeros(len(cells)), np.zeros(len(cells))
         if not self.kinds_:
@@ -407,7 +422,8 @@ class BenefitCostModel:
             r = terms.preexisting_ratio if pre[i] else terms.ratio
             m1[i], m2[i] = annual_benefit_moments_of(comps, terms.deductible, r, terms.limit,
                                                      n=self.grid)
-        return m1, m2
+        level = getattr(self, "level_", 1.0)       # (models saved before balance: 1)
+        return m1 * level, m2 * level ** 2
 
     def cost_draws(self, cells: pd.DataFrame, terms: GroupTerms, w: np.ndarray, rng, sims: int,
                    severity_factor: float = 1.0) -> np.ndarray:

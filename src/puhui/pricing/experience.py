@@ -18,6 +18,10 @@ who actually enrol. One row per person-year, in year then person order::
                     own definition as the data shows it: what the enrolment models
                     read, so the enrolled and the others are judged alike)
     stays_prior   = inpatient stays in the previous calendar year (hospital-use history)
+    stayed        = an inpatient stay in the year itself (next year's prior stay)
+    preexisting_next = the diagnosis rule with the look-back ending with the year (next
+                    year's ``preexisting_seen``: the state a mix for next year is priced
+                    at)
     eligible_<b>, payout_<b>, claims_<b>, events_<b>  per benefit b (fen; claims =
                   settlements paid, events = settlements with an eligible amount)
 
@@ -100,6 +104,33 @@ def preexisting_from_history(st: pd.DataFrame, year: int, codes: tuple[str, ...]
     s = st[(st["setl_time"] >= lo) & (st["setl_time"] < hi)]
     hit = matches_prefixes(s["dise_code"], codes)
     return set(s.loc[hit, "psn_no"].astype(str))
+
+
+def years_with_history(years, lookback_years: int, after: int | None = None) -> list[int]:
+    """The data years a model that reads history (``prior_stay``, ``preexisting``) is
+    fitted on: those after the first data year (and after ``after``, a launch year),
+    preferring those with the full ``lookback_years`` of data before them when there are
+    any. The first data year serves as look-back only: no one in it has a prior stay
+    or a pre-existing diagnosis on record, so its sick sit in the healthy cells, and a
+    model fitted on it spreads their cost over the healthy (and then adds the sick
+    cells' cost on top when it prices people whose history it can see). A single data
+    year is all there is: it is returned as it is.
+
+    >>> years_with_history([2023, 2024, 2025], 3)
+    [2024, 2025]
+    >>> years_with_history([2021, 2022, 2023, 2024, 2025], 3)
+    [2024, 2025]
+    >>> years_with_history([2025], 3)
+    [2025]
+    """
+    years = np.sort(np.unique(np.asarray(years, dtype=int)))
+    first = int(years[0])
+    later = years[years > max(first, after if after is not None else first)]
+    full = later[later - first >= max(lookback_years, 1)]
+    chosen = full if len(full) else later
+    if after is None and not len(chosen):
+        chosen = years
+    return [int(y) for y in chosen]
 
 
 def has_lines(st: pd.DataFrame, lines: pd.DataFrame | None) -> np.ndarray:
@@ -191,21 +222,27 @@ def experience(product: Product, data: FundData, events: bool = False,
                                         person_rows(index, pol["psn_no"]))).max())
     py["enrolled"] = np.isin(py_key, pol_pre.index.to_numpy())
     history = {y: preexisting_from_history(st, y, product.preexisting_codes,
-                                           product.preexisting_lookback_years) for y in years}
+                                           product.preexisting_lookback_years)
+               for y in [*years, max(years) + 1]}
     derived = np.zeros(len(py), dtype=bool)
+    derived_next = np.zeros(len(py), dtype=bool)
     year_of = py["year"].to_numpy()
-    for y, hit in history.items():
-        if hit:
-            derived |= (year_of == y) & py["psn_no"].isin(hit).to_numpy()
+    for y in years:
+        if history[y]:
+            derived |= (year_of == y) & py["psn_no"].isin(history[y]).to_numpy()
+        if history[y + 1]:
+            derived_next |= (year_of == y) & py["psn_no"].isin(history[y + 1]).to_numpy()
     py["preexisting"] = np.where(py["enrolled"],
                                  pol_pre.reindex(py_key, fill_value=False).to_numpy(dtype=bool),
                                  derived)
     py["preexisting_seen"] = derived
+    py["preexisting_next"] = derived_next
     stays = st[st["med_type"].astype(str).isin(INPATIENT_MED_TYPES)]
     per_year = pd.Series(year_person_key(stays["setl_time"].dt.year.to_numpy(),
                                          person_rows(index, stays["psn_no"]))).value_counts()
     py["stays_prior"] = per_year.reindex(year_person_key(year_of - 1, who),
                                          fill_value=0).to_numpy()
+    py["stayed"] = per_year.reindex(py_key, fill_value=0).to_numpy() > 0
     # notional policies: the product's terms over every person-year of the people with a
     # settlement it may pay (each of their years, so renewals stay renewals); policy_no
     # is the person-year's row

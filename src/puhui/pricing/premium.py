@@ -56,9 +56,10 @@ from puhui.pricing.enrolment import (
     paid_under_own_terms,
     spiral,
 )
-from puhui.pricing.experience import experience_in_blocks, person_year_rows
+from puhui.pricing.balance import FULL_CREDIBILITY_EVENTS, balance
+from puhui.pricing.experience import experience_in_blocks, person_year_rows, years_with_history
 from puhui.pricing.external import price_external
-from puhui.pricing.frequency import rating_frame
+from puhui.pricing.frequency import age_band, rating_frame
 from puhui.pricing.lifetime import (
     benefit_growth,
     experience_by_age,
@@ -100,6 +101,10 @@ def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
     if curve not in ("fitted", "published"):
         raise InputError(f"{p}: [agreements] curve = {curve!r}; give \"fitted\" or "
                          f"\"published\"")
+    n_full = a.get("balance", {}).get("full_credibility_events", FULL_CREDIBILITY_EVENTS)
+    if isinstance(n_full, bool) or not isinstance(n_full, (int, float)) or not n_full > 0:
+        raise InputError(f"{p}: [balance] full_credibility_events = {n_full!r}; give a "
+                         f"positive number of events (1082 is the 90 % / +-5 % standard)")
     return a, p
 
 
@@ -252,10 +257,12 @@ class BuildUp:
 def _step_experience(s: BuildUp) -> None:
     """The product's calculator on every person-year as if in force
     (:mod:`puhui.pricing.experience`), the events, and what each past policy paid
-    under its own terms; the rating frame.
+    under its own terms; the rating frame; the years the cost models are fitted on
+    (:func:`~puhui.pricing.experience.years_with_history`: a first data year with
+    later years is look-back only).
 
     Reads data, notes, product, release_data, say; sets ev, own_paid, notes,
-    frame."""
+    frame, fit_years, fit_rows."""
     (data, notes, product, release_data, say) = (
         s.data, s.notes, s.product, s.release_data, s.say)
     say("experience: the product's calculator on every person-year")
@@ -276,30 +283,43 @@ def _step_experience(s: BuildUp) -> None:
     del exp
     frame["age_group"] = age_group(frame["age"])
     ev["row"] = person_year_rows(frame, ev)          # each event's person-year
+    year = frame["year"].to_numpy()
+    fit_years = years_with_history(year, product.preexisting_lookback_years)
+    fit_rows = np.isin(year, fit_years)
+    left = sorted(set(int(y) for y in np.unique(year)) - set(fit_years))
+    if left:
+        notes.append(
+            f"the cost models are fitted on {', '.join(map(str, fit_years))}; "
+            f"{', '.join(map(str, left))} serve(s) as look-back only (no prior stay or "
+            f"pre-existing history can be seen in a year without data before it, so its "
+            f"sick would sit in the healthy cells)")
     s.ev, s.own_paid, s.notes, s.frame = ev, own_paid, notes, frame
+    s.fit_years, s.fit_rows = fit_years, (None if fit_rows.all() else fit_rows)
 
 
 def _step_priced_period(s: BuildUp) -> None:
     """The priced period and the severity trend to its mid-point
     (:func:`priced_period`, :func:`trend_years`).
 
-    Reads frame, notes, product, trend_a; sets last, p_start, p_end, t_years,
-    sev_trend."""
-    frame, notes, product, trend_a = s.frame, s.notes, s.product, s.trend_a
+    Reads fit_rows, frame, notes, product, trend_a; sets last, p_start, p_end,
+    t_years, sev_trend."""
+    fit_rows, frame, notes, product, trend_a = (
+        s.fit_rows, s.frame, s.notes, s.product, s.trend_a)
     last = int(frame["year"].max())
     p_start, p_end, period_note = priced_period(product, last)
     if period_note:
         notes.append(period_note)
-    t_years = trend_years(p_start, p_end, frame["year"].to_numpy(),
-                          frame["exposure"].to_numpy())
+    on = slice(None) if fit_rows is None else fit_rows     # the models' data years
+    t_years = trend_years(p_start, p_end, frame["year"].to_numpy()[on],
+                          frame["exposure"].to_numpy()[on])
     sev_trend = trend_factor(trend_a["medical_inflation"], t_years)
     (s.last, s.p_start, s.p_end, s.t_years, s.sev_trend) = (
         last, p_start, p_end, t_years, sev_trend)
 
 
 def _step_enrolled_mix(s: BuildUp) -> None:
-    """The eligible people of the last data year in the mix's cells, next year's
-    expected policies per cell (:func:`_enrolled_mix`) and the claim-free years they
+    """The people of the last data year in next year's state (:func:`next_year_state`)
+    in the mix's cells, next year's expected policies per cell (:func:`_enrolled_mix`) and the claim-free years they
     renew with.
 
     Reads data, frame, last, notes, own_paid, policies, product, say; sets framed,
@@ -314,10 +334,9 @@ def _step_enrolled_mix(s: BuildUp) -> None:
                          f"(schemes {', '.join(product.insutypes)}, ages "
                          f"{product.min_entry_age}-{product.max_renewal_age or product.max_entry_age})")
     framed = frame if elig.all() else frame[elig]      # the eligible person-years
-    # the eligible people of the last year: their cells, enrolment, age (a copy of the
-    # columns read, not of the table)
-    cur = frame.loc[elig & (frame["year"] == last).to_numpy(),
-                    [*MIX_FACTORS, "enrolled", "age", "exposure"]]
+    # the people of the last year who may hold next year's policy, in next year's
+    # state (a copy of the columns read, not of the table)
+    last_rows, cur = next_year_state(product, frame, last)
     by_cell = cur.groupby(list(MIX_FACTORS), observed=True)
     cells = by_cell.agg(people=("exposure", "size"), enrolled=("enrolled", "sum")).reset_index()
     cur_cell = by_cell.ngroup().to_numpy()         # each of cur's rows: its row in cells
@@ -332,7 +351,6 @@ def _step_enrolled_mix(s: BuildUp) -> None:
     next_cfy = next_claim_free_years(frame, data.policies, own_paid)
     del own_paid
     s.own_paid = None                  # read: free it
-    last_rows = (elig & (frame["year"] == last).to_numpy())
     # (none renew when the model has no renewal year: renewals() gives zeros)
     renewing = enrol_model.renewals(cells, enrolled) if enrol_model is not None else enrolled
     (s.framed, s.cur, s.cells, s.cur_cell, s.people, s.enrolled, s.enrol_model, s.w,
@@ -348,14 +366,14 @@ def _step_benefit_costs(s: BuildUp) -> None:
     (:func:`~puhui.pricing.external.price_external`); the model pure premium by
     benefit.
 
-    Reads assumptions, cells, cur, ev, frame, last_rows, next_cfy, notes, product,
-    renewing, say, seed, sev_a, sev_trend, w; sets groups, rng, sims, pure,
+    Reads assumptions, cells, cur, ev, fit_rows, frame, last_rows, next_cfy, notes,
+    product, renewing, say, seed, sev_a, sev_trend, w; sets groups, rng, sims, pure,
     cell_cost, cell_var, draws_total, models, group_m1, group_draws, step_shares,
-    cf_fig, elig_share, group_rows, frame_cells, ext, pure_model."""
-    (assumptions, cells, cur, ev, frame, last_rows, next_cfy, notes, product, renewing,
-     say, seed, sev_a, sev_trend, w) = (
-        s.assumptions, s.cells, s.cur, s.ev, s.frame, s.last_rows, s.next_cfy, s.notes,
-        s.product, s.renewing, s.say, s.seed, s.sev_a, s.sev_trend, s.w)
+    cf_fig, elig_share, group_rows, frame_cells, ext, pure_model, balance_fig."""
+    (assumptions, cells, cur, ev, fit_rows, frame, last_rows, next_cfy, notes, product,
+     renewing, say, seed, sev_a, sev_trend, w) = (
+        s.assumptions, s.cells, s.cur, s.ev, s.fit_rows, s.frame, s.last_rows, s.next_cfy,
+        s.notes, s.product, s.renewing, s.say, s.seed, s.sev_a, s.sev_trend, s.w)
     # per pricing group: models and the annual benefit per cell
     elig_by_benefit = ev.groupby("benefit")["eligible"].sum().to_dict()
     groups = pricing_groups(product, {k: float(v) for k, v in elig_by_benefit.items()})
@@ -374,12 +392,18 @@ def _step_benefit_costs(s: BuildUp) -> None:
     group_rows = []
     # the person-years' cells of the candidate factors, made once for every model
     frame_cells = cells_of(frame, BenefitCostModel().candidates(frame))
+    n_full = float(assumptions.get("balance", {}).get("full_credibility_events",
+                                                       FULL_CREDIBILITY_EVENTS))
+    balance_fig: dict[str, dict] = {}
     for terms in groups:
         say(f"benefit {terms.id}: frequency, severity, annual benefit per cell")
         e = _group_events(ev, terms)
         model = BenefitCostModel(threshold_quantile=sev_a.get("threshold_quantile", 0.95),
                                  min_exceedances=sev_a.get("min_exceedances", 50))
-        model.fit(frame, e, cells=frame_cells)
+        model.fit(frame, e, cells=frame_cells, use=fit_rows)
+        if model.kinds_:          # the model at its experience's level, as far as credible
+            balance_fig[terms.id] = balance(model, terms, frame, terms.benefits, frame_cells,
+                                            use=fit_rows, n_full=n_full)
         models[terms.id] = model
         m1, m2 = model.moments(cells, terms, severity_factor=sev_trend)
         if terms.claim_free_steps:
@@ -434,29 +458,34 @@ def _step_benefit_costs(s: BuildUp) -> None:
 
     (s.groups, s.rng, s.sims, s.pure, s.cell_cost, s.cell_var, s.draws_total, s.models,
      s.group_m1, s.group_draws, s.step_shares, s.cf_fig, s.elig_share, s.group_rows,
-     s.frame_cells, s.ext, s.pure_model) = (
+     s.frame_cells, s.ext, s.pure_model, s.balance_fig) = (
         groups, rng, sims, pure, cell_cost, cell_var, draws_total, models, group_m1,
         group_draws, step_shares, cf_fig, elig_share, group_rows, frame_cells, ext,
-        pure_model)
+        pure_model, balance_fig)
 
 
 def _step_credibility(s: BuildUp) -> None:
     """Actual against expected, and each cell's Buhlmann-Straub credibility factor
     applied to its cost, the draws and the pure premium.
 
-    Reads assumptions, cell_cost, cell_var, cells, draws_total, elig_share, frame,
-    frame_cells, framed, group_m1, group_rows, groups, models, product, pure, say,
-    w; sets tables, cell_factor, cred_fig, cred_adj, cell_cost, cell_var,
+    Both on the models' data years (:func:`~puhui.pricing.experience.years_with_history`).
+
+    Reads assumptions, cell_cost, cell_var, cells, draws_total, elig_share, fit_years,
+    frame, frame_cells, framed, group_m1, group_rows, groups, models, product, pure,
+    say, w; sets tables, cell_factor, cred_fig, cred_adj, cell_cost, cell_var,
     draws_total."""
-    (assumptions, cell_cost, cell_var, cells, draws_total, elig_share, frame,
+    (assumptions, cell_cost, cell_var, cells, draws_total, elig_share, fit_years, frame,
      frame_cells, framed, group_m1, group_rows, groups, models, product, pure, say,
      w) = (
         s.assumptions, s.cell_cost, s.cell_var, s.cells, s.draws_total, s.elig_share,
-        s.frame, s.frame_cells, s.framed, s.group_m1, s.group_rows, s.groups, s.models,
-        s.product, s.pure, s.say, s.w)
+        s.fit_years, s.frame, s.frame_cells, s.framed, s.group_m1, s.group_rows,
+        s.groups, s.models, s.product, s.pure, s.say, s.w)
     # actual versus expected, and credibility of each cell's own experience
     say("actual versus expected, credibility")
     tables = {"groups": pd.DataFrame(group_rows), "coefficients": _coefficients(models)}
+    in_fit = np.isin(framed["year"].to_numpy(), fit_years)
+    if not in_fit.all():
+        framed = framed[in_fit]                      # the models' years (a copy)
     same_cells = framed is frame and BenefitCostModel().candidates(frame) == CELL_FACTORS
     tables.update(_actual_vs_expected(product, framed, groups, models,
                                       cells=frame_cells if same_cells else None))
@@ -607,8 +636,8 @@ def _step_figures(s: BuildUp) -> None:
     """The figures of ``pricing.json`` so far, and the as-if experience of the
     enrolled.
 
-    Reads agreements_fig, cell_cost, cells, cf_fig, cred_fig, cur, cur_cell,
-    draws_total, elr, enrol_fig, ext, filed, frame, gross_flat, hi_q, level,
+    Reads agreements_fig, balance_fig, cell_cost, cells, cf_fig, cred_fig, cur, cur_cell,
+    draws_total, elr, enrol_fig, ext, filed, fit_years, frame, gross_flat, hi_q, level,
     lifetime_fig, lo_q, loads, lr, n_policies, notes, p_end, p_start, people,
     product, pure, pure_model, pure_total, seed, sev_trend, t_years, tables, target,
     trend_a, var_policy, w; sets figures."""
@@ -628,7 +657,8 @@ def _step_figures(s: BuildUp) -> None:
         "data": {"person_years": int(len(frame)), "years": sorted(int(y) for y in frame["year"].unique()),
                  "exposure": _r(frame["exposure"].sum(), 2),
                  "enrolled_person_years": int(frame["enrolled"].sum()),
-                 "eligible_people_last_year": int(people.sum())},
+                 "eligible_people_last_year": int(people.sum()),
+                 "model_years": list(s.fit_years)},
         "policies": n_policies,
         "basis": {"expense_ratio": loads["expense_ratio"], "profit_margin": loads["profit_margin"],
                   "target_loss_ratio": _r(target, 4),
@@ -639,6 +669,7 @@ def _step_figures(s: BuildUp) -> None:
         "pure_premium": {**{b: _r(v, 2) for b, v in pure.items()}, "total": _r(pure_total, 2)},
         "pure_premium_model": {**{b: _r(v, 2) for b, v in pure_model.items()},
                                "total": _r(sum(pure_model.values()), 2)},
+        "balance": s.balance_fig or None,
         "credibility": cred_fig,
         "claim_free_steps": cf_fig or None,
         "pure_premium_interval": {"level": level,
@@ -679,11 +710,12 @@ def _step_validation(s: BuildUp) -> None:
     """Cross-validation of every frequency model with enough events (GLM against a
     gradient-boosted challenger), the Gini, the cells table.
 
-    Reads assumptions, cell_cost, cells, figures, frame, models, say, seed, tables,
-    w; sets nothing."""
-    (assumptions, cell_cost, cells, figures, frame, models, say, seed, tables, w) = (
-        s.assumptions, s.cell_cost, s.cells, s.figures, s.frame, s.models, s.say,
-        s.seed, s.tables, s.w)
+    Reads assumptions, cell_cost, cells, figures, fit_rows, frame, models, say, seed,
+    tables, w; sets nothing."""
+    (assumptions, cell_cost, cells, figures, fit_rows, frame, models, say, seed, tables,
+     w) = (
+        s.assumptions, s.cell_cost, s.cells, s.figures, s.fit_rows, s.frame, s.models,
+        s.say, s.seed, s.tables, s.w)
     val_a = assumptions.get("validation", {})
     checks, fig_checks = [], {}
     for gid, model in models.items():
@@ -693,7 +725,8 @@ def _step_validation(s: BuildUp) -> None:
             say(f"cross-validation of {gid} ({k.name}) frequency, GLM and GBM")
             cv = cross_validate_frequency(frame, model.counts(k.name), k.factors,
                                           folds=int(val_a.get("folds", 5)), seed=seed,
-                                          max_rows=int(val_a.get("max_rows", 400_000)))
+                                          max_rows=int(val_a.get("max_rows", 400_000)),
+                                          use=fit_rows)
             checks.append((f"{gid} ({k.name})", cv))
             fig_checks[f"{gid}:{k.name}"] = {m: _r(v, 6) for m, v in cv["mean"].items()}
     tables["validation"] = checks
@@ -751,8 +784,8 @@ def _step_budget_impact(s: BuildUp) -> None:
     """The fitted state for ``what-if`` and the class-C list's budget impact.
 
     Reads assumptions, cell_factor, cells, cur_cell, data, elig_share, ext, figures,
-    frac, framed, groups, models, n_policies, product, say, sev_trend, shares,
-    step_shares, tables, target, w; sets state."""
+    frac, frame, framed, groups, last_rows, models, n_policies, product, say,
+    sev_trend, shares, step_shares, tables, target, w; sets state."""
     from puhui.pricing.whatif import PricingState, class_c_budget_impact
 
     (assumptions, cell_factor, cells, cur_cell, data, elig_share, ext, figures, frac,
@@ -767,9 +800,14 @@ def _step_budget_impact(s: BuildUp) -> None:
     bi = assumptions.get("budget_impact", {})
     if bi.get("class_c_list"):
         say("budget impact of the class-C list")
+        # each of framed's last-year rows: its cell (-1: not in next year's mix)
+        key = np.full(len(s.frame), -1, dtype=np.int64)
+        key[s.last_rows] = cur_cell
+        last = (framed["year"] == framed["year"].max()).to_numpy()
+        key = key[framed.index.to_numpy()[last]] if framed is not s.frame else key[last]
         impact = class_c_budget_impact(product, data, framed, cells, w, MIX_FACTORS,
                                        n_policies, float(bi.get("class_c_uptake", 0.2)),
-                                       list_id=bi["class_c_list"], cur_cell=cur_cell)
+                                       list_id=bi["class_c_list"], cur_cell=key)
         if "drugs" in impact:
             tables["budget_impact"] = impact.pop("drugs")
             impact["pure_premium_per_insured"] = _r(impact["pure_premium_per_insured"], 2)
@@ -786,6 +824,38 @@ BUILD_UP = (_step_experience, _step_priced_period, _step_enrolled_mix, _step_ben
             _step_figures, _step_validation, _step_price_response, _step_budget_impact)
 
 
+
+
+def next_year_state(product: Product, frame: pd.DataFrame, last: int
+                    ) -> tuple[np.ndarray, pd.DataFrame]:
+    """The people of the data's last year who may hold a policy the year after, in that
+    year's state, as the models read a year (its cost given the state at its start):
+    one year older (age band and group), a prior stay if they had a stay in the last
+    year, ``preexisting_seen`` by the look-back ending with the last year, and the
+    rating ``preexisting`` the enrolled's policy flag (kept at renewal) or that rule.
+    Those who died in the last year and those past the product's ages next year are
+    left out. Returns (the frame's rows taken, the table of MIX_FACTORS, ``enrolled``
+    (this year), ``age`` (next year's) and ``exposure``). A frame without the next-year
+    columns (``stayed``, ``preexisting_next``) gives this year's state."""
+    year = frame["year"].to_numpy()
+    ahead = "stayed" in frame.columns and "preexisting_next" in frame.columns
+    older = frame.assign(age=frame["age"] + 1) if ahead else frame
+    rows = (year == last) & eligible_rows(product, older)
+    if ahead:
+        rows &= frame["exposure"].to_numpy() >= 1.0 - 1e-9        # alive at the year's end
+    cur = frame.loc[rows, [*MIX_FACTORS, "enrolled", "age", "exposure"]]
+    if ahead:
+        seen = frame["preexisting_next"].to_numpy()[rows].astype(cur["preexisting_seen"].dtype)
+        enrolled = cur["enrolled"].to_numpy(dtype=bool)
+        pre = cur["preexisting"].to_numpy()
+        cur = cur.assign(
+            age=cur["age"] + 1,
+            age_band=age_band(cur["age"].to_numpy() + 1),
+            age_group=age_group(cur["age"].to_numpy() + 1),
+            prior_stay=frame["stayed"].to_numpy()[rows].astype(cur["prior_stay"].dtype),
+            preexisting_seen=seen,
+            preexisting=np.where(enrolled, pre, seen).astype(pre.dtype))
+    return rows, cur
 
 
 def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells: pd.DataFrame,

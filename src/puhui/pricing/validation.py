@@ -43,20 +43,22 @@ def _encode(frame: pd.DataFrame, factors) -> np.ndarray:
 
 def cross_validate_frequency(frame: pd.DataFrame, count: str, factors, folds: int = 5,
                              seed: int = 0, max_rows: int = 400_000,
-                             gbm_iterations: int = 200) -> dict:
+                             gbm_iterations: int = 200, use: np.ndarray | None = None) -> dict:
     """Per fold and on average: mean Poisson deviance of a null model (the training
     mean rate), the Poisson GLM and the GBM challenger; Gini of the GLM and the GBM;
     and, pooled over the test folds, calibration of the GLM by decile of predicted rate.
     ``frame``: one row per person-year (``psn_no``, ``exposure``, the factors);
     ``count``: its column of claim counts, or the counts per row (an array). Only the
-    rows checked are copied (the subset is drawn before anything else).
+    rows checked are copied (the subset is drawn before anything else). ``use``: the
+    rows the model was fitted on (default: all).
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.metrics import mean_poisson_deviance
     from sklearn.model_selection import GroupKFold
 
     rng = np.random.default_rng(seed)
-    at = np.flatnonzero(frame["exposure"].to_numpy() > 0)
+    on = frame["exposure"].to_numpy() > 0
+    at = np.flatnonzero(on if use is None else on & np.asarray(use, dtype=bool))
     if len(at) > max_rows:
         at = at[np.sort(rng.choice(len(at), max_rows, replace=False))]
     if isinstance(count, str):
