@@ -114,7 +114,9 @@ def status_quo_odds(take_up: np.ndarray, counts: np.ndarray, eligible: np.ndarra
             s_g = elig_g / elig_g.sum()
             known = elig_g
         n_k = counts[:, on] * known[:, None]
-        s_k = (n_k + prior * s_g[:, None]) / (n_k.sum(axis=0) + prior)[None, :]
+        denom = n_k.sum(axis=0) + prior
+        s_k = np.where(denom > 0, (n_k + prior * s_g[:, None]) / np.maximum(denom, 1e-300),
+                       s_g[:, None])            # a cell with no policy: its group's split
         odds[:, on] = np.where(known[:, None], s_k * total_odds[on][None, :], 0.0)
         for v in np.flatnonzero(elig_g & ~known):
             first = np.flatnonzero(known)[0]
@@ -260,15 +262,14 @@ def eligibility_columns(products, data_dir: Path) -> dict[str, pd.Series]:
 # --- the joint pricing run ----------------------------------------------------------------
 
 def _steps():
-    """The build-up split where the cost per cell is known (after the drug agreements)
-    and where the mix is first read (the benefit costs), found by name so a reordered
+    """The build-up split after the enrolled mix (the first step whose figures the
+    versions' joint mix replaces is the benefit costs), found by name so a reordered
     build-up still splits in the right place."""
     from puhui.pricing import premium
 
     names = [f.__name__ for f in premium.BUILD_UP]
     to_mix = names.index("_step_enrolled_mix") + 1
-    to_cost = names.index("_step_agreements") + 1
-    return premium.BUILD_UP[:to_mix], premium.BUILD_UP[to_mix:to_cost], premium.BUILD_UP[to_mix:]
+    return premium.BUILD_UP[:to_mix], premium.BUILD_UP[to_mix:]
 
 
 @dataclass
@@ -287,17 +288,13 @@ def price_versions(products, datas, assumptions: dict, elig_cols: dict[str, pd.S
 
     say = progress or (lambda step: None)
     ids = [p.id for p in products]
-    head, to_cost, rest = _steps()
+    head, rest = _steps()
     states = []
     for product, data in zip(products, datas):
-        say(f"{product.id}: experience, enrolled mix and cost per cell")
+        say(f"{product.id}: experience and enrolled mix")
         s = BuildUp(product, data, assumptions, seed, None, progress, release_data=True)
         for step in head:
             step(s)
-        notes_at_mix = list(s.notes)
-        for step in to_cost:
-            step(s)
-        s._notes_at_mix = notes_at_mix
         states.append(s)
     last = states[0].last
     target = states[0].target
@@ -375,9 +372,6 @@ def price_versions(products, datas, assumptions: dict, elig_cols: dict[str, pd.S
         well[on] = h
         beta[on] = np.where(h, en["beta_healthy"], en["beta_other"])
         band[on] = s.cells["age_band"].astype(str).to_numpy()[c]
-    cost = np.zeros((V, K))
-    for v, s in enumerate(states):
-        cost[v, eligible[v]] = s.cell_cost[jcell[v, eligible[v]]]
     group = pd.factorize(pd.Series(map(tuple, eligible.T.tolist())))[0]
     odds, odds_notes = status_quo_odds(take_up, counts, eligible, group)
     notes += [n.replace(f"version {i + 1} ", f"{pid} ") for n in odds_notes
@@ -394,34 +388,39 @@ def price_versions(products, datas, assumptions: dict, elig_cols: dict[str, pd.S
             reference[v] = float(np.nanmean(sold))
     choice = VersionChoice(people, odds, beta, reference)
     at_filed = choice.mix(filed)
-    say("joint equilibrium of the versions' premiums")
-    eq = joint_equilibrium(choice, cost, target)
-    if not eq.converged:
-        notes.append("the joint equilibrium did not settle (no vector of premiums at which "
-                     "every version breaks even on the people it draws was found): none given")
-
-    # each version's pricing.json: its build-up on its expected mix at the filed premiums
+    # each version's build-up on its expected mix at every version's filed premium
+    # (the mix needs no cost: only the choice), so pricing.json has every contract field
     pricings = []
     for v, s in enumerate(states):
         w = np.bincount(jcell[v, eligible[v]], weights=at_filed[v, eligible[v]],
                         minlength=len(s.cells)).astype(float)
         say(f"{s.product.id}: the build-up on its mix among the versions")
         if w.sum() >= MIN_POLICIES:
+            # renewals in proportion: the version's share of each cell's expected policies
+            # renews as the cell does (the claim-free steps' shares stay the cell's)
+            s.renewing = s.renewing * np.divide(w, s.w, out=np.zeros(len(w)), where=s.w > 0)
             s.w, s.n_policies = w, int(round(w.sum()))
-            s.notes = list(s._notes_at_mix) + [
+            s.notes.append(
                 f"priced with the versions {', '.join(ids)}: the mix is this version's "
                 f"expected policies at every version's filed premium (a multinomial choice per "
-                f"cell, versions.json); the equilibrium and spiral below treat this version "
-                f"alone, the joint equilibrium is in versions.json"]
-            for step in rest:
-                step(s)
+                f"cell, versions.json); the equilibrium and spiral here treat this version "
+                f"alone, the joint equilibrium is in versions.json")
         else:
-            for step in rest[len(to_cost):]:
-                step(s)
-            s.figures["notes"].append(
+            s.notes.append(
                 f"priced with the versions {', '.join(ids)}: fewer than {MIN_POLICIES:g} "
-                f"expected policy at the filed premiums, so priced on its own mix")
+                f"expected policy at the filed premiums, so priced on its own mix alone")
+        for step in rest:
+            step(s)
         pricings.append(Pricing(s.figures, s.tables, s.models, s.enrol_model, s.lr, s.state))
+    # each version's cost per cell (its build-up's: credibility and drug agreements in)
+    cost = np.zeros((V, K))
+    for v, s in enumerate(states):
+        cost[v, eligible[v]] = s.cell_cost[jcell[v, eligible[v]]]
+    say("joint equilibrium of the versions' premiums")
+    eq = joint_equilibrium(choice, cost, target)
+    if not eq.converged:
+        notes.append("the joint equilibrium did not settle (no vector of premiums at which "
+                     "every version breaks even on the people it draws was found): none given")
 
     # the joint figures per version and per cell (age band x health status)
     rep = pd.DataFrame({"age_band": band, "health": np.where(well, "healthy", "other")})
@@ -441,6 +440,7 @@ def price_versions(products, datas, assumptions: dict, elig_cols: dict[str, pd.S
             c_f = float(np.dot(m, cost[v, idx]) / m.sum()) if m.sum() > 0 else None
             row["at_filed"] = {"premium": _r(filed[v], 2), "policies": _r(m.sum(), 1),
                                "cost_per_policy": _r_opt(c_f),
+                               "break_even_premium": _r_opt(c_f / target if c_f is not None else None),
                                "loss_ratio": _r_opt(c_f / filed[v] if c_f is not None else None, 4)}
             if eq.converged:
                 m = eq.mix[v, idx]
@@ -448,6 +448,7 @@ def price_versions(products, datas, assumptions: dict, elig_cols: dict[str, pd.S
                 row["at_equilibrium"] = {
                     "premium": _r(eq.prices[v], 2), "policies": _r(m.sum(), 1),
                     "cost_per_policy": _r_opt(c_e),
+                    "break_even_premium": _r_opt(c_e / target if c_e is not None else None),
                     "loss_ratio": _r_opt(c_e / eq.prices[v] if c_e is not None else None, 4)}
             cells_out.append(row)
         n_eq = float(eq.mix[v].sum()) if eq.converged else 0.0
@@ -489,7 +490,7 @@ def price_versions(products, datas, assumptions: dict, elig_cols: dict[str, pd.S
                         "note": "the premiums at which every version breaks even on the "
                                 "people it draws, all versions at once: P_v = cost_v(mix(P)) "
                                 "/ target loss ratio (first-year mix; the costs per cell are "
-                                "each version's build-up at its own mix)"},
+                                "each version's build-up on its mix at the filed premiums)"},
         "versions": versions,
         "policies_at_filed": _r(at_filed.sum(), 1),
         "policies_at_equilibrium": _r(eq.mix.sum(), 1) if eq.converged else None,
