@@ -143,3 +143,165 @@ def versions_city(dst: Path, persons: int = 3000, seed: int = 5) -> Path:
                      ("settlement_lines", li)):
         df.to_parquet(dst / f"{name}.parquet", engine="fastparquet", index=False)
     return dst
+
+
+def test_a_dearer_version_keeps_the_less_price_sensitive():
+    # one cell of healthy people (beta -2) and one of others (beta -0.5), both open to
+    # both versions at the same odds: as version 1's price rises with version 2's held,
+    # the share of the healthy among version 1's policies falls (anti-selection)
+    ch = VersionChoice(np.array([100.0, 100.0]), np.ones((2, 2)), np.array([-2.0, -0.5]),
+                       np.array([100.0, 100.0]))
+    healthy_share = []
+    for p1 in (80.0, 100.0, 150.0, 250.0):
+        m = ch.mix([p1, 100.0])
+        healthy_share.append(m[0, 0] / m[0].sum())
+    assert all(a > b for a, b in zip(healthy_share, healthy_share[1:]))
+
+
+def fast_assumptions(dst: Path) -> Path:
+    """The shipped assumptions with fewer interval draws and no cross-validation (the
+    GBM challenger is the slow part and is not what these tests check)."""
+    from puhui.basis import actuarial_dir
+
+    text = (actuarial_dir() / "assumptions" / "pricing.toml").read_text(encoding="utf-8")
+    text = text.replace("\nsimulations = 20000", "\nsimulations = 2000")
+    text = text.replace("\nmin_events = 1000\n", "\nmin_events = 1000000000\n")
+    assert "simulations = 2000" in text and "min_events = 1000000000" in text
+    p = dst / "fast.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    d = tmp_path_factory.mktemp("versions")
+    return versions_city(d / "city", persons=800), fast_assumptions(d)
+
+
+@pytest.fixture(scope="module")
+def priced(city, tmp_path_factory):
+    data, assumptions = city
+    out = tmp_path_factory.mktemp("priced-versions")
+    r = run("price", "--product", STANDARD, "--product", COMMUNITY, "--product", NEWCITIZEN,
+            "--data", str(data), "--out", str(out), "--assumptions", str(assumptions),
+            "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    return data, out, r
+
+
+def test_versions_priced_jointly_write_every_versions_contract_files(priced):
+    data, out, r = priced
+    j = json.loads((out / "versions.json").read_text(encoding="utf-8"))
+    assert j["products"] == [STANDARD, COMMUNITY, NEWCITIZEN]
+    assert j["equilibrium"]["converged"]
+    persons = pd.read_parquet(data / "persons.parquet", engine="fastparquet")
+    for v in j["versions"]:
+        f = json.loads((out / v["product_id"] / "pricing.json").read_text(encoding="utf-8"))
+        for k in ("product_id", "gross_premium", "pure_premium", "expected_loss_ratio",
+                  "loss_ratio_interval"):
+            assert k in f, (v["product_id"], k)
+        assert f["product_id"] == v["product_id"] and f["loss_ratio_interval"]["level"] == 0.9
+        assert (out / v["product_id"] / "report.html").is_file()
+        # pricing.json is the build-up on this version's mix at the filed premiums
+        assert f["pure_premium"]["total"] == pytest.approx(v["at_filed"]["pure_premium"], abs=0.02)
+        assert f["policies"] == round(v["at_filed"]["policies"])
+        assert f["expected_loss_ratio"] == pytest.approx(v["at_filed"]["loss_ratio"], abs=2e-4)
+        # the cells add up to the version
+        assert sum(c["at_filed"]["policies"] for c in v["cells"]) == pytest.approx(
+            v["at_filed"]["policies"], abs=0.05 * len(v["cells"]) + 0.1)
+        # the equilibrium breaks even: loss ratio = target
+        e = v["at_equilibrium"]
+        assert e["premium"] is not None and e["loss_ratio"] == pytest.approx(0.85, abs=2e-4)
+        assert sum(c["at_equilibrium"]["policies"] for c in v["cells"]) == pytest.approx(
+            e["policies"], abs=0.05 * len(v["cells"]) + 0.1)
+    by = {v["product_id"]: v for v in j["versions"]}
+    # eligibility: only the column's holders; the new-citizen version only employees
+    assert 0 < by[COMMUNITY]["eligibility"]["eligible_people"] <= int(
+        persons["community_mutual_aid"].sum())
+    assert 0 < by[NEWCITIZEN]["eligibility"]["eligible_people"] <= int(persons["new_citizen"].sum())
+    assert by[STANDARD]["eligibility"]["eligible_people"] == j["people"]
+    assert by[NEWCITIZEN]["eligibility"]["insutypes"] == ["310"]
+    assert all(c["eligible_people"] > 0 for v in j["versions"] for c in v["cells"])
+    # the policies the data hold of each version
+    pol = pd.read_parquet(data / "policies.parquet", engine="fastparquet")
+    assert by[COMMUNITY]["policies_in_data"] == int((pol["product_id"] == COMMUNITY).sum())
+    assert by[COMMUNITY]["reference_premium"] == 99.0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Versions priced jointly" in html and f"{COMMUNITY}/report.html" in html
+    assert "joint equilibrium" in r.stdout and "versions.json" in r.stdout
+
+
+def test_versions_reproduce(priced, tmp_path):
+    import shutil
+
+    _, out, _ = priced
+    r = run("reproduce", str(out / "manifest.json"))
+    assert r.returncode == 0, r.stderr
+    # a changed input is found before any re-run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    m = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    m["inputs"]["product_files"][COMMUNITY] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    r = run("reproduce", str(copy / "manifest.json"))
+    assert r.returncode == 1 and COMMUNITY in r.stderr and "inputs differ" in r.stderr
+
+
+# --- bad inputs: exit 2 with a message, never a traceback ---------------------------------
+
+def _bad(r, *words):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in r.stderr, (w, r.stderr)
+
+
+def test_a_person_with_two_versions_in_a_year_is_refused(city, tmp_path):
+    import shutil
+
+    data, assumptions = city
+    d = tmp_path / "city"
+    shutil.copytree(data, d)
+    po = pd.read_parquet(d / "policies.parquet", engine="fastparquet")
+    one = po[po["product_id"] == STANDARD].head(2).copy()
+    one["product_id"] = COMMUNITY
+    one["policy_no"] = one["policy_no"] + "-C"
+    pd.concat([po, one], ignore_index=True).to_parquet(d / "policies.parquet",
+                                                       engine="fastparquet", index=False)
+    r = run("price", "--product", STANDARD, "--product", COMMUNITY, "--data", str(d),
+            "--out", str(tmp_path / "o"), "--assumptions", str(assumptions))
+    _bad(r, "policies.parquet", "2 person-year(s)", "at most one version",
+         str(one["psn_no"].iloc[0]))
+
+
+def test_a_missing_eligibility_column_is_refused(city, tmp_path):
+    import shutil
+
+    data, assumptions = city
+    d = tmp_path / "city"
+    shutil.copytree(data, d)
+    pe = pd.read_parquet(d / "persons.parquet", engine="fastparquet")
+    pe.drop(columns=["community_mutual_aid"]).to_parquet(d / "persons.parquet",
+                                                         engine="fastparquet", index=False)
+    r = run("price", "--product", STANDARD, "--product", COMMUNITY, "--data", str(d),
+            "--out", str(tmp_path / "o"), "--assumptions", str(assumptions))
+    _bad(r, "persons.parquet", "'community_mutual_aid'", COMMUNITY, "add the column")
+    # a column that is not true/false
+    pe.assign(community_mutual_aid=np.where(pe["community_mutual_aid"], "yes", "no")).to_parquet(
+        d / "persons.parquet", engine="fastparquet", index=False)
+    r = run("price", "--product", STANDARD, "--product", COMMUNITY, "--data", str(d),
+            "--out", str(tmp_path / "o"), "--assumptions", str(assumptions))
+    _bad(r, "'community_mutual_aid'", "true/false")
+
+
+def test_versions_of_different_years_and_other_misuse_are_refused(city, tmp_path):
+    data, assumptions = city
+    common = ("--data", str(data), "--out", str(tmp_path / "o"), "--assumptions",
+              str(assumptions))
+    r = run("price", "--product", "huhuibao-2024", "--product", COMMUNITY, *common)
+    _bad(r, COMMUNITY, "policy period", "2024-01-01", "same [policy_period]")
+    r = run("price", "--product", STANDARD, "--product", STANDARD, *common)
+    _bad(r, "given twice")
+    r = run("price", "--product", STANDARD, "--product", COMMUNITY, "--policies", "100",
+            *common)
+    _bad(r, "--policies")
