@@ -305,11 +305,7 @@ def price_versions(products, datas, assumptions: dict, elig_cols: dict[str, pd.S
     # eligible for it)
     cell_of = {}
     for v, s in enumerate(states):
-        psn = s.frame["psn_no"].astype(str).to_numpy()[s.cur.index.to_numpy()] \
-            if "psn_no" in s.frame.columns else None
-        if psn is None:
-            raise InputError("the experience table has no psn_no: cannot join the versions' "
-                             "people")
+        psn = s.frame.loc[s.cur.index, "psn_no"].astype(str).to_numpy()
         col = elig_cols.get(s.product.id)
         ok = np.ones(len(psn), dtype=bool) if col is None else \
             col.reindex(psn, fill_value=False).to_numpy()
