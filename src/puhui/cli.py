@@ -463,7 +463,10 @@ def _pricing_inputs(f):
 
 
 @cli.command()
-@click.option("--product", "product_file", required=True, help="product file (path or id)")
+@click.option("--product", "product_file", required=True, multiple=True,
+              help="product file (path or id); repeat it to price versions of one product "
+                   "jointly (a person takes at most one): OUT/versions.json and "
+                   "OUT/<product_id>/pricing.json")
 @_pricing_inputs
 @click.option("--policies", type=click.IntRange(1), default=None,
               help="policies to price the interval for (default: expected enrolment)")
@@ -473,7 +476,11 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
 
     from puhui.pricing.run import run_price
 
-    product = _load_product(product_file)
+    if isinstance(product_file, str):        # one product given by ctx.invoke (demo)
+        product_file = (product_file,)
+    if len(product_file) > 1:
+        return _price_versions(product_file, data_dir, out, seed, assumptions_file, policies)
+    product = _load_product(product_file[0])
     _out_dir(out)
     f = run_price(product.path, data_dir, out, seed=seed, assumptions_file=assumptions_file,
                   policies=policies, progress=_progress(True))
@@ -511,6 +518,40 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
         click.echo(f"  note: {n}")
     click.echo(f"  {Path(out) / 'pricing.json'}\n  {Path(out) / 'report.html'}\n"
                f"  {Path(out) / 'manifest.json'}")
+
+
+def _price_versions(product_files, data_dir, out, seed, assumptions_file, policies):
+    """``price`` with several ``--product``: the versions priced jointly
+    (:mod:`puhui.pricing.versions`)."""
+    from pathlib import Path
+
+    from puhui.pricing.versions import run_versions
+
+    if policies is not None:
+        raise InputError("--policies is for one product; the versions' policies come from "
+                         "their joint choice: leave it out")
+    files = [_load_product(p).path for p in product_files]
+    _out_dir(out)
+    j = run_versions(files, data_dir, out, seed=seed, assumptions_file=assumptions_file,
+                     progress=_progress(True))
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.1%}"
+
+    for v in j["versions"]:
+        e = v["at_equilibrium"]
+        eq = ("none" if not e or e["premium"] is None else
+              f"{e['premium']:,.2f} yuan, {e['policies']:,.0f} policies, loss ratio "
+              f"{pct(e['loss_ratio'])}")
+        click.echo(f"{v['product_id']}: at the filed {v['filed_premium']:,.2f} yuan "
+                   f"{v['at_filed']['policies']:,.0f} policies, loss ratio "
+                   f"{pct(v['at_filed']['loss_ratio'])}; joint equilibrium {eq}")
+    for n in j["notes"]:
+        click.echo(f"  note: {n}")
+    click.echo(f"  {Path(out) / 'versions.json'}\n  {Path(out) / 'report.html'}\n"
+               f"  {Path(out) / 'manifest.json'}\n  "
+               + "\n  ".join(str(Path(out) / v['product_id'] / 'pricing.json')
+                             for v in j["versions"]))
 
 
 @cli.command()

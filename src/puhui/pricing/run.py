@@ -146,6 +146,10 @@ def _differences(a, b, path="") -> list[str]:
 
 def reproduce(manifest_file: str | Path, progress=None) -> tuple[bool, list[str]]:
     """Re-run the pricing a manifest describes; (identical, differences)."""
+    from puhui.pricing.versions import is_versions_manifest, reproduce_versions
+
+    if is_versions_manifest(manifest_file):          # versions priced jointly
+        return reproduce_versions(manifest_file, progress)
     manifest_file = Path(manifest_file)
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))

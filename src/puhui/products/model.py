@@ -129,6 +129,10 @@ PRODUCT_FILE = Table({
     "eligibility": Table({
         "insutypes": ListOf(Text(("310", "390")), min_len=1), "region": Text(),
         "min_entry_age": _AGE, "max_entry_age": _AGE, "max_renewal_age": _AGE,
+        # a version's holders: a true/false column of persons.parquet (docs/pricing.md,
+        # "Versions priced jointly"); read by joint pricing only
+        "persons_column": Text(pattern=r"[A-Za-z_][A-Za-z0-9_]{0,63}",
+                               what="a column name of persons.parquet (letters, digits, _)"),
     }, what="the eligibility table", rule=_eligibility_rule),
     "waiting_period_days": Whole(0, MAX_WAITING_DAYS, "days"),
     "preexisting": Table({
