@@ -20,8 +20,9 @@ def priced(small_city_dir, tmp_path_factory):
     data = tmp_path_factory.mktemp("pdata") / "city"
     shutil.copytree(small_city_dir, data)
     out = tmp_path_factory.mktemp("priced")
+    # the backtest section is tested in test_price_backtest.py; here it is left out
     r = run("price", "--product", "huhuibao-2024", "--data", str(data), "--out", str(out),
-            "--seed", "7")
+            "--seed", "7", "--no-backtest")
     assert r.returncode == 0, r.stderr
     return data, out, r
 
@@ -40,10 +41,12 @@ def test_price_writes_the_contract_files(priced):
     assert lo <= hi and f["loss_ratio_interval"]["level"] == 0.9
     m = json.loads((out / "manifest.json").read_text())
     assert m["seed"] == 7 and m["package_version"]
+    assert "backtest" not in f and m["options"]["backtest"] == "none"
     assert set(m["inputs"]["data"]) >= {"persons.parquet", "settlements.parquet"}
     assert "products/huhuibao-2024.toml" in m["inputs"]["actuarial"]
     html = (out / "report.html").read_text()
     assert "Premium build-up" in html and "Traceback" not in r.stderr
+    assert "Not run (<code>--no-backtest</code>)" in html
     assert "gross premium" in r.stdout
 
 

@@ -52,6 +52,7 @@ def test_price_without_settlement_lines(city_copy, tmp_path, fast_assumptions):
     assert note and "special_drugs" in note[0] and "settlement_lines.parquet" in note[0]
     assert f["pure_premium"]["special_drugs"] == 0.0           # no lines, no experience
     assert f["pure_premium"]["cart"] > 0                      # its external assumption
+    assert [y["year"] for y in f["backtest"]["years"]] == [2025]   # the backtest runs too
 
 
 def test_price_on_a_single_data_year(city_copy, tmp_path, fast_assumptions):
@@ -66,6 +67,9 @@ def test_price_on_a_single_data_year(city_copy, tmp_path, fast_assumptions):
     pol[pol["start_date"].dt.year == last].to_parquet(city_copy / "policies.parquet", index=False)
     f = _finishes(price(city_copy, tmp_path / "out", fast_assumptions), tmp_path / "out")
     assert f["data"]["years"] == [last]
+    # no year with earlier years: no backtest, and the report says why
+    assert f["backtest"]["years"] == [] and "at least two" in f["backtest"]["reason"]
+    assert "No backtest: the fund data has 1 year" in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_price_on_insured_only_data(city_copy, tmp_path, fast_assumptions):
@@ -81,6 +85,7 @@ def test_price_on_insured_only_data(city_copy, tmp_path, fast_assumptions):
         city_copy / "settlement_lines.parquet", index=False)
     f = _finishes(price(city_copy, tmp_path / "out", fast_assumptions), tmp_path / "out")
     assert f["data"]["person_years"] > 0 and f["pure_premium"]["total"] > 0
+    assert [y["year"] for y in f["backtest"]["years"]] == [2025]   # the backtest runs too
 
 
 def test_a_product_year_that_no_policy_starts_like_is_refused(city_copy, tmp_path,

@@ -199,7 +199,7 @@ def elderly(tmp_path_factory):
     from puhui.products.model import product_path
 
     out = tmp_path_factory.mktemp("elderly")
-    f = run_price(product_path(ELDERLY), SAMPLE, out)
+    f = run_price(product_path(ELDERLY), SAMPLE, out, backtest="none")
     return f, out
 
 

@@ -470,20 +470,33 @@ def _pricing_inputs(f):
 @_pricing_inputs
 @click.option("--policies", type=click.IntRange(1), default=None,
               help="policies to price the interval for (default: expected enrolment)")
-def price(product_file, data_dir, out, seed, assumptions_file, policies):
+@click.option("--no-backtest", is_flag=True,
+              help="leave out the backtest (by default the last data year is priced from "
+                   "the years before it and set against what its enrollees cost)")
+@click.option("--backtest-all-years", is_flag=True,
+              help="backtest every data year that has earlier years, not the last alone "
+                   "(as `puhui backtest`; each year is one more pricing)")
+def price(product_file, data_dir, out, seed, assumptions_file, policies, no_backtest=False,
+          backtest_all_years=False):
     """Price a product on fund data: OUT/pricing.json, report.html, manifest.json."""
     from pathlib import Path
 
     from puhui.pricing.run import run_price
 
+    if no_backtest and backtest_all_years:
+        raise click.UsageError("--no-backtest and --backtest-all-years: give one of them")
     if isinstance(product_file, str):        # one product given by ctx.invoke (demo)
         product_file = (product_file,)
     if len(product_file) > 1:
+        if backtest_all_years:
+            raise click.UsageError("--backtest-all-years is for one product; back-test each "
+                                   "version with puhui backtest --product FILE")
         return _price_versions(product_file, data_dir, out, seed, assumptions_file, policies)
     product = _load_product(product_file[0])
     _out_dir(out)
     f = run_price(product.path, data_dir, out, seed=seed, assumptions_file=assumptions_file,
-                  policies=policies, progress=_progress(True))
+                  policies=policies, progress=_progress(True),
+                  backtest="none" if no_backtest else "all" if backtest_all_years else "last")
     gross = f["gross_premium"]
     gross_text = (f"{gross:,.2f} yuan" if isinstance(gross, (int, float))
                   else "by cell (see pricing.json)")
@@ -514,6 +527,11 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies):
             click.echo(f"  lifetime, loss ratio at the filed schedule: {pct(lr['entrants_mix'])} "
                        f"over the entrants' mix, {pct(lr['first_year_eligible_mix'])} in the "
                        f"first year")
+    bt = f.get("backtest")
+    if bt is not None and not bt["years"]:
+        click.echo(f"  backtest: none; {bt['reason']}")
+    for y in (bt or {}).get("years", []):
+        click.echo(f"  backtest {_backtest_line(y)}")
     for n in f["notes"]:
         click.echo(f"  note: {n}")
     click.echo(f"  {Path(out) / 'pricing.json'}\n  {Path(out) / 'report.html'}\n"
@@ -571,15 +589,20 @@ def backtest(product_files, data_dir, out, seed, assumptions_file):
     r = run_backtest(files, data_dir, out, seed=seed, assumptions_file=assumptions_file,
                      progress=_progress(True))
     for y in r["years"]:
-        ae = y["ae"]["total"]
-        click.echo(f"{y['year']} (priced from {', '.join(map(str, y['data_years']))}): pure "
-                   f"premium {y['priced_pure_premium']['total']:,.2f} yuan, realised "
-                   f"{_yuan_or_na(y['realised_cost']['total'])} per policy, A/E "
-                   f"{'n/a' if ae is None else f'{ae:.3f}'}; policies predicted "
-                   f"{y['policies_predicted']:,}, actual {y['policies_actual']:,}; prediction "
-                   f"interval " + {True: "covers", False: "misses", None: "n/a"}[
-                       y['interval']['covers']])
+        click.echo(_backtest_line(y))
     click.echo(f"  {Path(out) / 'backtest.json'}\n  {Path(out) / 'report.html'}")
+
+
+def _backtest_line(y: dict) -> str:
+    """One backtest year on one line (``puhui backtest`` and ``puhui price``)."""
+    ae = y["ae"]["total"]
+    return (f"{y['year']} (priced from {', '.join(map(str, y['data_years']))}): pure "
+            f"premium {y['priced_pure_premium']['total']:,.2f} yuan, realised "
+            f"{_yuan_or_na(y['realised_cost']['total'])} per policy, A/E "
+            f"{'n/a' if ae is None else f'{ae:.3f}'}; policies predicted "
+            f"{y['policies_predicted']:,}, actual {y['policies_actual']:,}; prediction "
+            f"interval " + {True: "covers", False: "misses", None: "n/a"}[
+                y['interval']['covers']])
 
 
 def _yuan_or_na(v) -> str:
@@ -788,19 +811,19 @@ def demo(data_dir, out):
         for p in rep.problems:
             click.echo(p.message(), err=True)
         raise InputError(f"{data_dir}: the sample data is not valid")
-    click.echo(f"[1/6] validated {data_dir}: " +
+    click.echo(f"[1/5] validated {data_dir}: " +
                ", ".join(f"{n:,} {t}" for t, n in rep.rows.items()))
     data = read_fund(data_dir)
     text = describe_fund(data) + "\n\n" + calibration_table(data)
-    click.echo("[2/6] summary of the fund data\n")
+    click.echo("[2/5] summary of the fund data\n")
     click.echo(text)
     benefits = _demo_benefits(data, "huhuibao-2025")
-    click.echo("\n[3/6] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
+    click.echo("\n[3/5] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
                "sample's 2025 policies\n")
     click.echo(benefits)
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "summary.txt").write_text(text + "\n\n" + benefits + "\n", encoding="utf-8")
-    click.echo("\n[4/6] claims: the 2024 year (its payouts are the claim-free history of "
+    click.echo("\n[4/5] claims: the 2024 year (its payouts are the claim-free history of "
                "2025's renewals), then for 2025 a proactive scan and a claimed batch")
     url = f"sqlite:///{Path(out) / 'ledger.db'}"
     for product_id, mode, batch in (("huhuibao-2024", "claimed", "demo-2024"),
@@ -809,23 +832,21 @@ def demo(data_dir, out):
         ctx = click.get_current_context()
         ctx.invoke(claims_run, product_file=product_id, data_dir=data_dir, url=url,
                    batch_id=batch, out=str(Path(out) / batch), mode=mode)
-    click.echo("\n[5/6] pricing: Huhuibao 2025, then the elderly cover (entry 60-80, "
-               "renewable to 100) over its lifetime, priced on the sample")
+    click.echo("\n[5/5] pricing: Huhuibao 2025, then the elderly cover (entry 60-80, "
+               "renewable to 100) over its lifetime, priced on the sample; each with its "
+               "backtest: 2025 priced the same way from 2024 alone, against what 2025's "
+               "enrollees cost")
     ctx.invoke(price, product_file="huhuibao-2025", data_dir=data_dir,
                out=str(Path(out) / "pricing"), seed=0, assumptions_file=None, policies=None)
     ctx.invoke(price, product_file="elderly-medical-60-80", data_dir=data_dir,
                out=str(Path(out) / "pricing-elderly"), seed=0, assumptions_file=None,
                policies=None)
-    click.echo("\n[6/6] backtest: 2025 priced from 2024 alone, against what 2025's "
-               "enrollees cost")
-    ctx.invoke(backtest, product_files=("huhuibao-2025",), data_dir=data_dir,
-               out=str(Path(out) / "backtest"), seed=0, assumptions_file=None)
     click.echo(f"\nresults: {Path(out) / 'summary.txt'}; ledger {url}; batch reports "
                f"{Path(out) / 'demo-proactive' / 'report.html'}, "
-               f"{Path(out) / 'demo-claimed' / 'report.html'}; pricing reports "
-               f"{Path(out) / 'pricing' / 'report.html'}, "
-               f"{Path(out) / 'pricing-elderly' / 'report.html'}; backtest "
-               f"{Path(out) / 'backtest' / 'report.html'}")
+               f"{Path(out) / 'demo-claimed' / 'report.html'}; pricing reports, with the "
+               f"backtest, {Path(out) / 'pricing' / 'report.html'}, "
+               f"{Path(out) / 'pricing-elderly' / 'report.html'} (every data year: "
+               f"`puhui backtest`)")
 
 
 def _demo_benefits(data, product_id: str) -> str:

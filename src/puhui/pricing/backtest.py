@@ -178,11 +178,17 @@ def backtest_year(products: list[Product], data: FundData, year: int, assumption
     return out
 
 
-def backtest(products: list[Product], data: FundData, assumptions: dict, seed: int = 0,
-             progress=None) -> dict:
-    """Every data year that has earlier years, in order (``backtest.json``)."""
-    years = sorted(data.settlement_years or sorted(
+def data_years(data: FundData) -> list[int]:
+    """The data's settlement years, in order (the years a backtest can split on)."""
+    return sorted(data.settlement_years or sorted(
         int(y) for y in data.settlements["setl_time"].dt.year.unique()))
+
+
+def backtest(products: list[Product], data: FundData, assumptions: dict, seed: int = 0,
+             progress=None, last_only: bool = False) -> dict:
+    """Every data year that has earlier years, in order (``backtest.json``); with
+    ``last_only`` the last data year alone (``puhui price``'s backtest section)."""
+    years = data_years(data)
     if len(years) < 2:
         raise InputError(f"the fund data has {len(years)} year(s) of settlements "
                          f"({', '.join(map(str, years)) or 'none'}); a backtest prices a year "
@@ -191,13 +197,14 @@ def backtest(products: list[Product], data: FundData, assumptions: dict, seed: i
 
     for p in products:
         check_period_shape(p, data.policies)
-    rows = [backtest_year(products, data, y, assumptions, seed, progress) for y in years[1:]]
+    tested = years[-1:] if last_only else years[1:]
+    rows = [backtest_year(products, data, y, assumptions, seed, progress) for y in tested]
     notes = [NOTE_REVERSALS]
-    chosen = {id(product_for_year_index(products, y)) for y in years[1:]}
+    chosen = {id(product_for_year_index(products, y)) for y in tested}
     for p in products:
         if id(p) not in chosen:
             notes.append(f"{p.id} (policy year {p.start.year}) is used for no backtest year "
-                         f"({', '.join(map(str, years[1:]))}): another product given covers "
+                         f"({', '.join(map(str, tested))}): another product given covers "
                          f"each of them")
     return {"products": [p.id for p in products], "seed": seed, "data_years": years,
             "years": rows, "summary": _summary(rows), "notes": notes}

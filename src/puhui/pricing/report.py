@@ -98,6 +98,24 @@ Model pure premium {{ '{:,.2f}'.format(c.model_pure_premium_first_year_deductibl
 data years, no trend): {{ f.experience.as_if_paid_per_enrolled_policy_year }} yuan per policy-year.
 Actual / expected over all person-years: {{ f.actual_to_expected }}; Gini of the model's ordering: {{ '%.3f'|format(gini) }}.</p>{% endif %}
 
+<h2>Backtest: the price built the same way a year earlier, against what that year cost</h2>
+{% set B = f.backtest %}{% if B is not defined or B is none %}<p>Not run (<code>--no-backtest</code>);
+<code>puhui backtest</code> runs it on its own.</p>
+{% elif not B.years %}<p>No backtest: {{ B.reason }}.</p>
+{% else %}<p>{% if B.scope == 'last' %}The last data year, {{ B.years[0].year }},{% else %}Each data year
+that has earlier years{% endif %} is priced from the years before it alone (the same build-up as above,
+its mix projected and its trend run to that year) and set against what that year's enrollees cost under
+the product: the product's calculator on settlements that price never saw. This check does not rest on the
+model's own structure. The prediction interval adds the process variance of one year's claims over the
+policies actually sold to the price's parameter uncertainty.{% if B.scope == 'last' %} Earlier years:
+<code>puhui backtest</code>, or <code>puhui price --backtest-all-years</code>.{% endif %}</p>
+{% for y in B.years %}<h3>{{ y.year }}, priced from {{ y.data_years|join(', ') }}: {{ y.terms }}</h3>
+<p><b>{{ B.reading[loop.index0] }}</b></p>
+{{ backtest_tables[loop.index0][0] }}
+{{ backtest_tables[loop.index0][1] }}
+{% if y.notes %}<p>Notes of that pricing:</p><ul>{% for n in y.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
+{% endfor %}{% if B.notes %}<ul>{% for n in B.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}{% endif %}
+
 {% if ext %}<h2>Benefits priced on external assumptions [A]</h2>
 <p>A benefit with little or no data is priced on figures from outside the data
 (<code>actuarial/assumptions/{{ f.external_assumptions.file }}</code>), blended with its data by
@@ -426,6 +444,39 @@ def _lifetime_tables(figures: dict, tables: dict, min_people: int = 10) -> dict:
             "lifetime_projection": Markup(_html(p, "{:,.4f}")), "lifetime_age": young}
 
 
+def _backtest_tables(figures: dict, min_people: int = 10) -> list:
+    """Per backtest year: the priced pure premium against the realised cost per policy
+    by benefit and in total, and the policies with the prediction interval. A year of
+    fewer than ``min_people`` policies shows no realised figure."""
+    from markupsafe import Markup
+
+    out = []
+    for y in (figures.get("backtest") or {}).get("years", []):
+        shown = y["policies_actual"] >= min_people
+        rows = [{"benefit": b, "priced pure premium": v,
+                 "realised cost per policy": y["realised_cost"].get(b) if shown else None,
+                 "A/E": y["ae"].get(b) if shown else None}
+                for b, v in y["priced_pure_premium"].items() if b != "total"]
+        rows.append({"benefit": "total", "priced pure premium": y["priced_pure_premium"]["total"],
+                     "realised cost per policy": y["realised_cost"]["total"] if shown else None,
+                     "A/E": y["ae"]["total"] if shown else None})
+        t = pd.DataFrame(rows)
+        t["A/E"] = t["A/E"].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")
+        iv = y["interval"]
+        level = f"{iv['level']:.0%}".replace("%", " %")
+        p = pd.DataFrame([{
+            "policies predicted": f"{y['policies_predicted']:,}",
+            "policies actual": f"{y['policies_actual']:,}",
+            "policies A/E": "" if y["policies_ae"] is None else f"{y['policies_ae']:.3f}",
+            f"{level} prediction interval (yuan per policy)": (
+                "none" if iv["lower"] is None else f"{iv['lower']:,.2f} to {iv['upper']:,.2f}"),
+            "covers the realised cost": {True: "yes", False: "no", None: "n/a"}[iv["covers"]]}])
+        small = ("" if shown else
+                 f"<p>Fewer than {min_people} policies: the realised cost is not shown.</p>")
+        out.append((Markup(_html(t, "{:,.2f}") + small), Markup(_html(p))))
+    return out
+
+
 def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
            lr_draws: np.ndarray | None = None, min_people: int = 10) -> str:
     from jinja2 import Environment
@@ -478,5 +529,6 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
         credibility_hidden=cred_hidden,
         budget=Markup(_html(tables["budget_impact"], "{:,.2f}")) if "budget_impact" in tables else None,
         assumptions_text=assumptions_text, min_people=min_people, suppressed=touched,
+        backtest_tables=_backtest_tables(figures, min_people),
         **(_lifetime_tables(figures, tables, min_people) if "lifetime" in figures else {}),
         **(_agreement_tables(figures) if "drug_agreements" in figures else {}))

@@ -87,15 +87,102 @@ def _versions() -> dict:
             "statsmodels": statsmodels.__version__}
 
 
+#: ``puhui price``'s backtest: the last data year (the default), every data year that
+#: has earlier years, or none.
+BACKTEST_SCOPES = ("last", "all", "none")
+
+
+def backtest_section(product, data, assumptions: dict, seed: int, scope: str = "last",
+                     progress=None) -> dict | None:
+    """``pricing.json``'s ``backtest``: :func:`puhui.pricing.backtest.backtest` of the
+    last data year priced from the years before it (``scope`` "last"), or of every data
+    year that has earlier years ("all"), exactly as ``puhui backtest`` computes it, with
+    ``scope`` and a plain ``reading`` per year; with a single data year, no year and the
+    ``reason``; None for "none". ``data`` is read, not changed."""
+    from puhui.pricing.backtest import backtest, data_years
+
+    if scope not in BACKTEST_SCOPES:
+        raise InputError(f"backtest scope {scope!r}: one of {', '.join(BACKTEST_SCOPES)}")
+    if scope == "none":
+        return None
+    years = data_years(data)
+    if len(years) < 2:
+        return {"scope": scope, "data_years": years, "years": [],
+                "reason": (f"the fund data has {len(years)} year of settlements "
+                           f"({', '.join(map(str, years)) or 'none'}); a backtest prices a "
+                           f"year from the years before it and sets that price against what "
+                           f"the year's enrollees cost, so it needs at least two data years")}
+    say = progress or (lambda step: None)
+    result = backtest([product], data, assumptions, seed,
+                      progress=lambda step: say(f"backtest {step}"),
+                      last_only=scope == "last")
+    return {"scope": scope, **result, "reading": [backtest_reading(y) for y in result["years"]]}
+
+
+def backtest_reading(y: dict) -> str:
+    """What a reader should take from one backtest year, in a plain sentence or three.
+
+    >>> backtest_reading({"year": 2025, "data_years": [2024],
+    ...     "priced_pure_premium": {"total": 80.0}, "realised_cost": {"total": 100.0},
+    ...     "ae": {"total": 1.25}, "policies_predicted": 1000, "policies_actual": 950,
+    ...     "interval": {"level": 0.9, "lower": 60.0, "upper": 110.0, "covers": True}})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    "The price built the same way from 2024 alone was 20.0 % below what 2025's enrollees
+    cost (80.00 against 100.00 yuan per policy, A/E 1.250). It expected 1,000 policies;
+    950 were sold (5.0 % fewer). The 90 % prediction interval, 60.00 to 110.00 yuan,
+    covers the realised cost: the difference is within what the price's parameter
+    uncertainty and one year's chance allow."
+    """
+    year, before = y["year"], ", ".join(map(str, y["data_years"]))
+    priced, real = y["priced_pure_premium"]["total"], y["realised_cost"]["total"]
+    if real is None or not y["policies_actual"]:
+        return (f"No policy was held in {year}, so there is nothing to set the price built "
+                f"from {before} against.")
+    if priced:
+        gap = priced / real - 1 if real else None
+        how = ("equal to" if gap is not None and abs(gap) < 0.0005 else
+               f"{abs(gap):.1%} {'below' if gap < 0 else 'above'}" if gap is not None else
+               "above (they cost nothing)")
+        how = how.replace("%", " %")
+        text = (f"The price built the same way from {before} alone was {how} what {year}'s "
+                f"enrollees cost ({priced:,.2f} against {real:,.2f} yuan per policy, A/E "
+                f"{y['ae']['total']:.3f}).")
+    else:
+        text = (f"The price built the same way from {before} alone was zero; {year}'s "
+                f"enrollees cost {real:,.2f} yuan per policy.")
+    pred, act = y["policies_predicted"], y["policies_actual"]
+    if pred:
+        d = act / pred - 1
+        more = ("as many" if abs(d) < 0.0005 else
+                f"{abs(d):.1%} {'more' if d > 0 else 'fewer'}".replace("%", " %"))
+        text += f" It expected {pred:,} policies; {act:,} were sold ({more})."
+    iv = y["interval"]
+    if iv["covers"] is None:
+        text += " No prediction interval could be set (nothing to predict)."
+    else:
+        text += (f" The {iv['level']:.0%} prediction interval, {iv['lower']:,.2f} to "
+                 f"{iv['upper']:,.2f} yuan, ").replace("%", " %")
+        text += ("covers the realised cost: the difference is within what the price's "
+                 "parameter uncertainty and one year's chance allow." if iv["covers"] else
+                 "does not cover the realised cost: the difference is more than the price's "
+                 "stated uncertainty and one year's chance explain, so read the price with "
+                 "that miss in mind.")
+    return text
+
+
 def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0,
               assumptions_file: str | Path | None = None, policies: int | None = None,
-              progress=None) -> dict:
-    """Price and write the three files; returns the figures."""
+              progress=None, backtest: str = "last") -> dict:
+    """Price and write the three files; returns the figures. ``backtest``: "last" (the
+    last data year priced from the years before it), "all" or "none"
+    (:func:`backtest_section`; run first, on the data before pricing releases it)."""
     from puhui.pricing.fund_data import load_for_pricing
     from puhui.pricing.premium import load_assumptions, price
     from puhui.pricing.report import render
     from puhui.products.model import load_product
 
+    if backtest not in BACKTEST_SCOPES:
+        raise InputError(f"backtest {backtest!r}: one of {', '.join(BACKTEST_SCOPES)}")
     product_file, data_dir, out = Path(product_file), Path(data_dir), Path(out)
     product = load_product(product_file)
     assumptions, a_path = load_assumptions(assumptions_file)
@@ -103,9 +190,12 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     say("reading and validating the fund data")
     data = load_for_pricing(data_dir, product, assumptions)
     check_period(product, data)
+    bt = backtest_section(product, data, assumptions, seed, backtest, progress)
     result = price(product, data, assumptions, seed=seed, policies=policies, progress=progress,
                    release_data=True)
     del data
+    if bt is not None:
+        result.figures["backtest"] = bt
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "command": "price",
@@ -113,7 +203,8 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
         "versions": _versions(),
         "seed": seed,
         "options": {"product": str(product_file.resolve()), "data": str(data_dir.resolve()),
-                    "assumptions": str(a_path.resolve()), "policies": policies},
+                    "assumptions": str(a_path.resolve()), "policies": policies,
+                    "backtest": backtest},
         "inputs": input_hashes(data_dir, product_file, a_path),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +256,11 @@ def reproduce(manifest_file: str | Path, progress=None) -> tuple[bool, list[str]
         if not isinstance(manifest["seed"], int) or not (
                 opts["policies"] is None or isinstance(opts["policies"], int)):
             raise ValueError("seed or options.policies is not a whole number")
+        # a manifest from before the backtest section: that pricing had none
+        backtest = opts.get("backtest", "none")
+        if backtest not in BACKTEST_SCOPES:
+            raise ValueError(f"options.backtest {backtest!r} is not one of "
+                             f"{', '.join(BACKTEST_SCOPES)}")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{manifest_file}: not a pricing manifest with its pricing.json "
                          f"beside it ({type(e).__name__}: {e})") from None
@@ -181,7 +277,7 @@ def reproduce(manifest_file: str | Path, progress=None) -> tuple[bool, list[str]
     with tempfile.TemporaryDirectory() as tmp:
         figures = run_price(opts["product"], opts["data"], tmp, seed=manifest["seed"],
                             assumptions_file=opts["assumptions"], policies=opts["policies"],
-                            progress=progress)
+                            progress=progress, backtest=backtest)
     figures = json.loads(json.dumps(figures, ensure_ascii=False))
     diffs = _differences(original, figures)
     return not diffs, diffs
