@@ -17,8 +17,11 @@ policy, no pre-existing history. Renewal and entry are fitted on the years after
 and on the years with the product's full look-back where the data has any. Health
 status in these fits is ``preexisting_seen``, the product's own definition (ICD-10
 list, look-back) applied to everyone alike, never the enrolled's policy flag against
-the others' history. Launch take-up is fitted on the first policy year and reported;
-it is the mix only when the data has a single year.
+the others' history. Launch take-up is fitted on the first policy year and reported.
+When the data ends with the launch year (no renewal year to fit), renewal by health
+and the year-2 size are borrowed from ``actuarial/assumptions/enrolment.toml``
+(:func:`assumed_renewal_mix`, :meth:`EnrolmentModel.assume_renewal`), later entry
+shaped like the launch's take-up; the price says so and marks what rests on them.
 
 The year after the data, cell c is expected to hold::
 

@@ -798,7 +798,8 @@ def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells:
     enrolment model, the weights ``w`` and the figures of ``pricing.json``'s
     ``enrolment`` (with ``notes``). Insured-only data (every person of persons.parquet
     held a policy: an insurer's own book) has no one who chose not to join, so entry
-    cannot be measured: the mix is the book as it is, last year's policies."""
+    cannot be measured: the mix is the book as it is, last year's policies. Data that
+    ends with the launch year borrow renewal by health (:func:`_launch_year_mix`)."""
     fig: dict = {"notes": []}
     enr = framed["enrolled"].to_numpy(dtype=bool)
     insured_only = bool(len(data.policies)) and (
