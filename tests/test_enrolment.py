@@ -126,3 +126,74 @@ def test_levels_no_cell_has_leave_the_fit_regular_and_predict_as_the_reference()
     p = m.predict(pd.DataFrame({"age_band": age_band([60, 65]), "gender": ["1", "1"]}))
     assert p[0] == pytest.approx(p[1])           # 51-60 unseen: as the reference, 61-70
     assert m.predict(cells) == pytest.approx(m.cells_["fitted"].to_numpy())
+
+
+# --- a launch year alone: borrowed renewal by health (issue 18) -------------------------
+
+def test_assumed_renewal_mix_by_hand_two_cells():
+    """Two cells, renewal 0.5 healthy and 0.9 sick, year 2 = 0.7 x launch.
+
+    A: 200 healthy (80 enrolled) and 20 sick (10 enrolled), take-up 0.3;
+    B: 50 healthy (10 enrolled) and 50 sick (30 enrolled), take-up 0.6.
+    Renewals: A 80 x 0.5 + 10 x 0.9 = 49; B 10 x 0.5 + 30 x 0.9 = 32; 81 in all.
+    Year 2: 0.7 x 130 = 91, so 10 entrants over 130 x 0.3 + 60 x 0.6 = 75: k = 2/15,
+    entry A 0.04, B 0.08; E = 49 + 5.2 = 54.2 and 32 + 4.8 = 36.8.
+    Sick: 40 of 130 at launch (30.8 %); next year 40 x 0.9 + 10 x 0.04 + 20 x 0.08 = 38
+    of 91 (41.8 %): the healthy lapse moves the mix to the sick."""
+    from puhui.pricing.enrolment import assumed_renewal_mix
+
+    m = assumed_renewal_mix(np.array([[200, 20], [50, 50]]), np.array([[80, 10], [10, 30]]),
+                            np.array([0.3, 0.6]), 0.5, 0.9, 0.7)
+    assert m["w"] == pytest.approx([54.2, 36.8])
+    assert m["entry"] == pytest.approx([0.04, 0.08])
+    assert m["renew"] == pytest.approx([49 / 90, 32 / 40])
+    assert m["k"] == pytest.approx(2 / 15) and not m["capped"]
+    assert (m["renewals"], m["entrants"]) == pytest.approx((81, 10))
+    assert m["sick_share_launch"] == pytest.approx(40 / 130)
+    assert m["sick_share_next"] == pytest.approx(38 / 91)
+    # renewal alone above the year-2 size: no entrants; a gap larger than the launch's
+    # take-up allows: entry capped at it
+    none = assumed_renewal_mix(np.array([[200, 20], [50, 50]]),
+                               np.array([[80, 10], [10, 30]]), np.array([0.3, 0.6]),
+                               0.5, 0.9, 0.5)
+    assert none["entrants"] == 0 and none["w"] == pytest.approx([49, 32])
+    full = assumed_renewal_mix(np.array([[200, 20], [50, 50]]),
+                               np.array([[80, 10], [10, 30]]), np.array([0.3, 0.6]),
+                               0.5, 0.9, 2.0)
+    assert full["capped"] and full["entry"] == pytest.approx([0.3, 0.6])
+
+
+def test_assumed_rates_drive_the_transition_and_the_spiral():
+    """The model carrying the assumed rates gives the same mix at the status quo, looks
+    cells up by their keys (a subset in another order), and the spiral runs on them."""
+    from puhui.pricing.enrolment import assumed_renewal_mix
+
+    cells = pd.DataFrame({"age_band": ["18-30", "61-70"], "preexisting": [0, 1],
+                          "prior_stay": [0, 0]})
+    people, enrolled = np.array([[200, 20], [50, 50]]), np.array([[80, 10], [10, 30]])
+    m = assumed_renewal_mix(people, enrolled, np.array([0.3, 0.6]), 0.5, 0.9, 0.7)
+    model = EnrolmentModel().assume_renewal(cells, ["age_band", "preexisting"], m["renew"],
+                                            m["entry"], {"file": "x"})
+    n, e = people.sum(axis=1).astype(float), enrolled.sum(axis=1).astype(float)
+    assert model.transition(cells, e, n) == pytest.approx(m["w"])
+    back = cells.iloc[[1, 0]].reset_index(drop=True)
+    assert model.probabilities(back)[1] == pytest.approx(m["renew"][::-1])
+    assert model.assumed_ == {"file": "x"} and model.can_project
+    sp = spiral(model, cells, n, e, np.array([100.0, 1000.0]), 129.0, 0.85, 0.0, -2.0, -0.5,
+                years=2)
+    assert sp["enrolled"].iloc[0] < m["w"].sum()      # the break-even price drives some out
+
+
+def test_enrolment_basis_is_read_and_checked(tmp_path):
+    from puhui.errors import RuleFileError
+    from puhui.pricing.enrolment import load_enrolment_basis
+
+    b = load_enrolment_basis()
+    assert b["healthy"] == pytest.approx(0.15 ** 0.5, abs=1e-4)
+    assert b["sick"] == pytest.approx(0.80 ** 0.5, abs=1e-4)
+    assert b["year2_to_launch"] == pytest.approx(6.5 / 7.39, abs=1e-3)
+    assert "[unverified]" in b["healthy_source"] and "[published]" in b["year2_to_launch_source"]
+    bad = tmp_path / "e.toml"
+    bad.write_text("[renewal]\nhealthy = 1.5\nsick = 0.9\n[later_entry]\nyear2_to_launch = 0.9\n")
+    with pytest.raises(RuleFileError, match=r"\[renewal\] healthy = 1.5"):
+        load_enrolment_basis(bad)

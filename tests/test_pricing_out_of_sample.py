@@ -125,6 +125,37 @@ def test_backtest_writes_the_contract_fields(backtested):
     assert "<table" in (out / "report.html").read_text() and "Traceback" not in r.stderr
 
 
+def test_backtest_flags_a_year_priced_from_the_launch_year_alone(backtested):
+    """2025 is priced from 2024 alone, the launch: the row says so, and the report
+    loudly."""
+    out, _ = backtested
+    b = json.loads((out / "backtest.json").read_text())
+    (y,) = b["years"]
+    assert y["launch_year_projection"] is True
+    assert y["enrolment"]["mode"] == "launch take-up with renewal assumed"
+    assert "launch year (2024) alone" in y["launch_year_note"]
+    assert "actuarial/assumptions/enrolment.toml" in y["launch_year_note"]
+    assert b["summary"]["launch_year_projections"] == [2025]
+    html = (out / "report.html").read_text()
+    assert 'class="loud"' in html
+    assert "[A] launch-year projection</h2>" in html
+
+
+def test_backtest_report_is_quiet_for_rows_with_a_renewal_year():
+    from puhui.pricing.backtest import render
+
+    row = {"year": 2026, "terms": "t", "data_years": [2024, 2025],
+           "priced_pure_premium": {"total": 10.0}, "realised_cost": {"total": 11.0},
+           "ae": {"total": 1.1}, "policies_predicted": 5, "policies_actual": 5,
+           "policies_ae": 1.0, "interval": {"level": 0.9, "lower": 1, "upper": 20,
+                                            "covers": True},
+           "parameter_interval": {"lower": 9, "upper": 11}, "notes": [],
+           "launch_year_projection": False}
+    html = render({"products": ["p"], "data_years": [2024, 2025, 2026], "seed": 0,
+                   "years": [row], "summary": {"launch_year_projections": []}, "notes": []})
+    assert 'class="loud"' not in html and "launch-year projection</h2>" not in html
+
+
 def test_backtest_realised_cost_equals_what_the_claims_batch_pays(backtested, small_city_dir,
                                                                    tmp_path):
     """The realised cost is the calculator on the enrolled's settlements; the claims
@@ -174,10 +205,33 @@ def _price(data, tmp_path):
     return json.loads((out / "pricing.json").read_text())
 
 
-def test_price_on_a_single_year_uses_its_take_up(small_city_dir, tmp_path):
+def test_price_on_a_launch_year_alone_borrows_renewal_by_health(small_city_dir, tmp_path):
+    """A single data year (the launch): no renewal to fit, so next year's mix is the
+    launch's enrollees x the assumed renewal by health plus later entrants up to the
+    assumed year-2 size, with a note naming the file and figures, [A] in the report."""
     f = _price(_subset(small_city_dir, tmp_path, years=[2025]), tmp_path)
-    assert f["enrolment"]["mode"] == "launch take-up" and f["data"]["years"] == [2025]
-    assert any("single data year" in n for n in f["notes"])
+    e = f["enrolment"]
+    assert e["mode"] == "launch take-up with renewal assumed" and f["data"]["years"] == [2025]
+    a = e["assumed"]
+    assert a["file"] == "actuarial/assumptions/enrolment.toml"
+    assert (a["renewal_healthy"], a["renewal_sick"]) == (0.3873, 0.8944)
+    # the year-2 size: 0.880 x the launch's policies, renewals + entrants
+    assert f["policies"] == pytest.approx(0.88 * a["launch_policies"], abs=1)
+    assert a["renewals"] + a["entrants"] == pytest.approx(f["policies"], abs=2)
+    assert a["renewals"] < a["launch_policies"] * a["renewal_sick"]
+    assert a["sick_share_next"] > a["sick_share_launch"]        # the healthy lapse
+    note = [n for n in f["notes"] if "borrowed renewal" in n]
+    assert note and "actuarial/assumptions/enrolment.toml" in note[0] and "0.3873" in note[0]
+    html = (tmp_path / "priced" / "report.html").read_text()
+    assert "policies priced for (expected enrolment next year) [A]" in html
+    assert "launch take-up with renewal assumed" in html and "Equilibrium gross premium [A]" in html
+
+
+def test_price_on_a_data_set_with_a_renewal_year_reads_no_assumed_renewal(small_city_dir,
+                                                                           tmp_path):
+    f = _price(small_city_dir, tmp_path)
+    assert f["enrolment"]["mode"] == "renewal and later entry" and "assumed" not in f["enrolment"]
+    assert "[A] The data ends" not in (tmp_path / "priced" / "report.html").read_text()
 
 
 def test_price_on_insured_only_data_prices_the_book_as_it_is(small_city_dir, tmp_path):

@@ -21,6 +21,12 @@ For every data year t that has earlier years (docs/pricing.md, "Backtest"):
    the process variance of the year's claims over the *actual* policies
    (``process_sd_per_policy``^2 / policies), as a gamma with that mean and variance.
 
+A year priced from the product's launch year alone (the data before it has no
+renewal year) is flagged ``launch_year_projection`` with a ``launch_year_note``: its
+enrolment borrows renewal by health and the year-2 size from
+``actuarial/assumptions/enrolment.toml`` (docs/pricing.md, "Who enrols"), so its
+policies and A/E test those assumptions; the report says so at the top and on the row.
+
 The data's reversals are left out before the split (a settlement reversed in year t
 is missing from the data before t too): a small look-ahead, stated in the output.
 This check does not share the model's structure: the realised cost is the calculator
@@ -152,6 +158,8 @@ def backtest_year(products: list[Product], data: FundData, year: int, assumption
     real = realised_cost(product, data, year)
     pure = priced["pure_premium"]
     r = real["per_policy"]
+    launch_only = str((priced.get("enrolment") or {}).get("mode", "")).startswith(
+        "launch take-up")
     interval = prediction_interval(pure["total"], priced["pure_premium_interval"],
                                    priced.get("process_sd_per_policy"), real["policies"])
     if r["total"] is not None and interval["lower"] is not None:
@@ -173,9 +181,25 @@ def backtest_year(products: list[Product], data: FundData, year: int, assumption
         "gross_premium": priced["gross_premium"],
         "equilibrium_premium": (priced.get("equilibrium") or {}).get("premium"),
         "enrolment": priced.get("enrolment"),
+        "launch_year_projection": launch_only,
         "notes": priced["notes"],
     }
+    if launch_only:
+        out["launch_year_note"] = launch_year_note(priced.get("enrolment") or {})
     return out
+
+
+def launch_year_note(enrolment: dict) -> str:
+    """What a row priced from the product's launch year alone rests on."""
+    a = enrolment.get("assumed")
+    if not a:
+        return (f"priced from the product's launch year ({enrolment.get('launch_year')}) "
+                f"alone: no renewal could be fitted and the mix is the launch's take-up")
+    return (f"priced from the product's launch year ({enrolment.get('launch_year')}) alone: "
+            f"no renewal could be fitted, so the enrolment borrows renewal by health (healthy "
+            f"{a['renewal_healthy']}, sick {a['renewal_sick']}) and a year-2 size of "
+            f"{a['year2_to_launch']} x the launch's policies from {a['file']}; the policies "
+            f"predicted and the priced premium rest on these assumptions [A]")
 
 
 def data_years(data: FundData) -> list[int]:
@@ -218,7 +242,9 @@ def _summary(rows: list[dict]) -> dict:
             "within_10_percent": sum(abs(a - 1) <= 0.10 for a in ae),
             "policies_within_15_percent": sum(abs(a - 1) <= 0.15 for a in pol),
             "interval_covers": sum(r["interval"]["covers"] is True for r in rows),
-            "interval_judged": sum(r["interval"]["covers"] is not None for r in rows)}
+            "interval_judged": sum(r["interval"]["covers"] is not None for r in rows),
+            "launch_year_projections": [r["year"] for r in rows
+                                        if r.get("launch_year_projection")]}
 
 
 def _ratio(a, b) -> float | None:
@@ -265,14 +291,22 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1050px; 
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 3px 7px; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; } th { background: #f3f3f3; }
 .warn { color: #a00; }
+.loud { color: #a00; font-weight: bold; border: 2px solid #a00; padding: 0.5em; }
 </style></head><body>
 <h1>Backtest of {{ r.products|join(', ') }}</h1>
 <p>Each data year that has earlier years is priced from those years alone (the same
 build-up as <code>puhui price</code>) and set against what that year's enrollees cost
 under the product (the product's calculator on settlements the price never saw). Data
 years {{ r.data_years|join(', ') }}; seed {{ r.seed }}.</p>
+{% if r.summary.launch_year_projections %}<p class="loud">[A] {{ r.summary.launch_year_projections|join(', ') }}
+{{ 'is' if r.summary.launch_year_projections|length == 1 else 'are' }} priced from the product's launch
+year alone: no renewal year precedes {{ 'it' if r.summary.launch_year_projections|length == 1 else 'them' }},
+so next year's enrolment rests on borrowed assumptions (renewal by health and the year-2 size,
+actuarial/assumptions/enrolment.toml), not on the data. Their policies and A/E test those
+assumptions as much as the model.</p>{% endif %}
 {{ table }}
-{% for y in r.years %}<h2>{{ y.year }}: {{ y.terms }}</h2>
+{% for y in r.years %}<h2>{{ y.year }}: {{ y.terms }}{% if y.launch_year_projection %} [A] launch-year projection{% endif %}</h2>
+{% if y.launch_year_projection %}<p class="loud">{{ y.launch_year_note }}</p>{% endif %}
 <p>Priced from {{ y.data_years|join(', ') }}. Policies predicted {{ '{:,}'.format(y.policies_predicted) }},
 actual {{ '{:,}'.format(y.policies_actual) }}. Prediction interval ({{ '{:.0%}'.format(y.interval.level) }}) of the
 realised cost per policy (the price's parameter uncertainty and the claims' process variance over the
@@ -297,7 +331,8 @@ def render(result: dict) -> str:
         "year": y["year"], "priced pure premium": y["priced_pure_premium"]["total"],
         "realised cost per policy": y["realised_cost"]["total"], "A/E": y["ae"]["total"],
         "policies predicted": y["policies_predicted"], "policies actual": y["policies_actual"],
-        "policies A/E": y["policies_ae"], "interval covers": y["interval"]["covers"]}
+        "policies A/E": y["policies_ae"], "interval covers": y["interval"]["covers"],
+        "launch-year projection [A]": "yes" if y.get("launch_year_projection") else ""}
         for y in result["years"]])
     per_benefit = []
     for y in result["years"]:

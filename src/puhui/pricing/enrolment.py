@@ -17,8 +17,11 @@ policy, no pre-existing history. Renewal and entry are fitted on the years after
 and on the years with the product's full look-back where the data has any. Health
 status in these fits is ``preexisting_seen``, the product's own definition (ICD-10
 list, look-back) applied to everyone alike, never the enrolled's policy flag against
-the others' history. Launch take-up is fitted on the first policy year and reported;
-it is the mix only when the data has a single year.
+the others' history. Launch take-up is fitted on the first policy year and reported.
+When the data ends with the launch year (no renewal year to fit), renewal by health
+and the year-2 size are borrowed from ``actuarial/assumptions/enrolment.toml``
+(:func:`assumed_renewal_mix`, :meth:`EnrolmentModel.assume_renewal`), later entry
+shaped like the launch's take-up; the price says so and marks what rests on them.
 
 The year after the data, cell c is expected to hold::
 
@@ -218,6 +221,135 @@ class EnrolmentModel:
         if self.renewal_ is None:
             return np.zeros(len(cells))
         return enrolled * self.renewal_.predict(cells)
+
+    def assume_renewal(self, cells: pd.DataFrame, factors, renew: np.ndarray,
+                       entry: np.ndarray, summary: dict) -> "EnrolmentModel":
+        """Renewal and later entry borrowed per cell of ``cells`` (keyed by ``factors``),
+        for data with a launch year and no renewal year (:func:`assumed_renewal_mix`):
+        the mix, the equilibrium and the spiral then use them as they use fitted ones.
+        ``assumed_`` holds the ``summary`` (None when the rates are fitted)."""
+        self.renewal_ = CellRates(cells, factors, renew)
+        self.entry_ = CellRates(cells, factors, entry)
+        self.assumed_ = summary
+        return self
+
+    assumed_ = None
+
+
+class CellRates:
+    """Rates given per cell (not fitted), looked up by the cells' ``factors``; a cell it
+    was not given is predicted at the mean rate."""
+
+    def __init__(self, cells: pd.DataFrame, factors, rates: np.ndarray):
+        self.factors = list(factors)
+        rates = np.asarray(rates, dtype=float)
+        self.rates = pd.Series(rates, index=pd.MultiIndex.from_frame(
+            cells[self.factors].astype(object)))
+        self.rates = self.rates[~self.rates.index.duplicated()]
+        self.default = float(rates.mean()) if len(rates) else 0.0
+
+    def predict(self, cells: pd.DataFrame) -> np.ndarray:
+        key = pd.MultiIndex.from_frame(cells[self.factors].astype(object))
+        return self.rates.reindex(key).fillna(self.default).to_numpy()
+
+
+#: The borrowed enrolment basis, read when the data has no renewal year.
+ENROLMENT_BASIS = "assumptions/enrolment.toml"
+
+
+def load_enrolment_basis(path=None) -> dict:
+    """The borrowed renewal by health and year-2 size (``actuarial/assumptions/
+    enrolment.toml``): healthy, sick, year2_to_launch, their sources and the file."""
+    from pathlib import Path
+
+    from puhui.basis import actuarial_dir, read_toml
+    from puhui.errors import RuleFileError
+
+    p = Path(path) if path else actuarial_dir() / ENROLMENT_BASIS
+    if not p.is_file():
+        raise RuleFileError(f"{p}: the enrolment assumptions file is missing; it ships with "
+                            f"the actuarial basis (actuarial/{ENROLMENT_BASIS})")
+    a = read_toml(p)
+    out = {"file": f"actuarial/{ENROLMENT_BASIS}" if not path else str(p)}
+    for section, key, hi in (("renewal", "healthy", 1.0), ("renewal", "sick", 1.0),
+                             ("later_entry", "year2_to_launch", 2.0)):
+        v = a.get(section, {}).get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
+            raise RuleFileError(f"{p}: [{section}] {key} = {v!r}; give a number from 0 to "
+                                f"{hi:g} (with its source in {key}_source)")
+        out[key] = float(v)
+        out[f"{key}_source"] = str(a[section].get(f"{key}_source", ""))
+    return out
+
+
+def sick_at_renewal(product, data, year: int, psn_no) -> np.ndarray:
+    """Per person of ``psn_no`` (the rows of ``year``): their health at renewal into
+    ``year + 1`` as the enrolment model reads it there: a main diagnosis on the
+    product's pre-existing list in its look-back before ``year + 1``
+    (``preexisting_seen``) or an inpatient stay in ``year`` (``prior_stay``)."""
+    from puhui.fund.schema import INPATIENT_MED_TYPES
+    from puhui.pricing.experience import effective_settlements, preexisting_from_history
+
+    st = effective_settlements(data.settlements)
+    seen = preexisting_from_history(st, year + 1, product.preexisting_codes,
+                                    product.preexisting_lookback_years)
+    in_year = (st["setl_time"].dt.year == year).to_numpy()
+    stay = in_year & st["med_type"].astype(str).isin(INPATIENT_MED_TYPES).to_numpy()
+    sick = seen | set(st.loc[stay, "psn_no"].astype(str))
+    return pd.Series(np.asarray(psn_no, dtype=object)).astype(str).isin(sick).to_numpy()
+
+
+def assumed_renewal_mix(people: np.ndarray, enrolled: np.ndarray, launch: np.ndarray,
+                        renew_healthy: float, renew_sick: float,
+                        year2_to_launch: float) -> dict:
+    """Next year's expected policies per cell from a launch year alone, with borrowed
+    renewal by health (``people`` and ``enrolled``: cells x [healthy, sick] at renewal;
+    ``launch``: each cell's launch take-up)::
+
+        renewals_c = enrolled_c,healthy r_healthy + enrolled_c,sick r_sick
+        entrants   = max(0, year2_to_launch x sum enrolled - sum renewals)
+        entry_c    = min(k launch_c, launch_c),  k = entrants / sum (people_c - enrolled_c) launch_c
+        E_c        = renewals_c + (people_c - enrolled_c) entry_c
+
+    Returns E (``w``), the cell's renewal (``renew``: renewals / enrolled, the people's
+    health mix where none enrolled) and ``entry``, with ``k``, the totals and
+    ``capped`` (k above 1: the entrants fall short of the year-2 size).
+
+    Two cells, renewal 0.4 healthy and 0.9 sick, year 2 = 0.8 x launch. A: 100
+    healthy, 40 enrolled, take-up 0.4. B: 11 healthy (5 enrolled) and 30 sick (20
+    enrolled), take-up 0.5. Renewals 40 x 0.4 = 16 and 5 x 0.4 + 20 x 0.9 = 20; the
+    year-2 size 0.8 x 65 = 52 leaves 16 entrants over 60 x 0.4 + 16 x 0.5 = 32, k =
+    0.5: entry 0.2 and 0.25, E = 16 + 12 = 28 and 20 + 4 = 24. The sick were 20 of 65
+    at launch, 18 + 10 x 0.25 = 20.5 of 52 next year.
+
+    >>> m = assumed_renewal_mix(np.array([[100, 0], [11, 30]]), np.array([[40, 0], [5, 20]]),
+    ...                         np.array([0.4, 0.5]), 0.4, 0.9, 0.8)
+    >>> m["w"].round(6).tolist(), m["renew"].round(6).tolist(), m["entry"].round(6).tolist()
+    ([28.0, 24.0], [0.4, 0.8], [0.2, 0.25])
+    """
+    people = np.asarray(people, dtype=float)
+    enrolled = np.asarray(enrolled, dtype=float)
+    launch = np.clip(np.asarray(launch, dtype=float), 0.0, 1.0)
+    rates = np.array([renew_healthy, renew_sick])
+    renewals = enrolled @ rates
+    enr, ppl = enrolled.sum(axis=1), people.sum(axis=1)
+    others = ppl - enr
+    entrants = max(0.0, year2_to_launch * enr.sum() - renewals.sum())
+    room = float(np.dot(others, launch))
+    k = entrants / room if room > 0 else 0.0
+    capped = k > 1.0
+    entry = launch * min(k, 1.0)
+    w = renewals + others * entry
+    renew = np.divide(renewals, enr, out=np.zeros(len(enr)), where=enr > 0)
+    mix = np.divide(people @ rates, ppl, out=np.full(len(ppl), renew_healthy), where=ppl > 0)
+    renew = np.where(enr > 0, renew, mix)
+    return {"w": w, "renew": renew, "entry": entry, "k": float(k), "capped": bool(capped),
+            "launch_policies": float(enr.sum()), "renewals": float(renewals.sum()),
+            "entrants": float((others * entry).sum()),
+            "sick_share_launch": float(enrolled[:, 1].sum() / enr.sum()) if enr.sum() else None,
+            "sick_share_next": float(enrolled[:, 1].sum() * renew_sick
+                                     + (people[:, 1] - enrolled[:, 1]) @ entry) / w.sum()
+            if w.sum() else None}
 
 
 def _cell_counts(frame: pd.DataFrame, on: np.ndarray, factors, renewing) -> pd.DataFrame:

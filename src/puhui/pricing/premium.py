@@ -49,11 +49,14 @@ from puhui.pricing.credibility import credibility_factors
 from puhui.pricing.drug_agreements import expected_clawbacks, expected_refunds
 from puhui.pricing.enrolment import (
     EnrolmentModel,
+    assumed_renewal_mix,
     claim_free_shares,
     equilibrium_premium,
     healthy,
+    load_enrolment_basis,
     next_claim_free_years,
     paid_under_own_terms,
+    sick_at_renewal,
     spiral,
 )
 from puhui.pricing.balance import FULL_CREDIBILITY_EVENTS, balance
@@ -221,7 +224,8 @@ def _group_events(ev: pd.DataFrame, terms: GroupTerms) -> pd.DataFrame:
 
 #: The settlement columns pricing reads after the experience (the drug shares and the
 #: budget impact).
-AFTER_EXPERIENCE = ("setl_id", "psn_no", "setl_time", "dise_code", "refund_of")
+AFTER_EXPERIENCE = ("setl_id", "psn_no", "setl_time", "dise_code", "refund_of",
+                    "med_type")     # med_type: stays for the health at renewal (launch year)
 
 
 def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
@@ -864,7 +868,8 @@ def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells:
     enrolment model, the weights ``w`` and the figures of ``pricing.json``'s
     ``enrolment`` (with ``notes``). Insured-only data (every person of persons.parquet
     held a policy: an insurer's own book) has no one who chose not to join, so entry
-    cannot be measured: the mix is the book as it is, last year's policies."""
+    cannot be measured: the mix is the book as it is, last year's policies. Data that
+    ends with the launch year borrow renewal by health (:func:`_launch_year_mix`)."""
     fig: dict = {"notes": []}
     enr = framed["enrolled"].to_numpy(dtype=bool)
     insured_only = bool(len(data.policies)) and (
@@ -894,6 +899,8 @@ def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells:
         fig["notes"].append("enrolment could not be modelled (no rate to fit): priced for "
                             "the whole eligible population")
         return None, people.copy(), fig
+    if model.entry_ is None and model.launch_year_ == model.last_year_:
+        return model, _launch_year_mix(product, data, framed, cells, model, fig), fig
     if model.entry_ is None:
         fig.update(mode="launch take-up")
         fig["notes"].append(f"a single data year ({model.launch_year_}): the mix is that "
@@ -907,6 +914,58 @@ def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells:
                 f"product's {product.preexisting_lookback_years}: pre-existing status of "
                 f"the people without a policy is known only that far")
     return model, model.transition(cells, enrolled, people), fig
+
+
+def _launch_year_mix(product: Product, data: FundData, framed: pd.DataFrame,
+                     cells: pd.DataFrame, model: EnrolmentModel, fig: dict) -> np.ndarray:
+    """Next year's mix when the data ends with the launch year (no renewal to fit):
+    the launch's enrollees x a borrowed renewal by health at renewal, plus later
+    entrants up to a borrowed year-2 size (:func:`~puhui.pricing.enrolment.assumed_renewal_mix`,
+    actuarial/assumptions/enrolment.toml); the model then carries these rates for the
+    equilibrium and the spiral. Sets ``fig`` (mode, ``assumed``, a note)."""
+    basis = load_enrolment_basis()
+    last = model.last_year_
+    rows = framed[(framed["year"] == last).to_numpy()]
+    sick = sick_at_renewal(product, data, last, rows["psn_no"].to_numpy())
+    factors = list(MIX_FACTORS)
+    split = (rows[factors].assign(_sick=sick, _n=1, _e=rows["enrolled"].to_numpy(dtype=int))
+             .groupby([*factors, "_sick"], observed=True)[["_n", "_e"]].sum()
+             .unstack("_sick", fill_value=0))
+    split = cells[factors].merge(split.set_axis(
+        [f"{a}{int(b)}" for a, b in split.columns], axis=1).reset_index(), on=factors,
+        how="left")
+    cols = ("_n0", "_n1", "_e0", "_e1")
+    for c in cols:
+        split[c] = split[c].fillna(0.0) if c in split.columns else 0.0
+    m = assumed_renewal_mix(split[["_n0", "_n1"]].to_numpy(), split[["_e0", "_e1"]].to_numpy(),
+                            model.launch_.predict(cells), basis["healthy"], basis["sick"],
+                            basis["year2_to_launch"])
+    summary = {"file": basis["file"],
+               "renewal_healthy": basis["healthy"], "renewal_sick": basis["sick"],
+               "year2_to_launch": basis["year2_to_launch"],
+               "sources": {k: basis[f"{k}_source"] for k in ("healthy", "sick",
+                                                            "year2_to_launch")},
+               "launch_policies": int(round(m["launch_policies"])),
+               "renewals": int(round(m["renewals"])), "entrants": int(round(m["entrants"])),
+               "entry_scale": _r(m["k"], 4),
+               "entry_rate": _r(m["entrants"] / max(float((split["_n0"] + split["_n1"]
+                                - split["_e0"] - split["_e1"]).sum()), 1.0), 4),
+               "sick_share_launch": _r_opt(m["sick_share_launch"], 4),
+               "sick_share_next": _r_opt(m["sick_share_next"], 4)}
+    model.assume_renewal(cells, factors, m["renew"], m["entry"], summary)
+    fig.update(mode="launch take-up with renewal assumed", assumed=summary)
+    note = (f"the data ends with the product's launch year ({model.launch_year_}) and has no "
+            f"renewal year: next year's mix is the launch's enrollees x a borrowed renewal "
+            f"by health at renewal (healthy {basis['healthy']:.4f}, sick {basis['sick']:.4f}: "
+            f"a survey, unverified) plus later entrants up to {basis['year2_to_launch']:.3f} "
+            f"x the launch's policies (Huhuibao 2022 / 2021, published), from {basis['file']}; "
+            f"the policies, premiums, loss ratios, equilibrium and spiral rest on these "
+            f"assumptions [A]")
+    if m["capped"]:
+        note += ("; the entrants fall short of that size (later entry capped at the launch "
+                 "take-up)")
+    fig["notes"].append(note)
+    return m["w"]
 
 
 #: Fewer expected policies than this at a fixed point: no market, not an equilibrium.

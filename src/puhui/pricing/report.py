@@ -29,14 +29,14 @@ img { max-width: 100%; } pre { background: #f7f7f7; padding: 1em; overflow-x: au
 and checks every figure.</p>
 {% if f.notes %}<h2>Notes</h2><ul>{% for n in f.notes %}<li class="warn">{{ n }}</li>{% endfor %}</ul>{% endif %}
 
-<h2>Data</h2>
+{% set EA = ' [A]' if f.enrolment and f.enrolment.assumed else '' %}<h2>Data</h2>
 <table>
 <tr><th>person-years</th><td class="n">{{ '{:,}'.format(f.data.person_years) }}</td></tr>
 <tr><th>years</th><td>{{ f.data.years|join(', ') }}</td></tr>
 <tr><th>exposure (years)</th><td class="n">{{ '{:,.1f}'.format(f.data.exposure) }}</td></tr>
 <tr><th>person-years enrolled in a product</th><td class="n">{{ '{:,}'.format(f.data.enrolled_person_years) }}</td></tr>
 <tr><th>people eligible, last data year</th><td class="n">{{ '{:,}'.format(f.data.eligible_people_last_year) }}</td></tr>
-<tr><th>policies priced for (expected enrolment next year)</th><td class="n">{{ '{:,}'.format(f.policies) }}</td></tr>
+<tr><th>policies priced for (expected enrolment next year){{ EA }}</th><td class="n">{{ '{:,}'.format(f.policies) }}</td></tr>
 <tr><th>priced period</th><td>{{ f.basis.priced_period.start }} to {{ f.basis.priced_period.end }}</td></tr>
 </table>
 
@@ -46,8 +46,16 @@ and checks every figure.</p>
 {% if e.fit_years %}Renewal {{ e.renewal_rate|pct }} and later entry {{ e.entry_rate|pct }}, fitted on
 {{ e.fit_years|join(', ') }} with {{ e.lookback_years }} year(s) of look-back (the product's definition:
 {{ e.product_lookback_years }}); the first data year is look-back only, and health status is the
-product's pre-existing rule applied alike to the enrolled and the others.{% endif %}</p>{% endif %}
-{% if f.equilibrium %}{% set q = f.equilibrium %}<p>Equilibrium gross premium (the price that breaks even on the people it draws).
+product's pre-existing rule applied alike to the enrolled and the others.{% endif %}</p>
+{% if e.assumed %}{% set a = e.assumed %}<p class="warn">[A] The data ends with the launch year: no renewal
+can be seen, so next year's mix borrows renewal by health at renewal (healthy {{ a.renewal_healthy }},
+sick {{ a.renewal_sick }}; sick = a pre-existing diagnosis or an inpatient stay in the launch year)
+and a year-2 size of {{ a.year2_to_launch }} x the launch's policies, from <code>{{ a.file }}</code>
+({{ a.sources.healthy }}; {{ a.sources.sick }}; {{ a.sources.year2_to_launch }}): of
+{{ '{:,}'.format(a.launch_policies) }} launch policies, {{ '{:,}'.format(a.renewals) }} expected to renew and
+{{ '{:,}'.format(a.entrants) }} to join later; the sick share {{ a.sick_share_launch|pct }} at launch,
+{{ a.sick_share_next|pct }} next year. Every figure marked [A] rests on these assumptions.</p>{% endif %}{% endif %}
+{% if f.equilibrium %}{% set q = f.equilibrium %}<p>Equilibrium gross premium{{ EA }} (the price that breaks even on the people it draws).
 First year (next year's mix, from this year's book): {% if q.premium %}<b>{{ '{:,.2f}'.format(q.premium) }}</b> yuan with about
 {{ '{:,.0f}'.format(q.policies) }} policies{% if q.interval %} (parameter uncertainty {{ q.interval.lower }} to
 {{ q.interval.upper }}){% endif %}; by price-response scenario: {% for k, v in q.by_scenario.items() %}{{ k }} {{ v if v else 'none' }}{% if not loop.last %}, {% endif %}{% endfor %}{% else %}none{% endif %}.
@@ -61,7 +69,7 @@ answer the price.{% endif %}</p>{% endif %}
 
 <h2>Premium build-up (yuan per policy)</h2>
 <table><tr><th>benefit</th><th>pure premium</th></tr>
-{% set ext = f.external_assumptions.benefits if f.external_assumptions else {} %}{% set A = ' [A]' if ext else '' %}
+{% set ext = f.external_assumptions.benefits if f.external_assumptions else {} %}{% set A = ' [A]' if ext or EA else '' %}
 {% for b, v in f.pure_premium.items() if b != 'total' %}<tr><td>{{ b }}{% if b in ext %} [A]{% endif %}</td><td class="n">{{ '{:,.2f}'.format(v) }}</td></tr>{% endfor %}
 <tr><th>total pure premium{{ A }}</th><th class="n">{{ '{:,.2f}'.format(f.pure_premium.total) }}</th></tr>
 <tr><td>of which: severity trend factor {{ f.basis.severity_trend_factor }} ({{ f.basis.medical_inflation * 100 }} % a year over {{ f.basis.trend_years }} years)</td><td></td></tr>
@@ -78,6 +86,8 @@ cell's equilibrium premium.</p>
 {% for c in f.rated_cells %}<tr><td>{{ c.min_age }}-{{ c.max_age }}</td><td>{{ 'any' if c.preexisting is none else ('yes' if c.preexisting else 'no') }}</td>{% if c.people < min_people %}<td colspan="6">fewer than {{ min_people }} people: not shown</td></tr>{% else %}<td class="n">{{ '{:,}'.format(c.people) }}</td><td class="n">{{ '{:,.2f}'.format(c.filed_premium) }}</td><td class="n">{{ c.policies_at_filed }}</td><td class="n">{{ c.loss_ratio_at_filed|pct }}</td><td class="n">{{ '{:,.2f}'.format(c.equilibrium_premium) if c.equilibrium_premium else 'none' }}</td><td class="n">{{ c.policies_at_equilibrium }}</td></tr>{% endif %}{% endfor %}</table>{% endif %}
 {% if ext %}<p class="warn">[A]: rests partly on an external assumption (below, "Benefits priced on
 external assumptions"): the benefits marked, and every total, premium and loss ratio that includes them.</p>{% endif %}
+{% if EA %}<p class="warn">[A]: rests on the borrowed enrolment assumptions ("Who enrols"): the mix,
+so every total, premium and loss ratio.</p>{% endif %}
 <p>Expected loss ratio{{ A }} at the {{ f.loss_ratio_basis }}: <b>{{ f.expected_loss_ratio|pct }}</b>;
 {{ f.loss_ratio_interval.level|pct0 }} interval {{ f.loss_ratio_interval.lower|pct }} to
 {{ f.loss_ratio_interval.upper|pct }}; probability of a loss ratio above 100 %:
@@ -179,7 +189,7 @@ factors; Gini of each ordering; calibration of the GLM by decile of predicted ra
 {% for name, cv_table, calib, lorenz in validation %}<h3>{{ name }}</h3>{{ cv_table }}
 {% if lorenz %}<img alt="Lorenz curves" src="data:image/png;base64,{{ lorenz }}">{% endif %}{{ calib }}{% endfor %}{% endif %}
 
-{% if spiral %}<h2>Death-spiral projection</h2>
+{% if spiral %}<h2>Death-spiral projection{{ EA }}</h2>
 <p>Each year's price is set on the previous year's mix; renewal and entry respond to the price
 (log-odds shift beta log(P / P_ref), beta by health, scenarios from the assumptions file);
 the population is held fixed. "filed price held" keeps the product's premium; "central from
