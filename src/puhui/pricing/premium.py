@@ -348,7 +348,8 @@ def _step_enrolled_mix(s: BuildUp) -> None:
     people = cells["people"].to_numpy(dtype=float)
     enrolled = cells["enrolled"].to_numpy(dtype=float)
     say("enrolment: launch take-up, renewal and later entry")
-    enrol_model, w, enrol_fig = _enrolled_mix(product, data, framed, cells, people, enrolled)
+    enrol_model, w, enrol_fig = _enrolled_mix(product, data, framed, cells, people, enrolled,
+                                              cur=cur if "stayed" in frame.columns else None)
     notes += enrol_fig.get("notes", [])
     n_policies = int(policies) if policies else int(round(w.sum()))
     # claim-free years at renewal, for deductibles that step down after claim-free years
@@ -863,13 +864,14 @@ def next_year_state(product: Product, frame: pd.DataFrame, last: int
 
 
 def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells: pd.DataFrame,
-                  people: np.ndarray, enrolled: np.ndarray):
+                  people: np.ndarray, enrolled: np.ndarray, cur: pd.DataFrame | None = None):
     """Next year's expected policies per cell (:mod:`puhui.pricing.enrolment`): the
     enrolment model, the weights ``w`` and the figures of ``pricing.json``'s
     ``enrolment`` (with ``notes``). Insured-only data (every person of persons.parquet
     held a policy: an insurer's own book) has no one who chose not to join, so entry
     cannot be measured: the mix is the book as it is, last year's policies. Data that
-    ends with the launch year borrow renewal by health (:func:`_launch_year_mix`)."""
+    ends with the launch year borrow renewal by health (:func:`_launch_year_mix`, which
+    reads ``cur``, the people of ``cells`` in next year's state, when given)."""
     fig: dict = {"notes": []}
     enr = framed["enrolled"].to_numpy(dtype=bool)
     insured_only = bool(len(data.policies)) and (
@@ -900,7 +902,7 @@ def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells:
                             "the whole eligible population")
         return None, people.copy(), fig
     if model.entry_ is None and model.launch_year_ == model.last_year_:
-        return model, _launch_year_mix(product, data, framed, cells, model, fig), fig
+        return model, _launch_year_mix(product, data, framed, cells, model, fig, cur), fig
     if model.entry_ is None:
         fig.update(mode="launch take-up")
         fig["notes"].append(f"a single data year ({model.launch_year_}): the mix is that "
@@ -917,16 +919,26 @@ def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells:
 
 
 def _launch_year_mix(product: Product, data: FundData, framed: pd.DataFrame,
-                     cells: pd.DataFrame, model: EnrolmentModel, fig: dict) -> np.ndarray:
+                     cells: pd.DataFrame, model: EnrolmentModel, fig: dict,
+                     cur: pd.DataFrame | None = None) -> np.ndarray:
     """Next year's mix when the data ends with the launch year (no renewal to fit):
     the launch's enrollees x a borrowed renewal by health at renewal, plus later
     entrants up to a borrowed year-2 size (:func:`~puhui.pricing.enrolment.assumed_renewal_mix`,
     actuarial/assumptions/enrolment.toml); the model then carries these rates for the
-    equilibrium and the spiral. Sets ``fig`` (mode, ``assumed``, a note)."""
+    equilibrium and the spiral. Sets ``fig`` (mode, ``assumed``, a note). ``cur``: the
+    last year's people in next year's state (:func:`next_year_state`, the rows of
+    ``cells``), whose health at renewal is their cells' (a listed diagnosis in the
+    look-back, or a stay in the launch year); without it, the last year's rows with
+    that health found in the settlements."""
     basis = load_enrolment_basis()
     last = model.last_year_
-    rows = framed[(framed["year"] == last).to_numpy()]
-    sick = sick_at_renewal(product, data, last, rows["psn_no"].to_numpy())
+    if cur is not None:
+        rows = cur
+        sick = (cur["preexisting_seen"].to_numpy().astype(bool)
+                | cur["prior_stay"].to_numpy().astype(bool))
+    else:
+        rows = framed[(framed["year"] == last).to_numpy()]
+        sick = sick_at_renewal(product, data, last, rows["psn_no"].to_numpy())
     factors = list(MIX_FACTORS)
     split = (rows[factors].assign(_sick=sick, _n=1, _e=rows["enrolled"].to_numpy(dtype=int))
              .groupby([*factors, "_sick"], observed=True)[["_n", "_e"]].sum()
