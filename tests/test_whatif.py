@@ -72,14 +72,33 @@ def test_budget_impact_of_class_c(priced):
     assert all(v == 0 or v >= 10 for v in shown)
 
 
-def test_credibility_moves_the_model_premium_by_its_stated_adjustment(priced):
+def test_credibility_needs_two_model_years_and_says_so_on_one(priced):
+    """The sample's 2024 is look-back only, so the models and the credibility have 2025
+    alone: Buhlmann-Straub has no between-year variance to work with, and the cells
+    keep the model (adjustment 1, k null)."""
     f = priced.figures
+    assert f["data"]["model_years"] == [2025]
     cred = f["credibility"]
+    assert cred["k"] is None and cred["adjustment_to_pure_premium"] == 1.0
+    assert f["pure_premium"]["total"] == pytest.approx(f["pure_premium_model"]["total"],
+                                                       rel=1e-3)
+
+
+def test_credibility_moves_the_model_premium_by_its_stated_adjustment():
+    from puhui.synth.city import synth_city
+
+    data = synth_city(3000, 3, seed=5)        # the first year look-back only; models on two
+    assumptions, _ = load_assumptions()
+    p = load_product(product_path("huhuibao-2025"))
+    f = price(p, data, assumptions, seed=3)
+    years = f.figures["data"]["years"]
+    assert len(years) == 3 and f.figures["data"]["model_years"] == years[1:]
+    cred = f.figures["credibility"]
     assert cred["by"] == ["age_band", "preexisting"]
     assert 0 < cred["k"] < float("inf")
-    assert f["pure_premium"]["total"] == pytest.approx(
-        f["pure_premium_model"]["total"] * cred["adjustment_to_pure_premium"], rel=1e-3)
-    t = priced.tables["credibility"]
+    assert f.figures["pure_premium"]["total"] == pytest.approx(
+        f.figures["pure_premium_model"]["total"] * cred["adjustment_to_pure_premium"], rel=1e-3)
+    t = f.tables["credibility"]
     assert ((t["Z"] >= 0) & (t["Z"] < 1)).all()
     assert t["person_years"].sum() > 0
 
