@@ -294,7 +294,7 @@ def _step_experience(s: BuildUp) -> None:
     if left:
         notes.append(
             f"the cost models are fitted on {', '.join(map(str, fit_years))}; "
-            f"{', '.join(map(str, left))} serve(s) as look-back only (no prior stay or "
+            f"{', '.join(map(str, left))} {'is' if len(left) == 1 else 'are'} look-back only (no prior stay or "
             f"pre-existing history can be seen in a year without data before it, so its "
             f"sick would sit in the healthy cells)")
     s.ev, s.own_paid, s.notes, s.frame = ev, own_paid, notes, frame
