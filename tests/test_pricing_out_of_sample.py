@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -381,3 +382,56 @@ def test_a_price_response_of_the_wrong_sign_or_size_is_refused(tmp_path, beta):
                    encoding="utf-8")
     with pytest.raises(InputError, match="beta_healthy"):
         load_assumptions(bad)
+
+
+def test_no_one_left_for_next_year_is_refused_with_exit_2(small_city_dir, tmp_path):
+    """Every person dead in the last data year: nobody to hold next year's policy (the
+    hostile review found an IndexError deep in the budget impact)."""
+    from puhui.fund.files import read_fund
+
+    d = read_fund(small_city_dir)
+    d.persons["death_date"] = pd.Timestamp("2025-12-30")
+    st = d.settlements[d.settlements["setl_time"] <= pd.Timestamp("2025-12-30")]
+    st = st[st["refund_of"].isna() | st["refund_of"].isin(st["setl_id"])]
+    d.settlements = st
+    d.lines = d.lines[d.lines["setl_id"].isin(st["setl_id"])]
+    write_fund(d, tmp_path / "dead")
+    r = run("price", "--product", "huhuibao-2025", "--data", str(tmp_path / "dead"),
+            "--out", str(tmp_path / "o"), "--no-backtest")
+    assert r.returncode == 2, r.stderr
+    assert "no one of the data's last year (2025)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_balance_setting_that_is_not_a_finite_number_or_a_table_is_refused(small_city_dir,
+                                                                              tmp_path):
+    base = Path("actuarial/assumptions/pricing.toml").read_text(encoding="utf-8")
+    for bad, says in (("full_credibility_events = inf", "full_credibility_events = inf"),
+                      ("full_credibility_events = 1e400", "full_credibility_events = inf")):
+        f = tmp_path / "a.toml"
+        f.write_text(base.replace("full_credibility_events = 1082", bad), encoding="utf-8")
+        r = run("price", "--product", "huhuibao-2025", "--data", str(small_city_dir),
+                "--out", str(tmp_path / "o"), "--assumptions", str(f))
+        assert r.returncode == 2 and says in r.stderr, r.stderr
+    f.write_text("balance = 3\n" + base.replace("[balance]\n", "[unused]\n"), encoding="utf-8")
+    r = run("price", "--product", "huhuibao-2025", "--data", str(small_city_dir),
+            "--out", str(tmp_path / "o"), "--assumptions", str(f))
+    assert r.returncode == 2 and "[balance] must be a table" in r.stderr, r.stderr
+
+
+def test_data_years_with_a_gap_are_refused_with_exit_2(tmp_path):
+    """History (a stay the year before, the look-back) and renewal read the year before:
+    a missing middle year is refused, not priced as if the years touched (the hostile
+    review found a KeyError)."""
+    from puhui.synth.city import synth_city
+
+    d = synth_city(600, 3, seed=11)
+    years = sorted(d.settlements["setl_time"].dt.year.unique())
+    st = d.settlements[d.settlements["setl_time"].dt.year != years[1]]
+    d.settlements = st[st["refund_of"].isna() | st["refund_of"].isin(st["setl_id"])]
+    d.lines = d.lines[d.lines["setl_id"].isin(d.settlements["setl_id"])]
+    d.policies = d.policies[d.policies["start_date"].dt.year != years[1]]
+    write_fund(d, tmp_path / "gap")
+    r = run("price", "--product", "huhuibao-2025", "--data", str(tmp_path / "gap"),
+            "--out", str(tmp_path / "o"))
+    assert r.returncode == 2, r.stderr
+    assert f"({years[1]} missing)" in r.stderr and "Traceback" not in r.stderr

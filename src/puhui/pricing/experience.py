@@ -223,7 +223,7 @@ def experience(product: Product, data: FundData, events: bool = False,
     py["enrolled"] = np.isin(py_key, pol_pre.index.to_numpy())
     history = {y: preexisting_from_history(st, y, product.preexisting_codes,
                                            product.preexisting_lookback_years)
-               for y in [*years, max(years) + 1]}
+               for y in sorted(set(years) | {y + 1 for y in years})}   # (years may have gaps)
     derived = np.zeros(len(py), dtype=bool)
     derived_next = np.zeros(len(py), dtype=bool)
     year_of = py["year"].to_numpy()

@@ -27,6 +27,7 @@ The build-up (each step a function or model named for it; docs/pricing.md):
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,8 +105,12 @@ def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
     if curve not in ("fitted", "published"):
         raise InputError(f"{p}: [agreements] curve = {curve!r}; give \"fitted\" or "
                          f"\"published\"")
+    if not isinstance(a.get("balance", {}), dict):
+        raise InputError(f"{p}: [balance] must be a table (full_credibility_events = N); "
+                         f"got {a['balance']!r}")
     n_full = a.get("balance", {}).get("full_credibility_events", FULL_CREDIBILITY_EVENTS)
-    if isinstance(n_full, bool) or not isinstance(n_full, (int, float)) or not n_full > 0:
+    if (isinstance(n_full, bool) or not isinstance(n_full, (int, float)) or not n_full > 0
+            or not math.isfinite(n_full)):
         raise InputError(f"{p}: [balance] full_credibility_events = {n_full!r}; give a "
                          f"positive number of events (1082 is the 90 % / +-5 % standard)")
     return a, p
@@ -288,6 +293,13 @@ def _step_experience(s: BuildUp) -> None:
     frame["age_group"] = age_group(frame["age"])
     ev["row"] = person_year_rows(frame, ev)          # each event's person-year
     year = frame["year"].to_numpy()
+    present = sorted(int(y) for y in np.unique(year))
+    missing = sorted(set(range(present[0], present[-1] + 1)) - set(present))
+    if missing:
+        raise InputError(f"the fund data's years {', '.join(map(str, present))} are not "
+                         f"consecutive ({', '.join(map(str, missing))} missing): prior stays, "
+                         f"the pre-existing look-back and renewal read the year before; give "
+                         f"data with every year from {present[0]} to {present[-1]}")
     fit_years = years_with_history(year, product.preexisting_lookback_years)
     fit_rows = np.isin(year, fit_years)
     left = sorted(set(int(y) for y in np.unique(year)) - set(fit_years))
@@ -341,6 +353,12 @@ def _step_enrolled_mix(s: BuildUp) -> None:
     # the people of the last year who may hold next year's policy, in next year's
     # state (a copy of the columns read, not of the table)
     last_rows, cur = next_year_state(product, frame, last)
+    if not len(cur):
+        raise InputError(f"no one of the data's last year ({last}) can hold a policy of "
+                         f"{product.id} the year after: every eligible person died in {last} "
+                         f"or is past the product's ages (schemes {', '.join(product.insutypes)}, "
+                         f"ages {product.min_entry_age}-{product.max_renewal_age or product.max_entry_age}) "
+                         f"next year; there is no one to price")
     by_cell = cur.groupby(list(MIX_FACTORS), observed=True)
     cells = by_cell.agg(people=("exposure", "size"), enrolled=("enrolled", "sum")).reset_index()
     cur_cell = by_cell.ngroup().to_numpy()         # each of cur's rows: its row in cells
