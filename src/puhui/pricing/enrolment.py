@@ -46,6 +46,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from puhui.pricing.experience import years_with_history
+
 ENROLMENT_FACTORS = ("age_band", "gender", "insutype", "preexisting_seen", "prior_stay")
 #: Launch take-up: the first data year has no history (no prior stays, no look-back).
 LAUNCH_FACTORS = ("age_band", "gender", "insutype")
@@ -147,9 +149,8 @@ class EnrolmentModel:
         self.launch_year_ = int(policy_years[0]) if len(policy_years) else None
         # renewal and entry: years after the first data year and after the launch (a
         # launch year's take-up is not later entry)
-        later = years[years > max(first, self.launch_year_ or first)]
-        full = later[later - first >= max(self.lookback_years, 1)]
-        self.fit_years_ = [int(y) for y in (full if len(full) else later)]
+        self.fit_years_ = years_with_history(years, self.lookback_years,
+                                             after=self.launch_year_ or first)
         self.lookback_years_ = (min(int(min(self.fit_years_)) - first, self.lookback_years)
                                 if self.fit_years_ else 0)
         self.launch_ = None
@@ -280,23 +281,6 @@ def load_enrolment_basis(path=None) -> dict:
         out[key] = float(v)
         out[f"{key}_source"] = str(a[section].get(f"{key}_source", ""))
     return out
-
-
-def sick_at_renewal(product, data, year: int, psn_no) -> np.ndarray:
-    """Per person of ``psn_no`` (the rows of ``year``): their health at renewal into
-    ``year + 1`` as the enrolment model reads it there: a main diagnosis on the
-    product's pre-existing list in its look-back before ``year + 1``
-    (``preexisting_seen``) or an inpatient stay in ``year`` (``prior_stay``)."""
-    from puhui.fund.schema import INPATIENT_MED_TYPES
-    from puhui.pricing.experience import effective_settlements, preexisting_from_history
-
-    st = effective_settlements(data.settlements)
-    seen = preexisting_from_history(st, year + 1, product.preexisting_codes,
-                                    product.preexisting_lookback_years)
-    in_year = (st["setl_time"].dt.year == year).to_numpy()
-    stay = in_year & st["med_type"].astype(str).isin(INPATIENT_MED_TYPES).to_numpy()
-    sick = seen | set(st.loc[stay, "psn_no"].astype(str))
-    return pd.Series(np.asarray(psn_no, dtype=object)).astype(str).isin(sick).to_numpy()
 
 
 def assumed_renewal_mix(people: np.ndarray, enrolled: np.ndarray, launch: np.ndarray,

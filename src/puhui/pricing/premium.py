@@ -57,7 +57,6 @@ from puhui.pricing.enrolment import (
     load_enrolment_basis,
     next_claim_free_years,
     paid_under_own_terms,
-    sick_at_renewal,
     spiral,
 )
 from puhui.pricing.balance import FULL_CREDIBILITY_EVENTS, balance
@@ -229,8 +228,7 @@ def _group_events(ev: pd.DataFrame, terms: GroupTerms) -> pd.DataFrame:
 
 #: The settlement columns pricing reads after the experience (the drug shares and the
 #: budget impact).
-AFTER_EXPERIENCE = ("setl_id", "psn_no", "setl_time", "dise_code", "refund_of",
-                    "med_type")     # med_type: stays for the health at renewal (launch year)
+AFTER_EXPERIENCE = ("setl_id", "psn_no", "setl_time", "dise_code", "refund_of")
 
 
 def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
@@ -367,7 +365,7 @@ def _step_enrolled_mix(s: BuildUp) -> None:
     enrolled = cells["enrolled"].to_numpy(dtype=float)
     say("enrolment: launch take-up, renewal and later entry")
     enrol_model, w, enrol_fig = _enrolled_mix(product, data, framed, cells, people, enrolled,
-                                              cur=cur if "stayed" in frame.columns else None)
+                                              cur=cur)
     notes += enrol_fig.get("notes", [])
     n_policies = int(policies) if policies else int(round(w.sum()))
     # claim-free years at renewal, for deductibles that step down after claim-free years
@@ -938,7 +936,7 @@ def _enrolled_mix(product: Product, data: FundData, framed: pd.DataFrame, cells:
 
 def _launch_year_mix(product: Product, data: FundData, framed: pd.DataFrame,
                      cells: pd.DataFrame, model: EnrolmentModel, fig: dict,
-                     cur: pd.DataFrame | None = None) -> np.ndarray:
+                     cur: pd.DataFrame) -> np.ndarray:
     """Next year's mix when the data ends with the launch year (no renewal to fit):
     the launch's enrollees x a borrowed renewal by health at renewal, plus later
     entrants up to a borrowed year-2 size (:func:`~puhui.pricing.enrolment.assumed_renewal_mix`,
@@ -946,17 +944,11 @@ def _launch_year_mix(product: Product, data: FundData, framed: pd.DataFrame,
     equilibrium and the spiral. Sets ``fig`` (mode, ``assumed``, a note). ``cur``: the
     last year's people in next year's state (:func:`next_year_state`, the rows of
     ``cells``), whose health at renewal is their cells' (a listed diagnosis in the
-    look-back, or a stay in the launch year); without it, the last year's rows with
-    that health found in the settlements."""
+    look-back, or a stay in the launch year)."""
     basis = load_enrolment_basis()
-    last = model.last_year_
-    if cur is not None:
-        rows = cur
-        sick = (cur["preexisting_seen"].to_numpy().astype(bool)
-                | cur["prior_stay"].to_numpy().astype(bool))
-    else:
-        rows = framed[(framed["year"] == last).to_numpy()]
-        sick = sick_at_renewal(product, data, last, rows["psn_no"].to_numpy())
+    rows = cur
+    sick = (cur["preexisting_seen"].to_numpy().astype(bool)
+            | cur["prior_stay"].to_numpy().astype(bool))
     factors = list(MIX_FACTORS)
     split = (rows[factors].assign(_sick=sick, _n=1, _e=rows["enrolled"].to_numpy(dtype=int))
              .groupby([*factors, "_sick"], observed=True)[["_n", "_e"]].sum()
