@@ -435,3 +435,32 @@ def test_data_years_with_a_gap_are_refused_with_exit_2(tmp_path):
             "--out", str(tmp_path / "o"))
     assert r.returncode == 2, r.stderr
     assert f"({years[1]} missing)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_realised_cost_pays_renewals_at_their_claim_free_deductible(tmp_path):
+    """A renewal year's realised cost uses each policy's claim-free years, judged on the
+    earlier years under their own products' terms (Huhuibao 2025: 12,000, 11,000 after 2
+    claim-free years): three yearly batches into one ledger (the ledger's own
+    claim-free history, another code path) book the same payouts to the fen and the
+    same count of policies at each number of claim-free years."""
+    from puhui.basis import actuarial_dir
+    from puhui.pricing.backtest import realised_cost
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions
+
+    d = tmp_path / "c3"
+    r = run("synth", "--persons", "3000", "--years", "3", "--seed", "5", "--start-year",
+            "2023", "--out", str(d))
+    assert r.returncode == 0, r.stderr
+    ledger = f"sqlite:///{tmp_path / 'l.db'}"
+    for y in (2023, 2024, 2025):
+        r = run("claims", "run", "--product", f"huhuibao-{y}", "--data", str(d), "--ledger",
+                ledger, "--batch", f"b{y}", "--out", str(tmp_path / f"o{y}"))
+        assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "o2025" / "summary.json").read_text())
+    product = load_product(actuarial_dir() / "products" / "huhuibao-2025.toml")
+    data = load_for_pricing(d, product, load_assumptions(None)[0])
+    real = realised_cost(product, data, 2025)
+    assert real["claim_free_policies"] == s["claim_free_years"]["policies_by_years"]
+    assert int(real["claim_free_policies"].get("2", 0)) > 100      # the step is reached
+    assert real["paid_total"] == pytest.approx(s["ledger_entries_yuan"], abs=0.005)

@@ -91,14 +91,18 @@ def product_for_year_index(products: list[Product], year: int) -> Product:
 def realised_cost(product: Product, data: FundData, year: int) -> dict:
     """What ``year``'s enrollees cost under ``product``: the as-if payouts (yuan) of the
     people enrolled that year whom the product accepts, per policy and per
-    policy-year of exposure, by benefit and in total, and the number of policies."""
+    policy-year of exposure, by benefit and in total, and the number of policies.
+    A renewal's deductible is the one its claim-free years give
+    (:func:`claim_free_deductibles`), as the price charges and a batch pays."""
     from puhui.pricing.experience import experience_in_blocks
     from puhui.pricing.premium import eligible_rows
 
-    frame, _ = experience_in_blocks(product, data_through(data, year),
+    through = data_through(data, year)
+    frame, _ = experience_in_blocks(product, through,
                                     drop=("eligible_", "claims_", "events_"))
     on = ((frame["year"].to_numpy() == year) & frame["enrolled"].to_numpy(dtype=bool)
           & eligible_rows(product, frame))
+    steps = claim_free_deductibles(product, through, frame, year, on)
     n = int(on.sum())
     exposure = float(frame["exposure"].to_numpy()[on].sum())
     paid_fen = {b.id: int(frame[f"payout_{b.id}"].to_numpy()[on].sum()) for b in product.benefits}
@@ -107,7 +111,68 @@ def realised_cost(product: Product, data: FundData, year: int) -> dict:
     return {"policies": n, "exposure": exposure, "paid": paid, "paid_total": total,
             "per_policy": {**{b: v / n if n else None for b, v in paid.items()},
                            "total": total / n if n else None},
-            "per_policy_year": total / exposure if exposure else None}
+            "per_policy_year": total / exposure if exposure else None,
+            "claim_free_policies": steps}
+
+
+def claim_free_deductibles(product: Product, data: FundData, frame: pd.DataFrame,
+                           year: int, on) -> dict:
+    """Re-pay, in place in ``frame``'s ``payout_<b>`` columns, the rows ``on`` (``year``'s
+    enrollees) whose policy has claim-free years, with those years on the policy so a
+    deductible that steps down after claim-free years (Huhuibao 2025: 12,000, 11,000
+    after 2, 10,000 after 3) is the policy's own. The years are judged as the price
+    judges them (:func:`puhui.pricing.enrolment.policy_claim_free_years`: the earlier
+    years' payouts under each policy's own product where its file is in the basis).
+    Returns the number of ``year``'s policies at each count of claim-free years."""
+    import numpy as np
+
+    from puhui.pricing.benefit_cost import claim_free_steps_of
+    from puhui.pricing.enrolment import paid_under_own_terms, policy_claim_free_years
+
+    if not any(claim_free_steps_of(b.raw) for b in product.benefits):
+        return {}
+    own_paid, _ = paid_under_own_terms(product, data, frame)
+    cfy = policy_claim_free_years(frame, data.policies, own_paid)
+    del own_paid
+    counts = pd.Series(cfy[on]).value_counts().sort_index()
+    rows = np.flatnonzero(on & (cfy > 0))
+    if len(rows):
+        paid = _repaid(product, data, frame, year, rows, cfy[rows])
+        for col, v in paid.items():
+            frame[col].to_numpy()[rows] = v
+    return {str(int(k)): int(v) for k, v in counts.items()}
+
+
+def _repaid(product: Product, data: FundData, frame: pd.DataFrame, year: int,
+            rows, years) -> dict:
+    """The payouts (fen) of ``frame``'s ``rows`` (``year``'s renewals) under policies
+    carrying their claim-free ``years``: the calculator on those people's settlements
+    of the year, as the experience's notional policies but with the years set."""
+    import numpy as np
+
+    from puhui.benefits.calculator import adjudicate
+    from puhui.benefits.quantities import LineMatcher
+    from puhui.pricing.experience import effective_settlements, has_lines, may_pay
+
+    who = frame["psn_no"].to_numpy()[rows].astype(str)
+    st = effective_settlements(data.settlements)
+    st = st[(st["setl_time"].dt.year == year).to_numpy() & st["psn_no"].astype(str).isin(who).to_numpy()]
+    lines = data.lines
+    if lines is not None:
+        lines = lines[lines["setl_id"].isin(st["setl_id"])]
+    st = st[may_pay(product, st, has_lines(st, lines))]
+    notional = pd.DataFrame({
+        "policy_no": rows, "psn_no": who, "product_id": product.id,
+        "start_date": pd.Timestamp(f"{year}-01-01"), "end_date": pd.Timestamp(f"{year}-12-31"),
+        "preexisting": frame["preexisting"].to_numpy()[rows], "premium": 0, "consent": True,
+        "renewal": True, "claim_free_years": np.asarray(years, dtype="int64")})
+    agg = adjudicate(product, st, notional, lines, matcher=LineMatcher(product)).by_policy()
+    out = {}
+    for b in product.benefits:
+        col = f"payout_{b.id}"
+        out[col] = (agg[col].reindex(rows, fill_value=0).to_numpy() if col in agg.columns
+                    else np.zeros(len(rows), dtype="int64"))
+    return out
 
 
 def prediction_interval(mean: float, parameter: dict, process_sd: float | None,
@@ -173,6 +238,7 @@ def backtest_year(products: list[Product], data: FundData, year: int, assumption
         "realised_cost": {k: _r(v) for k, v in r.items()},
         "realised_cost_per_policy_year": _r(real["per_policy_year"]),
         "realised_paid_total": _r(real["paid_total"]),
+        "realised_claim_free_years": real["claim_free_policies"],
         "ae": {k: _ratio(r.get(k), pure.get(k)) for k in pure},
         "policies_predicted": priced["policies"], "policies_actual": real["policies"],
         "policies_ae": _ratio(real["policies"], priced["policies"]),

@@ -77,7 +77,7 @@ def _amount(raw, key) -> tuple[float, str | None]:
     return float(v), None
 
 
-def _steps(raw) -> tuple[tuple[int, float], ...]:
+def claim_free_steps_of(raw) -> tuple[tuple[int, float], ...]:
     v = raw.get("deductible")
     if not isinstance(v, dict):
         return ()
@@ -123,7 +123,8 @@ def pricing_groups(product: Product, weights: dict[str, float] | None = None) ->
             b = members[0]
             r = float(b.raw["ratio"])
             out.append(GroupTerms(b.id, ids, ded, r, float(b.raw.get("preexisting_ratio", r)),
-                                  _amount(b.raw, "limit")[0], claim_free_steps=_steps(b.raw)))
+                                  _amount(b.raw, "limit")[0],
+                                  claim_free_steps=claim_free_steps_of(b.raw)))
             continue
         w = np.array([max((weights or {}).get(b.id, 0.0), 0.0) for b in members])
         w = w / w.sum() if w.sum() > 0 else np.full(len(members), 1 / len(members))
@@ -138,7 +139,7 @@ def pricing_groups(product: Product, weights: dict[str, float] | None = None) ->
         out.append(GroupTerms("+".join(ids), ids, ded, r, pre, float(sum(limits.values())),
                               note="priced jointly (shared deductible or limit): eligible-"
                                    "weighted ratio, limits added where separate",
-                              claim_free_steps=_steps(first.raw)))
+                              claim_free_steps=claim_free_steps_of(first.raw)))
     return out
 
 

@@ -473,8 +473,8 @@ def _plain_id(pid: str) -> bool:
 def next_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
                           paid: np.ndarray) -> np.ndarray:
     """Claim-free years each person-year's policyholder would have at renewal next
-    year: (years before this year's policy, :func:`puhui.benefits.claim_free.claim_free_years`)
-    + 1 when this year paid nothing, else 0; 0 for people not enrolled.
+    year: (years before this year's policy, :func:`policy_claim_free_years`) + 1 when
+    this year paid nothing, else 0; 0 for people not enrolled.
 
     ``paid``: what each row's policy paid (fen), under its own product's terms where
     known (:func:`paid_under_own_terms`); policies before the data years are unknown (a
@@ -487,6 +487,27 @@ def next_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
     ...     "end_date": pd.to_datetime(["2024-12-31", "2025-12-31"] * 2)})
     >>> next_claim_free_years(fr, pol, np.array([0, 0, 500, 0])).tolist()
     [1, 2, 0, 1]
+    """
+    before = policy_claim_free_years(frame, policies, paid)
+    enrolled = frame["enrolled"].to_numpy(dtype=bool)
+    return np.where(enrolled & (np.asarray(paid) <= 0), before + 1, 0).astype("int64")
+
+
+def policy_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
+                            paid: np.ndarray) -> np.ndarray:
+    """Claim-free years of each person-year's own policy (the years in a row just
+    before it that paid nothing, :func:`puhui.benefits.claim_free.claim_free_years`,
+    the rule the claims batch applies), judged on ``paid`` (fen per row, under each
+    policy's own terms); 0 for people not enrolled. The deductible a renewal year's
+    policy actually had.
+
+    >>> fr = pd.DataFrame({"psn_no": ["a", "a", "b", "b"], "year": [2024, 2025] * 2,
+    ...                    "enrolled": [True, True, True, True]})
+    >>> pol = pd.DataFrame({"policy_no": ["a4", "a5", "b4", "b5"], "psn_no": ["a", "a", "b", "b"],
+    ...     "start_date": pd.to_datetime(["2024-01-01", "2025-01-01"] * 2),
+    ...     "end_date": pd.to_datetime(["2024-12-31", "2025-12-31"] * 2)})
+    >>> policy_claim_free_years(fr, pol, np.array([0, 0, 500, 0])).tolist()
+    [0, 1, 0, 0]
     """
     from puhui.benefits.claim_free import claim_free_years
     from puhui.pricing.experience import person_ids, person_rows, year_person_key
@@ -507,9 +528,8 @@ def next_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
                          index=pol["policy_no"].astype(str).to_numpy())
     cfy = pd.Series(claim_free_years(pol, pol_paid), index=pkey)
     cfy = cfy[~cfy.index.duplicated()]
-    before = cfy.reindex(key, fill_value=0).to_numpy()
     out = np.zeros(len(frame), dtype="int64")
-    out[enrolled] = np.where(paid <= 0, before + 1, 0)
+    out[enrolled] = cfy.reindex(key, fill_value=0).to_numpy()
     return out
 
 
