@@ -305,3 +305,35 @@ def test_versions_of_different_years_and_other_misuse_are_refused(city, tmp_path
     r = run("price", "--product", STANDARD, "--product", COMMUNITY, "--policies", "100",
             *common)
     _bad(r, "--policies")
+
+
+def test_an_eligibility_column_of_0_1_with_nulls_reads_nulls_as_false(tmp_path):
+    """docs/pricing.md: nulls count as false; 0/1 with nulls is read as floats or
+    nullable integers, and words true/false are accepted too."""
+    from puhui.pricing.versions import eligibility_columns
+    from puhui.products.model import load_product, product_path
+
+    p = load_product(product_path(COMMUNITY))
+    col = p.raw["eligibility"]["persons_column"]
+    pe = pd.DataFrame({"psn_no": ["a", "b", "c", "d"],
+                       col: pd.array([1, None, 0, 1], dtype="Int64")})
+    engine = "fastparquet"      # the one Parquet engine installed until issue 19
+    pe.to_parquet(tmp_path / "persons.parquet", engine=engine, index=False)
+    got = eligibility_columns([p], tmp_path)[p.id]
+    assert got.to_dict() == {"a": True, "b": False, "c": False, "d": True}
+    pe[col] = ["true", None, "FALSE", "True"]
+    pe.to_parquet(tmp_path / "persons.parquet", engine=engine, index=False)
+    assert eligibility_columns([p], tmp_path)[p.id].tolist() == [True, False, False, True]
+
+
+def test_a_version_priced_alone_says_its_eligibility_column_is_not_read(priced, city, tmp_path):
+    data, assumptions = city
+    r = run("price", "--product", COMMUNITY, "--data", str(data), "--out", str(tmp_path / "o"),
+            "--assumptions", str(assumptions), "--no-backtest")
+    assert r.returncode == 0, r.stderr
+    f = json.loads((tmp_path / "o" / "pricing.json").read_text(encoding="utf-8"))
+    (note,) = [n for n in f["notes"] if "priced alone it is not read" in n]
+    assert "'community_mutual_aid'" in note and "--product A --product B" in note
+    _, out, _ = priced                        # priced jointly: the column is read, no note
+    g = json.loads((out / COMMUNITY / "pricing.json").read_text(encoding="utf-8"))
+    assert not [n for n in g["notes"] if "priced alone" in n]

@@ -196,6 +196,13 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     del data
     if bt is not None:
         result.figures["backtest"] = bt
+    column = product.raw.get("eligibility", {}).get("persons_column")
+    if column:
+        result.figures["notes"].append(
+            f"{product.id} names an eligibility column ({column!r}) for pricing beside other "
+            f"versions; priced alone it is not read: the price is for everyone of its schemes "
+            f"and ages. Give the versions together (--product A --product B) to price it for "
+            f"those with true there")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "command": "price",

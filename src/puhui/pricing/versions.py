@@ -244,19 +244,28 @@ def eligibility_columns(products, data_dir: Path) -> dict[str, pd.Series]:
     df = pf.to_pandas(columns=["psn_no", *sorted(set(wanted.values()))])
     out = {}
     for pid, col in wanted.items():
-        s = df[col]
-        if s.dtype == object:
-            vals = set(s.dropna().unique().tolist())
-            if not vals <= {True, False}:
-                raise InputError(f"{path}: column {col!r} ({pid}'s eligibility) holds "
-                                 f"{sorted(map(repr, vals))[:5]}; give true/false")
-        elif not (pd.api.types.is_bool_dtype(s) or (pd.api.types.is_integer_dtype(s)
-                                                   and set(s.unique()) <= {0, 1})):
-            raise InputError(f"{path}: column {col!r} ({pid}'s eligibility) is {s.dtype}; "
-                             f"give true/false (or 0/1) per person")
-        out[pid] = pd.Series(s.fillna(False).astype(bool).to_numpy(),
+        out[pid] = pd.Series(_true_false(df[col], f"{path}: column {col!r} ({pid}'s eligibility)"),
                              index=df["psn_no"].astype(str).to_numpy())
     return out
+
+
+def _true_false(s: pd.Series, where: str) -> np.ndarray:
+    """A true/false column as booleans, nulls false: booleans, 0/1 integers, 0/1 with
+    nulls (read as floats or nullable integers) and the words true/false; anything else
+    is exit 2 naming the values found.
+
+    >>> _true_false(pd.Series([1.0, None, 0.0]), "c").tolist()
+    [True, False, False]
+    """
+    vals = set(s.dropna().unique().tolist())
+    if pd.api.types.is_bool_dtype(s) or vals <= {True, False}:     # 0/1 and 0.0/1.0 too
+        return s.astype("boolean").fillna(False).to_numpy(dtype=bool)
+    words = {str(v).strip().lower() for v in vals}
+    if s.dtype == object and words <= {"true", "false"}:
+        return s.map(lambda v: str(v).strip().lower() == "true" if v is not None
+                     and v == v else False).to_numpy(dtype=bool)
+    raise InputError(f"{where} holds {sorted(map(repr, vals))[:5]} ({s.dtype}); give "
+                     f"true/false (or 0/1) per person, nulls count as false")
 
 
 # --- the joint pricing run ----------------------------------------------------------------
