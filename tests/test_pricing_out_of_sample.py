@@ -386,12 +386,14 @@ def test_a_price_response_of_the_wrong_sign_or_size_is_refused(tmp_path, beta):
 
 def test_no_one_left_for_next_year_is_refused_with_exit_2(small_city_dir, tmp_path):
     """Every person dead in the last data year: nobody to hold next year's policy (the
-    hostile review found an IndexError deep in the budget impact)."""
+    hostile review found an IndexError deep in the budget impact). They die on 31
+    December: a whole year lived, and still out of next year's book (a death on the
+    last day once counted as alive at the year's end)."""
     from puhui.fund.files import read_fund
 
     d = read_fund(small_city_dir)
-    d.persons["death_date"] = pd.Timestamp("2025-12-30")
-    st = d.settlements[d.settlements["setl_time"] <= pd.Timestamp("2025-12-30")]
+    d.persons["death_date"] = pd.Timestamp("2025-12-31")
+    st = d.settlements[d.settlements["setl_time"] < pd.Timestamp("2026-01-01")]
     st = st[st["refund_of"].isna() | st["refund_of"].isin(st["setl_id"])]
     d.settlements = st
     d.lines = d.lines[d.lines["setl_id"].isin(st["setl_id"])]
@@ -405,17 +407,54 @@ def test_no_one_left_for_next_year_is_refused_with_exit_2(small_city_dir, tmp_pa
 def test_a_balance_setting_that_is_not_a_finite_number_or_a_table_is_refused(small_city_dir,
                                                                               tmp_path):
     base = Path("actuarial/assumptions/pricing.toml").read_text(encoding="utf-8")
+    f = tmp_path / "a.toml"
     for bad, says in (("full_credibility_events = inf", "full_credibility_events = inf"),
-                      ("full_credibility_events = 1e400", "full_credibility_events = inf")):
-        f = tmp_path / "a.toml"
-        f.write_text(base.replace("full_credibility_events = 1082", bad), encoding="utf-8")
+                      ("full_credibility_events = 1e400", "full_credibility_events = inf"),
+                      ("model_bias_sd = 0", "model_bias_sd = 0"),
+                      ("model_bias_sd = -0.1", "model_bias_sd = -0.1"),
+                      ("model_bias_sd = nan", "model_bias_sd = nan"),
+                      ('model_bias_sd = "0.15"', "model_bias_sd = '0.15'"),
+                      ("model_bias_sd = 0.15\nfull_credibility_events = 1082", "give one")):
+        f.write_text(base.replace("model_bias_sd = 0.15", bad), encoding="utf-8")
         r = run("price", "--product", "huhuibao-2025", "--data", str(small_city_dir),
                 "--out", str(tmp_path / "o"), "--assumptions", str(f))
-        assert r.returncode == 2 and says in r.stderr, r.stderr
+        assert r.returncode == 2 and says in r.stderr, (bad, r.stderr)
     f.write_text("balance = 3\n" + base.replace("[balance]\n", "[unused]\n"), encoding="utf-8")
     r = run("price", "--product", "huhuibao-2025", "--data", str(small_city_dir),
             "--out", str(tmp_path / "o"), "--assumptions", str(f))
     assert r.returncode == 2 and "[balance] must be a table" in r.stderr, r.stderr
+
+
+def test_balance_by_hand():
+    """Bühlmann: Z = n / (n + (1 + cv^2) / tau^2), factor = Z A/E + 1 - Z, recomputed
+    from the group's paid person-years in a plain loop; the limited-fluctuation rule
+    when the basis asks for it."""
+    import math
+
+    from puhui.pricing.balance import BalanceRule, balance
+
+    class Flat:                               # a model expecting 100 yuan a person-year
+        level_ = 1.0
+
+        def moments(self, combos, terms):
+            return np.full(len(combos), 100.0), np.full(len(combos), 1e4)
+
+    paid = [0, 0, 30000, 0, 12000, 0, 0, 250000, 0, 9000] * 3     # fen
+    frame = pd.DataFrame({"exposure": [1.0] * 30, "payout_h": paid})
+    cells = (pd.DataFrame({"c": [0]}), np.zeros(30, dtype="int64"))
+    m = Flat()
+    fig = balance(m, None, frame, ["h"], cells, rule=BalanceRule("buhlmann", 0.15))
+    yuan = [p / 100 for p in paid if p > 0]
+    n, mean = len(yuan), sum(yuan) / len(yuan)
+    cv = math.sqrt(sum((y - mean) ** 2 for y in yuan) / n) / mean     # population sd
+    z = n / (n + (1 + cv * cv) / 0.15 ** 2)
+    ae = sum(yuan) / (100.0 * 30)
+    assert fig["claims"] == 12 and fig["Z"] == pytest.approx(z, abs=1e-4)
+    assert m.level_ == pytest.approx(z * ae + 1 - z, rel=1e-12)
+    assert fig["half_credibility_claims"] == pytest.approx((1 + cv * cv) / 0.0225, abs=0.05)
+    balance(m, None, frame, ["h"], cells, rule=BalanceRule("limited_fluctuation", 1082))
+    zl = min(1.0, math.sqrt(n / (1082 * (1 + cv * cv))))
+    assert m.level_ == pytest.approx(zl * ae + 1 - zl, rel=1e-12)
 
 
 def test_data_years_with_a_gap_are_refused_with_exit_2(tmp_path):

@@ -13,14 +13,23 @@ who enrols. So each group's expected annual benefit is set against the product's
 calculator on the same person-years (the as-if payouts) and scaled::
 
     A/E    = sum as-if paid / sum (E[B | cell] x exposure)   over the models' years
-    Z      = min(1, sqrt(n / (n_full (1 + cv^2))))          limited fluctuation
+    Z      = n / (n + (1 + cv^2) / tau^2)                    Bühlmann
     factor = Z A/E + (1 - Z)
 
 where n is the number of person-years the group paid (as if in force) and cv the
-coefficient of variation of those payments: full credibility for a pure premium needs
-n_full (1 + cv^2) claims, n_full = 1,082 for the level within +-5 % with probability
-90 % (Mahler and Dean, "Credibility", Foundations of Casualty Actuarial Science,
-chapter 8: the standard for pure premiums). The factor
+coefficient of variation of those payments, so (1 + cv^2) / n is the variance of a
+compound Poisson total's A/E about its true level, and tau the spread of the model's own
+level error (``[balance] model_bias_sd`` in pricing.toml): Z = tau^2 / (tau^2 + Var A/E),
+Bühlmann's credibility of one risk's mean with the model as the collective (Bühlmann and
+Gisler, "A Course in Credibility Theory", 2005, ch. 3). The balance corrects a
+*systematic* error of the model (its level on the data it was fitted on); the
+complement is the model itself, fitted on the same data, so it gets weight only while
+the A/E's own noise is of the size of the error it measures. (Session 12 used the
+limited-fluctuation rule Z = min(1, sqrt(n / (1,082 (1 + cv^2)))), Mahler and Dean,
+"Credibility", Foundations of Casualty Actuarial Science, ch. 8, which asks for 3,929
+paid person-years before a cv of 1.6 is fully believed: at 867 it corrected a measured
+-19 % by -9 % where the A/E's own standard error was 6.5 %; a pricing.toml that gives
+``full_credibility_events`` instead of ``model_bias_sd`` still gets that rule.) The factor
 multiplies the model's E[B] (and E[B^2] by its square) wherever the model is used: the
 cells' costs, the claim-free steps, the credibility by cell (which then moves relative
 positions only), what-if, the lifetime projection. A thin group stays near its model.
@@ -28,36 +37,73 @@ positions only), what-if, the lifetime projection. A thin group stays near its m
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from puhui.pricing.external import credibility_weight
 
-#: Events for full credibility of a group's level (90 % / +-5 %).
+#: Events for full credibility of a group's level (90 % / +-5 %): the limited-fluctuation
+#: rule's standard, used when pricing.toml gives ``full_credibility_events``.
 FULL_CREDIBILITY_EVENTS = 1082.0
 
 
-def balance_factor(actual: float, expected: float, events: float,
-                   n_full: float = FULL_CREDIBILITY_EVENTS) -> tuple[float, float]:
-    """(factor, Z) for a group with ``actual`` as-if paid against ``expected`` by its
-    model, ``events`` claims against a standard of ``n_full``: factor = Z A/E + (1 - Z),
-    Z = min(1, sqrt(events / n_full)); 1 when nothing was expected.
+@dataclass(frozen=True)
+class BalanceRule:
+    """How credible a group's A/E is: ``kind`` "buhlmann" (``value`` = tau, the model's
+    level error sd) or "limited_fluctuation" (``value`` = the events for full
+    credibility)."""
 
-    >>> balance_factor(80.0, 100.0, 4328)      # credible: the experience's level
-    (0.8, 1.0)
-    >>> f, z = balance_factor(80.0, 100.0, 270.5); round(f, 3), round(z, 3)
-    (0.9, 0.5)
-    >>> balance_factor(5.0, 0.0, 10)
-    (1.0, 0.0)
+    kind: str
+    value: float
+
+    def z(self, n: float, cv: float) -> float:
+        """Z for ``n`` paid person-years whose payments have a coefficient of variation
+        ``cv``.
+
+        >>> round(BalanceRule("buhlmann", 0.15).z(867, 1.6221), 4)   # k = 161.4
+        0.8431
+        >>> round(BalanceRule("limited_fluctuation", 1082).z(867, 1.6221), 4)
+        0.4698
+        """
+        if n <= 0:
+            return 0.0
+        if self.kind == "buhlmann":
+            return n / (n + (1.0 + cv ** 2) / self.value ** 2)
+        return credibility_weight(n, self.value * (1.0 + cv ** 2))
+
+    def figures(self, cv: float) -> dict:
+        """What pricing.json shows of the rule for a group with payments' ``cv``."""
+        if self.kind == "buhlmann":
+            return {"rule": "buhlmann", "model_bias_sd": self.value,
+                    "half_credibility_claims": round((1.0 + cv ** 2) / self.value ** 2, 1)}
+        return {"rule": "limited_fluctuation",
+                "full_credibility_claims": round(self.value * (1.0 + cv ** 2), 1)}
+
+
+#: The shipped rule when pricing.toml's [balance] says nothing.
+DEFAULT_RULE = BalanceRule("buhlmann", 0.15)
+
+
+def balance_factor(actual: float, expected: float, z: float) -> float:
+    """factor = Z A/E + (1 - Z); 1 when nothing was expected.
+
+    >>> balance_factor(80.0, 100.0, 1.0)      # credible: the experience's level
+    0.8
+    >>> round(balance_factor(80.0, 100.0, 0.5), 3)
+    0.9
+    >>> balance_factor(5.0, 0.0, 1.0)
+    1.0
     """
     if not expected > 0:
-        return 1.0, 0.0
-    z = credibility_weight(events, n_full)
-    return z * (actual / expected) + (1.0 - z), z
+        return 1.0
+    return z * (actual / expected) + (1.0 - z)
 
 
 def balance(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple,
-            use: np.ndarray | None = None, n_full: float = FULL_CREDIBILITY_EVENTS) -> dict:
+            use: np.ndarray | None = None, rule: BalanceRule = DEFAULT_RULE) -> dict:
     """Set ``model.level_`` to the balance factor of group ``terms`` and return its
     figures. ``frame``: the rating frame (``exposure``, ``payout_<b>`` in fen);
     ``benefit_ids``: the group's benefits; ``cells``: ``cells_of(frame, ...)`` with the
@@ -71,11 +117,39 @@ def balance(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple,
     paid = paid[paid > 0]
     actual = float(paid.sum())
     cv = float(paid.std() / paid.mean()) if len(paid) > 1 else 0.0
-    standard = n_full * (1.0 + cv ** 2)
-    factor, z = balance_factor(actual, expected, len(paid), standard)
+    z = rule.z(len(paid), cv) if expected > 0 else 0.0
+    factor = balance_factor(actual, expected, z)
     model.level_ = factor
     return {"actual": round(actual, 2), "expected": round(expected, 2),
             "actual_to_expected": round(actual / expected, 4) if expected > 0 else None,
-            "claims": int(len(paid)), "cv": round(cv, 4),
-            "full_credibility_claims": round(standard, 1), "Z": round(z, 4),
-            "factor": round(factor, 6)}
+            "claims": int(len(paid)), "cv": round(cv, 4), **rule.figures(cv),
+            "Z": round(z, 4), "factor": round(factor, 6)}
+
+
+def balance_rule(table: dict, where: str) -> BalanceRule:
+    """The rule pricing.toml's ``[balance]`` gives: ``model_bias_sd = tau`` (Bühlmann,
+    0 < tau <= 10) or ``full_credibility_events = N`` (limited fluctuation, N > 0), not
+    both; neither: :data:`DEFAULT_RULE`. A bad value is exit 2 naming it."""
+    from puhui.errors import InputError
+
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: [balance] must be a table (model_bias_sd = tau); "
+                         f"got {table!r}")
+    given = [k for k in ("model_bias_sd", "full_credibility_events") if k in table]
+    if len(given) > 1:
+        raise InputError(f"{where}: [balance] gives both model_bias_sd and "
+                         f"full_credibility_events; give one (model_bias_sd: Bühlmann, the "
+                         f"shipped rule; full_credibility_events: limited fluctuation)")
+    if not given:
+        return DEFAULT_RULE
+    key = given[0]
+    v = table[key]
+    top = 10.0 if key == "model_bias_sd" else math.inf
+    if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            or not 0 < v <= top):
+        what = ("a positive spread of the model's level error, at most 10 (0.15 is the "
+                "shipped assumption)" if key == "model_bias_sd"
+                else "a positive number of events (1082 is the 90 % / +-5 % standard)")
+        raise InputError(f"{where}: [balance] {key} = {v!r}; give {what}")
+    return BalanceRule("buhlmann" if key == "model_bias_sd" else "limited_fluctuation",
+                       float(v))

@@ -10,6 +10,7 @@ who actually enrol. One row per person-year, in year then person order::
     person        = the person's row in persons.parquet (the key every join uses:
                     integers, not ten million strings)
     exposure      = days alive in the year / days in the year      (part years for deaths)
+    died          = the person dies in the year (on 31 December too: out of next year)
     enrolled      = the person held a policy (of any product in the data) that year
     preexisting   = the enrolled policy's flag; for others, a main diagnosis starting with
                     one of the product's pre-existing ICD-10 prefixes in the look-back
@@ -66,7 +67,9 @@ def effective_mask(st: pd.DataFrame) -> np.ndarray:
 
 
 def person_years(persons: pd.DataFrame, years: list[int]) -> pd.DataFrame:
-    """One row per person alive at the start of each year, with the exposure; ``person``
+    """One row per person alive at the start of each year, with the exposure and
+    whether they die in the year (``died``: a death on 31 December lives the whole
+    year and still leaves next year's book); ``person``
     is the person's row in ``persons`` and ``psn_no`` a categorical over their ids (rows
     in year, then person order).
 
@@ -74,16 +77,16 @@ def person_years(persons: pd.DataFrame, years: list[int]) -> pd.DataFrame:
 
     >>> p = pd.DataFrame({"psn_no": ["a", "b"], "birth_year": [1950, 1990],
     ...                   "death_date": pd.to_datetime(["2024-07-01", None])})
-    >>> person_years(p, [2024, 2025])[["psn_no", "year", "exposure"]].round(4).values.tolist()
-    [['a', 2024, 0.5], ['b', 2024, 1.0], ['b', 2025, 1.0]]
+    >>> person_years(p, [2024, 2025])[["psn_no", "year", "exposure", "died"]].round(4).values.tolist()
+    [['a', 2024, 0.5, True], ['b', 2024, 1.0, False], ['b', 2025, 1.0, False]]
     """
     rows = []
     ids = pd.CategoricalDtype(pd.Index(persons["psn_no"].astype(str)))
     for y in years:
-        alive, _, share = year_at_risk(persons["death_date"], y)
+        alive, died, share = year_at_risk(persons["death_date"], y)
         rows.append(pd.DataFrame({
             "psn_no": pd.Categorical.from_codes(np.flatnonzero(alive), dtype=ids),
-            "person": np.flatnonzero(alive), "year": y, "exposure": share}))
+            "person": np.flatnonzero(alive), "year": y, "exposure": share, "died": died}))
     return pd.concat(rows, ignore_index=True)
 
 

@@ -59,7 +59,7 @@ from puhui.pricing.enrolment import (
     paid_under_own_terms,
     spiral,
 )
-from puhui.pricing.balance import FULL_CREDIBILITY_EVENTS, balance
+from puhui.pricing.balance import balance, balance_rule
 from puhui.pricing.experience import experience_in_blocks, person_year_rows, years_with_history
 from puhui.pricing.external import price_external
 from puhui.pricing.frequency import age_band, rating_frame
@@ -104,14 +104,7 @@ def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
     if curve not in ("fitted", "published"):
         raise InputError(f"{p}: [agreements] curve = {curve!r}; give \"fitted\" or "
                          f"\"published\"")
-    if not isinstance(a.get("balance", {}), dict):
-        raise InputError(f"{p}: [balance] must be a table (full_credibility_events = N); "
-                         f"got {a['balance']!r}")
-    n_full = a.get("balance", {}).get("full_credibility_events", FULL_CREDIBILITY_EVENTS)
-    if (isinstance(n_full, bool) or not isinstance(n_full, (int, float)) or not n_full > 0
-            or not math.isfinite(n_full)):
-        raise InputError(f"{p}: [balance] full_credibility_events = {n_full!r}; give a "
-                         f"positive number of events (1082 is the 90 % / +-5 % standard)")
+    balance_rule(a.get("balance", {}), str(p))
     return a, p
 
 
@@ -413,8 +406,7 @@ def _step_benefit_costs(s: BuildUp) -> None:
     group_rows = []
     # the person-years' cells of the candidate factors, made once for every model
     frame_cells = cells_of(frame, BenefitCostModel().candidates(frame))
-    n_full = float(assumptions.get("balance", {}).get("full_credibility_events",
-                                                       FULL_CREDIBILITY_EVENTS))
+    rule = balance_rule(assumptions.get("balance", {}), "the assumptions' [balance]")
     balance_fig: dict[str, dict] = {}
     for terms in groups:
         say(f"benefit {terms.id}: frequency, severity, annual benefit per cell")
@@ -424,7 +416,7 @@ def _step_benefit_costs(s: BuildUp) -> None:
         model.fit(frame, e, cells=frame_cells, use=fit_rows)
         if model.kinds_:          # the model at its experience's level, as far as credible
             balance_fig[terms.id] = balance(model, terms, frame, terms.benefits, frame_cells,
-                                            use=fit_rows, n_full=n_full)
+                                            use=fit_rows, rule=rule)
         models[terms.id] = model
         m1, m2 = model.moments(cells, terms, severity_factor=sev_trend)
         if terms.claim_free_steps:
@@ -862,8 +854,9 @@ def next_year_state(product: Product, frame: pd.DataFrame, last: int
     ahead = "stayed" in frame.columns and "preexisting_next" in frame.columns
     older = frame.assign(age=frame["age"] + 1) if ahead else frame
     rows = (year == last) & eligible_rows(product, older)
-    if ahead:
-        rows &= frame["exposure"].to_numpy() >= 1.0 - 1e-9        # alive at the year's end
+    if ahead:                                   # alive at the year's end
+        rows &= (~frame["died"].to_numpy(dtype=bool) if "died" in frame.columns
+                 else frame["exposure"].to_numpy() >= 1.0 - 1e-9)
     cur = frame.loc[rows, [*MIX_FACTORS, "enrolled", "age", "exposure"]]
     if ahead:
         seen = frame["preexisting_next"].to_numpy()[rows].astype(cur["preexisting_seen"].dtype)
