@@ -121,3 +121,16 @@ def test_the_backtest_reading_of_a_price_that_was_too_high_and_missed():
         "interval": {"level": 0.9, "lower": 105.0, "upper": 140.0, "covers": False}})
     assert "from 2023, 2024 alone was 20.0 % above what 2025's enrollees cost" in text
     assert "1,100 were sold (10.0 % more)" in text and "does not cover" in text
+
+
+def test_the_report_shows_the_balance_table(priced):
+    """pricing.json's balance per group, in the report as a table (its figures)."""
+    _, out, _ = priced
+    f = json.loads((out / "pricing.json").read_text())
+    html = (out / "report.html").read_text()
+    section = html.split("<h3>Balance")[1].split("</table>")[0]
+    assert "model_bias_sd" in section and "&tau; = 0.15" in section
+    for gid, b in f["balance"].items():
+        assert f"<td>{gid}</td>" in section
+        assert f"{b['factor']:.4f}" in section and f"{b['Z']:.3f}" in section
+        assert f"{b['actual']:,.2f}" in section and f"{b['claims']:,}" in section
