@@ -134,3 +134,6 @@ def test_the_report_shows_the_balance_table(priced):
         assert f"<td>{gid}</td>" in section
         assert f"{b['factor']:.4f}" in section and f"{b['Z']:.3f}" in section
         assert f"{b['actual']:,.2f}" in section and f"{b['claims']:,}" in section
+        if b.get("enrolled"):
+            assert f"{b['enrolled']['factor']:.4f}" in section
+    assert any(b.get("enrolled") for b in f["balance"].values())

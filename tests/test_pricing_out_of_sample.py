@@ -503,3 +503,39 @@ def test_realised_cost_pays_renewals_at_their_claim_free_deductible(tmp_path):
     assert real["claim_free_policies"] == s["claim_free_years"]["policies_by_years"]
     assert int(real["claim_free_policies"].get("2", 0)) > 100      # the step is reached
     assert real["paid_total"] == pytest.approx(s["ledger_entries_yuan"], abs=0.005)
+
+
+def test_the_enrolled_selection_by_hand():
+    """The enrolled's level on top of the population's balance: A/E of the enrolled's
+    as-if paid against the balanced model, Bühlmann Z on their paid years, a plain loop;
+    nothing when everyone (or no one) was enrolled."""
+    import math
+
+    from puhui.pricing.balance import BalanceRule, balance, enrolled_selection
+
+    class Flat:
+        level_ = 1.0
+
+        def moments(self, combos, terms):
+            return np.full(len(combos), 100.0 * self.level_), np.full(len(combos), 1e4)
+
+    paid = [0, 0, 30000, 0, 12000, 0, 0, 250000, 0, 9000] * 3     # fen
+    enrolled = [True, False, True, False, False, False, True, True, False, False] * 3
+    frame = pd.DataFrame({"exposure": [1.0] * 30, "payout_h": paid, "enrolled": enrolled})
+    cells = (pd.DataFrame({"c": [0]}), np.zeros(30, dtype="int64"))
+    rule = BalanceRule("buhlmann", 0.15)
+    m = Flat()
+    balance(m, None, frame, ["h"], cells, rule=rule)
+    level = m.level_
+    fig = enrolled_selection(m, None, frame, ["h"], cells, rule=rule)
+    yuan = [p / 100 for p, e in zip(paid, enrolled) if e and p > 0]
+    n, mean = len(yuan), sum(yuan) / len(yuan)
+    cv = math.sqrt(sum((y - mean) ** 2 for y in yuan) / n) / mean
+    z = n / (n + (1 + cv * cv) / 0.0225)
+    ae = sum(yuan) / (100.0 * level * sum(enrolled))
+    assert fig["claims"] == n == 6 and fig["actual_to_expected"] == pytest.approx(ae, abs=1e-4)
+    assert m.level_ == pytest.approx(level * (z * ae + 1 - z), rel=1e-9)
+    everyone = frame.assign(enrolled=True)
+    assert enrolled_selection(Flat(), None, everyone, ["h"], cells, rule=rule) is None
+    assert enrolled_selection(Flat(), None, frame.assign(enrolled=False), ["h"], cells,
+                              rule=rule) is None

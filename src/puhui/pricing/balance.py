@@ -126,15 +126,64 @@ def balance(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple,
             "Z": round(z, 4), "factor": round(factor, 6)}
 
 
+def enrolled_selection(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple,
+                       use: np.ndarray | None = None,
+                       rule: BalanceRule = DEFAULT_RULE) -> dict | None:
+    """Multiply ``model.level_`` (already balanced to the population) by the enrolled's
+    factor and return its figures: the insured book against the balanced model in
+    the cells it sits in, over the models' years::
+
+        A/E_enrolled = sum as-if paid of the enrolled / sum (E[B | cell] x exposure)
+        factor       = Z A/E_enrolled + (1 - Z),  Z by ``rule`` on their paid years
+
+    The cells see age, sex, scheme, pre-existing status and last year's stay; who
+    chooses to buy sees more (a course of treatment under way, a diagnosis the look-back
+    misses), so the enrolled of a cell cost more than its people (issue 18: "selection
+    inside the rating cells is invisible"). Next year's book is mostly this year's
+    enrolled renewing, so their level is carried to it. None (no change) when no one
+    or everyone of the models' years was enrolled (insured-only data: the balance
+    already is the book's)."""
+    if "enrolled" not in frame.columns:
+        return None
+    on = frame["enrolled"].to_numpy(dtype=bool)
+    years = np.ones(len(frame), dtype=bool) if use is None else np.asarray(use, dtype=bool)
+    on &= years
+    if not on.any() or on.sum() == years.sum():
+        return None
+    combos, code = cells
+    m1 = model.moments(combos, terms)[0]
+    expected = float(np.dot(m1[code[on]], frame["exposure"].to_numpy(dtype=float)[on]))
+    paid = sum(frame[f"payout_{b}"].to_numpy()[on] for b in benefit_ids) / 100.0
+    paid = paid[paid > 0]
+    actual = float(paid.sum())
+    cv = float(paid.std() / paid.mean()) if len(paid) > 1 else 0.0
+    z = rule.z(len(paid), cv) if expected > 0 else 0.0
+    factor = balance_factor(actual, expected, z)
+    model.level_ = model.level_ * factor
+    return {"actual": round(actual, 2), "expected": round(expected, 2),
+            "actual_to_expected": round(actual / expected, 4) if expected > 0 else None,
+            "claims": int(len(paid)), "cv": round(cv, 4), **rule.figures(cv),
+            "Z": round(z, 4), "factor": round(factor, 6)}
+
+
 def balance_rule(table: dict, where: str) -> BalanceRule:
     """The rule pricing.toml's ``[balance]`` gives: ``model_bias_sd = tau`` (Bühlmann,
     0 < tau <= 10) or ``full_credibility_events = N`` (limited fluctuation, N > 0), not
-    both; neither: :data:`DEFAULT_RULE`. A bad value is exit 2 naming it."""
+    both; neither: :data:`DEFAULT_RULE`. ``enrolled`` (true/false, default true): the
+    enrolled's own level too (:func:`enrolled_selection`). A bad value or an unknown key
+    is exit 2 naming it."""
     from puhui.errors import InputError
 
     if not isinstance(table, dict):
         raise InputError(f"{where}: [balance] must be a table (model_bias_sd = tau); "
                          f"got {table!r}")
+    unknown = sorted(set(table) - {"model_bias_sd", "full_credibility_events", "enrolled"})
+    if unknown:
+        raise InputError(f"{where}: [balance] has no key {unknown[0]!r}; its keys are "
+                         f"model_bias_sd, full_credibility_events (one of them) and enrolled")
+    if not isinstance(table.get("enrolled", True), bool):
+        raise InputError(f"{where}: [balance] enrolled = {table['enrolled']!r}; give true "
+                         f"(carry the enrolled's own level to the book) or false")
     given = [k for k in ("model_bias_sd", "full_credibility_events") if k in table]
     if len(given) > 1:
         raise InputError(f"{where}: [balance] gives both model_bias_sd and "

@@ -59,7 +59,7 @@ from puhui.pricing.enrolment import (
     paid_under_own_terms,
     spiral,
 )
-from puhui.pricing.balance import balance, balance_rule
+from puhui.pricing.balance import balance, balance_rule, enrolled_selection
 from puhui.pricing.experience import experience_in_blocks, person_year_rows, years_with_history
 from puhui.pricing.external import price_external
 from puhui.pricing.frequency import age_band, rating_frame
@@ -407,6 +407,7 @@ def _step_benefit_costs(s: BuildUp) -> None:
     # the person-years' cells of the candidate factors, made once for every model
     frame_cells = cells_of(frame, BenefitCostModel().candidates(frame))
     rule = balance_rule(assumptions.get("balance", {}), "the assumptions' [balance]")
+    select = bool(assumptions.get("balance", {}).get("enrolled", True))
     balance_fig: dict[str, dict] = {}
     for terms in groups:
         say(f"benefit {terms.id}: frequency, severity, annual benefit per cell")
@@ -417,6 +418,10 @@ def _step_benefit_costs(s: BuildUp) -> None:
         if model.kinds_:          # the model at its experience's level, as far as credible
             balance_fig[terms.id] = balance(model, terms, frame, terms.benefits, frame_cells,
                                             use=fit_rows, rule=rule)
+            sel = (enrolled_selection(model, terms, frame, terms.benefits, frame_cells,
+                                      use=fit_rows, rule=rule) if select else None)
+            if sel is not None:
+                balance_fig[terms.id]["enrolled"] = sel
         models[terms.id] = model
         m1, m2 = model.moments(cells, terms, severity_factor=sev_trend)
         if terms.claim_free_steps:
