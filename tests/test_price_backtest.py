@@ -136,4 +136,5 @@ def test_the_report_shows_the_balance_table(priced):
         assert f"{b['actual']:,.2f}" in section and f"{b['claims']:,}" in section
         if b.get("enrolled"):
             assert f"{b['enrolled']['factor']:.4f}" in section
-    assert any(b.get("enrolled") for b in f["balance"].values())
+    assert not any(b.get("enrolled") for b in f["balance"].values())    # off: no columns
+    assert "enrolled: A/E" not in section

@@ -539,3 +539,24 @@ def test_the_enrolled_selection_by_hand():
     assert enrolled_selection(Flat(), None, everyone, ["h"], cells, rule=rule) is None
     assert enrolled_selection(Flat(), None, frame.assign(enrolled=False), ["h"], cells,
                               rule=rule) is None
+
+
+def test_the_enrolled_selection_when_asked_for(small_city_dir, tmp_path):
+    """[balance] enrolled = true: each group's model is multiplied by the enrolled's
+    factor too (pricing.json balance.<group>.enrolled, the report's columns); off by
+    default."""
+    base = Path("actuarial/assumptions/pricing.toml").read_text(encoding="utf-8")
+    assert "enrolled = false" in base
+    f = tmp_path / "a.toml"
+    f.write_text(base.replace("enrolled = false", "enrolled = true"), encoding="utf-8")
+    r = run("price", "--product", "huhuibao-2025", "--data", str(small_city_dir),
+            "--out", str(tmp_path / "o"), "--assumptions", str(f), "--no-backtest")
+    assert r.returncode == 0, r.stderr
+    fig = json.loads((tmp_path / "o" / "pricing.json").read_text(encoding="utf-8"))
+    sel = {g: b["enrolled"] for g, b in fig["balance"].items() if b.get("enrolled")}
+    assert sel
+    for b in sel.values():
+        assert b["factor"] == pytest.approx(b["Z"] * b["actual_to_expected"] + 1 - b["Z"],
+                                            abs=2e-4)
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert "enrolled: A/E" in html and f"{next(iter(sel.values()))['factor']:.4f}" in html

@@ -169,7 +169,7 @@ def enrolled_selection(model, terms, frame: pd.DataFrame, benefit_ids, cells: tu
 def balance_rule(table: dict, where: str) -> BalanceRule:
     """The rule pricing.toml's ``[balance]`` gives: ``model_bias_sd = tau`` (Bühlmann,
     0 < tau <= 10) or ``full_credibility_events = N`` (limited fluctuation, N > 0), not
-    both; neither: :data:`DEFAULT_RULE`. ``enrolled`` (true/false, default true): the
+    both; neither: :data:`DEFAULT_RULE`. ``enrolled`` (true/false, default false): the
     enrolled's own level too (:func:`enrolled_selection`). A bad value or an unknown key
     is exit 2 naming it."""
     from puhui.errors import InputError
@@ -181,7 +181,7 @@ def balance_rule(table: dict, where: str) -> BalanceRule:
     if unknown:
         raise InputError(f"{where}: [balance] has no key {unknown[0]!r}; its keys are "
                          f"model_bias_sd, full_credibility_events (one of them) and enrolled")
-    if not isinstance(table.get("enrolled", True), bool):
+    if not isinstance(table.get("enrolled", False), bool):
         raise InputError(f"{where}: [balance] enrolled = {table['enrolled']!r}; give true "
                          f"(carry the enrolled's own level to the book) or false")
     given = [k for k in ("model_bias_sd", "full_credibility_events") if k in table]

@@ -407,7 +407,7 @@ def _step_benefit_costs(s: BuildUp) -> None:
     # the person-years' cells of the candidate factors, made once for every model
     frame_cells = cells_of(frame, BenefitCostModel().candidates(frame))
     rule = balance_rule(assumptions.get("balance", {}), "the assumptions' [balance]")
-    select = bool(assumptions.get("balance", {}).get("enrolled", True))
+    select = bool(assumptions.get("balance", {}).get("enrolled", False))
     balance_fig: dict[str, dict] = {}
     for terms in groups:
         say(f"benefit {terms.id}: frequency, severity, annual benefit per cell")

@@ -109,13 +109,14 @@ person-years (as-if payouts, yuan, no trend); factor = Z A/E + (1 - Z), multiply
 it is used{% set r0 = (f.balance.values()|list)[0] %}{% if r0.rule == 'buhlmann' %}; Z = n / (n + (1 + cv&sup2;) / &tau;&sup2;), &tau; = {{ r0.model_bias_sd }}
 (<code>[balance] model_bias_sd</code>), n the person-years paid{% else %}; Z = min(1, &radic;(n / (N (1 + cv&sup2;)))),
 limited fluctuation (<code>[balance] full_credibility_events</code>){% endif %} (docs/pricing.md, "balance").</p>
-<table><tr><th>group</th><th>as-if paid</th><th>model expected</th><th>A/E</th><th>person-years paid</th><th>cv</th><th>Z</th><th>factor</th><th>enrolled: A/E</th><th>person-years paid</th><th>Z</th><th>factor</th></tr>
-{% for gid, b in f.balance.items() %}<tr><td>{{ gid }}</td><td class="n">{{ '{:,.2f}'.format(b.actual) }}</td><td class="n">{{ '{:,.2f}'.format(b.expected) }}</td><td class="n">{{ '{:.3f}'.format(b.actual_to_expected) if b.actual_to_expected is not none else 'n/a' }}</td><td class="n">{{ '{:,}'.format(b.claims) }}</td><td class="n">{{ '{:.2f}'.format(b.cv) }}</td><td class="n">{{ '{:.3f}'.format(b.Z) }}</td><td class="n">{{ '{:.4f}'.format(b.factor) }}</td>{% set e = b.enrolled %}{% if e %}<td class="n">{{ '{:.3f}'.format(e.actual_to_expected) if e.actual_to_expected is not none else 'n/a' }}</td><td class="n">{{ '{:,}'.format(e.claims) }}</td><td class="n">{{ '{:.3f}'.format(e.Z) }}</td><td class="n">{{ '{:.4f}'.format(e.factor) }}</td>{% else %}<td colspan="4">not applied</td>{% endif %}</tr>
+{% set SEL = f.balance.values()|selectattr('enrolled')|list %}<table><tr><th>group</th><th>as-if paid</th><th>model expected</th><th>A/E</th><th>person-years paid</th><th>cv</th><th>Z</th><th>factor</th>{% if SEL %}<th>enrolled: A/E</th><th>person-years paid</th><th>Z</th><th>factor</th>{% endif %}</tr>
+{% for gid, b in f.balance.items() %}<tr><td>{{ gid }}</td><td class="n">{{ '{:,.2f}'.format(b.actual) }}</td><td class="n">{{ '{:,.2f}'.format(b.expected) }}</td><td class="n">{{ '{:.3f}'.format(b.actual_to_expected) if b.actual_to_expected is not none else 'n/a' }}</td><td class="n">{{ '{:,}'.format(b.claims) }}</td><td class="n">{{ '{:.2f}'.format(b.cv) }}</td><td class="n">{{ '{:.3f}'.format(b.Z) }}</td><td class="n">{{ '{:.4f}'.format(b.factor) }}</td>{% if SEL %}{% set e = b.enrolled %}{% if e %}<td class="n">{{ '{:.3f}'.format(e.actual_to_expected) if e.actual_to_expected is not none else 'n/a' }}</td><td class="n">{{ '{:,}'.format(e.claims) }}</td><td class="n">{{ '{:.3f}'.format(e.Z) }}</td><td class="n">{{ '{:.4f}'.format(e.factor) }}</td>{% else %}<td colspan="4">not applied</td>{% endif %}{% endif %}</tr>
 {% endfor %}</table>
-<p>Enrolled: the insured book of the same years against the balanced model in its own cells (the
+{% if SEL %}<p>Enrolled: the insured book of the same years against the balanced model in its own cells (the
 cells cannot see all that moves a person to buy), by the same rule; its factor multiplies the
-balanced model for the book priced (<code>[balance] enrolled</code>; "not applied" where no one, or
-everyone, of those years held a policy).</p>{% endif %}
+balanced model for the book priced (<code>[balance] enrolled = true</code>; "not applied" where no one,
+or everyone, of those years held a policy). Off in the shipped basis: on the backtests it
+over-corrected every year (docs/pricing.md).</p>{% endif %}{% endif %}
 {% if plots.lr %}<img alt="loss ratio distribution" src="data:image/png;base64,{{ plots.lr }}">{% endif %}
 {% if f.experience %}<p>As-if experience of the enrolled (the product's calculator on their settlements,
 data years, no trend): {{ f.experience.as_if_paid_per_enrolled_policy_year }} yuan per policy-year.
