@@ -414,6 +414,8 @@ def test_a_balance_setting_that_is_not_a_finite_number_or_a_table_is_refused(sma
                       ("model_bias_sd = -0.1", "model_bias_sd = -0.1"),
                       ("model_bias_sd = nan", "model_bias_sd = nan"),
                       ('model_bias_sd = "0.15"', "model_bias_sd = '0.15'"),
+                      ("model_bias_sd = 1e-200", "model_bias_sd = 1e-200"),
+                      ("full_credibility_events = 1e308", "full_credibility_events = 1e+308"),
                       ("model_bias_sd = 0.15\nfull_credibility_events = 1082", "give one")):
         f.write_text(base.replace("model_bias_sd = 0.15", bad), encoding="utf-8")
         r = run("price", "--product", "huhuibao-2025", "--data", str(small_city_dir),
@@ -560,3 +562,64 @@ def test_the_enrolled_selection_when_asked_for(small_city_dir, tmp_path):
                                             abs=2e-4)
     html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     assert "enrolled: A/E" in html and f"{next(iter(sel.values()))['factor']:.4f}" in html
+
+
+@pytest.mark.parametrize("seed", [12, 13])
+def test_four_years_judge_earlier_policies_at_their_own_claim_free_deductible(tmp_path, seed):
+    """Four data years (the hostile review, session 13): a 2024 policy under huhuibao-2024
+    (15,000, 14,000 after two claim-free years) that paid only thanks to its own step was
+    judged claim-free at 15,000, so its 2025 renewal got 3 claim-free years where the
+    ledger gives 0. Earlier policies are now paid at their own claim-free years, oldest
+    first: the counts equal the ledger's (seed 12), and the payouts too where no
+    settlement is held for review (seed 13; seed 12 has one the batch quarantines)."""
+    from puhui.basis import actuarial_dir
+    from puhui.pricing.backtest import realised_cost
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions
+
+    d = tmp_path / "c"
+    r = run("synth", "--persons", "3000", "--years", "4", "--seed", str(seed), "--start-year",
+            "2022", "--out", str(d))
+    assert r.returncode == 0, r.stderr
+    ledger = f"sqlite:///{tmp_path / 'l.db'}"
+    for y in (2022, 2023, 2024, 2025):
+        r = run("claims", "run", "--product", f"huhuibao-{y}", "--data", str(d), "--ledger",
+                ledger, "--batch", f"b{y}", "--out", str(tmp_path / f"o{y}"))
+        assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "o2025" / "summary.json").read_text())
+    product = load_product(actuarial_dir() / "products" / "huhuibao-2025.toml")
+    real = realised_cost(product, load_for_pricing(d, product, load_assumptions(None)[0]), 2025)
+    assert real["claim_free_policies"] == s["claim_free_years"]["policies_by_years"]
+    assert "3" in real["claim_free_policies"]
+    if seed == 13:
+        assert real["paid_total"] == pytest.approx(s["ledger_entries_yuan"], abs=0.005)
+
+
+def test_a_claim_free_years_column_in_the_policies_file_is_taken_as_the_batch_takes_it(
+        tmp_path):
+    """The hostile review (session 13): the claims batch takes the policies file's own
+    claim_free_years when every policy has one; the backtest derived its own."""
+    from puhui.basis import actuarial_dir
+    from puhui.fund.files import read_fund
+    from puhui.pricing.backtest import realised_cost
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions
+
+    d = tmp_path / "c"
+    assert run("synth", "--persons", "3000", "--years", "3", "--seed", "5", "--start-year",
+               "2023", "--out", str(d)).returncode == 0
+    data = read_fund(d)
+    data.policies["claim_free_years"] = 0            # the insurer's own count: none
+    write_fund(data, d)
+    ledger = f"sqlite:///{tmp_path / 'l.db'}"
+    for y in (2023, 2024, 2025):
+        r = run("claims", "run", "--product", f"huhuibao-{y}", "--data", str(d), "--ledger",
+                ledger, "--batch", f"b{y}", "--out", str(tmp_path / f"o{y}"))
+        assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "o2025" / "summary.json").read_text())
+    assert s["claim_free_years"]["source"] == "data"
+    product = load_product(actuarial_dir() / "products" / "huhuibao-2025.toml")
+    real = realised_cost(product, load_for_pricing(d, product, load_assumptions(None)[0]), 2025)
+    assert real["claim_free_policies"] == s["claim_free_years"]["policies_by_years"] == {
+        "0": s["claim_free_years"]["policies_by_years"]["0"]}
+    assert real["paid_total"] == pytest.approx(s["ledger_entries_yuan"], abs=0.005)

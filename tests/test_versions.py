@@ -324,6 +324,11 @@ def test_an_eligibility_column_of_0_1_with_nulls_reads_nulls_as_false(tmp_path):
     pe[col] = ["true", None, "FALSE", "True"]
     pe.to_parquet(tmp_path / "persons.parquet", engine=engine, index=False)
     assert eligibility_columns([p], tmp_path)[p.id].tolist() == [True, False, False, True]
+    from puhui.pricing.versions import _true_false
+
+    assert _true_false(pd.Series(["true", "false", None], dtype="category"), "c").tolist() == [
+        True, False, False]
+    assert _true_false(pd.Series(["1", "0", None]), "c").tolist() == [True, False, False]
 
 
 def test_a_version_priced_alone_says_its_eligibility_column_is_not_read(priced, city, tmp_path):
@@ -337,3 +342,24 @@ def test_a_version_priced_alone_says_its_eligibility_column_is_not_read(priced, 
     _, out, _ = priced                        # priced jointly: the column is read, no note
     g = json.loads((out / COMMUNITY / "pricing.json").read_text(encoding="utf-8"))
     assert not [n for n in g["notes"] if "priced alone" in n]
+
+
+def test_a_versions_realised_cost_is_its_own_buyers(city):
+    """The hostile review (session 13): a version's backtest counted every policyholder
+    of the year (the standard version's buyers too) as its book. With policies of its
+    id in the year, the realised cost is over those alone."""
+    from puhui.pricing.backtest import realised_cost
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions
+    from puhui.products.model import load_product, product_path
+
+    data, _ = city
+    p = load_product(product_path(COMMUNITY))
+    real = realised_cost(p, load_for_pricing(data, p, load_assumptions(None)[0]), 2025)
+    pol = pd.read_parquet(data / "policies.parquet", engine="fastparquet")
+    assert real["policies"] == int((pol["product_id"] == COMMUNITY).sum()) > 0
+    assert not real["notes"]
+    std = load_product(product_path(STANDARD))
+    assert realised_cost(std, load_for_pricing(data, std, load_assumptions(None)[0]),
+                         2025)["policies"] == int(((pol["product_id"] == STANDARD)
+                                                   & (pol["start_date"].dt.year == 2025)).sum())

@@ -102,7 +102,8 @@ def realised_cost(product: Product, data: FundData, year: int) -> dict:
                                     drop=("eligible_", "claims_", "events_"))
     on = ((frame["year"].to_numpy() == year) & frame["enrolled"].to_numpy(dtype=bool)
           & eligible_rows(product, frame))
-    steps = claim_free_deductibles(product, through, frame, year, on)
+    on, notes = own_book(product, through, frame, year, on)
+    steps = claim_free_deductibles(product, through, frame, year, on, notes)
     n = int(on.sum())
     exposure = float(frame["exposure"].to_numpy()[on].sum())
     paid_fen = {b.id: int(frame[f"payout_{b.id}"].to_numpy()[on].sum()) for b in product.benefits}
@@ -112,67 +113,71 @@ def realised_cost(product: Product, data: FundData, year: int) -> dict:
             "per_policy": {**{b: v / n if n else None for b, v in paid.items()},
                            "total": total / n if n else None},
             "per_policy_year": total / exposure if exposure else None,
-            "claim_free_policies": steps}
+            "claim_free_policies": steps, "notes": notes}
+
+
+def own_book(product: Product, data: FundData, frame: pd.DataFrame, year: int, on
+             ) -> tuple:
+    """``on`` (year t's policyholders the product accepts) narrowed to those holding a
+    policy of ``product``'s id that year when the data holds any (a version priced
+    beside others: its own buyers, not the other versions'); else all of them, with a
+    note naming the products they hold (a product period moved to t, or a new product:
+    the year's policyholders stand for its book)."""
+    import numpy as np
+
+    from puhui.pricing.experience import person_ids, person_rows, year_person_key
+
+    pol = data.policies
+    pol = pol[(pol["start_date"].dt.year == year).to_numpy()]
+    ids = pol["product_id"].astype(str)
+    mine = pol[(ids == product.id).to_numpy()]
+    if len(mine):
+        index = person_ids(frame)
+        keys = year_person_key(np.full(len(mine), year), person_rows(index, mine["psn_no"]))
+        holds = np.isin(year_person_key(frame["year"].to_numpy(),
+                                        person_rows(index, frame["psn_no"])), keys)
+        return on & holds, []
+    held = sorted(set(ids))
+    if not held:
+        return on, []
+    return on, [f"no policy of {product.id} starts in {year}: its realised cost is that of "
+                f"the year's policyholders ({', '.join(held[:5])}"
+                f"{', ...' if len(held) > 5 else ''}) whom it accepts"]
 
 
 def claim_free_deductibles(product: Product, data: FundData, frame: pd.DataFrame,
-                           year: int, on) -> dict:
+                           year: int, on, notes: list | None = None) -> dict:
     """Re-pay, in place in ``frame``'s ``payout_<b>`` columns, the rows ``on`` (``year``'s
     enrollees) whose policy has claim-free years, with those years on the policy so a
     deductible that steps down after claim-free years (Huhuibao 2025: 12,000, 11,000
     after 2, 10,000 after 3) is the policy's own. The years are judged as the price
     judges them (:func:`puhui.pricing.enrolment.policy_claim_free_years`: the earlier
     years' payouts under each policy's own product where its file is in the basis).
-    Returns the number of ``year``'s policies at each count of claim-free years."""
+    Returns the number of ``year``'s policies at each count of claim-free years; the
+    notes of products without a file go to ``notes``."""
     import numpy as np
 
-    from puhui.pricing.benefit_cost import claim_free_steps_of
-    from puhui.pricing.enrolment import paid_under_own_terms, policy_claim_free_years
+    from puhui.pricing.enrolment import (
+        first_claim_free_step,
+        paid_under_own_terms,
+        policy_claim_free_years,
+        repay_with_claim_free_years,
+    )
 
-    if not any(claim_free_steps_of(b.raw) for b in product.benefits):
+    if first_claim_free_step(product) is None:
         return {}
-    own_paid, _ = paid_under_own_terms(product, data, frame)
+    own_paid, own_notes = paid_under_own_terms(product, data, frame)
+    if notes is not None:
+        notes += own_notes
     cfy = policy_claim_free_years(frame, data.policies, own_paid)
     del own_paid
     counts = pd.Series(cfy[on]).value_counts().sort_index()
-    rows = np.flatnonzero(on & (cfy > 0))
+    rows = np.flatnonzero(on & (cfy >= first_claim_free_step(product)))
     if len(rows):
-        paid = _repaid(product, data, frame, year, rows, cfy[rows])
+        paid = repay_with_claim_free_years(product, data, frame, year, rows, cfy[rows])
         for col, v in paid.items():
             frame[col].to_numpy()[rows] = v
     return {str(int(k)): int(v) for k, v in counts.items()}
-
-
-def _repaid(product: Product, data: FundData, frame: pd.DataFrame, year: int,
-            rows, years) -> dict:
-    """The payouts (fen) of ``frame``'s ``rows`` (``year``'s renewals) under policies
-    carrying their claim-free ``years``: the calculator on those people's settlements
-    of the year, as the experience's notional policies but with the years set."""
-    import numpy as np
-
-    from puhui.benefits.calculator import adjudicate
-    from puhui.benefits.quantities import LineMatcher
-    from puhui.pricing.experience import effective_settlements, has_lines, may_pay
-
-    who = frame["psn_no"].to_numpy()[rows].astype(str)
-    st = effective_settlements(data.settlements)
-    st = st[(st["setl_time"].dt.year == year).to_numpy() & st["psn_no"].astype(str).isin(who).to_numpy()]
-    lines = data.lines
-    if lines is not None:
-        lines = lines[lines["setl_id"].isin(st["setl_id"])]
-    st = st[may_pay(product, st, has_lines(st, lines))]
-    notional = pd.DataFrame({
-        "policy_no": rows, "psn_no": who, "product_id": product.id,
-        "start_date": pd.Timestamp(f"{year}-01-01"), "end_date": pd.Timestamp(f"{year}-12-31"),
-        "preexisting": frame["preexisting"].to_numpy()[rows], "premium": 0, "consent": True,
-        "renewal": True, "claim_free_years": np.asarray(years, dtype="int64")})
-    agg = adjudicate(product, st, notional, lines, matcher=LineMatcher(product)).by_policy()
-    out = {}
-    for b in product.benefits:
-        col = f"payout_{b.id}"
-        out[col] = (agg[col].reindex(rows, fill_value=0).to_numpy() if col in agg.columns
-                    else np.zeros(len(rows), dtype="int64"))
-    return out
 
 
 def prediction_interval(mean: float, parameter: dict, process_sd: float | None,
@@ -248,7 +253,7 @@ def backtest_year(products: list[Product], data: FundData, year: int, assumption
         "equilibrium_premium": (priced.get("equilibrium") or {}).get("premium"),
         "enrolment": priced.get("enrolment"),
         "launch_year_projection": launch_only,
-        "notes": priced["notes"],
+        "notes": priced["notes"] + [n for n in real["notes"] if n not in priced["notes"]],
     }
     if launch_only:
         out["launch_year_note"] = launch_year_note(priced.get("enrolment") or {})
@@ -289,7 +294,10 @@ def backtest(products: list[Product], data: FundData, assumptions: dict, seed: i
         check_period_shape(p, data.policies)
     tested = years[-1:] if last_only else years[1:]
     rows = [backtest_year(products, data, y, assumptions, seed, progress) for y in tested]
+    from puhui.pricing.run import eligibility_not_read
+
     notes = [NOTE_REVERSALS]
+    notes += [n for n in (eligibility_not_read(p) for p in products) if n]
     chosen = {id(product_for_year_index(products, y)) for y in tested}
     for p in products:
         if id(p) not in chosen:

@@ -71,8 +71,10 @@ class BalanceRule:
         if n <= 0:
             return 0.0
         if self.kind == "buhlmann":
-            return n / (n + (1.0 + cv ** 2) / self.value ** 2)
-        return credibility_weight(n, self.value * (1.0 + cv ** 2))
+            k = (1.0 + cv ** 2) / self.value ** 2
+            return n / (n + k) if math.isfinite(k) else 0.0
+        standard = self.value * (1.0 + cv ** 2)
+        return credibility_weight(n, standard) if math.isfinite(standard) else 0.0
 
     def figures(self, cv: float) -> dict:
         """What pricing.json shows of the rule for a group with payments' ``cv``."""
@@ -168,7 +170,8 @@ def enrolled_selection(model, terms, frame: pd.DataFrame, benefit_ids, cells: tu
 
 def balance_rule(table: dict, where: str) -> BalanceRule:
     """The rule pricing.toml's ``[balance]`` gives: ``model_bias_sd = tau`` (Bühlmann,
-    0 < tau <= 10) or ``full_credibility_events = N`` (limited fluctuation, N > 0), not
+    0.001 <= tau <= 10) or ``full_credibility_events = N`` (limited fluctuation,
+    1 <= N <= 1e9), not
     both; neither: :data:`DEFAULT_RULE`. ``enrolled`` (true/false, default false): the
     enrolled's own level too (:func:`enrolled_selection`). A bad value or an unknown key
     is exit 2 naming it."""
@@ -193,12 +196,12 @@ def balance_rule(table: dict, where: str) -> BalanceRule:
         return DEFAULT_RULE
     key = given[0]
     v = table[key]
-    top = 10.0 if key == "model_bias_sd" else math.inf
+    low, top = (0.001, 10.0) if key == "model_bias_sd" else (1.0, 1e9)
     if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-            or not 0 < v <= top):
-        what = ("a positive spread of the model's level error, at most 10 (0.15 is the "
+            or not low <= v <= top):
+        what = ("the spread of the model's level error, from 0.001 to 10 (0.15 is the "
                 "shipped assumption)" if key == "model_bias_sd"
-                else "a positive number of events (1082 is the 90 % / +-5 % standard)")
+                else "a number of events from 1 to 1e9 (1082 is the 90 % / +-5 % standard)")
         raise InputError(f"{where}: [balance] {key} = {v!r}; give {what}")
     return BalanceRule("buhlmann" if key == "model_bias_sd" else "limited_fluctuation",
                        float(v))

@@ -420,25 +420,22 @@ def paid_under_own_terms(product, data, exp: pd.DataFrame) -> tuple[np.ndarray, 
     of that year paid under its **own** product's terms, where the data's policy is of
     another product whose file is in ``actuarial/products/`` (the 2024 policies of a
     2025 pricing ran under 2024's 15,000 deductible, not 2025's 12,000); elsewhere the
-    priced product's as-if payout. This is what claim-free years are judged on: a
-    policy that paid nothing under its own terms was claim-free, whatever next year's
+    priced product's as-if payout. Each policy is paid at the deductible of its own
+    claim-free years (:func:`policy_claim_free_years`), the years judged oldest first on
+    what the earlier policies paid this way, as a ledger that ran each year's batch
+    would (a 2024 policy at 14,000 after two claim-free years may pay where 15,000 would
+    not, and then 2025 starts again at 0). This is what claim-free years are judged on:
+    a policy that paid nothing under its own terms was claim-free, whatever next year's
     terms would have paid. Returns the payouts and notes (products not found)."""
     from puhui.basis import actuarial_dir
-    from puhui.benefits.calculator import adjudicate
-    from puhui.benefits.quantities import LineMatcher
-    from puhui.pricing.experience import effective_mask, person_rows, year_person_key
     from puhui.products.model import load_product
 
-    paid = sum(exp[f"payout_{b.id}"].to_numpy() for b in product.benefits)
+    paid = sum(exp[f"payout_{b.id}"].to_numpy() for b in product.benefits).astype("int64")
+    years = sorted(int(y) for y in exp["year"].unique())
     pol = data.policies
-    pol = pol[pol["start_date"].dt.year.isin(set(int(y) for y in exp["year"].unique()))]
+    pol = pol[pol["start_date"].dt.year.isin(set(years))]
     ids = pol["product_id"].astype(str)
-    index = exp["psn_no"].cat.categories if isinstance(exp["psn_no"].dtype, pd.CategoricalDtype) \
-        else pd.Index(data.persons["psn_no"].astype(str))
-    row_key = pd.Series(np.arange(len(exp)), index=year_person_key(
-        exp["year"].to_numpy(), person_rows(index, exp["psn_no"])))
-    row_key = row_key[~row_key.index.duplicated()]
-    notes, st = [], None
+    notes, products = [], {product.id: product}
     for pid in sorted(set(ids) - {product.id}):
         path = actuarial_dir() / "products" / f"{pid}.toml"
         if not (_plain_id(pid) and path.is_file()):
@@ -446,21 +443,114 @@ def paid_under_own_terms(product, data, exp: pd.DataFrame) -> tuple[np.ndarray, 
                          f"basis, so their claim-free years are judged under "
                          f"{product.id}'s terms")
             continue
-        other = load_product(path)
-        mine = pol[(ids == pid).to_numpy()].reset_index(drop=True)
-        if st is None:
-            st = data.settlements[effective_mask(data.settlements)]
-        on = st["psn_no"].isin(mine["psn_no"].astype(str).unique()).to_numpy()
-        dec = adjudicate(other, st[on], mine, data.lines, matcher=LineMatcher(other))
-        agg = dec.by_policy()
-        total = agg[[c for c in agg.columns if c.startswith("payout_")]].sum(axis=1)
-        per_policy = total.reindex(mine["policy_no"].to_numpy(), fill_value=0).to_numpy()
-        key = year_person_key(mine["start_date"].dt.year.to_numpy(),
-                              person_rows(index, mine["psn_no"]))
-        rows = row_key.reindex(key).to_numpy()
-        ok = ~np.isnan(rows)
-        paid[rows[ok].astype("int64")] = per_policy[ok]
+        products[pid] = load_product(path)
+    rows_of = _policy_rows(exp, pol)
+    for y in years:
+        of_year = (pol["start_date"].dt.year == y).to_numpy()
+        if not of_year.any():
+            continue
+        cfy = None
+        for pid in sorted(set(ids[of_year]) & set(products)):
+            terms = products[pid]
+            steps = _has_claim_free_steps(terms)
+            if pid == product.id and not steps:
+                continue                                 # the as-if payout stands
+            if cfy is None and steps:
+                cfy = policy_claim_free_years(exp, data.policies, paid)
+            mine = of_year & (ids == pid).to_numpy()
+            rows = rows_of[mine]
+            ok = rows >= 0
+            if pid == product.id:                        # re-pay only the steps' rows
+                at = rows[ok]
+                at = at[cfy[at] >= first_claim_free_step(product)]
+                if len(at):
+                    got = repay_with_claim_free_years(product, data, exp, y, at, cfy[at])
+                    paid[at] = sum(got.values())
+                continue
+            years_of = cfy[np.maximum(rows, 0)] if cfy is not None else np.zeros(len(rows))
+            policies = pol[mine].assign(claim_free_years=np.where(ok, years_of, 0)
+                                        .astype("int64"))
+            per_policy = _paid_per_policy(terms, data, policies)
+            paid[rows[ok]] = per_policy[ok]
     return paid, notes
+
+
+def _has_claim_free_steps(product) -> bool:
+    return first_claim_free_step(product) is not None
+
+
+def first_claim_free_step(product) -> int | None:
+    """The fewest claim-free years any of ``product``'s deductibles steps down after
+    (None: no steps); a policy with fewer pays as a first-year one."""
+    from puhui.pricing.benefit_cost import claim_free_steps_of
+
+    years = [y for b in product.benefits for y, _ in claim_free_steps_of(b.raw)]
+    return min(years) if years else None
+
+
+def _policy_rows(exp: pd.DataFrame, pol: pd.DataFrame) -> np.ndarray:
+    """Each policy's row in ``exp`` (its person in its start year), -1 where none."""
+    from puhui.pricing.experience import person_ids, person_rows, year_person_key
+
+    index = person_ids(exp)
+    row_key = pd.Series(np.arange(len(exp)), index=year_person_key(
+        exp["year"].to_numpy(), person_rows(index, exp["psn_no"])))
+    row_key = row_key[~row_key.index.duplicated()]
+    key = year_person_key(pol["start_date"].dt.year.to_numpy(), person_rows(index, pol["psn_no"]))
+    return row_key.reindex(key).fillna(-1).to_numpy().astype("int64")
+
+
+def _paid_per_policy(terms, data, policies: pd.DataFrame) -> np.ndarray:
+    """Net payout (fen) of each of ``policies`` under ``terms``: the calculator on
+    their people's effective settlements."""
+    from puhui.benefits.calculator import adjudicate
+    from puhui.benefits.quantities import LineMatcher
+    from puhui.pricing.experience import effective_mask
+
+    st = data.settlements
+    st = st[effective_mask(st) & st["psn_no"].isin(policies["psn_no"].astype(str).unique()
+                                                   ).to_numpy()]
+    lines = data.lines
+    if lines is not None:
+        lines = lines[lines["setl_id"].isin(st["setl_id"])]
+    agg = adjudicate(terms, st, policies.reset_index(drop=True), lines,
+                     matcher=LineMatcher(terms)).by_policy()
+    total = agg[[c for c in agg.columns if c.startswith("payout_")]].sum(axis=1)
+    return total.reindex(policies["policy_no"].to_numpy(), fill_value=0).to_numpy()
+
+
+def repay_with_claim_free_years(product, data, frame: pd.DataFrame, year: int, rows,
+                                years) -> dict:
+    """The payouts (fen) per benefit of ``frame``'s ``rows`` (person-years of ``year``)
+    under notional policies of ``product`` carrying their claim-free ``years``: the
+    calculator on those people's settlements of the year, as the experience's notional
+    policies (calendar year, the row's pre-existing flag, a renewal) but with the years
+    set, so a deductible that steps down after claim-free years is the policy's own."""
+    from puhui.benefits.calculator import adjudicate
+    from puhui.benefits.quantities import LineMatcher
+    from puhui.pricing.experience import effective_settlements, has_lines, may_pay
+
+    rows = np.asarray(rows)
+    who = frame["psn_no"].to_numpy()[rows].astype(str)
+    st = effective_settlements(data.settlements)
+    st = st[(st["setl_time"].dt.year == year).to_numpy()
+            & st["psn_no"].astype(str).isin(who).to_numpy()]
+    lines = data.lines
+    if lines is not None:
+        lines = lines[lines["setl_id"].isin(st["setl_id"])]
+    st = st[may_pay(product, st, has_lines(st, lines))]
+    notional = pd.DataFrame({
+        "policy_no": rows, "psn_no": who, "product_id": product.id,
+        "start_date": pd.Timestamp(f"{year}-01-01"), "end_date": pd.Timestamp(f"{year}-12-31"),
+        "preexisting": frame["preexisting"].to_numpy()[rows], "premium": 0, "consent": True,
+        "renewal": True, "claim_free_years": np.asarray(years, dtype="int64")})
+    agg = adjudicate(product, st, notional, lines, matcher=LineMatcher(product)).by_policy()
+    out = {}
+    for b in product.benefits:
+        col = f"payout_{b.id}"
+        out[col] = (agg[col].reindex(rows, fill_value=0).to_numpy() if col in agg.columns
+                    else np.zeros(len(rows), dtype="int64"))
+    return out
 
 
 def _plain_id(pid: str) -> bool:
@@ -499,7 +589,8 @@ def policy_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
     before it that paid nothing, :func:`puhui.benefits.claim_free.claim_free_years`,
     the rule the claims batch applies), judged on ``paid`` (fen per row, under each
     policy's own terms); 0 for people not enrolled. The deductible a renewal year's
-    policy actually had.
+    policy actually had. A policies file whose ``claim_free_years`` column is filled for
+    every policy gives them as they are, as the claims batch takes them.
 
     >>> fr = pd.DataFrame({"psn_no": ["a", "a", "b", "b"], "year": [2024, 2025] * 2,
     ...                    "enrolled": [True, True, True, True]})
@@ -516,6 +607,8 @@ def policy_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
     pol = policies[policies["start_date"].dt.year.isin(years)].reset_index(drop=True)
     enrolled = np.flatnonzero(frame["enrolled"].to_numpy(dtype=bool))   # others: 0
     paid = np.asarray(paid)[enrolled]
+    given = ("claim_free_years" in pol.columns and len(pol)
+             and bool(pol["claim_free_years"].notna().all()))
     # people as integers: positions in the frame's ids (its categories when categorical)
     index = person_ids(frame)
     key = year_person_key(frame["year"].to_numpy()[enrolled],
@@ -526,7 +619,11 @@ def policy_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
     paid_row = paid_row[~paid_row.index.duplicated()]
     pol_paid = pd.Series(paid_row.reindex(pkey, fill_value=0).to_numpy(),
                          index=pol["policy_no"].astype(str).to_numpy())
-    cfy = pd.Series(claim_free_years(pol, pol_paid), index=pkey)
+    if given:       # the policies file's own count, as the claims batch takes it ("data")
+        years_of = pol["claim_free_years"].to_numpy(dtype="int64")
+    else:
+        years_of = claim_free_years(pol, pol_paid)
+    cfy = pd.Series(years_of, index=pkey)
     cfy = cfy[~cfy.index.duplicated()]
     out = np.zeros(len(frame), dtype="int64")
     out[enrolled] = cfy.reindex(key, fill_value=0).to_numpy()

@@ -170,6 +170,17 @@ def backtest_reading(y: dict) -> str:
     return text
 
 
+def eligibility_not_read(product) -> str | None:
+    """The note for a version with an eligibility column priced (or backtested) alone."""
+    column = product.raw.get("eligibility", {}).get("persons_column")
+    if not column:
+        return None
+    return (f"{product.id} names an eligibility column ({column!r}) for pricing beside other "
+            f"versions; priced alone it is not read: the price is for everyone of its schemes "
+            f"and ages. Give the versions together (--product A --product B) to price it for "
+            f"those with true there")
+
+
 def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0,
               assumptions_file: str | Path | None = None, policies: int | None = None,
               progress=None, backtest: str = "last") -> dict:
@@ -196,13 +207,9 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     del data
     if bt is not None:
         result.figures["backtest"] = bt
-    column = product.raw.get("eligibility", {}).get("persons_column")
-    if column:
-        result.figures["notes"].append(
-            f"{product.id} names an eligibility column ({column!r}) for pricing beside other "
-            f"versions; priced alone it is not read: the price is for everyone of its schemes "
-            f"and ages. Give the versions together (--product A --product B) to price it for "
-            f"those with true there")
+    note = eligibility_not_read(product)
+    if note:
+        result.figures["notes"].append(note)
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "command": "price",

@@ -251,18 +251,20 @@ def eligibility_columns(products, data_dir: Path) -> dict[str, pd.Series]:
 
 def _true_false(s: pd.Series, where: str) -> np.ndarray:
     """A true/false column as booleans, nulls false: booleans, 0/1 integers, 0/1 with
-    nulls (read as floats or nullable integers) and the words true/false; anything else
-    is exit 2 naming the values found.
+    nulls (read as floats or nullable integers), the words true/false and the text
+    "1"/"0", plain or as categories; anything else is exit 2 naming the values found.
 
     >>> _true_false(pd.Series([1.0, None, 0.0]), "c").tolist()
     [True, False, False]
     """
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
     vals = set(s.dropna().unique().tolist())
     if pd.api.types.is_bool_dtype(s) or vals <= {True, False}:     # 0/1 and 0.0/1.0 too
         return s.astype("boolean").fillna(False).to_numpy(dtype=bool)
     words = {str(v).strip().lower() for v in vals}
-    if s.dtype == object and words <= {"true", "false"}:
-        return s.map(lambda v: str(v).strip().lower() == "true" if v is not None
+    if s.dtype == object and words <= {"true", "false", "1", "0"}:
+        return s.map(lambda v: str(v).strip().lower() in ("true", "1") if v is not None
                      and v == v else False).to_numpy(dtype=bool)
     raise InputError(f"{where} holds {sorted(map(repr, vals))[:5]} ({s.dtype}); give "
                      f"true/false (or 0/1) per person, nulls count as false")
