@@ -116,7 +116,7 @@ limited fluctuation (<code>[balance] full_credibility_events</code>){% endif %} 
 cells cannot see all that moves a person to buy), by the same rule; its factor multiplies the
 balanced model for the book priced (<code>[balance] enrolled = true</code>; "not applied" where no one,
 or everyone, of those years held a policy). Off in the shipped basis: on the backtests it
-over-corrected every year (docs/pricing.md).</p>{% endif %}{% endif %}
+made 7 of 8 rows worse (docs/pricing.md).</p>{% endif %}{% endif %}
 {% if plots.lr %}<img alt="loss ratio distribution" src="data:image/png;base64,{{ plots.lr }}">{% endif %}
 {% if f.experience %}<p>As-if experience of the enrolled (the product's calculator on their settlements,
 data years, no trend): {{ f.experience.as_if_paid_per_enrolled_policy_year }} yuan per policy-year.
