@@ -484,24 +484,11 @@ def test_realised_cost_pays_renewals_at_their_claim_free_deductible(tmp_path):
     claim-free years): three yearly batches into one ledger (the ledger's own
     claim-free history, another code path) book the same payouts to the fen and the
     same count of policies at each number of claim-free years."""
-    from puhui.basis import actuarial_dir
-    from puhui.pricing.backtest import realised_cost
-    from puhui.pricing.fund_data import load_for_pricing
-    from puhui.pricing.premium import load_assumptions
-
     d = tmp_path / "c3"
     r = run("synth", "--persons", "3000", "--years", "3", "--seed", "5", "--start-year",
             "2023", "--out", str(d))
     assert r.returncode == 0, r.stderr
-    ledger = f"sqlite:///{tmp_path / 'l.db'}"
-    for y in (2023, 2024, 2025):
-        r = run("claims", "run", "--product", f"huhuibao-{y}", "--data", str(d), "--ledger",
-                ledger, "--batch", f"b{y}", "--out", str(tmp_path / f"o{y}"))
-        assert r.returncode == 0, r.stderr
-    s = json.loads((tmp_path / "o2025" / "summary.json").read_text())
-    product = load_product(actuarial_dir() / "products" / "huhuibao-2025.toml")
-    data = load_for_pricing(d, product, load_assumptions(None)[0])
-    real = realised_cost(product, data, 2025)
+    s, real = _batches_and_realised(d, tmp_path, [2023, 2024, 2025])
     assert real["claim_free_policies"] == s["claim_free_years"]["policies_by_years"]
     assert int(real["claim_free_policies"].get("2", 0)) > 100      # the step is reached
     assert real["paid_total"] == pytest.approx(s["ledger_entries_yuan"], abs=0.005)
@@ -572,23 +559,11 @@ def test_four_years_judge_earlier_policies_at_their_own_claim_free_deductible(tm
     ledger gives 0. Earlier policies are now paid at their own claim-free years, oldest
     first: the counts equal the ledger's (seed 12), and the payouts too where no
     settlement is held for review (seed 13; seed 12 has one the batch quarantines)."""
-    from puhui.basis import actuarial_dir
-    from puhui.pricing.backtest import realised_cost
-    from puhui.pricing.fund_data import load_for_pricing
-    from puhui.pricing.premium import load_assumptions
-
     d = tmp_path / "c"
     r = run("synth", "--persons", "3000", "--years", "4", "--seed", str(seed), "--start-year",
             "2022", "--out", str(d))
     assert r.returncode == 0, r.stderr
-    ledger = f"sqlite:///{tmp_path / 'l.db'}"
-    for y in (2022, 2023, 2024, 2025):
-        r = run("claims", "run", "--product", f"huhuibao-{y}", "--data", str(d), "--ledger",
-                ledger, "--batch", f"b{y}", "--out", str(tmp_path / f"o{y}"))
-        assert r.returncode == 0, r.stderr
-    s = json.loads((tmp_path / "o2025" / "summary.json").read_text())
-    product = load_product(actuarial_dir() / "products" / "huhuibao-2025.toml")
-    real = realised_cost(product, load_for_pricing(d, product, load_assumptions(None)[0]), 2025)
+    s, real = _batches_and_realised(d, tmp_path, [2022, 2023, 2024, 2025])
     assert real["claim_free_policies"] == s["claim_free_years"]["policies_by_years"]
     assert "3" in real["claim_free_policies"]
     if seed == 13:
@@ -599,11 +574,7 @@ def test_a_claim_free_years_column_in_the_policies_file_is_taken_as_the_batch_ta
         tmp_path):
     """The hostile review (session 13): the claims batch takes the policies file's own
     claim_free_years when every policy has one; the backtest derived its own."""
-    from puhui.basis import actuarial_dir
     from puhui.fund.files import read_fund
-    from puhui.pricing.backtest import realised_cost
-    from puhui.pricing.fund_data import load_for_pricing
-    from puhui.pricing.premium import load_assumptions
 
     d = tmp_path / "c"
     assert run("synth", "--persons", "3000", "--years", "3", "--seed", "5", "--start-year",
@@ -611,15 +582,28 @@ def test_a_claim_free_years_column_in_the_policies_file_is_taken_as_the_batch_ta
     data = read_fund(d)
     data.policies["claim_free_years"] = 0            # the insurer's own count: none
     write_fund(data, d)
-    ledger = f"sqlite:///{tmp_path / 'l.db'}"
-    for y in (2023, 2024, 2025):
-        r = run("claims", "run", "--product", f"huhuibao-{y}", "--data", str(d), "--ledger",
-                ledger, "--batch", f"b{y}", "--out", str(tmp_path / f"o{y}"))
-        assert r.returncode == 0, r.stderr
-    s = json.loads((tmp_path / "o2025" / "summary.json").read_text())
+    s, real = _batches_and_realised(d, tmp_path, [2023, 2024, 2025])
     assert s["claim_free_years"]["source"] == "data"
-    product = load_product(actuarial_dir() / "products" / "huhuibao-2025.toml")
-    real = realised_cost(product, load_for_pricing(d, product, load_assumptions(None)[0]), 2025)
     assert real["claim_free_policies"] == s["claim_free_years"]["policies_by_years"] == {
         "0": s["claim_free_years"]["policies_by_years"]["0"]}
     assert real["paid_total"] == pytest.approx(s["ledger_entries_yuan"], abs=0.005)
+
+
+def _batches_and_realised(d, tmp_path, years):
+    """Yearly `claims run` batches of huhuibao-<year> into one ledger, and the backtest's
+    realised cost of the last year: (the last batch's summary, the realised cost)."""
+    from puhui.basis import actuarial_dir
+    from puhui.pricing.backtest import realised_cost
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions
+
+    ledger = f"sqlite:///{tmp_path / 'l.db'}"
+    for y in years:
+        r = run("claims", "run", "--product", f"huhuibao-{y}", "--data", str(d), "--ledger",
+                ledger, "--batch", f"b{y}", "--out", str(tmp_path / f"o{y}"))
+        assert r.returncode == 0, r.stderr
+    last = years[-1]
+    s = json.loads((tmp_path / f"o{last}" / "summary.json").read_text())
+    product = load_product(actuarial_dir() / "products" / f"huhuibao-{last}.toml")
+    data = load_for_pricing(d, product, load_assumptions(None)[0])
+    return s, realised_cost(product, data, last)

@@ -111,8 +111,17 @@ def balance(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple,
     ``benefit_ids``: the group's benefits; ``cells``: ``cells_of(frame, ...)`` with the
     factors the model reads; ``use``: the rows the model was fitted on (default all)."""
     model.level_ = 1.0
+    on = np.ones(len(frame), dtype=bool) if use is None else np.asarray(use, dtype=bool)
+    fig = _level(model, terms, frame, benefit_ids, cells, on, rule)
+    model.level_ = fig["factor"]
+    return {**fig, "factor": round(fig["factor"], 6)}
+
+
+def _level(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple, on: np.ndarray,
+           rule: BalanceRule) -> dict:
+    """The figures of the model (at its current level) against the as-if payouts of the
+    rows ``on``: actual, expected, A/E, paid person-years, cv, Z, factor."""
     combos, code = cells
-    on = slice(None) if use is None else np.asarray(use, dtype=bool)
     m1 = model.moments(combos, terms)[0]
     expected = float(np.dot(m1[code[on]], frame["exposure"].to_numpy(dtype=float)[on]))
     paid = sum(frame[f"payout_{b}"].to_numpy()[on] for b in benefit_ids) / 100.0
@@ -121,11 +130,10 @@ def balance(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple,
     cv = float(paid.std() / paid.mean()) if len(paid) > 1 else 0.0
     z = rule.z(len(paid), cv) if expected > 0 else 0.0
     factor = balance_factor(actual, expected, z)
-    model.level_ = factor
     return {"actual": round(actual, 2), "expected": round(expected, 2),
             "actual_to_expected": round(actual / expected, 4) if expected > 0 else None,
             "claims": int(len(paid)), "cv": round(cv, 4), **rule.figures(cv),
-            "Z": round(z, 4), "factor": round(factor, 6)}
+            "Z": round(z, 4), "factor": factor}
 
 
 def enrolled_selection(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple,
@@ -152,20 +160,9 @@ def enrolled_selection(model, terms, frame: pd.DataFrame, benefit_ids, cells: tu
     on &= years
     if not on.any() or on.sum() == years.sum():
         return None
-    combos, code = cells
-    m1 = model.moments(combos, terms)[0]
-    expected = float(np.dot(m1[code[on]], frame["exposure"].to_numpy(dtype=float)[on]))
-    paid = sum(frame[f"payout_{b}"].to_numpy()[on] for b in benefit_ids) / 100.0
-    paid = paid[paid > 0]
-    actual = float(paid.sum())
-    cv = float(paid.std() / paid.mean()) if len(paid) > 1 else 0.0
-    z = rule.z(len(paid), cv) if expected > 0 else 0.0
-    factor = balance_factor(actual, expected, z)
-    model.level_ = model.level_ * factor
-    return {"actual": round(actual, 2), "expected": round(expected, 2),
-            "actual_to_expected": round(actual / expected, 4) if expected > 0 else None,
-            "claims": int(len(paid)), "cv": round(cv, 4), **rule.figures(cv),
-            "Z": round(z, 4), "factor": round(factor, 6)}
+    fig = _level(model, terms, frame, benefit_ids, cells, on, rule)
+    model.level_ = model.level_ * fig["factor"]
+    return {**fig, "factor": round(fig["factor"], 6)}
 
 
 def balance_rule(table: dict, where: str) -> BalanceRule:
