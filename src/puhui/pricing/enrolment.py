@@ -471,12 +471,24 @@ def paid_under_own_terms(product, data, exp: pd.DataFrame) -> tuple[np.ndarray, 
             policies = pol[mine].assign(claim_free_years=np.where(ok, years_of, 0)
                                         .astype("int64"))
             per_policy = _paid_per_policy(terms, data, policies)
-            paid[rows[ok]] = per_policy[ok]
+            paid[np.unique(rows[ok])] = 0              # a year split in two policies: summed
+            np.add.at(paid, rows[ok], per_policy[ok].astype("int64"))
     return paid, notes
 
 
 def _has_claim_free_steps(product) -> bool:
     return first_claim_free_step(product) is not None
+
+
+def _given_claim_free_years(pol: pd.DataFrame) -> np.ndarray:
+    """Per policy: does the policies file give its claim-free years? Yes where the
+    ``claim_free_years`` column is filled for every policy of its product (the test
+    ``claims.batch.with_claim_free_years`` applies to a product's policies)."""
+    if "claim_free_years" not in pol.columns or not len(pol):
+        return np.zeros(len(pol), dtype=bool)
+    filled = pol["claim_free_years"].notna()
+    return filled.groupby(pol["product_id"].astype(str).to_numpy()).transform("all").to_numpy(
+        dtype=bool)
 
 
 def first_claim_free_step(product) -> int | None:
@@ -519,13 +531,32 @@ def _paid_per_policy(terms, data, policies: pd.DataFrame) -> np.ndarray:
     return total.reindex(policies["policy_no"].to_numpy(), fill_value=0).to_numpy()
 
 
+def _renewals(frame: pd.DataFrame, rows: np.ndarray, year: int) -> np.ndarray:
+    """Whether each of ``frame``'s ``rows`` (person-years of ``year``) renews: enrolled
+    the year before, or ``year`` is the data's first (the experience's rule, so the
+    waiting period applies to the entrants the data shows; claim-free years a policies
+    file gives do not make an entrant a renewal)."""
+    from puhui.pricing.experience import person_ids, person_rows, year_person_key
+
+    if year <= int(frame["year"].min()):
+        return np.ones(len(rows), dtype=bool)
+    index = person_ids(frame)
+    enrolled = frame["enrolled"].to_numpy(dtype=bool)
+    before = year_person_key(frame["year"].to_numpy()[enrolled],
+                             person_rows(index, frame["psn_no"].iloc[enrolled]))
+    mine = year_person_key(np.full(len(rows), year - 1),
+                           person_rows(index, frame["psn_no"].iloc[rows]))
+    return np.isin(mine, before)
+
+
 def repay_with_claim_free_years(product, data, frame: pd.DataFrame, year: int, rows,
                                 years) -> dict:
     """The payouts (fen) per benefit of ``frame``'s ``rows`` (person-years of ``year``)
     under notional policies of ``product`` carrying their claim-free ``years``: the
     calculator on those people's settlements of the year, as the experience's notional
-    policies (calendar year, the row's pre-existing flag, a renewal) but with the years
-    set, so a deductible that steps down after claim-free years is the policy's own."""
+    policies (calendar year, the row's pre-existing flag, a renewal unless a new entrant:
+    :func:`_renewals`) but with the years set, so a deductible that steps down after
+    claim-free years is the policy's own."""
     from puhui.benefits.calculator import adjudicate
     from puhui.benefits.quantities import LineMatcher
     from puhui.pricing.experience import effective_settlements, has_lines, may_pay
@@ -543,7 +574,8 @@ def repay_with_claim_free_years(product, data, frame: pd.DataFrame, year: int, r
         "policy_no": rows, "psn_no": who, "product_id": product.id,
         "start_date": pd.Timestamp(f"{year}-01-01"), "end_date": pd.Timestamp(f"{year}-12-31"),
         "preexisting": frame["preexisting"].to_numpy()[rows], "premium": 0, "consent": True,
-        "renewal": True, "claim_free_years": np.asarray(years, dtype="int64")})
+        "renewal": _renewals(frame, rows, year),
+        "claim_free_years": np.asarray(years, dtype="int64")})
     agg = adjudicate(product, st, notional, lines, matcher=LineMatcher(product)).by_policy()
     out = {}
     for b in product.benefits:
@@ -589,8 +621,9 @@ def policy_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
     before it that paid nothing, :func:`puhui.benefits.claim_free.claim_free_years`,
     the rule the claims batch applies), judged on ``paid`` (fen per row, under each
     policy's own terms); 0 for people not enrolled. The deductible a renewal year's
-    policy actually had. A policies file whose ``claim_free_years`` column is filled for
-    every policy gives them as they are, as the claims batch takes them.
+    policy actually had. Where a policies file's ``claim_free_years`` column is filled for
+    every policy of a product, that product's policies take it as it is, as the claims
+    batch paying that product does (:func:`_given_claim_free_years`).
 
     >>> fr = pd.DataFrame({"psn_no": ["a", "a", "b", "b"], "year": [2024, 2025] * 2,
     ...                    "enrolled": [True, True, True, True]})
@@ -607,8 +640,7 @@ def policy_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
     pol = policies[policies["start_date"].dt.year.isin(years)].reset_index(drop=True)
     enrolled = np.flatnonzero(frame["enrolled"].to_numpy(dtype=bool))   # others: 0
     paid = np.asarray(paid)[enrolled]
-    given = ("claim_free_years" in pol.columns and len(pol)
-             and bool(pol["claim_free_years"].notna().all()))
+    given = _given_claim_free_years(pol)
     # people as integers: positions in the frame's ids (its categories when categorical)
     index = person_ids(frame)
     key = year_person_key(frame["year"].to_numpy()[enrolled],
@@ -619,10 +651,10 @@ def policy_claim_free_years(frame: pd.DataFrame, policies: pd.DataFrame,
     paid_row = paid_row[~paid_row.index.duplicated()]
     pol_paid = pd.Series(paid_row.reindex(pkey, fill_value=0).to_numpy(),
                          index=pol["policy_no"].astype(str).to_numpy())
-    if given:       # the policies file's own count, as the claims batch takes it ("data")
-        years_of = pol["claim_free_years"].to_numpy(dtype="int64")
-    else:
-        years_of = claim_free_years(pol, pol_paid)
+    years_of = claim_free_years(pol, pol_paid)
+    if given.any():  # the policies file's own count, as the claims batch takes it ("data")
+        years_of = np.where(given, pd.to_numeric(pol["claim_free_years"], errors="coerce")
+                            .fillna(0).to_numpy(), years_of).astype("int64")
     cfy = pd.Series(years_of, index=pkey)
     cfy = cfy[~cfy.index.duplicated()]
     out = np.zeros(len(frame), dtype="int64")
