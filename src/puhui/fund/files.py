@@ -548,6 +548,16 @@ class ParquetAppender:
                 self.path.replace(self.final)
 
 
+def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
+    """Any frame (a payment file) as one Parquet file, written as :class:`ParquetAppender`
+    writes (the file appears complete or not at all)."""
+    path = Path(path)
+    w = ParquetAppender(path.with_name(path.name + ".writing"), final=path)
+    w.write(df)
+    w.close()
+    return path
+
+
 #: Files being appended to (:class:`appending`), by path.
 _APPENDING: dict[Path, ParquetAppender] | None = None
 
