@@ -539,6 +539,11 @@ class ParquetAppender:
         for g in range(pf.metadata.num_row_groups):
             self.write_arrow(pf.read_row_group(g))
 
+    @property
+    def open(self) -> bool:
+        """Whether rows were written and the file is not complete yet."""
+        return self._writer is not None
+
     def close(self) -> None:
         """Complete the file (and move it to ``final``)."""
         if self._writer is not None:
