@@ -61,6 +61,7 @@ QUARANTINE = {
     "lines sum to": "Q_LINES_MISMATCH",
     "amount within": "Q_OUT_OF_RANGE",
     "date within": "Q_DATE_OUT_OF_RANGE",
+    "date plausible": "Q_DATE_OUT_OF_RANGE",        # January 1970: a wrong unit
     "part of the bill": "Q_PART_ABOVE_TOTAL",
 }
 
