@@ -52,9 +52,14 @@ def read_raw(directory: str | Path, table: Table, columns: list[str] | None = No
         raise InputError(f"{path}: file missing. A fund-data folder needs "
                          f"{', '.join(t.file for t in (PERSONS, POLICIES, SETTLEMENTS))}"
                          f" (and optionally {SETTLEMENT_LINES.file}).")
-    reader = ColumnReader(path)
+    reader = ColumnReader(path, _repeated(table))
     names = reader.names if columns is None else [c for c in columns if c in reader.names]
     return reader.frame(names)
+
+
+def _repeated(table: Table) -> set[str]:
+    """A table's text columns whose values repeat (codes, and ``Column.repeated``)."""
+    return {c.name for c in table.columns if c.kind == "code" or c.repeated}
 
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -242,7 +247,7 @@ class EngineFrame:
         return df
 
 
-def _arrow_to_pandas(arr) -> pd.Series:
+def _arrow_to_pandas(arr, repeated: bool = False) -> pd.Series:
     """One Arrow column as the pandas column the engines expect, whoever wrote the file:
     a decimal as float64 yuan, a Parquet DATE or a timestamp of any unit as
     ``datetime64`` of that unit (:func:`date_days` reads any unit, any year), a
@@ -257,7 +262,10 @@ def _arrow_to_pandas(arr) -> pd.Series:
         arr = arr.cast(pa.float64())
     elif pa.types.is_large_string(t) or pa.types.is_string_view(t):
         arr = arr.cast(pa.string())
-    return arr.to_pandas(date_as_object=False)
+    # pyarrow's deduplication of text builds a hash table that costs several times the
+    # strings for a column of distinct ids (500 MB for 1.5 million setl_id): only for
+    # text known to repeat (psn_no in settlements, codes), where it saves the objects
+    return arr.to_pandas(date_as_object=False, deduplicate_objects=repeated)
 
 
 def _pandas_metadata(schema) -> dict:
@@ -278,11 +286,13 @@ class ColumnReader:
     record it in the file's pandas metadata) is read as a categorical, as it was
     written; other text is read as Python strings."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, repeated: set[str] | frozenset = frozenset()):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.path = path
+        #: text columns whose values repeat (read with shared string objects)
+        self.repeated = set(repeated)
         try:
             self._pf = pq.ParquetFile(str(path))
             md = self._pf.metadata
@@ -315,23 +325,19 @@ class ColumnReader:
         """One column, of the row groups ``groups`` (default: all), index from 0."""
         try:
             col = self._read([name], groups).column(0)
-            s = _arrow_to_pandas(col)
+            s = _arrow_to_pandas(col, name in self.repeated)
         except Exception as exc:  # noqa: BLE001 - a broken column is a broken file
             raise InputError(_unreadable(self.path, name, exc)) from None
         s.name = name
         return s.reset_index(drop=True)
 
     def frame(self, names: list[str]) -> pd.DataFrame:
-        """The columns ``names`` of the whole file as a frame (index from 0)."""
-        if not names:
-            return pd.DataFrame(index=pd.RangeIndex(self.n))
-        try:
-            tab = self._read(names, None)
-            cols = {name: _arrow_to_pandas(tab.column(i)) for i, name in enumerate(names)}
-        except Exception as exc:  # noqa: BLE001 - a broken file
-            raise InputError(_unreadable(self.path, None, exc)) from None
-        return pd.DataFrame({k: v.reset_index(drop=True) for k, v in cols.items()},
-                            index=pd.RangeIndex(self.n))
+        """The columns ``names`` of the whole file as a frame (index from 0), read one
+        column at a time (the Arrow buffers of one column are held at once, not the
+        table's next to its pandas copy)."""
+        cols = {name: self.get(name) for name in names}
+        return pd.DataFrame(cols, index=pd.RangeIndex(self.n)) if cols else \
+            pd.DataFrame(index=pd.RangeIndex(self.n))
 
     def take(self, name: str, rows) -> np.ndarray:
         """Values of one column at the given rows, reading only their row groups."""
@@ -426,7 +432,7 @@ def open_columns(directory: str | Path, table: Table) -> ColumnReader | None:
     path = table_path(directory, table)
     if not path.exists():
         return read_raw(directory, table)          # None, or the missing-file error
-    return ColumnReader(path)
+    return ColumnReader(path, _repeated(table))
 
 
 def read_table(directory: str | Path, table: Table, columns: list[str] | None = None
