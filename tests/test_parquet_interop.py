@@ -86,7 +86,7 @@ def write_fastparquet(raw: dict, out, unit: str, dictionary: bool, nullable: boo
 
 def write_pyarrow(raw: dict, out, unit: str, dictionary: bool, decimal: bool) -> None:
     """``unit`` "date" writes every date as a Parquet DATE (the day; a time of day is
-    dropped)."""
+    dropped), "int96" as Spark's legacy INT96 timestamps."""
     out.mkdir()
     for t in TABLES:
         df = raw[t.name]
@@ -97,7 +97,7 @@ def write_pyarrow(raw: dict, out, unit: str, dictionary: bool, decimal: bool) ->
                 df[c].dtype, pd.CategoricalDtype) else df[c], from_pandas=True)])
             if c in DATES:
                 a = a.cast(pa.date32(), safe=False) if unit == "date" else \
-                    a.cast(pa.timestamp(unit), safe=False)
+                    a.cast(pa.timestamp("ns" if unit == "int96" else unit), safe=False)
             elif c in money and decimal:
                 a = pa.chunked_array([pa.array(
                     [None if pd.isna(v) else Decimal(f"{v:.2f}") for v in df[c]],
@@ -106,7 +106,7 @@ def write_pyarrow(raw: dict, out, unit: str, dictionary: bool, decimal: bool) ->
                 a = pc.dictionary_encode(a)
             cols[c] = a
         pq.write_table(pa.table(cols), out / t.file, use_dictionary=dictionary,
-                       compression="zstd")
+                       compression="zstd", use_deprecated_int96_timestamps=unit == "int96")
 
 
 def check_same(data, want, tmp) -> None:
@@ -125,7 +125,7 @@ def test_fastparquet_files_pay_the_same(original, tmp_path, unit, dictionary, nu
 
 @pytest.mark.parametrize("unit, dictionary, decimal", [
     ("s", True, False), ("ms", False, True), ("us", True, True), ("ns", False, False),
-    ("date", True, True), ("date", False, False)])
+    ("date", True, True), ("date", False, False), ("int96", False, True)])
 def test_pyarrow_files_pay_the_same(original, tmp_path, unit, dictionary, decimal):
     d, raw, want = original
     write_pyarrow(raw, tmp_path / "pa", unit, dictionary, decimal)
@@ -134,6 +134,9 @@ def test_pyarrow_files_pay_the_same(original, tmp_path, unit, dictionary, decima
         assert pa.types.is_decimal(schema.field("medfee_sumamt").type)
     if unit == "date":
         assert schema.field("setl_time").type == pa.date32()
+    if unit == "int96":
+        ps = pq.ParquetFile(tmp_path / "pa" / SETTLEMENTS.file).schema
+        assert ps.column(ps.names.index("setl_time")).physical_type == "INT96"
     check_same(tmp_path / "pa", want, tmp_path)
 
 

@@ -33,7 +33,7 @@ class EobWriter:
         self.reason_parts: list[pd.Series] = []
         if self.path.exists():
             self.path.unlink()
-        self._out = ParquetAppender(self.path)
+        self._out = ParquetAppender(self.path, lean=True)
 
     def __call__(self, part: pd.DataFrame) -> None:
         from puhui.claims.report import not_paid_reasons, report_rows

@@ -260,7 +260,8 @@ def _arrow_to_pandas(arr, repeated: bool = False) -> pd.Series:
         arr = arr.cast(pa.float64())
     elif pa.types.is_dictionary(t) and pa.types.is_decimal(t.value_type):
         arr = arr.cast(pa.float64())
-    elif pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    elif pa.types.is_large_string(t) or getattr(pa.types, "is_string_view",
+                                                lambda _: False)(t):
         arr = arr.cast(pa.string())
     # pyarrow's deduplication of text builds a hash table that costs several times the
     # strings for a column of distinct ids (500 MB for 1.5 million setl_id): only for
@@ -294,7 +295,9 @@ class ColumnReader:
         #: text columns whose values repeat (read with shared string objects)
         self.repeated = set(repeated)
         try:
-            self._pf = pq.ParquetFile(str(path))
+            # Spark's legacy INT96 timestamps in us: 9999-12-31 reads, as in other units
+            opts = {"coerce_int96_timestamp_unit": "us"}
+            self._pf = pq.ParquetFile(str(path), **opts)
             md = self._pf.metadata
             self.n = int(md.num_rows)
             self._sizes = [int(md.row_group(i).num_rows) for i in range(md.num_row_groups)]
@@ -309,7 +312,7 @@ class ColumnReader:
             dictionary = sorted(c for c in categorical if c in self.names and (
                 pa.types.is_string(t := schema.field(c).type) or pa.types.is_large_string(t)))
             if dictionary:
-                self._pf = pq.ParquetFile(str(path), read_dictionary=dictionary)
+                self._pf = pq.ParquetFile(str(path), read_dictionary=dictionary, **opts)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for broken files
@@ -504,8 +507,11 @@ class ParquetAppender:
     [[1, None], [2, None], [3, 'r']]
     """
 
-    def __init__(self, path: str | Path, final: str | Path | None = None):
+    def __init__(self, path: str | Path, final: str | Path | None = None, lean: bool = False):
         self.path = Path(path)
+        #: no column statistics, and dictionary encoding only for categoricals: for a
+        #: file of distinct ids written once and read whole (the EOB), 20 % faster
+        self.lean = lean
         #: where the file goes once complete (``path`` is then a name to write it under)
         self.final = None if final is None else Path(final)
         self._writer = None
@@ -513,20 +519,29 @@ class ParquetAppender:
 
     def write(self, frame: pd.DataFrame) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         frame = frame.reset_index(drop=True)
         if self._writer is None:
             plain = _arrow_schema(frame)
             tab = pa.Table.from_pandas(frame, schema=plain, preserve_index=False)
             self._schema = tab.schema            # with the first frame's pandas metadata
-            self._writer = pq.ParquetWriter(str(self.path), self._schema,
-                                            compression=COMPRESSION)
+            self._open()
         else:
             tab = pa.Table.from_pandas(frame, schema=self._schema.remove_metadata(),
                                        preserve_index=False)
             tab = tab.replace_schema_metadata(self._schema.metadata)
         self._writer.write_table(tab, row_group_size=max(len(frame), 1))
+
+    def _open(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        opts = {}
+        if self.lean:
+            opts = {"write_statistics": False, "use_dictionary": [
+                f.name for f in self._schema if pa.types.is_dictionary(f.type)]}
+        self._writer = pq.ParquetWriter(str(self.path), self._schema, compression=COMPRESSION,
+                                        **opts)
 
     def write_arrow(self, tab) -> None:
         """Arrow rows of a file of the same schema (:meth:`absorb`)."""
@@ -540,8 +555,7 @@ class ParquetAppender:
         pf = pq.ParquetFile(str(path))
         if self._writer is None:
             self._schema = pf.schema_arrow
-            self._writer = pq.ParquetWriter(str(self.path), self._schema,
-                                            compression=COMPRESSION)
+            self._open()
         for g in range(pf.metadata.num_row_groups):
             self.write_arrow(pf.read_row_group(g))
 
