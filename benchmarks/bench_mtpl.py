@@ -43,7 +43,7 @@ def main() -> None:
 
     print(machine())
     t0 = time.perf_counter()
-    df = pd.read_parquet(DATA, engine="fastparquet")
+    df = pd.read_parquet(DATA, engine="pyarrow")
     df["ClaimNb"] = df["ClaimNb"].clip(upper=4)
     df["Exposure"] = df["Exposure"].clip(upper=1)
     for col in ("VehAge", "DrivAge"):

@@ -778,12 +778,12 @@ def _fill_the_disk(monkeypatch):
 
     monkeypatch.setattr(pathlib.Path, "write_text", full)
     monkeypatch.setattr(pathlib.Path, "write_bytes", full)
-    import fastparquet
+    import pyarrow.parquet
 
     def full_parquet(filename, *a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filename))
 
-    monkeypatch.setattr(fastparquet, "write", full_parquet)
+    monkeypatch.setattr(pyarrow.parquet, "ParquetWriter", full_parquet)
     assert real_write_text and real_write_bytes
 
 

@@ -625,13 +625,13 @@ def test_claim_free_years_come_from_the_ledger_and_lower_the_deductible(tmp_path
     assert want > without
 
 
-def test_append_row_groups_keeps_every_row_group_and_category(tmp_path):
-    # Both files with several row groups, ZSTD, a fixed categorical and a nullable text
-    # column (as the EOB writer writes them): the spliced file reads back as the two
-    # tables one after the other.
-    from fastparquet import ParquetFile, write
+def test_eob_writer_absorbs_another_files_row_groups(tmp_path):
+    # Both files with several row groups, a fixed categorical and a nullable text column
+    # (as the EOB writer writes them): the joined file reads back as the two tables one
+    # after the other, with pyarrow and with fastparquet.
+    from fastparquet import ParquetFile
 
-    from puhui.claims.eob_file import append_row_groups
+    from puhui.fund.files import ParquetAppender, read_parquet
 
     cats = ["paid", "zero", "denied"]
 
@@ -642,21 +642,22 @@ def test_append_row_groups_keeps_every_row_group_and_category(tmp_path):
                              "payout_amt": np.arange(lo, hi) / 100})
 
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    wa = ParquetAppender(a)
     for path, parts in ((a, [(0, 5), (5, 9)]), (b, [(9, 12), (12, 20), (20, 21)])):
+        w = wa if path == a else ParquetAppender(b)
         for lo, hi in parts:
-            write(str(path), table(lo, hi), compression="ZSTD", write_index=False,
-                  append=path.exists(), object_encoding={"setl_id": "utf8", "policy_no": "utf8",
-                                                         "status": "utf8"},
-                  has_nulls=["policy_no"])
-    append_row_groups(a, b)
+            w.write(table(lo, hi))
+    ParquetAppender.close(w)
+    wa.absorb(b)
+    wa.close()
     pf = ParquetFile(str(a))
     assert len(pf.row_groups) == 5
-    got = pf.to_pandas()
     want = table(0, 21)
-    assert got["setl_id"].tolist() == want["setl_id"].tolist()
-    assert got["policy_no"].tolist() == want["policy_no"].tolist()
-    assert got["status"].astype(str).tolist() == want["status"].astype(str).tolist()
-    assert np.allclose(got["payout_amt"].to_numpy(), want["payout_amt"].to_numpy())
+    for got in (pf.to_pandas(), read_parquet(a)):
+        assert got["setl_id"].tolist() == want["setl_id"].tolist()
+        assert got["policy_no"].tolist() == want["policy_no"].tolist()
+        assert got["status"].astype(str).tolist() == want["status"].astype(str).tolist()
+        assert np.allclose(got["payout_amt"].to_numpy(), want["payout_amt"].to_numpy())
 
 
 def test_a_failed_second_worker_fails_the_batch_and_a_rerun_finishes_it(tiny_city, tmp_path,

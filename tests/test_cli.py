@@ -20,7 +20,7 @@ def test_help_lists_commands():
 def test_help_does_not_import_heavy_libraries():
     code = ("import sys; from puhui.cli import cli\n"
             "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit: pass\n"
-            "print(sorted(m for m in ('pandas', 'numpy', 'fastparquet') if m in sys.modules))")
+            "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow', 'fastparquet') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip().endswith("[]"), r.stdout
 
@@ -74,7 +74,7 @@ def test_schema_markdown_is_the_committed_doc():
 
 def test_direct_payout_path_imports_no_heavy_library():
     code = ("import sys, puhui.claims.direct, puhui.cli\n"
-            "print(sorted(m for m in ('fastparquet', 'statsmodels', 'sklearn', 'scipy', "
+            "print(sorted(m for m in ('fastparquet', 'pyarrow.parquet', 'statsmodels', 'sklearn', 'scipy', "
             "'matplotlib') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr

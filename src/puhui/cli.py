@@ -269,11 +269,14 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
 
     eob = EobWriter(outp / "eob.parquet", product)
     extra = {"block_persons": block_persons} if block_persons else {}
-    res = run_batch(product, product.path, data_dir, url, batch_id, mode, progress=progress,
-                    eob_sink=eob, claims=claims, workers=workers,
-                    period=parse_period(period) if period is not None else None,
-                    complete=complete,
-                    **extra)
+    try:
+        res = run_batch(product, product.path, data_dir, url, batch_id, mode,
+                        progress=progress, eob_sink=eob, claims=claims, workers=workers,
+                        period=parse_period(period) if period is not None else None,
+                        complete=complete,
+                        **extra)
+    finally:
+        eob.close()               # the EOB's footer: the blocks written are readable
     if bar is not None:
         bar.render_finish()
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
@@ -439,7 +442,9 @@ def ledger_export(url, out_file):
     _out_file(out_file)
     df = ledger.export_payments(con)
     if out_file.endswith(".parquet"):
-        df.to_parquet(out_file, engine="fastparquet", index=False)
+        from puhui.fund.files import write_parquet
+
+        write_parquet(df, out_file)
     elif out_file.endswith(".csv"):
         df.to_csv(out_file, index=False)
     else:

@@ -61,6 +61,7 @@ QUARANTINE = {
     "lines sum to": "Q_LINES_MISMATCH",
     "amount within": "Q_OUT_OF_RANGE",
     "date within": "Q_DATE_OUT_OF_RANGE",
+    "date plausible": "Q_DATE_OUT_OF_RANGE",        # January 1970: a wrong unit
     "part of the bill": "Q_PART_ABOVE_TOTAL",
 }
 
@@ -639,9 +640,9 @@ def read_claims(path: str | Path) -> set[str]:
         if p.suffix.lower() == ".csv":
             df = pd.read_csv(p, dtype={"setl_id": str})
         else:
-            from fastparquet import ParquetFile
+            from puhui.fund.files import read_parquet
 
-            df = ParquetFile(str(p)).to_pandas()
+            df = read_parquet(p)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise InputError(f"{p}: cannot read the claims file ({type(e).__name__}: {e}). "
                          f"Give a Parquet or CSV file with a setl_id column.") from None
@@ -722,6 +723,7 @@ def _run_blocks_in_two(con, url: str, block_parts, n: int, sink, tally: _Tally,
         while os.getppid() == parent and (k := take()) < n:
             run(con2, k, own_tally, own)
         con2.close()
+        own.close()                                     # the file's footer
         if os.getppid() != parent:
             os._exit(3)
         with open(result, "wb") as fh:
@@ -1204,8 +1206,9 @@ ENTRY_KINDS = ("", "pay", "adjust", "reverse")
 
 
 def eob_categories(product: Product) -> dict[str, list[str]]:
-    """Fixed categories of the EOB's code columns. Fixed, because fastparquet reads
-    appended row groups correctly only when their categories are the same."""
+    """Fixed categories of the EOB's code columns: the same dictionary in every row group
+    and in every batch's file (fastparquet, still a reader of these files, decodes
+    appended row groups correctly only when their categories are the same)."""
     from puhui.benefits.reasons import REASONS
     from puhui.claims.flags import FLAGS
     from puhui.claims.report import BATCH_REASONS

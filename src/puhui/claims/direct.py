@@ -6,7 +6,7 @@ against the policy and running accumulators the ledger holds, and recorded, all 
 on the ledger's write lock, so neither loses the other's deductible or limit use.
 A settlement already decided is answered from the ledger and not paid again.
 
-This path imports NumPy and pandas (about 0.2 s) and never fastparquet, statsmodels,
+This path imports NumPy and pandas (about 0.2 s) and never pyarrow.parquet, statsmodels,
 scikit-learn, SciPy or matplotlib (tested), so a direct payout starts fast.
 """
 

@@ -65,6 +65,10 @@ MAX_PREMIUM_YUAN = 1_000_000
 #: Earliest and latest date accepted in any date column. An "open" end date such as
 #: 9999-12-31 is refused (a Huiminbao policy runs one year: give its real last day).
 FIRST_DATE, LAST_DATE = BASIS_FIRST_DATE, BASIS_LAST_DATE     # one definition (puhui.basis)
+#: January 1970, the Unix epoch's month: where a timestamp written in the wrong unit lands
+#: (seconds read as milliseconds: 2025 reads as 1970-01-01 00:29; microseconds as
+#: nanoseconds: 1970-01-21). Inside the bounds, but no real date of fund data.
+EPOCH_MONTH = (dt.date(1970, 1, 1), dt.date(1970, 1, 31))
 #: Earliest birth year; the latest is the current year (:data:`CURRENT_YEAR`).
 FIRST_BIRTH_YEAR = 1900
 #: ``max_value`` of a year column that may not lie in the future: the year of the day the
@@ -282,6 +286,16 @@ def bounds_markdown() -> str:
         "\"open\": a Huiminbao policy runs one policy year, so give its real last day of "
         "cover. Dates outside the range (year 3000, 9999-12-31) are reported as "
         "problems, never a crash, whatever unit the file stores them in.",
+        f"- **Plausible dates**: inside the range, a date in January 1970 (the Unix "
+        f"epoch, from {EPOCH_MONTH[0]} to {EPOCH_MONTH[1]}) is refused as well, in every "
+        "date column: it is what a timestamp written in the wrong unit reads as (seconds "
+        "read as milliseconds, microseconds as nanoseconds), not a real settlement, "
+        "policy or death. fastparquet (retired in 2026) wrote a pandas 2 "
+        "`datetime64[s]` column as milliseconds holding the seconds divided by 1000, so "
+        "every date of such a file reads as 1970-01-01; the problem names the file, the "
+        "column and the count. Write the dates again with pyarrow, or cast them to "
+        "`datetime64[ns]` before writing. A claims batch quarantines such a settlement "
+        "(Q_DATE_OUT_OF_RANGE).",
         "- **Consistency** (not on reversals, which carry an original's negated amounts): "
         "medfee_sumamt = hifp_pay + hifob_pay + hifmi_pay + maf_pay + psn_part_amt to "
         "the fen; psn_part_amt >= fulamt_ownpay_amt + overlmt_selfpay; no part of the bill "

@@ -20,6 +20,7 @@ from puhui.fund import privacy
 from puhui.fund.files import ColumnReader, EngineFrame, date_days, open_columns
 from puhui.fund.schema import (
     CURRENT_YEAR,
+    EPOCH_MONTH,
     FUND_PAYMENTS,
     MAX_SETTLEMENT_FEN,
     MAX_SETTLEMENT_YUAN,
@@ -248,6 +249,9 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
         if lo is not None and hi is not None:
             out = present & ((days < _day_number(lo)) | (days > _day_number(hi)))
             rep.add(table, col.name, date_range_rule(col), out, keys, date_range_fix(col))
+            epoch = present & (days >= _day_number(EPOCH_MONTH[0])) & \
+                (days <= _day_number(EPOCH_MONTH[1]))
+            rep.add(table, col.name, EPOCH_RULE, epoch, keys, EPOCH_FIX)
     elif kind in ("string", "code"):
         if pd.api.types.is_numeric_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
             rep.add(table, col.name, "text", present, keys,
@@ -259,6 +263,15 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
             rep.add(table, col.name, f"code in {{{', '.join(col.codes)}}}", bad, keys,
                     "use the national code; see docs/data-schema.md for the list")
     return usable
+
+
+#: A date inside the bounds that no fund data holds: January 1970, where a timestamp
+#: written in the wrong unit lands (:data:`puhui.fund.schema.EPOCH_MONTH`).
+EPOCH_RULE = "date plausible (not in January 1970, the Unix epoch)"
+EPOCH_FIX = ("these dates read as January 1970: the file's timestamps were written in the "
+             "wrong unit (fastparquet writes a pandas datetime64[s] column as milliseconds "
+             "holding the seconds divided by 1000, so every date reads as 1970-01-01); write "
+             "the dates again with pyarrow, or cast them to datetime64[ns] before writing")
 
 
 def _day_number(d: dt.date) -> int:

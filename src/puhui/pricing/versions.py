@@ -222,18 +222,15 @@ def eligibility_columns(products, data_dir: Path) -> dict[str, pd.Series]:
     """Each version's ``eligibility.persons_column`` read from persons.parquet as a
     true/false Series by ``psn_no``. A missing column, or one not true/false, is exit 2
     naming the version, the column and what to do."""
-    from fastparquet import ParquetFile
+    from puhui.fund.files import ColumnReader
 
     path = Path(data_dir) / "persons.parquet"
     wanted = {p.id: p.raw.get("eligibility", {}).get("persons_column") for p in products}
     wanted = {k: v for k, v in wanted.items() if v}
     if not wanted:
         return {}
-    try:
-        pf = ParquetFile(str(path))
-        have = set(pf.columns)
-    except Exception as exc:      # fastparquet raises many kinds for a broken file
-        raise InputError(f"{path}: not readable Parquet ({type(exc).__name__})") from None
+    pf = ColumnReader(path)             # InputError naming the file when it is not Parquet
+    have = set(pf.names)
     missing = {k: c for k, c in wanted.items() if c not in have}
     if missing:
         raise InputError("; ".join(
@@ -241,7 +238,7 @@ def eligibility_columns(products, data_dir: Path) -> dict[str, pd.Series]:
             f"only people with true there may take that version" for pid, c in missing.items())
             + ". The data contract has no such field: add the column (true/false per person), "
               "or price without that version")
-    df = pf.to_pandas(columns=["psn_no", *sorted(set(wanted.values()))])
+    df = pf.frame(["psn_no", *sorted(set(wanted.values()))])
     out = {}
     for pid, col in wanted.items():
         out[pid] = pd.Series(_true_false(df[col], f"{path}: column {col!r} ({pid}'s eligibility)"),

@@ -43,7 +43,7 @@ import pandas as pd
 from puhui.basis import actuarial_dir, read_toml
 from puhui.drug_lists import load_lists
 from puhui.errors import JobFailed
-from puhui.fund.files import FundData, write_table
+from puhui.fund.files import FundData, appending, write_table
 from puhui.fund.schema import (PERSONS, POLICIES, SETTLEMENT_LINES, SETTLEMENT_MONEY,
                                SETTLEMENTS)
 from puhui.products.model import load_product
@@ -807,16 +807,17 @@ def write_second_city(persons: int, years: int, seed: int, out: str | Path,
     counts = dict.fromkeys(tables, 0)
     written = set()
     empty: dict[str, pd.DataFrame] = {}
-    for name, frame in generate(persons, years, seed, start_year, params, progress):
-        if not len(frame):
-            empty[name] = frame
-            continue
-        write_table(frame, out, tables[name], append=name in written)
-        written.add(name)
-        counts[name] += len(frame)
-    for name, frame in empty.items():      # a table with no rows at all (lines are optional)
-        if name not in written and name != "lines":
-            write_table(frame, out, tables[name])
+    with appending():                      # each file's writer open until the end
+        for name, frame in generate(persons, years, seed, start_year, params, progress):
+            if not len(frame):
+                empty[name] = frame
+                continue
+            write_table(frame, out, tables[name], append=name in written)
+            written.add(name)
+            counts[name] += len(frame)
+        for name, frame in empty.items():  # a table with no rows at all (lines are optional)
+            if name not in written and name != "lines":
+                write_table(frame, out, tables[name])
     return counts
 
 
