@@ -363,3 +363,21 @@ def test_a_versions_realised_cost_is_its_own_buyers(city):
     assert realised_cost(std, load_for_pricing(data, std, load_assumptions(None)[0]),
                          2025)["policies"] == int(((pol["product_id"] == STANDARD)
                                                    & (pol["start_date"].dt.year == 2025)).sum())
+
+
+def test_a_categorical_boolean_eligibility_column_is_not_a_crash(tmp_path):
+    """The hostile review (session 13): persons.parquet written by fastparquet with the
+    eligibility column a pandas Categorical of booleans crashed fastparquet's reader
+    (SIGSEGV, no message); read with pyarrow it is a clear answer, never a crash."""
+    d = tmp_path / "c"
+    assert run("synth", "--persons", "1000", "--years", "2", "--seed", "1", "--start-year",
+               "2024", "--out", str(d)).returncode == 0
+    p = pd.read_parquet(d / "persons.parquet")
+    p["community_mutual_aid"] = pd.Categorical(p.index % 2 == 0)
+    p.to_parquet(d / "persons.parquet", engine="fastparquet", index=False)
+    r = run("price", "--product", STANDARD, "--product", COMMUNITY, "--data", str(d),
+            "--out", str(tmp_path / "o"), "--no-backtest")
+    assert r.returncode in (0, 2), (r.returncode, r.stderr[-500:])
+    assert "Traceback" not in r.stderr
+    if r.returncode == 2:
+        assert "persons.parquet" in r.stderr
