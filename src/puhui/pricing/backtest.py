@@ -166,7 +166,7 @@ def claim_free_deductibles(product: Product, data: FundData, frame: pd.DataFrame
 
     if first_claim_free_step(product) is None:
         return {}
-    own_paid, own_notes = paid_under_own_terms(product, data, frame)
+    own_paid, own_notes = paid_under_own_terms(product, data, frame, last=year - 1)
     if notes is not None:
         notes += own_notes
     cfy = policy_claim_free_years(frame, data.policies, own_paid)

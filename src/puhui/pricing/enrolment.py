@@ -415,7 +415,8 @@ def equilibrium_premium(cost_of_mix, p_ref: float, target_lr: float,
     return None
 
 
-def paid_under_own_terms(product, data, exp: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def paid_under_own_terms(product, data, exp: pd.DataFrame, last: int | None = None
+                         ) -> tuple[np.ndarray, list[str]]:
     """Per person-year of the experience table ``exp`` (fen): what the person's policy
     of that year paid under its **own** product's terms, where the data's policy is of
     another product whose file is in ``actuarial/products/`` (the 2024 policies of a
@@ -426,7 +427,9 @@ def paid_under_own_terms(product, data, exp: pd.DataFrame) -> tuple[np.ndarray, 
     would (a 2024 policy at 14,000 after two claim-free years may pay where 15,000 would
     not, and then 2025 starts again at 0). This is what claim-free years are judged on:
     a policy that paid nothing under its own terms was claim-free, whatever next year's
-    terms would have paid. Returns the payouts and notes (products not found)."""
+    terms would have paid. ``last``: judge the years up to it only (later rows keep the
+    priced product's as-if payout: a year's own claim-free years read only the years
+    before it). Returns the payouts and notes (products not found)."""
     from puhui.basis import actuarial_dir
     from puhui.products.model import load_product
 
@@ -445,7 +448,7 @@ def paid_under_own_terms(product, data, exp: pd.DataFrame) -> tuple[np.ndarray, 
             continue
         products[pid] = load_product(path)
     rows_of = _policy_rows(exp, pol)
-    for y in years:
+    for y in (y for y in years if last is None or y <= last):
         of_year = (pol["start_date"].dt.year == y).to_numpy()
         if not of_year.any():
             continue
