@@ -387,3 +387,39 @@ def test_ids_with_equal_hashes_are_told_apart_by_their_text(monkeypatch):
     assert people.duplicated.tolist() == [False, False, True]
     assert people.rows(pd.Series(["p2", "p9", "p1"])).tolist() == [1, -1, 0]
     assert people.rows(pd.Series(pd.Categorical(["p1", "p9"]))).tolist() == [0, -1]
+
+
+@pytest.mark.parametrize("value, rule", [(-1, "value >= 0"), (10**15, "value <= 50"),
+                                         (2.7, "whole number"), ("3", "whole number"),
+                                         (True, "whole number")])
+def test_a_claim_free_years_column_is_validated(tmp_path, value, rule):
+    """policies.parquet may carry the insurer's own claim_free_years (the batch and
+    pricing take it as it is): a negative, huge, fractional, text or boolean value is
+    refused by validate and by a batch (exit 2, the rule named), where it once lowered
+    the deductible silently (the hostile review, session 13); nulls are allowed."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    d = tmp_path / "c"
+    r = subprocess.run([sys.executable, "-m", "puhui", "synth", "--persons", "300", "--years",
+                        "1", "--seed", "3", "--start-year", "2025", "--out", str(d)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    pol = pd.read_parquet(d / "policies.parquet")
+    pol.assign(claim_free_years=value).to_parquet(d / "policies.parquet", index=False)
+    for args in (["validate", str(d)],
+                 ["claims", "run", "--product", "huhuibao-2025", "--data", str(d), "--ledger",
+                  f"sqlite:///{tmp_path / 'l.db'}", "--batch", "b", "--out", str(tmp_path / "o")]):
+        r = subprocess.run([sys.executable, "-m", "puhui", *args], capture_output=True, text=True)
+        out = r.stdout + r.stderr
+        assert r.returncode == 2 and "claim_free_years" in out and rule in out, out[-400:]
+        assert "Traceback" not in out
+    nulls = pol.assign(claim_free_years=pd.array([None, 1] * (len(pol) // 2) + [None] * (len(pol) % 2),
+                                                 dtype="Int64"))
+    nulls.to_parquet(d / "policies.parquet", index=False)
+    r = subprocess.run([sys.executable, "-m", "puhui", "validate", str(d)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

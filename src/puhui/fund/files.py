@@ -227,6 +227,9 @@ class EngineFrame:
             values = _as_date(s)
         elif col.kind == "bool":
             values = s.fillna(False).astype(bool)
+        elif col.kind == "int" and col.nullable:          # nulls kept: pandas Int64
+            x = pd.to_numeric(s, errors="coerce")
+            values = x.astype("Int64") if bool((x.dropna() % 1 == 0).all()) else x
         elif col.kind == "int":
             values = s.astype("int64")
         else:

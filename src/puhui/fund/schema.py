@@ -185,6 +185,10 @@ POLICIES = Table(
                max_value=MAX_PREMIUM_YUAN),
         Column("preexisting", "bool", "listed pre-existing condition at entry"),
         Column("consent", "bool", "authorised use of medical-insurance data"),
+        Column("claim_free_years", "int", "consecutive claim-free policy years before this "
+               "one, where the insurer records them (extra column; when absent or not filled "
+               "for every policy of a product, derived from the policy history and what was "
+               "paid)", min_value=0, max_value=50, nullable=True, required=False),
     ),
     rules=("policy_no unique", "psn_no in persons", "start_date <= end_date",
            "no two policies of one person and product overlap"),
