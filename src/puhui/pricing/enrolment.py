@@ -455,7 +455,7 @@ def paid_under_own_terms(product, data, exp: pd.DataFrame, last: int | None = No
         cfy = None
         for pid in sorted(set(ids[of_year]) & set(products)):
             terms = products[pid]
-            steps = _has_claim_free_steps(terms)
+            steps = first_claim_free_step(terms) is not None
             if pid == product.id and not steps:
                 continue                                 # the as-if payout stands
             if cfy is None and steps:
@@ -477,10 +477,6 @@ def paid_under_own_terms(product, data, exp: pd.DataFrame, last: int | None = No
             paid[np.unique(rows[ok])] = 0              # a year split in two policies: summed
             np.add.at(paid, rows[ok], per_policy[ok].astype("int64"))
     return paid, notes
-
-
-def _has_claim_free_steps(product) -> bool:
-    return first_claim_free_step(product) is not None
 
 
 def _given_claim_free_years(pol: pd.DataFrame) -> np.ndarray:
@@ -534,35 +530,23 @@ def _paid_per_policy(terms, data, policies: pd.DataFrame) -> np.ndarray:
     return total.reindex(policies["policy_no"].to_numpy(), fill_value=0).to_numpy()
 
 
-def _renewals(frame: pd.DataFrame, rows: np.ndarray, year: int) -> np.ndarray:
-    """Whether each of ``frame``'s ``rows`` (person-years of ``year``) renews: enrolled
-    the year before, or ``year`` is the data's first (the experience's rule, so the
-    waiting period applies to the entrants the data shows; claim-free years a policies
-    file gives do not make an entrant a renewal)."""
-    from puhui.pricing.experience import person_ids, person_rows, year_person_key
-
-    if year <= int(frame["year"].min()):
-        return np.ones(len(rows), dtype=bool)
-    index = person_ids(frame)
-    enrolled = frame["enrolled"].to_numpy(dtype=bool)
-    before = year_person_key(frame["year"].to_numpy()[enrolled],
-                             person_rows(index, frame["psn_no"].iloc[enrolled]))
-    mine = year_person_key(np.full(len(rows), year - 1),
-                           person_rows(index, frame["psn_no"].iloc[rows]))
-    return np.isin(mine, before)
-
-
 def repay_with_claim_free_years(product, data, frame: pd.DataFrame, year: int, rows,
                                 years) -> dict:
     """The payouts (fen) per benefit of ``frame``'s ``rows`` (person-years of ``year``)
     under notional policies of ``product`` carrying their claim-free ``years``: the
     calculator on those people's settlements of the year, as the experience's notional
-    policies (calendar year, the row's pre-existing flag, a renewal unless a new entrant:
-    :func:`_renewals`) but with the years set, so a deductible that steps down after
-    claim-free years is the policy's own."""
+    policies (:func:`puhui.pricing.experience.notional_policies`: a new entrant keeps
+    the waiting period even when a policies file gives it claim-free years) but with the
+    years set, so a deductible that steps down after claim-free years is the policy's
+    own."""
     from puhui.benefits.calculator import adjudicate
     from puhui.benefits.quantities import LineMatcher
-    from puhui.pricing.experience import effective_settlements, has_lines, may_pay
+    from puhui.pricing.experience import (
+        effective_settlements,
+        has_lines,
+        may_pay,
+        notional_policies,
+    )
 
     rows = np.asarray(rows)
     who = frame["psn_no"].to_numpy()[rows].astype(str)
@@ -573,12 +557,7 @@ def repay_with_claim_free_years(product, data, frame: pd.DataFrame, year: int, r
     if lines is not None:
         lines = lines[lines["setl_id"].isin(st["setl_id"])]
     st = st[may_pay(product, st, has_lines(st, lines))]
-    notional = pd.DataFrame({
-        "policy_no": rows, "psn_no": who, "product_id": product.id,
-        "start_date": pd.Timestamp(f"{year}-01-01"), "end_date": pd.Timestamp(f"{year}-12-31"),
-        "preexisting": frame["preexisting"].to_numpy()[rows], "premium": 0, "consent": True,
-        "renewal": _renewals(frame, rows, year),
-        "claim_free_years": np.asarray(years, dtype="int64")})
+    notional = notional_policies(frame, rows, product.id, claim_free_years=years)
     agg = adjudicate(product, st, notional, lines, matcher=LineMatcher(product)).by_policy()
     out = {}
     for b in product.benefits:

@@ -202,6 +202,31 @@ def _new_entrants(py: pd.DataFrame, year_of: np.ndarray, who: np.ndarray,
     return enrolled & (year_of > year_of.min()) & ~before
 
 
+def notional_policies(py: pd.DataFrame, rows: np.ndarray, product_id: str,
+                      py_key: np.ndarray | None = None,
+                      claim_free_years: np.ndarray | None = None) -> pd.DataFrame:
+    """The notional policies of the person-year table ``py``'s ``rows``: the product over
+    the calendar year, the row's ``preexisting`` flag, a renewal unless a new entrant
+    (:func:`_new_entrants`), ``policy_no`` the row; with ``claim_free_years`` when given
+    (a renewal's deductible steps). ``py_key``: the table's year-person keys, when the
+    caller has them."""
+    year_of = py["year"].to_numpy()
+    who = py["person"].to_numpy()
+    if py_key is None:
+        py_key = year_person_key(year_of, who)
+    years = pd.Series(year_of[rows]).astype(str)
+    out = pd.DataFrame({
+        "policy_no": rows, "psn_no": person_ids(py).to_numpy()[who[rows]],
+        "product_id": product_id,
+        "start_date": pd.to_datetime(years + "-01-01"),
+        "end_date": pd.to_datetime(years + "-12-31"),
+        "preexisting": py["preexisting"].to_numpy()[rows], "premium": 0, "consent": True,
+        "renewal": ~_new_entrants(py, year_of, who, py_key)[rows]})
+    if claim_free_years is not None:
+        out["claim_free_years"] = np.asarray(claim_free_years, dtype="int64")
+    return out
+
+
 def experience(product: Product, data: FundData, events: bool = False,
                years: list[int] | None = None):
     """The experience table (see the module docstring). With ``events=True`` also the
@@ -252,13 +277,7 @@ def experience(product: Product, data: FundData, events: bool = False,
     st = st[may_pay(product, st, has_lines(st, data.lines))]
     st_who = person_rows(index, st["psn_no"])
     covered = np.flatnonzero(np.isin(who, np.unique(st_who)))
-    notional = pd.DataFrame({
-        "policy_no": covered, "psn_no": index.to_numpy()[who[covered]],
-        "product_id": product.id,
-        "start_date": pd.to_datetime(pd.Series(year_of[covered]).astype(str) + "-01-01"),
-        "end_date": pd.to_datetime(pd.Series(year_of[covered]).astype(str) + "-12-31"),
-        "preexisting": py["preexisting"].to_numpy()[covered], "premium": 0, "consent": True,
-        "renewal": ~_new_entrants(py, year_of, who, py_key)[covered]})
+    notional = notional_policies(py, covered, product.id, py_key=py_key)
     dec = adjudicate(product, st, notional, data.lines, matcher=LineMatcher(product))
     agg = dec.by_policy()
     at = agg.index.to_numpy(dtype="int64")
