@@ -134,8 +134,32 @@ def synth(persons, years, seed, out, start_year, dirty, generator):
         click.echo(f"  {p}")
 
 
+def _use_dask(ctx, _param, value):
+    """``--dask ADDRESS``: every block map of the command runs on that Dask cluster
+    (``local``: a LocalCluster of two processes on this machine)."""
+    if value is not None:
+        from puhui.execution import Execution, configured, dask_client
+
+        ex = Execution(scheduler=value.strip() or value)
+        # connected (or the local cluster started) once for the whole command: a
+        # scheduler that cannot be reached is said at once, before any work
+        client = ctx.with_resource(dask_client(ex, ex.n_workers))
+        ctx.with_resource(configured(Execution(scheduler=ex.scheduler, client=client)))
+    return value
+
+
+def _execution_option(f):
+    return click.option(
+        "--dask", "dask_scheduler", metavar="ADDRESS", default=None, expose_value=False,
+        callback=_use_dask,
+        help="run the block work on a Dask distributed cluster: its scheduler's address "
+             "(tcp://host:8786), or 'local' for two worker processes on this machine; "
+             "the same figures as without (docs/scaling.md)")(f)
+
+
 @cli.command()
 @click.argument("directory", type=click.Path())
+@_execution_option
 def validate(directory):
     """Check a fund-data folder against every rule of the data contract."""
     from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
@@ -481,6 +505,7 @@ def _pricing_inputs(f):
 @click.option("--backtest-all-years", is_flag=True,
               help="backtest every data year that has earlier years, not the last alone "
                    "(as `puhui backtest`; each year is one more pricing)")
+@_execution_option
 def price(product_file, data_dir, out, seed, assumptions_file, policies, no_backtest=False,
           backtest_all_years=False):
     """Price a product on fund data: OUT/pricing.json, report.html, manifest.json."""
@@ -582,6 +607,7 @@ def _price_versions(product_files, data_dir, out, seed, assumptions_file, polici
               help="product file (path or id); repeat it to give each year its own product "
                    "(a year without one is priced under the first, its period moved)")
 @_pricing_inputs
+@_execution_option
 def backtest(product_files, data_dir, out, seed, assumptions_file):
     """Price each data year from the years before it and set the price against what
     that year's enrollees cost: OUT/backtest.json and OUT/report.html."""
@@ -909,6 +935,9 @@ def run(argv=None) -> int:
     traceback unless ``PUHUI_DEBUG=1`` (for a report). ``main`` and the tests call this."""
     import os
 
+    from puhui.execution import quiet_native_threads
+
+    quiet_native_threads()          # before scikit-learn loads OpenMP (docs/benchmarks.md)
     debug = os.environ.get("PUHUI_DEBUG", "") not in ("", "0")
     try:
         try:

@@ -321,6 +321,11 @@ class ColumnReader:
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for broken files
             raise InputError(_unreadable(path, None, exc)) from None
 
+    def __reduce__(self):
+        """Pickled as its path (a Dask worker opens the file again; the open file is
+        not sent)."""
+        return (type(self), (self.path, frozenset(self.repeated)))
+
     def _read(self, names: list[str], groups: slice | None):
         if groups is None:
             return self._pf.read(columns=names, use_pandas_metadata=False)

@@ -44,10 +44,11 @@ CHUNK_ROWS = 1_000_000
 
 
 def default_workers() -> int:
-    """Processes for chunked checks: two on a machine with two cores or more."""
-    import os
+    """Processes for chunked checks: the execution in force (:mod:`puhui.execution`;
+    two on a machine with two cores or more)."""
+    from puhui.execution import current
 
-    return min(2, os.cpu_count() or 1)
+    return current().n_workers
 
 
 @dataclass
@@ -656,7 +657,8 @@ class _Chunk:
 
 @dataclass
 class _PassContext:
-    """What checking a chunk needs (a module global, so forked workers have it)."""
+    """What checking a chunk needs (shared by every chunk: forked workers inherit it, a
+    Dask worker receives it once)."""
 
     reader: ColumnReader
     chunks: list
@@ -668,11 +670,7 @@ class _PassContext:
     codes: bool
 
 
-_CONTEXT: _PassContext | None = None
-
-
-def _check_settlement_chunk(i: int) -> _Chunk:
-    c = _CONTEXT
+def _check_settlement_chunk(c: _PassContext, i: int) -> _Chunk:
     start, m, groups = c.chunks[i]
     part = Report(Path("."))
     st, keys = _check_chunk(part, SETTLEMENTS, c.reader, start, m, groups, codes=c.codes)
@@ -712,41 +710,28 @@ class _SettlementPass:
     values: list = field(default_factory=list)  # the sink's, in chunk order
 
 
-def _chunk_results(n_chunks: int, workers: int):
-    """Each chunk checked, in order: in this process, or by ``workers`` forked ones."""
-    if workers <= 1 or n_chunks <= 1:
-        for i in range(n_chunks):
-            yield _check_settlement_chunk(i)
-        return
-    import multiprocessing
-
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(_check_chunk_in_worker, range(n_chunks))
-
-
-def _check_chunk_in_worker(i: int) -> _Chunk:
-    """:func:`_check_settlement_chunk` in a forked worker, which then hands the chunk's
-    freed working memory back to the system (glibc would keep each worker at its
-    largest chunk's high-water mark for the rest of the pass)."""
+def _after_chunk() -> None:
+    """After each chunk in a forked worker: the chunk's freed working memory handed back
+    to the system (glibc would keep each worker at its largest chunk's high-water mark
+    for the rest of the pass), without a gc pass over the parent's inherited objects."""
     from puhui.process_memory import release_free_memory
 
-    out = _check_settlement_chunk(i)
-    release_free_memory(collect=False)      # no gc pass over the parent's inherited objects
-    return out
+    release_free_memory(collect=False)
 
 
 def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
                  psn: PersonKeys | None, lines: pd.DataFrame | None,
                  chunk_rows: int | None, sink, workers: int, codes: bool
                  ) -> _SettlementPass:
-    global _CONTEXT
+    from puhui.execution import map_blocks
+
     t = SETTLEMENTS
     reader = open_columns(directory, t)
     rep.rows[t.name] = reader.n
     n = reader.n
     chunks = reader.chunks(chunk_rows)
     first = len(rep.problems)
-    _CONTEXT = _PassContext(
+    context = _PassContext(
         reader, chunks, persons, psn, _reversal_targets(reader, chunks),
         np.unique(fingerprint(lines["setl_id"])) if lines is not None else None,
         sink, codes)
@@ -756,21 +741,20 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
     revs, originals, lined = [], [], []
     out = _SettlementPass()
     usable = True
-    try:
-        for c in _chunk_results(len(chunks), workers):
-            rep.merge(c.problems)
-            if c.rules is None or not usable:
-                usable = False
-                continue
-            seg = slice(c.start, c.start + len(c.h1))
-            h1[seg], h1_rows[seg] = c.h1, c.h1_rows
-            rules.merge(c.rules)
-            for into, part in ((revs, c.revs), (originals, c.originals), (lined, c.lined)):
-                if part is not None:
-                    into.append(part)
-            out.values.append(c.value)
-    finally:
-        _CONTEXT = None
+    for c in map_blocks(_check_settlement_chunk, len(chunks), context, workers=workers,
+                        after=_after_chunk):
+        rep.merge(c.problems)
+        if c.rules is None or not usable:
+            usable = False
+            continue
+        seg = slice(c.start, c.start + len(c.h1))
+        h1[seg], h1_rows[seg] = c.h1, c.h1_rows
+        rules.merge(c.rules)
+        for into, part in ((revs, c.revs), (originals, c.originals), (lined, c.lined)):
+            if part is not None:
+                into.append(part)
+        out.values.append(c.value)
+    del context
     _sort_file_problems(rep, first, t)
     if not usable:
         out.values = []

@@ -358,12 +358,9 @@ def person_year_rows(frame: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
 #: People per block of :func:`experience_in_blocks`.
 BLOCK_PERSONS = 62_500
 
-#: What the blocks need (a module global, so forked workers share it).
-_BLOCKS: dict | None = None
-
-
-def _block(b: int):
-    c = _BLOCKS
+def _cut_block(c: dict, b: int) -> tuple[int, FundData]:
+    """Block ``b``'s people with their policies, settlements and lines (its first
+    person's row in persons.parquet, and the data)."""
     lo, hi = b * c["size"], (b + 1) * c["size"]
     data = c["data"]
     ln = data.lines
@@ -376,10 +373,16 @@ def _block(b: int):
     part = FundData(
         persons, data.policies[(c["pol_who"] >= lo) & (c["pol_who"] < hi)], st,
         ln[(c["ln_who"] >= lo) & (c["ln_who"] < hi)] if ln is not None and len(ln) else ln)
-    py, ev = experience(c["product"], part, events=True, years=c["years"])
+    return lo, part
+
+
+def _block_experience(shared: dict, piece: tuple[int, FundData]):
+    """One block's person-years and events as arrays (people numbered over everyone)."""
+    lo, part = piece
+    py, ev = experience(shared["product"], part, events=True, years=shared["years"])
     py["person"] += lo
     ev["person"] += lo
-    return _arrays(_narrow(_without(py, c["drop"]))), _arrays(_narrow(ev))
+    return _arrays(_narrow(_without(py, shared["drop"]))), _arrays(_narrow(ev))
 
 
 def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -394,16 +397,16 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
                          workers: int | None = None, drop: tuple[str, ...] = ()):
     """:func:`experience` with its events, one block of ``block_persons`` people
     (default :data:`BLOCK_PERSONS`; in persons.parquet's order) at a time, in
-    ``workers`` forked processes (default: two on two cores or more), so the
+    ``workers`` processes (default: the :mod:`puhui.execution` in force: two forked
+    processes on two cores or more, or a Dask cluster), so the
     calculator's working arrays are a block's: the same tables in the same order (every
     quantity is per person; tested against one block), with the integer columns of
     :data:`NARROW_COLUMNS` held narrow. ``drop``: prefixes of person-year columns the
     caller does not need (ten million rows of each are not sent back)."""
-    from puhui.fund.validate import PersonKeys, default_workers
+    from puhui.execution import map_blocks
+    from puhui.fund.validate import PersonKeys
 
-    global _BLOCKS
     block_persons = block_persons or BLOCK_PERSONS
-    workers = workers or default_workers()
     years = settlement_years(data)
     persons = data.persons
     n = len(persons)
@@ -427,12 +430,12 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     if ln is not None and len(ln):
         r = positions(setl_ids, ln["setl_id"].to_numpy())
         ln_who = np.where(r >= 0, st_who[np.maximum(r, 0)], -1)
-    _BLOCKS = {"data": data, "product": product, "years": years, "size": block_persons,
-               "pol_who": pol_who, "st_order": st_order,
-               "st_who": st_who,
-               "st_bounds": np.searchsorted(st_who[st_order],
-                                            np.arange(n_blocks + 1) * block_persons),
-               "ln_who": ln_who, "drop": tuple(drop)}
+    source = {"data": data, "size": block_persons, "pol_who": pol_who,
+              "st_order": st_order, "st_who": st_who,
+              "st_bounds": np.searchsorted(st_who[st_order],
+                                           np.arange(n_blocks + 1) * block_persons),
+              "ln_who": ln_who}
+    shared = {"product": product, "years": years, "drop": tuple(drop)}
     # each block's person-years go straight to their place in the table (year, then
     # person: a block's rows of a year follow the earlier blocks' rows of that year), so
     # the parent holds the table and one block, not every block and then the table
@@ -442,20 +445,19 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     total = int(sum(per_year))
     cols: dict[str, np.ndarray] = {}
     evs = []
-    try:
-        for py_b, ev_b in _block_results(n_blocks, workers):
-            year_b = py_b["year"]
-            at = [np.flatnonzero(year_b == y) for y in years]
-            for name in list(py_b):
-                v = py_b.pop(name)
-                if name not in cols:
-                    cols[name] = np.empty(total, dtype=v.dtype)
-                for i, rows in enumerate(at):
-                    cols[name][cursor[i]:cursor[i] + len(rows)] = v[rows]
-            cursor += [len(rows) for rows in at]
-            evs.append(ev_b)
-    finally:
-        _BLOCKS = None
+    for py_b, ev_b in map_blocks(_block_experience, n_blocks, shared, source=source,
+                                 cut=_cut_block, workers=workers, after=_trim):
+        year_b = py_b["year"]
+        at = [np.flatnonzero(year_b == y) for y in years]
+        for name in list(py_b):
+            v = py_b.pop(name)
+            if name not in cols:
+                cols[name] = np.empty(total, dtype=v.dtype)
+            for i, rows in enumerate(at):
+                cols[name][cursor[i]:cursor[i] + len(rows)] = v[rows]
+        cursor += [len(rows) for rows in at]
+        evs.append(ev_b)
+    del source
     if not np.array_equal(cursor, end):
         raise RuntimeError("experience blocks: person-years do not match the persons alive "
                            "at the start of each year")
@@ -487,28 +489,12 @@ def _narrow(t: pd.DataFrame) -> pd.DataFrame:
     return t.astype(cast) if cast else t
 
 
-def _block_results(n_blocks: int, workers: int):
-    """Each block's (person-years, events), in block order: in this process, or from
-    ``workers`` forked ones as they finish."""
-    if workers <= 1 or n_blocks <= 1:
-        for b in range(n_blocks):
-            yield _block(b)
-        return
-    import multiprocessing
-
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(_block_in_worker, range(n_blocks), chunksize=1)
-
-
-def _block_in_worker(b: int):
-    """:func:`_block` in a forked worker, which then hands the block's freed working
-    memory back to the system: a worker takes some forty blocks, and glibc would keep
-    each one's high-water mark. At 10M person-years this gives back about 0.15 GiB a
-    worker; the workers still end with about 0.6 GiB private each (pages shared at the
-    fork that become private as the parent allocates around them: not removed)."""
-    out = _block(b)
-    release_free_memory(collect=False)      # no gc pass over the parent's inherited objects
-    return out
+def _trim() -> None:
+    """After each block in a forked worker: the block's freed working memory handed back
+    to the system (a worker takes some forty blocks, and glibc would keep each one's
+    high-water mark; about 0.15 GiB a worker at 10M person-years), without a gc pass
+    over the parent's inherited objects."""
+    release_free_memory(collect=False)
 
 
 def _column(blocks: list[dict], name: str) -> np.ndarray:

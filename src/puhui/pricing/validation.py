@@ -54,6 +54,8 @@ def cross_validate_frequency(frame: pd.DataFrame, count: str, factors, folds: in
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.metrics import mean_poisson_deviance
+
+    from puhui.execution import MANY_ROWS, limited_threads, native_threads
     from sklearn.model_selection import GroupKFold
 
     rng = np.random.default_rng(seed)
@@ -78,7 +80,8 @@ def cross_validate_frequency(frame: pd.DataFrame, count: str, factors, folds: in
         gbm = HistGradientBoostingRegressor(
             loss="poisson", max_iter=gbm_iterations, random_state=seed,
             categorical_features=list(range(X.shape[1])) if factors else None)
-        gbm.fit(X[tr], y[tr], sample_weight=e[tr])
+        with limited_threads(native_threads(1) if len(tr) >= MANY_ROWS else 1):
+            gbm.fit(X[tr], y[tr], sample_weight=e[tr])
         p_gbm = np.maximum(gbm.predict(X[te]), 1e-12)
         p_null = np.full(len(te), np.average(y[tr], weights=e[tr]))
         rows.append({

@@ -1,0 +1,272 @@
+"""Where block work runs: one seam for every map over blocks of people or rows.
+
+Validation checks settlements.parquet chunk by chunk and pricing computes the as-if
+experience block of people by block; both are the same shape of work, a map
+``fn(shared, piece)`` over ``n`` pieces whose results are consumed **in order**, so the
+answer cannot depend on where or when a piece ran. :func:`map_blocks` runs it on one of
+two backends chosen by an :class:`Execution`:
+
+local (the default)
+    in this process (one worker, or one piece), or in ``workers`` processes forked from
+    this one. A forked worker inherits ``source`` (the data, gigabytes at ten million
+    settlements) without a copy and cuts its own piece from it; only results are
+    pickled back.
+dask
+    a Dask distributed cluster: ``scheduler`` is its address (``tcp://host:8786``) or
+    ``"local"`` for a LocalCluster of ``workers`` processes on this machine (tests,
+    and a check that a cluster gives the figures one machine gives). ``shared`` is sent
+    once to every worker; each piece is cut here and sent with its task, at most
+    ``2 x workers`` pieces in flight, so the parent holds a few pieces, not all of them.
+
+Native thread pools (OpenMP in scikit-learn's gradient boosting, the BLAS under numpy
+and statsmodels) are sized here too, to the cores each worker really has
+(:func:`native_threads`): a forked or Dask worker runs its piece with
+``cores // workers`` threads. The command line starts every pool at one thread with
+idle threads sleeping (:func:`quiet_native_threads`), and work that gains from more
+asks for them: on a 600-person city one ``puhui price`` took 16.6 s with the pools at
+their defaults and 10.1 s with one thread; two at once took 50 s each (threads
+spinning while they wait for each other) and 10 s each with one thread
+(docs/benchmarks.md "Native threads").
+
+The same pieces in the same order give the same results on either backend, bit for
+bit (tests/test_execution.py; pricing.json and the validation report are compared).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from puhui.errors import InputError
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the system tells it, else
+    the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):         # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers() -> int:
+    """Processes for block work: two on a machine with two cores or more (the memory of
+    a third copy of the working arrays is not worth the third core's time)."""
+    return min(2, available_cores())
+
+
+def native_threads(workers: int) -> int:
+    """Threads each of ``workers`` concurrent workers gives its native pools:
+    ``max(1, cores // workers)``.
+
+    >>> native_threads(1) >= 1
+    True
+    """
+    return max(1, available_cores() // max(1, workers))
+
+
+#: The environment variables that size native thread pools when they load.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+#: Rows from which the gradient-boosted challenger is given every core: below it, a
+#: second OpenMP thread cost more than it gave (measured, session 14: 2,000 rows 0.19 ->
+#: 0.34 s a fit; 400,000 rows 1.02 -> 0.65 s; docs/benchmarks.md "Native threads").
+MANY_ROWS = 200_000
+
+
+def quiet_native_threads() -> None:
+    """Native pools start with one thread and idle OpenMP threads sleep rather than
+    spin, unless the user's environment says otherwise (its variables are left as
+    they are). Work that gains from threads asks for them (:func:`limited_threads`).
+
+    The CLI calls this first: the variables count only for libraries not yet loaded,
+    so pools already loaded (numpy's BLAS) are limited here too."""
+    unset = [v for v in THREAD_VARIABLES if v not in os.environ]
+    for v in unset:
+        os.environ[v] = "1"
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if unset:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)       # the pools loaded before now, for good
+
+
+@contextlib.contextmanager
+def limited_threads(threads: int):
+    """Native thread pools (OpenMP, BLAS) limited to ``threads`` inside the block."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=max(1, int(threads))):
+        yield
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where :func:`map_blocks` runs its pieces.
+
+    Parameters
+    ----------
+    workers : processes (local) or Dask workers of a LocalCluster; default
+        :func:`default_workers`
+    scheduler : None (local), a Dask scheduler address, or ``"local"`` for a
+        LocalCluster of ``workers`` processes
+    """
+
+    workers: int | None = None
+    scheduler: str | None = None
+    #: an open distributed Client to reuse (see :func:`dask_client`); else each map
+    #: opens its own
+    client: Any = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise InputError(f"workers: {self.workers!r}: a whole number of processes, 1 or more")
+        if self.scheduler is not None and not str(self.scheduler).strip():
+            raise InputError("--dask: give a scheduler address (tcp://host:8786) or 'local'")
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or default_workers()
+
+
+_CURRENT: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
+    "puhui_execution", default=None)
+
+
+def current() -> Execution:
+    """The execution set by :func:`configured` (the CLI's ``--workers`` / ``--dask``),
+    else the local default."""
+    return _CURRENT.get() or Execution()
+
+
+@contextlib.contextmanager
+def configured(execution: Execution):
+    """Every :func:`map_blocks` inside the block runs on ``execution`` unless told
+    otherwise (as joblib's ``parallel_config``)."""
+    token = _CURRENT.set(execution)
+    try:
+        yield execution
+    finally:
+        _CURRENT.reset(token)
+
+
+def map_blocks(fn: Callable[[Any, Any], Any], n: int, shared: Any = None, *,
+               source: Any = None, cut: Callable[[Any, int], Any] | None = None,
+               execution: Execution | None = None, workers: int | None = None,
+               after: Callable[[], Any] | None = None) -> Iterator[Any]:
+    """``fn(shared, piece)`` for ``piece = cut(source, i)`` (``i`` itself without
+    ``cut``), ``i = 0 .. n-1``, yielded in that order.
+
+    ``fn`` and ``cut`` must be module-level functions (a Dask worker imports them);
+    ``shared`` and the pieces must pickle on the Dask backend. ``workers`` overrides the
+    execution's count (a caller that knows better, e.g. a small table). ``after`` runs in
+    a local worker after each piece (handing freed memory back to the system).
+    """
+    ex = execution or current()
+    k = workers or ex.n_workers
+    if ex.scheduler is not None:
+        yield from _dask_map(fn, n, shared, source, cut, ex, k)
+    elif k <= 1 or n <= 1:
+        for i in range(n):
+            yield fn(shared, cut(source, i) if cut else i)
+    else:
+        yield from _fork_map(fn, n, shared, source, cut, k, after)
+
+
+#: What forked workers run (a module global: they inherit it at the fork, unpickled).
+_JOB: tuple | None = None
+
+
+def _fork_piece(i: int):
+    fn, shared, source, cut, threads, after = _JOB
+    with limited_threads(threads):
+        out = fn(shared, cut(source, i) if cut else i)
+    if after is not None:
+        after()
+    return out
+
+
+def _fork_map(fn, n, shared, source, cut, workers, after) -> Iterator[Any]:
+    import multiprocessing
+
+    global _JOB
+    if _JOB is not None:
+        raise RuntimeError("map_blocks: a forked map is already running in this process")
+    _JOB = (fn, shared, source, cut, native_threads(workers), after)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield from pool.imap(_fork_piece, range(n), chunksize=1)
+    finally:
+        _JOB = None
+
+
+def _dask_piece(fn, shared, piece, threads: int | None):
+    """A piece on a Dask worker; ``threads`` None leaves the worker's pools as its
+    nanny set them (one thread per task by default: Dask sets OMP_NUM_THREADS=1)."""
+    if threads is None:
+        return fn(shared, piece)
+    with limited_threads(threads):
+        return fn(shared, piece)
+
+
+@contextlib.contextmanager
+def dask_client(ex: Execution, workers: int):
+    """A distributed Client for ``ex`` (a LocalCluster of ``workers`` processes, one
+    thread each, for ``"local"``); closed on leaving."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("--dask needs Dask distributed: pip install 'puhui[dask]' "
+                         "(or dask[distributed])") from None
+    if ex.scheduler == "local":
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          host="127.0.0.1", dashboard_address=None,
+                          # no dashboard; its HTTP server (health checks) on a free
+                          # loopback port, not 8787 (another cluster may hold it)
+                          scheduler_kwargs={"dashboard": False,
+                                            "dashboard_address": "127.0.0.1:0"},
+                          silence_logs=logging.ERROR) as cluster, \
+                Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(ex.scheduler, timeout=10)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        raise InputError(f"--dask {ex.scheduler}: cannot reach the Dask scheduler "
+                         f"({type(e).__name__}: {e}); start one with `dask scheduler` "
+                         f"and workers with `dask worker ADDRESS` (docs/scaling.md)") from None
+    with client:
+        yield client
+
+
+def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int) -> Iterator[Any]:
+    with (contextlib.nullcontext(ex.client) if ex.client is not None
+          else dask_client(ex, workers)) as client:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        threads = native_threads(n_workers) if ex.scheduler == "local" else None
+        # one object each (a list of one: scatter would split a dict or a list), not
+        # hashed (tokenising gigabytes of frames costs more than sending them)
+        shared_f = client.scatter([shared], broadcast=True, hash=False)[0]
+        window = 2 * n_workers
+        run = uuid.uuid4().hex[:12]
+        pending: dict[int, Any] = {}
+        submitted = 0
+        for i in range(n):
+            while submitted < n and submitted < i + window:
+                piece = (client.scatter([cut(source, submitted)], hash=False)[0] if cut
+                         else submitted)
+                pending[submitted] = client.submit(
+                    _dask_piece, fn, shared_f, piece, threads,
+                    pure=False, key=f"puhui-block-{run}-{submitted}")
+                submitted += 1
+            fut = pending.pop(i)
+            out = fut.result()
+            fut.release()
+            yield out
+

@@ -1,0 +1,140 @@
+"""The execution seam (puhui.execution): one map over blocks, run in this process, in
+forked processes or on a Dask cluster, gives the same results in the same order, bit
+for bit; native thread pools sized to the cores each worker has; ``--dask`` on the
+command line."""
+
+import json
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import puhui.pricing.experience as ex
+from puhui.cli import run
+from puhui.errors import InputError
+from puhui.execution import (Execution, available_cores, configured, dask_client,
+                             map_blocks, native_threads)
+from puhui.fund.files import read_fund
+from puhui.fund.validate import validate_dir
+from puhui.pricing.fund_data import load_for_pricing
+from puhui.pricing.premium import load_assumptions, price
+from puhui.products.model import load_product, product_path
+
+pytest.importorskip("distributed")
+
+PRODUCT = load_product(product_path("huhuibao-2025"))
+
+
+@pytest.fixture(scope="module")
+def dask_local():
+    """One LocalCluster of two worker processes for the module's tests."""
+    ex_ = Execution(workers=2, scheduler="local")
+    with dask_client(ex_, 2) as client:
+        yield Execution(workers=2, scheduler="local", client=client)
+
+
+def _slow_square(shared, piece):
+    """Later pieces finish first (so order is the map's, not the finishing order)."""
+    i, values = piece
+    time.sleep(0.02 * (5 - i % 5))
+    return shared["k"] * values, os.getpid()
+
+
+def _cut(source, i):
+    return i, source[i * 7:(i + 1) * 7].copy()
+
+
+def _threads_seen(shared, piece):
+    from threadpoolctl import threadpool_info
+
+    import numpy  # noqa: F401 - its BLAS is what the pools list
+
+    return {d["user_api"]: d["num_threads"] for d in threadpool_info()}
+
+
+@pytest.mark.parametrize("backend", ["here", "fork", "dask"])
+def test_every_backend_gives_the_pieces_in_order(backend, dask_local):
+    source = np.arange(70, dtype="int64")
+    execution = {"here": Execution(workers=1), "fork": Execution(workers=2),
+                 "dask": dask_local}[backend]
+    out = list(map_blocks(_slow_square, 10, {"k": 3}, source=source, cut=_cut,
+                          execution=execution))
+    assert [o[0].tolist() for o in out] == [(3 * source[i * 7:(i + 1) * 7]).tolist()
+                                            for i in range(10)]
+    pids = {o[1] for o in out}
+    if backend == "here":
+        assert pids == {os.getpid()}
+    else:                                   # the work really ran elsewhere
+        assert os.getpid() not in pids and len(pids) >= 1
+
+
+def test_a_forked_worker_sizes_its_thread_pools_to_its_share_of_the_cores():
+    seen = list(map_blocks(_threads_seen, 2, None, execution=Execution(workers=2)))
+    want = native_threads(2)
+    for pools in seen:
+        assert pools and all(v == want for v in pools.values()), pools
+    assert native_threads(1) == available_cores()
+
+
+def test_the_configured_execution_is_used_and_restored():
+    from puhui.execution import current
+
+    before = current()
+    with configured(Execution(workers=1)):
+        assert current().n_workers == 1
+    assert current() == before
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(InputError, match="whole number"):
+        Execution(workers=0)
+    with pytest.raises(InputError, match="scheduler address"):
+        Execution(scheduler=" ")
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        with dask_client(Execution(scheduler="nonsense://x"), 1):
+            pass
+
+
+def test_experience_blocks_on_dask_equal_one_block(small_city_dir, dask_local):
+    d = read_fund(small_city_dir)
+    one, one_ev = ex.experience(PRODUCT, d, events=True)
+    with configured(dask_local):
+        blocks, blocks_ev = ex.experience_in_blocks(PRODUCT, d, block_persons=97)
+    pd.testing.assert_frame_equal(ex._narrow(one), blocks)
+    pd.testing.assert_frame_equal(ex._narrow(one_ev), blocks_ev)
+
+
+def test_validation_by_chunks_on_dask_gives_the_same_report(tmp_path, dask_local):
+    from puhui.fund.files import write_fund
+    from puhui.synth.city import synth_city
+
+    write_fund(synth_city(300, 1, seed=5, dirty=True), tmp_path)
+    here = validate_dir(tmp_path, chunk_rows=900, workers=1)
+    forked = validate_dir(tmp_path, chunk_rows=900, workers=2)
+    with configured(dask_local):
+        on_dask = validate_dir(tmp_path, chunk_rows=900)
+    assert not here.ok and here.problems
+    for other in (forked, on_dask):
+        assert other.messages() == here.messages()
+
+
+def test_pricing_on_dask_gives_the_same_figures(small_city_dir, dask_local, monkeypatch):
+    assumptions, _ = load_assumptions(None)
+    kept = load_for_pricing(small_city_dir, PRODUCT, assumptions, chunk_rows=1200, workers=1)
+    a = price(PRODUCT, kept, assumptions, seed=3).figures
+    monkeypatch.setattr(ex, "BLOCK_PERSONS", 150)        # four blocks of people, on Dask
+    with configured(dask_local):
+        kept2 = load_for_pricing(small_city_dir, PRODUCT, assumptions, chunk_rows=1200)
+        b = price(PRODUCT, kept2, assumptions, seed=3).figures
+    assert json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True,
+                                                                    default=str)
+
+
+def test_the_command_line_says_when_a_scheduler_cannot_be_used(small_city_dir, capsys):
+    assert run(["validate", "--dask", "nonsense://x", str(small_city_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Dask scheduler" in err and "Traceback" not in err
+    assert run(["validate", "--dask", "", str(small_city_dir)]) == 2
+    assert run(["validate", "--dask", "local", str(small_city_dir)]) == 0
