@@ -695,3 +695,25 @@ def test_a_failed_second_worker_fails_the_batch_and_a_rerun_finishes_it(tiny_cit
     run_batch(PRODUCT, PRODUCT.path, tiny_city, url, "b1", block_persons=10,
               eob_sink=EobWriter(tmp_path / "o" / "eob.parquet", PRODUCT), workers=2)
     assert entries(url) == entries(ref)
+
+
+def test_two_workers_give_the_eob_of_one_row_for_row(tiny_city, tmp_path):
+    """The blocks run in forked workers (puhui.execution) and their EOB parts are
+    written by the batch's process in block order: the file is the one a single process
+    writes, row for row, and so is the ledger."""
+    from puhui.claims.eob_file import EobWriter
+    from puhui.fund.files import read_parquet
+
+    got = {}
+    for workers in (1, 2):
+        url = f"sqlite:///{tmp_path / f'l{workers}.db'}"
+        out = tmp_path / f"o{workers}"
+        out.mkdir()
+        sink = EobWriter(out / "eob.parquet", PRODUCT)
+        run_batch(PRODUCT, PRODUCT.path, tiny_city, url, "b1", block_persons=10,
+                  eob_sink=sink, workers=workers)
+        sink.close()
+        got[workers] = (read_parquet(out / "eob.parquet"), entries(url))
+    pd.testing.assert_frame_equal(got[1][0], got[2][0])
+    assert got[1][1] == got[2][1]
+    assert len(got[1][0]) > 0 and got[1][0]["setl_id"].nunique() > 20

@@ -138,3 +138,32 @@ def test_the_command_line_says_when_a_scheduler_cannot_be_used(small_city_dir, c
     assert "cannot reach the Dask scheduler" in err and "Traceback" not in err
     assert run(["validate", "--dask", "", str(small_city_dir)]) == 2
     assert run(["validate", "--dask", "local", str(small_city_dir)]) == 0
+
+
+def _dies_at_three(shared, piece):
+    if piece == 3:
+        os.kill(os.getpid(), 9)
+    return piece
+
+
+def test_a_killed_worker_fails_the_map_instead_of_hanging():
+    from puhui.errors import JobFailed
+
+    with pytest.raises(JobFailed, match="worker process died"):
+        list(map_blocks(_dies_at_three, 8, None, execution=Execution(workers=2)))
+
+
+def _fails_at_one(shared, piece):
+    if piece == 1:
+        raise ValueError("piece one is bad")
+    time.sleep(0.2)
+    with open(shared / f"ran-{piece}", "w"):
+        pass
+    return piece
+
+
+def test_after_a_failure_the_pieces_not_started_do_not_run(tmp_path):
+    with pytest.raises(ValueError, match="piece one"):
+        list(map_blocks(_fails_at_one, 30, tmp_path, execution=Execution(workers=2)))
+    ran = len(list(tmp_path.glob("ran-*")))
+    assert ran < 10, ran          # at most the pieces already started or queued

@@ -193,15 +193,33 @@ def _fork_piece(i: int):
 
 
 def _fork_map(fn, n, shared, source, cut, workers, after) -> Iterator[Any]:
+    """The pieces in ``workers`` forked processes, results in order. A worker that dies
+    (killed, out of memory) fails the map with :class:`~puhui.errors.JobFailed` instead
+    of leaving it waiting for a result that will not come (multiprocessing's Pool
+    would)."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from puhui.errors import JobFailed
 
     global _JOB
     if _JOB is not None:
         raise RuntimeError("map_blocks: a forked map is already running in this process")
     _JOB = (fn, shared, source, cut, native_threads(workers), after)
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            yield from pool.imap(_fork_piece, range(n), chunksize=1)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        try:
+            yield from pool.map(_fork_piece, range(n))
+        except BrokenProcessPool:
+            raise JobFailed(
+                "a worker process died (killed, or out of memory: see the system log); "
+                "nothing of its unfinished piece was kept. Run the command again; with "
+                "less memory free, give it fewer workers") from None
+        finally:
+            # on a failure, or a caller that stops early, the pieces not started are
+            # not run (a claims block would still write to the ledger)
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         _JOB = None
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,6 +36,7 @@ from puhui.claims import ledger
 from puhui.claims.flags import flag_settlements
 from puhui.digests import sha256_files
 from puhui.errors import InputError, JobFailed
+from puhui.execution import Execution, map_blocks
 from puhui.fund.files import FundData, join_chunks
 from puhui.fund.schema import SETTLEMENTS
 from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
@@ -402,12 +404,11 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     filed later is paid what it would have been paid at once. Without ``claims`` every
     settlement counts as claimed.
 
-    ``workers=2`` with an :class:`~puhui.claims.eob_file.EobWriter` as ``eob_sink`` runs
-    the blocks in two processes (the second forked once the data is ready, each taking
-    the next block not yet taken, each with its own ledger connection and EOB file; the
-    second file's row groups are then appended to the first). Every block is still one
-    unit of work, so the ledger ends as with one process; only the order of the EOB's
-    rows differs.
+    ``workers=2`` runs the blocks in two processes forked once the data is ready
+    (:func:`puhui.execution.map_blocks`), each planning and writing a block with its
+    own ledger connection; the EOB parts come back here and are emitted in block order.
+    Every block is one unit of work, so the ledger and the EOB, row for row, are as
+    with one process.
 
     The batch's **scope** is the period its data covers: ``period`` (first, last ISO
     dates) where the user states it, else the data's first to last settlement date. A
@@ -562,17 +563,31 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
                         taking_back=set(taking_back["setl_id"]), data_keys=data_keys)
     data.lines = None
 
-    def block_parts(con_, k):
-        return _run_block(con_, ctx, blocks[k], eff_parts[k], rev_parts[k], pol_parts[k])
-
-    if workers > 1 and hasattr(eob_sink, "fork") and len(blocks) > 1:
-        _run_blocks_in_two(con, url, block_parts, len(blocks), eob_sink, tally, progress)
-    else:
+    source = {"blocks": blocks, "eff": eff_parts, "rev": rev_parts, "pol": pol_parts}
+    # with an EOB file the blocks send back their parts ready to write (Arrow rows, the
+    # report's rows, a tally): the batch's process only writes them
+    ready = hasattr(eob_sink, "write_prepared")
+    shared = {"url": url, "ctx": ctx, "parent": os.getpid(),
+              "eob_categories": eob_categories(product) if ready else None}
+    _CONNECTIONS[(os.getpid(), url)] = con         # this process's blocks use its own
+    try:
+        # blocks in forked processes (the execution seam; local only: each worker opens
+        # the ledger file itself), their EOB parts written here in block order
+        done = map_blocks(_block_in_worker, len(blocks), shared, source=source,
+                          cut=_cut_block, execution=Execution(workers=workers))
         for k in range(len(blocks)):
-            for part in block_parts(con, k):
-                emit(part)
+            block = _next_block(done)
+            if isinstance(block, _ReadyBlock):
+                tally.merge(block.tally)
+                for prepared in block.parts:
+                    eob_sink.write_prepared(prepared)
+            else:
+                for part in block:
+                    emit(part)
             if progress:
                 progress(k + 1, len(blocks))
+    finally:
+        _CONNECTIONS.pop((os.getpid(), url), None)
     if quarantined:
         emit(q_eob)
     if reversed_before:
@@ -685,75 +700,65 @@ def _accumulators(product: Product, dec, pol_no: np.ndarray) -> list[tuple[str, 
     return [(p, a, v) for (p, a), v in merged.items()]
 
 
-def _run_blocks_in_two(con, url: str, block_parts, n: int, sink, tally: _Tally,
-                       progress) -> None:
-    """Blocks ``0..n-1`` in this process and a forked second one, each taking the next
-    block from a shared counter. The second process writes its EOB parts to its own file
-    and leaves its tally and report inputs in a pickle; both are merged here. A second
-    process whose parent is gone stops before its next block (the re-run does the rest)."""
-    import multiprocessing as mp
-    import os
-    import pickle
-    import tempfile
+#: Each process's ledger connection, by (process id, URL): a forked worker opens its
+#: own on its first block and keeps it for the next ones.
+_CONNECTIONS: dict = {}
 
-    ctx = mp.get_context("fork")
-    counter = ctx.Value("q", 0)
 
-    def take() -> int:
-        with counter.get_lock():
-            k = counter.value
-            counter.value = k + 1
-        return k
+def _connection(url: str):
+    key = (os.getpid(), url)
+    con = _CONNECTIONS.get(key)
+    if con is None:
+        con = _CONNECTIONS[key] = ledger.connect(url)
+    return con
 
-    fd, part = tempfile.mkstemp(prefix=sink.path.name + ".", suffix=".part", dir=sink.path.parent)
-    os.close(fd)
-    os.unlink(part)
-    result = part + ".pickle"
-    parent = os.getpid()
 
-    def run(con_, k: int, tally_: _Tally, sink_) -> None:
-        for p in block_parts(con_, k):
-            if len(p):
-                tally_.add(p)
-                sink_(p)
-
-    def second() -> None:
-        con2 = ledger.connect(url)
-        own, own_tally = sink.fork(part), _Tally()
-        while os.getppid() == parent and (k := take()) < n:
-            run(con2, k, own_tally, own)
-        con2.close()
-        own.close()                                     # the file's footer
-        if os.getppid() != parent:
-            os._exit(3)
-        with open(result, "wb") as fh:
-            pickle.dump((own_tally, own.report_parts, own.reason_parts), fh)
-
-    child = ctx.Process(target=second, name="puhui-claims-block-worker")
-    child.start()
+def _next_block(done) -> list:
+    """The next block's EOB parts; a block that failed for a reason not the data's
+    fails the batch with what to do (every finished block is in the ledger)."""
     try:
-        while (k := take()) < n:
-            run(con, k, tally, sink)
-            if progress:
-                progress(min(counter.value, n), n)
-        child.join()
-        if child.exitcode != 0:
-            raise JobFailed(f"the second block worker failed (exit code {child.exitcode}); "
-                            "every finished block is in the ledger: run the batch again "
-                            "with the same id to finish it")
-        with open(result, "rb") as fh:
-            other, report_parts, reason_parts = pickle.load(fh)
-        tally.merge(other)
-        sink.absorb(Path(part), report_parts, reason_parts)
-    finally:
-        if child.is_alive():
-            child.terminate()
-            child.join()
-        for f in (part, result):
-            if os.path.exists(f):
-                os.unlink(f)
-    if progress:
-        progress(n, n)
+        return next(done)
+    except (InputError, JobFailed, OSError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a worker's unexpected failure, said as such
+        raise JobFailed(f"a block of the batch failed ({type(e).__name__}: {e}); every "
+                        f"finished block is in the ledger: run the batch again with the "
+                        f"same id to finish it") from e
+
+
+def _cut_block(source: dict, k: int) -> tuple:
+    """Block ``k``: its people, effective settlements, reversals and policies (taken
+    in the worker that runs it, from the partitions it inherited)."""
+    return source["blocks"][k], source["eff"][k], source["rev"][k], source["pol"][k]
+
+
+@dataclass
+class _ReadyBlock:
+    """A block's EOB parts ready to write, and their tally."""
+
+    tally: _Tally
+    parts: list
+
+
+def _block_in_worker(shared: dict, piece: tuple) -> list | _ReadyBlock:
+    """One block of people, planned and written as one unit of work
+    (:func:`_run_block`) with this process's ledger connection; its EOB parts go back
+    to the batch, made ready to write when the batch writes a file. A forked worker
+    whose batch process is gone stops before the block (the batch run again with its id
+    does the rest)."""
+    from puhui.claims.eob_file import prepare_part
+
+    if os.getpid() != shared["parent"] and os.getppid() != shared["parent"]:
+        os._exit(3)
+    parts = _run_block(_connection(shared["url"]), shared["ctx"], *piece)
+    cats = shared["eob_categories"]
+    if cats is None:
+        return parts
+    tally = _Tally()
+    for p in parts:
+        if len(p):
+            tally.add(p)
+    return _ReadyBlock(tally, [prepare_part(p, cats) for p in parts if len(p)])
 
 
 def _people_blocks(psn_no: pd.Series, person_rows: np.ndarray,

@@ -5,19 +5,45 @@ batch is tens of millions of rows and is never held whole) and keeps the little 
 report needs: the rows that were due, paid or held, and the counts of reasons not paid.
 The file is complete once :meth:`EobWriter.close` ran.
 
-When a batch runs its blocks in two processes, each writes its own file and the first
-takes the second's row groups (:meth:`EobWriter.absorb`).
+When a batch runs its blocks in two processes, the parts come back to the batch's
+process and are written here in block order (one writer, one file).
 """
 
 from __future__ import annotations
 
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from puhui.fund.files import ParquetAppender
 from puhui.products.model import Product
+
+
+@dataclass
+class PreparedPart:
+    """An EOB part ready to be written: its rows as Arrow (fixed categories) and the
+    little the report needs of it."""
+
+    table: object                   # pyarrow.Table
+    report_rows: pd.DataFrame
+    reasons: pd.Series
+
+
+def prepare_part(part: pd.DataFrame, categories: dict[str, list[str]]) -> PreparedPart:
+    """What writing ``part`` needs, computed where the part was made (a block worker
+    sends this back, not the frame): the EOB's fixed categories in every row group,
+    the Arrow rows, the report's rows (due, paid or held) and the counts of reasons not
+    paid."""
+    from puhui.claims.report import not_paid_reasons, report_rows
+    from puhui.fund.files import to_arrow
+
+    frame = part.copy(deep=False)
+    for col, cats in categories.items():     # the same categories in every row group
+        dt = frame[col].dtype
+        if not (isinstance(dt, pd.CategoricalDtype) and list(dt.categories) == cats):
+            frame[col] = pd.Categorical(frame[col], categories=cats)
+    return PreparedPart(to_arrow(frame), report_rows(frame), not_paid_reasons(frame))
 
 
 class EobWriter:
@@ -36,36 +62,17 @@ class EobWriter:
         self._out = ParquetAppender(self.path, lean=True)
 
     def __call__(self, part: pd.DataFrame) -> None:
-        from puhui.claims.report import not_paid_reasons, report_rows
+        self.write_prepared(prepare_part(part, self.cats))
 
-        frame = part.copy(deep=False)
-        for col, categories in self.cats.items():     # the same categories in every row group
-            dt = frame[col].dtype
-            if not (isinstance(dt, pd.CategoricalDtype) and list(dt.categories) == categories):
-                frame[col] = pd.Categorical(frame[col], categories=categories)
-        self._out.write(frame)
-        # the report needs only these rows and the reason counts, not the whole EOB
-        self.report_parts.append(report_rows(frame))
-        self.reason_parts.append(not_paid_reasons(frame))
+    def write_prepared(self, prepared: PreparedPart) -> None:
+        """A part made ready by :func:`prepare_part` (possibly in another process)."""
+        self._out.write_arrow(prepared.table)
+        self.report_parts.append(prepared.report_rows)
+        self.reason_parts.append(prepared.reasons)
 
     def close(self) -> None:
         """Complete the file (its footer). Nothing is written after."""
         self._out.close()
-
-    def fork(self, path: str | Path) -> EobWriter:
-        """A writer of the same product to another file (for a second process)."""
-        return EobWriter(path, self.product)
-
-    def absorb(self, other_path: Path, report_parts, reason_parts) -> None:
-        """Take another writer's (closed) file and report inputs into this one."""
-        if Path(other_path).exists():
-            if self._out.open:
-                self._out.absorb(other_path)
-                Path(other_path).unlink()
-            else:
-                shutil.move(str(other_path), self.path)   # complete already
-        self.report_parts += report_parts
-        self.reason_parts += reason_parts
 
     def report_inputs(self) -> tuple[pd.DataFrame | None, pd.Series | None]:
         """(rows for the report, counts of reasons not paid over the whole batch)."""

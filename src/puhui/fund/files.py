@@ -479,6 +479,15 @@ def to_file_types(table: Table, df: pd.DataFrame) -> pd.DataFrame:
 ROW_GROUP = 1_000_000
 
 
+def to_arrow(frame: pd.DataFrame):
+    """A frame as the Arrow table :class:`ParquetAppender` writes (schema
+    :func:`_arrow_schema`, no index, the frame's pandas metadata)."""
+    import pyarrow as pa
+
+    frame = frame.reset_index(drop=True)
+    return pa.Table.from_pandas(frame, schema=_arrow_schema(frame), preserve_index=False)
+
+
 def _arrow_schema(frame: pd.DataFrame):
     """The Arrow schema a frame is written with, fixed for every row group: text is
     UTF-8 strings (an all-null first group would otherwise be a null column), a
@@ -526,19 +535,7 @@ class ParquetAppender:
         self._schema = None
 
     def write(self, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
-
-        frame = frame.reset_index(drop=True)
-        if self._writer is None:
-            plain = _arrow_schema(frame)
-            tab = pa.Table.from_pandas(frame, schema=plain, preserve_index=False)
-            self._schema = tab.schema            # with the first frame's pandas metadata
-            self._open()
-        else:
-            tab = pa.Table.from_pandas(frame, schema=self._schema.remove_metadata(),
-                                       preserve_index=False)
-            tab = tab.replace_schema_metadata(self._schema.metadata)
-        self._writer.write_table(tab, row_group_size=max(len(frame), 1))
+        self.write_arrow(to_arrow(frame))
 
     def _open(self) -> None:
         import pyarrow as pa
@@ -552,8 +549,16 @@ class ParquetAppender:
                                         **opts)
 
     def write_arrow(self, tab) -> None:
-        """Arrow rows of a file of the same schema (:meth:`absorb`)."""
-        self._writer.write_table(tab.cast(self._schema), row_group_size=max(tab.num_rows, 1))
+        """Arrow rows (:func:`to_arrow`, or a file of the same schema: :meth:`absorb`)
+        as one row group; the first table fixes the file's schema and pandas metadata,
+        later ones are cast to it."""
+        if self._writer is None:
+            self._schema = tab.schema            # with the first frame's pandas metadata
+            self._open()
+        elif not tab.schema.equals(self._schema, check_metadata=True):
+            tab = tab.cast(self._schema.remove_metadata()).replace_schema_metadata(
+                self._schema.metadata)
+        self._writer.write_table(tab, row_group_size=max(tab.num_rows, 1))
 
     def absorb(self, path: str | Path) -> None:
         """Append the row groups of another file of the same columns (written by this
