@@ -167,3 +167,28 @@ def test_after_a_failure_the_pieces_not_started_do_not_run(tmp_path):
         list(map_blocks(_fails_at_one, 30, tmp_path, execution=Execution(workers=2)))
     ran = len(list(tmp_path.glob("ran-*")))
     assert ran < 10, ran          # at most the pieces already started or queued
+
+
+def test_a_claims_batch_on_dask_writes_the_ledger_and_eob_of_one_process(tmp_path,
+                                                                         dask_local):
+    from puhui.claims.batch import run_batch
+    from puhui.claims.eob_file import EobWriter
+    from puhui.fund.files import read_parquet, write_fund
+    from puhui.synth.city import synth_city
+    from tests.test_claims import entries
+
+    city = tmp_path / "city"
+    write_fund(synth_city(300, 1, seed=23, start_year=2025), city)
+    got = {}
+    for name, where in (("here", Execution(workers=1)), ("dask", dask_local)):
+        url = f"sqlite:///{tmp_path / f'{name}.db'}"
+        out = tmp_path / name
+        out.mkdir()
+        sink = EobWriter(out / "eob.parquet", PRODUCT)
+        with configured(where):
+            run_batch(PRODUCT, PRODUCT.path, city, url, "b1", block_persons=25,
+                      eob_sink=sink, workers=1)
+        sink.close()
+        got[name] = (read_parquet(out / "eob.parquet"), entries(url))
+    pd.testing.assert_frame_equal(got["here"][0], got["dask"][0])
+    assert got["here"][1] == got["dask"][1] and len(got["here"][1][0]) > 0

@@ -259,6 +259,7 @@ def claims():
 @click.option("--complete", is_flag=True, default=False,
               help="the data holds every settlement of its period: take back what a "
                    "settlement it lacks was paid (without it, such a batch is refused)")
+@_execution_option
 def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=None,
                block_persons=None, workers=None, period=None, complete=False):
     """Adjudicate the data's settlements against its policies and record the payouts."""

@@ -571,10 +571,10 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
               "eob_categories": eob_categories(product) if ready else None}
     _CONNECTIONS[(os.getpid(), url)] = con         # this process's blocks use its own
     try:
-        # blocks in forked processes (the execution seam; local only: each worker opens
-        # the ledger file itself), their EOB parts written here in block order
+        # blocks in forked processes or on Dask (the execution seam; each worker opens
+        # the ledger itself), their EOB parts written here in block order
         done = map_blocks(_block_in_worker, len(blocks), shared, source=source,
-                          cut=_cut_block, execution=Execution(workers=workers))
+                          cut=_cut_block, execution=_batch_execution(workers, ctx))
         for k in range(len(blocks)):
             block = _next_block(done)
             if isinstance(block, _ReadyBlock):
@@ -713,6 +713,30 @@ def _connection(url: str):
     return con
 
 
+def _batch_execution(workers: int, ctx: _BlockContext) -> Execution:
+    """Where the blocks run: on the Dask cluster of ``--dask`` (its workers open the
+    ledger by its URL: a SQLite file is shared only by workers on this machine), else
+    ``workers`` forked processes. Dask workers get the data's keys made once here, not
+    the ids to make them from."""
+    from puhui.execution import current
+
+    ex = current()
+    if ex.scheduler is None:
+        return Execution(workers=workers)
+    if ctx.data_keys is not None:
+        ctx.data_keys.get()
+    return ex
+
+
+def _orphaned(parent: int) -> bool:
+    """A process forked by the batch's process ``parent``, which is gone."""
+    import multiprocessing
+
+    me = multiprocessing.parent_process()
+    return (os.getpid() != parent and me is not None and me.pid == parent
+            and os.getppid() != parent)
+
+
 def _next_block(done) -> list:
     """The next block's EOB parts; a block that failed for a reason not the data's
     fails the batch with what to do (every finished block is in the ledger)."""
@@ -748,7 +772,7 @@ def _block_in_worker(shared: dict, piece: tuple) -> list | _ReadyBlock:
     does the rest)."""
     from puhui.claims.eob_file import prepare_part
 
-    if os.getpid() != shared["parent"] and os.getppid() != shared["parent"]:
+    if _orphaned(shared["parent"]):
         os._exit(3)
     parts = _run_block(_connection(shared["url"]), shared["ctx"], *piece)
     cats = shared["eob_categories"]
