@@ -322,9 +322,9 @@ class ColumnReader:
             raise InputError(_unreadable(path, None, exc)) from None
 
     def __reduce__(self):
-        """Pickled as its path (a Dask worker opens the file again; the open file is
-        not sent)."""
-        return (type(self), (self.path, frozenset(self.repeated)))
+        """Pickled as its absolute path (a Dask worker opens the file again, from its
+        own working folder; the open file is not sent)."""
+        return (type(self), (Path(self.path).resolve(), frozenset(self.repeated)))
 
     def _read(self, names: list[str], groups: slice | None):
         if groups is None:
