@@ -105,6 +105,7 @@ counted AS (
     JOIN per ON per.psn_no = s.psn_no
     WHERE s.refund_of IS NULL
       AND s.setl_id NOT IN (SELECT setl_id FROM reversed)
+      AND s.setl_id NOT IN (SELECT setl_id FROM held)
       AND s.med_type IN ({med_types})
       AND s.hosp_lv IN ({hosp_lvs})
 ),
@@ -135,11 +136,19 @@ def _lit(v) -> str:
     return str(int(v))
 
 
-def hospital_payouts(con: duckdb.DuckDBPyConnection, data_dir, terms: dict):
+def hospital_payouts(con: duckdb.DuckDBPyConnection, data_dir, terms: dict, held=()):
     """The counted settlements of ``terms``' product in ``data_dir`` with their hospital
     base, deductible and payout in fen: a DuckDB relation over the temp table
-    ``hospital_payouts`` (setl_id, policy_no, base_fen, deductible_fen, payout_fen)."""
+    ``hospital_payouts`` (setl_id, policy_no, base_fen, deductible_fen, payout_fen).
+
+    ``held``: setl_ids held for review (puhui's fraud and quality flags, whose rules no
+    document states; the batch's quarantined EOB rows). A fresh ledger kept nothing of
+    them, so they count for nothing, not even the deductible (docs/claims.md)."""
     d = os.fspath(data_dir)
+    con.execute("CREATE OR REPLACE TEMP TABLE held (setl_id VARCHAR)")
+    held = sorted(set(held))
+    if held:
+        con.execute("INSERT INTO held SELECT unnest(?::VARCHAR[])", [held])
     paths = {k: _lit(os.path.join(d, f"{k}.parquet"))
              for k in ("settlements", "policies", "persons")}
     cols = {r[0] for r in con.execute(
@@ -167,13 +176,19 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="fund-data folder (the four Parquet files)")
     ap.add_argument("--product-year", type=int, default=2025, choices=sorted(TERMS))
     ap.add_argument("--out", required=True, help="Parquet file of the counted settlements")
+    ap.add_argument("--held", default=None,
+                    help="Parquet file with a setl_id column: settlements held for review "
+                         "(e.g. the quarantined rows of a batch's eob.parquet), skipped")
     a = ap.parse_args()
     for f in ("settlements", "policies", "persons"):
         if not os.path.exists(os.path.join(a.data, f"{f}.parquet")):
             sys.exit(f"error: {a.data}: no {f}.parquet")
     t = time.perf_counter()
     con = duckdb.connect()
-    rel = hospital_payouts(con, a.data, TERMS[a.product_year])
+    held = ([r[0] for r in con.execute(
+        f"SELECT DISTINCT setl_id FROM read_parquet({_lit(a.held)})").fetchall()]
+        if a.held else ())
+    rel = hospital_payouts(con, a.data, TERMS[a.product_year], held)
     con.execute(f"COPY hospital_payouts TO {_lit(a.out)} (FORMAT parquet)")
     n, total, paid = con.execute(
         "SELECT count(*), coalesce(sum(payout_fen), 0), count(*) FILTER (payout_fen > 0) "
