@@ -36,6 +36,7 @@ def generate(persons: int, out: Path) -> None:
 
 def compare(eob: Path, sql_rows: Path) -> dict:
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.execute("""
         CREATE TEMP TABLE cmp AS
         WITH e AS (
