@@ -12,16 +12,24 @@ hospital in-list self-pay benefit of one Huhuibao product year over a fund-data 
   insutype is eligible, and its med_type and hosp_lv pass the benefit's filters;
 - base = psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay (in-list self-pay), in
   integer fen (round(yuan x 100) per column);
-- per policy, in time order (setl_time, ties in file order), the annual deductible is
-  consumed by a running sum of the base: deductible = min(base, D - min(D, base so far));
+- per policy, in time order (the settlement date, ties in file order), the annual
+  deductible is
+  consumed by a running sum of the base: deductible = min(base, D - min(D, base so far)).
+  setl_time is a date in the contract ("settlement date", docs/data-schema.md; a Parquet
+  timestamp or date): a time of day in a file is not part of it, so the order is by
+  date and then file order (puhui does the same: a probe with times of day against
+  file order agreed only this way; no document says so outright);
 - payout = round((base - deductible) x ratio) half away from zero to the fen (ratio in
   basis points: 70 %, or the pre-existing ratio for a policy with `preexisting`), then
   capped by the annual limit against the running sum of the payouts before it:
   min(payout, L - min(L, payouts so far)) (payouts are never negative, so the capped
   running sum is min(L, uncapped running sum)).
 
-D is lowered by `claim_free_years` when policies.parquet has that column (null read as
-0); without it every policy has 0 (a fresh ledger derives 0: no earlier year's batch).
+D is lowered by `claim_free_years` when policies.parquet has that column filled for
+every policy of the product (docs/data-schema.md: "when absent or not filled for every
+policy of a product, derived from the policy history and what was paid"); otherwise
+every policy has 0, what a fresh ledger derives (no earlier year's batch: docs/claims.md,
+"Claim-free years").
 
     python benchmarks/duckdb_hospital.py --data DIR --product-year 2025 --out FILE.parquet
 """
@@ -72,7 +80,7 @@ TERMS = {
 # One statement; {placeholders} are filled by hospital_payouts (file paths, terms).
 HOSPITAL_SQL = """
 WITH s AS (
-    SELECT setl_id, psn_no, setl_time, CAST(setl_time AS DATE) AS setl_date,
+    SELECT setl_id, psn_no, CAST(setl_time AS DATE) AS setl_date,
            CAST(med_type AS VARCHAR) AS med_type, CAST(hosp_lv AS BIGINT) AS hosp_lv,
            refund_of, file_row_number AS row_no,
            CAST(round(psn_part_amt * 100) AS BIGINT)
@@ -95,7 +103,7 @@ per AS (
     WHERE CAST(insutype AS VARCHAR) IN ({insutypes})
 ),
 counted AS (
-    SELECT s.setl_id, pol.policy_no, s.setl_time, s.row_no, s.base_fen,
+    SELECT s.setl_id, pol.policy_no, s.setl_date, s.row_no, s.base_fen,
            CASE {deductible_case} END AS deductible_amt,
            CASE WHEN pol.preexisting THEN {preexisting_ratio_bp} ELSE {ratio_bp} END
              AS ratio_bp
@@ -112,7 +120,7 @@ counted AS (
 ded AS (
     SELECT *,
            least(base_fen, greatest(0, deductible_amt - coalesce(sum(base_fen) OVER (
-               PARTITION BY policy_no ORDER BY setl_time, row_no
+               PARTITION BY policy_no ORDER BY setl_date, row_no
                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS deductible_fen
     FROM counted
 ),
@@ -124,7 +132,7 @@ raw AS (
 )
 SELECT setl_id, policy_no, base_fen, deductible_fen,
        least(uncapped_fen, greatest(0, {limit_fen} - coalesce(sum(uncapped_fen) OVER (
-           PARTITION BY policy_no ORDER BY setl_time, row_no
+           PARTITION BY policy_no ORDER BY setl_date, row_no
            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS payout_fen
 FROM raw
 """
@@ -153,7 +161,9 @@ def hospital_payouts(con: duckdb.DuckDBPyConnection, data_dir, terms: dict, held
              for k in ("settlements", "policies", "persons")}
     cols = {r[0] for r in con.execute(
         f"DESCRIBE SELECT * FROM read_parquet({paths['policies']})").fetchall()}
-    cfy = ("CAST(coalesce(claim_free_years, 0) AS BIGINT)"
+    # the column counts only when every policy of the product has it filled
+    cfy = ("CASE WHEN count(*) FILTER (claim_free_years IS NULL) OVER () = 0 "
+           "THEN CAST(claim_free_years AS BIGINT) ELSE 0 END"
            if "claim_free_years" in cols else "0")
     case = " ".join(f"WHEN pol.claim_free_years >= {y} THEN {amt}"
                     for y, amt in sorted(terms["claim_free"], reverse=True))

@@ -4,9 +4,10 @@ benchmarks/duckdb_hospital.py pays the Huhuibao hospital benefit from the docume
 alone (no puhui code). Each case runs a batch into a fresh ledger and asserts, per
 settlement and to the fen, the same hospital payout and deductible, and equal totals:
 the shipped sample city (2024 and 2025), a city of the second generator, a policies
-file with claim_free_years (lowered deductibles), and amounts scaled up (the annual
-limit is reached) with the settlements' file order reversed (ties on a date are taken
-in file order).
+file with claim_free_years (lowered deductibles; a column with a null is not used), and
+amounts scaled up (the annual limit is reached) with the settlements' file order
+reversed and times of day against file order (ties on a date are taken in file order;
+the time of day is not part of the contract's settlement date).
 
 Settlements that the batch holds for review (fraud and quality flags, quarantined: their
 rules are in code only) are given to the query as ``held``; the cases assert they are
@@ -107,16 +108,26 @@ def test_second_generator_agrees(tmp_path):
     agree(city, 2025, tmp_path)
 
 
-def test_claim_free_years_lower_the_deductible(tmp_path):
+@pytest.mark.parametrize("filled", [True, False])
+def test_claim_free_years_lower_the_deductible(tmp_path, filled):
+    """0/2/3 claim-free years give 12,000 / 11,000 / 10,000 yuan. With one policy's
+    count missing the column is not used (docs/data-schema.md: derived when "not filled
+    for every policy of a product"; a fresh ledger derives 0), so 12,000 for all."""
     city = copy_city(SAMPLE, tmp_path / "cfy")
     pol = pq.read_table(city / "policies.parquet")
-    cfy = pa.array([(0, 2, 3)[i % 3] for i in range(pol.num_rows)], pa.int64())
-    pq.write_table(pol.append_column("claim_free_years", cfy), city / "policies.parquet")
+    cfy = [(0, 2, 3)[i % 3] for i in range(pol.num_rows)]
+    if not filled:
+        first = pol["product_id"].to_pylist().index("huhuibao-2025")
+        cfy[first] = None
+    pq.write_table(pol.append_column("claim_free_years", pa.array(cfy, pa.int64())),
+                   city / "policies.parquet")
     con = agree(city, 2025, tmp_path)
-    # every deductible amount is in use: a policy's deductible total reaches each one
     full = {r[0] for r in con.execute("""
         SELECT sum(deductible_fen) FROM hospital_payouts GROUP BY policy_no""").fetchall()}
-    assert {1_000_000, 1_100_000, 1_200_000} <= full
+    if filled:   # every deductible amount is in use: some policy's total reaches each
+        assert {1_000_000, 1_100_000, 1_200_000} <= full
+    else:
+        assert 1_200_000 in full and not {1_000_000, 1_100_000} & full
 
 
 def _scaled(t: pa.Table, cols, k: int) -> pa.Table:
@@ -129,8 +140,10 @@ def _scaled(t: pa.Table, cols, k: int) -> pa.Table:
 
 def test_limit_and_tie_order(tmp_path):
     """Amounts x 97 (fen exact, identities kept): policies reach the 1,000,000 limit.
-    The same data with the settlements' rows reversed: same-day settlements of a
-    policy swap order, which changes deductibles (checked), and both sides agree."""
+    The same data with the settlements' rows reversed and a time of day that grows
+    with the original row (so, within a day, against the new file order): same-day
+    settlements of a policy swap order, which changes deductibles (checked), and both
+    sides agree: the date counts, then file order."""
     fwd = copy_city(SAMPLE, tmp_path / "fwd")
     s = _scaled(pq.read_table(SAMPLE / "settlements.parquet"), AMOUNTS, 97)
     pq.write_table(s, fwd / "settlements.parquet")
@@ -138,7 +151,11 @@ def test_limit_and_tie_order(tmp_path):
     pq.write_table(_scaled(lines, ["amount", "preselfpay_amt"], 97),
                    fwd / "settlement_lines.parquet")
     rev = copy_city(fwd, tmp_path / "rev")
-    pq.write_table(s.take(pa.array(range(s.num_rows - 1, -1, -1))),
+    secs = pa.array([i % 80_000 for i in range(s.num_rows)], pa.int64())
+    day = s["setl_time"].cast(pa.timestamp("s"))
+    timed = s.set_column(s.schema.get_field_index("setl_time"), "setl_time",
+                         pc.add(day, secs.cast(pa.duration("s"))))
+    pq.write_table(timed.take(pa.array(range(s.num_rows - 1, -1, -1))),
                    rev / "settlements.parquet")
 
     con = duckdb.connect()
