@@ -13,8 +13,8 @@ hospital in-list self-pay benefit of one Huhuibao product year over a fund-data 
 - base = psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay (in-list self-pay), in
   integer fen (round(yuan x 100) per column);
 - per policy, in time order (the settlement date, ties in file order), the annual
-  deductible is
-  consumed by a running sum of the base: deductible = min(base, D - min(D, base so far)).
+  deductible is consumed by a running sum of the base:
+  deductible = min(base, D - min(D, base so far)).
   setl_time is a date in the contract ("settlement date", docs/data-schema.md; a Parquet
   timestamp or date): a time of day in a file is not part of it, so the order is by
   date and then file order (puhui does the same: a probe with times of day against
