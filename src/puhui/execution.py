@@ -38,6 +38,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -80,6 +81,10 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 MANY_ROWS = 200_000
 
 
+#: The variables :func:`quiet_native_threads` set (the others are the user's).
+_OURS: set[str] = set()
+
+
 def quiet_native_threads() -> None:
     """Native pools start with one thread and idle OpenMP threads sleep rather than
     spin, unless the user's environment says otherwise (its variables are left as
@@ -90,6 +95,7 @@ def quiet_native_threads() -> None:
     unset = [v for v in THREAD_VARIABLES if v not in os.environ]
     for v in unset:
         os.environ[v] = "1"
+    _OURS.update(unset)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if unset:
         from threadpoolctl import threadpool_limits
@@ -97,12 +103,28 @@ def quiet_native_threads() -> None:
         threadpool_limits(limits=1)       # the pools loaded before now, for good
 
 
+def users_threads() -> int | None:
+    """The thread count the user's environment asks for (the first of
+    :data:`THREAD_VARIABLES` they set, to a whole number of 1 or more), else None."""
+    for v in THREAD_VARIABLES:
+        if v in os.environ and v not in _OURS:
+            try:
+                n = int(os.environ[v].split(",")[0])
+            except ValueError:
+                continue
+            if n >= 1:
+                return n
+    return None
+
+
 @contextlib.contextmanager
 def limited_threads(threads: int):
-    """Native thread pools (OpenMP, BLAS) limited to ``threads`` inside the block."""
+    """Native thread pools (OpenMP, BLAS) limited to ``threads`` inside the block, or
+    to what the user's environment asks for (:func:`users_threads`: their setting is
+    kept, in workers too)."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=max(1, int(threads))):
+    with threadpool_limits(limits=users_threads() or max(1, int(threads))):
         yield
 
 
@@ -192,6 +214,21 @@ def _fork_piece(i: int):
     return out
 
 
+def _watch_parent(parent: int) -> None:
+    """In a forked worker: end the worker when the process that forked it is gone
+    (killed: nobody would read its results, and it would wait for its next piece for
+    ever). A piece cut short this way is one whose results nobody can use; a claims
+    block's transaction rolls back."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="puhui-watch-parent", daemon=True).start()
+
+
 def _fork_map(fn, n, shared, source, cut, workers, after) -> Iterator[Any]:
     """The pieces in ``workers`` forked processes, results in order. A worker that dies
     (killed, out of memory) fails the map with :class:`~puhui.errors.JobFailed` instead
@@ -208,7 +245,8 @@ def _fork_map(fn, n, shared, source, cut, workers, after) -> Iterator[Any]:
         raise RuntimeError("map_blocks: a forked map is already running in this process")
     _JOB = (fn, shared, source, cut, native_threads(workers), after)
     try:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_watch_parent, initargs=(os.getpid(),))
         try:
             yield from pool.map(_fork_piece, range(n))
         except BrokenProcessPool:
@@ -253,14 +291,41 @@ def dask_client(ex: Execution, workers: int):
                 Client(cluster) as client:
             yield client
         return
-    try:
-        client = Client(ex.scheduler, timeout=10)
-    except (OSError, TimeoutError, ValueError, TypeError) as e:
-        raise InputError(f"--dask {ex.scheduler}: cannot reach the Dask scheduler "
-                         f"({type(e).__name__}: {e}); start one with `dask scheduler` "
-                         f"and workers with `dask worker ADDRESS` (docs/scaling.md)") from None
+    client = _connect(Client, ex.scheduler, CONNECT_SECONDS)
     with client:
         yield client
+
+
+#: How long a scheduler has to answer ``--dask ADDRESS``.
+CONNECT_SECONDS = 10
+
+
+def _connect(client_class, address: str, seconds: float):
+    """A Client of the scheduler at ``address``, or an :class:`InputError` within about
+    ``seconds``: Client's own timeout does not bound the handshake with a server that
+    accepts and then waits (a web server, such as the dashboard's port given for the
+    scheduler's), so the connection is made in a thread that is given up on."""
+    import threading
+
+    out: dict = {}
+
+    def connect():
+        try:
+            out["client"] = client_class(address, timeout=seconds)
+        except Exception as e:  # noqa: BLE001 - any failure to connect is said below
+            out["error"] = e
+
+    t = threading.Thread(target=connect, name="puhui-dask-connect", daemon=True)
+    t.start()
+    t.join(seconds + 5)
+    if "client" in out:
+        return out["client"]
+    why = out.get("error")
+    reason = (f"{type(why).__name__}: {why}" if why is not None
+              else f"no answer from a Dask scheduler within {seconds + 5:.0f} s")
+    raise InputError(f"--dask {address}: cannot reach the Dask scheduler ({reason}); "
+                     f"start one with `dask scheduler` and workers with `dask worker "
+                     f"ADDRESS` (docs/scaling.md)")
 
 
 def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int) -> Iterator[Any]:

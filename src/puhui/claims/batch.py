@@ -567,14 +567,19 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # with an EOB file the blocks send back their parts ready to write (Arrow rows, the
     # report's rows, a tally): the batch's process only writes them
     ready = hasattr(eob_sink, "write_prepared")
-    shared = {"url": url, "ctx": ctx, "parent": os.getpid(),
+    where = _batch_execution(workers, ctx)
+    # a Dask worker lives longer than the batch and may run blocks on several threads:
+    # it opens the ledger for each block (by its absolute path: its working folder is
+    # not this one) and closes it; a forked worker keeps one connection for the batch
+    shared = {"url": ledger.absolute_url(url), "ctx": ctx, "parent": os.getpid(),
+              "keep_connection": where.scheduler is None,
               "eob_categories": eob_categories(product) if ready else None}
-    _CONNECTIONS[(os.getpid(), url)] = con         # this process's blocks use its own
+    _CONNECTIONS[(os.getpid(), shared["url"])] = con     # this process's blocks use its own
     try:
         # blocks in forked processes or on Dask (the execution seam; each worker opens
         # the ledger itself), their EOB parts written here in block order
         done = map_blocks(_block_in_worker, len(blocks), shared, source=source,
-                          cut=_cut_block, execution=_batch_execution(workers, ctx))
+                          cut=_cut_block, execution=where)
         for k in range(len(blocks)):
             block = _next_block(done)
             if isinstance(block, _ReadyBlock):
@@ -587,7 +592,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
             if progress:
                 progress(k + 1, len(blocks))
     finally:
-        _CONNECTIONS.pop((os.getpid(), url), None)
+        _CONNECTIONS.pop((os.getpid(), shared["url"]), None)
     if quarantined:
         emit(q_eob)
     if reversed_before:
@@ -774,7 +779,14 @@ def _block_in_worker(shared: dict, piece: tuple) -> list | _ReadyBlock:
 
     if _orphaned(shared["parent"]):
         os._exit(3)
-    parts = _run_block(_connection(shared["url"]), shared["ctx"], *piece)
+    if shared["keep_connection"]:
+        parts = _run_block(_connection(shared["url"]), shared["ctx"], *piece)
+    else:
+        con = ledger.connect(shared["url"], must_exist=True)
+        try:
+            parts = _run_block(con, shared["ctx"], *piece)
+        finally:
+            con.close()
     cats = shared["eob_categories"]
     if cats is None:
         return parts

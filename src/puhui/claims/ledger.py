@@ -112,6 +112,16 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
+def absolute_url(url: str) -> str:
+    """The ledger's URL naming its file by absolute path (for a process whose working
+    folder is another: a Dask worker).
+
+    >>> absolute_url("sqlite:////data/ledger.db")
+    'sqlite:////data/ledger.db'
+    """
+    return "sqlite:///" + str(sqlite_path(url).resolve())
+
+
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
