@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import re
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,6 +160,10 @@ class _Locked(Exception):
 OPEN_RETRY_SECONDS = 60.0
 
 
+#: The tables and indexes of :data:`SCHEMA` (any version of it).
+LEDGER_OBJECTS = frozenset(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", SCHEMA))
+
+
 def _open_retrying(path: Path, must_exist: bool):
     """:func:`_open`, again after a short random pause while another process holds the
     lock of a ledger it is creating (two batches started together on a new ledger)."""
@@ -188,8 +193,11 @@ def _open(path: Path, must_exist: bool):
         con.execute("PRAGMA busy_timeout=60000")
         # before anything is written: a database that is not a ledger is left as it is
         version = _schema_version(con)
-        foreign = version is None and con.execute(
-            "SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+        # foreign: it holds something a ledger does not (read once: a ledger another
+        # process is creating right now holds only a ledger's tables, whenever it is read)
+        foreign = version is None and any(
+            not name.startswith("sqlite_") and name not in LEDGER_OBJECTS
+            for (name,) in con.execute("SELECT name FROM sqlite_master"))
         if foreign or (must_exist and version is None):
             con.close()
             raise InputError(f"ledger {path}: not a puhui ledger ("
