@@ -192,3 +192,34 @@ def test_a_claims_batch_on_dask_writes_the_ledger_and_eob_of_one_process(tmp_pat
         got[name] = (read_parquet(out / "eob.parquet"), entries(url))
     pd.testing.assert_frame_equal(got["here"][0], got["dask"][0])
     assert got["here"][1] == got["dask"][1] and len(got["here"][1][0]) > 0
+
+
+def _inner_sum(shared, piece):
+    """A piece that runs a forked map of its own."""
+    return sum(map_blocks(_slow_square_plain, 3, None, execution=Execution(workers=2))) + piece
+
+
+def _slow_square_plain(shared, piece):
+    return piece * piece
+
+
+def test_maps_may_run_side_by_side_and_one_inside_another():
+    two = Execution(workers=2)
+    a = map_blocks(_slow_square_plain, 4, None, execution=two)
+    b = map_blocks(_slow_square_plain, 4, None, execution=two)
+    assert [(x, y) for x, y in zip(a, b)] == [(i * i, i * i) for i in range(4)]
+    assert list(map_blocks(_inner_sum, 3, None, execution=two)) == [5, 6, 7]
+
+
+def test_a_scheduler_without_workers_is_said_as_such(monkeypatch):
+    from distributed import LocalCluster
+
+    import puhui.execution as execution
+
+    monkeypatch.setattr(execution, "WORKER_WAIT_SECONDS", 1)
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None,
+                      scheduler_kwargs={"dashboard": False,
+                                        "dashboard_address": "127.0.0.1:0"}) as cluster:
+        with pytest.raises(InputError, match="has no workers"):
+            list(map_blocks(_slow_square_plain, 2, None,
+                            execution=Execution(scheduler=cluster.scheduler_address)))

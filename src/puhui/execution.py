@@ -201,12 +201,13 @@ def map_blocks(fn: Callable[[Any, Any], Any], n: int, shared: Any = None, *,
         yield from _fork_map(fn, n, shared, source, cut, k, after)
 
 
-#: What forked workers run (a module global: they inherit it at the fork, unpickled).
-_JOB: tuple | None = None
+#: What forked workers run, by map (a module global: they inherit it at the fork,
+#: unpickled); several maps may run at once, one inside another's piece too.
+_JOBS: dict[str, tuple] = {}
 
 
-def _fork_piece(i: int):
-    fn, shared, source, cut, threads, after = _JOB
+def _fork_piece(job: str, i: int):
+    fn, shared, source, cut, threads, after = _JOBS[job]
     with limited_threads(threads):
         out = fn(shared, cut(source, i) if cut else i)
     if after is not None:
@@ -240,15 +241,13 @@ def _fork_map(fn, n, shared, source, cut, workers, after) -> Iterator[Any]:
 
     from puhui.errors import JobFailed
 
-    global _JOB
-    if _JOB is not None:
-        raise RuntimeError("map_blocks: a forked map is already running in this process")
-    _JOB = (fn, shared, source, cut, native_threads(workers), after)
+    job = uuid.uuid4().hex
+    _JOBS[job] = (fn, shared, source, cut, native_threads(workers), after)
     try:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_watch_parent, initargs=(os.getpid(),))
         try:
-            yield from pool.map(_fork_piece, range(n))
+            yield from pool.map(_fork_piece, [job] * n, range(n))
         except BrokenProcessPool:
             raise JobFailed(
                 "a worker process died (killed, or out of memory: see the system log); "
@@ -259,7 +258,7 @@ def _fork_map(fn, n, shared, source, cut, workers, after) -> Iterator[Any]:
             # not run (a claims block would still write to the ledger)
             pool.shutdown(wait=True, cancel_futures=True)
     finally:
-        _JOB = None
+        del _JOBS[job]
 
 
 def _dask_piece(fn, shared, piece, threads: int | None):
@@ -328,10 +327,30 @@ def _connect(client_class, address: str, seconds: float):
                      f"ADDRESS` (docs/scaling.md)")
 
 
+#: How long a scheduler without workers is waited for.
+WORKER_WAIT_SECONDS = 30
+
+
+def _workers_of(client, ex: Execution) -> int:
+    """The cluster's worker count, waiting up to :data:`WORKER_WAIT_SECONDS` for a first
+    worker; a cluster without any is exit 2 with what to do."""
+    workers = len(client.scheduler_info().get("workers", {}))
+    if workers:
+        return workers
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+    except (TimeoutError, OSError):
+        raise InputError(f"--dask {ex.scheduler}: the Dask scheduler has no workers "
+                         f"(none joined within {WORKER_WAIT_SECONDS} s); start them with "
+                         f"`dask worker {ex.scheduler} --nthreads 1` (docs/scaling.md)"
+                         ) from None
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
 def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int) -> Iterator[Any]:
     with (contextlib.nullcontext(ex.client) if ex.client is not None
           else dask_client(ex, workers)) as client:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        n_workers = _workers_of(client, ex)
         threads = native_threads(n_workers) if ex.scheduler == "local" else None
         # one object each (a list of one: scatter would split a dict or a list), not
         # hashed (tokenising gigabytes of frames costs more than sending them)
