@@ -165,7 +165,7 @@ def test_forked_workers_end_when_their_parent_is_killed(tmp_path):
         for _ in range(3):
             assert p.stdout.readline().startswith("piece")
         kids = _children(p.pid)
-        assert len(kids) >= 2
+        assert len(kids) >= 1          # workers=2: one forked, the caller the other
         p.send_signal(signal.SIGKILL)
         p.wait()
         deadline = time.monotonic() + 10

@@ -140,6 +140,12 @@ def _use_dask(ctx, _param, value):
     if value is not None:
         from puhui.execution import Execution, configured, dask_client
 
+        import logging
+        import os
+
+        if os.environ.get("PUHUI_DEBUG", "") in ("", "0"):
+            # Dask's own log lines are for its developers; what fails is said by puhui
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
         ex = Execution(scheduler=value.strip() or value)
         # connected (or the local cluster started) once for the whole command: a
         # scheduler that cannot be reached is said at once, before any work
