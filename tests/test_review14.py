@@ -284,6 +284,9 @@ def _gbm_threads(monkeypatch):
 def test_a_users_omp_num_threads_is_kept(monkeypatch, user, many):
     import puhui.execution as execution
 
+    # a user's environment is there before puhui sets anything (an earlier command run
+    # in this test process may have set the variables: forget that)
+    monkeypatch.setattr(execution, "_OURS", {})
     monkeypatch.setenv("OMP_NUM_THREADS", user)
     if many:
         monkeypatch.setattr(execution, "MANY_ROWS", 10)

@@ -81,8 +81,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 MANY_ROWS = 200_000
 
 
-#: The variables :func:`quiet_native_threads` set (the others are the user's).
-_OURS: set[str] = set()
+#: The variables :func:`quiet_native_threads` set, with the value it gave them (a
+#: variable holding another value is the user's).
+_OURS: dict[str, str] = {}
 
 
 def quiet_native_threads() -> None:
@@ -94,8 +95,7 @@ def quiet_native_threads() -> None:
     so pools already loaded (numpy's BLAS) are limited here too."""
     unset = [v for v in THREAD_VARIABLES if v not in os.environ]
     for v in unset:
-        os.environ[v] = "1"
-    _OURS.update(unset)
+        os.environ[v] = _OURS[v] = "1"
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if unset:
         from threadpoolctl import threadpool_limits
@@ -107,7 +107,7 @@ def users_threads() -> int | None:
     """The thread count the user's environment asks for (the first of
     :data:`THREAD_VARIABLES` they set, to a whole number of 1 or more), else None."""
     for v in THREAD_VARIABLES:
-        if v in os.environ and v not in _OURS:
+        if v in os.environ and os.environ[v] != _OURS.get(v):
             try:
                 n = int(os.environ[v].split(",")[0])
             except ValueError:
