@@ -571,7 +571,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # a Dask worker lives longer than the batch and may run blocks on several threads:
     # it opens the ledger for each block (by its absolute path: its working folder is
     # not this one) and closes it; a forked worker keeps one connection for the batch
-    shared = {"url": ledger.absolute_url(url), "ctx": ctx, "parent": os.getpid(),
+    shared = {"url": ledger.absolute_url(url), "ctx": ctx,
               "keep_connection": where.scheduler is None,
               "eob_categories": eob_categories(product) if ready else None}
     _CONNECTIONS[(os.getpid(), shared["url"])] = con     # this process's blocks use its own
@@ -733,15 +733,6 @@ def _batch_execution(workers: int, ctx: _BlockContext) -> Execution:
     return ex
 
 
-def _orphaned(parent: int) -> bool:
-    """A process forked by the batch's process ``parent``, which is gone."""
-    import multiprocessing
-
-    me = multiprocessing.parent_process()
-    return (os.getpid() != parent and me is not None and me.pid == parent
-            and os.getppid() != parent)
-
-
 def _next_block(done) -> list:
     """The next block's EOB parts; a block that failed for a reason not the data's
     fails the batch with what to do (every finished block is in the ledger)."""
@@ -772,13 +763,10 @@ class _ReadyBlock:
 def _block_in_worker(shared: dict, piece: tuple) -> list | _ReadyBlock:
     """One block of people, planned and written as one unit of work
     (:func:`_run_block`) with this process's ledger connection; its EOB parts go back
-    to the batch, made ready to write when the batch writes a file. A forked worker
-    whose batch process is gone stops before the block (the batch run again with its id
-    does the rest)."""
+    to the batch, made ready to write when the batch writes a file. (A forked worker
+    whose batch process is gone ends at once: :func:`puhui.execution.map_blocks`.)"""
     from puhui.claims.eob_file import prepare_part
 
-    if _orphaned(shared["parent"]):
-        os._exit(3)
     if shared["keep_connection"]:
         parts = _run_block(_connection(shared["url"]), shared["ctx"], *piece)
     else:
