@@ -259,11 +259,25 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
                     "write ids and codes as text (for example \"310\", not 310)")
             return False
         if kind == "code":
-            txt = s.astype(object).where(s.isna(), s.astype(str))
-            bad = present & ~txt.isin(col.codes).to_numpy()
+            bad = present & ~_text_in(s, col.codes)
             rep.add(table, col.name, f"code in {{{', '.join(col.codes)}}}", bad, keys,
                     "use the national code; see docs/data-schema.md for the list")
     return usable
+
+
+def _text_in(s: pd.Series, allowed) -> np.ndarray:
+    """Whether each value of ``s``, as text, is one of ``allowed`` (nulls: False). A
+    categorical is looked up by its categories.
+
+    >>> _text_in(pd.Series(["11", None, 21]), ("11", "21")).tolist()
+    [True, False, True]
+    """
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        ok = pd.Index(s.cat.categories.astype(str)).isin(allowed)
+        c = s.cat.codes.to_numpy()
+        return (c >= 0) & (ok[np.maximum(c, 0)] if len(ok) else False)
+    txt = s.astype(object).where(s.isna(), s.astype(str))
+    return s.notna().to_numpy() & txt.isin(allowed).to_numpy()
 
 
 #: A date inside the bounds that no fund data holds: January 1970, where a timestamp
@@ -726,7 +740,7 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
     from puhui.execution import map_blocks
 
     t = SETTLEMENTS
-    reader = open_columns(directory, t)
+    reader = open_columns(directory, t, codes=codes)
     rep.rows[t.name] = reader.n
     n = reader.n
     chunks = reader.chunks(chunk_rows)
