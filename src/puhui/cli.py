@@ -718,7 +718,7 @@ def mortality(directory, out_file):
     if out_file is not None:
         _out_file(out_file)
     rep = validate_dir(directory, keep=True, chunk_rows=CHUNK_ROWS, workers=default_workers(),
-                       settlements_sink=span, codes=False)
+                       settlements_sink=span)
     if not rep.ok:
         raise InputError(f"{directory}: the data breaks the contract; fix it first "
                          f"(`puhui validate {directory}` lists the same):\n{rep.messages()}")

@@ -866,8 +866,9 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
     ``chunk_rows``: read settlements.parquet in chunks of whole row groups of about this
     many rows (default: the whole file), holding one chunk at a time; ``workers``: the
     chunks are checked by this many forked processes. The report is the same either way.
-    ``codes=False``: repeated text such as settlements' psn_no stays text (cheaper when
-    the caller does not keep it).
+    ``codes=False``: repeated text such as settlements' psn_no stays Python strings (for
+    a caller that joins the chunks and reads the text; codes, made by Arrow, are cheaper
+    to make and to hold).
     """
     directory = Path(directory)
     rep = Report(directory)

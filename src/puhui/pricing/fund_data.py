@@ -99,8 +99,10 @@ def load_for_pricing(data_dir: str | Path, product: Product, assumptions: dict,
         k["psn_no"] = who[rows] if who is not None else -1
         return k, years
 
+    # psn_no read as codes (Arrow's hash, no Python string a row): the sink keeps each
+    # row's person as its row in persons, never the text
     rep = validate_dir(data_dir, keep=True, chunk_rows=chunk_rows, settlements_sink=sink,
-                       workers=workers, codes=False)
+                       workers=workers)
     if not rep.ok:
         raise InputError(f"{data_dir}: the data breaks the contract; fix it before pricing "
                          f"(`puhui validate {data_dir}` lists the same):\n{rep.messages()}")
