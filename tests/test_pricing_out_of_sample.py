@@ -8,8 +8,6 @@ pays the data's real policies through the ledger), and the data's own counts.
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +19,8 @@ from puhui.pricing.enrolment import ConstantRate, EnrolmentModel
 from puhui.pricing.premium import _equilibrium, priced_period, trend_years
 from puhui.products.model import load_product, product_path
 
-PUHUI = [sys.executable, "-m", "puhui"]
-
-
-def run(*args):
-    return subprocess.run([*PUHUI, *args], capture_output=True, text=True)
+# the commands in this process (conftest.puhui): what they compute and say
+from conftest import puhui as run  # noqa: E402
 
 
 def _three_years(n=30_000, seed=1):
