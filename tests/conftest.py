@@ -14,6 +14,33 @@ def small_city_dir(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="session")
+def priced_small_city(small_city_dir, tmp_path_factory):
+    """`puhui price --product huhuibao-2025 --seed 5` on a copy of the small city, with
+    its default backtest of the last year: (data, out, result). Read only: shared by
+    test_price_backtest.py and test_pricing_out_of_sample.py."""
+    data = tmp_path_factory.mktemp("btdata") / "city"
+    shutil.copytree(small_city_dir, data)
+    out = tmp_path_factory.mktemp("btpriced")
+    r = puhui("price", "--product", "huhuibao-2025", "--data", data, "--out", out,
+              "--seed", "5")
+    assert r.returncode == 0, r.stderr
+    return data, out, r
+
+
+@pytest.fixture(scope="session")
+def backtested_small_city(priced_small_city, tmp_path_factory):
+    """`puhui backtest --product huhuibao-2025 --seed 5` on the data priced by
+    :func:`priced_small_city`: (out, result). Read only: shared by test_price_backtest.py
+    (the price's backtest is this) and test_pricing_out_of_sample.py."""
+    data, _, _ = priced_small_city
+    out = tmp_path_factory.mktemp("bt")
+    r = puhui("backtest", "--product", "huhuibao-2025", "--data", data, "--out", out,
+              "--seed", "5")
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
 @pytest.fixture
 def city_copy(small_city_dir, tmp_path):
     """A copy of the small city that a test may break."""

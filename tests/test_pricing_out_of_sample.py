@@ -100,12 +100,10 @@ def test_priced_period_is_the_year_the_mix_is_projected_to():
 
 
 @pytest.fixture(scope="module")
-def backtested(small_city_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bt")
-    r = run("backtest", "--product", "huhuibao-2025", "--data", str(small_city_dir),
-            "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    return out, r
+def backtested(backtested_small_city):
+    """`puhui backtest` of huhuibao-2025 on (a copy of) the small city (conftest, shared
+    with test_price_backtest.py)."""
+    return backtested_small_city
 
 
 def test_backtest_writes_the_contract_fields(backtested):
@@ -223,11 +221,11 @@ def test_price_on_a_launch_year_alone_borrows_renewal_by_health(small_city_dir, 
     assert "launch take-up with renewal assumed" in html and "Equilibrium gross premium [A]" in html
 
 
-def test_price_on_a_data_set_with_a_renewal_year_reads_no_assumed_renewal(small_city_dir,
-                                                                           tmp_path):
-    f = _price(small_city_dir, tmp_path)
+def test_price_on_a_data_set_with_a_renewal_year_reads_no_assumed_renewal(priced_small_city):
+    _, out, _ = priced_small_city       # `puhui price` on the small city (conftest, shared)
+    f = json.loads((out / "pricing.json").read_text())
     assert f["enrolment"]["mode"] == "renewal and later entry" and "assumed" not in f["enrolment"]
-    assert "[A] The data ends" not in (tmp_path / "priced" / "report.html").read_text()
+    assert "[A] The data ends" not in (out / "report.html").read_text()
 
 
 def test_price_on_insured_only_data_prices_the_book_as_it_is(small_city_dir, tmp_path):
