@@ -2,8 +2,17 @@ import shutil
 
 import pytest
 
+from puhui.execution import quiet_native_threads
 from puhui.fund.files import write_fund
 from puhui.synth.city import synth_city
+
+# Native thread pools as the command line has them (one thread, idle threads sleeping)
+# from the first test on, not only after the first test that runs a command in this
+# process: pricing in this process with the pools at their defaults took several times
+# as long on a busy machine (threads spinning while they wait for each other;
+# docs/benchmarks.md "Native threads"). A test of the user's own thread setting sets it
+# itself (tests/test_review14.py).
+quiet_native_threads()
 
 
 @pytest.fixture(scope="session")
