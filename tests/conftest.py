@@ -24,6 +24,20 @@ def small_city_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_city_figures(small_city_dir):
+    """``price(huhuibao-2025, load_for_pricing(small city), seed=3).figures`` in this
+    process (read only): the reference figures of test_execution.py (Dask gives the
+    same) and test_pricing_out_of_sample.py (the build-up's steps give the same)."""
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions, price
+    from puhui.products.model import load_product, product_path
+
+    p = load_product(product_path("huhuibao-2025"))
+    a = load_assumptions()[0]
+    return price(p, load_for_pricing(small_city_dir, p, a), a, seed=3).figures
+
+
+@pytest.fixture(scope="session")
 def priced_small_city(small_city_dir, tmp_path_factory):
     """`puhui price --product huhuibao-2025 --seed 5` on a copy of the small city, with
     its default backtest of the last year: (data, out, result). Read only: shared by
