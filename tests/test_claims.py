@@ -441,8 +441,7 @@ def test_proactive_then_claimed_pays_each_due_amount_once(city, tmp_path):
 
 def test_cli_claims_run_direct_and_export(city, tmp_path):
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    puhui = lambda *a: subprocess.run([sys.executable, "-m", "puhui", *a],
-                                      capture_output=True, text=True)
+    from conftest import puhui          # in this process: what the commands do and say
     r = puhui("claims", "run", "--product", "huhuibao-2025", "--data", str(city), "--ledger", url,
               "--batch", "b1", "--out", str(tmp_path / "o"))
     assert r.returncode == 0, r.stderr
@@ -579,11 +578,11 @@ def test_claims_file_pays_only_claimed_settlements_then_the_rest_when_claimed(ci
 
 def test_bad_claims_file_is_exit_2(city, tmp_path):
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    puhui = lambda *a: subprocess.run([sys.executable, "-m", "puhui", "claims", "run",
-                                       "--product", "huhuibao-2025", "--data", str(city),
-                                       "--ledger", url, "--batch", "b1",
-                                       "--out", str(tmp_path / "o"), *a],
-                                      capture_output=True, text=True)
+    from conftest import puhui as command     # in this process: what it says
+
+    def puhui(*a):
+        return command("claims", "run", "--product", "huhuibao-2025", "--data", city,
+                       "--ledger", url, "--batch", "b1", "--out", tmp_path / "o", *a)
     (tmp_path / "noid.csv").write_text("claim_no,amount\n1,20\n")
     r = puhui("--claims", str(tmp_path / "noid.csv"))
     assert r.returncode == 2 and "setl_id" in r.stderr and "Traceback" not in r.stderr
