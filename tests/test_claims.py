@@ -483,11 +483,11 @@ def test_eob_file_of_many_row_groups_reads_back_exactly(city, tmp_path, workers)
     # two workers the second process's row groups are spliced into the file; the ledger
     # and the summary must be those of one process doing every block in order.
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    r = subprocess.run([sys.executable, "-m", "puhui", "claims", "run", "--product",
-                        "huhuibao-2025", "--data", str(city), "--ledger", url, "--batch", "b1",
-                        "--out", str(tmp_path / "o"), "--block-persons", "100",
-                        "--workers", str(workers)],
-                       capture_output=True, text=True)
+    from conftest import puhui          # in this process: what the command writes
+
+    r = puhui("claims", "run", "--product", "huhuibao-2025", "--data", city, "--ledger", url,
+              "--batch", "b1", "--out", tmp_path / "o", "--block-persons", "100",
+              "--workers", workers)
     assert r.returncode == 0, r.stderr
     from fastparquet import ParquetFile
     pf = ParquetFile(str(tmp_path / "o" / "eob.parquet"))
@@ -618,9 +618,10 @@ def test_cli_second_batch_over_paid_data_with_reversals_writes_its_eob(city, tmp
     url = f"sqlite:///{tmp_path / 'l.db'}"
     assert read_raw(city, SETTLEMENTS)["refund_of"].notna().any()
     for batch in ("b1", "b2"):
-        r = subprocess.run([sys.executable, "-m", "puhui", "claims", "run", "--product",
-                            "huhuibao-2025", "--data", str(city), "--ledger", url, "--batch",
-                            batch, "--out", str(tmp_path / batch)], capture_output=True, text=True)
+        from conftest import puhui      # in this process: what the command writes
+
+        r = puhui("claims", "run", "--product", "huhuibao-2025", "--data", city, "--ledger",
+                  url, "--batch", batch, "--out", tmp_path / batch)
         assert r.returncode == 0, r.stderr
     eob = pd.read_parquet(tmp_path / "b2" / "eob.parquet", engine="fastparquet")
     assert eob["payout_amt"].dtype.kind == "f" and eob["payout_amt"].sum() == 0
