@@ -248,20 +248,7 @@ def test_ctrl_c_on_a_local_cluster_is_one_line_not_the_workers_tracebacks(tmp_pa
                           f"sqlite:///{tmp_path / 'l.db'}", "--batch", "b", "--out",
                           str(tmp_path / "out"), "--dask", "local"],
                          stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    # Ctrl-C once the cluster is up (the batch's ledger is open and the command has
-    # started its workers), not after a fixed wait: on a busy machine 4 s was still
-    # inside the imports, where Python's own Ctrl-C ends the process (-2)
-    def children(pid):
-        try:
-            return [c for t in os.listdir(f"/proc/{pid}/task")
-                    for c in open(f"/proc/{pid}/task/{t}/children").read().split()]
-        except OSError:
-            return []
-
-    deadline = time.monotonic() + 120
-    while p.poll() is None and time.monotonic() < deadline and not (
-            (tmp_path / "l.db").exists() and children(p.pid)):
-        time.sleep(0.05)
+    time.sleep(4)
     os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode in (0, 130), err          # 0: it finished before the Ctrl-C
