@@ -2,8 +2,17 @@ import shutil
 
 import pytest
 
+from puhui.execution import quiet_native_threads
 from puhui.fund.files import write_fund
 from puhui.synth.city import synth_city
+
+# Native thread pools as the command line has them (one thread, idle threads sleeping)
+# from the first test on, not only after the first test that runs a command in this
+# process: pricing in this process with the pools at their defaults took several times
+# as long on a busy machine (threads spinning while they wait for each other;
+# docs/benchmarks.md "Native threads"). A test of the user's own thread setting sets it
+# itself (tests/test_review14.py).
+quiet_native_threads()
 
 
 @pytest.fixture(scope="session")
@@ -14,9 +23,71 @@ def small_city_dir(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="session")
+def small_city_figures(small_city_dir):
+    """``price(huhuibao-2025, load_for_pricing(small city), seed=3).figures`` in this
+    process (read only): the reference figures of test_execution.py (Dask gives the
+    same) and test_pricing_out_of_sample.py (the build-up's steps give the same)."""
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions, price
+    from puhui.products.model import load_product, product_path
+
+    p = load_product(product_path("huhuibao-2025"))
+    a = load_assumptions()[0]
+    return price(p, load_for_pricing(small_city_dir, p, a), a, seed=3).figures
+
+
+@pytest.fixture(scope="session")
+def priced_small_city(small_city_dir, tmp_path_factory):
+    """`puhui price --product huhuibao-2025 --seed 5` on a copy of the small city, with
+    its default backtest of the last year: (data, out, result). Read only: shared by
+    test_price_backtest.py and test_pricing_out_of_sample.py."""
+    data = tmp_path_factory.mktemp("btdata") / "city"
+    shutil.copytree(small_city_dir, data)
+    out = tmp_path_factory.mktemp("btpriced")
+    r = puhui("price", "--product", "huhuibao-2025", "--data", data, "--out", out,
+              "--seed", "5")
+    assert r.returncode == 0, r.stderr
+    return data, out, r
+
+
+@pytest.fixture(scope="session")
+def backtested_small_city(priced_small_city, tmp_path_factory):
+    """`puhui backtest --product huhuibao-2025 --seed 5` on the data priced by
+    :func:`priced_small_city`: (out, result). Read only: shared by test_price_backtest.py
+    (the price's backtest is this) and test_pricing_out_of_sample.py."""
+    data, _, _ = priced_small_city
+    out = tmp_path_factory.mktemp("bt")
+    r = puhui("backtest", "--product", "huhuibao-2025", "--data", data, "--out", out,
+              "--seed", "5")
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
 @pytest.fixture
 def city_copy(small_city_dir, tmp_path):
     """A copy of the small city that a test may break."""
     dst = tmp_path / "city"
     shutil.copytree(small_city_dir, dst)
     return dst
+
+
+def puhui(*args, env=None):
+    """``puhui ARGS`` in this process, through ``puhui.cli.run`` (what ``python -m puhui``
+    and the console script run), stdout and stderr captured by click's test isolation:
+    a ``subprocess.CompletedProcess`` as a run in a child process gives. For tests of
+    what a command does, writes and says (not of the process itself: tests/test_cli.py
+    runs ``python -m puhui``); it saves the interpreter's start and the pricing stack's
+    imports, about 2.5 s of CPU a call."""
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from puhui.cli import run
+
+    argv = [str(a) for a in args]
+    with CliRunner().isolation(env=env) as (out, err, _):
+        code = run(argv)
+        o, e = out.getvalue(), err.getvalue()
+    return subprocess.CompletedProcess(["puhui", *argv], code, o.decode("utf-8", "replace"),
+                                       e.decode("utf-8", "replace"))

@@ -17,26 +17,51 @@ from puhui.basis import actuarial_dir
 
 
 def run(*args, env=None):
+    """The command in this process (conftest.puhui); in a child process where ``env``
+    sets PUHUI_ACTUARIAL (another actuarial/ folder: a fresh process reads only that)."""
+    if env is None:
+        from conftest import puhui
+
+        return puhui(*args)
     return subprocess.run([sys.executable, "-m", "puhui", *args], capture_output=True, text=True,
                           env=env)
 
 
-def _city(tmp: Path) -> Path:
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    """The four-year city, made once (each test changes a copy)."""
+    d = tmp_path_factory.mktemp("cfy-city") / "c"
+    r = run("synth", "--persons", "3000", "--years", "4", "--seed", "13", "--start-year",
+            "2022", "--out", str(d))
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def _city(base: Path, tmp: Path) -> Path:
     d = tmp / "c"
-    assert run("synth", "--persons", "3000", "--years", "4", "--seed", "13", "--start-year",
-               "2022", "--out", str(d)).returncode == 0
+    shutil.copytree(base, d)
     return d
 
 
 def _ledger_vs_backtest(d: Path, tmp: Path, env=None):
     """Yearly batches 2022-2025 into one ledger; the backtest's realised cost of 2025
-    (in a subprocess, so PUHUI_ACTUARIAL in env counts) against the 2025 batch."""
+    against the 2025 batch (with ``env``: in child processes, so its PUHUI_ACTUARIAL
+    counts)."""
     ledger = f"sqlite:///{tmp / 'l.db'}"
     for y in (2022, 2023, 2024, 2025):
         r = run("claims", "run", "--product", f"huhuibao-{y}", "--data", str(d), "--ledger",
                 ledger, "--batch", f"b{y}", "--out", str(tmp / f"o{y}"), env=env)
         assert r.returncode == 0, r.stderr
     s = json.loads((tmp / "o2025" / "summary.json").read_text())
+    if env is None:
+        from puhui.pricing.backtest import realised_cost
+        from puhui.pricing.fund_data import load_for_pricing
+        from puhui.pricing.premium import load_assumptions
+        from puhui.products.model import load_product
+
+        p = load_product(actuarial_dir() / "products" / "huhuibao-2025.toml")
+        r = realised_cost(p, load_for_pricing(d, p, load_assumptions(None)[0]), 2025)
+        return {"paid": r["paid_total"], "cfy": r["claim_free_policies"]}, s
     code = ("import json,sys\nfrom puhui.basis import actuarial_dir\n"
             "from puhui.products.model import load_product\n"
             "from puhui.pricing.backtest import realised_cost\n"
@@ -52,13 +77,14 @@ def _ledger_vs_backtest(d: Path, tmp: Path, env=None):
 
 
 @pytest.mark.parametrize("kind", ["last_year_only", "one_null_in_2022"])
-def test_claim_free_years_column_complete_for_the_batch_is_taken_by_the_backtest(tmp_path, kind):
+def test_claim_free_years_column_complete_for_the_batch_is_taken_by_the_backtest(city, tmp_path,
+                                                                                kind):
     """The batch takes the column when its OWN product's policies have it complete; the
     backtest took it only when every policy of every data year and product had it.
     Filled only for 2025's policies (an insurer that started recording the count), or
     one 2022 policy null: the batch pays 2025 at the file's 0 claim-free years
     (328,760.84); the backtest paid at the derived chain (335,631.35, +6,870.51)."""
-    d = _city(tmp_path)
+    d = _city(city, tmp_path)
     pol = pd.read_parquet(d / "policies.parquet")
     y = pol["start_date"].dt.year
     if kind == "last_year_only":
@@ -72,7 +98,7 @@ def test_claim_free_years_column_complete_for_the_batch_is_taken_by_the_backtest
     assert real["paid"] == pytest.approx(s["ledger_entries_yuan"], abs=0.005)
 
 
-def test_given_claim_free_years_of_a_new_entrant_keep_the_waiting_period(tmp_path):
+def test_given_claim_free_years_of_a_new_entrant_keep_the_waiting_period(city, tmp_path):
     """A complete claim_free_years column (3 for every policy) and huhuibao-2025 with a
     180-day waiting period (a copy of actuarial/): every re-paid row was made a renewal,
     so 3 new 2025 entrants' waiting-period claims were paid by the backtest (342,736.07)
@@ -84,7 +110,7 @@ def test_given_claim_free_years_of_a_new_entrant_keep_the_waiting_period(tmp_pat
     i = text.index("\n[")
     p.write_text(text[:i] + "\nwaiting_period_days = 180\n" + text[i:], encoding="utf-8")
     env = {**os.environ, "PUHUI_ACTUARIAL": str(act)}
-    d = _city(tmp_path)
+    d = _city(city, tmp_path)
     pol = pd.read_parquet(d / "policies.parquet")
     pol["claim_free_years"] = 3
     pol.to_parquet(d / "policies.parquet", index=False)

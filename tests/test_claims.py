@@ -183,51 +183,115 @@ def test_bad_file_stops_before_the_ledger_changes(city, tmp_path):
 KILL_SCRIPT = """
 import sys
 from pathlib import Path
+from puhui.claims import ledger
 from puhui.claims.batch import run_batch
 from puhui.claims.eob_file import EobWriter
 from puhui.products.model import load_product, product_path
 p = load_product(product_path("huhuibao-2025"))
-workers = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+workers = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else 1
 sink = None
 if workers > 1:
     Path(sys.argv[5]).mkdir(exist_ok=True)
     sink = EobWriter(Path(sys.argv[5]) / "eob.parquet", p)
+
+# markers on stdout for the test to kill at a phase: 'go' (the data is read next),
+# 'start' (inside the transaction that records the batch), 'block k n' (block k of n is
+# in the ledger; the next one is under way, in a forked worker too with two workers)
+def say(text):
+    print(text, flush=True)
+
+real_start = ledger.start_batch
+def start_batch(*a, **k):
+    say("start")
+    return real_start(*a, **k)
+ledger.start_batch = start_batch
+say("go")
 run_batch(p, p.path, sys.argv[1], sys.argv[2], "crash", block_persons=int(sys.argv[3]),
-          eob_sink=sink, workers=workers)
+          eob_sink=sink, workers=workers, progress=lambda k, n: say(f"block {k} {n}"))
 """
+
+#: People per block in the kill test: 400 people, about 20 blocks.
+KILL_BLOCK = "20"
+
+#: The phases of a batch a kill lands in: (marker the run has printed, then a random
+#: delay up to this many seconds). 'go' + a delay: while the process reads, validates
+#: and flags the data (no batch in the ledger yet); 'start': in or just after the
+#: transaction that records the batch, before any block; 'first' / 'middle' / 'last':
+#: just after that block's unit of work (the next block is being planned and written,
+#: with two workers by the forked worker too; after the last, the quarantined rows, the
+#: take-back and the transaction that finishes the batch).
+PHASE_DELAY = {"go": 0.1, "start": 0.0, "first": 0.02, "middle": 0.02, "last": 0.0}
+
+#: Kill points: (workers, phase of the first kill, phase of the kill in the resumed run).
+#: Every phase is hit by a first run and a resumed one, with one and with two workers.
+KILL_POINTS = [
+    (1, "go", "start"),
+    (2, "start", "first"),
+    (1, "first", "middle"),
+    (2, "middle", "last"),
+    (1, "last", "go"),
+    (2, "go", "middle"),
+    (1, "middle", "first"),
+    (2, "last", "start"),
+]
+
+
+def _block_marker(line: str, phase: str) -> bool:
+    if not line.startswith("block "):
+        return False
+    k, n = map(int, line.split()[1:])
+    return {"first": k == 1, "middle": k == n // 2, "last": k == n}[phase]
+
+
+def _kill_at(args, phase, rng) -> bool:
+    """Run the batch script, SIGKILL it in ``phase``; True when it was still running."""
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        line = line.strip()
+        if line == phase or _block_marker(line, phase):
+            break
+    time.sleep(rng.uniform(0, PHASE_DELAY[phase]))
+    running = proc.poll() is None
+    if running:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.stdout.close()
+    proc.wait()
+    return running
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_rerun_gives_the_same_ledger(tiny_city, tmp_path):
+def test_sigkill_at_every_phase_then_rerun_gives_the_same_ledger(tiny_city, tmp_path):
+    """A batch SIGKILLed in each of its phases (reading the data, recording the batch,
+    after the first, a middle and the last block), then killed again in the resumed run,
+    with one worker and with two (only the parent is killed: its forked worker may still
+    be finishing a block as the resumed run starts), and run once more to the end: the
+    ledger is that of one uninterrupted run."""
     city = tiny_city
     ref = f"sqlite:///{tmp_path / 'ref.db'}"
-    run_batch(PRODUCT, PRODUCT.path, city, ref, "crash", block_persons=10)
+    run_batch(PRODUCT, PRODUCT.path, city, ref, "crash", block_persons=int(KILL_BLOCK))
     want = entries(ref)
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(city), f"sqlite:///{tmp_path / 't.db'}",
-                    "10"], check=True, capture_output=True)
-    span = time.perf_counter() - t0
     rng = random.Random(7)
-    interrupted = 0
-    for k in range(20):
+    interrupted = []
+    for k, (workers, first, second) in enumerate(KILL_POINTS):
         url = f"sqlite:///{tmp_path / f'k{k}.db'}"
-        # every other kill point runs the blocks in two processes; only the parent is
-        # killed, so its second worker may still be finishing a block while the
-        # resumed run starts
-        args = [str(city), url, "10"] + (["2", str(tmp_path / f"o{k}")] if k % 2 else [])
-        # kill once at a random moment of a run, then again in the resumed run
-        for attempt in range(2):
-            proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, *args],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.05, span))
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                interrupted += 1
-            proc.wait()
-        subprocess.run([sys.executable, "-c", KILL_SCRIPT, *args], check=True,
-                       capture_output=True)
-        assert entries(url) == want, f"kill point {k}"
-    assert interrupted >= 20, f"only {interrupted} runs were killed mid-way"
+        args = [str(city), url, KILL_BLOCK] + (["2", str(tmp_path / f"o{k}")] if workers == 2 else [])
+        for phase in (first, second):
+            if _kill_at(args, phase, rng):
+                interrupted.append(phase)
+        # the run to the end (in this process: it is not killed)
+        sink = None
+        if workers == 2:
+            from puhui.claims.eob_file import EobWriter
+            (tmp_path / f"o{k}").mkdir(exist_ok=True)
+            sink = EobWriter(tmp_path / f"o{k}" / "eob.parquet", PRODUCT)
+        run_batch(PRODUCT, PRODUCT.path, city, url, "crash", block_persons=int(KILL_BLOCK),
+                  eob_sink=sink, workers=workers)
+        assert entries(url) == want, f"kill point {k}: {workers} worker(s), {first}, {second}"
+    # every phase was cut short at least once (a kill just after the last block may
+    # come after the run ended; at most two of all did)
+    assert set(interrupted) == set(PHASE_DELAY), interrupted
+    assert len(interrupted) >= 2 * len(KILL_POINTS) - 2, interrupted
 
 
 DIRECT_SCRIPT = """
@@ -377,8 +441,7 @@ def test_proactive_then_claimed_pays_each_due_amount_once(city, tmp_path):
 
 def test_cli_claims_run_direct_and_export(city, tmp_path):
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    puhui = lambda *a: subprocess.run([sys.executable, "-m", "puhui", *a],
-                                      capture_output=True, text=True)
+    from conftest import puhui          # in this process: what the commands do and say
     r = puhui("claims", "run", "--product", "huhuibao-2025", "--data", str(city), "--ledger", url,
               "--batch", "b1", "--out", str(tmp_path / "o"))
     assert r.returncode == 0, r.stderr
@@ -420,11 +483,11 @@ def test_eob_file_of_many_row_groups_reads_back_exactly(city, tmp_path, workers)
     # two workers the second process's row groups are spliced into the file; the ledger
     # and the summary must be those of one process doing every block in order.
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    r = subprocess.run([sys.executable, "-m", "puhui", "claims", "run", "--product",
-                        "huhuibao-2025", "--data", str(city), "--ledger", url, "--batch", "b1",
-                        "--out", str(tmp_path / "o"), "--block-persons", "100",
-                        "--workers", str(workers)],
-                       capture_output=True, text=True)
+    from conftest import puhui          # in this process: what the command writes
+
+    r = puhui("claims", "run", "--product", "huhuibao-2025", "--data", city, "--ledger", url,
+              "--batch", "b1", "--out", tmp_path / "o", "--block-persons", "100",
+              "--workers", workers)
     assert r.returncode == 0, r.stderr
     from fastparquet import ParquetFile
     pf = ParquetFile(str(tmp_path / "o" / "eob.parquet"))
@@ -515,11 +578,11 @@ def test_claims_file_pays_only_claimed_settlements_then_the_rest_when_claimed(ci
 
 def test_bad_claims_file_is_exit_2(city, tmp_path):
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    puhui = lambda *a: subprocess.run([sys.executable, "-m", "puhui", "claims", "run",
-                                       "--product", "huhuibao-2025", "--data", str(city),
-                                       "--ledger", url, "--batch", "b1",
-                                       "--out", str(tmp_path / "o"), *a],
-                                      capture_output=True, text=True)
+    from conftest import puhui as command     # in this process: what it says
+
+    def puhui(*a):
+        return command("claims", "run", "--product", "huhuibao-2025", "--data", city,
+                       "--ledger", url, "--batch", "b1", "--out", tmp_path / "o", *a)
     (tmp_path / "noid.csv").write_text("claim_no,amount\n1,20\n")
     r = puhui("--claims", str(tmp_path / "noid.csv"))
     assert r.returncode == 2 and "setl_id" in r.stderr and "Traceback" not in r.stderr
@@ -555,9 +618,10 @@ def test_cli_second_batch_over_paid_data_with_reversals_writes_its_eob(city, tmp
     url = f"sqlite:///{tmp_path / 'l.db'}"
     assert read_raw(city, SETTLEMENTS)["refund_of"].notna().any()
     for batch in ("b1", "b2"):
-        r = subprocess.run([sys.executable, "-m", "puhui", "claims", "run", "--product",
-                            "huhuibao-2025", "--data", str(city), "--ledger", url, "--batch",
-                            batch, "--out", str(tmp_path / batch)], capture_output=True, text=True)
+        from conftest import puhui      # in this process: what the command writes
+
+        r = puhui("claims", "run", "--product", "huhuibao-2025", "--data", city, "--ledger",
+                  url, "--batch", batch, "--out", tmp_path / batch)
         assert r.returncode == 0, r.stderr
     eob = pd.read_parquet(tmp_path / "b2" / "eob.parquet", engine="fastparquet")
     assert eob["payout_amt"].dtype.kind == "f" and eob["payout_amt"].sum() == 0

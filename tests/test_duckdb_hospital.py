@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -27,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from conftest import puhui  # the commands in this process: what they pay and write
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data-samples" / "city"
@@ -43,11 +42,9 @@ AMOUNTS = ["medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_
 
 def claims_run(data: Path, year: int, work: Path) -> Path:
     out = work / f"out-{year}"
-    r = subprocess.run(
-        [sys.executable, "-m", "puhui", "claims", "run", "--product", f"huhuibao-{year}",
-         "--data", str(data), "--ledger", f"sqlite:///{work / f'ledger-{year}.db'}",
-         "--batch", "truth", "--out", str(out), "--workers", "1"],
-        capture_output=True, text=True)
+    r = puhui("claims", "run", "--product", f"huhuibao-{year}", "--data", data, "--ledger",
+              f"sqlite:///{work / f'ledger-{year}.db'}", "--batch", "truth", "--out", out,
+              "--workers", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     return out / "eob.parquet"
 
@@ -101,9 +98,8 @@ def test_sample_city_agrees(tmp_path, year):
 
 def test_second_generator_agrees(tmp_path):
     city = tmp_path / "second"
-    r = subprocess.run([sys.executable, "-m", "puhui", "synth", "--generator", "second",
-                        "--persons", "3000", "--years", "1", "--start-year", "2025",
-                        "--seed", "7", "--out", str(city)], capture_output=True, text=True)
+    r = puhui("synth", "--generator", "second", "--persons", "3000", "--years", "1",
+              "--start-year", "2025", "--seed", "7", "--out", city)
     assert r.returncode == 0, r.stderr[-2000:]
     agree(city, 2025, tmp_path)
 

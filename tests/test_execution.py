@@ -122,10 +122,10 @@ def test_validation_by_chunks_on_dask_gives_the_same_report(tmp_path, dask_local
         assert other.messages() == here.messages()
 
 
-def test_pricing_on_dask_gives_the_same_figures(small_city_dir, dask_local, monkeypatch):
+def test_pricing_on_dask_gives_the_same_figures(small_city_dir, small_city_figures, dask_local,
+                                                monkeypatch):
     assumptions, _ = load_assumptions(None)
-    kept = load_for_pricing(small_city_dir, PRODUCT, assumptions, chunk_rows=1200, workers=1)
-    a = price(PRODUCT, kept, assumptions, seed=3).figures
+    a = small_city_figures      # priced here (conftest; the same figures for any chunking)
     monkeypatch.setattr(ex, "BLOCK_PERSONS", 150)        # four blocks of people, on Dask
     with configured(dask_local):
         kept2 = load_for_pricing(small_city_dir, PRODUCT, assumptions, chunk_rows=1200)

@@ -162,14 +162,13 @@ def test_cli_validate_and_claims_run_on_other_writers_files(original, tmp_path):
     d, raw, want = original
     write_fastparquet(raw, tmp_path / "fp", "us", True, True)
     write_pyarrow(raw, tmp_path / "pa", "date", True, True)
+    from conftest import puhui          # in this process: what the commands say
+
     for data in (tmp_path / "fp", tmp_path / "pa"):
-        r = subprocess.run([sys.executable, "-m", "puhui", "validate", str(data)],
-                           capture_output=True, text=True)
+        r = puhui("validate", data)
         assert r.returncode == 0, r.stderr
-        r = subprocess.run([sys.executable, "-m", "puhui", "claims", "run", "--product",
-                            "huhuibao-2025", "--data", str(data), "--ledger",
-                            f"sqlite:///{data / 'l.db'}", "--batch", "b", "--out",
-                            str(data / "o")], capture_output=True, text=True)
+        r = puhui("claims", "run", "--product", "huhuibao-2025", "--data", data, "--ledger",
+                  f"sqlite:///{data / 'l.db'}", "--batch", "b", "--out", data / "o")
         assert r.returncode == 0, r.stderr
         assert f"paid {want['paid_this_batch_yuan']:,.2f} yuan" in r.stdout, r.stdout
 
@@ -199,16 +198,15 @@ def test_fastparquet_seconds_corruption_is_refused(original, tmp_path):
     assert got == {(POLICIES.file, "start_date", len(raw["policies"])),
                    (POLICIES.file, "end_date", len(raw["policies"])),
                    (SETTLEMENTS.file, "setl_time", len(raw["settlements"]))}
-    r = subprocess.run([sys.executable, "-m", "puhui", "validate", str(out)],
-                       capture_output=True, text=True)
+    from conftest import puhui          # in this process: what the commands say
+
+    r = puhui("validate", out)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert (f"settlements.parquet: column setl_time: rule '{EPOCH_RULE}' broken by "
             f"{len(raw['settlements'])} rows") in r.stderr
     assert "datetime64[s]" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "puhui", "claims", "run", "--product",
-                        "huhuibao-2025", "--data", str(out), "--ledger",
-                        f"sqlite:///{tmp_path / 'l.db'}", "--batch", "b", "--out",
-                        str(tmp_path / "o")], capture_output=True, text=True)
+    r = puhui("claims", "run", "--product", "huhuibao-2025", "--data", out, "--ledger",
+              f"sqlite:///{tmp_path / 'l.db'}", "--batch", "b", "--out", tmp_path / "o")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "start_date" in r.stderr and EPOCH_RULE in r.stderr
 

@@ -4,31 +4,27 @@ in the report and in pricing.json's `backtest`; reproducible; left out on reques
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-PUHUI = [sys.executable, "-m", "puhui"]
 PRODUCT = "huhuibao-2025"
 
 
 def run(*args):
-    return subprocess.run([*PUHUI, *args], capture_output=True, text=True)
+    """The command in this process (conftest.puhui): what it computes and says."""
+    from conftest import puhui
+
+    return puhui(*args)
 
 
 @pytest.fixture(scope="module")
-def priced(small_city_dir, tmp_path_factory):
-    data = tmp_path_factory.mktemp("btdata") / "city"
-    shutil.copytree(small_city_dir, data)
-    out = tmp_path_factory.mktemp("btpriced")
-    r = run("price", "--product", PRODUCT, "--data", str(data), "--out", str(out),
-            "--seed", "5")
-    assert r.returncode == 0, r.stderr
-    return data, out, r
+def priced(priced_small_city):
+    """`puhui price --seed 5` on a copy of the small city (conftest, shared)."""
+    return priced_small_city
 
 
-def test_price_holds_the_last_years_backtest_as_puhui_backtest_computes_it(priced, tmp_path):
+def test_price_holds_the_last_years_backtest_as_puhui_backtest_computes_it(
+        priced, backtested_small_city):
     data, out, r = priced
     f = json.loads((out / "pricing.json").read_text())
     b = f["backtest"]
@@ -40,10 +36,7 @@ def test_price_holds_the_last_years_backtest_as_puhui_backtest_computes_it(price
                 "loss_ratio_interval"):
         assert key in f
     # the same year through `puhui backtest`: every figure equal
-    bt = tmp_path / "bt"
-    rb = run("backtest", "--product", PRODUCT, "--data", str(data), "--out", str(bt),
-             "--seed", "5")
-    assert rb.returncode == 0, rb.stderr
+    bt, _ = backtested_small_city          # `puhui backtest --seed 5` on the same data
     alone = json.loads((bt / "backtest.json").read_text())
     (same,) = [z for z in alone["years"] if z["year"] == 2025]
     assert y == same

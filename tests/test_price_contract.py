@@ -6,8 +6,6 @@ import datetime as dt
 import json
 import re
 import shutil
-import subprocess
-import sys
 import types
 
 import pandas as pd
@@ -17,7 +15,6 @@ from puhui.basis import actuarial_dir
 from puhui.errors import InputError
 from puhui.pricing.period import check_period_shape
 
-PUHUI = [sys.executable, "-m", "puhui"]
 PRODUCT = "huhuibao-2025"
 
 
@@ -34,9 +31,11 @@ def fast_assumptions(tmp_path_factory):
 
 
 def price(data, out, assumptions):
-    return subprocess.run([*PUHUI, "price", "--product", PRODUCT, "--data", str(data), "--out",
-                           str(out), "--assumptions", str(assumptions)],
-                          capture_output=True, text=True)
+    """`puhui price` in this process (conftest.puhui): what it computes and says."""
+    from conftest import puhui
+
+    return puhui("price", "--product", PRODUCT, "--data", data, "--out", out,
+                 "--assumptions", assumptions)
 
 
 def _finishes(r, out):

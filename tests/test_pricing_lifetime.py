@@ -1,8 +1,6 @@
 """The elderly product's lifetime price (puhui.pricing.lifetime) and `puhui price` on it."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -264,9 +262,10 @@ def test_bad_lifetime_assumption_exits_2_before_reading_data(tmp_path):
     bad = tmp_path / "a.toml"
     bad.write_text(default.read_text(encoding="utf-8").replace(
         'mortality = "table"', 'mortality = "cl5"'), encoding="utf-8")
-    r = subprocess.run([sys.executable, "-m", "puhui", "price", "--product", ELDERLY,
-                        "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
-                        "--assumptions", str(bad)], capture_output=True, text=True)
+    from conftest import puhui          # in this process: what the command says
+
+    r = puhui("price", "--product", ELDERLY, "--data", tmp_path / "nowhere", "--out",
+              tmp_path / "o", "--assumptions", bad)
     assert r.returncode == 2 and "[lifetime] mortality" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -8,8 +8,6 @@ pays the data's real policies through the ledger), and the data's own counts.
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +19,8 @@ from puhui.pricing.enrolment import ConstantRate, EnrolmentModel
 from puhui.pricing.premium import _equilibrium, priced_period, trend_years
 from puhui.products.model import load_product, product_path
 
-PUHUI = [sys.executable, "-m", "puhui"]
-
-
-def run(*args):
-    return subprocess.run([*PUHUI, *args], capture_output=True, text=True)
+# the commands in this process (conftest.puhui): what they compute and say
+from conftest import puhui as run  # noqa: E402
 
 
 def _three_years(n=30_000, seed=1):
@@ -105,12 +100,10 @@ def test_priced_period_is_the_year_the_mix_is_projected_to():
 
 
 @pytest.fixture(scope="module")
-def backtested(small_city_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bt")
-    r = run("backtest", "--product", "huhuibao-2025", "--data", str(small_city_dir),
-            "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    return out, r
+def backtested(backtested_small_city):
+    """`puhui backtest` of huhuibao-2025 on (a copy of) the small city (conftest, shared
+    with test_price_backtest.py)."""
+    return backtested_small_city
 
 
 def test_backtest_writes_the_contract_fields(backtested):
@@ -228,11 +221,11 @@ def test_price_on_a_launch_year_alone_borrows_renewal_by_health(small_city_dir, 
     assert "launch take-up with renewal assumed" in html and "Equilibrium gross premium [A]" in html
 
 
-def test_price_on_a_data_set_with_a_renewal_year_reads_no_assumed_renewal(small_city_dir,
-                                                                           tmp_path):
-    f = _price(small_city_dir, tmp_path)
+def test_price_on_a_data_set_with_a_renewal_year_reads_no_assumed_renewal(priced_small_city):
+    _, out, _ = priced_small_city       # `puhui price` on the small city (conftest, shared)
+    f = json.loads((out / "pricing.json").read_text())
     assert f["enrolment"]["mode"] == "renewal and later entry" and "assumed" not in f["enrolment"]
-    assert "[A] The data ends" not in (tmp_path / "priced" / "report.html").read_text()
+    assert "[A] The data ends" not in (out / "report.html").read_text()
 
 
 def test_price_on_insured_only_data_prices_the_book_as_it_is(small_city_dir, tmp_path):
@@ -318,14 +311,15 @@ def test_rated_cells_by_hand():
     assert got[1]["equilibrium_premium"] == pytest.approx(300.0, abs=0.01)
 
 
-def test_the_build_up_steps_read_and_set_what_their_docstrings_say(small_city_dir):
+def test_the_build_up_steps_read_and_set_what_their_docstrings_say(small_city_dir,
+                                                                  small_city_figures):
     """price() is the steps of BUILD_UP in order; each docstring's "Reads ...; sets ..."
     is kept true: what a step reads was set before it, what it says it sets is there
     after it, and the steps give the figures price() gives."""
     import re
 
     from puhui.pricing.fund_data import load_for_pricing
-    from puhui.pricing.premium import BUILD_UP, BuildUp, load_assumptions, price
+    from puhui.pricing.premium import BUILD_UP, BuildUp, load_assumptions
 
     p = load_product(product_path("huhuibao-2025"))
     a = load_assumptions()[0]
@@ -338,8 +332,9 @@ def test_the_build_up_steps_read_and_set_what_their_docstrings_say(small_city_di
         assert not missing, f"{step.__name__} reads {missing} before any step sets them"
         step(s)
         assert all(hasattr(s, x) for x in sets), step.__name__
-    whole = price(p, load_for_pricing(small_city_dir, p, a), a, seed=3)
-    assert json.dumps(s.figures, sort_keys=True) == json.dumps(whole.figures, sort_keys=True)
+    # price(p, load_for_pricing(small_city_dir, p, a), a, seed=3), shared (conftest)
+    whole = small_city_figures
+    assert json.dumps(s.figures, sort_keys=True) == json.dumps(whole, sort_keys=True)
 
 
 def test_long_run_enrolment_is_the_stationary_state_by_hand():

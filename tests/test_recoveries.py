@@ -4,8 +4,6 @@ the difference; bad input is exit 2."""
 
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -158,7 +156,10 @@ def test_a_reversed_payout_books_the_recovery_back(paid, tmp_path):
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "puhui", *args], capture_output=True, text=True)
+    """The command in this process (conftest.puhui): what it does and says."""
+    from conftest import puhui
+
+    return puhui(*args)
 
 
 def test_recoveries_cli_and_bad_input(paid, tmp_path):

@@ -4,8 +4,6 @@ renewals across yearly extracts, product files), each pinned by a test."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -19,8 +17,10 @@ from tests.test_waiting_period import ELDERLY, HOSP, PAID, _full, _persons, poli
 
 
 def puhui(*args):
-    r = subprocess.run([sys.executable, "-m", "puhui", *map(str, args)], capture_output=True,
-                       text=True)
+    """The command in this process (conftest.puhui): what it does and says."""
+    from conftest import puhui as in_process
+
+    r = in_process(*args)
     assert "Traceback" not in r.stderr
     return r
 

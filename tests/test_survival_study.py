@@ -6,8 +6,6 @@ Wilson intervals and the Cox fit (lifelines) must recover; lifelines' Kaplan-Mei
 the observed side of the calibration."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -92,8 +90,9 @@ def test_cox_of_first_admission_recovers_known_hazard_ratios_and_is_calibrated()
 
 
 def test_puhui_survival_writes_its_report_and_refuses_bad_data(small_city_dir, city_copy, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "puhui", "survival", str(small_city_dir),
-                        "--out", str(tmp_path / "s")], capture_output=True, text=True)
+    from conftest import puhui          # in this process: what the command writes and says
+
+    r = puhui("survival", small_city_dir, "--out", tmp_path / "s")
     assert r.returncode == 0, r.stderr
     f = json.loads((tmp_path / "s" / "survival.json").read_text(encoding="utf-8"))
     assert {"mortality", "persistency", "first_admission"} <= set(f)
@@ -104,8 +103,7 @@ def test_puhui_survival_writes_its_report_and_refuses_bad_data(small_city_dir, c
                  "proportional hazards", "calibration"):
         assert part in html
     (city_copy / "persons.parquet").write_bytes(b"not parquet")
-    r = subprocess.run([sys.executable, "-m", "puhui", "survival", str(city_copy), "--out",
-                        str(tmp_path / "bad")], capture_output=True, text=True)
+    r = puhui("survival", city_copy, "--out", tmp_path / "bad")
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 

@@ -397,29 +397,24 @@ def test_a_claim_free_years_column_is_validated(tmp_path, value, rule):
     pricing take it as it is): a negative, huge, fractional, text or boolean value is
     refused by validate and by a batch (exit 2, the rule named), where it once lowered
     the deductible silently (the hostile review, session 13); nulls are allowed."""
-    import shutil
-    import subprocess
-    import sys
-
     import pandas as pd
+    from conftest import puhui          # the commands in this process: what they say
 
     d = tmp_path / "c"
-    r = subprocess.run([sys.executable, "-m", "puhui", "synth", "--persons", "300", "--years",
-                        "1", "--seed", "3", "--start-year", "2025", "--out", str(d)],
-                       capture_output=True, text=True)
+    r = puhui("synth", "--persons", "300", "--years", "1", "--seed", "3", "--start-year",
+              "2025", "--out", d)
     assert r.returncode == 0, r.stderr
     pol = pd.read_parquet(d / "policies.parquet")
     pol.assign(claim_free_years=value).to_parquet(d / "policies.parquet", index=False)
     for args in (["validate", str(d)],
                  ["claims", "run", "--product", "huhuibao-2025", "--data", str(d), "--ledger",
                   f"sqlite:///{tmp_path / 'l.db'}", "--batch", "b", "--out", str(tmp_path / "o")]):
-        r = subprocess.run([sys.executable, "-m", "puhui", *args], capture_output=True, text=True)
+        r = puhui(*args)
         out = r.stdout + r.stderr
         assert r.returncode == 2 and "claim_free_years" in out and rule in out, out[-400:]
         assert "Traceback" not in out
     nulls = pol.assign(claim_free_years=pd.array([None, 1] * (len(pol) // 2) + [None] * (len(pol) % 2),
                                                  dtype="Int64"))
     nulls.to_parquet(d / "policies.parquet", index=False)
-    r = subprocess.run([sys.executable, "-m", "puhui", "validate", str(d)], capture_output=True,
-                       text=True)
+    r = puhui("validate", d)
     assert r.returncode == 0, r.stdout + r.stderr

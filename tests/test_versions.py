@@ -25,6 +25,14 @@ STANDARD, COMMUNITY, NEWCITIZEN = ("huhuibao-2025", "huhuibao-2025-community",
 
 
 def run(*args):
+    """In this process (what the command does, writes and says); a child process only
+    where the process itself is the point (a crash, below)."""
+    from conftest import puhui
+
+    return puhui(*args)
+
+
+def run_in_a_child_process(*args):
     return subprocess.run([*PUHUI, *args], capture_output=True, text=True)
 
 
@@ -375,8 +383,9 @@ def test_a_categorical_boolean_eligibility_column_is_not_a_crash(tmp_path):
     p = pd.read_parquet(d / "persons.parquet")
     p["community_mutual_aid"] = pd.Categorical(p.index % 2 == 0)
     p.to_parquet(d / "persons.parquet", engine="fastparquet", index=False)
-    r = run("price", "--product", STANDARD, "--product", COMMUNITY, "--data", str(d),
-            "--out", str(tmp_path / "o"), "--no-backtest")
+    # in a child process: the crash was a SIGSEGV
+    r = run_in_a_child_process("price", "--product", STANDARD, "--product", COMMUNITY,
+                               "--data", str(d), "--out", str(tmp_path / "o"), "--no-backtest")
     assert r.returncode in (0, 2), (r.returncode, r.stderr[-500:])
     assert "Traceback" not in r.stderr
     if r.returncode == 2:

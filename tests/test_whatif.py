@@ -17,16 +17,28 @@ def priced():
     return price(load_product(product_path("huhuibao-2025")), data, assumptions, seed=3)
 
 
-def test_no_change_reprices_to_the_priced_figures(priced):
-    t = reprice(priced.state, "hospital").set_index("benefit")
+@pytest.fixture(scope="module")
+def unchanged(priced):
+    """The hospital benefit re-priced with no change (read only: two tests use it)."""
+    return reprice(priced.state, "hospital").set_index("benefit")
+
+
+@pytest.fixture(scope="module")
+def deductible_20000(priced):
+    """The hospital deductible re-priced at 20,000 (read only: two tests use it)."""
+    return reprice(priced.state, "hospital", deductible=20000).set_index("benefit")
+
+
+def test_no_change_reprices_to_the_priced_figures(priced, unchanged):
+    t = unchanged
     assert np.allclose(t["pure_before"], t["pure_after"])
     for b, v in priced.figures["pure_premium"].items():
         assert t.loc[b, "pure_before"] == pytest.approx(v, abs=0.006)
 
 
-def test_terms_move_the_premium_the_right_way(priced):
-    base = reprice(priced.state, "hospital").set_index("benefit")["pure_after"]
-    higher_ded = reprice(priced.state, "hospital", deductible=20000).set_index("benefit")["pure_after"]
+def test_terms_move_the_premium_the_right_way(priced, unchanged, deductible_20000):
+    base = unchanged["pure_after"]
+    higher_ded = deductible_20000["pure_after"]
     lower_ratio = reprice(priced.state, "hospital", ratio=0.5).set_index("benefit")["pure_after"]
     assert higher_ded["hospital"] < base["hospital"]
     assert lower_ratio["hospital"] < base["hospital"]
@@ -41,12 +53,14 @@ def test_dropping_every_drug_leaves_nothing(priced, tmp_path):
     codes = tuple(priced.state.drug_shares["special_drugs"]["code"])
     t = reprice(priced.state, "special_drugs", drop_drugs=codes).set_index("benefit")
     assert t.loc["special_drugs", "pure_after"] == pytest.approx(0.0, abs=1e-9)
-    one = reprice(priced.state, "special_drugs", drop_drugs=codes[:1]).set_index("benefit")
+    one_drug = reprice(priced.state, "special_drugs", drop_drugs=codes[:1])
+    one = one_drug.set_index("benefit")
     assert 0 < one.loc["special_drugs", "pure_after"] < one.loc["special_drugs", "pure_before"]
-    # the state survives a round trip through its file
+    # the state survives a round trip through its file: the same what-if from the loaded
+    # state is the one above, to the bit
     priced.state.save(tmp_path)
     again = reprice(PricingState.load(tmp_path), "special_drugs", drop_drugs=codes[:1])
-    assert again.equals(reprice(priced.state, "special_drugs", drop_drugs=codes[:1]))
+    assert again.equals(one_drug)
 
 
 def test_bad_what_if_is_an_input_error(priced, tmp_path):
@@ -103,7 +117,7 @@ def test_credibility_moves_the_model_premium_by_its_stated_adjustment():
     assert t["person_years"].sum() > 0
 
 
-def test_claim_free_steps_are_priced(priced):
+def test_claim_free_steps_are_priced(priced, deductible_20000):
     c = priced.figures["claim_free_steps"]["hospital"]
     at_11k = c["steps"][0]
     assert at_11k["deductible"] == 11000 and 0 < at_11k["share_of_policies"] < 1
@@ -111,7 +125,7 @@ def test_claim_free_steps_are_priced(priced):
     assert c["steps"][1]["share_of_policies"] == 0
     assert c["model_pure_premium_with_steps"] > c["model_pure_premium_first_year_deductible"]
     # a what-if deductible keeps the reductions: 20,000 -> steps at 19,000 and 18,000
-    t = reprice(priced.state, "hospital", deductible=20000).set_index("benefit")
+    t = deductible_20000
     plain = dict(priced.state.step_shares)
     priced.state.step_shares.clear()
     try:
