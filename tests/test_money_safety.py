@@ -669,3 +669,34 @@ def test_a_ledger_another_process_is_creating_is_opened_once_its_lock_is_free(tm
         ledger._Locked()))
     with pytest.raises(InputError, match="locked"):
         ledger.connect(f"sqlite:///{tmp_path / 'other.db'}")
+
+
+def test_a_monthly_extract_run_again_under_its_batch_id_reports_the_same(city, tmp_path):
+    """Review 15: a batch re-run under its own id (after a crash, or by mistake) reports
+    what its first run did. November's reversal of an October settlement (the original
+    only in the ledger) was applied by the first run; the re-run quarantined it as
+    reversing an unknown settlement (Q_UNKNOWN_REVERSAL, payout 0): the ledger was right,
+    but the EOB no longer said what the batch had taken back."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    first = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
+    st = read_raw(city, SETTLEMENTS)
+    lines = read_raw(city, SETTLEMENT_LINES)
+    oct_ = first.eob.merge(st[["setl_id", "setl_time"]], on="setl_id")
+    oct_ = oct_[(oct_["payout_amt"] > 0) & (oct_["setl_time"].dt.month == 10)
+                & ~oct_["setl_id"].isin(set(lines["setl_id"]))]
+    sid = oct_["setl_id"].iloc[0]
+    rev = _reversal_of(st, sid).assign(setl_time=pd.Timestamp("2025-11-15"))
+    nov = st[st["setl_time"].dt.month == 11]
+    nov = nov[~nov["refund_of"].notna() | nov["refund_of"].isin(set(nov["setl_id"]))]
+    extract = _copy_fund(city, tmp_path / "nov", pd.concat([nov, rev], ignore_index=True))
+    res = run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
+    paid = net_by_person(url)
+    again = run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
+    assert net_by_person(url) == paid
+    cols = ["setl_id", "benefit", "payout_amt", "status", "reason"]
+    key = ["setl_id", "benefit", "status", "reason"]
+    a = res.eob[cols].sort_values(key).reset_index(drop=True)
+    b = again.eob[cols].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert again.summary["paid_this_batch_yuan"] == res.summary["paid_this_batch_yuan"]
+    assert again.summary["eob_matches_ledger"]

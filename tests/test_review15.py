@@ -136,3 +136,26 @@ def test_unreadable_text_is_not_echoed(city_copy):
     rep = validate_dir(city_copy)
     assert not rep.ok
     assert "110101199003074514" not in rep.messages()
+
+
+# --- the fixes ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ctrl", ["\x00", "\x07", "\x7f"])
+def test_a_control_character_in_an_id_is_refused_without_echo(city_copy, ctrl):
+    """A NUL (or another control character) in psn_no is not a pseudonymous token: the
+    folder is refused (privacy), whichever way the ids are read, and a direct payout
+    refuses it too."""
+    from puhui.claims.direct import _text
+
+    _with_nul_psn(city_copy)
+    path = city_copy / "settlements.parquet"
+    t = pq.read_table(path)
+    psn = [p.replace("\x00", ctrl) for p in t.column("psn_no").to_pylist()]
+    t = t.set_column(t.schema.get_field_index("psn_no"), "psn_no", pa.array(psn))
+    pq.write_table(t, path)
+    for codes in (True, False):
+        rep = validate_dir(city_copy, codes=codes)
+        assert any(p.kind == "privacy" and "pseudonymous" in p.message()
+                   for p in rep.problems), rep.messages()
+    with pytest.raises(Exception, match="pseudonymous token"):
+        _text({"psn_no": "P1" + ctrl}, "psn_no")

@@ -303,7 +303,9 @@ def _reversals_of_ledger_originals(con, st: pd.DataFrame, quarantined: dict[int,
                                    ) -> list[int]:
     """Rows quarantined as reversing no settlement of the data whose original the ledger
     kept: the same person, not reversed already, dated no later, amounts negated (the
-    fields the ledger keeps). Such a reversal can be applied."""
+    fields the ledger keeps). Such a reversal can be applied. One this very reversal
+    applied before (the batch run again) is applied again: it changes nothing, and the
+    EOB says what it took back, as the first run's did."""
     rows = [r for r, code in quarantined.items() if code == "Q_UNKNOWN_REVERSAL"]
     if not rows:
         return []
@@ -311,6 +313,9 @@ def _reversals_of_ledger_originals(con, st: pd.DataFrame, quarantined: dict[int,
     out = []
     for r in rows:
         rev = st.iloc[r]
+        if done.get(str(rev["refund_of"])) == str(rev["setl_id"]):
+            out.append(r)
+            continue
         held = ledger.stored_settlement(con, str(rev["refund_of"]))
         if held is None or str(rev["refund_of"]) in done:
             continue

@@ -59,9 +59,11 @@ def _text(raw: dict, key: str) -> str:
     if len(str(v).strip()) > MAX_ID_CHARS:
         raise InputError(f"settlement: {key} is longer than {MAX_ID_CHARS} characters")
     text = str(v).strip()
-    if key in ("setl_id", "psn_no") and (not text.isascii() or any(c.isspace() for c in text)):
+    if key in ("setl_id", "psn_no") and (not text.isascii() or not text.isprintable()
+                                         or any(c.isspace() for c in text)):
         raise InputError(f"settlement: {key} must be a pseudonymous token (ASCII letters, "
-                         f"digits and signs, no spaces); the value is not shown")
+                         f"digits and signs, no spaces or control characters); the value "
+                         f"is not shown")
     return text
 
 

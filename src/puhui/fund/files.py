@@ -120,9 +120,15 @@ def _unreadable(path, column: str | None, exc: Exception) -> str:
         return (f"{where}: a date the reader cannot hold (before 1677 or after 2262, such "
                 f"as 9999-12-31 for an open end). Dates must lie from 1950-01-01 to "
                 f"2100-12-31: give the real dates (a policy's real last day of cover)")
-    what = f"{where} is not readable" if column else f"{where}: not a readable Parquet file"
-    return (f"{what} ({type(exc).__name__}: {str(exc)[:200]}). Re-export the file, or "
-            f"check it was copied whole.")
+    if column:
+        # the reader's own words may quote the value it failed on (text that is not
+        # UTF-8: "Wrapping 110101199003074514\ufffd failed"), and a value is never echoed
+        # (docs/privacy.md): its kind of error only
+        return (f"{where} is not readable ({type(exc).__name__}; text that is not UTF-8, "
+                f"or a broken column). Re-export the file with text as UTF-8, or check "
+                f"it was copied whole.")
+    return (f"{where}: not a readable Parquet file ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). Re-export the file, or check it was copied whole.")
 
 
 def date_days(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:

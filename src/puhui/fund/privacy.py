@@ -232,6 +232,10 @@ def scan_column_names(columns) -> list[PrivacyFinding]:
 #: columns that hold pseudonymous ids: text other than ASCII there is a name or a word,
 #: never a pseudonym
 ID_COLUMNS = ("psn_no", "setl_id", "policy_no", "refund_of")
+#: A character no pseudonymous token holds: whitespace or an ASCII control character
+#: (:data:`_NOT_TOKEN_EXCEPT_NUL` for values joined by NUL, whose NULs are counted apart).
+_NOT_TOKEN_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+_NOT_TOKEN_EXCEPT_NUL = re.compile(r"[\s\x01-\x1f\x7f]")
 NOT_A_TOKEN = "ids that are not pseudonymous tokens (text other than ASCII letters and digits, such as a name)"
 
 
@@ -539,9 +543,13 @@ def scan_values(name: str, s: pd.Series, nulls: np.ndarray | None = None
     out = [PrivacyFinding(shown_name(name), rule, len(found[rule]), frozenset(found[rule]))
            for rule in _RULE_ORDER if found.get(rule)]
     if name in ID_COLUMNS:
-        joined = "\x00".join(vals)           # two passes in C; Python only when one hits
-        odd = {v for v in vals if not v.isascii() or any(c.isspace() for c in v)} \
-            if not joined.isascii() or re.search(r"\s", joined) else set()
+        # non-ASCII, whitespace or a control character (a NUL ends a string for some
+        # readers, so "P1\x00" would pass for "P1"): two passes in C, Python only when
+        # one hits
+        joined = "\x00".join(vals)
+        odd = {v for v in vals if not v.isascii() or _NOT_TOKEN_CHAR.search(v)} \
+            if not joined.isascii() or _NOT_TOKEN_EXCEPT_NUL.search(joined) or \
+            joined.count("\x00") != len(vals) - 1 else set()
         if odd:
             out.append(PrivacyFinding(name, NOT_A_TOKEN, len(odd), frozenset(odd)))
     return out
