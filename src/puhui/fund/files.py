@@ -381,13 +381,17 @@ class ColumnReader:
 
     def get(self, name: str, groups: slice | None = None) -> pd.Series:
         """One column, of the row groups ``groups`` (default: all), index from 0."""
+        return self.get_with_arrow(name, groups)[0]
+
+    def get_with_arrow(self, name: str, groups: slice | None = None):
+        """:meth:`get`, and the Arrow column it was made from."""
         try:
             col = self._read([name], groups).column(0)
             s = _arrow_to_pandas(col, name in self.repeated, name in self.codes)
         except Exception as exc:  # noqa: BLE001 - a broken column is a broken file
             raise InputError(_unreadable(self.path, name, exc)) from None
         s.name = name
-        return s.reset_index(drop=True)
+        return s.reset_index(drop=True), col
 
     def frame(self, names: list[str]) -> pd.DataFrame:
         """The columns ``names`` of the whole file as a frame (index from 0), read one

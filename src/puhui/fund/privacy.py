@@ -516,6 +516,49 @@ def _number_texts(s: pd.Series) -> list[str]:
     return [str(abs(int(x))) for x in np.unique(a)]
 
 
+#: Bytes any rule of :func:`scan_texts` needs in ASCII text besides digit runs: an
+#: e-mail's '@', and the space, ':' or '=' of an English name or address.
+_RULE_BYTES = (b"@", b" ", b":", b"=")
+_CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def text_is_clean(name: str, arr) -> bool:
+    """True when no value of an Arrow text column can break a rule of :func:`scan_values`
+    (so the column need not be scanned value by value), judged from the bytes of all its
+    values at once: ASCII (no CJK name or address, no full-width digits), no run of 11
+    digits or separators (no ID or phone number), no '@', space, ':' or '=' (no e-mail,
+    English name or address), and for an id column no control character. The bytes are
+    the values one after another: every value's text is inside them, so a column they
+    clear holds no value that breaks a rule; one they do not clear (a run across two ids,
+    say) is scanned as before. False for anything but text.
+
+    >>> import pyarrow as pa
+    >>> text_is_clean("setl_id", pa.array(["S000000001", None, "S000000002"]))
+    True
+    >>> text_is_clean("note", pa.array(["call 13812345678"])), text_is_clean("note", pa.array(["a@b.cn"]))
+    (False, False)
+    """
+    import pyarrow as pa
+
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    for c in chunks:
+        if not pa.types.is_string(c.type):
+            return False
+        if not len(c) or c.null_count == len(c):
+            continue
+        offsets = np.frombuffer(c.buffers()[1], dtype="int32")[c.offset:c.offset + len(c) + 1]
+        data = c.buffers()[2]
+        if data is None:
+            continue
+        b = memoryview(data)[int(offsets[0]):int(offsets[-1])].tobytes()
+        if not b.isascii() or any(x in b for x in _RULE_BYTES) or \
+                b"0" * 11 in b.translate(_RUN_TABLE):
+            return False
+        if name in ID_COLUMNS and _CONTROL_BYTES.search(b):
+            return False
+    return True
+
+
 def scan_values(name: str, s: pd.Series, nulls: np.ndarray | None = None
                 ) -> list[PrivacyFinding]:
     """Scan one column. Numeric columns are scanned as digits. Counts distinct values.

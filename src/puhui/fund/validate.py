@@ -350,8 +350,9 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
         _privacy_problems(part, table, privacy.scan_column_names(names))
     # the key columns are read once: kept here for the problems' examples, then checked
     # and converted in their turn below (a second read would hold their text twice)
-    raw_keys = {k: reader.get(k, groups) for k in table.key if k in names}
-    keys = _key(table, pd.DataFrame(raw_keys, index=pd.RangeIndex(n)))
+    raw_keys = {k: reader.get_with_arrow(k, groups) for k in table.key if k in names}
+    keys = _key(table, pd.DataFrame({k: v[0] for k, v in raw_keys.items()},
+                                    index=pd.RangeIndex(n)))
     usable = True
     for col in table.columns:
         if col.name not in names and col.required:
@@ -362,9 +363,13 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
             usable = False
     out = EngineFrame(table, names, n, codes=codes)
     for name in names:
-        s = raw_keys.pop(name) if name in raw_keys else reader.get(name, groups)
+        s, arrow = raw_keys.pop(name) if name in raw_keys else \
+            reader.get_with_arrow(name, groups)
         nulls = s.isna().to_numpy()
-        _privacy_problems(part, table, privacy.scan_values(str(name), s, nulls))
+        # text whose bytes hold nothing any rule looks for is not scanned value by value
+        if not privacy.text_is_clean(str(name), arrow):
+            _privacy_problems(part, table, privacy.scan_values(str(name), s, nulls))
+        del arrow
         try:
             col = table.column(name)
         except KeyError:
