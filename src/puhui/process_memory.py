@@ -32,12 +32,23 @@ def _libc():
     return _LIBC
 
 
+def _release_arrow_pool() -> None:
+    """Hand the free memory of pyarrow's allocator (mimalloc or jemalloc: they keep freed
+    pages for reuse) back to the system, when pyarrow is loaded."""
+    import sys
+
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:
+        pa.default_memory_pool().release_unused()
+
+
 def release_free_memory(collect: bool = True) -> bool:
     """Collect garbage (unless ``collect`` is False) and return the allocator's free
     pages to the system; True when the allocator could be asked (glibc), False
     otherwise."""
     if collect:
         gc.collect()
+    _release_arrow_pool()
     lib = _libc()
     if not lib:
         return False
