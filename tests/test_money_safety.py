@@ -613,10 +613,10 @@ def test_a_ledger_without_the_inputs_of_what_it_paid_refuses_an_extract(city, tm
     assert net_by_person(url) == before and accumulators(url) == acc
 
 
-def test_a_monthly_extract_reverses_last_months_settlement(city, tmp_path):
-    """November's extract holds the reversal of an October settlement that an earlier
-    batch paid: the batch applies it (the ledger kept the original), takes its payout back
-    with the EOB row and ends as a fresh run on the whole data with the reversal."""
+def _november_reverses_october(city, tmp_path):
+    """A ledger where batch b1 paid the whole year, and November's extract with the
+    reversal of an October settlement b1 paid (its original not in the extract):
+    (url, b1's result, the original's setl_id, its reversal row, the extract)."""
     url = f"sqlite:///{tmp_path / 'l.db'}"
     first = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
     st = read_raw(city, SETTLEMENTS)
@@ -629,13 +629,22 @@ def test_a_monthly_extract_reverses_last_months_settlement(city, tmp_path):
     nov = st[st["setl_time"].dt.month == 11]
     nov = nov[~nov["refund_of"].notna() | nov["refund_of"].isin(set(nov["setl_id"]))]
     extract = _copy_fund(city, tmp_path / "nov", pd.concat([nov, rev], ignore_index=True))
+    return url, first, sid, rev, extract
+
+
+def test_a_monthly_extract_reverses_last_months_settlement(city, tmp_path):
+    """November's extract holds the reversal of an October settlement that an earlier
+    batch paid: the batch applies it (the ledger kept the original), takes its payout back
+    with the EOB row and ends as a fresh run on the whole data with the reversal."""
+    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path)
     res = run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
     back = res.eob[(res.eob["setl_id"] == "R-" + sid) & (res.eob["payout_amt"] != 0)]
     was = first.eob[first.eob["setl_id"] == sid]["payout_amt"].sum()
     assert round(back["payout_amt"].sum(), 2) == -round(was, 2)
     assert res.summary["reconciles"] and res.summary["eob_matches_ledger"]
     assert res.summary["reversed_from_ledger"] == 1
-    whole = _copy_fund(city, tmp_path / "whole", pd.concat([st, rev], ignore_index=True))
+    whole = _copy_fund(city, tmp_path / "whole", pd.concat([read_raw(city, SETTLEMENTS), rev],
+                                                           ignore_index=True))
     fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
     run_batch(PRODUCT, PRODUCT.path, whole, fresh, "one")
     assert net_by_person(url) == net_by_person(fresh)
@@ -677,18 +686,7 @@ def test_a_monthly_extract_run_again_under_its_batch_id_reports_the_same(city, t
     only in the ledger) was applied by the first run; the re-run quarantined it as
     reversing an unknown settlement (Q_UNKNOWN_REVERSAL, payout 0): the ledger was right,
     but the EOB no longer said what the batch had taken back."""
-    url = f"sqlite:///{tmp_path / 'l.db'}"
-    first = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
-    st = read_raw(city, SETTLEMENTS)
-    lines = read_raw(city, SETTLEMENT_LINES)
-    oct_ = first.eob.merge(st[["setl_id", "setl_time"]], on="setl_id")
-    oct_ = oct_[(oct_["payout_amt"] > 0) & (oct_["setl_time"].dt.month == 10)
-                & ~oct_["setl_id"].isin(set(lines["setl_id"]))]
-    sid = oct_["setl_id"].iloc[0]
-    rev = _reversal_of(st, sid).assign(setl_time=pd.Timestamp("2025-11-15"))
-    nov = st[st["setl_time"].dt.month == 11]
-    nov = nov[~nov["refund_of"].notna() | nov["refund_of"].isin(set(nov["setl_id"]))]
-    extract = _copy_fund(city, tmp_path / "nov", pd.concat([nov, rev], ignore_index=True))
+    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path)
     res = run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
     paid = net_by_person(url)
     again = run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
