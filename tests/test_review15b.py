@@ -97,3 +97,37 @@ def test_an_applied_reversal_met_again_under_another_person_is_not_a_reversal(ci
     assert net_by_person(url) == net and res.summary["eob_matches_ledger"]   # held
     mine = res.eob[res.eob["setl_id"] == "R-" + sid]
     assert "REVERSAL" not in set(mine["reason"]), mine[["psn_no", "status", "reason"]]
+
+
+def test_a_used_reversal_id_naming_another_original_is_a_conflict(city, tmp_path):
+    """Batch 'nov' applied R-<sid> as the reversal of <sid>. A later extract holds
+    R-<sid> again, now reversing another October settlement <sid2> of the ledger (its
+    amounts negated). A settlement id already used with other contents is a conflict
+    elsewhere (Q_IDENTITY: test_a_corrected_settlement_under_a_used_id_is_a_conflict;
+    R-<sid> with other amounts is one too), but here the batch applies it: it takes
+    <sid2>'s payout back and the ledger's reversals now say R-<sid> reversed two
+    settlements. Money moves on an id whose meaning changed; expected: quarantined,
+    nothing moves."""
+    from puhui.claims.batch import run_batch
+    from puhui.fund.files import read_raw
+    from puhui.fund.schema import SETTLEMENT_LINES, SETTLEMENTS
+    from test_money_safety import (PRODUCT, _copy_fund, _november_reverses_october,
+                                   _reversal_of, net_by_person)
+
+    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path)
+    run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
+    net = net_by_person(url)
+    st = read_raw(city, SETTLEMENTS)
+    lines = read_raw(city, SETTLEMENT_LINES)
+    o = first.eob.merge(st[["setl_id", "setl_time"]], on="setl_id")
+    o = o[(o["payout_amt"] > 0) & (o["setl_time"].dt.month == 10) & (o["setl_id"] != sid)
+          & ~o["setl_id"].isin(set(lines["setl_id"]))]
+    sid2 = o["setl_id"].iloc[0]
+    rev2 = _reversal_of(st, sid2).assign(setl_id="R-" + sid,
+                                         setl_time=pd.Timestamp("2025-11-20"))
+    nov = read_raw(extract, SETTLEMENTS)
+    nov = nov[nov["setl_id"] != "R-" + sid]
+    again = _copy_fund(extract, tmp_path / "again", pd.concat([nov, rev2], ignore_index=True))
+    res = run_batch(PRODUCT, PRODUCT.path, again, url, "nov-b")
+    assert res.summary["eob_matches_ledger"]                                   # held
+    assert net_by_person(url) == net, res.eob[res.eob["setl_id"] == "R-" + sid]
