@@ -310,14 +310,21 @@ def _reversals_of_ledger_originals(con, st: pd.DataFrame, quarantined: dict[int,
     if not rows:
         return []
     done = ledger.known_reversals(con)
+    used = {rid: orig for orig, rid in done.items()}     # reversal id -> its original
     out = []
     for r in rows:
         rev = st.iloc[r]
-        if done.get(str(rev["refund_of"])) == str(rev["setl_id"]):
-            out.append(r)
+        rid, orig_id = str(rev["setl_id"]), str(rev["refund_of"])
+        if rid in used:
+            # applied before: the same reversal of the same person met again is applied
+            # again (moves nothing); a used reversal id naming another original, or
+            # another person, is not a reversal the ledger knows (stays quarantined)
+            if used[rid] == orig_id and \
+                    ledger.reversal_person(con, rid) == str(rev["psn_no"]):
+                out.append(r)
             continue
-        held = ledger.stored_settlement(con, str(rev["refund_of"]))
-        if held is None or str(rev["refund_of"]) in done:
+        held = ledger.stored_settlement(con, orig_id)
+        if held is None or orig_id in done:
             continue
         orig = held[0]
         ok = (orig["psn_no"] == str(rev["psn_no"])

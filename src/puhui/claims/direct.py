@@ -59,7 +59,10 @@ def _text(raw: dict, key: str) -> str:
     if len(str(v).strip()) > MAX_ID_CHARS:
         raise InputError(f"settlement: {key} is longer than {MAX_ID_CHARS} characters")
     text = str(v).strip()
-    if key in ("setl_id", "psn_no") and (not text.isascii() or not text.isprintable()
+    # control characters looked for before the strip (Python's strip takes \x1c-\x1f,
+    # \x0b, \x0c away as whitespace: "P1\x1f" would pass for "P1", as a file refuses)
+    unprintable = not str(v).strip(" ").isprintable()
+    if key in ("setl_id", "psn_no") and (not text.isascii() or unprintable
                                          or any(c.isspace() for c in text)):
         raise InputError(f"settlement: {key} must be a pseudonymous token (ASCII letters, "
                          f"digits and signs, no spaces or control characters); the value "

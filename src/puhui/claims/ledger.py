@@ -518,6 +518,12 @@ def reversals_between(con: sqlite3.Connection, lo: str, hi: str) -> dict[str, st
                             " BETWEEN ? AND ?", (lo, hi)).fetchall())
 
 
+def reversal_person(con: sqlite3.Connection, setl_id: str) -> str | None:
+    """The psn_no of the reversal ``setl_id`` the ledger applied (None if none)."""
+    row = con.execute("SELECT psn_no FROM reversals WHERE setl_id = ?", (setl_id,)).fetchone()
+    return None if row is None else row[0]
+
+
 def known_reversals(con: sqlite3.Connection) -> dict[str, str]:
     """Original setl_id -> the setl_id of the reversal the ledger applied."""
     return dict(con.execute("SELECT refund_of, setl_id FROM reversals").fetchall())

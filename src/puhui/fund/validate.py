@@ -416,10 +416,12 @@ def _factorize_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if pd.api.types.infer_dtype(values, skipna=True) != "string":
+        return pd.factorize(values)           # not all text (validation says so)
     try:
         arr = pa.array(values, type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pd.factorize(values)           # not all text (validation says so)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
+        return pd.factorize(values)           # text Arrow cannot hold (a lone surrogate)
     d = arr.dictionary_encode()
     codes = pc.fill_null(d.indices, -1).to_numpy(zero_copy_only=False).astype("int64")
     return codes, d.dictionary.to_numpy(zero_copy_only=False)
