@@ -698,3 +698,30 @@ def test_a_monthly_extract_run_again_under_its_batch_id_reports_the_same(city, t
     pd.testing.assert_frame_equal(a, b)
     assert again.summary["paid_this_batch_yuan"] == res.summary["paid_this_batch_yuan"]
     assert again.summary["eob_matches_ledger"]
+
+
+def test_a_used_reversal_id_reversing_another_settlement_of_the_data_is_held(city, tmp_path):
+    """Review 15b (left open, then closed): the ledger applied R-S as the reversal of S; a
+    later extract holds R-S again, now as the reversal of another paid settlement O that
+    the extract holds too. The id is taken: the ledger records one reversal per id, so
+    applying it would take O's payout back without recording O as reversed (a batch that
+    meets O again would pay it again). It is quarantined (Q_BAD_REVERSAL): O keeps its
+    payout, nothing moves."""
+    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path)
+    run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
+    nov = read_raw(extract, SETTLEMENTS)
+    lines = read_raw(city, SETTLEMENT_LINES)
+    # another paid November settlement (no lines, not reversed, not at the month's end)
+    paid = first.eob[first.eob["payout_amt"] > 0].merge(nov[["setl_id", "setl_time"]])
+    paid = paid[~paid["setl_id"].isin(set(lines["setl_id"]) | set(nov["refund_of"].dropna()))
+                & (paid["setl_time"].dt.day < 29)]
+    other = paid["setl_id"].iloc[0]
+    again = _reversal_of(nov, other).assign(setl_id="R-" + sid)
+    dec = _copy_fund(city, tmp_path / "dec", pd.concat(
+        [nov[nov["setl_id"] != "R-" + sid], again], ignore_index=True))
+    before = net_by_person(url)
+    res = run_batch(PRODUCT, PRODUCT.path, dec, url, "dec")
+    assert net_by_person(url) == before
+    held = res.eob[res.eob["setl_id"] == "R-" + sid]
+    assert set(held["reason"]) == {"Q_BAD_REVERSAL"}, held
+    assert res.summary["eob_matches_ledger"]

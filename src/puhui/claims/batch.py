@@ -335,6 +335,23 @@ def _reversals_of_ledger_originals(con, st: pd.DataFrame, quarantined: dict[int,
     return out
 
 
+def _hold_reused_reversal_ids(con, st: pd.DataFrame, rows: np.ndarray,
+                              quarantined: dict[int, str], q_mask: np.ndarray) -> None:
+    """Quarantine (Q_BAD_REVERSAL) the reversals among ``rows`` whose setl_id the ledger
+    applied as the reversal of another settlement: the ledger keeps one reversal per id,
+    so applying it would take the new original's payout back with no record that it was
+    reversed (a later batch meeting that settlement would pay it again). Review 15b."""
+    used = {rid: orig for orig, rid in ledger.known_reversals(con).items()}
+    if not used or not len(rows):
+        return
+    ids = st["setl_id"].to_numpy(dtype=object)[rows]
+    origs = st["refund_of"].to_numpy(dtype=object)[rows]
+    for r, rid, orig in zip(rows, ids, origs):
+        if str(rid) in used and used[str(rid)] != str(orig):
+            quarantined[int(r)] = "Q_BAD_REVERSAL"
+            q_mask[int(r)] = True
+
+
 def _refuse_unknown_history(con, product: Product, keys: _LazyKeys, data_dir: Path) -> None:
     """A ledger written before schema 2 did not keep the inputs of what it decided: a
     batch whose data lacks some of those settlements cannot run their deductibles and
@@ -477,6 +494,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         del quarantined[r]
     q_mask[from_ledger] = False
     is_rev_all = st["refund_of"].notna().to_numpy()
+    _hold_reused_reversal_ids(con, st, np.flatnonzero(is_rev_all & ~q_mask), quarantined,
+                              q_mask)
     revs = st[is_rev_all & ~q_mask]                  # the reversals that can be applied
     rev_of = dict(zip(revs["refund_of"], revs["setl_id"]))
     ledger_originals = set(st.loc[from_ledger, "refund_of"].astype(str))
