@@ -54,20 +54,9 @@ def test_factorize_text_keeps_bytes_apart_from_text():
 
 # --- 5. a reversal the ledger applied, met again ---------------------------------------
 
-@pytest.fixture(scope="module")
-def city(tmp_path_factory):
-    """test_money_safety's city: 400 people, 2025, settlements before December."""
-    from puhui.fund.files import read_raw, write_fund
-    from puhui.fund.schema import SETTLEMENTS
-    from puhui.synth.city import synth_city
-    from test_money_safety import _copy_fund
-
-    full = tmp_path_factory.mktemp("full")
-    write_fund(synth_city(400, 1, seed=22, start_year=2025), full)
-    st = read_raw(full, SETTLEMENTS)
-    early = st[st["setl_time"] < pd.Timestamp("2025-12-01")]
-    early = early[~early["refund_of"].notna() | early["refund_of"].isin(set(early["setl_id"]))]
-    return _copy_fund(full, tmp_path_factory.mktemp("city"), early.reset_index(drop=True))
+# test_money_safety's city (400 people, 2025, settlements before December), the fixture
+# itself: one definition
+from test_money_safety import city  # noqa: E402,F401
 
 
 def test_an_applied_reversal_met_again_under_another_person_is_not_a_reversal(city,
