@@ -5,6 +5,7 @@ URL on a worker, forked workers left waiting after their batch was killed, a --d
 address whose server never answers or is not Dask, a user's thread settings, a ledger
 created by another process between two reads."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -58,46 +59,42 @@ def reference(city, tmp_path_factory):
     return rows
 
 
-def _cluster(threads: int):
+@contextlib.contextmanager
+def _dask(threads: int):
+    """A one-worker LocalCluster with ``threads`` threads, configured as the execution
+    of what runs inside; its client is yielded, and cluster and client closed after."""
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=True,
                            host="127.0.0.1", dashboard_address=None,
                            scheduler_kwargs={"dashboard": False,
                                              "dashboard_address": "127.0.0.1:0"})
-    return cluster, Client(cluster)
+    client = Client(cluster)
+    try:
+        with configured(Execution(scheduler="local", client=client)):
+            yield client
+    finally:
+        client.close()
+        cluster.close()
 
 
 def test_a_long_lived_dask_worker_writes_into_the_ledger_at_the_path_now(
         city, reference, tmp_path):
-    cluster, client = _cluster(1)
-    try:
-        with configured(Execution(scheduler="local", client=client)):
-            db = tmp_path / "l.db"
-            run_batch(PRODUCT, PRODUCT.path, city, f"sqlite:///{db}", "b1",
-                      block_persons=100)
-            assert _entries(db) == reference
-            for f in tmp_path.glob("l.db*"):      # a fresh ledger at the same path
-                f.unlink()
-            run_batch(PRODUCT, PRODUCT.path, city, f"sqlite:///{db}", "b1",
-                      block_persons=100)
-            assert _entries(db) == reference
-    finally:
-        client.close()
-        cluster.close()
+    with _dask(1):
+        db = tmp_path / "l.db"
+        run_batch(PRODUCT, PRODUCT.path, city, f"sqlite:///{db}", "b1", block_persons=100)
+        assert _entries(db) == reference
+        for f in tmp_path.glob("l.db*"):      # a fresh ledger at the same path
+            f.unlink()
+        run_batch(PRODUCT, PRODUCT.path, city, f"sqlite:///{db}", "b1", block_persons=100)
+        assert _entries(db) == reference
 
 
 def test_a_dask_worker_with_two_threads_finishes_the_batch(city, reference, tmp_path):
-    cluster, client = _cluster(2)
-    try:
-        with configured(Execution(scheduler="local", client=client)):
-            db = tmp_path / "l.db"
-            run_batch(PRODUCT, PRODUCT.path, city, f"sqlite:///{db}", "b1",
-                      block_persons=50)
-            assert _entries(db) == reference
-    finally:
-        client.close()
-        cluster.close()
+    with _dask(2):
+        db = tmp_path / "l.db"
+        run_batch(PRODUCT, PRODUCT.path, city, f"sqlite:///{db}", "b1", block_persons=50)
+        assert _entries(db) == reference
 
 
 def test_a_relative_ledger_url_is_the_same_ledger_on_a_dask_worker(
@@ -107,17 +104,11 @@ def test_a_relative_ledger_url_is_the_same_ledger_on_a_dask_worker(
     here = tmp_path / "here"
     here.mkdir()
     monkeypatch.chdir(here)
-    cluster, client = _cluster(1)
-    try:
+    with _dask(1) as client:
         client.run(os.chdir, str(elsewhere))      # a worker started in another folder
-        with configured(Execution(scheduler="local", client=client)):
-            run_batch(PRODUCT, PRODUCT.path, city, "sqlite:///l.db", "b1",
-                      block_persons=100)
+        run_batch(PRODUCT, PRODUCT.path, city, "sqlite:///l.db", "b1", block_persons=100)
         assert _entries(here / "l.db") == reference
         assert not (elsewhere / "l.db").exists()
-    finally:
-        client.close()
-        cluster.close()
 
 
 ORPHAN_SCRIPT = textwrap.dedent("""
