@@ -299,17 +299,17 @@ def _renews(pol: pd.DataFrame, data_policies: pd.DataFrame, ledger_policies: pd.
     return ren[every["mine"].to_numpy()][:len(pol)]
 
 
-def _reversals_of_ledger_originals(con, st: pd.DataFrame, quarantined: dict[int, str]
-                                   ) -> list[int]:
+def _reversals_of_ledger_originals(con, st: pd.DataFrame, quarantined: dict[int, str],
+                                   done: dict[str, str]) -> list[int]:
     """Rows quarantined as reversing no settlement of the data whose original the ledger
     kept: the same person, not reversed already, dated no later, amounts negated (the
     fields the ledger keeps). Such a reversal can be applied. One this very reversal
     applied before (the batch run again) is applied again: it changes nothing, and the
-    EOB says what it took back, as the first run's did."""
+    EOB says what it took back, as the first run's did. ``done``: the ledger's
+    reversals, original -> reversal."""
     rows = [r for r, code in quarantined.items() if code == "Q_UNKNOWN_REVERSAL"]
     if not rows:
         return []
-    done = ledger.known_reversals(con)
     used = {rid: orig for orig, rid in done.items()}     # reversal id -> its original
     out = []
     for r in rows:
@@ -335,13 +335,14 @@ def _reversals_of_ledger_originals(con, st: pd.DataFrame, quarantined: dict[int,
     return out
 
 
-def _hold_reused_reversal_ids(con, st: pd.DataFrame, rows: np.ndarray,
-                              quarantined: dict[int, str], q_mask: np.ndarray) -> None:
+def _hold_reused_reversal_ids(st: pd.DataFrame, rows: np.ndarray, quarantined: dict[int, str],
+                              q_mask: np.ndarray, done: dict[str, str]) -> None:
     """Quarantine (Q_BAD_REVERSAL) the reversals among ``rows`` whose setl_id the ledger
     applied as the reversal of another settlement: the ledger keeps one reversal per id,
     so applying it would take the new original's payout back with no record that it was
-    reversed (a later batch meeting that settlement would pay it again). Review 15b."""
-    used = {rid: orig for orig, rid in ledger.known_reversals(con).items()}
+    reversed (a later batch meeting that settlement would pay it again). Review 15b.
+    ``done``: the ledger's reversals, original -> reversal."""
+    used = {rid: orig for orig, rid in done.items()}
     if not used or not len(rows):
         return
     ids = st["setl_id"].to_numpy(dtype=object)[rows]
@@ -489,19 +490,19 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # a reversal of an original only the ledger holds (last month's settlement reversed
     # in this month's extract) is applied, not quarantined
     con = ledger.connect(url)
-    from_ledger = _reversals_of_ledger_originals(con, st, quarantined)
+    known = ledger.known_reversals(con)          # original -> the reversal applied
+    from_ledger = _reversals_of_ledger_originals(con, st, quarantined, known)
     for r in from_ledger:
         del quarantined[r]
     q_mask[from_ledger] = False
     is_rev_all = st["refund_of"].notna().to_numpy()
-    _hold_reused_reversal_ids(con, st, np.flatnonzero(is_rev_all & ~q_mask), quarantined,
-                              q_mask)
+    _hold_reused_reversal_ids(st, np.flatnonzero(is_rev_all & ~q_mask), quarantined, q_mask,
+                              known)
     revs = st[is_rev_all & ~q_mask]                  # the reversals that can be applied
     rev_of = dict(zip(revs["refund_of"], revs["setl_id"]))
     ledger_originals = set(st.loc[from_ledger, "refund_of"].astype(str))
     # originals an earlier batch reversed, whose reversal this data does not hold (an
     # extract of a period before it): they stay reversed and keep what they were paid
-    known = ledger.known_reversals(con)
     reversed_before: dict[int, str] = {}
     if known:
         old_rev = st["setl_id"].astype(str).isin(set(known) - set(rev_of)).to_numpy() & ~q_mask

@@ -22,6 +22,7 @@ from puhui.benefits.reasons import CODES
 from puhui.benefits.reference import adjudicate_one
 from puhui.claims import ledger
 from puhui.errors import InputError
+from puhui.fund import privacy
 from puhui.fund.schema import FIRST_DATE, LAST_DATE, MAX_SETTLEMENT_YUAN
 from puhui.fund.validate import check_settlement_record
 from puhui.products.model import Product
@@ -59,11 +60,9 @@ def _text(raw: dict, key: str) -> str:
     if len(str(v).strip()) > MAX_ID_CHARS:
         raise InputError(f"settlement: {key} is longer than {MAX_ID_CHARS} characters")
     text = str(v).strip()
-    # control characters looked for before the strip (Python's strip takes \x1c-\x1f,
-    # \x0b, \x0c away as whitespace: "P1\x1f" would pass for "P1", as a file refuses)
-    unprintable = not str(v).strip(" ").isprintable()
-    if key in ("setl_id", "psn_no") and (not text.isascii() or unprintable
-                                         or any(c.isspace() for c in text)):
+    # the token rule of fund files, on the value with only its spaces stripped (Python's
+    # strip() also takes \x1c-\x1f, \x0b, \x0c away: "P1\x1f" would pass for "P1")
+    if key in ("setl_id", "psn_no") and not privacy.is_token(str(v).strip(" ")):
         raise InputError(f"settlement: {key} must be a pseudonymous token (ASCII letters, "
                          f"digits and signs, no spaces or control characters); the value "
                          f"is not shown")

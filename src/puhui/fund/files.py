@@ -278,11 +278,11 @@ def _arrow_to_pandas(arr, repeated: bool = False, as_codes: bool = False) -> pd.
     elif pa.types.is_large_string(t) or getattr(pa.types, "is_string_view",
                                                 lambda _: False)(t):
         arr = arr.cast(pa.string())
+    if as_codes and pa.types.is_string(arr.type):
+        return _arrow_codes(arr)
     # pyarrow's deduplication of text builds a hash table that costs several times the
     # strings for a column of distinct ids (500 MB for 1.5 million setl_id): only for
     # text known to repeat (psn_no in settlements, codes), where it saves the objects
-    if as_codes and pa.types.is_string(arr.type):
-        return _arrow_codes(arr)
     return arr.to_pandas(date_as_object=False, deduplicate_objects=repeated)
 
 

@@ -236,6 +236,22 @@ ID_COLUMNS = ("psn_no", "setl_id", "policy_no", "refund_of")
 #: (:data:`_NOT_TOKEN_EXCEPT_NUL` for values joined by NUL, whose NULs are counted apart).
 _NOT_TOKEN_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
 _NOT_TOKEN_EXCEPT_NUL = re.compile(r"[\s\x01-\x1f\x7f]")
+#: What :func:`scan_texts` needs in a text before it looks for an e-mail, and for an
+#: English name or address (ids and codes have neither); :func:`text_is_clean` clears
+#: a column by the same marks.
+_EMAIL_MARK = "@"
+_WORD_MARKS = (" ", ":", "=")
+
+
+def is_token(text: str) -> bool:
+    r"""Whether ``text`` can be a pseudonymous token: ASCII, with no whitespace and no
+    control character (a NUL ends a string for some readers, so "P1\x00" would pass for
+    "P1").
+
+    >>> is_token("P-0001_a"), is_token("P1\x00"), is_token("张三"), is_token("P 1")
+    (True, False, False, False)
+    """
+    return text.isascii() and _NOT_TOKEN_CHAR.search(text) is None
 NOT_A_TOKEN = "ids that are not pseudonymous tokens (text other than ASCII letters and digits, such as a name)"
 
 
@@ -476,11 +492,11 @@ def scan_texts(vals: list[str]) -> dict[str, set[str]]:
         for rule, pat in ((ADDRESS, _ADDRESS_ZH), (NAME, _NAME_ZH)):
             for m in pat.finditer(text):
                 add(rule, j._index(m.start()))
-    if "@" in text:
+    if _EMAIL_MARK in text:
         for m in _EMAIL.finditer(text):
             add(EMAIL, j._index(m.start()))
     # English addresses and names need a space, ':' or '=' (ids and codes have none)
-    if " " in text or ":" in text or "=" in text:
+    if any(m in text for m in _WORD_MARKS):
         for rule, pat in ((ADDRESS, _ADDRESS_EN), (NAME, _NAME_EN)):
             for m in pat.finditer(text):
                 add(rule, j._index(m.start()))
@@ -516,9 +532,10 @@ def _number_texts(s: pd.Series) -> list[str]:
     return [str(abs(int(x))) for x in np.unique(a)]
 
 
-#: Bytes any rule of :func:`scan_texts` needs in ASCII text besides digit runs: an
-#: e-mail's '@', and the space, ':' or '=' of an English name or address.
-_RULE_BYTES = (b"@", b" ", b":", b"=")
+#: Bytes any rule of :func:`scan_texts` needs in ASCII text besides digit runs (its
+#: own marks, as bytes).
+_RULE_BYTES = tuple(m.encode() for m in (_EMAIL_MARK, *_WORD_MARKS))
+#: In ASCII, whitespace other than the space (a rule byte) is a control character.
 _CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
 
 
@@ -590,7 +607,7 @@ def scan_values(name: str, s: pd.Series, nulls: np.ndarray | None = None
         # readers, so "P1\x00" would pass for "P1"): two passes in C, Python only when
         # one hits
         joined = "\x00".join(vals)
-        odd = {v for v in vals if not v.isascii() or _NOT_TOKEN_CHAR.search(v)} \
+        odd = {v for v in vals if not is_token(v)} \
             if not joined.isascii() or _NOT_TOKEN_EXCEPT_NUL.search(joined) or \
             joined.count("\x00") != len(vals) - 1 else set()
         if odd:
