@@ -105,14 +105,15 @@ def city(data: str | None, persons: int, years: int, work) -> str:
     return out
 
 
-def sharded_city(persons: int, years: int, shards: int, out: str) -> str:
+def sharded_city(persons: int, years: int, shards: int, out: str, first: int = 0) -> str:
     """A city of ``shards`` independent synthetic cities of ``persons`` people each
     (seeds 1, 2, ...), written one after another into one fund-data folder: the way to
     data larger than ``puhui synth`` holds in memory (it assembles a city whole; ten
     million person-years would take some 30 GB). Ids get the shard's letter after their
     first letter (P00000001 -> PB00000001), so they stay unique; each shard's
     settlements are in time order, the file as a whole is not (the contract does not
-    ask for an order)."""
+    ask for an order). ``first``: the shard to start at, appending to a folder that
+    holds shards 0 .. first - 1 (a larger city from a copy of a smaller one)."""
     from puhui.fund.files import write_table
     from puhui.fund.schema import PERSONS, POLICIES, SETTLEMENT_LINES, SETTLEMENTS
     from puhui.synth.city import synth_city
@@ -123,7 +124,7 @@ def sharded_city(persons: int, years: int, shards: int, out: str) -> str:
         v[m] = [x[0] + chr(65 + k) + x[1:] for x in v[m]]
         return v
 
-    for k in range(shards):
+    for k in range(first, shards):
         t = time.perf_counter()
         d = synth_city(persons, years, seed=k + 1)
         d.persons["psn_no"] = tag(d.persons["psn_no"], k)
@@ -134,7 +135,7 @@ def sharded_city(persons: int, years: int, shards: int, out: str) -> str:
         d.lines["setl_id"] = tag(d.lines["setl_id"], k)
         for df, table in ((d.persons, PERSONS), (d.policies, POLICIES),
                           (d.settlements, SETTLEMENTS), (d.lines, SETTLEMENT_LINES)):
-            write_table(df, out, table, append=k > 0)
+            write_table(df, out, table, append=k > 0)    # (appending absorbs the old file)
         print(f"shard {k + 1}/{shards}: {len(d.settlements):,} settlements, "
               f"{time.perf_counter() - t:.1f} s", flush=True)
         del d

@@ -367,11 +367,16 @@ def _cut_block(c: dict, b: int) -> tuple[int, FundData]:
     persons = data.persons.iloc[lo:hi]
     rows = c["st_order"][c["st_bounds"][b]:c["st_bounds"][b + 1]]
     st = data.settlements.iloc[rows]
-    # psn_no as a categorical over the block's people (not all of them)
-    st = st.assign(psn_no=pd.Categorical.from_codes(c["st_who"][rows] - lo,
-                                                    categories=persons["psn_no"].to_numpy()))
+    # psn_no as a categorical over the block's people (not all of them), in the
+    # settlements and the policies alike: a lookup of a block's ids meets 62,500
+    # categories, not every person's (over everyone's ids it was an eighth of price())
+    ids = persons["psn_no"].to_numpy()
+    st = st.assign(psn_no=pd.Categorical.from_codes(c["st_who"][rows] - lo, categories=ids))
+    mine = (c["pol_who"] >= lo) & (c["pol_who"] < hi)
+    pol = data.policies[mine]
+    pol = pol.assign(psn_no=pd.Categorical.from_codes(c["pol_who"][mine] - lo, categories=ids))
     part = FundData(
-        persons, data.policies[(c["pol_who"] >= lo) & (c["pol_who"] < hi)], st,
+        persons, pol, st,
         ln[(c["ln_who"] >= lo) & (c["ln_who"] < hi)] if ln is not None and len(ln) else ln)
     return lo, part
 
