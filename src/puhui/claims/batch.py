@@ -40,6 +40,7 @@ from puhui.execution import Execution, map_blocks
 from puhui.fund.files import FundData, join_chunks
 from puhui.fund.schema import SETTLEMENTS
 from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
+from puhui.fund.files import as_arrow_text, is_arrow_text
 from puhui.products.model import Product
 
 BLOCK_PERSONS = 20_000
@@ -75,8 +76,27 @@ def product_hash(product: Product) -> str:
 def _batch_columns(start: int, st: pd.DataFrame, who: np.ndarray | None,
                    has_lines: np.ndarray):
     """What the batch keeps of a chunk of settlements, once validation has checked it:
-    the columns it reads, and each settlement's row in persons."""
-    return st[[c for c in st.columns if c in (*BATCH_COLUMNS, *FLAG_COLUMNS)]], who
+    the columns it reads, and each settlement's row in persons. The ids (setl_id,
+    psn_no) are held in Arrow buffers, a few bytes a row, not as Python strings (about
+    60 bytes each) or a chunk's own categories of a million ids: at 100 million
+    settlements those were some 9 GB of the batch's memory."""
+    kept = st[[c for c in st.columns if c in (*BATCH_COLUMNS, *FLAG_COLUMNS)]]
+    return kept.assign(**{c: _arrow_ids(kept[c]) for c in ("setl_id", "psn_no")
+                          if c in kept.columns}), who
+
+
+def _arrow_ids(s: pd.Series) -> pd.Series:
+    """An id column in Arrow buffers (``string[pyarrow]``); a categorical's values are
+    decoded from its categories in Arrow, no Python string made."""
+    import pyarrow as pa
+
+    if isinstance(s.dtype, pd.CategoricalDtype) and \
+            s.cat.categories.inferred_type == "string":
+        arr = pa.array(s.array).dictionary_decode().cast(pa.large_string())
+        return pd.Series(pd.arrays.ArrowStringArray(arr), index=s.index, copy=False)
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+        return as_arrow_text(s)
+    return s                      # numbers or mixed types: as validation read them
 
 
 def _quarantine(data_dir: Path) -> tuple[dict[int, str], FundData, np.ndarray]:
@@ -345,8 +365,8 @@ def _hold_reused_reversal_ids(st: pd.DataFrame, rows: np.ndarray, quarantined: d
     used = {rid: orig for orig, rid in done.items()}
     if not used or not len(rows):
         return
-    ids = st["setl_id"].to_numpy(dtype=object)[rows]
-    origs = st["refund_of"].to_numpy(dtype=object)[rows]
+    ids = st["setl_id"].iloc[rows].to_numpy(dtype=object)
+    origs = st["refund_of"].iloc[rows].to_numpy(dtype=object)
     for r, rid, orig in zip(rows, ids, origs):
         if str(rid) in used and used[str(rid)] != str(orig):
             quarantined[int(r)] = "Q_BAD_REVERSAL"
@@ -464,7 +484,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     files = [p for p in data_dir.glob("*.parquet")]
     dhash, phash = sha256_files(files), product_hash(product)
     _refuse_no_policy(product, data.policies, data_dir)
-    if claims and not data.settlements["setl_id"].astype(str).isin(claims).any():
+    if claims and not _text_isin(data.settlements["setl_id"], claims).any():
         raise InputError(f"the claims file names {len(claims):,} settlements and none of them "
                          f"is in {data_dir}/settlements.parquet; nothing was written. Give the "
                          f"claims file of this data")
@@ -505,7 +525,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # extract of a period before it): they stay reversed and keep what they were paid
     reversed_before: dict[int, str] = {}
     if known:
-        old_rev = st["setl_id"].astype(str).isin(set(known) - set(rev_of)).to_numpy() & ~q_mask
+        old_rev = _text_isin(st["setl_id"], set(known) - set(rev_of)) & ~q_mask
         reversed_before = {int(r): "REVERSED" for r in np.flatnonzero(old_rev)}
         q_mask |= old_rev
     eff = ~q_mask & ~is_rev_all & ~st["setl_id"].isin(rev_of).to_numpy()
@@ -658,7 +678,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
                                    "policies_by_years": {str(k): int(v) for k, v in cfy.items()}}
     if claims is not None:
         ids = st["setl_id"] if setl_text is None else pd.Series(setl_text.astype(object))
-        known = ids.astype(str).isin(claims)
+        known = pd.Series(_text_isin(ids, claims))
         summary["claims_file"] = {"claims": len(claims), "matched": int(known.sum()),
                                   "unknown_settlements": len(claims) - int(known.sum())}
     return BatchResult(eob=eob, summary=summary)
@@ -840,18 +860,38 @@ def _people_blocks(psn_no: pd.Series, person_rows: np.ndarray,
     return ids[order].astype(str), block
 
 
+def _text_isin(s: pd.Series, values: set) -> np.ndarray:
+    """Whether each of ``s``'s values, as text, is one of ``values`` (strings); ids held
+    in Arrow are compared there (no Python string a row).
+
+    >>> _text_isin(pd.Series(["a", "b"]), {"b"}).tolist()
+    [False, True]
+    """
+    if is_arrow_text(s.dtype):
+        return s.isin(values).to_numpy(dtype=bool)
+    return s.astype(str).isin(values).to_numpy(dtype=bool)
+
+
 def _fixed_width(s: pd.Series, max_chars: int = 16) -> np.ndarray | None:
     """``s`` (text, no nulls) as a fixed-width unicode array, or ``None`` where that would
-    not be smaller than Python strings (values longer than ``max_chars``).
+    not be smaller than Python strings (values longer than ``max_chars``) or where ``s``
+    is held in Arrow already (no reference counts for a forked worker to write).
 
     >>> _fixed_width(pd.Series(["S1", "S22"])).tolist(), _fixed_width(pd.Series(["x" * 20]))
     (['S1', 'S22'], None)
     """
+    if is_arrow_text(s.dtype):
+        return None
     values = s.to_numpy(dtype=object)
     if not len(values) or s.isna().any():
         return None
     width = max(map(len, values))
     return values.astype(f"<U{width}") if width <= max_chars else None
+
+
+def _object_text(s: pd.Series) -> np.ndarray:
+    """An Arrow-held text column as an object array of ``str``, nulls as ``None``."""
+    return s.astype(object).where(s.notna(), None).to_numpy(dtype=object)
 
 
 class _Partition:
@@ -878,6 +918,9 @@ class _Partition:
         df = self.df.iloc[idx]
         if self.text:
             df = df.assign(**{c: a[idx].astype(object) for c, a in self.text.items()})
+        arrow = [c for c in df.columns if is_arrow_text(df[c].dtype)]
+        if arrow:        # a block's ids as Python strings (nulls None), as the code expects
+            df = df.assign(**{c: _object_text(df[c]) for c in arrow})
         if "psn_no" in df.columns and isinstance(df["psn_no"].dtype, pd.CategoricalDtype):
             # the block's ids as text, taken from the categories (the code downstream
             # compares and writes text; a categorical's astype(str) is slow)

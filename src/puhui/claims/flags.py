@@ -72,7 +72,7 @@ def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
         # each line's settlement row: the lines' (few) settlement ids hashed once, the
         # settlements looked up in them (no hash table of millions of ids)
         ids = pd.Index(pd.unique(lines["setl_id"].to_numpy()))
-        hit = ids.get_indexer(st["setl_id"].to_numpy())
+        hit = _positions_in(st["setl_id"], ids)
         row_of = np.full(len(ids), -1, dtype="int64")
         row_of[hit[hit >= 0]] = np.flatnonzero(hit >= 0)
         at = row_of[ids.get_indexer(lines["setl_id"].to_numpy())]
@@ -98,6 +98,26 @@ def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
                 flags = pd.concat([flags, pd.Series("F_DRUG_NO_DIAGNOSIS",
                                                     index=st.index[rows[~ok]])])
     return flags[~flags.index.duplicated(keep="first")]
+
+
+def _positions_in(s: pd.Series, ids: pd.Index) -> np.ndarray:
+    """Each of ``s``'s position in ``ids`` (-1 where absent); text held in Arrow is
+    looked up there, with no Python string made a row.
+
+    >>> _positions_in(pd.Series(["b", "x"]).astype("string[pyarrow]"), pd.Index(["a", "b"])).tolist()
+    [1, -1]
+    """
+    from puhui.fund.files import is_arrow_text
+
+    if is_arrow_text(s.dtype) and ids.inferred_type in ("string", "empty"):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        values = pa.array(s.array)
+        at = pc.index_in(values, value_set=pa.array(ids.to_numpy(dtype=object),
+                                                     type=values.type))
+        return at.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
+    return ids.get_indexer(s.to_numpy())
 
 
 def _codes(s: pd.Series) -> np.ndarray:

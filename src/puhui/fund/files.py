@@ -452,6 +452,8 @@ def join_chunks(chunks: list[pd.DataFrame]) -> pd.DataFrame:
     """
     if not chunks:
         raise ValueError("no chunks to join")
+    import pyarrow as pa
+
     first = chunks[0]
     names = list(first.columns)
     n = sum(len(c) for c in chunks)
@@ -459,20 +461,28 @@ def join_chunks(chunks: list[pd.DataFrame]) -> pd.DataFrame:
     block = np.empty((len(ints), n), dtype="int64")
     cats = {c: _union_sorted([ch[c].cat.categories for ch in chunks])
             for c in names if isinstance(first[c].dtype, pd.CategoricalDtype)}
-    other = {c: np.empty(n, dtype=np.int64 if c in cats else first[c].dtype)
-             for c in names if c not in ints}
+    # text in Arrow buffers stays there; where only some chunks hold it so, as objects
+    arrow = {c: [] for c in names if all(is_arrow_text(ch[c].dtype) for ch in chunks)}
+    other = {c: np.empty(n, dtype=np.int64 if c in cats else
+                         object if is_arrow_text(first[c].dtype) else first[c].dtype)
+             for c in names if c not in ints and c not in arrow}
     at = 0
     while chunks:
         ch = chunks.pop(0)
         seg = slice(at, at + len(ch))
         for i, c in enumerate(ints):
             block[i, seg] = ch[c].to_numpy()
+        for c, pieces in arrow.items():          # Arrow buffers: kept, not copied
+            pieces.append(pa.chunked_array(pa.array(ch[c].array)))
         for c, out in other.items():
             if c in cats:
                 recode = cats[c].get_indexer(ch[c].cat.categories)
                 codes = ch[c].cat.codes.to_numpy()
                 out[seg] = np.where(codes >= 0, recode[np.maximum(codes, 0)]
                                     if len(recode) else -1, -1)
+            elif is_arrow_text(ch[c].dtype):
+                v = ch[c]
+                out[seg] = v.astype(object).where(v.notna(), None).to_numpy(dtype=object)
             else:
                 out[seg] = ch[c].to_numpy()
         at += len(ch)
@@ -484,7 +494,31 @@ def join_chunks(chunks: list[pd.DataFrame]) -> pd.DataFrame:
             if c in cats:
                 v = pd.Categorical.from_codes(v, categories=cats[c])
             df.insert(pos, c, v)     # names before pos are all in place: the file's order
+        elif c in arrow:
+            parts = arrow.pop(c)
+            joined = pa.chunked_array([a for p in parts for a in p.chunks],
+                                      type=parts[0].type) if parts else pa.array([], pa.string())
+            df.insert(pos, c, pd.Series(pd.arrays.ArrowStringArray(joined), copy=False))
     return df
+
+
+def is_arrow_text(dtype) -> bool:
+    """A pandas text dtype held in Arrow buffers (``string[pyarrow]``): a few bytes a
+    value, where a Python string is some sixty."""
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+
+
+def as_arrow_text(s: pd.Series) -> pd.Series:
+    """A text column (object of ``str`` and nulls) held in Arrow buffers instead of as
+    Python strings (``string[pyarrow]``; nulls become ``pd.NA``): ten million settlement
+    ids are about 0.16 GB instead of 0.67 GB.
+
+    >>> as_arrow_text(pd.Series(["S1", None])).tolist()
+    ['S1', <NA>]
+    """
+    if is_arrow_text(s.dtype):
+        return s
+    return s.astype(pd.StringDtype("pyarrow"))
 
 
 def open_columns(directory: str | Path, table: Table, codes: bool = True

@@ -1,0 +1,91 @@
+"""The batch holds its settlements' ids in Arrow buffers (issue 19, point 4: a batch of
+100 million settlements was stopped at 20.5 GB during its validation pass, the ids as
+Python strings and each chunk's own categories of a million person ids the largest part).
+Checked against plain pandas: the same values, a few bytes a row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from puhui.claims.batch import _arrow_ids, _batch_columns, _Partition, _text_isin
+from puhui.fund.files import is_arrow_text, join_chunks
+
+
+def _chunk(ids, people, seed=0):
+    rng = np.random.default_rng(seed)
+    n = len(ids)
+    return pd.DataFrame({
+        "setl_id": pd.Series(ids, dtype=object),
+        "psn_no": pd.Categorical(people),
+        "setl_time": pd.Timestamp("2025-03-01"),
+        "psn_part_amt": rng.integers(0, 10**6, n),
+        "refund_of": pd.Series([None] * n, dtype=object),
+        "not_kept": 1})
+
+
+def test_a_chunks_ids_are_held_in_arrow_with_the_same_values():
+    ids = [f"S{i:09d}" for i in range(1000)]
+    people = [f"P{i % 37:08d}" for i in range(1000)]
+    kept, who = _batch_columns(0, _chunk(ids, people), np.arange(1000), np.zeros(1000, bool))
+    assert "not_kept" not in kept.columns
+    assert is_arrow_text(kept["setl_id"].dtype) and is_arrow_text(kept["psn_no"].dtype)
+    assert kept["setl_id"].tolist() == ids and kept["psn_no"].tolist() == people
+    # ten-character ids: their bytes and a 64-bit offset, not a Python string (~60 bytes)
+    per_row = (kept["setl_id"].array.nbytes + kept["psn_no"].array.nbytes) / len(kept)
+    assert per_row <= 2 * (10 + 8)
+
+
+def test_ids_that_are_not_text_stay_as_validation_read_them():
+    s = pd.Series([1, "a", None], dtype=object)
+    assert _arrow_ids(s) is s
+    num = pd.Series([1, 2])
+    assert _arrow_ids(num) is num
+
+
+def test_joined_chunks_keep_arrow_ids_and_a_mixed_column_falls_back_to_objects():
+    a = _batch_columns(0, _chunk(["S1", "S2"], ["P1", "P2"]), None, None)[0]
+    b = _batch_columns(2, _chunk(["S3", ""], ["P2", "P3"]), None, None)[0]
+    j = join_chunks([a.copy(), b.copy()])
+    assert is_arrow_text(j["setl_id"].dtype)
+    assert j["setl_id"].tolist() == ["S1", "S2", "S3", ""]
+    assert j["psn_no"].tolist() == ["P1", "P2", "P2", "P3"]
+    assert j["psn_part_amt"].tolist() == pd.concat([a, b])["psn_part_amt"].tolist()
+    c = b.assign(setl_id=pd.Series([7, "S4"], dtype=object))     # not text: objects
+    m = join_chunks([a.copy(), c])
+    assert m["setl_id"].dtype == object and m["setl_id"].tolist() == ["S1", "S2", 7, "S4"]
+    with_null = a.assign(setl_id=pd.Series(["S1", None]).astype("string[pyarrow]"))
+    m = join_chunks([with_null, c])
+    assert m["setl_id"].tolist() == ["S1", None, 7, "S4"]      # a null is None, not <NA>
+
+
+def test_a_blocks_ids_come_out_as_python_strings_and_nulls_as_none():
+    df = pd.DataFrame({"setl_id": pd.Series(["S1", "S2", "S3"]).astype("string[pyarrow]"),
+                       "refund_of": pd.Series([None, "S1", None]).astype("string[pyarrow]"),
+                       "x": [1, 2, 3]})
+    part = _Partition(df, np.array([1, 0, 1]), 2)
+    b1 = part[1]
+    assert b1["setl_id"].dtype == object and b1["setl_id"].tolist() == ["S1", "S3"]
+    assert b1["refund_of"].tolist() == [None, None]
+    assert all(type(v) is str for v in part[0]["refund_of"])
+
+
+def test_text_isin_matches_plain_python_for_arrow_and_objects():
+    values = ["a", "b", "", "a\u4e00", "c"]
+    wanted = {"a", "", "a\u4e00"}
+    plain = [v in wanted for v in values]
+    assert _text_isin(pd.Series(values, dtype=object), wanted).tolist() == plain
+    assert _text_isin(pd.Series(values).astype("string[pyarrow]"), wanted).tolist() == plain
+
+
+def test_flags_find_a_lines_settlement_in_arrow_ids_as_pandas_does():
+    from puhui.claims.flags import _positions_in
+
+    rng = np.random.default_rng(3)
+    pool = ["", "S1", "s1", "S\u4e001", "S10", "S01", "a b", "S1 "]
+    values = [pool[i] for i in rng.integers(0, len(pool), 500)]
+    ids = pd.Index(pool[1:5])
+    want = ids.get_indexer(np.asarray(values, dtype=object))
+    got = _positions_in(pd.Series(values).astype("string[pyarrow]"), ids)
+    assert got.tolist() == want.tolist()
+    assert _positions_in(pd.Series(values, dtype=object), ids).tolist() == want.tolist()
