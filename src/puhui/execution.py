@@ -17,6 +17,9 @@ dask
     and a check that a cluster gives the figures one machine gives). ``shared`` is sent
     once to every worker; each piece is cut here and sent with its task, at most
     ``2 x workers`` pieces in flight, so the parent holds a few pieces, not all of them.
+    A worker lost in the middle of a run costs its pieces, which run again on the
+    workers left (:func:`_dask_map`; docs/scaling.md "A worker lost in the middle of a
+    run").
 
 Native thread pools (OpenMP in scikit-learn's gradient boosting, the BLAS under numpy
 and statsmodels) are sized here too, to the cores each worker really has
@@ -385,8 +388,25 @@ def _local_client(Client, LocalCluster, workers: int):
         dashboard_address=None, scheduler_kwargs={"dashboard": False,
                                                   "dashboard_address": "127.0.0.1:0"},
         silence_logs=logging.ERROR))
-    with cluster, Client(cluster) as client:
-        yield client
+    scheduler_log = logging.getLogger("distributed.scheduler")
+    hush = _RecoveredLoss()
+    scheduler_log.addFilter(hush)
+    try:
+        with cluster, Client(cluster) as client:
+            yield client
+    finally:
+        scheduler_log.removeFilter(hush)
+
+
+class _RecoveredLoss(logging.Filter):
+    """Drops what the scheduler of a local cluster (in this process) says of the pieces
+    lost with a worker, which :func:`_dask_map` sends again: "lost scattered data, which
+    can't be recovered" is not so here (the note on stderr says what happened)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("caused the cluster to lose scattered data" in text
+                    or text.startswith("Couldn't gather keys"))
 
 
 #: How long a scheduler has to answer ``--dask ADDRESS``.
@@ -569,8 +589,8 @@ def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int,
                         if j == i or other.status in ("cancelled", "lost"):
                             other.release()
                             pending[j] = send(j)
-                    _say(f"note: a Dask worker was lost while it ran piece {i + 1} of {n} "
-                         f"({type(e).__name__}); the piece runs again on the workers left")
+                    _say(f"note: a Dask worker was lost, and piece {i + 1} of {n} with it "
+                         f"({type(e).__name__}); its pieces run again on the workers left")
             del pending[i]
             fut.release()
             yield out
