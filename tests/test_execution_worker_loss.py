@@ -131,33 +131,44 @@ def test_a_piece_lost_with_its_worker_runs_again_and_gives_the_same_results(dask
     assert seconds < 15, seconds
 
 
+def _work_on_number(shared, piece):
+    return piece * shared
+
+
+@pytest.mark.parametrize("cut", [True, False], ids=["data sent", "number only"])
 def test_a_caller_that_does_not_allow_a_re_run_is_told_to_run_the_command_again(
-        dask, tmp_path):
-    source = np.arange(60, dtype="float64")
-    with worker_killed_at(dask.client, tmp_path, __name__, "_work", call=2) as killed:
+        dask, tmp_path, cut):
+    """Also when the piece's inputs survive (a number only), which Dask's scheduler
+    would run again by itself."""
+    fn = _work if cut else _work_on_number
+    cutting = {"source": np.arange(60, dtype="float64"), "cut": _cut} if cut else {}
+    with worker_killed_at(dask.client, tmp_path, __name__, fn.__name__, call=2) as killed:
         with pytest.raises(JobFailed, match="not run again by itself.*run the same command "
                                             "again"):
-            list(map_blocks(_work, 12, 3.0, source=source, cut=_cut, execution=dask,
-                            rerun_lost=False))
+            list(map_blocks(fn, 12, 3.0, execution=dask, rerun_lost=False, **cutting))
     assert len(killed) == 1
+    # allowed, the same map runs to its end (the marks of the first do not count)
+    assert list(map_blocks(_work_on_number, 4, 2, execution=dask, rerun_lost=False)) == \
+        [0, 2, 4, 6]
 
 
 def _kills_its_worker(shared, piece):
-    i, values = piece
+    i = piece[0] if isinstance(piece, tuple) else piece
     if i == 2:
         os.kill(os.getpid(), signal.SIGKILL)
     return i
 
 
-def test_a_piece_that_kills_every_worker_it_runs_on_fails_the_map(dask):
-    """Out of memory on every worker: the map stops after a few tries, it does not take
-    the cluster down for ever."""
+@pytest.mark.parametrize("cut", [True, False], ids=["sent again", "Dask re-runs"])
+def test_a_piece_that_kills_every_worker_it_runs_on_fails_the_map(dask, cut):
+    """Out of memory on every worker: the map stops after a few tries (its own, or
+    Dask's ``allowed-failures`` and then KilledWorker), it does not go on for ever."""
     from puhui.execution import LOST_PIECE_RETRIES
 
+    cutting = {"source": np.arange(30), "cut": _cut} if cut else {}
     with pytest.raises(JobFailed, match=f"piece [1-6] of 6 .* lost {LOST_PIECE_RETRIES + 1} "
                                         f"times.*run the same command again"):
-        list(map_blocks(_kills_its_worker, 6, None, source=np.arange(30), cut=_cut,
-                        execution=dask))
+        list(map_blocks(_kills_its_worker, 6, None, execution=dask, **cutting))
 
 
 def test_validation_loses_a_worker_and_gives_the_same_report(dask, tmp_path):

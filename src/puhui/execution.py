@@ -303,6 +303,23 @@ def _dask_piece(fn, shared, piece, threads: int | None):
         return fn(shared, piece)
 
 
+class _RanBefore(Exception):
+    """A piece that may run once only was started a second time (Dask's scheduler
+    re-runs a task whose worker died when its inputs survive elsewhere)."""
+
+
+def _dask_piece_once(fn, shared, piece, threads: int | None, mark: list):
+    """:func:`_dask_piece` at most once: the scheduler keeps a mark of each piece
+    started (``mark``: the map's run and the piece), and a second start refuses."""
+    from distributed import get_client
+
+    client = get_client()
+    if client.get_metadata(mark, None) is not None:
+        raise _RanBefore(mark[-1])
+    client.set_metadata(mark, True)
+    return _dask_piece(fn, shared, piece, threads)
+
+
 def _without_interrupts(start):
     """``start()`` with Ctrl-C ignored, so the worker processes it starts inherit that
     (Python keeps an ignored SIGINT ignored): Ctrl-C stops this process, which closes
@@ -530,6 +547,9 @@ def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int,
     (its process killed, out of memory, its machine gone) is sent again, cut again from
     ``source``, to the workers left (``rerun_lost``; at most :data:`LOST_PIECE_RETRIES`
     times); otherwise the map fails with :class:`~puhui.errors.JobFailed` saying so.
+    Without ``rerun_lost`` a piece is also kept from Dask's own re-run (the scheduler
+    re-runs a task whose worker died when its inputs survive on another): each piece
+    leaves a mark on the scheduler when it starts and refuses to start again.
 
     Sending a piece again is right for every caller today: validation and pricing's
     pieces are pure (the same piece gives the same result, bit for bit, wherever it
@@ -563,7 +583,9 @@ def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int,
 
         def send(i: int):
             piece = _scatter_piece(client, cut(source, i)) if cut else i
-            return client.submit(_dask_piece, fn, shared_f, piece, threads, pure=False,
+            once = () if rerun_lost else ([f"puhui-started-{run}", str(i)],)
+            return client.submit(_dask_piece_once if once else _dask_piece, fn, shared_f,
+                                 piece, threads, *once, pure=False,
                                  key=f"puhui-block-{run}-{i}-{next(sends)}")
 
         submitted = 0
@@ -576,6 +598,8 @@ def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int,
                 try:
                     out = fut.result()
                     break
+                except _RanBefore as e:
+                    raise _lost(i, n, 1, e, False) from None
                 except lost_errors as e:
                     times = losses.get(i, 0) + 1
                     if (not rerun_lost or isinstance(e, KilledWorker)
@@ -594,3 +618,5 @@ def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int,
             del pending[i]
             fut.release()
             yield out
+        if not rerun_lost:
+            client.set_metadata([f"puhui-started-{run}"], None)     # the marks go
