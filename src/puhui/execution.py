@@ -518,12 +518,15 @@ def _lost(i: int, n: int, times: int, why: BaseException, rerun: bool) -> JobFai
                      f"unfinished piece is kept: run the same command again to finish it")
 
 
-def _scatter_piece(client, piece, tries: int = 1 + LOST_PIECE_RETRIES):
-    """``piece`` sent to a worker (one object: a list of one, not hashed), again to
-    another if the one chosen dies meanwhile (``CommClosedError``, an ``OSError``)."""
+def _scatter_piece(client, piece, broadcast: bool = False,
+                   tries: int = 1 + LOST_PIECE_RETRIES):
+    """``piece`` sent to a worker, or to every worker (``broadcast``), as one object (a
+    list of one: scatter would split a dict or a list), not hashed (tokenising gigabytes
+    of frames costs more than sending them); sent again if a worker chosen dies
+    meanwhile (``CommClosedError``, an ``OSError``)."""
     for t in range(tries):
         try:
-            return client.scatter([piece], hash=False)[0]
+            return client.scatter([piece], broadcast=broadcast, hash=False)[0]
         except OSError as e:
             if t + 1 == tries:
                 raise JobFailed(f"could not send a piece of the work to a Dask worker "
@@ -570,9 +573,7 @@ def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int,
         threads = native_threads(n_workers) if ex.scheduler == "local" else None
 
         def share():
-            # one object each (a list of one: scatter would split a dict or a list), not
-            # hashed (tokenising gigabytes of frames costs more than sending them)
-            return client.scatter([shared], broadcast=True, hash=False)[0]
+            return _scatter_piece(client, shared, broadcast=True)
 
         shared_f = share()
         window = 2 * n_workers
@@ -588,35 +589,38 @@ def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int,
                                  piece, threads, *once, pure=False,
                                  key=f"puhui-block-{run}-{i}-{next(sends)}")
 
-        submitted = 0
-        for i in range(n):
-            while submitted < n and submitted < i + window:
-                pending[submitted] = send(submitted)
-                submitted += 1
-            while True:
-                fut = pending[i]
-                try:
-                    out = fut.result()
-                    break
-                except _RanBefore as e:
-                    raise _lost(i, n, 1, e, False) from None
-                except lost_errors as e:
-                    times = losses.get(i, 0) + 1
-                    if (not rerun_lost or isinstance(e, KilledWorker)
-                            or times > LOST_PIECE_RETRIES):
-                        raise _lost(i, n, times, e, rerun_lost) from None
-                    if shared_f.status != "finished":      # every copy died with workers
-                        shared_f = share()
-                    losses[i] = times
-                    # this piece and the others whose data died with the same worker
-                    for j, other in list(pending.items()):
-                        if j == i or other.status in ("cancelled", "lost"):
-                            other.release()
-                            pending[j] = send(j)
-                    _say(f"note: a Dask worker was lost, and piece {i + 1} of {n} with it "
-                         f"({type(e).__name__}); its pieces run again on the workers left")
-            del pending[i]
-            fut.release()
-            yield out
-        if not rerun_lost:
-            client.set_metadata([f"puhui-started-{run}"], None)     # the marks go
+        try:
+            submitted = 0
+            for i in range(n):
+                while submitted < n and submitted < i + window:
+                    pending[submitted] = send(submitted)
+                    submitted += 1
+                while True:
+                    fut = pending[i]
+                    try:
+                        out = fut.result()
+                        break
+                    except _RanBefore as e:
+                        raise _lost(i, n, 1, e, False) from None
+                    except lost_errors as e:
+                        times = losses.get(i, 0) + 1
+                        if (not rerun_lost or isinstance(e, KilledWorker)
+                                or times > LOST_PIECE_RETRIES):
+                            raise _lost(i, n, times, e, rerun_lost) from None
+                        if shared_f.status != "finished":      # every copy died with workers
+                            shared_f = share()
+                        losses[i] = times
+                        # this piece and the others whose data died with the same worker
+                        for j, other in list(pending.items()):
+                            if j == i or other.status in ("cancelled", "lost"):
+                                other.release()
+                                pending[j] = send(j)
+                        _say(f"note: a Dask worker was lost, and piece {i + 1} of {n} with it "
+                             f"({type(e).__name__}); its pieces run again on the workers left")
+                del pending[i]
+                fut.release()
+                yield out
+        finally:
+            if not rerun_lost:      # the marks go
+                with contextlib.suppress(Exception):
+                    client.set_metadata([f"puhui-started-{run}"], None)
