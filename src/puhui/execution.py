@@ -523,7 +523,8 @@ def _scatter_piece(client, piece, broadcast: bool = False,
     """``piece`` sent to a worker, or to every worker (``broadcast``), as one object (a
     list of one: scatter would split a dict or a list), not hashed (tokenising gigabytes
     of frames costs more than sending them); sent again if a worker chosen dies
-    meanwhile (``CommClosedError``, an ``OSError``)."""
+    meanwhile (``CommClosedError``, an ``OSError``) or none is left for a moment (a
+    ``TimeoutError``: waited for one, up to :data:`WORKER_WAIT_SECONDS`)."""
     for t in range(tries):
         try:
             return client.scatter([piece], broadcast=broadcast, hash=False)[0]
@@ -534,7 +535,10 @@ def _scatter_piece(client, piece, broadcast: bool = False,
                                 f"dying or unreachable (see their log). Nothing of an "
                                 f"unfinished piece is kept; run the same command again"
                                 ) from None
-            time.sleep(0.5)
+            # every worker gone ("No valid workers found", after the scheduler's 2 s):
+            # a local cluster's nanny starts new ones, a remote one's may come back
+            with contextlib.suppress(OSError):
+                client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
 
 
 def _say(line: str) -> None:
