@@ -17,6 +17,9 @@ dask
     and a check that a cluster gives the figures one machine gives). ``shared`` is sent
     once to every worker; each piece is cut here and sent with its task, at most
     ``2 x workers`` pieces in flight, so the parent holds a few pieces, not all of them.
+    A worker lost in the middle of a run costs its pieces, which run again on the
+    workers left (:func:`_dask_map`; docs/scaling.md "A worker lost in the middle of a
+    run").
 
 Native thread pools (OpenMP in scikit-learn's gradient boosting, the BLAS under numpy
 and statsmodels) are sized here too, to the cores each worker really has
@@ -44,7 +47,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from puhui.errors import InputError
+from puhui.errors import InputError, JobFailed
 
 
 def available_cores() -> int:
@@ -181,7 +184,8 @@ def configured(execution: Execution):
 def map_blocks(fn: Callable[[Any, Any], Any], n: int, shared: Any = None, *,
                source: Any = None, cut: Callable[[Any, int], Any] | None = None,
                execution: Execution | None = None, workers: int | None = None,
-               after: Callable[[], Any] | None = None) -> Iterator[Any]:
+               after: Callable[[], Any] | None = None,
+               rerun_lost: bool = True) -> Iterator[Any]:
     """``fn(shared, piece)`` for ``piece = cut(source, i)`` (``i`` itself without
     ``cut``), ``i = 0 .. n-1``, yielded in that order.
 
@@ -189,11 +193,17 @@ def map_blocks(fn: Callable[[Any, Any], Any], n: int, shared: Any = None, *,
     ``shared`` and the pieces must pickle on the Dask backend. ``workers`` overrides the
     execution's count (a caller that knows better, e.g. a small table). ``after`` runs in
     a local worker after each piece (handing freed memory back to the system).
+
+    On Dask a piece whose worker is lost is run again on the workers left
+    (:func:`_dask_map`): ``fn`` must be safe to run twice for a piece, also at once (pure,
+    or its effects one transaction that a second run leaves as the first made them).
+    A caller whose pieces are not passes ``rerun_lost=False``: a lost worker then fails
+    the map with :class:`~puhui.errors.JobFailed` (exit 1, run the command again).
     """
     ex = execution or current()
     k = workers or ex.n_workers
     if ex.scheduler is not None:
-        yield from _dask_map(fn, n, shared, source, cut, ex, k)
+        yield from _dask_map(fn, n, shared, source, cut, ex, k, rerun_lost)
     elif k <= 1 or n <= 1:
         for i in range(n):
             yield fn(shared, cut(source, i) if cut else i)
@@ -293,6 +303,23 @@ def _dask_piece(fn, shared, piece, threads: int | None):
         return fn(shared, piece)
 
 
+class _RanBefore(Exception):
+    """A piece that may run once only was started a second time (Dask's scheduler
+    re-runs a task whose worker died when its inputs survive elsewhere)."""
+
+
+def _dask_piece_once(fn, shared, piece, threads: int | None, mark: list):
+    """:func:`_dask_piece` at most once: the scheduler keeps a mark of each piece
+    started (``mark``: the map's run and the piece), and a second start refuses."""
+    from distributed import get_client
+
+    client = get_client()
+    if client.get_metadata(mark, None) is not None:
+        raise _RanBefore(mark[-1])
+    client.set_metadata(mark, True)
+    return _dask_piece(fn, shared, piece, threads)
+
+
 def _without_interrupts(start):
     """``start()`` with Ctrl-C ignored, so the worker processes it starts inherit that
     (Python keeps an ignored SIGINT ignored): Ctrl-C stops this process, which closes
@@ -378,8 +405,25 @@ def _local_client(Client, LocalCluster, workers: int):
         dashboard_address=None, scheduler_kwargs={"dashboard": False,
                                                   "dashboard_address": "127.0.0.1:0"},
         silence_logs=logging.ERROR))
-    with cluster, Client(cluster) as client:
-        yield client
+    scheduler_log = logging.getLogger("distributed.scheduler")
+    hush = _RecoveredLoss()
+    scheduler_log.addFilter(hush)
+    try:
+        with cluster, Client(cluster) as client:
+            yield client
+    finally:
+        scheduler_log.removeFilter(hush)
+
+
+class _RecoveredLoss(logging.Filter):
+    """Drops what the scheduler of a local cluster (in this process) says of the pieces
+    lost with a worker, which :func:`_dask_map` sends again: "lost scattered data, which
+    can't be recovered" is not so here (the note on stderr says what happened)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("caused the cluster to lose scattered data" in text
+                    or text.startswith("Couldn't gather keys"))
 
 
 #: How long a scheduler has to answer ``--dask ADDRESS``.
@@ -434,28 +478,153 @@ def _workers_of(client, ex: Execution) -> int:
     return max(1, len(client.scheduler_info().get("workers", {})))
 
 
-def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int) -> Iterator[Any]:
+#: How many times one piece is sent again after the worker running it (or holding its
+#: data) was lost; one more loss fails the map. Dask's scheduler also re-runs a task
+#: whose inputs survive on its own, up to its ``allowed-failures`` (3), and then
+#: raises ``KilledWorker``: a piece that kills every worker it runs on (out of memory)
+#: ends the command instead of taking the cluster down a worker at a time.
+LOST_PIECE_RETRIES = 3
+
+
+def _lost_worker_errors() -> tuple[type[BaseException], ...]:
+    """The errors with which a Dask future says its worker (or its data) is gone: the
+    piece's data scattered to a worker that died is cancelled ("lost scattered data");
+    a task that was running when its worker died is re-run by the scheduler (and comes
+    back as ``KilledWorker`` after too many); ``CancelledError`` also covers a future
+    whose result died with its worker before it was fetched."""
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker
+
+    return (CancelledError, KilledWorker)
+
+
+def _lost(i: int, n: int, times: int, why: BaseException, rerun: bool) -> JobFailed:
+    """What a user is told when a piece is lost for good."""
+    from distributed import KilledWorker
+
+    what = ("the worker running it died or left the cluster (killed, out of memory, "
+            "or its machine went away: see the worker's log)")
+    if isinstance(why, KilledWorker):
+        times = why.allowed_failures + 1
+    if rerun:
+        return JobFailed(f"piece {i + 1} of {n} on the Dask cluster was lost {times} times: "
+                         f"{what}, and run again each time ({type(why).__name__}). "
+                         f"Nothing of an unfinished piece is kept; run the same command "
+                         f"again (a claims batch with the same id finishes the batch without "
+                         f"paying twice); if it is lost again, give the workers more memory")
+    return JobFailed(f"piece {i + 1} of {n} on the Dask cluster was lost: {what} "
+                     f"({type(why).__name__}); it is not run again by itself. Nothing of an "
+                     f"unfinished piece is kept: run the same command again to finish it")
+
+
+def _scatter_piece(client, piece, broadcast: bool = False,
+                   tries: int = 1 + LOST_PIECE_RETRIES):
+    """``piece`` sent to a worker, or to every worker (``broadcast``), as one object (a
+    list of one: scatter would split a dict or a list), not hashed (tokenising gigabytes
+    of frames costs more than sending them); sent again if a worker chosen dies
+    meanwhile (``CommClosedError``, an ``OSError``) or none is left for a moment (a
+    ``TimeoutError``: waited for one, up to :data:`WORKER_WAIT_SECONDS`)."""
+    for t in range(tries):
+        try:
+            return client.scatter([piece], broadcast=broadcast, hash=False)[0]
+        except OSError as e:
+            if t + 1 == tries:
+                raise JobFailed(f"could not send a piece of the work to a Dask worker "
+                                f"{tries} times ({type(e).__name__}: {e}): workers are "
+                                f"dying or unreachable (see their log). Nothing of an "
+                                f"unfinished piece is kept; run the same command again"
+                                ) from None
+            # every worker gone ("No valid workers found", after the scheduler's 2 s):
+            # a local cluster's nanny starts new ones, a remote one's may come back
+            with contextlib.suppress(OSError):
+                client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+
+
+def _say(line: str) -> None:
+    """A line for the user on stderr (the command's output stays on stdout)."""
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
+
+
+def _dask_map(fn, n, shared, source, cut, ex: Execution, workers: int,
+              rerun_lost: bool = True) -> Iterator[Any]:
+    """The pieces on a Dask cluster, results in order. A piece whose worker is lost
+    (its process killed, out of memory, its machine gone) is sent again, cut again from
+    ``source``, to the workers left (``rerun_lost``; at most :data:`LOST_PIECE_RETRIES`
+    times); otherwise the map fails with :class:`~puhui.errors.JobFailed` saying so.
+    Without ``rerun_lost`` a piece is also kept from Dask's own re-run (the scheduler
+    re-runs a task whose worker died when its inputs survive on another): each piece
+    leaves a mark on the scheduler when it starts and refuses to start again.
+
+    Sending a piece again is right for every caller today: validation and pricing's
+    pieces are pure (the same piece gives the same result, bit for bit, wherever it
+    runs), and a claims batch's block is one ledger transaction whose plan is "target
+    minus what the ledger says is paid", checked again under the write lock, so a block
+    re-run after its worker died mid-transaction (rolled back) writes it once, and one
+    re-run after its commit writes nothing and reports the same EOB
+    (tests/test_execution_worker_loss.py kills a worker in both places). A worker that
+    only seems lost (cut off from the scheduler, still running) and finishes the piece
+    too is the case of two batches at once on one ledger, which the same check covers.
+    """
+    from distributed import KilledWorker
+
+    lost_errors = _lost_worker_errors()
     with (contextlib.nullcontext(ex.client) if ex.client is not None
           else dask_client(ex, workers)) as client:
         n_workers = _workers_of(client, ex)
         threads = native_threads(n_workers) if ex.scheduler == "local" else None
-        # one object each (a list of one: scatter would split a dict or a list), not
-        # hashed (tokenising gigabytes of frames costs more than sending them)
-        shared_f = client.scatter([shared], broadcast=True, hash=False)[0]
+
+        def share():
+            return _scatter_piece(client, shared, broadcast=True)
+
+        shared_f = share()
         window = 2 * n_workers
         run = uuid.uuid4().hex[:12]
         pending: dict[int, Any] = {}
-        submitted = 0
-        for i in range(n):
-            while submitted < n and submitted < i + window:
-                piece = (client.scatter([cut(source, submitted)], hash=False)[0] if cut
-                         else submitted)
-                pending[submitted] = client.submit(
-                    _dask_piece, fn, shared_f, piece, threads,
-                    pure=False, key=f"puhui-block-{run}-{submitted}")
-                submitted += 1
-            fut = pending.pop(i)
-            out = fut.result()
-            fut.release()
-            yield out
+        losses: dict[int, int] = {}
+        sends = iter(range(1 << 62))      # a new key for every task sent, again or not
 
+        def send(i: int):
+            piece = _scatter_piece(client, cut(source, i)) if cut else i
+            once = () if rerun_lost else ([f"puhui-started-{run}", str(i)],)
+            return client.submit(_dask_piece_once if once else _dask_piece, fn, shared_f,
+                                 piece, threads, *once, pure=False,
+                                 key=f"puhui-block-{run}-{i}-{next(sends)}")
+
+        try:
+            submitted = 0
+            for i in range(n):
+                while submitted < n and submitted < i + window:
+                    pending[submitted] = send(submitted)
+                    submitted += 1
+                while True:
+                    fut = pending[i]
+                    try:
+                        out = fut.result()
+                        break
+                    except _RanBefore as e:
+                        raise _lost(i, n, 1, e, False) from None
+                    except lost_errors as e:
+                        times = losses.get(i, 0) + 1
+                        if (not rerun_lost or isinstance(e, KilledWorker)
+                                or times > LOST_PIECE_RETRIES):
+                            raise _lost(i, n, times, e, rerun_lost) from None
+                        if shared_f.status != "finished":      # every copy died with workers
+                            shared_f = share()
+                        losses[i] = times
+                        # this piece and the others whose data died with the same worker
+                        for j, other in list(pending.items()):
+                            if j == i or other.status in ("cancelled", "lost"):
+                                other.release()
+                                pending[j] = send(j)
+                        _say(f"note: a Dask worker was lost, and piece {i + 1} of {n} with it "
+                             f"({type(e).__name__}); its pieces run again on the workers left")
+                del pending[i]
+                fut.release()
+                yield out
+        finally:
+            if not rerun_lost:      # the marks go
+                with contextlib.suppress(Exception):
+                    client.set_metadata([f"puhui-started-{run}"], None)
