@@ -207,8 +207,12 @@ class EngineFrame:
     cheaper to make when the caller replaces it anyway.
     """
 
-    def __init__(self, table: Table, names: list[str], n: int, index=None, codes: bool = True):
+    def __init__(self, table: Table, names: list[str], n: int, index=None, codes: bool = True,
+                 shared: dict[str, pd.Index] | None = None):
         self.codes = codes
+        #: categories made once for a column of every chunk (settlements' psn_no over the
+        #: persons' ids, sorted): a categorical over exactly them is taken as it is
+        self.shared = shared or {}
         self.table, self.names = table, list(names)
         self.money = [c.name for c in table.columns if c.kind == "money" and c.name in names]
         self.block = np.empty((len(self.money), n), dtype="int64")
@@ -229,6 +233,9 @@ class EngineFrame:
         except KeyError:
             col = None
         if col is None:
+            values = s
+        elif name in self.shared and isinstance(s.dtype, pd.CategoricalDtype) and \
+                s.cat.categories is self.shared[name]:
             values = s
         elif col.kind == "code" or (col.repeated and self.codes):
             values = _as_codes(s)
@@ -383,11 +390,16 @@ class ColumnReader:
         """One column, of the row groups ``groups`` (default: all), index from 0."""
         return self.get_with_arrow(name, groups)[0]
 
-    def get_with_arrow(self, name: str, groups: slice | None = None):
-        """:meth:`get`, and the Arrow column it was made from."""
+    def get_with_arrow(self, name: str, groups: slice | None = None, convert=None):
+        """:meth:`get`, and the Arrow column it was made from. ``convert(arrow)``, when
+        given, makes the pandas column instead (``None`` from it: the usual way)."""
         try:
             col = self._read([name], groups).column(0)
-            s = _arrow_to_pandas(col, name in self.repeated, name in self.codes)
+            s = convert(col) if convert is not None else None
+            if s is None:
+                s = _arrow_to_pandas(col, name in self.repeated, name in self.codes)
+        except InputError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a broken column is a broken file
             raise InputError(_unreadable(self.path, name, exc)) from None
         s.name = name
