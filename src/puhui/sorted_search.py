@@ -75,13 +75,12 @@ class SortedHashes:
     def __init__(self, keys: np.ndarray):
         self.keys = np.asarray(keys, dtype="uint64")
         n = len(self.keys)
-        bits = min(max(int(n).bit_length() + 1, 1), 26)
+        bits = min(max(int(n).bit_length(), 1), 26)    # a key or two a bucket
         self._shift = np.uint64(64 - bits)
         top = self.keys >> self._shift
-        start = np.searchsorted(top, np.arange(2**bits + 1, dtype="uint64")).astype(
+        #: where each bucket of equal top bits starts, and past the last one, its end
+        self._start = np.searchsorted(top, np.arange(2**bits + 1, dtype="uint64")).astype(
             "int32" if n < 2**31 else "int64")
-        #: each bucket's first and past-last key, side by side (one read per look-up)
-        self._bounds = np.stack([start[:-1], start[1:]], axis=1)
 
     def find(self, values: np.ndarray) -> np.ndarray:
         """For each value, the position of the first key equal to it (-1 for none)."""
@@ -89,9 +88,11 @@ class SortedHashes:
         n = len(self.keys)
         if not n or not len(values):
             return np.full(len(values), -1, dtype="int64")
-        bounds = self._bounds[values >> self._shift]
-        lo, hi = bounds[:, 0].astype("int64"), bounds[:, 1]
-        del bounds
+        b = (values >> self._shift).astype(np.intp)
+        lo = self._start[b].astype("int64")
+        b += 1
+        hi = self._start[b]
+        del b
         key = self.keys[np.minimum(lo, n - 1)]
         eq = (lo < hi) & (key == values)
         out = np.where(eq, lo, -1)

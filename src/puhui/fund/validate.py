@@ -480,40 +480,55 @@ class KnownText:
     """A set of distinct texts known before the rows that name them (the persons' ids),
     to look up column after column of references (settlements' psn_no, chunk by chunk)
     without hashing and sorting the references' values anew for each: each reference's
-    64-bit :func:`fingerprint` (over Arrow's bytes, no Python string made) is searched
-    in the sorted hashes of the set, and the text where the hash matches is compared
-    with Arrow (exact, byte for byte: "P1\\x00" is not "P1").
+    64-bit :func:`fingerprint` (over Arrow's bytes, no Python string made) is found
+    among the sorted hashes of the set (:class:`~puhui.sorted_search.SortedHashes`),
+    and the text where the hash matches is compared by Arrow (exact, byte for byte:
+    "P1\\x00" is not "P1").
 
     :attr:`categories`: the texts sorted (as :func:`puhui.fund.files._arrow_codes`
     sorts), and :attr:`dtype` a categorical over them, made once. ``None`` from
     :meth:`make` when two texts share a hash (the caller looks up the usual way).
     """
 
-    def __init__(self, values, rows: np.ndarray, h: np.ndarray):
+    def __init__(self, values, rows: np.ndarray, h: np.ndarray, text: np.ndarray):
+        """Everything in the order of the sorted hashes ``h``: ``values`` the texts
+        (Arrow), ``rows`` what each stands for, ``text`` their Python strings."""
         import pyarrow.compute as pc
 
-        self.values = values                          # Arrow strings, distinct
-        order = np.argsort(h)
-        self._h, self._at = SortedHashes(h[order]), order.astype("int64")
+        self.values, self.rows = values, rows
+        self._h = SortedHashes(h)
         by_text = pc.sort_indices(values).to_numpy()
         self.rank = np.empty(len(values), dtype="int32")
         self.rank[by_text] = np.arange(len(values), dtype="int32")
-        self.rows = rows                              # of each value, in persons
-        self.categories = pd.Index(values.take(by_text).to_numpy(zero_copy_only=False),
-                                   dtype=object)
-        self.dtype = pd.CategoricalDtype(self.categories)
+        # the caller's Python strings (no second copy of the ids)
+        categories = pd.Index(np.asarray(text, dtype=object)[by_text], dtype=object)
+        del by_text
+        # distinct and not null (an Arrow dictionary's values): no hash table of them
+        # to check it (a million strings' table would stay cached with the index)
+        fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+        self.dtype = fast(categories, False) if fast is not None else \
+            pd.CategoricalDtype(categories)
+        self.categories = self.dtype.categories
 
     @classmethod
-    def make(cls, values, rows: np.ndarray, h: np.ndarray | None = None) -> KnownText | None:
+    def make(cls, values, rows: np.ndarray, h: np.ndarray | None = None,
+             text: np.ndarray | None = None, presorted: bool = False) -> KnownText | None:
         """``values``: distinct Arrow strings; ``rows``: what each stands for; ``h``:
-        their :func:`fingerprint`, if known."""
+        their :func:`fingerprint` and ``text`` their Python strings, if known;
+        ``presorted``: all of them are in the order of the sorted hashes already."""
+        import pyarrow as pa
+
         if values is None or not len(values):
             return None
         h = fingerprint(values) if h is None else h
-        s = np.sort(h)
-        if (s[1:] == s[:-1]).any():
+        text = values.to_numpy(zero_copy_only=False) if text is None else text
+        if not presorted:
+            order = np.argsort(h)
+            h, rows, text = h[order], rows[order], np.asarray(text, dtype=object)[order]
+            values = values.take(pa.array(order))
+        if (h[1:] == h[:-1]).any():
             return None
-        return cls(values, rows, h)
+        return cls(values, rows, h, text)
 
     def lookup(self, arrow) -> tuple[np.ndarray, np.ndarray] | None:
         """For each value of an Arrow text column, its code in :attr:`categories` and
@@ -528,7 +543,7 @@ class KnownText:
         n = len(arr)
         h = fingerprint(arr)
         i = self._h.find(h)
-        cand = self._at[np.maximum(i, 0)]
+        cand = np.maximum(i, 0)
         present = arr.is_valid().to_numpy(zero_copy_only=False)
         hit = present & (i >= 0)
         if hit.any():
@@ -555,16 +570,17 @@ class PersonKeys:
         first = np.full(len(uniques), -1, dtype="int64")
         rows = np.flatnonzero(codes >= 0)
         first[codes[rows[::-1]]] = rows[::-1]            # reversed: the earliest row wins
-        self._first_by_value = first
         #: the ids as a :class:`KnownText` (:meth:`known`), made once when asked
         self._known: KnownText | None | bool = False
         self.duplicated = np.zeros(len(keys), dtype=bool)
         self.duplicated[rows] = first[codes[rows]] != rows
         text = np.asarray(uniques, dtype=object)
         h = fingerprint(self._arrow if self._arrow is not None else text)
-        self._h_by_value = h
         order = np.argsort(h)
         self._h, self._text, self._first = h[order], text[order], first[order]
+        if self._arrow is not None:                     # in the same order, for known()
+            import pyarrow as pa
+            self._arrow = self._arrow.take(pa.array(order))
         # two keys with one hash (a chance of about 1e-6 in five million): a hash table
         self._index = pd.Index(text[order]) if (self._h[1:] == self._h[:-1]).any() else None
 
@@ -573,8 +589,14 @@ class PersonKeys:
         rows (the earliest with each id); ``None`` when the ids are not all text, or
         two share a hash."""
         if self._known is False:
-            self._known = KnownText.make(self._arrow, self._first_by_value, self._h_by_value)
+            self._known = None if self._index is not None else \
+                KnownText.make(self._arrow, self._first, self._h, self._text, presorted=True)
         return self._known
+
+    def forget_known(self) -> None:
+        """Release what :meth:`known` made (after the pass over the settlements); it
+        is not made again."""
+        self._known, self._arrow = None, None
 
     def _rows_of(self, values: np.ndarray) -> np.ndarray:
         if not len(self._h):
@@ -1047,6 +1069,8 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
                 into.append(part)
         out.values.append(c.value)
     del context
+    if psn is not None:
+        psn.forget_known()
     _sort_file_problems(rep, first, t)
     if not usable:
         out.values = []
