@@ -403,6 +403,9 @@ class ColumnReader:
         except Exception as exc:  # noqa: BLE001 - a broken column is a broken file
             raise InputError(_unreadable(self.path, name, exc)) from None
         s.name = name
+        ix = s.index
+        if isinstance(ix, pd.RangeIndex) and ix.start == 0 and ix.step == 1:
+            return s, col                         # as Arrow makes it: no copy
         return s.reset_index(drop=True), col
 
     def frame(self, names: list[str]) -> pd.DataFrame:

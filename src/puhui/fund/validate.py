@@ -370,7 +370,7 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
             codes_, rows = got
             if found is not None:
                 found[name] = rows
-            return pd.Series(pd.Categorical.from_codes(codes_, dtype=k.dtype, validate=False))
+            return pd.Series(k.categorical(codes_), copy=False)
         return reader.get_with_arrow(name, groups, convert)
 
     # the key columns are read once: kept here for the problems' examples, then checked
@@ -397,7 +397,8 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
             scanned = s.cat.remove_unused_categories() if shared is not None and \
                 isinstance(s.dtype, pd.CategoricalDtype) and \
                 s.cat.categories is shared.categories else s  # the values that occur
-            _privacy_problems(part, table, privacy.scan_values(str(name), scanned, nulls))
+            scanned, scan_nulls = _privacy_subset(scanned, nulls)
+            _privacy_problems(part, table, privacy.scan_values(str(name), scanned, scan_nulls))
             del scanned
         if arrows is not None and name in arrows:
             arrows[name] = arrow
@@ -413,6 +414,19 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
         del s
     rep.merge(part.problems, start)
     return (out.frame() if usable else None), keys
+
+
+def _privacy_subset(s: pd.Series, nulls: np.ndarray) -> tuple[pd.Series, np.ndarray | None]:
+    """What :func:`privacy.scan_values` needs to see of a column: of a numeric column
+    only the values of 10 digits or more (the only ones it reads: a phone or ID number
+    stored as a number), not a copy of millions of amounts; other columns whole."""
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) or \
+            isinstance(s.dtype, pd.CategoricalDtype):
+        return s, nulls
+    x = s.to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        big = ~nulls & ~(np.abs(x) < 1e10)
+    return s[big], None
 
 
 def _null_mask(s: pd.Series, arrow) -> np.ndarray:
@@ -529,6 +543,23 @@ class KnownText:
         if (h[1:] == h[:-1]).any():
             return None
         return cls(values, rows, h, text)
+
+    def categorical(self, codes: np.ndarray) -> pd.Categorical:
+        """A categorical of :attr:`dtype` from codes into :attr:`categories` (-1 for
+        null), made without checking the categories again: ``Categorical.from_codes``
+        builds a hash table of a million categories in every process to check they are
+        distinct, though they are the dtype's own (pandas' own internals, as its
+        ``take`` makes one; ``from_codes`` where they are not there)."""
+        try:
+            from pandas._libs.arrays import NDArrayBacked
+            from pandas.core.dtypes.cast import coerce_indexer_dtype
+
+            cat = pd.Categorical.__new__(pd.Categorical)
+            NDArrayBacked.__init__(cat, coerce_indexer_dtype(codes, self.categories),
+                                   self.dtype)
+            return cat
+        except (ImportError, AttributeError, TypeError):
+            return pd.Categorical.from_codes(codes, dtype=self.dtype, validate=False)
 
     def lookup(self, arrow) -> tuple[np.ndarray, np.ndarray] | None:
         """For each value of an Arrow text column, its code in :attr:`categories` and
