@@ -219,8 +219,16 @@ class EngineFrame:
         self.index = index if index is not None else pd.RangeIndex(n)
         self.others: dict[str, pd.Series] = {}
 
-    def add(self, name: str, s: pd.Series) -> None:
+    def add(self, name: str, s: pd.Series, cents: np.ndarray | None = None) -> None:
+        """Add a column. ``cents``: for a money column, ``np.rint(yuan * 100)`` when the
+        caller computed it already (validation does), taken as the fen (it is changed)."""
         if name in self.money:
+            if cents is not None:
+                edge = MAX_YUAN_READ * 100
+                if len(cents) and not (-edge <= cents.min() and cents.max() <= edge):
+                    np.clip(cents, -edge, edge, out=cents)       # as the yuan are below
+                self.block[self.money.index(name)] = cents   # = rint(...).astype(int64)
+                return
             x = s.to_numpy(dtype="float64")
             if len(x) and not (-MAX_YUAN_READ <= x.min() and x.max() <= MAX_YUAN_READ):
                 # beyond int64 fen (or infinite): validation refuses these rows; they are

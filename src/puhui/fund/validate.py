@@ -184,9 +184,11 @@ def _key(table: Table, df: pd.DataFrame) -> _Keys:
 # --- per-column type checks -------------------------------------------------------------
 
 def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
-                  nulls: np.ndarray | None = None) -> bool:
+                  nulls: np.ndarray | None = None, cents: dict | None = None) -> bool:
     """Type, null, code and range checks for one column (``nulls``: its null mask, if
-    known). True when the column is usable."""
+    known). True when the column is usable. ``cents``: a money column's amounts in fen
+    as rounded here (float) are put in it under the column's name, so the conversion
+    to fen need not compute them again."""
     nulls = s.isna().to_numpy() if nulls is None else nulls
     usable = True
     if not col.nullable:
@@ -201,9 +203,15 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
                     "write amounts as numbers (yuan with two decimals), not text")
             return False
         x = s.to_numpy(dtype="float64")
-        cents = x * 100
+        off = x * 100
+        rounded = np.rint(off)
         with np.errstate(invalid="ignore"):            # inf: refused by the range below
-            bad = present & (np.abs(cents - np.rint(cents)) > 1e-6)
+            np.subtract(off, rounded, out=off)
+            bad = present & (np.abs(off, out=off) > 1e-6)
+        del off
+        if cents is not None:
+            cents[col.name] = rounded
+        del rounded
         rep.add(table, col.name, "at most two decimals (whole fen)", bad, keys,
                 "round amounts to the fen (0.01 yuan)")
         lo, hi = col.bounds()
@@ -407,10 +415,12 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
             col = table.column(name)
         except KeyError:
             col = None
+        cents: dict = {}
         if col is not None:
-            usable &= _check_column(part, table, col, s, keys, nulls)
+            usable &= _check_column(part, table, col, s, keys, nulls, cents)
         if usable:
-            out.add(name, s)
+            out.add(name, s, cents.get(name))
+        del cents
         del s
     rep.merge(part.problems, start)
     return (out.frame() if usable else None), keys
