@@ -346,7 +346,7 @@ def _privacy_problems(rep: Report, table: Table, findings) -> None:
 def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n: int,
                  groups: slice | None, codes: bool = True,
                  known: dict[str, KnownText] | None = None, found: dict | None = None,
-                 arrows: dict | None = None
+                 arrows: dict | None = None, arrow_text: frozenset = frozenset()
                  ) -> tuple[pd.DataFrame | None, pd.Series]:
     """Rows ``start`` .. ``start + n`` of a file (its row groups ``groups``): scanned for
     personal data, type-checked and converted to engine types one column at a time (so
@@ -359,7 +359,10 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
     psn_no in the persons' ids): read as a categorical over its categories, and each
     row's position among them (-1: none) put in ``found`` under the column's name; a
     chunk with a value the set lacks is read the usual way (nothing in ``found``).
-    ``arrows``: its keys name columns whose Arrow arrays are put in it, as read."""
+    ``arrows``: its keys name columns whose Arrow arrays are put in it, as read.
+    ``arrow_text``: text columns held as Arrow strings (``string[pyarrow]``) rather
+    than made a Python string a value, when they have no null (a caller that reads few
+    of their values: settlements' setl_id, of which only some rows' text is needed)."""
     part = Report(rep.directory)
     names = reader.names
     known = known or {}
@@ -369,7 +372,8 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
     def read(name):
         k = known.get(name)
         if k is None:
-            return reader.get_with_arrow(name, groups)
+            return reader.get_with_arrow(name, groups,
+                                         _arrow_backed if name in arrow_text else None)
 
         def convert(arrow):
             got = k.lookup(arrow)
@@ -405,6 +409,8 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
             scanned = s.cat.remove_unused_categories() if shared is not None and \
                 isinstance(s.dtype, pd.CategoricalDtype) and \
                 s.cat.categories is shared.categories else s  # the values that occur
+            if isinstance(scanned.dtype, pd.ArrowDtype):
+                scanned = scanned.astype(object)               # scanned as it always was
             scanned, scan_nulls = _privacy_subset(scanned, nulls)
             _privacy_problems(part, table, privacy.scan_values(str(name), scanned, scan_nulls))
             del scanned
@@ -424,6 +430,19 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
         del s
     rep.merge(part.problems, start)
     return (out.frame() if usable else None), keys
+
+
+def _arrow_backed(arrow) -> pd.Series | None:
+    """Arrow text with no null as a ``string[pyarrow]`` column (no copy, no Python
+    string); ``None`` for anything else (read the usual way)."""
+    import pyarrow as pa
+
+    if arrow.null_count or pa.types.is_dictionary(arrow.type):
+        return None
+    arr = _one_text_array(arrow)
+    if arr is None:
+        return None
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr), copy=False)
 
 
 def _privacy_subset(s: pd.Series, nulls: np.ndarray) -> tuple[pd.Series, np.ndarray | None]:
@@ -1020,7 +1039,8 @@ def _check_settlement_chunk(c: _PassContext, i: int) -> _Chunk:
     known = {"psn_no": c.known} if c.known is not None else None
     found, arrows = {}, {"setl_id": None}
     st, keys = _check_chunk(part, SETTLEMENTS, c.reader, start, m, groups, codes=c.codes,
-                            known=known, found=found, arrows=arrows)
+                            known=known, found=found, arrows=arrows,
+                            arrow_text=frozenset({"setl_id"}))
     out = _Chunk(start, part.problems)
     if st is None:
         return out
@@ -1044,13 +1064,16 @@ def _check_settlement_chunk(c: _PassContext, i: int) -> _Chunk:
     has_lines = c.line_h1.contains(h) if c.line_h1 is not None else np.zeros(m, bool)
     if c.line_h1 is not None:
         on = np.flatnonzero(has_lines)
-        out.lined = {"pos": on + start, "setl_id": st["setl_id"].to_numpy(dtype=object)[on],
+        out.lined = {"pos": on + start,
+                     "setl_id": st["setl_id"].iloc[on].to_numpy(dtype=object),
                      **{k: st[k].to_numpy()[on] for k in ("medfee_sumamt", "preselfpay_amt")}}
     if c.sink is not None:
         if c.known is not None and isinstance(st["psn_no"].dtype, pd.CategoricalDtype) \
                 and st["psn_no"].cat.categories is c.known.categories:
             # a sink gets what it always got: the categories that occur
             st["psn_no"] = st["psn_no"].cat.remove_unused_categories()
+        if isinstance(st["setl_id"].dtype, pd.ArrowDtype):
+            st["setl_id"] = st["setl_id"].astype(object)      # Python strings, as ever
         out.value = c.sink(start, st, w, has_lines)
     return out
 
