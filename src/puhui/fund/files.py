@@ -208,14 +208,19 @@ class EngineFrame:
     """
 
     def __init__(self, table: Table, names: list[str], n: int, index=None, codes: bool = True,
-                 shared: dict[str, pd.Index] | None = None):
+                 shared: dict[str, pd.Index] | None = None, block: np.ndarray | None = None):
         self.codes = codes
         #: categories made once for a column of every chunk (settlements' psn_no over the
         #: persons' ids, sorted): a categorical over exactly them is taken as it is
         self.shared = shared or {}
         self.table, self.names = table, list(names)
         self.money = [c.name for c in table.columns if c.kind == "money" and c.name in names]
-        self.block = np.empty((len(self.money), n), dtype="int64")
+        shape = (len(self.money), n)
+        #: ``block``: the caller's memory for the money columns, when it has one of the
+        #: right shape that nothing else holds (a chunk after chunk: pages already
+        #: mapped, not 72 MB of fresh pages faulted in for each million rows)
+        self.block = block if block is not None and block.shape == shape and \
+            block.dtype == np.int64 else np.empty(shape, dtype="int64")
         self.index = index if index is not None else pd.RangeIndex(n)
         self.others: dict[str, pd.Series] = {}
 

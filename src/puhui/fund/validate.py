@@ -346,7 +346,8 @@ def _privacy_problems(rep: Report, table: Table, findings) -> None:
 def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n: int,
                  groups: slice | None, codes: bool = True,
                  known: dict[str, KnownText] | None = None, found: dict | None = None,
-                 arrows: dict | None = None, arrow_text: frozenset = frozenset()
+                 arrows: dict | None = None, arrow_text: frozenset = frozenset(),
+                 block: np.ndarray | None = None
                  ) -> tuple[pd.DataFrame | None, pd.Series]:
     """Rows ``start`` .. ``start + n`` of a file (its row groups ``groups``): scanned for
     personal data, type-checked and converted to engine types one column at a time (so
@@ -362,7 +363,8 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
     ``arrows``: its keys name columns whose Arrow arrays are put in it, as read.
     ``arrow_text``: text columns held as Arrow strings (``string[pyarrow]``) rather
     than made a Python string a value, when they have no null (a caller that reads few
-    of their values: settlements' setl_id, of which only some rows' text is needed)."""
+    of their values: settlements' setl_id, of which only some rows' text is needed).
+    ``block``: memory for the money columns (see :class:`EngineFrame`)."""
     part = Report(rep.directory)
     names = reader.names
     known = known or {}
@@ -399,7 +401,7 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
                                              f"{col.meaning})"))
             usable = False
     out = EngineFrame(table, names, n, codes=codes,
-                      shared={name: k.categories for name, k in known.items()})
+                      shared={name: k.categories for name, k in known.items()}, block=block)
     for name in names:
         s, arrow = raw_keys.pop(name) if name in raw_keys else read(name)
         nulls = _null_mask(s, arrow)
@@ -1038,9 +1040,12 @@ def _check_settlement_chunk(c: _PassContext, i: int) -> _Chunk:
     # values), setl_id hashed from its Arrow bytes (no Python string to hash)
     known = {"psn_no": c.known} if c.known is not None else None
     found, arrows = {}, {"setl_id": None}
+    # no sink: nothing keeps the chunk, so its money block serves the next chunk too
+    block = _money_block(m) if c.sink is None else None
     st, keys = _check_chunk(part, SETTLEMENTS, c.reader, start, m, groups, codes=c.codes,
                             known=known, found=found, arrows=arrows,
-                            arrow_text=frozenset({"setl_id"}))
+                            arrow_text=frozenset({"setl_id"}), block=block)
+    del block
     out = _Chunk(start, part.problems)
     if st is None:
         return out
@@ -1076,6 +1081,26 @@ def _check_settlement_chunk(c: _PassContext, i: int) -> _Chunk:
             st["setl_id"] = st["setl_id"].astype(object)      # Python strings, as ever
         out.value = c.sink(start, st, w, has_lines)
     return out
+
+
+#: The money block of the last chunk checked without a sink (:func:`_money_block`).
+_BLOCK: list = []
+
+
+def _money_block(n: int) -> np.ndarray:
+    """Memory for the money columns of a chunk of ``n`` settlements whose frame no one
+    keeps: the last chunk's when of the same size (its pages mapped already; freed by
+    :func:`_drop_money_block` after the pass)."""
+    rows = sum(1 for c in SETTLEMENTS.columns if c.kind == "money")
+    if _BLOCK and _BLOCK[0].shape == (rows, n):
+        return _BLOCK[0]
+    _BLOCK.clear()
+    _BLOCK.append(np.empty((rows, n), dtype="int64"))
+    return _BLOCK[0]
+
+
+def _drop_money_block() -> None:
+    _BLOCK.clear()
 
 
 @dataclass
@@ -1133,6 +1158,7 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
                 into.append(part)
         out.values.append(c.value)
     del context
+    _drop_money_block()
     if psn is not None:
         psn.forget_known()
     _sort_file_problems(rep, first, t)
