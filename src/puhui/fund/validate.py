@@ -521,6 +521,23 @@ def _factorize_text(values: np.ndarray, arrow: bool = False) -> tuple:
     return (codes, uniques, d.dictionary) if arrow else (codes, uniques)
 
 
+def _duplicated_text(values) -> np.ndarray:
+    r"""``pd.Series(values).duplicated()`` compared exactly: pandas' hash table of
+    strings ends a string at its first NUL, so "S1\x00" would repeat "S1" (met where two
+    ids' hashes are equal and their text decides).
+
+    >>> _duplicated_text(np.array(["S1", "S1\x00", "S1", None, None], dtype=object)).tolist()
+    [False, False, True, False, True]
+    """
+    codes, _ = _factorize_text(np.asarray(values, dtype=object))
+    codes = np.asarray(codes)
+    out = np.ones(len(codes), dtype=bool)
+    if len(codes):
+        _, first = np.unique(codes, return_index=True)       # nulls (-1): one value
+        out[first] = False
+    return out
+
+
 class KnownText:
     """A set of distinct texts known before the rows that name them (the persons' ids),
     to look up column after column of references (settlements' psn_no, chunk by chunk)
@@ -852,7 +869,7 @@ class HashedKeys:
             run[1:] |= same
             run[:-1] |= same
             dup_rows = np.sort(self._order[run])
-            self.duplicated[dup_rows] = pd.Series(text_at(dup_rows)).duplicated().to_numpy()
+            self.duplicated[dup_rows] = _duplicated_text(text_at(dup_rows))
 
     def positions(self, q1: np.ndarray, q_text: np.ndarray, text_at) -> np.ndarray:
         """Rows of the ids ``q_text`` (hashes ``q1``); ``text_at(rows)`` gives the ids of
@@ -1167,7 +1184,10 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
         return out
 
     h1, h1_rows = [h1], [h1_rows]          # handed over: HashedKeys frees each when sorted
-    keys = HashedKeys(h1, h1_rows, lambda rows: reader.take("setl_id", rows).astype(str))
+    # as Python strings (NumPy's own text type would drop a trailing NUL: "S1\x00" is
+    # not "S1", which a look-up meets where two ids' hashes are equal)
+    keys = HashedKeys(h1, h1_rows, lambda rows: pd.Series(
+        reader.take("setl_id", rows), dtype=object).astype(str).to_numpy(dtype=object))
     _dupes(rep, t, ["setl_id"], keys.duplicated, _KeysFromFile(reader, "setl_id"))
     rep.merge(sorted(rules.problems, key=lambda p: p.seq))
     out.reversed_rows = _rules_reversals(rep, _joined(revs), _joined(originals), keys)
