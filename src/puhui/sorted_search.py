@@ -58,3 +58,56 @@ def _searched(keys: np.ndarray, values: np.ndarray, sides) -> list[np.ndarray]:
         at[order] = np.searchsorted(keys, ordered, side=s)
         out.append(at)
     return out
+
+
+class SortedHashes:
+    """Sorted 64-bit hashes (spread evenly over their range) to look values up in
+    many times: a table of where each run of equal top bits starts (about two entries a
+    key) sends each value straight to its few candidates, so a look-up is a handful of
+    array reads, with no sort and no binary search (for a million settlements' psn_no
+    in 1.3 million persons' hashes, several times faster than :func:`search_sorted`).
+
+    >>> ix = SortedHashes(np.array([3, 2**63, 2**63, 2**64 - 1], dtype="uint64"))
+    >>> ix.find(np.array([2**63, 5, 3, 2**64 - 1], dtype="uint64")).tolist()
+    [1, -1, 0, 3]
+    """
+
+    def __init__(self, keys: np.ndarray):
+        self.keys = np.asarray(keys, dtype="uint64")
+        n = len(self.keys)
+        bits = min(max(int(n).bit_length(), 1), 26)    # a key or two a bucket
+        self._shift = np.uint64(64 - bits)
+        top = self.keys >> self._shift
+        #: where each bucket of equal top bits starts, and past the last one, its end
+        self._start = np.searchsorted(top, np.arange(2**bits + 1, dtype="uint64")).astype(
+            "int32" if n < 2**31 else "int64")
+
+    def find(self, values: np.ndarray) -> np.ndarray:
+        """For each value, the position of the first key equal to it (-1 for none)."""
+        values = np.asarray(values, dtype="uint64")
+        n = len(self.keys)
+        if not n or not len(values):
+            return np.full(len(values), -1, dtype="int64")
+        b = (values >> self._shift).astype(np.intp)
+        lo = self._start[b].astype("int64")
+        b += 1
+        hi = self._start[b]
+        del b
+        key = self.keys[np.minimum(lo, n - 1)]
+        eq = (lo < hi) & (key == values)
+        out = np.where(eq, lo, -1)
+        # the rest: a bucket of several keys, looked along (most buckets hold one or none)
+        active = np.flatnonzero(~eq & (lo + 1 < hi) & (key < values))
+        at = lo[active] + 1
+        while len(active):
+            key = self.keys[at]
+            v = values[active]
+            eq = key == v
+            out[active[eq]] = at[eq]
+            more = (key < v) & (at + 1 < hi[active])      # sorted: past it, no match
+            active, at = active[more], at[more] + 1
+        return out
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        """Whether each value is one of the keys."""
+        return self.find(values) >= 0

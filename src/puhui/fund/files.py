@@ -207,16 +207,33 @@ class EngineFrame:
     cheaper to make when the caller replaces it anyway.
     """
 
-    def __init__(self, table: Table, names: list[str], n: int, index=None, codes: bool = True):
+    def __init__(self, table: Table, names: list[str], n: int, index=None, codes: bool = True,
+                 shared: dict[str, pd.Index] | None = None, block: np.ndarray | None = None):
         self.codes = codes
+        #: categories made once for a column of every chunk (settlements' psn_no over the
+        #: persons' ids, sorted): a categorical over exactly them is taken as it is
+        self.shared = shared or {}
         self.table, self.names = table, list(names)
         self.money = [c.name for c in table.columns if c.kind == "money" and c.name in names]
-        self.block = np.empty((len(self.money), n), dtype="int64")
+        shape = (len(self.money), n)
+        #: ``block``: the caller's memory for the money columns, when it has one of the
+        #: right shape that nothing else holds (a chunk after chunk: pages already
+        #: mapped, not 72 MB of fresh pages faulted in for each million rows)
+        self.block = block if block is not None and block.shape == shape and \
+            block.dtype == np.int64 else np.empty(shape, dtype="int64")
         self.index = index if index is not None else pd.RangeIndex(n)
         self.others: dict[str, pd.Series] = {}
 
-    def add(self, name: str, s: pd.Series) -> None:
+    def add(self, name: str, s: pd.Series, cents: np.ndarray | None = None) -> None:
+        """Add a column. ``cents``: for a money column, ``np.rint(yuan * 100)`` when the
+        caller computed it already (validation does), taken as the fen (it is changed)."""
         if name in self.money:
+            if cents is not None:
+                edge = MAX_YUAN_READ * 100
+                if len(cents) and not (-edge <= cents.min() and cents.max() <= edge):
+                    np.clip(cents, -edge, edge, out=cents)       # as the yuan are below
+                self.block[self.money.index(name)] = cents   # = rint(...).astype(int64)
+                return
             x = s.to_numpy(dtype="float64")
             if len(x) and not (-MAX_YUAN_READ <= x.min() and x.max() <= MAX_YUAN_READ):
                 # beyond int64 fen (or infinite): validation refuses these rows; they are
@@ -229,6 +246,9 @@ class EngineFrame:
         except KeyError:
             col = None
         if col is None:
+            values = s
+        elif name in self.shared and isinstance(s.dtype, pd.CategoricalDtype) and \
+                s.cat.categories is self.shared[name]:
             values = s
         elif col.kind == "code" or (col.repeated and self.codes):
             values = _as_codes(s)
@@ -383,14 +403,22 @@ class ColumnReader:
         """One column, of the row groups ``groups`` (default: all), index from 0."""
         return self.get_with_arrow(name, groups)[0]
 
-    def get_with_arrow(self, name: str, groups: slice | None = None):
-        """:meth:`get`, and the Arrow column it was made from."""
+    def get_with_arrow(self, name: str, groups: slice | None = None, convert=None):
+        """:meth:`get`, and the Arrow column it was made from. ``convert(arrow)``, when
+        given, makes the pandas column instead (``None`` from it: the usual way)."""
         try:
             col = self._read([name], groups).column(0)
-            s = _arrow_to_pandas(col, name in self.repeated, name in self.codes)
+            s = convert(col) if convert is not None else None
+            if s is None:
+                s = _arrow_to_pandas(col, name in self.repeated, name in self.codes)
+        except InputError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a broken column is a broken file
             raise InputError(_unreadable(self.path, name, exc)) from None
         s.name = name
+        ix = s.index
+        if isinstance(ix, pd.RangeIndex) and ix.start == 0 and ix.step == 1:
+            return s, col                         # as Arrow makes it: no copy
         return s.reset_index(drop=True), col
 
     def frame(self, names: list[str]) -> pd.DataFrame:

@@ -34,7 +34,7 @@ from puhui.fund.schema import (
     Column,
     Table,
 )
-from puhui.sorted_search import equal_range, search_sorted
+from puhui.sorted_search import SortedHashes, equal_range, search_sorted
 
 MAX_EXAMPLES = 3
 #: The rule that no part of a settlement's bill exceeds its total.
@@ -184,9 +184,11 @@ def _key(table: Table, df: pd.DataFrame) -> _Keys:
 # --- per-column type checks -------------------------------------------------------------
 
 def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
-                  nulls: np.ndarray | None = None) -> bool:
+                  nulls: np.ndarray | None = None, cents: dict | None = None) -> bool:
     """Type, null, code and range checks for one column (``nulls``: its null mask, if
-    known). True when the column is usable."""
+    known). True when the column is usable. ``cents``: a money column's amounts in fen
+    as rounded here (float) are put in it under the column's name, so the conversion
+    to fen need not compute them again."""
     nulls = s.isna().to_numpy() if nulls is None else nulls
     usable = True
     if not col.nullable:
@@ -201,9 +203,15 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
                     "write amounts as numbers (yuan with two decimals), not text")
             return False
         x = s.to_numpy(dtype="float64")
-        cents = x * 100
+        off = x * 100
+        rounded = np.rint(off)
         with np.errstate(invalid="ignore"):            # inf: refused by the range below
-            bad = present & (np.abs(cents - np.rint(cents)) > 1e-6)
+            np.subtract(off, rounded, out=off)
+            bad = present & (np.abs(off, out=off) > 1e-6)
+        del off
+        if cents is not None:
+            cents[col.name] = rounded
+        del rounded
         rep.add(table, col.name, "at most two decimals (whole fen)", bad, keys,
                 "round amounts to the fen (0.01 yuan)")
         lo, hi = col.bounds()
@@ -336,21 +344,52 @@ def _privacy_problems(rep: Report, table: Table, findings) -> None:
 
 
 def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n: int,
-                 groups: slice | None, codes: bool = True
+                 groups: slice | None, codes: bool = True,
+                 known: dict[str, KnownText] | None = None, found: dict | None = None,
+                 arrows: dict | None = None, arrow_text: frozenset = frozenset(),
+                 block: np.ndarray | None = None
                  ) -> tuple[pd.DataFrame | None, pd.Series]:
     """Rows ``start`` .. ``start + n`` of a file (its row groups ``groups``): scanned for
     personal data, type-checked and converted to engine types one column at a time (so
     only one raw column is held at once). Returns the chunk in engine types (``None``
     when a column is not usable) and its keys (for the problems' examples); problems are
     merged into ``rep`` with file rows. ``codes``: repeated text as categoricals (see
-    :class:`EngineFrame`)."""
+    :class:`EngineFrame`).
+
+    ``known``: columns whose values are looked up in a :class:`KnownText` (settlements'
+    psn_no in the persons' ids): read as a categorical over its categories, and each
+    row's position among them (-1: none) put in ``found`` under the column's name; a
+    chunk with a value the set lacks is read the usual way (nothing in ``found``).
+    ``arrows``: its keys name columns whose Arrow arrays are put in it, as read.
+    ``arrow_text``: text columns held as Arrow strings (``string[pyarrow]``) rather
+    than made a Python string a value, when they have no null (a caller that reads few
+    of their values: settlements' setl_id, of which only some rows' text is needed).
+    ``block``: memory for the money columns (see :class:`EngineFrame`)."""
     part = Report(rep.directory)
     names = reader.names
+    known = known or {}
     if start == 0:
         _privacy_problems(part, table, privacy.scan_column_names(names))
+
+    def read(name):
+        k = known.get(name)
+        if k is None:
+            return reader.get_with_arrow(name, groups,
+                                         _arrow_backed if name in arrow_text else None)
+
+        def convert(arrow):
+            got = k.lookup(arrow)
+            if got is None:
+                return None
+            codes_, rows = got
+            if found is not None:
+                found[name] = rows
+            return pd.Series(k.categorical(codes_), copy=False)
+        return reader.get_with_arrow(name, groups, convert)
+
     # the key columns are read once: kept here for the problems' examples, then checked
     # and converted in their turn below (a second read would hold their text twice)
-    raw_keys = {k: reader.get_with_arrow(k, groups) for k in table.key if k in names}
+    raw_keys = {k: read(k) for k in table.key if k in names}
     keys = _key(table, pd.DataFrame({k: v[0] for k, v in raw_keys.items()},
                                     index=pd.RangeIndex(n)))
     usable = True
@@ -361,26 +400,79 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
                                              f"add the column '{col.name}' ({col.kind}: "
                                              f"{col.meaning})"))
             usable = False
-    out = EngineFrame(table, names, n, codes=codes)
+    out = EngineFrame(table, names, n, codes=codes,
+                      shared={name: k.categories for name, k in known.items()}, block=block)
     for name in names:
-        s, arrow = raw_keys.pop(name) if name in raw_keys else \
-            reader.get_with_arrow(name, groups)
-        nulls = s.isna().to_numpy()
+        s, arrow = raw_keys.pop(name) if name in raw_keys else read(name)
+        nulls = _null_mask(s, arrow)
         # text whose bytes hold nothing any rule looks for is not scanned value by value
         if not privacy.text_is_clean(str(name), arrow):
-            _privacy_problems(part, table, privacy.scan_values(str(name), s, nulls))
+            shared = known.get(name)
+            scanned = s.cat.remove_unused_categories() if shared is not None and \
+                isinstance(s.dtype, pd.CategoricalDtype) and \
+                s.cat.categories is shared.categories else s  # the values that occur
+            if isinstance(scanned.dtype, pd.ArrowDtype):
+                scanned = scanned.astype(object)               # scanned as it always was
+            scanned, scan_nulls = _privacy_subset(scanned, nulls)
+            _privacy_problems(part, table, privacy.scan_values(str(name), scanned, scan_nulls))
+            del scanned
+        if arrows is not None and name in arrows:
+            arrows[name] = arrow
         del arrow
         try:
             col = table.column(name)
         except KeyError:
             col = None
+        cents: dict = {}
         if col is not None:
-            usable &= _check_column(part, table, col, s, keys, nulls)
+            usable &= _check_column(part, table, col, s, keys, nulls, cents)
         if usable:
-            out.add(name, s)
+            out.add(name, s, cents.get(name))
+        del cents
         del s
     rep.merge(part.problems, start)
     return (out.frame() if usable else None), keys
+
+
+def _arrow_backed(arrow) -> pd.Series | None:
+    """Arrow text with no null as a ``string[pyarrow]`` column (no copy, no Python
+    string); ``None`` for anything else (read the usual way)."""
+    import pyarrow as pa
+
+    if arrow.null_count or pa.types.is_dictionary(arrow.type):
+        return None
+    arr = _one_text_array(arrow)
+    if arr is None:
+        return None
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr), copy=False)
+
+
+def _privacy_subset(s: pd.Series, nulls: np.ndarray) -> tuple[pd.Series, np.ndarray | None]:
+    """What :func:`privacy.scan_values` needs to see of a column: of a numeric column
+    only the values of 10 digits or more (the only ones it reads: a phone or ID number
+    stored as a number), not a copy of millions of amounts; other columns whole."""
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) or \
+            isinstance(s.dtype, pd.CategoricalDtype):
+        return s, nulls
+    x = s.to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        big = ~nulls & ~(np.abs(x) < 1e10)
+    return s[big], None
+
+
+def _null_mask(s: pd.Series, arrow) -> np.ndarray:
+    """``s.isna()`` of a column read from ``arrow``: no null in a column of no float
+    (where pandas reads NaN as missing too) when Arrow counts none, without a pass over
+    millions of Python strings."""
+    import pyarrow as pa
+
+    t = arrow.type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if arrow.null_count == 0 and len(s) == len(arrow) and not (
+            pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t)):
+        return np.zeros(len(s), dtype=bool)
+    return s.isna().to_numpy()
 
 
 def _sort_file_problems(rep: Report, first: int, table: Table) -> None:
@@ -404,7 +496,7 @@ def _read_whole(rep: Report, directory: Path, table: Table) -> pd.DataFrame | No
     return typed
 
 
-def _factorize_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _factorize_text(values: np.ndarray, arrow: bool = False) -> tuple:
     r"""``pd.factorize`` of ids (codes, -1 for null; the distinct values in order of first
     appearance), by Arrow's hash when they are text: pandas' hash table of strings ends a
     string at its first NUL, so "P1\x00" and "P1" were one id to it (review 15).
@@ -417,14 +509,132 @@ def _factorize_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import pyarrow.compute as pc
 
     if pd.api.types.infer_dtype(values, skipna=True) != "string":
-        return pd.factorize(values)           # not all text (validation says so)
+        return (*pd.factorize(values), None) if arrow else pd.factorize(values)  # not text
     try:
         arr = pa.array(values, type=pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
-        return pd.factorize(values)           # text Arrow cannot hold (a lone surrogate)
+        # text Arrow cannot hold (a lone surrogate)
+        return (*pd.factorize(values), None) if arrow else pd.factorize(values)
     d = arr.dictionary_encode()
     codes = pc.fill_null(d.indices, -1).to_numpy(zero_copy_only=False).astype("int64")
-    return codes, d.dictionary.to_numpy(zero_copy_only=False)
+    uniques = d.dictionary.to_numpy(zero_copy_only=False)
+    return (codes, uniques, d.dictionary) if arrow else (codes, uniques)
+
+
+def _duplicated_text(values) -> np.ndarray:
+    r"""``pd.Series(values).duplicated()`` compared exactly: pandas' hash table of
+    strings ends a string at its first NUL, so "S1\x00" would repeat "S1" (met where two
+    ids' hashes are equal and their text decides).
+
+    >>> _duplicated_text(np.array(["S1", "S1\x00", "S1", None, None], dtype=object)).tolist()
+    [False, False, True, False, True]
+    """
+    codes, _ = _factorize_text(np.asarray(values, dtype=object))
+    codes = np.asarray(codes)
+    out = np.ones(len(codes), dtype=bool)
+    if len(codes):
+        _, first = np.unique(codes, return_index=True)       # nulls (-1): one value
+        out[first] = False
+    return out
+
+
+class KnownText:
+    """A set of distinct texts known before the rows that name them (the persons' ids),
+    to look up column after column of references (settlements' psn_no, chunk by chunk)
+    without hashing and sorting the references' values anew for each: each reference's
+    64-bit :func:`fingerprint` (over Arrow's bytes, no Python string made) is found
+    among the sorted hashes of the set (:class:`~puhui.sorted_search.SortedHashes`),
+    and the text where the hash matches is compared by Arrow (exact, byte for byte:
+    "P1\\x00" is not "P1").
+
+    :attr:`categories`: the texts sorted (as :func:`puhui.fund.files._arrow_codes`
+    sorts), and :attr:`dtype` a categorical over them, made once. ``None`` from
+    :meth:`make` when two texts share a hash (the caller looks up the usual way).
+    """
+
+    def __init__(self, values, rows: np.ndarray, h: np.ndarray, text: np.ndarray):
+        """Everything in the order of the sorted hashes ``h``: ``values`` the texts
+        (Arrow), ``rows`` what each stands for, ``text`` their Python strings."""
+        import pyarrow.compute as pc
+
+        self.values, self.rows = values, rows
+        self._h = SortedHashes(h)
+        by_text = pc.sort_indices(values).to_numpy()
+        self.rank = np.empty(len(values), dtype="int32")
+        self.rank[by_text] = np.arange(len(values), dtype="int32")
+        # the caller's Python strings (no second copy of the ids)
+        categories = pd.Index(np.asarray(text, dtype=object)[by_text], dtype=object)
+        del by_text
+        # distinct and not null (an Arrow dictionary's values): no hash table of them
+        # to check it (a million strings' table would stay cached with the index)
+        fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+        self.dtype = fast(categories, False) if fast is not None else \
+            pd.CategoricalDtype(categories)
+        self.categories = self.dtype.categories
+
+    @classmethod
+    def make(cls, values, rows: np.ndarray, h: np.ndarray | None = None,
+             text: np.ndarray | None = None, presorted: bool = False) -> KnownText | None:
+        """``values``: distinct Arrow strings; ``rows``: what each stands for; ``h``:
+        their :func:`fingerprint` and ``text`` their Python strings, if known;
+        ``presorted``: all of them are in the order of the sorted hashes already."""
+        import pyarrow as pa
+
+        if values is None or not len(values):
+            return None
+        h = fingerprint(values) if h is None else h
+        text = values.to_numpy(zero_copy_only=False) if text is None else text
+        if not presorted:
+            order = np.argsort(h)
+            h, rows, text = h[order], rows[order], np.asarray(text, dtype=object)[order]
+            values = values.take(pa.array(order))
+        if (h[1:] == h[:-1]).any():
+            return None
+        return cls(values, rows, h, text)
+
+    def categorical(self, codes: np.ndarray) -> pd.Categorical:
+        """A categorical of :attr:`dtype` from codes into :attr:`categories` (-1 for
+        null), made without checking the categories again: ``Categorical.from_codes``
+        builds a hash table of a million categories in every process to check they are
+        distinct, though they are the dtype's own (pandas' own internals, as its
+        ``take`` makes one; ``from_codes`` where they are not there)."""
+        try:
+            from pandas._libs.arrays import NDArrayBacked
+            from pandas.core.dtypes.cast import coerce_indexer_dtype
+
+            cat = pd.Categorical.__new__(pd.Categorical)
+            NDArrayBacked.__init__(cat, coerce_indexer_dtype(codes, self.categories),
+                                   self.dtype)
+            return cat
+        except (ImportError, AttributeError, TypeError):
+            return pd.Categorical.from_codes(codes, dtype=self.dtype, validate=False)
+
+    def lookup(self, arrow) -> tuple[np.ndarray, np.ndarray] | None:
+        """For each value of an Arrow text column, its code in :attr:`categories` and
+        the row given for it (-1 for a null); ``None`` when a value is not in the set
+        or the column is not plain text."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = _one_text_array(arrow)
+        if arr is None:
+            return None
+        n = len(arr)
+        h = fingerprint(arr)
+        i = self._h.find(h)
+        cand = np.maximum(i, 0)
+        present = arr.is_valid().to_numpy(zero_copy_only=False)
+        hit = present & (i >= 0)
+        if hit.any():
+            same = pc.equal(arr, self.values.take(pa.array(cand)))
+            hit &= pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        if (present & ~hit).any():
+            return None                             # a value not in the set: the usual way
+        codes = np.full(n, -1, dtype="int32")
+        rows = np.full(n, -1, dtype="int64")
+        codes[hit] = self.rank[cand[hit]]
+        rows[hit] = self.rows[cand[hit]]
+        return codes, rows
 
 
 class PersonKeys:
@@ -435,18 +645,37 @@ class PersonKeys:
     faster than a hash table of millions of Python strings)."""
 
     def __init__(self, keys: pd.Series):
-        codes, uniques = _factorize_text(keys.to_numpy(dtype=object))
+        codes, uniques, self._arrow = _factorize_text(keys.to_numpy(dtype=object), arrow=True)
         first = np.full(len(uniques), -1, dtype="int64")
         rows = np.flatnonzero(codes >= 0)
         first[codes[rows[::-1]]] = rows[::-1]            # reversed: the earliest row wins
+        #: the ids as a :class:`KnownText` (:meth:`known`), made once when asked
+        self._known: KnownText | None | bool = False
         self.duplicated = np.zeros(len(keys), dtype=bool)
         self.duplicated[rows] = first[codes[rows]] != rows
         text = np.asarray(uniques, dtype=object)
-        h = fingerprint(text)
+        h = fingerprint(self._arrow if self._arrow is not None else text)
         order = np.argsort(h)
         self._h, self._text, self._first = h[order], text[order], first[order]
+        if self._arrow is not None:                     # in the same order, for known()
+            import pyarrow as pa
+            self._arrow = self._arrow.take(pa.array(order))
         # two keys with one hash (a chance of about 1e-6 in five million): a hash table
         self._index = pd.Index(text[order]) if (self._h[1:] == self._h[:-1]).any() else None
+
+    def known(self) -> KnownText | None:
+        """The persons' distinct ids as a :class:`KnownText` whose rows are the persons'
+        rows (the earliest with each id); ``None`` when the ids are not all text, or
+        two share a hash."""
+        if self._known is False:
+            self._known = None if self._index is not None else \
+                KnownText.make(self._arrow, self._first, self._h, self._text, presorted=True)
+        return self._known
+
+    def forget_known(self) -> None:
+        """Release what :meth:`known` made (after the pass over the settlements); it
+        is not made again."""
+        self._known, self._arrow = None, None
 
     def _rows_of(self, values: np.ndarray) -> np.ndarray:
         if not len(self._h):
@@ -472,19 +701,132 @@ class PersonKeys:
         return np.where(codes >= 0, found[np.maximum(codes, 0)] if len(found) else -1, -1)
 
 
-#: The SipHash key of settlement-id hashes (16 bytes).
-_HASH_KEY = "puhui:setl_id:01"
+def _one_text_array(values):
+    """An Arrow column of text as one Arrow ``string`` array (large strings, string
+    views and a dictionary of strings cast); ``None`` for anything else."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
+    if not isinstance(values, pa.Array):
+        return None
+    t = values.type
+    if pa.types.is_dictionary(t):
+        if not (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)):
+            return None
+        values = values.cast(pa.string())
+    elif pa.types.is_large_string(t) or getattr(pa.types, "is_string_view",
+                                                 lambda _: False)(t):
+        values = values.cast(pa.string())
+    return values if pa.types.is_string(values.type) else None
+
+
+def _as_arrow_bytes(values):
+    """Any values as one Arrow ``string``/``binary`` array of their UTF-8 text: Arrow
+    text as it is; Python text as Arrow makes it; anything else as ``str`` of it (as
+    pandas' hash of mixed objects took it), a lone surrogate passed through."""
+    import pyarrow as pa
+
+    arr = _one_text_array(values)
+    if arr is not None:
+        return arr
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = values.to_pandas()
+    v = np.asarray(values, dtype=object)
+    try:
+        return pa.array(v, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError, TypeError):
+        pass
+    return pa.array([None if x is None or (isinstance(x, float) and x != x) else
+                     x if isinstance(x, bytes) else
+                     str(x).encode("utf-8", "surrogatepass") for x in v], type=pa.binary())
+
+
+_U64 = np.uint64
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, in place: every bit of the result depends on every bit
+    of ``x``."""
+    x ^= x >> _U64(30)
+    x *= _U64(0xBF58476D1CE4E5B9)
+    x ^= x >> _U64(27)
+    x *= _U64(0x94D049BB133111EB)
+    x ^= x >> _U64(31)
+    return x
+
+
+#: Keys of the hash of settlement and person ids (:func:`fingerprint`).
+_WORD_KEY, _LEN_KEY = 0x9E3779B97F4A7C15, _U64(0x70756875693A6964)  # "puhui:id"
+
+
+def _word_key(k: int) -> np.uint64:
+    """The key of a value's ``k``-th 8-byte word."""
+    return _U64(((k + 1) * _WORD_KEY) & 0xFFFFFFFFFFFFFFFF)
+
+
+def _hash_bytes(arr) -> np.ndarray:
+    """The 64-bit hash of each value of one Arrow string/binary array, from its offsets
+    and bytes (nulls hash as empty text): each value's bytes in little-endian 8-byte
+    words (the last padded with zeros), word ``k`` keyed by ``k``, mixed and summed, the
+    sum mixed with the length. Values of one length (most ids) are one reshaped block."""
+    n = len(arr)
+    out = np.zeros(n, dtype="uint64")
+    if n == 0:
+        return out
+    if arr.null_count:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = pc.fill_null(arr, pa.scalar(b"" if pa.types.is_binary(arr.type) else "",
+                                          arr.type))
+    bufs = arr.buffers()
+    off = np.frombuffer(bufs[1], dtype="int32", count=n + 1, offset=arr.offset * 4
+                        ).astype("int64")
+    data = np.frombuffer(bufs[2], dtype="uint8") if bufs[2] is not None and off[-1] > off[0] \
+        else np.zeros(8, dtype="uint8")
+    lens = np.diff(off)
+    longest = int(lens.max())
+    if longest and int(lens.min()) == longest:              # one length: a 2-d block
+        w = (longest + 7) // 8
+        block = np.zeros((n, w * 8), dtype="uint8")
+        block[:, :longest] = data[off[0]:off[0] + n * longest].reshape(n, longest)
+        words = block.view("<u8")
+        for k in range(w):
+            t = words[:, k] ^ _word_key(k)
+            out += _mix(t)
+    elif longest:
+        rows = np.flatnonzero(lens > 0)
+        last = len(data) - 1
+        for k in range(0, (longest + 7) // 8):
+            rows = rows[lens[rows] > 8 * k]
+            base = off[rows] + 8 * k
+            end = off[rows + 1]
+            word = np.zeros(len(rows), dtype="uint64")
+            for j in range(8):
+                at = base + j
+                byte = np.where(at < end, data[np.minimum(at, last)], 0).astype("uint64")
+                word |= byte << _U64(8 * j)
+            out[rows] += _mix(word ^ _word_key(k))
+    out ^= (lens.astype("uint64") + _U64(1)) * _LEN_KEY
+    return _mix(out)
 
 
 def fingerprint(values, step: int = 1_000_000) -> np.ndarray:
-    """A 64-bit SipHash of each text value (``uint64``), ``step`` values at a time
-    (hashing makes a bytes copy of every string it is given: millions at once are a
-    transient of hundreds of MB)."""
-    v = np.asarray(values, dtype=object)
-    out = np.empty(len(v), dtype="uint64")
-    for i in range(0, len(v), step):
-        out[i:i + step] = pd.util.hash_array(v[i:i + step], encoding="utf8",
-                                             hash_key=_HASH_KEY, categorize=False)
+    """A 64-bit hash of each text value (``uint64``), of its UTF-8 bytes: Python text
+    and an Arrow column of the same text hash alike, so ids read as Arrow are hashed
+    without a Python string each. ``step`` values at a time (a bounded transient).
+    Equal hashes do not mean equal ids: every user compares the text where they match."""
+    import pyarrow as pa
+
+    if isinstance(values, pd.Series):
+        values = values.to_numpy(dtype=object)
+    n = len(values)
+    out = np.empty(n, dtype="uint64")
+    for i in range(0, n, step):
+        part = values[i:i + step] if not isinstance(values, (pa.Array, pa.ChunkedArray)) \
+            else values.slice(i, step)
+        out[i:i + step] = _hash_bytes(_as_arrow_bytes(part))
     return out
 
 
@@ -527,7 +869,7 @@ class HashedKeys:
             run[1:] |= same
             run[:-1] |= same
             dup_rows = np.sort(self._order[run])
-            self.duplicated[dup_rows] = pd.Series(text_at(dup_rows)).duplicated().to_numpy()
+            self.duplicated[dup_rows] = _duplicated_text(text_at(dup_rows))
 
     def positions(self, q1: np.ndarray, q_text: np.ndarray, text_at) -> np.ndarray:
         """Rows of the ids ``q_text`` (hashes ``q1``); ``text_at(rows)`` gives the ids of
@@ -638,8 +980,8 @@ def _rows_of(st: pd.DataFrame, mask: np.ndarray, start: int, is_rev: np.ndarray)
     """What the cross-row rules need of some settlements of a chunk."""
     rows = np.flatnonzero(mask)
     return {"pos": rows + start,
-            "setl_id": st["setl_id"].to_numpy(dtype=object)[rows],
-            "psn_no": st["psn_no"].to_numpy(dtype=object)[rows],
+            "setl_id": st["setl_id"].iloc[rows].to_numpy(dtype=object),
+            "psn_no": st["psn_no"].iloc[rows].to_numpy(dtype=object),
             "setl_time": st["setl_time"].to_numpy()[rows],
             "is_rev": is_rev[rows],
             **{c: st[c].to_numpy()[rows] for c in SETTLEMENT_MONEY}}
@@ -661,11 +1003,6 @@ def _text_at(rows_of: dict):
         i = np.minimum(np.searchsorted(pos, rows), len(pos) - 1)
         return np.where(pos[i] == rows, ids[i], None)
     return text_at
-
-
-def _member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
-    """``values`` in ``of``, by a hash table (np.isin sorts both: 4x slower here)."""
-    return pd.Series(values, copy=False).isin(of).to_numpy()
 
 
 def _reversal_targets(reader: ColumnReader, chunks) -> np.ndarray:
@@ -706,40 +1043,81 @@ class _PassContext:
     chunks: list
     persons: pd.DataFrame | None
     psn: PersonKeys | None
-    targets: np.ndarray
-    line_h1: np.ndarray | None
+    targets: SortedHashes                  # hashes of the refund_of values
+    line_h1: SortedHashes | None           # hashes of the lines' setl_id
     sink: object
     codes: bool
+    known: KnownText | None = None      # the persons' ids, for settlements' psn_no
 
 
 def _check_settlement_chunk(c: _PassContext, i: int) -> _Chunk:
     start, m, groups = c.chunks[i]
     part = Report(Path("."))
-    st, keys = _check_chunk(part, SETTLEMENTS, c.reader, start, m, groups, codes=c.codes)
+    # psn_no looked up in the persons' ids as read (no per-chunk hash and sort of its
+    # values), setl_id hashed from its Arrow bytes (no Python string to hash)
+    known = {"psn_no": c.known} if c.known is not None else None
+    found, arrows = {}, {"setl_id": None}
+    # no sink: nothing keeps the chunk, so its money block serves the next chunk too
+    block = _money_block(m) if c.sink is None else None
+    st, keys = _check_chunk(part, SETTLEMENTS, c.reader, start, m, groups, codes=c.codes,
+                            known=known, found=found, arrows=arrows,
+                            arrow_text=frozenset({"setl_id"}), block=block)
+    del block
     out = _Chunk(start, part.problems)
     if st is None:
         return out
-    w = c.psn.rows(st["psn_no"]) if c.psn is not None else None
+    w = found.pop("psn_no", None)
+    if w is None and c.psn is not None:
+        w = c.psn.rows(st["psn_no"])
     rev = st["refund_of"].notna().to_numpy()
     rules, local = Report(Path(".")), Report(Path("."))
     _row_rules_settlements(local, st, keys, c.persons, w, rev)
     rules.merge(local.problems, start)
     out.rules = rules.problems
-    h = fingerprint(st["setl_id"])
+    setl_arrow = arrows.pop("setl_id")
+    h = fingerprint(setl_arrow if setl_arrow is not None else st["setl_id"])
+    del setl_arrow
     out.h1, out.h1_rows = sorted_run(h, start)
     if rev.any():
         out.revs = _rows_of(st, rev, start, rev)
         out.revs["refund_of"] = st["refund_of"].to_numpy(dtype=object)[rev]
-    if len(c.targets):
-        out.originals = _rows_of(st, _member(h, c.targets), start, rev)
-    has_lines = _member(h, c.line_h1) if c.line_h1 is not None else np.zeros(m, bool)
+    if len(c.targets.keys):
+        out.originals = _rows_of(st, c.targets.contains(h), start, rev)
+    has_lines = c.line_h1.contains(h) if c.line_h1 is not None else np.zeros(m, bool)
     if c.line_h1 is not None:
         on = np.flatnonzero(has_lines)
-        out.lined = {"pos": on + start, "setl_id": st["setl_id"].to_numpy(dtype=object)[on],
+        out.lined = {"pos": on + start,
+                     "setl_id": st["setl_id"].iloc[on].to_numpy(dtype=object),
                      **{k: st[k].to_numpy()[on] for k in ("medfee_sumamt", "preselfpay_amt")}}
     if c.sink is not None:
+        if c.known is not None and isinstance(st["psn_no"].dtype, pd.CategoricalDtype) \
+                and st["psn_no"].cat.categories is c.known.categories:
+            # a sink gets what it always got: the categories that occur
+            st["psn_no"] = st["psn_no"].cat.remove_unused_categories()
+        if isinstance(st["setl_id"].dtype, pd.ArrowDtype):
+            st["setl_id"] = st["setl_id"].astype(object)      # Python strings, as ever
         out.value = c.sink(start, st, w, has_lines)
     return out
+
+
+#: The money block of the last chunk checked without a sink (:func:`_money_block`).
+_BLOCK: list = []
+
+
+def _money_block(n: int) -> np.ndarray:
+    """Memory for the money columns of a chunk of ``n`` settlements whose frame no one
+    keeps: the last chunk's when of the same size (its pages mapped already; freed by
+    :func:`_drop_money_block` after the pass)."""
+    rows = sum(1 for c in SETTLEMENTS.columns if c.kind == "money")
+    if _BLOCK and _BLOCK[0].shape == (rows, n):
+        return _BLOCK[0]
+    _BLOCK.clear()
+    _BLOCK.append(np.empty((rows, n), dtype="int64"))
+    return _BLOCK[0]
+
+
+def _drop_money_block() -> None:
+    _BLOCK.clear()
 
 
 @dataclass
@@ -774,9 +1152,9 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
     chunks = reader.chunks(chunk_rows)
     first = len(rep.problems)
     context = _PassContext(
-        reader, chunks, persons, psn, _reversal_targets(reader, chunks),
-        np.unique(fingerprint(lines["setl_id"])) if lines is not None else None,
-        sink, codes)
+        reader, chunks, persons, psn, SortedHashes(_reversal_targets(reader, chunks)),
+        SortedHashes(np.unique(fingerprint(lines["setl_id"]))) if lines is not None else None,
+        sink, codes, psn.known() if psn is not None and codes else None)
     h1 = np.empty(n, dtype="uint64")
     h1_rows = np.empty(n, dtype="int32" if n < 2**31 else "int64")
     rules = Report(rep.directory)
@@ -797,13 +1175,19 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
                 into.append(part)
         out.values.append(c.value)
     del context
+    _drop_money_block()
+    if psn is not None:
+        psn.forget_known()
     _sort_file_problems(rep, first, t)
     if not usable:
         out.values = []
         return out
 
     h1, h1_rows = [h1], [h1_rows]          # handed over: HashedKeys frees each when sorted
-    keys = HashedKeys(h1, h1_rows, lambda rows: reader.take("setl_id", rows).astype(str))
+    # as Python strings (NumPy's own text type would drop a trailing NUL: "S1\x00" is
+    # not "S1", which a look-up meets where two ids' hashes are equal)
+    keys = HashedKeys(h1, h1_rows, lambda rows: pd.Series(
+        reader.take("setl_id", rows), dtype=object).astype(str).to_numpy(dtype=object))
     _dupes(rep, t, ["setl_id"], keys.duplicated, _KeysFromFile(reader, "setl_id"))
     rep.merge(sorted(rules.problems, key=lambda p: p.seq))
     out.reversed_rows = _rules_reversals(rep, _joined(revs), _joined(originals), keys)
