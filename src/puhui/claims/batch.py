@@ -76,24 +76,19 @@ def product_hash(product: Product) -> str:
 def _batch_columns(start: int, st: pd.DataFrame, who: np.ndarray | None,
                    has_lines: np.ndarray):
     """What the batch keeps of a chunk of settlements, once validation has checked it:
-    the columns it reads, and each settlement's row in persons. The ids (setl_id,
-    psn_no) are held in Arrow buffers, a few bytes a row, not as Python strings (about
-    60 bytes each) or a chunk's own categories of a million ids: at 100 million
-    settlements those were some 9 GB of the batch's memory."""
+    the columns it reads, and each settlement's row in persons. Ids given as text
+    (setl_id) are held in Arrow buffers, a few bytes a row, not as Python strings (about
+    60 bytes each); a categorical (psn_no, over the persons' ids that every chunk
+    shares) stays one: at 100 million settlements the Python strings were some 6 GB of
+    the batch's memory."""
     kept = st[[c for c in st.columns if c in (*BATCH_COLUMNS, *FLAG_COLUMNS)]]
     return kept.assign(**{c: _arrow_ids(kept[c]) for c in ("setl_id", "psn_no")
                           if c in kept.columns}), who
 
 
 def _arrow_ids(s: pd.Series) -> pd.Series:
-    """An id column in Arrow buffers (``string[pyarrow]``); a categorical's values are
-    decoded from its categories in Arrow, no Python string made."""
-    import pyarrow as pa
-
-    if isinstance(s.dtype, pd.CategoricalDtype) and \
-            s.cat.categories.inferred_type == "string":
-        arr = pa.array(s.array).dictionary_decode().cast(pa.large_string())
-        return pd.Series(pd.arrays.ArrowStringArray(arr), index=s.index, copy=False)
+    """A text id column in Arrow buffers (``string[pyarrow]``); categoricals and
+    columns that are not all text as they are."""
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
         return as_arrow_text(s)
     return s                      # numbers or mixed types: as validation read them

@@ -489,6 +489,10 @@ def join_chunks(chunks: list[pd.DataFrame]) -> pd.DataFrame:
     block = np.empty((len(ints), n), dtype="int64")
     cats = {c: _union_sorted([ch[c].cat.categories for ch in chunks])
             for c in names if isinstance(first[c].dtype, pd.CategoricalDtype)}
+    # chunks over one shared, sorted set of categories (settlements' psn_no over the
+    # persons' ids): their codes are taken as they are, no lookup of millions of ids
+    same = {c for c in cats if cats[c] is first[c].cat.categories
+            and all(ch[c].cat.categories is cats[c] for ch in chunks)}
     # text in Arrow buffers stays there; where only some chunks hold it so, as objects
     arrow = {c: [] for c in names if all(is_arrow_text(ch[c].dtype) for ch in chunks)}
     other = {c: np.empty(n, dtype=np.int64 if c in cats else
@@ -503,7 +507,9 @@ def join_chunks(chunks: list[pd.DataFrame]) -> pd.DataFrame:
         for c, pieces in arrow.items():          # Arrow buffers: kept, not copied
             pieces.append(pa.chunked_array(pa.array(ch[c].array)))
         for c, out in other.items():
-            if c in cats:
+            if c in same:
+                out[seg] = ch[c].cat.codes.to_numpy()
+            elif c in cats:
                 recode = cats[c].get_indexer(ch[c].cat.categories)
                 codes = ch[c].cat.codes.to_numpy()
                 out[seg] = np.where(codes >= 0, recode[np.maximum(codes, 0)]
