@@ -33,6 +33,7 @@ import pandas as pd
 from puhui.benefits.calculator import adjudicate, renewals
 from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
+from puhui.claims.eob_file import LeanPart, as_frame
 from puhui.claims.flags import flag_settlements
 from puhui.digests import sha256_files
 from puhui.errors import InputError, JobFailed
@@ -799,21 +800,22 @@ def _block_in_worker(shared: dict, piece: tuple) -> list | _ReadyBlock:
     whose batch process is gone ends at once: :func:`puhui.execution.map_blocks`.)"""
     from puhui.claims.eob_file import prepare_part
 
+    cats = shared["eob_categories"]
+    lean = cats is not None           # parts for an EOB file: ids held once per settlement
     if shared["keep_connection"]:
-        parts = _run_block(_connection(shared["url"]), shared["ctx"], *piece)
+        parts = _run_block(_connection(shared["url"]), shared["ctx"], *piece, lean=lean)
     else:
         con = ledger.connect(shared["url"], must_exist=True)
         try:
-            parts = _run_block(con, shared["ctx"], *piece)
+            parts = _run_block(con, shared["ctx"], *piece, lean=lean)
         finally:
             con.close()
-    cats = shared["eob_categories"]
     if cats is None:
         return parts
     tally = _Tally()
     for p in parts:
         if len(p):
-            tally.add(p)
+            tally.add(p.frame if isinstance(p, LeanPart) else p)
     return _ReadyBlock(tally, [prepare_part(p, cats) for p in parts if len(p)])
 
 
@@ -921,7 +923,8 @@ class _BlockPlan:
     carried: int
 
 
-def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol) -> list:
+def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol,
+               lean: bool = False) -> list:
     """One block of people, one unit of work. The plan is computed from the ledger as
     it stands, then written in a transaction that first checks nobody wrote for these
     people meanwhile (:func:`ledger.block_stamp`); if somebody did, it is computed again
@@ -947,7 +950,10 @@ def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol) -> lis
     eob = _eob_rows(plan.long, mine, reversals, [b.id for b in ctx.product.benefits],
                     plan.direct_adjusted)
     eob.attrs["carried"] = plan.carried
-    return [eob, plan.uninsured]
+    parts = [eob, plan.uninsured]
+    # ``lean``: parts may hold their ids once per settlement (:class:`LeanPart`), for
+    # :func:`prepare_part`; else plain frames
+    return parts if lean else [as_frame(p) for p in parts]
 
 
 def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFrame,
@@ -1001,7 +1007,8 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     replaced = [r[0] for r in store if r[0] in held_before]
     uninsured = _no_policy_rows(effective[~insured], product)
     if len(late_rows):
-        uninsured = pd.concat([uninsured, _reversed_rows(late_rows, product)], ignore_index=True)
+        uninsured = pd.concat([as_frame(uninsured), _reversed_rows(late_rows, product)],
+                              ignore_index=True)
         uninsured.attrs = {"status_counts": {"denied": int((~insured).sum()),
                                              "reversed": len(late_rows)}}
     return _BlockPlan(long=long, uninsured=uninsured,
@@ -1159,9 +1166,10 @@ def _reversed_rows(st: pd.DataFrame, product) -> pd.DataFrame:
     return _settlement_rows(st, "REVERSED", product, "reversed")
 
 
-def _no_policy_rows(st: pd.DataFrame, product) -> pd.DataFrame:
+def _no_policy_rows(st: pd.DataFrame, product) -> LeanPart:
     """EOB rows of people with no policy of the product: denied, nothing computed. Built
-    with the EOB's categoricals directly (most rows of a batch are these)."""
+    with the EOB's categoricals directly, each settlement's ids held once (most rows of
+    a batch are these)."""
     k = len(product.benefits)
     n = len(st)
     cats = eob_categories(product)
@@ -1169,22 +1177,94 @@ def _no_policy_rows(st: pd.DataFrame, product) -> pd.DataFrame:
     def cat(col, value_codes):
         return pd.Categorical.from_codes(value_codes, categories=cats[col])
 
-    out = pd.DataFrame({
-        "setl_id": np.repeat(st["setl_id"].to_numpy(), k),
-        "psn_no": np.repeat(st["psn_no"].astype(str).to_numpy(), k),
-        "policy_no": None,
+    # each settlement's ids once; the part repeats them for its benefits
+    each = np.repeat(np.arange(n), k)
+    ids = {"setl_id": (st["setl_id"].to_numpy(), each),
+           "psn_no": (st["psn_no"].astype(str).to_numpy(), each),
+           "policy_no": (np.array([None], dtype=object), np.zeros(n * k, dtype="int64"))}
+    frame = pd.DataFrame({
         "benefit": cat("benefit", np.tile(np.arange(k), n)),
         "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0, "payout_amt": 0.0,
         "target_amt": 0.0,
         "status": cat("status", np.full(n * k, cats["status"].index("denied"))),
         "reason": cat("reason", np.full(n * k, cats["reason"].index("NO_POLICY"))),
-        "entry": cat("entry", np.zeros(n * k, dtype="int64"))})
-    out.attrs["uniform"] = ("denied", n)      # one status for n settlements (the tally)
-    return out
+        "entry": cat("entry", np.zeros(n * k, dtype="int64"))}, index=pd.RangeIndex(n * k))
+    frame.attrs["uniform"] = ("denied", n)      # one status for n settlements (the tally)
+    return LeanPart(frame, ids, list(EOB_COLUMNS))
+
+
+EOB_COLUMNS = ("setl_id", "psn_no", "policy_no", "benefit", "eligible_amt", "deductible_amt",
+               "ratio", "payout_amt", "target_amt", "status", "reason", "entry")
+#: The EOB's text id columns (held once per settlement in a :class:`LeanPart`).
+ID_COLUMNS = ("setl_id", "psn_no", "policy_no")
+
+
+def _lean_ids(long: pd.DataFrame, rev_b: pd.DataFrame, k: int, n: int) -> bool:
+    """Whether a block's EOB can hold its ids once per settlement: ``long`` is the
+    calculator's decisions, benefit after benefit over the same ``n`` settlements
+    (:meth:`Decisions.long`), and every id column is plain text (object)."""
+    if not k or not n or len(long) != n * k:
+        return False
+    return all(long[c].dtype == object for c in ID_COLUMNS) and \
+        all(rev_b[c].dtype == object for c in ("setl_id", "psn_no") if c in rev_b)
+
+
+def _lean_eob_rows(long, rev_b, benefits, n, entry, target, status, reason, kinds, mine,
+                   counts) -> LeanPart:
+    """:func:`_eob_rows`'s part with each settlement's ids held once (``long`` repeats
+    its ``n`` settlements for each benefit; a reversal's rows, and its original's, repeat
+    theirs)."""
+    k = len(benefits)
+    r = len(rev_b)
+    own = np.tile(np.arange(n), k)
+    cols = {"benefit": long["benefit"].to_numpy(), "eligible_amt": long["eligible_amt"] / 100,
+            "deductible_amt": long["deductible_amt"] / 100, "ratio": long["ratio_bp"] / 10000,
+            "payout_amt": entry / 100, "target_amt": target / 100, "status": status,
+            "reason": reason, "entry": kinds}
+    cols = {c: np.asarray(v) for c, v in cols.items()}
+    setl = long["setl_id"].to_numpy()[:n]
+    psn = long["psn_no"].to_numpy()[:n]
+    pol = long["policy_no"].to_numpy()[:n]
+    if not r:
+        frame = pd.DataFrame(cols, index=pd.RangeIndex(n * k))
+        frame.attrs["status_counts"] = counts
+        return LeanPart(frame, {"setl_id": (setl, own), "psn_no": (psn, own),
+                                "policy_no": (pol, own)}, list(EOB_COLUMNS))
+    # as :func:`_eob_rows`: the reversals' rows carry the undoing entries, then the
+    # reversed originals' rows, each reversal's (original's) benefits in turn
+    rev_entries = mine[mine["kind"] == "reverse"].groupby(["applies_to", "benefit"])["payout_fen"].sum()
+    origs = rev_b["refund_of"].astype(str).to_numpy()
+    orig = np.repeat(origs, k)
+    ben = np.tile(np.asarray(benefits, dtype=object), r)
+    amt = rev_entries.reindex(pd.MultiIndex.from_arrays([orig, ben]), fill_value=0).to_numpy(
+        dtype="int64")
+    each = np.repeat(np.arange(r), k)
+    zero = np.zeros(r * k)
+
+    def rows(amount, why):
+        return {"benefit": ben, "eligible_amt": zero, "deductible_amt": zero, "ratio": zero,
+                "payout_amt": amount / 100, "target_amt": zero,
+                "status": np.full(r * k, "reversed", dtype=object),
+                "reason": np.full(r * k, why, dtype=object),
+                "entry": np.where(amount != 0, "reverse", "").astype(object)}
+
+    parts = (cols, rows(amt, "REVERSAL"), rows(np.zeros(r * k, "int64"), "REVERSED"))
+    frame = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in cols},
+                         index=pd.RangeIndex(n * k + 2 * r * k))
+    counts["reversed"] = counts.get("reversed", 0) + 2 * r
+    frame.attrs["status_counts"] = counts
+    ids = {"setl_id": (np.concatenate([setl, rev_b["setl_id"].to_numpy(), origs]),
+                       np.concatenate([own, n + each, n + r + each])),
+           "psn_no": (np.concatenate([psn, rev_b["psn_no"].to_numpy()]),
+                      np.concatenate([own, n + each, n + each])),
+           "policy_no": (np.concatenate([pol, np.array([None], dtype=object)]),
+                         np.concatenate([own, np.full(2 * r * k, n)]))}
+    return LeanPart(frame, ids, list(EOB_COLUMNS))
 
 
 def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
-              benefits: list[str], direct_adjusted: set = frozenset()) -> pd.DataFrame:
+              benefits: list[str], direct_adjusted: set = frozenset()
+              ) -> pd.DataFrame | LeanPart:
     own_rows = mine[mine["setl_id"] == mine["applies_to"]].groupby(["setl_id", "benefit"])
     own = own_rows["payout_fen"].sum()
     own_kind = own_rows["kind"].last()
@@ -1216,6 +1296,9 @@ def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
     rank = pd.Series(status).map({s: i for i, s in enumerate(_Tally.STATUS_ORDER)}).to_numpy()
     worst = rank.reshape(k, -1).min(axis=0) if len(rank) else rank
     counts = {_Tally.STATUS_ORDER[i]: int(c) for i, c in zip(*np.unique(worst, return_counts=True))}
+    if _lean_ids(long, rev_b, k, n):
+        return _lean_eob_rows(long, rev_b, benefits, n, entry, target, status, reason, kinds,
+                              mine, counts)
     eob = pd.DataFrame({
         "setl_id": long["setl_id"], "psn_no": long["psn_no"], "policy_no": long["policy_no"],
         "benefit": long["benefit"], "eligible_amt": long["eligible_amt"] / 100,
