@@ -720,22 +720,29 @@ def _empty_eob() -> pd.DataFrame:
 
 
 def _accumulators(product: Product, dec, pol_no: np.ndarray) -> list[tuple[str, str, int]]:
-    rows = []
+    """Each policy's use of each accumulator: (policy, accumulator, fen), accumulator by
+    accumulator in the order the benefits first name them, policies sorted; the
+    benefits sharing an accumulator add up. The policies are grouped once for all."""
     has = pd.notna(pol_no)
     if not has.any():
-        return rows
+        return []
+    cols, names = {}, []
     for b in product.benefits:
         la = b.layer
         for acc, arr in ((la.deductible_accumulator, dec.deductible[b.id]),
                          (la.limit_accumulator, dec.payout[b.id])):
-            if not acc:
-                continue
-            s = pd.Series(arr[has]).groupby(pol_no[has]).sum()
-            rows += [(p, acc, int(v)) for p, v in s.items()]
-    merged: dict[tuple[str, str], int] = {}
-    for p, acc, v in rows:
-        merged[(p, acc)] = merged.get((p, acc), 0) + v
-    return [(p, a, v) for (p, a), v in merged.items()]
+            if acc:
+                cols[len(names)] = arr[has]
+                names.append(acc)
+    if not names:
+        return []
+    sums = pd.DataFrame(cols).groupby(pol_no[has]).sum()
+    pols = sums.index.tolist()
+    used: dict[str, list[int]] = {}
+    for i, acc in enumerate(names):
+        v = [int(x) for x in sums[i].tolist()]
+        used[acc] = v if acc not in used else [a + b for a, b in zip(used[acc], v)]
+    return [row for acc, v in used.items() for row in zip(pols, [acc] * len(pols), v)]
 
 
 #: Each process's ledger connection, by (process id, URL): a forked worker opens its
