@@ -102,14 +102,17 @@ def _lean_arrow(part: LeanPart, frame: pd.DataFrame):
                           for c in part.columns})
     shape.attrs = frame.attrs
     schema = to_arrow(shape).schema
-    body = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False,
+    body = pa.Table.from_pandas(frame, preserve_index=False,      # (the index is not kept)
                                 schema=pa.schema([schema.field(c) for c in frame.columns]))
     arrays = []
     for c in part.columns:
         if c in part.ids:
             values, take = part.ids[c]
-            arrays.append(pa.array(values, type=pa.string(), from_pandas=True).take(
-                pa.array(np.asarray(take, dtype="int64"))))
+            text = pa.array(values, type=pa.string(), from_pandas=True)
+            if text.null_count == len(text):           # no policy: every row null
+                arrays.append(pa.nulls(len(take), pa.string()))
+            else:
+                arrays.append(text.take(pa.array(np.asarray(take, dtype="int64"))))
         else:
             col = body.column(c)
             arrays.append(col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
