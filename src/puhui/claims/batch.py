@@ -1066,26 +1066,30 @@ def _entries(long: pd.DataFrame, paid: pd.DataFrame, rev_b: pd.DataFrame,
     the data holds get an entry: what the ledger paid for any other is left as it is
     (carried, or taken back at the end when the data is stated complete)."""
     benefits = [b.id for b in ctx.product.benefits]
-    # target per (settlement, benefit): the calculator's payout; 0 for reversed originals
-    target = pd.DataFrame({"applies_to": long["setl_id"].astype(str), "benefit": long["benefit"],
-                           "psn_no": long["psn_no"].astype(str), "policy_no": long["policy_no"],
-                           "target": long["payout_amt"].astype("int64"),
-                           "leave": long["reason"].isin(["NO_CONSENT", "NOT_CLAIMED"]).to_numpy()})
+    # target per (settlement, benefit): the calculator's payout; 0 for reversed originals.
+    # Only rows with something due, or paid before, can need an entry: the rows of the
+    # decisions are chosen first, then made into text (a block's decisions are millions)
+    due = long["payout_amt"].astype("int64")
+    was_paid = pd.MultiIndex.from_frame(paid[["applies_to", "benefit"]]) if len(paid) else None
+    cand = (due != 0).to_numpy()
+    if was_paid is not None:
+        cand |= pd.MultiIndex.from_arrays([long["setl_id"].astype(str),
+                                           long["benefit"]]).isin(was_paid)
+    rows = long[cand]
+    target = pd.DataFrame({"applies_to": rows["setl_id"].astype(str), "benefit": rows["benefit"],
+                           "psn_no": rows["psn_no"].astype(str), "policy_no": rows["policy_no"],
+                           "target": due[cand],
+                           "leave": rows["reason"].isin(["NO_CONSENT", "NOT_CLAIMED"]).to_numpy()})
     if len(rev_b):
         gone = pd.DataFrame({
             "applies_to": np.repeat(rev_b["refund_of"].astype(str).to_numpy(), len(benefits)),
             "benefit": np.tile(benefits, len(rev_b)),
             "psn_no": np.repeat(rev_b["psn_no"].astype(str).to_numpy(), len(benefits)),
             "policy_no": None, "target": 0, "leave": False})
-        target = pd.concat([target, gone], ignore_index=True)
-    # only rows with something due, or paid before, can need an entry
-    if len(paid):
-        was_paid = pd.MultiIndex.from_frame(paid[["applies_to", "benefit"]])
-        cand = (target["target"] != 0).to_numpy() | pd.MultiIndex.from_frame(
-            target[["applies_to", "benefit"]]).isin(was_paid)
-    else:
-        cand = (target["target"] != 0).to_numpy()
-    target = target[cand]
+        # a reversed original's rows have nothing due: only those paid before
+        keep = pd.MultiIndex.from_frame(gone[["applies_to", "benefit"]]).isin(was_paid) \
+            if was_paid is not None else np.zeros(len(gone), bool)
+        target = pd.concat([target, gone[keep]], ignore_index=True)
     m = target.merge(paid, on=["applies_to", "benefit"], how="outer")
     m["paid"] = pd.to_numeric(m["paid"]).fillna(0).astype("int64")
     m["target"] = pd.to_numeric(m["target"]).fillna(0).astype("int64")
@@ -1140,9 +1144,13 @@ def _to_store(st_b: pd.DataFrame, eligible: np.ndarray, stored: pd.DataFrame,
                                   insutype=stored["insutype"].astype(str))
         same = rows.merge(old, how="left", indicator=True)["_merge"].eq("both").to_numpy()
         rows = rows[~same]
-    gone = set(rev_b["refund_of"].astype(str)) if len(rev_b) else set()
-    gone |= set(st_b.loc[~eligible, "setl_id"].astype(str))
-    forget = sorted(gone & set(stored["setl_id"].astype(str))) if len(stored) else []
+    forget: list = []
+    if len(stored):     # of the settlements the ledger holds: reversed, or nothing eligible
+        held = set(stored["setl_id"].astype(str))
+        gone = set(rev_b["refund_of"].astype(str)) if len(rev_b) else set()
+        lapsed = st_b.loc[~eligible, "setl_id"].astype(str)
+        gone |= set(lapsed[lapsed.isin(held)])
+        forget = sorted(gone & held)
     store_lines: list = []
     if lines is not None and len(lines) and len(rows):
         ln = lines[lines["setl_id"].astype(str).isin(set(rows["setl_id"]))]
@@ -1394,9 +1402,7 @@ class _Tally:
                for c in ("eligible", "payout", "target")}
         g = pd.DataFrame({"benefit": src["benefit"], "status": src["status"],
                           "rows": np.full(len(src), weight, dtype="int64"), **fen}).groupby(
-            ["benefit", "status"], observed=True).agg(
-            rows=("rows", "sum"), eligible=("eligible", "sum"),
-            payout=("payout", "sum"), target=("target", "sum"))
+            ["benefit", "status"], observed=True)[["rows", "eligible", "payout", "target"]].sum()
         self.by = g if self.by is None else self.by.add(g, fill_value=0)
         # each settlement is in exactly one emitted part (blocks partition people;
         # quarantined rows come once at the end), so per-part counts add up; every part
