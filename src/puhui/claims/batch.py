@@ -1197,15 +1197,23 @@ def _no_policy_rows(st: pd.DataFrame, product) -> LeanPart:
     ids = {"setl_id": (st["setl_id"].to_numpy(), each),
            "psn_no": (st["psn_no"].astype(str).to_numpy(), each),
            "policy_no": (np.array([None], dtype=object), np.zeros(n * k, dtype="int64"))}
-    frame = pd.DataFrame({
+    frame = _columns({
         "benefit": cat("benefit", np.tile(np.arange(k), n)),
-        "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0, "payout_amt": 0.0,
-        "target_amt": 0.0,
+        **{c: np.zeros(n * k) for c in ("eligible_amt", "deductible_amt", "ratio",
+                                        "payout_amt", "target_amt")},
         "status": cat("status", np.full(n * k, cats["status"].index("denied"))),
         "reason": cat("reason", np.full(n * k, cats["reason"].index("NO_POLICY"))),
-        "entry": cat("entry", np.zeros(n * k, dtype="int64"))}, index=pd.RangeIndex(n * k))
+        "entry": cat("entry", np.zeros(n * k, dtype="int64"))}, n * k)
     frame.attrs["uniform"] = ("denied", n)      # one status for n settlements (the tally)
     return LeanPart(frame, ids, list(EOB_COLUMNS))
+
+
+def _columns(cols: dict, rows: int) -> pd.DataFrame:
+    """A frame of ``cols`` (arrays of ``rows``) holding the arrays themselves: a lean
+    part's columns are not copied into blocks by type (millions of rows a block)."""
+    index = pd.RangeIndex(rows)
+    return pd.concat([pd.Series(v, index=index, name=c, copy=False) for c, v in cols.items()],
+                     axis=1, copy=False)
 
 
 EOB_COLUMNS = ("setl_id", "psn_no", "policy_no", "benefit", "eligible_amt", "deductible_amt",
@@ -1241,7 +1249,7 @@ def _lean_eob_rows(long, rev_b, benefits, n, entry, target, status, reason, kind
     psn = long["psn_no"].to_numpy()[:n]
     pol = long["policy_no"].to_numpy()[:n]
     if not r:
-        frame = pd.DataFrame(cols, index=pd.RangeIndex(n * k))
+        frame = _columns(cols, n * k)
         frame.attrs["status_counts"] = counts
         return LeanPart(frame, {"setl_id": (setl, own), "psn_no": (psn, own),
                                 "policy_no": (pol, own)}, list(EOB_COLUMNS))
@@ -1264,8 +1272,8 @@ def _lean_eob_rows(long, rev_b, benefits, n, entry, target, status, reason, kind
                 "entry": np.where(amount != 0, "reverse", "").astype(object)}
 
     parts = (cols, rows(amt, "REVERSAL"), rows(np.zeros(r * k, "int64"), "REVERSED"))
-    frame = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in cols},
-                         index=pd.RangeIndex(n * k + 2 * r * k))
+    frame = _columns({c: np.concatenate([p[c] for p in parts]) for c in cols},
+                     n * k + 2 * r * k)
     counts["reversed"] = counts.get("reversed", 0) + 2 * r
     frame.attrs["status_counts"] = counts
     ids = {"setl_id": (np.concatenate([setl, rev_b["setl_id"].to_numpy(), origs]),

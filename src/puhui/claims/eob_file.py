@@ -83,7 +83,9 @@ def prepare_part(part: pd.DataFrame, categories: dict[str, list[str]]) -> Prepar
     if not lean:
         return PreparedPart(to_arrow(frame), report_rows(frame), not_paid_reasons(frame))
     # the report's rows name their settlements: found by row position, then named
-    rows = report_rows(frame.assign(setl_id=np.arange(len(frame))))
+    at = frame.copy(deep=False)
+    at["setl_id"] = np.arange(len(frame))
+    rows = report_rows(at)
     values, take = part.ids["setl_id"]
     rows = rows.assign(setl_id=np.asarray(values, dtype=object)[np.asarray(take)[
         rows["setl_id"].to_numpy(dtype="int64")]])
