@@ -33,6 +33,7 @@ import pandas as pd
 from puhui.benefits.calculator import adjudicate, renewals
 from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
+from puhui.claims.eob_file import LeanPart, as_frame
 from puhui.claims.flags import flag_settlements
 from puhui.digests import sha256_files
 from puhui.errors import InputError, JobFailed
@@ -734,22 +735,29 @@ def _empty_eob() -> pd.DataFrame:
 
 
 def _accumulators(product: Product, dec, pol_no: np.ndarray) -> list[tuple[str, str, int]]:
-    rows = []
+    """Each policy's use of each accumulator: (policy, accumulator, fen), accumulator by
+    accumulator in the order the benefits first name them, policies sorted; the
+    benefits sharing an accumulator add up. The policies are grouped once for all."""
     has = pd.notna(pol_no)
     if not has.any():
-        return rows
+        return []
+    cols, names = {}, []
     for b in product.benefits:
         la = b.layer
         for acc, arr in ((la.deductible_accumulator, dec.deductible[b.id]),
                          (la.limit_accumulator, dec.payout[b.id])):
-            if not acc:
-                continue
-            s = pd.Series(arr[has]).groupby(pol_no[has]).sum()
-            rows += [(p, acc, int(v)) for p, v in s.items()]
-    merged: dict[tuple[str, str], int] = {}
-    for p, acc, v in rows:
-        merged[(p, acc)] = merged.get((p, acc), 0) + v
-    return [(p, a, v) for (p, a), v in merged.items()]
+            if acc:
+                cols[len(names)] = arr[has]
+                names.append(acc)
+    if not names:
+        return []
+    sums = pd.DataFrame(cols).groupby(pol_no[has]).sum()
+    pols = sums.index.tolist()
+    used: dict[str, list[int]] = {}
+    for i, acc in enumerate(names):
+        v = [int(x) for x in sums[i].tolist()]
+        used[acc] = v if acc not in used else [a + b for a, b in zip(used[acc], v)]
+    return [row for acc, v in used.items() for row in zip(pols, [acc] * len(pols), v)]
 
 
 #: Each process's ledger connection, by (process id, URL): a forked worker opens its
@@ -814,21 +822,22 @@ def _block_in_worker(shared: dict, piece: tuple) -> list | _ReadyBlock:
     whose batch process is gone ends at once: :func:`puhui.execution.map_blocks`.)"""
     from puhui.claims.eob_file import prepare_part
 
+    cats = shared["eob_categories"]
+    lean = cats is not None           # parts for an EOB file: ids held once per settlement
     if shared["keep_connection"]:
-        parts = _run_block(_connection(shared["url"]), shared["ctx"], *piece)
+        parts = _run_block(_connection(shared["url"]), shared["ctx"], *piece, lean=lean)
     else:
         con = ledger.connect(shared["url"], must_exist=True)
         try:
-            parts = _run_block(con, shared["ctx"], *piece)
+            parts = _run_block(con, shared["ctx"], *piece, lean=lean)
         finally:
             con.close()
-    cats = shared["eob_categories"]
     if cats is None:
         return parts
     tally = _Tally()
     for p in parts:
         if len(p):
-            tally.add(p)
+            tally.add(p.frame if isinstance(p, LeanPart) else p)
     return _ReadyBlock(tally, [prepare_part(p, cats) for p in parts if len(p)])
 
 
@@ -959,7 +968,8 @@ class _BlockPlan:
     carried: int
 
 
-def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol) -> list:
+def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol,
+               lean: bool = False) -> list:
     """One block of people, one unit of work. The plan is computed from the ledger as
     it stands, then written in a transaction that first checks nobody wrote for these
     people meanwhile (:func:`ledger.block_stamp`); if somebody did, it is computed again
@@ -985,7 +995,10 @@ def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol) -> lis
     eob = _eob_rows(plan.long, mine, reversals, [b.id for b in ctx.product.benefits],
                     plan.direct_adjusted)
     eob.attrs["carried"] = plan.carried
-    return [eob, plan.uninsured]
+    parts = [eob, plan.uninsured]
+    # ``lean``: parts may hold their ids once per settlement (:class:`LeanPart`), for
+    # :func:`prepare_part`; else plain frames
+    return parts if lean else [as_frame(p) for p in parts]
 
 
 def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFrame,
@@ -1039,7 +1052,8 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     replaced = [r[0] for r in store if r[0] in held_before]
     uninsured = _no_policy_rows(effective[~insured], product)
     if len(late_rows):
-        uninsured = pd.concat([uninsured, _reversed_rows(late_rows, product)], ignore_index=True)
+        uninsured = pd.concat([as_frame(uninsured), _reversed_rows(late_rows, product)],
+                              ignore_index=True)
         uninsured.attrs = {"status_counts": {"denied": int((~insured).sum()),
                                              "reversed": len(late_rows)}}
     return _BlockPlan(long=long, uninsured=uninsured,
@@ -1090,26 +1104,30 @@ def _entries(long: pd.DataFrame, paid: pd.DataFrame, rev_b: pd.DataFrame,
     the data holds get an entry: what the ledger paid for any other is left as it is
     (carried, or taken back at the end when the data is stated complete)."""
     benefits = [b.id for b in ctx.product.benefits]
-    # target per (settlement, benefit): the calculator's payout; 0 for reversed originals
-    target = pd.DataFrame({"applies_to": long["setl_id"].astype(str), "benefit": long["benefit"],
-                           "psn_no": long["psn_no"].astype(str), "policy_no": long["policy_no"],
-                           "target": long["payout_amt"].astype("int64"),
-                           "leave": long["reason"].isin(["NO_CONSENT", "NOT_CLAIMED"]).to_numpy()})
+    # target per (settlement, benefit): the calculator's payout; 0 for reversed originals.
+    # Only rows with something due, or paid before, can need an entry: the rows of the
+    # decisions are chosen first, then made into text (a block's decisions are millions)
+    due = long["payout_amt"].astype("int64")
+    was_paid = pd.MultiIndex.from_frame(paid[["applies_to", "benefit"]]) if len(paid) else None
+    cand = (due != 0).to_numpy()
+    if was_paid is not None:
+        cand |= pd.MultiIndex.from_arrays([long["setl_id"].astype(str),
+                                           long["benefit"]]).isin(was_paid)
+    rows = long[cand]
+    target = pd.DataFrame({"applies_to": rows["setl_id"].astype(str), "benefit": rows["benefit"],
+                           "psn_no": rows["psn_no"].astype(str), "policy_no": rows["policy_no"],
+                           "target": due[cand],
+                           "leave": rows["reason"].isin(["NO_CONSENT", "NOT_CLAIMED"]).to_numpy()})
     if len(rev_b):
         gone = pd.DataFrame({
             "applies_to": np.repeat(rev_b["refund_of"].astype(str).to_numpy(), len(benefits)),
             "benefit": np.tile(benefits, len(rev_b)),
             "psn_no": np.repeat(rev_b["psn_no"].astype(str).to_numpy(), len(benefits)),
             "policy_no": None, "target": 0, "leave": False})
-        target = pd.concat([target, gone], ignore_index=True)
-    # only rows with something due, or paid before, can need an entry
-    if len(paid):
-        was_paid = pd.MultiIndex.from_frame(paid[["applies_to", "benefit"]])
-        cand = (target["target"] != 0).to_numpy() | pd.MultiIndex.from_frame(
-            target[["applies_to", "benefit"]]).isin(was_paid)
-    else:
-        cand = (target["target"] != 0).to_numpy()
-    target = target[cand]
+        # a reversed original's rows have nothing due: only those paid before
+        keep = pd.MultiIndex.from_frame(gone[["applies_to", "benefit"]]).isin(was_paid) \
+            if was_paid is not None else np.zeros(len(gone), bool)
+        target = pd.concat([target, gone[keep]], ignore_index=True)
     m = target.merge(paid, on=["applies_to", "benefit"], how="outer")
     m["paid"] = pd.to_numeric(m["paid"]).fillna(0).astype("int64")
     m["target"] = pd.to_numeric(m["target"]).fillna(0).astype("int64")
@@ -1164,9 +1182,13 @@ def _to_store(st_b: pd.DataFrame, eligible: np.ndarray, stored: pd.DataFrame,
                                   insutype=stored["insutype"].astype(str))
         same = rows.merge(old, how="left", indicator=True)["_merge"].eq("both").to_numpy()
         rows = rows[~same]
-    gone = set(rev_b["refund_of"].astype(str)) if len(rev_b) else set()
-    gone |= set(st_b.loc[~eligible, "setl_id"].astype(str))
-    forget = sorted(gone & set(stored["setl_id"].astype(str))) if len(stored) else []
+    forget: list = []
+    if len(stored):     # of the settlements the ledger holds: reversed, or nothing eligible
+        held = set(stored["setl_id"].astype(str))
+        gone = set(rev_b["refund_of"].astype(str)) if len(rev_b) else set()
+        lapsed = st_b.loc[~eligible, "setl_id"].astype(str)
+        gone |= set(lapsed[lapsed.isin(held)])
+        forget = sorted(gone & held)
     store_lines: list = []
     if lines is not None and len(lines) and len(rows):
         ln = lines[lines["setl_id"].astype(str).isin(set(rows["setl_id"]))]
@@ -1197,9 +1219,10 @@ def _reversed_rows(st: pd.DataFrame, product) -> pd.DataFrame:
     return _settlement_rows(st, "REVERSED", product, "reversed")
 
 
-def _no_policy_rows(st: pd.DataFrame, product) -> pd.DataFrame:
+def _no_policy_rows(st: pd.DataFrame, product) -> LeanPart:
     """EOB rows of people with no policy of the product: denied, nothing computed. Built
-    with the EOB's categoricals directly (most rows of a batch are these)."""
+    with the EOB's categoricals directly, each settlement's ids held once (most rows of
+    a batch are these)."""
     k = len(product.benefits)
     n = len(st)
     cats = eob_categories(product)
@@ -1207,22 +1230,102 @@ def _no_policy_rows(st: pd.DataFrame, product) -> pd.DataFrame:
     def cat(col, value_codes):
         return pd.Categorical.from_codes(value_codes, categories=cats[col])
 
-    out = pd.DataFrame({
-        "setl_id": np.repeat(st["setl_id"].to_numpy(), k),
-        "psn_no": np.repeat(st["psn_no"].astype(str).to_numpy(), k),
-        "policy_no": None,
+    # each settlement's ids once; the part repeats them for its benefits
+    each = np.repeat(np.arange(n), k)
+    ids = {"setl_id": (st["setl_id"].to_numpy(), each),
+           "psn_no": (st["psn_no"].astype(str).to_numpy(), each),
+           "policy_no": (np.array([None], dtype=object), np.zeros(n * k, dtype="int64"))}
+    frame = _columns({
         "benefit": cat("benefit", np.tile(np.arange(k), n)),
-        "eligible_amt": 0.0, "deductible_amt": 0.0, "ratio": 0.0, "payout_amt": 0.0,
-        "target_amt": 0.0,
+        **{c: np.zeros(n * k) for c in ("eligible_amt", "deductible_amt", "ratio",
+                                        "payout_amt", "target_amt")},
         "status": cat("status", np.full(n * k, cats["status"].index("denied"))),
         "reason": cat("reason", np.full(n * k, cats["reason"].index("NO_POLICY"))),
-        "entry": cat("entry", np.zeros(n * k, dtype="int64"))})
-    out.attrs["uniform"] = ("denied", n)      # one status for n settlements (the tally)
-    return out
+        "entry": cat("entry", np.zeros(n * k, dtype="int64"))}, n * k)
+    frame.attrs["uniform"] = ("denied", n)      # one status for n settlements (the tally)
+    return LeanPart(frame, ids, list(EOB_COLUMNS))
+
+
+def _columns(cols: dict, rows: int) -> pd.DataFrame:
+    """A frame of ``cols`` (arrays of ``rows``) holding the arrays themselves: a lean
+    part's columns are not copied into blocks by type (millions of rows a block)."""
+    index = pd.RangeIndex(rows)
+    return pd.concat([pd.Series(v, index=index, name=c, copy=False) for c, v in cols.items()],
+                     axis=1, copy=False)
+
+
+EOB_COLUMNS = ("setl_id", "psn_no", "policy_no", "benefit", "eligible_amt", "deductible_amt",
+               "ratio", "payout_amt", "target_amt", "status", "reason", "entry")
+#: The EOB's text id columns (held once per settlement in a :class:`LeanPart`).
+ID_COLUMNS = ("setl_id", "psn_no", "policy_no")
+
+
+def _lean_ids(long: pd.DataFrame, rev_b: pd.DataFrame, k: int, n: int) -> bool:
+    """Whether a block's EOB can hold its ids once per settlement: ``long`` is the
+    calculator's decisions, benefit after benefit over the same ``n`` settlements
+    (:meth:`Decisions.long`), and every id column is plain text (object)."""
+    if not k or not n or len(long) != n * k:
+        return False
+    return all(long[c].dtype == object for c in ID_COLUMNS) and \
+        all(rev_b[c].dtype == object for c in ("setl_id", "psn_no") if c in rev_b)
+
+
+def _lean_eob_rows(long, rev_b, benefits, n, entry, target, status, reason, kinds, mine,
+                   counts) -> LeanPart:
+    """:func:`_eob_rows`'s part with each settlement's ids held once (``long`` repeats
+    its ``n`` settlements for each benefit; a reversal's rows, and its original's, repeat
+    theirs)."""
+    k = len(benefits)
+    r = len(rev_b)
+    own = np.tile(np.arange(n), k)
+    cols = {"benefit": long["benefit"].to_numpy(), "eligible_amt": long["eligible_amt"] / 100,
+            "deductible_amt": long["deductible_amt"] / 100, "ratio": long["ratio_bp"] / 10000,
+            "payout_amt": entry / 100, "target_amt": target / 100, "status": status,
+            "reason": reason, "entry": kinds}
+    cols = {c: np.asarray(v) for c, v in cols.items()}
+    setl = long["setl_id"].to_numpy()[:n]
+    psn = long["psn_no"].to_numpy()[:n]
+    pol = long["policy_no"].to_numpy()[:n]
+    if not r:
+        frame = _columns(cols, n * k)
+        frame.attrs["status_counts"] = counts
+        return LeanPart(frame, {"setl_id": (setl, own), "psn_no": (psn, own),
+                                "policy_no": (pol, own)}, list(EOB_COLUMNS))
+    # as :func:`_eob_rows`: the reversals' rows carry the undoing entries, then the
+    # reversed originals' rows, each reversal's (original's) benefits in turn
+    rev_entries = mine[mine["kind"] == "reverse"].groupby(["applies_to", "benefit"])["payout_fen"].sum()
+    origs = rev_b["refund_of"].astype(str).to_numpy()
+    orig = np.repeat(origs, k)
+    ben = np.tile(np.asarray(benefits, dtype=object), r)
+    amt = rev_entries.reindex(pd.MultiIndex.from_arrays([orig, ben]), fill_value=0).to_numpy(
+        dtype="int64")
+    each = np.repeat(np.arange(r), k)
+    zero = np.zeros(r * k)
+
+    def rows(amount, why):
+        return {"benefit": ben, "eligible_amt": zero, "deductible_amt": zero, "ratio": zero,
+                "payout_amt": amount / 100, "target_amt": zero,
+                "status": np.full(r * k, "reversed", dtype=object),
+                "reason": np.full(r * k, why, dtype=object),
+                "entry": np.where(amount != 0, "reverse", "").astype(object)}
+
+    parts = (cols, rows(amt, "REVERSAL"), rows(np.zeros(r * k, "int64"), "REVERSED"))
+    frame = _columns({c: np.concatenate([p[c] for p in parts]) for c in cols},
+                     n * k + 2 * r * k)
+    counts["reversed"] = counts.get("reversed", 0) + 2 * r
+    frame.attrs["status_counts"] = counts
+    ids = {"setl_id": (np.concatenate([setl, rev_b["setl_id"].to_numpy(), origs]),
+                       np.concatenate([own, n + each, n + r + each])),
+           "psn_no": (np.concatenate([psn, rev_b["psn_no"].to_numpy()]),
+                      np.concatenate([own, n + each, n + each])),
+           "policy_no": (np.concatenate([pol, np.array([None], dtype=object)]),
+                         np.concatenate([own, np.full(2 * r * k, n)]))}
+    return LeanPart(frame, ids, list(EOB_COLUMNS))
 
 
 def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
-              benefits: list[str], direct_adjusted: set = frozenset()) -> pd.DataFrame:
+              benefits: list[str], direct_adjusted: set = frozenset()
+              ) -> pd.DataFrame | LeanPart:
     own_rows = mine[mine["setl_id"] == mine["applies_to"]].groupby(["setl_id", "benefit"])
     own = own_rows["payout_fen"].sum()
     own_kind = own_rows["kind"].last()
@@ -1254,6 +1357,9 @@ def _eob_rows(long: pd.DataFrame, mine: pd.DataFrame, rev_b: pd.DataFrame,
     rank = pd.Series(status).map({s: i for i, s in enumerate(_Tally.STATUS_ORDER)}).to_numpy()
     worst = rank.reshape(k, -1).min(axis=0) if len(rank) else rank
     counts = {_Tally.STATUS_ORDER[i]: int(c) for i, c in zip(*np.unique(worst, return_counts=True))}
+    if _lean_ids(long, rev_b, k, n):
+        return _lean_eob_rows(long, rev_b, benefits, n, entry, target, status, reason, kinds,
+                              mine, counts)
     eob = pd.DataFrame({
         "setl_id": long["setl_id"], "psn_no": long["psn_no"], "policy_no": long["policy_no"],
         "benefit": long["benefit"], "eligible_amt": long["eligible_amt"] / 100,
@@ -1342,9 +1448,7 @@ class _Tally:
                for c in ("eligible", "payout", "target")}
         g = pd.DataFrame({"benefit": src["benefit"], "status": src["status"],
                           "rows": np.full(len(src), weight, dtype="int64"), **fen}).groupby(
-            ["benefit", "status"], observed=True).agg(
-            rows=("rows", "sum"), eligible=("eligible", "sum"),
-            payout=("payout", "sum"), target=("target", "sum"))
+            ["benefit", "status"], observed=True)[["rows", "eligible", "payout", "target"]].sum()
         self.by = g if self.by is None else self.by.add(g, fill_value=0)
         # each settlement is in exactly one emitted part (blocks partition people;
         # quarantined rows come once at the end), so per-part counts add up; every part

@@ -14,10 +14,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from puhui.fund.files import ParquetAppender
 from puhui.products.model import Product
+
+
+@dataclass
+class LeanPart:
+    """An EOB part whose text id columns are held once per settlement, not once per
+    row: ``ids[col] = (values, take)`` gives column ``col`` as ``values[take]`` (the
+    EOB repeats each settlement's ids for each of its benefits). ``frame`` holds the
+    other columns, in order, and the part's ``attrs``; ``columns`` is the EOB's order.
+
+    :func:`prepare_part` writes it to Arrow without a Python string per row (the ids
+    are made into Arrow text once per settlement and repeated by Arrow's ``take``);
+    :meth:`to_frame` is the same part as the plain frame it stands for."""
+
+    frame: pd.DataFrame
+    ids: dict
+    columns: list
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def attrs(self) -> dict:
+        return self.frame.attrs
+
+    def to_frame(self) -> pd.DataFrame:
+        out = pd.DataFrame({c: np.asarray(self.ids[c][0], dtype=object)[self.ids[c][1]]
+                            if c in self.ids else self.frame[c] for c in self.columns},
+                           index=self.frame.index)
+        out.attrs = dict(self.frame.attrs)
+        return out
+
+
+def as_frame(part) -> pd.DataFrame:
+    """A part as a plain frame (a :class:`LeanPart` made whole)."""
+    return part.to_frame() if isinstance(part, LeanPart) else part
 
 
 @dataclass
@@ -38,12 +74,51 @@ def prepare_part(part: pd.DataFrame, categories: dict[str, list[str]]) -> Prepar
     from puhui.claims.report import not_paid_reasons, report_rows
     from puhui.fund.files import to_arrow
 
-    frame = part.copy(deep=False)
+    lean = isinstance(part, LeanPart)
+    frame = (part.frame if lean else part).copy(deep=False)
     for col, cats in categories.items():     # the same categories in every row group
         dt = frame[col].dtype
         if not (isinstance(dt, pd.CategoricalDtype) and list(dt.categories) == cats):
             frame[col] = pd.Categorical(frame[col], categories=cats)
-    return PreparedPart(to_arrow(frame), report_rows(frame), not_paid_reasons(frame))
+    if not lean:
+        return PreparedPart(to_arrow(frame), report_rows(frame), not_paid_reasons(frame))
+    # the report's rows name their settlements: found by row position, then named
+    at = frame.copy(deep=False)
+    at["setl_id"] = np.arange(len(frame))
+    rows = report_rows(at)
+    values, take = part.ids["setl_id"]
+    rows = rows.assign(setl_id=np.asarray(values, dtype=object)[np.asarray(take)[
+        rows["setl_id"].to_numpy(dtype="int64")]])
+    return PreparedPart(_lean_arrow(part, frame), rows, not_paid_reasons(frame))
+
+
+def _lean_arrow(part: LeanPart, frame: pd.DataFrame):
+    """The Arrow table :func:`puhui.fund.files.to_arrow` makes of ``part.to_frame()``
+    (with ``frame``'s categoricals), schema and pandas metadata included: the schema
+    from the frame's empty shape, the id columns as Arrow text taken per row."""
+    import pyarrow as pa
+
+    from puhui.fund.files import to_arrow
+
+    shape = pd.DataFrame({c: np.empty(0, dtype=object) if c in part.ids else frame[c].iloc[:0]
+                          for c in part.columns})
+    shape.attrs = frame.attrs
+    schema = to_arrow(shape).schema
+    body = pa.Table.from_pandas(frame, preserve_index=False,      # (the index is not kept)
+                                schema=pa.schema([schema.field(c) for c in frame.columns]))
+    arrays = []
+    for c in part.columns:
+        if c in part.ids:
+            values, take = part.ids[c]
+            text = pa.array(values, type=pa.string(), from_pandas=True)
+            if text.null_count == len(text):           # no policy: every row null
+                arrays.append(pa.nulls(len(take), pa.string()))
+            else:
+                arrays.append(text.take(pa.array(np.asarray(take, dtype="int64"))))
+        else:
+            col = body.column(c)
+            arrays.append(col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 class EobWriter:
