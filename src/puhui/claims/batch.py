@@ -77,19 +77,27 @@ def product_hash(product: Product) -> str:
 def _batch_columns(start: int, st: pd.DataFrame, who: np.ndarray | None,
                    has_lines: np.ndarray):
     """What the batch keeps of a chunk of settlements, once validation has checked it:
-    the columns it reads, and each settlement's row in persons. Ids given as text
-    (setl_id) are held in Arrow buffers, a few bytes a row, not as Python strings (about
-    60 bytes each); a categorical (psn_no, over the persons' ids that every chunk
-    shares) stays one: at 100 million settlements the Python strings were some 6 GB of
-    the batch's memory."""
+    the columns it reads, and each settlement's row in persons. The ids (setl_id,
+    psn_no) are held in Arrow buffers, a few bytes a row, not as Python strings (about
+    60 bytes each) or a chunk's own categories (a sink gets the ids that occur in its
+    chunk: up to a million, 50 MB a chunk, and joining a hundred such chunks looked
+    millions of ids up again): at 100 million settlements a batch was stopped at 20 GB
+    while it still held its chunks."""
     kept = st[[c for c in st.columns if c in (*BATCH_COLUMNS, *FLAG_COLUMNS)]]
     return kept.assign(**{c: _arrow_ids(kept[c]) for c in ("setl_id", "psn_no")
                           if c in kept.columns}), who
 
 
 def _arrow_ids(s: pd.Series) -> pd.Series:
-    """A text id column in Arrow buffers (``string[pyarrow]``); categoricals and
-    columns that are not all text as they are."""
+    """An id column in Arrow buffers (``string[pyarrow]``); a categorical's values are
+    decoded from its categories in Arrow, no Python string made a row. Columns that are
+    not all text as they are."""
+    import pyarrow as pa
+
+    if isinstance(s.dtype, pd.CategoricalDtype) and \
+            s.cat.categories.inferred_type in ("string", "empty"):
+        arr = pa.array(s.array).dictionary_decode().cast(pa.large_string())
+        return pd.Series(pd.arrays.ArrowStringArray(arr), index=s.index, copy=False)
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
         return as_arrow_text(s)
     return s                      # numbers or mixed types: as validation read them
