@@ -105,3 +105,19 @@ def test_chunks_over_one_shared_set_of_categories_join_to_the_same_values():
     own = pd.DataFrame({"psn_no": pd.Categorical(["P9", "P1"]), "x": [0, 1]})  # a dirty chunk
     m = join_chunks([parts[0].copy(), own])
     assert m["psn_no"].tolist() == parts[0]["psn_no"].tolist() + ["P9", "P1"]
+
+
+def test_the_batch_gets_its_ids_from_validation_as_the_file_holds_them(small_city_dir):
+    import pyarrow.parquet as pq
+
+    from puhui.claims.batch import _quarantine
+
+    _, data, who = _quarantine(small_city_dir)
+    st = data.settlements
+    raw = pq.read_table(small_city_dir / "settlements.parquet",
+                        columns=["setl_id", "psn_no"]).to_pandas()
+    assert is_arrow_text(st["setl_id"].dtype) and is_arrow_text(st["psn_no"].dtype)
+    assert st["setl_id"].tolist() == raw["setl_id"].astype(str).tolist()
+    assert st["psn_no"].tolist() == raw["psn_no"].astype(str).tolist()
+    persons = pq.read_table(small_city_dir / "persons.parquet", columns=["psn_no"]).to_pandas()
+    assert (persons["psn_no"].to_numpy()[who] == raw["psn_no"].to_numpy()).all()

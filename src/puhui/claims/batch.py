@@ -88,6 +88,10 @@ def _batch_columns(start: int, st: pd.DataFrame, who: np.ndarray | None,
                           if c in kept.columns}), who
 
 
+#: validation may hand this sink setl_id as Arrow text (no Python string a row)
+_batch_columns.arrow_text = True
+
+
 def _arrow_ids(s: pd.Series) -> pd.Series:
     """An id column in Arrow buffers (``string[pyarrow]``); a categorical's values are
     decoded from its categories in Arrow, no Python string made a row. Columns that are
@@ -97,6 +101,10 @@ def _arrow_ids(s: pd.Series) -> pd.Series:
     if isinstance(s.dtype, pd.CategoricalDtype) and \
             s.cat.categories.inferred_type in ("string", "empty"):
         arr = pa.array(s.array).dictionary_decode().cast(pa.large_string())
+        return pd.Series(pd.arrays.ArrowStringArray(arr), index=s.index, copy=False)
+    if isinstance(s.dtype, pd.ArrowDtype) and (pa.types.is_string(s.dtype.pyarrow_dtype) or
+                                              pa.types.is_large_string(s.dtype.pyarrow_dtype)):
+        arr = pa.array(s.array).cast(pa.large_string())      # as validation read it
         return pd.Series(pd.arrays.ArrowStringArray(arr), index=s.index, copy=False)
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
         return as_arrow_text(s)

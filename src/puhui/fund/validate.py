@@ -1094,7 +1094,8 @@ def _check_settlement_chunk(c: _PassContext, i: int) -> _Chunk:
                 and st["psn_no"].cat.categories is c.known.categories:
             # a sink gets what it always got: the categories that occur
             st["psn_no"] = st["psn_no"].cat.remove_unused_categories()
-        if isinstance(st["setl_id"].dtype, pd.ArrowDtype):
+        if isinstance(st["setl_id"].dtype, pd.ArrowDtype) and \
+                not getattr(c.sink, "arrow_text", False):
             st["setl_id"] = st["setl_id"].astype(object)      # Python strings, as ever
         out.value = c.sink(start, st, w, has_lines)
     return out
