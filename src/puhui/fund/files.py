@@ -25,6 +25,7 @@ import pandas as pd
 from puhui.errors import InputError
 from puhui.fund.schema import PERSONS, POLICIES, SETTLEMENT_LINES, SETTLEMENTS, Table
 from puhui.money import fen_to_yuan, yuan_to_fen
+from puhui.process_memory import release_free_memory
 
 #: zstd keeps the files small (the shipped sample was written with it by fastparquet).
 COMPRESSION = "zstd"
@@ -521,6 +522,12 @@ def join_chunks(chunks: list[pd.DataFrame]) -> pd.DataFrame:
                 out[seg] = ch[c].to_numpy()
         at += len(ch)
         del ch
+        if len(chunks) % 8 == 1:
+            # the joined chunks' pages back to the system as the join goes: glibc keeps
+            # freed arrays of a few MB in its heap, so a join of a hundred chunks would
+            # otherwise hold the chunks and the table at once (9 GB more at 100 million
+            # settlements)
+            release_free_memory(collect=False)
     df = pd.DataFrame(block.T, columns=ints, copy=False)
     for pos, c in enumerate(names):
         if c in other:
