@@ -121,3 +121,25 @@ def test_the_batch_gets_its_ids_from_validation_as_the_file_holds_them(small_cit
     assert st["psn_no"].tolist() == raw["psn_no"].astype(str).tolist()
     persons = pq.read_table(small_city_dir / "persons.parquet", columns=["psn_no"]).to_pandas()
     assert (persons["psn_no"].to_numpy()[who] == raw["psn_no"].to_numpy()).all()
+
+
+def test_the_flags_see_people_as_codes_and_flag_what_they_flag_on_the_ids():
+    from puhui.claims.batch import _flag_columns
+    from puhui.claims.flags import flag_settlements
+
+    day = pd.Timestamp("2025-03-01")
+    st = pd.DataFrame({
+        "setl_id": pd.Series([f"S{i}" for i in range(8)]).astype("string[pyarrow]"),
+        "psn_no": pd.Series(["P2", "P2", "P1", "P1", "P3", "P2", "P1", "P9"]
+                            ).astype("string[pyarrow]"),
+        "setl_time": [day, day, day, day + pd.Timedelta(days=2), day, day, day, day],
+        "med_type": pd.Categorical(["21", "21", "21", "21", "11", "11", "21", "21"]),
+        "fixmedins_code": pd.Categorical(["H1"] * 8),
+        "medfee_sumamt": [100, 100, 500, 700, 50, 100, 500, 100],
+        "dise_code": pd.Categorical(["I10"] * 8)})
+    who = np.array([1, 1, 0, 0, 2, 1, 0, -1])          # P9 is no person: not effective
+    eff = np.array([True, True, True, True, True, True, False, False])
+    want = flag_settlements(st.loc[eff], None, None)
+    got = flag_settlements(_flag_columns(st, eff, who), None, None)
+    assert got.sort_index().to_dict() == want.sort_index().to_dict()
+    assert set(got) == {"F_DUPLICATE_SETTLEMENT", "F_SPLIT_ADMISSION"}

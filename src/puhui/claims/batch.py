@@ -546,9 +546,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     from puhui.drug_lists import load_lists
     items = pd.concat([dl.items for dl in load_lists().values() if "dise_codes" in dl.items],
                       ignore_index=True)
-    cols = [c for c in ("setl_id", "psn_no", "setl_time", "med_type", "fixmedins_code",
-                        "medfee_sumamt", "dise_code") if c in st.columns]
-    held = flag_settlements(st.loc[eff, cols], data.lines, items)
+    held = flag_settlements(_flag_columns(st, eff, who), data.lines, items)
     for r, code in held.items():
         quarantined[int(r)] = code
     eff[held.index.to_numpy(dtype="int64")] = False
@@ -878,6 +876,22 @@ def _people_blocks(psn_no: pd.Series, person_rows: np.ndarray,
     block = np.full(len(ids), -1, dtype="int64")
     block[order] = np.arange(len(order)) // block_persons
     return ids[order].astype(str), block
+
+
+def _flag_columns(st: pd.DataFrame, eff: np.ndarray, who: np.ndarray) -> pd.DataFrame:
+    """The effective rows' columns the flags read, with psn_no as each row's person
+    (the flags compare people, never their ids' text: a code a row instead of an id
+    copied and hashed again; 100 million settlements' ids took GBs here)."""
+    cols = [c for c in ("setl_id", "psn_no", "setl_time", "med_type", "fixmedins_code",
+                        "medfee_sumamt", "dise_code") if c in st.columns]
+    rows = np.flatnonzero(eff)
+    person = who[rows]
+    if "psn_no" not in cols or not len(rows) or person.min() < 0:
+        return st.loc[eff, cols]          # (an unknown person is quarantined, not here)
+    out = st.iloc[rows][[c for c in cols if c != "psn_no"]]
+    out.insert(cols.index("psn_no"), "psn_no", pd.Categorical.from_codes(
+        person, categories=pd.RangeIndex(int(who.max()) + 1)))
+    return out
 
 
 def _text_isin(s: pd.Series, values: set) -> np.ndarray:
