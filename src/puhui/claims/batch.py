@@ -508,7 +508,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     st = data.settlements
     if not st.index.equals(pd.RangeIndex(len(st))):
         st = st.reset_index(drop=True)
-    st = st.drop(columns=[c for c in st.columns if c not in (*BATCH_COLUMNS, *FLAG_COLUMNS)])
+    extra = [c for c in st.columns if c not in (*BATCH_COLUMNS, *FLAG_COLUMNS)]
+    if extra:            # (drop copies the whole frame, even to drop nothing: GBs at 100M)
+        st = st.drop(columns=extra)
     data.settlements = st
     gc.collect()
     q_mask = np.zeros(len(st), bool)
