@@ -122,6 +122,29 @@ def test_validation_by_chunks_on_dask_gives_the_same_report(tmp_path, dask_local
         assert other.messages() == here.messages()
 
 
+def test_validation_on_a_dask_worker_with_two_threads_gives_the_same_report(tmp_path,
+                                                                           monkeypatch):
+    """Review 16: `dask worker` gives a worker one thread per core by default, and two
+    chunks checked at once in one worker process shared validation's money block (wrong
+    counts on every run). A worker's pieces now run one at a time."""
+    from distributed import Client, LocalCluster
+
+    import puhui.fund.files as files
+    from puhui.fund.files import write_fund
+    from puhui.synth.city import synth_city
+
+    monkeypatch.setattr(files, "ROW_GROUP", 400)      # many chunks of the same size
+    write_fund(synth_city(400, 1, seed=5, dirty=True), tmp_path)
+    here = validate_dir(tmp_path, chunk_rows=400, workers=1)
+    assert not here.ok and here.problems
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        two_threads = Execution(workers=1, scheduler=cluster.scheduler_address, client=client)
+        for _ in range(3):
+            with configured(two_threads):
+                assert validate_dir(tmp_path, chunk_rows=400).messages() == here.messages()
+
+
 def test_pricing_on_dask_gives_the_same_figures(small_city_dir, small_city_figures, dask_local,
                                                 monkeypatch):
     assumptions, _ = load_assumptions(None)

@@ -41,6 +41,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -294,13 +295,24 @@ def _fork_map(fn, n, shared, source, cut, workers, after) -> Iterator[Any]:
         del _JOBS[job]
 
 
+#: One piece at a time in a Dask worker process, whatever its thread count: a piece's
+#: code keeps state per process (validation's reused money block, a column reader's
+#: open file, a claims worker's ledger connection), written as a forked worker runs it,
+#: one piece after another. A worker with two threads checked two chunks at once in
+#: one money block and reported wrong counts (review 16). Give a cluster processes
+#: (``dask worker --nworkers N --nthreads 1``), not threads.
+_PIECE_LOCK = threading.Lock()
+
+
 def _dask_piece(fn, shared, piece, threads: int | None):
-    """A piece on a Dask worker; ``threads`` None leaves the worker's pools as its
-    nanny set them (one thread per task by default: Dask sets OMP_NUM_THREADS=1)."""
-    if threads is None:
-        return fn(shared, piece)
-    with limited_threads(threads):
-        return fn(shared, piece)
+    """A piece on a Dask worker (one at a time in its process: :data:`_PIECE_LOCK`);
+    ``threads`` None leaves the worker's pools as its nanny set them (one thread per
+    task by default: Dask sets OMP_NUM_THREADS=1)."""
+    with _PIECE_LOCK:
+        if threads is None:
+            return fn(shared, piece)
+        with limited_threads(threads):
+            return fn(shared, piece)
 
 
 class _RanBefore(Exception):
