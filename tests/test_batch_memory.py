@@ -6,6 +6,7 @@ Checked against plain pandas: the same values, a few bytes a row."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from puhui.claims.batch import _arrow_ids, _batch_columns, _Partition, _text_isin
@@ -80,16 +81,16 @@ def test_text_isin_matches_plain_python_for_arrow_and_objects():
 
 
 def test_flags_find_a_lines_settlement_in_arrow_ids_as_pandas_does():
-    from puhui.claims.flags import _positions_in
+    from puhui.claims.flags import positions_in
 
     rng = np.random.default_rng(3)
     pool = ["", "S1", "s1", "S\u4e001", "S10", "S01", "a b", "S1 "]
     values = [pool[i] for i in rng.integers(0, len(pool), 500)]
     ids = pd.Index(pool[1:5])
     want = ids.get_indexer(np.asarray(values, dtype=object))
-    got = _positions_in(pd.Series(values).astype("string[pyarrow]"), ids)
+    got = positions_in(pd.Series(values).astype("string[pyarrow]"), ids)
     assert got.tolist() == want.tolist()
-    assert _positions_in(pd.Series(values, dtype=object), ids).tolist() == want.tolist()
+    assert positions_in(pd.Series(values, dtype=object), ids).tolist() == want.tolist()
 
 
 def test_chunks_over_one_shared_set_of_categories_join_to_the_same_values():
@@ -140,6 +141,41 @@ def test_the_flags_see_people_as_codes_and_flag_what_they_flag_on_the_ids():
     who = np.array([1, 1, 0, 0, 2, 1, 0, -1])          # P9 is no person: not effective
     eff = np.array([True, True, True, True, True, True, False, False])
     want = flag_settlements(st.loc[eff], None, None)
-    got = flag_settlements(_flag_columns(st, eff, who), None, None)
+    got = flag_settlements(_flag_columns(st, np.flatnonzero(eff), who), None, None)
     assert got.sort_index().to_dict() == want.sort_index().to_dict()
     assert set(got) == {"F_DUPLICATE_SETTLEMENT", "F_SPLIT_ADMISSION"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_flags_by_parts_of_people_are_the_flags_of_the_whole(seed, monkeypatch):
+    """Random settlements dense in duplicates, split stays, trace codes billed twice
+    across people and drugs without their diagnosis: the batch's flags cut into parts of
+    people (FLAG_PART_ROWS small) give every row the code of one call on all rows."""
+    import puhui.claims.batch as batch
+    from puhui.claims.flags import flag_settlements
+
+    rng = np.random.default_rng(seed)
+    n, people = 600, 40
+    who = rng.integers(0, people, n)
+    who[rng.random(n) < 0.02] = -1                          # unknown people: quarantined
+    st = pd.DataFrame({
+        "setl_id": pd.Series([f"S{i}" for i in range(n)]).astype("string[pyarrow]"),
+        "psn_no": pd.Series([f"P{w}" for w in who]).astype("string[pyarrow]"),
+        "setl_time": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 20, n), "D"),
+        "med_type": pd.Categorical(rng.choice(["11", "21"], n)),
+        "fixmedins_code": pd.Categorical(rng.choice(["H1", "H2"], n)),
+        "medfee_sumamt": rng.choice([100, 200], n),
+        "dise_code": pd.Categorical(rng.choice(["C34", "J18"], n))})
+    eff = (who >= 0) & (rng.random(n) < 0.9)
+    with_lines = rng.choice(n, 150, replace=False)
+    lines = pd.DataFrame({"setl_id": [f"S{i}" for i in with_lines],
+                          "hilist_code": rng.choice(["D1", "D2"], 150),
+                          "trace_code": rng.choice([f"T{i}" for i in range(60)] + [None], 150)})
+    items = pd.DataFrame({"hilist_code": ["D1"], "dise_codes": ["C34;C33"]})
+    whole = flag_settlements(st.loc[eff].assign(psn_no=st.loc[eff, "psn_no"].astype(object)),
+                             lines, items)
+    assert {"F_DUPLICATE_SETTLEMENT", "F_SPLIT_ADMISSION", "F_DUPLICATE_TRACE",
+            "F_DRUG_NO_DIAGNOSIS"} <= set(whole)
+    monkeypatch.setattr(batch, "FLAG_PART_ROWS", 70)             # eight parts of people
+    by_parts = batch._flags(st, eff, who, lines, items)
+    assert by_parts.sort_index().to_dict() == whole.sort_index().to_dict()

@@ -34,7 +34,13 @@ from puhui.benefits.calculator import adjudicate, renewals
 from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
 from puhui.claims.eob_file import LeanPart, as_frame
-from puhui.claims.flags import flag_settlements
+from puhui.claims.flags import (
+    positions_in,
+    first_flags,
+    flag_settlements,
+    line_flags,
+    person_flags,
+)
 from puhui.digests import sha256_files
 from puhui.errors import InputError, JobFailed
 from puhui.execution import Execution, map_blocks
@@ -548,7 +554,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     from puhui.drug_lists import load_lists
     items = pd.concat([dl.items for dl in load_lists().values() if "dise_codes" in dl.items],
                       ignore_index=True)
-    held = flag_settlements(_flag_columns(st, eff, who), data.lines, items)
+    held = _flags(st, eff, who, data.lines, items)
     for r, code in held.items():
         quarantined[int(r)] = code
     eff[held.index.to_numpy(dtype="int64")] = False
@@ -881,13 +887,37 @@ def _people_blocks(psn_no: pd.Series, person_rows: np.ndarray,
     return ids[order].astype(str), block
 
 
-def _flag_columns(st: pd.DataFrame, eff: np.ndarray, who: np.ndarray) -> pd.DataFrame:
-    """The effective rows' columns the flags read, with psn_no as each row's person
-    (the flags compare people, never their ids' text: a code a row instead of an id
-    copied and hashed again; 100 million settlements' ids took GBs here)."""
+#: Effective settlements per part of the people in the batch's person flags: each
+#: part's row-length working arrays (codes, days, a hash table of person-days) are
+#: those of a few million rows, not of the whole batch (8 GB at 100 million).
+FLAG_PART_ROWS = 4_000_000
+
+
+def _flags(st: pd.DataFrame, eff: np.ndarray, who: np.ndarray, lines, items) -> pd.Series:
+    """The fraud and quality flags of the effective rows (:func:`flag_settlements`):
+    the flags within a person by parts of the people, those of the lines on the
+    settlements that have lines; the same codes for the same rows."""
+    rows = np.flatnonzero(eff)
+    parts = -(-len(rows) // FLAG_PART_ROWS)
+    if parts <= 1 or who[rows].min() < 0:
+        return flag_settlements(_flag_columns(st, rows, who), lines, items)
+    part_of = who[rows] % parts
+    found = [person_flags(_flag_columns(st, rows[part_of == k], who)) for k in range(parts)]
+    del part_of
+    if lines is not None and len(lines):
+        ids = pd.Index(pd.unique(lines["setl_id"].to_numpy()))
+        lined = rows[positions_in(st["setl_id"], ids)[rows] >= 0]
+        found.append(line_flags(_flag_columns(st, lined, who), lines, items))
+    return first_flags(found)
+
+
+def _flag_columns(st: pd.DataFrame, rows: np.ndarray, who: np.ndarray) -> pd.DataFrame:
+    """The columns the flags read of ``rows`` (effective rows, ascending), with psn_no
+    as each row's person (the flags compare people, never their ids' text: a code a row
+    instead of an id copied and hashed again; 100 million settlements' ids took GBs
+    here)."""
     cols = [c for c in ("setl_id", "psn_no", "setl_time", "med_type", "fixmedins_code",
                         "medfee_sumamt", "dise_code") if c in st.columns]
-    rows = np.flatnonzero(eff)
     person = who[rows]
     if "psn_no" in cols and len(rows) and person.min() >= 0:
         # (an unknown person is quarantined, never effective)

@@ -36,7 +36,23 @@ FLAGS = {
 def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
                      drug_items: pd.DataFrame | None) -> pd.Series:
     """Flag code per settlement (index of ``st``), for the flagged ones only.
-    ``st``: effective settlements; ``drug_items``: list items with ``dise_codes``."""
+    ``st``: effective settlements; ``drug_items``: list items with ``dise_codes``.
+    A settlement with two flags gets the first in the order of the module docstring."""
+    return first_flags([person_flags(st), line_flags(st, lines, drug_items)])
+
+
+def first_flags(parts: list[pd.Series]) -> pd.Series:
+    """Flags found by parts joined, each settlement keeping its first code (parts in the
+    order of the module docstring's flags)."""
+    flags = pd.concat([pd.Series(dtype=object), *parts])
+    return flags[~flags.index.duplicated(keep="first")]
+
+
+def person_flags(st: pd.DataFrame) -> pd.Series:
+    """The flags that compare one person's settlements only (F_DUPLICATE_SETTLEMENT,
+    F_SPLIT_ADMISSION): the same for ``st`` as a whole and for ``st`` cut by people,
+    each part in the rows' order (a batch of 100 million settlements runs them on parts
+    of its people, a few GB less at once)."""
     flags = pd.Series(dtype=object)
     # every key as integer codes (a few bytes a row, no string copies of millions of rows)
     psn = _codes(st["psn_no"])
@@ -67,12 +83,20 @@ def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
         gap = s["d"] - s["d"].shift()
         split = same & (gap <= SPLIT_GAP_DAYS)
         flags = pd.concat([flags, pd.Series("F_SPLIT_ADMISSION", index=s.index[split.to_numpy()])])
+    return flags[~flags.index.duplicated(keep="first")]
 
+
+def line_flags(st: pd.DataFrame, lines: pd.DataFrame | None,
+               drug_items: pd.DataFrame | None) -> pd.Series:
+    """The flags read from the lines (F_DUPLICATE_TRACE across every settlement and
+    person, F_DRUG_NO_DIAGNOSIS): ``st`` needs to hold only the settlements with lines
+    (the others meet no line)."""
+    flags = pd.Series(dtype=object)
     if lines is not None and len(lines):
         # each line's settlement row: the lines' (few) settlement ids hashed once, the
         # settlements looked up in them (no hash table of millions of ids)
         ids = pd.Index(pd.unique(lines["setl_id"].to_numpy()))
-        hit = _positions_in(st["setl_id"], ids)
+        hit = positions_in(st["setl_id"], ids)
         row_of = np.full(len(ids), -1, dtype="int64")
         row_of[hit[hit >= 0]] = np.flatnonzero(hit >= 0)
         at = row_of[ids.get_indexer(lines["setl_id"].to_numpy())]
@@ -100,11 +124,11 @@ def flag_settlements(st: pd.DataFrame, lines: pd.DataFrame | None,
     return flags[~flags.index.duplicated(keep="first")]
 
 
-def _positions_in(s: pd.Series, ids: pd.Index) -> np.ndarray:
+def positions_in(s: pd.Series, ids: pd.Index) -> np.ndarray:
     """Each of ``s``'s position in ``ids`` (-1 where absent); text held in Arrow is
     looked up there, with no Python string made a row.
 
-    >>> _positions_in(pd.Series(["b", "x"]).astype("string[pyarrow]"), pd.Index(["a", "b"])).tolist()
+    >>> positions_in(pd.Series(["b", "x"]).astype("string[pyarrow]"), pd.Index(["a", "b"])).tolist()
     [1, -1]
     """
     from puhui.fund.files import is_arrow_text
