@@ -47,7 +47,7 @@ from puhui.execution import Execution, map_blocks
 from puhui.fund.files import FundData, join_chunks
 from puhui.fund.schema import SETTLEMENTS
 from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
-from puhui.fund.files import as_arrow_text, is_arrow_text
+from puhui.fund.files import as_arrow_text, is_arrow_text, object_text
 from puhui.products.model import Product
 
 BLOCK_PERSONS = 20_000
@@ -959,11 +959,6 @@ def _fixed_width(s: pd.Series, max_chars: int = 16) -> np.ndarray | None:
     return values.astype(f"<U{width}") if width <= max_chars else None
 
 
-def _object_text(s: pd.Series) -> np.ndarray:
-    """An Arrow-held text column as an object array of ``str``, nulls as ``None``."""
-    return s.astype(object).where(s.notna(), None).to_numpy(dtype=object)
-
-
 class _Partition:
     """Rows of a frame by the block of their person; a block's rows are taken only when
     asked for, so the blocks never hold a second copy of the data."""
@@ -996,7 +991,7 @@ class _Partition:
             df = df.assign(**{c: a[idx].astype(object) for c, a in self.text.items()})
         arrow = [c for c in df.columns if is_arrow_text(df[c].dtype)]
         if arrow:        # a block's ids as Python strings (nulls None), as the code expects
-            df = df.assign(**{c: _object_text(df[c]) for c in arrow})
+            df = df.assign(**{c: object_text(df[c]) for c in arrow})
         if "psn_no" in df.columns and isinstance(df["psn_no"].dtype, pd.CategoricalDtype):
             # the block's ids as text, taken from the categories (the code downstream
             # compares and writes text; a categorical's astype(str) is slow)

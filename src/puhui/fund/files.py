@@ -516,8 +516,7 @@ def join_chunks(chunks: list[pd.DataFrame]) -> pd.DataFrame:
                 out[seg] = np.where(codes >= 0, recode[np.maximum(codes, 0)]
                                     if len(recode) else -1, -1)
             elif is_arrow_text(ch[c].dtype):
-                v = ch[c]
-                out[seg] = v.astype(object).where(v.notna(), None).to_numpy(dtype=object)
+                out[seg] = object_text(ch[c])
             else:
                 out[seg] = ch[c].to_numpy()
         at += len(ch)
@@ -547,6 +546,16 @@ def is_arrow_text(dtype) -> bool:
     """A pandas text dtype held in Arrow buffers (``string[pyarrow]``): a few bytes a
     value, where a Python string is some sixty."""
     return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+
+
+def object_text(s: pd.Series) -> np.ndarray:
+    """Text held in Arrow (:func:`as_arrow_text`) back as an object array of ``str``,
+    nulls as ``None`` (as the engines' object columns hold them).
+
+    >>> object_text(as_arrow_text(pd.Series(["S1", None]))).tolist()
+    ['S1', None]
+    """
+    return s.astype(object).where(s.notna(), None).to_numpy(dtype=object)
 
 
 def as_arrow_text(s: pd.Series) -> pd.Series:
