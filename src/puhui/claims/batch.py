@@ -47,7 +47,7 @@ from puhui.execution import Execution, map_blocks
 from puhui.fund.files import FundData, join_chunks
 from puhui.fund.schema import SETTLEMENTS
 from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
-from puhui.fund.files import as_arrow_text, is_arrow_text, object_text
+from puhui.fund.files import as_arrow_text, is_arrow_text, take_text
 from puhui.products.model import Product
 
 BLOCK_PERSONS = 20_000
@@ -986,12 +986,19 @@ class _Partition:
 
     def __getitem__(self, k: int) -> pd.DataFrame:
         idx = self.order[self.bounds[k]:self.bounds[k + 1]]
-        df = self.df.iloc[idx]
+        names = list(self.df.columns)
+        arrow = [c for c in names if is_arrow_text(self.df[c].dtype)]
+        if arrow:
+            # a block's ids as Python strings (nulls None), as the code expects, taken
+            # chunk by chunk (take_text); the other columns one at a time (an iloc over
+            # a list of columns copies every row of them first)
+            df = pd.DataFrame({c: take_text(self.df[c], idx) if c in arrow
+                               else self.df[c].array.take(idx) for c in names},
+                              index=self.df.index[idx], copy=False)
+        else:
+            df = self.df.iloc[idx]
         if self.text:
             df = df.assign(**{c: a[idx].astype(object) for c, a in self.text.items()})
-        arrow = [c for c in df.columns if is_arrow_text(df[c].dtype)]
-        if arrow:        # a block's ids as Python strings (nulls None), as the code expects
-            df = df.assign(**{c: object_text(df[c]) for c in arrow})
         if "psn_no" in df.columns and isinstance(df["psn_no"].dtype, pd.CategoricalDtype):
             # the block's ids as text, taken from the categories (the code downstream
             # compares and writes text; a categorical's astype(str) is slow)
