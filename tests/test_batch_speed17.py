@@ -57,3 +57,117 @@ def test_a_block_is_the_frames_rows_with_ids_as_python_text():
         pd.testing.assert_frame_equal(got, want)
         assert got["setl_id"].dtype == object and got["setl_id"].tolist() == [ids[r] for r in rows]
         assert got["refund_of"].tolist() == [refund[r] for r in rows]
+
+
+# --- the blocks spilled to a file (claims.partition.Spilled) --------------------------
+
+from puhui.claims import batch as batch_mod  # noqa: E402
+from puhui.claims import partition  # noqa: E402
+from puhui.claims.batch import run_batch  # noqa: E402
+from puhui.claims.eob_file import EobWriter  # noqa: E402
+from puhui.fund.files import write_fund  # noqa: E402
+from puhui.products.model import load_product, product_path  # noqa: E402
+from puhui.synth.city import synth_city  # noqa: E402
+import pytest  # noqa: E402
+
+PRODUCT = load_product(product_path("huhuibao-2025"))
+
+
+def _every_kind(n: int, rng) -> tuple[pd.DataFrame, dict]:
+    ids = [f"S{i:05d}" for i in range(n)]
+    people = pd.Index([f"P{i:03d}" for i in range(50)])
+    codes = rng.integers(-1, 50, n)
+    df = pd.DataFrame({
+        "setl_id": _chunked(ids, [7, 100, 101]),
+        "psn_no": pd.Categorical.from_codes(codes, categories=people),
+        "amt": rng.integers(-10**12, 10**12, n),
+        "small": rng.integers(0, 100, n).astype(np.int32),
+        "setl_time": pd.to_datetime("2025-01-01") + pd.to_timedelta(
+            rng.integers(0, 10**7, n), unit="s"),
+        "med_type": pd.Categorical(rng.choice(["11", "21", "14"], n), categories=["21", "11", "14", "99"]),
+        "share": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)),
+        "flag": rng.random(n) < 0.5,
+        "refund_of": _chunked([None if i % 5 else ids[i - 1] for i in range(n)], [3])})
+    return df, {"fixed": np.array([f"F{i}" for i in range(n)], dtype="<U6")}
+
+
+def test_spilled_blocks_are_the_partitions_blocks(tmp_path):
+    rng = np.random.default_rng(11)
+    df, text = _every_kind(400, rng)
+    block = rng.integers(-1, 6, 400).astype(float)
+    block[::17] = np.nan
+    rows = np.sort(rng.choice(400, 300, replace=False))
+    for kw in ({}, {"rows": rows}, {"text": text}):
+        part = partition.Partition(df, block, 7, **kw)       # block 6 is empty
+        sp = partition.spill(part, tmp_path)
+        assert sp is not None and len(sp) == 7
+        for k in range(7):
+            pd.testing.assert_frame_equal(sp[k], part[k])
+        assert list(tmp_path.iterdir()) == []                 # the file is gone at once
+
+
+def test_a_column_that_cannot_travel_keeps_the_partition_in_memory(tmp_path):
+    df = pd.DataFrame({"x": pd.array([1, None, 3], dtype="Int64"), "y": [1, 2, 3]})
+    assert partition.spill(partition.Partition(df, np.array([0, 1, 0]), 2), tmp_path) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    d = tmp_path_factory.mktemp("speed17_city")
+    write_fund(synth_city(1500, 1, seed=21, start_year=2025), d)
+    return d
+
+
+def _run(city, tmp_path, name):
+    w = EobWriter(tmp_path / f"{name}.parquet", PRODUCT)
+    res = run_batch(PRODUCT, PRODUCT.path, city, f"sqlite:///{tmp_path / name}.db", "b1",
+                    block_persons=300, eob_sink=w)
+    w.close()
+    return res.summary, (tmp_path / f"{name}.parquet").read_bytes()
+
+
+def test_a_batch_from_spilled_blocks_writes_what_one_from_memory_writes(city, tmp_path,
+                                                                          monkeypatch):
+    made = []
+    real = partition.spill
+
+    def counted(part, directory=None):
+        sp = real(part, directory)
+        made.append(sp)
+        return sp
+
+    monkeypatch.setattr(partition, "spill", counted)
+    spilled = _run(city, tmp_path, "spilled")
+    assert len(made) == 2 and all(isinstance(s, partition.Spilled) for s in made)
+    monkeypatch.setattr(batch_mod, "_spill_parts", lambda e, r: (e, r, False))
+    held = _run(city, tmp_path, "held")
+    assert spilled[0]["paid_this_batch_yuan"] > 0 and spilled[0]["reconciles"]
+    assert spilled == held
+
+
+def test_no_room_for_the_blocks_file_runs_them_from_memory_and_says_so(city, tmp_path,
+                                                                         monkeypatch, capsys):
+    def full(part, directory=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(partition, "spill", full)
+    summary, eob = _run(city, tmp_path, "full")
+    assert "held in memory instead" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert (summary, eob) == _run(city, tmp_path, "room")
+
+
+def test_an_object_column_of_more_than_text_keeps_the_partition_in_memory(tmp_path):
+    # text and None travel; a NaN (pandas' other null) or a number does not, and the
+    # spill gives up in whichever block it is met, leaving no file behind
+    for bad in (np.nan, 7):
+        df = pd.DataFrame({"x": pd.Series(["a", None, "b", bad], dtype=object), "y": [1, 2, 3, 4]})
+        part = partition.Partition(df, np.array([0, 0, 1, 1]), 2)
+        assert partition.spill(part, tmp_path) is None
+        assert list(tmp_path.iterdir()) == []
+    ok = pd.DataFrame({"x": pd.Series(["a", None, "b", "c"], dtype=object)})
+    part = partition.Partition(ok, np.array([0, 0, 1, 1]), 2)
+    sp = partition.spill(part, tmp_path)
+    pd.testing.assert_frame_equal(sp[1], part[1])
+    pd.testing.assert_frame_equal(sp[0], part[0])

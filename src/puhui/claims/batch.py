@@ -47,7 +47,9 @@ from puhui.execution import Execution, map_blocks
 from puhui.fund.files import FundData, join_chunks
 from puhui.fund.schema import SETTLEMENTS
 from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
-from puhui.fund.files import as_arrow_text, is_arrow_text, take_text
+from puhui.fund.files import as_arrow_text, is_arrow_text
+from puhui.process_memory import release_free_memory
+from puhui.claims.partition import Partition as _Partition
 from puhui.products.model import Product
 
 BLOCK_PERSONS = 20_000
@@ -613,9 +615,19 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     block_of = pd.Series(np.arange(len(people)) // block_persons, index=people)
     pol_parts = _Partition(pol, block_of.reindex(pol["psn_no"].astype(str).to_numpy()),
                            len(blocks))
+    # the blocks' rows written once to a file in block order and read back block by
+    # block: the table is not held while the blocks run (some 15 GB at 100 million
+    # settlements, which a second worker's process could not also fit beside)
+    n_settlements = len(st)
+    claim_ids = None if claims is None else (
+        st["setl_id"] if setl_text is None else pd.Series(setl_text.astype(object)))
+    eff_parts, rev_parts, spilled = _spill_parts(eff_parts, rev_parts)
+    if spilled:
+        st = data.settlements = None
     # the row-length working arrays are done with: freed before the blocks (and before
     # a second worker is forked), hundreds of MB at 10 million settlements
     del who, row_block, effective_rows, eff, q_mask, is_rev_all, bad_rev, rev_rows, person_block
+    release_free_memory()
     eob_parts = []
     tally = _Tally()
 
@@ -678,7 +690,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         booked = ledger.batch_total(con, batch_id)
         ledger.audit(con, "claims run finished", batch_id, phash, dhash, entries=entries)
     con.close()
-    summary = tally.summary(batch_id, mode, product, len(st))
+    summary = tally.summary(batch_id, mode, product, n_settlements)
     n_taken = int(taken["setl_id"].nunique()) if len(taken) else 0
     summary["scope"] = {"first": scope.dates[0], "last": scope.dates[1],
                         "stated": scope.stated, "complete": complete}
@@ -689,15 +701,14 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # the EOB also lists the originals of the data's reversals that only the ledger held
     summary["reversed_from_ledger"] = len(ledger_originals)
     summary["reconciles"] = summary["settlements_in_eob"] == \
-        len(st) + n_taken + len(ledger_originals)
+        n_settlements + n_taken + len(ledger_originals)
     summary["ledger_entries_yuan"] = booked / 100
     summary["eob_matches_ledger"] = booked == tally.paid
     cfy = pol["claim_free_years"].value_counts().sort_index()
     summary["claim_free_years"] = {"source": cfy_source,
                                    "policies_by_years": {str(k): int(v) for k, v in cfy.items()}}
     if claims is not None:
-        ids = st["setl_id"] if setl_text is None else pd.Series(setl_text.astype(object))
-        known = pd.Series(_text_isin(ids, claims))
+        known = pd.Series(_text_isin(claim_ids, claims))
         summary["claims_file"] = {"claims": len(claims), "matched": int(known.sum()),
                                   "unknown_settlements": len(claims) - int(known.sum())}
     return BatchResult(eob=eob, summary=summary)
@@ -959,53 +970,28 @@ def _fixed_width(s: pd.Series, max_chars: int = 16) -> np.ndarray | None:
     return values.astype(f"<U{width}") if width <= max_chars else None
 
 
-class _Partition:
-    """Rows of a frame by the block of their person; a block's rows are taken only when
-    asked for, so the blocks never hold a second copy of the data."""
+def _spill_parts(eff: _Partition, rev: _Partition) -> tuple:
+    """The effective settlements' and the reversals' partitions spilled to a file
+    (:func:`puhui.claims.partition.spill`) and the table they were cut from released;
+    as they were, with a note on stderr, where they cannot be (a column that cannot
+    travel as Arrow, or no room on the disk: the batch then holds the table)."""
+    import sys
 
-    def __init__(self, df: pd.DataFrame, block: pd.Series | np.ndarray, n: int,
-                 rows: np.ndarray | None = None, text: dict[str, np.ndarray] | None = None):
-        """``block``: the block of each row of ``df`` (-1 or NaN for none); ``rows``:
-        positions of the rows of ``df`` to partition (default all); ``text``: columns
-        held apart as fixed-width arrays (row-aligned with ``df``), added to each block
-        as Python strings."""
-        self.text = text or {}
-        rows = np.arange(len(df)) if rows is None else np.asarray(rows, dtype="int64")
-        b = np.asarray(block)[rows]
-        b = np.where(np.isnan(b), -1, b).astype("int64") if b.dtype.kind == "f" else b
-        self.df = df
-        # (each working array freed as soon as it is used, the order held as int32:
-        # at 100 million rows every int64 array here is 0.8 GB)
-        o = np.argsort(b, kind="stable")
-        b = b[o]
-        order = rows[o]
-        del o
-        self.order = order.astype(np.int32) if len(df) < 2**31 else order
-        del order
-        self.bounds = np.searchsorted(b, np.arange(n + 1))
+    from puhui.claims.partition import spill
 
-    def __getitem__(self, k: int) -> pd.DataFrame:
-        idx = self.order[self.bounds[k]:self.bounds[k + 1]]
-        names = list(self.df.columns)
-        arrow = [c for c in names if is_arrow_text(self.df[c].dtype)]
-        if arrow:
-            # a block's ids as Python strings (nulls None), as the code expects, taken
-            # chunk by chunk (take_text); the other columns one at a time (an iloc over
-            # a list of columns copies every row of them first)
-            df = pd.DataFrame({c: take_text(self.df[c], idx) if c in arrow
-                               else self.df[c].array.take(idx) for c in names},
-                              index=self.df.index[idx], copy=False)
-        else:
-            df = self.df.iloc[idx]
-        if self.text:
-            df = df.assign(**{c: a[idx].astype(object) for c, a in self.text.items()})
-        if "psn_no" in df.columns and isinstance(df["psn_no"].dtype, pd.CategoricalDtype):
-            # the block's ids as text, taken from the categories (the code downstream
-            # compares and writes text; a categorical's astype(str) is slow)
-            c = df["psn_no"].array
-            ids = c.categories.to_numpy(dtype=object)[np.maximum(c.codes, 0)]
-            df = df.assign(psn_no=np.where(c.codes >= 0, ids, None))
-        return df
+    try:
+        eff_s = spill(eff)
+        rev_s = spill(rev) if eff_s is not None else None
+    except OSError as e:
+        print(f"note: the batch's blocks could not be written to the temporary folder "
+              f"({e.strerror or e}); they are held in memory instead (set TMPDIR to a "
+              f"folder with room for about the size of settlements.parquet times 3)",
+              file=sys.stderr)
+        return eff, rev, False
+    if eff_s is None or rev_s is None:
+        return eff, rev, False
+    eff.df = rev.df = None
+    return eff_s, rev_s, True
 
 
 @dataclass
