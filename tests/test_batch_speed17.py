@@ -73,7 +73,7 @@ import pytest  # noqa: E402
 PRODUCT = load_product(product_path("huhuibao-2025"))
 
 
-def _every_kind(n: int, rng) -> tuple[pd.DataFrame, dict]:
+def _every_kind(n: int, rng) -> pd.DataFrame:
     ids = [f"S{i:05d}" for i in range(n)]
     people = pd.Index([f"P{i:03d}" for i in range(50)])
     codes = rng.integers(-1, 50, n)
@@ -87,17 +87,18 @@ def _every_kind(n: int, rng) -> tuple[pd.DataFrame, dict]:
         "med_type": pd.Categorical(rng.choice(["11", "21", "14"], n), categories=["21", "11", "14", "99"]),
         "share": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)),
         "flag": rng.random(n) < 0.5,
-        "refund_of": _chunked([None if i % 5 else ids[i - 1] for i in range(n)], [3])})
-    return df, {"fixed": np.array([f"F{i}" for i in range(n)], dtype="<U6")}
+        "refund_of": _chunked([None if i % 5 else ids[i - 1] for i in range(n)], [3]),
+        "dise_code": pd.Series([None if i % 3 else f"C{i}" for i in range(n)], dtype=object)})
+    return df
 
 
 def test_spilled_blocks_are_the_partitions_blocks(tmp_path):
     rng = np.random.default_rng(11)
-    df, text = _every_kind(400, rng)
+    df = _every_kind(400, rng)
     block = rng.integers(-1, 6, 400).astype(float)
     block[::17] = np.nan
     rows = np.sort(rng.choice(400, 300, replace=False))
-    for kw in ({}, {"rows": rows}, {"text": text}):
+    for kw in ({}, {"rows": rows}):
         part = partition.Partition(df, block, 7, **kw)       # block 6 is empty
         sp = partition.spill(part, tmp_path)
         assert sp is not None and len(sp) == 7

@@ -570,14 +570,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # copy as it reads them (an unknown person's rows are quarantined, above)
     st["psn_no"] = pd.Categorical.from_codes(who, categories=pd.Index(
         data.persons["psn_no"].astype(str)))
-    # settlement ids as fixed-width text where they are short: a block's ids become
-    # Python strings of its own when it is taken, so the millions of shared string
-    # objects (whose reference counts every reader writes, making the kernel copy their
-    # pages in a forked worker) are not held at all
-    setl_text = _fixed_width(st["setl_id"])
-    data_keys.rebind(st["setl_id"] if setl_text is None else setl_text, st["psn_no"])
-    if setl_text is not None:
-        st = st.drop(columns=["setl_id"])
+    data_keys.rebind(st["setl_id"], st["psn_no"])
     data.settlements = st
     gc.collect()
     pol = data.policies[data.policies["product_id"] == product.id].reset_index(drop=True)
@@ -609,9 +602,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     blocks = [people[i:i + block_persons] for i in range(0, len(people), block_persons)]
     row_block = np.where(who >= 0, person_block.astype(np.int32)[np.maximum(who, 0)],
                          np.int32(-1))
-    text = {"setl_id": setl_text} if setl_text is not None else {}
-    eff_parts = _Partition(st, row_block, len(blocks), rows=effective_rows, text=text)
-    rev_parts = _Partition(st, row_block, len(blocks), rows=rev_rows, text=text)
+    eff_parts = _Partition(st, row_block, len(blocks), rows=effective_rows)
+    rev_parts = _Partition(st, row_block, len(blocks), rows=rev_rows)
     block_of = pd.Series(np.arange(len(people)) // block_persons, index=people)
     pol_parts = _Partition(pol, block_of.reindex(pol["psn_no"].astype(str).to_numpy()),
                            len(blocks))
@@ -619,8 +611,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # block: the table is not held while the blocks run (some 15 GB at 100 million
     # settlements, which a second worker's process could not also fit beside)
     n_settlements = len(st)
-    claim_ids = None if claims is None else (
-        st["setl_id"] if setl_text is None else pd.Series(setl_text.astype(object)))
+    claim_ids = None if claims is None else st["setl_id"]
     eff_parts, rev_parts, spilled = _spill_parts(eff_parts, rev_parts)
     if spilled:
         st = data.settlements = None
@@ -951,23 +942,6 @@ def _text_isin(s: pd.Series, values: set) -> np.ndarray:
     if is_arrow_text(s.dtype):
         return s.isin(values).to_numpy(dtype=bool)
     return s.astype(str).isin(values).to_numpy(dtype=bool)
-
-
-def _fixed_width(s: pd.Series, max_chars: int = 16) -> np.ndarray | None:
-    """``s`` (text, no nulls) as a fixed-width unicode array, or ``None`` where that would
-    not be smaller than Python strings (values longer than ``max_chars``) or where ``s``
-    is held in Arrow already (no reference counts for a forked worker to write).
-
-    >>> _fixed_width(pd.Series(["S1", "S22"])).tolist(), _fixed_width(pd.Series(["x" * 20]))
-    (['S1', 'S22'], None)
-    """
-    if is_arrow_text(s.dtype):
-        return None
-    values = s.to_numpy(dtype=object)
-    if not len(values) or s.isna().any():
-        return None
-    width = max(map(len, values))
-    return values.astype(f"<U{width}") if width <= max_chars else None
 
 
 def _spill_parts(eff: _Partition, rev: _Partition) -> tuple:

@@ -24,12 +24,9 @@ class Partition:
     asked for, so the blocks never hold a second copy of the data."""
 
     def __init__(self, df: pd.DataFrame, block: pd.Series | np.ndarray, n: int,
-                 rows: np.ndarray | None = None, text: dict[str, np.ndarray] | None = None):
+                 rows: np.ndarray | None = None):
         """``block``: the block of each row of ``df`` (-1 or NaN for none); ``rows``:
-        positions of the rows of ``df`` to partition (default all); ``text``: columns
-        held apart as fixed-width arrays (row-aligned with ``df``), added to each block
-        as Python strings."""
-        self.text = text or {}
+        positions of the rows of ``df`` to partition (default all)."""
         rows = np.arange(len(df)) if rows is None else np.asarray(rows, dtype="int64")
         b = np.asarray(block)[rows]
         b = np.where(np.isnan(b), -1, b).astype("int64") if b.dtype.kind == "f" else b
@@ -64,8 +61,6 @@ class Partition:
                               index=self.df.index[idx], copy=False)
         else:
             df = self.df.iloc[idx]
-        if self.text:
-            df = df.assign(**{c: a[idx].astype(object) for c, a in self.text.items()})
         return _psn_as_text(df)
 
 
@@ -93,7 +88,7 @@ class Spilled:
 
     def __init__(self, reader, kinds: dict[str, object], index_name):
         self.reader = reader
-        self.kinds = kinds            # column -> "arrow" | "text" | CategoricalDtype | "plain"
+        self.kinds = kinds          # column -> "arrow" | "objects" | CategoricalDtype | "plain"
         self.index_name = index_name
 
     def __len__(self) -> int:
@@ -112,12 +107,10 @@ class Spilled:
         return _psn_as_text(pd.DataFrame(cols, index=index, copy=False))
 
 
-def _kind(s: pd.Series, text: bool):
-    """How column ``s`` travels: Arrow text, fixed-width text held apart, text held as
-    Python objects, a categorical's codes, or its numpy values; ``None`` when it cannot
-    (other extension types)."""
-    if text:
-        return "text"
+def _kind(s: pd.Series):
+    """How column ``s`` travels: Arrow text, text held as Python objects, a
+    categorical's codes, or its numpy values; ``None`` when it cannot (other extension
+    types)."""
     if is_arrow_text(s.dtype):
         return "arrow"
     if isinstance(s.dtype, pd.CategoricalDtype):
@@ -136,9 +129,7 @@ def _block_batch(part: Partition, kinds: dict, k: int):
     idx = part.rows(k)
     arrays, names = [], []
     for c, kind in kinds.items():
-        if kind == "text":
-            arrays.append(pa.array(part.text[c][idx], pa.string()))
-        elif kind == "arrow":
+        if kind == "arrow":
             arrays.append(take_arrow(part.df[c], idx))
         elif kind == "objects":     # raises on anything but str and None (not NaN)
             arrays.append(pa.array(part.df[c].to_numpy()[idx], pa.string()))
@@ -160,9 +151,7 @@ def spill(part: Partition, directory: str | Path | None = None) -> Spilled | Non
     removed in every case (an open one stays readable until closed)."""
     import pyarrow as pa
 
-    text = set(part.text)
-    kinds = {c: _kind(part.df[c], c in text) for c in part.df.columns}
-    kinds.update({c: "text" for c in text})
+    kinds = {c: _kind(part.df[c]) for c in part.df.columns}
     if any(v is None for v in kinds.values()) or part.df.index.dtype.kind not in "iu":
         return None
     fd, name = tempfile.mkstemp(prefix="puhui-blocks-", suffix=".arrow", dir=directory)
