@@ -172,3 +172,27 @@ def test_an_object_column_of_more_than_text_keeps_the_partition_in_memory(tmp_pa
     sp = partition.spill(part, tmp_path)
     pd.testing.assert_frame_equal(sp[1], part[1])
     pd.testing.assert_frame_equal(sp[0], part[0])
+
+
+def test_decisions_long_is_each_benefits_rows_one_after_another(city):
+    """Decisions.long stacks its columns at once; the same frame as one frame per benefit
+    concatenated (the way it was built before)."""
+    from puhui.benefits.calculator import adjudicate
+    from puhui.benefits.reasons import CODES, status_of
+    from puhui.fund.files import read_fund
+
+    data = read_fund(city)
+    st = data.settlements[data.settlements["refund_of"].isna()].head(3000)
+    pol = data.policies[data.policies["product_id"] == PRODUCT.id]
+    dec = adjudicate(PRODUCT, st.reset_index(drop=True), pol, data.lines)
+    s = dec.settlements
+    want = pd.concat([pd.DataFrame({
+        "setl_id": s["setl_id"].to_numpy(), "psn_no": s["psn_no"].to_numpy(),
+        "policy_no": s["policy_no"].to_numpy(), "benefit": np.full(len(s), b, dtype=object),
+        "eligible_amt": dec.eligible[b], "deductible_amt": dec.deductible[b],
+        "ratio_bp": dec.ratio_bp[b], "payout_amt": dec.payout[b],
+        "status": status_of(dec.reason[b]), "reason": CODES[dec.reason[b] - 1]})
+        for b in dec.benefits], ignore_index=True)
+    got = dec.long()
+    assert (got["payout_amt"] > 0).any()
+    pd.testing.assert_frame_equal(got, want)

@@ -46,19 +46,21 @@ class Decisions:
 
     def long(self) -> pd.DataFrame:
         """One row per settlement and benefit (the explanation-of-benefit shape)."""
-        n = len(self.settlements)
-        parts = []
-        for b in self.benefits:
-            r = self.reason[b]
-            parts.append(pd.DataFrame({
-                "setl_id": self.settlements["setl_id"].to_numpy(),
-                "psn_no": self.settlements["psn_no"].to_numpy(),
-                "policy_no": self.settlements["policy_no"].to_numpy(),
-                "benefit": np.full(n, b, dtype=object),
-                "eligible_amt": self.eligible[b], "deductible_amt": self.deductible[b],
-                "ratio_bp": self.ratio_bp[b], "payout_amt": self.payout[b],
-                "status": status_of(r), "reason": CODES[r - 1]}))
-        return pd.concat(parts, ignore_index=True)
+        n, k = len(self.settlements), len(self.benefits)
+        st = self.settlements
+
+        def stacked(values: dict) -> np.ndarray:      # benefit after benefit
+            return np.concatenate([values[b] for b in self.benefits])
+
+        r = stacked(self.reason)
+        return pd.DataFrame({
+            "setl_id": np.tile(st["setl_id"].to_numpy(), k),
+            "psn_no": np.tile(st["psn_no"].to_numpy(), k),
+            "policy_no": np.tile(st["policy_no"].to_numpy(), k),
+            "benefit": np.repeat(np.array(self.benefits, dtype=object), n),
+            "eligible_amt": stacked(self.eligible), "deductible_amt": stacked(self.deductible),
+            "ratio_bp": stacked(self.ratio_bp), "payout_amt": stacked(self.payout),
+            "status": status_of(r), "reason": CODES[r - 1]})
 
     def by_policy(self) -> pd.DataFrame:
         """Per policy and benefit b: ``eligible_b`` and ``payout_b`` (fen), ``claims_b``
