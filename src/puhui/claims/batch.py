@@ -959,7 +959,7 @@ def _spill_parts(eff: _Partition, rev: _Partition) -> tuple:
     except OSError as e:
         print(f"note: the batch's blocks could not be written to the temporary folder "
               f"({e.strerror or e}); they are held in memory instead (set TMPDIR to a "
-              f"folder with room for about the size of settlements.parquet times 3)",
+              f"folder with room for about 85 bytes a settlement)",
               file=sys.stderr)
         return eff, rev, False
     if eff_s is None or rev_s is None:
