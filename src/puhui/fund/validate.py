@@ -7,6 +7,7 @@ privacy finding) and what to do. The checks follow :mod:`puhui.fund.schema`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -137,6 +138,11 @@ class Report:
             if old.rows is not None and p.rows is not None:
                 old.rows = np.concatenate([old.rows, p.rows])
 
+    def passed(self) -> None:
+        """A check that no row breaks, known without a mask (what :meth:`add` does for
+        a mask with no row set: the checks stay numbered as they were)."""
+        self._checks += 1
+
     def add(self, table: Table, column: str, rule: str, mask, keys: pd.Series | None,
             fix: str, positions: np.ndarray | None = None) -> None:
         """Record a problem for the rows where ``mask`` is true (nothing if none).
@@ -207,15 +213,20 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
         rounded = np.rint(off)
         with np.errstate(invalid="ignore"):            # inf: refused by the range below
             np.subtract(off, rounded, out=off)
-            bad = present & (np.abs(off, out=off) > 1e-6)
+            bad = np.abs(off, out=off) > 1e-6             # NaN (a null): False
         del off
+        if nulls.any():
+            bad &= present
         if cents is not None:
             cents[col.name] = rounded
         del rounded
         rep.add(table, col.name, "at most two decimals (whole fen)", bad, keys,
                 "round amounts to the fen (0.01 yuan)")
+        del bad
         lo, hi = col.bounds()
-        if lo is not None or hi is not None:
+        if (lo is not None or hi is not None) and _all_within(x, lo, hi):
+            rep.passed()                  # every value finite and in range: no row
+        elif lo is not None or hi is not None:
             out = ~np.isfinite(x)
             if lo is not None:
                 out |= x < lo
@@ -256,11 +267,22 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
             return False
         lo, hi = col.bounds()
         if lo is not None and hi is not None:
-            out = present & ((days < _day_number(lo)) | (days > _day_number(hi)))
-            rep.add(table, col.name, date_range_rule(col), out, keys, date_range_fix(col))
-            epoch = present & (days >= _day_number(EPOCH_MONTH[0])) & \
-                (days <= _day_number(EPOCH_MONTH[1]))
-            rep.add(table, col.name, EPOCH_RULE, epoch, keys, EPOCH_FIX)
+            # the first and last day decide when no value is null (most files)
+            first, last = (int(days.min()), int(days.max())) if len(days) and \
+                not nulls.any() else (None, None)
+            if first is not None and _day_number(lo) <= first and last <= _day_number(hi):
+                rep.passed()
+            else:
+                out = present & ((days < _day_number(lo)) | (days > _day_number(hi)))
+                rep.add(table, col.name, date_range_rule(col), out, keys,
+                        date_range_fix(col))
+            if first is not None and (last < _day_number(EPOCH_MONTH[0]) or
+                                      first > _day_number(EPOCH_MONTH[1])):
+                rep.passed()
+            else:
+                epoch = present & (days >= _day_number(EPOCH_MONTH[0])) & \
+                    (days <= _day_number(EPOCH_MONTH[1]))
+                rep.add(table, col.name, EPOCH_RULE, epoch, keys, EPOCH_FIX)
     elif kind in ("string", "code"):
         if pd.api.types.is_numeric_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
             rep.add(table, col.name, "text", present, keys,
@@ -271,6 +293,24 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
             rep.add(table, col.name, f"code in {{{', '.join(col.codes)}}}", bad, keys,
                     "use the national code; see docs/data-schema.md for the list")
     return usable
+
+
+def _all_within(x: np.ndarray, lo, hi) -> bool:
+    """Whether every value of ``x`` is finite and within ``lo``..``hi`` (``None``: no
+    bound), from its least and greatest value (two passes, no mask; NaN or an infinity
+    makes them not finite).
+
+    >>> _all_within(np.array([0.0, 5.0]), 0, 5), _all_within(np.array([1.0, np.nan]), 0, 5)
+    (True, False)
+    >>> _all_within(np.array([-np.inf]), None, 5), _all_within(np.array([]), 0, 1)
+    (False, True)
+    """
+    if not len(x):
+        return True
+    with np.errstate(invalid="ignore"):
+        mn, mx = x.min(), x.max()
+    return bool(np.isfinite(mn) and np.isfinite(mx) and (lo is None or mn >= lo) and
+                (hi is None or mx <= hi))
 
 
 def _text_in(s: pd.Series, allowed) -> np.ndarray:
@@ -406,7 +446,7 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
         s, arrow = raw_keys.pop(name) if name in raw_keys else read(name)
         nulls = _null_mask(s, arrow)
         # text whose bytes hold nothing any rule looks for is not scanned value by value
-        if not privacy.text_is_clean(str(name), arrow):
+        if not _text_is_clean(str(name), s, arrow, known.get(name)):
             shared = known.get(name)
             scanned = s.cat.remove_unused_categories() if shared is not None and \
                 isinstance(s.dtype, pd.CategoricalDtype) and \
@@ -434,6 +474,28 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
     return (out.frame() if usable else None), keys
 
 
+def _text_is_clean(name: str, s: pd.Series, arrow, shared: KnownText | None) -> bool:
+    """:func:`privacy.text_is_clean` of a column read as ``s`` from ``arrow``, judged
+    from its distinct values where they are at hand: a column looked up in ``shared``
+    by the set's own (cleared once for all chunks), a categorical by its categories. A
+    set of values that holds every value of the column and is clear clears the column:
+    the check clears no value that breaks a rule (so the scan would find nothing)."""
+    import pyarrow as pa
+
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = s.cat.categories
+        if shared is not None and cats is shared.categories:
+            return shared.clean(name)
+        if 0 < len(cats) < len(s) and pd.api.types.infer_dtype(cats, skipna=True) == "string":
+            try:
+                values = pa.array(cats.to_numpy(dtype=object), type=pa.string())
+            except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
+                values = None                   # text Arrow cannot hold: the column's
+            if values is not None:
+                return privacy.text_is_clean(name, values)
+    return privacy.text_is_clean(name, arrow)
+
+
 def _arrow_backed(arrow) -> pd.Series | None:
     """Arrow text with no null as a ``string[pyarrow]`` column (no copy, no Python
     string); ``None`` for anything else (read the usual way)."""
@@ -455,6 +517,8 @@ def _privacy_subset(s: pd.Series, nulls: np.ndarray) -> tuple[pd.Series, np.ndar
             isinstance(s.dtype, pd.CategoricalDtype):
         return s, nulls
     x = s.to_numpy(dtype="float64", na_value=np.nan)
+    if _all_within(x, -1e10 + 1, 1e10 - 1):       # |x| < 1e10 everywhere: none of them
+        return s.iloc[:0], None
     with np.errstate(invalid="ignore"):
         big = ~nulls & ~(np.abs(x) < 1e10)
     return s[big], None
@@ -484,14 +548,16 @@ def _sort_file_problems(rep: Report, first: int, table: Table) -> None:
     rep.problems[first:] = mine
 
 
-def _read_whole(rep: Report, directory: Path, table: Table) -> pd.DataFrame | None:
-    """A file read, checked and converted whole (``None`` when absent or not usable)."""
+def _read_whole(rep: Report, directory: Path, table: Table, arrows: dict | None = None
+                ) -> pd.DataFrame | None:
+    """A file read, checked and converted whole (``None`` when absent or not usable).
+    ``arrows``: its keys name columns whose Arrow arrays are put in it, as read."""
     reader = open_columns(directory, table)
     if reader is None:
         return None
     rep.rows[table.name] = reader.n
     first = len(rep.problems)
-    typed, _ = _check_chunk(rep, table, reader, 0, reader.n, None)
+    typed, _ = _check_chunk(rep, table, reader, 0, reader.n, None, arrows=arrows)
     _sort_file_problems(rep, first, table)
     return typed
 
@@ -519,6 +585,76 @@ def _factorize_text(values: np.ndarray, arrow: bool = False) -> tuple:
     codes = pc.fill_null(d.indices, -1).to_numpy(zero_copy_only=False).astype("int64")
     uniques = d.dictionary.to_numpy(zero_copy_only=False)
     return (codes, uniques, d.dictionary) if arrow else (codes, uniques)
+
+
+def _factorize_arrow(keys: pd.Series, arrow) -> tuple | None:
+    """:func:`_factorize_text` ``(keys, arrow=True)`` from the Arrow text column ``keys``
+    were read from, and the distinct values' :func:`fingerprint` with the order that
+    sorts it when they come of it (else ``None, None``); ``None`` when the column is not
+    plain text of the same length. Where no key is null and no two keys' hashes are
+    equal, the keys are distinct (the codes count 0, 1, 2..., the values are ``keys``'
+    own Python strings) and no hash table of them is made; else Arrow's dictionary.
+
+    >>> import pyarrow as pa
+    >>> c, u, d, h, o = _factorize_arrow(pd.Series(["b", None, "a", "b"]),
+    ...                                  pa.array(["b", None, "a", "b"]))
+    >>> c.tolist(), u.tolist(), d.to_pylist(), h
+    ([0, -1, 1, 0], ['b', 'a'], ['b', 'a'], None)
+    >>> c, u, d, h, o = _factorize_arrow(pd.Series(["b", "a"]), pa.array(["b", "a"]))
+    >>> c.tolist(), u.tolist(), bool((h[o] == np.sort(fingerprint(np.array(["b", "a"])))).all())
+    ([0, 1], ['b', 'a'], True)
+    """
+    import pyarrow.compute as pc
+
+    arr = _one_text_array(arrow)
+    if arr is None or len(arr) != len(keys) or \
+            pd.api.types.infer_dtype(keys, skipna=True) != "string":
+        return None
+    if not arr.null_count:
+        h = fingerprint(arr)
+        order = np.argsort(h)
+        hs = h[order]
+        if not (hs[1:] == hs[:-1]).any():                  # distinct hashes: distinct keys
+            return np.arange(len(arr), dtype="int64"), keys.to_numpy(dtype=object), arr, \
+                h, order
+    d = arr.dictionary_encode()
+    codes = pc.fill_null(d.indices, -1).to_numpy(zero_copy_only=False).astype("int64")
+    return codes, d.dictionary.to_numpy(zero_copy_only=False), d.dictionary, None, None
+
+
+def _text_order(values) -> np.ndarray:
+    """``pc.sort_indices(values)`` of distinct Arrow texts with no null: where every
+    value has one length of at most 16 bytes, by the values' bytes as two big-endian
+    64-bit words (the bytes' order, as Arrow's; a few times faster), else by Arrow.
+
+    >>> import pyarrow as pa
+    >>> _text_order(pa.array(["P10", "P02", "P01"])).tolist()
+    [2, 1, 0]
+    """
+    import pyarrow.compute as pc
+
+    arr = _one_text_array(values)
+    n = len(values)
+    if arr is not None and n and not arr.null_count:
+        off = np.frombuffer(arr.buffers()[1], dtype="int32", count=n + 1,
+                            offset=arr.offset * 4)
+        width = int(off[1] - off[0])
+        if 0 < width <= 16 and int(off[-1] - off[0]) == n * width and \
+                bool((np.diff(off) == width).all()):
+            data = np.frombuffer(arr.buffers()[2], dtype="uint8")[off[0]:off[-1]]
+            data = data.reshape(n, width)
+            # a byte every value shares ("P" of P00000001) orders nothing: left out
+            varies = np.flatnonzero((data != data[0]).any(axis=0))
+            width = len(varies)
+            if width == 0:
+                return np.arange(n)
+            block = np.zeros((n, 16), dtype="uint8")
+            block[:, :width] = data[:, varies]
+            words = block.view(">u8").astype("uint64")
+            if width <= 8:
+                return np.argsort(words[:, 0], kind="stable")
+            return np.lexsort((words[:, 1], words[:, 0]))
+    return pc.sort_indices(values).to_numpy()
 
 
 def _duplicated_text(values) -> np.ndarray:
@@ -555,11 +691,9 @@ class KnownText:
     def __init__(self, values, rows: np.ndarray, h: np.ndarray, text: np.ndarray):
         """Everything in the order of the sorted hashes ``h``: ``values`` the texts
         (Arrow), ``rows`` what each stands for, ``text`` their Python strings."""
-        import pyarrow.compute as pc
-
         self.values, self.rows = values, rows
         self._h = SortedHashes(h)
-        by_text = pc.sort_indices(values).to_numpy()
+        by_text = _text_order(values)
         self.rank = np.empty(len(values), dtype="int32")
         self.rank[by_text] = np.arange(len(values), dtype="int32")
         # the caller's Python strings (no second copy of the ids)
@@ -571,6 +705,14 @@ class KnownText:
         self.dtype = fast(categories, False) if fast is not None else \
             pd.CategoricalDtype(categories)
         self.categories = self.dtype.categories
+        self._clean: dict[str, bool] = {}
+
+    def clean(self, name: str) -> bool:
+        """:func:`privacy.text_is_clean` of the set's texts as column ``name`` (once a
+        name): true clears any column whose values are all in the set."""
+        if name not in self._clean:
+            self._clean[name] = privacy.text_is_clean(name, self.values)
+        return self._clean[name]
 
     @classmethod
     def make(cls, values, rows: np.ndarray, h: np.ndarray | None = None,
@@ -644,8 +786,12 @@ class PersonKeys:
     hash in the sorted hashes of the keys, then compared as text (exact; several times
     faster than a hash table of millions of Python strings)."""
 
-    def __init__(self, keys: pd.Series):
-        codes, uniques, self._arrow = _factorize_text(keys.to_numpy(dtype=object), arrow=True)
+    def __init__(self, keys: pd.Series, arrow=None):
+        """``arrow``: the same keys as Arrow read them from the file, if at hand (hashed
+        and encoded as they are: no Arrow copy made again of a million Python strings)."""
+        got = _factorize_arrow(keys, arrow) if arrow is not None else None
+        codes, uniques, self._arrow, h, order = got if got is not None else \
+            (*_factorize_text(keys.to_numpy(dtype=object), arrow=True), None, None)
         first = np.full(len(uniques), -1, dtype="int64")
         rows = np.flatnonzero(codes >= 0)
         first[codes[rows[::-1]]] = rows[::-1]            # reversed: the earliest row wins
@@ -654,8 +800,9 @@ class PersonKeys:
         self.duplicated = np.zeros(len(keys), dtype=bool)
         self.duplicated[rows] = first[codes[rows]] != rows
         text = np.asarray(uniques, dtype=object)
-        h = fingerprint(self._arrow if self._arrow is not None else text)
-        order = np.argsort(h)
+        if h is None:
+            h = fingerprint(self._arrow if self._arrow is not None else text)
+            order = np.argsort(h)
         self._h, self._text, self._first = h[order], text[order], first[order]
         if self._arrow is not None:                     # in the same order, for known()
             import pyarrow as pa
@@ -1048,9 +1195,35 @@ class _PassContext:
     sink: object
     codes: bool
     known: KnownText | None = None      # the persons' ids, for settlements' psn_no
+    #: Arrow's threads in each process checking chunks (None: as they are)
+    arrow_threads: int | None = None
+
+
+@contextlib.contextmanager
+def _arrow_threads(n: int | None):
+    """Arrow's pool of CPU threads (Parquet decoding) at most ``n`` inside the block.
+    Processes that each check a chunk keep the cores busy already; a second decoding
+    thread in each only costs (a million settlements' columns read one by one: 0.25 ->
+    0.19 s of CPU, measured in session 17)."""
+    import pyarrow as pa
+
+    old = pa.cpu_count()
+    if n is None or old <= n:
+        yield
+        return
+    pa.set_cpu_count(n)
+    try:
+        yield
+    finally:
+        pa.set_cpu_count(old)
 
 
 def _check_settlement_chunk(c: _PassContext, i: int) -> _Chunk:
+    with _arrow_threads(c.arrow_threads):
+        return _check_settlement_chunk_in(c, i)
+
+
+def _check_settlement_chunk_in(c: _PassContext, i: int) -> _Chunk:
     start, m, groups = c.chunks[i]
     part = Report(Path("."))
     # psn_no looked up in the persons' ids as read (no per-chunk hash and sort of its
@@ -1140,6 +1313,17 @@ def _after_chunk() -> None:
     release_free_memory(collect=False)
 
 
+def _local_threads(workers: int, n: int) -> int | None:
+    """Arrow threads for each process of a local pass of ``n`` chunks in ``workers``
+    processes (the cores each has, :func:`puhui.execution.native_threads`); ``None``
+    (as they are) in one process or on Dask, whose workers' cores are their own."""
+    from puhui.execution import current, native_threads
+
+    if current().scheduler is not None or workers <= 1 or n <= 1:
+        return None
+    return native_threads(workers)
+
+
 def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
                  psn: PersonKeys | None, lines: pd.DataFrame | None,
                  chunk_rows: int | None, sink, workers: int, codes: bool
@@ -1155,7 +1339,10 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
     context = _PassContext(
         reader, chunks, persons, psn, SortedHashes(_reversal_targets(reader, chunks)),
         SortedHashes(np.unique(fingerprint(lines["setl_id"]))) if lines is not None else None,
-        sink, codes, psn.known() if psn is not None and codes else None)
+        sink, codes, psn.known() if psn is not None and codes else None,
+        _local_threads(workers, len(chunks)))
+    if context.known is not None:
+        context.known.clean("psn_no")           # once, before the workers are forked
     h1 = np.empty(n, dtype="uint64")
     h1_rows = np.empty(n, dtype="int32" if n < 2**31 else "int64")
     rules = Report(rep.directory)
@@ -1296,7 +1483,8 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
             rep.problems.append(Problem(table.file, "-", "readable file", 0, str(exc)))
             return None
 
-    persons = read(PERSONS, lambda: _read_whole(rep, directory, PERSONS))
+    person_arrows = {"psn_no": None}
+    persons = read(PERSONS, lambda: _read_whole(rep, directory, PERSONS, person_arrows))
     if persons is not None and not len(persons):
         rep.problems.append(Problem(PERSONS.file, "-", "has rows", 0,
                                     f"{directory / PERSONS.file} holds no person: the data "
@@ -1306,7 +1494,9 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
     # lines before settlements: the pass over the settlements then keeps the amounts of
     # exactly the settlements that have lines
     ln = read(SETTLEMENT_LINES, lambda: _read_whole(rep, directory, SETTLEMENT_LINES))
-    psn = PersonKeys(persons["psn_no"]) if persons is not None else None
+    psn = PersonKeys(persons["psn_no"], person_arrows.pop("psn_no")) \
+        if persons is not None else None
+    person_arrows.clear()
     sp = read(SETTLEMENTS, lambda: _settlements(rep, directory, persons, psn, ln, chunk_rows,
                                                 settlements_sink, workers, codes))
     if persons is not None:
