@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -1197,6 +1198,8 @@ class _PassContext:
     known: KnownText | None = None      # the persons' ids, for settlements' psn_no
     #: Arrow's threads in each process checking chunks (None: as they are)
     arrow_threads: int | None = None
+    #: the chunk of each piece of the map (None: piece i is chunk i)
+    order: list[int] | None = None
 
 
 @contextlib.contextmanager
@@ -1220,7 +1223,38 @@ def _arrow_threads(n: int | None):
 
 def _check_settlement_chunk(c: _PassContext, i: int) -> _Chunk:
     with _arrow_threads(c.arrow_threads):
-        return _check_settlement_chunk_in(c, i)
+        return _check_settlement_chunk_in(c, c.order[i] if c.order is not None else i)
+
+
+def _piece_order(sizes: list[int], workers: int) -> list[int] | None:
+    """The chunks in the order of the map's pieces: the smallest first, then the rest in
+    file order (``None``: file order). A local map's first piece goes to a forked
+    worker, and this process waits for its result before it checks its own first
+    piece (:func:`puhui.execution._in_order`): waiting for the smallest chunk (the
+    file's last, part of a chunk) rather than a whole one saves one chunk's time.
+
+    >>> _piece_order([10, 10, 10, 3], 2), _piece_order([10, 10, 10, 3], 1)
+    ([3, 0, 1, 2], None)
+    """
+    if workers <= 1 or len(sizes) <= 2:
+        return None
+    small = int(np.argmin(sizes))
+    return [small] + [i for i in range(len(sizes)) if i != small]
+
+
+def _in_file_order(results, order: list[int] | None):
+    """The map's results (pieces in ``order``) in the chunks' order: a result that
+    comes before its turn is held until then (only the smallest chunk's)."""
+    if order is None:
+        yield from results
+        return
+    held: dict[int, object] = {}
+    turn = 0
+    for chunk, result in zip(order, results):
+        held[chunk] = result
+        while turn in held:
+            yield held.pop(turn)
+            turn += 1
 
 
 def _check_settlement_chunk_in(c: _PassContext, i: int) -> _Chunk:
@@ -1340,7 +1374,7 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
         reader, chunks, persons, psn, SortedHashes(_reversal_targets(reader, chunks)),
         SortedHashes(np.unique(fingerprint(lines["setl_id"]))) if lines is not None else None,
         sink, codes, psn.known() if psn is not None and codes else None,
-        _local_threads(workers, len(chunks)))
+        _local_threads(workers, len(chunks)), _piece_order([m for _, m, _ in chunks], workers))
     if context.known is not None:
         context.known.clean("psn_no")           # once, before the workers are forked
     h1 = np.empty(n, dtype="uint64")
@@ -1349,8 +1383,8 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
     revs, originals, lined = [], [], []
     out = _SettlementPass()
     usable = True
-    for c in map_blocks(_check_settlement_chunk, len(chunks), context, workers=workers,
-                        after=_after_chunk):
+    for c in _in_file_order(map_blocks(_check_settlement_chunk, len(chunks), context,
+                                       workers=workers, after=_after_chunk), context.order):
         rep.merge(c.problems)
         if c.rules is None or not usable:
             usable = False
@@ -1452,6 +1486,69 @@ def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None
     return pos
 
 
+#: The persons' ids for a policies check in a forked process (:func:`_policies_aside`).
+_ASIDE: dict[str, PersonKeys | None] = {}
+
+
+def _check_policies(directory: Path, job: str) -> tuple[int | None, list[Problem]]:
+    """policies.parquet read, checked and its rules applied, as :func:`validate_dir`
+    does in turn: its row count (``None`` when absent or not readable) and problems."""
+    rep = Report(directory)
+    try:
+        pol = _read_whole(rep, directory, POLICIES)
+    except InputError as exc:
+        rep.problems.append(Problem(POLICIES.file, "-", "readable file", 0, str(exc)))
+        pol = None
+    psn = _ASIDE.get(job)
+    if pol is not None:
+        _rules_policies(rep, pol, psn.rows(pol["psn_no"]) if psn is not None else None)
+    return rep.rows.get(POLICIES.name), rep.problems
+
+
+def _policies_aside(directory: Path, psn: PersonKeys | None, workers: int):
+    """policies.parquet checked in a forked process while this one goes on with the
+    lines and the settlements (about a second of a core at ten million settlements,
+    which the settlements' pass would otherwise wait for); a function that gives its
+    :func:`_check_policies`. ``None`` where it is checked here: one process, or Dask
+    (whose workers' cores are their own)."""
+    import multiprocessing
+    import uuid
+    from concurrent.futures import ProcessPoolExecutor
+
+    from puhui.execution import _watch_parent, current
+
+    if workers <= 1 or current().scheduler is not None:
+        return None
+    job = uuid.uuid4().hex
+    _ASIDE[job] = psn
+    try:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_watch_parent, initargs=(os.getpid(),))
+        future = pool.submit(_check_policies, directory, job)
+    finally:
+        del _ASIDE[job]             # the fork has it (a process is forked at submit)
+
+    def result():
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            return _check_policies_here(directory, psn)   # the process died: here
+        finally:
+            pool.shutdown(wait=True)
+    return result
+
+
+def _check_policies_here(directory: Path, psn: PersonKeys | None):
+    job = "here"
+    _ASIDE[job] = psn
+    try:
+        return _check_policies(directory, job)
+    finally:
+        del _ASIDE[job]
+
+
 def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | None = None,
                  settlements_sink=None, workers: int = 1, codes: bool = True) -> Report:
     """Check a fund-data folder against every rule of the contract.
@@ -1490,18 +1587,32 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
                                     f"{directory / PERSONS.file} holds no person: the data "
                                     f"needs one row per person of its settlements and policies"))
         persons = None
-    pol = read(POLICIES, lambda: _read_whole(rep, directory, POLICIES))
-    # lines before settlements: the pass over the settlements then keeps the amounts of
-    # exactly the settlements that have lines
-    ln = read(SETTLEMENT_LINES, lambda: _read_whole(rep, directory, SETTLEMENT_LINES))
     psn = PersonKeys(persons["psn_no"], person_arrows.pop("psn_no")) \
         if persons is not None else None
     person_arrows.clear()
+    # policies.parquet on its own, beside what follows, where no one keeps its frame
+    pol, later = None, _policies_aside(directory, psn, workers) if not keep else None
+    if later is None:
+        pol = read(POLICIES, lambda: _read_whole(rep, directory, POLICIES))
+    else:
+        rep.rows[POLICIES.name] = 0                       # its place among the files
+    # lines before settlements: the pass over the settlements then keeps the amounts of
+    # exactly the settlements that have lines
+    ln = read(SETTLEMENT_LINES, lambda: _read_whole(rep, directory, SETTLEMENT_LINES))
     sp = read(SETTLEMENTS, lambda: _settlements(rep, directory, persons, psn, ln, chunk_rows,
                                                 settlements_sink, workers, codes))
     if persons is not None:
         _rules_persons(rep, persons, psn)
-    if pol is not None:
+    if later is not None:
+        n, problems = later()
+        if n is None:
+            del rep.rows[POLICIES.name]
+        else:
+            rep.rows[POLICIES.name] = n
+        # the same problems in the same order as read and checked here (the report
+        # groups problems by file, keeping their order within a file)
+        rep.problems.extend(problems)
+    elif pol is not None:
         _rules_policies(rep, pol, psn.rows(pol["psn_no"]) if psn is not None else None)
     line_rows = _rules_lines(rep, ln, sp) if ln is not None else None
     # problems by file in the contract's order; privacy first: it is the most important
