@@ -653,7 +653,7 @@ def _text_order(values) -> np.ndarray:
             block[:, :width] = data[:, varies]
             words = block.view(">u8").astype("uint64")
             if width <= 8:
-                return np.argsort(words[:, 0], kind="stable")
+                return np.argsort(words[:, 0])              # distinct: any sort is the sort
             return np.lexsort((words[:, 1], words[:, 0]))
     return pc.sort_indices(values).to_numpy()
 
@@ -855,7 +855,9 @@ def _one_text_array(values):
     import pyarrow as pa
 
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
+        # one chunk (a chunk of row groups read): itself, not a copy of its bytes
+        values = values.chunk(0) if values.num_chunks == 1 else \
+            values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
     if not isinstance(values, pa.Array):
         return None
     t = values.type
@@ -1158,9 +1160,16 @@ def _reversal_targets(reader: ColumnReader, chunks) -> np.ndarray:
     over them keeps what the rules need of exactly the rows reversals may name)."""
     if "refund_of" not in reader.names:
         return np.zeros(0, dtype="uint64")
+    def present(arrow):
+        """Text's values that are not null (few: the reversals), without a Python
+        object made for each null row; ``None`` for anything else (the usual way)."""
+        arr = _one_text_array(arrow)
+        return None if arr is None else \
+            pd.Series(arr.drop_null().to_numpy(zero_copy_only=False), dtype=object)
+
     parts = []
     for _, _, groups in chunks:
-        r = reader.get("refund_of", groups).dropna()
+        r = reader.get_with_arrow("refund_of", groups, present)[0].dropna()
         if len(r):
             parts.append(fingerprint(r.astype(str).to_numpy(dtype=object)))
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype="uint64")
