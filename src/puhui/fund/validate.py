@@ -150,7 +150,7 @@ class Report:
         ``positions`` maps the mask to file rows when it covers a subset of them."""
         self._checks += 1
         mask = np.asarray(mask, dtype=bool)
-        n = int(mask.sum())
+        n = int(np.count_nonzero(mask))
         if n == 0:
             return
         ex = [] if keys is None else [str(k) for k in keys[mask].head(MAX_EXAMPLES)]
