@@ -1369,8 +1369,8 @@ def _local_threads(workers: int, n: int) -> int | None:
 
 def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
                  psn: PersonKeys | None, lines: pd.DataFrame | None,
-                 chunk_rows: int | None, sink, workers: int, codes: bool
-                 ) -> _SettlementPass:
+                 chunk_rows: int | None, sink, workers: int, codes: bool,
+                 line_h: np.ndarray | None = None) -> _SettlementPass:
     from puhui.execution import map_blocks
 
     t = SETTLEMENTS
@@ -1381,7 +1381,8 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
     first = len(rep.problems)
     context = _PassContext(
         reader, chunks, persons, psn, SortedHashes(_reversal_targets(reader, chunks)),
-        SortedHashes(np.unique(fingerprint(lines["setl_id"]))) if lines is not None else None,
+        SortedHashes(np.unique(fingerprint(lines["setl_id"]) if line_h is None else line_h))
+        if lines is not None else None,
         sink, codes, psn.known() if psn is not None and codes else None,
         _local_threads(workers, len(chunks)), _piece_order([m for _, m, _ in chunks], workers))
     if context.known is not None:
@@ -1462,15 +1463,16 @@ def _rules_reversals(rep: Report, rev: dict, orig: dict, ids: HashedKeys) -> np.
     return np.unique(pos[known])
 
 
-def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None
-                 ) -> np.ndarray | None:
+def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None,
+                 h: np.ndarray | None = None) -> np.ndarray | None:
     """Returns each line's settlement row (-1 for none), when the settlements are
-    usable."""
+    usable. ``h``: the :func:`fingerprint` of the lines' setl_id, if known."""
     t, k = SETTLEMENT_LINES, _key(SETTLEMENT_LINES, ln)
     _dupes(rep, t, ["setl_id", "line_no"], ln.duplicated(["setl_id", "line_no"]).to_numpy(), k)
     if sp is None or sp.keys is None:
         return None
-    pos = sp.keys.positions(fingerprint(ln["setl_id"]), ln["setl_id"].to_numpy(dtype=object),
+    pos = sp.keys.positions(fingerprint(ln["setl_id"]) if h is None else h,
+                            ln["setl_id"].to_numpy(dtype=object),
                             _text_at(sp.line_rows))
     rep.add(t, "setl_id", "settlement in settlements.parquet", pos < 0, k,
             "each line must belong to a settlement")
@@ -1607,9 +1609,16 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
         rep.rows[POLICIES.name] = 0                       # its place among the files
     # lines before settlements: the pass over the settlements then keeps the amounts of
     # exactly the settlements that have lines
-    ln = read(SETTLEMENT_LINES, lambda: _read_whole(rep, directory, SETTLEMENT_LINES))
+    line_arrows = {"setl_id": None}
+    ln = read(SETTLEMENT_LINES, lambda: _read_whole(rep, directory, SETTLEMENT_LINES,
+                                                    line_arrows))
+    # the lines' setl_id hashed once, from Arrow's bytes where they are text
+    line_h = None if ln is None else fingerprint(
+        line_arrows["setl_id"] if _one_text_array(line_arrows["setl_id"]) is not None
+        else ln["setl_id"])
+    line_arrows.clear()
     sp = read(SETTLEMENTS, lambda: _settlements(rep, directory, persons, psn, ln, chunk_rows,
-                                                settlements_sink, workers, codes))
+                                                settlements_sink, workers, codes, line_h))
     if persons is not None:
         _rules_persons(rep, persons, psn)
     if later is not None:
@@ -1623,7 +1632,7 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
         rep.problems.extend(problems)
     elif pol is not None:
         _rules_policies(rep, pol, psn.rows(pol["psn_no"]) if psn is not None else None)
-    line_rows = _rules_lines(rep, ln, sp) if ln is not None else None
+    line_rows = _rules_lines(rep, ln, sp, line_h) if ln is not None else None
     # problems by file in the contract's order; privacy first: it is the most important
     # thing to fix. When any column holds personal data, no example id is shown
     # anywhere: the ids themselves may be it.
