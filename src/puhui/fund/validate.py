@@ -765,6 +765,14 @@ class KnownText:
         n = len(arr)
         h = fingerprint(arr)
         i = self._h.find(h)
+        if not arr.null_count:                      # most columns: no mask to apply
+            if n:
+                if int(i.min()) < 0:
+                    return None                     # a value not in the set: the usual way
+                same = pc.equal(arr, self.values.take(pa.array(i)))
+                if same.null_count or not pc.all(same).as_py():
+                    return None                     # only a hash matched: the usual way
+            return self.rank[i], self.rows[i].astype("int64", copy=False)
         cand = np.maximum(i, 0)
         present = arr.is_valid().to_numpy(zero_copy_only=False)
         hit = present & (i >= 0)
