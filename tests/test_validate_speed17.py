@@ -294,11 +294,11 @@ _PARENT: list = []
 _REAL_CHECK = v._check_policies
 
 
-def _dies_in_the_fork(directory, job):
+def _dies_in_the_fork(directory, persons="file"):
     if os.getpid() not in _PARENT:
         os._exit(9)                                      # killed, out of memory...
     _PARENT.append("checked here")
-    return _REAL_CHECK(directory, job)
+    return _REAL_CHECK(directory, persons)
 
 
 def test_a_policies_process_that_dies_is_done_here(dirty_city, monkeypatch):
@@ -307,6 +307,32 @@ def test_a_policies_process_that_dies_is_done_here(dirty_city, monkeypatch):
     monkeypatch.setattr(v, "_check_policies", _dies_in_the_fork)
     assert _report(validate_dir(dirty_city, chunk_rows=400, workers=2)) == want
     assert _PARENT[1:] == ["checked here"]             # once, here, after the fork died
+
+
+@pytest.mark.parametrize("persons", ["empty", "unusable", "missing"])
+def test_policies_beside_the_pass_when_the_persons_are_not_usable(tmp_path, persons):
+    """The forked check reads the persons' ids itself; where the persons are not usable
+    here, the rule that needs them is left out, as when checked here."""
+    write_fund(synth_city(200, 1, seed=4), tmp_path)
+    pol = pq.read_table(tmp_path / "policies.parquet").to_pandas()
+    pol.loc[3, "psn_no"] = "NOBODY"
+    pq.write_table(pa.Table.from_pandas(pol, preserve_index=False),
+                   tmp_path / "policies.parquet")
+    ps = pq.read_table(tmp_path / "persons.parquet")
+    if persons == "empty":
+        pq.write_table(ps.slice(0, 0), tmp_path / "persons.parquet")
+    elif persons == "unusable":
+        p = ps.to_pandas()
+        p.loc[5, "birth_year"] = None                    # a null where none may be
+        pq.write_table(pa.Table.from_pandas(p, preserve_index=False),
+                       tmp_path / "persons.parquet")
+    else:
+        (tmp_path / "persons.parquet").unlink()
+    one = validate_dir(tmp_path, chunk_rows=300, workers=1)
+    two = validate_dir(tmp_path, chunk_rows=300, workers=2)
+    assert _report(two) == _report(one)
+    assert not any(p.file == "policies.parquet" and p.rule == "person in persons.parquet"
+                   for p in two.problems)
 
 
 def test_no_policies_file_as_before(tmp_path):

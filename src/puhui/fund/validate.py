@@ -1086,7 +1086,7 @@ def _rules_policies(rep: Report, pol: pd.DataFrame, who: np.ndarray | None) -> N
     rep.add(t, "end_date", "start_date <= end_date", pol["start_date"] > pol["end_date"], k,
             "the cover period must end on or after its start")
     if who is not None:
-        rep.add(t, "psn_no", "person in persons.parquet", who < 0, k,
+        rep.add(t, "psn_no", _PERSON_RULE, who < 0, k,
                 "every insured person needs a row in persons.parquet")
     s = pol.sort_values(["psn_no", "product_id", "start_date"], kind="stable")
     same = (s["psn_no"].to_numpy()[1:] == s["psn_no"].to_numpy()[:-1]) & \
@@ -1505,67 +1505,72 @@ def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None,
     return pos
 
 
-#: The persons' ids for a policies check in a forked process (:func:`_policies_aside`).
-_ASIDE: dict[str, PersonKeys | None] = {}
+#: A policies check's rule that needs the persons (:func:`_check_policies`).
+_PERSON_RULE = "person in persons.parquet"
 
 
-def _check_policies(directory: Path, job: str) -> tuple[int | None, list[Problem]]:
+def _check_policies(directory: Path, persons: PersonKeys | None | str = "file"
+                    ) -> tuple[int | None, list[Problem], bool]:
     """policies.parquet read, checked and its rules applied, as :func:`validate_dir`
-    does in turn: its row count (``None`` when absent or not readable) and problems."""
+    does in turn: its row count (``None`` when absent or not readable), its problems,
+    and whether the persons' ids were at hand for the rule that needs them.
+    ``persons``: the persons' ids, or ``"file"``: read here from persons.parquet's
+    psn_no (a forked process that started before the persons were read; the rule's
+    answer is the same, and is dropped by the caller where the persons are not usable)."""
     rep = Report(directory)
+    if isinstance(persons, str):
+        try:
+            reader = open_columns(directory, PERSONS)
+            s, arrow = reader.get_with_arrow("psn_no") if reader is not None and \
+                "psn_no" in reader.names else (None, None)
+        except InputError:
+            s = None
+        persons = PersonKeys(s, arrow) if s is not None else None
     try:
         pol = _read_whole(rep, directory, POLICIES)
     except InputError as exc:
         rep.problems.append(Problem(POLICIES.file, "-", "readable file", 0, str(exc)))
         pol = None
-    psn = _ASIDE.get(job)
     if pol is not None:
-        _rules_policies(rep, pol, psn.rows(pol["psn_no"]) if psn is not None else None)
-    return rep.rows.get(POLICIES.name), rep.problems
+        _rules_policies(rep, pol, persons.rows(pol["psn_no"]) if persons is not None else None)
+    return rep.rows.get(POLICIES.name), rep.problems, persons is not None
 
 
-def _policies_aside(directory: Path, psn: PersonKeys | None, workers: int):
-    """policies.parquet checked in a forked process while this one goes on with the
-    lines and the settlements (about a second of a core at ten million settlements,
-    which the settlements' pass would otherwise wait for); a function that gives its
-    :func:`_check_policies`. ``None`` where it is checked here: one process, or Dask
-    (whose workers' cores are their own)."""
+def _policies_aside(directory: Path, workers: int):
+    """policies.parquet checked in a forked process while this one reads the persons,
+    the lines and the settlements (about a second of a core at ten million
+    settlements, which the settlements' pass would otherwise wait for); forked before
+    this process holds any data (a fork later, with millions of Python objects here,
+    cost as much in copied pages as it saved). A function that gives
+    :func:`_check_policies`'s answer; ``None`` where the policies are checked here: one
+    process, or Dask (whose workers' cores are their own)."""
     import multiprocessing
-    import uuid
     from concurrent.futures import ProcessPoolExecutor
 
     from puhui.execution import _watch_parent, current
 
-    if workers <= 1 or current().scheduler is not None:
+    if workers <= 1 or current().scheduler is not None or not directory.is_dir():
         return None
-    job = uuid.uuid4().hex
-    _ASIDE[job] = psn
-    try:
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_watch_parent, initargs=(os.getpid(),))
-        future = pool.submit(_check_policies, directory, job)
-    finally:
-        del _ASIDE[job]             # the fork has it (a process is forked at submit)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_watch_parent, initargs=(os.getpid(),))
+    future = pool.submit(_check_policies, directory)
 
-    def result():
+    def result(psn: PersonKeys | None):
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            return future.result()
+            n, problems, had_persons = future.result()
         except BrokenProcessPool:
-            return _check_policies_here(directory, psn)   # the process died: here
+            return _check_policies(directory, psn)[:2]      # the process died: here
         finally:
             pool.shutdown(wait=True)
+        if psn is not None and not had_persons:
+            return _check_policies(directory, psn)[:2]      # (not met: the same file)
+        if psn is None:                 # the persons are not usable: no rule needs them
+            problems = [p for p in problems
+                        if not (p.file == POLICIES.file and p.rule == _PERSON_RULE)]
+        return n, problems
     return result
-
-
-def _check_policies_here(directory: Path, psn: PersonKeys | None):
-    job = "here"
-    _ASIDE[job] = psn
-    try:
-        return _check_policies(directory, job)
-    finally:
-        del _ASIDE[job]
 
 
 def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | None = None,
@@ -1591,6 +1596,8 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
     if not directory.is_dir():
         raise InputError(f"{directory}: not a folder. Give the folder that holds "
                          f"persons.parquet, policies.parquet and settlements.parquet.")
+    # policies.parquet on its own, beside what follows, where no one keeps its frame
+    later = _policies_aside(directory, workers) if not keep else None
 
     def read(table, how):
         try:
@@ -1609,8 +1616,7 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
     psn = PersonKeys(persons["psn_no"], person_arrows.pop("psn_no")) \
         if persons is not None else None
     person_arrows.clear()
-    # policies.parquet on its own, beside what follows, where no one keeps its frame
-    pol, later = None, _policies_aside(directory, psn, workers) if not keep else None
+    pol = None
     if later is None:
         pol = read(POLICIES, lambda: _read_whole(rep, directory, POLICIES))
     else:
@@ -1630,7 +1636,7 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
     if persons is not None:
         _rules_persons(rep, persons, psn)
     if later is not None:
-        n, problems = later()
+        n, problems = later(psn)
         if n is None:
             del rep.rows[POLICIES.name]
         else:
