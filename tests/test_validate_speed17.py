@@ -342,3 +342,15 @@ def test_no_policies_file_as_before(tmp_path):
     two = validate_dir(tmp_path, chunk_rows=300, workers=2)
     assert _report(two) == _report(one)
     assert "policies" not in two.rows
+
+
+def test_a_failure_during_the_pass_is_raised_and_the_policies_process_let_go(
+        dirty_city, monkeypatch):
+    """An error after the policies' process was forked reaches the caller as it would
+    without it (the process is not waited for)."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(v, "_settlements", broken)
+    with pytest.raises(RuntimeError, match="planted"):
+        validate_dir(dirty_city, chunk_rows=400, workers=2)

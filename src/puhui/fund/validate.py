@@ -1555,6 +1555,11 @@ def _policies_aside(directory: Path, workers: int):
                                initializer=_watch_parent, initargs=(os.getpid(),))
     future = pool.submit(_check_policies, directory)
 
+    def abandon() -> None:
+        """The caller failed: the process is not waited for (it ends when its check
+        does)."""
+        pool.shutdown(wait=False, cancel_futures=True)
+
     def result(psn: PersonKeys | None):
         from concurrent.futures.process import BrokenProcessPool
 
@@ -1570,6 +1575,7 @@ def _policies_aside(directory: Path, workers: int):
             problems = [p for p in problems
                         if not (p.file == POLICIES.file and p.rule == _PERSON_RULE)]
         return n, problems
+    result.abandon = abandon
     return result
 
 
@@ -1598,6 +1604,19 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
                          f"persons.parquet, policies.parquet and settlements.parquet.")
     # policies.parquet on its own, beside what follows, where no one keeps its frame
     later = _policies_aside(directory, workers) if not keep else None
+    try:
+        return _validate_dir(rep, directory, keep, chunk_rows, settlements_sink, workers,
+                             codes, later)
+    except BaseException:
+        if later is not None:
+            later.abandon()
+        raise
+
+
+def _validate_dir(rep: Report, directory: Path, keep: bool, chunk_rows: int | None,
+                  settlements_sink, workers: int, codes: bool, later) -> Report:
+    """:func:`validate_dir`'s work; ``later``: the policies' check in a forked process
+    (:func:`_policies_aside`), or ``None`` to check them here."""
 
     def read(table, how):
         try:
