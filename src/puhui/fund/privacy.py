@@ -535,8 +535,12 @@ def _number_texts(s: pd.Series) -> list[str]:
 #: Bytes any rule of :func:`scan_texts` needs in ASCII text besides digit runs (its
 #: own marks, as bytes).
 _RULE_BYTES = tuple(m.encode() for m in (_EMAIL_MARK, *_WORD_MARKS))
-#: In ASCII, whitespace other than the space (a rule byte) is a control character.
-_CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
+#: In ASCII, whitespace other than the space (a rule byte) is a control character, and
+#: none belongs in an id. For an id column, :data:`_RUN_TABLE` with every control
+#: character made "\x01" (the tab, a separator there, too): one translation finds both
+#: digit runs and control characters (where there is none the two tables translate
+#: alike), without a regular expression over the bytes (28 ms a million ids, session 17).
+_ID_RUN_TABLE = bytes(1 if (i < 32 or i == 127) else _RUN_TABLE[i] for i in range(256))
 
 
 def text_is_clean(name: str, arr) -> bool:
@@ -568,10 +572,15 @@ def text_is_clean(name: str, arr) -> bool:
         if data is None:
             continue
         b = memoryview(data)[int(offsets[0]):int(offsets[-1])].tobytes()
-        if not b.isascii() or any(x in b for x in _RULE_BYTES) or \
-                b"0" * 11 in b.translate(_RUN_TABLE):
+        if not b.isascii() or any(x in b for x in _RULE_BYTES):
             return False
-        if name in ID_COLUMNS and _CONTROL_BYTES.search(b):
+        if name in ID_COLUMNS:
+            runs = b.translate(_ID_RUN_TABLE)
+            if b"\x01" in runs:                                   # a control character
+                return False
+        else:
+            runs = b.translate(_RUN_TABLE)
+        if b"0" * 11 in runs:
             return False
     return True
 

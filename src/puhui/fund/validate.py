@@ -7,7 +7,9 @@ privacy finding) and what to do. The checks follow :mod:`puhui.fund.schema`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -137,13 +139,18 @@ class Report:
             if old.rows is not None and p.rows is not None:
                 old.rows = np.concatenate([old.rows, p.rows])
 
+    def passed(self) -> None:
+        """A check that no row breaks, known without a mask (what :meth:`add` does for
+        a mask with no row set: the checks stay numbered as they were)."""
+        self._checks += 1
+
     def add(self, table: Table, column: str, rule: str, mask, keys: pd.Series | None,
             fix: str, positions: np.ndarray | None = None) -> None:
         """Record a problem for the rows where ``mask`` is true (nothing if none).
         ``positions`` maps the mask to file rows when it covers a subset of them."""
         self._checks += 1
         mask = np.asarray(mask, dtype=bool)
-        n = int(mask.sum())
+        n = int(np.count_nonzero(mask))
         if n == 0:
             return
         ex = [] if keys is None else [str(k) for k in keys[mask].head(MAX_EXAMPLES)]
@@ -207,15 +214,20 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
         rounded = np.rint(off)
         with np.errstate(invalid="ignore"):            # inf: refused by the range below
             np.subtract(off, rounded, out=off)
-            bad = present & (np.abs(off, out=off) > 1e-6)
+            bad = np.abs(off, out=off) > 1e-6             # NaN (a null): False
         del off
+        if nulls.any():
+            bad &= present
         if cents is not None:
             cents[col.name] = rounded
         del rounded
         rep.add(table, col.name, "at most two decimals (whole fen)", bad, keys,
                 "round amounts to the fen (0.01 yuan)")
+        del bad
         lo, hi = col.bounds()
-        if lo is not None or hi is not None:
+        if (lo is not None or hi is not None) and _all_within(x, lo, hi):
+            rep.passed()                  # every value finite and in range: no row
+        elif lo is not None or hi is not None:
             out = ~np.isfinite(x)
             if lo is not None:
                 out |= x < lo
@@ -256,11 +268,22 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
             return False
         lo, hi = col.bounds()
         if lo is not None and hi is not None:
-            out = present & ((days < _day_number(lo)) | (days > _day_number(hi)))
-            rep.add(table, col.name, date_range_rule(col), out, keys, date_range_fix(col))
-            epoch = present & (days >= _day_number(EPOCH_MONTH[0])) & \
-                (days <= _day_number(EPOCH_MONTH[1]))
-            rep.add(table, col.name, EPOCH_RULE, epoch, keys, EPOCH_FIX)
+            # the first and last day decide when no value is null (most files)
+            first, last = (int(days.min()), int(days.max())) if len(days) and \
+                not nulls.any() else (None, None)
+            if first is not None and _day_number(lo) <= first and last <= _day_number(hi):
+                rep.passed()
+            else:
+                out = present & ((days < _day_number(lo)) | (days > _day_number(hi)))
+                rep.add(table, col.name, date_range_rule(col), out, keys,
+                        date_range_fix(col))
+            if first is not None and (last < _day_number(EPOCH_MONTH[0]) or
+                                      first > _day_number(EPOCH_MONTH[1])):
+                rep.passed()
+            else:
+                epoch = present & (days >= _day_number(EPOCH_MONTH[0])) & \
+                    (days <= _day_number(EPOCH_MONTH[1]))
+                rep.add(table, col.name, EPOCH_RULE, epoch, keys, EPOCH_FIX)
     elif kind in ("string", "code"):
         if pd.api.types.is_numeric_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
             rep.add(table, col.name, "text", present, keys,
@@ -271,6 +294,24 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
             rep.add(table, col.name, f"code in {{{', '.join(col.codes)}}}", bad, keys,
                     "use the national code; see docs/data-schema.md for the list")
     return usable
+
+
+def _all_within(x: np.ndarray, lo, hi) -> bool:
+    """Whether every value of ``x`` is finite and within ``lo``..``hi`` (``None``: no
+    bound), from its least and greatest value (two passes, no mask; NaN or an infinity
+    makes them not finite).
+
+    >>> _all_within(np.array([0.0, 5.0]), 0, 5), _all_within(np.array([1.0, np.nan]), 0, 5)
+    (True, False)
+    >>> _all_within(np.array([-np.inf]), None, 5), _all_within(np.array([]), 0, 1)
+    (False, True)
+    """
+    if not len(x):
+        return True
+    with np.errstate(invalid="ignore"):
+        mn, mx = x.min(), x.max()
+    return bool(np.isfinite(mn) and np.isfinite(mx) and (lo is None or mn >= lo) and
+                (hi is None or mx <= hi))
 
 
 def _text_in(s: pd.Series, allowed) -> np.ndarray:
@@ -406,7 +447,7 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
         s, arrow = raw_keys.pop(name) if name in raw_keys else read(name)
         nulls = _null_mask(s, arrow)
         # text whose bytes hold nothing any rule looks for is not scanned value by value
-        if not privacy.text_is_clean(str(name), arrow):
+        if not _text_is_clean(str(name), s, arrow, known.get(name)):
             shared = known.get(name)
             scanned = s.cat.remove_unused_categories() if shared is not None and \
                 isinstance(s.dtype, pd.CategoricalDtype) and \
@@ -434,6 +475,28 @@ def _check_chunk(rep: Report, table: Table, reader: ColumnReader, start: int, n:
     return (out.frame() if usable else None), keys
 
 
+def _text_is_clean(name: str, s: pd.Series, arrow, shared: KnownText | None) -> bool:
+    """:func:`privacy.text_is_clean` of a column read as ``s`` from ``arrow``, judged
+    from its distinct values where they are at hand: a column looked up in ``shared``
+    by the set's own (cleared once for all chunks), a categorical by its categories. A
+    set of values that holds every value of the column and is clear clears the column:
+    the check clears no value that breaks a rule (so the scan would find nothing)."""
+    import pyarrow as pa
+
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = s.cat.categories
+        if shared is not None and cats is shared.categories:
+            return shared.clean(name)
+        if 0 < len(cats) < len(s) and pd.api.types.infer_dtype(cats, skipna=True) == "string":
+            try:
+                values = pa.array(cats.to_numpy(dtype=object), type=pa.string())
+            except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
+                values = None                   # text Arrow cannot hold: the column's
+            if values is not None:
+                return privacy.text_is_clean(name, values)
+    return privacy.text_is_clean(name, arrow)
+
+
 def _arrow_backed(arrow) -> pd.Series | None:
     """Arrow text with no null as a ``string[pyarrow]`` column (no copy, no Python
     string); ``None`` for anything else (read the usual way)."""
@@ -455,6 +518,8 @@ def _privacy_subset(s: pd.Series, nulls: np.ndarray) -> tuple[pd.Series, np.ndar
             isinstance(s.dtype, pd.CategoricalDtype):
         return s, nulls
     x = s.to_numpy(dtype="float64", na_value=np.nan)
+    if _all_within(x, -1e10 + 1, 1e10 - 1):       # |x| < 1e10 everywhere: none of them
+        return s.iloc[:0], None
     with np.errstate(invalid="ignore"):
         big = ~nulls & ~(np.abs(x) < 1e10)
     return s[big], None
@@ -484,14 +549,16 @@ def _sort_file_problems(rep: Report, first: int, table: Table) -> None:
     rep.problems[first:] = mine
 
 
-def _read_whole(rep: Report, directory: Path, table: Table) -> pd.DataFrame | None:
-    """A file read, checked and converted whole (``None`` when absent or not usable)."""
+def _read_whole(rep: Report, directory: Path, table: Table, arrows: dict | None = None
+                ) -> pd.DataFrame | None:
+    """A file read, checked and converted whole (``None`` when absent or not usable).
+    ``arrows``: its keys name columns whose Arrow arrays are put in it, as read."""
     reader = open_columns(directory, table)
     if reader is None:
         return None
     rep.rows[table.name] = reader.n
     first = len(rep.problems)
-    typed, _ = _check_chunk(rep, table, reader, 0, reader.n, None)
+    typed, _ = _check_chunk(rep, table, reader, 0, reader.n, None, arrows=arrows)
     _sort_file_problems(rep, first, table)
     return typed
 
@@ -519,6 +586,76 @@ def _factorize_text(values: np.ndarray, arrow: bool = False) -> tuple:
     codes = pc.fill_null(d.indices, -1).to_numpy(zero_copy_only=False).astype("int64")
     uniques = d.dictionary.to_numpy(zero_copy_only=False)
     return (codes, uniques, d.dictionary) if arrow else (codes, uniques)
+
+
+def _factorize_arrow(keys: pd.Series, arrow) -> tuple | None:
+    """:func:`_factorize_text` ``(keys, arrow=True)`` from the Arrow text column ``keys``
+    were read from, and the distinct values' :func:`fingerprint` with the order that
+    sorts it when they come of it (else ``None, None``); ``None`` when the column is not
+    plain text of the same length. Where no key is null and no two keys' hashes are
+    equal, the keys are distinct (the codes count 0, 1, 2..., the values are ``keys``'
+    own Python strings) and no hash table of them is made; else Arrow's dictionary.
+
+    >>> import pyarrow as pa
+    >>> c, u, d, h, o = _factorize_arrow(pd.Series(["b", None, "a", "b"]),
+    ...                                  pa.array(["b", None, "a", "b"]))
+    >>> c.tolist(), u.tolist(), d.to_pylist(), h
+    ([0, -1, 1, 0], ['b', 'a'], ['b', 'a'], None)
+    >>> c, u, d, h, o = _factorize_arrow(pd.Series(["b", "a"]), pa.array(["b", "a"]))
+    >>> c.tolist(), u.tolist(), bool((h[o] == np.sort(fingerprint(np.array(["b", "a"])))).all())
+    ([0, 1], ['b', 'a'], True)
+    """
+    import pyarrow.compute as pc
+
+    arr = _one_text_array(arrow)
+    if arr is None or len(arr) != len(keys) or \
+            pd.api.types.infer_dtype(keys, skipna=True) != "string":
+        return None
+    if not arr.null_count:
+        h = fingerprint(arr)
+        order = np.argsort(h)
+        hs = h[order]
+        if not (hs[1:] == hs[:-1]).any():                  # distinct hashes: distinct keys
+            return np.arange(len(arr), dtype="int64"), keys.to_numpy(dtype=object), arr, \
+                h, order
+    d = arr.dictionary_encode()
+    codes = pc.fill_null(d.indices, -1).to_numpy(zero_copy_only=False).astype("int64")
+    return codes, d.dictionary.to_numpy(zero_copy_only=False), d.dictionary, None, None
+
+
+def _text_order(values) -> np.ndarray:
+    """``pc.sort_indices(values)`` of distinct Arrow texts with no null: where every
+    value has one length of at most 16 bytes, by the values' bytes as two big-endian
+    64-bit words (the bytes' order, as Arrow's; a few times faster), else by Arrow.
+
+    >>> import pyarrow as pa
+    >>> _text_order(pa.array(["P10", "P02", "P01"])).tolist()
+    [2, 1, 0]
+    """
+    import pyarrow.compute as pc
+
+    arr = _one_text_array(values)
+    n = len(values)
+    if arr is not None and n and not arr.null_count:
+        off = np.frombuffer(arr.buffers()[1], dtype="int32", count=n + 1,
+                            offset=arr.offset * 4)
+        width = int(off[1] - off[0])
+        if 0 < width <= 16 and int(off[-1] - off[0]) == n * width and \
+                bool((np.diff(off) == width).all()):
+            data = np.frombuffer(arr.buffers()[2], dtype="uint8")[off[0]:off[-1]]
+            data = data.reshape(n, width)
+            # a byte every value shares ("P" of P00000001) orders nothing: left out
+            varies = np.flatnonzero((data != data[0]).any(axis=0))
+            width = len(varies)
+            if width == 0:
+                return np.arange(n)
+            block = np.zeros((n, 16), dtype="uint8")
+            block[:, :width] = data[:, varies]
+            words = block.view(">u8").astype("uint64")
+            if width <= 8:
+                return np.argsort(words[:, 0])              # distinct: any sort is the sort
+            return np.lexsort((words[:, 1], words[:, 0]))
+    return pc.sort_indices(values).to_numpy()
 
 
 def _duplicated_text(values) -> np.ndarray:
@@ -555,11 +692,9 @@ class KnownText:
     def __init__(self, values, rows: np.ndarray, h: np.ndarray, text: np.ndarray):
         """Everything in the order of the sorted hashes ``h``: ``values`` the texts
         (Arrow), ``rows`` what each stands for, ``text`` their Python strings."""
-        import pyarrow.compute as pc
-
         self.values, self.rows = values, rows
         self._h = SortedHashes(h)
-        by_text = pc.sort_indices(values).to_numpy()
+        by_text = _text_order(values)
         self.rank = np.empty(len(values), dtype="int32")
         self.rank[by_text] = np.arange(len(values), dtype="int32")
         # the caller's Python strings (no second copy of the ids)
@@ -571,6 +706,14 @@ class KnownText:
         self.dtype = fast(categories, False) if fast is not None else \
             pd.CategoricalDtype(categories)
         self.categories = self.dtype.categories
+        self._clean: dict[str, bool] = {}
+
+    def clean(self, name: str) -> bool:
+        """:func:`privacy.text_is_clean` of the set's texts as column ``name`` (once a
+        name): true clears any column whose values are all in the set."""
+        if name not in self._clean:
+            self._clean[name] = privacy.text_is_clean(name, self.values)
+        return self._clean[name]
 
     @classmethod
     def make(cls, values, rows: np.ndarray, h: np.ndarray | None = None,
@@ -622,6 +765,14 @@ class KnownText:
         n = len(arr)
         h = fingerprint(arr)
         i = self._h.find(h)
+        if not arr.null_count:                      # most columns: no mask to apply
+            if n:
+                if int(i.min()) < 0:
+                    return None                     # a value not in the set: the usual way
+                same = pc.equal(arr, self.values.take(pa.array(i)))
+                if same.null_count or not pc.all(same).as_py():
+                    return None                     # only a hash matched: the usual way
+            return self.rank[i], self.rows[i].astype("int64", copy=False)
         cand = np.maximum(i, 0)
         present = arr.is_valid().to_numpy(zero_copy_only=False)
         hit = present & (i >= 0)
@@ -644,8 +795,12 @@ class PersonKeys:
     hash in the sorted hashes of the keys, then compared as text (exact; several times
     faster than a hash table of millions of Python strings)."""
 
-    def __init__(self, keys: pd.Series):
-        codes, uniques, self._arrow = _factorize_text(keys.to_numpy(dtype=object), arrow=True)
+    def __init__(self, keys: pd.Series, arrow=None):
+        """``arrow``: the same keys as Arrow read them from the file, if at hand (hashed
+        and encoded as they are: no Arrow copy made again of a million Python strings)."""
+        got = _factorize_arrow(keys, arrow) if arrow is not None else None
+        codes, uniques, self._arrow, h, order = got if got is not None else \
+            (*_factorize_text(keys.to_numpy(dtype=object), arrow=True), None, None)
         first = np.full(len(uniques), -1, dtype="int64")
         rows = np.flatnonzero(codes >= 0)
         first[codes[rows[::-1]]] = rows[::-1]            # reversed: the earliest row wins
@@ -654,8 +809,9 @@ class PersonKeys:
         self.duplicated = np.zeros(len(keys), dtype=bool)
         self.duplicated[rows] = first[codes[rows]] != rows
         text = np.asarray(uniques, dtype=object)
-        h = fingerprint(self._arrow if self._arrow is not None else text)
-        order = np.argsort(h)
+        if h is None:
+            h = fingerprint(self._arrow if self._arrow is not None else text)
+            order = np.argsort(h)
         self._h, self._text, self._first = h[order], text[order], first[order]
         if self._arrow is not None:                     # in the same order, for known()
             import pyarrow as pa
@@ -707,7 +863,9 @@ def _one_text_array(values):
     import pyarrow as pa
 
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
+        # one chunk (a chunk of row groups read): itself, not a copy of its bytes
+        values = values.chunk(0) if values.num_chunks == 1 else \
+            values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
     if not isinstance(values, pa.Array):
         return None
     t = values.type
@@ -928,7 +1086,7 @@ def _rules_policies(rep: Report, pol: pd.DataFrame, who: np.ndarray | None) -> N
     rep.add(t, "end_date", "start_date <= end_date", pol["start_date"] > pol["end_date"], k,
             "the cover period must end on or after its start")
     if who is not None:
-        rep.add(t, "psn_no", "person in persons.parquet", who < 0, k,
+        rep.add(t, "psn_no", _PERSON_RULE, who < 0, k,
                 "every insured person needs a row in persons.parquet")
     s = pol.sort_values(["psn_no", "product_id", "start_date"], kind="stable")
     same = (s["psn_no"].to_numpy()[1:] == s["psn_no"].to_numpy()[:-1]) & \
@@ -1010,9 +1168,16 @@ def _reversal_targets(reader: ColumnReader, chunks) -> np.ndarray:
     over them keeps what the rules need of exactly the rows reversals may name)."""
     if "refund_of" not in reader.names:
         return np.zeros(0, dtype="uint64")
+    def present(arrow):
+        """Text's values that are not null (few: the reversals), without a Python
+        object made for each null row; ``None`` for anything else (the usual way)."""
+        arr = _one_text_array(arrow)
+        return None if arr is None else \
+            pd.Series(arr.drop_null().to_numpy(zero_copy_only=False), dtype=object)
+
     parts = []
     for _, _, groups in chunks:
-        r = reader.get("refund_of", groups).dropna()
+        r = reader.get_with_arrow("refund_of", groups, present)[0].dropna()
         if len(r):
             parts.append(fingerprint(r.astype(str).to_numpy(dtype=object)))
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype="uint64")
@@ -1048,9 +1213,68 @@ class _PassContext:
     sink: object
     codes: bool
     known: KnownText | None = None      # the persons' ids, for settlements' psn_no
+    #: Arrow's threads in each process checking chunks (None: as they are)
+    arrow_threads: int | None = None
+    #: the chunk of each piece of the map (None: piece i is chunk i)
+    order: list[int] | None = None
+
+
+@contextlib.contextmanager
+def _arrow_threads(n: int | None):
+    """Arrow's pool of CPU threads (Parquet decoding) at most ``n`` inside the block.
+    Processes that each check a chunk keep the cores busy already; a second decoding
+    thread in each only costs (a million settlements' columns read one by one: 0.25 ->
+    0.19 s of CPU, measured in session 17)."""
+    import pyarrow as pa
+
+    old = pa.cpu_count()
+    if n is None or old <= n:
+        yield
+        return
+    pa.set_cpu_count(n)
+    try:
+        yield
+    finally:
+        pa.set_cpu_count(old)
 
 
 def _check_settlement_chunk(c: _PassContext, i: int) -> _Chunk:
+    with _arrow_threads(c.arrow_threads):
+        return _check_settlement_chunk_in(c, c.order[i] if c.order is not None else i)
+
+
+def _piece_order(sizes: list[int], workers: int) -> list[int] | None:
+    """The chunks in the order of the map's pieces: the smallest first, then the rest in
+    file order (``None``: file order). A local map's first piece goes to a forked
+    worker, and this process waits for its result before it checks its own first
+    piece (:func:`puhui.execution._in_order`): waiting for the smallest chunk (the
+    file's last, part of a chunk) rather than a whole one saves one chunk's time.
+
+    >>> _piece_order([10, 10, 10, 3], 2), _piece_order([10, 10, 10, 3], 1)
+    ([3, 0, 1, 2], None)
+    """
+    if workers <= 1 or len(sizes) <= 2:
+        return None
+    small = int(np.argmin(sizes))
+    return [small] + [i for i in range(len(sizes)) if i != small]
+
+
+def _in_file_order(results, order: list[int] | None):
+    """The map's results (pieces in ``order``) in the chunks' order: a result that
+    comes before its turn is held until then (only the smallest chunk's)."""
+    if order is None:
+        yield from results
+        return
+    held: dict[int, object] = {}
+    turn = 0
+    for chunk, result in zip(order, results):
+        held[chunk] = result
+        while turn in held:
+            yield held.pop(turn)
+            turn += 1
+
+
+def _check_settlement_chunk_in(c: _PassContext, i: int) -> _Chunk:
     start, m, groups = c.chunks[i]
     part = Report(Path("."))
     # psn_no looked up in the persons' ids as read (no per-chunk hash and sort of its
@@ -1140,10 +1364,21 @@ def _after_chunk() -> None:
     release_free_memory(collect=False)
 
 
+def _local_threads(workers: int, n: int) -> int | None:
+    """Arrow threads for each process of a local pass of ``n`` chunks in ``workers``
+    processes (the cores each has, :func:`puhui.execution.native_threads`); ``None``
+    (as they are) in one process or on Dask, whose workers' cores are their own."""
+    from puhui.execution import current, native_threads
+
+    if current().scheduler is not None or workers <= 1 or n <= 1:
+        return None
+    return native_threads(workers)
+
+
 def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
                  psn: PersonKeys | None, lines: pd.DataFrame | None,
-                 chunk_rows: int | None, sink, workers: int, codes: bool
-                 ) -> _SettlementPass:
+                 chunk_rows: int | None, sink, workers: int, codes: bool,
+                 line_h: np.ndarray | None = None) -> _SettlementPass:
     from puhui.execution import map_blocks
 
     t = SETTLEMENTS
@@ -1154,16 +1389,20 @@ def _settlements(rep: Report, directory: Path, persons: pd.DataFrame | None,
     first = len(rep.problems)
     context = _PassContext(
         reader, chunks, persons, psn, SortedHashes(_reversal_targets(reader, chunks)),
-        SortedHashes(np.unique(fingerprint(lines["setl_id"]))) if lines is not None else None,
-        sink, codes, psn.known() if psn is not None and codes else None)
+        SortedHashes(np.unique(fingerprint(lines["setl_id"]) if line_h is None else line_h))
+        if lines is not None else None,
+        sink, codes, psn.known() if psn is not None and codes else None,
+        _local_threads(workers, len(chunks)), _piece_order([m for _, m, _ in chunks], workers))
+    if context.known is not None:
+        context.known.clean("psn_no")           # once, before the workers are forked
     h1 = np.empty(n, dtype="uint64")
     h1_rows = np.empty(n, dtype="int32" if n < 2**31 else "int64")
     rules = Report(rep.directory)
     revs, originals, lined = [], [], []
     out = _SettlementPass()
     usable = True
-    for c in map_blocks(_check_settlement_chunk, len(chunks), context, workers=workers,
-                        after=_after_chunk):
+    for c in _in_file_order(map_blocks(_check_settlement_chunk, len(chunks), context,
+                                       workers=workers, after=_after_chunk), context.order):
         rep.merge(c.problems)
         if c.rules is None or not usable:
             usable = False
@@ -1232,15 +1471,16 @@ def _rules_reversals(rep: Report, rev: dict, orig: dict, ids: HashedKeys) -> np.
     return np.unique(pos[known])
 
 
-def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None
-                 ) -> np.ndarray | None:
+def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None,
+                 h: np.ndarray | None = None) -> np.ndarray | None:
     """Returns each line's settlement row (-1 for none), when the settlements are
-    usable."""
+    usable. ``h``: the :func:`fingerprint` of the lines' setl_id, if known."""
     t, k = SETTLEMENT_LINES, _key(SETTLEMENT_LINES, ln)
     _dupes(rep, t, ["setl_id", "line_no"], ln.duplicated(["setl_id", "line_no"]).to_numpy(), k)
     if sp is None or sp.keys is None:
         return None
-    pos = sp.keys.positions(fingerprint(ln["setl_id"]), ln["setl_id"].to_numpy(dtype=object),
+    pos = sp.keys.positions(fingerprint(ln["setl_id"]) if h is None else h,
+                            ln["setl_id"].to_numpy(dtype=object),
                             _text_at(sp.line_rows))
     rep.add(t, "setl_id", "settlement in settlements.parquet", pos < 0, k,
             "each line must belong to a settlement")
@@ -1263,6 +1503,80 @@ def _rules_lines(rep: Report, ln: pd.DataFrame, sp: _SettlementPass | None
     for p in rep.problems[n0:]:
         p.rows_in = SETTLEMENTS.file
     return pos
+
+
+#: A policies check's rule that needs the persons (:func:`_check_policies`).
+_PERSON_RULE = "person in persons.parquet"
+
+
+def _check_policies(directory: Path, persons: PersonKeys | None | str = "file"
+                    ) -> tuple[int | None, list[Problem], bool]:
+    """policies.parquet read, checked and its rules applied, as :func:`validate_dir`
+    does in turn: its row count (``None`` when absent or not readable), its problems,
+    and whether the persons' ids were at hand for the rule that needs them.
+    ``persons``: the persons' ids, or ``"file"``: read here from persons.parquet's
+    psn_no (a forked process that started before the persons were read; the rule's
+    answer is the same, and is dropped by the caller where the persons are not usable)."""
+    rep = Report(directory)
+    if isinstance(persons, str):
+        try:
+            reader = open_columns(directory, PERSONS)
+            s, arrow = reader.get_with_arrow("psn_no") if reader is not None and \
+                "psn_no" in reader.names else (None, None)
+        except InputError:
+            s = None
+        persons = PersonKeys(s, arrow) if s is not None else None
+    try:
+        pol = _read_whole(rep, directory, POLICIES)
+    except InputError as exc:
+        rep.problems.append(Problem(POLICIES.file, "-", "readable file", 0, str(exc)))
+        pol = None
+    if pol is not None:
+        _rules_policies(rep, pol, persons.rows(pol["psn_no"]) if persons is not None else None)
+    return rep.rows.get(POLICIES.name), rep.problems, persons is not None
+
+
+def _policies_aside(directory: Path, workers: int):
+    """policies.parquet checked in a forked process while this one reads the persons,
+    the lines and the settlements (about a second of a core at ten million
+    settlements, which the settlements' pass would otherwise wait for); forked before
+    this process holds any data (a fork later, with millions of Python objects here,
+    cost as much in copied pages as it saved). A function that gives
+    :func:`_check_policies`'s answer; ``None`` where the policies are checked here: one
+    process, or Dask (whose workers' cores are their own)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from puhui.execution import _watch_parent, current
+
+    if workers <= 1 or current().scheduler is not None or not directory.is_dir():
+        return None
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_watch_parent, initargs=(os.getpid(),))
+    future = pool.submit(_check_policies, directory)
+
+    def abandon() -> None:
+        """The caller failed: the process is not waited for (it ends when its check
+        does)."""
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def result(psn: PersonKeys | None):
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            n, problems, had_persons = future.result()
+        except BrokenProcessPool:
+            return _check_policies(directory, psn)[:2]      # the process died: here
+        finally:
+            pool.shutdown(wait=True)
+        if psn is not None and not had_persons:
+            return _check_policies(directory, psn)[:2]      # (not met: the same file)
+        if psn is None:                 # the persons are not usable: no rule needs them
+            problems = [p for p in problems
+                        if not (p.file == POLICIES.file and p.rule == _PERSON_RULE)]
+        return n, problems
+    result.abandon = abandon
+    return result
 
 
 def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | None = None,
@@ -1288,6 +1602,21 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
     if not directory.is_dir():
         raise InputError(f"{directory}: not a folder. Give the folder that holds "
                          f"persons.parquet, policies.parquet and settlements.parquet.")
+    # policies.parquet on its own, beside what follows, where no one keeps its frame
+    later = _policies_aside(directory, workers) if not keep else None
+    try:
+        return _validate_dir(rep, directory, keep, chunk_rows, settlements_sink, workers,
+                             codes, later)
+    except BaseException:
+        if later is not None:
+            later.abandon()
+        raise
+
+
+def _validate_dir(rep: Report, directory: Path, keep: bool, chunk_rows: int | None,
+                  settlements_sink, workers: int, codes: bool, later) -> Report:
+    """:func:`validate_dir`'s work; ``later``: the policies' check in a forked process
+    (:func:`_policies_aside`), or ``None`` to check them here."""
 
     def read(table, how):
         try:
@@ -1296,24 +1625,47 @@ def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | No
             rep.problems.append(Problem(table.file, "-", "readable file", 0, str(exc)))
             return None
 
-    persons = read(PERSONS, lambda: _read_whole(rep, directory, PERSONS))
+    person_arrows = {"psn_no": None}
+    persons = read(PERSONS, lambda: _read_whole(rep, directory, PERSONS, person_arrows))
     if persons is not None and not len(persons):
         rep.problems.append(Problem(PERSONS.file, "-", "has rows", 0,
                                     f"{directory / PERSONS.file} holds no person: the data "
                                     f"needs one row per person of its settlements and policies"))
         persons = None
-    pol = read(POLICIES, lambda: _read_whole(rep, directory, POLICIES))
+    psn = PersonKeys(persons["psn_no"], person_arrows.pop("psn_no")) \
+        if persons is not None else None
+    person_arrows.clear()
+    pol = None
+    if later is None:
+        pol = read(POLICIES, lambda: _read_whole(rep, directory, POLICIES))
+    else:
+        rep.rows[POLICIES.name] = 0                       # its place among the files
     # lines before settlements: the pass over the settlements then keeps the amounts of
     # exactly the settlements that have lines
-    ln = read(SETTLEMENT_LINES, lambda: _read_whole(rep, directory, SETTLEMENT_LINES))
-    psn = PersonKeys(persons["psn_no"]) if persons is not None else None
+    line_arrows = {"setl_id": None}
+    ln = read(SETTLEMENT_LINES, lambda: _read_whole(rep, directory, SETTLEMENT_LINES,
+                                                    line_arrows))
+    # the lines' setl_id hashed once, from Arrow's bytes where they are text
+    line_h = None if ln is None else fingerprint(
+        line_arrows["setl_id"] if _one_text_array(line_arrows["setl_id"]) is not None
+        else ln["setl_id"])
+    line_arrows.clear()
     sp = read(SETTLEMENTS, lambda: _settlements(rep, directory, persons, psn, ln, chunk_rows,
-                                                settlements_sink, workers, codes))
+                                                settlements_sink, workers, codes, line_h))
     if persons is not None:
         _rules_persons(rep, persons, psn)
-    if pol is not None:
+    if later is not None:
+        n, problems = later(psn)
+        if n is None:
+            del rep.rows[POLICIES.name]
+        else:
+            rep.rows[POLICIES.name] = n
+        # the same problems in the same order as read and checked here (the report
+        # groups problems by file, keeping their order within a file)
+        rep.problems.extend(problems)
+    elif pol is not None:
         _rules_policies(rep, pol, psn.rows(pol["psn_no"]) if psn is not None else None)
-    line_rows = _rules_lines(rep, ln, sp) if ln is not None else None
+    line_rows = _rules_lines(rep, ln, sp, line_h) if ln is not None else None
     # problems by file in the contract's order; privacy first: it is the most important
     # thing to fix. When any column holds personal data, no example id is shown
     # anywhere: the ids themselves may be it.
