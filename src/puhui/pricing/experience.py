@@ -35,6 +35,8 @@ data.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 
@@ -408,10 +410,83 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     quantity is per person; tested against one block), with the integer columns of
     :data:`NARROW_COLUMNS` held narrow. ``drop``: prefixes of person-year columns the
     caller does not need (ten million rows of each are not sent back)."""
+    block_persons = block_persons or BLOCK_PERSONS
+    key = _memo_key(product, data, block_persons, workers, drop)
+    shared = _SHARED if _SHARED is not None and _SHARED.key == key else None
+    if shared is not None and shared.tables is not None:   # the later call: the tables
+        tables, shared.tables, shared.inputs = shared.tables, None, None
+        return tables
+    py, ev = _experience_in_blocks(product, data, block_persons, workers, drop)
+    if shared is not None and shared.keep:
+        # kept for the one later call (the inputs held too, so their ids stay theirs);
+        # this caller gets payout columns of its own (the realised cost re-pays in place)
+        shared.keep = False
+        shared.inputs = (product, data.persons, data.policies, data.settlements, data.lines)
+        shared.tables = (py, ev)
+        return _own_tables(py), _own_tables(ev)
+    return py, ev
+
+
+class SharedExperience:
+    """What :func:`experience_shared` holds: the ``key`` of the experience it shares,
+    whether the next such call still ``keep``s its tables, and the ``tables`` kept (with
+    their ``inputs``) until their one later use."""
+
+    def __init__(self, key: tuple):
+        self.key, self.keep, self.tables, self.inputs = key, True, None, None
+
+    def stop_keeping(self) -> None:
+        """No later call keeps its tables (the caller that would use them is the last:
+        a call now computes and returns its tables, or takes the kept ones)."""
+        self.keep = False
+
+
+#: The :class:`SharedExperience` of the :func:`experience_shared` open, if any.
+_SHARED: SharedExperience | None = None
+
+
+@contextlib.contextmanager
+def experience_shared(product: Product, data: FundData, drop: tuple[str, ...] = ()):
+    """Within: the first :func:`experience_in_blocks` of ``product`` on ``data`` (the
+    same product object, the same persons, policies, settlements and lines objects,
+    unchanged, the same years; default block size and workers) with ``drop`` keeps its
+    tables for the next such call, which gets them without computing them again. The
+    first caller gets tables whose ``payout_`` columns are its own copies (the others
+    are the same arrays: read them, do not write them); the second gets the tables
+    themselves, and the memory is then its alone. Other calls are computed as usual.
+    Yields the :class:`SharedExperience`: call its ``stop_keeping()`` before the call
+    that is the last user (if nothing was kept by then, that call keeps nothing).
+
+    ``puhui price`` opens it around its backtest and its pricing: the backtest's
+    realised cost of the last data year is the product's calculator on the whole data,
+    exactly the price's own experience (pricing.json byte for byte the same;
+    tests/test_price_speed17.py)."""
+    global _SHARED
+    before = _SHARED
+    _SHARED = SharedExperience(_memo_key(product, data, BLOCK_PERSONS, None, drop))
+    try:
+        yield _SHARED
+    finally:
+        _SHARED = before
+
+
+def _memo_key(product, data: FundData, block_persons: int, workers, drop) -> tuple:
+    return (id(product), id(data.persons), id(data.policies), id(data.settlements),
+            id(data.lines), tuple(settlement_years(data)), block_persons, workers,
+            tuple(drop))
+
+
+def _own_tables(t: pd.DataFrame) -> pd.DataFrame:
+    """A table over ``t``'s arrays but for copies of its ``payout_`` columns."""
+    return pd.DataFrame({c: (t[c].to_numpy().copy() if c.startswith("payout_") else t[c])
+                         for c in t.columns}, copy=False)
+
+
+def _experience_in_blocks(product: Product, data: FundData, block_persons: int, workers,
+                          drop: tuple[str, ...]):
     from puhui.execution import map_blocks
     from puhui.fund.validate import PersonKeys
 
-    block_persons = block_persons or BLOCK_PERSONS
     years = settlement_years(data)
     persons = data.persons
     n = len(persons)
