@@ -154,3 +154,29 @@ def test_held_by_codes_as_text(loaded):
     got = _held_by(st["psn_no"], who)
     want = st["psn_no"].astype(str).isin(set(who.astype(str))).to_numpy()
     assert got.any() and not got.all() and np.array_equal(got, want)
+
+
+def test_a_product_with_its_period_moved_shares_the_experience(loaded):
+    """The backtest's product of a later year is the product with its period moved:
+    the same experience (notional policies are calendar years), so it is shared; a
+    product with other terms is not."""
+    import dataclasses
+
+    from puhui.pricing import experience as ex
+    from puhui.pricing.backtest import product_for_year
+
+    p, _, data = loaded
+    moved, was_moved = product_for_year([p], 2026)
+    assert was_moved and moved.start.year == 2026
+    other = load_product(product_path("huhuibao-2024"))
+    with ex.experience_shared(p, data) as shared:
+        ex.experience_in_blocks(other, data)
+        assert shared.tables is None                      # other terms: not kept
+        py_moved, _ = ex.experience_in_blocks(moved, data)
+        assert shared.tables is not None
+        shared.stop_keeping()
+        py, _ = ex.experience_in_blocks(p, data)
+        assert shared.tables is None
+    pd.testing.assert_frame_equal(py, py_moved)
+    pd.testing.assert_frame_equal(py, ex.experience_in_blocks(
+        dataclasses.replace(p, start=moved.start, end=moved.end), data)[0])

@@ -448,7 +448,8 @@ _SHARED: SharedExperience | None = None
 @contextlib.contextmanager
 def experience_shared(product: Product, data: FundData, drop: tuple[str, ...] = ()):
     """Within: the first :func:`experience_in_blocks` of ``product`` on ``data`` (the
-    same product object, the same persons, policies, settlements and lines objects,
+    same product, or it with its policy period moved; the same persons, policies,
+    settlements and lines objects,
     unchanged, the same years; default block size and workers) with ``drop`` keeps its
     tables for the next such call, which gets them without computing them again. The
     first caller gets tables whose ``payout_`` columns are its own copies (the others
@@ -471,7 +472,16 @@ def experience_shared(product: Product, data: FundData, drop: tuple[str, ...] = 
 
 
 def _memo_key(product, data: FundData, block_persons: int, workers, drop) -> tuple:
-    return (id(product), id(data.persons), id(data.policies), id(data.settlements),
+    """What an experience is made of, by identity. The product counts by its fields
+    but its policy period: a product with its period moved to another year (the
+    backtest's, :func:`puhui.pricing.backtest.product_for_year`) holds the same terms,
+    and the experience puts every person-year under notional policies of its calendar
+    year, whatever the product's own period."""
+    import dataclasses
+
+    terms = tuple(id(getattr(product, f.name)) for f in dataclasses.fields(product)
+                  if f.name not in ("start", "end"))
+    return (terms, id(data.persons), id(data.policies), id(data.settlements),
             id(data.lines), tuple(settlement_years(data)), block_persons, workers,
             tuple(drop))
 
