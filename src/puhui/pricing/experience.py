@@ -322,10 +322,22 @@ def person_ids(frame: pd.DataFrame) -> pd.Index:
 
 def person_rows(index: pd.Index, psn_no: pd.Series) -> np.ndarray:
     """Each ``psn_no``'s position in ``index`` (persons' ids as text; -1 if absent). A
-    categorical is looked up once per category."""
+    categorical is looked up once per category; one whose categories are ``index``
+    itself (the persons' ids, as pricing's tables have them) gives its codes.
+
+    >>> ids = pd.Index(["a", "b", "c"])
+    >>> person_rows(ids, pd.Series(pd.Categorical.from_codes([2, 0, -1], categories=ids))).tolist()
+    [2, 0, -1]
+    >>> person_rows(ids, pd.Series(["c", "x"])).tolist()
+    [2, -1]
+    """
     if isinstance(psn_no.dtype, pd.CategoricalDtype):
-        at = index.get_indexer(psn_no.cat.categories.astype(str))
         codes = psn_no.cat.codes.to_numpy()
+        cats = psn_no.cat.categories
+        if cats is index or (len(cats) == len(index) and cats.dtype == object
+                             and index.dtype == object and cats.equals(index)):
+            return codes.astype("int64")      # (ids are unique: their own positions)
+        at = index.get_indexer(psn_no.cat.categories.astype(str))
         return np.where(codes >= 0, at[np.maximum(codes, 0)] if len(at) else -1, -1)
     return index.get_indexer(psn_no.astype(str))
 
