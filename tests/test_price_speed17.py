@@ -1,9 +1,10 @@
 """Session 17's pricing speed-ups pinned against the paths they replace (small city).
 
 - ``puhui price`` makes the product's experience on the whole data once: the backtest's
-  realised cost of the last data year and the price read the same tables
+  price of the last data year reads its rows of the years before, the backtest's
+  realised cost and the price the tables themselves
   (:func:`puhui.pricing.experience.experience_shared`); pricing.json is the same bytes
-  as with the experience made twice.
+  as with the experience made three times.
 - what a past policy paid under its own product's terms is the calculator on the
   settlements it can pay (its people's, within its dates, where a benefit may have an
   eligible amount), the same as on all its people's settlements.
@@ -34,7 +35,7 @@ def test_price_with_its_backtest_makes_the_experience_once_and_gives_the_same_by
         priced_small_city, tmp_path, monkeypatch):
     """The fixture priced with the shared experience (the command as users run it);
     here the same pricing with the experience made for each caller, as before: the same
-    pricing.json, byte for byte, and one experience on the whole data fewer."""
+    pricing.json, byte for byte; one experience made instead of three."""
     import puhui.pricing.experience as ex
     from puhui.pricing.run import run_price
 
@@ -64,7 +65,7 @@ def test_price_with_its_backtest_makes_the_experience_once_and_gives_the_same_by
     made.clear()
     monkeypatch.setattr(ex, "_experience_in_blocks", counting)
     run_price(product_path("huhuibao-2025"), data, tmp_path / "once", seed=5)
-    assert made == [(2024,), (2024, 2025)]      # shared: one fewer
+    assert made == [(2024, 2025)]      # shared: one experience on the whole data
     assert (tmp_path / "once" / "pricing.json").read_bytes() == \
         (out / "pricing.json").read_bytes()
 
@@ -129,10 +130,15 @@ def _paid_per_policy_before(terms, data, policies):
     return total.reindex(policies["policy_no"].to_numpy(), fill_value=0).to_numpy()
 
 
+@pytest.mark.parametrize("part", [2_000_000, 40])
 @pytest.mark.parametrize("pid, year", [("huhuibao-2024", 2024), ("huhuibao-2025", 2025)])
-def test_paid_per_policy_on_the_settlements_it_can_pay_is_unchanged(loaded, pid, year):
+def test_paid_per_policy_on_the_settlements_it_can_pay_is_unchanged(loaded, pid, year, part,
+                                                                     monkeypatch):
+    """Whole, and in parts of the people of about 40 settlements each."""
+    from puhui.pricing import enrolment
     from puhui.pricing.enrolment import _paid_per_policy
 
+    monkeypatch.setattr(enrolment, "PAY_PART_SETTLEMENTS", part)
     _, _, data = loaded
     terms = load_product(product_path(pid))
     pol = data.policies
@@ -180,3 +186,30 @@ def test_a_product_with_its_period_moved_shares_the_experience(loaded):
     pd.testing.assert_frame_equal(py, py_moved)
     pd.testing.assert_frame_equal(py, ex.experience_in_blocks(
         dataclasses.replace(p, start=moved.start, end=moved.end), data)[0])
+
+
+def test_the_experience_of_the_data_before_a_year_is_the_whole_datas_earlier_rows(loaded):
+    """The backtest's price of the last year reads the data before it: inside the
+    shared experience its tables are the whole data's rows of the earlier years, equal
+    to those made on the cut data (every column, every dtype); payouts its own."""
+    from puhui.pricing import experience as ex
+    from puhui.pricing.backtest import data_before
+    from puhui.pricing.premium import EXPERIENCE_DROP
+
+    p, _, data = loaded
+    made_alone = ex.experience_in_blocks(p, data_before(data, 2025), drop=EXPERIENCE_DROP)
+    with ex.experience_shared(p, data, drop=EXPERIENCE_DROP) as shared:
+        cut = data_before(data, 2025)
+        assert cut.settlements is not data.settlements
+        py, ev = ex.experience_in_blocks(p, cut, drop=EXPERIENCE_DROP)
+        assert shared.tables is not None                     # the whole data's, kept
+        assert (shared.tables[0]["year"] == 2025).any()
+        col = f"payout_{p.benefits[0].id}"
+        py[col].to_numpy()[:] = -1
+        shared.stop_keeping()
+        whole_py, _ = ex.experience_in_blocks(p, data, drop=EXPERIENCE_DROP)
+    pd.testing.assert_frame_equal(py.drop(columns=col), made_alone[0].drop(columns=col))
+    pd.testing.assert_frame_equal(ev, made_alone[1])
+    assert (made_alone[1]["year"] == 2024).all() and len(ev) > 10
+    assert (whole_py[col] >= 0).all()                         # the shared tables untouched
+    assert len(whole_py) > len(py)

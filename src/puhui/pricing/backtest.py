@@ -52,9 +52,12 @@ NOTE_REVERSALS = ("reversed settlements are left out of every year before the sp
 
 def data_before(data: FundData, year: int) -> FundData:
     """The fund data as it stood before ``year``: settlements dated before it with
-    their lines, policies starting before it, every person. Where nothing is dated
+    their lines, policies starting before it, every person (noted as a cut of ``data``:
+    :func:`puhui.pricing.experience.note_cut`). Where nothing is dated
     from ``year`` on (the data through its last year), the data's own tables, not
     copies (read them, do not change them)."""
+    from puhui.pricing.experience import note_cut
+
     st = data.settlements
     keep = (st["setl_time"].dt.year < year).to_numpy()
     pol = data.policies
@@ -68,7 +71,9 @@ def data_before(data: FundData, year: int) -> FundData:
     if lines is not None:
         lines = lines[lines["setl_id"].isin(st["setl_id"])].reset_index(drop=True)
     pol = pol[pol_keep].reset_index(drop=True)
-    return FundData(data.persons, pol, st, lines, settlement_years=years)
+    cut = FundData(data.persons, pol, st, lines, settlement_years=years)
+    note_cut(data, cut, year)       # its experience: the whole data's, of earlier years
+    return cut
 
 
 def _plain_index(t: pd.DataFrame) -> bool:

@@ -532,10 +532,53 @@ def _paid_per_policy(terms, data, policies: pd.DataFrame) -> np.ndarray:
     if lines is not None:
         lines = lines[lines["setl_id"].isin(st["setl_id"])]
     st = st[may_pay(terms, st, has_lines(st, lines))]
-    agg = adjudicate(terms, st, policies.reset_index(drop=True), lines,
-                     matcher=LineMatcher(terms)).by_policy()
-    total = agg[[c for c in agg.columns if c.startswith("payout_")]].sum(axis=1)
+    matcher = LineMatcher(terms)
+    parts = max(1, -(-len(st) // PAY_PART_SETTLEMENTS))
+    if parts == 1:
+        agg = adjudicate(terms, st, policies.reset_index(drop=True), lines,
+                         matcher=matcher).by_policy()
+        total = agg[[c for c in agg.columns if c.startswith("payout_")]].sum(axis=1)
+        return total.reindex(policies["policy_no"].to_numpy(), fill_value=0).to_numpy()
+    # parts of the people, each person's policies and settlements in one part (a policy
+    # pays its own person's settlements, so the parts' payouts are the whole's)
+    pol_who, st_who = _person_codes(policies["psn_no"], st["psn_no"])
+    top = int(max(pol_who.max(initial=0), st_who.max(initial=0))) + 1
+    pol_part, st_part = pol_who * parts // top, st_who * parts // top
+    totals = []
+    for k in range(parts):
+        mine = pol_part == k
+        if not mine.any():
+            continue
+        st_k = st[st_part == k]
+        lines_k = lines[lines["setl_id"].isin(st_k["setl_id"])] if lines is not None else None
+        agg = adjudicate(terms, st_k, policies[mine].reset_index(drop=True), lines_k,
+                         matcher=matcher).by_policy()
+        totals.append(agg[[c for c in agg.columns if c.startswith("payout_")]].sum(axis=1))
+    total = pd.concat(totals) if totals else pd.Series(dtype="int64")
     return total.reindex(policies["policy_no"].to_numpy(), fill_value=0).to_numpy()
+
+
+#: Settlements per part of the people in :func:`_paid_per_policy`: the calculator's
+#: working arrays are a part's (at ten million person-years the past policies' own
+#: terms took some 2 GB more than the rest of the price at once).
+PAY_PART_SETTLEMENTS = 2_000_000
+
+
+def _person_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """One integer per person for two columns of ids (codes of categoricals over the
+    same ids, else a joint factorisation of the text; -1 for a missing id).
+
+    >>> a, b = _person_codes(pd.Series(["x", "y"]), pd.Series(["y", "z", "x"]))
+    >>> a.tolist(), b.tolist()
+    ([0, 1], [1, 2, 0])
+    """
+    if (isinstance(a.dtype, pd.CategoricalDtype) and isinstance(b.dtype, pd.CategoricalDtype)
+            and a.cat.categories.equals(b.cat.categories)):
+        return (a.cat.codes.to_numpy().astype("int64"),
+                b.cat.codes.to_numpy().astype("int64"))
+    codes, _ = pd.factorize(np.concatenate([a.astype(str).to_numpy(dtype=object),
+                                            b.astype(str).to_numpy(dtype=object)]))
+    return codes[:len(a)].astype("int64"), codes[len(a):].astype("int64")
 
 
 def repay_with_claim_free_years(product, data, frame: pd.DataFrame, year: int, rows,

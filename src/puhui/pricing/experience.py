@@ -424,33 +424,91 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     caller does not need (ten million rows of each are not sent back)."""
     block_persons = block_persons or BLOCK_PERSONS
     key = _memo_key(product, data, block_persons, workers, drop)
-    shared = _SHARED if _SHARED is not None and _SHARED.key == key else None
-    if shared is not None and shared.tables is not None:   # the later call: the tables
-        tables, shared.tables, shared.inputs = shared.tables, None, None
+    shared = _SHARED
+    if shared is not None and shared.key == key:
+        if shared.tables is None:
+            tables = _experience_in_blocks(product, data, block_persons, workers, drop)
+            if not shared.keep:
+                return tables
+            shared.tables = tables
+        if shared.keep:
+            # the caller gets payout columns of its own (the realised cost re-pays rows
+            # in place); the tables stay for the later callers
+            return tuple(_own_tables(t) for t in shared.tables)
+        tables, shared.tables = shared.tables, None        # the last user: its alone
         return tables
-    py, ev = _experience_in_blocks(product, data, block_persons, workers, drop)
-    if shared is not None and shared.keep:
-        # kept for the one later call (the inputs held too, so their ids stay theirs);
-        # this caller gets payout columns of its own (the realised cost re-pays in place)
-        shared.keep = False
-        shared.inputs = (product, data.persons, data.policies, data.settlements, data.lines)
-        shared.tables = (py, ev)
-        return _own_tables(py), _own_tables(ev)
-    return py, ev
+    cut = shared.cut_year(product, data, block_persons, workers, drop) if shared else None
+    if cut is not None:
+        # the data before ``cut`` (the backtest's price of the last year): the shared
+        # experience's rows of the years before it
+        if shared.tables is None:
+            full = shared.data
+            shared.tables = _experience_in_blocks(product, full, block_persons, workers,
+                                                  drop)
+        py, ev = shared.tables
+        return (_rows_of(py, np.flatnonzero(py["year"].to_numpy() < cut)),
+                _rows_of(ev, np.flatnonzero(ev["year"].to_numpy() < cut)))
+    return _experience_in_blocks(product, data, block_persons, workers, drop)
 
 
 class SharedExperience:
-    """What :func:`experience_shared` holds: the ``key`` of the experience it shares,
-    whether the next such call still ``keep``s its tables, and the ``tables`` kept (with
-    their ``inputs``) until their one later use."""
+    """What :func:`experience_shared` holds: the ``key`` of the experience it shares
+    and its ``data``, whether calls still ``keep`` the tables, the ``tables`` once
+    made, and the ``cuts`` of the data (:func:`note_cut`: the data before a year, by
+    its tables' identity)."""
 
-    def __init__(self, key: tuple):
-        self.key, self.keep, self.tables, self.inputs = key, True, None, None
+    def __init__(self, key: tuple, data: FundData):
+        self.key, self.data, self.keep, self.tables, self.cuts = key, data, True, None, {}
 
     def stop_keeping(self) -> None:
-        """No later call keeps its tables (the caller that would use them is the last:
-        a call now computes and returns its tables, or takes the kept ones)."""
+        """The next call of the shared experience is its last user: it gets the tables
+        themselves (computed then if none were kept), and they are no longer held here."""
         self.keep = False
+        self.cuts = {}
+
+    def cut_year(self, product, data: FundData, block_persons, workers, drop) -> int | None:
+        """The year ``data`` is the shared data cut before (:func:`note_cut`), when the
+        rest of the call is the shared one's; else None."""
+        if not self.keep:
+            return None
+        held = self.cuts.get(_frames(data))
+        if held is None:
+            return None
+        year, _ = held
+        key = _memo_key(product, self.data, block_persons, workers, drop)
+        return year if key == self.key else None
+
+
+def note_cut(data: FundData, cut: FundData, year: int) -> None:
+    """``cut`` is ``data`` before ``year`` (:func:`puhui.pricing.backtest.data_before`:
+    settlements and policies dated before it, every person, the years before it). While
+    :func:`experience_shared` is open on ``data`` and still keeps, the experience of
+    ``cut`` is the shared experience's rows of the years before ``year``: every column
+    of a person-year reads its own year and the years before it (prior stays, the
+    pre-existing look-back, renewal), and a notional policy pays the settlements of its
+    calendar year (tested against the experience made on the cut data)."""
+    shared = _SHARED
+    if (shared is not None and shared.keep and _frames(data) == _frames(shared.data)
+            and cut.persons is data.persons and year > min(settlement_years(data), default=year)):
+        shared.cuts[_frames(cut)] = (year, cut)      # (the tables held: their ids stay)
+
+
+def _frames(data: FundData) -> tuple:
+    return (id(data.persons), id(data.policies), id(data.settlements), id(data.lines),
+            tuple(settlement_years(data)))
+
+
+def _rows_of(t: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``t``'s ``rows`` as a table of its own (copies; categoricals kept as such,
+    columns not consolidated, as :func:`_with_ids` makes them)."""
+    out = {}
+    for c in t.columns:
+        s = t[c]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            out[c] = pd.Categorical.from_codes(s.cat.codes.to_numpy()[rows], dtype=s.dtype)
+        else:
+            out[c] = s.to_numpy()[rows]
+    return pd.DataFrame(out, copy=False)
 
 
 #: The :class:`SharedExperience` of the :func:`experience_shared` open, if any.
@@ -459,24 +517,25 @@ _SHARED: SharedExperience | None = None
 
 @contextlib.contextmanager
 def experience_shared(product: Product, data: FundData, drop: tuple[str, ...] = ()):
-    """Within: the first :func:`experience_in_blocks` of ``product`` on ``data`` (the
-    same product, or it with its policy period moved; the same persons, policies,
-    settlements and lines objects,
-    unchanged, the same years; default block size and workers) with ``drop`` keeps its
-    tables for the next such call, which gets them without computing them again. The
-    first caller gets tables whose ``payout_`` columns are its own copies (the others
-    are the same arrays: read them, do not write them); the second gets the tables
-    themselves, and the memory is then its alone. Other calls are computed as usual.
-    Yields the :class:`SharedExperience`: call its ``stop_keeping()`` before the call
-    that is the last user (if nothing was kept by then, that call keeps nothing).
+    """Within: :func:`experience_in_blocks` of ``product`` on ``data`` (the same
+    product, or it with its policy period moved; the same persons, policies,
+    settlements and lines objects, unchanged, the same years; default block size and
+    workers) with ``drop`` is made once and kept for every such call until
+    ``stop_keeping()``: each caller until then gets tables whose ``payout_`` columns
+    are its own copies (the others are the same arrays: read them, do not write them);
+    the first call after it gets the tables themselves, and the memory is then its
+    alone. A call on ``data`` cut before a year (:func:`note_cut`) gets the rows of the
+    years before it (copies), the tables made first if they are not yet. Other calls
+    are computed as usual. Yields the :class:`SharedExperience`.
 
-    ``puhui price`` opens it around its backtest and its pricing: the backtest's
-    realised cost of the last data year is the product's calculator on the whole data,
-    exactly the price's own experience (pricing.json byte for byte the same;
+    ``puhui price`` opens it around its backtest and its pricing: the backtest's price of
+    the last data year reads the data before it, its realised cost the product's
+    calculator on the whole data, and the price its own experience on the whole data:
+    one experience made for the three (pricing.json byte for byte the same;
     tests/test_price_speed17.py)."""
     global _SHARED
     before = _SHARED
-    _SHARED = SharedExperience(_memo_key(product, data, BLOCK_PERSONS, None, drop))
+    _SHARED = SharedExperience(_memo_key(product, data, BLOCK_PERSONS, None, drop), data)
     try:
         yield _SHARED
     finally:
