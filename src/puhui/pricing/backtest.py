@@ -52,17 +52,34 @@ NOTE_REVERSALS = ("reversed settlements are left out of every year before the sp
 
 def data_before(data: FundData, year: int) -> FundData:
     """The fund data as it stood before ``year``: settlements dated before it with
-    their lines, policies starting before it, every person."""
+    their lines, policies starting before it, every person (noted as a cut of ``data``:
+    :func:`puhui.pricing.experience.note_cut`). Where nothing is dated
+    from ``year`` on (the data through its last year), the data's own tables, not
+    copies (read them, do not change them)."""
+    from puhui.pricing.experience import note_cut
+
     st = data.settlements
     keep = (st["setl_time"].dt.year < year).to_numpy()
-    st = st[keep].reset_index(drop=True)
+    pol = data.policies
+    pol_keep = (pol["start_date"].dt.year < year).to_numpy()
+    years = tuple(y for y in (data.settlement_years or ()) if y < year)
     lines = data.lines
+    if (keep.all() and pol_keep.all()
+            and all(_plain_index(t) for t in (st, pol, lines) if t is not None)):
+        return FundData(data.persons, pol, st, lines, settlement_years=years)
+    st = st[keep].reset_index(drop=True)
     if lines is not None:
         lines = lines[lines["setl_id"].isin(st["setl_id"])].reset_index(drop=True)
-    pol = data.policies
-    pol = pol[(pol["start_date"].dt.year < year).to_numpy()].reset_index(drop=True)
-    years = tuple(y for y in (data.settlement_years or ()) if y < year)
-    return FundData(data.persons, pol, st, lines, settlement_years=years)
+    pol = pol[pol_keep].reset_index(drop=True)
+    cut = FundData(data.persons, pol, st, lines, settlement_years=years)
+    note_cut(data, cut, year)       # its experience: the whole data's, of earlier years
+    return cut
+
+
+def _plain_index(t: pd.DataFrame) -> bool:
+    """Rows numbered 0, 1, ... (what ``reset_index(drop=True)`` would give)."""
+    i = t.index
+    return isinstance(i, pd.RangeIndex) and i.start == 0 and i.step == 1
 
 
 def data_through(data: FundData, year: int) -> FundData:
@@ -95,11 +112,10 @@ def realised_cost(product: Product, data: FundData, year: int) -> dict:
     A renewal's deductible is the one its claim-free years give
     (:func:`claim_free_deductibles`), as the price charges and a batch pays."""
     from puhui.pricing.experience import experience_in_blocks
-    from puhui.pricing.premium import eligible_rows
+    from puhui.pricing.premium import EXPERIENCE_DROP, eligible_rows
 
     through = data_through(data, year)
-    frame, _ = experience_in_blocks(product, through,
-                                    drop=("eligible_", "claims_", "events_"))
+    frame, _ = experience_in_blocks(product, through, drop=EXPERIENCE_DROP)
     on = ((frame["year"].to_numpy() == year) & frame["enrolled"].to_numpy(dtype=bool)
           & eligible_rows(product, frame))
     on, notes = own_book(product, through, frame, year, on)

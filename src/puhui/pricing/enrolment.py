@@ -516,18 +516,69 @@ def _paid_per_policy(terms, data, policies: pd.DataFrame) -> np.ndarray:
     their people's effective settlements."""
     from puhui.benefits.calculator import adjudicate
     from puhui.benefits.quantities import LineMatcher
-    from puhui.pricing.experience import effective_mask
+    from puhui.pricing.experience import effective_mask, has_lines, may_pay
 
     st = data.settlements
-    st = st[effective_mask(st) & st["psn_no"].isin(policies["psn_no"].astype(str).unique()
-                                                   ).to_numpy()]
+    # only what the calculator can pay: the policyholders' settlements within the
+    # policies' dates on which some benefit of ``terms`` may have an eligible amount
+    # (:func:`~puhui.pricing.experience.may_pay`; the others pay nothing and move no
+    # accumulator, as in the experience)
+    t = st["setl_time"]
+    on = (effective_mask(st) & _held_by(st["psn_no"], policies["psn_no"])
+          & (t >= policies["start_date"].min()).to_numpy()
+          & (t < policies["end_date"].max() + pd.Timedelta(days=1)).to_numpy())
+    st = st[on]
     lines = data.lines
     if lines is not None:
         lines = lines[lines["setl_id"].isin(st["setl_id"])]
-    agg = adjudicate(terms, st, policies.reset_index(drop=True), lines,
-                     matcher=LineMatcher(terms)).by_policy()
-    total = agg[[c for c in agg.columns if c.startswith("payout_")]].sum(axis=1)
+    st = st[may_pay(terms, st, has_lines(st, lines))]
+    matcher = LineMatcher(terms)
+    parts = max(1, -(-len(st) // PAY_PART_SETTLEMENTS))
+    if parts == 1:
+        agg = adjudicate(terms, st, policies.reset_index(drop=True), lines,
+                         matcher=matcher).by_policy()
+        total = agg[[c for c in agg.columns if c.startswith("payout_")]].sum(axis=1)
+        return total.reindex(policies["policy_no"].to_numpy(), fill_value=0).to_numpy()
+    # parts of the people, each person's policies and settlements in one part (a policy
+    # pays its own person's settlements, so the parts' payouts are the whole's)
+    pol_who, st_who = _person_codes(policies["psn_no"], st["psn_no"])
+    top = int(max(pol_who.max(initial=0), st_who.max(initial=0))) + 1
+    pol_part, st_part = pol_who * parts // top, st_who * parts // top
+    totals = []
+    for k in range(parts):
+        mine = pol_part == k
+        if not mine.any():
+            continue
+        st_k = st[st_part == k]
+        lines_k = lines[lines["setl_id"].isin(st_k["setl_id"])] if lines is not None else None
+        agg = adjudicate(terms, st_k, policies[mine].reset_index(drop=True), lines_k,
+                         matcher=matcher).by_policy()
+        totals.append(agg[[c for c in agg.columns if c.startswith("payout_")]].sum(axis=1))
+    total = pd.concat(totals) if totals else pd.Series(dtype="int64")
     return total.reindex(policies["policy_no"].to_numpy(), fill_value=0).to_numpy()
+
+
+#: Settlements per part of the people in :func:`_paid_per_policy`: the calculator's
+#: working arrays are a part's (at ten million person-years the past policies' own
+#: terms took some 2 GB more than the rest of the price at once).
+PAY_PART_SETTLEMENTS = 2_000_000
+
+
+def _person_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """One integer per person for two columns of ids (codes of categoricals over the
+    same ids, else a joint factorisation of the text; -1 for a missing id).
+
+    >>> a, b = _person_codes(pd.Series(["x", "y"]), pd.Series(["y", "z", "x"]))
+    >>> a.tolist(), b.tolist()
+    ([0, 1], [1, 2, 0])
+    """
+    if (isinstance(a.dtype, pd.CategoricalDtype) and isinstance(b.dtype, pd.CategoricalDtype)
+            and a.cat.categories.equals(b.cat.categories)):
+        return (a.cat.codes.to_numpy().astype("int64"),
+                b.cat.codes.to_numpy().astype("int64"))
+    codes, _ = pd.factorize(np.concatenate([a.astype(str).to_numpy(dtype=object),
+                                            b.astype(str).to_numpy(dtype=object)]))
+    return codes[:len(a)].astype("int64"), codes[len(a):].astype("int64")
 
 
 def repay_with_claim_free_years(product, data, frame: pd.DataFrame, year: int, rows,
@@ -549,10 +600,9 @@ def repay_with_claim_free_years(product, data, frame: pd.DataFrame, year: int, r
     )
 
     rows = np.asarray(rows)
-    who = frame["psn_no"].to_numpy()[rows].astype(str)
     st = effective_settlements(data.settlements)
     st = st[(st["setl_time"].dt.year == year).to_numpy()
-            & st["psn_no"].astype(str).isin(who).to_numpy()]
+            & _held_by(st["psn_no"], frame["psn_no"].iloc[rows])]
     lines = data.lines
     if lines is not None:
         lines = lines[lines["setl_id"].isin(st["setl_id"])]
@@ -565,6 +615,26 @@ def repay_with_claim_free_years(product, data, frame: pd.DataFrame, year: int, r
         out[col] = (agg[col].reindex(rows, fill_value=0).to_numpy() if col in agg.columns
                     else np.zeros(len(rows), dtype="int64"))
     return out
+
+
+def _held_by(psn_no: pd.Series, who: pd.Series) -> np.ndarray:
+    """True for the rows of ``psn_no`` whose person is one of ``who``'s: compared as
+    integer codes where both are categoricals over the same ids (the persons'; no
+    string made per settlement), else as text.
+
+    >>> ids = pd.CategoricalDtype(pd.Index(["a", "b", "c"]))
+    >>> _held_by(pd.Series(["a", "c", "b"], dtype=ids), pd.Series(["c"], dtype=ids)).tolist()
+    [False, True, False]
+    >>> _held_by(pd.Series(["a", "c"]), pd.Series(["c"], dtype=ids)).tolist()
+    [False, True]
+    """
+    if (isinstance(psn_no.dtype, pd.CategoricalDtype) and isinstance(who.dtype, pd.CategoricalDtype)
+            and psn_no.cat.categories.equals(who.cat.categories)):
+        mine = np.zeros(len(psn_no.cat.categories) + 1, dtype=bool)
+        mine[who.cat.codes.to_numpy()] = True          # a missing id (-1) marks the last
+        mine[-1] = False
+        return mine[psn_no.cat.codes.to_numpy()]
+    return psn_no.astype(str).isin(set(who.astype(str))).to_numpy()
 
 
 def _plain_id(pid: str) -> bool:

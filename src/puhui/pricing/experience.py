@@ -35,6 +35,8 @@ data.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 
@@ -320,10 +322,22 @@ def person_ids(frame: pd.DataFrame) -> pd.Index:
 
 def person_rows(index: pd.Index, psn_no: pd.Series) -> np.ndarray:
     """Each ``psn_no``'s position in ``index`` (persons' ids as text; -1 if absent). A
-    categorical is looked up once per category."""
+    categorical is looked up once per category; one whose categories are ``index``
+    itself (the persons' ids, as pricing's tables have them) gives its codes.
+
+    >>> ids = pd.Index(["a", "b", "c"])
+    >>> person_rows(ids, pd.Series(pd.Categorical.from_codes([2, 0, -1], categories=ids))).tolist()
+    [2, 0, -1]
+    >>> person_rows(ids, pd.Series(["c", "x"])).tolist()
+    [2, -1]
+    """
     if isinstance(psn_no.dtype, pd.CategoricalDtype):
-        at = index.get_indexer(psn_no.cat.categories.astype(str))
         codes = psn_no.cat.codes.to_numpy()
+        cats = psn_no.cat.categories
+        if cats is index or (len(cats) == len(index) and cats.dtype == object
+                             and index.dtype == object and cats.equals(index)):
+            return codes.astype("int64")      # (ids are unique: their own positions)
+        at = index.get_indexer(psn_no.cat.categories.astype(str))
         return np.where(codes >= 0, at[np.maximum(codes, 0)] if len(at) else -1, -1)
     return index.get_indexer(psn_no.astype(str))
 
@@ -408,10 +422,152 @@ def experience_in_blocks(product: Product, data: FundData, block_persons: int | 
     quantity is per person; tested against one block), with the integer columns of
     :data:`NARROW_COLUMNS` held narrow. ``drop``: prefixes of person-year columns the
     caller does not need (ten million rows of each are not sent back)."""
+    block_persons = block_persons or BLOCK_PERSONS
+    key = _memo_key(product, data, block_persons, workers, drop)
+    shared = _SHARED
+    if shared is not None and shared.key == key:
+        if shared.tables is None:
+            tables = _experience_in_blocks(product, data, block_persons, workers, drop)
+            if not shared.keep:
+                return tables
+            shared.tables = tables
+        if shared.keep:
+            # the caller gets payout columns of its own (the realised cost re-pays rows
+            # in place); the tables stay for the later callers
+            return tuple(_own_tables(t) for t in shared.tables)
+        tables, shared.tables = shared.tables, None        # the last user: its alone
+        return tables
+    cut = shared.cut_year(product, data, block_persons, workers, drop) if shared else None
+    if cut is not None:
+        # the data before ``cut`` (the backtest's price of the last year): the shared
+        # experience's rows of the years before it
+        if shared.tables is None:
+            full = shared.data
+            shared.tables = _experience_in_blocks(product, full, block_persons, workers,
+                                                  drop)
+        py, ev = shared.tables
+        return (_rows_of(py, np.flatnonzero(py["year"].to_numpy() < cut)),
+                _rows_of(ev, np.flatnonzero(ev["year"].to_numpy() < cut)))
+    return _experience_in_blocks(product, data, block_persons, workers, drop)
+
+
+class SharedExperience:
+    """What :func:`experience_shared` holds: the ``key`` of the experience it shares
+    and its ``data``, whether calls still ``keep`` the tables, the ``tables`` once
+    made, and the ``cuts`` of the data (:func:`note_cut`: the data before a year, by
+    its tables' identity)."""
+
+    def __init__(self, key: tuple, data: FundData):
+        self.key, self.data, self.keep, self.tables, self.cuts = key, data, True, None, {}
+
+    def stop_keeping(self) -> None:
+        """The next call of the shared experience is its last user: it gets the tables
+        themselves (computed then if none were kept), and they are no longer held here."""
+        self.keep = False
+        self.cuts = {}
+
+    def cut_year(self, product, data: FundData, block_persons, workers, drop) -> int | None:
+        """The year ``data`` is the shared data cut before (:func:`note_cut`), when the
+        rest of the call is the shared one's; else None."""
+        if not self.keep:
+            return None
+        held = self.cuts.get(_frames(data))
+        if held is None:
+            return None
+        year, _ = held
+        key = _memo_key(product, self.data, block_persons, workers, drop)
+        return year if key == self.key else None
+
+
+def note_cut(data: FundData, cut: FundData, year: int) -> None:
+    """``cut`` is ``data`` before ``year`` (:func:`puhui.pricing.backtest.data_before`:
+    settlements and policies dated before it, every person, the years before it). While
+    :func:`experience_shared` is open on ``data`` and still keeps, the experience of
+    ``cut`` is the shared experience's rows of the years before ``year``: every column
+    of a person-year reads its own year and the years before it (prior stays, the
+    pre-existing look-back, renewal), and a notional policy pays the settlements of its
+    calendar year (tested against the experience made on the cut data)."""
+    shared = _SHARED
+    if (shared is not None and shared.keep and _frames(data) == _frames(shared.data)
+            and cut.persons is data.persons and year > min(settlement_years(data), default=year)):
+        shared.cuts[_frames(cut)] = (year, cut)      # (the tables held: their ids stay)
+
+
+def _frames(data: FundData) -> tuple:
+    return (id(data.persons), id(data.policies), id(data.settlements), id(data.lines),
+            tuple(settlement_years(data)))
+
+
+def _rows_of(t: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``t``'s ``rows`` as a table of its own (copies; categoricals kept as such,
+    columns not consolidated, as :func:`_with_ids` makes them)."""
+    out = {}
+    for c in t.columns:
+        s = t[c]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            out[c] = pd.Categorical.from_codes(s.cat.codes.to_numpy()[rows], dtype=s.dtype)
+        else:
+            out[c] = s.to_numpy()[rows]
+    return pd.DataFrame(out, copy=False)
+
+
+#: The :class:`SharedExperience` of the :func:`experience_shared` open, if any.
+_SHARED: SharedExperience | None = None
+
+
+@contextlib.contextmanager
+def experience_shared(product: Product, data: FundData, drop: tuple[str, ...] = ()):
+    """Within: :func:`experience_in_blocks` of ``product`` on ``data`` (the same
+    product, or it with its policy period moved; the same persons, policies,
+    settlements and lines objects, unchanged, the same years; default block size and
+    workers) with ``drop`` is made once and kept for every such call until
+    ``stop_keeping()``: each caller until then gets tables whose ``payout_`` columns
+    are its own copies (the others are the same arrays: read them, do not write them);
+    the first call after it gets the tables themselves, and the memory is then its
+    alone. A call on ``data`` cut before a year (:func:`note_cut`) gets the rows of the
+    years before it (copies), the tables made first if they are not yet. Other calls
+    are computed as usual. Yields the :class:`SharedExperience`.
+
+    ``puhui price`` opens it around its backtest and its pricing: the backtest's price of
+    the last data year reads the data before it, its realised cost the product's
+    calculator on the whole data, and the price its own experience on the whole data:
+    one experience made for the three (pricing.json byte for byte the same;
+    tests/test_price_speed17.py)."""
+    global _SHARED
+    before = _SHARED
+    _SHARED = SharedExperience(_memo_key(product, data, BLOCK_PERSONS, None, drop), data)
+    try:
+        yield _SHARED
+    finally:
+        _SHARED = before
+
+
+def _memo_key(product, data: FundData, block_persons: int, workers, drop) -> tuple:
+    """What an experience is made of, by identity. The product counts by its fields
+    but its policy period: a product with its period moved to another year (the
+    backtest's, :func:`puhui.pricing.backtest.product_for_year`) holds the same terms,
+    and the experience puts every person-year under notional policies of its calendar
+    year, whatever the product's own period."""
+    import dataclasses
+
+    terms = tuple(id(getattr(product, f.name)) for f in dataclasses.fields(product)
+                  if f.name not in ("start", "end"))
+    return (terms, id(data.persons), id(data.policies), id(data.settlements),
+            id(data.lines), tuple(settlement_years(data)), block_persons, workers,
+            tuple(drop))
+
+
+def _own_tables(t: pd.DataFrame) -> pd.DataFrame:
+    """A table over ``t``'s arrays but for copies of its ``payout_`` columns."""
+    return pd.DataFrame({c: (t[c].to_numpy().copy() if c.startswith("payout_") else t[c])
+                         for c in t.columns}, copy=False)
+
+
+def _experience_in_blocks(product: Product, data: FundData, block_persons: int, workers,
+                          drop: tuple[str, ...]):
     from puhui.execution import map_blocks
     from puhui.fund.validate import PersonKeys
 
-    block_persons = block_persons or BLOCK_PERSONS
     years = settlement_years(data)
     persons = data.persons
     n = len(persons)

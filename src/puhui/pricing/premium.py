@@ -219,6 +219,11 @@ def _group_events(ev: pd.DataFrame, terms: GroupTerms) -> pd.DataFrame:
                          "amount": e["eligible"].to_numpy() / 100.0}, copy=False)
 
 
+#: The person-year columns the price does not read (the models read the payouts;
+#: eligible amounts and counts come from the events), nor the backtest's realised cost.
+EXPERIENCE_DROP = ("eligible_", "claims_", "events_")
+
+
 #: The settlement columns pricing reads after the experience (the drug shares and the
 #: budget impact).
 AFTER_EXPERIENCE = ("setl_id", "psn_no", "setl_time", "dise_code", "refund_of")
@@ -267,7 +272,7 @@ def _step_experience(s: BuildUp) -> None:
         s.data, s.notes, s.product, s.release_data, s.say)
     say("experience: the product's calculator on every person-year")
     # the models read the payouts; eligible amounts and counts come from the events
-    exp, ev = experience_in_blocks(product, data, drop=("eligible_", "claims_", "events_"))
+    exp, ev = experience_in_blocks(product, data, drop=EXPERIENCE_DROP)
     # what each policy of the data years paid under its own product (claim-free years),
     # while the settlements still have every column
     own_paid, own_notes = paid_under_own_terms(product, data, exp)

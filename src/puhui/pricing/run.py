@@ -187,8 +187,9 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     """Price and write the three files; returns the figures. ``backtest``: "last" (the
     last data year priced from the years before it), "all" or "none"
     (:func:`backtest_section`; run first, on the data before pricing releases it)."""
+    from puhui.pricing.experience import experience_shared
     from puhui.pricing.fund_data import load_for_pricing
-    from puhui.pricing.premium import load_assumptions, price
+    from puhui.pricing.premium import EXPERIENCE_DROP, load_assumptions, price
     from puhui.pricing.report import render
     from puhui.products.model import load_product
 
@@ -201,9 +202,13 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     say("reading and validating the fund data")
     data = load_for_pricing(data_dir, product, assumptions)
     check_period(product, data)
-    bt = backtest_section(product, data, assumptions, seed, backtest, progress)
-    result = price(product, data, assumptions, seed=seed, policies=policies, progress=progress,
-                   release_data=True)
+    # the backtest's realised cost of the last data year is the price's own experience
+    # (the product's calculator on the whole data): made once, used by both
+    with experience_shared(product, data, drop=EXPERIENCE_DROP) as shared:
+        bt = backtest_section(product, data, assumptions, seed, backtest, progress)
+        shared.stop_keeping()
+        result = price(product, data, assumptions, seed=seed, policies=policies,
+                       progress=progress, release_data=True)
     del data
     if bt is not None:
         result.figures["backtest"] = bt
