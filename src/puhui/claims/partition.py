@@ -155,8 +155,14 @@ def spill(part: Partition, directory: str | Path | None = None) -> Spilled | Non
     if any(v is None for v in kinds.values()) or part.df.index.dtype.kind not in "iu":
         return None
     fd, name = tempfile.mkstemp(prefix="puhui-blocks-", suffix=".arrow", dir=directory)
-    os.close(fd)
     path = Path(name)
+    # the file's name goes at once where the system lets it be reopened through its
+    # descriptor (Linux's /proc): a batch killed while it writes the blocks (seconds at
+    # ten million settlements) leaves nothing behind; elsewhere it goes once written
+    through = f"/proc/self/fd/{fd}"
+    if os.path.exists(through):
+        path.unlink()
+        name = through
     try:
         try:
             first = _block_batch(part, kinds, 0) if len(part) else None
@@ -173,4 +179,5 @@ def spill(part: Partition, directory: str | Path | None = None) -> Spilled | Non
         reader = pa.ipc.open_file(pa.OSFile(name, "r"))
     finally:
         path.unlink(missing_ok=True)       # the open file (if opened) stays readable
+        os.close(fd)
     return Spilled(reader, kinds, part.df.index.name)
