@@ -122,8 +122,25 @@ def _kind(s: pd.Series):
     return None
 
 
+def _text_array(values: np.ndarray):
+    """An object column's values as Arrow text, or ``None`` where they are not all
+    ``str`` and ``None``: Arrow's own reading of their types (``bytes`` read as
+    ``binary``, NaN as ``double``), not a cast to text, which would take ``bytes`` as
+    text and give back ``str`` for them."""
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(values)
+    except (ValueError, TypeError):   # Arrow's invalid and type errors among them
+        return None
+    if pa.types.is_null(arr.type):    # a block of nulls only
+        return arr.cast(pa.string())
+    return arr if pa.types.is_string(arr.type) else None
+
+
 def _block_batch(part: Partition, kinds: dict, k: int):
-    """Block ``k`` of ``part`` as an Arrow record batch of the columns' travel forms."""
+    """Block ``k`` of ``part`` as an Arrow record batch of the columns' travel forms, or
+    ``None`` where an object column holds more than text and nulls."""
     import pyarrow as pa
 
     idx = part.rows(k)
@@ -131,8 +148,11 @@ def _block_batch(part: Partition, kinds: dict, k: int):
     for c, kind in kinds.items():
         if kind == "arrow":
             arrays.append(take_arrow(part.df[c], idx))
-        elif kind == "objects":     # raises on anything but str and None (not NaN)
-            arrays.append(pa.array(part.df[c].to_numpy()[idx], pa.string()))
+        elif kind == "objects":
+            text = _text_array(part.df[c].to_numpy()[idx])
+            if text is None:
+                return None
+            arrays.append(text)
         elif isinstance(kind, pd.CategoricalDtype):
             arrays.append(pa.array(part.df[c].cat.codes.to_numpy()[idx]))
         else:
@@ -155,22 +175,31 @@ def spill(part: Partition, directory: str | Path | None = None) -> Spilled | Non
     if any(v is None for v in kinds.values()) or part.df.index.dtype.kind not in "iu":
         return None
     fd, name = tempfile.mkstemp(prefix="puhui-blocks-", suffix=".arrow", dir=directory)
-    os.close(fd)
     path = Path(name)
+    # the file's name goes at once where the system lets it be reopened through its
+    # descriptor (Linux's /proc): a batch killed while it writes the blocks (seconds at
+    # ten million settlements) leaves nothing behind; elsewhere it goes once written
+    through = f"/proc/self/fd/{fd}"
+    if os.path.exists(through):
+        path.unlink()
+        name = through
     try:
-        try:
-            first = _block_batch(part, kinds, 0) if len(part) else None
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        first = _block_batch(part, kinds, 0) if len(part) else None
+        if len(part) and first is None:
             return None                   # an object column holding more than text
         schema = first.schema if first is not None else pa.schema([("__row", pa.int64())])
         with pa.OSFile(name, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for k in range(len(part)):
+                batch = first if k == 0 else _block_batch(part, kinds, k)
+                if batch is None:
+                    return None
                 try:
-                    writer.write_batch(first if k == 0 else _block_batch(part, kinds, k))
+                    writer.write_batch(batch)
                 except (pa.ArrowInvalid, pa.ArrowTypeError):
                     return None
-                first = None
+                first = batch = None
         reader = pa.ipc.open_file(pa.OSFile(name, "r"))
     finally:
         path.unlink(missing_ok=True)       # the open file (if opened) stays readable
+        os.close(fd)
     return Spilled(reader, kinds, part.df.index.name)
