@@ -196,3 +196,39 @@ def test_decisions_long_is_each_benefits_rows_one_after_another(city):
     got = dec.long()
     assert (got["payout_amt"] > 0).any()
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_a_text_column_of_nulls_stored_as_numbers_is_read_as_nulls(city, tmp_path):
+    """refund_of written as an all-null double column (a writer's type for "no value";
+    review 17): validation checks every rule over it (it skipped the chunk's row rules and
+    said "valid") and the batch pays as with a text column of nulls (it stopped with an
+    empty reason)."""
+    import shutil
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from puhui.fund.validate import validate_dir
+
+    runs = {}
+    for kind in ("text", "double"):
+        d = tmp_path / kind
+        shutil.copytree(city, d)
+        t = pq.read_table(d / "settlements.parquet")
+        keep = pc.is_null(t["refund_of"])
+        t = t.filter(keep)                           # no reversals: the originals stand
+        i = t.schema.get_field_index("refund_of")
+        t = t.set_column(i, "refund_of", pa.nulls(len(t), pa.string() if kind == "text"
+                                                   else pa.float64()))
+        pq.write_table(t, d / "settlements.parquet")
+        assert validate_dir(d).problems == []
+        runs[kind] = _run(d, tmp_path, kind)
+    assert runs["text"] == runs["double"] and runs["text"][0]["paid_this_batch_yuan"] > 0
+    # a negative amount on a row that is then no reversal is found (it was not)
+    d = tmp_path / "double"
+    t = pq.read_table(d / "settlements.parquet")
+    amt = t["medfee_sumamt"].to_numpy().copy()
+    amt[0] = -amt[0] - 1
+    t = t.set_column(t.schema.get_field_index("medfee_sumamt"), "medfee_sumamt", pa.array(amt))
+    pq.write_table(t, d / "settlements.parquet")
+    assert any("amount >= 0" in p.rule for p in validate_dir(d).problems)

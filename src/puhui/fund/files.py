@@ -77,6 +77,16 @@ def parquet_columns(path: str | Path) -> list[str]:
     return ColumnReader(Path(path)).names
 
 
+def _numeric_nulls(s: pd.Series) -> bool:
+    """A numeric (not categorical) column holding nulls only.
+
+    >>> _numeric_nulls(pd.Series([np.nan, np.nan])), _numeric_nulls(pd.Series([1.0, None]))
+    (True, False)
+    """
+    return pd.api.types.is_numeric_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype) \
+        and not pd.api.types.is_bool_dtype(s) and bool(s.isna().all())
+
+
 def _as_text(s: pd.Series) -> pd.Series:
     """Text column as Python strings (nulls kept); cheap when it is text already."""
     if isinstance(s.dtype, pd.CategoricalDtype):
@@ -246,6 +256,9 @@ class EngineFrame:
             col = self.table.column(name)
         except KeyError:
             col = None
+        if col is not None and col.kind in ("string", "code") and _numeric_nulls(s):
+            # text stored as numbers with no value at all (validation let it pass): nulls
+            s = pd.Series(np.full(len(s), None, dtype=object), index=s.index)
         if col is None:
             values = s
         elif name in self.shared and isinstance(s.dtype, pd.CategoricalDtype) and \

@@ -288,7 +288,9 @@ def _check_column(rep: Report, table: Table, col: Column, s: pd.Series, keys,
         if pd.api.types.is_numeric_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
             rep.add(table, col.name, "text", present, keys,
                     "write ids and codes as text (for example \"310\", not 310)")
-            return False
+            # a column of nulls only, stored as numbers (a writer's type for "no
+            # value"), holds no wrong value: usable, read as nulls (EngineFrame.add)
+            return usable and not present.any()
         if kind == "code":
             bad = present & ~_text_in(s, col.codes)
             rep.add(table, col.name, f"code in {{{', '.join(col.codes)}}}", bad, keys,
