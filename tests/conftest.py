@@ -24,6 +24,15 @@ def small_city_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def city_1500_2025(tmp_path_factory):
+    """1,500 people over 2025 (seed 21), written once per test session: the claims batch's
+    speed tests (sessions 16 and 17) compare their builders on it (read only)."""
+    d = tmp_path_factory.mktemp("city_1500_2025")
+    write_fund(synth_city(1500, 1, seed=21, start_year=2025), d)
+    return d
+
+
+@pytest.fixture(scope="session")
 def small_city_figures(small_city_dir):
     """``price(huhuibao-2025, load_for_pricing(small city), seed=3).figures`` in this
     process (read only): the reference figures of test_execution.py (Dask gives the

@@ -15,18 +15,14 @@ import pytest
 from puhui.claims import batch, eob_file
 from puhui.claims.batch import eob_categories, run_batch
 from puhui.claims.eob_file import EobWriter, LeanPart
-from puhui.fund.files import write_fund
 from puhui.products.model import load_product, product_path
-from puhui.synth.city import synth_city
 
 PRODUCT = load_product(product_path("huhuibao-2025"))
 
 
-@pytest.fixture(scope="module")
-def city(tmp_path_factory):
-    d = tmp_path_factory.mktemp("speed16_city")
-    write_fund(synth_city(1500, 1, seed=21, start_year=2025), d)
-    return d
+@pytest.fixture
+def city(city_1500_2025):
+    return city_1500_2025
 
 
 def test_lean_parts_prepare_exactly_as_their_frames(city, tmp_path, monkeypatch):

@@ -65,9 +65,7 @@ from puhui.claims import batch as batch_mod  # noqa: E402
 from puhui.claims import partition  # noqa: E402
 from puhui.claims.batch import run_batch  # noqa: E402
 from puhui.claims.eob_file import EobWriter  # noqa: E402
-from puhui.fund.files import write_fund  # noqa: E402
 from puhui.products.model import load_product, product_path  # noqa: E402
-from puhui.synth.city import synth_city  # noqa: E402
 import pytest  # noqa: E402
 
 PRODUCT = load_product(product_path("huhuibao-2025"))
@@ -113,11 +111,9 @@ def test_a_column_that_cannot_travel_keeps_the_partition_in_memory(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture(scope="module")
-def city(tmp_path_factory):
-    d = tmp_path_factory.mktemp("speed17_city")
-    write_fund(synth_city(1500, 1, seed=21, start_year=2025), d)
-    return d
+@pytest.fixture
+def city(city_1500_2025):
+    return city_1500_2025
 
 
 def _run(city, tmp_path, name):
