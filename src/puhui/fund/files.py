@@ -575,7 +575,9 @@ def take_text(s: pd.Series, rows: np.ndarray) -> np.ndarray:
     """Rows ``rows`` (positions) of a text column, as an object array of ``str`` (nulls
     ``None``), taken from its Arrow chunks by :func:`take_arrow`.
 
-    >>> s = pd.Series(pd.arrays.ArrowStringArray(pa_chunked([["a", "b"], ["c", None]])))
+    >>> import pyarrow as pa
+    >>> two = pa.chunked_array([pa.array(["a", "b"]), pa.array(["c", None])])
+    >>> s = pd.Series(pd.arrays.ArrowStringArray(two))
     >>> take_text(s, np.array([3, 0, 2])).tolist()
     [None, 'a', 'c']
     """
@@ -607,13 +609,6 @@ def take_arrow(s: pd.Series, rows: np.ndarray):
         back[by] = np.arange(len(by))
         out = out.take(pa.array(back))
     return out
-
-
-def pa_chunked(parts: list[list]) -> "object":
-    """A pyarrow chunked array of strings from lists of values (for examples and tests)."""
-    import pyarrow as pa
-
-    return pa.chunked_array([pa.array(p, pa.string()) for p in parts], type=pa.string())
 
 
 def as_arrow_text(s: pd.Series) -> pd.Series:
