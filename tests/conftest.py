@@ -1,3 +1,4 @@
+import os
 import shutil
 
 import pytest
@@ -100,3 +101,22 @@ def puhui(*args, env=None):
         o, e = out.getvalue(), err.getvalue()
     return subprocess.CompletedProcess(["puhui", *argv], code, o.decode("utf-8", "replace"),
                                        e.decode("utf-8", "replace"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of this test session only (``puhui.tempdb.TempPostgres``: a
+    temporary directory, a free port of 127.0.0.1, run as the ``postgres`` user when
+    the tests run as root), stopped and removed at the session's end. Skipped where no
+    server is installed, unless ``PUHUI_REQUIRE_POSTGRES`` is set (CI sets it: there a
+    missing server is a failure, not a skip)."""
+    from puhui.tempdb import TempPostgres, server_bindir
+
+    if server_bindir() is None:
+        if os.environ.get("PUHUI_REQUIRE_POSTGRES"):
+            pytest.fail("PUHUI_REQUIRE_POSTGRES is set and no PostgreSQL server is installed "
+                        "(`make test` installs Debian's postgresql package)")
+        pytest.skip("no PostgreSQL server installed (`make test` installs it)")
+    pg = TempPostgres().start()
+    yield pg
+    pg.stop()
