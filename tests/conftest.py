@@ -120,3 +120,20 @@ def postgres_server():
     pg = TempPostgres().start()
     yield pg
     pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_ledger(request, tmp_path):
+    """``new_ledger(name)``: the URL of a new, empty ledger, a test run on each backend:
+    a SQLite file in the test's folder, or a new database on the session's PostgreSQL
+    server (:func:`postgres_server`). A test compares with ledgers it makes itself as
+    ``sqlite:///...``, so the PostgreSQL run is checked against SQLite's answer."""
+    from tests.ledgers import new_postgres_database
+
+    def make(name: str = "l") -> str:
+        if request.param == "sqlite":
+            return f"sqlite:///{tmp_path / (name + '.db')}"
+        return new_postgres_database(request.getfixturevalue("postgres_server"))
+
+    make.backend = request.param
+    return make
