@@ -94,8 +94,9 @@ def workload(people: list[tuple[str, str]], n: int, seed: int, repeat_share: flo
 class Server:
     """`puhui serve` in a child process on a free loopback port."""
 
-    def __init__(self, product: str, url: str, port: int, log: Path):
+    def __init__(self, product: str, url: str, port: int, log: Path, workers: int = 1):
         self.product, self.url, self.port, self.log = product, url, port, log
+        self.workers = workers
         self.proc = None
 
     def start(self) -> None:
@@ -104,7 +105,8 @@ class Server:
         fh = open(self.log, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "puhui", "serve", "--product", self.product, "--ledger",
-             self.url, "--host", "127.0.0.1", "--port", str(self.port)],
+             self.url, "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", str(self.workers)],
             stdout=fh, stderr=fh)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -118,12 +120,19 @@ class Server:
         raise SystemExit("the server did not answer /healthz within 60 s")
 
     def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL the server and every process it started (uvicorn's workers)."""
+        from bench_synth import _tree
+
+        for pid in _tree(self.proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -277,12 +286,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--kill-after", type=int, default=None,
                     help="SIGKILL the server after this many answers, then start it again")
     ap.add_argument("--product", default="huhuibao-2025")
+    ap.add_argument("--workers", type=int, default=1, help="server processes")
+    ap.add_argument("--fast-postgres", action="store_true",
+                    help="PostgreSQL without fsync (the tests' server); default: durable")
     args = ap.parse_args(argv)
     print(machine(), flush=True)
     with tempfile.TemporaryDirectory(prefix="puhui-load-") as tmp:
         work = Path(tmp)
         city = make_city(args.persons, args.seed, work / "city")
-        pg = TempPostgres().start() if args.backend == "postgres" else None
+        pg = TempPostgres(durable=not args.fast_postgres).start() \
+            if args.backend == "postgres" else None
         try:
             url = pg.url if pg else f"sqlite:///{work / 'ledger.db'}"
             _run("ledger", "load", "--data", str(city), "--ledger", url)
@@ -291,7 +304,8 @@ def main(argv=None) -> dict:
             people = insured(city, args.product)
             # few people, so the same person is settled by several clients at once
             reqs = workload(people[:max(16, len(people) // 20)], args.requests, args.seed)
-            server = Server(args.product, url, free_port(), work / "server.log")
+            server = Server(args.product, url, free_port(), work / "server.log",
+                            args.workers)
             server.start()
             t = time.perf_counter()
             results = send_all(reqs, server.port, secret, args.clients, args.kill_after,
@@ -300,6 +314,8 @@ def main(argv=None) -> dict:
             server.stop()
             out = summarise(results, seconds) | {"backend": args.backend,
                                                  "clients": args.clients,
+                                                 "workers": args.workers,
+                                                 "durable": not args.fast_postgres,
                                                  "killed_after": args.kill_after}
             out["checks"] = check(reqs, results, url, city, args.product, work)
         finally:

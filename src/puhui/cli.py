@@ -467,7 +467,10 @@ def ledger_export(url, out_file):
               help="address to listen on (loopback by default: put a TLS proxy in front "
                    "to serve a network)")
 @click.option("--port", type=click.IntRange(1, 65535), default=8700, show_default=True)
-def serve(product_file, url, host, port):
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="server processes (a settlement's work is Python: one process uses "
+                   "one core)")
+def serve(product_file, url, host, port, workers):
     """Direct settlement over HTTP (docs/service.md): pre-settlement, settlement,
     explanations of benefit and accumulators, against the ledger."""
     from puhui.claims.ledger import shown_url
@@ -476,7 +479,7 @@ def serve(product_file, url, host, port):
     product = _load_product(product_file)
     click.echo(f"puhui serve: {product.id} on http://{host}:{port} (ledger "
                f"{shown_url(url)}); OpenAPI at /docs", err=True)
-    run_service(product, url, host, port)
+    run_service(product, url, host, port, workers)
 
 
 @cli.group("keys")

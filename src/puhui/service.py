@@ -30,7 +30,7 @@ from typing import Any
 
 from puhui.claims import ledger
 from puhui.claims.direct import (REQUIRED, _answer, checked_settlement, decide,
-                                 settlement_json)
+                                 settlement_json, settlement_locks)
 from puhui.errors import Conflict, InputError
 from puhui.fund import privacy
 from puhui.products.model import Product
@@ -117,11 +117,17 @@ class Service:
                                                   "ask for a key ('puhui keys create')")
         return found
 
-    def audit(self, who: str, what: str, status: int, setl_id: str | None = None) -> None:
-        con = self.connections.get()
-        with ledger.unit_of_work(con):
+    def audit(self, who: str, what: str, status: int, setl_id: str | None = None,
+              con=None) -> None:
+        """The request's audit row: in the caller's transaction (``con``), or in its own
+        (which locks nothing on PostgreSQL: appending to the log waits for no payout)."""
+        if con is not None:
             ledger.audit(con, f"api {what}", who=who, status=status,
                          **({"setl_id": setl_id} if setl_id else {}))
+            return
+        con = self.connections.get()
+        with ledger.unit_of_work(con, locks=()):
+            self.audit(who, what, status, setl_id, con=con)
 
     # endpoints ------------------------------------------------------------------
     def pre_settlement(self, raw: dict) -> tuple[int, dict]:
@@ -130,13 +136,15 @@ class Service:
         with ledger.read_only(con):
             return 200, decide(con, self.product, s, lines, record=False)
 
-    def settlement(self, raw: dict, body: bytes, key_id: str, idem_key: str | None
-                   ) -> tuple[int, dict, bool]:
-        """(status, answer, replayed)."""
+    def settlement(self, raw: dict, body: bytes, key_id: str, idem_key: str | None,
+                   who: str = "anonymous") -> tuple[int, dict, bool]:
+        """(status, answer, replayed); the request's audit row written in the same
+        transaction as the answer."""
         s, lines = checked_settlement(raw)
         digest = hashlib.sha256(body).hexdigest()
         con = self.connections.get()
-        with ledger.unit_of_work(con):
+        locks = settlement_locks(s) + ((f"idem:{key_id}:{idem_key}",) if idem_key else ())
+        with ledger.unit_of_work(con, locks=locks):
             if idem_key:
                 before = ledger.idempotent_answer(con, key_id, idem_key)
                 if before is not None:
@@ -144,12 +152,14 @@ class Service:
                     if (endpoint, body_sha) != ("settlement", digest):
                         raise Conflict(f"Idempotency-Key {idem_key!r} was used for another "
                                        f"request; a new request takes a new key")
+                    self.audit(who, "POST /v1/settlement", status, s["setl_id"], con)
                     return status, json.loads(response), True
             answer = decide(con, self.product, s, lines, record=True)
             status = 200 if answer.get("already_decided") else 201
             if idem_key:
                 ledger.record_idempotent_answer(con, key_id, idem_key, "settlement", digest,
                                                 status, json.dumps(answer, sort_keys=True))
+            self.audit(who, "POST /v1/settlement", status, s["setl_id"], con)
         return status, answer, False
 
     def settlement_eob(self, setl_id: str) -> tuple[int, dict]:
@@ -236,9 +246,10 @@ def create_app(product: Product, url: str):
     async def handle(request: Request, what: str, need: str, work, setl_id=None):
         """Key, body, work in a thread, audit, problem: one request. ``work(key_id,
         note)`` may name the settlement in ``note["setl_id"]`` for the audit."""
-        who, status, note = "anonymous", 500, {"setl_id": setl_id}
+        who, status, note = "anonymous", 500, {"setl_id": setl_id, "audited": False}
         try:
             key_id, who, scope = await run_in_threadpool(svc.key_of, _secret(request))
+            note["who"] = who
             if need == "settle" and scope != "settle":
                 raise Problem(403, "read-only key", "this key may only read; settling needs "
                                                     "a key of scope settle")
@@ -260,7 +271,8 @@ def create_app(product: Product, url: str):
                            "nothing of it was recorded; the server's log has the cause")
         finally:
             try:
-                await run_in_threadpool(svc.audit, who, what, status, note["setl_id"])
+                if not (note["audited"] and status < 300):
+                    await run_in_threadpool(svc.audit, who, what, status, note["setl_id"])
             except Exception:  # noqa: BLE001 - an audit that cannot be written is logged
                 import logging
 
@@ -291,7 +303,8 @@ def create_app(product: Product, url: str):
             note["setl_id"] = _shown_id(raw.get("setl_id"))
             idem = _idempotency_key(request.headers.get("idempotency-key"))
             status, answer, replayed = await run_in_threadpool(
-                svc.settlement, raw, body, key_id, idem)
+                svc.settlement, raw, body, key_id, idem, note["who"])
+            note["audited"] = True
             return status, answer, {"Idempotent-Replayed": "true"} if replayed else None
         return await handle(request, "POST /v1/settlement", "settle", work)
 
@@ -331,8 +344,24 @@ def _secret(request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def serve(product: Product, url: str, host: str, port: int) -> None:
-    """Run the service with uvicorn until interrupted."""
+def app_from_env():
+    """The application of a server process that uvicorn started (``--workers`` above
+    one): the product file and ledger from ``PUHUI_SERVE_PRODUCT`` and
+    ``PUHUI_SERVE_LEDGER``, set by :func:`serve`."""
+    import os
+    from pathlib import Path
+
+    from puhui.products.model import load_product
+
+    return create_app(load_product(Path(os.environ["PUHUI_SERVE_PRODUCT"])),
+                      os.environ["PUHUI_SERVE_LEDGER"])
+
+
+def serve(product: Product, url: str, host: str, port: int, workers: int = 1) -> None:
+    """Run the service with uvicorn until interrupted; ``workers`` processes (each with
+    its own connections; on one port, the kernel spreads the connections)."""
+    import os
+
     import uvicorn
 
     con = ledger.connect(url, must_exist=True)
@@ -346,5 +375,11 @@ def serve(product: Product, url: str, host: str, port: int) -> None:
                              f"'puhui keys create --ledger URL --scope settle --name NAME'")
     finally:
         con.close()
-    uvicorn.run(create_app(product, url), host=host, port=port, log_level="warning",
-                access_log=False)
+    if workers == 1:
+        uvicorn.run(create_app(product, url), host=host, port=port, log_level="warning",
+                    access_log=False)
+        return
+    os.environ["PUHUI_SERVE_PRODUCT"] = str(product.path)
+    os.environ["PUHUI_SERVE_LEDGER"] = url
+    uvicorn.run("puhui.service:app_from_env", factory=True, workers=workers, host=host,
+                port=port, log_level="warning", access_log=False)

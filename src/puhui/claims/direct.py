@@ -218,10 +218,17 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     s, lines = checked_settlement(raw)
     con = ledger.connect(url, must_exist=True)
     try:
-        with ledger.unit_of_work(con):
+        with ledger.unit_of_work(con, locks=settlement_locks(s)):
             return decide(con, product, s, lines, record=True)
     finally:
         con.close()
+
+
+def settlement_locks(s: dict) -> tuple[str, ...]:
+    """What recording a settlement locks (:func:`puhui.claims.ledger.unit_of_work`): its
+    person (their policies' accumulators and payments) and its id (its decisions, its
+    stored inputs: one id sent for two people at once must not be decided twice)."""
+    return (f"psn:{s['psn_no']}", f"setl:{s['setl_id']}")
 
 
 def checked_settlement(raw: Any) -> tuple[dict, list[dict]]:

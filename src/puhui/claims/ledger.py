@@ -283,10 +283,21 @@ def _schema_version(con: sqlite3.Connection) -> str | None:
 
 
 @contextmanager
-def unit_of_work(con: sqlite3.Connection):
-    """One transaction; ``BEGIN IMMEDIATE`` takes the write lock at once, so concurrent
-    writers queue instead of losing an update."""
-    con.execute("BEGIN IMMEDIATE")
+def unit_of_work(con: sqlite3.Connection, locks: tuple[str, ...] | None = None):
+    """One transaction that holds its write locks from the start, so concurrent writers
+    queue instead of losing an update.
+
+    ``locks=None`` locks the whole ledger (a batch's block: its people's payments,
+    accumulators and stored settlements, read before and checked inside). ``locks`` as
+    names (``"psn:P1"``, ``"setl:S1"``, ...) locks only those on PostgreSQL, beside
+    every other such unit of work and never beside a whole-ledger one: two direct
+    payouts for different people run at once, two for one person queue (issue 20,
+    point 3). SQLite has one write lock: every unit of work takes it (``BEGIN
+    IMMEDIATE``)."""
+    if locks is not None and not isinstance(con, sqlite3.Connection):
+        con.begin(locks)
+    else:
+        con.execute("BEGIN IMMEDIATE")
     try:
         yield con
     except BaseException:
