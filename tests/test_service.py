@@ -206,3 +206,93 @@ def test_the_curl_example_of_the_docs_runs(city_1500_2025, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert '"total_payout"' in r.stdout and '"already_decided"' not in r.stdout.split("\n")[0]
+
+
+def test_a_batch_and_the_service_at_once_on_postgresql(postgres_server, tmp_path):
+    """Issue 20's must-show: a replay batch and the service (two server processes, four
+    clients sending December settlements for overlapping people) at once on one
+    PostgreSQL ledger, after a first batch: net paid per person and every accumulator
+    equal running them one after the other (the batch, then the settlements in the
+    order the ledger recorded them)."""
+    import threading
+    import time
+
+    import httpx
+
+    from puhui.claims.batch import run_batch
+    from puhui.claims.direct import direct_payout
+    from puhui.tempdb import free_port
+    from tests.ledgers import new_postgres_database
+    from tests.test_money_safety import (PRODUCT as P, _direct, accumulators,
+                                         net_by_person, puhui_proc)
+
+    data = _money_city(tmp_path)
+    url = new_postgres_database(postgres_server)
+    run_batch(P, P.path, data, url, "b1")
+    key = puhui("keys", "create", "--ledger", url, "--scope", "settle", "--name",
+                "platform").stdout.strip()
+    per = pd.read_parquet(data / "persons.parquet")
+    kind = dict(zip(per["psn_no"].astype(str), per["insutype"].astype(str)))
+    pol = pd.read_parquet(data / "policies.parquet")
+    people = sorted(set(pol.loc[pol["product_id"] == P.id, "psn_no"].astype(str)))[:8]
+    work = [[_direct(f"H{k}-{i}", people[(3 * k + i) % 8], f"2025-12-{10 + i:02d}",
+                     3000 + 1000 * ((k + i) % 4), kind[people[(3 * k + i) % 8]])
+             for i in range(8)] for k in range(4)]
+    bench = _bench()
+    server = bench.Server(P.id, url, free_port(), tmp_path / "server.log", workers=2)
+    server.start()
+    try:
+        batch = puhui_proc("claims", "run", "--product", P.id, "--data", data, "--ledger", url,
+                           "--batch", "b2", "--out", tmp_path / "o", "--workers", 1,
+                           "--block-persons", 10)
+        codes = []
+
+        def client(bodies):
+            with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60,
+                              headers={"Authorization": f"Bearer {key}"}) as c:
+                for b in bodies:
+                    codes.append(c.post("/v1/settlement", json=b).status_code)
+
+        for _ in range(600):            # the clients start once the batch has begun
+            if run_sql(url, "SELECT COUNT(*) FROM batches WHERE batch_id = 'b2'")[0][0]:
+                break
+            time.sleep(0.05)
+        ts = [threading.Thread(target=client, args=(w,)) for w in work]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        out, err = batch.communicate(timeout=300)
+        assert batch.returncode == 0, err[-2000:]
+    finally:
+        server.stop()
+    assert codes == [201] * 32
+    # they did run at once: settlements were recorded while the batch was running
+    start, end = run_sql(url, "SELECT started_at, finished_at FROM batches WHERE "
+                              "batch_id = 'b2'")[0]
+    during = run_sql(url, "SELECT COUNT(*) FROM audit WHERE command = 'claims direct' AND "
+                          "at > ? AND at < ?", (start, end))[0][0]
+    assert during > 0, (start, end)
+    order = [json.loads(d)["setl_id"] for (d,) in run_sql(
+        url, "SELECT detail FROM audit WHERE command = 'claims direct' ORDER BY id")]
+    by_id = {b["setl_id"]: b for w in work for b in w}
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(P, P.path, data, ref, "b1")
+    for sid in order:
+        direct_payout(P, ref, by_id[sid])
+    assert len(order) == 32
+    assert net_by_person(url) == net_by_person(ref)
+    assert accumulators(url) == accumulators(ref)
+
+
+def _money_city(tmp_path):
+    """test_money_safety's city (400 people, 2025, settlements before December), made
+    here: its fixture is module-scoped there."""
+    from puhui.fund.files import write_fund
+    from puhui.synth.city import synth_city
+    from tests.test_money_safety import SETTLEMENTS, _copy_fund, read_raw
+
+    full = tmp_path / "full"
+    write_fund(synth_city(400, 1, seed=22, start_year=2025), full)
+    st = read_raw(full, SETTLEMENTS)
+    early = st[st["setl_time"] < pd.Timestamp("2025-12-01")]
+    early = early[~early["refund_of"].notna() | early["refund_of"].isin(set(early["setl_id"]))]
+    return _copy_fund(full, tmp_path / "early", early.reset_index(drop=True))
