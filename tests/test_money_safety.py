@@ -602,11 +602,11 @@ def test_a_ledger_without_the_inputs_of_what_it_paid_refuses_an_extract(city, tm
     assert net_by_person(url) == before and accumulators(url) == acc
 
 
-def _november_reverses_october(city, tmp_path, new_ledger):
+def _november_reverses_october(city, tmp_path, new_ledger=None):
     """A ledger where batch b1 paid the whole year, and November's extract with the
     reversal of an October settlement b1 paid (its original not in the extract):
     (url, b1's result, the original's setl_id, its reversal row, the extract)."""
-    url = new_ledger("l")
+    url = new_ledger("l") if new_ledger else f"sqlite:///{tmp_path / 'l.db'}"
     first = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
     st = read_raw(city, SETTLEMENTS)
     lines = read_raw(city, SETTLEMENT_LINES)
