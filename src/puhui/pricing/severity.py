@@ -78,15 +78,29 @@ class GammaSeverity:
         fitted mean of each of the events (``amounts``) for the dispersion."""
         import statsmodels.api as sm
         import statsmodels.formula.api as smf
+        from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
         model = smf.glm(self.formula(), data=cells,
                         family=sm.families.Gamma(sm.families.links.Log()),
                         var_weights=cells["events"].to_numpy())
         # coefficients do not depend on the scale; a one-cell fit (no factors) has no
-        # residual degrees of freedom, which statsmodels' inner step warns about
+        # residual degrees of freedom, which statsmodels' inner step warns about.
+        # statsmodels also warns of "perfect separation or prediction" whenever the
+        # fitted means equal the responses (np.allclose(mu - y, 0)) at an iteration: a
+        # check meant for binary and count models. On cells it fires for every
+        # saturated fit (as many cells as parameters: one factor, each level with
+        # events, since choose_factors keeps a factor only when every level has
+        # events), whose maximum-likelihood means are the cells' own means and whose
+        # coefficients are identified when the design has full column rank, which
+        # ``identified_`` records (false only for factors confounded on the cells with
+        # events: some coefficients are then pinv's choice and unseen cells' means too)
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", PerfectSeparationWarning)
             res = model.fit(scale=1.0)
+        exog = model.exog
+        self.saturated_ = bool(len(cells) <= exog.shape[1])
+        self.identified_ = bool(np.linalg.matrix_rank(exog) == exog.shape[1])
         # the event-level dispersion (Pearson): sum ((y - mu) / mu)^2 / (n - p); with no
         # residual degrees of freedom (as many events as parameters: proton on two
         # events) it cannot be estimated and is taken as 1, the exponential's
@@ -96,6 +110,7 @@ class GammaSeverity:
         self.dispersion_ = float((resid ** 2).sum() / dof) if dof > 0 else 1.0
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", PerfectSeparationWarning)
             res_scaled = model.fit(scale=self.dispersion_)
         self.result_ = LogLinearFit.of(res_scaled)  # no formula objects (models.pkl)
         self.params_ = res_scaled.params

@@ -1,0 +1,150 @@
+"""Session 18's pricing changes pinned on small data.
+
+- A backtest year's price runs the build-up without the cross-validation (its
+  gradient-boosted challenger) and the class-C budget impact
+  (:data:`puhui.pricing.premium.BACKTEST_STEPS`): the backtest year is the same dict as
+  with every step.
+- The severity GLM on cells no longer lets statsmodels' ``PerfectSeparationWarning``
+  through: a saturated fit (one factor: as many cells as parameters) reproduces every
+  cell's mean, which statsmodels' check (fitted means equal to the responses) takes for
+  perfect prediction; the fit is right and identified. ``identified_`` says when it is
+  not (factors confounded on the cells with events).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from puhui.products.model import load_product, product_path
+
+
+def _events(levels, amounts, factor="gender"):
+    return pd.DataFrame({factor: pd.Categorical(levels), "eligible": amounts})
+
+
+def _raw_glm_warns(cells: pd.DataFrame, formula: str) -> bool:
+    """statsmodels' own Gamma GLM on the cells, as GammaSeverity._fit made it before:
+    does it warn of perfect separation?"""
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+    from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
+
+    model = smf.glm(formula, data=cells, family=sm.families.Gamma(sm.families.links.Log()),
+                    var_weights=cells["events"].to_numpy())
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        model.fit(scale=1.0)
+    return any(issubclass(w.category, PerfectSeparationWarning) for w in got)
+
+
+def test_a_saturated_severity_fit_raised_perfect_separation_and_no_longer_does():
+    """The smallest case: one factor with two levels, amounts that differ within each.
+    The GLM as it was called warns (the cause pinned); GammaSeverity does not, and its
+    fit is the saturated one: every cell's expected amount is its mean, the
+    coefficient the log of the ratio of the means."""
+    from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
+
+    from puhui.pricing.severity import GammaSeverity
+
+    ev = _events(["f", "f", "m", "m", "m"], [100.0, 300.0, 50.0, 70.0, 90.0])
+    cells = ev.groupby("gender", observed=True)["eligible"].agg(
+        mean="mean", events="size").reset_index()
+    assert _raw_glm_warns(cells, "mean ~ C(gender)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        sev = GammaSeverity(("gender",)).fit(ev)
+    assert sev.saturated_ and sev.identified_
+    np.testing.assert_allclose(sev.cells_["expected"], [200.0, 70.0], rtol=1e-9)
+    np.testing.assert_allclose(sev.params_.iloc[1], np.log(70.0 / 200.0), rtol=1e-9)
+    # and through fit_cells, the path the benefit models take
+    cells2 = pd.DataFrame({"gender": pd.Categorical(["f", "m"])})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        sev2 = GammaSeverity(("gender",)).fit_cells(
+            cells2, np.array([0, 0, 1, 1, 1]), ev["eligible"].to_numpy())
+    np.testing.assert_allclose(sev2.params_.to_numpy(), sev.params_.to_numpy(), rtol=1e-12)
+
+
+def test_an_unsaturated_fit_is_neither_saturated_nor_unidentified():
+    """Two factors over four cells, three parameters: no exact fit, no warning before
+    either (the catch changes nothing there)."""
+    from puhui.pricing.severity import GammaSeverity
+
+    rng = np.random.default_rng(1)
+    g = np.repeat(["f", "m"], 40)
+    s = np.tile(np.repeat(["a", "b"], 20), 2)
+    amt = rng.gamma(2.0, 100.0, size=80)
+    ev = pd.DataFrame({"gender": pd.Categorical(g), "insutype": pd.Categorical(s),
+                       "eligible": amt})
+    cells = ev.groupby(["gender", "insutype"], observed=True)["eligible"].agg(
+        mean="mean", events="size").reset_index()
+    assert not _raw_glm_warns(cells, "mean ~ C(gender) + C(insutype)")
+    sev = GammaSeverity(("gender", "insutype")).fit(ev)
+    assert not sev.saturated_ and sev.identified_
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.SingularMatrixWarning")
+def test_confounded_factors_are_recorded_as_not_identified():
+    """Two factors that say the same thing on the cells with events (f with a, m with
+    b): three parameters, two cells; the fit reproduces both means, and ``identified_``
+    is false (the case the price notes)."""
+    from puhui.pricing.severity import GammaSeverity
+
+    ev = pd.DataFrame({"gender": pd.Categorical(["f", "f", "m", "m"]),
+                       "insutype": pd.Categorical(["a", "a", "b", "b"]),
+                       "eligible": [100.0, 300.0, 50.0, 90.0]})
+    sev = GammaSeverity(("gender", "insutype")).fit(ev)
+    assert sev.saturated_ and not sev.identified_
+    np.testing.assert_allclose(sev.cells_["expected"], [200.0, 70.0], rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def loaded(small_city_dir):
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions
+
+    p = load_product(product_path("huhuibao-2025"))
+    a = load_assumptions()[0]
+    return p, a, load_for_pricing(small_city_dir, p, a)
+
+
+def test_backtest_year_without_validation_and_budget_impact_is_the_same(loaded,
+                                                                         monkeypatch):
+    """The backtest's price leaves out the cross-validation and the budget impact: the
+    backtest year (every figure it reads from the price) is the same as with the whole
+    build-up."""
+    import puhui.pricing.premium as pr
+    from puhui.pricing.backtest import backtest_year, data_years
+
+    p, a, data = loaded
+    year = data_years(data)[-1]
+    assert pr._step_validation not in pr.BACKTEST_STEPS
+    assert pr._step_budget_impact not in pr.BACKTEST_STEPS
+    short = backtest_year([p], data, year, a, seed=5)
+    monkeypatch.setattr(pr, "BACKTEST_STEPS", pr.BUILD_UP)
+    full = backtest_year([p], data, year, a, seed=5)
+    assert json.dumps(short, sort_keys=True) == json.dumps(full, sort_keys=True)
+
+
+def test_price_without_steps_given_runs_every_step(loaded):
+    """``price`` with no ``steps`` is the whole build-up (the what-if state and the
+    validation figures are there); with the backtest's steps they are not."""
+    from puhui.pricing.premium import BACKTEST_STEPS, price
+    from puhui.pricing.backtest import data_before
+
+    p, a, data = loaded
+    from puhui.pricing.backtest import data_years
+
+    before = data_before(data, data_years(data)[-1])
+    full = price(p, before, a, seed=5)
+    short = price(p, before, a, seed=5, steps=BACKTEST_STEPS)
+    assert full.state is not None and "validation" in full.figures
+    assert short.state is None and "validation" not in short.figures
+    for k in ("pure_premium", "pure_premium_interval", "process_sd_per_policy", "policies",
+              "gross_premium", "enrolment", "notes", "data"):
+        assert json.dumps(short.figures[k]) == json.dumps(full.figures[k]), k
