@@ -148,3 +148,56 @@ def test_price_without_steps_given_runs_every_step(loaded):
     for k in ("pure_premium", "pure_premium_interval", "process_sd_per_policy", "policies",
               "gross_premium", "enrolment", "notes", "data"):
         assert json.dumps(short.figures[k]) == json.dumps(full.figures[k]), k
+
+
+def test_past_policies_judged_once_for_the_price_and_its_backtest(small_city_dir, tmp_path,
+                                                                   monkeypatch):
+    """``puhui price`` with its backtest judges past policies under their own terms once:
+    the backtest's price (the data before the last year) takes the shared data's
+    judging of the earlier years, its realised cost the same, and the price judges on
+    from there; pricing.json is the same bytes as with each caller judging alone."""
+    import shutil
+
+    import puhui.pricing.enrolment as en
+    from puhui.pricing.run import run_price
+
+    data = tmp_path / "city"
+    shutil.copytree(small_city_dir, data)
+    calls = []
+    inner = en._judged
+
+    def counting(product, d, exp, last=None, resume=None):
+        out = inner(product, d, exp, last, resume)
+        calls.append((last, None if resume is None else resume[1], out[2]))
+        return out
+
+    monkeypatch.setattr(en, "_judged", counting)
+    run_price(product_path("huhuibao-2025"), data, tmp_path / "shared", seed=5)
+    first, last = 2024, 2025
+    # the backtest's price judges the first year on the whole data, the realised cost
+    # finds it judged, the price judges the last year only
+    assert calls == [(first, None, first), (first, first, first), (None, first, last)]
+    calls.clear()
+    monkeypatch.setattr(en, "_shared_own_paid", lambda *a: None)
+    run_price(product_path("huhuibao-2025"), data, tmp_path / "alone", seed=5)
+    assert [c[1] for c in calls] == [None, None, None]
+    assert (tmp_path / "shared" / "pricing.json").read_bytes() == \
+        (tmp_path / "alone" / "pricing.json").read_bytes()
+
+
+def test_renewed_policy_the_same_with_categorical_people():
+    """renewed_policy numbers people by a categorical's codes (pricing's policies) or by
+    their text: the same links either way."""
+    from puhui.benefits.calculator import renewed_policy
+
+    pol = pd.DataFrame({
+        "psn_no": ["b", "a", "a", "b", "c", "a"],
+        "start_date": pd.to_datetime(["2024-01-01", "2024-01-01", "2025-01-01",
+                                      "2025-01-01", "2025-01-01", "2026-01-01"]),
+        "end_date": pd.to_datetime(["2024-12-31", "2024-12-31", "2025-12-31",
+                                    "2025-12-31", "2025-12-31", "2026-12-31"])})
+    text = renewed_policy(pol)
+    cat = renewed_policy(pol.assign(psn_no=pd.Categorical(pol["psn_no"],
+                                                          categories=["c", "b", "a", "z"])))
+    assert text.tolist() == [-1, -1, 1, 0, -1, 2]
+    assert cat.tolist() == text.tolist()
