@@ -201,3 +201,51 @@ def test_renewed_policy_the_same_with_categorical_people():
                                                           categories=["c", "b", "a", "z"])))
     assert text.tolist() == [-1, -1, 1, 0, -1, 2]
     assert cat.tolist() == text.tolist()
+
+
+def test_equal_amounts_raised_perfect_separation_and_now_give_a_note_instead(loaded):
+    """The cause at ten million person-years: proton stays all at one list price
+    (278,000 yuan), 170 events over 12 cells of four factors. Every cell's mean is the
+    same, the intercept alone fits them exactly, and statsmodels warned at every
+    iteration (about a hundred warnings a fit: the dispersion is 0 and the fit at that
+    scale does not converge). Now: no warning, ``exact_`` and ``no_spread_`` set, and
+    the price notes the benefit."""
+    from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
+
+    from puhui.pricing.severity import GammaSeverity
+
+    rng = np.random.default_rng(0)
+    n = 170
+    f = ("gender", "insutype", "retired", "preexisting")
+    ev = pd.DataFrame({c: pd.Categorical(rng.choice(["a", "b"], n)) for c in f}
+                      ).assign(eligible=np.full(n, 278_000.0))
+    cells = ev.groupby(list(f), observed=True)["eligible"].agg(
+        mean="mean", events="size").reset_index()
+    assert _raw_glm_warns(cells, "mean ~ " + " + ".join(f"C({c})" for c in f))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        sev = GammaSeverity(f).fit(ev)
+    assert sev.exact_ and sev.no_spread_ and not sev.saturated_
+    np.testing.assert_allclose(sev.cells_["expected"], 278_000.0, rtol=1e-9)
+    # amounts with spread: no note
+    ev2 = ev.assign(eligible=rng.gamma(2.0, 1000.0, n))
+    assert not GammaSeverity(f).fit(ev2).no_spread_
+
+
+def test_the_price_notes_a_benefit_whose_events_all_have_one_amount(loaded, monkeypatch):
+    """The note reaches pricing.json's notes when a benefit's severity has no spread
+    (here forced on every severity fit of the small city)."""
+    import puhui.pricing.severity as sv
+    from puhui.pricing.premium import BACKTEST_STEPS, price
+
+    p, a, data = loaded
+    inner = sv.GammaSeverity._fit
+
+    def flat(self, cells, amounts, mu_of):
+        out = inner(self, cells, amounts, mu_of)
+        self.no_spread_ = True
+        return out
+
+    monkeypatch.setattr(sv.GammaSeverity, "_fit", flat)
+    notes = price(p, data, a, seed=5, steps=BACKTEST_STEPS).figures["notes"]
+    assert any("has the same amount" in n and "dispersion is 0" in n for n in notes)

@@ -426,6 +426,13 @@ def _step_benefit_costs(s: BuildUp) -> None:
                                  min_exceedances=sev_a.get("min_exceedances", 50))
         model.fit(frame, e, cells=frame_cells, use=fit_rows)
         for k in model.kinds_:
+            if getattr(k.severity, "no_spread_", False):
+                amount = float(k.severity.cells_["mean"].iloc[0])
+                notes.append(f"{terms.id} ({k.name}): every one of its {k.events:,} events "
+                             f"has the same amount ({amount:,.2f} yuan): the severity "
+                             f"model's dispersion is 0 and the price takes every event "
+                             f"at that amount (a list price; if the amounts can vary, "
+                             f"the interval understates its severity's uncertainty)")
             if not getattr(k.severity, "identified_", True):
                 notes.append(f"{terms.id} ({k.name}): the severity factors "
                              f"{', '.join(k.factors)} are confounded on the cells with "
