@@ -539,8 +539,8 @@ def _shared_own_paid(product, data, exp: pd.DataFrame, last: int | None):
     from puhui.pricing import experience as ex
 
     sh = ex._SHARED
-    if sh is None or sh.data is None:
-        return None
+    if sh is None or sh.key[0] != ex.terms_key(product):
+        return None                  # not the product the shared experience is of
     full = sh.data
     memo = sh.own_paid
     if ex._frames(data) == ex._frames(full):
