@@ -249,3 +249,38 @@ def test_the_price_notes_a_benefit_whose_events_all_have_one_amount(loaded, monk
     monkeypatch.setattr(sv.GammaSeverity, "_fit", flat)
     notes = price(p, data, a, seed=5, steps=BACKTEST_STEPS).figures["notes"]
     assert any("has the same amount" in n and "dispersion is 0" in n for n in notes)
+
+
+def test_the_cut_shares_the_judging_only_when_its_policies_end_before_it(loaded):
+    """On the data before the last year, the shared judging is the judging made on the
+    cut alone (same payouts, same notes); with a policy of the cut running into the
+    last year (its settlements there differ between the cut and the whole) nothing is
+    shared."""
+    import puhui.pricing.enrolment as en
+    from puhui.fund.files import FundData
+    from puhui.pricing.backtest import data_before, data_years
+    from puhui.pricing.experience import experience_in_blocks, experience_shared
+    from puhui.pricing.premium import EXPERIENCE_DROP
+
+    p, a, data = loaded
+    last = data_years(data)[-1]
+
+    def judged(d):
+        with experience_shared(p, d, drop=EXPERIENCE_DROP):
+            cut = data_before(d, last)
+            exp, _ = experience_in_blocks(p, cut, drop=EXPERIENCE_DROP)
+            shared = en._shared_own_paid(p, cut, exp, None)
+            alone = en._judged(p, cut, exp)[:2]
+        return shared, alone
+
+    shared, alone = judged(data)
+    assert shared is not None
+    np.testing.assert_array_equal(shared[0], alone[0])
+    assert shared[1] == alone[1]
+    pol = data.policies.copy()
+    first = int(np.flatnonzero((pol["start_date"].dt.year < last).to_numpy())[0])
+    pol.loc[first, "end_date"] = pd.Timestamp(last, 3, 31)
+    longer = FundData(data.persons, pol, data.settlements, data.lines,
+                      settlement_years=data.settlement_years)
+    shared, _ = judged(longer)
+    assert shared is None
