@@ -233,13 +233,13 @@ def prediction_interval(mean: float, parameter: dict, process_sd: float | None,
 def backtest_year(products: list[Product], data: FundData, year: int, assumptions: dict,
                   seed: int = 0, progress=None) -> dict:
     """One year of the backtest (see the module docstring) as ``backtest.json`` holds it."""
-    from puhui.pricing.premium import _r_opt as _r, price
+    from puhui.pricing.premium import BACKTEST_STEPS, _r_opt as _r, price
 
     product, moved = product_for_year(products, year)
     say = progress or (lambda step: None)
     say(f"{year}: pricing from the years before")
     before = data_before(data, year)
-    priced = price(product, before, assumptions, seed=seed).figures
+    priced = price(product, before, assumptions, seed=seed, steps=BACKTEST_STEPS).figures
     say(f"{year}: the realised cost of its enrollees")
     real = realised_cost(product, data, year)
     pure = priced["pure_premium"]

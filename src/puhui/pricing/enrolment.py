@@ -429,17 +429,28 @@ def paid_under_own_terms(product, data, exp: pd.DataFrame, last: int | None = No
     a policy that paid nothing under its own terms was claim-free, whatever next year's
     terms would have paid. ``last``: judge the years up to it only (later rows keep the
     priced product's as-if payout: a year's own claim-free years read only the years
-    before it). Returns the payouts and notes (products not found)."""
+    before it). Returns the payouts and notes (products not found).
+
+    Within :func:`puhui.pricing.experience.experience_shared` (``puhui price`` with its
+    backtest) the years are judged once on the shared data
+    (:func:`_shared_own_paid`): the backtest's price, its realised cost and the price
+    judged 2024 three times at ten million person-years."""
+    got = _shared_own_paid(product, data, exp, last)
+    if got is not None:
+        return got
+    paid, notes, _ = _judged(product, data, exp, last)
+    return paid, notes
+
+
+def _own_products(product, pol: pd.DataFrame) -> tuple[dict, list[str]]:
+    """The products of ``pol``'s ids found in the basis by id (and ``product``), and
+    the notes of those not found."""
     from puhui.basis import actuarial_dir
     from puhui.products.model import load_product
 
-    paid = sum(exp[f"payout_{b.id}"].to_numpy() for b in product.benefits).astype("int64")
-    years = sorted(int(y) for y in exp["year"].unique())
-    pol = data.policies
-    pol = pol[pol["start_date"].dt.year.isin(set(years))]
-    ids = pol["product_id"].astype(str)
     notes, products = [], {product.id: product}
-    for pid in sorted(set(ids) - {product.id}):
+    # the distinct ids (a categorical's without a string a policy)
+    for pid in sorted(set(str(v) for v in pol["product_id"].unique()) - {product.id}):
         path = actuarial_dir() / "products" / f"{pid}.toml"
         if not (_plain_id(pid) and path.is_file()):
             notes.append(f"policies of {pid}: no product file of that id in the actuarial "
@@ -447,8 +458,32 @@ def paid_under_own_terms(product, data, exp: pd.DataFrame, last: int | None = No
                          f"{product.id}'s terms")
             continue
         products[pid] = load_product(path)
+    return products, notes
+
+
+def _as_if_paid(product, exp: pd.DataFrame) -> np.ndarray:
+    return sum(exp[f"payout_{b.id}"].to_numpy() for b in product.benefits).astype("int64")
+
+
+def _judged(product, data, exp: pd.DataFrame, last: int | None = None, resume=None
+            ) -> tuple[np.ndarray, list[str], int]:
+    """:func:`paid_under_own_terms`'s work: (payouts, notes, the year judged through).
+    ``resume``: (payouts judged through a year, that year) from an earlier call on the
+    same data and table: the years after it are judged on from there (each year reads
+    only the payouts and the data; the state after a year is its payouts)."""
+    paid = (resume[0].copy() if resume is not None else _as_if_paid(product, exp))
+    after = resume[1] if resume is not None else None
+    years = sorted(int(y) for y in exp["year"].unique())
+    pol = data.policies
+    pol = pol[pol["start_date"].dt.year.isin(set(years))]
+    products, notes = _own_products(product, pol)
+    through = (years[-1] if years else 0) if last is None else last
+    if after is not None and after >= through:
+        return paid, notes, through                  # judged already
+    ids = pol["product_id"].astype(str)
     rows_of = _policy_rows(exp, pol)
-    for y in (y for y in years if last is None or y <= last):
+    for y in (y for y in years if (last is None or y <= last)
+              and (after is None or y > after)):
         of_year = (pol["start_date"].dt.year == y).to_numpy()
         if not of_year.any():
             continue
@@ -476,7 +511,92 @@ def paid_under_own_terms(product, data, exp: pd.DataFrame, last: int | None = No
             per_policy = _paid_per_policy(terms, data, policies)
             paid[np.unique(rows[ok])] = 0              # a year split in two policies: summed
             np.add.at(paid, rows[ok], per_policy[ok].astype("int64"))
-    return paid, notes
+    return paid, notes, through
+
+
+def _shared_own_paid(product, data, exp: pd.DataFrame, last: int | None):
+    """:func:`paid_under_own_terms` from the judging kept by the open
+    :func:`puhui.pricing.experience.experience_shared`, or None (then computed as
+    usual). Shared:
+
+    - on the shared data with a table of its experience (the same arrays: the backtest's
+      realised cost, the price) whose as-if payouts are the experience's (equal arrays):
+      the years up to ``last`` judged once and kept, a later call judging on from the
+      last kept year (the price's 2025 after the realised cost's 2024);
+    - on the data cut before a year (the backtest's price,
+      :func:`puhui.pricing.experience.note_cut`) with the rows of the years before it:
+      the shared data judged through the year before the cut, its rows of the earlier
+      years. Exact when every policy of the cut ends before the cut (so a policy's
+      settlements are the same in both) and the policies file's claim-free years are
+      filled for all policies or none (so whether a product's are given does not
+      depend on the later years' policies); otherwise not shared.
+
+    The product counts by its terms, not its policy period (as the shared experience:
+    the backtest's product moved to its year; a policy of the priced product's id is
+    re-paid under notional policies of its calendar year, other products' under their
+    own files). Every year is judged on exactly the payouts and data it is judged on
+    alone, so the figures are the same (tests/test_price_speed18.py)."""
+    from puhui.pricing import experience as ex
+
+    sh = ex._SHARED
+    if sh is None or sh.key[0] != ex.terms_key(product):
+        return None                  # not the product the shared experience is of
+    full = sh.data
+    memo = sh.own_paid
+    if ex._frames(data) == ex._frames(full):
+        if not isinstance(exp["psn_no"].dtype, pd.CategoricalDtype):
+            return None
+        if memo is not None and not (
+                len(exp) == len(memo["year"])
+                and np.shares_memory(exp["year"].to_numpy(), memo["year"])
+                and np.shares_memory(exp["psn_no"].cat.codes.to_numpy(), memo["who"])):
+            return None                  # not the table the kept judging was made on
+        as_if = _as_if_paid(product, exp)
+        if memo is not None and not (memo["product"] == ex.terms_key(product)
+                                     and np.array_equal(as_if, memo["as_if"])):
+            return None
+        table, cut = exp, None
+        want = last
+    else:
+        cut = sh.cut_of(data)
+        if (cut is None or sh.tables is None
+                or memo is not None and memo["product"] != ex.terms_key(product)):
+            return None
+        if last is not None and last < cut - 1:
+            return None
+        pol = data.policies
+        if len(pol) and not (pol["end_date"].max() < pd.Timestamp(cut, 1, 1)):
+            return None
+        given = full.policies.get("claim_free_years")
+        if given is not None and 0 < int(given.notna().sum()) < len(given):
+            return None
+        table = sh.tables[0]
+        rows = np.flatnonzero(table["year"].to_numpy() < cut)
+        if len(rows) != len(exp):
+            return None
+        as_if = _as_if_paid(product, table)
+        if not np.array_equal(as_if[rows], _as_if_paid(product, exp)):
+            return None
+        want = cut - 1
+    if memo is not None and (want is None or memo["through"] <= want):
+        paid, notes, through = _judged(product, full, table, want,
+                                       resume=(memo["paid"], memo["through"]))
+    elif memo is None:
+        paid, notes, through = _judged(product, full, table, want)
+    else:
+        return None
+    if sh.keep:
+        sh.own_paid = {"product": ex.terms_key(product), "year": table["year"].to_numpy(),
+                       "who": table["psn_no"].cat.codes.to_numpy(), "as_if": as_if,
+                       "paid": paid.copy(), "through": through}
+    else:
+        sh.own_paid = None                      # the last user: nothing kept
+    if cut is None:
+        return paid, notes
+    y = data.policies["start_date"].dt.year
+    years = set(int(v) for v in np.unique(exp["year"].to_numpy()))
+    _, cut_notes = _own_products(product, data.policies[y.isin(years).to_numpy()])
+    return paid[rows], cut_notes
 
 
 def _given_claim_free_years(pol: pd.DataFrame) -> np.ndarray:

@@ -459,6 +459,17 @@ class SharedExperience:
 
     def __init__(self, key: tuple, data: FundData):
         self.key, self.data, self.keep, self.tables, self.cuts = key, data, True, None, {}
+        # the past policies' payouts judged under their own terms on ``data``
+        # (:func:`puhui.pricing.enrolment.paid_under_own_terms`), while calls keep them
+        self.own_paid: dict | None = None
+
+    def cut_of(self, data: FundData) -> int | None:
+        """The year ``data`` is the shared data cut before (:func:`note_cut`), while
+        calls keep the tables; else None."""
+        if not self.keep:
+            return None
+        held = self.cuts.get(_frames(data))
+        return None if held is None else held[0]
 
     def stop_keeping(self) -> None:
         """The next call of the shared experience is its last user: it gets the tables
@@ -548,13 +559,18 @@ def _memo_key(product, data: FundData, block_persons: int, workers, drop) -> tup
     backtest's, :func:`puhui.pricing.backtest.product_for_year`) holds the same terms,
     and the experience puts every person-year under notional policies of its calendar
     year, whatever the product's own period."""
-    import dataclasses
-
-    terms = tuple(id(getattr(product, f.name)) for f in dataclasses.fields(product)
-                  if f.name not in ("start", "end"))
-    return (terms, id(data.persons), id(data.policies), id(data.settlements),
+    return (terms_key(product), id(data.persons), id(data.policies), id(data.settlements),
             id(data.lines), tuple(settlement_years(data)), block_persons, workers,
             tuple(drop))
+
+
+def terms_key(product) -> tuple:
+    """A product by the identity of its fields but its policy period (see
+    :func:`_memo_key`)."""
+    import dataclasses
+
+    return tuple(id(getattr(product, f.name)) for f in dataclasses.fields(product)
+                 if f.name not in ("start", "end"))
 
 
 def _own_tables(t: pd.DataFrame) -> pd.DataFrame:

@@ -230,15 +230,20 @@ AFTER_EXPERIENCE = ("setl_id", "psn_no", "setl_time", "dise_code", "refund_of")
 
 
 def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
-          policies: int | None = None, progress=None, release_data: bool = False) -> Pricing:
+          policies: int | None = None, progress=None, release_data: bool = False,
+          steps: tuple | None = None) -> Pricing:
     """Price ``product`` on ``data`` (see the module docstring). ``release_data``: once
     the experience is made, ``data.settlements`` keeps only the columns pricing still
     reads (:data:`AFTER_EXPERIENCE`), so their memory is free for the models (``data`` is
-    changed: for a caller that does not use it again, as ``puhui price``)."""
+    changed: for a caller that does not use it again, as ``puhui price``). ``steps``:
+    the build-up's steps run (default :data:`BUILD_UP`; the backtest runs
+    :data:`BACKTEST_STEPS`: a step left out sets only figures after it that the caller
+    does not read)."""
     s = BuildUp(product, data, assumptions, seed, policies, progress, release_data)
-    for step in BUILD_UP:
+    for step in (BUILD_UP if steps is None else steps):
         step(s)
-    return Pricing(s.figures, s.tables, s.models, s.enrol_model, s.lr, s.state)
+    return Pricing(s.figures, s.tables, s.models, s.enrol_model, s.lr,
+                   getattr(s, "state", None))
 
 
 class BuildUp:
@@ -420,6 +425,21 @@ def _step_benefit_costs(s: BuildUp) -> None:
         model = BenefitCostModel(threshold_quantile=sev_a.get("threshold_quantile", 0.95),
                                  min_exceedances=sev_a.get("min_exceedances", 50))
         model.fit(frame, e, cells=frame_cells, use=fit_rows)
+        for k in model.kinds_:
+            if getattr(k.severity, "no_spread_", False):
+                amount = float(k.severity.cells_["mean"].iloc[0])
+                notes.append(f"{terms.id} ({k.name}): every one of its {k.events:,} events "
+                             f"has the same amount ({amount:,.2f} yuan): the severity "
+                             f"model's dispersion is 0 and the price takes every event "
+                             f"at that amount (a list price; if the amounts can vary, "
+                             f"the interval understates its severity's uncertainty)")
+            if not getattr(k.severity, "identified_", True):
+                notes.append(f"{terms.id} ({k.name}): the severity factors "
+                             f"{', '.join(k.factors)} are confounded on the cells with "
+                             f"events, so some of their coefficients are not identified; "
+                             f"the fitted cells' means are the data's, but the means of "
+                             f"cells without events rest on an arbitrary split: fewer "
+                             f"factors or more data")
         if model.kinds_:          # the model at its experience's level, as far as credible
             balance_fig[terms.id] = balance(model, terms, frame, terms.benefits, frame_cells,
                                             use=fit_rows, rule=rule)
@@ -845,6 +865,16 @@ def _step_budget_impact(s: BuildUp) -> None:
 BUILD_UP = (_step_experience, _step_priced_period, _step_enrolled_mix, _step_benefit_costs,
             _step_credibility, _step_agreements, _step_lifetime, _step_loss_ratio,
             _step_figures, _step_validation, _step_price_response, _step_budget_impact)
+
+#: The steps whose figures a backtest year reads (the pure premium and its interval,
+#: the process variance, the policies, the gross and equilibrium premiums, the
+#: enrolment, the notes): the cross-validation's GLM against its gradient-boosted
+#: challenger and the class-C budget impact (with the what-if state) set none of them,
+#: read nothing later steps read and draw from their own random generators, so the
+#: backtest leaves them out (at ten million person-years the challenger alone was a
+#: twentieth of ``puhui price``'s CPU in its backtest).
+BACKTEST_STEPS = tuple(step for step in BUILD_UP
+                       if step not in (_step_validation, _step_budget_impact))
 
 
 

@@ -78,15 +78,34 @@ class GammaSeverity:
         fitted mean of each of the events (``amounts``) for the dispersion."""
         import statsmodels.api as sm
         import statsmodels.formula.api as smf
+        from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
         model = smf.glm(self.formula(), data=cells,
                         family=sm.families.Gamma(sm.families.links.Log()),
                         var_weights=cells["events"].to_numpy())
         # coefficients do not depend on the scale; a one-cell fit (no factors) has no
-        # residual degrees of freedom, which statsmodels' inner step warns about
+        # residual degrees of freedom, which statsmodels' inner step warns about.
+        # statsmodels also warns of "perfect separation or prediction" at every
+        # iteration whose fitted means equal the responses (np.allclose(mu - y, 0)), a
+        # check meant for binary and count models. On a gamma GLM of cells' means it
+        # fires when the fit reproduces every cell (``exact_``): (a) every event has
+        # the same amount (at 10M person-years, proton stays priced at one list price:
+        # 170 events in 12 cells; the dispersion is then 0 and the second fit, at that
+        # scale, never converges: 100 warnings), ``no_spread_``, which the price notes;
+        # (b) a saturated fit (as many cells as parameters: one factor), whose means
+        # are the cells' own; its coefficients are identified when the design has full
+        # column rank, ``identified_`` (false only for factors confounded on the cells
+        # with events: some coefficients are then pinv's choice, and so are the means
+        # of cells without events; the price notes it). Neither is a failed fit.
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", PerfectSeparationWarning)
             res = model.fit(scale=1.0)
+        exog = model.exog
+        self.saturated_ = bool(len(cells) <= exog.shape[1])
+        self.identified_ = bool(np.linalg.matrix_rank(exog) == exog.shape[1])
+        self.exact_ = bool(np.allclose(res.fittedvalues.to_numpy()
+                                       - cells["mean"].to_numpy(dtype=float), 0))
         # the event-level dispersion (Pearson): sum ((y - mu) / mu)^2 / (n - p); with no
         # residual degrees of freedom (as many events as parameters: proton on two
         # events) it cannot be estimated and is taken as 1, the exponential's
@@ -94,8 +113,10 @@ class GammaSeverity:
         resid = (amounts - mu) / mu
         dof = len(amounts) - len(res.params)
         self.dispersion_ = float((resid ** 2).sum() / dof) if dof > 0 else 1.0
+        self.no_spread_ = bool(dof > 0 and self.dispersion_ <= 1e-12)
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", PerfectSeparationWarning)
             res_scaled = model.fit(scale=self.dispersion_)
         self.result_ = LogLinearFit.of(res_scaled)  # no formula objects (models.pkl)
         self.params_ = res_scaled.params
