@@ -32,7 +32,7 @@ import pandas as pd
 from puhui.benefits.calculator import adjudicate, renewals
 from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
-from puhui.claims.eob_file import LeanPart, as_frame
+from puhui.claims.eob_file import LeanPart, UniformPart, as_frame
 from puhui.claims.flags import (
     positions_in,
     first_flags,
@@ -864,7 +864,7 @@ def _block_in_worker(shared: dict, piece: tuple) -> list | _ReadyBlock:
     tally = _Tally()
     for p in parts:
         if len(p):
-            tally.add(p.frame if isinstance(p, LeanPart) else p)
+            tally.add(p.frame if isinstance(p, LeanPart) else p)   # (a UniformPart as it is)
     return _ReadyBlock(tally, [prepare_part(p, cats) for p in parts if len(p)])
 
 
@@ -1086,7 +1086,7 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     store, store_lines, forget = _to_store(st_b, elig, stored, rev_b, ctx.lines)
     held_before = set(stored["setl_id"].astype(str)) if len(stored) else set()
     replaced = [r[0] for r in store if r[0] in held_before]
-    uninsured = _no_policy_rows(effective[~insured], product)
+    uninsured = _no_policy_rows(effective[["setl_id", "psn_no"]][~insured], product)
     if len(late_rows):
         uninsured = pd.concat([as_frame(uninsured), _reversed_rows(late_rows, product)],
                               ignore_index=True)
@@ -1255,31 +1255,24 @@ def _reversed_rows(st: pd.DataFrame, product) -> pd.DataFrame:
     return _settlement_rows(st, "REVERSED", product, "reversed")
 
 
-def _no_policy_rows(st: pd.DataFrame, product) -> LeanPart:
-    """EOB rows of people with no policy of the product: denied, nothing computed. Built
-    with the EOB's categoricals directly, each settlement's ids held once (most rows of
-    a batch are these)."""
-    k = len(product.benefits)
-    n = len(st)
-    cats = eob_categories(product)
+def _no_policy_rows(st: pd.DataFrame, product) -> UniformPart:
+    """EOB rows of people with no policy of the product: denied, nothing computed. Each
+    settlement's ids held once, as Arrow text; the rows themselves are made where the
+    part is written (:class:`UniformPart`; most rows of a batch are these)."""
+    return UniformPart(_arrow_text(st["setl_id"]), _arrow_text(st["psn_no"]),
+                       eob_categories(product), "denied", "NO_POLICY", list(EOB_COLUMNS))
 
-    def cat(col, value_codes):
-        return pd.Categorical.from_codes(value_codes, categories=cats[col])
 
-    # each settlement's ids once; the part repeats them for its benefits
-    each = np.repeat(np.arange(n), k)
-    ids = {"setl_id": (st["setl_id"].to_numpy(), each),
-           "psn_no": (st["psn_no"].astype(str).to_numpy(), each),
-           "policy_no": (np.array([None], dtype=object), np.zeros(n * k, dtype="int64"))}
-    frame = _columns({
-        "benefit": cat("benefit", np.tile(np.arange(k), n)),
-        **{c: np.zeros(n * k) for c in ("eligible_amt", "deductible_amt", "ratio",
-                                        "payout_amt", "target_amt")},
-        "status": cat("status", np.full(n * k, cats["status"].index("denied"))),
-        "reason": cat("reason", np.full(n * k, cats["reason"].index("NO_POLICY"))),
-        "entry": cat("entry", np.zeros(n * k, dtype="int64"))}, n * k)
-    frame.attrs["uniform"] = ("denied", n)      # one status for n settlements (the tally)
-    return LeanPart(frame, ids, list(EOB_COLUMNS))
+def _arrow_text(values):
+    """Ids (str, or None) as an Arrow string array; other values as their text, as
+    ``astype(str)`` gives it."""
+    import pyarrow as pa
+
+    arr = np.asarray(values, dtype=object)
+    try:
+        return pa.array(arr, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(pd.Series(arr).astype(str).to_numpy(dtype=object), type=pa.string())
 
 
 def _columns(cols: dict, rows: int) -> pd.DataFrame:
@@ -1476,7 +1469,9 @@ class _Tally:
         # one status, every amount 0, each settlement's benefits in turn) counts as its first settlement's rows
         # weighted by the number of settlements: no pass over its millions of rows.
         src, weight = eob, 1
-        if "uniform" in eob.attrs and eob.attrs["uniform"][1] > 0:
+        if isinstance(eob, UniformPart):
+            src, weight = eob.first().to_lean().frame, eob.n
+        elif "uniform" in eob.attrs and eob.attrs["uniform"][1] > 0:
             weight = eob.attrs["uniform"][1]
             src = eob.iloc[:len(eob) // weight]
         # in fen, so that parts add up exactly in any order
