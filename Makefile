@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := demo-output
 
-.PHONY: demo test venv clean samples bench
+.PHONY: demo test venv clean samples bench postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,18 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python -m puhui demo --data data-samples/city --out $(DEMO)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test postgres
 	$(BIN)/python -m pytest -q
+
+# The ledger's PostgreSQL tests start their own server from the one installed here (never
+# a shared one; puhui.tempdb): Debian's postgresql package, installed when missing where
+# apt-get can (root); elsewhere those tests skip, unless PUHUI_REQUIRE_POSTGRES is set (CI).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "installing PostgreSQL (Debian's postgresql package) for the ledger tests"; \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	    else echo "note: no PostgreSQL server and no apt-get as root: the ledger's PostgreSQL tests will skip"; fi; }
 
 # Regenerate the shipped sample city (its README says which command made it).
 samples: $(VENV)/.installed

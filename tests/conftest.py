@@ -1,3 +1,4 @@
+import os
 import shutil
 
 import pytest
@@ -100,3 +101,39 @@ def puhui(*args, env=None):
         o, e = out.getvalue(), err.getvalue()
     return subprocess.CompletedProcess(["puhui", *argv], code, o.decode("utf-8", "replace"),
                                        e.decode("utf-8", "replace"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of this test session only (``puhui.tempdb.TempPostgres``: a
+    temporary directory, a free port of 127.0.0.1, run as the ``postgres`` user when
+    the tests run as root), stopped and removed at the session's end. Skipped where no
+    server is installed, unless ``PUHUI_REQUIRE_POSTGRES`` is set (CI sets it: there a
+    missing server is a failure, not a skip)."""
+    from puhui.tempdb import TempPostgres, server_bindir
+
+    if server_bindir() is None:
+        if os.environ.get("PUHUI_REQUIRE_POSTGRES"):
+            pytest.fail("PUHUI_REQUIRE_POSTGRES is set and no PostgreSQL server is installed "
+                        "(`make test` installs Debian's postgresql package)")
+        pytest.skip("no PostgreSQL server installed (`make test` installs it)")
+    pg = TempPostgres().start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_ledger(request, tmp_path):
+    """``new_ledger(name)``: the URL of a new, empty ledger, a test run on each backend:
+    a SQLite file in the test's folder, or a new database on the session's PostgreSQL
+    server (:func:`postgres_server`). A test compares with ledgers it makes itself as
+    ``sqlite:///...``, so the PostgreSQL run is checked against SQLite's answer."""
+    from tests.ledgers import new_postgres_database
+
+    def make(name: str = "l") -> str:
+        if request.param == "sqlite":
+            return f"sqlite:///{tmp_path / (name + '.db')}"
+        return new_postgres_database(request.getfixturevalue("postgres_server"))
+
+    make.backend = request.param
+    return make

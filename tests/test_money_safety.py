@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from puhui.claims import ledger
+from tests.ledgers import run_sql
 from puhui.claims.batch import run_batch
 from puhui.claims.direct import direct_payout
 from puhui.errors import InputError
@@ -63,19 +64,14 @@ def city(tmp_path_factory):
 
 
 def net_by_person(url):
-    con = sqlite3.connect(ledger.sqlite_path(url))
-    out = dict(con.execute("SELECT psn_no, SUM(payout_fen) FROM payments GROUP BY psn_no"
-                           " HAVING SUM(payout_fen) != 0"))
-    con.close()
-    return out
+    return {p: int(v) for p, v in run_sql(
+        url, "SELECT psn_no, SUM(payout_fen) FROM payments GROUP BY psn_no"
+        " HAVING SUM(payout_fen) != 0")}
 
 
 def accumulators(url):
-    con = sqlite3.connect(ledger.sqlite_path(url))
-    out = con.execute("SELECT policy_no, accumulator, used_fen FROM accumulators"
-                      " WHERE used_fen != 0 ORDER BY 1, 2").fetchall()
-    con.close()
-    return out
+    return run_sql(url, "SELECT policy_no, accumulator, used_fen FROM accumulators"
+                        " WHERE used_fen != 0 ORDER BY 1, 2")
 
 
 def puhui_proc(*args):
@@ -92,13 +88,16 @@ def reference(city, tmp_path_factory):
 
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("trial", range(2))
-def test_batches_started_together_pay_once(city, reference, tmp_path, n, trial):
+def test_batches_started_together_pay_once(city, reference, tmp_path, new_ledger, n, trial):
     """n batches with different ids on one ledger at once: every person ends with what
     one uninterrupted run pays, to the fen (small blocks, so the runs interleave). The
     two trials give each batch the other worker count (1 or 2 processes), so with two
     batches both orders of a one-process and a two-process batch run; a third trial
-    repeated the first's mix."""
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    repeated the first's mix. On PostgreSQL one trial (each n still mixes a one-process
+    and a two-process batch; the suite's time)."""
+    if new_ledger.backend == "postgres" and trial:
+        pytest.skip("one trial on PostgreSQL")
+    url = new_ledger("l")
     procs = [puhui_proc("claims", "run", "--product", "huhuibao-2025", "--data", city,
                         "--ledger", url, "--batch", f"b{k}", "--out", tmp_path / f"o{k}",
                         "--workers", 1 + (k + trial) % 2, "--block-persons", 15)
@@ -137,12 +136,12 @@ def _direct(sid, psn, day, inlist, insutype="310"):
                 hifmi_pay=0, maf_pay=0)
 
 
-def test_a_batch_and_four_direct_processes_at_once(city, tmp_path):
+def test_a_batch_and_four_direct_processes_at_once(city, tmp_path, new_ledger):
     """A replay batch and four processes of direct payouts (December, after the data) for
     overlapping people, all at once, after a first batch. Nobody is paid twice and no
     accumulator update is lost: net paid per person and every accumulator equal a
     sequential run (first batch, then the same direct payouts one by one)."""
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = new_ledger("l")
     run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
     pol = read_raw(city, POLICIES)
     pol = pol[pol["product_id"] == PRODUCT.id].sort_values("psn_no")
@@ -160,10 +159,8 @@ def test_a_batch_and_four_direct_processes_at_once(city, tmp_path):
     errs = [p.communicate(timeout=300)[-1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 5, errs
     # the sequential run: the directs in the order the ledger recorded them
-    con = sqlite3.connect(ledger.sqlite_path(url))
-    order = [json.loads(d)["setl_id"] for (d,) in con.execute(
-        "SELECT detail FROM audit WHERE command = 'claims direct' ORDER BY id")]
-    con.close()
+    order = [json.loads(d)["setl_id"] for (d,) in run_sql(
+        url, "SELECT detail FROM audit WHERE command = 'claims direct' ORDER BY id")]
     by_id = {s["setl_id"]: s for w in work for s in w}
     ref = f"sqlite:///{tmp_path / 'ref.db'}"
     run_batch(PRODUCT, PRODUCT.path, city, ref, "b1")
@@ -176,8 +173,8 @@ def test_a_batch_and_four_direct_processes_at_once(city, tmp_path):
     assert s["eob_matches_ledger"] and s["paid_this_batch_yuan"] == 0.0
 
 
-def test_a_one_month_extract_after_the_full_year_takes_nothing_back(city, reference, tmp_path):
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+def test_a_one_month_extract_after_the_full_year_takes_nothing_back(city, reference, tmp_path, new_ledger):
+    url = new_ledger("l")
     run_batch(PRODUCT, PRODUCT.path, city, url, "year")
     before = net_by_person(url)
     st = read_raw(city, SETTLEMENTS)
@@ -193,11 +190,11 @@ def test_a_one_month_extract_after_the_full_year_takes_nothing_back(city, refere
     assert (res.eob["payout_amt"] == 0).all()
 
 
-def test_settlements_missing_from_a_period_the_data_covers(city, tmp_path):
+def test_settlements_missing_from_a_period_the_data_covers(city, tmp_path, new_ledger):
     """Paid settlements the data lacks inside its period: refused (nothing written)
     unless --complete, which takes back exactly what they were paid, in EOB and
     summary."""
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = new_ledger("l")
     first = run_batch(PRODUCT, PRODUCT.path, city, url, "year")
     paid = first.eob[(first.eob["payout_amt"] > 0) & (first.eob["status"] == "paid")]
     gone = sorted(set(paid["setl_id"]))[:5]
@@ -208,9 +205,7 @@ def test_settlements_missing_from_a_period_the_data_covers(city, tmp_path):
     with pytest.raises(InputError, match="5 settlements decided before .* not in the data"):
         run_batch(PRODUCT, PRODUCT.path, lacking, url, "again")
     assert net_by_person(url) == before
-    con = sqlite3.connect(ledger.sqlite_path(url))
-    assert con.execute("SELECT COUNT(*) FROM batches WHERE batch_id = 'again'").fetchone()[0] == 0
-    con.close()
+    assert run_sql(url, "SELECT COUNT(*) FROM batches WHERE batch_id = 'again'")[0][0] == 0
     res = run_batch(PRODUCT, PRODUCT.path, lacking, url, "again", complete=True)
     back = res.eob[res.eob["reason"] == "NOT_IN_DATA"]
     assert sorted(set(back["setl_id"])) == gone
@@ -236,11 +231,11 @@ def _one_insured(city):
     return str(pol["psn_no"]), kind[str(pol["psn_no"])]
 
 
-def test_direct_payout_then_batch(city, tmp_path):
+def test_direct_payout_then_batch(city, tmp_path, new_ledger):
     """A direct payout the batch's data does not hold yet stays paid (outside the data's
     period: carried; inside it: the batch refuses); once the data holds it with other
     amounts, the batch books a visible adjustment (DIRECT_ADJUSTED)."""
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = new_ledger("l")
     run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
     psn, kind = _one_insured(city)
     # 60,000 yuan in-list self-pay: over any deductible, paid at once
@@ -276,8 +271,8 @@ def test_direct_payout_then_batch(city, tmp_path):
     assert net_by_person(url)[psn] == net_by_person(fresh)[psn]
 
 
-def test_a_corrected_settlement_under_a_used_id_is_a_conflict(city, tmp_path):
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+def test_a_corrected_settlement_under_a_used_id_is_a_conflict(city, tmp_path, new_ledger):
+    url = new_ledger("l")
     run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
     psn, kind = _one_insured(city)
     s = _direct("DC1", psn, "2025-12-02", 30000, kind)
@@ -373,7 +368,7 @@ def test_period_must_hold_every_settlement(city, tmp_path):
     assert np.isclose(res.eob["payout_amt"].sum(), res.summary["ledger_entries_yuan"])
 
 
-def test_a_write_between_a_blocks_plan_and_its_write_is_seen(city, reference, tmp_path,
+def test_a_write_between_a_blocks_plan_and_its_write_is_seen(city, reference, tmp_path, new_ledger,
                                                               monkeypatch):
     """Deterministic interleaving: while batch A holds its plan for a block, batch B runs
     whole and a direct payout is made for a person of that block. A's write must see
@@ -381,7 +376,7 @@ def test_a_write_between_a_blocks_plan_and_its_write_is_seen(city, reference, tm
     payout's accumulator use is not lost."""
     import puhui.claims.batch as batch
 
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = new_ledger("l")
     real = batch._plan_block
     psn, kind = _one_insured(city)
     calls = {"n": 0, "replanned": 0}
@@ -442,14 +437,14 @@ def _reversal_of(st: pd.DataFrame, sid: str) -> pd.DataFrame:
                       setl_time=row["setl_time"] + pd.Timedelta(days=1))
 
 
-def test_a_reversal_applied_by_another_batch_meanwhile_is_not_undone(city, tmp_path,
+def test_a_reversal_applied_by_another_batch_meanwhile_is_not_undone(city, tmp_path, new_ledger,
                                                                       monkeypatch):
     """Batch A replays data without a reversal; while A holds its plan, batch R applies
     the reversal of a paid settlement. A's write must not pay it again (found by the
     hostile review: the reversal's originals were read once, at A's start)."""
     import puhui.claims.batch as batch
 
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = new_ledger("l")
     first = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
     paid = first.eob[(first.eob["payout_amt"] > 0) & (first.eob["benefit"] == "hospital")]
     lines = read_raw(city, SETTLEMENT_LINES)
@@ -492,14 +487,14 @@ limit = 4000
 """
 
 
-def test_a_held_settlement_keeps_its_payout_and_its_limit_use(city, tmp_path):
+def test_a_held_settlement_keeps_its_payout_and_its_limit_use(city, tmp_path, new_ledger):
     """A paid settlement quarantined by a later batch keeps what it was paid; its limit
     use must stay counted, or the person's other settlements are paid over the annual
     limit (found by the hostile review)."""
     f = tmp_path / "tight.toml"
     f.write_text(TIGHT.format(base=PRODUCT.path), encoding="utf-8")
     tight = load_product(f)
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = new_ledger("l")
     first = run_batch(tight, f, city, url, "b1")
     hosp = first.eob[(first.eob["benefit"] == "hospital") & (first.eob["payout_amt"] > 0)]
     per = hosp.groupby("psn_no")["payout_amt"].agg(["sum", "count"])
@@ -513,11 +508,8 @@ def test_a_held_settlement_keeps_its_payout_and_its_limit_use(city, tmp_path):
     res = run_batch(tight, f, broken, url, "b2")
     q = res.eob[res.eob["setl_id"] == sid]
     assert set(q["status"]) == {"quarantined"} and set(q["reason"]) == {"Q_IDENTITY"}
-    con = sqlite3.connect(ledger.sqlite_path(url))
-    over = con.execute("SELECT policy_no, SUM(payout_fen) FROM payments WHERE benefit ="
-                       " 'hospital' GROUP BY policy_no HAVING SUM(payout_fen) > 400000"
-                       ).fetchall()
-    con.close()
+    over = run_sql(url, "SELECT policy_no, SUM(payout_fen) FROM payments WHERE benefit ="
+                        " 'hospital' GROUP BY policy_no HAVING SUM(payout_fen) > 400000")
     assert over == []
     assert res.summary["paid_this_batch_yuan"] == 0.0
 
@@ -548,8 +540,8 @@ def test_a_bad_period_is_refused(text):
         parse_period(text)
 
 
-def test_a_resent_direct_settlement_with_any_change_is_a_conflict(city, tmp_path):
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+def test_a_resent_direct_settlement_with_any_change_is_a_conflict(city, tmp_path, new_ledger):
+    url = new_ledger("l")
     run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
     psn, kind = _one_insured(city)
     s = _direct("DF1", psn, "2025-12-02", 30000, kind) | {
@@ -563,8 +555,8 @@ def test_a_resent_direct_settlement_with_any_change_is_a_conflict(city, tmp_path
             direct_payout(PRODUCT, url, s | change)
 
 
-def test_a_direct_settlement_reversed_since_is_not_answered_as_paid(city, tmp_path):
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+def test_a_direct_settlement_reversed_since_is_not_answered_as_paid(city, tmp_path, new_ledger):
+    url = new_ledger("l")
     run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
     psn, kind = _one_insured(city)
     s = _direct("DR1", psn, "2025-11-02", 60000, kind)
@@ -586,17 +578,14 @@ def test_a_direct_settlement_reversed_since_is_not_answered_as_paid(city, tmp_pa
         direct_payout(PRODUCT, url, s)
 
 
-def test_a_ledger_without_the_inputs_of_what_it_paid_refuses_an_extract(city, tmp_path):
+def test_a_ledger_without_the_inputs_of_what_it_paid_refuses_an_extract(city, tmp_path, new_ledger):
     """A schema-1 ledger kept no settlement inputs: an extract cannot run the deductibles
     and limits of what it lacks, so it is refused until a batch on the whole year has
     stored them (found by the hostile review: the extract took money back and rewrote
     accumulators)."""
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = new_ledger("l")
     run_batch(PRODUCT, PRODUCT.path, city, url, "year")
-    con = sqlite3.connect(ledger.sqlite_path(url))
-    con.executescript("DELETE FROM settlement_lines; DELETE FROM settlements;")
-    con.commit()
-    con.close()
+    run_sql(url, "DELETE FROM settlement_lines; DELETE FROM settlements;")
     before, acc = net_by_person(url), accumulators(url)
     st = read_raw(city, SETTLEMENTS)
     jun = st[(st["setl_time"] >= pd.Timestamp("2025-06-01"))
@@ -613,11 +602,11 @@ def test_a_ledger_without_the_inputs_of_what_it_paid_refuses_an_extract(city, tm
     assert net_by_person(url) == before and accumulators(url) == acc
 
 
-def _november_reverses_october(city, tmp_path):
+def _november_reverses_october(city, tmp_path, new_ledger):
     """A ledger where batch b1 paid the whole year, and November's extract with the
     reversal of an October settlement b1 paid (its original not in the extract):
     (url, b1's result, the original's setl_id, its reversal row, the extract)."""
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = new_ledger("l")
     first = run_batch(PRODUCT, PRODUCT.path, city, url, "b1")
     st = read_raw(city, SETTLEMENTS)
     lines = read_raw(city, SETTLEMENT_LINES)
@@ -632,11 +621,11 @@ def _november_reverses_october(city, tmp_path):
     return url, first, sid, rev, extract
 
 
-def test_a_monthly_extract_reverses_last_months_settlement(city, tmp_path):
+def test_a_monthly_extract_reverses_last_months_settlement(city, tmp_path, new_ledger):
     """November's extract holds the reversal of an October settlement that an earlier
     batch paid: the batch applies it (the ledger kept the original), takes its payout back
     with the EOB row and ends as a fresh run on the whole data with the reversal."""
-    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path)
+    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path, new_ledger)
     res = run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
     back = res.eob[(res.eob["setl_id"] == "R-" + sid) & (res.eob["payout_amt"] != 0)]
     was = first.eob[first.eob["setl_id"] == sid]["payout_amt"].sum()
@@ -680,13 +669,13 @@ def test_a_ledger_another_process_is_creating_is_opened_once_its_lock_is_free(tm
         ledger.connect(f"sqlite:///{tmp_path / 'other.db'}")
 
 
-def test_a_monthly_extract_run_again_under_its_batch_id_reports_the_same(city, tmp_path):
+def test_a_monthly_extract_run_again_under_its_batch_id_reports_the_same(city, tmp_path, new_ledger):
     """Review 15: a batch re-run under its own id (after a crash, or by mistake) reports
     what its first run did. November's reversal of an October settlement (the original
     only in the ledger) was applied by the first run; the re-run quarantined it as
     reversing an unknown settlement (Q_UNKNOWN_REVERSAL, payout 0): the ledger was right,
     but the EOB no longer said what the batch had taken back."""
-    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path)
+    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path, new_ledger)
     res = run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
     paid = net_by_person(url)
     again = run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
@@ -700,14 +689,14 @@ def test_a_monthly_extract_run_again_under_its_batch_id_reports_the_same(city, t
     assert again.summary["eob_matches_ledger"]
 
 
-def test_a_used_reversal_id_reversing_another_settlement_of_the_data_is_held(city, tmp_path):
+def test_a_used_reversal_id_reversing_another_settlement_of_the_data_is_held(city, tmp_path, new_ledger):
     """Review 15b (left open, then closed): the ledger applied R-S as the reversal of S; a
     later extract holds R-S again, now as the reversal of another paid settlement O that
     the extract holds too. The id is taken: the ledger records one reversal per id, so
     applying it would take O's payout back without recording O as reversed (a batch that
     meets O again would pay it again). It is quarantined (Q_BAD_REVERSAL): O keeps its
     payout, nothing moves."""
-    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path)
+    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path, new_ledger)
     run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
     nov = read_raw(extract, SETTLEMENTS)
     lines = read_raw(city, SETTLEMENT_LINES)

@@ -444,7 +444,7 @@ def ledger_load(data_dir, url):
     with ledger.unit_of_work(con):
         n = ledger.upsert_policies(con, pol)
         ledger.audit(con, "ledger load", data=str(data_dir), policies=n)
-    click.echo(f"loaded {n:,} policies into {url}")
+    click.echo(f"loaded {n:,} policies into {ledger.shown_url(url)}")
 
 
 @ledger_group.command("status")
@@ -454,7 +454,7 @@ def ledger_status(url):
     from puhui.claims import ledger
 
     n_pol, batches, total = ledger.status(ledger.connect(url, must_exist=True))
-    click.echo(f"{url}: {n_pol:,} policies")
+    click.echo(f"{ledger.shown_url(url)}: {n_pol:,} policies")
     for b, mode, status, n, amt in batches:
         click.echo(f"  batch {b} ({mode}, {status}): {n:,} entries, net {amt / 100:,.2f} yuan")
     click.echo(f"  net paid: {total / 100:,.2f} yuan")

@@ -140,6 +140,14 @@ def _quarantine(data_dir: Path) -> tuple[dict[int, str], FundData, np.ndarray]:
                          f"batch; nothing was written:\n{rep.messages()}")
     chunks, who = rep.take_settlement_values()
     st = join_chunks(list(chunks))
+    if len(st) and len(out) == len(st):
+        # nothing left to adjudicate: a wrong file (a refund_of of "" on every row, a
+        # column shifted), not a month whose claims all failed; a batch that "paid 0.00"
+        # with exit 0 would read as done
+        raise InputError(f"{data_dir}: every one of the {len(st):,} settlements breaks a rule "
+                         f"of the data contract, so the batch would pay nothing; nothing was "
+                         f"written. Fix the data (`puhui validate {data_dir}` lists the "
+                         f"same):\n{rep.messages()}")
     return out, FundData(t["persons"], t["policies"], st, t["settlement_lines"]), \
         np.concatenate(who)
 

@@ -224,7 +224,7 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
             if not ledger.has_policies(con, product.id):
                 raise InputError(f"ledger {ledger.sqlite_path(url)}: no policy of product "
                                  f"{product.id}; load the policies with 'puhui ledger load "
-                                 f"--data DIR --ledger {url}' (or check the product)")
+                                 f"--data DIR --ledger {ledger.shown_url(url)}' (or check the product)")
             pol, renewal, mine = _policy_of(con, product, s)
             state = ledger.accumulators_of(con, pol["policy_no"]) if pol else {}
             res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,

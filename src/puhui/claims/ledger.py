@@ -101,12 +101,30 @@ STORED = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype",
           "psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay")
 
 
+def is_postgres(url: str) -> bool:
+    """A PostgreSQL ledger's URL (``postgresql://`` or ``postgres://``)."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def shown_url(url: str) -> str:
+    """The ledger's URL as messages show it: a PostgreSQL password masked.
+
+    >>> shown_url("postgresql://claims:s3cret@db:5432/ledger")
+    'postgresql://claims:***@db:5432/ledger'
+    """
+    if is_postgres(url):
+        from puhui.claims.ledger_pg import describe_url
+
+        return describe_url(url)
+    return url
+
+
 def sqlite_path(url: str) -> Path:
     """``sqlite:///path/to/ledger.db`` (or a plain path) to a file path."""
     path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
     if "://" in path:
-        raise InputError(f"ledger URL {url!r}: only sqlite:///PATH (or a file path) is "
-                         f"supported so far")
+        raise InputError(f"ledger URL {url!r}: give sqlite:///PATH (or a file path) or "
+                         f"postgresql://USER@HOST:PORT/DATABASE")
     if not path.strip() or path.strip() == ":memory:" or "?" in path:
         raise InputError(f"ledger URL {url!r}: give the path of a ledger file (an in-memory "
                          f"ledger would forget what it paid; URL options are not taken)")
@@ -120,6 +138,8 @@ def absolute_url(url: str) -> str:
     >>> absolute_url("sqlite:////data/ledger.db")
     'sqlite:////data/ledger.db'
     """
+    if is_postgres(url):
+        return url
     return "sqlite:///" + str(sqlite_path(url).resolve())
 
 
@@ -127,11 +147,27 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
+def _frame(sql: str, con, params=None):
+    """``pandas.read_sql_query`` on either backend (a PostgreSQL connection builds the
+    frame itself the same way: pandas takes only sqlite3 or SQLAlchemy connections)."""
+    import pandas as pd
+
+    if isinstance(con, sqlite3.Connection):
+        return pd.read_sql_query(sql, con, params=params)
+    return con.frame(sql, params)
+
+
 def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
     """Open a ledger, creating it unless ``must_exist`` (commands that only read, or
     that pay against policies already loaded, refuse a ledger that is not there: a
     mistyped path must not read as an empty ledger). Autocommit off; use
     :func:`unit_of_work`."""
+    if is_postgres(url):
+        from puhui.claims import ledger_pg
+
+        con, version = ledger_pg.connect(url, SCHEMA, SCHEMA_VERSION, LEDGER_OBJECTS,
+                                         must_exist)
+        return con
     path = sqlite_path(url)
     if path.is_dir():
         raise InputError(f"ledger {path}: is a folder; give the ledger's file "
@@ -294,7 +330,7 @@ def policy_periods(con: sqlite3.Connection):
     end_date (dates as timestamps), for working out renewals across products."""
     import pandas as pd
 
-    df = pd.read_sql_query("SELECT policy_no, psn_no, product_id, start_date, end_date"
+    df = _frame("SELECT policy_no, psn_no, product_id, start_date, end_date"
                            " FROM policies", con)
     for c in ("start_date", "end_date"):
         df[c] = pd.to_datetime(df[c], format="%Y-%m-%d")
@@ -372,9 +408,7 @@ def paid_between(con: sqlite3.Connection, lo: str, hi: str, product_id: str):
     paid_policy, by_direct (1 when a direct payout paid some of it). Only the product's own payments: a batch of one product never adjusts
     what another product's policies paid (a 2024 batch over data that still holds 2023
     settlements leaves the 2023 payouts alone)."""
-    import pandas as pd
-
-    return pd.read_sql_query(
+    return _frame(
         "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS paid_psn,"
         " MAX(policy_no) AS paid_policy, MAX(batch_id = ?) AS by_direct"
         " FROM payments WHERE psn_no BETWEEN ? AND ?"
@@ -386,10 +420,8 @@ def paid_between(con: sqlite3.Connection, lo: str, hi: str, product_id: str):
 def paid_for_benefits(con: sqlite3.Connection, product_id: str, benefits: list[str]):
     """Net paid per (settlement, benefit) of ``benefits`` under ``product_id``'s
     policies: applies_to, benefit, paid, paid_psn."""
-    import pandas as pd
-
     marks = ", ".join("?" * len(benefits))
-    return pd.read_sql_query(
+    return _frame(
         "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS paid_psn"
         f" FROM payments WHERE benefit IN ({marks}) AND policy_no IN"
         " (SELECT policy_no FROM policies WHERE product_id = ?)"
@@ -398,10 +430,8 @@ def paid_for_benefits(con: sqlite3.Connection, product_id: str, benefits: list[s
 
 def booked_recoveries(con: sqlite3.Connection, agreements: list[str]):
     """What is booked per (agreement, psn_no, quarter): booked_fen."""
-    import pandas as pd
-
     marks = ", ".join("?" * len(agreements))
-    return pd.read_sql_query(
+    return _frame(
         "SELECT agreement, psn_no, quarter, SUM(refund_fen) AS booked_fen FROM recoveries"
         f" WHERE agreement IN ({marks}) GROUP BY agreement, psn_no, quarter", con,
         params=list(agreements))
@@ -416,9 +446,7 @@ def record_recoveries(con: sqlite3.Connection, rows: list[tuple]) -> None:
 
 def batch_entries_between(con: sqlite3.Connection, batch_id: str, lo: str, hi: str):
     """A batch's entries for the people with ``lo <= psn_no <= hi``."""
-    import pandas as pd
-
-    return pd.read_sql_query(
+    return _frame(
         "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments"
         " WHERE batch_id = ? AND psn_no BETWEEN ? AND ?", con, params=[batch_id, lo, hi])
 
@@ -544,7 +572,7 @@ def stored_settlements(con: sqlite3.Connection, lo: str, hi: str, first: str, la
     # "+setl_date": the people's index, never the dates' (SQLite's planner, with no
     # statistics, took the date index: a year's dates cover every stored settlement, so
     # each block of a batch read the whole table, 0.2 s a block at 900,000 stored)
-    st = pd.read_sql_query(
+    st = _frame(
         "SELECT setl_id, psn_no, setl_date AS setl_time, med_type, hosp_lv, insutype,"
         " psn_part_fen AS psn_part_amt, fulamt_ownpay_fen AS fulamt_ownpay_amt,"
         " overlmt_selfpay_fen AS overlmt_selfpay, source FROM settlements"
@@ -553,7 +581,7 @@ def stored_settlements(con: sqlite3.Connection, lo: str, hi: str, first: str, la
     st["setl_time"] = pd.to_datetime(st["setl_time"], format="%Y-%m-%d")
     for c in ("hosp_lv", "psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay"):
         st[c] = st[c].astype("int64")
-    lines = pd.read_sql_query(
+    lines = _frame(
         "SELECT l.setl_id, l.hilist_code, l.list_class, l.amount_fen AS amount"
         " FROM settlement_lines l JOIN settlements s ON s.setl_id = l.setl_id"
         " WHERE s.psn_no BETWEEN ? AND ? AND +s.setl_date BETWEEN ? AND ?",
@@ -583,9 +611,7 @@ def unstored_decided(con: sqlite3.Connection, product_id: str):
     """Settlements decided under ``product_id``'s policies with something eligible whose
     inputs the ledger did not keep (decided by puhui before ledger schema 2) and that no
     reversal undid: setl_id, psn_no."""
-    import pandas as pd
-
-    return pd.read_sql_query(
+    return _frame(
         "SELECT DISTINCT d.setl_id, d.psn_no FROM decisions d JOIN policies p ON"
         " p.policy_no = d.policy_no WHERE p.product_id = ? AND d.eligible_fen > 0"
         " AND d.reason != 'REVERSED' AND NOT EXISTS (SELECT 1 FROM settlements s WHERE"
@@ -596,9 +622,7 @@ def unstored_decided(con: sqlite3.Connection, product_id: str):
 def decided_in_period(con: sqlite3.Connection, product_id: str, first: str, last: str):
     """The stored settlements dated ``first`` to ``last`` (ISO dates) that were decided
     under one of ``product_id``'s policies: setl_id, psn_no, setl_date."""
-    import pandas as pd
-
-    return pd.read_sql_query(
+    return _frame(
         "SELECT s.setl_id, s.psn_no, s.setl_date FROM settlements s"
         " WHERE s.setl_date BETWEEN ? AND ? AND EXISTS (SELECT 1 FROM decisions d JOIN"
         " policies q ON q.policy_no = d.policy_no WHERE d.setl_id = s.setl_id AND"
@@ -620,10 +644,8 @@ def _wanted(con: sqlite3.Connection, ids: list[str]):
 def paid_for_settlements(con: sqlite3.Connection, ids: list[str], product_id: str):
     """Net paid per (settlement, benefit) of the settlements ``ids`` under
     ``product_id``'s policies: applies_to, benefit, paid, psn_no, policy_no."""
-    import pandas as pd
-
     with _wanted(con, ids):
-        return pd.read_sql_query(
+        return _frame(
             "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS psn_no,"
             " MAX(policy_no) AS policy_no FROM payments WHERE applies_to IN (SELECT setl_id"
             " FROM wanted) AND policy_no IN (SELECT policy_no FROM policies WHERE"
@@ -638,10 +660,8 @@ def decided_not_in_data(con: sqlite3.Connection, batch_id: str) -> list[tuple[st
 
 def batch_entries_for(con: sqlite3.Connection, batch_id: str, ids: list[str]):
     """A batch's entries for the settlements ``ids`` (applies_to)."""
-    import pandas as pd
-
     with _wanted(con, ids):
-        return pd.read_sql_query(
+        return _frame(
             "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments"
             " WHERE batch_id = ? AND applies_to IN (SELECT setl_id FROM wanted)",
             con, params=[batch_id])
@@ -665,9 +685,8 @@ def status(con: sqlite3.Connection) -> tuple[int, list[tuple], int]:
 
 
 def export_payments(con: sqlite3.Connection):
-    import pandas as pd
 
-    df = pd.read_sql_query(
+    df = _frame(
         "SELECT setl_id, applies_to, psn_no, policy_no, benefit, payout_fen, kind, "
         "batch_id AS batch, recorded_at FROM payments ORDER BY entry_id", con)
     df["payout_amt"] = df.pop("payout_fen") / 100

@@ -163,7 +163,7 @@ def run_recoveries(product: Product, data_dir: str | Path, url: str, batch_id: s
     con = ledger.connect(url, must_exist=True)
     if not ledger.has_policies(con, product.id):
         con.close()
-        raise InputError(f"ledger {url}: no policy of product {product.id}; nothing it paid "
+        raise InputError(f"ledger {ledger.shown_url(url)}: no policy of product {product.id}; nothing it paid "
                          f"can be recovered. Check the product, or run its batches first")
     benefits = sorted({b for b, _ in agreements.values()} | {b for b, _ in caps.values()})
 

@@ -1,0 +1,240 @@
+"""The ledger on PostgreSQL (``postgresql://user@host:port/db``), behind the same
+functions as the SQLite ledger (:mod:`puhui.claims.ledger`; issue 20).
+
+:mod:`puhui.claims.ledger` keeps one text of every statement, in the SQLite dialect it
+was written in; :class:`PgConnection` is a psycopg 3 connection that takes those
+statements and says them in PostgreSQL (:func:`translate`, each statement translated
+once and kept), so both backends run the same statements with the same meaning:
+
+- ``?`` parameters are psycopg's ``%s``;
+- ``INSERT OR IGNORE`` is ``ON CONFLICT DO NOTHING``; ``INSERT OR REPLACE`` updates the
+  row under the table's key (:data:`REPLACE_KEYS`) and, for ``settlements``, gives it a
+  new ``seq`` as SQLite's delete-and-insert does (a block's stamp reads it);
+- ``BEGIN IMMEDIATE`` (SQLite's database-wide write lock, taken at the start of a unit
+  of work) is ``BEGIN`` and a transaction-level advisory lock on one key
+  (:data:`WRITE_LOCK`): writers queue as on SQLite, readers never wait;
+- ``IS NOT ?`` is ``IS DISTINCT FROM``; a boolean inside ``MAX`` is cast to an integer;
+  SQLite's ``+column`` (an index hint) is the column;
+- amounts are ``BIGINT`` (fen beyond 21 million yuan do not fit PostgreSQL's 32-bit
+  ``INTEGER``), ``SUM`` of them comes back as an ``int`` (PostgreSQL's ``numeric``).
+
+>>> translate("INSERT OR IGNORE INTO reversals VALUES (?, ?, ?, ?)")
+'INSERT INTO reversals VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING'
+>>> translate("SELECT 1 FROM settlements WHERE +setl_date BETWEEN ? AND ?")
+'SELECT 1 FROM settlements WHERE setl_date BETWEEN %s AND %s'
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+from puhui.errors import InputError
+
+#: The advisory lock key every unit of work takes (``hashtext('puhui ledger writes')``
+#: would do too; a fixed number is plainer to find in ``pg_locks``).
+WRITE_LOCK = 0x70756875               # "puhu"
+
+#: The key of each table SQLite's ``INSERT OR REPLACE`` replaces a row by, and the
+#: columns of the table in order (for a statement without a column list).
+REPLACE_KEYS = {
+    "decisions": (("setl_id", "benefit"),
+                  ("setl_id", "benefit", "psn_no", "policy_no", "eligible_fen",
+                   "deductible_fen", "ratio_bp", "payout_fen", "reason", "batch_id")),
+    "settlements": (("setl_id",),
+                    ("seq", "setl_id", "psn_no", "setl_date", "med_type", "hosp_lv",
+                     "insutype", "psn_part_fen", "fulamt_ownpay_fen", "overlmt_selfpay_fen",
+                     "source", "digest")),
+}
+#: A table whose replaced row takes a new number from its sequence (SQLite deletes the
+#: old row and inserts a new one, which takes the next AUTOINCREMENT value).
+RENUMBERED = {"settlements": ("seq", "settlements_seq_seq")}
+
+
+def pg_schema(sqlite_schema: str) -> str:
+    """The ledger's SQLite schema in PostgreSQL: integers 64-bit, AUTOINCREMENT keys as
+    ``BIGSERIAL``.
+
+    >>> pg_schema("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL);")
+    'CREATE TABLE t (id BIGSERIAL PRIMARY KEY, n BIGINT NOT NULL);'
+    """
+    s = sqlite_schema.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+    return re.sub(r"\bINTEGER\b", "BIGINT", s)
+
+
+_INSERT = re.compile(r"^\s*INSERT OR (IGNORE|REPLACE) INTO (\w+)\s*(\(([^)]*)\))?", re.S)
+
+
+@functools.lru_cache(maxsize=512)
+def translate(sql: str) -> str:
+    """One statement of the ledger's SQLite dialect in PostgreSQL's (see the module)."""
+    s = sql.replace("%", "%%").replace("?", "%s")
+    s = re.sub(r"\bIS NOT %s", "IS DISTINCT FROM %s", s)
+    s = re.sub(r"MAX\((\w+) = %s\)", r"MAX((\1 = %s)::int)", s)
+    s = re.sub(r"(?<![\w)])\+(?=[A-Za-z_])", "", s)
+    m = _INSERT.match(s)
+    if m is None:
+        return s
+    kind, table, cols = m.group(1), m.group(2), m.group(4)
+    s = (s[:m.start()] + f"INSERT INTO {table}" + (f" ({cols})" if cols else "") + " "
+         + s[m.end():].lstrip())
+    if kind == "IGNORE":
+        return s + " ON CONFLICT DO NOTHING"
+    if table not in REPLACE_KEYS:
+        raise ValueError(f"INSERT OR REPLACE INTO {table}: no key known for PostgreSQL")
+    key, every = REPLACE_KEYS[table]
+    named = [c.strip() for c in cols.split(",")] if cols else list(every)
+    sets = [f"{c} = excluded.{c}" for c in named if c not in key]
+    if table in RENUMBERED:
+        col, seq = RENUMBERED[table]
+        sets.append(f"{col} = nextval('{seq}')")
+    return s + f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(sets)}"
+
+
+class _Result:
+    """A statement's rows, as sqlite3's cursor gives them (``fetchone``, ``fetchall``,
+    iteration, ``description``)."""
+
+    def __init__(self, cur):
+        self.description = cur.description
+        self._rows = cur.fetchall() if cur.description is not None else []
+        self._at = 0
+
+    def fetchone(self):
+        if self._at >= len(self._rows):
+            return None
+        self._at += 1
+        return self._rows[self._at - 1]
+
+    def fetchall(self):
+        rows, self._at = self._rows[self._at:], len(self._rows)
+        return rows
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """A psycopg connection that runs the ledger's statements (:func:`translate`) with
+    the sqlite3 connection's calls the ledger uses: ``execute``, ``executemany``,
+    ``executescript``, ``close``, and :meth:`frame` for ``pandas.read_sql_query``.
+    Autocommit, as the SQLite ledger's ``isolation_level=None``: a unit of work is an
+    explicit ``BEGIN`` ... ``COMMIT``."""
+
+    backend = "postgresql"
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.url = url
+        self._con = psycopg.connect(url, autocommit=True)
+        self._con.adapters.register_loader("numeric", _integral_numeric_loader())
+
+    def execute(self, sql: str, params=()):
+        if sql.strip().upper() == "BEGIN IMMEDIATE":
+            self._con.execute("BEGIN")
+            self._con.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            return _Result(self._con.cursor())
+        with self._con.cursor() as cur:
+            cur.execute(translate(sql), tuple(params) if params else None)
+            return _Result(cur)
+
+    def executemany(self, sql: str, rows) -> None:
+        rows = list(rows)
+        if rows:
+            with self._con.cursor() as cur:
+                cur.executemany(translate(sql), rows)
+
+    def executescript(self, script: str) -> None:
+        self._con.execute(script)
+
+    def frame(self, sql: str, params=None):
+        """``pandas.read_sql_query(sql, con, params=params)`` as on SQLite: the same
+        column names and the same inference of types from the rows."""
+        import pandas as pd
+
+        with self._con.cursor() as cur:
+            cur.execute(translate(sql), list(params) if params else None)
+            cols = [d[0] for d in cur.description]
+            return pd.DataFrame.from_records(cur.fetchall(), columns=cols, coerce_float=True)
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _integral_numeric_loader():
+    """A loader of PostgreSQL's ``numeric`` (what ``SUM`` of ``BIGINT`` gives) that
+    returns an ``int`` for a whole number, as SQLite's ``SUM`` of integers does, and a
+    ``Decimal`` otherwise."""
+    from decimal import Decimal
+
+    from psycopg.adapt import Loader
+
+    class IntegralNumericLoader(Loader):
+        def load(self, data):
+            text = bytes(data).decode()
+            return int(text) if text.lstrip("-").isdigit() else Decimal(text)
+
+    return IntegralNumericLoader
+
+
+def describe_url(url: str) -> str:
+    """The URL without a password, for messages.
+
+    >>> describe_url("postgresql://claims:s3cret@db:5432/ledger")
+    'postgresql://claims:***@db:5432/ledger'
+    """
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def connect(url: str, schema: str, version: str, objects: frozenset[str],
+            must_exist: bool) -> tuple[PgConnection, str | None]:
+    """Open the PostgreSQL ledger at ``url``: (connection, schema version found). The
+    database is checked before anything is written (one that holds other tables is not
+    a ledger and is left alone); its tables are made under the write lock, so two
+    batches starting together on a new database do not race."""
+    import psycopg
+
+    try:
+        con = PgConnection(url)
+    except psycopg.Error as exc:
+        raise InputError(f"ledger {describe_url(url)}: cannot connect ({str(exc).strip()}). "
+                         f"Check the host, port, user and database, and that the server "
+                         f"runs") from None
+    try:
+        found = _schema_version(con)
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema ="
+            " current_schema()")}
+        foreign = found is None and bool(tables - objects)
+        if foreign or (must_exist and found is None):
+            raise InputError(f"ledger {describe_url(url)}: not a puhui ledger ("
+                             f"{'a database holding other tables' if foreign else 'an empty database'}"
+                             f"); give the ledger the batches were run into")
+        if found and found.isdigit() and int(found) > int(version):
+            raise InputError(f"ledger {describe_url(url)}: schema version {found} is newer "
+                             f"than this puhui understands ({version}); upgrade puhui")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.executescript(pg_schema(schema))
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO "
+                        "UPDATE SET value = excluded.value", (version,))
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+    except InputError:
+        con.close()
+        raise
+    except psycopg.Error as exc:
+        con.close()
+        raise InputError(f"ledger {describe_url(url)}: not a usable ledger database "
+                         f"({str(exc).strip()})") from None
+    return con, found
+
+
+def _schema_version(con: PgConnection) -> str | None:
+    has = con.execute("SELECT to_regclass('meta')").fetchone()[0]
+    if not has:
+        return None
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return row[0] if row else ""
