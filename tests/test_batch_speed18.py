@@ -4,10 +4,11 @@
   each settlement's ids once (``UniformPart``) and made into Arrow where eob.parquet is
   written: the same table, schema and pandas metadata, report rows and reasons as the
   rows built before; the same file, byte for byte.
-- Several blocks of people are written in one unit of work (``BLOCKS_PER_UNIT``): the
-  same ledger and EOB as a transaction a block, and a kill inside a unit (after some of
-  its blocks were written in the open transaction) loses the whole unit, which the
-  rerun of the same batch id writes: the same money as an uninterrupted run.
+- Several blocks of people may be written in one unit of work (``BLOCKS_PER_UNIT``; one
+  by default, measured: see its comment): the same ledger and EOB as a transaction a
+  block, and a kill inside a unit (after some of its blocks were written in the open
+  transaction) loses the whole unit, which the rerun of the same batch id writes: the
+  same money as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -95,15 +96,19 @@ def test_uniform_part_prepares_and_tallies_as_the_rows_built_before(n):
     assert t_new.paid == t_old.paid == 0
 
 
-def test_units_of_blocks():
+def test_units_of_blocks(monkeypatch):
+    monkeypatch.setattr(batch, "BLOCKS_PER_UNIT", 4)
     assert batch._units(0, 2) == []
     assert batch._units(65, 2) == [(i, min(i + 4, 65)) for i in range(0, 65, 4)]
     assert batch._units(20, 2) == [(i, i + 2) for i in range(0, 20, 2)]
-    for n in range(0, 40):
-        for w in (1, 2):
-            u = batch._units(n, w)
-            assert [k for a, b in u for k in range(a, b)] == list(range(n))
-            assert all(1 <= b - a <= batch.BLOCKS_PER_UNIT for a, b in u)
+    assert batch._units(10, 1) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
+    for per in (1, 3, 4):
+        monkeypatch.setattr(batch, "BLOCKS_PER_UNIT", per)
+        for n in range(0, 40):
+            for w in (1, 2):
+                u = batch._units(n, w)
+                assert [k for a, b in u for k in range(a, b)] == list(range(n))
+                assert all(1 <= b - a <= per for a, b in u)
 
 
 def _ledger_rows(url):
