@@ -854,12 +854,6 @@ class _ReadyBlock:
     parts: list
 
 
-def _block_in_worker(shared: dict, piece: tuple) -> list | _ReadyBlock:
-    """One block of people, planned and written as one unit of work (as
-    :func:`_unit_in_worker` does a unit of one block)."""
-    return _unit_in_worker(shared, [piece])[0]
-
-
 def _unit_in_worker(shared: dict, pieces: list) -> list:
     """Consecutive blocks of people, planned and written as one unit of work
     (:func:`_run_blocks`) with this process's ledger connection; each block's EOB parts
