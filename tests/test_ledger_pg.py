@@ -168,3 +168,90 @@ def test_amounts_beyond_32_bits(postgres_server):
     assert df["payout_fen"].dtype == "int64" and df["payout_fen"].sum() == 6_000_000_000
     assert isinstance(ledger.export_payments(con), pd.DataFrame)
     con.close()
+
+
+def _insured_ledger(city, server):
+    """A PostgreSQL ledger with the city's policies, and two insured people of 2025."""
+    url = new_postgres_database(server)
+    assert puhui("ledger", "load", "--data", city, "--ledger", url).returncode == 0
+    pol = pd.read_parquet(city / "policies.parquet")
+    per = pd.read_parquet(city / "persons.parquet")
+    kind = dict(zip(per["psn_no"].astype(str), per["insutype"].astype(str)))
+    people = sorted(set(pol.loc[pol["product_id"] == "huhuibao-2025", "psn_no"].astype(str)))
+    return url, [(p, kind[p]) for p in people[:2]]
+
+
+def _direct(sid, psn, kind, inlist=60000):
+    return dict(setl_id=sid, psn_no=psn, setl_time="2025-12-15", med_type="21", hosp_lv=3,
+                insutype=kind, medfee_sumamt=inlist * 3, fulamt_ownpay_amt=0,
+                overlmt_selfpay=0, psn_part_amt=inlist, hifp_pay=inlist * 2, hifob_pay=0,
+                hifmi_pay=0, maf_pay=0)
+
+
+def test_direct_payouts_lock_their_person_not_the_ledger(city_1500_2025, postgres_server):
+    """Issue 20, point 3: while one unit of work holds person A, a direct payout for
+    person B finishes; one for A waits until A's unit of work ends; a whole-ledger unit
+    (a batch's block) waits for both kinds."""
+    import threading
+
+    from puhui.claims.direct import direct_payout
+    from puhui.products.model import load_product, product_path
+
+    product = load_product(product_path("huhuibao-2025"))
+    url, [(a, ka), (b, kb)] = _insured_ledger(city_1500_2025, postgres_server)
+    holder = ledger.connect(url)
+    done = {}
+
+    def pay(name, body):
+        done[name] = direct_payout(product, url, body)["total_payout"]
+
+    with ledger.unit_of_work(holder, locks=(f"psn:{a}",)):
+        tb = threading.Thread(target=pay, args=("b", _direct("DB1", b, kb)))
+        ta = threading.Thread(target=pay, args=("a", _direct("DA1", a, ka)))
+        tb.start()
+        ta.start()
+        tb.join(timeout=30)
+        assert "b" in done, "a payout for another person waited for person A's lock"
+        ta.join(timeout=1.0)
+        assert "a" not in done, "a payout for person A did not wait for A's lock"
+    ta.join(timeout=30)
+    assert "a" in done and done["a"] > 0 and done["b"] > 0
+    with ledger.unit_of_work(holder):                     # the whole ledger
+        tc = threading.Thread(target=pay, args=("c", _direct("DB2", b, kb, 30000)))
+        tc.start()
+        tc.join(timeout=1.0)
+        assert "c" not in done, "a payout did not wait for a whole-ledger unit of work"
+    tc.join(timeout=30)
+    assert "c" in done
+    holder.close()
+
+
+def test_one_setl_id_sent_for_two_people_at_once_is_decided_once(city_1500_2025,
+                                                                 postgres_server):
+    """Two requests with the same setl_id for different people, at once (their person
+    locks differ): the id's own lock makes one of them see the other's decision, so the
+    id is decided once and the second is a conflict, never two payouts under one id."""
+    import threading
+
+    from puhui.claims.direct import direct_payout
+    from puhui.errors import Conflict
+    from puhui.products.model import load_product, product_path
+
+    product = load_product(product_path("huhuibao-2025"))
+    url, [(a, ka), (b, kb)] = _insured_ledger(city_1500_2025, postgres_server)
+    outcome = []
+
+    def pay(psn, kind):
+        try:
+            outcome.append(direct_payout(product, url, _direct("SAME", psn, kind)))
+        except Conflict as exc:
+            outcome.append(exc)
+
+    for _ in range(3):
+        ts = [threading.Thread(target=pay, args=p) for p in ((a, ka), (b, kb))]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+    assert run_sql(url, "SELECT COUNT(DISTINCT psn_no) FROM decisions WHERE setl_id = "
+                        "'SAME'")[0][0] == 1
+    assert run_sql(url, "SELECT COUNT(*) FROM payments WHERE applies_to = 'SAME'")[0][0] == 1
+    assert sum(isinstance(o, Conflict) for o in outcome) >= 1

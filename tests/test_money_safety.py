@@ -416,7 +416,7 @@ def test_a_version_1_ledger_is_upgraded_with_its_reversals(tmp_path):
     con.close()
     con = ledger.connect(url)
     assert ledger.known_reversals(con) == {"S1": "R1"}
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == ledger.SCHEMA_VERSION
     con.close()
     con = sqlite3.connect(ledger.sqlite_path(url))
     con.execute("UPDATE meta SET value = '9'")

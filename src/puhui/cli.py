@@ -382,37 +382,13 @@ def claims_direct(product_file, url, settlement_file):
     """Adjudicate one settlement at once against the ledger and record it."""
     import json
 
-    from puhui.claims.direct import direct_payout
-
-    def no_constant(name):                  # NaN, Infinity: not numbers a bill has
-        raise InputError(f"{settlement_file}: {name} is not an amount; give numbers")
-
-    def one_each(pairs):                    # a key given twice: which one is meant?
-        keys = [k for k, _ in pairs]
-        twice = sorted({k for k in keys if keys.count(k) > 1})
-        if twice:
-            from puhui.fund.privacy import shown_name
-
-            raise InputError(f"{settlement_file}: field(s) given twice: "
-                             f"{', '.join(shown_name(k) for k in twice)}; give each once")
-        return dict(pairs)
+    from puhui.claims.direct import direct_payout, settlement_json
 
     try:
-        with open(settlement_file, encoding="utf-8") as fh:
-            settlement = json.load(fh, parse_constant=no_constant, object_pairs_hook=one_each)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{settlement_file}: not valid JSON ({exc})") from None
-    except ValueError as exc:               # an integer of thousands of digits
-        raise InputError(f"{settlement_file}: a number too long to be an amount or a code "
-                         f"({str(exc)[:80]})") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{settlement_file}: not UTF-8 text (byte {exc.start}); save it as "
-                         f"UTF-8") from None
-    except RecursionError:
-        raise InputError(f"{settlement_file}: JSON nested too deeply") from None
-    if not isinstance(settlement, dict):
-        raise InputError(f"{settlement_file}: one settlement is a JSON object "
-                         f"({{\"setl_id\": ..., ...}}), not {type(settlement).__name__}")
+        with open(settlement_file, "rb") as fh:
+            settlement = settlement_json(fh.read(), settlement_file)
+    except OSError as exc:
+        raise InputError(f"{settlement_file}: cannot be read ({exc.strerror})") from None
     result = direct_payout(_load_product(product_file), url, settlement)
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
@@ -481,6 +457,81 @@ def ledger_export(url, out_file):
     else:
         raise InputError(f"{out_file}: the payment file ends .parquet or .csv")
     click.echo(f"wrote {len(df):,} entries to {out_file}")
+
+
+@cli.command()
+@click.option("--product", "product_file", required=True)
+@click.option("--ledger", "url", required=True,
+              help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (policies loaded)")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to listen on (loopback by default: put a TLS proxy in front "
+                   "to serve a network)")
+@click.option("--port", type=click.IntRange(1, 65535), default=8700, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="server processes (a settlement's work is Python: one process uses "
+                   "one core)")
+def serve(product_file, url, host, port, workers):
+    """Direct settlement over HTTP (docs/service.md): pre-settlement, settlement,
+    explanations of benefit and accumulators, against the ledger."""
+    from puhui.claims.ledger import shown_url
+    from puhui.service import serve as run_service
+
+    product = _load_product(product_file)
+    click.echo(f"puhui serve: {product.id} on http://{host}:{port} (ledger "
+               f"{shown_url(url)}); OpenAPI at /docs", err=True)
+    run_service(product, url, host, port, workers)
+
+
+@cli.group("keys")
+def keys_group():
+    """API keys of the service, kept in the ledger (only their SHA-256)."""
+
+
+@keys_group.command("create")
+@click.option("--ledger", "url", required=True)
+@click.option("--scope", type=click.Choice(["settle", "read"]), required=True,
+              help="settle: pre-settlement, settlement and reads; read: reads only")
+@click.option("--name", required=True, help="who holds the key (shown in the audit log)")
+def keys_create(url, scope, name):
+    """Make a key; its secret is printed once and cannot be shown again."""
+    from puhui.claims import ledger
+
+    if not name.strip() or len(name) > 100 or not name.isprintable():
+        raise InputError("--name: 1 to 100 printable characters")
+    con = ledger.connect(url)
+    with ledger.unit_of_work(con):
+        key_id, secret = ledger.create_api_key(con, name.strip(), scope)
+        ledger.audit(con, "keys create", key_id=key_id, scope=scope, name=name.strip())
+    click.echo(secret)
+    click.echo(f"key {key_id} ({scope}) for {name.strip()}: keep the line above secret; "
+               f"it is shown only now", err=True)
+
+
+@keys_group.command("list")
+@click.option("--ledger", "url", required=True)
+def keys_list(url):
+    """The keys: id, name, scope, made, revoked (never the secrets)."""
+    from puhui.claims import ledger
+
+    for key_id, name, scope, made, revoked in ledger.api_keys(ledger.connect(url,
+                                                                             must_exist=True)):
+        click.echo(f"{key_id}\t{scope}\t{name}\tmade {made}" +
+                   (f"\trevoked {revoked}" if revoked else ""))
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@click.option("--ledger", "url", required=True)
+def keys_revoke(key_id, url):
+    """Revoke a key: requests with it are refused from now on."""
+    from puhui.claims import ledger
+
+    con = ledger.connect(url, must_exist=True)
+    with ledger.unit_of_work(con):
+        if not ledger.revoke_api_key(con, key_id):
+            raise InputError(f"no key {key_id!r} that is not revoked ('puhui keys list')")
+        ledger.audit(con, "keys revoke", key_id=key_id)
+    click.echo(f"revoked {key_id}")
 
 
 def _pricing_inputs(f):

@@ -21,3 +21,9 @@ class JobFailed(Exception):
     and what to do (usually: run it again). The CLI prints it and exits with code 1."""
 
     exit_code = 1
+
+
+class Conflict(InputError):
+    """The input contradicts what is already recorded (a settlement id decided before
+    with other amounts, a reversed settlement sent again, an idempotency key reused for
+    another request): the CLI exits 2, the service answers 409."""

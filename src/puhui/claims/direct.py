@@ -21,7 +21,7 @@ from puhui.benefits.quantities import LineMatcher
 from puhui.benefits.reasons import CODES
 from puhui.benefits.reference import adjudicate_one
 from puhui.claims import ledger
-from puhui.errors import InputError
+from puhui.errors import Conflict, InputError
 from puhui.fund import privacy
 from puhui.fund.schema import FIRST_DATE, LAST_DATE, MAX_SETTLEMENT_YUAN
 from puhui.fund.validate import check_settlement_record
@@ -215,27 +215,59 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     is refused (a correction is a reversal and a new settlement). The settlement's
     inputs are kept in the ledger, so a batch whose data does not hold it yet still
     counts it (and keeps its payout) until data covering its date says otherwise."""
-    guard_settlement(raw)                 # first: no message may echo personal data
-    s, lines = _settlement(raw)
-    matcher = _MATCHERS.get(product.id) or _MATCHERS.setdefault(product.id, LineMatcher(product))
+    s, lines = checked_settlement(raw)
     con = ledger.connect(url, must_exist=True)
     try:
-        with ledger.unit_of_work(con):
-            if not ledger.has_policies(con, product.id):
-                raise InputError(f"ledger {ledger.sqlite_path(url)}: no policy of product "
-                                 f"{product.id}; load the policies with 'puhui ledger load "
-                                 f"--data DIR --ledger {ledger.shown_url(url)}' (or check the product)")
-            pol, renewal, mine = _policy_of(con, product, s)
-            state = ledger.accumulators_of(con, pol["policy_no"]) if pol else {}
-            res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
-                                 renewal=renewal, has_any_policy=bool(mine))
-            done = ledger.decisions_of(con, s["setl_id"])
-            if done:
-                _same_settlement(con, s, lines, matcher, done, res)
-                return _answer(s["setl_id"], done) | {"already_decided": True}
-            return _record(con, product, s, lines, matcher, pol, state, res)
+        with ledger.unit_of_work(con, locks=settlement_locks(s)):
+            return decide(con, product, s, lines, record=True)
     finally:
         con.close()
+
+
+def settlement_locks(s: dict) -> tuple[str, ...]:
+    """What recording a settlement locks (:func:`puhui.claims.ledger.unit_of_work`): its
+    person (their policies' accumulators and payments) and its id (its decisions, its
+    stored inputs: one id sent for two people at once must not be decided twice)."""
+    return (f"psn:{s['psn_no']}", f"setl:{s['setl_id']}")
+
+
+def checked_settlement(raw: Any) -> tuple[dict, list[dict]]:
+    """A request's settlement, guarded (no personal data; checked first, so no message
+    echoes any) and checked against the data contract: (fields in fen and dates, lines)."""
+    guard_settlement(raw)
+    return _settlement(raw)
+
+
+def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> dict:
+    """The explanation of benefit of a checked settlement (:func:`checked_settlement`)
+    against the ledger, inside the caller's transaction: recorded when ``record`` (the
+    caller's unit of work holds the write lock), else only computed (a pre-settlement:
+    what the product would pay now, nothing written). A settlement already decided is
+    answered from the ledger (``already_decided``), or refused if sent with other
+    inputs."""
+    matcher = _MATCHERS.get(product.id) or _MATCHERS.setdefault(product.id, LineMatcher(product))
+    if not ledger.has_policies(con, product.id):
+        raise InputError(f"ledger: no policy of product {product.id}; load the policies "
+                         f"with 'puhui ledger load --data DIR --ledger URL' (or check the "
+                         f"product)")
+    pol, renewal, mine = _policy_of(con, product, s)
+    state = ledger.accumulators_of(con, pol["policy_no"]) if pol else {}
+    res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
+                         renewal=renewal, has_any_policy=bool(mine))
+    done = ledger.decisions_of(con, s["setl_id"])
+    if done:
+        _same_settlement(con, s, lines, matcher, done, res)
+        return _answer(s["setl_id"], done) | {"already_decided": True}
+    if not record:
+        return _answer(s["setl_id"], _rows(product, res)) | {"recorded": False}
+    return _record(con, product, s, lines, matcher, pol, state, res)
+
+
+def _rows(product: Product, res: dict) -> list[tuple]:
+    """(benefit, eligible, deductible, ratio_bp, payout, reason) of each benefit."""
+    return [(b.id, res[b.id]["eligible"], res[b.id]["deductible"], res[b.id]["ratio_bp"],
+             res[b.id]["payout"], str(CODES[res[b.id]["reason"] - 1]))
+            for b in product.benefits]
 
 
 def _policy_of(con, product: Product, s: dict) -> tuple[dict | None, bool, list]:
@@ -261,8 +293,8 @@ def _same_settlement(con, s: dict, lines: list[dict], matcher: LineMatcher,
     with what the ledger kept of it, or (a batch keeps only settlements with something
     eligible) by the eligible amounts it decided."""
     if any(why == "REVERSED" for *_, why in done):
-        raise InputError(f"settlement {s['setl_id']}: reversed since it was decided; a new "
-                         f"settlement is sent under a new setl_id")
+        raise Conflict(f"settlement {s['setl_id']}: reversed since it was decided; a new "
+                       f"settlement is sent under a new setl_id")
     held = ledger.stored_settlement(con, s["setl_id"])
     if held is not None and held[2] is not None:         # a direct payout's whole request
         same = held[2] == _digest(s, lines)
@@ -272,26 +304,23 @@ def _same_settlement(con, s: dict, lines: list[dict], matcher: LineMatcher,
         decided = {b: e for b, e, *_ in done}
         same = all(decided.get(b, 0) == r["eligible"] for b, r in res.items())
     if not same:
-        raise InputError(f"settlement {s['setl_id']}: already decided with other amounts, "
-                         f"dates or lines; a corrected settlement is sent as a reversal "
-                         f"(claims run) and a new settlement id")
+        raise Conflict(f"settlement {s['setl_id']}: already decided with other amounts, "
+                       f"dates or lines; a corrected settlement is sent as a reversal "
+                       f"(claims run) and a new settlement id")
 
 
 def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatcher,
             pol: dict | None, state: dict, res: dict) -> dict:
     ledger.ensure_open_batch(con, DIRECT_BATCH, "direct", product.id)
-    rows, decided, entries = [], [], []
+    rows, decided, entries = _rows(product, res), [], []
     stamp = ledger.now()
     pol_no = pol["policy_no"] if pol else None
-    for b in product.benefits:
-        r = res[b.id]
-        why = str(CODES[r["reason"] - 1])
-        rows.append((b.id, r["eligible"], r["deductible"], r["ratio_bp"], r["payout"], why))
-        decided.append((s["setl_id"], b.id, s["psn_no"], pol_no, r["eligible"],
-                        r["deductible"], r["ratio_bp"], r["payout"], why, DIRECT_BATCH))
-        if r["payout"]:
-            entries.append((s["setl_id"], s["setl_id"], b.id, s["psn_no"], pol_no,
-                            r["payout"], "pay", DIRECT_BATCH, stamp))
+    for b, eligible, deductible, ratio_bp, payout, why in rows:
+        decided.append((s["setl_id"], b, s["psn_no"], pol_no, eligible, deductible, ratio_bp,
+                        payout, why, DIRECT_BATCH))
+        if payout:
+            entries.append((s["setl_id"], s["setl_id"], b, s["psn_no"], pol_no, payout, "pay",
+                            DIRECT_BATCH, stamp))
     ledger.record_decisions(con, decided)
     ledger.record_entries(con, entries)
     row, kept = _stored_form(s, lines, matcher)
@@ -303,6 +332,45 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
     ledger.audit(con, "claims direct", DIRECT_BATCH, setl_id=s["setl_id"],
                  payout=sum(r[4] for r in rows))
     return _answer(s["setl_id"], rows)
+
+
+def settlement_json(data: bytes, where: str) -> dict:
+    """One settlement from JSON text (UTF-8), strictly: no NaN or Infinity (not amounts a
+    bill has), no key given twice (which one would be meant?), an object; ``where``
+    names the file or request in messages."""
+    import json
+
+    def no_constant(name):
+        raise InputError(f"{where}: {name} is not an amount; give numbers")
+
+    def one_each(pairs):
+        keys = [k for k, _ in pairs]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            from puhui.fund.privacy import shown_name
+
+            raise InputError(f"{where}: field(s) given twice: "
+                             f"{', '.join(shown_name(k) for k in twice)}; give each once")
+        return dict(pairs)
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: not UTF-8 text (byte {exc.start}); save it as "
+                         f"UTF-8") from None
+    try:
+        settlement = json.loads(text, parse_constant=no_constant, object_pairs_hook=one_each)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc})") from None
+    except ValueError as exc:               # an integer of thousands of digits
+        raise InputError(f"{where}: a number too long to be an amount or a code "
+                         f"({str(exc)[:80]})") from None
+    except RecursionError:
+        raise InputError(f"{where}: JSON nested too deeply") from None
+    if not isinstance(settlement, dict):
+        raise InputError(f"{where}: one settlement is a JSON object "
+                         f"({{\"setl_id\": ..., ...}}), not {type(settlement).__name__}")
+    return settlement
 
 
 def guard_settlement(raw: dict) -> None:

@@ -94,8 +94,18 @@ CREATE INDEX IF NOT EXISTS recoveries_key ON recoveries (agreement, psn_no, quar
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, who TEXT NOT NULL,
     command TEXT NOT NULL, batch_id TEXT, product_hash TEXT, data_hash TEXT, detail TEXT);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL
+    CHECK (scope IN ('settle', 'read')), secret_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL, revoked_at TEXT);
+CREATE TABLE IF NOT EXISTS idempotency (
+    idem_key TEXT NOT NULL, key_id TEXT NOT NULL, endpoint TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL,
+    recorded_at TEXT NOT NULL, PRIMARY KEY (key_id, idem_key));
 """
-SCHEMA_VERSION = "2"
+#: 3 (session 18): ``api_keys`` and ``idempotency`` for the service (``puhui serve``);
+#: a version-2 ledger gains them (empty) when opened.
+SCHEMA_VERSION = "3"
 #: Columns of a stored settlement, in the calculator's names and units (fen).
 STORED = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype",
           "psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay")
@@ -273,10 +283,21 @@ def _schema_version(con: sqlite3.Connection) -> str | None:
 
 
 @contextmanager
-def unit_of_work(con: sqlite3.Connection):
-    """One transaction; ``BEGIN IMMEDIATE`` takes the write lock at once, so concurrent
-    writers queue instead of losing an update."""
-    con.execute("BEGIN IMMEDIATE")
+def unit_of_work(con: sqlite3.Connection, locks: tuple[str, ...] | None = None):
+    """One transaction that holds its write locks from the start, so concurrent writers
+    queue instead of losing an update.
+
+    ``locks=None`` locks the whole ledger (a batch's block: its people's payments,
+    accumulators and stored settlements, read before and checked inside). ``locks`` as
+    names (``"psn:P1"``, ``"setl:S1"``, ...) locks only those on PostgreSQL, beside
+    every other such unit of work and never beside a whole-ledger one: two direct
+    payouts for different people run at once, two for one person queue (issue 20,
+    point 3). SQLite has one write lock: every unit of work takes it (``BEGIN
+    IMMEDIATE``)."""
+    if locks is not None and not isinstance(con, sqlite3.Connection):
+        con.begin(locks)
+    else:
+        con.execute("BEGIN IMMEDIATE")
     try:
         yield con
     except BaseException:
@@ -286,14 +307,27 @@ def unit_of_work(con: sqlite3.Connection):
         con.execute("COMMIT")
 
 
+@contextmanager
+def read_only(con):
+    """One read transaction (no write lock): what a pre-settlement reads is one state of
+    the ledger; nothing is written (rolled back whatever happens)."""
+    con.execute("BEGIN")
+    try:
+        yield con
+    finally:
+        con.execute("ROLLBACK")
+
+
 def audit(con: sqlite3.Connection, command: str, batch_id: str | None = None,
           product_hash: str | None = None, data_hash: str | None = None,
-          **detail) -> None:
-    """Append to the audit log (call inside a unit of work)."""
-    try:
-        who = getpass.getuser()
-    except Exception:  # no user name in some containers
-        who = "unknown"
+          who: str | None = None, **detail) -> None:
+    """Append to the audit log (call inside a unit of work). ``who``: the operating
+    system's user where not given (the service gives the API key's name)."""
+    if who is None:
+        try:
+            who = getpass.getuser()
+        except Exception:  # no user name in some containers
+            who = "unknown"
     con.execute("INSERT INTO audit (at, who, command, batch_id, product_hash, data_hash, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (now(), who, command, batch_id, product_hash, data_hash,
@@ -470,7 +504,7 @@ def record_decisions(con: sqlite3.Connection, rows: list[tuple]) -> None:
 def decisions_of(con: sqlite3.Connection, setl_id: str) -> list[tuple]:
     """(benefit, eligible, deductible, ratio_bp, payout, reason) of a decided settlement."""
     return con.execute("SELECT benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, "
-                       "reason FROM decisions WHERE setl_id = ?", (setl_id,)).fetchall()
+                       "reason FROM decisions WHERE setl_id = ? ORDER BY benefit", (setl_id,)).fetchall()
 
 
 def replace_accumulators(con: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
@@ -692,3 +726,58 @@ def export_payments(con: sqlite3.Connection):
     df["payout_amt"] = df.pop("payout_fen") / 100
     return df[["setl_id", "applies_to", "psn_no", "policy_no", "benefit", "payout_amt",
                "kind", "batch", "recorded_at"]]
+
+
+def create_api_key(con, name: str, scope: str) -> tuple[str, str]:
+    """A new API key of ``scope`` (``settle``: pre-settlement, settlement, reversal and
+    reads; ``read``: reads only): (key_id, secret). Only the secret's SHA-256 is kept;
+    the secret is shown once, to whoever creates it."""
+    import hashlib
+    import secrets
+
+    if scope not in ("settle", "read"):
+        raise InputError(f"scope {scope!r}: settle or read")
+    key_id = "k_" + secrets.token_hex(6)
+    secret = f"phk_{key_id[2:]}_{secrets.token_urlsafe(32)}"
+    con.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
+                (key_id, name, scope, hashlib.sha256(secret.encode()).hexdigest(), now()))
+    return key_id, secret
+
+
+def api_key(con, secret: str) -> tuple[str, str, str] | None:
+    """(key_id, name, scope) of a secret that is a key not revoked, else None."""
+    import hashlib
+
+    row = con.execute("SELECT key_id, name, scope FROM api_keys WHERE secret_sha256 = ? AND"
+                      " revoked_at IS NULL", (hashlib.sha256(secret.encode()).hexdigest(),)
+                      ).fetchone()
+    return None if row is None else tuple(row)
+
+
+def revoke_api_key(con, key_id: str) -> bool:
+    """Revoke a key (requests with it are refused from now); False if no such key."""
+    cur = con.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at"
+                      " IS NULL RETURNING key_id", (now(), key_id))
+    return cur.fetchone() is not None
+
+
+def api_keys(con) -> list[tuple]:
+    """(key_id, name, scope, created_at, revoked_at) of every key, oldest first."""
+    return [tuple(r) for r in con.execute("SELECT key_id, name, scope, created_at, revoked_at"
+                                          " FROM api_keys ORDER BY created_at, key_id")]
+
+
+def idempotent_answer(con, key_id: str, idem_key: str) -> tuple[str, str, int, str] | None:
+    """What was answered under an Idempotency-Key of an API key: (endpoint, body_sha256,
+    status, response JSON), or None."""
+    row = con.execute("SELECT endpoint, body_sha256, status, response FROM idempotency"
+                      " WHERE key_id = ? AND idem_key = ?", (key_id, idem_key)).fetchone()
+    return None if row is None else (row[0], row[1], int(row[2]), row[3])
+
+
+def record_idempotent_answer(con, key_id: str, idem_key: str, endpoint: str,
+                             body_sha256: str, status: int, response: str) -> None:
+    """Keep an answer under its Idempotency-Key, in the transaction that made it (an
+    acknowledged answer is kept exactly when what it says was written)."""
+    con.execute("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (idem_key, key_id, endpoint, body_sha256, status, response, now()))

@@ -50,6 +50,20 @@ REPLACE_KEYS = {
 RENUMBERED = {"settlements": ("seq", "settlements_seq_seq")}
 
 
+def lock_key(name: str) -> int:
+    """The advisory lock key (a signed 64-bit integer) of a lock's name; never the whole
+    ledger's key. Two names sharing a key only queue one behind the other.
+
+    >>> lock_key("psn:P1") == lock_key("psn:P1") != lock_key("psn:P2")
+    True
+    """
+    import hashlib
+
+    key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big",
+                         signed=True)
+    return key if key != WRITE_LOCK else key + 1
+
+
 def pg_schema(sqlite_schema: str) -> str:
     """The ledger's SQLite schema in PostgreSQL: integers 64-bit, AUTOINCREMENT keys as
     ``BIGSERIAL``.
@@ -129,10 +143,22 @@ class PgConnection:
         self._con = psycopg.connect(url, autocommit=True)
         self._con.adapters.register_loader("numeric", _integral_numeric_loader())
 
+    def begin(self, locks: tuple[str, ...] | None = None) -> None:
+        """``BEGIN`` and the transaction's advisory locks: the whole ledger's lock
+        exclusively (``locks=None``: SQLite's ``BEGIN IMMEDIATE``), or shared with the
+        other such transactions and each named lock exclusively, in one order (no two
+        transactions wait for each other in a circle)."""
+        self._con.execute("BEGIN")
+        if locks is None:
+            self._con.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            return
+        self._con.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK,))
+        for key in sorted({lock_key(name) for name in locks}):
+            self._con.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+
     def execute(self, sql: str, params=()):
         if sql.strip().upper() == "BEGIN IMMEDIATE":
-            self._con.execute("BEGIN")
-            self._con.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            self.begin(None)
             return _Result(self._con.cursor())
         with self._con.cursor() as cur:
             cur.execute(translate(sql), tuple(params) if params else None)
@@ -213,6 +239,8 @@ def connect(url: str, schema: str, version: str, objects: frozenset[str],
         if found and found.isdigit() and int(found) > int(version):
             raise InputError(f"ledger {describe_url(url)}: schema version {found} is newer "
                              f"than this puhui understands ({version}); upgrade puhui")
+        if found == version:           # made already: no lock, no statement (a ledger's
+            return con, found          # connection must not wait behind payouts)
         con.execute("BEGIN IMMEDIATE")
         try:
             con.executescript(pg_schema(schema))

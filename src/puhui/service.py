@@ -1,0 +1,385 @@
+"""``puhui serve``: direct settlement over HTTP (issue 20, point 2).
+
+The national platform settles the basic tier at the counter and, in the same moment,
+asks what the product pays: ``POST /v1/pre-settlement`` answers without recording;
+``POST /v1/settlement`` adjudicates and records (the per-settlement face of the one
+benefit engine, :mod:`puhui.claims.direct`, against the ledger). Reads:
+``GET /v1/settlements/{setl_id}`` (its explanation of benefit) and
+``GET /v1/persons/{psn_no}/accumulators``; ``GET /healthz``. docs/service.md.
+
+- **Keys**: every ``/v1`` request carries ``Authorization: Bearer <key>`` (or
+  ``X-API-Key``), a key made by ``puhui keys create`` and kept in the ledger as its
+  SHA-256; scope ``settle`` may do everything, ``read`` only the reads.
+- **Idempotency**: a settlement is decided once per ``setl_id`` whatever is sent; with an
+  ``Idempotency-Key`` header the first answer is kept in the transaction that recorded
+  it and returned again (``Idempotent-Replayed: true``) for the same body, and a
+  different body under a used key is ``409``. An answer is sent only after its
+  transaction committed: an acknowledged settlement is in the ledger.
+- **Audit**: every ``/v1`` request, answered or refused, is a row of the ledger's
+  audit log (the key's name, method and path, the setl_id, the status).
+- **Privacy**: the settlement guard (:func:`puhui.claims.direct.guard_settlement`) on
+  every body and the token rule on ids in paths; no message echoes a value.
+- **Errors** are ``application/problem+json`` (RFC 9457) that say what to fix: 400 bad
+  input, 401/403 keys, 404, 409 conflicts, 413 a body over 64 KB; never a traceback.
+"""
+
+import hashlib
+import json
+import threading
+from typing import Any
+
+from puhui.claims import ledger
+from puhui.claims.direct import (REQUIRED, _answer, checked_settlement, decide,
+                                 settlement_json, settlement_locks)
+from puhui.errors import Conflict, InputError
+from puhui.fund import privacy
+from puhui.products.model import Product
+
+#: The largest request body taken (a settlement with hundreds of lines is a few KB).
+MAX_BODY_BYTES = 64 * 1024
+#: An Idempotency-Key: printable ASCII, at most this long.
+MAX_IDEMPOTENCY_KEY = 200
+PROBLEM = "application/problem+json"
+
+
+class Problem(Exception):
+    """An HTTP problem: status, title, what to do."""
+
+    def __init__(self, status: int, title: str, detail: str):
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+class _Connections:
+    """One ledger connection per server thread (sqlite3 connections stay in their
+    thread; a PostgreSQL connection is not shared by two requests at once)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._local = threading.local()
+
+    def get(self):
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = ledger.connect(self.url, must_exist=True)
+        return con
+
+    def drop(self) -> None:
+        """Forget this thread's connection (after an error that may have broken it)."""
+        con = getattr(self._local, "con", None)
+        self._local.con = None
+        if con is not None:
+            try:
+                con.close()
+            except Exception:  # noqa: BLE001 - a broken connection closes as it can
+                pass
+
+
+def _settlement_schema() -> dict:
+    """The request body's JSON schema for the OpenAPI document."""
+    from puhui.claims.direct import AMOUNTS
+
+    props: dict[str, Any] = {k: {"type": "string"} for k in
+                             ("setl_id", "psn_no", "med_type", "insutype")}
+    props |= {k: {"type": "number", "description": "yuan, two decimals"} for k in AMOUNTS}
+    props["setl_time"] = {"type": "string", "format": "date"}
+    props["hosp_lv"] = {"type": "integer", "enum": [1, 2, 3]}
+    props["lines"] = {"type": "array", "items": {"type": "object", "properties": {
+        "hilist_code": {"type": "string"}, "list_class": {"type": "string"},
+        "amount": {"type": "number"}}, "required": ["hilist_code", "amount"]}}
+    return {"type": "object", "required": list(REQUIRED), "properties": props}
+
+
+def _body_spec() -> dict:
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": _settlement_schema()}}},
+        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                        "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY}}]}
+
+
+class Service:
+    """What the endpoints do, without HTTP: (status, JSON answer) or :class:`Problem`.
+    Runs in the server's worker threads (blocking database work)."""
+
+    def __init__(self, product: Product, url: str):
+        self.product, self.url = product, url
+        self.connections = _Connections(url)
+
+    # keys and audit -------------------------------------------------------------
+    def key_of(self, secret: str | None) -> tuple[str, str, str]:
+        """(key_id, name, scope) of the request's key."""
+        if not secret:
+            raise Problem(401, "no API key", "send the key as 'Authorization: Bearer KEY' "
+                                             "(keys are made with 'puhui keys create')")
+        found = ledger.api_key(self.connections.get(), secret)
+        if found is None:
+            raise Problem(401, "unknown API key", "the key is not known or was revoked; "
+                                                  "ask for a key ('puhui keys create')")
+        return found
+
+    def audit(self, who: str, what: str, status: int, setl_id: str | None = None,
+              con=None) -> None:
+        """The request's audit row: in the caller's transaction (``con``), or in its own
+        (which locks nothing on PostgreSQL: appending to the log waits for no payout)."""
+        if con is not None:
+            ledger.audit(con, f"api {what}", who=who, status=status,
+                         **({"setl_id": setl_id} if setl_id else {}))
+            return
+        con = self.connections.get()
+        with ledger.unit_of_work(con, locks=()):
+            self.audit(who, what, status, setl_id, con=con)
+
+    # endpoints ------------------------------------------------------------------
+    def pre_settlement(self, raw: dict) -> tuple[int, dict]:
+        s, lines = checked_settlement(raw)
+        con = self.connections.get()
+        with ledger.read_only(con):
+            return 200, decide(con, self.product, s, lines, record=False)
+
+    def settlement(self, raw: dict, body: bytes, key_id: str, idem_key: str | None,
+                   who: str = "anonymous") -> tuple[int, dict, bool]:
+        """(status, answer, replayed); the request's audit row written in the same
+        transaction as the answer."""
+        s, lines = checked_settlement(raw)
+        digest = hashlib.sha256(body).hexdigest()
+        con = self.connections.get()
+        locks = settlement_locks(s) + ((f"idem:{key_id}:{idem_key}",) if idem_key else ())
+        with ledger.unit_of_work(con, locks=locks):
+            if idem_key:
+                before = ledger.idempotent_answer(con, key_id, idem_key)
+                if before is not None:
+                    endpoint, body_sha, status, response = before
+                    if (endpoint, body_sha) != ("settlement", digest):
+                        raise Conflict(f"Idempotency-Key {idem_key!r} was used for another "
+                                       f"request; a new request takes a new key")
+                    self.audit(who, "POST /v1/settlement", status, s["setl_id"], con)
+                    return status, json.loads(response), True
+            answer = decide(con, self.product, s, lines, record=True)
+            status = 200 if answer.get("already_decided") else 201
+            if idem_key:
+                ledger.record_idempotent_answer(con, key_id, idem_key, "settlement", digest,
+                                                status, json.dumps(answer, sort_keys=True))
+            self.audit(who, "POST /v1/settlement", status, s["setl_id"], con)
+        return status, answer, False
+
+    def settlement_eob(self, setl_id: str) -> tuple[int, dict]:
+        _token(setl_id, "setl_id")
+        done = ledger.decisions_of(self.connections.get(), setl_id)
+        if not done:
+            raise Problem(404, "no such settlement", f"settlement {setl_id} has not been "
+                                                     f"decided by this ledger")
+        return 200, _answer(setl_id, done)
+
+    def accumulators(self, psn_no: str) -> tuple[int, dict]:
+        _token(psn_no, "psn_no")
+        con = self.connections.get()
+        pols = ledger.policies_of(con, psn_no, self.product.id)
+        if not pols:
+            raise Problem(404, "no policy", f"the person has no policy of {self.product.id}")
+        out = []
+        for p in sorted(pols, key=lambda p: p["start_date"]):
+            used = ledger.accumulators_of(con, p["policy_no"])
+            out.append({"policy_no": p["policy_no"], "start_date": p["start_date"],
+                        "end_date": p["end_date"],
+                        "used_amt": {k: v / 100 for k, v in sorted(used.items())}})
+        return 200, {"psn_no": psn_no, "product_id": self.product.id, "policies": out}
+
+    def health(self) -> tuple[int, dict]:
+        con = self.connections.get()
+        version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                              ).fetchone()[0]
+        return 200, {"status": "ok", "product_id": self.product.id,
+                     "ledger": "postgresql" if ledger.is_postgres(self.url) else "sqlite",
+                     "schema_version": version}
+
+
+def _shown_id(value) -> str | None:
+    """A settlement id the audit may keep: a pseudonymous token, else nothing."""
+    return value if isinstance(value, str) and len(value) <= 64 and privacy.is_token(value) \
+        else None
+
+
+def _token(value: str, what: str) -> None:
+    if not privacy.is_token(value) or len(value) > 64:
+        raise InputError(f"{what} in the path is not a pseudonymous token (ASCII letters, "
+                         f"digits and signs, at most 64); the value is not shown")
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value or len(value) > MAX_IDEMPOTENCY_KEY or not value.isascii() or \
+            not value.isprintable():
+        raise InputError(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII "
+                         f"characters (a UUID is usual)")
+    return value
+
+
+def create_app(product: Product, url: str):
+    """The ASGI application (FastAPI) serving ``product`` against the ledger at ``url``."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    svc = Service(product, url)
+    app = FastAPI(title="puhui direct settlement", version="1",
+                  description=__doc__.split("\n\n")[1])
+    app.state.service = svc
+
+    def problem(status: int, title: str, detail: str, headers=None) -> JSONResponse:
+        return JSONResponse({"type": "about:blank", "title": title, "status": status,
+                             "detail": detail}, status_code=status, media_type=PROBLEM,
+                            headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request, exc):          # 404 of an unknown path, 405, ...
+        return problem(exc.status_code, str(exc.detail), f"{request.method} "
+                       f"{request.url.path}: see /docs for the endpoints")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_problem(request, exc):
+        return problem(400, "bad request", "; ".join(
+            f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()))
+
+    async def handle(request: Request, what: str, need: str, work, setl_id=None):
+        """Key, body, work in a thread, audit, problem: one request. ``work(key_id,
+        note)`` may name the settlement in ``note["setl_id"]`` for the audit."""
+        who, status, note = "anonymous", 500, {"setl_id": setl_id, "audited": False}
+        try:
+            key_id, who, scope = await run_in_threadpool(svc.key_of, _secret(request))
+            note["who"] = who
+            if need == "settle" and scope != "settle":
+                raise Problem(403, "read-only key", "this key may only read; settling needs "
+                                                    "a key of scope settle")
+            status, answer, headers = await work(key_id, note)
+            return JSONResponse(answer, status_code=status, headers=headers)
+        except Problem as p:
+            status = p.status
+            return problem(p.status, p.title, p.detail)
+        except Conflict as exc:
+            status = 409
+            return problem(409, "conflict", str(exc))
+        except InputError as exc:
+            status = 400
+            return problem(400, "bad request", str(exc))
+        except Exception:  # noqa: BLE001 - a bug: the problem says so, nothing kept
+            svc.connections.drop()
+            status = 500
+            return problem(500, "internal error", "the request failed inside puhui; "
+                           "nothing of it was recorded; the server's log has the cause")
+        finally:
+            try:
+                if not (note["audited"] and status < 300):
+                    await run_in_threadpool(svc.audit, who, what, status, note["setl_id"])
+            except Exception:  # noqa: BLE001 - an audit that cannot be written is logged
+                import logging
+
+                logging.getLogger("puhui.service").exception("audit not written")
+
+    async def body_of(request: Request) -> tuple[bytes, dict]:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise Problem(413, "body too large", f"a settlement is at most "
+                                                 f"{MAX_BODY_BYTES // 1024} KB")
+        return body, settlement_json(body, "request body")
+
+    @app.post("/v1/pre-settlement", openapi_extra=_body_spec(),
+              summary="What the product would pay now; nothing is recorded")
+    async def pre_settlement(request: Request):
+        async def work(key_id, note):
+            _, raw = await body_of(request)
+            note["setl_id"] = _shown_id(raw.get("setl_id"))
+            status, answer = await run_in_threadpool(svc.pre_settlement, raw)
+            return status, answer, None
+        return await handle(request, "POST /v1/pre-settlement", "settle", work)
+
+    @app.post("/v1/settlement", openapi_extra=_body_spec(),
+              summary="Adjudicate and record a settlement (idempotent on setl_id)")
+    async def settlement(request: Request):
+        async def work(key_id, note):
+            body, raw = await body_of(request)
+            note["setl_id"] = _shown_id(raw.get("setl_id"))
+            idem = _idempotency_key(request.headers.get("idempotency-key"))
+            status, answer, replayed = await run_in_threadpool(
+                svc.settlement, raw, body, key_id, idem, note["who"])
+            note["audited"] = True
+            return status, answer, {"Idempotent-Replayed": "true"} if replayed else None
+        return await handle(request, "POST /v1/settlement", "settle", work)
+
+    @app.get("/v1/settlements/{setl_id}", summary="A decided settlement's explanation of "
+                                                  "benefit")
+    async def settlement_eob(request: Request, setl_id: str):
+        async def work(key_id, note):
+            status, answer = await run_in_threadpool(svc.settlement_eob, setl_id)
+            return status, answer, None
+        return await handle(request, "GET /v1/settlements", "read", work,
+                            setl_id=_shown_id(setl_id))
+
+    @app.get("/v1/persons/{psn_no}/accumulators", summary="A person's policies and what "
+                                                          "their deductibles and limits used")
+    async def accumulators(request: Request, psn_no: str):
+        async def work(key_id, note):
+            status, answer = await run_in_threadpool(svc.accumulators, psn_no)
+            return status, answer, None
+        return await handle(request, "GET /v1/persons/accumulators", "read", work)
+
+    @app.get("/healthz", summary="The service and its ledger answer")
+    async def healthz():
+        try:
+            status, answer = await run_in_threadpool(svc.health)
+        except Exception:  # noqa: BLE001 - unhealthy: say so, no traceback
+            svc.connections.drop()
+            return problem(503, "ledger unavailable", "the ledger does not answer")
+        return JSONResponse(answer, status_code=status)
+
+    return app
+
+
+def _secret(request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return request.headers.get("x-api-key") or None
+
+
+def app_from_env():
+    """The application of a server process that uvicorn started (``--workers`` above
+    one): the product file and ledger from ``PUHUI_SERVE_PRODUCT`` and
+    ``PUHUI_SERVE_LEDGER``, set by :func:`serve`."""
+    import os
+    from pathlib import Path
+
+    from puhui.products.model import load_product
+
+    return create_app(load_product(Path(os.environ["PUHUI_SERVE_PRODUCT"])),
+                      os.environ["PUHUI_SERVE_LEDGER"])
+
+
+def serve(product: Product, url: str, host: str, port: int, workers: int = 1) -> None:
+    """Run the service with uvicorn until interrupted; ``workers`` processes (each with
+    its own connections; on one port, the kernel spreads the connections)."""
+    import os
+
+    import uvicorn
+
+    con = ledger.connect(url, must_exist=True)
+    try:
+        if not ledger.has_policies(con, product.id):
+            raise InputError(f"ledger {ledger.shown_url(url)}: no policy of product "
+                             f"{product.id}; load them with 'puhui ledger load --data DIR "
+                             f"--ledger URL'")
+        if not ledger.api_keys(con):
+            raise InputError(f"ledger {ledger.shown_url(url)}: no API key; make one with "
+                             f"'puhui keys create --ledger URL --scope settle --name NAME'")
+    finally:
+        con.close()
+    if workers == 1:
+        uvicorn.run(create_app(product, url), host=host, port=port, log_level="warning",
+                    access_log=False)
+        return
+    os.environ["PUHUI_SERVE_PRODUCT"] = str(product.path)
+    os.environ["PUHUI_SERVE_LEDGER"] = url
+    uvicorn.run("puhui.service:app_from_env", factory=True, workers=workers, host=host,
+                port=port, log_level="warning", access_log=False)
