@@ -662,7 +662,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     try:
         # blocks in forked processes or on Dask (the execution seam; each worker opens
         # the ledger itself), their EOB parts written here in block order
-        # several blocks a unit of work (:func:`_units`)
+        # the blocks in units of work (:func:`_units`: one block a unit by default)
         source["units"] = _units(len(blocks), where.n_workers)
         done = map_blocks(_unit_in_worker, len(source["units"]), shared, source=source,
                           cut=_cut_unit, execution=where)
@@ -1048,12 +1048,6 @@ class _BlockPlan:
     replaced: list                 # stored settlements stored again (their lines go)
     direct_adjusted: set           # (setl_id, benefit) whose direct payout is adjusted
     carried: int
-
-
-def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol,
-               lean: bool = False) -> list:
-    """One block of people, one unit of work (:func:`_run_blocks`)."""
-    return _run_blocks(con, ctx, [(block, effective, reversals, pol)], lean=lean)[0]
 
 
 def _run_blocks(con, ctx: _BlockContext, pieces: list, lean: bool = False) -> list[list]:
