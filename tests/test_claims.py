@@ -738,14 +738,14 @@ def test_a_failed_second_worker_fails_the_batch_and_a_rerun_finishes_it(tiny_cit
     ref = f"sqlite:///{tmp_path / 'ref.db'}"
     run_batch(PRODUCT, PRODUCT.path, tiny_city, ref, "b1", block_persons=10)
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    parent, real = os.getpid(), batch._run_block
+    parent, real = os.getpid(), batch._run_blocks
 
     def dies_in_the_worker(*a, **k):
         if os.getpid() != parent:
             raise RuntimeError("worker lost")
         return real(*a, **k)
 
-    monkeypatch.setattr(batch, "_run_block", dies_in_the_worker)
+    monkeypatch.setattr(batch, "_run_blocks", dies_in_the_worker)
     (tmp_path / "o").mkdir()
     with pytest.raises(JobFailed, match="run the batch again"):
         run_batch(PRODUCT, PRODUCT.path, tiny_city, url, "b1", block_persons=10,
@@ -755,7 +755,7 @@ def test_a_failed_second_worker_fails_the_batch_and_a_rerun_finishes_it(tiny_cit
     status = con.execute("SELECT status FROM batches WHERE batch_id = 'b1'").fetchone()[0]
     con.close()
     assert status == "running"                   # not marked finished
-    monkeypatch.setattr(batch, "_run_block", real)
+    monkeypatch.setattr(batch, "_run_blocks", real)
     run_batch(PRODUCT, PRODUCT.path, tiny_city, url, "b1", block_persons=10,
               eob_sink=EobWriter(tmp_path / "o" / "eob.parquet", PRODUCT), workers=2)
     assert entries(url) == entries(ref)

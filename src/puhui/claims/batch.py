@@ -32,7 +32,7 @@ import pandas as pd
 from puhui.benefits.calculator import adjudicate, renewals
 from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
-from puhui.claims.eob_file import LeanPart, as_frame
+from puhui.claims.eob_file import LeanPart, UniformPart, as_frame
 from puhui.claims.flags import (
     positions_in,
     first_flags,
@@ -662,19 +662,23 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     try:
         # blocks in forked processes or on Dask (the execution seam; each worker opens
         # the ledger itself), their EOB parts written here in block order
-        done = map_blocks(_block_in_worker, len(blocks), shared, source=source,
-                          cut=_cut_block, execution=where)
-        for k in range(len(blocks)):
-            block = _next_block(done)
-            if isinstance(block, _ReadyBlock):
-                tally.merge(block.tally)
-                for prepared in block.parts:
-                    eob_sink.write_prepared(prepared)
-            else:
-                for part in block:
-                    emit(part)
-            if progress:
-                progress(k + 1, len(blocks))
+        # the blocks in units of work (:func:`_units`: one block a unit by default)
+        source["units"] = _units(len(blocks), where.n_workers)
+        done = map_blocks(_unit_in_worker, len(source["units"]), shared, source=source,
+                          cut=_cut_unit, execution=where)
+        k = 0
+        for _ in source["units"]:
+            for block in _next_block(done):
+                if isinstance(block, _ReadyBlock):
+                    tally.merge(block.tally)
+                    for prepared in block.parts:
+                        eob_sink.write_prepared(prepared)
+                else:
+                    for part in block:
+                        emit(part)
+                k += 1
+                if progress:
+                    progress(k, len(blocks))
     finally:
         _CONNECTIONS.pop((os.getpid(), shared["url"]), None)
     if quarantined:
@@ -850,30 +854,64 @@ class _ReadyBlock:
     parts: list
 
 
-def _block_in_worker(shared: dict, piece: tuple) -> list | _ReadyBlock:
-    """One block of people, planned and written as one unit of work
-    (:func:`_run_block`) with this process's ledger connection; its EOB parts go back
-    to the batch, made ready to write when the batch writes a file. (A forked worker
-    whose batch process is gone ends at once: :func:`puhui.execution.map_blocks`.)"""
+def _unit_in_worker(shared: dict, pieces: list) -> list:
+    """Consecutive blocks of people, planned and written as one unit of work
+    (:func:`_run_blocks`) with this process's ledger connection; each block's EOB parts
+    go back to the batch, made ready to write when the batch writes a file. (A forked
+    worker whose batch process is gone ends at once: :func:`puhui.execution.map_blocks`.)"""
     from puhui.claims.eob_file import prepare_part
 
     cats = shared["eob_categories"]
     lean = cats is not None           # parts for an EOB file: ids held once per settlement
     if shared["keep_connection"]:
-        parts = _run_block(_connection(shared["url"]), shared["ctx"], *piece, lean=lean)
+        done = _run_blocks(_connection(shared["url"]), shared["ctx"], pieces, lean=lean)
     else:
         con = ledger.connect(shared["url"], must_exist=True)
         try:
-            parts = _run_block(con, shared["ctx"], *piece, lean=lean)
+            done = _run_blocks(con, shared["ctx"], pieces, lean=lean)
         finally:
             con.close()
     if cats is None:
-        return parts
-    tally = _Tally()
-    for p in parts:
-        if len(p):
-            tally.add(p.frame if isinstance(p, LeanPart) else p)
-    return _ReadyBlock(tally, [prepare_part(p, cats) for p in parts if len(p)])
+        return done
+    out = []
+    for parts in done:
+        tally = _Tally()
+        for p in parts:
+            if len(p):
+                tally.add(p.frame if isinstance(p, LeanPart) else p)   # (a UniformPart as it is)
+        out.append(_ReadyBlock(tally, [prepare_part(p, cats) for p in parts if len(p)]))
+    return out
+
+
+def _cut_unit(source: dict, u: int) -> list:
+    """Unit ``u``: its blocks' pieces (:func:`_cut_block`)."""
+    first, end = source["units"][u]
+    return [_cut_block(source, k) for k in range(first, end)]
+
+
+#: Blocks of people written in one unit of work (transaction), at most. The ledger's
+#: indexes by settlement id (settlements, decisions) take every block's rows all over
+#: their B-trees, and a block's transaction writes each page it touched again; the
+#: other process's commit empties a connection's page cache besides. Several blocks a
+#: transaction write those pages less often, but a unit's blocks, plans and EOB parts
+#: are held together, in the worker and (two units ahead) in the batch's process:
+#: measured at ten million settlements (session 18), four blocks a unit took the ledger's
+#: writes from about 18 % to 14 % of the batch's samples and the tree's peak from 2.35
+#: to 2.93 GiB (issue 19's limit is 2.5 GB), so one block a unit stays the default. The
+#: EOB is written block by block either way (the same row groups).
+BLOCKS_PER_UNIT = 1
+
+
+def _units(n_blocks: int, workers: int) -> list[tuple[int, int]]:
+    """The blocks ``0..n_blocks-1`` as consecutive units (first, end) of at most
+    :data:`BLOCKS_PER_UNIT` blocks, and of fewer where the units would otherwise be too
+    few to share among the workers (at least four units a worker).
+
+    >>> _units(3, 2)
+    [(0, 1), (1, 2), (2, 3)]
+    """
+    size = max(1, min(BLOCKS_PER_UNIT, n_blocks // (4 * max(workers, 1))))
+    return [(i, min(i + size, n_blocks)) for i in range(0, n_blocks, size)]
 
 
 def _people_blocks(psn_no: pd.Series, person_rows: np.ndarray,
@@ -1012,37 +1050,53 @@ class _BlockPlan:
     carried: int
 
 
-def _run_block(con, ctx: _BlockContext, block, effective, reversals, pol,
-               lean: bool = False) -> list:
-    """One block of people, one unit of work. The plan is computed from the ledger as
-    it stands, then written in a transaction that first checks nobody wrote for these
-    people meanwhile (:func:`ledger.block_stamp`); if somebody did, it is computed again
-    under the write lock, so "paid so far" is always read where the write happens."""
-    lo, hi = str(block[0]), str(block[-1])      # blocks are sorted ranges of people
-    stamp = ledger.block_stamp(con, lo, hi)
-    plan = _plan_block(con, ctx, lo, hi, effective, reversals, pol)
+def _run_blocks(con, ctx: _BlockContext, pieces: list, lean: bool = False) -> list[list]:
+    """Consecutive blocks of people (block, effective, reversals, policies), one unit of
+    work; each block's EOB parts. Each block's plan is computed from the ledger as it
+    stands, then written in a transaction that first checks nobody wrote for its people
+    meanwhile (:func:`ledger.block_stamp`); if somebody did, it is computed again under
+    the write lock, so "paid so far" is always read where the write happens. (Blocks
+    are disjoint ranges of people: one block's writes change nothing another block
+    reads.) A kill at any point leaves every earlier unit written and nothing of this
+    one."""
+    plans = []
+    for block, effective, reversals, pol in pieces:
+        lo, hi = str(block[0]), str(block[-1])      # blocks are sorted ranges of people
+        stamp = ledger.block_stamp(con, lo, hi)
+        plans.append((lo, hi, stamp, _plan_block(con, ctx, lo, hi, effective, reversals, pol)))
     with ledger.unit_of_work(con):
-        if ledger.block_stamp(con, lo, hi) != stamp:
-            plan = _plan_block(con, ctx, lo, hi, effective, reversals, pol)
-        ledger.record_entries(con, plan.entries)
-        ledger.record_decisions(con, plan.decisions)
-        ledger.replace_accumulators(con, plan.accumulators)
-        ledger.forget_settlements(con, plan.forget)
-        ledger.store_settlements(con, plan.store, plan.store_lines, ctx.batch_id,
-                                 replaced=plan.replaced)
-        if len(reversals):
-            ledger.record_reversals(con, list(zip(
-                reversals["setl_id"].astype(str), reversals["refund_of"].astype(str),
-                reversals["psn_no"].astype(str))), ctx.batch_id)
-    # this batch's entries, as recorded (also those of an earlier, interrupted run)
-    mine = ledger.batch_entries_between(con, ctx.batch_id, lo, hi)
-    eob = _eob_rows(plan.long, mine, reversals, [b.id for b in ctx.product.benefits],
-                    plan.direct_adjusted)
-    eob.attrs["carried"] = plan.carried
-    parts = [eob, plan.uninsured]
-    # ``lean``: parts may hold their ids once per settlement (:class:`LeanPart`), for
-    # :func:`prepare_part`; else plain frames
-    return parts if lean else [as_frame(p) for p in parts]
+        for j, ((block, effective, reversals, pol), (lo, hi, stamp, plan)) in \
+                enumerate(zip(pieces, plans)):
+            if ledger.block_stamp(con, lo, hi) != stamp:
+                plan = _plan_block(con, ctx, lo, hi, effective, reversals, pol)
+                plans[j] = (lo, hi, stamp, plan)
+            _write_plan(con, ctx, plan, reversals)
+    out = []
+    for (block, effective, reversals, pol), (lo, hi, _, plan) in zip(pieces, plans):
+        # this batch's entries, as recorded (also those of an earlier, interrupted run)
+        mine = ledger.batch_entries_between(con, ctx.batch_id, lo, hi)
+        eob = _eob_rows(plan.long, mine, reversals, [b.id for b in ctx.product.benefits],
+                        plan.direct_adjusted)
+        eob.attrs["carried"] = plan.carried
+        parts = [eob, plan.uninsured]
+        # ``lean``: parts may hold their ids once per settlement (:class:`LeanPart`), for
+        # :func:`prepare_part`; else plain frames
+        out.append(parts if lean else [as_frame(p) for p in parts])
+    return out
+
+
+def _write_plan(con, ctx: _BlockContext, plan: _BlockPlan, reversals: pd.DataFrame) -> None:
+    """A block's plan into the ledger (inside the caller's unit of work)."""
+    ledger.record_entries(con, plan.entries)
+    ledger.record_decisions(con, plan.decisions)
+    ledger.replace_accumulators(con, plan.accumulators)
+    ledger.forget_settlements(con, plan.forget)
+    ledger.store_settlements(con, plan.store, plan.store_lines, ctx.batch_id,
+                             replaced=plan.replaced)
+    if len(reversals):
+        ledger.record_reversals(con, list(zip(
+            reversals["setl_id"].astype(str), reversals["refund_of"].astype(str),
+            reversals["psn_no"].astype(str))), ctx.batch_id)
 
 
 def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFrame,
@@ -1094,7 +1148,7 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     store, store_lines, forget = _to_store(st_b, elig, stored, rev_b, ctx.lines)
     held_before = set(stored["setl_id"].astype(str)) if len(stored) else set()
     replaced = [r[0] for r in store if r[0] in held_before]
-    uninsured = _no_policy_rows(effective[~insured], product)
+    uninsured = _no_policy_rows(effective[["setl_id", "psn_no"]][~insured], product)
     if len(late_rows):
         uninsured = pd.concat([as_frame(uninsured), _reversed_rows(late_rows, product)],
                               ignore_index=True)
@@ -1263,31 +1317,24 @@ def _reversed_rows(st: pd.DataFrame, product) -> pd.DataFrame:
     return _settlement_rows(st, "REVERSED", product, "reversed")
 
 
-def _no_policy_rows(st: pd.DataFrame, product) -> LeanPart:
-    """EOB rows of people with no policy of the product: denied, nothing computed. Built
-    with the EOB's categoricals directly, each settlement's ids held once (most rows of
-    a batch are these)."""
-    k = len(product.benefits)
-    n = len(st)
-    cats = eob_categories(product)
+def _no_policy_rows(st: pd.DataFrame, product) -> UniformPart:
+    """EOB rows of people with no policy of the product: denied, nothing computed. Each
+    settlement's ids held once, as Arrow text; the rows themselves are made where the
+    part is written (:class:`UniformPart`; most rows of a batch are these)."""
+    return UniformPart(_arrow_text(st["setl_id"]), _arrow_text(st["psn_no"]),
+                       eob_categories(product), "denied", "NO_POLICY", list(EOB_COLUMNS))
 
-    def cat(col, value_codes):
-        return pd.Categorical.from_codes(value_codes, categories=cats[col])
 
-    # each settlement's ids once; the part repeats them for its benefits
-    each = np.repeat(np.arange(n), k)
-    ids = {"setl_id": (st["setl_id"].to_numpy(), each),
-           "psn_no": (st["psn_no"].astype(str).to_numpy(), each),
-           "policy_no": (np.array([None], dtype=object), np.zeros(n * k, dtype="int64"))}
-    frame = _columns({
-        "benefit": cat("benefit", np.tile(np.arange(k), n)),
-        **{c: np.zeros(n * k) for c in ("eligible_amt", "deductible_amt", "ratio",
-                                        "payout_amt", "target_amt")},
-        "status": cat("status", np.full(n * k, cats["status"].index("denied"))),
-        "reason": cat("reason", np.full(n * k, cats["reason"].index("NO_POLICY"))),
-        "entry": cat("entry", np.zeros(n * k, dtype="int64"))}, n * k)
-    frame.attrs["uniform"] = ("denied", n)      # one status for n settlements (the tally)
-    return LeanPart(frame, ids, list(EOB_COLUMNS))
+def _arrow_text(values):
+    """Ids (str, or None) as an Arrow string array; other values as their text, as
+    ``astype(str)`` gives it."""
+    import pyarrow as pa
+
+    arr = np.asarray(values, dtype=object)
+    try:
+        return pa.array(arr, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(pd.Series(arr).astype(str).to_numpy(dtype=object), type=pa.string())
 
 
 def _columns(cols: dict, rows: int) -> pd.DataFrame:
@@ -1484,7 +1531,9 @@ class _Tally:
         # one status, every amount 0, each settlement's benefits in turn) counts as its first settlement's rows
         # weighted by the number of settlements: no pass over its millions of rows.
         src, weight = eob, 1
-        if "uniform" in eob.attrs and eob.attrs["uniform"][1] > 0:
+        if isinstance(eob, UniformPart):
+            src, weight = eob.first().to_lean().frame, eob.n
+        elif "uniform" in eob.attrs and eob.attrs["uniform"][1] > 0:
             weight = eob.attrs["uniform"][1]
             src = eob.iloc[:len(eob) // weight]
         # in fen, so that parts add up exactly in any order
