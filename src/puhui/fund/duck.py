@@ -402,8 +402,8 @@ def _privacy_values(out: _Problems, f: _File, name: str) -> None:
             s = pd.Series(arr.to_numpy(zero_copy_only=False))
             s = s.astype("float64" if cls == "float" else "int64")
         for hit in privacy.scan_values(name, s):
-            found.setdefault(hit.rule, set()).update(hit.values)
-            found.setdefault("__column__" + hit.rule, hit.column)
+            found.setdefault(hit.what, set()).update(hit.values)
+            found.setdefault("__column__" + hit.what, hit.column)
     order = [*privacy._RULE_ORDER, privacy.NOT_A_TOKEN]
     findings = [privacy.PrivacyFinding(found["__column__" + r], r, len(found[r]),
                                        frozenset(found[r])) for r in order if found.get(r)]
