@@ -199,7 +199,9 @@ class _File:
         parts = []
         for k in self.table.key:
             if k in self.names:
-                parts.append(f"coalesce(CAST({_q(k)} AS VARCHAR), 'None')")
+                # a null shows as Python's str() of what pandas holds: NaN in a number
+                none = "'nan'" if self.cls[k] in ("int", "float") else "'None'"
+                parts.append(f"coalesce(CAST({_q(k)} AS VARCHAR), {none})")
         if not parts or self.table.key[0] not in self.names:
             return "CAST(file_row_number AS VARCHAR)"
         if len(self.table.key) > 1 and len(parts) == len(self.table.key):
