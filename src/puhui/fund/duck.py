@@ -74,6 +74,9 @@ PRIVACY_BATCH = 200_000
 _NS_DAYS = (int(pd.Timestamp.min.ceil("D").value // 86_400_000_000_000),
             int(pd.Timestamp.max.floor("D").value // 86_400_000_000_000))
 _EPOCH = dt.date(1970, 1, 1)
+#: Yuan below which a column's fen are held exactly as doubles, a sum of a few of them
+#: and a sum of a settlement's lines too (10^13 yuan is 10^15 fen; 2^53 is 9 x 10^15).
+_EXACT_YUAN = 10**13
 
 
 def duckdb_threads() -> int:
@@ -176,8 +179,12 @@ class _File:
     def fen(self, name: str) -> str:
         """A money column in fen as the engines hold it: ``rint(yuan * 100)``, held at
         +/- 10^17 fen (:data:`puhui.fund.files.MAX_YUAN_READ`)."""
-        edge = f"{MAX_YUAN_READ * 100:.1f}"
         x = f"round_even({self.num(name)} * 100, 0)"
+        if self.within(name, -_EXACT_YUAN, _EXACT_YUAN):
+            # whole numbers of fen held exactly in a double, and sums of a few of them:
+            # compared as doubles (no clamp nor cast for each of ten million rows)
+            return f"({x})"
+        edge = f"{MAX_YUAN_READ * 100:.1f}"
         return f"CAST(greatest(least({x}, {edge}), -{edge}) AS BIGINT)"
 
     def day(self, name: str) -> str:
@@ -207,6 +214,52 @@ class _File:
         if len(self.table.key) > 1 and len(parts) == len(self.table.key):
             return " || '#' || ".join(parts)
         return parts[0]
+
+    def stats(self) -> dict:
+        """Per column: rows not null and, for numbers and dates, the least and greatest
+        value (NaN and infinities apart): one scan, so checks that no row can break are
+        passed without a scan of their own (as the current engine passes them from the
+        least and greatest value)."""
+        if hasattr(self, "_stats"):
+            return self._stats
+        exprs, keys = [], []
+        for name in self.names:
+            c, cls = _q(name), self.cls[name]
+            exprs.append(f"count({c})")
+            keys.append((name, "present"))
+            if cls in ("int", "float"):
+                # NaN sorts above every number in DuckDB, an infinity at the ends: a
+                # least or greatest value that is not finite sends the column to its
+                # checks row by row
+                exprs += [f"min({self.num(name)})", f"max({self.num(name)})"]
+                keys += [(name, "min"), (name, "max")]
+            elif cls == "time":
+                exprs += [f"CAST(min({c}) AS DATE) - DATE '1970-01-01'",
+                          f"CAST(max({c}) AS DATE) - DATE '1970-01-01'"]
+                keys += [(name, "min"), (name, "max")]
+        got = self.con.sql(f"SELECT {', '.join(exprs)} FROM {self.view}").fetchall()[0] \
+            if exprs else ()
+        self._stats = {}
+        for (name, what), v in zip(keys, got):
+            self._stats.setdefault(name, {})[what] = v
+        for name, st in self._stats.items():
+            lo, hi = st.get("min"), st.get("max")
+            finite = lo is None or (np.isfinite(lo) and np.isfinite(hi))
+            st["inf"] = not finite
+            if self.cls[name] == "float" and not finite:     # NaN counts as null
+                st["present"] = self.count(self.present(name))
+            if self.cls[name] in ("int", "float") and not finite:
+                st["min"] = st["max"] = None
+        return self._stats
+
+    def within(self, name: str, lo, hi) -> bool:
+        """Every present value of a number column finite and within ``lo``..``hi``."""
+        st = self.stats()[name]
+        if st["inf"]:
+            return False
+        if st["min"] is None:
+            return True
+        return (lo is None or st["min"] >= lo) and (hi is None or st["max"] <= hi)
 
     def count(self, where: str) -> int:
         return int(self.con.sql(f"SELECT count(*) FROM {self.view} WHERE {where}"
@@ -240,8 +293,12 @@ class _Problems:
         self.problems: list[Problem] = []
         self.seq = 0
 
-    def check(self, column: str, rule: str, pred: str, fix: str) -> None:
+    def check(self, column: str, rule: str, pred: str, fix: str, passed: bool = False
+              ) -> None:
+        """A row rule; ``passed``: known from the statistics that no row breaks it."""
         self.seq += 1
+        if passed:
+            return
         self.checks.append(_Check(column, rule, fix, f"coalesce({pred}, false)", self.seq))
 
     def run(self, positions: str | None = None) -> None:
@@ -292,9 +349,10 @@ def _column_checks(out: _Problems, f: _File) -> None:
         present = f.present(name)
         nulls = 0
         if not col.nullable:
-            nulls = f.count(f.null(name))
+            nulls = f.n - f.stats()[name]["present"]
             out.check(name, "not null", f.null(name),
-                      "fill the missing values or drop those rows; this column may not be empty")
+                      "fill the missing values or drop those rows; this column may not be empty",
+                      passed=not nulls)
             if nulls:
                 f.usable = False
         numeric = cls in ("int", "float", "bool")
@@ -316,7 +374,7 @@ def _column_checks(out: _Problems, f: _File) -> None:
             if hi is not None:
                 out_.append(f"{x} > {hi}")
             out.check(name, money_range_rule(col), f"{present} AND ({' OR '.join(out_)})",
-                      money_range_fix(col))
+                      money_range_fix(col), passed=f.within(name, lo, hi))
         elif col.kind == "int":
             if not numeric or cls == "bool":
                 out.check(name, "whole number", present, "write whole numbers")
@@ -326,13 +384,16 @@ def _column_checks(out: _Problems, f: _File) -> None:
             out.check(name, "whole number", f"{present} AND {x} <> floor({x})",
                       "write whole numbers")
             lo, hi = col.bounds()
+            st = f.stats()[name]
             if lo is not None:
                 out.check(name, f"value >= {lo}", f"{present} AND {x} < {lo}",
-                          f"values must be at least {lo}")
+                          f"values must be at least {lo}",
+                          passed=not st["inf"] and st["min"] is not None and st["min"] >= lo)
             if hi is not None:
                 then = " (the current year)" if col.max_value == CURRENT_YEAR else ""
                 out.check(name, f"value <= {hi}", f"{present} AND {x} > {hi}",
-                          f"values must be at most {hi}{then}")
+                          f"values must be at most {hi}{then}",
+                          passed=not st["inf"] and st["min"] is not None and st["max"] <= hi)
         elif col.kind == "bool":
             if cls not in ("bool", "null") and f.count(present):
                 out.check(name, "true/false", present, "write a boolean column (true/false)")
@@ -356,11 +417,17 @@ def _column_checks(out: _Problems, f: _File) -> None:
                     continue
             lo, hi = col.bounds()
             d = f.day(name)
+            st = f.stats()[name]
+            first, last = (st.get("min"), st.get("max")) if cls == "time" else (None, None)
+            known = first is not None
             out.check(name, date_range_rule(col),
                       f"{present} AND ({d} < {_day(lo)} OR {d} > {_day(hi)})",
-                      date_range_fix(col))
+                      date_range_fix(col),
+                      passed=known and first >= _day(lo) and last <= _day(hi))
             out.check(name, EPOCH_RULE, f"{present} AND {d} BETWEEN {_day(EPOCH_MONTH[0])} "
-                      f"AND {_day(EPOCH_MONTH[1])}", EPOCH_FIX)
+                      f"AND {_day(EPOCH_MONTH[1])}", EPOCH_FIX,
+                      passed=known and (last < _day(EPOCH_MONTH[0]) or
+                                        first > _day(EPOCH_MONTH[1])))
         elif col.kind in ("string", "code"):
             if numeric:
                 out.check(name, "text", present,
@@ -380,10 +447,14 @@ def _privacy_values(out: _Problems, f: _File, name: str) -> None:
     """The privacy guard over a column's distinct values, streamed in batches."""
     import pyarrow as pa
 
+    import pyarrow.compute as pc
+
     cls, c = f.cls[name], _q(name)
     if cls == "text":
-        sql = (f"SELECT DISTINCT CAST({c} AS VARCHAR) AS v FROM raw_{f.table.name} "
-               f"WHERE {c} IS NOT NULL")
+        # the column's values batch by batch: a batch whose bytes the guard clears
+        # (privacy.text_is_clean) holds no finding; the distinct values of one it does
+        # not clear are scanned
+        sql = f"SELECT CAST({c} AS VARCHAR) AS v FROM raw_{f.table.name} WHERE {c} IS NOT NULL"
     elif cls in ("int", "float"):
         x = f"CAST({c} AS DOUBLE)" if cls == "float" else c
         sql = (f"SELECT DISTINCT {x} AS v FROM raw_{f.table.name} WHERE {c} IS NOT NULL "
@@ -399,6 +470,7 @@ def _privacy_values(out: _Problems, f: _File, name: str) -> None:
                 arr = arr.cast(pa.string())
             if privacy.text_is_clean(name, arr):
                 continue
+            arr = pc.unique(arr)
             s = pd.Series(arr.to_numpy(zero_copy_only=False), dtype=object)
         else:
             s = pd.Series(arr.to_numpy(zero_copy_only=False))
@@ -463,11 +535,14 @@ def _duplicates(out: _Problems, f: _File, cols: list[str]) -> None:
     """Rows repeating an earlier row's ``cols``: the keys that repeat found by a
     grouping, then their rows (few) read in file order."""
     group = ", ".join(_q(c) for c in cols)
+    # grouped by a 64-bit hash of the key (8 bytes a row, not the text); the rows whose
+    # hash repeats (the repeats, and rarely two keys' hashes) are then told apart by
+    # the key itself
     got = f.con.sql(
-        f"WITH d AS (SELECT {group} FROM {f.view} GROUP BY ALL HAVING count(*) > 1) "
-        f"SELECT file_row_number AS __rn, {f.key()} AS __k, "
-        f"row_number() OVER (PARTITION BY {group} ORDER BY file_row_number) AS __i "
-        f"FROM {f.view} SEMI JOIN d USING ({group}) ORDER BY __rn").df()
+        f"WITH d AS (SELECT hash({group}) AS h FROM {f.view} GROUP BY h HAVING count(*) > 1) "
+        f"SELECT __rn, __k, row_number() OVER (PARTITION BY {group} ORDER BY __rn) AS __i "
+        f"FROM (SELECT file_row_number AS __rn, {f.key()} AS __k, {group} FROM {f.view} "
+        f"WHERE hash({group}) IN (SELECT h FROM d)) ORDER BY __rn").df()
     dup = got["__i"].to_numpy() > 1
     out.add("+".join(cols), "unique", f"each {'/'.join(cols)} must appear once; remove or "
             "renumber the repeats", got["__rn"].to_numpy()[dup], got["__k"].to_numpy()[dup])
@@ -547,8 +622,10 @@ def _rules_settlements(rep: Report, s: _File, p: _File | None) -> None:
               f"{' + '.join(fen[c] for c in (*FUND_PAYMENTS, 'psn_part_amt'))}",
               "the fund payments and the person's share must add up to the total, to the fen")
     for c in SETTLEMENT_MONEY:
+        st = s.stats()[c]
         out.check(c, "amount >= 0 (except on reversals)", f"NOT {rev} AND {fen[c]} < 0",
-                  "negative amounts belong only on reversal rows (refund_of set)")
+                  "negative amounts belong only on reversal rows (refund_of set)",
+                  passed=not st["inf"] and (st["min"] is None or st["min"] >= 0))
     out.check("psn_part_amt",
               "in-list self-pay = psn_part_amt - fulamt_ownpay_amt - overlmt_selfpay >= 0",
               f"NOT {rev} AND {fen['psn_part_amt']} - {fen['fulamt_ownpay_amt']} - "
@@ -613,8 +690,10 @@ def _rules_lines(rep: Report, ln: _File, s: _File | None) -> None:
     if s is None:
         rep.problems.extend(out.problems)
         return
+    # the earliest settlement row of each id that a line names (not of every id)
     first = (f"(SELECT CAST(setl_id AS VARCHAR) AS id, min(file_row_number) AS srn FROM "
-             f"{s.view} GROUP BY 1)")
+             f"{s.view} WHERE CAST(setl_id AS VARCHAR) IN (SELECT CAST(setl_id AS VARCHAR) "
+             f"FROM {ln.view}) GROUP BY 1)")
     ln.con.execute(
         f"CREATE OR REPLACE VIEW t_lines_s AS SELECT l.*, f.srn AS __srn FROM {ln.view} l "
         f"LEFT JOIN {first} f ON CAST(l.setl_id AS VARCHAR) = f.id")
