@@ -312,7 +312,8 @@ class _Problems:
         any_ = " OR ".join(f"p{i}" for i in range(len(self.checks)))
         got = f.con.sql(
             f"SELECT * FROM (SELECT file_row_number AS __rn, {f.key()} AS __k, {preds} "
-            f"FROM {f.view}) WHERE {any_} ORDER BY __rn").to_arrow_table()
+            f"FROM {f.view}) WHERE {any_} ORDER BY __rn")
+        got = got.to_arrow_table() if hasattr(got, "to_arrow_table") else got.arrow()
         rn = got.column("__rn").to_numpy().astype("int64")
         keys = got.column("__k").to_numpy(zero_copy_only=False)
         for i, c in enumerate(self.checks):
@@ -464,7 +465,9 @@ def _privacy_values(out: _Problems, f: _File, name: str) -> None:
     else:
         return                     # dates and booleans hold no personal data to scan
     found: dict[str, set] = {}
-    reader = f.con.sql(sql).to_arrow_reader(PRIVACY_BATCH)
+    rel = f.con.sql(sql)
+    reader = rel.to_arrow_reader(PRIVACY_BATCH) if hasattr(rel, "to_arrow_reader") \
+        else rel.record_batch(PRIVACY_BATCH)                # DuckDB before 1.4
     for batch in reader:
         arr = batch.column(0)
         if cls == "text":
