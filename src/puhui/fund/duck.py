@@ -675,10 +675,9 @@ def _rules_reversals(rep: Report, s: _File) -> None:
     got = s.con.sql(
         f"WITH rev AS (SELECT {cols}, CAST(refund_of AS VARCHAR) AS ref FROM {s.view} "
         f"WHERE refund_of IS NOT NULL), "
-        f"first AS (SELECT CAST(setl_id AS VARCHAR) AS id, min(file_row_number) AS rn "
-        f"FROM {s.view} WHERE CAST(setl_id AS VARCHAR) IN (SELECT ref FROM rev) GROUP BY 1), "
-        f"orig AS (SELECT {cols} FROM {s.view} WHERE file_row_number IN "
-        f"(SELECT rn FROM first)) "
+        f"orig AS (SELECT {cols} FROM {s.view} WHERE CAST(setl_id AS VARCHAR) IN "
+        f"(SELECT ref FROM rev) QUALIFY row_number() OVER (PARTITION BY "
+        f"CAST(setl_id AS VARCHAR) ORDER BY file_row_number) = 1) "
         f"SELECT rev.*, o.rn AS o_rn, o.psn_no AS o_psn_no, o.t AS o_t, o.is_rev AS o_is_rev, "
         f"{other_money} "
         f"FROM rev LEFT JOIN orig o ON rev.ref = o.id ORDER BY rev.rn").df()
