@@ -78,6 +78,13 @@ def test_first_difference_finds_a_difference(small_city_dir, tmp_path):
     assert "problems" in first_difference(a, b)
 
 
+def test_too_little_memory_is_a_failed_job_not_a_problem_of_the_data():
+    from puhui.errors import JobFailed
+
+    with pytest.raises(JobFailed, match="ran out of memory"):
+        validate_duck(ROOT / "data-samples" / "city", memory_limit="16MB", threads=1)
+
+
 def test_sample_city():
     rep = assert_same(ROOT / "data-samples" / "city", memory_limit="1GB", threads=1)
     assert rep.ok

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from puhui.errors import InputError
+from puhui.errors import InputError, JobFailed
 from puhui.fund import privacy
 from puhui.fund.files import MAX_YUAN_READ, date_days, open_columns
 from puhui.fund.schema import (
@@ -516,6 +516,8 @@ def _check_file(rep: Report, con, table: Table) -> _File | None:
         f.fractional = {q.column for q in out.problems
                         if q.rule == "at most two decimals (whole fen)"}
     except _duck_error() as exc:
+        if _out_of_memory(exc):
+            raise
         rep.problems.append(Problem(table.file, "-", "readable file", 0,
                                     f"{table_path(rep, table)}: not readable by DuckDB "
                                     f"({type(exc).__name__}: {str(exc)[:200]})"))
@@ -534,6 +536,12 @@ def _duck_error():
     import duckdb
 
     return duckdb.Error
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    import duckdb
+
+    return isinstance(exc, duckdb.OutOfMemoryException)
 
 
 # --- the rules across rows and files -------------------------------------------------------
@@ -780,6 +788,16 @@ def validate_duck(directory: str | Path, memory_limit: str | None = None,
     con = connect(memory_limit, threads, temp)
     try:
         return _validate(rep, con)
+    except _duck_error() as exc:
+        if _out_of_memory(exc):
+            raise JobFailed(f"{directory}: DuckDB ran out of memory within its limit "
+                            f"({memory_limit or 'its default, 80% of the memory'}) and "
+                            f"could not spill further to {temp}: give it more "
+                            f"(--memory-limit), more free disk, or run --engine python "
+                            f"({str(exc).splitlines()[0][:200]})") from None
+        raise JobFailed(f"{directory}: the DuckDB engine failed ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:300]}); run --engine python, and "
+                        f"report it with the command line") from None
     finally:
         con.close()
         shutil.rmtree(temp, ignore_errors=True)
