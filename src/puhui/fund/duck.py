@@ -38,7 +38,7 @@ import pandas as pd
 
 from puhui.errors import InputError, JobFailed
 from puhui.fund import privacy
-from puhui.fund.files import MAX_YUAN_READ, date_days, open_columns
+from puhui.fund.files import _NS_DAYS, MAX_YUAN_READ, date_days, open_columns
 from puhui.fund.schema import (
     CURRENT_YEAR,
     EPOCH_MONTH,
@@ -69,10 +69,6 @@ from puhui.fund.validate import (
 
 #: Rows of distinct values handed to the privacy guard at a time.
 PRIVACY_BATCH = 200_000
-#: Days since 1970-01-01 that the engines' dates (``datetime64[ns]``) can hold; a date
-#: outside is NaT in the engines' rules across rows (no rule sees it), as here NULL.
-_NS_DAYS = (int(pd.Timestamp.min.ceil("D").value // 86_400_000_000_000),
-            int(pd.Timestamp.max.floor("D").value // 86_400_000_000_000))
 _EPOCH = dt.date(1970, 1, 1)
 #: Yuan below which a column's fen are held exactly as doubles, a sum of a few of them
 #: and a sum of a settlement's lines too (10^13 yuan is 10^15 fen; 2^53 is 9 x 10^15).
@@ -198,7 +194,8 @@ class _File:
         return "CAST(NULL AS BIGINT)"
 
     def engine_day(self, name: str) -> str:
-        """:meth:`day` where the engines' ``datetime64[ns]`` holds it, else NULL (NaT)."""
+        """:meth:`day` where the engines' ``datetime64[ns]`` holds it, else NULL: a date
+        outside is NaT in the current engine's rules across rows, so no rule sees it."""
         d = self.day(name)
         return f"(CASE WHEN {d} BETWEEN {_NS_DAYS[0]} AND {_NS_DAYS[1]} THEN {d} END)"
 
@@ -303,7 +300,7 @@ class _Problems:
             return
         self.checks.append(_Check(column, rule, fix, f"coalesce({pred}, false)", self.seq))
 
-    def run(self, positions: str | None = None) -> None:
+    def run(self) -> None:
         """The rows each check's predicate holds for, in file order: one scan."""
         if not self.checks:
             return
@@ -443,7 +440,6 @@ def _column_checks(out: _Problems, f: _File) -> None:
                 out.check(name, f"code in {{{', '.join(col.codes)}}}",
                           f"{present} AND CAST({c} AS VARCHAR) NOT IN ({codes})",
                           "use the national code; see docs/data-schema.md for the list")
-        del nulls
 
 
 def _privacy_values(out: _Problems, f: _File, name: str) -> None:
