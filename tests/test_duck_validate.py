@@ -362,3 +362,44 @@ def test_random_corruptions(raw_city, tmp_path, cells):
         raise
     diff = first_difference(a, validate_duck(out))
     assert diff is None, diff
+
+
+# --- the fixtures of tests/test_validate_speed16.py and _speed17.py -------------------------
+
+from test_validate_speed16 import planted  # noqa: E402,F401 - a fixture, reused
+from test_validate_speed17 import dirty_city  # noqa: E402,F401 - a fixture, reused
+
+
+@pytest.mark.parametrize("which", ["clean", "known", "unknown"])
+def test_planted_odd_ids(planted, which):  # noqa: F811
+    """Ids with a NUL inside or at the end, non-ASCII, empty, near misses of each other,
+    a repeated and a near-repeated setl_id, a reversal naming a near miss."""
+    assert_same(planted[which])
+
+
+def test_dirty_city_breaking_every_policy_rule(dirty_city):  # noqa: F811
+    """A repeated policy_no, an end before its start, an unknown person, an overlap;
+    and in one of the two a phone number in a text column (no example anywhere)."""
+    rep = assert_same(dirty_city)
+    assert {p.rule for p in rep.problems if p.file == POLICIES.file} >= {
+        "unique", "start_date <= end_date", "person in persons.parquet",
+        "no overlapping policies of one person and product"}
+
+
+@pytest.mark.parametrize("plant", ["nan", "inf", "high", "low", "decimals", "epoch",
+                                   "future"])
+def test_bad_money_and_dates_in_row_groups(tmp_path, plant):
+    """tests/test_validate_speed17.py's plants (NaN, infinity, out of range, decimals,
+    1970, 2200), settlements in row groups of 300."""
+    write_fund(synth_city(250, 1, seed=9), tmp_path)
+    st = pq.read_table(tmp_path / SETTLEMENTS.file).to_pandas()
+    rows = [4, 40, 400]
+    column, value = {"nan": ("maf_pay", np.nan), "inf": ("maf_pay", np.inf),
+                     "high": ("medfee_sumamt", 2e8), "low": ("hifp_pay", -2e8),
+                     "decimals": ("hifp_pay", None), "epoch": ("setl_time", pd.Timestamp(
+                         "1970-01-01")), "future": ("setl_time", pd.Timestamp("2200-01-01"))
+                     }[plant]
+    st.loc[rows, column] = st.loc[rows, column] + 0.001 if value is None else value
+    pq.write_table(pa.Table.from_pandas(st, preserve_index=False),
+                   tmp_path / SETTLEMENTS.file, row_group_size=300)
+    assert not assert_same(tmp_path).ok
