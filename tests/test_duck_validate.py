@@ -403,3 +403,18 @@ def test_bad_money_and_dates_in_row_groups(tmp_path, plant):
     pq.write_table(pa.Table.from_pandas(st, preserve_index=False),
                    tmp_path / SETTLEMENTS.file, row_group_size=300)
     assert not assert_same(tmp_path).ok
+
+
+@pytest.mark.parametrize("value", [-1, 10**15, 2.7, "3", True, None])
+def test_claim_free_years(raw_city, tmp_path, value):
+    """tests/test_validate.py's values of the insurer's claim_free_years (negative,
+    huge, fractional, text, boolean; nulls allowed), one in three policies."""
+    out = tmp_path / "cfy"
+    shutil.copytree(raw_city[0], out)
+    pol = pd.read_parquet(out / POLICIES.file)
+    other = None if value is None else "1" if isinstance(value, str) else \
+        False if isinstance(value, bool) else 1            # one Parquet type a column
+    pol["claim_free_years"] = [value if i % 3 == 0 else other for i in range(len(pol))]
+    pol.to_parquet(out / POLICIES.file, index=False)
+    rep = assert_same(out)
+    assert rep.ok == (value is None)
