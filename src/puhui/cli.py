@@ -165,13 +165,26 @@ def _execution_option(f):
 
 @cli.command()
 @click.argument("directory", type=click.Path())
+@click.option("--engine", type=click.Choice(["python", "duckdb"]), default="python",
+              show_default=True,
+              help="python: the validator of puhui.fund.validate; duckdb: the same rules "
+                   "as SQL in DuckDB over the files, out of core (the same report; "
+                   "docs/validation.md)")
+@click.option("--memory-limit", default=None, metavar="SIZE",
+              help="with --engine duckdb: DuckDB's memory limit (for example 4GB); "
+                   "beyond it DuckDB spills to a temporary folder")
 @_execution_option
-def validate(directory):
+def validate(directory, engine, memory_limit):
     """Check a fund-data folder against every rule of the data contract."""
-    from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
+    if engine == "duckdb":
+        from puhui.fund.duck import validate_duck
 
-    # settlements by chunks of row groups in two processes: the same report, less memory
-    rep = validate_dir(directory, chunk_rows=CHUNK_ROWS, workers=default_workers())
+        rep = validate_duck(directory, memory_limit=memory_limit)
+    else:
+        from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
+
+        # settlements by chunks of row groups in two processes: the same report, less memory
+        rep = validate_dir(directory, chunk_rows=CHUNK_ROWS, workers=default_workers())
     if rep.ok:
         rows = ", ".join(f"{n:,} {t}" for t, n in rep.rows.items())
         click.echo(f"{directory}: valid ({rows})")
