@@ -44,3 +44,30 @@ def test_a_batch_with_some_rows_quarantined_still_runs(city_copy, tmp_path):
               "--batch", "b1")
     assert r.returncode == 0, r.stderr
     assert "quarantined 1" in r.stdout
+
+
+def test_a_death_date_column_of_float_nulls_only_validates_and_runs(city_copy, tmp_path):
+    """Found by the DuckDB engine (session 18): persons.parquet's death_date written as
+    doubles, all NaN (pandas' np.nan), made validate fail with an internal error. No
+    value is present: valid, and a batch pays as with real nulls."""
+    import numpy as np
+    import pandas as pd
+
+    ref = tmp_path / "ref"
+    import shutil
+
+    shutil.copytree(city_copy, ref)
+    f = city_copy / "persons.parquet"
+    p = pd.read_parquet(f)
+    p["death_date"] = np.full(len(p), np.nan)
+    p.to_parquet(f, index=False)
+    r = puhui("validate", city_copy)
+    assert r.returncode == 0, r.stdout + r.stderr
+    outs = {}
+    for name, d in (("nan", city_copy), ("ref", ref)):
+        r = puhui("claims", "run", "--product", "huhuibao-2024", "--data", d, "--ledger",
+                  f"sqlite:///{tmp_path / (name + '.db')}", "--out", tmp_path / name / "o",
+                  "--batch", "b1")
+        assert r.returncode == 0, r.stderr
+        outs[name] = r.stdout.splitlines()[0]
+    assert outs["nan"] == outs["ref"]

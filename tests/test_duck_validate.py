@@ -292,13 +292,11 @@ def test_threads_follow_the_execution_seams_rule(monkeypatch):
 
 # --- where the two engines disagree (findings: the current engine is wrong there) -------
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "finding (session 18): the current validator fails with TypeError (\"object of type "
-    "'NoneType' has no len()\", `puhui validate` says 'internal error') on a persons.parquet "
-    "whose nullable death_date column is a double column of NaN only (what pandas writes "
-    "for np.nan); _check_column's date branch sets days=None for a numeric column and "
-    "then takes len(days). The DuckDB engine reports the folder valid (no value is "
-    "present, as the current engine decides for a numeric text column of nulls only)."))
+# A date column of float NaN only (what pandas writes for np.nan): the current validator
+# failed with a TypeError (`puhui validate` said "internal error", exit 1; session 18's
+# finding: its date branch took len(None)); the DuckDB engine said valid. Mended in
+# validate.py: no value is present, the column is usable and read as nulls; a batch
+# and a price on such data run (tests/test_batch18.py).
 def test_a_date_column_of_float_nulls_only(raw_city, tmp_path):
     out = tmp_path / "nan_dates"
     shutil.copytree(raw_city[0], out)
