@@ -150,8 +150,9 @@ class Service:
                 if before is not None:
                     endpoint, body_sha, status, response = before
                     if (endpoint, body_sha) != ("settlement", digest):
-                        raise Conflict(f"Idempotency-Key {idem_key!r} was used for another "
-                                       f"request; a new request takes a new key")
+                        raise Conflict("this Idempotency-Key was used for another request "
+                                       "(another body or endpoint); a new request takes a "
+                                       "new key")
                     self.audit(who, "POST /v1/settlement", status, s["setl_id"], con)
                     return status, json.loads(response), True
             answer = decide(con, self.product, s, lines, record=True)
@@ -196,13 +197,17 @@ class Service:
 def _shown_id(value) -> str | None:
     """A settlement id the audit may keep: a pseudonymous token, else nothing."""
     return value if isinstance(value, str) and len(value) <= 64 and privacy.is_token(value) \
-        else None
+        and privacy.check_value(value) is None else None
 
 
 def _token(value: str, what: str) -> None:
     if not privacy.is_token(value) or len(value) > 64:
         raise InputError(f"{what} in the path is not a pseudonymous token (ASCII letters, "
                          f"digits and signs, at most 64); the value is not shown")
+    rule = privacy.check_value(value)
+    if rule is not None:        # an ID or phone number is ASCII too: never echoed or kept
+        raise InputError(f"{what} in the path looks like personal data ({rule}); send the "
+                         f"pseudonymous id of the anonymised data (the value is not shown)")
 
 
 def _idempotency_key(value: str | None) -> str | None:
@@ -212,6 +217,10 @@ def _idempotency_key(value: str | None) -> str | None:
             not value.isprintable():
         raise InputError(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII "
                          f"characters (a UUID is usual)")
+    rule = privacy.check_value(value)
+    if rule is not None:        # the key is kept in the ledger and named in a 409
+        raise InputError(f"Idempotency-Key looks like personal data ({rule}); use a random "
+                         f"key (a UUID) per request (the value is not shown)")
     return value
 
 
@@ -279,10 +288,20 @@ def create_app(product: Product, url: str):
                 logging.getLogger("puhui.service").exception("audit not written")
 
     async def body_of(request: Request) -> tuple[bytes, dict]:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise Problem(413, "body too large", f"a settlement is at most "
-                                                 f"{MAX_BODY_BYTES // 1024} KB")
+        """The body, read only up to the limit: a declared or streamed (chunked) body
+        over it is refused before it is held in memory."""
+        too_large = Problem(413, "body too large", f"a settlement is at most "
+                                                   f"{MAX_BODY_BYTES // 1024} KB")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise too_large
+        parts, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise too_large
+            parts.append(chunk)
+        body = b"".join(parts)
         return body, settlement_json(body, "request body")
 
     @app.post("/v1/pre-settlement", openapi_extra=_body_spec(),

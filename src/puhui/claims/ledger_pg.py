@@ -203,13 +203,30 @@ def _integral_numeric_loader():
     return IntegralNumericLoader
 
 
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """(``scheme://``, user information, the rest from its ``@``) of a URL that has user
+    information: up to the last ``@`` before the query, so that a password holding an
+    unencoded ``@`` is all of it. None without any."""
+    scheme, sep, rest = url.partition("://")
+    at = rest.partition("?")[0].rfind("@")
+    if not sep or at < 0:
+        return None
+    return scheme + sep, rest[:at], rest[at:]
+
+
 def describe_url(url: str) -> str:
-    """The URL without a password, for messages.
+    """The URL without a password, for messages: the user information's password (even
+    one holding ``@`` or ``:``) and a ``password=`` query parameter.
 
     >>> describe_url("postgresql://claims:s3cret@db:5432/ledger")
     'postgresql://claims:***@db:5432/ledger'
+    >>> describe_url("postgresql://claims:p@ss:w@db/ledger?sslmode=require&password=x")
+    'postgresql://claims:***@db/ledger?sslmode=require&password=***'
     """
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    parts = _split_userinfo(url)
+    if parts is not None and ":" in parts[1]:
+        url = parts[0] + parts[1].partition(":")[0] + ":***" + parts[2]
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def connect(url: str, schema: str, version: str, objects: frozenset[str],
@@ -220,6 +237,10 @@ def connect(url: str, schema: str, version: str, objects: frozenset[str],
     batches starting together on a new database do not race."""
     import psycopg
 
+    parts = _split_userinfo(url)
+    if parts is not None and "@" in parts[1]:      # libpq would split at the first one
+        raise InputError(f"ledger {describe_url(url)}: the user or password holds '@'; "
+                         f"write it percent-encoded (@ as %40, : as %3A, / as %2F)")
     try:
         con = PgConnection(url)
     except psycopg.Error as exc:

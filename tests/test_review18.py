@@ -1,0 +1,156 @@
+"""Hostile review of the PostgreSQL ledger and `puhui serve` (session 18, issue 20)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import puhui
+from tests.ledgers import run_sql
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+PRODUCT = "huhuibao-2025"
+ID_NUMBER = "110101199003074514"          # a valid resident ID number (check digit)
+PHONE = "13812345678"
+
+
+@pytest.fixture(scope="module")
+def served_sqlite(city_1500_2025, tmp_path_factory):
+    """(app, settle key, url, insured person, insutype) on a SQLite ledger."""
+    from puhui.products.model import load_product, product_path
+    from puhui.service import create_app
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('rev18') / 'l.db'}"
+    assert puhui("ledger", "load", "--data", city_1500_2025, "--ledger", url).returncode == 0
+    key = puhui("keys", "create", "--ledger", url, "--scope", "settle", "--name",
+                "platform").stdout.strip()
+    pol = pd.read_parquet(city_1500_2025 / "policies.parquet")
+    per = pd.read_parquet(city_1500_2025 / "persons.parquet")
+    psn = str(pol.loc[pol["product_id"] == PRODUCT, "psn_no"].iloc[0])
+    kind = str(per.loc[per["psn_no"] == psn, "insutype"].iloc[0])
+    return create_app(load_product(product_path(PRODUCT)), url), key, url, psn, kind
+
+
+def _body(psn, kind, sid="R1", inlist=600):
+    return dict(setl_id=sid, psn_no=psn, setl_time="2025-06-15", med_type="21", hosp_lv=3,
+                insutype=kind, medfee_sumamt=inlist * 3, fulamt_ownpay_amt=0,
+                overlmt_selfpay=0, psn_part_amt=inlist, hifp_pay=inlist * 2, hifob_pay=0,
+                hifmi_pay=0, maf_pay=0)
+
+
+def _audit_text(url: str) -> str:
+    return json.dumps(run_sql(url, "SELECT who, command, detail FROM audit"))
+
+
+def test_an_id_or_phone_number_as_setl_id_is_neither_echoed_nor_audited(served_sqlite):
+    # An ID number is ASCII digits, so it passed as a "pseudonymous token": GET
+    # /v1/settlements/<ID number> answered 404 "settlement <ID number> has not been
+    # decided" and the audit kept it; a body refused by the privacy guard (400) had its
+    # setl_id kept in the audit row too.
+    from fastapi.testclient import TestClient
+
+    app, key, url, psn, kind = served_sqlite
+    c = TestClient(app)
+    h = {"Authorization": f"Bearer {key}"}
+    for value in (ID_NUMBER, PHONE):
+        r = c.get(f"/v1/settlements/{value}", headers=h)
+        assert r.status_code == 400 and value not in r.text
+        assert "personal data" in r.json()["detail"]
+        r = c.get(f"/v1/persons/{value}/accumulators", headers=h)
+        assert r.status_code == 400 and value not in r.text
+        r = c.post("/v1/pre-settlement", json=_body(psn, kind, sid=value), headers=h)
+        assert r.status_code == 400 and value not in r.text
+        r = c.post("/v1/settlement", json=_body(psn, kind, sid=value), headers=h)
+        assert r.status_code == 400 and value not in r.text
+    audit = _audit_text(url)
+    assert ID_NUMBER not in audit and PHONE not in audit
+    # a pseudonymous id is still audited and answered
+    assert c.get("/v1/settlements/S-not-there", headers=h).status_code == 404
+    assert "S-not-there" in _audit_text(url)
+
+
+def test_an_idempotency_key_holding_personal_data_is_refused_and_never_echoed(served_sqlite):
+    # The key was kept in the ledger's idempotency table and echoed by the 409
+    # ("Idempotency-Key '110101199003074514' was used for another request").
+    from fastapi.testclient import TestClient
+
+    app, key, url, psn, kind = served_sqlite
+    c = TestClient(app)
+    h = {"Authorization": f"Bearer {key}", "Idempotency-Key": ID_NUMBER}
+    r = c.post("/v1/settlement", json=_body(psn, kind, sid="R-idem-1"), headers=h)
+    assert r.status_code == 400 and ID_NUMBER not in r.text
+    assert "Idempotency-Key" in r.json()["detail"]
+    assert run_sql(url, "SELECT COUNT(*) FROM decisions WHERE setl_id = 'R-idem-1'")[0][0] == 0
+    assert ID_NUMBER not in json.dumps(run_sql(url, "SELECT * FROM idempotency"))
+    # a 409 names no key
+    h["Idempotency-Key"] = "k-secretive-42"
+    assert c.post("/v1/settlement", json=_body(psn, kind, sid="R-idem-2"),
+                  headers=h).status_code == 201
+    r = c.post("/v1/settlement", json=_body(psn, kind, sid="R-idem-3"), headers=h)
+    assert r.status_code == 409 and "k-secretive-42" not in r.text
+
+
+def _asgi_post(app, headers: list[tuple[bytes, bytes]], receive):
+    """POST /v1/pre-settlement straight to the ASGI app: (status, body)."""
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/pre-settlement",
+             "raw_path": b"/v1/pre-settlement", "query_string": b"", "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], b"".join(m.get("body", b"") for m in sent
+                                     if m["type"] == "http.response.body")
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_held_in_memory(served_sqlite):
+    # The service read the whole body (request.body()) and only then compared it with
+    # 64 KB: a client streaming a chunked body of gigabytes had the server hold it all.
+    app, key, *_ = served_sqlite
+    auth = (b"authorization", f"Bearer {key}".encode())
+    calls = [0]
+
+    async def endless(chunk=b"x" * 16384):          # a chunked body that never ends
+        calls[0] += 1
+        if calls[0] > 200:                           # 3 MB: the old code got here
+            raise AssertionError("the server kept reading past the limit")
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    status, body = _asgi_post(app, [auth, (b"content-type", b"application/json"),
+                                    (b"transfer-encoding", b"chunked")], endless)
+    assert status == 413 and calls[0] <= 6
+    assert json.loads(body)["title"] == "body too large"
+
+    async def never(*_):                             # a declared length over the limit
+        raise AssertionError("the body was read although its length is over the limit")
+
+    status, _ = _asgi_post(app, [auth, (b"content-length", str(10 ** 10).encode())], never)
+    assert status == 413
+
+
+def test_a_password_is_masked_whatever_it_holds():
+    # describe_url masked up to the first '@': 'claims:p@ss@db' showed 'claims:***@ss@db',
+    # and libpq then named part of the password as the host in its error; an empty user
+    # (':pw@') and a password= query parameter were shown as they are.
+    from puhui.claims.ledger import connect, shown_url
+    from puhui.errors import InputError
+
+    for url, secret in [("postgresql://claims:p@ss:w@rd@127.0.0.1:1/l", "ss:w"),
+                        ("postgresql://:s3cret@127.0.0.1:1/l", "s3cret"),
+                        ("postgresql://claims@127.0.0.1:1/l?sslmode=disable&password=s3cret",
+                         "s3cret"),
+                        ("postgres://claims:s3cret@[::1]:1/l", "s3cret")]:
+        shown = shown_url(url)
+        assert secret not in shown and "***" in shown, shown
+        with pytest.raises(InputError) as e:
+            connect(url, must_exist=True)
+        assert secret not in str(e.value) and "***" in str(e.value)
+    with pytest.raises(InputError, match="percent-encoded"):
+        connect("postgresql://claims:p@ss@127.0.0.1:1/l")
