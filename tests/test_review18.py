@@ -154,3 +154,26 @@ def test_a_password_is_masked_whatever_it_holds():
         assert secret not in str(e.value) and "***" in str(e.value)
     with pytest.raises(InputError, match="percent-encoded"):
         connect("postgresql://claims:p@ss@127.0.0.1:1/l")
+
+
+def test_serve_on_a_port_in_use_is_exit_2_saying_so(served_sqlite):
+    # uvicorn logged "[Errno 98] address already in use" and exited 3, a code the
+    # contract does not have (0 done, 1 job failed, 2 bad usage); an unknown --host too.
+    import socket
+
+    from puhui.errors import InputError
+    from puhui.products.model import load_product, product_path
+    from puhui.service import serve
+
+    _, _, url, _, _ = served_sqlite
+    product = load_product(product_path(PRODUCT))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InputError, match="cannot listen there"):
+            serve(product, url, "127.0.0.1", port, workers=1)
+        with pytest.raises(InputError, match="cannot listen there"):
+            serve(product, url, "127.0.0.1", port, workers=3)
+    with pytest.raises(InputError, match="--host no-such-host.invalid"):
+        serve(product, url, "no-such-host.invalid", port)

@@ -376,6 +376,24 @@ def app_from_env():
                       os.environ["PUHUI_SERVE_LEDGER"])
 
 
+def _check_address(host: str, port: int) -> None:
+    """Refuse (exit 2, saying why) an address the server could not listen on: uvicorn
+    would log its own error and exit 3, which the contract does not know."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn binds
+            s.bind(address)
+    except OSError as exc:
+        raise InputError(f"--host {host} --port {port}: cannot listen there "
+                         f"({exc.strerror or exc}); give a free --port, or an address of "
+                         f"this machine as --host") from None
+
+
 def serve(product: Product, url: str, host: str, port: int, workers: int = 1) -> None:
     """Run the service with uvicorn until interrupted; ``workers`` processes (each with
     its own connections; on one port, the kernel spreads the connections)."""
@@ -394,6 +412,7 @@ def serve(product: Product, url: str, host: str, port: int, workers: int = 1) ->
                              f"'puhui keys create --ledger URL --scope settle --name NAME'")
     finally:
         con.close()
+    _check_address(host, port)
     if workers == 1:
         uvicorn.run(create_app(product, url), host=host, port=port, log_level="warning",
                     access_log=False)
