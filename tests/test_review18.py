@@ -177,3 +177,28 @@ def test_serve_on_a_port_in_use_is_exit_2_saying_so(served_sqlite):
             serve(product, url, "127.0.0.1", port, workers=3)
     with pytest.raises(InputError, match="--host no-such-host.invalid"):
         serve(product, url, "no-such-host.invalid", port)
+
+
+def test_a_read_transaction_sees_one_state_of_the_ledger_on_both_backends(new_ledger):
+    # read_only() (a pre-settlement's reads) is documented as "one state of the ledger";
+    # on PostgreSQL its BEGIN was read committed: each statement saw what other
+    # transactions committed since the one before (a quote could mix a person's
+    # accumulators before a payout with the payout's decisions after it).
+    from puhui.claims import ledger
+
+    url = new_ledger("ro")
+    con = ledger.connect(url)
+    try:
+        count = "SELECT COUNT(*) FROM audit"
+        with ledger.read_only(con):
+            before = con.execute(count).fetchone()[0]
+            other = ledger.connect(url)
+            try:
+                with ledger.unit_of_work(other):
+                    ledger.audit(other, "another writer", who="t")
+            finally:
+                other.close()
+            assert con.execute(count).fetchone()[0] == before
+        assert con.execute(count).fetchone()[0] == before + 1
+    finally:
+        con.close()

@@ -160,6 +160,13 @@ class PgConnection:
         if sql.strip().upper() == "BEGIN IMMEDIATE":
             self.begin(None)
             return _Result(self._con.cursor())
+        if sql.strip().upper() == "BEGIN":
+            # a read transaction (:func:`puhui.claims.ledger.read_only`): one state of the
+            # ledger for all its statements, as SQLite's (WAL) read transaction gives;
+            # PostgreSQL's default (read committed) would let each statement see what
+            # committed since the one before
+            self._con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return _Result(self._con.cursor())
         with self._con.cursor() as cur:
             cur.execute(translate(sql), tuple(params) if params else None)
             return _Result(cur)
