@@ -202,3 +202,49 @@ def test_a_read_transaction_sees_one_state_of_the_ledger_on_both_backends(new_le
         assert con.execute(count).fetchone()[0] == before + 1
     finally:
         con.close()
+
+
+def test_the_service_comes_back_after_postgresql_cut_its_sessions(city_1500_2025,
+                                                                  postgres_server):
+    # After PostgreSQL ended the service's sessions (a restart, a failover, an idle
+    # timeout), every request was a 500 "internal error" for good: each server thread
+    # kept its dead connection (drop() ran in the event loop's thread, not the
+    # request's). Now: 503 "send it again" for the request that found the connection
+    # dead, then a new connection.
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from puhui.products.model import load_product, product_path
+    from puhui.service import create_app
+    from tests.ledgers import new_postgres_database
+
+    url = new_postgres_database(postgres_server)
+    assert puhui("ledger", "load", "--data", city_1500_2025, "--ledger", url).returncode == 0
+    key = puhui("keys", "create", "--ledger", url, "--scope", "settle", "--name",
+                "platform").stdout.strip()
+    pol = pd.read_parquet(city_1500_2025 / "policies.parquet")
+    per = pd.read_parquet(city_1500_2025 / "persons.parquet")
+    psn = str(pol.loc[pol["product_id"] == PRODUCT, "psn_no"].iloc[0])
+    kind = str(per.loc[per["psn_no"] == psn, "insutype"].iloc[0])
+    h = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(load_product(product_path(PRODUCT)), url)) as c:
+        for i in range(3):
+            assert c.post("/v1/settlement", json=_body(psn, kind, sid=f"C{i}", inlist=100),
+                          headers=h).status_code == 201
+        db = url.rsplit("/", 1)[1]
+        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+            cut = admin.execute("SELECT COUNT(pg_terminate_backend(pid)) FROM "
+                                "pg_stat_activity WHERE datname = %s", (db,)).fetchone()[0]
+        assert cut >= 1
+        statuses = []
+        for i in range(8):
+            r = c.post("/v1/settlement", json=_body(psn, kind, sid=f"K{i}", inlist=100),
+                       headers={**h, "Idempotency-Key": f"k-{i}"})
+            if r.status_code == 503:           # the platform sends it again, same key
+                assert "again" in r.json()["detail"]
+                r = c.post("/v1/settlement", json=_body(psn, kind, sid=f"K{i}", inlist=100),
+                           headers={**h, "Idempotency-Key": f"k-{i}"})
+            statuses.append(r.status_code)
+        assert statuses == [201] * 8, statuses
+        assert c.get("/healthz").status_code == 200
+    assert run_sql(url, "SELECT COUNT(DISTINCT setl_id) FROM decisions")[0][0] == 11

@@ -60,6 +60,12 @@ class _Connections:
 
     def get(self):
         con = getattr(self._local, "con", None)
+        if con is not None and getattr(con, "closed", False):
+            # lost (the database restarted, or cut the session): a new one, not this
+            # thread's dead connection for every later request (drop() in the event
+            # loop's thread cannot reach this thread's connection)
+            self.drop()
+            con = None
         if con is None:
             con = self._local.con = ledger.connect(self.url, must_exist=True)
         return con
@@ -194,6 +200,20 @@ class Service:
                      "schema_version": version}
 
 
+def _ledger_unavailable(exc: BaseException) -> bool:
+    """An error of the ledger's database connection or of a lock it could not get in
+    time (the request may be sent again), not a bug of puhui."""
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(exc, psycopg.OperationalError)
+
+
 def _shown_id(value) -> str | None:
     """A settlement id the audit may keep: a pseudonymous token, else nothing."""
     return value if isinstance(value, str) and len(value) <= 64 and privacy.is_token(value) \
@@ -273,8 +293,14 @@ def create_app(product: Product, url: str):
         except InputError as exc:
             status = 400
             return problem(400, "bad request", str(exc))
-        except Exception:  # noqa: BLE001 - a bug: the problem says so, nothing kept
+        except Exception as exc:  # noqa: BLE001 - a bug: the problem says so, nothing kept
             svc.connections.drop()
+            if _ledger_unavailable(exc):
+                status = 503
+                return problem(503, "ledger unavailable", "the ledger did not answer (it "
+                               "may be restarting); send the request again, a settlement "
+                               "with the same Idempotency-Key: it is decided once",
+                               headers={"Retry-After": "1"})
             status = 500
             return problem(500, "internal error", "the request failed inside puhui; "
                            "nothing of it was recorded; the server's log has the cause")

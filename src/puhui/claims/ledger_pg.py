@@ -193,6 +193,11 @@ class PgConnection:
     def close(self) -> None:
         self._con.close()
 
+    @property
+    def closed(self) -> bool:
+        """The connection is lost (closed, or broken by the server or the network)."""
+        return self._con.closed or self._con.broken
+
 
 def _integral_numeric_loader():
     """A loader of PostgreSQL's ``numeric`` (what ``SUM`` of ``BIGINT`` gives) that
