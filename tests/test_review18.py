@@ -248,3 +248,37 @@ def test_the_service_comes_back_after_postgresql_cut_its_sessions(city_1500_2025
         assert statuses == [201] * 8, statuses
         assert c.get("/healthz").status_code == 200
     assert run_sql(url, "SELECT COUNT(DISTINCT setl_id) FROM decisions")[0][0] == 11
+
+
+def test_an_unknown_path_holding_personal_data_is_not_echoed(served_sqlite):
+    # The 404/405 of an unknown path answered "GET /v1/persons/<ID number>: see /docs"
+    # (a client that left out '/accumulators'), or a name in the path, as sent.
+    from fastapi.testclient import TestClient
+
+    app, key, *_ = served_sqlite
+    c = TestClient(app)
+    h = {"Authorization": f"Bearer {key}"}
+    for r in (c.get(f"/v1/persons/{ID_NUMBER}", headers=h),
+              c.post(f"/v1/settlement/{PHONE}", headers=h),
+              c.get("/v1/persons/%E5%BC%A0%E4%B8%89/x", headers=h)):
+        assert r.status_code in (404, 405) and r.headers["content-type"].startswith(
+            "application/problem+json")
+        assert ID_NUMBER not in r.text and PHONE not in r.text and "张三" not in r.text
+        assert "not shown" in r.json()["detail"]
+    r = c.get("/v1/nothing-here", headers=h)           # a harmless path is still named
+    assert r.status_code == 404 and "/v1/nothing-here" in r.json()["detail"]
+
+
+def test_two_idempotency_keys_in_one_request_are_refused(served_sqlite):
+    # Two Idempotency-Key headers: the first was taken silently, so a platform's
+    # retry carrying them in the other order was a new request.
+    from fastapi.testclient import TestClient
+
+    app, key, url, psn, kind = served_sqlite
+    c = TestClient(app)
+    r = c.post("/v1/settlement", json=_body(psn, kind, sid="R-two-keys"),
+               headers=[("Authorization", f"Bearer {key}"), ("Idempotency-Key", "a1"),
+                        ("Idempotency-Key", "b2")])
+    assert r.status_code == 400 and "more than once" in r.json()["detail"]
+    assert run_sql(url, "SELECT COUNT(*) FROM decisions WHERE setl_id = 'R-two-keys'"
+                   )[0][0] == 0

@@ -264,8 +264,11 @@ def create_app(product: Product, url: str):
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request, exc):          # 404 of an unknown path, 405, ...
-        return problem(exc.status_code, str(exc.detail), f"{request.method} "
-                       f"{request.url.path}: see /docs for the endpoints")
+        path = request.url.path                    # shown only if it holds nothing personal
+        shown = path if len(path) <= 200 and privacy.is_token(path) and \
+            privacy.check_value(path) is None else "(this path, not shown)"
+        return problem(exc.status_code, str(exc.detail), f"{request.method} {shown}: see "
+                       f"/docs for the endpoints")
 
     @app.exception_handler(RequestValidationError)
     async def validation_problem(request, exc):
@@ -346,7 +349,10 @@ def create_app(product: Product, url: str):
         async def work(key_id, note):
             body, raw = await body_of(request)
             note["setl_id"] = _shown_id(raw.get("setl_id"))
-            idem = _idempotency_key(request.headers.get("idempotency-key"))
+            given = request.headers.getlist("idempotency-key")
+            if len(given) > 1:
+                raise InputError("Idempotency-Key given more than once; send one")
+            idem = _idempotency_key(given[0] if given else None)
             status, answer, replayed = await run_in_threadpool(
                 svc.settlement, raw, body, key_id, idem, note["who"])
             note["audited"] = True
