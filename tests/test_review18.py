@@ -282,3 +282,23 @@ def test_two_idempotency_keys_in_one_request_are_refused(served_sqlite):
     assert r.status_code == 400 and "more than once" in r.json()["detail"]
     assert run_sql(url, "SELECT COUNT(*) FROM decisions WHERE setl_id = 'R-two-keys'"
                    )[0][0] == 0
+
+
+def test_a_throwaway_server_starts_under_a_temporary_folder_private_to_root(
+        tmp_path, monkeypatch):
+    # With TMPDIR private to root (CI often sets one), initdb, run as the postgres
+    # user, failed with "could not access directory ... Permission denied".
+    import os
+    import tempfile
+
+    from puhui.tempdb import TempPostgres, server_bindir
+
+    if server_bindir() is None or os.geteuid() != 0:
+        pytest.skip("needs an installed PostgreSQL server and root")
+    private = tmp_path / "private-tmp"
+    private.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    with TempPostgres() as pg:
+        assert run_sql(pg.url, "SELECT 1") == [(1,)]
+        where = pg.directory
+    assert not where.exists() and list(private.iterdir()) == []

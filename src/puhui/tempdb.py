@@ -64,6 +64,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _reachable_temp() -> str:
+    """The temporary folder, if the server's user can reach it when this process is
+    root (every folder above it open to others), else ``/tmp``: a ``TMPDIR`` private to
+    root (``/root/tmp``) made initdb fail with "Permission denied"."""
+    temp = Path(tempfile.gettempdir()).resolve()
+    if os.geteuid() != 0:
+        return str(temp)
+    for folder in (temp, *temp.parents):
+        if not folder.stat().st_mode & 0o001:
+            return "/tmp"
+    return str(temp)
+
+
 class TempPostgres:
     """A PostgreSQL server in a temporary directory on a free local port, with one
     empty database (:data:`DATABASE`); :meth:`stop` (or leaving the ``with`` block, or
@@ -116,7 +129,7 @@ class TempPostgres:
                              "to the directory holding initdb and pg_ctl")
         # under the system's temporary folder itself: the server's user must reach the
         # directory, and pytest's own temporary folders are private to root
-        self.directory = Path(tempfile.mkdtemp(prefix="puhui-pg-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="puhui-pg-", dir=_reachable_temp()))
         atexit.register(self.stop)
         if os.geteuid() == 0:
             import pwd
