@@ -302,3 +302,23 @@ def test_a_throwaway_server_starts_under_a_temporary_folder_private_to_root(
         assert run_sql(pg.url, "SELECT 1") == [(1,)]
         where = pg.directory
     assert not where.exists() and list(private.iterdir()) == []
+
+
+def test_a_postgresql_database_of_another_application_with_a_meta_table_is_left_alone(
+        postgres_server):
+    # A database holding other tables is refused, unless one of them was called
+    # "meta" (a common name): then its missing schema_version row read as "a ledger
+    # being made" and the ledger's tables were created beside the application's.
+    from puhui.claims import ledger
+    from puhui.errors import InputError
+    from tests.ledgers import new_postgres_database
+
+    url = new_postgres_database(postgres_server)
+    run_sql(url, "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    run_sql(url, "INSERT INTO meta VALUES ('app', 'shop')")
+    run_sql(url, "CREATE TABLE orders (id INTEGER)")
+    with pytest.raises(InputError, match="a database holding other tables"):
+        ledger.connect(url)
+    tables = {r[0] for r in run_sql(url, "SELECT table_name FROM information_schema.tables"
+                                         " WHERE table_schema = current_schema()")}
+    assert tables == {"meta", "orders"}

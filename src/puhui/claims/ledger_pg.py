@@ -264,7 +264,10 @@ def connect(url: str, schema: str, version: str, objects: frozenset[str],
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema ="
             " current_schema()")}
-        foreign = found is None and bool(tables - objects)
+        # foreign: other tables beside no version: no meta, or a meta table of another
+        # application without puhui's row (a ledger's tables and its version row are
+        # made in one transaction here, so a ledger being made is never seen half-way)
+        foreign = not found and bool(tables - objects)
         if foreign or (must_exist and found is None):
             raise InputError(f"ledger {describe_url(url)}: not a puhui ledger ("
                              f"{'a database holding other tables' if foreign else 'an empty database'}"
