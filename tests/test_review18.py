@@ -322,3 +322,38 @@ def test_a_postgresql_database_of_another_application_with_a_meta_table_is_left_
     tables = {r[0] for r in run_sql(url, "SELECT table_name FROM information_schema.tables"
                                          " WHERE table_schema = current_schema()")}
     assert tables == {"meta", "orders"}
+
+
+def test_a_ledger_that_cannot_be_reached_is_a_503_not_the_clients_400(city_1500_2025,
+                                                                       postgres_server):
+    # While the database refused connections (restarting), a request that needed a new
+    # connection was "400 bad request: ledger postgresql://...: cannot connect (...)":
+    # the platform told its request was wrong (so not to send it again), and shown the
+    # ledger's address and the server's message.
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from puhui.products.model import load_product, product_path
+    from puhui.service import create_app
+    from tests.ledgers import new_postgres_database
+
+    url = new_postgres_database(postgres_server)
+    assert puhui("ledger", "load", "--data", city_1500_2025, "--ledger", url).returncode == 0
+    key = puhui("keys", "create", "--ledger", url, "--scope", "read", "--name",
+                "r").stdout.strip()
+    db = url.rsplit("/", 1)[1]
+    h = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(load_product(product_path(PRODUCT)), url)) as c, \
+            psycopg.connect(postgres_server.url, autocommit=True) as admin:
+        assert c.get("/v1/settlements/S1", headers=h).status_code == 404
+        admin.execute(f"ALTER DATABASE {db} ALLOW_CONNECTIONS false")
+        try:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                          "datname = %s", (db,))
+            for _ in range(3):
+                r = c.get("/v1/settlements/S1", headers=h)
+                assert r.status_code == 503, r.text
+                assert "postgresql://" not in r.text and "again" in r.json()["detail"]
+        finally:
+            admin.execute(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true")
+        assert c.get("/v1/settlements/S1", headers=h).status_code == 404

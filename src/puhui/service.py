@@ -67,7 +67,18 @@ class _Connections:
             self.drop()
             con = None
         if con is None:
-            con = self._local.con = ledger.connect(self.url, must_exist=True)
+            try:
+                con = self._local.con = ledger.connect(self.url, must_exist=True)
+            except InputError as exc:
+                # the ledger was there when the server started: not the client's fault
+                # (a 400 tells a platform not to send it again), and the ledger's
+                # address is not the client's business
+                import logging
+
+                logging.getLogger("puhui.service").warning("%s", exc)
+                raise Problem(503, "ledger unavailable", "the ledger does not answer (it may "
+                              "be restarting); send the request again, a settlement with "
+                              "the same Idempotency-Key: it is decided once") from None
         return con
 
     def drop(self) -> None:
