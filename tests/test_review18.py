@@ -357,3 +357,39 @@ def test_a_ledger_that_cannot_be_reached_is_a_503_not_the_clients_400(city_1500_
         finally:
             admin.execute(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true")
         assert c.get("/v1/settlements/S1", headers=h).status_code == 404
+
+
+def test_a_plain_kill_of_the_process_stops_its_throwaway_server(tmp_path):
+    # `python -c "pg = TempPostgres().start(); time.sleep(3600)" &` then `kill PID`
+    # (SIGTERM: Python ends without its atexit functions) left the PostgreSQL server
+    # running and its /tmp/puhui-pg-* folder behind.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from puhui.tempdb import server_bindir
+
+    if server_bindir() is None:
+        pytest.skip("needs an installed PostgreSQL server")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from puhui.tempdb import TempPostgres; import time; "
+         "pg = TempPostgres().start(); print(pg.directory, flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, env=os.environ | {"PYTHONPATH": os.pathsep.join(
+            sys.path)})
+    try:
+        folder = Path(proc.stdout.readline().strip())
+        assert (folder / "data").exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == -signal.SIGTERM
+        deadline = time.monotonic() + 10
+        while folder.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not folder.exists()
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert str(folder) not in ps
+    finally:
+        if proc.poll() is None:
+            proc.kill()
