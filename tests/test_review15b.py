@@ -74,7 +74,8 @@ def test_an_applied_reversal_met_again_under_another_person_is_not_a_reversal(ci
     from test_money_safety import (PRODUCT, _copy_fund, _november_reverses_october,
                                    net_by_person)
 
-    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path)
+    url, first, sid, rev, extract = _november_reverses_october(
+        city, tmp_path, lambda name: f"sqlite:///{tmp_path / (name + '.db')}")
     run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
     net = net_by_person(url)
     st = read_raw(extract, SETTLEMENTS)
@@ -103,7 +104,8 @@ def test_a_used_reversal_id_naming_another_original_is_a_conflict(city, tmp_path
     from test_money_safety import (PRODUCT, _copy_fund, _november_reverses_october,
                                    _reversal_of, net_by_person)
 
-    url, first, sid, rev, extract = _november_reverses_october(city, tmp_path)
+    url, first, sid, rev, extract = _november_reverses_october(
+        city, tmp_path, lambda name: f"sqlite:///{tmp_path / (name + '.db')}")
     run_batch(PRODUCT, PRODUCT.path, extract, url, "nov")
     net = net_by_person(url)
     st = read_raw(city, SETTLEMENTS)

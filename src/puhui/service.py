@@ -60,8 +60,25 @@ class _Connections:
 
     def get(self):
         con = getattr(self._local, "con", None)
+        if con is not None and getattr(con, "closed", False):
+            # lost (the database restarted, or cut the session): a new one, not this
+            # thread's dead connection for every later request (drop() in the event
+            # loop's thread cannot reach this thread's connection)
+            self.drop()
+            con = None
         if con is None:
-            con = self._local.con = ledger.connect(self.url, must_exist=True)
+            try:
+                con = self._local.con = ledger.connect(self.url, must_exist=True)
+            except InputError as exc:
+                # the ledger was there when the server started: not the client's fault
+                # (a 400 tells a platform not to send it again), and the ledger's
+                # address is not the client's business
+                import logging
+
+                logging.getLogger("puhui.service").warning("%s", exc)
+                raise Problem(503, "ledger unavailable", "the ledger does not answer (it may "
+                              "be restarting); send the request again, a settlement with "
+                              "the same Idempotency-Key: it is decided once") from None
         return con
 
     def drop(self) -> None:
@@ -150,8 +167,9 @@ class Service:
                 if before is not None:
                     endpoint, body_sha, status, response = before
                     if (endpoint, body_sha) != ("settlement", digest):
-                        raise Conflict(f"Idempotency-Key {idem_key!r} was used for another "
-                                       f"request; a new request takes a new key")
+                        raise Conflict("this Idempotency-Key was used for another request "
+                                       "(another body or endpoint); a new request takes a "
+                                       "new key")
                     self.audit(who, "POST /v1/settlement", status, s["setl_id"], con)
                     return status, json.loads(response), True
             answer = decide(con, self.product, s, lines, record=True)
@@ -193,16 +211,34 @@ class Service:
                      "schema_version": version}
 
 
+def _ledger_unavailable(exc: BaseException) -> bool:
+    """An error of the ledger's database connection or of a lock it could not get in
+    time (the request may be sent again), not a bug of puhui."""
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(exc, psycopg.OperationalError)
+
+
 def _shown_id(value) -> str | None:
     """A settlement id the audit may keep: a pseudonymous token, else nothing."""
     return value if isinstance(value, str) and len(value) <= 64 and privacy.is_token(value) \
-        else None
+        and privacy.check_value(value) is None else None
 
 
 def _token(value: str, what: str) -> None:
     if not privacy.is_token(value) or len(value) > 64:
         raise InputError(f"{what} in the path is not a pseudonymous token (ASCII letters, "
                          f"digits and signs, at most 64); the value is not shown")
+    rule = privacy.check_value(value)
+    if rule is not None:        # an ID or phone number is ASCII too: never echoed or kept
+        raise InputError(f"{what} in the path looks like personal data ({rule}); send the "
+                         f"pseudonymous id of the anonymised data (the value is not shown)")
 
 
 def _idempotency_key(value: str | None) -> str | None:
@@ -212,6 +248,10 @@ def _idempotency_key(value: str | None) -> str | None:
             not value.isprintable():
         raise InputError(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII "
                          f"characters (a UUID is usual)")
+    rule = privacy.check_value(value)
+    if rule is not None:        # the key is kept in the ledger and named in a 409
+        raise InputError(f"Idempotency-Key looks like personal data ({rule}); use a random "
+                         f"key (a UUID) per request (the value is not shown)")
     return value
 
 
@@ -235,8 +275,11 @@ def create_app(product: Product, url: str):
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request, exc):          # 404 of an unknown path, 405, ...
-        return problem(exc.status_code, str(exc.detail), f"{request.method} "
-                       f"{request.url.path}: see /docs for the endpoints")
+        path = request.url.path                    # shown only if it holds nothing personal
+        shown = path if len(path) <= 200 and privacy.is_token(path) and \
+            privacy.check_value(path) is None else "(this path, not shown)"
+        return problem(exc.status_code, str(exc.detail), f"{request.method} {shown}: see "
+                       f"/docs for the endpoints")
 
     @app.exception_handler(RequestValidationError)
     async def validation_problem(request, exc):
@@ -264,8 +307,14 @@ def create_app(product: Product, url: str):
         except InputError as exc:
             status = 400
             return problem(400, "bad request", str(exc))
-        except Exception:  # noqa: BLE001 - a bug: the problem says so, nothing kept
+        except Exception as exc:  # noqa: BLE001 - a bug: the problem says so, nothing kept
             svc.connections.drop()
+            if _ledger_unavailable(exc):
+                status = 503
+                return problem(503, "ledger unavailable", "the ledger did not answer (it "
+                               "may be restarting); send the request again, a settlement "
+                               "with the same Idempotency-Key: it is decided once",
+                               headers={"Retry-After": "1"})
             status = 500
             return problem(500, "internal error", "the request failed inside puhui; "
                            "nothing of it was recorded; the server's log has the cause")
@@ -279,10 +328,20 @@ def create_app(product: Product, url: str):
                 logging.getLogger("puhui.service").exception("audit not written")
 
     async def body_of(request: Request) -> tuple[bytes, dict]:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise Problem(413, "body too large", f"a settlement is at most "
-                                                 f"{MAX_BODY_BYTES // 1024} KB")
+        """The body, read only up to the limit: a declared or streamed (chunked) body
+        over it is refused before it is held in memory."""
+        too_large = Problem(413, "body too large", f"a settlement is at most "
+                                                   f"{MAX_BODY_BYTES // 1024} KB")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise too_large
+        parts, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise too_large
+            parts.append(chunk)
+        body = b"".join(parts)
         return body, settlement_json(body, "request body")
 
     @app.post("/v1/pre-settlement", openapi_extra=_body_spec(),
@@ -301,7 +360,10 @@ def create_app(product: Product, url: str):
         async def work(key_id, note):
             body, raw = await body_of(request)
             note["setl_id"] = _shown_id(raw.get("setl_id"))
-            idem = _idempotency_key(request.headers.get("idempotency-key"))
+            given = request.headers.getlist("idempotency-key")
+            if len(given) > 1:
+                raise InputError("Idempotency-Key given more than once; send one")
+            idem = _idempotency_key(given[0] if given else None)
             status, answer, replayed = await run_in_threadpool(
                 svc.settlement, raw, body, key_id, idem, note["who"])
             note["audited"] = True
@@ -357,6 +419,24 @@ def app_from_env():
                       os.environ["PUHUI_SERVE_LEDGER"])
 
 
+def _check_address(host: str, port: int) -> None:
+    """Refuse (exit 2, saying why) an address the server could not listen on: uvicorn
+    would log its own error and exit 3, which the contract does not know."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn binds
+            s.bind(address)
+    except OSError as exc:
+        raise InputError(f"--host {host} --port {port}: cannot listen there "
+                         f"({exc.strerror or exc}); give a free --port, or an address of "
+                         f"this machine as --host") from None
+
+
 def serve(product: Product, url: str, host: str, port: int, workers: int = 1) -> None:
     """Run the service with uvicorn until interrupted; ``workers`` processes (each with
     its own connections; on one port, the kernel spreads the connections)."""
@@ -375,6 +455,7 @@ def serve(product: Product, url: str, host: str, port: int, workers: int = 1) ->
                              f"'puhui keys create --ledger URL --scope settle --name NAME'")
     finally:
         con.close()
+    _check_address(host, port)
     if workers == 1:
         uvicorn.run(create_app(product, url), host=host, port=port, log_level="warning",
                     access_log=False)

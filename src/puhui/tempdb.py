@@ -64,6 +64,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: the servers of this process not stopped yet (stopped on SIGTERM: :func:`_on_sigterm`)
+_RUNNING: set = set()
+
+
+def _on_sigterm(signum, frame) -> None:
+    """A plain ``kill`` (SIGTERM) ends Python without its atexit functions: the server
+    outlived the process and its folder stayed in the temporary folder. Stop them, then
+    die of the signal as before."""
+    import signal
+
+    for pg in list(_RUNNING):
+        with contextlib.suppress(Exception):
+            pg.stop()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _stop_on_sigterm() -> None:
+    """Install :func:`_on_sigterm` where SIGTERM has no handler of the program's own
+    (and only from the main thread, where Python takes signals)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _reachable_temp() -> str:
+    """The temporary folder, if the server's user can reach it when this process is
+    root (every folder above it open to others), else ``/tmp``: a ``TMPDIR`` private to
+    root (``/root/tmp``) made initdb fail with "Permission denied"."""
+    temp = Path(tempfile.gettempdir()).resolve()
+    if os.geteuid() != 0:
+        return str(temp)
+    for folder in (temp, *temp.parents):
+        if not folder.stat().st_mode & 0o001:
+            return "/tmp"
+    return str(temp)
+
+
 class TempPostgres:
     """A PostgreSQL server in a temporary directory on a free local port, with one
     empty database (:data:`DATABASE`); :meth:`stop` (or leaving the ``with`` block, or
@@ -116,8 +157,10 @@ class TempPostgres:
                              "to the directory holding initdb and pg_ctl")
         # under the system's temporary folder itself: the server's user must reach the
         # directory, and pytest's own temporary folders are private to root
-        self.directory = Path(tempfile.mkdtemp(prefix="puhui-pg-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="puhui-pg-", dir=_reachable_temp()))
         atexit.register(self.stop)
+        _RUNNING.add(self)
+        _stop_on_sigterm()
         if os.geteuid() == 0:
             import pwd
 
@@ -174,3 +217,4 @@ class TempPostgres:
             self.directory = None
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
+        _RUNNING.discard(self)

@@ -160,6 +160,13 @@ class PgConnection:
         if sql.strip().upper() == "BEGIN IMMEDIATE":
             self.begin(None)
             return _Result(self._con.cursor())
+        if sql.strip().upper() == "BEGIN":
+            # a read transaction (:func:`puhui.claims.ledger.read_only`): one state of the
+            # ledger for all its statements, as SQLite's (WAL) read transaction gives;
+            # PostgreSQL's default (read committed) would let each statement see what
+            # committed since the one before
+            self._con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return _Result(self._con.cursor())
         with self._con.cursor() as cur:
             cur.execute(translate(sql), tuple(params) if params else None)
             return _Result(cur)
@@ -186,6 +193,11 @@ class PgConnection:
     def close(self) -> None:
         self._con.close()
 
+    @property
+    def closed(self) -> bool:
+        """The connection is lost (closed, or broken by the server or the network)."""
+        return self._con.closed or self._con.broken
+
 
 def _integral_numeric_loader():
     """A loader of PostgreSQL's ``numeric`` (what ``SUM`` of ``BIGINT`` gives) that
@@ -203,13 +215,30 @@ def _integral_numeric_loader():
     return IntegralNumericLoader
 
 
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """(``scheme://``, user information, the rest from its ``@``) of a URL that has user
+    information: up to the last ``@`` before the query, so that a password holding an
+    unencoded ``@`` is all of it. None without any."""
+    scheme, sep, rest = url.partition("://")
+    at = rest.partition("?")[0].rfind("@")
+    if not sep or at < 0:
+        return None
+    return scheme + sep, rest[:at], rest[at:]
+
+
 def describe_url(url: str) -> str:
-    """The URL without a password, for messages.
+    """The URL without a password, for messages: the user information's password (even
+    one holding ``@`` or ``:``) and a ``password=`` query parameter.
 
     >>> describe_url("postgresql://claims:s3cret@db:5432/ledger")
     'postgresql://claims:***@db:5432/ledger'
+    >>> describe_url("postgresql://claims:p@ss:w@db/ledger?sslmode=require&password=x")
+    'postgresql://claims:***@db/ledger?sslmode=require&password=***'
     """
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    parts = _split_userinfo(url)
+    if parts is not None and ":" in parts[1]:
+        url = parts[0] + parts[1].partition(":")[0] + ":***" + parts[2]
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def connect(url: str, schema: str, version: str, objects: frozenset[str],
@@ -220,6 +249,10 @@ def connect(url: str, schema: str, version: str, objects: frozenset[str],
     batches starting together on a new database do not race."""
     import psycopg
 
+    parts = _split_userinfo(url)
+    if parts is not None and "@" in parts[1]:      # libpq would split at the first one
+        raise InputError(f"ledger {describe_url(url)}: the user or password holds '@'; "
+                         f"write it percent-encoded (@ as %40, : as %3A, / as %2F)")
     try:
         con = PgConnection(url)
     except psycopg.Error as exc:
@@ -231,7 +264,10 @@ def connect(url: str, schema: str, version: str, objects: frozenset[str],
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema ="
             " current_schema()")}
-        foreign = found is None and bool(tables - objects)
+        # foreign: other tables beside no version: no meta, or a meta table of another
+        # application without puhui's row (a ledger's tables and its version row are
+        # made in one transaction here, so a ledger being made is never seen half-way)
+        foreign = not found and bool(tables - objects)
         if foreign or (must_exist and found is None):
             raise InputError(f"ledger {describe_url(url)}: not a puhui ledger ("
                              f"{'a database holding other tables' if foreign else 'an empty database'}"
