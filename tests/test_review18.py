@@ -393,3 +393,32 @@ def test_a_plain_kill_of_the_process_stops_its_throwaway_server(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# --- session 18, after review 20: what it found and left, mended ------------------------
+
+@pytest.mark.parametrize("field, value", [
+    ("medfee_sumamt", "王小明"), ("setl_time", "王小明"), ("hosp_lv", "王小明"),
+    ("med_type", "王小明"), ("insutype", "王小明"), ("hifp_pay", "13912345678x")])
+def test_a_refused_settlement_field_is_never_echoed(field, value):
+    from puhui.claims.direct import checked_settlement
+    from puhui.errors import InputError
+
+    base = dict(setl_id="S1", psn_no="P1", setl_time="2025-03-01", med_type="21", hosp_lv=3,
+                insutype="310", medfee_sumamt=300, fulamt_ownpay_amt=0, overlmt_selfpay=0,
+                psn_part_amt=100, hifp_pay=200, hifob_pay=0, hifmi_pay=0, maf_pay=0)
+    with pytest.raises(InputError) as err:
+        checked_settlement(base | {field: value})
+    assert value not in str(err.value) and field in str(err.value)
+
+
+@pytest.mark.parametrize("digits", ["１００", "١٠٠", "१००"])
+def test_digits_other_than_ascii_are_not_amounts(digits):
+    from puhui.claims.direct import checked_settlement
+    from puhui.errors import InputError
+
+    base = dict(setl_id="S1", psn_no="P1", setl_time="2025-03-01", med_type="21", hosp_lv=3,
+                insutype="310", medfee_sumamt=300, fulamt_ownpay_amt=0, overlmt_selfpay=0,
+                psn_part_amt=100, hifp_pay=200, hifob_pay=0, hifmi_pay=0, maf_pay=0)
+    with pytest.raises(InputError, match="not an amount"):
+        checked_settlement(base | {"psn_part_amt": digits})

@@ -70,6 +70,9 @@ def test_pre_settlement_settlement_and_reads(served):
     # the same settlement again, without a key: answered from the ledger, not paid again
     again = c.post("/v1/settlement", json=body, headers=h)
     assert again.status_code == 200 and again.json()["already_decided"]
+    order = [b["benefit"] for b in paid.json()["benefits"]]        # the product's order
+    assert [b["benefit"] for b in again.json()["benefits"]] == order
+    assert [b["benefit"] for b in eob.json()["benefits"]] == order
     assert run_sql(url, "SELECT COUNT(*) FROM payments")[0][0] == 1
     health = c.get("/healthz").json()
     assert health["status"] == "ok" and health["schema_version"] == ledger.SCHEMA_VERSION

@@ -486,13 +486,9 @@ def ledger_export(url, out_file):
 def serve(product_file, url, host, port, workers):
     """Direct settlement over HTTP (docs/service.md): pre-settlement, settlement,
     explanations of benefit and accumulators, against the ledger."""
-    from puhui.claims.ledger import shown_url
     from puhui.service import serve as run_service
 
-    product = _load_product(product_file)
-    click.echo(f"puhui serve: {product.id} on http://{host}:{port} (ledger "
-               f"{shown_url(url)}); OpenAPI at /docs", err=True)
-    run_service(product, url, host, port, workers)
+    run_service(_load_product(product_file), url, host, port, workers)
 
 
 @cli.group("keys")

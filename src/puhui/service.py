@@ -30,7 +30,7 @@ from typing import Any
 
 from puhui.claims import ledger
 from puhui.claims.direct import (REQUIRED, _answer, checked_settlement, decide,
-                                 settlement_json, settlement_locks)
+                                 in_product_order, settlement_json, settlement_locks)
 from puhui.errors import Conflict, InputError
 from puhui.fund import privacy
 from puhui.products.model import Product
@@ -182,7 +182,8 @@ class Service:
 
     def settlement_eob(self, setl_id: str) -> tuple[int, dict]:
         _token(setl_id, "setl_id")
-        done = ledger.decisions_of(self.connections.get(), setl_id)
+        done = in_product_order(self.product,
+                                ledger.decisions_of(self.connections.get(), setl_id))
         if not done:
             raise Problem(404, "no such settlement", f"settlement {setl_id} has not been "
                                                      f"decided by this ledger")
@@ -456,6 +457,11 @@ def serve(product: Product, url: str, host: str, port: int, workers: int = 1) ->
     finally:
         con.close()
     _check_address(host, port)
+    import sys
+
+    print(f"puhui serve: {product.id} on http://{host}:{port} (ledger "
+          f"{ledger.shown_url(url)}; {workers} process{'es' if workers > 1 else ''}); "
+          f"OpenAPI at /docs", file=sys.stderr, flush=True)
     if workers == 1:
         uvicorn.run(create_app(product, url), host=host, port=port, log_level="warning",
                     access_log=False)

@@ -38,13 +38,15 @@ def _fen(v, what: str) -> int:
     """A JSON amount in yuan (a number, or a decimal string) as fen."""
     if isinstance(v, bool) or not isinstance(v, (int, float, str)) or \
             (isinstance(v, str) and not _DECIMAL.match(v)):
-        raise InputError(f"settlement: {what} is not an amount in yuan: {str(v)[:40]!r}")
+        raise InputError(f"settlement: {what} is not an amount in yuan ({_shape(v)}; the "
+                         f"value is not shown)")
     try:
         f = float(v)
     except (ValueError, OverflowError):
-        raise InputError(f"settlement: {what} is not an amount in yuan: {v!r}") from None
+        raise InputError(f"settlement: {what} is not an amount in yuan ({_shape(v)}; the "
+                         f"value is not shown)") from None
     if not math.isfinite(f) or abs(f) > MAX_SETTLEMENT_YUAN:
-        raise InputError(f"settlement: {what} = {v!r} is outside 0 to "
+        raise InputError(f"settlement: {what} is outside 0 to "
                          f"{MAX_SETTLEMENT_YUAN:,} yuan")
     fen = round(f * 100)
     if abs(f * 100 - fen) > 1e-6:
@@ -70,7 +72,7 @@ def _text(raw: dict, key: str) -> str:
 
 
 MAX_ID_CHARS = 64
-_DECIMAL = re.compile(r"^\s*\d+(\.\d{1,2})?\s*$")
+_DECIMAL = re.compile(r"^\s*\d+(\.\d{1,2})?\s*$", re.ASCII)   # no full-width digits
 
 
 def _day(raw: dict) -> dt.date:
@@ -81,13 +83,21 @@ def _day(raw: dict) -> dt.date:
         day = dt.datetime.fromisoformat(text).date()
     except ValueError:
         raise InputError(f"settlement: setl_time is not a date (YYYY-MM-DD): "
-                         f"{raw['setl_time']!r}") from None
+                         f"{_shape(raw['setl_time'])}; the value is not shown") from None
     if not FIRST_DATE <= day <= LAST_DATE:
         raise InputError(f"settlement: setl_time {day} is outside {FIRST_DATE} to {LAST_DATE}")
     return day
 
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$", re.ASCII)
+
+
+def _shape(v) -> str:
+    """What a refused value is, never the value (a message must not echo personal data:
+    a name typed into an amount field passes the guard of identifying fields)."""
+    if isinstance(v, str):
+        return f"a text of {len(v)} characters"
+    return f"a {type(v).__name__}" if v is not None else "null"
 
 
 def _known_fields(raw: dict) -> None:
@@ -140,7 +150,8 @@ def _settlement(raw: Any) -> tuple[dict, list[dict]]:
         raise InputError("settlement: psn_part_amt is less than fulamt_ownpay_amt + "
                          "overlmt_selfpay (the in-list self-pay would be negative)")
     if isinstance(raw["hosp_lv"], bool) or str(raw["hosp_lv"]).strip() not in ("1", "2", "3"):
-        raise InputError(f"settlement: hosp_lv must be 1, 2 or 3, not {raw['hosp_lv']!r}")
+        raise InputError(f"settlement: hosp_lv must be 1, 2 or 3 ({_shape(raw['hosp_lv'])}; "
+                         f"the value is not shown)")
     s["hosp_lv"] = int(str(raw["hosp_lv"]).strip())
     s["setl_time"] = _day(raw)
     lines = _lines(raw.get("lines", []))
@@ -170,7 +181,7 @@ def _lines(raw_lines: Any) -> list[dict]:
         if not isinstance(code, str) or not code.strip():
             raise InputError(f"settlement: lines[{i}].hilist_code must be a non-empty text")
         if cls not in LIST_CLASSES:
-            raise InputError(f"settlement: lines[{i}].list_class {cls!r} is not one of "
+            raise InputError(f"settlement: lines[{i}].list_class is not one of "
                              f"{', '.join(LIST_CLASSES)}")
         lines.append({"hilist_code": code.strip(), "list_class": cls, "amount": amount})
     return lines
@@ -254,13 +265,20 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
     state = ledger.accumulators_of(con, pol["policy_no"]) if pol else {}
     res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
                          renewal=renewal, has_any_policy=bool(mine))
-    done = ledger.decisions_of(con, s["setl_id"])
+    done = in_product_order(product, ledger.decisions_of(con, s["setl_id"]))
     if done:
         _same_settlement(con, s, lines, matcher, done, res)
         return _answer(s["setl_id"], done) | {"already_decided": True}
     if not record:
         return _answer(s["setl_id"], _rows(product, res)) | {"recorded": False}
     return _record(con, product, s, lines, matcher, pol, state, res)
+
+
+def in_product_order(product: Product, rows: list[tuple]) -> list[tuple]:
+    """Decision rows (benefit first) in the product's order of benefits, as a first
+    answer lists them (the ledger gives them by name); unknown benefits last."""
+    at = {b.id: i for i, b in enumerate(product.benefits)}
+    return sorted(rows, key=lambda r: (at.get(r[0], len(at)), r[0]))
 
 
 def _rows(product: Product, res: dict) -> list[tuple]:

@@ -1754,7 +1754,7 @@ def check_settlement_record(record: dict) -> list[str]:
             day = v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v).strip()[:10])
             day = day.date() if isinstance(day, dt.datetime) else day
         except (TypeError, ValueError):
-            out.append(f"setl_time: rule 'date' broken ({str(v)[:40]!r} is not a date). "
+            out.append(f"setl_time: rule 'date' broken (not a date; the value is not shown). "
                        f"Fix: write the settlement date as YYYY-MM-DD")
         else:
             if not lo <= day <= hi:
@@ -1764,7 +1764,7 @@ def check_settlement_record(record: dict) -> list[str]:
         col = t.column(name)
         if name in record and str(record[name]) not in col.codes:
             out.append(f"{name}: rule 'code in {{{', '.join(col.codes)}}}' broken "
-                       f"({str(record[name])[:20]!r}). Fix: use the national code; see "
+                       f"(the value is not shown). Fix: use the national code; see "
                        f"docs/data-schema.md for the list")
     if "hosp_lv" in record:
         lo, hi = t.column("hosp_lv").bounds()
@@ -1775,7 +1775,7 @@ def check_settlement_record(record: dict) -> list[str]:
             level = None
         if level is None or not level.is_integer() or not lo <= level <= hi:
             out.append(f"hosp_lv: rule 'whole number {lo}..{hi}' broken "
-                       f"({str(v)[:20]!r}). Fix: give the hospital level 1, 2 or 3")
+                       f"(the value is not shown). Fix: give the hospital level 1, 2 or 3")
     hi_fen = MAX_SETTLEMENT_FEN
     rule = f"amount within 0..{MAX_SETTLEMENT_YUAN:,} yuan"
     fix = (f"a direct settlement's amounts are 0 to {MAX_SETTLEMENT_YUAN:,} yuan "
