@@ -299,3 +299,21 @@ def _money_city(tmp_path):
     early = st[st["setl_time"] < pd.Timestamp("2025-12-01")]
     early = early[~early["refund_of"].notna() | early["refund_of"].isin(set(early["setl_id"]))]
     return _copy_fund(full, tmp_path / "early", early.reset_index(drop=True))
+
+
+def test_a_settlement_no_policy_covers_is_answered_not_kept(served):
+    """Review 20: a psn_no typo (or a date outside cover) was recorded as decided
+    NO_POLICY, so the corrected resend under the same setl_id was a 409 for good. No
+    policy covers it: the answer says what would be paid (nothing), nothing is kept, and
+    the corrected settlement is decided as new."""
+    c, settle, _, url, psn, kind = served
+    h = {"Authorization": f"Bearer {settle}"}
+    typo = c.post("/v1/settlement", json=_body(psn, kind) | {"psn_no": "P999999999"},
+                  headers=h)
+    assert typo.status_code == 200 and typo.json()["recorded"] is False
+    assert typo.json()["total_payout"] == 0
+    assert run_sql(url, "SELECT COUNT(*) FROM decisions")[0][0] == 0
+    before = c.post("/v1/settlement", json=_body(psn, kind, day="2024-06-01"), headers=h)
+    assert before.status_code == 200 and before.json()["recorded"] is False
+    fixed = c.post("/v1/settlement", json=_body(psn, kind), headers=h)
+    assert fixed.status_code == 201 and fixed.json()["total_payout"] > 0

@@ -507,7 +507,8 @@ def keys_create(url, scope, name):
 
     if not name.strip() or len(name) > 100 or not name.isprintable():
         raise InputError("--name: 1 to 100 printable characters")
-    con = ledger.connect(url)
+    # an existing ledger (its policies loaded first): a mistyped path must not make one
+    con = ledger.connect(url, must_exist=True)
     with ledger.unit_of_work(con):
         key_id, secret = ledger.create_api_key(con, name.strip(), scope)
         ledger.audit(con, "keys create", key_id=key_id, scope=scope, name=name.strip())

@@ -173,7 +173,8 @@ class Service:
                     self.audit(who, "POST /v1/settlement", status, s["setl_id"], con)
                     return status, json.loads(response), True
             answer = decide(con, self.product, s, lines, record=True)
-            status = 200 if answer.get("already_decided") else 201
+            status = 201 if answer.get("recorded", True) and \
+                not answer.get("already_decided") else 200
             if idem_key:
                 ledger.record_idempotent_answer(con, key_id, idem_key, "settlement", digest,
                                                 status, json.dumps(answer, sort_keys=True))

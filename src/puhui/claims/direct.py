@@ -269,7 +269,11 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
     if done:
         _same_settlement(con, s, lines, matcher, done, res)
         return _answer(s["setl_id"], done) | {"already_decided": True}
-    if not record:
+    if not record or pol is None:
+        # no policy covers it (no policy of the product, or another date): nothing is due
+        # and nothing is kept, as a batch keeps no decision for a settlement without a
+        # policy, so a corrected resend (the right psn_no or date) is decided as new
+        # (review 20: a typo's NO_POLICY made the correction a 409 for good)
         return _answer(s["setl_id"], _rows(product, res)) | {"recorded": False}
     return _record(con, product, s, lines, matcher, pol, state, res)
 
