@@ -214,7 +214,8 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
            "double_entries": 0}
     first_answer = {}
     for r, res in zip(reqs, results):
-        if res is None or res["status"] not in (200, 201):
+        if res is None or res["status"] not in (200, 201) or \
+                res["answer"].get("recorded") is False:      # no policy covers it: not kept
             continue
         sid = r["body"]["setl_id"]
         if sid not in decided:
