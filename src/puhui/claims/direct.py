@@ -296,7 +296,8 @@ def _policy_of(con, product: Product, s: dict) -> tuple[dict | None, bool, list]
     """The person's policy covering the settlement's date (the latest-starting if
     several), whether it renews another policy (of any product), and all the person's
     policies of the product."""
-    mine = ledger.policies_of(con, s["psn_no"], product.id)
+    every = ledger.policies_of(con, s["psn_no"], None)      # one read: all products'
+    mine = [p for p in every if p["product_id"] == product.id]
     day = s["setl_time"]
     cover = [p for p in mine if dt.date.fromisoformat(p["start_date"]) <= day
              <= dt.date.fromisoformat(p["end_date"])]
@@ -305,7 +306,7 @@ def _policy_of(con, product: Product, s: dict) -> tuple[dict | None, bool, list]
     renewal = pol is not None and any(
         dt.date.fromisoformat(p["end_date"]) + dt.timedelta(days=1)
         == dt.date.fromisoformat(pol["start_date"])
-        for p in ledger.policies_of(con, s["psn_no"], None))
+        for p in every)
     return pol, renewal, mine
 
 

@@ -148,13 +148,15 @@ class PgConnection:
         exclusively (``locks=None``: SQLite's ``BEGIN IMMEDIATE``), or shared with the
         other such transactions and each named lock exclusively, in one order (no two
         transactions wait for each other in a circle)."""
-        self._con.execute("BEGIN")
+        # one round trip: the keys are integers made here, written into the statement
         if locks is None:
-            self._con.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            self._con.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
             return
-        self._con.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK,))
-        for key in sorted({lock_key(name) for name in locks}):
-            self._con.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        taken = [f"pg_advisory_xact_lock_shared({WRITE_LOCK})"] + [
+            f"pg_advisory_xact_lock({int(key)})"
+            for key in sorted({lock_key(name) for name in locks})]
+        # one lock after the other, in this order (a select list is computed left to right)
+        self._con.execute("BEGIN; " + "; ".join(f"SELECT {t}" for t in taken))
 
     def execute(self, sql: str, params=()):
         if sql.strip().upper() == "BEGIN IMMEDIATE":
