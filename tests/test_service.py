@@ -317,3 +317,21 @@ def test_a_settlement_no_policy_covers_is_answered_not_kept(served):
     assert before.status_code == 200 and before.json()["recorded"] is False
     fixed = c.post("/v1/settlement", json=_body(psn, kind), headers=h)
     assert fixed.status_code == 201 and fixed.json()["total_payout"] > 0
+
+
+def test_a_retry_serialised_otherwise_is_the_same_request(served):
+    """Review 20: the Idempotency-Key compared raw bytes, so a retry whose JSON orders
+    its keys or spaces otherwise was a 409. The same meaning is the same request: the
+    first answer again; another value is still a 409."""
+    c, settle, *_, psn, kind = served
+    h = {"Authorization": f"Bearer {settle}", "Idempotency-Key": "k-9",
+         "Content-Type": "application/json"}
+    body = _body(psn, kind, sid="D9")
+    first = c.post("/v1/settlement", content=json.dumps(body).encode(), headers=h)
+    other_order = json.dumps(dict(reversed(list(body.items()))), indent=2).encode()
+    again = c.post("/v1/settlement", content=other_order, headers=h)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    changed = c.post("/v1/settlement", content=json.dumps(body | {"hosp_lv": 2}).encode(),
+                     headers=h)
+    assert changed.status_code == 409

@@ -153,12 +153,15 @@ class Service:
         with ledger.read_only(con):
             return 200, decide(con, self.product, s, lines, record=False)
 
-    def settlement(self, raw: dict, body: bytes, key_id: str, idem_key: str | None,
+    def settlement(self, raw: dict, key_id: str, idem_key: str | None,
                    who: str = "anonymous") -> tuple[int, dict, bool]:
         """(status, answer, replayed); the request's audit row written in the same
         transaction as the answer."""
         s, lines = checked_settlement(raw)
-        digest = hashlib.sha256(body).hexdigest()
+        # the request's meaning, not its bytes: a retry that orders its keys or spaces its
+        # JSON otherwise is the same request (review 20)
+        digest = hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":"),
+                                           ensure_ascii=False).encode()).hexdigest()
         con = self.connections.get()
         locks = settlement_locks(s) + ((f"idem:{key_id}:{idem_key}",) if idem_key else ())
         with ledger.unit_of_work(con, locks=locks):
@@ -360,14 +363,14 @@ def create_app(product: Product, url: str):
               summary="Adjudicate and record a settlement (idempotent on setl_id)")
     async def settlement(request: Request):
         async def work(key_id, note):
-            body, raw = await body_of(request)
+            _, raw = await body_of(request)
             note["setl_id"] = _shown_id(raw.get("setl_id"))
             given = request.headers.getlist("idempotency-key")
             if len(given) > 1:
                 raise InputError("Idempotency-Key given more than once; send one")
             idem = _idempotency_key(given[0] if given else None)
             status, answer, replayed = await run_in_threadpool(
-                svc.settlement, raw, body, key_id, idem, note["who"])
+                svc.settlement, raw, key_id, idem, note["who"])
             note["audited"] = True
             return status, answer, {"Idempotent-Replayed": "true"} if replayed else None
         return await handle(request, "POST /v1/settlement", "settle", work)
