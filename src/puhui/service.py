@@ -29,7 +29,7 @@ import threading
 from typing import Any
 
 from puhui.claims import ledger
-from puhui.claims.direct import (REQUIRED, _answer, checked_settlement, decide,
+from puhui.claims.direct import (REQUIRED, answer_of, checked_settlement, decide,
                                  in_product_order, settlement_json, settlement_locks)
 from puhui.errors import Conflict, InputError
 from puhui.fund import privacy
@@ -191,7 +191,7 @@ class Service:
         if not done:
             raise Problem(404, "no such settlement", f"settlement {setl_id} has not been "
                                                      f"decided by this ledger")
-        return 200, _answer(setl_id, done)
+        return 200, answer_of(setl_id, done)
 
     def accumulators(self, psn_no: str) -> tuple[int, dict]:
         _token(psn_no, "psn_no")
@@ -332,9 +332,9 @@ def create_app(product: Product, url: str):
 
                 logging.getLogger("puhui.service").exception("audit not written")
 
-    async def body_of(request: Request) -> tuple[bytes, dict]:
-        """The body, read only up to the limit: a declared or streamed (chunked) body
-        over it is refused before it is held in memory."""
+    async def body_of(request: Request) -> dict:
+        """The body's settlement, the body read only up to the limit: a declared or
+        streamed (chunked) body over it is refused before it is held in memory."""
         too_large = Problem(413, "body too large", f"a settlement is at most "
                                                    f"{MAX_BODY_BYTES // 1024} KB")
         declared = request.headers.get("content-length", "")
@@ -346,14 +346,13 @@ def create_app(product: Product, url: str):
             if size > MAX_BODY_BYTES:
                 raise too_large
             parts.append(chunk)
-        body = b"".join(parts)
-        return body, settlement_json(body, "request body")
+        return settlement_json(b"".join(parts), "request body")
 
     @app.post("/v1/pre-settlement", openapi_extra=_body_spec(),
               summary="What the product would pay now; nothing is recorded")
     async def pre_settlement(request: Request):
         async def work(key_id, note):
-            _, raw = await body_of(request)
+            raw = await body_of(request)
             note["setl_id"] = _shown_id(raw.get("setl_id"))
             status, answer = await run_in_threadpool(svc.pre_settlement, raw)
             return status, answer, None
@@ -363,7 +362,7 @@ def create_app(product: Product, url: str):
               summary="Adjudicate and record a settlement (idempotent on setl_id)")
     async def settlement(request: Request):
         async def work(key_id, note):
-            _, raw = await body_of(request)
+            raw = await body_of(request)
             note["setl_id"] = _shown_id(raw.get("setl_id"))
             given = request.headers.getlist("idempotency-key")
             if len(given) > 1:

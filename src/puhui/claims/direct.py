@@ -210,7 +210,10 @@ def _stored_form(s: dict, lines: list[dict], matcher: LineMatcher) -> tuple[dict
     return row, kept
 
 
-def _answer(setl_id: str, rows: list[tuple]) -> dict:
+def answer_of(setl_id: str, rows: list[tuple]) -> dict:
+    """The explanation of benefit of decision rows (benefit, eligible, deductible,
+    ratio_bp, payout, reason), amounts in yuan: what `claims direct` prints and the
+    service answers."""
     benefits = [{"benefit": b, "eligible_amt": e / 100, "deductible_amt": d / 100,
                  "ratio": r / 10000, "payout_amt": p / 100, "reason": why}
                 for b, e, d, r, p, why in rows]
@@ -268,13 +271,13 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
     done = in_product_order(product, ledger.decisions_of(con, s["setl_id"]))
     if done:
         _same_settlement(con, s, lines, matcher, done, res)
-        return _answer(s["setl_id"], done) | {"already_decided": True}
+        return answer_of(s["setl_id"], done) | {"already_decided": True}
     if not record or pol is None:
         # no policy covers it (no policy of the product, or another date): nothing is due
         # and nothing is kept, as a batch keeps no decision for a settlement without a
         # policy, so a corrected resend (the right psn_no or date) is decided as new
         # (review 20: a typo's NO_POLICY made the correction a 409 for good)
-        return _answer(s["setl_id"], _rows(product, res)) | {"recorded": False}
+        return answer_of(s["setl_id"], _rows(product, res)) | {"recorded": False}
     return _record(con, product, s, lines, matcher, pol, state, res)
 
 
@@ -354,7 +357,7 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
         ledger.update_accumulators(con, pol_no, state)
     ledger.audit(con, "claims direct", DIRECT_BATCH, setl_id=s["setl_id"],
                  payout=sum(r[4] for r in rows))
-    return _answer(s["setl_id"], rows)
+    return answer_of(s["setl_id"], rows)
 
 
 def settlement_json(data: bytes, where: str) -> dict:
