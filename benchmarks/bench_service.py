@@ -139,14 +139,47 @@ class Server:
                 self.kill()
 
 
+class Client:
+    """One client's keep-alive HTTP/1.1 connection (the standard library's http.client:
+    a platform's client is not Python, and the load generator shares the server's two
+    cores, so it should cost little: httpx took about 1 ms of CPU a request, this about
+    a third of it). A lost connection is opened again on the next request."""
+
+    def __init__(self, port: int, secret: str):
+        self.port, self.conn = port, None
+        self.headers = {"Authorization": f"Bearer {secret}",
+                        "Content-Type": "application/json"}
+
+    def post(self, path: str, body: bytes, idem: str | None) -> tuple[int, dict, bool]:
+        """(status, answer JSON, replayed); OSError (http.client's errors included) when
+        the server did not answer."""
+        import http.client
+
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = dict(self.headers, **({"Idempotency-Key": idem} if idem else {}))
+        try:
+            self.conn.request("POST", path, body, headers)
+            resp = self.conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise OSError(str(exc)) from None
+        return (resp.status, json.loads(data),
+                resp.getheader("idempotent-replayed") == "true")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
 def send_all(reqs: list[dict], port: int, secret: str, clients: int,
              kill_after: int | None = None, server: Server | None = None) -> list[dict]:
     """Send every request from ``clients`` threads; each result: status, answer JSON,
     latency (s). With ``kill_after``, the server is killed once that many answers came
     and started again; requests without an answer are sent again under their key
     (the platform's retry), those without a key are then left unanswered (status 0)."""
-    import httpx
-
     results: list[dict | None] = [None] * len(reqs)
     todo: queue.Queue = queue.Queue()
     for i in range(len(reqs)):
@@ -158,29 +191,28 @@ def send_all(reqs: list[dict], port: int, secret: str, clients: int,
     up.set()
 
     def client():
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                          headers={"Authorization": f"Bearer {secret}"}) as c:
+        conn = Client(port, secret)
+        try:
             while True:
                 try:
                     i = todo.get_nowait()
                 except queue.Empty:
                     return
                 r = reqs[i]
-                headers = {"Idempotency-Key": r["idem"]} if r["idem"] else {}
+                body = json.dumps(r["body"]).encode()
                 while True:
                     up.wait()
                     t = time.perf_counter()
                     try:
-                        resp = c.post("/v1/settlement", json=r["body"], headers=headers)
-                    except httpx.HTTPError:
+                        status, answer, replayed = conn.post("/v1/settlement", body, r["idem"])
+                    except OSError:
                         if r["idem"] is None:        # no key: a retry may not be safe to
                             results[i] = {"status": 0, "answer": None, "latency": None}
                             break                    # tell apart; counted unanswered
                         time.sleep(0.05)
                         continue
-                    results[i] = {"status": resp.status_code, "answer": resp.json(),
-                                  "latency": time.perf_counter() - t,
-                                  "replayed": resp.headers.get("idempotent-replayed") == "true"}
+                    results[i] = {"status": status, "answer": answer,
+                                  "latency": time.perf_counter() - t, "replayed": replayed}
                     break
                 with lock:
                     answered[0] += 1
@@ -190,6 +222,8 @@ def send_all(reqs: list[dict], port: int, secret: str, clients: int,
                         server.kill()
                         server.start()
                         up.set()
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     [t.start() for t in threads]
@@ -258,6 +292,37 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
     return bad
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system, with that of their reaped children) of processes, from
+    /proc: where a request's cost goes (the client, the server, the database) on a
+    machine whose cores they share."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])     # utime stime cutime cstime
+    return total / tick
+
+
+def postgres_pids(pg) -> list[int]:
+    """The throwaway PostgreSQL server's processes (postmaster and its children)."""
+    from bench_synth import _tree
+
+    pidfile = next(Path(pg.directory).rglob("postmaster.pid"), None) if pg else None
+    return _tree(int(pidfile.read_text().split()[0])) if pidfile else []
+
+
+def cpu_by_process(server, pg) -> dict[str, float]:
+    from bench_synth import _tree
+
+    t = os.times()
+    return {"client": t.user + t.system, "server": cpu_seconds(_tree(server.proc.pid)),
+            "database": cpu_seconds(postgres_pids(pg))}
+
+
 def summarise(results, seconds: float) -> dict:
     lat = sorted(r["latency"] for r in results if r and r["latency"] is not None)
     by = {}
@@ -308,16 +373,21 @@ def main(argv=None) -> dict:
             server = Server(args.product, url, free_port(), work / "server.log",
                             args.workers)
             server.start()
+            cpu0 = cpu_by_process(server, pg)
             t = time.perf_counter()
             results = send_all(reqs, server.port, secret, args.clients, args.kill_after,
                                server)
             seconds = time.perf_counter() - t
+            cpu1 = cpu_by_process(server, pg)
             server.stop()
             out = summarise(results, seconds) | {"backend": args.backend,
                                                  "clients": args.clients,
                                                  "workers": args.workers,
                                                  "durable": not args.fast_postgres,
                                                  "killed_after": args.kill_after}
+            # CPU milliseconds a request, by process (a kill loses the killed server's)
+            out["cpu_ms_per_request"] = {k: round(1000 * (cpu1[k] - cpu0[k]) / len(reqs), 3)
+                                         for k in cpu0}
             out["checks"] = check(reqs, results, url, city, args.product, work)
         finally:
             if pg:
