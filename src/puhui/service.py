@@ -291,17 +291,27 @@ def create_app(product: Product, url: str):
         return problem(400, "bad request", "; ".join(
             f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()))
 
-    async def handle(request: Request, what: str, need: str, work, setl_id=None):
-        """Key, body, work in a thread, audit, problem: one request. ``work(key_id,
-        note)`` may name the settlement in ``note["setl_id"]`` for the audit."""
+    async def handle(request: Request, what: str, need: str, work, setl_id=None,
+                     body: bool = False):
+        """Key, body, work, audit, problem: one request. The body's bytes are read here
+        (up to the limit); the key's check and ``work(key_id, note, data)`` run in one
+        call of a worker thread (blocking database work; one hop a request). ``work``
+        may name the settlement in ``note["setl_id"]`` for the audit."""
         who, status, note = "anonymous", 500, {"setl_id": setl_id, "audited": False}
         try:
-            key_id, who, scope = await run_in_threadpool(svc.key_of, _secret(request))
-            note["who"] = who
-            if need == "settle" and scope != "settle":
-                raise Problem(403, "read-only key", "this key may only read; settling needs "
-                                                    "a key of scope settle")
-            status, answer, headers = await work(key_id, note)
+            secret = _secret(request)
+            if not secret:
+                svc.key_of(None)                      # 401, before any body is read
+            data = await body_of(request) if body else None
+
+            def in_thread():
+                key_id, note["who"], scope = svc.key_of(secret)
+                if need == "settle" and scope != "settle":
+                    raise Problem(403, "read-only key", "this key may only read; settling "
+                                                        "needs a key of scope settle")
+                return work(key_id, note, data)
+
+            status, answer, headers = await run_in_threadpool(in_thread)
             return JSONResponse(answer, status_code=status, headers=headers)
         except Problem as p:
             status = p.status
@@ -326,15 +336,16 @@ def create_app(product: Product, url: str):
         finally:
             try:
                 if not (note["audited"] and status < 300):
-                    await run_in_threadpool(svc.audit, who, what, status, note["setl_id"])
+                    await run_in_threadpool(svc.audit, note.get("who", who), what, status,
+                                            note["setl_id"])
             except Exception:  # noqa: BLE001 - an audit that cannot be written is logged
                 import logging
 
                 logging.getLogger("puhui.service").exception("audit not written")
 
-    async def body_of(request: Request) -> dict:
-        """The body's settlement, the body read only up to the limit: a declared or
-        streamed (chunked) body over it is refused before it is held in memory."""
+    async def body_of(request: Request) -> bytes:
+        """The body's bytes, read only up to the limit: a declared or streamed (chunked)
+        body over it is refused before it is held in memory."""
         too_large = Problem(413, "body too large", f"a settlement is at most "
                                                    f"{MAX_BODY_BYTES // 1024} KB")
         declared = request.headers.get("content-length", "")
@@ -346,39 +357,41 @@ def create_app(product: Product, url: str):
             if size > MAX_BODY_BYTES:
                 raise too_large
             parts.append(chunk)
-        return settlement_json(b"".join(parts), "request body")
+        return b"".join(parts)
+
+    def settlement_of(data: bytes, note: dict) -> dict:
+        raw = settlement_json(data, "request body")
+        note["setl_id"] = _shown_id(raw.get("setl_id"))
+        return raw
 
     @app.post("/v1/pre-settlement", openapi_extra=_body_spec(),
               summary="What the product would pay now; nothing is recorded")
     async def pre_settlement(request: Request):
-        async def work(key_id, note):
-            raw = await body_of(request)
-            note["setl_id"] = _shown_id(raw.get("setl_id"))
-            status, answer = await run_in_threadpool(svc.pre_settlement, raw)
+        def work(key_id, note, data):
+            status, answer = svc.pre_settlement(settlement_of(data, note))
             return status, answer, None
-        return await handle(request, "POST /v1/pre-settlement", "settle", work)
+        return await handle(request, "POST /v1/pre-settlement", "settle", work, body=True)
 
     @app.post("/v1/settlement", openapi_extra=_body_spec(),
               summary="Adjudicate and record a settlement (idempotent on setl_id)")
     async def settlement(request: Request):
-        async def work(key_id, note):
-            raw = await body_of(request)
-            note["setl_id"] = _shown_id(raw.get("setl_id"))
-            given = request.headers.getlist("idempotency-key")
+        given = request.headers.getlist("idempotency-key")
+
+        def work(key_id, note, data):
+            raw = settlement_of(data, note)
             if len(given) > 1:
                 raise InputError("Idempotency-Key given more than once; send one")
             idem = _idempotency_key(given[0] if given else None)
-            status, answer, replayed = await run_in_threadpool(
-                svc.settlement, raw, key_id, idem, note["who"])
+            status, answer, replayed = svc.settlement(raw, key_id, idem, note["who"])
             note["audited"] = True
             return status, answer, {"Idempotent-Replayed": "true"} if replayed else None
-        return await handle(request, "POST /v1/settlement", "settle", work)
+        return await handle(request, "POST /v1/settlement", "settle", work, body=True)
 
     @app.get("/v1/settlements/{setl_id}", summary="A decided settlement's explanation of "
                                                   "benefit")
     async def settlement_eob(request: Request, setl_id: str):
-        async def work(key_id, note):
-            status, answer = await run_in_threadpool(svc.settlement_eob, setl_id)
+        def work(key_id, note, data):
+            status, answer = svc.settlement_eob(setl_id)
             return status, answer, None
         return await handle(request, "GET /v1/settlements", "read", work,
                             setl_id=_shown_id(setl_id))
@@ -386,8 +399,8 @@ def create_app(product: Product, url: str):
     @app.get("/v1/persons/{psn_no}/accumulators", summary="A person's policies and what "
                                                           "their deductibles and limits used")
     async def accumulators(request: Request, psn_no: str):
-        async def work(key_id, note):
-            status, answer = await run_in_threadpool(svc.accumulators, psn_no)
+        def work(key_id, note, data):
+            status, answer = svc.accumulators(psn_no)
             return status, answer, None
         return await handle(request, "GET /v1/persons/accumulators", "read", work)
 
