@@ -54,5 +54,30 @@ def decision_reasons(block: np.ndarray, applies: np.ndarray, eligible: np.ndarra
     return np.select(conds, choices, default=NUMBER["ZERO_RATIO"]).astype("int8")
 
 
+def decision_reason(block: int, applies: bool, eligible: int, excluded: int,
+                    deductible: int, uncapped: int, paid: int) -> int:
+    """The reason number of one decision: :func:`decision_reasons` for scalars (a direct
+    payout decides one settlement; NumPy on one-element arrays cost it about 0.3 ms).
+
+    >>> decision_reason(0, True, 50000, 0, 20000, 30000, 30000) == NUMBER["PAID"]
+    True
+    >>> decision_reason(0, True, 50000, 0, 50000, 0, 0) == NUMBER["DEDUCTIBLE"]
+    True
+    """
+    if block > 0:
+        return block
+    if not applies or (eligible == 0 and excluded == 0):
+        return NUMBER["NOT_COVERED"]
+    if eligible == 0 and excluded > 0:
+        return NUMBER["EXCLUDED_BASIC_PAID"]
+    if eligible - deductible == 0:
+        return NUMBER["DEDUCTIBLE"]
+    if paid == 0 and uncapped > 0:
+        return NUMBER["LIMIT_REACHED"]
+    if 0 < paid < uncapped:
+        return NUMBER["PAID_TO_LIMIT"]
+    return NUMBER["PAID"] if paid > 0 else NUMBER["ZERO_RATIO"]
+
+
 def status_of(number: np.ndarray) -> np.ndarray:
     return STATUSES[np.asarray(number) - 1]

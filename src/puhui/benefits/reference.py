@@ -16,7 +16,7 @@ import pandas as pd
 
 from puhui.benefits.calculator import Decisions
 from puhui.benefits.quantities import LineMatcher, settlement_quantities_one
-from puhui.benefits.reasons import NUMBER, decision_reasons
+from puhui.benefits.reasons import NUMBER, decision_reason
 from puhui.products.model import Product
 from puhui.tiers.reference import settle_one
 
@@ -60,10 +60,8 @@ def adjudicate_one(product: Product, settlement: dict[str, Any], lines: list[dic
         r = res[b.id]
         applies = b.layer.applies is None or b.layer.applies.holds(attrs)
         excluded = 0 if block else excl_l.get(b.quantity, 0)
-        reason = decision_reasons(np.array([block]), np.array([applies]),
-                                  np.array([r["base"]]), np.array([excluded]),
-                                  np.array([r["deductible"]]), np.array([r["uncapped"]]),
-                                  np.array([r["paid"]]))[0]
+        reason = decision_reason(block, applies, r["base"], excluded, r["deductible"],
+                                 r["uncapped"], r["paid"])
         out[b.id] = {"eligible": r["base"], "deductible": r["deductible"],
                      "ratio_bp": r["ratio_bp"] if applies and not block else 0,
                      "payout": r["paid"], "reason": int(reason)}
