@@ -266,6 +266,7 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
                          f"product)")
     pol, renewal, mine = _policy_of(con, product, s)
     state = ledger.accumulators_of(con, pol["policy_no"]) if pol else {}
+    before = dict(state)                   # adjudicate_one updates ``state`` in place
     res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
                          renewal=renewal, has_any_policy=bool(mine))
     done = in_product_order(product, ledger.decisions_of(con, s["setl_id"]))
@@ -278,7 +279,8 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
         # policy, so a corrected resend (the right psn_no or date) is decided as new
         # (review 20: a typo's NO_POLICY made the correction a 409 for good)
         return answer_of(s["setl_id"], _rows(product, res)) | {"recorded": False}
-    return _record(con, product, s, lines, matcher, pol, state, res)
+    changed = {k: v for k, v in state.items() if before.get(k) != v}
+    return _record(con, product, s, lines, matcher, pol, changed, res)
 
 
 def in_product_order(product: Product, rows: list[tuple]) -> list[tuple]:
@@ -336,7 +338,9 @@ def _same_settlement(con, s: dict, lines: list[dict], matcher: LineMatcher,
 
 
 def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatcher,
-            pol: dict | None, state: dict, res: dict) -> dict:
+            pol: dict | None, changed: dict, res: dict) -> dict:
+    """Record a decision: its rows, payments, stored inputs, the policy's accumulators
+    that ``changed`` (only those are written) and the audit row."""
     ledger.ensure_open_batch(con, DIRECT_BATCH, "direct", product.id)
     rows, decided, entries = _rows(product, res), [], []
     stamp = ledger.now()
@@ -353,8 +357,8 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
     ledger.store_settlements(con, [tuple(row.values())],
                              [(s["setl_id"], ln["hilist_code"], ln["list_class"], ln["amount"])
                               for ln in kept], DIRECT_BATCH, _digest(s, lines))
-    if pol is not None:
-        ledger.update_accumulators(con, pol_no, state)
+    if pol is not None and changed:
+        ledger.update_accumulators(con, pol_no, changed)
     ledger.audit(con, "claims direct", DIRECT_BATCH, setl_id=s["setl_id"],
                  payout=sum(r[4] for r in rows))
     return answer_of(s["setl_id"], rows)

@@ -382,8 +382,30 @@ def policies_of(con: sqlite3.Connection, psn_no: str, product_id: str | None) ->
 
 
 def has_policies(con: sqlite3.Connection, product_id: str) -> bool:
-    return con.execute("SELECT 1 FROM policies WHERE product_id = ? LIMIT 1",
-                       (product_id,)).fetchone() is not None
+    if _known(con, ("policies", product_id)):
+        return True
+    found = con.execute("SELECT 1 FROM policies WHERE product_id = ? LIMIT 1",
+                        (product_id,)).fetchone() is not None
+    if found:
+        _learn(con, ("policies", product_id))
+    return found
+
+
+def _known(con, fact: tuple) -> bool:
+    """Whether the connection remembers ``fact``: something about the ledger that never
+    becomes false once committed (a product has policies, a standing batch exists; the
+    ledger deletes neither), so a long-lived connection (the service's) asks once, not
+    for every payout. Only PostgreSQL connections remember (:class:`PgConnection`
+    ``facts``, forgotten on a rollback, which may undo what was learnt); on SQLite every
+    statement is a local call."""
+    facts = getattr(con, "facts", None)
+    return facts is not None and fact in facts
+
+
+def _learn(con, fact: tuple) -> None:
+    facts = getattr(con, "facts", None)
+    if facts is not None:
+        facts.add(fact)
 
 
 def accumulators_of(con: sqlite3.Connection, policy_no: str) -> dict[str, int]:
@@ -408,8 +430,11 @@ def start_batch(con: sqlite3.Connection, batch_id: str, mode: str, product_id: s
 
 def ensure_open_batch(con: sqlite3.Connection, batch_id: str, mode: str, product_id: str) -> None:
     """A standing batch (direct payouts record into one)."""
+    if _known(con, ("batch", batch_id)):
+        return
     con.execute("INSERT OR IGNORE INTO batches VALUES (?, ?, ?, '', '', ?, NULL, 'open')",
                 (batch_id, mode, product_id, now()))
+    _learn(con, ("batch", batch_id))
 
 
 def finish_batch(con: sqlite3.Connection, batch_id: str) -> int:

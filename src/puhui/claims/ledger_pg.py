@@ -109,8 +109,8 @@ class _Result:
     iteration, ``description``)."""
 
     def __init__(self, cur):
-        self.description = cur.description
-        self._rows = cur.fetchall() if cur.description is not None else []
+        self.description = cur.description if cur is not None else None
+        self._rows = cur.fetchall() if self.description is not None else []
         self._at = 0
 
     def fetchone(self):
@@ -132,7 +132,14 @@ class PgConnection:
     the sqlite3 connection's calls the ledger uses: ``execute``, ``executemany``,
     ``executescript``, ``close``, and :meth:`frame` for ``pandas.read_sql_query``.
     Autocommit, as the SQLite ledger's ``isolation_level=None``: a unit of work is an
-    explicit ``BEGIN`` ... ``COMMIT``."""
+    explicit ``BEGIN`` ... ``COMMIT``.
+
+    Inside a unit of work, a statement that writes and returns nothing (``INSERT``,
+    ``UPDATE``, ``DELETE`` without ``RETURNING``) is kept and sent with the others in
+    one pipeline (one round trip) before the next statement that reads, or with the
+    ``COMMIT``: the transaction still reads its own writes, and a write's error still
+    rolls the whole unit of work back (it is raised by the read or the ``COMMIT`` that
+    sent it). A direct payout's nine writes and its commit were nine round trips."""
 
     backend = "postgresql"
 
@@ -141,6 +148,11 @@ class PgConnection:
 
         self.url = url
         self._con = psycopg.connect(url, autocommit=True)
+        #: what this connection learnt of the ledger that stays true once committed
+        #: (:func:`puhui.claims.ledger._known`); forgotten on a rollback
+        self.facts: set[tuple] = set()
+        self._writing = False           # inside a unit of work that may write
+        self._pending: list[tuple[str, str, object]] = []   # (kind, sql, params or rows)
         self._con.adapters.register_loader("numeric", _integral_numeric_loader())
 
     def begin(self, locks: tuple[str, ...] | None = None) -> None:
@@ -150,55 +162,133 @@ class PgConnection:
         transactions wait for each other in a circle)."""
         # one round trip: the keys are integers made here, written into the statement
         if locks is None:
-            self._con.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
-            return
-        taken = [f"pg_advisory_xact_lock_shared({WRITE_LOCK})"] + [
-            f"pg_advisory_xact_lock({int(key)})"
-            for key in sorted({lock_key(name) for name in locks})]
-        # one lock after the other, in this order (a select list is computed left to right)
-        self._con.execute("BEGIN; " + "; ".join(f"SELECT {t}" for t in taken))
+            self._run(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+        else:
+            taken = [f"pg_advisory_xact_lock_shared({WRITE_LOCK})"] + [
+                f"pg_advisory_xact_lock({int(key)})"
+                for key in sorted({lock_key(name) for name in locks})]
+            # one lock after the other, in this order (a select list is computed left
+            # to right)
+            self._run("BEGIN; " + "; ".join(f"SELECT {t}" for t in taken))
+        self._writing = True
 
     def execute(self, sql: str, params=()):
-        if sql.strip().upper() == "BEGIN IMMEDIATE":
+        word = sql.strip().upper()
+        if word == "BEGIN IMMEDIATE":
             self.begin(None)
-            return _Result(self._con.cursor())
-        if sql.strip().upper() == "BEGIN":
+            return _Result(None)
+        if word in ("COMMIT", "ROLLBACK"):
+            self._end(word)
+            return _Result(None)
+        if word == "BEGIN":
             # a read transaction (:func:`puhui.claims.ledger.read_only`): one state of the
             # ledger for all its statements, as SQLite's (WAL) read transaction gives;
             # PostgreSQL's default (read committed) would let each statement see what
             # committed since the one before
-            self._con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return _Result(self._con.cursor())
-        with self._con.cursor() as cur:
-            cur.execute(translate(sql), tuple(params) if params else None)
-            return _Result(cur)
+            self._run("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return _Result(None)
+        if self._writing and _WRITE.match(sql) and "RETURNING" not in word:
+            self._pending.append(("one", translate(sql), tuple(params) if params else None))
+            return _Result(None)
+        self._flush()
+        try:
+            with self._con.cursor() as cur:
+                cur.execute(translate(sql), tuple(params) if params else None)
+                return _Result(cur)
+        except BaseException:
+            self._failed()
+            raise
 
     def executemany(self, sql: str, rows) -> None:
         rows = list(rows)
-        if rows:
+        if not rows:
+            return
+        if self._writing:
+            self._pending.append(("many", translate(sql), rows))
+            return
+        try:
             with self._con.cursor() as cur:
                 cur.executemany(translate(sql), rows)
+        except BaseException:
+            self._failed()
+            raise
+
+    def _flush(self, then: str | None = None) -> None:
+        """Send the kept writes (and ``then``, a COMMIT) in one pipeline."""
+        if not self._pending and then is None:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            with self._con.pipeline(), self._con.cursor() as cur:
+                for kind, sql, args in pending:
+                    (cur.executemany if kind == "many" else cur.execute)(sql, args)
+                if then is not None:
+                    cur.execute(then)
+        except BaseException:
+            self._failed()
+            raise
+
+    def _end(self, word: str) -> None:
+        """``COMMIT`` (with the kept writes, one round trip) or ``ROLLBACK`` (the kept
+        writes dropped)."""
+        wrote, self._writing = self._writing, False
+        if word == "ROLLBACK":
+            self._pending = []
+            if wrote:
+                self.facts.clear()       # what this transaction taught may be undone
+            self._run("ROLLBACK")
+            return
+        self._flush(then="COMMIT")
+
+    def _failed(self) -> None:
+        """After a statement's error: the transaction is void (PostgreSQL refuses
+        everything until ``ROLLBACK``; in a pipeline the statements after the error
+        were not run, a ``COMMIT`` among them): what was kept or learnt is dropped, and
+        an open transaction is rolled back, so the connection is usable again and the
+        caller's own ``ROLLBACK`` is harmless."""
+        self._pending = []
+        self.facts.clear()
+        if self._writing or self._con.info.transaction_status != 0:   # 0: idle
+            self._writing = False
+            try:
+                self._con.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - a broken connection: the caller sees why
+                pass
+
+    def _run(self, sql: str) -> None:
+        try:
+            self._flush()
+            self._con.execute(sql)
+        except BaseException:
+            self._failed()
+            raise
 
     def executescript(self, script: str) -> None:
-        self._con.execute(script)
+        self._run(script)
 
     def frame(self, sql: str, params=None):
         """``pandas.read_sql_query(sql, con, params=params)`` as on SQLite: the same
         column names and the same inference of types from the rows."""
         import pandas as pd
 
+        self._flush()
         with self._con.cursor() as cur:
             cur.execute(translate(sql), list(params) if params else None)
             cols = [d[0] for d in cur.description]
             return pd.DataFrame.from_records(cur.fetchall(), columns=cols, coerce_float=True)
 
     def close(self) -> None:
+        self._pending = []
         self._con.close()
 
     @property
     def closed(self) -> bool:
         """The connection is lost (closed, or broken by the server or the network)."""
         return self._con.closed or self._con.broken
+
+
+#: A statement that writes (deferred inside a unit of work unless it returns rows).
+_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.I)
 
 
 def _integral_numeric_loader():
