@@ -189,11 +189,11 @@ def validate(directory, engine, memory_limit):
         rows = ", ".join(f"{n:,} {t}" for t, n in rep.rows.items())
         click.echo(f"{directory}: valid ({rows})")
         return
+    from puhui.fund.validate import refusal
+
     for p in rep.problems:
         click.echo(p.message(), err=True)
-    n = len(rep.problems)
-    raise InputError(f"{directory}: {n} rule{'s' if n != 1 else ''} broken; fix the data "
-                     f"and run 'puhui validate' again")
+    raise InputError(refusal(directory, rep))
 
 
 @cli.group()

@@ -1585,6 +1585,14 @@ def _policies_aside(directory: Path, workers: int):
     return result
 
 
+def refusal(directory: str | Path, rep: Report) -> str:
+    """The last line of ``puhui validate`` on data that breaks rules (each problem's
+    message comes before it): the same words from the command and the Python API."""
+    n = len(rep.problems)
+    return (f"{directory}: {n} rule{'s' if n != 1 else ''} broken; fix the data and run "
+            f"'puhui validate' again")
+
+
 def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | None = None,
                  settlements_sink=None, workers: int = 1, codes: bool = True) -> Report:
     """Check a fund-data folder against every rule of the contract.
