@@ -1,5 +1,5 @@
 """A pricing of huhuibao-2025 on a cut of the sample (its first 3,000 persons, so it runs
-in seconds; the whole sample takes about a minute): the figures of ``puhui price``."""
+in seconds; the whole sample takes some 20 s of CPU): the figures of ``puhui price``."""
 
 import sys
 import tempfile
