@@ -3,7 +3,9 @@
 The national platform settles the basic tier at the counter and, in the same moment,
 asks what the product pays: ``POST /v1/pre-settlement`` answers without recording;
 ``POST /v1/settlement`` adjudicates and records (the per-settlement face of the one
-benefit engine, :mod:`puhui.claims.direct`, against the ledger). Reads:
+benefit engine, :mod:`puhui.claims.direct`, against the ledger); ``POST /v1/reversal``
+reverses a decided settlement (:mod:`puhui.claims.reverse`: the policy year adjudicated
+again, the differences written). Reads:
 ``GET /v1/settlements/{setl_id}`` (its explanation of benefit) and
 ``GET /v1/persons/{psn_no}/accumulators``; ``GET /healthz``. docs/service.md.
 
@@ -20,7 +22,8 @@ benefit engine, :mod:`puhui.claims.direct`, against the ledger). Reads:
 - **Privacy**: the settlement guard (:func:`puhui.claims.direct.guard_settlement`) on
   every body and the token rule on ids in paths; no message echoes a value.
 - **Errors** are ``application/problem+json`` (RFC 9457) that say what to fix: 400 bad
-  input, 401/403 keys, 404, 409 conflicts, 413 a body over 64 KB; never a traceback.
+  input, 401/403 keys, 404, 409 conflicts, 413 a body over 64 KB, 422 a reversal that
+  cannot be applied to what the ledger holds; never a traceback.
 """
 
 import hashlib
