@@ -830,6 +830,12 @@ def unstored_decided_of_policy(con, policy_no: str) -> int:
         (policy_no,)).fetchone()[0])
 
 
+def decision_policies(con, setl_id: str) -> set[str]:
+    """The policies a settlement's current decisions were made under (none: no policy)."""
+    return {r[0] for r in con.execute("SELECT DISTINCT policy_no FROM decisions WHERE"
+                                      " setl_id = ? AND policy_no IS NOT NULL", (setl_id,))}
+
+
 def decision_reasons_of(con, ids: list[str]) -> dict[tuple[str, str], str]:
     """(setl_id, benefit) -> the reason of its current decision, for ``ids``."""
     out: dict[tuple[str, str], str] = {}

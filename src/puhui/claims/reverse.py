@@ -231,9 +231,10 @@ def _original(con, product: Product, r: dict) -> tuple[dict, dict, bool, list]:
     pol, renewal, mine = _policy_of(con, product, {"psn_no": s["psn_no"],
                                                    "setl_time": dt.date.fromisoformat(
                                                        s["setl_time"])})
-    if pol is None:
-        raise Unprocessable(f"reversal {r['setl_id']}: no policy of {product.id} covers the "
-                            f"original's date; reverse it with the product that paid it")
+    if pol is None or not ledger.decision_policies(con, orig) <= {pol["policy_no"]}:
+        raise Unprocessable(f"reversal {r['setl_id']}: the original was not decided under "
+                            f"the policy of {product.id} covering its date; reverse it with "
+                            f"the product that paid it")
     if ledger.unstored_decided_of_policy(con, pol["policy_no"]):
         raise Unprocessable(f"reversal {r['setl_id']}: the ledger holds settlements of this "
                             f"policy decided by an earlier puhui (ledger schema 1) without "
