@@ -14,6 +14,8 @@ p50 / p99 / max, counts by status, errors; then the checks:
   a person no reversal touched: the decisions), every acknowledged reversal is recorded
   with the entries it listed, and nothing unacknowledged is half-written (each decided
   settlement has its five decisions);
+- a 409 only for a repeat, without a key, of a settlement reversed since (a repeat under
+  its key gets the first answer);
 - every settlement's net entries equal its current decision (no double payment or
   double reversal), at most one reversing entry per settlement and benefit;
 - a repeat under its key got the first answer (byte for byte as JSON);
@@ -240,12 +242,18 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
         "SELECT setl_id, COUNT(*) FROM decisions GROUP BY setl_id")}
     bad = {"acknowledged_missing": 0, "acknowledged_other_payout": 0,
            "half_written": 0, "replay_differs": 0, "sequential_differs": 0,
-           "double_entries": 0, "net_not_decided": 0}
+           "double_entries": 0, "net_not_decided": 0, "conflict_unexpected": 0}
     first_answer = {}
     paid_direct = {sid: int(v) for sid, v in con.execute(
         "SELECT applies_to, SUM(payout_fen) FROM payments WHERE batch_id = 'direct'"
         " GROUP BY applies_to")}
     touched = {p for (p,) in con.execute("SELECT DISTINCT psn_no FROM reversals")}
+    reversed_ids = set(ledger.known_reversals(con))
+    # a 409 is right only for a repeat, without a key, of a settlement reversed since
+    bad["conflict_unexpected"] = sum(
+        1 for r, res in zip(reqs, results) if res and res["status"] == 409
+        and not (r["kind"] == "settlement" and r["idem"] is None
+                 and r["body"]["setl_id"] in reversed_ids))
     for r, res in zip(reqs, results):
         if res is None or res["status"] not in (200, 201) or \
                 res["answer"].get("recorded") is False:      # no policy covers it: not kept
