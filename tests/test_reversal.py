@@ -391,3 +391,29 @@ def test_bad_reversals_are_4xx_problems(served, city, change, status, words):
                  "analyst").stdout.strip()
     assert c.post("/v1/reversal", json=_reversal(b, "R1", "2025-08-01"),
                   headers={"X-API-Key": read}).status_code == 403
+
+
+def test_a_settlement_not_claimed_keeps_what_it_was_not_paid(city, tmp_path, new_ledger):
+    """A claimed batch with a claims file naming T1 and T2 only (T3 is NOT_CLAIMED: nothing
+    paid); T1 reversed at once: T2 takes the deductible (-7,000), T3 stays unpaid and
+    NOT_CLAIMED, as a batch on data holding the reversal with the same claims gives."""
+    full, psn, kind, *_ = city
+    bodies = _three(psn, kind)
+    rev = _reversal(bodies[0], "R1", "2025-08-01")
+    st = read_raw(full, SETTLEMENTS)
+    claims = set(st["setl_id"].astype(str)) | {"T1", "T2"}
+    url = new_ledger("l")
+    run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "three", bodies), url, "b1",
+              claims=claims)
+    assert _net(url, psn) == 1260000
+    answer = reverse_payout(PRODUCT, url, rev)
+    assert _by_entry(answer) == [("reverse", "T1", "hospital", -5600.0),
+                                 ("adjust", "T2", "hospital", -7000.0)]
+    con = ledger.connect(url)
+    assert [r[5] for r in ledger.decisions_of(con, "T3") if r[0] == "hospital"] == \
+        ["NOT_CLAIMED"]
+    con.close()
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "four", [*bodies, rev]), ref, "r",
+              claims=claims | {"R1"})
+    assert _net(url, psn) == _net(ref, psn) == 0 and _acc(url, psn) == _acc(ref, psn)
