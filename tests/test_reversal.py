@@ -141,7 +141,8 @@ def test_the_pure_rule_by_hand():
     ({"refund_of": "R9"}, "reversal itself"),
     ({"lines": [{"hilist_code": "X", "amount": -1}]}, "lines are not taken"),
     ({"medfee_sumamt": -1}, "medfee_sumamt is not"),
-    ({"psn_part_amt": "-1.234"}, "not an amount"), ({"psn_part_amt": -1.234}, "more than two decimals"),
+    ({"psn_part_amt": "-1.234"}, "not an amount"),
+    ({"psn_part_amt": -1.234}, "more than two decimals"),
     ({"psn_no": "110101199003077777"}, "personal data"),
 ])
 def test_a_bad_reversal_body_is_refused_on_its_own(change, words):

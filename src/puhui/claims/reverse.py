@@ -166,7 +166,7 @@ def apply_reversal(con, product: Product, r: dict) -> tuple[dict, bool]:
     before = _applied_before(con, product, r)
     if before is not None:
         return before, False
-    orig, pol, renewal, mine = _original(con, product, r)
+    _, pol, renewal, mine = _original(con, product, r)
     matcher = _MATCHERS.get(product.id) or _MATCHERS.setdefault(product.id, LineMatcher(product))
     stored, lines = ledger.stored_of_person(con, r["psn_no"], pol["start_date"], pol["end_date"])
     others = [_engine_form(s) for s in stored if s["setl_id"] != r["refund_of"]
