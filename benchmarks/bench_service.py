@@ -1,25 +1,33 @@
 """Load test of `puhui serve` (issue 20, point 4), on loopback only (127.0.0.1).
 
 N concurrent clients send settlements for overlapping persons (insured people of a
-synthetic city, each settled many times over the year), repeats of a settlement under
-the same Idempotency-Key (the platform retrying) and repeats of an id without a key;
+synthetic city, each settled many times over the year), reversals of a share of the
+acknowledged settlements (``POST /v1/reversal``, sent once the original was answered),
+repeats of a settlement or a reversal under the same Idempotency-Key (the platform
+retrying) and repeats of an id without a key;
 optionally the server is killed (SIGKILL) in the middle and started again, and every
 request that had no answer is sent again under its key. Printed: throughput, latency
 p50 / p99 / max, counts by status, errors; then the checks:
 
 - every acknowledged settlement (201, or 200 already decided) is in the ledger with the
-  payout it was told, and nothing unacknowledged is half-written (each decided
-  settlement has its five decisions and its entries);
+  payout it was told (a first answer: the direct payout's own entries; a later one, of
+  a person no reversal touched: the decisions), every acknowledged reversal is recorded
+  with the entries it listed, and nothing unacknowledged is half-written (each decided
+  settlement has its five decisions);
+- a 409 only for a repeat, without a key, of a settlement reversed since (a repeat under
+  its key gets the first answer);
+- every settlement's net entries equal its current decision (no double payment or
+  double reversal), at most one reversing entry per settlement and benefit;
 - a repeat under its key got the first answer (byte for byte as JSON);
-- the ledger equals a sequential replay of the decided settlements, in the order the
-  ledger committed them, into a fresh SQLite ledger (net paid per person, every
-  accumulator, every settlement's payout): no double and no lost payment.
+- the ledger equals a sequential replay of the decided settlements and the applied
+  reversals, in the order the ledger committed them, into a fresh SQLite ledger (net
+  paid per person, every accumulator, every settlement's payout): no double and no
+  lost payment.
 
     python benchmarks/bench_service.py --backend postgres --requests 100000 --clients 16
     python benchmarks/bench_service.py --backend sqlite --requests 20000 --kill-after 5000
 
-The PostgreSQL server is a throwaway one (puhui.tempdb). Reversals over HTTP are not
-built yet (docs/service.md): the load has none.
+The PostgreSQL server is a throwaway one (puhui.tempdb).
 """
 from __future__ import annotations
 
@@ -65,14 +73,25 @@ def insured(city: Path, product_id: str) -> list[tuple[str, str]]:
     return [(p, kind[p]) for p in who]
 
 
-def workload(people: list[tuple[str, str]], n: int, seed: int, repeat_share: float = 0.05
-             ) -> list[dict]:
+def workload(people: list[tuple[str, str]], n: int, seed: int, repeat_share: float = 0.05,
+             reversal_share: float = 0.03) -> list[dict]:
     """``n`` requests: settlements (unique ids, spread over the year and over few
-    people so the same person is settled at once by several clients), and repeats of
-    earlier ones (half under the same Idempotency-Key, half without one)."""
+    people so the same person is settled at once by several clients), reversals of
+    earlier settlements (``of``: the original's request, each reversed once), and
+    repeats of earlier ones (half under the same Idempotency-Key, half without one)."""
     rng = random.Random(seed)
     out: list[dict] = []
+    reversed_: set[int] = set()
     for i in range(n):
+        if out and rng.random() < reversal_share:
+            j = rng.randrange(len(out))
+            if out[j]["kind"] == "settlement" and out[j]["repeat_of"] is None and \
+                    j not in reversed_:
+                reversed_.add(j)
+                out.append({"kind": "reversal", "of": j, "idem": f"idem-{seed}-{i}",
+                            "repeat_of": None, "body": reversal_of(out[j]["body"],
+                                                                   f"V{seed}-{i}")})
+                continue
         if out and rng.random() < repeat_share:
             first = out[rng.randrange(len(out))]
             rep = dict(first, repeat_of=first["idem"])
@@ -87,8 +106,16 @@ def workload(people: list[tuple[str, str]], n: int, seed: int, repeat_share: flo
                     hosp_lv=3, insutype=kind, medfee_sumamt=inlist * 3,
                     fulamt_ownpay_amt=0, overlmt_selfpay=0, psn_part_amt=inlist,
                     hifp_pay=inlist * 2, hifob_pay=0, hifmi_pay=0, maf_pay=0)
-        out.append({"body": body, "idem": f"idem-{seed}-{i}", "repeat_of": None})
+        out.append({"kind": "settlement", "body": body, "idem": f"idem-{seed}-{i}",
+                    "repeat_of": None, "of": None})
     return out
+
+
+def reversal_of(body: dict, setl_id: str) -> dict:
+    """The reversing settlement of ``body`` as the platform sends it: the same fields,
+    the amounts negated, its own id, refund_of the original, dated the same day."""
+    neg = {k: -v for k, v in body.items() if isinstance(v, (int, float)) and k != "hosp_lv"}
+    return body | neg | {"setl_id": setl_id, "refund_of": body["setl_id"]}
 
 
 class Server:
@@ -200,11 +227,14 @@ def send_all(reqs: list[dict], port: int, secret: str, clients: int,
                     return
                 r = reqs[i]
                 body = json.dumps(r["body"]).encode()
+                while r["of"] is not None and results[r["of"]] is None:
+                    time.sleep(0.002)            # a reversal follows its original's answer
+                path = "/v1/reversal" if r["kind"] == "reversal" else "/v1/settlement"
                 while True:
                     up.wait()
                     t = time.perf_counter()
                     try:
-                        status, answer, replayed = conn.post("/v1/settlement", body, r["idem"])
+                        status, answer, replayed = conn.post(path, body, r["idem"])
                     except OSError:
                         if r["idem"] is None:        # no key: a retry may not be safe to
                             results[i] = {"status": 0, "answer": None, "latency": None}
@@ -235,6 +265,7 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
     """The checks of the module docstring; a dict of counts (all zero when right)."""
     from puhui.claims import ledger
     from puhui.claims.direct import direct_payout
+    from puhui.claims.reverse import reverse_payout
     from puhui.products.model import load_product, product_path
 
     con = ledger.connect(url, must_exist=True)
@@ -245,17 +276,31 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
         "SELECT setl_id, COUNT(*) FROM decisions GROUP BY setl_id")}
     bad = {"acknowledged_missing": 0, "acknowledged_other_payout": 0,
            "half_written": 0, "replay_differs": 0, "sequential_differs": 0,
-           "double_entries": 0}
+           "double_entries": 0, "net_not_decided": 0, "conflict_unexpected": 0}
     first_answer = {}
+    paid_direct = {sid: int(v) for sid, v in con.execute(
+        "SELECT applies_to, SUM(payout_fen) FROM payments WHERE batch_id = 'direct'"
+        " GROUP BY applies_to")}
+    touched = {p for (p,) in con.execute("SELECT DISTINCT psn_no FROM reversals")}
+    reversed_ids = set(ledger.known_reversals(con))
+    # a 409 is right only for a repeat, without a key, of a settlement reversed since
+    bad["conflict_unexpected"] = sum(
+        1 for r, res in zip(reqs, results) if res and res["status"] == 409
+        and not (r["kind"] == "settlement" and r["idem"] is None
+                 and r["body"]["setl_id"] in reversed_ids))
     for r, res in zip(reqs, results):
         if res is None or res["status"] not in (200, 201) or \
                 res["answer"].get("recorded") is False:      # no policy covers it: not kept
             continue
         sid = r["body"]["setl_id"]
-        if sid not in decided:
+        if r["kind"] == "reversal":
+            bad["acknowledged_missing"] += _reversal_missing(con, r, res)
+        elif sid not in decided:
             bad["acknowledged_missing"] += 1
-        elif round(decided[sid] / 100, 2) != res["answer"]["total_payout"]:
-            bad["acknowledged_other_payout"] += 1
+        elif res["status"] == 201 or r["body"]["psn_no"] not in touched:
+            told = round(paid_direct.get(sid, 0) / 100, 2) if res["status"] == 201 else \
+                round(decided[sid] / 100, 2)
+            bad["acknowledged_other_payout"] += int(told != res["answer"]["total_payout"])
         if r["repeat_of"] is None:
             first_answer[r["idem"]] = res["answer"]
     for r, res in zip(reqs, results):
@@ -266,16 +311,26 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
     p = load_product(product_path(product))
     bad["half_written"] = sum(1 for n in n_benefits.values() if n != len(p.benefits))
     bad["double_entries"] = con.execute(
-        "SELECT COUNT(*) FROM (SELECT applies_to, benefit FROM payments WHERE kind = 'pay'"
-        " GROUP BY applies_to, benefit HAVING COUNT(*) > 1) AS d").fetchone()[0]
-    # the sequential replay, in the order the ledger committed the payouts
-    order = [json.loads(d)["setl_id"] for (d,) in con.execute(
-        "SELECT detail FROM audit WHERE command = 'claims direct' ORDER BY id")]
+        "SELECT COUNT(*) FROM (SELECT applies_to, benefit FROM payments WHERE"
+        " (kind = 'pay' AND batch_id = 'direct') OR kind = 'reverse'"
+        " GROUP BY applies_to, benefit, kind HAVING COUNT(*) > 1) AS d").fetchone()[0]
+    # every settlement and benefit: its net entries are its current decision's payout
+    bad["net_not_decided"] = con.execute(
+        "SELECT COUNT(*) FROM decisions d WHERE d.payout_fen != (SELECT COALESCE("
+        "SUM(e.payout_fen), 0) FROM payments e WHERE e.applies_to = d.setl_id AND"
+        " e.benefit = d.benefit)").fetchone()[0]
+    # the sequential replay, in the order the ledger committed the payouts and reversals
+    order = [(c, json.loads(d)["setl_id"]) for c, d in con.execute(
+        "SELECT command, detail FROM audit WHERE command IN ('claims direct',"
+        " 'claims reverse') ORDER BY id")]
     by_id = {r["body"]["setl_id"]: r["body"] for r in reqs}
     ref = f"sqlite:///{work / 'replay.db'}"
     _run("ledger", "load", "--data", str(city), "--ledger", ref)
-    for sid in order:
-        direct_payout(p, ref, by_id[sid])
+    for command, sid in order:
+        if command == "claims reverse":
+            reverse_payout(p, ref, by_id[sid])
+        else:
+            direct_payout(p, ref, by_id[sid])
     rc = ledger.connect(ref, must_exist=True)
     q_net = ("SELECT psn_no, SUM(payout_fen) FROM payments GROUP BY psn_no"
              " HAVING SUM(payout_fen) != 0 ORDER BY psn_no")
@@ -288,6 +343,7 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
         b = [tuple(row) for row in rc.execute(q)]
         bad["sequential_differs"] += int(a != b)
     bad["decided"] = len(decided)
+    bad["reversed"] = sum(1 for c, _ in order if c == "claims reverse")
     bad["replayed_in_order"] = len(order)
     return bad
 
@@ -321,6 +377,23 @@ def cpu_by_process(server, pg) -> dict[str, float]:
     t = os.times()
     return {"client": t.user + t.system, "server": cpu_seconds(_tree(server.proc.pid)),
             "database": cpu_seconds(postgres_pids(pg))}
+
+
+def _reversal_missing(con, r: dict, res: dict) -> int:
+    """1 if an acknowledged reversal is not recorded, or its answer lists other entries
+    than its batch holds."""
+    from puhui.claims import ledger
+    from puhui.claims.reverse import batch_of
+
+    rid = r["body"]["setl_id"]
+    done = ledger.reversal_by_id(con, rid)
+    if done is None or done[0] != r["body"]["refund_of"]:
+        return 1
+    held = [(s, a, b, round(f / 100, 2), k) for s, a, b, f, k in
+            ledger.reversal_entries(con, rid, batch_of(rid), True)]
+    told = [(e["setl_id"], e["applies_to"], e["benefit"], e["payout_amt"], e["kind"])
+            for e in res["answer"]["entries"]]
+    return int(held != told)
 
 
 def summarise(results, seconds: float) -> dict:

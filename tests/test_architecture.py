@@ -14,11 +14,15 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: the engines at the core: pure data in, data out (docs/ARCHITECTURE.md)
 CORE = ("puhui.money", "puhui.tiers", "puhui.products", "puhui.benefits", "puhui.fund")
 #: may not be imported by ...
+#: (``puhui.api``, the Python API, sits at the top beside ``cli``: it may import every
+#: layer, and none of them imports it)
 RULES = {
-    CORE: ("puhui.pricing", "puhui.claims", "puhui.survival", "puhui.synth", "puhui.cli"),
-    ("puhui.pricing", "puhui.survival"): ("puhui.claims", "puhui.synth", "puhui.cli"),
-    ("puhui.claims",): ("puhui.pricing", "puhui.synth", "puhui.cli"),
-    ("puhui.synth",): ("puhui.pricing", "puhui.claims", "puhui.cli"),
+    CORE: ("puhui.pricing", "puhui.claims", "puhui.survival", "puhui.synth", "puhui.cli",
+           "puhui.api"),
+    ("puhui.pricing", "puhui.survival"): ("puhui.claims", "puhui.synth", "puhui.cli",
+                                          "puhui.api"),
+    ("puhui.claims",): ("puhui.pricing", "puhui.synth", "puhui.cli", "puhui.api"),
+    ("puhui.synth",): ("puhui.pricing", "puhui.claims", "puhui.cli", "puhui.api"),
 }
 
 

@@ -189,11 +189,11 @@ def validate(directory, engine, memory_limit):
         rows = ", ".join(f"{n:,} {t}" for t, n in rep.rows.items())
         click.echo(f"{directory}: valid ({rows})")
         return
+    from puhui.fund.validate import refusal
+
     for p in rep.problems:
         click.echo(p.message(), err=True)
-    n = len(rep.problems)
-    raise InputError(f"{directory}: {n} rule{'s' if n != 1 else ''} broken; fix the data "
-                     f"and run 'puhui validate' again")
+    raise InputError(refusal(directory, rep))
 
 
 @cli.group()
@@ -392,7 +392,9 @@ def claims_recoveries(product_file, data_dir, url, as_of, batch_id, out):
 @click.option("--settlement", "settlement_file", type=click.Path(exists=True, dir_okay=False),
               required=True, help="one settlement as JSON (with 'lines' where there are any)")
 def claims_direct(product_file, url, settlement_file):
-    """Adjudicate one settlement at once against the ledger and record it."""
+    """Adjudicate one settlement at once against the ledger and record it; a settlement
+    with refund_of is a reversal of one the ledger decided: applied at once (the policy
+    year adjudicated again, the differences written)."""
     import json
 
     from puhui.claims.direct import direct_payout, settlement_json
@@ -402,7 +404,12 @@ def claims_direct(product_file, url, settlement_file):
             settlement = settlement_json(fh.read(), settlement_file)
     except OSError as exc:
         raise InputError(f"{settlement_file}: cannot be read ({exc.strerror})") from None
-    result = direct_payout(_load_product(product_file), url, settlement)
+    if settlement.get("refund_of") not in (None, ""):      # a reversal: applied at once
+        from puhui.claims.reverse import reverse_payout
+
+        result = reverse_payout(_load_product(product_file), url, settlement)
+    else:
+        result = direct_payout(_load_product(product_file), url, settlement)
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 

@@ -27,3 +27,9 @@ class Conflict(InputError):
     """The input contradicts what is already recorded (a settlement id decided before
     with other amounts, a reversed settlement sent again, an idempotency key reused for
     another request): the CLI exits 2, the service answers 409."""
+
+
+class Unprocessable(InputError):
+    """Well-formed input that cannot be applied to what is recorded (a reversal of a
+    settlement the ledger never decided, of another person's, or whose amounts are not
+    the original's negated): the CLI exits 2, the service answers 422."""

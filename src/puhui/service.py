@@ -3,7 +3,9 @@
 The national platform settles the basic tier at the counter and, in the same moment,
 asks what the product pays: ``POST /v1/pre-settlement`` answers without recording;
 ``POST /v1/settlement`` adjudicates and records (the per-settlement face of the one
-benefit engine, :mod:`puhui.claims.direct`, against the ledger). Reads:
+benefit engine, :mod:`puhui.claims.direct`, against the ledger); ``POST /v1/reversal``
+reverses a decided settlement (:mod:`puhui.claims.reverse`: the policy year adjudicated
+again, the differences written). Reads:
 ``GET /v1/settlements/{setl_id}`` (its explanation of benefit) and
 ``GET /v1/persons/{psn_no}/accumulators``; ``GET /healthz``. docs/service.md.
 
@@ -20,7 +22,8 @@ benefit engine, :mod:`puhui.claims.direct`, against the ledger). Reads:
 - **Privacy**: the settlement guard (:func:`puhui.claims.direct.guard_settlement`) on
   every body and the token rule on ids in paths; no message echoes a value.
 - **Errors** are ``application/problem+json`` (RFC 9457) that say what to fix: 400 bad
-  input, 401/403 keys, 404, 409 conflicts, 413 a body over 64 KB; never a traceback.
+  input, 401/403 keys, 404, 409 conflicts, 413 a body over 64 KB, 422 a reversal that
+  cannot be applied to what the ledger holds; never a traceback.
 """
 
 import hashlib
@@ -31,7 +34,8 @@ from typing import Any
 from puhui.claims import ledger
 from puhui.claims.direct import (REQUIRED, answer_of, checked_settlement, decide,
                                  in_product_order, settlement_json, settlement_locks)
-from puhui.errors import Conflict, InputError
+from puhui.claims.reverse import apply_reversal, checked_reversal, reversal_locks
+from puhui.errors import Conflict, InputError, Unprocessable
 from puhui.fund import privacy
 from puhui.products.model import Product
 
@@ -184,6 +188,29 @@ class Service:
             self.audit(who, "POST /v1/settlement", status, s["setl_id"], con)
         return status, answer, False
 
+    def reversal(self, raw: dict, key_id: str, idem_key: str | None,
+                 who: str = "anonymous") -> tuple[int, dict, bool]:
+        """(status, answer, replayed) of a reversal (:mod:`puhui.claims.reverse`): 201
+        applied now, 200 applied before (here or by a batch); under an Idempotency-Key
+        the first answer again. The audit row is written in the answer's transaction."""
+        r = checked_reversal(raw)
+        digest = _meaning(raw)
+        con = self.connections.get()
+        locks = reversal_locks(r) + ((f"idem:{key_id}:{idem_key}",) if idem_key else ())
+        with ledger.unit_of_work(con, locks=locks):
+            if idem_key:
+                before = _replayed(con, key_id, idem_key, "reversal", digest)
+                if before is not None:
+                    self.audit(who, "POST /v1/reversal", before[0], r["setl_id"], con)
+                    return before[0], before[1], True
+            answer, new = apply_reversal(con, self.product, r)
+            status = 201 if new else 200
+            if idem_key:
+                ledger.record_idempotent_answer(con, key_id, idem_key, "reversal", digest,
+                                                status, json.dumps(answer, sort_keys=True))
+            self.audit(who, "POST /v1/reversal", status, r["setl_id"], con)
+        return status, answer, False
+
     def settlement_eob(self, setl_id: str) -> tuple[int, dict]:
         _token(setl_id, "setl_id")
         done = in_product_order(self.product,
@@ -214,6 +241,26 @@ class Service:
         return 200, {"status": "ok", "product_id": self.product.id,
                      "ledger": "postgresql" if ledger.is_postgres(self.url) else "sqlite",
                      "schema_version": version}
+
+
+def _meaning(raw: dict) -> str:
+    """SHA-256 of a request body's meaning (its fields and values, not its bytes)."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False).encode()).hexdigest()
+
+
+def _replayed(con, key_id: str, idem_key: str, endpoint: str, digest: str
+              ) -> tuple[int, dict] | None:
+    """(status, answer) kept under an Idempotency-Key for this request; a 409 if the key
+    was used for another request; None if unused."""
+    before = ledger.idempotent_answer(con, key_id, idem_key)
+    if before is None:
+        return None
+    used_for, body_sha, status, response = before
+    if (used_for, body_sha) != (endpoint, digest):
+        raise Conflict("this Idempotency-Key was used for another request (another body "
+                       "or endpoint); a new request takes a new key")
+    return status, json.loads(response)
 
 
 def _ledger_unavailable(exc: BaseException) -> bool:
@@ -319,6 +366,9 @@ def create_app(product: Product, url: str):
         except Conflict as exc:
             status = 409
             return problem(409, "conflict", str(exc))
+        except Unprocessable as exc:
+            status = 422
+            return problem(422, "cannot be applied", str(exc))
         except InputError as exc:
             status = 400
             return problem(400, "bad request", str(exc))
@@ -375,17 +425,24 @@ def create_app(product: Product, url: str):
     @app.post("/v1/settlement", openapi_extra=_body_spec(),
               summary="Adjudicate and record a settlement (idempotent on setl_id)")
     async def settlement(request: Request):
-        given = request.headers.getlist("idempotency-key")
-
         def work(key_id, note, data):
             raw = settlement_of(data, note)
-            if len(given) > 1:
-                raise InputError("Idempotency-Key given more than once; send one")
-            idem = _idempotency_key(given[0] if given else None)
+            idem = _idempotency_key_of(request)
             status, answer, replayed = svc.settlement(raw, key_id, idem, note["who"])
             note["audited"] = True
             return status, answer, {"Idempotent-Replayed": "true"} if replayed else None
         return await handle(request, "POST /v1/settlement", "settle", work, body=True)
+
+    @app.post("/v1/reversal", openapi_extra=_reversal_spec(),
+              summary="Reverse a decided settlement; the policy year adjudicated again")
+    async def reversal(request: Request):
+        def work(key_id, note, data):
+            raw = settlement_of(data, note)
+            idem = _idempotency_key_of(request)
+            status, answer, replayed = svc.reversal(raw, key_id, idem, note["who"])
+            note["audited"] = True
+            return status, answer, {"Idempotent-Replayed": "true"} if replayed else None
+        return await handle(request, "POST /v1/reversal", "settle", work, body=True)
 
     @app.get("/v1/settlements/{setl_id}", summary="A decided settlement's explanation of "
                                                   "benefit")
@@ -414,6 +471,30 @@ def create_app(product: Product, url: str):
         return JSONResponse(answer, status_code=status)
 
     return app
+
+
+def _idempotency_key_of(request) -> str | None:
+    given = request.headers.getlist("idempotency-key")
+    if len(given) > 1:
+        raise InputError("Idempotency-Key given more than once; send one")
+    return _idempotency_key(given[0] if given else None)
+
+
+def _reversal_spec() -> dict:
+    """The reversal body's JSON schema for the OpenAPI document."""
+    from puhui.claims.direct import AMOUNTS
+    from puhui.claims.reverse import REQUIRED as REV_REQUIRED
+
+    props: dict[str, Any] = {k: {"type": "string"} for k in
+                             ("setl_id", "refund_of", "psn_no", "med_type", "insutype")}
+    props |= {k: {"type": "number", "maximum": 0,
+                  "description": "yuan, two decimals: the original's negated"} for k in AMOUNTS}
+    props["setl_time"] = {"type": "string", "format": "date"}
+    props["hosp_lv"] = {"type": "integer", "enum": [1, 2, 3]}
+    spec = _body_spec()
+    spec["requestBody"]["content"]["application/json"]["schema"] = {
+        "type": "object", "required": list(REV_REQUIRED), "properties": props}
+    return spec
 
 
 def _secret(request) -> str | None:

@@ -301,7 +301,30 @@ def _in_keys(keys: "_LazyKeys | np.ndarray | None", ids, psns) -> np.ndarray:
     return keys[pos] == h
 
 
-def _list_lines(lines: pd.DataFrame | None, matcher: LineMatcher) -> pd.DataFrame | None:
+def reversal_map(st: pd.DataFrame, usable: np.ndarray) -> dict:
+    """Original ``setl_id`` -> the ``setl_id`` of the reversal that undoes it, for the
+    reversals among the ``usable`` rows (not quarantined). A batch adjudicates neither a
+    reversal nor the original it undoes (the pair's net effect is nil); the Python API's
+    :func:`puhui.claims.frames.adjudicate_frames` drops the same pairs.
+
+    >>> st = pd.DataFrame({"setl_id": ["a", "b", "r"], "refund_of": [None, None, "a"]})
+    >>> reversal_map(st, np.array([True, True, True]))
+    {'a': 'r'}
+    """
+    revs = st[st["refund_of"].notna().to_numpy() & usable]
+    return dict(zip(revs["refund_of"], revs["setl_id"]))
+
+
+def drug_items() -> pd.DataFrame:
+    """The items of the drug lists that name their indications (``dise_codes``): what
+    the flag F_DRUG_NO_DIAGNOSIS reads (:func:`puhui.claims.flags.flag_settlements`)."""
+    from puhui.drug_lists import load_lists
+
+    return pd.concat([dl.items for dl in load_lists().values() if "dise_codes" in dl.items],
+                     ignore_index=True)
+
+
+def list_lines(lines: pd.DataFrame | None, matcher: LineMatcher) -> pd.DataFrame | None:
     """The lines on one of the product's lists: the only ones a line benefit counts (and
     the ones the ledger keeps with a settlement)."""
     if lines is None or not len(lines):
@@ -332,7 +355,7 @@ def _missing_from_data(con, product: Product, scope: Scope, keys: _LazyKeys,
         f"--complete to take back what they were paid")
 
 
-def _renews(pol: pd.DataFrame, data_policies: pd.DataFrame, ledger_policies: pd.DataFrame
+def renews(pol: pd.DataFrame, data_policies: pd.DataFrame, ledger_policies: pd.DataFrame
             ) -> np.ndarray:
     """For each of ``pol``: whether it continues a policy of any product ending the day
     before it starts, among the data's policies and the ledger's (a yearly extract holds
@@ -550,8 +573,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     is_rev_all = st["refund_of"].notna().to_numpy()
     _hold_reused_reversal_ids(st, np.flatnonzero(is_rev_all & ~q_mask), quarantined, q_mask,
                               known)
-    revs = st[is_rev_all & ~q_mask]                  # the reversals that can be applied
-    rev_of = dict(zip(revs["refund_of"], revs["setl_id"]))
+    rev_of = reversal_map(st, ~q_mask)               # the reversals that can be applied
     ledger_originals = set(st.loc[from_ledger, "refund_of"].astype(str))
     # originals an earlier batch reversed, whose reversal this data does not hold (an
     # extract of a period before it): they stay reversed and keep what they were paid
@@ -563,10 +585,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     eff = ~q_mask & ~is_rev_all & ~st["setl_id"].isin(rev_of).to_numpy()
     # fraud and quality flags: held for review, left out like quarantined rows (the
     # flags read a few columns of the effective rows; the table itself is not copied)
-    from puhui.drug_lists import load_lists
-    items = pd.concat([dl.items for dl in load_lists().values() if "dise_codes" in dl.items],
-                      ignore_index=True)
-    held = _flags(st, eff, who, data.lines, items)
+    held = _flags(st, eff, who, data.lines, drug_items())
     for r, code in held.items():
         quarantined[int(r)] = code
     eff[held.index.to_numpy(dtype="int64")] = False
@@ -589,7 +608,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     taking_back = _missing_from_data(con, product, scope, data_keys, complete, data_dir,
                                      ledger_originals)
     pol, cfy_source = with_claim_free_years(con, data.policies, pol, exclude_batch=batch_id)
-    pol = pol.assign(renewal=_renews(pol, data.policies, ledger.policy_periods(con)))
+    pol = pol.assign(renewal=renews(pol, data.policies, ledger.policy_periods(con)))
     with ledger.unit_of_work(con):
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
         ledger.upsert_policies(con, pol)
@@ -642,7 +661,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
             eob_parts.append(part)
 
     ctx = _BlockContext(product=product, matcher=matcher, batch_id=batch_id, mode=mode,
-                        rev_of=rev_of, lines=_list_lines(data.lines, matcher),
+                        rev_of=rev_of, lines=list_lines(data.lines, matcher),
                         consent=consent, frozen=frozen, claims=claims,
                         taking_back=set(taking_back["setl_id"]), data_keys=data_keys)
     data.lines = None

@@ -135,13 +135,14 @@ def _settlement(raw: Any) -> tuple[dict, list[dict]]:
     for k in ("setl_id", "psn_no", "med_type", "insutype"):
         s[k] = _text(raw, k)
     if raw.get("refund_of") not in (None, ""):
-        raise InputError("settlement: refund_of is set: a reversal goes through claims run "
-                         "with the reversing settlement in the data")
+        raise InputError("settlement: refund_of is set: a reversal is sent to POST "
+                         "/v1/reversal (or 'puhui claims direct', or in the data of a "
+                         "claims run)")
     for k in AMOUNTS:
         s[k] = _fen(raw[k], k)
         if s[k] < 0:
-            raise InputError(f"settlement: {k} is negative; a reversal goes through "
-                             f"claims run with the reversing settlement")
+            raise InputError(f"settlement: {k} is negative; a reversal (refund_of and "
+                             f"the negated amounts) is sent to POST /v1/reversal")
     if s["medfee_sumamt"] != sum(s[k] for k in FUND) + s["psn_part_amt"]:
         raise InputError("settlement: medfee_sumamt is not hifp_pay + hifob_pay + hifmi_pay "
                          "+ maf_pay + psn_part_amt to the fen; send the settlement as the "

@@ -806,3 +806,88 @@ def record_idempotent_answer(con, key_id: str, idem_key: str, endpoint: str,
     acknowledged answer is kept exactly when what it says was written)."""
     con.execute("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (idem_key, key_id, endpoint, body_sha256, status, response, now()))
+
+
+# reversals answered at once (puhui.claims.reverse) ------------------------------------
+def reversal_by_id(con, setl_id: str) -> tuple[str, str, str] | None:
+    """(refund_of, psn_no, batch_id) of the reversal ``setl_id`` the ledger applied."""
+    row = con.execute("SELECT refund_of, psn_no, batch_id FROM reversals WHERE setl_id = ?",
+                      (setl_id,)).fetchone()
+    return None if row is None else tuple(row)
+
+
+def reversal_of_original(con, refund_of: str) -> tuple[str, str, str] | None:
+    """(setl_id, psn_no, batch_id) of the reversal the ledger applied to ``refund_of``."""
+    row = con.execute("SELECT setl_id, psn_no, batch_id FROM reversals WHERE refund_of = ?",
+                      (refund_of,)).fetchone()
+    return None if row is None else tuple(row)
+
+
+def stored_of_person(con, psn_no: str, first: str, last: str
+                     ) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The stored settlements of one person dated ``first`` to ``last`` (ISO dates), in
+    the order they were decided (date, then the order the ledger stored them), fields
+    as :data:`STORED` (date as text); and their lines by setl_id."""
+    rows = [dict(zip(STORED, r)) for r in con.execute(
+        "SELECT setl_id, psn_no, setl_date, med_type, hosp_lv, insutype, psn_part_fen,"
+        " fulamt_ownpay_fen, overlmt_selfpay_fen FROM settlements WHERE psn_no = ? AND"
+        " setl_date BETWEEN ? AND ? ORDER BY setl_date, seq", (psn_no, first, last))]
+    lines: dict[str, list[dict]] = {}
+    for sid, code, cls, amount in con.execute(
+            "SELECT l.setl_id, l.hilist_code, l.list_class, l.amount_fen FROM"
+            " settlement_lines l JOIN settlements s ON s.setl_id = l.setl_id WHERE"
+            " s.psn_no = ? AND s.setl_date BETWEEN ? AND ? ORDER BY l.setl_id,"
+            " l.hilist_code, l.list_class, l.amount_fen", (psn_no, first, last)):
+        lines.setdefault(sid, []).append({"hilist_code": code, "list_class": cls,
+                                          "amount": int(amount)})
+    return rows, lines
+
+
+def unstored_decided_of_policy(con, policy_no: str) -> int:
+    """How many settlements were decided under ``policy_no`` with something eligible
+    whose inputs the ledger did not keep (an earlier puhui's, schema 1) and that no
+    reversal undid: a policy year that cannot be adjudicated again from the ledger."""
+    return int(con.execute(
+        "SELECT COUNT(DISTINCT d.setl_id) FROM decisions d WHERE d.policy_no = ? AND"
+        " d.eligible_fen > 0 AND d.reason NOT IN ('REVERSED', 'NOT_IN_DATA') AND NOT EXISTS"
+        " (SELECT 1 FROM settlements s WHERE s.setl_id = d.setl_id) AND NOT EXISTS"
+        " (SELECT 1 FROM reversals r WHERE r.refund_of = d.setl_id)",
+        (policy_no,)).fetchone()[0])
+
+
+def decision_policies(con, setl_id: str) -> set[str]:
+    """The policies a settlement's current decisions were made under (none: no policy)."""
+    return {r[0] for r in con.execute("SELECT DISTINCT policy_no FROM decisions WHERE"
+                                      " setl_id = ? AND policy_no IS NOT NULL", (setl_id,))}
+
+
+def decision_reasons_of(con, ids: list[str]) -> dict[tuple[str, str], str]:
+    """(setl_id, benefit) -> the reason of its current decision, for ``ids``."""
+    out: dict[tuple[str, str], str] = {}
+    for sid in ids:
+        for b, *_, why in decisions_of(con, sid):
+            out[(sid, b)] = why
+    return out
+
+
+def reversal_entries(con, setl_id: str, batch_id: str, whole_batch: bool) -> list[tuple]:
+    """(setl_id, applies_to, benefit, payout_fen, kind) of what a reversal wrote, in the
+    order written: every entry of its own batch (``whole_batch``: a reversal answered
+    at once), else the entries undoing its original in the batch that applied it (a
+    batch's adjustments of later settlements are not told apart per reversal)."""
+    if whole_batch:
+        return [tuple(r) for r in con.execute(
+            "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments WHERE"
+            " batch_id = ? ORDER BY entry_id", (batch_id,))]
+    return [tuple(r) for r in con.execute(
+        "SELECT setl_id, applies_to, benefit, payout_fen, kind FROM payments WHERE"
+        " batch_id = ? AND setl_id = ? AND kind = 'reverse' ORDER BY entry_id",
+        (batch_id, setl_id))]
+
+
+def net_paid_of(con, psn_no: str, product_id: str) -> int:
+    """What a person has been paid, net, under ``product_id``'s policies (fen)."""
+    return int(con.execute(
+        "SELECT COALESCE(SUM(payout_fen), 0) FROM payments WHERE psn_no = ? AND policy_no"
+        " IN (SELECT policy_no FROM policies WHERE product_id = ?)",
+        (psn_no, product_id)).fetchone()[0])

@@ -1585,6 +1585,14 @@ def _policies_aside(directory: Path, workers: int):
     return result
 
 
+def refusal(directory: str | Path, rep: Report) -> str:
+    """The last line of ``puhui validate`` on data that breaks rules (each problem's
+    message comes before it): the same words from the command and the Python API."""
+    n = len(rep.problems)
+    return (f"{directory}: {n} rule{'s' if n != 1 else ''} broken; fix the data and run "
+            f"'puhui validate' again")
+
+
 def validate_dir(directory: str | Path, keep: bool = False, chunk_rows: int | None = None,
                  settlements_sink=None, workers: int = 1, codes: bool = True) -> Report:
     """Check a fund-data folder against every rule of the contract.
@@ -1740,7 +1748,7 @@ def check_settlement_record(record: dict) -> list[str]:
     >>> for p in check_settlement_record(ok | {"medfee_sumamt": 2e13, "setl_time": "9999-12-31"}):
     ...     print(p)
     setl_time: rule 'date within 1950-01-01..2100-12-31' broken (9999-12-31). Fix: dates must lie from 1950-01-01 to 2100-12-31; check the value and its unit
-    medfee_sumamt: rule 'amount within 0..100,000,000 yuan' broken (20,000,000,000,000.00 yuan). Fix: a direct settlement's amounts are 0 to 100,000,000 yuan (reversals go through claims run); check the unit (yuan, not fen) and the value
+    medfee_sumamt: rule 'amount within 0..100,000,000 yuan' broken (20,000,000,000,000.00 yuan). Fix: a direct settlement's amounts are 0 to 100,000,000 yuan (reversals go to POST /v1/reversal); check the unit (yuan, not fen) and the value
     >>> check_settlement_record(ok | {"medfee_sumamt": 200})
     ["psn_part_amt: rule 'part of the bill <= medfee_sumamt' broken (300.00 > 200.00 yuan). Fix: psn_part_amt is a part of the bill and cannot exceed its total medfee_sumamt; check both amounts"]
     """
@@ -1779,7 +1787,7 @@ def check_settlement_record(record: dict) -> list[str]:
     hi_fen = MAX_SETTLEMENT_FEN
     rule = f"amount within 0..{MAX_SETTLEMENT_YUAN:,} yuan"
     fix = (f"a direct settlement's amounts are 0 to {MAX_SETTLEMENT_YUAN:,} yuan "
-           f"(reversals go through claims run); check the unit (yuan, not fen) and the value")
+           f"(reversals go to POST /v1/reversal); check the unit (yuan, not fen) and the value")
     fen: dict[str, int] = {}
     for name in SETTLEMENT_MONEY:
         if name not in record:

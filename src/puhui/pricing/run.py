@@ -187,20 +187,34 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     """Price and write the three files; returns the figures. ``backtest``: "last" (the
     last data year priced from the years before it), "all" or "none"
     (:func:`backtest_section`; run first, on the data before pricing releases it)."""
+    from puhui.products.model import load_product
+
+    product_file, data_dir, out = Path(product_file), Path(data_dir), Path(out)
+    product = load_product(product_file)
+    result, assumptions, a_path = price_folder(product, data_dir, seed, assumptions_file,
+                                               policies, progress, backtest)
+    manifest = price_manifest(product_file, data_dir, a_path, seed, policies, backtest)
+    write_pricing(out, result, manifest, assumptions, a_path, progress)
+    return result.figures
+
+
+def price_folder(product, data_dir: str | Path, seed: int = 0,
+                 assumptions_file: str | Path | None = None, policies: int | None = None,
+                 progress=None, backtest: str = "last"):
+    """The pricing of ``puhui price`` without its files: the fund data read and
+    validated, the build-up (:data:`puhui.pricing.premium.BUILD_UP`) and the backtest.
+    Returns (the :class:`~puhui.pricing.premium.Pricing`, the assumptions, their
+    file); :func:`run_price` and :class:`puhui.pricing.estimator.Pricer` both run it."""
     from puhui.pricing.experience import experience_shared
     from puhui.pricing.fund_data import load_for_pricing
     from puhui.pricing.premium import EXPERIENCE_DROP, load_assumptions, price
-    from puhui.pricing.report import render
-    from puhui.products.model import load_product
 
     if backtest not in BACKTEST_SCOPES:
         raise InputError(f"backtest {backtest!r}: one of {', '.join(BACKTEST_SCOPES)}")
-    product_file, data_dir, out = Path(product_file), Path(data_dir), Path(out)
-    product = load_product(product_file)
     assumptions, a_path = load_assumptions(assumptions_file)
     say = progress or (lambda step: None)
     say("reading and validating the fund data")
-    data = load_for_pricing(data_dir, product, assumptions)
+    data = load_for_pricing(Path(data_dir), product, assumptions)
     check_period(product, data)
     # the backtest's realised cost of the last data year is the price's own experience
     # (the product's calculator on the whole data): made once, used by both
@@ -215,7 +229,14 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     note = eligibility_not_read(product)
     if note:
         result.figures["notes"].append(note)
-    manifest = {
+    return result, assumptions, a_path
+
+
+def price_manifest(product_file: Path, data_dir: Path, a_path: Path, seed: int,
+                   policies: int | None, backtest: str) -> dict:
+    """``manifest.json`` of a pricing (its ``outputs`` added when it is written)."""
+    product_file, data_dir = Path(product_file), Path(data_dir)
+    return {
         "manifest_version": MANIFEST_VERSION,
         "command": "price",
         "package_version": __version__,
@@ -226,18 +247,36 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
                     "backtest": backtest},
         "inputs": input_hashes(data_dir, product_file, a_path),
     }
+
+
+def pricing_json(figures: dict) -> str:
+    """The text of ``pricing.json`` (without its final newline)."""
+    return json.dumps(figures, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+def pricing_report(result, manifest: dict, assumptions: dict, a_path: Path) -> str:
+    """``report.html`` of a pricing."""
+    from puhui.pricing.report import render
+
+    return render(result.figures, result.tables, manifest, a_path.read_text(encoding="utf-8"),
+                  result.lr_draws, int(assumptions.get("report", {}).get("min_cell_people", 10)))
+
+
+def write_pricing(out: Path, result, manifest: dict, assumptions: dict, a_path: Path,
+                  progress=None) -> None:
+    """``OUT/pricing.json``, ``manifest.json`` (with the hash of pricing.json), the
+    fitted models and ``report.html``."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result.figures, indent=2, ensure_ascii=False, sort_keys=False)
+    text = pricing_json(result.figures)
     (out / "pricing.json").write_text(text + "\n", encoding="utf-8")
     manifest["outputs"] = {"pricing.json": hashlib.sha256(text.encode()).hexdigest()}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     if result.state is not None:
         result.state.save(out)
-    say("writing the report")
-    html = render(result.figures, result.tables, manifest, a_path.read_text(encoding="utf-8"),
-                  result.lr_draws, int(assumptions.get("report", {}).get("min_cell_people", 10)))
-    (out / "report.html").write_text(html, encoding="utf-8")
-    return result.figures
+    (progress or (lambda step: None))("writing the report")
+    (out / "report.html").write_text(pricing_report(result, manifest, assumptions, a_path),
+                                     encoding="utf-8")
 
 
 def _differences(a, b, path="") -> list[str]:

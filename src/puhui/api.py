@@ -1,0 +1,395 @@
+"""The Python API of puhui: fund data, products, adjudication and pricing from a notebook.
+
+Everything here is reached from the package itself (``import puhui``; ``puhui.__all__``)
+and imported only when first used, so ``import puhui`` stays light. In the style of
+scikit-learn, lifelines and chainladder: settings in ``__init__``, ``fit`` returns the
+estimator, fitted state in attributes ending in ``_``, DataFrames in and out.
+
+**Money is yuan** in every frame that goes in or comes out (``float64`` with two
+decimals, the unit of the files and of ``eob.parquet``); the engines compute in integer
+fen inside. A money column of integers is refused as fen, never paid as yuan.
+
+The examples run as doctests (pytest's ``--doctest-modules`` on ``src/puhui``, as
+every module's; ``pytest src/puhui/api.py`` runs these alone) on the shipped sample
+``data-samples/city`` (a synthetic city of 20,000 people, 2024-2025); ``SAMPLE`` names it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from puhui.errors import InputError
+
+#: The shipped sample fund data (a synthetic city; ``data-samples/README.md``).
+SAMPLE = Path(__file__).resolve().parents[2] / "data-samples" / "city"
+
+
+def read_fund(directory):
+    """Read a fund-data folder into DataFrames in yuan, validated as ``puhui validate``.
+
+    Parameters
+    ----------
+    directory : str or Path
+        A folder holding ``persons.parquet``, ``policies.parquet``,
+        ``settlements.parquet`` and optionally ``settlement_lines.parquet``
+        (``docs/data-schema.md``).
+
+    Returns
+    -------
+    Fund
+        ``persons``, ``policies``, ``settlements`` and ``lines`` (``None`` without the
+        lines file) with the files' columns; amounts in yuan (``float64``, two decimals),
+        dates as ``datetime64[ns]``, national codes as categoricals. ``Fund.head(n)``
+        cuts the first ``n`` persons; ``Fund.write(dir)`` writes a folder.
+
+    Raises
+    ------
+    puhui.errors.InputError
+        When the data breaks a rule of the contract: the message is ``puhui validate``'s
+        (each broken rule with file, column, count, examples and fix, then its last line).
+
+    Examples
+    --------
+    >>> import puhui
+    >>> fund = puhui.read_fund(puhui.api.SAMPLE)
+    >>> fund
+    Fund(20,000 persons, 12,365 policies, 305,469 settlements, 18,496 lines; amounts in yuan)
+    >>> float(fund.policies["premium"].iloc[0])      # yuan, as in the file
+    129.0
+    >>> str(fund.settlements["medfee_sumamt"].dtype)
+    'float64'
+    """
+    from puhui.fund.frames import read_fund_yuan
+
+    return read_fund_yuan(directory)
+
+
+def load_product(product):
+    """A product by its id in ``actuarial/products/`` or by the path of its TOML file.
+
+    Parameters
+    ----------
+    product : str, Path or Product
+        ``"huhuibao-2025"``, ``"path/to/product.toml"``, or a product already loaded
+        (returned as it is).
+
+    Returns
+    -------
+    puhui.products.model.Product
+        The checked, compiled product: ``id``, ``name``, ``start``, ``end``,
+        ``benefits`` (each with its ``id`` and ``name``), premiums in fen inside
+        (``premium_flat_fen``).
+
+    Raises
+    ------
+    puhui.errors.InputError
+        No such product, or a product file that breaks the product-file rules.
+
+    Examples
+    --------
+    >>> import puhui
+    >>> p = puhui.load_product("huhuibao-2025")
+    >>> p.id, str(p.start), str(p.end)
+    ('huhuibao-2025', '2025-01-01', '2025-12-31')
+    >>> [b.id for b in p.benefits]
+    ['hospital', 'special_drugs', 'proton', 'cart', 'overseas_drugs']
+    """
+    from puhui.benefits.quantities import LineMatcher
+    from puhui.products.model import Product
+    from puhui.products.model import load_product as load
+    from puhui.products.model import product_path
+
+    if isinstance(product, Product):
+        return product
+    path = product_path(str(product))
+    if not path.exists():
+        raise InputError(f"{path}: no such product file (give a path, or an id from "
+                         f"actuarial/products/: puhui.list_products() lists them)")
+    p = load(path)
+    LineMatcher(p)                    # the lists it names must exist
+    return p
+
+
+def list_products():
+    """The products of the actuarial basis (``actuarial/products/``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per product file: ``id``, ``name``, ``period`` (first to last day of
+        cover, ``"YYYY-MM-DD to YYYY-MM-DD"``), sorted by id.
+
+    Examples
+    --------
+    >>> import puhui
+    >>> table = puhui.list_products()
+    >>> table.columns.tolist()
+    ['id', 'name', 'period']
+    >>> table.set_index("id").loc["huhuibao-2025", "period"]
+    '2025-01-01 to 2025-12-31'
+    """
+    import pandas as pd
+
+    from puhui.basis import actuarial_dir
+    from puhui.products.model import is_rule_file
+    from puhui.products.model import load_product as load
+
+    rows = []
+    for path in sorted((actuarial_dir() / "products").glob("*.toml")):
+        if is_rule_file(str(path)):
+            continue
+        p = load(path)
+        rows.append({"id": p.id, "name": p.name, "period": f"{p.start} to {p.end}"})
+    return pd.DataFrame(rows, columns=["id", "name", "period"]).sort_values(
+        "id", ignore_index=True)
+
+
+def adjudicate(settlements, policies, product, lines=None, *, persons=None):
+    """What a product pays on settlements: the explanation of benefit, in yuan.
+
+    The frames are checked as ``puhui validate`` checks the files; the policies are
+    those of ``product`` (its ``id``, within its policy period); a reversal and the
+    settlement it undoes are dropped and settlements the batch's fraud and quality flags
+    hold are left out, as ``puhui claims run`` does; the product's calculator pays the
+    rest, per person in time order. No ledger: nothing was paid before.
+
+    Parameters
+    ----------
+    settlements, policies : pandas.DataFrame
+        As read from the Parquet files with pandas, or from :func:`read_fund`: the
+        files' columns, **amounts in yuan** (a money column of integers is refused:
+        integers look like fen).
+    product : str, Path or Product
+        As :func:`load_product` takes it.
+    lines : pandas.DataFrame, optional
+        ``settlement_lines`` (the line benefits: special drugs, CAR-T, ...).
+    persons : pandas.DataFrame, optional
+        With it, the rules that read persons are checked too (no settlement after the
+        person's death).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``eob.parquet``'s columns and meaning: one row per settlement and benefit,
+        ``setl_id, psn_no, policy_no, benefit, eligible_amt, deductible_amt, ratio,
+        payout_amt, status, reason``; amounts in yuan, ``ratio`` a fraction. Every
+        input settlement appears (reversed pairs and held ones with status
+        ``reversed`` / ``quarantined`` and no amount).
+
+    Raises
+    ------
+    puhui.errors.InputError
+        Frames that break a rule of the data contract (``puhui validate``'s messages),
+        money columns of integers, no policy of the product, or a policy of the product
+        outside its policy period.
+
+    Examples
+    --------
+    >>> import puhui
+    >>> fund = puhui.read_fund(puhui.api.SAMPLE).head(2000)
+    >>> eob = puhui.adjudicate(fund.settlements, fund.policies, "huhuibao-2025",
+    ...                        lines=fund.lines)
+    >>> eob.columns.tolist()
+    ['setl_id', 'psn_no', 'policy_no', 'benefit', 'eligible_amt', 'deductible_amt', 'ratio', 'payout_amt', 'status', 'reason']
+    >>> len(eob) == 5 * len(fund.settlements)      # one row per settlement and benefit
+    True
+    >>> paid = eob[eob["payout_amt"] > 0]
+    >>> print(f"paid {paid['payout_amt'].sum():,.2f} yuan to {paid['psn_no'].nunique()} people")
+    ... # doctest: +ELLIPSIS
+    paid ... yuan to ... people
+
+    Fen are refused, not paid as yuan:
+
+    >>> fen = fund.settlements.assign(medfee_sumamt=(fund.settlements["medfee_sumamt"] * 100)
+    ...                               .round().astype("int64"))
+    >>> puhui.adjudicate(fen, fund.policies, "huhuibao-2025")   # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    puhui.errors.InputError: settlements: column medfee_sumamt holds integers (int64): ...
+    """
+    from puhui.claims.frames import adjudicate_frames
+
+    return adjudicate_frames(load_product(product), settlements, policies, lines, persons)
+
+
+def _fund_folder(fund, tmp: str) -> Path:
+    """The folder to price: a folder as given, a :class:`Fund` written to ``tmp``."""
+    from puhui.fund.frames import Fund
+
+    if isinstance(fund, Fund):
+        return fund.write(Path(tmp) / "fund")
+    if isinstance(fund, (str, Path)):
+        return Path(fund)
+    raise InputError(f"Pricer.fit: give a Fund (puhui.read_fund) or a fund-data folder, "
+                     f"not {type(fund).__name__}")
+
+
+def _native_threads():
+    """Native thread pools (BLAS, OpenMP) at one thread while pricing, as on the command
+    line (idle threads spinning made a pricing several times slower on a busy machine;
+    docs/benchmarks.md), restored afterwards; the user's own setting (OMP_NUM_THREADS
+    and the like) is left as it is. Blocks run in processes (:mod:`puhui.execution`)."""
+    import contextlib
+
+    from puhui.execution import users_threads
+
+    if users_threads() is not None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+class Pricer:
+    """The pricing of a product on fund data, as ``puhui price`` builds it.
+
+    Parameters
+    ----------
+    product : str, Path or Product
+        As :func:`load_product` takes it.
+    assumptions : str or Path, optional
+        An assumptions file (default ``actuarial/assumptions/pricing.toml``).
+    seed : int, default 0
+        The seed of the simulations (the same seed, the same figures).
+    backtest : bool or {"last", "all", "none"}, default False
+        Also price the last data year from the years before it and set it against what
+        that year's enrollees cost (``True`` or ``"last"``; ``"all"``: every year with
+        earlier years), as ``puhui price`` does by default (``--no-backtest``: False).
+    policies : int, optional
+        The policies expected next year, instead of the enrolment models' count.
+
+    Attributes
+    ----------
+    pricing_ : dict
+        Every figure of ``pricing.json`` (:meth:`to_json` is its text).
+    pure_premium_ : pandas.Series
+        Pure premium per policy by benefit and ``total``, yuan.
+    gross_premium_ : float or pandas.DataFrame
+        Gross premium per policy, yuan (a DataFrame by premium cell for a product rated
+        by age).
+    expected_loss_ratio_ : float
+        At the filed premium (the product file's), or at the gross premium.
+    loss_ratio_interval_ : pandas.Series
+        ``level``, ``lower``, ``upper`` of the loss ratio's interval.
+    premium_table_ : pandas.DataFrame
+        By benefit and ``total``: ``pure_premium_model`` (the GLMs), ``pure_premium``
+        (after credibility and agreements) and ``gross_premium`` (pure premium over the
+        target loss ratio), yuan per policy.
+    tables_ : dict of pandas.DataFrame
+        The report's tables (coefficients, actual against expected, ...).
+    product_ : Product
+        The product priced.
+
+    Examples
+    --------
+    >>> import puhui
+    >>> fund = puhui.read_fund(puhui.api.SAMPLE).head(1500)
+    >>> pricer = puhui.Pricer("huhuibao-2025", seed=1).fit(fund)
+    >>> pricer.pure_premium_.index.tolist()
+    ['hospital', 'special_drugs', 'proton', 'cart', 'overseas_drugs', 'total']
+    >>> bool(pricer.gross_premium_ > pricer.pure_premium_["total"] > 0)
+    True
+    >>> pricer.loss_ratio_interval_.index.tolist()
+    ['level', 'lower', 'upper']
+    >>> pricer.premium_table_.columns.tolist()
+    ['pure_premium_model', 'pure_premium', 'gross_premium']
+    """
+
+    def __init__(self, product, assumptions=None, seed=0, backtest=False, policies=None):
+        self.product = product
+        self.assumptions = assumptions
+        self.seed = seed
+        self.backtest = backtest
+        self.policies = policies
+
+    def _scope(self) -> str:
+        b = self.backtest
+        if b is True:
+            return "last"
+        if b is False or b is None:
+            return "none"
+        return str(b)
+
+    def fit(self, fund):
+        """Price ``self.product`` on ``fund``: a :class:`Fund` (written to a temporary
+        folder and priced from it) or a fund-data folder (priced where it is, as ``puhui
+        price --data`` does: the way for data too large to hold as frames). Returns
+        ``self``."""
+        from puhui.pricing.run import price_folder, price_manifest
+
+        product = load_product(self.product)
+        with _native_threads(), tempfile.TemporaryDirectory(prefix="puhui-pricer-") as tmp:
+            folder = _fund_folder(fund, tmp)
+            result, assumptions, a_path = price_folder(
+                product, folder, seed=self.seed, assumptions_file=self.assumptions,
+                policies=self.policies, backtest=self._scope())
+            manifest = price_manifest(product.path, folder, a_path, self.seed,
+                                      self.policies, self._scope())
+        if folder.is_relative_to(tmp):
+            manifest["options"]["data"] = "a puhui.Fund in memory (hashes: as written)"
+        self._fitted = (result, manifest, assumptions, a_path)
+        self._set_attributes(product, result)
+        return self
+
+    def _set_attributes(self, product, result) -> None:
+        import pandas as pd
+
+        f = result.figures
+        self.product_ = product
+        self.pricing_ = f
+        self.tables_ = dict(result.tables)
+        self.pure_premium_ = pd.Series(f["pure_premium"], name="pure_premium_yuan", dtype=float)
+        gross = f["gross_premium"]
+        self.gross_premium_ = pd.DataFrame(gross) if isinstance(gross, list) else gross
+        self.expected_loss_ratio_ = f["expected_loss_ratio"]
+        self.loss_ratio_interval_ = pd.Series(f["loss_ratio_interval"], name="loss_ratio")
+        target = f["basis"]["target_loss_ratio"]
+        table = pd.DataFrame({"pure_premium_model": pd.Series(f["pure_premium_model"]),
+                              "pure_premium": pd.Series(f["pure_premium"])})
+        table["gross_premium"] = (table["pure_premium"] / target).round(2)
+        if not isinstance(gross, list):
+            table.loc["total", "gross_premium"] = gross
+        table.index.name = "benefit"
+        self.premium_table_ = table
+
+    def _check_fitted(self):
+        if not hasattr(self, "_fitted"):
+            raise InputError("this Pricer is not fitted yet: call fit(fund) first")
+        return self._fitted
+
+    def to_json(self) -> str:
+        """``pricing.json``'s text (without its final newline): the same figures as
+        ``puhui price`` on the same data, product, assumptions and seed."""
+        from puhui.pricing.run import pricing_json
+
+        return pricing_json(self._check_fitted()[0].figures)
+
+    def report(self, path):
+        """Write the pricing report (``report.html`` of ``puhui price``) to ``path``;
+        returns the path."""
+        from puhui.pricing.run import pricing_report
+
+        result, manifest, assumptions, a_path = self._check_fitted()
+        path = Path(path)
+        path.write_text(pricing_report(result, manifest, assumptions, a_path),
+                        encoding="utf-8")
+        return path
+
+    def write(self, out):
+        """The files of ``puhui price`` in folder ``out``: ``pricing.json``,
+        ``manifest.json``, the fitted models and ``report.html``; returns ``out``."""
+        from puhui.pricing.run import write_pricing
+
+        result, manifest, assumptions, a_path = self._check_fitted()
+        write_pricing(Path(out), result, dict(manifest), assumptions, a_path)
+        return Path(out)
+
+    def __repr__(self) -> str:
+        args = [repr(getattr(self.product, "id", self.product))]
+        for k, default in (("assumptions", None), ("seed", 0), ("backtest", False),
+                           ("policies", None)):
+            v = getattr(self, k)
+            if v != default:
+                args.append(f"{k}={v!r}")
+        return f"Pricer({', '.join(args)})"

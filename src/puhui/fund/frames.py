@@ -1,0 +1,148 @@
+"""The fund data as DataFrames in yuan: what the Python API (:mod:`puhui.api`) hands over.
+
+A :class:`Fund` holds the four tables with the columns of the files
+(``docs/data-schema.md``) and **amounts in yuan**: ``float64`` with two decimals, the
+fen the engines computed divided by 100 (the unit of the files and of ``eob.parquet``).
+The engines keep integer fen inside (:mod:`puhui.fund.files` converts at the edge); no
+frame of the API holds fen. A frame whose money column holds integers is refused
+(:func:`check_yuan`): integers are what the engines' fen look like, and a silent
+factor of 100 is the error this module exists to prevent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from puhui.errors import InputError
+from puhui.fund.schema import PERSONS, POLICIES, SETTLEMENT_LINES, SETTLEMENTS, TABLES, Table
+
+#: The attribute of a :class:`Fund` that holds each table.
+FIELDS = {PERSONS.name: "persons", POLICIES.name: "policies",
+          SETTLEMENTS.name: "settlements", SETTLEMENT_LINES.name: "lines"}
+
+
+@dataclass
+class Fund:
+    """The four fund-data tables, amounts in yuan (``float64``, two decimals).
+
+    ``directory``: the folder it was read from (``None`` for frames made by hand).
+    """
+
+    persons: pd.DataFrame
+    policies: pd.DataFrame
+    settlements: pd.DataFrame
+    lines: pd.DataFrame | None = None
+    directory: Path | None = None
+
+    def __repr__(self) -> str:
+        n = {f: (len(getattr(self, f)) if getattr(self, f) is not None else None)
+             for f in FIELDS.values()}
+        lines = "no lines" if n["lines"] is None else f"{n['lines']:,} lines"
+        return (f"Fund({n['persons']:,} persons, {n['policies']:,} policies, "
+                f"{n['settlements']:,} settlements, {lines}; amounts in yuan)")
+
+    def table(self, table: Table) -> pd.DataFrame | None:
+        return getattr(self, FIELDS[table.name])
+
+    def people(self, psn_no) -> Fund:
+        """The same fund restricted to the persons ``psn_no`` (their policies,
+        settlements, the reversals among them and their lines)."""
+        keep = set(pd.Index(psn_no).astype(str))
+        st = self.settlements[self.settlements["psn_no"].astype(str).isin(keep)]
+        lines = self.lines
+        if lines is not None:
+            lines = lines[lines["setl_id"].astype(str).isin(set(st["setl_id"].astype(str)))]
+        return Fund(*(df.reset_index(drop=True) if df is not None else None for df in (
+            self.persons[self.persons["psn_no"].astype(str).isin(keep)],
+            self.policies[self.policies["psn_no"].astype(str).isin(keep)], st, lines)))
+
+    def head(self, n: int) -> Fund:
+        """The first ``n`` persons (in ``persons`` order) and everything of theirs: a
+        small cut for a quick look or a doctest."""
+        return self.people(self.persons["psn_no"].iloc[:n])
+
+    def write(self, directory: str | Path) -> Path:
+        """The four tables as the Parquet files of a fund-data folder (yuan, as the
+        files hold them); ``puhui validate`` and every command read the folder."""
+        from puhui.fund.files import write_table
+
+        directory = Path(directory)
+        for t in TABLES:
+            df = self.table(t)
+            if df is None:
+                continue
+            check_yuan(df, t)
+            write_table(df, directory, t, file_types=False)
+        return directory
+
+
+def check_yuan(df: pd.DataFrame, table: Table, label: str | None = None) -> None:
+    """Refuse a frame whose money columns do not hold yuan as numbers with decimals:
+    ``float`` (or ``Decimal`` objects) pass; an integer column is refused as fen (the
+    engines' unit) and a column of text or booleans as not an amount.
+
+    >>> check_yuan(pd.DataFrame({"premium": [129.0]}), POLICIES)
+    >>> check_yuan(pd.DataFrame({"premium": [12900]}), POLICIES)
+    Traceback (most recent call last):
+    ...
+    puhui.errors.InputError: policies: column premium holds integers (int64): the Python API takes amounts in yuan with two decimals as floats, as the files hold them; integers look like fen, the engines' unit. Give yuan (fen / 100), or cast whole yuan to float (df['premium'].astype(float))
+    """
+    label = label or table.name
+    for c in table.columns:
+        if c.kind != "money" or c.name not in df.columns:
+            continue
+        s = df[c.name]
+        if pd.api.types.is_bool_dtype(s) or not (
+                pd.api.types.is_numeric_dtype(s) or _decimals(s)):
+            raise InputError(f"{label}: column {c.name} is not an amount ({s.dtype}): give "
+                             f"yuan with two decimals as floats (or Decimal)")
+        if pd.api.types.is_integer_dtype(s):
+            raise InputError(
+                f"{label}: column {c.name} holds integers ({s.dtype}): the Python API takes "
+                f"amounts in yuan with two decimals as floats, as the files hold them; "
+                f"integers look like fen, the engines' unit. Give yuan (fen / 100), or cast "
+                f"whole yuan to float (df[{c.name!r}].astype(float))")
+
+
+def _decimals(s: pd.Series) -> bool:
+    """An object column of ``Decimal`` amounts (and nulls)."""
+    from decimal import Decimal
+
+    if s.dtype != object:
+        return False
+    values = s.dropna()
+    return all(isinstance(v, Decimal) for v in values.iloc[:1000])
+
+
+def read_fund_yuan(directory: str | Path) -> Fund:
+    """Validate a fund-data folder as ``puhui validate`` does and read it into a
+    :class:`Fund` in yuan. Data that breaks a rule raises :class:`InputError` with
+    ``puhui validate``'s messages (every problem, then its last line)."""
+    from puhui.fund.files import read_fund
+    from puhui.fund.validate import CHUNK_ROWS, default_workers, refusal, validate_dir
+
+    directory = Path(directory)
+    rep = validate_dir(directory, chunk_rows=CHUNK_ROWS, workers=default_workers())
+    if not rep.ok:
+        raise InputError(f"{rep.messages()}\n{refusal(directory, rep)}")
+    data = read_fund(directory)
+    out = {}
+    for t in TABLES:
+        df = getattr(data, FIELDS[t.name])
+        out[FIELDS[t.name]] = None if df is None else _as_yuan(t, df)
+    return Fund(**out, directory=directory)
+
+
+def _as_yuan(table: Table, df: pd.DataFrame) -> pd.DataFrame:
+    """An engine-typed table (fen) in the files' types (yuan, codes as categoricals of
+    the schema's codes); columns beyond the schema kept as they are."""
+    from puhui.fund.files import to_file_types
+
+    out = to_file_types(table, df)
+    for c in table.columns:
+        if c.kind == "money" and c.name in out.columns:
+            out[c.name] = out[c.name].astype("float64")
+    return out
