@@ -68,3 +68,29 @@ def _no_server(tmp_path):
     pg = TempPostgres()
     pg.bindir = None
     pg.start()
+
+
+def test_a_start_pg_ctl_gave_up_on_is_stopped_not_left_running(monkeypatch):
+    # review 20: `pg_ctl start -w -t N` returning non-zero (it stopped waiting) left a
+    # server that came up anyway running; the next attempt then found the data directory
+    # in use, and the test session ended with a server nobody stops
+    if TempPostgres().bindir is None:
+        pytest.skip("no PostgreSQL server installed")
+    first_pids = []
+    real = TempPostgres._run
+
+    def gives_up_once(self, *args, check=True):
+        r = real(self, *args, check=check)
+        if "start" in args and not first_pids:
+            first_pids.append(_server_pid(self))         # it did start ...
+            r.returncode = 1                              # ... but pg_ctl said it timed out
+        return r
+
+    monkeypatch.setattr(TempPostgres, "_run", gives_up_once)
+    pg = TempPostgres().start()
+    try:
+        assert not _alive(first_pids[0])                  # the first one was stopped
+        assert _server_pid(pg) != first_pids[0]
+    finally:
+        pg.stop()
+    assert not _alive(first_pids[0])

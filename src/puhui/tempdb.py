@@ -186,6 +186,11 @@ class TempPostgres:
                       str(self.directory / "server.log"), "-w", "-t", str(START_SECONDS),
                       "-o", " ".join(opts), "start", check=False)
         self._running = r.returncode == 0
+        if not self._running and (self.directory / "data" / "postmaster.pid").exists():
+            # pg_ctl gave up waiting (-t) on a server that may still come up: stopped, or
+            # it would outlive the tests and hold the data directory (review 20)
+            self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate",
+                      "-w", "stop", check=False)
         return self._running
 
     def _create_database(self) -> None:
