@@ -139,16 +139,19 @@ class Service:
         return found
 
     def audit(self, who: str, what: str, status: int, setl_id: str | None = None,
-              con=None) -> None:
+              con=None, key_id: str | None = None) -> None:
         """The request's audit row: in the caller's transaction (``con``), or in its own
-        (which locks nothing on PostgreSQL: appending to the log waits for no payout)."""
+        (which locks nothing on PostgreSQL: appending to the log waits for no payout).
+        ``who`` is the key's name, ``key_id`` (in the detail) the key itself: two keys
+        may share a name (review 20)."""
         if con is not None:
             ledger.audit(con, f"api {what}", who=who, status=status,
-                         **({"setl_id": setl_id} if setl_id else {}))
+                         **({"setl_id": setl_id} if setl_id else {}),
+                         **({"key_id": key_id} if key_id else {}))
             return
         con = self.connections.get()
         with ledger.unit_of_work(con, locks=()):
-            self.audit(who, what, status, setl_id, con=con)
+            self.audit(who, what, status, setl_id, con=con, key_id=key_id)
 
     # endpoints ------------------------------------------------------------------
     def pre_settlement(self, raw: dict) -> tuple[int, dict]:
@@ -177,7 +180,7 @@ class Service:
                         raise Conflict("this Idempotency-Key was used for another request "
                                        "(another body or endpoint); a new request takes a "
                                        "new key")
-                    self.audit(who, "POST /v1/settlement", status, s["setl_id"], con)
+                    self.audit(who, "POST /v1/settlement", status, s["setl_id"], con, key_id)
                     return status, json.loads(response), True
             answer = decide(con, self.product, s, lines, record=True)
             status = 201 if answer.get("recorded", True) and \
@@ -185,7 +188,7 @@ class Service:
             if idem_key:
                 ledger.record_idempotent_answer(con, key_id, idem_key, "settlement", digest,
                                                 status, json.dumps(answer, sort_keys=True))
-            self.audit(who, "POST /v1/settlement", status, s["setl_id"], con)
+            self.audit(who, "POST /v1/settlement", status, s["setl_id"], con, key_id)
         return status, answer, False
 
     def reversal(self, raw: dict, key_id: str, idem_key: str | None,
@@ -201,14 +204,14 @@ class Service:
             if idem_key:
                 before = _replayed(con, key_id, idem_key, "reversal", digest)
                 if before is not None:
-                    self.audit(who, "POST /v1/reversal", before[0], r["setl_id"], con)
+                    self.audit(who, "POST /v1/reversal", before[0], r["setl_id"], con, key_id)
                     return before[0], before[1], True
             answer, new = apply_reversal(con, self.product, r)
             status = 201 if new else 200
             if idem_key:
                 ledger.record_idempotent_answer(con, key_id, idem_key, "reversal", digest,
                                                 status, json.dumps(answer, sort_keys=True))
-            self.audit(who, "POST /v1/reversal", status, r["setl_id"], con)
+            self.audit(who, "POST /v1/reversal", status, r["setl_id"], con, key_id)
         return status, answer, False
 
     def settlement_eob(self, setl_id: str) -> tuple[int, dict]:
@@ -353,6 +356,7 @@ def create_app(product: Product, url: str):
 
             def in_thread():
                 key_id, note["who"], scope = svc.key_of(secret)
+                note["key_id"] = key_id
                 if need == "settle" and scope != "settle":
                     raise Problem(403, "read-only key", "this key may only read; settling "
                                                         "needs a key of scope settle")
@@ -387,7 +391,7 @@ def create_app(product: Product, url: str):
             try:
                 if not (note["audited"] and status < 300):
                     await run_in_threadpool(svc.audit, note.get("who", who), what, status,
-                                            note["setl_id"])
+                                            note["setl_id"], None, note.get("key_id"))
             except Exception:  # noqa: BLE001 - an audit that cannot be written is logged
                 import logging
 
