@@ -53,3 +53,37 @@ def test_the_audit_tells_two_keys_of_one_name_apart(served):
     got = [json.loads(d).get("key_id") for _, d in rows[-3:]]
     assert all(who == "counter" for who, _ in rows[-3:])
     assert len(set(got[:2])) == 2 and set(got) <= ids and got[2] == got[1]
+
+
+def test_old_idempotency_answers_are_pruned_and_a_retry_still_pays_once(new_ledger,
+                                                                     city_1500_2025):
+    from fastapi.testclient import TestClient
+
+    from puhui.products.model import load_product, product_path
+    from puhui.service import create_app
+
+    url = new_ledger()
+    assert puhui("ledger", "load", "--data", city_1500_2025, "--ledger", url).returncode == 0
+    key = puhui("keys", "create", "--ledger", url, "--scope", "settle", "--name",
+                "p").stdout.strip()
+    pol = pd.read_parquet(city_1500_2025 / "policies.parquet")
+    per = pd.read_parquet(city_1500_2025 / "persons.parquet")
+    psn = str(pol.loc[pol["product_id"] == PRODUCT, "psn_no"].iloc[0])
+    kind = str(per.loc[per["psn_no"] == psn, "insutype"].iloc[0])
+    c = TestClient(create_app(load_product(product_path(PRODUCT)), url))
+    h = {"Authorization": f"Bearer {key}"}
+    for sid in ("I1", "I2"):
+        assert c.post("/v1/settlement", json=_body(psn, kind, sid),
+                      headers=h | {"Idempotency-Key": f"k-{sid}"}).status_code == 201
+    run_sql(url, "UPDATE idempotency SET recorded_at = '2020-01-01T00:00:00.000000+00:00' "
+                 "WHERE idem_key = 'k-I1'")
+    r = puhui("ledger", "prune-idempotency", "--ledger", url, "--older-than", "30")
+    assert r.returncode == 0 and "forgot 1 " in r.stdout
+    assert run_sql(url, "SELECT idem_key FROM idempotency") == [("k-I2",)]
+    paid = run_sql(url, "SELECT SUM(payout_fen) FROM payments")[0][0]
+    again = c.post("/v1/settlement", json=_body(psn, kind, "I1"),
+                   headers=h | {"Idempotency-Key": "k-I1"})
+    assert again.status_code == 200 and again.json()["already_decided"] is True
+    assert run_sql(url, "SELECT SUM(payout_fen) FROM payments")[0][0] == paid
+    assert puhui("ledger", "prune-idempotency", "--ledger", url, "--older-than", "0"
+                 ).returncode == 2

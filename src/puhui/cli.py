@@ -456,6 +456,28 @@ def ledger_status(url):
     click.echo(f"  net paid: {total / 100:,.2f} yuan")
 
 
+@ledger_group.command("prune-idempotency")
+@click.option("--ledger", "url", required=True)
+@click.option("--older-than", "days", type=click.IntRange(1, 3650), required=True,
+              help="days: the answers kept under Idempotency-Keys recorded before then "
+                   "are forgotten")
+def ledger_prune_idempotency(url, days):
+    """Forget old answers kept under the service's Idempotency-Keys (the table grows by one
+    row a keyed request). A retry under a forgotten key is decided again: a settlement
+    already decided is answered from the ledger (200), never paid twice."""
+    import datetime as dt
+
+    from puhui.claims import ledger
+
+    con = ledger.connect(url, must_exist=True)
+    before = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).isoformat(
+        timespec="microseconds")                     # the form of the ledger's times
+    with ledger.unit_of_work(con):
+        n = ledger.prune_idempotency(con, before)
+        ledger.audit(con, "ledger prune-idempotency", before=before, forgotten=n)
+    click.echo(f"forgot {n:,} answers kept under Idempotency-Keys recorded before {before}")
+
+
 @ledger_group.command("export")
 @click.option("--ledger", "url", default="sqlite:///ledger.db", show_default=True)
 @click.option("--out", "out_file", required=True, help="FILE.parquet or FILE.csv")

@@ -792,6 +792,17 @@ def api_keys(con) -> list[tuple]:
                                           " FROM api_keys ORDER BY created_at, key_id")]
 
 
+def prune_idempotency(con, before: str) -> int:
+    """Forget the answers kept under Idempotency-Keys recorded before ``before`` (an ISO
+    time as :func:`now` gives); how many. A platform retries within minutes or hours;
+    a settlement stays idempotent on its setl_id without them (call inside a unit of
+    work)."""
+    n = int(con.execute("SELECT COUNT(*) FROM idempotency WHERE recorded_at < ?",
+                        (before,)).fetchone()[0])
+    con.execute("DELETE FROM idempotency WHERE recorded_at < ?", (before,))
+    return n
+
+
 def idempotent_answer(con, key_id: str, idem_key: str) -> tuple[str, str, int, str] | None:
     """What was answered under an Idempotency-Key of an API key: (endpoint, body_sha256,
     status, response JSON), or None."""
