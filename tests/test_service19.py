@@ -87,3 +87,18 @@ def test_old_idempotency_answers_are_pruned_and_a_retry_still_pays_once(new_ledg
     assert run_sql(url, "SELECT SUM(payout_fen) FROM payments")[0][0] == paid
     assert puhui("ledger", "prune-idempotency", "--ledger", url, "--older-than", "0"
                  ).returncode == 2
+
+
+def test_another_applications_sqlite_database_with_a_meta_table_is_left_alone(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "app.db"
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+                      "INSERT INTO meta VALUES ('owner', 'billing');"
+                      "CREATE TABLE invoices (id INTEGER);")
+    con.close()
+    before = db.read_bytes()
+    r = puhui("ledger", "load", "--data", "data-samples/city", "--ledger", f"sqlite:///{db}")
+    assert r.returncode == 2 and "not a puhui ledger" in r.stderr
+    assert db.read_bytes() == before

@@ -241,7 +241,9 @@ def _open(path: Path, must_exist: bool):
         version = _schema_version(con)
         # foreign: it holds something a ledger does not (read once: a ledger another
         # process is creating right now holds only a ledger's tables, whenever it is read)
-        foreign = version is None and any(
+        # (a `meta` table without puhui's version row is another application's, unless
+        # nothing but a ledger's tables is there: review 20, as on PostgreSQL)
+        foreign = not version and any(
             not name.startswith("sqlite_") and name not in LEDGER_OBJECTS
             for (name,) in con.execute("SELECT name FROM sqlite_master"))
         if foreign or (must_exist and version is None):
