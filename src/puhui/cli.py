@@ -203,15 +203,33 @@ def product():
 
 def _load_product(name):
     from puhui.benefits.quantities import LineMatcher
-    from puhui.products.model import load_product, product_path
+    from puhui.products.catalog import resolve_product
+    from puhui.products.model import load_product
 
-    path = product_path(name)
-    if not path.exists():
-        raise InputError(f"{path}: no such product file (give a path, or an id from "
-                         f"actuarial/products/)")
-    p = load_product(path)
+    p = load_product(resolve_product(name))      # a mistyped id: "did you mean ..."
     LineMatcher(p)            # the lists it names must exist
     return p
+
+
+@product.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print the list as JSON")
+def product_list(as_json):
+    """List the products of the actuarial basis: id, policy period, premium, status."""
+    import json
+
+    from puhui.products.catalog import list_products, list_text, products_dir
+
+    entries = list_products()
+    if not entries:
+        raise InputError(f"{products_dir()}: no product files (*.toml) there")
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=1, ensure_ascii=False))
+    else:
+        click.echo(list_text(entries))
+    bad = [e.id for e in entries if e.error]
+    if bad:
+        raise InputError(f"{len(bad)} product file{'s' if len(bad) > 1 else ''} cannot be "
+                         f"read: {', '.join(bad)} (`puhui product check FILE` says why)")
 
 
 @product.command("show")
