@@ -759,11 +759,15 @@ def what_if(priced, benefit, deductible, ratio, preexisting_ratio, limit, drop_d
 
 @cli.command()
 @click.argument("manifest", type=click.Path())
-def reproduce(manifest):
-    """Re-run the pricing a manifest.json describes; exit 0 only if every figure agrees."""
+@click.option("--data", "data_dir", type=click.Path(), default=None,
+              help="the fund-data folder priced, where it is now (default: where the "
+                   "manifest says, absolute or relative to the manifest's folder)")
+def reproduce(manifest, data_dir):
+    """Re-run the pricing a manifest.json describes; exit 0 only if every figure agrees,
+    1 if a figure differs, 2 if an input is not there or not the one priced (its hash)."""
     from puhui.pricing.run import reproduce as run_reproduce
 
-    same, diffs = run_reproduce(manifest, progress=_progress(True))
+    same, diffs = run_reproduce(manifest, progress=_progress(True), data=data_dir)
     if same:
         click.echo(f"{manifest}: reproduced; every figure of pricing.json is identical")
         return
