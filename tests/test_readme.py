@@ -48,5 +48,6 @@ def test_readme_next_steps_run_in_a_fresh_folder(tmp_path):
         assert r.returncode == 0, f"{line}\n{r.stderr[-2000:]}"
         assert "Traceback" not in r.stderr
     for f in ("priced/pricing.json", "priced/report.html", "priced/manifest.json",
-              "claims/eob.parquet", "claims/report.html"):
+              "priced/premium.xlsx", "claims/eob.parquet", "claims/report.html",
+              "claims/summary.xlsx"):
         assert (tmp_path / f).is_file(), f

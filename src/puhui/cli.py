@@ -343,6 +343,9 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
         bar.render_finish()
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
                                        encoding="utf-8")
+    from puhui.excel import write_batch_workbook
+
+    write_batch_workbook(res.summary, outp / "summary.xlsx")     # for finance teams
     lean, reasons = eob.report_inputs()
     lean = res.eob if lean is None else lean
     (outp / "report.html").write_text(render(lean, res.summary, reasons), encoding="utf-8")
@@ -350,7 +353,8 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
     click.echo(f"batch {batch_id} ({mode}): {s['settlements_in']:,} settlements, "
                f"paid {s['paid_this_batch_yuan']:,.2f} yuan in this batch; "
                f"{', '.join(f'{k} {v:,}' for k, v in s['settlements_by_status'].items())}")
-    click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'}\n  {outp / 'report.html'}")
+    click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'} (and summary.xlsx)\n"
+               f"  {outp / 'report.html'}")
 
 
 @claims.command("recoveries")
@@ -650,8 +654,8 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
         click.echo(f"  backtest {_backtest_line(y)}")
     for n in f["notes"]:
         click.echo(f"  note: {n}")
-    click.echo(f"  {Path(out) / 'pricing.json'}\n  {Path(out) / 'report.html'}\n"
-               f"  {Path(out) / 'manifest.json'}")
+    click.echo(f"  {Path(out) / 'pricing.json'} (the premium tables in Excel: premium.xlsx)\n"
+               f"  {Path(out) / 'report.html'}\n  {Path(out) / 'manifest.json'}")
 
 
 def _price_versions(product_files, data_dir, out, seed, assumptions_file, policies):

@@ -195,6 +195,7 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     """Price and write the three files; returns the figures. ``backtest``: "last" (the
     last data year priced from the years before it), "all" or "none"
     (:func:`backtest_section`; run first, on the data before pricing releases it)."""
+    from puhui.excel import write_pricing_workbook
     from puhui.pricing.experience import experience_shared
     from puhui.pricing.fund_data import load_for_pricing
     from puhui.pricing.premium import EXPERIENCE_DROP, load_assumptions, price
@@ -239,6 +240,7 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result.figures, indent=2, ensure_ascii=False, sort_keys=False)
     (out / "pricing.json").write_text(text + "\n", encoding="utf-8")
+    write_pricing_workbook(result.figures, out / "premium.xlsx")     # for finance teams
     manifest["outputs"] = {"pricing.json": hashlib.sha256(text.encode()).hexdigest()}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     if result.state is not None:

@@ -519,6 +519,7 @@ def run_versions(product_files, data_dir, out, seed: int = 0, assumptions_file=N
     from puhui.pricing.fund_data import load_for_pricing
     from puhui.pricing.premium import load_assumptions
     from puhui.pricing.report import render
+    from puhui.excel import write_pricing_workbook
     from puhui.pricing.manifest_inputs import path_options
     from puhui.pricing.run import MANIFEST_VERSION, _versions, check_period, input_hashes
     from puhui.products.model import load_product
@@ -564,6 +565,7 @@ def run_versions(product_files, data_dir, out, seed: int = 0, assumptions_file=N
         d.mkdir(exist_ok=True)
         text = json.dumps(res.figures, indent=2, ensure_ascii=False)
         (d / "pricing.json").write_text(text + "\n", encoding="utf-8")
+        write_pricing_workbook(res.figures, d / "premium.xlsx")
         outputs[f"{p.id}/pricing.json"] = hashlib.sha256(text.encode()).hexdigest()
         if res.state is not None:
             res.state.save(d)
