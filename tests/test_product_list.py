@@ -99,6 +99,8 @@ def test_resolver_paths_and_far_names(tmp_path):
     assert resolve_product(str(shipped)) == shipped
     with pytest.raises(InputError, match=r"did you mean '.*/huhuibao-2025\.toml'\?"):
         resolve_product(str(shipped.parent / "huhuibao_2025.toml"))
+    with pytest.raises(InputError, match=r"did you mean 'huhuibao-2025' \(an id"):
+        resolve_product("huhuibao-2025.toml")          # in the current folder: not there
     with pytest.raises(InputError) as e:
         resolve_product("motor-insurance")
     assert "did you mean" not in str(e.value) and "puhui product list" in str(e.value)

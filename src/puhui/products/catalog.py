@@ -59,6 +59,9 @@ def resolve_product(name: str | Path) -> Path:
         near = difflib.get_close_matches(path.stem, product_ids(path.parent), n=1,
                                          cutoff=0.75)
         hint = f"; did you mean '{path.parent / (near[0] + '.toml')}'?" if near else ""
+        if not near and len(given.parts) == 1:               # "huhuibao-2025.toml": an id?
+            hint = suggestion(given.stem, product_ids())
+            hint = hint.replace("?", " (an id of the basis, without .toml)?") if hint else ""
         raise InputError(f"{path}: no such product file{hint}")
     known = product_ids()
     hint = suggestion(str(name), known)
