@@ -195,11 +195,9 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     """Price and write the three files; returns the figures. ``backtest``: "last" (the
     last data year priced from the years before it), "all" or "none"
     (:func:`backtest_section`; run first, on the data before pricing releases it)."""
-    from puhui.excel import write_pricing_workbook
     from puhui.pricing.experience import experience_shared
     from puhui.pricing.fund_data import load_for_pricing
     from puhui.pricing.premium import EXPERIENCE_DROP, load_assumptions, price
-    from puhui.pricing.report import render
     from puhui.products.model import load_product
 
     if backtest not in BACKTEST_SCOPES:
@@ -237,10 +235,21 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
                                          "assumptions": a_path})},
         "inputs": input_hashes(data_dir, product_file, a_path),
     }
+    _write_outputs(out, result, manifest, a_path, assumptions, say)
+    return result.figures
+
+
+def _write_outputs(out: Path, result, manifest: dict, a_path: Path, assumptions: dict,
+                   say) -> None:
+    """``run_price``'s files: pricing.json, premium.xlsx (for finance teams),
+    manifest.json (with pricing.json's hash), the fitted state and report.html."""
+    from puhui.excel import write_pricing_workbook
+    from puhui.pricing.report import render
+
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result.figures, indent=2, ensure_ascii=False, sort_keys=False)
     (out / "pricing.json").write_text(text + "\n", encoding="utf-8")
-    write_pricing_workbook(result.figures, out / "premium.xlsx")     # for finance teams
+    write_pricing_workbook(result.figures, out / "premium.xlsx")
     manifest["outputs"] = {"pricing.json": hashlib.sha256(text.encode()).hexdigest()}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     if result.state is not None:
@@ -249,7 +258,6 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     html = render(result.figures, result.tables, manifest, a_path.read_text(encoding="utf-8"),
                   result.lr_draws, int(assumptions.get("report", {}).get("min_cell_people", 10)))
     (out / "report.html").write_text(html, encoding="utf-8")
-    return result.figures
 
 
 def _differences(a, b, path="") -> list[str]:
