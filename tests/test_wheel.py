@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -87,6 +88,23 @@ def test_wheel_carries_every_basis_file(installed):
     with zipfile.ZipFile(wheel) as z:
         got = {n.removeprefix("puhui/actuarial/"): hashlib.sha256(z.read(n)).hexdigest()
                for n in z.namelist() if n.startswith("puhui/actuarial/")}
+    assert got == _checkout_files()
+
+
+def test_sdist_carries_the_basis_as_plain_files(tmp_path):
+    """The source archive holds the basis's files themselves (the link followed), so a
+    wheel built from it, on any platform, carries them too."""
+    src = _sources(tmp_path / "src-copy")
+    code = ("import sys; from setuptools import build_meta as b; "
+            "print(b.build_sdist(sys.argv[1]))")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=src,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    name = r.stdout.split()[-1]
+    prefix = name.removesuffix(".tar.gz") + "/src/puhui/actuarial/"
+    with tarfile.open(tmp_path / "dist" / name) as tar:
+        got = {m.name.removeprefix(prefix): hashlib.sha256(tar.extractfile(m).read()).hexdigest()
+               for m in tar.getmembers() if m.name.startswith(prefix) and m.isfile()}
     assert got == _checkout_files()
 
 
