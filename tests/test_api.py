@@ -84,7 +84,7 @@ def test_list_and_load_products():
     p = puhui.load_product("huhuibao-2024")
     assert puhui.load_product(p) is p
     assert puhui.load_product(ROOT / "actuarial/products/huhuibao-2024.toml").id == p.id
-    with pytest.raises(InputError, match="no such product"):
+    with pytest.raises(InputError, match="no such product.*did you mean 'huhuibao-2025'"):
         puhui.load_product("huhuibao-2052")
 
 

@@ -74,10 +74,11 @@ def test_reproduce_agrees_and_detects_changes(priced, tmp_path):
     assert r.returncode == 1 and "NOT reproduced" in r.stderr
     lines = [x.strip() for x in r.stderr.splitlines()[1:] if x.strip()]
     assert lines == [f"pure_premium.total: {was + 0.01!r} then {was!r}"], r.stderr
-    # changed data: the inputs differ from the manifest's
+    # changed data: the inputs differ from the manifest's (exit 2, the file named)
     (data / "persons.parquet").write_bytes((data / "persons.parquet").read_bytes() + b"\0")
     r = run("reproduce", str(out / "manifest.json"))
-    assert r.returncode == 1 and "inputs differ" in r.stderr
+    assert r.returncode == 2 and "inputs differ" in r.stderr
+    assert f"{data / 'persons.parquet'}: changed since the pricing" in r.stderr
 
 
 def test_bad_input_exits_2(city_copy, tmp_path):

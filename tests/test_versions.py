@@ -252,7 +252,7 @@ def test_versions_reproduce(priced, tmp_path):
     m["inputs"]["product_files"][COMMUNITY] = "0" * 64
     (copy / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     r = run("reproduce", str(copy / "manifest.json"))
-    assert r.returncode == 1 and COMMUNITY in r.stderr and "inputs differ" in r.stderr
+    assert r.returncode == 2 and COMMUNITY in r.stderr and "inputs differ" in r.stderr
 
 
 # --- bad inputs: exit 2 with a message, never a traceback ---------------------------------

@@ -96,17 +96,13 @@ def load_product(product):
     ['hospital', 'special_drugs', 'proton', 'cart', 'overseas_drugs']
     """
     from puhui.benefits.quantities import LineMatcher
+    from puhui.products.catalog import resolve_product
     from puhui.products.model import Product
     from puhui.products.model import load_product as load
-    from puhui.products.model import product_path
 
     if isinstance(product, Product):
         return product
-    path = product_path(str(product))
-    if not path.exists():
-        raise InputError(f"{path}: no such product file (give a path, or an id from "
-                         f"actuarial/products/: puhui.list_products() lists them)")
-    p = load(path)
+    p = load(resolve_product(product))      # a mistyped id: "did you mean ...?"
     LineMatcher(p)                    # the lists it names must exist
     return p
 

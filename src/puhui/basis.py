@@ -5,8 +5,8 @@
 ``actuarial/tables/``    mortality and other tables (CSV) with their citation
 ``actuarial/assumptions/`` the synthetic city's parameters and other assumptions
 
-The folder is found from ``PUHUI_ACTUARIAL`` or next to the source tree (the package
-is installed editable from the checkout). A file may say ``extends = "other-file.toml"``
+The folder is found from ``PUHUI_ACTUARIAL`` (a user's own basis), else inside the package
+(``puhui/actuarial``, shipped in the wheel; in a checkout a symbolic link to ``actuarial/``). A file may say ``extends = "other-file.toml"``
 (a path relative to itself): it starts from that file and changes what it states, so
 two years of one scheme or product differ only where the file says so. Tables merge
 key by key; lists of tables that carry an ``id`` (layers, benefits) merge by id (an
@@ -30,16 +30,24 @@ from puhui.errors import RuleFileError
 
 
 def actuarial_dir() -> Path:
+    """The actuarial basis: ``PUHUI_ACTUARIAL`` if set (a user's own basis), else the one
+    shipped inside the package (``puhui/actuarial``: in a checkout, a symbolic link to the
+    checkout's ``actuarial/``; in a wheel, a copy), else an ``actuarial/`` folder above
+    the source (a checkout whose symbolic link did not survive, as on Windows without
+    symlinks)."""
     env = os.environ.get("PUHUI_ACTUARIAL")
     if env:
         return Path(env)
     here = Path(__file__).resolve()
+    shipped = here.parent / "actuarial"
+    if (shipped / "basic").is_dir():
+        return shipped.resolve()
     for parent in here.parents:
         cand = parent / "actuarial"
         if cand.is_dir() and (cand / "basic").is_dir():
             return cand
     raise RuleFileError("cannot find the actuarial/ folder: set PUHUI_ACTUARIAL to its path "
-                        "(it ships with the puhui source tree)")
+                        "(it ships inside the puhui package; reinstall puhui if it is missing)")
 
 
 MAX_DEPTH = 16      # tables and arrays within each other: a basis file needs five

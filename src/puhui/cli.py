@@ -203,15 +203,33 @@ def product():
 
 def _load_product(name):
     from puhui.benefits.quantities import LineMatcher
-    from puhui.products.model import load_product, product_path
+    from puhui.products.catalog import resolve_product
+    from puhui.products.model import load_product
 
-    path = product_path(name)
-    if not path.exists():
-        raise InputError(f"{path}: no such product file (give a path, or an id from "
-                         f"actuarial/products/)")
-    p = load_product(path)
+    p = load_product(resolve_product(name))      # a mistyped id: "did you mean ..."
     LineMatcher(p)            # the lists it names must exist
     return p
+
+
+@product.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print the list as JSON")
+def product_list(as_json):
+    """List the products of the actuarial basis: id, policy period, premium, status."""
+    import json
+
+    from puhui.products.catalog import list_products, list_text, products_dir
+
+    entries = list_products()
+    if not entries:
+        raise InputError(f"{products_dir()}: no product files (*.toml) there")
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=1, ensure_ascii=False))
+    else:
+        click.echo(list_text(entries))
+    bad = [e.id for e in entries if e.error]
+    if bad:
+        raise InputError(f"{len(bad)} product file{'s' if len(bad) > 1 else ''} cannot be "
+                         f"read: {', '.join(bad)} (`puhui product check FILE` says why)")
 
 
 @product.command("show")
@@ -325,6 +343,9 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
         bar.render_finish()
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
                                        encoding="utf-8")
+    from puhui.excel import write_batch_workbook
+
+    write_batch_workbook(res.summary, outp / "summary.xlsx")     # for finance teams
     lean, reasons = eob.report_inputs()
     lean = res.eob if lean is None else lean
     (outp / "report.html").write_text(render(lean, res.summary, reasons), encoding="utf-8")
@@ -332,7 +353,8 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
     click.echo(f"batch {batch_id} ({mode}): {s['settlements_in']:,} settlements, "
                f"paid {s['paid_this_batch_yuan']:,.2f} yuan in this batch; "
                f"{', '.join(f'{k} {v:,}' for k, v in s['settlements_by_status'].items())}")
-    click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'}\n  {outp / 'report.html'}")
+    click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'} (and summary.xlsx)\n"
+               f"  {outp / 'report.html'}")
 
 
 @claims.command("recoveries")
@@ -661,8 +683,8 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
         click.echo(f"  backtest {_backtest_line(y)}")
     for n in f["notes"]:
         click.echo(f"  note: {n}")
-    click.echo(f"  {Path(out) / 'pricing.json'}\n  {Path(out) / 'report.html'}\n"
-               f"  {Path(out) / 'manifest.json'}")
+    click.echo(f"  {Path(out) / 'pricing.json'} (the premium tables in Excel: premium.xlsx)\n"
+               f"  {Path(out) / 'report.html'}\n  {Path(out) / 'manifest.json'}")
 
 
 def _price_versions(product_files, data_dir, out, seed, assumptions_file, policies):
@@ -770,11 +792,15 @@ def what_if(priced, benefit, deductible, ratio, preexisting_ratio, limit, drop_d
 
 @cli.command()
 @click.argument("manifest", type=click.Path())
-def reproduce(manifest):
-    """Re-run the pricing a manifest.json describes; exit 0 only if every figure agrees."""
+@click.option("--data", "data_dir", type=click.Path(), default=None,
+              help="the fund-data folder priced, where it is now (default: where the "
+                   "manifest says, absolute or relative to the manifest's folder)")
+def reproduce(manifest, data_dir):
+    """Re-run the pricing a manifest.json describes; exit 0 only if every figure agrees,
+    1 if a figure differs, 2 if an input is not there or not the one priced (its hash)."""
     from puhui.pricing.run import reproduce as run_reproduce
 
-    same, diffs = run_reproduce(manifest, progress=_progress(True))
+    same, diffs = run_reproduce(manifest, progress=_progress(True), data=data_dir)
     if same:
         click.echo(f"{manifest}: reproduced; every figure of pricing.json is identical")
         return

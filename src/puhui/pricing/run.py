@@ -18,6 +18,14 @@ from pathlib import Path
 from puhui import __version__
 from puhui.basis import actuarial_dir
 from puhui.errors import InputError
+from puhui.pricing.manifest_inputs import (
+    candidates,
+    path_options,
+    data_hashes,
+    input_changes,
+    locate,
+    refuse_changed,
+)
 
 MANIFEST_VERSION = 1
 
@@ -68,7 +76,7 @@ def input_hashes(data_dir: Path, product_file: Path, assumptions_file: Path) -> 
     product may reach through ``extends``)."""
     basis = actuarial_dir()
     return {
-        "data": {p.name: sha256(p) for p in sorted(Path(data_dir).glob("*.parquet"))},
+        "data": data_hashes(Path(data_dir)),
         "product_file": sha256(product_file),
         "assumptions_file": sha256(assumptions_file),
         "actuarial": {str(p.relative_to(basis)): sha256(p)
@@ -193,7 +201,7 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     product = load_product(product_file)
     result, assumptions, a_path = price_folder(product, data_dir, seed, assumptions_file,
                                                policies, progress, backtest)
-    manifest = price_manifest(product_file, data_dir, a_path, seed, policies, backtest)
+    manifest = price_manifest(product_file, data_dir, a_path, seed, policies, backtest, out)
     write_pricing(out, result, manifest, assumptions, a_path, progress)
     return result.figures
 
@@ -233,8 +241,10 @@ def price_folder(product, data_dir: str | Path, seed: int = 0,
 
 
 def price_manifest(product_file: Path, data_dir: Path, a_path: Path, seed: int,
-                   policies: int | None, backtest: str) -> dict:
-    """``manifest.json`` of a pricing (its ``outputs`` added when it is written)."""
+                   policies: int | None, backtest: str, out: Path | None = None) -> dict:
+    """``manifest.json`` of a pricing (its ``outputs`` added when it is written); with
+    ``out`` (where it is written), the inputs' paths relative to it too, so a moved
+    folder reproduces."""
     product_file, data_dir = Path(product_file), Path(data_dir)
     return {
         "manifest_version": MANIFEST_VERSION,
@@ -244,7 +254,9 @@ def price_manifest(product_file: Path, data_dir: Path, a_path: Path, seed: int,
         "seed": seed,
         "options": {"product": str(product_file.resolve()), "data": str(data_dir.resolve()),
                     "assumptions": str(a_path.resolve()), "policies": policies,
-                    "backtest": backtest},
+                    "backtest": backtest,
+                    **(path_options(out, {"data": data_dir, "product": product_file,
+                                          "assumptions": a_path}) if out is not None else {})},
         "inputs": input_hashes(data_dir, product_file, a_path),
     }
 
@@ -264,12 +276,15 @@ def pricing_report(result, manifest: dict, assumptions: dict, a_path: Path) -> s
 
 def write_pricing(out: Path, result, manifest: dict, assumptions: dict, a_path: Path,
                   progress=None) -> None:
-    """``OUT/pricing.json``, ``manifest.json`` (with the hash of pricing.json), the
-    fitted models and ``report.html``."""
+    """``OUT/pricing.json``, ``premium.xlsx`` (for finance teams), ``manifest.json``
+    (with the hash of pricing.json), the fitted models and ``report.html``."""
+    from puhui.excel import write_pricing_workbook
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     text = pricing_json(result.figures)
     (out / "pricing.json").write_text(text + "\n", encoding="utf-8")
+    write_pricing_workbook(result.figures, out / "premium.xlsx")
     manifest["outputs"] = {"pricing.json": hashlib.sha256(text.encode()).hexdigest()}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     if result.state is not None:
@@ -293,13 +308,35 @@ def _differences(a, b, path="") -> list[str]:
     return [] if a == b else [f"{path.rstrip('.')}: {a!r} then {b!r}"]
 
 
-def reproduce(manifest_file: str | Path, progress=None) -> tuple[bool, list[str]]:
-    """Re-run the pricing a manifest describes; (identical, differences)."""
+def reproduce(manifest_file: str | Path, progress=None, data: str | Path | None = None
+              ) -> tuple[bool, list[str]]:
+    """Re-run the pricing a manifest describes; (identical, differences). Each input is
+    looked for where the manifest says (:mod:`puhui.pricing.manifest_inputs`: its
+    absolute path, then relative to the manifest, then in the basis); ``data`` gives the
+    data folder instead. Inputs whose hashes differ from the manifest's: exit 2 naming
+    each file."""
     from puhui.pricing.versions import is_versions_manifest, reproduce_versions
 
     if is_versions_manifest(manifest_file):          # versions priced jointly
-        return reproduce_versions(manifest_file, progress)
+        return reproduce_versions(manifest_file, progress, data)
     manifest_file = Path(manifest_file)
+    manifest, opts, original, backtest = _read_manifest(manifest_file)
+    data_dir, product_file, a_file = _locate_inputs(manifest_file, manifest, data)
+    now = input_hashes(data_dir, product_file, a_file)
+    refuse_changed(manifest_file, input_changes(manifest["inputs"], now, {
+        "data": data_dir, "actuarial": actuarial_dir(), "product_file": product_file,
+        "assumptions_file": a_file}))
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = run_price(product_file, data_dir, tmp, seed=manifest["seed"],
+                            assumptions_file=a_file, policies=opts["policies"],
+                            progress=progress, backtest=backtest)
+    figures = json.loads(json.dumps(figures, ensure_ascii=False))
+    diffs = _differences(original, figures)
+    return not diffs, diffs
+
+
+def _read_manifest(manifest_file: Path) -> tuple[dict, dict, dict, str]:
+    """(manifest, its options, the pricing.json beside it, the backtest scope), checked."""
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
         opts = manifest["options"]
@@ -322,20 +359,20 @@ def reproduce(manifest_file: str | Path, progress=None) -> tuple[bool, list[str]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{manifest_file}: not a pricing manifest with its pricing.json "
                          f"beside it ({type(e).__name__}: {e})") from None
-    gone = [f"{k} {opts[k]}" for k in ("data", "product", "assumptions")
-            if not Path(opts[k]).exists()]
-    if gone:
-        raise InputError(f"{manifest_file}: the inputs it names are not there "
-                         f"({'; '.join(gone)}); restore them, or price again with "
-                         f"`puhui price`")
-    now = input_hashes(Path(opts["data"]), Path(opts["product"]), Path(opts["assumptions"]))
-    changed = _differences(manifest["inputs"], now)
-    if changed:
-        return False, ["inputs differ from the manifest's:"] + changed
-    with tempfile.TemporaryDirectory() as tmp:
-        figures = run_price(opts["product"], opts["data"], tmp, seed=manifest["seed"],
-                            assumptions_file=opts["assumptions"], policies=opts["policies"],
-                            progress=progress, backtest=backtest)
-    figures = json.loads(json.dumps(figures, ensure_ascii=False))
-    diffs = _differences(original, figures)
-    return not diffs, diffs
+    return manifest, opts, original, backtest
+
+
+def _locate_inputs(manifest_file: Path, manifest: dict, data) -> tuple[Path, Path, Path]:
+    """The data folder, product file and assumptions file to re-run with."""
+    opts, inputs = manifest["options"], manifest["inputs"]
+    hint = " (a data folder that moved: give it with --data DIR)"
+    places = [Path(data)] if data is not None else candidates(manifest_file, opts, "data")
+    data_dir = locate(places, lambda d: d.is_dir() and data_hashes(d) == inputs.get("data"),
+                      "data", manifest_file, hint)
+    product = locate(candidates(manifest_file, opts, "product"),
+                     lambda f: f.is_file() and sha256(f) == inputs.get("product_file"),
+                     "product", manifest_file)
+    a_file = locate(candidates(manifest_file, opts, "assumptions"),
+                    lambda f: f.is_file() and sha256(f) == inputs.get("assumptions_file"),
+                    "assumptions", manifest_file)
+    return data_dir, product, a_file

@@ -519,6 +519,8 @@ def run_versions(product_files, data_dir, out, seed: int = 0, assumptions_file=N
     from puhui.pricing.fund_data import load_for_pricing
     from puhui.pricing.premium import load_assumptions
     from puhui.pricing.report import render
+    from puhui.excel import write_pricing_workbook
+    from puhui.pricing.manifest_inputs import path_options
     from puhui.pricing.run import MANIFEST_VERSION, _versions, check_period, input_hashes
     from puhui.products.model import load_product
     from puhui import __version__
@@ -548,7 +550,9 @@ def run_versions(product_files, data_dir, out, seed: int = 0, assumptions_file=N
         "seed": seed,
         "options": {"products": [str(f.resolve()) for f in files],
                     "data": str(data_dir.resolve()), "assumptions": str(a_path.resolve()),
-                    "policies": None},
+                    "policies": None,
+                    **path_options(out, {"data": data_dir, "products": files,
+                                         "assumptions": a_path})},
         "inputs": {**input_hashes(data_dir, files[0], a_path),
                    "product_files": {p.id: _sha(f) for p, f in zip(products, files)}},
     }
@@ -561,6 +565,7 @@ def run_versions(product_files, data_dir, out, seed: int = 0, assumptions_file=N
         d.mkdir(exist_ok=True)
         text = json.dumps(res.figures, indent=2, ensure_ascii=False)
         (d / "pricing.json").write_text(text + "\n", encoding="utf-8")
+        write_pricing_workbook(res.figures, d / "premium.xlsx")
         outputs[f"{p.id}/pricing.json"] = hashlib.sha256(text.encode()).hexdigest()
         if res.state is not None:
             res.state.save(d)
@@ -593,41 +598,28 @@ def is_versions_manifest(manifest_file) -> bool:
         return False
 
 
-def reproduce_versions(manifest_file, progress=None) -> tuple[bool, list[str]]:
+def reproduce_versions(manifest_file, progress=None, data=None) -> tuple[bool, list[str]]:
     """Re-run a joint pricing from its manifest; (identical, differences) over
-    versions.json and every version's pricing.json."""
+    versions.json and every version's pricing.json. Inputs are found as for a single
+    pricing (:func:`puhui.pricing.run.reproduce`; ``data`` gives the data folder)."""
     import tempfile
 
+    from puhui.basis import actuarial_dir
+    from puhui.pricing.manifest_inputs import input_changes, refuse_changed
     from puhui.pricing.run import _differences, input_hashes
 
     manifest_file = Path(manifest_file)
-    try:
-        m = json.loads(manifest_file.read_text(encoding="utf-8"))
-        opts = m["options"]
-        products = [str(p) for p in opts["products"]]
-        data, a_file, seed = str(opts["data"]), str(opts["assumptions"]), m["seed"]
-        if not isinstance(seed, int) or len(products) < 2:
-            raise ValueError("seed is not a whole number, or fewer than two products")
-        originals = {k: json.loads((manifest_file.parent / k).read_text(encoding="utf-8"))
-                     for k in m["outputs"]}
-        inputs = m["inputs"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{manifest_file}: not a manifest of versions priced jointly with "
-                         f"its versions.json and pricing.json files beside it "
-                         f"({type(e).__name__}: {e})") from None
-    gone = [x for x in (*products, data, a_file) if not Path(x).exists()]
-    if gone:
-        raise InputError(f"{manifest_file}: the inputs it names are not there "
-                         f"({'; '.join(gone)}); restore them, or price again with `puhui price`")
+    m, originals = _read_versions_manifest(manifest_file)
+    data, products, a_file = _locate_versions_inputs(manifest_file, m, data)
     from puhui.products.model import load_product
 
-    now = {**input_hashes(Path(data), Path(products[0]), Path(a_file)),
-           "product_files": {load_product(p).id: _sha(Path(p)) for p in products}}
-    changed = _differences(inputs, now)
-    if changed:
-        return False, ["inputs differ from the manifest's:"] + changed
+    now = {**input_hashes(data, products[0], a_file),
+           "product_files": {load_product(p).id: _sha(p) for p in products}}
+    refuse_changed(manifest_file, input_changes(m["inputs"], now, {
+        "data": data, "actuarial": actuarial_dir(), "product_file": products[0],
+        "assumptions_file": a_file}))
     with tempfile.TemporaryDirectory() as tmp:
-        run_versions(products, data, tmp, seed=seed, assumptions_file=a_file,
+        run_versions(products, data, tmp, seed=m["seed"], assumptions_file=a_file,
                      progress=progress)
         diffs = []
         for k, original in originals.items():
@@ -638,6 +630,47 @@ def reproduce_versions(manifest_file, progress=None) -> tuple[bool, list[str]]:
             diffs += [f"{k}: {d}" for d in _differences(
                 original, json.loads(p.read_text(encoding="utf-8")))]
     return not diffs, diffs
+
+
+def _read_versions_manifest(manifest_file: Path) -> tuple[dict, dict]:
+    """(manifest, the outputs beside it by name), checked."""
+    try:
+        m = json.loads(manifest_file.read_text(encoding="utf-8"))
+        opts = m["options"]
+        products = [str(p) for p in opts["products"]]
+        for k in ("data", "assumptions"):
+            if not isinstance(opts.get(k), str):
+                raise KeyError(f"options.{k}")
+        if not isinstance(m["seed"], int) or len(products) < 2:
+            raise ValueError("seed is not a whole number, or fewer than two products")
+        originals = {k: json.loads((manifest_file.parent / k).read_text(encoding="utf-8"))
+                     for k in m["outputs"]}
+        if not isinstance(m["inputs"], dict):
+            raise KeyError("inputs")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{manifest_file}: not a manifest of versions priced jointly with "
+                         f"its versions.json and pricing.json files beside it "
+                         f"({type(e).__name__}: {e})") from None
+    return m, originals
+
+
+def _locate_versions_inputs(manifest_file: Path, m: dict, data) -> tuple[Path, list, Path]:
+    from puhui.pricing.manifest_inputs import candidates, data_hashes, locate
+
+    opts, inputs = m["options"], m["inputs"]
+    recorded = set((inputs.get("product_files") or {}).values())
+    places = [Path(data)] if data is not None else candidates(manifest_file, opts, "data")
+    data_dir = locate(places, lambda d: d.is_dir() and data_hashes(d) == inputs.get("data"),
+                      "data", manifest_file, " (a data folder that moved: give it with "
+                                             "--data DIR)")
+    products = [locate(candidates(manifest_file, opts, "products", i),
+                       lambda f: f.is_file() and _sha(f) in recorded,
+                       f"product {i + 1}", manifest_file)
+                for i in range(len(opts["products"]))]
+    a_file = locate(candidates(manifest_file, opts, "assumptions"),
+                    lambda f: f.is_file() and _sha(f) == inputs.get("assumptions_file"),
+                    "assumptions", manifest_file)
+    return data_dir, products, a_file
 
 
 JOINT_TEMPLATE = """<!doctype html>
