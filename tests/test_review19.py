@@ -4,6 +4,7 @@ matters."""
 import json
 import threading
 
+import pandas as pd
 import pytest
 
 from puhui.claims.batch import run_batch
@@ -65,3 +66,107 @@ def test_a_reversal_id_is_not_taken_again_as_a_settlement_id(served, city):
     with pytest.raises(Conflict, match="reversal"):
         direct_payout(PRODUCT, url, _body("R1", psn, "2025-09-01", 500, kind))
     assert _payments(url) == before
+
+
+# 2. net per person against a batch (the independent truth) ------------------------------
+def _story(seed, people):
+    """Settlements and reversals of ``people`` [(psn, insutype)] sent in date order:
+    amounts from small to above the hospital limit, reversals of earlier settlements
+    (each once) dated on or after them, several on one day; [(kind, body)]."""
+    import random
+
+    rnd = random.Random(seed)
+    day, out, live, n = 0, [], [], 0
+    while day < 360:
+        day += rnd.choice((0, 0, 1, 9, 23))
+        when = (pd.Timestamp("2025-01-01") + pd.Timedelta(days=min(day, 364))).date().isoformat()
+        if live and rnd.random() < 0.3:
+            orig = live.pop(rnd.randrange(len(live)))
+            out.append(("reversal", _reversal(orig, f"RV{seed}-{n}", when)))
+        else:
+            psn, kind = rnd.choice(people)
+            inlist = rnd.choice((1, 3000, 11999.99, 12000.01, 20000, 45000.37, 1500000))
+            b = _body(f"ST{seed}-{n}", psn, when, inlist, kind)
+            b = b | {"medfee_sumamt": round(inlist * 3, 2), "hifp_pay": round(inlist * 2, 2)}
+            out.append(("settlement", b))
+            live.append(b)
+        n += 1
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_settlements_and_reversals_at_once_equal_a_batch(city, tmp_path, new_ledger, seed):
+    """Two people's settlements and reversals sent at once in date order (amounts one fen
+    either side of the deductible, above the limit, reversals on the day of others):
+    every person's net and accumulators equal a batch on data holding the same rows; that
+    batch run on this ledger afterwards moves nothing."""
+    full, psn, kind, other, okind = city
+    url = _loaded(city, new_ledger("l"))
+    story = _story(seed, [(psn, kind), (other, okind)])
+    for what, body in story:
+        (reverse_payout if what == "reversal" else direct_payout)(PRODUCT, url, body)
+    # each row at an institution of its own: no fraud flag holds one (the batch holds a
+    # stay 0-3 days after one at the same institution; a direct payout has no such flag)
+    data = _data(city, tmp_path, "all", [b | {"fixmedins_code": f"H{i}"}
+                                         for i, (_, b) in enumerate(story)])
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(PRODUCT, PRODUCT.path, data, ref, "ref")
+    for who in (psn, other):
+        assert (_net(url, who), _acc_rows(url, who)) == (_net(ref, who), _acc_rows(ref, who))
+    before = _payments(url)
+    run_batch(PRODUCT, PRODUCT.path, data, url, "after")
+    for who in (psn, other):
+        assert _net(url, who) == _net(ref, who)
+    assert run_sql(url, "SELECT COUNT(*) FROM payments WHERE batch_id = 'after' AND psn_no "
+                        "IN (?, ?)", (psn, other))[0][0] == 0, before
+
+
+# 3. a write that fails inside a unit of work ----------------------------------------------
+def _sabotage(url, table, column, value):
+    """A trigger behind the ledger's back: inserting ``value`` in ``column`` of ``table``
+    fails."""
+    if url.startswith("postgresql"):
+        run_sql(url, f"CREATE FUNCTION boom_{table}() RETURNS trigger AS $$ BEGIN IF "
+                     f"NEW.{column} = '{value}' THEN RAISE EXCEPTION 'boom'; END IF; RETURN "
+                     f"NEW; END $$ LANGUAGE plpgsql")
+        run_sql(url, f"CREATE TRIGGER boom_{table} BEFORE INSERT ON {table} FOR EACH ROW "
+                     f"EXECUTE FUNCTION boom_{table}()")
+    else:
+        run_sql(url, f"CREATE TRIGGER boom_{table} BEFORE INSERT ON {table} WHEN "
+                     f"NEW.{column} = '{value}' BEGIN SELECT RAISE(ABORT, 'boom'); END")
+
+
+@pytest.mark.parametrize("table, column, value", [
+    ("payments", "setl_id", "BOOM"), ("settlements", "setl_id", "BOOM"),
+    ("idempotency", "idem_key", "boom-1"), ("accumulators", "accumulator", "limit:hospital")])
+def test_a_failing_write_leaves_nothing_and_the_next_request_works(served, city, table, column,
+                                                                  value):
+    """The first settlement on a fresh ledger fails at one of its writes (a trigger): a
+    5xx problem without a traceback, nothing of it kept (no decision, payment, stored
+    settlement or Idempotency-Key; the standing batch made in the same unit of work is
+    gone too); the next request on the same server is decided and recorded whole, the
+    standing batch made again (a connection must not remember a fact that was rolled
+    back); the failed one sent again under its key, after the fault is gone, is decided."""
+    c, h, url = served
+    full, psn, kind, *_ = city
+    _sabotage(url, table, column, value)
+    hk = h | {"Idempotency-Key": "boom-1"}
+    r = c.post("/v1/settlement", json=_body("BOOM", psn, DAYS[0], S1, kind), headers=hk)
+    assert r.status_code == 500 and "Traceback" not in r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    for t in ("decisions", "payments", "settlements"):
+        assert run_sql(url, f"SELECT COUNT(*) FROM {t} WHERE setl_id = 'BOOM'")[0][0] == 0
+    assert run_sql(url, "SELECT COUNT(*) FROM batches")[0][0] == 0
+    run_sql(url, f"DROP TRIGGER boom_{table}" + (f" ON {table}" if url.startswith("postgresql") else ""))
+    told = 0
+    for i in range(6):          # every thread's connection of the pool, more than once
+        b = _body(f"OK{i}", psn, DAYS[1], S2 + i, kind)
+        ok = c.post("/v1/settlement", json=b, headers=h)
+        assert ok.status_code == 201, ok.text
+        told += round(ok.json()["total_payout"] * 100)
+    assert run_sql(url, "SELECT batch_id FROM batches") == [("direct",)]
+    assert run_sql(url, "SELECT COUNT(DISTINCT setl_id) FROM decisions")[0][0] == 6
+    again = c.post("/v1/settlement", json=_body("BOOM", psn, DAYS[0], S1, kind), headers=hk)
+    assert again.status_code == 201, again.text
+    told += round(again.json()["total_payout"] * 100)
+    assert _net(url, psn) == told
