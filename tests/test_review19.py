@@ -298,3 +298,126 @@ def test_sessions_cut_under_load_leave_no_connection_stuck(postgres_server, city
     # after the cuts: one failure at most (the first use of a session cut last), then
     # every request answered
     assert all(sum(not ok for ok in run) <= 1 and run[-1] for run in tail.values()), tail
+
+
+# 5. reversals racing reversals and settlements of the same person -----------------------
+def test_reversals_and_settlements_of_one_person_racing_equal_a_batch(city, tmp_path,
+                                                                      new_ledger):
+    """Six settlements of one person paid; then, from threads at once: reversals of three
+    of them and three new settlements dated after all (whatever commits last, every
+    settlement ends adjudicated in time order): the person's net and accumulators equal
+    a batch on data holding the same rows, each original reversed once."""
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    amounts = (20000, 5000.01, 9000, 30000, 1999.99, 15000)
+    first = [_body(f"P{i}", psn, f"2025-0{i + 1}-10", x, kind) for i, x in enumerate(amounts)]
+    for b in first:
+        direct_payout(PRODUCT, url, b)
+    revs = [_reversal(first[i], f"RX{i}", "2025-09-01") for i in (0, 2, 4)]
+    later = [_body(f"N{i}", psn, f"2025-10-0{i + 1}", 7000 + i, kind) for i in range(3)]
+    errors = []
+
+    def send(what, body):
+        try:
+            (reverse_payout if what == "r" else direct_payout)(PRODUCT, url, body)
+        except Exception as exc:  # noqa: BLE001 - collected: the test says which
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=send, args=("r", b)) for b in revs] + \
+              [threading.Thread(target=send, args=("s", b)) for b in later]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert errors == []
+    data = _data(city, tmp_path, "all", [b | {"fixmedins_code": f"H{i}"}
+                                         for i, b in enumerate([*first, *revs, *later])])
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(PRODUCT, PRODUCT.path, data, ref, "ref")
+    assert (_net(url, psn), _acc_rows(url, psn)) == (_net(ref, psn), _acc_rows(ref, psn))
+    assert run_sql(url, "SELECT COUNT(*) FROM reversals")[0][0] == 3
+
+
+# 6. dates at the edges: across policy years, a person with two policies ------------------
+def _two_policies(city, tmp_path, psn):
+    """The city's data with ``psn``'s policy split in two: January-June and July-December
+    (two policies of the product, one person)."""
+    import shutil
+
+    from puhui.fund.files import read_raw
+    from puhui.fund.schema import POLICIES
+
+    d = tmp_path / "split"
+    shutil.copytree(city[0], d)
+    pol = read_raw(city[0], POLICIES)
+    row = pol[(pol["psn_no"] == psn) & (pol["product_id"] == PRODUCT.id)]
+    a = row.assign(end_date=pd.Timestamp("2025-06-30"))
+    b = row.assign(start_date=pd.Timestamp("2025-07-01"), policy_no=row["policy_no"] + "B")
+    out = pd.concat([pol.drop(row.index), a, b], ignore_index=True)
+    out.to_parquet(d / "policies.parquet", index=False)
+    return d
+
+
+def test_a_reversal_at_the_turn_of_the_year_and_of_a_policy(city, tmp_path, new_ledger):
+    """One person, two policies of the product (Jan-Jun, Jul-Dec): settlements on June 30,
+    July 1 and December 31; June 30's reversed on July 1 (the next policy's first day)
+    and December 31's reversed on January 1 (no policy covers that day): each policy
+    re-adjudicated alone; net and accumulators equal a batch on the same rows."""
+    full, psn, kind, *_ = city
+    data0 = _two_policies(city, tmp_path, psn)
+    url = new_ledger("l")
+    assert puhui("ledger", "load", "--data", data0, "--ledger", url).returncode == 0
+    s = [_body("E1", psn, "2025-06-30", 20000, kind), _body("E2", psn, "2025-07-01", 15000, kind),
+         _body("E3", psn, "2025-12-31", 4000.01, kind), _body("E4", psn, "2025-06-29", 3000, kind)]
+    paid = [direct_payout(PRODUCT, url, b)["total_payout"] for b in s]
+    assert paid == [5600.0, 2100.0, 2800.01, 2100.0]   # E4 after E1: deductible used
+    r1 = reverse_payout(PRODUCT, url, _reversal(s[0], "Y1", "2025-07-01"))
+    r2 = reverse_payout(PRODUCT, url, _reversal(s[2], "Y2", "2026-01-01"))
+    # E1 reversed: E4 alone in its policy (3,000 < 12,000: nothing); E2 and E3 share the
+    # second policy's deductible: 15,000 - 12,000 = 3,000 -> 2,100; E3 reversed
+    assert [(e["applies_to"], e["payout_amt"]) for e in r1["entries"]] == [
+        ("E1", -5600.0), ("E4", -2100.0)]
+    assert [(e["applies_to"], e["payout_amt"]) for e in r2["entries"]] == [("E3", -2800.01)]
+    assert _net(url, psn) == 210000
+    data = _data((data0, *city[1:]), tmp_path, "all", [
+        b | {"fixmedins_code": f"H{i}"} for i, b in enumerate(
+            [*s, _reversal(s[0], "Y1", "2025-07-01"), _reversal(s[2], "Y2", "2026-01-01")])])
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(PRODUCT, PRODUCT.path, data, ref, "ref")
+    assert (_net(url, psn), _acc_rows(url, psn)) == (_net(ref, psn), _acc_rows(ref, psn))
+
+
+# 7. a batch beside reversals at once -------------------------------------------------------
+def test_a_reversal_at_once_while_a_batch_plans_the_person(city, tmp_path, new_ledger,
+                                                           monkeypatch):
+    """T1-T3 paid at the counter; a claims batch on data holding them and a later T5
+    plans the person's block; before it writes, T1 is reversed at once (another
+    connection): the batch sees it (plans again) and the person's net and accumulators
+    equal a batch on data holding the five rows."""
+    from puhui.claims import batch as batch_mod
+
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    bodies = _three(psn, kind)
+    for b in bodies:
+        direct_payout(PRODUCT, url, b)
+    t5 = _body("T5", psn, "2025-10-01", 9000, kind)
+    rev = _reversal(bodies[0], "R1", "2025-08-01")
+    plan, done = batch_mod._plan_block, []
+
+    def plan_then_reverse(*a, **k):
+        out = plan(*a, **k)
+        if not done:
+            done.append(1)
+            t = threading.Thread(target=reverse_payout, args=(PRODUCT, url, rev))
+            t.start()
+            t.join()
+        return out
+
+    monkeypatch.setattr(batch_mod, "_plan_block", plan_then_reverse)
+    rows = [b | {"fixmedins_code": f"H{i}"} for i, b in enumerate([*bodies, t5])]
+    run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "four", rows), url, "b1")
+    assert done and run_sql(url, "SELECT refund_of FROM reversals WHERE setl_id = 'R1'") == [("T1",)]
+    monkeypatch.setattr(batch_mod, "_plan_block", plan)
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "five", rows + [
+        rev | {"fixmedins_code": "H9"}]), ref, "ref")
+    assert (_net(url, psn), _acc_rows(url, psn)) == (_net(ref, psn), _acc_rows(ref, psn))
