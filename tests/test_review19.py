@@ -421,3 +421,78 @@ def test_a_reversal_at_once_while_a_batch_plans_the_person(city, tmp_path, new_l
     run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "five", rows + [
         rev | {"fixmedins_code": "H9"}]), ref, "ref")
     assert (_net(url, psn), _acc_rows(url, psn)) == (_net(ref, psn), _acc_rows(ref, psn))
+
+
+# 8. odd reversals that held (kept so they keep holding) ---------------------------------
+def test_odd_reversals_are_4xx_and_write_nothing(served, city):
+    c, h, url = served
+    full, psn, kind, other, okind = city
+    bodies = _three(psn, kind)
+    for b in bodies:
+        assert c.post("/v1/settlement", json=b, headers=h).status_code == 201
+    rev = _reversal(bodies[0], "R1", "2025-08-01")
+    assert c.post("/v1/reversal", json=rev, headers=h).status_code == 201
+    before = _payments(url)
+    cases = [
+        # a reversal of a reversal: as the platform would send it (amounts positive), and
+        # with the reversal's own (negative) amounts
+        (_reversal(rev, "RR1", "2025-08-02"), 400, "positive"),
+        (rev | {"setl_id": "RR2", "refund_of": "R1"}, 422, "no settlement this ledger"),
+        # an id never decided because no policy covered it
+        (_reversal(_body("NP", psn, "2024-05-01", 100, kind), "RR3", "2025-08-01"), 422,
+         "no settlement this ledger"),
+        # the pre-settlement of a reversal's id
+        ("pre", 409, "reversal"),
+        # one fen more than the original, on one field and the total
+        (_reversal(bodies[1], "RR4", "2025-08-01") | {"psn_part_amt": -10000.01,
+                                                        "medfee_sumamt": -30000.01},
+         422, "negated"),
+        # a body over 64 KB
+        ("big", 413, "64 KB"),
+    ]
+    for body, status, words in cases:
+        if body == "pre":
+            r = c.post("/v1/pre-settlement", json=_body("R1", psn, "2025-09-01", 10, kind),
+                       headers=h)
+        elif body == "big":
+            r = c.post("/v1/reversal", content=json.dumps(rev | {"x": "a" * 70000}),
+                       headers=h | {"Content-Type": "application/json"})
+        else:
+            r = c.post("/v1/reversal", json=body, headers=h)
+        assert r.status_code == status, (body, r.text)
+        assert words in r.json()["detail"] and "Traceback" not in r.text
+    assert _payments(url) == before
+    # the decimal text "-0.00" and hosp_lv as text are accepted as the same settlement
+    ok = c.post("/v1/reversal", json=_reversal(bodies[1], "RR5", "2025-08-01")
+                | {"hifob_pay": "-0.00", "hosp_lv": "3"}, headers=h)
+    assert ok.status_code == 201, ok.text
+    # T1 and T2 reversed: T3 alone, 6,000 under the 12,000 deductible: nothing
+    assert [(e["applies_to"], e["payout_amt"]) for e in ok.json()["entries"]] == [
+        ("T3", -2800.0)] and ok.json()["net_payout_amt"] == 0
+
+
+def test_claims_direct_with_odd_files(city, tmp_path):
+    """``claims direct --settlement FILE``: a reversal's id sent as a settlement, personal
+    data in a reversal, a list, NaN: exit 2 with a message, no traceback, nothing echoed."""
+    full, psn, kind, *_ = city
+    url = _loaded(city, f"sqlite:///{tmp_path / 'l.db'}")
+    bodies = _three(psn, kind)
+    for b in bodies:
+        direct_payout(PRODUCT, url, b)
+    reverse_payout(PRODUCT, url, _reversal(bodies[0], "R1", "2025-08-01"))
+    before = _payments(url)
+    f = tmp_path / "s.json"
+    cases = [
+        (json.dumps(_body("R1", psn, "2025-09-01", 500, kind)), "reversal"),
+        (json.dumps(_reversal(bodies[1], "R2", "2025-08-01") | {"psn_no": PII}), "personal"),
+        (json.dumps([_body("X1", psn, "2025-09-01", 500, kind)]), "object"),
+        (json.dumps(_reversal(bodies[1], "R3", "2025-08-01")).replace(
+            '"psn_part_amt": -10000', '"psn_part_amt": NaN'), "NaN"),
+    ]
+    for text, words in cases:
+        f.write_text(text)
+        r = puhui("claims", "direct", "--product", PRODUCT.id, "--ledger", url,
+                  "--settlement", f)
+        assert r.returncode == 2, (text, r.stdout, r.stderr)
+        assert words in r.stderr and "Traceback" not in r.stderr and PII not in r.stderr
+    assert _payments(url) == before
