@@ -99,7 +99,8 @@ def test_settlements_and_reversals_at_once_equal_a_batch(city, tmp_path, new_led
     """Two people's settlements and reversals sent at once in date order (amounts one fen
     either side of the deductible, above the limit, reversals on the day of others):
     every person's net and accumulators equal a batch on data holding the same rows; that
-    batch run on this ledger afterwards moves nothing."""
+    batch run on this ledger afterwards moves nothing, nor one holding only the
+    originals."""
     full, psn, kind, other, okind = city
     url = _loaded(city, new_ledger("l"))
     story = _story(seed, [(psn, kind), (other, okind)])
@@ -119,6 +120,13 @@ def test_settlements_and_reversals_at_once_equal_a_batch(city, tmp_path, new_led
         assert _net(url, who) == _net(ref, who)
     assert run_sql(url, "SELECT COUNT(*) FROM payments WHERE batch_id = 'after' AND psn_no "
                         "IN (?, ?)", (psn, other))[0][0] == 0, before
+    # a batch whose data holds only the originals (an extract without the reversals):
+    # the originals stay reversed, nothing moves
+    only = _data(city, tmp_path, "only", [b | {"fixmedins_code": f"H{i}"}
+                                          for i, (w, b) in enumerate(story) if w != "reversal"])
+    run_batch(PRODUCT, PRODUCT.path, only, url, "only-originals")
+    for who in (psn, other):
+        assert _net(url, who) == _net(ref, who)
 
 
 # 3. a write that fails inside a unit of work ----------------------------------------------
