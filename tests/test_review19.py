@@ -504,3 +504,70 @@ def test_claims_direct_with_odd_files(city, tmp_path):
         assert r.returncode == 2, (text, r.stdout, r.stderr)
         assert words in r.stderr and "Traceback" not in r.stderr and PII not in r.stderr
     assert _payments(url) == before
+
+
+def test_one_id_sent_at_once_as_a_settlement_and_as_a_reversal(city, new_ledger):
+    """Threads: the id X sent at the same moment as another person's settlement and as a
+    reversal of this person's T1: one is applied, the other is a 409; never both."""
+    full, psn, kind, other, okind = city
+    url = _loaded(city, new_ledger("l"))
+    for round_ in range(4):
+        orig = _body(f"O{round_}", psn, "2025-03-01", 20000, kind)
+        direct_payout(PRODUCT, url, orig)
+        x = f"X{round_}"
+        out = []
+
+        def send(fn, body):
+            try:
+                fn(PRODUCT, url, body)
+                out.append("ok")
+            except Conflict:
+                out.append("409")
+
+        ts = [threading.Thread(target=send, args=(direct_payout,
+                                                  _body(x, other, "2025-04-01", 100, okind))),
+              threading.Thread(target=send, args=(reverse_payout,
+                                                  _reversal(orig, x, "2025-04-01")))]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        assert sorted(out) == ["409", "ok"], out
+        as_settlement = run_sql(url, "SELECT COUNT(*) FROM decisions WHERE setl_id = ?", (x,))
+        as_reversal = run_sql(url, "SELECT COUNT(*) FROM reversals WHERE setl_id = ?", (x,))
+        assert (as_settlement[0][0] > 0) != (as_reversal[0][0] > 0)
+
+
+def test_a_reversal_under_another_product_is_refused(tmp_path, new_ledger):
+    """One person insured by huhuibao-2024 and -2025: a 2024 settlement paid under
+    huhuibao-2024 and reversed through huhuibao-2025 (a service serving the other
+    product) is a 422 and writes nothing (its policy year is the other product's: its
+    terms would re-adjudicate it); through huhuibao-2024 it is applied."""
+    from puhui.fund.files import read_raw, write_fund
+    from puhui.fund.schema import PERSONS, POLICIES
+    from puhui.products.model import load_product, product_path
+    from puhui.synth.city import synth_city
+
+    p24 = load_product(product_path("huhuibao-2024"))
+    d = tmp_path / "city"
+    write_fund(synth_city(400, 2, seed=22, start_year=2024), d)
+    pol, per = read_raw(d, POLICIES), read_raw(d, PERSONS)
+    kinds = dict(zip(per["psn_no"].astype(str), per["insutype"].astype(str)))
+    both = set(pol.loc[pol["product_id"] == "huhuibao-2024", "psn_no"]) & set(
+        pol.loc[pol["product_id"] == "huhuibao-2025", "psn_no"])
+    both -= set(pol.loc[pol["preexisting"].astype(bool), "psn_no"])
+    psn = sorted(both)[0]
+    url = new_ledger("l")
+    assert puhui("ledger", "load", "--data", d, "--ledger", url).returncode == 0
+    s24 = _body("Y24", psn, "2024-06-01", 20000, kinds[psn])
+    s25 = _body("Y25", psn, "2025-06-01", 20000, kinds[psn])
+    paid24 = direct_payout(p24, url, s24)["total_payout"]
+    paid25 = direct_payout(PRODUCT, url, s25)["total_payout"]
+    assert paid24 > 0 and paid25 > 0
+    before = _payments(url)
+    with pytest.raises(Unprocessable):
+        reverse_payout(PRODUCT, url, _reversal(s24, "RY24", "2024-07-01"))
+    with pytest.raises(Unprocessable):
+        reverse_payout(p24, url, _reversal(s25, "RY25", "2025-07-01"))
+    assert _payments(url) == before
+    r = reverse_payout(p24, url, _reversal(s24, "RY24", "2024-07-01"))
+    assert r["total_amt"] == -paid24
+    assert _net(url, psn) == round(paid25 * 100)
