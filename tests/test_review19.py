@@ -39,6 +39,13 @@ def _acc_rows(url, psn):
                         "a.used_fen != 0 ORDER BY 1, 2", (psn,))
 
 
+def _per_settlement(url, psn):
+    """Net paid per settlement (and benefit) of a person, the zeros left out."""
+    return run_sql(url, "SELECT applies_to, benefit, SUM(payout_fen) FROM payments WHERE "
+                        "psn_no = ? GROUP BY applies_to, benefit HAVING SUM(payout_fen) != 0 "
+                        "ORDER BY 1, 2", (psn,))
+
+
 def _payments(url):
     return run_sql(url, "SELECT COUNT(*), COALESCE(SUM(payout_fen), 0) FROM payments")[0]
 
@@ -114,6 +121,7 @@ def test_settlements_and_reversals_at_once_equal_a_batch(city, tmp_path, new_led
     run_batch(PRODUCT, PRODUCT.path, data, ref, "ref")
     for who in (psn, other):
         assert (_net(url, who), _acc_rows(url, who)) == (_net(ref, who), _acc_rows(ref, who))
+        assert _per_settlement(url, who) == _per_settlement(ref, who)
     before = _payments(url)
     run_batch(PRODUCT, PRODUCT.path, data, url, "after")
     for who in (psn, other):
@@ -571,3 +579,30 @@ def test_a_reversal_under_another_product_is_refused(tmp_path, new_ledger):
     r = reverse_payout(p24, url, _reversal(s24, "RY24", "2024-07-01"))
     assert r["total_amt"] == -paid24
     assert _net(url, psn) == round(paid25 * 100)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_settlements_out_of_date_order_then_a_reversal_equal_a_batch(city, tmp_path,
+                                                                    new_ledger, seed):
+    """A person's settlements paid at the counter in shuffled date order (so the
+    deductible fell on whichever came first), then one reversed: the reversal brings
+    the policy year to time order, and net and accumulators equal a batch on the rows."""
+    import random
+
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    rnd = random.Random(seed)
+    bodies = [_body(f"Q{i}", psn, f"2025-{i + 1:02d}-15", x, kind) for i, x in
+              enumerate(rnd.choice((3000, 9000.01, 14000, 25000)) for _ in range(8))]
+    sent = bodies[:]
+    rnd.shuffle(sent)
+    for b in sent:
+        direct_payout(PRODUCT, url, b)
+    rev = _reversal(bodies[rnd.randrange(8)], "RQ", "2025-11-30")
+    reverse_payout(PRODUCT, url, rev)
+    data = _data(city, tmp_path, "all", [b | {"fixmedins_code": f"H{i}"}
+                                         for i, b in enumerate([*bodies, rev])])
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(PRODUCT, PRODUCT.path, data, ref, "ref")
+    assert (_net(url, psn), _acc_rows(url, psn)) == (_net(ref, psn), _acc_rows(ref, psn))
+    assert _per_settlement(url, psn) == _per_settlement(ref, psn)
