@@ -606,3 +606,18 @@ def test_settlements_out_of_date_order_then_a_reversal_equal_a_batch(city, tmp_p
     run_batch(PRODUCT, PRODUCT.path, data, ref, "ref")
     assert (_net(url, psn), _acc_rows(url, psn)) == (_net(ref, psn), _acc_rows(ref, psn))
     assert _per_settlement(url, psn) == _per_settlement(ref, psn)
+
+
+def test_a_refused_reversal_sent_again_under_its_key_is_decided_anew(served, city):
+    """A reversal that came before its original (422 under key K), then the original,
+    then the reversal again under K: applied (201), not the stored refusal."""
+    c, h, url = served
+    full, psn, kind, *_ = city
+    b = _body("T1", psn, DAYS[0], S1, kind)
+    hk = h | {"Idempotency-Key": "rev-early"}
+    rev = _reversal(b, "R1", "2025-08-01")
+    assert c.post("/v1/reversal", json=rev, headers=hk).status_code == 422
+    assert c.post("/v1/settlement", json=b, headers=h).status_code == 201
+    again = c.post("/v1/reversal", json=rev, headers=hk)
+    assert again.status_code == 201, again.text
+    assert _net(url, psn) == 0
