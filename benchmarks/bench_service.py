@@ -304,7 +304,9 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
         if r["repeat_of"] is None:
             first_answer[r["idem"]] = res["answer"]
     for r, res in zip(reqs, results):
-        if r["repeat_of"] and r["idem"] and res and res["status"] in (200, 201):
+        # (a first sent without an answer, or answered 503, has none to compare)
+        if r["repeat_of"] and r["idem"] in first_answer and res and \
+                res["status"] in (200, 201):
             if json.dumps(res["answer"], sort_keys=True) != json.dumps(
                     first_answer.get(r["idem"]), sort_keys=True):
                 bad["replay_differs"] += 1

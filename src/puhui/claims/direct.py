@@ -270,7 +270,12 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
     before = dict(state)                   # adjudicate_one updates ``state`` in place
     res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
                          renewal=renewal, has_any_policy=bool(mine))
-    done = in_product_order(product, ledger.decisions_of(con, s["setl_id"]))
+    decided, a_reversal = ledger.decisions_or_reversal(con, s["setl_id"])
+    if a_reversal:
+        # review 19: a reversal's id taken again as a settlement's held the id twice
+        raise Conflict(f"settlement {s['setl_id']}: this setl_id is a reversal the ledger "
+                       f"applied; a settlement takes a setl_id of its own")
+    done = in_product_order(product, decided)
     if done:
         _same_settlement(con, s, lines, matcher, done, res)
         return answer_of(s["setl_id"], done) | {"already_decided": True}

@@ -534,6 +534,17 @@ def decisions_of(con: sqlite3.Connection, setl_id: str) -> list[tuple]:
                        "reason FROM decisions WHERE setl_id = ? ORDER BY benefit", (setl_id,)).fetchall()
 
 
+def decisions_or_reversal(con, setl_id: str) -> tuple[list[tuple], bool]:
+    """:func:`decisions_of` and whether ``setl_id`` is the id of a reversal the ledger
+    applied, in one read (a payout's round trips are counted)."""
+    rows = con.execute("SELECT benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, "
+                       "reason FROM decisions WHERE setl_id = ? UNION ALL SELECT NULL, 0, "
+                       "0, 0, 0, NULL FROM reversals WHERE setl_id = ?",
+                       (setl_id, setl_id)).fetchall()
+    decided = sorted((tuple(r) for r in rows if r[0] is not None), key=lambda r: r[0])
+    return decided, len(decided) < len(rows)
+
+
 def replace_accumulators(con: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
     """Set the accumulators of the policies named in ``rows`` (policy, name, used) to
     exactly these."""

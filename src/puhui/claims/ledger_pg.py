@@ -254,6 +254,13 @@ class PgConnection:
                 self._con.execute("ROLLBACK")
             except Exception:  # noqa: BLE001 - a broken connection: the caller sees why
                 pass
+        if self._con.pgconn.pipeline_status != 0 or self._con.info.transaction_status != 0:
+            # not back to idle: a session the server ended while a pipeline's results
+            # were read stays "open" in an aborted pipeline it cannot leave ("cannot exit
+            # pipeline mode while busy"), and every later statement fails; closed, so
+            # :attr:`closed` says so and the caller's pool connects again (review 19:
+            # a server thread failed every request, for good)
+            self._con.close()
 
     def _run(self, sql: str) -> None:
         try:
