@@ -301,11 +301,11 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
             told = round(paid_direct.get(sid, 0) / 100, 2) if res["status"] == 201 else \
                 round(decided[sid] / 100, 2)
             bad["acknowledged_other_payout"] += int(told != res["answer"]["total_payout"])
-        if r["repeat_of"] is None:
+        if r["repeat_of"] is None and r["idem"]:
             first_answer[r["idem"]] = res["answer"]
     for r, res in zip(reqs, results):
         # (a first sent without an answer, or answered 503, has none to compare)
-        if r["repeat_of"] and r["idem"] in first_answer and res and \
+        if r["repeat_of"] and r["idem"] and r["idem"] in first_answer and res and \
                 res["status"] in (200, 201):
             if json.dumps(res["answer"], sort_keys=True) != json.dumps(
                     first_answer.get(r["idem"]), sort_keys=True):
