@@ -22,7 +22,10 @@ by benefit, renewal against new entrant, and cell. Policies of year t whose pers
 not among the priced people (not in the last data year) are counted apart.
 
     python benchmarks/decompose_backtest.py --data DIR [--year 2026] [--product huhuibao-2025]
-        [--json OUT.json]
+        [--json OUT.json] [--cost-factor preexisting_seen]
+
+``--cost-factor``: an experiment (the cost models may choose one more factor); the
+shipped price is without it.
 
 Memory: about what ``puhui backtest`` takes for one year (4-5 GB at 1,000,000 people).
 """
@@ -263,6 +266,29 @@ def backtest_row(figures: dict, real: pd.DataFrame, benefits) -> dict:
             "realised_by_benefit": {b: float(real[b].sum()) / n for b in benefits}}
 
 
+def with_cost_factor(factor: str) -> None:
+    """An experiment, not the shipped price: let the cost models choose ``factor`` too
+    (a person-year column of the rating frame, e.g. ``preexisting_seen``, the product's
+    pre-existing rule by the look-back for everyone), by the same rule as the rating
+    factors (each level with 30 events)."""
+    import puhui.pricing.premium as premium
+    from puhui.pricing import benefit_cost as bc
+
+    candidates, choose = bc.BenefitCostModel.candidates, bc.choose_factors
+
+    def cand(self, frame):
+        c = candidates(self, frame)
+        return c + (factor,) if self.factors is None and factor in frame.columns else c
+
+    def chosen(frame, count, candidates=None, min_level_events=30):
+        return choose(frame, count, (*bc.RATING_FACTORS, factor) if candidates is None
+                      else candidates, min_level_events)
+
+    bc.BenefitCostModel.candidates = cand
+    bc.choose_factors = chosen
+    premium.CELL_FACTORS = premium.CELL_FACTORS + (factor,)
+
+
 def main() -> None:
     from puhui.pricing.fund_data import load_for_pricing
     from puhui.pricing.premium import load_assumptions
@@ -274,7 +300,12 @@ def main() -> None:
     ap.add_argument("--product", default="huhuibao-2025")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the tables here too")
+    ap.add_argument("--cost-factor", default=None,
+                    help="experiment: let the cost models choose this factor too "
+                         "(e.g. preexisting_seen)")
     a = ap.parse_args()
+    if a.cost_factor:
+        with_cost_factor(a.cost_factor)
     product = load_product(product_path(a.product))
     assumptions, _ = load_assumptions(None)
     data = load_for_pricing(Path(a.data), product, assumptions)
