@@ -337,7 +337,9 @@ def main() -> None:
     t["A/E"] = t["realised"] / t["priced"]
     print("\nBy benefit (yuan per policy; R - P = mix_eff + steps_eff + cost_eff):")
     print(t[["priced", "realised", "A/E", "mix_eff", "steps_eff", "cost_eff"]].round(3))
-    print("\nRenewal against new entrant (predicted policies from the enrolment model):")
+    print("\nRenewal against new entrant (predicted policies from the enrolment model; "
+          "'priced' and 'mix' at the cells' costs, which carry renewals' and entrants' "
+          "claim-free shares together; 'steps' puts each at its own deductible):")
     print(pd.DataFrame(s["by_enrolment"]).T.round(2))
     print("\nBy the person's own as-if payout in the last data year (the cells see a stay, "
           "not this; cost_eff in yuan per policy of the whole book):")
