@@ -316,6 +316,17 @@ def main() -> None:
     real = realised_rows(product, data, year)
     del data
     d = decompose(p, real)
+    s, row, f = show(year, p, real, d)
+    if a.json:
+        Path(a.json).write_text(json.dumps({
+            "year": year, "backtest_row": row, "summary": s, "outside": d["outside"],
+            "by_factor": f.to_dict("records"),
+            "rows": d["rows"].astype({c: str for c in p["cells"].columns}).to_dict("records")},
+            indent=1, default=float) + "\n")
+
+
+def show(year: int, p: dict, real: pd.DataFrame, d: dict) -> tuple:
+    """Print the tables; returns (summary, backtest row, by-factor table)."""
     s = summary(d)
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
@@ -350,12 +361,7 @@ def main() -> None:
     print("\nCells (age band x pre-existing x prior stay x insutype) with the largest "
           "cost-per-cell contribution:")
     print(top_cells(d, ("age_band", "preexisting", "prior_stay", "insutype")).round(3))
-    if a.json:
-        Path(a.json).write_text(json.dumps({
-            "year": year, "backtest_row": row, "summary": s, "outside": d["outside"],
-            "by_factor": f.to_dict("records"),
-            "rows": d["rows"].astype({c: str for c in p["cells"].columns}).to_dict("records")},
-            indent=1, default=float) + "\n")
+    return s, row, f
 
 
 if __name__ == "__main__":
