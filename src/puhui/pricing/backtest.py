@@ -17,8 +17,10 @@ For every data year t that has earlier years (docs/pricing.md, "Backtest"):
        A/E                                   = realised / priced pure premium
 
    and the coverage of a prediction interval for the realised cost per policy: the
-   priced pure premium's parameter uncertainty (its interval read as a normal's) and
-   the process variance of the year's claims over the *actual* policies
+   priced pure premium's interval read as a normal's (the GLMs' parameter uncertainty
+   and, since session 19, the model's level error the balance leaves, Bühlmann's
+   posterior (1 - Z) tau^2 per pricing group: :func:`puhui.pricing.balance.level_sd`)
+   and the process variance of the year's claims over the *actual* policies
    (``process_sd_per_policy``^2 / policies), as a gamma with that mean and variance.
 
 A year priced from the product's launch year alone (the data before it has no
@@ -201,6 +203,10 @@ def prediction_interval(mean: float, parameter: dict, process_sd: float | None,
     """An interval for a year's realised cost per policy over ``policies`` policies::
 
         var = (parameter interval's width / (2 z))^2 + process_sd^2 / policies
+
+    where the price's interval ``parameter`` holds, per pricing group g of price P_g,
+    its parameter variance and its level error: Var_g (1 + s_g^2) + P_g^2 s_g^2 with
+    s_g = sqrt((1 - Z_g) tau^2) / factor_g (:func:`puhui.pricing.balance.level_sd`);
 
     as a gamma with mean ``mean`` and that variance, at the parameter interval's level
     (``covers`` None until set by the caller; None bounds when there is nothing to

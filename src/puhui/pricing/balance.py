@@ -33,6 +33,13 @@ paid person-years before a cv of 1.6 is fully believed: at 867 it corrected a me
 multiplies the model's E[B] (and E[B^2] by its square) wherever the model is used: the
 cells' costs, the claim-free steps, the credibility by cell (which then moves relative
 positions only), what-if, the lifetime projection. A thin group stays near its model.
+
+What the balance leaves of the level error goes into the price's interval (session 19):
+in the same normal model the posterior variance of the true level is (1 - Z) tau^2
+(= Z (1 + cv^2) / n), so each group's parameter draws are multiplied by an independent
+level error of mean 1 and sd ``level_sd`` = sqrt((1 - Z) tau^2) / factor
+(:func:`level_sd`, :func:`with_level_error`; ``pricing.json`` ``balance.<group>.level_sd``).
+A group with much data keeps little (Z near 1), a thin one nearly tau.
 """
 
 from __future__ import annotations
@@ -104,6 +111,41 @@ def balance_factor(actual: float, expected: float, z: float) -> float:
     return z * (actual / expected) + (1.0 - z)
 
 
+def level_sd(rule: BalanceRule, z: float, factor: float) -> float | None:
+    """The model's level error left after the balance, as a share of the balanced cost:
+    the sd of Bühlmann's posterior of the true level (normal prior of mean 1 and sd tau
+    on the model's level, the A/E of the fitted years observed with variance
+    (1 + cv^2) / n; Z = tau^2 / (tau^2 + (1 + cv^2) / n))::
+
+        Var[level | the years fitted] = (1 - Z) tau^2      (= Z (1 + cv^2) / n)
+        level_sd                      = sqrt((1 - Z) tau^2) / factor
+
+    (divided by the factor, the posterior mean, because the price already carries it).
+    None under the limited-fluctuation rule, which states no prior.
+
+    >>> round(level_sd(BalanceRule("buhlmann", 0.15), 0.8431, 0.9), 5)   # sqrt(.1569 x .0225) / .9
+    0.06602
+    >>> round(level_sd(BalanceRule("buhlmann", 0.15), 0.0, 1.0), 3)      # no data: the prior
+    0.15
+    >>> level_sd(BalanceRule("limited_fluctuation", 1082), 0.5, 1.0) is None
+    True
+    """
+    if rule.kind != "buhlmann" or not factor > 0:
+        return None
+    return math.sqrt(max(1.0 - z, 0.0) * rule.value ** 2) / factor
+
+
+def with_level_error(draws: np.ndarray, sd: float | None, rng) -> np.ndarray:
+    """``draws`` (a group's cost under parameter uncertainty, as a ratio to its price)
+    times an independent level error of mean 1 and sd ``sd`` (:func:`level_sd`), normal
+    as the posterior it reads, floored at 0. So Var = Var_p (1 + sd^2) + E_p^2 sd^2 for
+    draws of mean E_p and variance Var_p. ``rng``: its own generator, so the parameter
+    draws and everything drawn after them stay as they were without the term."""
+    if not sd:
+        return draws
+    return draws * np.maximum(1.0 + sd * rng.standard_normal(len(draws)), 0.0)
+
+
 def balance(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple,
             use: np.ndarray | None = None, rule: BalanceRule = DEFAULT_RULE) -> dict:
     """Set ``model.level_`` to the balance factor of group ``terms`` and return its
@@ -130,10 +172,12 @@ def _level(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple, on: np.
     cv = float(paid.std() / paid.mean()) if len(paid) > 1 else 0.0
     z = rule.z(len(paid), cv) if expected > 0 else 0.0
     factor = balance_factor(actual, expected, z)
+    sd = level_sd(rule, z, factor) if expected > 0 else None
     return {"actual": round(actual, 2), "expected": round(expected, 2),
             "actual_to_expected": round(actual / expected, 4) if expected > 0 else None,
             "claims": int(len(paid)), "cv": round(cv, 4), **rule.figures(cv),
-            "Z": round(z, 4), "factor": factor}
+            "Z": round(z, 4), "factor": factor,
+            "level_sd": None if sd is None else round(sd, 6)}
 
 
 def enrolled_selection(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple,

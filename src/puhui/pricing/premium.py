@@ -59,7 +59,7 @@ from puhui.pricing.enrolment import (
     paid_under_own_terms,
     spiral,
 )
-from puhui.pricing.balance import balance, balance_rule, enrolled_selection
+from puhui.pricing.balance import balance, balance_rule, enrolled_selection, with_level_error
 from puhui.pricing.experience import experience_in_blocks, person_year_rows, years_with_history
 from puhui.pricing.external import price_external
 from puhui.pricing.frequency import age_band, rating_frame
@@ -79,6 +79,9 @@ CELL_FACTORS = RATING_FACTORS + ("age_group",)
 #: read (the product's pre-existing rule as the data shows it, for everyone).
 MIX_FACTORS = CELL_FACTORS + ("preexisting_seen",)
 DEFAULT_ASSUMPTIONS = "assumptions/pricing.toml"
+#: The random stream of the balance's level-error draws (beside the price's own
+#: ``default_rng(seed)``, whose draws it leaves as they were).
+LEVEL_ERROR_STREAM = 18
 
 
 def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
@@ -402,6 +405,7 @@ def _step_benefit_costs(s: BuildUp) -> None:
     elig_by_benefit = ev.groupby("benefit")["eligible"].sum().to_dict()
     groups = pricing_groups(product, {k: float(v) for k, v in elig_by_benefit.items()})
     rng = np.random.default_rng(seed)
+    level_rng = np.random.default_rng([seed, LEVEL_ERROR_STREAM])
     sims = int(assumptions["interval"]["simulations"])
     pure = {}
     cell_cost = np.zeros(len(cells))
@@ -472,7 +476,10 @@ def _step_benefit_costs(s: BuildUp) -> None:
             notes.append(f"{terms.id}: no events in the data, so no experience to price on "
                          f"(pure premium 0); supply an external assumption before using this price")
         elif cost > 0:
-            group_draws[terms.id] = cost * model.cost_draws(cells, terms, w, rng, sims, sev_trend)
+            # parameter uncertainty, then the level error the balance leaves (its own draws)
+            group_draws[terms.id] = cost * with_level_error(
+                model.cost_draws(cells, terms, w, rng, sims, sev_trend),
+                (balance_fig.get(terms.id) or {}).get("level_sd"), level_rng)
             draws_total += group_draws[terms.id]
         group_m1[terms.id] = m1
         total_elig = sum(elig_by_benefit.get(b, 0) for b in terms.benefits)

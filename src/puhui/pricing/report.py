@@ -91,13 +91,15 @@ so every total, premium and loss ratio.</p>{% endif %}
 <p>Expected loss ratio{{ A }} at the {{ f.loss_ratio_basis }}: <b>{{ f.expected_loss_ratio|pct }}</b>;
 {{ f.loss_ratio_interval.level|pct0 }} interval {{ f.loss_ratio_interval.lower|pct }} to
 {{ f.loss_ratio_interval.upper|pct }}; probability of a loss ratio above 100 %:
-<b>{{ f.prob_loss_ratio_above_100|pct }}</b>. Pure premium interval (parameter uncertainty only):
+<b>{{ f.prob_loss_ratio_above_100|pct }}</b>. Pure premium interval (parameter uncertainty and the level error the balance leaves):
 {{ f.pure_premium_interval.lower }} to {{ f.pure_premium_interval.upper }}.
 The interval combines normal draws of every GLM's coefficients (moving the pure premium through its
 elasticities to frequency and severity) with the year's total claims over {{ '{:,}'.format(f.policies) }}
-policies as a gamma variable with the portfolio's mean and variance. It leaves out the uncertainty
-of the dispersion, the tail shape and the enrolment model, and model error: read it as a lower
-bound on the real uncertainty.</p>
+policies as a gamma variable with the portfolio's mean and variance, and each pricing group's
+level error left after the balance (Bühlmann's posterior variance (1 - Z) &tau;&sup2; of the model's level,
+as a share of the balanced cost). It leaves out the uncertainty of the dispersion, the tail shape
+and the enrolment model, and model error beyond the level of the years fitted (a wrong factor set,
+selection the cells cannot see): read it as a lower bound on the real uncertainty.</p>
 {% if f.claim_free_steps %}{% for gid, c in f.claim_free_steps.items() %}<p>Claim-free deductible steps of {{ gid }}:
 {% for st in c.steps %}{{ st.share_of_policies|pct }} of next year's policies at {{ '{:,.0f}'.format(st.deductible) }}
 (after {{ st.claim_free_years }} claim-free years){% if not loop.last %}; {% endif %}{% endfor %}.
@@ -131,7 +133,7 @@ that has earlier years{% endif %} is priced from the years before it alone (the 
 its mix projected and its trend run to that year) and set against what that year's enrollees cost under
 the product: the product's calculator on settlements that price never saw. This check does not rest on the
 model's own structure. The prediction interval adds the process variance of one year's claims over the
-policies actually sold to the price's parameter uncertainty.{% if B.scope == 'last' %} Earlier years:
+policies actually sold to the price's parameter uncertainty and level error.{% if B.scope == 'last' %} Earlier years:
 <code>puhui backtest</code>, or <code>puhui price --backtest-all-years</code>.{% endif %}</p>
 {% for y in B.years %}<h3>{{ y.year }}, priced from {{ y.data_years|join(', ') }}: {{ y.terms }}</h3>
 <p><b>{{ B.reading[loop.index0] }}</b></p>
