@@ -23,7 +23,7 @@ import test_validate
 from puhui.errors import InputError
 from puhui.fund.duck import duckdb_threads, validate_duck
 from puhui.fund.files import read_raw, write_fund
-from puhui.fund.schema import PERSONS, POLICIES, SETTLEMENTS, TABLES
+from puhui.fund.schema import PERSONS, POLICIES, SETTLEMENT_LINES, SETTLEMENTS, TABLES
 from puhui.fund.validate import CHUNK_ROWS, EPOCH_RULE, validate_dir
 from puhui.synth.city import synth_city
 
@@ -416,3 +416,17 @@ def test_claim_free_years(raw_city, tmp_path, value):
     pol.to_parquet(out / POLICIES.file, index=False)
     rep = assert_same(out)
     assert rep.ok == (value is None)
+
+
+def test_a_line_number_that_is_not_whole_is_one_problem_in_both_engines(raw_city, tmp_path):
+    # found by test_random_corruptions (session 19): line_no 2.5 was truncated to 2 by the
+    # Python engine's conversion, so it also reported (setl_id, line_no) repeated; DuckDB
+    # (rightly) did not
+    out = tmp_path / "half"
+    shutil.copytree(raw_city[0], out)
+    lines = read_raw(out, SETTLEMENT_LINES)
+    lines["line_no"] = lines["line_no"].astype("float64")
+    lines.loc[0, "line_no"] = lines.loc[1, "line_no"] + 0.5
+    lines.to_parquet(out / "settlement_lines.parquet", index=False)
+    report = assert_same(out)
+    assert [(p.column, p.rule) for p in report.problems] == [("line_no", "whole number")]

@@ -276,7 +276,11 @@ class EngineFrame:
             x = pd.to_numeric(s, errors="coerce")
             values = x.astype("Int64") if bool((x.dropna() % 1 == 0).all()) else x
         elif col.kind == "int":
-            values = s.astype("int64")
+            # a value that is not whole (validation reports it) stays as it is: truncated,
+            # line_no 2.5 became another line's 2 and a second, false "unique" problem
+            # (found by tests/test_duck_validate.py's random corruptions, session 19)
+            whole = not pd.api.types.is_float_dtype(s) or bool((s % 1 == 0).all())
+            values = s.astype("int64") if whole else s
         else:
             values = s
         self.others[name] = values
