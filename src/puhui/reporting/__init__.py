@@ -64,6 +64,8 @@ def environment(lang: str = "en"):
     extension bound to the catalogue, the formats as filters."""
     from jinja2 import Environment, PackageLoader
 
+    from puhui.reporting.assumptions import cite
+
     gettext = gettext_for(lang)
     env = Environment(loader=PackageLoader("puhui", "templates"), autoescape=True,
                       extensions=["jinja2.ext.i18n"], finalize=finalize,
@@ -77,6 +79,7 @@ def environment(lang: str = "en"):
         number=fm.number, term=lambda t: fm.term_label(t, lang),
         factor=lambda f: fm.factor_label(f, lang),
         code=lambda c, factor: fm.code_label(factor, c, lang),
+        cite=lambda t: cite(t, lang),
         yesno=lambda v: fm.MISSING if v is None else gettext("yes" if v else "no"))
     return env
 

@@ -12,13 +12,23 @@ import tomllib
 import pandas as pd
 
 #: notes the assumption files cite that the repository does not hold
-NOT_SHIPPED = re.compile(r"\b(DOMAIN|CONTRACT)\.md( §\s?\d+)?")
+NOT_SHIPPED = re.compile(r"\b(DOMAIN|CONTRACT)\.md( §\s?\d+)?|\.\./shared/[^\s;,)]*")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"]+)\s*=")
 
 
+def cite(text: str, lang: str = "en") -> str:
+    """A source as a reader can follow it: the project's working notes (DOMAIN.md,
+    CONTRACT.md, ../shared/...), which the repository does not hold, named as such.
+
+    >>> cite("survey (DOMAIN.md §2, unverified)")
+    "survey (the project's domain notes (not shipped), unverified)"
+    """
+    return NOT_SHIPPED.sub("the project's domain notes (not shipped)" if lang == "en"
+                           else "项目领域笔记（未随仓库发布）", str(text))
+
+
 def _source(comment: str, file: str, line: int, lang: str) -> str:
-    text = NOT_SHIPPED.sub("the project's domain notes (not shipped)" if lang == "en"
-                           else "项目领域笔记（未随仓库发布）", comment.strip())
+    text = cite(comment.strip(), lang)
     where = f"{file}:{line}"
     return f"{text} ({where})" if text else where
 
