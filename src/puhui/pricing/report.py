@@ -196,7 +196,9 @@ def _lifetime_tables(figures: dict, tables: dict, tb, min_people: int = 10) -> d
             "lifetime_lapse": tb(lapse) if len(lapse) else
             Markup("<p>No renewal in the data: the stated rate throughout.</p>"),
             "lifetime_filed": tb(filed) if filed is not None else "",
-            "lifetime_projection": tb(p), "lifetime_age": young}
+            "lifetime_projection": tb(p, kinds={"q death": "pct2", "q_death": "pct2",
+                                                "lapse": "pct2"}),
+            "lifetime_age": young}
 
 
 def _backtest_tables(figures: dict, tb, min_people: int = 10) -> list:

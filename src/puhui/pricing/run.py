@@ -265,7 +265,7 @@ def pricing_report(result, manifest: dict, assumptions: dict, a_path: Path,
     data = manifest.get("options", {}).get("data")
     return render(result.figures, result.tables, manifest, a_path.read_text(encoding="utf-8"),
                   result.lr_draws, int(assumptions.get("report", {}).get("min_cell_people", 10)),
-                  lang=lang, synthetic=synthetic_marker(data) if data else None)
+                  lang=lang, synthetic=synthetic_marker(data))
 
 
 def write_pricing(out: Path, result, manifest: dict, assumptions: dict, a_path: Path,

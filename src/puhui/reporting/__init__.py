@@ -79,7 +79,7 @@ def environment(lang: str = "en"):
         number=fm.number, term=lambda t: fm.term_label(t, lang),
         factor=lambda f: fm.factor_label(f, lang),
         code=lambda c, factor: fm.code_label(factor, c, lang),
-        cite=lambda t: cite(t, lang),
+        cite=lambda t: fm.tidy_numbers(cite(t, lang)),
         yesno=lambda v: fm.MISSING if v is None else gettext("yes" if v else "no"))
     return env
 
@@ -99,10 +99,13 @@ def table_for(lang: str):
 
 def synthetic_marker(data_dir) -> dict | None:
     """What ``puhui synth`` recorded of a data folder (its ``SYNTHETIC.json``), or None
-    when the folder holds no marker (data of a fund, or written otherwise)."""
+    when the folder holds no marker (data of a fund, or written otherwise) or none is
+    given."""
     import json
     from pathlib import Path
 
+    if data_dir is None:
+        return None
     p = Path(data_dir) / SYNTHETIC_MARKER
     if not p.is_file():
         return None

@@ -107,8 +107,8 @@ def number(v) -> str:
     """A number of unknown kind, shown without a Python repr: whole numbers as counts,
     others with two decimals (three significant digits when small).
 
-    >>> number(278000.0), number(2024.1297405), number(0.000123), number(0.85), number(True)
-    ('278,000', '2,024.13', '0.000123', '0.85', 'yes')
+    >>> number(278000.0), number(2024.1297405), number(0.000123), number(0.85), number(0.0057)
+    ('278,000', '2,024.13', '1.23e-04', '0.85', '0.006')
     """
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
@@ -121,7 +121,20 @@ def number(v) -> str:
         return count(x)
     if abs(x) >= 1:
         return f"{x:,.2f}"
-    return f"{x:.3g}" if abs(x) < 0.01 else f"{x:.3f}".rstrip("0").rstrip(".")
+    return f"{x:.2e}" if abs(x) < 0.001 else f"{x:.3f}".rstrip("0").rstrip(".")
+
+
+_LONG = re.compile(r"(?<![\w./-])(\d+\.\d{4,})(?![\w./])")
+
+
+def tidy_numbers(text: str) -> str:
+    """Numbers of 4 or more decimals in a sentence (a note of the engine) to 3; a DOI,
+    a date or a version is left alone.
+
+    >>> tidy_numbers("renewal (healthy 0.3873, sick 0.8944), doi 10.3389/fonc.2024.1297405")
+    'renewal (healthy 0.387, sick 0.894), doi 10.3389/fonc.2024.1297405'
+    """
+    return _LONG.sub(lambda m: f"{float(m[1]):.3f}", str(text))
 
 
 def factor_label(name: str, lang: str = "en") -> str:

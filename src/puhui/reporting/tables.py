@@ -63,16 +63,16 @@ def cell(v, kind: str, column: str, lang: str, gettext) -> str:
         return fm.MISSING if fm.missing(v) else gettext("yes" if v else "no")
     if isinstance(v, str):
         return v
-    if kind in ("count", "yuan", "pct", "ratio", "p"):
+    if kind in ("count", "yuan", "pct", "pct2", "ratio", "p"):
         return {"count": fm.count, "yuan": fm.yuan, "pct": fm.pct, "ratio": fm.ratio,
-                "p": fm.pvalue}[kind](v)
+                "pct2": lambda x: fm.pct(x, 2), "p": fm.pvalue}[kind](v)
     return fm.number(v)
 
 
 def table(df: pd.DataFrame | None, lang: str = "en", gettext=None, kinds: dict | None = None,
           totals: tuple = (), empty: str = "(not enough data)") -> Markup:
     """``df`` as HTML. Formats per column: ``kinds`` (column to "count", "yuan", "pct",
-    "ratio", "p", "number", "code", "term", "text") over the inferred
+    "pct2" (two decimals), "ratio", "p", "number", "code", "term", "text") over the inferred
     (:func:`column_kind`); ``totals``: columns summed in a last row.
 
     >>> t = pd.DataFrame({"gender": ["1", "2"], "people": [1200, 30], "loss_ratio": [0.9658, None]})
