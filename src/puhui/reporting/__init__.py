@@ -37,7 +37,7 @@ def gettext_for(lang: str):
         from puhui.errors import InputError
 
         raise InputError(f"language {lang!r}: one of {', '.join(LANGS)}")
-    table = catalogue().get(lang, {}) if lang != "en" else {}
+    table = catalogue().get(lang, {})       # [en]: display names of column keys
 
     def gettext(s: str) -> str:
         return table.get(s, s)
