@@ -62,6 +62,14 @@ def _out_dir(path) -> None:
                          f"write to") from None
 
 
+def _lang_option(f):
+    """``--lang en|zh``: the language of the command's report.html (issue 21)."""
+    return click.option("--lang", type=click.Choice(["en", "zh"]), default="en",
+                        show_default=True,
+                        help="language of report.html: en (English) or zh (Chinese, "
+                             "<html lang=\"zh-CN\">); the figures are the same")(f)
+
+
 def _out_file(path, option: str = "--out") -> None:
     """Check the output file ``path`` can be written before the work starts (its folder
     made if missing); a folder or an unwritable place is refused with exit 2."""
@@ -122,16 +130,38 @@ def synth(persons, years, seed, out, start_year, dirty, generator):
 
         n = write_second_city(persons, years, seed, out, start_year=start_year,
                               progress=_progress(True))
+        _mark_synthetic(out, generator, persons, years, seed, start_year, dirty)
         click.echo(f"wrote {n['persons']:,} persons, {n['policies']:,} policies, "
                    f"{n['settlements']:,} settlements, {n['lines']:,} lines to {out}")
         return
     data = synth_city(persons, years, seed, start_year=start_year, dirty=dirty,
                       progress=_progress(True))
     paths = write_fund(data, out)
+    paths.append(_mark_synthetic(out, generator, persons, years, seed, start_year, dirty))
     click.echo(f"wrote {len(data.persons):,} persons, {len(data.policies):,} policies, "
                f"{len(data.settlements):,} settlements, {len(data.lines):,} lines to {out}")
     for p in paths:
         click.echo(f"  {p}")
+
+
+def _mark_synthetic(out, generator, persons, years, seed, start_year, dirty):
+    """``OUT/SYNTHETIC.json``: the folder is a synthetic city and how it was made. The
+    reports read it and show a banner; the data files' bytes are not touched, and the
+    pricing manifest hashes only the Parquet files."""
+    import json
+    from pathlib import Path
+
+    from puhui import __version__
+    from puhui.reporting import SYNTHETIC_MARKER
+
+    p = Path(out) / SYNTHETIC_MARKER
+    p.write_text(json.dumps({
+        "synthetic": True, "generator": generator, "persons": persons, "years": years,
+        "seed": seed, "start_year": start_year, "dirty": bool(dirty),
+        "package_version": __version__,
+        "note": "made by `puhui synth`: no real person's data"}, indent=2) + "\n",
+        encoding="utf-8")
+    return p
 
 
 def _use_dask(ctx, _param, value):
@@ -296,9 +326,10 @@ def claims():
 @click.option("--complete", is_flag=True, default=False,
               help="the data holds every settlement of its period: take back what a "
                    "settlement it lacks was paid (without it, such a batch is refused)")
+@_lang_option
 @_execution_option
 def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=None,
-               block_persons=None, workers=None, period=None, complete=False):
+               block_persons=None, workers=None, period=None, complete=False, lang="en"):
     """Adjudicate the data's settlements against its policies and record the payouts."""
     import json
     import os
@@ -348,7 +379,11 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
     write_batch_workbook(res.summary, outp / "summary.xlsx")     # for finance teams
     lean, reasons = eob.report_inputs()
     lean = res.eob if lean is None else lean
-    (outp / "report.html").write_text(render(lean, res.summary, reasons), encoding="utf-8")
+    from puhui.reporting import synthetic_marker
+
+    (outp / "report.html").write_text(render(lean, res.summary, reasons, lang=lang,
+                                             synthetic=synthetic_marker(data_dir)),
+                                      encoding="utf-8")
     s = res.summary
     click.echo(f"batch {batch_id} ({mode}): {s['settlements_in']:,} settlements, "
                f"paid {s['paid_this_batch_yuan']:,.2f} yuan in this batch; "
@@ -624,9 +659,10 @@ def _pricing_inputs(f):
 @click.option("--backtest-all-years", is_flag=True,
               help="backtest every data year that has earlier years, not the last alone "
                    "(as `puhui backtest`; each year is one more pricing)")
+@_lang_option
 @_execution_option
 def price(product_file, data_dir, out, seed, assumptions_file, policies, no_backtest=False,
-          backtest_all_years=False):
+          backtest_all_years=False, lang="en"):
     """Price a product on fund data: OUT/pricing.json, report.html, manifest.json."""
     from pathlib import Path
 
@@ -645,7 +681,8 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
     _out_dir(out)
     f = run_price(product.path, data_dir, out, seed=seed, assumptions_file=assumptions_file,
                   policies=policies, progress=_progress(True),
-                  backtest="none" if no_backtest else "all" if backtest_all_years else "last")
+                  backtest="none" if no_backtest else "all" if backtest_all_years else "last",
+                  lang=lang)
     gross = f["gross_premium"]
     gross_text = (f"{gross:,.2f} yuan" if isinstance(gross, (int, float))
                   else "by cell (see pricing.json)")
@@ -871,7 +908,8 @@ def mortality(directory, out_file):
 @click.option("--max-people", type=click.IntRange(100), default=200_000, show_default=True,
               help="people the Cox models and curves run on at most (a random subset)")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
-def survival(directory, out, max_people, seed):
+@_lang_option
+def survival(directory, out, max_people, seed, lang="en"):
     """Survival models of a fund-data folder with their diagnostics: mortality against
     CL1/CL2 (A/E, Gompertz two ways, Cox on the age scale), persistency (time to lapse)
     and time to first hospital admission; survival.json and report.html."""
@@ -909,7 +947,11 @@ def survival(directory, out, max_people, seed):
     outp.mkdir(parents=True, exist_ok=True)
     (outp / "survival.json").write_text(json.dumps(res.figures, indent=1, ensure_ascii=False,
                                                    default=str) + "\n", encoding="utf-8")
-    (outp / "report.html").write_text(render(res), encoding="utf-8")
+    from puhui.reporting import synthetic_marker
+
+    (outp / "report.html").write_text(render(res, lang=lang,
+                                             synthetic=synthetic_marker(directory)),
+                                      encoding="utf-8")
     f = res.figures
     click.echo(f"{directory}: {years[0]}-{years[-1]}, {f['mortality']['person_years']:,} "
                f"person-years, {f['mortality']['deaths']:,} deaths; "

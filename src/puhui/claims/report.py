@@ -25,46 +25,6 @@ BATCH_REASONS = {
                    "(--complete): what it was paid is taken back",
 }
 
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Batch {{ s.batch }}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 4px 8px; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; } th { background: #f3f3f3; }
-.ok { color: #060; } .bad { color: #a00; } img { max-width: 100%; }
-</style></head><body>
-<h1>Claims batch {{ s.batch }}</h1>
-<p>Product <b>{{ s.product }}</b>, mode <b>{{ s.mode }}</b>. {{ s.settlements_in }} settlements in;
-every one in the explanation of benefit:
-<b class="{{ 'ok' if s.reconciles else 'bad' }}">{{ 'yes' if s.reconciles else 'NO' }}</b>.
-Paid in this batch: <b>{{ '{:,.2f}'.format(s.paid_this_batch_yuan) }} yuan</b>.</p>
-<h2>Settlements by status</h2>
-<table><tr><th>status</th><th>settlements</th></tr>
-{% for k, v in s.settlements_by_status.items() %}<tr><td>{{ k }}</td><td class="n">{{ '{:,}'.format(v) }}</td></tr>{% endfor %}
-</table>
-<h2>Totals by benefit and status</h2>
-<table><tr><th>benefit</th><th>status</th><th>decisions</th><th>eligible (yuan)</th><th>due (yuan)</th><th>paid in this batch (yuan)</th></tr>
-{% for r in s.by_benefit_and_status %}<tr><td>{{ r.benefit }}</td><td>{{ r.status }}</td><td class="n">{{ '{:,}'.format(r.rows) }}</td>
-<td class="n">{{ '{:,.2f}'.format(r.eligible_yuan) }}</td><td class="n">{{ '{:,.2f}'.format(r.target_yuan) }}</td><td class="n">{{ '{:,.2f}'.format(r.paid_yuan) }}</td></tr>{% endfor %}
-</table>
-{% if plots.by_benefit %}<h2>Paid by benefit</h2><img alt="paid by benefit" src="data:image/png;base64,{{ plots.by_benefit }}">{% endif %}
-{% if plots.distribution %}<h2>Payout distribution</h2><p>Payouts due per settlement and benefit (yuan, log scale).</p>
-<img alt="payout distribution" src="data:image/png;base64,{{ plots.distribution }}">{% endif %}
-<h2>Top reasons for no payment</h2>
-<table><tr><th>reason</th><th>meaning</th><th>decisions</th></tr>
-{% for code, n, meaning in reasons %}<tr><td>{{ code }}</td><td>{{ meaning }}</td><td class="n">{{ '{:,}'.format(n) }}</td></tr>{% endfor %}
-</table>
-<h2>Flags and quarantine</h2>
-{% if flags %}<table><tr><th>code</th><th>meaning</th><th>settlements</th></tr>
-{% for code, n, meaning in flags %}<tr><td>{{ code }}</td><td>{{ meaning }}</td><td class="n">{{ '{:,}'.format(n) }}</td></tr>{% endfor %}
-</table>{% else %}<p>No settlement held or quarantined.</p>{% endif %}
-{% if coverage %}<h2>Proactive coverage</h2>
-<table><tr><th>due payouts (settlement and benefit)</th><td class="n">{{ '{:,}'.format(coverage.due) }}</td></tr>
-<tr><th>found and paid by this scan, without a claim</th><td class="n">{{ '{:,}'.format(coverage.found) }}</td></tr>
-<tr><th>already paid on a claim</th><td class="n">{{ '{:,}'.format(coverage.already) }}</td></tr>
-<tr><th>not paid: no consent to data use</th><td class="n">{{ '{:,}'.format(coverage.no_consent) }}</td></tr></table>{% endif %}
-</body></html>
-"""
 
 
 def _plots(eob: pd.DataFrame) -> dict[str, str]:
@@ -112,23 +72,44 @@ def report_rows(eob: pd.DataFrame) -> pd.DataFrame:
     return eob.loc[keep, ["setl_id", "benefit", "payout_amt", "target_amt", "status", "reason"]]
 
 
-def render(eob: pd.DataFrame, summary: dict, reasons_not_paid: pd.Series | None = None) -> str:
-    """The page. ``eob`` may be the whole EOB or its :func:`report_rows`; then give the
-    counts of reasons not paid over the whole batch."""
-    from jinja2 import Environment
+def render(eob: pd.DataFrame, summary: dict, reasons_not_paid: pd.Series | None = None,
+           lang: str = "en", synthetic: dict | None = None) -> str:
+    """The page (template ``claims.html.j2``) in ``lang`` ("en" or "zh"). ``eob`` may be
+    the whole EOB or its :func:`report_rows`; then give the counts of reasons not paid
+    over the whole batch. ``synthetic``: the data folder's marker (a banner says so)."""
+    from puhui import __version__
+    from puhui.reporting import gettext_for, render as render_page, table_for
 
+    _ = gettext_for(lang)
+    table = table_for(lang)
     meanings = {k: v[2] for k, v in REASONS.items()} | BATCH_REASONS
     if reasons_not_paid is None:
         reasons_not_paid = not_paid_reasons(eob)
     top = reasons_not_paid.sort_values(ascending=False).head(10)
-    reasons = [(k, int(v), meanings.get(k, "")) for k, v in top.items()]
+    reasons = pd.DataFrame([(k, _(meanings.get(k, "")), int(v)) for k, v in top.items()],
+                           columns=["reason", "meaning", "decisions"])
     from puhui.claims.batch import QUARANTINE
 
     held = eob[eob["status"] == "quarantined"].drop_duplicates("setl_id")["reason"].value_counts()
     held = held[held > 0]        # (a categorical's value_counts lists every code, most at 0)
     rules = {code: f"quarantined: breaks the rule '{rule}'" for rule, code in QUARANTINE.items()}
-    flags = [(k, int(v), FLAGS.get(k) or rules.get(k, "quarantined by a validation rule"))
-             for k, v in held.items()]
+    flags = pd.DataFrame([(k, _(FLAGS.get(k) or rules.get(k, "quarantined by a validation rule")),
+                           int(v)) for k, v in held.items()],
+                         columns=["code", "meaning", "settlements"])
     cov = coverage(eob) if summary.get("mode") == "proactive" else None
-    return Environment(autoescape=True).from_string(TEMPLATE).render(
-        s=summary, plots=_plots(eob), reasons=reasons, flags=flags, coverage=cov)
+    by_status = pd.DataFrame([(_(k), int(v)) for k, v in summary["settlements_by_status"].items()],
+                             columns=["status", "settlements"])
+    by_benefit = pd.DataFrame(summary["by_benefit_and_status"]).rename(columns={
+        "rows": "decisions", "eligible_yuan": "eligible (yuan)", "target_yuan": "due (yuan)",
+        "paid_yuan": "paid in this batch (yuan)"})
+    money = ("eligible (yuan)", "due (yuan)", "paid in this batch (yuan)")
+    if len(by_benefit):
+        by_benefit["status"] = by_benefit["status"].map(_)
+        by_benefit = by_benefit[["benefit", "status", "decisions", *money]]
+    return render_page(
+        "claims.html.j2", lang, s=summary, plots=_plots(eob), version=__version__,
+        synthetic=synthetic, coverage=cov,
+        by_status=table(by_status, totals=("settlements",)),
+        by_benefit=table(by_benefit, kinds=dict.fromkeys(money, "yuan"),
+                         totals=("decisions", *money)),
+        reasons=table(reasons), flags=table(flags) if len(flags) else None)

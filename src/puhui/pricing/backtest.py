@@ -376,52 +376,22 @@ def run_backtest(product_files: list[str | Path], data_dir: str | Path, out: str
     out.mkdir(parents=True, exist_ok=True)
     (out / "backtest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
-    (out / "report.html").write_text(render(result), encoding="utf-8")
+    from puhui.reporting import synthetic_marker
+
+    (out / "report.html").write_text(render(result, synthetic=synthetic_marker(data_dir)),
+                                     encoding="utf-8")
     return result
 
 
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Backtest {{ r.products|join(', ') }}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1050px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 3px 7px; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; } th { background: #f3f3f3; }
-.warn { color: #a00; }
-.loud { color: #a00; font-weight: bold; border: 2px solid #a00; padding: 0.5em; }
-</style></head><body>
-<h1>Backtest of {{ r.products|join(', ') }}</h1>
-<p>Each data year that has earlier years is priced from those years alone (the same
-build-up as <code>puhui price</code>) and set against what that year's enrollees cost
-under the product (the product's calculator on settlements the price never saw). Data
-years {{ r.data_years|join(', ') }}; seed {{ r.seed }}.</p>
-{% if r.summary.launch_year_projections %}<p class="loud">[A] {{ r.summary.launch_year_projections|join(', ') }}
-{{ 'is' if r.summary.launch_year_projections|length == 1 else 'are' }} priced from the product's launch
-year alone: no renewal year precedes {{ 'it' if r.summary.launch_year_projections|length == 1 else 'them' }},
-so next year's enrolment rests on borrowed assumptions (renewal by health and the year-2 size,
-actuarial/assumptions/enrolment.toml), not on the data. Their policies and A/E test those
-assumptions as much as the model.</p>{% endif %}
-{{ table }}
-{% for y in r.years %}<h2>{{ y.year }}: {{ y.terms }}{% if y.launch_year_projection %} [A] launch-year projection{% endif %}</h2>
-{% if y.launch_year_projection %}<p class="loud">{{ y.launch_year_note }}</p>{% endif %}
-<p>Priced from {{ y.data_years|join(', ') }}. Policies predicted {{ '{:,}'.format(y.policies_predicted) }},
-actual {{ '{:,}'.format(y.policies_actual) }}. Prediction interval ({{ '{:.0%}'.format(y.interval.level) }}) of the
-realised cost per policy (the price's parameter uncertainty and the claims' process variance over the
-actual policies): {% if y.interval.covers is none %}none (nothing to predict){% else %}{{ y.interval.lower }} to
-{{ y.interval.upper }} yuan; {{ 'covers' if y.interval.covers else 'does not cover' }} the realised cost{% endif %}.
-Parameter interval alone: {{ y.parameter_interval.lower }} to {{ y.parameter_interval.upper }}.
-{% if y.equilibrium_premium %}Equilibrium gross premium {{ y.equilibrium_premium }} yuan.{% endif %}</p>
-{{ benefit_tables[loop.index0] }}
-{% if y.notes %}<ul>{% for n in y.notes %}<li class="warn">{{ n }}</li>{% endfor %}</ul>{% endif %}
-{% endfor %}
-<h2>Notes</h2><ul>{% for n in r.notes %}<li>{{ n }}</li>{% endfor %}</ul>
-</body></html>
-"""
 
 
-def render(result: dict) -> str:
-    """The backtest as a self-contained HTML page."""
-    from jinja2 import Environment
-    from markupsafe import Markup
+def render(result: dict, lang: str = "en", synthetic: dict | None = None) -> str:
+    """The backtest as a self-contained HTML page (template ``backtest.html.j2``);
+    ``synthetic``: the data folder's marker from ``puhui synth`` (a banner says so)."""
+    from puhui import __version__
+    from puhui.reporting import render as render_page, table_for
+
+    tb = table_for(lang)
 
     summary = pd.DataFrame([{
         "year": y["year"], "priced pure premium": y["priced_pure_premium"]["total"],
@@ -435,8 +405,7 @@ def render(result: dict) -> str:
         t = pd.DataFrame([{"benefit": b, "priced": y["priced_pure_premium"].get(b),
                            "realised": y["realised_cost"].get(b), "A/E": y["ae"].get(b)}
                           for b in y["priced_pure_premium"]])
-        per_benefit.append(Markup(t.to_html(index=False, na_rep="", border=0,
-                                            float_format=lambda v: f"{v:,.2f}")))
-    html = summary.to_html(index=False, na_rep="", border=0, float_format=lambda v: f"{v:,.4g}")
-    return Environment(autoescape=True).from_string(TEMPLATE).render(
-        r=result, table=Markup(html), benefit_tables=per_benefit)
+        per_benefit.append(tb(t, kinds={"priced": "yuan", "realised": "yuan"}))
+    money = {"priced pure premium": "yuan", "realised cost per policy": "yuan"}
+    return render_page("backtest.html.j2", lang, r=result, table=tb(summary, kinds=money),
+                       benefit_tables=per_benefit, version=__version__, synthetic=synthetic)

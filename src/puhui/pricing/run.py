@@ -191,10 +191,11 @@ def eligibility_not_read(product) -> str | None:
 
 def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0,
               assumptions_file: str | Path | None = None, policies: int | None = None,
-              progress=None, backtest: str = "last") -> dict:
+              progress=None, backtest: str = "last", lang: str = "en") -> dict:
     """Price and write the three files; returns the figures. ``backtest``: "last" (the
     last data year priced from the years before it), "all" or "none"
-    (:func:`backtest_section`; run first, on the data before pricing releases it)."""
+    (:func:`backtest_section`; run first, on the data before pricing releases it);
+    ``lang``: the report's language ("en" or "zh")."""
     from puhui.products.model import load_product
 
     product_file, data_dir, out = Path(product_file), Path(data_dir), Path(out)
@@ -202,7 +203,7 @@ def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, s
     result, assumptions, a_path = price_folder(product, data_dir, seed, assumptions_file,
                                                policies, progress, backtest)
     manifest = price_manifest(product_file, data_dir, a_path, seed, policies, backtest, out)
-    write_pricing(out, result, manifest, assumptions, a_path, progress)
+    write_pricing(out, result, manifest, assumptions, a_path, progress, lang=lang)
     return result.figures
 
 
@@ -266,18 +267,24 @@ def pricing_json(figures: dict) -> str:
     return json.dumps(figures, indent=2, ensure_ascii=False, sort_keys=False)
 
 
-def pricing_report(result, manifest: dict, assumptions: dict, a_path: Path) -> str:
-    """``report.html`` of a pricing."""
+def pricing_report(result, manifest: dict, assumptions: dict, a_path: Path,
+                   lang: str = "en") -> str:
+    """``report.html`` of a pricing in ``lang``; a banner when the data folder of the
+    manifest carries the marker of ``puhui synth``."""
     from puhui.pricing.report import render
+    from puhui.reporting import synthetic_marker
 
+    data = manifest.get("options", {}).get("data")
     return render(result.figures, result.tables, manifest, a_path.read_text(encoding="utf-8"),
-                  result.lr_draws, int(assumptions.get("report", {}).get("min_cell_people", 10)))
+                  result.lr_draws, int(assumptions.get("report", {}).get("min_cell_people", 10)),
+                  lang=lang, synthetic=synthetic_marker(data))
 
 
 def write_pricing(out: Path, result, manifest: dict, assumptions: dict, a_path: Path,
-                  progress=None) -> None:
+                  progress=None, lang: str = "en") -> None:
     """``OUT/pricing.json``, ``premium.xlsx`` (for finance teams), ``manifest.json``
-    (with the hash of pricing.json), the fitted models and ``report.html``."""
+    (with the hash of pricing.json), the fitted models and ``report.html`` (in
+    ``lang``)."""
     from puhui.excel import write_pricing_workbook
 
     out = Path(out)
@@ -290,7 +297,7 @@ def write_pricing(out: Path, result, manifest: dict, assumptions: dict, a_path: 
     if result.state is not None:
         result.state.save(out)
     (progress or (lambda step: None))("writing the report")
-    (out / "report.html").write_text(pricing_report(result, manifest, assumptions, a_path),
+    (out / "report.html").write_text(pricing_report(result, manifest, assumptions, a_path, lang),
                                      encoding="utf-8")
 
 

@@ -673,69 +673,23 @@ def _locate_versions_inputs(manifest_file: Path, m: dict, data) -> tuple[Path, l
     return data_dir, products, a_file
 
 
-JOINT_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Versions priced jointly</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1050px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 3px 7px; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; } th { background: #f3f3f3; }
-.warn { color: #a00; }
-</style></head><body>
-<h1>Versions priced jointly: {{ j.products | join(", ") }}</h1>
-<p>puhui {{ m.package_version }}, seed {{ j.seed }}; priced period {{ j.priced_period.start }}
-to {{ j.priced_period.end }}; target loss ratio {{ pct(j.target_loss_ratio) }}. Inputs and
-their hashes are in <code>manifest.json</code>; <code>puhui reproduce manifest.json</code>
-re-runs this pricing and checks every figure. Each version's own report:
-{% for v in j.versions %}<a href="{{ v.product_id }}/report.html">{{ v.product_id }}</a>{% if not loop.last %}, {% endif %}{% endfor %}.</p>
-<h2>Method</h2>
-<p>A person takes at most one version or none: {{ j.choice.note }}; price response
-beta {{ j.choice.beta_healthy }} (healthy), {{ j.choice.beta_other }} (others). A cheaper
-version draws the price-sensitive, so each version's cost depends on every version's
-price. {{ j.equilibrium.note }}. Converged: {{ j.equilibrium.converged }}
-({{ j.equilibrium.iterations }} iterations).</p>
-{% if j.notes %}<h2>Notes</h2><ul>{% for n in j.notes %}<li class="warn">{{ n }}</li>{% endfor %}</ul>{% endif %}
-<h2>Per version</h2>
-<table><tr><th>version</th><th>eligible people</th><th>policies in data</th>
-<th>filed premium</th><th>policies at filed</th><th>pure premium at filed</th><th>loss ratio at filed</th>
-<th>equilibrium premium</th><th>policies at equilibrium</th><th>loss ratio at equilibrium</th></tr>
-{% for v in j.versions %}<tr><td>{{ v.product_id }}</td><td class="n">{{ v.eligibility.eligible_people }}</td>
-<td class="n">{{ v.policies_in_data }}</td><td class="n">{{ num(v.filed_premium) }}</td>
-<td class="n">{{ num(v.at_filed.policies, 0) }}</td><td class="n">{{ num(v.at_filed.pure_premium) }}</td>
-<td class="n">{{ pct(v.at_filed.loss_ratio) }}</td>
-<td class="n">{{ num(v.at_equilibrium.premium) if v.at_equilibrium else "none" }}</td>
-<td class="n">{{ num(v.at_equilibrium.policies, 0) if v.at_equilibrium else "" }}</td>
-<td class="n">{{ pct(v.at_equilibrium.loss_ratio) if v.at_equilibrium else "" }}</td></tr>{% endfor %}
-</table>
-<h2>Per version and cell (age band x health status)</h2>
-<p>Healthy: no pre-existing condition and no stay the year before. {{ hidden }}</p>
-{% for v in j.versions %}<h3>{{ v.product_id }}</h3>
-<table><tr><th>age band</th><th>health</th><th>eligible people</th><th>policies at filed</th>
-<th>loss ratio at filed</th><th>equilibrium premium</th><th>policies at equilibrium</th><th>loss ratio at equilibrium</th></tr>
-{% for c in v.cells if c.eligible_people >= min_people %}<tr><td>{{ c.age_band }}</td><td>{{ c.health }}</td>
-<td class="n">{{ c.eligible_people }}</td><td class="n">{{ num(c.at_filed.policies, 1) }}</td>
-<td class="n">{{ pct(c.at_filed.loss_ratio) }}</td>
-<td class="n">{{ num(c.at_equilibrium.premium) if c.at_equilibrium else "" }}</td>
-<td class="n">{{ num(c.at_equilibrium.policies, 1) if c.at_equilibrium else "" }}</td>
-<td class="n">{{ pct(c.at_equilibrium.loss_ratio) if c.at_equilibrium else "" }}</td></tr>{% endfor %}
-</table>{% endfor %}
-</body></html>
-"""
-
-
 def render_joint(joint: dict, manifest: dict, min_people: int = 10) -> str:
-    """The joint report (no row describes fewer than ``min_people`` people)."""
-    from jinja2 import Environment
+    """The joint report (template ``versions.html.j2``; no row describes fewer than
+    ``min_people`` people)."""
+    from puhui import __version__
+    from puhui.reporting import render as render_page, synthetic_marker
 
     def num(x, d=2):
         return "n/a" if x is None else f"{x:,.{d}f}"
 
     def pct(x):
-        return "n/a" if x is None else f"{x:.1%}"
+        return "n/a" if x is None else f"{x * 100:.1f} %"
 
     hidden = sum(1 for v in joint["versions"] for c in v["cells"]
                  if c["eligible_people"] < min_people)
-    env = Environment(autoescape=True)
-    return env.from_string(JOINT_TEMPLATE).render(
-        j=joint, m=manifest, num=num, pct=pct, min_people=min_people,
+    return render_page(
+        "versions.html.j2", "en", j=joint, m=manifest, num=num, pct=pct, min_people=min_people,
+        version=__version__,
+        synthetic=synthetic_marker(manifest.get("options", {}).get("data")),
         hidden=(f"{hidden} cell(s) of fewer than {min_people} people are left out."
                 if hidden else ""))
