@@ -426,27 +426,26 @@ def create_app(product: Product, url: str):
             return status, answer, None
         return await handle(request, "POST /v1/pre-settlement", "settle", work, body=True)
 
-    @app.post("/v1/settlement", openapi_extra=_body_spec(),
-              summary="Adjudicate and record a settlement (idempotent on setl_id)")
-    async def settlement(request: Request):
+    async def recording(request: Request, what: str, record) -> JSONResponse:
+        """A request that records (a settlement, a reversal): ``record(raw, key_id,
+        idem, who)`` gives (status, answer, replayed) and writes the audit row itself."""
         def work(key_id, note, data):
             raw = settlement_of(data, note)
             idem = _idempotency_key_of(request)
-            status, answer, replayed = svc.settlement(raw, key_id, idem, note["who"])
+            status, answer, replayed = record(raw, key_id, idem, note["who"])
             note["audited"] = True
             return status, answer, {"Idempotent-Replayed": "true"} if replayed else None
-        return await handle(request, "POST /v1/settlement", "settle", work, body=True)
+        return await handle(request, what, "settle", work, body=True)
+
+    @app.post("/v1/settlement", openapi_extra=_body_spec(),
+              summary="Adjudicate and record a settlement (idempotent on setl_id)")
+    async def settlement(request: Request):
+        return await recording(request, "POST /v1/settlement", svc.settlement)
 
     @app.post("/v1/reversal", openapi_extra=_reversal_spec(),
               summary="Reverse a decided settlement; the policy year adjudicated again")
     async def reversal(request: Request):
-        def work(key_id, note, data):
-            raw = settlement_of(data, note)
-            idem = _idempotency_key_of(request)
-            status, answer, replayed = svc.reversal(raw, key_id, idem, note["who"])
-            note["audited"] = True
-            return status, answer, {"Idempotent-Replayed": "true"} if replayed else None
-        return await handle(request, "POST /v1/reversal", "settle", work, body=True)
+        return await recording(request, "POST /v1/reversal", svc.reversal)
 
     @app.get("/v1/settlements/{setl_id}", summary="A decided settlement's explanation of "
                                                   "benefit")
