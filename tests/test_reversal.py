@@ -418,3 +418,31 @@ def test_a_settlement_not_claimed_keeps_what_it_was_not_paid(city, tmp_path, new
     run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "four", [*bodies, rev]), ref, "r",
               claims=claims | {"R1"})
     assert _net(url, psn) == _net(ref, psn) == 0 and _acc(url, psn) == _acc(ref, psn)
+
+
+def test_a_policy_year_with_settlements_an_earlier_puhui_kept_no_inputs_of_is_refused(
+        city, new_ledger):
+    # a ledger of schema 1 decided settlements without keeping their amounts: the year
+    # cannot be adjudicated again from the ledger, so a reversal in it is refused (422),
+    # and a decision under another person's policy does not count (read by the person)
+    full, psn, kind, other, okind = city
+    url = _loaded(city, new_ledger("l"))
+    bodies = _three(psn, kind)
+    direct_payout(PRODUCT, url, bodies[0])
+    direct_payout(PRODUCT, url, _body("U1", other, DAYS[0], 30000, okind))
+    pol = run_sql(url, "SELECT policy_no FROM decisions WHERE setl_id = ? LIMIT 1",
+                  (bodies[0]["setl_id"],))[0][0]
+    other_pol = run_sql(url, "SELECT policy_no FROM decisions WHERE setl_id = 'U1' LIMIT 1"
+                        )[0][0]
+    run_sql(url, "INSERT INTO decisions VALUES ('OLD2', 'hospital', ?, ?, 500000, 0, 7000,"
+                 " 0, 'PAID', 'direct')", (other, other_pol))
+    before = run_sql(url, "SELECT COUNT(*) FROM payments")[0][0]
+    reverse_payout(PRODUCT, url, _reversal(bodies[0], "R0", "2025-08-01"))   # not psn's
+    assert run_sql(url, "SELECT COUNT(*) FROM payments")[0][0] > before
+    direct_payout(PRODUCT, url, bodies[1])
+    run_sql(url, "INSERT INTO decisions VALUES ('OLD1', 'hospital', ?, ?, 500000, 0, 7000,"
+                 " 0, 'PAID', 'direct')", (psn, pol))
+    before = run_sql(url, "SELECT COUNT(*) FROM payments")[0][0]
+    with pytest.raises(Unprocessable, match="earlier puhui"):
+        reverse_payout(PRODUCT, url, _reversal(bodies[1], "R1", "2025-08-01"))
+    assert run_sql(url, "SELECT COUNT(*) FROM payments")[0][0] == before

@@ -235,7 +235,7 @@ def _original(con, product: Product, r: dict) -> tuple[dict, dict, bool, list]:
         raise Unprocessable(f"reversal {r['setl_id']}: the original was not decided under "
                             f"the policy of {product.id} covering its date; reverse it with "
                             f"the product that paid it")
-    if ledger.unstored_decided_of_policy(con, pol["policy_no"]):
+    if ledger.unstored_decided_of_policy(con, s["psn_no"], pol["policy_no"]):
         raise Unprocessable(f"reversal {r['setl_id']}: the ledger holds settlements of this "
                             f"policy decided by an earlier puhui (ledger schema 1) without "
                             f"their amounts; run one batch on data holding the policy year "
