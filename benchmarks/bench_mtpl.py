@@ -29,7 +29,7 @@ import numpy as np
 from bench_synth import machine
 
 #: the public data of docs/domain.md (Sources), never in the repository: the folder
-#: PUHUI_EXTERNAL_DATA names (default: a sibling folder shared/external)
+#: PUHUI_EXTERNAL_DATA names (default: the developers' folder beside the project, below)
 EXTERNAL = Path(os.environ.get("PUHUI_EXTERNAL_DATA")
                 or Path(__file__).resolve().parents[2] / "shared" / "external")
 DATA = EXTERNAL / "motor_mtpl" / "freMTPL2freq_677991.parquet"
