@@ -286,3 +286,13 @@ def test_the_readme_points_users_at_the_guide_first():
     first_link = re.search(r"\]\(([^)#]+)", text)[1]
     assert first_link == "docs/guide.md"
     assert "worklog" not in text.split("## Layout")[0]
+
+
+def test_every_relative_link_of_the_docs_resolves():
+    bad = []
+    for doc in [*DOCS, ROOT / "examples" / "README.md", ROOT / "data-samples" / "README.md"]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text(encoding="utf-8")):
+            path = target.split("#")[0]
+            if path and not re.match(r"[a-z]+:", path) and not (doc.parent / path).exists():
+                bad.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert not bad, "\n".join(bad)
