@@ -11,7 +11,7 @@ figure); an unpenalised Poisson GLM with log exposure as offset, fitted with sta
 PoissonRegressor (alpha 0) on the same design; the mean Poisson deviance of the
 frequency, weighted by exposure.
 
-Published (../shared/external/SOURCES.md): about 0.457 train, 0.458 test (glum tutorial).
+Published (docs/domain.md, Sources): about 0.457 train, 0.458 test (glum tutorial).
 Skipped when the data is absent.
 
     python benchmarks/bench_mtpl.py
@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import sys
 import time
+import os
 from pathlib import Path
 
 import numpy as np
 
 from bench_synth import machine
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "external" / "motor_mtpl" / "freMTPL2freq_677991.parquet"
+#: the public data of docs/domain.md (Sources), never in the repository: the folder
+#: PUHUI_EXTERNAL_DATA names (default: the developers' folder beside the project, below)
+EXTERNAL = Path(os.environ.get("PUHUI_EXTERNAL_DATA")
+                or Path(__file__).resolve().parents[2] / "shared" / "external")
+DATA = EXTERNAL / "motor_mtpl" / "freMTPL2freq_677991.parquet"
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Validation: survival models on the Canadian joint-and-last-survivor annuitant couples
-(Frees, Carriere and Valdez 1995; ../shared/external/survival/canlifins.csv): each
+(Frees, Carriere and Valdez 1995; survival/canlifins.csv under PUHUI_EXTERNAL_DATA, docs/domain.md Sources): each
 spouse observed from an entry age (left truncation) to death or the end of the study.
 
 Per sex:
@@ -33,12 +33,17 @@ when neither. The figures go into docs/validation.md.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 from bench_synth import machine
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "external" / "survival" / "canlifins.csv"
+#: the public data of docs/domain.md (Sources), never in the repository: the folder
+#: PUHUI_EXTERNAL_DATA names (default: the developers' folder beside the project, below)
+EXTERNAL = Path(os.environ.get("PUHUI_EXTERNAL_DATA")
+                or Path(__file__).resolve().parents[2] / "shared" / "external")
+DATA = EXTERNAL / "survival" / "canlifins.csv"
 
 
 def lifelines_gompertz(entry, exit, died):

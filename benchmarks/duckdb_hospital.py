@@ -1,6 +1,6 @@
 """A hand-written DuckDB query of the Huhuibao hospital benefit: a second implementation.
 
-Written from the outside contract (CONTRACT.md), docs/data-schema.md, docs/claims.md,
+Written from docs/data-schema.md, docs/claims.md,
 docs/product-files.md and the product files, without puhui's engine (nothing of
 puhui is imported), so that it can disagree with `puhui claims run`. It pays the
 hospital in-list self-pay benefit of one Huhuibao product year over a fund-data folder

@@ -201,7 +201,7 @@ def test_the_curl_example_of_the_docs_runs(city_1500_2025, tmp_path):
     from puhui.tempdb import free_port
 
     text = (ROOT / "docs" / "service.md").read_text(encoding="utf-8")
-    script = re.search(r"```sh\n(.*?)```", text, re.S).group(1)
+    script = re.search(r"```sh\n(.*?)```", text[text.index("<!-- example: run by"):], re.S).group(1)
     pol = pd.read_parquet(city_1500_2025 / "policies.parquet")
     per = pd.read_parquet(city_1500_2025 / "persons.parquet")
     psn = str(pol.loc[pol["product_id"] == PRODUCT, "psn_no"].iloc[0])

@@ -1,4 +1,4 @@
-"""Price-volume agreements (seed 000; DOMAIN.md section 4): a drug's annual spending
+"""Price-volume agreements (seed 000; docs/domain.md §4): a drug's annual spending
 under the product is capped at
 
     cap = patients x expected annual use x price

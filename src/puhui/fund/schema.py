@@ -1,4 +1,4 @@
-"""The one definition of the fund-data files (CONTRACT.md, "Anonymised fund data").
+"""The one definition of the fund-data files (docs/data-schema.md is generated from it).
 
 Validation, the generator, the readers and ``docs/data-schema.md`` all take their
 columns, types, units, codes and rules from the tables here. Change a column here and

@@ -93,7 +93,7 @@ def drug_shares(product, data, matcher=None) -> dict[str, pd.DataFrame]:
     from puhui.pricing.experience import effective_mask
 
     st, lines = data.settlements, data.lines
-    if lines is None:            # settlement_lines.parquet is optional (CONTRACT.md)
+    if lines is None:            # settlement_lines.parquet is optional (docs/data-schema.md)
         return {}
     matcher = matcher or LineMatcher(product)
     if "refund_of" in st.columns:        # (pricing's kept data has no reversals left)

@@ -1,8 +1,8 @@
 """An assumptions file (TOML, each value tagged in its comment) as the rows of a
 readable table: key, value, source. The source is the value's comment (its
 [sourced] or [assumption] tag and where the figure comes from) and the file and line
-it is on; a citation of the project's working notes, which are not in the repository,
-is shown as such rather than as a file a reader could open."""
+it is on; a citation of the project's former working notes (not in the repository), in
+an older copy of the basis, is shown as the section of docs/domain.md that replaced it."""
 
 from __future__ import annotations
 
@@ -11,20 +11,30 @@ import tomllib
 
 import pandas as pd
 
-#: notes the assumption files cite that the repository does not hold
+#: notes an older basis cites that the repository does not hold
 NOT_SHIPPED = re.compile(r"\b(DOMAIN|CONTRACT)\.md( §\s?\d+)?|\.\./shared/[^\s;,)]*")
+_IN_REPO = {"DOMAIN": "docs/domain.md", "CONTRACT": "docs/data-schema.md"}
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"]+)\s*=")
 
 
+def _in_repo(m: re.Match, lang: str) -> str:
+    if m[1]:
+        return _IN_REPO[m[1]] + (m[2] or "")
+    return ("docs/domain.md, Sources (public data, not shipped)" if lang == "en"
+            else "docs/domain.md 来源（公开数据，未随仓库发布）")
+
+
 def cite(text: str, lang: str = "en") -> str:
-    """A source as a reader can follow it: the project's working notes (DOMAIN.md,
-    CONTRACT.md, ../shared/...), which the repository does not hold, named as such.
+    """A source as a reader can follow it: a citation of the project's former working
+    notes (in an older copy of the basis) becomes the file of the repository that
+    replaced it (docs/domain.md, same section numbers; docs/data-schema.md).
 
     >>> cite("survey (DOMAIN.md §2, unverified)")
-    "survey (the project's domain notes (not shipped), unverified)"
+    'survey (docs/domain.md §2, unverified)'
+    >>> cite("survey (docs/domain.md §2, unverified)")
+    'survey (docs/domain.md §2, unverified)'
     """
-    return NOT_SHIPPED.sub("the project's domain notes (not shipped)" if lang == "en"
-                           else "项目领域笔记（未随仓库发布）", str(text))
+    return NOT_SHIPPED.sub(lambda m: _in_repo(m, lang), str(text))
 
 
 def _source(comment: str, file: str, line: int, lang: str) -> str:
@@ -51,7 +61,7 @@ def assumptions_table(text: str, file: str, lang: str = "en") -> pd.DataFrame:
     >>> t = assumptions_table('[loads]\\n# the load\\nexpense_ratio = 0.12 # [assumption] a guess (DOMAIN.md §2)\\n'
     ...                       'profit = 0.03\\n', "a.toml")
     >>> t.to_dict("records")[0]
-    {'key': 'loads.expense_ratio', 'value': '0.12', 'source': "[assumption] a guess (the project's domain notes (not shipped)) (a.toml:3)"}
+    {'key': 'loads.expense_ratio', 'value': '0.12', 'source': '[assumption] a guess (docs/domain.md §2) (a.toml:3)'}
     >>> t.loc[1, "source"]          # no comment on its line nor just above
     'a.toml:4'
     """

@@ -1,4 +1,4 @@
-"""Outcome-based drug agreements (Taiwan's model, seed 000; DOMAIN.md section 4).
+"""Outcome-based drug agreements (Taiwan's model, seed 000; docs/domain.md §4).
 
 A drug on the special-drug list may carry an agreement with its manufacturer, measured
 from the patient's first treatment with it, observed for at most ``max_years`` (5).

@@ -18,7 +18,7 @@ give the persistency curve (Kaplan-Meier on years enrolled: lifelines) and a Cox
 model of lapse on age band, pre-existing condition and funding.
 
 Funding source: the data contract has no payer field; in Shanghai the premium may be
-paid from the employee's personal medical account (DOMAIN.md §2: about 80 % are), and
+paid from the employee's personal medical account (docs/domain.md §2: about 80 % are), and
 only employees (insutype 310) have one, so ``employee`` stands for "may pay from a
 personal account".
 """

@@ -1,7 +1,7 @@
 """How close the city is to the published Huhuibao shape, and a summary of fund data.
 
 Targets (data-samples/README.md states the tolerances): claimants' age mix 0-30 /
-31-60 / 61+ of 6.3 / 31.7 / 62.0 % (DOMAIN.md, three years to 2023); about 3 % of
+31-60 / 61+ of 6.3 / 31.7 / 62.0 % (docs/domain.md, three years to 2023); about 3 % of
 insured people claiming in a year (2021: 216,800 claims for 7.39 million insured); about
 100 yuan paid per insured person per year under 2021-style terms (2021: 750 million
 yuan for 7.39 million insured). The published 3 % counts claims (216,800 to 2022-07-20),
