@@ -5,6 +5,7 @@ The Python API (docs/api.md), amounts in yuan in and out:
 - :func:`read_fund` a fund-data folder as DataFrames (a :class:`Fund`), validated
 - :func:`list_products`, :func:`load_product` the products of the actuarial basis
 - :func:`adjudicate` what a product pays on settlements (the explanation of benefit)
+- :class:`ClaimsBatch` a claims batch of ``puhui claims run`` from DataFrames into a ledger
 - :class:`Pricer` the pricing of ``puhui price`` as an estimator: ``fit(fund)``, fitted
   attributes ending in ``_``
 
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 #: Names of the public API and the module that defines each (imported on first use).
 _LAZY = {"read_fund": "puhui.api", "load_product": "puhui.api",
          "list_products": "puhui.api", "adjudicate": "puhui.api", "Pricer": "puhui.api",
+         "ClaimsBatch": "puhui.api",
          "Fund": "puhui.fund.frames", "InputError": "puhui.errors"}
 
 __all__ = ["__version__", *_LAZY]

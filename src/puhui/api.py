@@ -209,6 +209,141 @@ def adjudicate(settlements, policies, product, lines=None, *, persons=None):
     return adjudicate_frames(load_product(product), settlements, policies, lines, persons)
 
 
+class ClaimsBatch:
+    """A claims batch of ``puhui claims run`` from DataFrames in yuan, into a ledger.
+
+    The frames are written as a fund-data folder (temporarily) and the command's own
+    batch runs on it (:func:`puhui.claims.batch.run_batch`): the ledger gets the
+    entries the command would record, and everything the command guarantees holds. The
+    ledger's rule is *target minus already paid* per settlement and benefit, so a
+    settlement already paid is not paid again; the same ``batch_id`` re-run on the same
+    frames resumes and pays nothing twice; the same ``batch_id`` with other frames is
+    refused. Bad settlement rows are quarantined with a reason code (the batch goes on);
+    bad policies or persons stop it before anything is written.
+
+    Parameters
+    ----------
+    product : str, Path or Product
+        As :func:`load_product` takes it.
+    ledger : str
+        The ledger's URL: ``"sqlite:///path/ledger.db"`` (created when missing) or
+        ``"postgresql://user@host/db"``.
+    batch_id : str
+        The batch's id in the ledger (re-run it to resume).
+    mode : {"claimed", "proactive"}, default "claimed"
+        As ``--mode``.
+    period : str or (str, str), optional
+        The period the frames cover, ``"2025-01-01:2025-06-30"`` (``--period``; default
+        their first to last settlement date).
+    complete : bool, default False
+        The frames hold every settlement of their period (``--complete``): what a
+        settlement they lack was paid is taken back.
+
+    Attributes
+    ----------
+    eob_ : pandas.DataFrame
+        ``eob.parquet`` of the command: one row per settlement and benefit, amounts in
+        yuan; ``payout_amt`` is this batch's entry (0 for what was paid before),
+        ``target_amt`` what the settlement is due in all.
+    summary_ : dict
+        ``summary.json`` of the command (counts by status, ``paid_this_batch_yuan``,
+        ``ledger_entries_yuan``, ``reconciles``, ...).
+    paid_ : float
+        Yuan this batch recorded in the ledger (net of reversals and adjustments).
+    by_benefit_ : pandas.DataFrame
+        Rows, eligible, paid and target yuan by benefit and status.
+
+    Examples
+    --------
+    >>> import tempfile, puhui
+    >>> fund = puhui.read_fund(puhui.api.SAMPLE).head(1000)
+    >>> url = f"sqlite:///{tempfile.mkdtemp()}/ledger.db"
+    >>> batch = puhui.ClaimsBatch("huhuibao-2025", ledger=url, batch_id="2025-all")
+    >>> first = batch.run(fund).paid_
+    >>> first > 0
+    True
+    >>> batch.summary_["eob_matches_ledger"]
+    True
+    >>> batch.run(fund).paid_                 # the same batch again: nothing new
+    0.0
+    >>> again = puhui.ClaimsBatch("huhuibao-2025", ledger=url, batch_id="replay").run(fund)
+    >>> again.paid_, again.summary_["settlements_by_status"].get("paid", 0)
+    (0.0, 0)
+    """
+
+    def __init__(self, product, ledger, batch_id, mode="claimed", period=None,
+                 complete=False):
+        self.product = product
+        self.ledger = ledger
+        self.batch_id = batch_id
+        self.mode = mode
+        self.period = period
+        self.complete = complete
+
+    def run(self, settlements, policies=None, lines=None, persons=None, claims=None):
+        """Run the batch on the frames (yuan) and record it in the ledger; returns
+        ``self``.
+
+        ``settlements`` may be a :class:`Fund` (its four tables are taken). Without
+        ``persons``, the rules that read them are not applied (a settlement after the
+        person's death is not quarantined): give them for a batch that pays. ``claims``:
+        the settlement ids a claim was filed for (mode claimed; default: every
+        settlement counts as claimed), as ``--claims``.
+        """
+        from puhui.claims.frames_batch import batch_frames
+        from puhui.fund.frames import Fund
+        from puhui.fund.schema import PERSONS, POLICIES, SETTLEMENT_LINES, SETTLEMENTS
+
+        directory = None
+        if isinstance(settlements, Fund):
+            fund, directory = settlements, settlements.directory
+            settlements, policies = fund.settlements, fund.policies
+            lines = fund.lines if lines is None else lines
+            persons = fund.persons if persons is None else persons
+        if policies is None:
+            raise InputError("ClaimsBatch.run: give the policies (or a Fund)")
+        product = load_product(self.product)
+        frames = {SETTLEMENTS: settlements, POLICIES: policies, SETTLEMENT_LINES: lines,
+                  PERSONS: persons}
+        options = {"mode": self.mode, "period": self.period, "complete": self.complete,
+                   "claims": None if claims is None else {str(c) for c in claims}}
+        res = batch_frames(product, frames, self.ledger, self.batch_id, options)
+        self._fitted = (res, directory)
+        self._set_attributes(product, res)
+        return self
+
+    def _set_attributes(self, product, res) -> None:
+        import pandas as pd
+
+        self.product_ = product
+        self.eob_ = res.eob
+        self.summary_ = res.summary
+        self.paid_ = res.summary["paid_this_batch_yuan"]
+        self.by_benefit_ = pd.DataFrame(
+            res.summary["by_benefit_and_status"],
+            columns=["benefit", "status", "rows", "eligible_yuan", "paid_yuan", "target_yuan"])
+
+    def report(self, path, lang="en"):
+        """Write the batch report (``report.html`` of ``puhui claims run``, ``lang``
+        "en" or "zh") to ``path``; returns the path."""
+        from puhui.claims.report import render
+        from puhui.reporting import synthetic_marker
+
+        if not hasattr(self, "_fitted"):
+            raise InputError("this ClaimsBatch has not run yet: call run(...) first")
+        res, directory = self._fitted
+        path = Path(path)
+        path.write_text(render(res.report_rows, res.summary, res.reasons, lang=lang,
+                               synthetic=synthetic_marker(directory)), encoding="utf-8")
+        return path
+
+    def __repr__(self) -> str:
+        from puhui.claims.ledger import shown_url      # (a password is not shown)
+
+        return (f"ClaimsBatch({getattr(self.product, 'id', self.product)!r}, "
+                f"ledger={shown_url(self.ledger)!r}, batch_id={self.batch_id!r})")
+
+
 def _fund_folder(fund, tmp: str) -> Path:
     """The folder to price: a folder as given, a :class:`Fund` written to ``tmp``."""
     from puhui.fund.frames import Fund

@@ -48,7 +48,7 @@ def adjudicate_frames(product: Product, settlements: pd.DataFrame, policies: pd.
     from puhui.fund.files import read_fund
 
     frames = {SETTLEMENTS: settlements, POLICIES: policies, SETTLEMENT_LINES: lines,
-              PERSONS: persons if persons is not None else _stand_in_persons(
+              PERSONS: persons if persons is not None else stand_in_persons(
                   settlements, policies)}
     with tempfile.TemporaryDirectory(prefix="puhui-frames-") as tmp:
         _checked_folder(frames, Path(tmp))
@@ -56,7 +56,7 @@ def adjudicate_frames(product: Product, settlements: pd.DataFrame, policies: pd.
     return decide(product, data)
 
 
-def _stand_in_persons(settlements: pd.DataFrame, policies: pd.DataFrame) -> pd.DataFrame:
+def stand_in_persons(settlements: pd.DataFrame, policies: pd.DataFrame) -> pd.DataFrame:
     """A persons table of the frames' people for validation to run on, with values that
     break no rule (the calculator reads nothing of persons)."""
     ids = pd.unique(pd.concat([settlements.get("psn_no", pd.Series(dtype=object)),
