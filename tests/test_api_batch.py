@@ -74,7 +74,7 @@ def test_the_same_batch_twice_pays_nothing_new(fund, new_ledger):
     again = puhui.ClaimsBatch("huhuibao-2025", ledger=url, batch_id="m1").run(fund)
     assert run_sql(url, "SELECT SUM(payout_fen), COUNT(*) FROM payments")[0] == before
     assert run_sql(url, "SELECT COUNT(*) FROM batches")[0][0] == 1        # resumed
-    assert again.summary_["ledger_entries_yuan"] == first.paid_
+    assert again.paid_ == again.summary_["ledger_entries_yuan"] == first.paid_   # resumed
     # a replay under a new id: every payout is there already
     replay = puhui.ClaimsBatch("huhuibao-2025", ledger=url, batch_id="m2").run(fund)
     assert replay.paid_ == 0.0

@@ -249,7 +249,10 @@ class ClaimsBatch:
         ``summary.json`` of the command (counts by status, ``paid_this_batch_yuan``,
         ``ledger_entries_yuan``, ``reconciles``, ...).
     paid_ : float
-        Yuan this batch recorded in the ledger (net of reversals and adjustments).
+        Yuan this batch id holds in the ledger (net of reversals and adjustments), the
+        command's "paid ... yuan in this batch". A batch re-run under its id resumes:
+        the ledger gains nothing and ``paid_`` is the batch's entries as before; a
+        replay of paid settlements under a new id has ``paid_`` 0.
     by_benefit_ : pandas.DataFrame
         Rows, eligible, paid and target yuan by benefit and status.
 
@@ -264,11 +267,14 @@ class ClaimsBatch:
     True
     >>> batch.summary_["eob_matches_ledger"]
     True
-    >>> batch.run(fund).paid_                 # the same batch again: nothing new
-    0.0
+    >>> batch.run(fund).paid_ == first        # the same batch resumed: its entries as before
+    True
     >>> again = puhui.ClaimsBatch("huhuibao-2025", ledger=url, batch_id="replay").run(fund)
-    >>> again.paid_, again.summary_["settlements_by_status"].get("paid", 0)
+    >>> again.paid_, again.summary_["settlements_by_status"].get("paid", 0)   # a replay
     (0.0, 0)
+    >>> print(f"paid {first:,.2f} yuan to {batch.eob_.query('payout_amt > 0').psn_no.nunique()} people")
+    ... # doctest: +ELLIPSIS
+    paid ... yuan to ... people
     """
 
     def __init__(self, product, ledger, batch_id, mode="claimed", period=None,
