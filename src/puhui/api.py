@@ -350,15 +350,126 @@ class ClaimsBatch:
                 f"ledger={shown_url(self.ledger)!r}, batch_id={self.batch_id!r})")
 
 
-def _fund_folder(fund, tmp: str) -> Path:
-    """The folder to price: a folder as given, a :class:`Fund` written to ``tmp``."""
+#: Survival's fitted tables: attribute -> the study's table (``survival.json`` holds
+#: the same as records).
+SURVIVAL_TABLES = {"actual_to_expected_": "ae", "gompertz_": "gompertz",
+                   "gompertz_mle_": "gompertz_mle", "mortality_cox_": "mortality_cox",
+                   "lapse_rates_": "lapse_rates", "persistency_curve_": "persistency_curve",
+                   "lapse_cox_": "lapse_cox", "admission_cox_": "admission_cox"}
+
+
+class Survival:
+    """The survival fits of ``puhui survival`` on fund data: mortality, persistency and
+    time to first admission, with their diagnostics.
+
+    A thin estimator over :func:`puhui.survival.analysis.study_folder`, the command's
+    own function: on the same data, ``max_people`` and ``seed``, :meth:`to_json` is the
+    text of ``survival.json``.
+
+    Parameters
+    ----------
+    max_people : int, default 200,000
+        People the Cox models and curves run on at most (a random subset drawn with
+        ``seed``); the A/E and the Gompertz fits use everyone.
+    seed : int, default 0
+
+    Attributes
+    ----------
+    actual_to_expected_ : pandas.DataFrame
+        Deaths against CL1/CL2 by sex, table and age band: ``person_years``,
+        ``deaths``, ``expected``, ``a_to_e`` and its exact 95 % interval
+        (``lower``, ``upper``).
+    gompertz_, gompertz_mle_ : pandas.DataFrame
+        The Gompertz force mu(x) = exp(a + b x) by sex: a Poisson GLM by single age
+        (``a``, ``b`` and their standard errors) and lifelines' continuous-time MLE.
+    mortality_cox_, lapse_cox_, admission_cox_ : pandas.DataFrame
+        The Cox models (hazard ratios with intervals) of death on the age scale, of
+        lapse, and of the first hospital admission.
+    lapse_rates_ : pandas.DataFrame
+        Annual lapse rates by age band, pre-existing condition and funding.
+    persistency_curve_ : pandas.DataFrame
+        The share of policyholders still enrolled by policy year.
+    figures_ : dict
+        Every figure of ``survival.json``.
+    tables_ : dict of pandas.DataFrame
+        Every table of the report (calibrations and proportional-hazards checks too).
+    years_ : tuple of int
+        The data years observed (first, last settlement year).
+
+    Examples
+    --------
+    >>> import puhui
+    >>> fund = puhui.read_fund(puhui.api.SAMPLE).head(3000)
+    >>> fit = puhui.Survival(max_people=3000).fit(fund)
+    >>> fit.years_
+    (2024, 2025)
+    >>> fit.actual_to_expected_.columns[:4].tolist()
+    ['gender', 'table', 'band', 'person_years']
+    >>> int(fit.actual_to_expected_["deaths"].sum()) == fit.figures_["mortality"]["deaths"]
+    True
+    >>> sorted(fit.gompertz_["gender"].astype(str))
+    ['1', '2']
+    """
+
+    def __init__(self, max_people=200_000, seed=0):
+        self.max_people = max_people
+        self.seed = seed
+
+    def fit(self, fund):
+        """Fit on ``fund``: a :class:`Fund` (written to a temporary folder and studied
+        from it) or a fund-data folder (studied where it is, as ``puhui survival
+        DIR``). Returns ``self``."""
+        from puhui.survival.analysis import study_folder
+
+        with _native_threads(), tempfile.TemporaryDirectory(prefix="puhui-survival-") as tmp:
+            folder = _fund_folder(fund, tmp, "Survival.fit")
+            res, years = study_folder(folder, max_people=self.max_people, seed=self.seed)
+        self._fitted = (res, getattr(fund, "directory", None) or
+                        (None if folder.is_relative_to(tmp) else folder))
+        self.figures_ = res.figures
+        self.tables_ = {k: v for k, v in res.tables.items() if v is not None}
+        for attr, key in SURVIVAL_TABLES.items():
+            setattr(self, attr, res.tables.get(key))
+        self.years_ = (years[0], years[-1])
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "_fitted"):
+            raise InputError("this Survival is not fitted yet: call fit(fund) first")
+        return self._fitted
+
+    def to_json(self) -> str:
+        """``survival.json``'s text (without its final newline), as ``puhui survival``
+        writes it on the same data, ``max_people`` and ``seed``."""
+        from puhui.survival.analysis import survival_json
+
+        return survival_json(self._check_fitted()[0].figures)
+
+    def report(self, path, lang="en"):
+        """Write the survival report (``report.html`` of ``puhui survival``, ``lang``
+        "en" or "zh") to ``path``; returns the path."""
+        from puhui.reporting import synthetic_marker
+        from puhui.survival.report import render
+
+        res, directory = self._check_fitted()
+        path = Path(path)
+        path.write_text(render(res, lang=lang, synthetic=synthetic_marker(directory)),
+                        encoding="utf-8")
+        return path
+
+    def __repr__(self) -> str:
+        return f"Survival(max_people={self.max_people!r}, seed={self.seed!r})"
+
+
+def _fund_folder(fund, tmp: str, who: str = "Pricer.fit") -> Path:
+    """The folder to fit on: a folder as given, a :class:`Fund` written to ``tmp``."""
     from puhui.fund.frames import Fund
 
     if isinstance(fund, Fund):
         return fund.write(Path(tmp) / "fund")
     if isinstance(fund, (str, Path)):
         return Path(fund)
-    raise InputError(f"Pricer.fit: give a Fund (puhui.read_fund) or a fund-data folder, "
+    raise InputError(f"{who}: give a Fund (puhui.read_fund) or a fund-data folder, "
                      f"not {type(fund).__name__}")
 
 
