@@ -454,19 +454,15 @@ def claims_direct(product_file, url, settlement_file):
     year adjudicated again, the differences written)."""
     import json
 
-    from puhui.claims.direct import direct_payout, settlement_json
+    from puhui.claims.direct import pay_or_reverse, settlement_json
 
     try:
         with open(settlement_file, "rb") as fh:
             settlement = settlement_json(fh.read(), settlement_file)
     except OSError as exc:
         raise InputError(f"{settlement_file}: cannot be read ({exc.strerror})") from None
-    if settlement.get("refund_of") not in (None, ""):      # a reversal: applied at once
-        from puhui.claims.reverse import reverse_payout
-
-        result = reverse_payout(_load_product(product_file), url, settlement)
-    else:
-        result = direct_payout(_load_product(product_file), url, settlement)
+    # a reversal (refund_of) is applied at once; any other settlement paid directly
+    result = pay_or_reverse(_load_product(product_file), url, settlement)
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 

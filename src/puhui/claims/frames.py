@@ -178,3 +178,33 @@ def product_policies(product: Product, policies: pd.DataFrame) -> pd.DataFrame:
                          "end_date": pd.Series(dtype="datetime64[ns]")})
     return pol.assign(renewal=renews(pol, policies, none),
                       claim_free_years=pol["claim_free_years"].astype("int64"))
+
+
+def settlement_record(row, lines: pd.DataFrame | None = None) -> dict:
+    """A settlement of a frame (a row of ``settlements`` in yuan, as a Series or a dict)
+    as the JSON object a direct payout takes (docs/claims.md "Direct payouts"): its
+    filled fields, dates as ISO text, amounts as yuan, codes as text, with its
+    ``lines`` (the rows of ``lines`` with its setl_id) where there are any."""
+    from puhui.fund.frames import check_yuan
+
+    row = pd.Series(row)
+    check_yuan(row.to_frame().T.infer_objects(), SETTLEMENTS, "settlement")
+    out = {}
+    for k, v in row.items():
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            continue
+        if isinstance(v, pd.Timestamp):
+            v = v.isoformat(sep=" ")
+        elif isinstance(v, (np.floating, float)):
+            v = round(float(v), 2)
+        elif isinstance(v, np.integer):
+            v = int(v)
+        elif isinstance(v, np.bool_):
+            v = bool(v)
+        out[str(k)] = v
+    if lines is not None and len(lines):
+        mine = lines[lines["setl_id"].astype(str) == str(out.get("setl_id"))]
+        out["lines"] = [{"hilist_code": str(r.hilist_code), "list_class": str(r.list_class),
+                         "amount": round(float(r.amount), 2)}
+                        for r in mine.itertuples(index=False)]
+    return out
