@@ -313,7 +313,8 @@ class ClaimsBatch:
                   PERSONS: persons}
         options = {"mode": self.mode, "period": self.period, "complete": self.complete,
                    "claims": None if claims is None else {str(c) for c in claims}}
-        res = batch_frames(product, frames, self.ledger, self.batch_id, options)
+        with _native_threads():
+            res = batch_frames(product, frames, self.ledger, self.batch_id, options)
         self._fitted = (res, directory)
         self._set_attributes(product, res)
         return self
@@ -854,5 +855,6 @@ def what_if(priced, benefit, **changes):
     else:
         raise InputError(f"what_if: give a fitted Pricer or a pricing's folder, not "
                          f"{type(priced).__name__}")
-    t = reprice(state, benefit, drop_drugs=drugs, **terms)
+    with _native_threads():        # (BLAS threads spinning made a what-if 20 times slower)
+        t = reprice(state, benefit, drop_drugs=drugs, **terms)
     return t.set_index("benefit")
