@@ -302,6 +302,9 @@ class ClaimsBatch:
 
         directory = None
         if isinstance(settlements, Fund):
+            if policies is not None:
+                raise InputError("ClaimsBatch.run: a Fund holds its policies; give a Fund "
+                                 "alone, or the frames")
             fund, directory = settlements, settlements.directory
             settlements, policies = fund.settlements, fund.policies
             lines = fund.lines if lines is None else lines

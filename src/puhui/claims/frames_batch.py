@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from puhui.errors import InputError
-from puhui.fund.schema import PERSONS, POLICIES, SETTLEMENT_LINES, SETTLEMENTS
+from puhui.fund.schema import PERSONS, POLICIES, SETTLEMENTS
 from puhui.products.model import Product
 
 
@@ -94,7 +94,3 @@ def batch_frames(product: Product, frames: dict, url: str, batch_id: str,
         rows, reasons = writer.report_inputs()
         eob = pd.read_parquet(eob_path)
     return FramesBatchResult(eob, res.summary, res.eob if rows is None else rows, reasons)
-
-
-#: The tables a batch reads, in the order :class:`puhui.ClaimsBatch.run` takes them.
-TABLES = (SETTLEMENTS, POLICIES, SETTLEMENT_LINES, PERSONS)
