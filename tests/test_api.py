@@ -215,6 +215,11 @@ def test_pricer_gives_the_figures_of_puhui_price(priced_small_city, tmp_path):
     assert "huhuibao-2025" in html and f"{f['pure_premium']['total']:,.2f}" in html
     pricer.write(tmp_path / "w")
     assert (tmp_path / "w" / "pricing.json").read_text(encoding="utf-8") == text
+    # a what-if from the fitted pricer is the one from the command's folder
+    a = pricer.what_if("hospital", deductible=20000, drop_drugs=())
+    b = puhui.what_if(out, "hospital", deductible=20000)
+    assert a.equals(b)
+    assert pricer.lifetime_ is None and pricer.step_rated_ is None     # an annual cover
 
 
 def test_an_unfitted_pricer_says_so():

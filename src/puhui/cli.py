@@ -454,19 +454,15 @@ def claims_direct(product_file, url, settlement_file):
     year adjudicated again, the differences written)."""
     import json
 
-    from puhui.claims.direct import direct_payout, settlement_json
+    from puhui.claims.direct import pay_or_reverse, settlement_json
 
     try:
         with open(settlement_file, "rb") as fh:
             settlement = settlement_json(fh.read(), settlement_file)
     except OSError as exc:
         raise InputError(f"{settlement_file}: cannot be read ({exc.strerror})") from None
-    if settlement.get("refund_of") not in (None, ""):      # a reversal: applied at once
-        from puhui.claims.reverse import reverse_payout
-
-        result = reverse_payout(_load_product(product_file), url, settlement)
-    else:
-        result = direct_payout(_load_product(product_file), url, settlement)
+    # a reversal (refund_of) is applied at once; any other settlement paid directly
+    result = pay_or_reverse(_load_product(product_file), url, settlement)
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
@@ -913,40 +909,16 @@ def survival(directory, out, max_people, seed, lang="en"):
     """Survival models of a fund-data folder with their diagnostics: mortality against
     CL1/CL2 (A/E, Gompertz two ways, Cox on the age scale), persistency (time to lapse)
     and time to first hospital admission; survival.json and report.html."""
-    import json
     from pathlib import Path
 
-    from puhui.fund.files import FundData
-    from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
-    from puhui.survival.analysis import study
+    from puhui.survival.analysis import study_folder, survival_json
     from puhui.survival.report import render
 
-    keep_cols = ["setl_id", "psn_no", "setl_time", "med_type", "refund_of"]
-
-    def columns(start, st, who, has_lines):      # the settlements' columns the study reads
-        return (st[[c for c in keep_cols if c in st.columns]],)
-
     _out_dir(out)
-    rep = validate_dir(directory, keep=True, chunk_rows=CHUNK_ROWS, workers=default_workers(),
-                       settlements_sink=columns, codes=False)
-    if not rep.ok:
-        raise InputError(f"{directory}: the data breaks the contract; fix it first "
-                         f"(`puhui validate {directory}` lists the same):\n{rep.messages()}")
-    from puhui.fund.files import join_chunks
-
-    values = rep.take_settlement_values()
-    chunks = [c for c in values[0] if c is not None] if values else []
-    st = join_chunks(chunks) if chunks else None
-    if st is None or len(st) == 0:
-        raise InputError(f"{directory}: no settlements, so no data years to observe")
-    t = rep.typed
-    years = range(int(st["setl_time"].min().year), int(st["setl_time"].max().year) + 1)
-    res = study(FundData(t["persons"], t["policies"], st, t.get("settlement_lines")), years,
-                max_people=max_people, seed=seed)
+    res, years = study_folder(directory, max_people=max_people, seed=seed)
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
-    (outp / "survival.json").write_text(json.dumps(res.figures, indent=1, ensure_ascii=False,
-                                                   default=str) + "\n", encoding="utf-8")
+    (outp / "survival.json").write_text(survival_json(res.figures) + "\n", encoding="utf-8")
     from puhui.reporting import synthetic_marker
 
     (outp / "report.html").write_text(render(res, lang=lang,

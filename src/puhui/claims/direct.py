@@ -239,6 +239,17 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
         con.close()
 
 
+def pay_or_reverse(product: Product, url: str, raw: dict[str, Any]) -> dict:
+    """What ``claims direct`` does with one settlement (a JSON object, yuan): a
+    reversal (``refund_of`` set) applied at once (:func:`puhui.claims.reverse.reverse_payout`),
+    else a direct payout (:func:`direct_payout`); the explanation of benefit in yuan."""
+    if isinstance(raw, dict) and raw.get("refund_of") not in (None, ""):
+        from puhui.claims.reverse import reverse_payout
+
+        return reverse_payout(product, url, raw)
+    return direct_payout(product, url, raw)
+
+
 def settlement_locks(s: dict) -> tuple[str, ...]:
     """What recording a settlement locks (:func:`puhui.claims.ledger.unit_of_work`): its
     person (their policies' accumulators and payments) and its id (its decisions, its

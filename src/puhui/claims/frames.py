@@ -48,7 +48,7 @@ def adjudicate_frames(product: Product, settlements: pd.DataFrame, policies: pd.
     from puhui.fund.files import read_fund
 
     frames = {SETTLEMENTS: settlements, POLICIES: policies, SETTLEMENT_LINES: lines,
-              PERSONS: persons if persons is not None else _stand_in_persons(
+              PERSONS: persons if persons is not None else stand_in_persons(
                   settlements, policies)}
     with tempfile.TemporaryDirectory(prefix="puhui-frames-") as tmp:
         _checked_folder(frames, Path(tmp))
@@ -56,7 +56,7 @@ def adjudicate_frames(product: Product, settlements: pd.DataFrame, policies: pd.
     return decide(product, data)
 
 
-def _stand_in_persons(settlements: pd.DataFrame, policies: pd.DataFrame) -> pd.DataFrame:
+def stand_in_persons(settlements: pd.DataFrame, policies: pd.DataFrame) -> pd.DataFrame:
     """A persons table of the frames' people for validation to run on, with values that
     break no rule (the calculator reads nothing of persons)."""
     ids = pd.unique(pd.concat([settlements.get("psn_no", pd.Series(dtype=object)),
@@ -178,3 +178,33 @@ def product_policies(product: Product, policies: pd.DataFrame) -> pd.DataFrame:
                          "end_date": pd.Series(dtype="datetime64[ns]")})
     return pol.assign(renewal=renews(pol, policies, none),
                       claim_free_years=pol["claim_free_years"].astype("int64"))
+
+
+def settlement_record(row, lines: pd.DataFrame | None = None) -> dict:
+    """A settlement of a frame (a row of ``settlements`` in yuan, as a Series or a dict)
+    as the JSON object a direct payout takes (docs/claims.md "Direct payouts"): its
+    filled fields, dates as ISO text, amounts as yuan, codes as text, with its
+    ``lines`` (the rows of ``lines`` with its setl_id) where there are any."""
+    from puhui.fund.frames import check_yuan
+
+    row = pd.Series(row)
+    check_yuan(row.to_frame().T.infer_objects(), SETTLEMENTS, "settlement")
+    out = {}
+    for k, v in row.items():
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            continue
+        if isinstance(v, pd.Timestamp):
+            v = v.isoformat(sep=" ")
+        elif isinstance(v, (np.floating, float)):
+            v = round(float(v), 2)
+        elif isinstance(v, np.integer):
+            v = int(v)
+        elif isinstance(v, np.bool_):
+            v = bool(v)
+        out[str(k)] = v
+    if lines is not None and len(lines):
+        mine = lines[lines["setl_id"].astype(str) == str(out.get("setl_id"))]
+        out["lines"] = [{"hilist_code": str(r.hilist_code), "list_class": str(r.list_class),
+                         "amount": round(float(r.amount), 2)}
+                        for r in mine.itertuples(index=False)]
+    return out

@@ -237,3 +237,46 @@ def study(data, years, max_people: int | None = 200_000, seed: int = 0) -> Survi
               "admission_calibration": a.get("calibration")}
     curves = {"mortality": m["curves"], "admission": a["curves"]}
     return SurvivalStudy(figures, tables, curves)
+
+
+#: The settlements' columns the study reads.
+STUDY_COLUMNS = ("setl_id", "psn_no", "setl_time", "med_type", "refund_of")
+
+
+def _study_columns(start, st, who, has_lines):
+    """Validation's sink: only the settlements' columns the study reads."""
+    return (st[[c for c in STUDY_COLUMNS if c in st.columns]],)
+
+
+def study_folder(directory, max_people: int | None = 200_000, seed: int = 0
+                 ) -> tuple[SurvivalStudy, range]:
+    """``puhui survival`` without its files: the folder validated (refused with
+    ``puhui validate``'s messages when it breaks the contract), its data years (first to
+    last settlement) and :func:`study` on it; the command and the Python API
+    (:class:`puhui.Survival`) both run it. Returns (the study, the years)."""
+    from puhui.errors import InputError
+    from puhui.fund.files import FundData, join_chunks
+    from puhui.fund.validate import CHUNK_ROWS, default_workers, validate_dir
+
+    rep = validate_dir(directory, keep=True, chunk_rows=CHUNK_ROWS, workers=default_workers(),
+                       settlements_sink=_study_columns, codes=False)
+    if not rep.ok:
+        raise InputError(f"{directory}: the data breaks the contract; fix it first "
+                         f"(`puhui validate {directory}` lists the same):\n{rep.messages()}")
+    values = rep.take_settlement_values()
+    chunks = [c for c in values[0] if c is not None] if values else []
+    st = join_chunks(chunks) if chunks else None
+    if st is None or len(st) == 0:
+        raise InputError(f"{directory}: no settlements, so no data years to observe")
+    t = rep.typed
+    years = range(int(st["setl_time"].min().year), int(st["setl_time"].max().year) + 1)
+    res = study(FundData(t["persons"], t["policies"], st, t.get("settlement_lines")), years,
+                max_people=max_people, seed=seed)
+    return res, years
+
+
+def survival_json(figures: dict) -> str:
+    """``survival.json``'s text (without its final newline)."""
+    import json
+
+    return json.dumps(figures, indent=1, ensure_ascii=False, default=str)
