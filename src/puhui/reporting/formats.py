@@ -181,3 +181,20 @@ def term_label(term: str, lang: str = "en") -> str:
     if m is None:
         return factor_label(t, lang)
     return f"{factor_label(m[1], lang)}: {code_label(m[1], m[2], lang)}"
+
+
+def local_name(name, lang: str = "en") -> str:
+    """A product's name on a page of ``lang``: on a Chinese page without the English
+    gloss in brackets its file gives after the Chinese name.
+
+    >>> local_name("沪惠保 2025 (Huhuibao, standard version)", "zh")
+    '沪惠保 2025'
+    >>> local_name("沪惠保 2025 (Huhuibao, standard version)")
+    '沪惠保 2025 (Huhuibao, standard version)'
+    """
+    import re
+
+    text = str(name)
+    if lang == "zh" and re.search(r"[\u4e00-\u9fff]", text):
+        return re.sub(r"\s*\([\x20-\x7e]*\)\s*$", "", text)
+    return text
