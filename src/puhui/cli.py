@@ -769,7 +769,7 @@ def _price_versions(product_files, data_dir, out, seed, assumptions_file, polici
 @_execution_option
 def backtest(product_files, data_dir, out, seed, assumptions_file, lang="en"):
     """Price each data year from the years before it and set the price against what
-    that year's enrollees cost: OUT/backtest.json and OUT/report.html."""
+    that year's enrollees cost: OUT/backtest.json, backtest.xlsx and report.html."""
     from pathlib import Path
 
     from puhui.pricing.backtest import run_backtest
@@ -780,7 +780,8 @@ def backtest(product_files, data_dir, out, seed, assumptions_file, lang="en"):
                      progress=_progress(True), lang=lang)
     for y in r["years"]:
         click.echo(_backtest_line(y))
-    click.echo(f"  {Path(out) / 'backtest.json'}\n  {Path(out) / 'report.html'}")
+    click.echo(f"  {Path(out) / 'backtest.json'} (in Excel: backtest.xlsx)\n"
+               f"  {Path(out) / 'report.html'}")
 
 
 def _backtest_line(y: dict) -> str:

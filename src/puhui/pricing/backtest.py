@@ -377,8 +377,10 @@ def run_backtest(product_files: list[str | Path], data_dir: str | Path, out: str
     out.mkdir(parents=True, exist_ok=True)
     (out / "backtest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
+    from puhui.excel import write_backtest_workbook
     from puhui.reporting import synthetic_marker
 
+    write_backtest_workbook(result, out / "backtest.xlsx")
     (out / "report.html").write_text(render(result, lang, synthetic=synthetic_marker(data_dir)),
                                      encoding="utf-8")
     return result

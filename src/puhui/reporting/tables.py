@@ -32,10 +32,14 @@ def column_kind(name: str, s: pd.Series) -> str:
     ('pct', 'count')
     >>> column_kind("expected", pd.Series([12.5])), column_kind("term", pd.Series(["x"]))
     ('number', 'term')
+    >>> column_kind("year", pd.Series([2025]))
+    'text'
     """
     low = str(name).lower()
     if low == "term":
         return "term"
+    if low == "year" or low.endswith("_year"):
+        return "text"                   # a year is a name, not a count: 2025, not 2,025
     if low in CODE_COLUMNS:
         return "code"
     if pd.api.types.is_bool_dtype(s):
