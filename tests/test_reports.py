@@ -315,15 +315,19 @@ def _browser() -> str | None:
 
 
 #: added to a copy of a page: the body records how many tables reach past the page's
-#: right edge (the 1,050 px column) once laid out
+#: right edge (the 1,050 px column) once laid out, and how many sit in a container they
+#: are wider than (a reader would have to scroll it sideways: a screenshot or a print
+#: shows it cut)
 PROBE = """<script>
 window.addEventListener('load', function () {
-  var edge = document.body.getBoundingClientRect().right + 1, n = 0;
+  var edge = document.body.getBoundingClientRect().right + 1, n = 0, s = 0;
   document.querySelectorAll('table').forEach(function (t) {
     var box = t.parentElement.classList.contains('scroll') ? t.parentElement : t;
     if (box.getBoundingClientRect().right > edge) { n += 1; }
+    if (box !== t && box.scrollWidth > box.clientWidth + 1) { s += 1; }
   });
   document.body.setAttribute('data-overflowing', String(n));
+  document.body.setAttribute('data-scrolling', String(s));
 });
 </script>"""
 
@@ -350,3 +354,4 @@ def test_no_table_overflows_the_page_in_a_browser(lang, priced, batches, surviva
         dom = subprocess.run([*common, "--dump-dom", page.as_uri()], check=True,
                              capture_output=True, text=True, timeout=120).stdout
         assert 'data-overflowing="0"' in dom, (name, lang)
+        assert 'data-scrolling="0"' in dom, (name, lang)
