@@ -28,6 +28,7 @@ FACTORS = {
     "preexisting_seen": ("pre-existing condition seen", "既往症（数据所见）"),
     "prior_stay": ("inpatient stay the year before", "上年住院"),
     "male": ("male", "男性"), "age": ("age", "年龄"),
+    "employee": ("employee scheme (310)", "职工医保 (310)"), "old": ("aged 61 or more", "61 岁及以上"),
 }
 
 #: a code's label, per factor and language
@@ -38,6 +39,8 @@ CODES = {
     "preexisting": {"0": ("no", "无"), "1": ("yes", "有")},
     "preexisting_seen": {"0": ("no", "无"), "1": ("yes", "有")},
     "prior_stay": {"0": ("no", "无"), "1": ("yes", "有")},
+    "employee": {"0": ("no", "否"), "1": ("yes", "是")},
+    "old": {"0": ("no", "否"), "1": ("yes", "是")},
 }
 
 _TERM = re.compile(r"^C\((\w+)(?:,[^)]*\))?\)\[T\.(.+)\]$")
