@@ -28,6 +28,26 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 RAW = re.compile(r"\bNone\b|\bnan\b|\bNaN\b|\[T\.|\bC\(|(?<![\w./-])\d+\.\d{4,}(?![\w./])")
 
 
+#: a run of four or more English words (what a sentence left in English looks like; a
+#: name such as "Bühlmann-Straub" or "CAR-T", a unit or one word beside Chinese is not)
+WORD = r"[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'’\-]*"
+ENGLISH_RUN = re.compile(rf"{WORD}(?:[\s,;:()/\"“”]+{WORD}){{3,}}")
+
+
+def english_runs(html: str) -> list[str]:
+    """The runs of 4+ English words a reader of a Chinese page sees: outside <code>,
+    <pre>, <title>, scripts, the style and the images, and outside an element marked
+    ``lang="en"`` (a quoted source or assumption's comment, kept as the file says it)."""
+    import html as h
+
+    text = visible(html)
+    text = re.sub(r"<(code|pre|script|title)\b[^>]*>.*?</\1>", " ", text, flags=re.S)
+    text = re.sub(r'<(?!html\b)(\w+)\b[^>]*\blang="en"[^>]*>.*?</\1>', " ", text, flags=re.S)
+    text = re.sub(r"</(p|li|td|th|h\d|div|caption)>|<br\s*/?>", " | ", text)   # a cell ends a run
+    text = h.unescape(re.sub(r"<[^>]+>", " ", text))
+    return [" ".join(m.group(0).split()) for m in ENGLISH_RUN.finditer(text)]
+
+
 def visible(html: str) -> str:
     """The page without its style and embedded images (base64 is not text a reader sees)."""
     html = re.sub(r"<style>.*?</style>", "", html, flags=re.S)
@@ -89,6 +109,19 @@ def survivals(synth_city, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def backtested(synth_city, tmp_path_factory):
+    """``puhui backtest`` in both languages (the second year priced from the first)."""
+    out = {}
+    for lang in LANGS:
+        o = tmp_path_factory.mktemp(f"backtest-{lang}")
+        r = puhui("backtest", "--product", "huhuibao-2024", "--data", synth_city, "--out", o,
+                  "--seed", "3", "--lang", lang)
+        assert r.returncode == 0, r.stderr
+        out[lang] = o
+    return out
+
+
 def test_synth_marks_its_folder_and_leaves_the_manifest_alone(synth_city, priced):
     marker = json.loads((synth_city / "SYNTHETIC.json").read_text(encoding="utf-8"))
     assert marker["synthetic"] is True and marker["seed"] == 11 and marker["persons"] == 600
@@ -97,15 +130,17 @@ def test_synth_marks_its_folder_and_leaves_the_manifest_alone(synth_city, priced
 
 
 @pytest.mark.parametrize("lang", LANGS)
-@pytest.mark.parametrize("report", ["pricing", "claims", "survival"])
-def test_each_report_has_no_raw_python_value(report, lang, priced, batches, survivals):
-    folder = {"pricing": priced, "claims": batches, "survival": survivals}[report][lang]
+@pytest.mark.parametrize("report", ["pricing", "claims", "survival", "backtest"])
+def test_each_report_has_no_raw_python_value(report, lang, priced, batches, survivals,
+                                             backtested):
+    folder = {"pricing": priced, "claims": batches, "survival": survivals,
+              "backtest": backtested}[report][lang]
     html = (folder / "report.html").read_text(encoding="utf-8")
     assert raw_values(html) == []
     assert f'<html lang="{"zh-CN" if lang == "zh" else "en"}">' in html
     assert 'id="synthetic"' in html                 # the city came from puhui synth
     hs = headings(html)
-    assert len(hs) >= 4
+    assert len(hs) >= (2 if report == "backtest" else 4)
     if lang == "zh":
         assert all(CJK.search(h) for h in hs), [h for h in hs if not CJK.search(h)]
     else:
@@ -115,9 +150,76 @@ def test_each_report_has_no_raw_python_value(report, lang, priced, batches, surv
         '<div class="summary" id="summary"><h2>') + html.count('<div class="summary"><table>')
 
 
-def test_the_language_changes_the_page_not_the_figures(priced, batches):
+def test_what_counts_as_an_english_sentence():
+    page = ('<p>定价 <b>the mix is</b> fine here</p><p>Bühlmann-Straub 可信度 CAR-T 责任</p>'
+            '<code>puhui reproduce manifest dot json</code><span lang="en">a quoted source '
+            'left as written</span>')
+    assert english_runs(page) == ["the mix is fine here"]
+
+
+@pytest.mark.parametrize("report", ["pricing", "claims", "survival", "backtest"])
+def test_a_chinese_page_has_no_english_sentence(report, priced, batches, survivals,
+                                                backtested):
+    pages = {"pricing": priced, "claims": batches, "survival": survivals,
+             "backtest": backtested}[report]
+    html = (pages["zh"] / "report.html").read_text(encoding="utf-8")
+    assert english_runs(html) == []
+    # the English page of the same report has them (the check reads what it should)
+    en = pages["en"]
+    assert len(english_runs((en / "report.html").read_text(encoding="utf-8"))) > 3
+
+
+def test_a_backtest_reading_in_chinese_keeps_its_figures():
+    """The engine's own sentence (puhui.pricing.run.backtest_reading) through the
+    catalogue's patterns: no English left, every figure of it still there."""
+    from puhui.pricing.run import backtest_reading
+    from puhui.reporting import gettext_for
+    from puhui.reporting.notes import translate_note
+
+    for covers, priced_pp, sold in ((True, 80.0, 950), (False, 130.0, 1100), (None, 0.0, 1000)):
+        y = {"year": 2025, "data_years": [2023, 2024], "priced_pure_premium": {"total": priced_pp},
+             "realised_cost": {"total": 100.0}, "ae": {"total": 1.25},
+             "policies_predicted": 1000, "policies_actual": sold,
+             "interval": {"level": 0.9, "lower": 60.0, "upper": 110.0, "covers": covers}}
+        en = backtest_reading(y)
+        zh = translate_note(en, "zh", gettext_for("zh"))
+        assert english_runs(f"<p>{zh}</p>") == [], (en, zh)
+        figures = re.findall(r"\d[\d,.]*\d|\d", en)
+        assert all(f in zh for f in figures), (figures, zh)
+
+
+def test_the_backtest_workbook_says_the_figures_of_backtest_json(backtested):
+    """backtest.xlsx read back with the zip/XML reader of tests/test_excel.py (not with
+    openpyxl, which wrote it): every year's figures in numeric cells, equal to the JSON's."""
+    from test_excel import read_xlsx
+
+    r = json.loads((backtested["zh"] / "backtest.json").read_text(encoding="utf-8"))
+    wb = read_xlsx(backtested["zh"] / "backtest.xlsx")
+    assert list(wb) == ["years", "by benefit", "notes"]
+    head, *rows = wb["years"]
+    assert len(rows) == len(r["years"]) >= 1
+    for row, y in zip(rows, r["years"]):
+        got = dict(zip(head, row))
+        assert got["year"] == y["year"] and got["priced from"] == ", ".join(map(str, y["data_years"]))
+        assert got["priced pure premium, yuan"] == y["priced_pure_premium"]["total"]
+        assert got["realised cost per policy, yuan"] == y["realised_cost"]["total"]
+        assert got["A/E"] == y["ae"]["total"]
+        assert got["policies predicted"] == y["policies_predicted"]
+        assert got["policies sold"] == y["policies_actual"]
+        assert got["interval lower, yuan"] == y["interval"]["lower"]
+        assert got["interval upper, yuan"] == y["interval"]["upper"]
+    by = {(int(a), b): (p, q) for a, b, p, q, *_ in wb["by benefit"][1:]}
+    for y in r["years"]:
+        for b, v in y["priced_pure_premium"].items():
+            assert by[(y["year"], b)] == (v, y["realised_cost"].get(b))
+    assert [n[0] for n in wb["notes"][1:]][:len(r["notes"])] == r["notes"]
+
+
+def test_the_language_changes_the_page_not_the_figures(priced, batches, backtested):
     assert (priced["en"] / "pricing.json").read_bytes() == \
         (priced["zh"] / "pricing.json").read_bytes()
+    assert (backtested["en"] / "backtest.json").read_bytes() == \
+        (backtested["zh"] / "backtest.json").read_bytes()
     en = pd.read_parquet(batches["en"] / "eob.parquet")
     zh = pd.read_parquet(batches["zh"] / "eob.parquet")
     pd.testing.assert_frame_equal(en, zh)
@@ -213,29 +315,38 @@ def _browser() -> str | None:
 
 
 #: added to a copy of a page: the body records how many tables reach past the page's
-#: right edge (the 1,050 px column) once laid out
+#: right edge (the 1,050 px column) once laid out, and how many sit in a container they
+#: are wider than (a reader would have to scroll it sideways: a screenshot or a print
+#: shows it cut)
 PROBE = """<script>
 window.addEventListener('load', function () {
-  var edge = document.body.getBoundingClientRect().right + 1, n = 0;
+  var edge = document.body.getBoundingClientRect().right + 1, n = 0, s = 0;
   document.querySelectorAll('table').forEach(function (t) {
     var box = t.parentElement.classList.contains('scroll') ? t.parentElement : t;
     if (box.getBoundingClientRect().right > edge) { n += 1; }
+    if (box !== t && box.scrollWidth > box.clientWidth + 1) { s += 1; }
   });
   document.body.setAttribute('data-overflowing', String(n));
+  document.body.setAttribute('data-scrolling', String(s));
 });
 </script>"""
 
 
 @pytest.mark.skipif(_browser() is None, reason="headless Chromium is not on PATH")
 @pytest.mark.parametrize("lang", LANGS)
-def test_no_table_overflows_the_page_in_a_browser(lang, priced, batches, survivals, tmp_path):
+def test_no_table_overflows_the_page_in_a_browser(lang, priced, batches, survivals, backtested,
+                                                 tmp_path):
+    """Headless Chromium (as root it needs --no-sandbox) lays out each page in a window
+    of 1,100 px (the 1,050 px column and its margins): no table's box reaches past the
+    body's right edge, and a screenshot is written."""
     browser = _browser()
-    for name, folder in (("pricing", priced), ("claims", batches), ("survival", survivals)):
+    for name, folder in (("pricing", priced), ("claims", batches), ("survival", survivals),
+                         ("backtest", backtested)):
         page = tmp_path / f"{name}-{lang}.html"
         html = (folder[lang] / "report.html").read_text(encoding="utf-8")
         page.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
         shot = tmp_path / f"{name}-{lang}.png"
-        common = [browser, "--headless", "--no-sandbox", "--disable-gpu",
+        common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                   "--window-size=1100,1400"]
         subprocess.run([*common, f"--screenshot={shot}", page.as_uri()], check=True,
                        capture_output=True, timeout=120)
@@ -243,3 +354,4 @@ def test_no_table_overflows_the_page_in_a_browser(lang, priced, batches, surviva
         dom = subprocess.run([*common, "--dump-dom", page.as_uri()], check=True,
                              capture_output=True, text=True, timeout=120).stdout
         assert 'data-overflowing="0"' in dom, (name, lang)
+        assert 'data-scrolling="0"' in dom, (name, lang)

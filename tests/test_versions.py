@@ -192,7 +192,7 @@ def priced(city, tmp_path_factory):
     out = tmp_path_factory.mktemp("priced-versions")
     r = run("price", "--product", STANDARD, "--product", COMMUNITY, "--product", NEWCITIZEN,
             "--data", str(data), "--out", str(out), "--assumptions", str(assumptions),
-            "--seed", "3")
+            "--seed", "3", "--lang", "zh")
     assert r.returncode == 0, r.stderr
     return data, out, r
 
@@ -234,8 +234,8 @@ def test_versions_priced_jointly_write_every_versions_contract_files(priced):
     pol = pd.read_parquet(data / "policies.parquet", engine="fastparquet")
     assert by[COMMUNITY]["policies_in_data"] == int((pol["product_id"] == COMMUNITY).sum())
     assert by[COMMUNITY]["reference_premium"] == 99.0
-    html = (out / "report.html").read_text(encoding="utf-8")
-    assert "Versions priced jointly" in html and f"{COMMUNITY}/report.html" in html
+    html = (out / "report.html").read_text(encoding="utf-8")       # (priced with --lang zh)
+    assert "联合定价" in html and f"{COMMUNITY}/report.html" in html
     assert "joint equilibrium" in r.stdout and "versions.json" in r.stdout
 
 
@@ -390,3 +390,28 @@ def test_a_categorical_boolean_eligibility_column_is_not_a_crash(tmp_path):
     assert "Traceback" not in r.stderr
     if r.returncode == 2:
         assert "persons.parquet" in r.stderr
+
+
+def test_the_joint_report_in_either_language(priced):
+    """``--lang zh`` (the fixture's) gives Chinese pages, the joint one and each
+    version's; the English joint page from the same versions.json; the JSON is the
+    language's neither (written before any page)."""
+    from test_reports import CJK, english_runs, headings, raw_values
+
+    from puhui.pricing.versions import render_joint
+
+    _, out, _ = priced
+    j = json.loads((out / "versions.json").read_text(encoding="utf-8"))
+    m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    zh = (out / "report.html").read_text(encoding="utf-8")
+    assert '<html lang="zh-CN">' in zh and raw_values(zh) == []
+    assert english_runs(zh) == [] and all(CJK.search(h) for h in headings(zh))
+    one = (out / STANDARD / "report.html").read_text(encoding="utf-8")
+    assert '<html lang="zh-CN">' in one and "定价报告" in one
+    en = render_joint(j, m, 10, "en")
+    assert '<html lang="en">' in en and "Versions priced jointly" in en and raw_values(en) == []
+    # every version's figures on both pages (formatted here by hand)
+    for v in j["versions"]:
+        for page in (zh, en):
+            assert f"{v['filed_premium']:,.2f}" in page
+            assert f"{v['at_filed']['loss_ratio'] * 100:.1f} %" in page

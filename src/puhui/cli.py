@@ -672,7 +672,8 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
         if backtest_all_years:
             raise click.UsageError("--backtest-all-years is for one product; back-test each "
                                    "version with puhui backtest --product FILE")
-        return _price_versions(product_file, data_dir, out, seed, assumptions_file, policies)
+        return _price_versions(product_file, data_dir, out, seed, assumptions_file, policies,
+                               lang)
     product = _load_product(product_file[0])
     _out_dir(out)
     f = run_price(product.path, data_dir, out, seed=seed, assumptions_file=assumptions_file,
@@ -720,7 +721,8 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
                f"  {Path(out) / 'report.html'}\n  {Path(out) / 'manifest.json'}")
 
 
-def _price_versions(product_files, data_dir, out, seed, assumptions_file, policies):
+def _price_versions(product_files, data_dir, out, seed, assumptions_file, policies,
+                    lang="en"):
     """``price`` with several ``--product``: the versions priced jointly
     (:mod:`puhui.pricing.versions`)."""
     from pathlib import Path
@@ -733,7 +735,7 @@ def _price_versions(product_files, data_dir, out, seed, assumptions_file, polici
     files = [_load_product(p).path for p in product_files]
     _out_dir(out)
     j = run_versions(files, data_dir, out, seed=seed, assumptions_file=assumptions_file,
-                     progress=_progress(True))
+                     progress=_progress(True), lang=lang)
 
     def pct(v):
         return "n/a" if v is None else f"{v:.1%}"
@@ -759,10 +761,11 @@ def _price_versions(product_files, data_dir, out, seed, assumptions_file, polici
               help="product file (path or id); repeat it to give each year its own product "
                    "(a year without one is priced under the first, its period moved)")
 @_pricing_inputs
+@_lang_option
 @_execution_option
-def backtest(product_files, data_dir, out, seed, assumptions_file):
+def backtest(product_files, data_dir, out, seed, assumptions_file, lang="en"):
     """Price each data year from the years before it and set the price against what
-    that year's enrollees cost: OUT/backtest.json and OUT/report.html."""
+    that year's enrollees cost: OUT/backtest.json, backtest.xlsx and report.html."""
     from pathlib import Path
 
     from puhui.pricing.backtest import run_backtest
@@ -770,10 +773,11 @@ def backtest(product_files, data_dir, out, seed, assumptions_file):
     files = [_load_product(p).path for p in product_files]
     _out_dir(out)
     r = run_backtest(files, data_dir, out, seed=seed, assumptions_file=assumptions_file,
-                     progress=_progress(True))
+                     progress=_progress(True), lang=lang)
     for y in r["years"]:
         click.echo(_backtest_line(y))
-    click.echo(f"  {Path(out) / 'backtest.json'}\n  {Path(out) / 'report.html'}")
+    click.echo(f"  {Path(out) / 'backtest.json'} (in Excel: backtest.xlsx)\n"
+               f"  {Path(out) / 'report.html'}")
 
 
 def _backtest_line(y: dict) -> str:

@@ -1,6 +1,7 @@
 """Excel workbooks for finance teams (openpyxl): the premium tables of a pricing
-(``OUT/premium.xlsx`` beside ``pricing.json``) and a claims batch's summary
-(``OUT/summary.xlsx`` beside ``summary.json``).
+(``OUT/premium.xlsx`` beside ``pricing.json``), a claims batch's summary
+(``OUT/summary.xlsx`` beside ``summary.json``) and a backtest (``OUT/backtest.xlsx``
+beside ``backtest.json``).
 
 The workbooks are views of the JSON files the commands already write, built from them
 alone: every figure is the JSON's, in a cell of its own with a number format (yuan with
@@ -17,6 +18,8 @@ from pathlib import Path
 YUAN = "#,##0.00"
 COUNT = "#,##0"
 PERCENT = "0.00%"
+PERCENT0 = "0%"
+RATIO = "0.000"
 
 #: One sheet: (title, header, rows, number format by column index); a value in a row
 #: may be a :class:`Fmt` to give that cell its own format.
@@ -178,3 +181,47 @@ def batch_sheets(summary: dict) -> list[Sheet]:
 def write_batch_workbook(summary: dict, path: str | Path) -> Path:
     """``summary.xlsx`` of a claims batch (see :func:`batch_sheets`)."""
     return write_workbook(path, batch_sheets(summary))
+
+
+def backtest_sheets(result: dict) -> list[Sheet]:
+    """The sheets of ``backtest.xlsx`` from a backtest.json: one row per year backtested
+    (the price built from the years before it against what the year's enrollees cost,
+    the policies predicted and sold, the prediction interval), and per year and benefit
+    the priced pure premium, the realised cost per policy and their A/E. A year with no
+    realised figure (fewer policies than the report shows) has an empty cell."""
+    years = []
+    for y in result.get("years", []):
+        iv = y["interval"]
+        years.append([y["year"], y.get("product_id"), ", ".join(map(str, y["data_years"])),
+                      y["priced_pure_premium"]["total"], y["realised_cost"]["total"],
+                      y["ae"]["total"], y["policies_predicted"], y["policies_actual"],
+                      y["policies_ae"], iv.get("level"), iv["lower"], iv["upper"],
+                      _covers(iv["covers"]), y.get("gross_premium"),
+                      y.get("equilibrium_premium"),
+                      "yes" if y.get("launch_year_projection") else "no"])
+    header = ["year", "product", "priced from", "priced pure premium, yuan",
+              "realised cost per policy, yuan", "A/E", "policies predicted",
+              "policies sold", "policies A/E", "interval level", "interval lower, yuan",
+              "interval upper, yuan", "interval covers the realised cost",
+              "gross premium, yuan", "equilibrium gross premium, yuan",
+              "launch-year projection [A]"]
+    formats = {3: YUAN, 4: YUAN, 5: RATIO, 6: COUNT, 7: COUNT, 8: RATIO, 9: PERCENT0,
+               10: YUAN, 11: YUAN, 13: YUAN, 14: YUAN}
+    benefits = [[y["year"], b, v, y["realised_cost"].get(b), y["ae"].get(b)]
+                for y in result.get("years", []) for b, v in y["priced_pure_premium"].items()]
+    notes = [[n] for n in result.get("notes", [])] + [
+        [f"{y['year']}: {n}"] for y in result.get("years", []) for n in y.get("notes", [])]
+    return [("years", header, years, formats),
+            ("by benefit", ["year", "benefit", "priced pure premium, yuan",
+                            "realised cost per policy, yuan", "A/E"], benefits,
+             {2: YUAN, 3: YUAN, 4: RATIO}),
+            ("notes", ["note"], notes, {})]
+
+
+def _covers(v) -> str:
+    return "n/a" if v is None else "yes" if v else "no"
+
+
+def write_backtest_workbook(result: dict, path: str | Path) -> Path:
+    """``backtest.xlsx`` of ``puhui backtest`` (see :func:`backtest_sheets`)."""
+    return write_workbook(path, backtest_sheets(result))

@@ -92,7 +92,8 @@ def render(eob: pd.DataFrame, summary: dict, reasons_not_paid: pd.Series | None 
 
     held = eob[eob["status"] == "quarantined"].drop_duplicates("setl_id")["reason"].value_counts()
     held = held[held > 0]        # (a categorical's value_counts lists every code, most at 0)
-    rules = {code: f"quarantined: breaks the rule '{rule}'" for rule, code in QUARANTINE.items()}
+    rules = {code: _("quarantined: breaks the rule '%(rule)s'") % {"rule": rule}
+             for rule, code in QUARANTINE.items()}
     flags = pd.DataFrame([(k, _(FLAGS.get(k) or rules.get(k, "quarantined by a validation rule")),
                            int(v)) for k, v in held.items()],
                          columns=["code", "meaning", "settlements"])

@@ -351,9 +351,10 @@ def _ratio(a, b) -> float | None:
 
 def run_backtest(product_files: list[str | Path], data_dir: str | Path, out: str | Path,
                  seed: int = 0, assumptions_file: str | Path | None = None,
-                 progress=None) -> dict:
+                 progress=None, lang: str = "en") -> dict:
     """``puhui backtest``: read and validate, backtest, write ``backtest.json`` and
-    ``report.html``; returns the figures."""
+    ``report.html`` (in ``lang``, "en" or "zh"; the JSON is the same in either);
+    returns the figures."""
     from puhui.pricing.fund_data import load_for_pricing
     from puhui.pricing.premium import load_assumptions
     from puhui.products.model import load_product
@@ -376,9 +377,11 @@ def run_backtest(product_files: list[str | Path], data_dir: str | Path, out: str
     out.mkdir(parents=True, exist_ok=True)
     (out / "backtest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
+    from puhui.excel import write_backtest_workbook
     from puhui.reporting import synthetic_marker
 
-    (out / "report.html").write_text(render(result, synthetic=synthetic_marker(data_dir)),
+    write_backtest_workbook(result, out / "backtest.xlsx")
+    (out / "report.html").write_text(render(result, lang, synthetic=synthetic_marker(data_dir)),
                                      encoding="utf-8")
     return result
 
@@ -389,16 +392,17 @@ def render(result: dict, lang: str = "en", synthetic: dict | None = None) -> str
     """The backtest as a self-contained HTML page (template ``backtest.html.j2``);
     ``synthetic``: the data folder's marker from ``puhui synth`` (a banner says so)."""
     from puhui import __version__
-    from puhui.reporting import render as render_page, table_for
+    from puhui.reporting import gettext_for, render as render_page, table_for
 
     tb = table_for(lang)
+    _ = gettext_for(lang)
 
     summary = pd.DataFrame([{
         "year": y["year"], "priced pure premium": y["priced_pure_premium"]["total"],
         "realised cost per policy": y["realised_cost"]["total"], "A/E": y["ae"]["total"],
         "policies predicted": y["policies_predicted"], "policies actual": y["policies_actual"],
         "policies A/E": y["policies_ae"], "interval covers": y["interval"]["covers"],
-        "launch-year projection [A]": "yes" if y.get("launch_year_projection") else ""}
+        "launch-year projection [A]": _("yes") if y.get("launch_year_projection") else ""}
         for y in result["years"]])
     per_benefit = []
     for y in result["years"]:

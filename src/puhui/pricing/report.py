@@ -205,8 +205,9 @@ def _backtest_tables(figures: dict, tb, min_people: int = 10) -> list:
     """Per backtest year: the priced pure premium against the realised cost per policy
     by benefit and in total, and the policies with the prediction interval. A year of
     fewer than ``min_people`` policies shows no realised figure."""
-    from markupsafe import Markup
+    from markupsafe import Markup, escape
 
+    _ = getattr(tb, "keywords", {}).get("gettext") or (lambda s: s)
     out = []
     for y in (figures.get("backtest") or {}).get("years", []):
         shown = y["policies_actual"] >= min_people
@@ -225,11 +226,13 @@ def _backtest_tables(figures: dict, tb, min_people: int = 10) -> list:
             "policies predicted": f"{y['policies_predicted']:,}",
             "policies actual": f"{y['policies_actual']:,}",
             "policies A/E": "" if y["policies_ae"] is None else f"{y['policies_ae']:.3f}",
-            f"{level} prediction interval (yuan per policy)": (
-                "none" if iv["lower"] is None else f"{iv['lower']:,.2f} to {iv['upper']:,.2f}"),
-            "covers the realised cost": {True: "yes", False: "no", None: "n/a"}[iv["covers"]]}])
-        small = ("" if shown else
-                 f"<p>Fewer than {min_people} policies: the realised cost is not shown.</p>")
+            _("%(level)s prediction interval (yuan per policy)") % {"level": level}: (
+                _("none") if iv["lower"] is None else _("%(start)s to %(end)s") % {
+                    "start": f"{iv['lower']:,.2f}", "end": f"{iv['upper']:,.2f}"}),
+            "covers the realised cost": _({True: "yes", False: "no", None: "n/a"}[iv["covers"]])}])
+        small = ("" if shown else Markup("<p>") + escape(
+            _("Fewer than %(n)s policies: the realised cost is not shown.") % {"n": min_people})
+            + Markup("</p>"))
         out.append((tb(t) + Markup(small), tb(p)))
     return out
 
@@ -306,7 +309,7 @@ def render(figures: dict, tables: dict, manifest: dict, assumptions_text: str,
         validation=validation, credibility=tb(cred) if cred is not None else None,
         credibility_hidden=cred_hidden,
         budget=(tb(tables["budget_impact"]) if "budget_impact" in tables else None),
-        assumptions=tb(assumptions_table(assumptions_text, a_file, lang)),
+        assumptions=tb(assumptions_table(assumptions_text, a_file, lang), quoted=("source",)),
         assumptions_file=a_file, min_people=min_people, suppressed=n1 + n2 + n3,
         backtest_tables=_backtest_tables(figures, tb, min_people),
         **(_lifetime_tables(figures, tables, tb, min_people) if "lifetime" in figures else {}),

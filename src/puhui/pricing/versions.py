@@ -508,17 +508,19 @@ def price_versions(products, datas, assumptions: dict, elig_cols: dict[str, pd.S
 # --- files: OUT/versions.json, OUT/<id>/pricing.json, reports, manifest ---------------------
 
 def run_versions(product_files, data_dir, out, seed: int = 0, assumptions_file=None,
-                 progress=None) -> dict:
+                 progress=None, lang: str = "en") -> dict:
     """``puhui price`` with two or more ``--product``: the versions priced jointly.
 
     Writes ``OUT/versions.json`` (the joint figures), ``OUT/report.html`` (the joint
     report, linking each version's), ``OUT/manifest.json`` (every input's hash, as a
     single pricing's, with ``command`` = "price-versions") and per version
     ``OUT/<product_id>/`` with ``pricing.json`` (every contract field), ``report.html``
-    and the fitted state for ``what-if``. Returns versions.json's figures."""
+    and the fitted state for ``what-if``. The reports are in ``lang`` ("en" or "zh"; the
+    JSON files are the same in either). Returns versions.json's figures."""
     from puhui.pricing.fund_data import load_for_pricing
     from puhui.pricing.premium import load_assumptions
     from puhui.pricing.report import render
+    from puhui.reporting import synthetic_marker
     from puhui.excel import write_pricing_workbook
     from puhui.pricing.manifest_inputs import path_options
     from puhui.pricing.run import MANIFEST_VERSION, _versions, check_period, input_hashes
@@ -570,14 +572,15 @@ def run_versions(product_files, data_dir, out, seed: int = 0, assumptions_file=N
         if res.state is not None:
             res.state.save(d)
         one = {**manifest, "options": {**manifest["options"], "product": str(f.resolve())}}
-        html = render(res.figures, res.tables, one, a_text, res.lr_draws, min_people)
+        html = render(res.figures, res.tables, one, a_text, res.lr_draws, min_people, lang=lang,
+                      synthetic=synthetic_marker(data_dir))
         (d / "report.html").write_text(html, encoding="utf-8")
     text = json.dumps(r.joint, indent=2, ensure_ascii=False)
     (out / "versions.json").write_text(text + "\n", encoding="utf-8")
     outputs["versions.json"] = hashlib.sha256(text.encode()).hexdigest()
     manifest["outputs"] = outputs
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    (out / "report.html").write_text(render_joint(r.joint, manifest, min_people),
+    (out / "report.html").write_text(render_joint(r.joint, manifest, min_people, lang),
                                      encoding="utf-8")
     return r.joint
 
@@ -673,23 +676,25 @@ def _locate_versions_inputs(manifest_file: Path, m: dict, data) -> tuple[Path, l
     return data_dir, products, a_file
 
 
-def render_joint(joint: dict, manifest: dict, min_people: int = 10) -> str:
-    """The joint report (template ``versions.html.j2``; no row describes fewer than
-    ``min_people`` people)."""
+def render_joint(joint: dict, manifest: dict, min_people: int = 10, lang: str = "en") -> str:
+    """The joint report (template ``versions.html.j2``, in ``lang``; no row describes
+    fewer than ``min_people`` people)."""
     from puhui import __version__
-    from puhui.reporting import render as render_page, synthetic_marker
+    from puhui.reporting import gettext_for, render as render_page, synthetic_marker
+
+    _ = gettext_for(lang)
 
     def num(x, d=2):
-        return "n/a" if x is None else f"{x:,.{d}f}"
+        return _("n/a") if x is None else f"{x:,.{d}f}"
 
     def pct(x):
-        return "n/a" if x is None else f"{x * 100:.1f} %"
+        return _("n/a") if x is None else f"{x * 100:.1f} %"
 
     hidden = sum(1 for v in joint["versions"] for c in v["cells"]
                  if c["eligible_people"] < min_people)
     return render_page(
-        "versions.html.j2", "en", j=joint, m=manifest, num=num, pct=pct, min_people=min_people,
+        "versions.html.j2", lang, j=joint, m=manifest, num=num, pct=pct, min_people=min_people,
         version=__version__,
         synthetic=synthetic_marker(manifest.get("options", {}).get("data")),
-        hidden=(f"{hidden} cell(s) of fewer than {min_people} people are left out."
-                if hidden else ""))
+        hidden=(_("%(n)s cell(s) of fewer than %(m)s people are left out.")
+                % {"n": hidden, "m": min_people} if hidden else ""))

@@ -65,6 +65,7 @@ def environment(lang: str = "en"):
     from jinja2 import Environment, PackageLoader
 
     from puhui.reporting.assumptions import cite
+    from puhui.reporting.notes import translate_note
 
     gettext = gettext_for(lang)
     env = Environment(loader=PackageLoader("puhui", "templates"), autoescape=True,
@@ -80,6 +81,9 @@ def environment(lang: str = "en"):
         factor=lambda f: fm.factor_label(f, lang),
         code=lambda c, factor: fm.code_label(factor, c, lang),
         cite=lambda t: fm.tidy_numbers(cite(t, lang)),
+        local_name=lambda t: fm.local_name(t, lang),
+        sentence=lambda t: str(t)[:1].upper() + str(t)[1:],     # a note that starts a sentence
+        note=lambda t: fm.tidy_numbers(cite(translate_note(t, lang, gettext), lang)),
         yesno=lambda v: fm.MISSING if v is None else gettext("yes" if v else "no"))
     return env
 

@@ -55,8 +55,9 @@ def _value(v) -> str:
 
 def assumptions_table(text: str, file: str, lang: str = "en") -> pd.DataFrame:
     """The rows (key, value, source) of the assumptions file ``text`` (its name in the
-    repository: ``file``). A key's source is the comment on its line, or the comment
-    lines just above it when it has none.
+    repository: ``file``). A key's source is the comment on its line, or the whole
+    block of comment lines just above it when it has none (a comment cut to its last
+    lines read as a sentence begun elsewhere).
 
     >>> t = assumptions_table('[loads]\\n# the load\\nexpense_ratio = 0.12 # [assumption] a guess (DOMAIN.md §2)\\n'
     ...                       'profit = 0.03\\n', "a.toml")
@@ -83,7 +84,7 @@ def assumptions_table(text: str, file: str, lang: str = "en") -> pd.DataFrame:
         for part in section:
             node = node.get(part, {}) if isinstance(node, dict) else {}
         value = node.get(key) if isinstance(node, dict) else None
-        comment = raw.split("#", 1)[1] if "#" in raw.split("=", 1)[1] else " ".join(above[-2:])
+        comment = raw.split("#", 1)[1] if "#" in raw.split("=", 1)[1] else " ".join(above)
         rows.append({"key": ".".join([*section, key]), "value": _value(value),
                      "source": _source(comment, file, i, lang)})
         above = []

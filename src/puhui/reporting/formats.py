@@ -28,6 +28,7 @@ FACTORS = {
     "preexisting_seen": ("pre-existing condition seen", "既往症（数据所见）"),
     "prior_stay": ("inpatient stay the year before", "上年住院"),
     "male": ("male", "男性"), "age": ("age", "年龄"),
+    "employee": ("employee scheme (310)", "职工医保 (310)"), "old": ("aged 61 or more", "61 岁及以上"),
 }
 
 #: a code's label, per factor and language
@@ -38,6 +39,8 @@ CODES = {
     "preexisting": {"0": ("no", "无"), "1": ("yes", "有")},
     "preexisting_seen": {"0": ("no", "无"), "1": ("yes", "有")},
     "prior_stay": {"0": ("no", "无"), "1": ("yes", "有")},
+    "employee": {"0": ("no", "否"), "1": ("yes", "是")},
+    "old": {"0": ("no", "否"), "1": ("yes", "是")},
 }
 
 _TERM = re.compile(r"^C\((\w+)(?:,[^)]*\))?\)\[T\.(.+)\]$")
@@ -181,3 +184,20 @@ def term_label(term: str, lang: str = "en") -> str:
     if m is None:
         return factor_label(t, lang)
     return f"{factor_label(m[1], lang)}: {code_label(m[1], m[2], lang)}"
+
+
+def local_name(name, lang: str = "en") -> str:
+    """A product's name on a page of ``lang``: on a Chinese page without the English
+    gloss in brackets its file gives after the Chinese name.
+
+    >>> local_name("沪惠保 2025 (Huhuibao, standard version)", "zh")
+    '沪惠保 2025'
+    >>> local_name("沪惠保 2025 (Huhuibao, standard version)")
+    '沪惠保 2025 (Huhuibao, standard version)'
+    """
+    import re
+
+    text = str(name)
+    if lang == "zh" and re.search(r"[\u4e00-\u9fff]", text):
+        return re.sub(r"\s*\([\x20-\x7e]*\)\s*$", "", text)
+    return text

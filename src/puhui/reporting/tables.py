@@ -21,6 +21,8 @@ RATIO = {"ae", "a_to_e", "a/e", "actual_to_expected", "z", "relativity", "factor
 PVALUE = {"p", "p_value", "pvalue"}
 CODE_COLUMNS = set(fm.CODES) | {"age_band", "age_group"}
 NUM_TD = '<td class="n">'
+#: a table of this many columns or more is set smaller (class "wide") to fit the page
+WIDE_COLUMNS = 9
 
 
 def column_kind(name: str, s: pd.Series) -> str:
@@ -30,10 +32,14 @@ def column_kind(name: str, s: pd.Series) -> str:
     ('pct', 'count')
     >>> column_kind("expected", pd.Series([12.5])), column_kind("term", pd.Series(["x"]))
     ('number', 'term')
+    >>> column_kind("year", pd.Series([2025]))
+    'text'
     """
     low = str(name).lower()
     if low == "term":
         return "term"
+    if low == "year" or low.endswith("_year"):
+        return "text"                   # a year is a name, not a count: 2025, not 2,025
     if low in CODE_COLUMNS:
         return "code"
     if pd.api.types.is_bool_dtype(s):
@@ -54,7 +60,9 @@ def column_kind(name: str, s: pd.Series) -> str:
 def cell(v, kind: str, column: str, lang: str, gettext) -> str:
     """One value as text in its column's format."""
     if kind == "text":
-        return fm.MISSING if fm.missing(v) else str(v)
+        # a word the catalogue knows (a benefit's id, "inpatient", "none") in the page's
+        # language; any other text as it is
+        return fm.MISSING if fm.missing(v) else gettext(str(v))
     if kind == "code":
         return fm.code_label(column, v, lang)
     if kind == "term":
@@ -70,10 +78,12 @@ def cell(v, kind: str, column: str, lang: str, gettext) -> str:
 
 
 def table(df: pd.DataFrame | None, lang: str = "en", gettext=None, kinds: dict | None = None,
-          totals: tuple = (), empty: str = "(not enough data)") -> Markup:
+          totals: tuple = (), empty: str = "(not enough data)", quoted: tuple = ()) -> Markup:
     """``df`` as HTML. Formats per column: ``kinds`` (column to "count", "yuan", "pct",
     "pct2" (two decimals), "ratio", "p", "number", "code", "term", "text") over the inferred
-    (:func:`column_kind`); ``totals``: columns summed in a last row.
+    (:func:`column_kind`); ``totals``: columns summed in a last row; ``quoted``: columns
+    whose text is quoted from a file in English (an assumption's comment, a source), marked
+    ``lang="en"`` on a page of another language.
 
     >>> t = pd.DataFrame({"gender": ["1", "2"], "people": [1200, 30], "loss_ratio": [0.9658, None]})
     >>> html = table(t, "zh", totals=("people",))
@@ -88,10 +98,12 @@ def table(df: pd.DataFrame | None, lang: str = "en", gettext=None, kinds: dict |
     head = "".join(f"<th>{escape(header(c, gettext))}</th>" for c in df.columns)
     df = _labelled(df, lang)
     rows = []
+    quote = set(quoted) if lang != "en" else set()
     for rec in df.itertuples(index=False, name=None):
         rows.append("<tr>" + "".join(
-            (NUM_TD if right[c] else "<td>") +
-            f"{escape(cell(v, kinds[c], c, lang, gettext))}</td>"
+            (NUM_TD if right[c] else "<td>") + (
+                f'<span class="src" lang="en">{escape(v)}</span></td>' if c in quote else
+                f"{escape(cell(v, kinds[c], c, lang, gettext))}</td>")
             for c, v in zip(df.columns, rec)) + "</tr>")
     if totals:
         tot = []
@@ -101,7 +113,8 @@ def table(df: pd.DataFrame | None, lang: str = "en", gettext=None, kinds: dict |
             else:
                 tot.append(f"<td>{escape(gettext('total')) if i == 0 else ''}</td>")
         rows.append('<tr class="total">' + "".join(tot) + "</tr>")
-    return Markup(f'<div class="scroll"><table class="dataframe t"><thead><tr>{head}</tr></thead>'
+    wide = " wide" if len(df.columns) >= WIDE_COLUMNS else ""
+    return Markup(f'<div class="scroll"><table class="dataframe t{wide}"><thead><tr>{head}</tr></thead>'
                   f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
@@ -124,6 +137,10 @@ def _labelled(df: pd.DataFrame, lang: str) -> pd.DataFrame:
         if "level" in df.columns:
             out["level"] = [fm.code_label(f, v, lang) for f, v in zip(df["factor"], df["level"])]
         out["factor"] = [fm.factor_label(f, lang) for f in df["factor"]]
+    if "factors" in df.columns and not pd.api.types.is_numeric_dtype(df["factors"]):
+        out = out.copy() if out is df else out
+        out["factors"] = [v if not isinstance(v, str) else ", ".join(
+            fm.factor_label(f.strip(), lang) for f in v.split(",")) for v in df["factors"]]
     if "covariate" in df.columns and not pd.api.types.is_numeric_dtype(df["covariate"]):
         out = out.copy() if out is df else out
         out["covariate"] = [fm.factor_label(c, lang) for c in df["covariate"]]
