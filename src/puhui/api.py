@@ -425,7 +425,10 @@ class Survival:
         DIR``). Returns ``self``."""
         from puhui.survival.analysis import study_folder
 
-        with _native_threads(), tempfile.TemporaryDirectory(prefix="puhui-survival-") as tmp:
+        _check_int("Survival", "max_people", self.max_people, 100)
+        _check_int("Survival", "seed", self.seed, 0, 2**32 - 1)
+        with _native_threads(), tempfile.TemporaryDirectory(prefix="puhui-survival-") as tmp, \
+                _named_fund(tmp):
             folder = _fund_folder(fund, tmp, "Survival.fit")
             res, years = study_folder(folder, max_people=self.max_people, seed=self.seed)
         self._fitted = (res, getattr(fund, "directory", None) or
@@ -524,6 +527,14 @@ def pay_direct(product, ledger, settlement, lines=None):
     from puhui.claims.direct import pay_or_reverse
     from puhui.claims.frames import settlement_record
 
+    import pandas as pd
+
+    if isinstance(settlement, pd.DataFrame):
+        if len(settlement) != 1:
+            raise InputError(f"pay_direct: give one settlement (a row, a Series or a dict), "
+                             f"not a frame of {len(settlement):,} rows; for many, "
+                             f"ClaimsBatch")
+        settlement = settlement.iloc[0]
     if isinstance(settlement, dict):
         raw = dict(settlement)
         if lines is not None and "lines" not in raw:
@@ -532,6 +543,18 @@ def pay_direct(product, ledger, settlement, lines=None):
     else:
         raw = settlement_record(settlement, lines)
     return pay_or_reverse(load_product(product), ledger, raw)
+
+
+def _check_int(who: str, name: str, value, lo: int, hi: int | None = None) -> None:
+    """Refuse a setting the command line's range refuses (``--seed``, ``--policies``,
+    ``--max-people``): an integer from ``lo`` (to ``hi``), not a bool."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo \
+            or (hi is not None and value > hi):
+        top = f" to {hi:,}" if hi is not None else " or more"
+        raise InputError(f"{who}: {name}={value!r}; give a whole number from {lo:,}{top}, "
+                         f"as the command line's option takes it")
 
 
 def _fund_folder(fund, tmp: str, who: str = "Pricer.fit") -> Path:
@@ -544,6 +567,23 @@ def _fund_folder(fund, tmp: str, who: str = "Pricer.fit") -> Path:
         return Path(fund)
     raise InputError(f"{who}: give a Fund (puhui.read_fund) or a fund-data folder, "
                      f"not {type(fund).__name__}")
+
+
+def _named_fund(tmp: str):
+    """Refusals from the temporary folder a Fund was written to name "the Fund", not
+    the folder (gone by the time the user reads the message)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def named():
+        try:
+            yield
+        except InputError as exc:
+            fund = str(Path(tmp) / "fund")
+            raise InputError(str(exc).replace(f"`puhui validate {fund}`", "`puhui validate` "
+                                              "on the files").replace(f"{fund}/", "the Fund's ").replace(fund, "the Fund")
+                             ) from None
+    return named()
 
 
 def _native_threads():
@@ -669,7 +709,11 @@ class Pricer:
         from puhui.pricing.run import price_folder, price_manifest
 
         product = load_product(self.product)
-        with _native_threads(), tempfile.TemporaryDirectory(prefix="puhui-pricer-") as tmp:
+        _check_int("Pricer", "seed", self.seed, 0, 2**32 - 1)
+        if self.policies is not None:
+            _check_int("Pricer", "policies", self.policies, 1)
+        with _native_threads(), tempfile.TemporaryDirectory(prefix="puhui-pricer-") as tmp, \
+                _named_fund(tmp):
             folder = _fund_folder(fund, tmp)
             result, assumptions, a_path = price_folder(
                 product, folder, seed=self.seed, assumptions_file=self.assumptions,

@@ -43,19 +43,17 @@ def _write_frames(frames: dict, folder: Path) -> None:
     """The frames as a fund-data folder: money columns checked to hold yuan (integers
     are refused as fen); the rules of the data contract are the batch's to apply."""
     from puhui.claims.frames import stand_in_persons
-    from puhui.fund.files import write_table
-    from puhui.fund.frames import check_yuan
+    from puhui.fund.frames import write_frame
 
+    for table in (SETTLEMENTS, POLICIES):
+        if not isinstance(frames[table], pd.DataFrame):
+            raise InputError(f"{table.name}: give a pandas DataFrame, not "
+                             f"{type(frames[table]).__name__}")
     if frames[PERSONS] is None:
         frames = {**frames, PERSONS: stand_in_persons(frames[SETTLEMENTS], frames[POLICIES])}
     for table, df in frames.items():
-        if df is None:
-            continue
-        if not isinstance(df, pd.DataFrame):
-            raise InputError(f"{table.name}: give a pandas DataFrame, not "
-                             f"{type(df).__name__}")
-        check_yuan(df, table)
-        write_table(df.reset_index(drop=True), folder, table, file_types=False)
+        if df is not None:
+            write_frame(df, folder, table)
 
 
 def _named(text: str, folder: Path) -> str:

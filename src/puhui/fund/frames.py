@@ -49,7 +49,10 @@ class Fund:
 
     def people(self, psn_no) -> Fund:
         """The same fund restricted to the persons ``psn_no`` (their policies,
-        settlements, the reversals among them and their lines)."""
+        settlements, the reversals among them and their lines); one id may be given
+        as text."""
+        if isinstance(psn_no, str):
+            psn_no = [psn_no]
         keep = set(pd.Index(psn_no).astype(str))
         st = self.settlements[self.settlements["psn_no"].astype(str).isin(keep)]
         lines = self.lines
@@ -72,10 +75,8 @@ class Fund:
         directory = Path(directory)
         for t in TABLES:
             df = self.table(t)
-            if df is None:
-                continue
-            check_yuan(df, t)
-            write_table(df, directory, t, file_types=False)
+            if df is not None:
+                write_frame(df, directory, t)
         return directory
 
 
@@ -105,6 +106,49 @@ def check_yuan(df: pd.DataFrame, table: Table, label: str | None = None) -> None
                 f"amounts in yuan with two decimals as floats, as the files hold them; "
                 f"integers look like fen, the engines' unit. Give yuan (fen / 100), or cast "
                 f"whole yuan to float (df[{c.name!r}].astype(float))")
+
+
+def write_frame(df, directory: Path, table: Table, label: str | None = None) -> None:
+    """A user's frame (yuan) as ``table``'s file in ``directory``, for validation and
+    the commands to read: refused unless a DataFrame with yuan in its money columns
+    (:func:`check_yuan`); ``Decimal`` amounts as floats, Python dates (pandas reads a
+    Parquet date column so) as timestamps; a column Arrow cannot write as its type is
+    a message naming it, not Arrow's error."""
+    import pyarrow as pa
+
+    from puhui.fund.files import write_table
+
+    label = label or table.name
+    if not isinstance(df, pd.DataFrame):
+        raise InputError(f"{label}: give a pandas DataFrame, not {type(df).__name__}")
+    check_yuan(df, table, label)
+    df = _plain_types(df.reset_index(drop=True), table)
+    try:
+        write_table(df, directory, table, file_types=False)
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+        col = str(exc).rsplit("column ", 1)[-1].split(" ")[0] if "column " in str(exc) else "?"
+        raise InputError(f"{label}: column {col} holds values of mixed or unexpected "
+                         f"types; give text for ids and codes, floats (yuan) for amounts, "
+                         f"dates or timestamps for dates") from None
+
+
+def _plain_types(df: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Object columns of ``Decimal`` amounts as floats, of Python dates or datetimes as
+    ``datetime64[ns]``; other columns as they are."""
+    import datetime as dt
+
+    kinds = {c.name: c.kind for c in table.columns}
+    out = {}
+    for name in df.columns:
+        s = df[name]
+        if s.dtype != object:
+            continue
+        values = s.dropna()
+        if kinds.get(name) == "money" and _decimals(s):
+            out[name] = s.astype("float64")
+        elif len(values) and all(isinstance(v, dt.date) for v in values.iloc[:1000]):
+            out[name] = pd.to_datetime(s, errors="coerce").astype("datetime64[ns]")
+    return df.assign(**out) if out else df
 
 
 def _decimals(s: pd.Series) -> bool:

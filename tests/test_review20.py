@@ -1,0 +1,188 @@
+"""Hostile review of session 20 (issue 21: the Python API, the reports, the package).
+
+Each test is a way a careless or hostile user broke the surface: a traceback where a
+message was due, a silent nonsense figure, English left on a Chinese page. The truth is
+built by hand (a plain frame, the files' own values, the command line's ranges), never
+drawn from the code under test."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+import puhui
+from puhui.errors import InputError
+
+P = "huhuibao-2025"
+
+
+@pytest.fixture(scope="module")
+def small(small_city_dir):
+    return puhui.read_fund(small_city_dir)
+
+
+@pytest.fixture(scope="module")
+def paid_base(small):
+    """What the API pays on the small city as read (the reference the odd frames of the
+    same values must reproduce)."""
+    eob = puhui.adjudicate(small.settlements, small.policies, P, lines=small.lines)
+    return eob.groupby("setl_id")["payout_amt"].sum()
+
+
+def _same_payouts(eob, paid_base):
+    got = eob.groupby("setl_id")["payout_amt"].sum()
+    pd.testing.assert_series_equal(got.sort_index(), paid_base.sort_index())
+
+
+# --- frames as pandas really gives them ---------------------------------------------
+
+def test_dates_as_python_dates_are_read_not_a_traceback(small, paid_base):
+    """A Parquet date column (date32: DuckDB, Spark) read with pandas is an object
+    column of datetime.date; the contract accepts Parquet dates. It was an
+    ArrowTypeError ("Expected bytes, got a 'datetime.date' object")."""
+    st = small.settlements.assign(setl_time=small.settlements["setl_time"].dt.date)
+    pol = small.policies.assign(start_date=small.policies["start_date"].dt.date,
+                                end_date=small.policies["end_date"].dt.date)
+    assert isinstance(st["setl_time"].iloc[0], dt.date)
+    eob = puhui.adjudicate(st, pol, P, lines=small.lines)
+    _same_payouts(eob, paid_base)
+
+
+def test_decimal_amounts_are_accepted_as_docs_api_md_says(small, paid_base):
+    """docs/api.md: "`Decimal` amounts are accepted". They were an ArrowTypeError."""
+    st = small.settlements.copy()
+    for c in ("medfee_sumamt", "psn_part_amt"):
+        st[c] = [Decimal(f"{v:.2f}") for v in st[c]]
+    eob = puhui.adjudicate(st, small.policies, P, lines=small.lines)
+    _same_payouts(eob, paid_base)
+
+
+def test_decimal_amounts_with_three_decimals_are_refused_by_the_fen_rule(small):
+    st = small.settlements.copy()
+    st["medfee_sumamt"] = [Decimal(f"{v:.2f}") + Decimal("0.001") for v in st["medfee_sumamt"]]
+    with pytest.raises(InputError, match="two decimals"):
+        puhui.adjudicate(st, small.policies, P)
+
+
+def test_an_id_column_of_numbers_in_an_object_column_is_a_message(small):
+    """psn_no as Python ints in an object column (a merge with an int key): the 'text'
+    rule's message, not an ArrowTypeError."""
+    st = small.settlements.copy()
+    st["psn_no"] = pd.Series([int(s[1:]) for s in st["psn_no"]], dtype=object)
+    with pytest.raises(InputError, match="psn_no"):
+        puhui.adjudicate(st, small.policies, P)
+
+
+def test_no_settlements_is_an_empty_eob_not_a_traceback(small):
+    """An empty frame (a filter that kept nothing) was "ValueError: No objects to
+    concatenate"; nothing to adjudicate is an EOB without rows, with its columns."""
+    eob = puhui.adjudicate(small.settlements.iloc[:0], small.policies, P)
+    assert len(eob) == 0
+    assert eob.columns.tolist() == ["setl_id", "psn_no", "policy_no", "benefit",
+                                    "eligible_amt", "deductible_amt", "ratio",
+                                    "payout_amt", "status", "reason"]
+
+
+@pytest.mark.parametrize("bad", ["records", "series"])
+def test_settlements_that_are_not_a_frame_are_a_message(small, bad):
+    """A list of records or a single row was an AttributeError / TypeError."""
+    st = small.settlements
+    value = st.to_dict("records") if bad == "records" else st.iloc[0]
+    with pytest.raises(InputError, match="DataFrame"):
+        puhui.adjudicate(value, small.policies, P)
+
+
+def test_fund_people_takes_one_id_as_text(small):
+    """fund.people("P...") was "TypeError: Index(...) must be called with a
+    collection"; one id is the person."""
+    pid = str(small.persons["psn_no"].iloc[0])
+    one = small.people(pid)
+    assert one.persons["psn_no"].astype(str).tolist() == [pid]
+
+
+# --- pay_direct ----------------------------------------------------------------------
+
+def test_pay_direct_with_a_frame_of_two_rows_is_a_message(small, tmp_path):
+    """A DataFrame given where one settlement is due was "ValueError: 2"."""
+    url = f"sqlite:///{tmp_path}/l.db"
+    puhui.ClaimsBatch(P, url, "b").run(small.head(50))
+    with pytest.raises(InputError, match="one settlement"):
+        puhui.pay_direct(P, url, small.settlements.head(2))
+
+
+# --- the estimators check their settings as the command line does -------------------
+
+@pytest.mark.parametrize("kw", [{"seed": "x"}, {"seed": -1}, {"seed": 1.5},
+                                {"policies": -5}, {"policies": 0}, {"policies": True}])
+def test_pricer_settings_out_of_the_commands_range_are_refused(small, kw):
+    """`puhui price` takes --seed 0..2^32-1 and --policies >= 1; the Pricer took
+    policies=-5 silently and seed="x" as a TypeError."""
+    with pytest.raises(InputError, match=next(iter(kw))):
+        puhui.Pricer(P, **kw).fit(small.head(50))
+
+
+@pytest.mark.parametrize("n", [0, -1, 99, 2.5])
+def test_survival_max_people_below_the_commands_range_is_refused(small, n):
+    """`puhui survival --max-people` is >= 100; 0 was a lifelines ConvergenceError and
+    -1 "ValueError: negative dimensions"."""
+    with pytest.raises(InputError, match="max_people"):
+        puhui.Survival(max_people=n).fit(small.head(50))
+
+
+def test_a_pricer_refusal_does_not_name_a_temporary_folder(small):
+    """A Fund that breaks a rule: the message told the user to run `puhui validate
+    /tmp/puhui-pricer-.../fund`, a folder removed by then."""
+    with pytest.raises(InputError) as e:
+        puhui.Pricer(P).fit(small.head(0))
+    assert "puhui-pricer-" not in str(e.value)
+    assert "the Fund" in str(e.value)
+
+
+# --- reports and workbooks -----------------------------------------------------------
+
+def test_the_no_events_caveat_is_in_chinese_on_a_chinese_page():
+    """A benefit with no events prices at 0 with a caveat (pricing.json's notes); on a
+    --lang zh page it stayed English, the one caveat a reader must not miss."""
+    from test_reports import english_runs
+
+    from puhui.reporting import gettext_for
+    from puhui.reporting.notes import translate_note
+
+    en = ("special_drugs: no events in the data, so no experience to price on (pure "
+          "premium 0); supply an external assumption before using this price")
+    zh = translate_note(en, "zh", gettext_for("zh"))
+    assert english_runs(f"<p>{zh}</p>") == [], zh
+    assert "0" in zh
+
+
+def test_the_batch_workbook_says_yes_or_no_not_python_true():
+    """summary.xlsx showed the reconciliation as the text 'True' (str of a Python
+    bool); the pricing workbook says yes / no."""
+    from puhui.excel import batch_sheets
+
+    summary = {"batch": "b", "mode": "claimed", "product": P, "scope": {},
+               "settlements_in": 3, "paid_this_batch_yuan": 1.0, "ledger_entries_yuan": 1.0,
+               "eob_matches_ledger": True, "reconciles": False}
+    rows = batch_sheets(summary)[0][2]
+    values = {r[0]: (r[1].value if hasattr(r[1], "value") else r[1]) for r in rows}
+    assert values["the EOB matches the ledger"] == "yes"
+    assert values["reconciles"] == "no"
+    assert values["period"] != "None to None"
+
+
+# --- left open -----------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="fen held as floats (amounts x 100) pass every rule "
+                   "when no settlement lines tie them to a total: the API pays 100 times "
+                   "the yuan figure; a guard (all amounts whole numbers over many rows) "
+                   "is a design choice for the lead")
+def test_fen_as_floats_are_not_paid_as_yuan(small):
+    money = ["medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt",
+             "inscp_scp_amt", "act_pay_dedc", "hifp_pay", "hifob_pay", "hifmi_pay",
+             "maf_pay", "psn_part_amt"]
+    st = small.settlements.assign(**{c: small.settlements[c] * 100 for c in money})
+    with pytest.raises(InputError):
+        puhui.adjudicate(st, small.policies, P)
