@@ -186,3 +186,39 @@ def test_fen_as_floats_are_not_paid_as_yuan(small):
     st = small.settlements.assign(**{c: small.settlements[c] * 100 for c in money})
     with pytest.raises(InputError):
         puhui.adjudicate(st, small.policies, P)
+
+
+# --- ClaimsBatch speaks of its own parameters ----------------------------------------
+
+@pytest.mark.parametrize("period", [("2025-12-31", "2025-01-01"), "2025-12-31:2025-01-01"])
+def test_a_reversed_period_is_refused_either_way_it_is_given(small, tmp_path, period):
+    """A pair (TO, FROM) bypassed --period's check and ended in a misleading message
+    about every settlement lying outside the period; the string form was refused."""
+    with pytest.raises(InputError, match="ends before it starts"):
+        puhui.ClaimsBatch(P, f"sqlite:///{tmp_path}/l.db", "b", period=period).run(
+            small.head(20))
+
+
+@pytest.mark.parametrize("period", [("2025-01-01", "soon"), ("2025-01-01",), 2025])
+def test_a_period_that_is_not_two_dates_is_a_message(small, tmp_path, period):
+    with pytest.raises(InputError, match="period"):
+        puhui.ClaimsBatch(P, f"sqlite:///{tmp_path}/l.db", "b", period=period).run(
+            small.head(20))
+
+
+def test_batch_messages_name_the_apis_parameters_not_the_commands_options(small, tmp_path):
+    """The ledger's refusal of a batch whose data lacks settlements it paid told an API
+    user to pass --period / --complete; the parameters are period= and complete=."""
+    url = f"sqlite:///{tmp_path}/l.db"
+    one = small.head(300)
+    first = puhui.ClaimsBatch(P, url, "b1").run(one)
+    assert first.paid_ > 0                      # something paid, to be missing later
+    st = one.settlements.assign(setl_id="X" + one.settlements["setl_id"],
+                                refund_of="X" + one.settlements["refund_of"])
+    lines = one.lines.assign(setl_id="X" + one.lines["setl_id"])
+    with pytest.raises(InputError) as e:
+        puhui.ClaimsBatch(P, url, "b2").run(st, one.policies, lines, one.persons)
+    text = str(e.value)
+    assert "--" not in text and "complete=True" in text and "period=" in text
+    with pytest.raises(InputError, match="^batch_id:"):
+        puhui.ClaimsBatch(P, url, "two words").run(one)
