@@ -239,3 +239,73 @@ def test_survival_on_a_small_valid_city_does_not_stop_at_a_diagnostic(tmp_path):
     deaths = int(pd.read_parquet(tmp_path / "persons.parquet")["death_date"].notna().sum())
     assert int(fit.actual_to_expected_["deaths"].sum()) <= deaths
     assert fit.years_ == (2024, 2025)
+
+
+# --- a Fund written, a cut of synthetic data ------------------------------------------
+
+def test_fund_write_leaves_no_stale_lines_of_an_earlier_fund(small, tmp_path):
+    """A Fund without lines written into a folder that held another fund's lines left
+    those lines there: read back, this fund had the other's lines (refused here, but
+    lines matching its settlement ids would have been paid as its own)."""
+    small.write(tmp_path)
+    no_lines = puhui.Fund(small.persons, small.policies, small.settlements, None)
+    no_lines.write(tmp_path)
+    assert not (tmp_path / "settlement_lines.parquet").exists()
+    assert puhui.read_fund(tmp_path).lines is None
+
+
+@pytest.fixture(scope="module")
+def marked(small_city_dir, tmp_path_factory):
+    """A copy of the small city with the mark `puhui synth` leaves (SYNTHETIC.json)."""
+    import json
+    import shutil
+
+    d = tmp_path_factory.mktemp("marked") / "city"
+    shutil.copytree(small_city_dir, d)
+    (d / "SYNTHETIC.json").write_text(json.dumps({"generator": "puhui synth", "seed": 11}),
+                                      encoding="utf-8")
+    return puhui.read_fund(d)
+
+
+def test_a_cut_of_synthetic_data_keeps_its_mark(marked, tmp_path):
+    """fund.head(n) of a synthetic city (every example of docs/api.md) lost the
+    folder, so its reports had no banner of synthetic data; written, the cut kept no
+    SYNTHETIC.json either."""
+    cut = marked.head(30)
+    cut.write(tmp_path)
+    assert (tmp_path / "SYNTHETIC.json").read_bytes() == \
+        (marked.directory / "SYNTHETIC.json").read_bytes()
+    batch = puhui.ClaimsBatch(P, f"sqlite:///{tmp_path}/l.db", "b").run(cut)
+    html = batch.report(tmp_path / "b.html", lang="zh").read_text(encoding="utf-8")
+    assert "模拟数据" in html
+    plain = puhui.Fund(cut.persons, cut.policies, cut.settlements, cut.lines)
+    html = batch.run(plain).report(tmp_path / "p.html", lang="zh").read_text(encoding="utf-8")
+    assert "模拟数据" not in html            # frames made by hand: no mark, no banner
+
+
+@pytest.fixture(scope="module")
+def pricer(marked):
+    return puhui.Pricer(P, seed=1).fit(marked.head(300))
+
+
+def test_a_pricer_writes_its_report_in_chinese_with_the_banner(pricer, tmp_path):
+    """Pricer.report took no lang (ClaimsBatch.report and Survival.report do;
+    `puhui price --lang zh`), and a Fund priced from memory lost the banner."""
+    html = pricer.report(tmp_path / "r.html", lang="zh").read_text(encoding="utf-8")
+    assert '<html lang="zh' in html and "模拟数据" in html
+    pricer.write(tmp_path / "out", lang="zh")
+    assert "模拟数据" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+
+
+def test_what_if_takes_numpy_numbers_and_names_its_own_parameter(pricer):
+    """deductible=np.int64(20000) (a value read from a frame) was refused as not a
+    number while np.float64 passed; a drop of drugs on a benefit without lines spoke
+    of --drop-drug."""
+    import numpy as np
+
+    a = pricer.what_if("hospital", deductible=np.int64(20000))
+    b = pricer.what_if("hospital", deductible=20000.0)
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(InputError) as e:
+        pricer.what_if("hospital", drop_drugs=["SD-01"])
+    assert "--drop-drug" not in str(e.value) and "drop_drugs" in str(e.value)

@@ -707,6 +707,7 @@ class Pricer:
         price --data`` does: the way for data too large to hold as frames). Returns
         ``self``."""
         from puhui.pricing.run import price_folder, price_manifest
+        from puhui.reporting import synthetic_marker
 
         product = load_product(self.product)
         _check_int("Pricer", "seed", self.seed, 0, 2**32 - 1)
@@ -720,6 +721,7 @@ class Pricer:
                 policies=self.policies, backtest=self._scope())
             manifest = price_manifest(product.path, folder, a_path, self.seed,
                                       self.policies, self._scope())
+            self._synthetic = synthetic_marker(folder)     # (a Fund's written folder too)
         if folder.is_relative_to(tmp):
             manifest["options"]["data"] = "a puhui.Fund in memory (hashes: as written)"
         self._fitted = (result, manifest, assumptions, a_path)
@@ -783,24 +785,28 @@ class Pricer:
 
         return pricing_json(self._check_fitted()[0].figures)
 
-    def report(self, path):
-        """Write the pricing report (``report.html`` of ``puhui price``) to ``path``;
+    def report(self, path, lang="en"):
+        """Write the pricing report (``report.html`` of ``puhui price``, ``lang`` "en"
+        or "zh", with the banner of synthetic data where the data is) to ``path``;
         returns the path."""
         from puhui.pricing.run import pricing_report
 
         result, manifest, assumptions, a_path = self._check_fitted()
         path = Path(path)
-        path.write_text(pricing_report(result, manifest, assumptions, a_path),
-                        encoding="utf-8")
+        path.write_text(pricing_report(result, manifest, assumptions, a_path, lang,
+                                       synthetic=self._synthetic), encoding="utf-8")
         return path
 
-    def write(self, out):
+    def write(self, out, lang="en"):
         """The files of ``puhui price`` in folder ``out``: ``pricing.json``,
-        ``manifest.json``, the fitted models and ``report.html``; returns ``out``."""
+        ``manifest.json``, the fitted models and ``report.html`` (in ``lang``);
+        returns ``out``."""
         from puhui.pricing.run import write_pricing
 
         result, manifest, assumptions, a_path = self._check_fitted()
-        write_pricing(Path(out), result, dict(manifest), assumptions, a_path)
+        write_pricing(Path(out), result, dict(manifest), assumptions, a_path, lang=lang)
+        if self._synthetic:          # priced from memory: the manifest names no folder
+            self.report(Path(out) / "report.html", lang)
         return Path(out)
 
     def __repr__(self) -> str:
@@ -821,6 +827,7 @@ WHAT_IF_TERMS = {"deductible": (0.0, 1e13), "ratio": (0.0, 1.0),
 def _what_if_changes(changes: dict) -> tuple[dict, tuple]:
     """The terms changed (checked finite and within range) and the drugs dropped."""
     import math
+    import numbers
 
     unknown = set(changes) - set(WHAT_IF_TERMS) - {"drop_drugs"}
     if unknown:
@@ -831,7 +838,7 @@ def _what_if_changes(changes: dict) -> tuple[dict, tuple]:
         v = changes.get(k)
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
                 or not lo <= v <= hi:
             raise InputError(f"what_if: {k}={v!r}; give a number from {lo:g} to {hi:g}"
                              f"{' (yuan a year)' if hi > 1 else ''}")
@@ -903,5 +910,8 @@ def what_if(priced, benefit, **changes):
         raise InputError(f"what_if: give a fitted Pricer or a pricing's folder, not "
                          f"{type(priced).__name__}")
     with _native_threads():        # (BLAS threads spinning made a what-if 20 times slower)
-        t = reprice(state, benefit, drop_drugs=drugs, **terms)
+        try:
+            t = reprice(state, benefit, drop_drugs=drugs, **terms)
+        except InputError as exc:
+            raise InputError(str(exc).replace("--drop-drug", "drop_drugs")) from None
     return t.set_index("benefit")

@@ -28,7 +28,9 @@ FIELDS = {PERSONS.name: "persons", POLICIES.name: "policies",
 class Fund:
     """The four fund-data tables, amounts in yuan (``float64``, two decimals).
 
-    ``directory``: the folder it was read from (``None`` for frames made by hand).
+    ``directory``: the folder it was read from, or a cut of it (:meth:`people`,
+    :meth:`head`) was (``None`` for frames made by hand): its ``SYNTHETIC.json``, the
+    mark of ``puhui synth``, goes with the fund (:meth:`write`, the reports' banner).
     """
 
     persons: pd.DataFrame
@@ -60,7 +62,8 @@ class Fund:
             lines = lines[lines["setl_id"].astype(str).isin(set(st["setl_id"].astype(str)))]
         return Fund(*(df.reset_index(drop=True) if df is not None else None for df in (
             self.persons[self.persons["psn_no"].astype(str).isin(keep)],
-            self.policies[self.policies["psn_no"].astype(str).isin(keep)], st, lines)))
+            self.policies[self.policies["psn_no"].astype(str).isin(keep)], st, lines)),
+            directory=self.directory)
 
     def head(self, n: int) -> Fund:
         """The first ``n`` persons (in ``persons`` order) and everything of theirs: a
@@ -69,14 +72,26 @@ class Fund:
 
     def write(self, directory: str | Path) -> Path:
         """The four tables as the Parquet files of a fund-data folder (yuan, as the
-        files hold them); ``puhui validate`` and every command read the folder."""
-        from puhui.fund.files import write_table
+        files hold them); ``puhui validate`` and every command read the folder. A
+        ``settlement_lines.parquet`` already there goes when the fund has no lines
+        (its lines would be read as this fund's); the mark of synthetic data
+        (``SYNTHETIC.json``) is copied from the folder the fund was read from."""
+        import shutil
+
+        from puhui.fund.files import table_path
+        from puhui.reporting import SYNTHETIC_MARKER
 
         directory = Path(directory)
         for t in TABLES:
             df = self.table(t)
             if df is not None:
                 write_frame(df, directory, t)
+            elif table_path(directory, t).is_file():
+                table_path(directory, t).unlink()
+        mark = self.directory / SYNTHETIC_MARKER if self.directory else None
+        if mark is not None and mark.is_file() and \
+                mark.resolve() != (directory / SYNTHETIC_MARKER).resolve():
+            shutil.copyfile(mark, directory / SYNTHETIC_MARKER)
         return directory
 
 
