@@ -309,3 +309,29 @@ def test_what_if_takes_numpy_numbers_and_names_its_own_parameter(pricer):
     with pytest.raises(InputError) as e:
         pricer.what_if("hospital", drop_drugs=["SD-01"])
     assert "--drop-drug" not in str(e.value) and "drop_drugs" in str(e.value)
+
+
+# --- a broken basis --------------------------------------------------------------------
+
+@pytest.mark.parametrize("line, expect", [
+    ("expense_ratio = 1.5", "expense_ratio"),
+    ("expense_ratio = 0.97", "target loss ratio"),
+    ('expense_ratio = "12%"', "expense_ratio"),
+    ("simulations = 0", "simulations"),
+    ("medical_inflation = 5", "medical_inflation"),
+])
+def test_an_assumptions_file_with_impossible_loads_is_refused(tmp_path, line, expect):
+    """PUHUI_ACTUARIAL or --assumptions at a file with expense_ratio = 1.5 priced with
+    exit 0: target loss ratio -0.53, gross premium -148.71 yuan."""
+    import re
+
+    from puhui.basis import actuarial_dir
+    from puhui.pricing.premium import load_assumptions
+
+    key = line.split(" ")[0]
+    text = (actuarial_dir() / "assumptions" / "pricing.toml").read_text(encoding="utf-8")
+    text, n = re.subn(rf"(?m)^{key} = .*$", line, text)
+    assert n == 1
+    (tmp_path / "a.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=expect):
+        load_assumptions(tmp_path / "a.toml")
