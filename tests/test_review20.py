@@ -371,3 +371,13 @@ def test_the_elderly_covers_notes_are_in_chinese(elderly_zh):
 def test_the_elderly_covers_chinese_page_has_no_english_sentences(elderly_zh):
     p, html = elderly_zh
     assert _english_outside_names(html, p.product_) == []
+
+
+def test_a_privacy_rule_by_column_name_reads_as_english(small):
+    """"privacy 'anonymised data: no a person's name'" / "no an address"."""
+    st = small.settlements.assign(addr="x", contact_name="y")
+    with pytest.raises(InputError) as e:
+        puhui.adjudicate(st, small.policies, P)
+    text = str(e.value)
+    assert "no address (by its column name)" in text
+    assert "no a " not in text and "no an " not in text
