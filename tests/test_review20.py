@@ -381,3 +381,35 @@ def test_a_privacy_rule_by_column_name_reads_as_english(small):
     text = str(e.value)
     assert "no address (by its column name)" in text
     assert "no a " not in text and "no an " not in text
+
+
+# --- a product id in disguise -----------------------------------------------------------
+
+@pytest.mark.parametrize("disguise", ["huhuibao-2025 ", "HUHUIBAO-2025", " Huhuibao-2025"])
+def test_policies_naming_the_product_with_other_spaces_or_case_are_refused(small, disguise):
+    """40 policies with product_id 'huhuibao-2025 ' (a spreadsheet's export) were taken
+    for another product's: their holders denied NO_POLICY and the total paid fell from
+    49,934.34 to 40,539.73 yuan on a 600-person city, silently."""
+    pol = small.policies.copy()
+    mine = pol.index[pol["product_id"] == P][:5]
+    assert len(mine) == 5
+    pol.loc[mine, "product_id"] = disguise
+    with pytest.raises(InputError, match=r"5 policies name huhuibao-2025 with other spaces"):
+        puhui.adjudicate(small.settlements, pol, P)
+
+
+def test_the_command_refuses_them_too(small_city_dir, tmp_path):
+    import shutil
+
+    from tests.conftest import puhui as run_puhui
+
+    d = tmp_path / "city"
+    shutil.copytree(small_city_dir, d)
+    pol = pd.read_parquet(d / "policies.parquet")
+    mine = pol.index[pol["product_id"] == P][:3]
+    pol.loc[mine, "product_id"] = P.upper()
+    pol.to_parquet(d / "policies.parquet", index=False)
+    r = run_puhui("claims", "run", "--product", P, "--data", d, "--ledger",
+                  f"sqlite:///{tmp_path}/l.db", "--batch", "b", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "3 policies name huhuibao-2025" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

@@ -146,8 +146,9 @@ def product_policies(product: Product, policies: pd.DataFrame) -> pd.DataFrame:
     frames ending the day before) and ``claim_free_years``. Refuses none, and any of
     the product's policies outside its policy period."""
     from puhui.benefits.claim_free import claim_free_years
-    from puhui.claims.batch import renews
+    from puhui.claims.batch import refuse_near_product_ids, renews
 
+    refuse_near_product_ids(product, policies, "policies")
     mine = (policies["product_id"].astype(str) == product.id).to_numpy()
     pol = policies[mine].reset_index(drop=True)
     if not len(pol):
