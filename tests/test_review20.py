@@ -413,3 +413,19 @@ def test_the_command_refuses_them_too(small_city_dir, tmp_path):
                   f"sqlite:///{tmp_path}/l.db", "--batch", "b", "--out", tmp_path / "o")
     assert r.returncode == 2 and "3 policies name huhuibao-2025" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+# --- a price on a tiny cut ---------------------------------------------------------------
+
+def test_a_renewal_model_predicts_a_code_its_fit_never_saw():
+    """Pricer on the sample's first 10 persons stopped with a PatsyError ("value '310'
+    does not match any of the expected levels"): the renewal model was fitted on
+    residents only and asked for an employee's cell. A code the fit had no cell of is
+    predicted as the reference level, as an unseen age band already was."""
+    from puhui.pricing.enrolment import LogisticCells
+
+    cells = pd.DataFrame({"insutype": ["390", "390"], "gender": ["1", "2"],
+                          "successes": [3, 6], "trials": [10, 10]})
+    m = LogisticCells(("insutype", "gender")).fit_cells(cells)
+    got = m.predict(pd.DataFrame({"insutype": ["310", "390"], "gender": ["2", "2"]}))
+    assert got == pytest.approx([0.6, 0.6])           # 6 of 10: the saturated fit
