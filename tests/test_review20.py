@@ -429,3 +429,18 @@ def test_a_renewal_model_predicts_a_code_its_fit_never_saw():
     m = LogisticCells(("insutype", "gender")).fit_cells(cells)
     got = m.predict(pd.DataFrame({"insutype": ["310", "390"], "gender": ["2", "2"]}))
     assert got == pytest.approx([0.6, 0.6])           # 6 of 10: the saturated fit
+
+
+@pytest.mark.xfail(strict=True, reason="adjudicate (and a batch) without lines pays the "
+                   "line benefits nothing with reason NOT_COVERED, as if the product did not "
+                   "cover the drugs: on the sample's first 6,000 persons special_drugs falls "
+                   "from 21,898.49 yuan to 0. A reason of its own (no lines given) or a "
+                   "refusal when the product has line benefits is a contract choice")
+def test_forgetting_the_lines_is_not_reported_as_not_covered(small):
+    eob = puhui.adjudicate(small.settlements, small.policies, P)
+    with_lines = puhui.adjudicate(small.settlements, small.policies, P, lines=small.lines)
+    paid = with_lines[(with_lines["benefit"] == "special_drugs")
+                      & (with_lines["payout_amt"] > 0)]["setl_id"]
+    assert len(paid)                                   # the cut has special-drug payouts
+    lost = eob[(eob["benefit"] == "special_drugs") & eob["setl_id"].isin(paid)]
+    assert not (lost["reason"] == "NOT_COVERED").any()
