@@ -425,7 +425,10 @@ class Survival:
         DIR``). Returns ``self``."""
         from puhui.survival.analysis import study_folder
 
-        with _native_threads(), tempfile.TemporaryDirectory(prefix="puhui-survival-") as tmp:
+        _check_int("Survival", "max_people", self.max_people, 100)
+        _check_int("Survival", "seed", self.seed, 0, 2**32 - 1)
+        with _native_threads(), tempfile.TemporaryDirectory(prefix="puhui-survival-") as tmp, \
+                _named_fund(tmp):
             folder = _fund_folder(fund, tmp, "Survival.fit")
             res, years = study_folder(folder, max_people=self.max_people, seed=self.seed)
         self._fitted = (res, getattr(fund, "directory", None) or
@@ -524,6 +527,14 @@ def pay_direct(product, ledger, settlement, lines=None):
     from puhui.claims.direct import pay_or_reverse
     from puhui.claims.frames import settlement_record
 
+    import pandas as pd
+
+    if isinstance(settlement, pd.DataFrame):
+        if len(settlement) != 1:
+            raise InputError(f"pay_direct: give one settlement (a row, a Series or a dict), "
+                             f"not a frame of {len(settlement):,} rows; for many, "
+                             f"ClaimsBatch")
+        settlement = settlement.iloc[0]
     if isinstance(settlement, dict):
         raw = dict(settlement)
         if lines is not None and "lines" not in raw:
@@ -532,6 +543,18 @@ def pay_direct(product, ledger, settlement, lines=None):
     else:
         raw = settlement_record(settlement, lines)
     return pay_or_reverse(load_product(product), ledger, raw)
+
+
+def _check_int(who: str, name: str, value, lo: int, hi: int | None = None) -> None:
+    """Refuse a setting the command line's range refuses (``--seed``, ``--policies``,
+    ``--max-people``): an integer from ``lo`` (to ``hi``), not a bool."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo \
+            or (hi is not None and value > hi):
+        top = f" to {hi:,}" if hi is not None else " or more"
+        raise InputError(f"{who}: {name}={value!r}; give a whole number from {lo:,}{top}, "
+                         f"as the command line's option takes it")
 
 
 def _fund_folder(fund, tmp: str, who: str = "Pricer.fit") -> Path:
@@ -544,6 +567,23 @@ def _fund_folder(fund, tmp: str, who: str = "Pricer.fit") -> Path:
         return Path(fund)
     raise InputError(f"{who}: give a Fund (puhui.read_fund) or a fund-data folder, "
                      f"not {type(fund).__name__}")
+
+
+def _named_fund(tmp: str):
+    """Refusals from the temporary folder a Fund was written to name "the Fund", not
+    the folder (gone by the time the user reads the message)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def named():
+        try:
+            yield
+        except InputError as exc:
+            fund = str(Path(tmp) / "fund")
+            raise InputError(str(exc).replace(f"`puhui validate {fund}`", "`puhui validate` "
+                                              "on the files").replace(f"{fund}/", "the Fund's ").replace(fund, "the Fund")
+                             ) from None
+    return named()
 
 
 def _native_threads():
@@ -667,15 +707,21 @@ class Pricer:
         price --data`` does: the way for data too large to hold as frames). Returns
         ``self``."""
         from puhui.pricing.run import price_folder, price_manifest
+        from puhui.reporting import synthetic_marker
 
         product = load_product(self.product)
-        with _native_threads(), tempfile.TemporaryDirectory(prefix="puhui-pricer-") as tmp:
+        _check_int("Pricer", "seed", self.seed, 0, 2**32 - 1)
+        if self.policies is not None:
+            _check_int("Pricer", "policies", self.policies, 1)
+        with _native_threads(), tempfile.TemporaryDirectory(prefix="puhui-pricer-") as tmp, \
+                _named_fund(tmp):
             folder = _fund_folder(fund, tmp)
             result, assumptions, a_path = price_folder(
                 product, folder, seed=self.seed, assumptions_file=self.assumptions,
                 policies=self.policies, backtest=self._scope())
             manifest = price_manifest(product.path, folder, a_path, self.seed,
                                       self.policies, self._scope())
+            self._synthetic = synthetic_marker(folder)     # (a Fund's written folder too)
         if folder.is_relative_to(tmp):
             manifest["options"]["data"] = "a puhui.Fund in memory (hashes: as written)"
         self._fitted = (result, manifest, assumptions, a_path)
@@ -739,24 +785,28 @@ class Pricer:
 
         return pricing_json(self._check_fitted()[0].figures)
 
-    def report(self, path):
-        """Write the pricing report (``report.html`` of ``puhui price``) to ``path``;
+    def report(self, path, lang="en"):
+        """Write the pricing report (``report.html`` of ``puhui price``, ``lang`` "en"
+        or "zh", with the banner of synthetic data where the data is) to ``path``;
         returns the path."""
         from puhui.pricing.run import pricing_report
 
         result, manifest, assumptions, a_path = self._check_fitted()
         path = Path(path)
-        path.write_text(pricing_report(result, manifest, assumptions, a_path),
-                        encoding="utf-8")
+        path.write_text(pricing_report(result, manifest, assumptions, a_path, lang,
+                                       synthetic=self._synthetic), encoding="utf-8")
         return path
 
-    def write(self, out):
+    def write(self, out, lang="en"):
         """The files of ``puhui price`` in folder ``out``: ``pricing.json``,
-        ``manifest.json``, the fitted models and ``report.html``; returns ``out``."""
+        ``manifest.json``, the fitted models and ``report.html`` (in ``lang``);
+        returns ``out``."""
         from puhui.pricing.run import write_pricing
 
         result, manifest, assumptions, a_path = self._check_fitted()
-        write_pricing(Path(out), result, dict(manifest), assumptions, a_path)
+        write_pricing(Path(out), result, dict(manifest), assumptions, a_path, lang=lang)
+        if self._synthetic:          # priced from memory: the manifest names no folder
+            self.report(Path(out) / "report.html", lang)
         return Path(out)
 
     def __repr__(self) -> str:
@@ -777,6 +827,7 @@ WHAT_IF_TERMS = {"deductible": (0.0, 1e13), "ratio": (0.0, 1.0),
 def _what_if_changes(changes: dict) -> tuple[dict, tuple]:
     """The terms changed (checked finite and within range) and the drugs dropped."""
     import math
+    import numbers
 
     unknown = set(changes) - set(WHAT_IF_TERMS) - {"drop_drugs"}
     if unknown:
@@ -787,7 +838,7 @@ def _what_if_changes(changes: dict) -> tuple[dict, tuple]:
         v = changes.get(k)
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
                 or not lo <= v <= hi:
             raise InputError(f"what_if: {k}={v!r}; give a number from {lo:g} to {hi:g}"
                              f"{' (yuan a year)' if hi > 1 else ''}")
@@ -859,5 +910,8 @@ def what_if(priced, benefit, **changes):
         raise InputError(f"what_if: give a fitted Pricer or a pricing's folder, not "
                          f"{type(priced).__name__}")
     with _native_threads():        # (BLAS threads spinning made a what-if 20 times slower)
-        t = reprice(state, benefit, drop_drugs=drugs, **terms)
+        try:
+            t = reprice(state, benefit, drop_drugs=drugs, **terms)
+        except InputError as exc:
+            raise InputError(str(exc).replace("--drop-drug", "drop_drugs")) from None
     return t.set_index("benefit")

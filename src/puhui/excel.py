@@ -162,12 +162,13 @@ def batch_sheets(summary: dict) -> list[Sheet]:
     scope = summary.get("scope") or {}
     head = [["batch", summary["batch"], None], ["mode", summary["mode"], None],
             ["product", summary["product"], None],
-            ["period", f"{scope.get('first')} to {scope.get('last')}", None],
+            ["period", f"{scope['first']} to {scope['last']}" if scope.get("first")
+             else "", None],
             ["settlements in the data", summary["settlements_in"], COUNT],
             ["paid in this batch, yuan", summary["paid_this_batch_yuan"], YUAN],
             ["ledger entries, yuan", summary.get("ledger_entries_yuan"), YUAN],
-            ["the EOB matches the ledger", str(summary.get("eob_matches_ledger")), None],
-            ["reconciles", str(summary.get("reconciles")), None]]
+            ["the EOB matches the ledger", _covers(summary.get("eob_matches_ledger")), None],
+            ["reconciles", _covers(summary.get("reconciles")), None]]
     by_status = [[s, n] for s, n in summary.get("settlements_by_status", {}).items()]
     detail = [[r["benefit"], r["status"], r["rows"], r["eligible_yuan"], r["paid_yuan"],
                r["target_yuan"]] for r in summary.get("by_benefit_and_status", [])]

@@ -47,6 +47,10 @@ def adjudicate_frames(product: Product, settlements: pd.DataFrame, policies: pd.
     (a settlement after the person's death) are not checked."""
     from puhui.fund.files import read_fund
 
+    for table, df in ((SETTLEMENTS, settlements), (POLICIES, policies)):
+        if not isinstance(df, pd.DataFrame):
+            raise InputError(f"{table.name}: give a pandas DataFrame, not "
+                             f"{type(df).__name__}")
     frames = {SETTLEMENTS: settlements, POLICIES: policies, SETTLEMENT_LINES: lines,
               PERSONS: persons if persons is not None else stand_in_persons(
                   settlements, policies)}
@@ -71,18 +75,12 @@ def stand_in_persons(settlements: pd.DataFrame, policies: pd.DataFrame) -> pd.Da
 def _checked_folder(frames: dict, folder: Path) -> None:
     """Write the frames as a fund-data folder and validate it; refuse what breaks a rule
     (the messages name the tables, not the temporary folder)."""
-    from puhui.fund.files import write_table
-    from puhui.fund.frames import check_yuan
+    from puhui.fund.frames import write_frame
     from puhui.fund.validate import validate_dir
 
     for table, df in frames.items():
-        if df is None:
-            continue
-        if not isinstance(df, pd.DataFrame):
-            raise InputError(f"{table.name}: give a pandas DataFrame, not "
-                             f"{type(df).__name__}")
-        check_yuan(df, table)
-        write_table(df.reset_index(drop=True), folder, table, file_types=False)
+        if df is not None:
+            write_frame(df, folder, table)
     try:
         rep = validate_dir(folder)
     except InputError as exc:
@@ -124,7 +122,7 @@ def decide(product: Product, data) -> pd.DataFrame:
     parts.append(_listed(st[is_rev], product, "reversed", "REVERSAL"))
     parts.append(_listed(st[st["setl_id"].isin(rev_of).to_numpy()], product, "reversed",
                          "REVERSED"))
-    eob = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    eob = pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
     eob.attrs["unit"] = "yuan"
     return eob
 
@@ -148,8 +146,9 @@ def product_policies(product: Product, policies: pd.DataFrame) -> pd.DataFrame:
     frames ending the day before) and ``claim_free_years``. Refuses none, and any of
     the product's policies outside its policy period."""
     from puhui.benefits.claim_free import claim_free_years
-    from puhui.claims.batch import renews
+    from puhui.claims.batch import refuse_near_product_ids, renews
 
+    refuse_near_product_ids(product, policies, "policies")
     mine = (policies["product_id"].astype(str) == product.id).to_numpy()
     pol = policies[mine].reset_index(drop=True)
     if not len(pol):

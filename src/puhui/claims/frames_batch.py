@@ -43,24 +43,54 @@ def _write_frames(frames: dict, folder: Path) -> None:
     """The frames as a fund-data folder: money columns checked to hold yuan (integers
     are refused as fen); the rules of the data contract are the batch's to apply."""
     from puhui.claims.frames import stand_in_persons
-    from puhui.fund.files import write_table
-    from puhui.fund.frames import check_yuan
+    from puhui.fund.frames import write_frame
 
+    for table in (SETTLEMENTS, POLICIES):
+        if not isinstance(frames[table], pd.DataFrame):
+            raise InputError(f"{table.name}: give a pandas DataFrame, not "
+                             f"{type(frames[table]).__name__}")
     if frames[PERSONS] is None:
         frames = {**frames, PERSONS: stand_in_persons(frames[SETTLEMENTS], frames[POLICIES])}
     for table, df in frames.items():
-        if df is None:
-            continue
-        if not isinstance(df, pd.DataFrame):
-            raise InputError(f"{table.name}: give a pandas DataFrame, not "
-                             f"{type(df).__name__}")
-        check_yuan(df, table)
-        write_table(df.reset_index(drop=True), folder, table, file_types=False)
+        if df is not None:
+            write_frame(df, folder, table)
+
+
+#: The command's words in the batch's messages and the API's for the same thing.
+API_WORDS = (("`puhui validate the frames`", "`puhui validate` on the files"),
+             ("leave --period out", "leave period out"),
+             ("--period FROM:TO", "period=(FROM, TO)"), ("--period", "period"),
+             ("--complete", "complete=True"), ("--batch:", "batch_id:"),
+             ("--mode claimed", "mode='claimed'"), ("the claims file", "claims"))
 
 
 def _named(text: str, folder: Path) -> str:
-    """A message of the batch with the temporary folder named as the frames."""
-    return text.replace(f"{folder}/", "").replace(str(folder), "the frames")
+    """A message of the batch with the temporary folder named as the frames and the
+    command's options as :class:`puhui.ClaimsBatch`'s parameters."""
+    text = text.replace(f"{folder}/", "").replace(str(folder), "the frames")
+    for cli, api in API_WORDS:
+        text = text.replace(cli, api)
+    return text
+
+
+def _period(period) -> tuple[str, str] | None:
+    """``period`` as the batch takes it: "FROM:TO" or a pair of dates, checked as
+    ``--period`` is (two dates, in order, within the bounds)."""
+    from puhui.claims.batch import parse_period
+
+    if period is None:
+        return None
+    if not isinstance(period, str):
+        try:
+            first, last = (str(pd.Timestamp(d).date()) for d in period)
+        except (TypeError, ValueError):
+            raise InputError(f"period {period!r}: give two dates, (FROM, TO) or "
+                             f"'FROM:TO', for example ('2025-01-01', '2025-03-31')") from None
+        period = f"{first}:{last}"
+    try:
+        return parse_period(period)
+    except InputError as exc:
+        raise InputError(_named(str(exc), Path("/nonexistent"))) from None
 
 
 def batch_frames(product: Product, frames: dict, url: str, batch_id: str,
@@ -69,14 +99,10 @@ def batch_frames(product: Product, frames: dict, url: str, batch_id: str,
     into the ledger at ``url``. ``options``: ``mode``, ``claims``, ``period``
     ("FROM:TO" or a pair of ISO dates), ``complete`` as the command takes them; one
     worker (the ledger is the same with two: docs/claims.md)."""
-    from puhui.claims.batch import parse_period, run_batch
+    from puhui.claims.batch import run_batch
     from puhui.claims.eob_file import EobWriter
 
-    period = options.get("period")
-    if isinstance(period, str):
-        period = parse_period(period)
-    elif period is not None:
-        period = tuple(str(pd.Timestamp(d).date()) for d in period)
+    period = _period(options.get("period"))
     with tempfile.TemporaryDirectory(prefix="puhui-batch-") as tmp:
         folder, eob_path = Path(tmp) / "fund", Path(tmp) / "eob.parquet"
         folder.mkdir()

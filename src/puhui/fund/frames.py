@@ -28,7 +28,9 @@ FIELDS = {PERSONS.name: "persons", POLICIES.name: "policies",
 class Fund:
     """The four fund-data tables, amounts in yuan (``float64``, two decimals).
 
-    ``directory``: the folder it was read from (``None`` for frames made by hand).
+    ``directory``: the folder it was read from, or a cut of it (:meth:`people`,
+    :meth:`head`) was (``None`` for frames made by hand): its ``SYNTHETIC.json``, the
+    mark of ``puhui synth``, goes with the fund (:meth:`write`, the reports' banner).
     """
 
     persons: pd.DataFrame
@@ -49,7 +51,10 @@ class Fund:
 
     def people(self, psn_no) -> Fund:
         """The same fund restricted to the persons ``psn_no`` (their policies,
-        settlements, the reversals among them and their lines)."""
+        settlements, the reversals among them and their lines); one id may be given
+        as text."""
+        if isinstance(psn_no, str):
+            psn_no = [psn_no]
         keep = set(pd.Index(psn_no).astype(str))
         st = self.settlements[self.settlements["psn_no"].astype(str).isin(keep)]
         lines = self.lines
@@ -57,7 +62,8 @@ class Fund:
             lines = lines[lines["setl_id"].astype(str).isin(set(st["setl_id"].astype(str)))]
         return Fund(*(df.reset_index(drop=True) if df is not None else None for df in (
             self.persons[self.persons["psn_no"].astype(str).isin(keep)],
-            self.policies[self.policies["psn_no"].astype(str).isin(keep)], st, lines)))
+            self.policies[self.policies["psn_no"].astype(str).isin(keep)], st, lines)),
+            directory=self.directory)
 
     def head(self, n: int) -> Fund:
         """The first ``n`` persons (in ``persons`` order) and everything of theirs: a
@@ -66,16 +72,26 @@ class Fund:
 
     def write(self, directory: str | Path) -> Path:
         """The four tables as the Parquet files of a fund-data folder (yuan, as the
-        files hold them); ``puhui validate`` and every command read the folder."""
-        from puhui.fund.files import write_table
+        files hold them); ``puhui validate`` and every command read the folder. A
+        ``settlement_lines.parquet`` already there goes when the fund has no lines
+        (its lines would be read as this fund's); the mark of synthetic data
+        (``SYNTHETIC.json``) is copied from the folder the fund was read from."""
+        import shutil
+
+        from puhui.fund.files import table_path
+        from puhui.reporting import SYNTHETIC_MARKER
 
         directory = Path(directory)
         for t in TABLES:
             df = self.table(t)
-            if df is None:
-                continue
-            check_yuan(df, t)
-            write_table(df, directory, t, file_types=False)
+            if df is not None:
+                write_frame(df, directory, t)
+            elif table_path(directory, t).is_file():
+                table_path(directory, t).unlink()
+        mark = self.directory / SYNTHETIC_MARKER if self.directory else None
+        if mark is not None and mark.is_file() and \
+                mark.resolve() != (directory / SYNTHETIC_MARKER).resolve():
+            shutil.copyfile(mark, directory / SYNTHETIC_MARKER)
         return directory
 
 
@@ -105,6 +121,49 @@ def check_yuan(df: pd.DataFrame, table: Table, label: str | None = None) -> None
                 f"amounts in yuan with two decimals as floats, as the files hold them; "
                 f"integers look like fen, the engines' unit. Give yuan (fen / 100), or cast "
                 f"whole yuan to float (df[{c.name!r}].astype(float))")
+
+
+def write_frame(df, directory: Path, table: Table, label: str | None = None) -> None:
+    """A user's frame (yuan) as ``table``'s file in ``directory``, for validation and
+    the commands to read: refused unless a DataFrame with yuan in its money columns
+    (:func:`check_yuan`); ``Decimal`` amounts as floats, Python dates (pandas reads a
+    Parquet date column so) as timestamps; a column Arrow cannot write as its type is
+    a message naming it, not Arrow's error."""
+    import pyarrow as pa
+
+    from puhui.fund.files import write_table
+
+    label = label or table.name
+    if not isinstance(df, pd.DataFrame):
+        raise InputError(f"{label}: give a pandas DataFrame, not {type(df).__name__}")
+    check_yuan(df, table, label)
+    df = _plain_types(df.reset_index(drop=True), table)
+    try:
+        write_table(df, directory, table, file_types=False)
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+        col = str(exc).rsplit("column ", 1)[-1].split(" ")[0] if "column " in str(exc) else "?"
+        raise InputError(f"{label}: column {col} holds values of mixed or unexpected "
+                         f"types; give text for ids and codes, floats (yuan) for amounts, "
+                         f"dates or timestamps for dates") from None
+
+
+def _plain_types(df: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Object columns of ``Decimal`` amounts as floats, of Python dates or datetimes as
+    ``datetime64[ns]``; other columns as they are."""
+    import datetime as dt
+
+    kinds = {c.name: c.kind for c in table.columns}
+    out = {}
+    for name in df.columns:
+        s = df[name]
+        if s.dtype != object:
+            continue
+        values = s.dropna()
+        if kinds.get(name) == "money" and _decimals(s):
+            out[name] = s.astype("float64")
+        elif len(values) and all(isinstance(v, dt.date) for v in values.iloc[:1000]):
+            out[name] = pd.to_datetime(s, errors="coerce").astype("datetime64[ns]")
+    return df.assign(**out) if out else df
 
 
 def _decimals(s: pd.Series) -> bool:

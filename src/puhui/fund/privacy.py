@@ -223,6 +223,8 @@ def scan_column_names(columns) -> list[PrivacyFinding]:
     for col in columns:
         what = column_rule(col)
         if what is not None:
+            # ("no a person's name" read badly: the rule is "no person's name")
+            what = what.removeprefix("an ").removeprefix("a ")
             found.append(PrivacyFinding(shown_name(col), f"{what} (by its column name)", 0))
         elif (rule := check_value(str(col))) is not None:
             found.append(PrivacyFinding(shown_name(col), f"{rule} (in its column name)", 0))

@@ -101,6 +101,8 @@ class LogisticCells:
             if isinstance(cells[f].dtype, pd.CategoricalDtype):
                 cells[f] = cells[f].cat.remove_unused_categories()
                 self.levels_[f] = cells[f].cat.categories
+            elif cells[f].dtype == object:     # codes as text: a small fund may lack one
+                self.levels_[f] = pd.Index(sorted(cells[f].dropna().unique()))
         cells["share"] = cells["successes"] / cells["trials"]
         rhs = " + ".join(f"C({f})" for f in self.factors) or "1"
         # proportions weighted by their trials: the binomial likelihood of the counts

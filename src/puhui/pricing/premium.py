@@ -96,6 +96,7 @@ def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
         if key not in a.get(section, {}):
             raise InputError(f"{p}: [{section}] {key} is missing; see "
                              f"actuarial/{DEFAULT_ASSUMPTIONS} for every key")
+    _numbers_rule(a, p)
     for key in ("beta_healthy", "beta_other"):
         v = a["enrolment"][key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not -50 <= v <= 0:
@@ -109,6 +110,33 @@ def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
                          f"\"published\"")
     balance_rule(a.get("balance", {}), str(p))
     return a, p
+
+
+#: The plain numbers of an assumptions file: (section, key) -> (lowest, highest, what).
+NUMBER_RULES = {("loads", "expense_ratio"): (0.0, 0.99, "a share of the premium"),
+                ("loads", "profit_margin"): (-1.0, 0.99, "a share of the premium"),
+                ("trend", "medical_inflation"): (-0.5, 1.0, "a yearly rate"),
+                ("interval", "simulations"): (100, 10_000_000, "a whole number of draws")}
+
+
+def _numbers_rule(a: dict, p: Path) -> None:
+    """Refuse loads, trend and simulations that are not numbers within their range, and
+    loads that leave no premium for claims (a target loss ratio of 0 or less made the
+    gross premium negative)."""
+    import math
+
+    for (section, key), (lo, hi, what) in NUMBER_RULES.items():
+        v = a[section][key]
+        whole = isinstance(lo, int)
+        if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)) \
+                or not math.isfinite(v) or not lo <= v <= hi:
+            raise InputError(f"{p}: [{section}] {key} = {v!r}; give {what} from {lo:g} "
+                             f"to {hi:g}")
+    target = target_loss_ratio(a["loads"]["expense_ratio"], a["loads"]["profit_margin"])
+    if target <= 0.05:
+        raise InputError(f"{p}: [loads] expense_ratio + profit_margin = {1 - target:.4g} "
+                         f"leaves a target loss ratio of {target:.4g}: the loads must leave "
+                         f"more than 5 % of the premium for claims")
 
 
 def target_loss_ratio(expense_ratio: float, profit_margin: float) -> float:

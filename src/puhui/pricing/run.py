@@ -268,16 +268,17 @@ def pricing_json(figures: dict) -> str:
 
 
 def pricing_report(result, manifest: dict, assumptions: dict, a_path: Path,
-                   lang: str = "en") -> str:
+                   lang: str = "en", synthetic: dict | None = None) -> str:
     """``report.html`` of a pricing in ``lang``; a banner when the data folder of the
-    manifest carries the marker of ``puhui synth``."""
+    manifest carries the marker of ``puhui synth`` (or ``synthetic``, the marker of
+    data priced from memory: :class:`puhui.Pricer`)."""
     from puhui.pricing.report import render
     from puhui.reporting import synthetic_marker
 
     data = manifest.get("options", {}).get("data")
     return render(result.figures, result.tables, manifest, a_path.read_text(encoding="utf-8"),
                   result.lr_draws, int(assumptions.get("report", {}).get("min_cell_people", 10)),
-                  lang=lang, synthetic=synthetic_marker(data))
+                  lang=lang, synthetic=synthetic or synthetic_marker(data))
 
 
 def write_pricing(out: Path, result, manifest: dict, assumptions: dict, a_path: Path,

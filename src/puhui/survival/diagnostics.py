@@ -14,8 +14,10 @@ def hazard_ratio_by_window(df: pd.DataFrame, duration: str, event: str, covariat
     its start, censored at its end), the covariate's hazard ratio with its 95 %
     interval: under proportional hazards they agree. Everyone in a window enters at its
     start, so time is counted from there (the same partial likelihood as with an entry
-    time, without lifelines' much slower left-truncated path)."""
+    time, without lifelines' much slower left-truncated path). A window with too few
+    events, or whose fit does not converge, has no row."""
     from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
 
     rows = []
     for lo, hi in windows:
@@ -26,7 +28,13 @@ def hazard_ratio_by_window(df: pd.DataFrame, duration: str, event: str, covariat
         if covariate not in cols or int(d["event"].sum()) < 10:
             continue
         d = pd.concat([d, w[cols]], axis=1)
-        s = CoxPHFitter().fit(d, duration_col="exit", event_col="event").summary.loc[covariate]
+        try:
+            s = CoxPHFitter().fit(d, duration_col="exit", event_col="event").summary.loc[
+                covariate]
+        except ConvergenceError:
+            # a window whose few events a covariate separates (a small fund) has no
+            # estimate: left out, as a window of too few events is
+            continue
         rows.append({"from": lo, "to": hi, "events": int(d["event"].sum()),
                      "hazard_ratio": float(s["exp(coef)"]),
                      "lower_95": float(s["exp(coef) lower 95%"]),
