@@ -364,13 +364,25 @@ def test_the_elderly_covers_notes_are_in_chinese(elderly_zh):
     assert not [r for r in left if "priced jointly" in r or "policies are of" in r], left
 
 
-@pytest.mark.xfail(strict=True, reason="the lifetime section (its basis, mortality, lapse "
-                   "and headline sentences, the loss-ratio explanation) and the drug "
-                   "agreements' curve column are English on a --lang zh page: about a "
-                   "dozen sentences for the catalogue")
 def test_the_elderly_covers_chinese_page_has_no_english_sentences(elderly_zh):
     p, html = elderly_zh
     assert _english_outside_names(html, p.product_) == []
+
+
+def test_the_elderly_covers_chinese_tables_have_chinese_headers_and_title(elderly_zh):
+    """Headers of the lifetime and drug-agreement tables ("entry 60", "PV of claims",
+    "comparator median months") and the product's English gloss were English on a
+    --lang zh page (session 20)."""
+    import html as h
+    import re
+
+    p, html = elderly_zh
+    heads = {h.unescape(x) for x in re.findall(r"<th>([^<]*)</th>", html)}
+    symbols = {"xi", "alpha", "exp", "A", "E"}
+    english = [x for x in heads if set(re.findall(r"[A-Za-z]{2,}", x)) - symbols]
+    assert not english, english
+    title = re.search(r"<h1>([^<]*)</h1>", html)[1]
+    assert "elderly medical cover" not in title and "银龄医疗保险" in title
 
 
 def test_a_privacy_rule_by_column_name_reads_as_english(small):

@@ -194,10 +194,14 @@ def local_name(name, lang: str = "en") -> str:
     '沪惠保 2025'
     >>> local_name("沪惠保 2025 (Huhuibao, standard version)")
     '沪惠保 2025 (Huhuibao, standard version)'
+    >>> local_name("银龄医疗保险 elderly medical cover (entry 60-80, renewable to 100)", "zh")
+    '银龄医疗保险'
     """
     import re
 
     text = str(name)
     if lang == "zh" and re.search(r"[\u4e00-\u9fff]", text):
-        return re.sub(r"\s*\([\x20-\x7e]*\)\s*$", "", text)
+        text = re.sub(r"\s*\([\x20-\x7e]*\)\s*$", "", text)
+        # an English gloss written after the Chinese name without brackets
+        return re.sub(r"(?<=[\u4e00-\u9fff])\s+[A-Za-z][\x20-\x7e]*$", "", text)
     return text

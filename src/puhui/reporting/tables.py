@@ -91,6 +91,13 @@ def table(df: pd.DataFrame | None, lang: str = "en", gettext=None, kinds: dict |
     True
     """
     gettext = gettext or (lambda s: s)
+    if lang != "en":
+        # a header or a text the catalogue has no exact entry for goes through its
+        # patterns (an engine's sentence, "entry 60", "+4.9% (+3.7% with lapse)")
+        from puhui.reporting.notes import translate_note
+
+        exact = gettext
+        gettext = lambda s: translate_note(s, lang, exact)     # noqa: E731
     if df is None or not isinstance(df, pd.DataFrame) or df.empty:
         return Markup("<p>") + escape(gettext(empty)) + Markup("</p>")
     kinds = {c: (kinds or {}).get(c) or column_kind(c, df[c]) for c in df.columns}
