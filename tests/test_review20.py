@@ -456,3 +456,52 @@ def test_forgetting_the_lines_is_not_reported_as_not_covered(small):
     assert len(paid)                                   # the cut has special-drug payouts
     lost = eob[(eob["benefit"] == "special_drugs") & eob["setl_id"].isin(paid)]
     assert not (lost["reason"] == "NOT_COVERED").any()
+
+
+# --- a batch on data without settlement lines (session 20, after review 20) -------------
+
+def test_a_batch_without_lines_says_so_and_a_later_batch_with_them_pays_what_is_due(
+        small_city_dir, tmp_path):
+    """`claims run` on a folder without settlement_lines.parquet paid the line benefits
+    nothing (reason NOT_COVERED) and said nothing. The lines file is optional in the
+    contract, so the batch still runs, but summary.json and stderr warn; a later batch on
+    the data with its lines pays what was due, so the ledger's total is the total of one
+    batch with lines (read with SQL, each entry summed)."""
+    import json
+    import shutil
+    import sqlite3
+
+    from conftest import puhui as cli
+
+    no_lines = tmp_path / "no_lines"
+    shutil.copytree(small_city_dir, no_lines)
+    (no_lines / "settlement_lines.parquet").unlink()
+    two, one = tmp_path / "two.db", tmp_path / "one.db"
+    r = cli("claims", "run", "--product", P, "--data", no_lines, "--ledger",
+            f"sqlite:///{two}", "--batch", "b1", "--out", tmp_path / "o1")
+    assert r.returncode == 0, r.stderr
+    assert "warning: the data holds no settlement lines" in r.stderr
+    warned = json.loads((tmp_path / "o1" / "summary.json").read_text())["warnings"]
+    assert len(warned) == 1 and "special_drugs" in warned[0]
+    r = cli("claims", "run", "--product", P, "--data", small_city_dir, "--ledger",
+            f"sqlite:///{two}", "--batch", "b2", "--out", tmp_path / "o2")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    assert json.loads((tmp_path / "o2" / "summary.json").read_text())["warnings"] == []
+    r = cli("claims", "run", "--product", P, "--data", small_city_dir, "--ledger",
+            f"sqlite:///{one}", "--batch", "b1", "--out", tmp_path / "o3")
+    assert r.returncode == 0, r.stderr
+
+    def net(db):
+        con = sqlite3.connect(db)
+        try:
+            return dict(con.execute("SELECT benefit, SUM(payout_fen) FROM payments "
+                                    "GROUP BY benefit").fetchall())
+        finally:
+            con.close()
+
+    assert net(two) == net(one) and net(one).get("special_drugs", 0) > 0
+
+
+def test_adjudicate_without_lines_warns(small):
+    with pytest.warns(UserWarning, match="no settlement lines"):
+        puhui.adjudicate(small.settlements.head(50), small.policies, P)

@@ -204,9 +204,19 @@ def adjudicate(settlements, policies, product, lines=None, *, persons=None):
     ...
     puhui.errors.InputError: settlements: column medfee_sumamt holds integers (int64): ...
     """
+    import warnings
+
+    from puhui.claims.batch import lines_missing_warning
     from puhui.claims.frames import adjudicate_frames
 
-    return adjudicate_frames(load_product(product), settlements, policies, lines, persons)
+    product = load_product(product)
+    eob = adjudicate_frames(product, settlements, policies, lines, persons)
+    missing = lines_missing_warning(product, lines is not None)
+    if missing:
+        warnings.warn(missing.replace("the data holds no", "no").replace(
+            "in this batch", "here").replace("a later batch whose data holds the lines "
+            "pays what is due", "pass lines= to pay them"), UserWarning, stacklevel=2)
+    return eob
 
 
 class ClaimsBatch:
@@ -328,6 +338,10 @@ class ClaimsBatch:
         self.product_ = product
         self.eob_ = res.eob
         self.summary_ = res.summary
+        for w in res.summary.get("warnings", []):
+            import warnings
+
+            warnings.warn(w, UserWarning, stacklevel=3)
         self.paid_ = res.summary["paid_this_batch_yuan"]
         self.by_benefit_ = pd.DataFrame(
             res.summary["by_benefit_and_status"],

@@ -390,6 +390,8 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
                f"{', '.join(f'{k} {v:,}' for k, v in s['settlements_by_status'].items())}")
     click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'} (and summary.xlsx)\n"
                f"  {outp / 'report.html'}")
+    for w in s.get("warnings", []):
+        click.echo(f"warning: {w}", err=True)
 
 
 @claims.command("recoveries")

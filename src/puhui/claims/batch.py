@@ -332,6 +332,21 @@ def reversal_map(st: pd.DataFrame, usable: np.ndarray) -> dict:
     return dict(zip(revs["refund_of"], revs["setl_id"]))
 
 
+def lines_missing_warning(product: Product, has_lines: bool) -> str | None:
+    """What a batch (or ``puhui.adjudicate``) says when the data holds no settlement
+    lines and the product has benefits that read them: those benefits are decided
+    without lines and pay nothing now (their reason reads NOT_COVERED), which must not
+    pass unseen. The lines file is optional in the data contract, so this is a warning
+    (in summary.json's ``warnings``, on stderr), not a refusal. None otherwise."""
+    wanted = [b.id for b in product.benefits if b.lines]
+    if has_lines or not wanted:
+        return None
+    return (f"the data holds no settlement lines (settlement_lines.parquet), and "
+            f"{product.id}'s benefit(s) {', '.join(wanted)} are paid from them: they were "
+            f"decided without lines and paid nothing in this batch (reason NOT_COVERED); "
+            f"a later batch whose data holds the lines pays what is due")
+
+
 def drug_items() -> pd.DataFrame:
     """The items of the drug lists that name their indications (``dise_codes``): what
     the flag F_DRUG_NO_DIAGNOSIS reads (:func:`puhui.claims.flags.flag_settlements`)."""
@@ -548,6 +563,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         raise InputError("a claims file goes with --mode claimed; a proactive scan needs none")
     data_dir = Path(data_dir)
     quarantined, data, who = _quarantine(data_dir)
+    no_lines = lines_missing_warning(product, data.lines is not None)
     files = [p for p in data_dir.glob("*.parquet")]
     dhash, phash = sha256_files(files), product_hash(product)
     _refuse_no_policy(product, data.policies, data_dir)
@@ -748,6 +764,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     cfy = pol["claim_free_years"].value_counts().sort_index()
     summary["claim_free_years"] = {"source": cfy_source,
                                    "policies_by_years": {str(k): int(v) for k, v in cfy.items()}}
+    summary["warnings"] = [no_lines] if no_lines else []
     if claims is not None:
         known = pd.Series(_text_isin(claim_ids, claims))
         summary["claims_file"] = {"claims": len(claims), "matched": int(known.sum()),
