@@ -24,8 +24,12 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python -m puhui demo --data data-samples/city --out $(DEMO)
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; a test module's tests stay in
+# one process, so its module fixtures are built once): the machine of the guide has 2
+# cores. `make test TEST_WORKERS=1` runs it in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test postgres
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The ledger's PostgreSQL tests start their own server from the one installed here (never
 # a shared one; puhui.tempdb): Debian's postgresql package, installed when missing where

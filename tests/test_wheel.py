@@ -149,13 +149,14 @@ def test_user_basis_overrides_the_shipped_one(installed, tmp_path):
 
 
 @pytest.mark.slow
-def test_price_from_the_wheel_on_the_shipped_sample(installed, tmp_path):
-    """`puhui price --no-backtest` of the shipped sample city from the installed wheel
-    (about 20 s of CPU): the manifest's basis hashes are the checkout's files, read from
-    the wheel's copy."""
+def test_price_from_the_wheel_on_a_small_city(installed, small_city_dir, tmp_path):
+    """`puhui price --no-backtest` of the session's small city from the installed wheel
+    (about 11 s of CPU; the shipped sample's own pricing is the README's, run by
+    tests/test_docs_examples.py): the manifest's basis hashes are the checkout's files,
+    read from the wheel's copy."""
     target, _ = installed
     data = tmp_path / "city"
-    shutil.copytree(ROOT / "data-samples" / "city", data)
+    shutil.copytree(small_city_dir, data)
     r = _run(target, tmp_path, "price", "--product", "huhuibao-2025", "--data", str(data),
              "--out", "out", "--no-backtest")
     assert r.returncode == 0, r.stderr[-3000:]
