@@ -73,20 +73,26 @@ def synth_city(tmp_path_factory):
     return d
 
 
-@pytest.fixture(scope="module")
-def priced(synth_city, tmp_path_factory):
+def _in_both_languages(tmp_path_factory, name: str, *argv) -> dict:
+    """``puhui ARGV --out DIR --lang L`` for each language: {lang: DIR}."""
     out = {}
     for lang in LANGS:
-        o = tmp_path_factory.mktemp(f"price-{lang}")
-        r = puhui("price", "--product", "huhuibao-2024", "--data", synth_city, "--out", o,
-                  "--seed", "3", "--no-backtest", "--lang", lang)
+        o = tmp_path_factory.mktemp(f"{name}-{lang}")
+        r = puhui(*argv, "--out", o, "--lang", lang)
         assert r.returncode == 0, r.stderr
         out[lang] = o
     return out
 
 
 @pytest.fixture(scope="module")
+def priced(synth_city, tmp_path_factory):
+    return _in_both_languages(tmp_path_factory, "price", "price", "--product", "huhuibao-2024",
+                              "--data", synth_city, "--seed", "3", "--no-backtest")
+
+
+@pytest.fixture(scope="module")
 def batches(synth_city, tmp_path_factory):
+    """A claims batch in each language, each on its own new ledger (DIR/o the output)."""
     out = {}
     for lang in LANGS:
         o = tmp_path_factory.mktemp(f"claims-{lang}")
@@ -100,26 +106,14 @@ def batches(synth_city, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def survivals(synth_city, tmp_path_factory):
-    out = {}
-    for lang in LANGS:
-        o = tmp_path_factory.mktemp(f"survival-{lang}")
-        r = puhui("survival", synth_city, "--out", o, "--lang", lang)
-        assert r.returncode == 0, r.stderr
-        out[lang] = o
-    return out
+    return _in_both_languages(tmp_path_factory, "survival", "survival", synth_city)
 
 
 @pytest.fixture(scope="module")
 def backtested(synth_city, tmp_path_factory):
     """``puhui backtest`` in both languages (the second year priced from the first)."""
-    out = {}
-    for lang in LANGS:
-        o = tmp_path_factory.mktemp(f"backtest-{lang}")
-        r = puhui("backtest", "--product", "huhuibao-2024", "--data", synth_city, "--out", o,
-                  "--seed", "3", "--lang", lang)
-        assert r.returncode == 0, r.stderr
-        out[lang] = o
-    return out
+    return _in_both_languages(tmp_path_factory, "backtest", "backtest", "--product",
+                              "huhuibao-2024", "--data", synth_city, "--seed", "3")
 
 
 def test_synth_marks_its_folder_and_leaves_the_manifest_alone(synth_city, priced):
