@@ -505,3 +505,22 @@ def test_a_batch_without_lines_says_so_and_a_later_batch_with_them_pays_what_is_
 def test_adjudicate_without_lines_warns(small):
     with pytest.warns(UserWarning, match="no settlement lines"):
         puhui.adjudicate(small.settlements.head(50), small.policies, P)
+
+
+def test_price_refuses_policies_naming_a_product_with_other_case(small_city_dir, tmp_path):
+    """Review 20 left it: `puhui price` took policies of 'HUHUIBAO-2025' for another
+    product's holders (claims run and adjudicate already refused them)."""
+    import shutil
+
+    from conftest import puhui as cli
+
+    d = tmp_path / "city"
+    shutil.copytree(small_city_dir, d)
+    pol = pd.read_parquet(d / "policies.parquet")
+    rows = pol.index[pol["product_id"] == "huhuibao-2025"][:40]
+    pol["product_id"] = pol["product_id"].astype(str)
+    pol.loc[rows, "product_id"] = "HUHUIBAO-2025"
+    pol.to_parquet(d / "policies.parquet", index=False)
+    r = cli("price", "--product", P, "--data", d, "--out", tmp_path / "o", "--no-backtest")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "40 policies name huhuibao-2025 with other spaces or case" in r.stderr

@@ -44,7 +44,12 @@ def check_period(product, data) -> None:
     (:func:`puhui.pricing.period.check_period_shape`: a period that is not one year, or
     a year starting on a day no policy starts on)."""
     from puhui.pricing.period import check_period_shape
+    from puhui.products.catalog import product_ids, refuse_near_ids
 
+    # policies naming a product of the basis with other spaces or case would be priced
+    # as another product's holders (enrolment, claim-free years): refused
+    refuse_near_ids(data.policies["product_id"], [*product_ids(), product.id],
+                    "policies.parquet")
     check_period_shape(product, data.policies)
     years = sorted(data.settlement_years or ())
     if not years:

@@ -30,6 +30,33 @@ def product_ids(directory: Path | None = None) -> list[str]:
     return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
 
 
+def refuse_near_ids(values, known: list[str], where: str) -> None:
+    """Ids in ``values`` (a data file's product_id column) that are one of ``known`` but
+    for spaces or case ("huhuibao-2025 ", "HUHUIBAO-2025": a spreadsheet's export) would
+    be taken for another product's, silently: refused (:class:`InputError`) with the
+    count and the id as it should be written.
+
+    >>> import pandas as pd
+    >>> refuse_near_ids(pd.Series(["huhuibao-2025", "x"]), ["huhuibao-2025"], "policies")
+    >>> refuse_near_ids(pd.Series(["HUHUIBAO-2025 "] * 3), ["huhuibao-2025"], "policies")
+    Traceback (most recent call last):
+    ...
+    puhui.errors.InputError: policies: column product_id: 3 policies name huhuibao-2025 with other spaces or case (e.g. 'HUHUIBAO-2025 '); write the id exactly as the product file's: huhuibao-2025
+    """
+    import pandas as pd
+
+    col = pd.Series(values)
+    exact = set(known)
+    by_folded = {k.strip().lower(): k for k in known}
+    for v in pd.unique(col.dropna()):                       # distinct ids: few
+        k = by_folded.get(str(v).strip().lower())
+        if k is not None and str(v) not in exact:
+            n = int((col == v).sum())
+            raise InputError(f"{where}: column product_id: {n:,} policies name {k} with "
+                             f"other spaces or case (e.g. {str(v)!r}); write the id exactly "
+                             f"as the product file's: {k}")
+
+
 def suggestion(name: str, known: list[str]) -> str:
     """ "; did you mean 'x'?" for the nearest of ``known``, or "" when none is near.
 
