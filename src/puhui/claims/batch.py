@@ -223,16 +223,11 @@ def parse_period(text: str) -> tuple[str, str]:
 def refuse_near_product_ids(product: Product, policies: pd.DataFrame, where: str) -> None:
     """Policies whose ``product_id`` is the product's id but for spaces or case
     ("huhuibao-2025 ", "HUHUIBAO-2025": a spreadsheet's export) would be taken for
-    another product's and their holders denied, silently: refused, with the count."""
-    col = policies["product_id"]
-    odd = [v for v in pd.unique(col.dropna()) if str(v) != product.id
-           and str(v).strip().lower() == product.id.lower()]       # (distinct ids: few)
-    if odd:
-        n = int(col.isin(odd).sum())
-        raise InputError(f"{where}: column product_id: {n:,} policies name "
-                         f"{product.id} with other spaces or case (e.g. {str(odd[0])!r}); "
-                         f"they would not be paid as its policies. Write the id exactly as "
-                         f"the product file's: {product.id}")
+    another product's and their holders denied, silently: refused, with the count
+    (:func:`puhui.products.catalog.refuse_near_ids`, which pricing uses too)."""
+    from puhui.products.catalog import refuse_near_ids
+
+    refuse_near_ids(policies["product_id"], [product.id], where)
 
 
 def _refuse_no_policy(product: Product, policies: pd.DataFrame, data_dir: Path) -> None:
