@@ -211,11 +211,9 @@ def adjudicate(settlements, policies, product, lines=None, *, persons=None):
 
     product = load_product(product)
     eob = adjudicate_frames(product, settlements, policies, lines, persons)
-    missing = lines_missing_warning(product, lines is not None)
+    missing = lines_missing_warning(product, lines is not None, api=True)
     if missing:
-        warnings.warn(missing.replace("the data holds no", "no").replace(
-            "in this batch", "here").replace("a later batch whose data holds the lines "
-            "pays what is due", "pass lines= to pay them"), UserWarning, stacklevel=2)
+        warnings.warn(missing, UserWarning, stacklevel=2)
     return eob
 
 

@@ -327,19 +327,22 @@ def reversal_map(st: pd.DataFrame, usable: np.ndarray) -> dict:
     return dict(zip(revs["refund_of"], revs["setl_id"]))
 
 
-def lines_missing_warning(product: Product, has_lines: bool) -> str | None:
+def lines_missing_warning(product: Product, has_lines: bool, api: bool = False) -> str | None:
     """What a batch (or ``puhui.adjudicate``) says when the data holds no settlement
     lines and the product has benefits that read them: those benefits are decided
     without lines and pay nothing now (their reason reads NOT_COVERED), which must not
     pass unseen. The lines file is optional in the data contract, so this is a warning
-    (in summary.json's ``warnings``, on stderr), not a refusal. None otherwise."""
+    (in summary.json's ``warnings``, on stderr), not a refusal. None otherwise.
+    ``api``: worded for ``puhui.adjudicate`` (its remedy: ``lines=``)."""
     wanted = [b.id for b in product.benefits if b.lines]
     if has_lines or not wanted:
         return None
-    return (f"the data holds no settlement lines (settlement_lines.parquet), and "
+    what, where, remedy = (("no", "here", "pass lines= to pay them") if api else
+                           ("the data holds no", "in this batch",
+                            "a later batch whose data holds the lines pays what is due"))
+    return (f"{what} settlement lines (settlement_lines.parquet), and "
             f"{product.id}'s benefit(s) {', '.join(wanted)} are paid from them: they were "
-            f"decided without lines and paid nothing in this batch (reason NOT_COVERED); "
-            f"a later batch whose data holds the lines pays what is due")
+            f"decided without lines and paid nothing {where} (reason NOT_COVERED); {remedy}")
 
 
 def drug_items() -> pd.DataFrame:
