@@ -135,6 +135,26 @@ def test_backtest_flags_a_year_priced_from_the_launch_year_alone(backtested):
     assert "[A] launch-year projection</h2>" in html
 
 
+def test_backtest_reprices_a_launch_year_row_at_the_size_its_year_shows(backtested):
+    """The row priced from the launch year alone is re-priced at the year-2 size the
+    year shows (actual policies / launch policies): its expected policies are then the
+    actual ones (the size is what fills the mix; up to the rounding of the counts), its
+    A/E is the realised cost over that price, and the report and the line say it."""
+    out, r = backtested
+    b = json.loads((out / "backtest.json").read_text())
+    (y,) = b["years"]
+    z, a = y["at_realised_year2"], y["enrolment"]["assumed"]
+    assert z["year2_to_launch"] == pytest.approx(y["policies_actual"] / a["launch_policies"],
+                                                 abs=5e-5)
+    assert z["policies"] == pytest.approx(max(y["policies_actual"], a["renewals"]), abs=1.5)
+    assert z["ae"] == pytest.approx(y["realised_cost"]["total"] / z["pure_premium"], abs=1e-3)
+    # the borrowed size's own row is the price itself
+    own = [s for s in a["year2_sensitivity"] if s["year2_to_launch"] == a["year2_to_launch"]]
+    assert own[0]["pure_premium"] == y["priced_pure_premium"]["total"]
+    assert "At the year-2 size this year shows" in (out / "report.html").read_text()
+    assert "at the year-2 size the year shows" in r.stdout
+
+
 def test_backtest_report_is_quiet_for_rows_with_a_renewal_year():
     from puhui.pricing.backtest import render
 
@@ -216,7 +236,17 @@ def test_price_on_a_launch_year_alone_borrows_renewal_by_health(small_city_dir, 
     assert a["sick_share_next"] > a["sick_share_launch"]        # the healthy lapse
     note = [n for n in f["notes"] if "borrowed renewal" in n]
     assert note and "actuarial/assumptions/enrolment.toml" in note[0] and "0.3873" in note[0]
+    # the same price at other year-2 sizes: the policies are max(renewals, size x launch)
+    # (the summary's own counts, not the function's), the size priced gives the price
+    sens = {r["year2_to_launch"]: r for r in a["year2_sensitivity"]}
+    assert set(sens) == {0.6, 0.7, 0.8, 0.88, 0.9, 1.0}
+    assert sens[0.88]["pure_premium"] == f["pure_premium"]["total"]
+    for size, r in sens.items():
+        assert r["policies"] == pytest.approx(max(a["renewals"], size * a["launch_policies"]),
+                                              abs=1.5), size
+        assert r["renewals"] == pytest.approx(a["renewals"], abs=1)
     html = (tmp_path / "priced" / "report.html").read_text()
+    assert "The same price at other year-2 sizes" in html and "0.600 x launch" in html
     assert "policies priced for (expected enrolment next year) [A]" in html
     assert "launch take-up with renewal assumed" in html and "Equilibrium gross premium [A]" in html
 

@@ -791,7 +791,17 @@ def _backtest_line(y: dict) -> str:
             f"{'n/a' if ae is None else f'{ae:.3f}'}; policies predicted "
             f"{y['policies_predicted']:,}, actual {y['policies_actual']:,}; prediction "
             f"interval " + {True: "covers", False: "misses", None: "n/a"}[
-                y['interval']['covers']])
+                y['interval']['covers']] + _at_realised_year2(y.get("at_realised_year2")))
+
+
+def _at_realised_year2(z: dict | None) -> str:
+    """A launch-year row's price at the year-2 size its year shows, for its line."""
+    if not z:
+        return ""
+    ae = "n/a" if z["ae"] is None else f"{z['ae']:.3f}"
+    return (f"; at the year-2 size the year shows ({z['year2_to_launch']:.3f} x launch): "
+            f"{z['policies']:,.0f} policies, pure premium {z['pure_premium']:,.2f} yuan, "
+            f"A/E {ae}")
 
 
 def _yuan_or_na(v) -> str:

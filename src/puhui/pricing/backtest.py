@@ -245,7 +245,8 @@ def backtest_year(products: list[Product], data: FundData, year: int, assumption
     say = progress or (lambda step: None)
     say(f"{year}: pricing from the years before")
     before = data_before(data, year)
-    priced = price(product, before, assumptions, seed=seed, steps=BACKTEST_STEPS).figures
+    pricing = price(product, before, assumptions, seed=seed, steps=BACKTEST_STEPS)
+    priced = pricing.figures
     say(f"{year}: the realised cost of its enrollees")
     real = realised_cost(product, data, year)
     pure = priced["pure_premium"]
@@ -279,7 +280,29 @@ def backtest_year(products: list[Product], data: FundData, year: int, assumption
     }
     if launch_only:
         out["launch_year_note"] = launch_year_note(priced.get("enrolment") or {})
+        at = at_realised_year2(pricing.borrowed, priced.get("enrolment") or {},
+                               real["policies"], r["total"])
+        if at is not None:
+            out["at_realised_year2"] = at
     return out
+
+
+def at_realised_year2(borrowed, enrolment: dict, policies: int, realised: float | None
+                      ) -> dict | None:
+    """A row priced from the launch year alone, re-priced at the year-2 size its year
+    shows (policies over the launch's policies) with the renewal by health kept
+    (:func:`puhui.pricing.enrolment.year2_sensitivity`): it parts the error of the
+    borrowed size (the policies, and the premium through who is in the mix) from the
+    rest of the model's. None without a borrowed size or a launch policy."""
+    a = enrolment.get("assumed") or {}
+    launch = a.get("launch_policies")
+    if borrowed is None or not launch:
+        return None
+    size = policies / launch
+    row = borrowed.at(size)
+    row["ae"] = _ratio(realised, row["pure_premium"])
+    row["policies_ae"] = _ratio(policies, row["policies"])
+    return row
 
 
 def launch_year_note(enrolment: dict) -> str:

@@ -282,7 +282,53 @@ def load_enrolment_basis(path=None) -> dict:
                                 f"{hi:g} (with its source in {key}_source)")
         out[key] = float(v)
         out[f"{key}_source"] = str(a[section].get(f"{key}_source", ""))
+    grid = a.get("later_entry", {}).get("year2_sensitivity", [])
+    if not isinstance(grid, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 2.0
+            for v in grid):
+        raise RuleFileError(f"{p}: [later_entry] year2_sensitivity = {grid!r}; give a list of "
+                            f"year-2 sizes, each a number from 0 to 2 (or leave it out)")
+    out["year2_sensitivity"] = sorted({float(v) for v in grid} | {out["year2_to_launch"]})
     return out
+
+
+def year2_sensitivity(people: np.ndarray, enrolled: np.ndarray, launch: np.ndarray,
+                      basis: dict, cell_cost: np.ndarray, pure_total: float,
+                      year2: float) -> dict:
+    """Next year's policies and pure premium from a launch year alone had the borrowed
+    year-2 size been ``year2`` (the renewal by health kept): the mix of
+    :func:`assumed_renewal_mix` at ``year2``, each cell at its cost as priced::
+
+        P(s) = P x [sum_c w_c(s) cost_c / sum_c w_c(s)] / [sum_c w_c(s0) cost_c / sum_c w_c(s0)]
+
+    with ``s0`` the basis's year-2 size and ``P`` the priced pure premium, so ``P(s0) = P``
+    exactly. The cells' costs are held at the priced mix's (its claim-free shares, its
+    balance and credibility): only who is in the mix moves.
+
+    Two cells (the example of :func:`assumed_renewal_mix`: at 0.8, w = 28 and 24) cost
+    100 and 300: at s0 = 0.8 the mix costs (2,800 + 7,200) / 52 = 192.31. At 0.6 the
+    year-2 size 39 leaves 3 entrants (k = 3/32: entry 0.0375 and 0.046875), w = 18.25 and
+    20.75, cost (1,825 + 6,225) / 39 = 206.41: P(0.6) = P x 206.41 / 192.31.
+
+    >>> b = {"healthy": 0.4, "sick": 0.9, "year2_to_launch": 0.8}
+    >>> args = (np.array([[100, 0], [11, 30]]), np.array([[40, 0], [5, 20]]),
+    ...         np.array([0.4, 0.5]), b, np.array([100.0, 300.0]), 192.31)
+    >>> year2_sensitivity(*args, 0.8)
+    {'year2_to_launch': 0.8, 'policies': 52.0, 'renewals': 36.0, 'entrants': 16.0, 'pure_premium': 192.31}
+    >>> year2_sensitivity(*args, 0.6)["pure_premium"]
+    206.41
+    """
+    def mix(s: float) -> dict:
+        return assumed_renewal_mix(people, enrolled, launch, basis["healthy"], basis["sick"], s)
+
+    def cost(w: np.ndarray) -> float:
+        return float(np.dot(w, cell_cost) / w.sum()) if w.sum() > 0 else float("nan")
+
+    m, base = mix(year2), cost(mix(basis["year2_to_launch"])["w"])
+    pure = pure_total * cost(m["w"]) / base if base > 0 else pure_total
+    return {"year2_to_launch": round(float(year2), 4), "policies": round(float(m["w"].sum()), 1),
+            "renewals": round(m["renewals"], 1), "entrants": round(m["entrants"], 1),
+            "pure_premium": round(pure, 2)}
 
 
 def assumed_renewal_mix(people: np.ndarray, enrolled: np.ndarray, launch: np.ndarray,

@@ -58,6 +58,7 @@ from puhui.pricing.enrolment import (
     next_claim_free_years,
     paid_under_own_terms,
     spiral,
+    year2_sensitivity,
 )
 from puhui.pricing.balance import balance, balance_rule, enrolled_selection, with_level_error
 from puhui.pricing.experience import experience_in_blocks, person_year_rows, years_with_history
@@ -231,6 +232,7 @@ class Pricing:
     enrolment: EnrolmentModel | None = None
     lr_draws: np.ndarray | None = None
     state: object | None = None          # a whatif.PricingState
+    borrowed: object | None = None       # a BorrowedYear2 (a price from the launch year alone)
 
 
 def _group_events(ev: pd.DataFrame, terms: GroupTerms) -> pd.DataFrame:
@@ -274,7 +276,7 @@ def price(product: Product, data: FundData, assumptions: dict, seed: int = 0,
     for step in (BUILD_UP if steps is None else steps):
         step(s)
     return Pricing(s.figures, s.tables, s.models, s.enrol_model, s.lr,
-                   getattr(s, "state", None))
+                   getattr(s, "state", None), getattr(s, "borrowed", None))
 
 
 class BuildUp:
@@ -674,6 +676,41 @@ def _step_lifetime(s: BuildUp) -> None:
     s.pure_total, s.lifetime_fig = pure_total, lifetime_fig
 
 
+def _step_borrowed_enrolment(s: BuildUp) -> None:
+    """For a price from the launch year alone (renewal borrowed): the pure premium and
+    policies at other year-2 sizes (:func:`~puhui.pricing.enrolment.year2_sensitivity`,
+    the sizes of ``[later_entry] year2_sensitivity`` in actuarial/assumptions/enrolment.toml
+    and the one priced), into ``pricing.json``'s ``enrolment.assumed.year2_sensitivity``;
+    and ``borrowed``, which gives the same figures at any size (the backtest asks at the
+    size its year shows). Nothing for a price whose renewal is fitted.
+
+    Reads cell_cost, enrol_fig, enrol_model, pure_total; sets borrowed, enrol_fig."""
+    inputs = getattr(s.enrol_model, "assumed_inputs_", None)
+    s.borrowed = None
+    if inputs is None or not s.enrol_fig.get("assumed"):
+        return
+    s.borrowed = BorrowedYear2(*inputs, np.asarray(s.cell_cost, dtype=float), s.pure_total)
+    s.enrol_fig["assumed"]["year2_sensitivity"] = [
+        s.borrowed.at(v) for v in inputs[3]["year2_sensitivity"]]
+
+
+@dataclass
+class BorrowedYear2:
+    """What a price from the launch year alone would have been at another borrowed
+    year-2 size: :meth:`at` (:func:`~puhui.pricing.enrolment.year2_sensitivity`)."""
+
+    people: np.ndarray
+    enrolled: np.ndarray
+    launch: np.ndarray
+    basis: dict
+    cell_cost: np.ndarray
+    pure_total: float
+
+    def at(self, year2: float) -> dict:
+        return year2_sensitivity(self.people, self.enrolled, self.launch, self.basis,
+                                 self.cell_cost, self.pure_total, year2)
+
+
 def _step_loss_ratio(s: BuildUp) -> None:
     """Gross premium, the filed premium over the mix, the expected loss ratio and
     its interval by simulation.
@@ -898,7 +935,8 @@ def _step_budget_impact(s: BuildUp) -> None:
 
 #: The build-up of :func:`price`, in order (docs/pricing.md, "The build-up").
 BUILD_UP = (_step_experience, _step_priced_period, _step_enrolled_mix, _step_benefit_costs,
-            _step_credibility, _step_agreements, _step_lifetime, _step_loss_ratio,
+            _step_credibility, _step_agreements, _step_lifetime, _step_borrowed_enrolment,
+            _step_loss_ratio,
             _step_figures, _step_validation, _step_price_response, _step_budget_impact)
 
 #: The steps whose figures a backtest year reads (the pure premium and its interval,
@@ -1027,9 +1065,9 @@ def _launch_year_mix(product: Product, data: FundData, framed: pd.DataFrame,
     cols = ("_n0", "_n1", "_e0", "_e1")
     for c in cols:
         split[c] = split[c].fillna(0.0) if c in split.columns else 0.0
-    m = assumed_renewal_mix(split[["_n0", "_n1"]].to_numpy(), split[["_e0", "_e1"]].to_numpy(),
-                            model.launch_.predict(cells), basis["healthy"], basis["sick"],
-                            basis["year2_to_launch"])
+    inputs = (split[["_n0", "_n1"]].to_numpy(), split[["_e0", "_e1"]].to_numpy(),
+              model.launch_.predict(cells))
+    m = assumed_renewal_mix(*inputs, basis["healthy"], basis["sick"], basis["year2_to_launch"])
     summary = {"file": basis["file"],
                "renewal_healthy": basis["healthy"], "renewal_sick": basis["sick"],
                "year2_to_launch": basis["year2_to_launch"],
@@ -1043,6 +1081,7 @@ def _launch_year_mix(product: Product, data: FundData, framed: pd.DataFrame,
                "sick_share_launch": _r_opt(m["sick_share_launch"], 4),
                "sick_share_next": _r_opt(m["sick_share_next"], 4)}
     model.assume_renewal(cells, factors, m["renew"], m["entry"], summary)
+    model.assumed_inputs_ = (*inputs, basis)       # for the year-2 size's sensitivity
     fig.update(mode="launch take-up with renewal assumed", assumed=summary)
     note = (f"the data ends with the product's launch year ({model.launch_year_}) and has no "
             f"renewal year: next year's mix is the launch's enrollees x a borrowed renewal "

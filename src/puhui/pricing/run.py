@@ -169,6 +169,12 @@ def backtest_reading(y: dict) -> str:
         more = ("as many" if abs(d) < 0.0005 else
                 f"{abs(d):.1%} {'more' if d > 0 else 'fewer'}".replace("%", " %"))
         text += f" It expected {pred:,} policies; {act:,} were sold ({more})."
+    z = y.get("at_realised_year2")
+    if z and z.get("ae") is not None:
+        text += (f" At the year-2 size {year} shows ({z['year2_to_launch']:.3f} x the launch's "
+                 f"policies) the same price is {z['pure_premium']:,.2f} yuan (A/E "
+                 f"{z['ae']:.3f}): the borrowed size made the policies' error; this A/E is "
+                 f"the rest of the price's.")
     iv = y["interval"]
     if iv["covers"] is None:
         text += " No prediction interval could be set (nothing to predict)."
