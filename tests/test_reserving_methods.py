@@ -210,3 +210,22 @@ def test_bootstrap_spread_matches_the_analytic_odp_error():
     assert totals.std() == pytest.approx(error, rel=0.08)
     q = boot.quantile([0.5, 0.995])
     assert q[0] < q[1] and q.dtype == np.int64
+
+
+def test_a_tail_factor_from_the_fitted_curve():
+    """The exponential tail (R ChainLadder's ``tail = TRUE``): log(f_j - 1) = a + b j
+    fitted by least squares to RAA's nine factors (numpy's polyfit here), the tail
+    factor prod_{j=10..109} (1 + e^(a + b j)); every origin's ultimate grows by it."""
+    plain = MackChainLadder().fit(_triangle(RAA))
+    tailed = MackChainLadder(tail="exponential").fit(_triangle(RAA))
+    b, a = np.polyfit(np.arange(1, 10), np.log(plain.ldf_[:9] - 1), 1)
+    expected = np.prod(1 + np.exp(a + b * np.arange(10, 110)))
+    assert plain.tail_factor_ == 1.0
+    assert tailed.tail_factor_ == pytest.approx(expected, rel=1e-9)
+    assert np.abs(tailed.ultimate_fen_ - plain.ultimate_fen_ * expected).max() <= 1
+    assert tailed.total_std_err_fen_ > plain.total_std_err_fen_
+    bf = BornhuetterFerguson(0.7, tail="inverse_power").fit(_triangle(RAA),
+                                                              np.full(10, 40_000))
+    assert bf.tail_factor_ > 1 and bf.ibnr_fen_[0] > 0    # the oldest origin develops too
+    with pytest.raises(InputError, match="tail 'linear'"):
+        MackChainLadder(tail="linear").fit(_triangle(RAA))

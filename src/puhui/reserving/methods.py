@@ -84,8 +84,28 @@ def _premium_weight(clt, earned_premium_fen, n: int):
     return w
 
 
+#: tail curves fitted to the age-to-age factors (chainladder's ``TailCurve``)
+TAILS = ("exponential", "inverse_power")
+
+
+def developed(clt, tail: str | None = None, sigma_interpolation: str = "log-linear"):
+    """The triangle with its volume-weighted development factors (chainladder's
+    ``Development``) and, with ``tail``, a tail factor beyond the last age: the curve
+    fitted to f_j - 1 against the age j ("exponential": log(f_j - 1) = a + b j, R
+    ChainLadder's ``tail = TRUE``; "inverse_power": log(f_j - 1) = a + b log j) and
+    extrapolated 100 periods, the tail factor being the product of (1 + its values)."""
+    import chainladder as cl
+
+    if tail is not None and tail not in TAILS:
+        raise InputError(f"tail {tail!r}: use None, {' or '.join(map(repr, TAILS))}")
+    dev = cl.Development(sigma_interpolation=sigma_interpolation).fit_transform(clt)
+    return dev if tail is None else cl.TailCurve(curve=tail).fit_transform(dev)
+
+
 class _Reserving:
     """What every method shares: the fit on a triangle and the per-origin figures."""
+
+    tail = None
 
     def fit(self, triangle: Triangle, earned_premium_fen=None):
         clt = to_chainladder(triangle)
@@ -97,6 +117,9 @@ class _Reserving:
         self.ultimate_fen_ = _fen(_by_origin(self.model_.ultimate_))
         self.ibnr_fen_ = self.ultimate_fen_ - self.latest_fen_
         self.ibnr_total_fen_ = int(self.ibnr_fen_.sum())
+        ldf = np.asarray(self.model_.ldf_.values)[0, 0, 0]
+        self.ldf_ = ldf
+        self.tail_factor_ = float(np.prod(ldf[len(triangle.origins) - 1:]))
         self._after_fit(clt)
         return self
 
@@ -118,24 +141,27 @@ class MackChainLadder(_Reserving):
     ("log-linear", R ChainLadder's default, or "mack", Mack's approximation
     sigma_{n-1}^2 = min(sigma_{n-2}^4 / sigma_{n-3}^2, sigma_{n-3}^2, sigma_{n-2}^2)).
 
+    ``tail``: None (no development beyond the triangle's last age) or a curve of
+    :data:`TAILS` (:func:`developed`); every method takes it.
+
     Fitted: ``ultimate_fen_``, ``ibnr_fen_``, ``std_err_fen_`` (each origin's reserve),
-    ``total_std_err_fen_``, ``ldf_`` (age-to-age factors), ``diagnostics_``.
+    ``total_std_err_fen_``, ``ldf_`` (age-to-age factors, then the tail's),
+    ``tail_factor_`` (1 without a tail), ``diagnostics_``.
     """
 
-    def __init__(self, sigma_interpolation: str = "log-linear"):
+    def __init__(self, sigma_interpolation: str = "log-linear", tail: str | None = None):
         self.sigma_interpolation = sigma_interpolation
+        self.tail = tail
 
     def _fit(self, clt, premium, n):
         import chainladder as cl
 
-        dev = cl.Development(sigma_interpolation=self.sigma_interpolation)
-        return cl.MackChainladder().fit(dev.fit_transform(clt))
+        return cl.MackChainladder().fit(developed(clt, self.tail, self.sigma_interpolation))
 
     def _after_fit(self, clt):
         self.std_err_fen_ = _fen(_by_origin(self.model_.mack_std_err_))
         total = np.asarray(self.model_.total_mack_std_err_.values).ravel()[0]
         self.total_std_err_fen_ = int(_fen(total))
-        self.ldf_ = np.asarray(self.model_.ldf_.values)[0, 0, 0]
 
 
 class BornhuetterFerguson(_Reserving):
@@ -146,8 +172,9 @@ class BornhuetterFerguson(_Reserving):
     where P_i is origin i's earned premium (``fit(triangle, earned_premium_fen)``) and
     CDF_i the chain ladder's cumulative factor to ultimate from its latest age."""
 
-    def __init__(self, prior_loss_ratio: float):
+    def __init__(self, prior_loss_ratio: float, tail: str | None = None):
         self.prior_loss_ratio = prior_loss_ratio
+        self.tail = tail
 
     def _fit(self, clt, premium, n):
         import chainladder as cl
@@ -155,7 +182,7 @@ class BornhuetterFerguson(_Reserving):
         if premium is None:
             raise InputError("Bornhuetter-Ferguson needs the earned premium by origin")
         return cl.BornhuetterFerguson(apriori=self.prior_loss_ratio).fit(
-            clt, sample_weight=_premium_weight(clt, premium, n))
+            developed(clt, self.tail), sample_weight=_premium_weight(clt, premium, n))
 
 
 class CapeCod(_Reserving):
@@ -167,9 +194,11 @@ class CapeCod(_Reserving):
     ``prior_loss_ratio`` (the priced one) is not used by the estimate: it is kept so the
     fitted ``loss_ratio_`` can be set against it (``loss_ratio_gap_`` = fitted - prior)."""
 
-    def __init__(self, prior_loss_ratio: float | None = None, decay: float = 1.0):
+    def __init__(self, prior_loss_ratio: float | None = None, decay: float = 1.0,
+                 tail: str | None = None):
         self.prior_loss_ratio = prior_loss_ratio
         self.decay = decay
+        self.tail = tail
 
     def _fit(self, clt, premium, n):
         import chainladder as cl
@@ -177,7 +206,7 @@ class CapeCod(_Reserving):
         if premium is None:
             raise InputError("Cape Cod needs the earned premium by origin")
         return cl.CapeCod(decay=self.decay).fit(
-            clt, sample_weight=_premium_weight(clt, premium, n))
+            developed(clt, self.tail), sample_weight=_premium_weight(clt, premium, n))
 
     def _after_fit(self, clt):
         self.loss_ratio_ = float(_by_origin(self.model_.apriori_)[0])
@@ -193,7 +222,8 @@ class OdpBootstrap(_Reserving):
     Fitted: ``ultimate_fen_`` / ``ibnr_fen_`` the chain ladder's point estimate,
     ``ibnr_sims_fen_`` (n_sims, n) each simulation's IBNR by origin, ``scale_`` the
     dispersion; :meth:`quantile` of the total. The same ``seed`` gives the same
-    simulations bit for bit."""
+    simulations bit for bit. No tail: the simulations develop to the triangle's last
+    age."""
 
     def __init__(self, n_sims: int = 1000, seed: int = 20240101, hat_adjust: bool = True):
         self.n_sims = n_sims

@@ -61,10 +61,8 @@ class Triangle:
 def period_number(dates, grain: str) -> np.ndarray:
     """A running number of each date's period: year x 12 + month - 1 by month, year x 4
     + quarter - 1 by quarter, the year by year, so consecutive periods differ by one."""
-    idx = pd.DatetimeIndex(dates)
-    year, month = idx.year.to_numpy(np.int64), idx.month.to_numpy(np.int64)
-    per_year = GRAINS[grain]
-    return year * per_year + (month - 1) // (12 // per_year)
+    months = pd.DatetimeIndex(dates).to_numpy().astype("datetime64[M]").astype(np.int64)
+    return (months + 1970 * 12) // (12 // GRAINS[grain])
 
 
 def build_triangle(frame: pd.DataFrame, *, origin: str, development: str,
