@@ -229,3 +229,16 @@ def test_a_tail_factor_from_the_fitted_curve():
     assert bf.tail_factor_ > 1 and bf.ibnr_fen_[0] > 0    # the oldest origin develops too
     with pytest.raises(InputError, match="tail 'linear'"):
         MackChainLadder(tail="linear").fit(_triangle(RAA))
+
+
+def test_an_origin_with_nothing_paid():
+    """A month with no payments (a row of zeros) develops to nothing by the chain ladder;
+    when it is the only origin behind the last factor, Mack's s.e. cannot be estimated
+    for the younger origins and is NaN, not 0. BF still gives its prior's share."""
+    rows = [[0, 0, 0, 0, 0], [100, 150, 160, 165], [120, 170, 180], [130, 180], [140]]
+    tri = _triangle(rows, 2020)
+    m = MackChainLadder().fit(tri)
+    assert m.ibnr_fen_[0] == 0 and (m.ibnr_fen_[2:] > 0).all()
+    assert np.isnan(m.std_err_fen_[2:]).all() and np.isnan(m.total_std_err_fen_)
+    bf = BornhuetterFerguson(0.7).fit(tri, np.full(5, 300))
+    assert (bf.ibnr_fen_[2:] > 0).all()

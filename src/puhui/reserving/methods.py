@@ -62,10 +62,16 @@ def _quiet():
         yield
 
 
+def _round_half_away(x) -> np.ndarray:
+    """Floats rounded to whole numbers, half away from zero; NaN stays NaN."""
+    a = np.asarray(x, dtype=np.float64)
+    return np.sign(a) * np.floor(np.abs(a) + 0.5)
+
+
 def _fen(x) -> np.ndarray:
-    """Floats of fen to int64 fen, half away from zero; NaN (no amount) as 0."""
-    a = np.nan_to_num(np.asarray(x, dtype=np.float64))
-    return (np.sign(a) * np.floor(np.abs(a) + 0.5)).astype(np.int64)
+    """Floats of fen to int64 fen, half away from zero; NaN (chainladder's "no amount",
+    an origin with nothing paid developed by the chain ladder) as 0."""
+    return _round_half_away(np.nan_to_num(np.asarray(x, dtype=np.float64))).astype(np.int64)
 
 
 def _by_origin(cl_triangle) -> np.ndarray:
@@ -144,8 +150,9 @@ class MackChainLadder(_Reserving):
     ``tail``: None (no development beyond the triangle's last age) or a curve of
     :data:`TAILS` (:func:`developed`); every method takes it.
 
-    Fitted: ``ultimate_fen_``, ``ibnr_fen_``, ``std_err_fen_`` (each origin's reserve),
-    ``total_std_err_fen_``, ``ldf_`` (age-to-age factors, then the tail's),
+    Fitted: ``ultimate_fen_``, ``ibnr_fen_`` (int64), ``std_err_fen_`` (each origin's
+    reserve) and ``total_std_err_fen_`` (whole fen as floats: NaN where the triangle
+    gives no estimate), ``ldf_`` (age-to-age factors, then the tail's),
     ``tail_factor_`` (1 without a tail), ``diagnostics_``.
     """
 
@@ -159,9 +166,12 @@ class MackChainLadder(_Reserving):
         return cl.MackChainladder().fit(developed(clt, self.tail, self.sigma_interpolation))
 
     def _after_fit(self, clt):
-        self.std_err_fen_ = _fen(_by_origin(self.model_.mack_std_err_))
+        se = _round_half_away(_by_origin(self.model_.mack_std_err_))
+        # an origin with no reserve has none to err on; NaN elsewhere says the triangle
+        # gives no estimate (a factor resting on nothing paid), never a silent 0
+        self.std_err_fen_ = np.where(np.isnan(se) & (self.ibnr_fen_ == 0), 0.0, se)
         total = np.asarray(self.model_.total_mack_std_err_.values).ravel()[0]
-        self.total_std_err_fen_ = int(_fen(total))
+        self.total_std_err_fen_ = float(_round_half_away(total))
 
 
 class BornhuetterFerguson(_Reserving):
