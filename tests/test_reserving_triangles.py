@@ -82,6 +82,16 @@ def test_latest_and_incremental_from_the_cells():
     assert tri.frame().iloc[0].tolist() == [1.0, 1.0, 1.5]
 
 
+def test_a_payment_on_the_as_of_day_counts_whatever_its_time():
+    frame = pd.DataFrame({"settlement_date": pd.to_datetime(["2024-01-05 09:30"] * 2),
+                          "business_date": pd.to_datetime(["2024-03-31 15:00",
+                                                           "2024-04-01 00:00"]),
+                          "amount_fen": np.array([7, 100], dtype=np.int64)})
+    tri = build_triangle(frame, origin="settlement_date", development="business_date",
+                         as_of="2024-03-31")
+    assert tri.values[0].tolist() == [0, 0, 7]
+
+
 def test_a_reversal_cancels_its_payment():
     frame = pd.DataFrame({"settlement_date": pd.to_datetime(["2024-01-05"] * 2),
                           "business_date": pd.to_datetime(["2024-01-06", "2024-02-06"]),

@@ -76,8 +76,9 @@ def build_triangle(frame: pd.DataFrame, *, origin: str, development: str,
     """
     origin_dates, dev_dates, fen = _checked_columns(frame, origin, development, amount,
                                                     grain)
-    as_of = pd.Timestamp(as_of)
-    keep = dev_dates <= as_of.to_datetime64()
+    as_of = pd.Timestamp(as_of).normalize()
+    # by day: a payment effective on the as-of day is known then, whatever its time
+    keep = dev_dates.astype("datetime64[D]") <= np.datetime64(as_of.date(), "D")
     o = period_number(origin_dates[keep], grain)
     last = int(period_number([as_of], grain)[0])
     first = int(o.min()) if len(o) else last
