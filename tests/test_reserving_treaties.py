@@ -88,6 +88,21 @@ def test_expected_costs_by_hand():
     assert t.layer_variance(pmf, 1_000_000, 500_000, 2_000_000) == pytest.approx(0.54e12)
 
 
+def test_quantile_and_capital_by_hand():
+    """The same four amounts (0, 1, 2, 3 million; cumulative 0.5, 0.7, 0.9, 1.0).
+    VaR_0.6 = 1 million, VaR_0.75 = 2 million, VaR_0.95 = 3 million.
+    Gross: E[X] = 0.2 + 0.4 + 0.3 = 0.9 million, capital at 95 % = 3 - 0.9 = 2.1 million.
+    Net of the stop loss 1,000,000 xs 1,200,000: net amounts 0, 1.0, 1.2, 2.0 million,
+    E[N] = 0.2 + 0.24 + 0.2 = 0.64 million, VaR_0.95(N) = 2.0 million, capital 1.36
+    million."""
+    pmf = np.array([0.5, 0.2, 0.2, 0.1])
+    assert [t.pmf_quantile(pmf, 1_000_000, q) for q in (0.6, 0.75, 0.95)] == [
+        1_000_000, 2_000_000, 3_000_000]
+    assert t.net_capital(pmf, 1_000_000, 0.95) == pytest.approx(2_100_000)
+    assert t.net_capital(pmf, 1_000_000, 0.95, 1_200_000, 1_000_000) == pytest.approx(
+        1_360_000)
+
+
 def _lognormal_lev(mu: float, s: float):
     """E[min(X, u)] of a lognormal: e^(mu + s^2/2) Phi((ln u - mu - s^2)/s)
     + u (1 - Phi((ln u - mu)/s))."""

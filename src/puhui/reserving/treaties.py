@@ -13,7 +13,8 @@ For each treaty, gross -> ceded -> net, with net = gross - ceded:
 
 The expected cost of a stop loss or an excess of loss comes from the distribution of
 the amount it applies to, as pricing builds it (:mod:`puhui.pricing.aggregate`): an
-array ``pmf`` of probabilities of the amounts ``k x span_fen``, k = 0, 1, ..., n - 1.
+array ``pmf`` of probabilities of the amounts ``k x span_fen``, k = 0, 1, ..., n - 1;
+so do the quantile of the net position and the capital it needs.
 """
 
 from __future__ import annotations
@@ -107,3 +108,23 @@ def layer_variance(pmf, span_fen, attachment_fen, width_fen) -> float:
     y = np.minimum(np.maximum(x - attachment_fen, 0.0), width_fen)
     m = float(np.dot(g, y))
     return float(np.dot(g, y * y)) - m * m
+
+
+def pmf_quantile(pmf, span_fen, q: float) -> int:
+    """The q-quantile (value at risk) of X with probabilities ``pmf[k]`` of k x span:
+    the least k h with sum_{i <= k} pmf_i >= q (fen)."""
+    cdf = np.cumsum(np.asarray(pmf, dtype=np.float64))
+    k = int(np.searchsorted(cdf, q, side="left"))
+    return int(min(k, len(cdf) - 1) * span_fen)
+
+
+def net_capital(pmf, span_fen, q: float, attachment_fen=0, width_fen=0) -> float:
+    """The capital the net position needs at the quantile q: VaR_q(N) - E[N] for the net
+    N = X - min(max(X - a, 0), w) of a layer ceded (no layer: a = w = 0, N = X). N is
+    nondecreasing in X, so VaR_q(N) = N(VaR_q(X)). Fen as a float."""
+    g = np.asarray(pmf, dtype=np.float64)
+    x = np.arange(len(g), dtype=np.float64) * span_fen
+    net = x - np.minimum(np.maximum(x - attachment_fen, 0.0), width_fen)
+    var_x = pmf_quantile(g, span_fen, q)
+    var_net = var_x - min(max(var_x - attachment_fen, 0), width_fen)
+    return float(var_net - np.dot(g, net))
