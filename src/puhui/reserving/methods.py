@@ -200,9 +200,10 @@ class CapeCod(_Reserving):
 
         ELR = sum_i C_i / sum_i (P_i / CDF_i),   IBNR_i = ELR x P_i x (1 - 1 / CDF_i),
 
-    (``decay`` < 1 weights nearby origins more, chainladder's generalised Cape Cod).
-    ``prior_loss_ratio`` (the priced one) is not used by the estimate: it is kept so the
-    fitted ``loss_ratio_`` can be set against it (``loss_ratio_gap_`` = fitted - prior)."""
+    (``decay`` < 1 weights nearby origins more, chainladder's generalised Cape Cod, and
+    the loss ratio differs by origin). ``prior_loss_ratio`` (the priced one) is not used
+    by the estimate: it is kept so the fitted ``loss_ratio_`` (by origin) can be set
+    against it (``loss_ratio_gap_`` = fitted - prior)."""
 
     def __init__(self, prior_loss_ratio: float | None = None, decay: float = 1.0,
                  tail: str | None = None):
@@ -219,7 +220,7 @@ class CapeCod(_Reserving):
             developed(clt, self.tail), sample_weight=_premium_weight(clt, premium, n))
 
     def _after_fit(self, clt):
-        self.loss_ratio_ = float(_by_origin(self.model_.apriori_)[0])
+        self.loss_ratio_ = np.asarray(_by_origin(self.model_.apriori_), dtype=np.float64)
         self.loss_ratio_gap_ = (None if self.prior_loss_ratio is None
                                 else self.loss_ratio_ - self.prior_loss_ratio)
 
