@@ -18,7 +18,12 @@ CORE = ("puhui.money", "puhui.tiers", "puhui.products", "puhui.benefits", "puhui
 #: layer, and none of them imports it)
 RULES = {
     CORE: ("puhui.pricing", "puhui.claims", "puhui.survival", "puhui.synth", "puhui.cli",
-           "puhui.api"),
+           "puhui.api", "puhui.reserving"),
+    # reserving and risk transfer: a pure engine beside the core (payments and
+    # distributions in, triangles, reserves and ceded amounts out); reading the ledger
+    # and pricing's distributions is the callers' work
+    ("puhui.reserving",): ("puhui.pricing", "puhui.claims", "puhui.survival",
+                           "puhui.synth", "puhui.cli", "puhui.api", "puhui.service"),
     ("puhui.pricing", "puhui.survival"): ("puhui.claims", "puhui.synth", "puhui.cli",
                                           "puhui.api"),
     ("puhui.claims",): ("puhui.pricing", "puhui.synth", "puhui.cli", "puhui.api"),

@@ -117,13 +117,19 @@ def cli():
               help="city: the standard generator; second: an independent one for truth "
                    "checks (persistent frailty, conditions, selected enrolment; "
                    "actuarial/assumptions/synth-second.toml)")
-def synth(persons, years, seed, out, start_year, dirty, generator):
+@click.option("--claims", "claims_file", is_flag=True,
+              help="also write OUT/claims.parquet: the settlements a claim was filed for "
+                   "and their filing dates (reporting lags for claimed batches; its own "
+                   "random stream, so the other files are the same bytes)")
+def synth(persons, years, seed, out, start_year, dirty, generator, claims_file):
     """Write a synthetic city of fund data (persons, policies, settlements, lines)."""
     from puhui.fund.files import write_fund
     from puhui.synth.city import synth_city
 
     if generator == "second" and dirty:
         raise InputError("--dirty works with --generator city only; drop one of them")
+    if claims_file and dirty:
+        raise InputError("--claims needs clean settlements; drop --dirty or --claims")
     _out_dir(out)
     if generator == "second":
         from puhui.synth.second import write_second_city
@@ -133,6 +139,7 @@ def synth(persons, years, seed, out, start_year, dirty, generator):
         _mark_synthetic(out, generator, persons, years, seed, start_year, dirty)
         click.echo(f"wrote {n['persons']:,} persons, {n['policies']:,} policies, "
                    f"{n['settlements']:,} settlements, {n['lines']:,} lines to {out}")
+        _synth_claims(out, seed, claims_file)
         return
     data = synth_city(persons, years, seed, start_year=start_year, dirty=dirty,
                       progress=_progress(True))
@@ -142,6 +149,16 @@ def synth(persons, years, seed, out, start_year, dirty, generator):
                f"{len(data.settlements):,} settlements, {len(data.lines):,} lines to {out}")
     for p in paths:
         click.echo(f"  {p}")
+    _synth_claims(out, seed, claims_file)
+
+
+def _synth_claims(out, seed, wanted: bool) -> None:
+    """``--claims``: the claims file with filing dates (puhui.synth.reporting)."""
+    if wanted:
+        from puhui.synth.reporting import write_claims_file
+
+        path, n = write_claims_file(out, seed)
+        click.echo(f"wrote {n:,} claims with their filing dates to {path}")
 
 
 def _mark_synthetic(out, generator, persons, years, seed, start_year, dirty):
