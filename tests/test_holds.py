@@ -159,6 +159,11 @@ def test_a_settlement_held_at_first_sight_is_paid_after_release(city, tmp_path, 
     assert ledger.decisions_of(ledger.connect(url), "T2") == []
     run_batch(PRODUCT, PRODUCT.path, data, url, "b1")            # resumed / re-run
     run_batch(PRODUCT, PRODUCT.path, data, url, "b2")            # a later batch, flagged again
+    # data without X: the flag does not fire, the ledger's hold still holds T2
+    no_x = run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "no-x", [t1, t2, t3]),
+                     url, "b-no-x")
+    held = no_x.eob[no_x.eob["setl_id"] == "T2"]
+    assert set(held["reason"].astype(str)) == {FLAG} and (held["payout_amt"] == 0).all()
     assert _net(url, psn) == 980000
     assert puhui("claims", "release", "--ledger", url, "--setl-id", "T2", "--reason",
                  "reviewed").returncode == 0
