@@ -9,7 +9,8 @@ The story (one insured person, huhuibao-2025's hospital benefit: 12,000 yuan ded
 70 % above it): T1 20,000 / T2 10,000 / T3 6,000 yuan in-list self-pay on 1 March, 1 May,
 1 July. X (29 April, the same hospital, nothing self-paid) makes T2 an admission split
 from X (F_SPLIT_ADMISSION): a batch whose data holds X holds T2."""
-import pandas as pd
+import json
+
 import pytest
 
 from puhui.claims import ledger
@@ -171,7 +172,10 @@ def test_a_settlement_held_at_first_sight_is_paid_after_release(city, tmp_path, 
     net, acc = _plain_loop([(20000, None), (10000, None), (6000, None)])
     assert _entries(url, "b3", psn) == [("T2", "hospital", 700000, "pay")]
     assert _net(url, psn) == net == 1_680_000 and _acc(url, psn) == acc
-    reverse_payout(PRODUCT, url, _reversal(t1, "R1", "2025-08-01"))
+    f = tmp_path / "r1.json"              # through `claims direct`, as a counter sends it
+    f.write_text(json.dumps(_reversal(t1, "R1", "2025-08-01")), encoding="utf-8")
+    r = puhui("claims", "direct", "--product", PRODUCT.id, "--ledger", url, "--settlement", f)
+    assert r.returncode == 0 and "held" not in json.loads(r.stdout), r.stderr
     net, acc = _plain_loop([(10000, None), (6000, None)])
     assert _net(url, psn) == net == 280000 and _acc(url, psn) == acc
 
