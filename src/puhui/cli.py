@@ -485,6 +485,51 @@ def claims_direct(product_file, url, settlement_file):
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
+@claims.command("release")
+@click.option("--ledger", "url", required=True)
+@click.option("--setl-id", "setl_id", required=True, help="the held settlement (its EOB row "
+              "says held for review with an F_ code)")
+@click.option("--reason", required=True, help="why the hold is released (the review's "
+              "finding; kept in the ledger and its audit, no personal data)")
+def claims_release(url, setl_id, reason):
+    """Release a settlement a batch held for review (fraud or quality flags): the next
+    batch whose data holds it, or a reversal at once re-adjudicating the person's policy
+    year, pays what is due for it; until then it keeps what it was paid before the hold."""
+    from puhui.claims import ledger
+    from puhui.fund import privacy
+
+    setl_id, reason = setl_id.strip(), reason.strip()
+    if not setl_id or not privacy.is_token(setl_id):
+        raise InputError("--setl-id: give the settlement's setl_id (a pseudonymous token); "
+                         "the value is not shown")
+    if not reason or len(reason) > 500:
+        raise InputError("--reason: say why the hold is released (1 to 500 characters)")
+    rule = privacy.check_value(reason)
+    if rule is not None:
+        raise InputError(f"--reason: looks like personal data ({rule}); say why without "
+                         f"it. Nothing was changed; the value is not shown")
+    con = ledger.connect(url, must_exist=True)
+    try:
+        with ledger.unit_of_work(con):           # the whole ledger: a rare command
+            row = ledger.release_hold(con, setl_id, reason, _who())
+            ledger.audit(con, "claims release", row[2], setl_id=setl_id, code=row[1],
+                         reason=reason)
+    finally:
+        con.close()
+    click.echo(f"released the hold on {setl_id} ({row[1]}, held by batch {row[2]}); the "
+               f"next batch whose data holds it, or a reversal for the person, pays what "
+               f"is due")
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:          # noqa: BLE001 - no user name in some containers
+        return "unknown"
+
+
 @cli.group("ledger")
 def ledger_group():
     """The payout ledger: load policies, status, export payments."""
@@ -521,11 +566,16 @@ def ledger_status(url):
     """Batches, entries and net paid in the ledger."""
     from puhui.claims import ledger
 
-    n_pol, batches, total = ledger.status(ledger.connect(url, must_exist=True))
+    con = ledger.connect(url, must_exist=True)
+    n_pol, batches, total = ledger.status(con)
+    held, released = ledger.holds_count(con)
     click.echo(f"{ledger.shown_url(url)}: {n_pol:,} policies")
     for b, mode, status, n, amt in batches:
         click.echo(f"  batch {b} ({mode}, {status}): {n:,} entries, net {amt / 100:,.2f} yuan")
     click.echo(f"  net paid: {total / 100:,.2f} yuan")
+    if held or released:
+        click.echo(f"  held for review: {held:,} settlement(s); released after review: "
+                   f"{released:,}")
 
 
 @ledger_group.command("prune-idempotency")

@@ -32,7 +32,7 @@ import threading
 from typing import Any
 
 from puhui.claims import ledger
-from puhui.claims.direct import (REQUIRED, answer_of, checked_settlement, decide,
+from puhui.claims.direct import (REQUIRED, answer_of, checked_settlement, decide, held_note,
                                  in_product_order, settlement_json, settlement_locks)
 from puhui.claims.reverse import apply_reversal, checked_reversal, reversal_locks
 from puhui.errors import Conflict, InputError, Unprocessable
@@ -216,12 +216,14 @@ class Service:
 
     def settlement_eob(self, setl_id: str) -> tuple[int, dict]:
         _token(setl_id, "setl_id")
-        done = in_product_order(self.product,
-                                ledger.decisions_of(self.connections.get(), setl_id))
-        if not done:
+        con = self.connections.get()
+        done = in_product_order(self.product, ledger.decisions_of(con, setl_id))
+        hold = ledger.hold_of(con, setl_id)
+        note = held_note(hold[1] if hold is not None and hold[4] is None else None)
+        if not done and not note:
             raise Problem(404, "no such settlement", f"settlement {setl_id} has not been "
                                                      f"decided by this ledger")
-        return 200, answer_of(setl_id, done)
+        return 200, answer_of(setl_id, done) | note
 
     def accumulators(self, psn_no: str) -> tuple[int, dict]:
         _token(psn_no, "psn_no")

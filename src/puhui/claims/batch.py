@@ -617,6 +617,11 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # fraud and quality flags: held for review, left out like quarantined rows (the
     # flags read a few columns of the effective rows; the table itself is not copied)
     held = _flags(st, eff, who, data.lines, drug_items())
+    # the ledger's holds (session 21): one in force holds its settlement again whatever
+    # the flags say now; one a reviewer released is not held again by the same flags
+    held = with_ledger_holds(st, eff, held, *ledger.holds(con))
+    new_holds = list(zip(st.loc[held.index, "setl_id"].astype(str),
+                         st.loc[held.index, "psn_no"].astype(str), held.astype(str)))
     for r, code in held.items():
         quarantined[int(r)] = code
     eff[held.index.to_numpy(dtype="int64")] = False
@@ -643,12 +648,13 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     with ledger.unit_of_work(con):
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
         ledger.upsert_policies(con, pol)
+        ledger.record_holds(con, new_holds, batch_id)
         ledger.audit(con, f"claims run --mode {mode}", batch_id, phash, dhash,
                      product_file=str(product_file), data=str(data_dir),
                      resumed=resumed, settlements=len(st),
                      quarantined=len(quarantined), scope=list(scope.dates),
                      scope_stated=scope.stated, complete=complete,
-                     not_in_data=len(taking_back))
+                     not_in_data=len(taking_back), held=len(new_holds))
 
     matcher = LineMatcher(product)
     consent = dict(zip(pol["psn_no"].astype(str), pol["consent"].astype(bool)))
@@ -1010,6 +1016,27 @@ def _flags(st: pd.DataFrame, eff: np.ndarray, who: np.ndarray, lines, items) -> 
         lined = rows[positions_in(st["setl_id"], ids)[rows] >= 0]
         found.append(line_flags(_flag_columns(st, lined, who), lines, items))
     return first_flags(found)
+
+
+def with_ledger_holds(st: pd.DataFrame, eff: np.ndarray, flagged: pd.Series,
+                      active: dict[str, tuple[str, str]], released: set[str]) -> pd.Series:
+    """The settlements a batch holds (row -> code): the flags' (``flagged``) less those
+    whose hold a reviewer released, and the effective rows the ledger holds in force
+    (``active``: setl_id -> (psn_no, code); the same person) with the ledger's code."""
+    if released and len(flagged):
+        gone = _text_isin(st.loc[flagged.index, "setl_id"], released)
+        flagged = flagged[~gone]
+    if not active:
+        return flagged
+    rows = np.flatnonzero(eff & _text_isin(st["setl_id"], set(active)))
+    rows = rows[~np.isin(rows, flagged.index.to_numpy(dtype="int64"))]
+    if not len(rows):
+        return flagged
+    ids = st.loc[rows, "setl_id"].astype(str).to_numpy()
+    psns = st.loc[rows, "psn_no"].astype(str).to_numpy()
+    mine = np.array([active[i][0] == p for i, p in zip(ids, psns)], bool)
+    more = pd.Series([active[i][1] for i in ids[mine]], index=rows[mine], dtype=object)
+    return pd.concat([flagged, more]).sort_index()
 
 
 def _flag_columns(st: pd.DataFrame, rows: np.ndarray, who: np.ndarray) -> pd.DataFrame:

@@ -281,7 +281,7 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
     before = dict(state)                   # adjudicate_one updates ``state`` in place
     res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
                          renewal=renewal, has_any_policy=bool(mine))
-    decided, a_reversal = ledger.decisions_or_reversal(con, s["setl_id"])
+    decided, a_reversal, hold = ledger.decisions_or_reversal(con, s["setl_id"])
     if a_reversal:
         # review 19: a reversal's id taken again as a settlement's held the id twice
         raise Conflict(f"settlement {s['setl_id']}: this setl_id is a reversal the ledger "
@@ -289,7 +289,11 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
     done = in_product_order(product, decided)
     if done:
         _same_settlement(con, s, lines, matcher, done, res)
-        return answer_of(s["setl_id"], done) | {"already_decided": True}
+        return answer_of(s["setl_id"], done) | {"already_decided": True} | held_note(hold)
+    if hold is not None:
+        # held for review by a batch's flags (session 21): nothing paid, nothing kept, so
+        # once the hold is released the same settlement sent again is decided as new
+        return held_answer(product, s["setl_id"], res, hold)
     if not record or pol is None:
         # no policy covers it (no policy of the product, or another date): nothing is due
         # and nothing is kept, as a batch keeps no decision for a settlement without a
@@ -298,6 +302,22 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
         return answer_of(s["setl_id"], _rows(product, res)) | {"recorded": False}
     changed = {k: v for k, v in state.items() if before.get(k) != v}
     return _record(con, product, s, lines, matcher, pol, changed, res)
+
+
+def held_note(code: str | None) -> dict:
+    """What an answer adds for a settlement held for review (nothing when not held)."""
+    if code is None:
+        return {}
+    return {"held": {"reason": code, "detail": "held for review by a claims batch's fraud "
+                     "or quality flags: nothing more is paid for it until the hold is "
+                     "released ('puhui claims release')"}}
+
+
+def held_answer(product: Product, setl_id: str, res: dict, code: str) -> dict:
+    """The answer for a held settlement the ledger never decided: every benefit pays 0
+    with the hold's code as its reason; nothing recorded."""
+    rows = [(b, e, 0, r, 0, code) for b, e, _d, r, _p, _why in _rows(product, res)]
+    return answer_of(setl_id, rows) | {"recorded": False} | held_note(code)
 
 
 def in_product_order(product: Product, rows: list[tuple]) -> list[tuple]:

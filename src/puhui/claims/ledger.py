@@ -19,6 +19,9 @@ What it holds
                   without its reversal keeps it reversed)
 ``recoveries``    signed entries of refunds due to the product under drug agreements
                   (per batch, agreement, patient and quarter; the amount due is the sum)
+``holds``         settlements a batch's fraud or quality flags held for review: the
+                  code, the batch and when; a release (who, when, why) lets the next
+                  batch or reversal pay them (schema 4)
 ``audit``         append-only log: who ran what, with which product and data hashes, when
 
 Unique keys make replays harmless: a batch writes at most one entry per
@@ -102,10 +105,19 @@ CREATE TABLE IF NOT EXISTS idempotency (
     idem_key TEXT NOT NULL, key_id TEXT NOT NULL, endpoint TEXT NOT NULL,
     body_sha256 TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL,
     recorded_at TEXT NOT NULL, PRIMARY KEY (key_id, idem_key));
+CREATE TABLE IF NOT EXISTS holds (
+    setl_id TEXT PRIMARY KEY, psn_no TEXT NOT NULL, reason TEXT NOT NULL,
+    batch_id TEXT NOT NULL, held_at TEXT NOT NULL, released_at TEXT, released_by TEXT,
+    release_reason TEXT);
+CREATE INDEX IF NOT EXISTS holds_psn ON holds (psn_no);
 """
 #: 3 (session 18): ``api_keys`` and ``idempotency`` for the service (``puhui serve``);
 #: a version-2 ledger gains them (empty) when opened.
-SCHEMA_VERSION = "3"
+#: 4 (session 21): ``holds``, the settlements a batch's fraud and quality flags hold for
+#: review (reason code, batch, when; released by ``puhui claims release``); a version-3
+#: ledger gains the table (empty: its earlier batches' holds were not recorded) when
+#: opened, as every command opens it.
+SCHEMA_VERSION = "4"
 #: Columns of a stored settlement, in the calculator's names and units (fen).
 STORED = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype",
           "psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay")
@@ -534,15 +546,19 @@ def decisions_of(con: sqlite3.Connection, setl_id: str) -> list[tuple]:
                        "reason FROM decisions WHERE setl_id = ? ORDER BY benefit", (setl_id,)).fetchall()
 
 
-def decisions_or_reversal(con, setl_id: str) -> tuple[list[tuple], bool]:
-    """:func:`decisions_of` and whether ``setl_id`` is the id of a reversal the ledger
-    applied, in one read (a payout's round trips are counted)."""
+def decisions_or_reversal(con, setl_id: str) -> tuple[list[tuple], bool, str | None]:
+    """:func:`decisions_of`, whether ``setl_id`` is the id of a reversal the ledger
+    applied, and the code of a hold in force on it (None: not held), in one read (a
+    payout's round trips are counted)."""
     rows = con.execute("SELECT benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, "
                        "reason FROM decisions WHERE setl_id = ? UNION ALL SELECT NULL, 0, "
-                       "0, 0, 0, NULL FROM reversals WHERE setl_id = ?",
-                       (setl_id, setl_id)).fetchall()
+                       "0, 0, 0, NULL FROM reversals WHERE setl_id = ? UNION ALL SELECT "
+                       "NULL, 0, 0, 0, 0, reason FROM holds WHERE setl_id = ? AND "
+                       "released_at IS NULL", (setl_id, setl_id, setl_id)).fetchall()
     decided = sorted((tuple(r) for r in rows if r[0] is not None), key=lambda r: r[0])
-    return decided, len(decided) < len(rows)
+    held = [r[5] for r in rows if r[0] is None and r[5] is not None]
+    a_reversal = any(r[0] is None and r[5] is None for r in rows)
+    return decided, a_reversal, (held[0] if held else None)
 
 
 def replace_accumulators(con: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
@@ -919,3 +935,64 @@ def net_paid_of(con, psn_no: str, product_id: str) -> int:
         "SELECT COALESCE(SUM(payout_fen), 0) FROM payments WHERE psn_no = ? AND policy_no"
         " IN (SELECT policy_no FROM policies WHERE product_id = ?)",
         (psn_no, product_id)).fetchone()[0])
+
+
+# holds (schema 4) ---------------------------------------------------------------------
+def record_holds(con, rows: list[tuple[str, str, str]], batch_id: str) -> int:
+    """Record the settlements (setl_id, psn_no, flag code) a batch holds for review. A
+    settlement held already keeps its first hold (code, batch, time); a released one
+    stays released (the batch does not hold it again: :func:`holds`)."""
+    if not rows:
+        return 0
+    stamp = now()
+    con.executemany("INSERT OR IGNORE INTO holds (setl_id, psn_no, reason, batch_id, held_at)"
+                    " VALUES (?, ?, ?, ?, ?)", [(s, p, r, batch_id, stamp) for s, p, r in rows])
+    return len(rows)
+
+
+def holds(con) -> tuple[dict[str, tuple[str, str]], set[str]]:
+    """({setl_id: (psn_no, code)} of the holds in force, {setl_id} of released holds)."""
+    active: dict[str, tuple[str, str]] = {}
+    released: set[str] = set()
+    for sid, psn, why, gone in con.execute(
+            "SELECT setl_id, psn_no, reason, released_at IS NOT NULL FROM holds"):
+        if gone:
+            released.add(sid)
+        else:
+            active[sid] = (psn, why)
+    return active, released
+
+
+def holds_of_person(con, psn_no: str) -> dict[str, str]:
+    """{setl_id: code} of a person's holds in force."""
+    return {sid: why for sid, why in con.execute(
+        "SELECT setl_id, reason FROM holds WHERE psn_no = ? AND released_at IS NULL",
+        (psn_no,))}
+
+
+def hold_of(con, setl_id: str) -> tuple | None:
+    """(psn_no, code, batch, held_at, released_at, released_by, release_reason) or None."""
+    row = con.execute("SELECT psn_no, reason, batch_id, held_at, released_at, released_by,"
+                      " release_reason FROM holds WHERE setl_id = ?", (setl_id,)).fetchone()
+    return tuple(row) if row else None
+
+
+def release_hold(con, setl_id: str, reason: str, who: str) -> tuple:
+    """Release a hold in force (inside a unit of work): its row before the release."""
+    row = hold_of(con, setl_id)
+    if row is None:
+        raise InputError(f"settlement {setl_id}: the ledger holds no hold of it; nothing "
+                         f"was changed (check the setl_id against the batch's EOB)")
+    if row[4] is not None:
+        raise InputError(f"settlement {setl_id}: its hold was released already "
+                         f"({row[4]}); nothing was changed")
+    con.execute("UPDATE holds SET released_at = ?, released_by = ?, release_reason = ?"
+                " WHERE setl_id = ?", (now(), who, reason, setl_id))
+    return row
+
+
+def holds_count(con) -> tuple[int, int]:
+    """(holds in force, released holds)."""
+    row = con.execute("SELECT COALESCE(SUM(CASE WHEN released_at IS NULL THEN 1 ELSE 0 END),"
+                      " 0), COUNT(*) FROM holds").fetchone()
+    return int(row[0]), int(row[1]) - int(row[0])

@@ -175,11 +175,20 @@ def apply_reversal(con, product: Product, r: dict) -> tuple[dict, bool]:
     ids = [r["refund_of"], *(sid for sid, _ in results)]
     paid = _paid(con, ids, product.id)
     reasons = ledger.decision_reasons_of(con, [sid for sid, _ in results])
-    left = {k for k, why in reasons.items() if why in LEFT}
     benefits = [b.id for b in product.benefits]
+    # held for review by a batch's flags (session 21): keeps what it was paid before the
+    # hold, as a batch keeps it, until released; its deductible and limit use still count
+    held = held_of_policy(ledger.holds_of_person(con, r["psn_no"]), results)
+    left = {k for k, why in reasons.items() if why in LEFT} | \
+        {(sid, b) for sid in held for b in benefits}
     entries = due_entries(benefits, results, paid, r["refund_of"], r["setl_id"], left)
-    _write(con, product, r, pol, (results, state, entries, reasons))
+    _write(con, product, r, pol, (results, state, entries, reasons, held))
     return _answer(con, product, r, batch_of(r["setl_id"]), True), True
+
+
+def held_of_policy(holds: dict[str, str], results: list[tuple[str, dict]]) -> dict[str, str]:
+    """{setl_id: code} of the re-adjudicated settlements held for review (pure)."""
+    return {sid: holds[sid] for sid, _ in results if sid in holds}
 
 
 def _applied_before(con, product: Product, r: dict) -> dict | None:
@@ -278,7 +287,7 @@ def _paid(con, ids: list[str], product_id: str) -> dict[tuple[str, str], int]:
 
 def _write(con, product: Product, r: dict, pol: dict, plan: tuple) -> None:
     """The reversal's entries, decisions, accumulators, forgotten original and record."""
-    results, state, entries, reasons = plan
+    results, state, entries, reasons, held = plan
     batch, stamp, pol_no = batch_of(r["setl_id"]), ledger.now(), pol["policy_no"]
     ledger.ensure_open_batch(con, batch, "reversal", product.id)
     ledger.record_entries(con, [(sid, a, b, r["psn_no"], pol_no, fen, kind, batch, stamp)
@@ -286,6 +295,8 @@ def _write(con, product: Product, r: dict, pol: dict, plan: tuple) -> None:
     rows = [(r["refund_of"], b.id, r["psn_no"], None, 0, 0, 0, 0, "REVERSED", batch)
             for b in product.benefits]
     for sid, res in results:
+        if sid in held:         # a held settlement's decision stays what it was paid under
+            continue
         for b in product.benefits:
             x = res[b.id]
             why = reasons.get((sid, b.id))
@@ -298,7 +309,8 @@ def _write(con, product: Product, r: dict, pol: dict, plan: tuple) -> None:
     ledger.forget_settlements(con, [r["refund_of"]])
     ledger.record_reversals(con, [(r["setl_id"], r["refund_of"], r["psn_no"])], batch)
     ledger.audit(con, "claims reverse", batch, setl_id=r["setl_id"],
-                 refund_of=r["refund_of"], fen=sum(e[3] for e in entries))
+                 refund_of=r["refund_of"], fen=sum(e[3] for e in entries),
+                 held=sorted(held))
 
 
 def _answer(con, product: Product, r: dict, batch: str, whole_batch: bool) -> dict:
@@ -310,7 +322,16 @@ def _answer(con, product: Product, r: dict, batch: str, whole_batch: bool) -> di
     return {"setl_id": r["setl_id"], "refund_of": r["refund_of"], "batch": batch,
             "entries": entries,
             "total_amt": round(sum(fen for *_, fen, _k in rows) / 100, 2),
-            "net_payout_amt": ledger.net_paid_of(con, r["psn_no"], product.id) / 100}
+            "net_payout_amt": ledger.net_paid_of(con, r["psn_no"], product.id) / 100,
+            **_held_list(con, r["psn_no"])}
+
+
+def _held_list(con, psn_no: str) -> dict:
+    """The person's settlements held for review (their codes): a reversal adjusts none of
+    them (listed only when there are any, so other answers keep their shape)."""
+    holds = ledger.holds_of_person(con, psn_no)
+    return {"held": [{"setl_id": sid, "reason": why} for sid, why in sorted(holds.items())]} \
+        if holds else {}
 
 
 def reverse_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:

@@ -1,0 +1,242 @@
+"""A settlement a claims batch holds for review stays held (session 21, issue 20's open
+item). The ledger records the hold (schema 4); a reversal at once (``POST /v1/reversal``,
+``claims direct`` with refund_of), a direct payout under the held id, a re-run batch and
+a batch on data holding only a reversal leave the held settlement as it was paid; after
+``puhui claims release`` the next batch (or reversal) pays what is due. Truth: hand
+figures and a plain loop over the policy year (deductible then 70 %), both backends.
+
+The story (one insured person, huhuibao-2025's hospital benefit: 12,000 yuan deductible,
+70 % above it): T1 20,000 / T2 10,000 / T3 6,000 yuan in-list self-pay on 1 March, 1 May,
+1 July. X (29 April, the same hospital, nothing self-paid) makes T2 an admission split
+from X (F_SPLIT_ADMISSION): a batch whose data holds X holds T2."""
+import json
+
+import pytest
+
+from puhui.claims import ledger
+from puhui.claims.batch import run_batch
+from puhui.claims.direct import direct_payout
+from puhui.claims.reverse import held_of_policy, reverse_payout
+from tests.conftest import puhui
+from tests.ledgers import run_sql
+from tests.test_reversal import (DAYS, PRODUCT, _acc, _body, _data, _loaded, _net,
+                                 _reversal, _three, city)  # noqa: F401 - city: a fixture
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+FLAG = "F_SPLIT_ADMISSION"
+
+
+def _x(psn, kind):
+    """A stay two days before T2 at the same hospital, paid wholly by the fund."""
+    return _body("X1", psn, "2025-04-29", 0, kind) | {"medfee_sumamt": 300, "hifp_pay": 300}
+
+
+def _plain_loop(stories):
+    """Net paid and the policy's accumulators (fen) by a plain loop: settlements in time
+    order, 12,000 yuan deductible then 70 %; ``stories``: (in-list yuan, kept payout in fen
+    or None). A settlement whose payout is kept (held) still uses the deductible and
+    limit it would use now, as a batch counts a held settlement."""
+    left, net, used_limit = 1_200_000, 0, 0
+    for inlist, kept in stories:
+        fen = inlist * 100
+        ded = min(left, fen)
+        left -= ded
+        due = (fen - ded) * 7000 // 10000
+        used_limit += due
+        net += due if kept is None else kept
+    return net, [("deductible:hospital", 1_200_000 - left), ("limit:hospital", used_limit)]
+
+
+def _entries(url, batch, psn):
+    return run_sql(url, "SELECT applies_to, benefit, payout_fen, kind FROM payments WHERE"
+                        " batch_id = ? AND psn_no = ? ORDER BY entry_id", (batch, psn))
+
+
+def test_the_pure_parts():
+    assert held_of_policy({"T2": FLAG, "Z9": FLAG}, [("T2", {}), ("T3", {})]) == {"T2": FLAG}
+    assert _plain_loop([(10000, None), (6000, None)]) == (280000, [
+        ("deductible:hospital", 1_200_000), ("limit:hospital", 280000)])
+
+
+def test_a_reversal_leaves_a_held_settlement_as_it_was_paid(city, tmp_path, new_ledger):
+    """T1..T3 paid at the counter (5,600 / 7,000 / 4,200); a batch on data holding X holds
+    T2 (its 7,000 kept); T1 reversed at once: T1 -5,600 and T3 -1,400 (the deductible
+    falls on T2 and 2,000 of T3), and nothing for T2 (it was -7,000 before the ledger
+    recorded holds). Net 9,800 = 7,000 kept + 2,800. Then: a direct resend of T2, a new
+    settlement T4, the batch again, data holding only the reversal: nothing moves for T2.
+    Released: the next batch takes T2 to what is due (0), net 2,800 as if never held."""
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    t1, t2, t3 = _three(psn, kind)
+    assert [direct_payout(PRODUCT, url, b)["total_payout"] for b in (t1, t2, t3)] == \
+        [5600.0, 7000.0, 4200.0]
+    with_x = _data(city, tmp_path, "with-x", [t1, _x(psn, kind), t2, t3])
+    res = run_batch(PRODUCT, PRODUCT.path, with_x, url, "b-hold")
+    held = res.eob[res.eob["setl_id"] == "T2"]
+    assert set(held["reason"].astype(str)) == {FLAG} and (held["payout_amt"] == 0).all()
+    assert _net(url, psn) == 1_680_000 and _entries(url, "b-hold", psn) == []
+    h = ledger.hold_of(ledger.connect(url), "T2")
+    assert h[:3] == (psn, FLAG, "b-hold") and h[4] is None
+    # the reversal at once
+    answer = reverse_payout(PRODUCT, url, _reversal(t1, "R1", "2025-08-01"))
+    assert [(e["applies_to"], e["kind"], e["payout_amt"]) for e in answer["entries"]] == \
+        [("T1", "reverse", -5600.0), ("T3", "adjust", -1400.0)]
+    assert answer["held"] == [{"setl_id": "T2", "reason": FLAG}]
+    net, acc = _plain_loop([(10000, 700000), (6000, None)])
+    assert net == 980000 and _net(url, psn) == net and _acc(url, psn) == acc
+    # a direct resend of the held id: answered from the ledger, with the hold
+    again = direct_payout(PRODUCT, url, t2)
+    assert again["already_decided"] and again["held"]["reason"] == FLAG
+    # the holding batch again, data holding the reversal (and X), and data holding the
+    # reversal without its original: T2 stays as paid
+    run_batch(PRODUCT, PRODUCT.path, with_x, url, "b-hold")
+    rev = _reversal(t1, "R1", "2025-08-01")
+    run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "with-rev",
+                                           [t1, _x(psn, kind), t2, t3, rev]), url, "b-rev")
+    run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "only-rev",
+                                           [_x(psn, kind), t2, t3, rev]), url, "b-only-rev")
+    assert _net(url, psn) == 980000
+    # a new settlement of the person after the hold: decided against the accumulators
+    # (the deductible is used up: 70 % of 1,000)
+    t4 = _body("T4", psn, "2025-09-01", 1000, kind)
+    assert direct_payout(PRODUCT, url, t4)["total_payout"] == 700.0
+    assert _net(url, psn) == 980000 + 70000
+    assert run_sql(url, "SELECT COALESCE(SUM(payout_fen), 0) FROM payments WHERE applies_to"
+                        " = 'T2'")[0][0] == 700000
+    # released after review: the next batch holding T2 pays what is due for it (0: the
+    # deductible falls on it once T1 is reversed), as if it had never been held
+    r = puhui("claims", "release", "--ledger", url, "--setl-id", "T2", "--reason",
+              "same stay billed in two parts; reviewed, genuine")
+    assert r.returncode == 0, r.stderr
+    assert "held for review: 0 settlement(s); released after review: 1" in \
+        puhui("ledger", "status", "--ledger", url).stdout
+    rev_data = _data(city, tmp_path, "all", [t1, _x(psn, kind), t2, t3, rev, t4])
+    run_batch(PRODUCT, PRODUCT.path, rev_data, url, "b-released")
+    assert _entries(url, "b-released", psn) == [("T2", "hospital", -700000, "adjust")]
+    net, acc = _plain_loop([(10000, None), (6000, None), (1000, None)])
+    assert _net(url, psn) == net == 280000 + 70000 and _acc(url, psn) == acc
+
+
+def test_the_same_story_over_the_api(city, tmp_path, new_ledger):
+    """The service's POST /v1/reversal leaves the held T2 alone, lists the hold, and the
+    settlement's EOB (GET) and a resend say held."""
+    from fastapi.testclient import TestClient
+
+    from puhui.service import create_app
+
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("svc"))
+    key = puhui("keys", "create", "--ledger", url, "--scope", "settle", "--name",
+                "platform").stdout.strip()
+    c, h = TestClient(create_app(PRODUCT, url)), {"Authorization": f"Bearer {key}"}
+    t1, t2, t3 = _three(psn, kind)
+    for b in (t1, t2, t3):
+        assert c.post("/v1/settlement", json=b, headers=h).status_code == 201
+    run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "x", [t1, _x(psn, kind), t2, t3]),
+              url, "b-hold")
+    r = c.post("/v1/reversal", json=_reversal(t1, "R1", "2025-08-01"), headers=h)
+    assert r.status_code == 201, r.text
+    assert [e["applies_to"] for e in r.json()["entries"]] == ["T1", "T3"]
+    assert r.json()["net_payout_amt"] == 9800.0 and r.json()["held"][0]["reason"] == FLAG
+    resend = c.post("/v1/settlement", json=t2, headers=h)
+    assert resend.status_code == 200 and resend.json()["held"]["reason"] == FLAG
+    assert c.get("/v1/settlements/T2", headers=h).json()["held"]["reason"] == FLAG
+
+
+def test_a_settlement_held_at_first_sight_is_paid_after_release(city, tmp_path, new_ledger):
+    """The batch sees T2 first with X: held, nothing paid or stored (T1 5,600, T3 4,200);
+    sent at the counter it is answered held, 0, nothing recorded; a re-run pays nothing;
+    released, the same data's next batch pays it 7,000; then T1 reversed at once: T2 and
+    T3 re-adjudicated (-7,000, -1,400), net 2,800 - the plain loop's figures each time."""
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    t1, t2, t3 = _three(psn, kind)
+    data = _data(city, tmp_path, "first", [t1, _x(psn, kind), t2, t3])
+    run_batch(PRODUCT, PRODUCT.path, data, url, "b1")
+    assert _net(url, psn) == 560000 + 420000
+    counter = direct_payout(PRODUCT, url, t2)
+    assert counter["total_payout"] == 0 and counter["recorded"] is False
+    assert {b["reason"] for b in counter["benefits"]} == {FLAG}
+    assert ledger.decisions_of(ledger.connect(url), "T2") == []
+    run_batch(PRODUCT, PRODUCT.path, data, url, "b1")            # resumed / re-run
+    run_batch(PRODUCT, PRODUCT.path, data, url, "b2")            # a later batch, flagged again
+    # data without X: the flag does not fire, the ledger's hold still holds T2
+    no_x = run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "no-x", [t1, t2, t3]),
+                     url, "b-no-x")
+    held = no_x.eob[no_x.eob["setl_id"] == "T2"]
+    assert set(held["reason"].astype(str)) == {FLAG} and (held["payout_amt"] == 0).all()
+    assert _net(url, psn) == 980000
+    assert puhui("claims", "release", "--ledger", url, "--setl-id", "T2", "--reason",
+                 "reviewed").returncode == 0
+    run_batch(PRODUCT, PRODUCT.path, data, url, "b3")
+    net, acc = _plain_loop([(20000, None), (10000, None), (6000, None)])
+    assert _entries(url, "b3", psn) == [("T2", "hospital", 700000, "pay")]
+    assert _net(url, psn) == net == 1_680_000 and _acc(url, psn) == acc
+    f = tmp_path / "r1.json"              # through `claims direct`, as a counter sends it
+    f.write_text(json.dumps(_reversal(t1, "R1", "2025-08-01")), encoding="utf-8")
+    r = puhui("claims", "direct", "--product", PRODUCT.id, "--ledger", url, "--settlement", f)
+    assert r.returncode == 0 and "held" not in json.loads(r.stdout), r.stderr
+    net, acc = _plain_loop([(10000, None), (6000, None)])
+    assert _net(url, psn) == net == 280000 and _acc(url, psn) == acc
+
+
+def test_release_refuses_what_it_cannot_do(city, tmp_path, new_ledger):
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    t1, t2, t3 = _three(psn, kind)
+    run_batch(PRODUCT, PRODUCT.path, _data(city, tmp_path, "d", [t1, _x(psn, kind), t2, t3]),
+              url, "b1")
+    for args, words in ((["--setl-id", "NOPE", "--reason", "x"], "no hold"),
+                        (["--setl-id", "T2", "--reason", "call 13812345678"], "personal data"),
+                        (["--setl-id", "T2", "--reason", " "], "say why")):
+        r = puhui("claims", "release", "--ledger", url, *args)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert "13812345678" not in r.stderr
+    assert puhui("claims", "release", "--ledger", url, "--setl-id", "T2", "--reason",
+                 "ok").returncode == 0
+    r = puhui("claims", "release", "--ledger", url, "--setl-id", "T2", "--reason", "ok")
+    assert r.returncode == 2 and "released already" in r.stderr
+    audit = run_sql(url, "SELECT command, detail FROM audit WHERE command = 'claims release'")
+    assert len(audit) == 1 and "F_SPLIT_ADMISSION" in audit[0][1]
+
+
+def test_a_version_3_ledger_is_upgraded_to_4(tmp_path, new_ledger):
+    """A version-3 ledger (no holds table) opened by any command gains an empty one."""
+    url = new_ledger("old")
+    ledger.connect(url).close()
+    run_sql(url, "DROP TABLE holds")
+    run_sql(url, "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    r = puhui("ledger", "status", "--ledger", url)
+    assert r.returncode == 0 and "held for review" not in r.stdout
+    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "4"
+    assert run_sql(url, "SELECT COUNT(*) FROM holds")[0][0] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="found in session 21, not mended: a held settlement "
+                   "keeps its payout but counts in the limit at what it would be paid now "
+                   "(0 here), so the earlier T2 is paid 1,900 beside H's kept 1,400: 5,400 "
+                   "paid against a 4,000 limit (a batch's rule since session 10; a reversal "
+                   "does the same)")
+def test_a_held_settlement_and_a_new_earlier_one_stay_within_the_limit(city, tmp_path,
+                                                                       new_ledger):
+    """A product with a 4,000 yuan limit (300 deductible, 70 %): T1 3,300 (pays 2,100) and
+    H 2,000 on 3 May (pays 1,400) paid by a batch; the next batch's data adds T2 3,000 on
+    1 May at the same hospital, so H is split from T2 and held, keeping its 1,400. Paid
+    in all must stay within the 4,000 limit."""
+    from puhui.products.model import load_product
+
+    from tests.test_money_safety import TIGHT
+
+    f = tmp_path / "tight.toml"
+    f.write_text(TIGHT.format(base=PRODUCT.path), encoding="utf-8")
+    tight = load_product(f)
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    h = _body("H1", psn, "2025-05-03", 2000, kind)
+    t2 = _body("T2", psn, "2025-05-01", 3000, kind)
+    run_batch(tight, f, _data(city, tmp_path, "a", [t1, h]), url, "b1")
+    assert _net(url, psn) == 210000 + 140000
+    res = run_batch(tight, f, _data(city, tmp_path, "b", [t1, t2, h]), url, "b2")
+    assert set(res.eob.loc[res.eob["setl_id"] == "H1", "reason"].astype(str)) == {FLAG}
+    assert _net(url, psn) <= 400000
