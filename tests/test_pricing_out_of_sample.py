@@ -716,3 +716,33 @@ def _batches_and_realised(d, tmp_path, years):
     product = load_product(actuarial_dir() / "products" / f"huhuibao-{last}.toml")
     data = load_for_pricing(d, product, load_assumptions(None)[0])
     return s, realised_cost(product, data, last)
+
+
+def test_backtest_reads_the_year2_size_of_the_line_not_of_one_version(small_city_dir, tmp_path):
+    """A version backtested beside others (some 2025 policies relabelled as the community
+    version): the launch's policies are the line's, so the size the year shows is every
+    product's 2025 policies over them, not this version's alone (it read 0.595 for
+    0.700 on a 4,000-person city); the renewals likewise (plain sets on the policies
+    file); the report says the size is the line's (review 18, session 21)."""
+    from puhui.fund.files import read_fund
+
+    d = read_fund(small_city_dir)
+    pol = d.policies.copy()
+    pol["product_id"] = pol["product_id"].astype(str)
+    yr = pol["start_date"].dt.year
+    pick = ((yr == 2025) & (np.arange(len(pol)) % 3 == 0)).to_numpy()
+    pol.loc[pick, "product_id"] = "huhuibao-2025-community"
+    d.policies = pol
+    data = tmp_path / "data"
+    write_fund(d, data)
+    out = tmp_path / "bt"
+    r = run("backtest", "--product", "huhuibao-2025", "--data", str(data), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    (y,) = json.loads((out / "backtest.json").read_text())["years"]
+    z, a = y["at_realised_year2"], y["enrolment"]["assumed"]
+    every, own = int((yr == 2025).sum()), int(((yr == 2025) & ~pick).sum())
+    assert y["policies_actual"] == own < every == z["policies_year"]
+    assert z["year2_to_launch"] == pytest.approx(every / a["launch_policies"], abs=5e-5)
+    both = set(pol.loc[yr == 2024, "psn_no"]) & set(pol.loc[yr == 2025, "psn_no"])
+    assert z["renewals_actual"] == len(both)
+    assert "The size is the line's" in (out / "report.html").read_text()

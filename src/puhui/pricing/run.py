@@ -169,7 +169,8 @@ def backtest_reading(y: dict) -> str:
         more = ("as many" if abs(d) < 0.0005 else
                 f"{abs(d):.1%} {'more' if d > 0 else 'fewer'}".replace("%", " %"))
         text += f" It expected {pred:,} policies; {act:,} were sold ({more})."
-    text += at_realised_reading(year, y.get("at_realised_year2"), act)
+    z = y.get("at_realised_year2")
+    text += at_realised_reading(year, z, (z or {}).get("policies_year", act))
     iv = y["interval"]
     if iv["covers"] is None:
         text += " No prediction interval could be set (nothing to predict)."
