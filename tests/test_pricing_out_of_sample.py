@@ -8,6 +8,7 @@ pays the data's real policies through the ledger), and the data's own counts.
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -222,10 +223,14 @@ def test_backtest_leaves_no_english_in_the_re_priced_rows_reading_in_zh():
     from puhui.reporting import gettext_for
     from puhui.reporting.notes import translate_note
 
+    from test_reports import english_runs
+
     for fills in ("yes", "renewals above", "entry capped"):
         text = backtest_reading(_launch_row(fills_size=fills))
         zh = translate_note(text, "zh", gettext_for("zh"))
-        assert "year-2" not in zh and "renewal" not in zh and "按 2025 年实际的第二年规模" in zh, fills
+        assert english_runs(f"<p>{zh}</p>") == [] and "按 2025 年实际的第二年规模" in zh, (fills, zh)
+        figures = re.findall(r"\d[\d,.]*\d|\d", text)
+        assert all(f in zh for f in figures), (fills, figures, zh)
 
 
 def test_backtest_reprices_nothing_for_a_year_without_policies():
@@ -746,3 +751,19 @@ def test_backtest_reads_the_year2_size_of_the_line_not_of_one_version(small_city
     both = set(pol.loc[yr == 2024, "psn_no"]) & set(pol.loc[yr == 2025, "psn_no"])
     assert z["renewals_actual"] == len(both)
     assert "The size is the line's" in (out / "report.html").read_text()
+
+
+def test_a_launch_year_price_in_chinese_has_no_english_sentence(small_city_dir, tmp_path):
+    """The launch-year page in zh (the mode, the borrowed figures' sources, the
+    sensitivity's list): no English sentence left, the sources quoted as written inside
+    lang="en" (review 18, session 21: the mode and the sources were English)."""
+    from test_reports import english_runs
+
+    data = _subset(small_city_dir, tmp_path, years=[2025])
+    out = tmp_path / "zh"
+    r = run("price", "--product", "huhuibao-2025", "--data", str(data), "--out", str(out),
+            "--no-backtest", "--lang", "zh")
+    assert r.returncode == 0, r.stderr
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "首年投保，续保按借用假设" in html and "首年的 0.600 倍" in html
+    assert english_runs(html) == []
