@@ -197,3 +197,78 @@ def test_enrolment_basis_is_read_and_checked(tmp_path):
     bad.write_text("[renewal]\nhealthy = 1.5\nsick = 0.9\n[later_entry]\nyear2_to_launch = 0.9\n")
     with pytest.raises(RuleFileError, match=r"\[renewal\] healthy = 1.5"):
         load_enrolment_basis(bad)
+
+
+_GOOD = "[renewal]\nhealthy = 0.4\nsick = 0.9\n[later_entry]\nyear2_to_launch = 0.88\n"
+
+
+@pytest.mark.parametrize("grid, says", [
+    ('"0.6"', "is str '0.6'"), ('["0.6", 0.7]', "entry 1 of 2 is '0.6'"),
+    ("[0.6, -0.1]", "entry 2 of 2 is '-0.1'"), ("[true]", "entry 1 of 1 is 'True'"),
+    ("[nan]", "is 'nan'"), ("[inf]", "is 'inf'"), ("[-inf]", "is '-inf'"),
+    ("[2.5]", "is '2.5'"), ("[[0.6]]", "is '[0.6]'"), ("{a = 1}", "is dict"),
+    ("[1979-05-27]", "is '1979-05-27'"),
+    ("[" + ", ".join(["0.5"] * 100_000 + ['"x"']) + "]", "entry 100001 of 100001 is 'x'"),
+    ("[" + ", ".join(f"{i / 1000:.3f}" for i in range(1000)) + "]", "1,000|1000 distinct"),
+])
+def test_enrolment_basis_refuses_a_malformed_year2_sensitivity(tmp_path, grid, says):
+    """Strings, negatives, bools, NaN and inf, nested lists, tables, dates, a list of
+    more sizes than a report can show: RuleFileError (exit 2), the file and key named,
+    the message short (the first bad entry, not a list of 100,000) (review 18, s21)."""
+    from puhui.errors import RuleFileError
+    from puhui.pricing.enrolment import load_enrolment_basis
+
+    bad = tmp_path / "e.toml"
+    bad.write_text(_GOOD + f"year2_sensitivity = {grid}\n")
+    with pytest.raises(RuleFileError, match=r"\[later_entry\] year2_sensitivity") as e:
+        load_enrolment_basis(bad)
+    assert any(s in str(e.value) for s in says.split("|")) and len(str(e.value)) < 400
+
+
+def test_enrolment_basis_year2_sensitivity_edges(tmp_path):
+    """Left out or empty: the size priced alone; integers and duplicates (0.88 twice,
+    once as the priced size) kept once, sorted; a section that is not a table refused."""
+    from puhui.errors import RuleFileError
+    from puhui.pricing.enrolment import load_enrolment_basis
+
+    f = tmp_path / "e.toml"
+    f.write_text(_GOOD)
+    assert load_enrolment_basis(f)["year2_sensitivity"] == [0.88]
+    f.write_text(_GOOD + "year2_sensitivity = []\n")
+    assert load_enrolment_basis(f)["year2_sensitivity"] == [0.88]
+    f.write_text(_GOOD + "year2_sensitivity = [2, 0, 0.88, 0.880, 1]\n")
+    assert load_enrolment_basis(f)["year2_sensitivity"] == [0.0, 0.88, 1.0, 2.0]
+    f.write_text("later_entry = 1\n[renewal]\nhealthy = 0.4\nsick = 0.9\n")
+    with pytest.raises(RuleFileError, match=r"no \[later_entry\] table"):
+        load_enrolment_basis(f)
+
+
+def test_year2_sensitivity_is_left_out_for_a_version_priced_among_others():
+    """A version priced jointly has its share of the line's mix, not the borrowed mix the
+    sizes move: no sensitivity rows (they would show the line's policies as the
+    version's), a note instead; the borrowed mix itself gets the rows."""
+    from types import SimpleNamespace
+
+    from puhui.pricing.enrolment import assumed_renewal_mix
+    from puhui.pricing.premium import _step_borrowed_enrolment
+
+    basis = {"healthy": 0.4, "sick": 0.9, "year2_to_launch": 0.8,
+             "year2_sensitivity": [0.6, 0.8]}
+    inputs = (np.array([[100, 0], [11, 30]]), np.array([[40, 0], [5, 20]]),
+              np.array([0.4, 0.5]), basis)
+    w = assumed_renewal_mix(*inputs[:3], 0.4, 0.9, 0.8)["w"]
+
+    def state(mix):
+        return SimpleNamespace(enrol_model=SimpleNamespace(assumed_inputs_=inputs),
+                               enrol_fig={"assumed": {"launch_policies": 65}}, w=mix,
+                               cell_cost=np.array([100.0, 300.0]), pure_total=192.31,
+                               notes=[])
+
+    own = state(w)
+    _step_borrowed_enrolment(own)
+    rows = own.enrol_fig["assumed"]["year2_sensitivity"]
+    assert [r["policies"] for r in rows] == [39.0, 52.0] and own.notes == []
+    version = state(w * 0.25)
+    _step_borrowed_enrolment(version)
+    assert "year2_sensitivity" not in version.enrol_fig["assumed"] and version.borrowed is None
+    assert "sensitivity is left out" in version.notes[0]

@@ -8,6 +8,7 @@ pays the data's real policies through the ledger), and the data's own counts.
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,94 @@ def test_backtest_reprices_a_launch_year_row_at_the_size_its_year_shows(backtest
     assert own[0]["pure_premium"] == y["priced_pure_premium"]["total"]
     assert "At the year-2 size this year shows" in (out / "report.html").read_text()
     assert "at the year-2 size the year shows" in r.stdout
+
+
+def test_backtest_sets_the_years_renewals_beside_the_borrowed_ones(backtested, small_city_dir):
+    """The re-priced launch-year row still holds the borrowed renewal by health, so it
+    carries the year's renewals (2025 policyholders with a 2024 policy, counted here
+    from the policies file with plain sets) beside the expected ones; the report says
+    so, and backtest.xlsx has the row's figures (review 18, session 21)."""
+    from puhui.excel import backtest_sheets
+
+    out, _ = backtested
+    b = json.loads((out / "backtest.json").read_text())
+    (y,) = b["years"]
+    z = y["at_realised_year2"]
+    pol = read_raw(small_city_dir, POLICIES)
+    yr = pol["start_date"].dt.year
+    both = set(pol.loc[yr == 2024, "psn_no"]) & set(pol.loc[yr == 2025, "psn_no"])
+    assert z["renewals_actual"] == len(both) > 0
+    assert z["entrants_actual"] == y["policies_actual"] - len(both)
+    assert z["fills_size"] == "yes"
+    html = (out / "report.html").read_text()
+    assert f"{len(both):,} in the year" in html and "renewal by health included" in html
+    (_, header, rows, _), *_ = backtest_sheets(b)
+    row = dict(zip(header, rows[0]))
+    assert row["year-2 size the year shows [A]"] == z["year2_to_launch"]
+    assert row["A/E at that size"] == z["ae"] and row["renewals sold"] == len(both)
+    assert row["pure premium at that size, yuan"] == z["pure_premium"]
+
+
+def _launch_row(**z):
+    return {"year": 2025, "terms": "t", "data_years": [2024],
+            "priced_pure_premium": {"total": 10.0}, "realised_cost": {"total": 11.0},
+            "ae": {"total": 1.1}, "policies_predicted": 880, "policies_actual": 500,
+            "policies_ae": 0.568, "interval": {"level": 0.9, "lower": 1, "upper": 20,
+                                               "covers": True},
+            "parameter_interval": {"lower": 9, "upper": 11}, "notes": [],
+            "launch_year_projection": True, "launch_year_note": "n",
+            "at_realised_year2": {"year2_to_launch": 0.5, "policies": 669.0,
+                                  "renewals": 669.0, "entrants": 0.0, "pure_premium": 12.0,
+                                  "ae": 0.917, "policies_ae": 0.747, "renewals_actual": 300,
+                                  "entrants_actual": 200, **z}}
+
+
+@pytest.mark.parametrize("fills, says, zh", [
+    ("renewals above", "The borrowed renewals alone (669)", "仅借用的续保件数（669）"),
+    ("entry capped", "Later entry at its cap", "后续新增参保已达上限")])
+def test_backtest_does_not_blame_the_size_alone_when_the_mix_cannot_hold_it(fills, says, zh):
+    """Where the borrowed renewals alone exceed the year's policies, or later entry at
+    its cap falls short of them, the re-priced row's policies are not the year's: the
+    report and the reading say what misses instead of "the borrowed size's" error."""
+    from puhui.pricing.backtest import render
+    from puhui.pricing.run import backtest_reading
+
+    row = _launch_row(fills_size=fills)
+    result = {"products": ["p"], "data_years": [2024, 2025], "seed": 0, "years": [row],
+              "summary": {"launch_year_projections": [2025]}, "notes": []}
+    html = render(result)
+    assert says in html and "the borrowed size's" not in html
+    assert "At the year-2 size this year shows" in html and "669 policies" in html
+    assert zh in render(result, lang="zh") and "Later entry" not in render(result, lang="zh")
+    reading = backtest_reading(row)
+    assert "669 policies, not 500" in reading and "made the policies' error" not in reading
+
+
+def test_backtest_leaves_no_english_in_the_re_priced_rows_reading_in_zh():
+    """The reading of each case of the re-priced launch-year row has a Chinese form."""
+    from puhui.pricing.run import backtest_reading
+    from puhui.reporting import gettext_for
+    from puhui.reporting.notes import translate_note
+
+    from test_reports import english_runs
+
+    for fills in ("yes", "renewals above", "entry capped"):
+        text = backtest_reading(_launch_row(fills_size=fills))
+        zh = translate_note(text, "zh", gettext_for("zh"))
+        assert english_runs(f"<p>{zh}</p>") == [] and "按 2025 年实际的第二年规模" in zh, (fills, zh)
+        figures = re.findall(r"\d[\d,.]*\d|\d", text)
+        assert all(f in zh for f in figures), (fills, figures, zh)
+
+
+def test_backtest_reprices_nothing_for_a_year_without_policies():
+    """No policy in the year: nothing to re-price at (no size of 0, no A/E)."""
+    from puhui.pricing.backtest import at_realised_year2
+
+    class Never:
+        def at(self, size):
+            raise AssertionError("re-priced a year without policies")
+
+    assert at_realised_year2(Never(), {"assumed": {"launch_policies": 100}}, 0, None, 0) is None
 
 
 def test_backtest_report_is_quiet_for_rows_with_a_renewal_year():
@@ -632,3 +721,49 @@ def _batches_and_realised(d, tmp_path, years):
     product = load_product(actuarial_dir() / "products" / f"huhuibao-{last}.toml")
     data = load_for_pricing(d, product, load_assumptions(None)[0])
     return s, realised_cost(product, data, last)
+
+
+def test_backtest_reads_the_year2_size_of_the_line_not_of_one_version(small_city_dir, tmp_path):
+    """A version backtested beside others (some 2025 policies relabelled as the community
+    version): the launch's policies are the line's, so the size the year shows is every
+    product's 2025 policies over them, not this version's alone (it read 0.595 for
+    0.700 on a 4,000-person city); the renewals likewise (plain sets on the policies
+    file); the report says the size is the line's (review 18, session 21)."""
+    from puhui.fund.files import read_fund
+
+    d = read_fund(small_city_dir)
+    pol = d.policies.copy()
+    pol["product_id"] = pol["product_id"].astype(str)
+    yr = pol["start_date"].dt.year
+    pick = ((yr == 2025) & (np.arange(len(pol)) % 3 == 0)).to_numpy()
+    pol.loc[pick, "product_id"] = "huhuibao-2025-community"
+    d.policies = pol
+    data = tmp_path / "data"
+    write_fund(d, data)
+    out = tmp_path / "bt"
+    r = run("backtest", "--product", "huhuibao-2025", "--data", str(data), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    (y,) = json.loads((out / "backtest.json").read_text())["years"]
+    z, a = y["at_realised_year2"], y["enrolment"]["assumed"]
+    every, own = int((yr == 2025).sum()), int(((yr == 2025) & ~pick).sum())
+    assert y["policies_actual"] == own < every == z["policies_year"]
+    assert z["year2_to_launch"] == pytest.approx(every / a["launch_policies"], abs=5e-5)
+    both = set(pol.loc[yr == 2024, "psn_no"]) & set(pol.loc[yr == 2025, "psn_no"])
+    assert z["renewals_actual"] == len(both)
+    assert "The size is the line's" in (out / "report.html").read_text()
+
+
+def test_a_launch_year_price_in_chinese_has_no_english_sentence(small_city_dir, tmp_path):
+    """The launch-year page in zh (the mode, the borrowed figures' sources, the
+    sensitivity's list): no English sentence left, the sources quoted as written inside
+    lang="en" (review 18, session 21: the mode and the sources were English)."""
+    from test_reports import english_runs
+
+    data = _subset(small_city_dir, tmp_path, years=[2025])
+    out = tmp_path / "zh"
+    r = run("price", "--product", "huhuibao-2025", "--data", str(data), "--out", str(out),
+            "--no-backtest", "--lang", "zh")
+    assert r.returncode == 0, r.stderr
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "首年投保，续保按借用假设" in html and "首年的 0.600 倍" in html
+    assert english_runs(html) == []

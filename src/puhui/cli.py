@@ -866,9 +866,13 @@ def _at_realised_year2(z: dict | None) -> str:
     if not z:
         return ""
     ae = "n/a" if z["ae"] is None else f"{z['ae']:.3f}"
+    fills = z.get("fills_size", "yes")
+    ra = z.get("renewals_actual")
     return (f"; at the year-2 size the year shows ({z['year2_to_launch']:.3f} x launch): "
-            f"{z['policies']:,.0f} policies, pure premium {z['pure_premium']:,.2f} yuan, "
-            f"A/E {ae}")
+            f"{z['policies']:,.0f} policies"
+            + ("" if fills == "yes" else f" ({fills}: the mix cannot hold that size)")
+            + f", pure premium {z['pure_premium']:,.2f} yuan, A/E {ae}; renewals expected "
+            f"{z['renewals']:,.0f}" + ("" if ra is None else f", actual {ra:,}"))
 
 
 def _yuan_or_na(v) -> str:

@@ -189,25 +189,36 @@ def backtest_sheets(result: dict) -> list[Sheet]:
     (the price built from the years before it against what the year's enrollees cost,
     the policies predicted and sold, the prediction interval), and per year and benefit
     the priced pure premium, the realised cost per policy and their A/E. A year with no
-    realised figure (fewer policies than the report shows) has an empty cell."""
+    realised figure (fewer policies than the report shows) has an empty cell; so do the
+    columns of a launch-year row's price at the year-2 size its year shows
+    (``at_realised_year2``) on every other row."""
     years = []
     for y in result.get("years", []):
         iv = y["interval"]
+        z = y.get("at_realised_year2") or {}
         years.append([y["year"], y.get("product_id"), ", ".join(map(str, y["data_years"])),
                       y["priced_pure_premium"]["total"], y["realised_cost"]["total"],
                       y["ae"]["total"], y["policies_predicted"], y["policies_actual"],
                       y["policies_ae"], iv.get("level"), iv["lower"], iv["upper"],
                       _covers(iv["covers"]), y.get("gross_premium"),
                       y.get("equilibrium_premium"),
-                      "yes" if y.get("launch_year_projection") else "no"])
+                      "yes" if y.get("launch_year_projection") else "no",
+                      z.get("year2_to_launch"), z.get("policies"), z.get("fills_size"),
+                      z.get("pure_premium"), z.get("ae"), z.get("renewals"),
+                      z.get("renewals_actual")])
     header = ["year", "product", "priced from", "priced pure premium, yuan",
               "realised cost per policy, yuan", "A/E", "policies predicted",
               "policies sold", "policies A/E", "interval level", "interval lower, yuan",
               "interval upper, yuan", "interval covers the realised cost",
               "gross premium, yuan", "equilibrium gross premium, yuan",
-              "launch-year projection [A]"]
+              "launch-year projection [A]",
+              # a launch-year row re-priced at the year-2 size its year shows
+              "year-2 size the year shows [A]", "policies expected at that size",
+              "the mix holds that size", "pure premium at that size, yuan",
+              "A/E at that size", "renewals expected at that size", "renewals sold"]
     formats = {3: YUAN, 4: YUAN, 5: RATIO, 6: COUNT, 7: COUNT, 8: RATIO, 9: PERCENT0,
-               10: YUAN, 11: YUAN, 13: YUAN, 14: YUAN}
+               10: YUAN, 11: YUAN, 13: YUAN, 14: YUAN, 16: RATIO, 17: COUNT, 19: YUAN,
+               20: RATIO, 21: COUNT, 22: COUNT}
     benefits = [[y["year"], b, v, y["realised_cost"].get(b), y["ae"].get(b)]
                 for y in result.get("years", []) for b, v in y["priced_pure_premium"].items()]
     notes = [[n] for n in result.get("notes", [])] + [

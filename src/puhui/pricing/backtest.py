@@ -120,18 +120,34 @@ def realised_cost(product: Product, data: FundData, year: int) -> dict:
     frame, _ = experience_in_blocks(product, through, drop=EXPERIENCE_DROP)
     on = ((frame["year"].to_numpy() == year) & frame["enrolled"].to_numpy(dtype=bool)
           & eligible_rows(product, frame))
+    line = on                                    # every product's policyholders
     on, notes = own_book(product, through, frame, year, on)
     steps = claim_free_deductibles(product, through, frame, year, on, notes)
     n = int(on.sum())
+    # the line's policies and renewals (every version's: what a launch-year price's
+    # year-2 size and borrowed renewals are of)
+    line_policies, renewals = int(line.sum()), renewed(frame, year, line)
     exposure = float(frame["exposure"].to_numpy()[on].sum())
     paid_fen = {b.id: int(frame[f"payout_{b.id}"].to_numpy()[on].sum()) for b in product.benefits}
     paid = {b: v / 100.0 for b, v in paid_fen.items()}
     total = sum(paid_fen.values()) / 100.0
-    return {"policies": n, "exposure": exposure, "paid": paid, "paid_total": total,
+    return {"policies": n, "line_policies": line_policies, "line_renewals": renewals,
+            "exposure": exposure, "paid": paid,
+            "paid_total": total,
             "per_policy": {**{b: v / n if n else None for b, v in paid.items()},
                            "total": total / n if n else None},
             "per_policy_year": total / exposure if exposure else None,
             "claim_free_policies": steps, "notes": notes}
+
+
+def renewed(frame: pd.DataFrame, year: int, on) -> int:
+    """How many of the rows ``on`` (``year``'s policyholders) held a policy (of any
+    product in the data) the year before: the year's renewals; the rest joined."""
+    import numpy as np
+
+    yr, person = frame["year"].to_numpy(), frame["person"].to_numpy()
+    before = person[(yr == year - 1) & frame["enrolled"].to_numpy(dtype=bool)]
+    return int(np.isin(person[np.asarray(on, dtype=bool)], before).sum())
 
 
 def own_book(product: Product, data: FundData, frame: pd.DataFrame, year: int, on
@@ -281,27 +297,38 @@ def backtest_year(products: list[Product], data: FundData, year: int, assumption
     if launch_only:
         out["launch_year_note"] = launch_year_note(priced.get("enrolment") or {})
         at = at_realised_year2(pricing.borrowed, priced.get("enrolment") or {},
-                               real["policies"], r["total"])
+                               real["line_policies"], r["total"], real["line_renewals"])
         if at is not None:
             out["at_realised_year2"] = at
     return out
 
 
-def at_realised_year2(borrowed, enrolment: dict, policies: int, realised: float | None
-                      ) -> dict | None:
+def at_realised_year2(borrowed, enrolment: dict, policies: int, realised: float | None,
+                      renewals: int | None = None) -> dict | None:
     """A row priced from the launch year alone, re-priced at the year-2 size its year
     shows (policies over the launch's policies) with the renewal by health kept
     (:func:`puhui.pricing.enrolment.year2_sensitivity`): it parts the error of the
     borrowed size (the policies, and the premium through who is in the mix) from the
-    rest of the model's. None without a borrowed size or a launch policy."""
+    rest of the price's, which still holds the borrowed renewal by health (``renewals``:
+    the year's actual renewals, set beside the expected ones as ``renewals_actual``).
+    ``policies`` and ``renewals`` are the line's (every product's policyholders of the
+    year, as the launch's policies are: a version backtested beside others is priced
+    on the line's enrolment), kept as ``policies_year``. Its policies are the year's
+    only where the mix can hold that size (``fills_size`` "yes"; not when the borrowed
+    renewals alone exceed it or later entry is capped). None without a borrowed size,
+    a launch policy or a policy in the year."""
     a = enrolment.get("assumed") or {}
     launch = a.get("launch_policies")
-    if borrowed is None or not launch:
+    if borrowed is None or not launch or not policies:
         return None
     size = policies / launch
     row = borrowed.at(size)
     row["ae"] = _ratio(realised, row["pure_premium"])
     row["policies_ae"] = _ratio(policies, row["policies"])
+    row["policies_year"] = int(policies)
+    if renewals is not None:
+        row["renewals_actual"] = int(renewals)
+        row["entrants_actual"] = int(policies - renewals)
     return row
 
 

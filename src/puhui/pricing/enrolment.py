@@ -274,6 +274,10 @@ def load_enrolment_basis(path=None) -> dict:
                             f"the actuarial basis (actuarial/{ENROLMENT_BASIS})")
     a = read_toml(p)
     out = {"file": f"actuarial/{ENROLMENT_BASIS}" if not path else str(p)}
+    for section in ("renewal", "later_entry"):
+        if not isinstance(a.get(section), dict):
+            raise RuleFileError(f"{p}: no [{section}] table (found {type(a.get(section)).__name__}"
+                                f"); the shipped actuarial/{ENROLMENT_BASIS} shows its keys")
     for section, key, hi in (("renewal", "healthy", 1.0), ("renewal", "sick", 1.0),
                              ("later_entry", "year2_to_launch", 2.0)):
         v = a.get(section, {}).get(key)
@@ -282,14 +286,39 @@ def load_enrolment_basis(path=None) -> dict:
                                 f"{hi:g} (with its source in {key}_source)")
         out[key] = float(v)
         out[f"{key}_source"] = str(a[section].get(f"{key}_source", ""))
-    grid = a.get("later_entry", {}).get("year2_sensitivity", [])
-    if not isinstance(grid, list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 2.0
-            for v in grid):
-        raise RuleFileError(f"{p}: [later_entry] year2_sensitivity = {grid!r}; give a list of "
-                            f"year-2 sizes, each a number from 0 to 2 (or leave it out)")
-    out["year2_sensitivity"] = sorted({float(v) for v in grid} | {out["year2_to_launch"]})
+    out["year2_sensitivity"] = _year2_grid(p, a["later_entry"].get("year2_sensitivity", []),
+                                           out["year2_to_launch"])
     return out
+
+
+#: At most this many year-2 sizes in ``[later_entry] year2_sensitivity`` (each is a row
+#: of pricing.json and of the report's sentence).
+YEAR2_SIZES_MAX = 20
+
+
+def _year2_grid(p, grid, priced: float) -> list[float]:
+    """The year-2 sizes of the sensitivity: ``grid`` checked (a list of at most
+    :data:`YEAR2_SIZES_MAX` numbers from 0 to 2; the message quotes the first bad entry,
+    not the whole list), with the size ``priced`` added, sorted, duplicates once."""
+    from puhui.errors import RuleFileError
+
+    where = f"{p}: [later_entry] year2_sensitivity"
+    if not isinstance(grid, list):
+        raise RuleFileError(f"{where} is {type(grid).__name__} {str(grid)[:40]!r}; give a list "
+                            f"of year-2 sizes, each a number from 0 to 2 (or leave it out)")
+    bad = [(i, v) for i, v in enumerate(grid) if isinstance(v, bool)
+           or not isinstance(v, (int, float)) or not 0 <= v <= 2.0]
+    if bad:
+        i, v = bad[0]
+        raise RuleFileError(f"{where}: entry {i + 1} of {len(grid)} is {str(v)[:40]!r} "
+                            f"({len(bad)} bad in all); give a list of year-2 sizes, each a "
+                            f"number from 0 to 2 (or leave it out)")
+    sizes = sorted({round(float(v), 4) for v in grid} | {priced})
+    if len(sizes) > YEAR2_SIZES_MAX:
+        raise RuleFileError(f"{where} has {len(sizes)} distinct sizes with the one priced; give "
+                            f"at most {YEAR2_SIZES_MAX} (each is a row of pricing.json and of "
+                            f"the report)")
+    return sizes
 
 
 def year2_sensitivity(people: np.ndarray, enrolled: np.ndarray, launch: np.ndarray,
@@ -314,7 +343,13 @@ def year2_sensitivity(people: np.ndarray, enrolled: np.ndarray, launch: np.ndarr
     >>> args = (np.array([[100, 0], [11, 30]]), np.array([[40, 0], [5, 20]]),
     ...         np.array([0.4, 0.5]), b, np.array([100.0, 300.0]), 192.31)
     >>> year2_sensitivity(*args, 0.8)
-    {'year2_to_launch': 0.8, 'policies': 52.0, 'renewals': 36.0, 'entrants': 16.0, 'pure_premium': 192.31}
+    {'year2_to_launch': 0.8, 'policies': 52.0, 'renewals': 36.0, 'entrants': 16.0, 'pure_premium': 192.31, 'fills_size': 'yes'}
+
+    At 0.5 the renewals alone (36) exceed 0.5 x 65 = 32.5; at 1.5 (97.5 policies) the
+    entrants at their cap (the launch take-up, 24 + 8 = 32) reach 68:
+
+    >>> [(r["policies"], r["fills_size"]) for r in (year2_sensitivity(*args, s) for s in (0.5, 1.5))]
+    [(36.0, 'renewals above'), (68.0, 'entry capped')]
     >>> year2_sensitivity(*args, 0.6)["pure_premium"]
     206.41
     """
@@ -328,7 +363,19 @@ def year2_sensitivity(people: np.ndarray, enrolled: np.ndarray, launch: np.ndarr
     pure = pure_total * cost(m["w"]) / base if base > 0 else pure_total
     return {"year2_to_launch": round(float(year2), 4), "policies": round(float(m["w"].sum()), 1),
             "renewals": round(m["renewals"], 1), "entrants": round(m["entrants"], 1),
-            "pure_premium": round(pure, 2)}
+            "pure_premium": round(pure, 2), "fills_size": _fills(m, year2)}
+
+
+def _fills(m: dict, year2: float) -> str:
+    """Whether the mix ``m`` (:func:`assumed_renewal_mix`) holds ``year2`` x the launch's
+    policies: "yes"; "renewals above" (the borrowed renewals alone exceed the size, so
+    the mix is larger); "entry capped" (later entry at its cap, the launch take-up,
+    falls short, so the mix is smaller)."""
+    if m["capped"]:
+        return "entry capped"
+    if m["renewals"] > year2 * m["launch_policies"] + 1e-9:
+        return "renewals above"
+    return "yes"
 
 
 def assumed_renewal_mix(people: np.ndarray, enrolled: np.ndarray, launch: np.ndarray,

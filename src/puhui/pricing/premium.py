@@ -682,12 +682,22 @@ def _step_borrowed_enrolment(s: BuildUp) -> None:
     the sizes of ``[later_entry] year2_sensitivity`` in actuarial/assumptions/enrolment.toml
     and the one priced), into ``pricing.json``'s ``enrolment.assumed.year2_sensitivity``;
     and ``borrowed``, which gives the same figures at any size (the backtest asks at the
-    size its year shows). Nothing for a price whose renewal is fitted.
+    size its year shows). Nothing for a price whose renewal is fitted, nor for one whose
+    mix is not the borrowed one (a version priced among others: its mix is its share of
+    the line's, and the sizes are the line's; a note says so).
 
-    Reads cell_cost, enrol_fig, enrol_model, pure_total; sets borrowed, enrol_fig."""
+    Reads cell_cost, enrol_fig, enrol_model, pure_total, w, notes; sets borrowed,
+    enrol_fig, notes."""
     inputs = getattr(s.enrol_model, "assumed_inputs_", None)
     s.borrowed = None
     if inputs is None or not s.enrol_fig.get("assumed"):
+        return
+    own = assumed_renewal_mix(*inputs[:3], inputs[3]["healthy"], inputs[3]["sick"],
+                              inputs[3]["year2_to_launch"])["w"]
+    if not np.allclose(own, s.w, rtol=1e-9, atol=1e-6):
+        s.notes.append("the year-2 size's sensitivity is left out: this version's mix is its "
+                       "share of the line's among the versions, and the borrowed year-2 size "
+                       "is the line's (every version together)")
         return
     s.borrowed = BorrowedYear2(*inputs, np.asarray(s.cell_cost, dtype=float), s.pure_total)
     s.enrol_fig["assumed"]["year2_sensitivity"] = [

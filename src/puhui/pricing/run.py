@@ -170,11 +170,7 @@ def backtest_reading(y: dict) -> str:
                 f"{abs(d):.1%} {'more' if d > 0 else 'fewer'}".replace("%", " %"))
         text += f" It expected {pred:,} policies; {act:,} were sold ({more})."
     z = y.get("at_realised_year2")
-    if z and z.get("ae") is not None:
-        text += (f" At the year-2 size {year} shows ({z['year2_to_launch']:.3f} x the launch's "
-                 f"policies) the same price is {z['pure_premium']:,.2f} yuan (A/E "
-                 f"{z['ae']:.3f}): the borrowed size made the policies' error; this A/E is "
-                 f"the rest of the price's.")
+    text += at_realised_reading(year, z, (z or {}).get("policies_year", act))
     iv = y["interval"]
     if iv["covers"] is None:
         text += " No prediction interval could be set (nothing to predict)."
@@ -187,6 +183,47 @@ def backtest_reading(y: dict) -> str:
                  "stated uncertainty and one year's chance explain, so read the price with "
                  "that miss in mind.")
     return text
+
+
+def at_realised_reading(year: int, z: dict | None, actual: int) -> str:
+    """The sentence of :func:`backtest_reading` on a launch-year row re-priced at the
+    year-2 size its year shows (``at_realised_year2``); "" without one. Where the mix
+    holds that size, the A/E left is the rest of the price's, the borrowed renewal by
+    health included (the renewals expected and the year's, side by side); where it
+    cannot (the borrowed renewals alone exceed it, or later entry is capped), it says
+    so rather than blame the size alone.
+
+    >>> z = {"year2_to_launch": 0.7, "policies": 975.0, "renewals": 666.8,
+    ...      "pure_premium": 153.85, "ae": 1.148, "fills_size": "yes", "renewals_actual": 827}
+    >>> at_realised_reading(2025, z, 975)  # doctest: +NORMALIZE_WHITESPACE
+    " At the year-2 size 2025 shows (0.700 x the launch's policies) the same price is
+    153.85 yuan (A/E 1.148): the borrowed size made the policies' error; this A/E is the
+    rest of the price's, the borrowed renewal by health included (667 renewals expected,
+    827 in 2025)."
+    >>> at_realised_reading(2025, {**z, "year2_to_launch": 0.36, "policies": 666.8,
+    ...     "fills_size": "renewals above", "renewals_actual": 300}, 500)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    " At the year-2 size 2025 shows (0.360 x the launch's policies) the same price expects
+    667 policies, not 500: the borrowed renewals alone exceed that size (300 renewals in
+    2025); its pure premium there is 153.85 yuan (A/E 1.148)."
+    """
+    if not z or z.get("ae") is None:
+        return ""
+    head = f" At the year-2 size {year} shows ({z['year2_to_launch']:.3f} x the launch's policies)"
+    tail = f"{z['pure_premium']:,.2f} yuan (A/E {z['ae']:.3f})"
+    fills, ra = z.get("fills_size", "yes"), z.get("renewals_actual")
+    if fills == "yes":
+        seen = (f" ({z['renewals']:,.0f} renewals expected, {ra:,} in {year})"
+                if ra is not None else "")
+        return (f"{head} the same price is {tail}: the borrowed size made the policies' "
+                f"error; this A/E is the rest of the price's, the borrowed renewal by health "
+                f"included{seen}.")
+    why = ("later entry at its cap (each cell's launch take-up) falls short of that size"
+           if fills == "entry capped" else
+           "the borrowed renewals alone exceed that size" + (
+               f" ({ra:,} renewals in {year})" if ra is not None else ""))
+    return (f"{head} the same price expects {z['policies']:,.0f} policies, not {actual:,}: "
+            f"{why}; its pure premium there is {tail}.")
 
 
 def eligibility_not_read(product) -> str | None:
