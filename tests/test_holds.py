@@ -11,12 +11,15 @@ The story (one insured person, huhuibao-2025's hospital benefit: 12,000 yuan ded
 from X (F_SPLIT_ADMISSION): a batch whose data holds X holds T2."""
 import json
 
+import pandas as pd
 import pytest
 
 from puhui.claims import ledger
 from puhui.claims.batch import run_batch
 from puhui.claims.direct import direct_payout
 from puhui.claims.reverse import held_of_policy, reverse_payout
+from puhui.fund.files import read_raw
+from puhui.fund.schema import SETTLEMENTS
 from tests.conftest import puhui
 from tests.ledgers import run_sql
 from tests.test_reversal import (DAYS, PRODUCT, _acc, _body, _data, _loaded, _net,
@@ -354,3 +357,57 @@ def test_a_reversal_counts_a_held_settlement_at_what_it_keeps(city, tmp_path, ne
         ("H1", "hospital", -21000), ("T3", "hospital", 21000)]
     net, acc = _plain_loop([2000, 5000], **TIGHT_TERMS)
     assert _net(url, psn) == net == 400000 and _acc(url, psn) == acc
+
+
+def _extract(city, tmp_path, name, bodies, first, last):
+    """A month's extract: the city's settlements dated ``first`` to ``last`` (no
+    reversals) and ``bodies``, the batch's period stated."""
+    from tests.test_money_safety import _copy_fund
+
+    st = read_raw(_data(city, tmp_path, name, bodies), SETTLEMENTS)
+    day = pd.to_datetime(st["setl_time"]).dt.strftime("%Y-%m-%d")
+    keep = (day >= first) & (day <= last) & st["refund_of"].isna()
+    return _copy_fund(city[0], tmp_path / (name + "-extract"), st[keep].reset_index(drop=True))
+
+
+def test_a_held_settlement_absent_from_the_data_counts_at_what_it_keeps(city, tmp_path,
+                                                                        new_ledger):
+    """H (1 May, 1,400) held by a batch on data with X; April's extract then brings T2
+    (1 April, 3,000) without H: H's hold is in force, so it counts at what it keeps and
+    T2 is paid the 500 the limit leaves (4,000 - 2,100 - 1,400), not 1,900."""
+    tight, f = _tight(tmp_path)
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    h = _body("H1", psn, "2025-05-01", 2000, kind)
+    t2 = _body("T2", psn, "2025-04-01", 3000, kind)
+    run_batch(tight, f, _data(city, tmp_path, "a", [t1, h]), url, "b1")
+    run_batch(tight, f, _data(city, tmp_path, "b", [t1, _x(psn, kind), h]), url, "b2")
+    assert ledger.hold_of(ledger.connect(url), "H1")[1] == FLAG and _net(url, psn) == 350000
+    april = _extract(city, tmp_path, "april", [t2], "2025-04-01", "2025-04-30")
+    run_batch(tight, f, april, url, "b3", period=("2025-04-01", "2025-04-30"))
+    assert _entries(url, "b3", psn) == [("T2", "hospital", 50000, "pay")]
+    net, acc = _plain_loop([3300, 3000], kept=[(0, 140000)], **TIGHT_TERMS)
+    assert _net(url, psn) == net == 400000 and _acc(url, psn) == acc
+
+
+@pytest.mark.xfail(strict=True, reason="found in session 21, not mended (outside the hold "
+                   "fix): a settlement carried because the data does not hold it keeps its "
+                   "payout but counts at what it would be paid now, so an earlier-dated one "
+                   "in a month's extract is paid 1,900 beside its kept 1,400: 5,400 against "
+                   "a 4,000 limit (counting every carried settlement with puhui.benefits.kept "
+                   "would mend it, and change docs/claims.md 'Not yet done' on carried ones)")
+def test_a_carried_settlement_and_a_new_earlier_one_stay_within_the_limit(city, tmp_path,
+                                                                         new_ledger):
+    """No hold: T1 3,300 and H 2,000 (3 May) paid by a batch; May's first two days'
+    extract brings T2 3,000 (1 May) without them. Paid in all must stay within 4,000."""
+    tight, f = _tight(tmp_path)
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    h = _body("H1", psn, "2025-05-03", 2000, kind)
+    t2 = _body("T2", psn, "2025-05-01", 3000, kind)
+    run_batch(tight, f, _data(city, tmp_path, "a", [t1, h]), url, "b1")
+    may = _extract(city, tmp_path, "may", [t2], "2025-05-01", "2025-05-02")
+    run_batch(tight, f, may, url, "b2", period=("2025-05-01", "2025-05-02"))
+    assert _net(url, psn) <= 400000

@@ -620,7 +620,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     held = _flags(st, eff, who, data.lines, drug_items())
     # the ledger's holds (session 21): one in force holds its settlement again whatever
     # the flags say now; one a reviewer released is not held again by the same flags
-    held = with_ledger_holds(st, eff, held, *ledger.holds(con))
+    in_force, released = ledger.holds(con)
+    held = with_ledger_holds(st, eff, held, in_force, released)
     new_holds = list(zip(st.loc[held.index, "setl_id"].astype(str),
                          st.loc[held.index, "psn_no"].astype(str), held.astype(str)))
     for r, code in held.items():
@@ -701,6 +702,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     ctx = _BlockContext(product=product, matcher=matcher, batch_id=batch_id, mode=mode,
                         rev_of=rev_of, lines=list_lines(data.lines, matcher),
                         consent=consent, frozen=frozen, claims=claims,
+                        kept=frozen | set(in_force),
                         taking_back=set(taking_back["setl_id"]), data_keys=data_keys)
     data.lines = None
 
@@ -1107,6 +1109,8 @@ class _BlockContext:
     lines: pd.DataFrame | None     # the data's lines on one of the product's lists
     consent: dict
     frozen: set                    # held or quarantined: keep what they were paid
+    kept: set                      # those and the ledger's holds in force (in the data
+    #                                or not): count at what they keep (benefits.kept)
     claims: set | None
     taking_back: set               # not in data stated complete: taken back at the end
     data_keys: _LazyKeys | None = None   # every (setl_id, person) of the data, hashed
@@ -1263,11 +1267,12 @@ def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
 
 
 def _kept_apart(con, ctx: _BlockContext, carried: pd.DataFrame, pol_b: pd.DataFrame):
-    """The carried settlements less those held or quarantined in this data, which keep
-    what they were paid and count in the accumulators at what they keep, before the
-    others (:mod:`puhui.benefits.kept`): (the rest, {policy: {accumulator: fen}} of the
-    kept ones under the block's policies, the calculator's ``priors`` or None)."""
-    frozen = carried["setl_id"].isin(ctx.frozen).to_numpy() if len(carried) else \
+    """The carried settlements less those held or quarantined in this data or held by
+    the ledger (in the data or not), which keep what they were paid and count in the
+    accumulators at what they keep, before the others (:mod:`puhui.benefits.kept`):
+    (the rest, {policy: {accumulator: fen}} of the kept ones under the block's
+    policies, the calculator's ``priors`` or None)."""
+    frozen = carried["setl_id"].isin(ctx.kept).to_numpy() if len(carried) else \
         np.zeros(0, bool)
     if not frozen.any():
         return carried, {}, None
