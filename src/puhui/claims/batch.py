@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.benefits.calculator import adjudicate, renewals
+from puhui.benefits.kept import kept_by_policy
 from puhui.benefits.quantities import LineMatcher
 from puhui.claims import ledger
 from puhui.claims.eob_file import LeanPart, UniformPart, as_frame
@@ -619,7 +620,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     held = _flags(st, eff, who, data.lines, drug_items())
     # the ledger's holds (session 21): one in force holds its settlement again whatever
     # the flags say now; one a reviewer released is not held again by the same flags
-    held = with_ledger_holds(st, eff, held, *ledger.holds(con))
+    in_force, released = ledger.holds(con)
+    held = with_ledger_holds(st, eff, held, in_force, released)
     new_holds = list(zip(st.loc[held.index, "setl_id"].astype(str),
                          st.loc[held.index, "psn_no"].astype(str), held.astype(str)))
     for r, code in held.items():
@@ -700,6 +702,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     ctx = _BlockContext(product=product, matcher=matcher, batch_id=batch_id, mode=mode,
                         rev_of=rev_of, lines=list_lines(data.lines, matcher),
                         consent=consent, frozen=frozen, claims=claims,
+                        kept=frozen | set(in_force),
                         taking_back=set(taking_back["setl_id"]), data_keys=data_keys)
     data.lines = None
 
@@ -1106,6 +1109,8 @@ class _BlockContext:
     lines: pd.DataFrame | None     # the data's lines on one of the product's lists
     consent: dict
     frozen: set                    # held or quarantined: keep what they were paid
+    kept: set                      # those and the ledger's holds in force (in the data
+    #                                or not): count at what they keep (benefits.kept)
     claims: set | None
     taking_back: set               # not in data stated complete: taken back at the end
     data_keys: _LazyKeys | None = None   # every (setl_id, person) of the data, hashed
@@ -1193,6 +1198,8 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     insured = effective["psn_no"].astype(str).isin(people).to_numpy()
     st_b = effective[insured]
     stored, carried, carried_lines = _carried(con, ctx, lo, hi, pol_b)
+    n_carried = len(carried)
+    carried, kept, priors = _kept_apart(con, ctx, carried, pol_b)
     calc, lines = st_b, ctx.lines
     if len(carried):
         cols = list(ledger.STORED)
@@ -1200,13 +1207,13 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
         if len(carried_lines):
             lines = carried_lines if lines is None or not len(lines) else pd.concat(
                 [lines, carried_lines], ignore_index=True)
-    dec = adjudicate(product, calc, pol_b, lines, matcher=ctx.matcher)
+    dec = adjudicate(product, calc, pol_b, lines, matcher=ctx.matcher, priors=priors)
     long = dec.long()
     if len(carried):     # carried settlements count in the accumulators, not in the EOB
         long = long[~long["setl_id"].isin(set(carried["setl_id"]))].reset_index(drop=True)
     _mark_not_payable(long, ctx)
     entries, direct_adjusted = _entries(long, paid, rev_b, ctx, set(late_rows["setl_id"]))
-    acc = _accumulators(product, dec, dec.settlements["policy_no"].to_numpy())
+    acc = _with_kept(_accumulators(product, dec, dec.settlements["policy_no"].to_numpy()), kept)
     # the ledger keeps the decisions with something to say (not "no policy", "outside
     # the policy" or "not covered", which the EOB lists)
     keep = long[~long["reason"].isin(["NO_POLICY", "OUTSIDE_POLICY", "NOT_COVERED"])]
@@ -1235,7 +1242,7 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     return _BlockPlan(long=long, uninsured=uninsured,
                       entries=entries, decisions=dec_rows, accumulators=acc, store=store,
                       store_lines=store_lines, forget=forget, replaced=replaced,
-                      direct_adjusted=direct_adjusted, carried=len(carried))
+                      direct_adjusted=direct_adjusted, carried=n_carried)
 
 
 def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
@@ -1257,6 +1264,38 @@ def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
         ~stored["setl_id"].isin(ctx.rev_of).to_numpy()        # reversed in this data
     carried = stored[away].reset_index(drop=True)
     return stored, carried, lines[lines["setl_id"].isin(set(carried["setl_id"]))]
+
+
+def _kept_apart(con, ctx: _BlockContext, carried: pd.DataFrame, pol_b: pd.DataFrame):
+    """The carried settlements less those held or quarantined in this data or held by
+    the ledger (in the data or not), which keep what they were paid and count in the
+    accumulators at what they keep, before the others (:mod:`puhui.benefits.kept`):
+    (the rest, {policy: {accumulator: fen}} of the kept ones under the block's
+    policies, the calculator's ``priors`` or None)."""
+    frozen = carried["setl_id"].isin(ctx.kept).to_numpy() if len(carried) else \
+        np.zeros(0, bool)
+    if not frozen.any():
+        return carried, {}, None
+    ids = sorted(set(carried.loc[frozen, "setl_id"].astype(str)))
+    mine = set(pol_b["policy_no"].astype(str))
+    kept = {p: uses for p, uses in kept_by_policy(ctx.product, ledger.kept_of(con, ids)).items()
+            if p in mine}
+    priors = pd.DataFrame([(p, a, fen) for p, uses in kept.items() for a, fen in uses.items()],
+                          columns=["policy_no", "accumulator", "used"])
+    return carried[~frozen].reset_index(drop=True), kept, priors if len(priors) else None
+
+
+def _with_kept(rows: list[tuple[str, str, int]], kept: dict[str, dict[str, int]]
+               ) -> list[tuple[str, str, int]]:
+    """The policies' accumulators (policy, accumulator, fen) with the kept uses of their
+    held and quarantined settlements added (a policy with only those gets rows too)."""
+    if not kept:
+        return rows
+    out = {(p, a): v for p, a, v in rows}
+    for pol, uses in kept.items():
+        for acc, fen in uses.items():
+            out[(pol, acc)] = out.get((pol, acc), 0) + fen
+    return [(p, a, v) for (p, a), v in out.items()]
 
 
 def _mark_not_payable(long: pd.DataFrame, ctx: _BlockContext) -> None:

@@ -740,6 +740,19 @@ def paid_for_settlements(con: sqlite3.Connection, ids: list[str], product_id: st
             " product_id = ?) GROUP BY applies_to, benefit", con, params=[product_id])
 
 
+def kept_of(con, ids: list[str]) -> list[tuple[str, str, str, int, int]]:
+    """What the settlements ``ids`` keep (those a batch's flags hold or quarantine): per
+    decision (setl_id, benefit, policy_no, deductible it applied, net paid under that
+    policy), decisions under no policy left out; a settlement never decided has none."""
+    with _wanted(con, ids):
+        return [(str(s), str(b), str(p), int(d), int(paid)) for s, b, p, d, paid in con.execute(
+            "SELECT d.setl_id, d.benefit, d.policy_no, d.deductible_fen, COALESCE((SELECT"
+            " SUM(m.payout_fen) FROM payments m WHERE m.applies_to = d.setl_id AND m.benefit"
+            " = d.benefit AND m.policy_no = d.policy_no), 0) FROM decisions d WHERE"
+            " d.setl_id IN (SELECT setl_id FROM wanted) AND d.policy_no IS NOT NULL"
+            " ORDER BY d.setl_id, d.benefit").fetchall()]
+
+
 def decided_not_in_data(con: sqlite3.Connection, batch_id: str) -> list[tuple[str, str]]:
     """(setl_id, psn_no) of the settlements ``batch_id`` took back as not in its data."""
     return con.execute("SELECT DISTINCT setl_id, psn_no FROM decisions WHERE batch_id = ?"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from puhui.benefits.kept import kept_by_policy
 from puhui.benefits.quantities import LineMatcher
 from puhui.benefits.reasons import CODES
 from puhui.benefits.reference import adjudicate_one
@@ -124,14 +125,17 @@ def reversal_locks(r: dict) -> tuple[str, ...]:
 
 # the pure rule ----------------------------------------------------------------------
 def readjudicate(product: Product, settlements: list[dict], lines: dict[str, list[dict]],
-                 cover: tuple[dict, bool, bool], matcher: LineMatcher
+                 cover: tuple[dict, bool, bool], matcher: LineMatcher,
+                 kept: dict[str, int] | None = None
                  ) -> tuple[list[tuple[str, dict]], dict[str, int]]:
     """Adjudicate one policy's settlements in the order given (time order), from
-    nothing used: [(setl_id, the calculator's result per benefit)] and the policy's
-    accumulators after them. ``cover``: (the policy, renews another, the person has any
-    policy of the product)."""
+    nothing used but ``kept`` (the accumulators' use of the policy's settlements held
+    for review, which keep what they were paid: :func:`puhui.benefits.kept.kept_uses`,
+    counted before the others): [(setl_id, the calculator's result per benefit)] and
+    the policy's accumulators after them. ``cover``: (the policy, renews another, the
+    person has any policy of the product)."""
     pol, renewal, has_any = cover
-    state: dict[str, int] = {}
+    state: dict[str, int] = dict(kept or {})
     out = []
     for s in settlements:
         res = adjudicate_one(product, s, lines.get(s["setl_id"], []), pol, state,
@@ -169,26 +173,31 @@ def apply_reversal(con, product: Product, r: dict) -> tuple[dict, bool]:
     _, pol, renewal, mine = _original(con, product, r)
     matcher = _MATCHERS.get(product.id) or _MATCHERS.setdefault(product.id, LineMatcher(product))
     stored, lines = ledger.stored_of_person(con, r["psn_no"], pol["start_date"], pol["end_date"])
-    others = [_engine_form(s) for s in stored if s["setl_id"] != r["refund_of"]
-              and _covering(mine, s["setl_time"]) == pol["policy_no"]]
-    results, state = readjudicate(product, others, lines, (pol, renewal, bool(mine)), matcher)
+    policy_year = [_engine_form(s) for s in stored if s["setl_id"] != r["refund_of"]
+                   and _covering(mine, s["setl_time"]) == pol["policy_no"]]
+    # held for review by a batch's flags (session 21): keeps what it was paid before the
+    # hold, as a batch keeps it, until released, and counts in the deductible and limits
+    # at what it keeps (puhui.benefits.kept), before the others; it is not adjudicated
+    held = held_of_policy(ledger.holds_of_person(con, r["psn_no"]),
+                          [(s["setl_id"], s) for s in policy_year])
+    kept = kept_by_policy(product, ledger.kept_of(con, sorted(held))).get(pol["policy_no"], {})
+    others = [s for s in policy_year if s["setl_id"] not in held]
+    results, state = readjudicate(product, others, lines, (pol, renewal, bool(mine)), matcher,
+                                  kept)
     ids = [r["refund_of"], *(sid for sid, _ in results)]
     paid = _paid(con, ids, product.id)
     reasons = ledger.decision_reasons_of(con, [sid for sid, _ in results])
     benefits = [b.id for b in product.benefits]
-    # held for review by a batch's flags (session 21): keeps what it was paid before the
-    # hold, as a batch keeps it, until released; its deductible and limit use still count
-    held = held_of_policy(ledger.holds_of_person(con, r["psn_no"]), results)
-    left = {k for k, why in reasons.items() if why in LEFT} | \
-        {(sid, b) for sid in held for b in benefits}
+    left = {k for k, why in reasons.items() if why in LEFT}
     entries = due_entries(benefits, results, paid, r["refund_of"], r["setl_id"], left)
     _write(con, product, r, pol, (results, state, entries, reasons, held))
     return _answer(con, product, r, batch_of(r["setl_id"]), True), True
 
 
-def held_of_policy(holds: dict[str, str], results: list[tuple[str, dict]]) -> dict[str, str]:
-    """{setl_id: code} of the re-adjudicated settlements held for review (pure)."""
-    return {sid: holds[sid] for sid, _ in results if sid in holds}
+def held_of_policy(holds: dict[str, str], settlements: list[tuple[str, dict]]) -> dict[str, str]:
+    """{setl_id: code} of the policy year's settlements ((setl_id, anything) pairs) held
+    for review (pure)."""
+    return {sid: holds[sid] for sid, _ in settlements if sid in holds}
 
 
 def _applied_before(con, product: Product, r: dict) -> dict | None:
@@ -294,9 +303,8 @@ def _write(con, product: Product, r: dict, pol: dict, plan: tuple) -> None:
                                 for sid, a, b, fen, kind in entries])
     rows = [(r["refund_of"], b.id, r["psn_no"], None, 0, 0, 0, 0, "REVERSED", batch)
             for b in product.benefits]
+    # a held settlement is not among the results: its decision stays what it was paid under
     for sid, res in results:
-        if sid in held:         # a held settlement's decision stays what it was paid under
-            continue
         for b in product.benefits:
             x = res[b.id]
             why = reasons.get((sid, b.id))

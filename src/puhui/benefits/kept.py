@@ -1,0 +1,73 @@
+"""What a settlement that keeps what it was paid uses of a policy's accumulators.
+
+A settlement held for review by a claims batch's fraud or quality flags, or quarantined
+by one (its row is wrong in this data), is not adjudicated again: it keeps what it was
+paid. Its use of the policy's running deductible and limits is therefore what it
+keeps, not what it would be paid now: per benefit, the deductible its decision applied
+when it was paid (to the benefit's yearly deductible accumulator) and the payout it
+keeps (to the benefit's limit accumulator); benefits sharing an accumulator add up.
+
+These uses are counted **before** the policy year's other settlements, whatever their
+dates: the kept amounts are facts, and the others are adjudicated, in time order, on
+what the deductible and limits leave. (Counted at the held settlement's date instead,
+a settlement dated before it that reaches the ledger later would take the limit the
+kept payout already used, and the deductible it already consumed: 4,000 yuan limit,
+2,100 + 1,400 paid, an earlier settlement arriving later paid 1,900 - 5,400 in all.)
+
+A held settlement never paid (held the first time a batch saw it, so never decided
+or stored) keeps nothing and uses nothing. Used by the claims batch (as the
+calculator's ``priors``) and by a reversal at once (as the starting state of the
+per-settlement face), so both count a held settlement the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from puhui.products.model import Product
+
+
+def kept_uses(product: Product, kept: Iterable[tuple[str, int, int]]) -> dict[str, int]:
+    """The accumulators' use (name -> fen) of one policy's settlements that keep what
+    they were paid; ``kept``: (benefit id, deductible applied, payout kept) in fen, one
+    per settlement and benefit. A benefit the product does not have is refused (its
+    use could not be counted).
+
+    >>> from puhui.products.model import load_product, product_path
+    >>> p = load_product(product_path("huhuibao-2025"))
+    >>> kept_uses(p, [("hospital", 1_200_000, 700_000), ("hospital", 0, 140_000)])
+    {'deductible:hospital': 1200000, 'limit:hospital': 840000}
+    >>> kept_uses(p, [])
+    {}
+    """
+    layers = {b.id: b.layer for b in product.benefits}
+    out: dict[str, int] = {}
+    for benefit, deductible, payout in kept:
+        if benefit not in layers:
+            raise ValueError(f"a kept payout under benefit '{benefit}', which product "
+                             f"{product.id} does not have")
+        la = layers[benefit]
+        for acc, fen in ((la.deductible_accumulator, deductible),
+                         (la.limit_accumulator, payout)):
+            if acc:
+                out[acc] = out.get(acc, 0) + int(fen)
+    return out
+
+
+def kept_by_policy(product: Product, kept: Iterable[tuple[str, str, str, int, int]]
+                   ) -> dict[str, dict[str, int]]:
+    """:func:`kept_uses` per policy; ``kept``: (setl_id, benefit, policy_no, deductible
+    applied, payout kept) in fen, one per settlement and benefit (as the ledger's
+    decisions and payments give them).
+
+    >>> from puhui.products.model import load_product, product_path
+    >>> p = load_product(product_path("huhuibao-2025"))
+    >>> kept_by_policy(p, [("H1", "hospital", "P1", 0, 140_000),
+    ...                    ("H2", "hospital", "P2", 30_000, 0)])
+    {'P1': {'deductible:hospital': 0, 'limit:hospital': 140000}, \
+'P2': {'deductible:hospital': 30000, 'limit:hospital': 0}}
+    """
+    rows: dict[str, list[tuple[str, int, int]]] = {}
+    for _sid, benefit, policy_no, deductible, payout in kept:
+        rows.setdefault(policy_no, []).append((benefit, deductible, payout))
+    return {pol: kept_uses(product, r) for pol, r in rows.items()}
