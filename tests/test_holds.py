@@ -391,23 +391,27 @@ def test_a_held_settlement_absent_from_the_data_counts_at_what_it_keeps(city, tm
     assert _net(url, psn) == net == 400000 and _acc(url, psn) == acc
 
 
-@pytest.mark.xfail(strict=True, reason="found in session 21, not mended (outside the hold "
-                   "fix): a settlement carried because the data does not hold it keeps its "
-                   "payout but counts at what it would be paid now, so an earlier-dated one "
-                   "in a month's extract is paid 1,900 beside its kept 1,400: 5,400 against "
-                   "a 4,000 limit (counting every carried settlement with puhui.benefits.kept "
-                   "would mend it, and change docs/claims.md 'Not yet done' on carried ones)")
 def test_a_carried_settlement_and_a_new_earlier_one_stay_within_the_limit(city, tmp_path,
                                                                          new_ledger):
-    """No hold: T1 3,300 and H 2,000 (3 May) paid by a batch; May's first two days'
-    extract brings T2 3,000 (1 May) without them. Paid in all must stay within 4,000."""
+    """No hold: T1 3,300 and H 2,000 (20 May) paid by a batch (2,100 and 1,400); May's
+    first two days' extract brings T2 3,000 (1 May) without them. The carried ones count
+    at what they keep, first, so T2 gets what the 4,000 limit leaves: 500 (it was paid
+    1,900: 5,400 in all, found in session 21). A batch whose data holds all three then
+    re-decides the year in time order: T2 2,100 -> 1,900 of it, H nothing, still 4,000."""
     tight, f = _tight(tmp_path)
     full, psn, kind, *_ = city
     url = _loaded(city, new_ledger("l"))
     t1 = _body("T1", psn, "2025-03-01", 3300, kind)
-    h = _body("H1", psn, "2025-05-03", 2000, kind)
+    h = _body("H1", psn, "2025-05-20", 2000, kind)     # far from T2: no split-stay flag
     t2 = _body("T2", psn, "2025-05-01", 3000, kind)
     run_batch(tight, f, _data(city, tmp_path, "a", [t1, h]), url, "b1")
     may = _extract(city, tmp_path, "may", [t2], "2025-05-01", "2025-05-02")
     run_batch(tight, f, may, url, "b2", period=("2025-05-01", "2025-05-02"))
-    assert _net(url, psn) <= 400000
+    assert _entries(url, "b2", psn) == [("T2", "hospital", 50000, "pay")]
+    net, acc = _plain_loop([3000], kept=[(30000, 210000), (0, 140000)], **TIGHT_TERMS)
+    assert _net(url, psn) == net == 400000 and _acc(url, psn) == acc
+    run_batch(tight, f, _data(city, tmp_path, "all", [t1, t2, h]), url, "b3")
+    net, acc = _plain_loop([3300, 3000, 2000], **TIGHT_TERMS)      # time order
+    assert _net(url, psn) == net == 400000 and _acc(url, psn) == acc
+    assert sorted(_entries(url, "b3", psn)) == [("H1", "hospital", -140000, "adjust"),
+                                               ("T2", "hospital", 140000, "adjust")]

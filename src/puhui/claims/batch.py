@@ -543,9 +543,10 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
 
     The batch's **scope** is the period its data covers: ``period`` (first, last ISO
     dates) where the user states it, else the data's first to last settlement date. A
-    settlement the ledger decided before and the data does not hold is *carried*: it is
-    adjudicated from what the ledger stored of it (so deductibles and limits run over
-    it in time order) and keeps what it was paid. One dated inside the scope is
+    settlement the ledger decided before and the data does not hold is *carried*: it
+    keeps what it was paid and counts in the deductible and limits at what it keeps,
+    before the data's settlements (:func:`_kept_apart`), so a limit is never passed. One
+    dated inside the scope is
     missing from data that should hold it: the batch refuses (nothing written) unless
     ``complete`` says the data is complete for its period, and then takes back what it
     was paid (entries in the EOB, reason NOT_IN_DATA).
@@ -1267,13 +1268,16 @@ def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
 
 
 def _kept_apart(con, ctx: _BlockContext, carried: pd.DataFrame, pol_b: pd.DataFrame):
-    """The carried settlements less those held or quarantined in this data or held by
-    the ledger (in the data or not), which keep what they were paid and count in the
-    accumulators at what they keep, before the others (:mod:`puhui.benefits.kept`):
-    (the rest, {policy: {accumulator: fen}} of the kept ones under the block's
-    policies, the calculator's ``priors`` or None)."""
-    frozen = carried["setl_id"].isin(ctx.kept).to_numpy() if len(carried) else \
-        np.zeros(0, bool)
+    """The carried settlements (the data does not hold them, or it holds them but they
+    are held or quarantined, or the ledger holds them) keep what they were paid, so they
+    count in the accumulators at what they keep, before the others
+    (:mod:`puhui.benefits.kept`): the policy's deductible and limits as the money
+    actually went, never as a fresh adjudication would have them, so a settlement dated
+    before them that arrives later gets only what is left and the person is never paid
+    past a limit; a batch whose data holds them all re-decides the year in time order.
+    Returns (the carried not counted that way: none, {policy: {accumulator: fen}} of the
+    kept ones under the block's policies, the calculator's ``priors`` or None)."""
+    frozen = np.ones(len(carried), bool)
     if not frozen.any():
         return carried, {}, None
     ids = sorted(set(carried.loc[frozen, "setl_id"].astype(str)))
