@@ -163,3 +163,57 @@ def test_claim_free_steps_mix_the_moments_of_each_deductible():
     assert got1[0] == pytest.approx(d1[0][0]) and got2[1] == pytest.approx(d2[1][1])
     assert got1[2] == pytest.approx(0.25 * d0[0][2] + 0.25 * d1[0][2] + 0.5 * d2[0][2])
     assert d2[0][2] > d1[0][2] > d0[0][2]          # a lower deductible costs more
+
+
+def test_the_moments_of_each_cell_are_its_compound_sum_computed_once(monkeypatch):
+    """Each cell's E[B], E[B^2] are the compound sum of its kinds, as a plain loop over
+    the cells calls :func:`annual_benefit_moments_of` (bit for bit, with and without
+    scaled kinds and other terms); a compound sum the model already computed (a cell
+    repeated, the same call again) is not computed again, and the model saved leaves
+    those sums out."""
+    import dataclasses
+    import pickle
+
+    import puhui.pricing.benefit_cost as bc
+    from puhui.pricing.aggregate import annual_benefit_moments_of
+
+    frame, events = simulate(5_000, seed=6)
+    m = BenefitCostModel(factors=("age_band",)).fit(frame, events)
+    terms = pricing_groups(load_product(product_path("huhuibao-2025")))[0]
+    cells = frame.head(40).reset_index(drop=True)          # cells repeat in 40 rows
+
+    def by_hand(t, ff=1.0, sf=1.0, kf=None):
+        kf = kf or {}
+        rates = [(k.frequency.predict(cells), k.severity.predict(cells)) for k in m.kinds_]
+        m1, m2, sums = [], [], set()
+        for i in range(len(cells)):
+            comps = [(k.shape.limited_mean, mu[i] * sf * kf.get(k.name, (1.0, 1.0))[1],
+                      lam[i] * ff * kf.get(k.name, (1.0, 1.0))[0],
+                      1.0 / k.alpha if k.alpha > 0 else None)
+                     for k, (lam, mu) in zip(m.kinds_, rates)]
+            r = t.preexisting_ratio if int(cells["preexisting"][i]) == 1 else t.ratio
+            a, b = annual_benefit_moments_of(comps, t.deductible, r, t.limit, n=m.grid)
+            m1.append(a * m.level_)
+            m2.append(b * m.level_ ** 2)
+            sums.add((tuple(c[1:] for c in comps), r))
+        return np.array(m1), np.array(m2), len(sums)
+
+    calls = []
+    real = bc.annual_benefit_moments_of
+    monkeypatch.setattr(bc, "annual_benefit_moments_of",
+                        lambda *a, **k: calls.append(a[1:]) or real(*a, **k))
+    lower = dataclasses.replace(terms, deductible=8_000.0)
+    scaled = {m.kinds_[0].name: (1.05, 1.0)}
+    distinct = 0
+    for args, kw in [((terms,), {}), ((lower,), {}), ((terms, 1.1, 0.9), {}),
+                     ((terms,), {"kind_factors": scaled})]:
+        got = m.moments(cells, *args, **kw)
+        *want, n = by_hand(args[0], *args[1:], kf=kw.get("kind_factors"))
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+        assert n < len(cells)                               # cells repeat in 40 rows
+        distinct += n
+    assert len(calls) == distinct                           # each distinct sum once
+    np.testing.assert_array_equal(m.moments(cells, terms)[0], by_hand(terms)[0])
+    assert len(calls) == distinct                           # asked again: no new sums
+    assert "_moments_memo" not in pickle.loads(pickle.dumps(m)).__dict__

@@ -90,8 +90,8 @@ class LogisticCells:
     def fit_cells(self, cells: pd.DataFrame) -> "LogisticCells":
         """The same fit from the cells' ``successes`` and ``trials`` (the factors'
         combinations, in their sorted order as a groupby gives them)."""
-        import statsmodels.api as sm
         import statsmodels.formula.api as smf
+        from statsmodels.genmod import families
 
         cells = cells.reset_index(drop=True)
         # only the levels the cells have (a product for ages 60-100 has no younger age
@@ -106,7 +106,7 @@ class LogisticCells:
         cells["share"] = cells["successes"] / cells["trials"]
         rhs = " + ".join(f"C({f})" for f in self.factors) or "1"
         # proportions weighted by their trials: the binomial likelihood of the counts
-        model = smf.glm(f"share ~ {rhs}", data=cells, family=sm.families.Binomial(),
+        model = smf.glm(f"share ~ {rhs}", data=cells, family=families.Binomial(),
                         var_weights=cells["trials"].to_numpy(dtype=float))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)   # saturated: no residual dof

@@ -147,10 +147,10 @@ class PoissonFrequency:
         return self.fit_cells(cells)
 
     def fit_cells(self, cells: pd.DataFrame) -> "PoissonFrequency":
-        import statsmodels.api as sm
         import statsmodels.formula.api as smf
+        from statsmodels.genmod import families
 
-        model = smf.glm(self.formula(), data=cells, family=sm.families.Poisson(),
+        model = smf.glm(self.formula(), data=cells, family=families.Poisson(),
                         offset=np.log(cells["exposure"].to_numpy()))
         with warnings.catch_warnings():
             # an intercept-only fit on one cell has no residual degrees of freedom, which

@@ -93,14 +93,16 @@ def band_of(age) -> np.ndarray:
 
 def prior_line(ages, payouts, exposure) -> tuple[float, float]:
     """(a, b) of a quasi-Poisson log-linear fit, cost per person-year = exp(a + b x)."""
-    import statsmodels.api as sm
+    from statsmodels.genmod import families
+    from statsmodels.genmod.generalized_linear_model import GLM
+    from statsmodels.tools.tools import add_constant
 
     x, d, e = (np.asarray(v, dtype=float) for v in (ages, payouts, exposure))
     on = e > 0
     if on.sum() < 3 or d[on].sum() <= 0:
         raise InputError("too few person-years with payouts at the prior ages")
-    res = sm.GLM(d[on], sm.add_constant(x[on]), family=sm.families.Poisson(),
-                 offset=np.log(e[on])).fit(scale="X2")
+    res = GLM(d[on], add_constant(x[on]), family=families.Poisson(),
+              offset=np.log(e[on])).fit(scale="X2")
     return float(res.params[0]), float(res.params[1])
 
 

@@ -76,12 +76,12 @@ class GammaSeverity:
     def _fit(self, cells: pd.DataFrame, amounts: np.ndarray, mu_of) -> "GammaSeverity":
         """The GLM on ``cells`` (factors, ``mean``, ``events``); ``mu_of(result)``: the
         fitted mean of each of the events (``amounts``) for the dispersion."""
-        import statsmodels.api as sm
         import statsmodels.formula.api as smf
+        from statsmodels.genmod import families
         from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
         model = smf.glm(self.formula(), data=cells,
-                        family=sm.families.Gamma(sm.families.links.Log()),
+                        family=families.Gamma(families.links.Log()),
                         var_weights=cells["events"].to_numpy())
         # coefficients do not depend on the scale; a one-cell fit (no factors) has no
         # residual degrees of freedom, which statsmodels' inner step warns about.

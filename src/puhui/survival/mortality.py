@@ -183,14 +183,16 @@ def gompertz_glm(cells: pd.DataFrame) -> dict | None:
     ``age`` on the mid-year age x + 1/2, with offset log(``exposure``, years lived): the
     maximum likelihood of a force constant within each year of age. None when there are
     too few deaths or ages to fit."""
-    import statsmodels.api as sm
+    from statsmodels.genmod import families
+    from statsmodels.genmod.generalized_linear_model import GLM
+    from statsmodels.tools.tools import add_constant
 
     cells = cells[cells["exposure"] > 0]
     if cells["deaths"].sum() < 2 or len(cells) < 2:
         return None
-    X = sm.add_constant(cells["age"].to_numpy(dtype=float) + 0.5)
-    res = sm.GLM(cells["deaths"].to_numpy(dtype=float), X, family=sm.families.Poisson(),
-                 offset=np.log(cells["exposure"].to_numpy(dtype=float))).fit()
+    X = add_constant(cells["age"].to_numpy(dtype=float) + 0.5)
+    res = GLM(cells["deaths"].to_numpy(dtype=float), X, family=families.Poisson(),
+              offset=np.log(cells["exposure"].to_numpy(dtype=float))).fit()
     return {"a": float(res.params[0]), "b": float(res.params[1]), "se_a": float(res.bse[0]),
             "se_b": float(res.bse[1]), "deaths": int(cells["deaths"].sum()),
             "exposure": float(cells["exposure"].sum())}
