@@ -1,8 +1,10 @@
-"""Issue 18, session 21 (measurement, no model): does the launch-year fit put the sick
-non-enrolled in the pre-existing = 0 cells? Usage: python benchmarks/launch_year_flags.py DATA_DIR
-(a city whose first data year, 2024, is the launch). 2024 as-if payout per exposure by
-pre-existing = 0 cells? 2024 as-if payout per exposure by enrolled x rating flag x the
-diagnosis rule with the look-back ending with 2024 (preexisting_next)."""
+"""Issue 18, session 21 (a measurement, no model): does a launch-year fit put the sick
+non-enrolled in the pre-existing = 0 cells? Prints the 2024 as-if payout per exposure year
+by enrolled x rating flag x the diagnosis rule with the look-back ending with 2024
+(``preexisting_next``).
+
+    python benchmarks/launch_year_flags.py DATA_DIR    # a city whose 2024 is the launch
+"""
 import sys
 from pathlib import Path
 
