@@ -8,7 +8,6 @@ by enrolled x rating flag x the diagnosis rule with the look-back ending with 20
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from puhui.pricing.backtest import data_before
