@@ -12,6 +12,9 @@ from puhui.fund.files import read_raw
 from puhui.fund.schema import SETTLEMENTS
 from tests.test_holds import TIGHT_TERMS, _entries, _extract, _plain_loop, _tight
 from tests.ledgers import run_sql
+from tests.test_reversal import PRODUCT
+
+PRODUCT_PATH = PRODUCT.path
 from tests.test_reversal import _body, _data, _loaded, _net, city  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -142,3 +145,122 @@ def test_two_products_of_one_person_keep_their_own_limits(city, tmp_path, new_le
                             " p.policy_no = m.policy_no WHERE m.psn_no = ? AND p.product_id"
                             " = 'huhuibao-2025'", (psn,))[0][0]
     assert huhuibao == 400000      # 2,100 + 1,400 + 500 (it was 1,890: 5,390)
+
+
+def test_counter_extract_reversal_and_full_year_converge(city, tmp_path, new_ledger):
+    """At the counter T1 (1 March, 3,300: 2,100) and H (20 May, 2,000: 1,400); the 1-2 May
+    extract brings T2 (1 May, 3,000): 500, what the limit leaves after what the counter
+    paid. T1 reversed at once: the ledger's T2 and H re-decided in time order (T2 takes
+    the deductible: 1,890; H 1,400). A batch on the whole year with the reversal then
+    books nothing, and the May extract after it books nothing: the plain loop in time
+    order over T2 and H (net 3,290)."""
+    from puhui.claims.direct import direct_payout
+    from puhui.claims.reverse import reverse_payout
+    from tests.test_reversal import _reversal
+
+    tight, f = _tight(tmp_path)
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    h = _body("H1", psn, "2025-05-20", 2000, kind)
+    t2 = _body("T2", psn, "2025-05-01", 3000, kind)
+    assert [direct_payout(tight, url, b)["total_payout"] for b in (t1, h)] == [2100.0, 1400.0]
+    may = _extract(city, tmp_path, "may", [t2], "2025-05-01", "2025-05-02")
+    run_batch(tight, f, may, url, "m1", period=("2025-05-01", "2025-05-02"))
+    assert _entries(url, "m1", psn) == [("T2", "hospital", 50000, "pay")]
+    assert _net(url, psn) == 400000
+    rev = _reversal(t1, "R1", "2025-08-01")
+    reverse_payout(tight, url, rev)
+    due, net = _loop([(3000, True), (2000, True)])
+    assert _net(url, psn) == net == 329000
+    run_batch(tight, f, _data(city, tmp_path, "year", [t1, t2, h, rev]), url, "y1")
+    assert _entries(url, "y1", psn) == [] and _net(url, psn) == net
+    run_batch(tight, f, may, url, "m2", period=("2025-05-01", "2025-05-02"))
+    assert _entries(url, "m2", psn) == [] and _net(url, psn) == net
+    _, acc = _plain_loop([3000, 2000], **TIGHT_TERMS)
+    from tests.test_reversal import _acc
+    assert _acc(url, psn) == acc
+
+
+SHARED = """
+extends = "{base}"
+id = "huhuibao-2025"
+[[benefits]]
+id = "hospital"
+deductible = {{ amount = 300, shared = "hospital", claim_free = [{{ years = 2, amount = 200 }}] }}
+limit = 4000
+[[benefits]]
+id = "hospital_out"
+name = "out-of-list self-pay of a stay"
+pays_on = "out_of_list_self_pay"
+filters = {{ med_type = ["21", "22", "23", "24", "52", "14"] }}
+deductible = {{ amount = 300, shared = "hospital", claim_free = [{{ years = 2, amount = 200 }}] }}
+ratio = 0.50
+preexisting_ratio = 0.30
+limit = 600
+"""
+
+
+def _stay(sid, psn, day, inlist, out, kind):
+    """A stay with ``inlist`` in-list and ``out`` out-of-list self-pay (yuan)."""
+    b = _body(sid, psn, day, inlist, kind)
+    return b | {"psn_part_amt": inlist + out, "fulamt_ownpay_amt": out,
+                "medfee_sumamt": inlist * 3 + out}
+
+
+def _shared_loop(stays, used=(0, 0, 0)):
+    """Two benefits sharing the 300 yuan deductible (in-list 70 % to 4,000; out-of-list
+    50 % to 600), in file order within a stay, stays in the order given, from ``used``
+    (deductible, in-list limit, out-of-list limit, fen). Payouts per stay (fen)."""
+    ded, lim_in, lim_out = used
+    out = []
+    for inlist, extra in stays:
+        pays = []
+        for fen, bp, cap, kind in ((inlist * 100, 7000, 400000, "in"), (extra * 100, 5000,
+                                                                        60000, "out")):
+            d = max(0, min(fen, 30000 - ded))
+            ded += d
+            room = cap - (lim_in if kind == "in" else lim_out)
+            p = max(0, min((fen - d) * bp // 10000, room))
+            if kind == "in":
+                lim_in += p
+            else:
+                lim_out += p
+            pays.append(p)
+        out.append(tuple(pays))
+    return out, (ded, lim_in, lim_out)
+
+
+def test_a_shared_deductible_month_extract_after_the_year_and_a_late_stay(city, tmp_path,
+                                                                         new_ledger):
+    """A (1 March: 200 in-list, 400 out-of-list) and B (1 May: 3,000 / 1,000), one batch
+    on the year, as the loop in time order: A 0 / 150 (the deductible: 200 + 100), B
+    2,100 / 450 (the 600 out-of-list limit). May's extract after it books nothing. C (1
+    April: 1,000 / 500) then arrives in April's extract: A and B count at what they keep
+    (the whole deductible, 2,100 and 600 of the limits), so C is paid 700 and 0; the
+    year's batch then re-decides A, C, B in time order (C 700 / 250, B 2,100 / 200)."""
+    from puhui.products.model import load_product
+
+    sf = tmp_path / "shared.toml"
+    sf.write_text(SHARED.format(base=PRODUCT_PATH), encoding="utf-8")
+    shared = load_product(sf)
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    a = _stay("A1", psn, "2025-03-01", 200, 400, kind)
+    b = _stay("B1", psn, "2025-05-01", 3000, 1000, kind)
+    c = _stay("C1", psn, "2025-04-01", 1000, 500, kind)
+    run_batch(shared, sf, _data(city, tmp_path, "year", [a, b]), url, "y1")
+    pays, used = _shared_loop([(200, 400), (3000, 1000)])
+    assert _net(url, psn) == sum(map(sum, pays))
+    may = _extract(city, tmp_path, "may", [b], "2025-05-01", "2025-05-31")
+    run_batch(shared, sf, may, url, "m1", period=("2025-05-01", "2025-05-31"))
+    assert _entries(url, "m1", psn) == []
+    april = _extract(city, tmp_path, "april", [c], "2025-04-01", "2025-04-30")
+    run_batch(shared, sf, april, url, "a1", period=("2025-04-01", "2025-04-30"))
+    late, _ = _shared_loop([(1000, 500)], used)
+    assert sorted(e[1:3] for e in _entries(url, "a1", psn) if e[2]) == sorted(
+        [(bn, p) for bn, p in zip(("hospital", "hospital_out"), late[0]) if p])
+    run_batch(shared, sf, _data(city, tmp_path, "year2", [a, b, c]), url, "y2")
+    pays, used = _shared_loop([(200, 400), (1000, 500), (3000, 1000)])
+    assert _net(url, psn) == sum(map(sum, pays))
+    assert used[1] <= 400000 and used[2] <= 60000
