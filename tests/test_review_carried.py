@@ -1,6 +1,14 @@
 """Hostile review of session 21's carried settlements (issue 20): every settlement a
 batch carries counts at what it keeps (``puhui.benefits.kept``), before the batch's own.
-Truth: a plain loop over the policy year (:func:`_loop`), stated per test.
+Truth: plain loops over the policy year (:func:`_loop`, :func:`_shared_loop`,
+``tests.test_holds._plain_loop``), the rule each follows stated in its docstring.
+
+Found here (session 21): a one-month extract after a full-year batch booked +1,600 for
+a settlement whose earlier neighbour had no claim filed (carried at its 0 paid, not at
+its due); a claims file naming only the claims filed since left a paid settlement at
+its old payout while the limit ran over its lower due (4,200 paid of a 4,000 limit); a
+second product deciding the same settlements under a benefit of the same name made the
+first product's carried settlements count nothing (5,390 of 4,000).
 
 The tight terms (tests/test_holds.py): huhuibao-2025's hospital benefit with a 300 yuan
 deductible, 70 %, a 4,000 yuan annual limit."""
@@ -9,13 +17,14 @@ import pytest
 
 from puhui.claims.batch import run_batch
 from puhui.fund.files import read_raw
-from puhui.fund.schema import SETTLEMENTS
-from tests.test_holds import TIGHT_TERMS, _entries, _extract, _plain_loop, _tight
+from puhui.fund.schema import POLICIES, SETTLEMENTS
 from tests.ledgers import run_sql
-from tests.test_reversal import PRODUCT
+from tests.test_holds import TIGHT_TERMS, _entries, _extract, _plain_loop, _tight
+from tests.test_money_safety import write_raw
+from tests.test_reversal import (PRODUCT, _acc, _body, _data, _loaded, _net,  # noqa: F401
+                                 city)                                         # a fixture
 
 PRODUCT_PATH = PRODUCT.path
-from tests.test_reversal import _body, _data, _loaded, _net, city  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -102,9 +111,6 @@ limit = 4000
 def _two_products(city, tmp_path, bodies, name):
     """The city's data with ``bodies`` and a second policy for the person, of
     ``other-2025`` (the same dates), as a person holding two products in a year."""
-    from tests.test_money_safety import write_raw
-    from puhui.fund.schema import POLICIES
-
     d = _data(city, tmp_path, name, bodies)
     pol = read_raw(d, POLICIES)
     mine = pol[pol["psn_no"] == city[1]].iloc[[0]].copy()
@@ -136,9 +142,7 @@ def test_two_products_of_one_person_keep_their_own_limits(city, tmp_path, new_le
     run_batch(other, of, data, url, "o1")
     assert _net(url, psn) == 2 * 350000
     may = _extract(city, tmp_path, "may", [t2], "2025-05-01", "2025-05-02")
-    from puhui.fund.schema import POLICIES
-    from tests.test_money_safety import write_raw
-    write_raw(read_raw(data, POLICIES), may, POLICIES)
+    write_raw(read_raw(data, POLICIES), may, POLICIES)     # both policies, as in ``data``
     run_batch(tight, f, may, url, "b2", period=("2025-05-01", "2025-05-02"))
     assert _entries(url, "b2", psn) == [("T2", "hospital", 50000, "pay")]
     huhuibao = run_sql(url, "SELECT SUM(m.payout_fen) FROM payments m JOIN policies p ON"
@@ -178,7 +182,6 @@ def test_counter_extract_reversal_and_full_year_converge(city, tmp_path, new_led
     run_batch(tight, f, may, url, "m2", period=("2025-05-01", "2025-05-02"))
     assert _entries(url, "m2", psn) == [] and _net(url, psn) == net
     _, acc = _plain_loop([3000, 2000], **TIGHT_TERMS)
-    from tests.test_reversal import _acc
     assert _acc(url, psn) == acc
 
 
