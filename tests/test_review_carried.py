@@ -71,6 +71,12 @@ def test_an_unclaimed_carried_settlement_holds_its_share_of_the_limit(city, tmp_
     run_batch(tight, f, may, url, "b2", period=("2025-05-01", "2025-05-31"), claims=claims)
     assert _entries(url, "b2", psn) == []
     assert _net(url, psn) == net
+    assert _acc(url, psn) == [("deductible:hospital", 30000), ("limit:hospital", 400000)]
+    # T1's claim filed: the year's batch pays it its 2,100 and moves nothing else
+    run_batch(tight, f, _data(city, tmp_path, "c", [t1, t2]), url, "b3", claims=claims | {"T1"})
+    due, net = _loop([(3300, True), (5000, True)])
+    assert _entries(url, "b3", psn) == [("T1", "hospital", 210000, "pay")]
+    assert _net(url, psn) == net == 400000
 
 
 def test_a_paid_settlement_left_out_of_a_later_claims_file_stays_within_the_limit(
