@@ -273,3 +273,28 @@ def test_a_shared_deductible_month_extract_after_the_year_and_a_late_stay(city, 
     pays, used = _shared_loop([(200, 400), (1000, 500), (3000, 1000)])
     assert _net(url, psn) == sum(map(sum, pays))
     assert used[1] <= 400000 and used[2] <= 60000
+
+
+def test_a_complete_month_takes_back_and_the_carried_keep_their_room(city, tmp_path,
+                                                                     new_ledger):
+    """The year's batch pays T1 (1 March, 3,300: 2,100) and T2 (1 May, 3,300: 1,900).
+    May's extract stated complete lacks T2 and brings T3 (10 May, 3,000): T2 is taken
+    back (NOT_IN_DATA) and T3 paid what T1's kept use leaves (1,900); the year's batch
+    on T1 and T3 then books nothing: the loop in time order over T1, T3."""
+    tight, f = _tight(tmp_path)
+    full, psn, kind, *_ = city
+    url = _loaded(city, new_ledger("l"))
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    t2 = _body("T2", psn, "2025-05-01", 3300, kind)
+    t3 = _body("T3", psn, "2025-05-10", 3000, kind)
+    run_batch(tight, f, _data(city, tmp_path, "a", [t1, t2]), url, "y1")
+    assert _net(url, psn) == 400000
+    may = _extract(city, tmp_path, "may", [t3], "2025-05-01", "2025-05-31")
+    run_batch(tight, f, may, url, "m1", period=("2025-05-01", "2025-05-31"), complete=True)
+    assert sorted(e[:3] for e in _entries(url, "m1", psn)) == [
+        ("T2", "hospital", -190000), ("T3", "hospital", 190000)]
+    due, net = _loop([(3300, True), (3000, True)])
+    assert _net(url, psn) == net == 400000
+    run_batch(tight, f, _data(city, tmp_path, "b", [t1, t3]), url, "y2")
+    assert _entries(url, "y2", psn) == [] and _net(url, psn) == net
+    assert (net, _acc(url, psn)) == _plain_loop([3300, 3000], **TIGHT_TERMS)
