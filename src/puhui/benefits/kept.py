@@ -15,7 +15,14 @@ kept payout already used, and the deductible it already consumed: 4,000 yuan lim
 2,100 + 1,400 paid, an earlier settlement arriving later paid 1,900 - 5,400 in all.)
 
 A held settlement never paid (held the first time a batch saw it, so never decided
-or stored) keeps nothing and uses nothing. Used by the claims batch (as the
+or stored) keeps nothing and uses nothing. A settlement decided but left unpaid by
+choice - no claim filed (NOT_CLAIMED) or no consent to a proactive payout
+(NO_CONSENT) - uses the limit at what was due on it when decided (its decision's
+payout), or at what it keeps if that is more: the claims rule runs the limit over
+every settlement in time order, claimed or not, so that a claim filed later is paid
+what it would have been paid at once (counted at its 0 paid, a month's extract after
+a full-year batch paid the next settlement the unclaimed one's share of the limit,
+1,600 yuan, and took it back when the claim came). Used by the claims batch (as the
 calculator's ``priors``) and by a reversal at once (as the starting state of the
 per-settlement face), so both count a held settlement the same way.
 """
@@ -25,6 +32,22 @@ from __future__ import annotations
 from typing import Iterable
 
 from puhui.products.model import Product
+
+#: Decisions whose payout is due but left unpaid by choice (docs/claims.md).
+LEFT_UNPAID = ("NOT_CLAIMED", "NO_CONSENT")
+
+
+def limit_use(paid: int, decided: int, reason: str) -> int:
+    """What a kept settlement uses of its benefit's limit (fen): what it keeps, or,
+    for one left unpaid by choice (:data:`LEFT_UNPAID`), what was due on it when
+    decided if that is more.
+
+    >>> limit_use(140_000, 140_000, "PAID"), limit_use(0, 210_000, "NOT_CLAIMED")
+    (140000, 210000)
+    >>> limit_use(210_000, 190_000, "NO_CONSENT"), limit_use(0, 210_000, "PAID")
+    (210000, 0)
+    """
+    return max(int(paid), int(decided)) if reason in LEFT_UNPAID else int(paid)
 
 
 def kept_uses(product: Product, kept: Iterable[tuple[str, int, int]]) -> dict[str, int]:
@@ -54,11 +77,11 @@ def kept_uses(product: Product, kept: Iterable[tuple[str, int, int]]) -> dict[st
     return out
 
 
-def kept_by_policy(product: Product, kept: Iterable[tuple[str, str, str, int, int]]
-                   ) -> dict[str, dict[str, int]]:
+def kept_by_policy(product: Product, kept: Iterable[tuple]) -> dict[str, dict[str, int]]:
     """:func:`kept_uses` per policy; ``kept``: (setl_id, benefit, policy_no, deductible
-    applied, payout kept) in fen, one per settlement and benefit (as the ledger's
-    decisions and payments give them).
+    applied, payout kept[, the decision's payout, its reason]) in fen, one per
+    settlement and benefit (as the ledger's decisions and payments give them); with the
+    last two, the limit use is :func:`limit_use`.
 
     >>> from puhui.products.model import load_product, product_path
     >>> p = load_product(product_path("huhuibao-2025"))
@@ -66,8 +89,11 @@ def kept_by_policy(product: Product, kept: Iterable[tuple[str, str, str, int, in
     ...                    ("H2", "hospital", "P2", 30_000, 0)])
     {'P1': {'deductible:hospital': 0, 'limit:hospital': 140000}, \
 'P2': {'deductible:hospital': 30000, 'limit:hospital': 0}}
+    >>> kept_by_policy(p, [("T1", "hospital", "P1", 30_000, 0, 210_000, "NOT_CLAIMED")])
+    {'P1': {'deductible:hospital': 30000, 'limit:hospital': 210000}}
     """
     rows: dict[str, list[tuple[str, int, int]]] = {}
-    for _sid, benefit, policy_no, deductible, payout in kept:
-        rows.setdefault(policy_no, []).append((benefit, deductible, payout))
+    for _sid, benefit, policy_no, deductible, payout, *decided in kept:
+        use = limit_use(payout, *decided) if decided else payout
+        rows.setdefault(policy_no, []).append((benefit, deductible, use))
     return {pol: kept_uses(product, r) for pol, r in rows.items()}

@@ -1212,7 +1212,7 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     long = dec.long()
     if len(carried):     # carried settlements count in the accumulators, not in the EOB
         long = long[~long["setl_id"].isin(set(carried["setl_id"]))].reset_index(drop=True)
-    _mark_not_payable(long, ctx)
+    _mark_not_payable(long, ctx, paid)
     entries, direct_adjusted = _entries(long, paid, rev_b, ctx, set(late_rows["setl_id"]))
     acc = _with_kept(_accumulators(product, dec, dec.settlements["policy_no"].to_numpy()), kept)
     # the ledger keeps the decisions with something to say (not "no policy", "outside
@@ -1302,17 +1302,24 @@ def _with_kept(rows: list[tuple[str, str, int]], kept: dict[str, dict[str, int]]
     return [(p, a, v) for (p, a), v in out.items()]
 
 
-def _mark_not_payable(long: pd.DataFrame, ctx: _BlockContext) -> None:
+def _mark_not_payable(long: pd.DataFrame, ctx: _BlockContext, paid: pd.DataFrame) -> None:
     """Proactive scans pay only with consent; a claimed batch with a claims file pays
-    only what was claimed (in place)."""
+    only what was claimed (in place). A settlement the ledger paid (``paid``: net paid
+    per settlement and benefit) was claimed when it was paid: a later claims file that
+    does not name it (it lists the claims filed since) leaves it claimed, so it is
+    taken to what is due like any other (kept at its old payout while the limit ran
+    over its due instead, a person was paid past the annual limit: 4,200 of 4,000)."""
     if ctx.mode == "proactive":
         has = long["psn_no"].astype(str).map(ctx.consent)
         no_consent = ~has.where(has.notna(), False).astype(bool).to_numpy()
         denied = no_consent & (long["status"] != "denied").to_numpy()
         long.loc[denied, ["status", "reason"]] = ["denied", "NO_CONSENT"]
     elif ctx.claims is not None:
-        unclaimed = ((long["payout_amt"] > 0).to_numpy()
-                     & ~long["setl_id"].astype(str).isin(ctx.claims).to_numpy())
+        was_paid = set(paid.loc[pd.to_numeric(paid["paid"]) != 0, "applies_to"].astype(str)) \
+            if len(paid) else set()
+        ids = long["setl_id"].astype(str)
+        unclaimed = ((long["payout_amt"] > 0).to_numpy() & ~ids.isin(ctx.claims).to_numpy()
+                     & ~ids.isin(was_paid).to_numpy())
         long.loc[unclaimed, ["status", "reason"]] = ["denied", "NOT_CLAIMED"]
 
 

@@ -740,17 +740,29 @@ def paid_for_settlements(con: sqlite3.Connection, ids: list[str], product_id: st
             " product_id = ?) GROUP BY applies_to, benefit", con, params=[product_id])
 
 
-def kept_of(con, ids: list[str]) -> list[tuple[str, str, str, int, int]]:
-    """What the settlements ``ids`` keep (those a batch's flags hold or quarantine): per
-    decision (setl_id, benefit, policy_no, deductible it applied, net paid under that
-    policy), decisions under no policy left out; a settlement never decided has none."""
+def kept_of(con, ids: list[str]) -> list[tuple[str, str, str, int, int, int, str]]:
+    """What the settlements ``ids`` keep (carried, held or quarantined): per settlement,
+    benefit and policy that decided or paid it (setl_id, benefit, policy_no, deductible
+    its decision applied, net paid under that policy, the decision's payout, its
+    reason); a settlement never decided has none (:func:`puhui.benefits.kept.kept_by_policy`).
+    The net paid comes from the payments, per policy: ``decisions`` keeps one row per
+    settlement and benefit, so a second product deciding the same settlement under a
+    benefit of the same name replaces the first's row, and the first product's policy
+    then has its payments but no decision here (deductible 0, reason '')."""
     with _wanted(con, ids):
-        return [(str(s), str(b), str(p), int(d), int(paid)) for s, b, p, d, paid in con.execute(
-            "SELECT d.setl_id, d.benefit, d.policy_no, d.deductible_fen, COALESCE((SELECT"
-            " SUM(m.payout_fen) FROM payments m WHERE m.applies_to = d.setl_id AND m.benefit"
-            " = d.benefit AND m.policy_no = d.policy_no), 0) FROM decisions d WHERE"
-            " d.setl_id IN (SELECT setl_id FROM wanted) AND d.policy_no IS NOT NULL"
-            " ORDER BY d.setl_id, d.benefit").fetchall()]
+        return [(str(s), str(b), str(p), int(d), int(paid), int(due), str(why))
+                for s, b, p, d, paid, due, why in con.execute(
+            "SELECT k.setl_id, k.benefit, k.policy_no, COALESCE(d.deductible_fen, 0),"
+            " COALESCE((SELECT SUM(m.payout_fen) FROM payments m WHERE m.applies_to ="
+            " k.setl_id AND m.benefit = k.benefit AND m.policy_no = k.policy_no), 0),"
+            " COALESCE(d.payout_fen, 0), COALESCE(d.reason, '') FROM"
+            " (SELECT setl_id, benefit, policy_no FROM decisions WHERE setl_id IN"
+            " (SELECT setl_id FROM wanted) AND policy_no IS NOT NULL UNION"
+            " SELECT applies_to, benefit, policy_no FROM payments WHERE applies_to IN"
+            " (SELECT setl_id FROM wanted) AND policy_no IS NOT NULL) k"
+            " LEFT JOIN decisions d ON d.setl_id = k.setl_id AND d.benefit = k.benefit"
+            " AND d.policy_no = k.policy_no"
+            " ORDER BY k.setl_id, k.benefit, k.policy_no").fetchall()]
 
 
 def decided_not_in_data(con: sqlite3.Connection, batch_id: str) -> list[tuple[str, str]]:
