@@ -328,6 +328,8 @@ def test_price_on_a_launch_year_alone_borrows_renewal_by_health(small_city_dir, 
     # the same price at other year-2 sizes: the policies are max(renewals, size x launch)
     # (the summary's own counts, not the function's), the size priced gives the price
     sens = {r["year2_to_launch"]: r for r in a["year2_sensitivity"]}
+    # the range's own source, tagged, as every borrowed figure's
+    assert a["sources"]["year2_sensitivity"].startswith("[assumption]")
     assert set(sens) == {0.6, 0.7, 0.8, 0.88, 0.9, 1.0}
     assert sens[0.88]["pure_premium"] == f["pure_premium"]["total"]
     for size, r in sens.items():

@@ -288,6 +288,7 @@ def load_enrolment_basis(path=None) -> dict:
         out[f"{key}_source"] = str(a[section].get(f"{key}_source", ""))
     out["year2_sensitivity"] = _year2_grid(p, a["later_entry"].get("year2_sensitivity", []),
                                            out["year2_to_launch"])
+    out["year2_sensitivity_source"] = str(a["later_entry"].get("year2_sensitivity_source", ""))
     return out
 
 
