@@ -545,7 +545,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     dates) where the user states it, else the data's first to last settlement date. A
     settlement the ledger decided before and the data does not hold is *carried*: it
     keeps what it was paid and counts in the deductible and limits at what it keeps,
-    before the data's settlements (:func:`_kept_apart`), so a limit is never passed. One
+    before the data's settlements (:func:`_kept_uses`), so a limit is never passed. One
     dated inside the scope is
     missing from data that should hold it: the batch refuses (nothing written) unless
     ``complete`` says the data is complete for its period, and then takes back what it
@@ -703,7 +703,6 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     ctx = _BlockContext(product=product, matcher=matcher, batch_id=batch_id, mode=mode,
                         rev_of=rev_of, lines=list_lines(data.lines, matcher),
                         consent=consent, frozen=frozen, claims=claims,
-                        kept=frozen | set(in_force),
                         taking_back=set(taking_back["setl_id"]), data_keys=data_keys)
     data.lines = None
 
@@ -1110,8 +1109,6 @@ class _BlockContext:
     lines: pd.DataFrame | None     # the data's lines on one of the product's lists
     consent: dict
     frozen: set                    # held or quarantined: keep what they were paid
-    kept: set                      # those and the ledger's holds in force (in the data
-    #                                or not): count at what they keep (benefits.kept)
     claims: set | None
     taking_back: set               # not in data stated complete: taken back at the end
     data_keys: _LazyKeys | None = None   # every (setl_id, person) of the data, hashed
@@ -1198,20 +1195,10 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     people = set(pol_b["psn_no"].astype(str)) | set(paid["paid_psn"].astype(str))
     insured = effective["psn_no"].astype(str).isin(people).to_numpy()
     st_b = effective[insured]
-    stored, carried, carried_lines = _carried(con, ctx, lo, hi, pol_b)
-    n_carried = len(carried)
-    carried, kept, priors = _kept_apart(con, ctx, carried, pol_b)
-    calc, lines = st_b, ctx.lines
-    if len(carried):
-        cols = list(ledger.STORED)
-        calc = pd.concat([st_b[cols].astype({"psn_no": str}), carried[cols]], ignore_index=True)
-        if len(carried_lines):
-            lines = carried_lines if lines is None or not len(lines) else pd.concat(
-                [lines, carried_lines], ignore_index=True)
-    dec = adjudicate(product, calc, pol_b, lines, matcher=ctx.matcher, priors=priors)
+    stored, carried = _carried(con, ctx, lo, hi, pol_b)
+    kept, priors = _kept_uses(con, ctx, carried, pol_b)
+    dec = adjudicate(product, st_b, pol_b, ctx.lines, matcher=ctx.matcher, priors=priors)
     long = dec.long()
-    if len(carried):     # carried settlements count in the accumulators, not in the EOB
-        long = long[~long["setl_id"].isin(set(carried["setl_id"]))].reset_index(drop=True)
     _mark_not_payable(long, ctx, paid)
     entries, direct_adjusted = _entries(long, paid, rev_b, ctx, set(late_rows["setl_id"]))
     acc = _with_kept(_accumulators(product, dec, dec.settlements["policy_no"].to_numpy()), kept)
@@ -1243,50 +1230,47 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     return _BlockPlan(long=long, uninsured=uninsured,
                       entries=entries, decisions=dec_rows, accumulators=acc, store=store,
                       store_lines=store_lines, forget=forget, replaced=replaced,
-                      direct_adjusted=direct_adjusted, carried=n_carried)
+                      direct_adjusted=direct_adjusted, carried=len(carried))
 
 
 def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
     """The settlements the ledger stored for these people within their policies' dates
-    (all of them), and those of them the data does not hold (carried: adjudicated from
-    the ledger, keeping what they were paid) with their lines."""
+    (all of them), and those of them carried: the data does not hold them, or holds them
+    held or quarantined (they keep what they were paid: :func:`_kept_uses`)."""
     if not len(pol_b):
         empty = pd.DataFrame(columns=list(ledger.STORED))
-        return empty, empty, pd.DataFrame(columns=["setl_id", "hilist_code", "list_class",
-                                                   "amount"])
+        return empty, empty
     first = str(pol_b["start_date"].min().date())
     last = str(pol_b["end_date"].max().date())
-    stored, lines = ledger.stored_settlements(con, lo, hi, first, last)
+    stored, _lines = ledger.stored_settlements(con, lo, hi, first, last)
     # not in the data (for this person), or held in it (a held settlement keeps its
-    # payout, so its deductible and limit use stay counted): adjudicated from the ledger
+    # payout, so its deductible and limit use stay counted)
     away = (~_in_keys(ctx.data_keys, stored["setl_id"], stored["psn_no"])
             | stored["setl_id"].isin(ctx.frozen).to_numpy()) & \
         ~stored["setl_id"].isin(ctx.taking_back).to_numpy() & \
         ~stored["setl_id"].isin(ctx.rev_of).to_numpy()        # reversed in this data
-    carried = stored[away].reset_index(drop=True)
-    return stored, carried, lines[lines["setl_id"].isin(set(carried["setl_id"]))]
+    return stored, stored[away].reset_index(drop=True)
 
 
-def _kept_apart(con, ctx: _BlockContext, carried: pd.DataFrame, pol_b: pd.DataFrame):
+def _kept_uses(con, ctx: _BlockContext, carried: pd.DataFrame, pol_b: pd.DataFrame):
     """The carried settlements (the data does not hold them, or it holds them but they
-    are held or quarantined, or the ledger holds them) keep what they were paid, so they
-    count in the accumulators at what they keep, before the others
+    are held or quarantined) keep what they were paid, so they count in the
+    accumulators at what they keep, before the data's settlements
     (:mod:`puhui.benefits.kept`): the policy's deductible and limits as the money
     actually went, never as a fresh adjudication would have them, so a settlement dated
     before them that arrives later gets only what is left and the person is never paid
     past a limit; a batch whose data holds them all re-decides the year in time order.
-    Returns (the carried not counted that way: none, {policy: {accumulator: fen}} of the
-    kept ones under the block's policies, the calculator's ``priors`` or None)."""
-    frozen = np.ones(len(carried), bool)
-    if not frozen.any():
-        return carried, {}, None
-    ids = sorted(set(carried.loc[frozen, "setl_id"].astype(str)))
+    Returns ({policy: {accumulator: fen}} of the kept ones under the block's policies,
+    the calculator's ``priors`` or None)."""
+    if not len(carried):
+        return {}, None
+    ids = sorted(set(carried["setl_id"].astype(str)))
     mine = set(pol_b["policy_no"].astype(str))
     kept = {p: uses for p, uses in kept_by_policy(ctx.product, ledger.kept_of(con, ids)).items()
             if p in mine}
     priors = pd.DataFrame([(p, a, fen) for p, uses in kept.items() for a, fen in uses.items()],
                           columns=["policy_no", "accumulator", "used"])
-    return carried[~frozen].reset_index(drop=True), kept, priors if len(priors) else None
+    return kept, priors if len(priors) else None
 
 
 def _with_kept(rows: list[tuple[str, str, int]], kept: dict[str, dict[str, int]]
