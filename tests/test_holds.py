@@ -219,14 +219,16 @@ def test_release_refuses_what_it_cannot_do(city, tmp_path, new_ledger):
 
 
 def test_a_version_3_ledger_is_upgraded_to_4(tmp_path, new_ledger):
-    """A version-3 ledger (no holds table) opened by any command gains an empty one."""
+    """A version-3 ledger (no holds table) opened by any command gains an empty one (and
+    is brought to the current version)."""
     url = new_ledger("old")
     ledger.connect(url).close()
     run_sql(url, "DROP TABLE holds")
     run_sql(url, "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     r = puhui("ledger", "status", "--ledger", url)
     assert r.returncode == 0 and "held for review" not in r.stdout
-    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "4"
+    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == \
+        ledger.SCHEMA_VERSION
     assert run_sql(url, "SELECT COUNT(*) FROM holds")[0][0] == 0
 
 

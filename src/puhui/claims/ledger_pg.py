@@ -341,11 +341,13 @@ def describe_url(url: str) -> str:
 
 
 def connect(url: str, schema: str, version: str, objects: frozenset[str],
-            must_exist: bool) -> tuple[PgConnection, str | None]:
+            must_exist: bool, upgrade=None) -> tuple[PgConnection, str | None]:
     """Open the PostgreSQL ledger at ``url``: (connection, schema version found). The
     database is checked before anything is written (one that holds other tables is not
     a ledger and is left alone); its tables are made under the write lock, so two
-    batches starting together on a new database do not race."""
+    batches starting together on a new database do not race. ``upgrade(con)``: what an
+    older ledger needs beyond the tables it lacks (new columns), in the same unit of
+    work."""
     import psycopg
 
     parts = _split_userinfo(url)
@@ -379,6 +381,8 @@ def connect(url: str, schema: str, version: str, objects: frozenset[str],
         con.execute("BEGIN IMMEDIATE")
         try:
             con.executescript(pg_schema(schema))
+            if upgrade is not None:
+                upgrade(con)
             con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO "
                         "UPDATE SET value = excluded.value", (version,))
         except BaseException:
