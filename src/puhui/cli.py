@@ -406,7 +406,8 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
                                              synthetic=synthetic_marker(data_dir)),
                                       encoding="utf-8")
     s = res.summary
-    click.echo(f"batch {batch_id} ({mode}, as of {s['as_of']}): {s['settlements_in']:,} settlements, "
+    click.echo(f"batch {batch_id} ({mode}, as of {s['as_of']}): "
+               f"{s['settlements_in']:,} settlements, "
                f"paid {s['paid_this_batch_yuan']:,.2f} yuan in this batch; "
                f"{', '.join(f'{k} {v:,}' for k, v in s['settlements_by_status'].items())}")
     click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'} (and summary.xlsx)\n"

@@ -245,7 +245,8 @@ def _add_business_dates(con) -> None:
       reversals): the latest settlement date its entries apply to, else the day it
       started (UTC);
     - ``payments.business_date``: the batch's ``as_of``; a direct payout's own
-      settlement date; else (a reversal answered at once) the day it was recorded."""
+      settlement date where the ledger still stores the settlement; else (a reversal
+      answered at once, a direct payout since reversed) the day it was recorded."""
     if "business_date" in _columns(con, "payments"):
         return
     con.execute("INSERT INTO settlement_dates SELECT setl_id, setl_date FROM settlements"
