@@ -126,7 +126,7 @@ def _mack_directly(cum: np.ndarray, valuation_end: list[pd.Timestamp], origin_st
     import chainladder as cl
 
     rows = [{"origin": origin_start[i], "valuation": valuation_end[i + j],
-             "fen": cum[i, j]} for i in range(len(cum)) for j in range(len(cum))
+             "fen": cum[i, j]} for i in range(cum.shape[0]) for j in range(cum.shape[1])
             if not np.isnan(cum[i, j])]
     tri = cl.Triangle(pd.DataFrame(rows), origin="origin", development="valuation",
                       columns=["fen"], cumulative=True)
@@ -150,7 +150,7 @@ def test_triangle_and_ibnr_against_the_batches_own_output(filled, tmp_path, valu
     assert np.nansum(cum[:, 0]) > 0
     assert (res["entries"]["after_as_of"] > 0) == (valuation < AS_OFS[-1])
     periods = pd.period_range(pd.Period(labels[0], freq="M" if per == 1 else "Q"),
-                              periods=2 * len(labels))
+                              periods=len(labels) + cum.shape[1])
     ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
                               list(periods.start_time))
     m = res["methods"]["chainladder"]
@@ -161,16 +161,18 @@ def test_triangle_and_ibnr_against_the_batches_own_output(filled, tmp_path, valu
     assert abs(m["std_err_total_yuan"] - se / 100) <= 0.01
 
 
-def test_earned_premium_and_bornhuetter_ferguson(filled, tmp_path):
+@pytest.mark.parametrize("valuation", ["2024-06-30", "2025-03-31"])
+def test_earned_premium_and_bornhuetter_ferguson(filled, tmp_path, valuation):
     """Earned premium by origin month from a day-by-day loop over the policies (to the
     as-of date), and BF's IBNR = prior x P_i x (1 - 1 / CDF_i) with the CDFs of the
-    chain ladder's own factors in reserve.json."""
-    res = _reserve(filled, tmp_path, "--as-of", "2024-06-30", "--method", "all",
+    chain ladder's own factors in reserve.json: inside the product year, and after it
+    (the months of 2025 are empty origins of the 2024 product: no premium, no IBNR)."""
+    res = _reserve(filled, tmp_path, "--as-of", valuation, "--method", "all",
                    "--loss-ratio", "0.9")
     pol = pd.read_parquet(filled["city"] / "policies.parquet")
     pol = pol[pol["product_id"] == "huhuibao-2024"]
     earned: dict[str, float] = defaultdict(float)
-    stop = dt.date(2024, 6, 30)
+    stop = dt.date.fromisoformat(valuation)
     for start, end, premium in zip(pol["start_date"].dt.date, pol["end_date"].dt.date,
                                    pol["premium"]):
         days = (end - start).days + 1
@@ -181,7 +183,9 @@ def test_earned_premium_and_bornhuetter_ferguson(filled, tmp_path):
     origins = res["triangle"]["origins"]
     assert res["earned_premium_yuan"] == [round(earned[o]) / 100 for o in origins]
     f = res["methods"]["chainladder"]["development_factors"]
-    cdf = [float(np.prod(f[len(origins) - 1 - i:])) for i in range(len(origins))]
+    # origin i's latest age is i periods short of the oldest's: CDF_i = f_{m-i} ... f_m
+    cdf = [float(np.prod(f[len(f) - i:])) for i in range(len(origins))]
+    assert len(f) == len(res["triangle"]["cumulative_paid_yuan"][0]) - 1
     bf = res["methods"]["bf"]
     want = [0.9 * p * (1 - 1 / c) for p, c in zip(res["earned_premium_yuan"], cdf)]
     assert np.allclose([r["ibnr_yuan"] for r in bf["by_origin"]], want, atol=0.011)

@@ -134,7 +134,8 @@ def method_result(est) -> dict:
              **({"std_err_yuan": _yuan(se[i])} if se is not None else {})}
             for i, o in enumerate(origins)]
     out = {"ibnr_total_yuan": _yuan(est.ibnr_total_fen_), "by_origin": rows,
-           "development_factors": [float(x) for x in est.ldf_[:len(origins) - 1]],
+           "development_factors": [float(x) for x in
+                                   est.ldf_[:est.triangle_.values.shape[1] - 1]],
            "tail_factor": float(est.tail_factor_), "diagnostics": diagnostics(est.diagnostics_)}
     if se is not None:
         out["std_err_total_yuan"] = _yuan(est.total_std_err_fen_)
