@@ -269,9 +269,10 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
     from puhui.products.model import load_product, product_path
 
     con = ledger.connect(url, must_exist=True)
+    pid = load_product(product_path(product)).id
     decided = {}
     for (setl_id,) in con.execute("SELECT DISTINCT setl_id FROM decisions"):
-        decided[setl_id] = sum(r[4] for r in ledger.decisions_of(con, setl_id))
+        decided[setl_id] = sum(r[4] for r in ledger.decisions_of(con, setl_id, pid))
     n_benefits = {sid: n for sid, n in con.execute(
         "SELECT setl_id, COUNT(*) FROM decisions GROUP BY setl_id")}
     bad = {"acknowledged_missing": 0, "acknowledged_other_payout": 0,
@@ -279,8 +280,8 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
            "double_entries": 0, "net_not_decided": 0, "conflict_unexpected": 0}
     first_answer = {}
     paid_direct = {sid: int(v) for sid, v in con.execute(
-        "SELECT applies_to, SUM(payout_fen) FROM payments WHERE batch_id = 'direct'"
-        " GROUP BY applies_to")}
+        "SELECT applies_to, SUM(payout_fen) FROM payments WHERE batch_id = ?"
+        " GROUP BY applies_to", (ledger.direct_batch(pid),))}
     touched = {p for (p,) in con.execute("SELECT DISTINCT psn_no FROM reversals")}
     reversed_ids = set(ledger.known_reversals(con))
     # a 409 is right only for a repeat, without a key, of a settlement reversed since
@@ -314,8 +315,9 @@ def check(reqs, results, url: str, city: Path, product: str, work: Path) -> dict
     bad["half_written"] = sum(1 for n in n_benefits.values() if n != len(p.benefits))
     bad["double_entries"] = con.execute(
         "SELECT COUNT(*) FROM (SELECT applies_to, benefit FROM payments WHERE"
-        " (kind = 'pay' AND batch_id = 'direct') OR kind = 'reverse'"
-        " GROUP BY applies_to, benefit, kind HAVING COUNT(*) > 1) AS d").fetchone()[0]
+        " (kind = 'pay' AND batch_id = ?) OR kind = 'reverse'"
+        " GROUP BY applies_to, benefit, kind HAVING COUNT(*) > 1) AS d",
+        (ledger.direct_batch(pid),)).fetchone()[0]
     # every settlement and benefit: its net entries are its current decision's payout
     bad["net_not_decided"] = con.execute(
         "SELECT COUNT(*) FROM decisions d WHERE d.payout_fen != (SELECT COALESCE("

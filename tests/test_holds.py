@@ -175,7 +175,7 @@ def test_a_settlement_held_at_first_sight_is_paid_after_release(city, tmp_path, 
     counter = direct_payout(PRODUCT, url, t2)
     assert counter["total_payout"] == 0 and counter["recorded"] is False
     assert {b["reason"] for b in counter["benefits"]} == {FLAG}
-    assert ledger.decisions_of(ledger.connect(url), "T2") == []
+    assert ledger.decisions_of(ledger.connect(url), "T2", PRODUCT.id) == []
     run_batch(PRODUCT, PRODUCT.path, data, url, "b1")            # resumed / re-run
     run_batch(PRODUCT, PRODUCT.path, data, url, "b2")            # a later batch, flagged again
     # data without X: the flag does not fire, the ledger's hold still holds T2
@@ -218,9 +218,9 @@ def test_release_refuses_what_it_cannot_do(city, tmp_path, new_ledger):
     assert len(audit) == 1 and "F_SPLIT_ADMISSION" in audit[0][1]
 
 
-def test_a_version_3_ledger_is_upgraded_to_4(tmp_path, new_ledger):
+def test_a_version_3_ledger_is_upgraded(tmp_path, new_ledger):
     """A version-3 ledger (no holds table) opened by any command gains an empty one (and
-    is brought to the current version)."""
+    every later upgrade: tests/test_decisions_per_product.py)."""
     url = new_ledger("old")
     ledger.connect(url).close()
     run_sql(url, "DROP TABLE holds")

@@ -99,7 +99,7 @@ def test_batch_direct_and_reversal_entries_carry_their_business_dates(city, prod
     dates = _entries_by_batch(url)
     assert dates["b1"] == {_last_day(city)}
     assert "b2" not in dates              # the same data again: nothing new to pay
-    assert dates[ledger.DIRECT_BATCH] == {"2025-11-20"}
+    assert dates[ledger.direct_batch(product.id)] == {"2025-11-20"}
     assert dates["reversal R1"] == {"2025-12-05"}
     assert run_sql(url, "SELECT batch_id, as_of FROM batches WHERE batch_id IN ('b1', 'b2')"
                         " ORDER BY 1") == [("b1", _last_day(city)), ("b2", "2025-11-15")]
@@ -166,7 +166,7 @@ def test_a_version_4_ledger_gets_its_business_dates(city, product, new_ledger):
     assert dates["b1"] == {expected_b1} and expected_b1 < "2025-11-01"
     # D2's stored inputs went with its reversal: its payout, like the reversal, takes
     # the day it was recorded
-    assert dates[ledger.DIRECT_BATCH] == {"2025-11-20", recorded_r2}
+    assert dates[ledger.direct_batch(product.id)] == {"2025-11-20", recorded_r2}
     assert dates["reversal R2"] == {recorded_r2}
     assert run_sql(url, "SELECT as_of FROM batches WHERE batch_id = 'b1'") == [(expected_b1,)]
     stored = run_sql(url, "SELECT COUNT(*) FROM settlements")[0][0]

@@ -18,9 +18,9 @@ from tests.ledgers import new_postgres_database, run_sql
     ("SELECT a FROM t WHERE x = ? AND y IS NOT ?",
      "SELECT a FROM t WHERE x = %s AND y IS DISTINCT FROM %s"),
     ("SELECT MAX(batch_id = ?) AS d FROM payments", "SELECT MAX((batch_id = %s)::int) AS d FROM payments"),
-    ("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-     "INSERT INTO decisions VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT "
-     "(setl_id, benefit) DO UPDATE SET psn_no = excluded.psn_no, policy_no = "
+    ("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+     "INSERT INTO decisions VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT "
+     "(setl_id, product_id, benefit) DO UPDATE SET psn_no = excluded.psn_no, policy_no = "
      "excluded.policy_no, eligible_fen = excluded.eligible_fen, deductible_fen = "
      "excluded.deductible_fen, ratio_bp = excluded.ratio_bp, payout_fen = "
      "excluded.payout_fen, reason = excluded.reason, batch_id = excluded.batch_id"),

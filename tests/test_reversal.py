@@ -178,7 +178,7 @@ def test_reversing_the_first_makes_the_later_ones_pay_less(city, tmp_path, new_l
     assert answer["entries"][0]["setl_id"] == "R1"
     assert _net(url, psn) == 280000
     assert _acc(url, psn) == [("deductible:hospital", 1200000), ("limit:hospital", 280000)]
-    assert [r[4] for r in ledger.decisions_of(ledger.connect(url), "T3")
+    assert [r[4] for r in ledger.decisions_of(ledger.connect(url), "T3", PRODUCT.id)
             if r[0] == "hospital"] == [280000]
     # the independent implementation: a batch on data with the same four rows
     data = _data(city, tmp_path, "with-rev", [*bodies, rev])
@@ -411,7 +411,7 @@ def test_a_settlement_not_claimed_keeps_what_it_was_not_paid(city, tmp_path, new
     assert _by_entry(answer) == [("reverse", "T1", "hospital", -5600.0),
                                  ("adjust", "T2", "hospital", -7000.0)]
     con = ledger.connect(url)
-    assert [r[5] for r in ledger.decisions_of(con, "T3") if r[0] == "hospital"] == \
+    assert [r[5] for r in ledger.decisions_of(con, "T3", PRODUCT.id) if r[0] == "hospital"] == \
         ["NOT_CLAIMED"]
     con.close()
     ref = f"sqlite:///{tmp_path / 'ref.db'}"
@@ -435,13 +435,13 @@ def test_a_policy_year_with_settlements_an_earlier_puhui_kept_no_inputs_of_is_re
     other_pol = run_sql(url, "SELECT policy_no FROM decisions WHERE setl_id = 'U1' LIMIT 1"
                         )[0][0]
     run_sql(url, "INSERT INTO decisions VALUES ('OLD2', 'hospital', ?, ?, 500000, 0, 7000,"
-                 " 0, 'PAID', 'direct')", (other, other_pol))
+                 " 0, 'PAID', 'direct', ?)", (other, other_pol, PRODUCT.id))
     before = run_sql(url, "SELECT COUNT(*) FROM payments")[0][0]
     reverse_payout(PRODUCT, url, _reversal(bodies[0], "R0", "2025-08-01"))   # not psn's
     assert run_sql(url, "SELECT COUNT(*) FROM payments")[0][0] > before
     direct_payout(PRODUCT, url, bodies[1])
     run_sql(url, "INSERT INTO decisions VALUES ('OLD1', 'hospital', ?, ?, 500000, 0, 7000,"
-                 " 0, 'PAID', 'direct')", (psn, pol))
+                 " 0, 'PAID', 'direct', ?)", (psn, pol, PRODUCT.id))
     before = run_sql(url, "SELECT COUNT(*) FROM payments")[0][0]
     with pytest.raises(Unprocessable, match="earlier puhui"):
         reverse_payout(PRODUCT, url, _reversal(bodies[1], "R1", "2025-08-01"))

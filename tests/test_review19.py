@@ -180,7 +180,7 @@ def test_a_failing_write_leaves_nothing_and_the_next_request_works(served, city,
         ok = c.post("/v1/settlement", json=b, headers=h)
         assert ok.status_code == 201, ok.text
         told += round(ok.json()["total_payout"] * 100)
-    assert run_sql(url, "SELECT batch_id FROM batches") == [("direct",)]
+    assert run_sql(url, "SELECT batch_id FROM batches") == [("direct:huhuibao-2025",)]
     assert run_sql(url, "SELECT COUNT(DISTINCT setl_id) FROM decisions")[0][0] == 6
     again = c.post("/v1/settlement", json=_body("BOOM", psn, DAYS[0], S1, kind), headers=hk)
     assert again.status_code == 201, again.text

@@ -217,7 +217,8 @@ class Service:
     def settlement_eob(self, setl_id: str) -> tuple[int, dict]:
         _token(setl_id, "setl_id")
         con = self.connections.get()
-        done = in_product_order(self.product, ledger.decisions_of(con, setl_id))
+        done = in_product_order(self.product, ledger.decisions_of(con, setl_id,
+                                                                       self.product.id))
         hold = ledger.hold_of(con, setl_id)
         note = held_note(hold[1] if hold is not None and hold[4] is None else None)
         if not done and not note:

@@ -231,9 +231,9 @@ def check_batch_id(batch_id: str) -> None:
     if check_token(batch_id, "batch"):
         raise InputError("--batch: the id looks like personal data (not shown); give a "
                          "batch name such as 2025-06-claimed")
-    if batch_id == ledger.DIRECT_BATCH:
-        raise InputError(f"--batch {batch_id!r} is the ledger's standing batch of direct "
-                         f"payouts; give another id")
+    if ledger.is_direct_batch(batch_id):
+        raise InputError(f"--batch {batch_id!r} is (or is named as) a ledger's standing "
+                         f"batch of direct payouts; give another id")
 
 
 def parse_period(text: str) -> tuple[str, str]:
@@ -525,7 +525,8 @@ def _take_back(con, ctx: _BlockContext, missing: pd.DataFrame) -> pd.DataFrame:
                 ctx.as_of)
             ledger.record_decisions(con, [
                 (a, b, psn, None, 0, 0, 0, 0, "NOT_IN_DATA", ctx.batch_id)
-                for a, psn in zip(ids, missing["psn_no"].astype(str)) for b in benefits])
+                for a, psn in zip(ids, missing["psn_no"].astype(str)) for b in benefits],
+                ctx.product.id)
             ledger.forget_settlements(con, ids)
             ledger.audit(con, "claims run: not in data, taken back", ctx.batch_id,
                          settlements=len(ids), fen=-int(paid["paid"].sum()))
@@ -1219,7 +1220,7 @@ def _run_blocks(con, ctx: _BlockContext, pieces: list, lean: bool = False) -> li
 def _write_plan(con, ctx: _BlockContext, plan: _BlockPlan, reversals: pd.DataFrame) -> None:
     """A block's plan into the ledger (inside the caller's unit of work)."""
     ledger.record_entries(con, plan.entries, ctx.as_of)
-    ledger.record_decisions(con, plan.decisions)
+    ledger.record_decisions(con, plan.decisions, ctx.product.id)
     ledger.replace_accumulators(con, plan.accumulators)
     ledger.forget_settlements(con, plan.forget)
     ledger.store_settlements(con, plan.store, plan.store_lines, ctx.batch_id,

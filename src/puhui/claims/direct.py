@@ -27,7 +27,6 @@ from puhui.fund.schema import FIRST_DATE, LAST_DATE, MAX_SETTLEMENT_YUAN
 from puhui.fund.validate import check_settlement_record
 from puhui.products.model import Product
 
-DIRECT_BATCH = ledger.DIRECT_BATCH
 FUND = ("hifp_pay", "hifob_pay", "hifmi_pay", "maf_pay")
 AMOUNTS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "psn_part_amt", *FUND)
 REQUIRED = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype", *AMOUNTS)
@@ -281,7 +280,7 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
     before = dict(state)                   # adjudicate_one updates ``state`` in place
     res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
                          renewal=renewal, has_any_policy=bool(mine))
-    decided, a_reversal, hold = ledger.decisions_or_reversal(con, s["setl_id"])
+    decided, a_reversal, hold = ledger.decisions_or_reversal(con, s["setl_id"], product.id)
     if a_reversal:
         # review 19: a reversal's id taken again as a settlement's held the id twice
         raise Conflict(f"settlement {s['setl_id']}: this setl_id is a reversal the ledger "
@@ -378,25 +377,26 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
             pol: dict | None, changed: dict, res: dict) -> dict:
     """Record a decision: its rows, payments, stored inputs, the policy's accumulators
     that ``changed`` (only those are written) and the audit row."""
-    ledger.ensure_open_batch(con, DIRECT_BATCH, "direct", product.id)
+    batch = ledger.direct_batch(product.id)
+    ledger.ensure_open_batch(con, batch, "direct", product.id)
     rows, decided, entries = _rows(product, res), [], []
     stamp = ledger.now()
     pol_no = pol["policy_no"] if pol else None
     for b, eligible, deductible, ratio_bp, payout, why in rows:
         decided.append((s["setl_id"], b, s["psn_no"], pol_no, eligible, deductible, ratio_bp,
-                        payout, why, DIRECT_BATCH))
+                        payout, why, batch))
         if payout:
             entries.append((s["setl_id"], s["setl_id"], b, s["psn_no"], pol_no, payout, "pay",
-                            DIRECT_BATCH, stamp))
-    ledger.record_decisions(con, decided)
+                            batch, stamp))
+    ledger.record_decisions(con, decided, product.id)
     ledger.record_entries(con, entries, str(s["setl_time"]))
     row, kept = _stored_form(s, lines, matcher)
     ledger.store_settlements(con, [tuple(row.values())],
                              [(s["setl_id"], ln["hilist_code"], ln["list_class"], ln["amount"])
-                              for ln in kept], DIRECT_BATCH, _digest(s, lines))
+                              for ln in kept], batch, _digest(s, lines))
     if pol is not None and changed:
         ledger.update_accumulators(con, pol_no, changed)
-    ledger.audit(con, "claims direct", DIRECT_BATCH, setl_id=s["setl_id"],
+    ledger.audit(con, "claims direct", batch, setl_id=s["setl_id"],
                  payout=sum(r[4] for r in rows))
     return answer_of(s["setl_id"], rows)
 

@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     setl_id TEXT NOT NULL, benefit TEXT NOT NULL, psn_no TEXT NOT NULL, policy_no TEXT,
     eligible_fen INTEGER NOT NULL, deductible_fen INTEGER NOT NULL,
     ratio_bp INTEGER NOT NULL, payout_fen INTEGER NOT NULL, reason TEXT NOT NULL,
-    batch_id TEXT NOT NULL, PRIMARY KEY (setl_id, benefit));
+    batch_id TEXT NOT NULL, product_id TEXT NOT NULL,
+    PRIMARY KEY (setl_id, product_id, benefit));
 CREATE INDEX IF NOT EXISTS decisions_psn ON decisions (psn_no);
 CREATE TABLE IF NOT EXISTS accumulators (
     policy_no TEXT NOT NULL REFERENCES policies (policy_no), accumulator TEXT NOT NULL,
@@ -127,12 +128,38 @@ CREATE TABLE IF NOT EXISTS settlement_dates (
 #: review (reason code, batch, when; released by ``puhui claims release``); a version-3
 #: ledger gains the table (empty: its earlier batches' holds were not recorded) when
 #: opened, as every command opens it.
+#: 5 (session 22): ``decisions`` are kept per product (``product_id``, in the key): two
+#: products deciding one settlement under benefits of the same name (Huhuibao's and the
+#: elderly cover's ``special_drugs``) overwrote each other's row, so the first product's
+#: deductible use of it counted 0. A version-4 (or older) ledger's decisions are copied
+#: into the new table when it is opened (:data:`DECISIONS_V5`), each under the product
+#: of its policy, else of its batch.
 #: 6 (session 22, after the decisions of 5): business dates. ``batches.as_of`` (the date a
 #: batch is effective for), ``payments.business_date`` (the date an entry is effective
 #: for) and ``settlement_dates`` (every stored settlement's date, kept when the stored
 #: settlement is forgotten); an older ledger gains them when opened
 #: (:func:`_add_business_dates` says how they are filled).
 SCHEMA_VERSION = "6"
+#: The upgrade of ``decisions`` to schema 5 (both backends; run once, after
+#: :data:`SCHEMA`, inside the opening transaction). The old table is renamed and dropped
+#: after the copy; its index is remade on the new one.
+DECISIONS_V5 = """
+ALTER TABLE decisions RENAME TO decisions_v4;
+DROP INDEX IF EXISTS decisions_psn;
+CREATE TABLE decisions (
+    setl_id TEXT NOT NULL, benefit TEXT NOT NULL, psn_no TEXT NOT NULL, policy_no TEXT,
+    eligible_fen INTEGER NOT NULL, deductible_fen INTEGER NOT NULL,
+    ratio_bp INTEGER NOT NULL, payout_fen INTEGER NOT NULL, reason TEXT NOT NULL,
+    batch_id TEXT NOT NULL, product_id TEXT NOT NULL,
+    PRIMARY KEY (setl_id, product_id, benefit));
+INSERT INTO decisions SELECT d.setl_id, d.benefit, d.psn_no, d.policy_no, d.eligible_fen,
+    d.deductible_fen, d.ratio_bp, d.payout_fen, d.reason, d.batch_id,
+    COALESCE((SELECT p.product_id FROM policies p WHERE p.policy_no = d.policy_no),
+             (SELECT b.product_id FROM batches b WHERE b.batch_id = d.batch_id), '')
+    FROM decisions_v4 d;
+DROP TABLE decisions_v4;
+CREATE INDEX decisions_psn ON decisions (psn_no);
+"""
 #: Columns of a stored settlement, in the calculator's names and units (fen).
 STORED = ("setl_id", "psn_no", "setl_time", "med_type", "hosp_lv", "insutype",
           "psn_part_amt", "fulamt_ownpay_amt", "overlmt_selfpay")
@@ -203,7 +230,7 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
         from puhui.claims import ledger_pg
 
         con, version = ledger_pg.connect(url, SCHEMA, SCHEMA_VERSION, LEDGER_OBJECTS,
-                                         must_exist, upgrade=_add_business_dates)
+                                         must_exist, upgrade=_upgrade)
         return con
     path = sqlite_path(url)
     if path.is_dir():
@@ -218,11 +245,33 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
             con.execute("INSERT OR IGNORE INTO reversals SELECT setl_id, MAX(applies_to),"
                         " MAX(psn_no), MAX(batch_id) FROM payments WHERE kind = 'reverse'"
                         " GROUP BY setl_id")
-        if version != SCHEMA_VERSION:
-            _add_business_dates(con)
+        _upgrade(con, _schema_version(con))    # read again under the write lock
         con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO "
                     "UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
     return con
+
+
+def _upgrade(con, version: str | None) -> None:
+    """Bring an older ledger's tables to this schema, inside the opening transaction
+    (after :data:`SCHEMA` made the tables it lacked): a ledger of version 4 or before
+    gets :data:`DECISIONS_V5`, one before 6 the business dates
+    (:func:`_add_business_dates`). Statement by statement (``executescript`` would
+    commit the transaction first)."""
+    if version and version.isdigit() and int(version) < 5:
+        _decisions_v5(con)
+    _add_business_dates(con)
+
+
+def _decisions_v5(con) -> None:
+    """:data:`DECISIONS_V5` on either backend."""
+    script = DECISIONS_V5
+    if not isinstance(con, sqlite3.Connection):
+        from puhui.claims.ledger_pg import pg_schema
+
+        script = pg_schema(script)
+    for statement in script.split(";"):
+        if statement.strip():
+            con.execute(statement)
 
 
 def _columns(con, table: str) -> set[str]:
@@ -260,7 +309,8 @@ def _add_business_dates(con) -> None:
     con.execute("UPDATE payments SET business_date = COALESCE((SELECT b.as_of FROM batches b"
                 " WHERE b.batch_id = payments.batch_id), (SELECT d.setl_date FROM"
                 " settlement_dates d WHERE d.setl_id = payments.setl_id AND"
-                " payments.batch_id = ?), substr(recorded_at, 1, 10))", (DIRECT_BATCH,))
+                " (payments.batch_id = ? OR payments.batch_id LIKE ?)),"
+                " substr(recorded_at, 1, 10))", (DIRECT_BATCH, DIRECT_BATCH + ":%"))
 
 
 class _Locked(Exception):
@@ -552,11 +602,13 @@ def paid_between(con: sqlite3.Connection, lo: str, hi: str, product_id: str):
     settlements leaves the 2023 payouts alone)."""
     return _frame(
         "SELECT applies_to, benefit, SUM(payout_fen) AS paid, MAX(psn_no) AS paid_psn,"
-        " MAX(policy_no) AS paid_policy, MAX(batch_id = ?) AS by_direct"
+        " MAX(policy_no) AS paid_policy, MAX(CASE WHEN batch_id IN (?, ?) THEN 1"
+        " ELSE 0 END) AS by_direct"
         " FROM payments WHERE psn_no BETWEEN ? AND ?"
         " AND EXISTS (SELECT 1 FROM policies p WHERE p.policy_no = payments.policy_no"
         " AND p.product_id = ?)"       # by the policy's key: not a scan of every policy
-        " GROUP BY applies_to, benefit", con, params=[DIRECT_BATCH, lo, hi, product_id])
+        " GROUP BY applies_to, benefit", con,
+        params=[DIRECT_BATCH, direct_batch(product_id), lo, hi, product_id])
 
 
 def paid_for_benefits(con: sqlite3.Connection, product_id: str, benefits: list[str]):
@@ -605,28 +657,38 @@ def record_entries(con: sqlite3.Connection, entries: list[tuple], business_date:
         " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [(*e, day) for e in entries])
 
 
-def record_decisions(con: sqlite3.Connection, rows: list[tuple]) -> None:
-    """The current decisions (setl_id, benefit, psn_no, policy_no, eligible, deductible,
-    ratio_bp, payout, reason, batch_id), replacing earlier ones."""
-    con.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows)
+def record_decisions(con: sqlite3.Connection, rows: list[tuple], product_id: str) -> None:
+    """The current decisions of ``product_id`` (rows of setl_id, benefit, psn_no,
+    policy_no, eligible, deductible, ratio_bp, payout, reason, batch_id), replacing its
+    earlier ones; another product's decisions of the same settlements stay (schema 5)."""
+    con.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*r, product_id) for r in rows])
 
 
-def decisions_of(con: sqlite3.Connection, setl_id: str) -> list[tuple]:
-    """(benefit, eligible, deductible, ratio_bp, payout, reason) of a decided settlement."""
+def decisions_of(con: sqlite3.Connection, setl_id: str, product_id: str) -> list[tuple]:
+    """(benefit, eligible, deductible, ratio_bp, payout, reason) of a settlement as
+    ``product_id`` decided it (none: that product never decided it)."""
     return con.execute("SELECT benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, "
-                       "reason FROM decisions WHERE setl_id = ? ORDER BY benefit", (setl_id,)).fetchall()
+                       "reason FROM decisions WHERE setl_id = ? AND product_id = ? ORDER BY"
+                       " benefit", (setl_id, product_id)).fetchall()
 
 
-def decisions_or_reversal(con, setl_id: str) -> tuple[list[tuple], bool, str | None]:
+def decided_by_any(con, setl_id: str) -> bool:
+    """Whether any product decided ``setl_id`` (a reversal's id must not be one)."""
+    return con.execute("SELECT 1 FROM decisions WHERE setl_id = ? LIMIT 1",
+                       (setl_id,)).fetchone() is not None
+
+
+def decisions_or_reversal(con, setl_id: str, product_id: str
+                          ) -> tuple[list[tuple], bool, str | None]:
     """:func:`decisions_of`, whether ``setl_id`` is the id of a reversal the ledger
     applied, and the code of a hold in force on it (None: not held), in one read (a
     payout's round trips are counted)."""
     rows = con.execute("SELECT benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, "
-                       "reason FROM decisions WHERE setl_id = ? UNION ALL SELECT NULL, 0, "
-                       "0, 0, 0, NULL FROM reversals WHERE setl_id = ? UNION ALL SELECT "
-                       "NULL, 0, 0, 0, 0, reason FROM holds WHERE setl_id = ? AND "
-                       "released_at IS NULL", (setl_id, setl_id, setl_id)).fetchall()
+                       "reason FROM decisions WHERE setl_id = ? AND product_id = ? UNION ALL"
+                       " SELECT NULL, 0, 0, 0, 0, NULL FROM reversals WHERE setl_id = ? UNION"
+                       " ALL SELECT NULL, 0, 0, 0, 0, reason FROM holds WHERE setl_id = ? AND"
+                       " released_at IS NULL", (setl_id, product_id, setl_id, setl_id)).fetchall()
     decided = sorted((tuple(r) for r in rows if r[0] is not None), key=lambda r: r[0])
     held = [r[5] for r in rows if r[0] is None and r[5] is not None]
     a_reversal = any(r[0] is None and r[5] is None for r in rows)
@@ -648,7 +710,24 @@ def update_accumulators(con: sqlite3.Connection, policy_no: str, state: dict[str
                     [(policy_no, k, v) for k, v in state.items()])
 
 
-DIRECT_BATCH = "direct"      # the standing batch that direct payouts record into
+DIRECT_BATCH = "direct"      # the standing batch direct payouts recorded into (schema < 5)
+
+
+def direct_batch(product_id: str) -> str:
+    """The standing batch ``product_id``'s direct payouts record into (session 22: one
+    per product; a batch writes one entry per settlement and benefit, so two products
+    paying one settlement under benefits of the same name in one standing batch lost
+    the second's entry). Entries of earlier puhuis stay in :data:`DIRECT_BATCH`.
+
+    >>> direct_batch("huhuibao-2025")
+    'direct:huhuibao-2025'
+    """
+    return f"{DIRECT_BATCH}:{product_id}"
+
+
+def is_direct_batch(batch_id: str) -> bool:
+    """Whether ``batch_id`` is a standing batch of direct payouts (any product's)."""
+    return batch_id == DIRECT_BATCH or batch_id.startswith(DIRECT_BATCH + ":")
 
 
 def last_entry(con: sqlite3.Connection) -> int:
@@ -819,10 +898,10 @@ def kept_of(con, ids: list[str]) -> list[tuple[str, str, str, int, int, int, str
     benefit and policy that decided or paid it (setl_id, benefit, policy_no, deductible
     its decision applied, net paid under that policy, the decision's payout, its
     reason); a settlement never decided has none (:func:`puhui.benefits.kept.kept_by_policy`).
-    The net paid comes from the payments, per policy: ``decisions`` keeps one row per
-    settlement and benefit, so a second product deciding the same settlement under a
-    benefit of the same name replaces the first's row, and the first product's policy
-    then has its payments but no decision here (deductible 0, reason '')."""
+    The net paid comes from the payments, per policy; the decision is the policy's
+    product's (schema 5: before it a second product deciding the same settlement under
+    a benefit of the same name replaced the first's row, whose deductible then counted
+    0)."""
     with _wanted(con, ids):
         return [(str(s), str(b), str(p), int(d), int(paid), int(due), str(why))
                 for s, b, p, d, paid, due, why in con.execute(
@@ -978,9 +1057,11 @@ def record_idempotent_answer(con, key_id: str, idem_key: str, endpoint: str,
 
 
 # reversals answered at once (puhui.claims.reverse) ------------------------------------
-def reversal_by_id(con, setl_id: str) -> tuple[str, str, str] | None:
-    """(refund_of, psn_no, batch_id) of the reversal ``setl_id`` the ledger applied."""
-    row = con.execute("SELECT refund_of, psn_no, batch_id FROM reversals WHERE setl_id = ?",
+def reversal_by_id(con, setl_id: str) -> tuple[str, str, str, str | None] | None:
+    """(refund_of, psn_no, batch_id, the batch's product) of the reversal ``setl_id``
+    the ledger applied."""
+    row = con.execute("SELECT r.refund_of, r.psn_no, r.batch_id, b.product_id FROM reversals"
+                      " r LEFT JOIN batches b ON b.batch_id = r.batch_id WHERE r.setl_id = ?",
                       (setl_id,)).fetchone()
     return None if row is None else tuple(row)
 
@@ -1028,17 +1109,19 @@ def unstored_decided_of_policy(con, psn_no: str, policy_no: str) -> int:
         (psn_no, policy_no)).fetchone()[0])
 
 
-def decision_policies(con, setl_id: str) -> set[str]:
-    """The policies a settlement's current decisions were made under (none: no policy)."""
+def decision_policies(con, setl_id: str, product_id: str) -> set[str]:
+    """The policies ``product_id``'s current decisions of a settlement were made under
+    (none: no policy)."""
     return {r[0] for r in con.execute("SELECT DISTINCT policy_no FROM decisions WHERE"
-                                      " setl_id = ? AND policy_no IS NOT NULL", (setl_id,))}
+                                      " setl_id = ? AND product_id = ? AND policy_no IS NOT"
+                                      " NULL", (setl_id, product_id))}
 
 
-def decision_reasons_of(con, ids: list[str]) -> dict[tuple[str, str], str]:
-    """(setl_id, benefit) -> the reason of its current decision, for ``ids``."""
+def decision_reasons_of(con, ids: list[str], product_id: str) -> dict[tuple[str, str], str]:
+    """(setl_id, benefit) -> the reason of ``product_id``'s current decision, for ``ids``."""
     out: dict[tuple[str, str], str] = {}
     for sid in ids:
-        for b, *_, why in decisions_of(con, sid):
+        for b, *_, why in decisions_of(con, sid, product_id):
             out[(sid, b)] = why
     return out
 

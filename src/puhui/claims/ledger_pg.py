@@ -37,9 +37,10 @@ WRITE_LOCK = 0x70756875               # "puhu"
 #: The key of each table SQLite's ``INSERT OR REPLACE`` replaces a row by, and the
 #: columns of the table in order (for a statement without a column list).
 REPLACE_KEYS = {
-    "decisions": (("setl_id", "benefit"),
+    "decisions": (("setl_id", "product_id", "benefit"),
                   ("setl_id", "benefit", "psn_no", "policy_no", "eligible_fen",
-                   "deductible_fen", "ratio_bp", "payout_fen", "reason", "batch_id")),
+                   "deductible_fen", "ratio_bp", "payout_fen", "reason", "batch_id",
+                   "product_id")),
     "settlements": (("setl_id",),
                     ("seq", "setl_id", "psn_no", "setl_date", "med_type", "hosp_lv",
                      "insutype", "psn_part_fen", "fulamt_ownpay_fen", "overlmt_selfpay_fen",
@@ -345,9 +346,8 @@ def connect(url: str, schema: str, version: str, objects: frozenset[str],
     """Open the PostgreSQL ledger at ``url``: (connection, schema version found). The
     database is checked before anything is written (one that holds other tables is not
     a ledger and is left alone); its tables are made under the write lock, so two
-    batches starting together on a new database do not race. ``upgrade(con)``: what an
-    older ledger needs beyond the tables it lacks (new columns), in the same unit of
-    work."""
+    batches starting together on a new database do not race. ``upgrade(con, found)``
+    brings an older ledger's tables to ``version`` in the same transaction."""
     import psycopg
 
     parts = _split_userinfo(url)
@@ -382,7 +382,7 @@ def connect(url: str, schema: str, version: str, objects: frozenset[str],
         try:
             con.executescript(pg_schema(schema))
             if upgrade is not None:
-                upgrade(con)
+                upgrade(con, _schema_version(con))      # read again under the lock
             con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO "
                         "UPDATE SET value = excluded.value", (version,))
         except BaseException:

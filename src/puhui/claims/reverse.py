@@ -186,7 +186,7 @@ def apply_reversal(con, product: Product, r: dict) -> tuple[dict, bool]:
                                   kept)
     ids = [r["refund_of"], *(sid for sid, _ in results)]
     paid = _paid(con, ids, product.id)
-    reasons = ledger.decision_reasons_of(con, [sid for sid, _ in results])
+    reasons = ledger.decision_reasons_of(con, [sid for sid, _ in results], product.id)
     benefits = [b.id for b in product.benefits]
     left = {k for k, why in reasons.items() if why in LEFT}
     entries = due_entries(benefits, results, paid, r["refund_of"], r["setl_id"], left)
@@ -210,13 +210,20 @@ def _applied_before(con, product: Product, r: dict) -> dict | None:
             raise Conflict(f"reversal {rid}: this setl_id was applied already as the "
                            f"reversal of another settlement (or person); a reversal takes "
                            f"a new setl_id")
+        if done[3] is not None and done[3] != product.id:
+            # session 22: answering it as applied showed the other product's entries
+            # while what this product paid for the original stayed paid
+            raise Unprocessable(
+                f"reversal {rid}: applied already under {done[3]}; a settlement is "
+                f"reversed at once under one product. What {product.id} paid for {orig} "
+                f"is taken back by its next claims run on data holding the reversal")
         answer = _answer(con, product, r, done[2], done[2] == batch_of(rid))
         return answer | {"already_applied": True}
     other = ledger.reversal_of_original(con, orig)
     if other is not None:
         raise Conflict(f"reversal {rid}: settlement {orig} was reversed already by "
                        f"another reversal; a settlement is reversed once")
-    if ledger.decisions_of(con, rid):
+    if ledger.decided_by_any(con, rid):
         raise Conflict(f"reversal {rid}: this setl_id is a settlement the ledger decided; "
                        f"a reversal takes a setl_id of its own")
     return None
@@ -226,7 +233,7 @@ def _original(con, product: Product, r: dict) -> tuple[dict, dict, bool, list]:
     """The original as the ledger stored it, checked against the reversal; its policy
     (of this product), whether that renews another, the person's policies."""
     orig = r["refund_of"]
-    done = ledger.decisions_of(con, orig)
+    done = ledger.decisions_of(con, orig, product.id)
     held = ledger.stored_settlement(con, orig)
     if not done:
         raise Unprocessable(f"reversal {r['setl_id']}: refund_of names no settlement this "
@@ -249,7 +256,7 @@ def _original(con, product: Product, r: dict) -> tuple[dict, dict, bool, list]:
     pol, renewal, mine = _policy_of(con, product, {"psn_no": s["psn_no"],
                                                    "setl_time": dt.date.fromisoformat(
                                                        s["setl_time"])})
-    if pol is None or not ledger.decision_policies(con, orig) <= {pol["policy_no"]}:
+    if pol is None or not ledger.decision_policies(con, orig, product.id) <= {pol["policy_no"]}:
         raise Unprocessable(f"reversal {r['setl_id']}: the original was not decided under "
                             f"the policy of {product.id} covering its date; reverse it with "
                             f"the product that paid it")
@@ -311,7 +318,7 @@ def _write(con, product: Product, r: dict, pol: dict, plan: tuple) -> None:
             why = why if why in LEFT else str(CODES[x["reason"] - 1])
             rows.append((sid, b.id, r["psn_no"], pol_no, x["eligible"], x["deductible"],
                          x["ratio_bp"], x["payout"], why, batch))
-    ledger.record_decisions(con, rows)
+    ledger.record_decisions(con, rows, product.id)
     old = ledger.accumulators_of(con, pol_no)
     ledger.update_accumulators(con, pol_no, {k: state.get(k, 0) for k in old | state})
     ledger.forget_settlements(con, [r["refund_of"]])
