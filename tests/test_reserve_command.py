@@ -235,3 +235,20 @@ def test_a_ledger_that_does_not_exist_is_refused(tmp_path):
               "2024-12-31", "--out", tmp_path / "o")
     assert r.returncode == 2 and "no such ledger" in r.stderr
     assert not (tmp_path / "nowhere.db").exists()
+
+
+def test_one_batch_gives_no_development_and_says_so(filled, tmp_path):
+    """A ledger whose payments all have one business date (one batch at the year's end):
+    the estimate cannot be read as "nothing to come", and reserve.json and the command
+    say why; reserve.json is strict JSON (no NaN where a factor cannot be estimated)."""
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    r = puhui("claims", "run", "--product", filled["product"], "--data", filled["city"],
+              "--ledger", url, "--batch", "all", "--out", tmp_path / "b", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    r = puhui("reserve", "--ledger", url, "--product", "huhuibao-2024", "--as-of",
+              "2025-12-31", "--out", tmp_path / "o")
+    assert r.returncode == 0 and "one business date (2025-12-31)" in r.stderr, r.stderr
+    text = (tmp_path / "o" / "reserve.json").read_text(encoding="utf-8")
+    res = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in reserve.json"))
+    assert any("no development" in w for w in res["warnings"])
+    assert None in res["methods"]["chainladder"]["development_factors"]

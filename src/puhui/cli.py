@@ -660,6 +660,8 @@ def reserve(url, product_id, as_of, by, method, loss_ratio, out):
             click.echo(f"{name}: IBNR {r['ibnr_total_yuan']:,.2f} yuan"
                        + (f" (s.e. {se:,.2f})" if se is not None else ""))
     click.echo(f"  {j}\n  {m}")
+    for w in res["warnings"]:
+        click.echo(f"warning: {w}", err=True)
 
 
 @cli.command()

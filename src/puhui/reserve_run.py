@@ -119,6 +119,33 @@ def fit_methods(tri, premium_fen: np.ndarray, methods: tuple[str, ...],
     return out
 
 
+def _number(x) -> float | None:
+    """A float for JSON: None where not finite (JSON has no NaN)."""
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def warnings_of(use: pd.DataFrame, fitted: dict) -> list[str]:
+    """What makes the estimate weak, said in reserve.json and summary.md: payments on one
+    business date only (one batch: no development to learn from), development factors
+    the triangle cannot give (a link with nothing paid at its start)."""
+    out = []
+    days = use["business_date"].nunique()
+    if days == 1:
+        out.append(f"every payment used has one business date ({use['business_date'].iloc[0]}"
+                   f"): the triangle shows no development, and an IBNR of 0 says nothing; "
+                   f"run claims batches through the year, each with its --as-of date")
+    mack = fitted.get("chainladder")
+    if mack is not None and not isinstance(mack, str):
+        f = np.asarray(mack.ldf_[:mack.triangle_.values.shape[1] - 1], dtype=float)
+        bad = int((~np.isfinite(f)).sum())
+        if bad:
+            out.append(f"{bad} of {len(f)} development factors cannot be estimated (nothing "
+                       f"paid at the start of the link): the origins resting on them get no "
+                       f"IBNR from the chain ladder")
+    return out
+
+
 def _yuan(fen) -> float | None:
     x = float(fen)
     return None if not np.isfinite(x) else round(x / 100, 2)
@@ -134,9 +161,10 @@ def method_result(est) -> dict:
              **({"std_err_yuan": _yuan(se[i])} if se is not None else {})}
             for i, o in enumerate(origins)]
     out = {"ibnr_total_yuan": _yuan(est.ibnr_total_fen_), "by_origin": rows,
-           "development_factors": [float(x) for x in
+           "development_factors": [_number(x) for x in
                                    est.ldf_[:est.triangle_.values.shape[1] - 1]],
-           "tail_factor": float(est.tail_factor_), "diagnostics": diagnostics(est.diagnostics_)}
+           "tail_factor": _number(est.tail_factor_),
+           "diagnostics": diagnostics(est.diagnostics_)}
     if se is not None:
         out["std_err_total_yuan"] = _yuan(est.total_std_err_fen_)
     if getattr(est, "loss_ratio_", None) is not None:
@@ -188,6 +216,7 @@ def reserve(url: str, product_id: str, as_of: str, by: str = "month",
         "paid_to_date_yuan": int(tri.latest.sum()) / 100,
         "methods": {k: (v if isinstance(v, str) else method_result(v))
                     for k, v in fitted.items()},
+        "warnings": warnings_of(use, fitted),
     }
 
 
@@ -205,6 +234,7 @@ def summary_markdown(res: dict) -> str:
                  f"settlement date ({e['without_settlement_date']['yuan']:,.2f} yuan, left "
                  f"out), {e['dated_before_settlement']:,} counted from their settlement's "
                  f"date.")
+    lines += [f"\nWarning: {w}." for w in res["warnings"]]
     for name, m in res["methods"].items():
         lines += ["", f"## {name}", ""]
         if isinstance(m, str):
@@ -223,6 +253,19 @@ def summary_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _finite(obj):
+    """``obj`` with every float that is not finite as None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    return obj
+
+
 def _shown(v) -> str:
     return "n/a" if v is None else f"{v:,.2f}"
 
@@ -231,6 +274,7 @@ def write_outputs(res: dict, out: str | Path) -> tuple[Path, Path]:
     """reserve.json and summary.md into ``out``."""
     out = Path(out)
     j, m = out / "reserve.json", out / "summary.md"
-    j.write_text(json.dumps(res, indent=2, ensure_ascii=False), encoding="utf-8")
+    j.write_text(json.dumps(_finite(res), indent=2, ensure_ascii=False, allow_nan=False),
+                 encoding="utf-8")
     m.write_text(summary_markdown(res), encoding="utf-8")
     return j, m
