@@ -137,8 +137,9 @@ def _v4_ledger(url):
         run_sql(url, "INSERT INTO policies VALUES (?, 'P1', ?, '2025-01-01', '2025-12-31',"
                      " 12900, 0, 1, 0)", (pol, prod))
     for b, prod in (("b1", "huhuibao-2025"), ("o1", "other-2025"), ("z1", "zzz-2025")):
-        run_sql(url, "INSERT INTO batches VALUES (?, 'claimed', ?, 'h', 'd', '2025-06-01',"
-                     " NULL, 'done')", (b, prod))
+        run_sql(url, "INSERT INTO batches (batch_id, mode, product_id, product_hash,"
+                     " data_hash, started_at, finished_at, status) VALUES (?, 'claimed', ?,"
+                     " 'h', 'd', '2025-06-01', NULL, 'done')", (b, prod))
     for row in (("S1", "hospital", "P1", "PA", 330000, 30000, 7000, 210000, "PAID", "b1"),
                 ("S1", "drugs", "P1", None, 0, 0, 0, 0, "REVERSED", "o1"),
                 ("S2", "hospital", "P1", None, 0, 0, 0, 0, "NOT_IN_DATA", "z1")):
@@ -154,7 +155,8 @@ def test_a_version_4_ledger_is_upgraded(new_ledger):
     _v4_ledger(url)
     r = puhui("ledger", "status", "--ledger", url)
     assert r.returncode == 0, r.stderr
-    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "5"
+    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == \
+        ledger.SCHEMA_VERSION
     got = run_sql(url, "SELECT setl_id, benefit, policy_no, payout_fen, reason, product_id"
                        " FROM decisions ORDER BY 1, 2")
     assert [tuple(x) for x in got] == [
@@ -192,7 +194,8 @@ def test_two_commands_opening_a_version_4_ledger_at_once(new_ledger, tmp_path):
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read().decode()
     assert run_sql(url, "SELECT COUNT(*) FROM decisions")[0][0] == 3
-    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "5"
+    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == \
+        ledger.SCHEMA_VERSION
     assert run_sql(url, "SELECT COUNT(DISTINCT product_id) FROM decisions")[0][0] == 3
 
 

@@ -160,7 +160,7 @@ def test_amounts_beyond_32_bits(postgres_server):
         ledger.record_entries(con, [("S1", "S1", "hospital", "P1", None, 3_000_000_000, "pay",
                                      "b", "now"),
                                     ("S2", "S2", "hospital", "P1", None, 3_000_000_000, "pay",
-                                     "b", "now")])
+                                     "b", "now")], "2025-01-31")
     assert ledger.batch_total(con, "b") == 6_000_000_000
     n_pol, batches, total = ledger.status(con)
     assert total == 6_000_000_000 and isinstance(total, int)

@@ -407,11 +407,13 @@ def test_a_version_1_ledger_is_upgraded_with_its_reversals(tmp_path):
     ledger.connect(url).close()
     con = sqlite3.connect(ledger.sqlite_path(url))
     con.executescript("DROP TABLE reversals; UPDATE meta SET value = '1';"
-                      "INSERT INTO batches VALUES ('b', 'claimed', 'p', '', '', 'now', NULL, 'done');"
+                      "INSERT INTO batches (batch_id, mode, product_id, product_hash, data_hash,"
+                      " started_at, finished_at, status) VALUES"
+                      " ('b', 'claimed', 'p', '', '', 'now', NULL, 'done');"
                       "INSERT INTO payments (setl_id, applies_to, benefit, psn_no, policy_no,"
-                      " payout_fen, kind, batch_id, recorded_at) VALUES"
-                      " ('R1', 'S1', 'hospital', 'P1', 'N1', -500, 'reverse', 'b', 'now'),"
-                      " ('R1', 'S1', 'drugs', 'P1', 'N1', -100, 'reverse', 'b', 'now');")
+                      " payout_fen, kind, batch_id, recorded_at, business_date) VALUES"
+                      " ('R1', 'S1', 'hospital', 'P1', 'N1', -500, 'reverse', 'b', 'now', ''),"
+                      " ('R1', 'S1', 'drugs', 'P1', 'N1', -100, 'reverse', 'b', 'now', '');")
     con.commit()
     con.close()
     con = ledger.connect(url)

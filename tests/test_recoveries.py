@@ -147,7 +147,8 @@ def test_a_reversed_payout_books_the_recovery_back(paid, tmp_path):
             net, pol = con.execute("SELECT SUM(payout_fen), MAX(policy_no) FROM payments WHERE "
                                    "applies_to = ? AND benefit = 'special_drugs'", (sid,)).fetchone()
             ledger.record_entries(con, [(f"R-{sid}", sid, "special_drugs", row["psn_no"], pol,
-                                         -net, "reverse", "reversals", ledger.now())])
+                                         -net, "reverse", "reversals", ledger.now())],
+                                  "2025-12-31")
     con.close()
     back = run_recoveries(product, SAMPLE, url, "r2", "2025-12-31")
     assert back.summary["booked_now_yuan"] == -row["refund_fen"] / 100

@@ -145,8 +145,34 @@ def test_premium_is_required_and_checked():
     tri = _triangle(SMALL, 2022)
     with pytest.raises(InputError, match="earned premium"):
         BornhuetterFerguson(0.7).fit(tri)
-    with pytest.raises(InputError, match="one positive amount"):
+    with pytest.raises(InputError, match="one amount >= 0"):
         CapeCod().fit(tri, np.array([1, 2]))
+    with pytest.raises(InputError, match="with claims paid earn no premium"):
+        CapeCod().fit(tri, np.array([24000, 0, 24000]))
+    with pytest.raises(InputError, match="not all 0"):
+        BornhuetterFerguson(0.7).fit(tri, np.zeros(3, dtype=np.int64))
+
+
+def test_an_origin_with_no_premium_and_nothing_paid_has_no_ibnr():
+    """A product year reserved a year after it ended: the 3 x 3 triangle above one year
+    on (nothing more paid) with a fourth origin, 2025, empty and earning nothing.
+
+        2022: 10,000 15,000 16,500 16,500      f1 = 45,000 / 35,000 = 9/7
+        2023: 12,000 17,000 17,000             f2 = 33,500 / 32,000 = 1.046875
+        2024: 13,000 13,000                    f3 = 1
+        2025: 0
+
+    CDF to ultimate 1, 1, 1.046875, 1.3460; premium 24,000, 24,000, 24,000, 0.
+    BF at 70 %: 2024 16,800 x (1 - 1/1.046875) = 752.24 -> 752; 2025 0 x ... = 0.
+    Cape Cod: ELR = 46,500 / (48,000 + 24,000 / 1.046875) = 0.655619; 2024 0.655619 x
+    24,000 x 0.044776 = 704.55 -> 705; 2025 0."""
+    tri = _triangle([[10000, 15000, 16500, 16500], [12000, 17000, 17000], [13000, 13000],
+                     [0]], 2022)
+    bf = BornhuetterFerguson(0.70).fit(tri, np.array([24000, 24000, 24000, 0]))
+    assert bf.ibnr_fen_.tolist() == [0, 0, 752, 0]
+    cc = CapeCod().fit(tri, np.array([24000, 24000, 24000, 0]))
+    assert cc.ibnr_fen_.tolist() == [0, 0, 705, 0]
+    assert cc.loss_ratio_[0] == pytest.approx(46500 / (48000 + 24000 / 1.046875), rel=1e-12)
 
 
 def test_too_short_a_triangle_is_refused():

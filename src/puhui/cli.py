@@ -343,10 +343,14 @@ def claims():
 @click.option("--complete", is_flag=True, default=False,
               help="the data holds every settlement of its period: take back what a "
                    "settlement it lacks was paid (without it, such a batch is refused)")
+@click.option("--as-of", "as_of", default=None, metavar="DATE",
+              help="the business date the batch's payments are effective for (default: "
+                   "the data's last settlement date, or the end of --period)")
 @_lang_option
 @_execution_option
 def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=None,
-               block_persons=None, workers=None, period=None, complete=False, lang="en"):
+               block_persons=None, workers=None, period=None, complete=False, lang="en",
+               as_of=None):
     """Adjudicate the data's settlements against its policies and record the payouts."""
     import json
     import os
@@ -383,7 +387,7 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
         res = run_batch(product, product.path, data_dir, url, batch_id, mode,
                         progress=progress, eob_sink=eob, claims=claims, workers=workers,
                         period=parse_period(period) if period is not None else None,
-                        complete=complete,
+                        complete=complete, as_of=as_of,
                         **extra)
     finally:
         eob.close()               # the EOB's footer: the blocks written are readable
@@ -402,7 +406,8 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
                                              synthetic=synthetic_marker(data_dir)),
                                       encoding="utf-8")
     s = res.summary
-    click.echo(f"batch {batch_id} ({mode}): {s['settlements_in']:,} settlements, "
+    click.echo(f"batch {batch_id} ({mode}, as of {s['as_of']}): "
+               f"{s['settlements_in']:,} settlements, "
                f"paid {s['paid_this_batch_yuan']:,.2f} yuan in this batch; "
                f"{', '.join(f'{k} {v:,}' for k, v in s['settlements_by_status'].items())}")
     click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'} (and summary.xlsx)\n"
@@ -621,6 +626,42 @@ def ledger_export(url, out_file):
     else:
         raise InputError(f"{out_file}: the payment file ends .parquet or .csv")
     click.echo(f"wrote {len(df):,} entries to {out_file}")
+
+
+@cli.command()
+@click.option("--ledger", "url", required=True,
+              help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (the ledger must exist)")
+@click.option("--product", "product_id", required=True,
+              help="product id, as the ledger's policies name it")
+@click.option("--as-of", "as_of", required=True, metavar="DATE",
+              help="the valuation date: payments effective on or before it count")
+@click.option("--by", type=click.Choice(["month", "quarter"]), default="month",
+              show_default=True, help="origin and development periods")
+@click.option("--method", type=click.Choice(["chainladder", "bf", "capecod", "all"]),
+              default="chainladder", show_default=True)
+@click.option("--loss-ratio", "loss_ratio", type=_Finite(), default=None,
+              help="the priced loss ratio (fraction; pricing.json's expected_loss_ratio): "
+                   "Bornhuetter-Ferguson's prior, Cape Cod's comparison")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+def reserve(url, product_id, as_of, by, method, loss_ratio, out):
+    """IBNR of a product from the ledger's paid triangle at an as-of date
+    (docs/reserving.md): reserve.json and summary.md."""
+    from puhui.reserve_run import reserve as run_reserve
+    from puhui.reserve_run import write_outputs
+
+    _out_dir(out)
+    res = run_reserve(url, product_id, as_of, by, method, loss_ratio)
+    j, m = write_outputs(res, out)
+    for name, r in res["methods"].items():
+        if isinstance(r, str):
+            click.echo(f"{name}: {r}")
+        else:
+            se = r.get("std_err_total_yuan")
+            click.echo(f"{name}: IBNR {r['ibnr_total_yuan']:,.2f} yuan"
+                       + (f" (s.e. {se:,.2f})" if se is not None else ""))
+    click.echo(f"  {j}\n  {m}")
+    for w in res["warnings"]:
+        click.echo(f"warning: {w}", err=True)
 
 
 @cli.command()

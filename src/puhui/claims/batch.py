@@ -181,6 +181,44 @@ def batch_scope(setl_time: pd.Series, period: tuple[str, str] | None,
     return Scope((first, last), True)
 
 
+def batch_as_of(as_of: str | None, setl_time: pd.Series, scope: Scope,
+                data_dir: Path) -> str:
+    """The business date a batch is effective for (ISO): ``as_of`` where given, else the
+    last day of its scope (the data's last settlement date, or the end of the stated
+    ``--period``: the day the extract is complete to). A batch cannot be effective
+    before a settlement it pays: an as-of date before the data's last settlement date
+    is refused."""
+    import datetime as dt
+
+    from puhui.fund.schema import FIRST_DATE, LAST_DATE
+
+    if as_of is None:
+        return scope.dates[1]
+    try:
+        day = dt.date.fromisoformat(str(as_of).strip())
+    except ValueError:
+        raise InputError(f"--as-of {as_of!r}: not a date; give YYYY-MM-DD") from None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise InputError(f"--as-of {as_of!r}: dates lie from {FIRST_DATE} to {LAST_DATE}")
+    later = int((setl_time.dropna() >= pd.Timestamp(day) + pd.Timedelta(days=1)).sum())
+    if later:
+        raise InputError(f"{data_dir}/settlements.parquet: {later:,} settlements are dated "
+                         f"after --as-of {day}; a batch is effective on or after the last "
+                         f"settlement it pays (leave --as-of out to take that day)")
+    return day.isoformat()
+
+
+def _kept_as_of(con, batch_id: str, as_of: str, stated: bool) -> str:
+    """The business date of a batch just started (inside its unit of work): a resumed
+    batch keeps its first run's (a stated other ``--as-of`` is refused)."""
+    kept = ledger.keep_business_date(con, batch_id, as_of)
+    if stated and kept != as_of:
+        raise InputError(f"batch {batch_id!r} ran before as of {kept}, not {as_of}; "
+                         f"resume it with --as-of {kept} (or without --as-of), or give a "
+                         f"new batch id")
+    return kept
+
+
 def check_batch_id(batch_id: str) -> None:
     """A batch id is 1 to 100 printable characters without spaces, and not the standing
     batch of direct payouts."""
@@ -483,7 +521,8 @@ def _take_back(con, ctx: _BlockContext, missing: pd.DataFrame) -> pd.DataFrame:
             ledger.record_entries(con, [
                 (a, a, b, psn, pol, -int(p), "adjust", ctx.batch_id, stamp)
                 for a, b, p, psn, pol in paid[["applies_to", "benefit", "paid", "psn_no",
-                                               "policy_no"]].itertuples(index=False)])
+                                               "policy_no"]].itertuples(index=False)],
+                ctx.as_of)
             ledger.record_decisions(con, [
                 (a, b, psn, None, 0, 0, 0, 0, "NOT_IN_DATA", ctx.batch_id)
                 for a, psn in zip(ids, missing["psn_no"].astype(str)) for b in benefits],
@@ -523,7 +562,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
               progress: Callable[[int, int], None] | None = None,
               eob_sink: Callable[[pd.DataFrame], None] | None = None,
               claims: set[str] | None = None, workers: int = 1,
-              period: tuple[str, str] | None = None, complete: bool = False) -> BatchResult:
+              period: tuple[str, str] | None = None, complete: bool = False,
+              as_of: str | None = None) -> BatchResult:
     """Run a batch. With ``eob_sink`` each block's EOB rows go to it as they are made
     (the CLI appends them to eob.parquet) and the result's ``eob`` is empty; without,
     the EOB is returned whole (tests, small data).
@@ -552,6 +592,10 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     ``complete`` says the data is complete for its period, and then takes back what it
     was paid (entries in the EOB, reason NOT_IN_DATA).
 
+    Every entry the batch writes is effective for its business date ``as_of`` (ISO;
+    :func:`batch_as_of`: by default the scope's last day), kept apart from when it was
+    recorded (ledger schema 6).
+
     Concurrency: each block's "paid so far" and stored settlements are read, and its
     targets computed, then checked unchanged inside the transaction that writes
     (:func:`puhui.claims.ledger.block_stamp`); if another process wrote for those
@@ -573,6 +617,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
                          f"is in {data_dir}/settlements.parquet; nothing was written. Give the "
                          f"claims file of this data")
     scope = batch_scope(data.settlements["setl_time"], period, data_dir)
+    stated_as_of = as_of is not None
+    as_of = batch_as_of(as_of, data.settlements["setl_time"], scope, data_dir)
     data_keys = _LazyKeys(data.settlements["setl_id"], data.settlements["psn_no"])
 
     # Only the columns the flags, the calculator and the EOB read are held from here on
@@ -651,13 +697,14 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     pol = pol.assign(renewal=renews(pol, data.policies, ledger.policy_periods(con)))
     with ledger.unit_of_work(con):
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
+        as_of = _kept_as_of(con, batch_id, as_of, stated_as_of)
         ledger.upsert_policies(con, pol)
         ledger.record_holds(con, new_holds, batch_id)
         ledger.audit(con, f"claims run --mode {mode}", batch_id, phash, dhash,
                      product_file=str(product_file), data=str(data_dir),
                      resumed=resumed, settlements=len(st),
                      quarantined=len(quarantined), scope=list(scope.dates),
-                     scope_stated=scope.stated, complete=complete,
+                     scope_stated=scope.stated, complete=complete, as_of=as_of,
                      not_in_data=len(taking_back), held=len(new_holds))
 
     matcher = LineMatcher(product)
@@ -704,7 +751,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     ctx = _BlockContext(product=product, matcher=matcher, batch_id=batch_id, mode=mode,
                         rev_of=rev_of, lines=list_lines(data.lines, matcher),
                         consent=consent, frozen=frozen, claims=claims,
-                        taking_back=set(taking_back["setl_id"]), data_keys=data_keys)
+                        taking_back=set(taking_back["setl_id"]), data_keys=data_keys,
+                        as_of=as_of)
     data.lines = None
 
     source = {"blocks": blocks, "eff": eff_parts, "rev": rev_parts, "pol": pol_parts}
@@ -759,6 +807,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     n_taken = int(taken["setl_id"].nunique()) if len(taken) else 0
     summary["scope"] = {"first": scope.dates[0], "last": scope.dates[1],
                         "stated": scope.stated, "complete": complete}
+    summary["as_of"] = as_of
     summary["not_in_data"] = {"settlements": n_taken,
                               "taken_back_yuan": round(float(taken["payout_amt"].sum()), 2)
                               if len(taken) else 0.0}
@@ -1113,6 +1162,7 @@ class _BlockContext:
     claims: set | None
     taking_back: set               # not in data stated complete: taken back at the end
     data_keys: _LazyKeys | None = None   # every (setl_id, person) of the data, hashed
+    as_of: str = ""                # the business date every entry is effective for
 
 
 @dataclass
@@ -1169,7 +1219,7 @@ def _run_blocks(con, ctx: _BlockContext, pieces: list, lean: bool = False) -> li
 
 def _write_plan(con, ctx: _BlockContext, plan: _BlockPlan, reversals: pd.DataFrame) -> None:
     """A block's plan into the ledger (inside the caller's unit of work)."""
-    ledger.record_entries(con, plan.entries)
+    ledger.record_entries(con, plan.entries, ctx.as_of)
     ledger.record_decisions(con, plan.decisions, ctx.product.id)
     ledger.replace_accumulators(con, plan.accumulators)
     ledger.forget_settlements(con, plan.forget)

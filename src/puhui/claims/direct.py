@@ -389,7 +389,7 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
             entries.append((s["setl_id"], s["setl_id"], b, s["psn_no"], pol_no, payout, "pay",
                             batch, stamp))
     ledger.record_decisions(con, decided, product.id)
-    ledger.record_entries(con, entries)
+    ledger.record_entries(con, entries, str(s["setl_time"]))
     row, kept = _stored_form(s, lines, matcher)
     ledger.store_settlements(con, [tuple(row.values())],
                              [(s["setl_id"], ln["hilist_code"], ln["list_class"], ln["amount"])

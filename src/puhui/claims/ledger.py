@@ -3,11 +3,16 @@
 What it holds
 -------------
 ``policies``      the policies loaded from fund data
-``batches``       one row per batch run (mode, product and data hashes, status)
+``batches``       one row per batch run (mode, product and data hashes, status, and
+                  ``as_of``: the business date the batch is effective for, schema 6;
+                  NULL for the standing batches of direct payouts and reversals)
 ``payments``      signed payment entries: every payout, reversal and adjustment. The net
                   paid for a settlement's benefit is the sum of its entries
                   (``applies_to`` = the settlement the money is for; a reversal's entry
-                  has the reversal's ``setl_id`` and applies to the original)
+                  has the reversal's ``setl_id`` and applies to the original);
+                  ``business_date``: the date the entry is effective for (its batch's
+                  ``as_of``; a direct payout's or reversal's settlement date), apart
+                  from ``recorded_at``, when it was written (schema 6)
 ``decisions``     the current decision (target payout, reason) per settlement and benefit
 ``accumulators``  running deductible and limit use per policy and accumulator
 ``settlements``   the inputs of every settlement the ledger decided with something
@@ -22,6 +27,9 @@ What it holds
 ``holds``         settlements a batch's fraud or quality flags held for review: the
                   code, the batch and when; a release (who, when, why) lets the next
                   batch or reversal pay them (schema 4)
+``settlement_dates`` the date of every settlement the ledger stored, kept when the
+                  stored settlement is forgotten (reversed, taken back): the origin
+                  period of its payments in a triangle (schema 6)
 ``audit``         append-only log: who ran what, with which product and data hashes, when
 
 Unique keys make replays harmless: a batch writes at most one entry per
@@ -52,14 +60,14 @@ CREATE INDEX IF NOT EXISTS policies_psn ON policies (psn_no);
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY, mode TEXT NOT NULL, product_id TEXT NOT NULL,
     product_hash TEXT NOT NULL, data_hash TEXT NOT NULL, started_at TEXT NOT NULL,
-    finished_at TEXT, status TEXT NOT NULL);
+    finished_at TEXT, status TEXT NOT NULL, as_of TEXT);
 CREATE TABLE IF NOT EXISTS payments (
     entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
     setl_id TEXT NOT NULL, applies_to TEXT NOT NULL, benefit TEXT NOT NULL,
     psn_no TEXT NOT NULL, policy_no TEXT, payout_fen INTEGER NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('pay', 'adjust', 'reverse')),
     batch_id TEXT NOT NULL REFERENCES batches (batch_id), recorded_at TEXT NOT NULL,
-    UNIQUE (batch_id, applies_to, benefit));
+    business_date TEXT NOT NULL, UNIQUE (batch_id, applies_to, benefit));
 CREATE INDEX IF NOT EXISTS payments_psn ON payments (psn_no);
 CREATE INDEX IF NOT EXISTS payments_applies ON payments (applies_to, benefit);
 CREATE TABLE IF NOT EXISTS decisions (
@@ -111,6 +119,8 @@ CREATE TABLE IF NOT EXISTS holds (
     batch_id TEXT NOT NULL, held_at TEXT NOT NULL, released_at TEXT, released_by TEXT,
     release_reason TEXT);
 CREATE INDEX IF NOT EXISTS holds_psn ON holds (psn_no);
+CREATE TABLE IF NOT EXISTS settlement_dates (
+    setl_id TEXT PRIMARY KEY, setl_date TEXT NOT NULL);
 """
 #: 3 (session 18): ``api_keys`` and ``idempotency`` for the service (``puhui serve``);
 #: a version-2 ledger gains them (empty) when opened.
@@ -124,7 +134,12 @@ CREATE INDEX IF NOT EXISTS holds_psn ON holds (psn_no);
 #: deductible use of it counted 0. A version-4 (or older) ledger's decisions are copied
 #: into the new table when it is opened (:data:`DECISIONS_V5`), each under the product
 #: of its policy, else of its batch.
-SCHEMA_VERSION = "5"
+#: 6 (session 22, after the decisions of 5): business dates. ``batches.as_of`` (the date a
+#: batch is effective for), ``payments.business_date`` (the date an entry is effective
+#: for) and ``settlement_dates`` (every stored settlement's date, kept when the stored
+#: settlement is forgotten); an older ledger gains them when opened
+#: (:func:`_add_business_dates` says how they are filled).
+SCHEMA_VERSION = "6"
 #: The upgrade of ``decisions`` to schema 5 (both backends; run once, after
 #: :data:`SCHEMA`, inside the opening transaction). The old table is renamed and dropped
 #: after the copy; its index is remade on the new one.
@@ -239,10 +254,16 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
 def _upgrade(con, version: str | None) -> None:
     """Bring an older ledger's tables to this schema, inside the opening transaction
     (after :data:`SCHEMA` made the tables it lacked): a ledger of version 4 or before
-    gets :data:`DECISIONS_V5`. Statement by statement (``executescript`` would commit
-    the transaction first)."""
-    if not version or not version.isdigit() or int(version) >= 5:
-        return
+    gets :data:`DECISIONS_V5`, one before 6 the business dates
+    (:func:`_add_business_dates`). Statement by statement (``executescript`` would
+    commit the transaction first)."""
+    if version and version.isdigit() and int(version) < 5:
+        _decisions_v5(con)
+    _add_business_dates(con)
+
+
+def _decisions_v5(con) -> None:
+    """:data:`DECISIONS_V5` on either backend."""
     script = DECISIONS_V5
     if not isinstance(con, sqlite3.Connection):
         from puhui.claims.ledger_pg import pg_schema
@@ -251,6 +272,45 @@ def _upgrade(con, version: str | None) -> None:
     for statement in script.split(";"):
         if statement.strip():
             con.execute(statement)
+
+
+def _columns(con, table: str) -> set[str]:
+    """The columns of a ledger table, on either backend."""
+    if isinstance(con, sqlite3.Connection):
+        return {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+    return {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema ="
+        " current_schema() AND table_name = ?", (table,))}
+
+
+def _add_business_dates(con) -> None:
+    """Schema 6 on a ledger written before it (inside the unit of work that opens it;
+    nothing to do where the columns are there). What the old ledger has fills them:
+
+    - ``settlement_dates``: the dates of the settlements it still stores (one it
+      forgot, reversed or taken back, has none: its payments, which net to what was
+      taken back, have no origin in a triangle, and ``puhui reserve`` counts them);
+    - ``batches.as_of`` of a batch (not the standing batches of direct payouts and
+      reversals): the latest settlement date its entries apply to, else the day it
+      started (UTC);
+    - ``payments.business_date``: the batch's ``as_of``; a direct payout's own
+      settlement date where the ledger still stores the settlement; else (a reversal
+      answered at once, a direct payout since reversed) the day it was recorded."""
+    if "business_date" in _columns(con, "payments"):
+        return
+    con.execute("INSERT INTO settlement_dates SELECT setl_id, setl_date FROM settlements"
+                " WHERE true ON CONFLICT (setl_id) DO NOTHING")
+    if "as_of" not in _columns(con, "batches"):
+        con.execute("ALTER TABLE batches ADD COLUMN as_of TEXT")
+    con.execute("UPDATE batches SET as_of = COALESCE((SELECT MAX(d.setl_date) FROM payments p"
+                " JOIN settlement_dates d ON d.setl_id = p.applies_to WHERE p.batch_id ="
+                " batches.batch_id), substr(started_at, 1, 10)) WHERE status != 'open'")
+    con.execute("ALTER TABLE payments ADD COLUMN business_date TEXT NOT NULL DEFAULT ''")
+    con.execute("UPDATE payments SET business_date = COALESCE((SELECT b.as_of FROM batches b"
+                " WHERE b.batch_id = payments.batch_id), (SELECT d.setl_date FROM"
+                " settlement_dates d WHERE d.setl_id = payments.setl_id AND"
+                " (payments.batch_id = ? OR payments.batch_id LIKE ?)),"
+                " substr(recorded_at, 1, 10))", (DIRECT_BATCH, DIRECT_BATCH + ":%"))
 
 
 class _Locked(Exception):
@@ -482,17 +542,31 @@ def start_batch(con: sqlite3.Connection, batch_id: str, mode: str, product_id: s
         raise InputError(f"batch {batch_id!r} already ran with other inputs (product, "
                          f"data or mode differ); give a new batch id")
     if row is None:
-        con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, NULL, 'running')",
+        con.execute("INSERT INTO batches (batch_id, mode, product_id, product_hash,"
+                    " data_hash, started_at, finished_at, status) VALUES"
+                    " (?, ?, ?, ?, ?, ?, NULL, 'running')",
                     (batch_id, mode, product_id, product_hash, data_hash, now()))
     return row is not None
+
+
+def keep_business_date(con, batch_id: str, as_of: str) -> str:
+    """A started batch's business date (ISO): the one it has (a resumed run keeps the
+    date its first run wrote its entries with; a batch of a ledger upgraded to schema 6
+    has the one the upgrade gave it), else ``as_of``, recorded now."""
+    row = con.execute("SELECT as_of FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+    if row is not None and row[0] is not None:
+        return str(row[0])
+    con.execute("UPDATE batches SET as_of = ? WHERE batch_id = ?", (as_of, batch_id))
+    return as_of
 
 
 def ensure_open_batch(con: sqlite3.Connection, batch_id: str, mode: str, product_id: str) -> None:
     """A standing batch (direct payouts record into one)."""
     if _known(con, ("batch", batch_id)):
         return
-    con.execute("INSERT OR IGNORE INTO batches VALUES (?, ?, ?, '', '', ?, NULL, 'open')",
-                (batch_id, mode, product_id, now()))
+    con.execute("INSERT OR IGNORE INTO batches (batch_id, mode, product_id, product_hash,"
+                " data_hash, started_at, finished_at, status) VALUES"
+                " (?, ?, ?, '', '', ?, NULL, 'open')", (batch_id, mode, product_id, now()))
     _learn(con, ("batch", batch_id))
 
 
@@ -571,13 +645,16 @@ def batch_entries_between(con: sqlite3.Connection, batch_id: str, lo: str, hi: s
         " WHERE batch_id = ? AND psn_no BETWEEN ? AND ?", con, params=[batch_id, lo, hi])
 
 
-def record_entries(con: sqlite3.Connection, entries: list[tuple]) -> None:
+def record_entries(con: sqlite3.Connection, entries: list[tuple], business_date: str) -> None:
     """Payment entries (setl_id, applies_to, benefit, psn_no, policy_no, payout_fen,
-    kind, batch_id, recorded_at); one per batch, settlement and benefit (a replay adds
-    nothing)."""
+    kind, batch_id, recorded_at), all effective for ``business_date`` (ISO date: the
+    batch's as-of date, a direct payout's or reversal's settlement date); one per
+    batch, settlement and benefit (a replay adds nothing)."""
+    day = dt.date.fromisoformat(str(business_date)[:10]).isoformat()
     con.executemany(
         "INSERT OR IGNORE INTO payments (setl_id, applies_to, benefit, psn_no, policy_no, "
-        "payout_fen, kind, batch_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
+        "payout_fen, kind, batch_id, recorded_at, business_date) VALUES"
+        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [(*e, day) for e in entries])
 
 
 def record_decisions(con: sqlite3.Connection, rows: list[tuple], product_id: str) -> None:
@@ -692,6 +769,8 @@ def store_settlements(con: sqlite3.Connection, rows: list[tuple], lines: list[tu
                     " source, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(*r, source, digest) for r in rows])
     con.executemany("INSERT INTO settlement_lines VALUES (?, ?, ?, ?)", lines)
+    con.executemany("INSERT INTO settlement_dates VALUES (?, ?) ON CONFLICT (setl_id) DO"
+                    " UPDATE SET setl_date = excluded.setl_date", [(r[0], r[2]) for r in rows])
 
 
 def record_reversals(con: sqlite3.Connection, rows: list[tuple[str, str, str]],
@@ -873,12 +952,42 @@ def status(con: sqlite3.Connection) -> tuple[int, list[tuple], int]:
 
 def export_payments(con: sqlite3.Connection):
 
+    """Every payment entry (yuan): ``ledger export``'s rows, with the business date each
+    is effective for beside when it was recorded."""
     df = _frame(
         "SELECT setl_id, applies_to, psn_no, policy_no, benefit, payout_fen, kind, "
-        "batch_id AS batch, recorded_at FROM payments ORDER BY entry_id", con)
+        "batch_id AS batch, recorded_at, business_date FROM payments ORDER BY entry_id", con)
     df["payout_amt"] = df.pop("payout_fen") / 100
     return df[["setl_id", "applies_to", "psn_no", "policy_no", "benefit", "payout_amt",
-               "kind", "batch", "recorded_at"]]
+               "kind", "batch", "recorded_at", "business_date"]]
+
+
+# what a reserve reads (schema 6) ------------------------------------------------------
+def product_ids(con) -> list[str]:
+    """The products the ledger holds policies of, sorted."""
+    return sorted(str(r[0]) for r in con.execute("SELECT DISTINCT product_id FROM policies"))
+
+
+def reserve_entries(con, product_id: str):
+    """Every payment entry under ``product_id``'s policies as a triangle reads it:
+    setl_date (the date of the settlement it applies to, the origin; None where the
+    ledger never kept it: forgotten before schema 6), business_date (the date it is
+    effective for), payout_fen (signed), kind, batch."""
+    df = _frame(
+        "SELECT d.setl_date, p.business_date, p.payout_fen, p.kind, p.batch_id AS batch"
+        " FROM payments p LEFT JOIN settlement_dates d ON d.setl_id = p.applies_to"
+        " WHERE p.policy_no IN (SELECT policy_no FROM policies WHERE product_id = ?)"
+        " ORDER BY p.entry_id", con, params=[product_id])
+    df["payout_fen"] = df["payout_fen"].astype("int64")
+    return df
+
+
+def product_premiums(con, product_id: str):
+    """The policies of ``product_id``: start_date, end_date (ISO text), premium_fen."""
+    df = _frame("SELECT start_date, end_date, premium_fen FROM policies WHERE"
+                " product_id = ?", con, params=[product_id])
+    df["premium_fen"] = df["premium_fen"].astype("int64")
+    return df
 
 
 def create_api_key(con, name: str, scope: str) -> tuple[str, str]:

@@ -183,6 +183,7 @@ def run_recoveries(product: Product, data_dir: str | Path, url: str, batch_id: s
                 due, cap_rows = due_now()
             ledger.start_batch(con, batch_id, f"recoveries {as_of.date()}", product.id,
                                phash, dhash)
+            ledger.keep_business_date(con, batch_id, str(as_of.date()))
             booked = ledger.booked_recoveries(con, [*agreements, *caps])
             key = ["agreement", "psn_no", "quarter"]
             m = due.merge(booked, on=key, how="outer")

@@ -307,7 +307,7 @@ def _write(con, product: Product, r: dict, pol: dict, plan: tuple) -> None:
     batch, stamp, pol_no = batch_of(r["setl_id"]), ledger.now(), pol["policy_no"]
     ledger.ensure_open_batch(con, batch, "reversal", product.id)
     ledger.record_entries(con, [(sid, a, b, r["psn_no"], pol_no, fen, kind, batch, stamp)
-                                for sid, a, b, fen, kind in entries])
+                                for sid, a, b, fen, kind in entries], str(r["setl_time"]))
     rows = [(r["refund_of"], b.id, r["psn_no"], None, 0, 0, 0, 0, "REVERSED", batch)
             for b in product.benefits]
     # a held settlement is not among the results: its decision stays what it was paid under

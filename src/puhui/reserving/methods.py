@@ -80,11 +80,19 @@ def _by_origin(cl_triangle) -> np.ndarray:
 
 
 def _premium_weight(clt, earned_premium_fen, n: int):
-    """Earned premium by origin as the exposure chainladder's BF and Cape Cod read."""
+    """Earned premium by origin as the exposure chainladder's BF and Cape Cod read. An
+    origin may earn nothing only if nothing is paid for it either (a product year's
+    origin periods after its cover, reserved after it ended): its expected claims are
+    then 0 and so is its IBNR (chainladder's NaN ultimate, read as 0 fen)."""
     p = np.asarray(earned_premium_fen, dtype=np.int64)
-    if p.shape != (n,) or (p <= 0).any():
-        raise InputError(f"earned premium: one positive amount in fen per origin period "
-                         f"({n}) is needed, got shape {p.shape}")
+    if p.shape != (n,) or (p < 0).any() or not (p > 0).any():
+        raise InputError(f"earned premium: one amount >= 0 in fen per origin period "
+                         f"({n}), not all 0, is needed, got shape {p.shape}")
+    paid = np.nan_to_num(np.asarray(clt.latest_diagonal.values)[0, 0, :, -1])
+    if ((p == 0) & (paid != 0)).any():
+        raise InputError(f"earned premium: {int(((p == 0) & (paid != 0)).sum())} origin "
+                         f"period(s) with claims paid earn no premium; give each origin "
+                         f"the premium earned in it")
     w = clt.latest_diagonal.copy()
     w.values = p.astype(np.float64).reshape(1, 1, n, 1)
     return w

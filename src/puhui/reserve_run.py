@@ -1,0 +1,280 @@
+"""``puhui reserve``: the paid triangle of a product from the ledger, as known at an
+as-of date by business date, and its IBNR by the engines of :mod:`puhui.reserving`.
+
+The edge of reserving (docs/reserving.md): the ledger is read here (through the
+functions of :mod:`puhui.claims.ledger`, either backend), the engines stay pure, and
+money turns into yuan only in ``reserve.json`` and ``summary.md``.
+
+- origin: the date of the settlement an entry applies to (``settlement_dates``), its
+  month or quarter the triangle's row;
+- development: the entry's business date (its batch's as-of date; a direct payout's or
+  reversal's settlement date), not when it was recorded, so the same ledger gives the
+  same triangle at an as-of date whatever was recorded since for later dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from puhui.errors import InputError
+
+GRAIN = {"month": "M", "quarter": "Q"}
+METHODS = ("chainladder", "bf", "capecod")
+#: why a reported triangle is not built (the ledger holds no filing dates)
+NO_REPORTED = ("not built: the ledger does not hold the dates claims were filed (a claims "
+               "file names the settlements claimed, not when); the paid triangle only")
+
+
+def parse_day(text: str, option: str = "--as-of") -> dt.date:
+    """An ISO date, or InputError naming the option."""
+    try:
+        return dt.date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise InputError(f"{option} {text!r}: not a date; give YYYY-MM-DD") from None
+
+
+def read_ledger(url: str, product_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(entries, policies) of ``product_id`` from the ledger at ``url`` (which must
+    exist): :func:`puhui.claims.ledger.reserve_entries` and ``product_premiums``."""
+    from puhui.claims import ledger
+
+    con = ledger.connect(url, must_exist=True)
+    try:
+        known = ledger.product_ids(con)
+        if product_id not in known:
+            raise InputError(f"--product {product_id}: the ledger {ledger.shown_url(url)} "
+                             f"holds no policies of it (it holds "
+                             f"{', '.join(known) if known else 'none'}); give one of those")
+        return ledger.reserve_entries(con, product_id), ledger.product_premiums(con, product_id)
+    finally:
+        con.close()
+
+
+def usable_entries(entries: pd.DataFrame, as_of: dt.date, product_id: str
+                   ) -> tuple[pd.DataFrame, dict]:
+    """The entries a triangle at ``as_of`` takes, and what was left out or moved, counted
+    (never silently): entries effective after ``as_of`` (not yet known), entries without
+    a settlement date (forgotten by a ledger before schema 6: left out), entries
+    effective before their settlement's date (a reversal dated before a later settlement
+    it adjusted: counted from the settlement's date)."""
+    day = as_of.isoformat()
+    dated = entries["setl_date"].notna()
+    effective = entries["business_date"].astype(str) <= day
+    no_origin = entries[~dated & effective]
+    use = entries[dated & effective].copy()
+    if not len(use):
+        first = entries["business_date"].min() if len(entries) else None
+        raise InputError(f"--as-of {day}: the ledger holds no payment of {product_id} "
+                         f"effective on or before it"
+                         + (f" (the first is effective {first}); give a later date"
+                            if first else "; run a claims batch first"))
+    early = use["business_date"].astype(str) < use["setl_date"].astype(str)
+    use.loc[early, "business_date"] = use.loc[early, "setl_date"]
+    counts = {"used": int(len(use)), "after_as_of": int((~effective).sum()),
+              "without_settlement_date": {"entries": int(len(no_origin)),
+                                          "yuan": int(no_origin["payout_fen"].sum()) / 100},
+              "dated_before_settlement": int(early.sum())}
+    return use, counts
+
+
+def earned_premium_fen(policies: pd.DataFrame, origins: pd.PeriodIndex, as_of: dt.date
+                       ) -> np.ndarray:
+    """Premium earned in each origin period up to ``as_of``, fen: each policy's premium
+    spread evenly over the days of its cover (start to end, inclusive)."""
+    start = pd.to_datetime(policies["start_date"]).to_numpy("datetime64[D]")
+    end = pd.to_datetime(policies["end_date"]).to_numpy("datetime64[D]") + 1
+    days = (end - start).astype(np.int64)
+    per_day = policies["premium_fen"].to_numpy(np.float64) / np.maximum(days, 1)
+    stop = np.datetime64(as_of, "D") + 1
+    out = np.zeros(len(origins))
+    for k, p in enumerate(origins):
+        lo = np.datetime64(p.start_time.date(), "D")
+        hi = min(np.datetime64(p.end_time.date(), "D") + 1, stop)
+        overlap = (np.minimum(end, hi) - np.maximum(start, lo)).astype(np.int64)
+        out[k] = (per_day * np.clip(overlap, 0, None)).sum()
+    return np.floor(out + 0.5).astype(np.int64)
+
+
+def fit_methods(tri, premium_fen: np.ndarray, methods: tuple[str, ...],
+                loss_ratio: float | None) -> dict:
+    """Each method's fitted estimator (or why it was not run), by name."""
+    from puhui.reserving.methods import BornhuetterFerguson, CapeCod, MackChainLadder
+
+    out: dict = {}
+    for name in methods:
+        if name == "chainladder":
+            out[name] = MackChainLadder().fit(tri)
+        elif name == "bf" and loss_ratio is None:
+            out[name] = "not run: Bornhuetter-Ferguson needs the priced loss ratio " \
+                        "(--loss-ratio, pricing.json's expected_loss_ratio)"
+        elif name == "bf":
+            out[name] = BornhuetterFerguson(loss_ratio).fit(tri, premium_fen)
+        elif name == "capecod":
+            out[name] = CapeCod(prior_loss_ratio=loss_ratio).fit(tri, premium_fen)
+    return out
+
+
+def _number(x) -> float | None:
+    """A float for JSON: None where not finite (JSON has no NaN)."""
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def warnings_of(use: pd.DataFrame, fitted: dict) -> list[str]:
+    """What makes the estimate weak, said in reserve.json and summary.md: payments on one
+    business date only (one batch: no development to learn from), development factors
+    the triangle cannot give (a link with nothing paid at its start)."""
+    out = []
+    days = use["business_date"].nunique()
+    if days == 1:
+        out.append(f"every payment used has one business date ({use['business_date'].iloc[0]}"
+                   f"): the triangle shows no development, and an IBNR of 0 says nothing; "
+                   f"run claims batches through the year, each with its --as-of date")
+    mack = fitted.get("chainladder")
+    if mack is not None and not isinstance(mack, str):
+        f = np.asarray(mack.ldf_[:mack.triangle_.values.shape[1] - 1], dtype=float)
+        bad = int((~np.isfinite(f)).sum())
+        if bad:
+            out.append(f"{bad} of {len(f)} development factors cannot be estimated (nothing "
+                       f"paid at the start of the link): the origins resting on them get no "
+                       f"IBNR from the chain ladder")
+    return out
+
+
+def _yuan(fen) -> float | None:
+    x = float(fen)
+    return None if not np.isfinite(x) else round(x / 100, 2)
+
+
+def method_result(est) -> dict:
+    """One fitted method at the edge: IBNR by origin and in total (yuan), Mack's
+    standard errors where the method has them, the factors and the diagnostics."""
+    origins = est.triangle_.origins.astype(str)
+    se = getattr(est, "std_err_fen_", None)
+    rows = [{"origin": o, "latest_yuan": _yuan(est.latest_fen_[i]),
+             "ultimate_yuan": _yuan(est.ultimate_fen_[i]), "ibnr_yuan": _yuan(est.ibnr_fen_[i]),
+             **({"std_err_yuan": _yuan(se[i])} if se is not None else {})}
+            for i, o in enumerate(origins)]
+    out = {"ibnr_total_yuan": _yuan(est.ibnr_total_fen_), "by_origin": rows,
+           "development_factors": [_number(x) for x in
+                                   est.ldf_[:est.triangle_.values.shape[1] - 1]],
+           "tail_factor": _number(est.tail_factor_),
+           "diagnostics": diagnostics(est.diagnostics_)}
+    if se is not None:
+        out["std_err_total_yuan"] = _yuan(est.total_std_err_fen_)
+    if getattr(est, "loss_ratio_", None) is not None:
+        out["loss_ratio"] = float(est.loss_ratio_[0])
+        gap = getattr(est, "loss_ratio_gap_", None)
+        out["loss_ratio_gap"] = None if gap is None else float(gap[0])
+    return out
+
+
+def diagnostics(d: dict) -> dict:
+    """chainladder's diagnostics (:func:`puhui.reserving.methods.development_diagnostics`)
+    as JSON: the factors' table by link, the share of large residuals, the two tests."""
+    f = d["factors"].replace([np.inf, -np.inf], np.nan)
+    factors = [{"link": str(link), **{k: (None if pd.isna(v) else float(v))
+                                      for k, v in row.items()}}
+               for link, row in f.iterrows()]
+    tests = {k: (None if d[k] is None else
+                 {a: (list(b) if isinstance(b, tuple) else b) for a, b in d[k].items()})
+             for k in ("calendar_effect", "factor_correlation")}
+    return {"factors": factors, "share_large_residuals": d["share_large_residuals"], **tests}
+
+
+def reserve(url: str, product_id: str, as_of: str, by: str = "month",
+            method: str = "chainladder", loss_ratio: float | None = None) -> dict:
+    """What ``puhui reserve`` writes to reserve.json (yuan; see the module)."""
+    from puhui.claims.ledger import shown_url
+    from puhui.reserving.triangles import build_triangle
+
+    day = parse_day(as_of)
+    if loss_ratio is not None and not 0 < loss_ratio < 10:
+        raise InputError(f"--loss-ratio {loss_ratio}: give the priced loss ratio as a "
+                         f"fraction (0.85 for 85 %)")
+    entries, policies = read_ledger(url, product_id)
+    use, counts = usable_entries(entries, day, product_id)
+    tri = build_triangle(use, origin="setl_date", development="business_date",
+                         amount="payout_fen", as_of=pd.Timestamp(day), grain=GRAIN[by])
+    premium = earned_premium_fen(policies, tri.origins, day)
+    fitted = fit_methods(tri, premium, METHODS if method == "all" else (method,), loss_ratio)
+    cells = np.where(tri.known, tri.values / 100, np.nan)
+    return {
+        "product_id": product_id, "as_of": day.isoformat(), "by": by,
+        "ledger": shown_url(url), "basis": "paid: origin = settlement date, development "
+        "= the payment's business date", "method": method, "prior_loss_ratio": loss_ratio,
+        "reported_triangle": NO_REPORTED, "entries": counts,
+        "triangle": {"origins": [str(o) for o in tri.origins],
+                     "cumulative_paid_yuan": [[None if np.isnan(v) else round(float(v), 2)
+                                               for v in row] for row in cells]},
+        "earned_premium_yuan": [p / 100 for p in premium.tolist()],
+        "paid_to_date_yuan": int(tri.latest.sum()) / 100,
+        "methods": {k: (v if isinstance(v, str) else method_result(v))
+                    for k, v in fitted.items()},
+        "warnings": warnings_of(use, fitted),
+    }
+
+
+def summary_markdown(res: dict) -> str:
+    """A short text summary of reserve.json (markdown)."""
+    lines = [f"# IBNR of {res['product_id']} as of {res['as_of']}", "",
+             f"Paid triangle by {res['by']} ({len(res['triangle']['origins'])} origin "
+             f"periods, {res['triangle']['origins'][0]} to {res['triangle']['origins'][-1]}) "
+             f"from the ledger {res['ledger']}, by business date; paid to date "
+             f"{res['paid_to_date_yuan']:,.2f} yuan. Reported triangle: "
+             f"{res['reported_triangle']}.", ""]
+    e = res["entries"]
+    lines.append(f"Entries: {e['used']:,} used, {e['after_as_of']:,} effective after the "
+                 f"as-of date, {e['without_settlement_date']['entries']:,} without a "
+                 f"settlement date ({e['without_settlement_date']['yuan']:,.2f} yuan, left "
+                 f"out), {e['dated_before_settlement']:,} counted from their settlement's "
+                 f"date.")
+    lines += [f"\nWarning: {w}." for w in res["warnings"]]
+    for name, m in res["methods"].items():
+        lines += ["", f"## {name}", ""]
+        if isinstance(m, str):
+            lines.append(m)
+            continue
+        se = "std_err_total_yuan" in m
+        lines.append(f"IBNR {m['ibnr_total_yuan']:,.2f} yuan"
+                     + (f" (Mack s.e. {m['std_err_total_yuan']:,.2f})" if se and
+                        m["std_err_total_yuan"] is not None else "") + ".")
+        lines += ["", "| origin | paid | ultimate | IBNR |" + (" s.e. |" if se else ""),
+                  "|---|---:|---:|---:|" + ("---:|" if se else "")]
+        for r in m["by_origin"]:
+            lines.append(f"| {r['origin']} | {r['latest_yuan']:,.2f} | "
+                         f"{r['ultimate_yuan']:,.2f} | {r['ibnr_yuan']:,.2f} |"
+                         + (f" {_shown(r['std_err_yuan'])} |" if se else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _finite(obj):
+    """``obj`` with every float that is not finite as None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    return obj
+
+
+def _shown(v) -> str:
+    return "n/a" if v is None else f"{v:,.2f}"
+
+
+def write_outputs(res: dict, out: str | Path) -> tuple[Path, Path]:
+    """reserve.json and summary.md into ``out``."""
+    out = Path(out)
+    j, m = out / "reserve.json", out / "summary.md"
+    j.write_text(json.dumps(_finite(res), indent=2, ensure_ascii=False, allow_nan=False),
+                 encoding="utf-8")
+    m.write_text(summary_markdown(res), encoding="utf-8")
+    return j, m

@@ -1,0 +1,254 @@
+"""``puhui reserve`` (issue 22 point 2): the paid triangle of a product from the ledger at
+an as-of date by business date, and its IBNR.
+
+The ledger is filled the way a product year is run: a synthetic city with reporting
+lags (``synth --claims``), a claimed batch at the end of each quarter over the
+settlements to date and the claims filed by then (``--as-of`` the quarter's end). The
+truth is built from what the batches wrote out, not from the ledger: each batch's
+eob.parquet rows (its signed entries), dated by the batch's as-of date, and each
+settlement's date from settlements.parquet (a reversal's money belongs to its original),
+summed into cells by a plain loop; the IBNR is set against chainladder called directly on
+that loop's triangle, the earned premium against a day-by-day loop over the policies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import puhui
+
+from puhui.products.model import product_path
+
+#: huhuibao-2024 with a 300 yuan hospital deductible, so a small city is paid every month
+LOW = """
+extends = "{base}"
+id = "huhuibao-2024"
+[[benefits]]
+id = "hospital"
+deductible = {{ amount = 300 }}
+"""
+AS_OFS = ["2024-03-31", "2024-06-30", "2024-09-30", "2024-12-31", "2025-03-31"]
+
+
+def _extract(city, end: str, folder):
+    """The settlements to ``end`` (and their lines) and the claims filed by then."""
+    folder.mkdir()
+    for f in ("persons.parquet", "policies.parquet"):
+        shutil.copy(city / f, folder / f)
+    st = pd.read_parquet(city / "settlements.parquet")
+    st = st[st["setl_time"] <= pd.Timestamp(end)]
+    st.to_parquet(folder / "settlements.parquet", index=False)
+    ln = pd.read_parquet(city / "settlement_lines.parquet")
+    ln[ln["setl_id"].isin(st["setl_id"])].to_parquet(folder / "settlement_lines.parquet",
+                                                     index=False)
+    cl = pd.read_parquet(city / "claims.parquet")
+    cl[cl["filed_date"] <= pd.Timestamp(end)].to_parquet(folder / "claims.parquet", index=False)
+    return folder
+
+
+def _fill(url, city, product, work) -> dict[str, object]:
+    """One claimed batch a quarter into ``url``: {as-of: the batch's EOB folder}."""
+    outs = {}
+    for end in AS_OFS:
+        data = _extract(city, end, work / f"data-{end}")
+        r = puhui("claims", "run", "--product", product, "--data", data, "--ledger", url,
+                  "--batch", f"q-{end}", "--out", work / f"out-{end}", "--claims",
+                  data / "claims.parquet", "--as-of", end, "--workers", "1")
+        assert r.returncode == 0, r.stderr
+        outs[end] = work / f"out-{end}"
+    return outs
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    work = tmp_path_factory.mktemp("reserve")
+    city = work / "city"
+    r = puhui("synth", "--persons", 600, "--years", 2, "--seed", 7, "--out", city, "--claims")
+    assert r.returncode == 0, r.stderr
+    product = work / "low.toml"
+    product.write_text(LOW.format(base=product_path("huhuibao-2024")), encoding="utf-8")
+    url = f"sqlite:///{work / 'ledger.db'}"
+    return {"url": url, "city": city, "product": product, "work": work,
+            "eobs": _fill(url, city, product, work)}
+
+
+def _months(a: dt.date, b: dt.date, per: int) -> int:
+    """Periods from a's to b's (months per period ``per``)."""
+    return (b.year * 12 + b.month - 1) // per - (a.year * 12 + a.month - 1) // per
+
+
+def _truth(filled, valuation: str, per: int) -> tuple[list[str], np.ndarray]:
+    """Cumulative fen by origin period (settlement month or quarter) x development period,
+    from the EOB files of the batches effective by ``valuation``; unknown cells NaN."""
+    st = pd.read_parquet(filled["city"] / "settlements.parquet")
+    day = dict(zip(st["setl_id"].astype(str), st["setl_time"].dt.date))
+    original = {str(s): str(o) for s, o in zip(st["setl_id"], st["refund_of"]) if pd.notna(o)}
+    v = dt.date.fromisoformat(valuation)
+    inc: dict[tuple[int, int], int] = defaultdict(int)
+    for end, out in filled["eobs"].items():
+        paid = dt.date.fromisoformat(end)
+        if paid > v:
+            continue
+        eob = pd.read_parquet(out / "eob.parquet")
+        for sid, amt in zip(eob["setl_id"].astype(str), eob["payout_amt"]):
+            if amt:
+                origin = day[original.get(sid, sid)]
+                key = (origin.year * 12 + origin.month - 1) // per
+                inc[(key, _months(origin, paid, per))] += int(round(amt * 100))
+    first = min(k for k, _ in inc)
+    n = (v.year * 12 + v.month - 1) // per - first + 1
+    cum = np.full((n, n), np.nan)
+    for i in range(n):
+        total = 0
+        for j in range(n - i):
+            total += inc.get((first + i, j), 0)
+            cum[i, j] = total
+    labels = [(f"{(first + i) * per // 12}-{(first + i) * per % 12 + 1:02d}" if per == 1 else
+               f"{(first + i) // 4}Q{(first + i) % 4 + 1}") for i in range(n)]
+    return labels, cum
+
+
+def _reserve(filled, out, *args, url=None):
+    r = puhui("reserve", "--ledger", url or filled["url"], "--product", "huhuibao-2024",
+              "--out", out, *args)
+    assert r.returncode == 0, r.stderr
+    return json.loads((out / "reserve.json").read_text(encoding="utf-8"))
+
+
+def _mack_directly(cum: np.ndarray, valuation_end: list[pd.Timestamp], origin_start):
+    """chainladder's Mack chain ladder on the loop's triangle (fen): IBNR by origin and
+    the total standard error."""
+    import chainladder as cl
+
+    rows = [{"origin": origin_start[i], "valuation": valuation_end[i + j],
+             "fen": cum[i, j]} for i in range(cum.shape[0]) for j in range(cum.shape[1])
+            if not np.isnan(cum[i, j])]
+    tri = cl.Triangle(pd.DataFrame(rows), origin="origin", development="valuation",
+                      columns=["fen"], cumulative=True)
+    mack = cl.MackChainladder().fit(cl.Development().fit_transform(tri))
+    ibnr = np.nan_to_num(np.asarray(mack.ibnr_.values)[0, 0, :, -1])
+    return ibnr, float(np.asarray(mack.total_mack_std_err_.values).ravel()[0])
+
+
+@pytest.mark.parametrize("valuation,by,per", [("2024-09-30", "month", 1),
+                                              ("2025-03-31", "quarter", 3)])
+def test_triangle_and_ibnr_against_the_batches_own_output(filled, tmp_path, valuation, by,
+                                                          per):
+    """2024-09-30 by month: three later batches were recorded since, and what they paid
+    is left out (by business date); 2025-03-31 by quarter: every batch."""
+    res = _reserve(filled, tmp_path, "--as-of", valuation, "--by", by)
+    labels, cum = _truth(filled, valuation, per)
+    got = res["triangle"]
+    assert got["origins"] == labels
+    want = [[None if np.isnan(x) else round(x / 100, 2) for x in row] for row in cum]
+    assert got["cumulative_paid_yuan"] == want
+    assert np.nansum(cum[:, 0]) > 0
+    assert (res["entries"]["after_as_of"] > 0) == (valuation < AS_OFS[-1])
+    periods = pd.period_range(pd.Period(labels[0], freq="M" if per == 1 else "Q"),
+                              periods=len(labels) + cum.shape[1])
+    ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
+                              list(periods.start_time))
+    m = res["methods"]["chainladder"]
+    by_origin = [r["ibnr_yuan"] for r in m["by_origin"]]
+    assert np.allclose(by_origin, np.round(ibnr) / 100, atol=0.011)
+    assert abs(m["ibnr_total_yuan"] - ibnr.sum() / 100) <= 0.01 * len(labels) + 1e-9
+    assert m["ibnr_total_yuan"] > 0
+    assert abs(m["std_err_total_yuan"] - se / 100) <= 0.01
+
+
+@pytest.mark.parametrize("valuation", ["2024-06-30", "2025-03-31"])
+def test_earned_premium_and_bornhuetter_ferguson(filled, tmp_path, valuation):
+    """Earned premium by origin month from a day-by-day loop over the policies (to the
+    as-of date), and BF's IBNR = prior x P_i x (1 - 1 / CDF_i) with the CDFs of the
+    chain ladder's own factors in reserve.json: inside the product year, and after it
+    (the months of 2025 are empty origins of the 2024 product: no premium, no IBNR)."""
+    res = _reserve(filled, tmp_path, "--as-of", valuation, "--method", "all",
+                   "--loss-ratio", "0.9")
+    pol = pd.read_parquet(filled["city"] / "policies.parquet")
+    pol = pol[pol["product_id"] == "huhuibao-2024"]
+    earned: dict[str, float] = defaultdict(float)
+    stop = dt.date.fromisoformat(valuation)
+    for start, end, premium in zip(pol["start_date"].dt.date, pol["end_date"].dt.date,
+                                   pol["premium"]):
+        days = (end - start).days + 1
+        d = start
+        while d <= min(end, stop):
+            earned[f"{d.year}-{d.month:02d}"] += premium * 100 / days
+            d += dt.timedelta(days=1)
+    origins = res["triangle"]["origins"]
+    assert res["earned_premium_yuan"] == [round(earned[o]) / 100 for o in origins]
+    f = res["methods"]["chainladder"]["development_factors"]
+    # origin i's latest age is i periods short of the oldest's: CDF_i = f_{m-i} ... f_m
+    cdf = [float(np.prod(f[len(f) - i:])) for i in range(len(origins))]
+    assert len(f) == len(res["triangle"]["cumulative_paid_yuan"][0]) - 1
+    bf = res["methods"]["bf"]
+    want = [0.9 * p * (1 - 1 / c) for p, c in zip(res["earned_premium_yuan"], cdf)]
+    assert np.allclose([r["ibnr_yuan"] for r in bf["by_origin"]], want, atol=0.011)
+    assert "capecod" in res["methods"] and "loss_ratio" in res["methods"]["capecod"]
+
+
+def test_postgres_gives_the_same_reserve(filled, tmp_path, postgres_server):
+    """The same batches into a PostgreSQL ledger: the same reserve.json as SQLite's."""
+    from tests.ledgers import new_postgres_database
+
+    url = new_postgres_database(postgres_server)
+    work = tmp_path / "pg"
+    work.mkdir()
+    _fill(url, filled["city"], filled["product"], work)
+    a = _reserve(filled, tmp_path / "a", "--as-of", "2024-12-31", "--method", "all")
+    b = _reserve(filled, tmp_path / "b", "--as-of", "2024-12-31", "--method", "all", url=url)
+    a.pop("ledger"), b.pop("ledger")
+    assert a == b
+
+
+def test_summary_says_what_it_did(filled, tmp_path):
+    res = _reserve(filled, tmp_path, "--as-of", "2024-12-31")
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "huhuibao-2024" in text and "as of 2024-12-31" in text
+    assert f"{res['methods']['chainladder']['ibnr_total_yuan']:,.2f}" in text
+    assert "Reported triangle: not built" in text and res["reported_triangle"].startswith("not")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--product", "huhuibao-2099", "--as-of", "2024-12-31"], "holds no policies of it"),
+    (["--product", "huhuibao-2024", "--as-of", "2023-12-31"], "no payment of huhuibao-2024"),
+    (["--product", "huhuibao-2024", "--as-of", "31/12/2024"], "not a date"),
+    (["--product", "huhuibao-2024", "--as-of", "2024-03-31", "--by", "quarter"],
+     "reserving needs at least"),
+    (["--product", "huhuibao-2024", "--as-of", "2024-12-31", "--loss-ratio", "85"],
+     "as a fraction"),
+])
+def test_bad_input_exits_2_with_a_message(filled, tmp_path, args, message):
+    r = puhui("reserve", "--ledger", filled["url"], "--out", tmp_path / "o", *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_ledger_that_does_not_exist_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'nowhere.db'}"
+    r = puhui("reserve", "--ledger", url, "--product", "huhuibao-2024", "--as-of",
+              "2024-12-31", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "no such ledger" in r.stderr
+    assert not (tmp_path / "nowhere.db").exists()
+
+
+def test_one_batch_gives_no_development_and_says_so(filled, tmp_path):
+    """A ledger whose payments all have one business date (one batch at the year's end):
+    the estimate cannot be read as "nothing to come", and reserve.json and the command
+    say why; reserve.json is strict JSON (no NaN where a factor cannot be estimated)."""
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    r = puhui("claims", "run", "--product", filled["product"], "--data", filled["city"],
+              "--ledger", url, "--batch", "all", "--out", tmp_path / "b", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    r = puhui("reserve", "--ledger", url, "--product", "huhuibao-2024", "--as-of",
+              "2025-12-31", "--out", tmp_path / "o")
+    assert r.returncode == 0 and "one business date (2025-12-31)" in r.stderr, r.stderr
+    text = (tmp_path / "o" / "reserve.json").read_text(encoding="utf-8")
+    res = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in reserve.json"))
+    assert any("no development" in w for w in res["warnings"])
+    assert None in res["methods"]["chainladder"]["development_factors"]
