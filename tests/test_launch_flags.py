@@ -235,3 +235,31 @@ def test_every_note_has_its_chinese():
         zh = translate_note(split_note(fig), "zh", lambda s: s)
         assert "年之前没有可回溯的数据" in zh, zh
         assert english_runs(f"<html><body><p>{zh}</p></body></html>") == [], zh
+
+
+def test_a_renewal_fit_is_the_same_under_every_mode_and_a_launch_fit_is_not(
+        small_city_dir, small_city_figures):
+    """The small city's two years (the first look-back only): the price with the split
+    asked for equals the shipped one (test_execution's reference figures, seed 3), figure
+    for figure; its first year alone, the split moves the cost models and says so."""
+    from puhui.pricing.backtest import data_before
+    from puhui.pricing.fund_data import load_for_pricing
+    from puhui.pricing.premium import load_assumptions, price
+    from puhui.products.model import load_product, product_path
+
+    product = load_product(product_path("huhuibao-2025"))
+    a = load_assumptions()[0]
+    split_a = {**a, "launch_year": {"prevalent": "flag_1"}}
+    data = load_for_pricing(small_city_dir, product, a)
+    assert price(product, data, split_a, seed=3).figures == small_city_figures
+    assert "launch_year_flags" not in small_city_figures
+    first = int(pd.read_parquet(small_city_dir / "policies.parquet")["start_date"].dt.year.min())
+    shipped = price(product, data_before(data, first + 1), a, seed=3).figures
+    split = price(product, data_before(data, first + 1), split_a, seed=3).figures
+    assert shipped["launch_year_flags"]["split"] is False
+    assert split["launch_year_flags"]["split"] is True
+    same = ("pi", "incidence", "diagnosed_share", "enrolled_flag0_person_years",
+            "nonenrolled_diagnosed", "split_person_years")
+    assert [split["launch_year_flags"][k] for k in same] == \
+        [shipped["launch_year_flags"][k] for k in same]
+    assert split["pure_premium"] != shipped["pure_premium"]
