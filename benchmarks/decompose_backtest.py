@@ -317,9 +317,13 @@ def main() -> None:
     del data
     d = decompose(p, real)
     s, row, f = show(year, p, real, d)
+    if p["figures"].get("launch_year_flags"):
+        print("\nLaunch-year flags (the diagnosed non-enrolled split by the prevalent share):",
+              {k: v for k, v in p["figures"]["launch_year_flags"].items() if k != "note"})
     if a.json:
         Path(a.json).write_text(json.dumps({
             "year": year, "backtest_row": row, "summary": s, "outside": d["outside"],
+            "launch_year_flags": p["figures"].get("launch_year_flags"),
             "by_factor": f.to_dict("records"),
             "rows": d["rows"].astype({c: str for c in p["cells"].columns}).to_dict("records")},
             indent=1, default=float) + "\n")

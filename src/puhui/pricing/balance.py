@@ -151,7 +151,10 @@ def balance(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple,
     """Set ``model.level_`` to the balance factor of group ``terms`` and return its
     figures. ``frame``: the rating frame (``exposure``, ``payout_<b>`` in fen);
     ``benefit_ids``: the group's benefits; ``cells``: ``cells_of(frame, ...)`` with the
-    factors the model reads; ``use``: the rows the model was fitted on (default all)."""
+    factors the model reads, or a launch year's fractional rows the model was fitted
+    with, :func:`~puhui.pricing.launch_flags.extended_cells` (combos, code, split), so a
+    split person-year is expected at its weight-mixed cells; ``use``: the rows the
+    model was fitted on (default all)."""
     model.level_ = 1.0
     on = np.ones(len(frame), dtype=bool) if use is None else np.asarray(use, dtype=bool)
     fig = _level(model, terms, frame, benefit_ids, cells, on, rule)
@@ -163,10 +166,18 @@ def _level(model, terms, frame: pd.DataFrame, benefit_ids, cells: tuple, on: np.
            rule: BalanceRule) -> dict:
     """The figures of the model (at its current level) against the as-if payouts of the
     rows ``on``: actual, expected, A/E, paid person-years, cv, Z, factor."""
-    combos, code = cells
+    combos, code, split = cells if len(cells) == 3 else (*cells, None)
     m1 = model.moments(combos, terms)[0]
-    expected = float(np.dot(m1[code[on]], frame["exposure"].to_numpy(dtype=float)[on]))
+    exposure = frame["exposure"].to_numpy(dtype=float)
+    if split is None:
+        expected = float(np.dot(m1[code[on]], exposure[on]))
+    else:
+        src, wt = split.extended(len(frame))
+        keep = on[src]
+        expected = float(np.dot(m1[code[keep]], (exposure[src] * wt)[keep]))
     paid = sum(frame[f"payout_{b}"].to_numpy()[on] for b in benefit_ids) / 100.0
+    if split is not None and not split.keep_prevalent:     # (the share left out)
+        paid = paid * split.row_weights(len(frame))[on]
     paid = paid[paid > 0]
     actual = float(paid.sum())
     cv = float(paid.std() / paid.mean()) if len(paid) > 1 else 0.0

@@ -322,7 +322,9 @@ class BenefitCostModel:
         ``cells_of(frame, self.candidates(frame))`` when the caller has it (several
         models on one frame). ``use``: the rows of ``frame`` fitted on (True), the others
         left out with their events as if absent (default: every row); the fit is the one
-        on ``frame[use]``, without copying the frame."""
+        on ``frame[use]``, without copying the frame. A launch year's fractional rows
+        come as ``cells`` = :func:`~puhui.pricing.launch_flags.extended_cells` (combos,
+        code, split): :meth:`_fit_split`."""
         rows = (events["row"].to_numpy() if "row" in events.columns
                 else person_year_rows(frame, events))
         if (rows < 0).any():
@@ -344,6 +346,10 @@ class BenefitCostModel:
         self.level_ = 1.0             # :mod:`puhui.pricing.balance` sets it
         # each event's person-year; the person-years' combinations of the candidate
         # factors (sums over them are the sufficient statistics of every fit below)
+        if cells is not None and len(cells) == 3:
+            by_kind = [(value, rows[at], events[amount].to_numpy(dtype=float)[at])
+                       for value, at in sorted(events.groupby(kind, sort=True).indices.items())]
+            return self._fit_split(frame, by_kind, cells, use)
         cells, cell = cells if cells is not None else cells_of(frame, self.candidates(frame))
         if use is not None:          # the cells' sufficient statistics of the used rows
             cells = cells.assign(
@@ -370,6 +376,53 @@ class BenefitCostModel:
             nz = np.flatnonzero(n)
             self.counts_[name] = (nz, n[nz])
             self.kinds_.append(ClaimKind(name, factors, freq, alpha, sev, shape, len(at), phi))
+        return self
+
+    def _fit_split(self, frame, by_kind, cells, use):
+        """:meth:`fit` on a launch year's fractional rows (``cells``: combos, code over
+        the extended rows, and the :class:`~puhui.pricing.launch_flags.FlagSplit`):
+        each extended row's exposure and counts times its weight summed by cell (the
+        Poisson fit's sufficient statistics), each event at its extended rows' cells
+        with their weights (the gamma fit's weighted cell means, var_weights their
+        weight sums); the dispersions and the tail on the person-years and events as
+        they are, at each one's weight-mixed fitted mean. ``by_kind``: (kind, the
+        events' frame rows, their amounts) per kind of claim."""
+        n_rows = len(frame)
+        cells, cell, split = cells
+        src, wt = split.extended(n_rows)
+        used = np.ones(n_rows, dtype=bool) if use is None else use
+        exposure = np.where(used, frame["exposure"].to_numpy(dtype=float), 0.0)
+        wt = wt * used[src]
+        row_w = np.bincount(src, weights=wt, minlength=n_rows)    # 1, or 1 - pi left out
+        cells = cells.assign(exposure=np.bincount(cell, weights=exposure[src] * wt,
+                                                  minlength=len(cells)),
+                             person_years=np.bincount(cell, weights=wt, minlength=len(cells)))
+        for value, rows, amounts in by_kind:
+            n = np.bincount(rows, minlength=n_rows)
+            c = cells.assign(_count=np.bincount(cell, weights=n[src] * wt, minlength=len(cells)))
+            factors = (tuple(self.factors) if self.factors is not None
+                       else choose_factors(c, "_count", min_level_events=self.min_level_events))
+            freq = PoissonFrequency(factors).fit_cells(merged_cells(c, factors, "_count"))
+            # each person-year's rate: its extended rows' rates mixed by their weights
+            on = used & (row_w > 0)
+            rate = np.bincount(src, weights=freq.predict(cells)[cell] * wt,
+                               minlength=n_rows) / np.where(row_w > 0, row_w, 1.0)
+            alpha = negbin_alpha(n[on], exposure[on], rate[on])
+            phi = pearson_dispersion(n[on], exposure[on], rate[on], len(freq.params_))
+            ev_ext, ev_w, ev_at = split.events(rows, n_rows)
+            sev = GammaSeverity(factors).fit_cells(cells, cell[ev_ext], amounts[ev_at],
+                                                   weights=ev_w)
+            # each event's fitted mean: its extended rows' mixed by their weights
+            mu = np.bincount(ev_at, weights=sev.predict(cells)[cell[ev_ext]] * ev_w,
+                             minlength=len(rows))
+            w_ev = np.bincount(ev_at, weights=ev_w, minlength=len(rows))
+            seen = w_ev > 0
+            shape = SplicedSeverity(self.threshold_quantile, self.min_exceedances).fit(
+                amounts[seen] / (mu[seen] / w_ev[seen]))
+            name = {True: "inpatient", False: "outpatient"}.get(value, str(value))
+            nz = np.flatnonzero(n)
+            self.counts_[name] = (nz, n[nz])
+            self.kinds_.append(ClaimKind(name, factors, freq, alpha, sev, shape, len(rows), phi))
         return self
 
     def __getstate__(self) -> dict:

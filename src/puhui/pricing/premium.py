@@ -64,6 +64,7 @@ from puhui.pricing.balance import balance, balance_rule, enrolled_selection, wit
 from puhui.pricing.experience import experience_in_blocks, person_year_rows, years_with_history
 from puhui.pricing.external import price_external
 from puhui.pricing.frequency import age_band, rating_frame
+from puhui.pricing.launch_flags import extended_cells, launch_mode, launch_split, split_note
 from puhui.pricing.lifetime import (
     benefit_growth,
     experience_by_age,
@@ -110,6 +111,7 @@ def load_assumptions(path: str | Path | None = None) -> tuple[dict, Path]:
         raise InputError(f"{p}: [agreements] curve = {curve!r}; give \"fitted\" or "
                          f"\"published\"")
     balance_rule(a.get("balance", {}), str(p))
+    launch_mode(a.get("launch_year", {}), str(p))
     return a, p
 
 
@@ -302,10 +304,12 @@ def _step_experience(s: BuildUp) -> None:
     (:mod:`puhui.pricing.experience`), the events, and what each past policy paid
     under its own terms; the rating frame; the years the cost models are fitted on
     (:func:`~puhui.pricing.experience.years_with_history`: a first data year with
-    later years is look-back only).
+    later years is look-back only); in a launch-year fit (no look-back before the
+    year) the diagnosed non-enrolled's split between the pre-existing flags
+    (:func:`~puhui.pricing.launch_flags.launch_split`).
 
-    Reads data, notes, product, release_data, say; sets ev, own_paid, notes,
-    frame, fit_years, fit_rows."""
+    Reads assumptions, data, notes, product, release_data, say; sets ev, own_paid, notes,
+    frame, fit_years, fit_rows, flag_split, flag_split_fig."""
     (data, notes, product, release_data, say) = (
         s.data, s.notes, s.product, s.release_data, s.say)
     say("experience: the product's calculator on every person-year")
@@ -343,6 +347,11 @@ def _step_experience(s: BuildUp) -> None:
             f"{', '.join(map(str, left))} {'is' if len(left) == 1 else 'are'} look-back only (no prior stay or "
             f"pre-existing history can be seen in a year without data before it, so its "
             f"sick would sit in the healthy cells)")
+    # a launch-year fit: the diagnosed non-enrolled split by the prevalent share
+    s.flag_split, s.flag_split_fig = launch_split(
+        frame, fit_years, launch_mode(s.assumptions.get("launch_year", {}), "the assumptions"))
+    if s.flag_split_fig is not None:
+        notes.append(split_note(s.flag_split_fig))
     s.ev, s.own_paid, s.notes, s.frame = ev, own_paid, notes, frame
     s.fit_years, s.fit_rows = fit_years, (None if fit_rows.all() else fit_rows)
 
@@ -423,8 +432,8 @@ def _step_benefit_costs(s: BuildUp) -> None:
     (:func:`~puhui.pricing.external.price_external`); the model pure premium by
     benefit.
 
-    Reads assumptions, cells, cur, ev, fit_rows, frame, last_rows, next_cfy, notes,
-    product, renewing, say, seed, sev_a, sev_trend, w; sets groups, rng, sims, pure,
+    Reads assumptions, cells, cur, ev, fit_rows, flag_split, frame, last_rows, next_cfy,
+    notes, product, renewing, say, seed, sev_a, sev_trend, w; sets groups, rng, sims, pure,
     cell_cost, cell_var, draws_total, models, group_m1, group_draws, step_shares,
     cf_fig, elig_share, group_rows, frame_cells, ext, pure_model, balance_fig."""
     (assumptions, cells, cur, ev, fit_rows, frame, last_rows, next_cfy, notes, product,
@@ -450,6 +459,9 @@ def _step_benefit_costs(s: BuildUp) -> None:
     group_rows = []
     # the person-years' cells of the candidate factors, made once for every model
     frame_cells = cells_of(frame, BenefitCostModel().candidates(frame))
+    split = s.flag_split           # a launch year's fractional rows (or None)
+    fit_cells = (frame_cells if split is None else
+                 extended_cells(frame, BenefitCostModel().candidates(frame), split))
     rule = balance_rule(assumptions.get("balance", {}), "the assumptions' [balance]")
     select = bool(assumptions.get("balance", {}).get("enrolled", False))
     balance_fig: dict[str, dict] = {}
@@ -458,7 +470,7 @@ def _step_benefit_costs(s: BuildUp) -> None:
         e = _group_events(ev, terms)
         model = BenefitCostModel(threshold_quantile=sev_a.get("threshold_quantile", 0.95),
                                  min_exceedances=sev_a.get("min_exceedances", 50))
-        model.fit(frame, e, cells=frame_cells, use=fit_rows)
+        model.fit(frame, e, cells=fit_cells, use=fit_rows)
         for k in model.kinds_:
             if getattr(k.severity, "no_spread_", False):
                 amount = float(k.severity.cells_["mean"].iloc[0])
@@ -475,9 +487,9 @@ def _step_benefit_costs(s: BuildUp) -> None:
                              f"cells without events rest on an arbitrary split: fewer "
                              f"factors or more data")
         if model.kinds_:          # the model at its experience's level, as far as credible
-            balance_fig[terms.id] = balance(model, terms, frame, terms.benefits, frame_cells,
+            balance_fig[terms.id] = balance(model, terms, frame, terms.benefits, fit_cells,
                                             use=fit_rows, rule=rule)
-            sel = (enrolled_selection(model, terms, frame, terms.benefits, frame_cells,
+            sel = (enrolled_selection(model, terms, frame, terms.benefits, fit_cells,
                                       use=fit_rows, rule=rule) if select else None)
             if sel is not None:
                 balance_fig[terms.id]["enrolled"] = sel
@@ -763,7 +775,7 @@ def _step_figures(s: BuildUp) -> None:
 
     Reads agreements_fig, balance_fig, cell_cost, cells, cf_fig, cred_fig, cur, cur_cell,
     draws_total, elr, enrol_fig, ext, filed, fit_years, frame, gross_flat, hi_q, level,
-    lifetime_fig, lo_q, loads, lr, n_policies, notes, p_end, p_start, people,
+    flag_split_fig, lifetime_fig, lo_q, loads, lr, n_policies, notes, p_end, p_start, people,
     product, pure, pure_model, pure_total, seed, sev_trend, t_years, tables, target,
     trend_a, var_policy, w; sets figures."""
     (agreements_fig, cell_cost, cells, cf_fig, cred_fig, cur, cur_cell, draws_total, elr,
@@ -811,6 +823,8 @@ def _step_figures(s: BuildUp) -> None:
         "process_sd_per_policy": _r(np.sqrt(s.var_policy), 2),
         "notes": notes,
     }
+    if s.flag_split_fig is not None:
+        figures["launch_year_flags"] = s.flag_split_fig
     if ext.figure is not None:
         figures["external_assumptions"] = ext.figure
     if agreements_fig is not None:

@@ -47,15 +47,21 @@ class GammaSeverity:
             lambda f: res.predict(f).to_numpy(), events, self.factors))
 
     def fit_cells(self, cells: pd.DataFrame, event_cell: np.ndarray,
-                  amounts: np.ndarray) -> "GammaSeverity":
+                  amounts: np.ndarray, weights: np.ndarray | None = None) -> "GammaSeverity":
         """The same fit from each event's row in ``cells`` (a table of distinct
         combinations of the factors and possibly more, such as
         :func:`puhui.pricing.benefit_cost.cells_of` gives) and its amount (> 0): no
         table of events and factors is made (ten million events). The cells' means are
-        pandas' group means over the events in their order, as :meth:`fit` takes them."""
+        pandas' group means over the events in their order, as :meth:`fit` takes them.
+        ``weights``: each event's frequency weight (> 0; a launch year's fractional rows,
+        :mod:`puhui.pricing.launch_flags`): the cells' means weighted, their ``events``
+        (the GLM's var_weights) the weights' sums, the dispersion's sums weighted."""
         amounts = np.asarray(amounts, dtype=float)
         if (amounts <= 0).any():
             raise ValueError("severity amounts must be positive")
+        if weights is not None:
+            return self._fit_weighted(cells, event_cell, amounts,
+                                      np.asarray(weights, dtype=float))
         if self.factors:
             g = cells.groupby(list(self.factors), observed=True, sort=True)
             code = g.ngroup().to_numpy()[event_cell]      # each event's combination
@@ -73,7 +79,27 @@ class GammaSeverity:
                                           len(amounts))
         return self._fit(fit_cells, amounts, mu_of)
 
-    def _fit(self, cells: pd.DataFrame, amounts: np.ndarray, mu_of) -> "GammaSeverity":
+    def _fit_weighted(self, cells: pd.DataFrame, event_cell: np.ndarray,
+                      amounts: np.ndarray, weights: np.ndarray) -> "GammaSeverity":
+        """:meth:`fit_cells` with frequency weights on the events."""
+        if (weights <= 0).any():
+            raise ValueError("severity weights must be positive")
+        if self.factors:
+            g = cells.groupby(list(self.factors), observed=True, sort=True)
+            code = g.ngroup().to_numpy()[event_cell]
+            combos = g.size().reset_index()[list(self.factors)]
+        else:
+            code, combos = np.zeros(len(amounts), dtype=np.int64), pd.DataFrame(index=[0])
+        sums = pd.DataFrame({"wy": weights * amounts, "w": weights}).groupby(code).sum()
+        at = sums.index.to_numpy()
+        fit_cells = combos.take(at).reset_index(drop=True).assign(
+            mean=(sums["wy"] / sums["w"]).to_numpy(), events=sums["w"].to_numpy())
+        mu_of = lambda res: res.predict(fit_cells).to_numpy()[  # noqa: E731
+            np.searchsorted(at, code)]
+        return self._fit(fit_cells, amounts, mu_of, weights)
+
+    def _fit(self, cells: pd.DataFrame, amounts: np.ndarray, mu_of,
+             weights: np.ndarray | None = None) -> "GammaSeverity":
         """The GLM on ``cells`` (factors, ``mean``, ``events``); ``mu_of(result)``: the
         fitted mean of each of the events (``amounts``) for the dispersion."""
         import statsmodels.formula.api as smf
@@ -111,8 +137,12 @@ class GammaSeverity:
         # events) it cannot be estimated and is taken as 1, the exponential's
         mu = mu_of(res)
         resid = (amounts - mu) / mu
-        dof = len(amounts) - len(res.params)
-        self.dispersion_ = float((resid ** 2).sum() / dof) if dof > 0 else 1.0
+        if weights is None:
+            dof = len(amounts) - len(res.params)
+            self.dispersion_ = float((resid ** 2).sum() / dof) if dof > 0 else 1.0
+        else:              # frequency weights: the events they stand for
+            dof = float(weights.sum()) - len(res.params)
+            self.dispersion_ = float((weights * resid ** 2).sum() / dof) if dof > 0 else 1.0
         self.no_spread_ = bool(dof > 0 and self.dispersion_ <= 1e-12)
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
