@@ -665,6 +665,52 @@ def reserve(url, product_id, as_of, by, method, loss_ratio, out):
 
 
 @cli.command()
+@click.option("--ledger", "url", required=True,
+              help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (the ledger must exist)")
+@click.option("--product", "product_id", required=True,
+              help="product id, as the ledger's policies name it")
+@click.option("--as-of", "as_of", required=True, metavar="DATE",
+              help="the date the year is seen at: payments effective on or before it count")
+@click.option("--pricing", "pricing_file", required=True, metavar="PRICED_DIR/pricing.json",
+              help="the product's pricing.json (puhui price): pure premium by benefit, "
+                   "expected loss ratio, process sd")
+@click.option("--method", type=click.Choice(["chainladder", "bf", "capecod"]),
+              default="chainladder", show_default=True, help="the IBNR the report uses")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+def monitor(url, product_id, as_of, pricing_file, method, out, lang):
+    """A product year to date (docs/reserving.md): earned premium, paid, IBNR, the
+    comprehensive loss ratio, actual against priced by benefit and month, the
+    premium-deficiency test; monitor.json, monitor.md and monitor.html."""
+    from puhui.monitor_run import monitor as run_monitor
+    from puhui.monitor_report import write_outputs
+
+    _out_dir(out)
+    res = run_monitor(url, product_id, as_of, pricing_file, method)
+    paths = write_outputs(res, out, lang)
+    lr = res["comprehensive_loss_ratio"]
+    iv = lr["interval"]
+    click.echo(f"{product_id} as of {res['as_of']}: earned {res['earned_premium_yuan']:,.2f}"
+               f" yuan, paid {res['paid_yuan']:,.2f}, IBNR ({method}) "
+               f"{res['ibnr_yuan']:,.2f}; loss ratio {_pct(lr['value'])} (90 % "
+               f"{_pct(iv['lower'])} to {_pct(iv['upper'])}; priced {_pct(lr['priced'])})")
+    for m in res["by_month"]:
+        if m["signal"] == "above":
+            click.echo(f"  {m['month']}: A/E {m['actual_to_expected']:.2f} above its band "
+                       f"(to {m['band']['upper']:.2f})")
+    d = res["premium_deficiency"]
+    click.echo(f"premium deficiency for the rest of the year: {d['deficiency_yuan']:,.2f} "
+               f"yuan" + (" (deficient)" if d["deficient"] else ""))
+    click.echo("".join(f"  {p}\n" for p in paths), nl=False)
+    for w in res["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+@cli.command()
 @click.option("--product", "product_file", required=True)
 @click.option("--ledger", "url", required=True,
               help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (policies loaded)")
