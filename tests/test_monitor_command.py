@@ -318,6 +318,62 @@ def test_a_drift_from_month_4_is_seen_in_month_4(tmp_path):
         base["premium_deficiency"]["projected_loss_ratio"]
 
 
+#: the amount columns of the fund files (settlements; settlement lines)
+AMOUNTS = ["medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt",
+           "inscp_scp_amt", "act_pay_dedc", "hifp_pay", "hifob_pay", "hifmi_pay", "maf_pay",
+           "psn_part_amt"]
+
+
+def test_a_city_whose_costs_double_from_april(city, tmp_path):
+    """The same city with every settlement from 2024-04-01 on (a reversal by its
+    original's date) at twice its amounts, lines too (the identities hold to the fen),
+    run through the same monthly claimed batches to June into a new ledger. January to
+    March pay the same to the fen (nothing else changed before April: the accumulators
+    run forward); from April each settlement pays at least twice (a deductible already
+    met is met again, one not yet met is met sooner), so the month's paid and its A/E are
+    at least twice the undoubled city's (1.8 times for the A/E: the IBNR's development
+    factors are shared by the months). With 17 policy-years a month, a month's band is
+    too wide for a signal (docs/reserving.md): the hand-built ledger tests that."""
+    import shutil
+
+    src, dst = city["city"], tmp_path / "city2"
+    shutil.copytree(src, dst)
+    st = pd.read_parquet(src / "settlements.parquet")
+    day = dict(zip(st["setl_id"], st["setl_time"]))
+    origin = st["refund_of"].where(st["refund_of"].notna(), st["setl_id"]).map(day)
+    late = origin >= pd.Timestamp("2024-04-01")
+    for c in AMOUNTS:
+        st.loc[late, c] = st.loc[late, c] * 2
+    st.to_parquet(dst / "settlements.parquet", index=False)
+    ln = pd.read_parquet(src / "settlement_lines.parquet")
+    on = ln["setl_id"].isin(st.loc[late, "setl_id"])
+    for c in ("amount", "preselfpay_amt"):
+        ln.loc[on, c] = ln.loc[on, c] * 2
+    ln.to_parquet(dst / "settlement_lines.parquet", index=False)
+    assert puhui("validate", dst).returncode == 0
+    product = tmp_path / "low.toml"
+    product.write_text(LOW.format(base=product_path("huhuibao-2024")), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    for end in MONTH_ENDS[:6]:
+        data = _extract(dst, end, tmp_path / f"data-{end}")
+        r = puhui("claims", "run", "--product", product, "--data", data, "--ledger", url,
+                  "--batch", f"m-{end}", "--out", tmp_path / f"out-{end}", "--claims",
+                  data / "claims.parquet", "--as-of", end, "--workers", "1")
+        assert r.returncode == 0, r.stderr
+    two, _ = _monitor(url, tmp_path / "two", "2024-06-30", city["pricing"])
+    one, _ = _monitor(city["url"], tmp_path / "one", "2024-06-30", city["pricing"])
+    a = {m["month"]: m for m in one["by_month"]}
+    b = {m["month"]: m for m in two["by_month"]}
+    for month in ("2024-01", "2024-02", "2024-03"):
+        assert b[month]["paid_yuan"] == a[month]["paid_yuan"]
+        assert b[month]["expected_yuan"] == a[month]["expected_yuan"]
+    for month in ("2024-04", "2024-05", "2024-06"):
+        assert b[month]["paid_yuan"] >= 2 * a[month]["paid_yuan"] - 0.01 > 0
+        assert b[month]["actual_to_expected"] >= 1.8 * a[month]["actual_to_expected"]
+    assert two["year_to_date"]["actual_to_expected"] > one["year_to_date"][
+        "actual_to_expected"] * 1.3
+
+
 # -- bad input ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case,message", [

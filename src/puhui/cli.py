@@ -1153,19 +1153,19 @@ def demo(data_dir, out):
         for p in rep.problems:
             click.echo(p.message(), err=True)
         raise InputError(f"{data_dir}: the sample data is not valid")
-    click.echo(f"[1/5] validated {data_dir}: " +
+    click.echo(f"[1/6] validated {data_dir}: " +
                ", ".join(f"{n:,} {t}" for t, n in rep.rows.items()))
     data = read_fund(data_dir)
     text = describe_fund(data) + "\n\n" + calibration_table(data)
-    click.echo("[2/5] summary of the fund data\n")
+    click.echo("[2/6] summary of the fund data\n")
     click.echo(text)
     benefits = _demo_benefits(data, "huhuibao-2025")
-    click.echo("\n[3/5] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
+    click.echo("\n[3/6] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
                "sample's 2025 policies\n")
     click.echo(benefits)
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "summary.txt").write_text(text + "\n\n" + benefits + "\n", encoding="utf-8")
-    click.echo("\n[4/5] claims: the 2024 year (its payouts are the claim-free history of "
+    click.echo("\n[4/6] claims: the 2024 year (its payouts are the claim-free history of "
                "2025's renewals), then for 2025 a proactive scan and a claimed batch")
     url = f"sqlite:///{Path(out) / 'ledger.db'}"
     for product_id, mode, batch in (("huhuibao-2024", "claimed", "demo-2024"),
@@ -1174,7 +1174,7 @@ def demo(data_dir, out):
         ctx = click.get_current_context()
         ctx.invoke(claims_run, product_file=product_id, data_dir=data_dir, url=url,
                    batch_id=batch, out=str(Path(out) / batch), mode=mode)
-    click.echo("\n[5/5] pricing: Huhuibao 2025, then the elderly cover (entry 60-80, "
+    click.echo("\n[5/6] pricing: Huhuibao 2025, then the elderly cover (entry 60-80, "
                "renewable to 100) over its lifetime, priced on the sample; each with its "
                "backtest: 2025 priced the same way from 2024 alone, against what 2025's "
                "enrollees cost")
@@ -1183,12 +1183,19 @@ def demo(data_dir, out):
     ctx.invoke(price, product_file="elderly-medical-60-80", data_dir=data_dir,
                out=str(Path(out) / "pricing-elderly"), seed=0, assumptions_file=None,
                policies=None)
+    click.echo("\n[6/6] monitoring: Huhuibao 2025's year as the ledger has it at 2025-12-31, "
+               "against the pricing above (a price for the year after the data: its trend "
+               "runs a year ahead); the sample's batches pay on one date, so the IBNR says "
+               "nothing (a warning says so): run a claims batch each month for a monitor")
+    ctx.invoke(monitor, url=url, product_id="huhuibao-2025", as_of="2025-12-31",
+               pricing_file=str(Path(out) / "pricing" / "pricing.json"),
+               method="chainladder", out=str(Path(out) / "monitor"), lang="en")
     click.echo(f"\nresults: {Path(out) / 'summary.txt'}; ledger {url}; batch reports "
                f"{Path(out) / 'demo-proactive' / 'report.html'}, "
                f"{Path(out) / 'demo-claimed' / 'report.html'}; pricing reports, with the "
                f"backtest, {Path(out) / 'pricing' / 'report.html'}, "
                f"{Path(out) / 'pricing-elderly' / 'report.html'} (every data year: "
-               f"`puhui backtest`)")
+               f"`puhui backtest`); monitoring {Path(out) / 'monitor' / 'monitor.html'}")
 
 
 def _demo_benefits(data, product_id: str) -> str:

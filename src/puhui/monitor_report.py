@@ -32,8 +32,9 @@ def markdown(res: dict) -> str:
              f"{_y(res['paid_yuan'])}; IBNR ({res['method']}) {_y(res['ibnr_yuan'])} (Mack "
              f"s.e. {_y(res['ibnr_std_err_yuan'])}).", "",
              f"Comprehensive loss ratio (paid + IBNR) / earned: {_pct(lr['value'])}, "
-             f"{_pct(iv['level'])} interval {_pct(iv['lower'])} to {_pct(iv['upper'])} "
-             f"({iv['basis']}); priced {_pct(lr['priced'])}.", "",
+             + (f"{_pct(iv['level'])} interval {_pct(iv['lower'])} to {_pct(iv['upper'])} "
+                f"({iv['basis']})" if iv["lower"] is not None else f"no interval "
+                f"({iv['basis']})") + f"; priced {_pct(lr['priced'])}.", "",
              f"Actual against expected to date: A/E "
              f"{_n(res['year_to_date']['actual_to_expected'])}.", "",
              "| month | earned | paid | IBNR | actual | expected | A/E | band | signal |",

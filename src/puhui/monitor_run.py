@@ -360,7 +360,12 @@ def monitor(url: str, product_id: str, as_of: str, pricing_path: str | Path,
             int(policies["premium_fen"].sum())),
         "warnings": warnings_of(use, fitted) + [
             f"benefit {b} is paid in the ledger but not priced in --pricing: its expected "
-            f"cost is 0 and its A/E not given" for b in ctx["unpriced"]],
+            f"cost is 0 and its A/E not given" for b in ctx["unpriced"]] + (
+            [] if math.isfinite(se) else [
+                "Mack's standard error cannot be estimated on this triangle (a development "
+                "link with nothing paid at its start or nothing to learn its variation "
+                "from: too few claims batches through the year): the loss ratio is given "
+                "without an interval; run a claims batch each month"]),
     }
 
 
