@@ -233,7 +233,7 @@ HAND_PURE = {"hospital": 100.0, "special_drugs": 30.0}
 DRIFT = 1.5            # hospital's cost from month 4 on, times the priced
 
 
-def _hand_ledger(tmp_path, drift: float):
+def _hand_ledger(tmp_path, drift: float, url: str | None = None):
     """1,200 policies of 2024 (premium 120 yuan); each month m and benefit b cost
     round(pure_b x exposure_m x factor) fen, factor ``drift`` for hospital from April
     on and 1 otherwise, paid 60 % at the month's end and the rest at the next month's
@@ -243,7 +243,7 @@ def _hand_ledger(tmp_path, drift: float):
 
     from puhui.claims import ledger
 
-    url = f"sqlite:///{tmp_path / 'hand.db'}"
+    url = url or f"sqlite:///{tmp_path / 'hand.db'}"
     ledger.connect(url).close()
     run_sql(url, "INSERT INTO policies VALUES " + ",".join(
         f"('P{i}', 'S{i}', 'hand-2024', '2024-01-01', '2024-12-31', 12000, 0, 1, 0)"
@@ -372,6 +372,25 @@ def test_a_city_whose_costs_double_from_april(city, tmp_path):
         assert b[month]["actual_to_expected"] >= 1.8 * a[month]["actual_to_expected"]
     assert two["year_to_date"]["actual_to_expected"] > one["year_to_date"][
         "actual_to_expected"] * 1.3
+
+
+def test_postgres_gives_the_same_monitor(tmp_path, postgres_server):
+    """The hand-built ledger written into PostgreSQL: the same monitor.json as SQLite's
+    (the ledger's URL aside)."""
+    from tests.ledgers import new_postgres_database
+
+    pricing = _hand_pricing(tmp_path / "p")
+    out = {}
+    for name, url in (("sqlite", None), ("pg", new_postgres_database(postgres_server))):
+        (tmp_path / name).mkdir()
+        url, _ = _hand_ledger(tmp_path / name, DRIFT, url)
+        r = puhui("monitor", "--ledger", url, "--product", "hand-2024", "--as-of",
+                  "2024-05-20", "--pricing", pricing, "--out", tmp_path / f"o-{name}")
+        assert r.returncode == 0, r.stderr
+        out[name] = json.loads((tmp_path / f"o-{name}" / "monitor.json").read_text("utf-8"))
+        out[name].pop("ledger")
+    assert out["sqlite"] == out["pg"]
+    assert out["pg"]["premium_deficiency"]["unexpired_premium_yuan"] > 0
 
 
 # -- bad input ----------------------------------------------------------------------------
