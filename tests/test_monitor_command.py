@@ -401,6 +401,7 @@ def test_postgres_gives_the_same_monitor(tmp_path, postgres_server):
     ("other product", "prices 'huhuibao-2025', not --product huhuibao-2024"),
     ("before the year", "before the policy year of huhuibao-2024"),
     ("not a date", "not a date"),
+    ("two months in", "paid triangle has 2 month(s) and its IBNR needs at least 3"),
     ("not json", "not a JSON file"),
     ("no pricing file", "no such file"),
     ("no pure premium", "key pure_premium"),
@@ -419,6 +420,8 @@ def test_bad_input_exits_2_with_a_message(city, tmp_path, case, message):
         pricing = _pricing(tmp_path / "p", "huhuibao-2025")
     elif case == "before the year":
         as_of = "2023-12-31"
+    elif case == "two months in":
+        as_of = "2024-02-29"
     elif case == "not a date":
         as_of = "30/06/2024"
     elif case == "not json":

@@ -226,6 +226,13 @@ def _edge(r: dict) -> dict:
             "actual_to_expected": _ratio(r["actual_fen"], r["expected_fen"])}
 
 
+def _cell(r: dict) -> dict:
+    """A month x benefit row at the edge (the month's earned premium and exposure are
+    in ``by_month``)."""
+    out = _edge({k: v for k, v in r.items() if k not in ("earned_fen", "exposure")})
+    return out
+
+
 def summarise(rows: list[dict], key: str, sd_fen: float | None) -> list[dict]:
     """``rows`` summed by ``key`` ("month" or "benefit"), at the edge; by month with the
     process band and the signal."""
@@ -280,6 +287,16 @@ def deficiency(policies: pd.DataFrame, day: dt.date, pricing: dict, ae: float | 
             "deficiency_fen": max(0, adjusted - upr), "rule": DEFICIENCY_RULE}
 
 
+def _three_months(use: pd.DataFrame, day: dt.date) -> None:
+    """InputError unless the triangle has three settlement months (the methods' least)."""
+    first = pd.to_datetime(use["setl_date"]).min().to_period("M")
+    n = (pd.Period(day, "M") - first).n + 1
+    if n < 3:
+        raise InputError(f"--as-of {day}: the first settlement paid is of {first}, so the "
+                         f"paid triangle has {n} month(s) and its IBNR needs at least 3; "
+                         f"give an as-of date in {first + 2} or later")
+
+
 def _fits(use, policies, day, pricing) -> tuple[dict, object]:
     """Every method fitted on the paid triangle by month (the priced loss ratio as BF's
     prior and Cape Cod's comparison), and the triangle."""
@@ -324,6 +341,7 @@ def monitor(url: str, product_id: str, as_of: str, pricing_path: str | Path,
         raise InputError(f"--as-of {day}: before the policy year of {product_id} (its "
                          f"cover starts {first}); give a date in or after the year")
     use, counts = usable_entries(entries, day, product_id)
+    _three_months(use, day)
     fitted, tri = _fits(use, policies, day, pricing)
     est, mack = fitted[method], fitted["chainladder"]
     months, ctx = _context(use, policies, day, pricing, est)
@@ -353,7 +371,7 @@ def monitor(url: str, product_id: str, as_of: str, pricing_path: str | Path,
                          "band": band(expected, sum(ctx["exposure"]), sd)},
         "by_month": summarise(rows, "month", sd),
         "by_benefit": summarise(rows, "benefit", None),
-        "by_month_benefit": [_edge(r) | {"exposure": round(r["exposure"], 4)} for r in rows],
+        "by_month_benefit": [_cell(r) for r in rows],
         "allocation": ALLOCATION,
         "premium_deficiency": _deficiency_edge(
             deficiency(policies, day, pricing, ae, credibility(use)), actual,
