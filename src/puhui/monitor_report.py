@@ -69,6 +69,29 @@ def _n(v) -> str:
     return "n/a" if v is None else f"{v:.2f}"
 
 
+def ae_figure(res: dict) -> str | None:
+    """A/E by month (bars: red above its band), the band as whiskers around 1: base64 PNG
+    (no words on it, so one figure serves both languages)."""
+    from puhui.html_figures import new_figure, png_base64
+
+    rows = [m for m in res["by_month"] if m["actual_to_expected"] is not None]
+    if not rows:
+        return None
+    fig, ax = new_figure(7, 2.6)
+    x = list(range(len(rows)))
+    ax.bar(x, [m["actual_to_expected"] for m in rows],
+           color=["#b2182b" if m["signal"] == "above" else "#4d7ea8" for m in rows])
+    banded = [(k, m["band"]) for k, m in zip(x, rows) if m["band"]]
+    if banded:
+        ax.errorbar([k for k, _ in banded], [1.0] * len(banded), fmt="none", ecolor="black",
+                    capsize=5, linewidth=1, yerr=[[1 - b["lower"] for _, b in banded],
+                                                  [b["upper"] - 1 for _, b in banded]])
+    ax.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
+    ax.set_xticks(x, [m["month"] for m in rows], rotation=45, fontsize=8)
+    ax.set_ylabel("A/E")
+    return png_base64(fig)
+
+
 def html(res: dict, lang: str = "en") -> str:
     """monitor.html: the page of ``monitor.html.j2``."""
     from puhui import __version__
@@ -94,6 +117,7 @@ def html(res: dict, lang: str = "en") -> str:
     ratio = {"A/E": "ratio", "band lower": "ratio", "band upper": "ratio",
              "exposure (policy-years)": "number", "signal": "text"}
     return render("monitor.html.j2", lang, r=res, version=__version__, synthetic=None,
+                  figure=ae_figure(res),
                   months=tb(months, kinds={**money, **ratio},
                             totals=("earned", "paid", "IBNR", "actual", "expected")),
                   benefits=tb(benefits, kinds={**money, **ratio},
