@@ -51,7 +51,7 @@ DEFICIENCY_RULE = (
     "Z x A/E + (1 - Z) x 1, Z = min(1, sqrt(n / (1082 x (1 + CV^2)))), n the settlements "
     "paid to date and CV their payouts' coefficient of variation (limited fluctuation, "
     "full credibility for the pure premium); a deficiency where the expected claims "
-    "exceed the unexpired premium. Claims only: expenses are not in the ledger")
+    "exceed the unexpired premium. Claims only: expenses are not in the ledger (docs/reserving.md cites the rule)")
 
 
 def read_pricing(path: str | Path, product_id: str) -> dict:
