@@ -15,7 +15,7 @@ the product's pricing.json:
 - expected: the priced pure premium by benefit per policy-year times the exposure of
   each month (each policy's cover days in the month over its cover's days);
 - the 综合赔付率 (paid + IBNR) / earned premium, with an interval from Mack's standard
-  error (lognormal, Mack 1993);
+  error (lognormal, as Mack 1994 sets confidence limits);
 - the premium-deficiency test for the rest of the policy year.
 
 Money is integer fen in here and yuan (2 decimals) in monitor.json and the reports.
@@ -51,7 +51,8 @@ DEFICIENCY_RULE = (
     "Z x A/E + (1 - Z) x 1, Z = min(1, sqrt(n / (1082 x (1 + CV^2)))), n the settlements "
     "paid to date and CV their payouts' coefficient of variation (limited fluctuation, "
     "full credibility for the pure premium); a deficiency where the expected claims "
-    "exceed the unexpired premium. Claims only: expenses are not in the ledger (docs/reserving.md cites the rule)")
+    "exceed the unexpired premium. Claims only: expenses are not in the ledger "
+    "(docs/reserving.md cites the rule)")
 
 
 def read_pricing(path: str | Path, product_id: str) -> dict:
@@ -149,8 +150,8 @@ def allocate(total_fen: int, weights: list[float]) -> list[int]:
 def lognormal_interval(paid_fen: int, ibnr_fen: int, se_fen: float | None,
                        premium_fen: int) -> dict:
     """The loss ratio's interval at :data:`LEVEL`: the IBNR lognormal with its mean and
-    Mack's standard error (Mack 1993, ASTIN Bulletin 23(2), section 6: where the
-    reserve's distribution is skewed), the paid amount known; normal (bounded below by 0)
+    Mack's standard error (Mack 1994, CAS Forum, "Measuring the variability of chain
+    ladder reserve estimates": confidence limits where the reserve is skewed), the paid amount known; normal (bounded below by 0)
     where the IBNR is not above 0."""
     if se_fen is None or not math.isfinite(se_fen) or premium_fen <= 0:
         return {"level": LEVEL, "lower": None, "upper": None,
@@ -159,7 +160,7 @@ def lognormal_interval(paid_fen: int, ibnr_fen: int, se_fen: float | None,
         s2 = math.log1p((se_fen / ibnr_fen) ** 2)
         mu = math.log(ibnr_fen) - s2 / 2
         lo, hi = math.exp(mu - Z90 * math.sqrt(s2)), math.exp(mu + Z90 * math.sqrt(s2))
-        basis = "IBNR lognormal with Mack's standard error (Mack 1993)"
+        basis = "IBNR lognormal with Mack's standard error (Mack 1994)"
     else:
         lo, hi = max(0.0, ibnr_fen - Z90 * se_fen), ibnr_fen + Z90 * se_fen
         basis = "IBNR normal with Mack's standard error, bounded below by 0"
