@@ -665,6 +665,52 @@ def reserve(url, product_id, as_of, by, method, loss_ratio, out):
 
 
 @cli.command()
+@click.option("--ledger", "url", required=True,
+              help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (the ledger must exist)")
+@click.option("--product", "product_id", required=True,
+              help="product id, as the ledger's policies name it")
+@click.option("--as-of", "as_of", required=True, metavar="DATE",
+              help="the date the year is seen at: payments effective on or before it count")
+@click.option("--pricing", "pricing_file", required=True, metavar="PRICED_DIR/pricing.json",
+              help="the product's pricing.json (puhui price): pure premium by benefit, "
+                   "expected loss ratio, process sd")
+@click.option("--method", type=click.Choice(["chainladder", "bf", "capecod"]),
+              default="chainladder", show_default=True, help="the IBNR the report uses")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+def monitor(url, product_id, as_of, pricing_file, method, out, lang):
+    """A product year to date (docs/reserving.md): earned premium, paid, IBNR, the
+    comprehensive loss ratio, actual against priced by benefit and month, the
+    premium-deficiency test; monitor.json, monitor.md and monitor.html."""
+    from puhui.monitor_run import monitor as run_monitor
+    from puhui.monitor_report import write_outputs
+
+    _out_dir(out)
+    res = run_monitor(url, product_id, as_of, pricing_file, method)
+    paths = write_outputs(res, out, lang)
+    lr = res["comprehensive_loss_ratio"]
+    iv = lr["interval"]
+    click.echo(f"{product_id} as of {res['as_of']}: earned {res['earned_premium_yuan']:,.2f}"
+               f" yuan, paid {res['paid_yuan']:,.2f}, IBNR ({method}) "
+               f"{res['ibnr_yuan']:,.2f}; loss ratio {_pct(lr['value'])} (90 % "
+               f"{_pct(iv['lower'])} to {_pct(iv['upper'])}; priced {_pct(lr['priced'])})")
+    for m in res["by_month"]:
+        if m["signal"] == "above":
+            click.echo(f"  {m['month']}: A/E {m['actual_to_expected']:.2f} above its band "
+                       f"(to {m['band']['upper']:.2f})")
+    d = res["premium_deficiency"]
+    click.echo(f"premium deficiency for the rest of the year: {d['deficiency_yuan']:,.2f} "
+               f"yuan" + (" (deficient)" if d["deficient"] else ""))
+    click.echo("".join(f"  {p}\n" for p in paths), nl=False)
+    for w in res["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+@cli.command()
 @click.option("--product", "product_file", required=True)
 @click.option("--ledger", "url", required=True,
               help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (policies loaded)")
@@ -1107,19 +1153,19 @@ def demo(data_dir, out):
         for p in rep.problems:
             click.echo(p.message(), err=True)
         raise InputError(f"{data_dir}: the sample data is not valid")
-    click.echo(f"[1/5] validated {data_dir}: " +
+    click.echo(f"[1/6] validated {data_dir}: " +
                ", ".join(f"{n:,} {t}" for t, n in rep.rows.items()))
     data = read_fund(data_dir)
     text = describe_fund(data) + "\n\n" + calibration_table(data)
-    click.echo("[2/5] summary of the fund data\n")
+    click.echo("[2/6] summary of the fund data\n")
     click.echo(text)
     benefits = _demo_benefits(data, "huhuibao-2025")
-    click.echo("\n[3/5] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
+    click.echo("\n[3/6] Huhuibao 2025 (actuarial/products/huhuibao-2025.toml) paid on the "
                "sample's 2025 policies\n")
     click.echo(benefits)
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "summary.txt").write_text(text + "\n\n" + benefits + "\n", encoding="utf-8")
-    click.echo("\n[4/5] claims: the 2024 year (its payouts are the claim-free history of "
+    click.echo("\n[4/6] claims: the 2024 year (its payouts are the claim-free history of "
                "2025's renewals), then for 2025 a proactive scan and a claimed batch")
     url = f"sqlite:///{Path(out) / 'ledger.db'}"
     for product_id, mode, batch in (("huhuibao-2024", "claimed", "demo-2024"),
@@ -1128,7 +1174,7 @@ def demo(data_dir, out):
         ctx = click.get_current_context()
         ctx.invoke(claims_run, product_file=product_id, data_dir=data_dir, url=url,
                    batch_id=batch, out=str(Path(out) / batch), mode=mode)
-    click.echo("\n[5/5] pricing: Huhuibao 2025, then the elderly cover (entry 60-80, "
+    click.echo("\n[5/6] pricing: Huhuibao 2025, then the elderly cover (entry 60-80, "
                "renewable to 100) over its lifetime, priced on the sample; each with its "
                "backtest: 2025 priced the same way from 2024 alone, against what 2025's "
                "enrollees cost")
@@ -1137,12 +1183,19 @@ def demo(data_dir, out):
     ctx.invoke(price, product_file="elderly-medical-60-80", data_dir=data_dir,
                out=str(Path(out) / "pricing-elderly"), seed=0, assumptions_file=None,
                policies=None)
+    click.echo("\n[6/6] monitoring: Huhuibao 2025's year as the ledger has it at 2025-12-31, "
+               "against the pricing above (a price for the year after the data: its trend "
+               "runs a year ahead); the sample's batches pay on one date, so the IBNR says "
+               "nothing (a warning says so): run a claims batch each month for a monitor")
+    ctx.invoke(monitor, url=url, product_id="huhuibao-2025", as_of="2025-12-31",
+               pricing_file=str(Path(out) / "pricing" / "pricing.json"),
+               method="chainladder", out=str(Path(out) / "monitor"), lang="en")
     click.echo(f"\nresults: {Path(out) / 'summary.txt'}; ledger {url}; batch reports "
                f"{Path(out) / 'demo-proactive' / 'report.html'}, "
                f"{Path(out) / 'demo-claimed' / 'report.html'}; pricing reports, with the "
                f"backtest, {Path(out) / 'pricing' / 'report.html'}, "
                f"{Path(out) / 'pricing-elderly' / 'report.html'} (every data year: "
-               f"`puhui backtest`)")
+               f"`puhui backtest`); monitoring {Path(out) / 'monitor' / 'monitor.html'}")
 
 
 def _demo_benefits(data, product_id: str) -> str:

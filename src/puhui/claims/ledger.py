@@ -972,9 +972,11 @@ def reserve_entries(con, product_id: str):
     """Every payment entry under ``product_id``'s policies as a triangle reads it:
     setl_date (the date of the settlement it applies to, the origin; None where the
     ledger never kept it: forgotten before schema 6), business_date (the date it is
-    effective for), payout_fen (signed), kind, batch."""
+    effective for), payout_fen (signed), kind, batch, benefit, applies_to (the
+    settlement the money is for)."""
     df = _frame(
-        "SELECT d.setl_date, p.business_date, p.payout_fen, p.kind, p.batch_id AS batch"
+        "SELECT d.setl_date, p.business_date, p.payout_fen, p.kind, p.batch_id AS batch,"
+        " p.benefit, p.applies_to"
         " FROM payments p LEFT JOIN settlement_dates d ON d.setl_id = p.applies_to"
         " WHERE p.policy_no IN (SELECT policy_no FROM policies WHERE product_id = ?)"
         " ORDER BY p.entry_id", con, params=[product_id])
