@@ -51,7 +51,7 @@ def pytest_runtest_protocol(item, nextitem):
 
     yield
     if len(sys.modules) >= _MODULES_AT_FREEZE[0] + 10 or nextitem is None \
-            or nextitem.module is not item.module:
+            or nextitem.path != item.path:        # (a doctest item has no .module)
         _freeze_what_lives()
         _MODULES_AT_FREEZE[0] = len(sys.modules)
 
