@@ -64,6 +64,7 @@ def pytest_runtest_protocol(item, nextitem):
 #: so the last modules to start are short ones and the two workers end together.
 HEAVY_FIRST = (
     "test_money_safety",            # 128
+    "test_service",                 # 106 (session 22, from a worker's half of the suite)
     "test_claims",                  # 85
     "test_bad_inputs",              # 63
     "test_pricing_out_of_sample",   # 63
@@ -71,8 +72,9 @@ HEAVY_FIRST = (
     "test_execution_worker_loss",   # 50
     "test_duck_validate",           # 48
     "test_docs_examples",           # 36
-    "test_service",                 # 35
     "test_execution",               # 34
+    "test_batch_speed18",           # 35 (session 22, as test_service)
+    "test_privacy_corpus",          # 34 (idem)
     "test_api",                     # 32
     "test_reproduce_moved",         # 31
     "test_reports",                 # 30
@@ -83,6 +85,10 @@ HEAVY_FIRST = (
     "test_pricing_lifetime",        # 17
     "test_api_batch",               # 14
     "test_wheel",                   # 14
+    "test_reserve_command",         # 25 (session 22's new modules)
+    "test_monitor_command",         # 25
+    "test_holds",                   # 24
+    "test_review14",                # 22
 )
 
 
