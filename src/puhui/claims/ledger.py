@@ -603,19 +603,30 @@ def decided_by_any(con, setl_id: str) -> bool:
 
 
 def decisions_or_reversal(con, setl_id: str, product_id: str
-                          ) -> tuple[list[tuple], bool, str | None]:
+                          ) -> tuple[list[tuple], bool, str | None, set[str]]:
     """:func:`decisions_of`, whether ``setl_id`` is the id of a reversal the ledger
-    applied, and the code of a hold in force on it (None: not held), in one read (a
+    applied, the code of a hold in force on it (None: not held), and what else the
+    ledger holds of it (``"reversed"``: a reversal it applied refunded it;
+    ``"stored"``: its inputs are kept, by this or another product's decision;
+    ``"paid"``: entries apply to it under ``product_id``'s policies), in one read (a
     payout's round trips are counted)."""
-    rows = con.execute("SELECT benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, "
-                       "reason FROM decisions WHERE setl_id = ? AND product_id = ? UNION ALL"
-                       " SELECT NULL, 0, 0, 0, 0, NULL FROM reversals WHERE setl_id = ? UNION"
-                       " ALL SELECT NULL, 0, 0, 0, 0, reason FROM holds WHERE setl_id = ? AND"
-                       " released_at IS NULL", (setl_id, product_id, setl_id, setl_id)).fetchall()
-    decided = sorted((tuple(r) for r in rows if r[0] is not None), key=lambda r: r[0])
-    held = [r[5] for r in rows if r[0] is None and r[5] is not None]
-    a_reversal = any(r[0] is None and r[5] is None for r in rows)
-    return decided, a_reversal, (held[0] if held else None)
+    rows = con.execute(
+        "SELECT 'd', benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, reason"
+        " FROM decisions WHERE setl_id = ? AND product_id = ? UNION ALL SELECT 'r', NULL,"
+        " 0, 0, 0, 0, NULL FROM reversals WHERE setl_id = ? UNION ALL SELECT 'h', NULL, 0,"
+        " 0, 0, 0, reason FROM holds WHERE setl_id = ? AND released_at IS NULL UNION ALL"
+        " SELECT 'x', NULL, 0, 0, 0, 0, NULL FROM reversals WHERE refund_of = ? UNION ALL"
+        " SELECT 's', NULL, 0, 0, 0, 0, NULL FROM settlements WHERE setl_id = ? UNION ALL"
+        " SELECT 'p', NULL, 0, 0, 0, 0, NULL FROM payments m WHERE m.applies_to = ? AND"
+        " EXISTS (SELECT 1 FROM policies p WHERE p.policy_no = m.policy_no AND"
+        " p.product_id = ?)",
+        (setl_id, product_id, setl_id, setl_id, setl_id, setl_id, setl_id,
+         product_id)).fetchall()
+    decided = sorted((tuple(r[1:]) for r in rows if r[0] == "d"), key=lambda r: r[0])
+    held = [r[6] for r in rows if r[0] == "h"]
+    seen = {{"x": "reversed", "s": "stored", "p": "paid"}[r[0]] for r in rows
+            if r[0] in "xsp"}
+    return decided, any(r[0] == "r" for r in rows), (held[0] if held else None), seen
 
 
 def replace_accumulators(con: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:

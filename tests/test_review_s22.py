@@ -1,0 +1,134 @@
+"""Review of session 22's ledger schema 5 (decisions per product): a person holding two
+products (huhuibao-2025 with tight terms and other-2025: each a hospital benefit, 300
+yuan deductible, 70 %, 4,000 yuan limit), direct payouts, reversals at once, batches.
+The truth: a ledger holding one product alone, and the hand figures in each docstring.
+"""
+import pytest
+
+from puhui.claims import ledger
+from puhui.claims.batch import run_batch
+from puhui.claims.direct import direct_payout
+from puhui.claims.reverse import reverse_payout
+from puhui.errors import Conflict
+from tests.conftest import puhui
+from tests.ledgers import run_sql
+from tests.test_decisions_per_product import _net_of, _products
+from tests.test_review_carried import _two_products
+from tests.test_reversal import _body, _reversal, city  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _loaded(city, tmp_path, url, bodies=()):
+    data = _two_products(city, tmp_path, list(bodies), "a")
+    assert puhui("ledger", "load", "--data", data, "--ledger", url).returncode == 0
+    return data
+
+
+def test_a_settlement_reversed_under_one_product_is_not_paid_under_the_other(
+        city, tmp_path, new_ledger):
+    """huhuibao pays T1 (3,300: 2,100) at the counter, the platform reverses it (R1)
+    at once under huhuibao. The counter then asks other-2025 about T1: T1 was refunded,
+    so other-2025 pays nothing for it (before schema 5 the ledger answered huhuibao's
+    REVERSED decision with a 409; a ledger holding other-2025 alone that applied R1
+    answers 409 too). Paying it 2,100 would pay a reversed settlement."""
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    url = new_ledger("l")
+    _loaded(city, tmp_path, url)
+    assert direct_payout(tight, url, t1)["total_payout"] == 2100.0
+    reverse_payout(tight, url, _reversal(t1, "R1", "2025-08-01"))
+    with pytest.raises(Conflict, match="revers"):
+        direct_payout(other, url, t1)
+    assert _net_of(url, psn, "other-2025") == 0
+    assert _net_of(url, psn, "huhuibao-2025") == 0
+
+
+def test_one_setl_id_with_another_body_under_the_other_product_is_refused(
+        city, tmp_path, new_ledger):
+    """huhuibao pays T1 (3,300 in-list) at the counter; other-2025 is then asked about
+    T1 with 5,000 in-list. One settlement has one body: the second is refused as a
+    resend with other amounts is under one product (409), and the stored inputs stay
+    huhuibao's (a later reversal of T1 under huhuibao checks its amounts against them)."""
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    url = new_ledger("l")
+    _loaded(city, tmp_path, url)
+    direct_payout(tight, url, t1)
+    with pytest.raises(Conflict, match="other amounts"):
+        direct_payout(other, url, _body("T1", psn, "2025-03-01", 5000, kind))
+    assert _net_of(url, psn, "other-2025") == 0
+    r = reverse_payout(tight, url, _reversal(t1, "R1", "2025-08-01"))
+    assert r["total_amt"] == -2100.0
+
+
+def test_a_settlement_a_batch_paid_under_one_product_at_the_counter_of_the_other(
+        city, tmp_path, new_ledger):
+    """huhuibao's batch pays T1 (3,300: 2,100) and keeps its inputs. The counter asks
+    other-2025 about the same T1: it pays 2,100, as in a ledger holding other-2025
+    alone; asked about T1 with 5,000 in-list instead, it refuses (409) and pays nothing."""
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    for name, body, paid in (("same", t1, 210000),
+                             ("other", _body("T1", psn, "2025-03-01", 5000, kind), 0)):
+        url = new_ledger(name)
+        data = _two_products(city, tmp_path, [t1], name)
+        assert puhui("ledger", "load", "--data", data, "--ledger", url).returncode == 0
+        run_batch(tight, f, data, url, "b1")
+        if paid:
+            alone = f"sqlite:///{tmp_path / 'alone.db'}"
+            assert puhui("ledger", "load", "--data", data, "--ledger", alone).returncode == 0
+            assert direct_payout(other, url, body) == direct_payout(other, alone, body)
+        else:
+            with pytest.raises(Conflict, match="other amounts"):
+                direct_payout(other, url, body)
+        assert _net_of(url, psn, "other-2025") == paid
+        assert _net_of(url, psn, "huhuibao-2025") == 210000
+
+
+def _as_version_4(url, later):
+    """The ledger as schema 4 would hold it: one decision per settlement and benefit,
+    the ``later`` product's where two decided it (its row replaced the other's)."""
+    from tests.test_decisions_per_product import V4_DECISIONS
+
+    run_sql(url, "DELETE FROM decisions WHERE product_id != ? AND EXISTS (SELECT 1 FROM"
+                 " decisions d WHERE d.setl_id = decisions.setl_id AND d.benefit ="
+                 " decisions.benefit AND d.product_id = ?)", (later, later))
+    run_sql(url, "ALTER TABLE decisions RENAME TO decisions_new")
+    run_sql(url, "DROP INDEX IF EXISTS decisions_psn")
+    run_sql(url, V4_DECISIONS)
+    run_sql(url, "INSERT INTO decisions SELECT setl_id, benefit, psn_no, policy_no,"
+                 " eligible_fen, deductible_fen, ratio_bp, payout_fen, reason, batch_id"
+                 " FROM decisions_new")
+    run_sql(url, "DROP TABLE decisions_new")
+    run_sql(url, "CREATE INDEX decisions_psn ON decisions (psn_no)")
+    run_sql(url, "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+
+
+def test_a_settlement_paid_before_the_upgrade_is_not_paid_again_at_the_counter(
+        city, tmp_path, new_ledger):
+    """Under schema 4 both products' batches paid T1 (3,300: 2,100 each) and other-2025's
+    decision replaced huhuibao's. Upgraded, huhuibao holds no decision of T1 though it
+    paid it: the counter then sending T1 to huhuibao must not pay it again (a ledger
+    holding huhuibao alone answers it as already decided and pays nothing more)."""
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    url = new_ledger("l")
+    data = _loaded(city, tmp_path, url, [t1])
+    run_batch(tight, f, data, url, "b1")
+    run_batch(other, of, data, url, "o1")
+    _as_version_4(url, "other-2025")
+    alone = f"sqlite:///{tmp_path / 'alone.db'}"
+    run_batch(tight, f, data, alone, "b1")
+    assert direct_payout(tight, alone, t1)["already_decided"]
+    try:
+        answer = direct_payout(tight, url, t1)
+    except Conflict:
+        answer = None
+    assert answer is None or answer.get("already_decided")
+    assert _net_of(url, psn, "huhuibao-2025") == _net_of(alone, psn, "huhuibao-2025") == 210000
+    assert _net_of(url, psn, "other-2025") == 210000
