@@ -132,3 +132,27 @@ def test_a_settlement_paid_before_the_upgrade_is_not_paid_again_at_the_counter(
     assert answer is None or answer.get("already_decided")
     assert _net_of(url, psn, "huhuibao-2025") == _net_of(alone, psn, "huhuibao-2025") == 210000
     assert _net_of(url, psn, "other-2025") == 210000
+
+
+def test_a_reversal_at_once_pays_nothing_the_product_was_never_asked_about(
+        city, tmp_path, new_ledger):
+    """The counter asks huhuibao about T1 (1 March, 3,300: 2,100) and other-2025 alone
+    about H1 (20 May, 2,000: (2,000 - 300) x 70 % = 1,190 under other-2025, whose
+    deductible T1 never used). T1 reversed at once under
+    huhuibao: huhuibao's policy year holds no other settlement it decided, so it pays
+    nothing more (net 0, as in a ledger where H1 went to other-2025's ledger); H1 is
+    other-2025's alone and stays 1,190 there (huhuibao paid it 1,190 before)."""
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1, h = _body("T1", psn, "2025-03-01", 3300, kind), _body("H1", psn, "2025-05-20", 2000, kind)
+    url, alone = new_ledger("l"), f"sqlite:///{tmp_path / 'alone.db'}"
+    _loaded(city, tmp_path, url)
+    assert puhui("ledger", "load", "--data", str(tmp_path / "a"), "--ledger",
+                 alone).returncode == 0
+    for u in (url, alone):
+        direct_payout(tight, u, t1)
+    direct_payout(other, url, h)
+    for u in (url, alone):
+        reverse_payout(tight, u, _reversal(t1, "R1", "2025-08-01"))
+    assert _net_of(url, psn, "huhuibao-2025") == _net_of(alone, psn, "huhuibao-2025") == 0
+    assert _net_of(url, psn, "other-2025") == 119000

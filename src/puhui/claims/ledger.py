@@ -975,6 +975,18 @@ def reversal_of_original(con, refund_of: str) -> tuple[str, str, str] | None:
     return None if row is None else tuple(row)
 
 
+def decided_or_paid_by(con, ids: list[str], product_id: str, policy_no: str) -> set[str]:
+    """Those of the settlements ``ids`` that ``product_id`` decided or that entries under
+    ``policy_no`` apply to (a ledger upgraded to schema 5 may hold the payments of a
+    settlement whose decision another product's replaced): a policy year re-adjudicated
+    holds these, not the settlements only another product was asked about."""
+    with _wanted(con, ids):
+        return {str(r[0]) for r in con.execute(
+            "SELECT setl_id FROM decisions WHERE setl_id IN (SELECT setl_id FROM wanted)"
+            " AND product_id = ? UNION SELECT applies_to FROM payments WHERE applies_to IN"
+            " (SELECT setl_id FROM wanted) AND policy_no = ?", (product_id, policy_no))}
+
+
 def stored_of_person(con, psn_no: str, first: str, last: str
                      ) -> tuple[list[dict], dict[str, list[dict]]]:
     """The stored settlements of one person dated ``first`` to ``last`` (ISO dates), in
