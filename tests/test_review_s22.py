@@ -156,3 +156,31 @@ def test_a_reversal_at_once_pays_nothing_the_product_was_never_asked_about(
         reverse_payout(tight, u, _reversal(t1, "R1", "2025-08-01"))
     assert _net_of(url, psn, "huhuibao-2025") == _net_of(alone, psn, "huhuibao-2025") == 0
     assert _net_of(url, psn, "other-2025") == 119000
+
+
+def test_one_idempotency_key_at_the_services_of_two_products(city, tmp_path, new_ledger):
+    """Each product's service on one ledger (``puhui serve`` per product), one platform
+    key. The platform sends T1 (3,300) to both with the same Idempotency-Key (its own id
+    of the settlement): each product decides and pays it, 2,100 each, and a retry at
+    either answers that product's first answer. (The key's answer was kept for the
+    ledger, not the product: the second product replayed the first's answer and paid
+    nothing.)"""
+    from fastapi.testclient import TestClient
+
+    from puhui.service import create_app
+
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    url = new_ledger("l")
+    _loaded(city, tmp_path, url)
+    key = puhui("keys", "create", "--ledger", url, "--scope", "settle", "--name",
+                "platform").stdout.strip()
+    head = {"Authorization": f"Bearer {key}", "Idempotency-Key": "platform-0001"}
+    clients = [TestClient(create_app(p, url), raise_server_exceptions=False)
+               for p in (tight, other)]
+    first = [c.post("/v1/settlement", json=t1, headers=head) for c in clients]
+    assert [r.status_code for r in first] == [201, 201], [r.text for r in first]
+    again = [c.post("/v1/settlement", json=t1, headers=head) for c in clients]
+    assert [r.json() for r in again] == [r.json() for r in first]
+    assert _net_of(url, psn, "huhuibao-2025") == _net_of(url, psn, "other-2025") == 210000
