@@ -184,3 +184,35 @@ def test_one_idempotency_key_at_the_services_of_two_products(city, tmp_path, new
     again = [c.post("/v1/settlement", json=t1, headers=head) for c in clients]
     assert [r.json() for r in again] == [r.json() for r in first]
     assert _net_of(url, psn, "huhuibao-2025") == _net_of(url, psn, "other-2025") == 210000
+
+
+def test_the_other_products_batch_on_data_without_the_reversal(city, tmp_path, new_ledger):
+    """Both products' batches pay T1 (3,300: 2,100) and H1 (2,000: 1,400); huhuibao
+    reverses T1 at once (R1). other-2025's next batch runs on an extract that holds T1
+    and H1 but not yet R1: the ledger knows T1 was reversed, so other-2025 takes its
+    2,100 back and H1 takes the deductible: 1,190, as a ledger holding other-2025 alone
+    gives on data holding R1."""
+    from tests.test_review_carried import _two_products as two
+
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1, h = _body("T1", psn, "2025-03-01", 3300, kind), _body("H1", psn, "2025-05-20", 2000, kind)
+    rev = _reversal(t1, "R1", "2025-08-01")
+    data, later = two(city, tmp_path, [t1, h], "a"), two(city, tmp_path, [t1, h, rev], "b")
+    url, alone = new_ledger("l"), f"sqlite:///{tmp_path / 'alone.db'}"
+    run_batch(tight, f, data, url, "b1")
+    eobs = [run_batch(other, of, data, url, "o1").eob]
+    reverse_payout(tight, url, rev)
+    eobs.append(run_batch(other, of, data, url, "o2").eob)
+    run_batch(other, of, data, alone, "o1")
+    run_batch(other, of, later, alone, "o2")
+    assert _net_of(url, psn, "other-2025") == _net_of(alone, psn, "other-2025") == 119000
+    assert _net_of(url, psn, "huhuibao-2025") == 119000
+    # the EOB rows of other-2025's batches sum to what it paid the person, net
+    mine = [e[e["psn_no"].astype(str) == psn] for e in eobs]
+    assert round(sum(e["payout_amt"].sum() for e in mine) * 100) == 119000
+    t1_rows = mine[1][mine[1]["setl_id"].astype(str) == "T1"]
+    assert set(t1_rows["status"]) == {"reversed"} and t1_rows["payout_amt"].sum() == -2100.0
+    again = run_batch(other, of, data, url, "o3")          # nothing left to take back
+    assert _net_of(url, psn, "other-2025") == 119000
+    assert again.eob[again.eob["psn_no"].astype(str) == psn]["payout_amt"].sum() == 0

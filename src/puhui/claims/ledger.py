@@ -825,6 +825,21 @@ def paid_for_settlements(con: sqlite3.Connection, ids: list[str], product_id: st
             " product_id = ?) GROUP BY applies_to, benefit", con, params=[product_id])
 
 
+def paid_for_reversed_elsewhere(con, ids: list[str], product_id: str):
+    """Net paid under ``product_id``'s policies for those of the originals ``ids`` that a
+    reversal applied under another product undid (it took back that product's payouts
+    only): applies_to, benefit, paid, psn_no, policy_no, reversal (its setl_id)."""
+    with _wanted(con, ids):
+        return _frame(
+            "SELECT m.applies_to, m.benefit, SUM(m.payout_fen) AS paid, MAX(m.psn_no) AS"
+            " psn_no, MAX(m.policy_no) AS policy_no, MAX(r.setl_id) AS reversal FROM"
+            " payments m JOIN reversals r ON r.refund_of = m.applies_to JOIN batches b ON"
+            " b.batch_id = r.batch_id WHERE m.applies_to IN (SELECT setl_id FROM wanted)"
+            " AND b.product_id != ? AND EXISTS (SELECT 1 FROM policies p WHERE"
+            " p.policy_no = m.policy_no AND p.product_id = ?) GROUP BY m.applies_to,"
+            " m.benefit", con, params=[product_id, product_id])
+
+
 def kept_of(con, ids: list[str]) -> list[tuple[str, str, str, int, int, int, str]]:
     """What the settlements ``ids`` keep (carried, held or quarantined): per settlement,
     benefit and policy that decided or paid it (setl_id, benefit, policy_no, deductible
