@@ -216,3 +216,21 @@ def test_the_other_products_batch_on_data_without_the_reversal(city, tmp_path, n
     again = run_batch(other, of, data, url, "o3")          # nothing left to take back
     assert _net_of(url, psn, "other-2025") == 119000
     assert again.eob[again.eob["psn_no"].astype(str) == psn]["payout_amt"].sum() == 0
+
+
+def test_a_version_4_ledger_without_its_version_row_is_upgraded(city, tmp_path, new_ledger):
+    """A version-4 ledger whose version row was never written (an older puhui killed
+    between making the tables and writing the row) is opened as a ledger: its
+    decisions are upgraded too, not only marked 5 (every decision failed after), and a
+    direct payout then pays T1 2,100 as in a new ledger."""
+    (tight, f), _ = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1 = _body("T1", psn, "2025-03-01", 3300, kind)
+    url = new_ledger("l")
+    _loaded(city, tmp_path, url)
+    _as_version_4(url, "other-2025")
+    run_sql(url, "DELETE FROM meta")
+    assert puhui("ledger", "status", "--ledger", url).returncode == 0
+    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "5"
+    assert direct_payout(tight, url, t1)["total_payout"] == 2100.0
+    assert _net_of(url, psn, "huhuibao-2025") == 210000

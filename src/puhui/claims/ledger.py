@@ -239,10 +239,12 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
 def _upgrade(con, version: str | None) -> None:
     """Bring an older ledger's tables to this schema, inside the opening transaction
     (after :data:`SCHEMA` made the tables it lacked): a ledger of version 4 or before
-    gets :data:`DECISIONS_V5`. Statement by statement (``executescript`` would commit
+    (or of no version) whose decisions lack ``product_id`` gets :data:`DECISIONS_V5`. Statement by statement (``executescript`` would commit
     the transaction first)."""
-    if not version or not version.isdigit() or int(version) >= 5:
+    if version and version.isdigit() and int(version) >= 5:
         return
+    if _decisions_per_product(con):  # a new ledger, or one of this schema whose version
+        return                       # row a killed first opening never wrote
     script = DECISIONS_V5
     if not isinstance(con, sqlite3.Connection):
         from puhui.claims.ledger_pg import pg_schema
@@ -251,6 +253,19 @@ def _upgrade(con, version: str | None) -> None:
     for statement in script.split(";"):
         if statement.strip():
             con.execute(statement)
+
+
+def _decisions_per_product(con) -> bool:
+    """Whether the ledger's ``decisions`` table has schema 5's ``product_id`` (review s22:
+    a version-4 ledger whose version row was never written - an older puhui killed in
+    its first opening - was marked 5 without its decisions upgraded, and every decision
+    then failed)."""
+    if isinstance(con, sqlite3.Connection):
+        sql = "SELECT COUNT(*) FROM pragma_table_info('decisions') WHERE name = 'product_id'"
+    else:
+        sql = ("SELECT COUNT(*) FROM information_schema.columns WHERE table_schema ="
+               " current_schema() AND table_name = 'decisions' AND column_name = 'product_id'")
+    return bool(con.execute(sql).fetchone()[0])
 
 
 class _Locked(Exception):
