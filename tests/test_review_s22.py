@@ -234,3 +234,49 @@ def test_a_version_4_ledger_without_its_version_row_is_upgraded(city, tmp_path, 
     assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "5"
     assert direct_payout(tight, url, t1)["total_payout"] == 2100.0
     assert _net_of(url, psn, "huhuibao-2025") == 210000
+
+
+def test_a_settlement_taken_back_as_not_in_data_under_each_product(city, tmp_path, new_ledger):
+    """Both products' batches pay T1 (1 March, 3,300: 2,100) and H1 (20 May, 2,000:
+    1,400). The next extract, stated complete for the year, does not hold T1: each
+    product's batch on it takes T1 back - huhuibao's first, then other-2025's - as a
+    ledger holding other-2025 alone does: other-2025 then pays H1 alone, 1,190."""
+    from tests.test_review_carried import _two_products as two
+
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1, h = _body("T1", psn, "2025-03-01", 3300, kind), _body("H1", psn, "2025-05-20", 2000, kind)
+    data, later = two(city, tmp_path, [t1, h], "a"), two(city, tmp_path, [h], "b")
+    url, alone = new_ledger("l"), f"sqlite:///{tmp_path / 'alone.db'}"
+    year = ("2025-01-01", "2025-12-31")
+    run_batch(tight, f, data, url, "b1")
+    for u in (url, alone):
+        run_batch(other, of, data, u, "o1")
+    run_batch(tight, f, later, url, "b2", period=year, complete=True)
+    for u in (url, alone):
+        run_batch(other, of, later, u, "o2", period=year, complete=True)
+    assert _net_of(alone, psn, "other-2025") == 119000
+    assert _net_of(url, psn, "other-2025") == _net_of(url, psn, "huhuibao-2025") == 119000
+
+
+def test_a_reversal_at_once_after_a_take_back_the_other_product_has_not_made(
+        city, tmp_path, new_ledger):
+    """As above, huhuibao's complete extract takes T1 back (its inputs stay: other-2025
+    still pays it). H1 then reversed at once under huhuibao: T1, taken back under
+    huhuibao, is not adjudicated again, so huhuibao's net is 0, as in a ledger holding
+    huhuibao alone; other-2025 keeps its 3,500 until its own batch."""
+    from tests.test_review_carried import _two_products as two
+
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1, h = _body("T1", psn, "2025-03-01", 3300, kind), _body("H1", psn, "2025-05-20", 2000, kind)
+    data, later = two(city, tmp_path, [t1, h], "a"), two(city, tmp_path, [h], "b")
+    url, alone = new_ledger("l"), f"sqlite:///{tmp_path / 'alone.db'}"
+    for u in (url, alone):
+        run_batch(tight, f, data, u, "b1")
+    run_batch(other, of, data, url, "o1")
+    for u in (url, alone):
+        run_batch(tight, f, later, u, "b2", period=("2025-01-01", "2025-12-31"), complete=True)
+        reverse_payout(tight, u, _reversal(h, "R2", "2025-08-01"))
+    assert _net_of(url, psn, "huhuibao-2025") == _net_of(alone, psn, "huhuibao-2025") == 0
+    assert _net_of(url, psn, "other-2025") == 350000

@@ -521,7 +521,10 @@ def _take_back(con, ctx: _BlockContext, missing: pd.DataFrame) -> pd.DataFrame:
                 (a, b, psn, None, 0, 0, 0, 0, "NOT_IN_DATA", ctx.batch_id)
                 for a, psn in zip(ids, missing["psn_no"].astype(str)) for b in benefits],
                 ctx.product.id)
-            ledger.forget_settlements(con, ids)
+            # another product's decision of one keeps its inputs (review s22: forgotten,
+            # that product's every later batch was refused as holding history unknown)
+            keep = ledger.live_elsewhere(con, ids, ctx.product.id)
+            ledger.forget_settlements(con, [i for i in ids if i not in keep])
             ledger.audit(con, "claims run: not in data, taken back", ctx.batch_id,
                          settlements=len(ids), fen=-int(paid["paid"].sum()))
     done = ledger.decided_not_in_data(con, ctx.batch_id)

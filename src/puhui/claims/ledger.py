@@ -1008,13 +1008,27 @@ def reversal_of_original(con, refund_of: str) -> tuple[str, str, str] | None:
 def decided_or_paid_by(con, ids: list[str], product_id: str, policy_no: str) -> set[str]:
     """Those of the settlements ``ids`` that ``product_id`` decided or that entries under
     ``policy_no`` apply to (a ledger upgraded to schema 5 may hold the payments of a
-    settlement whose decision another product's replaced): a policy year re-adjudicated
-    holds these, not the settlements only another product was asked about."""
+    settlement whose decision another product's replaced; one it reversed or took back
+    is not among them): a policy year re-adjudicated holds these, not the settlements
+    only another product was asked about."""
     with _wanted(con, ids):
         return {str(r[0]) for r in con.execute(
             "SELECT setl_id FROM decisions WHERE setl_id IN (SELECT setl_id FROM wanted)"
-            " AND product_id = ? UNION SELECT applies_to FROM payments WHERE applies_to IN"
-            " (SELECT setl_id FROM wanted) AND policy_no = ?", (product_id, policy_no))}
+            " AND product_id = ? AND reason NOT IN ('REVERSED', 'NOT_IN_DATA') UNION"
+            " SELECT applies_to FROM payments m WHERE applies_to IN (SELECT setl_id FROM"
+            " wanted) AND policy_no = ? AND NOT EXISTS (SELECT 1 FROM decisions d WHERE"
+            " d.setl_id = m.applies_to AND d.product_id = ?)",
+            (product_id, policy_no, product_id))}
+
+
+def live_elsewhere(con, ids: list[str], product_id: str) -> set[str]:
+    """Those of the settlements ``ids`` that another product decided and neither
+    reversed nor took back: their stored inputs are that product's still."""
+    with _wanted(con, ids):
+        return {str(r[0]) for r in con.execute(
+            "SELECT DISTINCT setl_id FROM decisions WHERE setl_id IN (SELECT setl_id FROM"
+            " wanted) AND product_id != ? AND reason NOT IN ('REVERSED', 'NOT_IN_DATA')",
+            (product_id,))}
 
 
 def stored_of_person(con, psn_no: str, first: str, last: str
