@@ -340,6 +340,16 @@ def test_price_on_a_launch_year_alone_borrows_renewal_by_health(small_city_dir, 
     assert "The same price at other year-2 sizes" in html and "0.600 x launch" in html
     assert "policies priced for (expected enrolment next year) [A]" in html
     assert "launch take-up with renewal assumed" in html and "Equilibrium gross premium [A]" in html
+    # premium.xlsx carries the same rows, each figure in a cell of its own (read back
+    # without openpyxl), the size priced marked and the range's source last
+    from tests.test_excel import read_xlsx
+
+    sheet = read_xlsx(tmp_path / "priced" / "premium.xlsx")["year-2 sensitivity"]
+    assert [r[:7] for r in sheet[1:-1]] == [
+        [r["year2_to_launch"], "yes" if r["year2_to_launch"] == a["year2_to_launch"] else None,
+         r["policies"], r["renewals"], r["entrants"], r["pure_premium"], r["fills_size"]]
+        for r in a["year2_sensitivity"]]
+    assert sheet[-1] == [f"source: {a['sources']['year2_sensitivity']}"]
 
 
 def test_price_on_a_data_set_with_a_renewal_year_reads_no_assumed_renewal(priced_small_city):

@@ -121,6 +121,9 @@ def pricing_sheets(f: dict) -> list[Sheet]:
     sheets.append(("premium table", ["min age", "max age", "pre-existing",
                                      "filed premium, yuan", "gross premium, yuan"],
                    table, {3: YUAN, 4: YUAN}))
+    sens = year2_sheet(f)
+    if sens is not None:
+        sheets.append(sens)
     life = f.get("lifetime")
     if life:
         steps = [[s["min_age"], s["max_age"], s["pure_premium"], s["gross_premium"]]
@@ -135,6 +138,27 @@ def pricing_sheets(f: dict) -> list[Sheet]:
                        [[e.get(k) for k in keys] for e in entries],
                        {j: _entry_format(k) for j, k in enumerate(keys) if _entry_format(k)}))
     return sheets
+
+
+def year2_sheet(f: dict) -> Sheet | None:
+    """A launch-year price's year-2 sensitivity (``enrolment.assumed.year2_sensitivity``:
+    its policies and pure premium had the borrowed year-2 size been another), the size
+    priced marked, and the range's source in the last row; None for other prices."""
+    a = (f.get("enrolment") or {}).get("assumed") or {}
+    rows = a.get("year2_sensitivity")
+    if not rows:
+        return None
+    priced = a.get("year2_to_launch")
+    table = [[r["year2_to_launch"], "yes" if r["year2_to_launch"] == priced else None,
+              r["policies"], r["renewals"], r["entrants"], r["pure_premium"],
+              r.get("fills_size")] for r in rows]
+    source = (a.get("sources") or {}).get("year2_sensitivity")
+    if source:
+        table.append([f"source: {source}"])
+    return ("year-2 sensitivity", ["year-2 size (x launch policies)", "priced",
+                                   "policies", "renewals", "entrants",
+                                   "pure premium, yuan", "mix holds the size"],
+            table, {0: RATIO, 2: COUNT, 3: COUNT, 4: COUNT, 5: YUAN})
 
 
 def _entry_format(key: str) -> str | None:
