@@ -280,3 +280,26 @@ def test_a_reversal_at_once_after_a_take_back_the_other_product_has_not_made(
         reverse_payout(tight, u, _reversal(h, "R2", "2025-08-01"))
     assert _net_of(url, psn, "huhuibao-2025") == _net_of(alone, psn, "huhuibao-2025") == 0
     assert _net_of(url, psn, "other-2025") == 350000
+
+
+def test_the_other_products_complete_batch_after_a_reversal_at_once(city, tmp_path, new_ledger):
+    """Both products' batches pay T1 (2,100) and H1 (1,400); huhuibao reverses T1 at
+    once. other-2025's next extract, stated complete for the year, holds H1 only: it
+    takes T1 back as not in its data and pays H1 1,190, as a ledger holding other-2025
+    alone does on the same extracts (T1's inputs were forgotten by huhuibao's reversal,
+    so other-2025 kept its 2,100 for good)."""
+    from tests.test_review_carried import _two_products as two
+
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1, h = _body("T1", psn, "2025-03-01", 3300, kind), _body("H1", psn, "2025-05-20", 2000, kind)
+    data, later = two(city, tmp_path, [t1, h], "a"), two(city, tmp_path, [h], "b")
+    url, alone = new_ledger("l"), f"sqlite:///{tmp_path / 'alone.db'}"
+    run_batch(tight, f, data, url, "b1")
+    for u in (url, alone):
+        run_batch(other, of, data, u, "o1")
+    reverse_payout(tight, url, _reversal(t1, "R1", "2025-08-01"))
+    for u in (url, alone):
+        run_batch(other, of, later, u, "o2", period=("2025-01-01", "2025-12-31"), complete=True)
+    assert _net_of(url, psn, "other-2025") == _net_of(alone, psn, "other-2025") == 119000
+    assert _net_of(url, psn, "huhuibao-2025") == 119000

@@ -521,10 +521,7 @@ def _take_back(con, ctx: _BlockContext, missing: pd.DataFrame) -> pd.DataFrame:
                 (a, b, psn, None, 0, 0, 0, 0, "NOT_IN_DATA", ctx.batch_id)
                 for a, psn in zip(ids, missing["psn_no"].astype(str)) for b in benefits],
                 ctx.product.id)
-            # another product's decision of one keeps its inputs (review s22: forgotten,
-            # that product's every later batch was refused as holding history unknown)
-            keep = ledger.live_elsewhere(con, ids, ctx.product.id)
-            ledger.forget_settlements(con, [i for i in ids if i not in keep])
+            ledger.forget_settlements(con, ids, ctx.product.id)
             ledger.audit(con, "claims run: not in data, taken back", ctx.batch_id,
                          settlements=len(ids), fen=-int(paid["paid"].sum()))
     done = ledger.decided_not_in_data(con, ctx.batch_id)
@@ -1208,7 +1205,7 @@ def _write_plan(con, ctx: _BlockContext, plan: _BlockPlan, reversals: pd.DataFra
     ledger.record_entries(con, plan.entries)
     ledger.record_decisions(con, plan.decisions, ctx.product.id)
     ledger.replace_accumulators(con, plan.accumulators)
-    ledger.forget_settlements(con, plan.forget)
+    ledger.forget_settlements(con, plan.forget, ctx.product.id)
     ledger.store_settlements(con, plan.store, plan.store_lines, ctx.batch_id,
                              replaced=plan.replaced)
     if len(reversals):

@@ -745,11 +745,17 @@ def known_reversals(con: sqlite3.Connection) -> dict[str, str]:
     return dict(con.execute("SELECT refund_of, setl_id FROM reversals").fetchall())
 
 
-def forget_settlements(con: sqlite3.Connection, ids: list[str]) -> None:
-    """Drop stored settlements (taken back: the data, complete for their dates, does
-    not hold them)."""
-    con.executemany("DELETE FROM settlement_lines WHERE setl_id = ?", [(i,) for i in ids])
-    con.executemany("DELETE FROM settlements WHERE setl_id = ?", [(i,) for i in ids])
+def forget_settlements(con: sqlite3.Connection, ids: list[str], product_id: str) -> None:
+    """Drop stored settlements that ``product_id`` reversed, took back or found nothing
+    eligible in; not those another product decided and neither reversed nor took back
+    (review s22: their inputs are that product's still - forgotten, its every later
+    batch was refused as holding history of ledger schema 1, and its own take-back of
+    them never came)."""
+    keep = (" AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.setl_id = {t}.setl_id AND"
+            " d.product_id != ? AND d.reason NOT IN ('REVERSED', 'NOT_IN_DATA'))")
+    rows = [(i, product_id) for i in ids]
+    for t in ("settlement_lines", "settlements"):
+        con.executemany(f"DELETE FROM {t} WHERE setl_id = ?" + keep.format(t=t), rows)
 
 
 def stored_settlements(con: sqlite3.Connection, lo: str, hi: str, first: str, last: str):
@@ -1021,14 +1027,6 @@ def decided_or_paid_by(con, ids: list[str], product_id: str, policy_no: str) -> 
             (product_id, policy_no, product_id))}
 
 
-def live_elsewhere(con, ids: list[str], product_id: str) -> set[str]:
-    """Those of the settlements ``ids`` that another product decided and neither
-    reversed nor took back: their stored inputs are that product's still."""
-    with _wanted(con, ids):
-        return {str(r[0]) for r in con.execute(
-            "SELECT DISTINCT setl_id FROM decisions WHERE setl_id IN (SELECT setl_id FROM"
-            " wanted) AND product_id != ? AND reason NOT IN ('REVERSED', 'NOT_IN_DATA')",
-            (product_id,))}
 
 
 def stored_of_person(con, psn_no: str, first: str, last: str

@@ -326,7 +326,7 @@ def _write(con, product: Product, r: dict, pol: dict, plan: tuple) -> None:
     ledger.record_decisions(con, rows, product.id)
     old = ledger.accumulators_of(con, pol_no)
     ledger.update_accumulators(con, pol_no, {k: state.get(k, 0) for k in old | state})
-    ledger.forget_settlements(con, [r["refund_of"]])
+    ledger.forget_settlements(con, [r["refund_of"]], product.id)
     ledger.record_reversals(con, [(r["setl_id"], r["refund_of"], r["psn_no"])], batch)
     ledger.audit(con, "claims reverse", batch, setl_id=r["setl_id"],
                  refund_of=r["refund_of"], fen=sum(e[3] for e in entries),
