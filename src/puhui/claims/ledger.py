@@ -225,6 +225,23 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
         raise InputError(f"ledger {path}: no such ledger. Check the path, or create the "
                          f"ledger with 'puhui ledger load' or a 'puhui claims run'")
     con, version = _open_retrying(path, must_exist)
+    try:
+        _set_up(con, version)
+    except sqlite3.OperationalError as exc:
+        con.close()
+        if "locked" not in str(exc):
+            raise
+        # review s22: "internal error ... please report it", exit 1
+        raise InputError(f"ledger {path}: busy - another process held its write lock for "
+                         f"over {BUSY_SECONDS:.0f} s (a batch's block, or the upgrade of a "
+                         f"large older ledger when this puhui first opens it: a minute or "
+                         f"two per 2 million decisions); run the command again when it is "
+                         f"done") from None
+    return con
+
+
+def _set_up(con: sqlite3.Connection, version: str | None) -> None:
+    """An opened SQLite ledger's upgrades and version row, in one unit of work."""
     with unit_of_work(con):
         if version == "1":     # the reversals a version-1 ledger applied, from its entries
             con.execute("INSERT OR IGNORE INTO reversals SELECT setl_id, MAX(applies_to),"
@@ -233,7 +250,6 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
         _upgrade(con, _schema_version(con))    # read again under the write lock
         con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO "
                     "UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
-    return con
 
 
 def _upgrade(con, version: str | None) -> None:
@@ -272,6 +288,8 @@ class _Locked(Exception):
     """Another process holds the new ledger's lock while it creates it."""
 
 
+#: How long a SQLite ledger's statement waits for the write lock another process holds.
+BUSY_SECONDS = 60.0
 #: How long :func:`connect` keeps trying a ledger another process is creating (SQLite
 #: answers "database is locked" at once, without its busy handler, when two connections
 #: both holding a read lock need a write lock to set up the file).
@@ -307,8 +325,8 @@ def _open(path: Path, must_exist: bool):
     try:
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(str(path), timeout=60, isolation_level=None)
-        con.execute("PRAGMA busy_timeout=60000")
+        con = sqlite3.connect(str(path), timeout=BUSY_SECONDS, isolation_level=None)
+        con.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
         # before anything is written: a database that is not a ledger is left as it is
         version = _schema_version(con)
         # foreign: it holds something a ledger does not (read once: a ledger another
