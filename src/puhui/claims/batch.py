@@ -1279,10 +1279,13 @@ def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
     stored, _lines = ledger.stored_settlements(con, lo, hi, first, last)
     # not in the data (for this person), or held in it (a held settlement keeps its
     # payout, so its deductible and limit use stay counted)
+    # reversed in this data, or before (review s22: a reversal under another product
+    # leaves the original's inputs to this one, which takes its payout back)
+    gone = stored["setl_id"].isin(ctx.rev_of).to_numpy() | \
+        stored["setl_id"].isin(ledger.reversals_between(con, lo, hi)).to_numpy()
     away = (~_in_keys(ctx.data_keys, stored["setl_id"], stored["psn_no"])
             | stored["setl_id"].isin(ctx.frozen).to_numpy()) & \
-        ~stored["setl_id"].isin(ctx.taking_back).to_numpy() & \
-        ~stored["setl_id"].isin(ctx.rev_of).to_numpy()        # reversed in this data
+        ~stored["setl_id"].isin(ctx.taking_back).to_numpy() & ~gone
     return stored, stored[away].reset_index(drop=True)
 
 
