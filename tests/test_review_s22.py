@@ -231,7 +231,8 @@ def test_a_version_4_ledger_without_its_version_row_is_upgraded(city, tmp_path, 
     _as_version_4(url, "other-2025")
     run_sql(url, "DELETE FROM meta")
     assert puhui("ledger", "status", "--ledger", url).returncode == 0
-    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "5"
+    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == \
+        ledger.SCHEMA_VERSION
     assert direct_payout(tight, url, t1)["total_payout"] == 2100.0
     assert _net_of(url, psn, "huhuibao-2025") == 210000
 
