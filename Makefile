@@ -26,10 +26,12 @@ demo: $(VENV)/.installed
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist; a test module's tests stay in
 # one process, so its module fixtures are built once): the machine of the guide has 2
-# cores. `make test TEST_WORKERS=1` runs it in one process.
+# cores. `make test TEST_WORKERS=1` runs it in one process. The modules run in the order
+# collected, the heaviest first (tests/conftest.py, HEAVY_FIRST), not xdist's default
+# (most tests first), so that the two workers end together.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test postgres
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The ledger's PostgreSQL tests start their own server from the one installed here (never
 # a shared one; puhui.tempdb): Debian's postgresql package, installed when missing where

@@ -7,7 +7,8 @@ over the settlements to date and the claims filed by then (``--as-of`` the month
 into one ledger, and one last batch at the end of 2026 (every claim filed: the lags are
 capped at two years) gives the ultimate. At each valuation date ``puhui reserve`` (the
 Python function the command runs) estimates the IBNR by chain ladder (with Mack's
-standard error), Bornhuetter-Ferguson and Cape Cod with a prior loss ratio; the actual
+standard error), Bornhuetter-Ferguson and Cape Cod with a prior loss ratio, and the chain
+ladder again with an exponential and an inverse-power tail (``--tail``); the actual
 is what the ledger paid later for the settlements dated to the valuation: the last
 batch's paid for those origins minus the paid to date.
 
@@ -106,13 +107,17 @@ def study(url: str, loss_ratio: float) -> list[dict]:
         for name, m in res["methods"].items():
             row[name] = None if isinstance(m, str) else m["ibnr_total_yuan"]
         row["se"] = res["methods"]["chainladder"].get("std_err_total_yuan")
+        for tail in ("exponential", "inverse_power"):
+            t = reserve(url, "huhuibao-2024", v, tail=tail)["methods"]["chainladder"]
+            row[tail] = t["ibnr_total_yuan"]
         rows.append(row)
     return rows
 
 
 def show(rows: list[dict]) -> None:
     print(f"{'as of':<11} {'paid':>12} {'actual later':>13} | {'chain ladder':>12} "
-          f"{'(s.e.)':>10} {'z':>5} | {'BF':>10} | {'Cape Cod':>10}")
+          f"{'(s.e.)':>10} {'z':>5} | {'BF':>10} | {'Cape Cod':>10} | {'exp. tail':>10} "
+          f"| {'inv. power':>10}")
     for r in rows:
         cl, se = r.get("chainladder"), r.get("se")
         z = (r["actual"] - cl) / se if cl is not None and se else float("nan")
@@ -120,7 +125,12 @@ def show(rows: list[dict]) -> None:
               f"{cl if cl is not None else float('nan'):>12,.2f} "
               f"{se if se is not None else float('nan'):>10,.2f} {z:>5.2f} | "
               f"{r.get('bf') if r.get('bf') is not None else float('nan'):>10,.2f} | "
-              f"{r.get('capecod') if r.get('capecod') is not None else float('nan'):>10,.2f}")
+              f"{r.get('capecod') if r.get('capecod') is not None else float('nan'):>10,.2f} | "
+              f"{_num(r.get('exponential')):>10,.2f} | {_num(r.get('inverse_power')):>10,.2f}")
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)
 
 
 def main() -> None:

@@ -16,6 +16,90 @@ from puhui.synth.city import synth_city
 quiet_native_threads()
 
 
+def _freeze_what_lives():
+    """Collect, then move every object still alive out of the garbage collector's sight
+    (``gc.freeze``): the engines call ``gc.collect()`` between their steps
+    (puhui.process_memory: three a claims batch, more a pricing) and Python runs full
+    collections of its own; in a test process each walked the whole heap of the libraries
+    imported, the test modules and their parameters, 0.1-0.3 s of CPU against a few
+    milliseconds in a command's process: about 15 % of test_bad_inputs.py's CPU. Frozen
+    objects stay where they are (they are alive: what the tests check does not change);
+    what the tests make afterwards is collected as before."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_collection_finish(session):
+    """The imported libraries and the collected tests, frozen (:func:`_freeze_what_lives`)."""
+    import sys
+
+    _freeze_what_lives()
+    _MODULES_AT_FREEZE[0] = len(sys.modules)
+
+
+_MODULES_AT_FREEZE = [0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """After a test that imported libraries (statsmodels, lifelines, matplotlib... are
+    imported by the first test that prices, not at collection) and after a module's last
+    test (its fixtures torn down): what is alive then, frozen too."""
+    import sys
+
+    yield
+    if len(sys.modules) >= _MODULES_AT_FREEZE[0] + 10 or nextitem is None \
+            or nextitem.path != item.path:        # (a doctest item has no .module)
+        _freeze_what_lives()
+        _MODULES_AT_FREEZE[0] = len(sys.modules)
+
+
+#: The modules that cost most CPU (seconds in one process, measured in session 22 on a busy
+#: machine; the list in that order): collected first. `make test` runs the modules in the
+#: order collected (--dist loadfile --no-loadscope-reorder; xdist's default puts the
+#: modules with the most tests first, which left heavy modules of few tests, the
+#: examples, the kill tests, for the end, one worker running them while the other waited)
+#: so the last modules to start are short ones and the two workers end together.
+HEAVY_FIRST = (
+    "test_money_safety",            # 128
+    "test_service",                 # 106 (session 22, from a worker's half of the suite)
+    "test_claims",                  # 85
+    "test_bad_inputs",              # 63
+    "test_pricing_out_of_sample",   # 63
+    "test_examples",                # 57
+    "test_execution_worker_loss",   # 50
+    "test_duck_validate",           # 48
+    "test_docs_examples",           # 36
+    "test_execution",               # 34
+    "test_batch_speed18",           # 35 (session 22, as test_service)
+    "test_privacy_corpus",          # 34 (idem)
+    "test_api",                     # 32
+    "test_reproduce_moved",         # 31
+    "test_reports",                 # 30
+    "test_versions",                # 30
+    "test_review20",                # 29
+    "test_whatif",                  # 20
+    "test_price_speed18",           # 18
+    "test_pricing_lifetime",        # 17
+    "test_api_batch",               # 14
+    "test_wheel",                   # 14
+    "test_reserve_command",         # 25 (session 22's new modules)
+    "test_monitor_command",         # 25
+    "test_holds",                   # 24
+    "test_review14",                # 22
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The modules of :data:`HEAVY_FIRST` first, in its order; every other module after
+    them in the order collected; the tests of a module in their own order."""
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank))
+               if item.path.parent.name == "tests" else len(rank))
+
+
 @pytest.fixture(scope="session")
 def small_city_dir(tmp_path_factory):
     """A small valid city (600 people, 2 years), written once per test session."""

@@ -120,9 +120,10 @@ def _reserve(filled, out, *args, url=None):
     return json.loads((out / "reserve.json").read_text(encoding="utf-8"))
 
 
-def _mack_directly(cum: np.ndarray, valuation_end: list[pd.Timestamp], origin_start):
+def _mack_directly(cum: np.ndarray, valuation_end: list[pd.Timestamp], origin_start,
+                   tail=None):
     """chainladder's Mack chain ladder on the loop's triangle (fen): IBNR by origin and
-    the total standard error."""
+    the total standard error; ``tail`` a ``TailCurve`` curve after the development."""
     import chainladder as cl
 
     rows = [{"origin": origin_start[i], "valuation": valuation_end[i + j],
@@ -130,7 +131,10 @@ def _mack_directly(cum: np.ndarray, valuation_end: list[pd.Timestamp], origin_st
             if not np.isnan(cum[i, j])]
     tri = cl.Triangle(pd.DataFrame(rows), origin="origin", development="valuation",
                       columns=["fen"], cumulative=True)
-    mack = cl.MackChainladder().fit(cl.Development().fit_transform(tri))
+    dev = cl.Development().fit_transform(tri)
+    if tail is not None:
+        dev = cl.TailCurve(curve=tail).fit_transform(dev)
+    mack = cl.MackChainladder().fit(dev)
     ibnr = np.nan_to_num(np.asarray(mack.ibnr_.values)[0, 0, :, -1])
     return ibnr, float(np.asarray(mack.total_mack_std_err_.values).ravel()[0])
 
@@ -159,6 +163,28 @@ def test_triangle_and_ibnr_against_the_batches_own_output(filled, tmp_path, valu
     assert abs(m["ibnr_total_yuan"] - ibnr.sum() / 100) <= 0.01 * len(labels) + 1e-9
     assert m["ibnr_total_yuan"] > 0
     assert abs(m["std_err_total_yuan"] - se / 100) <= 0.01
+
+
+@pytest.mark.parametrize("tail", ["exponential", "inverse_power"])
+def test_a_tail_beyond_the_triangle(filled, tmp_path, tail):
+    """``--tail``: the curve fitted to the loop triangle's factors by chainladder called
+    directly (Development, TailCurve, Mack) gives the same IBNR by origin, and a tail
+    factor above 1 adds to every origin's IBNR against no tail."""
+    valuation = "2024-12-31"
+    res = _reserve(filled, tmp_path / "t", "--as-of", valuation, "--tail", tail)
+    plain = _reserve(filled, tmp_path / "p", "--as-of", valuation)
+    assert (res["tail"], plain["tail"]) == (tail, "none")
+    labels, cum = _truth(filled, valuation, 1)
+    periods = pd.period_range(pd.Period(labels[0], freq="M"), periods=len(labels) + cum.shape[1])
+    ibnr, _ = _mack_directly(cum, list(periods.end_time.normalize()),
+                             list(periods.start_time), tail=tail)
+    m = res["methods"]["chainladder"]
+    assert np.allclose([r["ibnr_yuan"] for r in m["by_origin"]], np.round(ibnr) / 100,
+                       atol=0.011)
+    assert m["tail_factor"] > 1 and plain["methods"]["chainladder"]["tail_factor"] == 1
+    more = [a["ibnr_yuan"] - b["ibnr_yuan"] for a, b in
+            zip(m["by_origin"], plain["methods"]["chainladder"]["by_origin"])]
+    assert all(d > 0 for d in more)
 
 
 @pytest.mark.parametrize("valuation", ["2024-06-30", "2025-03-31"])

@@ -154,7 +154,9 @@ def _sabotage(url, table, column, value):
 
 @pytest.mark.parametrize("table, column, value", [
     ("payments", "setl_id", "BOOM"), ("settlements", "setl_id", "BOOM"),
-    ("idempotency", "idem_key", "boom-1"), ("accumulators", "accumulator", "limit:hospital")])
+    # the key as the ledger keeps it: under the product served (review s22)
+    ("idempotency", "idem_key", "huhuibao-2025 boom-1"),
+    ("accumulators", "accumulator", "limit:hospital")])
 def test_a_failing_write_leaves_nothing_and_the_next_request_works(served, city, table, column,
                                                                   value):
     """The first settlement on a fresh ledger fails at one of its writes (a trigger): a

@@ -76,10 +76,10 @@ def test_old_idempotency_answers_are_pruned_and_a_retry_still_pays_once(new_ledg
         assert c.post("/v1/settlement", json=_body(psn, kind, sid),
                       headers=h | {"Idempotency-Key": f"k-{sid}"}).status_code == 201
     run_sql(url, "UPDATE idempotency SET recorded_at = '2020-01-01T00:00:00.000000+00:00' "
-                 "WHERE idem_key = 'k-I1'")
+                 "WHERE idem_key = 'huhuibao-2025 k-I1'")
     r = puhui("ledger", "prune-idempotency", "--ledger", url, "--older-than", "30")
     assert r.returncode == 0 and "forgot 1 " in r.stdout
-    assert run_sql(url, "SELECT idem_key FROM idempotency") == [("k-I2",)]
+    assert run_sql(url, "SELECT idem_key FROM idempotency") == [("huhuibao-2025 k-I2",)]
     paid = run_sql(url, "SELECT SUM(payout_fen) FROM payments")[0][0]
     again = c.post("/v1/settlement", json=_body(psn, kind, "I1"),
                    headers=h | {"Idempotency-Key": "k-I1"})

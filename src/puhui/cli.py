@@ -642,15 +642,20 @@ def ledger_export(url, out_file):
 @click.option("--loss-ratio", "loss_ratio", type=_Finite(), default=None,
               help="the priced loss ratio (fraction; pricing.json's expected_loss_ratio): "
                    "Bornhuetter-Ferguson's prior, Cape Cod's comparison")
+@click.option("--tail", type=click.Choice(["none", "exponential", "inverse_power"]),
+              default="none", show_default=True,
+              help="a curve fitted to the development factors, extrapolated beyond the "
+                   "triangle's last age (docs/reserving.md)")
 @click.option("--out", type=click.Path(file_okay=False), required=True)
-def reserve(url, product_id, as_of, by, method, loss_ratio, out):
+def reserve(url, product_id, as_of, by, method, loss_ratio, tail, out):
     """IBNR of a product from the ledger's paid triangle at an as-of date
     (docs/reserving.md): reserve.json and summary.md."""
     from puhui.reserve_run import reserve as run_reserve
     from puhui.reserve_run import write_outputs
 
     _out_dir(out)
-    res = run_reserve(url, product_id, as_of, by, method, loss_ratio)
+    res = run_reserve(url, product_id, as_of, by=by, method=method, loss_ratio=loss_ratio,
+                      tail=None if tail == "none" else tail)
     j, m = write_outputs(res, out)
     for name, r in res["methods"].items():
         if isinstance(r, str):

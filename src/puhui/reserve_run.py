@@ -121,21 +121,23 @@ def earned_premium_fen(policies: pd.DataFrame, origins: pd.PeriodIndex, as_of: d
 
 
 def fit_methods(tri, premium_fen: np.ndarray, methods: tuple[str, ...],
-                loss_ratio: float | None) -> dict:
-    """Each method's fitted estimator (or why it was not run), by name."""
+                loss_ratio: float | None, tail: str | None = None) -> dict:
+    """Each method's fitted estimator (or why it was not run), by name; ``tail`` (None,
+    "exponential", "inverse_power") a tail curve beyond the triangle's last age for
+    every method (:func:`puhui.reserving.methods.developed`)."""
     from puhui.reserving.methods import BornhuetterFerguson, CapeCod, MackChainLadder
 
     out: dict = {}
     for name in methods:
         if name == "chainladder":
-            out[name] = MackChainLadder().fit(tri)
+            out[name] = MackChainLadder(tail=tail).fit(tri)
         elif name == "bf" and loss_ratio is None:
             out[name] = "not run: Bornhuetter-Ferguson needs the priced loss ratio " \
                         "(--loss-ratio, pricing.json's expected_loss_ratio)"
         elif name == "bf":
-            out[name] = BornhuetterFerguson(loss_ratio).fit(tri, premium_fen)
+            out[name] = BornhuetterFerguson(loss_ratio, tail=tail).fit(tri, premium_fen)
         elif name == "capecod":
-            out[name] = CapeCod(prior_loss_ratio=loss_ratio).fit(tri, premium_fen)
+            out[name] = CapeCod(prior_loss_ratio=loss_ratio, tail=tail).fit(tri, premium_fen)
     return out
 
 
@@ -221,9 +223,12 @@ def diagnostics(d: dict) -> dict:
     return {"factors": factors, "share_large_residuals": d["share_large_residuals"], **tests}
 
 
-def reserve(url: str, product_id: str, as_of: str, by: str = "month",
-            method: str = "chainladder", loss_ratio: float | None = None) -> dict:
-    """What ``puhui reserve`` writes to reserve.json (yuan; see the module)."""
+def reserve(url: str, product_id: str, as_of: str, *, by: str = "month",
+            method: str = "chainladder", loss_ratio: float | None = None,
+            tail: str | None = None) -> dict:
+    """What ``puhui reserve`` writes to reserve.json (yuan; see the module); the
+    settings after ``as_of`` are the command's options (``tail`` None: no development
+    beyond the triangle's last age)."""
     from puhui.claims.ledger import shown_url
     from puhui.reserving.triangles import build_triangle
 
@@ -236,12 +241,14 @@ def reserve(url: str, product_id: str, as_of: str, by: str = "month",
     tri = build_triangle(use, origin="setl_date", development="business_date",
                          amount="payout_fen", as_of=pd.Timestamp(day), grain=GRAIN[by])
     premium = earned_premium_fen(policies, tri.origins, day)
-    fitted = fit_methods(tri, premium, METHODS if method == "all" else (method,), loss_ratio)
+    fitted = fit_methods(tri, premium, METHODS if method == "all" else (method,), loss_ratio,
+                         tail)
     cells = np.where(tri.known, tri.values / 100, np.nan)
     return {
         "product_id": product_id, "as_of": day.isoformat(), "by": by,
         "ledger": shown_url(url), "basis": "paid: origin = settlement date, development "
         "= the payment's business date", "method": method, "prior_loss_ratio": loss_ratio,
+        "tail": tail or "none",
         "reported_triangle": NO_REPORTED, "entries": counts,
         "triangle": {"origins": [str(o) for o in tri.origins],
                      "cumulative_paid_yuan": [[None if np.isnan(v) else round(float(v), 2)

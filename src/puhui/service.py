@@ -165,6 +165,7 @@ class Service:
         """(status, answer, replayed); the request's audit row written in the same
         transaction as the answer."""
         s, lines = checked_settlement(raw)
+        idem_key = per_product(self.product.id, idem_key)
         # the request's meaning, not its bytes: a retry that orders its keys or spaces its
         # JSON otherwise is the same request (review 20)
         digest = hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":"),
@@ -197,6 +198,7 @@ class Service:
         applied now, 200 applied before (here or by a batch); under an Idempotency-Key
         the first answer again. The audit row is written in the answer's transaction."""
         r = checked_reversal(raw)
+        idem_key = per_product(self.product.id, idem_key)
         digest = _meaning(raw)
         con = self.connections.get()
         locks = reversal_locks(r) + ((f"idem:{key_id}:{idem_key}",) if idem_key else ())
@@ -253,6 +255,18 @@ def _meaning(raw: dict) -> str:
     """SHA-256 of a request body's meaning (its fields and values, not its bytes)."""
     return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":"),
                                      ensure_ascii=False).encode()).hexdigest()
+
+
+def per_product(product_id: str, idem_key: str | None) -> str | None:
+    """An Idempotency-Key as the ledger keeps it: under the product served (review s22:
+    one key sent to two products' services on one ledger was answered by the second
+    with the first's answer, and the second never decided nor paid). A product id holds
+    no space, so the first space ends it.
+
+    >>> per_product("huhuibao-2025", "k-1")
+    'huhuibao-2025 k-1'
+    """
+    return None if idem_key is None else f"{product_id} {idem_key}"
 
 
 def _replayed(con, key_id: str, idem_key: str, endpoint: str, digest: str

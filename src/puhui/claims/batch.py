@@ -507,6 +507,40 @@ def _refuse_unknown_history(con, product: Product, keys: _LazyKeys, data_dir: Pa
             f"extracts work after that")
 
 
+def _take_back_reversed(con, ctx: _BlockContext, r_eob: pd.DataFrame) -> pd.DataFrame:
+    """The EOB rows of the originals a reversal the ledger applied undid, whose reversal
+    this data does not hold, with what this product still paid for them taken back
+    under the reversal's id, in one unit of work: a reversal applied under another
+    product took back that product's payouts only (review s22: they stayed paid here
+    while the later settlements were adjudicated without them). A killed run's entries
+    are found again."""
+    ids = sorted(set(r_eob["setl_id"].astype(str)))
+    with ledger.unit_of_work(con):
+        paid = ledger.paid_for_reversed_elsewhere(con, ids, ctx.product.id)
+        paid = paid[pd.to_numeric(paid["paid"]) != 0]
+        if len(paid):
+            stamp = ledger.now()
+            ledger.record_entries(con, [
+                (r, a, b, psn, pol, -int(p), "reverse", ctx.batch_id, stamp)
+                for a, b, p, psn, pol, r in paid[["applies_to", "benefit", "paid", "psn_no",
+                                                  "policy_no", "reversal"]].itertuples(index=False)],
+                ctx.as_of)
+            ledger.record_decisions(con, [
+                (a, b.id, psn, None, 0, 0, 0, 0, "REVERSED", ctx.batch_id)
+                for a, psn in sorted(set(zip(paid["applies_to"], paid["psn_no"])))
+                for b in ctx.product.benefits], ctx.product.id)
+            ledger.audit(con, "claims run: reversed under another product, taken back",
+                         ctx.batch_id, settlements=int(paid["applies_to"].nunique()),
+                         fen=-int(pd.to_numeric(paid["paid"]).sum()))
+    mine = ledger.batch_entries_for(con, ctx.batch_id, ids)
+    amt = mine.groupby(["applies_to", "benefit"])["payout_fen"].sum().reindex(
+        pd.MultiIndex.from_arrays([r_eob["setl_id"].astype(str), r_eob["benefit"]]),
+        fill_value=0).to_numpy(dtype="int64")
+    out = r_eob.assign(payout_amt=amt / 100, entry=np.where(amt != 0, "reverse", ""))
+    out.attrs = dict(r_eob.attrs)
+    return out
+
+
 def _take_back(con, ctx: _BlockContext, missing: pd.DataFrame) -> pd.DataFrame:
     """Take back what the settlements the data (stated complete) does not hold were
     paid, in one unit of work, and their EOB rows (with those a killed run of this batch
@@ -527,7 +561,7 @@ def _take_back(con, ctx: _BlockContext, missing: pd.DataFrame) -> pd.DataFrame:
                 (a, b, psn, None, 0, 0, 0, 0, "NOT_IN_DATA", ctx.batch_id)
                 for a, psn in zip(ids, missing["psn_no"].astype(str)) for b in benefits],
                 ctx.product.id)
-            ledger.forget_settlements(con, ids)
+            ledger.forget_settlements(con, ids, ctx.product.id)
             ledger.audit(con, "claims run: not in data, taken back", ctx.batch_id,
                          settlements=len(ids), fen=-int(paid["paid"].sum()))
     done = ledger.decided_not_in_data(con, ctx.batch_id)
@@ -792,7 +826,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     if quarantined:
         emit(q_eob)
     if reversed_before:
-        emit(r_eob)
+        emit(_take_back_reversed(con, ctx, r_eob))
     taken = _take_back(con, ctx, taking_back)
     emit(taken)
     eob = pd.concat(eob_parts, ignore_index=True) if eob_parts else _empty_eob()
@@ -1222,7 +1256,7 @@ def _write_plan(con, ctx: _BlockContext, plan: _BlockPlan, reversals: pd.DataFra
     ledger.record_entries(con, plan.entries, ctx.as_of)
     ledger.record_decisions(con, plan.decisions, ctx.product.id)
     ledger.replace_accumulators(con, plan.accumulators)
-    ledger.forget_settlements(con, plan.forget)
+    ledger.forget_settlements(con, plan.forget, ctx.product.id)
     ledger.store_settlements(con, plan.store, plan.store_lines, ctx.batch_id,
                              replaced=plan.replaced)
     if len(reversals):
@@ -1296,10 +1330,13 @@ def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
     stored, _lines = ledger.stored_settlements(con, lo, hi, first, last)
     # not in the data (for this person), or held in it (a held settlement keeps its
     # payout, so its deductible and limit use stay counted)
+    # reversed in this data, or before (review s22: a reversal under another product
+    # leaves the original's inputs to this one, which takes its payout back)
+    gone = stored["setl_id"].isin(ctx.rev_of).to_numpy() | \
+        stored["setl_id"].isin(ledger.reversals_between(con, lo, hi)).to_numpy()
     away = (~_in_keys(ctx.data_keys, stored["setl_id"], stored["psn_no"])
             | stored["setl_id"].isin(ctx.frozen).to_numpy()) & \
-        ~stored["setl_id"].isin(ctx.taking_back).to_numpy() & \
-        ~stored["setl_id"].isin(ctx.rev_of).to_numpy()        # reversed in this data
+        ~stored["setl_id"].isin(ctx.taking_back).to_numpy() & ~gone
     return stored, stored[away].reset_index(drop=True)
 
 

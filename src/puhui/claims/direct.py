@@ -198,11 +198,15 @@ def _digest(s: dict, lines: list[dict]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def _stored_row(s: dict) -> dict:
+    """The settlement's fields as the ledger keeps them (:data:`ledger.STORED`)."""
+    return {k: s[k] for k in ledger.STORED} | {"setl_time": str(s["setl_time"])}
+
+
 def _stored_form(s: dict, lines: list[dict], matcher: LineMatcher) -> tuple[dict, list[dict]]:
     """The settlement as the ledger keeps it (:data:`ledger.STORED`, the lines on one of
     the product's lists), to compare with what it holds."""
-    row = {k: s[k] for k in ledger.STORED}
-    row["setl_time"] = str(s["setl_time"])
+    row = _stored_row(s)
     codes = matcher.codes
     kept = sorted(({"hilist_code": ln["hilist_code"], "list_class": ln["list_class"],
                     "amount": ln["amount"]} for ln in lines if ln["hilist_code"] in codes),
@@ -280,7 +284,8 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
     before = dict(state)                   # adjudicate_one updates ``state`` in place
     res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
                          renewal=renewal, has_any_policy=bool(mine))
-    decided, a_reversal, hold = ledger.decisions_or_reversal(con, s["setl_id"], product.id)
+    decided, a_reversal, hold, seen = ledger.decisions_or_reversal(con, s["setl_id"],
+                                                                    product.id)
     if a_reversal:
         # review 19: a reversal's id taken again as a settlement's held the id twice
         raise Conflict(f"settlement {s['setl_id']}: this setl_id is a reversal the ledger "
@@ -289,6 +294,7 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
     if done:
         _same_settlement(con, s, lines, matcher, done, res)
         return answer_of(s["setl_id"], done) | {"already_decided": True} | held_note(hold)
+    _not_decided_elsewhere(con, s, lines, seen)
     if hold is not None:
         # held for review by a batch's flags (session 21): nothing paid, nothing kept, so
         # once the hold is released the same settlement sent again is decided as new
@@ -349,6 +355,33 @@ def _policy_of(con, product: Product, s: dict) -> tuple[dict | None, bool, list]
         == dt.date.fromisoformat(pol["start_date"])
         for p in every)
     return pol, renewal, mine
+
+
+def _not_decided_elsewhere(con, s: dict, lines: list[dict], seen: set[str]) -> None:
+    """Refuse a settlement this product never decided that a reversal refunded, that
+    this product paid all the same (an upgraded ledger), or that another product
+    decided with other inputs (review s22: with decisions kept per
+    product, the second product paid a reversed settlement, and took one setl_id with
+    another body, whose inputs then replaced the first's). Across products the lines
+    are compared only through a direct payout's digest: each product keeps the lines on
+    its own lists."""
+    if "reversed" in seen:
+        raise Conflict(f"settlement {s['setl_id']}: reversed (the ledger applied its "
+                       f"reversal); a new settlement is sent under a new setl_id")
+    if "paid" in seen:
+        # a ledger upgraded to schema 5: another product's decision had replaced this
+        # product's, whose payments stay
+        raise Conflict(f"settlement {s['setl_id']}: paid under this product before the "
+                       f"ledger kept decisions per product (schema 5), and its decision "
+                       f"was not kept; nothing more is paid: see the batch's eob")
+    held = ledger.stored_settlement(con, s["setl_id"]) if "stored" in seen else None
+    if held is None:
+        return
+    same = held[2] == _digest(s, lines) if held[2] is not None else held[0] == _stored_row(s)
+    if not same:
+        raise Conflict(f"settlement {s['setl_id']}: already decided (under another "
+                       f"product) with other amounts, dates or lines; a corrected "
+                       f"settlement is sent as a reversal and a new settlement id")
 
 
 def _same_settlement(con, s: dict, lines: list[dict], matcher: LineMatcher,

@@ -240,6 +240,23 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
         raise InputError(f"ledger {path}: no such ledger. Check the path, or create the "
                          f"ledger with 'puhui ledger load' or a 'puhui claims run'")
     con, version = _open_retrying(path, must_exist)
+    try:
+        _set_up(con, version)
+    except sqlite3.OperationalError as exc:
+        con.close()
+        if "locked" not in str(exc):
+            raise
+        # review s22: "internal error ... please report it", exit 1
+        raise InputError(f"ledger {path}: busy - another process held its write lock for "
+                         f"over {BUSY_SECONDS:.0f} s (a batch's block, or the upgrade of a "
+                         f"large older ledger when this puhui first opens it: a minute or "
+                         f"two per 2 million decisions); run the command again when it is "
+                         f"done") from None
+    return con
+
+
+def _set_up(con: sqlite3.Connection, version: str | None) -> None:
+    """An opened SQLite ledger's upgrades and version row, in one unit of work."""
     with unit_of_work(con):
         if version == "1":     # the reversals a version-1 ledger applied, from its entries
             con.execute("INSERT OR IGNORE INTO reversals SELECT setl_id, MAX(applies_to),"
@@ -248,16 +265,16 @@ def connect(url: str, must_exist: bool = False) -> sqlite3.Connection:
         _upgrade(con, _schema_version(con))    # read again under the write lock
         con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO "
                     "UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
-    return con
 
 
 def _upgrade(con, version: str | None) -> None:
     """Bring an older ledger's tables to this schema, inside the opening transaction
     (after :data:`SCHEMA` made the tables it lacked): a ledger of version 4 or before
-    gets :data:`DECISIONS_V5`, one before 6 the business dates
+    (or of no version) whose decisions lack ``product_id`` gets :data:`DECISIONS_V5`
+    (chosen by the table's shape: review s22), one before 6 the business dates
     (:func:`_add_business_dates`). Statement by statement (``executescript`` would
     commit the transaction first)."""
-    if version and version.isdigit() and int(version) < 5:
+    if not _decisions_per_product(con):
         _decisions_v5(con)
     _add_business_dates(con)
 
@@ -313,10 +330,20 @@ def _add_business_dates(con) -> None:
                 " substr(recorded_at, 1, 10))", (DIRECT_BATCH, DIRECT_BATCH + ":%"))
 
 
+def _decisions_per_product(con) -> bool:
+    """Whether the ledger's ``decisions`` table has schema 5's ``product_id`` (review s22:
+    a version-4 ledger whose version row was never written - an older puhui killed in
+    its first opening - was marked 5 without its decisions upgraded, and every decision
+    then failed)."""
+    return "product_id" in _columns(con, "decisions")
+
+
 class _Locked(Exception):
     """Another process holds the new ledger's lock while it creates it."""
 
 
+#: How long a SQLite ledger's statement waits for the write lock another process holds.
+BUSY_SECONDS = 60.0
 #: How long :func:`connect` keeps trying a ledger another process is creating (SQLite
 #: answers "database is locked" at once, without its busy handler, when two connections
 #: both holding a read lock need a write lock to set up the file).
@@ -352,8 +379,8 @@ def _open(path: Path, must_exist: bool):
     try:
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(str(path), timeout=60, isolation_level=None)
-        con.execute("PRAGMA busy_timeout=60000")
+        con = sqlite3.connect(str(path), timeout=BUSY_SECONDS, isolation_level=None)
+        con.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
         # before anything is written: a database that is not a ledger is left as it is
         version = _schema_version(con)
         # foreign: it holds something a ledger does not (read once: a ledger another
@@ -680,19 +707,30 @@ def decided_by_any(con, setl_id: str) -> bool:
 
 
 def decisions_or_reversal(con, setl_id: str, product_id: str
-                          ) -> tuple[list[tuple], bool, str | None]:
+                          ) -> tuple[list[tuple], bool, str | None, set[str]]:
     """:func:`decisions_of`, whether ``setl_id`` is the id of a reversal the ledger
-    applied, and the code of a hold in force on it (None: not held), in one read (a
+    applied, the code of a hold in force on it (None: not held), and what else the
+    ledger holds of it (``"reversed"``: a reversal it applied refunded it;
+    ``"stored"``: its inputs are kept, by this or another product's decision;
+    ``"paid"``: entries apply to it under ``product_id``'s policies), in one read (a
     payout's round trips are counted)."""
-    rows = con.execute("SELECT benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, "
-                       "reason FROM decisions WHERE setl_id = ? AND product_id = ? UNION ALL"
-                       " SELECT NULL, 0, 0, 0, 0, NULL FROM reversals WHERE setl_id = ? UNION"
-                       " ALL SELECT NULL, 0, 0, 0, 0, reason FROM holds WHERE setl_id = ? AND"
-                       " released_at IS NULL", (setl_id, product_id, setl_id, setl_id)).fetchall()
-    decided = sorted((tuple(r) for r in rows if r[0] is not None), key=lambda r: r[0])
-    held = [r[5] for r in rows if r[0] is None and r[5] is not None]
-    a_reversal = any(r[0] is None and r[5] is None for r in rows)
-    return decided, a_reversal, (held[0] if held else None)
+    rows = con.execute(
+        "SELECT 'd', benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, reason"
+        " FROM decisions WHERE setl_id = ? AND product_id = ? UNION ALL SELECT 'r', NULL,"
+        " 0, 0, 0, 0, NULL FROM reversals WHERE setl_id = ? UNION ALL SELECT 'h', NULL, 0,"
+        " 0, 0, 0, reason FROM holds WHERE setl_id = ? AND released_at IS NULL UNION ALL"
+        " SELECT 'x', NULL, 0, 0, 0, 0, NULL FROM reversals WHERE refund_of = ? UNION ALL"
+        " SELECT 's', NULL, 0, 0, 0, 0, NULL FROM settlements WHERE setl_id = ? UNION ALL"
+        " SELECT 'p', NULL, 0, 0, 0, 0, NULL FROM payments m WHERE m.applies_to = ? AND"
+        " EXISTS (SELECT 1 FROM policies p WHERE p.policy_no = m.policy_no AND"
+        " p.product_id = ?)",
+        (setl_id, product_id, setl_id, setl_id, setl_id, setl_id, setl_id,
+         product_id)).fetchall()
+    decided = sorted((tuple(r[1:]) for r in rows if r[0] == "d"), key=lambda r: r[0])
+    held = [r[6] for r in rows if r[0] == "h"]
+    seen = {{"x": "reversed", "s": "stored", "p": "paid"}[r[0]] for r in rows
+            if r[0] in "xsp"}
+    return decided, any(r[0] == "r" for r in rows), (held[0] if held else None), seen
 
 
 def replace_accumulators(con: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
@@ -798,11 +836,17 @@ def known_reversals(con: sqlite3.Connection) -> dict[str, str]:
     return dict(con.execute("SELECT refund_of, setl_id FROM reversals").fetchall())
 
 
-def forget_settlements(con: sqlite3.Connection, ids: list[str]) -> None:
-    """Drop stored settlements (taken back: the data, complete for their dates, does
-    not hold them)."""
-    con.executemany("DELETE FROM settlement_lines WHERE setl_id = ?", [(i,) for i in ids])
-    con.executemany("DELETE FROM settlements WHERE setl_id = ?", [(i,) for i in ids])
+def forget_settlements(con: sqlite3.Connection, ids: list[str], product_id: str) -> None:
+    """Drop stored settlements that ``product_id`` reversed, took back or found nothing
+    eligible in; not those another product decided and neither reversed nor took back
+    (review s22: their inputs are that product's still - forgotten, its every later
+    batch was refused as holding history of ledger schema 1, and its own take-back of
+    them never came)."""
+    keep = (" AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.setl_id = {t}.setl_id AND"
+            " d.product_id != ? AND d.reason NOT IN ('REVERSED', 'NOT_IN_DATA'))")
+    rows = [(i, product_id) for i in ids]
+    for t in ("settlement_lines", "settlements"):
+        con.executemany(f"DELETE FROM {t} WHERE setl_id = ?" + keep.format(t=t), rows)
 
 
 def stored_settlements(con: sqlite3.Connection, lo: str, hi: str, first: str, last: str):
@@ -891,6 +935,21 @@ def paid_for_settlements(con: sqlite3.Connection, ids: list[str], product_id: st
             " MAX(policy_no) AS policy_no FROM payments WHERE applies_to IN (SELECT setl_id"
             " FROM wanted) AND policy_no IN (SELECT policy_no FROM policies WHERE"
             " product_id = ?) GROUP BY applies_to, benefit", con, params=[product_id])
+
+
+def paid_for_reversed_elsewhere(con, ids: list[str], product_id: str):
+    """Net paid under ``product_id``'s policies for those of the originals ``ids`` that a
+    reversal applied under another product undid (it took back that product's payouts
+    only): applies_to, benefit, paid, psn_no, policy_no, reversal (its setl_id)."""
+    with _wanted(con, ids):
+        return _frame(
+            "SELECT m.applies_to, m.benefit, SUM(m.payout_fen) AS paid, MAX(m.psn_no) AS"
+            " psn_no, MAX(m.policy_no) AS policy_no, MAX(r.setl_id) AS reversal FROM"
+            " payments m JOIN reversals r ON r.refund_of = m.applies_to JOIN batches b ON"
+            " b.batch_id = r.batch_id WHERE m.applies_to IN (SELECT setl_id FROM wanted)"
+            " AND b.product_id != ? AND EXISTS (SELECT 1 FROM policies p WHERE"
+            " p.policy_no = m.policy_no AND p.product_id = ?) GROUP BY m.applies_to,"
+            " m.benefit", con, params=[product_id, product_id])
 
 
 def kept_of(con, ids: list[str]) -> list[tuple[str, str, str, int, int, int, str]]:
@@ -1073,6 +1132,24 @@ def reversal_of_original(con, refund_of: str) -> tuple[str, str, str] | None:
     row = con.execute("SELECT setl_id, psn_no, batch_id FROM reversals WHERE refund_of = ?",
                       (refund_of,)).fetchone()
     return None if row is None else tuple(row)
+
+
+def decided_or_paid_by(con, ids: list[str], product_id: str, policy_no: str) -> set[str]:
+    """Those of the settlements ``ids`` that ``product_id`` decided or that entries under
+    ``policy_no`` apply to (a ledger upgraded to schema 5 may hold the payments of a
+    settlement whose decision another product's replaced; one it reversed or took back
+    is not among them): a policy year re-adjudicated holds these, not the settlements
+    only another product was asked about."""
+    with _wanted(con, ids):
+        return {str(r[0]) for r in con.execute(
+            "SELECT setl_id FROM decisions WHERE setl_id IN (SELECT setl_id FROM wanted)"
+            " AND product_id = ? AND reason NOT IN ('REVERSED', 'NOT_IN_DATA') UNION"
+            " SELECT applies_to FROM payments m WHERE applies_to IN (SELECT setl_id FROM"
+            " wanted) AND policy_no = ? AND NOT EXISTS (SELECT 1 FROM decisions d WHERE"
+            " d.setl_id = m.applies_to AND d.product_id = ?)",
+            (product_id, policy_no, product_id))}
+
+
 
 
 def stored_of_person(con, psn_no: str, first: str, last: str

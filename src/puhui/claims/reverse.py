@@ -175,6 +175,11 @@ def apply_reversal(con, product: Product, r: dict) -> tuple[dict, bool]:
     stored, lines = ledger.stored_of_person(con, r["psn_no"], pol["start_date"], pol["end_date"])
     policy_year = [_engine_form(s) for s in stored if s["setl_id"] != r["refund_of"]
                    and _covering(mine, s["setl_time"]) == pol["policy_no"]]
+    # only what this product decided (review s22: a settlement only another product was
+    # asked about was paid here)
+    ours = ledger.decided_or_paid_by(con, [s["setl_id"] for s in policy_year], product.id,
+                                     pol["policy_no"])
+    policy_year = [s for s in policy_year if s["setl_id"] in ours]
     # held for review by a batch's flags (session 21): keeps what it was paid before the
     # hold, as a batch keeps it, until released, and counts in the deductible and limits
     # at what it keeps (puhui.benefits.kept), before the others; it is not adjudicated
@@ -321,7 +326,7 @@ def _write(con, product: Product, r: dict, pol: dict, plan: tuple) -> None:
     ledger.record_decisions(con, rows, product.id)
     old = ledger.accumulators_of(con, pol_no)
     ledger.update_accumulators(con, pol_no, {k: state.get(k, 0) for k in old | state})
-    ledger.forget_settlements(con, [r["refund_of"]])
+    ledger.forget_settlements(con, [r["refund_of"]], product.id)
     ledger.record_reversals(con, [(r["setl_id"], r["refund_of"], r["psn_no"])], batch)
     ledger.audit(con, "claims reverse", batch, setl_id=r["setl_id"],
                  refund_of=r["refund_of"], fen=sum(e[3] for e in entries),
