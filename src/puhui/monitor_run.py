@@ -89,13 +89,20 @@ def read_pricing(path: str | Path, product_id: str) -> dict:
         _positive(sd, path, "process_sd_per_policy", zero=True) * 100}
 
 
+#: the largest figure pricing.json may give (yuan per policy-year, or a ratio): beyond it
+#: the fen the monitor computes from it would overflow, and no real pricing comes near
+PRICING_MAX = 1e12
+
+
 def _positive(v, path, key: str, zero: bool = False) -> float:
-    """A finite number above 0 (or at least 0), else InputError naming the key."""
+    """A finite number above 0 (or at least 0) and at most :data:`PRICING_MAX`, else
+    InputError naming the key."""
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
-        and (v >= 0 if zero else v > 0)
+        and (v >= 0 if zero else v > 0) and v <= PRICING_MAX
     if not ok:
         raise InputError(f"--pricing {path}: key {key}: {v!r} is not a number "
-                         f"{'of 0 or more' if zero else 'above 0'}")
+                         f"{'of 0 or more' if zero else 'above 0'} and at most "
+                         f"{PRICING_MAX:.0e}")
     return float(v)
 
 
@@ -161,9 +168,11 @@ def lognormal_interval(paid_fen: int, ibnr_fen: int, se_fen: float | None,
         mu = math.log(ibnr_fen) - s2 / 2
         lo, hi = math.exp(mu - Z90 * math.sqrt(s2)), math.exp(mu + Z90 * math.sqrt(s2))
         basis = "IBNR lognormal with Mack's standard error (Mack 1994)"
-    else:
-        lo, hi = max(0.0, ibnr_fen - Z90 * se_fen), ibnr_fen + Z90 * se_fen
-        basis = "IBNR normal with Mack's standard error, bounded below by 0"
+    else:       # bounded below by 0 unless reversals made the IBNR itself negative
+        floor = 0.0 if ibnr_fen >= 0 else -math.inf
+        lo, hi = max(floor, ibnr_fen - Z90 * se_fen), ibnr_fen + Z90 * se_fen
+        basis = "IBNR normal with Mack's standard error, bounded below by 0" + (
+            "" if ibnr_fen >= 0 else " where not negative (here it is: reversals)")
     return {"level": LEVEL, "lower": round((paid_fen + lo) / premium_fen, 4),
             "upper": round((paid_fen + hi) / premium_fen, 4), "basis": basis}
 
@@ -332,7 +341,8 @@ def monitor(url: str, product_id: str, as_of: str, pricing_path: str | Path,
             method: str = "chainladder") -> dict:
     """What ``puhui monitor`` writes to monitor.json (yuan; see the module)."""
     from puhui.claims.ledger import shown_url
-    from puhui.reserve_run import parse_day, read_ledger, usable_entries, warnings_of
+    from puhui.reserve_run import (parse_day, read_ledger, stale_warnings, usable_entries,
+                                   warnings_of)
 
     day = parse_day(as_of)
     pricing = read_pricing(pricing_path, product_id)
@@ -377,7 +387,7 @@ def monitor(url: str, product_id: str, as_of: str, pricing_path: str | Path,
         "premium_deficiency": _deficiency_edge(
             deficiency(policies, day, pricing, ae, credibility(use)), actual,
             int(policies["premium_fen"].sum())),
-        "warnings": warnings_of(use, fitted) + [
+        "warnings": warnings_of(use, fitted) + stale_warnings(use, day) + [
             f"benefit {b} is paid in the ledger but not priced in --pricing: its expected "
             f"cost is 0 and its A/E not given" for b in ctx["unpriced"]] + (
             [] if math.isfinite(se) else [

@@ -31,11 +31,17 @@ NO_REPORTED = ("not built: the ledger does not hold the dates claims were filed 
 
 
 def parse_day(text: str, option: str = "--as-of") -> dt.date:
-    """An ISO date, or InputError naming the option."""
+    """An ISO date from :data:`puhui.basis.FIRST_DATE` to ``LAST_DATE`` (the dates the
+    ledger and the claims batches take), or InputError naming the option."""
+    from puhui.basis import FIRST_DATE, LAST_DATE
+
     try:
-        return dt.date.fromisoformat(str(text).strip())
+        day = dt.date.fromisoformat(str(text).strip())
     except ValueError:
         raise InputError(f"{option} {text!r}: not a date; give YYYY-MM-DD") from None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise InputError(f"{option} {text!r}: dates lie from {FIRST_DATE} to {LAST_DATE}")
+    return day
 
 
 def read_ledger(url: str, product_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -64,22 +70,36 @@ def usable_entries(entries: pd.DataFrame, as_of: dt.date, product_id: str
     it adjusted: counted from the settlement's date)."""
     day = as_of.isoformat()
     dated = entries["setl_date"].notna()
-    effective = entries["business_date"].astype(str) <= day
+    setl = entries["setl_date"].astype(str)
+    early = dated & (entries["business_date"].astype(str) < setl)
+    # an entry dated before its settlement is known from the settlement's date
+    effective = entries["business_date"].astype(str).where(~early, setl) <= day
     no_origin = entries[~dated & effective]
     use = entries[dated & effective].copy()
     if not len(use):
-        first = entries["business_date"].min() if len(entries) else None
-        raise InputError(f"--as-of {day}: the ledger holds no payment of {product_id} "
-                         f"effective on or before it"
-                         + (f" (the first is effective {first}); give a later date"
-                            if first else "; run a claims batch first"))
-    early = use["business_date"].astype(str) < use["setl_date"].astype(str)
+        _nothing_usable(entries, len(no_origin), day, product_id)
+    early = early[dated & effective]
     use.loc[early, "business_date"] = use.loc[early, "setl_date"]
     counts = {"used": int(len(use)), "after_as_of": int((~effective).sum()),
               "without_settlement_date": {"entries": int(len(no_origin)),
                                           "yuan": int(no_origin["payout_fen"].sum()) / 100},
               "dated_before_settlement": int(early.sum())}
     return use, counts
+
+
+def _nothing_usable(entries: pd.DataFrame, undated: int, day: str, product_id: str):
+    """InputError: no entry of ``product_id`` a triangle at ``day`` can take, and why."""
+    if undated:
+        raise InputError(f"--as-of {day}: the {undated:,} payment entries of {product_id} "
+                         f"effective on or before it have no settlement date (a ledger "
+                         f"upgraded from before schema 6 had forgotten those settlements), "
+                         f"so they have no origin period and no triangle can be made; "
+                         f"reserve from the batches run since the upgrade")
+    first = entries["business_date"].min() if len(entries) else None
+    raise InputError(f"--as-of {day}: the ledger holds no payment of {product_id} "
+                     f"effective on or before it"
+                     + (f" (the first is effective {first}); give a later date"
+                        if first else "; run a claims batch first"))
 
 
 def earned_premium_fen(policies: pd.DataFrame, origins: pd.PeriodIndex, as_of: dt.date
@@ -146,6 +166,20 @@ def warnings_of(use: pd.DataFrame, fitted: dict) -> list[str]:
                        f"paid at the start of the link): the origins resting on them get no "
                        f"IBNR from the chain ladder")
     return out
+
+
+def stale_warnings(use: pd.DataFrame, as_of: dt.date, grain: str = "M") -> list[str]:
+    """A warning where the latest payment used is effective in an earlier period than
+    ``as_of``'s: no batch has run since, so the periods after it show nothing paid (and
+    the chain ladder no IBNR for them) because nothing is known, not because nothing
+    was paid."""
+    last = dt.date.fromisoformat(str(use["business_date"].max())[:10])
+    if pd.Period(last, grain) >= pd.Period(as_of, grain):
+        return []
+    return [f"the latest payment used is effective {last}, {(as_of - last).days} days "
+            f"before --as-of {as_of}: nothing after it is known (no claims batch effective "
+            f"since), so what was paid after it shows as 0 and gets no IBNR from the chain "
+            f"ladder; run a claims batch with --as-of {as_of} first"]
 
 
 def _yuan(fen) -> float | None:
@@ -223,7 +257,7 @@ def reserve(url: str, product_id: str, as_of: str, *, by: str = "month",
         "paid_to_date_yuan": int(tri.latest.sum()) / 100,
         "methods": {k: (v if isinstance(v, str) else method_result(v))
                     for k, v in fitted.items()},
-        "warnings": warnings_of(use, fitted),
+        "warnings": warnings_of(use, fitted) + stale_warnings(use, day, GRAIN[by]),
     }
 
 
