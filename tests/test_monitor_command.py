@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from conftest import puhui
 from test_reports import english_runs, raw_values
-from test_reserve_command import LOW, _extract, _mack_directly, _truth
+from test_reserve_command import LOW, _extract, _mack_directly, _truth, by_running_total
 
 from puhui.products.model import product_path
 
@@ -119,9 +119,9 @@ def test_earned_paid_and_expected_against_plain_loops(city, tmp_path, as_of):
         expo[month] += share
     months = [m["month"] for m in res["by_month"]]
     assert months == [f"2024-{k:02d}" for k in range(1, day.month + 1)]
-    assert [m["earned_yuan"] for m in res["by_month"]] == [round(earned[m]) / 100
-                                                          for m in months]
-    assert res["earned_premium_yuan"] == pytest.approx(sum(round(earned[m]) for m in months)
+    assert [m["earned_yuan"] for m in res["by_month"]] == by_running_total(
+        [earned[m] for m in months])
+    assert res["earned_premium_yuan"] == pytest.approx(round(sum(earned[m] for m in months))
                                                        / 100, abs=1e-9)
     paid, _ = _paid_loop(city, day)
     assert res["paid_yuan"] == pytest.approx(sum(paid.values()) / 100, abs=1e-9)

@@ -113,6 +113,16 @@ def _truth(filled, valuation: str, per: int) -> tuple[list[str], np.ndarray]:
     return labels, cum
 
 
+def by_running_total(fen: list[float]) -> list[float]:
+    """Yuan per period from fen per period (floats), as the earned premium is rounded:
+    the running total rounded to the fen, each period its difference (so the periods
+    add up to the total to the fen)."""
+    import itertools
+
+    run = [round(x) for x in itertools.accumulate(fen)]
+    return [(b - a) / 100 for a, b in zip([0, *run], run)]
+
+
 def _reserve(filled, out, *args, url=None):
     r = puhui("reserve", "--ledger", url or filled["url"], "--product", "huhuibao-2024",
               "--out", out, *args)
@@ -207,7 +217,9 @@ def test_earned_premium_and_bornhuetter_ferguson(filled, tmp_path, valuation):
             earned[f"{d.year}-{d.month:02d}"] += premium * 100 / days
             d += dt.timedelta(days=1)
     origins = res["triangle"]["origins"]
-    assert res["earned_premium_yuan"] == [round(earned[o]) / 100 for o in origins]
+    assert res["earned_premium_yuan"] == by_running_total([earned[o] for o in origins])
+    if valuation >= "2024-12-31":      # the year earned: every fen written, none more
+        assert round(sum(res["earned_premium_yuan"]) * 100) == round(pol["premium"].sum() * 100)
     f = res["methods"]["chainladder"]["development_factors"]
     # origin i's latest age is i periods short of the oldest's: CDF_i = f_{m-i} ... f_m
     cdf = [float(np.prod(f[len(f) - i:])) for i in range(len(origins))]

@@ -16,6 +16,7 @@ from collections import defaultdict
 import pytest
 from conftest import puhui
 from tests.ledgers import run_sql
+from tests.test_reserve_command import by_running_total
 
 from puhui.claims import ledger
 
@@ -164,7 +165,7 @@ def test_triangle_ibnr_and_earned_against_sql_and_loops(new_ledger, tmp_path, as
         while d <= min(b, stop):
             earned[f"{d.year}-{d.month:02d}"] += fen / ((b - a).days + 1)
             d += dt.timedelta(days=1)
-    assert res["earned_premium_yuan"] == [round(earned[o]) / 100 for o in labels]
+    assert res["earned_premium_yuan"] == by_running_total([earned[o] for o in labels])
 
 
 def test_very_large_amounts_are_exact_in_yuan(tmp_path):
