@@ -13,6 +13,8 @@ import json
 import sqlite3
 from collections import defaultdict
 
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import puhui
 from tests.ledgers import run_sql
@@ -287,3 +289,28 @@ def test_a_pricing_too_large_to_compute_exits_2(tmp_path):
         "hospital": 1e308, "special_drugs": 1e308}})
     assert r.returncode == 2 and "key pure_premium.hospital" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+
+
+def test_an_origin_whose_factor_cannot_be_estimated_is_said_not_estimated():
+    """Nothing is paid at age 0 of the two oldest origins, so the first link's factor is
+    (100 + 120) / 0: no estimate. The newest origin, 50 paid at age 0, rests on it:
+    chainladder takes the link as 1 (no development), so every method gives it an IBNR
+    that is not an estimate, which reserve.json must not pass off as one - ``estimated``
+    false and a warning per method naming it."""
+    from puhui.reserve_run import fit_methods, method_result, warnings_of
+    from puhui.reserving.triangles import build_triangle
+
+    rows = [("2024-01-15", "2024-02-10", 10000), ("2024-01-15", "2024-03-10", 5000),
+            ("2024-02-15", "2024-03-10", 12000), ("2024-03-15", "2024-03-20", 5000)]
+    frame = pd.DataFrame(rows, columns=["setl_date", "business_date", "payout_fen"])
+    tri = build_triangle(frame, origin="setl_date", development="business_date",
+                         amount="payout_fen", as_of=pd.Timestamp("2024-03-31"), grain="M")
+    fitted = fit_methods(tri, np.array([100000, 100000, 100000]), ("chainladder", "bf",
+                                                                    "capecod"), 0.8)
+    for name, est in fitted.items():
+        r = method_result(est)["by_origin"]
+        assert [x["estimated"] for x in r] == [True, True, False], name
+        assert r[2]["latest_yuan"] == 50.0
+    said = warnings_of(frame, fitted)
+    for name in ("chainladder", "bf", "capecod"):
+        assert any(w.startswith(f"{name}: 1 origin(s)") and "2024-03" in w for w in said), said

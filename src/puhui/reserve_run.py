@@ -169,6 +169,15 @@ def warnings_of(use: pd.DataFrame, fitted: dict) -> list[str]:
             out.append(f"{bad} of {len(f)} development factors cannot be estimated (nothing "
                        f"paid at the start of the link): the origins resting on them get no "
                        f"IBNR from the chain ladder")
+    for name, est in fitted.items():
+        if isinstance(est, str) or not est.unestimated_.any():
+            continue
+        which = est.triangle_.origins.astype(str)[est.unestimated_]
+        out.append(f"{name}: {len(which)} origin(s) with payments have no estimate "
+                   f"({', '.join(which)}): a development factor they rest on cannot be "
+                   f"estimated and is taken as no development, so their IBNR (and the "
+                   f"total's share of it) is not known (\"estimated\": false in "
+                   f"reserve.json)")
     return out
 
 
@@ -198,6 +207,7 @@ def method_result(est) -> dict:
     se = getattr(est, "std_err_fen_", None)
     rows = [{"origin": o, "latest_yuan": _yuan(est.latest_fen_[i]),
              "ultimate_yuan": _yuan(est.ultimate_fen_[i]), "ibnr_yuan": _yuan(est.ibnr_fen_[i]),
+             "estimated": not bool(est.unestimated_[i]),
              **({"std_err_yuan": _yuan(se[i])} if se is not None else {})}
             for i, o in enumerate(origins)]
     out = {"ibnr_total_yuan": _yuan(est.ibnr_total_fen_), "by_origin": rows,

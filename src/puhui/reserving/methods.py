@@ -116,6 +116,17 @@ def developed(clt, tail: str | None = None, sigma_interpolation: str = "log-line
     return dev if tail is None else cl.TailCurve(curve=tail).fit_transform(dev)
 
 
+def _unestimated(triangle: Triangle, ldf: np.ndarray, ultimate: np.ndarray) -> np.ndarray:
+    """The origins with something paid whose estimate is not one: no ultimate (NaN), or
+    a development factor from their latest age on that the triangle cannot give (nothing
+    paid at the start of the link), which chainladder takes as 1 (no development)."""
+    n = len(triangle.origins)
+    bad = ~np.isfinite(np.asarray(ldf[:n - 1], dtype=np.float64))
+    age = np.maximum(triangle.known.sum(axis=1) - 1, 0)
+    rests = np.array([bad[a:].any() for a in age], dtype=bool)
+    return (~np.isfinite(ultimate) | rests) & (triangle.latest != 0)
+
+
 class _Reserving:
     """What every method shares: the fit on a triangle and the per-origin figures."""
 
@@ -128,12 +139,14 @@ class _Reserving:
             self.diagnostics_ = development_diagnostics(clt)
         self.triangle_ = triangle
         self.latest_fen_ = triangle.latest
-        self.ultimate_fen_ = _fen(_by_origin(self.model_.ultimate_))
+        raw = np.asarray(_by_origin(self.model_.ultimate_), dtype=np.float64)
+        self.ultimate_fen_ = _fen(raw)
         self.ibnr_fen_ = self.ultimate_fen_ - self.latest_fen_
         self.ibnr_total_fen_ = int(self.ibnr_fen_.sum())
         ldf = np.asarray(self.model_.ldf_.values)[0, 0, 0]
         self.ldf_ = ldf
         self.tail_factor_ = float(np.prod(ldf[len(triangle.origins) - 1:]))
+        self.unestimated_ = _unestimated(triangle, ldf, raw)
         self._after_fit(clt)
         return self
 
