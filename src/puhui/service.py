@@ -17,8 +17,10 @@ again, the differences written). Reads:
   it and returned again (``Idempotent-Replayed: true``) for the same body, and a
   different body under a used key is ``409``. An answer is sent only after its
   transaction committed: an acknowledged settlement is in the ledger.
-- **Audit**: every ``/v1`` request, answered or refused, is a row of the ledger's
-  audit log (the key's name, method and path, the setl_id, the status).
+- **Audit**: every ``/v1`` request, answered or refused, is in the ledger's audit log
+  (the key's name, method and path, the setl_id, the status): one row a request, but
+  failed authentications (``401``) one row per endpoint, reason and minute with their
+  count (:class:`FailedAuthTally`: a client without a key cannot flood the log).
 - **Privacy**: the settlement guard (:func:`puhui.claims.direct.guard_settlement`) on
   every body and the token rule on ids in paths; no message echoes a value.
 - **Errors** are ``application/problem+json`` (RFC 9457) that say what to fix: 400 bad
@@ -28,7 +30,10 @@ again, the differences written). Reads:
 
 import hashlib
 import json
+import logging
 import threading
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 from puhui.claims import ledger
@@ -96,6 +101,69 @@ class _Connections:
                 pass
 
 
+class FailedAuthTally:
+    """Failed authentications (``401``) audited in aggregate: one audit row per
+    (endpoint, reason, minute) with the count of such requests in that minute and the
+    first and last of them. A minute's rows are written when a failure of a later
+    minute arrives, and the open minute's at shutdown (:meth:`flush`), so a client
+    without a key cannot flood the append-only log yet every failure is counted.
+    ``write(rows)`` appends rows (dicts) to the ledger; ``clock()`` gives epoch
+    seconds (injectable for tests). Thread-safe: requests run in worker threads."""
+
+    def __init__(self, write, clock=time.time):
+        self._write, self._clock = write, clock
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, str, int], dict] = {}
+
+    def count(self, what: str, reason: str) -> None:
+        """One failed authentication of ``what`` (e.g. ``POST /v1/settlement``) for
+        ``reason`` (the problem's title), now; earlier minutes' rows written."""
+        with self._lock:        # the clock read under the lock: a minute once written
+            t = self._clock()   # (a later one counted) gets no second row
+            minute = int(t // 60)
+            row = self._open.setdefault((what, reason, minute), {
+                "what": what, "reason": reason, "count": 0, "first": t, "last": t,
+                "minute": _utc(minute * 60)[:16] + "Z"})
+            row["count"] += 1
+            row["first"], row["last"] = min(row["first"], t), max(row["last"], t)
+        self.flush(before=minute)
+
+    def flush(self, before: int | None = None) -> int:
+        """Write the rows of the minutes before ``before`` (every row if None): the
+        number of rows written. Rows that could not be written are kept (counted on)
+        for the next flush, and the error logged."""
+        with self._lock:
+            keys = [k for k in self._open if before is None or k[2] < before]
+            rows = [self._open.pop(k) for k in keys]
+        if not rows:
+            return 0
+        try:
+            self._write([r | {"first": _utc(r["first"]), "last": _utc(r["last"])}
+                         for r in rows])
+        except Exception:  # noqa: BLE001 - kept for the next flush, never lost silently
+            logging.getLogger("puhui.service").exception(
+                "audit of %d failed authentications not written yet",
+                sum(r["count"] for r in rows))
+            with self._lock:
+                for k, r in zip(keys, rows):
+                    kept = self._open.setdefault(k, r)
+                    if kept is not r:           # the same minute counted on meanwhile
+                        kept["count"] += r["count"]
+                        kept["first"] = min(kept["first"], r["first"])
+                        kept["last"] = max(kept["last"], r["last"])
+            return 0
+        return len(rows)
+
+    def pending(self) -> int:
+        """Failed authentications counted and not yet written."""
+        with self._lock:
+            return sum(r["count"] for r in self._open.values())
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="microseconds")
+
+
 def _settlement_schema() -> dict:
     """The request body's JSON schema for the OpenAPI document."""
     from puhui.claims.direct import AMOUNTS
@@ -122,9 +190,10 @@ class Service:
     """What the endpoints do, without HTTP: (status, JSON answer) or :class:`Problem`.
     Runs in the server's worker threads (blocking database work)."""
 
-    def __init__(self, product: Product, url: str):
+    def __init__(self, product: Product, url: str, clock=time.time):
         self.product, self.url = product, url
         self.connections = _Connections(url)
+        self.failed_auth = FailedAuthTally(self.audit_failed_auth, clock)
 
     # keys and audit -------------------------------------------------------------
     def key_of(self, secret: str | None) -> tuple[str, str, str]:
@@ -152,6 +221,16 @@ class Service:
         con = self.connections.get()
         with ledger.unit_of_work(con, locks=()):
             self.audit(who, what, status, setl_id, con=con, key_id=key_id)
+
+    def audit_failed_auth(self, rows: list[dict]) -> None:
+        """Rows of :class:`FailedAuthTally` (a minute's failed authentications of an
+        endpoint for a reason, counted), in one transaction of their own."""
+        con = self.connections.get()
+        with ledger.unit_of_work(con, locks=()):
+            for r in rows:
+                ledger.audit(con, f"api {r['what']}", who="anonymous", status=401,
+                             reason=r["reason"], count=r["count"], minute=r["minute"],
+                             first=r["first"], last=r["last"])
 
     # endpoints ------------------------------------------------------------------
     def pre_settlement(self, raw: dict) -> tuple[int, dict]:
@@ -327,17 +406,26 @@ def _idempotency_key(value: str | None) -> str | None:
     return value
 
 
-def create_app(product: Product, url: str):
-    """The ASGI application (FastAPI) serving ``product`` against the ledger at ``url``."""
+def create_app(product: Product, url: str, clock=time.time):
+    """The ASGI application (FastAPI) serving ``product`` against the ledger at ``url``;
+    ``clock`` (epoch seconds) times the failed authentications' audit (tests give one)."""
+    from contextlib import asynccontextmanager
+
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    svc = Service(product, url)
+    svc = Service(product, url, clock)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await run_in_threadpool(svc.failed_auth.flush)   # the open minute's, counted
+
     app = FastAPI(title="puhui direct settlement", version="1",
-                  description=__doc__.split("\n\n")[1])
+                  description=__doc__.split("\n\n")[1], lifespan=lifespan)
     app.state.service = svc
 
     def problem(status: int, title: str, detail: str, headers=None) -> JSONResponse:
@@ -382,7 +470,7 @@ def create_app(product: Product, url: str):
             status, answer, headers = await run_in_threadpool(in_thread)
             return JSONResponse(answer, status_code=status, headers=headers)
         except Problem as p:
-            status = p.status
+            status, note["reason"] = p.status, p.title
             return problem(p.status, p.title, p.detail)
         except Conflict as exc:
             status = 409
@@ -406,12 +494,12 @@ def create_app(product: Product, url: str):
                            "nothing of it was recorded; the server's log has the cause")
         finally:
             try:
-                if not (note["audited"] and status < 300):
+                if status == 401:           # counted, one row per endpoint, reason, minute
+                    await run_in_threadpool(svc.failed_auth.count, what, note["reason"])
+                elif not (note["audited"] and status < 300):
                     await run_in_threadpool(svc.audit, note.get("who", who), what, status,
                                             note["setl_id"], None, note.get("key_id"))
             except Exception:  # noqa: BLE001 - an audit that cannot be written is logged
-                import logging
-
                 logging.getLogger("puhui.service").exception("audit not written")
 
     async def body_of(request: Request) -> bytes:
