@@ -258,6 +258,29 @@ def test_a_tail_factor_from_the_fitted_curve():
         MackChainLadder(tail="linear").fit(_triangle(RAA))
 
 
+def test_a_constant_tail_factor_given_from_outside():
+    """A tail factor F given from outside the triangle (chainladder's ``TailConstant``):
+    the appended factors multiply to F, so every origin's chain-ladder ultimate is the
+    no-tail ultimate x F (by hand, to the fen's rounding); BF's IBNR of the oldest
+    origin (CDF 1 without a tail) is prior x P x (1 - 1 / F); the tail carries a sigma
+    of its own (chainladder extrapolates it), so Mack's s.e. grows; bad factors are
+    refused."""
+    plain = MackChainLadder().fit(_triangle(RAA))
+    tailed = MackChainLadder(tail=1.05).fit(_triangle(RAA))
+    assert tailed.tail_factor_ == pytest.approx(1.05, rel=1e-12)
+    assert np.abs(tailed.ultimate_fen_ - plain.ultimate_fen_ * 1.05).max() <= 1.1
+    assert tailed.total_std_err_fen_ > plain.total_std_err_fen_
+    assert tailed.std_err_fen_[0] > 0 == plain.std_err_fen_[0]
+    premium = np.full(10, 4_000_000)
+    bf = BornhuetterFerguson(0.7, tail=1.05).fit(_triangle(RAA), premium)
+    assert abs(bf.ibnr_fen_[0] - 0.7 * 4_000_000 * (1 - 1 / 1.05)) <= 0.5
+    one = MackChainLadder(tail=1).fit(_triangle(RAA))
+    assert (one.ultimate_fen_ == plain.ultimate_fen_).all()
+    for bad in (0.9, -1, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="tail factor"):
+            MackChainLadder(tail=bad).fit(_triangle(RAA))
+
+
 def test_an_origin_with_nothing_paid():
     """A month with no payments (a row of zeros) develops to nothing by the chain ladder;
     when it is the only origin behind the last factor, Mack's s.e. cannot be estimated
