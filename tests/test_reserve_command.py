@@ -226,6 +226,8 @@ def test_a_tail_factor_given_from_outside(filled, tmp_path):
     assert all(abs(a["ultimate_yuan"] - b["ultimate_yuan"] * 1.1) <= 0.02
                for a, b in zip(m["by_origin"], p))
     assert m["by_origin"][0]["ibnr_yuan"] > 0      # the oldest origin develops too
+    text = (tmp_path / "t" / "summary.md").read_text(encoding="utf-8")
+    assert text.count("Tail beyond the last age: constant, factor 1.100000.") == 3
     f = plain["methods"]["chainladder"]["development_factors"]
     cdf = [float(np.prod(f[len(f) - i:])) for i in range(len(labels))]
     want = [0.9 * p * (1 - 1 / (c * 1.1)) for p, c in zip(res["earned_premium_yuan"], cdf)]

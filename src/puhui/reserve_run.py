@@ -306,7 +306,9 @@ def summary_markdown(res: dict) -> str:
         se = "std_err_total_yuan" in m
         lines.append(f"IBNR {m['ibnr_total_yuan']:,.2f} yuan"
                      + (f" (Mack s.e. {m['std_err_total_yuan']:,.2f})" if se and
-                        m["std_err_total_yuan"] is not None else "") + ".")
+                        m["std_err_total_yuan"] is not None else "") + "."
+                     + (f" Tail beyond the last age: {res['tail']}, factor "
+                        f"{_shown_factor(m['tail_factor'])}." if res["tail"] != "none" else ""))
         lines += ["", "| origin | paid | ultimate | IBNR |" + (" s.e. |" if se else ""),
                   "|---|---:|---:|---:|" + ("---:|" if se else "")]
         for r in m["by_origin"]:
@@ -327,6 +329,10 @@ def _finite(obj):
     if isinstance(obj, (np.integer, np.bool_)):
         return obj.item()
     return obj
+
+
+def _shown_factor(v) -> str:
+    return "n/a" if v is None else f"{v:.6f}"
 
 
 def _shown(v) -> str:
