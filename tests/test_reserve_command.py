@@ -339,3 +339,25 @@ def test_one_batch_gives_no_development_and_says_so(filled, tmp_path):
     res = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in reserve.json"))
     assert any("no development" in w for w in res["warnings"])
     assert None in res["methods"]["chainladder"]["development_factors"]
+
+
+def test_a_tail_sigma_that_fails_is_said():
+    """A constant tail on a triangle whose late links developed nothing (sigma 0):
+    chainladder's extrapolated tail sigma is infinite; reserve.json's warnings say the
+    s.e. is not given, and the IBNR stands (ultimate x F, by hand)."""
+    from test_reserving_methods import _triangle
+
+    from puhui.reserve_run import method_result, warnings_of
+    from puhui.reserving.methods import MackChainLadder
+
+    flat = [[100, 150, 170, 175, 175, 175], [110, 160, 180, 186, 186], [90, 140, 160, 165],
+            [120, 170, 190], [100, 150], [105]]
+    est = MackChainLadder(tail=1.2).fit(_triangle(flat))
+    use = pd.DataFrame({"business_date": ["2024-01-31", "2024-02-29"]})
+    said = warnings_of(use, {"chainladder": est})
+    assert any("standard error with the constant tail is not given" in w for w in said)
+    res = method_result(est)
+    assert res["std_err_total_yuan"] is None
+    assert res["by_origin"][0]["ultimate_yuan"] == pytest.approx(1.75 * 1.2, abs=0.011)
+    plain = MackChainLadder().fit(_triangle(flat))
+    assert not any("constant tail" in w for w in warnings_of(use, {"chainladder": plain}))

@@ -276,6 +276,16 @@ def test_a_constant_tail_factor_given_from_outside():
     assert abs(bf.ibnr_fen_[0] - 0.7 * 4_000_000 * (1 - 1 / 1.05)) <= 0.5
     one = MackChainLadder(tail=1).fit(_triangle(RAA))
     assert (one.ultimate_fen_ == plain.ultimate_fen_).all()
+    assert not tailed.tail_sigma_failed_
+    # links where nothing developed (sigma 0): chainladder's extrapolated tail sigma is
+    # infinite, and the s.e. is not given rather than shown as inf
+    flat = [[100, 150, 170, 175, 175, 175], [110, 160, 180, 186, 186], [90, 140, 160, 165],
+            [120, 170, 190], [100, 150], [105]]
+    bare = MackChainLadder(tail=1.01).fit(_triangle(flat))
+    assert bare.tail_sigma_failed_ and np.isnan(bare.total_std_err_fen_)
+    assert np.isnan(bare.std_err_fen_).all()
+    assert np.abs(bare.ultimate_fen_ - MackChainLadder().fit(_triangle(flat)).ultimate_fen_
+                  * 1.01).max() <= 1.1
     for bad in (0.9, -1, float("nan"), float("inf")):
         with pytest.raises(InputError, match="tail factor"):
             MackChainLadder(tail=bad).fit(_triangle(RAA))

@@ -170,6 +170,11 @@ def warnings_of(use: pd.DataFrame, fitted: dict) -> list[str]:
             out.append(f"{bad} of {len(f)} development factors cannot be estimated (nothing "
                        f"paid at the start of the link): the origins resting on them get no "
                        f"IBNR from the chain ladder")
+    if mack is not None and not isinstance(mack, str) and mack.tail_sigma_failed_:
+        out.append("chainladder: Mack's standard error with the constant tail is not "
+                   "given (null): chainladder extrapolates the tail's sigma from the "
+                   "triangle's own, and on this triangle that gives a sigma not finite or "
+                   "above every link's (links where nothing developed); the IBNR stands")
     for name, est in fitted.items():
         if isinstance(est, str) or not est.unestimated_.any():
             continue

@@ -127,7 +127,7 @@ def developed(clt, tail=None, sigma_interpolation: str = "log-linear"):
     the last age; the product of the appended factors is F)."""
     import chainladder as cl
 
-    constant = isinstance(tail, (int, float, np.number)) and not isinstance(tail, bool)
+    constant = _is_constant(tail)
     if tail is not None and not constant and tail not in TAILS:
         raise InputError(f"tail {tail!r}: use None, a factor >= 1, "
                          f"{' or '.join(map(repr, TAILS))}")
@@ -168,7 +168,8 @@ class _Reserving:
         self.ldf_ = ldf
         self.tail_factor_ = float(np.prod(ldf[len(triangle.origins) - 1:]))
         self.unestimated_ = _unestimated(triangle, ldf, raw)
-        self._after_fit(clt)
+        with _quiet():          # chainladder computes Mack's errors lazily, here
+            self._after_fit(clt)
         return self
 
     def _after_fit(self, clt):
@@ -196,7 +197,9 @@ class MackChainLadder(_Reserving):
     Fitted: ``ultimate_fen_``, ``ibnr_fen_`` (int64), ``std_err_fen_`` (each origin's
     reserve) and ``total_std_err_fen_`` (whole fen as floats: NaN where the triangle
     gives no estimate), ``ldf_`` (age-to-age factors, then the tail's),
-    ``tail_factor_`` (1 without a tail), ``diagnostics_``.
+    ``tail_factor_`` (1 without a tail), ``diagnostics_``, ``tail_sigma_failed_``
+    (a constant tail whose extrapolated sigma is not usable: the s.e. are then NaN,
+    :func:`_tail_sigma_fails`).
     """
 
     def __init__(self, sigma_interpolation: str = "log-linear",
@@ -216,6 +219,27 @@ class MackChainLadder(_Reserving):
         self.std_err_fen_ = np.where(np.isnan(se) & (self.ibnr_fen_ == 0), 0.0, se)
         total = np.asarray(self.model_.total_mack_std_err_.values).ravel()[0]
         self.total_std_err_fen_ = float(_round_half_away(total))
+        self.tail_sigma_failed_ = _is_constant(self.tail) and _tail_sigma_fails(
+            self.model_, len(self.triangle_.origins))
+        if self.tail_sigma_failed_:
+            self.std_err_fen_ = np.full(len(se), np.nan)
+            self.total_std_err_fen_ = float("nan")
+
+
+def _is_constant(tail) -> bool:
+    """Whether ``tail`` is a constant tail factor (a number), not a curve's name."""
+    return isinstance(tail, (int, float, np.number)) and not isinstance(tail, bool)
+
+
+def _tail_sigma_fails(mack, n: int) -> bool:
+    """Whether chainladder's sigma for a constant tail (extrapolated log-linearly from
+    the triangle's sigma_j, ``TailBase._get_tail_stats``) is not finite or larger than
+    every link's own: the fit it extrapolates has gone wrong (a link with sigma 0, where
+    nothing developed, makes it infinite; a study triangle gave 1e150), and the s.e.
+    built on it is not one."""
+    sigma = np.asarray(mack.X_.sigma_.values, dtype=np.float64)[0, 0, 0]
+    own = sigma[:n - 1][np.isfinite(sigma[:n - 1])]
+    return not np.isfinite(sigma[-1]) or (own.size > 0 and sigma[-1] > own.max())
 
 
 class BornhuetterFerguson(_Reserving):
