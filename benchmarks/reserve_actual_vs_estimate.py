@@ -12,6 +12,12 @@ ladder again with an exponential and an inverse-power tail (``--tail``); the act
 is what the ledger paid later for the settlements dated to the valuation: the last
 batch's paid for those origins minus the paid to date.
 
+A last column sizes what a right tail does: the chain ladder with ``--tail-factor F``,
+F the tail the study's own final batch implies beyond the valuation's last age (the
+oldest origin's age: 15 months at 2025-03-31) for the three oldest origins (the
+product year's first months): their paid by the last batch over their paid at that age.
+It is the answer's own tail, not a method: no reserve could know it at the valuation.
+
 The product is huhuibao-2024 with its hospital deductible lowered to ``--deductible``
 yuan (300 by default) so that a small city has claims every month; the prior loss ratio
 (``--loss-ratio``) is an input, as pricing.json's ``expected_loss_ratio`` would be.
@@ -89,6 +95,19 @@ def paid_by_origin(res: dict) -> dict[str, float]:
     return {r["origin"]: r["latest_yuan"] or 0.0 for r in m["by_origin"]}
 
 
+#: the oldest origins whose development gives the implied tail factor
+OLDEST = 3
+
+
+def implied_tail(final: dict, age: int) -> float:
+    """The tail factor beyond ``age`` (a development index, 0 = the origin's own month)
+    that the final batch shows for the ``OLDEST`` oldest origins: their paid by the
+    last batch over their paid at that age."""
+    rows = final["triangle"]["cumulative_paid_yuan"][:OLDEST]
+    last = sum([v for v in row if v is not None][-1] for row in rows)
+    return last / sum(row[age] for row in rows)
+
+
 def study(url: str, loss_ratio: float) -> list[dict]:
     from puhui.reserve_run import reserve
 
@@ -110,6 +129,10 @@ def study(url: str, loss_ratio: float) -> list[dict]:
         for tail in ("exponential", "inverse_power"):
             t = reserve(url, "huhuibao-2024", v, tail=tail)["methods"]["chainladder"]
             row[tail] = t["ibnr_total_yuan"]
+        row["implied_tail"] = implied_tail(final, len(res["triangle"]["origins"]) - 1)
+        t = reserve(url, "huhuibao-2024", v, tail_factor=row["implied_tail"])
+        row["with_implied_tail"] = t["methods"]["chainladder"]["ibnr_total_yuan"]
+        row["se_implied_tail"] = t["methods"]["chainladder"]["std_err_total_yuan"]
         rows.append(row)
     return rows
 
@@ -117,7 +140,7 @@ def study(url: str, loss_ratio: float) -> list[dict]:
 def show(rows: list[dict]) -> None:
     print(f"{'as of':<11} {'paid':>12} {'actual later':>13} | {'chain ladder':>12} "
           f"{'(s.e.)':>10} {'z':>5} | {'BF':>10} | {'Cape Cod':>10} | {'exp. tail':>10} "
-          f"| {'inv. power':>10}")
+          f"| {'inv. power':>10} | {'implied F':>9} {'CL with F':>10} {'(s.e.)':>10}")
     for r in rows:
         cl, se = r.get("chainladder"), r.get("se")
         z = (r["actual"] - cl) / se if cl is not None and se else float("nan")
@@ -126,7 +149,9 @@ def show(rows: list[dict]) -> None:
               f"{se if se is not None else float('nan'):>10,.2f} {z:>5.2f} | "
               f"{r.get('bf') if r.get('bf') is not None else float('nan'):>10,.2f} | "
               f"{r.get('capecod') if r.get('capecod') is not None else float('nan'):>10,.2f} | "
-              f"{_num(r.get('exponential')):>10,.2f} | {_num(r.get('inverse_power')):>10,.2f}")
+              f"{_num(r.get('exponential')):>10,.2f} | {_num(r.get('inverse_power')):>10,.2f}"
+              f" | {r['implied_tail']:>9.5f} {_num(r['with_implied_tail']):>10,.2f} "
+              f"{_num(r['se_implied_tail']):>10,.2f}")
 
 
 def _num(v) -> float:

@@ -133,7 +133,8 @@ def _reserve(filled, out, *args, url=None):
 def _mack_directly(cum: np.ndarray, valuation_end: list[pd.Timestamp], origin_start,
                    tail=None):
     """chainladder's Mack chain ladder on the loop's triangle (fen): IBNR by origin and
-    the total standard error; ``tail`` a ``TailCurve`` curve after the development."""
+    the total standard error; ``tail`` a ``TailCurve`` curve after the development, or
+    a number: ``TailConstant(tail=F)``'s factor."""
     import chainladder as cl
 
     rows = [{"origin": origin_start[i], "valuation": valuation_end[i + j],
@@ -142,7 +143,9 @@ def _mack_directly(cum: np.ndarray, valuation_end: list[pd.Timestamp], origin_st
     tri = cl.Triangle(pd.DataFrame(rows), origin="origin", development="valuation",
                       columns=["fen"], cumulative=True)
     dev = cl.Development().fit_transform(tri)
-    if tail is not None:
+    if isinstance(tail, float):
+        dev = cl.TailConstant(tail=tail).fit_transform(dev)
+    elif tail is not None:
         dev = cl.TailCurve(curve=tail).fit_transform(dev)
     mack = cl.MackChainladder().fit(dev)
     ibnr = np.nan_to_num(np.asarray(mack.ibnr_.values)[0, 0, :, -1])
@@ -195,6 +198,52 @@ def test_a_tail_beyond_the_triangle(filled, tmp_path, tail):
     more = [a["ibnr_yuan"] - b["ibnr_yuan"] for a, b in
             zip(m["by_origin"], plain["methods"]["chainladder"]["by_origin"])]
     assert all(d > 0 for d in more)
+
+
+def test_a_tail_factor_given_from_outside(filled, tmp_path):
+    """``--tail-factor 1.1``: chainladder called directly on the loop triangle
+    (Development, TailConstant(tail=1.1), Mack) gives the same IBNR by origin and total
+    s.e.; by hand, every origin's chain-ladder ultimate is the no-tail one x 1.1 and
+    BF's IBNR is prior x P_i x (1 - 1 / (CDF_i x 1.1)) with the no-tail CDFs; every
+    method says the constant tail and its factor."""
+    valuation = "2024-12-31"
+    args = ("--as-of", valuation, "--method", "all", "--loss-ratio", "0.9")
+    res = _reserve(filled, tmp_path / "t", *args, "--tail-factor", "1.1")
+    plain = _reserve(filled, tmp_path / "p", *args)
+    assert res["tail"] == "constant"
+    assert all(m["tail_factor"] == pytest.approx(1.1, rel=1e-12)
+               for m in res["methods"].values())
+    labels, cum = _truth(filled, valuation, 1)
+    periods = pd.period_range(pd.Period(labels[0], freq="M"), periods=len(labels) + cum.shape[1])
+    ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
+                              list(periods.start_time), tail=1.1)
+    m = res["methods"]["chainladder"]
+    assert np.allclose([r["ibnr_yuan"] for r in m["by_origin"]], np.round(ibnr) / 100,
+                       atol=0.011)
+    assert abs(m["std_err_total_yuan"] - se / 100) <= 0.01
+    assert m["std_err_total_yuan"] > plain["methods"]["chainladder"]["std_err_total_yuan"]
+    p = plain["methods"]["chainladder"]["by_origin"]
+    assert all(abs(a["ultimate_yuan"] - b["ultimate_yuan"] * 1.1) <= 0.02
+               for a, b in zip(m["by_origin"], p))
+    assert m["by_origin"][0]["ibnr_yuan"] > 0      # the oldest origin develops too
+    text = (tmp_path / "t" / "summary.md").read_text(encoding="utf-8")
+    assert text.count("Tail beyond the last age: constant, factor 1.100000.") == 3
+    f = plain["methods"]["chainladder"]["development_factors"]
+    cdf = [float(np.prod(f[len(f) - i:])) for i in range(len(labels))]
+    want = [0.9 * p * (1 - 1 / (c * 1.1)) for p, c in zip(res["earned_premium_yuan"], cdf)]
+    assert np.allclose([r["ibnr_yuan"] for r in res["methods"]["bf"]["by_origin"]], want,
+                       atol=0.011)
+
+
+@pytest.mark.parametrize("args", [["--tail-factor", "0.9"], ["--tail-factor", "-1"],
+                                  ["--tail-factor", "nan"], ["--tail-factor", "inf"],
+                                  ["--tail-factor", "much"],
+                                  ["--tail-factor", "1.1", "--tail", "exponential"]])
+def test_a_bad_tail_factor_exits_2(filled, tmp_path, args):
+    r = puhui("reserve", "--ledger", filled["url"], "--product", "huhuibao-2024",
+              "--as-of", "2024-12-31", "--out", tmp_path / "o", *args)
+    assert r.returncode == 2 and "--tail-factor" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("valuation", ["2024-06-30", "2025-03-31"])
@@ -290,3 +339,25 @@ def test_one_batch_gives_no_development_and_says_so(filled, tmp_path):
     res = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in reserve.json"))
     assert any("no development" in w for w in res["warnings"])
     assert None in res["methods"]["chainladder"]["development_factors"]
+
+
+def test_a_tail_sigma_that_fails_is_said():
+    """A constant tail on a triangle whose late links developed nothing (sigma 0):
+    chainladder's extrapolated tail sigma is infinite; reserve.json's warnings say the
+    s.e. is not given, and the IBNR stands (ultimate x F, by hand)."""
+    from test_reserving_methods import _triangle
+
+    from puhui.reserve_run import method_result, warnings_of
+    from puhui.reserving.methods import MackChainLadder
+
+    flat = [[100, 150, 170, 175, 175, 175], [110, 160, 180, 186, 186], [90, 140, 160, 165],
+            [120, 170, 190], [100, 150], [105]]
+    est = MackChainLadder(tail=1.2).fit(_triangle(flat))
+    use = pd.DataFrame({"business_date": ["2024-01-31", "2024-02-29"]})
+    said = warnings_of(use, {"chainladder": est})
+    assert any("standard error with the constant tail is not given" in w for w in said)
+    res = method_result(est)
+    assert res["std_err_total_yuan"] is None
+    assert res["by_origin"][0]["ultimate_yuan"] == pytest.approx(1.75 * 1.2, abs=0.011)
+    plain = MackChainLadder().fit(_triangle(flat))
+    assert not any("constant tail" in w for w in warnings_of(use, {"chainladder": plain}))

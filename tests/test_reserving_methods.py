@@ -258,6 +258,39 @@ def test_a_tail_factor_from_the_fitted_curve():
         MackChainLadder(tail="linear").fit(_triangle(RAA))
 
 
+def test_a_constant_tail_factor_given_from_outside():
+    """A tail factor F given from outside the triangle (chainladder's ``TailConstant``):
+    the appended factors multiply to F, so every origin's chain-ladder ultimate is the
+    no-tail ultimate x F (by hand, to the fen's rounding); BF's IBNR of the oldest
+    origin (CDF 1 without a tail) is prior x P x (1 - 1 / F); the tail carries a sigma
+    of its own (chainladder extrapolates it), so Mack's s.e. grows; bad factors are
+    refused."""
+    plain = MackChainLadder().fit(_triangle(RAA))
+    tailed = MackChainLadder(tail=1.05).fit(_triangle(RAA))
+    assert tailed.tail_factor_ == pytest.approx(1.05, rel=1e-12)
+    assert np.abs(tailed.ultimate_fen_ - plain.ultimate_fen_ * 1.05).max() <= 1.1
+    assert tailed.total_std_err_fen_ > plain.total_std_err_fen_
+    assert tailed.std_err_fen_[0] > 0 == plain.std_err_fen_[0]
+    premium = np.full(10, 4_000_000)
+    bf = BornhuetterFerguson(0.7, tail=1.05).fit(_triangle(RAA), premium)
+    assert abs(bf.ibnr_fen_[0] - 0.7 * 4_000_000 * (1 - 1 / 1.05)) <= 0.5
+    one = MackChainLadder(tail=1).fit(_triangle(RAA))
+    assert (one.ultimate_fen_ == plain.ultimate_fen_).all()
+    assert not tailed.tail_sigma_failed_
+    # links where nothing developed (sigma 0): chainladder's extrapolated tail sigma is
+    # infinite, and the s.e. is not given rather than shown as inf
+    flat = [[100, 150, 170, 175, 175, 175], [110, 160, 180, 186, 186], [90, 140, 160, 165],
+            [120, 170, 190], [100, 150], [105]]
+    bare = MackChainLadder(tail=1.01).fit(_triangle(flat))
+    assert bare.tail_sigma_failed_ and np.isnan(bare.total_std_err_fen_)
+    assert np.isnan(bare.std_err_fen_).all()
+    assert np.abs(bare.ultimate_fen_ - MackChainLadder().fit(_triangle(flat)).ultimate_fen_
+                  * 1.01).max() <= 1.1
+    for bad in (0.9, -1, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="tail factor"):
+            MackChainLadder(tail=bad).fit(_triangle(RAA))
+
+
 def test_an_origin_with_nothing_paid():
     """A month with no payments (a row of zeros) develops to nothing by the chain ladder;
     when it is the only origin behind the last factor, Mack's s.e. cannot be estimated

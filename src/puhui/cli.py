@@ -646,8 +646,12 @@ def ledger_export(url, out_file):
               default="none", show_default=True,
               help="a curve fitted to the development factors, extrapolated beyond the "
                    "triangle's last age (docs/reserving.md)")
+@click.option("--tail-factor", "tail_factor", type=_Finite(min=1.0), default=None,
+              metavar="F", help="a tail factor >= 1 given from outside the triangle (an "
+                   "actuary's judgement, an earlier product year's development), for "
+                   "every method; not with --tail")
 @click.option("--out", type=click.Path(file_okay=False), required=True)
-def reserve(url, product_id, as_of, by, method, loss_ratio, tail, out):
+def reserve(url, product_id, as_of, by, method, loss_ratio, tail, tail_factor, out):
     """IBNR of a product from the ledger's paid triangle at an as-of date
     (docs/reserving.md): reserve.json and summary.md."""
     from puhui.reserve_run import reserve as run_reserve
@@ -655,7 +659,7 @@ def reserve(url, product_id, as_of, by, method, loss_ratio, tail, out):
 
     _out_dir(out)
     res = run_reserve(url, product_id, as_of, by=by, method=method, loss_ratio=loss_ratio,
-                      tail=None if tail == "none" else tail)
+                      tail=None if tail == "none" else tail, tail_factor=tail_factor)
     j, m = write_outputs(res, out)
     for name, r in res["methods"].items():
         if isinstance(r, str):

@@ -125,10 +125,11 @@ def earned_premium_fen(policies: pd.DataFrame, origins: pd.PeriodIndex, as_of: d
 
 
 def fit_methods(tri, premium_fen: np.ndarray, methods: tuple[str, ...],
-                loss_ratio: float | None, tail: str | None = None) -> dict:
+                loss_ratio: float | None, tail: str | float | None = None) -> dict:
     """Each method's fitted estimator (or why it was not run), by name; ``tail`` (None,
-    "exponential", "inverse_power") a tail curve beyond the triangle's last age for
-    every method (:func:`puhui.reserving.methods.developed`)."""
+    "exponential", "inverse_power", or a constant tail factor >= 1) the development
+    beyond the triangle's last age for every method
+    (:func:`puhui.reserving.methods.developed`)."""
     from puhui.reserving.methods import BornhuetterFerguson, CapeCod, MackChainLadder
 
     out: dict = {}
@@ -169,6 +170,11 @@ def warnings_of(use: pd.DataFrame, fitted: dict) -> list[str]:
             out.append(f"{bad} of {len(f)} development factors cannot be estimated (nothing "
                        f"paid at the start of the link): the origins resting on them get no "
                        f"IBNR from the chain ladder")
+    if mack is not None and not isinstance(mack, str) and mack.tail_sigma_failed_:
+        out.append("chainladder: Mack's standard error with the constant tail is not "
+                   "given (null): chainladder extrapolates the tail's sigma from the "
+                   "triangle's own, and on this triangle that gives a sigma not finite or "
+                   "above every link's (links where nothing developed); the IBNR stands")
     for name, est in fitted.items():
         if isinstance(est, str) or not est.unestimated_.any():
             continue
@@ -239,14 +245,21 @@ def diagnostics(d: dict) -> dict:
 
 def reserve(url: str, product_id: str, as_of: str, *, by: str = "month",
             method: str = "chainladder", loss_ratio: float | None = None,
-            tail: str | None = None) -> dict:
+            tail: str | None = None, tail_factor: float | None = None) -> dict:
     """What ``puhui reserve`` writes to reserve.json (yuan; see the module); the
     settings after ``as_of`` are the command's options (``tail`` None: no development
-    beyond the triangle's last age)."""
+    beyond the triangle's last age; ``tail_factor`` a constant tail factor >= 1 given
+    from outside the triangle, not together with ``tail``)."""
     from puhui.claims.ledger import shown_url
+    from puhui.reserving.methods import tail_factor as checked_factor
     from puhui.reserving.triangles import build_triangle
 
     day = parse_day(as_of)
+    if tail_factor is not None:
+        if tail is not None:
+            raise InputError(f"--tail-factor {tail_factor} with --tail {tail}: give one "
+                             f"(a curve fitted to the triangle, or a factor from outside)")
+        tail_factor = checked_factor(tail_factor)
     if loss_ratio is not None and not 0 < loss_ratio < 10:
         raise InputError(f"--loss-ratio {loss_ratio}: give the priced loss ratio as a "
                          f"fraction (0.85 for 85 %)")
@@ -256,13 +269,13 @@ def reserve(url: str, product_id: str, as_of: str, *, by: str = "month",
                          amount="payout_fen", as_of=pd.Timestamp(day), grain=GRAIN[by])
     premium = earned_premium_fen(policies, tri.origins, day)
     fitted = fit_methods(tri, premium, METHODS if method == "all" else (method,), loss_ratio,
-                         tail)
+                         tail if tail_factor is None else tail_factor)
     cells = np.where(tri.known, tri.values / 100, np.nan)
     return {
         "product_id": product_id, "as_of": day.isoformat(), "by": by,
         "ledger": shown_url(url), "basis": "paid: origin = settlement date, development "
         "= the payment's business date", "method": method, "prior_loss_ratio": loss_ratio,
-        "tail": tail or "none",
+        "tail": "constant" if tail_factor is not None else (tail or "none"),
         "reported_triangle": NO_REPORTED, "entries": counts,
         "triangle": {"origins": [str(o) for o in tri.origins],
                      "cumulative_paid_yuan": [[None if np.isnan(v) else round(float(v), 2)
@@ -298,7 +311,9 @@ def summary_markdown(res: dict) -> str:
         se = "std_err_total_yuan" in m
         lines.append(f"IBNR {m['ibnr_total_yuan']:,.2f} yuan"
                      + (f" (Mack s.e. {m['std_err_total_yuan']:,.2f})" if se and
-                        m["std_err_total_yuan"] is not None else "") + ".")
+                        m["std_err_total_yuan"] is not None else "") + "."
+                     + (f" Tail beyond the last age: {res['tail']}, factor "
+                        f"{_shown_factor(m['tail_factor'])}." if res["tail"] != "none" else ""))
         lines += ["", "| origin | paid | ultimate | IBNR |" + (" s.e. |" if se else ""),
                   "|---|---:|---:|---:|" + ("---:|" if se else "")]
         for r in m["by_origin"]:
@@ -319,6 +334,10 @@ def _finite(obj):
     if isinstance(obj, (np.integer, np.bool_)):
         return obj.item()
     return obj
+
+
+def _shown_factor(v) -> str:
+    return "n/a" if v is None else f"{v:.6f}"
 
 
 def _shown(v) -> str:

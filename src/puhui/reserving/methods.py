@@ -102,17 +102,38 @@ def _premium_weight(clt, earned_premium_fen, n: int):
 TAILS = ("exponential", "inverse_power")
 
 
-def developed(clt, tail: str | None = None, sigma_interpolation: str = "log-linear"):
+def tail_factor(value) -> float:
+    """A constant tail factor given from outside the triangle: a finite number >= 1,
+    or InputError."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"tail factor {value!r}: not a number; give one >= 1 (1.05 for "
+                         f"5 % more to come beyond the triangle's last age)") from None
+    if not np.isfinite(f) or f < 1:
+        raise InputError(f"tail factor {value!r}: give a finite number >= 1 (the "
+                         f"cumulative development beyond the triangle's last age)")
+    return f
+
+
+def developed(clt, tail=None, sigma_interpolation: str = "log-linear"):
     """The triangle with its volume-weighted development factors (chainladder's
-    ``Development``) and, with ``tail``, a tail factor beyond the last age: the curve
-    fitted to f_j - 1 against the age j ("exponential": log(f_j - 1) = a + b j, R
-    ChainLadder's ``tail = TRUE``; "inverse_power": log(f_j - 1) = a + b log j) and
-    extrapolated 100 periods, the tail factor being the product of (1 + its values)."""
+    ``Development``) and, with ``tail``, a tail factor beyond the last age: a curve
+    name, the curve fitted to f_j - 1 against the age j ("exponential": log(f_j - 1) =
+    a + b j, R ChainLadder's ``tail = TRUE``; "inverse_power": log(f_j - 1) = a + b log
+    j) and extrapolated 100 periods, the tail factor being the product of (1 + its
+    values); a number F >= 1, that tail factor given from outside (chainladder's
+    ``TailConstant(tail=F)``, its default decay 0.5 spreading F over the periods after
+    the last age; the product of the appended factors is F)."""
     import chainladder as cl
 
-    if tail is not None and tail not in TAILS:
-        raise InputError(f"tail {tail!r}: use None, {' or '.join(map(repr, TAILS))}")
+    constant = _is_constant(tail)
+    if tail is not None and not constant and tail not in TAILS:
+        raise InputError(f"tail {tail!r}: use None, a factor >= 1, "
+                         f"{' or '.join(map(repr, TAILS))}")
     dev = cl.Development(sigma_interpolation=sigma_interpolation).fit_transform(clt)
+    if constant:
+        return cl.TailConstant(tail=tail_factor(tail)).fit_transform(dev)
     return dev if tail is None else cl.TailCurve(curve=tail).fit_transform(dev)
 
 
@@ -147,7 +168,8 @@ class _Reserving:
         self.ldf_ = ldf
         self.tail_factor_ = float(np.prod(ldf[len(triangle.origins) - 1:]))
         self.unestimated_ = _unestimated(triangle, ldf, raw)
-        self._after_fit(clt)
+        with _quiet():          # chainladder computes Mack's errors lazily, here
+            self._after_fit(clt)
         return self
 
     def _after_fit(self, clt):
@@ -168,16 +190,20 @@ class MackChainLadder(_Reserving):
     ("log-linear", R ChainLadder's default, or "mack", Mack's approximation
     sigma_{n-1}^2 = min(sigma_{n-2}^4 / sigma_{n-3}^2, sigma_{n-3}^2, sigma_{n-2}^2)).
 
-    ``tail``: None (no development beyond the triangle's last age) or a curve of
-    :data:`TAILS` (:func:`developed`); every method takes it.
+    ``tail``: None (no development beyond the triangle's last age), a curve of
+    :data:`TAILS` or a constant tail factor >= 1 (:func:`developed`); every method
+    takes it.
 
     Fitted: ``ultimate_fen_``, ``ibnr_fen_`` (int64), ``std_err_fen_`` (each origin's
     reserve) and ``total_std_err_fen_`` (whole fen as floats: NaN where the triangle
     gives no estimate), ``ldf_`` (age-to-age factors, then the tail's),
-    ``tail_factor_`` (1 without a tail), ``diagnostics_``.
+    ``tail_factor_`` (1 without a tail), ``diagnostics_``, ``tail_sigma_failed_``
+    (a constant tail whose extrapolated sigma is not usable: the s.e. are then NaN,
+    :func:`_tail_sigma_fails`).
     """
 
-    def __init__(self, sigma_interpolation: str = "log-linear", tail: str | None = None):
+    def __init__(self, sigma_interpolation: str = "log-linear",
+                 tail: str | float | None = None):
         self.sigma_interpolation = sigma_interpolation
         self.tail = tail
 
@@ -193,6 +219,27 @@ class MackChainLadder(_Reserving):
         self.std_err_fen_ = np.where(np.isnan(se) & (self.ibnr_fen_ == 0), 0.0, se)
         total = np.asarray(self.model_.total_mack_std_err_.values).ravel()[0]
         self.total_std_err_fen_ = float(_round_half_away(total))
+        self.tail_sigma_failed_ = _is_constant(self.tail) and _tail_sigma_fails(
+            self.model_, len(self.triangle_.origins))
+        if self.tail_sigma_failed_:
+            self.std_err_fen_ = np.full(len(se), np.nan)
+            self.total_std_err_fen_ = float("nan")
+
+
+def _is_constant(tail) -> bool:
+    """Whether ``tail`` is a constant tail factor (a number), not a curve's name."""
+    return isinstance(tail, (int, float, np.number)) and not isinstance(tail, bool)
+
+
+def _tail_sigma_fails(mack, n: int) -> bool:
+    """Whether chainladder's sigma for a constant tail (extrapolated log-linearly from
+    the triangle's sigma_j, ``TailBase._get_tail_stats``) is not finite or larger than
+    every link's own: the fit it extrapolates has gone wrong (a link with sigma 0, where
+    nothing developed, makes it infinite; a study triangle gave 1e150), and the s.e.
+    built on it is not one."""
+    sigma = np.asarray(mack.X_.sigma_.values, dtype=np.float64)[0, 0, 0]
+    own = sigma[:n - 1][np.isfinite(sigma[:n - 1])]
+    return not np.isfinite(sigma[-1]) or (own.size > 0 and sigma[-1] > own.max())
 
 
 class BornhuetterFerguson(_Reserving):
@@ -203,7 +250,7 @@ class BornhuetterFerguson(_Reserving):
     where P_i is origin i's earned premium (``fit(triangle, earned_premium_fen)``) and
     CDF_i the chain ladder's cumulative factor to ultimate from its latest age."""
 
-    def __init__(self, prior_loss_ratio: float, tail: str | None = None):
+    def __init__(self, prior_loss_ratio: float, tail: str | float | None = None):
         self.prior_loss_ratio = prior_loss_ratio
         self.tail = tail
 
@@ -227,7 +274,7 @@ class CapeCod(_Reserving):
     against it (``loss_ratio_gap_`` = fitted - prior)."""
 
     def __init__(self, prior_loss_ratio: float | None = None, decay: float = 1.0,
-                 tail: str | None = None):
+                 tail: str | float | None = None):
         self.prior_loss_ratio = prior_loss_ratio
         self.decay = decay
         self.tail = tail
