@@ -628,11 +628,18 @@ def ledger_export(url, out_file):
     click.echo(f"wrote {len(df):,} entries to {out_file}")
 
 
+def _ledger_and_product(command):
+    """The ``--ledger`` and ``--product`` options of the commands that read a product's
+    payments from an existing ledger (reserve, monitor)."""
+    command = click.option("--product", "product_id", required=True,
+                           help="product id, as the ledger's policies name it")(command)
+    return click.option("--ledger", "url", required=True,
+                         help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (the "
+                              "ledger must exist)")(command)
+
+
 @cli.command()
-@click.option("--ledger", "url", required=True,
-              help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (the ledger must exist)")
-@click.option("--product", "product_id", required=True,
-              help="product id, as the ledger's policies name it")
+@_ledger_and_product
 @click.option("--as-of", "as_of", required=True, metavar="DATE",
               help="the valuation date: payments effective on or before it count")
 @click.option("--by", type=click.Choice(["month", "quarter"]), default="month",
@@ -674,10 +681,7 @@ def reserve(url, product_id, as_of, by, method, loss_ratio, tail, tail_factor, o
 
 
 @cli.command()
-@click.option("--ledger", "url", required=True,
-              help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (the ledger must exist)")
-@click.option("--product", "product_id", required=True,
-              help="product id, as the ledger's policies name it")
+@_ledger_and_product
 @click.option("--as-of", "as_of", required=True, metavar="DATE",
               help="the date the year is seen at: payments effective on or before it count")
 @click.option("--pricing", "pricing_file", required=True, metavar="PRICED_DIR/pricing.json",

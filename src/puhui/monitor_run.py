@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from puhui.errors import InputError
+from puhui.reserve_run import cover_days, yuan_of
 
 METHODS = ("chainladder", "bf", "capecod")
 LEVEL = 0.90
@@ -106,17 +107,10 @@ def _positive(v, path, key: str, zero: bool = False) -> float:
     return float(v)
 
 
-def _cover(policies: pd.DataFrame):
-    """(start, end exclusive, days) of each policy's cover, numpy days."""
-    start = pd.to_datetime(policies["start_date"]).to_numpy("datetime64[D]")
-    end = pd.to_datetime(policies["end_date"]).to_numpy("datetime64[D]") + 1
-    return start, end, np.maximum((end - start).astype(np.int64), 1)
-
-
 def exposure_years(policies: pd.DataFrame, lo: dt.date, hi: dt.date) -> float:
     """Policy-years of cover from ``lo`` to ``hi`` inclusive: each policy's days in the
     window over its cover's days (a whole year's cover is 1)."""
-    start, end, days = _cover(policies)
+    start, end, days = cover_days(policies)
     a, b = np.datetime64(lo, "D"), np.datetime64(hi, "D") + 1
     overlap = np.clip((np.minimum(end, b) - np.maximum(start, a)).astype(np.int64), 0, None)
     return float((overlap / days).sum())
@@ -124,7 +118,7 @@ def exposure_years(policies: pd.DataFrame, lo: dt.date, hi: dt.date) -> float:
 
 def unexpired_premium_fen(policies: pd.DataFrame, as_of: dt.date) -> int:
     """Premium of the cover days after ``as_of`` (each policy's premium over its days)."""
-    start, end, days = _cover(policies)
+    start, end, days = cover_days(policies)
     a = np.datetime64(as_of, "D") + 1
     left = np.clip((end - np.maximum(start, a)).astype(np.int64), 0, None)
     return int(np.floor((policies["premium_fen"].to_numpy(np.float64) * left / days).sum()
@@ -175,10 +169,6 @@ def lognormal_interval(paid_fen: int, ibnr_fen: int, se_fen: float | None,
             "" if ibnr_fen >= 0 else " where not negative (here it is: reversals)")
     return {"level": LEVEL, "lower": round((paid_fen + lo) / premium_fen, 4),
             "upper": round((paid_fen + hi) / premium_fen, 4), "basis": basis}
-
-
-def _yuan(fen) -> float | None:
-    return None if fen is None or not math.isfinite(float(fen)) else round(float(fen) / 100, 2)
 
 
 def _ratio(a: float, e: float) -> float | None:
@@ -232,7 +222,7 @@ def month_rows(months, ctx: dict) -> list[dict]:
 def _edge(r: dict) -> dict:
     """A row of fen at the edge: yuan, A/E."""
     return {**{k: v for k, v in r.items() if not k.endswith("_fen")},
-            **{k[:-4] + "_yuan": _yuan(v) for k, v in r.items() if k.endswith("_fen")},
+            **{k[:-4] + "_yuan": yuan_of(v) for k, v in r.items() if k.endswith("_fen")},
             "actual_to_expected": _ratio(r["actual_fen"], r["expected_fen"])}
 
 
@@ -367,17 +357,17 @@ def monitor(url: str, product_id: str, as_of: str, pricing_path: str | Path,
         "product_id": product_id, "as_of": day.isoformat(), "ledger": shown_url(url),
         "pricing": {"file": pricing["file"], "expected_loss_ratio":
                     pricing["expected_loss_ratio"], "pure_premium_yuan": {
-                        b: _yuan(v) for b, v in pricing["pure_premium_fen"].items()},
-                    "process_sd_per_policy_yuan": _yuan(sd)},
+                        b: yuan_of(v) for b, v in pricing["pure_premium_fen"].items()},
+                    "process_sd_per_policy_yuan": yuan_of(sd)},
         "year": _year(policies, day), "method": method, "entries": counts,
-        "earned_premium_yuan": _yuan(earned), "paid_yuan": _yuan(paid),
-        "ibnr_yuan": _yuan(ibnr), "ibnr_std_err_yuan": _yuan(se),
-        "ibnr_by_method_yuan": {k: _yuan(v.ibnr_total_fen_) for k, v in fitted.items()
+        "earned_premium_yuan": yuan_of(earned), "paid_yuan": yuan_of(paid),
+        "ibnr_yuan": yuan_of(ibnr), "ibnr_std_err_yuan": yuan_of(se),
+        "ibnr_by_method_yuan": {k: yuan_of(v.ibnr_total_fen_) for k, v in fitted.items()
                                 if not isinstance(v, str)},
         "comprehensive_loss_ratio": {
             "value": _ratio(actual, earned), "priced": pricing["expected_loss_ratio"],
             "interval": lognormal_interval(paid, ibnr, se, earned)},
-        "year_to_date": {"actual_yuan": _yuan(actual), "expected_yuan": _yuan(expected),
+        "year_to_date": {"actual_yuan": yuan_of(actual), "expected_yuan": yuan_of(expected),
                          "actual_to_expected": None if ae is None else round(ae, 4),
                          "band": band(expected, sum(ctx["exposure"]), sd)},
         "by_month": summarise(rows, "month", sd),
@@ -402,7 +392,7 @@ def _year(policies: pd.DataFrame, day: dt.date) -> dict:
     start = pd.to_datetime(policies["start_date"]).min().date()
     end = pd.to_datetime(policies["end_date"]).max().date()
     return {"start": start.isoformat(), "end": end.isoformat(), "policies": int(len(policies)),
-            "written_premium_yuan": _yuan(int(policies["premium_fen"].sum())),
+            "written_premium_yuan": yuan_of(int(policies["premium_fen"].sum())),
             "elapsed_share": round(min(1.0, ((day - start).days + 1) /
                                        ((end - start).days + 1)), 4)}
 
@@ -410,7 +400,7 @@ def _year(policies: pd.DataFrame, day: dt.date) -> dict:
 def _deficiency_edge(d: dict, actual_fen: int, written_fen: int) -> dict:
     """The test at the edge (yuan), with the year's projected loss ratio: (actual to
     date + expected claims for the rest) / written premium."""
-    out = {k[:-4] + "_yuan" if k.endswith("_fen") else k: (_yuan(v) if k.endswith("_fen")
+    out = {k[:-4] + "_yuan" if k.endswith("_fen") else k: (yuan_of(v) if k.endswith("_fen")
                                                            else v) for k, v in d.items()}
     out["projected_loss_ratio"] = _ratio(actual_fen + d["expected_claims_fen"], written_fen)
     out["deficient"] = d["deficiency_fen"] > 0

@@ -102,6 +102,14 @@ def _nothing_usable(entries: pd.DataFrame, undated: int, day: str, product_id: s
                         if first else "; run a claims batch first"))
 
 
+def cover_days(policies: pd.DataFrame):
+    """(start, end exclusive, days) of each policy's cover (start to end inclusive),
+    numpy days; a cover of no day counts one (no division by zero)."""
+    start = pd.to_datetime(policies["start_date"]).to_numpy("datetime64[D]")
+    end = pd.to_datetime(policies["end_date"]).to_numpy("datetime64[D]") + 1
+    return start, end, np.maximum((end - start).astype(np.int64), 1)
+
+
 def earned_premium_fen(policies: pd.DataFrame, origins: pd.PeriodIndex, as_of: dt.date
                        ) -> np.ndarray:
     """Premium earned in each origin period up to ``as_of``, fen: each policy's premium
@@ -109,10 +117,8 @@ def earned_premium_fen(policies: pd.DataFrame, origins: pd.PeriodIndex, as_of: d
     total is rounded, and each period is its difference, so the periods add up to the
     premium earned to date to the fen (rounded one by one, a year of twelve months came
     to 11,999.99 yuan of 12,000.00 written: review s22)."""
-    start = pd.to_datetime(policies["start_date"]).to_numpy("datetime64[D]")
-    end = pd.to_datetime(policies["end_date"]).to_numpy("datetime64[D]") + 1
-    days = (end - start).astype(np.int64)
-    per_day = policies["premium_fen"].to_numpy(np.float64) / np.maximum(days, 1)
+    start, end, days = cover_days(policies)
+    per_day = policies["premium_fen"].to_numpy(np.float64) / days
     stop = np.datetime64(as_of, "D") + 1
     out = np.zeros(len(origins))
     for k, p in enumerate(origins):
@@ -201,9 +207,12 @@ def stale_warnings(use: pd.DataFrame, as_of: dt.date, grain: str = "M") -> list[
             f"ladder; run a claims batch with --as-of {as_of} first"]
 
 
-def _yuan(fen) -> float | None:
-    x = float(fen)
-    return None if not np.isfinite(x) else round(x / 100, 2)
+def yuan_of(fen) -> float | None:
+    """Fen (a number) as yuan for JSON, two decimals; None where there is none or it is
+    not finite (JSON has no NaN)."""
+    if fen is None or not np.isfinite(float(fen)):
+        return None
+    return round(float(fen) / 100, 2)
 
 
 def method_result(est) -> dict:
@@ -211,18 +220,18 @@ def method_result(est) -> dict:
     standard errors where the method has them, the factors and the diagnostics."""
     origins = est.triangle_.origins.astype(str)
     se = getattr(est, "std_err_fen_", None)
-    rows = [{"origin": o, "latest_yuan": _yuan(est.latest_fen_[i]),
-             "ultimate_yuan": _yuan(est.ultimate_fen_[i]), "ibnr_yuan": _yuan(est.ibnr_fen_[i]),
+    rows = [{"origin": o, "latest_yuan": yuan_of(est.latest_fen_[i]),
+             "ultimate_yuan": yuan_of(est.ultimate_fen_[i]), "ibnr_yuan": yuan_of(est.ibnr_fen_[i]),
              "estimated": not bool(est.unestimated_[i]),
-             **({"std_err_yuan": _yuan(se[i])} if se is not None else {})}
+             **({"std_err_yuan": yuan_of(se[i])} if se is not None else {})}
             for i, o in enumerate(origins)]
-    out = {"ibnr_total_yuan": _yuan(est.ibnr_total_fen_), "by_origin": rows,
+    out = {"ibnr_total_yuan": yuan_of(est.ibnr_total_fen_), "by_origin": rows,
            "development_factors": [_number(x) for x in
                                    est.ldf_[:est.triangle_.values.shape[1] - 1]],
            "tail_factor": _number(est.tail_factor_),
            "diagnostics": diagnostics(est.diagnostics_)}
     if se is not None:
-        out["std_err_total_yuan"] = _yuan(est.total_std_err_fen_)
+        out["std_err_total_yuan"] = yuan_of(est.total_std_err_fen_)
     if getattr(est, "loss_ratio_", None) is not None:
         out["loss_ratio"] = float(est.loss_ratio_[0])
         gap = getattr(est, "loss_ratio_gap_", None)
