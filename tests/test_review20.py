@@ -443,12 +443,11 @@ def test_a_renewal_model_predicts_a_code_its_fit_never_saw():
     assert got == pytest.approx([0.6, 0.6])           # 6 of 10: the saturated fit
 
 
-@pytest.mark.xfail(strict=True, reason="adjudicate (and a batch) without lines pays the "
-                   "line benefits nothing with reason NOT_COVERED, as if the product did not "
-                   "cover the drugs: on the sample's first 6,000 persons special_drugs falls "
-                   "from 21,898.49 yuan to 0. A reason of its own (no lines given) or a "
-                   "refusal when the product has line benefits is a contract choice")
 def test_forgetting_the_lines_is_not_reported_as_not_covered(small):
+    """Adjudicating without lines paid the line benefits nothing with reason NOT_COVERED,
+    as if the product did not cover the drugs (on the sample's first 6,000 persons
+    special_drugs fell from 21,898.49 yuan to 0). They now read LINES_NOT_GIVEN (session
+    23): the settlements the lines pay, and only where the benefit applies."""
     eob = puhui.adjudicate(small.settlements, small.policies, P)
     with_lines = puhui.adjudicate(small.settlements, small.policies, P, lines=small.lines)
     paid = with_lines[(with_lines["benefit"] == "special_drugs")
@@ -456,6 +455,11 @@ def test_forgetting_the_lines_is_not_reported_as_not_covered(small):
     assert len(paid)                                   # the cut has special-drug payouts
     lost = eob[(eob["benefit"] == "special_drugs") & eob["setl_id"].isin(paid)]
     assert not (lost["reason"] == "NOT_COVERED").any()
+    assert (lost["reason"] == "LINES_NOT_GIVEN").all() and (lost["payout_amt"] == 0).all()
+    # benefits that do not read lines keep their reasons, and with lines nothing says so
+    assert (eob[eob["benefit"] == "hospital"]["reason"].to_numpy()
+            == with_lines[with_lines["benefit"] == "hospital"]["reason"].to_numpy()).all()
+    assert not (with_lines["reason"] == "LINES_NOT_GIVEN").any()
 
 
 # --- a batch on data without settlement lines (session 20, after review 20) -------------

@@ -369,7 +369,7 @@ def reversal_map(st: pd.DataFrame, usable: np.ndarray) -> dict:
 def lines_missing_warning(product: Product, has_lines: bool, api: bool = False) -> str | None:
     """What a batch (or ``puhui.adjudicate``) says when the data holds no settlement
     lines and the product has benefits that read them: those benefits are decided
-    without lines and pay nothing now (their reason reads NOT_COVERED), which must not
+    without lines and pay nothing now (their reason reads LINES_NOT_GIVEN), which must not
     pass unseen. The lines file is optional in the data contract, so this is a warning
     (in summary.json's ``warnings``, on stderr), not a refusal. None otherwise.
     ``api``: worded for ``puhui.adjudicate`` (its remedy: ``lines=``)."""
@@ -381,7 +381,7 @@ def lines_missing_warning(product: Product, has_lines: bool, api: bool = False) 
                             "a later batch whose data holds the lines pays what is due"))
     return (f"{what} settlement lines (settlement_lines.parquet), and "
             f"{product.id}'s benefit(s) {', '.join(wanted)} are paid from them: they were "
-            f"decided without lines and paid nothing {where} (reason NOT_COVERED); {remedy}")
+            f"decided without lines and paid nothing {where} (reason LINES_NOT_GIVEN); {remedy}")
 
 
 def drug_items() -> pd.DataFrame:
@@ -1289,7 +1289,8 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     acc = _with_kept(_accumulators(product, dec, dec.settlements["policy_no"].to_numpy()), kept)
     # the ledger keeps the decisions with something to say (not "no policy", "outside
     # the policy" or "not covered", which the EOB lists)
-    keep = long[~long["reason"].isin(["NO_POLICY", "OUTSIDE_POLICY", "NOT_COVERED"])]
+    keep = long[~long["reason"].isin(["NO_POLICY", "OUTSIDE_POLICY", "NOT_COVERED",
+                                      "LINES_NOT_GIVEN"])]
     dec_rows = list(zip(keep["setl_id"], keep["benefit"], keep["psn_no"].astype(str),
                         keep["policy_no"], keep["eligible_amt"].astype(int).tolist(),
                         keep["deductible_amt"].astype(int).tolist(),
