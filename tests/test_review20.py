@@ -175,17 +175,22 @@ def test_the_batch_workbook_says_yes_or_no_not_python_true():
 
 # --- left open -----------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="fen held as floats (amounts x 100) pass every rule "
-                   "when no settlement lines tie them to a total: the API pays 100 times "
-                   "the yuan figure; a guard (all amounts whole numbers over many rows) "
-                   "is a design choice for the lead")
 def test_fen_as_floats_are_not_paid_as_yuan(small):
+    """Fen held as floats (amounts x 100) passed every rule when no settlement lines tie
+    them to a total, and the API paid 100 times the yuan figure. Refused since session 23
+    (every amount whole and a median cost above 10,000 yuan); the same data in yuan, and
+    a few whole-yuan settlements, pass."""
     money = ["medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt",
              "inscp_scp_amt", "act_pay_dedc", "hifp_pay", "hifob_pay", "hifmi_pay",
              "maf_pay", "psn_part_amt"]
     st = small.settlements.assign(**{c: small.settlements[c] * 100 for c in money})
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="look like fen held as floats"):
         puhui.adjudicate(st, small.policies, P)
+    assert not (small.settlements[money].to_numpy() % 1 == 0).all()     # yuan carry fen
+    whole = small.settlements.head(30).assign(
+        **{c: small.settlements[c].head(30).round(0) for c in money})
+    with pytest.warns(UserWarning, match="LINES_NOT_GIVEN"):      # 30 rows: too few to judge
+        assert len(puhui.adjudicate(whole, small.policies, P))
 
 
 # --- ClaimsBatch speaks of its own parameters ----------------------------------------
