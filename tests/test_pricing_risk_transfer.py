@@ -354,7 +354,7 @@ def test_price_refuses_a_bad_treaty_file_with_exit_2(tmp_path):
 def priced_with_treaties(tmp_path_factory):
     out = tmp_path_factory.mktemp("rt") / "out"
     r = puhui("price", "--product", PRODUCT, "--data", SAMPLE, "--out", out,
-              "--treaties", EXAMPLE, "--no-backtest")
+              "--treaties", EXAMPLE, "--no-backtest", "--lang", "zh")
     assert r.returncode == 0, r.stdout + r.stderr
     return out, r.stdout
 
@@ -404,8 +404,11 @@ def test_price_with_treaties_keeps_the_identities(priced_with_treaties):
     # a per-person excess of loss above 300,000 yuan is a small part of the whole
     assert 0 < xl["expected_ceded_per_policy"] < 0.05 * f["pure_premium"]["total"]
     assert "risk transfer (example-huhuibao-2025.toml): net premium" in stdout
-    html = (out / "report.html").read_text(encoding="utf-8")
-    assert "Risk transfer" in html and "per-person-xl" in html
+    from test_reports import english_runs
+
+    html = (out / "report.html").read_text(encoding="utf-8")        # in Chinese
+    assert "风险转移" in html and "per-person-xl" in html and "毛额（分保前）" in html
+    assert english_runs(html) == []
     m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert m["options"]["treaties"].endswith("example-huhuibao-2025.toml")
     assert m["options"]["in_basis"]["treaties"] == "treaties/example-huhuibao-2025.toml"

@@ -102,27 +102,45 @@ class PersonPayout:
         top = sum(g.limit * max(getattr(models[g.id], "level_", 1.0), 1.0) for g in groups)
         self.span = top / (GRID - 2 * len(groups) - 2)
 
-    def group_payout(self, terms, i: int):
-        """Group ``terms``' annual benefit in cell ``i``: (values, probs) or None."""
+    def group_key(self, terms, i: int) -> tuple:
+        """What group ``terms``' benefit in cell ``i`` depends on (cells alike in it share
+        one distribution: on the sample 145 distinct of 660)."""
+        comps = (self.models[terms.id].cell_components(self.rates[terms.id], i,
+                                                      severity_factor=self.sev_trend)
+                 if terms.id in self.rates else None)
+        ext = ((float(self.ext[terms.id][1][i]), float(self.ext[terms.id][2][i]))
+               if terms.id in self.ext else None)
+        return terms.id, comps, bool(self.pre[i]), ext
+
+    def group_payout(self, terms, key: tuple):
+        """Group ``terms``' annual benefit for ``key`` (:meth:`group_key`): (values,
+        probs) or None."""
+        _, comps, pre, ext = key
         model = self.models[terms.id]
-        data = None
-        if terms.id in self.rates:
-            comps = model.cell_components(self.rates[terms.id], i,
-                                          severity_factor=self.sev_trend)
-            data = model_payout(model, terms, comps, bool(self.pre[i]))
-        if terms.id not in self.ext:
+        data = model_payout(model, terms, comps, pre) if comps is not None else None
+        if ext is None:
             return data
-        z, m, v = self.ext[terms.id]
-        return mixed(z, data if data is not None else (None, None),
-                     external_payout(float(m[i]), float(v[i]), terms.limit) or (None, None))
+        return mixed(self.ext[terms.id][0], data if data is not None else (None, None),
+                     external_payout(*ext, terms.limit) or (None, None))
+
+    def group_transform(self, terms, i: int):
+        """The rfft of group ``terms``' benefit in cell ``i`` on the grid (None: pays
+        nothing), each distinct one computed once."""
+        key = self.group_key(terms, i)
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            pair = self.group_payout(terms, key)
+            memo[key] = (None if pair is None
+                         else np.fft.rfft(on_grid(*pair, self.span, GRID)))
+        return memo[key]
 
     def cell_pmf(self, i: int) -> tuple[np.ndarray, float]:
         """Cell ``i``'s payout pmf and its span in yuan (the credibility factor
         applied to the span)."""
         transform = np.ones(GRID // 2 + 1, dtype=complex)
         for terms in self.groups:
-            pair = self.group_payout(terms, i)
-            if pair is not None:
-                transform = transform * np.fft.rfft(on_grid(*pair, self.span, GRID))
+            t = self.group_transform(terms, i)
+            if t is not None:
+                transform = transform * t
         p = np.clip(np.fft.irfft(transform, n=GRID), 0.0, None)
         return p / p.sum(), self.span * float(self.factor[i])
