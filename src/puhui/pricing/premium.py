@@ -991,8 +991,9 @@ def risk_transfer_step(treaties):
 
 
 def person_note(layers: dict, pure_total: float) -> dict | None:
-    """What the per-person distribution's mean is beside the pure premium (None when no
-    treaty reads it)."""
+    """What the per-person distribution's mean is beside the pure premium, as the first
+    excess of loss sees it (after any quota share before it; None when no treaty reads
+    it)."""
     if not layers:
         return None
     first = next(iter(layers.values()))
