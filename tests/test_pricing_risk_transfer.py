@@ -56,7 +56,7 @@ def test_quota_share_then_stop_loss_by_hand():
     qs = Treaty("qs", "quota_share", share_bp=3000, commission_bp=2000)
     sl = Treaty("sl", "stop_loss", attachment_bp=9000, width_bp=8000, loading_bp=5000)
     ts = TreatySet("toy", Path("toy.toml"), (qs, sl), 0.8)
-    fig = rt.risk_transfer(ts, _sim(TOTALS, PREMIUM), {}, level=0.5)
+    fig = rt.risk_transfer(ts, _sim(TOTALS, PREMIUM), {}, None, level=0.5)
 
     left, sl_ceded, net = [], [], []
     for x in TOTALS:
@@ -93,13 +93,23 @@ def test_quota_share_then_stop_loss_by_hand():
     assert n["capital_total"] == pytest.approx((s[3] - mean_net) / 100, abs=0.006)
     g = fig["gross"]
     assert g["capital_total"] == pytest.approx((sorted(TOTALS)[3] - sum(TOTALS) / 5) / 100)
+    # each alone on the gross: the quota share as in order (it is first); the stop loss
+    # on the gross premium 100,000: A = 90,000, W = 80,000
+    assert q_row["alone"]["net_after"] == q_row["net_after"]
+    alone = [min(max(x - 90_000, 0), 80_000) for x in TOTALS]       # 0 0 10k 40k 80k
+    assert s_row["alone"]["expected_ceded_total"] == pytest.approx(sum(alone) / 5 / 100)
+    kept = [x - c for x, c in zip(TOTALS, alone)]
+    a = s_row["alone"]["net_after"]
+    assert a["premium_total"] == pytest.approx((100_000 - 1.5 * sum(alone) / 5) / 100, abs=0.006)
+    assert a["expected_claims_total"] == pytest.approx(sum(kept) / 5 / 100, abs=0.006)
+    assert a["claims_at_quantile_total"] == sorted(kept)[3] / 100
 
 
 def test_a_stop_loss_priced_by_rate_and_the_subject_premium():
     """A rate is a share of the subject premium, whatever the claims: 2 % of 1,000 yuan."""
     sl = Treaty("sl", "stop_loss", attachment_bp=10_000, width_bp=5000, rate_bp=200)
     fig = rt.risk_transfer(TreatySet("t", Path("t.toml"), (sl,), 0.9),
-                           _sim(TOTALS, PREMIUM), {}, level=0.9)
+                           _sim(TOTALS, PREMIUM), {}, None, level=0.9)
     row = fig["treaties"][0]
     assert row["reinsurance_premium_total"] == 20.00
     # claims above 100,000 fen cede up to 50,000: 30,000 and 50,000
@@ -399,6 +409,12 @@ def test_price_with_treaties_keeps_the_identities(priced_with_treaties):
         assert a["capital_total"] <= before["capital_total"]     # each treaty cuts the tail
         before = a
     assert R["net"] == R["treaties"][-1]["net_after"]
+    # alone on the gross: the first treaty as in order; the quota share 20 % of the
+    # gross claims; the stop loss on the gross premium recovers more than after the rest
+    assert xl["alone"]["net_after"] == xl["net_after"]
+    assert qs["alone"]["expected_ceded_total"] == pytest.approx(
+        0.2 * g["expected_claims_total"], abs=0.02)
+    assert sl["alone"]["expected_ceded_total"] > sl["expected_ceded_total"]
     # the stop loss's layer: at most its width of the retained premium
     assert sl["expected_ceded_total"] <= 0.5 * (g["premium_total"] - qs["ceded_premium_total"])
     # a per-person excess of loss above 300,000 yuan is a small part of the whole

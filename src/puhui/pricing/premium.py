@@ -983,7 +983,8 @@ def risk_transfer_step(treaties):
         sim = SimYear(np.rint(s.year_totals * 100).astype(np.int64),
                       np.asarray(s.draws_total, dtype=float), s.var_policy, s.pure_total,
                       int(round(s.basis * 100)) * s.n_policies, s.n_policies)
-        fig = risk_transfer(treaties, sim, layers, s.level)
+        fig = risk_transfer(treaties, sim, layers,
+                            lambda chain: person_layers(payout, s.w, chain), s.level)
         fig["premium_basis"] = s.figures["loss_ratio_basis"]
         fig["person_payout"] = person_note(layers, s.pure_total)
         s.figures["risk_transfer"] = fig

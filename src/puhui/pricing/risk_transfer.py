@@ -26,11 +26,13 @@ loading) (a stop loss may give a rate of P instead). The subject premium of a tr
 the premium left after the quota shares before it. The net premium is the gross less
 every reinsurance premium; the net loss ratio is the net expected claims over it, its
 interval the simulated net years over it; the capital is VaR_q of the simulated net
-year less its mean (:func:`puhui.reserving.treaties.net_capital`'s definition).
+year less its mean (:func:`puhui.reserving.treaties.net_capital`'s definition). Each
+treaty is also shown ``alone``: on its own on the gross years.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,19 +225,35 @@ def treaty_figures(t, got: dict, n: int) -> dict:
     return row
 
 
-def risk_transfer(ts, s: SimYear, layers: dict, level: float) -> dict:
+def risk_transfer(ts, s: SimYear, layers: dict, layers_for, level: float) -> dict:
     """``pricing.json``'s ``risk_transfer``: the gross position, each treaty in order
-    with the position it leaves, and the net (module docstring)."""
-    gross_premium = s.premium_fen
+    with the position it leaves, and the net; beside each, the treaty ``alone`` on the
+    gross (module docstring). ``layers``: :func:`person_layers` of the set;
+    ``layers_for(treaties)`` the same of another list (a treaty alone)."""
+    gross = dataclasses.replace(s, totals=s.totals.copy(), mean_draws=s.mean_draws.copy())
     spent = 0.0
     out = {"treaty_set": ts.id, "file": ts.path.name, "illustrative": ts.illustrative,
            "capital_quantile": ts.capital_quantile, "policies": s.policies,
-           "gross": position(s, gross_premium, level, ts.capital_quantile), "treaties": []}
+           "gross": position(s, s.premium_fen, level, ts.capital_quantile), "treaties": []}
     for t in ts.treaties:
         got = apply_treaty(s, t, layers)
         spent += got["reinsurance_premium_fen"]
         row = treaty_figures(t, got, s.policies)
-        row["net_after"] = position(s, gross_premium - spent, level, ts.capital_quantile)
+        row["net_after"] = position(s, gross.premium_fen - spent, level, ts.capital_quantile)
+        row["alone"] = alone(gross, t, layers_for, level, ts.capital_quantile)
         out["treaties"].append(row)
     out["net"] = out["treaties"][-1]["net_after"]
     return out
+
+
+def alone(gross: SimYear, t, layers_for, level: float, quantile: float) -> dict:
+    """Treaty ``t`` on its own on the gross years (a copy): what it cedes and costs, and
+    the position it leaves."""
+    s = dataclasses.replace(gross, totals=gross.totals.copy(),
+                            mean_draws=gross.mean_draws.copy())
+    got = apply_treaty(s, t, layers_for((t,)) if t.kind == "excess_of_loss" else {})
+    row = {k: v for k, v in treaty_figures(t, got, s.policies).items()
+           if k.endswith(("_total", "_per_policy"))}
+    row["net_after"] = position(s, gross.premium_fen - got["reinsurance_premium_fen"],
+                                level, quantile)
+    return row
