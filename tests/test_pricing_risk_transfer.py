@@ -116,6 +116,22 @@ def test_a_stop_loss_priced_by_rate_and_the_subject_premium():
     assert row["expected_ceded_total"] == pytest.approx((30_000 + 50_000) / 5 / 100)
 
 
+def test_a_set_that_cedes_the_whole_premium_has_no_loss_ratio():
+    """A 100 % quota share without commission keeps no premium: the net position has
+    no loss ratio (None, with a note; not NaN in pricing.json) and no claims."""
+    from puhui.cli import _risk_transfer_line
+
+    qs = Treaty("qs", "quota_share", share_bp=10_000)
+    fig = rt.risk_transfer(TreatySet("t", Path("t.toml"), (qs,), 0.8),
+                           _sim(TOTALS, PREMIUM), {}, None, level=0.5)
+    n = fig["net"]
+    assert n["premium_total"] == 0 and n["expected_claims_total"] == 0
+    assert n["expected_loss_ratio"] is None and n["loss_ratio_interval"]["lower"] is None
+    assert "no premium is kept" in n["note"]
+    json.dumps(fig, allow_nan=False)
+    assert "no net loss ratio" in _risk_transfer_line(fig)
+
+
 # -- one person's payout ---------------------------------------------------------------
 
 def test_a_person_layer_by_hand():

@@ -816,12 +816,14 @@ def _risk_transfer_line(rt: dict) -> str:
         return f"risk transfer ({rt['file']}): {rt['note']}"
     g, n = rt["gross"], rt["net"]
     iv = n["loss_ratio_interval"]
-    q = f"{rt['capital_quantile']:.1%}".replace("%", " %")
+    q = f"{rt['capital_quantile']:.1%}"
+    lr = (f"net expected loss ratio {n['expected_loss_ratio']:.1%} ({iv['level']:.0%} "
+          f"interval {iv['lower']:.1%} to {iv['upper']:.1%})"
+          if n["expected_loss_ratio"] is not None else f"no net loss ratio: {n.get('note')}")
     return (f"risk transfer ({rt['file']}): net premium {n['premium_per_policy']:,.2f} of "
-            f"{g['premium_per_policy']:,.2f} yuan per policy; net expected loss ratio "
-            f"{n['expected_loss_ratio']:.1%} ({iv['level']:.0%} interval {iv['lower']:.1%} to "
-            f"{iv['upper']:.1%}); capital at {q} {n['capital_total']:,.2f} yuan net, "
-            f"{g['capital_total']:,.2f} gross").replace("%", " %").replace("  %", " %")
+            f"{g['premium_per_policy']:,.2f} yuan per policy; {lr}; capital at {q} "
+            f"{n['capital_total']:,.2f} yuan net, {g['capital_total']:,.2f} "
+            f"gross").replace("%", " %")
 
 
 @cli.command()

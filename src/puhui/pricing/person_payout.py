@@ -100,6 +100,12 @@ class PersonPayout:
                                                                if g.id == gid)))
                     for gid, (z, a) in (external or {}).items()}
         top = sum(g.limit * max(getattr(models[g.id], "level_", 1.0), 1.0) for g in groups)
+        if not np.isfinite(top):
+            from puhui.errors import InputError
+
+            raise InputError("a per-person excess of loss needs every benefit's annual limit "
+                             "(a person's payout is bounded by their sum); give each benefit "
+                             "of the product a limit, or leave the excess of loss out")
         self.span = top / (GRID - 2 * len(groups) - 2)
 
     def group_key(self, terms, i: int) -> tuple:

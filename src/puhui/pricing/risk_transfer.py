@@ -181,16 +181,21 @@ def position(s: SimYear, premium_fen: float, level: float, quantile: float) -> d
     ``quantile`` of the year's claims less their mean (the capital)."""
     n = s.policies
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-    lr = s.totals / premium_fen if premium_fen > 0 else np.full(len(s.totals), np.nan)
     var = float(np.quantile(s.totals, quantile, method="inverted_cdf"))
-    return {"premium_total": _yuan(premium_fen), "premium_per_policy": _yuan(premium_fen / n),
-            "expected_claims_total": _yuan(s.expected * n * 100),
-            "expected_claims_per_policy": round(s.expected, 2),
-            "expected_loss_ratio": (round(s.expected * n * 100 / premium_fen, 4)
-                                    if premium_fen > 0 else None),
-            "loss_ratio_interval": {"level": level,
-                                    "lower": round(float(np.quantile(lr, lo)), 4),
-                                    "upper": round(float(np.quantile(lr, hi)), 4)},
+    out = {"premium_total": _yuan(premium_fen), "premium_per_policy": _yuan(premium_fen / n),
+           "expected_claims_total": _yuan(s.expected * n * 100),
+           "expected_claims_per_policy": round(s.expected, 2),
+           "expected_loss_ratio": None,
+           "loss_ratio_interval": {"level": level, "lower": None, "upper": None}}
+    if premium_fen > 0:
+        lr = s.totals / premium_fen
+        out["expected_loss_ratio"] = round(s.expected * n * 100 / premium_fen, 4)
+        out["loss_ratio_interval"].update(lower=round(float(np.quantile(lr, lo)), 4),
+                                          upper=round(float(np.quantile(lr, hi)), 4))
+    else:
+        out["note"] = ("the reinsurance premiums take the whole premium: no premium is "
+                       "kept, so no loss ratio")
+    return {**out,
             "claims_at_quantile_total": _yuan(var),
             "capital_total": _yuan(var - float(s.totals.mean())),
             "capital_per_policy": _yuan((var - float(s.totals.mean())) / n)}
