@@ -227,6 +227,17 @@ def test_two_external_benefits_convolved_against_a_double_loop():
         assert got[3] == pytest.approx(mean, rel=1e-6)
 
 
+def test_an_unlimited_benefit_has_no_person_distribution():
+    import dataclasses
+
+    from puhui.errors import InputError
+
+    cells, groups, models, ext = _external_city()
+    groups[1] = dataclasses.replace(groups[1], limit=float("inf"))
+    with pytest.raises(InputError, match="needs every benefit's annual limit"):
+        pp.PersonPayout(cells, groups, models, ext, 1.0)
+
+
 def test_a_fitted_group_payout_has_the_pricing_s_mean():
     """model_payout's values over the compound pmf give the mean the pricing's
     annual_benefit_moments_of gives (one lognormal kind, deductible, ratio, limit)."""
