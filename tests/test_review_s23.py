@@ -1,0 +1,198 @@
+"""Hostile review of session 23 (s23-rev1): LINES_NOT_GIVEN, the fen-as-floats guard,
+ClaimsBatch(as_of=...), and a partial extract's take-back of what another product's
+reversal undid. Truth: hand figures in each docstring (the tight terms: 300 yuan
+deductible, 70 %, a 4,000 yuan limit, per product), a ledger holding one product alone,
+and net paid per person read with SQL."""
+import pandas as pd
+import pytest
+
+from puhui.claims.batch import run_batch
+from puhui.claims.reverse import reverse_payout
+from puhui.fund.files import read_raw
+from puhui.fund.schema import POLICIES, SETTLEMENTS
+from tests.ledgers import run_sql
+from tests.test_decisions_per_product import _net_of, _products
+from tests.test_money_safety import write_raw
+from tests.test_reversal import _body, _reversal, city  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _two(city, tmp_path, bodies, name):
+    from tests.test_review_carried import _two_products
+    return _two_products(city, tmp_path, bodies, name)
+
+
+def _partial(city, tmp_path, name, bodies, first, last, policies_from):
+    """An extract of ``first``..``last`` holding the city's settlements of those days and
+    ``bodies``, with the two-product policies of ``policies_from``."""
+    from tests.test_money_safety import _copy_fund
+    from tests.test_reversal import _data
+
+    st = read_raw(_data(city, tmp_path, name, bodies), SETTLEMENTS)
+    day = pd.to_datetime(st["setl_time"]).dt.strftime("%Y-%m-%d")
+    mine = st["setl_id"].isin({b["setl_id"] for b in bodies})
+    keep = ((day >= first) & (day <= last) & st["refund_of"].isna()) | mine
+    d = _copy_fund(city[0], tmp_path / (name + "-extract"), st[keep].reset_index(drop=True))
+    write_raw(read_raw(policies_from, POLICIES), d, POLICIES)
+    return d
+
+
+def _eob_net(eobs, psn):
+    return round(sum(e[e["psn_no"].astype(str) == psn]["payout_amt"].sum() for e in eobs) * 100)
+
+
+# --- 4. a partial extract after another product's reversal -----------------------------
+
+def _setup(city, tmp_path, url):
+    """Both products pay T1 (1 March, 3,300: 2,100) and H1 (20 May, 2,000: 1,400);
+    huhuibao reverses T1 at once (R1, 1 August)."""
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1, h = _body("T1", psn, "2025-03-01", 3300, kind), _body("H1", psn, "2025-05-20", 2000, kind)
+    data = _two(city, tmp_path, [t1, h], "a")
+    run_batch(tight, f, data, url, "b1")
+    first = run_batch(other, of, data, url, "o1").eob
+    reverse_payout(tight, url, _reversal(t1, "R1", "2025-08-01"))
+    return (tight, f), (other, of), psn, kind, data, t1, h, first
+
+
+def test_quarantined_original_in_a_partial_extract_is_taken_back(city, tmp_path, new_ledger):
+    """other-2025's extract of March to May holds H1 and T1 again, T1 broken (its
+    identity off by one yuan, a quarantine rule). T1 was reversed under huhuibao: it was
+    quarantined and so kept its 2,100 while H1 bore the deductible (3,290 paid where
+    1,190 was due). The ledger's reversal decides it: it goes the reversed way (none of
+    the row's amounts is used) and is taken back: 1,190, the EOB summing to it."""
+    url = new_ledger("l")
+    (tight, f), (other, of), psn, kind, data, t1, h, first = _setup(city, tmp_path, url)
+    bad = t1 | {"medfee_sumamt": t1["medfee_sumamt"] + 1}
+    may = _partial(city, tmp_path, "may", [h, bad], "2025-03-01", "2025-05-31", data)
+    res = run_batch(other, of, may, url, "o2", period=("2025-03-01", "2025-05-31"))
+    t1_rows = res.eob[res.eob["setl_id"] == "T1"]
+    assert set(t1_rows["status"]) == {"reversed"} and t1_rows["payout_amt"].sum() == -2100
+    assert _net_of(url, psn, "other-2025") == _eob_net([first, res.eob], psn) == 119000
+    assert res.summary["reconciles"] and res.summary["eob_matches_ledger"]
+
+
+def test_person_absent_from_the_partial_extract_as_a_ledger_of_one_product(
+        city, tmp_path, new_ledger):
+    """other-2025's June extract holds none of the person's settlements: T1 is taken back
+    (2,100) and H1, carried, keeps its 1,400 (the design: a carried settlement keeps what
+    it was paid), exactly as a ledger of other-2025 alone whose August extract brings R1
+    alone; a later extract holding H1 brings both to 1,190 (H1 then bears the deductible)."""
+    url = new_ledger("l")
+    (tight, f), (other, of), psn, kind, data, t1, h, first = _setup(city, tmp_path, url)
+    june = _partial(city, tmp_path, "june", [], "2025-06-01", "2025-06-30", data)
+    res = run_batch(other, of, june, url, "o2", period=("2025-06-01", "2025-06-30"))
+    alone = f"sqlite:///{tmp_path / 'alone.db'}"
+    run_batch(other, of, data, alone, "o1")
+    aug = _partial(city, tmp_path, "aug", [_reversal(t1, "R1", "2025-08-01")],
+                   "2025-08-01", "2025-08-31", data)
+    run_batch(other, of, aug, alone, "o2", period=("2025-08-01", "2025-08-31"))
+    assert _net_of(url, psn, "other-2025") == _net_of(alone, psn, "other-2025") == 140000
+    assert _eob_net([first, res.eob], psn) == 140000
+    may = _partial(city, tmp_path, "may", [h], "2025-05-01", "2025-05-31", data)
+    eobs = [run_batch(other, of, may, u, "o3", period=("2025-05-01", "2025-05-31")).eob
+            for u in (url, alone)]
+    assert _net_of(url, psn, "other-2025") == _net_of(alone, psn, "other-2025") == 119000
+    assert _eob_net([first, res.eob, eobs[0]], psn) == 119000
+
+
+def test_the_products_own_reversal_is_not_taken_back_twice(city, tmp_path, new_ledger):
+    """huhuibao's own reversal at once took its 2,100 back and re-decided H1 (1,190);
+    huhuibao's May extract (H1 only) must book nothing more for T1: net 1,190."""
+    url = new_ledger("l")
+    (tight, f), (other, of), psn, kind, data, t1, h, first = _setup(city, tmp_path, url)
+    assert _net_of(url, psn, "huhuibao-2025") == 119000
+    may = _partial(city, tmp_path, "may", [h], "2025-05-01", "2025-05-31", data)
+    res = run_batch(tight, f, may, url, "b2", period=("2025-05-01", "2025-05-31"))
+    assert _net_of(url, psn, "huhuibao-2025") == 119000
+    assert res.summary["reversed_elsewhere"]["settlements"] == 0
+    assert run_sql(url, "SELECT COUNT(*) FROM payments WHERE batch_id = 'b2' AND applies_to"
+                        " = 'T1'")[0][0] == 0
+
+
+def test_a_reversal_applied_in_the_other_products_batch(city, tmp_path, new_ledger):
+    """R1 reaches huhuibao in a batch (its data holds T1, H1, R1), not at once;
+    other-2025's May extract (H1 only) then takes T1's 2,100 back: 1,190."""
+    (tight, f), (other, of) = _products(tmp_path)
+    full, psn, kind, *_ = city
+    t1, h = _body("T1", psn, "2025-03-01", 3300, kind), _body("H1", psn, "2025-05-20", 2000, kind)
+    rev = _reversal(t1, "R1", "2025-08-01")
+    data, later = _two(city, tmp_path, [t1, h], "a"), _two(city, tmp_path, [t1, h, rev], "b")
+    url = new_ledger("l")
+    run_batch(tight, f, data, url, "b1")
+    eobs = [run_batch(other, of, data, url, "o1").eob]
+    run_batch(tight, f, later, url, "b2")
+    assert _net_of(url, psn, "huhuibao-2025") == 119000
+    may = _partial(city, tmp_path, "may", [h], "2025-05-01", "2025-05-31", data)
+    eobs.append(run_batch(other, of, may, url, "o2", period=("2025-05-01", "2025-05-31")).eob)
+    assert _net_of(url, psn, "other-2025") == _eob_net(eobs, psn) == 119000
+
+
+def test_two_reversals_of_one_person_at_once(city, tmp_path, new_ledger):
+    """huhuibao reverses T1 and H1 at once; other-2025's June extract brings T3 (10 June,
+    1,000): T1's 2,100 and H1's 1,400 are taken back and T3 bears the deductible:
+    (1,000 - 300) x 70 % = 490 in all."""
+    url = new_ledger("l")
+    (tight, f), (other, of), psn, kind, data, t1, h, first = _setup(city, tmp_path, url)
+    reverse_payout(tight, url, _reversal(h, "R2", "2025-08-02"))
+    t3 = _body("T3", psn, "2025-06-10", 1000, kind)
+    june = _partial(city, tmp_path, "june", [t3], "2025-06-01", "2025-06-30", data)
+    res = run_batch(other, of, june, url, "o2", period=("2025-06-01", "2025-06-30"))
+    assert _net_of(url, psn, "other-2025") == _eob_net([first, res.eob], psn) == 49000
+    assert res.summary["reversed_elsewhere"] == {"settlements": 2, "taken_back_yuan": -3500.0}
+    again = run_batch(other, of, june, url, "o3", period=("2025-06-01", "2025-06-30"))
+    assert _net_of(url, psn, "other-2025") == 49000
+    assert again.summary["reversed_elsewhere"]["settlements"] == 0
+
+
+def test_a_complete_extract_after_another_products_reversal_reconciles(city, tmp_path,
+                                                                       new_ledger):
+    """other-2025's extract of March to May, stated complete, holds H1 alone: T1 is taken
+    back once (not as reversed elsewhere and again as not in the data), 1,190 in all,
+    and the summary reconciles with the EOB and the ledger."""
+    url = new_ledger("l")
+    (tight, f), (other, of), psn, kind, data, t1, h, first = _setup(city, tmp_path, url)
+    part = _partial(city, tmp_path, "mm", [h], "2025-03-01", "2025-05-31", data)
+    res = run_batch(other, of, part, url, "o2", period=("2025-03-01", "2025-05-31"),
+                    complete=True)
+    assert _net_of(url, psn, "other-2025") == _eob_net([first, res.eob], psn) == 119000
+    assert res.summary["reconciles"] and res.summary["eob_matches_ledger"], res.summary
+    assert run_sql(url, "SELECT COUNT(*) FROM payments WHERE batch_id = 'o2' AND applies_to"
+                        " = 'T1'")[0][0] == 1
+
+
+def test_two_workers_take_back_as_one(city, tmp_path, new_ledger):
+    """The May extract (H1 only) with two workers: 1,190, T1 taken back once."""
+    url = new_ledger("l")
+    (tight, f), (other, of), psn, kind, data, t1, h, first = _setup(city, tmp_path, url)
+    may = _partial(city, tmp_path, "may", [h], "2025-05-01", "2025-05-31", data)
+    res = run_batch(other, of, may, url, "o2", period=("2025-05-01", "2025-05-31"),
+                    workers=2, block_persons=50)
+    assert _net_of(url, psn, "other-2025") == _eob_net([first, res.eob], psn) == 119000
+    assert res.summary["reconciles"] and res.summary["eob_matches_ledger"]
+
+
+@pytest.mark.parametrize("where", ["_take_back_paid_on_reversed", "_take_back"])
+def test_a_run_killed_around_the_take_back_resumes(city, tmp_path, new_ledger, monkeypatch,
+                                                   where):
+    """The May batch dies just before the take-back (or just after it, before the
+    not-in-data step); the same batch run again takes T1 back once and its EOB says so:
+    1,190 in all, the EOB rows of every run of o2 that finished summing to it."""
+    import puhui.claims.batch as batch
+
+    url = new_ledger("l")
+    (tight, f), (other, of), psn, kind, data, t1, h, first = _setup(city, tmp_path, url)
+    may = _partial(city, tmp_path, "may", [h], "2025-05-01", "2025-05-31", data)
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(batch, where, killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(other, of, may, url, "o2", period=("2025-05-01", "2025-05-31"))
+    res = run_batch(other, of, may, url, "o2", period=("2025-05-01", "2025-05-31"))
+    assert _net_of(url, psn, "other-2025") == _eob_net([first, res.eob], psn) == 119000
+    assert res.summary["reversed_elsewhere"] == {"settlements": 1, "taken_back_yuan": -2100.0}
+    assert res.summary["reconciles"] and res.summary["eob_matches_ledger"]
