@@ -391,3 +391,37 @@ def test_fen_as_floats_with_mostly_small_visits_are_refused(small):
             pytest.warns(UserWarning, match="LINES_NOT_GIVEN"):
         paid = puhui.adjudicate(fen, small.policies, "huhuibao-2025")
         print(paid["payout_amt"].sum(), yuan["payout_amt"].sum())
+
+
+def test_a_batch_without_lines_reads_lines_not_given_in_its_files_and_both_reports(
+        small_city_dir, tmp_path):
+    """`claims run --lang zh` on the city without settlement_lines.parquet: eob.parquet
+    carries LINES_NOT_GIVEN (special drugs, zero, nothing paid) and no special-drug row
+    says NOT_COVERED where the data with lines has something of its kind; summary.json
+    counts it among the zero decisions; the Chinese report gives its meaning in Chinese
+    and the English one in English; the ledger keeps no decision for it (SQL)."""
+    import json
+
+    from tests.conftest import puhui as cli
+
+    d = _no_lines(small_city_dir, tmp_path)
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    pages = {}
+    for lang in ("zh", "en"):
+        out = tmp_path / lang
+        r = cli("claims", "run", "--product", "huhuibao-2025", "--data", d, "--ledger",
+                url if lang == "zh" else f"sqlite:///{tmp_path / 'en.db'}", "--batch", "b1",
+                "--out", out, "--lang", lang)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        pages[lang] = next(out.glob("*.html")).read_text(encoding="utf-8")
+    eob = pd.read_parquet(tmp_path / "zh" / "eob.parquet")
+    lng = eob[eob["reason"] == "LINES_NOT_GIVEN"]
+    assert len(lng) and set(lng["status"]) == {"zero"} and (lng["payout_amt"] == 0).all()
+    summary = json.loads((tmp_path / "zh" / "summary.json").read_text())
+    zero = sum(x["rows"] for x in summary["by_benefit_and_status"]
+               if x["benefit"] == "special_drugs" and x["status"] == "zero")
+    assert zero >= (lng["benefit"] == "special_drugs").sum()
+    assert "本责任按结算明细赔付" in pages["zh"] and "LINES_NOT_GIVEN" in pages["zh"]
+    assert "none were given" in pages["en"]
+    assert run_sql(url, "SELECT COUNT(*) FROM decisions WHERE reason = 'LINES_NOT_GIVEN'") \
+        == [(0,)]
