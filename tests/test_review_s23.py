@@ -425,3 +425,17 @@ def test_a_batch_without_lines_reads_lines_not_given_in_its_files_and_both_repor
     assert "none were given" in pages["en"]
     assert run_sql(url, "SELECT COUNT(*) FROM decisions WHERE reason = 'LINES_NOT_GIVEN'") \
         == [(0,)]
+
+
+def test_a_quarantined_reversal_in_a_partial_extract(city, tmp_path, new_ledger):
+    """other-2025's extract of May to August holds H1 and R1 (applied at once under
+    huhuibao already) with R1 broken (identity off by one yuan): T1 is not in the data;
+    the ledger's reversal still decides T1, so other-2025 takes its 2,100 back: 1,190."""
+    url = new_ledger("l")
+    (tight, f), (other, of), psn, kind, data, t1, h, first = _setup(city, tmp_path, url)
+    rev = _reversal(t1, "R1", "2025-08-01")
+    bad = rev | {"medfee_sumamt": rev["medfee_sumamt"] - 1}
+    part = _partial(city, tmp_path, "ma", [h, bad], "2025-05-01", "2025-08-31", data)
+    res = run_batch(other, of, part, url, "o2", period=("2025-05-01", "2025-08-31"))
+    assert _net_of(url, psn, "other-2025") == _eob_net([first, res.eob], psn) == 119000
+    assert res.summary["reconciles"] and res.summary["eob_matches_ledger"]
