@@ -439,3 +439,20 @@ def test_a_quarantined_reversal_in_a_partial_extract(city, tmp_path, new_ledger)
     res = run_batch(other, of, part, url, "o2", period=("2025-05-01", "2025-08-31"))
     assert _net_of(url, psn, "other-2025") == _eob_net([first, res.eob], psn) == 119000
     assert res.summary["reconciles"] and res.summary["eob_matches_ledger"]
+
+
+@pytest.mark.parametrize("odd", ["complex", "all NaN cost"])
+def test_odd_money_columns_are_a_message_without_noise(small, odd, recwarn):
+    """A complex column passed the 'is it numbers' test and ended in pyarrow's
+    ArrowNotImplementedError (a traceback); a cost column of NaN only made the guard's
+    median print numpy's 'All-NaN slice encountered'. Both are a message, no warning."""
+    import puhui
+    from puhui.errors import InputError
+
+    st = small.settlements
+    st = (st.assign(maf_pay=st["maf_pay"].astype(complex)) if odd == "complex"
+          else st.assign(medfee_sumamt=np.nan))
+    with pytest.raises(InputError, match="not an amount|not null"):
+        puhui.adjudicate(st, small.policies, "huhuibao-2025", lines=small.lines)
+    assert not [w for w in recwarn if issubclass(w.category, (RuntimeWarning,))
+                or "Complex" in w.category.__name__]
