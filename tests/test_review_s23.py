@@ -456,3 +456,16 @@ def test_odd_money_columns_are_a_message_without_noise(small, odd, recwarn):
         puhui.adjudicate(st, small.policies, "huhuibao-2025", lines=small.lines)
     assert not [w for w in recwarn if issubclass(w.category, (RuntimeWarning,))
                 or "Complex" in w.category.__name__]
+
+
+def test_a_duplicated_original_in_a_partial_extract(city, tmp_path, new_ledger):
+    """As the quarantined original above, but T1 sent twice (two rows of one id: both
+    quarantined as duplicates, as they stay): the ledger's reversal still decides T1,
+    so other-2025 takes its 2,100 back: 1,190, the EOB summing to it and reconciling."""
+    url = new_ledger("l")
+    (tight, f), (other, of), psn, kind, data, t1, h, first = _setup(city, tmp_path, url)
+    part = _partial(city, tmp_path, "dup", [h, t1, t1], "2025-03-01", "2025-05-31", data)
+    assert (read_raw(part, SETTLEMENTS)["setl_id"] == "T1").sum() == 2
+    res = run_batch(other, of, part, url, "o2", period=("2025-03-01", "2025-05-31"))
+    assert _net_of(url, psn, "other-2025") == _eob_net([first, res.eob], psn) == 119000
+    assert res.summary["reconciles"] and res.summary["eob_matches_ledger"], res.summary
