@@ -469,3 +469,29 @@ def test_a_duplicated_original_in_a_partial_extract(city, tmp_path, new_ledger):
     res = run_batch(other, of, part, url, "o2", period=("2025-03-01", "2025-05-31"))
     assert _net_of(url, psn, "other-2025") == _eob_net([first, res.eob], psn) == 119000
     assert res.summary["reconciles"] and res.summary["eob_matches_ledger"], res.summary
+
+
+def test_the_command_on_a_complete_extract_writes_the_take_back_once(city, tmp_path):
+    """`puhui claims run --complete --workers 2` on other-2025's March-May extract (H1
+    only) after huhuibao's reversal of T1 at once: eob.parquet's rows for the person sum
+    to -2,310 (T1 -2,100 once, H1 -210), as the ledger's entries of the batch (SQL), and
+    summary.json reconciles."""
+    import json
+
+    from tests.conftest import puhui as cli
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    (tight, f), (other, of), psn, kind, data, t1, h, first = _setup(city, tmp_path, url)
+    part = _partial(city, tmp_path, "mm", [h], "2025-03-01", "2025-05-31", data)
+    r = cli("claims", "run", "--product", of, "--data", part, "--ledger", url, "--batch",
+            "o2", "--out", tmp_path / "o2", "--period", "2025-03-01:2025-05-31", "--complete",
+            "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    eob = pd.read_parquet(tmp_path / "o2" / "eob.parquet")
+    mine = eob[eob["psn_no"].astype(str) == psn]
+    assert round(mine["payout_amt"].sum() * 100) == -231000
+    assert run_sql(url, "SELECT SUM(payout_fen) FROM payments WHERE batch_id = 'o2' AND"
+                        " psn_no = ?", (psn,)) == [(-231000,)]
+    s = json.loads((tmp_path / "o2" / "summary.json").read_text())
+    assert s["reconciles"] and s["eob_matches_ledger"]
+    assert s["reversed_elsewhere"] == {"settlements": 1, "taken_back_yuan": -2100.0}
