@@ -209,31 +209,45 @@ def _no_lines(src, tmp_path):
     return d
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s23: a batch on data without settlement_lines.parquet after a batch with them "
-    "takes back every line benefit's payout (113,881.94 yuan of special_drugs on the "
-    "600-person city, EOB rows 'paid'/LINES_NOT_GIVEN with negative amounts), zeroes the "
-    "limit:special_drugs accumulators and forgets the stored lines and the settlements "
-    "only they made eligible, while the ledger's decisions still say paid; "
-    "LINES_NOT_GIVEN promises 'decided again when they are'. The fix is more than a "
-    "'leave' in _entries: payments, accumulators of line benefits, stored lines and "
-    "decisions must all be kept as they were"))
 def test_a_batch_without_lines_after_one_with_them_takes_nothing_back(small_city_dir,
                                                                      tmp_path):
     """b1 on the city with its lines pays special drugs; b2, the same data with the lines
-    file missing, must leave every line benefit's net payment as it is (read with SQL)."""
+    file missing, must leave every line benefit's net payment as it is (read with SQL).
+    Review s23 found it took back every line payout (113,881.94 yuan), zeroed the limits'
+    use and forgot the stored lines; since session 23 a batch without lines decides the
+    settlements the ledger stored with their stored lines."""
     from puhui.products.model import load_product, product_path
 
     p = load_product(product_path("huhuibao-2025"))
     url = f"sqlite:///{tmp_path / 'l.db'}"
     q = "SELECT benefit, SUM(payout_fen) FROM payments GROUP BY benefit ORDER BY benefit"
+    state = ["SELECT policy_no, accumulator, used_fen FROM accumulators ORDER BY 1, 2",
+             "SELECT setl_id, hilist_code, list_class, amount_fen FROM settlement_lines "
+             "ORDER BY 1, 2, 3, 4",
+             "SELECT setl_id FROM settlements ORDER BY 1",
+             "SELECT setl_id, benefit, payout_fen, reason FROM decisions ORDER BY 1, 2"]
     run_batch(p, p.path, small_city_dir, url, "b1")
     before = run_sql(url, q)
-    assert dict(before)["special_drugs"] > 0
+    kept = [run_sql(url, x) for x in state]
+    assert dict(before)["special_drugs"] > 0 and all(kept)
     b2 = run_batch(p, p.path, _no_lines(small_city_dir, tmp_path), url, "b2")
     assert run_sql(url, q) == before
+    assert [run_sql(url, x) for x in state] == kept      # accumulators, lines, decisions
     assert (b2.eob["payout_amt"] == 0).all()
     assert not ((b2.eob["reason"] == "LINES_NOT_GIVEN") & (b2.eob["status"] == "paid")).any()
+    # and the data with its lines again: nothing new; the stored settlements' line
+    # benefits were decided in b2 with their stored lines as b3 decides them with the
+    # data's: the same targets, the others LINES_NOT_GIVEN where b3 says NOT_COVERED
+    b3 = run_batch(p, p.path, small_city_dir, url, "b3")
+    assert run_sql(url, q) == before and (b3.eob["payout_amt"] == 0).all()
+    cols = ["setl_id", "benefit", "target_amt", "status", "reason"]
+    two, three = (b.eob[b.eob["benefit"] == "special_drugs"][cols].astype(str)
+                  .sort_values("setl_id").reset_index(drop=True) for b in (b2, b3))
+    assert (three["target_amt"].astype(float) > 0).any()
+    assert two["target_amt"].tolist() == three["target_amt"].tolist()
+    differ = two["reason"] != three["reason"]
+    assert set(zip(two["reason"][differ], three["reason"][differ])) <= {
+        ("LINES_NOT_GIVEN", "NOT_COVERED")}
 
 
 # --- 2. fen held as floats ---------------------------------------------------------------
@@ -292,27 +306,31 @@ def _whole_yuan_inpatient(small):
 import numpy as np  # noqa: E402  (used by the helper above)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s23: real whole-yuan data of 50+ settlements with a median above 10,000 yuan "
-    "(an inpatient extract rounded to whole yuan: 101 settlements, median 22,017 yuan on "
-    "the 600-person city) is refused by puhui.adjudicate and ClaimsBatch with no way to "
-    "pass it, and the message tells the user to divide by 100 - paying 1 % of what is "
-    "due if followed - while `puhui claims run` takes the same folder. Needs a decision: "
-    "an override (e.g. amounts='yuan') or no guard on a Fund read from files"))
 def test_whole_yuan_inpatient_data_is_not_refused_as_fen(small, tmp_path):
     import puhui
 
     st = _whole_yuan_inpatient(small)
     assert len(st) >= 50 and st["medfee_sumamt"].median() > 10_000
     assert (st[MONEY].to_numpy() % 1 == 0).all()
-    fund = puhui.Fund(small.persons, small.policies, st, small.lines)
+    fund = puhui.Fund(small.persons, small.policies, st, None)     # an inpatient extract
     d = fund.write(tmp_path / "inpatient")          # the files `claims run` takes
     from tests.conftest import puhui as cli
     r = cli("claims", "run", "--product", "huhuibao-2025", "--data", d, "--ledger",
             f"sqlite:///{tmp_path / 'cli.db'}", "--batch", "b1", "--out", tmp_path / "o")
     assert r.returncode == 0, r.stderr
-    eob = puhui.adjudicate(st, small.policies, "huhuibao-2025", lines=small.lines)
-    assert len(eob)
+    # refused by the API's guard unless said to be whole yuan (session 23), then it is
+    # what the command pays
+    from puhui.errors import InputError
+    with pytest.raises(InputError, match="pass whole_yuan=True"):
+        puhui.adjudicate(st, small.policies, "huhuibao-2025")
+    with pytest.warns(UserWarning, match="LINES_NOT_GIVEN"):
+        eob = puhui.adjudicate(st, small.policies, "huhuibao-2025", whole_yuan=True)
+    cmd = pd.read_parquet(tmp_path / "o" / "eob.parquet")
+    assert len(eob) and round(eob["payout_amt"].sum(), 2) == round(cmd["payout_amt"].sum(), 2)
+    with pytest.warns(UserWarning, match="LINES_NOT_GIVEN"):
+        b = puhui.ClaimsBatch("huhuibao-2025", f"sqlite:///{tmp_path / 'api.db'}", "b1",
+                              whole_yuan=True).run(st, small.policies)
+    assert round(b.paid_, 2) == round(cmd["payout_amt"].sum(), 2)
 
 
 # --- 3. ClaimsBatch(as_of=...) -----------------------------------------------------------
@@ -370,13 +388,6 @@ def _many_small_visits(small, copies=8):
     return pd.concat([st, *more], ignore_index=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s23: the fen-as-floats guard reads the median cost only; where small visits "
-    "outnumber the rest (the 600-person city with its visits under 100 yuan eight times "
-    "over: 19,471 settlements, median 90.50 yuan, 9,050 'yuan' in fen) every amount is "
-    "whole and, with no lines to tie them, the frame is paid as yuan: 11,105,766.70 "
-    "where 3,838.56 is due. A whole-number test of every amount over 50+ rows "
-    "needs no median to tell fen (or a higher quantile would do)"))
 def test_fen_as_floats_with_mostly_small_visits_are_refused(small):
     import puhui
     from puhui.errors import InputError
@@ -387,10 +398,8 @@ def test_fen_as_floats_with_mostly_small_visits_are_refused(small):
         yuan = puhui.adjudicate(st, small.policies, "huhuibao-2025")
     assert yuan["payout_amt"].sum() > 0
     fen = st.assign(**{c: st[c] * 100 for c in MONEY})
-    with pytest.raises(InputError, match="look like fen held as floats"), \
-            pytest.warns(UserWarning, match="LINES_NOT_GIVEN"):
-        paid = puhui.adjudicate(fen, small.policies, "huhuibao-2025")
-        print(paid["payout_amt"].sum(), yuan["payout_amt"].sum())
+    with pytest.raises(InputError, match="look like fen held as floats"):
+        puhui.adjudicate(fen, small.policies, "huhuibao-2025")
 
 
 def test_a_batch_without_lines_reads_lines_not_given_in_its_files_and_both_reports(

@@ -141,7 +141,8 @@ def list_products():
         "id", ignore_index=True)
 
 
-def adjudicate(settlements, policies, product, lines=None, *, persons=None):
+def adjudicate(settlements, policies, product, lines=None, *, persons=None,
+               whole_yuan=False):
     """What a product pays on settlements: the explanation of benefit, in yuan.
 
     The frames are checked as ``puhui validate`` checks the files; the policies are
@@ -163,6 +164,11 @@ def adjudicate(settlements, policies, product, lines=None, *, persons=None):
     persons : pandas.DataFrame, optional
         With it, the rules that read persons are checked too (no settlement after the
         person's death).
+    whole_yuan : bool, default False
+        The settlements' amounts are all whole numbers of yuan (an extract rounded to
+        the yuan). Without it, 50 or more settlements whose every amount is whole and
+        whose median cost is above 10,000 yuan (or largest above 2 million) are refused
+        as fen held as floats.
 
     Returns
     -------
@@ -210,7 +216,8 @@ def adjudicate(settlements, policies, product, lines=None, *, persons=None):
     from puhui.claims.frames import adjudicate_frames
 
     product = load_product(product)
-    eob = adjudicate_frames(product, settlements, policies, lines, persons)
+    eob = adjudicate_frames(product, settlements, policies, lines, persons,
+                            whole_yuan=bool(whole_yuan))
     missing = lines_missing_warning(product, lines is not None, api=True)
     if missing:
         warnings.warn(missing, UserWarning, stacklevel=2)
@@ -251,6 +258,8 @@ class ClaimsBatch:
         triangles of ``puhui reserve`` and ``puhui monitor`` read it); default the end of
         ``period``, else the frames' last settlement date. A date before a settlement
         the batch pays is refused.
+    whole_yuan : bool, default False
+        As :func:`adjudicate`'s: amounts all whole are yuan, not fen held as floats.
 
     Attributes
     ----------
@@ -291,7 +300,7 @@ class ClaimsBatch:
     """
 
     def __init__(self, product, ledger, batch_id, mode="claimed", period=None,
-                 complete=False, as_of=None):
+                 complete=False, as_of=None, whole_yuan=False):
         self.product = product
         self.ledger = ledger
         self.batch_id = batch_id
@@ -299,6 +308,7 @@ class ClaimsBatch:
         self.period = period
         self.complete = complete
         self.as_of = as_of
+        self.whole_yuan = whole_yuan
 
     def run(self, settlements, policies=None, lines=None, persons=None, claims=None):
         """Run the batch on the frames (yuan) and record it in the ledger; returns
@@ -330,7 +340,7 @@ class ClaimsBatch:
                   PERSONS: persons}
         options = {"mode": self.mode, "period": self.period, "complete": self.complete,
                    "claims": None if claims is None else {str(c) for c in claims},
-                   "as_of": _date_text(self.as_of)}
+                   "as_of": _date_text(self.as_of), "whole_yuan": bool(self.whole_yuan)}
         with _native_threads():
             res = batch_frames(product, frames, self.ledger, self.batch_id, options)
         self._fitted = (res, directory)

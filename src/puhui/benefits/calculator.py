@@ -133,7 +133,8 @@ def renewals(policies: pd.DataFrame) -> np.ndarray:
 
 def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFrame,
                lines: pd.DataFrame | None = None, *, matcher: LineMatcher | None = None,
-               priors: pd.DataFrame | None = None) -> Decisions:
+               priors: pd.DataFrame | None = None,
+               lines_given: np.ndarray | None = None) -> Decisions:
     """Apply a product's benefits to settlements under the given policies.
 
     Parameters
@@ -145,6 +146,9 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
         table says there are none: NOT_COVERED)
     priors : accumulators already used, columns ``policy_no``, ``accumulator``, ``used``
         (fen), for example from the ledger
+    lines_given : per settlement (input order), whether ``lines`` holds its lines (a
+        batch on data without lines decides with the lines the ledger stored, for the
+        settlements it stored); default: all when ``lines`` is a table, none when None
     """
     matcher = matcher or LineMatcher(product)
     pol = policies.reset_index(drop=True)
@@ -171,6 +175,8 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
         waiting = matched & new[safe] & (day < start + product.waiting_period_days * DAY)
         block[(block == 0) & waiting] = NUMBER["WAITING_PERIOD"]
 
+    given = (np.full(n, lines is not None) if lines_given is None
+             else np.asarray(lines_given, dtype=bool)[order])
     q = settlement_quantities(st)
     elig_lines, excl_lines = matcher.line_quantities(st, lines)
     q.update(elig_lines)
@@ -212,8 +218,8 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
         out.payout[b.id] = r.paid[inv]
         reason = decision_reasons(block, applies, r.base, excluded, r.deductible,
                                   r.uncapped, r.paid)
-        if lines is None and b.lines:        # not given at all: say so, not NOT_COVERED
-            reason = lines_not_given(reason, applies)
+        if b.lines and not given.all():      # not given: say so, not NOT_COVERED
+            reason = lines_not_given(reason, applies & ~given)
         out.reason[b.id] = reason[inv]
     return out
 

@@ -378,7 +378,9 @@ def lines_missing_warning(product: Product, has_lines: bool, api: bool = False) 
         return None
     what, where, remedy = (("no", "here", "pass lines= to pay them") if api else
                            ("the data holds no", "in this batch",
-                            "a later batch whose data holds the lines pays what is due"))
+                            "a later batch whose data holds the lines pays what is due "
+                            "(the settlements the ledger stored with lines are decided "
+                            "with those, as before)"))
     return (f"{what} settlement lines (settlement_lines.parquet), and "
             f"{product.id}'s benefit(s) {', '.join(wanted)} are paid from them: they were "
             f"decided without lines and paid nothing {where} (reason LINES_NOT_GIVEN); {remedy}")
@@ -1371,9 +1373,11 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     people = set(pol_b["psn_no"].astype(str)) | set(paid["paid_psn"].astype(str))
     insured = effective["psn_no"].astype(str).isin(people).to_numpy()
     st_b = effective[insured]
-    stored, carried = _carried(con, ctx, lo, hi, pol_b)
+    stored, carried, stored_lines = _carried(con, ctx, lo, hi, pol_b)
     kept, priors = _kept_uses(con, ctx, carried, pol_b)
-    dec = adjudicate(product, st_b, pol_b, ctx.lines, matcher=ctx.matcher, priors=priors)
+    lines_b, given = _block_lines(ctx, st_b, stored, stored_lines)
+    dec = adjudicate(product, st_b, pol_b, lines_b, matcher=ctx.matcher, priors=priors,
+                     lines_given=given)
     long = dec.long()
     _mark_not_payable(long, ctx, paid)
     entries, direct_adjusted = _entries(long, paid, rev_b, ctx, set(late_rows["setl_id"]))
@@ -1395,7 +1399,7 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     elig = np.zeros(len(st_b), bool)      # something a benefit pays a share of
     for b in product.benefits:
         elig |= (dec.eligible[b.id][:len(st_b)] > 0) & (dec.ratio_bp[b.id][:len(st_b)] > 0)
-    store, store_lines, forget = _to_store(st_b, elig, stored, rev_b, ctx.lines)
+    store, store_lines, forget = _to_store(st_b, elig, stored, rev_b, lines_b)
     held_before = set(stored["setl_id"].astype(str)) if len(stored) else set()
     replaced = [r[0] for r in store if r[0] in held_before]
     uninsured = _no_policy_rows(effective[["setl_id", "psn_no"]][~insured], product)
@@ -1410,16 +1414,40 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
                       direct_adjusted=direct_adjusted, carried=len(carried))
 
 
+def _block_lines(ctx: _BlockContext, st_b: pd.DataFrame, stored: pd.DataFrame,
+                 stored_lines: pd.DataFrame | None) -> tuple[pd.DataFrame | None, np.ndarray | None]:
+    """The lines a block decides with, and per settlement whether they were given. With
+    the data's lines: those, for every settlement. Data without lines
+    (settlement_lines.parquet is optional): the lines the ledger stored with the
+    settlements it stored (on the product's lists), so what an earlier batch decided
+    from lines is decided again the same, not taken back (review s23: 113,881.94 yuan
+    of special drugs taken back, the limits' use zeroed, the lines forgotten); the
+    others' line benefits read LINES_NOT_GIVEN."""
+    if ctx.lines is not None:
+        return ctx.lines, None
+    if stored_lines is None or not len(stored):
+        return None, None
+    given = st_b["setl_id"].astype(str).isin(set(stored["setl_id"].astype(str))).to_numpy()
+    if not given.any():
+        return None, None
+    mine = stored_lines[stored_lines["setl_id"].astype(str).isin(
+        set(st_b.loc[given, "setl_id"].astype(str)))]
+    lines = mine.assign(line_no=np.arange(1, len(mine) + 1, dtype="int64"),
+                        preselfpay_amt=np.zeros(len(mine), "int64"))
+    return lines.reset_index(drop=True), given
+
+
 def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
     """The settlements the ledger stored for these people within their policies' dates
-    (all of them), and those of them carried: the data does not hold them, or holds them
-    held or quarantined (they keep what they were paid: :func:`_kept_uses`)."""
+    (all of them), those of them carried: the data does not hold them, or holds them
+    held or quarantined (they keep what they were paid: :func:`_kept_uses`), and the
+    stored settlements' lines."""
     if not len(pol_b):
         empty = pd.DataFrame(columns=list(ledger.STORED))
-        return empty, empty
+        return empty, empty, None
     first = str(pol_b["start_date"].min().date())
     last = str(pol_b["end_date"].max().date())
-    stored, _lines = ledger.stored_settlements(con, lo, hi, first, last)
+    stored, stored_lines = ledger.stored_settlements(con, lo, hi, first, last)
     # not in the data (for this person), or held in it (a held settlement keeps its
     # payout, so its deductible and limit use stay counted)
     # reversed in this data, or before (review s22: a reversal under another product
@@ -1429,7 +1457,7 @@ def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
     away = (~_in_keys(ctx.data_keys, stored["setl_id"], stored["psn_no"])
             | stored["setl_id"].isin(ctx.frozen).to_numpy()) & \
         ~stored["setl_id"].isin(ctx.taking_back).to_numpy() & ~gone
-    return stored, stored[away].reset_index(drop=True)
+    return stored, stored[away].reset_index(drop=True), stored_lines
 
 
 def _kept_uses(con, ctx: _BlockContext, carried: pd.DataFrame, pol_b: pd.DataFrame):

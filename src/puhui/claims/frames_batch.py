@@ -39,7 +39,7 @@ class FramesBatchResult:
     reasons: pd.Series | None
 
 
-def _write_frames(frames: dict, folder: Path) -> None:
+def _write_frames(frames: dict, folder: Path, whole_yuan: bool = False) -> None:
     """The frames as a fund-data folder: money columns checked to hold yuan (integers
     are refused as fen); the rules of the data contract are the batch's to apply."""
     from puhui.claims.frames import stand_in_persons
@@ -53,7 +53,7 @@ def _write_frames(frames: dict, folder: Path) -> None:
         frames = {**frames, PERSONS: stand_in_persons(frames[SETTLEMENTS], frames[POLICIES])}
     for table, df in frames.items():
         if df is not None:
-            write_frame(df, folder, table)
+            write_frame(df, folder, table, whole_yuan=whole_yuan)
 
 
 #: The command's words in the batch's messages and the API's for the same thing.
@@ -107,7 +107,7 @@ def batch_frames(product: Product, frames: dict, url: str, batch_id: str,
     with tempfile.TemporaryDirectory(prefix="puhui-batch-") as tmp:
         folder, eob_path = Path(tmp) / "fund", Path(tmp) / "eob.parquet"
         folder.mkdir()
-        _write_frames(frames, folder)
+        _write_frames(frames, folder, bool(options.get("whole_yuan", False)))
         writer = EobWriter(eob_path, product)
         try:
             res = run_batch(product, product.path, folder, url, batch_id,
