@@ -709,6 +709,8 @@ def record_entries(con: sqlite3.Connection, entries: list[tuple], business_date:
         "INSERT OR IGNORE INTO payments (setl_id, applies_to, benefit, psn_no, policy_no, "
         "payout_fen, kind, batch_id, recorded_at, business_date) VALUES"
         " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [(*e, day) for e in entries])
+    if not shares:
+        return
     # by the entry's unique key: its number is the one just given (or the replayed one's)
     con.executemany("INSERT OR IGNORE INTO payment_shares (entry_id, insurer_id, share_fen)"
                     " SELECT entry_id, ?, ? FROM payments WHERE batch_id = ? AND"
