@@ -293,7 +293,10 @@ def _upgrade(con, version: str | None) -> None:
     (after :data:`SCHEMA` made the tables it lacked): a ledger of version 4 or before
     (or of no version) whose decisions lack ``product_id`` gets :data:`DECISIONS_V5`
     (chosen by the table's shape: review s22), one before 6 the business dates
-    (:func:`_add_business_dates`). Statement by statement (``executescript`` would
+    (:func:`_add_business_dates`). Schema 7's tables (``co_insurers``,
+    ``payment_shares``) are made empty by :data:`SCHEMA`; nothing is split here (a
+    product's earlier entries are split at its first split entry:
+    :func:`_register_co_insurers`). Statement by statement (``executescript`` would
     commit the transaction first)."""
     if not _decisions_per_product(con):
         _decisions_v5(con)
