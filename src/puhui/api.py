@@ -246,6 +246,11 @@ class ClaimsBatch:
     complete : bool, default False
         The frames hold every settlement of their period (``--complete``): what a
         settlement they lack was paid is taken back.
+    as_of : str or date, optional
+        The business date the batch's payments are effective for (``--as-of``: the
+        triangles of ``puhui reserve`` and ``puhui monitor`` read it); default the end of
+        ``period``, else the frames' last settlement date. A date before a settlement
+        the batch pays is refused.
 
     Attributes
     ----------
@@ -286,13 +291,14 @@ class ClaimsBatch:
     """
 
     def __init__(self, product, ledger, batch_id, mode="claimed", period=None,
-                 complete=False):
+                 complete=False, as_of=None):
         self.product = product
         self.ledger = ledger
         self.batch_id = batch_id
         self.mode = mode
         self.period = period
         self.complete = complete
+        self.as_of = as_of
 
     def run(self, settlements, policies=None, lines=None, persons=None, claims=None):
         """Run the batch on the frames (yuan) and record it in the ledger; returns
@@ -323,7 +329,8 @@ class ClaimsBatch:
         frames = {SETTLEMENTS: settlements, POLICIES: policies, SETTLEMENT_LINES: lines,
                   PERSONS: persons}
         options = {"mode": self.mode, "period": self.period, "complete": self.complete,
-                   "claims": None if claims is None else {str(c) for c in claims}}
+                   "claims": None if claims is None else {str(c) for c in claims},
+                   "as_of": _date_text(self.as_of)}
         with _native_threads():
             res = batch_frames(product, frames, self.ledger, self.batch_id, options)
         self._fitted = (res, directory)
@@ -364,6 +371,23 @@ class ClaimsBatch:
 
         return (f"ClaimsBatch({getattr(self.product, 'id', self.product)!r}, "
                 f"ledger={shown_url(self.ledger)!r}, batch_id={self.batch_id!r})")
+
+
+def _date_text(value) -> str | None:
+    """A date given to the API as text, ``datetime.date``/``datetime`` or a pandas
+    Timestamp, as the ISO text the commands take (a time of day is refused: a business
+    date is a day); None stays None."""
+    import datetime as dt
+
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dt.datetime):          # pandas' Timestamp is one
+        if (value.hour, value.minute, value.second, value.microsecond) != (0, 0, 0, 0):
+            raise InputError(f"as_of {value!s}: a business date is a day; give a date")
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise InputError(f"as_of: give a date (YYYY-MM-DD), not {type(value).__name__}")
 
 
 #: Survival's fitted tables: attribute -> the study's table (``survival.json`` holds

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from puhui.benefits.quantities import LineMatcher, settlement_quantities
-from puhui.benefits.reasons import CODES, NUMBER, decision_reasons, status_of
+from puhui.benefits.reasons import (CODES, NUMBER, decision_reasons, lines_not_given,
+                                   status_of)
 from puhui.products.model import Product
 from puhui.tiers.waterfall import run_waterfall
 
@@ -139,7 +140,9 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
     ----------
     settlements : effective settlements (no reversals), engine types
     policies : the policies to apply (``claim_free_years`` optional, default 0)
-    lines : settlement lines (for line benefits)
+    lines : settlement lines (for line benefits); ``None``: not given at all, and a line
+        benefit's decisions that would read NOT_COVERED read LINES_NOT_GIVEN (an empty
+        table says there are none: NOT_COVERED)
     priors : accumulators already used, columns ``policy_no``, ``accumulator``, ``used``
         (fen), for example from the ledger
     """
@@ -207,8 +210,11 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
         out.deductible[b.id] = r.deductible[inv]
         out.ratio_bp[b.id] = np.where(applies & go, r.ratio_bp, 0)[inv]
         out.payout[b.id] = r.paid[inv]
-        out.reason[b.id] = decision_reasons(block, applies, r.base, excluded, r.deductible,
-                                            r.uncapped, r.paid)[inv]
+        reason = decision_reasons(block, applies, r.base, excluded, r.deductible,
+                                  r.uncapped, r.paid)
+        if lines is None and b.lines:        # not given at all: say so, not NOT_COVERED
+            reason = lines_not_given(reason, applies)
+        out.reason[b.id] = reason[inv]
     return out
 
 

@@ -369,7 +369,7 @@ def reversal_map(st: pd.DataFrame, usable: np.ndarray) -> dict:
 def lines_missing_warning(product: Product, has_lines: bool, api: bool = False) -> str | None:
     """What a batch (or ``puhui.adjudicate``) says when the data holds no settlement
     lines and the product has benefits that read them: those benefits are decided
-    without lines and pay nothing now (their reason reads NOT_COVERED), which must not
+    without lines and pay nothing now (their reason reads LINES_NOT_GIVEN), which must not
     pass unseen. The lines file is optional in the data contract, so this is a warning
     (in summary.json's ``warnings``, on stderr), not a refusal. None otherwise.
     ``api``: worded for ``puhui.adjudicate`` (its remedy: ``lines=``)."""
@@ -381,7 +381,7 @@ def lines_missing_warning(product: Product, has_lines: bool, api: bool = False) 
                             "a later batch whose data holds the lines pays what is due"))
     return (f"{what} settlement lines (settlement_lines.parquet), and "
             f"{product.id}'s benefit(s) {', '.join(wanted)} are paid from them: they were "
-            f"decided without lines and paid nothing {where} (reason NOT_COVERED); {remedy}")
+            f"decided without lines and paid nothing {where} (reason LINES_NOT_GIVEN); {remedy}")
 
 
 def drug_items() -> pd.DataFrame:
@@ -520,37 +520,87 @@ def _refuse_unknown_history(con, product: Product, keys: _LazyKeys, data_dir: Pa
             f"extracts work after that")
 
 
-def _take_back_reversed(con, ctx: _BlockContext, r_eob: pd.DataFrame) -> pd.DataFrame:
-    """The EOB rows of the originals a reversal the ledger applied undid, whose reversal
-    this data does not hold, with what this product still paid for them taken back
-    under the reversal's id, in one unit of work: a reversal applied under another
-    product took back that product's payouts only (review s22: they stayed paid here
-    while the later settlements were adjudicated without them). A killed run's entries
-    are found again."""
-    ids = sorted(set(r_eob["setl_id"].astype(str)))
+def _take_back_paid_on_reversed(con, ctx: _BlockContext, ids: list[str]) -> None:
+    """Take back, in one unit of work and under the reversal's id, what this product
+    still pays on the originals ``ids`` that a reversal applied under another product
+    undid (it took back that product's payouts only), and mark its decisions REVERSED.
+    Nothing to take back (a killed run's entries are in): nothing written."""
     with ledger.unit_of_work(con):
         paid = ledger.paid_for_reversed_elsewhere(con, ids, ctx.product.id)
         paid = paid[pd.to_numeric(paid["paid"]) != 0]
-        if len(paid):
-            stamp = ledger.now()
-            ledger.record_entries(con, [
-                (r, a, b, psn, pol, -int(p), "reverse", ctx.batch_id, stamp)
-                for a, b, p, psn, pol, r in paid[["applies_to", "benefit", "paid", "psn_no",
-                                                  "policy_no", "reversal"]].itertuples(index=False)],
-                ctx.as_of, ctx.product)
-            ledger.record_decisions(con, [
-                (a, b.id, psn, None, 0, 0, 0, 0, "REVERSED", ctx.batch_id)
-                for a, psn in sorted(set(zip(paid["applies_to"], paid["psn_no"])))
-                for b in ctx.product.benefits], ctx.product.id)
-            ledger.audit(con, "claims run: reversed under another product, taken back",
-                         ctx.batch_id, settlements=int(paid["applies_to"].nunique()),
-                         fen=-int(pd.to_numeric(paid["paid"]).sum()))
+        if not len(paid):
+            return
+        stamp = ledger.now()
+        ledger.record_entries(con, [
+            (r, a, b, psn, pol, -int(p), "reverse", ctx.batch_id, stamp)
+            for a, b, p, psn, pol, r in paid[["applies_to", "benefit", "paid", "psn_no",
+                                              "policy_no", "reversal"]].itertuples(index=False)],
+            ctx.as_of, ctx.product)
+        ledger.record_decisions(con, [
+            (a, b.id, psn, None, 0, 0, 0, 0, "REVERSED", ctx.batch_id)
+            for a, psn in sorted(set(zip(paid["applies_to"], paid["psn_no"])))
+            for b in ctx.product.benefits], ctx.product.id)
+        ledger.audit(con, "claims run: reversed under another product, taken back",
+                     ctx.batch_id, settlements=int(paid["applies_to"].nunique()),
+                     fen=-int(pd.to_numeric(paid["paid"]).sum()))
+
+
+def _take_back_reversed(con, ctx: _BlockContext, r_eob: pd.DataFrame) -> pd.DataFrame:
+    """The EOB rows of the originals a reversal the ledger applied undid, whose reversal
+    this data does not hold, with what this product still paid for them taken back
+    under the reversal's id (:func:`_take_back_paid_on_reversed`): a reversal applied
+    under another product took back that product's payouts only (review s22: they
+    stayed paid here while the later settlements were adjudicated without them). A
+    killed run's entries are found again."""
+    ids = sorted(set(r_eob["setl_id"].astype(str)))
+    _take_back_paid_on_reversed(con, ctx, ids)
     mine = ledger.batch_entries_for(con, ctx.batch_id, ids)
     amt = mine.groupby(["applies_to", "benefit"])["payout_fen"].sum().reindex(
         pd.MultiIndex.from_arrays([r_eob["setl_id"].astype(str), r_eob["benefit"]]),
         fill_value=0).to_numpy(dtype="int64")
     out = r_eob.assign(payout_amt=amt / 100, entry=np.where(amt != 0, "reverse", ""))
     out.attrs = dict(r_eob.attrs)
+    return out
+
+
+def _reversed_not_in_data(st: pd.DataFrame, known: dict[str, str]) -> list[str]:
+    """The originals the ledger's reversals undid that the data does not hold, nor their
+    reversal (a partial extract of a later period): sorted. ``known``: original ->
+    reversal."""
+    if not known:
+        return []
+    ids = set(known) | set(known.values())
+    here = set(st.loc[_text_isin(st["setl_id"], ids), "setl_id"].astype(str))
+    return sorted(o for o, r in known.items() if o not in here and r not in here)
+
+
+def _take_back_reversed_elsewhere(con, ctx: _BlockContext, known: dict[str, str],
+                                  ids: list[str]) -> pd.DataFrame:
+    """What this product still pays on originals another product's reversal undid and
+    this data does not hold (neither the original nor its reversal: a partial extract),
+    taken back under the reversal's id; the EOB rows of those this batch took back
+    (status reversed, reason REVERSED; a killed run's found again). Review s22 left it:
+    such a batch kept the payout while the later settlements were adjudicated without
+    the original (3,290 paid where 1,190 was due)."""
+    benefits = [b.id for b in ctx.product.benefits]
+    if ids:
+        _take_back_paid_on_reversed(con, ctx, ids)
+    mine = ledger.batch_entries_for(con, ctx.batch_id, ids) if ids else None
+    if mine is None or not len(mine):
+        return _empty_eob()
+    took = sorted(set(mine["applies_to"].astype(str)))
+    amt = mine.groupby(["applies_to", "benefit"])["payout_fen"].sum().reindex(
+        pd.MultiIndex.from_arrays([np.repeat(took, len(benefits)),
+                                   np.tile(benefits, len(took))]), fill_value=0).to_numpy(
+        dtype="int64")
+    psn = [ledger.reversal_person(con, known[t]) for t in took]
+    out = pd.DataFrame({
+        "setl_id": np.repeat(took, len(benefits)),
+        "psn_no": np.repeat(psn, len(benefits)), "policy_no": None,
+        "benefit": np.tile(benefits, len(took)), "eligible_amt": 0.0, "deductible_amt": 0.0,
+        "ratio": 0.0, "payout_amt": amt / 100, "target_amt": 0.0, "status": "reversed",
+        "reason": "REVERSED", "entry": np.where(amt != 0, "reverse", "")})
+    out.attrs["status_counts"] = {"reversed": len(took)}
     return out
 
 
@@ -710,6 +760,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         old_rev = _text_isin(st["setl_id"], set(known) - set(rev_of)) & ~q_mask
         reversed_before = {int(r): "REVERSED" for r in np.flatnonzero(old_rev)}
         q_mask |= old_rev
+    # originals reversed in the ledger that this data does not hold (nor their reversal)
+    reversed_away = _reversed_not_in_data(st, known)
     eff = ~q_mask & ~is_rev_all & ~st["setl_id"].isin(rev_of).to_numpy()
     # fraud and quality flags: held for review, left out like quarantined rows (the
     # flags read a few columns of the effective rows; the table itself is not copied)
@@ -841,6 +893,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         emit(q_eob)
     if reversed_before:
         emit(_take_back_reversed(con, ctx, r_eob))
+    away_eob = _take_back_reversed_elsewhere(con, ctx, known, reversed_away)
+    emit(away_eob)
+    n_away = int(away_eob["setl_id"].nunique()) if len(away_eob) else 0
     taken = _take_back(con, ctx, taking_back)
     emit(taken)
     eob = pd.concat(eob_parts, ignore_index=True) if eob_parts else _empty_eob()
@@ -863,8 +918,12 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     summary["carried_from_ledger"] = tally.carried
     # the EOB also lists the originals of the data's reversals that only the ledger held
     summary["reversed_from_ledger"] = len(ledger_originals)
+    # and those another product's reversal undid, not in the data, taken back here
+    summary["reversed_elsewhere"] = {
+        "settlements": n_away,
+        "taken_back_yuan": round(float(away_eob["payout_amt"].sum()), 2) if n_away else 0.0}
     summary["reconciles"] = summary["settlements_in_eob"] == \
-        n_settlements + n_taken + len(ledger_originals)
+        n_settlements + n_taken + len(ledger_originals) + n_away
     summary["ledger_entries_yuan"] = booked / 100
     summary["eob_matches_ledger"] = booked == tally.paid
     cfy = pol["claim_free_years"].value_counts().sort_index()
@@ -1317,7 +1376,8 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     acc = _with_kept(_accumulators(product, dec, dec.settlements["policy_no"].to_numpy()), kept)
     # the ledger keeps the decisions with something to say (not "no policy", "outside
     # the policy" or "not covered", which the EOB lists)
-    keep = long[~long["reason"].isin(["NO_POLICY", "OUTSIDE_POLICY", "NOT_COVERED"])]
+    keep = long[~long["reason"].isin(["NO_POLICY", "OUTSIDE_POLICY", "NOT_COVERED",
+                                      "LINES_NOT_GIVEN"])]
     dec_rows = list(zip(keep["setl_id"], keep["benefit"], keep["psn_no"].astype(str),
                         keep["policy_no"], keep["eligible_amt"].astype(int).tolist(),
                         keep["deductible_amt"].astype(int).tolist(),

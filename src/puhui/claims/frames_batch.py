@@ -97,7 +97,7 @@ def batch_frames(product: Product, frames: dict, url: str, batch_id: str,
                  options: dict) -> FramesBatchResult:
     """Run ``puhui claims run``'s batch on ``frames`` ({table: DataFrame or None}, yuan)
     into the ledger at ``url``. ``options``: ``mode``, ``claims``, ``period``
-    ("FROM:TO" or a pair of ISO dates), ``complete`` as the command takes them; one
+    ("FROM:TO" or a pair of ISO dates), ``complete``, ``as_of`` as the command takes them; one
     worker (the ledger is the same with two: docs/claims.md)."""
     from puhui.claims.batch import run_batch
     from puhui.claims.eob_file import EobWriter
@@ -112,7 +112,8 @@ def batch_frames(product: Product, frames: dict, url: str, batch_id: str,
             res = run_batch(product, product.path, folder, url, batch_id,
                             options.get("mode", "claimed"), eob_sink=writer,
                             claims=options.get("claims"), workers=1, period=period,
-                            complete=bool(options.get("complete", False)))
+                            complete=bool(options.get("complete", False)),
+                            as_of=options.get("as_of"))
         except InputError as exc:
             raise InputError(_named(str(exc), folder)) from None
         finally:

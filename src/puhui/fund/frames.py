@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from puhui.errors import InputError
@@ -123,6 +124,44 @@ def check_yuan(df: pd.DataFrame, table: Table, label: str | None = None) -> None
                 f"whole yuan to float (df[{c.name!r}].astype(float))")
 
 
+#: :func:`check_not_fen_as_floats`: at least this many settlements, every amount whole,
+#: and a median total cost above this many yuan (fen x 1 of a 100-yuan visit reads 10,000)
+FEN_AS_FLOATS_MIN_ROWS = 50
+FEN_AS_FLOATS_MEDIAN_YUAN = 10_000.0
+
+
+def check_not_fen_as_floats(df: pd.DataFrame, label: str = "settlements") -> None:
+    """Refuse settlements whose amounts look like fen held as floats (yuan x 100): at
+    least :data:`FEN_AS_FLOATS_MIN_ROWS` rows, every amount of every money column a whole
+    number, and a median ``medfee_sumamt`` above :data:`FEN_AS_FLOATS_MEDIAN_YUAN` yuan.
+    Real settlements in yuan carry fen (the fund's shares are ratios of the cost), and a
+    median visit costs hundreds of yuan; without settlement lines to tie them to a total,
+    amounts 100 times too large pass every other rule and would be paid 100 times over.
+
+    >>> st = pd.DataFrame({"medfee_sumamt": [31250.0] * 60, "psn_part_amt": [9375.0] * 60})
+    >>> check_not_fen_as_floats(st)
+    Traceback (most recent call last):
+    ...
+    puhui.errors.InputError: settlements: all 60 settlements' amounts are whole numbers and their median total cost (medfee_sumamt) is 31,250.00 yuan: they look like fen held as floats. Give yuan (fen / 100)
+    >>> check_not_fen_as_floats(st / 100)           # 312.50 yuan: passes
+    """
+    money = [c.name for c in SETTLEMENTS.columns if c.kind == "money" and c.name in df.columns]
+    if len(df) < FEN_AS_FLOATS_MIN_ROWS or "medfee_sumamt" not in money:
+        return
+    try:
+        values = df[money].to_numpy(dtype="float64")
+    except (TypeError, ValueError):
+        return                                  # not numbers: check_yuan has said so
+    median = float(np.nanmedian(values[:, money.index("medfee_sumamt")]))
+    finite = values[np.isfinite(values)]
+    if median > FEN_AS_FLOATS_MEDIAN_YUAN and len(finite) and \
+            bool(np.all(np.abs(finite - np.round(finite)) < 1e-6)):    # float noise: not fen
+        raise InputError(
+            f"{label}: all {len(df):,} settlements' amounts are whole numbers and their "
+            f"median total cost (medfee_sumamt) is {median:,.2f} yuan: they look like fen "
+            f"held as floats. Give yuan (fen / 100)")
+
+
 def write_frame(df, directory: Path, table: Table, label: str | None = None) -> None:
     """A user's frame (yuan) as ``table``'s file in ``directory``, for validation and
     the commands to read: refused unless a DataFrame with yuan in its money columns
@@ -137,6 +176,8 @@ def write_frame(df, directory: Path, table: Table, label: str | None = None) -> 
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"{label}: give a pandas DataFrame, not {type(df).__name__}")
     check_yuan(df, table, label)
+    if table is SETTLEMENTS:
+        check_not_fen_as_floats(df, label)
     df = _plain_types(df.reset_index(drop=True), table)
     try:
         write_table(df, directory, table, file_types=False)
