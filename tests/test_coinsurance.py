@@ -256,11 +256,12 @@ def test_a_batch_splits_every_entry_and_writes_the_shares(city, tmp_path, new_le
     n_entries = run_sql(url, "SELECT COUNT(*) FROM payments")[0][0]
     n_shares = run_sql(url, "SELECT COUNT(*) FROM payment_shares")[0][0]
     assert n_shares == 3 * n_entries
-    # the batch run again: nothing new, for any insurer
-    r = puhui("claims", "run", "--product", str(f), "--data", city[0], "--ledger", url,
-              "--batch", "b2", "--out", str(tmp_path / "o2"))
-    assert r.returncode == 0, r.stderr
-    assert run_sql(url, "SELECT COUNT(*) FROM payment_shares")[0][0] == n_shares
+    # the batch run again, under its id and under a new one: nothing new, for any insurer
+    for b in ("b1", "b2"):
+        r = puhui("claims", "run", "--product", str(f), "--data", city[0], "--ledger", url,
+                  "--batch", b, "--out", str(tmp_path / "o2"))
+        assert r.returncode == 0, r.stderr
+        assert run_sql(url, "SELECT COUNT(*) FROM payment_shares")[0][0] == n_shares
     again = json.loads((tmp_path / "o2" / "summary.json").read_text())
     assert [x["paid_this_batch_yuan"] for x in again["insurers"]] == [0.0, 0.0, 0.0]
     assert _check_ledger(url) == per_key
