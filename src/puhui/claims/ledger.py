@@ -756,8 +756,8 @@ def _split_unsplit(con, product_id: str, group: tuple, only_wanted: bool
     rows = con.execute(
         "SELECT m.entry_id, m.applies_to, m.benefit, m.batch_id, m.payout_fen, s.insurer_id,"
         " s.share_fen FROM payments m LEFT JOIN payment_shares s ON s.entry_id = m.entry_id"
-        f" WHERE {where}m.policy_no IN (SELECT policy_no FROM policies WHERE product_id = ?)"
-        " ORDER BY m.entry_id", (product_id,)).fetchall()
+        f" WHERE {where}EXISTS (SELECT 1 FROM policies p WHERE p.policy_no = m.policy_no"
+        " AND p.product_id = ?) ORDER BY m.entry_id", (product_id,)).fetchall()
     entries: dict[int, list] = {}
     for eid, a, b, batch, fen, ins, share in rows:
         e = entries.setdefault(int(eid), [(str(a), str(b)), int(eid), int(fen), None,
@@ -812,9 +812,9 @@ def settlement_shares(con, setl_id: str, product_id: str) -> dict[str, int]:
     """{insurer_id: net fen} of the split entries applying to ``setl_id`` under
     ``product_id``'s policies."""
     return {str(i): int(fen) for i, fen in con.execute(
-        "SELECT s.insurer_id, SUM(s.share_fen) FROM payment_shares s JOIN payments p ON"
-        " p.entry_id = s.entry_id WHERE p.applies_to = ? AND p.policy_no IN (SELECT"
-        " policy_no FROM policies WHERE product_id = ?) GROUP BY s.insurer_id",
+        "SELECT s.insurer_id, SUM(s.share_fen) FROM payment_shares s JOIN payments m ON"
+        " m.entry_id = s.entry_id WHERE m.applies_to = ? AND EXISTS (SELECT 1 FROM policies"
+        " p WHERE p.policy_no = m.policy_no AND p.product_id = ?) GROUP BY s.insurer_id",
         (setl_id, product_id))}
 
 
