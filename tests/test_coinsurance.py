@@ -357,7 +357,15 @@ def test_another_group_for_a_split_product_is_refused(city, tmp_path, new_ledger
     n = run_sql(url2, "SELECT COUNT(*) FROM payments")[0][0]
     r = puhui("claims", "run", "--product", str(tmp_path / "tight.toml"), "--data", city[0],
               "--ledger", url2, "--batch", "b2", "--out", str(tmp_path / "o2"))
-    assert r.returncode == 2 and "names none" in r.stderr, r.stderr
+    assert r.returncode == 2 and "names no co-insurers" in r.stderr, r.stderr
+    assert run_sql(url2, "SELECT COUNT(*) FROM payments")[0][0] == n
+    # a direct payout from the command line with that file: exit 2, nothing written
+    full, psn, kind, *_ = city
+    body = tmp_path / "t9.json"
+    body.write_text(json.dumps(_body("T9", psn, "2025-03-01", 3300, kind)))
+    r = puhui("claims", "direct", "--product", str(tmp_path / "tight.toml"), "--ledger",
+              url2, "--settlement", str(body))
+    assert r.returncode == 2 and "names no co-insurers" in r.stderr, r.stderr
     assert run_sql(url2, "SELECT COUNT(*) FROM payments")[0][0] == n
 
 

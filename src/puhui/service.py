@@ -657,6 +657,7 @@ def serve(product: Product, url: str, host: str, port: int, workers: int = 1) ->
             raise InputError(f"ledger {ledger.shown_url(url)}: no policy of product "
                              f"{product.id}; load them with 'puhui ledger load --data DIR "
                              f"--ledger URL'")
+        ledger.check_co_insurers(con, product)
         if not ledger.api_keys(con):
             raise InputError(f"ledger {ledger.shown_url(url)}: no API key; make one with "
                              f"'puhui keys create --ledger URL --scope settle --name NAME'")

@@ -494,15 +494,12 @@ def _hold_reused_reversal_ids(st: pd.DataFrame, rows: np.ndarray, quarantined: d
 
 def _refuse_dropped_co_insurers(con, product: Product) -> None:
     """A product whose payments the ledger split between co-insurers (schema 7) run with
-    a product file naming none: refused, nothing written (its entries would be recorded
-    unsplit; one naming another group is refused when the first entry is recorded)."""
-    had = ledger.co_insurers_of(con, product.id)
-    if had and not product.co_insurers:
+    a product file naming none or another group: refused before anything is written."""
+    try:
+        ledger.check_co_insurers(con, product)
+    except InputError:
         con.close()
-        raise InputError(f"product {product.id}: the ledger split its payments between "
-                         f"{', '.join(i for i, *_ in had)} (co-insurers); this product file "
-                         f"names none. Nothing was written. Give the file with its "
-                         f"[[co_insurers]]")
+        raise
 
 
 def _refuse_unknown_history(con, product: Product, keys: _LazyKeys, data_dir: Path) -> None:

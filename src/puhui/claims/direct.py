@@ -249,6 +249,7 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     s, lines = checked_settlement(raw)
     con = ledger.connect(url, must_exist=True)
     try:
+        ledger.check_co_insurers(con, product)
         with ledger.unit_of_work(con, locks=settlement_locks(s)):
             return decide(con, product, s, lines, record=True)
     finally:

@@ -788,15 +788,30 @@ def _register_co_insurers(con, product_id: str, group: tuple) -> None:
                          for q in group])
         _split_unsplit(con, product_id, group, only_wanted=False)
     elif had != mine:
-        def text(g):
-            return ", ".join(f"{i} {bp / 100:g} %{' (lead)' if lead else ''}"
-                             for i, bp, lead in g)
-        raise InputError(f"product {product_id}: the ledger split its payments between "
-                         f"{text(had)}; the product file now names {text(mine)}. Nothing "
-                         f"was written. A product year's co-insurers and quotas cannot "
-                         f"change once its payments are split: restore the file's "
-                         f"[[co_insurers]], or give the change as a new product (id)")
+        _refuse_other_group(product_id, had, mine)
     _learn(con, ("co_insurers", product_id, tuple(mine)))
+
+
+def _refuse_other_group(product_id: str, had: list, mine: list) -> None:
+    def text(g):
+        return ", ".join(f"{i} {bp / 100:g} %{' (lead)' if lead else ''}"
+                         for i, bp, lead in g) or "no co-insurers"
+    raise InputError(f"product {product_id}: the ledger split its payments between "
+                     f"{text(had)}; the product file names {text(mine)}. Nothing was "
+                     f"written. A product year's co-insurers and quotas cannot change once "
+                     f"its payments are split: give the file with the [[co_insurers]] the "
+                     f"ledger holds, or the change as a new product (id)")
+
+
+def check_co_insurers(con, product) -> None:
+    """Refuse (:class:`InputError`) a product file whose co-insurers are not those the
+    ledger split the product's payments with (none named, other insurers or quotas);
+    a product the ledger never split passes. Where a command starts (a batch, the
+    service, a direct payout from the command line), before anything is written."""
+    had = sorted((i, bp, lead) for i, _n, bp, lead in co_insurers_of(con, product.id))
+    mine = sorted((q.id, int(q.share_bp), bool(q.lead)) for q in product.co_insurers)
+    if had and had != mine:
+        _refuse_other_group(product.id, had, mine)
 
 
 def co_insurers_of(con, product_id: str) -> list[tuple[str, str, int, bool]]:

@@ -366,6 +366,7 @@ def reverse_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     r = checked_reversal(raw)
     con = ledger.connect(url, must_exist=True)
     try:
+        ledger.check_co_insurers(con, product)
         with ledger.unit_of_work(con, locks=reversal_locks(r)):
             return apply_reversal(con, product, r)[0]
     finally:
