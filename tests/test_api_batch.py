@@ -141,7 +141,7 @@ def test_as_of_is_the_business_date_of_every_entry(fund, small_city_dir, tmp_pat
     last = pd.Timestamp(fund.settlements["setl_time"].max()).date()
     for bad, why in ((pd.Timestamp("2026-03-31 10:00"), "a business date is a day"),
                      (20260331, "give a date"),
-                     (last - dt.timedelta(days=1), "dated after --as-of")):
+                     (last - dt.timedelta(days=1), "dated after as_of")):
         with pytest.raises(InputError, match=why):
             puhui.ClaimsBatch("huhuibao-2025", ledger=f"sqlite:///{tmp_path / 'x.db'}",
                               batch_id="b", as_of=bad).run(fund)

@@ -379,8 +379,16 @@ def _date_text(value) -> str | None:
     date is a day); None stays None."""
     import datetime as dt
 
+    import numpy as np
+    import pandas as pd
+
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, np.datetime64):        # a date as numpy holds it (NaT: none)
+        value = pd.Timestamp(value)
+    if value is pd.NaT:
+        raise InputError("as_of: NaT is not a date; give a date (YYYY-MM-DD) or leave "
+                         "as_of out")
     if isinstance(value, dt.datetime):          # pandas' Timestamp is one
         if (value.hour, value.minute, value.second, value.microsecond) != (0, 0, 0, 0):
             raise InputError(f"as_of {value!s}: a business date is a day; give a date")

@@ -848,6 +848,22 @@ def _pricing_inputs(f):
     return f
 
 
+def _risk_transfer_line(rt: dict) -> str:
+    """``puhui price``'s line on the net position under a treaty set."""
+    if "net" not in rt:
+        return f"risk transfer ({rt['file']}): {rt['note']}"
+    g, n = rt["gross"], rt["net"]
+    iv = n["loss_ratio_interval"]
+    q = f"{rt['capital_quantile']:.1%}"
+    lr = (f"net expected loss ratio {n['expected_loss_ratio']:.1%} ({iv['level']:.0%} "
+          f"interval {iv['lower']:.1%} to {iv['upper']:.1%})"
+          if n["expected_loss_ratio"] is not None else f"no net loss ratio: {n.get('note')}")
+    return (f"risk transfer ({rt['file']}): net premium {n['premium_per_policy']:,.2f} of "
+            f"{g['premium_per_policy']:,.2f} yuan per policy; {lr}; capital at {q} "
+            f"{n['capital_total']:,.2f} yuan net, {g['capital_total']:,.2f} "
+            f"gross").replace("%", " %")
+
+
 @cli.command()
 @click.option("--product", "product_file", required=True, multiple=True,
               help="product file (path or id); repeat it to price versions of one product "
@@ -862,10 +878,13 @@ def _pricing_inputs(f):
 @click.option("--backtest-all-years", is_flag=True,
               help="backtest every data year that has earlier years, not the last alone "
                    "(as `puhui backtest`; each year is one more pricing)")
+@click.option("--treaties", "treaties", type=click.Path(), default=None,
+              help="treaty set (a file, or a name in actuarial/treaties/): pricing.json's "
+                   "risk_transfer, gross and net of each treaty in order")
 @_lang_option
 @_execution_option
 def price(product_file, data_dir, out, seed, assumptions_file, policies, no_backtest=False,
-          backtest_all_years=False, lang="en"):
+          backtest_all_years=False, lang="en", treaties=None):
     """Price a product on fund data: OUT/pricing.json, report.html, manifest.json."""
     from pathlib import Path
 
@@ -875,6 +894,9 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
         raise click.UsageError("--no-backtest and --backtest-all-years: give one of them")
     if isinstance(product_file, str):        # one product given by ctx.invoke (demo)
         product_file = (product_file,)
+    if len(product_file) > 1 and treaties is not None:
+        raise click.UsageError("--treaties is for one product; price each version with "
+                               "its own --product and --treaties")
     if len(product_file) > 1:
         if backtest_all_years:
             raise click.UsageError("--backtest-all-years is for one product; back-test each "
@@ -886,7 +908,7 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
     f = run_price(product.path, data_dir, out, seed=seed, assumptions_file=assumptions_file,
                   policies=policies, progress=_progress(True),
                   backtest="none" if no_backtest else "all" if backtest_all_years else "last",
-                  lang=lang)
+                  lang=lang, treaties=treaties)
     gross = f["gross_premium"]
     gross_text = (f"{gross:,.2f} yuan" if isinstance(gross, (int, float))
                   else "by cell (see pricing.json)")
@@ -917,6 +939,8 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
             click.echo(f"  lifetime, loss ratio at the filed schedule: {pct(lr['entrants_mix'])} "
                        f"over the entrants' mix, {pct(lr['first_year_eligible_mix'])} in the "
                        f"first year")
+    if "risk_transfer" in f:
+        click.echo(f"  {_risk_transfer_line(f['risk_transfer'])}")
     bt = f.get("backtest")
     if bt is not None and not bt["years"]:
         click.echo(f"  backtest: none; {bt['reason']}")

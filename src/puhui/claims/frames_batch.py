@@ -61,7 +61,8 @@ API_WORDS = (("`puhui validate the frames`", "`puhui validate` on the files"),
              ("leave --period out", "leave period out"),
              ("--period FROM:TO", "period=(FROM, TO)"), ("--period", "period"),
              ("--complete", "complete=True"), ("--batch:", "batch_id:"),
-             ("--mode claimed", "mode='claimed'"), ("the claims file", "claims"))
+             ("--mode claimed", "mode='claimed'"), ("the claims file", "claims"),
+             ("resume it with --as-of ", "resume it with as_of="), ("--as-of", "as_of"))
 
 
 def _named(text: str, folder: Path) -> str:

@@ -112,7 +112,7 @@ def check_yuan(df: pd.DataFrame, table: Table, label: str | None = None) -> None
         if c.kind != "money" or c.name not in df.columns:
             continue
         s = df[c.name]
-        if pd.api.types.is_bool_dtype(s) or not (
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_complex_dtype(s) or not (
                 pd.api.types.is_numeric_dtype(s) or _decimals(s)):
             raise InputError(f"{label}: column {c.name} is not an amount ({s.dtype}): give "
                              f"yuan with two decimals as floats (or Decimal)")
@@ -152,7 +152,11 @@ def check_not_fen_as_floats(df: pd.DataFrame, label: str = "settlements") -> Non
         values = df[money].to_numpy(dtype="float64")
     except (TypeError, ValueError):
         return                                  # not numbers: check_yuan has said so
-    median = float(np.nanmedian(values[:, money.index("medfee_sumamt")]))
+    cost = values[:, money.index("medfee_sumamt")]
+    cost = cost[np.isfinite(cost)]
+    if not len(cost):
+        return                  # no cost to judge (validation refuses the nulls)
+    median = float(np.median(cost))
     finite = values[np.isfinite(values)]
     if median > FEN_AS_FLOATS_MEDIAN_YUAN and len(finite) and \
             bool(np.all(np.abs(finite - np.round(finite)) < 1e-6)):    # float noise: not fen
