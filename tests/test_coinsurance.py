@@ -434,3 +434,19 @@ def test_the_service_answers_each_insurers_share(city, tmp_path, new_ledger):
         assert {x["id"]: round(x["paid_amt"] * 100) for x in answer["insurers"]} == \
             _brute(210_000, G3)
         assert answer["insurers"][0]["lead"] is True
+
+
+def test_a_product_year_that_gains_its_co_insurers_is_split_whole(city, tmp_path, new_ledger):
+    """The city's batch under the tight product without co-insurers (nothing split), then
+    the same data under the thirds file: it pays nothing more, and every entry of the
+    first batch is split then, in the order recorded, as if split when recorded."""
+    tight, thirds, f = _files(tmp_path)
+    url = new_ledger("l")
+    run_batch(tight, tmp_path / "tight.toml", city[0], url, "b1")
+    assert run_sql(url, "SELECT COUNT(*) FROM payment_shares")[0][0] == 0
+    n = run_sql(url, "SELECT COUNT(*) FROM payments")[0][0]
+    second = run_batch(thirds, f, city[0], url, "b2")
+    assert run_sql(url, "SELECT COUNT(*) FROM payments")[0][0] == n
+    assert [x["paid_this_batch_yuan"] for x in second.summary["insurers"]] == [0.0] * 3
+    assert run_sql(url, "SELECT COUNT(*) FROM payment_shares")[0][0] == 3 * n
+    _check_ledger(url)

@@ -823,6 +823,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
         as_of = _kept_as_of(con, batch_id, as_of, stated_as_of)
         ledger.upsert_policies(con, pol)
+        # a co-insured product's group registered (the first time: its earlier entries
+        # split), so a product year is split whole even by a batch that pays nothing new
+        ledger.register_co_insurers(con, product)
         ledger.record_holds(con, new_holds, batch_id)
         ledger.audit(con, f"claims run --mode {mode}", batch_id, phash, dhash,
                      product_file=str(product_file), data=str(data_dir),

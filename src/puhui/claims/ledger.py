@@ -803,6 +803,15 @@ def _refuse_other_group(product_id: str, had: list, mine: list) -> None:
                      f"ledger holds, or the change as a new product (id)")
 
 
+def register_co_insurers(con, product) -> None:
+    """Register a co-insured product's group now (inside a unit of work; nothing for a
+    product without co-insurers), splitting its earlier entries if it is the first:
+    a batch does it where it starts, so a product year is split whole even when the
+    batch pays nothing new (:func:`_register_co_insurers`)."""
+    if product.co_insurers:
+        _register_co_insurers(con, product.id, tuple(product.co_insurers))
+
+
 def check_co_insurers(con, product) -> None:
     """Refuse (:class:`InputError`) a product file whose co-insurers are not those the
     ledger split the product's payments with (none named, other insurers or quotas);
