@@ -27,7 +27,7 @@ from puhui.products.model import CoInsurer, load_product
 from tests.conftest import puhui
 from tests.ledgers import run_sql
 from tests.test_money_safety import TIGHT
-from tests.test_reversal import PRODUCT, _body, _data, _loaded, _reversal, city  # noqa: F401
+from tests.test_reversal import PRODUCT, _body, _loaded, _reversal, city  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
