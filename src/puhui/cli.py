@@ -395,6 +395,8 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
         bar.render_finish()
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
                                        encoding="utf-8")
+    if product.co_insurers:                     # co-insurance: each insurer's shares
+        _write_batch_shares(url, batch_id, outp, res.summary["insurers"])
     from puhui.excel import write_batch_workbook
 
     write_batch_workbook(res.summary, outp / "summary.xlsx")     # for finance teams
@@ -412,8 +414,34 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
                f"{', '.join(f'{k} {v:,}' for k, v in s['settlements_by_status'].items())}")
     click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'} (and summary.xlsx)\n"
                f"  {outp / 'report.html'}")
+    if "insurers" in s:
+        click.echo(f"  {outp / 'eob_shares.parquet'}\n  {outp / 'insurers.csv'} (co-insurers)")
+    for row in s.get("insurers", []):
+        click.echo(f"  {row['id']}{' (lead)' if row['lead'] else ''} {row['share']:.2%}: "
+                   f"{row['paid_this_batch_yuan']:,.2f} yuan")
     for w in s.get("warnings", []):
         click.echo(f"warning: {w}", err=True)
+
+
+def _write_batch_shares(url: str, batch_id: str, outp, insurers: list[dict]) -> None:
+    """``OUT/eob_shares.parquet``: every co-insurer's share (yuan) of each of the batch's
+    entries, keyed as the EOB's rows (setl_id, applies_to, benefit); and
+    ``OUT/insurers.csv``: what the batch paid each insurer."""
+    from puhui.claims import ledger
+    from puhui.fund.files import write_parquet
+
+    con = ledger.connect(url, must_exist=True)
+    try:
+        df = ledger.batch_shares(con, batch_id)
+    finally:
+        con.close()
+    df["share_amt"] = df.pop("share_fen") / 100
+    write_parquet(df, outp / "eob_shares.parquet")
+    import pandas as pd
+
+    pd.DataFrame(insurers, columns=["id", "name", "share", "lead", "entries",
+                                    "paid_this_batch_yuan"]).to_csv(outp / "insurers.csv",
+                                                                    index=False)
 
 
 @claims.command("recoveries")
@@ -617,6 +645,17 @@ def ledger_export(url, out_file):
     con = ledger.connect(url, must_exist=True)
     _out_file(out_file)
     df = ledger.export_payments(con)
+    shares = ledger.export_shares(con)
+    _write_table(df, out_file)
+    click.echo(f"wrote {len(df):,} entries to {out_file}")
+    if len(shares):           # co-insurance (schema 7): each insurer's share of each entry
+        stem, ext = out_file.rsplit(".", 1)
+        _write_table(shares, f"{stem}.shares.{ext}")
+        click.echo(f"wrote {len(shares):,} shares of co-insurers to {stem}.shares.{ext}")
+
+
+def _write_table(df, out_file: str) -> None:
+    """A frame as FILE.parquet or FILE.csv."""
     if out_file.endswith(".parquet"):
         from puhui.fund.files import write_parquet
 
@@ -625,7 +664,6 @@ def ledger_export(url, out_file):
         df.to_csv(out_file, index=False)
     else:
         raise InputError(f"{out_file}: the payment file ends .parquet or .csv")
-    click.echo(f"wrote {len(df):,} entries to {out_file}")
 
 
 def _ledger_and_product(command):

@@ -494,6 +494,16 @@ def _hold_reused_reversal_ids(st: pd.DataFrame, rows: np.ndarray, quarantined: d
             q_mask[int(r)] = True
 
 
+def _refuse_dropped_co_insurers(con, product: Product) -> None:
+    """A product whose payments the ledger split between co-insurers (schema 7) run with
+    a product file naming none or another group: refused before anything is written."""
+    try:
+        ledger.check_co_insurers(con, product)
+    except InputError:
+        con.close()
+        raise
+
+
 def _refuse_unknown_history(con, product: Product, keys: _LazyKeys, data_dir: Path) -> None:
     """A ledger written before schema 2 did not keep the inputs of what it decided: a
     batch whose data lacks some of those settlements cannot run their deductibles and
@@ -541,7 +551,7 @@ def _take_back_paid_on_reversed(con, ctx: _BlockContext, ids: list[str]) -> None
             (r, a, b, psn, pol, -int(p), "reverse", ctx.batch_id, stamp)
             for a, b, p, psn, pol, r in paid[["applies_to", "benefit", "paid", "psn_no",
                                               "policy_no", "reversal"]].itertuples(index=False)],
-            ctx.as_of)
+            ctx.as_of, ctx.product)
         ledger.record_decisions(con, [
             (a, b.id, psn, None, 0, 0, 0, 0, "REVERSED", ctx.batch_id)
             for a, psn in sorted(set(zip(paid["applies_to"], paid["psn_no"])))
@@ -630,7 +640,7 @@ def _take_back(con, ctx: _BlockContext, missing: pd.DataFrame) -> pd.DataFrame:
                 (a, a, b, psn, pol, -int(p), "adjust", ctx.batch_id, stamp)
                 for a, b, p, psn, pol in paid[["applies_to", "benefit", "paid", "psn_no",
                                                "policy_no"]].itertuples(index=False)],
-                ctx.as_of)
+                ctx.as_of, ctx.product)
             ledger.record_decisions(con, [
                 (a, b, psn, None, 0, 0, 0, 0, "NOT_IN_DATA", ctx.batch_id)
                 for a, psn in zip(ids, missing["psn_no"].astype(str)) for b in benefits],
@@ -753,6 +763,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # a reversal of an original only the ledger holds (last month's settlement reversed
     # in this month's extract) is applied, not quarantined
     con = ledger.connect(url)
+    _refuse_dropped_co_insurers(con, product)
     known = ledger.known_reversals(con)          # original -> the reversal applied
     from_ledger = _reversals_of_ledger_originals(con, st, quarantined, known)
     for r in from_ledger:
@@ -814,6 +825,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
         as_of = _kept_as_of(con, batch_id, as_of, stated_as_of)
         ledger.upsert_policies(con, pol)
+        # a co-insured product's group registered (the first time: its earlier entries
+        # split), so a product year is split whole even by a batch that pays nothing new
+        ledger.register_co_insurers(con, product)
         ledger.record_holds(con, new_holds, batch_id)
         ledger.audit(con, f"claims run --mode {mode}", batch_id, phash, dhash,
                      product_file=str(product_file), data=str(data_dir),
@@ -925,6 +939,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         entries = ledger.finish_batch(con, batch_id)
         booked = ledger.batch_total(con, batch_id)
         ledger.audit(con, "claims run finished", batch_id, phash, dhash, entries=entries)
+    by_insurer = ledger.batch_insurer_totals(con, batch_id) if product.co_insurers else None
     con.close()
     summary = tally.summary(batch_id, mode, product, n_settlements)
     n_taken = int(taken["setl_id"].nunique()) if len(taken) else 0
@@ -949,11 +964,24 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     summary["claim_free_years"] = {"source": cfy_source,
                                    "policies_by_years": {str(k): int(v) for k, v in cfy.items()}}
     summary["warnings"] = [no_lines] if no_lines else []
+    if by_insurer is not None:
+        summary["insurers"] = insurer_summary(product, by_insurer)
+        summary["insurers_match_ledger"] = sum(f for _, _, f in by_insurer) == booked
     if claims is not None:
         known = pd.Series(_text_isin(claim_ids, claims))
         summary["claims_file"] = {"claims": len(claims), "matched": int(known.sum()),
                                   "unknown_settlements": len(claims) - int(known.sum())}
     return BatchResult(eob=eob, summary=summary)
+
+
+def insurer_summary(product: Product, by_insurer: list[tuple[str, int, int]]) -> list[dict]:
+    """summary.json's ``insurers``: each co-insurer of the product (lead first), its quota
+    and what the batch's entries gave it (:func:`ledger.batch_insurer_totals`)."""
+    got = {i: (n, fen) for i, n, fen in by_insurer}
+    return [{"id": q.id, "name": q.name, "share": q.share_bp / 10_000, "lead": q.lead,
+             "entries": got.get(q.id, (0, 0))[0],
+             "paid_this_batch_yuan": got.get(q.id, (0, 0))[1] / 100}
+            for q in sorted(product.co_insurers, key=lambda q: (not q.lead, q.id))]
 
 
 def with_claim_free_years(con, all_policies: pd.DataFrame, pol: pd.DataFrame,
@@ -1346,7 +1374,7 @@ def _run_blocks(con, ctx: _BlockContext, pieces: list, lean: bool = False) -> li
 
 def _write_plan(con, ctx: _BlockContext, plan: _BlockPlan, reversals: pd.DataFrame) -> None:
     """A block's plan into the ledger (inside the caller's unit of work)."""
-    ledger.record_entries(con, plan.entries, ctx.as_of)
+    ledger.record_entries(con, plan.entries, ctx.as_of, ctx.product)
     ledger.record_decisions(con, plan.decisions, ctx.product.id)
     ledger.replace_accumulators(con, plan.accumulators)
     ledger.forget_settlements(con, plan.forget, ctx.product.id)
