@@ -34,6 +34,9 @@ What it holds
                   lead), as its first split payment registered them (schema 7)
 ``payment_shares`` each insurer's share (fen) of every payment entry of a co-insured
                   product: the shares of an entry add up to it (schema 7)
+``claim_filings`` the date each claim was filed, per settlement and product, from a
+                  claimed batch's claims file with a ``filed_date`` column; the first
+                  filing recorded is kept (schema 8)
 ``audit``         append-only log: who ran what, with which product and data hashes, when
 
 Unique keys make replays harmless: a batch writes at most one entry per
@@ -132,6 +135,9 @@ CREATE TABLE IF NOT EXISTS co_insurers (
 CREATE TABLE IF NOT EXISTS payment_shares (
     entry_id INTEGER NOT NULL REFERENCES payments (entry_id), insurer_id TEXT NOT NULL,
     share_fen INTEGER NOT NULL, PRIMARY KEY (entry_id, insurer_id));
+CREATE TABLE IF NOT EXISTS claim_filings (
+    setl_id TEXT NOT NULL, product_id TEXT NOT NULL, filed_date TEXT NOT NULL,
+    batch_id TEXT NOT NULL, recorded_at TEXT NOT NULL, PRIMARY KEY (setl_id, product_id));
 """
 #: 3 (session 18): ``api_keys`` and ``idempotency`` for the service (``puhui serve``);
 #: a version-2 ledger gains them (empty) when opened.
@@ -160,7 +166,13 @@ CREATE TABLE IF NOT EXISTS payment_shares (
 #: opening a ledger takes no product file); a product's earlier entries are split when
 #: its first payment with co-insurers is recorded (:func:`_register_co_insurers`), so
 #: a product year is split whole, with the quotas of the file that first split it.
-SCHEMA_VERSION = "7"
+#: 8 (session 23, after the co-insurance of 7): filing dates. ``claim_filings``: the date
+#: each claim was filed, per settlement and product (the key), written by a claimed
+#: batch whose claims file has a ``filed_date`` column (:func:`record_filings`: the first
+#: filing recorded is kept; a later file giving another date is counted, not written);
+#: ``puhui reserve --triangle reported`` reads it. An older ledger gains the table,
+#: empty, when opened: it never held filing dates, and none can be made up.
+SCHEMA_VERSION = "8"
 #: The upgrade of ``decisions`` to schema 5 (both backends; run once, after
 #: :data:`SCHEMA`, inside the opening transaction). The old table is renamed and dropped
 #: after the copy; its index is remade on the new one.
@@ -296,7 +308,8 @@ def _upgrade(con, version: str | None) -> None:
     (:func:`_add_business_dates`). Schema 7's tables (``co_insurers``,
     ``payment_shares``) are made empty by :data:`SCHEMA`; nothing is split here (a
     product's earlier entries are split at its first split entry:
-    :func:`_register_co_insurers`). Statement by statement (``executescript`` would
+    :func:`_register_co_insurers`). Schema 8's ``claim_filings`` is made empty by
+    :data:`SCHEMA` too (an older ledger kept no filing dates). Statement by statement (``executescript`` would
     commit the transaction first)."""
     if not _decisions_per_product(con):
         _decisions_v5(con)
@@ -1244,6 +1257,35 @@ def reserve_entries(con, product_id: str):
         " ORDER BY p.entry_id", con, params=[product_id])
     df["payout_fen"] = df["payout_fen"].astype("int64")
     return df
+
+
+def record_filings(con, product_id: str, batch_id: str, filings) -> dict[str, int]:
+    """Record the filing dates of ``filings`` (``setl_id``, ``filed_date`` ISO text, one
+    row per claim) under ``product_id``, inside the caller's unit of work. The key is
+    (settlement, product) and the first filing recorded is kept: a claim already on
+    record with the same date is left as it is (a claims file listing every claim to
+    date names it again); one with another date keeps its first date and is counted
+    (``kept_earlier_date``: a correction of a filing date is not taken from a claims
+    file, since the claim was known from its first filing). Returns the counts:
+    recorded, already_recorded, kept_earlier_date."""
+    ids = filings["setl_id"].astype(str).tolist()
+    days = filings["filed_date"].astype(str).tolist()
+    known = dict(con.execute("SELECT setl_id, filed_date FROM claim_filings WHERE"
+                             " product_id = ?", (product_id,)).fetchall())
+    new = [(i, product_id, d, batch_id) for i, d in zip(ids, days) if i not in known]
+    other = sum(1 for i, d in zip(ids, days) if i in known and known[i] != d)
+    at = now()
+    con.executemany("INSERT INTO claim_filings (setl_id, product_id, filed_date, batch_id,"
+                    " recorded_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (setl_id, product_id)"
+                    " DO NOTHING", [(*r, at) for r in new])
+    return {"recorded": len(new), "already_recorded": len(ids) - len(new) - other,
+            "kept_earlier_date": other}
+
+
+def claim_filings(con, product_id: str):
+    """The filing dates recorded under ``product_id``: setl_id, filed_date (ISO text)."""
+    return _frame("SELECT setl_id, filed_date FROM claim_filings WHERE product_id = ?"
+                  " ORDER BY setl_id", con, params=[product_id])
 
 
 def product_premiums(con, product_id: str):
