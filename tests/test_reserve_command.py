@@ -552,7 +552,8 @@ def test_an_older_ledger_gains_the_filings_table(new_ledger):
     run_sql(url, "UPDATE meta SET value = '7' WHERE key = 'schema_version'")
     r = puhui("ledger", "status", "--ledger", url)
     assert r.returncode == 0, r.stderr
-    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "8"
+    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == \
+        ledger.SCHEMA_VERSION == "8"
     assert run_sql(url, "SELECT COUNT(*) FROM claim_filings")[0][0] == 0
 
 

@@ -1268,17 +1268,18 @@ def record_filings(con, product_id: str, batch_id: str, filings) -> dict[str, in
     (``kept_earlier_date``: a correction of a filing date is not taken from a claims
     file, since the claim was known from its first filing). Returns the counts:
     recorded, already_recorded, kept_earlier_date."""
-    ids = filings["setl_id"].astype(str).tolist()
-    days = filings["filed_date"].astype(str).tolist()
-    known = dict(con.execute("SELECT setl_id, filed_date FROM claim_filings WHERE"
-                             " product_id = ?", (product_id,)).fetchall())
-    new = [(i, product_id, d, batch_id) for i, d in zip(ids, days) if i not in known]
-    other = sum(1 for i, d in zip(ids, days) if i in known and known[i] != d)
+    mine = filings[["setl_id", "filed_date"]].astype(str)
+    known = _frame("SELECT setl_id, filed_date AS known FROM claim_filings WHERE"
+                   " product_id = ?", con, params=[product_id])
+    both = mine.merge(known.astype(str), on="setl_id", how="left")
+    new = both["known"].isna().to_numpy()
+    other = int((~new & (both["known"] != both["filed_date"]).to_numpy()).sum())
     at = now()
     con.executemany("INSERT INTO claim_filings (setl_id, product_id, filed_date, batch_id,"
                     " recorded_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (setl_id, product_id)"
-                    " DO NOTHING", [(*r, at) for r in new])
-    return {"recorded": len(new), "already_recorded": len(ids) - len(new) - other,
+                    " DO NOTHING", [(i, product_id, d, batch_id, at) for i, d in
+                                    zip(both["setl_id"][new], both["filed_date"][new])])
+    return {"recorded": int(new.sum()), "already_recorded": int((~new).sum()) - other,
             "kept_earlier_date": other}
 
 
