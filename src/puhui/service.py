@@ -37,8 +37,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from puhui.claims import ledger
-from puhui.claims.direct import (REQUIRED, answer_of, checked_settlement, decide, held_note,
-                                 in_product_order, settlement_json, settlement_locks)
+from puhui.claims.direct import (REQUIRED, answer_of, checked_settlement, decide,
+                                 decide_reads, held_note, in_product_order, settlement_json,
+                                 settlement_locks)
 from puhui.claims.reverse import apply_reversal, checked_reversal, reversal_locks
 from puhui.errors import Conflict, InputError, Unprocessable
 from puhui.fund import privacy
@@ -251,7 +252,9 @@ class Service:
                                            ensure_ascii=False).encode()).hexdigest()
         con = self.connections.get()
         locks = settlement_locks(s) + ((f"idem:{key_id}:{idem_key}",) if idem_key else ())
-        with ledger.unit_of_work(con, locks=locks):
+        reads = ([ledger.idempotent_answer_query(key_id, idem_key)] if idem_key else []) + \
+            decide_reads(self.product, s)
+        with ledger.unit_of_work(con, locks=locks, reads=reads):
             if idem_key:
                 before = ledger.idempotent_answer(con, key_id, idem_key)
                 if before is not None:
