@@ -158,3 +158,51 @@ def test_few_ids_read_by_index_give_the_rows_of_the_set_read(pg_ledger, monkeypa
     loop = {(sid, b): why for sid in ids for b, *_, why in ledger.decisions_of(con, sid, "p")}
     assert by_index[3] == loop and len(loop) == 2 * sum(1 for i in range(0, 45, 2)
                                                         if i < 40 and i % 5 != 4)
+
+
+# a few rows of one INSERT as one statement -------------------------------------------
+def test_a_few_rows_in_one_statement_write_what_rows_one_by_one_write(pg_ledger, tmp_path):
+    """The kept writes of a unit of work, a few rows of an INSERT sent as one statement
+    on PostgreSQL, leave what SQLite's one row after the other leaves: replaced
+    decisions, entries kept once, accumulators set, a key written twice in one call
+    (sent one by one: the last row wins)."""
+    from puhui.claims import ledger_pg
+
+    url, con = pg_ledger
+    lite = ledger.connect(f"sqlite:///{tmp_path / 'l.db'}")
+    lite.execute("INSERT INTO policies VALUES ('POL1', 'P1', 'p', '2025-01-01', "
+                 "'2025-12-31', 12900, 0, 1, 0)")
+    lite.execute("INSERT INTO accumulators VALUES ('POL1', 'hospital', 100)")   # as pg's
+    sent = []
+    real = ledger_pg.rows_in_one
+    ledger_pg_rows = lambda sql, rows: (lambda r: sent.append(r is not None) or r)(  # noqa
+        real(sql, rows))
+    import unittest.mock as mock
+
+    def write(c):
+        with ledger.unit_of_work(c, locks=("psn:P1",)):
+            ledger.ensure_open_batch(c, "direct:p", "direct", "p")
+            for payout in (100, 250):       # decided twice: the second replaces
+                ledger.record_decisions(c, [(f"S{i}", b, "P1", "POL1", 500, 0, 5000, payout,
+                                             "PAID", "direct:p")
+                                            for i in range(3) for b in ("h", "d")], "p")
+                ledger.record_entries(c, [(f"S{i}", f"S{i}", b, "P1", "POL1", payout, "pay",
+                                           "direct:p", "t") for i in range(3)
+                                          for b in ("h", "d")], "2025-02-01")
+            ledger.update_accumulators(c, "POL1", {"ded": 300, "lim": 900})
+            c.executemany("INSERT INTO accumulators VALUES (?, ?, ?) ON CONFLICT (policy_no,"
+                          " accumulator) DO UPDATE SET used_fen = excluded.used_fen",
+                          [("POL1", "lim", 1), ("POL1", "lim", 2)])
+
+    with mock.patch.object(ledger_pg, "rows_in_one", ledger_pg_rows):
+        write(con)
+    write(lite)
+    assert sent.count(True) >= 5 and False in sent      # both ways were taken
+    for q in ("SELECT setl_id, benefit, payout_fen FROM decisions ORDER BY 1, 2",
+              "SELECT setl_id, benefit, payout_fen FROM payments ORDER BY entry_id",
+              "SELECT accumulator, used_fen FROM accumulators ORDER BY 1"):
+        assert [tuple(r) for r in con.execute(q).fetchall()] == \
+            [tuple(r) for r in lite.execute(q).fetchall()], q
+    assert con.execute("SELECT used_fen FROM accumulators WHERE accumulator = 'lim'"
+                       ).fetchone()[0] == 2
+    lite.close()

@@ -267,14 +267,19 @@ class PgConnection:
             raise
 
     def _flush(self, then: str | None = None) -> None:
-        """Send the kept writes (and ``then``, a COMMIT) in one pipeline."""
+        """Send the kept writes (and ``then``, a COMMIT) in one pipeline; a few rows of
+        one ``INSERT`` as one statement (:func:`rows_in_one`)."""
         if not self._pending and then is None:
             return
         pending, self._pending = self._pending, []
         try:
             with self._con.pipeline(), self._con.cursor() as cur:
                 for kind, sql, args in pending:
-                    (cur.executemany if kind == "many" else cur.execute)(sql, args)
+                    one = rows_in_one(sql, args) if kind == "many" else None
+                    if one is not None:
+                        cur.execute(*one)
+                    else:
+                        (cur.executemany if kind == "many" else cur.execute)(sql, args)
                 if then is not None:
                     cur.execute(then)
         except BaseException:
@@ -350,6 +355,67 @@ class PgConnection:
     def closed(self) -> bool:
         """The connection is lost (closed, or broken by the server or the network)."""
         return self._con.closed or self._con.broken
+
+
+#: Up to this many rows of an ``INSERT`` go as one statement (:func:`rows_in_one`).
+FEW_ROWS = 16
+_VALUES = re.compile(r"^(INSERT INTO \w+(?: \([^)]*\))? VALUES )(\((?:%s, )*%s\))(.*)$", re.S)
+_CONFLICT = re.compile(r"^ ON CONFLICT(?: \(([^)]*)\))? DO (NOTHING|UPDATE SET .*)$", re.S)
+
+
+def rows_in_one(sql: str, rows: list) -> tuple[str, tuple] | None:
+    """A translated ``INSERT ... VALUES (%s, ...)`` of a few ``rows`` as one statement of
+    that many ``VALUES`` (statement, parameters), which PostgreSQL runs as those
+    inserts one after the other: a payout's five decisions and its entries were one
+    statement a row, each with its own cost on both sides (session 23). None (send
+    them one by one) for more than :data:`FEW_ROWS` rows, another statement, or an
+    ``ON CONFLICT ... DO UPDATE`` whose rows share a key (one statement may not update
+    a row twice; one after the other, the last row wins).
+
+    >>> rows_in_one("INSERT INTO t (a, b) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+    ...             [(1, 2), (3, 4)])
+    ('INSERT INTO t (a, b) VALUES (%s, %s), (%s, %s) ON CONFLICT DO NOTHING', (1, 2, 3, 4))
+    >>> rows_in_one("INSERT INTO t (a, b) VALUES (%s, %s) ON CONFLICT (a) DO UPDATE SET "
+    ...             "b = excluded.b", [(1, 2), (1, 4)]) is None
+    True
+    >>> rows_in_one(translate("INSERT INTO accumulators VALUES (?, ?, ?) ON CONFLICT "
+    ...             "(policy_no, accumulator) DO UPDATE SET used_fen = excluded.used_fen"),
+    ...             [("P", "a", 1), ("P", "b", 2)])[0].split(" ON ")[0]
+    'INSERT INTO accumulators VALUES (%s, %s, %s), (%s, %s, %s)'
+    """
+    if not 1 < len(rows) <= FEW_ROWS:
+        return None
+    m = _VALUES.match(sql)
+    if m is None:
+        return None
+    head, one, tail = m.groups()
+    if tail:
+        c = _CONFLICT.match(tail)
+        if c is None:
+            return None
+        if c.group(2) != "NOTHING":
+            names = _columns_of(head)
+            if c.group(1) is None or names is None:
+                return None
+            key = [names.index(k.strip()) for k in c.group(1).split(",")]
+            if len({tuple(r[i] for i in key) for r in rows}) != len(rows):
+                return None
+    return (head + ", ".join([one] * len(rows)) + tail,
+            tuple(v for r in rows for v in r))
+
+
+def _columns_of(head: str) -> list[str] | None:
+    """The columns an ``INSERT INTO table [(columns)] VALUES`` names, in order (a
+    table's own when it names none and the table is known here), else None."""
+    m = re.match(r"INSERT INTO (\w+)(?: \(([^)]*)\))?", head)
+    if m.group(2) is not None:
+        return [x.strip() for x in m.group(2).split(",")]
+    every = REPLACE_KEYS.get(m.group(1), (None, _COLUMNS.get(m.group(1))))[1]
+    return list(every) if every is not None else None
+
+
+#: The columns of the tables a payout writes without naming them, beside REPLACE_KEYS'.
+_COLUMNS = {"accumulators": ("policy_no", "accumulator", "used_fen")}
 
 
 #: A statement that writes (deferred inside a unit of work unless it returns rows).
