@@ -116,3 +116,32 @@ def test_the_report_and_the_unrun_batch(fund, tmp_path):
     b.run(fund.head(200))
     html = b.report(tmp_path / "r.html").read_text(encoding="utf-8")
     assert "huhuibao-2025" in html and "<html" in html
+
+
+def test_as_of_is_the_business_date_of_every_entry(fund, small_city_dir, tmp_path):
+    """``ClaimsBatch(as_of=...)`` is ``claims run --as-of`` (session 23; it had no way to
+    say it): a ``datetime.date`` or ISO text, every payment's business date and the
+    batch's as-of read with SQL of the test's own equal the command's; a time of day,
+    a non-date and a date before a settlement it pays are refused."""
+    import datetime as dt
+
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    batch = puhui.ClaimsBatch("huhuibao-2025", ledger=url, batch_id="b1",
+                              as_of=dt.date(2026, 3, 31)).run(fund)
+    assert batch.summary_["as_of"] == "2026-03-31" and batch.paid_ > 0
+    cmd = f"sqlite:///{tmp_path / 'cmd.db'}"
+    r = run_puhui("claims", "run", "--product", "huhuibao-2025", "--data", small_city_dir,
+                  "--ledger", cmd, "--batch", "b1", "--out", tmp_path / "out", "--workers",
+                  "1", "--as-of", "2026-03-31")
+    assert r.returncode == 0, r.stderr
+    dates = "SELECT business_date, COUNT(*), SUM(payout_fen) FROM payments GROUP BY 1"
+    assert run_sql(url, dates) == run_sql(cmd, dates)
+    assert [d for d, *_ in run_sql(url, dates)] == ["2026-03-31"]
+    assert run_sql(url, "SELECT as_of FROM batches WHERE batch_id = 'b1'") == [("2026-03-31",)]
+    last = pd.Timestamp(fund.settlements["setl_time"].max()).date()
+    for bad, why in ((pd.Timestamp("2026-03-31 10:00"), "a business date is a day"),
+                     (20260331, "give a date"),
+                     (last - dt.timedelta(days=1), "dated after as_of")):
+        with pytest.raises(InputError, match=why):
+            puhui.ClaimsBatch("huhuibao-2025", ledger=f"sqlite:///{tmp_path / 'x.db'}",
+                              batch_id="b", as_of=bad).run(fund)

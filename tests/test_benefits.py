@@ -192,3 +192,22 @@ def test_long_form_has_one_row_per_settlement_and_benefit():
     row = lg[lg["benefit"] == "hospital"].iloc[0]
     assert (row["eligible_amt"], row["deductible_amt"], row["payout_amt"], row["status"]) == \
         (2000000, 1200000, 560000, "paid")
+
+
+def test_line_benefits_without_any_lines_say_so_and_with_an_empty_table_are_not_covered():
+    """Lines not given at all (None): the line benefits read LINES_NOT_GIVEN, in the
+    vectorised calculator and the settlement-by-settlement reference alike; an empty
+    lines table says the settlement has none: NOT_COVERED. Denials keep their own reason
+    and the benefits that do not read lines are untouched."""
+    st = [settlement("S1", "2025-03-01", inlist=20000),
+          settlement("S2", "2025-03-01", inlist=500, psn="NOBODY")]
+    d = both(st, [policy()])
+    assert reasons(d, "special_drugs") == ["LINES_NOT_GIVEN", "NO_POLICY"]
+    assert reasons(d, "hospital") == ["PAID", "NO_POLICY"]
+    empty = pd.DataFrame({k: pd.Series(dtype=t) for k, t in
+                          [("setl_id", object), ("line_no", "int64"), ("hilist_code", object),
+                           ("list_class", object), ("amount", "int64"),
+                           ("preselfpay_amt", "int64")]})
+    for f in (adjudicate, adjudicate_sequence):
+        e = f(HHB25, pd.DataFrame(st), pd.DataFrame([policy()]), empty)
+        assert reasons(e, "special_drugs") == ["NOT_COVERED", "NO_POLICY"], f

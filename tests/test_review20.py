@@ -175,17 +175,22 @@ def test_the_batch_workbook_says_yes_or_no_not_python_true():
 
 # --- left open -----------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="fen held as floats (amounts x 100) pass every rule "
-                   "when no settlement lines tie them to a total: the API pays 100 times "
-                   "the yuan figure; a guard (all amounts whole numbers over many rows) "
-                   "is a design choice for the lead")
 def test_fen_as_floats_are_not_paid_as_yuan(small):
+    """Fen held as floats (amounts x 100) passed every rule when no settlement lines tie
+    them to a total, and the API paid 100 times the yuan figure. Refused since session 23
+    (every amount whole and a median cost above 10,000 yuan); the same data in yuan, and
+    a few whole-yuan settlements, pass."""
     money = ["medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt",
              "inscp_scp_amt", "act_pay_dedc", "hifp_pay", "hifob_pay", "hifmi_pay",
              "maf_pay", "psn_part_amt"]
     st = small.settlements.assign(**{c: small.settlements[c] * 100 for c in money})
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="look like fen held as floats"):
         puhui.adjudicate(st, small.policies, P)
+    assert not (small.settlements[money].to_numpy() % 1 == 0).all()     # yuan carry fen
+    whole = small.settlements.head(30).assign(
+        **{c: small.settlements[c].head(30).round(0) for c in money})
+    with pytest.warns(UserWarning, match="LINES_NOT_GIVEN"):      # 30 rows: too few to judge
+        assert len(puhui.adjudicate(whole, small.policies, P))
 
 
 # --- ClaimsBatch speaks of its own parameters ----------------------------------------
@@ -443,12 +448,11 @@ def test_a_renewal_model_predicts_a_code_its_fit_never_saw():
     assert got == pytest.approx([0.6, 0.6])           # 6 of 10: the saturated fit
 
 
-@pytest.mark.xfail(strict=True, reason="adjudicate (and a batch) without lines pays the "
-                   "line benefits nothing with reason NOT_COVERED, as if the product did not "
-                   "cover the drugs: on the sample's first 6,000 persons special_drugs falls "
-                   "from 21,898.49 yuan to 0. A reason of its own (no lines given) or a "
-                   "refusal when the product has line benefits is a contract choice")
 def test_forgetting_the_lines_is_not_reported_as_not_covered(small):
+    """Adjudicating without lines paid the line benefits nothing with reason NOT_COVERED,
+    as if the product did not cover the drugs (on the sample's first 6,000 persons
+    special_drugs fell from 21,898.49 yuan to 0). They now read LINES_NOT_GIVEN (session
+    23): the settlements the lines pay, and only where the benefit applies."""
     eob = puhui.adjudicate(small.settlements, small.policies, P)
     with_lines = puhui.adjudicate(small.settlements, small.policies, P, lines=small.lines)
     paid = with_lines[(with_lines["benefit"] == "special_drugs")
@@ -456,6 +460,11 @@ def test_forgetting_the_lines_is_not_reported_as_not_covered(small):
     assert len(paid)                                   # the cut has special-drug payouts
     lost = eob[(eob["benefit"] == "special_drugs") & eob["setl_id"].isin(paid)]
     assert not (lost["reason"] == "NOT_COVERED").any()
+    assert (lost["reason"] == "LINES_NOT_GIVEN").all() and (lost["payout_amt"] == 0).all()
+    # benefits that do not read lines keep their reasons, and with lines nothing says so
+    assert (eob[eob["benefit"] == "hospital"]["reason"].to_numpy()
+            == with_lines[with_lines["benefit"] == "hospital"]["reason"].to_numpy()).all()
+    assert not (with_lines["reason"] == "LINES_NOT_GIVEN").any()
 
 
 # --- a batch on data without settlement lines (session 20, after review 20) -------------

@@ -328,13 +328,11 @@ def test_a_ledger_busy_for_longer_than_the_wait_is_a_message(tmp_path, monkeypat
     assert puhui("ledger", "status", "--ledger", url).returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="left (review s22): a batch on partial data without "
-                   "an original another product reversed at once carries its payout")
 def test_the_other_products_partial_batch_after_a_reversal_at_once(city, tmp_path, new_ledger):
     """As above, but other-2025's next extract covers May only and holds H1 alone (not
-    stated complete): T1, reversed under huhuibao, should be taken back (1,190 in all,
-    as on data holding R1); it keeps its 2,100 while H1 is adjudicated without it
-    (3,290), as before this review."""
+    stated complete): T1, reversed under huhuibao, is taken back (1,190 in all, as on
+    data holding R1). Left by review s22 (it kept its 2,100 while H1 was adjudicated
+    without it: 3,290); fixed in session 23."""
     from puhui.fund.files import read_raw
     from puhui.fund.schema import POLICIES
     from tests.test_holds import _extract
@@ -351,5 +349,21 @@ def test_the_other_products_partial_batch_after_a_reversal_at_once(city, tmp_pat
     run_batch(tight, f, data, url, "b1")
     run_batch(other, of, data, url, "o1")
     reverse_payout(tight, url, _reversal(t1, "R1", "2025-08-01"))
-    run_batch(other, of, may, url, "o2", period=("2025-05-01", "2025-05-31"))
+    res = run_batch(other, of, may, url, "o2", period=("2025-05-01", "2025-05-31"))
     assert _net_of(url, psn, "other-2025") == 119000
+    # taken back under the reversal's id, in o2, and said so in the EOB and summary
+    took = run_sql(url, "SELECT setl_id, applies_to, kind, SUM(payout_fen) FROM payments "
+                        "WHERE batch_id = 'o2' AND applies_to = 'T1' GROUP BY 1, 2, 3")
+    assert took == [("R1", "T1", "reverse", -210000)]
+    assert res.summary["reversed_elsewhere"] == {"settlements": 1, "taken_back_yuan": -2100.0}
+    assert res.summary["reconciles"] and res.summary["eob_matches_ledger"]
+    t1_rows = res.eob[res.eob["setl_id"] == "T1"]
+    assert set(t1_rows["status"].astype(str)) == {"reversed"} and \
+        round(t1_rows["payout_amt"].sum(), 2) == -2100.0
+    # the batch run again, and the next extract: nothing more taken back
+    again = run_batch(other, of, may, url, "o2", period=("2025-05-01", "2025-05-31"))
+    assert _net_of(url, psn, "other-2025") == 119000 and again.summary["reconciles"]
+    run_batch(other, of, may, url, "o3", period=("2025-05-01", "2025-05-31"))
+    assert _net_of(url, psn, "other-2025") == 119000
+    assert run_sql(url, "SELECT COUNT(*) FROM payments WHERE batch_id = 'o3' "
+                        "AND applies_to = 'T1'") == [(0,)]

@@ -141,7 +141,8 @@ def list_products():
         "id", ignore_index=True)
 
 
-def adjudicate(settlements, policies, product, lines=None, *, persons=None):
+def adjudicate(settlements, policies, product, lines=None, *, persons=None,
+               whole_yuan=False):
     """What a product pays on settlements: the explanation of benefit, in yuan.
 
     The frames are checked as ``puhui validate`` checks the files; the policies are
@@ -163,6 +164,11 @@ def adjudicate(settlements, policies, product, lines=None, *, persons=None):
     persons : pandas.DataFrame, optional
         With it, the rules that read persons are checked too (no settlement after the
         person's death).
+    whole_yuan : bool, default False
+        The settlements' amounts are all whole numbers of yuan (an extract rounded to
+        the yuan). Without it, 50 or more settlements whose every amount is whole and
+        whose median cost is above 10,000 yuan (or largest above 2 million) are refused
+        as fen held as floats.
 
     Returns
     -------
@@ -210,7 +216,8 @@ def adjudicate(settlements, policies, product, lines=None, *, persons=None):
     from puhui.claims.frames import adjudicate_frames
 
     product = load_product(product)
-    eob = adjudicate_frames(product, settlements, policies, lines, persons)
+    eob = adjudicate_frames(product, settlements, policies, lines, persons,
+                            whole_yuan=bool(whole_yuan))
     missing = lines_missing_warning(product, lines is not None, api=True)
     if missing:
         warnings.warn(missing, UserWarning, stacklevel=2)
@@ -246,6 +253,13 @@ class ClaimsBatch:
     complete : bool, default False
         The frames hold every settlement of their period (``--complete``): what a
         settlement they lack was paid is taken back.
+    as_of : str or date, optional
+        The business date the batch's payments are effective for (``--as-of``: the
+        triangles of ``puhui reserve`` and ``puhui monitor`` read it); default the end of
+        ``period``, else the frames' last settlement date. A date before a settlement
+        the batch pays is refused.
+    whole_yuan : bool, default False
+        As :func:`adjudicate`'s: amounts all whole are yuan, not fen held as floats.
 
     Attributes
     ----------
@@ -286,13 +300,15 @@ class ClaimsBatch:
     """
 
     def __init__(self, product, ledger, batch_id, mode="claimed", period=None,
-                 complete=False):
+                 complete=False, as_of=None, whole_yuan=False):
         self.product = product
         self.ledger = ledger
         self.batch_id = batch_id
         self.mode = mode
         self.period = period
         self.complete = complete
+        self.as_of = as_of
+        self.whole_yuan = whole_yuan
 
     def run(self, settlements, policies=None, lines=None, persons=None, claims=None):
         """Run the batch on the frames (yuan) and record it in the ledger; returns
@@ -323,7 +339,8 @@ class ClaimsBatch:
         frames = {SETTLEMENTS: settlements, POLICIES: policies, SETTLEMENT_LINES: lines,
                   PERSONS: persons}
         options = {"mode": self.mode, "period": self.period, "complete": self.complete,
-                   "claims": None if claims is None else {str(c) for c in claims}}
+                   "claims": None if claims is None else {str(c) for c in claims},
+                   "as_of": _date_text(self.as_of), "whole_yuan": bool(self.whole_yuan)}
         with _native_threads():
             res = batch_frames(product, frames, self.ledger, self.batch_id, options)
         self._fitted = (res, directory)
@@ -364,6 +381,31 @@ class ClaimsBatch:
 
         return (f"ClaimsBatch({getattr(self.product, 'id', self.product)!r}, "
                 f"ledger={shown_url(self.ledger)!r}, batch_id={self.batch_id!r})")
+
+
+def _date_text(value) -> str | None:
+    """A date given to the API as text, ``datetime.date``/``datetime`` or a pandas
+    Timestamp, as the ISO text the commands take (a time of day is refused: a business
+    date is a day); None stays None."""
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, np.datetime64):        # a date as numpy holds it (NaT: none)
+        value = pd.Timestamp(value)
+    if value is pd.NaT:
+        raise InputError("as_of: NaT is not a date; give a date (YYYY-MM-DD) or leave "
+                         "as_of out")
+    if isinstance(value, dt.datetime):          # pandas' Timestamp is one
+        if (value.hour, value.minute, value.second, value.microsecond) != (0, 0, 0, 0):
+            raise InputError(f"as_of {value!s}: a business date is a day; give a date")
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise InputError(f"as_of: give a date (YYYY-MM-DD), not {type(value).__name__}")
 
 
 #: Survival's fitted tables: attribute -> the study's table (``survival.json`` holds

@@ -4,6 +4,7 @@
 ``actuarial/drugs/``     drug and item lists (CSV) with their metadata (TOML)
 ``actuarial/tables/``    mortality and other tables (CSV) with their citation
 ``actuarial/assumptions/`` the synthetic city's parameters and other assumptions
+``actuarial/treaties/``  reinsurance treaty sets (:mod:`puhui.reserving.treaty_basis`)
 
 The folder is found from ``PUHUI_ACTUARIAL`` (a user's own basis), else inside the package
 (``puhui/actuarial``, shipped in the wheel; in a checkout a symbolic link to ``actuarial/``). A file may say ``extends = "other-file.toml"``

@@ -395,6 +395,8 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
         bar.render_finish()
     (outp / "summary.json").write_text(json.dumps(res.summary, indent=2, ensure_ascii=False),
                                        encoding="utf-8")
+    if product.co_insurers:                     # co-insurance: each insurer's shares
+        _write_batch_shares(url, batch_id, outp, res.summary["insurers"])
     from puhui.excel import write_batch_workbook
 
     write_batch_workbook(res.summary, outp / "summary.xlsx")     # for finance teams
@@ -412,8 +414,34 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
                f"{', '.join(f'{k} {v:,}' for k, v in s['settlements_by_status'].items())}")
     click.echo(f"  {outp / 'eob.parquet'}\n  {outp / 'summary.json'} (and summary.xlsx)\n"
                f"  {outp / 'report.html'}")
+    if "insurers" in s:
+        click.echo(f"  {outp / 'eob_shares.parquet'}\n  {outp / 'insurers.csv'} (co-insurers)")
+    for row in s.get("insurers", []):
+        click.echo(f"  {row['id']}{' (lead)' if row['lead'] else ''} {row['share']:.2%}: "
+                   f"{row['paid_this_batch_yuan']:,.2f} yuan")
     for w in s.get("warnings", []):
         click.echo(f"warning: {w}", err=True)
+
+
+def _write_batch_shares(url: str, batch_id: str, outp, insurers: list[dict]) -> None:
+    """``OUT/eob_shares.parquet``: every co-insurer's share (yuan) of each of the batch's
+    entries, keyed as the EOB's rows (setl_id, applies_to, benefit); and
+    ``OUT/insurers.csv``: what the batch paid each insurer."""
+    from puhui.claims import ledger
+    from puhui.fund.files import write_parquet
+
+    con = ledger.connect(url, must_exist=True)
+    try:
+        df = ledger.batch_shares(con, batch_id)
+    finally:
+        con.close()
+    df["share_amt"] = df.pop("share_fen") / 100
+    write_parquet(df, outp / "eob_shares.parquet")
+    import pandas as pd
+
+    pd.DataFrame(insurers, columns=["id", "name", "share", "lead", "entries",
+                                    "paid_this_batch_yuan"]).to_csv(outp / "insurers.csv",
+                                                                    index=False)
 
 
 @claims.command("recoveries")
@@ -617,6 +645,17 @@ def ledger_export(url, out_file):
     con = ledger.connect(url, must_exist=True)
     _out_file(out_file)
     df = ledger.export_payments(con)
+    shares = ledger.export_shares(con)
+    _write_table(df, out_file)
+    click.echo(f"wrote {len(df):,} entries to {out_file}")
+    if len(shares):           # co-insurance (schema 7): each insurer's share of each entry
+        stem, ext = out_file.rsplit(".", 1)
+        _write_table(shares, f"{stem}.shares.{ext}")
+        click.echo(f"wrote {len(shares):,} shares of co-insurers to {stem}.shares.{ext}")
+
+
+def _write_table(df, out_file: str) -> None:
+    """A frame as FILE.parquet or FILE.csv."""
     if out_file.endswith(".parquet"):
         from puhui.fund.files import write_parquet
 
@@ -625,7 +664,6 @@ def ledger_export(url, out_file):
         df.to_csv(out_file, index=False)
     else:
         raise InputError(f"{out_file}: the payment file ends .parquet or .csv")
-    click.echo(f"wrote {len(df):,} entries to {out_file}")
 
 
 def _ledger_and_product(command):
@@ -810,6 +848,22 @@ def _pricing_inputs(f):
     return f
 
 
+def _risk_transfer_line(rt: dict) -> str:
+    """``puhui price``'s line on the net position under a treaty set."""
+    if "net" not in rt:
+        return f"risk transfer ({rt['file']}): {rt['note']}"
+    g, n = rt["gross"], rt["net"]
+    iv = n["loss_ratio_interval"]
+    q = f"{rt['capital_quantile']:.1%}"
+    lr = (f"net expected loss ratio {n['expected_loss_ratio']:.1%} ({iv['level']:.0%} "
+          f"interval {iv['lower']:.1%} to {iv['upper']:.1%})"
+          if n["expected_loss_ratio"] is not None else f"no net loss ratio: {n.get('note')}")
+    return (f"risk transfer ({rt['file']}): net premium {n['premium_per_policy']:,.2f} of "
+            f"{g['premium_per_policy']:,.2f} yuan per policy; {lr}; capital at {q} "
+            f"{n['capital_total']:,.2f} yuan net, {g['capital_total']:,.2f} "
+            f"gross").replace("%", " %")
+
+
 @cli.command()
 @click.option("--product", "product_file", required=True, multiple=True,
               help="product file (path or id); repeat it to price versions of one product "
@@ -824,10 +878,13 @@ def _pricing_inputs(f):
 @click.option("--backtest-all-years", is_flag=True,
               help="backtest every data year that has earlier years, not the last alone "
                    "(as `puhui backtest`; each year is one more pricing)")
+@click.option("--treaties", "treaties", type=click.Path(), default=None,
+              help="treaty set (a file, or a name in actuarial/treaties/): pricing.json's "
+                   "risk_transfer, gross and net of each treaty in order")
 @_lang_option
 @_execution_option
 def price(product_file, data_dir, out, seed, assumptions_file, policies, no_backtest=False,
-          backtest_all_years=False, lang="en"):
+          backtest_all_years=False, lang="en", treaties=None):
     """Price a product on fund data: OUT/pricing.json, report.html, manifest.json."""
     from pathlib import Path
 
@@ -837,6 +894,9 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
         raise click.UsageError("--no-backtest and --backtest-all-years: give one of them")
     if isinstance(product_file, str):        # one product given by ctx.invoke (demo)
         product_file = (product_file,)
+    if len(product_file) > 1 and treaties is not None:
+        raise click.UsageError("--treaties is for one product; price each version with "
+                               "its own --product and --treaties")
     if len(product_file) > 1:
         if backtest_all_years:
             raise click.UsageError("--backtest-all-years is for one product; back-test each "
@@ -848,7 +908,7 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
     f = run_price(product.path, data_dir, out, seed=seed, assumptions_file=assumptions_file,
                   policies=policies, progress=_progress(True),
                   backtest="none" if no_backtest else "all" if backtest_all_years else "last",
-                  lang=lang)
+                  lang=lang, treaties=treaties)
     gross = f["gross_premium"]
     gross_text = (f"{gross:,.2f} yuan" if isinstance(gross, (int, float))
                   else "by cell (see pricing.json)")
@@ -879,6 +939,8 @@ def price(product_file, data_dir, out, seed, assumptions_file, policies, no_back
             click.echo(f"  lifetime, loss ratio at the filed schedule: {pct(lr['entrants_mix'])} "
                        f"over the entrants' mix, {pct(lr['first_year_eligible_mix'])} in the "
                        f"first year")
+    if "risk_transfer" in f:
+        click.echo(f"  {_risk_transfer_line(f['risk_transfer'])}")
     bt = f.get("backtest")
     if bt is not None and not bt["years"]:
         click.echo(f"  backtest: none; {bt['reason']}")

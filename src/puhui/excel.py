@@ -196,11 +196,18 @@ def batch_sheets(summary: dict) -> list[Sheet]:
     by_status = [[s, n] for s, n in summary.get("settlements_by_status", {}).items()]
     detail = [[r["benefit"], r["status"], r["rows"], r["eligible_yuan"], r["paid_yuan"],
                r["target_yuan"]] for r in summary.get("by_benefit_and_status", [])]
-    return [("batch", ["figure", "value"], _formatted(head), {}),
-            ("settlements by status", ["status", "settlements"], by_status, {1: COUNT}),
-            ("by benefit and status", ["benefit", "status", "rows", "eligible, yuan",
-                                       "paid, yuan", "target, yuan"], detail,
-             {2: COUNT, 3: YUAN, 4: YUAN, 5: YUAN})]
+    sheets = [("batch", ["figure", "value"], _formatted(head), {}),
+              ("settlements by status", ["status", "settlements"], by_status, {1: COUNT}),
+              ("by benefit and status", ["benefit", "status", "rows", "eligible, yuan",
+                                         "paid, yuan", "target, yuan"], detail,
+               {2: COUNT, 3: YUAN, 4: YUAN, 5: YUAN})]
+    if summary.get("insurers"):          # a co-insured product (docs/claims.md)
+        sheets.append(("co-insurers", ["insurer", "name", "quota share", "lead", "entries",
+                                       "paid in this batch, yuan"],
+                       [[x["id"], x["name"], x["share"], "yes" if x["lead"] else "no",
+                         x["entries"], x["paid_this_batch_yuan"]] for x in summary["insurers"]],
+                       {2: PERCENT, 4: COUNT, 5: YUAN}))
+    return sheets
 
 
 def write_batch_workbook(summary: dict, path: str | Path) -> Path:

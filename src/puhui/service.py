@@ -38,7 +38,8 @@ from typing import Any
 
 from puhui.claims import ledger
 from puhui.claims.direct import (REQUIRED, answer_of, checked_settlement, decide,
-                                 decide_reads, held_note, in_product_order, settlement_json,
+                                 decide_reads, held_note, in_product_order, insurer_note,
+                                 settlement_json,
                                  settlement_locks)
 from puhui.claims.reverse import apply_reversal, checked_reversal, reversal_locks
 from puhui.errors import Conflict, InputError, Unprocessable
@@ -308,7 +309,7 @@ class Service:
         if not done and not note:
             raise Problem(404, "no such settlement", f"settlement {setl_id} has not been "
                                                      f"decided by this ledger")
-        return 200, answer_of(setl_id, done) | note
+        return 200, answer_of(setl_id, done) | note | insurer_note(con, self.product, setl_id)
 
     def accumulators(self, psn_no: str) -> tuple[int, dict]:
         _token(psn_no, "psn_no")
@@ -692,6 +693,7 @@ def serve(product: Product, url: str, host: str, port: int, workers: int = 1) ->
             raise InputError(f"ledger {ledger.shown_url(url)}: no policy of product "
                              f"{product.id}; load them with 'puhui ledger load --data DIR "
                              f"--ledger URL'")
+        ledger.check_co_insurers(con, product)
         if not ledger.api_keys(con):
             raise InputError(f"ledger {ledger.shown_url(url)}: no API key; make one with "
                              f"'puhui keys create --ledger URL --scope settle --name NAME'")

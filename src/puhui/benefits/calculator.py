@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from puhui.benefits.quantities import LineMatcher, settlement_quantities
-from puhui.benefits.reasons import CODES, NUMBER, decision_reasons, status_of
+from puhui.benefits.reasons import (CODES, NUMBER, decision_reasons, lines_not_given,
+                                   status_of)
 from puhui.products.model import Product
 from puhui.tiers.waterfall import run_waterfall
 
@@ -132,16 +133,22 @@ def renewals(policies: pd.DataFrame) -> np.ndarray:
 
 def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFrame,
                lines: pd.DataFrame | None = None, *, matcher: LineMatcher | None = None,
-               priors: pd.DataFrame | None = None) -> Decisions:
+               priors: pd.DataFrame | None = None,
+               lines_given: np.ndarray | None = None) -> Decisions:
     """Apply a product's benefits to settlements under the given policies.
 
     Parameters
     ----------
     settlements : effective settlements (no reversals), engine types
     policies : the policies to apply (``claim_free_years`` optional, default 0)
-    lines : settlement lines (for line benefits)
+    lines : settlement lines (for line benefits); ``None``: not given at all, and a line
+        benefit's decisions that would read NOT_COVERED read LINES_NOT_GIVEN (an empty
+        table says there are none: NOT_COVERED)
     priors : accumulators already used, columns ``policy_no``, ``accumulator``, ``used``
         (fen), for example from the ledger
+    lines_given : per settlement (input order), whether ``lines`` holds its lines (a
+        batch on data without lines decides with the lines the ledger stored, for the
+        settlements it stored); default: all when ``lines`` is a table, none when None
     """
     matcher = matcher or LineMatcher(product)
     pol = policies.reset_index(drop=True)
@@ -168,6 +175,8 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
         waiting = matched & new[safe] & (day < start + product.waiting_period_days * DAY)
         block[(block == 0) & waiting] = NUMBER["WAITING_PERIOD"]
 
+    given = (np.full(n, lines is not None) if lines_given is None
+             else np.asarray(lines_given, dtype=bool)[order])
     q = settlement_quantities(st)
     elig_lines, excl_lines = matcher.line_quantities(st, lines)
     q.update(elig_lines)
@@ -207,8 +216,11 @@ def adjudicate(product: Product, settlements: pd.DataFrame, policies: pd.DataFra
         out.deductible[b.id] = r.deductible[inv]
         out.ratio_bp[b.id] = np.where(applies & go, r.ratio_bp, 0)[inv]
         out.payout[b.id] = r.paid[inv]
-        out.reason[b.id] = decision_reasons(block, applies, r.base, excluded, r.deductible,
-                                            r.uncapped, r.paid)[inv]
+        reason = decision_reasons(block, applies, r.base, excluded, r.deductible,
+                                  r.uncapped, r.paid)
+        if b.lines and not given.all():      # not given: say so, not NOT_COVERED
+            reason = lines_not_given(reason, applies & ~given)
+        out.reason[b.id] = reason[inv]
     return out
 
 

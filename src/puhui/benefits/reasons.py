@@ -22,6 +22,8 @@ REASONS: dict[str, tuple[int, str, str]] = {
     "PAID_TO_LIMIT": (9, "paid", "paid in part: the annual limit was reached"),
     "PAID": (10, "paid", "paid"),
     "ZERO_RATIO": (11, "zero", "the payout ratio is zero"),
+    "LINES_NOT_GIVEN": (12, "zero", "the benefit pays from settlement lines and none were "
+                        "given: decided again when they are"),
 }
 # index = number - 1. Object arrays of the codes' own strings: indexing them hands out
 # references to a dozen strings (hashes cached), not millions of fresh ones.
@@ -77,6 +79,21 @@ def decision_reason(block: int, applies: bool, eligible: int, excluded: int,
     if 0 < paid < uncapped:
         return NUMBER["PAID_TO_LIMIT"]
     return NUMBER["PAID"] if paid > 0 else NUMBER["ZERO_RATIO"]
+
+
+def lines_not_given(reason: np.ndarray, applies: np.ndarray) -> np.ndarray:
+    """Reasons of a line benefit decided without any settlement lines (none given at all,
+    not an empty set): where the benefit applies and the reason would read NOT_COVERED
+    (nothing of its kind), it reads LINES_NOT_GIVEN instead, so an explanation of
+    benefit never says the product does not cover what the data simply did not hold.
+
+    >>> r = np.array([NUMBER["NOT_COVERED"], NUMBER["NOT_COVERED"], NUMBER["NO_POLICY"]])
+    >>> [CODES[x - 1] for x in lines_not_given(r, np.array([True, False, True]))]
+    ['LINES_NOT_GIVEN', 'NOT_COVERED', 'NO_POLICY']
+    """
+    reason = np.asarray(reason)
+    return np.where((reason == NUMBER["NOT_COVERED"]) & np.asarray(applies, dtype=bool),
+                    NUMBER["LINES_NOT_GIVEN"], reason).astype(reason.dtype)
 
 
 def status_of(number: np.ndarray) -> np.ndarray:

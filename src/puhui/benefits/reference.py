@@ -16,7 +16,7 @@ import pandas as pd
 
 from puhui.benefits.calculator import Decisions
 from puhui.benefits.quantities import LineMatcher, settlement_quantities_one
-from puhui.benefits.reasons import NUMBER, decision_reason
+from puhui.benefits.reasons import NUMBER, decision_reason, lines_not_given
 from puhui.products.model import Product
 from puhui.tiers.reference import settle_one
 
@@ -28,9 +28,11 @@ def _day(x) -> dt.date:
 def adjudicate_one(product: Product, settlement: dict[str, Any], lines: list[dict],
                    policy: dict[str, Any] | None, state: dict[str, int], *,
                    matcher: LineMatcher, renewal: bool = False,
-                   has_any_policy: bool = False) -> dict[str, dict[str, int]]:
+                   has_any_policy: bool = False, lines_given: bool = True
+                   ) -> dict[str, dict[str, int]]:
     """Decide one settlement. ``policy`` is the person's policy covering the date (or
-    None); ``state`` holds that policy's accumulators and is updated in place.
+    None); ``state`` holds that policy's accumulators and is updated in place;
+    ``lines_given`` False: no lines were given at all (line benefits say so).
 
     Returns per benefit: eligible, deductible, ratio_bp, payout, reason (number).
     """
@@ -62,6 +64,8 @@ def adjudicate_one(product: Product, settlement: dict[str, Any], lines: list[dic
         excluded = 0 if block else excl_l.get(b.quantity, 0)
         reason = decision_reason(block, applies, r["base"], excluded, r["deductible"],
                                  r["uncapped"], r["paid"])
+        if not lines_given and b.lines:
+            reason = int(lines_not_given(np.array([reason]), np.array([applies]))[0])
         out[b.id] = {"eligible": r["base"], "deductible": r["deductible"],
                      "ratio_bp": r["ratio_bp"] if applies and not block else 0,
                      "payout": r["paid"], "reason": int(reason)}
@@ -106,7 +110,8 @@ def adjudicate_sequence(product: Product, settlements: pd.DataFrame, policies: p
         renewal = p is not None and (str(p["psn_no"]), _day(p["start_date"])) in ends
         state = states.setdefault(str(p["policy_no"]), {}) if p is not None else {}
         res = adjudicate_one(product, s, by_setl.get(str(s["setl_id"]), []), p, state,
-                             matcher=matcher, renewal=renewal, has_any_policy=bool(mine))
+                             matcher=matcher, renewal=renewal, has_any_policy=bool(mine),
+                             lines_given=lines is not None)
         policy_no[i] = p["policy_no"] if p is not None else None
         for b in benefits:
             for k in cols:

@@ -369,7 +369,7 @@ def reversal_map(st: pd.DataFrame, usable: np.ndarray) -> dict:
 def lines_missing_warning(product: Product, has_lines: bool, api: bool = False) -> str | None:
     """What a batch (or ``puhui.adjudicate``) says when the data holds no settlement
     lines and the product has benefits that read them: those benefits are decided
-    without lines and pay nothing now (their reason reads NOT_COVERED), which must not
+    without lines and pay nothing now (their reason reads LINES_NOT_GIVEN), which must not
     pass unseen. The lines file is optional in the data contract, so this is a warning
     (in summary.json's ``warnings``, on stderr), not a refusal. None otherwise.
     ``api``: worded for ``puhui.adjudicate`` (its remedy: ``lines=``)."""
@@ -378,10 +378,12 @@ def lines_missing_warning(product: Product, has_lines: bool, api: bool = False) 
         return None
     what, where, remedy = (("no", "here", "pass lines= to pay them") if api else
                            ("the data holds no", "in this batch",
-                            "a later batch whose data holds the lines pays what is due"))
+                            "a later batch whose data holds the lines pays what is due "
+                            "(the settlements the ledger stored with lines are decided "
+                            "with those, as before)"))
     return (f"{what} settlement lines (settlement_lines.parquet), and "
             f"{product.id}'s benefit(s) {', '.join(wanted)} are paid from them: they were "
-            f"decided without lines and paid nothing {where} (reason NOT_COVERED); {remedy}")
+            f"decided without lines and paid nothing {where} (reason LINES_NOT_GIVEN); {remedy}")
 
 
 def drug_items() -> pd.DataFrame:
@@ -492,6 +494,16 @@ def _hold_reused_reversal_ids(st: pd.DataFrame, rows: np.ndarray, quarantined: d
             q_mask[int(r)] = True
 
 
+def _refuse_dropped_co_insurers(con, product: Product) -> None:
+    """A product whose payments the ledger split between co-insurers (schema 7) run with
+    a product file naming none or another group: refused before anything is written."""
+    try:
+        ledger.check_co_insurers(con, product)
+    except InputError:
+        con.close()
+        raise
+
+
 def _refuse_unknown_history(con, product: Product, keys: _LazyKeys, data_dir: Path) -> None:
     """A ledger written before schema 2 did not keep the inputs of what it decided: a
     batch whose data lacks some of those settlements cannot run their deductibles and
@@ -507,37 +519,109 @@ def _refuse_unknown_history(con, product: Product, keys: _LazyKeys, data_dir: Pa
             f"extracts work after that")
 
 
-def _take_back_reversed(con, ctx: _BlockContext, r_eob: pd.DataFrame) -> pd.DataFrame:
-    """The EOB rows of the originals a reversal the ledger applied undid, whose reversal
-    this data does not hold, with what this product still paid for them taken back
-    under the reversal's id, in one unit of work: a reversal applied under another
-    product took back that product's payouts only (review s22: they stayed paid here
-    while the later settlements were adjudicated without them). A killed run's entries
-    are found again."""
-    ids = sorted(set(r_eob["setl_id"].astype(str)))
+def _unquarantine_reversed(st: pd.DataFrame, cand: np.ndarray, quarantined: dict,
+                           q_mask: np.ndarray) -> None:
+    """Release from quarantine (in place) the rows ``cand`` (bool) of originals a reversal
+    the ledger applied undid: the reversal decided them, none of the row's amounts is
+    used, so they go the reversed way (what the product still pays on them is taken
+    back). An id on more than one row stays quarantined (a duplicate)."""
+    rows = np.flatnonzero(cand)
+    if not len(rows):
+        return
+    ids = st["setl_id"].iloc[rows].astype(str)
+    n = st.loc[_text_isin(st["setl_id"], set(ids)), "setl_id"].astype(str).value_counts()
+    for r, i in zip(rows, ids):
+        if n[i] == 1:
+            del quarantined[int(r)]
+            q_mask[r] = False
+
+
+def _take_back_paid_on_reversed(con, ctx: _BlockContext, ids: list[str]) -> None:
+    """Take back, in one unit of work and under the reversal's id, what this product
+    still pays on the originals ``ids`` that a reversal applied under another product
+    undid (it took back that product's payouts only), and mark its decisions REVERSED.
+    Nothing to take back (a killed run's entries are in): nothing written."""
     with ledger.unit_of_work(con):
         paid = ledger.paid_for_reversed_elsewhere(con, ids, ctx.product.id)
         paid = paid[pd.to_numeric(paid["paid"]) != 0]
-        if len(paid):
-            stamp = ledger.now()
-            ledger.record_entries(con, [
-                (r, a, b, psn, pol, -int(p), "reverse", ctx.batch_id, stamp)
-                for a, b, p, psn, pol, r in paid[["applies_to", "benefit", "paid", "psn_no",
-                                                  "policy_no", "reversal"]].itertuples(index=False)],
-                ctx.as_of)
-            ledger.record_decisions(con, [
-                (a, b.id, psn, None, 0, 0, 0, 0, "REVERSED", ctx.batch_id)
-                for a, psn in sorted(set(zip(paid["applies_to"], paid["psn_no"])))
-                for b in ctx.product.benefits], ctx.product.id)
-            ledger.audit(con, "claims run: reversed under another product, taken back",
-                         ctx.batch_id, settlements=int(paid["applies_to"].nunique()),
-                         fen=-int(pd.to_numeric(paid["paid"]).sum()))
+        if not len(paid):
+            return
+        stamp = ledger.now()
+        ledger.record_entries(con, [
+            (r, a, b, psn, pol, -int(p), "reverse", ctx.batch_id, stamp)
+            for a, b, p, psn, pol, r in paid[["applies_to", "benefit", "paid", "psn_no",
+                                              "policy_no", "reversal"]].itertuples(index=False)],
+            ctx.as_of, ctx.product)
+        ledger.record_decisions(con, [
+            (a, b.id, psn, None, 0, 0, 0, 0, "REVERSED", ctx.batch_id)
+            for a, psn in sorted(set(zip(paid["applies_to"], paid["psn_no"])))
+            for b in ctx.product.benefits], ctx.product.id)
+        ledger.audit(con, "claims run: reversed under another product, taken back",
+                     ctx.batch_id, settlements=int(paid["applies_to"].nunique()),
+                     fen=-int(pd.to_numeric(paid["paid"]).sum()))
+
+
+def _take_back_reversed(con, ctx: _BlockContext, r_eob: pd.DataFrame) -> pd.DataFrame:
+    """The EOB rows of the originals a reversal the ledger applied undid, whose reversal
+    this data does not hold, with what this product still paid for them taken back
+    under the reversal's id (:func:`_take_back_paid_on_reversed`): a reversal applied
+    under another product took back that product's payouts only (review s22: they
+    stayed paid here while the later settlements were adjudicated without them). A
+    killed run's entries are found again."""
+    ids = sorted(set(r_eob["setl_id"].astype(str)))
+    _take_back_paid_on_reversed(con, ctx, ids)
     mine = ledger.batch_entries_for(con, ctx.batch_id, ids)
     amt = mine.groupby(["applies_to", "benefit"])["payout_fen"].sum().reindex(
         pd.MultiIndex.from_arrays([r_eob["setl_id"].astype(str), r_eob["benefit"]]),
         fill_value=0).to_numpy(dtype="int64")
     out = r_eob.assign(payout_amt=amt / 100, entry=np.where(amt != 0, "reverse", ""))
     out.attrs = dict(r_eob.attrs)
+    return out
+
+
+def _reversed_not_in_data(st: pd.DataFrame, known: dict[str, str],
+                          q_mask: np.ndarray) -> list[str]:
+    """The originals the ledger's reversals undid that the data does not hold, nor their
+    reversal in a row that can be applied (a partial extract of a later period; a
+    quarantined reversal is applied by no path: review s23, it left 3,290 paid where
+    1,190 was due): sorted. ``known``: original -> reversal; ``q_mask``: the rows
+    quarantined."""
+    if not known:
+        return []
+    ids = set(known) | set(known.values())
+    rows = _text_isin(st["setl_id"], ids)
+    here = set(st.loc[rows, "setl_id"].astype(str))
+    usable = set(st.loc[rows & ~q_mask, "setl_id"].astype(str))
+    return sorted(o for o, r in known.items() if o not in here and r not in usable)
+
+
+def _take_back_reversed_elsewhere(con, ctx: _BlockContext, known: dict[str, str],
+                                  ids: list[str]) -> pd.DataFrame:
+    """What this product still pays on originals another product's reversal undid and
+    this data does not hold (neither the original nor its reversal: a partial extract),
+    taken back under the reversal's id; the EOB rows of those this batch took back
+    (status reversed, reason REVERSED; a killed run's found again). Review s22 left it:
+    such a batch kept the payout while the later settlements were adjudicated without
+    the original (3,290 paid where 1,190 was due)."""
+    benefits = [b.id for b in ctx.product.benefits]
+    if ids:
+        _take_back_paid_on_reversed(con, ctx, ids)
+    mine = ledger.batch_entries_for(con, ctx.batch_id, ids) if ids else None
+    if mine is None or not len(mine):
+        return _empty_eob()
+    took = sorted(set(mine["applies_to"].astype(str)))
+    amt = mine.groupby(["applies_to", "benefit"])["payout_fen"].sum().reindex(
+        pd.MultiIndex.from_arrays([np.repeat(took, len(benefits)),
+                                   np.tile(benefits, len(took))]), fill_value=0).to_numpy(
+        dtype="int64")
+    psn = [ledger.reversal_person(con, known[t]) for t in took]
+    out = pd.DataFrame({
+        "setl_id": np.repeat(took, len(benefits)),
+        "psn_no": np.repeat(psn, len(benefits)), "policy_no": None,
+        "benefit": np.tile(benefits, len(took)), "eligible_amt": 0.0, "deductible_amt": 0.0,
+        "ratio": 0.0, "payout_amt": amt / 100, "target_amt": 0.0, "status": "reversed",
+        "reason": "REVERSED", "entry": np.where(amt != 0, "reverse", "")})
+    out.attrs["status_counts"] = {"reversed": len(took)}
     return out
 
 
@@ -556,7 +640,7 @@ def _take_back(con, ctx: _BlockContext, missing: pd.DataFrame) -> pd.DataFrame:
                 (a, a, b, psn, pol, -int(p), "adjust", ctx.batch_id, stamp)
                 for a, b, p, psn, pol in paid[["applies_to", "benefit", "paid", "psn_no",
                                                "policy_no"]].itertuples(index=False)],
-                ctx.as_of)
+                ctx.as_of, ctx.product)
             ledger.record_decisions(con, [
                 (a, b, psn, None, 0, 0, 0, 0, "NOT_IN_DATA", ctx.batch_id)
                 for a, psn in zip(ids, missing["psn_no"].astype(str)) for b in benefits],
@@ -679,6 +763,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # a reversal of an original only the ledger holds (last month's settlement reversed
     # in this month's extract) is applied, not quarantined
     con = ledger.connect(url)
+    _refuse_dropped_co_insurers(con, product)
     known = ledger.known_reversals(con)          # original -> the reversal applied
     from_ledger = _reversals_of_ledger_originals(con, st, quarantined, known)
     for r in from_ledger:
@@ -693,9 +778,16 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     # extract of a period before it): they stay reversed and keep what they were paid
     reversed_before: dict[int, str] = {}
     if known:
-        old_rev = _text_isin(st["setl_id"], set(known) - set(rev_of)) & ~q_mask
+        old_rev = _text_isin(st["setl_id"], set(known) - set(rev_of))
+        # a quarantined row of such an original too: the ledger's reversal decided it, no
+        # amount of the row is used (review s23: quarantined, it kept what another
+        # product's reversal undid - 3,290 paid where 1,190 was due)
+        _unquarantine_reversed(st, old_rev & q_mask, quarantined, q_mask)
+        old_rev &= ~q_mask
         reversed_before = {int(r): "REVERSED" for r in np.flatnonzero(old_rev)}
         q_mask |= old_rev
+    # originals reversed in the ledger that this data does not hold (nor their reversal)
+    reversed_away = _reversed_not_in_data(st, known, q_mask)
     eff = ~q_mask & ~is_rev_all & ~st["setl_id"].isin(rev_of).to_numpy()
     # fraud and quality flags: held for review, left out like quarantined rows (the
     # flags read a few columns of the effective rows; the table itself is not copied)
@@ -733,6 +825,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
         as_of = _kept_as_of(con, batch_id, as_of, stated_as_of)
         ledger.upsert_policies(con, pol)
+        # a co-insured product's group registered (the first time: its earlier entries
+        # split), so a product year is split whole even by a batch that pays nothing new
+        ledger.register_co_insurers(con, product)
         ledger.record_holds(con, new_holds, batch_id)
         ledger.audit(con, f"claims run --mode {mode}", batch_id, phash, dhash,
                      product_file=str(product_file), data=str(data_dir),
@@ -827,6 +922,14 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         emit(q_eob)
     if reversed_before:
         emit(_take_back_reversed(con, ctx, r_eob))
+    away_eob = _take_back_reversed_elsewhere(con, ctx, known, reversed_away)
+    emit(away_eob)
+    n_away = int(away_eob["setl_id"].nunique()) if len(away_eob) else 0
+    # (not again as not in the data: review s23, a complete extract's EOB listed T1's
+    # take-back twice, -910 yuan net where the ledger held 1,190)
+    if len(away_eob) and len(taking_back):
+        taking_back = taking_back[~taking_back["setl_id"].astype(str).isin(
+            set(away_eob["setl_id"].astype(str)))].reset_index(drop=True)
     taken = _take_back(con, ctx, taking_back)
     emit(taken)
     eob = pd.concat(eob_parts, ignore_index=True) if eob_parts else _empty_eob()
@@ -836,6 +939,7 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         entries = ledger.finish_batch(con, batch_id)
         booked = ledger.batch_total(con, batch_id)
         ledger.audit(con, "claims run finished", batch_id, phash, dhash, entries=entries)
+    by_insurer = ledger.batch_insurer_totals(con, batch_id) if product.co_insurers else None
     con.close()
     summary = tally.summary(batch_id, mode, product, n_settlements)
     n_taken = int(taken["setl_id"].nunique()) if len(taken) else 0
@@ -848,19 +952,36 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     summary["carried_from_ledger"] = tally.carried
     # the EOB also lists the originals of the data's reversals that only the ledger held
     summary["reversed_from_ledger"] = len(ledger_originals)
+    # and those another product's reversal undid, not in the data, taken back here
+    summary["reversed_elsewhere"] = {
+        "settlements": n_away,
+        "taken_back_yuan": round(float(away_eob["payout_amt"].sum()), 2) if n_away else 0.0}
     summary["reconciles"] = summary["settlements_in_eob"] == \
-        n_settlements + n_taken + len(ledger_originals)
+        n_settlements + n_taken + len(ledger_originals) + n_away
     summary["ledger_entries_yuan"] = booked / 100
     summary["eob_matches_ledger"] = booked == tally.paid
     cfy = pol["claim_free_years"].value_counts().sort_index()
     summary["claim_free_years"] = {"source": cfy_source,
                                    "policies_by_years": {str(k): int(v) for k, v in cfy.items()}}
     summary["warnings"] = [no_lines] if no_lines else []
+    if by_insurer is not None:
+        summary["insurers"] = insurer_summary(product, by_insurer)
+        summary["insurers_match_ledger"] = sum(f for _, _, f in by_insurer) == booked
     if claims is not None:
         known = pd.Series(_text_isin(claim_ids, claims))
         summary["claims_file"] = {"claims": len(claims), "matched": int(known.sum()),
                                   "unknown_settlements": len(claims) - int(known.sum())}
     return BatchResult(eob=eob, summary=summary)
+
+
+def insurer_summary(product: Product, by_insurer: list[tuple[str, int, int]]) -> list[dict]:
+    """summary.json's ``insurers``: each co-insurer of the product (lead first), its quota
+    and what the batch's entries gave it (:func:`ledger.batch_insurer_totals`)."""
+    got = {i: (n, fen) for i, n, fen in by_insurer}
+    return [{"id": q.id, "name": q.name, "share": q.share_bp / 10_000, "lead": q.lead,
+             "entries": got.get(q.id, (0, 0))[0],
+             "paid_this_batch_yuan": got.get(q.id, (0, 0))[1] / 100}
+            for q in sorted(product.co_insurers, key=lambda q: (not q.lead, q.id))]
 
 
 def with_claim_free_years(con, all_policies: pd.DataFrame, pol: pd.DataFrame,
@@ -1253,7 +1374,7 @@ def _run_blocks(con, ctx: _BlockContext, pieces: list, lean: bool = False) -> li
 
 def _write_plan(con, ctx: _BlockContext, plan: _BlockPlan, reversals: pd.DataFrame) -> None:
     """A block's plan into the ledger (inside the caller's unit of work)."""
-    ledger.record_entries(con, plan.entries, ctx.as_of)
+    ledger.record_entries(con, plan.entries, ctx.as_of, ctx.product)
     ledger.record_decisions(con, plan.decisions, ctx.product.id)
     ledger.replace_accumulators(con, plan.accumulators)
     ledger.forget_settlements(con, plan.forget, ctx.product.id)
@@ -1280,16 +1401,19 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     people = set(pol_b["psn_no"].astype(str)) | set(paid["paid_psn"].astype(str))
     insured = effective["psn_no"].astype(str).isin(people).to_numpy()
     st_b = effective[insured]
-    stored, carried = _carried(con, ctx, lo, hi, pol_b)
+    stored, carried, stored_lines = _carried(con, ctx, lo, hi, pol_b)
     kept, priors = _kept_uses(con, ctx, carried, pol_b)
-    dec = adjudicate(product, st_b, pol_b, ctx.lines, matcher=ctx.matcher, priors=priors)
+    lines_b, given = _block_lines(ctx, st_b, stored, stored_lines)
+    dec = adjudicate(product, st_b, pol_b, lines_b, matcher=ctx.matcher, priors=priors,
+                     lines_given=given)
     long = dec.long()
     _mark_not_payable(long, ctx, paid)
     entries, direct_adjusted = _entries(long, paid, rev_b, ctx, set(late_rows["setl_id"]))
     acc = _with_kept(_accumulators(product, dec, dec.settlements["policy_no"].to_numpy()), kept)
     # the ledger keeps the decisions with something to say (not "no policy", "outside
     # the policy" or "not covered", which the EOB lists)
-    keep = long[~long["reason"].isin(["NO_POLICY", "OUTSIDE_POLICY", "NOT_COVERED"])]
+    keep = long[~long["reason"].isin(["NO_POLICY", "OUTSIDE_POLICY", "NOT_COVERED",
+                                      "LINES_NOT_GIVEN"])]
     dec_rows = list(zip(keep["setl_id"], keep["benefit"], keep["psn_no"].astype(str),
                         keep["policy_no"], keep["eligible_amt"].astype(int).tolist(),
                         keep["deductible_amt"].astype(int).tolist(),
@@ -1303,7 +1427,7 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
     elig = np.zeros(len(st_b), bool)      # something a benefit pays a share of
     for b in product.benefits:
         elig |= (dec.eligible[b.id][:len(st_b)] > 0) & (dec.ratio_bp[b.id][:len(st_b)] > 0)
-    store, store_lines, forget = _to_store(st_b, elig, stored, rev_b, ctx.lines)
+    store, store_lines, forget = _to_store(st_b, elig, stored, rev_b, lines_b)
     held_before = set(stored["setl_id"].astype(str)) if len(stored) else set()
     replaced = [r[0] for r in store if r[0] in held_before]
     uninsured = _no_policy_rows(effective[["setl_id", "psn_no"]][~insured], product)
@@ -1318,16 +1442,40 @@ def _plan_block(con, ctx: _BlockContext, lo: str, hi: str, effective: pd.DataFra
                       direct_adjusted=direct_adjusted, carried=len(carried))
 
 
+def _block_lines(ctx: _BlockContext, st_b: pd.DataFrame, stored: pd.DataFrame,
+                 stored_lines: pd.DataFrame | None) -> tuple[pd.DataFrame | None, np.ndarray | None]:
+    """The lines a block decides with, and per settlement whether they were given. With
+    the data's lines: those, for every settlement. Data without lines
+    (settlement_lines.parquet is optional): the lines the ledger stored with the
+    settlements it stored (on the product's lists), so what an earlier batch decided
+    from lines is decided again the same, not taken back (review s23: 113,881.94 yuan
+    of special drugs taken back, the limits' use zeroed, the lines forgotten); the
+    others' line benefits read LINES_NOT_GIVEN."""
+    if ctx.lines is not None:
+        return ctx.lines, None
+    if stored_lines is None or not len(stored):
+        return None, None
+    given = st_b["setl_id"].astype(str).isin(set(stored["setl_id"].astype(str))).to_numpy()
+    if not given.any():
+        return None, None
+    mine = stored_lines[stored_lines["setl_id"].astype(str).isin(
+        set(st_b.loc[given, "setl_id"].astype(str)))]
+    lines = mine.assign(line_no=np.arange(1, len(mine) + 1, dtype="int64"),
+                        preselfpay_amt=np.zeros(len(mine), "int64"))
+    return lines.reset_index(drop=True), given
+
+
 def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
     """The settlements the ledger stored for these people within their policies' dates
-    (all of them), and those of them carried: the data does not hold them, or holds them
-    held or quarantined (they keep what they were paid: :func:`_kept_uses`)."""
+    (all of them), those of them carried: the data does not hold them, or holds them
+    held or quarantined (they keep what they were paid: :func:`_kept_uses`), and the
+    stored settlements' lines."""
     if not len(pol_b):
         empty = pd.DataFrame(columns=list(ledger.STORED))
-        return empty, empty
+        return empty, empty, None
     first = str(pol_b["start_date"].min().date())
     last = str(pol_b["end_date"].max().date())
-    stored, _lines = ledger.stored_settlements(con, lo, hi, first, last)
+    stored, stored_lines = ledger.stored_settlements(con, lo, hi, first, last)
     # not in the data (for this person), or held in it (a held settlement keeps its
     # payout, so its deductible and limit use stay counted)
     # reversed in this data, or before (review s22: a reversal under another product
@@ -1337,7 +1485,7 @@ def _carried(con, ctx: _BlockContext, lo: str, hi: str, pol_b: pd.DataFrame):
     away = (~_in_keys(ctx.data_keys, stored["setl_id"], stored["psn_no"])
             | stored["setl_id"].isin(ctx.frozen).to_numpy()) & \
         ~stored["setl_id"].isin(ctx.taking_back).to_numpy() & ~gone
-    return stored, stored[away].reset_index(drop=True)
+    return stored, stored[away].reset_index(drop=True), stored_lines
 
 
 def _kept_uses(con, ctx: _BlockContext, carried: pd.DataFrame, pol_b: pd.DataFrame):

@@ -225,6 +225,19 @@ def answer_of(setl_id: str, rows: list[tuple]) -> dict:
             "benefits": benefits}
 
 
+def insurer_note(con, product: Product, setl_id: str) -> dict:
+    """What each co-insurer of ``product`` has paid, net, for a settlement (its shares of
+    the settlement's entries under the product's policies, ledger schema 7), in yuan:
+    ``{"insurers": [{"id", "name", "share", "lead", "paid_amt"}]}`` lead first; ``{}``
+    for a product without co-insurers (one insurer pays the whole)."""
+    if not product.co_insurers:
+        return {}
+    paid = ledger.settlement_shares(con, setl_id, product.id)
+    return {"insurers": [{"id": q.id, "name": q.name, "share": q.share_bp / 10_000,
+                          "lead": q.lead, "paid_amt": paid.get(q.id, 0) / 100}
+                         for q in sorted(product.co_insurers, key=lambda q: (not q.lead, q.id))]}
+
+
 def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     """Adjudicate and record one settlement; return its explanation of benefit.
 
@@ -236,6 +249,7 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     s, lines = checked_settlement(raw)
     con = ledger.connect(url, must_exist=True)
     try:
+        ledger.check_co_insurers(con, product)
         with ledger.unit_of_work(con, locks=settlement_locks(s),
                                  reads=decide_reads(product, s)):
             return decide(con, product, s, lines, record=True)
@@ -308,7 +322,8 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
     done = in_product_order(product, decided)
     if done:
         _same_settlement(con, s, lines, matcher, done, res)
-        return answer_of(s["setl_id"], done) | {"already_decided": True} | held_note(hold)
+        return (answer_of(s["setl_id"], done) | {"already_decided": True} | held_note(hold)
+                | insurer_note(con, product, s["setl_id"]))
     _not_decided_elsewhere(con, s, lines, seen)
     if hold is not None:
         # held for review by a batch's flags (session 21): nothing paid, nothing kept, so
@@ -437,7 +452,7 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
             entries.append((s["setl_id"], s["setl_id"], b, s["psn_no"], pol_no, payout, "pay",
                             batch, stamp))
     ledger.record_decisions(con, decided, product.id)
-    ledger.record_entries(con, entries, str(s["setl_time"]))
+    ledger.record_entries(con, entries, str(s["setl_time"]), product)
     row, kept = _stored_form(s, lines, matcher)
     ledger.store_settlements(con, [tuple(row.values())],
                              [(s["setl_id"], ln["hilist_code"], ln["list_class"], ln["amount"])
@@ -446,7 +461,7 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
         ledger.update_accumulators(con, pol_no, changed)
     ledger.audit(con, "claims direct", batch, setl_id=s["setl_id"],
                  payout=sum(r[4] for r in rows))
-    return answer_of(s["setl_id"], rows)
+    return answer_of(s["setl_id"], rows) | insurer_note(con, product, s["setl_id"])
 
 
 def settlement_json(data: bytes, where: str) -> dict:

@@ -41,10 +41,12 @@ EOB_COLUMNS = ("setl_id", "psn_no", "policy_no", "benefit", "eligible_amt",
 
 def adjudicate_frames(product: Product, settlements: pd.DataFrame, policies: pd.DataFrame,
                       lines: pd.DataFrame | None = None,
-                      persons: pd.DataFrame | None = None) -> pd.DataFrame:
+                      persons: pd.DataFrame | None = None,
+                      whole_yuan: bool = False) -> pd.DataFrame:
     """The EOB (yuan) of ``settlements`` under ``product`` and the ``policies`` (yuan
     frames; see the module docstring). Without ``persons``, the rules that read them
-    (a settlement after the person's death) are not checked."""
+    (a settlement after the person's death) are not checked; ``whole_yuan``: amounts
+    all whole are yuan, not fen held as floats."""
     from puhui.fund.files import read_fund
 
     for table, df in ((SETTLEMENTS, settlements), (POLICIES, policies)):
@@ -55,7 +57,7 @@ def adjudicate_frames(product: Product, settlements: pd.DataFrame, policies: pd.
               PERSONS: persons if persons is not None else stand_in_persons(
                   settlements, policies)}
     with tempfile.TemporaryDirectory(prefix="puhui-frames-") as tmp:
-        _checked_folder(frames, Path(tmp))
+        _checked_folder(frames, Path(tmp), whole_yuan)
         data = read_fund(tmp)
     return decide(product, data)
 
@@ -72,7 +74,7 @@ def stand_in_persons(settlements: pd.DataFrame, policies: pd.DataFrame) -> pd.Da
                          "death_date": pd.Series([pd.NaT] * n, dtype="datetime64[ns]")})
 
 
-def _checked_folder(frames: dict, folder: Path) -> None:
+def _checked_folder(frames: dict, folder: Path, whole_yuan: bool = False) -> None:
     """Write the frames as a fund-data folder and validate it; refuse what breaks a rule
     (the messages name the tables, not the temporary folder)."""
     from puhui.fund.frames import write_frame
@@ -80,7 +82,7 @@ def _checked_folder(frames: dict, folder: Path) -> None:
 
     for table, df in frames.items():
         if df is not None:
-            write_frame(df, folder, table)
+            write_frame(df, folder, table, whole_yuan=whole_yuan)
     try:
         rep = validate_dir(folder)
     except InputError as exc:

@@ -39,7 +39,7 @@ class FramesBatchResult:
     reasons: pd.Series | None
 
 
-def _write_frames(frames: dict, folder: Path) -> None:
+def _write_frames(frames: dict, folder: Path, whole_yuan: bool = False) -> None:
     """The frames as a fund-data folder: money columns checked to hold yuan (integers
     are refused as fen); the rules of the data contract are the batch's to apply."""
     from puhui.claims.frames import stand_in_persons
@@ -53,7 +53,7 @@ def _write_frames(frames: dict, folder: Path) -> None:
         frames = {**frames, PERSONS: stand_in_persons(frames[SETTLEMENTS], frames[POLICIES])}
     for table, df in frames.items():
         if df is not None:
-            write_frame(df, folder, table)
+            write_frame(df, folder, table, whole_yuan=whole_yuan)
 
 
 #: The command's words in the batch's messages and the API's for the same thing.
@@ -61,7 +61,8 @@ API_WORDS = (("`puhui validate the frames`", "`puhui validate` on the files"),
              ("leave --period out", "leave period out"),
              ("--period FROM:TO", "period=(FROM, TO)"), ("--period", "period"),
              ("--complete", "complete=True"), ("--batch:", "batch_id:"),
-             ("--mode claimed", "mode='claimed'"), ("the claims file", "claims"))
+             ("--mode claimed", "mode='claimed'"), ("the claims file", "claims"),
+             ("resume it with --as-of ", "resume it with as_of="), ("--as-of", "as_of"))
 
 
 def _named(text: str, folder: Path) -> str:
@@ -97,7 +98,7 @@ def batch_frames(product: Product, frames: dict, url: str, batch_id: str,
                  options: dict) -> FramesBatchResult:
     """Run ``puhui claims run``'s batch on ``frames`` ({table: DataFrame or None}, yuan)
     into the ledger at ``url``. ``options``: ``mode``, ``claims``, ``period``
-    ("FROM:TO" or a pair of ISO dates), ``complete`` as the command takes them; one
+    ("FROM:TO" or a pair of ISO dates), ``complete``, ``as_of`` as the command takes them; one
     worker (the ledger is the same with two: docs/claims.md)."""
     from puhui.claims.batch import run_batch
     from puhui.claims.eob_file import EobWriter
@@ -106,13 +107,14 @@ def batch_frames(product: Product, frames: dict, url: str, batch_id: str,
     with tempfile.TemporaryDirectory(prefix="puhui-batch-") as tmp:
         folder, eob_path = Path(tmp) / "fund", Path(tmp) / "eob.parquet"
         folder.mkdir()
-        _write_frames(frames, folder)
+        _write_frames(frames, folder, bool(options.get("whole_yuan", False)))
         writer = EobWriter(eob_path, product)
         try:
             res = run_batch(product, product.path, folder, url, batch_id,
                             options.get("mode", "claimed"), eob_sink=writer,
                             claims=options.get("claims"), workers=1, period=period,
-                            complete=bool(options.get("complete", False)))
+                            complete=bool(options.get("complete", False)),
+                            as_of=options.get("as_of"))
         except InputError as exc:
             raise InputError(_named(str(exc), folder)) from None
         finally:

@@ -30,6 +30,10 @@ What it holds
 ``settlement_dates`` the date of every settlement the ledger stored, kept when the
                   stored settlement is forgotten (reversed, taken back): the origin
                   period of its payments in a triangle (schema 6)
+``co_insurers``   a co-insured product's insurers and quota shares (basis points, the
+                  lead), as its first split payment registered them (schema 7)
+``payment_shares`` each insurer's share (fen) of every payment entry of a co-insured
+                  product: the shares of an entry add up to it (schema 7)
 ``audit``         append-only log: who ran what, with which product and data hashes, when
 
 Unique keys make replays harmless: a batch writes at most one entry per
@@ -122,6 +126,13 @@ CREATE TABLE IF NOT EXISTS holds (
 CREATE INDEX IF NOT EXISTS holds_psn ON holds (psn_no);
 CREATE TABLE IF NOT EXISTS settlement_dates (
     setl_id TEXT PRIMARY KEY, setl_date TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS co_insurers (
+    product_id TEXT NOT NULL, insurer_id TEXT NOT NULL, name TEXT NOT NULL,
+    share_bp INTEGER NOT NULL, lead INTEGER NOT NULL, registered_at TEXT NOT NULL,
+    PRIMARY KEY (product_id, insurer_id));
+CREATE TABLE IF NOT EXISTS payment_shares (
+    entry_id INTEGER NOT NULL REFERENCES payments (entry_id), insurer_id TEXT NOT NULL,
+    share_fen INTEGER NOT NULL, PRIMARY KEY (entry_id, insurer_id));
 """
 #: 3 (session 18): ``api_keys`` and ``idempotency`` for the service (``puhui serve``);
 #: a version-2 ledger gains them (empty) when opened.
@@ -140,7 +151,17 @@ CREATE TABLE IF NOT EXISTS settlement_dates (
 #: for) and ``settlement_dates`` (every stored settlement's date, kept when the stored
 #: settlement is forgotten); an older ledger gains them when opened
 #: (:func:`_add_business_dates` says how they are filled).
-SCHEMA_VERSION = "6"
+#: 7 (session 23): co-insurance. ``co_insurers``: the co-insuring group a product's
+#: payments were split with (registered at its first split payment; a product file
+#: naming another split later is refused), ``payment_shares``: every insurer's share of
+#: each payment entry of such a product, in fen (:mod:`puhui.claims.shares` says how;
+#: :func:`record_entries` writes them). An older ledger gains the two tables, empty,
+#: when opened: nothing it recorded is split then (no product file could name
+#: co-insurers before schema 7, so each of its payments was one insurer's whole, and
+#: opening a ledger takes no product file); a product's earlier entries are split when
+#: its first payment with co-insurers is recorded (:func:`_register_co_insurers`), so
+#: a product year is split whole, with the quotas of the file that first split it.
+SCHEMA_VERSION = "7"
 #: The upgrade of ``decisions`` to schema 5 (both backends; run once, after
 #: :data:`SCHEMA`, inside the opening transaction). The old table is renamed and dropped
 #: after the copy; its index is remade on the new one.
@@ -273,7 +294,10 @@ def _upgrade(con, version: str | None) -> None:
     (after :data:`SCHEMA` made the tables it lacked): a ledger of version 4 or before
     (or of no version) whose decisions lack ``product_id`` gets :data:`DECISIONS_V5`
     (chosen by the table's shape: review s22), one before 6 the business dates
-    (:func:`_add_business_dates`). Statement by statement (``executescript`` would
+    (:func:`_add_business_dates`). Schema 7's tables (``co_insurers``,
+    ``payment_shares``) are made empty by :data:`SCHEMA`; nothing is split here (a
+    product's earlier entries are split at its first split entry:
+    :func:`_register_co_insurers`). Statement by statement (``executescript`` would
     commit the transaction first)."""
     if not _decisions_per_product(con):
         _decisions_v5(con)
@@ -705,16 +729,195 @@ def batch_entries_between(con: sqlite3.Connection, batch_id: str, lo: str, hi: s
         " WHERE batch_id = ? AND psn_no BETWEEN ? AND ?", con, params=[batch_id, lo, hi])
 
 
-def record_entries(con: sqlite3.Connection, entries: list[tuple], business_date: str) -> None:
+def record_entries(con: sqlite3.Connection, entries: list[tuple], business_date: str,
+                   product=None) -> None:
     """Payment entries (setl_id, applies_to, benefit, psn_no, policy_no, payout_fen,
     kind, batch_id, recorded_at), all effective for ``business_date`` (ISO date: the
     batch's as-of date, a direct payout's or reversal's settlement date); one per
-    batch, settlement and benefit (a replay adds nothing)."""
+    batch, settlement and benefit (a replay adds nothing). ``product``: the product
+    (:class:`puhui.products.model.Product`) they are paid under; where it names
+    co-insurers, every entry's share per insurer is recorded with it (schema 7,
+    :func:`_entry_share_rows`)."""
     day = dt.date.fromisoformat(str(business_date)[:10]).isoformat()
+    group = tuple(getattr(product, "co_insurers", ()) or ())
+    shares = _entry_share_rows(con, entries, product.id, group) if group and entries else []
     con.executemany(
         "INSERT OR IGNORE INTO payments (setl_id, applies_to, benefit, psn_no, policy_no, "
         "payout_fen, kind, batch_id, recorded_at, business_date) VALUES"
         " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [(*e, day) for e in entries])
+    if not shares:
+        return
+    # by the entry's unique key: its number is the one just given (or the replayed one's)
+    con.executemany("INSERT OR IGNORE INTO payment_shares (entry_id, insurer_id, share_fen)"
+                    " SELECT entry_id, ?, ? FROM payments WHERE batch_id = ? AND"
+                    " applies_to = ? AND benefit = ?", shares)
+
+
+def _entry_share_rows(con, entries: list[tuple], product_id: str, group: tuple) -> list:
+    """(insurer, share fen, batch_id, applies_to, benefit) of each new entry of
+    ``entries`` (:func:`record_entries`' rows) paid under ``product_id`` with its
+    co-insurers ``group``: :func:`puhui.claims.shares.entry_shares` from the earlier
+    entries of the same settlement and benefit under the product's policies. An entry
+    already recorded (a replay: its batch holds one for that settlement and benefit)
+    gets none. Earlier entries recorded unsplit are split first (:func:`_split_unsplit`)."""
+    from puhui.claims.shares import entry_shares
+
+    _register_co_insurers(con, product_id, group)
+    ids = sorted({str(e[1]) for e in entries})
+    with _wanted(con, ids):
+        before, batches = _split_unsplit(con, product_id, group, only_wanted=True)
+    rows = []
+    for _sid, a, b, _psn, _pol, fen, _kind, batch, _at in entries:
+        if (batch, a, b) in batches:
+            continue
+        net, got = before.get((a, b), (0, {}))
+        rows.extend((i, share, batch, a, b)
+                    for i, share in entry_shares(int(fen), net, got, group).items())
+    return rows
+
+
+def _split_unsplit(con, product_id: str, group: tuple, only_wanted: bool
+                   ) -> tuple[dict, set]:
+    """Every entry under ``product_id``'s policies (only those applying to the settlements
+    in ``wanted`` where ``only_wanted``) read with its shares; those recorded unsplit
+    (before schema 7, or under a product file naming no co-insurers) split now, in the
+    order recorded (:func:`puhui.claims.shares.carry`). Returns ({(applies_to, benefit):
+    (net, {insurer: fen})}, {(batch_id, applies_to, benefit)} of the entries read)."""
+    from puhui.claims.shares import carry
+
+    where = "m.applies_to IN (SELECT setl_id FROM wanted) AND " if only_wanted else ""
+    rows = con.execute(
+        "SELECT m.entry_id, m.applies_to, m.benefit, m.batch_id, m.payout_fen, s.insurer_id,"
+        " s.share_fen FROM payments m LEFT JOIN payment_shares s ON s.entry_id = m.entry_id"
+        f" WHERE {where}EXISTS (SELECT 1 FROM policies p WHERE p.policy_no = m.policy_no"
+        " AND p.product_id = ?) ORDER BY m.entry_id", (product_id,)).fetchall()
+    entries: dict[int, list] = {}
+    for eid, a, b, batch, fen, ins, share in rows:
+        e = entries.setdefault(int(eid), [(str(a), str(b)), int(eid), int(fen), None,
+                                          (str(batch), str(a), str(b))])
+        if ins is not None:
+            e[3] = (e[3] or {}) | {str(ins): int(share)}
+    state, new = carry([e[:4] for e in entries.values()], group)
+    con.executemany("INSERT OR IGNORE INTO payment_shares (entry_id, insurer_id, share_fen)"
+                    " VALUES (?, ?, ?)", new)
+    return state, {e[4] for e in entries.values()}
+
+
+def _register_co_insurers(con, product_id: str, group: tuple) -> None:
+    """The co-insurers ``product_id``'s payments are split with: registered at its first
+    split payment (and every earlier entry of the product split then, so a product
+    year is split whole), checked afterwards. Another group (other insurers or quotas)
+    is refused: the shares already recorded were split with the registered one."""
+    mine = sorted((q.id, int(q.share_bp), bool(q.lead)) for q in group)
+    if _known(con, ("co_insurers", product_id, tuple(mine))):
+        return
+    had = sorted((str(i), int(bp), bool(lead)) for i, bp, lead in con.execute(
+        "SELECT insurer_id, share_bp, lead FROM co_insurers WHERE product_id = ?",
+        (product_id,)))
+    if not had:
+        stamp = now()
+        con.executemany("INSERT OR IGNORE INTO co_insurers VALUES (?, ?, ?, ?, ?, ?)",
+                        [(product_id, q.id, q.name, int(q.share_bp), int(bool(q.lead)), stamp)
+                         for q in group])
+        _split_unsplit(con, product_id, group, only_wanted=False)
+    elif had != mine:
+        _refuse_other_group(product_id, had, mine)
+    _learn(con, ("co_insurers", product_id, tuple(mine)))
+
+
+def _refuse_other_group(product_id: str, had: list, mine: list) -> None:
+    def text(g):
+        return ", ".join(f"{i} {bp / 100:g} %{' (lead)' if lead else ''}"
+                         for i, bp, lead in g) or "no co-insurers"
+    raise InputError(f"product {product_id}: the ledger split its payments between "
+                     f"{text(had)}; the product file names {text(mine)}. Nothing was "
+                     f"written. A product year's co-insurers and quotas cannot change once "
+                     f"its payments are split: give the file with the [[co_insurers]] the "
+                     f"ledger holds, or the change as a new product (id)")
+
+
+def register_co_insurers(con, product) -> None:
+    """Register a co-insured product's group now (inside a unit of work; nothing for a
+    product without co-insurers), splitting its earlier entries if it is the first:
+    a batch does it where it starts, so a product year is split whole even when the
+    batch pays nothing new (:func:`_register_co_insurers`)."""
+    if product.co_insurers:
+        _register_co_insurers(con, product.id, tuple(product.co_insurers))
+
+
+def check_co_insurers(con, product) -> None:
+    """Refuse (:class:`InputError`) a product file whose co-insurers are not those the
+    ledger split the product's payments with (none named, other insurers or quotas);
+    a product the ledger never split passes. Where a command starts (a batch, the
+    service, a direct payout from the command line), before anything is written."""
+    had = sorted((i, bp, lead) for i, _n, bp, lead in co_insurers_of(con, product.id))
+    mine = sorted((q.id, int(q.share_bp), bool(q.lead)) for q in product.co_insurers)
+    if had and had != mine:
+        _refuse_other_group(product.id, had, mine)
+
+
+def co_insurers_of(con, product_id: str) -> list[tuple[str, str, int, bool]]:
+    """(insurer_id, name, share_bp, lead) of the co-insurers ``product_id``'s payments
+    were split with, lead first then by id (none: never split)."""
+    rows = con.execute("SELECT insurer_id, name, share_bp, lead FROM co_insurers WHERE"
+                       " product_id = ?", (product_id,)).fetchall()
+    return sorted(((str(i), str(n), int(bp), bool(lead)) for i, n, bp, lead in rows),
+                  key=lambda r: (not r[3], r[0]))
+
+
+def settlement_shares(con, setl_id: str, product_id: str) -> dict[str, int]:
+    """{insurer_id: net fen} of the split entries applying to ``setl_id`` under
+    ``product_id``'s policies."""
+    return {str(i): int(fen) for i, fen in con.execute(
+        "SELECT s.insurer_id, SUM(s.share_fen) FROM payment_shares s JOIN payments m ON"
+        " m.entry_id = s.entry_id WHERE m.applies_to = ? AND EXISTS (SELECT 1 FROM policies"
+        " p WHERE p.policy_no = m.policy_no AND p.product_id = ?) GROUP BY s.insurer_id",
+        (setl_id, product_id))}
+
+
+def batch_entry_shares(con, batch_id: str, setl_id: str | None = None) -> dict:
+    """{(setl_id, applies_to, benefit): {insurer_id: fen}} of a batch's split entries
+    (only those of ``setl_id`` where given)."""
+    sql = ("SELECT p.setl_id, p.applies_to, p.benefit, s.insurer_id, s.share_fen FROM"
+           " payment_shares s JOIN payments p ON p.entry_id = s.entry_id WHERE p.batch_id = ?")
+    rows = (con.execute(sql, (batch_id,)) if setl_id is None else
+            con.execute(sql + " AND p.setl_id = ?", (batch_id, setl_id)))
+    out: dict = {}
+    for sid, a, b, i, fen in rows:
+        out.setdefault((str(sid), str(a), str(b)), {})[str(i)] = int(fen)
+    return out
+
+
+def batch_insurer_totals(con, batch_id: str) -> list[tuple[str, int, int]]:
+    """(insurer_id, entries, paid fen) of a batch's split entries, by insurer id (none:
+    its product names no co-insurers)."""
+    return [(str(i), int(n), int(fen)) for i, n, fen in con.execute(
+        "SELECT s.insurer_id, COUNT(*), SUM(s.share_fen) FROM payment_shares s JOIN payments"
+        " p ON p.entry_id = s.entry_id WHERE p.batch_id = ? GROUP BY s.insurer_id ORDER BY"
+        " s.insurer_id", (batch_id,))]
+
+
+def batch_shares(con, batch_id: str):
+    """Every insurer's share of each entry of a batch: setl_id, applies_to, benefit,
+    kind, insurer_id, share_fen (in the order written)."""
+    df = _frame("SELECT p.setl_id, p.applies_to, p.benefit, p.kind, s.insurer_id,"
+                " s.share_fen FROM payment_shares s JOIN payments p ON p.entry_id ="
+                " s.entry_id WHERE p.batch_id = ? ORDER BY p.entry_id, s.insurer_id", con,
+                params=[batch_id])
+    df["share_fen"] = df["share_fen"].astype("int64")
+    return df
+
+
+def export_shares(con):
+    """Every insurer's share of each split payment entry (yuan): ``ledger export``'s
+    shares file, one row per entry and insurer, keyed as the payment file's rows
+    (batch, applies_to, benefit)."""
+    df = _frame(
+        "SELECT p.setl_id, p.applies_to, p.benefit, p.kind, p.batch_id AS batch,"
+        " p.business_date, s.insurer_id, s.share_fen FROM payment_shares s JOIN payments p"
+        " ON p.entry_id = s.entry_id ORDER BY p.entry_id, s.insurer_id", con)
+    df["share_amt"] = df.pop("share_fen").astype("int64") / 100
+    return df
 
 
 def record_decisions(con: sqlite3.Connection, rows: list[tuple], product_id: str) -> None:

@@ -312,7 +312,8 @@ def _write(con, product: Product, r: dict, pol: dict, plan: tuple) -> None:
     batch, stamp, pol_no = batch_of(r["setl_id"]), ledger.now(), pol["policy_no"]
     ledger.ensure_open_batch(con, batch, "reversal", product.id)
     ledger.record_entries(con, [(sid, a, b, r["psn_no"], pol_no, fen, kind, batch, stamp)
-                                for sid, a, b, fen, kind in entries], str(r["setl_time"]))
+                                for sid, a, b, fen, kind in entries], str(r["setl_time"]),
+                          product)
     rows = [(r["refund_of"], b.id, r["psn_no"], None, 0, 0, 0, 0, "REVERSED", batch)
             for b in product.benefits]
     # a held settlement is not among the results: its decision stays what it was paid under
@@ -339,6 +340,11 @@ def _answer(con, product: Product, r: dict, batch: str, whole_batch: bool) -> di
     rows = ledger.reversal_entries(con, r["setl_id"], batch, whole_batch)
     entries = [{"setl_id": s, "applies_to": a, "benefit": b, "kind": k,
                 "payout_amt": fen / 100} for s, a, b, fen, k in rows]
+    if product.co_insurers:       # each co-insurer's share of each entry (schema 7)
+        shares = ledger.batch_entry_shares(con, batch, None if whole_batch else r["setl_id"])
+        for e in entries:
+            e["shares"] = {i: fen / 100 for i, fen in
+                           shares.get((e["setl_id"], e["applies_to"], e["benefit"]), {}).items()}
     return {"setl_id": r["setl_id"], "refund_of": r["refund_of"], "batch": batch,
             "entries": entries,
             "total_amt": round(sum(fen for *_, fen, _k in rows) / 100, 2),
@@ -360,6 +366,7 @@ def reverse_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     r = checked_reversal(raw)
     con = ledger.connect(url, must_exist=True)
     try:
+        ledger.check_co_insurers(con, product)
         with ledger.unit_of_work(con, locks=reversal_locks(r)):
             return apply_reversal(con, product, r)[0]
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from puhui.errors import InputError
@@ -84,8 +85,8 @@ class Fund:
         directory = Path(directory)
         for t in TABLES:
             df = self.table(t)
-            if df is not None:
-                write_frame(df, directory, t)
+            if df is not None:     # (files are written as given: the guard against fen
+                write_frame(df, directory, t, whole_yuan=True)   # as floats is where the API pays)
             elif table_path(directory, t).is_file():
                 table_path(directory, t).unlink()
         mark = self.directory / SYNTHETIC_MARKER if self.directory else None
@@ -111,7 +112,7 @@ def check_yuan(df: pd.DataFrame, table: Table, label: str | None = None) -> None
         if c.kind != "money" or c.name not in df.columns:
             continue
         s = df[c.name]
-        if pd.api.types.is_bool_dtype(s) or not (
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_complex_dtype(s) or not (
                 pd.api.types.is_numeric_dtype(s) or _decimals(s)):
             raise InputError(f"{label}: column {c.name} is not an amount ({s.dtype}): give "
                              f"yuan with two decimals as floats (or Decimal)")
@@ -123,11 +124,63 @@ def check_yuan(df: pd.DataFrame, table: Table, label: str | None = None) -> None
                 f"whole yuan to float (df[{c.name!r}].astype(float))")
 
 
-def write_frame(df, directory: Path, table: Table, label: str | None = None) -> None:
+#: :func:`check_not_fen_as_floats`: at least this many settlements, every amount whole,
+#: and a median total cost above this many yuan (fen x 1 of a 100-yuan visit reads 10,000)
+#: or a largest one above that (fen x 1 of a 20,000-yuan stay)
+FEN_AS_FLOATS_MIN_ROWS = 50
+FEN_AS_FLOATS_MEDIAN_YUAN = 10_000.0
+FEN_AS_FLOATS_MAX_YUAN = 2_000_000.0
+
+
+def check_not_fen_as_floats(df: pd.DataFrame, label: str = "settlements") -> None:
+    """Refuse settlements whose amounts look like fen held as floats (yuan x 100): at
+    least :data:`FEN_AS_FLOATS_MIN_ROWS` rows, every amount of every money column a whole
+    number, and a median ``medfee_sumamt`` above :data:`FEN_AS_FLOATS_MEDIAN_YUAN` yuan or
+    a largest one above :data:`FEN_AS_FLOATS_MAX_YUAN` (review s23: fen of mostly small
+    visits, median 90.50, passed and were paid 11.1 million yuan for 3,838.56 due).
+    Real settlements in yuan carry fen (the fund's shares are ratios of the cost), and a
+    median visit costs hundreds of yuan; without settlement lines to tie them to a total,
+    amounts 100 times too large pass every other rule and would be paid 100 times over.
+    Data truly in whole yuan (an extract rounded to the yuan) is passed by the caller's
+    ``whole_yuan=True`` (the API's), which skips this check.
+
+    >>> st = pd.DataFrame({"medfee_sumamt": [31250.0] * 60, "psn_part_amt": [9375.0] * 60})
+    >>> check_not_fen_as_floats(st)
+    Traceback (most recent call last):
+    ...
+    puhui.errors.InputError: settlements: all 60 settlements' amounts are whole numbers, their median total cost (medfee_sumamt) is 31,250.00 yuan and the largest 31,250.00: they look like fen held as floats. Give yuan (fen / 100); if they truly are whole yuan (an extract rounded to the yuan), pass whole_yuan=True
+    >>> check_not_fen_as_floats(st / 100)           # 312.50 yuan: passes
+    """
+    money = [c.name for c in SETTLEMENTS.columns if c.kind == "money" and c.name in df.columns]
+    if len(df) < FEN_AS_FLOATS_MIN_ROWS or "medfee_sumamt" not in money:
+        return
+    try:
+        values = df[money].to_numpy(dtype="float64")
+    except (TypeError, ValueError):
+        return                                  # not numbers: check_yuan has said so
+    cost = values[:, money.index("medfee_sumamt")]
+    cost = cost[np.isfinite(cost)]
+    if not len(cost):
+        return                  # no cost to judge (validation refuses the nulls)
+    median, largest = float(np.median(cost)), float(cost.max())
+    finite = values[np.isfinite(values)]
+    if (median > FEN_AS_FLOATS_MEDIAN_YUAN or largest > FEN_AS_FLOATS_MAX_YUAN) and \
+            len(finite) and bool(np.all(np.abs(finite - np.round(finite)) < 1e-6)):
+        raise InputError(                   # (1e-6: float noise of yuan x 100 is not fen)
+            f"{label}: all {len(df):,} settlements' amounts are whole numbers, their "
+            f"median total cost (medfee_sumamt) is {median:,.2f} yuan and the largest "
+            f"{largest:,.2f}: they look like fen held as floats. Give yuan (fen / 100); if "
+            f"they truly are whole yuan (an extract rounded to the yuan), pass "
+            f"whole_yuan=True")
+
+
+def write_frame(df, directory: Path, table: Table, label: str | None = None,
+                whole_yuan: bool = False) -> None:
     """A user's frame (yuan) as ``table``'s file in ``directory``, for validation and
     the commands to read: refused unless a DataFrame with yuan in its money columns
     (:func:`check_yuan`); ``Decimal`` amounts as floats, Python dates (pandas reads a
-    Parquet date column so) as timestamps; a column Arrow cannot write as its type is
+    Parquet date column so) as timestamps; ``whole_yuan``: settlements whose amounts
+    are all whole are yuan (:func:`check_not_fen_as_floats` skipped); a column Arrow cannot write as its type is
     a message naming it, not Arrow's error."""
     import pyarrow as pa
 
@@ -137,6 +190,8 @@ def write_frame(df, directory: Path, table: Table, label: str | None = None) -> 
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"{label}: give a pandas DataFrame, not {type(df).__name__}")
     check_yuan(df, table, label)
+    if table is SETTLEMENTS and not whole_yuan:
+        check_not_fen_as_floats(df, label)
     df = _plain_types(df.reset_index(drop=True), table)
     try:
         write_table(df, directory, table, file_types=False)

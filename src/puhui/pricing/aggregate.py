@@ -163,11 +163,25 @@ def annual_benefit_moments_of(components, deductible: float, ratio: float,
         fft(g) = prod_k P_k(fft(f_k))
 
     Claims are capped at c (:func:`benefit_cap`), discretised mean-preservingly on
-    n points spanning ``reach`` c, and compounded by FFT.
+    n points spanning ``reach`` c, and compounded by FFT (:func:`annual_sum_pmf_of`).
     """
+    pmf = annual_sum_pmf_of(components, deductible, ratio, limit, n, reach)
+    if pmf is None:
+        return 0.0, 0.0
+    g, h = pmf
+    return benefit_moments(g, h, deductible, ratio, limit)
+
+
+def annual_sum_pmf_of(components, deductible: float, ratio: float, limit: float = np.inf,
+                      n: int = 2 ** 15, reach: float = 4.0) -> tuple[np.ndarray, float] | None:
+    """The pmf g of the annual sum S of :func:`annual_benefit_moments_of` on the grid
+    k h (claims capped at c, so S's mass at or above the point where the benefit pays its
+    limit is exact for the benefit, not for S): (g, h); None when the benefit pays
+    nothing (no claims, a ratio or limit of 0). The benefit is min(ratio (k h - d)+,
+    limit) at each point."""
     comps = [c for c in components if c[2] > 0 and c[1] > 0]
     if not comps or ratio <= 0 or limit <= 0:
-        return 0.0, 0.0
+        return None
     c = benefit_cap(deductible, ratio, limit, max(x[1] for x in comps))
     h = reach * c / n
     top = int(np.ceil(c / h)) + 1
@@ -182,5 +196,4 @@ def annual_benefit_moments_of(components, deductible: float, ratio: float,
         f[top - 1] += max(0.0, 1.0 - f.sum())
         t = compound_sum_fft(f, mean_count, size)
         transform = t if transform is None else transform * t
-    g = np.clip(np.fft.irfft(transform, n=n), 0.0, None)
-    return benefit_moments(g, h, deductible, ratio, limit)
+    return np.clip(np.fft.irfft(transform, n=n), 0.0, None), h

@@ -475,11 +475,8 @@ class BenefitCostModel:
         # on the 600-person city)
         memo = self.__dict__.setdefault("_moments_memo", {})
         for i in range(len(cells)):
-            comps = tuple((k.shape.limited_mean,
-                           mu[i] * severity_factor * kind_factors.get(k.name, (1.0, 1.0))[1],
-                           lam[i] * frequency_factor * kind_factors.get(k.name, (1.0, 1.0))[0],
-                           1.0 / k.alpha if k.alpha > 0 else None)
-                          for k, (lam, mu) in zip(self.kinds_, rates))
+            comps = self.cell_components(rates, i, frequency_factor, severity_factor,
+                                         kind_factors)
             r = terms.preexisting_ratio if pre[i] else terms.ratio
             key = (comps, terms.deductible, r, terms.limit, self.grid)
             if key not in memo:
@@ -488,6 +485,19 @@ class BenefitCostModel:
             m1[i], m2[i] = memo[key]
         level = getattr(self, "level_", 1.0)       # (models saved before balance: 1)
         return m1 * level, m2 * level ** 2
+
+    def cell_components(self, rates, i: int, frequency_factor: float = 1.0,
+                        severity_factor: float = 1.0, kind_factors: dict | None = None
+                        ) -> tuple:
+        """Cell ``i``'s compound sums, one per kind: (limited mean of the shape, mean
+        amount, mean count, NB size or None), from ``rates`` = :meth:`rates` (the
+        components of :func:`~puhui.pricing.aggregate.annual_benefit_moments_of`)."""
+        kind_factors = kind_factors or {}
+        return tuple((k.shape.limited_mean,
+                      mu[i] * severity_factor * kind_factors.get(k.name, (1.0, 1.0))[1],
+                      lam[i] * frequency_factor * kind_factors.get(k.name, (1.0, 1.0))[0],
+                      1.0 / k.alpha if k.alpha > 0 else None)
+                     for k, (lam, mu) in zip(self.kinds_, rates))
 
     def cost_draws(self, cells: pd.DataFrame, terms: GroupTerms, w: np.ndarray, rng, sims: int,
                    severity_factor: float = 1.0) -> np.ndarray:

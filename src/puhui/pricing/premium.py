@@ -767,6 +767,7 @@ def _step_loss_ratio(s: BuildUp) -> None:
 
     (s.gross_flat, s.filed, s.basis, s.elr, s.lr, s.level, s.lo_q, s.hi_q) = (
         gross_flat, filed, basis, elr, lr, level, lo_q, hi_q)
+    s.year_totals = totals                  # the simulated years (risk transfer reads them)
 
 
 def _step_figures(s: BuildUp) -> None:
@@ -955,6 +956,53 @@ def _step_budget_impact(s: BuildUp) -> None:
             impact["total"] = _r(impact["total"], 2)
         figures["budget_impact_class_c"] = impact
     s.state = state
+
+
+def risk_transfer_step(treaties):
+    """The step that follows :data:`BUILD_UP` when a treaty set is given
+    (``puhui price --treaties``): ``pricing.json``'s ``risk_transfer``
+    (:mod:`puhui.pricing.risk_transfer`). Without treaties nothing runs, so the figures
+    are those of the build-up alone."""
+    def _step_risk_transfer(s: BuildUp) -> None:
+        """Reads basis, cell_factor, cells, draws_total, ext, figures, groups, level,
+        models, n_policies, pure_total, say, sev_trend, var_policy, w, year_totals; sets
+        figures["risk_transfer"]."""
+        from puhui.pricing.person_payout import PersonPayout
+        from puhui.pricing.risk_transfer import SimYear, person_layers, risk_transfer
+
+        s.say(f"risk transfer: {treaties.path.name}")
+        if not np.isfinite(s.year_totals).all() or s.n_policies <= 0 or s.basis <= 0:
+            s.figures["risk_transfer"] = {
+                "treaty_set": treaties.id, "file": treaties.path.name,
+                "note": "not computed: the simulated years are unbounded or there is no "
+                        "policy or premium (see the notes)"}
+            return
+        payout = PersonPayout(s.cells, s.groups, s.models, s.ext.state, s.sev_trend,
+                              getattr(s, "cell_factor", None))
+        layers = person_layers(payout, s.w, treaties.treaties)
+        sim = SimYear(np.rint(s.year_totals * 100).astype(np.int64),
+                      np.asarray(s.draws_total, dtype=float), s.var_policy, s.pure_total,
+                      int(round(s.basis * 100)) * s.n_policies, s.n_policies)
+        fig = risk_transfer(treaties, sim, layers,
+                            lambda chain: person_layers(payout, s.w, chain), s.level)
+        fig["premium_basis"] = s.figures["loss_ratio_basis"]
+        fig["person_payout"] = person_note(layers, s.pure_total)
+        s.figures["risk_transfer"] = fig
+    return _step_risk_transfer
+
+
+def person_note(layers: dict, pure_total: float) -> dict | None:
+    """What the per-person distribution's mean is beside the pure premium, as the first
+    excess of loss sees it (after any quota share before it; None when no treaty reads
+    it)."""
+    if not layers:
+        return None
+    first = next(iter(layers.values()))
+    return {"mean_per_policy": _r(first["mean_before"], 2), "pure_premium": _r(pure_total, 2),
+            "method": "per rating cell, the pricing groups' annual benefits convolved "
+                      "(independent), external-assumption benefits as Poisson cases of a "
+                      "fixed payout, the cell's credibility factor applied; drug refunds "
+                      "and claim-free steps left out (docs/pricing.md, Risk transfer)"}
 
 
 #: The build-up of :func:`price`, in order (docs/pricing.md, "The build-up").

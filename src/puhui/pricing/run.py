@@ -239,32 +239,47 @@ def eligibility_not_read(product) -> str | None:
 
 def run_price(product_file: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0,
               assumptions_file: str | Path | None = None, policies: int | None = None,
-              progress=None, backtest: str = "last", lang: str = "en") -> dict:
+              progress=None, backtest: str = "last", lang: str = "en",
+              treaties: str | Path | None = None) -> dict:
     """Price and write the three files; returns the figures. ``backtest``: "last" (the
     last data year priced from the years before it), "all" or "none"
     (:func:`backtest_section`; run first, on the data before pricing releases it);
-    ``lang``: the report's language ("en" or "zh")."""
+    ``lang``: the report's language ("en" or "zh"); ``treaties``: a treaty file
+    (:mod:`puhui.reserving.treaty_basis`), read before the data, for pricing.json's
+    ``risk_transfer`` (none: no such section)."""
     from puhui.products.model import load_product
+    from puhui.reserving.treaty_basis import load_treaties
 
     product_file, data_dir, out = Path(product_file), Path(data_dir), Path(out)
     product = load_product(product_file)
+    ts = load_treaties(treaties) if treaties is not None else None
     result, assumptions, a_path = price_folder(product, data_dir, seed, assumptions_file,
-                                               policies, progress, backtest)
+                                               policies, progress, backtest, treaties=ts)
     manifest = price_manifest(product_file, data_dir, a_path, seed, policies, backtest, out)
+    if ts is not None:
+        add_treaties(manifest, ts.path, out)
     write_pricing(out, result, manifest, assumptions, a_path, progress, lang=lang)
     return result.figures
 
 
 def price_folder(product, data_dir: str | Path, seed: int = 0,
                  assumptions_file: str | Path | None = None, policies: int | None = None,
-                 progress=None, backtest: str = "last"):
+                 progress=None, backtest: str = "last", treaties=None):
     """The pricing of ``puhui price`` without its files: the fund data read and
-    validated, the build-up (:data:`puhui.pricing.premium.BUILD_UP`) and the backtest.
+    validated, the build-up (:data:`puhui.pricing.premium.BUILD_UP`, then the risk
+    transfer of ``treaties``, a :class:`~puhui.reserving.treaty_basis.TreatySet`, when
+    given) and the backtest.
     Returns (the :class:`~puhui.pricing.premium.Pricing`, the assumptions, their
     file); :func:`run_price` and :class:`puhui.pricing.estimator.Pricer` both run it."""
     from puhui.pricing.experience import experience_shared
     from puhui.pricing.fund_data import load_for_pricing
-    from puhui.pricing.premium import EXPERIENCE_DROP, load_assumptions, price
+    from puhui.pricing.premium import (
+        BUILD_UP,
+        EXPERIENCE_DROP,
+        load_assumptions,
+        price,
+        risk_transfer_step,
+    )
 
     if backtest not in BACKTEST_SCOPES:
         raise InputError(f"backtest {backtest!r}: one of {', '.join(BACKTEST_SCOPES)}")
@@ -278,8 +293,9 @@ def price_folder(product, data_dir: str | Path, seed: int = 0,
     with experience_shared(product, data, drop=EXPERIENCE_DROP) as shared:
         bt = backtest_section(product, data, assumptions, seed, backtest, progress)
         shared.stop_keeping()
+        steps = None if treaties is None else BUILD_UP + (risk_transfer_step(treaties),)
         result = price(product, data, assumptions, seed=seed, policies=policies,
-                       progress=progress, release_data=True)
+                       progress=progress, release_data=True, steps=steps)
     del data
     if bt is not None:
         result.figures["backtest"] = bt
@@ -308,6 +324,19 @@ def price_manifest(product_file: Path, data_dir: Path, a_path: Path, seed: int,
                                           "assumptions": a_path}) if out is not None else {})},
         "inputs": input_hashes(data_dir, product_file, a_path),
     }
+
+
+def add_treaties(manifest: dict, path: Path, out: Path) -> None:
+    """A treaty file in the manifest: its path (absolute, relative to it, in the basis)
+    and hash, so ``puhui reproduce`` re-runs with it (a pricing without one has none of
+    these keys)."""
+    opts = manifest["options"]
+    opts["treaties"] = str(Path(path).resolve())
+    extra = path_options(out, {"treaties": Path(path)})
+    opts["relative_to_manifest"]["treaties"] = extra["relative_to_manifest"]["treaties"]
+    if "treaties" in extra["in_basis"]:
+        opts["in_basis"]["treaties"] = extra["in_basis"]["treaties"]
+    manifest["inputs"]["treaties_file"] = sha256(Path(path))
 
 
 def pricing_json(figures: dict) -> str:
@@ -382,10 +411,11 @@ def reproduce(manifest_file: str | Path, progress=None, data: str | Path | None 
     refuse_changed(manifest_file, input_changes(manifest["inputs"], now, {
         "data": data_dir, "actuarial": actuarial_dir(), "product_file": product_file,
         "assumptions_file": a_file}))
+    treaties = _locate_treaties(manifest_file, manifest)
     with tempfile.TemporaryDirectory() as tmp:
         figures = run_price(product_file, data_dir, tmp, seed=manifest["seed"],
                             assumptions_file=a_file, policies=opts["policies"],
-                            progress=progress, backtest=backtest)
+                            progress=progress, backtest=backtest, treaties=treaties)
     figures = json.loads(json.dumps(figures, ensure_ascii=False))
     diffs = _differences(original, figures)
     return not diffs, diffs
@@ -432,3 +462,12 @@ def _locate_inputs(manifest_file: Path, manifest: dict, data) -> tuple[Path, Pat
                     lambda f: f.is_file() and sha256(f) == inputs.get("assumptions_file"),
                     "assumptions", manifest_file)
     return data_dir, product, a_file
+
+
+def _locate_treaties(manifest_file: Path, manifest: dict) -> Path | None:
+    """The treaty file a pricing used (None: it used none), found by its hash."""
+    if "treaties" not in manifest["options"]:
+        return None
+    want = manifest["inputs"].get("treaties_file")
+    return locate(candidates(manifest_file, manifest["options"], "treaties"),
+                  lambda f: f.is_file() and sha256(f) == want, "treaties", manifest_file)

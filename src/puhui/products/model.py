@@ -88,6 +88,32 @@ def _eligibility_rule(e: dict, c, table: str) -> None:
             c.fail(table, f"'{ka}' {a} is above '{kb}' {b}")
 
 
+def _co_insurers_rule(v: list, c, table: str) -> None:
+    """A co-insuring group (共保体) as a whole: distinct ids, shares above 0 that add up
+    to exactly 1 (10,000 basis points), exactly one lead insurer."""
+    if not v:
+        return
+    ids = [e.get("id") for e in v]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        c.fail(table, f"insurer id {twice[0]!r} is given {ids.count(twice[0])} times; give "
+                      f"each co-insurer once")
+    shares = [round(e["share"] * 10_000) for e in v]
+    zero = [e["id"] for e, bp in zip(v, shares) if bp <= 0]
+    if zero:
+        c.fail(table, f"insurer {zero[0]!r} has share 0; a co-insurer takes a share above "
+                      f"0 (remove an insurer that takes none)")
+    if sum(shares) != 10_000:
+        each = ", ".join(f"{e['id']} {bp / 100:g} %" for e, bp in zip(v, shares))
+        c.fail(table, f"the shares add up to {sum(shares) / 100:g} %, not 100 % ({each}); "
+                      f"the co-insurers' quota shares must add up to exactly 1")
+    leads = [e["id"] for e in v if e.get("lead", False)]
+    if len(leads) != 1:
+        c.fail(table, f"{len(leads)} co-insurers are marked lead = true"
+                      f"{' (' + ', '.join(leads) + ')' if leads else ''}; mark exactly one, "
+                      f"the lead insurer (主承保) that pays and shares the data")
+
+
 def _period_rule(p: dict, c, table: str) -> None:
     if p["end"] < p["start"]:
         c.fail(table, f"'end' {p['end']} is before 'start' {p['start']}")
@@ -114,6 +140,12 @@ BENEFIT = Table({
     "limit": LIMIT,
     "exclude_basic_paid": Flag(),
 }, required=("id", "pays_on", "ratio"), what="a benefit", rule=_benefit_rule)
+#: One insurer of a co-insuring group (共保体): its share of every payment is a ratio
+#: exact to a basis point (``share = 0.40`` for 40 %); :func:`_co_insurers_rule` checks
+#: the group as a whole.
+CO_INSURER = Table({
+    "id": NAME, "name": Text(), "share": Ratio(), "lead": Flag(), "note": Text(),
+}, required=("id", "share"), what="a co-insurer")
 #: A product file (``docs/product-files.md``): every key it may have, table by table.
 PRODUCT_FILE = Table({
     "id": NAME, "name": Text(), "status": Text(),
@@ -142,7 +174,10 @@ PRODUCT_FILE = Table({
         "lookback_years": Whole(0, 20, "years"),
     }, what="the pre-existing table"),
     "benefits": Tables(BENEFIT, by_id=True, min_len=1),
-}, required=("id", "policy_period", "premium", "benefits"), what="a product file")
+    "co_insurers": Tables(CO_INSURER, by_id=True),
+}, required=("id", "policy_period", "premium", "benefits"), what="a product file",
+    rule=lambda raw, c, table: _co_insurers_rule(raw.get("co_insurers", []), c,
+                                                 "co_insurers"))
 
 
 @dataclass(frozen=True)
@@ -183,6 +218,17 @@ class PremiumCell:
 
 
 @dataclass(frozen=True)
+class CoInsurer:
+    """One insurer of a product's co-insuring group: ``share_bp`` of every payment, in
+    basis points of 10,000 (the group's add up to 10,000); ``lead``: the lead insurer."""
+
+    id: str
+    name: str
+    share_bp: int
+    lead: bool
+
+
+@dataclass(frozen=True)
 class Product:
     id: str
     name: str
@@ -201,6 +247,8 @@ class Product:
     preexisting_lookback_years: int
     benefits: tuple[Benefit, ...]
     raw: dict[str, Any] = field(repr=False)
+    #: the co-insuring group (empty: one insurer pays the whole of every payment)
+    co_insurers: tuple[CoInsurer, ...] = ()
 
     @property
     def layers(self) -> list[LayerSpec]:
@@ -297,7 +345,10 @@ def load_product(path: str | Path) -> Product:
         waiting_period_days=raw.get("waiting_period_days", 0),
         preexisting_codes=tuple(pre.get("icd10", ())),
         preexisting_lookback_years=pre.get("lookback_years", 0),
-        benefits=benefits, raw=raw)
+        benefits=benefits, raw=raw,
+        co_insurers=tuple(CoInsurer(str(e["id"]), str(e.get("name", e["id"])),
+                                    round(e["share"] * 10_000), bool(e.get("lead", False)))
+                          for e in raw.get("co_insurers", [])))
 
 
 def is_rule_file(name: str) -> bool:
