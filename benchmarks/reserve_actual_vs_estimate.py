@@ -29,7 +29,10 @@ at that age: the answer's own tail, not a method); ``--no-tails`` leaves them ou
 The products are huhuibao-YEAR with the hospital deductible lowered to ``--deductible``
 yuan (300 by default) so that a small city has claims every month (the premium stays
 Huhuibao's 129 yuan: the loss ratio is several times 1), and their policy period the
-calendar year, as the synthetic city's policies (huhuibao-2022 and -2023 run from 1 July).
+calendar year, as the synthetic city's policies (huhuibao-2022 and -2023 run from 1 July);
+their claim-free steps are emptied (``extends`` keeps the base's steps, 14,000 and 13,000
+yuan after two and three claim-free years, beside a lowered amount: they would raise a
+claim-free renewal's deductible from 300 to 14,000).
 
     python benchmarks/reserve_actual_vs_estimate.py [--persons 5000] [--seed 7]
         [--deductible 300] [--loss-ratio 0.85]            # session 22: one year
@@ -65,7 +68,7 @@ start = {year}-01-01
 end = {year}-12-31
 [[benefits]]
 id = "hospital"
-deductible = {{ amount = {amount} }}
+deductible = {{ amount = {amount}, claim_free = [] }}
 """
 
 
