@@ -131,10 +131,10 @@ def _reserve(filled, out, *args, url=None):
 
 
 def _mack_directly(cum: np.ndarray, valuation_end: list[pd.Timestamp], origin_start,
-                   tail=None):
+                   tail=None, sigma="log-linear"):
     """chainladder's Mack chain ladder on the loop's triangle (fen): IBNR by origin and
     the total standard error; ``tail`` a ``TailCurve`` curve after the development, or
-    a number: ``TailConstant(tail=F)``'s factor."""
+    a number: ``TailConstant(tail=F)``'s factor; ``sigma`` its sigma interpolation."""
     import chainladder as cl
 
     rows = [{"origin": origin_start[i], "valuation": valuation_end[i + j],
@@ -142,7 +142,7 @@ def _mack_directly(cum: np.ndarray, valuation_end: list[pd.Timestamp], origin_st
             if not np.isnan(cum[i, j])]
     tri = cl.Triangle(pd.DataFrame(rows), origin="origin", development="valuation",
                       columns=["fen"], cumulative=True)
-    dev = cl.Development().fit_transform(tri)
+    dev = cl.Development(sigma_interpolation=sigma).fit_transform(tri)
     if isinstance(tail, float):
         dev = cl.TailConstant(tail=tail).fit_transform(dev)
     elif tail is not None:
@@ -170,6 +170,11 @@ def test_triangle_and_ibnr_against_the_batches_own_output(filled, tmp_path, valu
                               periods=len(labels) + cum.shape[1])
     ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
                               list(periods.start_time))
+    if se > 1e6 * ibnr.sum():       # the log-linear sigma of the last link failed (1e141
+        # at 2024-09-30 by month): Mack's approximation instead, and said (session 23)
+        assert any("Mack's own approximation" in w for w in res["warnings"])
+        ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
+                                  list(periods.start_time), sigma="mack")
     m = res["methods"]["chainladder"]
     by_origin = [r["ibnr_yuan"] for r in m["by_origin"]]
     assert np.allclose(by_origin, np.round(ibnr) / 100, atol=0.011)
@@ -368,6 +373,55 @@ def test_a_tail_sigma_that_fails_is_said():
     assert not any("constant tail" in w for w in warnings_of(use, {"chainladder": plain}))
 
 
+#: paid by month at 2024-12-31 of the 600-person city's quarterly batches (yuan): links
+#: within a quarter develop nothing, and chainladder's log-linear sigma of the last link
+#: came out at 2e22 (a Mack s.e. of 2.2e24 yuan on an IBNR of 5,972; review s23)
+QUARTERLY_BY_MONTH = [
+    [0.0, 0.0, 11209.94, 11209.94, 11209.94, 11473.2, 11473.2, 11473.2, 11473.2, 11473.2,
+     11473.2, 11473.2],
+    [0.0, 5662.23, 5662.23, 5662.23, 8296.25, 8296.25, 8296.25, 8849.66, 8849.66, 8849.66,
+     8948.31],
+    [4438.4, 4438.4, 4438.4, 6066.69, 6066.69, 6066.69, 6354.99, 6354.99, 6354.99, 6422.81],
+    [0.0, 0.0, 2927.1, 2927.1, 2927.1, 2927.1, 2927.1, 2927.1, 2927.1],
+    [0.0, 14037.71, 14037.71, 14037.71, 14386.75, 14386.75, 14386.75, 14577.32],
+    [3029.15, 3029.15, 3029.15, 4631.78, 4631.78, 4631.78, 4785.85],
+    [0.0, 0.0, 20161.71, 20161.71, 20161.71, 20203.58],
+    [0.0, 10992.27, 10992.27, 10992.27, 11425.56],
+    [8996.62, 8996.62, 8996.62, 10053.81], [0.0, 0.0, 5461.81], [0.0, 10055.85], [10369.96]]
+
+
+def test_a_last_link_sigma_that_fails_falls_back_to_macks_approximation():
+    """The log-linear sigma of the last link far above every other link's: the s.e. use
+    Mack's approximation (as chainladder gives with sigma_interpolation='mack', called
+    directly), the IBNR is unchanged, and the warning says so; RAA and a triangle whose
+    late links are flat keep the log-linear fit (R's figures there)."""
+    import warnings as w
+
+    import chainladder as cl
+    from test_reserving_methods import _triangle
+
+    from puhui.reserve_run import warnings_of
+    from puhui.reserving.methods import MackChainLadder, developed, to_chainladder
+
+    tri = _triangle([[round(x * 100) for x in row] for row in QUARTERLY_BY_MONTH])
+    with w.catch_warnings():
+        w.simplefilter("ignore")
+        est = MackChainLadder().fit(tri)
+        plain = cl.MackChainladder().fit(developed(to_chainladder(tri), None))
+        mack = cl.MackChainladder().fit(developed(to_chainladder(tri), None, "mack"))
+    assert est.sigma_fallback_
+    assert float(np.asarray(plain.total_mack_std_err_.values).ravel()[0]) > 1e20
+    want = float(np.asarray(mack.total_mack_std_err_.values).ravel()[0])
+    assert est.total_std_err_fen_ == pytest.approx(want, abs=0.5) and want < est.ibnr_fen_.sum()
+    assert est.ibnr_fen_.sum() == pytest.approx(
+        np.nansum(np.asarray(plain.ibnr_.values)), abs=len(QUARTERLY_BY_MONTH))
+    use = pd.DataFrame({"business_date": ["2024-01-31", "2024-02-29"]})
+    assert any("Mack's own approximation" in x for x in warnings_of(use, {"chainladder": est}))
+    flat = [[100, 150, 170, 175, 175, 175], [110, 160, 180, 186, 186], [90, 140, 160, 165],
+            [120, 170, 190], [100, 150], [105]]
+    assert not MackChainLadder().fit(_triangle(flat)).sigma_fallback_
+
+
 # --- the reported triangle (ledger schema 8: filing dates) ---------------------------
 
 def _reported_truth(filled, valuation: str, per: int):
@@ -437,6 +491,11 @@ def test_reported_triangle_against_the_claims_file(filled, tmp_path, valuation, 
                               periods=len(got["origins"]) + cum.shape[1])
     ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
                               list(periods.start_time))
+    if se > 1e6 * ibnr.sum():       # the log-linear sigma of the last link failed (1e141
+        # at 2024-09-30 by month): Mack's approximation instead, and said (session 23)
+        assert any("Mack's own approximation" in w for w in res["warnings"])
+        ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
+                                  list(periods.start_time), sigma="mack")
     m = res["methods"]["chainladder"]
     assert np.allclose([r["ibnr_yuan"] for r in m["by_origin"]], np.round(ibnr) / 100,
                        atol=0.011)

@@ -198,6 +198,12 @@ def warnings_of(use: pd.DataFrame, fitted: dict) -> list[str]:
             out.append(f"{bad} of {len(f)} development factors cannot be estimated (nothing "
                        f"paid at the start of the link): the origins resting on them get no "
                        f"IBNR from the chain ladder")
+    if mack is not None and not isinstance(mack, str) and \
+            getattr(mack, "sigma_fallback_", False):
+        out.append("chainladder: the log-linear sigma of the last development link is "
+                   "not usable on this triangle (links where nothing developed bend the "
+                   "fit: far above every other link's); Mack's standard error uses "
+                   "Mack's own approximation for it (sigma_interpolation 'mack')")
     if mack is not None and not isinstance(mack, str) and mack.tail_sigma_failed_:
         out.append("chainladder: Mack's standard error with the constant tail is not "
                    "given (null): chainladder extrapolates the tail's sigma from the "

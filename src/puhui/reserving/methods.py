@@ -199,7 +199,8 @@ class MackChainLadder(_Reserving):
     gives no estimate), ``ldf_`` (age-to-age factors, then the tail's),
     ``tail_factor_`` (1 without a tail), ``diagnostics_``, ``tail_sigma_failed_``
     (a constant tail whose extrapolated sigma is not usable: the s.e. are then NaN,
-    :func:`_tail_sigma_fails`).
+    :func:`_tail_sigma_fails`), ``sigma_fallback_`` (the log-linear sigma of the last
+    link failed, :func:`_last_sigma_fails`: the s.e. use Mack's approximation).
     """
 
     def __init__(self, sigma_interpolation: str = "log-linear",
@@ -213,6 +214,14 @@ class MackChainLadder(_Reserving):
         return cl.MackChainladder().fit(developed(clt, self.tail, self.sigma_interpolation))
 
     def _after_fit(self, clt):
+        n = len(self.triangle_.origins)
+        self.sigma_fallback_ = (self.sigma_interpolation == "log-linear"
+                                and not _is_constant(self.tail)
+                                and _last_sigma_fails(self.model_, n))
+        if self.sigma_fallback_:
+            import chainladder as cl
+
+            self.model_ = cl.MackChainladder().fit(developed(clt, self.tail, "mack"))
         se = _round_half_away(_by_origin(self.model_.mack_std_err_))
         # an origin with no reserve has none to err on; NaN elsewhere says the triangle
         # gives no estimate (a factor resting on nothing paid), never a silent 0
@@ -229,6 +238,28 @@ class MackChainLadder(_Reserving):
 def _is_constant(tail) -> bool:
     """Whether ``tail`` is a constant tail factor (a number), not a curve's name."""
     return isinstance(tail, (int, float, np.number)) and not isinstance(tail, bool)
+
+
+#: :func:`_last_sigma_fails`: an extrapolated sigma this many times every estimated one's
+SIGMA_EXTRAPOLATION_LIMIT = 10.0
+
+
+def _last_sigma_fails(mack, n: int) -> bool:
+    """Whether chainladder's log-linear sigma of the triangle's last link (one ratio, so
+    extrapolated from the links before it) is infinite or above
+    :data:`SIGMA_EXTRAPOLATION_LIMIT` times every other link's: links where nothing
+    developed (sigma 0, as between batches that pay only at quarter ends) bend the
+    regression, and on one such triangle it gave 2e22 and a Mack s.e. of 2.2e24 yuan on
+    an IBNR of 5,972 (review s23). Mack's own approximation (1993),
+    sigma_{n-1}^2 = min(sigma_{n-2}^4 / sigma_{n-3}^2, sigma_{n-3}^2, sigma_{n-2}^2), is
+    used instead (:class:`MackChainLadder`'s ``sigma_fallback_``)."""
+    sigma = np.asarray(mack.X_.sigma_.values, dtype=np.float64)[0, 0, 0]
+    if n < 3 or len(sigma) < n - 1:
+        return False
+    last, own = sigma[n - 2], sigma[:n - 2]
+    own = own[np.isfinite(own) & (own > 0)]
+    return bool(np.isinf(last) or (np.isfinite(last) and own.size > 0
+                                   and last > SIGMA_EXTRAPOLATION_LIMIT * own.max()))
 
 
 def _tail_sigma_fails(mack, n: int) -> bool:
