@@ -261,3 +261,90 @@ def test_counter_reversal_and_batch_keep_every_insurer_on_the_split(city, tmp_pa
     sql = dict(run_sql(url, "SELECT insurer_id, SUM(share_fen) FROM payment_shares"
                             " GROUP BY insurer_id"))
     assert by == {i: int(v) for i, v in sql.items()}
+
+
+KILL_SCRIPT = """
+import sys
+from puhui.claims.batch import run_batch
+from puhui.products.model import load_product
+p = load_product(sys.argv[3])
+run_batch(p, p.path, sys.argv[1], sys.argv[2], "k1", block_persons=20,
+          progress=lambda k, n: print(f"block {k} {n}", flush=True))
+"""
+
+
+def test_a_batch_killed_mid_way_then_resumed_splits_as_one_run(city, tmp_path, new_ledger):
+    """The co-insured batch SIGKILLed just after its middle block, then run to the end:
+    the same entries and the same shares per entry (SQL) as an uninterrupted run, every
+    entry split exactly once and every settlement's insurers on the fen-by-fen split."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from puhui.claims.batch import run_batch
+
+    tight, thirds, f = _files(tmp_path)
+    full = city[0]
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    run_batch(thirds, f, full, ref, "k1", block_persons=20)
+    url = new_ledger("k")
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(full), url, str(f)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    killed = False
+    for line in proc.stdout:
+        k, n = map(int, line.split()[1:])
+        if k == n // 2:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+    proc.stdout.close()
+    proc.wait()
+    assert killed
+    assert 0 < run_sql(url, "SELECT COUNT(*) FROM payments")[0][0] < \
+        run_sql(ref, "SELECT COUNT(*) FROM payments")[0][0]
+    run_batch(thirds, f, full, url, "k1", block_persons=20)
+
+    def shares(u):
+        return sorted((a, b, k, int(fen), i, int(s)) for a, b, k, fen, i, s in run_sql(
+            u, "SELECT m.applies_to, m.benefit, m.kind, m.payout_fen, s.insurer_id,"
+               " s.share_fen FROM payments m JOIN payment_shares s ON s.entry_id = m.entry_id"))
+    assert shares(url) == shares(ref) and len(shares(url)) == \
+        3 * run_sql(url, "SELECT COUNT(*) FROM payments")[0][0]
+    for key, (net, got) in _insurer_nets(url, thirds.id).items():
+        assert got == _brute(net, G3), key
+
+
+def test_two_products_on_one_person_one_co_insured(city, tmp_path, new_ledger):
+    """One person holds the co-insured huhuibao-2025 and a second product (another id,
+    no co-insurers) over the same year; both pay T1 and T2 at the counter, T1 is
+    reversed at once under the first (the second refuses it: its batch takes it back). The second product's entries carry no shares; the first's
+    insurers net to the split of its nets; each product's answer names only its own."""
+    from puhui.claims.direct import direct_payout
+    from puhui.claims.reverse import reverse_payout
+
+    tight, thirds, f = _files(tmp_path)
+    full, psn, kind, *_ = city
+    solo_f = tmp_path / "solo.toml"
+    solo_f.write_text('extends = "tight.toml"\nid = "solo-2025"\n', encoding="utf-8")
+    solo = load_product(solo_f)
+    url = _loaded(city, new_ledger("two"))
+    run_sql(url, "INSERT INTO policies VALUES ('SOLO1', ?, 'solo-2025', '2025-01-01',"
+                 " '2025-12-31', 5000, 0, 1, 0)", (psn,))
+    t1, t2 = _body("T1", psn, "2025-03-01", 3300, kind), _body("T2", psn, "2025-05-01", 1000, kind)
+    for p in (thirds, solo):
+        a = direct_payout(p, url, t1)
+        assert a["total_payout"] == 2100.0
+        assert ("insurers" in a) == (p is thirds)
+        direct_payout(p, url, t2)
+    reverse_payout(thirds, url, _reversal(t1, "R1", "2025-08-01"))
+    with pytest.raises(InputError, match="reversed at once under one product"):
+        reverse_payout(solo, url, _reversal(t1, "R1", "2025-08-01"))
+    assert run_sql(url, "SELECT COUNT(*) FROM payment_shares s JOIN payments m ON m.entry_id"
+                        " = s.entry_id WHERE m.policy_no = 'SOLO1'")[0][0] == 0
+    nets = _insurer_nets(url, thirds.id)
+    assert nets[("T1", "hospital")] == (0, _brute(0, G3))
+    assert nets[("T2", "hospital")] == (49_000, _brute(49_000, G3))
+    solo_net = run_sql(url, "SELECT applies_to, SUM(payout_fen) FROM payments WHERE policy_no"
+                            " = 'SOLO1' GROUP BY applies_to ORDER BY 1")
+    assert solo_net == [("T1", 210_000), ("T2", 70_000)]     # its next batch takes T1 back
