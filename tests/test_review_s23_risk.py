@@ -406,3 +406,25 @@ def test_two_workers_split_as_one(city, tmp_path, new_ledger):
     assert sorted((str(a), str(b), str(i), round(x * 100)) for a, b, i, x in sh[
         ["applies_to", "benefit", "insurer_id", "share_amt"]].itertuples(index=False)) \
         == shares(urls["2"])
+
+
+def test_reproduce_refuses_a_treaty_file_changed_since_the_pricing(small_city_dir, tmp_path):
+    """A treaty set of the user's own (outside the basis, so the basis hashes do not see
+    it) changed after the pricing: reproduce re-ran with the new share and reported the
+    figures as differing (exit 1), though the manifest holds the file's hash. Now exit 2
+    naming the file, as for a changed product file; the file restored, it reproduces."""
+    t = tmp_path / "mine.toml"
+    text = ('id = "mine"\ncapital_quantile = 0.99\n[[treaties]]\nid = "qs"\n'
+            'kind = "quota_share"\nshare = 0.2\nceding_commission = 0.1\n')
+    t.write_text(text, encoding="utf-8")
+    out = tmp_path / "o"
+    r = puhui("price", "--product", "huhuibao-2025", "--data", small_city_dir, "--out", out,
+              "--treaties", t, "--no-backtest")
+    assert r.returncode == 0, r.stderr
+    t.write_text(text.replace("share = 0.2", "share = 0.3"), encoding="utf-8")
+    r = puhui("reproduce", out / "manifest.json")
+    assert r.returncode == 2 and "mine.toml" in r.stderr and "changed since the pricing" \
+        in r.stderr, r.stdout + r.stderr
+    t.write_text(text, encoding="utf-8")
+    r = puhui("reproduce", out / "manifest.json")
+    assert r.returncode == 0, r.stdout + r.stderr
