@@ -391,7 +391,8 @@ def test_a_version_6_ledger_is_upgraded_and_split_at_first_use(new_ledger):
     run_sql(url, "UPDATE meta SET value = '6' WHERE key = 'schema_version'")
     r = puhui("ledger", "status", "--ledger", url)
     assert r.returncode == 0, r.stderr
-    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "7"
+    assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == \
+        ledger.SCHEMA_VERSION
     assert run_sql(url, "SELECT COUNT(*) FROM payment_shares")[0][0] == 0
     _record(url, [("S3", "S3", "h", "PA", 100, "pay")],
             SimpleNamespace(id="co-2025", co_insurers=tuple(G3)), "b4")

@@ -356,7 +356,7 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
     import os
     from pathlib import Path
 
-    from puhui.claims.batch import parse_period, read_claims, run_batch
+    from puhui.claims.batch import parse_period, read_claims_file, run_batch
 
     product = _load_product(product_file)
     _out_dir(out)
@@ -364,7 +364,8 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
         workers = 2 if (os.cpu_count() or 1) >= 2 else 1
     if claims_file is not None and mode != "claimed":
         raise click.UsageError("--claims goes with --mode claimed")
-    claims = read_claims(claims_file) if claims_file is not None else None
+    claims, filings = (read_claims_file(claims_file) if claims_file is not None
+                       else (None, None))
     bar = None
 
     def progress(done, total):
@@ -387,7 +388,7 @@ def claims_run(product_file, data_dir, url, batch_id, out, mode, claims_file=Non
         res = run_batch(product, product.path, data_dir, url, batch_id, mode,
                         progress=progress, eob_sink=eob, claims=claims, workers=workers,
                         period=parse_period(period) if period is not None else None,
-                        complete=complete, as_of=as_of,
+                        complete=complete, as_of=as_of, filings=filings,
                         **extra)
     finally:
         eob.close()               # the EOB's footer: the blocks written are readable
@@ -695,8 +696,19 @@ def _ledger_and_product(command):
               metavar="F", help="a tail factor >= 1 given from outside the triangle (an "
                    "actuary's judgement, an earlier product year's development), for "
                    "every method; not with --tail")
+@click.option("--triangle", type=click.Choice(["paid", "reported"]), default="paid",
+              show_default=True, help="paid: by the payments' business dates; reported: "
+              "by the dates claims were filed (recorded from claims files with filed_date): "
+              "its IBNR is the claims not yet filed")
+@click.option("--bootstrap", type=int, default=None, metavar="N",
+              help="the chain ladder's over-dispersed Poisson bootstrap with N "
+                   "simulations (10 to 100,000): the IBNR's mean, s.d. and quantiles")
+@click.option("--seed", type=int, default=None, metavar="S",
+              help="the bootstrap's seed (default 20240101): the same seed gives the "
+                   "same figures")
 @click.option("--out", type=click.Path(file_okay=False), required=True)
-def reserve(url, product_id, as_of, by, method, loss_ratio, tail, tail_factor, out):
+def reserve(url, product_id, as_of, by, method, loss_ratio, tail, tail_factor, triangle,
+            bootstrap, seed, out):
     """IBNR of a product from the ledger's paid triangle at an as-of date
     (docs/reserving.md): reserve.json and summary.md."""
     from puhui.reserve_run import reserve as run_reserve
@@ -704,7 +716,8 @@ def reserve(url, product_id, as_of, by, method, loss_ratio, tail, tail_factor, o
 
     _out_dir(out)
     res = run_reserve(url, product_id, as_of, by=by, method=method, loss_ratio=loss_ratio,
-                      tail=None if tail == "none" else tail, tail_factor=tail_factor)
+                      tail=None if tail == "none" else tail, tail_factor=tail_factor,
+                      bootstrap=bootstrap, seed=seed, triangle=triangle)
     j, m = write_outputs(res, out)
     for name, r in res["methods"].items():
         if isinstance(r, str):
@@ -713,6 +726,11 @@ def reserve(url, product_id, as_of, by, method, loss_ratio, tail, tail_factor, o
             se = r.get("std_err_total_yuan")
             click.echo(f"{name}: IBNR {r['ibnr_total_yuan']:,.2f} yuan"
                        + (f" (s.e. {se:,.2f})" if se is not None else ""))
+            if "bootstrap" in r:
+                b = r["bootstrap"]
+                click.echo(f"  bootstrap: mean {b['mean_yuan']:,.2f}, s.d. "
+                           f"{b['std_dev_yuan']:,.2f}, 99.5% "
+                           f"{b['quantiles_yuan']['99.5%']:,.2f} yuan")
     click.echo(f"  {j}\n  {m}")
     for w in res["warnings"]:
         click.echo(f"warning: {w}", err=True)

@@ -25,9 +25,31 @@ from puhui.errors import InputError
 
 GRAIN = {"month": "M", "quarter": "Q"}
 METHODS = ("chainladder", "bf", "capecod")
-#: why a reported triangle is not built (the ledger holds no filing dates)
+#: the ODP bootstrap's simulations allowed (``--bootstrap N``), and its default seed
+BOOTSTRAP_SIMS = (10, 100_000)
+BOOTSTRAP_SEED = 20240101
+#: simulations x origins^2 at most: chainladder holds every simulated triangle at once,
+#: about 400 bytes a cell at its peak (20,000 simulations of a 10 x 10 triangle: 1.2 GB
+#: with chainladder's import), so this keeps a bootstrap near 2 GB
+BOOTSTRAP_CELLS = 5_000_000
+#: said where chainladder could not hat-adjust the bootstrap's residuals
+NO_HAT = ("bootstrap: the residuals are not hat-adjusted (chainladder could not compute "
+          "the hat matrix of this triangle and resamples the unadjusted Pearson residuals, "
+          "which gives a somewhat narrower distribution)")
+#: the quantiles of the bootstrapped total IBNR reported
+BOOTSTRAP_QUANTILES = (0.5, 0.75, 0.9, 0.95, 0.995)
+#: what the paid triangle's reserve.json says of the reported one (unchanged since
+#: before the ledger held filing dates, so a paid reserve.json stays the same bytes)
 NO_REPORTED = ("not built: the ledger does not hold the dates claims were filed (a claims "
                "file names the settlements claimed, not when); the paid triangle only")
+#: ``--triangle``: paid (by the payments' business dates) or reported (by filing dates)
+TRIANGLES = ("paid", "reported")
+BASIS = {"paid": "paid: origin = settlement date, development = the payment's business date",
+         "reported": "reported: origin = settlement date, development = the date the "
+                     "claim was filed (ledger schema 8); each settlement's amount is its "
+                     "net paid under the product by the entries effective on or before "
+                     "the as-of date, all of it at its filing period; the IBNR is the "
+                     "claims not yet filed (pure IBNR)"}
 
 
 def parse_day(text: str, option: str = "--as-of") -> dt.date:
@@ -252,18 +274,63 @@ def diagnostics(d: dict) -> dict:
     return {"factors": factors, "share_large_residuals": d["share_large_residuals"], **tests}
 
 
-def reserve(url: str, product_id: str, as_of: str, *, by: str = "month",
-            method: str = "chainladder", loss_ratio: float | None = None,
-            tail: str | None = None, tail_factor: float | None = None) -> dict:
-    """What ``puhui reserve`` writes to reserve.json (yuan; see the module); the
-    settings after ``as_of`` are the command's options (``tail`` None: no development
-    beyond the triangle's last age; ``tail_factor`` a constant tail factor >= 1 given
-    from outside the triangle, not together with ``tail``)."""
-    from puhui.claims.ledger import shown_url
-    from puhui.reserving.methods import tail_factor as checked_factor
-    from puhui.reserving.triangles import build_triangle
+def checked_bootstrap(n_sims, seed, method: str, tail) -> tuple[int, int] | None:
+    """(simulations, seed) of ``--bootstrap N [--seed S]``, or None without it;
+    InputError for N outside :data:`BOOTSTRAP_SIMS`, a seed outside 0..2^32 - 1 (numpy's
+    seeds) or without ``--bootstrap``, a method without a bootstrap, or a tail (the
+    simulations develop to the triangle's last age only)."""
+    if n_sims is None:
+        if seed is not None:
+            raise InputError(f"--seed {seed} without --bootstrap N: the seed is the "
+                             f"bootstrap's; give --bootstrap too")
+        return None
+    lo, hi = BOOTSTRAP_SIMS
+    if not lo <= n_sims <= hi:
+        raise InputError(f"--bootstrap {n_sims}: give from {lo:,} to {hi:,} simulations "
+                         f"(1,000 to 10,000 is usual)")
+    seed = BOOTSTRAP_SEED if seed is None else seed
+    if not 0 <= seed < 2 ** 32:
+        raise InputError(f"--seed {seed}: give a whole number from 0 to {2 ** 32 - 1}")
+    if method not in ("chainladder", "all"):
+        raise InputError(f"--bootstrap with --method {method}: the over-dispersed "
+                         f"Poisson bootstrap is the chain ladder's; give --method "
+                         f"chainladder or all")
+    if tail is not None:
+        raise InputError("--bootstrap with --tail or --tail-factor: the bootstrap's "
+                         "simulations develop to the triangle's last age only; give one")
+    return n_sims, seed
 
-    day = parse_day(as_of)
+
+def bootstrap_result(tri, n_sims: int, seed: int) -> dict:
+    """The ODP bootstrap of the chain ladder on ``tri``
+    (:class:`puhui.reserving.methods.OdpBootstrap`, ``n_sims`` simulations, ``seed``):
+    the total IBNR's mean, standard deviation (n - 1 divisor) and quantiles (numpy's
+    linear interpolation) over the simulations, yuan."""
+    from puhui.reserving.methods import OdpBootstrap
+
+    n = len(tri.origins)
+    if n_sims * n * n > BOOTSTRAP_CELLS:
+        raise InputError(f"--bootstrap {n_sims}: a triangle of {n} origin periods takes "
+                         f"at most {BOOTSTRAP_CELLS // (n * n):,} simulations here (every "
+                         f"simulated triangle is held at once: about 2 GB); give fewer, or "
+                         f"--by quarter")
+    boot = OdpBootstrap(n_sims=n_sims, seed=seed).fit(tri)
+    totals = boot.ibnr_sims_fen_.sum(axis=1)
+    q = boot.quantile(BOOTSTRAP_QUANTILES)
+    return {"simulations": n_sims, "seed": seed, "mean_yuan": yuan_of(totals.mean()),
+            "std_dev_yuan": yuan_of(totals.std(ddof=1)),
+            "quantiles_yuan": {f"{100 * p:g}%": yuan_of(v)
+                               for p, v in zip(BOOTSTRAP_QUANTILES, q)},
+            "scale": _number(boot.scale_), "hat_adjusted": bool(boot.hat_adjusted_)}
+
+
+def _checked_options(tail, tail_factor, loss_ratio, triangle: str):
+    """The tail (a curve's name, a checked constant factor, or None) of the command's
+    options, or InputError for options that do not go together or are out of range."""
+    from puhui.reserving.methods import tail_factor as checked_factor
+
+    if triangle not in TRIANGLES:
+        raise InputError(f"--triangle {triangle!r}: give {' or '.join(TRIANGLES)}")
     if tail_factor is not None:
         if tail is not None:
             raise InputError(f"--tail-factor {tail_factor} with --tail {tail}: give one "
@@ -272,39 +339,122 @@ def reserve(url: str, product_id: str, as_of: str, *, by: str = "month",
     if loss_ratio is not None and not 0 < loss_ratio < 10:
         raise InputError(f"--loss-ratio {loss_ratio}: give the priced loss ratio as a "
                          f"fraction (0.85 for 85 %)")
+    return tail if tail_factor is None else tail_factor
+
+
+def reserve(url: str, product_id: str, as_of: str, *, by: str = "month",
+            method: str = "chainladder", loss_ratio: float | None = None,
+            tail: str | None = None, tail_factor: float | None = None,
+            bootstrap: int | None = None, seed: int | None = None,
+            triangle: str = "paid") -> dict:
+    """What ``puhui reserve`` writes to reserve.json (yuan; see the module); the
+    settings after ``as_of`` are the command's options (``tail`` None: no development
+    beyond the triangle's last age; ``tail_factor`` a constant tail factor >= 1 given
+    from outside the triangle, not together with ``tail``; ``bootstrap`` the ODP
+    bootstrap's simulations, with ``seed``: :func:`checked_bootstrap`; ``triangle``
+    "paid" or "reported": :func:`reported_frame`)."""
+    from puhui.claims.ledger import shown_url
+    from puhui.reserving.triangles import build_triangle
+
+    day = parse_day(as_of)
+    developing = _checked_options(tail, tail_factor, loss_ratio, triangle)
+    boot = checked_bootstrap(bootstrap, seed, method, developing)
     entries, policies = read_ledger(url, product_id)
     use, counts = usable_entries(entries, day, product_id)
-    tri = build_triangle(use, origin="setl_date", development="business_date",
-                         amount="payout_fen", as_of=pd.Timestamp(day), grain=GRAIN[by])
+    if triangle == "reported":
+        frame, filings = reported_frame(use, read_filings(url, product_id), day, product_id)
+        tri = build_triangle(frame, origin="setl_date", development="filed_date",
+                             amount="payout_fen", as_of=pd.Timestamp(day), grain=GRAIN[by])
+    else:
+        tri = build_triangle(use, origin="setl_date", development="business_date",
+                             amount="payout_fen", as_of=pd.Timestamp(day), grain=GRAIN[by])
     premium = earned_premium_fen(policies, tri.origins, day)
     fitted = fit_methods(tri, premium, METHODS if method == "all" else (method,), loss_ratio,
-                         tail if tail_factor is None else tail_factor)
+                         developing)
     cells = np.where(tri.known, tri.values / 100, np.nan)
-    return {
+    methods = {k: (v if isinstance(v, str) else method_result(v)) for k, v in fitted.items()}
+    if boot is not None:
+        methods["chainladder"]["bootstrap"] = bootstrap_result(tri, *boot)
+        boot = methods["chainladder"]["bootstrap"]
+    res = {
         "product_id": product_id, "as_of": day.isoformat(), "by": by,
-        "ledger": shown_url(url), "basis": "paid: origin = settlement date, development "
-        "= the payment's business date", "method": method, "prior_loss_ratio": loss_ratio,
+        "ledger": shown_url(url), "basis": BASIS[triangle], "method": method,
+        "prior_loss_ratio": loss_ratio,
         "tail": "constant" if tail_factor is not None else (tail or "none"),
         "reported_triangle": NO_REPORTED, "entries": counts,
         "triangle": {"origins": [str(o) for o in tri.origins],
-                     "cumulative_paid_yuan": [[None if np.isnan(v) else round(float(v), 2)
-                                               for v in row] for row in cells]},
+                     f"cumulative_{triangle}_yuan": [
+                         [None if np.isnan(v) else round(float(v), 2) for v in row]
+                         for row in cells]},
         "earned_premium_yuan": [p / 100 for p in premium.tolist()],
-        "paid_to_date_yuan": int(tri.latest.sum()) / 100,
-        "methods": {k: (v if isinstance(v, str) else method_result(v))
-                    for k, v in fitted.items()},
-        "warnings": warnings_of(use, fitted) + stale_warnings(use, day, GRAIN[by]),
+        f"{triangle}_to_date_yuan": int(tri.latest.sum()) / 100,
+        "methods": methods,
+        "warnings": warnings_of(use, fitted) + stale_warnings(use, day, GRAIN[by])
+        + ([] if boot is None or boot["hat_adjusted"] else [NO_HAT]),
     }
+    if triangle == "reported":
+        del res["reported_triangle"]
+        res = {**res, "filings": filings, "warnings": res["warnings"] + filing_warnings(filings)}
+    return res
+
+
+def read_filings(url: str, product_id: str) -> pd.DataFrame:
+    """The claims' filing dates the ledger recorded under ``product_id`` (schema 8)."""
+    from puhui.claims import ledger
+
+    con = ledger.connect(url, must_exist=True)
+    try:
+        return ledger.claim_filings(con, product_id)
+    finally:
+        con.close()
+
+
+def reported_frame(use: pd.DataFrame, filings: pd.DataFrame, as_of: dt.date,
+                   product_id: str) -> tuple[pd.DataFrame, dict]:
+    """One row per settlement for the reported triangle: its date (the origin), its
+    claim's filing date (the development) and its net paid under the product by the
+    entries used at ``as_of`` (fen); and what was left out, counted: settlements paid
+    with no filing date on record (a proactive batch, a direct payout, a claims file
+    without ``filed_date``, a batch before schema 8) and those filed after ``as_of``.
+    InputError where no settlement used has a filing date."""
+    per = use.groupby(use["applies_to"].astype(str), sort=True).agg(
+        setl_date=("setl_date", "first"), payout_fen=("payout_fen", "sum"))
+    day = filings.set_index(filings["setl_id"].astype(str))["filed_date"]
+    per["filed_date"] = day.reindex(per.index).to_numpy()
+    none = per["filed_date"].isna()
+    late = ~none & (per["filed_date"].astype(str) > as_of.isoformat())
+    if not (~none & ~late).any():
+        raise InputError(f"--triangle reported: none of the {len(per):,} settlements of "
+                         f"{product_id} paid by {as_of} has a filing date on record (the "
+                         f"ledger keeps them from claimed batches whose claims file has a "
+                         f"filed_date column, ledger schema 8); use --triangle paid, or "
+                         f"run the batches with such claims files")
+    counts = {"settlements": int((~none & ~late).sum()),
+              "without_filing_date": {"settlements": int(none.sum()),
+                                      "yuan": int(per.loc[none, "payout_fen"].sum()) / 100},
+              "filed_after_as_of": {"settlements": int(late.sum()),
+                                    "yuan": int(per.loc[late, "payout_fen"].sum()) / 100}}
+    keep = per[~none & ~late].reset_index(drop=True)
+    keep["payout_fen"] = keep["payout_fen"].astype(np.int64)
+    return keep, counts
+
+
+def filing_warnings(filings: dict) -> list[str]:
+    """What the reported triangle leaves out, said where it is not nothing."""
+    out = []
+    for key, what in (("without_filing_date", "have no filing date on record"),
+                      ("filed_after_as_of", "were filed after the as-of date")):
+        f = filings[key]
+        if f["settlements"]:
+            out.append(f"{f['settlements']:,} settlement(s) paid {f['yuan']:,.2f} yuan "
+                       f"{what} and are not in the reported triangle")
+    return out
 
 
 def summary_markdown(res: dict) -> str:
     """A short text summary of reserve.json (markdown)."""
     lines = [f"# IBNR of {res['product_id']} as of {res['as_of']}", "",
-             f"Paid triangle by {res['by']} ({len(res['triangle']['origins'])} origin "
-             f"periods, {res['triangle']['origins'][0]} to {res['triangle']['origins'][-1]}) "
-             f"from the ledger {res['ledger']}, by business date; paid to date "
-             f"{res['paid_to_date_yuan']:,.2f} yuan. Reported triangle: "
-             f"{res['reported_triangle']}.", ""]
+             _triangle_line(res), ""]
     e = res["entries"]
     lines.append(f"Entries: {e['used']:,} used, {e['after_as_of']:,} effective after the "
                  f"as-of date, {e['without_settlement_date']['entries']:,} without a "
@@ -323,6 +473,8 @@ def summary_markdown(res: dict) -> str:
                         m["std_err_total_yuan"] is not None else "") + "."
                      + (f" Tail beyond the last age: {res['tail']}, factor "
                         f"{_shown_factor(m['tail_factor'])}." if res["tail"] != "none" else ""))
+        if "bootstrap" in m:
+            lines += ["", bootstrap_markdown(m["bootstrap"])]
         lines += ["", "| origin | paid | ultimate | IBNR |" + (" s.e. |" if se else ""),
                   "|---|---:|---:|---:|" + ("---:|" if se else "")]
         for r in m["by_origin"]:
@@ -330,6 +482,33 @@ def summary_markdown(res: dict) -> str:
                          f"{r['ultimate_yuan']:,.2f} | {r['ibnr_yuan']:,.2f} |"
                          + (f" {_shown(r['std_err_yuan'])} |" if se else ""))
     return "\n".join(lines) + "\n"
+
+
+def _triangle_line(res: dict) -> str:
+    """summary.md's sentence on the triangle."""
+    o = res["triangle"]["origins"]
+    where = (f"by {res['by']} ({len(o)} origin periods, {o[0]} to {o[-1]}) from the ledger "
+             f"{res['ledger']}")
+    if "filings" not in res:
+        return (f"Paid triangle {where}, by business date; paid to date "
+                f"{res['paid_to_date_yuan']:,.2f} yuan. Reported triangle: "
+                f"{res['reported_triangle']}.")
+    f = res["filings"]
+    return (f"Reported triangle {where}, by the date each claim was filed ({f['settlements']:,} "
+            f"settlements; each at its net paid as of the as-of date); reported to date "
+            f"{res['reported_to_date_yuan']:,.2f} yuan. The IBNR is the claims not yet "
+            f"filed. Left out: {f['without_filing_date']['settlements']:,} settlements "
+            f"without a filing date ({f['without_filing_date']['yuan']:,.2f} yuan), "
+            f"{f['filed_after_as_of']['settlements']:,} filed after the as-of date "
+            f"({f['filed_after_as_of']['yuan']:,.2f} yuan).")
+
+
+def bootstrap_markdown(b: dict) -> str:
+    """The bootstrap's line of summary.md."""
+    q = ", ".join(f"{k} {_shown(v)}" for k, v in b["quantiles_yuan"].items())
+    return (f"Over-dispersed Poisson bootstrap ({b['simulations']:,} simulations, seed "
+            f"{b['seed']}): total IBNR mean {_shown(b['mean_yuan'])} yuan, s.d. "
+            f"{_shown(b['std_dev_yuan'])}; quantiles {q}.")
 
 
 def _finite(obj):

@@ -681,7 +681,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
               eob_sink: Callable[[pd.DataFrame], None] | None = None,
               claims: set[str] | None = None, workers: int = 1,
               period: tuple[str, str] | None = None, complete: bool = False,
-              as_of: str | None = None) -> BatchResult:
+              as_of: str | None = None, filings: pd.DataFrame | None = None
+              ) -> BatchResult:
     """Run a batch. With ``eob_sink`` each block's EOB rows go to it as they are made
     (the CLI appends them to eob.parquet) and the result's ``eob`` is empty; without,
     the EOB is returned whole (tests, small data).
@@ -692,7 +693,9 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     back; a later batch with its claim pays it. The deductible and limits still run over
     every settlement of the person in time order (the expenses happened), so a claim
     filed later is paid what it would have been paid at once. Without ``claims`` every
-    settlement counts as claimed.
+    settlement counts as claimed. ``filings`` (with ``claims``; :func:`read_claims_file`):
+    each claim's filing date, recorded in the ledger for the settlements in the data
+    (schema 8, :func:`puhui.claims.ledger.record_filings`: the first filing kept).
 
     ``workers=2`` runs the blocks in two processes forked once the data is ready
     (:func:`puhui.execution.map_blocks`), each planning and writing a block with its
@@ -737,6 +740,8 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     scope = batch_scope(data.settlements["setl_time"], period, data_dir)
     stated_as_of = as_of is not None
     as_of = batch_as_of(as_of, data.settlements["setl_time"], scope, data_dir)
+    if filings is not None:
+        filings = checked_filings(filings, data.settlements, as_of)
     data_keys = _LazyKeys(data.settlements["setl_id"], data.settlements["psn_no"])
 
     # Only the columns the flags, the calculator and the EOB read are held from here on
@@ -824,6 +829,10 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
     with ledger.unit_of_work(con):
         resumed = ledger.start_batch(con, batch_id, mode, product.id, phash, dhash)
         as_of = _kept_as_of(con, batch_id, as_of, stated_as_of)
+        filed = None
+        if filings is not None:
+            _refuse_filed_after(filings, as_of, filings.attrs.get("path", "claims file"))
+            filed = ledger.record_filings(con, product.id, batch_id, filings)
         ledger.upsert_policies(con, pol)
         # a co-insured product's group registered (the first time: its earlier entries
         # split), so a product year is split whole even by a batch that pays nothing new
@@ -971,6 +980,13 @@ def run_batch(product: Product, product_file: Path, data_dir: str | Path, url: s
         known = pd.Series(_text_isin(claim_ids, claims))
         summary["claims_file"] = {"claims": len(claims), "matched": int(known.sum()),
                                   "unknown_settlements": len(claims) - int(known.sum())}
+    if filed is not None:
+        summary["claims_file"]["filing_dates"] = filed
+        if filed["kept_earlier_date"]:
+            summary["warnings"].append(
+                f"{filed['kept_earlier_date']:,} claim(s) in the claims file have a filing "
+                f"date other than the one the ledger recorded first; the first is kept "
+                f"(the claim was known from then)")
     return BatchResult(eob=eob, summary=summary)
 
 
@@ -1002,9 +1018,17 @@ def with_claim_free_years(con, all_policies: pd.DataFrame, pol: pd.DataFrame,
 
 
 def read_claims(path: str | Path) -> set[str]:
-    """The settlement ids of a claims file (Parquet or CSV with a ``setl_id`` column;
-    other columns are ignored). Exit 2 (InputError) when it cannot be read, has no
-    ``setl_id`` column or has empty ids."""
+    """The settlement ids of a claims file (:func:`read_claims_file`)."""
+    return read_claims_file(path)[0]
+
+
+def read_claims_file(path: str | Path) -> tuple[set[str], pd.DataFrame | None]:
+    """The settlement ids of a claims file (Parquet or CSV with a ``setl_id`` column)
+    and, where it has a ``filed_date`` column, each claim's filing date (a frame of
+    ``setl_id`` and ``filed_date`` as ISO text, one row per claim; else None; other
+    columns are ignored). Exit 2 (InputError) when it cannot be read, has no ``setl_id``
+    column, has empty ids, or filing dates that are empty, not dates, or two dates for
+    one claim (:func:`_filing_dates`)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: claims file not found")
@@ -1029,7 +1053,66 @@ def read_claims(path: str | Path) -> set[str]:
     if empty:
         raise InputError(f"{p}: column setl_id: {empty} rows without a settlement id; "
                          f"fix or remove them")
-    return set(ids.astype(str))
+    filed = _filing_dates(df, p) if "filed_date" in df.columns else None
+    return set(ids.astype(str)), filed
+
+
+def _filing_dates(df: pd.DataFrame, p: Path) -> pd.DataFrame:
+    """A claims file's ``setl_id`` and ``filed_date`` (ISO text), one row per claim; exit
+    2 for empty dates, values that are not dates (YYYY-MM-DD, or a date-time: its day)
+    and a claim named twice with two dates."""
+    raw = df["filed_date"]
+    empty = int(raw.isna().sum() + (raw.astype(str).str.strip() == "").sum())
+    if empty:
+        raise InputError(f"{p}: column filed_date: {empty:,} row(s) without a date; every "
+                         f"claim needs the date it was filed (YYYY-MM-DD)")
+    day = pd.to_datetime(raw, errors="coerce", format="ISO8601") \
+        if not pd.api.types.is_datetime64_any_dtype(raw) else raw
+    bad = int(day.isna().sum())
+    if bad or not pd.api.types.is_datetime64_any_dtype(day):
+        bad = bad or len(day)
+        raise InputError(f"{p}: column filed_date: {bad:,} value(s) are not dates; give "
+                         f"each claim's filing date as YYYY-MM-DD")
+    out = pd.DataFrame({"setl_id": df["setl_id"].astype(str).to_numpy(),
+                        "filed_date": day.dt.strftime("%Y-%m-%d").to_numpy()})
+    out = out.drop_duplicates()
+    twice = int(out["setl_id"].duplicated().sum())
+    if twice:
+        raise InputError(f"{p}: column filed_date: {twice:,} claim(s) named more than once "
+                         f"with different filing dates; give each claim once, with the "
+                         f"date it was first filed")
+    out.attrs["path"] = str(p)
+    return out.reset_index(drop=True)
+
+
+def checked_filings(filings: pd.DataFrame, st: pd.DataFrame, as_of: str) -> pd.DataFrame:
+    """The filings of the settlements in the data (``st``: setl_id, setl_time), checked:
+    none before its settlement's date, none after the batch's as-of date (a claim filed
+    later is not known to a batch effective then); exit 2 with the counts otherwise.
+    Claims naming settlements not in the data are left out (summary.json counts them)."""
+    where = filings.attrs.get("path", "the claims file")
+    setl = pd.Series(pd.to_datetime(st["setl_time"], errors="coerce").dt.strftime("%Y-%m-%d")
+                     .fillna("").to_numpy(),
+                     index=st["setl_id"].astype(str).to_numpy())
+    setl = setl[~setl.index.duplicated()]
+    mine = filings[filings["setl_id"].isin(setl.index)].reset_index(drop=True)
+    before = int((mine["filed_date"].to_numpy() < setl.reindex(mine["setl_id"]).to_numpy()).sum())
+    if before:
+        raise InputError(f"{where}: column filed_date: {before:,} claim(s) filed before "
+                         f"their settlement's date (settlements.parquet setl_time); a claim "
+                         f"follows its settlement: fix the dates")
+    _refuse_filed_after(mine, as_of, where)
+    return mine
+
+
+def _refuse_filed_after(filings: pd.DataFrame, as_of: str, where: str) -> None:
+    """Exit 2 where a claim was filed after the batch's as-of date."""
+    after = int((filings["filed_date"] > as_of).sum())
+    if after:
+        raise InputError(f"{where}: column filed_date: {after:,} claim(s) filed after the "
+                         f"batch's as-of date {as_of}: a batch effective then cannot know "
+                         f"them; give --as-of the date the claims file runs to, or leave "
+                         f"them for a later batch")
 
 
 def _empty_eob() -> pd.DataFrame:

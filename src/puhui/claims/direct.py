@@ -250,7 +250,8 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     con = ledger.connect(url, must_exist=True)
     try:
         ledger.check_co_insurers(con, product)
-        with ledger.unit_of_work(con, locks=settlement_locks(s)):
+        with ledger.unit_of_work(con, locks=settlement_locks(s),
+                                 reads=decide_reads(product, s)):
             return decide(con, product, s, lines, record=True)
     finally:
         con.close()
@@ -281,6 +282,17 @@ def checked_settlement(raw: Any) -> tuple[dict, list[dict]]:
     return _settlement(raw)
 
 
+def decide_reads(product: Product, s: dict) -> list[tuple[str, tuple]]:
+    """The reads :func:`decide` makes before it writes (a settlement that reaches the
+    ledger), for :func:`puhui.claims.ledger.unit_of_work` to send with its locks: on
+    PostgreSQL the payout is then two round trips, this and the writes with the
+    COMMIT. A read left out is made when needed; one given and not made costs nothing
+    but its answer."""
+    return [ledger.policies_query(s["psn_no"], None),
+            ledger.accumulators_of_person_query(s["psn_no"]),
+            ledger.decisions_or_reversal_query(s["setl_id"], product.id)]
+
+
 def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> dict:
     """The explanation of benefit of a checked settlement (:func:`checked_settlement`)
     against the ledger, inside the caller's transaction: recorded when ``record`` (the
@@ -294,7 +306,10 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
                          f"with 'puhui ledger load --data DIR --ledger URL' (or check the "
                          f"product)")
     pol, renewal, mine = _policy_of(con, product, s)
-    state = ledger.accumulators_of(con, pol["policy_no"]) if pol else {}
+    # the person's, not the policy's: one read the unit of work can send with its
+    # locks (:func:`decide_reads`)
+    state = ledger.accumulators_of_person(con, s["psn_no"]).get(pol["policy_no"], {}) \
+        if pol else {}
     before = dict(state)                   # adjudicate_one updates ``state`` in place
     res = adjudicate_one(product, s, lines, pol, state, matcher=matcher,
                          renewal=renewal, has_any_policy=bool(mine))

@@ -34,6 +34,9 @@ What it holds
                   lead), as its first split payment registered them (schema 7)
 ``payment_shares`` each insurer's share (fen) of every payment entry of a co-insured
                   product: the shares of an entry add up to it (schema 7)
+``claim_filings`` the date each claim was filed, per settlement and product, from a
+                  claimed batch's claims file with a ``filed_date`` column; the first
+                  filing recorded is kept (schema 8)
 ``audit``         append-only log: who ran what, with which product and data hashes, when
 
 Unique keys make replays harmless: a batch writes at most one entry per
@@ -44,6 +47,7 @@ PostgreSQL URL can be added behind the same functions.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import getpass
 import json
 import re
@@ -132,6 +136,9 @@ CREATE TABLE IF NOT EXISTS co_insurers (
 CREATE TABLE IF NOT EXISTS payment_shares (
     entry_id INTEGER NOT NULL REFERENCES payments (entry_id), insurer_id TEXT NOT NULL,
     share_fen INTEGER NOT NULL, PRIMARY KEY (entry_id, insurer_id));
+CREATE TABLE IF NOT EXISTS claim_filings (
+    setl_id TEXT NOT NULL, product_id TEXT NOT NULL, filed_date TEXT NOT NULL,
+    batch_id TEXT NOT NULL, recorded_at TEXT NOT NULL, PRIMARY KEY (setl_id, product_id));
 """
 #: 3 (session 18): ``api_keys`` and ``idempotency`` for the service (``puhui serve``);
 #: a version-2 ledger gains them (empty) when opened.
@@ -160,7 +167,13 @@ CREATE TABLE IF NOT EXISTS payment_shares (
 #: opening a ledger takes no product file); a product's earlier entries are split when
 #: its first payment with co-insurers is recorded (:func:`_register_co_insurers`), so
 #: a product year is split whole, with the quotas of the file that first split it.
-SCHEMA_VERSION = "7"
+#: 8 (session 23, after the co-insurance of 7): filing dates. ``claim_filings``: the date
+#: each claim was filed, per settlement and product (the key), written by a claimed
+#: batch whose claims file has a ``filed_date`` column (:func:`record_filings`: the first
+#: filing recorded is kept; a later file giving another date is counted, not written);
+#: ``puhui reserve --triangle reported`` reads it. An older ledger gains the table,
+#: empty, when opened: it never held filing dates, and none can be made up.
+SCHEMA_VERSION = "8"
 #: The upgrade of ``decisions`` to schema 5 (both backends; run once, after
 #: :data:`SCHEMA`, inside the opening transaction). The old table is renamed and dropped
 #: after the copy; its index is remade on the new one.
@@ -296,7 +309,8 @@ def _upgrade(con, version: str | None) -> None:
     (:func:`_add_business_dates`). Schema 7's tables (``co_insurers``,
     ``payment_shares``) are made empty by :data:`SCHEMA`; nothing is split here (a
     product's earlier entries are split at its first split entry:
-    :func:`_register_co_insurers`). Statement by statement (``executescript`` would
+    :func:`_register_co_insurers`). Schema 8's ``claim_filings`` is made empty by
+    :data:`SCHEMA` too (an older ledger kept no filing dates). Statement by statement (``executescript`` would
     commit the transaction first)."""
     if not _decisions_per_product(con):
         _decisions_v5(con)
@@ -453,7 +467,8 @@ def _schema_version(con: sqlite3.Connection) -> str | None:
 
 
 @contextmanager
-def unit_of_work(con: sqlite3.Connection, locks: tuple[str, ...] | None = None):
+def unit_of_work(con: sqlite3.Connection, locks: tuple[str, ...] | None = None,
+                 reads=()):
     """One transaction that holds its write locks from the start, so concurrent writers
     queue instead of losing an update.
 
@@ -463,9 +478,14 @@ def unit_of_work(con: sqlite3.Connection, locks: tuple[str, ...] | None = None):
     every other such unit of work and never beside a whole-ledger one: two direct
     payouts for different people run at once, two for one person queue (issue 20,
     point 3). SQLite has one write lock: every unit of work takes it (``BEGIN
-    IMMEDIATE``)."""
+    IMMEDIATE``).
+
+    ``reads``: (statement, parameters) of reads the unit will make before it writes
+    (the ``*_query`` functions here); on PostgreSQL with named locks they are sent with
+    the BEGIN and the locks, one round trip for all (:meth:`PgConnection.begin`); the
+    unit's own calls are answered from them. Elsewhere ignored."""
     if locks is not None and not isinstance(con, sqlite3.Connection):
-        con.begin(locks)
+        con.begin(locks, reads)
     else:
         con.execute("BEGIN IMMEDIATE")
     try:
@@ -494,14 +514,21 @@ def audit(con: sqlite3.Connection, command: str, batch_id: str | None = None,
     """Append to the audit log (call inside a unit of work). ``who``: the operating
     system's user where not given (the service gives the API key's name)."""
     if who is None:
-        try:
-            who = getpass.getuser()
-        except Exception:  # no user name in some containers
-            who = "unknown"
+        who = _os_user()
     con.execute("INSERT INTO audit (at, who, command, batch_id, product_hash, data_hash, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (now(), who, command, batch_id, product_hash, data_hash,
                  json.dumps(detail, sort_keys=True, default=str)))
+
+
+@functools.lru_cache(maxsize=1)
+def _os_user() -> str:
+    """The operating system's user running this process, asked once (``getpass`` reads
+    the password file each time when no variable names the user: about 40 us a payout)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return "unknown"
 
 
 def upsert_policies(con: sqlite3.Connection, policies) -> int:
@@ -543,12 +570,16 @@ def policy_periods(con: sqlite3.Connection):
 
 def policies_of(con: sqlite3.Connection, psn_no: str, product_id: str | None) -> list[dict]:
     """A person's policies of ``product_id`` (of every product where None)."""
-    cur = con.execute("SELECT policy_no, psn_no, product_id, start_date, end_date, premium_fen,"
-                      " preexisting, consent, claim_free_years FROM policies"
-                      " WHERE psn_no = ? AND product_id = COALESCE(?, product_id)",
-                      (psn_no, product_id))
+    cur = con.execute(*policies_query(psn_no, product_id))
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def policies_query(psn_no: str, product_id: str | None) -> tuple[str, tuple]:
+    """The read of :func:`policies_of` (for :func:`unit_of_work`'s ``reads``)."""
+    return ("SELECT policy_no, psn_no, product_id, start_date, end_date, premium_fen,"
+            " preexisting, consent, claim_free_years FROM policies"
+            " WHERE psn_no = ? AND product_id = COALESCE(?, product_id)", (psn_no, product_id))
 
 
 def has_policies(con: sqlite3.Connection, product_id: str) -> bool:
@@ -581,6 +612,21 @@ def _learn(con, fact: tuple) -> None:
 def accumulators_of(con: sqlite3.Connection, policy_no: str) -> dict[str, int]:
     return dict(con.execute("SELECT accumulator, used_fen FROM accumulators WHERE policy_no = ?",
                             (policy_no,)).fetchall())
+
+
+def accumulators_of_person(con, psn_no: str) -> dict[str, dict[str, int]]:
+    """Policy -> :func:`accumulators_of` for every policy of the person that has some
+    (one read, which :func:`unit_of_work` can send with its locks: the policy a payout
+    needs is known only after its policies are read)."""
+    out: dict[str, dict[str, int]] = {}
+    for pol, name, used in con.execute(*accumulators_of_person_query(psn_no)).fetchall():
+        out.setdefault(pol, {})[name] = used
+    return out
+
+
+def accumulators_of_person_query(psn_no: str) -> tuple[str, tuple]:
+    return ("SELECT a.policy_no, a.accumulator, a.used_fen FROM accumulators a JOIN policies"
+            " p ON p.policy_no = a.policy_no WHERE p.psn_no = ?", (psn_no,))
 
 
 def start_batch(con: sqlite3.Connection, batch_id: str, mode: str, product_id: str,
@@ -930,7 +976,17 @@ def decisions_or_reversal(con, setl_id: str, product_id: str
     ``"stored"``: its inputs are kept, by this or another product's decision;
     ``"paid"``: entries apply to it under ``product_id``'s policies), in one read (a
     payout's round trips are counted)."""
-    rows = con.execute(
+    rows = con.execute(*decisions_or_reversal_query(setl_id, product_id)).fetchall()
+    decided = sorted((tuple(r[1:]) for r in rows if r[0] == "d"), key=lambda r: r[0])
+    held = [r[6] for r in rows if r[0] == "h"]
+    seen = {{"x": "reversed", "s": "stored", "p": "paid"}[r[0]] for r in rows
+            if r[0] in "xsp"}
+    return decided, any(r[0] == "r" for r in rows), (held[0] if held else None), seen
+
+
+def decisions_or_reversal_query(setl_id: str, product_id: str) -> tuple[str, tuple]:
+    """The read of :func:`decisions_or_reversal` (for :func:`unit_of_work`'s ``reads``)."""
+    return (
         "SELECT 'd', benefit, eligible_fen, deductible_fen, ratio_bp, payout_fen, reason"
         " FROM decisions WHERE setl_id = ? AND product_id = ? UNION ALL SELECT 'r', NULL,"
         " 0, 0, 0, 0, NULL FROM reversals WHERE setl_id = ? UNION ALL SELECT 'h', NULL, 0,"
@@ -940,13 +996,7 @@ def decisions_or_reversal(con, setl_id: str, product_id: str
         " SELECT 'p', NULL, 0, 0, 0, 0, NULL FROM payments m WHERE m.applies_to = ? AND"
         " EXISTS (SELECT 1 FROM policies p WHERE p.policy_no = m.policy_no AND"
         " p.product_id = ?)",
-        (setl_id, product_id, setl_id, setl_id, setl_id, setl_id, setl_id,
-         product_id)).fetchall()
-    decided = sorted((tuple(r[1:]) for r in rows if r[0] == "d"), key=lambda r: r[0])
-    held = [r[6] for r in rows if r[0] == "h"]
-    seen = {{"x": "reversed", "s": "stored", "p": "paid"}[r[0]] for r in rows
-            if r[0] in "xsp"}
-    return decided, any(r[0] == "r" for r in rows), (held[0] if held else None), seen
+        (setl_id, product_id, setl_id, setl_id, setl_id, setl_id, setl_id, product_id))
 
 
 def replace_accumulators(con: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
@@ -1132,14 +1182,31 @@ def decided_in_period(con: sqlite3.Connection, product_id: str, first: str, last
 
 @contextmanager
 def _wanted(con: sqlite3.Connection, ids: list[str]):
-    """The settlement ids ``ids`` in a temporary table ``wanted`` (no limit on how many)."""
-    con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (setl_id TEXT PRIMARY KEY)")
+    """The settlement ids ``ids`` in a temporary table ``wanted`` (no limit on how many).
+
+    On PostgreSQL a few ids (a reversal's policy year, up to :data:`FEW_WANTED`) are
+    looked up by index (:attr:`PgConnection.few_wanted`): the planner, which knows
+    nothing of the temporary table, scanned all of ``decisions`` and ``payments`` for
+    each such read, a cost that grew with the ledger (about 10 ms a read at 15,000
+    decisions, session 23)."""
+    if not _known(con, ("wanted",)):
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (setl_id TEXT PRIMARY KEY)")
+        _learn(con, ("wanted",))
     con.execute("DELETE FROM wanted")
     con.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(i,) for i in ids])
+    few = hasattr(con, "few_wanted")
+    if few:
+        con.few_wanted = len(ids) <= FEW_WANTED
     try:
         yield
     finally:
+        if few:
+            con.few_wanted = False
         con.execute("DELETE FROM wanted")
+
+
+#: Up to this many ids in ``wanted``, PostgreSQL reads them by index (:func:`_wanted`).
+FEW_WANTED = 2000
 
 
 def paid_for_settlements(con: sqlite3.Connection, ids: list[str], product_id: str):
@@ -1259,6 +1326,36 @@ def reserve_entries(con, product_id: str):
     return df
 
 
+def record_filings(con, product_id: str, batch_id: str, filings) -> dict[str, int]:
+    """Record the filing dates of ``filings`` (``setl_id``, ``filed_date`` ISO text, one
+    row per claim) under ``product_id``, inside the caller's unit of work. The key is
+    (settlement, product) and the first filing recorded is kept: a claim already on
+    record with the same date is left as it is (a claims file listing every claim to
+    date names it again); one with another date keeps its first date and is counted
+    (``kept_earlier_date``: a correction of a filing date is not taken from a claims
+    file, since the claim was known from its first filing). Returns the counts:
+    recorded, already_recorded, kept_earlier_date."""
+    mine = filings[["setl_id", "filed_date"]].astype(str)
+    known = _frame("SELECT setl_id, filed_date AS known FROM claim_filings WHERE"
+                   " product_id = ?", con, params=[product_id])
+    both = mine.merge(known.astype(str), on="setl_id", how="left")
+    new = both["known"].isna().to_numpy()
+    other = int((~new & (both["known"] != both["filed_date"]).to_numpy()).sum())
+    at = now()
+    con.executemany("INSERT INTO claim_filings (setl_id, product_id, filed_date, batch_id,"
+                    " recorded_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (setl_id, product_id)"
+                    " DO NOTHING", [(i, product_id, d, batch_id, at) for i, d in
+                                    zip(both["setl_id"][new], both["filed_date"][new])])
+    return {"recorded": int(new.sum()), "already_recorded": int((~new).sum()) - other,
+            "kept_earlier_date": other}
+
+
+def claim_filings(con, product_id: str):
+    """The filing dates recorded under ``product_id``: setl_id, filed_date (ISO text)."""
+    return _frame("SELECT setl_id, filed_date FROM claim_filings WHERE product_id = ?"
+                  " ORDER BY setl_id", con, params=[product_id])
+
+
 def product_premiums(con, product_id: str):
     """The policies of ``product_id``: start_date, end_date (ISO text), premium_fen."""
     df = _frame("SELECT start_date, end_date, premium_fen FROM policies WHERE"
@@ -1320,9 +1417,14 @@ def prune_idempotency(con, before: str) -> int:
 def idempotent_answer(con, key_id: str, idem_key: str) -> tuple[str, str, int, str] | None:
     """What was answered under an Idempotency-Key of an API key: (endpoint, body_sha256,
     status, response JSON), or None."""
-    row = con.execute("SELECT endpoint, body_sha256, status, response FROM idempotency"
-                      " WHERE key_id = ? AND idem_key = ?", (key_id, idem_key)).fetchone()
+    row = con.execute(*idempotent_answer_query(key_id, idem_key)).fetchone()
     return None if row is None else (row[0], row[1], int(row[2]), row[3])
+
+
+def idempotent_answer_query(key_id: str, idem_key: str) -> tuple[str, tuple]:
+    """The read of :func:`idempotent_answer` (for :func:`unit_of_work`'s ``reads``)."""
+    return ("SELECT endpoint, body_sha256, status, response FROM idempotency"
+            " WHERE key_id = ? AND idem_key = ?", (key_id, idem_key))
 
 
 def record_idempotent_answer(con, key_id: str, idem_key: str, endpoint: str,
@@ -1414,11 +1516,10 @@ def decision_policies(con, setl_id: str, product_id: str) -> set[str]:
 
 def decision_reasons_of(con, ids: list[str], product_id: str) -> dict[tuple[str, str], str]:
     """(setl_id, benefit) -> the reason of ``product_id``'s current decision, for ``ids``."""
-    out: dict[tuple[str, str], str] = {}
-    for sid in ids:
-        for b, *_, why in decisions_of(con, sid, product_id):
-            out[(sid, b)] = why
-    return out
+    with _wanted(con, ids):      # one read (it was one a settlement: a reversal's year
+        return {(str(sid), str(b)): str(why) for sid, b, why in con.execute(   # of 100
+            "SELECT setl_id, benefit, reason FROM decisions WHERE setl_id IN"  # was 100)
+            " (SELECT setl_id FROM wanted) AND product_id = ?", (product_id,)).fetchall()}
 
 
 def reversal_entries(con, setl_id: str, batch_id: str, whole_batch: bool) -> list[tuple]:

@@ -105,6 +105,24 @@ def translate(sql: str) -> str:
     return s + f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(sets)}"
 
 
+#: What :func:`any_wanted` rewrites.
+_IN_WANTED = "IN (SELECT setl_id FROM wanted)"
+
+
+@functools.lru_cache(maxsize=128)
+def any_wanted(sql: str) -> str:
+    """A translated statement reading the few ids of ``wanted`` by index: ``x IN (SELECT
+    setl_id FROM wanted)`` as ``x = ANY (ARRAY(SELECT setl_id FROM wanted))``, the same
+    rows (``wanted.setl_id`` is a key, never NULL), which the planner answers with an
+    index scan per table instead of a scan of every row (it knows nothing of the
+    temporary table, so it guessed a thousand ids and a hash join).
+
+    >>> any_wanted("SELECT 1 FROM decisions WHERE setl_id IN (SELECT setl_id FROM wanted)")
+    'SELECT 1 FROM decisions WHERE setl_id = ANY (ARRAY(SELECT setl_id FROM wanted))'
+    """
+    return sql.replace(_IN_WANTED, "= ANY (ARRAY(SELECT setl_id FROM wanted))")
+
+
 class _Result:
     """A statement's rows, as sqlite3's cursor gives them (``fetchone``, ``fetchall``,
     iteration, ``description``)."""
@@ -154,23 +172,45 @@ class PgConnection:
         self.facts: set[tuple] = set()
         self._writing = False           # inside a unit of work that may write
         self._pending: list[tuple[str, str, object]] = []   # (kind, sql, params or rows)
+        #: reads sent with the unit of work's BEGIN and locks (:meth:`begin`), by
+        #: (statement, parameters), each answered once, until the unit's first write
+        self._ahead: dict[tuple[str, tuple | None], _Result] = {}
+        #: ``wanted`` holds few ids (:func:`puhui.claims.ledger._wanted`): read by index
+        self.few_wanted = False
         self._con.adapters.register_loader("numeric", _integral_numeric_loader())
 
-    def begin(self, locks: tuple[str, ...] | None = None) -> None:
+    def begin(self, locks: tuple[str, ...] | None = None, reads=()) -> None:
         """``BEGIN`` and the transaction's advisory locks: the whole ledger's lock
         exclusively (``locks=None``: SQLite's ``BEGIN IMMEDIATE``), or shared with the
         other such transactions and each named lock exclusively, in one order (no two
-        transactions wait for each other in a circle)."""
-        # one round trip: the keys are integers made here, written into the statement
+        transactions wait for each other in a circle).
+
+        ``reads``: statements (ledger SQL, parameters) the unit of work will read
+        before it writes, sent in the same round trip after the locks (so they read
+        what the locks guard, as if run later) and answered from here when the unit
+        runs them (:meth:`execute`); forgotten at the unit's first write, so a read
+        after a write still goes to the server and sees it. A direct payout's four
+        reads and its BEGIN were five round trips."""
+        self._pending, self._ahead = [], {}
         if locks is None:
             self._run(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
-        else:
-            taken = [f"pg_advisory_xact_lock_shared({WRITE_LOCK})"] + [
-                f"pg_advisory_xact_lock({int(key)})"
-                for key in sorted({lock_key(name) for name in locks})]
-            # one lock after the other, in this order (a select list is computed left
-            # to right)
-            self._run("BEGIN; " + "; ".join(f"SELECT {t}" for t in taken))
+            self._writing = True
+            return
+        keys = sorted({lock_key(name) for name in locks})
+        read = [(translate(sql), tuple(params) if params else None) for sql, params in reads]
+        try:
+            with self._con.pipeline():
+                # one statement after the other, in this order: the shared lock, then
+                # each named lock by its key (no circle of waits), then the reads
+                self._con.execute("BEGIN")
+                self._con.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK,))
+                for key in keys:
+                    self._con.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                curs = [self._con.execute(sql, args) for sql, args in read]
+            self._ahead = {k: _Result(cur) for k, cur in zip(read, curs)}
+        except BaseException:
+            self._failed()
+            raise
         self._writing = True
 
     def execute(self, sql: str, params=()):
@@ -189,12 +229,23 @@ class PgConnection:
             self._run("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             return _Result(None)
         if self._writing and _WRITE.match(sql) and "RETURNING" not in word:
+            self._ahead = {}
             self._pending.append(("one", translate(sql), tuple(params) if params else None))
             return _Result(None)
+        if self._ahead:
+            # read with the BEGIN (:meth:`begin`): no write of this unit since
+            ahead = self._ahead.pop((translate(sql), tuple(params) if params else None), None)
+            if ahead is not None:
+                return ahead
+            if _WRITE.match(sql):
+                self._ahead = {}
         self._flush()
+        text = translate(sql)
+        if self.few_wanted and _IN_WANTED in text:
+            text = any_wanted(text)
         try:
             with self._con.cursor() as cur:
-                cur.execute(translate(sql), tuple(params) if params else None)
+                cur.execute(text, tuple(params) if params else None)
                 return _Result(cur)
         except BaseException:
             self._failed()
@@ -204,6 +255,7 @@ class PgConnection:
         rows = list(rows)
         if not rows:
             return
+        self._ahead = {}
         if self._writing:
             self._pending.append(("many", translate(sql), rows))
             return
@@ -215,14 +267,19 @@ class PgConnection:
             raise
 
     def _flush(self, then: str | None = None) -> None:
-        """Send the kept writes (and ``then``, a COMMIT) in one pipeline."""
+        """Send the kept writes (and ``then``, a COMMIT) in one pipeline; a few rows of
+        one ``INSERT`` as one statement (:func:`rows_in_one`)."""
         if not self._pending and then is None:
             return
         pending, self._pending = self._pending, []
         try:
             with self._con.pipeline(), self._con.cursor() as cur:
                 for kind, sql, args in pending:
-                    (cur.executemany if kind == "many" else cur.execute)(sql, args)
+                    one = rows_in_one(sql, args) if kind == "many" else None
+                    if one is not None:
+                        cur.execute(*one)
+                    else:
+                        (cur.executemany if kind == "many" else cur.execute)(sql, args)
                 if then is not None:
                     cur.execute(then)
         except BaseException:
@@ -233,6 +290,7 @@ class PgConnection:
         """``COMMIT`` (with the kept writes, one round trip) or ``ROLLBACK`` (the kept
         writes dropped)."""
         wrote, self._writing = self._writing, False
+        self._ahead = {}
         if word == "ROLLBACK":
             self._pending = []
             if wrote:
@@ -247,7 +305,7 @@ class PgConnection:
         were not run, a ``COMMIT`` among them): what was kept or learnt is dropped, and
         an open transaction is rolled back, so the connection is usable again and the
         caller's own ``ROLLBACK`` is harmless."""
-        self._pending = []
+        self._pending, self._ahead = [], {}
         self.facts.clear()
         if self._writing or self._con.info.transaction_status != 0:   # 0: idle
             self._writing = False
@@ -264,6 +322,7 @@ class PgConnection:
             self._con.close()
 
     def _run(self, sql: str) -> None:
+        self._ahead = {}
         try:
             self._flush()
             self._con.execute(sql)
@@ -280,8 +339,11 @@ class PgConnection:
         import pandas as pd
 
         self._flush()
+        text = translate(sql)
+        if self.few_wanted and _IN_WANTED in text:
+            text = any_wanted(text)
         with self._con.cursor() as cur:
-            cur.execute(translate(sql), list(params) if params else None)
+            cur.execute(text, list(params) if params else None)
             cols = [d[0] for d in cur.description]
             return pd.DataFrame.from_records(cur.fetchall(), columns=cols, coerce_float=True)
 
@@ -293,6 +355,67 @@ class PgConnection:
     def closed(self) -> bool:
         """The connection is lost (closed, or broken by the server or the network)."""
         return self._con.closed or self._con.broken
+
+
+#: Up to this many rows of an ``INSERT`` go as one statement (:func:`rows_in_one`).
+FEW_ROWS = 16
+_VALUES = re.compile(r"^(INSERT INTO \w+(?: \([^)]*\))? VALUES )(\((?:%s, )*%s\))(.*)$", re.S)
+_CONFLICT = re.compile(r"^ ON CONFLICT(?: \(([^)]*)\))? DO (NOTHING|UPDATE SET .*)$", re.S)
+
+
+def rows_in_one(sql: str, rows: list) -> tuple[str, tuple] | None:
+    """A translated ``INSERT ... VALUES (%s, ...)`` of a few ``rows`` as one statement of
+    that many ``VALUES`` (statement, parameters), which PostgreSQL runs as those
+    inserts one after the other: a payout's five decisions and its entries were one
+    statement a row, each with its own cost on both sides (session 23). None (send
+    them one by one) for more than :data:`FEW_ROWS` rows, another statement, or an
+    ``ON CONFLICT ... DO UPDATE`` whose rows share a key (one statement may not update
+    a row twice; one after the other, the last row wins).
+
+    >>> rows_in_one("INSERT INTO t (a, b) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+    ...             [(1, 2), (3, 4)])
+    ('INSERT INTO t (a, b) VALUES (%s, %s), (%s, %s) ON CONFLICT DO NOTHING', (1, 2, 3, 4))
+    >>> rows_in_one("INSERT INTO t (a, b) VALUES (%s, %s) ON CONFLICT (a) DO UPDATE SET "
+    ...             "b = excluded.b", [(1, 2), (1, 4)]) is None
+    True
+    >>> rows_in_one(translate("INSERT INTO accumulators VALUES (?, ?, ?) ON CONFLICT "
+    ...             "(policy_no, accumulator) DO UPDATE SET used_fen = excluded.used_fen"),
+    ...             [("P", "a", 1), ("P", "b", 2)])[0].split(" ON ")[0]
+    'INSERT INTO accumulators VALUES (%s, %s, %s), (%s, %s, %s)'
+    """
+    if not 1 < len(rows) <= FEW_ROWS:
+        return None
+    m = _VALUES.match(sql)
+    if m is None:
+        return None
+    head, one, tail = m.groups()
+    if tail:
+        c = _CONFLICT.match(tail)
+        if c is None:
+            return None
+        if c.group(2) != "NOTHING":
+            names = _columns_of(head)
+            if c.group(1) is None or names is None:
+                return None
+            key = [names.index(k.strip()) for k in c.group(1).split(",")]
+            if len({tuple(r[i] for i in key) for r in rows}) != len(rows):
+                return None
+    return (head + ", ".join([one] * len(rows)) + tail,
+            tuple(v for r in rows for v in r))
+
+
+def _columns_of(head: str) -> list[str] | None:
+    """The columns an ``INSERT INTO table [(columns)] VALUES`` names, in order (a
+    table's own when it names none and the table is known here), else None."""
+    m = re.match(r"INSERT INTO (\w+)(?: \(([^)]*)\))?", head)
+    if m.group(2) is not None:
+        return [x.strip() for x in m.group(2).split(",")]
+    every = REPLACE_KEYS.get(m.group(1), (None, _COLUMNS.get(m.group(1))))[1]
+    return list(every) if every is not None else None
+
+
+#: The columns of the tables a payout writes without naming them, beside REPLACE_KEYS'.
+_COLUMNS = {"accumulators": ("policy_no", "accumulator", "used_fen")}
 
 
 #: A statement that writes (deferred inside a unit of work unless it returns rows).

@@ -675,6 +675,14 @@ def check_value(value, field: str | None = None) -> str | None:
 check_token = check_value
 
 
+#: Field names :func:`identifying_fields` found clean (neither personal data themselves
+#: nor saying they hold it): the verdict on a name never changes, and the service checks
+#: the same fourteen names on every request (about 0.13 ms of CPU a request). Only clean
+#: names are kept, so no personal data stays in memory; bounded, as a client chooses them.
+_CLEAN_NAMES: set[str] = set()
+_MAX_CLEAN_NAMES = 4096
+
+
 def identifying_fields(record, prefix: str = "") -> list[tuple[str, str]]:
     """``(field, rule)`` for each field of a record (a JSON settlement: dicts and lists,
     nested) whose name or value looks identifying; nested fields are named like
@@ -692,14 +700,17 @@ def identifying_fields(record, prefix: str = "") -> list[tuple[str, str]]:
         rule = check_value(record)
         return [(prefix, rule)] if rule else []
     for path, key, v in items:
-        if key is not None and shown_name(key) != str(key):
-            path = f"{prefix}.(a field whose name is not shown)" if prefix else \
-                "(a field whose name is not shown)"
-            out.append((path, "personal data in a field name"))
-            continue
-        if key is not None and column_rule(key) is not None:
-            out.append((path, f"{column_rule(key)} (by its field name)"))
-            continue
+        if key is not None and not (type(key) is str and key in _CLEAN_NAMES):
+            if shown_name(key) != str(key):
+                path = f"{prefix}.(a field whose name is not shown)" if prefix else \
+                    "(a field whose name is not shown)"
+                out.append((path, "personal data in a field name"))
+                continue
+            if column_rule(key) is not None:
+                out.append((path, f"{column_rule(key)} (by its field name)"))
+                continue
+            if type(key) is str and len(_CLEAN_NAMES) < _MAX_CLEAN_NAMES:
+                _CLEAN_NAMES.add(key)
         if isinstance(v, (dict, list, tuple)):
             out += identifying_fields(v, path)
         else:

@@ -300,7 +300,9 @@ class OdpBootstrap(_Reserving):
 
     Fitted: ``ultimate_fen_`` / ``ibnr_fen_`` the chain ladder's point estimate,
     ``ibnr_sims_fen_`` (n_sims, n) each simulation's IBNR by origin, ``scale_`` the
-    dispersion; :meth:`quantile` of the total. The same ``seed`` gives the same
+    dispersion, ``hat_adjusted_`` whether the residuals were hat-adjusted (chainladder
+    gives up the adjustment where the hat matrix is singular); :meth:`quantile` of the
+    total. The same ``seed`` gives the same
     simulations bit for bit. No tail: the simulations develop to the triangle's last
     age."""
 
@@ -317,6 +319,9 @@ class OdpBootstrap(_Reserving):
         sims = cl.Chainladder().fit(boot.fit_transform(clt))
         self.ibnr_sims_fen_ = _fen(np.asarray(sims.ibnr_.values)[:, 0, :, -1])
         self.scale_ = float(np.asarray(boot.scale_).ravel()[0])
+        # chainladder 0.10.1 falls back to unadjusted residuals where the hat matrix is
+        # singular, with a warning only (and sets ``had_adj``, a typo): said here
+        self.hat_adjusted_ = self.hat_adjust and getattr(boot, "hat_", None) is not None
         return cl.Chainladder().fit(clt)
 
     def quantile(self, q) -> np.ndarray:
