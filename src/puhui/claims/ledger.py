@@ -753,6 +753,8 @@ def record_entries(con: sqlite3.Connection, entries: list[tuple], business_date:
     :func:`_entry_share_rows`)."""
     day = dt.date.fromisoformat(str(business_date)[:10]).isoformat()
     group = tuple(getattr(product, "co_insurers", ()) or ())
+    if not group and entries and product is not None:
+        _refuse_unsplit(con, product.id)
     shares = _entry_share_rows(con, entries, product.id, group) if group and entries else []
     con.executemany(
         "INSERT OR IGNORE INTO payments (setl_id, applies_to, benefit, psn_no, policy_no, "
@@ -847,6 +849,17 @@ def _refuse_other_group(product_id: str, had: list, mine: list) -> None:
                      f"written. A product year's co-insurers and quotas cannot change once "
                      f"its payments are split: give the file with the [[co_insurers]] the "
                      f"ledger holds, or the change as a new product (id)")
+
+
+def _refuse_unsplit(con, product_id: str) -> None:
+    """Refuse (:class:`InputError`, nothing written: the unit of work rolls back) entries
+    recorded without shares for a product the ledger splits: a long-lived writer (the
+    service) started under a file naming no co-insurers before a batch or the counter
+    registered the product's group would otherwise record them unsplit, and every
+    insurer's net would stop being the split of the net (review s23)."""
+    had = co_insurers_of(con, product_id)
+    if had:
+        _refuse_other_group(product_id, [(i, bp, lead) for i, _n, bp, lead in had], [])
 
 
 def register_co_insurers(con, product) -> None:

@@ -469,5 +469,11 @@ def _locate_treaties(manifest_file: Path, manifest: dict) -> Path | None:
     if "treaties" not in manifest["options"]:
         return None
     want = manifest["inputs"].get("treaties_file")
-    return locate(candidates(manifest_file, manifest["options"], "treaties"),
+    path = locate(candidates(manifest_file, manifest["options"], "treaties"),
                   lambda f: f.is_file() and sha256(f) == want, "treaties", manifest_file)
+    # ``locate`` falls back on a file that is there: one changed since the pricing is
+    # refused as a changed product file is (review s23: it was re-run with the new terms)
+    if not path.is_file() or sha256(path) != want:
+        refuse_changed(manifest_file, [f"{path}: the treaty file changed since the pricing "
+                                       f"(its SHA-256 is not the manifest's)"])
+    return path

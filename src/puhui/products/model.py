@@ -88,16 +88,32 @@ def _eligibility_rule(e: dict, c, table: str) -> None:
             c.fail(table, f"'{ka}' {a} is above '{kb}' {b}")
 
 
+#: The most co-insurers a product file may name (a co-insuring group of a Huiminbao
+#: product has a handful to a few dozen members; each payment entry records a share per
+#: insurer, so 10,000 would multiply the ledger's rows by 10,000: review s23).
+MAX_CO_INSURERS = 100
+
+
 def _co_insurers_rule(v: list, c, table: str) -> None:
     """A co-insuring group (共保体) as a whole: distinct ids, shares above 0 that add up
     to exactly 1 (10,000 basis points), exactly one lead insurer."""
     if not v:
         return
+    if len(v) > MAX_CO_INSURERS:
+        c.fail(table, f"{len(v):,} co-insurers; a co-insuring group names at most "
+                      f"{MAX_CO_INSURERS} (every payment entry records one share per "
+                      f"insurer): a larger list is a mistake in the file")
     ids = [e.get("id") for e in v]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
         c.fail(table, f"insurer id {twice[0]!r} is given {ids.count(twice[0])} times; give "
                       f"each co-insurer once")
+    folded = [str(i).casefold() for i in ids]
+    alike = sorted(i for i, f in zip(ids, folded) if folded.count(f) > 1)
+    if alike:
+        c.fail(table, f"insurer ids {', '.join(repr(i) for i in alike)} differ only in "
+                      f"upper and lower case; an insurer is one id (outputs and "
+                      f"spreadsheets would mix them up): give each co-insurer one id")
     shares = [round(e["share"] * 10_000) for e in v]
     zero = [e["id"] for e, bp in zip(v, shares) if bp <= 0]
     if zero:

@@ -122,18 +122,27 @@ TREATY = Table({
 }, required=("id", "kind"), what="a treaty", rule=_treaty_rule)
 
 
-def _quantile_rule(v: dict, c, name: str) -> None:
+def _file_rule(v: dict, c, name: str) -> None:
+    """The capital quantile from 0.5 to below 1; each treaty id once (the figures and a
+    per-person treaty's layer are keyed by it: two excesses of loss under one id were
+    both costed with the second's layer, review s23)."""
     q = v["capital_quantile"]
     if not 0.5 <= q < 1:
         c.bad(name, "capital_quantile", q, "should be a probability from 0.5 to below 1 "
                                            "(0.995 for the 1-in-200-year loss)")
+    ids = [t["id"] for t in v["treaties"]]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        c.fail("treaties", f"treaty id {twice[0]!r} is given {ids.count(twice[0])} times; "
+                           f"give each treaty its own id (a file that extends another "
+                           f"changes a treaty by giving its id once)")
 
 
 TREATY_FILE = Table({
     "id": Text(), "name": Text(), "sources": OneOrList(Text()), "notes": OneOrList(Text()),
     "illustrative": Flag(), "capital_quantile": Ratio(),
     "treaties": Tables(TREATY, by_id=True, min_len=1),
-}, required=("id", "capital_quantile", "treaties"), what="a treaty file", rule=_quantile_rule)
+}, required=("id", "capital_quantile", "treaties"), what="a treaty file", rule=_file_rule)
 
 
 @dataclass(frozen=True)
