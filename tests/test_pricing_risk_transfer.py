@@ -274,9 +274,11 @@ def test_the_gamma_coupling_lands_on_the_same_quantile():
 
 
 def test_an_excess_of_loss_on_simulated_years_keeps_its_mean_and_variance():
-    """Gross years drawn as gamma (numpy's generator); the excess of loss takes c = 2 a
-    policy and 30 % of the variance: the coupled net years have mean n (m - c) and
-    variance n (v - dV) within Monte Carlo error."""
+    """Gross years drawn as gamma (numpy's generator); the excess of loss takes 2 % of
+    the person distribution's mean (c = 2 of 100) and 40 % of its variance (30,000 ->
+    18,000): the coupled net years have mean n m (1 - 0.02) and variance n v x 0.6
+    (the layer's shares applied to the pricing's own mean and variance, session 23)
+    within Monte Carlo error."""
     rng = np.random.default_rng(5)
     n, m, v, sims = 1_000, 100.0, 40_000.0, 40_000
     tot = rng.gamma((m * n) ** 2 / (v * n), (v * n) / (m * n), size=sims)
@@ -290,7 +292,7 @@ def test_an_excess_of_loss_on_simulated_years_keeps_its_mean_and_variance():
     assert got["reinsurance_premium_fen"] == pytest.approx(1.25 * 2.0 * n * 100)
     se_mean = math.sqrt(v * n / sims)
     assert abs(net.mean() - n * 98.0) < 4 * se_mean
-    assert net.var() == pytest.approx(n * (v - 12_000.0), rel=0.05)
+    assert net.var() == pytest.approx(n * v * 18_000.0 / 30_000.0, rel=0.05)
     # the same years: a worse gross year is a worse net year
     assert (np.diff(net[np.argsort(tot)]) >= -1e-2).all()
 

@@ -124,3 +124,29 @@ def test_cli_product_commands(tmp_path):
     assert "Traceback" not in r.stderr
     r = run("show", "no-such-product")
     assert r.returncode == 2 and "no such product file" in r.stderr
+
+
+def test_a_claim_free_step_above_the_deductible_is_refused(tmp_path):
+    """Session 23's study: a file extending huhuibao-2024 with a 300-yuan deductible kept
+    the base's claim-free steps (14,000 after two years, 13,000 after three), which
+    raised a claim-free renewal's deductible, and puhui priced and paid it in silence.
+    A step above the deductible, or above a step of fewer years, is refused; emptied
+    (claim_free = []) or lowering, it loads."""
+    base = tmp_path / "base.toml"
+    base.write_text(textwrap.dedent(GOOD.replace(
+        "deductible = 10000",
+        "deductible = { amount = 15000, claim_free = [{ years = 2, amount = 14000 }, "
+        "{ years = 3, amount = 13000 }] }")), encoding="utf-8")
+    load_product(base)
+    low = 'extends = "base.toml"\nid = "low"\n[[benefits]]\nid = "h"\n'
+    with pytest.raises(RuleFileError, match=r"14,000 yuan after 2 claim-free year\(s\) is "
+                                            r"above the deductible \(300 yuan\)"):
+        load_product(write(tmp_path, low + "deductible = { amount = 300 }\n", "low.toml"))
+    ok = load_product(write(tmp_path, low + "deductible = { amount = 300, claim_free = [] }\n",
+                            "ok.toml"))
+    assert ok.benefits[0].layer.deductible is not None
+    with pytest.raises(RuleFileError, match="above the step after 2 year"):
+        load_product(write(tmp_path, GOOD.replace(
+            "deductible = 10000",
+            "deductible = { amount = 10000, claim_free = [{ years = 2, amount = 8000 }, "
+            "{ years = 3, amount = 9000 }] }"), "up.toml"))

@@ -126,15 +126,10 @@ def test_hostile_treaty_files_exit_2(tmp_path, body, words):
     assert words in str(e.value), str(e.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s23: apply_excess_of_loss takes the layer's expected cost c from the person-"
-    "payout distribution (which leaves out drug refunds and claim-free steps) and removes "
-    "it from the pricing's expected claims: where c exceeds them (a low retention on a "
-    "product whose refunds bring the pricing's cost below the person distribution's mean) "
-    "the net expected claims and loss ratio come out negative. A fix (the layer's share "
-    "c / E[X] of the person distribution applied to the pricing's expected) changes the "
-    "sample's published figures, so it is left to the lead"))
 def test_an_excess_of_loss_never_leaves_negative_expected_claims():
+    """Review s23: the layer's expected cost came from the person distribution and was
+    subtracted from the pricing's expected claims (negative where it is the larger);
+    since session 23 the layer's share c / E[X] of the pricing's expected is ceded."""
     s = _sim()
     xl = Treaty("xl", "excess_of_loss", retention_fen=0, limit_fen=10 ** 10, loading_bp=0)
     layer = {"ceded": s.expected * 1.2, "var_before": 4.0, "var_after": 1.0,
@@ -144,13 +139,10 @@ def test_an_excess_of_loss_never_leaves_negative_expected_claims():
     assert pos["expected_claims_total"] >= 0, pos
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s23: the same cause as above, seen on the sample city: an excess of loss "
-    "with retention 0 and a limit above any payout (it takes every fen of every "
-    "person's payout) cedes the person distribution's mean, 189.81 yuan a policy, and "
-    "leaves 9.74 of the pricing's 199.55 (34,826 yuan over 3,575 policies, capital "
-    "68,514.55 at 99.5 %) as net claims"))
 def test_an_excess_of_loss_taking_the_whole_payout_leaves_no_claims():
+    """Review s23: a layer taking every fen of every payout left 9.74 of the sample's
+    199.55 yuan a policy as net claims (the person distribution's mean, 189.81, taken
+    off the pricing's); it now leaves none."""
     s = _sim()
     whole = s.expected * 0.95                     # the person distribution's mean
     xl = Treaty("xl", "excess_of_loss", retention_fen=0, limit_fen=10 ** 10, loading_bp=0)

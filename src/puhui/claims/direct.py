@@ -288,9 +288,12 @@ def decide_reads(product: Product, s: dict) -> list[tuple[str, tuple]]:
     PostgreSQL the payout is then two round trips, this and the writes with the
     COMMIT. A read left out is made when needed; one given and not made costs nothing
     but its answer."""
-    return [ledger.policies_query(s["psn_no"], None),
-            ledger.accumulators_of_person_query(s["psn_no"]),
-            ledger.decisions_or_reversal_query(s["setl_id"], product.id)]
+    reads = [ledger.policies_query(s["psn_no"], None),
+             ledger.accumulators_of_person_query(s["psn_no"]),
+             ledger.decisions_or_reversal_query(s["setl_id"], product.id)]
+    if not product.co_insurers:          # :func:`_record` checks that none are registered
+        reads.append(ledger.co_insurers_query(product.id))
+    return reads
 
 
 def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> dict:
@@ -441,6 +444,8 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
     """Record a decision: its rows, payments, stored inputs, the policy's accumulators
     that ``changed`` (only those are written) and the audit row."""
     batch = ledger.direct_batch(product.id)
+    # before the first write: the read sent with the BEGIN answers it (decide_reads)
+    ledger.refuse_unsplit(con, product)
     ledger.ensure_open_batch(con, batch, "direct", product.id)
     rows, decided, entries = _rows(product, res), [], []
     stamp = ledger.now()
@@ -452,7 +457,7 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
             entries.append((s["setl_id"], s["setl_id"], b, s["psn_no"], pol_no, payout, "pay",
                             batch, stamp))
     ledger.record_decisions(con, decided, product.id)
-    ledger.record_entries(con, entries, str(s["setl_time"]), product)
+    ledger.record_entries(con, entries, str(s["setl_time"]), product, unsplit_checked=True)
     row, kept = _stored_form(s, lines, matcher)
     ledger.store_settlements(con, [tuple(row.values())],
                              [(s["setl_id"], ln["hilist_code"], ln["list_class"], ln["amount"])

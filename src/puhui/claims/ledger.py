@@ -743,17 +743,20 @@ def batch_entries_between(con: sqlite3.Connection, batch_id: str, lo: str, hi: s
 
 
 def record_entries(con: sqlite3.Connection, entries: list[tuple], business_date: str,
-                   product=None) -> None:
+                   product=None, unsplit_checked: bool = False) -> None:
     """Payment entries (setl_id, applies_to, benefit, psn_no, policy_no, payout_fen,
     kind, batch_id, recorded_at), all effective for ``business_date`` (ISO date: the
     batch's as-of date, a direct payout's or reversal's settlement date); one per
     batch, settlement and benefit (a replay adds nothing). ``product``: the product
     (:class:`puhui.products.model.Product`) they are paid under; where it names
     co-insurers, every entry's share per insurer is recorded with it (schema 7,
-    :func:`_entry_share_rows`)."""
+    :func:`_entry_share_rows`); where it names none, the entries are refused if the
+    ledger splits the product's payments (:func:`refuse_unsplit`; ``unsplit_checked``:
+    the caller did so in this unit of work before its first write, as a direct payout
+    does with the read sent ahead with its BEGIN)."""
     day = dt.date.fromisoformat(str(business_date)[:10]).isoformat()
     group = tuple(getattr(product, "co_insurers", ()) or ())
-    if not group and entries and product is not None:
+    if not group and entries and product is not None and not unsplit_checked:
         _refuse_unsplit(con, product.id)
     shares = _entry_share_rows(con, entries, product.id, group) if group and entries else []
     con.executemany(
@@ -862,6 +865,13 @@ def _refuse_unsplit(con, product_id: str) -> None:
         _refuse_other_group(product_id, [(i, bp, lead) for i, _n, bp, lead in had], [])
 
 
+def refuse_unsplit(con, product) -> None:
+    """:func:`_refuse_unsplit` for a product whose file names no co-insurers (nothing
+    for one that names them: its entries are split)."""
+    if not tuple(getattr(product, "co_insurers", ()) or ()):
+        _refuse_unsplit(con, product.id)
+
+
 def register_co_insurers(con, product) -> None:
     """Register a co-insured product's group now (inside a unit of work; nothing for a
     product without co-insurers), splitting its earlier entries if it is the first:
@@ -882,11 +892,16 @@ def check_co_insurers(con, product) -> None:
         _refuse_other_group(product.id, had, mine)
 
 
+def co_insurers_query(product_id: str) -> tuple[str, tuple]:
+    """:func:`co_insurers_of`'s read (for a unit of work to send with its locks)."""
+    return ("SELECT insurer_id, name, share_bp, lead FROM co_insurers WHERE"
+            " product_id = ?", (product_id,))
+
+
 def co_insurers_of(con, product_id: str) -> list[tuple[str, str, int, bool]]:
     """(insurer_id, name, share_bp, lead) of the co-insurers ``product_id``'s payments
     were split with, lead first then by id (none: never split)."""
-    rows = con.execute("SELECT insurer_id, name, share_bp, lead FROM co_insurers WHERE"
-                       " product_id = ?", (product_id,)).fetchall()
+    rows = con.execute(*co_insurers_query(product_id)).fetchall()
     return sorted(((str(i), str(n), int(bp), bool(lead)) for i, n, bp, lead in rows),
                   key=lambda r: (not r[3], r[0]))
 

@@ -306,6 +306,7 @@ def _compile_benefit(raw: dict, where: str) -> Benefit:
         if not isinstance(d, dict):
             d = {"amount": d}
         steps = sorted(d.get("claim_free", []), key=lambda cf: -cf["years"])
+        _claim_free_lowers(steps, d["amount"], f"{where} ({bid}).deductible")
         options = [{"when": {"min_claim_free_years": cf["years"]}, "value": cf["amount"]}
                    for cf in steps]
         layer["deductible"] = {
@@ -324,6 +325,23 @@ def _compile_benefit(raw: dict, where: str) -> Benefit:
     return Benefit(id=bid, name=raw.get("name", bid), pays_on=pays_on, lines=lines,
                    filters=filters, layer=spec,
                    exclude_basic_paid=bool(raw.get("exclude_basic_paid", True)), raw=raw)
+
+
+def _claim_free_lowers(steps: list[dict], amount, where: str) -> None:
+    """A claim-free step lowers the deductible: each step's amount at most the
+    deductible's and at most every step of fewer years'. A step above it raised a
+    claim-free renewal's deductible in silence (session 23's study: a product extending
+    huhuibao-2024 with ``deductible = { amount = 300 }`` kept the base's 14,000 and
+    13,000 after two and three claim-free years, and was priced and paid so)."""
+    ceiling, fewer = amount, "the deductible"
+    for cf in sorted(steps, key=lambda c: c["years"]):
+        if cf["amount"] > ceiling:
+            raise RuleFileError(
+                f"{where}: claim_free: {cf['amount']:,} yuan after {cf['years']} claim-free "
+                f"year(s) is above {fewer} ({ceiling:,} yuan); a claim-free step lowers the "
+                f"deductible. A file that extends another keeps the base's claim_free steps "
+                f"unless it states its own (claim_free = [] for none)")
+        ceiling, fewer = cf["amount"], f"the step after {cf['years']} year(s)"
 
 
 def _premium(prem) -> tuple[int | None, tuple[PremiumCell, ...]]:
