@@ -422,15 +422,6 @@ def test_reproduce_refuses_a_treaty_file_changed_since_the_pricing(small_city_di
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s23: on PostgreSQL two direct payouts of different people run at once; the "
-    "first, under the co-insured file, registers the product's group and splits its "
-    "earlier entries inside its transaction; the second, under a file naming no "
-    "co-insurers (a service started before the registration), checks for a registered "
-    "group before the first commits, sees none and records its entry unsplit, after "
-    "the first's split of the earlier ones: that entry stays unsplit. A fix takes a lock "
-    "on the product's registration (or splits unsplit entries at every split write), "
-    "beyond a small change"))
 def test_a_registration_beside_an_unsplit_payout_on_postgres(new_ledger):
     from types import SimpleNamespace
 
@@ -445,20 +436,40 @@ def test_a_registration_beside_an_unsplit_payout_on_postgres(new_ledger):
                      " '2025-12-31', 12900, 0, 1, 0)", (pol, psn))
     co = SimpleNamespace(id="co-2025", co_insurers=tuple(G3))
     plain = SimpleNamespace(id="co-2025", co_insurers=())
+    import threading
+    import time
+
     a, b = ledger.connect(url), ledger.connect(url)
-    try:
-        with ledger.unit_of_work(a, locks=("psn:P1", "setl:S1")):
-            ledger.ensure_open_batch(a, "d1", "direct", "co-2025")
-            ledger.record_entries(a, [("S1", "S1", "h", "P1", "PA", 100, "pay", "d1",
-                                       ledger.now())], "2025-06-30", co)
-            with ledger.unit_of_work(b, locks=("psn:P2", "setl:S2")):
+    outcome = {}
+
+    def unsplit_payout():
+        try:
+            with ledger.unit_of_work(b, locks=("psn:P2", "setl:S2")
+                                     + ledger.group_locks(b, plain)):
                 ledger.ensure_open_batch(b, "d2", "direct", "co-2025")
                 ledger.record_entries(b, [("S2", "S2", "h", "P2", "PB", 100, "pay", "d2",
                                            ledger.now())], "2025-06-30", plain)
-    except InputError:
-        pass                                    # refused: what a fix may do instead
+            outcome["b"] = "written"
+        except InputError as e:
+            outcome["b"] = str(e)
+
+    # the registration's unit is open when the unsplit payout begins: the payout waits
+    # for the group's lock at its BEGIN (session 23), then reads the committed group
+    # and is refused; it read no group and recorded unsplit before
+    try:
+        with ledger.unit_of_work(a, locks=("psn:P1", "setl:S1") + ledger.group_locks(a, co)):
+            ledger.ensure_open_batch(a, "d1", "direct", "co-2025")
+            ledger.record_entries(a, [("S1", "S1", "h", "P1", "PA", 100, "pay", "d1",
+                                       ledger.now())], "2025-06-30", co)
+            t = threading.Thread(target=unsplit_payout, daemon=True)
+            t.start()
+            time.sleep(1.0)
+            waited = t.is_alive() and "b" not in outcome
+        t.join(30)
     finally:
         a.close()
         b.close()
+    assert waited
+    assert "the ledger split its payments" in outcome["b"], outcome
     n = run_sql(url, "SELECT COUNT(*) FROM payments")[0][0]
-    assert run_sql(url, "SELECT COUNT(*) FROM payment_shares")[0][0] == 3 * n
+    assert n == 1 and run_sql(url, "SELECT COUNT(*) FROM payment_shares")[0][0] == 3 * n

@@ -252,7 +252,8 @@ class Service:
         digest = hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":"),
                                            ensure_ascii=False).encode()).hexdigest()
         con = self.connections.get()
-        locks = settlement_locks(s) + ((f"idem:{key_id}:{idem_key}",) if idem_key else ())
+        locks = settlement_locks(s) + ((f"idem:{key_id}:{idem_key}",) if idem_key else ()) \
+            + ledger.group_locks(con, self.product)
         reads = ([ledger.idempotent_answer_query(key_id, idem_key)] if idem_key else []) + \
             decide_reads(self.product, s)
         with ledger.unit_of_work(con, locks=locks, reads=reads):
@@ -284,7 +285,8 @@ class Service:
         idem_key = per_product(self.product.id, idem_key)
         digest = _meaning(raw)
         con = self.connections.get()
-        locks = reversal_locks(r) + ((f"idem:{key_id}:{idem_key}",) if idem_key else ())
+        locks = reversal_locks(r) + ((f"idem:{key_id}:{idem_key}",) if idem_key else ()) \
+            + ledger.group_locks(con, self.product)
         with ledger.unit_of_work(con, locks=locks):
             if idem_key:
                 before = _replayed(con, key_id, idem_key, "reversal", digest)

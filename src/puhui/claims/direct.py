@@ -250,7 +250,8 @@ def direct_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     con = ledger.connect(url, must_exist=True)
     try:
         ledger.check_co_insurers(con, product)
-        with ledger.unit_of_work(con, locks=settlement_locks(s),
+        with ledger.unit_of_work(con, locks=settlement_locks(s)
+                                 + ledger.group_locks(con, product),
                                  reads=decide_reads(product, s)):
             return decide(con, product, s, lines, record=True)
     finally:

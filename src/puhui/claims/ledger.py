@@ -829,6 +829,7 @@ def _register_co_insurers(con, product_id: str, group: tuple) -> None:
     mine = sorted((q.id, int(q.share_bp), bool(q.lead)) for q in group)
     if _known(con, ("co_insurers", product_id, tuple(mine))):
         return
+    _group_lock(con, product_id, shared=False)
     had = sorted((str(i), int(bp), bool(lead)) for i, bp, lead in con.execute(
         "SELECT insurer_id, share_bp, lead FROM co_insurers WHERE product_id = ?",
         (product_id,)))
@@ -860,9 +861,41 @@ def _refuse_unsplit(con, product_id: str) -> None:
     service) started under a file naming no co-insurers before a batch or the counter
     registered the product's group would otherwise record them unsplit, and every
     insurer's net would stop being the split of the net (review s23)."""
+    _group_lock(con, product_id, shared=True)
     had = co_insurers_of(con, product_id)
     if had:
         _refuse_other_group(product_id, [(i, bp, lead) for i, _n, bp, lead in had], [])
+
+
+def group_lock_name(product_id: str) -> str:
+    """The advisory lock on ``product_id``'s co-insuring group (:func:`group_locks`)."""
+    return f"co-insurers {product_id}"
+
+
+def group_locks(con, product) -> tuple[str, ...]:
+    """The lock on the product's co-insuring group a unit of work that records payouts
+    takes with its BEGIN (PostgreSQL; :func:`unit_of_work`'s ``locks``): shared where
+    the file names no co-insurers (the unit checks there is no registered group, and
+    such units do not wait for each other), exclusive where it names some and this
+    connection has not seen the group registered (the unit may register it), none
+    otherwise. Review s23: a payout under a file naming none, beside the transaction
+    registering the group, read no group before that one committed and recorded its
+    entry unsplit. Taken at the BEGIN, in one key order with the person locks, no two
+    units wait for each other in a circle."""
+    group = tuple(getattr(product, "co_insurers", ()) or ())
+    name = group_lock_name(product.id)
+    if not group:
+        return (f"shared:{name}",)
+    mine = sorted((q.id, int(q.share_bp), bool(q.lead)) for q in group)
+    return () if _known(con, ("co_insurers", product.id, tuple(mine))) else (name,)
+
+
+def _group_lock(con, product_id: str, shared: bool) -> None:
+    """Hold :func:`group_lock_name`'s lock in the open unit of work: PostgreSQL only
+    (SQLite has one writer at a time), and nothing where the unit took it with its
+    BEGIN (:func:`group_locks`) or holds the whole ledger's lock (a batch)."""
+    if not isinstance(con, sqlite3.Connection):
+        con.lock(group_lock_name(product_id), shared)
 
 
 def refuse_unsplit(con, product) -> None:

@@ -177,6 +177,9 @@ class PgConnection:
         self._ahead: dict[tuple[str, tuple | None], _Result] = {}
         #: ``wanted`` holds few ids (:func:`puhui.claims.ledger._wanted`): read by index
         self.few_wanted = False
+        #: the named locks the open unit of work holds: name -> shared (:meth:`lock`);
+        #: None: the whole ledger's, exclusively (nothing else writes)
+        self._held: dict[str, bool] | None = {}
         self._con.adapters.register_loader("numeric", _integral_numeric_loader())
 
     def begin(self, locks: tuple[str, ...] | None = None, reads=()) -> None:
@@ -193,10 +196,12 @@ class PgConnection:
         reads and its BEGIN were five round trips."""
         self._pending, self._ahead = [], {}
         if locks is None:
+            self._held = None
             self._run(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
             self._writing = True
             return
-        keys = sorted({lock_key(name) for name in locks})
+        self._held = held_locks(locks)
+        keys = sorted({(lock_key(name), shared) for name, shared in self._held.items()})
         read = [(translate(sql), tuple(params) if params else None) for sql, params in reads]
         try:
             with self._con.pipeline():
@@ -204,14 +209,34 @@ class PgConnection:
                 # each named lock by its key (no circle of waits), then the reads
                 self._con.execute("BEGIN")
                 self._con.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK,))
-                for key in keys:
-                    self._con.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                for key, shared in keys:
+                    self._con.execute("SELECT pg_advisory_xact_lock_shared(%s)" if shared
+                                      else "SELECT pg_advisory_xact_lock(%s)", (key,))
                 curs = [self._con.execute(sql, args) for sql, args in read]
             self._ahead = {k: _Result(cur) for k, cur in zip(read, curs)}
         except BaseException:
             self._failed()
             raise
         self._writing = True
+
+    def lock(self, name: str, shared: bool) -> None:
+        """Hold the advisory lock ``name`` (shared with other shared holders, or
+        exclusive) in the open unit of work: nothing when the unit holds it already
+        (taken with its BEGIN, where every lock of a unit should be: they are taken
+        there in one order) or holds the whole ledger's lock exclusively; else taken
+        now, the reads sent ahead with the BEGIN forgotten (what the unit reads next is
+        read after the lock)."""
+        if self._held is None or (name in self._held and (shared or not self._held[name])):
+            return
+        self._ahead = {}
+        self._flush()
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        try:
+            self._con.execute(f"SELECT {fn}(%s)", (lock_key(name),))
+        except BaseException:
+            self._failed()
+            raise
+        self._held[name] = shared and self._held.get(name, True)
 
     def execute(self, sql: str, params=()):
         word = sql.strip().upper()
@@ -361,6 +386,22 @@ class PgConnection:
 FEW_ROWS = 16
 _VALUES = re.compile(r"^(INSERT INTO \w+(?: \([^)]*\))? VALUES )(\((?:%s, )*%s\))(.*)$", re.S)
 _CONFLICT = re.compile(r"^ ON CONFLICT(?: \(([^)]*)\))? DO (NOTHING|UPDATE SET .*)$", re.S)
+
+
+def held_locks(locks) -> dict[str, bool]:
+    """A unit of work's named locks as name -> shared: a name ``"shared:NAME"`` is NAME
+    held shared (other shared holders do not wait for it), any other exclusively; a
+    name given both ways is held exclusively.
+
+    >>> held_locks(("psn:P1", "shared:g", "g2", "shared:g2"))
+    {'psn:P1': False, 'g': True, 'g2': False}
+    """
+    out: dict[str, bool] = {}
+    for name in locks:
+        shared = name.startswith("shared:")
+        key = name[len("shared:"):] if shared else name
+        out[key] = out.get(key, True) and shared
+    return out
 
 
 def rows_in_one(sql: str, rows: list) -> tuple[str, tuple] | None:

@@ -367,7 +367,7 @@ def reverse_payout(product: Product, url: str, raw: dict[str, Any]) -> dict:
     con = ledger.connect(url, must_exist=True)
     try:
         ledger.check_co_insurers(con, product)
-        with ledger.unit_of_work(con, locks=reversal_locks(r)):
+        with ledger.unit_of_work(con, locks=reversal_locks(r) + ledger.group_locks(con, product)):
             return apply_reversal(con, product, r)[0]
     finally:
         con.close()
