@@ -28,7 +28,7 @@ extends = "{base}"
 id = "huhuibao-2025"
 [[benefits]]
 id = "hospital"
-deductible = {{ amount = 300 }}
+deductible = {{ amount = 300, claim_free = [] }}
 """
 
 

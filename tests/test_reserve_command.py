@@ -30,7 +30,7 @@ extends = "{base}"
 id = "huhuibao-2024"
 [[benefits]]
 id = "hospital"
-deductible = {{ amount = 300 }}
+deductible = {{ amount = 300, claim_free = [] }}
 """
 AS_OFS = ["2024-03-31", "2024-06-30", "2024-09-30", "2024-12-31", "2025-03-31"]
 
