@@ -82,6 +82,21 @@ def _months(a: dt.date, b: dt.date, per: int) -> int:
     return (b.year * 12 + b.month - 1) // per - (a.year * 12 + a.month - 1) // per
 
 
+def _cumulative(inc: dict, v, per: int) -> tuple[int, np.ndarray]:
+    """The cumulative triangle (NaN below the diagonal) of increments ``inc`` keyed by
+    (origin period, development period), periods of ``per`` months, to the valuation
+    date ``v``: (the first origin period, the triangle)."""
+    first = min(k for k, _ in inc)
+    n = (v.year * 12 + v.month - 1) // per - first + 1
+    cum = np.full((n, n), np.nan)
+    for i in range(n):
+        total = 0
+        for j in range(n - i):
+            total += inc.get((first + i, j), 0)
+            cum[i, j] = total
+    return first, cum
+
+
 def _truth(filled, valuation: str, per: int) -> tuple[list[str], np.ndarray]:
     """Cumulative fen by origin period (settlement month or quarter) x development period,
     from the EOB files of the batches effective by ``valuation``; unknown cells NaN."""
@@ -100,14 +115,8 @@ def _truth(filled, valuation: str, per: int) -> tuple[list[str], np.ndarray]:
                 origin = day[original.get(sid, sid)]
                 key = (origin.year * 12 + origin.month - 1) // per
                 inc[(key, _months(origin, paid, per))] += int(round(amt * 100))
-    first = min(k for k, _ in inc)
-    n = (v.year * 12 + v.month - 1) // per - first + 1
-    cum = np.full((n, n), np.nan)
-    for i in range(n):
-        total = 0
-        for j in range(n - i):
-            total += inc.get((first + i, j), 0)
-            cum[i, j] = total
+    first, cum = _cumulative(inc, v, per)
+    n = len(cum)
     labels = [(f"{(first + i) * per // 12}-{(first + i) * per % 12 + 1:02d}" if per == 1 else
                f"{(first + i) // 4}Q{(first + i) % 4 + 1}") for i in range(n)]
     return labels, cum
@@ -455,14 +464,7 @@ def _reported_truth(filled, valuation: str, per: int):
             origin = day[sid]
             key = (origin.year * 12 + origin.month - 1) // per
             inc[(key, _months(origin, filed[sid], per))] += fen
-    first = min(k for k, _ in inc)
-    n = (v.year * 12 + v.month - 1) // per - first + 1
-    cum = np.full((n, n), np.nan)
-    for i in range(n):
-        total = 0
-        for j in range(n - i):
-            total += inc.get((first + i, j), 0)
-            cum[i, j] = total
+    _first, cum = _cumulative(inc, v, per)
     return cum, left, len(net) - left["none"] - left["late"]
 
 
