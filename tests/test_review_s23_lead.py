@@ -1,0 +1,93 @@
+"""Review s23 (rev3) of the lead's session-23 changes: a claims batch without lines
+deciding the stored settlements with their stored lines, the co-insuring group's lock on
+PostgreSQL, and ``puhui reserve``'s sigma fallback. Truth: SQL on the ledger (nets per
+person, product and benefit before and after), chainladder called directly."""
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from puhui.claims.batch import run_batch
+from puhui.fund.files import read_raw
+from puhui.fund.schema import SETTLEMENT_LINES
+from tests.ledgers import run_sql
+from tests.test_holds import _tight
+from tests.test_money_safety import write_raw
+from tests.test_review_carried import _two_products
+from tests.test_reversal import _body, city  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+# --- 1. a batch without lines: the stored lines -----------------------------------------
+
+#: a second product whose special drugs are paid on another list (class A/B sample)
+OTHER_LIST = """
+extends = "{base}"
+id = "other-2025"
+name = "another product paying special drugs on another list"
+[[benefits]]
+id = "special_drugs"
+lines = {{ list = "class-ab-sample", select = "all" }}
+"""
+
+
+def _products_two_lists(tmp_path):
+    from puhui.products.model import load_product
+
+    tight, f = _tight(tmp_path)
+    of = tmp_path / "other.toml"
+    of.write_text(OTHER_LIST.format(base=f), encoding="utf-8")
+    return (tight, f), (load_product(of), of)
+
+
+def _with_line(d, setl_id, code, cls, yuan, total):
+    """``setl_id``'s lines: ``code`` (``yuan``) and the rest of its ``total`` cost on a
+    code on no list."""
+    ln = read_raw(d, SETTLEMENT_LINES)
+    rows = [ln.iloc[[0]].copy().assign(setl_id=setl_id, line_no=i + 1, hilist_code=c,
+                                       list_class=k, amount=float(a), preselfpay_amt=0.0)
+            for i, (c, k, a) in enumerate([(code, cls, yuan), ("NO-LIST-1", "C", total - yuan)])]
+    write_raw(pd.concat([ln, *rows], ignore_index=True), d, SETTLEMENT_LINES)
+
+
+def _without_lines(d, tmp_path, name):
+    out = tmp_path / name
+    shutil.copytree(d, out)
+    (out / "settlement_lines.parquet").unlink()
+    return out
+
+
+def _nets(url, psn):
+    """Net paid (fen) to ``psn`` per product and benefit (a plain SQL sum)."""
+    return run_sql(url, "SELECT p.product_id, m.benefit, SUM(m.payout_fen) FROM payments m"
+                        " JOIN policies p ON p.policy_no = m.policy_no WHERE m.psn_no = ?"
+                        " GROUP BY 1, 2 ORDER BY 1, 2", (psn,))
+
+
+@pytest.mark.parametrize("order", ["huhuibao first", "other first"])
+def test_two_products_whose_lists_differ_keep_their_line_payouts(city, tmp_path, new_ledger,
+                                                                order):
+    """One person, two products: huhuibao (tight) pays its hospital benefit on S1 (3,300
+    in-list); other-2025 also pays special drugs on S1's line A-0001 (2,000 yuan), a code
+    on its list only. Both batches run with the data's lines; then other-2025's batch on
+    the same data without settlement_lines.parquet must leave every net as it was (SQL
+    before and after): nothing taken back, whichever product stored S1 first."""
+    (tight, f), (other, of) = _products_two_lists(tmp_path)
+    full, psn, kind, *_ = city
+    data = _two_products(city, tmp_path, [_body("S1", psn, "2025-03-01", 3300, kind)], "a")
+    _with_line(data, "S1", "A-0001", "C", 2000, 9900)
+    url = new_ledger("l")
+    runs = [(tight, f, "b1"), (other, of, "o1")]
+    for p, pf, b in (runs if order == "huhuibao first" else runs[::-1]):
+        run_batch(p, pf, data, url, b)
+    before = _nets(url, psn)
+    assert ("other-2025", "special_drugs", 140000) in [tuple(r) for r in before]
+    lines = "SELECT hilist_code, amount_fen FROM settlement_lines WHERE setl_id = 'S1'"
+    assert [tuple(r) for r in run_sql(url, lines)] == [("A-0001", 200000)]
+    nl = _without_lines(data, tmp_path, "nl")
+    run_batch(other, of, nl, url, "o2")
+    run_batch(tight, f, nl, url, "b2")
+    assert _nets(url, psn) == before
+    assert [tuple(r) for r in run_sql(url, lines)] == [("A-0001", 200000)]
