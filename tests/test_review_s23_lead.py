@@ -91,3 +91,35 @@ def test_two_products_whose_lists_differ_keep_their_line_payouts(city, tmp_path,
     run_batch(tight, f, nl, url, "b2")
     assert _nets(url, psn) == before
     assert [tuple(r) for r in run_sql(url, lines)] == [("A-0001", 200000)]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "review s23 rev3: a settlement stored again because its amounts changed "
+    "(store_settlements replaces the row and deletes every stored line) keeps only the "
+    "lines on the storing product's lists; the other product's later batch without lines "
+    "decides it with those and takes back its line payout (other-2025's 1,400 yuan of "
+    "special drugs on a line the new extract still holds). The ledger keeps no product "
+    "per stored line (schema unchanged this session): needs either the lines of every "
+    "product's lists stored, or LINES_NOT_GIVEN (payout kept) for a settlement whose "
+    "stored version another product's batch replaced"))
+def test_a_settlement_replaced_by_another_product_keeps_the_line_payout(city, tmp_path,
+                                                                       new_ledger):
+    """other-2025 pays S1 (special drugs 1,400 on A-0001); huhuibao's batch on a new
+    extract where S1's in-list self-pay is 3,400 (its lines still hold A-0001 at 2,000)
+    stores S1 again; other-2025's batch on that extract without lines must keep 1,400
+    (what it pays with the lines: checked in a ledger of its own)."""
+    (tight, f), (other, of) = _products_two_lists(tmp_path)
+    full, psn, kind, *_ = city
+    data = _two_products(city, tmp_path, [_body("S1", psn, "2025-03-01", 3300, kind)], "a")
+    _with_line(data, "S1", "A-0001", "C", 2000, 9900)
+    new = _two_products(city, tmp_path, [_body("S1", psn, "2025-03-01", 3400, kind)], "b")
+    _with_line(new, "S1", "A-0001", "C", 2000, 10200)
+    url, alone = new_ledger("l"), f"sqlite:///{tmp_path / 'alone.db'}"
+    run_batch(other, of, data, url, "o1")
+    run_batch(tight, f, new, url, "b1")
+    run_batch(other, of, new, alone, "o1")
+    want = dict(((p, b), v) for p, b, v in _nets(alone, psn))[("other-2025", "special_drugs")]
+    assert want == 140000
+    run_batch(other, of, _without_lines(new, tmp_path, "nl"), url, "o2")
+    got = dict(((p, b), v) for p, b, v in _nets(url, psn))
+    assert got[("other-2025", "special_drugs")] == want
