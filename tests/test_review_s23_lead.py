@@ -173,3 +173,70 @@ def test_a_direct_payout_under_one_product_keeps_the_others_stored_lines(city, t
     run_batch(other, of, _without_lines(data, tmp_path, "nl"), url, "o2")
     got = dict(((p, b), v) for p, b, v in _nets(url, psn))
     assert got[("other-2025", "special_drugs")] == 140000
+
+
+# --- 3. the sigma fallback -------------------------------------------------------------
+
+FLAT_LATE = [[100, 150, 170, 175, 175, 175], [110, 160, 180, 186, 186], [90, 140, 160, 165],
+             [120, 170, 190], [100, 150], [105]]
+
+
+def _fit(rows, tail):
+    from tests.test_reserving_methods import _triangle
+
+    from puhui.reserving.methods import MackChainLadder
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MackChainLadder(tail=tail).fit(_triangle(rows))
+
+
+@pytest.mark.parametrize("which", ["quarterly", "flat late links"])
+def test_a_tail_curves_absurd_sigma_gives_no_standard_error(which):
+    """With tail='exponential', chainladder's tail sigma, extrapolated from the links'
+    (called directly: 3e151 on the quarterly batches after the last link's fallback,
+    inf where the late links are flat) gave a total s.e. of 1.3e154 fen on an IBNR of
+    6,589 yuan, or inf: the s.e. is not given (NaN) and the warning says so, as for a
+    constant tail."""
+    import chainladder as cl
+
+    from puhui.reserve_run import warnings_of
+    from puhui.reserving.methods import developed, to_chainladder
+    from tests.test_reserve_command import QUARTERLY_BY_MONTH
+    from tests.test_reserving_methods import _triangle
+
+    rows = ([[round(x * 100) for x in r] for r in QUARTERLY_BY_MONTH]
+            if which == "quarterly" else FLAT_LATE)
+    est = _fit(rows, "exponential")
+    interp = "mack" if which == "quarterly" else "log-linear"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = cl.MackChainladder().fit(developed(to_chainladder(_triangle(rows)),
+                                                    "exponential", interp))
+    tail_sigma = np.asarray(direct.X_.sigma_.values, dtype=float)[0, 0, 0][-1]
+    assert not np.isfinite(tail_sigma) or tail_sigma > 1e100       # chainladder's own
+    assert est.ibnr_fen_.sum() > 0 and np.isnan(est.total_std_err_fen_)
+    assert np.isnan(est.std_err_fen_).all()
+    use = pd.DataFrame({"business_date": ["2024-01-31", "2024-02-29"]})
+    assert any("tail curve 'exponential' is not given" in w
+               for w in warnings_of(use, {"chainladder": est}))
+
+
+def test_raa_with_a_tail_curve_keeps_chainladders_standard_error():
+    """RAA (R's sample) with tail='exponential': no fallback, no failed tail, the s.e.
+    is chainladder's called directly (fen, rounded)."""
+    import chainladder as cl
+
+    from puhui.reserving.methods import developed, to_chainladder
+    from tests.test_reserving_methods import _triangle
+
+    raa = np.asarray(cl.load_sample("raa").values)[0, 0]
+    rows = [[round(v * 100) for v in r[~np.isnan(r)]] for r in raa]
+    est = _fit(rows, "exponential")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = cl.MackChainladder().fit(developed(to_chainladder(_triangle(rows)),
+                                                    "exponential"))
+    want = float(np.asarray(direct.total_mack_std_err_.values).ravel()[0])
+    assert not est.sigma_fallback_ and not est.tail_sigma_failed_
+    assert est.total_std_err_fen_ == pytest.approx(want, abs=0.5)

@@ -198,7 +198,7 @@ class MackChainLadder(_Reserving):
     reserve) and ``total_std_err_fen_`` (whole fen as floats: NaN where the triangle
     gives no estimate), ``ldf_`` (age-to-age factors, then the tail's),
     ``tail_factor_`` (1 without a tail), ``diagnostics_``, ``tail_sigma_failed_``
-    (a constant tail whose extrapolated sigma is not usable: the s.e. are then NaN,
+    (a tail, constant or a curve, whose extrapolated sigma is not usable: the s.e. are then NaN,
     :func:`_tail_sigma_fails`), ``sigma_fallback_`` (the log-linear sigma of the last
     link failed, :func:`_last_sigma_fails`: the s.e. use Mack's approximation).
     """
@@ -228,7 +228,10 @@ class MackChainLadder(_Reserving):
         self.std_err_fen_ = np.where(np.isnan(se) & (self.ibnr_fen_ == 0), 0.0, se)
         total = np.asarray(self.model_.total_mack_std_err_.values).ravel()[0]
         self.total_std_err_fen_ = float(_round_half_away(total))
-        self.tail_sigma_failed_ = _is_constant(self.tail) and _tail_sigma_fails(
+        # a curve's tail sigma is extrapolated as a constant's is (review s23 rev3: the
+        # exponential tail gave 3e151 after the last link's fallback, an s.e. of 1.3e154
+        # fen on an IBNR of 6,589 yuan, and inf on a triangle whose late links are flat)
+        self.tail_sigma_failed_ = self.tail is not None and _tail_sigma_fails(
             self.model_, len(self.triangle_.origins))
         if self.tail_sigma_failed_:
             self.std_err_fen_ = np.full(len(se), np.nan)
