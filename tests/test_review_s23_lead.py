@@ -240,3 +240,68 @@ def test_raa_with_a_tail_curve_keeps_chainladders_standard_error():
     want = float(np.asarray(direct.total_mack_std_err_.values).ravel()[0])
     assert not est.sigma_fallback_ and not est.tail_sigma_failed_
     assert est.total_std_err_fen_ == pytest.approx(want, abs=0.5)
+
+
+# --- 2. the co-insuring group's lock (PostgreSQL) ---------------------------------------
+
+def test_units_under_both_files_and_both_persons_neither_hang_nor_split_half(new_ledger):
+    """Eight threads, each its own connection, record entries at once for two persons of
+    co-2025: four under the co-insured file (the first to commit registers the group),
+    four under a file naming none (refused once the group is registered, else recorded
+    and split by the registration). Each thread's unit waits at most 20 s (a hang fails
+    the test, never the session); no deadlock; after all, every payment row has its
+    three shares (SQL) and none was recorded twice."""
+    import threading
+    from types import SimpleNamespace
+
+    from puhui.claims import ledger
+    from puhui.errors import InputError
+    from tests.test_coinsurance import G3
+
+    if new_ledger.backend == "sqlite":
+        pytest.skip("SQLite has one writer at a time")
+    url = new_ledger("locks")
+    ledger.connect(url).close()
+    for pol, psn in (("PA", "P1"), ("PB", "P2")):
+        run_sql(url, "INSERT INTO policies VALUES (?, ?, 'co-2025', '2025-01-01',"
+                     " '2025-12-31', 12900, 0, 1, 0)", (pol, psn))
+    co = SimpleNamespace(id="co-2025", co_insurers=tuple(G3))
+    plain = SimpleNamespace(id="co-2025", co_insurers=())
+    start, out = threading.Barrier(8), {}
+
+    def unit(i, product, psn, pol):
+        con = ledger.connect(url)
+        try:
+            con._con.execute("SET lock_timeout = '20s'")
+            start.wait(10)
+            for k in range(5):
+                sid = f"S{i}-{k}"
+                try:
+                    with ledger.unit_of_work(con, locks=(f"psn:{psn}", f"setl:{sid}")
+                                             + ledger.group_locks(con, product)):
+                        ledger.ensure_open_batch(con, f"d{i}", "direct", "co-2025")
+                        ledger.record_entries(con, [(sid, sid, "h", psn, pol, 100, "pay",
+                                                     f"d{i}", ledger.now())],
+                                              "2025-06-30", product)
+                    out[sid] = "written"
+                except InputError as e:
+                    out[sid] = "refused" if "split its payments" in str(e) else str(e)
+        except Exception as e:              # a deadlock or a lock timeout
+            out[f"thread {i}"] = f"{type(e).__name__}: {e}"
+        finally:
+            con.close()
+
+    threads = [threading.Thread(target=unit, daemon=True,
+                                args=(i, co if i % 2 else plain, *(("P1", "PA"), ("P2", "PB"))[i // 4]))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "hung"
+    assert set(out.values()) <= {"written", "refused"}, out
+    written = sorted(k for k, v in out.items() if v == "written")
+    assert all(out.get(f"S{i}-{k}") == "written" for i in (1, 3, 5, 7) for k in range(5))
+    n = run_sql(url, "SELECT COUNT(*), COUNT(DISTINCT setl_id) FROM payments")[0]
+    assert tuple(n) == (len(written), len(written))
+    assert run_sql(url, "SELECT COUNT(*) FROM payment_shares")[0][0] == 3 * len(written)
