@@ -352,3 +352,72 @@ def test_a_co_insured_payout_takes_two_round_trips_too(city_1500_2025, postgres_
         assert n > 0 and run_sql(url, "SELECT COUNT(*) FROM payment_shares")[0][0] == 2 * n
     finally:
         svc.connections.drop()
+
+
+def test_a_reversal_in_data_without_lines_takes_the_line_payout_back(city, tmp_path,
+                                                                     new_ledger):
+    """other-2025 pays S1 (hospital 2,100, special drugs 1,400 on A-0001) from data with
+    lines; the next extract, without lines, holds S1 and its reversal R1: every net of
+    the person is 0 (SQL), the stored settlement and its lines are forgotten."""
+    from tests.test_reversal import _reversal
+
+    (tight, f), (other, of) = _products_two_lists(tmp_path)
+    full, psn, kind, *_ = city
+    s1 = _body("S1", psn, "2025-03-01", 3300, kind)
+    data = _two_products(city, tmp_path, [s1], "a")
+    _with_line(data, "S1", "A-0001", "C", 2000, 9900)
+    url = new_ledger("l")
+    run_batch(other, of, data, url, "o1")
+    assert ("other-2025", "special_drugs", 140000) in [tuple(r) for r in _nets(url, psn)]
+    rev = _two_products(city, tmp_path, [s1, _reversal(s1, "R1", "2025-04-01")], "r")
+    (rev / "settlement_lines.parquet").unlink()
+    run_batch(other, of, rev, url, "o2")
+    assert all(v == 0 for _p, _b, v in _nets(url, psn))
+    assert run_sql(url, "SELECT COUNT(*) FROM settlement_lines WHERE setl_id = 'S1'")[0][0] == 0
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "review s23 rev3: a settlement another product stored (with the lines on its own "
+    "lists) is 'given' its lines in a batch without lines of a product that never "
+    "decided it: that product's line benefits read NOT_COVERED (the EOB tells the "
+    "insured the drug is not covered) where LINES_NOT_GIVEN is due; the money is not "
+    "lost (a later batch with lines pays), only the reason is false. _block_lines "
+    "could mark given only the settlements this product decided (decisions per "
+    "product, schema 5)"))
+def test_a_product_that_never_decided_a_stored_settlement_reads_lines_not_given(
+        city, tmp_path, new_ledger):
+    (tight, f), (other, of) = _products_two_lists(tmp_path)
+    full, psn, kind, *_ = city
+    data = _two_products(city, tmp_path, [_body("S1", psn, "2025-03-01", 3300, kind)], "a")
+    _with_line(data, "S1", "A-0001", "C", 2000, 9900)
+    url = new_ledger("l")
+    run_batch(tight, f, data, url, "b1")               # stores S1 with huhuibao's lines
+    res = run_batch(other, of, _without_lines(data, tmp_path, "nl"), url, "o1")
+    sd = res.eob[(res.eob["setl_id"] == "S1") & (res.eob["benefit"] == "special_drugs")]
+    later = run_batch(other, of, data, url, "o2")
+    assert later.eob.loc[(later.eob["setl_id"] == "S1")
+                         & (later.eob["benefit"] == "special_drugs"), "payout_amt"].sum() == 1400
+    assert sd["reason"].tolist() == ["LINES_NOT_GIVEN"]
+
+
+def test_a_changed_settlement_without_lines_keeps_its_stored_lines(city, tmp_path,
+                                                                   new_ledger):
+    """other-2025 alone pays S1 (3,300 in-list: hospital 2,100; special drugs 1,400 on
+    A-0001); the next extract, without lines, holds S1 at 3,400: S1 is stored again and
+    decided with its stored lines: hospital (3,400 - 300) x 70 % = 2,170, special drugs
+    still 1,400; the stored line kept (SQL)."""
+    (tight, f), (other, of) = _products_two_lists(tmp_path)
+    full, psn, kind, *_ = city
+    data = _two_products(city, tmp_path, [_body("S1", psn, "2025-03-01", 3300, kind)], "a")
+    _with_line(data, "S1", "A-0001", "C", 2000, 9900)
+    url = new_ledger("l")
+    run_batch(other, of, data, url, "o1")
+    new = _two_products(city, tmp_path, [_body("S1", psn, "2025-03-01", 3400, kind)], "b")
+    (new / "settlement_lines.parquet").unlink()
+    run_batch(other, of, new, url, "o2")
+    got = {(p, b): v for p, b, v in _nets(url, psn)}
+    assert got[("other-2025", "hospital")] == 217000
+    assert got[("other-2025", "special_drugs")] == 140000
+    assert [tuple(r) for r in run_sql(url, "SELECT hilist_code, amount_fen FROM "
+                                           "settlement_lines WHERE setl_id = 'S1'")] == [
+        ("A-0001", 200000)]
