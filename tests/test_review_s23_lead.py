@@ -421,3 +421,32 @@ def test_a_changed_settlement_without_lines_keeps_its_stored_lines(city, tmp_pat
     assert [tuple(r) for r in run_sql(url, "SELECT hilist_code, amount_fen FROM "
                                            "settlement_lines WHERE setl_id = 'S1'")] == [
         ("A-0001", 200000)]
+
+
+#: development whose volatility rises with age (a factor's s.d. 4x a link): sigma 0.07,
+#: 1.09, then chainladder's log-linear 17.95 for the last link, the estimated links' own
+#: trend (x 16 a link), not a failed fit
+RISING = [[20131, 30141, 37482, 44151], [18009, 26976, 33792], [33597, 50297], [20691]]
+
+
+def test_a_legitimately_rising_sigma_keeps_the_log_linear_fit():
+    """chainladder called directly (log-linear) gives the last link's sigma 17.95 on the
+    trend of 0.07 and 1.09; Mack's approximation would take min(1.09^4 / 0.07^2, 0.07^2,
+    1.09^2) = 0.07^2, the smallest, and cut the total s.e. 25-fold (14,182 fen to 571):
+    no fallback, and the s.e. is chainladder's."""
+    import chainladder as cl
+
+    from puhui.reserving.methods import developed, to_chainladder
+    from tests.test_reserving_methods import _triangle
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = cl.MackChainladder().fit(developed(to_chainladder(_triangle(RISING)), None))
+    sigma = np.asarray(direct.X_.sigma_.values, dtype=float)[0, 0, 0]
+    assert sigma[2] > 10 * max(sigma[0], sigma[1])                 # the rule's old trigger
+    slope = np.log(sigma[1] / sigma[0])                            # by hand: the trend
+    assert sigma[2] == pytest.approx(sigma[1] * np.exp(slope), rel=1e-6)
+    est = _fit(RISING, None)
+    want = float(np.asarray(direct.total_mack_std_err_.values).ravel()[0])
+    assert not est.sigma_fallback_
+    assert est.total_std_err_fen_ == pytest.approx(want, abs=0.5)
