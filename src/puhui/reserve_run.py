@@ -205,7 +205,9 @@ def warnings_of(use: pd.DataFrame, fitted: dict) -> list[str]:
                    "fit: far above every other link's); Mack's standard error uses "
                    "Mack's own approximation for it (sigma_interpolation 'mack')")
     if mack is not None and not isinstance(mack, str) and mack.tail_sigma_failed_:
-        out.append("chainladder: Mack's standard error with the constant tail is not "
+        kind = "constant tail" if isinstance(mack.tail, (int, float)) else \
+            f"tail curve {mack.tail!r}"
+        out.append(f"chainladder: Mack's standard error with the {kind} is not "
                    "given (null): chainladder extrapolates the tail's sigma from the "
                    "triangle's own, and on this triangle that gives a sigma not finite or "
                    "above every link's (links where nothing developed); the IBNR stands")

@@ -198,7 +198,7 @@ class MackChainLadder(_Reserving):
     reserve) and ``total_std_err_fen_`` (whole fen as floats: NaN where the triangle
     gives no estimate), ``ldf_`` (age-to-age factors, then the tail's),
     ``tail_factor_`` (1 without a tail), ``diagnostics_``, ``tail_sigma_failed_``
-    (a constant tail whose extrapolated sigma is not usable: the s.e. are then NaN,
+    (a tail, constant or a curve, whose extrapolated sigma is not usable: the s.e. are then NaN,
     :func:`_tail_sigma_fails`), ``sigma_fallback_`` (the log-linear sigma of the last
     link failed, :func:`_last_sigma_fails`: the s.e. use Mack's approximation).
     """
@@ -228,7 +228,10 @@ class MackChainLadder(_Reserving):
         self.std_err_fen_ = np.where(np.isnan(se) & (self.ibnr_fen_ == 0), 0.0, se)
         total = np.asarray(self.model_.total_mack_std_err_.values).ravel()[0]
         self.total_std_err_fen_ = float(_round_half_away(total))
-        self.tail_sigma_failed_ = _is_constant(self.tail) and _tail_sigma_fails(
+        # a curve's tail sigma is extrapolated as a constant's is (review s23 rev3: the
+        # exponential tail gave 3e151 after the last link's fallback, an s.e. of 1.3e154
+        # fen on an IBNR of 6,589 yuan, and inf on a triangle whose late links are flat)
+        self.tail_sigma_failed_ = self.tail is not None and _tail_sigma_fails(
             self.model_, len(self.triangle_.origins))
         if self.tail_sigma_failed_:
             self.std_err_fen_ = np.full(len(se), np.nan)
@@ -247,7 +250,8 @@ SIGMA_EXTRAPOLATION_LIMIT = 10.0
 def _last_sigma_fails(mack, n: int) -> bool:
     """Whether chainladder's log-linear sigma of the triangle's last link (one ratio, so
     extrapolated from the links before it) is infinite or above
-    :data:`SIGMA_EXTRAPOLATION_LIMIT` times every other link's: links where nothing
+    :data:`SIGMA_EXTRAPOLATION_LIMIT` times every other link's and the log-linear trend
+    of those links' own (finite, positive) sigmas at the last link: links where nothing
     developed (sigma 0, as between batches that pay only at quarter ends) bend the
     regression, and on one such triangle it gave 2e22 and a Mack s.e. of 2.2e24 yuan on
     an IBNR of 5,972 (review s23). Mack's own approximation (1993),
@@ -257,9 +261,19 @@ def _last_sigma_fails(mack, n: int) -> bool:
     if n < 3 or len(sigma) < n - 1:
         return False
     last, own = sigma[n - 2], sigma[:n - 2]
-    own = own[np.isfinite(own) & (own > 0)]
-    return bool(np.isinf(last) or (np.isfinite(last) and own.size > 0
-                                   and last > SIGMA_EXTRAPOLATION_LIMIT * own.max()))
+    age = np.flatnonzero(np.isfinite(own) & (own > 0))
+    own = own[age]
+    if np.isinf(last):
+        return True
+    if not np.isfinite(last) or not own.size:
+        return False
+    # the trend of the estimated sigmas themselves, extrapolated to the last link: a
+    # sigma legitimately rising link by link (review s23 rev3: 0.07, 1.09, then 17.95)
+    # is not a failed fit, and Mack's approximation (the smallest of the last two)
+    # would cut its s.e. 25-fold
+    trend = (float(np.exp(np.polyval(np.polyfit(age, np.log(own), 1), n - 2)))
+             if own.size >= 2 else 0.0)
+    return bool(last > SIGMA_EXTRAPOLATION_LIMIT * max(own.max(), trend))
 
 
 def _tail_sigma_fails(mack, n: int) -> bool:
