@@ -139,6 +139,20 @@ def _reserve(filled, out, *args, url=None):
     return json.loads((out / "reserve.json").read_text(encoding="utf-8"))
 
 
+def _mack_expected(cum: np.ndarray, labels: list[str], per: int, res: dict):
+    """chainladder's IBNR and s.e. on the loop's triangle (origins ``labels``, periods of
+    ``per`` months), with Mack's sigma approximation where the log-linear one failed
+    (1e141 at 2024-09-30 by month), as reserve.json must then say (session 23)."""
+    periods = pd.period_range(pd.Period(labels[0], freq="M" if per == 1 else "Q"),
+                              periods=len(labels) + cum.shape[1])
+    ends, starts = list(periods.end_time.normalize()), list(periods.start_time)
+    ibnr, se = _mack_directly(cum, ends, starts)
+    if se > 1e6 * ibnr.sum():
+        assert any("Mack's own approximation" in w for w in res["warnings"])
+        ibnr, se = _mack_directly(cum, ends, starts, sigma="mack")
+    return ibnr, se
+
+
 def _mack_directly(cum: np.ndarray, valuation_end: list[pd.Timestamp], origin_start,
                    tail=None, sigma="log-linear"):
     """chainladder's Mack chain ladder on the loop's triangle (fen): IBNR by origin and
@@ -175,15 +189,7 @@ def test_triangle_and_ibnr_against_the_batches_own_output(filled, tmp_path, valu
     assert got["cumulative_paid_yuan"] == want
     assert np.nansum(cum[:, 0]) > 0
     assert (res["entries"]["after_as_of"] > 0) == (valuation < AS_OFS[-1])
-    periods = pd.period_range(pd.Period(labels[0], freq="M" if per == 1 else "Q"),
-                              periods=len(labels) + cum.shape[1])
-    ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
-                              list(periods.start_time))
-    if se > 1e6 * ibnr.sum():       # the log-linear sigma of the last link failed (1e141
-        # at 2024-09-30 by month): Mack's approximation instead, and said (session 23)
-        assert any("Mack's own approximation" in w for w in res["warnings"])
-        ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
-                                  list(periods.start_time), sigma="mack")
+    ibnr, se = _mack_expected(cum, labels, per, res)
     m = res["methods"]["chainladder"]
     by_origin = [r["ibnr_yuan"] for r in m["by_origin"]]
     assert np.allclose(by_origin, np.round(ibnr) / 100, atol=0.011)
@@ -489,15 +495,7 @@ def test_reported_triangle_against_the_claims_file(filled, tmp_path, valuation, 
             f["filed_after_as_of"]["settlements"]) == (n, left["none"], left["late"])
     assert res["reported_to_date_yuan"] == round(float(np.nansum(
         [row[~np.isnan(row)][-1] for row in cum])) / 100, 2)
-    periods = pd.period_range(pd.Period(got["origins"][0], freq="M" if per == 1 else "Q"),
-                              periods=len(got["origins"]) + cum.shape[1])
-    ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
-                              list(periods.start_time))
-    if se > 1e6 * ibnr.sum():       # the log-linear sigma of the last link failed (1e141
-        # at 2024-09-30 by month): Mack's approximation instead, and said (session 23)
-        assert any("Mack's own approximation" in w for w in res["warnings"])
-        ibnr, se = _mack_directly(cum, list(periods.end_time.normalize()),
-                                  list(periods.start_time), sigma="mack")
+    ibnr, se = _mack_expected(cum, got["origins"], per, res)
     m = res["methods"]["chainladder"]
     assert np.allclose([r["ibnr_yuan"] for r in m["by_origin"]], np.round(ibnr) / 100,
                        atol=0.011)

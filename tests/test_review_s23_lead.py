@@ -252,21 +252,12 @@ def test_units_under_both_files_and_both_persons_neither_hang_nor_split_half(new
     the test, never the session); no deadlock; after all, every payment row has its
     three shares (SQL) and none was recorded twice."""
     import threading
-    from types import SimpleNamespace
 
     from puhui.claims import ledger
     from puhui.errors import InputError
-    from tests.test_coinsurance import G3
+    from tests.test_review_s23_risk import two_people_co_ledger
 
-    if new_ledger.backend == "sqlite":
-        pytest.skip("SQLite has one writer at a time")
-    url = new_ledger("locks")
-    ledger.connect(url).close()
-    for pol, psn in (("PA", "P1"), ("PB", "P2")):
-        run_sql(url, "INSERT INTO policies VALUES (?, ?, 'co-2025', '2025-01-01',"
-                     " '2025-12-31', 12900, 0, 1, 0)", (pol, psn))
-    co = SimpleNamespace(id="co-2025", co_insurers=tuple(G3))
-    plain = SimpleNamespace(id="co-2025", co_insurers=())
+    url, co, plain = two_people_co_ledger(new_ledger, "locks")
     start, out = threading.Barrier(8), {}
 
     def unit(i, product, psn, pol):

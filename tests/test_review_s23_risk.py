@@ -422,20 +422,29 @@ def test_reproduce_refuses_a_treaty_file_changed_since_the_pricing(small_city_di
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_a_registration_beside_an_unsplit_payout_on_postgres(new_ledger):
+def two_people_co_ledger(new_ledger, name: str):
+    """A PostgreSQL ledger (SQLite: the test is skipped, one writer at a time) holding
+    two people's policies of product co-2025; (its URL, the product under the
+    co-insured file G3, the same product under a file naming no co-insurers)."""
     from types import SimpleNamespace
 
     from puhui.claims import ledger
 
     if new_ledger.backend == "sqlite":
         pytest.skip("SQLite has one writer at a time: no race")
-    url = new_ledger("race")
+    url = new_ledger(name)
     ledger.connect(url).close()
     for pol, psn in (("PA", "P1"), ("PB", "P2")):
         run_sql(url, "INSERT INTO policies VALUES (?, ?, 'co-2025', '2025-01-01',"
                      " '2025-12-31', 12900, 0, 1, 0)", (pol, psn))
-    co = SimpleNamespace(id="co-2025", co_insurers=tuple(G3))
-    plain = SimpleNamespace(id="co-2025", co_insurers=())
+    return (url, SimpleNamespace(id="co-2025", co_insurers=tuple(G3)),
+            SimpleNamespace(id="co-2025", co_insurers=()))
+
+
+def test_a_registration_beside_an_unsplit_payout_on_postgres(new_ledger):
+    from puhui.claims import ledger
+
+    url, co, plain = two_people_co_ledger(new_ledger, "race")
     import threading
     import time
 
