@@ -270,10 +270,11 @@ class Service:
             answer = decide(con, self.product, s, lines, record=True)
             status = 201 if answer.get("recorded", True) and \
                 not answer.get("already_decided") else 200
+            # the request's audit row right after the payout's: one statement (ledger_pg)
+            self.audit(who, "POST /v1/settlement", status, s["setl_id"], con, key_id)
             if idem_key:
                 ledger.record_idempotent_answer(con, key_id, idem_key, "settlement", digest,
                                                 status, json.dumps(answer, sort_keys=True))
-            self.audit(who, "POST /v1/settlement", status, s["setl_id"], con, key_id)
         return status, answer, False
 
     def reversal(self, raw: dict, key_id: str, idem_key: str | None,

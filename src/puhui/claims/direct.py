@@ -340,7 +340,7 @@ def decide(con, product: Product, s: dict, lines: list[dict], record: bool) -> d
         # (review 20: a typo's NO_POLICY made the correction a 409 for good)
         return answer_of(s["setl_id"], _rows(product, res)) | {"recorded": False}
     changed = {k: v for k, v in state.items() if before.get(k) != v}
-    return _record(con, product, s, lines, matcher, pol, changed, res)
+    return _record(con, product, s, lines, pol, (changed, res, "stored" in seen))
 
 
 def held_note(code: str | None) -> dict:
@@ -440,10 +440,14 @@ def _same_settlement(con, s: dict, lines: list[dict], matcher: LineMatcher,
                        f"(claims run) and a new settlement id")
 
 
-def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatcher,
-            pol: dict | None, changed: dict, res: dict) -> dict:
+def _record(con, product: Product, s: dict, lines: list[dict], pol: dict | None,
+            outcome: tuple[dict, dict, bool]) -> dict:
     """Record a decision: its rows, payments, stored inputs, the policy's accumulators
-    that ``changed`` (only those are written) and the audit row."""
+    that changed (only those are written) and the audit row. ``outcome``: (the changed
+    accumulators, the calculator's result, whether the ledger kept inputs of this
+    settlement before: where it did not, it has no lines of it to replace)."""
+    changed, res, stored_before = outcome
+    matcher = _MATCHERS[product.id]
     batch = ledger.direct_batch(product.id)
     # before the first write: the read sent with the BEGIN answers it (decide_reads)
     ledger.refuse_unsplit(con, product)
@@ -462,7 +466,8 @@ def _record(con, product: Product, s: dict, lines: list[dict], matcher: LineMatc
     row, kept = _stored_form(s, lines, matcher)
     ledger.store_settlements(con, [tuple(row.values())],
                              [(s["setl_id"], ln["hilist_code"], ln["list_class"], ln["amount"])
-                              for ln in kept], batch, _digest(s, lines))
+                              for ln in kept], batch, _digest(s, lines),
+                             replaced=None if stored_before else [])
     if pol is not None and changed:
         ledger.update_accumulators(con, pol_no, changed)
     ledger.audit(con, "claims direct", batch, setl_id=s["setl_id"],
