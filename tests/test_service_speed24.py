@@ -120,3 +120,38 @@ def test_rows_sent_with_numbered_placeholders_are_the_rows_given(pg_url):
     finally:
         con.close()
     run_sql(pg_url, "SELECT 1")
+
+
+def test_a_reversal_reads_its_few_ids_without_the_temporary_table(served_pg, monkeypatch):  # noqa: F811
+    """A reversal's reads of its policy year's ids name them as an array (no temporary
+    table filled and emptied five times), and every such read gives what it gives
+    through the table (the path of more than FEW_WANTED ids), on the same ledger."""
+    svc, body = served_pg
+    for i in range(4):
+        svc.settlement(body(f"R{i}") | {"setl_time": f"2025-0{i + 2}-01"}, "k", f"r{i}", "w")
+    con = svc.connections.get()
+    ids = [f"R{i}" for i in range(4)] + ["nobody"]
+    pol = con.execute("SELECT policy_no FROM decisions WHERE setl_id = 'R0' LIMIT 1"
+                      ).fetchone()[0]
+    reads = {
+        "paid": lambda: ledger.paid_by_benefit(con, ids, "huhuibao-2025"),
+        "reasons": lambda: ledger.decision_reasons_of(con, ids, "huhuibao-2025"),
+        "ours": lambda: ledger.decided_or_paid_by(con, ids, "huhuibao-2025", pol),
+        "kept": lambda: ledger.kept_of(con, ids),
+        "frame": lambda: ledger.paid_for_settlements(con, ids, "huhuibao-2025")
+        .sort_values(["applies_to", "benefit"]).to_dict("list"),
+    }
+    by_array = {k: f() for k, f in reads.items()}
+    monkeypatch.setattr(ledger, "FEW_WANTED", 0)          # the temporary table's path
+    by_table = {k: f() for k, f in reads.items()}
+    assert by_array == by_table
+    assert by_array["paid"] and by_array["reasons"] and by_array["kept"]
+    monkeypatch.undo()
+    sent = _statements(monkeypatch)
+    raw = dict(body("R1"), setl_id="V1", refund_of="R1", setl_time="2025-03-02")
+    for k in ("medfee_sumamt", "psn_part_amt", "hifp_pay"):
+        raw[k] = -raw[k]
+    status, answer, _ = svc.reversal(raw, "k", "v1", "w")
+    assert status == 201 and answer["refund_of"] == "R1"
+    assert not [s for s in sent if "INTO wanted" in s or s.startswith("DELETE FROM wanted")]
+    assert len([s for s in sent if s.startswith("WITH wanted AS")]) >= 3

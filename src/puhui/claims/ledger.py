@@ -1232,24 +1232,28 @@ def decided_in_period(con: sqlite3.Connection, product_id: str, first: str, last
 def _wanted(con: sqlite3.Connection, ids: list[str]):
     """The settlement ids ``ids`` in a temporary table ``wanted`` (no limit on how many).
 
-    On PostgreSQL a few ids (a reversal's policy year, up to :data:`FEW_WANTED`) are
-    looked up by index (:attr:`PgConnection.few_wanted`): the planner, which knows
-    nothing of the temporary table, scanned all of ``decisions`` and ``payments`` for
-    each such read, a cost that grew with the ledger (about 10 ms a read at 15,000
-    decisions, session 23)."""
+    On PostgreSQL a few ids (a reversal's policy year, up to :data:`FEW_WANTED`) are no
+    table: each read names ``wanted`` as its own array of the ids, looked up by index
+    (:attr:`PgConnection.wanted_ids`): the planner, which knows nothing of a temporary
+    table, scanned all of ``decisions`` and ``payments`` for each such read, a cost that
+    grew with the ledger (about 10 ms a read at 15,000 decisions, session 23)."""
+    if hasattr(con, "wanted_ids") and len(ids) <= FEW_WANTED:
+        # PostgreSQL, a few ids: sent with each read as an array (no temporary table to
+        # fill and empty: a reversal filled it five times, session 24)
+        con.wanted_ids = sorted(set(ids))
+        try:
+            yield
+        finally:
+            con.wanted_ids = None
+        return
     if not _known(con, ("wanted",)):
         con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (setl_id TEXT PRIMARY KEY)")
         _learn(con, ("wanted",))
     con.execute("DELETE FROM wanted")
     con.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(i,) for i in ids])
-    few = hasattr(con, "few_wanted")
-    if few:
-        con.few_wanted = len(ids) <= FEW_WANTED
     try:
         yield
     finally:
-        if few:
-            con.few_wanted = False
         con.execute("DELETE FROM wanted")
 
 
@@ -1266,6 +1270,17 @@ def paid_for_settlements(con: sqlite3.Connection, ids: list[str], product_id: st
             " MAX(policy_no) AS policy_no FROM payments WHERE applies_to IN (SELECT setl_id"
             " FROM wanted) AND policy_no IN (SELECT policy_no FROM policies WHERE"
             " product_id = ?) GROUP BY applies_to, benefit", con, params=[product_id])
+
+
+def paid_by_benefit(con, ids: list[str], product_id: str) -> dict[tuple[str, str], int]:
+    """(applies_to, benefit) -> net paid (fen) of the settlements ``ids`` under
+    ``product_id``'s policies: :func:`paid_for_settlements` without a frame (a reversal's
+    policy year: pandas cost it about 1 ms, session 24)."""
+    with _wanted(con, ids):
+        return {(str(a), str(b)): int(p) for a, b, p in con.execute(
+            "SELECT applies_to, benefit, SUM(payout_fen) FROM payments WHERE applies_to IN"
+            " (SELECT setl_id FROM wanted) AND policy_no IN (SELECT policy_no FROM policies"
+            " WHERE product_id = ?) GROUP BY applies_to, benefit", (product_id,)).fetchall()}
 
 
 def paid_for_reversed_elsewhere(con, ids: list[str], product_id: str):

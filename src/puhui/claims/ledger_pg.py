@@ -109,6 +109,19 @@ def translate(sql: str) -> str:
 _IN_WANTED = "IN (SELECT setl_id FROM wanted)"
 
 
+def with_wanted(text: str, args: tuple | None, ids: list[str]) -> tuple[str, tuple]:
+    """A statement reading ``wanted`` (the ids of :func:`puhui.claims.ledger._wanted`)
+    with ``wanted`` its own array of ``ids`` (a ``WITH``), looked up by index
+    (:func:`any_wanted`); the ids are the first parameter.
+
+    >>> with_wanted("SELECT 1 FROM t WHERE x IN (SELECT setl_id FROM wanted) AND y = %s",
+    ...             ("a",), ["S1"])[1]
+    (['S1'], 'a')
+    """
+    return ("WITH wanted AS (SELECT DISTINCT unnest(%s::text[]) AS setl_id) "
+            + any_wanted(text), (ids, *(args or ())))
+
+
 @functools.lru_cache(maxsize=128)
 def any_wanted(sql: str) -> str:
     """A translated statement reading the few ids of ``wanted`` by index: ``x IN (SELECT
@@ -191,8 +204,9 @@ class PgConnection:
         #: reads sent with the unit of work's BEGIN and locks (:meth:`begin`), by
         #: (statement, parameters), each answered once, until the unit's first write
         self._ahead: dict[tuple[str, tuple | None], _Result] = {}
-        #: ``wanted`` holds few ids (:func:`puhui.claims.ledger._wanted`): read by index
-        self.few_wanted = False
+        #: the few ids a read names as ``wanted`` (:func:`puhui.claims.ledger._wanted`),
+        #: or None (the temporary table ``wanted`` holds them)
+        self.wanted_ids: list[str] | None = None
         #: the named locks the open unit of work holds: name -> shared (:meth:`lock`);
         #: None: the whole ledger's, exclusively (nothing else writes)
         self._held: dict[str, bool] | None = {}
@@ -268,7 +282,7 @@ class PgConnection:
             return _Result(None)
         if self._writing and _WRITE.match(sql) and "RETURNING" not in word:
             self._ahead = {}
-            self._pending.append(("one", translate(sql), tuple(params) if params else None))
+            self._pending.append(("one", *self._named(translate(sql), params)))
             return _Result(None)
         if self._ahead:
             # read with the BEGIN (:meth:`begin`): no write of this unit since
@@ -278,16 +292,22 @@ class PgConnection:
             if _WRITE.match(sql):
                 self._ahead = {}
         self._flush()
-        text = translate(sql)
-        if self.few_wanted and _IN_WANTED in text:
-            text = any_wanted(text)
+        text, args = self._named(translate(sql), params)
         try:
             with self._con.cursor() as cur:
-                cur.execute(text, tuple(params) if params else None)
+                cur.execute(text, args)
                 return _Result(cur)
         except BaseException:
             self._failed()
             raise
+
+    def _named(self, text: str, params) -> tuple[str, tuple | None]:
+        """A translated statement and its parameters, ``wanted`` made the array of
+        :attr:`wanted_ids` where it names it (:func:`with_wanted`)."""
+        args = tuple(params) if params else None
+        if self.wanted_ids is not None and "wanted" in text:
+            return with_wanted(text, args, self.wanted_ids)
+        return text, args
 
     def executemany(self, sql: str, rows) -> None:
         rows = list(rows)
@@ -316,11 +336,15 @@ class PgConnection:
             with self._con.pipeline(), self._con.cursor() as cur, \
                     psycopg.RawCursor(self._con) as raw:
                 for kind, sql, args in pending:
-                    one = rows_in_one(sql, args) if kind == "many" else None
-                    if one is not None:
-                        raw.execute(numbered(one[0]), one[1])
-                    else:
-                        (cur.executemany if kind == "many" else cur.execute)(sql, args)
+                    if kind != "many":
+                        cur.execute(sql, args)
+                        continue
+                    for part in parts_of(args):
+                        one = rows_in_one(sql, part)
+                        if one is not None:
+                            raw.execute(numbered(one[0]), one[1])
+                        else:
+                            cur.executemany(sql, part)
                 if then is not None:
                     cur.execute(then)
         except BaseException:
@@ -380,11 +404,9 @@ class PgConnection:
         import pandas as pd
 
         self._flush()
-        text = translate(sql)
-        if self.few_wanted and _IN_WANTED in text:
-            text = any_wanted(text)
+        text, args = self._named(translate(sql), params)
         with self._con.cursor() as cur:
-            cur.execute(text, list(params) if params else None)
+            cur.execute(text, args)
             cols = [d[0] for d in cur.description]
             return pd.DataFrame.from_records(cur.fetchall(), columns=cols, coerce_float=True)
 
@@ -398,8 +420,27 @@ class PgConnection:
         return self._con.closed or self._con.broken
 
 
-#: Up to this many rows of an ``INSERT`` go as one statement (:func:`rows_in_one`).
-FEW_ROWS = 16
+#: Up to this many rows of an ``INSERT`` go as one statement (:func:`rows_in_one`): a
+#: reversal re-deciding a policy year wrote 170 decisions one statement a row, about
+#: half its CPU on both sides (session 24; 16 before)
+FEW_ROWS = 256
+#: ... and at most this many values (PostgreSQL takes up to 65,535 parameters)
+FEW_VALUES = 16384
+
+
+def parts_of(rows) -> list[list]:
+    """``rows`` of one statement cut into parts of at most :data:`FEW_ROWS` rows and
+    :data:`FEW_VALUES` values (a row is never cut), in order.
+
+    >>> [len(p) for p in parts_of([(1, 2)] * 600)]
+    [256, 256, 88]
+    >>> [len(p) for p in parts_of([tuple(range(100))] * 400)]
+    [163, 163, 74]
+    """
+    rows = list(rows)
+    width = max(1, len(rows[0]) if rows else 1)
+    step = max(1, min(FEW_ROWS, FEW_VALUES // width))
+    return [rows[i:i + step] for i in range(0, len(rows), step)]
 _VALUES = re.compile(r"^(INSERT INTO \w+(?: \([^)]*\))? VALUES )(\((?:%s, )*%s\))(.*)$", re.S)
 _CONFLICT = re.compile(r"^ ON CONFLICT(?: \(([^)]*)\))? DO (NOTHING|UPDATE SET .*)$", re.S)
 

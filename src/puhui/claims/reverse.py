@@ -190,7 +190,7 @@ def apply_reversal(con, product: Product, r: dict) -> tuple[dict, bool]:
     results, state = readjudicate(product, others, lines, (pol, renewal, bool(mine)), matcher,
                                   kept)
     ids = [r["refund_of"], *(sid for sid, _ in results)]
-    paid = _paid(con, ids, product.id)
+    paid = ledger.paid_by_benefit(con, ids, product.id)
     reasons = ledger.decision_reasons_of(con, [sid for sid, _ in results], product.id)
     benefits = [b.id for b in product.benefits]
     left = {k for k, why in reasons.items() if why in LEFT}
@@ -298,12 +298,6 @@ def _covering(mine: list[dict], day: str) -> str | None:
 def _engine_form(s: dict) -> dict:
     return s | {"setl_time": dt.date.fromisoformat(s["setl_time"]),
                 "hosp_lv": int(s["hosp_lv"])}
-
-
-def _paid(con, ids: list[str], product_id: str) -> dict[tuple[str, str], int]:
-    frame = ledger.paid_for_settlements(con, ids, product_id)
-    return {(a, b): int(p) for a, b, p in frame[["applies_to", "benefit", "paid"]]
-            .itertuples(index=False)}
 
 
 def _write(con, product: Product, r: dict, pol: dict, plan: tuple) -> None:
