@@ -143,6 +143,11 @@ def test_a_separated_cohort_leaves_the_non_enrolled_level_and_finite_draws():
     assert lam[0] == pytest.approx(n[non].sum() / frame["exposure"][non].sum(), rel=1e-3)
     e1 = (frame["preexisting"] == 1).to_numpy()
     assert lam[1] == pytest.approx(n[e1].sum() / frame["exposure"][e1].sum(), rel=1e-6)
+    # the diagnosis seen is not priced at flag 1 on top of that level (Z about 0)
+    seen = pd.DataFrame({"preexisting": np.array([0, 0], dtype="int8"),
+                         "preexisting_seen": [0, 1]})
+    (lam_seen, _), = model.rates(seen)
+    assert lam_seen[1] == pytest.approx(lam_seen[0], rel=1e-3)
     d = mean_draws(model.kinds_[0].frequency.result_, cells, np.array([0.9, 0.1]),
                    np.random.default_rng(0), 2_000)
     assert np.isfinite(d).all() and 0.5 < d.mean() < 2.0
@@ -194,3 +199,10 @@ def test_a_diagnosis_seen_costs_as_the_flag_while_the_ratio_stays_the_policy():
     assert m1[0] == pytest.approx(before[0])
     assert m1[1] == pytest.approx(as_flag1[0]) and m1[1] > 2 * m1[0]
     assert m1[2] == pytest.approx(before[2])                # flag 1: its own ratio
+    # weighted (a cohort level credible at Z): the rates mixed by hand
+    (lam, mu), = model.rates(seen)
+    model.morbidity_weights_ = {"inpatient": (0.25, 0.5)}
+    (lam_w, mu_w), = model.rates(seen)
+    assert lam_w[1] == pytest.approx(0.25 * lam[1] + 0.75 * lam[0])
+    assert mu_w[1] == pytest.approx(0.5 * mu[1] + 0.5 * mu[0])
+    assert lam_w[0] == pytest.approx(lam[0]) and lam_w[2] == pytest.approx(lam[2])

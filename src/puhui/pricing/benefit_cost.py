@@ -499,9 +499,20 @@ class BenefitCostModel:
         return cells.assign(preexisting=sick.astype(pre.dtype))
 
     def rates(self, cells: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per kind: expected events per year and mean amount per event, per cell."""
-        cells = self.rate_cells(cells)
-        return [(k.frequency.predict(cells), k.severity.predict(cells)) for k in self.kinds_]
+        """Per kind: expected events per year and mean amount per event, per cell; with
+        ``morbidity_`` (:meth:`rate_cells`) each kind's frequency and severity at the
+        diagnosis-seen cells' flag weighted by ``morbidity_weights_`` {kind: (frequency,
+        severity)} (1 if not given) against those at the cells' own flag."""
+        rated = self.rate_cells(cells)
+        out = []
+        for k in self.kinds_:
+            lam, mu = k.frequency.predict(cells), k.severity.predict(cells)
+            if rated is not cells:
+                zf, zs = getattr(self, "morbidity_weights_", {}).get(k.name, (1.0, 1.0))
+                lam = zf * k.frequency.predict(rated) + (1.0 - zf) * lam
+                mu = zs * k.severity.predict(rated) + (1.0 - zs) * mu
+            out.append((lam, mu))
+        return out
 
     def moments(self, cells: pd.DataFrame, terms: GroupTerms, frequency_factor: float = 1.0,
                 severity_factor: float = 1.0, kind_factors: dict | None = None

@@ -283,6 +283,11 @@ def price_cohort(model, fig: dict | None) -> dict | None:
     # flag 1 occurs among the enrolled alone: its cells keep the cohort's whole level
     model.at_level(LAUNCH_COHORT, 1, weight, carry=(f"C({FLAG})[T.1]",))
     model.morbidity_ = MORBIDITY
+    # where the cohort's level is not credible (Z < 1) the flag-0 level is partly the
+    # non-enrolled's, the diagnosed among them included: the diagnosis seen counts as
+    # flag 1 only as far as Z (not twice)
+    model.morbidity_weights_ = {
+        k: (v["frequency"]["Z"], v["severity"]["Z"]) for k, v in out.items() if v}
     return out
 
 
