@@ -22,7 +22,7 @@ by benefit, renewal against new entrant, and cell. Policies of year t whose pers
 not among the priced people (not in the last data year) are counted apart.
 
     python benchmarks/decompose_backtest.py --data DIR [--year 2026] [--product huhuibao-2025]
-        [--json OUT.json] [--cost-factor preexisting_seen]
+        [--json OUT.json] [--cost-factor preexisting_seen] [--prevalent MODE]
 
 ``--cost-factor``: an experiment (the cost models may choose one more factor); the
 shipped price is without it.
@@ -303,11 +303,20 @@ def main() -> None:
     ap.add_argument("--cost-factor", default=None,
                     help="experiment: let the cost models choose this factor too "
                          "(e.g. preexisting_seen)")
+    ap.add_argument("--prevalent", default=None,
+                    help="[launch_year] prevalent for this run (flag_0, flag_1, left_out, "
+                         "enrolled); default: pricing.toml's")
+    ap.add_argument("--balance-enrolled", action="store_true",
+                    help="experiment: [balance] enrolled = true for this run")
     a = ap.parse_args()
     if a.cost_factor:
         with_cost_factor(a.cost_factor)
     product = load_product(product_path(a.product))
     assumptions, _ = load_assumptions(None)
+    if a.prevalent:
+        assumptions = {**assumptions, "launch_year": {"prevalent": a.prevalent}}
+    if a.balance_enrolled:
+        assumptions = {**assumptions, "balance": {**assumptions["balance"], "enrolled": True}}
     data = load_for_pricing(Path(a.data), product, assumptions)
     from puhui.pricing.backtest import data_years
 

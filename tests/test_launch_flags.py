@@ -174,6 +174,10 @@ def test_launch_mode_refuses_what_it_does_not_know():
         launch_mode({"prevalent": "half"}, "pricing.toml")
     with pytest.raises(InputError, match="no key 'pi'"):
         launch_mode({"pi": 0.5}, "pricing.toml")
+    assert launch_mode({"prevalent": "cohort", "cohort_log_sd": 0.5}, "x") == "cohort"
+    for bad in (0, -1.0, True, "1", float("nan"), 11):
+        with pytest.raises(InputError, match="cohort_log_sd"):
+            launch_mode({"prevalent": "cohort", "cohort_log_sd": bad}, "pricing.toml")
 
 
 def test_counts_equal_plain_pandas_on_the_parquet_files(small_city_dir):
@@ -215,6 +219,12 @@ def test_counts_equal_plain_pandas_on_the_parquet_files(small_city_dir):
     assert fig["nonenrolled_person_years"] == int((~enrolled).sum())
     assert fig["nonenrolled_diagnosed"] == int((~enrolled & diagnosed).sum())
     assert fig["nonenrolled_diagnosed"] > 0 and fig["enrolled_flag0_person_years"] > 0
+    # "cohort": the factor is 1 exactly for the people with a policy of the year
+    c = BuildUp(product, data_before(data, year + 1),
+                {**a, "launch_year": {"prevalent": "cohort"}}, 0)
+    _step_experience(c)
+    assert int(c.frame["launch_cohort"].sum()) == int(enrolled.sum())
+    assert int((c.frame["launch_cohort"] == 0).sum()) == int((~enrolled).sum())
 
 
 def test_every_note_has_its_chinese():
@@ -228,8 +238,10 @@ def test_every_note_has_its_chinese():
     frame = pd.DataFrame({"year": 2024, "enrolled": [1, 1, 1, 0, 0, 0],
                           "preexisting": np.array([0, 0, 1, 0, 0, 0], dtype="int8"),
                           "preexisting_next": [1, 0, 1, 1, 0, 1]})
-    figs = [launch_split(frame, [2024], m)[1] for m in ("flag_0", "flag_1", "left_out")]
+    figs = [launch_split(frame, [2024], m)[1] for m in ("flag_0", "flag_1", "left_out",
+                                                        "cohort")]
     figs.append({**figs[1], "pi": None})
+    figs.append({**figs[3], "pi": None})
     assert figs[0]["pi"] == 0.5          # (1 - 0.5 / (2 / 3)) / (1 - 0.5)
     for fig in figs:
         zh = translate_note(split_note(fig), "zh", lambda s: s)
@@ -237,8 +249,9 @@ def test_every_note_has_its_chinese():
         assert english_runs(f"<html><body><p>{zh}</p></body></html>") == [], zh
 
 
+@pytest.mark.parametrize("mode", ["flag_1", "cohort"])
 def test_a_renewal_fit_is_the_same_under_every_mode_and_a_launch_fit_is_not(
-        small_city_dir, small_city_figures):
+        small_city_dir, small_city_figures, mode):
     """The small city's two years (the first look-back only): the price with the split
     asked for equals the shipped one (test_execution's reference figures, seed 3), figure
     for figure; its first year alone, the split moves the cost models and says so."""
@@ -249,7 +262,7 @@ def test_a_renewal_fit_is_the_same_under_every_mode_and_a_launch_fit_is_not(
 
     product = load_product(product_path("huhuibao-2025"))
     a = load_assumptions()[0]
-    split_a = {**a, "launch_year": {"prevalent": "flag_1"}}
+    split_a = {**a, "launch_year": {"prevalent": mode}}
     data = load_for_pricing(small_city_dir, product, a)
     assert price(product, data, split_a, seed=3).figures == small_city_figures
     assert "launch_year_flags" not in small_city_figures
@@ -257,7 +270,11 @@ def test_a_renewal_fit_is_the_same_under_every_mode_and_a_launch_fit_is_not(
     shipped = price(product, data_before(data, first + 1), a, seed=3).figures
     split = price(product, data_before(data, first + 1), split_a, seed=3).figures
     assert shipped["launch_year_flags"]["split"] is False
-    assert split["launch_year_flags"]["split"] is True
+    assert split["launch_year_flags"]["split"] is (mode == "flag_1")
+    if mode == "cohort":        # the cohort's figures per group and kind, each part's Z
+        parts = [p for kinds in split["launch_year_flags"]["cohort"].values()
+                 for k in kinds.values() if k for p in k.values()]
+        assert parts and all(0 <= p["Z"] <= 1 for p in parts)
     same = ("pi", "incidence", "diagnosed_share", "enrolled_flag0_person_years",
             "nonenrolled_diagnosed", "split_person_years")
     assert [split["launch_year_flags"][k] for k in same] == \

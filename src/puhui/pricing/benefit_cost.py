@@ -24,6 +24,7 @@ rather than a fit that runs to minus infinity on an empty level.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,13 +33,18 @@ import pandas as pd
 from puhui.pricing.aggregate import annual_benefit_moments_of
 from puhui.pricing.experience import person_year_rows
 from puhui.pricing.frequency import PoissonFrequency, banded
-from puhui.pricing.loglinear import design_matrix
+from puhui.pricing.loglinear import at_level, design_matrix
 from puhui.pricing.severity import GammaSeverity
 from puhui.pricing.tail import SplicedSeverity
 from puhui.products.model import Product
 
 #: Rating factors in order of preference (all categorical).
 RATING_FACTORS = ("age_band", "gender", "insutype", "retired", "preexisting", "prior_stay")
+#: A launch-year fit's factor that is not a rating factor (``[launch_year] prevalent =
+#: "cohort"``, :mod:`puhui.pricing.launch_flags`): 1 for the launch year's enrolled, 0
+#: for the others. It is fitted, then held at 1 and folded into the intercept
+#: (:meth:`BenefitCostModel.at_level`), so the price reads the launch cohort's level.
+LAUNCH_COHORT = "launch_cohort"
 #: Coarse age groups (lower bounds) used when age bands are too thin; each is a union
 #: of whole age bands (puhui.pricing.frequency.AGE_BANDS), so the two nest.
 AGE_GROUPS = (0, 41, 61, 81)
@@ -146,9 +152,11 @@ def pricing_groups(product: Product, weights: dict[str, float] | None = None) ->
 def choose_factors(frame: pd.DataFrame, count: str, candidates=RATING_FACTORS,
                    min_level_events: int = 30) -> tuple[str, ...]:
     """The candidate factors each of whose levels has ``min_level_events`` events;
-    ``age_group`` stands in for ``age_band`` when the bands are too thin."""
+    ``age_group`` stands in for ``age_band`` when the bands are too thin; a launch
+    year's :data:`LAUNCH_COHORT` too when ``frame`` has it."""
     chosen = []
-    for f in candidates:
+    extra = (LAUNCH_COHORT,) if LAUNCH_COHORT in frame.columns else ()
+    for f in (*candidates, *(e for e in extra if e not in candidates)):
         options = [f, "age_group"] if f == "age_band" else [f]
         for opt in options:
             by = frame.groupby(opt, observed=True)[count].sum()
@@ -256,11 +264,12 @@ def parameter_draws(model: "BenefitCostModel", cells: pd.DataFrame, terms: Group
     if cost <= 0:
         return np.ones(sims)
     total = np.zeros(sims)
+    rated = model.rate_cells(cells)
     for k, (lam, _mu) in zip(model.kinds_, model.rates(cells)):
         e_f = np.log(cost_with({k.name: (eps, 1.0)}) / cost) / np.log(eps)
         e_s = np.log(cost_with({k.name: (1.0, eps)}) / cost) / np.log(eps)
-        d_f = np.log(mean_draws(k.frequency.result_, cells, w, rng, sims, k.dispersion))
-        d_s = np.log(mean_draws(k.severity.result_, cells, w * lam, rng, sims))
+        d_f = np.log(mean_draws(k.frequency.result_, rated, w, rng, sims, k.dispersion))
+        d_s = np.log(mean_draws(k.severity.result_, rated, w * lam, rng, sims))
         total += e_f * d_f + e_s * d_s
     return np.exp(total)
 
@@ -434,6 +443,28 @@ class BenefitCostModel:
         state.pop("_moments_memo", None)     # a cache of this process (:meth:`moments`)
         return state
 
+    def at_level(self, factor: str, level, weight=None, carry: tuple[str, ...] = ()) -> bool:
+        """Hold ``factor`` at ``level`` in every kind's frequency and severity and take it
+        out of their factors (:func:`~puhui.pricing.loglinear.at_level`): the model then
+        prices any cell as one of that level. ``weight(name, part, fit)``, if given, is
+        the share of the level's coefficient kept (part "frequency" or "severity"; 1 if
+        not given), ``carry`` the coefficients that keep all of it. True when some kind
+        had the factor."""
+        moved = False
+        for i, k in enumerate(self.kinds_):
+            if factor not in k.factors:
+                continue
+            moved = True
+            factors = tuple(f for f in k.factors if f != factor)
+            for name, part in (("frequency", k.frequency), ("severity", k.severity)):
+                z = 1.0 if weight is None else weight(k.name, name, part.result_)
+                part.result_ = at_level(part.result_, factor, level, z, carry)
+                part.params_, part.bse_ = part.result_.params, part.result_.bse
+                part.factors = factors
+            self.kinds_[i] = dataclasses.replace(k, factors=factors)
+        self.__dict__.pop("_moments_memo", None)
+        return moved
+
     def counts(self, kind: str) -> np.ndarray:
         """Events of ``kind`` per row of the frame the model was fitted on (in the
         process that fitted it: a saved model does not keep them)."""
@@ -450,11 +481,38 @@ class BenefitCostModel:
         coarse age group) that ``frame`` has."""
         if self.factors is not None:
             return tuple(self.factors)
-        return tuple(f for f in (*RATING_FACTORS, "age_group") if f in frame.columns)
+        return tuple(f for f in (*RATING_FACTORS, "age_group", LAUNCH_COHORT)
+                     if f in frame.columns)
+
+    def rate_cells(self, cells: pd.DataFrame) -> pd.DataFrame:
+        """The cells the frequency and severity read: ``cells``, or, for a model whose
+        ``morbidity_`` names a column that ``cells`` has (a launch-year fit,
+        :func:`~puhui.pricing.launch_flags.price_cohort`), the cells with
+        ``preexisting`` set to 1 where that column is 1: a listed diagnosis seen by the
+        data costs as the flag does, while the benefit ratio (:meth:`moments`) stays the
+        policy's flag."""
+        seen = getattr(self, "morbidity_", None)
+        if seen is None or seen not in cells.columns:
+            return cells
+        pre = cells["preexisting"]
+        sick = pre.astype(int).to_numpy() | cells[seen].astype(int).to_numpy()
+        return cells.assign(preexisting=sick.astype(pre.dtype))
 
     def rates(self, cells: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per kind: expected events per year and mean amount per event, per cell."""
-        return [(k.frequency.predict(cells), k.severity.predict(cells)) for k in self.kinds_]
+        """Per kind: expected events per year and mean amount per event, per cell; with
+        ``morbidity_`` (:meth:`rate_cells`) each kind's frequency and severity at the
+        diagnosis-seen cells' flag weighted by ``morbidity_weights_`` {kind: (frequency,
+        severity)} (1 if not given) against those at the cells' own flag."""
+        rated = self.rate_cells(cells)
+        out = []
+        for k in self.kinds_:
+            lam, mu = k.frequency.predict(cells), k.severity.predict(cells)
+            if rated is not cells:
+                zf, zs = getattr(self, "morbidity_weights_", {}).get(k.name, (1.0, 1.0))
+                lam = zf * k.frequency.predict(rated) + (1.0 - zf) * lam
+                mu = zs * k.severity.predict(rated) + (1.0 - zs) * mu
+            out.append((lam, mu))
+        return out
 
     def moments(self, cells: pd.DataFrame, terms: GroupTerms, frequency_factor: float = 1.0,
                 severity_factor: float = 1.0, kind_factors: dict | None = None

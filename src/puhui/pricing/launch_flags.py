@@ -46,10 +46,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from puhui.pricing.benefit_cost import cells_of
+from puhui.pricing.benefit_cost import LAUNCH_COHORT, cells_of
 
 #: The flag the split moves.
 FLAG = "preexisting"
+#: Next year's state that prices a cell's morbidity at flag 1 under "cohort" (a listed
+#: diagnosis by the look-back ending with the data, ``premium.next_year_state``).
+MORBIDITY = "preexisting_seen"
 
 
 def prevalent_share(enrolled, flag, diagnosed) -> dict:
@@ -145,8 +148,12 @@ class FlagSplit:
 #: flag 0 (the fit before session 22; pi still reported), "flag_1" puts the share at
 #: flag 1, "left_out" leaves it out of the cost models and the balance (flag 1 then
 #: rests on the enrolled, whose flag is known).
-MODES = ("flag_0", "flag_1", "left_out")
+MODES = ("flag_0", "flag_1", "left_out", "cohort")
 DEFAULT_MODE = "flag_0"
+#: [assumption] tau, the prior sd of the launch cohort's log relativity against the
+#: non-enrolled in the same cells ("cohort"; pricing.toml ``[launch_year]
+#: cohort_log_sd``): a factor e (2.7) either way at one sd.
+DEFAULT_COHORT_SD = 1.0
 
 
 def launch_mode(table, where: str) -> str:
@@ -157,10 +164,16 @@ def launch_mode(table, where: str) -> str:
     if not isinstance(table, dict):
         raise InputError(f"{where}: [launch_year] must be a table (prevalent = \"flag_0\"); "
                          f"got {table!r}")
-    unknown = sorted(set(table) - {"prevalent"})
+    unknown = sorted(set(table) - {"prevalent", "cohort_log_sd"})
     if unknown:
-        raise InputError(f"{where}: [launch_year] has no key {unknown[0]!r}; its key is "
-                         f"prevalent ({', '.join(MODES)})")
+        raise InputError(f"{where}: [launch_year] has no key {unknown[0]!r}; its keys are "
+                         f"prevalent ({', '.join(MODES)}) and cohort_log_sd")
+    tau = table.get("cohort_log_sd", DEFAULT_COHORT_SD)
+    if (isinstance(tau, bool) or not isinstance(tau, (int, float)) or not np.isfinite(tau)
+            or not 0.01 <= tau <= 10):
+        raise InputError(f"{where}: [launch_year] cohort_log_sd = {tau!r}; give the prior "
+                         f"sd of the launch cohort's log relativity, from 0.01 to 10 (1.0 "
+                         f"is the shipped assumption)")
     mode = table.get("prevalent", DEFAULT_MODE)
     if mode not in MODES:
         raise InputError(f"{where}: [launch_year] prevalent = {mode!r}; give one of "
@@ -168,7 +181,8 @@ def launch_mode(table, where: str) -> str:
     return mode
 
 
-def launch_split(frame: pd.DataFrame, fit_years: list[int], mode: str = DEFAULT_MODE
+def launch_split(frame: pd.DataFrame, fit_years: list[int], mode: str = DEFAULT_MODE,
+                 cohort_log_sd: float = DEFAULT_COHORT_SD
                  ) -> tuple[FlagSplit | None, dict | None]:
     """The split of a launch-year fit under ``mode`` (:data:`MODES`), and its figures
     for ``pricing.json``; (None, None) when the models' years have a look-back (a year
@@ -191,6 +205,10 @@ def launch_split(frame: pd.DataFrame, fit_years: list[int], mode: str = DEFAULT_
     rows = np.flatnonzero(~enrolled & diagnosed & ~flag)
     fig = {"year": first, **fig, "split_person_years": int(len(rows)), "prevalent": mode,
            "note": NOTES[mode]}
+    if mode == "cohort":                 # :func:`mark_cohort`, no rows split
+        fig["cohort_log_sd"] = float(cohort_log_sd)
+        fig["split"] = False
+        return None, fig
     if mode == "flag_0" or pi is None or pi <= 0.0 or not len(rows):
         fig["split"] = False
         return None, fig
@@ -198,17 +216,100 @@ def launch_split(frame: pd.DataFrame, fit_years: list[int], mode: str = DEFAULT_
     return FlagSplit(rows, pi, keep_prevalent=(mode == "flag_1")), fig
 
 
+def mark_cohort(frame: pd.DataFrame, fig: dict | None) -> bool:
+    """Under ``[launch_year] prevalent = "cohort"`` (``fig``: :func:`launch_split`'s),
+    give ``frame`` the :data:`~puhui.pricing.benefit_cost.LAUNCH_COHORT` column (1 for
+    the enrolled of the launch year, 0 for the others), which the cost models then
+    choose like a rating factor (each level with 30 events) and the price holds at 1
+    (:func:`price_cohort`). True when marked.
+
+    Why: in a launch year the enrolled's pre-existing flag is their policy's and the
+    others' is unknown (all 0). With a level of their own the non-enrolled, the
+    diagnosed among them included, no longer set the flag-0 cells' level; the flag's
+    effect is the enrolled's (flag 1 occurs among them only), and next year's book,
+    mostly the launch cohort renewing, is priced at the cohort's level in its cells
+    (its selection inside them included), while age, sex and scheme rest on everyone.
+
+    >>> f = pd.DataFrame({"enrolled": [True, False]})
+    >>> mark_cohort(f, {"prevalent": "cohort"}), f[LAUNCH_COHORT].tolist()
+    (True, [1, 0])
+    >>> mark_cohort(pd.DataFrame({"enrolled": [True]}), {"prevalent": "flag_0"})
+    False
+    """
+    if fig is None or fig.get("prevalent") != "cohort":
+        return False
+    frame[LAUNCH_COHORT] = frame["enrolled"].to_numpy(dtype=bool).astype("int8")
+    return True
+
+
+def price_cohort(model, fig: dict | None) -> dict | None:
+    """A cost model fitted with :data:`~puhui.pricing.benefit_cost.LAUNCH_COHORT` (the
+    enrolled against the non-enrolled in the same cells, coefficient b with standard
+    error se), held at the cohort and folded into its intercepts after the balance, b
+    taken at its credibility (a normal prior of sd tau on b, ``fig["cohort_log_sd"]``:
+    the posterior mean)::
+
+        Z = tau^2 / (tau^2 + se^2),    priced cohort relativity = exp(Z b)
+
+    b is identified by the flag-0 people alone (flag 1 occurs among the enrolled
+    only), so Z applies to the flag-0 cells and the flag-1 cells keep the enrolled's
+    whole level (the flag's coefficient gets (1 - Z) b): a thin or separated fit (no
+    events among the enrolled of flag 0: b towards minus infinity, se huge) leaves the
+    non-enrolled's level at flag 0, as "flag_0" would, and the enrolled's at flag 1. Next year's
+    cells are then read with a listed diagnosis seen by the data's end costing as
+    pre-existing 1 (``morbidity_``, :meth:`~puhui.pricing.benefit_cost.BenefitCostModel.
+    rate_cells`): a renewer diagnosed in the launch year keeps the policy's flag 0, and
+    no one like them is in a launch year's flag-0 cells. Returns the figures of
+    ``pricing.json``'s ``launch_year_flags.cohort`` per kind (b, se, Z, the priced
+    relativity, per part; None when the kind did not choose the factor: fewer than 30
+    events at a level)."""
+    if fig is None or fig.get("prevalent") != "cohort":
+        return None
+    tau = float(fig.get("cohort_log_sd", DEFAULT_COHORT_SD))
+    out = {}
+
+    def weight(kind, part, fit):
+        name = f"C({LAUNCH_COHORT})[T.1]"
+        b, se = float(fit.params.get(name, 0.0)), float(fit.bse.get(name, 0.0))
+        z = tau ** 2 / (tau ** 2 + se ** 2) if np.isfinite(se) else 0.0
+        out[kind] = out.get(kind) or {}
+        out[kind][part] = {
+            "coefficient": round(b, 4), "se": round(se, 4), "Z": round(z, 4),
+            "priced_relativity": round(float(np.exp(z * b)), 4)}
+        return z
+
+    for k in model.kinds_:
+        out[k.name] = None
+    # flag 1 occurs among the enrolled alone: its cells keep the cohort's whole level
+    model.at_level(LAUNCH_COHORT, 1, weight, carry=(f"C({FLAG})[T.1]",))
+    model.morbidity_ = MORBIDITY
+    # where the cohort's level is not credible (Z < 1) the flag-0 level is partly the
+    # non-enrolled's, the diagnosed among them included: the diagnosis seen counts as
+    # flag 1 only as far as Z (not twice)
+    model.morbidity_weights_ = {
+        k: (v["frequency"]["Z"], v["severity"]["Z"]) for k, v in out.items() if v}
+    return out
+
+
 def split_note(fig: dict) -> str:
     """The price's note of a launch-year fit's flags (``fig``: :func:`launch_split`'s;
     its zh in templates/messages.toml ``[zh_patterns]``)."""
     head = (f"{fig['year']} has no look-back before it, so the non-enrolled's pre-existing "
             f"status is unknown; ")
+    n = f"{fig['split_person_years']:,}"
+    if fig["prevalent"] == "cohort":
+        return head + (f"the cost models give the non-enrolled a level of their own and "
+                       f"price the cells at the launch cohort's, by credibility ([launch_year] "
+                       f"prevalent = \"cohort\"), so the {n} non-enrolled person-years with a "
+                       f"listed diagnosis by the year's end do not set the pre-existing 0 "
+                       f"cells' level, the flag's effect is the enrolled's, and a listed "
+                       f"diagnosis by the year's end costs as pre-existing 1 next year (the "
+                       f"benefit ratio stays the policy's)")
     if fig["pi"] is None:
         return head + (f"the prevalent share of the diagnosed non-enrolled cannot be "
                        f"estimated ({fig['enrolled_flag0_person_years']:,} enrolled of "
                        f"pre-existing 0, {fig['nonenrolled_diagnosed']:,} non-enrolled "
                        f"diagnosed): they stay at pre-existing 0 in the cost models")
-    n = f"{fig['split_person_years']:,}"
     est = (f"pi = {fig['pi']:.3f} = (1 - incidence / diagnosed share) / (1 - incidence), "
            f"the incidence {100 * fig['incidence']:.2f} % of the enrolled of pre-existing 0, "
            f"the diagnosed share {100 * fig['diagnosed_share']:.2f} % of the non-enrolled")
@@ -239,7 +340,15 @@ NOTES = {
                 "models and the balance, and the prevalent share pi is left out (its "
                 "year's cost is that of the year its diagnosis was seen); pi = (1 - "
                 "incidence / diagnosed_share) / (1 - incidence), the incidence that of "
-                "the enrolled of flag 0"}
+                "the enrolled of flag 0",
+    "cohort": "a launch year (no look-back before it): the cost models fit a factor "
+              "launch_cohort (1 enrolled, 0 not) beside the rating factors and price every "
+              "cell at 1, its coefficient at its credibility Z = tau^2 / (tau^2 + se^2), so "
+              "the non-enrolled (whose pre-existing flag is unknown, all 0) do not set the "
+              "flag-0 cells' level and the flag's effect is the enrolled's; next year's "
+              "cells cost as pre-existing 1 where a listed diagnosis is seen by the year's "
+              "end (the benefit ratio the policy's flag); pi as for the other settings, "
+              "reported only"}
 
 
 def extended_cells(frame: pd.DataFrame, factors, split: FlagSplit

@@ -56,3 +56,42 @@ class LogLinearFit:
         if offset is not None:
             eta = eta + np.asarray(offset, dtype=float)
         return pd.Series(np.exp(eta), index=frame.index)
+
+
+def at_level(fit: LogLinearFit, factor: str, level, weight: float = 1.0,
+             carry: tuple[str, ...] = ()) -> LogLinearFit:
+    """``fit`` with ``factor`` held at ``level`` and taken out of the design: its
+    coefficient at that level, times ``weight`` (a credibility, 1 by default), added
+    to the intercept (0 at the base level), the rest of it, (1 - weight) times, to
+    each coefficient named in ``carry`` (cells the level's data identify apart, which
+    keep the whole of it), its other coefficients dropped, the covariance carried by
+    the same linear map (beta' = T beta, cov' = T cov T'), so a cell without the
+    factor's column is predicted as it would be at ``level``.
+
+    >>> f = LogLinearFit(pd.Series([0.1, 0.2, 0.3], index=["Intercept", "C(a)[T.2]",
+    ...                  "C(c)[T.1]"]), pd.Series([0.0] * 3, index=["Intercept", "C(a)[T.2]",
+    ...                  "C(c)[T.1]"]), pd.DataFrame(np.eye(3)))
+    >>> g = at_level(f, "c", 1)
+    >>> g.params.round(6).to_dict(), g.cov_params().to_numpy().tolist()
+    ({'Intercept': 0.4, 'C(a)[T.2]': 0.2}, [[2.0, 0.0], [0.0, 1.0]])
+    >>> at_level(f, "c", 1, 0.25, carry=("C(a)[T.2]",)).params.round(6).to_dict()
+    {'Intercept': 0.175, 'C(a)[T.2]': 0.425}
+    """
+    names = list(fit.params.index)
+    own = [n for n in names if n.startswith(f"C({factor})[")]
+    keep = [n for n in names if n not in own]
+    if "Intercept" not in keep:
+        raise ValueError("a fit without an intercept cannot hold a factor at a level")
+    t = np.zeros((len(keep), len(names)))
+    for i, n in enumerate(keep):
+        t[i, names.index(n)] = 1.0
+    at = f"C({factor})[T.{level}]"
+    if at in names:
+        t[keep.index("Intercept"), names.index(at)] = weight
+        for c in carry:
+            if c in keep:
+                t[keep.index(c), names.index(at)] = 1.0 - weight
+    beta = t @ fit.params.to_numpy()
+    cov = t @ np.asarray(fit.cov_params(), dtype=float) @ t.T
+    return LogLinearFit(pd.Series(beta, index=keep), pd.Series(np.sqrt(np.diag(cov)), index=keep),
+                        pd.DataFrame(cov, index=keep, columns=keep))

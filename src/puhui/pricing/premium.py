@@ -64,7 +64,15 @@ from puhui.pricing.balance import balance, balance_rule, enrolled_selection, wit
 from puhui.pricing.experience import experience_in_blocks, person_year_rows, years_with_history
 from puhui.pricing.external import price_external
 from puhui.pricing.frequency import age_band, rating_frame
-from puhui.pricing.launch_flags import extended_cells, launch_mode, launch_split, split_note
+from puhui.pricing.launch_flags import (
+    DEFAULT_COHORT_SD,
+    extended_cells,
+    launch_mode,
+    launch_split,
+    mark_cohort,
+    price_cohort,
+    split_note,
+)
 from puhui.pricing.lifetime import (
     benefit_growth,
     experience_by_age,
@@ -348,10 +356,13 @@ def _step_experience(s: BuildUp) -> None:
             f"pre-existing history can be seen in a year without data before it, so its "
             f"sick would sit in the healthy cells)")
     # a launch-year fit: the diagnosed non-enrolled split by the prevalent share
+    launch_a = s.assumptions.get("launch_year", {})
     s.flag_split, s.flag_split_fig = launch_split(
-        frame, fit_years, launch_mode(s.assumptions.get("launch_year", {}), "the assumptions"))
+        frame, fit_years, launch_mode(launch_a, "the assumptions"),
+        float(launch_a.get("cohort_log_sd", DEFAULT_COHORT_SD)))
     if s.flag_split_fig is not None:
         notes.append(split_note(s.flag_split_fig))
+        mark_cohort(frame, s.flag_split_fig)       # "cohort": the enrolled's own level
     s.ev, s.own_paid, s.notes, s.frame = ev, own_paid, notes, frame
     s.fit_years, s.fit_rows = fit_years, (None if fit_rows.all() else fit_rows)
 
@@ -493,6 +504,9 @@ def _step_benefit_costs(s: BuildUp) -> None:
                                       use=fit_rows, rule=rule) if select else None)
             if sel is not None:
                 balance_fig[terms.id]["enrolled"] = sel
+            cohort = price_cohort(model, s.flag_split_fig)    # held at the launch cohort
+            if cohort is not None:
+                s.flag_split_fig.setdefault("cohort", {})[terms.id] = cohort
         models[terms.id] = model
         m1, m2 = model.moments(cells, terms, severity_factor=sev_trend)
         if terms.claim_free_steps:
