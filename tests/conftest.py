@@ -42,6 +42,16 @@ def pytest_collection_finish(session):
 _MODULES_AT_FREEZE = [0]
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The server that forks the tests' processes (tests/procs.py), stopped and waited
+    for: its CPU counted in this process's children, as a subprocess's."""
+    import sys
+
+    procs = sys.modules.get("tests.procs")
+    if procs is not None:
+        procs.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """After a test that imported libraries (statsmodels, lifelines, matplotlib... are
