@@ -43,13 +43,14 @@ _MODULES_AT_FREEZE = [0]
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The server that forks the tests' processes (tests/procs.py), stopped and waited
-    for: its CPU counted in this process's children, as a subprocess's."""
-    import sys
+    """The server that forks the tests' processes (multiprocessing's forkserver:
+    tests/procs.py, and Dask's workers in tests/test_execution_worker_loss.py), stopped
+    and waited for: its CPU and that of the processes it forked counted in this
+    process's children, as a subprocess's are (`/usr/bin/time make test`)."""
+    from multiprocessing import forkserver
 
-    procs = sys.modules.get("tests.procs")
-    if procs is not None:
-        procs.stop()
+    if forkserver._forkserver._forkserver_pid is not None:
+        forkserver._forkserver._stop()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -38,16 +38,6 @@ def _context():
     return _CONTEXT[0]
 
 
-def stop():
-    """Stop the server and wait for it (the end of a test session, tests/conftest.py), so
-    that its CPU and that of the processes it forked and reaped is counted in the test
-    process's children, as a subprocess's is (`/usr/bin/time make test`)."""
-    from multiprocessing import forkserver
-
-    if _CONTEXT:
-        forkserver._forkserver._stop()
-
-
 def _child(fn, args, env, cwd, out, err):
     """In the forked process: the caller's environment and folder, stdout and stderr to
     where the caller reads them (a file's path, or the write end of a pipe), then
