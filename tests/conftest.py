@@ -80,7 +80,6 @@ HEAVY_FIRST = (
     "test_bad_inputs",              # 63
     "test_pricing_out_of_sample",   # 63
     "test_examples",                # 57
-    "test_execution_worker_loss",   # 50
     "test_duck_validate",           # 48
     "test_docs_examples",           # 36
     "test_execution",               # 34
@@ -92,6 +91,7 @@ HEAVY_FIRST = (
     "test_versions",                # 30
     "test_review20",                # 29
     "test_whatif",                  # 20
+    "test_execution_worker_loss",   # 50; 17 in session 24 (Dask's workers forked)
     "test_price_speed18",           # 18
     "test_pricing_lifetime",        # 17
     "test_api_batch",               # 14
