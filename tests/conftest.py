@@ -42,6 +42,17 @@ def pytest_collection_finish(session):
 _MODULES_AT_FREEZE = [0]
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The server that forks the tests' processes (multiprocessing's forkserver:
+    tests/procs.py, and Dask's workers in tests/test_execution_worker_loss.py), stopped
+    and waited for: its CPU and that of the processes it forked counted in this
+    process's children, as a subprocess's are (`/usr/bin/time make test`)."""
+    from multiprocessing import forkserver
+
+    if forkserver._forkserver._forkserver_pid is not None:
+        forkserver._forkserver._stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """After a test that imported libraries (statsmodels, lifelines, matplotlib... are
@@ -69,7 +80,6 @@ HEAVY_FIRST = (
     "test_bad_inputs",              # 63
     "test_pricing_out_of_sample",   # 63
     "test_examples",                # 57
-    "test_execution_worker_loss",   # 50
     "test_duck_validate",           # 48
     "test_docs_examples",           # 36
     "test_execution",               # 34
@@ -81,6 +91,7 @@ HEAVY_FIRST = (
     "test_versions",                # 30
     "test_review20",                # 29
     "test_whatif",                  # 20
+    "test_execution_worker_loss",   # 50; 17 in session 24 (Dask's workers forked)
     "test_price_speed18",           # 18
     "test_pricing_lifetime",        # 17
     "test_api_batch",               # 14

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +13,21 @@ import pandas as pd
 import pytest
 
 from puhui.basis import actuarial_dir
+from tests import procs
 
 
 def run(*args, env=None):
-    """The command in this process (conftest.puhui); in a child process where ``env``
-    sets PUHUI_ACTUARIAL (another actuarial/ folder: a fresh process reads only that)."""
+    """The command in this process (conftest.puhui); in a process of its own where ``env``
+    sets PUHUI_ACTUARIAL (another actuarial/ folder: a new process reads only that),
+    forked from a server that imported the claims stack and read no basis
+    (tests/procs.py), in that environment."""
     if env is None:
         from conftest import puhui
 
         return puhui(*args)
-    return subprocess.run([sys.executable, "-m", "puhui", *args], capture_output=True, text=True,
-                          env=env)
+    p = procs.puhui(*args, env=env)
+    out, err = p.communicate(timeout=600)
+    return subprocess.CompletedProcess(["puhui", *args], p.returncode, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +73,10 @@ def _ledger_vs_backtest(d: Path, tmp: Path, env=None):
             "p = load_product(actuarial_dir() / 'products' / 'huhuibao-2025.toml')\n"
             "r = realised_cost(p, load_for_pricing(sys.argv[1], p, load_assumptions(None)[0]), 2025)\n"
             "print(json.dumps({'paid': r['paid_total'], 'cfy': r['claim_free_policies']}))")
-    out = subprocess.run([sys.executable, "-c", code, str(d)], capture_output=True, text=True,
-                         env=env)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1]), s
+    p = procs.python_c(code, d, env=env)
+    stdout, stderr = p.communicate(timeout=600)
+    assert p.returncode == 0, stderr
+    return json.loads(stdout.strip().splitlines()[-1]), s
 
 
 @pytest.mark.parametrize("kind", ["last_year_only", "one_null_in_2022"])

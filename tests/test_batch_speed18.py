@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 
 import numpy as np
@@ -29,6 +28,7 @@ from puhui.claims.eob_file import EobWriter, LeanPart, UniformPart, prepare_part
 from puhui.fund.files import write_fund
 from puhui.products.model import load_product, product_path
 from puhui.synth.city import synth_city
+from tests.procs import python_c
 
 PRODUCT = load_product(product_path("huhuibao-2025"))
 
@@ -211,11 +211,11 @@ def test_a_kill_inside_a_unit_of_blocks_resumes_to_the_same_money(tiny_city, tmp
     want = _ledger_rows(ref)
     url = f"sqlite:///{tmp_path / 'k.db'}"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.run([sys.executable, "-c", KILL_IN_UNIT, str(tiny_city), url, str(at),
-                           str(workers)], capture_output=True, text=True, env=env,
-                          timeout=300)
-    killed = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("killed")]
-    assert killed, proc.stderr[-2000:]
+    # a process of its own, forked with the claims stack imported (tests/procs.py)
+    proc = python_c(KILL_IN_UNIT, tiny_city, url, at, workers, env=env)
+    stdout, stderr = proc.communicate(timeout=300)
+    killed = [ln.split() for ln in stdout.splitlines() if ln.startswith("killed")]
+    assert killed, stderr[-2000:]
     assert proc.returncode != 0
     _, lo, hi, n = killed[0]
     # inside a unit of several blocks, after some of them were written

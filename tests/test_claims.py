@@ -23,6 +23,7 @@ from puhui.fund.files import read_raw, write_fund
 from puhui.fund.schema import POLICIES, SETTLEMENTS
 from puhui.products.model import load_product, product_path
 from puhui.synth.city import synth_city
+from tests.procs import python_c
 
 PRODUCT = load_product(product_path("huhuibao-2025"))
 
@@ -245,8 +246,8 @@ def _block_marker(line: str, phase: str) -> bool:
 
 def _kill_at(args, phase, rng) -> bool:
     """Run the batch script, SIGKILL it in ``phase``; True when it was still running."""
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # a process of its own, forked with the claims stack imported (tests/procs.py)
+    proc = python_c(KILL_SCRIPT, *args, stdout="stream", stderr=None)
     for line in proc.stdout:
         line = line.strip()
         if line == phase or _block_marker(line, phase):
@@ -346,9 +347,9 @@ def test_concurrent_direct_payouts_lose_no_update(tmp_path):
     url = _policy_ledger(tmp_path, "c.db")
     a = [_direct(f"A{i:02d}", "2025-03-01", 3000) for i in range(20)]
     b = [_direct(f"B{i:02d}", "2025-03-01", 3000) for i in range(20)]
-    procs = [subprocess.Popen([sys.executable, "-c", DIRECT_SCRIPT, url, json.dumps(x)])
-             for x in (a, b)]
-    assert all(p.wait() == 0 for p in procs)
+    procs = [python_c(DIRECT_SCRIPT, url, json.dumps(x), stdout=None) for x in (a, b)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]      # (a guard against a hang)
+    assert [p.returncode for p in procs] == [0, 0], errs
     assert net_by_person(url) == {"P1": 7560000}
     con = sqlite3.connect(ledger.sqlite_path(url))
     acc = dict(con.execute("SELECT accumulator, used_fen FROM accumulators"))

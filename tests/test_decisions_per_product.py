@@ -183,16 +183,15 @@ def test_a_version_4_ledger_is_upgraded(new_ledger):
 def test_two_commands_opening_a_version_4_ledger_at_once(new_ledger, tmp_path):
     """Two processes open the old ledger together: the upgrade runs once (under the
     write lock the version is read again), and no decision is lost or doubled."""
-    import subprocess
-    import sys
+    from tests.procs import python_c      # processes of their own (forked, stack imported)
 
     url = new_ledger("old")
     _v4_ledger(url)
     code = "import sys; from puhui.claims import ledger; ledger.connect(sys.argv[1]).close()"
-    procs = [subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE)
-             for _ in range(2)]
+    procs = [python_c(code, url, stdout=None) for _ in range(2)]
     for p in procs:
-        assert p.wait(timeout=120) == 0, p.stderr.read().decode()
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
     assert run_sql(url, "SELECT COUNT(*) FROM decisions")[0][0] == 3
     assert run_sql(url, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == \
         ledger.SCHEMA_VERSION

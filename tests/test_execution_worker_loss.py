@@ -28,6 +28,19 @@ from puhui.execution import Execution, configured, dask_client, map_blocks
 pytest.importorskip("distributed")
 
 
+@pytest.fixture(autouse=True)
+def workers_forked_from_a_preloaded_server():
+    """The clusters' worker processes forked from a server process that imported the
+    libraries once (distributed's ``forkserver`` method, which its own test suite uses),
+    not each started as a new interpreter (``spawn``, the default): each is still a
+    process of its own that SIGKILL ends and its nanny replaces; the start saves the
+    imports of distributed, numpy and pandas in every worker and every replacement."""
+    import dask.config
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        yield
+
+
 @pytest.fixture
 def dask():
     """A new LocalCluster of two worker processes, one thread each, for each test (a

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -15,6 +13,7 @@ import pytest
 
 from puhui.claims import ledger
 from tests.ledgers import run_sql
+from tests.procs import python_c
 from puhui.claims.batch import run_batch
 from puhui.claims.direct import direct_payout
 from puhui.errors import InputError
@@ -75,8 +74,11 @@ def accumulators(url):
 
 
 def puhui_proc(*args):
-    return subprocess.Popen([sys.executable, "-m", "puhui", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """``puhui ARGS`` in a process of its own, forked with the claims stack imported
+    (tests/procs.py): stdout and stderr read by communicate()."""
+    from tests import procs
+
+    return procs.puhui(*args)
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +156,7 @@ def test_a_batch_and_four_direct_processes_at_once(city, tmp_path, new_ledger):
     procs = [puhui_proc("claims", "run", "--product", "huhuibao-2025", "--data", city,
                         "--ledger", url, "--batch", "b2", "--out", tmp_path / "o",
                         "--workers", 1, "--block-persons", 10)]
-    procs += [subprocess.Popen([sys.executable, "-c", DIRECT_SCRIPT, url, json.dumps(w)],
-                               stderr=subprocess.PIPE, text=True) for w in work]
+    procs += [python_c(DIRECT_SCRIPT, url, json.dumps(w), stdout=None) for w in work]
     errs = [p.communicate(timeout=300)[-1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 5, errs
     # the sequential run: the directs in the order the ledger recorded them

@@ -5,20 +5,23 @@ hash differs is exit 2 naming it, and a manifest without the relative paths (as 
 before session 19) still reproduces. Each success is a real re-run of the pricing (the
 small city, no backtest: about 8 s of CPU each)."""
 
+import contextlib
 import json
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
+
+from conftest import puhui
 
 pytestmark = pytest.mark.slow
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "puhui", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd)
+    """The command in this process (conftest.puhui: what it does, writes and says, not
+    the process itself), from ``cwd`` when given (the pricing's relative paths)."""
+    with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+        return puhui(*args)
 
 
 @pytest.fixture(scope="module")

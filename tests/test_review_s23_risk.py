@@ -305,18 +305,17 @@ def test_a_batch_killed_mid_way_then_resumed_splits_as_one_run(city, tmp_path, n
     entry split exactly once and every settlement's insurers on the fen-by-fen split."""
     import os
     import signal
-    import subprocess
-    import sys
 
     from puhui.claims.batch import run_batch
+    from tests.procs import python_c
 
     tight, thirds, f = _files(tmp_path)
     full = city[0]
     ref = f"sqlite:///{tmp_path / 'ref.db'}"
     run_batch(thirds, f, full, ref, "k1", block_persons=20)
     url = new_ledger("k")
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(full), url, str(f)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # a process of its own, forked with the claims stack imported (tests/procs.py)
+    proc = python_c(KILL_SCRIPT, full, url, f, stdout="stream", stderr=None)
     killed = False
     for line in proc.stdout:
         k, n = map(int, line.split()[1:])

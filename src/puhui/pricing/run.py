@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import tempfile
 from pathlib import Path
 
 from puhui import __version__
@@ -412,11 +411,16 @@ def reproduce(manifest_file: str | Path, progress=None, data: str | Path | None 
         "data": data_dir, "actuarial": actuarial_dir(), "product_file": product_file,
         "assumptions_file": a_file}))
     treaties = _locate_treaties(manifest_file, manifest)
-    with tempfile.TemporaryDirectory() as tmp:
-        figures = run_price(product_file, data_dir, tmp, seed=manifest["seed"],
-                            assumptions_file=a_file, policies=opts["policies"],
-                            progress=progress, backtest=backtest, treaties=treaties)
-    figures = json.loads(json.dumps(figures, ensure_ascii=False))
+    # the figures only, as run_price computes them before writing its files (the files
+    # are written after pricing.json's text, so they cannot change what is compared; the
+    # report's plots and the workbook were most of a small pricing's re-run)
+    from puhui.products.model import load_product
+    from puhui.reserving.treaty_basis import load_treaties
+
+    ts = load_treaties(treaties) if treaties is not None else None
+    result, _, _ = price_folder(load_product(product_file), data_dir, manifest["seed"], a_file,
+                                opts["policies"], progress, backtest, treaties=ts)
+    figures = json.loads(json.dumps(result.figures, ensure_ascii=False))
     diffs = _differences(original, figures)
     return not diffs, diffs
 
