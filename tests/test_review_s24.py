@@ -139,3 +139,32 @@ def test_the_locks_of_one_statement_are_taken_left_to_right(pg_url):
                 unit.close()
     finally:
         watch.close()
+
+
+def test_a_kept_executemany_naming_wanted_reads_the_few_ids(pg_url, monkeypatch):
+    """Inside :func:`puhui.claims.ledger._wanted` with a few ids, PostgreSQL has no
+    temporary table of them: every statement naming ``wanted`` must read the array. An
+    ``executemany`` did not (only ``execute`` and ``frame`` did): it read the temporary
+    table a larger call had left on the connection, empty, and silently touched no row
+    (or failed where there was none)."""
+    con = ledger.connect(pg_url)
+    try:
+        with ledger.unit_of_work(con):
+            con.executemany("INSERT INTO settlement_dates VALUES (?, ?)",
+                            [(f"W{i}", "2025-01-01") for i in range(5)])
+        # a large call first: the temporary table exists (and is emptied afterwards)
+        monkeypatch.setattr(ledger, "FEW_WANTED", 0)
+        with ledger._wanted(con, ["W0"]):
+            pass
+        monkeypatch.undo()
+        with ledger.unit_of_work(con):
+            with ledger._wanted(con, ["W1", "W2"]):
+                assert con.wanted_ids == ["W1", "W2"]
+                con.executemany("UPDATE settlement_dates SET setl_date = ? WHERE setl_id IN"
+                                " (SELECT setl_id FROM wanted)", [("2025-02-0%d" % d,)
+                                                                  for d in (2, 3)])
+        got = run_sql(pg_url, "SELECT setl_id, setl_date FROM settlement_dates ORDER BY 1")
+        assert got == [("W0", "2025-01-01"), ("W1", "2025-02-03"), ("W2", "2025-02-03"),
+                       ("W3", "2025-01-01"), ("W4", "2025-01-01")]
+    finally:
+        con.close()
