@@ -314,12 +314,18 @@ class PgConnection:
         if not rows:
             return
         self._ahead = {}
+        text = translate(sql)
+        if self.wanted_ids is not None and "wanted" in text:
+            # each row reads the few ids as the array, as :meth:`execute` does (there is
+            # no temporary table of them; one a larger call left is empty: review s24)
+            text, rows = (with_wanted(text, None, self.wanted_ids)[0],
+                          [self._named(text, r)[1] for r in rows])
         if self._writing:
-            self._pending.append(("many", translate(sql), rows))
+            self._pending.append(("many", text, rows))
             return
         try:
             with self._con.cursor() as cur:
-                cur.executemany(translate(sql), rows)
+                cur.executemany(text, rows)
         except BaseException:
             self._failed()
             raise
