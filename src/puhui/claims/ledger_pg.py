@@ -257,9 +257,8 @@ class PgConnection:
             return
         self._ahead = {}
         self._flush()
-        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         try:
-            self._con.execute(f"SELECT {fn}(%s)", (lock_key(name),))
+            self._con.execute(*locks_statement([(lock_key(name), shared)]))
         except BaseException:
             self._failed()
             raise
